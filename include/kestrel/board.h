@@ -1,0 +1,44 @@
+/* The board: fixed addresses, ports and interrupt lines every part agrees on. */
+#ifndef KESTREL_BOARD_H
+#define KESTREL_BOARD_H
+
+/* ISA interrupt lines (GSI = ISA IRQ through the IOAPIC, IRQ0 overridden to GSI 2). */
+#define BOARD_IRQ_COM1      4
+#define BOARD_IRQ_RTC       8
+#define BOARD_IRQ_SCI       9
+#define BOARD_IRQ_KBD       1
+#define BOARD_IOAPIC_PINS   24
+
+/* Port I/O */
+#define BOARD_PORT_COM1     0x3f8
+#define BOARD_PORT_I8042_DATA 0x60
+#define BOARD_PORT_I8042_CMD  0x64
+#define BOARD_PORT_RTC      0x70      /* 0x70 index, 0x71 data */
+#define BOARD_PORT_POST     0x80
+#define BOARD_PORT_DEBUG_EXIT 0xf4    /* QEMU isa-debug-exit compatible: write V -> exit (V<<1)|1 */
+#define BOARD_PORT_ACPI_PM  0x600     /* PM1a_EVT 0x600 (4), PM1a_CNT 0x604 (2), PM_TMR 0x608 (4) */
+#define BOARD_PORT_PM1A_EVT 0x600
+#define BOARD_PORT_PM1A_CNT 0x604
+#define BOARD_PORT_PM_TMR   0x608
+#define BOARD_PORT_RESET    0xcf9     /* FADT RESET_REG, value 0x06 */
+#define BOARD_PORT_PCI_ADDR 0xcf8
+#define BOARD_PORT_PCI_DATA 0xcfc
+#define BOARD_ACPI_S5_TYP   0         /* SLP_TYP written for S5 (as QEMU's PIIX4 DSDT) */
+
+/* MMIO */
+#define BOARD_IOAPIC_BASE   0xfec00000ULL
+#define BOARD_LAPIC_BASE    0xfee00000ULL
+#define BOARD_PCI_MMIO_BASE 0xc0000000ULL  /* 32-bit BAR window: hole start .. IOAPIC */
+#define BOARD_PCI_MMIO_END  0xfec00000ULL
+
+/* Low memory used by the loaders and firmware tables. */
+#define BOARD_GDT_ADDR      0x500
+#define BOARD_BOOT_PARAMS   0x7000     /* zero page / PVH start_info / multiboot info */
+#define BOARD_CMDLINE_ADDR  0x20000
+#define BOARD_CMDLINE_MAX   0x10000
+#define BOARD_PML4_ADDR     0x9000     /* 0x9000 PML4, 0xa000 PDPT, 0xb000.. PDs (4 GiB identity map) */
+#define BOARD_EBDA_START    0x9fc00
+#define BOARD_ACPI_BASE     0xe0000    /* RSDP then tables, inside the reserved BIOS area */
+#define BOARD_ACPI_SIZE     0x20000
+#define BOARD_KERNEL_ADDR   0x100000
+#endif

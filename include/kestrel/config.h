@@ -1,0 +1,60 @@
+/* VM configuration: from command-line flags or a JSON file, validated before anything starts. */
+#ifndef KESTREL_CONFIG_H
+#define KESTREL_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "kestrel/util.h"
+
+enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
+enum boot_entry { BOOT_ENTRY_64, BOOT_ENTRY_32 };
+enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
+
+#define CONFIG_MAX_CPUS 64
+#define CONFIG_MEM_DEFAULT MiB(512)
+#define CONFIG_MEM_MIN MiB(16)
+#define CONFIG_MEM_MAX GiB(1024)
+#define CONFIG_MEM_ALIGN MiB(2)      /* --mem is rounded up to this */
+#define CONFIG_CMDLINE_MAX 65535     /* bytes, without the NUL */
+#define CONFIG_NAME_MAX 64
+
+struct vm_config {
+	char *name;
+	char *kernel;
+	char *initrd;
+	char *cmdline;
+	uint64_t mem_size;        /* bytes */
+	unsigned cpus;
+	enum serial_kind serial;
+	char *serial_path;        /* SERIAL_FILE */
+	enum boot_entry boot_entry;
+	enum on_reboot on_reboot;
+	bool hugepages;
+	bool quiet;
+	bool stats;
+	uint64_t timeout_ms;      /* 0: none */
+	bool help;                /* --help/-h seen: print config_usage_run, exit 0 */
+};
+
+/* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit
+ * write of V exits with (V << 1) | 1, as QEMU's isa-debug-exit. */
+#define EXIT_USAGE 2        /* bad flags/config/files, before anything starts */
+#define EXIT_VM_ERROR 3     /* triple fault, KVM internal error, unhandled exit */
+#define EXIT_TIMEOUT 124    /* --timeout reached (as timeout(1)) */
+
+void config_defaults(struct vm_config *c);
+void config_free(struct vm_config *c);
+/* Parse `kestrel run` arguments (argv[0] is "run"). On error, writes one line
+ * to err (what and where) and returns -EINVAL. --config FILE is merged first,
+ * flags after it override. The struct may be partly filled on error:
+ * config_free it either way. With --help anywhere, only c->help is set. */
+int config_parse_run(struct vm_config *c, int argc, char **argv, char *err, size_t errlen) WARN_UNUSED;
+int config_load_json(struct vm_config *c, const char *path, char *err, size_t errlen) WARN_UNUSED;
+/* Cross-field and environment checks (files exist and are readable, sizes). */
+int config_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
+void config_usage_run(FILE *f);
+/* "60s", "5m", "1500ms", "2h"; a plain number is seconds. 0 or -EINVAL. */
+int config_parse_duration(const char *s, uint64_t *ms) WARN_UNUSED;
+
+#endif

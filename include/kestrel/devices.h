@@ -1,0 +1,48 @@
+/* Constructors of the board's emulated devices. Each returns a device the
+ * machine inserts on a bus; everything a device needs from outside comes in
+ * through these parameters (irq lines, vm_ctl, clocks, fds). */
+#ifndef KESTREL_DEVICES_H
+#define KESTREL_DEVICES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "kestrel/device.h"
+
+struct bus;
+
+/* 16550A UART. out_fd: where transmitted bytes go (-1: discard). */
+struct device *uart_create(const struct irq_line *irq, int out_fd);
+/* Feed received bytes (from the input thread); returns bytes accepted (FIFO space). */
+size_t uart_receive(struct device *dev, const uint8_t *buf, size_t len);
+/* Whether the guest can take more input (FIFO not full). */
+int uart_can_receive(struct device *dev);
+
+/* MC146818 CMOS RTC. wall(): seconds since the epoch (host time, or a fake in tests).
+ * mem_below_4g / mem_above_4g fill the CMOS memory-size bytes firmware reads. */
+struct device *rtc_create(const struct irq_line *irq, time_t (*wall)(void),
+			  uint64_t mem_below_4g, uint64_t mem_above_4g);
+
+/* i8042 keyboard controller: status/command, A20, and the reset line
+ * (command 0xFE -> vm_ctl reset). */
+struct device *i8042_create(const struct irq_line *kbd_irq, const struct vm_ctl *ctl);
+
+/* ACPI PM1a event/control and PM timer at BOARD_PORT_ACPI_PM; SLP_EN with
+ * SLP_TYP S5 -> poweroff. Also the 0xCF9 reset control register (separate region).
+ * now_ns(): monotonic clock for the 3.579545 MHz PM timer. */
+struct device *acpi_pm_create(const struct irq_line *sci, const struct vm_ctl *ctl,
+			      uint64_t (*now_ns)(void));
+/* Raise the power-button event (PM1 PWRBTN_STS) so the guest's ACPI shuts down. */
+void acpi_pm_power_button(struct device *dev);
+
+/* Debug-exit port: write V -> vm_ctl DEBUG_EXIT with code (V<<1)|1. */
+struct device *debug_exit_create(const struct vm_ctl *ctl);
+
+/* Port 0x80 and other write-only sinks that must not count as unhandled. */
+struct device *sink_create(const char *name);
+
+/* PCI configuration mechanism #1 and bus 0 with a host bridge at 00:00.0. */
+struct pci_dev;
+struct device *pci_host_create(void);
+
+#endif

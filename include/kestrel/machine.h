@@ -1,0 +1,26 @@
+/* The PC board kestrel emulates, wired in one place. */
+#ifndef KESTREL_MACHINE_H
+#define KESTREL_MACHINE_H
+
+#include <stdint.h>
+
+#include "kestrel/config.h"
+#include "kestrel/vm.h"
+
+struct machine {
+	struct vm vm;
+	const struct vm_config *cfg;
+	struct device *uart, *rtc, *i8042, *pm, *debug_exit, *post, *pci;
+	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
+	int serial_out_fd;       /* -1: discard */
+	bool own_serial_out;
+	uint8_t *kernel, *initrd;
+	size_t kernel_len, initrd_len;
+};
+
+/* Everything up to (not including) starting the vCPUs; one error line in err. */
+int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen) WARN_UNUSED;
+void machine_destroy(struct machine *m);
+/* Reload the kernel, RAM and device state for a guest reset (--on-reboot restart). */
+
+#endif

@@ -1,0 +1,37 @@
+/* Device state as data: sections {id, version, length} of little-endian fields.
+ * Readers treat every field as untrusted (bounds-checked getters). */
+#ifndef KESTREL_STATE_H
+#define KESTREL_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kestrel/util.h"
+
+struct state_buf {
+	uint8_t *data;
+	size_t len;   /* bytes written (writer) or available (reader) */
+	size_t cap;   /* writer capacity */
+	size_t pos;   /* reader position */
+	bool error;   /* sticky: allocation failure or read past end */
+};
+
+void state_put_u8(struct state_buf *b, uint8_t v);
+void state_put_u16(struct state_buf *b, uint16_t v);
+void state_put_u32(struct state_buf *b, uint32_t v);
+void state_put_u64(struct state_buf *b, uint64_t v);
+void state_put_bytes(struct state_buf *b, const void *p, size_t n);
+uint8_t state_get_u8(struct state_buf *b);
+uint16_t state_get_u16(struct state_buf *b);
+uint32_t state_get_u32(struct state_buf *b);
+uint64_t state_get_u64(struct state_buf *b);
+void state_get_bytes(struct state_buf *b, void *p, size_t n);
+void state_free(struct state_buf *b);
+
+/* Section framing: begin writes {id, version, length placeholder}; end patches length.
+ * state_section_open checks id and that version <= max_version; returns the version or -EINVAL. */
+size_t state_section_begin(struct state_buf *b, uint32_t id, uint32_t version);
+void state_section_end(struct state_buf *b, size_t mark);
+int state_section_open(struct state_buf *b, uint32_t id, uint32_t max_version) WARN_UNUSED;
+
+#endif

@@ -1,0 +1,73 @@
+/* The VM: the KVM handles, guest RAM, the two buses and the vCPU threads. */
+#ifndef KESTREL_VM_H
+#define KESTREL_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kestrel/bus.h"
+#include "kestrel/device.h"
+#include "kestrel/guest_mem.h"
+
+enum vcpu_exit_stat {
+	STAT_EXIT_IO, STAT_EXIT_MMIO, STAT_EXIT_HLT, STAT_EXIT_INTR, STAT_EXIT_SHUTDOWN,
+	STAT_EXIT_OTHER, STAT_EXIT_NR
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+	uint64_t exits[STAT_EXIT_NR];
+};
+
+/* Register state the boot loader asks for on the boot vCPU. */
+enum boot_cpu_mode { BOOT_CPU_PROT32, BOOT_CPU_LONG64 };
+struct boot_cpu_state {
+	enum boot_cpu_mode mode;
+	uint64_t rip, rsp, rax, rbx, rsi;
+	uint64_t cr3;      /* LONG64: page-table root built by the loader */
+};
+
+struct vm {
+	int kvm_fd, vm_fd;
+	int run_size;
+	unsigned ncpus;
+	struct guest_mem gm;
+	struct bus pio, mmio;
+	struct vcpu *vcpus;
+	struct kvm_cpuid2 *cpuid;   /* KVM_GET_SUPPORTED_CPUID, adjusted per vCPU at setup */
+
+	/* Stop request: the first one wins; the main thread waits on cond. */
+	pthread_mutex_t stop_lock;
+	pthread_cond_t stop_cond;
+	bool stop_requested;
+	enum vm_stop_reason stop_why;
+	int stop_code;
+	struct vm_ctl ctl;          /* handed to devices */
+};
+
+int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
+	      char *err, size_t errlen) WARN_UNUSED;
+void vm_destroy(struct vm *vm);
+/* Set the boot vCPU's registers (vCPU 0); the APs wait for INIT/SIPI. */
+int vm_setup_boot_cpu(struct vm *vm, const struct boot_cpu_state *bs) WARN_UNUSED;
+int vm_start(struct vm *vm) WARN_UNUSED;
+/* Stop and join every vCPU thread. */
+void vm_stop_vcpus(struct vm *vm);
+void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code);
+/* Interrupt line for devices: KVM_IRQ_LINE on the in-kernel PIC/IOAPIC. */
+void vm_irq_set(void *opaque, uint32_t gsi, int level);
+/* Wait for a stop request; timeout_ms 0 = forever. Returns false on timeout. */
+bool vm_wait_stop(struct vm *vm, uint64_t timeout_ms);
+void vm_print_stats(struct vm *vm, FILE *f);
+
+#endif

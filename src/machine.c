@@ -1,0 +1,221 @@
+/* The board as a list: RAM, ACPI tables, the ISA devices on their ports and
+ * interrupt lines, the PCI host bridge, and the kernel loaded into RAM. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kestrel/acpi.h"
+#include "kestrel/board.h"
+#include "kestrel/boot.h"
+#include "kestrel/devices.h"
+#include "kestrel/machine.h"
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static time_t wall_time(void)
+{
+	return time(NULL);
+}
+
+static struct irq_line machine_irq(struct machine *m, uint32_t gsi)
+{
+	return (struct irq_line){ vm_irq_set, &m->vm, gsi };
+}
+
+static int machine_open_serial(struct machine *m, char *err, size_t errlen)
+{
+	m->serial_out_fd = -1;
+	switch (m->cfg->serial) {
+	case SERIAL_STDIO:
+		m->serial_out_fd = STDOUT_FILENO;
+		return 0;
+	case SERIAL_FILE:
+		m->serial_out_fd = open(m->cfg->serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (m->serial_out_fd < 0) {
+			snprintf(err, errlen, "--serial: %s: %s", m->cfg->serial_path, strerror(errno));
+			return -errno;
+		}
+		m->own_serial_out = true;
+		return 0;
+	case SERIAL_NONE:
+		return 0;
+	}
+	return 0;
+}
+
+/* Insert or fail with the device's name: overlaps are wiring bugs. */
+static int attach(struct bus *bus, uint64_t base, uint64_t len, struct device *dev, int region,
+		  char *err, size_t errlen)
+{
+	int ret;
+
+	if (!dev) {
+		snprintf(err, errlen, "out of memory creating devices");
+		return -ENOMEM;
+	}
+	ret = bus_insert(bus, base, len, dev, region);
+	if (ret)
+		snprintf(err, errlen, "%s: cannot attach at %#llx: %s", dev->ops->name,
+			 (unsigned long long)base, strerror(-ret));
+	return ret;
+}
+
+static int machine_create_devices(struct machine *m, char *err, size_t errlen)
+{
+	struct bus *pio = &m->vm.pio;
+	uint64_t low = m->vm.gm.r[0].size, high = m->vm.gm.nr > 1 ? m->vm.gm.r[1].size : 0;
+	int ret = 0;
+
+	m->irq_com1 = machine_irq(m, BOARD_IRQ_COM1);
+	m->irq_rtc = machine_irq(m, BOARD_IRQ_RTC);
+	m->irq_kbd = machine_irq(m, BOARD_IRQ_KBD);
+	m->irq_sci = machine_irq(m, BOARD_IRQ_SCI);
+
+	m->uart = uart_create(&m->irq_com1, m->serial_out_fd);
+	m->rtc = rtc_create(&m->irq_rtc, wall_time, low, high);
+	m->i8042 = i8042_create(&m->irq_kbd, &m->vm.ctl);
+	m->pm = acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns);
+	m->debug_exit = debug_exit_create(&m->vm.ctl);
+	m->post = sink_create("post");
+	m->pci = pci_host_create();
+
+	ret = ret ?: attach(pio, BOARD_PORT_COM1, 8, m->uart, 0, err, errlen);
+	ret = ret ?: attach(pio, BOARD_PORT_RTC, 2, m->rtc, 0, err, errlen);
+	ret = ret ?: attach(pio, BOARD_PORT_I8042_DATA, 1, m->i8042, 0, err, errlen);
+	ret = ret ?: attach(pio, BOARD_PORT_I8042_CMD, 1, m->i8042, 1, err, errlen);
+	ret = ret ?: attach(pio, BOARD_PORT_ACPI_PM, 12, m->pm, 0, err, errlen);
+	ret = ret ?: attach(pio, BOARD_PORT_RESET, 1, m->pm, 1, err, errlen);
+	ret = ret ?: attach(pio, BOARD_PORT_DEBUG_EXIT, 4, m->debug_exit, 0, err, errlen);
+	ret = ret ?: attach(pio, BOARD_PORT_POST, 1, m->post, 0, err, errlen);
+	ret = ret ?: attach(pio, BOARD_PORT_PCI_ADDR, 1, m->pci, 0, err, errlen);
+	ret = ret ?: attach(pio, BOARD_PORT_PCI_DATA, 4, m->pci, 1, err, errlen);
+	return ret;
+}
+
+static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
+{
+	struct acpi_board b = {
+		.ncpus = m->cfg->cpus,
+		.pci_mmio_base = BOARD_PCI_MMIO_BASE,
+		.pci_mmio_end = BOARD_PCI_MMIO_END,
+	};
+	void *buf = gm_ptr(&m->vm.gm, BOARD_ACPI_BASE, BOARD_ACPI_SIZE);
+	long n;
+
+	if (!buf)
+		return -EFAULT;
+	n = acpi_build(buf, BOARD_ACPI_SIZE, BOARD_ACPI_BASE, &b);
+	if (n < 0) {
+		snprintf(err, errlen, "building ACPI tables: %s", strerror((int)-n));
+		return (int)n;
+	}
+	return 0;
+}
+
+static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
+{
+	struct e820_entry e820[E820_MAX];
+	struct boot_cpu_state cpu;
+	struct boot_input in = {
+		.kernel = m->kernel, .kernel_len = m->kernel_len,
+		.initrd = m->initrd, .initrd_len = m->initrd_len,
+		.cmdline = m->cfg->cmdline ? m->cfg->cmdline : "",
+		.entry = m->cfg->boot_entry,
+		.rsdp = BOARD_ACPI_BASE,
+	};
+	char lerr[200] = "";
+	int ret;
+
+	in.e820 = e820;
+	in.ne820 = boot_e820(&m->vm.gm, e820, E820_MAX);
+	ret = boot_load(&m->vm.gm, &in, &cpu, lerr, sizeof(lerr));
+	if (ret) {
+		snprintf(err, errlen, "--kernel: %s: %s", m->cfg->kernel, lerr[0] ? lerr : strerror(-ret));
+		return ret;
+	}
+	ret = vm_setup_boot_cpu(&m->vm, &cpu);
+	if (ret)
+		snprintf(err, errlen, "setting up the boot vCPU: %s", strerror(-ret));
+	return ret;
+}
+
+static int machine_read_images(struct machine *m, char *err, size_t errlen)
+{
+	int ret = read_file(m->cfg->kernel, &m->kernel, &m->kernel_len);
+
+	if (ret) {
+		snprintf(err, errlen, "--kernel: %s: %s", m->cfg->kernel, strerror(-ret));
+		return ret;
+	}
+	if (boot_detect(m->kernel, m->kernel_len) == BOOT_FMT_UNKNOWN) {
+		snprintf(err, errlen, "--kernel: %s: not a bzImage, an ELF vmlinux with a PVH note, "
+			 "or a Multiboot kernel", m->cfg->kernel);
+		return -ENOEXEC;
+	}
+	if (!m->cfg->initrd)
+		return 0;
+	ret = read_file(m->cfg->initrd, &m->initrd, &m->initrd_len);
+	if (ret)
+		snprintf(err, errlen, "--initrd: %s: %s", m->cfg->initrd, strerror(-ret));
+	return ret;
+}
+
+int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen)
+{
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	m->cfg = cfg;
+	m->serial_out_fd = -1;
+	m->vm.kvm_fd = m->vm.vm_fd = -1;
+	ret = machine_read_images(m, err, errlen);
+	if (ret)
+		return ret;
+	ret = vm_create(&m->vm, cfg->mem_size, cfg->cpus, cfg->hugepages, err, errlen);
+	if (ret)
+		return ret;
+	ret = machine_open_serial(m, err, errlen);
+	if (ret)
+		return ret;
+	ret = machine_create_devices(m, err, errlen);
+	if (ret)
+		return ret;
+	ret = machine_write_acpi(m, err, errlen);
+	if (ret)
+		return ret;
+	return machine_load_kernel(m, err, errlen);
+}
+
+static void device_free(struct device *dev)
+{
+	if (dev && dev->ops->destroy)
+		dev->ops->destroy(dev);
+}
+
+void machine_destroy(struct machine *m)
+{
+	vm_stop_vcpus(&m->vm);
+	device_free(m->uart);
+	device_free(m->rtc);
+	device_free(m->i8042);
+	device_free(m->pm);
+	device_free(m->debug_exit);
+	device_free(m->post);
+	device_free(m->pci);
+	vm_destroy(&m->vm);
+	if (m->own_serial_out && m->serial_out_fd >= 0)
+		close(m->serial_out_fd);
+	free(m->kernel);
+	free(m->initrd);
+	memset(m, 0, sizeof(*m));
+}

@@ -1,0 +1,149 @@
+/* kestrel: one worker process per VM. `kestrel run` validates everything,
+ * builds the machine, runs the vCPUs and maps how the guest stopped to the
+ * process exit code. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kestrel/config.h"
+#include "kestrel/console.h"
+#include "kestrel/machine.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kestrel run [OPTIONS]     boot a VM (kestrel help run lists the options)\n"
+		"       kestrel help [run]\n"
+		"       kestrel --version\n");
+}
+
+static const char *stop_name(enum vm_stop_reason why)
+{
+	switch (why) {
+	case VM_STOP_POWEROFF: return "guest powered off";
+	case VM_STOP_RESET: return "guest reset";
+	case VM_STOP_DEBUG_EXIT: return "guest wrote the debug-exit port";
+	case VM_STOP_ERROR: return "VM error";
+	case VM_STOP_SIGNAL: return "host signal";
+	case VM_STOP_TIMEOUT: return "--timeout reached";
+	}
+	return "?";
+}
+
+/* One boot of the guest; returns the stop reason and sets *code. */
+static enum vm_stop_reason run_once(const struct vm_config *cfg, int *code, int *fatal)
+{
+	struct machine m;
+	struct console con;
+	char err[512] = "";
+	enum vm_stop_reason why;
+	int ret;
+
+	*fatal = 0;
+	ret = machine_create(&m, cfg, err, sizeof(err));
+	if (ret) {
+		kerr("%s", err[0] ? err : strerror(-ret));
+		machine_destroy(&m);
+		*fatal = EXIT_USAGE;
+		return VM_STOP_ERROR;
+	}
+	ret = console_start(&con, cfg->serial == SERIAL_STDIO ? m.uart : NULL, &m.vm.ctl);
+	if (ret == 0)
+		ret = vm_start(&m.vm);
+	if (ret) {
+		kerr("starting the VM: %s", strerror(-ret));
+		console_stop(&con);
+		machine_destroy(&m);
+		*fatal = EXIT_VM_ERROR;
+		return VM_STOP_ERROR;
+	}
+	if (!vm_wait_stop(&m.vm, cfg->timeout_ms))
+		vm_request_stop_cb(&m.vm, VM_STOP_TIMEOUT, EXIT_TIMEOUT);
+	vm_stop_vcpus(&m.vm);
+	console_stop(&con);
+	why = m.vm.stop_why;
+	*code = m.vm.stop_code;
+	kdebug("stopped: %s (code %d)", stop_name(why), *code);
+	if (cfg->stats)
+		vm_print_stats(&m.vm, stderr);
+	machine_destroy(&m);
+	return why;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct vm_config cfg;
+	char err[512] = "";
+	int code = 0, fatal = 0, exit_code;
+	enum vm_stop_reason why;
+
+	config_defaults(&cfg);
+	if (config_parse_run(&cfg, argc, argv, err, sizeof(err)) ||
+	    config_validate(&cfg, err, sizeof(err))) {
+		fprintf(stderr, "kestrel: %s\n", err);
+		config_free(&cfg);
+		return EXIT_USAGE;
+	}
+	if (cfg.quiet)
+		log_threshold = LOG_ERR;
+	console_block_signals();
+	for (;;) {
+		why = run_once(&cfg, &code, &fatal);
+		if (fatal) {
+			exit_code = fatal;
+			break;
+		}
+		if (why == VM_STOP_RESET && cfg.on_reboot == ON_REBOOT_RESTART) {
+			kinfo("guest reset: restarting");
+			continue;
+		}
+		switch (why) {
+		case VM_STOP_POWEROFF:
+		case VM_STOP_RESET:
+			exit_code = 0;
+			break;
+		case VM_STOP_DEBUG_EXIT:
+		case VM_STOP_SIGNAL:
+			exit_code = code;
+			break;
+		case VM_STOP_TIMEOUT:
+			kerr("--timeout: the guest ran out of time; stopped");
+			exit_code = EXIT_TIMEOUT;
+			break;
+		default:
+			exit_code = EXIT_VM_ERROR;
+			break;
+		}
+		break;
+	}
+	config_free(&cfg);
+	return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+	if (getenv("KESTREL_DEBUG"))
+		log_threshold = LOG_DEBUG;
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("kestrel %s\n", KESTREL_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		if (argc > 2 && !strcmp(argv[2], "run"))
+			config_usage_run(stdout);
+		else
+			usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
+	fprintf(stderr, "kestrel: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,271 @@
+/* vCPU threads: initial register state, the KVM_RUN loop, exit dispatch to the
+ * buses, and the register dump printed when the guest dies. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "kestrel/board.h"
+#include "kestrel/vm.h"
+
+#define SIG_VCPU_KICK SIGUSR1
+
+#define MSR_IA32_MISC_ENABLE 0x000001a0
+#define MSR_IA32_MISC_ENABLE_FAST_STRING 1ULL
+#define X86_CR0_PE (1ULL << 0)
+#define X86_CR0_ET (1ULL << 4)
+#define X86_CR0_PG (1ULL << 31)
+#define X86_CR4_PAE (1ULL << 5)
+#define EFER_LME (1ULL << 8)
+#define EFER_LMA (1ULL << 10)
+
+/* Flat segments matching the GDT the loaders write at BOARD_GDT_ADDR:
+ * 0x08 64-bit code, 0x10 code (64- or 32-bit per boot mode), 0x18 data, 0x20 TSS. */
+static struct kvm_segment seg_flat(uint16_t sel, uint8_t type, bool code64)
+{
+	return (struct kvm_segment){
+		.base = 0, .limit = 0xffffffff, .selector = sel, .type = type,
+		.present = 1, .dpl = 0, .db = code64 ? 0 : 1, .s = 1, .l = code64, .g = 1,
+	};
+}
+
+static int vcpu_set_msrs(struct vcpu *c)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[1];
+	} m = { .hdr.nmsrs = 1, .e = { { .index = MSR_IA32_MISC_ENABLE,
+					 .data = MSR_IA32_MISC_ENABLE_FAST_STRING } } };
+
+	return ioctl(c->fd, KVM_SET_MSRS, &m) == 1 ? 0 : -EIO;
+}
+
+static int vcpu_set_fpu(struct vcpu *c)
+{
+	/* Power-on FPU state: FCW 0x37f, MXCSR 0x1f80 (SDM vol 3 table 9-1). */
+	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
+
+	return ioctl(c->fd, KVM_SET_FPU, &fpu) < 0 ? -errno : 0;
+}
+
+int vm_setup_boot_cpu(struct vm *vm, const struct boot_cpu_state *bs)
+{
+	struct vcpu *c = &vm->vcpus[0];
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = { 0 };
+	bool lm = bs->mode == BOOT_CPU_LONG64;
+	struct kvm_segment code = seg_flat(0x10, 0xb, lm), data = seg_flat(0x18, 0x3, false);
+
+	if (ioctl(c->fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	sregs.cs = code;
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
+	sregs.tr = (struct kvm_segment){ .selector = 0x20, .limit = 0x67, .type = 0xb, .present = 1 };
+	sregs.gdt.base = BOARD_GDT_ADDR;
+	sregs.gdt.limit = 5 * 8 - 1;
+	sregs.idt.base = 0;
+	sregs.idt.limit = 0;
+	sregs.cr0 = X86_CR0_PE | X86_CR0_ET;
+	sregs.cr4 = 0;
+	sregs.efer = 0;
+	if (lm) {
+		sregs.cr3 = bs->cr3;
+		sregs.cr4 |= X86_CR4_PAE;
+		sregs.cr0 |= X86_CR0_PG;
+		sregs.efer |= EFER_LME | EFER_LMA;
+	}
+	if (ioctl(c->fd, KVM_SET_SREGS, &sregs) < 0)
+		return -errno;
+
+	regs.rflags = 2; /* bit 1 is reserved-set; IF clear as every boot protocol asks */
+	regs.rip = bs->rip;
+	regs.rsp = bs->rsp;
+	regs.rax = bs->rax;
+	regs.rbx = bs->rbx;
+	regs.rsi = bs->rsi;
+	if (ioctl(c->fd, KVM_SET_REGS, &regs) < 0)
+		return -errno;
+	if (vcpu_set_fpu(c))
+		return -EIO;
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vcpu_set_msrs(&vm->vcpus[i]))
+			return -EIO;
+	return 0;
+}
+
+static void vcpu_dump(struct vcpu *c, const char *why)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+
+	kerr("vcpu%u: %s", c->id, why);
+	if (ioctl(c->fd, KVM_GET_REGS, &r) < 0 || ioctl(c->fd, KVM_GET_SREGS, &s) < 0)
+		return;
+	fprintf(stderr,
+		"kestrel: vcpu%u: rip=%016llx rsp=%016llx rflags=%08llx\n"
+		"kestrel: vcpu%u: rax=%016llx rbx=%016llx rcx=%016llx rdx=%016llx\n"
+		"kestrel: vcpu%u: rsi=%016llx rdi=%016llx rbp=%016llx\n"
+		"kestrel: vcpu%u: cs=%04x(base %llx l%d db%d) ss=%04x cr0=%llx cr2=%llx cr3=%llx cr4=%llx efer=%llx\n",
+		c->id, r.rip, r.rsp, r.rflags, c->id, r.rax, r.rbx, r.rcx, r.rdx, c->id, r.rsi,
+		r.rdi, r.rbp, c->id, s.cs.selector, s.cs.base, s.cs.l, s.cs.db, s.ss.selector,
+		s.cr0, s.cr2, s.cr3, s.cr4, s.efer);
+}
+
+static void vcpu_handle_io(struct vcpu *c)
+{
+	struct kvm_run *run = c->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	unsigned size = run->io.size;
+
+	/* data_offset/count/size come from KVM, not the guest; still keep the
+	 * access inside the shared page. */
+	if ((uint64_t)run->io.data_offset + (uint64_t)run->io.count * size > (uint64_t)c->vm->run_size)
+		return;
+	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
+		if (run->io.direction == KVM_EXIT_IO_OUT)
+			bus_write(&c->vm->pio, run->io.port, data, size);
+		else
+			bus_read(&c->vm->pio, run->io.port, data, size);
+	}
+}
+
+static void vcpu_handle_mmio(struct vcpu *c)
+{
+	struct kvm_run *run = c->run;
+
+	if (run->mmio.len > 8)
+		return;
+	if (run->mmio.is_write)
+		bus_write(&c->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+	else
+		bus_read(&c->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
+}
+
+/* One exit; returns false when the vCPU must stop. */
+static bool vcpu_handle_exit(struct vcpu *c)
+{
+	struct kvm_run *run = c->run;
+	char why[96];
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		c->exits[STAT_EXIT_IO]++;
+		vcpu_handle_io(c);
+		return true;
+	case KVM_EXIT_MMIO:
+		c->exits[STAT_EXIT_MMIO]++;
+		vcpu_handle_mmio(c);
+		return true;
+	case KVM_EXIT_INTR:
+		c->exits[STAT_EXIT_INTR]++;
+		return true;
+	case KVM_EXIT_HLT:
+		/* Only without an in-kernel LAPIC; a halted CPU with nothing to wake it. */
+		c->exits[STAT_EXIT_HLT]++;
+		vm_request_stop_cb(c->vm, VM_STOP_POWEROFF, 0);
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		c->exits[STAT_EXIT_SHUTDOWN]++;
+		vcpu_dump(c, "triple fault (KVM_EXIT_SHUTDOWN)");
+		vm_request_stop_cb(c->vm, VM_STOP_ERROR, 0);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		vm_request_stop_cb(c->vm, run->system_event.type == KVM_SYSTEM_EVENT_RESET ?
+				   VM_STOP_RESET : VM_STOP_POWEROFF, 0);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(why, sizeof(why), "KVM internal error, suberror %u", run->internal.suberror);
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(why, sizeof(why), "VM entry failed, hardware reason 0x%llx",
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		break;
+	default:
+		snprintf(why, sizeof(why), "unhandled exit reason %u", run->exit_reason);
+		break;
+	}
+	c->exits[STAT_EXIT_OTHER]++;
+	vcpu_dump(c, why);
+	vm_request_stop_cb(c->vm, VM_STOP_ERROR, 0);
+	return false;
+}
+
+static bool vm_stopping(struct vm *vm)
+{
+	return __atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE);
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *c = arg;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIG_VCPU_KICK);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	while (!vm_stopping(c->vm)) {
+		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				c->run->immediate_exit = 0;
+				continue;
+			}
+			vcpu_dump(c, strerror(errno));
+			vm_request_stop_cb(c->vm, VM_STOP_ERROR, 0);
+			break;
+		}
+		if (!vcpu_handle_exit(c))
+			break;
+	}
+	return NULL;
+}
+
+static void vcpu_kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int vm_start(struct vm *vm)
+{
+	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+	sigset_t set;
+
+	/* No SA_RESTART: the kick must make KVM_RUN return EINTR. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIG_VCPU_KICK, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, SIG_VCPU_KICK);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* only vCPU threads take the kick */
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		int ret = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+
+		if (ret) {
+			vm_request_stop_cb(vm, VM_STOP_ERROR, 0);
+			vm_stop_vcpus(vm);
+			return -ret;
+		}
+		vm->vcpus[i].started = true;
+	}
+	return 0;
+}
+
+void vm_stop_vcpus(struct vm *vm)
+{
+	if (!vm->vcpus)
+		return;
+	vm_request_stop_cb(vm, VM_STOP_POWEROFF, 0); /* no-op if a reason is already set */
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+
+		if (!c->started)
+			continue;
+		/* immediate_exit closes the race where the kick lands before KVM_RUN. */
+		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_RELEASE);
+		pthread_kill(c->thread, SIG_VCPU_KICK);
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		if (vm->vcpus[i].started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+		vm->vcpus[i].started = false;
+	}
+}

@@ -1,0 +1,291 @@
+/* VM lifetime on raw KVM ioctls: capabilities, RAM slots, in-kernel irqchip
+ * and PIT, vCPU creation, stop requests and interrupt lines. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kestrel/cpuid.h"
+#include "kestrel/vm.h"
+
+/* Addresses KVM needs for its real-mode/TSS tricks on Intel; inside the PCI
+ * hole just below the BIOS area, never RAM (as QEMU and Firecracker place them). */
+#define KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
+#define KVM_TSS_ADDR          0xfeffd000ULL
+
+static void errf(char *err, size_t len, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void errf(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+}
+
+struct kvm_cap_need {
+	int cap;
+	const char *what;
+};
+
+/* What kestrel relies on; every one is in mainline KVM since 2.6.x–4.x. */
+static const struct kvm_cap_need kvm_caps_needed[] = {
+	{ KVM_CAP_IRQCHIP, "in-kernel irqchip (KVM_CAP_IRQCHIP)" },
+	{ KVM_CAP_PIT2, "in-kernel PIT (KVM_CAP_PIT2)" },
+	{ KVM_CAP_USER_MEMORY, "user memory slots (KVM_CAP_USER_MEMORY)" },
+	{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
+	{ KVM_CAP_EXT_CPUID, "KVM_GET_SUPPORTED_CPUID (KVM_CAP_EXT_CPUID)" },
+	{ KVM_CAP_IRQ_ROUTING, "GSI routing (KVM_CAP_IRQ_ROUTING)" },
+	{ KVM_CAP_IOEVENTFD, "ioeventfd (KVM_CAP_IOEVENTFD)" },
+	{ KVM_CAP_IRQFD, "irqfd (KVM_CAP_IRQFD)" },
+};
+
+static int vm_check_kvm(struct vm *vm, unsigned ncpus, char *err, size_t errlen)
+{
+	int v, max;
+
+	v = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (v != KVM_API_VERSION) {
+		errf(err, errlen, "/dev/kvm: API version %d, kestrel needs %d", v, KVM_API_VERSION);
+		return -ENOTSUP;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(kvm_caps_needed); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, kvm_caps_needed[i].cap) <= 0) {
+			errf(err, errlen, "/dev/kvm: missing %s", kvm_caps_needed[i].what);
+			return -ENOTSUP;
+		}
+	}
+	max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max <= 0)
+		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max <= 0)
+		max = 4; /* KVM's documented default when the capability is absent */
+	if (ncpus > (unsigned)max) {
+		errf(err, errlen, "--cpus: %u exceeds this host's KVM limit of %d", ncpus, max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int vm_map_ram(struct vm *vm, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->gm.nr; i++) {
+		struct kvm_userspace_memory_region mr = {
+			.slot = i,
+			.guest_phys_addr = vm->gm.r[i].gpa,
+			.memory_size = vm->gm.r[i].size,
+			.userspace_addr = (uintptr_t)vm->gm.r[i].hva,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
+			errf(err, errlen, "KVM_SET_USER_MEMORY_REGION slot %d: %s", i, strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ KVM_IDENTITY_MAP_ADDR }) < 0) {
+		errf(err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+		return -errno;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		errf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return -errno;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		errf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int vm_create_vcpus(struct vm *vm, char *err, size_t errlen)
+{
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size < (int)sizeof(struct kvm_run)) {
+		errf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		return -EIO;
+	}
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		int ret;
+
+		c->vm = vm;
+		c->id = i;
+		c->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
+		if (c->fd < 0) {
+			errf(err, errlen, "KVM_CREATE_VCPU %u: %s", i, strerror(errno));
+			return -errno;
+		}
+		c->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+		if (c->run == MAP_FAILED) {
+			c->run = NULL;
+			errf(err, errlen, "mmap vcpu %u: %s", i, strerror(errno));
+			return -errno;
+		}
+		ret = cpuid_setup_vcpu(c->fd, vm->cpuid, i, vm->ncpus);
+		if (ret < 0) {
+			errf(err, errlen, "KVM_SET_CPUID2 vcpu %u: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
+	      char *err, size_t errlen)
+{
+	int ret;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->ncpus = ncpus;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timeouts immune to clock steps */
+		pthread_cond_init(&vm->stop_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	vm->ctl = (struct vm_ctl){ vm_request_stop_cb, vm };
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		ret = -errno;
+		errf(err, errlen, "/dev/kvm: %s", strerror(errno));
+		return ret;
+	}
+	ret = vm_check_kvm(vm, ncpus, err, errlen);
+	if (ret)
+		return ret;
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		errf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		return ret;
+	}
+	ret = gm_init(&vm->gm, ram_size, hugepages);
+	if (ret) {
+		errf(err, errlen, "--mem: cannot map %llu MiB of guest RAM%s: %s",
+		     (unsigned long long)(ram_size >> 20), hugepages ? " with hugepages" : "",
+		     strerror(-ret));
+		return ret;
+	}
+	ret = vm_map_ram(vm, err, errlen);
+	if (ret)
+		return ret;
+	ret = vm_create_irqchip(vm, err, errlen);
+	if (ret)
+		return ret;
+	ret = cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
+	if (ret) {
+		errf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+		return ret;
+	}
+	return vm_create_vcpus(vm, err, errlen);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (vm->vcpus) {
+		for (unsigned i = 0; i < vm->ncpus; i++) {
+			if (vm->vcpus[i].run)
+				munmap(vm->vcpus[i].run, vm->run_size);
+			if (vm->vcpus[i].fd > 0)
+				close(vm->vcpus[i].fd);
+		}
+		free(vm->vcpus);
+	}
+	free(vm->cpuid);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	gm_destroy(&vm->gm);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	pthread_mutex_destroy(&vm->stop_lock);
+	pthread_cond_destroy(&vm->stop_cond);
+	vm->vcpus = NULL;
+	vm->cpuid = NULL;
+	vm->vm_fd = vm->kvm_fd = -1;
+}
+
+void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code)
+{
+	struct vm *vm = opaque;
+
+	pthread_mutex_lock(&vm->stop_lock);
+	if (!vm->stop_requested) {
+		vm->stop_requested = true;
+		vm->stop_why = why;
+		vm->stop_code = code;
+		pthread_cond_broadcast(&vm->stop_cond);
+	}
+	pthread_mutex_unlock(&vm->stop_lock);
+}
+
+bool vm_wait_stop(struct vm *vm, uint64_t timeout_ms)
+{
+	struct timespec ts;
+	bool stopped;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&vm->stop_lock);
+	while (!vm->stop_requested) {
+		if (!timeout_ms)
+			pthread_cond_wait(&vm->stop_cond, &vm->stop_lock);
+		else if (pthread_cond_timedwait(&vm->stop_cond, &vm->stop_lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	stopped = vm->stop_requested;
+	pthread_mutex_unlock(&vm->stop_lock);
+	return stopped;
+}
+
+void vm_irq_set(void *opaque, uint32_t gsi, int level)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_level irq = { .irq = gsi, .level = level };
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		kwarn("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
+}
+
+void vm_print_stats(struct vm *vm, FILE *f)
+{
+	static const char *names[STAT_EXIT_NR] = { "io", "mmio", "hlt", "intr", "shutdown", "other" };
+
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		fprintf(f, "kestrel: stats: vcpu%u exits:", i);
+		for (int s = 0; s < STAT_EXIT_NR; s++)
+			fprintf(f, " %s=%llu", names[s], (unsigned long long)vm->vcpus[i].exits[s]);
+		fputc('\n', f);
+	}
+	fprintf(f, "kestrel: stats: unhandled pio=%llu mmio=%llu\n",
+		(unsigned long long)vm->pio.unhandled, (unsigned long long)vm->mmio.unhandled);
+}
