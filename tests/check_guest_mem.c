@@ -1,0 +1,100 @@
+/* Guest memory layout and the bounds-checked accessor. */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kestrel/guest_mem.h"
+
+START_TEST(layout_small)
+{
+	struct guest_mem gm;
+
+	ck_assert_int_eq(gm_init(&gm, MiB(512), false), 0);
+	ck_assert_int_eq(gm.nr, 1);
+	ck_assert_uint_eq(gm.r[0].gpa, 0);
+	ck_assert_uint_eq(gm.r[0].size, MiB(512));
+	gm_destroy(&gm);
+}
+END_TEST
+
+START_TEST(layout_hole)
+{
+	struct guest_mem gm;
+
+	ck_assert_int_eq(gm_init(&gm, GiB(6), false), 0);
+	ck_assert_int_eq(gm.nr, 2);
+	ck_assert_uint_eq(gm.r[0].size, GM_LOWMEM_MAX);
+	ck_assert_uint_eq(gm.r[1].gpa, GM_HIGHMEM_BASE);
+	ck_assert_uint_eq(gm.r[1].size, GiB(6) - GM_LOWMEM_MAX);
+	/* The hole is not RAM. */
+	ck_assert_ptr_null(gm_ptr(&gm, GM_LOWMEM_MAX, 1));
+	ck_assert_ptr_null(gm_ptr(&gm, 0xfee00000, 4));
+	ck_assert_ptr_nonnull(gm_ptr(&gm, GM_HIGHMEM_BASE, 4096));
+	ck_assert_ptr_nonnull(gm_ptr(&gm, GM_HIGHMEM_BASE + gm.r[1].size - 1, 1));
+	ck_assert_ptr_null(gm_ptr(&gm, GM_HIGHMEM_BASE + gm.r[1].size, 1));
+	gm_destroy(&gm);
+}
+END_TEST
+
+START_TEST(lazy_64g)
+{
+	/* MAP_NORESERVE: a guest larger than this host's RAM must map. */
+	struct guest_mem gm;
+
+	ck_assert_int_eq(gm_init(&gm, GiB(64), false), 0);
+	ck_assert_uint_eq(gm.ram_size, GiB(64));
+	gm_destroy(&gm);
+}
+END_TEST
+
+START_TEST(bounds)
+{
+	struct guest_mem gm;
+	uint8_t buf[16] = { 1, 2, 3 };
+
+	ck_assert_int_eq(gm_init(&gm, MiB(16), false), 0);
+	ck_assert_ptr_nonnull(gm_ptr(&gm, 0, MiB(16)));
+	ck_assert_ptr_null(gm_ptr(&gm, 0, MiB(16) + 1));
+	ck_assert_ptr_null(gm_ptr(&gm, MiB(16) - 8, 16));        /* straddles the end */
+	ck_assert_ptr_null(gm_ptr(&gm, UINT64_MAX - 4, 16));      /* gpa + len wraps */
+	ck_assert_ptr_null(gm_ptr(&gm, 8, UINT64_MAX));           /* len alone huge */
+	ck_assert_ptr_nonnull(gm_ptr(&gm, MiB(16), 0));           /* empty range at the end */
+	ck_assert_int_eq(gm_write(&gm, MiB(16) - 3, buf, 3), 0);
+	ck_assert_int_eq(gm_write(&gm, MiB(16) - 2, buf, 3), -EFAULT);
+	memset(buf, 0, sizeof(buf));
+	ck_assert_int_eq(gm_read(&gm, MiB(16) - 3, buf, 3), 0);
+	ck_assert_int_eq(buf[0], 1);
+	ck_assert_int_eq(buf[2], 3);
+	gm_destroy(&gm);
+}
+END_TEST
+
+START_TEST(bad_sizes)
+{
+	struct guest_mem gm;
+
+	ck_assert_int_eq(gm_init(&gm, 0, false), -EINVAL);
+	ck_assert_int_eq(gm_init(&gm, 4097, false), -EINVAL);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("guest_mem");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, layout_small);
+	tcase_add_test(tc, layout_hole);
+	tcase_add_test(tc, lazy_64g);
+	tcase_add_test(tc, bounds);
+	tcase_add_test(tc, bad_sizes);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
