@@ -167,6 +167,14 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 
+	ret = gm_init(&vm->gm, ram_size, hugepages);
+	if (ret) {
+		errf(err, errlen, "--mem: cannot map %llu MiB of guest RAM%s: %s",
+		     (unsigned long long)(ram_size >> 20), hugepages ? " with hugepages" : "",
+		     strerror(-ret));
+		return ret;
+	}
+
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
 		ret = -errno;
@@ -180,13 +188,6 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
 	if (vm->vm_fd < 0) {
 		ret = -errno;
 		errf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
-		return ret;
-	}
-	ret = gm_init(&vm->gm, ram_size, hugepages);
-	if (ret) {
-		errf(err, errlen, "--mem: cannot map %llu MiB of guest RAM%s: %s",
-		     (unsigned long long)(ram_size >> 20), hugepages ? " with hugepages" : "",
-		     strerror(-ret));
 		return ret;
 	}
 	ret = vm_map_ram(vm, err, errlen);

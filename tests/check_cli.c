@@ -1,0 +1,202 @@
+/* The kestrel binary's user-facing errors: bad flags, files and configs exit 2
+ * with one line naming what and where, before any VM starts. No KVM needed. */
+#include <check.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char out[8192], errb[8192];
+static char tmpdir[] = "/tmp/kestrel-cli-XXXXXX";
+static char junk_kernel[256], mb_kernel[256];
+
+static int slurp(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	ssize_t r;
+
+	while (n + 1 < cap && (r = read(fd, buf + n, cap - 1 - n)) > 0)
+		n += r;
+	buf[n] = 0;
+	return (int)n;
+}
+
+/* Run kestrel with argv (NULL-terminated), optional address-space limit. */
+static int run_kestrel_limited(rlim_t as_limit, const char *const *argv)
+{
+	int po[2], pe[2], status;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(po), 0);
+	ck_assert_int_eq(pipe(pe), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		const char *args[32] = { KESTREL_BIN };
+		int i;
+
+		for (i = 0; argv[i] && i < 30; i++)
+			args[i + 1] = argv[i];
+		args[i + 1] = NULL;
+		if (as_limit) {
+			struct rlimit rl = { as_limit, as_limit };
+
+			setrlimit(RLIMIT_AS, &rl);
+		}
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		close(po[0]);
+		close(pe[0]);
+		execv(KESTREL_BIN, (char *const *)args);
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	slurp(po[0], out, sizeof(out));
+	slurp(pe[0], errb, sizeof(errb));
+	close(po[0]);
+	close(pe[0]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+#define KESTREL(...) run_kestrel_limited(0, (const char *const[]){ __VA_ARGS__, NULL })
+
+static int lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* Usage errors: exit 2, exactly one line on stderr containing `needle`. */
+static void assert_usage_error(int rc, const char *needle)
+{
+	ck_assert_msg(rc == 2, "exit %d, stderr: %s", rc, errb);
+	ck_assert_msg(lines(errb) == 1, "want one line, got: %s", errb);
+	ck_assert_msg(strstr(errb, needle) != NULL, "'%s' not in: %s", needle, errb);
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+static void setup(void)
+{
+	uint32_t mb[8] = { 0x1BADB002, 0x00010000, 0, 0x100000, 0x100000, 0, 0, 0x100020 };
+	char junk[4096];
+
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(junk_kernel, sizeof(junk_kernel), "%s/junk", tmpdir);
+	snprintf(mb_kernel, sizeof(mb_kernel), "%s/mb.bin", tmpdir);
+	memset(junk, 0x5a, sizeof(junk));
+	write_file(junk_kernel, junk, sizeof(junk));
+	mb[2] = -(mb[0] + mb[1]);
+	write_file(mb_kernel, mb, sizeof(mb));
+}
+
+static void teardown(void)
+{
+	unlink(junk_kernel);
+	unlink(mb_kernel);
+	rmdir(tmpdir);
+	strcpy(tmpdir, "/tmp/kestrel-cli-XXXXXX");
+}
+
+START_TEST(version_and_help)
+{
+	ck_assert_int_eq(KESTREL("--version"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "kestrel "));
+	ck_assert_int_eq(KESTREL("help", "run"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "--kernel"));
+	ck_assert_ptr_nonnull(strstr(out, "--cpus"));
+	ck_assert_int_eq(KESTREL("run", "--help"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "--mem"));
+}
+END_TEST
+
+START_TEST(no_command)
+{
+	ck_assert_int_eq(KESTREL("frobnicate"), 2);
+	ck_assert_int_eq(run_kestrel_limited(0, (const char *const[]){ NULL }), 2);
+}
+END_TEST
+
+START_TEST(bad_flags)
+{
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--cpus", "0"), "--cpus");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--cpus", "65"), "--cpus");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--cpus", "two"), "--cpus");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--mem", "12Q"), "--mem");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--bogus"), "--bogus");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--serial", "tcp:1"), "--serial");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--boot-entry", "16"), "--boot-entry");
+	assert_usage_error(KESTREL("run", "--kernel"), "--kernel");
+	assert_usage_error(KESTREL("run"), "--kernel");
+}
+END_TEST
+
+START_TEST(bad_files)
+{
+	assert_usage_error(KESTREL("run", "--kernel", "/nonexistent/bzImage"), "/nonexistent/bzImage");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--initrd", "/nonexistent/initrd"),
+			   "/nonexistent/initrd");
+	/* A file that is no kernel at all is refused before any VM is created. */
+	assert_usage_error(KESTREL("run", "--kernel", junk_kernel), "not a bzImage");
+	assert_usage_error(KESTREL("run", "--config", "/nonexistent/vm.json"), "/nonexistent/vm.json");
+}
+END_TEST
+
+START_TEST(bad_json)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/vm.json", tmpdir);
+	write_file(path, "{ \"kernel\": \"x\", \"cpus\": }", 26);
+	assert_usage_error(KESTREL("run", "--config", path), "vm.json");
+	write_file(path, "{ \"cpuz\": 2 }", 13);
+	assert_usage_error(KESTREL("run", "--config", path), "cpuz");
+	unlink(path);
+}
+END_TEST
+
+START_TEST(mem_beyond_host)
+{
+	/* The host cannot map 8 GiB within a 1 GiB address-space limit. */
+	assert_usage_error(run_kestrel_limited(1ULL << 30, (const char *const[]){
+		"run", "--kernel", mb_kernel, "--mem", "8G", NULL }), "--mem");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cli");
+	TCase *tc = tcase_create("errors");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, version_and_help);
+	tcase_add_test(tc, no_command);
+	tcase_add_test(tc, bad_flags);
+	tcase_add_test(tc, bad_files);
+	tcase_add_test(tc, bad_json);
+	tcase_add_test(tc, mem_beyond_host);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
