@@ -90,6 +90,8 @@ static int vm_map_ram(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+static int vm_setup_irq_routing(struct vm *vm, char *err, size_t errlen);
+
 static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
@@ -105,6 +107,40 @@ static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 	}
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
 		errf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
+		return -errno;
+	}
+	return vm_setup_irq_routing(vm, err, errlen);
+}
+
+/* GSI routing as on a PC (and as QEMU sets it): GSI 0-15 reach the PICs,
+ * GSI 0 (the PIT) reaches IOAPIC pin 2 to match the MADT's IRQ0 override,
+ * every other GSI n < 24 reaches IOAPIC pin n. KVM's default table would
+ * send GSI 0 to pin 0, where Linux never looks for its timer. */
+static int vm_setup_irq_routing(struct vm *vm, char *err, size_t errlen)
+{
+	struct {
+		struct kvm_irq_routing hdr;
+		struct kvm_irq_routing_entry e[64];
+	} r = { 0 };
+	unsigned n = 0;
+
+	for (uint32_t gsi = 0; gsi < 16; gsi++) {
+		if (gsi == 2)
+			continue; /* the cascade */
+		r.e[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8 } };
+	}
+	for (uint32_t gsi = 0; gsi < 24; gsi++) {
+		if (gsi == 2)
+			continue;
+		r.e[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi } };
+	}
+	r.hdr.nr = n;
+	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &r) < 0) {
+		errf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(errno));
 		return -errno;
 	}
 	return 0;
