@@ -80,9 +80,13 @@ static int cmd_run(int argc, char **argv)
 	enum vm_stop_reason why;
 
 	config_defaults(&cfg);
-	if (config_parse_run(&cfg, argc, argv, err, sizeof(err)) ||
-	    config_validate(&cfg, err, sizeof(err))) {
-		fprintf(stderr, "kestrel: %s\n", err);
+	if (config_parse_run(&cfg, argc, argv, err, sizeof(err)) == 0 && cfg.help) {
+		config_usage_run(stdout);
+		config_free(&cfg);
+		return 0;
+	}
+	if (err[0] || config_validate(&cfg, err, sizeof(err))) {
+		kerr("%s", err);
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
