@@ -76,16 +76,17 @@ static int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
 	char err[512] = "";
-	int code = 0, fatal = 0, exit_code;
+	int code = 0, fatal = 0, exit_code, rc;
 	enum vm_stop_reason why;
 
 	config_defaults(&cfg);
-	if (config_parse_run(&cfg, argc, argv, err, sizeof(err)) == 0 && cfg.help) {
+	rc = config_parse_run(&cfg, argc, argv, err, sizeof(err));
+	if (rc == 0 && cfg.help) {
 		config_usage_run(stdout);
 		config_free(&cfg);
 		return 0;
 	}
-	if (err[0] || config_validate(&cfg, err, sizeof(err))) {
+	if (rc || config_validate(&cfg, err, sizeof(err))) {
 		kerr("%s", err);
 		config_free(&cfg);
 		return EXIT_USAGE;
