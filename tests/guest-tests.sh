@@ -29,8 +29,8 @@ while [ $# -gt 0 ]; do
 done
 [ $do_payloads = 0 ] && [ $do_linux = 0 ] && do_payloads=1 && do_linux=1
 first_of() { for p in "$@"; do [ -e "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
-[ -n "$KESTREL" ] || KESTREL=$(first_of "$root/build/kestrel" /bin/kestrel /usr/bin/kestrel)
-[ -n "$PAYLOADS" ] || PAYLOADS=$(first_of "$root/build/tests/guest" /payloads)
+[ -n "$KESTREL" ] || KESTREL=$(first_of "$root/build/kestrel" "$(command -v kestrel || echo kestrel)")
+[ -n "$PAYLOADS" ] || PAYLOADS=${PAYLOADS_DIR:-$(first_of "$root/build/tests/guest" /payloads)}
 [ -n "$KIT" ] || KIT=$(first_of "$root/.kit" /kit)
 
 if [ ! -c /dev/kvm ]; then

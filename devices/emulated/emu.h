@@ -1,0 +1,78 @@
+/* Small helpers shared by the emulated devices in this folder: byte lanes of
+ * wide accesses and section bookkeeping for load(). Header-only on purpose. */
+#ifndef KESTREL_EMU_H
+#define KESTREL_EMU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "kestrel/state.h"
+
+/* All ones in an access of `size` bytes: what an unclaimed read returns. */
+static inline uint64_t emu_ones(unsigned size)
+{
+	return size >= 8 ? ~0ULL : (1ULL << (8 * size)) - 1;
+}
+
+/* The part of an access [off, off+size) carrying value val that lands in the
+ * register [reg, reg+width): the bytes in register coordinates (*rval) and
+ * which of them were written (*rmask). False if they do not overlap. */
+static inline bool emu_lane_in(uint64_t off, unsigned size, uint64_t val,
+			       uint64_t reg, unsigned width, uint64_t *rval, uint64_t *rmask)
+{
+	*rval = 0;
+	*rmask = 0;
+	for (unsigned i = 0; i < size; i++) {
+		uint64_t a = off + i;
+
+		if (a < reg || a >= reg + width)
+			continue;
+		*rval |= ((val >> (8 * i)) & 0xff) << (8 * (a - reg));
+		*rmask |= 0xffULL << (8 * (a - reg));
+	}
+	return *rmask != 0;
+}
+
+/* The bytes of register [reg, reg+width) holding regval, placed where an access
+ * [off, off+size) sees them; OR the results of every register together. */
+static inline uint64_t emu_lane_out(uint64_t off, unsigned size, uint64_t reg,
+				    unsigned width, uint64_t regval)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < size; i++) {
+		uint64_t a = off + i;
+
+		if (a < reg || a >= reg + width)
+			continue;
+		v |= ((regval >> (8 * (a - reg))) & 0xff) << (8 * i);
+	}
+	return v;
+}
+
+/* Merge written lanes into a register. */
+static inline uint64_t emu_lane_merge(uint64_t old, uint64_t rval, uint64_t rmask)
+{
+	return (old & ~rmask) | (rval & rmask);
+}
+
+/* The body length of the section state_section_open just opened (its header
+ * ends at b->pos). Used to check a load consumed exactly its section. */
+static inline size_t emu_section_body_end(const struct state_buf *b)
+{
+	uint32_t len = 0;
+
+	if (b->error || b->pos < 4 || b->pos > b->len)
+		return (size_t)-1;
+	for (unsigned i = 0; i < 4; i++)
+		len |= (uint32_t)b->data[b->pos - 4 + i] << (8 * i);
+	return b->pos + len;
+}
+
+/* After reading a section's fields: nothing ran past the end and exactly the
+ * section was consumed. */
+static inline bool emu_section_done(const struct state_buf *b, size_t end)
+{
+	return !b->error && b->pos == end;
+}
+
+#endif

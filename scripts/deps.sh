@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# scripts/deps.sh: install, from Debian's packages, everything kestrel needs to
+# build, build its guest kit, and run its tests. Debian 12; run as root.
+set -euo pipefail
+
+PACKAGES=(
+	# build
+	build-essential cmake pkg-config libjson-c-dev liburing-dev libaio-dev check
+	# guest kit and nested rig (Debian kernel + busybox, QEMU for the outer VM)
+	qemu-system-x86 qemu-utils busybox-static cpio xz-utils gzip binutils file
+	# tests: iasl checks our ACPI tables
+	acpica-tools
+)
+
+if [ "$(id -u)" != 0 ]; then
+	exec sudo "$0" "$@"
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"

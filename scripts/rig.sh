@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# scripts/rig.sh [options] -- COMMAND [ARGS...]
+# scripts/rig.sh [options] --shell
+#
+# Runs COMMAND inside the nested rig: an outer QEMU TCG VM with nested SVM
+# (TESTBED.md) booting the kit's Debian kernel with a busybox initramfs that
+# loads irqbypass, ccp, kvm, kvm-amd so /dev/kvm works. COMMAND runs with
+# /bin/sh -c in /work (a tmpfs); one argument is taken as a shell script
+# string, several are quoted and joined. Its output comes back on stdout
+# and rig.sh exits with its status (125: the rig itself failed).
+#
+# Inside the rig:
+#   /usr/bin/kestrel   $KESTREL_BIN or <repo>/build/kestrel (+ its libraries)
+#   /kit/              bzImage vmlinux initrd.cpio.gz modules.cpio.gz
+#   /payloads/         <repo>/build/tests/guest/*.bin, when present
+#   /usr/share/qemu/   with --with-qemu: qemu-system-x86_64's firmware (the
+#                      built-in search path; also fine as -L /usr/share/qemu)
+#   env: KESTREL_KIT=/kit PAYLOADS=/payloads QEMU_FIRMWARE=/usr/share/qemu
+#        KESTREL_BIN=/usr/bin/kestrel (when shipped) HOME=/work
+#
+# Options:
+#   --kit DIR        guest kit (default $KESTREL_KIT or <repo>/.kit; built
+#                    with scripts/guest-kit.sh when missing)
+#   --with-qemu      ship Debian's qemu-system-x86_64, libraries, firmware
+#   --mem MB         outer VM memory (3072)      --smp N   outer vCPUs (2)
+#   --timeout SEC    give up after SEC seconds (600), exit 125
+#   --add SRC[:DEST] copy a file or directory in; DEST defaults to
+#                    /work/<basename SRC>; repeatable
+#   --no-kestrel     do not ship the kestrel binary
+#   --shell          interactive shell on the console instead of COMMAND
+#   --verbose        also show the outer boot's console on stderr
+#   --time           print boot and command timings on stderr
+# Environment: KESTREL_BIN, KESTREL_KIT, KESTREL_RIG_CPU (outer -cpu, for
+# experiments; default qemu64,+svm,+npt).
+# The base initramfs (busybox, modules, kit, init) and the QEMU part are
+# cached under KIT/rig/, keyed by their inputs; per run only a small cpio
+# with the binary, payloads, --add files and the command is built.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+KESTREL_DIE_STATUS=125
+
+# TESTBED.md: these four, in this order, give a real /dev/kvm inside.
+RIG_KVM_MODULES="kernel/virt/lib/irqbypass.ko kernel/drivers/crypto/ccp/ccp.ko
+kernel/arch/x86/kvm/kvm.ko kernel/arch/x86/kvm/kvm-amd.ko"
+# What qemu-system-x86_64 -M pc (with or without -nodefaults) loads.
+RIG_QEMU_FIRMWARE="bios-256k.bin bios.bin kvmvapic.bin linuxboot.bin
+linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin vgabios.bin
+vgabios-stdvga.bin efi-e1000.rom"
+RIG_QEMU_FWDIRS="/usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu"
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+
+KIT="$KESTREL_KIT_DEFAULT"
+WITH_QEMU=0
+MEM=3072
+SMP=2
+TIMEOUT=600
+SHELL_MODE=0
+VERBOSE=0
+TIMING=0
+SHIP_KESTREL=1
+ADDS=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--kit) KIT="${2:?--kit needs a directory}"; shift ;;
+	--with-qemu) WITH_QEMU=1 ;;
+	--mem) MEM="${2:?--mem needs MB}"; shift ;;
+	--smp) SMP="${2:?--smp needs a count}"; shift ;;
+	--timeout) TIMEOUT="${2:?--timeout needs seconds}"; shift ;;
+	--add) ADDS+=("${2:?--add needs SRC[:DEST]}"); shift ;;
+	--no-kestrel) SHIP_KESTREL=0 ;;
+	--shell) SHELL_MODE=1 ;;
+	--verbose | -v) VERBOSE=1 ;;
+	--time) TIMING=1 ;;
+	-h | --help) usage; exit 0 ;;
+	--) shift; break ;;
+	*) die "unknown option '$1' (try --help)" ;;
+	esac
+	shift
+done
+case "$MEM$SMP$TIMEOUT" in *[!0-9]*) die "--mem, --smp and --timeout take numbers" ;; esac
+if [ "$SHELL_MODE" = 0 ] && [ $# -eq 0 ]; then
+	die "no COMMAND (usage: rig.sh [options] -- COMMAND, or --shell)"
+fi
+if [ $# -eq 1 ]; then
+	RIG_CMD="$1"
+else
+	RIG_CMD="$(printf '%q ' "$@")"
+fi
+need_cmd qemu-system-x86_64 cpio timeout sha256sum ldd awk
+
+[ -s "$KIT/vmlinux" ] || "$KESTREL_ROOT/scripts/guest-kit.sh" "$KIT" >&2
+KIT="$(cd "$KIT" && pwd -P)"
+KVER="$(cat "$KIT/kernel-version")"
+BUSYBOX="$KIT/cache/busybox/bin/busybox"
+[ -x "$BUSYBOX" ] || die "$BUSYBOX missing: rerun scripts/guest-kit.sh --force $KIT"
+mkdir -p "$KIT/rig"
+
+rig_write_init() {
+	cat >"$1/init" <<'EOF'
+#!/bin/sh
+# Rig /init (written by scripts/rig.sh): load KVM, run /rig/cmd, report.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs -o mode=0755 tmpfs /work
+[ -d /rig/work ] && cp -a /rig/work/. /work/
+
+rig_off() {
+	# TCSADRAIN: wait until the UART has sent everything before power-off.
+	stty -F /dev/console "$(stty -F /dev/console -g)" 2>/dev/null
+	sync
+	sleep 0.1
+	poweroff -f
+	sleep 10
+}
+rig_fail() { echo; echo "RIG-FAIL=$*"; rig_off; }
+
+for ko in $(cat /rig/modules); do
+	insmod "$ko" || rig_fail "insmod $ko"
+done
+[ -c /dev/kvm ] || rig_fail "/dev/kvm missing after loading kvm-amd"
+
+export HOME=/work KESTREL_KIT=/kit PAYLOADS=/payloads QEMU_FIRMWARE=/usr/share/qemu
+[ -x /usr/bin/kestrel ] && export KESTREL_BIN=/usr/bin/kestrel
+cd /work
+if grep -qw rig.shell /proc/cmdline; then
+	echo "RIG-SHELL: /dev/kvm ready; exit the shell to power off"
+	setsid cttyhack sh
+	rc=$?
+else
+	echo RIG-BEGIN
+	/bin/sh -c "$(cat /rig/cmd)" </dev/null
+	rc=$?
+fi
+echo "RIG-EXIT-STATUS=$rc"
+rig_off
+EOF
+	chmod 0755 "$1/init"
+}
+
+# rig_cached NAME BUILDER STAMP...: path of KIT/rig/NAME-<hash>.cpio,
+# building it with BUILDER STAGEDIR when its inputs changed.
+rig_cached() {
+	local name="$1" builder="$2" key out stage
+	shift 2
+	key="$(file_stamp "$@" "$KESTREL_ROOT"/scripts/{rig,lib}.sh | sha256sum | cut -c1-16)"
+	out="$KIT/rig/$name-$key.cpio"
+	if [ ! -s "$out" ]; then
+		stage="$(mktemp -d "$KIT/rig/.stage.XXXXXX")"
+		"$builder" "$stage"
+		cpio_dir "$stage" "$out.tmp.$$"
+		rm -rf "$stage"
+		find "$KIT/rig" -maxdepth 1 -name "$name-*.cpio" -delete
+		mv "$out.tmp.$$" "$out"
+	fi
+	echo "$out"
+}
+
+rig_build_base() {
+	local s="$1" a ko
+	mkdir -p "$s"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,work,rig,kit,var/tmp,etc}
+	install -m 0755 "$BUSYBOX" "$s/bin/busybox"
+	for a in $("$BUSYBOX" --list); do
+		[ "$a" = busybox ] || ln -s busybox "$s/bin/$a"
+	done
+	mknod "$s/dev/console" c 5 1 2>/dev/null || true
+	: >"$s/rig/modules"
+	for ko in $RIG_KVM_MODULES; do
+		install -D -m 0644 "$KIT/modules/$KVER/$ko" "$s/lib/modules/$KVER/$ko"
+		echo "/lib/modules/$KVER/$ko" >>"$s/rig/modules"
+	done
+	for a in bzImage vmlinux initrd.cpio.gz modules.cpio.gz kernel-version; do
+		cp "$KIT/$a" "$s/kit/$a"
+	done
+	rig_write_init "$s"
+}
+
+rig_qemu_fw() { # rig_qemu_fw NAME: the first firmware dir holding NAME
+	local d
+	for d in $RIG_QEMU_FWDIRS; do
+		[ -e "$d/$1" ] && { echo "$d/$1"; return 0; }
+	done
+	return 1
+}
+
+rig_build_qemu() {
+	local s="$1" f src
+	copy_with_libs "$s" "$(command -v qemu-system-x86_64)" /usr/bin/qemu-system-x86_64
+	mkdir -p "$s/usr/share/qemu"
+	for f in $RIG_QEMU_FIRMWARE; do
+		src="$(rig_qemu_fw "$f")" || die "qemu firmware $f not found in $RIG_QEMU_FWDIRS"
+		cp -L "$src" "$s/usr/share/qemu/$f"
+	done
+}
+
+rig_qemu_inputs() {
+	local q f
+	q="$(command -v qemu-system-x86_64)"
+	echo "$q"
+	ldd "$q" | awk '$3 ~ /^\// { print $3 }'
+	for f in $RIG_QEMU_FIRMWARE; do rig_qemu_fw "$f" || true; done
+}
+
+# rig_build_run STAGE: the per-run part (binary, payloads, --add, command).
+rig_build_run() {
+	local s="$1" bin add src dest
+	mkdir -p "$s/rig/work" "$s/usr/bin"
+	printf '%s\n' "$RIG_CMD" >"$s/rig/cmd"
+	bin="${KESTREL_BIN:-$KESTREL_ROOT/build/kestrel}"
+	if [ "$SHIP_KESTREL" = 1 ]; then
+		if [ -x "$bin" ]; then
+			copy_with_libs "$s" "$bin" /usr/bin/kestrel
+		else
+			warn "no kestrel binary at $bin; running without it"
+		fi
+	fi
+	if compgen -G "$KESTREL_ROOT/build/tests/guest/*.bin" >/dev/null; then
+		mkdir -p "$s/payloads"
+		cp "$KESTREL_ROOT"/build/tests/guest/*.bin "$s/payloads/"
+	fi
+	for add in "${ADDS[@]}"; do
+		src="${add%%:*}"
+		dest="${add#*:}"
+		[ "$dest" != "$add" ] || dest="/work/$(basename "$src")"
+		[ -e "$src" ] || die "--add $src: no such file"
+		case "$dest" in /work/*) dest="/rig/work/${dest#/work/}" ;; /*) ;; *) dest="/rig/work/$dest" ;; esac
+		mkdir -p "$(dirname "$s$dest")"
+		cp -a "$src" "$s$dest"
+	done
+}
+
+# rig_filter DIR: console in, COMMAND's output out. Hides the boot before
+# RIG-BEGIN (kept in DIR/console.log), stops at RIG-EXIT-STATUS=<rc> or
+# RIG-FAIL=<why> and leaves that in DIR/status.
+rig_filter() {
+	local awk=(awk)
+	# mawk fills its input buffer before handing out a line; -W interactive
+	# makes it stream line by line.
+	if awk -W version 2>/dev/null | grep -qi mawk; then awk+=(-W interactive); fi
+	# shellcheck disable=SC2016 # the program is awk, not shell
+	"${awk[@]}" -v dir="$1" -v verbose="$VERBOSE" '
+		BEGIN { logf = dir "/console.log"; state = 0 }
+		{ sub(/\r$/, ""); print > logf; fflush(logf) }
+		state == 0 && /^RIG-BEGIN$/ {
+			state = 1; system("date +%s.%N >" dir "/begin"); next }
+		state == 0 && match($0, /RIG-FAIL=.*$/) {
+			print "fail " substr($0, RSTART + 9) > (dir "/status"); state = 2; next }
+		state == 1 && match($0, /RIG-EXIT-STATUS=[0-9]+$/) {
+			if (RSTART > 1) { print substr($0, 1, RSTART - 1); fflush() }
+			print "exit " substr($0, RSTART + 16) > (dir "/status"); state = 2; next }
+		state == 1 { print; fflush(); next }
+		verbose == 1 { print > "/dev/stderr"; fflush("/dev/stderr") }'
+}
+
+rig_qemu_argv() {
+	QEMU_ARGV=(qemu-system-x86_64 -accel "tcg,thread=multi" -cpu "${KESTREL_RIG_CPU:-qemu64,+svm,+npt}"
+		-smp "$SMP" -m "$MEM" -display none -serial stdio -no-reboot
+		-kernel "$KIT/vmlinux" -initrd "$1" -append "console=ttyS0 panic=-1 quiet loglevel=0 $2")
+}
+
+rig_tail() { # the end of the console and QEMU's stderr, to explain a failure
+	echo "rig: last console lines:" >&2
+	tail -n 30 "$1/console.log" | sed 's/^/  | /' >&2
+	sed 's/^/  | /' "$1/qemu.err" >&2
+}
+
+main() {
+	local base qemu_part rc t0 t1 status begin qin
+	t0="$(date +%s.%N)"
+	base="$(rig_cached base rig_build_base "$BUSYBOX" "$KIT"/{bzImage,vmlinux,initrd.cpio.gz,modules.cpio.gz})"
+	work="$(mktemp -d "${TMPDIR:-/tmp}/kestrel-rig.XXXXXX")"
+	trap 'rm -rf "${work:?}"' EXIT
+	mkdir "$work/run"
+	rig_build_run "$work/run"
+	cpio_dir "$work/run" "$work/run.cpio"
+	# The kernel unpacks concatenated archives in order; later files win.
+	if [ "$WITH_QEMU" = 1 ]; then
+		mapfile -t qin < <(rig_qemu_inputs)
+		qemu_part="$(rig_cached qemu rig_build_qemu "${qin[@]}")"
+		cat "$base" "$qemu_part" "$work/run.cpio" >"$work/rig.cpio"
+	else
+		cat "$base" "$work/run.cpio" >"$work/rig.cpio"
+	fi
+
+	if [ "$SHELL_MODE" = 1 ]; then
+		rig_qemu_argv "$work/rig.cpio" rig.shell
+		"${QEMU_ARGV[@]}"
+		return
+	fi
+	rig_qemu_argv "$work/rig.cpio" ""
+	t1="$(date +%s.%N)"
+	set +e
+	timeout -k 5 "$TIMEOUT" "${QEMU_ARGV[@]}" </dev/null 2>"$work/qemu.err" | rig_filter "$work"
+	rc="${PIPESTATUS[0]}"
+	set -e
+	status="$(cat "$work/status" 2>/dev/null || true)"
+	if [ "$TIMING" = 1 ]; then
+		begin="$(cat "$work/begin" 2>/dev/null || echo 0)"
+		awk -v t0="$t0" -v t1="$t1" -v b="$begin" -v t2="$(date +%s.%N)" 'BEGIN {
+			printf "rig: initramfs %.2fs, boot to command %s, total %.1fs\n", t1 - t0,
+				(b > 0 ? sprintf("%.1fs", b - t1) : "n/a"), t2 - t0 }' >&2
+	fi
+	case "$status" in
+	"exit "*) exit "${status#exit }" ;;
+	"fail "*)
+		rig_tail "$work"
+		die "rig failed inside: ${status#fail }"
+		;;
+	esac
+	rig_tail "$work"
+	if [ "$rc" = 124 ]; then
+		die "no RIG-EXIT-STATUS within ${TIMEOUT}s (timeout)"
+	fi
+	die "outer VM ended (qemu status $rc) without RIG-EXIT-STATUS"
+}
+
+main

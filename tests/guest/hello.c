@@ -1,0 +1,31 @@
+/* hello.bin: the boot path works. Prints from ring 3, checks CPL 3, IOPL 3
+ * and the Multiboot magic, then exits with "code=N" from the command line
+ * (default 0), so a test can see a chosen code come through. */
+#include "guest.h"
+
+int main(void)
+{
+	const struct mb_info *mi = mb_info();
+	uint64_t code = mb_cmdline_uint("code", 0);
+	unsigned cpl = cpu_cpl(), iopl = cpu_iopl();
+
+	gprintf("hello from ring 3 (cpl=%u iopl=%u)\n", cpl, iopl);
+	check(cpl == 3, "running at CPL %u", cpl);
+	check(iopl == 3, "IOPL %u", iopl);
+	check(boot_mb_magic == MB_BOOT_MAGIC, "multiboot magic %#x", boot_mb_magic);
+	if (mi) {
+		gprintf("multiboot info at %#x flags %#x\n", boot_mb_info, mi->flags);
+		if (mi->flags & MB_INFO_MEM)
+			gprintf("mem_lower=%u KiB mem_upper=%u KiB\n", mi->mem_lower,
+				mi->mem_upper);
+		if ((mi->flags & MB_INFO_LOADER) && mi->boot_loader_name)
+			gprintf("boot loader: %.64s\n",
+				(const char *)phys_ptr(mi->boot_loader_name));
+	}
+	gprintf("cmdline: \"%s\"\n", mb_cmdline());
+	check(code < 128, "exit code %lu from the command line fits in 7 bits", code);
+	if (check_result(GUEST_EXIT_HELLO) != GUEST_EXIT_PASS)
+		return GUEST_EXIT_HELLO;
+	gprintf("exit code %lu\n", code);
+	return (int)code;
+}
