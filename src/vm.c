@@ -313,8 +313,35 @@ void vm_irq_set(void *opaque, uint32_t gsi, int level)
 		kwarn("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
 }
 
+/* Resident memory: the whole process, and the part of it that is guest RAM
+ * (the guest mapping's Rss in /proc/self/smaps), so the VMM's own overhead
+ * can be told apart from what the guest touched. */
+static void vm_print_memory(struct vm *vm, FILE *f)
+{
+	FILE *sm = fopen("/proc/self/smaps", "r");
+	char line[256];
+	unsigned long long total = 0, guest = 0, kb;
+	uintptr_t start, cur = 0, gstart = (uintptr_t)vm->gm.map;
+
+	if (!sm)
+		return;
+	while (fgets(line, sizeof(line), sm)) {
+		if (sscanf(line, "%lx-%*x ", &start) == 1 && strchr(line, '-') < strchr(line, ' ')) {
+			cur = start;
+		} else if (sscanf(line, "Rss: %llu kB", &kb) == 1) {
+			total += kb;
+			if (cur == gstart)
+				guest += kb;
+		}
+	}
+	fclose(sm);
+	fprintf(f, "kestrel: stats: memory rss_kb=%llu guest_ram_kb=%llu vmm_kb=%llu\n", total, guest,
+		total - guest);
+}
+
 void vm_print_stats(struct vm *vm, FILE *f)
 {
+	vm_print_memory(vm, f);
 	static const char *names[STAT_EXIT_NR] = { "io", "mmio", "hlt", "intr", "shutdown", "other" };
 
 	for (unsigned i = 0; i < vm->ncpus; i++) {

@@ -120,7 +120,7 @@ START_TEST(test_loopback)
 
 	wr(THR, 'A');
 	wr(THR, 'B');
-	ck_assert_uint_eq(rd(LSR) & 0x63, 0x61); /* DR, THRE, TEMT; non-FIFO: B overran A */
+	ck_assert_uint_eq(rd(LSR), 0x63); /* DR, OE, THRE, TEMT: non-FIFO, B overran A */
 	ck_assert_uint_eq(rd(RBR), 'B');
 	ck_assert_uint_eq(rd(LSR) & 0x01, 0);
 	char c;
@@ -323,26 +323,32 @@ START_TEST(test_output_pipe_nonblocking_full)
 }
 END_TEST
 
+/* A blocking pipe nobody reads: bytes are dropped after a short wait instead
+ * of stalling the vCPU. Linux's poll() reports a pipe full when all its page
+ * slots are in use, which can leave up to a page unused. */
 START_TEST(test_output_pipe_blocking_full)
 {
 	int p[2];
-	char buf[8192];
+	static char buf[1 << 17];
 	struct timespec t0, t1;
 
 	ck_assert_int_eq(pipe(p), 0);
-	ck_assert_int_ge(fcntl(p[1], F_SETPIPE_SZ, 4096), 4096);
 	u->ops->destroy(u);
 	u = new_uart(p[1]);
 	int cap = fcntl(p[1], F_GETPIPE_SZ);
+	ck_assert_int_ge(cap, 8192);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (int i = 0; i < cap + 200; i++)
+	for (int i = 0; i < cap + 2000; i++)
 		wr(THR, (uint8_t)(i + 1));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	ck_assert_msg(dt < 1.0, "blocked %.3f s on a full pipe", dt);
 	ck_assert_int_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
-	ck_assert_int_eq(read(p[0], buf, sizeof(buf)), cap);
-	ck_assert_uint_eq((uint8_t)buf[0], 1);
+	ssize_t n = read(p[0], buf, sizeof(buf));
+	ck_assert_int_gt(n, cap - 4096);
+	ck_assert_int_le(n, cap);
+	for (ssize_t i = 0; i < n; i++)
+		ck_assert_uint_eq((uint8_t)buf[i], (uint8_t)(i + 1));
 	/* Drained: output flows again. */
 	wr(THR, 'z');
 	ck_assert_int_eq(read(p[0], buf, sizeof(buf)), 1);
@@ -371,20 +377,22 @@ static void uart_check_invariants(void)
 {
 	uint8_t mcr = rd(MCR), lsr;
 	bool gate = (mcr & 0x08) && !(mcr & 0x10);
-	uint8_t iir = rd(IIR);
+	int level = irq.level;
+	uint8_t iir = rd(IIR); /* may clear THRE: compare with the level before */
 
 	ck_assert_int_eq(irq.bad, 0);
-	ck_assert_int_ge(irq.level, 0);
+	ck_assert_int_ge(level, 0);
 	if (gate)
-		ck_assert_int_eq(irq.level, !(iir & 1));
+		ck_assert_int_eq(level, !(iir & 1));
 	else
-		ck_assert_int_eq(irq.level, 0);
+		ck_assert_int_eq(level, 0);
 	ck_assert_uint_eq(iir & 0x30, 0);
 	uint8_t id = iir & 0x0f;
 	ck_assert(id == 1 || id == 0 || id == 2 || id == 4 || id == 6 || id == 0xc);
 	lsr = rd(LSR);
 	ck_assert_uint_eq(lsr & 0xe0, 0x60);
-	ck_assert_uint_eq(rd(IER) & 0xf0, 0);
+	if (!(rd(LCR) & 0x80))
+		ck_assert_uint_eq(rd(IER) & 0xf0, 0);
 	ck_assert_uint_eq(mcr & 0xe0, 0);
 }
 
@@ -443,16 +451,13 @@ START_TEST(test_save_load_roundtrip)
 	struct state_buf good;
 	struct device *a = u;
 	struct device *b;
-	struct fake_irq irq_a;
 
 	uart_make_busy_state();
 	ck_assert_int_eq(irq.level, 1);
-	irq_a = irq;
 	b = new_uart(-1);
 	ck_assert_int_eq(irq.level, 0);
 	roundtrip(a, b, &good);
 	ck_assert_int_eq(irq.level, 1); /* load restored the line */
-	(void)irq_a;
 
 	/* Both devices now answer every read the same way. */
 	static const unsigned seq[] = { LSR, IIR, MSR, LCR, MCR, SCR, IER, RBR, RBR, LSR,

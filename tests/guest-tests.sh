@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Guest-level tests: run kestrel on the test payloads (tests/guest) and on the
 # guest kit's unmodified Debian Linux, and assert on what the GUEST prints and
 # on the worker's exit status. Needs a working /dev/kvm: on the host (payloads)
@@ -7,6 +7,7 @@
 # usage: tests/guest-tests.sh [--payloads] [--linux] [--kestrel BIN]
 #                             [--payload-dir DIR] [--kit DIR] [--filter REGEX]
 # Exit: 0 all passed, 1 a failure, 77 no /dev/kvm (skipped).
+# POSIX sh: it also runs under busybox inside the rig.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,28 +45,34 @@ trap 'rm -rf "$out"' EXIT
 
 # run_case NAME EXPECTED_RC PATTERNS... -- KESTREL_ARGS...
 # Each PATTERN is an extended regex that must match a line of the guest's
-# output; a leading '!' means it must NOT match.
+# output; a leading '!' means it must NOT match; a leading 'stderr:' checks
+# the worker's stderr instead (only for what the worker itself must report).
 run_case() {
-	local name=$1 want=$2; shift 2
-	local pats=() rc t0 t1 p ok=1 why=""
-	while [ "$1" != "--" ]; do pats+=("$1"); shift; done
+	name=$1 want=$2
+	shift 2
+	: >"$out/pats"
+	while [ "$1" != "--" ]; do printf '%s\n' "$1" >>"$out/pats"; shift; done
 	shift
 	echo "$name" | grep -Eq -- "$filter" || return 0
 	t0=$(date +%s%N)
 	"$KESTREL" run --serial stdio --on-reboot exit "$@" </dev/null >"$out/$name.log" 2>"$out/$name.err"
 	rc=$?
 	t1=$(date +%s%N)
+	ok=1 why=""
 	[ "$rc" = "$want" ] || { ok=0; why="exit status $rc, expected $want"; }
-	for p in "${pats[@]}"; do
-		if [ "${p:0:1}" = "!" ]; then
-			grep -Eq -- "${p:1}" "$out/$name.log" && { ok=0; why="${why:+$why; }unexpected /${p:1}/"; }
-		else
-			grep -Eq -- "$p" "$out/$name.log" || { ok=0; why="${why:+$why; }missing /$p/"; }
-		fi
-	done
+	while IFS= read -r p; do
+		case "$p" in
+		stderr:*)
+			grep -Eq -- "${p#stderr:}" "$out/$name.err" || { ok=0; why="${why:+$why; }stderr lacks /${p#stderr:}/"; } ;;
+		!*)
+			! grep -Eq -- "${p#!}" "$out/$name.log" || { ok=0; why="${why:+$why; }unexpected /${p#!}/"; } ;;
+		*)
+			grep -Eq -- "$p" "$out/$name.log" || { ok=0; why="${why:+$why; }missing /$p/"; } ;;
+		esac
+	done <"$out/pats"
 	if [ $ok = 1 ]; then
 		pass=$((pass + 1))
-		printf 'PASS: %s (%d ms)\n' "$name" $(((t1 - t0) / 1000000))
+		printf 'PASS: %s (%s ms)\n' "$name" "$(((t1 - t0) / 1000000))"
 	else
 		fail=$((fail + 1))
 		printf 'FAIL: %s: %s\n' "$name" "$why"
@@ -75,12 +82,14 @@ run_case() {
 	fi
 }
 
-# Linux guest reports: check its CPU count and memory.
+# linux_case NAME KERNEL CPUS MEM ENTRY [PATTERNS...]: the kit's init reports
+# its CPU count and memory, then powers off.
 linux_case() {
-	local name=$1 kernel=$2 cpus=$3 mem=$4; shift 4
-	run_case "$name" 0 "KESTREL-GUEST-INIT-OK" "^nproc=$cpus\b" "KESTREL-GUEST-POWEROFF" "$@" -- \
+	lname=$1 kernel=$2 cpus=$3 mem=$4 entry=$5
+	shift 5
+	run_case "$lname" 0 "KESTREL-GUEST-INIT-OK" "^nproc=$cpus\b" "KESTREL-GUEST-POWEROFF" "$@" -- \
 		--kernel "$KIT/$kernel" --initrd "$KIT/initrd.cpio.gz" --cpus "$cpus" --mem "$mem" \
-		--cmdline "console=ttyS0 panic=-1 quiet" --timeout 300s ${ENTRY:+--boot-entry $ENTRY}
+		--cmdline "console=ttyS0 panic=-1 quiet" --timeout 300s --boot-entry "$entry"
 }
 
 if [ $do_payloads = 1 ]; then
@@ -90,6 +99,7 @@ if [ $do_payloads = 1 ]; then
 	run_case payload-uart 1 "RESULT: PASS" "!FAIL" -- --kernel "$P/uart.bin" --timeout 60s
 	run_case payload-pci 1 "RESULT: PASS" "pci 00:00\.0 8086:1237" "!FAIL" -- --kernel "$P/pci.bin" --timeout 60s
 	run_case payload-acpi-poweroff 0 "cpus=2" "!FAIL" -- --kernel "$P/acpi.bin" --cpus 2 --timeout 60s
+	run_case payload-triple-fault 3 "stderr:triple fault" "stderr:rip=" -- --kernel "$P/triple.bin" --timeout 60s
 	for n in 1 2 4; do
 		run_case "payload-smp-$n" 1 "cpus online: $n" "RESULT: PASS" -- --kernel "$P/smp.bin" --cpus $n --timeout 120s
 	done
@@ -97,12 +107,12 @@ fi
 
 if [ $do_linux = 1 ]; then
 	for n in 1 2 4; do
-		ENTRY=64 linux_case "linux-bzimage64-cpus$n" bzImage $n 512M "^memtotal_kb=(4|5)[0-9]{5}$"
-		linux_case "linux-pvh-cpus$n" vmlinux $n 512M
+		linux_case "linux-bzimage64-cpus$n" bzImage $n 512M 64 "^memtotal_kb=(4|5)[0-9]{5}$"
+		linux_case "linux-pvh-cpus$n" vmlinux $n 512M 64
 	done
-	ENTRY=32 linux_case linux-bzimage32-cpus2 bzImage 2 512M
+	linux_case linux-bzimage32-cpus2 bzImage 2 512M 32
 	# RAM above 4 GiB: the guest's e820 shows RAM from 0x100000000, MemTotal ~6 GiB.
-	linux_case linux-pvh-6g vmlinux 2 6G "^e820: 0x0*100000000-" "^memtotal_kb=(5[5-9]|6[0-2])[0-9]{5}$"
+	linux_case linux-pvh-6g vmlinux 2 6G 64 "^e820: 0x0*100000000-" "^memtotal_kb=(5[5-9]|6[0-2])[0-9]{5}$"
 	# The guest chooses the worker's exit code through the debug-exit port.
 	run_case linux-debug-exit 43 "KESTREL-GUEST-INIT-OK" -- --kernel "$KIT/vmlinux" \
 		--initrd "$KIT/initrd.cpio.gz" --cpus 1 --mem 256M --timeout 300s \

@@ -325,10 +325,18 @@ static uint64_t i8042_read(struct device *dev, int region, uint64_t off, unsigne
 
 	if (off != 0)
 		return emu_ones(size);
-	if (region == I8042_REGION_DATA)
+	if (region == I8042_REGION_DATA) {
 		v = i8042_read_data(&k->r);
-	else
+		/* IRQ 1 is edge-triggered on the ISA bus: drop the line after each
+		 * read so a following byte makes a new edge (Linux's i8042 takes one
+		 * byte per interrupt). */
+		if (k->irq_level == 1) {
+			k->irq_level = 0;
+			irq_set(&k->irq, 0);
+		}
+	} else {
 		v = i8042_read_status(&k->r);
+	}
 	i8042_update_irq(k, false);
 	/* Each port is one byte wide: the rest of a wider access floats high. */
 	return v | (emu_ones(size) & ~0xffULL);

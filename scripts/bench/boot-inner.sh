@@ -1,0 +1,48 @@
+#!/bin/sh
+# Inner part of scripts/bench/boot.sh: runs where /dev/kvm is (the host, or
+# inside the nested rig) and prints one result line per measurement.
+#   boot-inner.sh payload RUNS      (a) exec -> exit of exit0.bin, kestrel and QEMU
+#   boot-inner.sh linux RUNS        (b)+(c) exec -> init marker of the kit's Linux, and peak RSS
+# Environment: KESTREL_BIN, QEMU (qemu-system-x86_64), QEMU_CPU (host), PAYLOADS, KESTREL_KIT, RUNSTAT.
+set -u
+K=${KESTREL_BIN:-kestrel}
+Q=${QEMU:-qemu-system-x86_64}
+QCPU=${QEMU_CPU:-host}
+R=${RUNSTAT:-runstat}
+KIT=${KESTREL_KIT:-/kit}
+P=${PAYLOADS:-/payloads}
+MARK=KESTREL-GUEST-INIT-OK
+CMDLINE="console=ttyS0 quiet panic=-1"
+
+# sample LABEL CMD...: one "LABEL elapsed_ms=.. marker_ms=.. maxrss_kb=.. status=.." line
+sample() { label=$1; shift; echo "$label $("$R" "$@")"; }
+
+case "$1" in
+payload)
+	i=0
+	while [ $i -lt "$2" ]; do
+		sample "a kestrel" -- "$K" run --kernel "$P/exit0.bin" --mem 256M --serial none --quiet
+		sample "a qemu" -- "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none \
+			-serial none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$P/exit0.bin"
+		i=$((i + 1))
+	done
+	;;
+linux)
+	i=0
+	while [ $i -lt "$2" ]; do
+		for img in vmlinux bzImage; do
+			sample "b kestrel $img" --marker "$MARK" -- "$K" run --kernel "$KIT/$img" \
+				--initrd "$KIT/initrd.cpio.gz" --cmdline "$CMDLINE" --cpus 2 --mem 256M \
+				--on-reboot exit --timeout 300s
+			sample "b qemu $img" --marker "$MARK" -- "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 \
+				-smp 2 -nodefaults -display none -serial stdio -no-reboot -kernel "$KIT/$img" \
+				-initrd "$KIT/initrd.cpio.gz" -append "$CMDLINE"
+		done
+		i=$((i + 1))
+	done
+	# (c) kestrel's own memory beside the guest RAM it touched (from --stats).
+	"$K" run --kernel "$KIT/vmlinux" --initrd "$KIT/initrd.cpio.gz" --cmdline "$CMDLINE" --cpus 2 \
+		--mem 256M --on-reboot exit --timeout 300s --stats 2>&1 >/dev/null | grep 'stats: memory' |
+		sed 's/^/c kestrel /'
+	;;
+esac
