@@ -112,38 +112,137 @@ static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 	return vm_setup_irq_routing(vm, err, errlen);
 }
 
+/* Push the routing table to KVM; called with route_lock held. */
+static int vm_commit_routes(struct vm *vm)
+{
+	size_t sz = sizeof(struct kvm_irq_routing) + vm->nr_routes * sizeof(struct kvm_irq_routing_entry);
+	struct kvm_irq_routing *r = calloc(1, sz);
+	int ret = 0;
+
+	if (!r)
+		return -ENOMEM;
+	r->nr = vm->nr_routes;
+	memcpy(r->entries, vm->routes, vm->nr_routes * sizeof(*vm->routes));
+	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0)
+		ret = -errno;
+	free(r);
+	return ret;
+}
+
+static int vm_add_route(struct vm *vm, const struct kvm_irq_routing_entry *e)
+{
+	struct kvm_irq_routing_entry *n = realloc(vm->routes, (vm->nr_routes + 1) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	vm->routes = n;
+	vm->routes[vm->nr_routes++] = *e;
+	return 0;
+}
+
 /* GSI routing as on a PC (and as QEMU sets it): GSI 0-15 reach the PICs,
  * GSI 0 (the PIT) reaches IOAPIC pin 2 to match the MADT's IRQ0 override,
  * every other GSI n < 24 reaches IOAPIC pin n. KVM's default table would
  * send GSI 0 to pin 0, where Linux never looks for its timer. */
 static int vm_setup_irq_routing(struct vm *vm, char *err, size_t errlen)
 {
-	struct {
-		struct kvm_irq_routing hdr;
-		struct kvm_irq_routing_entry e[64];
-	} r = { 0 };
-	unsigned n = 0;
+	int ret = 0;
 
-	for (uint32_t gsi = 0; gsi < 16; gsi++) {
+	for (uint32_t gsi = 0; gsi < 16 && !ret; gsi++) {
 		if (gsi == 2)
 			continue; /* the cascade */
-		r.e[n++] = (struct kvm_irq_routing_entry){
+		ret = vm_add_route(vm, &(struct kvm_irq_routing_entry){
 			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-			.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8 } };
+			.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8 } });
 	}
-	for (uint32_t gsi = 0; gsi < 24; gsi++) {
+	for (uint32_t gsi = 0; gsi < 24 && !ret; gsi++) {
 		if (gsi == 2)
 			continue;
-		r.e[n++] = (struct kvm_irq_routing_entry){
+		ret = vm_add_route(vm, &(struct kvm_irq_routing_entry){
 			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi } };
+			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi } });
 	}
-	r.hdr.nr = n;
-	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &r) < 0) {
-		errf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(errno));
-		return -errno;
+	vm->next_msi_gsi = 24;
+	ret = ret ?: vm_commit_routes(vm);
+	if (ret)
+		errf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(-ret));
+	return ret;
+}
+
+int vm_msi_route_alloc(struct vm *vm, uint32_t *gsi)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->route_lock);
+	*gsi = vm->next_msi_gsi++;
+	/* Until the guest programs the vector, route it nowhere harmful: an MSI to
+	 * address 0 with data 0 is never raised because nothing writes the irqfd
+	 * before the vector is set up. */
+	ret = vm_add_route(vm, &(struct kvm_irq_routing_entry){ .gsi = *gsi, .type = KVM_IRQ_ROUTING_MSI,
+							       .u.msi = { .address_lo = 0xfee00000 } });
+	ret = ret ?: vm_commit_routes(vm);
+	pthread_mutex_unlock(&vm->route_lock);
+	return ret;
+}
+
+int vm_msi_route_set(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data)
+{
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&vm->route_lock);
+	for (unsigned i = 0; i < vm->nr_routes; i++) {
+		struct kvm_irq_routing_entry *e = &vm->routes[i];
+
+		if (e->gsi != gsi || e->type != KVM_IRQ_ROUTING_MSI)
+			continue;
+		e->u.msi.address_lo = (uint32_t)addr;
+		e->u.msi.address_hi = (uint32_t)(addr >> 32);
+		e->u.msi.data = data;
+		ret = vm_commit_routes(vm);
+		break;
 	}
-	return 0;
+	pthread_mutex_unlock(&vm->route_lock);
+	return ret;
+}
+
+void vm_msi_route_free(struct vm *vm, uint32_t gsi)
+{
+	pthread_mutex_lock(&vm->route_lock);
+	for (unsigned i = 0; i < vm->nr_routes; i++) {
+		if (vm->routes[i].gsi != gsi || vm->routes[i].type != KVM_IRQ_ROUTING_MSI)
+			continue;
+		vm->routes[i] = vm->routes[--vm->nr_routes];
+		if (vm_commit_routes(vm))
+			kwarn("KVM_SET_GSI_ROUTING while freeing gsi %u failed", gsi);
+		break;
+	}
+	pthread_mutex_unlock(&vm->route_lock);
+}
+
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
+			       .data = data };
+
+	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
+}
+
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, bool assign)
+{
+	struct kvm_ioeventfd io = { .addr = addr, .len = len, .fd = fd };
+
+	if (pio)
+		io.flags |= KVM_IOEVENTFD_FLAG_PIO;
+	if (!assign)
+		io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+int vm_irqfd(struct vm *vm, int fd, uint32_t gsi, bool assign)
+{
+	struct kvm_irqfd irq = { .fd = (uint32_t)fd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
+
+	return ioctl(vm->vm_fd, KVM_IRQFD, &irq) < 0 ? -errno : 0;
 }
 
 static int vm_create_vcpus(struct vm *vm, char *err, size_t errlen)
@@ -191,6 +290,7 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->ncpus = ncpus;
 	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_mutex_init(&vm->route_lock, NULL);
 	{
 		pthread_condattr_t ca;
 
@@ -252,6 +352,9 @@ void vm_destroy(struct vm *vm)
 		free(vm->vcpus);
 	}
 	free(vm->cpuid);
+	free(vm->routes);
+	vm->routes = NULL;
+	vm->nr_routes = 0;
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)

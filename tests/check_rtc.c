@@ -103,11 +103,13 @@ END_TEST
 
 START_TEST(test_set_bit_sets_clock)
 {
+	ck_assert_uint_eq(cmos_rd(SEC), 0x30);
+	fake_secs += 5;
 	cmos_wr(REG_B, 0x02 | 0x10); /* UIE */
 	cmos_wr(REG_B, 0x82 | 0x10); /* SET: freezes, clears UIE */
 	ck_assert_uint_eq(cmos_rd(REG_B), 0x82);
 	fake_secs += 100;
-	ck_assert_uint_eq(cmos_rd(SEC), 0x30); /* frozen */
+	ck_assert_uint_eq(cmos_rd(SEC), 0x35); /* frozen when SET was written */
 	cmos_wr(YEAR, 0x30);
 	cmos_wr(MON, 0x01);
 	cmos_wr(DOM, 0x02);
@@ -299,6 +301,12 @@ START_TEST(test_memory_bytes)
 	ck_assert_uint_eq(cmos16(0x30), 31 * 1024);
 	ck_assert_uint_eq(cmos16(0x34), 16 * 16);
 	ck_assert_uint_eq(cmos_rd(0x5b) | cmos_rd(0x5c) << 8 | cmos_rd(0x5d) << 16, 0xffffff);
+	rtc->ops->destroy(rtc);
+
+	/* More below 4 GiB than can exist still caps every field. */
+	rtc = new_rtc(GiB(64), 0);
+	ck_assert_uint_eq(cmos16(0x17), 0xffff);
+	ck_assert_uint_eq(cmos16(0x34), 0xffff);
 	rtc->ops->destroy(rtc);
 
 	rtc = new_rtc(KiB(512), 0);

@@ -25,9 +25,8 @@ static uint64_t debug_exit_read(struct device *dev, int region, uint64_t off, un
 static void debug_exit_write(struct device *dev, int region, uint64_t off, unsigned size, uint64_t val)
 {
 	struct debug_exit *d = (struct debug_exit *)dev;
-	uint64_t v = val & emu_ones(size);
 
-	vm_request_stop(&d->ctl, VM_STOP_DEBUG_EXIT, (int)(((v << 1) | 1) & 0xff));
+	vm_request_stop(&d->ctl, VM_STOP_DEBUG_EXIT, (int)(((val << 1) | 1) & 0xff));
 }
 
 static void debug_exit_reset(struct device *dev)

@@ -112,9 +112,9 @@ int pci_dev_set_bar(struct pci_dev *pdev, int bar, uint64_t size, uint8_t flags)
 		return -EINVAL;
 	pdev->bar[bar] = (struct pci_bar){ .size = size, .flags = flags, .addr = PCI_BAR_UNMAPPED };
 	pci_set_u32(pdev, off, flags);
+	/* The minimum sizes keep the type bits out of the mask. */
 	for (unsigned i = 0; i < 4; i++)
 		pdev->wmask[off + i] = (uint8_t)((uint32_t)mask >> (8 * i));
-	pdev->wmask[off] &= io ? 0xfc : 0xf0;
 	if (is64) {
 		pdev->bar[bar + 1] = (struct pci_bar){ .addr = PCI_BAR_UNMAPPED };
 		pci_set_u32(pdev, off + 4, 0);

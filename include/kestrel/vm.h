@@ -53,6 +53,13 @@ struct vm {
 	enum vm_stop_reason stop_why;
 	int stop_code;
 	struct vm_ctl ctl;          /* handed to devices */
+
+	/* GSI routing: the PC's fixed IRQCHIP entries plus MSI routes that
+	 * devices allocate (MSI-X vectors -> irqfd). Guarded by route_lock. */
+	pthread_mutex_t route_lock;
+	struct kvm_irq_routing_entry *routes;
+	unsigned nr_routes;
+	uint32_t next_msi_gsi;
 };
 
 int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
@@ -66,6 +73,20 @@ void vm_stop_vcpus(struct vm *vm);
 void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code);
 /* Interrupt line for devices: KVM_IRQ_LINE on the in-kernel PIC/IOAPIC. */
 void vm_irq_set(void *opaque, uint32_t gsi, int level);
+/* ioeventfd: a guest write to addr (len 1/2/4/8, or 0 = any length for MMIO)
+ * signals fd in the kernel, without a user-space exit. pio selects port I/O. */
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, bool assign) WARN_UNUSED;
+/* irqfd: writing fd raises gsi (edge), without going through user space. */
+int vm_irqfd(struct vm *vm, int fd, uint32_t gsi, bool assign) WARN_UNUSED;
+/* MSI routes for MSI/MSI-X vectors: allocate a GSI (>= 24), point it at an MSI
+ * address/data pair (update any time, e.g. when the guest reprograms the
+ * vector), free it. */
+int vm_msi_route_alloc(struct vm *vm, uint32_t *gsi) WARN_UNUSED;
+int vm_msi_route_set(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data) WARN_UNUSED;
+void vm_msi_route_free(struct vm *vm, uint32_t gsi);
+/* Inject one MSI directly (KVM_SIGNAL_MSI). */
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data) WARN_UNUSED;
+
 /* Wait for a stop request; timeout_ms 0 = forever. Returns false on timeout. */
 bool vm_wait_stop(struct vm *vm, uint64_t timeout_ms);
 void vm_print_stats(struct vm *vm, FILE *f);

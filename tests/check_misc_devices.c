@@ -1,0 +1,140 @@
+/* The debug-exit port and the sink. */
+#include <check.h>
+#include <stdlib.h>
+
+#include "kestrel/devices.h"
+#include "fake_board.h"
+
+static struct fake_ctl ctl;
+
+static struct device *new_debug_exit(void)
+{
+	struct vm_ctl c = fake_vm_ctl(&ctl);
+
+	return debug_exit_create(&c);
+}
+
+START_TEST(test_debug_exit_codes)
+{
+	struct device *d = new_debug_exit();
+
+	dev_wr(d, 0, 0, 1, 0x10);
+	ck_assert_int_eq(ctl.stops, 1);
+	ck_assert_int_eq(ctl.why, VM_STOP_DEBUG_EXIT);
+	ck_assert_int_eq(ctl.code, 0x21);
+	dev_wr(d, 0, 0, 1, 0);
+	ck_assert_int_eq(ctl.code, 1);
+	dev_wr(d, 0, 0, 1, 0x80); /* (0x80 << 1) | 1 = 0x101: the OS keeps 8 bits */
+	ck_assert_int_eq(ctl.code, 0x01);
+	dev_wr(d, 0, 0, 1, 0x7f);
+	ck_assert_int_eq(ctl.code, 0xff);
+	dev_wr(d, 0, 0, 4, 0x12345678);
+	ck_assert_int_eq(ctl.code, 0xf1);
+	dev_wr(d, 0, 2, 2, 0x0003);
+	ck_assert_int_eq(ctl.code, 0x07);
+	dev_wr(d, 0, 0, 8, 0xffffffffffffff01ULL);
+	ck_assert_int_eq(ctl.code, 0x03);
+	ck_assert_int_eq(ctl.stops, 7);
+	ck_assert_uint_eq(dev_rd(d, 0, 0, 1), 0xff);
+	ck_assert_uint_eq(dev_rd(d, 0, 0, 2), 0xffff);
+	ck_assert_uint_eq(dev_rd(d, 0, 0, 4), 0xffffffff);
+	ck_assert_uint_eq(dev_rd(d, 0, 0, 8), ~0ULL);
+	ck_assert_int_eq(ctl.stops, 7); /* reads never exit */
+	d->ops->destroy(d);
+}
+END_TEST
+
+START_TEST(test_sink)
+{
+	struct device *s = sink_create("post");
+
+	ck_assert_ptr_nonnull(s);
+	ck_assert_str_eq(s->ops->name, "sink");
+	for (unsigned size = 1; size <= 8; size *= 2) {
+		dev_wr(s, 0, 0, size, 0x1234);
+		ck_assert_uint_eq(dev_rd(s, 0, 0, size), size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1);
+	}
+	s->ops->reset(s);
+	s->ops->destroy(s);
+	s = sink_create(NULL);
+	ck_assert_uint_eq(dev_rd(s, 0, 0, 1), 0xff);
+	s->ops->destroy(s);
+}
+END_TEST
+
+START_TEST(test_fuzz)
+{
+	struct device *d = new_debug_exit(), *s = sink_create("x");
+	int stops = 0;
+
+	for (int i = 0; i < 100000; i++) {
+		uint64_t r = fuzz_next(), v = fuzz_next();
+		unsigned size = fuzz_size();
+
+		if (r & 1) {
+			dev_wr(d, 0, (r >> 8) % 4, size, v);
+			stops++;
+			uint64_t masked = size == 8 ? v : v & ((1ULL << (8 * size)) - 1);
+			ck_assert_int_eq(ctl.code, (int)(((masked << 1) | 1) & 0xff));
+			ck_assert_int_eq(ctl.code & 1, 1);
+		} else {
+			dev_wr(s, 0, 0, size, v);
+			ck_assert_uint_eq(dev_rd(s, 0, 0, size) & 0xff, 0xff);
+		}
+	}
+	ck_assert_int_eq(ctl.stops, stops);
+	d->ops->destroy(d);
+	s->ops->destroy(s);
+}
+END_TEST
+
+START_TEST(test_save_load)
+{
+	struct device *d = new_debug_exit(), *d2 = new_debug_exit();
+	struct device *s = sink_create("a"), *s2 = sink_create("b");
+	struct state_buf good;
+
+	roundtrip(d, d2, &good);
+	ck_assert_uint_eq(good.len, STATE_HDR);
+	check_patched_fails(d2, &good, 0, 0);
+	/* A section claiming a body it does not have, or a body we do not know. */
+	check_patched_fails(d2, &good, 8, 1);
+	struct state_buf extra = state_copy(&good, good.len);
+	state_put_u8(&extra, 0);
+	extra.data[8] = 1;
+	ck_assert_int_eq(d2->ops->load(d2, &extra), -EINVAL);
+	state_free(&extra);
+	/* The two stateless devices do not accept each other's sections. */
+	good.pos = 0;
+	ck_assert_int_eq(s->ops->load(s, &good), -EINVAL);
+	state_free(&good);
+
+	roundtrip(s, s2, &good);
+	check_truncations(s2, &good);
+	good.pos = 0;
+	ck_assert_int_eq(d->ops->load(d, &good), -EINVAL);
+	state_free(&good);
+	d->ops->destroy(d);
+	d2->ops->destroy(d2);
+	s->ops->destroy(s);
+	s2->ops->destroy(s2);
+}
+END_TEST
+
+static Suite *misc_suite(void)
+{
+	Suite *s = suite_create("misc_devices");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_debug_exit_codes);
+	tcase_add_test(tc, test_sink);
+	tcase_add_test(tc, test_fuzz);
+	tcase_add_test(tc, test_save_load);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(misc_suite());
+}
