@@ -264,6 +264,14 @@ echo "exitcode: still running after the debug-exit write"
 exit 1
 EOF
 	chmod 0755 "$1/tests/exitcode.sh"
+	cat >"$1/tests/reboot.sh" <<'EOF'
+#!/bin/sh
+# Reboots at once (Linux tries the ACPI reset register, then the i8042): a
+# VMM run with "exit on reboot" ends with 0; one that restarts boots again.
+echo "KESTREL-GUEST-REBOOT"
+reboot -f
+EOF
+	chmod 0755 "$1/tests/reboot.sh"
 }
 
 kit_initrd() {

@@ -45,7 +45,7 @@ trap 'rm -rf "$out"' EXIT
 
 # run_case NAME EXPECTED_RC PATTERNS... -- KESTREL_ARGS...
 # Each PATTERN is an extended regex that must match a line of the guest's
-# output; a leading '!' means it must NOT match; a leading 'stderr:' checks
+# output; a leading '!' means it must NOT match; '2x:' that it matches at least twice; a leading 'stderr:' checks
 # the worker's stderr instead (only for what the worker itself must report).
 # Milliseconds since boot, from /proc/uptime (busybox date has no %N).
 now_ms() { read -r up _ </proc/uptime; echo "${up%.*}${up#*.}0"; }
@@ -58,7 +58,7 @@ run_case() {
 	shift
 	echo "$name" | grep -Eq -- "$filter" || return 0
 	t0=$(now_ms)
-	"$KESTREL" run --serial stdio --on-reboot exit "$@" </dev/null >"$out/$name.log" 2>"$out/$name.err"
+	"$KESTREL" run --serial stdio --on-reboot "${ON_REBOOT:-exit}" "$@" </dev/null >"$out/$name.log" 2>"$out/$name.err"
 	rc=$?
 	t1=$(now_ms)
 	# The guest's tty writes CR LF; compare lines without the CR.
@@ -67,6 +67,8 @@ run_case() {
 	[ "$rc" = "$want" ] || { ok=0; why="exit status $rc, expected $want"; }
 	while IFS= read -r p; do
 		case "$p" in
+		2x:*)
+			[ "$(grep -Ec -- "${p#2x:}" "$out/$name.log")" -ge 2 ] || { ok=0; why="${why:+$why; }/${p#2x:}/ not seen twice"; } ;;
 		stderr:*)
 			grep -Eq -- "${p#stderr:}" "$out/$name.err" || { ok=0; why="${why:+$why; }stderr lacks /${p#stderr:}/"; } ;;
 		!*)
@@ -119,6 +121,16 @@ if [ $do_linux = 1 ]; then
 	# RAM above 4 GiB: the guest's e820 shows RAM from 0x100000000, MemTotal ~6 GiB.
 	linux_case linux-pvh-6g vmlinux 2 6G 64 "^e820: 0x0*100000000-" "^memtotal_kb=(5[5-9]|6[0-2])[0-9]{5}$"
 	# The guest chooses the worker's exit code through the debug-exit port.
+	# Guest reboot: --on-reboot exit ends the worker with 0; restart boots the
+	# guest again (seen twice) until --timeout stops it with 124.
+	run_case linux-reboot-exit 0 "KESTREL-GUEST-REBOOT" "!KESTREL-GUEST-POWEROFF" -- --kernel "$KIT/vmlinux" \
+		--initrd "$KIT/initrd.cpio.gz" --cpus 2 --mem 256M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.run=reboot"
+	ON_REBOOT=restart
+	run_case linux-reboot-restart 124 "2x:KESTREL-GUEST-REBOOT" -- --kernel "$KIT/vmlinux" \
+		--initrd "$KIT/initrd.cpio.gz" --cpus 1 --mem 256M --timeout 45s \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.run=reboot"
+	ON_REBOOT=
 	run_case linux-debug-exit 43 "KESTREL-GUEST-INIT-OK" -- --kernel "$KIT/vmlinux" \
 		--initrd "$KIT/initrd.cpio.gz" --cpus 1 --mem 256M --timeout 300s \
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.run=exitcode kestrel.code=21"
