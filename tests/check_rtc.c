@@ -130,6 +130,18 @@ START_TEST(test_set_bit_sets_clock)
 	cmos_wr(SEC, 0);
 	cmos_wr(REG_B, 0x06);
 	ck_assert_uint_eq(cmos_rd(HOUR), 23);
+	/* 12 AM is hour 0, 12 PM hour 12. */
+	cmos_wr(REG_B, 0x84);
+	cmos_wr(HOUR, 12);
+	cmos_wr(REG_B, 0x06);
+	ck_assert_uint_eq(cmos_rd(HOUR), 0);
+	cmos_wr(REG_B, 0x84);
+	cmos_wr(HOUR, 0x8c);
+	cmos_wr(REG_B, 0x06);
+	ck_assert_uint_eq(cmos_rd(HOUR), 12);
+	cmos_wr(REG_B, 0x84);
+	cmos_wr(HOUR, 0x8b);
+	cmos_wr(REG_B, 0x06);
 
 	/* An impossible date leaves the clock alone. */
 	cmos_wr(REG_B, 0x82);

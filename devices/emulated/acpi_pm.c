@@ -118,8 +118,8 @@ static void pm_update_sci(struct acpi_pm *pm, bool force)
 	irq_set(&pm->sci, level);
 }
 
-/* SLP_EN starts the transition to the state SLP_TYP names (ACPI 6.5 4.8.3.2.1,
- * 16.1.7). Only S5 exists on this board. */
+/* SLP_EN starts the transition to the state SLP_TYP names (ACPI 6.5
+ * 4.8.3.2.1). Only S5 exists on this board. */
 static void pm_write_cnt(struct acpi_pm *pm, uint64_t rval, uint64_t rmask)
 {
 	uint16_t v = (uint16_t)emu_lane_merge(pm->r.cnt, rval, rmask);

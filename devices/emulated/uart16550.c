@@ -5,7 +5,7 @@
  * (or, in loopback, to the receiver), so THR and the shifter are always empty
  * by the time the guest looks again. Reception comes from uart_receive() on
  * the input thread. There is no baud-rate timing and no timer: the character
- * timeout of FIFO mode (PC16550D 8.6.2, "4 character times" of silence) is
+ * timeout of FIFO mode (PC16550D, IIR: "4 character times" of silence) is
  * treated as already elapsed whenever the FIFO holds fewer bytes than the
  * trigger level, since host input arrives in bursts and is idle afterwards. */
 #include <errno.h>
@@ -20,7 +20,7 @@
 #include "kestrel/state.h"
 #include "emu.h"
 
-/* Register offsets (PC16550D Table II). */
+/* Register offsets (PC16550D register summary). */
 #define UART_RBR 0 /* DLAB=0 read */
 #define UART_THR 0 /* DLAB=0 write */
 #define UART_DLL 0 /* DLAB=1 */
@@ -94,7 +94,7 @@
 /* Everything the guest can see; saved and loaded as a unit. */
 struct uart_regs {
 	uint8_t ier, lcr, mcr, lsr_err, msr, scr, dll, dlm, fcr;
-	bool thri_pending;             /* THRE interrupt armed (PC16550D 8.4) */
+	bool thri_pending;             /* THRE interrupt armed (IIR priority 3) */
 	uint8_t rx[UART_FIFO_SIZE];    /* ring, rx_head is the oldest byte */
 	unsigned rx_head, rx_count;
 };
@@ -127,7 +127,8 @@ static unsigned uart_rx_trigger(const struct uart_regs *r)
 	return (r->fcr & FCR_ENABLE) ? level[r->fcr >> 6] : 1;
 }
 
-/* PC16550D Table IV: the highest-priority pending, enabled source. */
+/* PC16550D interrupt control functions: the highest-priority pending,
+ * enabled source. */
 static uint8_t uart_iir_id(const struct uart_regs *r)
 {
 	if ((r->ier & IER_ELSI) && (r->lsr_err & LSR_ERRS))
@@ -145,7 +146,7 @@ static uint8_t uart_iir_id(const struct uart_regs *r)
 }
 
 /* On a PC the INTR pin reaches the ISA bus through a buffer enabled by the OUT2
- * pin; in loopback OUT2 is forced inactive (PC16550D 8.6, MCR bit 4), so the
+ * pin; in loopback OUT2 is forced inactive (PC16550D, MCR bit 4), so the
  * line is quiet even though IIR still reports. */
 static void uart_update_irq(struct uart *u, bool force)
 {
@@ -400,7 +401,7 @@ static void uart_write(struct device *dev, int region, uint64_t off, unsigned si
 	uart_update_irq(u, false);
 }
 
-/* PC16550D Table III, master reset. */
+/* PC16550D reset configuration (MR pin). */
 static void uart_reset(struct device *dev)
 {
 	struct uart *u = to_uart(dev);
