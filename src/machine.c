@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kestrel/acpi.h"
@@ -149,9 +151,50 @@ static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
 	return ret;
 }
 
+/* Map an image read-only instead of reading it: the loaders copy what they
+ * need into guest RAM once, and the mapping goes away right after, so the
+ * worker keeps no second copy of a 60+ MiB vmlinux. */
+static int map_image(const char *path, uint8_t **p, size_t *len)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		ret = -errno;
+	else if (!S_ISREG(st.st_mode))
+		ret = -EINVAL;
+	else if (st.st_size == 0)
+		ret = -ENODATA;
+	if (!ret) {
+		void *m = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+
+		if (m == MAP_FAILED) {
+			ret = -errno;
+		} else {
+			madvise(m, st.st_size, MADV_SEQUENTIAL);
+			*p = m;
+			*len = st.st_size;
+		}
+	}
+	close(fd);
+	return ret;
+}
+
+static void unmap_images(struct machine *m)
+{
+	if (m->kernel)
+		munmap(m->kernel, m->kernel_len);
+	if (m->initrd)
+		munmap(m->initrd, m->initrd_len);
+	m->kernel = m->initrd = NULL;
+	m->kernel_len = m->initrd_len = 0;
+}
+
 static int machine_read_images(struct machine *m, char *err, size_t errlen)
 {
-	int ret = read_file(m->cfg->kernel, &m->kernel, &m->kernel_len);
+	int ret = map_image(m->cfg->kernel, &m->kernel, &m->kernel_len);
 
 	if (ret) {
 		snprintf(err, errlen, "--kernel: %s: %s", m->cfg->kernel, strerror(-ret));
@@ -164,7 +207,7 @@ static int machine_read_images(struct machine *m, char *err, size_t errlen)
 	}
 	if (!m->cfg->initrd)
 		return 0;
-	ret = read_file(m->cfg->initrd, &m->initrd, &m->initrd_len);
+	ret = map_image(m->cfg->initrd, &m->initrd, &m->initrd_len);
 	if (ret)
 		snprintf(err, errlen, "--initrd: %s: %s", m->cfg->initrd, strerror(-ret));
 	return ret;
@@ -193,7 +236,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_write_acpi(m, err, errlen);
 	if (ret)
 		return ret;
-	return machine_load_kernel(m, err, errlen);
+	ret = machine_load_kernel(m, err, errlen);
+	unmap_images(m);
+	return ret;
 }
 
 static void device_free(struct device *dev)
@@ -215,7 +260,6 @@ void machine_destroy(struct machine *m)
 	vm_destroy(&m->vm);
 	if (m->own_serial_out && m->serial_out_fd >= 0)
 		close(m->serial_out_fd);
-	free(m->kernel);
-	free(m->initrd);
+	unmap_images(m);
 	memset(m, 0, sizeof(*m));
 }

@@ -43,6 +43,6 @@ linux)
 	# (c) kestrel's own memory beside the guest RAM it touched (from --stats).
 	"$K" run --kernel "$KIT/vmlinux" --initrd "$KIT/initrd.cpio.gz" --cmdline "$CMDLINE" --cpus 2 \
 		--mem 256M --on-reboot exit --timeout 300s --stats 2>&1 >/dev/null | grep 'stats: memory' |
-		sed 's/^/c kestrel /'
+		sed 's/^.*memory /c kestrel /'
 	;;
 esac

@@ -40,12 +40,12 @@ import re, statistics, sys
 rows = {}
 extra = []
 for line in open(sys.argv[1]):
-    m = re.match(r'^([abc]) (\w+)(?: (\S+))? (.*)$', line.strip())
+    m = re.match(r'^([abc]) (\w+)(?: ([A-Za-z][^\s=]*))? (\S+=.*)$', line.strip())
     if not m:
         continue
     kind, who, img, rest = m.groups()
     if kind == 'c':
-        extra.append(f"{who}: {img} {rest}")
+        extra.append(f"{who}: {rest}")
         continue
     kv = dict(x.split('=') for x in rest.split())
     rows.setdefault((kind, img or 'exit0', who), []).append(kv)
