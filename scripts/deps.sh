@@ -10,6 +10,9 @@ PACKAGES=(
 	qemu-system-x86 qemu-utils busybox-static cpio xz-utils gzip binutils file
 	# tests: iasl checks our ACPI tables
 	acpica-tools
+	# tests: libFuzzer harnesses (tests/fuzz/run.sh: clang, and its fuzzer and
+	# sanitizer runtimes, only "recommended" by clang); bc for scripts/bench/vhd.sh
+	clang libclang-rt-14-dev bc
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -16,11 +16,15 @@
 #
 # Guest kernel command line understood by /init (read from /proc/cmdline):
 #   kestrel.run=NAME      run /tests/NAME.sh after the report
+#                         (/tests also holds the repository's tests/kit/*.sh)
 #   kestrel.code=N        exit code used by /tests/exitcode.sh (default 42)
 #   kestrel.modules=a,b   modprobe these first (needs modules.cpio.gz appended)
 #   kestrel.exit=N        after the poweroff marker, write N to the debug-exit
 #                         port 0xf4 (for VMMs without ACPI power-off)
 #   kestrel.nopoweroff    drop to a shell on the console instead of poweroff
+# ACPI power button (kestrel ctl NAME shutdown): with kestrel.modules=button,evdev
+# /init starts busybox acpid, whose handler prints KESTREL-GUEST-ACPI-SHUTDOWN
+# and powers off; /init prints KESTREL-GUEST-ACPID once it listens.
 # Extra modules: KESTREL_KIT_MODULES="name ..." adds to the default list.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -31,7 +35,7 @@ set -euo pipefail
 KIT_MODULES="irqbypass ccp kvm kvm-amd
 ata_piix libata sd_mod sr_mod virtio virtio_ring virtio_pci virtio_scsi
 virtio_blk virtio_net failover net_failover tulip de2104x bochs vga16fb
-hv_vmbus hv_storvsc hv_netvsc ${KESTREL_KIT_MODULES:-}"
+hv_vmbus hv_storvsc hv_netvsc button evdev ${KESTREL_KIT_MODULES:-}"
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
@@ -206,6 +210,17 @@ port_out() { # port_out PORT BYTE: one byte to an x86 I/O port via /dev/port
 }
 
 for m in $(arg kestrel.modules | tr ',' ' '); do modprobe "$m" || echo "modprobe $m failed"; done
+# The power button reaches user space as KEY_POWER on the button driver's
+# input device (CONFIG_ACPI_BUTTON=m, CONFIG_INPUT_EVDEV=m in Debian); busybox
+# acpid runs /etc/acpi/PWRF/00000080 for it. Our /init is no real init, so the
+# handler powers off itself.
+if ls /dev/input/event* >/dev/null 2>&1; then
+	mkdir -p /etc/acpi/PWRF
+	printf '#!/bin/sh\necho KESTREL-GUEST-ACPI-SHUTDOWN >/dev/console\nsync\npoweroff -f\n' \
+		>/etc/acpi/PWRF/00000080
+	chmod 0755 /etc/acpi/PWRF/00000080
+	acpid -c /etc/acpi && echo KESTREL-GUEST-ACPID
+fi
 
 echo KESTREL-GUEST-INIT-OK
 n=0
@@ -272,6 +287,12 @@ echo "KESTREL-GUEST-REBOOT"
 reboot -f
 EOF
 	chmod 0755 "$1/tests/reboot.sh"
+	# Device tests kept in the repository (tests/kit/NAME.sh, run with
+	# kestrel.run=NAME) go to /tests as they are.
+	local t
+	for t in "$KESTREL_ROOT"/tests/kit/*.sh; do
+		[ -e "$t" ] && install -m 0755 "$t" "$1/tests/"
+	done
 }
 
 kit_initrd() {
@@ -295,7 +316,8 @@ main() {
 	kpkg="$(kit_kernel_pkg)"
 	kdeb="$(kit_fetch "$kpkg")"
 	bdeb="$(kit_fetch busybox-static)"
-	stamp="$( (sha256sum "$0" "${BASH_SOURCE[0]%/*}/lib.sh" | awk '{print $1}'
+	stamp="$( (sha256sum "$0" "${BASH_SOURCE[0]%/*}/lib.sh" "$KESTREL_ROOT"/tests/kit/*.sh |
+		awk '{print $1}'
 		basename "$kdeb"; basename "$bdeb"; echo "$KIT_MODULES") | sha256sum | cut -c1-16)"
 	if [ "$FORCE" = 0 ] && [ -f "$OUTDIR/.stamp" ] && [ "$(cat "$OUTDIR/.stamp")" = "$stamp" ] &&
 		[ -s "$OUTDIR/vmlinux" ] && [ -s "$OUTDIR/bzImage" ] && [ -s "$OUTDIR/initrd.cpio.gz" ]; then

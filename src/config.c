@@ -33,8 +33,8 @@ struct opt_src {
 
 enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
-	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_HELP,
-	OPT_NR
+	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
+	OPT_CONTROL, OPT_HELP, OPT_NR
 };
 
 /* JSON types a key accepts; an integer or a boolean becomes the same text a
@@ -384,6 +384,29 @@ static int opt_stats(struct vm_config *c, const char *v, const struct opt_src *s
 	return set_switch(&c->stats, v, src);
 }
 
+/* --disk is repeatable: each one adds a disk (src/config_disk.c). */
+static int opt_disk(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_disk_add(c, v, src->basedir, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
+/* --control PATH: the control socket (docs/control.md); "none" turns it off. */
+static int opt_control(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	if (strcmp(v, "none") == 0)
+		return set_string(&c->control, v, src);
+	return set_path(&c->control, v, src);
+}
+
+static bool opt_repeatable(size_t id)
+{
+	return id == OPT_DISK;
+}
+
 static const struct opt opts[OPT_NR] = {
 	[OPT_CONFIG] = { "config", NULL, 0, true, NULL, "FILE",
 		"JSON file with the same settings (keys: flag\n"
@@ -423,6 +446,15 @@ static const struct opt opts[OPT_NR] = {
 		"log errors only" },
 	[OPT_STATS] = { "stats", "stats", JT_BOOL, false, opt_stats, NULL,
 		"print run statistics to stderr at the end" },
+	[OPT_DISK] = { "disk", "disks", 0, true, opt_disk, "SPEC",
+		"add a disk (repeatable): path=FILE,bus=scsi\n"
+		"[,format=raw|vhd][,readonly][,cache=none|\n"
+		"writeback][,aio=io_uring|libaio|sync][,target=N]\n"
+		"(JSON: \"disks\": [ {\"path\": ..}, ..])" },
+	[OPT_CONTROL] = { "control", "control", JT_STRING, true, opt_control, "PATH",
+		"control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
+		"NAME.sock, /run/kestrel/NAME.sock as root);\n"
+		"none: no socket" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -578,6 +610,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_TIMEOUT: return a->timeout_ms == b->timeout_ms;
 	case OPT_QUIET: return a->quiet == b->quiet;
 	case OPT_STATS: return a->stats == b->stats;
+	case OPT_CONTROL: return str_eq(a->control, b->control);
 	default: return true;
 	}
 }
@@ -616,7 +649,7 @@ static int arg_apply(struct vm_config *c, const struct arg_item *it, const char 
 		return opt_err(&src, "missing value (e.g. --%s %s)", o->flag, o->metavar);
 	if (!o->set)
 		return 0;   /* --config and --help: handled by args_scan */
-	if (was_seen[id])
+	if (was_seen[id] && !opt_repeatable(id))
 		return arg_repeat(c, it, seen[id], &src);
 	ret = o->set(c, it->value, &src);
 	seen[id] = it->value;
@@ -740,6 +773,12 @@ static int json_apply(struct vm_config *c, json_object *root, const char *path,
 		const char *text = NULL, *hint;
 		int ret;
 
+		if (strcmp(key, "disks") == 0) {
+			ret = config_disks_json(c, val, path, basedir, err, errlen);
+			if (ret)
+				return ret;
+			continue;
+		}
 		if (!o) {
 			hint = opt_suggest(key, strlen(key), true);
 			if (hint)
@@ -1009,7 +1048,8 @@ int config_validate(struct vm_config *c, char *err, size_t errlen)
 	    c->on_reboot > ON_REBOOT_EXIT)
 		return plain_err(err, errlen, "internal error: enum out of range in vm_config");
 	ret = mem_validate(c, VSRC("mem"));
-	return ret ?: config_validate_files(c, err, errlen);
+	ret = ret ?: config_validate_files(c, err, errlen);
+	return ret ?: config_disks_validate(c, err, errlen);
 }
 
 void config_defaults(struct vm_config *c)
@@ -1032,7 +1072,9 @@ void config_free(struct vm_config *c)
 	free(c->initrd);
 	free(c->cmdline);
 	free(c->serial_path);
-	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = NULL;
+	free(c->control);
+	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
+	config_disks_free(c);
 }
 
 static void usage_opt(FILE *f, const struct opt *o)

@@ -15,6 +15,7 @@
 #include "kestrel/boot.h"
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
+#include "kestrel/virtio_scsi.h"
 
 static uint64_t monotonic_ns(void)
 {
@@ -101,7 +102,46 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	ret = ret ?: attach(pio, BOARD_PORT_POST, 1, m->post, 0, err, errlen);
 	ret = ret ?: attach(pio, BOARD_PORT_PCI_ADDR, 1, m->pci, 0, err, errlen);
 	ret = ret ?: attach(pio, BOARD_PORT_PCI_DATA, 4, m->pci, 1, err, errlen);
+	/* CONFIG_ADDRESS writes only latch an address: queue them in KVM so a
+	 * config-space access costs one exit (at 0xCFC), not two — guests probe
+	 * config space thousands of times while booting. The 4-byte zone also
+	 * covers 0xCF9 (reset); such a write takes effect at the next exit. */
+	if (!ret && vm_coalesce_io(&m->vm, BOARD_PORT_PCI_ADDR, 4, true))
+		kdebug("coalesced PIO unavailable; 0xCF8 writes exit");
 	return ret;
+}
+
+/* Synthetic storage: one virtio-scsi controller holding every --disk
+ * bus=scsi, in a fixed slot; its INTA# reaches the GSI the DSDT's _PRT names
+ * for that slot (acpi.c: 16 + (slot + pin) % 8). Request queues: one per
+ * vCPU, up to the controller's limit. */
+#define MACHINE_SLOT_VIRTIO_SCSI 4
+
+static uint32_t machine_pci_inta_gsi(int slot)
+{
+	return 16 + (uint32_t)slot % 8;
+}
+
+static int machine_create_storage(struct machine *m, char *err, size_t errlen)
+{
+	struct virtio_scsi_disk d[CONFIG_MAX_DISKS];
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < m->cfg->ndisks && n < CONFIG_MAX_DISKS; i++) {
+		const struct config_disk *c = &m->cfg->disks[i];
+
+		if (c->bus != CONFIG_BUS_SCSI)
+			continue;
+		d[n++] = (struct virtio_scsi_disk){ .opts = c->blk, .target = (unsigned)c->target,
+						    .add_after_ms = c->add_after_ms,
+						    .remove_after_ms = c->remove_after_ms };
+	}
+	if (!n)
+		return 0;
+	return virtio_scsi_create(&m->vm, m->pci, MACHINE_SLOT_VIRTIO_SCSI,
+				  machine_pci_inta_gsi(MACHINE_SLOT_VIRTIO_SCSI),
+				  MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
+				  m->cfg->stats, &m->vscsi, err, errlen);
 }
 
 static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
@@ -233,6 +273,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_create_devices(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_create_storage(m, err, errlen);
+	if (ret)
+		return ret;
 	ret = machine_write_acpi(m, err, errlen);
 	if (ret)
 		return ret;
@@ -256,6 +299,7 @@ void machine_destroy(struct machine *m)
 	device_free(m->pm);
 	device_free(m->debug_exit);
 	device_free(m->post);
+	device_free(m->vscsi);
 	device_free(m->pci);
 	vm_destroy(&m->vm);
 	if (m->own_serial_out && m->serial_out_fd >= 0)

@@ -5,16 +5,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kestrel/config.h"
 #include "kestrel/console.h"
+#include "kestrel/control.h"
+#include "kestrel/control_vm.h"
 #include "kestrel/machine.h"
+#include "kestrel/vhd.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kestrel run [OPTIONS]     boot a VM (kestrel help run lists the options)\n"
+		"       kestrel vhd COMMAND ...   create, inspect, check and convert VHD disks (kestrel vhd help)\n"
+		"       kestrel ctl NAME|SOCKET COMMAND [ARGS] [--json]   drive a running VM\n"
+		"       kestrel list [--json]     running VMs (docs/control.md)\n"
 		"       kestrel help [run]\n"
 		"       kestrel --version\n");
 }
@@ -32,8 +39,19 @@ static const char *stop_name(enum vm_stop_reason why)
 	return "?";
 }
 
-/* One boot of the guest; returns the stop reason and sets *code. */
-static enum vm_stop_reason run_once(const struct vm_config *cfg, int *code, int *fatal)
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One boot of the guest; returns the stop reason and sets *code. deadline:
+ * CLOCK_MONOTONIC ms at which --timeout stops the VM (0: none); it spans
+ * guest restarts, so a guest that keeps rebooting still times out. */
+static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_vm *cv,
+				    uint64_t deadline, int *code, int *fatal)
 {
 	struct machine m;
 	struct console con;
@@ -59,8 +77,10 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, int *code, int 
 		*fatal = EXIT_VM_ERROR;
 		return VM_STOP_ERROR;
 	}
-	if (!vm_wait_stop(&m.vm, cfg->timeout_ms))
+	control_vm_attach(cv, &m);
+	if (!vm_wait_stop(&m.vm, deadline ? MAX(deadline - MIN(now_ms(), deadline - 1), 1) : 0))
 		vm_request_stop_cb(&m.vm, VM_STOP_TIMEOUT, EXIT_TIMEOUT);
+	control_vm_detach(cv, &m);
 	vm_stop_vcpus(&m.vm);
 	console_stop(&con);
 	why = m.vm.stop_why;
@@ -75,9 +95,11 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, int *code, int 
 static int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
+	struct control_vm *cv;
 	char err[512] = "";
 	int code = 0, fatal = 0, exit_code, rc;
 	enum vm_stop_reason why;
+	uint64_t deadline;
 
 	config_defaults(&cfg);
 	rc = config_parse_run(&cfg, argc, argv, err, sizeof(err));
@@ -94,8 +116,15 @@ static int cmd_run(int argc, char **argv)
 	if (cfg.quiet)
 		log_threshold = LOG_ERR;
 	console_block_signals();
+	/* The control socket outlives each boot (docs/control.md). */
+	if (control_vm_create(&cv, &cfg, err, sizeof(err))) {
+		kerr("%s", err);
+		config_free(&cfg);
+		return EXIT_USAGE;
+	}
+	deadline = cfg.timeout_ms ? now_ms() + cfg.timeout_ms : 0;
 	for (;;) {
-		why = run_once(&cfg, &code, &fatal);
+		why = run_once(&cfg, cv, deadline, &code, &fatal);
 		if (fatal) {
 			exit_code = fatal;
 			break;
@@ -123,6 +152,7 @@ static int cmd_run(int argc, char **argv)
 		}
 		break;
 	}
+	control_vm_destroy(cv, exit_code);
 	config_free(&cfg);
 	return exit_code;
 }
@@ -148,6 +178,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl"))
+		return ctl_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "list"))
+		return ctl_list_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "vhd"))
+		return vhd_tool_main(argc - 1, argv + 1);
 	fprintf(stderr, "kestrel: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

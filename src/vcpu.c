@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include "kestrel/board.h"
 #include "kestrel/vm.h"
@@ -142,11 +143,34 @@ static void vcpu_handle_mmio(struct vcpu *c)
 		bus_read(&c->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
 }
 
+void vm_drain_coalesced(struct vm *vm)
+{
+	struct kvm_coalesced_mmio_ring *ring = vm->coalesced;
+	uint32_t max;
+
+	if (!ring || __atomic_load_n(&ring->first, __ATOMIC_ACQUIRE) ==
+		     __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
+		return;
+	max = (getpagesize() - sizeof(*ring)) / sizeof(ring->coalesced_mmio[0]);
+	pthread_mutex_lock(&vm->coalesced_lock);
+	while (ring->first != __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) {
+		struct kvm_coalesced_mmio e = ring->coalesced_mmio[ring->first % max];
+
+		/* The ring is written by KVM, but bound the length anyway. */
+		if (e.len <= sizeof(e.data))
+			bus_write(e.pio ? &vm->pio : &vm->mmio, e.phys_addr, e.data, e.len);
+		__atomic_store_n(&ring->first, (ring->first + 1) % max, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&vm->coalesced_lock);
+}
+
 /* One exit; returns false when the vCPU must stop. */
 static bool vcpu_handle_exit(struct vcpu *c)
 {
 	struct kvm_run *run = c->run;
 	char why[96];
+
+	vm_drain_coalesced(c->vm);
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
@@ -196,6 +220,21 @@ static bool vm_stopping(struct vm *vm)
 	return __atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE);
 }
 
+/* A paused vCPU sleeps here, outside KVM_RUN, until vm_resume or a stop
+ * request; vm_pause counts the parked ones. */
+static void vcpu_park(struct vcpu *c)
+{
+	struct vm *vm = c->vm;
+
+	pthread_mutex_lock(&vm->stop_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->stop_cond);
+	while (__atomic_load_n(&vm->paused, __ATOMIC_RELAXED) && !vm->stop_requested)
+		pthread_cond_wait(&vm->stop_cond, &vm->stop_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->stop_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -204,12 +243,21 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, SIG_VCPU_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	while (!vm_stopping(c->vm)) {
+	for (;;) {
+		/* Clear the kick before looking at the flags: a kick after this
+		 * point finds immediate_exit set (KVM_RUN returns at once), one
+		 * before it comes with its flag already visible (see vm_pause). */
+		__atomic_store_n(&c->run->immediate_exit, 0, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (vm_stopping(c->vm))
+			break;
+		if (__atomic_load_n(&c->vm->paused, __ATOMIC_RELAXED)) {
+			vcpu_park(c);
+			continue;
+		}
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN) {
-				c->run->immediate_exit = 0;
+			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			}
 			vcpu_dump(c, strerror(errno));
 			vm_request_stop_cb(c->vm, VM_STOP_ERROR, 0);
 			break;
@@ -268,4 +316,56 @@ void vm_stop_vcpus(struct vm *vm)
 			pthread_join(vm->vcpus[i].thread, NULL);
 		vm->vcpus[i].started = false;
 	}
+}
+
+/* The pause flag is written before the kick, with a full fence between them,
+ * pairing with the fence in vcpu_thread: a vCPU either sees the flag at the
+ * top of its loop or gets the kick in (or on its way into) KVM_RUN. */
+int vm_pause(struct vm *vm, uint64_t timeout_ms)
+{
+	struct timespec ts;
+	unsigned want = 0;
+	int ret = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(timeout_ms / 1000);
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&vm->stop_lock);
+	__atomic_store_n(&vm->paused, true, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&vm->stop_lock);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+
+		if (!c->started)
+			continue;
+		want++;
+		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_RELAXED);
+		pthread_kill(c->thread, SIG_VCPU_KICK);
+	}
+	pthread_mutex_lock(&vm->stop_lock);
+	while (vm->parked < want && !vm->stop_requested && ret == 0)
+		ret = pthread_cond_timedwait(&vm->stop_cond, &vm->stop_lock, &ts);
+	if (vm->stop_requested)
+		ret = ESHUTDOWN;
+	else if (vm->parked >= want)
+		ret = 0;
+	if (ret) {
+		__atomic_store_n(&vm->paused, false, __ATOMIC_RELAXED);
+		pthread_cond_broadcast(&vm->stop_cond);
+	}
+	pthread_mutex_unlock(&vm->stop_lock);
+	return -ret;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->stop_lock);
+	__atomic_store_n(&vm->paused, false, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&vm->stop_cond);
+	pthread_mutex_unlock(&vm->stop_lock);
 }

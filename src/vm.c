@@ -227,6 +227,17 @@ int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
 }
 
+int vm_coalesce_io(struct vm *vm, uint64_t addr, unsigned len, bool pio)
+{
+	struct kvm_coalesced_mmio_zone z = { .addr = addr, .size = len, .pio = pio };
+
+	if (!vm->coalesced)
+		return -ENOTSUP;
+	if (pio && ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0)
+		return -ENOTSUP;
+	return ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &z) < 0 ? -errno : 0;
+}
+
 int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, bool assign)
 {
 	struct kvm_ioeventfd io = { .addr = addr, .len = len, .fd = fd };
@@ -291,6 +302,7 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
 	vm->ncpus = ncpus;
 	pthread_mutex_init(&vm->stop_lock, NULL);
 	pthread_mutex_init(&vm->route_lock, NULL);
+	pthread_mutex_init(&vm->coalesced_lock, NULL);
 	{
 		pthread_condattr_t ca;
 
@@ -337,7 +349,15 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
 		errf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
 		return ret;
 	}
-	return vm_create_vcpus(vm, err, errlen);
+	ret = vm_create_vcpus(vm, err, errlen);
+	if (ret)
+		return ret;
+	/* The coalesced ring is the page at KVM_COALESCED_MMIO_PAGE_OFFSET of
+	 * every vCPU's mapping (the same page for all of them). */
+	int off = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+	if (off > 0 && (off + 1) * getpagesize() <= vm->run_size)
+		vm->coalesced = (void *)((uint8_t *)vm->vcpus[0].run + off * getpagesize());
+	return 0;
 }
 
 void vm_destroy(struct vm *vm)
@@ -416,10 +436,13 @@ void vm_irq_set(void *opaque, uint32_t gsi, int level)
 		kwarn("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
 }
 
+const char *const vm_exit_stat_names[STAT_EXIT_NR] = { "io", "mmio", "hlt", "intr", "shutdown",
+							 "other" };
+
 /* Resident memory: the whole process, and the part of it that is guest RAM
  * (the guest mapping's Rss in /proc/self/smaps), so the VMM's own overhead
  * can be told apart from what the guest touched. */
-static void vm_print_memory(struct vm *vm, FILE *f)
+static void vm_read_memory(struct vm *vm, struct vm_stats *st)
 {
 	FILE *sm = fopen("/proc/self/smaps", "r");
 	char line[256];
@@ -438,21 +461,40 @@ static void vm_print_memory(struct vm *vm, FILE *f)
 		}
 	}
 	fclose(sm);
-	fprintf(f, "kestrel: stats: memory rss_kb=%llu guest_ram_kb=%llu vmm_kb=%llu\n", total, guest,
-		total - guest);
+	st->rss_kb = total;
+	st->guest_ram_kb = guest;
+	st->vmm_kb = total - guest;
+}
+
+/* The counters are written by the vCPU threads; relaxed loads give a
+ * consistent-enough snapshot while the VM runs. */
+void vm_get_stats(struct vm *vm, struct vm_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	vm_read_memory(vm, st);
+	for (unsigned i = 0; i < vm->ncpus && vm->vcpus; i++)
+		for (int s = 0; s < STAT_EXIT_NR; s++)
+			st->exits[s] += __atomic_load_n(&vm->vcpus[i].exits[s], __ATOMIC_RELAXED);
+	st->pio_unhandled = __atomic_load_n(&vm->pio.unhandled, __ATOMIC_RELAXED);
+	st->mmio_unhandled = __atomic_load_n(&vm->mmio.unhandled, __ATOMIC_RELAXED);
 }
 
 void vm_print_stats(struct vm *vm, FILE *f)
 {
-	vm_print_memory(vm, f);
-	static const char *names[STAT_EXIT_NR] = { "io", "mmio", "hlt", "intr", "shutdown", "other" };
+	struct vm_stats st;
 
+	vm_get_stats(vm, &st);
+	if (st.rss_kb)
+		fprintf(f, "kestrel: stats: memory rss_kb=%llu guest_ram_kb=%llu vmm_kb=%llu\n",
+			(unsigned long long)st.rss_kb, (unsigned long long)st.guest_ram_kb,
+			(unsigned long long)st.vmm_kb);
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		fprintf(f, "kestrel: stats: vcpu%u exits:", i);
 		for (int s = 0; s < STAT_EXIT_NR; s++)
-			fprintf(f, " %s=%llu", names[s], (unsigned long long)vm->vcpus[i].exits[s]);
+			fprintf(f, " %s=%llu", vm_exit_stat_names[s],
+				(unsigned long long)vm->vcpus[i].exits[s]);
 		fputc('\n', f);
 	}
 	fprintf(f, "kestrel: stats: unhandled pio=%llu mmio=%llu\n",
-		(unsigned long long)vm->pio.unhandled, (unsigned long long)vm->mmio.unhandled);
+		(unsigned long long)st.pio_unhandled, (unsigned long long)st.mmio_unhandled);
 }

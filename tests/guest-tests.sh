@@ -136,5 +136,446 @@ if [ $do_linux = 1 ]; then
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.run=exitcode kestrel.code=21"
 fi
 
+# ---- virtio-scsi (issue 3) ----------------------------------------------
+# Fresh images in $out: vd0 8M, vd1 16M with HOST-PATTERN-D1 at sector 7, vd2
+# 4M (hot-plugged as target 2).
+vscsi_images() {
+	for s in 0:8 1:16 2:4; do
+		dd if=/dev/zero of="$out/vd${s%:*}.img" bs=1M count="${s#*:}" 2>/dev/null
+	done
+	printf 'HOST-PATTERN-D1' | dd of="$out/vd1.img" bs=512 seek=7 conv=notrunc 2>/dev/null
+}
+# file_case NAME FILE LBA TEXT: after the guest ran, the host file holds TEXT
+# at sector LBA.
+file_case() {
+	echo "$1" | grep -Eq -- "$filter" || return 0
+	if dd if="$2" bs=512 skip="$3" count=1 2>/dev/null | grep -q "$4"; then
+		pass=$((pass + 1))
+		printf 'PASS: %s\n' "$1"
+	else
+		fail=$((fail + 1))
+		printf 'FAIL: %s: %s sector %s lacks %s\n' "$1" "$2" "$3" "$4"
+	fi
+}
+vscsi_disks() { # the three --disk flags; $1: extra options for the hot-plugged one
+	echo "--disk path=$out/vd0.img,bus=scsi --disk path=$out/vd1.img,bus=scsi" \
+		"--disk path=$out/vd2.img,bus=scsi,target=2,$1"
+}
+
+if [ $do_payloads = 1 ]; then
+	# The ring-3 driver (tests/guest/vscsi.c): two disks, a third hot-added
+	# then removed, malformed chains -> NEEDS_RESET -> reset -> working.
+	vscsi_images
+	# shellcheck disable=SC2046 # the flags are words
+	run_case payload-vscsi 1 "RESULT: PASS" "!FAIL" "^disk0 capacity 16384 x 512" \
+		"^disk1 capacity 32768 x 512" "^disk2 capacity 8192 x 512" \
+		"PASS: hot-remove" "PASS: descriptor loop: the device works again" -- \
+		--kernel "$P/vscsi.bin" --cmdline "disks=2 hostpat=1 hotplug=1" --timeout 60s \
+		$(vscsi_disks add-after=300ms,remove-after=1500ms)
+	file_case payload-vscsi-host-file-t0 "$out/vd0.img" 200 KESTREL-VSCSI-T0-LBA200
+	file_case payload-vscsi-host-file-t1 "$out/vd1.img" 200 KESTREL-VSCSI-T1-LBA200
+fi
+
+if [ $do_linux = 1 ]; then
+	# Debian's virtio_scsi sees both disks with their sizes, reads what the
+	# host wrote, writes a pattern the host file then holds, and sees target 2
+	# arrive and leave (tests/kit/vscsi.sh).
+	vscsi_images
+	cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-modules.gz"
+	# shellcheck disable=SC2046
+	run_case linux-vscsi 0 "^vscsi: t0 sd[a-z] size=16384 vendor=KESTREL " "^vscsi: t1 sd[a-z] size=32768 " \
+		"^vscsi: read t1: HOST-PATTERN-D1" "^vscsi: wrote t0" "^vscsi: read back t0: KESTREL-LINUX-PATTERN" \
+		"^vscsi: t2 absent at start" "^vscsi: added t2 sd[a-z] size=8192 " "^vscsi: removed t2" \
+		"KESTREL-GUEST-POWEROFF" -- \
+		--kernel "$KIT/vmlinux" --initrd "$out/initrd-modules.gz" --cpus 2 --mem 512M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_hotplug=1" \
+		$(vscsi_disks add-after=10s,remove-after=20s)
+	file_case linux-vscsi-host-file "$out/vd0.img" 100 KESTREL-LINUX-PATTERN
+fi
+
+# ---- VHD disks (issue 4) --------------------------------------------------
+# vhd_images DIFF_TARGET: in $out, vhddyn.vhd (dynamic, 8 MiB or 16 MiB) and
+# vhdchild.vhd (differencing, over vhdbase.vhd), made with `kestrel vhd`.
+# The pattern HOST-PATTERN-D1 at sector 7 of target 1 lives in a dynamic
+# image: for DIFF_TARGET=1 in the child's parent (read through the chain),
+# for DIFF_TARGET=0 in the dynamic disk itself. Target 0 is 8 MiB, target 1
+# 16 MiB, as for the raw images above.
+vhd_images() {
+	rm -f "$out"/vhd*
+	dd if=/dev/zero of="$out/vhdpat.raw" bs=1M count=16 2>/dev/null
+	printf 'HOST-PATTERN-D1' | dd of="$out/vhdpat.raw" bs=512 seek=7 conv=notrunc 2>/dev/null
+	if [ "$1" = 1 ]; then
+		"$KESTREL" vhd create -q --type dynamic --size 8M --exact-size "$out/vhddyn.vhd"
+		"$KESTREL" vhd convert -q --to dynamic "$out/vhdpat.raw" "$out/vhdbase.vhd"
+	else
+		"$KESTREL" vhd convert -q --to dynamic "$out/vhdpat.raw" "$out/vhddyn.vhd"
+		"$KESTREL" vhd create -q --type dynamic --size 8M --exact-size "$out/vhdbase.vhd"
+	fi
+	"$KESTREL" vhd create -q --type diff --parent "$out/vhdbase.vhd" "$out/vhdchild.vhd"
+	rm -f "$out/vhdpat.raw"
+}
+# vhd_file_case NAME IMAGE LBA TEXT: `kestrel vhd check` accepts IMAGE (and
+# its chain), and the image flattened to raw holds TEXT at sector LBA.
+vhd_file_case() {
+	echo "$1" | grep -Eq -- "$filter" || return 0
+	rm -f "$out/vhdflat.raw"
+	if ! "$KESTREL" vhd check "$2" >"$out/vhdcheck.out" 2>&1 ||
+		! "$KESTREL" vhd convert -q --to raw "$2" "$out/vhdflat.raw" 2>>"$out/vhdcheck.out"; then
+		fail=$((fail + 1))
+		printf 'FAIL: %s: %s: %s\n' "$1" "$2" "$(tail -n 3 "$out/vhdcheck.out")"
+		return 0
+	fi
+	file_case "$1" "$out/vhdflat.raw" "$3" "$4"
+	rm -f "$out/vhdflat.raw"
+}
+
+if [ $do_payloads = 1 ]; then
+	# The ring-3 driver on a dynamic VHD (target 0) and a differencing child
+	# (target 1) whose sector 7 comes from its parent; both get written.
+	vhd_images 1
+	run_case payload-vhd 1 "RESULT: PASS" "!FAIL" "^disk0 capacity 16384 x 512" \
+		"^disk1 capacity 32768 x 512" -- \
+		--kernel "$P/vscsi.bin" --cmdline "disks=2 hostpat=1" --timeout 60s \
+		--disk "path=$out/vhddyn.vhd,bus=scsi" --disk "path=$out/vhdchild.vhd,bus=scsi"
+	vhd_file_case payload-vhd-dynamic-file "$out/vhddyn.vhd" 200 KESTREL-VSCSI-T0-LBA200
+	vhd_file_case payload-vhd-child-file "$out/vhdchild.vhd" 200 KESTREL-VSCSI-T1-LBA200
+	vhd_file_case payload-vhd-child-reads-parent "$out/vhdchild.vhd" 7 HOST-PATTERN-D1
+	vhd_file_case payload-vhd-parent-unchanged "$out/vhdbase.vhd" 7 HOST-PATTERN-D1
+fi
+
+if [ $do_linux = 1 ]; then
+	# Debian's virtio_scsi + sd_mod: target 0 a differencing child (Linux
+	# writes its pattern there), target 1 a dynamic VHD holding the host's.
+	vhd_images 0
+	[ -e "$out/initrd-modules.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-modules.gz"
+	run_case linux-vhd 0 "^vscsi: t0 sd[a-z] size=16384 " "^vscsi: t1 sd[a-z] size=32768 " \
+		"^vscsi: read t1: HOST-PATTERN-D1" "^vscsi: wrote t0" "^vscsi: read back t0: KESTREL-LINUX-PATTERN" \
+		"KESTREL-GUEST-POWEROFF" -- \
+		--kernel "$KIT/vmlinux" --initrd "$out/initrd-modules.gz" --cpus 2 --mem 512M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi" \
+		--disk "path=$out/vhdchild.vhd,bus=scsi" --disk "path=$out/vhddyn.vhd,bus=scsi"
+	vhd_file_case linux-vhd-child-file "$out/vhdchild.vhd" 100 KESTREL-LINUX-PATTERN
+	vhd_file_case linux-vhd-dynamic-file "$out/vhddyn.vhd" 7 HOST-PATTERN-D1
+fi
+
+# ---- control socket, kestrel ctl, systemd, CI-rig mode (issue 5) --------------
+# Workers run in the background with their default control socket (named
+# after the case), driven through `kestrel ctl`; the checks are on what the
+# guest prints, on what `kestrel ctl` returns, on the events and on the
+# notifications a stand-in for systemd receives (tests/notify-listen.c).
+NOTIFY_LISTEN=${NOTIFY_LISTEN:-$(first_of "$root/build/notify-listen" "$here/notify-listen" /work/notify-listen)}
+UNIT=${KESTREL_UNIT:-$(first_of "$root/scripts/systemd/kestrel@.service" "$here/kestrel@.service" /work/kestrel@.service)}
+
+ctl() { "$KESTREL" ctl "$@"; }
+has() { grep -Eq -- "$2" "$1"; }                   # has FILE REGEX
+lines_of() { grep -Ec -- "$2" "$1"; }              # lines_of FILE REGEX
+fails() { ! "$@" >/dev/null 2>&1; }
+alive() { ctl "$1" query-status >/dev/null 2>&1; }
+more_than() { [ "$(lines_of "$1" "$2")" -gt "$3" ]; }  # more_than FILE REGEX N
+# wait_for SECONDS CMD...: poll CMD every 0.1 s.
+wait_for() {
+	wt=$(($1 * 10))
+	shift
+	while [ $wt -gt 0 ]; do
+		"$@" && return 0
+		sleep 0.1
+		wt=$((wt - 1))
+	done
+	return 1
+}
+# case_begin NAME (false when --filter leaves it out), expect WHY CMD...,
+# case_end FILES...: one PASS/FAIL per case, with every failed expectation.
+case_begin() {
+	cname=$1
+	: >"$out/why"
+	echo "$cname" | grep -Eq -- "$filter"
+}
+expect() {
+	ewhy=$1
+	shift
+	"$@" || printf '%s\n' "$ewhy" >>"$out/why"
+}
+case_end() {
+	if [ ! -s "$out/why" ]; then
+		pass=$((pass + 1))
+		printf 'PASS: %s\n' "$cname"
+		return
+	fi
+	fail=$((fail + 1))
+	printf 'FAIL: %s: %s\n' "$cname" "$(tr '\n' ';' <"$out/why")"
+	for f in "$@"; do
+		[ -f "$f" ] && { echo "---- $f (last 20 lines) ----"; tail -n 20 "$f" | tr -d '\r'; }
+	done
+	echo "--------------------------------------"
+}
+# bg_run NAME ARGS...: a worker named NAME in the background; guest output
+# in $out/NAME.log, its stderr in $out/NAME.err, its pid in $bg_pid.
+bg_run() {
+	bn=$1
+	shift
+	"$KESTREL" run --name "$bn" --serial stdio "$@" </dev/null >"$out/$bn.log" 2>"$out/$bn.err" &
+	bg_pid=$!
+}
+# events FILE: the event names of a `kestrel ctl watch --json` log, in order,
+# and whether their seq numbers only grow.
+events() { grep -o '"event":"[a-z-]*"' "$1" | cut -d'"' -f4 | tr '\n' ' '; }
+states() { grep -o '"state":"[a-z-]*"' "$1" | cut -d'"' -f4 | tr '\n' ' '; }
+seq_grows() { grep -o '"seq":[0-9]*' "$1" | cut -d: -f2 | awk 'NR > 1 && $1 <= p { bad = 1 } { p = $1 } END { exit bad }'; }
+# A hostile request stream: ~3 MB of random bytes (~11,000 lines), requests
+# of the wrong shapes and types, truncated ones and a 200 KB line.
+fuzz_stream() {
+	head -c 3000000 /dev/urandom
+	echo
+	i=0
+	while [ $i -lt 300 ]; do
+		printf '{"id":%d,"command":"stats","arguments":{"x":%d}}\n' $i $i
+		printf '{"id":"%d","command":"disk-remove","arguments":{"target":"two"}}\n' $i
+		printf '{"command":"shutdown","arguments":{"timeout":-%d}}\n' $i
+		printf '{"id":[%d],"command":"pause"}\n' $i
+		printf '{"id":%d,"command":"query-st\n' $i
+		i=$((i + 1))
+	done
+	head -c 200000 /dev/zero | tr '\0' 'a'
+	echo
+}
+
+# Status, pause/resume against a counting guest, errors, a second worker of
+# the same name, `kestrel list`, the fuzzed stream, stop; events in order.
+ctl_payload_case() {
+	n=ctl-pay-$$
+	case_begin payload-ctl || return 0
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=100" --cpus 2 --timeout 180s
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	ctl "$n" watch --json >"$out/$n.ev" 2>&1 &
+	wpid=$!
+	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 5$"
+	ctl "$n" query-status >"$out/st" 2>&1
+	expect "query-status: not running" has "$out/st" "^state: running$"
+	expect "query-status: no vCPU count" has "$out/st" "^vcpus: 2$"
+	"$KESTREL" list >"$out/list" 2>&1
+	expect "kestrel list lacks the VM" has "$out/list" "^$n +$bg_pid +running +2 +512M "
+	ctl "$n" query-vm --json >"$out/vm" 2>&1
+	expect "query-vm lacks the UART" has "$out/vm" '"name":"uart16550","bus":"pio","base":"0x3f8"'
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "stats lack exits" has "$out/stats" '"exits":\{"io":[1-9]'
+	expect "pause failed" ctl "$n" pause
+	ctl "$n" query-status >"$out/st" 2>&1
+	expect "query-status: not paused" has "$out/st" "^state: paused$"
+	c1=$(lines_of "$out/$n.log" "^counter: [0-9]+$")
+	sleep 2
+	c2=$(lines_of "$out/$n.log" "^counter: [0-9]+$")
+	expect "the guest counted while paused ($c1 -> $c2)" [ "$c1" = "$c2" ]
+	expect "pausing twice was accepted" fails ctl "$n" pause
+	expect "resume failed" ctl "$n" resume
+	expect "the counter did not go on after resume" wait_for 5 more_than "$out/$n.log" "^counter: [0-9]+$" "$c2"
+	expect "resume when running was accepted" fails ctl "$n" resume
+	ctl "$n" disk-add /nonexistent.img >/dev/null 2>"$out/e"
+	expect "disk-add without a controller: not 'unsupported'" has "$out/e" "\(unsupported\)"
+	ctl "$n" net-link down >/dev/null 2>"$out/e"
+	expect "net-link: not 'unsupported'" has "$out/e" "\(unsupported\)"
+	ctl "$n" frobnicate >/dev/null 2>"$out/e"
+	expect "unknown command: not 'unknown-command'" has "$out/e" "\(unknown-command\)"
+	"$KESTREL" run --name "$n" --kernel "$P/counter.bin" --timeout 20s </dev/null >/dev/null 2>"$out/dup.err"
+	rc=$?
+	expect "a second worker named $n exited $rc, not 2" [ $rc = 2 ]
+	expect "no 'another VM named' message" has "$out/dup.err" "another VM named $n is running"
+	fuzz_stream >"$out/fuzz.in"
+	ctl "$n" raw <"$out/fuzz.in" >"$out/fuzz.out" 2>&1
+	nrep=$(lines_of "$out/fuzz.out" '^\{"(id|error)')
+	expect "the fuzzed stream got $nrep replies, want >= 10000" [ "$nrep" -ge 10000 ]
+	expect "a fuzzed line got a success reply" fails grep -q '"return"' "$out/fuzz.out"
+	expect "no request-too-long reply" has "$out/fuzz.out" '"code":"request-too-long"'
+	expect "the worker died of the fuzzed stream" alive "$n"
+	c3=$(lines_of "$out/$n.log" "^counter: [0-9]+$")
+	expect "the guest stopped counting after the fuzzed stream" wait_for 5 more_than "$out/$n.log" "^counter: [0-9]+$" "$c3"
+	ctl "$n" stop >"$out/stop" 2>&1
+	expect "stop did not report the exit" has "$out/stop" "^$n stopped \(exit status 0\)$"
+	wait $bg_pid
+	rc=$?
+	expect "the worker exited $rc after stop, not 0" [ $rc = 0 ]
+	wait $wpid
+	expect "events out of order: $(events "$out/$n.ev")" [ "$(events "$out/$n.ev")" = "state-changed state-changed stopped state-changed exiting " ]
+	expect "states: $(states "$out/$n.ev")" [ "$(states "$out/$n.ev")" = "paused running stopped " ]
+	expect "stop reason is not host-stop" has "$out/$n.ev" '"event":"stopped","data":\{"reason":"host-stop"'
+	expect "event seq numbers do not grow" seq_grows "$out/$n.ev"
+	"$KESTREL" list >"$out/list" 2>&1
+	expect "kestrel list still shows the VM" fails grep -q "^$n " "$out/list"
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.ev"
+}
+
+# reset restarts the machine (--on-reboot restart) with the socket alive.
+ctl_reset_case() {
+	n=ctl-rst-$$
+	case_begin payload-ctl-reset || return 0
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=100" --timeout 120s --on-reboot restart
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	ctl "$n" watch --json >"$out/$n.ev" 2>&1 &
+	wpid=$!
+	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 3$"
+	expect "reset failed" ctl "$n" reset
+	expect "the guest did not boot again" wait_for 30 more_than "$out/$n.log" "^counter: start" 1
+	ctl "$n" query-status >"$out/st" 2>&1
+	expect "query-status: not boots 2" has "$out/st" "^boots: 2$"
+	expect "stop failed" ctl "$n" stop
+	wait $bg_pid
+	rc=$?
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	wait $wpid
+	expect "events: $(events "$out/$n.ev")" [ "$(events "$out/$n.ev")" = "reset state-changed state-changed stopped state-changed exiting " ]
+	expect "states: $(states "$out/$n.ev")" [ "$(states "$out/$n.ev")" = "restarting running stopped " ]
+	expect "reset event is not host/restart" has "$out/$n.ev" '"event":"reset","data":\{"reason":"host","action":"restart"'
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.ev"
+}
+
+# READY=1 comes once the guest runs (query-status says so at that moment), not
+# for a worker that fails to start; STOPPING=1 at the end.
+ctl_notify_case() {
+	n=ctl-ntf-$$
+	case_begin payload-notify || return 0
+	if [ ! -x "$NOTIFY_LISTEN" ]; then
+		echo "SKIP: payload-notify: no notify-listen helper"
+		return 0
+	fi
+	nsock=$out/notify-$n.sock
+	"$NOTIFY_LISTEN" "$nsock" 120 >"$out/$n.notify" &
+	lpid=$!
+	expect "notify-listen did not start" wait_for 5 test -S "$nsock"
+	NOTIFY_SOCKET=$nsock "$KESTREL" run --name "$n-bad" --kernel /nonexistent </dev/null >/dev/null 2>&1
+	sleep 0.3
+	expect "a worker that failed to start sent READY=1" fails grep -q READY "$out/$n.notify"
+	export NOTIFY_SOCKET="$nsock"
+	bg_run "$n" --kernel "$P/counter.bin" --timeout 60s
+	unset NOTIFY_SOCKET
+	expect "READY=1 never came" wait_for 20 has "$out/$n.notify" "^notify: READY=1$"
+	ctl "$n" query-status >"$out/st" 2>&1
+	expect "at READY=1 the VM was not running" has "$out/st" "^state: running$"
+	expect "no STATUS= running" has "$out/$n.notify" "^notify: STATUS=VM $n: running$"
+	expect "stop failed" ctl "$n" stop
+	wait $bg_pid
+	rc=$?
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	wait $lpid
+	expect "READY=1 not exactly once" [ "$(lines_of "$out/$n.notify" "READY=1")" = 1 ]
+	expect "STOPPING=1 does not come last" [ "$(tail -n 2 "$out/$n.notify" | head -n 1)" = "notify: STOPPING=1" ]
+	case_end "$out/$n.notify" "$out/$n.err"
+}
+
+# CI-rig mode: only the guest's output on stdout; --quiet leaves stderr empty
+# on success; --timeout ends a running guest with 124 and one line.
+ctl_ci_case() {
+	case_begin payload-ci-mode || return 0
+	"$KESTREL" run --kernel "$P/hello.bin" --cmdline code=5 --quiet --timeout 60s </dev/null >"$out/ci.out" 2>"$out/ci.err"
+	rc=$?
+	expect "hello: exit $rc, want 11" [ $rc = 11 ]
+	expect "hello: no guest output" has "$out/ci.out" "hello from ring 3"
+	expect "hello: worker lines on stdout" fails grep -q "^kestrel:" "$out/ci.out"
+	expect "--quiet: stderr not empty" [ ! -s "$out/ci.err" ]
+	"$KESTREL" run --kernel "$P/counter.bin" --quiet --timeout 2s </dev/null >"$out/ci2.out" 2>"$out/ci2.err"
+	rc=$?
+	expect "--timeout: exit $rc, want 124" [ $rc = 124 ]
+	expect "--timeout: the guest did not run" has "$out/ci2.out" "^counter: 1$"
+	expect "--timeout: not one line on stderr" [ "$(wc -l <"$out/ci2.err")" -eq 1 ]
+	case_end "$out/ci.out" "$out/ci.err" "$out/ci2.err"
+}
+
+if [ $do_payloads = 1 ]; then
+	ctl_payload_case
+	ctl_reset_case
+	ctl_notify_case
+	ctl_ci_case
+fi
+
+# The unit's ExecStart (READY=1 to a stand-in NOTIFY_SOCKET) and ExecStop
+# (ACPI power button, which busybox acpid in the guest turns into a clean
+# poweroff), taken from scripts/systemd/kestrel@.service.
+ctl_linux_systemd_case() {
+	n=unit-$$
+	case_begin linux-systemd-acpi-shutdown || return 0
+	if [ ! -x "$NOTIFY_LISTEN" ] || [ ! -f "$UNIT" ]; then
+		echo "SKIP: linux-systemd-acpi-shutdown: no notify-listen helper or unit file"
+		return 0
+	fi
+	cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-ctl.gz"
+	cat >"$out/$n.json" <<JSON
+{ "kernel": "$KIT/vmlinux", "initrd": "$out/initrd-ctl.gz", "cpus": 2, "mem": "256M",
+  "cmdline": "console=ttyS0 panic=-1 quiet kestrel.modules=button,evdev kestrel.run=idle",
+  "timeout": "300s", "on_reboot": "exit" }
+JSON
+	unit_cmd() { sed -n "s/^$1=-\{0,1\}//p" "$UNIT" | sed "s|/usr/local/bin/kestrel|$KESTREL|; s|/etc/kestrel/|$out/|; s|%i|$n|g"; }
+	start_cmd=$(unit_cmd ExecStart)
+	stop_cmd=$(unit_cmd ExecStop)
+	nsock=$out/notify-$n.sock
+	"$NOTIFY_LISTEN" "$nsock" 400 >"$out/$n.notify" &
+	lpid=$!
+	wait_for 5 test -S "$nsock"
+	# shellcheck disable=SC2086 # the unit's command line, split as systemd would
+	NOTIFY_SOCKET=$nsock $start_cmd </dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	wpid=$!
+	expect "READY=1 never came" wait_for 60 has "$out/$n.notify" "^notify: READY=1$"
+	ctl "$n" query-status >"$out/st" 2>&1
+	expect "at READY=1 the VM was not running" has "$out/st" "^state: running$"
+	ctl "$n" watch --json >"$out/$n.ev" 2>&1 &
+	evpid=$!
+	expect "acpid never started in the guest" wait_for 120 has "$out/$n.log" "KESTREL-GUEST-ACPID"
+	expect "the guest never got to idle" wait_for 60 has "$out/$n.log" "^idle: 1"
+	# shellcheck disable=SC2086
+	$stop_cmd >"$out/$n.stop" 2>&1
+	rc=$?
+	expect "ExecStop ($stop_cmd) exited $rc" [ $rc = 0 ]
+	expect "ExecStop did not wait for the exit" has "$out/$n.stop" "^$n stopped \(exit status 0\)$"
+	wait $wpid
+	rc=$?
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	wait $evpid
+	wait $lpid
+	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
+	expect "no shutdown message from the guest's acpid handler" has "$out/$n.log" "^KESTREL-GUEST-ACPI-SHUTDOWN"
+	expect "the guest powered off by itself, not by the button" fails grep -q "KESTREL-GUEST-POWEROFF" "$out/$n.log"
+	expect "events: $(events "$out/$n.ev")" [ "$(events "$out/$n.ev")" = "powerdown state-changed stopped state-changed exiting " ]
+	expect "states: $(states "$out/$n.ev")" [ "$(states "$out/$n.ev")" = "shutting-down stopped " ]
+	expect "not stopped by guest-poweroff" has "$out/$n.ev" '"event":"stopped","data":\{"reason":"guest-poweroff","code":0\}'
+	expect "event seq numbers do not grow" seq_grows "$out/$n.ev"
+	expect "STOPPING=1 missing" has "$out/$n.notify" "^notify: STOPPING=1$"
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.ev" "$out/$n.notify"
+}
+
+# A disk hot-added and removed through the socket, seen by Debian's
+# virtio_scsi (tests/kit/vscsi.sh waits for target 2 to come and go).
+ctl_linux_hotplug_case() {
+	n=ctl-hp-$$
+	case_begin linux-ctl-disk-hotplug || return 0
+	for s in 0:8 1:16 2:4; do
+		dd if=/dev/zero of="$out/hp${s%:*}.img" bs=1M count="${s#*:}" 2>/dev/null
+	done
+	[ -f "$out/initrd-ctl.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-ctl.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-ctl.gz" --cpus 2 --mem 512M \
+		--timeout 300s --on-reboot exit --disk "path=$out/hp0.img,bus=scsi" --disk "path=$out/hp1.img,bus=scsi" \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_hotplug=1"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	ctl "$n" watch --json >"$out/$n.ev" 2>&1 &
+	wpid=$!
+	expect "the guest never looked for target 2" wait_for 180 has "$out/$n.log" "vscsi: t2 absent at start"
+	ctl "$n" disk-add "$out/hp2.img" >"$out/add" 2>&1
+	expect "disk-add did not pick target 2" has "$out/add" "^target: 2$"
+	expect "the guest did not see the hot-added disk" wait_for 90 has "$out/$n.log" "vscsi: added t2 sd[a-z]+ size=8192 "
+	ctl "$n" query-vm --json >"$out/vm" 2>&1
+	expect "query-vm does not list it" has "$out/vm" '"target":2,"path":"[^"]*hp2.img","format":"[a-z]+","readonly":false,"hotplugged":true'
+	expect "disk-remove failed" ctl "$n" disk-remove 2
+	ctl "$n" disk-remove 2 >/dev/null 2>"$out/e"
+	expect "removing it twice: not 'not-found'" has "$out/e" "\(not-found\)"
+	expect "the guest did not see the removal" wait_for 90 has "$out/$n.log" "vscsi: removed t2"
+	wait $bg_pid
+	rc=$?
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	wait $wpid
+	expect "events: $(events "$out/$n.ev")" [ "$(events "$out/$n.ev")" = "device-added device-removed stopped state-changed exiting " ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.ev"
+}
+
+if [ $do_linux = 1 ]; then
+	ctl_linux_systemd_case
+	ctl_linux_hotplug_case
+fi
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

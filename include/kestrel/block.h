@@ -4,9 +4,11 @@
  *    synchronous fallback on worker threads; it knows nothing of formats;
  *  - a FORMAT (raw, VHD fixed/dynamic/differencing) maps guest byte offsets to
  *    file I/O submitted to the engine; it knows nothing of the bus that asked.
- * Completions run on the engine's completion thread; front ends take their own
- * locks there. A request's iovecs point into guest RAM (already validated by
- * the front end through gm_ptr) and stay valid until done() is called. */
+ * Completions run on a block-layer thread (the engine's completion thread or
+ * one of its workers); front ends take their own locks there. A request's
+ * iovecs point into guest RAM (already validated by the front end through
+ * gm_ptr) and stay valid until done() is called. Submission is thread-safe:
+ * several queues of one disk may submit at once, and done() may submit more. */
 #ifndef KESTREL_BLOCK_H
 #define KESTREL_BLOCK_H
 
@@ -16,6 +18,13 @@
 #include <sys/uio.h>
 
 #include "kestrel/util.h"
+
+/* Most iovecs one request may carry (the kernel's UIO_MAXIOV): front ends
+ * advertise at most this many segments (virtio-scsi seg_max). */
+#define BLK_MAX_IOV 1024
+/* Engine queue depth blk_open asks for; more requests than this are queued in
+ * the engine, not refused. */
+#define BLK_DEFAULT_DEPTH 128
 
 /* ---- engine: asynchronous file I/O ------------------------------------ */
 
@@ -27,13 +36,23 @@ struct blk_io {
 	enum blk_io_op op;
 	int fd;
 	uint64_t off;            /* bytes */
-	const struct iovec *iov; /* READ/WRITE */
+	const struct iovec *iov; /* READ/WRITE, at most BLK_MAX_IOV */
 	int iovcnt;
-	uint64_t len;            /* PUNCH/ZERO: bytes */
-	/* res: bytes transferred (READ/WRITE, short counts are the caller's to
-	 * handle), 0, or -errno. Called on the engine's completion thread. */
+	uint64_t len;            /* PUNCH/ZERO: bytes (PUNCH keeps the file size,
+				  * ZERO too: FALLOC_FL_KEEP_SIZE) */
+	/* res: bytes transferred (READ/WRITE), 0, or -errno. The engine resubmits
+	 * the rest of a short transfer and retries EINTR/EAGAIN itself, so a
+	 * READ returns fewer bytes than asked only at end of file, and a WRITE
+	 * that makes no progress fails with -EIO. Called on a block-layer thread;
+	 * it may submit more I/O, but must not wait for I/O of the same engine
+	 * (it would wait for itself). */
 	void (*done)(struct blk_io *io, long res);
 	void *opaque;
+	/* private to the engine (no need to initialise) */
+	struct blk_io *next;     /* queue link */
+	struct iovec *rest;      /* what is left after a short transfer */
+	int restcnt;
+	uint64_t xfer;           /* bytes transferred so far */
 };
 
 struct blk_engine;
@@ -43,9 +62,22 @@ int blk_engine_create(enum blk_aio kind, unsigned depth, struct blk_engine **out
 		      char *err, size_t errlen) WARN_UNUSED;
 enum blk_aio blk_engine_kind(const struct blk_engine *e);
 const char *blk_aio_name(enum blk_aio kind);
+/* 0 (done() will be called exactly once) or -errno (done() will not be). */
 int blk_engine_submit(struct blk_engine *e, struct blk_io *io) WARN_UNUSED;
+/* Wait until every submitted I/O has completed (including I/O that done()
+ * callbacks submit meanwhile). */
+void blk_engine_drain(struct blk_engine *e);
 /* Wait for every submitted I/O to complete, then free. */
 void blk_engine_destroy(struct blk_engine *e);
+
+/* Batching: between blk_plug() and the matching blk_unplug() the calling
+ * thread's submissions are queued and handed to the kernel at the outermost
+ * blk_unplug() — one io_uring_enter / io_submit per engine for a whole
+ * virtqueue's worth of requests. Nests; per thread. Unplug before waiting
+ * for a completion (blk_rw_sync and blk_engine_drain take care of it) and
+ * before destroying an engine this thread submitted to. */
+void blk_plug(void);
+void blk_unplug(void);
 
 /* ---- disks: a format over an engine ------------------------------------ */
 
@@ -58,25 +90,49 @@ struct blk_opts {
 	bool readonly;
 	enum blk_cache cache;
 	enum blk_aio aio;
+	/* storage blk_parse_opts allocated (path, extra values); blk_opts_free() */
+	char *owned;
 };
+
+/* A key the caller of blk_parse_opts_ex handles itself (e.g. --disk's "bus").
+ * value is NULL when the key is absent, "" for a bare flag ("removable"),
+ * else the text after '='; it lives until blk_opts_free(). */
+struct blk_opt_extra {
+	const char *key;
+	const char *value;
+};
+
+/* Parse "path=FILE[,format=raw|vhd|auto][,readonly[=on|off]][,cache=none|
+ * writeback][,aio=io_uring|libaio|sync|auto]" into *o (defaults first). A
+ * literal ',' in a value is written ",,". Unknown or repeated keys and a
+ * missing path are errors naming the key. 0 or -EINVAL with a one-line err. */
+int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errlen) WARN_UNUSED;
+/* Same, also accepting the keys of extras[] (terminated by a NULL key) and
+ * returning their values there. */
+int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
+		      char *err, size_t errlen) WARN_UNUSED;
+void blk_opts_free(struct blk_opts *o);
+const char *blk_format_name(enum blk_format f);
 
 enum blk_op { BLK_OP_READ, BLK_OP_WRITE, BLK_OP_FLUSH, BLK_OP_DISCARD, BLK_OP_WRITE_ZEROES };
 
 struct blk_req {
 	enum blk_op op;
 	uint64_t offset;          /* bytes, multiple of 512 */
-	struct iovec *iov;        /* READ/WRITE; total length a multiple of 512 */
-	int iovcnt;
+	struct iovec *iov;        /* READ/WRITE; total length a multiple of 512;
+				   * any alignment (O_DIRECT bounces when needed) */
+	int iovcnt;               /* READ/WRITE: 0..BLK_MAX_IOV */
 	uint64_t len;             /* DISCARD/WRITE_ZEROES bytes */
 	bool fua;                 /* WRITE: durable before done() */
 	/* status: 0 or -errno (-EIO media error, -EROFS read-only, -EINVAL out of
-	 * range, -ENOSPC host full). Called on a block-layer thread. */
+	 * range, -ENOSPC host full, -EOPNOTSUPP discard where the host cannot).
+	 * Called on a block-layer thread, or before blk_submit returns. */
 	void (*done)(struct blk_req *req, int status);
 	void *opaque;
 	/* private to the block layer */
 	int pending;
 	int status;
-	uint8_t priv[64];
+	_Alignas(8) uint8_t priv[192];
 };
 
 struct blk_dev;
@@ -94,13 +150,19 @@ struct blk_dev {
 	struct blk_opts opts;
 	char *path;
 	int fd;
-	uint64_t size;            /* virtual disk size in bytes (multiple of 512) */
+	uint64_t size;            /* virtual disk size in bytes (multiple of 512); blk_open
+				   * sets the file's size, a format's open() may change it */
 	unsigned block_size;      /* logical sector: 512 */
 	bool readonly;
 	bool can_discard;
 	void *fmt_state;
-	/* statistics */
+	/* statistics: requests accepted by blk_submit (updated atomically) */
 	uint64_t reads, writes, flushes, bytes_read, bytes_written;
+	uint64_t discards;        /* DISCARD and WRITE_ZEROES */
+	/* cache=none: O_DIRECT needs buffers aligned to this (else they are
+	 * bounced); 1 with the page cache. */
+	unsigned dio_mem_align;
+	bool is_bdev;             /* a block device, not a regular file */
 };
 
 /* Open a disk, probing the format (BLK_FMT_AUTO) and the engine. Errors are one
@@ -110,7 +172,9 @@ int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t e
  * exactly once (possibly before blk_submit returns). */
 void blk_submit(struct blk_dev *d, struct blk_req *req);
 /* Synchronous helper for tools and tests: submit and wait. */
-int blk_rw_sync(struct blk_dev *d, enum blk_op op, uint64_t off, void *buf, uint64_t len) WARN_UNUSED;
+int blk_rw_sync(struct blk_dev *d, enum blk_op op, uint64_t off, void *buf,
+		uint64_t len) WARN_UNUSED;
+/* Waits for in-flight requests, then closes the format, the engine and the file. */
 void blk_close(struct blk_dev *d);
 
 /* Raw and VHD formats register here (src/block_raw.c, vhd/vhd_block.c). */

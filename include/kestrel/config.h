@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "kestrel/block.h"
 #include "kestrel/util.h"
 
 enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
@@ -18,6 +19,18 @@ enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 #define CONFIG_MEM_ALIGN MiB(2)      /* --mem is rounded up to this */
 #define CONFIG_CMDLINE_MAX 65535     /* bytes, without the NUL */
 #define CONFIG_NAME_MAX 64
+#define CONFIG_MAX_DISKS 16          /* --disk: one SCSI controller's targets */
+
+/* One --disk / "disks" element (src/config_disk.c). */
+enum config_disk_bus { CONFIG_BUS_SCSI };
+struct config_disk {
+	struct blk_opts blk;      /* blk.path points at path */
+	char *path;               /* JSON: resolved against the file's folder */
+	enum config_disk_bus bus;
+	int target;               /* SCSI target; -1 until config_validate picks one */
+	uint64_t add_after_ms;    /* test hooks: hot-add / hot-remove this long after */
+	uint64_t remove_after_ms; /* the guest driver starts the controller; 0: none */
+};
 
 struct vm_config {
 	char *name;
@@ -35,6 +48,9 @@ struct vm_config {
 	bool stats;
 	uint64_t timeout_ms;      /* 0: none */
 	bool help;                /* --help/-h seen: print config_usage_run, exit 0 */
+	char *control;            /* --control: socket path, "none", or NULL (default) */
+	struct config_disk *disks;
+	unsigned ndisks;
 };
 
 /* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit
@@ -54,6 +70,15 @@ int config_load_json(struct vm_config *c, const char *path, char *err, size_t er
 /* Cross-field and environment checks (files exist and are readable, sizes). */
 int config_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_usage_run(FILE *f);
+/* --disk SPEC (relative paths against basedir when set), the JSON "disks"
+ * array, their checks (targets, files) and freeing: src/config_disk.c. */
+struct json_object;
+int config_disk_add(struct vm_config *c, const char *spec, const char *basedir, char *err,
+		    size_t errlen) WARN_UNUSED;
+int config_disks_json(struct vm_config *c, struct json_object *arr, const char *file,
+		      const char *basedir, char *err, size_t errlen) WARN_UNUSED;
+int config_disks_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
+void config_disks_free(struct vm_config *c);
 /* "60s", "5m", "1500ms", "2h"; a plain number is seconds. 0 or -EINVAL. */
 int config_parse_duration(const char *s, uint64_t *ms) WARN_UNUSED;
 

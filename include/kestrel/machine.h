@@ -11,6 +11,7 @@ struct machine {
 	struct vm vm;
 	const struct vm_config *cfg;
 	struct device *uart, *rtc, *i8042, *pm, *debug_exit, *post, *pci;
+	struct device *vscsi;    /* virtio-scsi controller, when there are SCSI disks */
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
 	int serial_out_fd;       /* -1: discard */
 	bool own_serial_out;

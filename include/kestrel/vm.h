@@ -44,6 +44,11 @@ struct vm {
 	struct guest_mem gm;
 	struct bus pio, mmio;
 	struct vcpu *vcpus;
+	/* KVM's coalesced I/O ring (one page shared by all vCPUs): writes to
+	 * registered ports are queued there without an exit and replayed on the
+	 * bus before the next exit is handled. */
+	struct kvm_coalesced_mmio_ring *coalesced;
+	pthread_mutex_t coalesced_lock;
 	struct kvm_cpuid2 *cpuid;   /* KVM_GET_SUPPORTED_CPUID, adjusted per vCPU at setup */
 
 	/* Stop request: the first one wins; the main thread waits on cond. */
@@ -52,6 +57,11 @@ struct vm {
 	bool stop_requested;
 	enum vm_stop_reason stop_why;
 	int stop_code;
+	/* Pause (control socket): vCPUs park at the top of their run loop while
+	 * paused is set. Guarded by stop_lock; parking and waking use stop_cond
+	 * too, so a stop request also wakes parked vCPUs. */
+	bool paused;
+	unsigned parked;
 	struct vm_ctl ctl;          /* handed to devices */
 
 	/* GSI routing: the PC's fixed IRQCHIP entries plus MSI routes that
@@ -73,6 +83,12 @@ void vm_stop_vcpus(struct vm *vm);
 void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code);
 /* Interrupt line for devices: KVM_IRQ_LINE on the in-kernel PIC/IOAPIC. */
 void vm_irq_set(void *opaque, uint32_t gsi, int level);
+/* Queue guest writes to [addr, addr+len) in KVM instead of exiting for each
+ * (only for registers whose writes have no immediate side effect). */
+int vm_coalesce_io(struct vm *vm, uint64_t addr, unsigned len, bool pio) WARN_UNUSED;
+/* Replay queued writes; every exit handler runs this first. */
+void vm_drain_coalesced(struct vm *vm);
+
 /* ioeventfd: a guest write to addr (len 1/2/4/8, or 0 = any length for MMIO)
  * signals fd in the kernel, without a user-space exit. pio selects port I/O. */
 int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, bool assign) WARN_UNUSED;
@@ -90,5 +106,21 @@ int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data) WARN_UNUSED;
 /* Wait for a stop request; timeout_ms 0 = forever. Returns false on timeout. */
 bool vm_wait_stop(struct vm *vm, uint64_t timeout_ms);
 void vm_print_stats(struct vm *vm, FILE *f);
+
+/* Pause: kick every vCPU out of KVM_RUN and park it until vm_resume() (or a
+ * stop request). Waits up to timeout_ms for all of them to park: 0, or
+ * -ETIMEDOUT (the VM is resumed again), -ESHUTDOWN (a stop came first). Call
+ * from a thread that is not a vCPU. */
+int vm_pause(struct vm *vm, uint64_t timeout_ms) WARN_UNUSED;
+void vm_resume(struct vm *vm);
+
+/* What vm_print_stats prints, as numbers (memory: 0 when /proc is missing). */
+struct vm_stats {
+	uint64_t exits[STAT_EXIT_NR];   /* all vCPUs */
+	uint64_t pio_unhandled, mmio_unhandled;
+	uint64_t rss_kb, guest_ram_kb, vmm_kb;
+};
+extern const char *const vm_exit_stat_names[STAT_EXIT_NR];
+void vm_get_stats(struct vm *vm, struct vm_stats *st);
 
 #endif

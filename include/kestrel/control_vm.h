@@ -1,0 +1,34 @@
+/* The control socket bound to the worker's VM (src/control_vm.c): the
+ * control_ops the commands call, the run state the socket reports, the events
+ * of the VM's life, and systemd's notifications (READY, STATUS, WATCHDOG).
+ *
+ * It lives as long as the worker, across guest restarts: `kestrel run` creates
+ * it once, attaches each machine it boots (--on-reboot restart re-creates the
+ * machine) and detaches it before destroying it; between two boots the
+ * commands that need a machine answer "invalid-state". */
+#ifndef KESTREL_CONTROL_VM_H
+#define KESTREL_CONTROL_VM_H
+
+#include <stddef.h>
+
+#include "kestrel/util.h"
+
+struct control_vm;
+struct machine;
+struct vm_config;
+
+/* Start the control thread and (unless --control none) the socket. An
+ * unusable default socket directory only warns; an explicit --control that
+ * fails, or a live socket of the same name, is an error (one line in err). */
+int control_vm_create(struct control_vm **out, const struct vm_config *cfg, char *err,
+		      size_t errlen) WARN_UNUSED;
+/* The machine's vCPUs run: state "running"; READY=1 on the first boot. */
+void control_vm_attach(struct control_vm *cv, struct machine *m);
+/* The machine stopped (its stop reason is set) and is about to be destroyed:
+ * events for how it stopped; the control thread lets go of it. */
+void control_vm_detach(struct control_vm *cv, struct machine *m);
+/* The worker exits with exit_code: a last event, STOPPING=1, close the
+ * clients, remove the socket. NULL is fine. */
+void control_vm_destroy(struct control_vm *cv, int exit_code);
+
+#endif

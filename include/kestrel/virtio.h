@@ -1,0 +1,230 @@
+/* virtio 1.x (OASIS virtio v1.1): the split virtqueue, and the interface
+ * between the transport (virtio-pci, devices/synthetic/virtio_pci.c) and a
+ * device model (virtio_scsi.c, virtio_net.c, ...).
+ *
+ * Design
+ * - The transport owns what the driver programs through the PCI function:
+ *   feature negotiation, device status and reset, queue addresses, MSI-X and
+ *   INTx. It knows nothing of the device type beyond the numbers in
+ *   struct virtio_dev_info.
+ * - The device model owns its I/O threads. For every queue the transport
+ *   makes one eventfd, the "kick fd": KVM signals it through an ioeventfd on
+ *   the queue's notify address, so a driver's kick never exits to user space
+ *   (when the ioeventfd cannot be registered, the transport's MMIO handler
+ *   signals the same fd). A device thread polls the kick fds of its queues,
+ *   pops chains with vq_pop(), completes them with vq_push() and, when that
+ *   says so, calls virtio_queue_interrupt() — which writes the irqfd of the
+ *   queue's MSI-X vector (or raises INTx), again without a vCPU exit.
+ * - Threads and locks: the transport's MMIO handlers run on vCPU threads
+ *   under the transport's device lock. start() and stop() are called there.
+ *   stop() must return only when the device's threads are stopped and no
+ *   request is in flight: after it nothing may touch guest memory or the
+ *   queues. Everything a device calls from its own threads
+ *   (virtio_queue_interrupt, virtio_config_interrupt, virtio_set_needs_reset,
+ *   vq_push) takes only small internal locks, never the transport's device
+ *   lock, so stop() may wait for those threads while holding it.
+ * - A chain that breaks the rules (loop, address outside RAM, oversized or
+ *   misordered descriptors, bad indirect table) makes vq_pop() return
+ *   -EPROTO and marks the queue broken; the device then calls
+ *   virtio_set_needs_reset() (DEVICE_NEEDS_RESET, 2.1.1) and stops using the
+ *   queue until the driver resets the device. Nothing is fatal to the worker.
+ *
+ * A network device plugs in the same way: fill struct virtio_dev_info (device
+ * id VIRTIO_ID_NET, its feature bits, 2 * pairs + 1 queues, its config size),
+ * provide the ops, and call virtio_pci_create() from the machine. */
+#ifndef KESTREL_VIRTIO_H
+#define KESTREL_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "kestrel/device.h"
+#include "kestrel/guest_mem.h"
+#include "kestrel/util.h"
+
+/* 2.1 Device status field. */
+#define VIRTIO_STATUS_ACKNOWLEDGE        0x01
+#define VIRTIO_STATUS_DRIVER             0x02
+#define VIRTIO_STATUS_DRIVER_OK          0x04
+#define VIRTIO_STATUS_FEATURES_OK        0x08
+#define VIRTIO_STATUS_DEVICE_NEEDS_RESET 0x40
+#define VIRTIO_STATUS_FAILED             0x80
+
+/* 6 Reserved feature bits. */
+#define VIRTIO_F_INDIRECT_DESC   28
+#define VIRTIO_F_EVENT_IDX       29
+#define VIRTIO_F_VERSION_1       32
+#define VIRTIO_F_ACCESS_PLATFORM 33
+#define VIRTIO_F_RING_PACKED     34
+#define VIRTIO_BIT(f) (1ULL << (f))
+
+/* 5 Device types. */
+#define VIRTIO_ID_NET   1
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_SCSI  8
+
+/* 4.1.2.1 PCI IDs: modern devices are 0x1040 + device type, revision >= 1. */
+#define VIRTIO_PCI_VENDOR      0x1af4
+#define VIRTIO_PCI_DEVICE_BASE 0x1040
+#define VIRTIO_MSI_NO_VECTOR   0xffff
+
+/* 2.6 Split virtqueues. */
+#define VIRTQ_DESC_F_NEXT     1
+#define VIRTQ_DESC_F_WRITE    2
+#define VIRTQ_DESC_F_INDIRECT 4
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY     1
+#define VIRTQ_MAX_SIZE 32768
+
+struct virtq_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next;
+};
+
+struct virtq_used_elem {
+	uint32_t id;
+	uint32_t len;
+};
+
+/* ---- split virtqueue (src/virtqueue.c) --------------------------------- */
+
+/* One queue as the device sees it. The ring areas are validated once, when
+ * the driver enables the queue (guest RAM never moves); every descriptor and
+ * buffer is validated each time it is used. The avail side (vq_pop, the
+ * notification calls) belongs to one thread at a time; the used side
+ * (vq_push) may be called from any thread and takes lock. */
+struct virtq {
+	const struct guest_mem *gm;
+	uint16_t size;                  /* entries, a power of two */
+	bool ready;                     /* vq_init succeeded */
+	bool broken;                    /* a chain broke the rules: no more pops */
+	bool event_idx, indirect;       /* negotiated VIRTIO_F_EVENT_IDX / INDIRECT_DESC */
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	/* Host views of the rings; only the accessor helpers in virtqueue.c
+	 * read or write them, with the barriers 2.6.13 asks for. */
+	uint8_t *desc, *avail, *used;
+
+	uint16_t last_avail;            /* next avail ring entry to take */
+	pthread_mutex_t lock;           /* the used side below */
+	uint16_t used_idx;              /* our copy of used->idx */
+	uint16_t signalled_used;        /* used_idx when the driver was last interrupted */
+	bool signalled_valid;
+};
+
+/* A popped chain: the device-readable buffers come first in iov (out_num of
+ * them, out_len bytes), the device-writable ones after (in_num, in_len). */
+struct vq_elem {
+	uint16_t head;
+	unsigned out_num, in_num;
+	uint64_t out_len, in_len;
+	struct iovec *iov;
+};
+
+void vq_init_empty(struct virtq *vq);
+/* Accept the driver's ring addresses (4.1.4.3 queue_desc/driver/device):
+ * size a power of two <= VIRTQ_MAX_SIZE, areas aligned (2.6: 16/2/4) and
+ * wholly inside guest RAM. 0 or -EINVAL (the queue stays unusable). */
+int vq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_t desc,
+	    uint64_t avail, uint64_t used, uint64_t features) WARN_UNUSED;
+/* Forget the rings (device reset). */
+void vq_reset(struct virtq *vq);
+/* Take the next available chain. iov must hold at least vq->size entries
+ * (2.6.5.3.1: no chain is longer than the queue). Returns 1 with *e filled,
+ * 0 when the ring is empty, -EPROTO when the ring or the chain is nonsense
+ * (the queue is then broken; the caller sets DEVICE_NEEDS_RESET). */
+int vq_pop(struct virtq *vq, struct vq_elem *e, struct iovec *iov, unsigned max_iov) WARN_UNUSED;
+/* Put back the last popped chain (the device could not take it now). */
+void vq_unpop(struct virtq *vq);
+/* Return a chain to the driver: used ring entry {head, len = bytes written
+ * into the device-writable buffers}, then used->idx with release order.
+ * Returns whether the driver asked to be interrupted (2.6.7, 2.6.10:
+ * used_event with EVENT_IDX, else VIRTQ_AVAIL_F_NO_INTERRUPT). */
+bool vq_push(struct virtq *vq, uint16_t head, uint32_t len) WARN_UNUSED;
+/* Device-side notification suppression while a thread drains the queue:
+ * off asks the driver not to kick; on asks it to kick again and returns
+ * true when buffers arrived in between (keep popping, nothing was lost). */
+void vq_notify_off(struct virtq *vq);
+bool vq_notify_on(struct virtq *vq) WARN_UNUSED;
+/* Whether there are chains to pop (acquire-ordered read of avail->idx). */
+bool vq_has_work(struct virtq *vq);
+
+/* Scatter-gather helpers over guest buffers. Offsets and lengths are bytes;
+ * they copy what fits and return the number of bytes copied. */
+size_t vq_iov_read(const struct iovec *iov, unsigned n, size_t off, void *buf, size_t len);
+size_t vq_iov_write(const struct iovec *iov, unsigned n, size_t off, const void *buf, size_t len);
+/* The part [off, off + len) of iov as a new vector in out (at most max
+ * entries); returns the entry count, or -1 when it does not fit in max or
+ * iov is shorter than off + len. */
+int vq_iov_slice(const struct iovec *iov, unsigned n, size_t off, size_t len, struct iovec *out,
+		 unsigned max);
+
+/* ---- transport <-> device ---------------------------------------------- */
+
+struct vm;
+struct virtio_dev;
+
+struct virtio_dev_info {
+	const char *name;           /* for messages and stats: "virtio-scsi" */
+	uint16_t device_id;         /* VIRTIO_ID_* */
+	uint32_t class_code;        /* PCI class (base << 16 | sub << 8 | prog-if) */
+	/* Device feature bits; the transport adds VIRTIO_F_VERSION_1,
+	 * VIRTIO_F_INDIRECT_DESC and VIRTIO_F_EVENT_IDX. */
+	uint64_t features;
+	unsigned num_queues;        /* 1..64 */
+	uint16_t queue_size;        /* largest size a queue may use, power of two */
+	unsigned cfg_size;          /* device-specific configuration bytes, <= 4096 */
+};
+
+struct virtio_dev_ops {
+	/* Device-specific configuration (4.1.4.6); off + size <= cfg_size.
+	 * Called on a vCPU thread under the transport's lock. */
+	uint64_t (*cfg_read)(void *opaque, unsigned off, unsigned size);
+	void (*cfg_write)(void *opaque, unsigned off, unsigned size, uint64_t val);
+	/* The driver set DRIVER_OK: serve the enabled queues with the
+	 * negotiated features. 0, or -errno to set DEVICE_NEEDS_RESET. */
+	int (*start)(void *opaque, uint64_t features);
+	/* Reset or teardown: stop serving; return when no thread of the device
+	 * touches guest memory or a queue any more (see the header comment). */
+	void (*stop)(void *opaque);
+	/* Free the model (after stop). Optional. */
+	void (*destroy)(void *opaque);
+};
+
+/* Create a modern virtio-pci function for a device model and attach it to
+ * the PCI host at slot (1..31, or -1: first free). intx_gsi: the GSI the
+ * board routes INTA# of that slot to (see pci_intx_gsi in the machine).
+ * vm may be NULL (unit tests): no ioeventfd, irqfd or MSI routes; interrupts
+ * are then dropped. Returns the bus device (the machine frees it through its
+ * ops->destroy, which calls stop and destroy of the model). */
+int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
+		      const struct virtio_dev_info *info, const struct virtio_dev_ops *ops,
+		      void *opaque, struct virtio_dev **out) WARN_UNUSED;
+struct device *virtio_dev_device(struct virtio_dev *vdev);
+/* The model behind a transport device, if it is a virtio device of that
+ * type (NULL otherwise): how a caller holding only the struct device (the
+ * control socket, a test) finds e.g. the virtio-scsi controller. */
+void *virtio_device_model(struct device *dev, uint16_t device_id);
+/* The PCI slot the function sits in. */
+int virtio_dev_slot(const struct virtio_dev *vdev);
+
+/* For the device model, from any of its threads. */
+const struct guest_mem *virtio_gm(const struct virtio_dev *vdev);
+struct virtq *virtio_queue(struct virtio_dev *vdev, unsigned q);
+bool virtio_queue_enabled(const struct virtio_dev *vdev, unsigned q);
+int virtio_queue_kick_fd(const struct virtio_dev *vdev, unsigned q);
+/* Interrupt the driver for queue q (its MSI-X vector, or INTx with ISR bit 0). */
+void virtio_queue_interrupt(struct virtio_dev *vdev, unsigned q);
+/* Configuration changed (4.1.4.3.1: config_generation moves, config vector
+ * or ISR bit 1). */
+void virtio_config_changed(struct virtio_dev *vdev);
+/* 2.1.2: the device hit an error it cannot recover from without a reset. */
+void virtio_set_needs_reset(struct virtio_dev *vdev, const char *why);
+/* Whether DEVICE_NEEDS_RESET is set (tests, stats). */
+bool virtio_needs_reset(const struct virtio_dev *vdev);
+
+#endif

@@ -1,0 +1,48 @@
+/* virtio-scsi controller (virtio v1.1 5.6) on virtio-pci: disks are targets
+ * 0..VIRTIO_SCSI_MAX_TARGETS-1, each with one LUN (0). Requests are served on
+ * the device's I/O threads and submitted to the block layer; hot-add and
+ * hot-remove are reported on the event queue (5.6.6.3.1). */
+#ifndef KESTREL_VIRTIO_SCSI_H
+#define KESTREL_VIRTIO_SCSI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kestrel/block.h"
+#include "kestrel/device.h"
+
+struct vm;
+
+#define VIRTIO_SCSI_MAX_TARGETS 16
+#define VIRTIO_SCSI_MAX_REQUEST_QUEUES 8
+
+struct virtio_scsi_disk {
+	struct blk_opts opts;
+	unsigned target;
+	/* Test hooks, in ms after the guest driver first starts the controller
+	 * (DRIVER_OK); 0: none. add_after: the disk is absent at boot and
+	 * hot-added then; remove_after: hot-removed then. Both go through
+	 * virtio_scsi_hotplug()/virtio_scsi_unplug(), as the control socket will. */
+	uint64_t add_after_ms, remove_after_ms;
+};
+
+/* Open every disk (errors: one line naming the file) and attach the
+ * controller at PCI slot with INTA# on intx_gsi. nqueues: request queues,
+ * 1..VIRTIO_SCSI_MAX_REQUEST_QUEUES. stats: print per-queue requests and
+ * bytes to stderr when the device is destroyed. */
+int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
+		       unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
+		       bool stats, struct device **out, char *err, size_t errlen) WARN_UNUSED;
+
+/* Hot-add a disk as target (LUN 0) while the guest runs: the driver gets a
+ * TRANSPORT_RESET/RESCAN event. -ENODEV (not a virtio-scsi device),
+ * -EINVAL (target out of range), -EEXIST (target in use), or blk_open's error. */
+int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_opts *o, char *err,
+			size_t errlen) WARN_UNUSED;
+/* Hot-remove target: new requests to it fail with BAD_TARGET, the driver
+ * gets TRANSPORT_RESET/REMOVED, and the disk is closed once its requests in
+ * flight are done. -ENOENT when no disk is there. */
+int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t errlen) WARN_UNUSED;
+
+#endif

@@ -1,0 +1,756 @@
+/* The control socket's commands acting on the worker's real VM, and the run
+ * state the socket reports (docs/control.md). The main thread attaches each
+ * machine it boots and detaches it before destroying it; cv->lock makes the
+ * two sides agree on which machine, if any, a command may touch. Commands run
+ * on the control thread and never wait for a vCPU thread, except pause, which
+ * waits a bounded time for the vCPUs to park. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "kestrel/config.h"
+#include "kestrel/control.h"
+#include "kestrel/control_vm.h"
+#include "kestrel/devices.h"
+#include "kestrel/machine.h"
+#include "kestrel/notify.h"
+#include "kestrel/virtio_scsi.h"
+
+#define CV_PAUSE_TIMEOUT_MS 2000
+#define CV_FLUSH_MS 500
+
+/* What the socket knows of each SCSI target, to list disks and to re-apply
+ * hot-plug changes when a guest reset re-creates the machine. */
+struct cv_disk {
+	bool present;
+	bool hotplugged;          /* added through the socket */
+	bool configured;          /* present at boot by the configuration */
+	char *path;
+	struct blk_opts opts;     /* opts.path points at path */
+};
+
+struct control_vm {
+	pthread_mutex_t lock;
+	const struct vm_config *cfg;
+	struct control_server *srv;
+	char sock[108];
+	struct machine *m;        /* NULL between boots */
+	const char *state;
+	unsigned boots;
+	uint64_t start_ns, boot_ns;
+	uint64_t shutdown_deadline_ns;   /* 0: no forced stop pending */
+	bool host_stop, host_reset, shutdown_forced;
+	bool ready_sent;
+	uint64_t wd_usec, wd_next_ns;
+	struct cv_disk disks[CONFIG_MAX_DISKS];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static json_object *jstr(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+static json_object *jint(uint64_t v)
+{
+	return json_object_new_int64((int64_t)MIN(v, (uint64_t)INT64_MAX));
+}
+
+/* Called with cv->lock held. */
+static void cv_set_state(struct control_vm *cv, const char *state)
+{
+	json_object *d;
+
+	if (cv->state && strcmp(cv->state, state) == 0)
+		return;
+	d = json_object_new_object();
+	json_object_object_add(d, "state", json_object_new_string(state));
+	json_object_object_add(d, "previous", jstr(cv->state));
+	cv->state = state;
+	control_event(cv->srv, CTL_EV_STATE, d);
+	notify_send("STATUS=VM %s: %s", cv->cfg->name, state);
+}
+
+/* A command that needs the machine: fails when there is none or it is on its
+ * way out. Called with cv->lock held. */
+static int cv_need_vm(struct control_vm *cv, struct control_error *e)
+{
+	if (!cv->m)
+		return control_fail(e, CTL_E_STATE, "the VM is %s", cv->state);
+	if (__atomic_load_n(&cv->m->vm.stop_requested, __ATOMIC_ACQUIRE))
+		return control_fail(e, CTL_E_STATE, "the VM is stopping");
+	return 0;
+}
+
+/* ---- queries ------------------------------------------------------------ */
+
+static void cv_query_status(void *opaque, json_object *ret)
+{
+	struct control_vm *cv = opaque;
+	uint64_t now = now_ns();
+
+	pthread_mutex_lock(&cv->lock);
+	json_object_object_add(ret, "name", jstr(cv->cfg->name));
+	json_object_object_add(ret, "pid", json_object_new_int(getpid()));
+	json_object_object_add(ret, "state", jstr(cv->state));
+	json_object_object_add(ret, "running", json_object_new_boolean(
+		cv->m && (!strcmp(cv->state, "running") || !strcmp(cv->state, "shutting-down"))));
+	json_object_object_add(ret, "vcpus", jint(cv->cfg->cpus));
+	json_object_object_add(ret, "memory", jint(cv->cfg->mem_size));
+	json_object_object_add(ret, "uptime_ms", jint((now - cv->start_ns) / 1000000));
+	json_object_object_add(ret, "boots", jint(cv->boots));
+	if (cv->m)
+		json_object_object_add(ret, "boot_uptime_ms", jint((now - cv->boot_ns) / 1000000));
+	json_object_object_add(ret, "version", jstr(KESTREL_VERSION));
+	if (cv->sock[0])
+		json_object_object_add(ret, "socket", jstr(cv->sock));
+	pthread_mutex_unlock(&cv->lock);
+}
+
+static json_object *cv_config_json(const struct vm_config *c)
+{
+	json_object *o = json_object_new_object();
+	char serial[4200];
+
+	snprintf(serial, sizeof(serial), "%s%s", c->serial == SERIAL_STDIO ? "stdio" :
+		 c->serial == SERIAL_NONE ? "none" : "file:", c->serial == SERIAL_FILE ?
+		 c->serial_path : "");
+	json_object_object_add(o, "kernel", jstr(c->kernel));
+	json_object_object_add(o, "initrd", jstr(c->initrd));
+	json_object_object_add(o, "cmdline", jstr(c->cmdline ? c->cmdline : ""));
+	json_object_object_add(o, "mem", jint(c->mem_size));
+	json_object_object_add(o, "cpus", jint(c->cpus));
+	json_object_object_add(o, "serial", jstr(serial));
+	json_object_object_add(o, "boot_entry", jint(c->boot_entry == BOOT_ENTRY_32 ? 32 : 64));
+	json_object_object_add(o, "on_reboot", jstr(c->on_reboot == ON_REBOOT_EXIT ? "exit" :
+						     "restart"));
+	json_object_object_add(o, "hugepages", json_object_new_boolean(c->hugepages));
+	json_object_object_add(o, "timeout_ms", jint(c->timeout_ms));
+	return o;
+}
+
+static json_object *cv_exits_json(const uint64_t *exits)
+{
+	json_object *o = json_object_new_object();
+
+	for (int s = 0; s < STAT_EXIT_NR; s++)
+		json_object_object_add(o, vm_exit_stat_names[s],
+				       jint(__atomic_load_n(&exits[s], __ATOMIC_RELAXED)));
+	return o;
+}
+
+static void cv_bus_json(struct bus *bus, json_object *arr)
+{
+	pthread_rwlock_rdlock(&bus->lock);
+	for (int i = 0; i < bus->nr; i++) {
+		const struct bus_range *r = &bus->ranges[i];
+		json_object *d = json_object_new_object();
+		char base[24];
+
+		snprintf(base, sizeof(base), "0x%llx", (unsigned long long)r->base);
+		json_object_object_add(d, "name", jstr(r->dev->ops->name));
+		json_object_object_add(d, "bus", jstr(bus->name));
+		json_object_object_add(d, "base", jstr(base));
+		json_object_object_add(d, "size", jint(r->len));
+		json_object_array_add(arr, d);
+	}
+	pthread_rwlock_unlock(&bus->lock);
+}
+
+static json_object *cv_disks_json(struct control_vm *cv)
+{
+	json_object *arr = json_object_new_array();
+
+	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++) {
+		const struct cv_disk *d = &cv->disks[t];
+		json_object *o;
+
+		if (!d->present)
+			continue;
+		o = json_object_new_object();
+		json_object_object_add(o, "target", jint(t));
+		json_object_object_add(o, "path", jstr(d->path));
+		json_object_object_add(o, "format", jstr(blk_format_name(d->opts.format)));
+		json_object_object_add(o, "readonly", json_object_new_boolean(d->opts.readonly));
+		json_object_object_add(o, "hotplugged", json_object_new_boolean(d->hotplugged));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	json_object *vcpus = json_object_new_array(), *devs = json_object_new_array();
+
+	(void)e;
+	pthread_mutex_lock(&cv->lock);
+	json_object_object_add(ret, "name", jstr(cv->cfg->name));
+	json_object_object_add(ret, "state", jstr(cv->state));
+	json_object_object_add(ret, "config", cv_config_json(cv->cfg));
+	if (cv->m) {
+		struct vm *vm = &cv->m->vm;
+
+		for (unsigned i = 0; i < vm->ncpus; i++) {
+			json_object *c = json_object_new_object();
+
+			json_object_object_add(c, "id", jint(i));
+			json_object_object_add(c, "exits", cv_exits_json(vm->vcpus[i].exits));
+			json_object_array_add(vcpus, c);
+		}
+		cv_bus_json(&vm->pio, devs);
+		cv_bus_json(&vm->mmio, devs);
+		if (cv->m->vscsi) {
+			json_object *d = json_object_new_object();
+
+			json_object_object_add(d, "name", jstr("virtio-scsi"));
+			json_object_object_add(d, "bus", jstr("pci"));
+			json_object_array_add(devs, d);
+		}
+	}
+	json_object_object_add(ret, "vcpus", vcpus);
+	json_object_object_add(ret, "devices", devs);
+	json_object_object_add(ret, "disks", cv_disks_json(cv));
+	pthread_mutex_unlock(&cv->lock);
+	return 0;
+}
+
+static int cv_stats(void *opaque, json_object *ret, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	json_object *mem, *io, *vcpus;
+	struct vm_stats st;
+	struct vm *vm;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv->m ? 0 : control_fail(e, CTL_E_STATE, "the VM is %s", cv->state);
+	if (rc)
+		goto out;
+	vm = &cv->m->vm;
+	vm_get_stats(vm, &st);
+	mem = json_object_new_object();
+	json_object_object_add(mem, "rss_kb", jint(st.rss_kb));
+	json_object_object_add(mem, "guest_ram_kb", jint(st.guest_ram_kb));
+	json_object_object_add(mem, "vmm_kb", jint(st.vmm_kb));
+	json_object_object_add(mem, "guest_ram_size_kb", jint(cv->cfg->mem_size >> 10));
+	io = json_object_new_object();
+	json_object_object_add(io, "pio_unhandled", jint(st.pio_unhandled));
+	json_object_object_add(io, "mmio_unhandled", jint(st.mmio_unhandled));
+	vcpus = json_object_new_array();
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		json_object *c = json_object_new_object();
+
+		json_object_object_add(c, "id", jint(i));
+		json_object_object_add(c, "exits", cv_exits_json(vm->vcpus[i].exits));
+		json_object_array_add(vcpus, c);
+	}
+	json_object_object_add(ret, "uptime_ms", jint((now_ns() - cv->start_ns) / 1000000));
+	json_object_object_add(ret, "memory", mem);
+	json_object_object_add(ret, "exits", cv_exits_json(st.exits));
+	json_object_object_add(ret, "vcpus", vcpus);
+	json_object_object_add(ret, "io", io);
+out:
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+/* ---- run state ---------------------------------------------------------- */
+
+static int cv_pause(void *opaque, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && strcmp(cv->state, "running") != 0)
+		rc = control_fail(e, CTL_E_STATE, "the VM is %s, not running", cv->state);
+	if (!rc) {
+		rc = vm_pause(&cv->m->vm, CV_PAUSE_TIMEOUT_MS);
+		if (rc == -ETIMEDOUT)
+			control_fail(e, CTL_E_TIMEOUT, "the vCPUs did not stop within %d ms; the VM "
+				     "keeps running", CV_PAUSE_TIMEOUT_MS);
+		else if (rc)
+			control_fail(e, CTL_E_STATE, "the VM is stopping");
+		else
+			cv_set_state(cv, "paused");
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+static int cv_resume(void *opaque, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && strcmp(cv->state, "paused") != 0)
+		rc = control_fail(e, CTL_E_STATE, "the VM is %s, not paused", cv->state);
+	if (!rc) {
+		vm_resume(&cv->m->vm);
+		cv_set_state(cv, "running");
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+/* The ACPI power button: the guest's OS shuts down in its own way and writes
+ * S5 at the end (ACPI 6.5 4.8.2.2.1.1). A paused VM is resumed first, or it
+ * could never react. */
+static int cv_shutdown(void *opaque, uint64_t timeout_ms, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	json_object *d;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc) {
+		if (strcmp(cv->state, "paused") == 0)
+			vm_resume(&cv->m->vm);
+		acpi_pm_power_button(cv->m->pm);
+		if (timeout_ms) {
+			uint64_t at = now_ns() + timeout_ms * 1000000ULL;
+
+			if (!cv->shutdown_deadline_ns || at < cv->shutdown_deadline_ns)
+				cv->shutdown_deadline_ns = at;
+		}
+		d = json_object_new_object();
+		json_object_object_add(d, "timeout_ms", jint(timeout_ms));
+		control_event(cv->srv, CTL_EV_POWERDOWN, d);
+		cv_set_state(cv, "shutting-down");
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+static int cv_stop(void *opaque, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc) {
+		cv->host_stop = true;
+		vm_request_stop_cb(&cv->m->vm, VM_STOP_POWEROFF, 0);
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+/* The same path as a guest reset: the main loop restarts or exits per
+ * --on-reboot. */
+static int cv_reset(void *opaque, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc) {
+		cv->host_reset = true;
+		vm_request_stop_cb(&cv->m->vm, VM_STOP_RESET, 0);
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+/* ---- hot-plug ------------------------------------------------------------ */
+
+static int cv_blk_opts(const struct control_disk_req *r, struct blk_opts *o,
+		       struct control_error *e)
+{
+	memset(o, 0, sizeof(*o));
+	o->path = r->path;
+	o->readonly = r->readonly;
+	o->format = !strcmp(r->format, "raw") ? BLK_FMT_RAW :
+		    !strcmp(r->format, "vhd") ? BLK_FMT_VHD : BLK_FMT_AUTO;
+	o->cache = !strcmp(r->cache, "none") ? BLK_CACHE_NONE : BLK_CACHE_WRITEBACK;
+	o->aio = !strcmp(r->aio, "io_uring") ? BLK_AIO_IO_URING :
+		 !strcmp(r->aio, "libaio") ? BLK_AIO_LIBAIO :
+		 !strcmp(r->aio, "sync") ? BLK_AIO_SYNC : BLK_AIO_AUTO;
+	(void)e;
+	return 0;
+}
+
+static int cv_need_scsi(struct control_vm *cv, struct control_error *e)
+{
+	int rc = cv_need_vm(cv, e);
+
+	if (!rc && !cv->m->vscsi)
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no SCSI controller (start it "
+				  "with at least one --disk ...,bus=scsi)");
+	return rc;
+}
+
+static void cv_disk_set(struct cv_disk *d, const struct blk_opts *o, bool hotplugged)
+{
+	free(d->path);
+	d->path = strdup(o->path);
+	d->opts = *o;
+	d->opts.path = d->path;
+	d->opts.owned = NULL;
+	d->present = d->path != NULL;
+	d->hotplugged = hotplugged;
+}
+
+/* Hot-add at target t: 0, or the error (-EEXIST when t is taken). */
+static int cv_plug(struct control_vm *cv, unsigned t, const struct blk_opts *o,
+		   struct control_error *e)
+{
+	char err[256] = "";
+	int rc = virtio_scsi_hotplug(cv->m->vscsi, t, o, err, sizeof(err));
+
+	if (rc == -EEXIST)
+		control_fail(e, CTL_E_EXISTS, "target %u is in use", t);
+	else if (rc)
+		control_fail(e, CTL_E_FAILED, "%s", err[0] ? err : strerror(-rc));
+	return rc;
+}
+
+static void cv_device_event(struct control_vm *cv, const char *ev, unsigned t)
+{
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "device", jstr("scsi-disk"));
+	json_object_object_add(d, "target", jint(t));
+	if (cv->disks[t].path)
+		json_object_object_add(d, "path", jstr(cv->disks[t].path));
+	control_event(cv->srv, ev, d);
+}
+
+static int cv_disk_add(void *opaque, const struct control_disk_req *r, json_object *ret,
+		       struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	struct blk_opts o;
+	unsigned t = 0;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_scsi(cv, e) ?: cv_blk_opts(r, &o, e);
+	if (!rc && r->target >= 0) {
+		t = (unsigned)r->target;
+		rc = cv_plug(cv, t, &o, e);
+	} else if (!rc) {
+		/* The lowest free target; the controller is the judge of "free". */
+		rc = -EEXIST;
+		for (t = 0; t < CONFIG_MAX_DISKS && rc == -EEXIST; t++)
+			if (!cv->disks[t].present)
+				rc = cv_plug(cv, t, &o, e);
+		t--;
+		if (rc == -EEXIST)
+			control_fail(e, CTL_E_EXISTS, "every SCSI target is in use");
+	}
+	if (!rc) {
+		cv_disk_set(&cv->disks[t], &o, true);
+		json_object_object_add(ret, "target", jint(t));
+		json_object_object_add(ret, "path", jstr(r->path));
+		cv_device_event(cv, CTL_EV_DEVICE_ADDED, t);
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+static int cv_disk_remove(void *opaque, unsigned t, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	char err[256] = "";
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_scsi(cv, e);
+	if (!rc && t >= CONFIG_MAX_DISKS)
+		rc = control_fail(e, CTL_E_ARGUMENT, "no target %u", t);
+	if (!rc) {
+		rc = virtio_scsi_unplug(cv->m->vscsi, t, err, sizeof(err));
+		if (rc == -ENOENT)
+			control_fail(e, CTL_E_NOT_FOUND, "no disk at target %u", t);
+		else if (rc)
+			control_fail(e, CTL_E_FAILED, "%s", err[0] ? err : strerror(-rc));
+	}
+	if (!rc) {
+		cv_device_event(cv, CTL_EV_DEVICE_REMOVED, t);
+		cv->disks[t].present = false;
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+/* A reset re-creates the machine from the configuration: put back what was
+ * hot-plugged since, and take out what was hot-removed. Called with the lock
+ * held, before the guest's driver can have looked. */
+static void cv_replay_disks(struct control_vm *cv)
+{
+	char err[256];
+
+	if (!cv->m->vscsi)
+		return;
+	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++) {
+		struct cv_disk *d = &cv->disks[t];
+
+		err[0] = '\0';
+		if (d->configured && !d->present && virtio_scsi_unplug(cv->m->vscsi, t, err,
+								       sizeof(err)))
+			kwarn("control: re-applying the removal of target %u: %s", t, err);
+		else if (d->hotplugged && d->present &&
+			 virtio_scsi_hotplug(cv->m->vscsi, t, &d->opts, err, sizeof(err)))
+			kwarn("control: re-adding target %u after the reset: %s", t, err);
+	}
+}
+
+static int cv_net_link(void *opaque, const char *device, bool up, struct control_error *e)
+{
+	(void)opaque;
+	(void)device;
+	(void)up;
+	return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no network device (virtio-net is "
+			    "not there yet)");
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static int64_t cv_ms_until(uint64_t at, uint64_t now)
+{
+	return at <= now ? 0 : (int64_t)((at - now + 999999) / 1000000);
+}
+
+static int64_t cv_tick(void *opaque)
+{
+	struct control_vm *cv = opaque;
+	uint64_t now = now_ns();
+	int64_t next = -1;
+
+	pthread_mutex_lock(&cv->lock);
+	if (cv->shutdown_deadline_ns && now >= cv->shutdown_deadline_ns) {
+		cv->shutdown_deadline_ns = 0;
+		if (cv->m) {
+			kwarn("shutdown: the guest did not power off in time; stopping it");
+			cv->shutdown_forced = true;
+			vm_request_stop_cb(&cv->m->vm, VM_STOP_POWEROFF, 0);
+		}
+	}
+	if (cv->shutdown_deadline_ns)
+		next = cv_ms_until(cv->shutdown_deadline_ns, now);
+	pthread_mutex_unlock(&cv->lock);
+	/* The watchdog proves the control thread turns; half the interval, as
+	 * sd_watchdog_enabled(3) suggests. */
+	if (cv->wd_usec) {
+		if (now >= cv->wd_next_ns) {
+			notify_send("WATCHDOG=1");
+			cv->wd_next_ns = now + cv->wd_usec * 1000 / 2;
+		}
+		next = next < 0 ? cv_ms_until(cv->wd_next_ns, now) :
+				  MIN(next, cv_ms_until(cv->wd_next_ns, now));
+	}
+	return next;
+}
+
+static const struct control_ops cv_ops = {
+	.query_status = cv_query_status,
+	.query_vm = cv_query_vm,
+	.pause = cv_pause,
+	.resume = cv_resume,
+	.shutdown = cv_shutdown,
+	.stop = cv_stop,
+	.reset = cv_reset,
+	.stats = cv_stats,
+	.disk_add = cv_disk_add,
+	.disk_remove = cv_disk_remove,
+	.net_link = cv_net_link,
+	.tick = cv_tick,
+};
+
+/* ---- the worker's side ----------------------------------------------------- */
+
+static const char *cv_stop_reason(struct control_vm *cv, enum vm_stop_reason why)
+{
+	switch (why) {
+	case VM_STOP_POWEROFF:
+		return cv->shutdown_forced ? "shutdown-timeout" :
+		       cv->host_stop ? "host-stop" : "guest-poweroff";
+	case VM_STOP_RESET: return "reset";
+	case VM_STOP_DEBUG_EXIT: return "guest-debug-exit";
+	case VM_STOP_ERROR: return "vm-error";
+	case VM_STOP_SIGNAL: return "host-signal";
+	case VM_STOP_TIMEOUT: return "timeout";
+	}
+	return "unknown";
+}
+
+static void cv_init_disks(struct control_vm *cv)
+{
+	for (unsigned i = 0; i < cv->cfg->ndisks; i++) {
+		const struct config_disk *c = &cv->cfg->disks[i];
+
+		if (c->target < 0 || c->target >= CONFIG_MAX_DISKS || c->add_after_ms)
+			continue;
+		cv_disk_set(&cv->disks[c->target], &c->blk, false);
+		cv->disks[c->target].configured = true;
+	}
+}
+
+/* NULL: the default path (its directory is made 0700 here); "none": none. */
+static int cv_socket_path(struct control_vm *cv, bool *fatal, char *err, size_t errlen)
+{
+	const char *c = cv->cfg->control;
+	char dir[sizeof(cv->sock)];
+	struct stat st;
+
+	*fatal = c != NULL;
+	if (c && strcmp(c, "none") == 0)
+		return 1;
+	if (c) {
+		snprintf(cv->sock, sizeof(cv->sock), "%s", c);
+		return 0;
+	}
+	if (control_socket_dir(dir, sizeof(dir)) || control_socket_path(cv->cfg->name, cv->sock,
+									 sizeof(cv->sock))) {
+		snprintf(err, errlen, "control socket: path too long");
+		return -ENAMETOOLONG;
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "control socket: %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	/* A shared /tmp fallback must really be ours. */
+	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 0022)) {
+		snprintf(err, errlen, "control socket: %s is not a private directory of this user",
+			 dir);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int control_vm_create(struct control_vm **out, const struct vm_config *cfg, char *err,
+		      size_t errlen)
+{
+	struct control_vm *cv = calloc(1, sizeof(*cv));
+	bool fatal = false;
+	int rc;
+
+	*out = NULL;
+	if (!cv) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&cv->lock, NULL);
+	cv->cfg = cfg;
+	cv->state = "starting";
+	cv->start_ns = now_ns();
+	cv->wd_usec = notify_watchdog_usec();
+	cv_init_disks(cv);
+	rc = cv_socket_path(cv, &fatal, err, errlen);
+	if (rc < 0 && fatal)
+		goto fail;
+	if (rc) {
+		if (rc < 0)
+			kwarn("%s; running without one", err);
+		cv->sock[0] = '\0';
+	}
+	rc = control_server_start(&cv->srv, cv->sock[0] ? cv->sock : NULL, cfg->name, &cv_ops, cv,
+				  err, errlen);
+	if (rc == -EADDRINUSE || (rc && fatal))
+		goto fail;
+	if (rc) {
+		kwarn("%s; running without a control socket", err);
+		cv->sock[0] = '\0';
+		rc = control_server_start(&cv->srv, NULL, cfg->name, &cv_ops, cv, err, errlen);
+		if (rc)
+			goto fail;
+	}
+	*out = cv;
+	return 0;
+fail:
+	control_vm_destroy(cv, 0);
+	return rc;
+}
+
+void control_vm_attach(struct control_vm *cv, struct machine *m)
+{
+	if (!cv)
+		return;
+	pthread_mutex_lock(&cv->lock);
+	cv->m = m;
+	cv->boots++;
+	cv->boot_ns = now_ns();
+	cv->host_stop = cv->host_reset = cv->shutdown_forced = false;
+	cv->shutdown_deadline_ns = 0;
+	if (cv->boots > 1)
+		cv_replay_disks(cv);
+	cv_set_state(cv, "running");
+	if (!cv->ready_sent) {
+		notify_send("READY=1\nSTATUS=VM %s: running", cv->cfg->name);
+		cv->ready_sent = true;
+	}
+	pthread_mutex_unlock(&cv->lock);
+}
+
+void control_vm_detach(struct control_vm *cv, struct machine *m)
+{
+	enum vm_stop_reason why = m->vm.stop_why;
+	bool restart = why == VM_STOP_RESET && cv && cv->cfg->on_reboot == ON_REBOOT_RESTART;
+	json_object *d;
+
+	if (!cv)
+		return;
+	pthread_mutex_lock(&cv->lock);
+	if (why == VM_STOP_RESET) {
+		d = json_object_new_object();
+		json_object_object_add(d, "reason", jstr(cv->host_reset ? "host" : "guest"));
+		json_object_object_add(d, "action", jstr(restart ? "restart" : "exit"));
+		control_event(cv->srv, CTL_EV_RESET, d);
+	}
+	if (!restart) {
+		d = json_object_new_object();
+		json_object_object_add(d, "reason", jstr(cv_stop_reason(cv, why)));
+		json_object_object_add(d, "code", json_object_new_int(m->vm.stop_code));
+		control_event(cv->srv, CTL_EV_STOPPED, d);
+	}
+	cv_set_state(cv, restart ? "restarting" : "stopped");
+	cv->m = NULL;
+	cv->shutdown_deadline_ns = 0;
+	pthread_mutex_unlock(&cv->lock);
+}
+
+void control_vm_destroy(struct control_vm *cv, int exit_code)
+{
+	json_object *d;
+
+	if (!cv)
+		return;
+	if (cv->srv) {
+		pthread_mutex_lock(&cv->lock);
+		cv_set_state(cv, "stopped");
+		pthread_mutex_unlock(&cv->lock);
+		d = json_object_new_object();
+		json_object_object_add(d, "exit_code", json_object_new_int(exit_code));
+		control_event(cv->srv, CTL_EV_EXITING, d);
+		if (cv->ready_sent)
+			notify_send("STOPPING=1\nSTATUS=VM %s: exiting with status %d", cv->cfg->name,
+				    exit_code);
+		control_server_stop(cv->srv, CV_FLUSH_MS);
+	}
+	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++)
+		free(cv->disks[t].path);
+	pthread_mutex_destroy(&cv->lock);
+	free(cv);
+}

@@ -1,0 +1,256 @@
+/* --disk and the JSON "disks" array (src/config_disk.c): what each spelling
+ * turns into, the targets picked, and one-line errors for missing files,
+ * wrong sizes and bad combinations. Files live in a temp directory. */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kestrel/config.h"
+
+#define ERRLEN 512
+
+static char tmpdir[] = "/tmp/kestrel-check-disk-XXXXXX";
+static char kernel[300], d0[300], d1[300], d2[300], odd[300], empty[300], json[300];
+static struct vm_config c;
+static char err[ERRLEN];
+
+static void write_file(const char *path, size_t size)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f || (size && (fseek(f, (long)size - 1, SEEK_SET) || fputc(0, f) == EOF)) || fclose(f)) {
+		perror(path);
+		abort();
+	}
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f || fputs(text, f) < 0 || fclose(f)) {
+		perror(path);
+		abort();
+	}
+}
+
+/* Parse and validate "run --kernel K ARGS..."; returns the first error. */
+static int run(const char *first, ...)
+{
+	char *argv[32] = { "run", "--kernel", kernel };
+	int argc = 3, ret;
+	const char *a = first;
+	va_list ap;
+
+	va_start(ap, first);
+	for (; a && argc < 31; a = va_arg(ap, const char *))
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	config_free(&c);
+	config_defaults(&c);
+	err[0] = '\0';
+	ret = config_parse_run(&c, argc, argv, err, sizeof(err));
+	return ret ?: config_validate(&c, err, sizeof(err));
+}
+
+static void expect_err(const char *needle)
+{
+	ck_assert_msg(strstr(err, needle), "error '%s' lacks '%s'", err, needle);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+
+START_TEST(flags)
+{
+	char s0[400], s1[400];
+
+	snprintf(s0, sizeof(s0), "path=%s,bus=scsi,readonly,cache=none,aio=sync", d0);
+	snprintf(s1, sizeof(s1), "path=%s,format=raw,target=5,add-after=2s,remove-after=4500ms", d1);
+	ck_assert_int_eq(run("--disk", s0, "--disk", s1, NULL), 0);
+	ck_assert_uint_eq(c.ndisks, 2);
+	ck_assert_str_eq(c.disks[0].path, d0);
+	ck_assert_str_eq(c.disks[0].blk.path, d0);
+	ck_assert(c.disks[0].blk.readonly);
+	ck_assert_int_eq(c.disks[0].blk.cache, BLK_CACHE_NONE);
+	ck_assert_int_eq(c.disks[0].blk.aio, BLK_AIO_SYNC);
+	ck_assert_int_eq(c.disks[0].bus, CONFIG_BUS_SCSI);
+	ck_assert_int_eq(c.disks[0].target, 0);
+	ck_assert_int_eq(c.disks[1].target, 5);
+	ck_assert_int_eq(c.disks[1].blk.format, BLK_FMT_RAW);
+	ck_assert_uint_eq(c.disks[1].add_after_ms, 2000);
+	ck_assert_uint_eq(c.disks[1].remove_after_ms, 4500);
+}
+END_TEST
+
+START_TEST(targets_fill_around_explicit_ones)
+{
+	char s0[400], s1[400];
+
+	snprintf(s0, sizeof(s0), "path=%s", d0);
+	snprintf(s1, sizeof(s1), "path=%s,target=0", d1);
+	ck_assert_int_eq(run("--disk", s0, "--disk", s1, NULL), 0);
+	ck_assert_int_eq(c.disks[0].target, 1);
+	ck_assert_int_eq(c.disks[1].target, 0);
+	snprintf(s0, sizeof(s0), "path=%s,target=3", d0);
+	snprintf(s1, sizeof(s1), "path=%s,target=3", d1);
+	ck_assert_int_ne(run("--disk", s0, "--disk", s1, NULL), 0);
+	expect_err("target 3 is taken");
+}
+END_TEST
+
+START_TEST(json_disks)
+{
+	char text[1200];
+
+	snprintf(text, sizeof(text),
+		 "{ \"kernel\": \"%s\", \"disks\": [ { \"path\": \"d0.img\", \"bus\": \"scsi\", "
+		 "\"readonly\": true, \"target\": 2, \"add_after\": \"1s\" }, \"path=d1.img,cache=none\" ] }",
+		 kernel);
+	write_text(json, text);
+	ck_assert_int_eq(run("--config", json, NULL), 0);
+	ck_assert_uint_eq(c.ndisks, 2);
+	ck_assert_str_eq(c.disks[0].path, d0);      /* relative to the file's folder */
+	ck_assert(c.disks[0].blk.readonly);
+	ck_assert_int_eq(c.disks[0].target, 2);
+	ck_assert_uint_eq(c.disks[0].add_after_ms, 1000);
+	ck_assert_str_eq(c.disks[1].path, d1);
+	ck_assert_int_eq(c.disks[1].blk.cache, BLK_CACHE_NONE);
+	/* Flags add to the file's disks. */
+	snprintf(text, sizeof(text), "path=%s", d2);
+	ck_assert_int_eq(run("--config", json, "--disk", text, NULL), 0);
+	ck_assert_uint_eq(c.ndisks, 3);
+	ck_assert_str_eq(c.disks[2].path, d2);
+	ck_assert_int_eq(c.disks[1].target, 0);
+	ck_assert_int_eq(c.disks[2].target, 1);
+}
+END_TEST
+
+START_TEST(json_errors)
+{
+	write_text(json, "{ \"disks\": { \"path\": \"d0.img\" } }");
+	ck_assert_int_ne(run("--config", json, NULL), 0);
+	expect_err("\"disks\": expected an array");
+	write_text(json, "{ \"disks\": [ { \"path\": \"d0.img\", \"speed\": 3 } ] }");
+	ck_assert_int_ne(run("--config", json, NULL), 0);
+	expect_err("\"disks\"[0]: unknown disk option 'speed'");
+	write_text(json, "{ \"disks\": [ 42 ] }");
+	ck_assert_int_ne(run("--config", json, NULL), 0);
+	expect_err("\"disks\"[0]: expected an object or a string");
+	write_text(json, "{ \"disks\": [ { \"path\": [ \"x\" ] } ] }");
+	ck_assert_int_ne(run("--config", json, NULL), 0);
+	expect_err("expected a string, integer or boolean");
+}
+END_TEST
+
+START_TEST(errors)
+{
+	char s[400];
+
+	ck_assert_int_ne(run("--disk", "bus=scsi", NULL), 0);
+	expect_err("--disk: ");
+	expect_err("path=FILE is required");
+	snprintf(s, sizeof(s), "path=%s/missing.img", tmpdir);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("missing.img: No such file or directory");
+	snprintf(s, sizeof(s), "path=%s,bus=ide", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("bus=ide: unknown bus");
+	snprintf(s, sizeof(s), "path=%s,cache=fast", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("cache");
+	snprintf(s, sizeof(s), "path=%s,format=raw", odd);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("not a whole number of 512-byte sectors");
+	snprintf(s, sizeof(s), "path=%s", empty);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("file is empty");
+	snprintf(s, sizeof(s), "path=%s", tmpdir);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("not a regular file or block device");
+	snprintf(s, sizeof(s), "path=%s,target=16", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("target=16");
+	snprintf(s, sizeof(s), "path=%s,add-after=soon", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("add-after=soon: not a duration");
+	snprintf(s, sizeof(s), "path=%s,add-after=5s,remove-after=2s", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("remove-after must come after add-after");
+	snprintf(s, sizeof(s), "path=%s", d0);
+	ck_assert_int_ne(run("--disk", s, "--disk", s, NULL), 0);
+	expect_err("the same file given twice");
+}
+END_TEST
+
+START_TEST(too_many_disks)
+{
+	char specs[CONFIG_MAX_DISKS + 1][64];
+	char *argv[2 * CONFIG_MAX_DISKS + 8] = { "run", "--kernel", kernel };
+	int argc = 3;
+
+	for (int i = 0; i <= CONFIG_MAX_DISKS; i++) {
+		snprintf(specs[i], sizeof(specs[i]), "path=x%d.img", i);
+		argv[argc++] = "--disk";
+		argv[argc++] = specs[i];
+	}
+	config_free(&c);
+	config_defaults(&c);
+	ck_assert_int_ne(config_parse_run(&c, argc, argv, err, sizeof(err)), 0);
+	expect_err("at most 16 disks");
+}
+END_TEST
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static Suite *config_disk_suite(void)
+{
+	Suite *s = suite_create("config_disk");
+	TCase *tc = tcase_create("disk");
+
+	tcase_add_test(tc, flags);
+	tcase_add_test(tc, targets_fill_around_explicit_ones);
+	tcase_add_test(tc, json_disks);
+	tcase_add_test(tc, json_errors);
+	tcase_add_test(tc, errors);
+	tcase_add_test(tc, too_many_disks);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(kernel, sizeof(kernel), "%s/kernel", tmpdir);
+	snprintf(d0, sizeof(d0), "%s/d0.img", tmpdir);
+	snprintf(d1, sizeof(d1), "%s/d1.img", tmpdir);
+	snprintf(d2, sizeof(d2), "%s/d2.img", tmpdir);
+	snprintf(odd, sizeof(odd), "%s/odd.img", tmpdir);
+	snprintf(empty, sizeof(empty), "%s/empty.img", tmpdir);
+	snprintf(json, sizeof(json), "%s/vm.json", tmpdir);
+	write_file(kernel, 4096);
+	write_file(d0, 1 << 20);
+	write_file(d1, 2 << 20);
+	write_file(d2, 1 << 20);
+	write_file(odd, 1000);
+	write_file(empty, 0);
+	sr = srunner_create(config_disk_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	config_free(&c);
+	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	return failed ? 1 : 0;
+}

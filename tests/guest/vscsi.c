@@ -1,0 +1,874 @@
+/* vscsi.bin: a tiny virtio-scsi driver in ring 3 (virtio v1.1 4.1 modern
+ * virtio-pci, 2.6 split rings, 5.6 SCSI host), polled: no interrupt is ever
+ * enabled (MSI-X off, INTx disabled in PCI COMMAND). Runs under kestrel and
+ * QEMU (-device virtio-scsi-pci), transitional or modern-only.
+ *
+ * Command line: disks=N (targets 0..N-1, default 2), hostpat=1 (disk 1's
+ * sector 7 starts with HOST-PATTERN-D1), hotplug=1 (target 2 is hot-added
+ * and then removed by the VMM), malformed=0 (skip the broken-chain checks),
+ * bench=1 ops=N (the disk benchmark instead of the checks: 4k random read and
+ * write, 64k sequential read and write, each at queue depth 1 and 32, on
+ * target 0; "bench:" lines). */
+#include "guest.h"
+
+#define VIRTIO_VENDOR 0x1af4
+#define VIRTIO_SCSI_MODERN 0x1048
+#define VIRTIO_SCSI_TRANSITIONAL 0x1004
+#define PCI_COMMAND 0x04
+#define PCI_STATUS 0x06
+#define PCI_CAP_PTR 0x34
+#define PCI_BAR0 0x10
+#define CMD_MEM 0x0002
+#define CMD_MASTER 0x0004
+#define CMD_INTX_OFF 0x0400
+#define BAR_WINDOW 0xe0000000u     /* where a BAR goes when firmware left none */
+
+/* 4.1.4.3 common configuration. */
+#define CC_DFSELECT 0x00
+#define CC_DF 0x04
+#define CC_GFSELECT 0x08
+#define CC_GF 0x0c
+#define CC_MSIX_CONFIG 0x10
+#define CC_NUM_QUEUES 0x12
+#define CC_STATUS 0x14
+#define CC_Q_SELECT 0x16
+#define CC_Q_SIZE 0x18
+#define CC_Q_MSIX 0x1a
+#define CC_Q_ENABLE 0x1c
+#define CC_Q_NOTIFY_OFF 0x1e
+#define CC_Q_DESC 0x20
+#define CC_Q_DRIVER 0x28
+#define CC_Q_DEVICE 0x30
+
+#define ST_ACK 1
+#define ST_DRIVER 2
+#define ST_DRIVER_OK 4
+#define ST_FEATURES_OK 8
+#define ST_NEEDS_RESET 0x40
+
+#define F_INDIRECT (1ull << 28)
+#define F_EVENT_IDX (1ull << 29)
+#define F_VERSION_1 (1ull << 32)
+#define F_SCSI_HOTPLUG (1ull << 1)
+
+#define D_NEXT 1
+#define D_WRITE 2
+#define D_INDIRECT 4
+#define USED_NO_NOTIFY 1
+
+#define Q_CTRL 0
+#define Q_EVENT 1
+#define Q_REQ 2
+#define NQ 3
+#define QMAX 256
+#define NSLOTS 64
+#define BENCH_QD 32
+#define BENCH_BUF (64 * 1024)
+#define CDB_SIZE 32
+#define SENSE_SIZE 96
+#define NEVENTS 8
+
+struct vdesc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags, next;
+} __attribute__((packed));
+
+struct vring {
+	unsigned qidx;
+	uint16_t num, avail_idx, last_used;
+	volatile struct vdesc *desc;
+	volatile uint16_t *avail;      /* flags, idx, ring[num], used_event */
+	volatile uint8_t *used;        /* flags, idx, {id, len}[num], avail_event */
+	uint64_t notify;
+};
+
+/* 5.6.6.1 with the default cdb_size 32 and sense_size 96. */
+struct cmd_req {
+	uint8_t lun[8];
+	uint64_t id;
+	uint8_t task_attr, prio, crn;
+	uint8_t cdb[CDB_SIZE];
+} __attribute__((packed));
+
+struct cmd_resp {
+	uint32_t sense_len, resid;
+	uint16_t status_qualifier;
+	uint8_t status, response;
+	uint8_t sense[SENSE_SIZE];
+} __attribute__((packed));
+
+struct slot {
+	struct cmd_req req;
+	struct cmd_resp resp;
+};
+
+struct vdev {
+	unsigned dev;
+	uint16_t devid;
+	uint64_t common, notify_base, isr, devcfg;
+	uint32_t notify_mult;
+	uint64_t features;
+	struct vring q[NQ];
+	bool event_idx;
+	unsigned kicks;
+};
+
+static struct vdev vd;
+static uint8_t ring_mem[NQ][3][4096] __attribute__((aligned(4096)));
+static struct slot slots[NSLOTS] __attribute__((aligned(64)));
+static uint8_t events[NEVENTS][16] __attribute__((aligned(16)));
+static uint8_t iobuf[2][8192] __attribute__((aligned(4096)));
+static uint8_t benchbuf[BENCH_QD][BENCH_BUF] __attribute__((aligned(4096)));
+static struct vdesc indirect_tab[4] __attribute__((aligned(16)));
+
+/* ---- MMIO ---- */
+
+static inline uint16_t mmio_read16(uint64_t a)
+{
+	return *(volatile uint16_t *)(uintptr_t)a;
+}
+
+static inline void mmio_write16(uint64_t a, uint16_t v)
+{
+	*(volatile uint16_t *)(uintptr_t)a = v;
+}
+
+static inline void mb(void)
+{
+	__asm__ volatile("mfence" ::: "memory");
+}
+
+static uint8_t cr8(unsigned off) { return mmio_read8(vd.common + off); }
+static uint16_t cr16(unsigned off) { return mmio_read16(vd.common + off); }
+static uint32_t cr32(unsigned off) { return mmio_read32(vd.common + off); }
+static void cw8(unsigned off, uint8_t v) { mmio_write8(vd.common + off, v); }
+static void cw16(unsigned off, uint16_t v) { mmio_write16(vd.common + off, v); }
+static void cw32(unsigned off, uint32_t v) { mmio_write32(vd.common + off, v); }
+
+static void cw64(unsigned off, uint64_t v)
+{
+	cw32(off, (uint32_t)v);
+	cw32(off + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t devcfg32(unsigned off)
+{
+	return mmio_read32(vd.devcfg + off);
+}
+
+static uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* ---- PCI: find the function, place its BARs, read its capabilities ---- */
+
+static bool pci_find(void)
+{
+	for (unsigned d = 0; d < 32; d++) {
+		uint32_t id = pci_conf_read32(0, d, 0, 0);
+		uint16_t dev = (uint16_t)(id >> 16);
+
+		if ((id & 0xffff) == VIRTIO_VENDOR &&
+		    (dev == VIRTIO_SCSI_MODERN || dev == VIRTIO_SCSI_TRANSITIONAL)) {
+			vd.dev = d;
+			vd.devid = dev;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The BAR's address below 4 GiB (the payload maps only that), assigning one
+ * in the PCI hole when firmware did not (kestrel has no firmware). */
+static uint64_t pci_bar(unsigned bar)
+{
+	static uint32_t next = BAR_WINDOW;
+	unsigned off = PCI_BAR0 + 4 * bar;
+	uint32_t lo = pci_conf_read32(0, vd.dev, 0, off), hi = 0, size;
+	bool is64 = (lo & 6) == 4;
+	uint64_t addr;
+
+	if (is64)
+		hi = pci_conf_read32(0, vd.dev, 0, off + 4);
+	addr = ((uint64_t)hi << 32 | lo) & ~0xfull;
+	if (addr && addr < 0xfee00000ull)
+		return addr;
+	pci_conf_write32(0, vd.dev, 0, off, 0xffffffff);
+	size = ~(pci_conf_read32(0, vd.dev, 0, off) & ~0xfu) + 1;
+	next = (next + size - 1) & ~(size - 1);
+	pci_conf_write32(0, vd.dev, 0, off, next);
+	if (is64)
+		pci_conf_write32(0, vd.dev, 0, off + 4, 0);
+	addr = next;
+	next += size;
+	return addr;
+}
+
+static bool pci_caps(void)
+{
+	unsigned found = 0;
+
+	for (uint8_t c = pci_conf_read8(0, vd.dev, 0, PCI_CAP_PTR) & 0xfc, n = 0; c && n < 48;
+	     c = pci_conf_read8(0, vd.dev, 0, c + 1) & 0xfc, n++) {
+		uint8_t type = pci_conf_read8(0, vd.dev, 0, c + 3);
+		uint64_t base;
+
+		if (pci_conf_read8(0, vd.dev, 0, c) != 0x09 || type < 1 || type > 4)
+			continue;
+		base = pci_bar(pci_conf_read8(0, vd.dev, 0, c + 4)) + pci_conf_read32(0, vd.dev, 0, c + 8);
+		switch (type) {
+		case 1: vd.common = base; break;
+		case 2:
+			vd.notify_base = base;
+			vd.notify_mult = pci_conf_read32(0, vd.dev, 0, c + 16);
+			break;
+		case 3: vd.isr = base; break;
+		case 4: vd.devcfg = base; break;
+		}
+		found |= 1u << type;
+	}
+	return found == 0x1e;
+}
+
+/* ---- rings ---- */
+
+static void vring_setup(struct vring *r, unsigned q)
+{
+	uint16_t size;
+
+	cw16(CC_Q_SELECT, (uint16_t)q);
+	size = cr16(CC_Q_SIZE);
+	if (size > QMAX) {
+		size = QMAX;
+		cw16(CC_Q_SIZE, size);
+	}
+	memset(ring_mem[q], 0, sizeof(ring_mem[q]));
+	r->qidx = q;
+	r->num = size;
+	r->avail_idx = r->last_used = 0;
+	r->desc = (volatile struct vdesc *)ring_mem[q][0];
+	r->avail = (volatile uint16_t *)ring_mem[q][1];
+	r->used = ring_mem[q][2];
+	cw16(CC_Q_MSIX, 0xffff);
+	cw64(CC_Q_DESC, (uint64_t)(uintptr_t)ring_mem[q][0]);
+	cw64(CC_Q_DRIVER, (uint64_t)(uintptr_t)ring_mem[q][1]);
+	cw64(CC_Q_DEVICE, (uint64_t)(uintptr_t)ring_mem[q][2]);
+	r->notify = vd.notify_base + (uint64_t)cr16(CC_Q_NOTIFY_OFF) * vd.notify_mult;
+	cw16(CC_Q_ENABLE, 1);
+}
+
+static void vdesc_set(struct vring *r, unsigned i, const void *addr, uint32_t len, uint16_t flags,
+		      uint16_t next)
+{
+	r->desc[i].addr = (uint64_t)(uintptr_t)addr;
+	r->desc[i].len = len;
+	r->desc[i].flags = flags;
+	r->desc[i].next = next;
+}
+
+static void vq_add(struct vring *r, uint16_t head)
+{
+	r->avail[2 + (r->avail_idx % r->num)] = head;
+	barrier();
+	r->avail_idx++;
+	r->avail[1] = r->avail_idx;
+}
+
+/* Kick unless the device said it is already looking (2.6.10.2). */
+static void vq_kick(struct vring *r, uint16_t old)
+{
+	mb();
+	if (vd.event_idx) {
+		uint16_t ev = *(volatile uint16_t *)(r->used + 4 + 8 * r->num);
+
+		if ((uint16_t)(r->avail_idx - ev - 1) >= (uint16_t)(r->avail_idx - old))
+			return;
+	} else if (*(volatile uint16_t *)r->used & USED_NO_NOTIFY) {
+		return;
+	}
+	mmio_write16(r->notify, (uint16_t)r->qidx);
+	vd.kicks++;
+}
+
+static bool vq_used(struct vring *r, uint32_t *id, uint32_t *len)
+{
+	volatile uint8_t *e;
+
+	if (*(volatile uint16_t *)(r->used + 2) == r->last_used)
+		return false;
+	barrier();
+	e = r->used + 4 + 8 * (r->last_used % r->num);
+	*id = *(volatile uint32_t *)e;
+	*len = *(volatile uint32_t *)(e + 4);
+	r->last_used++;
+	return true;
+}
+
+static void events_post(void)
+{
+	struct vring *r = &vd.q[Q_EVENT];
+	uint16_t old = r->avail_idx;
+
+	for (unsigned i = 0; i < NEVENTS && i < r->num; i++) {
+		vdesc_set(r, i, events[i], sizeof(events[i]), D_WRITE, 0);
+		vq_add(r, (uint16_t)i);
+	}
+	vq_kick(r, old);
+}
+
+/* 3.1.1 driver initialisation; false if a step is refused. */
+static bool vdev_init(uint64_t want)
+{
+	struct deadline d;
+	uint64_t have;
+
+	cw8(CC_STATUS, 0);
+	deadline_start(&d, 1000000);
+	while (cr8(CC_STATUS) != 0 && !deadline_expired(&d))
+		cpu_relax();
+	cw8(CC_STATUS, ST_ACK);
+	cw8(CC_STATUS, ST_ACK | ST_DRIVER);
+	cw32(CC_DFSELECT, 0);
+	have = cr32(CC_DF);
+	cw32(CC_DFSELECT, 1);
+	have |= (uint64_t)cr32(CC_DF) << 32;
+	vd.features = have & want;
+	vd.event_idx = vd.features & F_EVENT_IDX;
+	cw32(CC_GFSELECT, 0);
+	cw32(CC_GF, (uint32_t)vd.features);
+	cw32(CC_GFSELECT, 1);
+	cw32(CC_GF, (uint32_t)(vd.features >> 32));
+	cw8(CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
+	if (!(cr8(CC_STATUS) & ST_FEATURES_OK))
+		return false;
+	cw16(CC_MSIX_CONFIG, 0xffff);
+	for (unsigned q = 0; q < NQ; q++)
+		vring_setup(&vd.q[q], q);
+	cw8(CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
+	events_post();
+	return !(cr8(CC_STATUS) & ST_NEEDS_RESET);
+}
+
+/* ---- SCSI commands, one at a time on slot 0 ---- */
+
+static void req_fill(struct slot *s, unsigned target, const uint8_t *cdb, unsigned cdblen)
+{
+	memset(&s->req, 0, sizeof(s->req));
+	memset(&s->resp, 0xaa, sizeof(s->resp));
+	s->req.lun[0] = 1;
+	s->req.lun[1] = (uint8_t)target;
+	s->req.lun[2] = 0x40;
+	memcpy(s->req.cdb, cdb, cdblen);
+}
+
+/* Descriptors 3s.. of the request queue: header, then data-out or response,
+ * then response or data-in. */
+static void req_chain(unsigned s, bool write, void *data, uint32_t len)
+{
+	struct vring *r = &vd.q[Q_REQ];
+	unsigned d = 3 * s;
+
+	if (write && len) {
+		vdesc_set(r, d, &slots[s].req, sizeof(slots[s].req), D_NEXT, (uint16_t)(d + 1));
+		vdesc_set(r, d + 1, data, len, D_NEXT, (uint16_t)(d + 2));
+		vdesc_set(r, d + 2, &slots[s].resp, sizeof(slots[s].resp), D_WRITE, 0);
+	} else {
+		vdesc_set(r, d, &slots[s].req, sizeof(slots[s].req), D_NEXT, (uint16_t)(d + 1));
+		vdesc_set(r, d + 1, &slots[s].resp, sizeof(slots[s].resp),
+			  D_WRITE | (len ? D_NEXT : 0), (uint16_t)(d + 2));
+		if (len)
+			vdesc_set(r, d + 2, data, len, D_WRITE, 0);
+	}
+}
+
+/* Wait for the chain with head `head` on r; false on timeout. */
+static bool vq_wait(struct vring *r, uint32_t head, uint32_t *len)
+{
+	struct deadline d;
+	uint32_t id;
+
+	deadline_start(&d, 3000000);
+	for (;;) {
+		if (vq_used(r, &id, len)) {
+			if (id == head)
+				return true;
+			continue;
+		}
+		if (deadline_expired(&d))
+			return false;
+		cpu_relax();
+	}
+}
+
+static bool scsi_sync(unsigned target, const uint8_t *cdb, unsigned cdblen, bool write, void *data,
+		      uint32_t len, struct cmd_resp *out)
+{
+	struct vring *r = &vd.q[Q_REQ];
+	uint16_t old = r->avail_idx;
+	uint32_t used_len;
+
+	req_fill(&slots[0], target, cdb, cdblen);
+	req_chain(0, write, data, len);
+	vq_add(r, 0);
+	vq_kick(r, old);
+	if (!vq_wait(r, 0, &used_len)) {
+		memset(out, 0xff, sizeof(*out));
+		return false;
+	}
+	*out = slots[0].resp;
+	return true;
+}
+
+static bool good(const struct cmd_resp *r)
+{
+	return r->response == 0 && r->status == 0;
+}
+
+/* TEST UNIT READY, again after a UNIT ATTENTION (SAM-5 5.14: a reset is
+ * reported once, as QEMU's disks do). */
+static void scsi_tur(unsigned t, struct cmd_resp *r)
+{
+	uint8_t tur[6] = { 0 };
+
+	for (int i = 0; i < 3; i++) {
+		scsi_sync(t, tur, 6, false, 0, 0, r);
+		if (!(r->response == 0 && r->status == 2 && (r->sense[2] & 0xf) == 6))
+			return;
+	}
+}
+
+static void cdb10(uint8_t *c, uint8_t op, uint32_t lba, uint16_t n)
+{
+	memset(c, 0, 10);
+	c[0] = op;
+	c[2] = (uint8_t)(lba >> 24);
+	c[3] = (uint8_t)(lba >> 16);
+	c[4] = (uint8_t)(lba >> 8);
+	c[5] = (uint8_t)lba;
+	c[7] = (uint8_t)(n >> 8);
+	c[8] = (uint8_t)n;
+}
+
+/* ---- the checks ---- */
+
+static uint32_t check_capacity(unsigned t)
+{
+	uint8_t cdb[16] = { 0x25 };
+	struct cmd_resp r;
+	uint32_t last, bs;
+
+	memset(iobuf[0], 0, 32);
+	scsi_sync(t, cdb, 10, false, iobuf[0], 8, &r);
+	last = be32(iobuf[0]);
+	bs = be32(iobuf[0] + 4);
+	check(good(&r) && bs == 512, "target %u READ CAPACITY(10): %u blocks of %u (resp %u status %u)",
+	      t, last + 1, bs, r.response, r.status);
+	gprintf("disk%u capacity %u x %u\n", t, last + 1, bs);
+	memset(cdb, 0, sizeof(cdb));
+	cdb[0] = 0x9e;
+	cdb[1] = 0x10;
+	cdb[13] = 32;
+	scsi_sync(t, cdb, 16, false, iobuf[0], 32, &r);
+	check(good(&r) && be32(iobuf[0] + 4) == last && be32(iobuf[0] + 8) == 512,
+	      "target %u READ CAPACITY(16) agrees (%u)", t, be32(iobuf[0] + 4));
+	return last + 1;
+}
+
+static void check_identify(unsigned t)
+{
+	uint8_t inq[6] = { 0x12, 0, 0, 0, 96, 0 };
+	uint8_t luns[12] = { 0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0 };
+	struct cmd_resp r;
+	char vendor[9] = "", product[17] = "";
+
+	memset(iobuf[0], 0, 96);
+	scsi_sync(t, inq, 6, false, iobuf[0], 96, &r);
+	memcpy(vendor, iobuf[0] + 8, 8);
+	memcpy(product, iobuf[0] + 16, 16);
+	check(good(&r) && (iobuf[0][0] & 0x1f) == 0 && r.resid == 96 - (iobuf[0][4] + 5u),
+	      "target %u INQUIRY: type %u '%s' '%s' resid %u", t, iobuf[0][0] & 0x1f, vendor,
+	      product, r.resid);
+	scsi_tur(t, &r);
+	check(good(&r), "target %u TEST UNIT READY", t);
+	scsi_sync(t, luns, 12, false, iobuf[0], 64, &r);
+	check(good(&r) && be32(iobuf[0]) >= 8, "target %u REPORT LUNS: %u bytes of LUNs", t,
+	      be32(iobuf[0]));
+}
+
+/* WRITE(10) two sectors at LBA 200, read them back, flush. */
+static void check_data(unsigned t)
+{
+	uint8_t cdb[10], sync[10] = { 0x35 };
+	struct cmd_resp r;
+	char line[64];
+	int n;
+
+	memset(iobuf[0], 0, 1024);
+	for (unsigned off = 0; off + 32 <= 1024; off += 32) {
+		n = 0;
+		for (const char *p = "KESTREL-VSCSI-T"; *p; p++)
+			line[n++] = *p;
+		line[n++] = (char)('0' + t);
+		for (const char *p = "-LBA200-"; *p; p++)
+			line[n++] = *p;
+		line[n++] = (char)('0' + (off / 32) / 10);
+		line[n++] = (char)('0' + (off / 32) % 10);
+		memcpy(iobuf[0] + off, line, (size_t)n);
+	}
+	cdb10(cdb, 0x2a, 200, 2);
+	scsi_sync(t, cdb, 10, true, iobuf[0], 1024, &r);
+	check(good(&r), "target %u WRITE(10) 2 blocks at 200 (resp %u status %u)", t, r.response,
+	      r.status);
+	memset(iobuf[1], 0, 1024);
+	cdb10(cdb, 0x28, 200, 2);
+	scsi_sync(t, cdb, 10, false, iobuf[1], 1024, &r);
+	check(good(&r) && !memcmp(iobuf[0], iobuf[1], 1024), "target %u READ(10) returns the data",
+	      t);
+	scsi_sync(t, sync, 10, false, 0, 0, &r);
+	check(good(&r), "target %u SYNCHRONIZE CACHE", t);
+}
+
+static void check_errors(unsigned t, uint32_t blocks)
+{
+	uint8_t bad[6] = { 0xc1 }, cdb[10];
+	struct cmd_resp r;
+
+	scsi_sync(t, bad, 6, false, 0, 0, &r);
+	check(r.response == 0 && r.status == 2 && r.sense_len >= 14 && (r.sense[0] & 0x7f) == 0x70 &&
+	      (r.sense[2] & 0xf) == 5 && r.sense[12] == 0x20,
+	      "target %u unknown opcode: CHECK CONDITION, ILLEGAL REQUEST/20h (key %x asc %02x)", t,
+	      r.sense[2] & 0xf, r.sense[12]);
+	cdb10(cdb, 0x28, blocks, 1);
+	scsi_sync(t, cdb, 10, false, iobuf[1], 512, &r);
+	check(r.status == 2 && (r.sense[2] & 0xf) == 5 && r.sense[12] == 0x21,
+	      "target %u READ past the end: LBA OUT OF RANGE (asc %02x)", t, r.sense[12]);
+}
+
+static void check_host_pattern(void)
+{
+	uint8_t cdb[10];
+	struct cmd_resp r;
+
+	cdb10(cdb, 0x28, 7, 1);
+	memset(iobuf[1], 0, 512);
+	scsi_sync(1, cdb, 10, false, iobuf[1], 512, &r);
+	check(good(&r) && !memcmp(iobuf[1], "HOST-PATTERN-D1", 15),
+	      "target 1 sector 7 holds what the host wrote ('%.15s')", (const char *)iobuf[1]);
+}
+
+static void check_absent_target(unsigned t)
+{
+	uint8_t tur[6] = { 0 };
+	struct cmd_resp r;
+
+	scsi_sync(t, tur, 6, false, 0, 0, &r);
+	check(r.response == 3, "target %u absent: response BAD_TARGET (%u)", t, r.response);
+}
+
+/* ---- hot-plug events (5.6.6.3) ---- */
+
+static bool event_wait(uint32_t *event, unsigned *target, uint32_t *reason, uint64_t us)
+{
+	struct vring *r = &vd.q[Q_EVENT];
+	struct deadline d;
+	uint32_t id, len;
+
+	deadline_start(&d, us);
+	while (!vq_used(r, &id, &len)) {
+		if (deadline_expired(&d))
+			return false;
+		cpu_relax();
+	}
+	if (id >= NEVENTS)
+		return false;
+	*event = (uint32_t)events[id][0] | (uint32_t)events[id][1] << 8 |
+		 (uint32_t)events[id][2] << 16 | (uint32_t)events[id][3] << 24;
+	*target = events[id][5];
+	*reason = events[id][12];
+	{
+		uint16_t old = r->avail_idx;
+
+		vq_add(r, (uint16_t)id);
+		vq_kick(r, old);
+	}
+	return true;
+}
+
+static void check_hotplug(void)
+{
+	uint32_t ev = 0, reason = 0;
+	unsigned t = 0;
+	bool got;
+
+	check(vd.features & F_SCSI_HOTPLUG, "VIRTIO_SCSI_F_HOTPLUG negotiated");
+	got = event_wait(&ev, &t, &reason, 10000000);
+	check(got && (ev & 0x7fffffff) == 1 && t == 2 && reason == 1,
+	      "hot-add: TRANSPORT_RESET/RESCAN for target 2 (event %x target %u reason %u)", ev, t,
+	      reason);
+	if (got) {
+		check_identify(2);
+		check_capacity(2);
+	}
+	got = event_wait(&ev, &t, &reason, 10000000);
+	check(got && (ev & 0x7fffffff) == 1 && t == 2 && reason == 2,
+	      "hot-remove: TRANSPORT_RESET/REMOVED for target 2 (event %x target %u reason %u)", ev,
+	      t, reason);
+	check_absent_target(2);
+}
+
+/* ---- malformed chains: NEEDS_RESET, then a reset brings it back ---- */
+
+static bool wait_needs_reset(void)
+{
+	struct deadline d;
+
+	deadline_start(&d, 3000000);
+	while (!(cr8(CC_STATUS) & ST_NEEDS_RESET))
+		if (deadline_expired(&d))
+			return false;
+	return true;
+}
+
+static void malformed(const char *what, unsigned head)
+{
+	struct vring *r = &vd.q[Q_REQ];
+	uint8_t tur[6] = { 0 };
+	struct cmd_resp resp;
+	uint16_t old = r->avail_idx;
+
+	req_fill(&slots[1], 0, tur, 6);
+	vq_add(r, (uint16_t)head);
+	vq_kick(r, old);
+	check(wait_needs_reset(), "%s: the device sets DEVICE_NEEDS_RESET (status %02x)", what,
+	      cr8(CC_STATUS));
+	check(vdev_init(F_VERSION_1 | F_INDIRECT | F_SCSI_HOTPLUG), "%s: re-initialised after a reset",
+	      what);
+	scsi_tur(0, &resp);
+	check(good(&resp), "%s: the device works again", what);
+}
+
+static void check_malformed(void)
+{
+	struct vring *r = &vd.q[Q_REQ];
+	unsigned d = 3 * 10;
+
+	/* A loop: d -> d+1 -> d. */
+	vdesc_set(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
+	vdesc_set(r, d + 1, &slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, (uint16_t)d);
+	malformed("descriptor loop", d);
+	r = &vd.q[Q_REQ];
+	/* A data buffer far outside RAM (512 GiB). */
+	vdesc_set(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
+	vdesc_set(r, d + 1, &slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, (uint16_t)(d + 2));
+	r->desc[d + 2].addr = 0x8000000000ull;
+	r->desc[d + 2].len = 65536;
+	r->desc[d + 2].flags = D_WRITE;
+	malformed("buffer outside RAM", d);
+	/* An oversized length: 4 GiB - 64 KiB from inside RAM. */
+	vdesc_set(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
+	vdesc_set(r, d + 1, &slots[1].resp, 0xffff0000u, D_WRITE, 0);
+	malformed("oversized length", d);
+	/* An indirect table with a loop inside. */
+	indirect_tab[0] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[1].req, sizeof(slots[1].req), D_NEXT, 1 };
+	indirect_tab[1] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, 0 };
+	vdesc_set(r, d, indirect_tab, 2 * sizeof(struct vdesc), D_INDIRECT, 0);
+	malformed("loop in an indirect table", d);
+}
+
+/* A request through an indirect table (VIRTIO_F_INDIRECT_DESC). */
+static void check_indirect(void)
+{
+	struct vring *r = &vd.q[Q_REQ];
+	uint8_t tur[6] = { 0 };
+	uint16_t old = r->avail_idx;
+	uint32_t len = 0;
+	bool ok;
+
+	if (!(vd.features & F_INDIRECT))
+		return;
+	req_fill(&slots[2], 0, tur, 6);
+	indirect_tab[0] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[2].req, sizeof(slots[2].req), D_NEXT, 1 };
+	indirect_tab[1] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[2].resp, sizeof(slots[2].resp), D_WRITE, 0 };
+	vdesc_set(r, 6, indirect_tab, 2 * sizeof(struct vdesc), D_INDIRECT, 0);
+	vq_add(r, 6);
+	vq_kick(r, old);
+	ok = vq_wait(r, 6, &len);
+	check(ok && slots[2].resp.response == 0, "a command through an indirect table (used len %u)",
+	      len);
+}
+
+/* ---- benchmark ---- */
+
+struct bench_phase {
+	const char *name;
+	uint32_t bytes;
+	bool write, random;
+	unsigned qd;
+};
+
+static uint64_t tsc_hz;
+static uint32_t rng = 0x2545f491;
+
+static uint32_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 17;
+	rng ^= rng << 5;
+	return rng;
+}
+
+static void bench_submit(unsigned s, const struct bench_phase *p, uint64_t *seq, uint32_t blocks)
+{
+	uint32_t n = p->bytes / 512, lba;
+	uint8_t cdb[10];
+
+	if (p->random) {
+		lba = (next_rand() % (blocks / n)) * n;
+	} else {
+		if (*seq + n > blocks)
+			*seq = 0;
+		lba = (uint32_t)*seq;
+		*seq += n;
+	}
+	cdb10(cdb, p->write ? 0x2a : 0x28, lba, (uint16_t)n);
+	req_fill(&slots[s], 0, cdb, 10);
+	req_chain(s, p->write, benchbuf[s], p->bytes);
+	vq_add(&vd.q[Q_REQ], (uint16_t)(3 * s));
+}
+
+/* Keep qd requests in flight until ops completed; polls the used ring. */
+static bool bench_run(const struct bench_phase *p, uint32_t ops, uint32_t blocks, uint64_t *cycles,
+		      uint32_t *errors)
+{
+	struct vring *r = &vd.q[Q_REQ];
+	unsigned freelist[BENCH_QD], nfree = 0;
+	uint32_t submitted = 0, done = 0, id, len;
+	uint64_t seq = 0, t0, spins = 0;
+	struct deadline d = { 0, 0 };
+
+	for (unsigned s = 0; s < p->qd; s++)
+		freelist[nfree++] = s;
+	*errors = 0;
+	t0 = rdtsc();
+	while (done < ops) {
+		uint16_t old = r->avail_idx;
+		bool added = false;
+
+		while (nfree && submitted < ops) {
+			bench_submit(freelist[--nfree], p, &seq, blocks);
+			submitted++;
+			added = true;
+		}
+		if (added)
+			vq_kick(r, old);
+		while (vq_used(r, &id, &len)) {
+			unsigned s = id / 3;
+
+			if (!good(&slots[s].resp))
+				(*errors)++;
+			freelist[nfree++] = s;
+			done++;
+			spins = 0;
+		}
+		/* Stuck? Look at the clock only now and then (a PM timer read exits). */
+		if (++spins == 1u << 24)
+			deadline_start(&d, 10000000);
+		else if (spins > 1u << 24 && (spins & 0xfffff) == 0 && deadline_expired(&d))
+			return false;
+	}
+	*cycles = rdtsc() - t0;
+	return true;
+}
+
+static void bench_calibrate(void)
+{
+	uint64_t t0 = rdtsc();
+
+	udelay(200000);
+	tsc_hz = (rdtsc() - t0) * 5;
+}
+
+static int bench(void)
+{
+	static const struct bench_phase phases[] = {
+		{ "randread-4k", 4096, false, true, 1 },  { "randread-4k", 4096, false, true, 32 },
+		{ "randwrite-4k", 4096, true, true, 1 },  { "randwrite-4k", 4096, true, true, 32 },
+		{ "seqread-64k", 65536, false, false, 1 }, { "seqread-64k", 65536, false, false, 32 },
+		{ "seqwrite-64k", 65536, true, false, 1 }, { "seqwrite-64k", 65536, true, false, 32 },
+	};
+	uint32_t ops = (uint32_t)mb_cmdline_uint("ops", 20000), blocks, errors = 0;
+	uint64_t cycles = 0, total = 0;
+
+	blocks = check_capacity(0);
+	bench_calibrate();
+	gprintf("bench: tsc_hz=%lu ops=%u\n", tsc_hz, ops);
+	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
+		const struct bench_phase *p = &phases[i];
+		uint32_t n = p->bytes == 65536 ? ops / 4 : ops;
+		uint64_t us, iops, kbps;
+
+		if (!check(bench_run(p, n, blocks, &cycles, &errors) && errors == 0,
+			   "bench %s qd%u: %u requests, %u errors", p->name, p->qd, n, errors))
+			break;
+		us = cycles * 1000000 / (tsc_hz ? tsc_hz : 1);
+		iops = us ? (uint64_t)n * 1000000 / us : 0;
+		kbps = us ? (uint64_t)n * (p->bytes / 1024) * 1000000 / us : 0;
+		total += n;
+		gprintf("bench: %s qd=%u ops=%u us=%lu iops=%lu kBps=%lu\n", p->name, p->qd, n, us,
+			iops, kbps);
+	}
+	gprintf("bench: requests=%lu kicks=%u\n", total, vd.kicks);
+	return check_result(GUEST_EXIT_VSCSI);
+}
+
+int main(void)
+{
+	unsigned ndisks = (unsigned)mb_cmdline_uint("disks", 2);
+	uint64_t want = F_VERSION_1 | F_INDIRECT | F_SCSI_HOTPLUG;
+	bool ok;
+
+	pmtmr_init();
+	if (!check(pci_find(), "virtio-scsi function on bus 0"))
+		return check_result(GUEST_EXIT_VSCSI);
+	gprintf("vscsi: 00:%02x.0 1af4:%04x\n", vd.dev, vd.devid);
+	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, 0);
+	if (!check(pci_caps(), "common/notify/ISR/device capabilities present"))
+		return check_result(GUEST_EXIT_VSCSI);
+	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, CMD_MEM | CMD_MASTER | CMD_INTX_OFF);
+	if (mb_cmdline_uint("evidx", 1))
+		want |= F_EVENT_IDX;
+	ok = vdev_init(want);
+	check(ok && (vd.features & F_VERSION_1), "features negotiated: %lx", vd.features);
+	gprintf("vscsi: num_queues=%u seg_max=%u max_target=%u cdb_size=%u sense_size=%u\n",
+		devcfg32(0), devcfg32(4), devcfg32(28) >> 16, devcfg32(24), devcfg32(20));
+	check(devcfg32(24) == CDB_SIZE && devcfg32(20) == SENSE_SIZE, "default cdb/sense sizes");
+	if (mb_cmdline_uint("bench", 0))
+		return bench();
+	for (unsigned t = 0; t < ndisks; t++) {
+		uint32_t blocks;
+
+		check_identify(t);
+		blocks = check_capacity(t);
+		check_data(t);
+		check_errors(t, blocks);
+	}
+	if (mb_cmdline_uint("hostpat", 0))
+		check_host_pattern();
+	check_absent_target(9);
+	check_indirect();
+	if (mb_cmdline_uint("hotplug", 0))
+		check_hotplug();
+	if (mb_cmdline_uint("malformed", 1))
+		check_malformed();
+	return check_result(GUEST_EXIT_VSCSI);
+}

@@ -1,0 +1,85 @@
+#!/bin/sh
+# virtio-scsi through Debian's unmodified virtio_scsi/sd_mod (the kit's /init
+# runs this with kestrel.run=vscsi after modprobing kestrel.modules). Prints
+# what the guest sees; tests/guest-tests.sh asserts on these lines and on the
+# image files afterwards. Disks are found by SCSI target (t0, t1, ...), not by
+# sd name, which depends on probe order.
+#   kestrel.vscsi_disks=N     wait for targets 0..N-1 at start (default 2)
+#   kestrel.vscsi_hotplug=1   then wait for target 2 to appear and to go away
+# Lines: "vscsi: t<T> sdX size=SECTORS vendor=.. model=..", "vscsi: read t1:
+# <text>" (sector 7, written by the host), "vscsi: wrote t0" after writing
+# KESTREL-LINUX-PATTERN to t0's sector 100 (then sync), "vscsi: read back t0:
+# <text>", "vscsi: t2 absent at start", "vscsi: added t2 sdX size=N",
+# "vscsi: removed t2", "vscsi: done".
+arg() {
+	for w in $(cat /proc/cmdline); do
+		case "$w" in "$1="*) echo "${w#*=}"; return 0 ;; esac
+	done
+	echo "$2"
+}
+# disk_of T: the sd name of SCSI target T (host and channel 0 here), or "".
+disk_of() {
+	for d in /sys/block/sd*; do
+		[ -e "$d" ] || continue
+		for a in "$d"/device/scsi_device/*; do
+			case "${a##*/}" in *:0:"$1":0) echo "${d##*/}"; return 0 ;; esac
+		done
+	done
+	return 1
+}
+# wait_for CMD SECONDS: poll CMD every 0.2 s.
+wait_for() {
+	n=$(($2 * 5))
+	while [ $n -gt 0 ]; do
+		eval "$1" && return 0
+		sleep 0.2
+		n=$((n - 1))
+	done
+	return 1
+}
+describe() { # describe WHAT T DISK
+	d=/sys/block/$3
+	echo "vscsi: $1 $3 size=$(cat $d/size) vendor=$(tr -d ' ' <$d/device/vendor) model=$(tr -s ' ' _ <$d/device/model)"
+}
+text() { tr -dc 'A-Za-z0-9-' | head -c 40; }
+
+want=$(arg kestrel.vscsi_disks 2)
+t=0
+while [ $t -lt "$want" ]; do
+	if wait_for "disk_of $t >/dev/null" 60; then
+		describe "t$t" $t "$(disk_of $t)"
+	else
+		echo "vscsi: target $t did not appear"
+	fi
+	t=$((t + 1))
+done
+hot=0
+[ "$(arg kestrel.vscsi_hotplug 0)" = 1 ] && hot=1
+[ $hot = 1 ] && ! disk_of 2 >/dev/null && echo "vscsi: t2 absent at start"
+
+d1=$(disk_of 1) && wait_for "[ -b /dev/$d1 ]" 10 &&
+	echo "vscsi: read t1: $(dd if=/dev/$d1 bs=512 skip=7 count=1 2>/dev/null | text)"
+if d0=$(disk_of 0) && wait_for "[ -b /dev/$d0 ]" 10; then
+	if printf 'KESTREL-LINUX-PATTERN' | dd of=/dev/$d0 bs=512 seek=100 conv=sync,fsync 2>/dev/null; then
+		sync
+		echo "vscsi: wrote t0"
+	fi
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null
+	echo "vscsi: read back t0: $(dd if=/dev/$d0 bs=512 skip=100 count=1 2>/dev/null | text)"
+fi
+
+if [ $hot = 1 ]; then
+	if wait_for "disk_of 2 >/dev/null" 90; then
+		new=$(disk_of 2)
+		wait_for "[ -s /sys/block/$new/size ] && [ \$(cat /sys/block/$new/size) != 0 ]" 10
+		describe "added t2" 2 "$new"
+		if wait_for "! disk_of 2 >/dev/null" 90; then
+			echo "vscsi: removed t2"
+		else
+			echo "vscsi: t2 was not removed"
+		fi
+	else
+		echo "vscsi: t2 was not hot-added"
+	fi
+fi
+echo "vscsi: done"
