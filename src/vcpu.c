@@ -6,12 +6,14 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
+#include <time.h>
 
 #include "kestrel/board.h"
 #include "kestrel/vm.h"
 
 #define SIG_VCPU_KICK SIGUSR1
 
+#define MSR_IA32_TSC 0x00000010
 #define MSR_IA32_MISC_ENABLE 0x000001a0
 #define MSR_IA32_MISC_ENABLE_FAST_STRING 1ULL
 #define X86_CR0_PE (1ULL << 0)
@@ -33,13 +35,16 @@ static struct kvm_segment seg_flat(uint16_t sel, uint8_t type, bool code64)
 
 static int vcpu_set_msrs(struct vcpu *c)
 {
+	/* TSC = 0 on every vCPU, written together at start: KVM treats such
+	 * writes as one synchronization, so the guest sees synchronized TSCs. */
 	struct {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[1];
-	} m = { .hdr.nmsrs = 1, .e = { { .index = MSR_IA32_MISC_ENABLE,
-					 .data = MSR_IA32_MISC_ENABLE_FAST_STRING } } };
+		struct kvm_msr_entry e[2];
+	} m = { .hdr.nmsrs = 2, .e = { { .index = MSR_IA32_MISC_ENABLE,
+					 .data = MSR_IA32_MISC_ENABLE_FAST_STRING },
+				       { .index = MSR_IA32_TSC, .data = 0 } } };
 
-	return ioctl(c->fd, KVM_SET_MSRS, &m) == 1 ? 0 : -EIO;
+	return ioctl(c->fd, KVM_SET_MSRS, &m) == 2 ? 0 : -EIO;
 }
 
 static int vcpu_set_fpu(struct vcpu *c)
@@ -297,11 +302,9 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
-void vm_stop_vcpus(struct vm *vm)
+/* Kick every running vCPU out of KVM_RUN. */
+static void vm_kick_vcpus(struct vm *vm)
 {
-	if (!vm->vcpus)
-		return;
-	vm_request_stop_cb(vm, VM_STOP_POWEROFF, 0); /* no-op if a reason is already set */
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *c = &vm->vcpus[i];
 
@@ -311,61 +314,37 @@ void vm_stop_vcpus(struct vm *vm)
 		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_RELEASE);
 		pthread_kill(c->thread, SIG_VCPU_KICK);
 	}
-	for (unsigned i = 0; i < vm->ncpus; i++) {
-		if (vm->vcpus[i].started)
-			pthread_join(vm->vcpus[i].thread, NULL);
-		vm->vcpus[i].started = false;
-	}
 }
 
-/* The pause flag is written before the kick, with a full fence between them,
- * pairing with the fence in vcpu_thread: a vCPU either sees the flag at the
- * top of its loop or gets the kick in (or on its way into) KVM_RUN. */
-int vm_pause(struct vm *vm, uint64_t timeout_ms)
+void vm_stop_vcpus(struct vm *vm)
 {
-	struct timespec ts;
-	unsigned want = 0;
-	int ret = 0;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(timeout_ms / 1000);
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	pthread_mutex_lock(&vm->stop_lock);
-	__atomic_store_n(&vm->paused, true, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&vm->stop_lock);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!vm->vcpus)
+		return;
+	vm_request_stop_cb(vm, VM_STOP_POWEROFF, 0); /* no-op if a reason is already set */
+	vm_kick_vcpus(vm);
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *c = &vm->vcpus[i];
+		int tries = 0;
 
 		if (!c->started)
 			continue;
-		want++;
-		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_RELAXED);
-		pthread_kill(c->thread, SIG_VCPU_KICK);
-	}
-	pthread_mutex_lock(&vm->stop_lock);
-	while (vm->parked < want && !vm->stop_requested && ret == 0)
-		ret = pthread_cond_timedwait(&vm->stop_cond, &vm->stop_lock, &ts);
-	if (vm->stop_requested)
-		ret = ESHUTDOWN;
-	else if (vm->parked >= want)
-		ret = 0;
-	if (ret) {
-		__atomic_store_n(&vm->paused, false, __ATOMIC_RELAXED);
-		pthread_cond_broadcast(&vm->stop_cond);
-	}
-	pthread_mutex_unlock(&vm->stop_lock);
-	return -ret;
-}
+		/* Re-kick while waiting: a thread between its stop check and
+		 * KVM_RUN must not be able to sleep in the kernel forever. */
+		for (;;) {
+			struct timespec ts;
 
-void vm_resume(struct vm *vm)
-{
-	pthread_mutex_lock(&vm->stop_lock);
-	__atomic_store_n(&vm->paused, false, __ATOMIC_RELAXED);
-	pthread_cond_broadcast(&vm->stop_cond);
-	pthread_mutex_unlock(&vm->stop_lock);
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100 * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			if (pthread_timedjoin_np(c->thread, NULL, &ts) == 0)
+				break;
+			if (++tries % 50 == 0)
+				kwarn("vcpu%u: still running %d s after the stop request", c->id, tries / 10);
+			vm_kick_vcpus(vm);
+		}
+		c->started = false;
+	}
 }

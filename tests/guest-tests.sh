@@ -58,7 +58,10 @@ run_case() {
 	shift
 	echo "$name" | grep -Eq -- "$filter" || return 0
 	t0=$(now_ms)
-	"$KESTREL" run --serial stdio --on-reboot "${ON_REBOOT:-exit}" "$@" </dev/null >"$out/$name.log" 2>"$out/$name.err"
+	# The worker's own --timeout should end every case; the outer timeout
+	# (5 min past it, SIGKILL) keeps one hang from stalling the whole suite.
+	timeout -s KILL 900 "$KESTREL" run --serial stdio --on-reboot "${ON_REBOOT:-exit}" "$@" \
+		</dev/null >"$out/$name.log" 2>"$out/$name.err"
 	rc=$?
 	t1=$(now_ms)
 	# The guest's tty writes CR LF; compare lines without the CR.
@@ -330,7 +333,7 @@ fuzz_stream() {
 	while [ $i -lt 300 ]; do
 		printf '{"id":%d,"command":"stats","arguments":{"x":%d}}\n' $i $i
 		printf '{"id":"%d","command":"disk-remove","arguments":{"target":"two"}}\n' $i
-		printf '{"command":"shutdown","arguments":{"timeout":-%d}}\n' $i
+		printf '{"command":"shutdown","arguments":{"timeout":-%d}}\n' $((i + 1))
 		printf '{"id":[%d],"command":"pause"}\n' $i
 		printf '{"id":%d,"command":"query-st\n' $i
 		i=$((i + 1))
@@ -498,8 +501,8 @@ ctl_linux_systemd_case() {
 	cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-ctl.gz"
 	cat >"$out/$n.json" <<JSON
 { "kernel": "$KIT/vmlinux", "initrd": "$out/initrd-ctl.gz", "cpus": 2, "mem": "256M",
-  "cmdline": "console=ttyS0 panic=-1 quiet kestrel.modules=button,evdev kestrel.run=idle",
-  "timeout": "300s", "on_reboot": "exit" }
+  "cmdline": "console=ttyS0 panic=-1 quiet kestrel.modules=button,evdev kestrel.run=idle kestrel.idle=100",
+  "timeout": "150s", "on_reboot": "exit" }
 JSON
 	unit_cmd() { sed -n "s/^$1=-\{0,1\}//p" "$UNIT" | sed "s|/usr/local/bin/kestrel|$KESTREL|; s|/etc/kestrel/|$out/|; s|%i|$n|g"; }
 	start_cmd=$(unit_cmd ExecStart)
