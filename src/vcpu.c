@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
-#include <time.h>
 
 #include "kestrel/board.h"
 #include "kestrel/vm.h"
@@ -347,4 +346,56 @@ void vm_stop_vcpus(struct vm *vm)
 		}
 		c->started = false;
 	}
+}
+
+/* The pause flag is written before the kick, with a full fence between them,
+ * pairing with the fence in vcpu_thread: a vCPU either sees the flag at the
+ * top of its loop or gets the kick in (or on its way into) KVM_RUN. */
+int vm_pause(struct vm *vm, uint64_t timeout_ms)
+{
+	struct timespec ts;
+	unsigned want = 0;
+	int ret = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(timeout_ms / 1000);
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&vm->stop_lock);
+	__atomic_store_n(&vm->paused, true, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&vm->stop_lock);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+
+		if (!c->started)
+			continue;
+		want++;
+		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_RELAXED);
+		pthread_kill(c->thread, SIG_VCPU_KICK);
+	}
+	pthread_mutex_lock(&vm->stop_lock);
+	while (vm->parked < want && !vm->stop_requested && ret == 0)
+		ret = pthread_cond_timedwait(&vm->stop_cond, &vm->stop_lock, &ts);
+	if (vm->stop_requested)
+		ret = ESHUTDOWN;
+	else if (vm->parked >= want)
+		ret = 0;
+	if (ret) {
+		__atomic_store_n(&vm->paused, false, __ATOMIC_RELAXED);
+		pthread_cond_broadcast(&vm->stop_cond);
+	}
+	pthread_mutex_unlock(&vm->stop_lock);
+	return -ret;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->stop_lock);
+	__atomic_store_n(&vm->paused, false, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&vm->stop_cond);
+	pthread_mutex_unlock(&vm->stop_lock);
 }
