@@ -35,7 +35,7 @@ set -euo pipefail
 KIT_MODULES="irqbypass ccp kvm kvm-amd
 ata_piix libata sd_mod sr_mod virtio virtio_ring virtio_pci virtio_scsi
 virtio_blk virtio_net failover net_failover tulip de2104x bochs vga16fb
-hv_vmbus hv_storvsc hv_netvsc button evdev ${KESTREL_KIT_MODULES:-}"
+hv_vmbus hv_storvsc hv_netvsc button evdev tun veth 8021q ${KESTREL_KIT_MODULES:-}"
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
@@ -219,7 +219,10 @@ if ls /dev/input/event* >/dev/null 2>&1; then
 	printf '#!/bin/sh\necho KESTREL-GUEST-ACPI-SHUTDOWN >/dev/console\nsync\npoweroff -f\n' \
 		>/etc/acpi/PWRF/00000080
 	chmod 0755 /etc/acpi/PWRF/00000080
-	acpid -c /etc/acpi && echo KESTREL-GUEST-ACPID
+	mkdir -p /var/log /var/run    # its log and pid files; it dies without them
+	acpid -c /etc/acpi
+	sleep 0.2
+	if pidof acpid >/dev/null; then echo KESTREL-GUEST-ACPID; else echo "acpid failed"; fi
 fi
 
 echo KESTREL-GUEST-INIT-OK

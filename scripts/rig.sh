@@ -43,6 +43,10 @@ KESTREL_DIE_STATUS=125
 # TESTBED.md: these four, in this order, give a real /dev/kvm inside.
 RIG_KVM_MODULES="kernel/virt/lib/irqbypass.ko kernel/drivers/crypto/ccp/ccp.ko
 kernel/arch/x86/kvm/kvm.ko kernel/arch/x86/kvm/kvm-amd.ko"
+# TAP and 802.1Q for the virtio-net tests, in dependency order; loaded when
+# the kit has them (guest-kit.sh's module list).
+RIG_NET_MODULES="kernel/drivers/net/tun.ko kernel/net/llc/llc.ko kernel/net/802/stp.ko
+kernel/net/802/garp.ko kernel/net/802/mrp.ko kernel/net/8021q/8021q.ko kernel/drivers/net/veth.ko"
 # What qemu-system-x86_64 -M pc (with or without -nodefaults) loads.
 RIG_QEMU_FIRMWARE="bios-256k.bin bios.bin kvmvapic.bin linuxboot.bin
 linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin vgabios.bin
@@ -174,6 +178,11 @@ rig_build_base() {
 	mknod "$s/dev/console" c 5 1 2>/dev/null || true
 	: >"$s/rig/modules"
 	for ko in $RIG_KVM_MODULES; do
+		install -D -m 0644 "$KIT/modules/$KVER/$ko" "$s/lib/modules/$KVER/$ko"
+		echo "/lib/modules/$KVER/$ko" >>"$s/rig/modules"
+	done
+	for ko in $RIG_NET_MODULES; do
+		[ -f "$KIT/modules/$KVER/$ko" ] || continue
 		install -D -m 0644 "$KIT/modules/$KVER/$ko" "$s/lib/modules/$KVER/$ko"
 		echo "/lib/modules/$KVER/$ko" >>"$s/rig/modules"
 	done

@@ -34,6 +34,7 @@ struct opt_src {
 enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
+	OPT_NET,
 	OPT_CONTROL, OPT_HELP, OPT_NR
 };
 
@@ -394,6 +395,16 @@ static int opt_disk(struct vm_config *c, const char *v, const struct opt_src *sr
 	return 0;
 }
 
+/* --net is repeatable: each one adds a NIC (src/config_net.c). */
+static int opt_net(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_net_add(c, v, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
 /* --control PATH: the control socket (docs/control.md); "none" turns it off. */
 static int opt_control(struct vm_config *c, const char *v, const struct opt_src *src)
 {
@@ -404,7 +415,7 @@ static int opt_control(struct vm_config *c, const char *v, const struct opt_src 
 
 static bool opt_repeatable(size_t id)
 {
-	return id == OPT_DISK;
+	return id == OPT_DISK || id == OPT_NET;
 }
 
 static const struct opt opts[OPT_NR] = {
@@ -451,6 +462,10 @@ static const struct opt opts[OPT_NR] = {
 		"[,format=raw|vhd][,readonly][,cache=none|\n"
 		"writeback][,aio=io_uring|libaio|sync][,target=N]\n"
 		"(JSON: \"disks\": [ {\"path\": ..}, ..])" },
+	[OPT_NET] = { "net", "net", 0, true, opt_net, "SPEC",
+		"add a virtio-net NIC (repeatable): tap=IFNAME\n"
+		"[,mac=52:54:00:..][,vlan=ID][,queues=N]\n"
+		"(JSON: \"net\": [ {\"tap\": ..}, ..])" },
 	[OPT_CONTROL] = { "control", "control", JT_STRING, true, opt_control, "PATH",
 		"control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
 		"NAME.sock, /run/kestrel/NAME.sock as root);\n"
@@ -779,6 +794,12 @@ static int json_apply(struct vm_config *c, json_object *root, const char *path,
 				return ret;
 			continue;
 		}
+		if (strcmp(key, "net") == 0) {
+			ret = config_nets_json(c, val, path, err, errlen);
+			if (ret)
+				return ret;
+			continue;
+		}
 		if (!o) {
 			hint = opt_suggest(key, strlen(key), true);
 			if (hint)
@@ -1049,7 +1070,8 @@ int config_validate(struct vm_config *c, char *err, size_t errlen)
 		return plain_err(err, errlen, "internal error: enum out of range in vm_config");
 	ret = mem_validate(c, VSRC("mem"));
 	ret = ret ?: config_validate_files(c, err, errlen);
-	return ret ?: config_disks_validate(c, err, errlen);
+	ret = ret ?: config_disks_validate(c, err, errlen);
+	return ret ?: config_nets_validate(c, err, errlen);
 }
 
 void config_defaults(struct vm_config *c)
@@ -1075,6 +1097,7 @@ void config_free(struct vm_config *c)
 	free(c->control);
 	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
 	config_disks_free(c);
+	config_nets_free(c);
 }
 
 static void usage_opt(FILE *f, const struct opt *o)

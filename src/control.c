@@ -546,6 +546,10 @@ static void server_drain(struct control_server *s)
 	struct timespec t0, t;
 	struct epoll_event evs[16];
 
+	/* From here on only the clients' writability matters. */
+	if (s->listen_fd >= 0)
+		epoll_ctl(s->ep_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+	epoll_ctl(s->ep_fd, EPOLL_CTL_DEL, s->wake_fd, NULL);
 	events_deliver(s);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {

@@ -20,6 +20,7 @@
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
 #include "kestrel/notify.h"
+#include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
 #define CV_PAUSE_TIMEOUT_MS 2000
@@ -49,6 +50,7 @@ struct control_vm {
 	bool ready_sent;
 	uint64_t wd_usec, wd_next_ns;
 	struct cv_disk disks[CONFIG_MAX_DISKS];
+	bool link_down[CONFIG_MAX_NETS];   /* net-link down, re-applied after a reset */
 };
 
 static uint64_t now_ns(void)
@@ -191,6 +193,45 @@ static json_object *cv_disks_json(struct control_vm *cv)
 	return arr;
 }
 
+/* Per NIC: the link and the counters summed over its queue pairs. */
+static json_object *cv_nics_json(struct control_vm *cv, bool counters)
+{
+	json_object *arr = json_object_new_array();
+
+	for (unsigned i = 0; i < cv->m->nvnet; i++) {
+		json_object *o = json_object_new_object();
+		struct virtio_net_stats sum = { 0 }, q;
+		unsigned nq = i < cv->cfg->nnets ? cv->cfg->nets[i].queues : 1;
+		char name[16];
+
+		snprintf(name, sizeof(name), "net%u", i);
+		json_object_object_add(o, "device", jstr(name));
+		if (i < cv->cfg->nnets)
+			json_object_object_add(o, "ifname", jstr(cv->cfg->nets[i].ifname));
+		json_object_object_add(o, "link", jstr(cv->link_down[i] ? "down" : "up"));
+		for (unsigned k = 0; counters && k < nq; k++) {
+			if (virtio_net_get_stats(cv->m->vnet[i], k, &q))
+				continue;
+			sum.rx_packets += q.rx_packets;
+			sum.rx_bytes += q.rx_bytes;
+			sum.rx_dropped += q.rx_dropped;
+			sum.tx_packets += q.tx_packets;
+			sum.tx_bytes += q.tx_bytes;
+			sum.tx_dropped += q.tx_dropped;
+		}
+		if (counters) {
+			json_object_object_add(o, "rx_packets", jint(sum.rx_packets));
+			json_object_object_add(o, "rx_bytes", jint(sum.rx_bytes));
+			json_object_object_add(o, "rx_dropped", jint(sum.rx_dropped));
+			json_object_object_add(o, "tx_packets", jint(sum.tx_packets));
+			json_object_object_add(o, "tx_bytes", jint(sum.tx_bytes));
+			json_object_object_add(o, "tx_dropped", jint(sum.tx_dropped));
+		}
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
 static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 {
 	struct control_vm *cv = opaque;
@@ -224,6 +265,7 @@ static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 	json_object_object_add(ret, "vcpus", vcpus);
 	json_object_object_add(ret, "devices", devs);
 	json_object_object_add(ret, "disks", cv_disks_json(cv));
+	json_object_object_add(ret, "net", cv->m ? cv_nics_json(cv, false) : json_object_new_array());
 	pthread_mutex_unlock(&cv->lock);
 	return 0;
 }
@@ -263,6 +305,7 @@ static int cv_stats(void *opaque, json_object *ret, struct control_error *e)
 	json_object_object_add(ret, "exits", cv_exits_json(st.exits));
 	json_object_object_add(ret, "vcpus", vcpus);
 	json_object_object_add(ret, "io", io);
+	json_object_object_add(ret, "net", cv_nics_json(cv, true));
 out:
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
@@ -516,13 +559,58 @@ static void cv_replay_disks(struct control_vm *cv)
 	}
 }
 
+/* "net0".. or the TAP's name; NULL: the first NIC. -1 when there is none. */
+static int cv_nic_index(struct control_vm *cv, const char *device)
+{
+	unsigned i;
+	char name[16];
+
+	if (!device)
+		return cv->m->nvnet ? 0 : -1;
+	for (i = 0; i < cv->m->nvnet; i++) {
+		snprintf(name, sizeof(name), "net%u", i);
+		if (!strcmp(device, name) || (i < cv->cfg->nnets && !strcmp(device,
+									    cv->cfg->nets[i].ifname)))
+			return (int)i;
+	}
+	return -1;
+}
+
+/* A reset re-creates the machine from the configuration: re-apply what the
+ * socket changed since (disks, links). Called with the lock held. */
+static void cv_replay(struct control_vm *cv)
+{
+	cv_replay_disks(cv);
+	for (unsigned i = 0; i < cv->m->nvnet && i < CONFIG_MAX_NETS; i++)
+		if (cv->link_down[i] && virtio_net_set_link(cv->m->vnet[i], false))
+			kwarn("control: net%u: keeping the link down after the reset failed", i);
+}
+
 static int cv_net_link(void *opaque, const char *device, bool up, struct control_error *e)
 {
-	(void)opaque;
-	(void)device;
-	(void)up;
-	return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no network device (virtio-net is "
-			    "not there yet)");
+	struct control_vm *cv = opaque;
+	int rc, i = -1;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && !cv->m->nvnet)
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no network device (start it "
+				  "with --net)");
+	if (!rc) {
+		i = cv_nic_index(cv, device);
+		if (i < 0)
+			rc = control_fail(e, CTL_E_NOT_FOUND, "no network device '%.64s' (net0 to "
+					  "net%u, or the TAP's name)", device, cv->m->nvnet - 1);
+	}
+	if (!rc) {
+		rc = virtio_net_set_link(cv->m->vnet[i], up);
+		if (rc)
+			control_fail(e, CTL_E_FAILED, "net%d: %s", i, strerror(-rc));
+		else
+			cv->link_down[i] = !up;
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -607,6 +695,24 @@ static void cv_init_disks(struct control_vm *cv)
 	}
 }
 
+/* mkdir -p: missing parents 0755 (a bare system may lack /run), the socket
+ * directory itself 0700. */
+static int cv_mkdirs(const char *dir)
+{
+	char tmp[sizeof(((struct control_vm *)0)->sock)];
+
+	snprintf(tmp, sizeof(tmp), "%s", dir);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -errno : 0;
+}
+
 /* NULL: the default path (its directory is made 0700 here); "none": none. */
 static int cv_socket_path(struct control_vm *cv, bool *fatal, char *err, size_t errlen)
 {
@@ -626,7 +732,7 @@ static int cv_socket_path(struct control_vm *cv, bool *fatal, char *err, size_t 
 		snprintf(err, errlen, "control socket: path too long");
 		return -ENAMETOOLONG;
 	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	if (cv_mkdirs(dir) < 0) {
 		snprintf(err, errlen, "control socket: %s: %s", dir, strerror(errno));
 		return -errno;
 	}
@@ -695,10 +801,10 @@ void control_vm_attach(struct control_vm *cv, struct machine *m)
 	cv->host_stop = cv->host_reset = cv->shutdown_forced = false;
 	cv->shutdown_deadline_ns = 0;
 	if (cv->boots > 1)
-		cv_replay_disks(cv);
+		cv_replay(cv);
 	cv_set_state(cv, "running");
 	if (!cv->ready_sent) {
-		notify_send("READY=1\nSTATUS=VM %s: running", cv->cfg->name);
+		notify_send("READY=1");
 		cv->ready_sent = true;
 	}
 	pthread_mutex_unlock(&cv->lock);

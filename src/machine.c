@@ -15,6 +15,7 @@
 #include "kestrel/boot.h"
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
+#include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
 static uint64_t monotonic_ns(void)
@@ -142,6 +143,39 @@ static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 				  machine_pci_inta_gsi(MACHINE_SLOT_VIRTIO_SCSI),
 				  MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
 				  m->cfg->stats, &m->vscsi, err, errlen);
+}
+
+/* Synthetic network: one virtio-net function per --net, in the slots after
+ * the SCSI controller, each on its TAP (named "net0", "net1", ... for the
+ * control socket and --stats). */
+#define MACHINE_SLOT_VIRTIO_NET 5
+
+static int machine_create_network(struct machine *m, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < m->cfg->nnets; i++) {
+		const struct config_net *c = &m->cfg->nets[i];
+		int slot = MACHINE_SLOT_VIRTIO_NET + (int)i;
+		struct virtio_net_opts o = { .vlan = c->vlan, .queues = c->queues,
+					     .stats = m->cfg->stats };
+		struct net_tap tap;
+		char name[16], terr[400];
+		int ret;
+
+		snprintf(name, sizeof(name), "net%u", i);
+		o.name = name;
+		memcpy(o.mac, c->mac, sizeof(o.mac));
+		ret = net_tap_open(&tap, c->ifname, c->queues, terr, sizeof(terr));
+		if (ret) {
+			snprintf(err, errlen, "--net %s", terr);
+			return ret;
+		}
+		ret = virtio_net_create(&m->vm, m->pci, slot, machine_pci_inta_gsi(slot), &o, &tap,
+					&m->vnet[i], err, errlen);
+		if (ret)
+			return ret;
+		m->nvnet = i + 1;
+	}
+	return 0;
 }
 
 static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
@@ -276,6 +310,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_create_storage(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_create_network(m, err, errlen);
+	if (ret)
+		return ret;
 	ret = machine_write_acpi(m, err, errlen);
 	if (ret)
 		return ret;
@@ -300,6 +337,8 @@ void machine_destroy(struct machine *m)
 	device_free(m->debug_exit);
 	device_free(m->post);
 	device_free(m->vscsi);
+	for (unsigned i = 0; i < m->nvnet; i++)
+		device_free(m->vnet[i]);
 	device_free(m->pci);
 	vm_destroy(&m->vm);
 	if (m->own_serial_out && m->serial_out_fd >= 0)

@@ -332,6 +332,34 @@ bool vq_push(struct virtq *vq, uint16_t head, uint32_t len)
 	return notify;
 }
 
+/* Several chains made visible at once: every element first, then one
+ * used->idx store. A merged receive buffer (5.1.6.4, num_buffers > 1) must
+ * not be seen by the driver before all its chains are there. */
+bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsigned n)
+{
+	bool notify;
+
+	if (n == 0)
+		return false;
+	pthread_mutex_lock(&vq->lock);
+	if (!vq->ready) {
+		pthread_mutex_unlock(&vq->lock);
+		return false;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *elem = vq->used + VQ_USED_RING +
+				(size_t)VQ_USED_ELEM_SIZE * ((uint16_t)(vq->used_idx + i) & (vq->size - 1));
+
+		vq_store32(elem, elems[i].id);
+		vq_store32(elem + 4, elems[i].len);
+	}
+	vq->used_idx = (uint16_t)(vq->used_idx + n);
+	vq_store16_release(vq->used + VQ_USED_IDX, vq->used_idx);
+	notify = vq_need_interrupt(vq);
+	pthread_mutex_unlock(&vq->lock);
+	return notify;
+}
+
 void vq_notify_off(struct virtq *vq)
 {
 	/* With EVENT_IDX, leaving avail_event behind already stops kicks. */

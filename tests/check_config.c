@@ -611,7 +611,7 @@ START_TEST(test_json_errors)
 	expect_json_err("[1, 2]", "expected a JSON object", "an array");
 	expect_json_err("{\"kernal\": \"x\"}", "unknown key \"kernal\"", "did you mean \"kernel\"");
 	expect_json_err("{\"boot-entry\": 64}", "unknown key \"boot-entry\"", "\"boot_entry\"");
-	expect_json_err("{\"disks\": []}", "unknown key \"disks\"", NULL);
+	expect_json_err("{\"usb\": []}", "unknown key \"usb\"", NULL);
 	expect_json_err("{\"config\": \"x.json\"}", "unknown key \"config\"", NULL);
 	expect_json_err("{\"cpus\": \"2\"}", "\"cpus\": expected an integer, got a string", NULL);
 	expect_json_err("{\"mem\": 1.5}", "\"mem\": expected a string or an integer", "fraction");

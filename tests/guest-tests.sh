@@ -149,15 +149,18 @@ vscsi_images() {
 	printf 'HOST-PATTERN-D1' | dd of="$out/vd1.img" bs=512 seek=7 conv=notrunc 2>/dev/null
 }
 # file_case NAME FILE LBA TEXT: after the guest ran, the host file holds TEXT
-# at sector LBA.
+# at sector LBA (!TEXT: does not hold it).
 file_case() {
 	echo "$1" | grep -Eq -- "$filter" || return 0
-	if dd if="$2" bs=512 skip="$3" count=1 2>/dev/null | grep -q "$4"; then
+	want=yes text=$4
+	case "$4" in !*) want=no text=${4#!} ;; esac
+	if dd if="$2" bs=512 skip="$3" count=1 2>/dev/null | grep -q "$text"; then got=yes; else got=no; fi
+	if [ $got = $want ]; then
 		pass=$((pass + 1))
 		printf 'PASS: %s\n' "$1"
 	else
 		fail=$((fail + 1))
-		printf 'FAIL: %s: %s sector %s lacks %s\n' "$1" "$2" "$3" "$4"
+		printf 'FAIL: %s: %s sector %s: %s\n' "$1" "$2" "$3" "$4"
 	fi
 }
 vscsi_disks() { # the three --disk flags; $1: extra options for the hot-plugged one
@@ -174,9 +177,15 @@ if [ $do_payloads = 1 ]; then
 		"^disk1 capacity 32768 x 512" "^disk2 capacity 8192 x 512" \
 		"PASS: hot-remove" "PASS: descriptor loop: the device works again" -- \
 		--kernel "$P/vscsi.bin" --cmdline "disks=2 hostpat=1 hotplug=1" --timeout 60s \
-		$(vscsi_disks add-after=300ms,remove-after=1500ms)
+		$(vscsi_disks add-after=300ms,remove-after=3s)
 	file_case payload-vscsi-host-file-t0 "$out/vd0.img" 200 KESTREL-VSCSI-T0-LBA200
 	file_case payload-vscsi-host-file-t1 "$out/vd1.img" 200 KESTREL-VSCSI-T1-LBA200
+	# A read-only disk refuses writes with DATA PROTECT; the file is untouched.
+	vscsi_images
+	run_case payload-vscsi-readonly 1 "RESULT: PASS" "!FAIL" "PASS: target 1 read-only: WRITE gets DATA PROTECT" -- \
+		--kernel "$P/vscsi.bin" --cmdline "disks=2 ro=1 malformed=0" --timeout 60s \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi,readonly"
+	file_case payload-vscsi-readonly-untouched "$out/vd1.img" 200 '!KESTREL-RO-WRITE'
 fi
 
 if [ $do_linux = 1 ]; then
@@ -349,9 +358,10 @@ ctl_payload_case() {
 	case_begin payload-ctl || return 0
 	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=100" --cpus 2 --timeout 180s
 	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 5$"
 	ctl "$n" watch --json >"$out/$n.ev" 2>&1 &
 	wpid=$!
-	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 5$"
+	sleep 1    # let it connect before the first event
 	ctl "$n" query-status >"$out/st" 2>&1
 	expect "query-status: not running" has "$out/st" "^state: running$"
 	expect "query-status: no vCPU count" has "$out/st" "^vcpus: 2$"
@@ -412,9 +422,10 @@ ctl_reset_case() {
 	case_begin payload-ctl-reset || return 0
 	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=100" --timeout 120s --on-reboot restart
 	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 3$"
 	ctl "$n" watch --json >"$out/$n.ev" 2>&1 &
 	wpid=$!
-	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 3$"
+	sleep 1    # let it connect before the first event
 	expect "reset failed" ctl "$n" reset
 	expect "the guest did not boot again" wait_for 30 more_than "$out/$n.log" "^counter: start" 1
 	ctl "$n" query-status >"$out/st" 2>&1
@@ -519,6 +530,7 @@ JSON
 	expect "at READY=1 the VM was not running" has "$out/st" "^state: running$"
 	ctl "$n" watch --json >"$out/$n.ev" 2>&1 &
 	evpid=$!
+	sleep 1
 	expect "acpid never started in the guest" wait_for 120 has "$out/$n.log" "KESTREL-GUEST-ACPID"
 	expect "the guest never got to idle" wait_for 60 has "$out/$n.log" "^idle: 1"
 	# shellcheck disable=SC2086
@@ -555,9 +567,10 @@ ctl_linux_hotplug_case() {
 		--timeout 300s --on-reboot exit --disk "path=$out/hp0.img,bus=scsi" --disk "path=$out/hp1.img,bus=scsi" \
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_hotplug=1"
 	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the guest never looked for target 2" wait_for 180 has "$out/$n.log" "vscsi: t2 absent at start"
 	ctl "$n" watch --json >"$out/$n.ev" 2>&1 &
 	wpid=$!
-	expect "the guest never looked for target 2" wait_for 180 has "$out/$n.log" "vscsi: t2 absent at start"
+	sleep 1    # let it connect before the first event
 	ctl "$n" disk-add "$out/hp2.img" >"$out/add" 2>&1
 	expect "disk-add did not pick target 2" has "$out/add" "^target: 2$"
 	expect "the guest did not see the hot-added disk" wait_for 90 has "$out/$n.log" "vscsi: added t2 sd[a-z]+ size=8192 "
@@ -578,6 +591,201 @@ ctl_linux_hotplug_case() {
 if [ $do_linux = 1 ]; then
 	ctl_linux_systemd_case
 	ctl_linux_hotplug_case
+fi
+
+# ---- virtio-net (issue 3) --------------------------------------------------
+# Every case runs the worker inside a network namespace of its own holding a
+# TAP whose host side has 10.0.0.1/24 (and for VLAN N an 802.1Q interface
+# TAP.N with 10.0.N.1/24); only those addresses are used, nothing leaves the
+# namespace. iproute2 where it has netns/tuntap/vlan, else busybox (unshare,
+# nsenter, tunctl, vconfig), as inside the rig.
+net_ns_up() { # net_ns_up NAME: $NSX runs a command in the new namespace
+	nsname=$1
+	if ip netns add "$nsname" 2>/dev/null; then
+		NSX="ip netns exec $nsname"
+	else
+		: >"$out/netns-$nsname"
+		unshare --net="$out/netns-$nsname" true || return 1
+		NSX="nsenter -n$out/netns-$nsname"
+	fi
+	$NSX ip link set lo up
+	printf '#!/bin/sh\nexec %s %s "$@"\n' "$NSX" "$KESTREL_HOST" >"$out/kestrel-ns"
+	chmod +x "$out/kestrel-ns"
+}
+net_ns_down() {
+	case "$NSX" in
+	"ip netns"*) ip netns del "$nsname" ;;
+	*) umount "$out/netns-$nsname" 2>/dev/null; rm -f "$out/netns-$nsname" ;;
+	esac
+}
+net_addr() { # net_addr IF: 10.0.0.1/24 on IF, up
+	$NSX ip link set "$1" up && $NSX ip addr add 10.0.0.1/24 dev "$1"
+}
+net_vlan() { # net_vlan IF VID: IF.VID with 10.0.VID.1/24, up
+	$NSX ip link add link "$1" name "$1.$2" type vlan id "$2" 2>/dev/null ||
+		$NSX vconfig add "$1" "$2" >/dev/null || return 1
+	$NSX ip link set "$1.$2" up && $NSX ip addr add "10.0.$2.1/24" dev "$1.$2"
+}
+net_tap() { # net_tap IF: a persistent TAP
+	$NSX ip tuntap add mode tap name "$1" 2>/dev/null || $NSX tunctl -t "$1" >/dev/null
+}
+# net_stat IF: frames IF received (/proc/net is the reader's namespace;
+# /sys/class/net is the one sysfs was mounted in).
+net_stat() { $NSX cat /proc/net/dev | awk -v i="$1:" '$1 == i { print $3; f = 1 } END { if (!f) print 0 }'; }
+net_has_if() { $NSX cat /proc/net/dev | grep -q "^ *$1:"; }
+net_skip() {
+	if [ ! -c /dev/net/tun ] || ! unshare --help 2>&1 | grep -q -- --net; then
+		echo "SKIP: virtio-net cases: no /dev/net/tun or no unshare --net here"
+		return 0
+	fi
+	return 1
+}
+KESTREL_HOST=$KESTREL
+
+# The ring-3 driver (tests/guest/vnet.c): ARP, pings of 56 and 1400 bytes,
+# UDP with software and offloaded checksums, a frame the guest tags itself
+# (passed through on an untagged NIC), once with plain and once with merged
+# receive buffers.
+net_payload_case() { # net_payload_case NAME CMDLINE
+	echo "$1" | grep -Eq -- "$filter" || return 0
+	net_ns_up "kvn$$" || { echo "FAIL: $1: no network namespace"; fail=$((fail + 1)); return 0; }
+	net_tap kvn0 && net_addr kvn0 && net_vlan kvn0 7
+	KESTREL=$out/kestrel-ns
+	run_case "$1" 1 "RESULT: PASS" "!FAIL" "^vnet: mac 52:54:00:12:34:56" \
+		"PASS: echo replies from the peer: 3 of 3" "PASS: a 1400-byte echo came back" \
+		"PASS: UDP to a closed port \(offloaded checksum\)" "VLAN 7 was answered" -- \
+		--kernel "$P/vnet.bin" --cmdline "$2 csum=1 probe=7 expect=1" --timeout 60s --stats \
+		--net tap=kvn0,mac=52:54:00:12:34:56
+	KESTREL=$KESTREL_HOST
+	net_ns_down
+}
+
+# VLAN 5, an access port: the guest talks to kvn0.5 only; the host pings
+# the guest through it while it listens; untagged ARP on kvn0 goes
+# unanswered; the guest's own VLAN 7 tag never reaches kvn0.7.
+net_payload_vlan_case() {
+	n=payload-vnet-vlan
+	case_begin $n || return 0
+	net_ns_up "kvv$$" || { expect "no network namespace" false; case_end; return 0; }
+	expect "TAP setup failed" net_tap kvv0
+	net_addr kvv0
+	expect "no 802.1Q interface (8021q module?)" net_vlan kvv0 5
+	net_vlan kvv0 7
+	: >"$out/$n.log"
+	"$out/kestrel-ns" run --serial stdio --kernel "$P/vnet.bin" --timeout 90s --stats \
+		--cmdline "ip=10.0.5.2 peer=10.0.5.1 mrg=1 csum=1 probe=7 expect=0 listen_ms=8000" \
+		--net tap=kvv0,vlan=5,mac=52:54:00:12:34:58 </dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	kpid=$!
+	expect "the guest never listened" wait_for 60 has "$out/$n.log" "^vnet: listening"
+	$NSX ping -c 3 -W 2 10.0.5.2 >"$out/$n.ping" 2>&1
+	expect "the host's ping through kvv0.5 failed: $(tail -n 2 "$out/$n.ping" | tr '\n' ' ')" \
+		has "$out/$n.ping" " 3 packets received"
+	expect "an untagged ARP request was answered" fails $NSX arping -c 2 -w 3 -I kvv0 10.0.5.2
+	expect "frames the guest tagged VLAN 7 reached kvv0.7" [ "$(net_stat kvv0.7)" = 0 ]
+	wait $kpid
+	rc=$?
+	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
+	expect "the worker exited $rc, not 1" [ $rc = 1 ]
+	expect "no RESULT: PASS" has "$out/$n.log" "RESULT: PASS"
+	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
+	expect "the guest answered no echo request" has "$out/$n.log" "answered [1-9][0-9]* echo requests"
+	expect "no per-queue stats" has "$out/$n.err" "virtio-net net0 q0 rx_packets=[1-9]"
+	case_end "$out/$n.log" "$out/$n.err"
+	net_ns_down
+}
+
+# Debian's virtio_net: link, ping, 4 MiB to the host and 1 MiB back with nc
+# (so TSO/checksum offloads in both directions); $1 the case, $2
+# the --net options after tap=, $3 the VLAN id or "" (then the guest is on
+# 10.0.VID.0/24), $4 "mq" to let kestrel create a multi-queue TAP itself.
+net_linux_case() {
+	n=$1
+	case_begin "$n" || return 0
+	net_ns_up "kvl$$" || { expect "no network namespace" false; case_end; return 0; }
+	sub=0
+	[ -n "$3" ] && sub=$3
+	head -c 1048576 /dev/urandom >"$out/net.blob"
+	sum=$(md5sum <"$out/net.blob" | cut -d' ' -f1)
+	rm -f "$out/net.recv" "$out/net.fifo"
+	[ -e "$out/initrd-modules.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-modules.gz"
+	[ "$4" = mq ] || net_tap kvl0
+	"$out/kestrel-ns" run --serial stdio --kernel "$KIT/vmlinux" --initrd "$out/initrd-modules.gz" \
+		--cpus 2 --mem 512M --timeout 300s --on-reboot exit --stats --net "tap=kvl0,$2" \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_net kestrel.run=net kestrel.net_ip=10.0.$sub.2/24 kestrel.net_peer=10.0.$sub.1 kestrel.net_tcp=1" \
+		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	kpid=$!
+	expect "the TAP never appeared" wait_for 30 net_has_if kvl0
+	net_addr kvl0
+	[ -n "$3" ] && expect "no 802.1Q interface" net_vlan kvl0 "$3"
+	mkfifo "$out/net.fifo"
+	$NSX sh -c "sleep 280 >'$out/net.fifo' & s=\$!; nc -l -p 5001 <'$out/net.fifo' >'$out/net.recv'; kill \$s" &
+	ncpid=$!
+	$NSX nc -l -p 5002 <"$out/net.blob" >/dev/null &
+	hpid=$!
+	wait $kpid
+	rc=$?
+	kill $hpid $ncpid 2>/dev/null
+	wait $hpid $ncpid 2>/dev/null
+	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	expect "virtio_net did not bind" has "$out/$n.log" "^net: eth0 mac=52:54:00:[0-9a-f:]+ driver=virtio_net$"
+	expect "no link" has "$out/$n.log" "^net: eth0 link up"
+	expect "the guest's ping failed" has "$out/$n.log" "^net: ping 10.0.$sub.1: 3/3"
+	expect "the guest did not send its 4 MiB" has "$out/$n.log" "^net: sent 4194304 bytes"
+	expect "the host got $(wc -c <"$out/net.recv" 2>/dev/null) bytes, not 4194304" \
+		[ "$(wc -c <"$out/net.recv" 2>/dev/null)" = 4194304 ]
+	expect "the guest did not get the host's 1 MiB intact" has "$out/$n.log" "^net: received 1048576 bytes md5=$sum"
+	expect "no per-queue stats" has "$out/$n.err" "virtio-net net0 q0 rx_packets=[1-9]"
+	case_end "$out/$n.log" "$out/$n.err"
+	rm -f "$out/net.fifo"
+	net_ns_down
+}
+
+if [ $do_payloads = 1 ] && ! net_skip; then
+	net_payload_case payload-vnet ""
+	net_payload_case payload-vnet-mrg "mrg=1"
+	net_payload_vlan_case
+fi
+if [ $do_linux = 1 ] && ! net_skip; then
+	net_linux_case linux-vnet "mac=52:54:00:12:34:57" "" ""
+	net_linux_case linux-vnet-vlan-mq "vlan=5,queues=2" 5 mq
+fi
+
+# ---- control socket: net-link (issue 5; uses the virtio-net helpers above) ----
+# Debian's virtio_net sees carrier go and come back as `kestrel ctl net-link`
+# sets the link (tests/kit/link.sh prints every change).
+ctl_linux_netlink_case() {
+	n=ctl-nl-$$
+	case_begin linux-ctl-net-link || return 0
+	net_ns_up "kcl$$" || { expect "no network namespace" false; case_end; return 0; }
+	net_tap kcl0
+	[ -f "$out/initrd-ctl.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-ctl.gz"
+	"$out/kestrel-ns" run --name "$n" --serial stdio --kernel "$KIT/vmlinux" --initrd "$out/initrd-ctl.gz" \
+		--cpus 1 --mem 256M --timeout 200s --on-reboot exit --net tap=kcl0 \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_net kestrel.run=link kestrel.link_secs=150" \
+		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	kpid=$!
+	expect "the control socket never answered" wait_for 30 alive "$n"
+	expect "the guest never saw carrier" wait_for 150 has "$out/$n.log" "^link: [a-z0-9]+ carrier=1"
+	expect "net-link down failed" ctl "$n" net-link down
+	expect "the guest did not lose carrier" wait_for 30 has "$out/$n.log" "carrier=0"
+	ctl "$n" query-vm --json >"$out/vm" 2>&1
+	expect "query-vm does not say the link is down" has "$out/vm" '"device":"net0","ifname":"kcl0","link":"down"'
+	expect "net-link up failed" ctl "$n" net-link up device=net0
+	expect "carrier did not come back" wait_for 30 more_than "$out/$n.log" "carrier=1" 1
+	ctl "$n" net-link down device=net7 >/dev/null 2>"$out/e"
+	expect "an unknown NIC: not 'not-found'" has "$out/e" "\(not-found\)"
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "stats lack the NIC" has "$out/stats" '"net":\[\{"device":"net0","ifname":"kcl0","link":"up","rx_packets"'
+	expect "stop failed" ctl "$n" stop
+	wait $kpid
+	rc=$?
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+	net_ns_down
+}
+if [ $do_linux = 1 ] && ! net_skip; then
+	ctl_linux_netlink_case
 fi
 
 echo "$pass passed, $fail failed"

@@ -84,7 +84,8 @@ struct vbd {
 	struct valloc *allocs;
 	unsigned nqueued;
 	unsigned batch_inflight;
-	unsigned requests;          /* guest requests not yet done() */
+	atomic_uint requests;       /* guest requests not yet done() */
+	atomic_bool closing;        /* vbd_close waits for requests == 0 */
 	pthread_cond_t idle;
 };
 
@@ -158,11 +159,11 @@ static void vreq_put(struct vreq *r, int status)
 		return;
 	}
 	r->req->done(r->req, atomic_load(&r->status));
-	free(r);
-	pthread_mutex_lock(&b->lock);
-	if (--b->requests == 0)
+	if (atomic_fetch_sub(&b->requests, 1) == 1 && atomic_load(&b->closing)) {
+		pthread_mutex_lock(&b->lock);
 		pthread_cond_broadcast(&b->idle);
-	pthread_mutex_unlock(&b->lock);
+		pthread_mutex_unlock(&b->lock);
+	}
 }
 
 static struct vseg *seg_new(struct vreq *r, struct vhd_image *img, uint64_t off, uint64_t len,
@@ -675,22 +676,20 @@ static void *vbd_worker(void *arg)
 
 /* ---- blk_format_ops ----------------------------------------------------------- */
 
+_Static_assert(sizeof(struct vreq) <= sizeof(((struct blk_req *)0)->priv),
+	       "struct vreq must fit in blk_req.priv");
+
 static void vbd_submit(struct blk_dev *d, struct blk_req *req)
 {
 	struct vbd *b = d->fmt_state;
-	struct vreq *r = calloc(1, sizeof(*r));
+	struct vreq *r = (struct vreq *)(void *)req->priv; /* ours until done() */
 	uint64_t len;
 	int ret = 0;
 
-	if (!r) {
-		req->done(req, -ENOMEM);
-		return;
-	}
+	memset(r, 0, sizeof(*r));
 	r->req = req;
 	r->b = b;
-	pthread_mutex_lock(&b->lock);
-	b->requests++;
-	pthread_mutex_unlock(&b->lock);
+	atomic_fetch_add(&b->requests, 1);
 	atomic_init(&r->pending, 1);
 	atomic_init(&r->status, 0);
 	switch (req->op) {
@@ -785,8 +784,9 @@ static void vbd_close(struct blk_dev *d)
 		return;
 	/* blk_close drained the engine, but a request may still sit in our
 	 * queues (an allocation, a FUA write's flush): let it finish. */
+	atomic_store(&b->closing, true);
 	pthread_mutex_lock(&b->lock);
-	while (b->requests)
+	while (atomic_load(&b->requests))
 		pthread_cond_wait(&b->idle, &b->lock);
 	pthread_mutex_unlock(&b->lock);
 	if (b->worker_started) {

@@ -342,11 +342,11 @@ static int rebuild_dynamic(struct vhd_image *img, int fd, struct rebuild *rb, st
 	uint8_t *blobs[VHD_LOCATORS] = { 0 };
 	int ret = read_locators(img, blobs);
 
-	if (rb->new_size) {
+	if (!ret && rb->new_size) {
 		uint16_t c;
 		uint8_t hd, sp;
 
-		ret = ret ? ret : vhd_size_for_create(rb->new_size, rb->exact, &rb->new_size, &c, &hd, &sp);
+		ret = vhd_size_for_create(rb->new_size, rb->exact, &rb->new_size, &c, &hd, &sp);
 		f.current_size = rb->new_size;
 		f.cylinders = c;
 		f.heads = hd;

@@ -909,7 +909,7 @@ static int parse_dynamic(struct parse *p)
 {
 	struct vhd_meta *m = p->m;
 	struct extent *ext;
-	size_t n = 0;
+	size_t n = 0, used = 0;
 	int ret;
 
 	ret = parse_header(p);
@@ -921,8 +921,11 @@ static int parse_dynamic(struct parse *p)
 		ret = read_bat(p);
 	if (ret)
 		return ret;
-	ext = calloc((size_t)m->nblocks + 3 + VHD_LOCATORS, sizeof(*ext));
-	m->bad_bat = calloc((size_t)m->nblocks + 1, sizeof(*m->bad_bat));
+	/* Sized by the entries in use: what the file can actually hold. */
+	for (uint32_t i = 0; i < m->nblocks; i++)
+		used += m->bat[i] != VHD_BAT_UNUSED;
+	ext = calloc(used + 3 + VHD_LOCATORS, sizeof(*ext));
+	m->bad_bat = calloc(used + 1, sizeof(*m->bad_bat));
 	if (!ext || !m->bad_bat) {
 		free(ext);
 		return -ENOMEM;

@@ -55,6 +55,24 @@ static uint32_t sectors_per_block(const struct vhd_image *img)
 	return img->m.block_size / VHD_SECTOR;
 }
 
+/* bm_state and BAT entries are read without img->lock on the fast path
+ * (vhd_map): writers, who hold the lock, publish with release stores, a
+ * block's state before its BAT entry. */
+static inline uint8_t bm_state_get(const struct vhd_image *img, uint32_t block)
+{
+	return __atomic_load_n(&img->bm_state[block], __ATOMIC_ACQUIRE);
+}
+
+static inline void bm_state_set(struct vhd_image *img, uint32_t block, enum vhd_bm_state st)
+{
+	__atomic_store_n(&img->bm_state[block], (uint8_t)st, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t bat_get(const struct vhd_image *img, uint32_t block)
+{
+	return __atomic_load_n(&img->m.bat[block], __ATOMIC_ACQUIRE);
+}
+
 uint64_t vhd_data_off(const struct vhd_image *img, uint64_t bitmap_off, uint64_t off)
 {
 	return bitmap_off + img->m.bitmap_size + off % img->m.block_size;
@@ -111,7 +129,7 @@ static void bm_evict(struct vhd_image *img)
 		if (!b || b->pins || b->dirty || b->writing)
 			continue;
 		*slot = NULL;
-		img->bm_state[i] = VHD_BM_UNKNOWN;
+		bm_state_set(img, (uint32_t)i, VHD_BM_UNKNOWN);
 		img->bm_loaded--;
 		bm_free(b);
 	}
@@ -125,12 +143,12 @@ static int bm_install(struct vhd_image *img, uint32_t block, uint8_t *bits)
 
 	if (bm_full(img, bits)) {
 		free(bits);
-		img->bm_state[block] = VHD_BM_FULL;
+		bm_state_set(img, block, VHD_BM_FULL);
 		return 0;
 	}
 	if (img->m.type != VHD_TYPE_DIFF) {
 		free(bits);
-		img->bm_state[block] = VHD_BM_PARTIAL;
+		bm_state_set(img, block, VHD_BM_PARTIAL);
 		return 0;
 	}
 	if (img->bm_loaded >= img->bm_cap)
@@ -151,7 +169,7 @@ static int bm_install(struct vhd_image *img, uint32_t block, uint8_t *bits)
 	memcpy(b->disk, bits, img->m.bitmap_size);
 	*slot = b;
 	img->bm_loaded++;
-	img->bm_state[block] = VHD_BM_PARTIAL;
+	bm_state_set(img, block, VHD_BM_PARTIAL);
 	return 0;
 }
 
@@ -163,7 +181,7 @@ static int bm_load(struct vhd_image *img, uint32_t block)
 	uint8_t *bits;
 	int ret;
 
-	if (img->bm_state[block] != VHD_BM_UNKNOWN)
+	if (bm_state_get(img, block) != VHD_BM_UNKNOWN)
 		return 0;
 	pthread_mutex_unlock(&img->lock);
 	bits = malloc(img->m.bitmap_size);
@@ -173,7 +191,7 @@ static int bm_load(struct vhd_image *img, uint32_t block)
 		free(bits);
 		return ret;
 	}
-	if (img->bm_state[block] != VHD_BM_UNKNOWN) { /* loaded meanwhile */
+	if (bm_state_get(img, block) != VHD_BM_UNKNOWN) { /* loaded meanwhile */
 		free(bits);
 		return 0;
 	}
@@ -209,7 +227,7 @@ static void map_diff(struct vhd_image *img, uint32_t block, uint64_t base, uint6
 	run->kind = VHD_RUN_FILE;
 	run->file_off = base + in;
 	run->len = n;
-	if (img->bm_state[block] == VHD_BM_FULL || !b)
+	if (bm_state_get(img, block) == VHD_BM_FULL || !b)
 		return;
 	if (write) {
 		run->set_bits = !bits_all_set(b->mem, first, count);
@@ -220,6 +238,30 @@ static void map_diff(struct vhd_image *img, uint32_t block, uint64_t base, uint6
 	run->len = (uint64_t)bit_run(b->mem, first, count) * VHD_SECTOR;
 	if (!bit_test(b->mem, first))
 		run->kind = VHD_RUN_PARENT;
+}
+
+/* The common cases without the lock: an unallocated block read, and any
+ * block whose bitmap need not be consulted (dynamic reads; writes and
+ * differencing reads of a block whose bitmap is all ones). */
+static bool map_fast(struct vhd_image *img, uint32_t block, uint64_t in, uint64_t n, bool write,
+		     struct vhd_run *run)
+{
+	uint32_t e = bat_get(img, block);
+	bool dyn = img->m.type == VHD_TYPE_DYNAMIC;
+
+	if (e == VHD_BAT_UNUSED) {
+		if (write)
+			return false;
+		run->kind = dyn ? VHD_RUN_ZERO : VHD_RUN_PARENT;
+		run->len = n;
+		return true;
+	}
+	if (bm_state_get(img, block) != VHD_BM_FULL && !(dyn && !write))
+		return false;
+	run->kind = VHD_RUN_FILE;
+	run->file_off = (uint64_t)e * VHD_SECTOR + img->m.bitmap_size + in;
+	run->len = n;
+	return true;
 }
 
 int vhd_map(struct vhd_image *img, uint64_t off, uint64_t len, bool write, struct vhd_run *run)
@@ -238,6 +280,8 @@ int vhd_map(struct vhd_image *img, uint64_t off, uint64_t len, bool write, struc
 	block = vhd_block_of(img, off);
 	in = off % img->m.block_size;
 	n = MIN(len, img->m.block_size - in);
+	if (map_fast(img, block, in, n, write, run))
+		return 0;
 	pthread_mutex_lock(&img->lock);
 	if (img->m.bat[block] == VHD_BAT_UNUSED) {
 		run->kind = write ? VHD_RUN_UNALLOC
@@ -252,7 +296,7 @@ int vhd_map(struct vhd_image *img, uint64_t off, uint64_t len, bool write, struc
 		run->len = n;
 		if (write) {
 			ret = bm_load(img, block);
-			run->fill_bitmap = img->bm_state[block] == VHD_BM_PARTIAL;
+			run->fill_bitmap = bm_state_get(img, block) == VHD_BM_PARTIAL;
 		}
 		goto out;
 	}
@@ -296,7 +340,7 @@ int vhd_fill_bitmap(struct vhd_image *img, uint32_t block)
 
 	pthread_mutex_lock(&img->meta_lock);
 	pthread_mutex_lock(&img->lock);
-	if (img->bm_state[block] != VHD_BM_PARTIAL) {
+	if (bm_state_get(img, block) != VHD_BM_PARTIAL) {
 		pthread_mutex_unlock(&img->lock);
 		goto out;
 	}
@@ -314,7 +358,7 @@ int vhd_fill_bitmap(struct vhd_image *img, uint32_t block)
 	free(ones);
 	if (!ret) {
 		pthread_mutex_lock(&img->lock);
-		img->bm_state[block] = VHD_BM_FULL;
+		bm_state_set(img, block, VHD_BM_FULL);
 		pthread_mutex_unlock(&img->lock);
 	}
 out:
@@ -410,13 +454,15 @@ int vhd_alloc_commit(struct vhd_image *img, struct vhd_alloc *a, unsigned n, boo
 	pthread_mutex_lock(&img->lock);
 	for (unsigned i = 0; i < n; i++) {
 		if (!ret) {
-			img->m.bat[a[i].block] = (uint32_t)(a[i].file_off / VHD_SECTOR);
 			img->m.allocated++;
 			img->m.data_end = MAX(img->m.data_end, a[i].file_off + img->m.bitmap_size +
 								  img->m.block_size);
-			img->bm_state[a[i].block] = VHD_BM_UNKNOWN;
 			if (bm_install(img, a[i].block, a[i].bitmap))
-				img->bm_state[a[i].block] = VHD_BM_UNKNOWN; /* reloaded later */
+				bm_state_set(img, a[i].block, VHD_BM_UNKNOWN); /* reloaded later */
+			/* Published last: a lock-free reader seeing the entry
+			 * sees the block's bitmap state. */
+			__atomic_store_n(&img->m.bat[a[i].block], (uint32_t)(a[i].file_off / VHD_SECTOR),
+					 __ATOMIC_RELEASE);
 		} else {
 			free(a[i].bitmap);
 		}
@@ -483,7 +529,7 @@ static void flush_finish(struct vhd_image *img, struct flush_item *items, size_t
 
 			*slot = NULL;
 			img->bm_loaded--;
-			img->bm_state[items[i].block] = VHD_BM_FULL;
+			bm_state_set(img, items[i].block, VHD_BM_FULL);
 			bm_free(b);
 		}
 	}

@@ -329,10 +329,12 @@ static json_object *info_json_one(const struct vhd_image *img)
 	return o;
 }
 
-static void info_json(const struct vhd_image *img)
+static void info_json(const struct vhd_image *img, const char *parent_err)
 {
 	json_object *top = info_json_one(img), *chain = json_object_new_array();
 
+	if (parent_err[0])
+		json_object_object_add(top, "parent_error", json_object_new_string(parent_err));
 	for (const struct vhd_image *p = img->parent; p; p = p->parent)
 		json_object_array_add(chain, info_json_one(p));
 	json_object_object_add(top, "chain", chain);
@@ -340,7 +342,7 @@ static void info_json(const struct vhd_image *img)
 	json_object_put(top);
 }
 
-static void info_text(const struct vhd_image *img)
+static void info_text(const struct vhd_image *img, const char *parent_err)
 {
 	const struct vhd_meta *m = &img->m;
 	char h[32], buf[64];
@@ -368,6 +370,8 @@ static void info_text(const struct vhd_image *img)
 	printf("created:        %s\n", buf);
 	printf("saved state:    %s\n", m->footer.saved_state ? "yes" : "no");
 	printf("file size:      %llu bytes\n", (unsigned long long)m->file_size);
+	if (parent_err[0])
+		printf("parent:         not usable: %s\n", parent_err);
 	if (img->parent) {
 		printf("chain:          %s", img->path);
 		for (const struct vhd_image *p = img->parent; p; p = p->parent)
@@ -378,22 +382,28 @@ static void info_text(const struct vhd_image *img)
 
 static int cmd_info(struct vhd_args *a)
 {
+	const unsigned flags = VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS;
 	struct vhd_image *img;
-	char err[512];
+	char err[512], perr[512] = "";
 
 	if (need_operands(a, 1, "one FILE"))
 		return VHD_EXIT_USAGE;
-	/* Read only and unlocked, like `qemu-img info -U`: fine on a disk in use. */
-	if (vhd_open(&img, a->ops[0], VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS, err, sizeof(err))) {
-		vhd_tool_err("%s", err);
-		return VHD_EXIT_BAD;
+	/* Read only and unlocked, like `qemu-img info -U`: fine on a disk in
+	 * use. A differencing disk whose parent is missing is still shown. */
+	if (vhd_open(&img, a->ops[0], flags, perr, sizeof(perr))) {
+		if (vhd_open(&img, a->ops[0], flags | VHD_OPEN_NO_PARENT, err, sizeof(err))) {
+			vhd_tool_err("%s", err);
+			return VHD_EXIT_BAD;
+		}
+	} else {
+		perr[0] = '\0';
 	}
 	if (a->json)
-		info_json(img);
+		info_json(img, perr);
 	else
-		info_text(img);
+		info_text(img, perr);
 	vhd_close(img);
-	return VHD_EXIT_OK;
+	return perr[0] ? VHD_EXIT_BAD : VHD_EXIT_OK;
 }
 
 /* ---- check and repair ------------------------------------------------------------- */

@@ -658,9 +658,12 @@ static uint8_t vpci_isr_read(struct virtio_dev *t)
 
 static uint64_t vpci_cfg_region_read(struct virtio_dev *t, uint64_t off, unsigned size)
 {
+	uint64_t v;
+
 	if (off >= t->info.cfg_size || size > t->info.cfg_size - off || !t->ops->cfg_read)
 		return 0;
-	return t->ops->cfg_read(t->opaque, (unsigned)off, size);
+	v = t->ops->cfg_read(t->opaque, (unsigned)off, size);
+	return size >= 8 ? v : v & ((1ULL << (8 * size)) - 1);
 }
 
 static uint64_t vpci_read(struct device *dev, int region, uint64_t off, unsigned size)
@@ -1002,6 +1005,18 @@ void *virtio_device_model(struct device *dev, uint16_t device_id)
 int virtio_dev_slot(const struct virtio_dev *t)
 {
 	return t->pdev.slot;
+}
+
+void virtio_pci_set_guest_mem(struct device *dev, const struct guest_mem *gm)
+{
+	struct virtio_dev *t = to_vpci(dev);
+
+	if (!dev || dev->ops != &vpci_dev_ops)
+		return;
+	pthread_mutex_lock(&t->dev.lock);
+	if (!t->vm)
+		t->gm = gm;
+	pthread_mutex_unlock(&t->dev.lock);
 }
 
 const struct guest_mem *virtio_gm(const struct virtio_dev *t)

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "kestrel/block.h"
+#include "kestrel/net.h"
 #include "kestrel/util.h"
 
 enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
@@ -32,6 +33,16 @@ struct config_disk {
 	uint64_t remove_after_ms; /* the guest driver starts the controller; 0: none */
 };
 
+/* One --net / "net" element (src/config_net.c): a virtio-net NIC on a TAP. */
+#define CONFIG_MAX_NETS 8
+struct config_net {
+	char ifname[NET_IFNAME_MAX + 1];
+	uint8_t mac[6];           /* given, or derived from ifname */
+	bool mac_set;
+	unsigned vlan;            /* 802.1Q id 1..4094, 0: untagged */
+	unsigned queues;          /* queue pairs, 1..NET_MAX_QUEUES */
+};
+
 struct vm_config {
 	char *name;
 	char *kernel;
@@ -51,6 +62,8 @@ struct vm_config {
 	char *control;            /* --control: socket path, "none", or NULL (default) */
 	struct config_disk *disks;
 	unsigned ndisks;
+	struct config_net *nets;
+	unsigned nnets;
 };
 
 /* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit
@@ -79,6 +92,12 @@ int config_disks_json(struct vm_config *c, struct json_object *arr, const char *
 		      const char *basedir, char *err, size_t errlen) WARN_UNUSED;
 int config_disks_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_disks_free(struct vm_config *c);
+/* --net SPEC, the JSON "net" array, their checks and freeing: src/config_net.c. */
+int config_net_add(struct vm_config *c, const char *spec, char *err, size_t errlen) WARN_UNUSED;
+int config_nets_json(struct vm_config *c, struct json_object *arr, const char *file, char *err,
+		     size_t errlen) WARN_UNUSED;
+int config_nets_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
+void config_nets_free(struct vm_config *c);
 /* "60s", "5m", "1500ms", "2h"; a plain number is seconds. 0 or -EINVAL. */
 int config_parse_duration(const char *s, uint64_t *ms) WARN_UNUSED;
 

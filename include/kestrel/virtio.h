@@ -145,6 +145,9 @@ void vq_unpop(struct virtq *vq);
  * Returns whether the driver asked to be interrupted (2.6.7, 2.6.10:
  * used_event with EVENT_IDX, else VIRTQ_AVAIL_F_NO_INTERRUPT). */
 bool vq_push(struct virtq *vq, uint16_t head, uint32_t len) WARN_UNUSED;
+/* n used elements, published with one used->idx update (merged receive
+ * buffers); same return as vq_push. */
+bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsigned n) WARN_UNUSED;
 /* Device-side notification suppression while a thread drains the queue:
  * off asks the driver not to kick; on asks it to kick again and returns
  * true when buffers arrived in between (keep popping, nothing was lost). */
@@ -226,5 +229,8 @@ void virtio_config_changed(struct virtio_dev *vdev);
 void virtio_set_needs_reset(struct virtio_dev *vdev, const char *why);
 /* Whether DEVICE_NEEDS_RESET is set (tests, stats). */
 bool virtio_needs_reset(const struct virtio_dev *vdev);
+/* Unit tests: a transport made without a VM gets the guest memory its
+ * queues live in (with a VM it is the VM's). */
+void virtio_pci_set_guest_mem(struct device *dev, const struct guest_mem *gm);
 
 #endif

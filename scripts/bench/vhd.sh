@@ -104,7 +104,7 @@ rm -f "$w/k.raw" "$w/q.raw" "$w/k.vhd" "$w/q.vhd"
 
 # ---- 3. guest level ------------------------------------------------------------------------
 if [ $guest = 1 ]; then
-	cmake --build "$root/build" --target guest_vscsi >/dev/null 2>&1 || true
+	cmake --build "$(dirname "$K")" --target guest_vscsi >/dev/null 2>&1 || true
 	payloads=$(dirname "$K")/tests/guest
 	"$K" vhd create -q --type dynamic --size 256M --exact-size "$w/fresh.vhd"
 	if [ -c /dev/kvm ]; then
@@ -112,8 +112,10 @@ if [ $guest = 1 ]; then
 	else
 		echo "vhd.sh: no /dev/kvm here: the guest part runs inside the nested rig (tmpfs, cache=writeback)" >&2
 		"$root/scripts/rig.sh" --with-qemu --timeout 3000 \
-			--add "$root/scripts/bench/vhd-inner.sh:/work/vhd-inner.sh" --add "$w/fresh.vhd:/work/fresh.vhd" -- \
-			"sh /work/vhd-inner.sh $ops writeback /work /work/fresh.vhd" | sed -n 's/^\([kq]-[a-z]*\) /guest \1 /p' >>"$res"
+			--add "$root/scripts/bench/vhd-inner.sh:/work/vhd-inner.sh" --add "$w/fresh.vhd:/work/fresh.vhd" \
+			--add "$payloads/vscsi.bin:/work/p/vscsi.bin" -- \
+			"PAYLOADS=/work/p sh /work/vhd-inner.sh $ops writeback /work /work/fresh.vhd" |
+			sed -n 's/^\([kq]-[a-z]*\) /guest \1 /p' >>"$res"
 	fi
 fi
 

@@ -6,9 +6,11 @@
  * Command line: disks=N (targets 0..N-1, default 2), hostpat=1 (disk 1's
  * sector 7 starts with HOST-PATTERN-D1), hotplug=1 (target 2 is hot-added
  * and then removed by the VMM), malformed=0 (skip the broken-chain checks),
- * bench=1 ops=N (the disk benchmark instead of the checks: 4k random read and
- * write, 64k sequential read and write, each at queue depth 1 and 32, on
- * target 0; "bench:" lines). */
+ * ro=T (target T is read-only: its writes must fail with DATA PROTECT),
+ * bench=1 [ms=MS] [ops=N] (the disk benchmark instead of the checks: 4k
+ * random read and write, 64k sequential read and write, each at queue depth
+ * 1 and 32 for MS milliseconds (default 3000; 0: no I/O, for a baseline) or
+ * N requests, on target 0; "bench:" lines). */
 #include "guest.h"
 
 #define VIRTIO_VENDOR 0x1af4
@@ -554,6 +556,27 @@ static void check_errors(unsigned t, uint32_t blocks)
 	      "target %u READ past the end: LBA OUT OF RANGE (asc %02x)", t, r.sense[12]);
 }
 
+/* A read-only disk: WRITE fails with DATA PROTECT / WRITE PROTECTED (27h),
+ * MODE SENSE shows WP, reads work. */
+static void check_readonly(unsigned t)
+{
+	uint8_t cdb[10], ms[6] = { 0x1a, 0x08, 0x08, 0, 64, 0 };
+	struct cmd_resp r;
+
+	memset(iobuf[0], 0, 512);
+	memcpy(iobuf[0], "KESTREL-RO-WRITE", 16);
+	cdb10(cdb, 0x2a, 200, 1);
+	scsi_sync(t, cdb, 10, true, iobuf[0], 512, &r);
+	check(r.response == 0 && r.status == 2 && (r.sense[2] & 0xf) == 7 && r.sense[12] == 0x27,
+	      "target %u read-only: WRITE gets DATA PROTECT/27h (key %x asc %02x)", t,
+	      r.sense[2] & 0xf, r.sense[12]);
+	scsi_sync(t, ms, 6, false, iobuf[0], 64, &r);
+	check(good(&r) && (iobuf[0][2] & 0x80), "target %u read-only: MODE SENSE sets WP", t);
+	cdb10(cdb, 0x28, 200, 1);
+	scsi_sync(t, cdb, 10, false, iobuf[1], 512, &r);
+	check(good(&r), "target %u read-only: READ works", t);
+}
+
 static void check_host_pattern(void)
 {
 	uint8_t cdb[10];
@@ -746,25 +769,31 @@ static void bench_submit(unsigned s, const struct bench_phase *p, uint64_t *seq,
 	vq_add(&vd.q[Q_REQ], (uint16_t)(3 * s));
 }
 
-/* Keep qd requests in flight until ops completed; polls the used ring. */
+/* Keep qd requests in flight for `cycles` TSC cycles (or until ops were
+ * submitted), then wait for the rest; polls the used ring. The clock is the
+ * TSC: reading it does not exit. *done: requests completed. */
 static bool bench_run(const struct bench_phase *p, uint32_t ops, uint32_t blocks, uint64_t *cycles,
-		      uint32_t *errors)
+		      uint32_t *done_out, uint32_t *errors)
 {
 	struct vring *r = &vd.q[Q_REQ];
 	unsigned freelist[BENCH_QD], nfree = 0;
 	uint32_t submitted = 0, done = 0, id, len;
-	uint64_t seq = 0, t0, spins = 0;
+	uint64_t seq = 0, t0, spins = 0, end;
 	struct deadline d = { 0, 0 };
+	bool open = true;
 
 	for (unsigned s = 0; s < p->qd; s++)
 		freelist[nfree++] = s;
 	*errors = 0;
 	t0 = rdtsc();
-	while (done < ops) {
+	end = t0 + *cycles;
+	while (done < submitted || (open && submitted < ops)) {
 		uint16_t old = r->avail_idx;
 		bool added = false;
 
-		while (nfree && submitted < ops) {
+		if (open && rdtsc() >= end)
+			open = false;
+		while (open && nfree && submitted < ops) {
 			bench_submit(freelist[--nfree], p, &seq, blocks);
 			submitted++;
 			added = true;
@@ -787,15 +816,30 @@ static bool bench_run(const struct bench_phase *p, uint32_t ops, uint32_t blocks
 			return false;
 	}
 	*cycles = rdtsc() - t0;
+	*done_out = done;
 	return true;
 }
 
+/* TSC rate against the PM timer with exactly two timer reads (each exits),
+ * so a run's exit count does not depend on how fast the host is. */
 static void bench_calibrate(void)
 {
-	uint64_t t0 = rdtsc();
+	uint32_t port = pmtmr_port(), p0, p1;
+	uint64_t t0, t1;
 
-	udelay(200000);
-	tsc_hz = (rdtsc() - t0) * 5;
+	if (!port) {
+		tsc_hz = 1000000000;
+		return;
+	}
+	p0 = inl((uint16_t)port);
+	t0 = rdtsc();
+	while (rdtsc() - t0 < (1ull << 27))
+		cpu_relax();
+	p1 = inl((uint16_t)port);
+	t1 = rdtsc();
+	/* 2^27 cycles is well under one wrap of a 24-bit counter (4.7 s) at any
+	 * TSC rate above 30 MHz. */
+	tsc_hz = (t1 - t0) * 3579545ull / (((p1 - p0) & 0xffffff) ? ((p1 - p0) & 0xffffff) : 1);
 }
 
 static int bench(void)
@@ -806,19 +850,25 @@ static int bench(void)
 		{ "seqread-64k", 65536, false, false, 1 }, { "seqread-64k", 65536, false, false, 32 },
 		{ "seqwrite-64k", 65536, true, false, 1 }, { "seqwrite-64k", 65536, true, false, 32 },
 	};
-	uint32_t ops = (uint32_t)mb_cmdline_uint("ops", 20000), blocks, errors = 0;
-	uint64_t cycles = 0, total = 0;
+	uint32_t ops = (uint32_t)mb_cmdline_uint("ops", 1000000), blocks, errors = 0, n = 0;
+	uint64_t ms = mb_cmdline_uint("ms", 3000), cycles = 0, total = 0;
+	struct cmd_resp r;
 
+	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
 	blocks = check_capacity(0);
+	if (!check(blocks >= 4096, "target 0 has room for the benchmark (%u blocks)", blocks))
+		return check_result(GUEST_EXIT_VSCSI);
 	bench_calibrate();
-	gprintf("bench: tsc_hz=%lu ops=%u\n", tsc_hz, ops);
+	gprintf("bench: tsc_hz=%lu ms=%lu\n", tsc_hz, ms);
 	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
 		const struct bench_phase *p = &phases[i];
-		uint32_t n = p->bytes == 65536 ? ops / 4 : ops;
 		uint64_t us, iops, kbps;
+		bool ok;
 
-		if (!check(bench_run(p, n, blocks, &cycles, &errors) && errors == 0,
-			   "bench %s qd%u: %u requests, %u errors", p->name, p->qd, n, errors))
+		cycles = ms * tsc_hz / 1000;
+		ok = bench_run(p, ms ? ops : 0, blocks, &cycles, &n, &errors);
+		if (!check(ok && errors == 0, "bench %s qd%u: %u requests, %u errors", p->name, p->qd,
+			   n, errors))
 			break;
 		us = cycles * 1000000 / (tsc_hz ? tsc_hz : 1);
 		iops = us ? (uint64_t)n * 1000000 / us : 0;
@@ -834,6 +884,7 @@ static int bench(void)
 int main(void)
 {
 	unsigned ndisks = (unsigned)mb_cmdline_uint("disks", 2);
+	unsigned ro = (unsigned)mb_cmdline_uint("ro", 255);
 	uint64_t want = F_VERSION_1 | F_INDIRECT | F_SCSI_HOTPLUG;
 	bool ok;
 
@@ -854,20 +905,24 @@ int main(void)
 	check(devcfg32(24) == CDB_SIZE && devcfg32(20) == SENSE_SIZE, "default cdb/sense sizes");
 	if (mb_cmdline_uint("bench", 0))
 		return bench();
+	/* First, while the VMM's hot-plug timers (counted from DRIVER_OK) run. */
+	if (mb_cmdline_uint("hotplug", 0))
+		check_hotplug();
 	for (unsigned t = 0; t < ndisks; t++) {
 		uint32_t blocks;
 
 		check_identify(t);
 		blocks = check_capacity(t);
-		check_data(t);
+		if (t == ro)
+			check_readonly(t);
+		else
+			check_data(t);
 		check_errors(t, blocks);
 	}
 	if (mb_cmdline_uint("hostpat", 0))
 		check_host_pattern();
 	check_absent_target(9);
 	check_indirect();
-	if (mb_cmdline_uint("hotplug", 0))
-		check_hotplug();
 	if (mb_cmdline_uint("malformed", 1))
 		check_malformed();
 	return check_result(GUEST_EXIT_VSCSI);

@@ -1,0 +1,66 @@
+/* Network backends for virtio-net: a Linux TAP interface (src/net_tap.c).
+ *
+ * A TAP is opened on /dev/net/tun with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
+ * (plus IFF_MULTI_QUEUE for several queues): every read returns one Ethernet
+ * frame, every write sends one, each preceded by a 12-byte virtio-net header
+ * (TUNSETVNETHDRSZ 12, the virtio 1.x layout, little endian) which carries
+ * the checksum and segmentation offloads both ways. All fds are non-blocking.
+ *
+ * For unit tests the same interface runs over a SOCK_SEQPACKET socket pair
+ * (net_tap_from_fds): message boundaries are kept, and a frame longer than
+ * the buffers is cut, as a TAP read does. */
+#ifndef KESTREL_NET_H
+#define KESTREL_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "kestrel/util.h"
+
+#define NET_MAX_QUEUES 8        /* queue pairs per NIC (TAP queues) */
+#define NET_IFNAME_MAX 15       /* IFNAMSIZ - 1 */
+#define NET_VNET_HDR_LEN 12     /* struct virtio_net_hdr_v1 */
+
+/* TUNSETOFFLOAD bits (linux/if_tun.h): what the TAP may hand us. */
+#define NET_OFFLOAD_CSUM 0x01
+#define NET_OFFLOAD_TSO4 0x02
+#define NET_OFFLOAD_TSO6 0x04
+#define NET_OFFLOAD_TSO_ECN 0x08
+
+enum net_kind { NET_KIND_TAP, NET_KIND_SOCKET };
+
+struct net_tap {
+	enum net_kind kind;
+	char ifname[NET_IFNAME_MAX + 1];
+	unsigned nqueues;
+	int fd[NET_MAX_QUEUES];
+};
+
+/* Open (or create) the TAP interface ifname with nqueues queues
+ * (1..NET_MAX_QUEUES; more than one needs a multi-queue TAP). Errors are one
+ * line in err naming the interface and what to do: no /dev/net/tun, no
+ * CAP_NET_ADMIN, the TAP busy in another process, a multi-queue mismatch. */
+int net_tap_open(struct net_tap *t, const char *ifname, unsigned nqueues, char *err,
+		 size_t errlen) WARN_UNUSED;
+/* Wrap already open SOCK_SEQPACKET fds (tests); takes ownership. */
+void net_tap_from_fds(struct net_tap *t, const int *fds, unsigned nqueues);
+void net_tap_close(struct net_tap *t);
+
+/* TUNSETOFFLOAD with NET_OFFLOAD_* on every queue (no-op for sockets). */
+int net_tap_set_offload(const struct net_tap *t, unsigned flags) WARN_UNUSED;
+/* Multi-queue: attach or detach queue q (TUNSETQUEUE), so the kernel only
+ * steers frames to the queues the guest uses. No-op for one queue. */
+int net_tap_set_queue(const struct net_tap *t, unsigned q, bool enabled) WARN_UNUSED;
+
+/* One frame (vnet header first) from queue q into iov. Returns the bytes
+ * stored, at most what iov holds: a longer frame is cut and the rest lost,
+ * so a caller that must tell gives one spare byte more than it can take.
+ * -EAGAIN when there is none. */
+ssize_t net_tap_recv(const struct net_tap *t, unsigned q, const struct iovec *iov, int iovcnt);
+/* One frame (vnet header first) to queue q. Bytes written or -errno. */
+ssize_t net_tap_send(const struct net_tap *t, unsigned q, const struct iovec *iov, int iovcnt);
+
+#endif

@@ -1,0 +1,395 @@
+/* The virtio-pci transport at register level, without a VM: PCI header and
+ * capabilities, feature negotiation, the status machine and reset, queue
+ * setup validation (NEEDS_RESET), notifications through the MMIO fallback,
+ * ISR/INTx, MSI-X vectors, masking and pending bits, and a register fuzz. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "kestrel/devices.h"
+#include "kestrel/pci.h"
+#include "kestrel/virtio.h"
+
+#define NQ 3
+#define SLOT 3
+#define COMMON 0x0000
+#define ISR 0x1000
+#define DEVCFG 0x2000
+#define NOTIFY 0x3000
+#define MSIX_TABLE 0x4000
+#define MSIX_PBA 0x5000
+#define RAM MiB(2)
+
+struct model {
+	int starts, stops, destroys;
+	uint64_t features;
+	unsigned cfg_off, cfg_size;
+	uint64_t cfg_written;
+};
+
+static struct model model;
+static struct device *host, *dev;
+static struct virtio_dev *vdev;
+static struct pci_dev *pdev;
+static struct guest_mem gm;
+
+static uint64_t m_cfg_read(void *o, unsigned off, unsigned size)
+{
+	struct model *m = o;
+
+	m->cfg_off = off;
+	m->cfg_size = size;
+	return 0x1234567800000000ULL | off;
+}
+
+static void m_cfg_write(void *o, unsigned off, unsigned size, uint64_t val)
+{
+	((struct model *)o)->cfg_written = val;
+}
+
+static int m_start(void *o, uint64_t features)
+{
+	struct model *m = o;
+
+	m->starts++;
+	m->features = features;
+	return 0;
+}
+
+static void m_stop(void *o)
+{
+	((struct model *)o)->stops++;
+}
+
+static void m_destroy(void *o)
+{
+	((struct model *)o)->destroys++;
+}
+
+static const struct virtio_dev_ops m_ops = { m_cfg_read, m_cfg_write, m_start, m_stop, m_destroy };
+
+static uint64_t rd(uint64_t off, unsigned size)
+{
+	return dev->ops->read(dev, 0, off, size);
+}
+
+static void wr(uint64_t off, unsigned size, uint64_t v)
+{
+	dev->ops->write(dev, 0, off, size, v);
+}
+
+static void setup(void)
+{
+	struct virtio_dev_info info = { .name = "test", .device_id = 42, .class_code = 0x018000,
+					.features = 1ULL << 5, .num_queues = NQ, .queue_size = 64,
+					.cfg_size = 24 };
+
+	memset(&model, 0, sizeof(model));
+	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
+	host = pci_host_create();
+	ck_assert_int_eq(virtio_pci_create(NULL, host, SLOT, 19, &info, &m_ops, &model, &vdev), 0);
+	dev = virtio_dev_device(vdev);
+	virtio_pci_set_guest_mem(dev, &gm);
+	pdev = pci_host_slot(host, SLOT);
+	ck_assert_ptr_nonnull(pdev);
+}
+
+static void teardown(void)
+{
+	dev->ops->destroy(dev);
+	ck_assert_int_eq(model.destroys, 1);
+	host->ops->destroy(host);
+	gm_destroy(&gm);
+}
+
+/* 3.1.1 steps 1-6 with the given driver features; returns the status read back. */
+static uint8_t negotiate(uint64_t features)
+{
+	wr(COMMON + 0x14, 1, 0);
+	wr(COMMON + 0x14, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	wr(COMMON + 0x08, 4, 0);
+	wr(COMMON + 0x0c, 4, (uint32_t)features);
+	wr(COMMON + 0x08, 4, 1);
+	wr(COMMON + 0x0c, 4, (uint32_t)(features >> 32));
+	wr(COMMON + 0x14, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+	   VIRTIO_STATUS_FEATURES_OK);
+	return (uint8_t)rd(COMMON + 0x14, 1);
+}
+
+/* Queue q at desc/avail/used, enabled. */
+static void queue(unsigned q, uint16_t size, uint64_t desc, uint64_t avail, uint64_t used)
+{
+	wr(COMMON + 0x16, 2, q);
+	wr(COMMON + 0x18, 2, size);
+	wr(COMMON + 0x20, 4, (uint32_t)desc);       /* 64-bit fields as two halves */
+	wr(COMMON + 0x24, 4, (uint32_t)(desc >> 32));
+	wr(COMMON + 0x28, 8, avail);
+	wr(COMMON + 0x30, 8, used);
+	wr(COMMON + 0x1c, 2, 1);
+}
+
+START_TEST(header_and_capabilities)
+{
+	unsigned types = 0, c;
+
+	ck_assert_uint_eq(pci_cfg_read(pdev, PCI_VENDOR_ID, 2), 0x1af4);
+	ck_assert_uint_eq(pci_cfg_read(pdev, PCI_DEVICE_ID, 2), 0x1040 + 42);
+	ck_assert_uint_ge(pci_cfg_read(pdev, PCI_REVISION_ID, 1), 1);
+	ck_assert_uint_eq(pci_cfg_read(pdev, PCI_INTERRUPT_PIN, 1), 1);
+	ck_assert(pci_cfg_read(pdev, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
+	/* 64-bit memory BAR 0, not prefetchable, 32 KiB. */
+	ck_assert_uint_eq(pci_cfg_read(pdev, PCI_BASE_ADDRESS_0, 4) & 0xf, PCI_BAR_MEM64);
+	pci_cfg_write(pdev, PCI_BASE_ADDRESS_0, 4, 0xffffffff);
+	ck_assert_uint_eq(pci_cfg_read(pdev, PCI_BASE_ADDRESS_0, 4) & ~0xfu, 0xffff8000u);
+	for (c = pci_cfg_read(pdev, PCI_CAPABILITY_LIST, 1); c; c = pci_cfg_read(pdev, c + 1, 1)) {
+		uint8_t id = (uint8_t)pci_cfg_read(pdev, c, 1);
+
+		if (id == 0x11) {
+			ck_assert_uint_eq(pci_cfg_read(pdev, c + 2, 2) & 0x7ff, NQ);   /* NQ + 1 vectors */
+			ck_assert_uint_eq(pci_cfg_read(pdev, c + 4, 4), MSIX_TABLE);
+			ck_assert_uint_eq(pci_cfg_read(pdev, c + 8, 4), MSIX_PBA);
+			continue;
+		}
+		ck_assert_uint_eq(id, 0x09);
+		types |= 1u << pci_cfg_read(pdev, c + 3, 1);
+		ck_assert_uint_eq(pci_cfg_read(pdev, c + 4, 1), 0);   /* BAR 0 */
+		if (pci_cfg_read(pdev, c + 3, 1) == 2) {
+			ck_assert_uint_eq(pci_cfg_read(pdev, c + 8, 4), NOTIFY);
+			ck_assert_uint_eq(pci_cfg_read(pdev, c + 16, 4), 4);   /* multiplier */
+		}
+	}
+	ck_assert_uint_eq(types, 0x3e);   /* common, notify, ISR, device, PCI cfg */
+}
+END_TEST
+
+START_TEST(features)
+{
+	uint64_t dev_f;
+
+	wr(COMMON + 0x00, 4, 0);
+	dev_f = rd(COMMON + 0x04, 4);
+	wr(COMMON + 0x00, 4, 1);
+	dev_f |= rd(COMMON + 0x04, 4) << 32;
+	ck_assert(dev_f & VIRTIO_BIT(VIRTIO_F_VERSION_1));
+	ck_assert(dev_f & VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC));
+	ck_assert(dev_f & VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
+	ck_assert(dev_f & (1ULL << 5));
+	wr(COMMON + 0x00, 4, 2);
+	ck_assert_uint_eq(rd(COMMON + 0x04, 4), 0);
+	/* No legacy interface: FEATURES_OK only with VERSION_1... */
+	ck_assert(!(negotiate(1ULL << 5) & VIRTIO_STATUS_FEATURES_OK));
+	/* ...and only for features the device offers. */
+	ck_assert(!(negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1) | (1ULL << 7)) & VIRTIO_STATUS_FEATURES_OK));
+	ck_assert(negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1) | (1ULL << 5)) & VIRTIO_STATUS_FEATURES_OK);
+	/* Fixed after FEATURES_OK. */
+	wr(COMMON + 0x08, 4, 0);
+	wr(COMMON + 0x0c, 4, 0);
+	ck_assert_uint_eq(rd(COMMON + 0x0c, 4), 1u << 5);
+	wr(COMMON + 0x14, 1, 0x0f);
+	ck_assert_int_eq(model.starts, 1);
+	ck_assert_uint_eq(model.features, VIRTIO_BIT(VIRTIO_F_VERSION_1) | (1ULL << 5));
+}
+END_TEST
+
+START_TEST(status_and_reset)
+{
+	ck_assert_uint_eq(rd(COMMON + 0x12, 2), NQ);
+	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1));
+	queue(1, 16, 0x1000, 0x2000, 0x3000);
+	wr(COMMON + 0x16, 2, 1);
+	ck_assert_uint_eq(rd(COMMON + 0x1c, 2), 1);
+	ck_assert_uint_eq(rd(COMMON + 0x20, 8), 0x1000);
+	ck_assert_uint_eq(rd(COMMON + 0x1e, 2), 1);            /* notify offset = index */
+	ck_assert(virtio_queue_enabled(vdev, 1));
+	/* Layout changes to a live queue are ignored. */
+	wr(COMMON + 0x18, 2, 8);
+	ck_assert_uint_eq(rd(COMMON + 0x18, 2), 16);
+	wr(COMMON + 0x14, 1, 0x0f);
+	ck_assert_int_eq(model.starts, 1);
+	ck_assert(!virtio_needs_reset(vdev));
+	/* The driver cannot set the device's NEEDS_RESET bit. */
+	wr(COMMON + 0x14, 1, 0x0f | VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	ck_assert_uint_eq(rd(COMMON + 0x14, 1), 0x0f);
+	wr(COMMON + 0x14, 1, 0);
+	ck_assert_int_eq(model.stops, 1);
+	ck_assert_uint_eq(rd(COMMON + 0x14, 1), 0);
+	wr(COMMON + 0x16, 2, 1);
+	ck_assert_uint_eq(rd(COMMON + 0x1c, 2), 0);
+	ck_assert_uint_eq(rd(COMMON + 0x18, 2), 64);           /* back to the maximum */
+	ck_assert_uint_eq(rd(COMMON + 0x20, 8), 0);
+	ck_assert(!virtio_queue_enabled(vdev, 1));
+	/* A queue index past the last reads size 0. */
+	wr(COMMON + 0x16, 2, NQ);
+	ck_assert_uint_eq(rd(COMMON + 0x18, 2), 0);
+}
+END_TEST
+
+START_TEST(bad_queue_setup_needs_reset)
+{
+	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1));
+	queue(0, 16, RAM - 64, 0x2000, 0x3000);                /* table past RAM */
+	ck_assert(virtio_needs_reset(vdev));
+	ck_assert(rd(COMMON + 0x14, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	wr(COMMON + 0x16, 2, 0);
+	ck_assert_uint_eq(rd(COMMON + 0x1c, 2), 0);
+	wr(COMMON + 0x14, 1, 0);
+	ck_assert(!virtio_needs_reset(vdev));
+	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1));
+	queue(0, 12, 0x1000, 0x2000, 0x3000);                  /* not a power of two */
+	ck_assert(virtio_needs_reset(vdev));
+	wr(COMMON + 0x14, 1, 0);
+	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1));
+	queue(0, 128, 0x1000, 0x2000, 0x3000);                 /* above the maximum */
+	ck_assert(virtio_needs_reset(vdev));
+	wr(COMMON + 0x14, 1, 0);
+	/* Enabling before FEATURES_OK, DRIVER_OK before FEATURES_OK. */
+	wr(COMMON + 0x14, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	queue(0, 16, 0x1000, 0x2000, 0x3000);
+	ck_assert(virtio_needs_reset(vdev));
+	wr(COMMON + 0x14, 1, 0);
+	wr(COMMON + 0x14, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK);
+	ck_assert(virtio_needs_reset(vdev));
+	ck_assert_int_eq(model.starts, 0);
+}
+END_TEST
+
+START_TEST(notify_fallback)
+{
+	eventfd_t v;
+	int fd = virtio_queue_kick_fd(vdev, 2);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ne(eventfd_read(fd, &v), 0);             /* nothing yet */
+	wr(NOTIFY + 4 * 2, 2, 2);
+	ck_assert_int_eq(eventfd_read(fd, &v), 0);
+	ck_assert_uint_eq(v, 1);
+	wr(NOTIFY + 4 * NQ, 2, NQ);                            /* no such queue */
+	wr(NOTIFY + 4 * 2 + 2, 2, 2);                          /* not a slot start */
+	ck_assert_int_ne(eventfd_read(fd, &v), 0);
+}
+END_TEST
+
+START_TEST(isr_and_intx)
+{
+	virtio_queue_interrupt(vdev, 0);
+	ck_assert(pci_cfg_read(pdev, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	ck_assert_uint_eq(rd(ISR, 1), 1);                      /* queue interrupt */
+	ck_assert_uint_eq(rd(ISR, 1), 0);                      /* read clears */
+	ck_assert(!(pci_cfg_read(pdev, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT));
+	virtio_config_changed(vdev);
+	ck_assert_uint_eq(rd(ISR, 1), 2);                      /* configuration change */
+}
+END_TEST
+
+START_TEST(msix_vectors)
+{
+	unsigned cap = 0x40;
+
+	wr(COMMON + 0x10, 2, 1);
+	ck_assert_uint_eq(rd(COMMON + 0x10, 2), 1);
+	wr(COMMON + 0x10, 2, NQ + 1);                          /* no such vector */
+	ck_assert_uint_eq(rd(COMMON + 0x10, 2), VIRTIO_MSI_NO_VECTOR);
+	wr(COMMON + 0x16, 2, 0);
+	wr(COMMON + 0x1a, 2, 2);
+	ck_assert_uint_eq(rd(COMMON + 0x1a, 2), 2);
+	/* Entries start masked (PCI 3.0 6.8.2.9). */
+	ck_assert_uint_eq(rd(MSIX_TABLE + 16 * 2 + 12, 4), 1);
+	wr(MSIX_TABLE + 16 * 2, 8, 0xfee00000ULL);
+	wr(MSIX_TABLE + 16 * 2 + 8, 4, 0x4041);
+	ck_assert_uint_eq(rd(MSIX_TABLE + 16 * 2 + 8, 4), 0x4041);
+	pci_cfg_write(pdev, cap + 2, 2, 0x8000);               /* MSI-X on */
+	virtio_queue_interrupt(vdev, 0);
+	ck_assert_uint_eq(rd(ISR, 1), 0);                      /* no ISR with MSI-X */
+	ck_assert_uint_eq(rd(MSIX_PBA, 8), 1u << 2);           /* held: masked */
+	wr(MSIX_TABLE + 16 * 2 + 12, 4, 0);                    /* unmask: delivered */
+	ck_assert_uint_eq(rd(MSIX_PBA, 8), 0);
+	pci_cfg_write(pdev, cap + 2, 2, 0xc000);               /* function mask */
+	virtio_queue_interrupt(vdev, 0);
+	ck_assert_uint_eq(rd(MSIX_PBA, 4), 1u << 2);
+	pci_cfg_write(pdev, cap + 2, 2, 0x8000);
+	ck_assert_uint_eq(rd(MSIX_PBA, 4), 0);
+	/* Odd sizes and offsets in the table read 0 and write nothing. */
+	ck_assert_uint_eq(rd(MSIX_TABLE + 16 * 2 + 8, 2), 0);
+	wr(MSIX_TABLE + 16 * 2 + 9, 1, 0xff);
+	ck_assert_uint_eq(rd(MSIX_TABLE + 16 * 2 + 8, 4), 0x4041);
+}
+END_TEST
+
+START_TEST(device_config_and_pci_cfg_window)
+{
+	ck_assert_uint_eq(rd(DEVCFG + 8, 4), 8);            /* cut to the access size */
+	ck_assert_uint_eq(model.cfg_off, 8);
+	ck_assert_uint_eq(model.cfg_size, 4);
+	ck_assert_uint_eq(rd(DEVCFG + 8, 8), 0x1234567800000008ULL);
+	model.cfg_size = 0;
+	ck_assert_uint_eq(rd(DEVCFG + 22, 4), 0);              /* past cfg_size */
+	ck_assert_uint_eq(model.cfg_size, 0);
+	wr(DEVCFG + 4, 4, 77);
+	ck_assert_uint_eq(model.cfg_written, 77);
+	/* 4.1.4.7: VIRTIO_PCI_CAP_PCI_CFG at 0x90 reaches the BAR. */
+	pci_cfg_write(pdev, 0x90 + 4, 1, 0);
+	pci_cfg_write(pdev, 0x90 + 8, 4, COMMON + 0x12);
+	pci_cfg_write(pdev, 0x90 + 12, 4, 2);
+	ck_assert_uint_eq(pci_cfg_read(pdev, 0x90 + 16, 4) & 0xffff, NQ);
+}
+END_TEST
+
+/* Whatever a guest writes anywhere in the BAR, nothing breaks. */
+START_TEST(register_fuzz)
+{
+	uint32_t x = 0x9e3779b9;
+
+	for (int i = 0; i < 200000; i++) {
+		uint64_t off, val;
+		unsigned size;
+
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		off = x % 0x6000;
+		size = 1u << (x >> 28 & 3);
+		val = (uint64_t)x * 0x9e3779b97f4a7c15ULL;
+		if ((x & 7) == 0)
+			off = COMMON + (x >> 8) % 0x40;               /* the interesting part */
+		if ((x & 0x3ff) == 1)
+			val = 0;                                       /* resets */
+		if (x & 1)
+			wr(off, size, val);
+		else
+			rd(off, size);
+	}
+	wr(COMMON + 0x14, 1, 0);
+	ck_assert_int_eq(model.starts >= model.stops - 1, 1);
+}
+END_TEST
+
+static Suite *virtio_pci_suite(void)
+{
+	Suite *s = suite_create("virtio_pci");
+	TCase *tc = tcase_create("transport");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, header_and_capabilities);
+	tcase_add_test(tc, features);
+	tcase_add_test(tc, status_and_reset);
+	tcase_add_test(tc, bad_queue_setup_needs_reset);
+	tcase_add_test(tc, notify_fallback);
+	tcase_add_test(tc, isr_and_intx);
+	tcase_add_test(tc, msix_vectors);
+	tcase_add_test(tc, device_config_and_pci_cfg_window);
+	tcase_add_test(tc, register_fuzz);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(virtio_pci_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
