@@ -8,11 +8,13 @@ PACKAGES=(
 	build-essential cmake pkg-config libjson-c-dev liburing-dev libaio-dev check
 	# guest kit and nested rig (Debian kernel + busybox, QEMU for the outer VM)
 	qemu-system-x86 qemu-utils busybox-static cpio xz-utils gzip binutils file
-	# tests: iasl checks our ACPI tables
-	acpica-tools
+	# tests: iasl checks our ACPI tables; systemd-analyze verifies the unit
+	acpica-tools systemd
 	# tests: libFuzzer harnesses (tests/fuzz/run.sh: clang, and its fuzzer and
 	# sanitizer runtimes, only "recommended" by clang); bc for scripts/bench/vhd.sh
 	clang libclang-rt-14-dev bc
+	# benchmarks: fio is the ceiling in scripts/bench/disk.sh
+	fio
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -551,6 +551,8 @@ static void server_drain(struct control_server *s)
 		epoll_ctl(s->ep_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
 	epoll_ctl(s->ep_fd, EPOLL_CTL_DEL, s->wake_fd, NULL);
 	events_deliver(s);
+	for (struct ctl_client *c = s->clients; c; c = c->next)
+		c->eof = true;    /* no more requests: close once written out */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		bool pending = false;

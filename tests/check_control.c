@@ -21,6 +21,7 @@
 
 #include <json-c/json.h>
 
+#include "kestrel/config.h"
 #include "kestrel/control.h"
 #include "kestrel/notify.h"
 
@@ -1205,8 +1206,9 @@ static void slurp(int fd, char *buf, size_t cap)
 	buf[n] = '\0';
 }
 
-/* Run the kestrel binary; stdout in out, stderr in errb. */
-static int run_kestrel(const char *const *argv, const char *cwd)
+/* Run the kestrel binary (stdin from in_path, or /dev/null); stdout in out,
+ * stderr in errb. */
+static int run_kestrel_in(const char *const *argv, const char *cwd, const char *in_path)
 {
 	int po[2], pe[2], status;
 	pid_t pid;
@@ -1221,6 +1223,9 @@ static int run_kestrel(const char *const *argv, const char *cwd)
 		for (i = 0; argv[i] && i < 30; i++)
 			args[i + 1] = argv[i];
 		args[i + 1] = NULL;
+		int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
+
+		dup2(in, 0);
 		dup2(po[1], 1);
 		dup2(pe[1], 2);
 		if (cwd && chdir(cwd))
@@ -1236,6 +1241,11 @@ static int run_kestrel(const char *const *argv, const char *cwd)
 	close(pe[0]);
 	waitpid(pid, &status, 0);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int run_kestrel(const char *const *argv, const char *cwd)
+{
+	return run_kestrel_in(argv, cwd, NULL);
 }
 
 #define CTL(...) run_kestrel((const char *const[]){ "ctl", sock_path, __VA_ARGS__, NULL }, NULL)
@@ -1278,6 +1288,70 @@ START_TEST(ctl_commands)
 	control_server_stop(s, 100);
 	ck_assert_int_eq(CTL("query-status"), 2);
 	ck_assert_msg(strstr(errb, "no VM there"), "%s", errb);
+}
+END_TEST
+
+/* raw: standard input goes out as it is; every reply comes back, then EOF. */
+START_TEST(ctl_raw)
+{
+	struct control_server *s = start_server();
+	char in[300];
+	FILE *f;
+	int n = 0;
+
+	snprintf(in, sizeof(in), "%s/req", tmpdir);
+	f = fopen(in, "w");
+	fputs("{\"id\":1,\"command\":\"query-status\"}\n\n{oops\n{\"id\":3,\"command\":\"stats\"}", f);
+	fclose(f);
+	ck_assert_int_eq(run_kestrel_in((const char *const[]){ "ctl", sock_path, "raw", NULL }, NULL,
+					in), 0);
+	for (const char *p = out; (p = strchr(p, '\n')); p++)
+		n++;
+	ck_assert_msg(n == 3, "want 3 replies: %s", out);
+	ck_assert_msg(strstr(out, "{\"id\":1,\"return\"") && strstr(out, "parse-error") &&
+		      strstr(out, "{\"id\":3,\"return\""), "%s", out);
+	control_server_stop(s, 100);
+}
+END_TEST
+
+/* --control and the JSON key "control" (relative to the file's folder). */
+START_TEST(control_config)
+{
+	struct vm_config c;
+	char err[256] = "", path[300];
+	FILE *f;
+
+	config_defaults(&c);
+	ck_assert_int_eq(config_parse_run(&c, 3, (char *[]){ "run", "--control", "/x/vm.sock", NULL },
+					  err, sizeof(err)), 0);
+	ck_assert_str_eq(c.control, "/x/vm.sock");
+	config_free(&c);
+	config_defaults(&c);
+	ck_assert_int_eq(config_parse_run(&c, 2, (char *[]){ "run", "--control=none", NULL }, err,
+					  sizeof(err)), 0);
+	ck_assert_str_eq(c.control, "none");
+	config_free(&c);
+	config_defaults(&c);
+	ck_assert_int_ne(config_parse_run(&c, 2, (char *[]){ "run", "--control", NULL }, err,
+					  sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "--control"), "%s", err);
+	config_free(&c);
+	snprintf(path, sizeof(path), "%s/vm.json", tmpdir);
+	f = fopen(path, "w");
+	fputs("{ \"control\": \"s/vm.sock\" }", f);
+	fclose(f);
+	config_defaults(&c);
+	ck_assert_int_eq(config_load_json(&c, path, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/s/vm.sock", tmpdir);
+	ck_assert_str_eq(c.control, path);
+	config_free(&c);
+	f = fopen(strcat(strcpy(path, tmpdir), "/bad.json"), "w");
+	fputs("{ \"control\": 7 }", f);
+	fclose(f);
+	config_defaults(&c);
+	ck_assert_int_ne(config_load_json(&c, path, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "\"control\""), "%s", err);
+	config_free(&c);
 }
 END_TEST
 
@@ -1370,6 +1444,8 @@ int main(void)
 	tcase_add_checked_fixture(cli, dir_setup, dir_teardown);
 	tcase_set_timeout(cli, 60);
 	tcase_add_test(cli, ctl_commands);
+	tcase_add_test(cli, ctl_raw);
+	tcase_add_test(cli, control_config);
 	tcase_add_test(cli, ctl_shutdown_waits);
 	tcase_add_test(cli, list_running_and_stale);
 	suite_add_tcase(s, req);

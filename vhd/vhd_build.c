@@ -106,23 +106,30 @@ int vhd_builder_begin(struct vhd_builder *b, int fd, const struct vhd_footer *f,
 	return ret;
 }
 
-int vhd_builder_add(struct vhd_builder *b, uint32_t block, const uint8_t *bitmap, const uint8_t *data)
+int vhd_builder_place(struct vhd_builder *b, uint32_t block, uint64_t *at)
 {
 	uint64_t off = vhd_next_block_off(b->next, b->bitmap_size, b->hdr.block_size);
-	int ret;
 
 	if (block >= b->hdr.max_table_entries || b->bat[block] != VHD_BAT_UNUSED)
 		return -EINVAL;
 	if ((off + b->bitmap_size + b->hdr.block_size) / VHD_SECTOR > UINT32_MAX)
 		return -EFBIG;
-	ret = vhd_pwrite_full(b->fd, bitmap, b->bitmap_size, off);
-	if (!ret && data)
-		ret = vhd_pwrite_full(b->fd, data, b->hdr.block_size, off + b->bitmap_size);
-	if (ret)
-		return ret;
 	b->bat[block] = (uint32_t)(off / VHD_SECTOR);
 	b->next = off + b->bitmap_size + b->hdr.block_size;
+	*at = off;
 	return 0;
+}
+
+int vhd_builder_add(struct vhd_builder *b, uint32_t block, const uint8_t *bitmap, const uint8_t *data)
+{
+	uint64_t off;
+	int ret = vhd_builder_place(b, block, &off);
+
+	if (!ret)
+		ret = vhd_pwrite_full(b->fd, bitmap, b->bitmap_size, off);
+	if (!ret && data)
+		ret = vhd_pwrite_full(b->fd, data, b->hdr.block_size, off + b->bitmap_size);
+	return ret;
 }
 
 int vhd_builder_finish(struct vhd_builder *b)

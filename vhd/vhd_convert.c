@@ -6,12 +6,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kestrel/block.h"
 #include "vhd_tool.h"
 
 #define COPY_CHUNK (1u << 20)
@@ -141,25 +144,137 @@ static void out_abort(int fd, const char *tmp)
 
 /* ---- convert ---------------------------------------------------------------------- */
 
+/* ---- output writes through the block engine ----------------------------------------- */
+
+/* The output is written with up to AW_SLOTS writes in flight through the
+ * block engine (io_uring where available), so reading the next piece of the
+ * input overlaps writing the last ones, as qemu-img's convert overlaps its
+ * coroutines. Without an engine the writes run inline. */
+#define AW_SLOTS 8
+
+struct aw_slot {
+	struct blk_io io;
+	struct iovec iov;
+	struct awriter *w;
+	uint8_t *buf;
+	struct aw_slot *next;
+};
+
+struct awriter {
+	struct blk_engine *e;
+	int fd;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	struct aw_slot slots[AW_SLOTS];
+	struct aw_slot *free;
+	int nfree, err;
+};
+
+static void aw_put(struct awriter *w, struct aw_slot *sl, int err)
+{
+	pthread_mutex_lock(&w->lock);
+	if (err && !w->err)
+		w->err = err;
+	sl->next = w->free;
+	w->free = sl;
+	w->nfree++;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void aw_done(struct blk_io *io, long res)
+{
+	struct aw_slot *sl = (struct aw_slot *)((uint8_t *)io - offsetof(struct aw_slot, io));
+
+	aw_put(sl->w, sl, res < 0 ? (int)res : (uint64_t)res == sl->iov.iov_len ? 0 : -EIO);
+}
+
+static int aw_init(struct awriter *w, int fd, size_t bufsize)
+{
+	char why[256];
+
+	memset(w, 0, sizeof(*w));
+	w->fd = fd;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	if (blk_engine_create(BLK_AIO_AUTO, AW_SLOTS, &w->e, why, sizeof(why)))
+		w->e = NULL;
+	for (int i = 0; i < AW_SLOTS; i++) {
+		if (posix_memalign((void **)&w->slots[i].buf, 4096, bufsize))
+			w->slots[i].buf = NULL;
+		w->slots[i].w = w;
+		aw_put(w, &w->slots[i], w->slots[i].buf ? 0 : -ENOMEM);
+	}
+	return w->err;
+}
+
+/* A free buffer (waits for a write to finish), or NULL after a failure. */
+static struct aw_slot *aw_get(struct awriter *w)
+{
+	struct aw_slot *sl = NULL;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->free && !w->err)
+		pthread_cond_wait(&w->cv, &w->lock);
+	if (!w->err) {
+		sl = w->free;
+		w->free = sl->next;
+		w->nfree--;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return sl;
+}
+
+static void aw_write(struct awriter *w, struct aw_slot *sl, size_t len, uint64_t off)
+{
+	sl->iov = (struct iovec){ .iov_base = sl->buf, .iov_len = len };
+	sl->io = (struct blk_io){ .op = BLK_IO_WRITE, .fd = w->fd, .off = off, .iov = &sl->iov,
+				  .iovcnt = 1, .done = aw_done };
+	if (!w->e || blk_engine_submit(w->e, &sl->io))
+		aw_put(w, sl, vhd_pwrite_full(w->fd, sl->buf, len, off));
+}
+
+static int aw_finish(struct awriter *w)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->nfree < AW_SLOTS)
+		pthread_cond_wait(&w->cv, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	if (w->e)
+		blk_engine_destroy(w->e);
+	for (int i = 0; i < AW_SLOTS; i++)
+		free(w->slots[i].buf);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cv);
+	return w->err;
+}
+
+/* ---- convert ---------------------------------------------------------------------- */
+
 static int copy_flat(struct src *s, int fd, struct vhd_progress *p)
 {
-	uint8_t *buf = malloc(COPY_CHUNK);
-	int ret = buf ? 0 : -ENOMEM;
+	struct awriter w;
+	int ret = aw_init(&w, fd, COPY_CHUNK);
 
 	if (!ret && ftruncate(fd, (off_t)s->size) < 0)
 		ret = -errno;
 	for (uint64_t off = 0; !ret && off < s->size; off += COPY_CHUNK) {
 		uint64_t n = MIN(COPY_CHUNK, s->size - off);
+		struct aw_slot *sl;
 
 		vhd_progress_update(p, off);
 		if (src_known_zero(s, off, n))
 			continue;
-		ret = src_read(s, buf, n, off);
-		if (!ret && !vhd_is_zero(buf, n))
-			ret = vhd_pwrite_full(fd, buf, n, off);
+		sl = aw_get(&w);
+		if (!sl)
+			break;
+		ret = src_read(s, sl->buf, n, off);
+		if (!ret && !vhd_is_zero(sl->buf, n))
+			aw_write(&w, sl, n, off);
+		else
+			aw_put(&w, sl, 0);
 	}
-	free(buf);
-	return ret;
+	return aw_finish(&w) ?: ret;
 }
 
 static int convert_fixed_footer(struct src *s, int fd)
@@ -182,40 +297,51 @@ static int copy_dynamic(struct src *s, int fd, uint32_t bs, struct vhd_progress 
 	struct vhd_builder b;
 	struct vhd_footer f;
 	struct vhd_header h;
-	uint8_t *buf = malloc(bs), *ones = malloc(bs / 8 + VHD_SECTOR);
+	struct awriter w;
 	uint64_t nblocks = (s->size + bs - 1) / bs;
 	uint16_t c;
 	uint8_t hd, sp;
-	int ret = buf && ones ? 0 : -ENOMEM;
+	int ret;
 
 	vhd_geometry_keep(s->size, &c, &hd, &sp);
 	vhd_footer_template(&f, VHD_TYPE_DYNAMIC, s->size, c, hd, sp);
 	vhd_header_template(&h, (uint32_t)nblocks, bs);
-	if (!ret)
-		ret = vhd_uuid_generate(f.uuid);
+	ret = vhd_uuid_generate(f.uuid);
 	if (!ret)
 		ret = vhd_builder_begin(&b, fd, &f, &h, NULL);
 	if (ret)
-		goto out;
-	memset(ones, 0xff, bs / 8 + VHD_SECTOR);
+		return ret;
+	/* Each buffer is a whole block as it lies in the file: bitmap, data. */
+	ret = aw_init(&w, fd, (size_t)b.bitmap_size + bs);
 	for (uint64_t i = 0; !ret && i < nblocks; i++) {
-		uint64_t off = i * bs, n = MIN(bs, s->size - off);
+		uint64_t off = i * bs, n = MIN(bs, s->size - off), at;
+		struct aw_slot *sl;
+		uint8_t *data;
 
 		vhd_progress_update(p, off);
 		if (src_known_zero(s, off, n))
 			continue;
-		memset(buf + n, 0, bs - n);
-		ret = src_read(s, buf, n, off);
-		if (!ret && !vhd_is_zero(buf, bs))
-			ret = vhd_builder_add(&b, (uint32_t)i, ones, buf);
+		sl = aw_get(&w);
+		if (!sl)
+			break;
+		data = sl->buf + b.bitmap_size;
+		memset(data + n, 0, bs - n);
+		ret = src_read(s, data, n, off);
+		if (ret || vhd_is_zero(data, bs)) {
+			aw_put(&w, sl, 0);
+			continue;
+		}
+		memset(sl->buf, 0xff, b.bitmap_size);
+		ret = vhd_builder_place(&b, (uint32_t)i, &at);
+		if (ret)
+			aw_put(&w, sl, 0);
+		else
+			aw_write(&w, sl, (size_t)b.bitmap_size + bs, at);
 	}
+	ret = aw_finish(&w) ?: ret;
 	if (!ret)
-		ret = vhd_builder_finish(&b);
-	else
-		vhd_builder_abort(&b);
-out:
-	free(buf);
-	free(ones);
+		return vhd_builder_finish(&b);
+	vhd_builder_abort(&b);
 	return ret;
 }
 

@@ -177,6 +177,9 @@ int vhd_builder_begin(struct vhd_builder *b, int fd, const struct vhd_footer *f,
 		      const struct vhd_header *h, const uint8_t *const loc_data[VHD_LOCATORS]) WARN_UNUSED;
 int vhd_builder_add(struct vhd_builder *b, uint32_t block, const uint8_t *bitmap,
 		    const uint8_t *data) WARN_UNUSED;
+/* Reserve block's place (BAT entry set); the caller writes bitmap and data
+ * there itself, before vhd_builder_finish. */
+int vhd_builder_place(struct vhd_builder *b, uint32_t block, uint64_t *at) WARN_UNUSED;
 int vhd_builder_finish(struct vhd_builder *b) WARN_UNUSED;
 void vhd_builder_abort(struct vhd_builder *b);
 void vhd_footer_template(struct vhd_footer *f, enum vhd_type type, uint64_t size, uint16_t c,

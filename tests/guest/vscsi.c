@@ -393,20 +393,26 @@ static void req_chain(unsigned s, bool write, void *data, uint32_t len)
 	}
 }
 
-/* Wait for the chain with head `head` on r; false on timeout. */
+static uint64_t tsc_hz;   /* 0 until bench_calibrate */
+
+/* Wait for the chain with head `head` on r; false on timeout. Once the TSC
+ * rate is known the clock is the TSC, which (unlike the PM timer) does not
+ * exit, so how long a request takes does not change a run's exit count. */
 static bool vq_wait(struct vring *r, uint32_t head, uint32_t *len)
 {
-	struct deadline d;
+	uint64_t t0 = rdtsc();
+	struct deadline d = { 0, 0 };
 	uint32_t id;
 
-	deadline_start(&d, 3000000);
+	if (!tsc_hz)
+		deadline_start(&d, 3000000);
 	for (;;) {
 		if (vq_used(r, &id, len)) {
 			if (id == head)
 				return true;
 			continue;
 		}
-		if (deadline_expired(&d))
+		if (tsc_hz ? rdtsc() - t0 > 3 * tsc_hz : deadline_expired(&d))
 			return false;
 		cpu_relax();
 	}
@@ -739,7 +745,6 @@ struct bench_phase {
 	unsigned qd;
 };
 
-static uint64_t tsc_hz;
 static uint32_t rng = 0x2545f491;
 
 static uint32_t next_rand(void)
@@ -778,14 +783,13 @@ static bool bench_run(const struct bench_phase *p, uint32_t ops, uint32_t blocks
 	struct vring *r = &vd.q[Q_REQ];
 	unsigned freelist[BENCH_QD], nfree = 0;
 	uint32_t submitted = 0, done = 0, id, len;
-	uint64_t seq = 0, t0, spins = 0, end;
-	struct deadline d = { 0, 0 };
+	uint64_t seq = 0, t0, end, progress;
 	bool open = true;
 
 	for (unsigned s = 0; s < p->qd; s++)
 		freelist[nfree++] = s;
 	*errors = 0;
-	t0 = rdtsc();
+	t0 = progress = rdtsc();
 	end = t0 + *cycles;
 	while (done < submitted || (open && submitted < ops)) {
 		uint16_t old = r->avail_idx;
@@ -807,12 +811,10 @@ static bool bench_run(const struct bench_phase *p, uint32_t ops, uint32_t blocks
 				(*errors)++;
 			freelist[nfree++] = s;
 			done++;
-			spins = 0;
+			progress = rdtsc();
 		}
-		/* Stuck? Look at the clock only now and then (a PM timer read exits). */
-		if (++spins == 1u << 24)
-			deadline_start(&d, 10000000);
-		else if (spins > 1u << 24 && (spins & 0xfffff) == 0 && deadline_expired(&d))
+		/* Stuck for 10 s? (The TSC, not the PM timer: reading it exits.) */
+		if (rdtsc() - progress > 10 * tsc_hz)
 			return false;
 	}
 	*cycles = rdtsc() - t0;
@@ -854,12 +856,12 @@ static int bench(void)
 	uint64_t ms = mb_cmdline_uint("ms", 3000), cycles = 0, total = 0;
 	struct cmd_resp r;
 
+	bench_calibrate();
 	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
 	blocks = check_capacity(0);
 	if (!check(blocks >= 4096, "target 0 has room for the benchmark (%u blocks)", blocks))
 		return check_result(GUEST_EXIT_VSCSI);
-	bench_calibrate();
-	gprintf("bench: tsc_hz=%lu ms=%lu\n", tsc_hz, ms);
+	gprintf("bench: tsc_hz=%012lu ms=%06lu\n", tsc_hz, ms);
 	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
 		const struct bench_phase *p = &phases[i];
 		uint64_t us, iops, kbps;
@@ -867,17 +869,19 @@ static int bench(void)
 
 		cycles = ms * tsc_hz / 1000;
 		ok = bench_run(p, ms ? ops : 0, blocks, &cycles, &n, &errors);
-		if (!check(ok && errors == 0, "bench %s qd%u: %u requests, %u errors", p->name, p->qd,
+		if (!check(ok && errors == 0, "bench %s qd%u: %08u requests, %u errors", p->name, p->qd,
 			   n, errors))
 			break;
 		us = cycles * 1000000 / (tsc_hz ? tsc_hz : 1);
 		iops = us ? (uint64_t)n * 1000000 / us : 0;
 		kbps = us ? (uint64_t)n * (p->bytes / 1024) * 1000000 / us : 0;
 		total += n;
-		gprintf("bench: %s qd=%u ops=%u us=%lu iops=%lu kBps=%lu\n", p->name, p->qd, n, us,
-			iops, kbps);
+		/* Fixed widths: a run without I/O prints as many characters (each
+		 * one is a UART exit), so exits can be compared run to run. */
+		gprintf("bench: %s qd=%u ops=%08u us=%010lu iops=%08lu kBps=%010lu\n", p->name, p->qd,
+			n, us, iops, kbps);
 	}
-	gprintf("bench: requests=%lu kicks=%u\n", total, vd.kicks);
+	gprintf("bench: requests=%010lu kicks=%08u\n", total, vd.kicks);
 	return check_result(GUEST_EXIT_VSCSI);
 }
 

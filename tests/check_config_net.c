@@ -1,0 +1,226 @@
+/* --net and the JSON "net" array (src/config_net.c): what each spelling
+ * turns into, the default MAC, and one-line errors for bad names,
+ * addresses, VLAN ids, queue counts and duplicates. */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kestrel/config.h"
+
+#define ERRLEN 512
+
+static char tmpdir[] = "/tmp/kestrel-check-net-XXXXXX";
+static char kernel[300], json[300];
+static struct vm_config c;
+static char err[ERRLEN];
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f || fputs(text, f) < 0 || fclose(f)) {
+		perror(path);
+		abort();
+	}
+}
+
+/* Parse and validate "run --kernel K ARGS..."; returns the first error. */
+static int run(const char *first, ...)
+{
+	char *argv[32] = { "run", "--kernel", kernel };
+	int argc = 3, ret;
+	const char *a = first;
+	va_list ap;
+
+	va_start(ap, first);
+	for (; a && argc < 31; a = va_arg(ap, const char *))
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	config_free(&c);
+	config_defaults(&c);
+	err[0] = '\0';
+	ret = config_parse_run(&c, argc, argv, err, sizeof(err));
+	return ret ?: config_validate(&c, err, sizeof(err));
+}
+
+static void expect_err(const char *needle)
+{
+	ck_assert_msg(strstr(err, needle), "error '%s' lacks '%s'", err, needle);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+
+START_TEST(flags)
+{
+	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef };
+
+	ck_assert_int_eq(run("--net", "tap=tap0,mac=52:54:00:AB:cd:ef,vlan=5,queues=4",
+			     "--net=tap=tap1", NULL), 0);
+	ck_assert_uint_eq(c.nnets, 2);
+	ck_assert_str_eq(c.nets[0].ifname, "tap0");
+	ck_assert_mem_eq(c.nets[0].mac, mac, 6);
+	ck_assert(c.nets[0].mac_set);
+	ck_assert_uint_eq(c.nets[0].vlan, 5);
+	ck_assert_uint_eq(c.nets[0].queues, 4);
+	ck_assert_str_eq(c.nets[1].ifname, "tap1");
+	ck_assert(!c.nets[1].mac_set);
+	ck_assert_uint_eq(c.nets[1].vlan, 0);
+	ck_assert_uint_eq(c.nets[1].queues, 1);
+	/* Default MAC: QEMU's prefix, then a hash of the name; unicast. */
+	ck_assert_uint_eq(c.nets[1].mac[0], 0x52);
+	ck_assert_uint_eq(c.nets[1].mac[1], 0x54);
+	ck_assert_uint_eq(c.nets[1].mac[2], 0x00);
+	ck_assert_mem_ne(c.nets[1].mac, c.nets[0].mac, 6);
+	ck_assert_int_eq(run("--net", "mac=52-54-00-00-00-01,tap=x", NULL), 0);
+	ck_assert_uint_eq(c.nets[0].mac[5], 1);
+}
+END_TEST
+
+START_TEST(default_mac_stable)
+{
+	uint8_t first[6];
+
+	ck_assert_int_eq(run("--net", "tap=vmtap7", NULL), 0);
+	memcpy(first, c.nets[0].mac, 6);
+	ck_assert_int_eq(run("--net", "tap=vmtap7,vlan=9", NULL), 0);
+	ck_assert_mem_eq(c.nets[0].mac, first, 6);
+	ck_assert_int_eq(run("--net", "tap=vmtap8", NULL), 0);
+	ck_assert_mem_ne(c.nets[0].mac, first, 6);
+}
+END_TEST
+
+START_TEST(errors)
+{
+	ck_assert_int_ne(run("--net", "mac=52:54:00:00:00:01", NULL), 0);
+	expect_err("--net: tap=IFNAME is required");
+	ck_assert_int_ne(run("--net", "tap=", NULL), 0);
+	expect_err("not an interface name");
+	ck_assert_int_ne(run("--net", "tap=abcdefghijklmnop", NULL), 0);
+	expect_err("not an interface name");
+	ck_assert_int_ne(run("--net", "tap=a/b", NULL), 0);
+	expect_err("not an interface name");
+	ck_assert_int_ne(run("--net", "tap=tap%d", NULL), 0);
+	expect_err("not an interface name");
+	ck_assert_int_ne(run("--net", "tap=t,mac=01:00:5e:00:00:01", NULL), 0);
+	expect_err("multicast");
+	ck_assert_int_ne(run("--net", "tap=t,mac=00:00:00:00:00:00", NULL), 0);
+	expect_err("all-zero");
+	ck_assert_int_ne(run("--net", "tap=t,mac=52:54:00:00:00", NULL), 0);
+	expect_err("not a MAC address");
+	ck_assert_int_ne(run("--net", "tap=t,mac=52:54:00:00:00:0g", NULL), 0);
+	expect_err("not a MAC address");
+	ck_assert_int_ne(run("--net", "tap=t,vlan=0", NULL), 0);
+	expect_err("vlan=0: not a number from 1 to 4094");
+	ck_assert_int_ne(run("--net", "tap=t,vlan=4095", NULL), 0);
+	expect_err("vlan=4095");
+	ck_assert_int_ne(run("--net", "tap=t,vlan=-1", NULL), 0);
+	expect_err("vlan=-1");
+	ck_assert_int_ne(run("--net", "tap=t,queues=9", NULL), 0);
+	expect_err("queues=9: not a number from 1 to 8");
+	ck_assert_int_ne(run("--net", "tap=t,queues=0", NULL), 0);
+	expect_err("queues=0");
+	ck_assert_int_ne(run("--net", "tap=t,speed=10", NULL), 0);
+	expect_err("unknown option \"speed\"");
+	ck_assert_int_ne(run("--net", "tap=t,vlan=3,vlan=3", NULL), 0);
+	expect_err("vlan given twice");
+	ck_assert_int_ne(run("--net", "tap=t,novalue", NULL), 0);
+	expect_err("expected key=value");
+	ck_assert_int_ne(run("--net", "tap=t", "--net", "tap=t", NULL), 0);
+	expect_err("the same interface given twice");
+	ck_assert_int_ne(run("--net", "tap=a,mac=52:54:00:00:00:01", "--net",
+			     "tap=b,mac=52:54:00:00:00:01", NULL), 0);
+	expect_err("the same MAC address");
+}
+END_TEST
+
+START_TEST(too_many)
+{
+	char *argv[40] = { "run", "--kernel", kernel };
+	char specs[9][32];
+	int argc = 3;
+
+	for (int i = 0; i < 9; i++) {
+		snprintf(specs[i], sizeof(specs[i]), "tap=t%d", i);
+		argv[argc++] = "--net";
+		argv[argc++] = specs[i];
+	}
+	config_free(&c);
+	config_defaults(&c);
+	ck_assert_int_ne(config_parse_run(&c, argc, argv, err, sizeof(err)), 0);
+	expect_err("at most 8 NICs");
+}
+END_TEST
+
+START_TEST(json_array)
+{
+	char arg[400];
+
+	write_text(json, "{ \"net\": [ {\"tap\": \"j0\", \"vlan\": 7, \"queues\": 2},"
+			 " \"tap=j1,mac=52:54:00:00:00:09\" ] }");
+	snprintf(arg, sizeof(arg), "--config=%s", json);
+	ck_assert_int_eq(run(arg, "--net", "tap=f0", NULL), 0);
+	ck_assert_uint_eq(c.nnets, 3);
+	ck_assert_str_eq(c.nets[0].ifname, "j0");
+	ck_assert_uint_eq(c.nets[0].vlan, 7);
+	ck_assert_uint_eq(c.nets[0].queues, 2);
+	ck_assert_str_eq(c.nets[1].ifname, "j1");
+	ck_assert_uint_eq(c.nets[1].mac[5], 9);
+	ck_assert_str_eq(c.nets[2].ifname, "f0");
+
+	write_text(json, "{ \"net\": {\"tap\": \"j0\"} }");
+	ck_assert_int_ne(run(arg, NULL), 0);
+	expect_err("\"net\": expected an array of NICs");
+	write_text(json, "{ \"net\": [ {\"tap\": \"j0\", \"vlan\": true} ] }");
+	ck_assert_int_ne(run(arg, NULL), 0);
+	expect_err("\"net\"[0]: \"vlan\": expected a string or an integer");
+	write_text(json, "{ \"net\": [ 5 ] }");
+	ck_assert_int_ne(run(arg, NULL), 0);
+	expect_err("\"net\"[0]: expected an object or a string");
+	write_text(json, "{ \"net\": [ {\"tap\": \"a,vlan=3\"} ] }");
+	ck_assert_int_ne(run(arg, NULL), 0);
+	expect_err("not allowed");
+	write_text(json, "{ \"net\": [ {\"tap\": \"j0\", \"vlan\": 9999} ] }");
+	ck_assert_int_ne(run(arg, NULL), 0);
+	expect_err("\"net\"[0]: vlan=9999");
+}
+END_TEST
+
+static void setup(void)
+{
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(kernel, sizeof(kernel), "%s/kernel", tmpdir);
+	snprintf(json, sizeof(json), "%s/vm.json", tmpdir);
+	write_text(kernel, "not really a kernel, but the config only checks it is a file");
+	config_defaults(&c);
+}
+
+static void teardown(void)
+{
+	config_free(&c);
+	unlink(kernel);
+	unlink(json);
+	rmdir(tmpdir);
+}
+
+int main(void)
+{
+	Suite *s = suite_create("config_net");
+	TCase *tc = tcase_create("net");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, flags);
+	tcase_add_test(tc, default_mac_stable);
+	tcase_add_test(tc, errors);
+	tcase_add_test(tc, too_many);
+	tcase_add_test(tc, json_array);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
