@@ -8,8 +8,10 @@
 #       has, so the host drops the frames at once); frames the TAP took
 #   rx  netblast (scripts/bench/netblast.c) sends COUNT frames into the TAP
 #       as fast as it can; the guest counts what reaches it
-# usage: net-inner.sh MS COUNT
-# Prints one line per measurement:
+# Each measurement runs REPS times (default 3), kestrel and QEMU taking
+# turns, so a load that comes and goes on the machine hits both alike.
+# usage: net-inner.sh MS COUNT [REPS]
+# Prints one line per run:
 #   k|q tx|rx size=N frames=N us=N fps=N mbps=N [tap=N]
 # Environment: KESTREL_BIN, QEMU, QEMU_CPU (default host), PAYLOADS, NETBLAST.
 set -u
@@ -18,7 +20,7 @@ Q=${QEMU:-qemu-system-x86_64}
 QCPU=${QEMU_CPU:-host}
 P=${PAYLOADS:-/payloads}
 B=${NETBLAST:-netblast}
-ms=$1 count=$2
+ms=$1 count=$2 reps=${3:-3}
 tmp=$(mktemp -d)
 mac=52:54:00:12:34:56
 ns=$tmp/ns
@@ -36,13 +38,13 @@ tap_rx() { $NSX cat /proc/net/dev | awk '$1 == "kbn0:" { print $3 }'; }
 
 vm() { # vm k|q CMDLINE: the payload under kestrel or QEMU, in the namespace
 	if [ "$1" = k ]; then
-		$NSX "$K" run --kernel "$P/vnet.bin" --mem 256M --cmdline "$2" --timeout 300s \
+		$NSX timeout 300 "$K" run --kernel "$P/vnet.bin" --mem 256M --cmdline "$2" --timeout 300s \
 			--net "tap=kbn0,mac=$mac"
 	else
-		$NSX "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none -serial stdio \
+		$NSX timeout 300 "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none -serial stdio \
 			-no-reboot -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$P/vnet.bin" \
 			-append "$2" -netdev tap,id=n0,ifname=kbn0,script=no,downscript=no,vhost=off \
-			-device "virtio-net-pci,netdev=n0,mac=$mac"
+			-device "virtio-net-pci,netdev=n0,mac=$mac,romfile="
 	fi
 }
 
@@ -62,16 +64,21 @@ run_rx() { # run_rx SYS SIZE
 	n=0
 	while ! grep -q 'bench: rx ready' "$o" && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
 	sleep 0.2
-	$NSX "$B" kbn0 "$mac" "$2" "$count" >"$tmp/$1-blast-$2.out" 2>&1
+	$NSX timeout 120 "$B" kbn0 "$mac" "$2" "$count" >"$tmp/$1-blast-$2.out" 2>&1
 	wait $vpid
 	sed -n "s/^bench: rx size=[0-9]* \(.*\) kicks=.*/$1 rx size=$2 \1/p" "$o" | tr -d '\r'
 	grep -q 'RESULT: PASS' "$o" || { echo "$1 rx $2 failed:" >&2; tail -5 "$o" >&2; }
 	cat "$tmp/$1-blast-$2.out" >&2
 }
 
-for sys in k q; do
-	for size in 60 1514; do
-		run_tx $sys $size
-		run_rx $sys $size
+for size in ${NET_BENCH_SIZES:-60 1514}; do
+	for dir in tx rx; do
+		i=0
+		while [ $i -lt "$reps" ]; do
+			for sys in ${NET_BENCH_SYSTEMS:-k q}; do
+				run_$dir $sys $size
+			done
+			i=$((i + 1))
+		done
 	done
 done
