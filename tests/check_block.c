@@ -1320,6 +1320,8 @@ static Suite *block_suite(void)
 	tcase_add_test(eng, engine_names);
 	suite_add_tcase(s, eng);
 
+	/* open_locks waits out the lock grace period (block.c) twice. */
+	tcase_set_timeout(open_tc, 60);
 	tcase_add_test(open_tc, open_errors);
 	tcase_add_test(open_tc, open_locks);
 	tcase_add_test(open_tc, open_reports_engine_and_alignment);

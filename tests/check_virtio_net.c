@@ -739,6 +739,26 @@ START_TEST(test_ctrl_rx_filter)
 }
 END_TEST
 
+/* More addresses than the table holds: the overflow accepts them all
+ * rather than losing some (5.1.6.5.2). */
+START_TEST(test_ctrl_mac_table_overflow)
+{
+	static const uint8_t other[6] = { 0x02, 9, 9, 9, 9, 9 };
+	uint8_t table[4 + 70 * 6 + 4] = { 70, 0, 0, 0 }, off = 0;
+
+	driver_init(F_VERSION_1 | F_CTRL_VQ | F_CTRL_RX, 3);
+	rx_post(QSZ, 2048);
+	ck_assert_uint_eq(ctrl(2, 0, 0, &off, 1), 0);
+	ck_assert(!rx_one_of(other, 0x0800));
+	for (int i = 0; i < 70; i++)
+		memcpy(table + 4 + 6 * i, (uint8_t[]){ 0x02, 1, 1, 1, 1, (uint8_t)i }, 6);
+	ck_assert_uint_eq(ctrl(2, 1, 0, table, sizeof(table)), 0);
+	ck_assert(rx_one_of(other, 0x0800));
+	table[0] = 71;                                       /* claims more than it holds */
+	ck_assert_uint_eq(ctrl(2, 1, 0, table, sizeof(table)), 1);
+}
+END_TEST
+
 START_TEST(test_ctrl_guest_offloads)
 {
 	uint64_t feat = F_VERSION_1 | F_CTRL_VQ | F_GUEST_CSUM | F_CTRL_GUEST_OFFLOADS;
@@ -1018,6 +1038,7 @@ static Suite *vnet_suite(void)
 	tcase_add_test(tc, test_rx_too_big);
 	tcase_add_test(tc, test_rx_mergeable);
 	tcase_add_test(tc, test_ctrl_rx_filter);
+	tcase_add_test(tc, test_ctrl_mac_table_overflow);
 	tcase_add_test(tc, test_ctrl_guest_offloads);
 	tcase_add_test(tc, test_link_down);
 	tcase_add_test(tc, test_mq_not_negotiated);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kestrel/block.h"
 #include "vhd_int.h"
 
 #define VHD_BM_CACHE_BYTES (64u << 20) /* per image, for partial bitmaps */
@@ -721,15 +722,9 @@ static void image_free(struct vhd_image *img)
 
 int vhd_lock_fd(int fd, bool exclusive)
 {
-	struct flock fl = { .l_type = exclusive ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET };
+	int r = blk_lock_file(fd, exclusive);
 
-	/* A whole-file open-file-description lock, as src/block.c takes: QEMU
-	 * (byte-range OFD locks) and kestrel then see each other's. */
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return 0;
-	if (errno == EAGAIN || errno == EACCES)
-		return -EBUSY;
-	return 0; /* a file system without locks: carry on */
+	return r == -EBUSY ? r : 0; /* other errors: a file system without locks */
 }
 
 static int image_lock(struct vhd_image *img, char *err, size_t errlen)

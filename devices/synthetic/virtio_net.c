@@ -717,9 +717,10 @@ static bool vnet_mac_table_read(const struct vnet_cmd *c, uint64_t *at, struct v
 
 		if (slot >= VNET_MAC_TABLE) {
 			*overflow = true;
-		} else if (vnet_cmd_read(c, *at + (uint64_t)i * ETH_ALEN, f->table[slot], ETH_ALEN)) {
-			(*count)++;
+			break;
 		}
+		if (vnet_cmd_read(c, *at + (uint64_t)i * ETH_ALEN, f->table[slot], ETH_ALEN))
+			(*count)++;
 	}
 	*at += (uint64_t)entries * ETH_ALEN;
 	return true;

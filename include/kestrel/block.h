@@ -167,6 +167,10 @@ struct blk_dev {
 
 /* Open a disk, probing the format (BLK_FMT_AUTO) and the engine. Errors are one
  * line naming the file and what is wrong. */
+/* Whole-file OFD lock, shared or exclusive: 0, -EBUSY when another holder
+ * conflicts (after a short grace period), or -errno. */
+int blk_lock_file(int fd, bool exclusive) WARN_UNUSED;
+
 int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t errlen) WARN_UNUSED;
 /* Validate range/read-only, then hand to the format; done() is always called
  * exactly once (possibly before blk_submit returns). */
