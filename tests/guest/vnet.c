@@ -19,55 +19,19 @@
  *                   a MAC nobody has; rx counts frames of ethertype 0x88b5
  *                   until count or 1 s of silence.
  * Lines: "PASS:/FAIL:" per check, "vnet: ..." information, "bench: ...". */
-#include "guest.h"
+#include "virtio.h"
 
-#define VIRTIO_VENDOR 0x1af4
 #define VNET_MODERN 0x1041
 #define VNET_TRANSITIONAL 0x1000
-#define PCI_COMMAND 0x04
-#define PCI_CAP_PTR 0x34
-#define PCI_BAR0 0x10
-#define CMD_MEM 0x0002
-#define CMD_MASTER 0x0004
-#define CMD_INTX_OFF 0x0400
-#define BAR_WINDOW 0xe0000000u
-
-/* 4.1.4.3 common configuration. */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0c
-#define CC_MSIX_CONFIG 0x10
-#define CC_STATUS 0x14
-#define CC_Q_SELECT 0x16
-#define CC_Q_SIZE 0x18
-#define CC_Q_MSIX 0x1a
-#define CC_Q_ENABLE 0x1c
-#define CC_Q_NOTIFY_OFF 0x1e
-#define CC_Q_DESC 0x20
-#define CC_Q_DRIVER 0x28
-#define CC_Q_DEVICE 0x30
-#define ST_ACK 1
-#define ST_DRIVER 2
-#define ST_DRIVER_OK 4
-#define ST_FEATURES_OK 8
-
 /* 5.1.3 */
 #define F_CSUM (1ull << 0)
 #define F_MAC (1ull << 5)
 #define F_MRG_RXBUF (1ull << 15)
 #define F_STATUS (1ull << 16)
-#define F_EVENT_IDX (1ull << 29)
-#define F_VERSION_1 (1ull << 32)
-
-#define D_NEXT 1
-#define D_WRITE 2
-#define USED_NO_NOTIFY 1
 
 #define Q_RX 0
 #define Q_TX 1
 #define NQ 2
-#define QMAX 256
 #define NRX 128
 #define RXBUF_MAX 2048
 #define NTX 128
@@ -76,34 +40,7 @@
 #define ETH_HLEN 14
 #define BENCH_TYPE 0x88b5
 
-struct vdesc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags, next;
-} __attribute__((packed));
-
-struct vring {
-	unsigned qidx;
-	uint16_t num, avail_idx, last_used;
-	volatile struct vdesc *desc;
-	volatile uint16_t *avail;
-	volatile uint8_t *used;
-	uint64_t notify;
-};
-
-struct vdev {
-	unsigned dev;
-	uint16_t devid;
-	uint64_t common, notify_base, devcfg;
-	uint32_t notify_mult;
-	uint64_t features;
-	struct vring q[NQ];
-	bool event_idx;
-	unsigned kicks;
-};
-
 static struct vdev vd;
-static uint8_t ring_mem[NQ][3][4096] __attribute__((aligned(4096)));
 static uint8_t rxbuf[NRX][RXBUF_MAX] __attribute__((aligned(64)));
 static uint8_t txbuf[NTX][TXBUF] __attribute__((aligned(64)));
 static uint8_t frame[65536 + 64];          /* the frame received last */
@@ -120,31 +57,7 @@ static struct {
 	uint16_t echo_id;
 } net;
 
-/* ---- MMIO and small helpers ---- */
-
-static inline uint16_t mmio_read16(uint64_t a) { return *(volatile uint16_t *)(uintptr_t)a; }
-static inline void mmio_write16(uint64_t a, uint16_t v) { *(volatile uint16_t *)(uintptr_t)a = v; }
-static inline void mb(void) { __asm__ volatile("mfence" ::: "memory"); }
-static uint8_t cr8(unsigned off) { return mmio_read8(vd.common + off); }
-static uint16_t cr16(unsigned off) { return mmio_read16(vd.common + off); }
-static uint32_t cr32(unsigned off) { return mmio_read32(vd.common + off); }
-static void cw8(unsigned off, uint8_t v) { mmio_write8(vd.common + off, v); }
-static void cw16(unsigned off, uint16_t v) { mmio_write16(vd.common + off, v); }
-static void cw32(unsigned off, uint32_t v) { mmio_write32(vd.common + off, v); }
-
-static void cw64(unsigned off, uint64_t v)
-{
-	cw32(off, (uint32_t)v);
-	cw32(off + 4, (uint32_t)(v >> 32));
-}
-
-static uint64_t rdtsc(void)
-{
-	uint32_t lo, hi;
-
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return (uint64_t)hi << 32 | lo;
-}
+/* ---- small helpers ---- */
 
 static uint16_t get_be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
@@ -210,167 +123,11 @@ static void print_ip(const char *what, uint32_t ip)
 	gprintf("%s%u.%u.%u.%u", what, ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
 }
 
-/* ---- PCI ---- */
-
-static bool pci_find(void)
-{
-	for (unsigned d = 0; d < 32; d++) {
-		uint32_t id = pci_conf_read32(0, d, 0, 0);
-		uint16_t dev = (uint16_t)(id >> 16);
-
-		if ((id & 0xffff) == VIRTIO_VENDOR && (dev == VNET_MODERN || dev == VNET_TRANSITIONAL)) {
-			vd.dev = d;
-			vd.devid = dev;
-			return true;
-		}
-	}
-	return false;
-}
-
-static uint64_t pci_bar(unsigned bar)
-{
-	static uint32_t next = BAR_WINDOW;
-	unsigned off = PCI_BAR0 + 4 * bar;
-	uint32_t lo = pci_conf_read32(0, vd.dev, 0, off), hi = 0, size;
-	bool is64 = (lo & 6) == 4;
-	uint64_t addr;
-
-	if (is64)
-		hi = pci_conf_read32(0, vd.dev, 0, off + 4);
-	addr = ((uint64_t)hi << 32 | lo) & ~0xfull;
-	if (addr && addr < 0xfee00000ull)
-		return addr;
-	pci_conf_write32(0, vd.dev, 0, off, 0xffffffff);
-	size = ~(pci_conf_read32(0, vd.dev, 0, off) & ~0xfu) + 1;
-	next = (next + size - 1) & ~(size - 1);
-	pci_conf_write32(0, vd.dev, 0, off, next);
-	if (is64)
-		pci_conf_write32(0, vd.dev, 0, off + 4, 0);
-	addr = next;
-	next += size;
-	return addr;
-}
-
-static bool pci_caps(void)
-{
-	unsigned found = 0;
-
-	for (uint8_t c = pci_conf_read8(0, vd.dev, 0, PCI_CAP_PTR) & 0xfc, n = 0; c && n < 48;
-	     c = pci_conf_read8(0, vd.dev, 0, c + 1) & 0xfc, n++) {
-		uint8_t type = pci_conf_read8(0, vd.dev, 0, c + 3);
-		uint64_t base;
-
-		if (pci_conf_read8(0, vd.dev, 0, c) != 0x09 || type < 1 || type > 4)
-			continue;
-		base = pci_bar(pci_conf_read8(0, vd.dev, 0, c + 4)) + pci_conf_read32(0, vd.dev, 0, c + 8);
-		if (type == 1)
-			vd.common = base;
-		else if (type == 2)
-			vd.notify_base = base, vd.notify_mult = pci_conf_read32(0, vd.dev, 0, c + 16);
-		else if (type == 4)
-			vd.devcfg = base;
-		found |= 1u << type;
-	}
-	return (found & 0x16) == 0x16;
-}
-
-/* ---- rings ---- */
-
-static void vring_setup(struct vring *r, unsigned q)
-{
-	uint16_t size;
-
-	cw16(CC_Q_SELECT, (uint16_t)q);
-	size = cr16(CC_Q_SIZE);
-	if (size > QMAX) {
-		size = QMAX;
-		cw16(CC_Q_SIZE, size);
-	}
-	memset(ring_mem[q], 0, sizeof(ring_mem[q]));
-	r->qidx = q;
-	r->num = size;
-	r->avail_idx = r->last_used = 0;
-	r->desc = (volatile struct vdesc *)ring_mem[q][0];
-	r->avail = (volatile uint16_t *)ring_mem[q][1];
-	r->used = ring_mem[q][2];
-	cw16(CC_Q_MSIX, 0xffff);
-	cw64(CC_Q_DESC, (uint64_t)(uintptr_t)ring_mem[q][0]);
-	cw64(CC_Q_DRIVER, (uint64_t)(uintptr_t)ring_mem[q][1]);
-	cw64(CC_Q_DEVICE, (uint64_t)(uintptr_t)ring_mem[q][2]);
-	r->notify = vd.notify_base + (uint64_t)cr16(CC_Q_NOTIFY_OFF) * vd.notify_mult;
-	cw16(CC_Q_ENABLE, 1);
-}
-
+/* One buffer as a chain of its own at descriptor head. */
 static void vq_add(struct vring *r, uint16_t head, const void *buf, uint32_t len, uint16_t flags)
 {
-	r->desc[head].addr = (uint64_t)(uintptr_t)buf;
-	r->desc[head].len = len;
-	r->desc[head].flags = flags;
-	r->desc[head].next = 0;
-	r->avail[2 + (r->avail_idx % r->num)] = head;
-	barrier();
-	r->avail_idx++;
-	r->avail[1] = r->avail_idx;
-}
-
-static void vq_kick(struct vring *r, uint16_t old)
-{
-	mb();
-	if (vd.event_idx) {
-		uint16_t ev = *(volatile uint16_t *)(r->used + 4 + 8 * r->num);
-
-		if ((uint16_t)(r->avail_idx - ev - 1) >= (uint16_t)(r->avail_idx - old))
-			return;
-	} else if (*(volatile uint16_t *)r->used & USED_NO_NOTIFY) {
-		return;
-	}
-	mmio_write16(r->notify, (uint16_t)r->qidx);
-	vd.kicks++;
-}
-
-static bool vq_used(struct vring *r, uint32_t *id, uint32_t *len)
-{
-	volatile uint8_t *e;
-
-	if (*(volatile uint16_t *)(r->used + 2) == r->last_used)
-		return false;
-	barrier();
-	e = r->used + 4 + 8 * (r->last_used % r->num);
-	*id = *(volatile uint32_t *)e;
-	*len = *(volatile uint32_t *)(e + 4);
-	r->last_used++;
-	return true;
-}
-
-static bool vdev_init(uint64_t want)
-{
-	struct deadline d;
-	uint64_t have;
-
-	cw8(CC_STATUS, 0);
-	deadline_start(&d, 1000000);
-	while (cr8(CC_STATUS) != 0 && !deadline_expired(&d))
-		cpu_relax();
-	cw8(CC_STATUS, ST_ACK);
-	cw8(CC_STATUS, ST_ACK | ST_DRIVER);
-	cw32(CC_DFSELECT, 0);
-	have = cr32(CC_DF);
-	cw32(CC_DFSELECT, 1);
-	have |= (uint64_t)cr32(CC_DF) << 32;
-	vd.features = have & want;
-	vd.event_idx = vd.features & F_EVENT_IDX;
-	cw32(CC_GFSELECT, 0);
-	cw32(CC_GF, (uint32_t)vd.features);
-	cw32(CC_GFSELECT, 1);
-	cw32(CC_GF, (uint32_t)(vd.features >> 32));
-	cw8(CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-	if (!(cr8(CC_STATUS) & ST_FEATURES_OK))
-		return false;
-	cw16(CC_MSIX_CONFIG, 0xffff);
-	for (unsigned q = 0; q < NQ; q++)
-		vring_setup(&vd.q[q], q);
-	cw8(CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
-	return true;
+	vq_desc(r, head, buf, len, flags, 0);
+	vq_publish(r, head);
 }
 
 /* ---- frames out ---- */
@@ -843,14 +600,14 @@ static bool setup(void)
 		want |= F_MRG_RXBUF;
 	if (mb_cmdline_uint("csum", 0))
 		want |= F_CSUM;
-	if (!check(pci_find(), "virtio-net function on bus 0"))
+	if (!check(vpci_find(&vd, VNET_MODERN, VNET_TRANSITIONAL), "virtio-net function on bus 0"))
 		return false;
 	gprintf("vnet: 00:%02x.0 1af4:%04x\n", vd.dev, vd.devid);
 	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, 0);
-	if (!check(pci_caps(), "common/notify/device capabilities present"))
+	if (!check(vpci_caps(&vd, VCAP_COMMON | VCAP_NOTIFY | VCAP_DEVICE), "common/notify/device capabilities present"))
 		return false;
 	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, CMD_MEM | CMD_MASTER | CMD_INTX_OFF);
-	ok = vdev_init(want);
+	ok = vdev_start(&vd, want, NQ);
 	if (!check(ok && (vd.features & F_VERSION_1) && (vd.features & F_MAC),
 		   "features negotiated: %lx", vd.features))
 		return false;

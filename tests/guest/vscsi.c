@@ -11,79 +11,22 @@
  * random read and write, 64k sequential read and write, each at queue depth
  * 1 and 32 for MS milliseconds (default 3000; 0: no I/O, for a baseline) or
  * N requests, on target 0; "bench:" lines). */
-#include "guest.h"
+#include "virtio.h"
 
-#define VIRTIO_VENDOR 0x1af4
 #define VIRTIO_SCSI_MODERN 0x1048
 #define VIRTIO_SCSI_TRANSITIONAL 0x1004
-#define PCI_COMMAND 0x04
-#define PCI_STATUS 0x06
-#define PCI_CAP_PTR 0x34
-#define PCI_BAR0 0x10
-#define CMD_MEM 0x0002
-#define CMD_MASTER 0x0004
-#define CMD_INTX_OFF 0x0400
-#define BAR_WINDOW 0xe0000000u     /* where a BAR goes when firmware left none */
-
-/* 4.1.4.3 common configuration. */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0c
-#define CC_MSIX_CONFIG 0x10
-#define CC_NUM_QUEUES 0x12
-#define CC_STATUS 0x14
-#define CC_Q_SELECT 0x16
-#define CC_Q_SIZE 0x18
-#define CC_Q_MSIX 0x1a
-#define CC_Q_ENABLE 0x1c
-#define CC_Q_NOTIFY_OFF 0x1e
-#define CC_Q_DESC 0x20
-#define CC_Q_DRIVER 0x28
-#define CC_Q_DEVICE 0x30
-
-#define ST_ACK 1
-#define ST_DRIVER 2
-#define ST_DRIVER_OK 4
-#define ST_FEATURES_OK 8
-#define ST_NEEDS_RESET 0x40
-
-#define F_INDIRECT (1ull << 28)
-#define F_EVENT_IDX (1ull << 29)
-#define F_VERSION_1 (1ull << 32)
 #define F_SCSI_HOTPLUG (1ull << 1)
-
-#define D_NEXT 1
-#define D_WRITE 2
-#define D_INDIRECT 4
-#define USED_NO_NOTIFY 1
 
 #define Q_CTRL 0
 #define Q_EVENT 1
 #define Q_REQ 2
 #define NQ 3
-#define QMAX 256
 #define NSLOTS 64
 #define BENCH_QD 32
 #define BENCH_BUF (64 * 1024)
 #define CDB_SIZE 32
 #define SENSE_SIZE 96
 #define NEVENTS 8
-
-struct vdesc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags, next;
-} __attribute__((packed));
-
-struct vring {
-	unsigned qidx;
-	uint16_t num, avail_idx, last_used;
-	volatile struct vdesc *desc;
-	volatile uint16_t *avail;      /* flags, idx, ring[num], used_event */
-	volatile uint8_t *used;        /* flags, idx, {id, len}[num], avail_event */
-	uint64_t notify;
-};
 
 /* 5.6.6.1 with the default cdb_size 32 and sense_size 96. */
 struct cmd_req {
@@ -105,215 +48,23 @@ struct slot {
 	struct cmd_resp resp;
 };
 
-struct vdev {
-	unsigned dev;
-	uint16_t devid;
-	uint64_t common, notify_base, isr, devcfg;
-	uint32_t notify_mult;
-	uint64_t features;
-	struct vring q[NQ];
-	bool event_idx;
-	unsigned kicks;
-};
-
 static struct vdev vd;
-static uint8_t ring_mem[NQ][3][4096] __attribute__((aligned(4096)));
 static struct slot slots[NSLOTS] __attribute__((aligned(64)));
 static uint8_t events[NEVENTS][16] __attribute__((aligned(16)));
 static uint8_t iobuf[2][8192] __attribute__((aligned(4096)));
 static uint8_t benchbuf[BENCH_QD][BENCH_BUF] __attribute__((aligned(4096)));
 static struct vdesc indirect_tab[4] __attribute__((aligned(16)));
 
-/* ---- MMIO ---- */
-
-static inline uint16_t mmio_read16(uint64_t a)
-{
-	return *(volatile uint16_t *)(uintptr_t)a;
-}
-
-static inline void mmio_write16(uint64_t a, uint16_t v)
-{
-	*(volatile uint16_t *)(uintptr_t)a = v;
-}
-
-static inline void mb(void)
-{
-	__asm__ volatile("mfence" ::: "memory");
-}
-
-static uint8_t cr8(unsigned off) { return mmio_read8(vd.common + off); }
-static uint16_t cr16(unsigned off) { return mmio_read16(vd.common + off); }
-static uint32_t cr32(unsigned off) { return mmio_read32(vd.common + off); }
-static void cw8(unsigned off, uint8_t v) { mmio_write8(vd.common + off, v); }
-static void cw16(unsigned off, uint16_t v) { mmio_write16(vd.common + off, v); }
-static void cw32(unsigned off, uint32_t v) { mmio_write32(vd.common + off, v); }
-
-static void cw64(unsigned off, uint64_t v)
-{
-	cw32(off, (uint32_t)v);
-	cw32(off + 4, (uint32_t)(v >> 32));
-}
+/* ---- small helpers ---- */
 
 static uint32_t devcfg32(unsigned off)
 {
 	return mmio_read32(vd.devcfg + off);
 }
 
-static uint64_t rdtsc(void)
-{
-	uint32_t lo, hi;
-
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return (uint64_t)hi << 32 | lo;
-}
-
 static uint32_t be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* ---- PCI: find the function, place its BARs, read its capabilities ---- */
-
-static bool pci_find(void)
-{
-	for (unsigned d = 0; d < 32; d++) {
-		uint32_t id = pci_conf_read32(0, d, 0, 0);
-		uint16_t dev = (uint16_t)(id >> 16);
-
-		if ((id & 0xffff) == VIRTIO_VENDOR &&
-		    (dev == VIRTIO_SCSI_MODERN || dev == VIRTIO_SCSI_TRANSITIONAL)) {
-			vd.dev = d;
-			vd.devid = dev;
-			return true;
-		}
-	}
-	return false;
-}
-
-/* The BAR's address below 4 GiB (the payload maps only that), assigning one
- * in the PCI hole when firmware did not (kestrel has no firmware). */
-static uint64_t pci_bar(unsigned bar)
-{
-	static uint32_t next = BAR_WINDOW;
-	unsigned off = PCI_BAR0 + 4 * bar;
-	uint32_t lo = pci_conf_read32(0, vd.dev, 0, off), hi = 0, size;
-	bool is64 = (lo & 6) == 4;
-	uint64_t addr;
-
-	if (is64)
-		hi = pci_conf_read32(0, vd.dev, 0, off + 4);
-	addr = ((uint64_t)hi << 32 | lo) & ~0xfull;
-	if (addr && addr < 0xfee00000ull)
-		return addr;
-	pci_conf_write32(0, vd.dev, 0, off, 0xffffffff);
-	size = ~(pci_conf_read32(0, vd.dev, 0, off) & ~0xfu) + 1;
-	next = (next + size - 1) & ~(size - 1);
-	pci_conf_write32(0, vd.dev, 0, off, next);
-	if (is64)
-		pci_conf_write32(0, vd.dev, 0, off + 4, 0);
-	addr = next;
-	next += size;
-	return addr;
-}
-
-static bool pci_caps(void)
-{
-	unsigned found = 0;
-
-	for (uint8_t c = pci_conf_read8(0, vd.dev, 0, PCI_CAP_PTR) & 0xfc, n = 0; c && n < 48;
-	     c = pci_conf_read8(0, vd.dev, 0, c + 1) & 0xfc, n++) {
-		uint8_t type = pci_conf_read8(0, vd.dev, 0, c + 3);
-		uint64_t base;
-
-		if (pci_conf_read8(0, vd.dev, 0, c) != 0x09 || type < 1 || type > 4)
-			continue;
-		base = pci_bar(pci_conf_read8(0, vd.dev, 0, c + 4)) + pci_conf_read32(0, vd.dev, 0, c + 8);
-		switch (type) {
-		case 1: vd.common = base; break;
-		case 2:
-			vd.notify_base = base;
-			vd.notify_mult = pci_conf_read32(0, vd.dev, 0, c + 16);
-			break;
-		case 3: vd.isr = base; break;
-		case 4: vd.devcfg = base; break;
-		}
-		found |= 1u << type;
-	}
-	return found == 0x1e;
-}
-
-/* ---- rings ---- */
-
-static void vring_setup(struct vring *r, unsigned q)
-{
-	uint16_t size;
-
-	cw16(CC_Q_SELECT, (uint16_t)q);
-	size = cr16(CC_Q_SIZE);
-	if (size > QMAX) {
-		size = QMAX;
-		cw16(CC_Q_SIZE, size);
-	}
-	memset(ring_mem[q], 0, sizeof(ring_mem[q]));
-	r->qidx = q;
-	r->num = size;
-	r->avail_idx = r->last_used = 0;
-	r->desc = (volatile struct vdesc *)ring_mem[q][0];
-	r->avail = (volatile uint16_t *)ring_mem[q][1];
-	r->used = ring_mem[q][2];
-	cw16(CC_Q_MSIX, 0xffff);
-	cw64(CC_Q_DESC, (uint64_t)(uintptr_t)ring_mem[q][0]);
-	cw64(CC_Q_DRIVER, (uint64_t)(uintptr_t)ring_mem[q][1]);
-	cw64(CC_Q_DEVICE, (uint64_t)(uintptr_t)ring_mem[q][2]);
-	r->notify = vd.notify_base + (uint64_t)cr16(CC_Q_NOTIFY_OFF) * vd.notify_mult;
-	cw16(CC_Q_ENABLE, 1);
-}
-
-static void vdesc_set(struct vring *r, unsigned i, const void *addr, uint32_t len, uint16_t flags,
-		      uint16_t next)
-{
-	r->desc[i].addr = (uint64_t)(uintptr_t)addr;
-	r->desc[i].len = len;
-	r->desc[i].flags = flags;
-	r->desc[i].next = next;
-}
-
-static void vq_add(struct vring *r, uint16_t head)
-{
-	r->avail[2 + (r->avail_idx % r->num)] = head;
-	barrier();
-	r->avail_idx++;
-	r->avail[1] = r->avail_idx;
-}
-
-/* Kick unless the device said it is already looking (2.6.10.2). */
-static void vq_kick(struct vring *r, uint16_t old)
-{
-	mb();
-	if (vd.event_idx) {
-		uint16_t ev = *(volatile uint16_t *)(r->used + 4 + 8 * r->num);
-
-		if ((uint16_t)(r->avail_idx - ev - 1) >= (uint16_t)(r->avail_idx - old))
-			return;
-	} else if (*(volatile uint16_t *)r->used & USED_NO_NOTIFY) {
-		return;
-	}
-	mmio_write16(r->notify, (uint16_t)r->qidx);
-	vd.kicks++;
-}
-
-static bool vq_used(struct vring *r, uint32_t *id, uint32_t *len)
-{
-	volatile uint8_t *e;
-
-	if (*(volatile uint16_t *)(r->used + 2) == r->last_used)
-		return false;
-	barrier();
-	e = r->used + 4 + 8 * (r->last_used % r->num);
-	*id = *(volatile uint32_t *)e;
-	*len = *(volatile uint32_t *)(e + 4);
-	r->last_used++;
-	return true;
 }
 
 static void events_post(void)
@@ -322,43 +73,20 @@ static void events_post(void)
 	uint16_t old = r->avail_idx;
 
 	for (unsigned i = 0; i < NEVENTS && i < r->num; i++) {
-		vdesc_set(r, i, events[i], sizeof(events[i]), D_WRITE, 0);
-		vq_add(r, (uint16_t)i);
+		vq_desc(r, i, events[i], sizeof(events[i]), D_WRITE, 0);
+		vq_publish(r, (uint16_t)i);
 	}
 	vq_kick(r, old);
 }
 
-/* 3.1.1 driver initialisation; false if a step is refused. */
+/* 3.1.1 driver initialisation, then the event buffers; false if a step is
+ * refused. */
 static bool vdev_init(uint64_t want)
 {
-	struct deadline d;
-	uint64_t have;
-
-	cw8(CC_STATUS, 0);
-	deadline_start(&d, 1000000);
-	while (cr8(CC_STATUS) != 0 && !deadline_expired(&d))
-		cpu_relax();
-	cw8(CC_STATUS, ST_ACK);
-	cw8(CC_STATUS, ST_ACK | ST_DRIVER);
-	cw32(CC_DFSELECT, 0);
-	have = cr32(CC_DF);
-	cw32(CC_DFSELECT, 1);
-	have |= (uint64_t)cr32(CC_DF) << 32;
-	vd.features = have & want;
-	vd.event_idx = vd.features & F_EVENT_IDX;
-	cw32(CC_GFSELECT, 0);
-	cw32(CC_GF, (uint32_t)vd.features);
-	cw32(CC_GFSELECT, 1);
-	cw32(CC_GF, (uint32_t)(vd.features >> 32));
-	cw8(CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-	if (!(cr8(CC_STATUS) & ST_FEATURES_OK))
+	if (!vdev_start(&vd, want, NQ))
 		return false;
-	cw16(CC_MSIX_CONFIG, 0xffff);
-	for (unsigned q = 0; q < NQ; q++)
-		vring_setup(&vd.q[q], q);
-	cw8(CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
 	events_post();
-	return !(cr8(CC_STATUS) & ST_NEEDS_RESET);
+	return !(vcc_read8(&vd, CC_STATUS) & ST_NEEDS_RESET);
 }
 
 /* ---- SCSI commands, one at a time on slot 0 ---- */
@@ -381,15 +109,15 @@ static void req_chain(unsigned s, bool write, void *data, uint32_t len)
 	unsigned d = 3 * s;
 
 	if (write && len) {
-		vdesc_set(r, d, &slots[s].req, sizeof(slots[s].req), D_NEXT, (uint16_t)(d + 1));
-		vdesc_set(r, d + 1, data, len, D_NEXT, (uint16_t)(d + 2));
-		vdesc_set(r, d + 2, &slots[s].resp, sizeof(slots[s].resp), D_WRITE, 0);
+		vq_desc(r, d, &slots[s].req, sizeof(slots[s].req), D_NEXT, (uint16_t)(d + 1));
+		vq_desc(r, d + 1, data, len, D_NEXT, (uint16_t)(d + 2));
+		vq_desc(r, d + 2, &slots[s].resp, sizeof(slots[s].resp), D_WRITE, 0);
 	} else {
-		vdesc_set(r, d, &slots[s].req, sizeof(slots[s].req), D_NEXT, (uint16_t)(d + 1));
-		vdesc_set(r, d + 1, &slots[s].resp, sizeof(slots[s].resp),
+		vq_desc(r, d, &slots[s].req, sizeof(slots[s].req), D_NEXT, (uint16_t)(d + 1));
+		vq_desc(r, d + 1, &slots[s].resp, sizeof(slots[s].resp),
 			  D_WRITE | (len ? D_NEXT : 0), (uint16_t)(d + 2));
 		if (len)
-			vdesc_set(r, d + 2, data, len, D_WRITE, 0);
+			vq_desc(r, d + 2, data, len, D_WRITE, 0);
 	}
 }
 
@@ -427,7 +155,7 @@ static bool scsi_sync(unsigned target, const uint8_t *cdb, unsigned cdblen, bool
 
 	req_fill(&slots[0], target, cdb, cdblen);
 	req_chain(0, write, data, len);
-	vq_add(r, 0);
+	vq_publish(r, 0);
 	vq_kick(r, old);
 	if (!vq_wait(r, 0, &used_len)) {
 		memset(out, 0xff, sizeof(*out));
@@ -627,7 +355,7 @@ static bool event_wait(uint32_t *event, unsigned *target, uint32_t *reason, uint
 	{
 		uint16_t old = r->avail_idx;
 
-		vq_add(r, (uint16_t)id);
+		vq_publish(r, (uint16_t)id);
 		vq_kick(r, old);
 	}
 	return true;
@@ -662,7 +390,7 @@ static bool wait_needs_reset(void)
 	struct deadline d;
 
 	deadline_start(&d, 3000000);
-	while (!(cr8(CC_STATUS) & ST_NEEDS_RESET))
+	while (!(vcc_read8(&vd, CC_STATUS) & ST_NEEDS_RESET))
 		if (deadline_expired(&d))
 			return false;
 	return true;
@@ -676,10 +404,10 @@ static void malformed(const char *what, unsigned head)
 	uint16_t old = r->avail_idx;
 
 	req_fill(&slots[1], 0, tur, 6);
-	vq_add(r, (uint16_t)head);
+	vq_publish(r, (uint16_t)head);
 	vq_kick(r, old);
 	check(wait_needs_reset(), "%s: the device sets DEVICE_NEEDS_RESET (status %02x)", what,
-	      cr8(CC_STATUS));
+	      vcc_read8(&vd, CC_STATUS));
 	check(vdev_init(F_VERSION_1 | F_INDIRECT | F_SCSI_HOTPLUG), "%s: re-initialised after a reset",
 	      what);
 	scsi_tur(0, &resp);
@@ -692,25 +420,25 @@ static void check_malformed(void)
 	unsigned d = 3 * 10;
 
 	/* A loop: d -> d+1 -> d. */
-	vdesc_set(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
-	vdesc_set(r, d + 1, &slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, (uint16_t)d);
+	vq_desc(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
+	vq_desc(r, d + 1, &slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, (uint16_t)d);
 	malformed("descriptor loop", d);
 	r = &vd.q[Q_REQ];
 	/* A data buffer far outside RAM (512 GiB). */
-	vdesc_set(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
-	vdesc_set(r, d + 1, &slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, (uint16_t)(d + 2));
+	vq_desc(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
+	vq_desc(r, d + 1, &slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, (uint16_t)(d + 2));
 	r->desc[d + 2].addr = 0x8000000000ull;
 	r->desc[d + 2].len = 65536;
 	r->desc[d + 2].flags = D_WRITE;
 	malformed("buffer outside RAM", d);
 	/* An oversized length: 4 GiB - 64 KiB from inside RAM. */
-	vdesc_set(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
-	vdesc_set(r, d + 1, &slots[1].resp, 0xffff0000u, D_WRITE, 0);
+	vq_desc(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
+	vq_desc(r, d + 1, &slots[1].resp, 0xffff0000u, D_WRITE, 0);
 	malformed("oversized length", d);
 	/* An indirect table with a loop inside. */
 	indirect_tab[0] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[1].req, sizeof(slots[1].req), D_NEXT, 1 };
 	indirect_tab[1] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, 0 };
-	vdesc_set(r, d, indirect_tab, 2 * sizeof(struct vdesc), D_INDIRECT, 0);
+	vq_desc(r, d, indirect_tab, 2 * sizeof(struct vdesc), D_INDIRECT, 0);
 	malformed("loop in an indirect table", d);
 }
 
@@ -728,8 +456,8 @@ static void check_indirect(void)
 	req_fill(&slots[2], 0, tur, 6);
 	indirect_tab[0] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[2].req, sizeof(slots[2].req), D_NEXT, 1 };
 	indirect_tab[1] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[2].resp, sizeof(slots[2].resp), D_WRITE, 0 };
-	vdesc_set(r, 6, indirect_tab, 2 * sizeof(struct vdesc), D_INDIRECT, 0);
-	vq_add(r, 6);
+	vq_desc(r, 6, indirect_tab, 2 * sizeof(struct vdesc), D_INDIRECT, 0);
+	vq_publish(r, 6);
 	vq_kick(r, old);
 	ok = vq_wait(r, 6, &len);
 	check(ok && slots[2].resp.response == 0, "a command through an indirect table (used len %u)",
@@ -771,7 +499,7 @@ static void bench_submit(unsigned s, const struct bench_phase *p, uint64_t *seq,
 	cdb10(cdb, p->write ? 0x2a : 0x28, lba, (uint16_t)n);
 	req_fill(&slots[s], 0, cdb, 10);
 	req_chain(s, p->write, benchbuf[s], p->bytes);
-	vq_add(&vd.q[Q_REQ], (uint16_t)(3 * s));
+	vq_publish(&vd.q[Q_REQ], (uint16_t)(3 * s));
 }
 
 /* Keep qd requests in flight for `cycles` TSC cycles (or until ops were
@@ -893,11 +621,11 @@ int main(void)
 	bool ok;
 
 	pmtmr_init();
-	if (!check(pci_find(), "virtio-scsi function on bus 0"))
+	if (!check(vpci_find(&vd, VIRTIO_SCSI_MODERN, VIRTIO_SCSI_TRANSITIONAL), "virtio-scsi function on bus 0"))
 		return check_result(GUEST_EXIT_VSCSI);
 	gprintf("vscsi: 00:%02x.0 1af4:%04x\n", vd.dev, vd.devid);
 	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, 0);
-	if (!check(pci_caps(), "common/notify/ISR/device capabilities present"))
+	if (!check(vpci_caps(&vd, VCAP_COMMON | VCAP_NOTIFY | VCAP_ISR | VCAP_DEVICE), "common/notify/ISR/device capabilities present"))
 		return check_result(GUEST_EXIT_VSCSI);
 	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, CMD_MEM | CMD_MASTER | CMD_INTX_OFF);
 	if (mb_cmdline_uint("evidx", 1))

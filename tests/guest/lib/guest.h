@@ -94,6 +94,30 @@ static inline void mmio_write8(uint64_t addr, uint8_t v)
 	*(volatile uint8_t *)(uintptr_t)addr = v;
 }
 
+static inline uint16_t mmio_read16(uint64_t addr)
+{
+	return *(volatile uint16_t *)(uintptr_t)addr;
+}
+
+static inline void mmio_write16(uint64_t addr, uint16_t v)
+{
+	*(volatile uint16_t *)(uintptr_t)addr = v;
+}
+
+/* A full fence: ring updates must be visible before the notify write. */
+static inline void mb(void)
+{
+	__asm__ volatile("mfence" ::: "memory");
+}
+
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
 static inline void cpu_relax(void)
 {
 	__asm__ volatile("pause" ::: "memory");
