@@ -25,6 +25,29 @@ __attribute__((constructor)) static void log_init_from_env(void)
 		log_threshold = LOG_DEBUG;
 }
 
+/* Under systemd, stderr is a journal stream (JOURNAL_STREAM names its device
+ * and inode): a "<N>" syslog priority at the start of a line sets the
+ * journal's PRIORITY= (sd-daemon(3)), so `journalctl -p err` finds errors. */
+static bool log_to_journal;
+
+__attribute__((constructor)) static void log_detect_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0)
+		log_to_journal = (unsigned long long)st.st_dev == dev &&
+				 (unsigned long long)st.st_ino == ino;
+}
+
+static const char *const log_journal_prio[] = {
+	[LOG_DEBUG] = "<7>",
+	[LOG_INFO] = "<6>",
+	[LOG_WARN] = "<4>",
+	[LOG_ERR] = "<3>",
+};
+
 static const char *const log_level_names[] = {
 	[LOG_DEBUG] = "debug",
 	[LOG_INFO] = "info",
@@ -72,7 +95,8 @@ void klog(enum log_level lvl, const char *fmt, ...)
 
 	if (lvl < log_threshold || lvl > LOG_ERR)
 		return;
-	n = snprintf(line, sizeof(line), "kestrel: %s: ", log_level_names[lvl]);
+	n = snprintf(line, sizeof(line), "%skestrel: %s: ", log_to_journal ? log_journal_prio[lvl] : "",
+		     log_level_names[lvl]);
 	head = (size_t)n;
 	va_start(ap, fmt);
 	n = vsnprintf(line + head, sizeof(line) - head, fmt, ap);

@@ -3,16 +3,19 @@
 #include <check.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 static char out[8192], errb[8192];
 static char tmpdir[] = "/tmp/kestrel-cli-XXXXXX";
 static char junk_kernel[256], mb_kernel[256];
+static bool journal_stderr; /* the child's stderr is announced as a journal stream */
 
 static int slurp(int fd, char *buf, size_t cap)
 {
@@ -51,6 +54,16 @@ static int run_kestrel_limited(rlim_t as_limit, const char *const *argv)
 		dup2(pe[1], 2);
 		close(po[0]);
 		close(pe[0]);
+		unsetenv("JOURNAL_STREAM");
+		if (journal_stderr) {
+			struct stat st;
+			char v[64];
+
+			fstat(2, &st);
+			snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev,
+				 (unsigned long long)st.st_ino);
+			setenv("JOURNAL_STREAM", v, 1);
+		}
 		execv(KESTREL_BIN, (char *const *)args);
 		_exit(127);
 	}
@@ -158,6 +171,19 @@ START_TEST(bad_files)
 }
 END_TEST
 
+/* Under systemd (JOURNAL_STREAM names stderr) each line carries its syslog
+ * priority for the journal; anywhere else it does not. */
+START_TEST(journal_priorities)
+{
+	journal_stderr = true;
+	ck_assert_int_eq(KESTREL("run", "--kernel", "/nonexistent/bzImage"), 2);
+	journal_stderr = false;
+	ck_assert_msg(strncmp(errb, "<3>kestrel: error: ", 19) == 0, "stderr: %s", errb);
+	ck_assert_int_eq(KESTREL("run", "--kernel", "/nonexistent/bzImage"), 2);
+	ck_assert_msg(strncmp(errb, "kestrel: error: ", 16) == 0, "stderr: %s", errb);
+}
+END_TEST
+
 START_TEST(bad_json)
 {
 	char path[300];
@@ -192,6 +218,7 @@ int main(void)
 	tcase_add_test(tc, bad_flags);
 	tcase_add_test(tc, bad_files);
 	tcase_add_test(tc, bad_json);
+	tcase_add_test(tc, journal_priorities);
 	tcase_add_test(tc, mem_beyond_host);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
