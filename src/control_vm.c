@@ -232,6 +232,34 @@ static json_object *cv_nics_json(struct control_vm *cv, bool counters)
 	return arr;
 }
 
+/* Per disk: what the device holds now, so a disk hot-added or removed by
+ * any path is listed as it is. */
+static json_object *cv_disk_stats_json(struct control_vm *cv)
+{
+	json_object *arr = json_object_new_array();
+	struct virtio_scsi_disk_stats st;
+
+	for (unsigned t = 0; cv->m->vscsi && t < VIRTIO_SCSI_MAX_TARGETS; t++) {
+		json_object *o;
+
+		if (virtio_scsi_get_disk_stats(cv->m->vscsi, t, &st))
+			continue;
+		o = json_object_new_object();
+		json_object_object_add(o, "bus", jstr("scsi"));
+		json_object_object_add(o, "target", jint(t));
+		json_object_object_add(o, "path", jstr(st.path));
+		json_object_object_add(o, "readonly", json_object_new_boolean(st.readonly));
+		json_object_object_add(o, "read_ops", jint(st.read_ops));
+		json_object_object_add(o, "read_bytes", jint(st.read_bytes));
+		json_object_object_add(o, "write_ops", jint(st.write_ops));
+		json_object_object_add(o, "write_bytes", jint(st.write_bytes));
+		json_object_object_add(o, "flush_ops", jint(st.flush_ops));
+		json_object_object_add(o, "errors", jint(st.errors));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
 static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 {
 	struct control_vm *cv = opaque;
@@ -306,6 +334,7 @@ static int cv_stats(void *opaque, json_object *ret, struct control_error *e)
 	json_object_object_add(ret, "vcpus", vcpus);
 	json_object_object_add(ret, "io", io);
 	json_object_object_add(ret, "net", cv_nics_json(cv, true));
+	json_object_object_add(ret, "disks", cv_disk_stats_json(cv));
 out:
 	pthread_mutex_unlock(&cv->lock);
 	return rc;

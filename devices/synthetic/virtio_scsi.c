@@ -74,11 +74,18 @@
 #define VSCSI_CFG_MAX_LUN 32
 #define VSCSI_CFG_SIZE 36
 
+/* Per-disk counters (struct virtio_scsi_disk_stats), kept on the target
+ * rather than the queue: a disk's requests are spread over every queue. */
+struct vscsi_counters {
+	atomic_ullong read_ops, read_bytes, write_ops, write_bytes, flush_ops, errors;
+};
+
 struct vscsi_target {
 	unsigned id;
 	struct blk_dev *blk;
 	struct scsi_disk disk;
 	atomic_uint inflight;     /* requests holding this target */
+	struct vscsi_counters stats;
 };
 
 struct virtio_scsi;
@@ -230,6 +237,62 @@ static struct vscsi_target *vscsi_target_new(unsigned id, struct blk_dev *blk,
 	return t;
 }
 
+/* ---- per-disk counters ---- */
+
+enum vscsi_io_kind { VSCSI_IO_NONE, VSCSI_IO_READ, VSCSI_IO_WRITE, VSCSI_IO_FLUSH, VSCSI_IO_OTHER };
+
+/* By opcode, not by action: a READ refused up front (LBA out of range)
+ * never becomes SCSI_ACT_READ but is still a failed read. */
+static enum vscsi_io_kind vscsi_io_kind(uint8_t opcode)
+{
+	switch (opcode) {
+	case SCSI_READ_6: case SCSI_READ_10: case SCSI_READ_12: case SCSI_READ_16:
+		return VSCSI_IO_READ;
+	case SCSI_WRITE_6: case SCSI_WRITE_10: case SCSI_WRITE_12: case SCSI_WRITE_16:
+		return VSCSI_IO_WRITE;
+	case SCSI_SYNCHRONIZE_CACHE_10: case SCSI_SYNCHRONIZE_CACHE_16:
+		return VSCSI_IO_FLUSH;
+	case SCSI_UNMAP: case SCSI_WRITE_SAME_16:
+		return VSCSI_IO_OTHER;
+	default:
+		return VSCSI_IO_NONE;   /* probes: a refused one is no disk error */
+	}
+}
+
+static void vscsi_count(struct vscsi_target *t, uint8_t opcode, bool ok, uint64_t bytes)
+{
+	struct vscsi_counters *k = &t->stats;
+	enum vscsi_io_kind kind = vscsi_io_kind(opcode);
+
+	if (kind == VSCSI_IO_NONE)
+		return;
+	if (!ok) {
+		atomic_fetch_add(&k->errors, 1);
+	} else if (kind == VSCSI_IO_READ) {
+		atomic_fetch_add(&k->read_ops, 1);
+		atomic_fetch_add(&k->read_bytes, bytes);
+	} else if (kind == VSCSI_IO_WRITE) {
+		atomic_fetch_add(&k->write_ops, 1);
+		atomic_fetch_add(&k->write_bytes, bytes);
+	} else if (kind == VSCSI_IO_FLUSH) {
+		atomic_fetch_add(&k->flush_ops, 1);
+	}
+}
+
+static void vscsi_stats_fill(const struct vscsi_target *t, struct virtio_scsi_disk_stats *out)
+{
+	const struct vscsi_counters *k = &t->stats;
+
+	snprintf(out->path, sizeof(out->path), "%s", t->blk->path ? t->blk->path : "");
+	out->readonly = t->disk.readonly;
+	out->read_ops = atomic_load(&k->read_ops);
+	out->read_bytes = atomic_load(&k->read_bytes);
+	out->write_ops = atomic_load(&k->write_ops);
+	out->write_bytes = atomic_load(&k->write_bytes);
+	out->flush_ops = atomic_load(&k->flush_ops);
+	out->errors = atomic_load(&k->errors);
+}
+
 /* ---- responses ---- */
 
 /* 5.6.6.1 struct virtio_scsi_resp_cmd: header and sense, at the start of
@@ -277,6 +340,7 @@ static void vscsi_req_complete(struct vscsi_req *r)
 		scsi_cmd_set_errno(&r->cmd, err);
 	}
 	atomic_fetch_add(&r->q->requests, 1);
+	vscsi_count(r->t, r->cmd.opcode, !err, err ? 0 : r->bytes);
 	vscsi_resp_write(r->in, r->in_num, s->sense_size, &r->cmd, VIRTIO_SCSI_S_OK, residual);
 	vscsi_push(s, r->vq, r->q->vqi, r->head, (uint32_t)(r->rsz + written));
 	vscsi_target_put(r->t);
@@ -337,6 +401,7 @@ struct vscsi_cmd_ctx {
 	struct virtq *vq;
 	const struct vq_elem *e;
 	struct vscsi_target *t;
+	bool nolun;               /* a LUN other than the disk's: not its I/O */
 	uint32_t hdr, rsz;
 	uint64_t dout_len, din_len;
 };
@@ -350,6 +415,9 @@ static void vscsi_finish_sync(struct vscsi_cmd_ctx *x, const struct scsi_cmd *c,
 		copied = vq_iov_write(in, x->e->in_num, x->rsz, x->q->buf, MIN(c->data_len, x->din_len));
 	vscsi_resp_write(in, x->e->in_num, x->q->s->sense_size, c, response, x->din_len - copied);
 	atomic_fetch_add(&x->q->requests, 1);
+	if (x->t && !x->nolun)
+		vscsi_count(x->t, c->opcode,
+			    response == VIRTIO_SCSI_S_OK && c->status == SCSI_STATUS_GOOD, 0);
 	vscsi_push(x->q->s, x->vq, x->q->vqi, x->e->head, (uint32_t)(x->rsz + copied));
 }
 
@@ -453,6 +521,7 @@ static void vscsi_exec(struct vscsi_cmd_ctx *x, const uint8_t *cdb, int lun)
 	struct scsi_cmd c;
 
 	if (lun != 0) {
+		x->nolun = true;
 		scsi_nolun_exec(cdb, x->q->s->cdb_size, x->q->buf, &c);
 		return vscsi_finish_sync(x, &c, VIRTIO_SCSI_S_OK);
 	}
@@ -849,6 +918,25 @@ int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t er
 	return vscsi_detach(s, target, err, errlen);
 }
 
+int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
+			       struct virtio_scsi_disk_stats *out)
+{
+	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+	struct vscsi_target *t = NULL;
+
+	if (!s)
+		return -ENODEV;
+	/* vscsi_detach frees a target only after taking it out of targets[]
+	 * under s->lock: while we hold it, t stays. */
+	pthread_mutex_lock(&s->lock);
+	if (target < VIRTIO_SCSI_MAX_TARGETS)
+		t = s->targets[target];
+	if (t)
+		vscsi_stats_fill(t, out);
+	pthread_mutex_unlock(&s->lock);
+	return t ? 0 : -ENOENT;
+}
+
 /* ---- timed hot-plug (test hook): ms after the first DRIVER_OK ---- */
 
 static struct vscsi_timer *vscsi_next_timer(struct virtio_scsi *s)
@@ -913,6 +1001,25 @@ static void *vscsi_timer_thread(void *arg)
 
 /* ---- lifetime ---- */
 
+/* Disks hot-removed before the end are not listed: their counters went
+ * with them. */
+static void vscsi_print_disk_stats(struct virtio_scsi *s)
+{
+	struct virtio_scsi_disk_stats st;
+
+	for (unsigned i = 0; i < VIRTIO_SCSI_MAX_TARGETS; i++) {
+		if (!s->targets[i])
+			continue;
+		vscsi_stats_fill(s->targets[i], &st);
+		fprintf(stderr, "kestrel: stats: virtio-scsi target%u path=%s read_ops=%llu "
+			"read_bytes=%llu write_ops=%llu write_bytes=%llu flush_ops=%llu "
+			"errors=%llu\n", i, st.path, (unsigned long long)st.read_ops,
+			(unsigned long long)st.read_bytes, (unsigned long long)st.write_ops,
+			(unsigned long long)st.write_bytes, (unsigned long long)st.flush_ops,
+			(unsigned long long)st.errors);
+	}
+}
+
 static void vscsi_print_stats(struct virtio_scsi *s)
 {
 	const char *name = "virtio-scsi";
@@ -927,6 +1034,7 @@ static void vscsi_print_stats(struct virtio_scsi *s)
 			(unsigned long long)atomic_load(&q->bytes_written),
 			(unsigned long long)atomic_load(&q->kicks));
 	}
+	vscsi_print_disk_stats(s);
 }
 
 static void vscsi_destroy(void *opaque)

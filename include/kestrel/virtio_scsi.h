@@ -45,4 +45,20 @@ int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_op
  * flight are done. -ENOENT when no disk is there. */
 int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t errlen) WARN_UNUSED;
 
+/* Counters of one disk (for the control socket's stats and --stats), taken
+ * when requests complete. ops and bytes count READ/WRITE/SYNCHRONIZE CACHE
+ * that succeeded; errors counts the disk's I/O commands (those, UNMAP and
+ * WRITE SAME) that ended in CHECK CONDITION or a failed virtio response,
+ * not the probes a driver expects to be refused. They belong to the
+ * attachment: a hot-removed and re-added disk starts again from 0. */
+struct virtio_scsi_disk_stats {
+	char path[4096];
+	bool readonly;            /* as the guest sees it (file or option) */
+	uint64_t read_ops, read_bytes, write_ops, write_bytes, flush_ops, errors;
+};
+/* -ENODEV (not a virtio-scsi device) or -ENOENT (no disk at target, also
+ * when out of range). Safe against a concurrent hot-remove. */
+int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
+			       struct virtio_scsi_disk_stats *out) WARN_UNUSED;
+
 #endif

@@ -1,0 +1,387 @@
+/* virtio-scsi driven like a guest driver would: through the virtio-pci BAR
+ * with rings crafted in guest memory and a raw disk in a temporary file.
+ * Covers the per-disk counters (virtio_scsi_get_disk_stats, the control
+ * socket's stats and --stats): WRITE(10), READ(10), SYNCHRONIZE CACHE(10)
+ * and failed commands counted exactly, probes and other LUNs not counted,
+ * lookups of empty targets, counters across hot-remove and re-add, and the
+ * per-disk line --stats prints. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kestrel/scsi_disk.h"
+#include "kestrel/virtio.h"
+#include "kestrel/virtio_scsi.h"
+
+#define RAM MiB(16)
+#define QSZ 16
+#define RING(q) (0x10000ULL + 0x1000ULL * (q))
+#define AVAIL(q) (RING(q) + 0x400)
+#define USED(q) (RING(q) + 0x800)
+#define REQ 0x100000ULL       /* request header + CDB */
+#define RESP 0x101000ULL      /* response header + sense */
+#define DATA 0x200000ULL
+#define DISK_BLOCKS 2048
+#define REQQ 2                /* queue 0 control, 1 events, 2 the first request queue */
+
+/* virtio-pci BAR layout (devices/synthetic/virtio_pci.c). */
+#define CC_GFSELECT 0x08
+#define CC_GF 0x0c
+#define CC_STATUS 0x14
+#define CC_Q_SELECT 0x16
+#define CC_Q_SIZE 0x18
+#define CC_Q_ENABLE 0x1c
+#define CC_Q_DESC 0x20
+#define CC_Q_DRIVER 0x28
+#define CC_Q_DEVICE 0x30
+#define NOTIFY 0x3000
+
+#define ST_ACK 1
+#define ST_DRIVER 2
+#define ST_DRIVER_OK 4
+#define ST_FEATURES_OK 8
+#define F_VERSION_1 (1ULL << 32)
+
+#define D_NEXT 1
+#define D_WRITE 2
+
+/* 5.6.4 defaults: cdb_size 32, sense_size 96. */
+#define REQ_HDR (19 + 32)
+#define RESP_HDR (12 + 96)
+
+static struct guest_mem gm;
+static struct device *dev;
+static char path[] = "/tmp/check_virtio_scsi.XXXXXX";
+static uint16_t avail_idx, used_seen;
+
+/* ---- the driver side ---- */
+
+static void bar_write(uint64_t off, unsigned size, uint64_t v)
+{
+	pthread_mutex_lock(&dev->lock);
+	dev->ops->write(dev, 0, off, size, v);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+static uint64_t bar_read(uint64_t off, unsigned size)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&dev->lock);
+	v = dev->ops->read(dev, 0, off, size);
+	pthread_mutex_unlock(&dev->lock);
+	return v;
+}
+
+static void put(uint64_t gpa, const void *p, size_t n)
+{
+	ck_assert_int_eq(gm_write(&gm, gpa, p, n), 0);
+}
+
+static void get(uint64_t gpa, void *p, size_t n)
+{
+	ck_assert_int_eq(gm_read(&gm, gpa, p, n), 0);
+}
+
+static void queue_setup(unsigned q)
+{
+	uint8_t zero[0x1000] = { 0 };
+
+	put(RING(q), zero, sizeof(zero));
+	bar_write(CC_Q_SELECT, 2, q);
+	bar_write(CC_Q_SIZE, 2, QSZ);
+	bar_write(CC_Q_DESC, 8, RING(q));
+	bar_write(CC_Q_DRIVER, 8, AVAIL(q));
+	bar_write(CC_Q_DEVICE, 8, USED(q));
+	bar_write(CC_Q_ENABLE, 2, 1);
+}
+
+/* 3.1.1 initialisation with VERSION_1 only, control/event/one request queue. */
+static void driver_init(void)
+{
+	bar_write(CC_STATUS, 1, 0);
+	bar_write(CC_STATUS, 1, ST_ACK | ST_DRIVER);
+	bar_write(CC_GFSELECT, 4, 0);
+	bar_write(CC_GF, 4, 0);
+	bar_write(CC_GFSELECT, 4, 1);
+	bar_write(CC_GF, 4, (uint32_t)(F_VERSION_1 >> 32));
+	bar_write(CC_STATUS, 1, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
+	ck_assert(bar_read(CC_STATUS, 1) & ST_FEATURES_OK);
+	for (unsigned q = 0; q <= REQQ; q++)
+		queue_setup(q);
+	avail_idx = used_seen = 0;
+	bar_write(CC_STATUS, 1, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+struct scsi_result {
+	uint8_t response, status, sense_key;
+	uint16_t asc;
+	uint32_t used_len;
+};
+
+/* One command to target/lun, data-out from DATA (dout bytes) or data-in
+ * into DATA (din bytes); waits for its used entry. */
+static struct scsi_result scsi_cmd(unsigned target, unsigned lun, const uint8_t *cdb,
+				   size_t cdb_len, uint32_t dout, uint32_t din)
+{
+	uint8_t req[REQ_HDR] = { 1, (uint8_t)target, 0x40, (uint8_t)lun }, resp[RESP_HDR];
+	struct virtq_desc d[3];
+	struct scsi_result res = { 0 };
+	uint16_t n = 0, head = 0;
+
+	memcpy(req + 19, cdb, cdb_len);
+	put(REQ, req, sizeof(req));
+	memset(resp, 0xee, sizeof(resp));
+	put(RESP, resp, sizeof(resp));
+	d[n++] = (struct virtq_desc){ REQ, REQ_HDR, D_NEXT, 1 };
+	if (dout)
+		d[n++] = (struct virtq_desc){ DATA, dout, D_NEXT, 2 };
+	d[n] = (struct virtq_desc){ RESP, RESP_HDR, (uint16_t)(D_WRITE | (din ? D_NEXT : 0)),
+				   (uint16_t)(n + 1) };
+	n++;
+	if (din)
+		d[n++] = (struct virtq_desc){ DATA, din, D_WRITE, 0 };
+	put(RING(REQQ), d, n * sizeof(d[0]));
+	put(AVAIL(REQQ) + 4 + 2 * (avail_idx % QSZ), &head, 2);
+	avail_idx++;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	put(AVAIL(REQQ) + 2, &avail_idx, 2);
+	bar_write(NOTIFY + 4 * REQQ, 2, REQQ);
+	for (int i = 0; i < 5000; i++) {
+		uint16_t idx;
+
+		get(USED(REQQ) + 2, &idx, 2);
+		if (idx != used_seen)
+			break;
+		sleep_ms(1);
+	}
+	get(USED(REQQ) + 4 + 8ULL * (used_seen % QSZ) + 4, &res.used_len, 4);
+	ck_assert_msg(++used_seen == (uint16_t)avail_idx, "no completion");
+	get(RESP, resp, sizeof(resp));
+	res.status = resp[10];
+	res.response = resp[11];
+	res.sense_key = resp[12 + 2] & 0x0f;
+	res.asc = (uint16_t)(resp[12 + 12] << 8 | resp[12 + 13]);
+	return res;
+}
+
+#define CDB(...) (const uint8_t[]){ __VA_ARGS__ }, sizeof((const uint8_t[]){ __VA_ARGS__ })
+
+/* READ(10)/WRITE(10) of n blocks at lba. */
+static struct scsi_result rw10(bool write, uint32_t lba, uint16_t n)
+{
+	uint32_t len = n * 512u;
+
+	return scsi_cmd(0, 0, CDB(write ? SCSI_WRITE_10 : SCSI_READ_10, 0, (uint8_t)(lba >> 24),
+				  (uint8_t)(lba >> 16), (uint8_t)(lba >> 8), (uint8_t)lba, 0,
+				  (uint8_t)(n >> 8), (uint8_t)n, 0),
+			write ? len : 0, write ? 0 : len);
+}
+
+static void expect_good(struct scsi_result r)
+{
+	ck_assert_uint_eq(r.response, 0);
+	ck_assert_uint_eq(r.status, SCSI_STATUS_GOOD);
+}
+
+static void expect_check(struct scsi_result r, uint8_t key, uint16_t asc)
+{
+	ck_assert_uint_eq(r.response, 0);
+	ck_assert_uint_eq(r.status, SCSI_STATUS_CHECK_CONDITION);
+	ck_assert_uint_eq(r.sense_key, key);
+	ck_assert_uint_eq(r.asc, asc);
+}
+
+static struct virtio_scsi_disk_stats stats_of(unsigned target)
+{
+	struct virtio_scsi_disk_stats st;
+
+	memset(&st, 0xa5, sizeof(st));
+	ck_assert_int_eq(virtio_scsi_get_disk_stats(dev, target, &st), 0);
+	return st;
+}
+
+static void expect_counters(unsigned target, uint64_t rops, uint64_t rbytes, uint64_t wops,
+			    uint64_t wbytes, uint64_t flushes, uint64_t errors)
+{
+	struct virtio_scsi_disk_stats st = stats_of(target);
+
+	ck_assert_uint_eq(st.read_ops, rops);
+	ck_assert_uint_eq(st.read_bytes, rbytes);
+	ck_assert_uint_eq(st.write_ops, wops);
+	ck_assert_uint_eq(st.write_bytes, wbytes);
+	ck_assert_uint_eq(st.flush_ops, flushes);
+	ck_assert_uint_eq(st.errors, errors);
+}
+
+/* ---- fixtures ---- */
+
+static void make_dev(bool stats)
+{
+	struct virtio_scsi_disk disk = { .opts = { .path = path, .format = BLK_FMT_RAW } };
+	char err[256] = "";
+
+	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 0, 1, &disk, 1, stats, &dev, err,
+					 sizeof(err)) == 0, "%s", err);
+	virtio_pci_set_guest_mem(dev, &gm);
+	driver_init();
+}
+
+static void setup(void)
+{
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, DISK_BLOCKS * 512), 0);
+	close(fd);
+	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
+	make_dev(false);
+}
+
+static void teardown(void)
+{
+	if (dev)
+		dev->ops->destroy(dev);
+	dev = NULL;
+	gm_destroy(&gm);
+	unlink(path);
+	strcpy(path + strlen(path) - 6, "XXXXXX");
+}
+
+/* ---- tests ---- */
+
+START_TEST(counters_read_write_flush_error)
+{
+	uint8_t w[2048], r[2048];
+
+	expect_counters(0, 0, 0, 0, 0, 0, 0);
+	for (size_t i = 0; i < sizeof(w); i++)
+		w[i] = (uint8_t)(i * 13 + 1);
+	put(DATA, w, sizeof(w));
+	expect_good(rw10(true, 8, 4));
+	memset(r, 0, sizeof(r));
+	put(DATA, r, sizeof(r));
+	expect_good(rw10(false, 8, 4));
+	get(DATA, r, sizeof(r));
+	ck_assert_int_eq(memcmp(w, r, sizeof(w)), 0);
+	expect_good(scsi_cmd(0, 0, CDB(SCSI_SYNCHRONIZE_CACHE_10, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+			     0, 0));
+	expect_counters(0, 1, 2048, 1, 2048, 1, 0);
+	/* SBC-3: a READ past the last block: CHECK CONDITION, no data. */
+	expect_check(rw10(false, DISK_BLOCKS, 1), SCSI_SENSE_ILLEGAL_REQUEST,
+		     SCSI_ASC_LBA_OUT_OF_RANGE);
+	expect_counters(0, 1, 2048, 1, 2048, 1, 1);
+	/* A WRITE whose data-out buffer is short: a virtio overrun, not a write. */
+	ck_assert_uint_eq(scsi_cmd(0, 0, CDB(SCSI_WRITE_10, 0, 0, 0, 0, 0, 0, 0, 2, 0), 512, 0)
+			  .response, 1);
+	expect_counters(0, 1, 2048, 1, 2048, 1, 2);
+}
+END_TEST
+
+/* What a driver probes and expects refused, and commands to a LUN the disk
+ * is not, are not the disk's errors. */
+START_TEST(probes_and_other_luns_not_counted)
+{
+	expect_check(scsi_cmd(0, 0, CDB(SCSI_INQUIRY, 0, 0x80, 0, 96, 0), 0, 96),
+		     SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
+	expect_check(scsi_cmd(0, 1, CDB(SCSI_READ_10, 0, 0, 0, 0, 0, 0, 0, 1, 0), 0, 512),
+		     SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LUN_NOT_SUPPORTED);
+	ck_assert_uint_eq(scsi_cmd(5, 0, CDB(SCSI_READ_10, 0, 0, 0, 0, 0, 0, 0, 1, 0), 0, 512)
+			  .response, 3);   /* 5.6.6.1 VIRTIO_SCSI_S_BAD_TARGET */
+	expect_good(scsi_cmd(0, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0));
+	expect_counters(0, 0, 0, 0, 0, 0, 0);
+}
+END_TEST
+
+START_TEST(lookup_and_hot_remove)
+{
+	struct virtio_scsi_disk_stats st;
+	struct blk_opts ro = { .path = path, .format = BLK_FMT_RAW, .readonly = true };
+	char err[256] = "";
+
+	st = stats_of(0);
+	ck_assert_str_eq(st.path, path);
+	ck_assert(!st.readonly);
+	ck_assert_int_eq(virtio_scsi_get_disk_stats(dev, 1, &st), -ENOENT);
+	ck_assert_int_eq(virtio_scsi_get_disk_stats(dev, VIRTIO_SCSI_MAX_TARGETS, &st), -ENOENT);
+	ck_assert_int_eq(virtio_scsi_get_disk_stats(dev, 1000, &st), -ENOENT);
+	expect_good(rw10(true, 0, 1));
+	expect_counters(0, 0, 0, 1, 512, 0, 0);
+	ck_assert_msg(virtio_scsi_unplug(dev, 0, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(virtio_scsi_get_disk_stats(dev, 0, &st), -ENOENT);
+	/* Re-added (read-only this time): a new attachment, counters from 0. */
+	ck_assert_msg(virtio_scsi_hotplug(dev, 0, &ro, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(stats_of(0).readonly);
+	expect_counters(0, 0, 0, 0, 0, 0, 0);
+	expect_check(rw10(true, 0, 1), SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);
+	expect_counters(0, 0, 0, 0, 0, 0, 1);
+}
+END_TEST
+
+/* --stats: one line per disk with the same counters, when the device goes. */
+START_TEST(print_stats_per_disk)
+{
+	char want[512], got[4096] = "";
+	FILE *f = tmpfile();
+	int saved = dup(STDERR_FILENO);
+
+	dev->ops->destroy(dev);
+	make_dev(true);
+	put(DATA, (uint8_t[1024]){ 0 }, 1024);
+	expect_good(rw10(true, 4, 2));
+	expect_good(rw10(false, 4, 1));
+	expect_check(rw10(false, DISK_BLOCKS + 1, 1), SCSI_SENSE_ILLEGAL_REQUEST,
+		     SCSI_ASC_LBA_OUT_OF_RANGE);
+	ck_assert_ptr_nonnull(f);
+	fflush(stderr);
+	ck_assert_int_ge(dup2(fileno(f), STDERR_FILENO), 0);
+	dev->ops->destroy(dev);
+	dev = NULL;
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	rewind(f);
+	ck_assert_uint_gt(fread(got, 1, sizeof(got) - 1, f), 0);
+	fclose(f);
+	snprintf(want, sizeof(want), "kestrel: stats: virtio-scsi target0 path=%s read_ops=1 "
+		 "read_bytes=512 write_ops=1 write_bytes=1024 flush_ops=0 errors=1\n", path);
+	ck_assert_msg(strstr(got, want), "--stats printed:\n%s", got);
+}
+END_TEST
+
+static Suite *vscsi_suite(void)
+{
+	Suite *s = suite_create("virtio_scsi");
+	TCase *tc = tcase_create("disk_stats");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, counters_read_write_flush_error);
+	tcase_add_test(tc, probes_and_other_luns_not_counted);
+	tcase_add_test(tc, lookup_and_hot_remove);
+	tcase_add_test(tc, print_stats_per_disk);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(vscsi_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
