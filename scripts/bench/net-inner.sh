@@ -6,7 +6,8 @@
 # vhost=off, -device virtio-net-pci), for 60-byte and 1514-byte frames:
 #   tx  the guest keeps its transmit ring full for MS ms (to a MAC nobody
 #       has, so the host drops the frames at once); frames the TAP took
-#   rx  netblast (scripts/bench/netblast.c) sends COUNT frames into the TAP
+#   rx  netblast (scripts/bench/netblast.c) sends COUNT frames into the TAP,
+#       backing off while its queue to the VMM is full,
 #       as fast as it can; the guest counts what reaches it
 # Each measurement runs REPS times (default 3), kestrel and QEMU taking
 # turns, so a load that comes and goes on the machine hits both alike.
@@ -72,7 +73,7 @@ run_rx() { # run_rx SYS SIZE
 }
 
 for size in ${NET_BENCH_SIZES:-60 1514}; do
-	for dir in tx rx; do
+	for dir in ${NET_BENCH_DIRS:-tx rx}; do
 		i=0
 		while [ $i -lt "$reps" ]; do
 			for sys in ${NET_BENCH_SYSTEMS:-k q}; do
