@@ -62,7 +62,7 @@ int bus_insert(struct bus *bus, uint64_t base, uint64_t len, struct device *dev,
 		bus->cap = cap;
 	}
 	memmove(&bus->ranges[i + 1], &bus->ranges[i], (bus->nr - i) * sizeof(*bus->ranges));
-	bus->ranges[i] = (struct bus_range){ base, len, dev, region };
+	bus->ranges[i] = (struct bus_range){ .base = base, .len = len, .dev = dev, .region = region };
 	bus->nr++;
 out:
 	pthread_rwlock_unlock(&bus->lock);
@@ -118,6 +118,7 @@ static bool bus_access(struct bus *bus, uint64_t addr, void *data, unsigned size
 	dev = r->dev;
 	region = r->region;
 	base = r->base;
+	__atomic_add_fetch(&((struct bus_range *)r)->hits, 1, __ATOMIC_RELAXED);
 	/* Drop the bus lock before calling the device: a device may remap its own
 	 * ranges (PCI BAR writes). Devices removed from a bus stay allocated until
 	 * the VM is torn down, after every vCPU has stopped. */
@@ -143,4 +144,33 @@ bool bus_read(struct bus *bus, uint64_t addr, void *data, unsigned size)
 bool bus_write(struct bus *bus, uint64_t addr, const void *data, unsigned size)
 {
 	return bus_access(bus, addr, (void *)data, size, true);
+}
+
+static int hits_desc(const void *a, const void *b)
+{
+	const struct bus_range *x = a, *y = b;
+
+	return x->hits < y->hits ? 1 : x->hits > y->hits ? -1 : 0;
+}
+
+void bus_print_hits(struct bus *bus, FILE *f)
+{
+	struct bus_range *copy;
+	int n;
+
+	pthread_rwlock_rdlock(&bus->lock);
+	n = bus->nr;
+	copy = n ? malloc(sizeof(*copy) * (size_t)n) : NULL;
+	if (copy)
+		memcpy(copy, bus->ranges, sizeof(*copy) * (size_t)n);
+	pthread_rwlock_unlock(&bus->lock);
+	if (!copy)
+		return;
+	qsort(copy, (size_t)n, sizeof(*copy), hits_desc);
+	fprintf(f, "kestrel: stats: %s accesses:", bus->name);
+	for (int i = 0; i < n && copy[i].hits; i++)
+		fprintf(f, " %s@0x%llx=%llu", copy[i].dev->ops->name ? copy[i].dev->ops->name : "?",
+			(unsigned long long)copy[i].base, (unsigned long long)copy[i].hits);
+	fputc('\n', f);
+	free(copy);
 }

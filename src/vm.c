@@ -497,4 +497,6 @@ void vm_print_stats(struct vm *vm, FILE *f)
 	}
 	fprintf(f, "kestrel: stats: unhandled pio=%llu mmio=%llu\n",
 		(unsigned long long)st.pio_unhandled, (unsigned long long)st.mmio_unhandled);
+	bus_print_hits(&vm->pio, f);
+	bus_print_hits(&vm->mmio, f);
 }

@@ -91,6 +91,33 @@ START_TEST(dispatch)
 }
 END_TEST
 
+/* --stats: per-range access counts, busiest first, silent ranges left out. */
+START_TEST(hit_counts)
+{
+	struct bus b;
+	struct fake f = { 0 };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	uint8_t x = 0;
+
+	device_init(&f.dev, &fake_ops);
+	bus_init(&b, "pio");
+	ck_assert_int_eq(bus_insert(&b, 0x3f8, 8, &f.dev, 0), 0);
+	ck_assert_int_eq(bus_insert(&b, 0xcf8, 8, &f.dev, 1), 0);
+	ck_assert_int_eq(bus_insert(&b, 0x70, 2, &f.dev, 2), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert(bus_write(&b, 0xcfc, &x, 1));
+	ck_assert(bus_read(&b, 0x3f9, &x, 1));
+	ck_assert(!bus_read(&b, 0x80, &x, 1));      /* unclaimed: no range counts it */
+	bus_print_hits(&b, out);
+	fclose(out);
+	ck_assert_str_eq(buf, "kestrel: stats: pio accesses: fake@0xcf8=3 fake@0x3f8=1\n");
+	free(buf);
+	bus_destroy(&b);
+}
+END_TEST
+
 START_TEST(many_ranges)
 {
 	struct bus b;
@@ -126,6 +153,7 @@ int main(void)
 	tcase_add_test(tc, overlap_rejected);
 	tcase_add_test(tc, dispatch);
 	tcase_add_test(tc, many_ranges);
+	tcase_add_test(tc, hit_counts);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

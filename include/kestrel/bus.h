@@ -4,12 +4,14 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "kestrel/device.h"
 
 struct bus_range {
 	uint64_t base, len;
 	struct device *dev;
 	int region;
+	uint64_t hits;             /* accesses dispatched here (--stats) */
 };
 
 struct bus {
@@ -29,5 +31,7 @@ int bus_remove(struct bus *bus, uint64_t base);
  * Unclaimed reads return all ones, as on a real ISA bus. */
 bool bus_read(struct bus *bus, uint64_t addr, void *data, unsigned size);
 bool bus_write(struct bus *bus, uint64_t addr, const void *data, unsigned size);
+/* One line: the ranges that saw accesses, busiest first ("name@base=hits"). */
+void bus_print_hits(struct bus *bus, FILE *f);
 
 #endif

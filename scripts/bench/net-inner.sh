@@ -7,8 +7,8 @@
 #   tx  the guest keeps its transmit ring full for MS ms (to a MAC nobody
 #       has, so the host drops the frames at once); frames the TAP took
 #   rx  netblast (scripts/bench/netblast.c) sends COUNT frames into the TAP,
-#       backing off while its queue to the VMM is full,
-#       as fast as it can; the guest counts what reaches it
+#       as fast as the VMM drains it (backing off while the TAP's queue is
+#       full); the guest counts what reaches it and over how long
 # Each measurement runs REPS times (default 3), kestrel and QEMU taking
 # turns, so a load that comes and goes on the machine hits both alike.
 # usage: net-inner.sh MS COUNT [REPS]
