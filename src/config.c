@@ -34,7 +34,7 @@ struct opt_src {
 enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
-	OPT_NET,
+	OPT_SCSI_CONTROLLER, OPT_NET,
 	OPT_CONTROL, OPT_HELP, OPT_NR
 };
 
@@ -395,6 +395,14 @@ static int opt_disk(struct vm_config *c, const char *v, const struct opt_src *sr
 	return 0;
 }
 
+/* An empty controller a disk can be hot-added to later (disk-add), as
+ * QEMU's -device virtio-scsi-pci without disks; with a scsi disk the
+ * controller exists anyway. */
+static int opt_scsi_controller(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	return set_switch(&c->scsi_controller, v, src);
+}
+
 /* --net is repeatable: each one adds a NIC (src/config_net.c). */
 static int opt_net(struct vm_config *c, const char *v, const struct opt_src *src)
 {
@@ -462,6 +470,10 @@ static const struct opt opts[OPT_NR] = {
 		"[,format=raw|vhd][,readonly][,cache=none|\n"
 		"writeback][,aio=io_uring|libaio|sync][,target=N]\n"
 		"(JSON: \"disks\": [ {\"path\": ..}, ..])" },
+	[OPT_SCSI_CONTROLLER] = { "scsi-controller", "scsi_controller", JT_BOOL, false,
+		opt_scsi_controller, NULL,
+		"create the virtio-scsi controller even with no\n"
+		"--disk, for disk-add on the control socket" },
 	[OPT_NET] = { "net", "net", 0, true, opt_net, "SPEC",
 		"add a virtio-net NIC (repeatable): tap=IFNAME\n"
 		"[,mac=52:54:00:..][,vlan=ID][,queues=N]\n"
@@ -625,6 +637,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_TIMEOUT: return a->timeout_ms == b->timeout_ms;
 	case OPT_QUIET: return a->quiet == b->quiet;
 	case OPT_STATS: return a->stats == b->stats;
+	case OPT_SCSI_CONTROLLER: return a->scsi_controller == b->scsi_controller;
 	case OPT_CONTROL: return str_eq(a->control, b->control);
 	default: return true;
 	}

@@ -468,7 +468,7 @@ static int cv_need_scsi(struct control_vm *cv, struct control_error *e)
 
 	if (!rc && !cv->m->vscsi)
 		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no SCSI controller (start it "
-				  "with at least one --disk ...,bus=scsi)");
+				  "with --scsi-controller or a --disk ...,bus=scsi)");
 	return rc;
 }
 

@@ -115,7 +115,9 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 /* Synthetic storage: one virtio-scsi controller holding every --disk
  * bus=scsi, in a fixed slot; its INTA# reaches the GSI the DSDT's _PRT names
  * for that slot (acpi.c: 16 + (slot + pin) % 8). Request queues: one per
- * vCPU, up to the controller's limit. */
+ * vCPU, up to the controller's limit. With no scsi disk there is no
+ * controller unless --scsi-controller asks for an empty one, so that a VM
+ * without disks keeps the board it had. */
 #define MACHINE_SLOT_VIRTIO_SCSI 4
 
 static uint32_t machine_pci_inta_gsi(int slot)
@@ -137,7 +139,7 @@ static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 						    .add_after_ms = c->add_after_ms,
 						    .remove_after_ms = c->remove_after_ms };
 	}
-	if (!n)
+	if (!n && !m->cfg->scsi_controller)
 		return 0;
 	return virtio_scsi_create(&m->vm, m->pci, MACHINE_SLOT_VIRTIO_SCSI,
 				  machine_pci_inta_gsi(MACHINE_SLOT_VIRTIO_SCSI),

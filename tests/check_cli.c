@@ -134,6 +134,7 @@ START_TEST(version_and_help)
 	ck_assert_int_eq(KESTREL("help", "run"), 0);
 	ck_assert_ptr_nonnull(strstr(out, "--kernel"));
 	ck_assert_ptr_nonnull(strstr(out, "--cpus"));
+	ck_assert_ptr_nonnull(strstr(out, "--scsi-controller"));
 	ck_assert_int_eq(KESTREL("run", "--help"), 0);
 	ck_assert_ptr_nonnull(strstr(out, "--mem"));
 }
@@ -155,6 +156,8 @@ START_TEST(bad_flags)
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--bogus"), "--bogus");
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--serial", "tcp:1"), "--serial");
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--boot-entry", "16"), "--boot-entry");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--scsi-controller=maybe"),
+			   "--scsi-controller");
 	assert_usage_error(KESTREL("run", "--kernel"), "--kernel");
 	assert_usage_error(KESTREL("run"), "--kernel");
 }
@@ -186,13 +189,18 @@ END_TEST
 
 START_TEST(bad_json)
 {
-	char path[300];
+	char path[300], text[400];
 
 	snprintf(path, sizeof(path), "%s/vm.json", tmpdir);
 	write_file(path, "{ \"kernel\": \"x\", \"cpus\": }", 26);
 	assert_usage_error(KESTREL("run", "--config", path), "vm.json");
 	write_file(path, "{ \"cpuz\": 2 }", 13);
 	assert_usage_error(KESTREL("run", "--config", path), "cpuz");
+	snprintf(text, sizeof(text), "{ \"kernel\": \"%s\", \"scsi_controller\": \"yes\" }",
+		 mb_kernel);
+	write_file(path, text, strlen(text));
+	assert_usage_error(KESTREL("run", "--config", path),
+			   "\"scsi_controller\": expected true or false, got a string");
 	unlink(path);
 }
 END_TEST

@@ -116,7 +116,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c.boot_entry, BOOT_ENTRY_64);
 	ck_assert_int_eq(c.on_reboot, ON_REBOOT_RESTART);
 	ck_assert_uint_eq(c.timeout_ms, 0);
-	ck_assert(!c.hugepages && !c.quiet && !c.stats && !c.help);
+	ck_assert(!c.hugepages && !c.quiet && !c.stats && !c.help && !c.scsi_controller);
 	ck_assert_ptr_null(c.kernel);
 	snprintf(name, sizeof(name), "kestrel-%d", (int)getpid());
 	ck_assert_str_eq(c.name, name);
@@ -176,6 +176,33 @@ START_TEST(test_switch_values)
 	ck_assert(!c.hugepages && !c.quiet && !c.stats);
 	config_free(&c);
 	expect_err("--quiet", "not a boolean", "--kernel", kernel, "--quiet=maybe", NULL);
+}
+END_TEST
+
+/* An empty SCSI controller for disk-add (docs/control.md): a switch like
+ * --stats, off by default, repeatable only with the same meaning. */
+START_TEST(test_scsi_controller_flag)
+{
+	struct vm_config c;
+
+	expect_ok(&c, "--kernel", kernel, NULL);
+	ck_assert(!c.scsi_controller);
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, "--scsi-controller", NULL);
+	ck_assert(c.scsi_controller);
+	config_free(&c);
+	expect_ok(&c, "--scsi-controller=yes", "--kernel", kernel, "--scsi-controller", NULL);
+	ck_assert(c.scsi_controller);
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, "--scsi-controller=off", NULL);
+	ck_assert(!c.scsi_controller);
+	config_free(&c);
+	expect_err("--scsi-controller", "not a boolean", "--kernel", kernel,
+		   "--scsi-controller=maybe", NULL);
+	expect_err("--scsi-controller", "('true' and 'false')", "--kernel", kernel,
+		   "--scsi-controller", "--scsi-controller=false", NULL);
+	expect_err("--scsi-controler", "did you mean --scsi-controller?", "--kernel", kernel,
+		   "--scsi-controler", NULL);
 }
 END_TEST
 
@@ -398,6 +425,7 @@ START_TEST(test_usage)
 		"--kernel FILE", "--initrd FILE", "--cmdline STR", "--mem SIZE", "--cpus N",
 		"--serial MODE", "--name NAME", "--boot-entry 64|32", "--on-reboot restart|exit",
 		"--hugepages", "--quiet", "--stats", "--timeout DURATION", "--config FILE",
+		"--scsi-controller",
 		"--help", "default 512M", "124",
 	};
 	char *text = NULL;
@@ -627,6 +655,32 @@ START_TEST(test_json_errors)
 }
 END_TEST
 
+/* "scsi_controller" takes true or false only, and a flag overrides it. */
+START_TEST(test_json_scsi_controller)
+{
+	char text[512];
+	struct vm_config c;
+	const char *path;
+
+	snprintf(text, sizeof(text), "{\"kernel\": \"%s\", \"scsi_controller\": true}", kernel);
+	path = json_file(tmpdir, text);
+	expect_ok(&c, "--config", path, NULL);
+	ck_assert(c.scsi_controller);
+	config_free(&c);
+	expect_ok(&c, "--config", path, "--scsi-controller=false", NULL);
+	ck_assert(!c.scsi_controller);
+	config_free(&c);
+	expect_json_err("{\"scsi_controller\": \"yes\"}",
+			"\"scsi_controller\": expected true or false", "a string");
+	expect_json_err("{\"scsi_controller\": 1}",
+			"\"scsi_controller\": expected true or false", "an integer");
+	expect_json_err("{\"scsi_controller\": null}",
+			"\"scsi_controller\": expected true or false", "null");
+	expect_json_err("{\"scsi-controller\": true}", "unknown key \"scsi-controller\"",
+			"did you mean \"scsi_controller\"");
+}
+END_TEST
+
 START_TEST(test_json_file_errors)
 {
 	char path[400];
@@ -792,6 +846,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_flags_space_form);
 	tcase_add_test(tc, test_flags_equals_form);
 	tcase_add_test(tc, test_switch_values);
+	tcase_add_test(tc, test_scsi_controller_flag);
 	tcase_add_test(tc, test_cmdline_values);
 	tcase_add_loop_test(tc, test_mem_good, 0, ARRAY_SIZE(mem_good));
 	tcase_add_loop_test(tc, test_mem_bad, 0, ARRAY_SIZE(mem_bad));
@@ -817,6 +872,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_json_relative_paths);
 	tcase_add_test(tc, test_json_flags_override);
 	tcase_add_test(tc, test_json_errors);
+	tcase_add_test(tc, test_json_scsi_controller);
 	tcase_add_test(tc, test_json_file_errors);
 	suite_add_tcase(s, tc);
 

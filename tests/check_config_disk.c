@@ -86,6 +86,23 @@ START_TEST(flags)
 }
 END_TEST
 
+/* --scsi-controller with scsi disks changes nothing: the controller is
+ * there anyway (src/machine.c); both are kept as given. */
+START_TEST(scsi_controller_with_disks)
+{
+	char s0[400];
+
+	snprintf(s0, sizeof(s0), "path=%s,bus=scsi", d0);
+	ck_assert_msg(run("--scsi-controller", "--disk", s0, NULL) == 0, "%s", err);
+	ck_assert(c.scsi_controller);
+	ck_assert_uint_eq(c.ndisks, 1);
+	ck_assert_int_eq(c.disks[0].target, 0);
+	ck_assert_msg(run("--scsi-controller", NULL) == 0, "%s", err);
+	ck_assert(c.scsi_controller);
+	ck_assert_uint_eq(c.ndisks, 0);
+}
+END_TEST
+
 START_TEST(targets_fill_around_explicit_ones)
 {
 	char s0[400], s1[400];
@@ -215,6 +232,7 @@ static Suite *config_disk_suite(void)
 	TCase *tc = tcase_create("disk");
 
 	tcase_add_test(tc, flags);
+	tcase_add_test(tc, scsi_controller_with_disks);
 	tcase_add_test(tc, targets_fill_around_explicit_ones);
 	tcase_add_test(tc, json_disks);
 	tcase_add_test(tc, json_errors);

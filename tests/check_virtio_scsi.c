@@ -4,7 +4,9 @@
  * socket's stats and --stats): WRITE(10), READ(10), SYNCHRONIZE CACHE(10)
  * and failed commands counted exactly, probes and other LUNs not counted,
  * lookups of empty targets, counters across hot-remove and re-add, and the
- * per-disk line --stats prints. */
+ * per-disk line --stats prints. And the controller --scsi-controller makes
+ * with no disk at all: it negotiates, every target is BAD_TARGET, and a
+ * hot-plugged disk is announced on the event queue and answers. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,10 +30,13 @@
 #define DATA 0x200000ULL
 #define DISK_BLOCKS 2048
 #define REQQ 2                /* queue 0 control, 1 events, 2 the first request queue */
+#define EVQ 1
+#define EVBUF 0x102000ULL     /* one event buffer (5.6.6.3) */
 
 /* virtio-pci BAR layout (devices/synthetic/virtio_pci.c). */
 #define CC_GFSELECT 0x08
 #define CC_GF 0x0c
+#define CC_NUM_QUEUES 0x12
 #define CC_STATUS 0x14
 #define CC_Q_SELECT 0x16
 #define CC_Q_SIZE 0x18
@@ -39,12 +44,14 @@
 #define CC_Q_DESC 0x20
 #define CC_Q_DRIVER 0x28
 #define CC_Q_DEVICE 0x30
+#define DEVCFG 0x2000         /* struct virtio_scsi_config (5.6.4) */
 #define NOTIFY 0x3000
 
 #define ST_ACK 1
 #define ST_DRIVER 2
 #define ST_DRIVER_OK 4
 #define ST_FEATURES_OK 8
+#define ST_NEEDS_RESET 0x40
 #define F_VERSION_1 (1ULL << 32)
 
 #define D_NEXT 1
@@ -239,7 +246,7 @@ static void make_dev(bool stats)
 	driver_init();
 }
 
-static void setup(void)
+static void setup_files(void)
 {
 	int fd = mkstemp(path);
 
@@ -247,7 +254,28 @@ static void setup(void)
 	ck_assert_int_eq(ftruncate(fd, DISK_BLOCKS * 512), 0);
 	close(fd);
 	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
+}
+
+static void setup(void)
+{
+	setup_files();
 	make_dev(false);
+}
+
+/* The empty controller as src/machine.c makes it for --scsi-controller: no
+ * disks; two request queues, so that their count is seen not to follow the
+ * disks (the driver enables only the first). The disk file is for hot-plug. */
+#define EMPTY_REQUEST_QUEUES 2
+
+static void setup_empty(void)
+{
+	char err[256] = "";
+
+	setup_files();
+	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 0, EMPTY_REQUEST_QUEUES, NULL, 0, false,
+					 &dev, err, sizeof(err)) == 0, "%s", err);
+	virtio_pci_set_guest_mem(dev, &gm);
+	driver_init();
 }
 
 static void teardown(void)
@@ -361,10 +389,104 @@ START_TEST(print_stats_per_disk)
 }
 END_TEST
 
+/* ---- the empty controller (--scsi-controller) ---- */
+
+START_TEST(empty_negotiates)
+{
+	uint8_t st = (uint8_t)bar_read(CC_STATUS, 1);
+
+	ck_assert_msg((st & ST_DRIVER_OK) && !(st & ST_NEEDS_RESET), "status 0x%x", st);
+	ck_assert_uint_eq(bar_read(CC_NUM_QUEUES, 2), REQQ + EMPTY_REQUEST_QUEUES);
+	/* 5.6.4: num_queues counts request queues; targets 0..15 may appear. */
+	ck_assert_uint_eq(bar_read(DEVCFG + 0, 4), EMPTY_REQUEST_QUEUES);
+	ck_assert_uint_eq(bar_read(DEVCFG + 30, 2), VIRTIO_SCSI_MAX_TARGETS - 1);
+}
+END_TEST
+
+/* A driver's scan of an empty bus: every target is absent (5.6.6.1
+ * VIRTIO_SCSI_S_BAD_TARGET), whatever the command. */
+START_TEST(empty_targets_absent)
+{
+	static const unsigned first_and_last[] = { 0, VIRTIO_SCSI_MAX_TARGETS - 1 };
+	struct virtio_scsi_disk_stats st;
+	char err[256] = "";
+
+	for (size_t i = 0; i < ARRAY_SIZE(first_and_last); i++) {
+		unsigned t = first_and_last[i];
+
+		ck_assert_uint_eq(scsi_cmd(t, 0, CDB(SCSI_INQUIRY, 0, 0, 0, 96, 0), 0, 96)
+				  .response, 3);
+		ck_assert_uint_eq(scsi_cmd(t, 0, CDB(SCSI_REPORT_LUNS, 0, 0, 0, 0, 0, 0, 0, 1, 0,
+						     0, 0), 0, 256).response, 3);
+		ck_assert_uint_eq(scsi_cmd(t, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0)
+				  .response, 3);
+	}
+	ck_assert_int_eq(virtio_scsi_get_disk_stats(dev, 0, &st), -ENOENT);
+	ck_assert_int_eq(virtio_scsi_unplug(dev, 0, err, sizeof(err)), -ENOENT);
+}
+END_TEST
+
+/* One writable event buffer on the event queue, as a driver posts them. */
+static void post_event_buffer(void)
+{
+	struct virtq_desc d = { EVBUF, 16, D_WRITE, 0 };
+	uint8_t junk[16];
+	uint16_t head = 0, idx = 1;
+
+	memset(junk, 0xee, sizeof(junk));
+	put(EVBUF, junk, sizeof(junk));
+	put(RING(EVQ), &d, sizeof(d));
+	put(AVAIL(EVQ) + 4, &head, 2);
+	put(AVAIL(EVQ) + 2, &idx, 2);
+}
+
+/* READ CAPACITY(10): last LBA and block length, big-endian (SBC-3 5.16). */
+static void expect_capacity(unsigned target)
+{
+	uint8_t cap[8];
+
+	memset(cap, 0, sizeof(cap));
+	put(DATA, cap, sizeof(cap));
+	expect_good(scsi_cmd(target, 0, CDB(SCSI_READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+			     0, 8));
+	get(DATA, cap, sizeof(cap));
+	ck_assert_uint_eq((uint32_t)cap[0] << 24 | cap[1] << 16 | cap[2] << 8 | cap[3],
+			  DISK_BLOCKS - 1);
+	ck_assert_uint_eq((uint32_t)cap[4] << 24 | cap[5] << 16 | cap[6] << 8 | cap[7], 512);
+}
+
+START_TEST(empty_then_hotplug)
+{
+	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW };
+	uint8_t ev[16];
+	uint16_t used;
+	uint32_t len;
+	char err[256] = "";
+
+	post_event_buffer();
+	ck_assert_msg(virtio_scsi_hotplug(dev, 3, &o, err, sizeof(err)) == 0, "%s", err);
+	/* 5.6.6.3.1: TRANSPORT_RESET, LUN 0 of target 3, reason RESCAN. */
+	get(USED(EVQ) + 2, &used, 2);
+	ck_assert_uint_eq(used, 1);
+	get(USED(EVQ) + 8, &len, 4);
+	ck_assert_uint_eq(len, 16);
+	get(EVBUF, ev, sizeof(ev));
+	ck_assert_uint_eq(ev[0] | ev[1] << 8 | ev[2] << 16 | (uint32_t)ev[3] << 24, 1);
+	ck_assert_uint_eq(ev[4], 1);
+	ck_assert_uint_eq(ev[5], 3);
+	ck_assert_uint_eq(ev[12], 1);
+	expect_capacity(3);
+	ck_assert_uint_eq(scsi_cmd(0, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0).response,
+			  3);
+	ck_assert_str_eq(stats_of(3).path, path);
+}
+END_TEST
+
 static Suite *vscsi_suite(void)
 {
 	Suite *s = suite_create("virtio_scsi");
 	TCase *tc = tcase_create("disk_stats");
+	TCase *empty = tcase_create("empty_controller");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, counters_read_write_flush_error);
@@ -372,6 +494,11 @@ static Suite *vscsi_suite(void)
 	tcase_add_test(tc, lookup_and_hot_remove);
 	tcase_add_test(tc, print_stats_per_disk);
 	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(empty, setup_empty, teardown);
+	tcase_add_test(empty, empty_negotiates);
+	tcase_add_test(empty, empty_targets_absent);
+	tcase_add_test(empty, empty_then_hotplug);
+	suite_add_tcase(s, empty);
 	return s;
 }
 

@@ -384,6 +384,7 @@ ctl_payload_case() {
 	expect "resume when running was accepted" fails ctl "$n" resume
 	ctl "$n" disk-add /nonexistent.img >/dev/null 2>"$out/e"
 	expect "disk-add without a controller: not 'unsupported'" has "$out/e" "\(unsupported\)"
+	expect "disk-add without a controller: no hint at --scsi-controller" has "$out/e" "with --scsi-controller"
 	ctl "$n" net-link down >/dev/null 2>"$out/e"
 	expect "net-link: not 'unsupported'" has "$out/e" "\(unsupported\)"
 	ctl "$n" frobnicate >/dev/null 2>"$out/e"
@@ -588,9 +589,46 @@ ctl_linux_hotplug_case() {
 	case_end "$out/$n.log" "$out/$n.err" "$out/$n.ev"
 }
 
+# The same through an empty controller: --scsi-controller and no --disk, so
+# Debian's virtio_scsi scans a bus with no target, then sees the disk that
+# disk-add puts at target 2 come and go (tests/kit/vscsi.sh with
+# kestrel.vscsi_disks=0 waits for no disk at start).
+ctl_linux_hotplug_empty_case() {
+	n=ctl-hpe-$$
+	case_begin linux-ctl-disk-hotplug-empty || return 0
+	dd if=/dev/zero of="$out/hpe2.img" bs=1M count=4 2>/dev/null
+	[ -f "$out/initrd-ctl.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-ctl.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-ctl.gz" --cpus 2 --mem 512M \
+		--timeout 300s --on-reboot exit --scsi-controller \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_disks=0 kestrel.vscsi_hotplug=1"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the guest never looked for target 2" wait_for 180 has "$out/$n.log" "vscsi: t2 absent at start"
+	expect "the guest saw a disk at boot" fails grep -Eq "vscsi: t[0-9]+ sd" "$out/$n.log"
+	ctl "$n" query-vm --json >"$out/vm" 2>&1
+	expect "query-vm lists no virtio-scsi controller" has "$out/vm" '"name":"virtio-scsi","bus":"pci"'
+	expect "query-vm lists disks before disk-add" has "$out/vm" '"disks":\[\]'
+	ctl "$n" watch --json >"$out/$n.ev" 2>&1 &
+	wpid=$!
+	sleep 1    # let it connect before the first event
+	ctl "$n" disk-add "$out/hpe2.img" target=2 >"$out/add" 2>&1
+	expect "disk-add on the empty controller failed: $(tr '\n' ' ' <"$out/add")" has "$out/add" "^target: 2$"
+	expect "the guest did not see the hot-added disk" wait_for 90 has "$out/$n.log" "vscsi: added t2 sd[a-z]+ size=8192 "
+	ctl "$n" query-vm --json >"$out/vm" 2>&1
+	expect "query-vm does not list it" has "$out/vm" '"disks":\[\{"target":2,"path":"[^"]*hpe2.img","format":"[a-z]+","readonly":false,"hotplugged":true\}\]'
+	expect "disk-remove failed" ctl "$n" disk-remove 2
+	expect "the guest did not see the removal" wait_for 90 has "$out/$n.log" "vscsi: removed t2"
+	wait $bg_pid
+	rc=$?
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	wait $wpid
+	expect "events: $(events "$out/$n.ev")" [ "$(events "$out/$n.ev")" = "device-added device-removed stopped state-changed exiting " ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.ev"
+}
+
 if [ $do_linux = 1 ]; then
 	ctl_linux_systemd_case
 	ctl_linux_hotplug_case
+	ctl_linux_hotplug_empty_case
 fi
 
 # ---- virtio-net (issue 3) --------------------------------------------------

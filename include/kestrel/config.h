@@ -62,6 +62,7 @@ struct vm_config {
 	char *control;            /* --control: socket path, "none", or NULL (default) */
 	struct config_disk *disks;
 	unsigned ndisks;
+	bool scsi_controller;     /* the virtio-scsi controller even with no scsi disk */
 	struct config_net *nets;
 	unsigned nnets;
 };
