@@ -2,9 +2,13 @@
  * first output line containing a marker), the child's peak RSS and status.
  * Used by the scripts in scripts/bench so kestrel and QEMU are measured the same way.
  *
- * usage: runstat [--marker STR] [--stop-at-marker] -- CMD [ARGS...]
+ * usage: runstat [--marker STR] [--stop-at-marker] [--timeout SEC] -- CMD [ARGS...]
+ * --timeout kills the child (SIGKILL) after SEC seconds. It is built in rather
+ * than `timeout CMD`: busybox's timeout leaves a watcher process holding the
+ * output pipe open, so the run would only end at the deadline.
  * prints: elapsed_ms=F marker_ms=F maxrss_kb=N status=N */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +26,17 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static pid_t child;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	kill(child, SIGKILL);
+}
+
 int main(int argc, char **argv)
 {
+	unsigned timeout_s = 0;
 	const char *marker = NULL;
 	int stop = 0, i, p[2], status;
 	double t0, tm = -1, t1;
@@ -37,9 +50,11 @@ int main(int argc, char **argv)
 			marker = argv[++i];
 		else if (!strcmp(argv[i], "--stop-at-marker"))
 			stop = 1;
+		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+			timeout_s = (unsigned)strtoul(argv[++i], NULL, 10);
 	}
 	if (i + 1 >= argc) {
-		fprintf(stderr, "usage: runstat [--marker STR] [--stop-at-marker] -- CMD [ARGS...]\n");
+		fprintf(stderr, "usage: runstat [--marker STR] [--stop-at-marker] [--timeout SEC] -- CMD [ARGS...]\n");
 		return 2;
 	}
 	if (pipe(p))
@@ -53,9 +68,16 @@ int main(int argc, char **argv)
 		_exit(127);
 	}
 	close(p[1]);
+	child = pid;
+	if (timeout_s) {
+		signal(SIGALRM, on_alarm);
+		alarm(timeout_s);
+	}
 	for (;;) {
 		ssize_t r = read(p[0], win + wlen, sizeof(win) - 1 - wlen);
 
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r <= 0)
 			break;
 		wlen += r;
@@ -71,8 +93,10 @@ int main(int argc, char **argv)
 			wlen = 256;
 		}
 	}
-	wait4(pid, &status, 0, &ru);
+	while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
+		;
 	t1 = now_ms();
+	alarm(0);
 	printf("elapsed_ms=%.2f marker_ms=%.2f maxrss_kb=%ld status=%d\n", t1 - t0,
 	       tm < 0 ? -1.0 : tm - t0, ru.ru_maxrss,
 	       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
