@@ -23,7 +23,7 @@ case "$1" in
 payload)
 	i=0
 	while [ $i -lt "$2" ]; do
-		sample "a kestrel" -- "$K" run --kernel "$P/exit0.bin" --mem 256M --serial none --quiet
+		sample "a kestrel" --timeout 120 -- "$K" run --kernel "$P/exit0.bin" --mem 256M --serial none --quiet
 		sample "a qemu" --timeout 120 -- "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none \
 			-serial none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$P/exit0.bin"
 		i=$((i + 1))
@@ -33,7 +33,7 @@ linux)
 	i=0
 	while [ $i -lt "$2" ]; do
 		for img in vmlinux bzImage; do
-			sample "b kestrel $img" --marker "$MARK" -- "$K" run --kernel "$KIT/$img" \
+			sample "b kestrel $img" --marker "$MARK" --timeout 300 -- "$K" run --kernel "$KIT/$img" \
 				--initrd "$KIT/initrd.cpio.gz" --cmdline "$CMDLINE" --cpus 2 --mem 256M \
 				--on-reboot exit --timeout 300s
 			sample "b qemu $img" --marker "$MARK" --timeout 300 -- "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 \

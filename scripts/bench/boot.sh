@@ -8,6 +8,7 @@
 #  (c) peak RSS of both, and kestrel's memory beyond the guest RAM it touched.
 # (a) runs on this host's /dev/kvm when there is one, else inside the rig too.
 # The last lines print both systems' figures and kestrel/QEMU ratios.
+# Environment: BENCH_VERBOSE=1 shows the rig's console (progress) on stderr.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 runs=20 lruns=3
@@ -28,10 +29,10 @@ if [ -c /dev/kvm ]; then
 	echo "boot.sh: (a) on this host's /dev/kvm (QEMU with -cpu qemu64)" >&2
 	QEMU_CPU=qemu64 KESTREL_BIN="$root/build/kestrel" RUNSTAT="$root/build/runstat" \
 		PAYLOADS="$root/build/tests/guest" sh "$root/scripts/bench/boot-inner.sh" payload "$runs" >>"$out"
-	"$root/scripts/rig.sh" --with-qemu "${inner[@]}" -- "sh /work/boot-inner.sh linux $lruns" >>"$out"
+	"$root/scripts/rig.sh" ${BENCH_VERBOSE:+--verbose} --with-qemu "${inner[@]}" -- "sh /work/boot-inner.sh linux $lruns" >>"$out"
 else
 	echo "boot.sh: no /dev/kvm on this host: (a), (b) and (c) all run inside the nested rig" >&2
-	"$root/scripts/rig.sh" --with-qemu --timeout 3000 "${inner[@]}" -- \
+	"$root/scripts/rig.sh" ${BENCH_VERBOSE:+--verbose} --with-qemu --timeout 3000 "${inner[@]}" -- \
 		"sh /work/boot-inner.sh payload $runs; sh /work/boot-inner.sh linux $lruns" >>"$out"
 fi
 
@@ -48,6 +49,9 @@ for line in open(sys.argv[1]):
         extra.append(f"{who}: {rest}")
         continue
     kv = dict(x.split('=') for x in rest.split())
+    if not kv.get('status', '').isdigit():
+        print(f"skipped, did not exit: {line.strip()}")
+        continue
     rows.setdefault((kind, img or 'exit0', who), []).append(kv)
 
 def stat(vals):

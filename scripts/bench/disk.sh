@@ -11,7 +11,8 @@
 # Where this host has no /dev/kvm it all runs inside the nested rig, on a
 # tmpfs image (so cache=writeback: tmpfs has no O_DIRECT). --ms: how long
 # each of the 8 phases runs, per system (default 3000).
-# Environment: KESTREL_BIN (a kestrel binary to use instead of building one).
+# Environment: KESTREL_BIN (a kestrel binary to use instead of building one);
+# BENCH_VERBOSE=1 shows the rig's console (progress) on stderr.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 ms=3000 cache=
@@ -50,7 +51,7 @@ else
 	cp -L "$(command -v fio)" "$stage/fio/fio"
 	ldd "$(command -v fio)" | awk '$3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' |
 		while read -r lib; do cp -L "$lib" "$stage/fio/lib/"; done
-	"$root/scripts/rig.sh" --with-qemu --timeout 3000 --add "$root/scripts/bench/disk-inner.sh:/work/disk-inner.sh" \
+	"$root/scripts/rig.sh" ${BENCH_VERBOSE:+--verbose} --with-qemu --timeout 3000 --add "$root/scripts/bench/disk-inner.sh:/work/disk-inner.sh" \
 		--add "$stage/fio:/opt/fio" -- \
 		"FIO='/opt/fio/lib/ld-linux-x86-64.so.2 --library-path /opt/fio/lib /opt/fio/fio' sh /work/disk-inner.sh $ms $cache /work" >>"$out"
 fi

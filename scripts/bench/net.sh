@@ -11,7 +11,8 @@
 # --reps times (default 3), kestrel and QEMU taking turns; prints the median
 # frames/s and Mbit/s of each and the kestrel/QEMU ratio (target >= 1.0x).
 # Where this host has no /dev/kvm it all runs inside the nested rig.
-# Environment: KESTREL_BIN (a kestrel binary to use instead of building one).
+# Environment: KESTREL_BIN (a kestrel binary to use instead of building one);
+# BENCH_VERBOSE=1 shows the rig's console (progress) on stderr.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 ms=2000 count=100000 reps=3
@@ -39,7 +40,7 @@ if [ -c /dev/kvm ]; then
 		sh "$root/scripts/bench/net-inner.sh" "$ms" "$count" "$reps" >>"$out"
 else
 	echo "net.sh: no /dev/kvm here: kestrel and QEMU run inside the nested rig" >&2
-	"$root/scripts/rig.sh" --with-qemu --timeout 1800 \
+	"$root/scripts/rig.sh" ${BENCH_VERBOSE:+--verbose} --with-qemu --timeout 1800 \
 		--add "$root/scripts/bench/net-inner.sh:/work/net-inner.sh" \
 		--add "$root/build/netblast:/work/netblast" -- \
 		"NETBLAST=/work/netblast sh /work/net-inner.sh $ms $count $reps" >>"$out"

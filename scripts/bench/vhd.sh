@@ -121,7 +121,7 @@ if [ $guest = 1 ]; then
 		QEMU_CPU=qemu64 PAYLOADS="$payloads" sh "$root/scripts/bench/vhd-inner.sh" "$ops" writeback "$w" "$w/fresh.vhd" >>"$res"
 	else
 		echo "vhd.sh: no /dev/kvm here: the guest part runs inside the nested rig (tmpfs, cache=writeback)" >&2
-		"$root/scripts/rig.sh" --with-qemu --timeout 3000 \
+		"$root/scripts/rig.sh" ${BENCH_VERBOSE:+--verbose} --with-qemu --timeout 3000 \
 			--add "$root/scripts/bench/vhd-inner.sh:/work/vhd-inner.sh" --add "$w/fresh.vhd:/work/fresh.vhd" \
 			--add "$payloads/vscsi.bin:/work/p/vscsi.bin" -- \
 			"PAYLOADS=/work/p sh /work/vhd-inner.sh $ops writeback /work /work/fresh.vhd" |
