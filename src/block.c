@@ -128,31 +128,6 @@ fail:
 	return -errno;
 }
 
-/* A worker killed with I/O in flight keeps its lock until the kernel has torn
- * down its io_uring, which runs asynchronously after the process is reaped:
- * a restart (systemd's Restart=on-failure, `kestrel vhd check` right after a
- * crash) must not see that as "in use". So a conflict is retried for a short
- * grace period before it counts. */
-#define BLK_LOCK_GRACE_MS 3000
-
-int blk_lock_file(int fd, bool exclusive)
-{
-	struct flock fl = { .l_type = exclusive ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET };
-	int waited = 0;
-
-	/* Whole-file open-file-description lock: QEMU (byte-range OFD locks) and
-	 * kestrel see each other's. */
-	while (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
-		if (errno != EAGAIN && errno != EACCES)
-			return errno == EINVAL || errno == ENOLCK || errno == EOPNOTSUPP ? 0 : -errno;
-		if (waited >= BLK_LOCK_GRACE_MS)
-			return -EBUSY;
-		usleep(20 * 1000);
-		waited += 20;
-	}
-	return 0;
-}
-
 /* Two VMs writing one image corrupt it: take an open-file-description lock,
  * shared for readonly, exclusive otherwise (advisory, like QEMU's). */
 static int blk_lock_fd(struct blk_dev *d, char *err, size_t errlen)
