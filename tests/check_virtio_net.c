@@ -27,6 +27,7 @@
 #include "kestrel/net.h"
 #include "kestrel/virtio.h"
 #include "kestrel/virtio_net.h"
+#include "virtio_driver.h"
 
 #define RAM MiB(16)
 #define QSZ 16
@@ -77,8 +78,6 @@
 #define D_NEXT 1
 #define D_WRITE 2
 
-static struct guest_mem gm;
-static struct device *dev;
 static int peer[NET_MAX_QUEUES];
 static unsigned npeer;
 static const uint8_t guest_mac[6] = { 0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01 };
@@ -88,34 +87,7 @@ struct drvq {
 };
 static struct drvq dq[2 * NET_MAX_QUEUES + 1];
 
-/* ---- the driver side ---- */
-
-static void bar_write(uint64_t off, unsigned size, uint64_t v)
-{
-	pthread_mutex_lock(&dev->lock);
-	dev->ops->write(dev, 0, off, size, v);
-	pthread_mutex_unlock(&dev->lock);
-}
-
-static uint64_t bar_read(uint64_t off, unsigned size)
-{
-	uint64_t v;
-
-	pthread_mutex_lock(&dev->lock);
-	v = dev->ops->read(dev, 0, off, size);
-	pthread_mutex_unlock(&dev->lock);
-	return v;
-}
-
-static void put(uint64_t gpa, const void *p, size_t n)
-{
-	ck_assert_int_eq(gm_write(&gm, gpa, p, n), 0);
-}
-
-static void get(uint64_t gpa, void *p, size_t n)
-{
-	ck_assert_int_eq(gm_read(&gm, gpa, p, n), 0);
-}
+/* ---- the driver side (registers and memory: virtio_driver.h) ---- */
 
 static uint16_t get16(uint64_t gpa)
 {

@@ -19,6 +19,7 @@
 #include "kestrel/scsi_disk.h"
 #include "kestrel/virtio.h"
 #include "kestrel/virtio_scsi.h"
+#include "virtio_driver.h"
 
 #define RAM MiB(16)
 #define QSZ 16
@@ -61,39 +62,10 @@
 #define REQ_HDR (19 + 32)
 #define RESP_HDR (12 + 96)
 
-static struct guest_mem gm;
-static struct device *dev;
 static char path[] = "/tmp/check_virtio_scsi.XXXXXX";
 static uint16_t avail_idx, used_seen;
 
-/* ---- the driver side ---- */
-
-static void bar_write(uint64_t off, unsigned size, uint64_t v)
-{
-	pthread_mutex_lock(&dev->lock);
-	dev->ops->write(dev, 0, off, size, v);
-	pthread_mutex_unlock(&dev->lock);
-}
-
-static uint64_t bar_read(uint64_t off, unsigned size)
-{
-	uint64_t v;
-
-	pthread_mutex_lock(&dev->lock);
-	v = dev->ops->read(dev, 0, off, size);
-	pthread_mutex_unlock(&dev->lock);
-	return v;
-}
-
-static void put(uint64_t gpa, const void *p, size_t n)
-{
-	ck_assert_int_eq(gm_write(&gm, gpa, p, n), 0);
-}
-
-static void get(uint64_t gpa, void *p, size_t n)
-{
-	ck_assert_int_eq(gm_read(&gm, gpa, p, n), 0);
-}
+/* ---- the driver side (registers and memory: virtio_driver.h) ---- */
 
 static void queue_setup(unsigned q)
 {
