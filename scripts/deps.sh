@@ -10,6 +10,8 @@ PACKAGES=(
 	qemu-system-x86 qemu-utils busybox-static cpio xz-utils gzip binutils file
 	# tests: iasl checks our ACPI tables; systemd-analyze verifies the unit
 	acpica-tools systemd
+	# tests: the host's side of the virtio-net cases (ip netns, ping)
+	iproute2 iputils-ping
 	# tests: libFuzzer harnesses (tests/fuzz/run.sh: clang, and its fuzzer and
 	# sanitizer runtimes, only "recommended" by clang); bc for scripts/bench/vhd.sh
 	clang libclang-rt-14-dev bc

@@ -1,5 +1,5 @@
-/* hello.bin: the boot path works. Prints from ring 3, checks CPL 3, IOPL 3
- * and the Multiboot magic, then exits with "code=N" from the command line
+/* hello.bin: the boot path works. Prints from ring 3, checks CPL 3, that
+ * ring 3 can reach I/O ports (it printed), and the Multiboot magic, then exits with "code=N" from the command line
  * (default 0), so a test can see a chosen code come through. */
 #include "guest.h"
 
@@ -11,7 +11,9 @@ int main(void)
 
 	gprintf("hello from ring 3 (cpl=%u iopl=%u)\n", cpl, iopl);
 	check(cpl == 3, "running at CPL %u", cpl);
-	check(iopl == 3, "IOPL %u", iopl);
+	/* IOPL may read 0 (PVM ignores it); the ports still work through the
+	 * TSS I/O bitmap, or this line would not have printed. */
+	check(inb(0x3f8 + 5) & 0x20, "UART LSR read from ring 3 shows THR empty");
 	check(boot_mb_magic == MB_BOOT_MAGIC, "multiboot magic %#x", boot_mb_magic);
 	if (mi) {
 		gprintf("multiboot info at %#x flags %#x\n", boot_mb_info, mi->flags);

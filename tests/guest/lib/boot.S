@@ -121,12 +121,28 @@ isr_stubs:
 isr_common:
 	cmpq $VEC_PARK, (%rsp)
 	je 2f
+	/* #UD at guest_park's ud2: a CPU that has finished (see guest_park). */
+	cmpq $6, (%rsp)
+	jne 3f
+	leaq guest_park_ud2(%rip), %rax
+	cmpq %rax, 16(%rsp)             /* trap_frame.rip */
+	je 2f
+3:
 	movq %rsp, %rdi                 /* struct trap_frame * */
 	andq $-16, %rsp
 	call trap_handler               /* prints, debug-exits */
 2:	cli
 1:	hlt
 	jmp 1b
+
+/* guest_park: ring 3 -> cli; hlt in ring 0, forever. Through #UD rather
+ * than `int $VEC_PARK`: the PVM backend raises #UD for int n from ring 3,
+ * while every KVM delivers ud2's #UD to our handler. */
+	.globl guest_park
+guest_park:
+guest_park_ud2:
+	ud2
+	jmp guest_park
 
 /* ---- data: boot info, GDT, page tables ---------------------------------- */
 	.section .data, "aw"

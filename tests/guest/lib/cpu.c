@@ -41,7 +41,16 @@ struct trap_frame {
 
 /* Written in ring 0 before the BSP clears .bss in ring 3: keep out of .bss. */
 #define PERSIST __attribute__((section(".data.persist")))
-static struct tss64 cpu_tss[GUEST_MAX_CPUS] PERSIST;
+/* Each TSS is followed by an all-zero I/O permission bitmap (SDM vol. 1
+ * 19.5.2) covering every port: ring 3 may then use in/out whatever IOPL the
+ * CPU honours. IOPL 3 alone is not enough on every KVM: the PVM backend keeps
+ * the guest's ring 3 at IOPL 0 but does consult the TSS bitmap. In .stack,
+ * which the loader zeroes, so the 8 KiB per CPU costs nothing in the image. */
+struct tss_io {
+	struct tss64 tss;
+	uint8_t iomap[65536 / 8];
+} __attribute__((packed));
+static struct tss_io cpu_tss[GUEST_MAX_CPUS] __attribute__((section(".stack")));
 static struct idt_gate idt[IDT_VECTORS] PERSIST;
 static uint32_t cpu_apic_id[GUEST_MAX_CPUS] PERSIST;
 
@@ -71,16 +80,15 @@ static void idt_build(void)
 /* SDM vol. 3 8.2.3: 16-byte TSS descriptor in long mode. */
 static void tss_install(uint32_t idx)
 {
-	struct tss64 *t = &cpu_tss[idx];
+	struct tss64 *t = &cpu_tss[idx].tss;
 	uint64_t base = (uint64_t)(uintptr_t)t;
-	uint64_t limit = sizeof(*t) - 1;
+	uint64_t limit = sizeof(cpu_tss[idx]) - 1;
 	unsigned slot = (SEL_TSS0 >> 3) + 2 * idx;
 
-	/* The other fields are zero from the image (.data.persist); no memset,
+	/* The other fields are zero from the loader (.stack); no memset,
 	 * which would cost ~400 emulated instructions here. */
 	t->rsp[0] = (uint64_t)(uintptr_t)kstacks + ((uint64_t)(idx + 1) << GUEST_KSTACK_SHIFT);
-	/* No I/O bitmap (offset past the limit): IOPL 3 grants all ports. */
-	t->iomap_base = sizeof(*t);
+	t->iomap_base = sizeof(*t);    /* the zeroed bitmap right after it */
 	gdt[slot] = (limit & 0xffff) | ((base & 0xffffff) << 16) |
 		    ((uint64_t)TSS_AVAILABLE << 40) | (((limit >> 16) & 0xf) << 48) |
 		    (((base >> 24) & 0xff) << 56);
@@ -164,11 +172,6 @@ __attribute__((weak)) void ap_main(unsigned idx)
 {
 }
 
-void guest_park(void)
-{
-	for (;;)
-		__asm__ volatile("int %0" : : "i"(VEC_PARK) : "memory");
-}
 
 unsigned cpu_cpl(void)
 {

@@ -159,7 +159,7 @@ int check_result(int fail_code);
 void guest_exit(uint32_t code) __attribute__((noreturn));
 
 /* ---- cpu.c ------------------------------------------------------------ */
-/* cli; hlt in ring 0 through the VEC_PARK gate: a CPU that has finished. */
+/* cli; hlt in ring 0 through a recognised ud2 (boot.S): a CPU that has finished. */
 void guest_park(void) __attribute__((noreturn));
 /* CPL from CS and IOPL from RFLAGS of the caller. */
 unsigned cpu_cpl(void);
