@@ -61,6 +61,16 @@ timeout_of() {
 }
 # Process state letter of PID, empty once it is gone (Z: exited, unreaped).
 pid_state() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1; }
+# task_dump PID: state, wait channel and kernel stack of each thread (what a
+# hang report needs; the stack only where we may read it).
+task_dump() {
+	for t in /proc/$1/task/*; do
+		[ -d "$t" ] || continue
+		printf '  task %s %s state=%s wchan=%s\n' "${t##*/}" "$(cat "$t/comm" 2>/dev/null)" \
+			"$(sed 's/.*) //' "$t/stat" 2>/dev/null | cut -c1)" "$(cat "$t/wchan" 2>/dev/null)"
+		sed 's/^/    /' "$t/stack" 2>/dev/null | head -n 12
+	done
+}
 # reap_worker PID TIMEOUT_S: rc= the worker's exit status. Its own --timeout
 # should end it; past that plus a minute it is SIGKILLed, and a worker that
 # outlives SIGKILL too (a vCPU thread stuck in the kernel's nested KVM) is
@@ -71,8 +81,14 @@ reap_worker() {
 		st=$(pid_state "$rpid")
 		[ -z "$st" ] || [ "$st" = Z ] && break
 		rt=$((rt + 1))
-		[ $rt = $rlimit ] && { echo "note: worker $rpid past its deadline: SIGKILL" >&2; kill -KILL "$rpid" 2>/dev/null; }
+		if [ $rt = $rlimit ]; then
+			echo "note: worker $rpid past its deadline: its threads, then SIGKILL"
+			task_dump "$rpid"
+			kill -KILL "$rpid" 2>/dev/null
+		fi
 		if [ $rt -ge $((rlimit + 100)) ]; then
+			echo "note: worker $rpid outlived SIGKILL by 10 s:"
+			task_dump "$rpid"
 			rc=wedged
 			return
 		fi
