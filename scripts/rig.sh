@@ -24,6 +24,8 @@
 #   --with-qemu      ship Debian's qemu-system-x86_64, libraries, firmware
 #   --mem MB         outer VM memory (3072)      --smp N   outer vCPUs (2)
 #   --timeout SEC    give up after SEC seconds (600), exit 125
+#   --silence SEC    give up when the console (which has a 20 s heartbeat)
+#                    is silent for SEC seconds: the outer VM froze (240)
 #   --add SRC[:DEST] copy a file or directory in; DEST defaults to
 #                    /work/<basename SRC>; repeatable
 #   --no-kestrel     do not ship the kestrel binary
@@ -31,7 +33,8 @@
 #   --verbose        also show the outer boot's console on stderr
 #   --time           print boot and command timings on stderr
 # Environment: KESTREL_BIN, KESTREL_KIT, KESTREL_RIG_CPU (outer -cpu, for
-# experiments; default qemu64,+svm,+npt).
+# experiments; default qemu64,+svm,+npt), KESTREL_RIG_APPEND (outer kernel
+# log options instead of "quiet loglevel=0", e.g. "loglevel=7" to see an oops).
 # The base initramfs (busybox, modules, kit, init) and the QEMU part are
 # cached under KIT/rig/, keyed by their inputs; per run only a small cpio
 # with the binary, payloads, --add files and the command is built.
@@ -60,6 +63,7 @@ WITH_QEMU=0
 MEM=3072
 SMP=2
 TIMEOUT=600
+SILENCE=240
 SHELL_MODE=0
 VERBOSE=0
 TIMING=0
@@ -72,6 +76,7 @@ while [ $# -gt 0 ]; do
 	--mem) MEM="${2:?--mem needs MB}"; shift ;;
 	--smp) SMP="${2:?--smp needs a count}"; shift ;;
 	--timeout) TIMEOUT="${2:?--timeout needs seconds}"; shift ;;
+	--silence) SILENCE="${2:?--silence needs seconds}"; shift ;;
 	--add) ADDS+=("${2:?--add needs SRC[:DEST]}"); shift ;;
 	--no-kestrel) SHIP_KESTREL=0 ;;
 	--shell) SHELL_MODE=1 ;;
@@ -83,7 +88,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-case "$MEM$SMP$TIMEOUT" in *[!0-9]*) die "--mem, --smp and --timeout take numbers" ;; esac
+case "$MEM$SMP$TIMEOUT$SILENCE" in *[!0-9]*) die "--mem, --smp and --timeout take numbers" ;; esac
 if [ "$SHELL_MODE" = 0 ] && [ $# -eq 0 ]; then
 	die "no COMMAND (usage: rig.sh [options] -- COMMAND, or --shell)"
 fi
@@ -140,9 +145,14 @@ if grep -qw rig.shell /proc/cmdline; then
 	setsid cttyhack sh
 	rc=$?
 else
+	# A heartbeat on the console lets scripts/rig.sh tell a busy rig
+	# from a frozen one (a nested-KVM wedge can stop every outer CPU).
+	(while sleep 20; do echo RIG-HEARTBEAT; done) &
+	hb=$!
 	echo RIG-BEGIN
 	/bin/sh -c "$(cat /rig/cmd)" </dev/null
 	rc=$?
+	kill $hb 2>/dev/null
 fi
 echo "RIG-EXIT-STATUS=$rc"
 rig_off
@@ -258,6 +268,7 @@ rig_filter() {
 	"${awk[@]}" -v dir="$1" -v verbose="$VERBOSE" '
 		BEGIN { logf = dir "/console.log"; state = 0 }
 		{ sub(/\r$/, ""); print > logf; fflush(logf) }
+		/RIG-HEARTBEAT/ { sub(/RIG-HEARTBEAT/, ""); if ($0 == "") next }
 		state == 0 && /^RIG-BEGIN$/ {
 			state = 1; system("date +%s.%N >" dir "/begin"); next }
 		state == 0 && match($0, /RIG-FAIL=.*$/) {
@@ -270,9 +281,30 @@ rig_filter() {
 }
 
 rig_qemu_argv() {
-	QEMU_ARGV=(qemu-system-x86_64 -accel "tcg,thread=multi" -cpu "${KESTREL_RIG_CPU:-qemu64,+svm,+npt}"
+	QEMU_ARGV=(qemu-system-x86_64 -accel "tcg,thread=${KESTREL_RIG_TCG:-multi}" -cpu "${KESTREL_RIG_CPU:-qemu64,+svm,+npt}"
 		-smp "$SMP" -m "$MEM" -display none -serial stdio -no-reboot
-		-kernel "$KIT/vmlinux" -initrd "$1" -append "console=ttyS0 panic=-1 quiet loglevel=0 $2")
+		-kernel "$KIT/vmlinux" -initrd "$1" -append "console=ttyS0 panic=-1 ${KESTREL_RIG_APPEND:-quiet loglevel=0} $2")
+}
+
+# rig_watchdog DIR PID: while PID (the QEMU pipeline) lives, stop the outer VM
+# when its console has been silent for SILENCE seconds: the rig's init
+# prints a heartbeat every 20 s, so silence means the outer VM is frozen
+# (seen: a wedged nested guest holding every outer CPU), and waiting for
+# --timeout would only waste the rest of it.
+rig_watchdog() {
+	local now last
+	: >"$1/console.log"
+	while kill -0 "$2" 2>/dev/null; do
+		sleep 5
+		now="$(date +%s)"
+		last="$(stat -c %Y "$1/console.log" 2>/dev/null || echo "$now")"
+		if [ $((now - last)) -ge "$SILENCE" ]; then
+			echo "rig: error: the outer VM's console has been silent for ${SILENCE}s (frozen); stopping it" >&2
+			echo frozen >"$1/frozen"
+			kill "$(cat "$1/qemu.pid")" 2>/dev/null
+			break
+		fi
+	done
 }
 
 rig_tail() { # the end of the console and QEMU's stderr, to explain a failure
@@ -307,8 +339,15 @@ main() {
 	rig_qemu_argv "$work/rig.cpio" ""
 	t1="$(date +%s.%N)"
 	set +e
-	timeout -k 5 "$TIMEOUT" "${QEMU_ARGV[@]}" </dev/null 2>"$work/qemu.err" | rig_filter "$work"
-	rc="${PIPESTATUS[0]}"
+	{
+		timeout -k 5 "$TIMEOUT" "${QEMU_ARGV[@]}" </dev/null 2>"$work/qemu.err" &
+		echo $! >"$work/qemu.pid"
+		wait $!
+		echo $? >"$work/qemu.rc"
+	} | rig_filter "$work" &
+	rig_watchdog "$work" $!
+	wait
+	rc="$(cat "$work/qemu.rc" 2>/dev/null || echo 125)"
 	set -e
 	status="$(cat "$work/status" 2>/dev/null || true)"
 	if [ "$TIMING" = 1 ]; then
@@ -325,6 +364,9 @@ main() {
 		;;
 	esac
 	rig_tail "$work"
+	if [ -e "$work/frozen" ]; then
+		die "the outer VM froze (no console output, not even the heartbeat, for ${SILENCE}s)"
+	fi
 	if [ "$rc" = 124 ]; then
 		die "no RIG-EXIT-STATUS within ${TIMEOUT}s (timeout)"
 	fi
