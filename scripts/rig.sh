@@ -34,7 +34,9 @@
 #   --time           print boot and command timings on stderr
 # Environment: KESTREL_BIN, KESTREL_KIT, KESTREL_RIG_CPU (outer -cpu, for
 # experiments; default qemu64,+svm,+npt), KESTREL_RIG_APPEND (outer kernel
-# log options instead of "quiet loglevel=0", e.g. "loglevel=7" to see an oops).
+# log options instead of "quiet loglevel=0", e.g. "loglevel=7" to see an oops),
+# KESTREL_RIG_TCG (single|multi, default multi; single makes SMP inner guests
+# far too slow: a 2-vCPU boot took over 180 s).
 # The base initramfs (busybox, modules, kit, init) and the QEMU part are
 # cached under KIT/rig/, keyed by their inputs; per run only a small cpio
 # with the binary, payloads, --add files and the command is built.
