@@ -200,7 +200,7 @@ if [ $do_linux = 1 ]; then
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.run=reboot"
 	ON_REBOOT=restart
 	run_case linux-reboot-restart 124 "2x:KESTREL-GUEST-REBOOT" -- --kernel "$KIT/vmlinux" \
-		--initrd "$KIT/initrd.cpio.gz" --cpus 1 --mem 256M --timeout 45s \
+		--initrd "$KIT/initrd.cpio.gz" --cpus 1 --mem 256M --timeout 25s \
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.run=reboot"
 	ON_REBOOT=
 	run_case linux-debug-exit 43 "KESTREL-GUEST-INIT-OK" -- --kernel "$KIT/vmlinux" \
