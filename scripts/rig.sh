@@ -26,6 +26,9 @@
 #   --timeout SEC    give up after SEC seconds (600), exit 125
 #   --silence SEC    give up when the console (which has a 20 s heartbeat)
 #                    is silent for SEC seconds: the outer VM froze (240)
+#   --retries N      when the outer VM freezes, dies or times out without the
+#                    command's exit status, run the command again in a fresh
+#                    one, up to N times (0)
 #   --add SRC[:DEST] copy a file or directory in; DEST defaults to
 #                    /work/<basename SRC>; repeatable
 #   --no-kestrel     do not ship the kestrel binary
@@ -66,6 +69,7 @@ MEM=3072
 SMP=2
 TIMEOUT=600
 SILENCE=240
+RETRIES=0
 SHELL_MODE=0
 VERBOSE=0
 TIMING=0
@@ -79,6 +83,7 @@ while [ $# -gt 0 ]; do
 	--smp) SMP="${2:?--smp needs a count}"; shift ;;
 	--timeout) TIMEOUT="${2:?--timeout needs seconds}"; shift ;;
 	--silence) SILENCE="${2:?--silence needs seconds}"; shift ;;
+	--retries) RETRIES="${2:?--retries needs a count}"; shift ;;
 	--add) ADDS+=("${2:?--add needs SRC[:DEST]}"); shift ;;
 	--no-kestrel) SHIP_KESTREL=0 ;;
 	--shell) SHELL_MODE=1 ;;
@@ -90,7 +95,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-case "$MEM$SMP$TIMEOUT$SILENCE" in *[!0-9]*) die "--mem, --smp and --timeout take numbers" ;; esac
+case "$MEM$SMP$TIMEOUT$SILENCE$RETRIES" in *[!0-9]*) die "--mem, --smp and --timeout take numbers" ;; esac
 if [ "$SHELL_MODE" = 0 ] && [ $# -eq 0 ]; then
 	die "no COMMAND (usage: rig.sh [options] -- COMMAND, or --shell)"
 fi
@@ -315,8 +320,32 @@ rig_tail() { # the end of the console and QEMU's stderr, to explain a failure
 	sed 's/^/  | /' "$1/qemu.err" >&2
 }
 
+# One outer VM run of the command: sets status (DIR/status), rc (QEMU's).
+rig_run_once() {
+	local begin
+	t1="$(date +%s.%N)"
+	set +e
+	{
+		timeout -k 5 "$TIMEOUT" "${QEMU_ARGV[@]}" </dev/null 2>"$work/qemu.err" &
+		echo $! >"$work/qemu.pid"
+		wait $!
+		echo $? >"$work/qemu.rc"
+	} | rig_filter "$work" &
+	rig_watchdog "$work" $!
+	wait
+	rc="$(cat "$work/qemu.rc" 2>/dev/null || echo 125)"
+	set -e
+	status="$(cat "$work/status" 2>/dev/null || true)"
+	if [ "$TIMING" = 1 ]; then
+		begin="$(cat "$work/begin" 2>/dev/null || echo 0)"
+		awk -v t0="$t0" -v t1="$t1" -v b="$begin" -v t2="$(date +%s.%N)" 'BEGIN {
+			printf "rig: initramfs %.2fs, boot to command %s, total %.1fs\n", t1 - t0,
+				(b > 0 ? sprintf("%.1fs", b - t1) : "n/a"), t2 - t0 }' >&2
+	fi
+}
+
 main() {
-	local base qemu_part rc t0 t1 status begin qin
+	local base qemu_part rc t0 t1 status qin attempt why
 	t0="$(date +%s.%N)"
 	base="$(rig_cached base rig_build_base "$BUSYBOX" "$KIT"/{bzImage,vmlinux,initrd.cpio.gz,modules.cpio.gz})"
 	work="$(mktemp -d "${TMPDIR:-/tmp}/kestrel-rig.XXXXXX")"
@@ -339,40 +368,27 @@ main() {
 		return
 	fi
 	rig_qemu_argv "$work/rig.cpio" ""
-	t1="$(date +%s.%N)"
-	set +e
-	{
-		timeout -k 5 "$TIMEOUT" "${QEMU_ARGV[@]}" </dev/null 2>"$work/qemu.err" &
-		echo $! >"$work/qemu.pid"
-		wait $!
-		echo $? >"$work/qemu.rc"
-	} | rig_filter "$work" &
-	rig_watchdog "$work" $!
-	wait
-	rc="$(cat "$work/qemu.rc" 2>/dev/null || echo 125)"
-	set -e
-	status="$(cat "$work/status" 2>/dev/null || true)"
-	if [ "$TIMING" = 1 ]; then
-		begin="$(cat "$work/begin" 2>/dev/null || echo 0)"
-		awk -v t0="$t0" -v t1="$t1" -v b="$begin" -v t2="$(date +%s.%N)" 'BEGIN {
-			printf "rig: initramfs %.2fs, boot to command %s, total %.1fs\n", t1 - t0,
-				(b > 0 ? sprintf("%.1fs", b - t1) : "n/a"), t2 - t0 }' >&2
-	fi
-	case "$status" in
-	"exit "*) exit "${status#exit }" ;;
-	"fail "*)
+	for attempt in $(seq 0 "$RETRIES"); do
+		rm -f "$work/status" "$work/frozen" "$work/qemu.rc" "$work/begin"
+		rig_run_once
+		case "$status" in
+		"exit "*) exit "${status#exit }" ;;
+		"fail "*)
+			rig_tail "$work"
+			die "rig failed inside: ${status#fail }"
+			;;
+		esac
 		rig_tail "$work"
-		die "rig failed inside: ${status#fail }"
-		;;
-	esac
-	rig_tail "$work"
-	if [ -e "$work/frozen" ]; then
-		die "the outer VM froze (no console output, not even the heartbeat, for ${SILENCE}s)"
-	fi
-	if [ "$rc" = 124 ]; then
-		die "no RIG-EXIT-STATUS within ${TIMEOUT}s (timeout)"
-	fi
-	die "outer VM ended (qemu status $rc) without RIG-EXIT-STATUS"
+		if [ -e "$work/frozen" ]; then
+			why="the outer VM froze (no console output, not even the heartbeat, for ${SILENCE}s)"
+		elif [ "$rc" = 124 ]; then
+			why="no RIG-EXIT-STATUS within ${TIMEOUT}s (timeout)"
+		else
+			why="outer VM ended (qemu status $rc) without RIG-EXIT-STATUS"
+		fi
+		[ "$attempt" -lt "$RETRIES" ] || die "$why"
+		echo "rig: RETRY: $why; running COMMAND again in a fresh outer VM" >&2
+	done
 }
 
 main
