@@ -6,6 +6,44 @@
 
 #include "kestrel/guest_mem.h"
 
+/* Guest RAM kept from one boot to the next when the guest reboots in place
+ * (--on-reboot restart): the next gm_init of the same shape takes it back
+ * instead of mapping fresh memory. Besides saving the map/fault-in, this
+ * keeps the host pages behind guest-physical addresses stable across the
+ * VM's re-creation, as QEMU's in-place reset does; handing them back to the
+ * host kernel and mapping new ones at once was the one pattern that
+ * corrupted guests and froze the nested test rig (QEMU TCG emulating SVM). */
+static struct {
+	void *map;
+	uint64_t size;
+	bool hugepages, retain_next;
+} gm_spare;
+
+void gm_retain_next(bool on)
+{
+	gm_spare.retain_next = on;
+}
+
+/* Zero what the last boot touched: a rebooted guest starts from zeroed RAM
+ * as on first boot, and pages it never touched stay unallocated. */
+static void gm_zero_resident(uint8_t *map, uint64_t size)
+{
+	const uint64_t page = 4096, chunk = 1ull << 30;
+	static unsigned char vec[(1u << 30) / 4096];
+
+	for (uint64_t off = 0; off < size; off += chunk) {
+		uint64_t len = MIN(chunk, size - off);
+
+		if (mincore(map + off, len, vec) < 0) {
+			memset(map + off, 0, len); /* cannot tell: zero it all */
+			continue;
+		}
+		for (uint64_t p = 0; p < len / page; p++)
+			if (vec[p] & 1)
+				memset(map + off + p * page, 0, page);
+	}
+}
+
 int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages)
 {
 	int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
@@ -14,17 +52,26 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages)
 	memset(gm, 0, sizeof(*gm));
 	if (ram_size == 0 || ram_size % 4096)
 		return -EINVAL;
-	if (hugepages)
+	if (gm_spare.map && (gm_spare.size != ram_size || gm_spare.hugepages != hugepages)) {
+		munmap(gm_spare.map, gm_spare.size);
+		gm_spare.map = NULL;
+	}
+	if (gm_spare.map) {
+		gm->map = gm_spare.map;
+		gm_spare.map = NULL;
+	} else if (hugepages)
 		flags |= MAP_HUGETLB;
 	/* MAP_NORESERVE: pages are allocated on first touch, so a guest larger
 	 * than the host's free memory starts as long as it does not use it all. */
-	gm->map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, -1, 0);
+	if (!gm->map)
+		gm->map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, -1, 0);
 	if (gm->map == MAP_FAILED) {
 		gm->map = NULL;
 		return -errno;
 	}
 	gm->map_size = ram_size;
 	gm->ram_size = ram_size;
+	gm->hugepages = hugepages;
 	if (!hugepages)
 		madvise(gm->map, ram_size, MADV_HUGEPAGE); /* best effort: fewer TLB misses */
 
@@ -41,8 +88,15 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages)
 
 void gm_destroy(struct guest_mem *gm)
 {
-	if (gm->map)
+	if (gm->map && gm_spare.retain_next && !gm_spare.map) {
+		gm_zero_resident(gm->map, gm->map_size);
+		gm_spare.map = gm->map;
+		gm_spare.size = gm->map_size;
+		gm_spare.hugepages = gm->hugepages;
+	} else if (gm->map) {
 		munmap(gm->map, gm->map_size);
+	}
+	gm_spare.retain_next = false;
 	memset(gm, 0, sizeof(*gm));
 }
 

@@ -88,6 +88,8 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	kdebug("stopped: %s (code %d)", stop_name(why), *code);
 	if (cfg->stats)
 		vm_print_stats(&m.vm, stderr);
+	/* A reboot in place keeps guest RAM (zeroed) for the next boot. */
+	gm_retain_next(why == VM_STOP_RESET && cfg->on_reboot == ON_REBOOT_RESTART);
 	machine_destroy(&m);
 	return why;
 }

@@ -24,12 +24,16 @@ struct guest_mem {
 	uint64_t ram_size;   /* total RAM bytes, all regions */
 	void *map;           /* the single host mapping backing all regions */
 	uint64_t map_size;
+	bool hugepages;
 };
 
 /* Map RAM lazily (MAP_NORESERVE) and lay it out around the PCI hole.
  * hugepages: back with MAP_HUGETLB. 0 or -errno. */
 int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages) WARN_UNUSED;
 void gm_destroy(struct guest_mem *gm);
+/* on: the next gm_destroy keeps the mapping, zeroing the pages the guest
+ * touched, for the next gm_init of the same size (a guest reboot in place). */
+void gm_retain_next(bool on);
 
 /* Host pointer for [gpa, gpa+len) if the whole range lies inside one RAM
  * region, else NULL. Overflow-safe; len 0 is valid inside RAM. */
