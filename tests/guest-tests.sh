@@ -124,11 +124,10 @@ run_case() {
 		reap_worker $! "$(timeout_of "$@")"
 		t1=$(now_ms)
 		# One retry, said out loud, for what the nested rig (QEMU TCG
-		# emulating SVM) does about once in 30-40 Linux boots and never on
-		# the host: a guest that triple-faults before printing a byte where
-		# none was expected, or a vCPU thread that never leaves KVM_RUN
-		# again (kicks and SIGKILL do not reach it: wedged). A real bug
-		# fails both attempts.
+		# emulating SVM) does now and then, never on the host: a guest that
+		# triple-faults before printing a byte where none was expected, or a
+		# vCPU thread that never leaves KVM_RUN again (kicks and SIGKILL do
+		# not reach it: wedged). A real bug fails both attempts.
 		[ $attempt = 1 ] || break
 		if [ "$rc" = wedged ]; then
 			echo "RETRY: $name: the worker wedged in the kernel; once more"
