@@ -279,10 +279,12 @@ rig_filter() {
 		state == 0 && /^RIG-BEGIN$/ {
 			state = 1; system("date +%s.%N >" dir "/begin"); next }
 		state == 0 && match($0, /RIG-FAIL=.*$/) {
-			print "fail " substr($0, RSTART + 9) > (dir "/status"); state = 2; next }
+			print "fail " substr($0, RSTART + 9) > (dir "/status"); close(dir "/status")
+			state = 2; next }
 		state == 1 && match($0, /RIG-EXIT-STATUS=[0-9]+$/) {
 			if (RSTART > 1) { print substr($0, 1, RSTART - 1); fflush() }
-			print "exit " substr($0, RSTART + 16) > (dir "/status"); state = 2; next }
+			print "exit " substr($0, RSTART + 16) > (dir "/status"); close(dir "/status")
+			state = 2; next }
 		state == 1 { print; fflush(); next }
 		verbose == 1 { print > "/dev/stderr"; fflush("/dev/stderr") }'
 }
@@ -299,11 +301,21 @@ rig_qemu_argv() {
 # (seen: a wedged nested guest holding every outer CPU), and waiting for
 # --timeout would only waste the rest of it.
 rig_watchdog() {
-	local now last
+	local now last done_at=
 	: >"$1/console.log"
 	while kill -0 "$2" 2>/dev/null; do
 		sleep 5
 		now="$(date +%s)"
+		# The command has reported: the outer VM gets 30 s to power off (a
+		# CPU stuck in a wedged nested guest can hold poweroff up for ever).
+		if [ -s "$1/status" ]; then
+			done_at="${done_at:-$now}"
+			if [ $((now - done_at)) -ge 30 ]; then
+				kill "$(cat "$1/qemu.pid")" 2>/dev/null
+				break
+			fi
+			continue
+		fi
 		last="$(stat -c %Y "$1/console.log" 2>/dev/null || echo "$now")"
 		if [ $((now - last)) -ge "$SILENCE" ]; then
 			echo "rig: error: the outer VM's console has been silent for ${SILENCE}s (frozen); stopping it" >&2
