@@ -10,9 +10,9 @@
  * (--on-reboot restart): the next gm_init of the same shape takes it back
  * instead of mapping fresh memory. Besides saving the map/fault-in, this
  * keeps the host pages behind guest-physical addresses stable across the
- * VM's re-creation, as QEMU's in-place reset does; handing them back to the
- * host kernel and mapping new ones at once was the one pattern that
- * corrupted guests and froze the nested test rig (QEMU TCG emulating SVM). */
+ * VM's re-creation, as QEMU's in-place reset does: handing them back to the
+ * host kernel and mapping new ones at once corrupted guests and froze the
+ * nested test rig (QEMU TCG emulating SVM) within a few dozen reboots. */
 static struct {
 	void *map;
 	uint64_t size;
@@ -44,6 +44,19 @@ static void gm_zero_resident(uint8_t *map, uint64_t size)
 	}
 }
 
+/* The kept mapping if it has this shape (else it is dropped), or NULL. */
+static void *gm_take_spare(uint64_t ram_size, bool hugepages)
+{
+	void *map = gm_spare.map;
+
+	gm_spare.map = NULL;
+	if (map && (gm_spare.size != ram_size || gm_spare.hugepages != hugepages)) {
+		munmap(map, gm_spare.size);
+		map = NULL;
+	}
+	return map;
+}
+
 int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages)
 {
 	int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
@@ -52,22 +65,18 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages)
 	memset(gm, 0, sizeof(*gm));
 	if (ram_size == 0 || ram_size % 4096)
 		return -EINVAL;
-	if (gm_spare.map && (gm_spare.size != ram_size || gm_spare.hugepages != hugepages)) {
-		munmap(gm_spare.map, gm_spare.size);
-		gm_spare.map = NULL;
-	}
-	if (gm_spare.map) {
-		gm->map = gm_spare.map;
-		gm_spare.map = NULL;
-	} else if (hugepages)
-		flags |= MAP_HUGETLB;
-	/* MAP_NORESERVE: pages are allocated on first touch, so a guest larger
-	 * than the host's free memory starts as long as it does not use it all. */
-	if (!gm->map)
+	gm->map = gm_take_spare(ram_size, hugepages);
+	if (!gm->map) {
+		if (hugepages)
+			flags |= MAP_HUGETLB;
+		/* MAP_NORESERVE: pages are allocated on first touch, so a guest
+		 * larger than the host's free memory starts as long as it does
+		 * not use it all. */
 		gm->map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, flags, -1, 0);
-	if (gm->map == MAP_FAILED) {
-		gm->map = NULL;
-		return -errno;
+		if (gm->map == MAP_FAILED) {
+			gm->map = NULL;
+			return -errno;
+		}
 	}
 	gm->map_size = ram_size;
 	gm->ram_size = ram_size;
