@@ -63,7 +63,6 @@ timeout_of() {
 # zombie can keep a thread stuck in the kernel, and `wait` would then block.
 # Builtins only on the common path: forks are slow in the rig's TCG VM.
 pid_running() {
-	st=
 	read -r pst 2>/dev/null <"/proc/$1/stat" || return 1
 	st=${pst##*) }
 	[ "${st%% *}" = Z ] || return 0
