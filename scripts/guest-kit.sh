@@ -190,6 +190,7 @@ kit_write_init() {
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
+echo KESTREL-GUEST-START    # the kernel got to our /init (tests tell rig flakes by it)
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 
