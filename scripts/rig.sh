@@ -25,7 +25,7 @@
 #   --mem MB         outer VM memory (3072)      --smp N   outer vCPUs (2)
 #   --timeout SEC    give up after SEC seconds (600), exit 125
 #   --silence SEC    give up when the console (which has a 20 s heartbeat)
-#                    is silent for SEC seconds: the outer VM froze (240)
+#                    is silent for SEC seconds: the outer VM froze (120)
 #   --retries N      when the outer VM freezes, dies or times out without the
 #                    command's exit status, run the command again in a fresh
 #                    one, up to N times (0)
@@ -46,6 +46,7 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+RIG_SELF="$(readlink -f "${BASH_SOURCE[0]}")"
 KESTREL_DIE_STATUS=125
 
 # TESTBED.md: these four, in this order, give a real /dev/kvm inside.
@@ -68,7 +69,7 @@ WITH_QEMU=0
 MEM=3072
 SMP=2
 TIMEOUT=600
-SILENCE=240
+SILENCE=120
 RETRIES=0
 SHELL_MODE=0
 VERBOSE=0
@@ -292,7 +293,67 @@ rig_filter() {
 rig_qemu_argv() {
 	QEMU_ARGV=(qemu-system-x86_64 -accel "tcg,thread=${KESTREL_RIG_TCG:-multi}" -cpu "${KESTREL_RIG_CPU:-qemu64,+svm,+npt}"
 		-smp "$SMP" -m "$MEM" -display none -serial stdio -no-reboot
-		-kernel "$KIT/vmlinux" -initrd "$1" -append "console=ttyS0 panic=-1 ${KESTREL_RIG_APPEND:-quiet loglevel=0} $2")
+		-monitor "unix:$work/monitor.sock,server=on,wait=off"
+		-kernel "$KIT/vmlinux" -initrd "$1" -append "console=ttyS0 panic=-1 nokaslr ${KESTREL_RIG_APPEND:-quiet loglevel=0} $2")
+}
+
+# rig_freeze_dump DIR: where the outer vCPUs are when the VM froze, from
+# QEMU's monitor (`info registers -a`), kernel addresses named through the
+# outer kernel's /proc/kallsyms (modules too). The outer kernel runs with
+# nokaslr, so one listing, taken once in a fresh outer VM and cached in
+# KIT/rig/, names the addresses of every run. Evidence for the nested-rig
+# freezes; needs python3, else says so.
+rig_freeze_dump() {
+	local syms
+	syms="$KIT/rig/kallsyms-$(cat "$KIT/kernel-version" 2>/dev/null)"
+	command -v python3 >/dev/null || { echo "rig: (no python3: no register dump)" >&2; return 0; }
+	python3 - "$1/monitor.sock" >"$1/rips" 2>&1 <<'PY' || true
+import re, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(3)
+s.connect(sys.argv[1])
+s.sendall(b"info registers -a\n")
+buf, end = b"", time.time() + 8
+while time.time() < end:
+    try:
+        d = s.recv(65536)
+    except socket.timeout:
+        break
+    if not d:
+        break
+    buf += d
+for m in re.finditer(r"CPU#(\d+).*?RIP=([0-9a-f]+).*?CPL=(\d).*?HLT=(\d)", buf.decode("latin-1"), re.S):
+    print(*m.groups())
+PY
+	kill "$(cat "$1/qemu.pid")" 2>/dev/null
+	if [ ! -s "$syms" ]; then
+		mkdir -p "$KIT/rig"
+		"$RIG_SELF" --kit "$KIT" --no-kestrel --timeout 180 -- cat /proc/kallsyms >"$syms.tmp" 2>/dev/null &&
+			mv "$syms.tmp" "$syms" || rm -f "$syms.tmp"
+	fi
+	python3 - "$1/rips" "$syms" >&2 <<'PY' || true
+import bisect, sys
+syms = []
+try:
+    for line in open(sys.argv[2]):
+        f = line.split()
+        if len(f) >= 3 and f[1] in "tTwW":
+            syms.append((int(f[0], 16), f[2] + (" " + f[3] if len(f) > 3 else "")))
+except OSError:
+    pass
+syms.sort()
+addrs = [a for a, _ in syms]
+print("rig: outer vCPUs at the freeze (QEMU monitor; kernel symbols from the outer kernel's kallsyms):")
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) != 4:
+        print("rig:   " + line.rstrip())
+        continue
+    cpu, rip, cpl, hlt = f[0], int(f[1], 16), f[2], f[3]
+    i = bisect.bisect_right(addrs, rip) - 1
+    where = "%s+0x%x" % (syms[i][1], rip - addrs[i]) if cpl == "0" and i >= 0 and rip - addrs[i] < 0x10000 else ("(user)" if cpl == "3" else "?")
+    print("rig:   cpu%s rip=%016x %s cpl=%s hlt=%s" % (cpu, rip, where, cpl, hlt))
+PY
 }
 
 # rig_watchdog DIR PID: while PID (the QEMU pipeline) lives, stop the outer VM
@@ -320,6 +381,7 @@ rig_watchdog() {
 		if [ $((now - last)) -ge "$SILENCE" ]; then
 			echo "rig: error: the outer VM's console has been silent for ${SILENCE}s (frozen); stopping it" >&2
 			echo frozen >"$1/frozen"
+			rig_freeze_dump "$1"
 			kill "$(cat "$1/qemu.pid")" 2>/dev/null
 			break
 		fi
