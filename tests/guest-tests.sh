@@ -415,7 +415,8 @@ case_end() {
 	echo "--------------------------------------"
 }
 # with_retry CASE-FUNCTION ARGS...: run it; run it once more when its
-# case_end asked for that (case_again).
+# case_end asked for that (case_again). Outside it case_try is 0.
+case_try=0 case_again=0
 with_retry() {
 	case_again=0 case_try=1
 	"$@"
