@@ -35,7 +35,7 @@ const char *blk_format_name(enum blk_format f)
 static int blk_open_fd(struct blk_dev *d, char *err, size_t errlen)
 {
 	int flags = (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-	bool direct = d->opts.cache == BLK_CACHE_NONE;
+	bool direct = blk_cache_direct(d->opts.cache);
 	int fd = open(d->path, flags | (direct ? O_DIRECT : 0));
 	int e = errno;
 
@@ -119,7 +119,7 @@ static int blk_stat_fd(struct blk_dev *d, char *err, size_t errlen)
 	}
 	d->size = size;
 	d->dio_mem_align = 1;
-	if (d->opts.cache == BLK_CACHE_NONE)
+	if (blk_cache_direct(d->opts.cache))
 		return blk_dio_alignment(d, lbs, err, errlen);
 	return 0;
 
@@ -205,7 +205,7 @@ int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t e
 		goto fail;
 	kdebug("block: %s: %s, %llu bytes, %s, cache=%s, aio=%s", d->path, d->fmt->name,
 	       (unsigned long long)d->size, d->readonly ? "read-only" : "read-write",
-	       d->opts.cache == BLK_CACHE_NONE ? "none" : "writeback",
+	       blk_cache_name(d->opts.cache),
 	       blk_aio_name(blk_engine_kind(d->engine)));
 	*out = d;
 	return 0;

@@ -86,7 +86,7 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 			 size_t errlen)
 {
 	static const char *const formats[] = { "auto", "raw", "vhd", NULL };
-	static const char *const caches[] = { "writeback", "none", NULL };
+	static const char *const caches[] = { "writeback", "none", "directsync", NULL };
 	static const char *const aios[] = { "auto", "io_uring", "libaio", "sync", NULL };
 	struct blk_opt_extra *x;
 	int i, r;
@@ -115,7 +115,7 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 	}
 	if (strcmp(key, "cache") == 0) {
 		if ((r = blk_opt_once(&seen->cache, key, err, errlen)) < 0 ||
-		    (r = blk_opt_enum(key, v, caches, "none or writeback", &i, err, errlen)) < 0)
+		    (r = blk_opt_enum(key, v, caches, "writeback, none or directsync", &i, err, errlen)) < 0)
 			return r;
 		o->cache = (enum blk_cache)i;
 		return 0;

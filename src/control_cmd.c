@@ -153,7 +153,7 @@ static int cmd_net_link(const struct control_ops *ops, void *o, const struct con
 }
 
 static const char *const format_choices[] = { "auto", "raw", "vhd", NULL };
-static const char *const cache_choices[] = { "writeback", "none", NULL };
+static const char *const cache_choices[] = { "writeback", "none", "directsync", NULL };
 static const char *const aio_choices[] = { "auto", "io_uring", "libaio", "sync", NULL };
 static const char *const link_choices[] = { "up", "down", NULL };
 

@@ -454,7 +454,8 @@ static int cv_blk_opts(const struct control_disk_req *r, struct blk_opts *o,
 	o->readonly = r->readonly;
 	o->format = !strcmp(r->format, "raw") ? BLK_FMT_RAW :
 		    !strcmp(r->format, "vhd") ? BLK_FMT_VHD : BLK_FMT_AUTO;
-	o->cache = !strcmp(r->cache, "none") ? BLK_CACHE_NONE : BLK_CACHE_WRITEBACK;
+	o->cache = !strcmp(r->cache, "none") ? BLK_CACHE_NONE :
+		   !strcmp(r->cache, "directsync") ? BLK_CACHE_DIRECTSYNC : BLK_CACHE_WRITEBACK;
 	o->aio = !strcmp(r->aio, "io_uring") ? BLK_AIO_IO_URING :
 		 !strcmp(r->aio, "libaio") ? BLK_AIO_LIBAIO :
 		 !strcmp(r->aio, "sync") ? BLK_AIO_SYNC : BLK_AIO_AUTO;

@@ -1207,6 +1207,15 @@ START_TEST(parse_good)
 	ck_assert(!o.readonly);
 	ck_assert_int_eq(o.aio, BLK_AIO_IO_URING);
 	ck_assert_int_eq(o.format, BLK_FMT_RAW);
+	ck_assert_int_eq(o.cache, BLK_CACHE_WRITEBACK);
+	ck_assert(!blk_cache_direct(o.cache) && blk_cache_volatile(o.cache));
+	blk_opts_free(&o);
+	/* QEMU's three: none keeps the guest-visible volatile cache, directsync not. */
+	ck_assert_int_eq(blk_parse_opts("path=d,cache=directsync", &o, err, sizeof(err)), 0);
+	ck_assert_int_eq(o.cache, BLK_CACHE_DIRECTSYNC);
+	ck_assert(blk_cache_direct(o.cache) && !blk_cache_volatile(o.cache));
+	ck_assert(blk_cache_direct(BLK_CACHE_NONE) && blk_cache_volatile(BLK_CACHE_NONE));
+	ck_assert_str_eq(blk_cache_name(o.cache), "directsync");
 	blk_opts_free(&o);
 	ck_assert_int_eq(blk_parse_opts("path=d,aio=sync,readonly=yes", &o, err, sizeof(err)), 0);
 	ck_assert_int_eq(o.aio, BLK_AIO_SYNC);
@@ -1258,8 +1267,8 @@ START_TEST(parse_errors)
 	parse_bad("path=a,colour=blue", "unknown disk option 'colour' (known: path, format, "
 					"readonly, cache, aio, bus)");
 	parse_bad("path=a,format=qcow2", "'format': expected raw, vhd or auto, got 'qcow2'");
-	parse_bad("path=a,cache=directsync", "'cache': expected none or writeback");
-	parse_bad("path=a,cache", "'cache': expected none or writeback, got ''");
+	parse_bad("path=a,cache=unsafe", "'cache': expected writeback, none or directsync");
+	parse_bad("path=a,cache", "'cache': expected writeback, none or directsync, got ''");
 	parse_bad("path=a,aio=native", "'aio': expected io_uring, libaio, sync or auto");
 	parse_bad("path=a,readonly=maybe", "'readonly': expected on or off, got 'maybe'");
 	parse_bad("path=a,path=b", "disk option 'path' given twice");

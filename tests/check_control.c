@@ -433,7 +433,7 @@ START_TEST(request_argument_errors)
 		REQ("disk-add", "{\"path\":\"/x\",\"readonly\":\"yes\"}"),
 		REQ("disk-add", "{\"path\":\"/x\",\"readonly\":1}"),
 		REQ("disk-add", "{\"path\":\"/x\",\"format\":\"qcow2\"}"),
-		REQ("disk-add", "{\"path\":\"/x\",\"cache\":\"directsync\"}"),
+		REQ("disk-add", "{\"path\":\"/x\",\"cache\":\"unsafe\"}"),
 		REQ("disk-add", "{\"path\":\"/x\",\"aio\":null}"),
 		REQ("disk-add", "{\"path\":\"/x\\u0000y\"}"),
 		REQ("disk-remove", "{}"),

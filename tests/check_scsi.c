@@ -157,7 +157,7 @@ START_TEST(read_write_decoding)
 	ck_assert_uint_eq(c.nblocks, 3);
 	EXEC(SCSI_READ_10, 0, 0, 0, 0, 10, 0, 0, 0, 0);            /* 0 blocks: nothing */
 	expect_good(0);
-	/* Without a volatile cache (cache=none) every write is written through. */
+	/* Without a volatile cache (cache=directsync) every write is written through. */
 	disk.write_cache = false;
 	EXEC(SCSI_WRITE_16, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 3, 0, 0);
 	ck_assert(c.fua);

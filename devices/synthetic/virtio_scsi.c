@@ -230,7 +230,7 @@ static struct vscsi_target *vscsi_target_new(unsigned id, struct blk_dev *blk,
 		.block_size = bs,
 		.readonly = blk->readonly || o->readonly,
 		.can_discard = blk->can_discard && !(blk->readonly || o->readonly),
-		.write_cache = o->cache == BLK_CACHE_WRITEBACK,
+		.write_cache = blk_cache_volatile(o->cache),
 		.naa_id = h,
 	};
 	snprintf(t->disk.serial, sizeof(t->disk.serial), "KST%02u-%08X", id, (unsigned)(h >> 32));

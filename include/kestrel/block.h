@@ -82,7 +82,17 @@ void blk_unplug(void);
 /* ---- disks: a format over an engine ------------------------------------ */
 
 enum blk_format { BLK_FMT_AUTO, BLK_FMT_RAW, BLK_FMT_VHD };
-enum blk_cache { BLK_CACHE_WRITEBACK, BLK_CACHE_NONE /* O_DIRECT */ };
+/* As QEMU names them: writeback = page cache + a volatile write cache the
+ * guest flushes; none = O_DIRECT + that volatile cache (the device's own
+ * writes are not durable until a flush, exactly like a disk with WCE=1);
+ * directsync = O_DIRECT and no write cache: every write durable when done. */
+enum blk_cache { BLK_CACHE_WRITEBACK, BLK_CACHE_NONE, BLK_CACHE_DIRECTSYNC };
+static inline bool blk_cache_direct(enum blk_cache c) { return c != BLK_CACHE_WRITEBACK; }
+static inline bool blk_cache_volatile(enum blk_cache c) { return c != BLK_CACHE_DIRECTSYNC; }
+static inline const char *blk_cache_name(enum blk_cache c)
+{
+	return c == BLK_CACHE_NONE ? "none" : c == BLK_CACHE_DIRECTSYNC ? "directsync" : "writeback";
+}
 
 struct blk_opts {
 	const char *path;
