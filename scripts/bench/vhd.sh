@@ -64,9 +64,13 @@ echo "vhd.sh: 1 GiB of random data in $w" >&2
 dd if=/dev/urandom of="$w/src.raw" bs=1M count=1024 2>/dev/null
 cat "$w/src.raw" >/dev/null
 echo "conv to-dynamic k $(best "$w/k.vhd" "$K" vhd convert -q --to dynamic "$w/src.raw" "$w/k.vhd")" >>"$res"
-echo "conv to-dynamic q $(best "$w/q.vhd" qemu-img convert -f raw -O vpc -o subformat=dynamic,force_size=on "$w/src.raw" "$w/q.vhd")" >>"$res"
+# qemu-img convert writes its target with cache=unsafe (no flush at all);
+# kestrel vhd convert fsyncs before it renames the file into place. Both
+# are timed until the image is on disk: qemu-img's run ends with sync FILE.
+qconv() { qemu-img convert "$@" && sync "${@: -1}"; }
+echo "conv to-dynamic q $(best "$w/q.vhd" qconv -f raw -O vpc -o subformat=dynamic,force_size=on "$w/src.raw" "$w/q.vhd")" >>"$res"
 echo "conv to-raw k $(best "$w/k.raw" "$K" vhd convert -q --to raw "$w/k.vhd" "$w/k.raw")" >>"$res"
-echo "conv to-raw q $(best "$w/q.raw" qemu-img convert -f vpc -O raw "$w/q.vhd" "$w/q.raw")" >>"$res"
+echo "conv to-raw q $(best "$w/q.raw" qconv -f vpc -O raw "$w/q.vhd" "$w/q.raw")" >>"$res"
 cmp -s "$w/k.raw" "$w/src.raw" || { echo "vhd.sh: kestrel's round trip differs" >&2; exit 1; }
 qemu-img compare -q -f vpc -F raw "$w/k.vhd" "$w/src.raw" || { echo "vhd.sh: QEMU reads kestrel's VHD differently" >&2; exit 1; }
 rm -f "$w/src.raw" "$w/k.raw" "$w/q.raw" "$w/k.vhd" "$w/q.vhd"
