@@ -13,6 +13,8 @@
 #   /usr/bin/kestrel   $KESTREL_BIN or <repo>/build/kestrel (+ its libraries)
 #   /kit/              bzImage vmlinux initrd.cpio.gz modules.cpio.gz
 #   /payloads/         <repo>/build/tests/guest/*.bin, when present
+#   /usr/bin/kvm-hold  <repo>/build/kvm-hold, when built: started at boot, it
+#                      keeps one idle VM open (tests/kvm-hold.c says why)
 #   /usr/share/qemu/   with --with-qemu: qemu-system-x86_64's firmware (the
 #                      built-in search path; also fine as -L /usr/share/qemu)
 #   env: KESTREL_KIT=/kit PAYLOADS=/payloads QEMU_FIRMWARE=/usr/share/qemu
@@ -144,6 +146,10 @@ for ko in $(cat /rig/modules); do
 	insmod "$ko" || rig_fail "insmod $ko"
 done
 [ -c /dev/kvm ] || rig_fail "/dev/kvm missing after loading kvm-amd"
+# One idle VM for the rig's whole life: KVM's APIC static keys then never
+# flip again, so the kernel's code is not live-patched (int3) under the
+# outer TCG while nested guests run (tests/kvm-hold.c).
+[ -x /usr/bin/kvm-hold ] && { kvm-hold >/dev/null & }
 
 export HOME=/work KESTREL_KIT=/kit PAYLOADS=/payloads QEMU_FIRMWARE=/usr/share/qemu
 [ -x /usr/bin/kestrel ] && export KESTREL_BIN=/usr/bin/kestrel
@@ -249,6 +255,7 @@ rig_build_run() {
 			warn "no kestrel binary at $bin; running without it"
 		fi
 	fi
+	[ -x "$KESTREL_ROOT/build/kvm-hold" ] && copy_with_libs "$s" "$KESTREL_ROOT/build/kvm-hold" /usr/bin/kvm-hold
 	if compgen -G "$KESTREL_ROOT/build/tests/guest/*.bin" >/dev/null; then
 		mkdir -p "$s/payloads"
 		cp "$KESTREL_ROOT"/build/tests/guest/*.bin "$s/payloads/"
