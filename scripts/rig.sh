@@ -146,9 +146,9 @@ for ko in $(cat /rig/modules); do
 	insmod "$ko" || rig_fail "insmod $ko"
 done
 [ -c /dev/kvm ] || rig_fail "/dev/kvm missing after loading kvm-amd"
-# One idle VM for the rig's whole life: KVM's APIC static keys then never
-# flip again, so the kernel's code is not live-patched (int3) under the
-# outer TCG while nested guests run (tests/kvm-hold.c).
+# One idle VM for the rig's whole life: the static keys VMs flip (the
+# scheduler's preempt notifiers, KVM's APIC keys) stay on, so kernel code is not
+# live-patched (int3) under the outer TCG while tests run (tests/kvm-hold.c).
 [ -x /usr/bin/kvm-hold ] && { kvm-hold >/dev/null & }
 
 export HOME=/work KESTREL_KIT=/kit PAYLOADS=/payloads QEMU_FIRMWARE=/usr/share/qemu

@@ -1,14 +1,16 @@
 /* kvm-hold: keeps one idle KVM VM open for the life of the nested rig.
  *
- * KVM counts vCPUs whose local APIC is software- or hardware-disabled in
- * static keys (apic_sw_disabled, apic_hw_disabled in arch/x86/kvm/lapic.c).
- * Every VM that starts or ends moves those counts through zero, and each
- * transition live-patches the kernel's code with int3-based text_poke_bp.
- * Under the rig's outer QEMU (TCG, several vCPUs) that cross-modification
- * is where the outer VM was caught frozen (one CPU in exc_int3). One vCPU
- * that never runs, with its APIC hardware- and software-disabled, keeps
- * both counts above zero, so the keys are patched once at rig start and
- * never again. A test-rig measure, not part of kestrel.
+ * Creating and destroying a VM moves static keys through zero, and each
+ * such transition live-patches kernel code with int3 (text_poke_bp):
+ * preempt_notifier_key (kvm_create_vm/kvm_destroy_vm), read by every
+ * context switch in __schedule, and KVM's APIC keys apic_sw_disabled and
+ * apic_hw_disabled (arch/x86/kvm/lapic.c). Under the rig's outer QEMU
+ * (TCG, several vCPUs) that cross-modification is where the outer VM was
+ * caught frozen: one CPU in exc_int3, or both CPUs stuck on the jump-label
+ * NOP in __schedule. With one VM alive for the rig's whole life, holding a
+ * vCPU whose APIC is hardware- and software-disabled, every one of those
+ * counts stays above zero: the keys are patched once, at rig start, never
+ * while tests run. A test-rig measure, not part of kestrel.
  *
  * Usage: kvm-hold (runs until killed; prints "kvm-hold: ready").
  */
