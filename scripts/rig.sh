@@ -39,7 +39,8 @@
 #   --time           print boot and command timings on stderr
 # Environment: KESTREL_BIN, KESTREL_KIT, KESTREL_RIG_CPU (outer -cpu, for
 # experiments; default qemu64,+svm,+npt), KESTREL_RIG_APPEND (outer kernel
-# log options instead of "quiet loglevel=0", e.g. "loglevel=7" to see an oops),
+# log options instead of "quiet loglevel=2": emergencies and alerts, so a panic or an oops of the
+# outer kernel reaches the console and rig.sh's failure tail; "loglevel=7" for all),
 # KESTREL_RIG_TCG (single|multi, default multi; single makes SMP inner guests
 # far too slow: a 2-vCPU boot took over 180 s).
 # The base initramfs (busybox, modules, kit, init) and the QEMU part are
@@ -301,7 +302,7 @@ rig_qemu_argv() {
 	QEMU_ARGV=(qemu-system-x86_64 -accel "tcg,thread=${KESTREL_RIG_TCG:-multi}" -cpu "${KESTREL_RIG_CPU:-qemu64,+svm,+npt}"
 		-smp "$SMP" -m "$MEM" -display none -serial stdio -no-reboot
 		-monitor "unix:$work/monitor.sock,server=on,wait=off"
-		-kernel "$KIT/vmlinux" -initrd "$1" -append "console=ttyS0 panic=-1 nokaslr ${KESTREL_RIG_APPEND:-quiet loglevel=0} $2")
+		-kernel "$KIT/vmlinux" -initrd "$1" -append "console=ttyS0 panic=-1 nokaslr ${KESTREL_RIG_APPEND:-quiet loglevel=2} $2")
 }
 
 # rig_freeze_dump DIR: where the outer vCPUs are when the VM froze, from

@@ -117,6 +117,14 @@ early_triple_fault() {
 		! tr -d '\r' <"$1" | grep -Ev '^\[ *[0-9]+\.[0-9]+\]|^[[:space:]]*$' | grep -q .
 }
 
+# early_lockup LOG: the kit's Linux never reached /init and its own
+# watchdog reported a stuck CPU (soft lockup, RCU stall): seen in the rig
+# with 4 vCPUs on the outer VM's 2 (cryptomgr_test spinning for minutes).
+early_lockup() {
+	! grep -q KESTREL-GUEST-START "$1" 2>/dev/null &&
+		grep -Eq 'BUG: soft lockup|rcu: INFO: rcu_[a-z]+ (self-)?detected stall|Watchdog detected hard LOCKUP' "$1"
+}
+
 run_case() {
 	name=$1 want=$2
 	shift 2
@@ -132,7 +140,8 @@ run_case() {
 		t1=$(now_ms)
 		# One retry, said out loud, for what the nested rig (QEMU TCG
 		# emulating SVM) does now and then, never on the host: a guest that
-		# triple-faults before printing a byte where none was expected, or a
+		# triple-faults before printing a byte where none was expected, a
+		# kernel whose own watchdog reports a stuck CPU before /init, or a
 		# vCPU thread that never leaves KVM_RUN again (kicks and SIGKILL do
 		# not reach it: wedged). A real bug fails both attempts.
 		[ $attempt = 1 ] || break
@@ -140,6 +149,8 @@ run_case() {
 			echo "RETRY: $name: the worker wedged in the kernel; once more"
 		elif [ "$rc" = 3 ] && [ "$want" != 3 ] && early_triple_fault "$out/$name.log" "$out/$name.err"; then
 			echo "RETRY: $name: triple fault before any guest output; once more: $(head -n 2 "$out/$name.err" | tr '\n' ' ')"
+		elif [ "$rc" != "$want" ] && early_lockup "$out/$name.log"; then
+			echo "RETRY: $name: the guest's watchdog saw a stuck CPU before /init; once more: $(grep -Em 1 'lockup|stall' "$out/$name.log")"
 		else
 			break
 		fi
@@ -400,9 +411,10 @@ case_end() {
 	if [ "$case_try" = 1 ]; then
 		for f in "$@"; do
 			case "$f" in *.err) ;; *) continue ;; esac
-			if early_triple_fault "${f%.err}.log" "$f" || grep -q "wedged" "$out/why"; then
+			if early_triple_fault "${f%.err}.log" "$f" || early_lockup "${f%.err}.log" ||
+				grep -q "wedged" "$out/why"; then
 				case_again=1
-				echo "RETRY: $cname: $(tr '\n' ';' <"$out/why") -- the guest triple-faulted before /init or the worker wedged; once more: $(head -n 2 "$f" | tr '\n' ' ')"
+				echo "RETRY: $cname: $(tr '\n' ';' <"$out/why") -- before /init the guest triple-faulted or saw a stuck CPU, or the worker wedged; once more: $(head -n 2 "$f" | tr '\n' ' ')"
 				return
 			fi
 		done
