@@ -609,10 +609,10 @@ ctl_ci_case() {
 }
 
 if [ $do_payloads = 1 ]; then
-	ctl_payload_case
-	ctl_reset_case
-	ctl_notify_case
-	ctl_ci_case
+	with_retry ctl_payload_case
+	with_retry ctl_reset_case
+	with_retry ctl_notify_case
+	with_retry ctl_ci_case
 fi
 
 # The unit's ExecStart (READY=1 to a stand-in NOTIFY_SOCKET) and ExecStop
@@ -937,7 +937,7 @@ net_linux_case() {
 if [ $do_payloads = 1 ] && ! net_skip; then
 	net_payload_case payload-vnet ""
 	net_payload_case payload-vnet-mrg "mrg=1"
-	net_payload_vlan_case
+	with_retry net_payload_vlan_case
 fi
 if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry net_linux_case linux-vnet "mac=52:54:00:12:34:57" "" ""
