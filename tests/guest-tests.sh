@@ -278,6 +278,22 @@ if [ $do_payloads = 1 ]; then
 		--kernel "$P/vscsi.bin" --cmdline "disks=2 ro=1 malformed=0" --timeout 60s \
 		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi,readonly"
 	file_case payload-vscsi-readonly-untouched "$out/vd1.img" 200 '!KESTREL-RO-WRITE'
+	# Cache modes as the guest sees them (MODE SENSE caching page): writeback
+	# and none have a volatile cache (WCE=1), directsync has none. none and
+	# directsync need O_DIRECT where the images are (not on the rig's tmpfs).
+	if dd if=/dev/zero of="$out/odirect" bs=4096 count=1 oflag=direct 2>/dev/null; then
+		vscsi_images
+		run_case payload-vscsi-cache-modes 1 "RESULT: PASS" "!FAIL" "^vscsi: t0 wce=1" \
+			"^vscsi: t1 wce=0" "^vscsi: t2 wce=1" -- \
+			--kernel "$P/vscsi.bin" --cmdline "disks=3 malformed=0" --timeout 60s \
+			--disk "path=$out/vd0.img,bus=scsi,cache=none" \
+			--disk "path=$out/vd1.img,bus=scsi,cache=directsync" \
+			--disk "path=$out/vd2.img,bus=scsi,cache=writeback"
+	else
+		echo "payload-vscsi-cache-modes" | grep -Eq -- "$filter" &&
+			echo "SKIP: payload-vscsi-cache-modes: no O_DIRECT in $out"
+	fi
+	rm -f "$out/odirect"
 fi
 
 if [ $do_linux = 1 ]; then

@@ -220,6 +220,22 @@ static uint32_t check_capacity(unsigned t)
 	return last + 1;
 }
 
+/* MODE SENSE(6), caching page (08h), no block descriptors: the page starts
+ * at byte 4; WCE is bit 2 of its byte 2. The VMM's cache mode decides it
+ * (writeback and none: a volatile cache, WCE=1; directsync: WCE=0); the
+ * test reads the line this prints. */
+static void check_caching(unsigned t)
+{
+	uint8_t ms[6] = { 0x1a, 0x08, 0x08, 0, 64, 0 };
+	struct cmd_resp r;
+
+	memset(iobuf[0], 0, 64);
+	scsi_sync(t, ms, 6, false, iobuf[0], 64, &r);
+	if (check(good(&r) && (iobuf[0][4] & 0x3f) == 0x08 && iobuf[0][5] >= 0x12,
+		  "target %u MODE SENSE caching page", t))
+		gprintf("vscsi: t%u wce=%u\n", t, (iobuf[0][6] >> 2) & 1);
+}
+
 static void check_identify(unsigned t)
 {
 	uint8_t inq[6] = { 0x12, 0, 0, 0, 96, 0 };
@@ -239,6 +255,7 @@ static void check_identify(unsigned t)
 	scsi_sync(t, luns, 12, false, iobuf[0], 64, &r);
 	check(good(&r) && be32(iobuf[0]) >= 8, "target %u REPORT LUNS: %u bytes of LUNs", t,
 	      be32(iobuf[0]));
+	check_caching(t);
 }
 
 /* WRITE(10) two sectors at LBA 200, read them back, flush. */
