@@ -467,8 +467,9 @@ static const struct opt opts[OPT_NR] = {
 		"print run statistics to stderr at the end" },
 	[OPT_DISK] = { "disk", "disks", 0, true, opt_disk, "SPEC",
 		"add a disk (repeatable): path=FILE,bus=scsi\n"
-		"[,format=raw|vhd][,readonly][,cache=none|\n"
-		"writeback][,aio=io_uring|libaio|sync][,target=N]\n"
+		"[,format=raw|vhd][,readonly]\n"
+		"[,cache=writeback|none|directsync]\n"
+		"[,aio=io_uring|libaio|sync][,target=N]\n"
 		"(JSON: \"disks\": [ {\"path\": ..}, ..])" },
 	[OPT_SCSI_CONTROLLER] = { "scsi-controller", "scsi_controller", JT_BOOL, false,
 		opt_scsi_controller, NULL,

@@ -1,7 +1,7 @@
 /* --disk (repeatable) and the JSON "disks" array: one disk each, parsed by
  * the block layer's option parser plus the keys only the front ends know:
  *
- *   path=FILE,bus=scsi[,format=raw|vhd|auto][,readonly][,cache=none|writeback]
+ *   path=FILE,bus=scsi[,format=raw|vhd|auto][,readonly][,cache=writeback|none|directsync]
  *   [,aio=io_uring|libaio|sync|auto][,target=N][,add-after=DUR][,remove-after=DUR]
  *
  * target: the SCSI target id (default: the lowest free one). add-after /
