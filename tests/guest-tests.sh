@@ -111,7 +111,7 @@ reap_worker() {
 
 # early_triple_fault LOG ERR: the worker reported a triple fault and the
 # guest printed nothing but kernel lines: no payload output, not even the
-# kit's first /init line. What the nested rig does now and then (above).
+# kit's first /init line: a rig flake (see run_case) when not expected.
 early_triple_fault() {
 	grep -q "triple fault" "$2" 2>/dev/null &&
 		! tr -d '\r' <"$1" | grep -Ev '^\[ *[0-9]+\.[0-9]+\]|^[[:space:]]*$' | grep -q .
