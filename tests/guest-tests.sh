@@ -109,20 +109,28 @@ reap_worker() {
 	rc=$?
 }
 
-# early_triple_fault LOG ERR: the worker reported a triple fault and the
-# guest printed nothing but kernel lines: no payload output, not even the
-# kit's first /init line: a rig flake (see run_case) when not expected.
-early_triple_fault() {
-	grep -q "triple fault" "$2" 2>/dev/null &&
-		! tr -d '\r' <"$1" | grep -Ev '^\[ *[0-9]+\.[0-9]+\]|^[[:space:]]*$' | grep -q .
-}
-
-# early_lockup LOG: the kit's Linux never reached /init and its own
-# watchdog reported a stuck CPU (soft lockup, RCU stall): seen in the rig
-# with 4 vCPUs on the outer VM's 2 (cryptomgr_test spinning for minutes).
-early_lockup() {
-	! grep -q KESTREL-GUEST-START "$1" 2>/dev/null &&
-		grep -Eq 'BUG: soft lockup|rcu: INFO: rcu_[a-z]+ (self-)?detected stall|Watchdog detected hard LOCKUP' "$1"
+# rig_flake LOG ERR STATUS EXPECTED: succeeds, printing why, when a worker
+# that did not end as EXPECTED shows one of the nested rig's flakes (QEMU
+# TCG emulating SVM; never seen on the host): it wedged in the kernel
+# (STATUS wedged: kicks and SIGKILL do not reach a vCPU thread), or its
+# guest triple-faulted or its own watchdog saw a stuck CPU (soft lockup, RCU
+# stall) while printing nothing but kernel lines -- no payload output, not
+# even the kit's first /init line. Such cases are run once more, said out
+# loud; a real bug fails both attempts.
+rig_flake() {
+	[ "$3" != "$4" ] || return 1
+	if [ "$3" = wedged ]; then
+		echo "the worker wedged in the kernel"
+		return 0
+	fi
+	tr -d '\r' <"$1" 2>/dev/null | grep -Ev '^\[ *[0-9]+\.[0-9]+\]|^[[:space:]]*$' | grep -q . && return 1
+	if [ "$4" != 3 ] && grep -q "triple fault" "$2" 2>/dev/null; then
+		echo "triple fault before /init: $(head -n 2 "$2" | tr '\n' ' ')"
+	elif grep -Eq 'BUG: soft lockup|rcu: INFO: rcu_[a-z]+ (self-)?detected stall|Watchdog detected hard LOCKUP' "$1" 2>/dev/null; then
+		echo "the guest's watchdog saw a stuck CPU before /init: $(grep -Em 1 'lockup|stall' "$1")"
+	else
+		return 1
+	fi
 }
 
 run_case() {
@@ -138,22 +146,9 @@ run_case() {
 			</dev/null >"$out/$name.log" 2>"$out/$name.err" &
 		reap_worker $! "$(timeout_of "$@")"
 		t1=$(now_ms)
-		# One retry, said out loud, for what the nested rig (QEMU TCG
-		# emulating SVM) does now and then, never on the host: a guest that
-		# triple-faults before printing a byte where none was expected, a
-		# kernel whose own watchdog reports a stuck CPU before /init, or a
-		# vCPU thread that never leaves KVM_RUN again (kicks and SIGKILL do
-		# not reach it: wedged). A real bug fails both attempts.
-		[ $attempt = 1 ] || break
-		if [ "$rc" = wedged ]; then
-			echo "RETRY: $name: the worker wedged in the kernel; once more"
-		elif [ "$rc" = 3 ] && [ "$want" != 3 ] && early_triple_fault "$out/$name.log" "$out/$name.err"; then
-			echo "RETRY: $name: triple fault before any guest output; once more: $(head -n 2 "$out/$name.err" | tr '\n' ' ')"
-		elif [ "$rc" != "$want" ] && early_lockup "$out/$name.log"; then
-			echo "RETRY: $name: the guest's watchdog saw a stuck CPU before /init; once more: $(grep -Em 1 'lockup|stall' "$out/$name.log")"
-		else
-			break
-		fi
+		# One retry, said out loud, for the nested rig's flakes (rig_flake).
+		[ $attempt = 1 ] && flake=$(rig_flake "$out/$name.log" "$out/$name.err" "$rc" "$want") || break
+		echo "RETRY: $name: $flake; once more"
 	done
 	# The guest's tty writes CR LF; compare lines without the CR.
 	tr -d '\r' <"$out/$name.log" >"$out/$name.tmp" && cat "$out/$name.tmp" >"$out/$name.log"
@@ -422,15 +417,15 @@ case_end() {
 		return
 	fi
 	# The first attempt of a case run through with_retry may be retried for
-	# the rig's flakes (see run_case): a worker that wedged, or one whose
-	# guest triple-faulted before /init (each worker's LOG and ERR given).
+	# the rig's flakes (rig_flake; each worker's LOG and ERR are given).
 	if [ "$case_try" = 1 ]; then
+		st=failed
+		grep -q "wedged" "$out/why" && st=wedged
 		for f in "$@"; do
 			case "$f" in *.err) ;; *) continue ;; esac
-			if early_triple_fault "${f%.err}.log" "$f" || early_lockup "${f%.err}.log" ||
-				grep -q "wedged" "$out/why"; then
+			if flake=$(rig_flake "${f%.err}.log" "$f" "$st" 0); then
 				case_again=1
-				echo "RETRY: $cname: $(tr '\n' ';' <"$out/why") -- before /init the guest triple-faulted or saw a stuck CPU, or the worker wedged; once more: $(head -n 2 "$f" | tr '\n' ' ')"
+				echo "RETRY: $cname: $(tr '\n' ';' <"$out/why") -- $flake; once more"
 				return
 			fi
 		done
