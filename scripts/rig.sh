@@ -306,14 +306,13 @@ rig_qemu_argv() {
 }
 
 # rig_freeze_dump DIR: where the outer vCPUs are when the VM froze, from
-# QEMU's monitor (`info registers -a`), kernel addresses named through the
+# QEMU's monitor (`info registers -a`) into DIR/rips; rig_freeze_names then
+# names kernel addresses through the
 # outer kernel's /proc/kallsyms (modules too). The outer kernel runs with
 # nokaslr, so one listing, taken once in a fresh outer VM and cached in
 # KIT/rig/, names the addresses of every run. Evidence for the nested-rig
 # freezes; needs python3, else says so.
 rig_freeze_dump() {
-	local syms
-	syms="$KIT/rig/kallsyms-$(cat "$KIT/kernel-version" 2>/dev/null)"
 	command -v python3 >/dev/null || { echo "rig: (no python3: no register dump)" >&2; return 0; }
 	python3 - "$1/monitor.sock" >"$1/rips" 2>&1 <<'PY' || true
 import re, socket, sys, time
@@ -333,7 +332,15 @@ while time.time() < end:
 for m in re.finditer(r"CPU#(\d+).*?RIP=([0-9a-f]+).*?CPL=(\d).*?HLT=(\d)", buf.decode("latin-1"), re.S):
     print(*m.groups())
 PY
-	kill "$(cat "$1/qemu.pid")" 2>/dev/null
+}
+
+# rig_freeze_names DIR: print the vCPU positions rig_freeze_dump took, named
+# (the outer VM must be gone: a kallsyms listing not cached yet takes a
+# fresh one).
+rig_freeze_names() {
+	local syms
+	syms="$KIT/rig/kallsyms-$(cat "$KIT/kernel-version" 2>/dev/null)"
+	[ -s "$1/rips" ] || return 0
 	if [ ! -s "$syms" ]; then
 		mkdir -p "$KIT/rig"
 		"$RIG_SELF" --kit "$KIT" --no-kestrel --timeout 180 -- cat /proc/kallsyms >"$syms.tmp" 2>/dev/null &&
@@ -391,6 +398,7 @@ rig_watchdog() {
 			echo frozen >"$1/frozen"
 			rig_freeze_dump "$1"
 			kill "$(cat "$1/qemu.pid")" 2>/dev/null
+			rig_freeze_names "$1"
 			break
 		fi
 	done
