@@ -152,7 +152,8 @@ done
 # live-patched (int3) under the outer TCG while tests run (tests/kvm-hold.c).
 [ -x /usr/bin/kvm-hold ] && { kvm-hold >/dev/null & }
 
-export HOME=/work KESTREL_KIT=/kit PAYLOADS=/payloads QEMU_FIRMWARE=/usr/share/qemu
+# KESTREL_RIG tells tests/guest-tests.sh it runs on the rig's nested SVM.
+export HOME=/work KESTREL_KIT=/kit PAYLOADS=/payloads QEMU_FIRMWARE=/usr/share/qemu KESTREL_RIG=1
 [ -x /usr/bin/kestrel ] && export KESTREL_BIN=/usr/bin/kestrel
 cd /work
 if grep -qw rig.shell /proc/cmdline; then

@@ -115,6 +115,11 @@ static void vcpu_dump(struct vcpu *c, const char *why)
 		c->id, r.rip, r.rsp, r.rflags, c->id, r.rax, r.rbx, r.rcx, r.rdx, c->id, r.rsi,
 		r.rdi, r.rbp, c->id, s.cs.selector, s.cs.base, s.cs.l, s.cs.db, s.ss.selector,
 		s.cr0, s.cr2, s.cr3, s.cr4, s.efer);
+	/* AMD's KVM INITs the vCPU on a shutdown intercept (the VMCB is
+	 * undefined after one), so what it hands back is the reset state. */
+	if (r.rip == 0xfff0 && s.cs.base == 0xffff0000 && !(s.cr0 & 1))
+		fprintf(stderr, "kestrel: vcpu%u: (these are the CPU's reset values: this KVM "
+			"re-initialised the vCPU at the fault, the faulting state is lost)\n", c->id);
 }
 
 static void vcpu_handle_io(struct vcpu *c)
