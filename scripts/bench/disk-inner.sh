@@ -4,7 +4,9 @@
 #   kestrel  vscsi.bin bench=1 (tests/guest/vscsi.c) on --disk ...,bus=scsi
 #   qemu     the same payload on -device virtio-scsi-pci + scsi-hd
 #   fio      the same file from the host side: the ceiling
-# usage: disk-inner.sh MS CACHE DIR   (MS: milliseconds per phase, each system)
+# usage: disk-inner.sh MS CACHE DIR [REPS]
+#   MS: milliseconds per phase, each system; REPS (default 1): kestrel and
+#   QEMU each run REPS times, taking turns (fio once).
 # Prints one line per measurement:
 #   k|q PHASE qd=N ops=N us=N iops=N kBps=N
 #   f PHASE qd=N iops=N kBps=N
@@ -18,7 +20,7 @@ Q=${QEMU:-qemu-system-x86_64}
 QCPU=${QEMU_CPU:-host}
 P=${PAYLOADS:-/payloads}
 FIO=${FIO:-fio}
-ms=$1 cache=$2 dir=$3
+ms=$1 cache=$2 dir=$3 reps=${4:-1}
 img=$dir/bench.img
 out=$dir/bench-out
 mkdir -p "$out"
@@ -39,23 +41,31 @@ kestrel_run() { # kestrel_run MS NAME
 		--disk "path=$img,bus=scsi,cache=$cache" </dev/null >"$out/$2.out" 2>"$out/$2.err"
 }
 
-echo "disk-inner: kestrel" >&2
-kestrel_run 0 kbase
-kestrel_run "$ms" k
-sed -n 's/^bench: \([a-z0-9-]*\) qd=/k \1 qd=/p' "$out/k.out"
-grep -q 'RESULT: PASS' "$out/k.out" || { echo "kestrel run failed:" >&2; tail -5 "$out/k.out" "$out/k.err" >&2; }
-echo "kx exits=$(exits_of "$out/k.err") base=$(exits_of "$out/kbase.err")" \
-	"mmio=$(exits_of "$out/k.err" mmio) mmio_base=$(exits_of "$out/kbase.err" mmio)" \
-	"requests=$(sed -n 's/^bench: requests=\([0-9]*\).*/\1/p' "$out/k.out")" \
-	"kicks=$(sed -n 's/^bench: requests=[0-9]* kicks=\([0-9]*\).*/\1/p' "$out/k.out")"
+qemu_run() { # qemu_run MS NAME
+	timeout 900 "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none -serial stdio -no-reboot \
+		-device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$P/vscsi.bin" -append "bench=1 ms=$1" \
+		-device virtio-scsi-pci,id=s0 -drive "if=none,file=$img,format=raw,cache=$cache,id=d0" \
+		-device scsi-hd,drive=d0,bus=s0.0,scsi-id=0 </dev/null >"$out/$2.out" 2>"$out/$2.err"
+}
 
-echo "disk-inner: QEMU" >&2
-timeout 900 "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none -serial stdio -no-reboot \
-	-device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$P/vscsi.bin" -append "bench=1 ms=$ms" \
-	-device virtio-scsi-pci,id=s0 -drive "if=none,file=$img,format=raw,cache=$cache,id=d0" \
-	-device scsi-hd,drive=d0,bus=s0.0,scsi-id=0 </dev/null >"$out/q.out" 2>"$out/q.err"
-sed -n 's/^bench: \([a-z0-9-]*\) qd=/q \1 qd=/p' "$out/q.out"
-grep -q 'RESULT: PASS' "$out/q.out" || { echo "qemu run failed:" >&2; tail -5 "$out/q.out" "$out/q.err" >&2; }
+echo "disk-inner: kestrel, no I/O (exit count baseline)" >&2
+kestrel_run 0 kbase
+rep=1
+while [ $rep -le "$reps" ]; do
+	echo "disk-inner: kestrel ($rep/$reps)" >&2
+	kestrel_run "$ms" k$rep
+	sed -n 's/^bench: \([a-z0-9-]*\) qd=/k \1 qd=/p' "$out/k$rep.out"
+	grep -q 'RESULT: PASS' "$out/k$rep.out" || { echo "kestrel run failed:" >&2; tail -5 "$out/k$rep.out" "$out/k$rep.err" >&2; }
+	echo "disk-inner: QEMU ($rep/$reps)" >&2
+	qemu_run "$ms" q$rep
+	sed -n 's/^bench: \([a-z0-9-]*\) qd=/q \1 qd=/p' "$out/q$rep.out"
+	grep -q 'RESULT: PASS' "$out/q$rep.out" || { echo "qemu run failed:" >&2; tail -5 "$out/q$rep.out" "$out/q$rep.err" >&2; }
+	rep=$((rep + 1))
+done
+echo "kx exits=$(exits_of "$out/k1.err") base=$(exits_of "$out/kbase.err")" \
+	"mmio=$(exits_of "$out/k1.err" mmio) mmio_base=$(exits_of "$out/kbase.err" mmio)" \
+	"requests=$(sed -n 's/^bench: requests=\([0-9]*\).*/\1/p' "$out/k1.out")" \
+	"kicks=$(sed -n 's/^bench: requests=[0-9]* kicks=\([0-9]*\).*/\1/p' "$out/k1.out")"
 
 echo "disk-inner: fio" >&2
 direct=0
