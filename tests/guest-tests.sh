@@ -119,7 +119,10 @@ reap_worker() {
 # fault later on counts too, unless a payload printed an exception first: a
 # payload's IDT takes every exception and prints it, with IF=0, so only a
 # CPU that lost its descriptor tables or its memory view can triple-fault
-# there -- seen once in CI, 2.3 s into counter.bin, never on the host. Such
+# there -- seen in CI 2.3 s into counter.bin, never on the host, and QEMU's
+# guest does the same on the rig (tests/rig-flake-probe.sh: processes
+# starting in the outer VM make both VMMs' guests triple-fault, and the outer
+# kernel itself has panicked on a corrupted kernel stack under either). Such
 # cases are run once more, said out loud; a real bug fails both attempts.
 rig_flake() {
 	[ "$3" != "$4" ] || return 1
