@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench/vhd.sh [--guest] [--ops N] [--size-mb N]
+# scripts/bench/vhd.sh [--guest] [--ops N] [--size-mb N] [--reps N]
 # VHD benchmark, one run, kestrel against QEMU (Debian's qemu-utils):
 #  1. convert a 1 GiB image (random data): raw -> dynamic VHD and dynamic
 #     VHD -> raw, `kestrel vhd convert` against `qemu-img convert` (each
@@ -9,7 +9,9 @@
 #     bench`; io_uring, cache=none where O_DIRECT works): sequential 64k and
 #     4k at queue depth 32 (qemu-img bench only does sequential) on a raw
 #     image, on a fresh dynamic VHD (the first write pass allocates) and on
-#     the same VHD allocated; kestrel's random 4k for reference;
+#     the same VHD allocated; kestrel's random 4k for reference; the
+#     allocated-image phases --reps times (default 3, kestrel and QEMU
+#     taking turns), medians printed;
 #  3. with --guest: the disk benchmark's payload (tests/guest/vscsi.c) under
 #     kestrel on raw, on a dynamic VHD allocating and allocated, and under
 #     QEMU's vpc driver on the same VHD (scripts/bench/vhd-inner.sh; in the
@@ -19,12 +21,13 @@
 # same directory), TMPDIR (where images go; it needs ~4 GiB).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-guest=0 ops=5000 size_mb=512
+guest=0 ops=5000 size_mb=512 reps=3
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--guest) guest=1 ;;
 	--ops) ops=$2; shift ;;
 	--size-mb) size_mb=$2; shift ;;
+	--reps) reps=$2; shift ;;
 	*) echo "vhd.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -104,14 +107,16 @@ kb "$w/k.vhd" alloc write seq 64k "$n64"
 qb "$w/q.vhd" vpc alloc write 64k "$n64"
 kb "$w/k.raw" rawfirst write seq 64k "$n64"
 qb "$w/q.raw" raw rawfirst write 64k "$n64"
-for pass in raw vhd; do
-	if [ $pass = raw ]; then ki=$w/k.raw qi=$w/q.raw qf=raw; else ki=$w/k.vhd qi=$w/q.vhd qf=vpc; fi
-	for rw in write read; do
-		kb "$ki" $pass $rw seq 64k "$n64"
-		qb "$qi" $qf $pass $rw 64k "$n64"
-		kb "$ki" $pass $rw seq 4k "$n4"
-		qb "$qi" $qf $pass $rw 4k "$n4"
-		kb "$ki" $pass $rw rand 4k "$n4"
+for rep in $(seq "$reps"); do
+	for pass in raw vhd; do
+		if [ $pass = raw ]; then ki=$w/k.raw qi=$w/q.raw qf=raw; else ki=$w/k.vhd qi=$w/q.vhd qf=vpc; fi
+		for rw in write read; do
+			kb "$ki" $pass $rw seq 64k "$n64"
+			qb "$qi" $qf $pass $rw 64k "$n64"
+			kb "$ki" $pass $rw seq 4k "$n4"
+			qb "$qi" $qf $pass $rw 4k "$n4"
+			kb "$ki" $pass $rw rand 4k "$n4"
+		done
 	done
 done
 rm -f "$w/k.raw" "$w/q.raw" "$w/k.vhd" "$w/q.vhd"
@@ -141,10 +146,11 @@ for line in open(sys.argv[1]):
     if f[0] == 'conv':
         conv[(f[1], f[2])] = float(f[3])
     elif f[0] == 'io':
-        io[(f[1], f[2], f[3])] = int(f[4])
+        io.setdefault((f[1], f[2], f[3]), []).append(int(f[4]))
     elif f[0] == 'guest':
         kv = dict(x.split('=') for x in f[3:] if '=' in x)
         guest[(f[1], f[2], kv.get('qd'))] = int(kv.get('iops', 0))
+io = {k: sorted(v)[len(v) // 2] for k, v in io.items()}    # medians over --reps
 def r(a, b): return a / b if b else 0.0
 print("\n== convert a 1 GiB image of random data ==")
 cr = []
@@ -152,7 +158,7 @@ for what in ('to-dynamic', 'to-raw'):
     k, q = conv.get((what, 'k'), 0), conv.get((what, 'q'), 0)
     cr.append(r(q, k))
     print(f"{what:11s} kestrel {k:6.2f} s   qemu-img {q:6.2f} s   kestrel is {r(q, k):.2f}x as fast")
-print(f"\n== host-side I/O through each block layer, QD 32, cache={sys.argv[2]} (requests/s) ==")
+print(f"\n== host-side I/O through each block layer, QD 32, cache={sys.argv[2]} (requests/s, medians) ==")
 print(f"{'phase':17s} | {'k raw':>8s} {'k VHD':>8s} {'VHD/raw':>7s} | {'q raw':>8s} {'q vpc':>8s} | {'k/q VHD':>7s}")
 vr, kq = [], []
 for ph in ('write-seq-64k', 'read-seq-64k', 'write-seq-4k', 'read-seq-4k', 'write-rand-4k', 'read-rand-4k'):
