@@ -2,7 +2,8 @@
 # Inner part of scripts/bench/boot.sh: runs where /dev/kvm is (the host, or
 # inside the nested rig) and prints one result line per measurement.
 #   boot-inner.sh payload RUNS      (a) exec -> exit of exit0.bin, kestrel and QEMU
-#   boot-inner.sh linux RUNS        (b)+(c) exec -> init marker of the kit's Linux, and peak RSS
+#   boot-inner.sh linux RUNS        (b)+(c) exec -> init marker of the kit's Linux, and peak RSS;
+#                                   (d) the cost of one PCI config read (pci.bin scan=2)
 # Environment: KESTREL_BIN, QEMU (qemu-system-x86_64), QEMU_CPU (host), PAYLOADS, KESTREL_KIT, RUNSTAT.
 set -u
 K=${KESTREL_BIN:-kestrel}
@@ -42,6 +43,15 @@ linux)
 		done
 		i=$((i + 1))
 	done
+	# (d) one PCI config read (0xCF8 write + 0xCFC read), timed by the guest
+	# over the 8,192-read sweep Linux's early AGP probe makes (twice per boot
+	# when the CPU is AMD family 0xf, as this rig's qemu64 is).
+	"$K" run --kernel "$P/pci.bin" --cmdline "scan=2" --serial stdio --timeout 120s </dev/null 2>/dev/null |
+		sed -n 's/^pci: [0-9]* config reads in [0-9]* us: \([0-9]*\) ns per read.*/d kestrel ns_per_read=\1/p'
+	"$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none -serial stdio -no-reboot \
+		${QEMU_FIRMWARE:+-L "$QEMU_FIRMWARE"} -device isa-debug-exit,iobase=0xf4,iosize=4 \
+		-kernel "$P/pci.bin" -append "scan=2" </dev/null 2>/dev/null |
+		sed -n 's/^pci: [0-9]* config reads in [0-9]* us: \([0-9]*\) ns per read.*/d qemu ns_per_read=\1/p'
 	# (c) kestrel's own memory beside the guest RAM it touched (from --stats).
 	"$K" run --kernel "$KIT/vmlinux" --initrd "$KIT/initrd.cpio.gz" --cmdline "$CMDLINE" --cpus 2 \
 		--mem 256M --on-reboot exit --timeout 300s --stats 2>&1 >/dev/null | grep 'stats: memory' |

@@ -5,7 +5,9 @@
 #      tear-down), min/median/max over N runs (default 20);
 #  (b) exec -> init marker of the kit's Debian Linux, vmlinux (PVH) and bzImage,
 #      2 vCPUs, 256M, N runs each (default 3) — inside the nested rig, where Linux boots;
-#  (c) peak RSS of both, and kestrel's memory beyond the guest RAM it touched.
+#  (c) peak RSS of both, and kestrel's memory beyond the guest RAM it touched;
+#  (d) in the rig, one PCI config read as the guest times it (tests/guest/pci.c
+#      scan=2): Debian's kernel makes 16,384 of them while booting there.
 # (a) runs on this host's /dev/kvm when there is one, else inside the rig too.
 # The last lines print both systems' figures and kestrel/QEMU ratios.
 # Environment: BENCH_VERBOSE=1 shows the rig's console (progress) on stderr.
@@ -40,11 +42,15 @@ python3 - "$out" <<'PY'
 import re, statistics, sys
 rows = {}
 extra = []
+cfg = {}
 for line in open(sys.argv[1]):
-    m = re.match(r'^([abc]) (\w+)(?: ([A-Za-z][^\s=]*))? (\S+=.*)$', line.strip())
+    m = re.match(r'^([abcd]) (\w+)(?: ([A-Za-z][^\s=]*))? (\S+=.*)$', line.strip())
     if not m:
         continue
     kind, who, img, rest = m.groups()
+    if kind == 'd':
+        cfg[who] = int(rest.split('=')[1])
+        continue
     if kind == 'c':
         extra.append(f"{who}: {rest}")
         continue
@@ -85,4 +91,6 @@ for img in ('vmlinux', 'bzImage'):
     if k and q:
         print(f"(b) {img} exec->init median: kestrel {k[0][1]:.0f} ms, QEMU {q[0][1]:.0f} ms, ratio {k[0][1]/q[0][1]:.2f}x (target <= 0.7x)")
         print(f"(c) {img} peak RSS: kestrel {k[1]/1024:.1f} MiB, QEMU {q[1]/1024:.1f} MiB, ratio {k[1]/q[1]:.2f}x")
+if 'kestrel' in cfg and 'qemu' in cfg:
+    print(f"(d) PCI config read in the rig: kestrel {cfg['kestrel']/1000:.1f} us, QEMU {cfg['qemu']/1000:.1f} us, ratio {cfg['kestrel']/cfg['qemu']:.2f}x")
 PY

@@ -274,5 +274,10 @@ void udelay(uint64_t us);
 struct deadline { uint64_t left_ticks; uint32_t last; };
 void deadline_start(struct deadline *d, uint64_t us);
 bool deadline_expired(struct deadline *d);
+/* Elapsed time on the PM timer (0 without one); read it at least every
+ * ~4 s (24-bit counter) for a longer total. */
+struct stopwatch { uint64_t ticks; uint32_t last; };
+void stopwatch_start(struct stopwatch *w);
+uint64_t stopwatch_us(struct stopwatch *w);
 
 #endif

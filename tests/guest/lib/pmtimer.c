@@ -57,6 +57,23 @@ bool deadline_expired(struct deadline *d)
 	return false;
 }
 
+uint64_t stopwatch_us(struct stopwatch *w)
+{
+	uint32_t t = now();
+
+	if (!tmr_port)
+		return 0;
+	w->ticks += (t - w->last) & tmr_mask;
+	w->last = t;
+	return w->ticks * 1000000 / PMTMR_HZ;
+}
+
+void stopwatch_start(struct stopwatch *w)
+{
+	w->ticks = 0;
+	w->last = now();
+}
+
 void udelay(uint64_t us)
 {
 	struct deadline d;
