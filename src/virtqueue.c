@@ -74,6 +74,16 @@ static uint8_t *vq_avail_event(const struct virtq *vq)
 	return vq->used + VQ_USED_RING + (size_t)VQ_USED_ELEM_SIZE * vq->size;
 }
 
+static bool vq_dma_off(const struct virtq *vq)
+{
+	return __atomic_load_n(&vq->dma_off, __ATOMIC_ACQUIRE);
+}
+
+void vq_set_dma(struct virtq *vq, bool on)
+{
+	__atomic_store_n(&vq->dma_off, !on, __ATOMIC_RELEASE);
+}
+
 void vq_init_empty(struct virtq *vq)
 {
 	memset(vq, 0, sizeof(*vq));
@@ -259,7 +269,7 @@ int vq_pop(struct virtq *vq, struct vq_elem *e, struct iovec *iov, unsigned max_
 
 	if (vq->broken)
 		return -EPROTO;
-	if (!vq->ready)
+	if (!vq->ready || vq_dma_off(vq))
 		return 0;
 	avail_idx = vq_load16_acquire(vq->avail + VQ_AVAIL_IDX);
 	pending = (uint16_t)(avail_idx - vq->last_avail);
@@ -288,7 +298,7 @@ void vq_unpop(struct virtq *vq)
 
 bool vq_has_work(struct virtq *vq)
 {
-	if (!vq->ready || vq->broken)
+	if (!vq->ready || vq->broken || vq_dma_off(vq))
 		return false;
 	return vq_load16_acquire(vq->avail + VQ_AVAIL_IDX) != vq->last_avail;
 }
@@ -363,13 +373,13 @@ bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsign
 void vq_notify_off(struct virtq *vq)
 {
 	/* With EVENT_IDX, leaving avail_event behind already stops kicks. */
-	if (vq->ready && !vq->event_idx)
+	if (vq->ready && !vq->event_idx && !vq_dma_off(vq))
 		vq_store16(vq->used + VQ_USED_FLAGS, VIRTQ_USED_F_NO_NOTIFY);
 }
 
 bool vq_notify_on(struct virtq *vq)
 {
-	if (!vq->ready || vq->broken)
+	if (!vq->ready || vq->broken || vq_dma_off(vq))
 		return false;
 	if (vq->event_idx)
 		vq_store16(vq_avail_event(vq), vq->last_avail);

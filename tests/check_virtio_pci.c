@@ -286,6 +286,7 @@ START_TEST(msix_vectors)
 {
 	unsigned cap = 0x40;
 
+	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 	wr(COMMON + 0x10, 2, 1);
 	ck_assert_uint_eq(rd(COMMON + 0x10, 2), 1);
 	wr(COMMON + 0x10, 2, NQ + 1);                          /* no such vector */
@@ -313,6 +314,70 @@ START_TEST(msix_vectors)
 	ck_assert_uint_eq(rd(MSIX_TABLE + 16 * 2 + 8, 2), 0);
 	wr(MSIX_TABLE + 16 * 2 + 9, 1, 0xff);
 	ck_assert_uint_eq(rd(MSIX_TABLE + 16 * 2 + 8, 4), 0x4041);
+}
+END_TEST
+
+/* Descriptor i: one device-readable buffer of 64 bytes at 0x4000 + 64 i;
+ * avail ring entry n names it and avail->idx becomes n + 1. */
+static void offer(uint16_t n, uint16_t i)
+{
+	uint64_t addr = 0x4000 + 64ULL * i;
+	uint32_t len = 64;
+	uint16_t idx = (uint16_t)(n + 1);
+
+	ck_assert_int_eq(gm_write(&gm, 0x1000 + 16ULL * i, &addr, 8), 0);
+	ck_assert_int_eq(gm_write(&gm, 0x1000 + 16ULL * i + 8, &len, 4), 0);
+	ck_assert_int_eq(gm_write(&gm, 0x2000 + 4 + 2ULL * n, &i, 2), 0);
+	ck_assert_int_eq(gm_write(&gm, 0x2000 + 2, &idx, 2), 0);
+}
+
+/* Bus Master Enable is clear at power-on; while it is clear the device takes
+ * no chain and MSI-X messages wait in the PBA; setting it delivers them and
+ * kicks every queue, so what was queued meanwhile is seen. */
+START_TEST(bus_master_gates_dma)
+{
+	struct virtq *vq = virtio_queue(vdev, 0);
+	struct iovec iov[16];
+	struct vq_elem e;
+	eventfd_t v;
+	int kick = virtio_queue_kick_fd(vdev, 0);
+	unsigned cap = 0x40;
+
+	ck_assert_uint_eq(pci_cfg_read(pdev, PCI_COMMAND, 2) & PCI_COMMAND_MASTER, 0);
+	ck_assert_uint_eq(negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1)) & VIRTIO_STATUS_FEATURES_OK,
+			  VIRTIO_STATUS_FEATURES_OK);
+	queue(0, 16, 0x1000, 0x2000, 0x3000);
+	wr(COMMON + 0x16, 2, 0);
+	wr(COMMON + 0x1a, 2, 1);                               /* queue 0 -> vector 1 */
+	wr(MSIX_TABLE + 16 * 1, 8, 0xfee00000ULL);
+	wr(MSIX_TABLE + 16 * 1 + 12, 4, 0);                    /* unmasked */
+	pci_cfg_write(pdev, cap + 2, 2, 0x8000);               /* MSI-X on */
+	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	offer(0, 0);
+	ck_assert_int_eq(vq_pop(vq, &e, iov, 16), 0);          /* no DMA: nothing taken */
+	ck_assert(!vq_has_work(vq));
+	virtio_queue_interrupt(vdev, 0);
+	ck_assert_uint_eq(rd(MSIX_PBA, 8), 1u << 1);           /* held */
+	while (eventfd_read(kick, &v) == 0)
+		;
+	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	ck_assert_uint_eq(rd(MSIX_PBA, 8), 0);                 /* delivered */
+	ck_assert_int_eq(eventfd_read(kick, &v), 0);           /* the queue was kicked */
+	ck_assert_int_eq(vq_pop(vq, &e, iov, 16), 1);
+	ck_assert_uint_eq(e.head, 0);
+	ck_assert_uint_eq(e.out_len, 64);
+	/* Cleared again: the next chain waits, and comes once it is set. */
+	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	offer(1, 1);
+	ck_assert_int_eq(vq_pop(vq, &e, iov, 16), 0);
+	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	ck_assert_int_eq(vq_pop(vq, &e, iov, 16), 1);
+	ck_assert_uint_eq(e.head, 1);
+	/* A device reset keeps the PCI command register's word. */
+	wr(COMMON + 0x14, 1, 0);
+	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1));
+	queue(0, 16, 0x1000, 0x2000, 0x3000);
+	ck_assert_int_eq(vq_pop(vq, &e, iov, 16), 1);
 }
 END_TEST
 
@@ -377,6 +442,7 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tc, notify_fallback);
 	tcase_add_test(tc, isr_and_intx);
 	tcase_add_test(tc, msix_vectors);
+	tcase_add_test(tc, bus_master_gates_dma);
 	tcase_add_test(tc, device_config_and_pci_cfg_window);
 	tcase_add_test(tc, register_fuzz);
 	suite_add_tcase(s, tc);

@@ -135,6 +135,7 @@ struct virtio_dev {
 	uint16_t config_vector;
 	uint8_t isr;
 	bool intx_level, intx_disabled, msix_enabled, msix_masked;
+	bool dma_on;               /* PCI_COMMAND Bus Master Enable (always on off-bus) */
 	unsigned nvec;
 	struct vpci_vector *vec;
 
@@ -164,7 +165,9 @@ static void vpci_msix_fire(struct virtio_dev *t, uint16_t v)
 {
 	if (v >= t->nvec)
 		return;
-	if (t->msix_masked || (t->vec[v].ctrl & MSIX_VECTOR_MASKED)) {
+	/* An MSI-X message is a memory write: held, like a masked one, while
+	 * the function may not master the bus (PCI 3.0 6.8.3.1). */
+	if (t->msix_masked || (t->vec[v].ctrl & MSIX_VECTOR_MASKED) || !t->dma_on) {
 		t->vec[v].pending = true;
 		return;
 	}
@@ -235,7 +238,8 @@ static void vpci_msix_route(struct virtio_dev *t, unsigned v)
 static void vpci_msix_flush(struct virtio_dev *t)
 {
 	for (unsigned v = 0; v < t->nvec; v++) {
-		if (!t->vec[v].pending || t->msix_masked || (t->vec[v].ctrl & MSIX_VECTOR_MASKED))
+		if (!t->vec[v].pending || t->msix_masked || (t->vec[v].ctrl & MSIX_VECTOR_MASKED) ||
+		    !t->dma_on)
 			continue;
 		t->vec[v].pending = false;
 		vpci_msix_fire(t, (uint16_t)v);
@@ -749,16 +753,41 @@ static uint32_t vpci_cfg_read(struct pci_dev *pdev, unsigned off, unsigned size,
 	return val;
 }
 
+/* Bus Master Enable gates the device's use of guest memory: new chains are
+ * not taken and MSI-X messages are held while it is clear. Requests already
+ * taken complete. When it comes back the queues are kicked so the device
+ * looks at what the driver queued meanwhile. irq_lock held. */
+static bool vpci_bus_master(struct virtio_dev *t, bool on)
+{
+	if (on == t->dma_on)
+		return false;
+	t->dma_on = on;
+	for (unsigned q = 0; q < t->info.num_queues; q++)
+		vq_set_dma(&t->vq[q], on);
+	return on;
+}
+
+static void vpci_wake_queues(struct virtio_dev *t)
+{
+	for (unsigned q = 0; q < t->info.num_queues; q++)
+		if (eventfd_write(t->q[q].kick_fd, 1) < 0)
+			kwarn("%s: cannot wake queue %u", t->info.name, q);
+}
+
 static void vpci_cfg_write(struct pci_dev *pdev, unsigned off, unsigned size, uint32_t val)
 {
 	struct virtio_dev *t = pdev->opaque;
 	uint16_t ctrl = pci_get_u16(pdev, VPCI_CAP_MSIX + 2);
-	bool enable = ctrl & MSIX_CTRL_ENABLE, masked = ctrl & MSIX_CTRL_MASKALL;
+	uint16_t cmd = pci_get_u16(pdev, PCI_COMMAND);
+	bool enable = ctrl & MSIX_CTRL_ENABLE, masked = ctrl & MSIX_CTRL_MASKALL, woke;
 	uint64_t boff;
 	unsigned len;
 
 	pthread_mutex_lock(&t->irq_lock);
-	t->intx_disabled = pci_get_u16(pdev, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE;
+	t->intx_disabled = cmd & PCI_COMMAND_INTX_DISABLE;
+	woke = vpci_bus_master(t, cmd & PCI_COMMAND_MASTER);
+	if (woke && t->msix_enabled)
+		vpci_msix_flush(t);
 	if (enable && !t->msix_enabled)
 		for (unsigned v = 0; v < t->nvec; v++)
 			vpci_msix_route(t, v);
@@ -770,6 +799,8 @@ static void vpci_cfg_write(struct pci_dev *pdev, unsigned off, unsigned size, ui
 	}
 	vpci_intx_update(t);
 	pthread_mutex_unlock(&t->irq_lock);
+	if (woke)
+		vpci_wake_queues(t);
 	if (off == VPCI_PCICFG_DATA && vpci_pcicfg_target(t, &boff, &len)) {
 		pthread_mutex_lock(&t->dev.lock);
 		vpci_write(&t->dev, 0, boff, len, val);
@@ -974,7 +1005,11 @@ int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot, uint32_t
 		vpci_build_caps(t);
 		vpci_reset(t);
 	}
+	/* On a bus the function starts with Bus Master Enable clear (the
+	 * driver sets it); a device made without one (unit tests) may DMA. */
+	t->dma_on = true;
 	if (ret == 0 && pci_host) {
+		vpci_bus_master(t, false);
 		ret = pci_host_add(pci_host, &t->pdev, slot);
 		ret = ret < 0 ? ret : 0;
 	}

@@ -104,6 +104,10 @@ struct virtq {
 	bool ready;                     /* vq_init succeeded */
 	bool broken;                    /* a chain broke the rules: no more pops */
 	bool event_idx, indirect;       /* negotiated VIRTIO_F_EVENT_IDX / INDIRECT_DESC */
+	/* The PCI function's Bus Master Enable is clear: the device may not
+	 * read or write guest memory, so pops find nothing and notification
+	 * flags are left alone. Atomic; kept across vq_reset/vq_init. */
+	bool dma_off;
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	/* Host views of the rings; only the accessor helpers in virtqueue.c
 	 * read or write them, with the barriers 2.6.13 asks for. */
@@ -133,6 +137,9 @@ int vq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_
 	    uint64_t avail, uint64_t used, uint64_t features) WARN_UNUSED;
 /* Forget the rings (device reset). */
 void vq_reset(struct virtq *vq);
+/* Whether the device may touch guest memory through this queue (the PCI
+ * function's Bus Master Enable); a new queue may. */
+void vq_set_dma(struct virtq *vq, bool on);
 /* Take the next available chain. iov must hold at least vq->size entries
  * (2.6.5.3.1: no chain is longer than the queue). Returns 1 with *e filled,
  * 0 when the ring is empty, -EPROTO when the ring or the chain is nonsense
