@@ -375,11 +375,14 @@ if [ $do_linux = 1 ]; then
 	# writes its pattern there), target 1 a dynamic VHD holding the host's.
 	vhd_images 0
 	[ -e "$out/initrd-modules.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-modules.gz"
+	# Then the guest unbinds the controller from virtio-pci (Linux resets it
+	# and clears Bus Master Enable) and binds it again: the disks come back.
 	run_case linux-vhd 0 "^vscsi: t0 sd[a-z] size=16384 " "^vscsi: t1 sd[a-z] size=32768 " \
 		"^vscsi: read t1: HOST-PATTERN-D1" "^vscsi: wrote t0" "^vscsi: read back t0: KESTREL-LINUX-PATTERN" \
-		"KESTREL-GUEST-POWEROFF" -- \
+		"^vscsi: unbound [0-9a-f:.]+ bus_master=0$" "^vscsi: rebound [0-9a-f:.]+ bus_master=1$" \
+		"^vscsi: read t1 after rebind: HOST-PATTERN-D1" "KESTREL-GUEST-POWEROFF" -- \
 		--kernel "$KIT/vmlinux" --initrd "$out/initrd-modules.gz" --cpus 2 --mem 512M --timeout 300s \
-		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi" \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_rebind=1" \
 		--disk "path=$out/vhdchild.vhd,bus=scsi" --disk "path=$out/vhddyn.vhd,bus=scsi"
 	vhd_file_case linux-vhd-child-file "$out/vhdchild.vhd" 100 KESTREL-LINUX-PATTERN
 	vhd_file_case linux-vhd-dynamic-file "$out/vhddyn.vhd" 7 HOST-PATTERN-D1

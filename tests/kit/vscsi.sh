@@ -6,11 +6,15 @@
 # sd name, which depends on probe order.
 #   kestrel.vscsi_disks=N     wait for targets 0..N-1 at start (default 2)
 #   kestrel.vscsi_hotplug=1   then wait for target 2 to appear and to go away
+#   kestrel.vscsi_rebind=1    then unbind the controller from virtio-pci (Linux
+#                             resets it and clears Bus Master Enable), bind it
+#                             again and read target 1 once more
 # Lines: "vscsi: t<T> sdX size=SECTORS vendor=.. model=..", "vscsi: read t1:
 # <text>" (sector 7, written by the host), "vscsi: wrote t0" after writing
 # KESTREL-LINUX-PATTERN to t0's sector 100 (then sync), "vscsi: read back t0:
 # <text>", "vscsi: t2 absent at start", "vscsi: added t2 sdX size=N",
-# "vscsi: removed t2", "vscsi: done".
+# "vscsi: removed t2", "vscsi: unbound BDF bus_master=0", "vscsi: rebound BDF
+# bus_master=1", "vscsi: read t1 after rebind: <text>", "vscsi: done".
 arg() {
 	for w in $(cat /proc/cmdline); do
 		case "$w" in "$1="*) echo "${w#*=}"; return 0 ;; esac
@@ -80,6 +84,32 @@ if [ $hot = 1 ]; then
 		fi
 	else
 		echo "vscsi: t2 was not hot-added"
+	fi
+fi
+# rebind: the controller's PCI function, found by its virtio device id (8).
+# bus_master BDF: PCI_COMMAND bit 2, from the function's config space.
+bus_master() {
+	c=$(dd if=/sys/bus/pci/devices/$1/config bs=1 skip=4 count=1 2>/dev/null | od -An -tu1)
+	echo $(((c >> 2) & 1))
+}
+if [ "$(arg kestrel.vscsi_rebind 0)" = 1 ]; then
+	bdf=
+	for f in /sys/bus/pci/drivers/virtio-pci/*/virtio*/device; do
+		[ "$(cat "$f" 2>/dev/null)" = 0x0008 ] && { bdf=${f%/virtio*}; bdf=${bdf##*/}; }
+	done
+	if [ -z "$bdf" ]; then
+		echo "vscsi: no virtio-scsi function under virtio-pci"
+	else
+		echo -n "$bdf" >/sys/bus/pci/drivers/virtio-pci/unbind
+		wait_for "! disk_of 1 >/dev/null" 30
+		echo "vscsi: unbound $bdf bus_master=$(bus_master $bdf)"
+		echo -n "$bdf" >/sys/bus/pci/drivers/virtio-pci/bind
+		echo "vscsi: rebound $bdf bus_master=$(bus_master $bdf)"
+		if wait_for "disk_of 1 >/dev/null" 60 && d1=$(disk_of 1) && wait_for "[ -b /dev/$d1 ]" 10; then
+			echo "vscsi: read t1 after rebind: $(dd if=/dev/$d1 bs=512 skip=7 count=1 2>/dev/null | text)"
+		else
+			echo "vscsi: target 1 did not come back after the rebind"
+		fi
 	fi
 fi
 echo "vscsi: done"
