@@ -19,15 +19,12 @@
 
 const char *blk_format_name(enum blk_format f)
 {
-	switch (f) {
-	case BLK_FMT_AUTO:
-		return "auto";
-	case BLK_FMT_RAW:
-		return "raw";
-	case BLK_FMT_VHD:
-		return "vhd";
-	}
-	return "?";
+	return (unsigned)f <= BLK_FMT_VHD ? blk_format_names[f] : "?";
+}
+
+const char *blk_cache_name(enum blk_cache c)
+{
+	return (unsigned)c <= BLK_CACHE_DIRECTSYNC ? blk_cache_names[c] : "?";
 }
 
 /* ---- opening ------------------------------------------------------------- */

@@ -53,17 +53,7 @@ enum blk_aio blk_engine_kind(const struct blk_engine *e)
 
 const char *blk_aio_name(enum blk_aio kind)
 {
-	switch (kind) {
-	case BLK_AIO_AUTO:
-		return "auto";
-	case BLK_AIO_IO_URING:
-		return "io_uring";
-	case BLK_AIO_LIBAIO:
-		return "libaio";
-	case BLK_AIO_SYNC:
-		return "sync";
-	}
-	return "?";
+	return (unsigned)kind <= BLK_AIO_SYNC ? blk_aio_names[kind] : "?";
 }
 
 static bool blk_io_valid(const struct blk_io *io)

@@ -35,16 +35,25 @@ static int blk_opt_bool(const char *key, const char *v, bool *out, char *err, si
 	return -EINVAL;
 }
 
+const char *const blk_format_names[] = { "auto", "raw", "vhd", NULL };
+const char *const blk_cache_names[] = { "writeback", "none", "directsync", NULL };
+const char *const blk_aio_names[] = { "auto", "io_uring", "libaio", "sync", NULL };
+
+int blk_name_index(const char *const *names, const char *s)
+{
+	for (int i = 0; s && names[i]; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
 /* Map v to the index of the matching name; names is NULL-terminated. */
 static int blk_opt_enum(const char *key, const char *v, const char *const *names,
 			const char *expect, int *out, char *err, size_t errlen)
 {
-	for (int i = 0; v && names[i]; i++) {
-		if (strcmp(v, names[i]) == 0) {
-			*out = i;
-			return 0;
-		}
-	}
+	*out = blk_name_index(names, v);
+	if (*out >= 0)
+		return 0;
 	snprintf(err, errlen, "disk option '%s': expected %s, got '%s'", key, expect, v ? v : "");
 	return -EINVAL;
 }
@@ -85,10 +94,7 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 			 struct blk_opt_extra *extras, const char *key, const char *v, char *err,
 			 size_t errlen)
 {
-	static const char *const formats[] = { "auto", "raw", "vhd", NULL };
-	static const char *const caches[] = { "writeback", "none", "directsync", NULL };
-	static const char *const aios[] = { "auto", "io_uring", "libaio", "sync", NULL };
-	struct blk_opt_extra *x;
+				struct blk_opt_extra *x;
 	int i, r;
 
 	if (strcmp(key, "path") == 0) {
@@ -103,7 +109,7 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 	}
 	if (strcmp(key, "format") == 0) {
 		if ((r = blk_opt_once(&seen->format, key, err, errlen)) < 0 ||
-		    (r = blk_opt_enum(key, v, formats, "raw, vhd or auto", &i, err, errlen)) < 0)
+		    (r = blk_opt_enum(key, v, blk_format_names, "raw, vhd or auto", &i, err, errlen)) < 0)
 			return r;
 		o->format = (enum blk_format)i; /* same order as the enum */
 		return 0;
@@ -115,14 +121,14 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 	}
 	if (strcmp(key, "cache") == 0) {
 		if ((r = blk_opt_once(&seen->cache, key, err, errlen)) < 0 ||
-		    (r = blk_opt_enum(key, v, caches, "writeback, none or directsync", &i, err, errlen)) < 0)
+		    (r = blk_opt_enum(key, v, blk_cache_names, "writeback, none or directsync", &i, err, errlen)) < 0)
 			return r;
 		o->cache = (enum blk_cache)i;
 		return 0;
 	}
 	if (strcmp(key, "aio") == 0) {
 		if ((r = blk_opt_once(&seen->aio, key, err, errlen)) < 0 ||
-		    (r = blk_opt_enum(key, v, aios, "io_uring, libaio, sync or auto", &i, err,
+		    (r = blk_opt_enum(key, v, blk_aio_names, "io_uring, libaio, sync or auto", &i, err,
 				      errlen)) < 0)
 			return r;
 		o->aio = (enum blk_aio)i;

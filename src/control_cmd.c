@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "kestrel/block.h"
 #include "kestrel/config.h"
 #include "kestrel/control.h"
 
@@ -152,9 +153,6 @@ static int cmd_net_link(const struct control_ops *ops, void *o, const struct con
 	return ops->net_link(o, a->set[1] ? a->str[1] : NULL, strcmp(a->str[0], "up") == 0, e);
 }
 
-static const char *const format_choices[] = { "auto", "raw", "vhd", NULL };
-static const char *const cache_choices[] = { "writeback", "none", "directsync", NULL };
-static const char *const aio_choices[] = { "auto", "io_uring", "libaio", "sync", NULL };
 static const char *const link_choices[] = { "up", "down", NULL };
 
 #define ARG_END { 0 }
@@ -167,10 +165,10 @@ static const struct control_arg shutdown_args[] = {
 static const struct control_arg disk_add_args[] = {
 	{ .name = "path", .type = CTL_ARG_PATH, .required = true },
 	{ .name = "target", .type = CTL_ARG_INT, .min = 0, .max = CONFIG_MAX_DISKS - 1 },
-	{ .name = "format", .type = CTL_ARG_ENUM, .choices = format_choices },
+	{ .name = "format", .type = CTL_ARG_ENUM, .choices = blk_format_names },
 	{ .name = "readonly", .type = CTL_ARG_BOOL },
-	{ .name = "cache", .type = CTL_ARG_ENUM, .choices = cache_choices },
-	{ .name = "aio", .type = CTL_ARG_ENUM, .choices = aio_choices },
+	{ .name = "cache", .type = CTL_ARG_ENUM, .choices = blk_cache_names },
+	{ .name = "aio", .type = CTL_ARG_ENUM, .choices = blk_aio_names },
 	ARG_END,
 };
 static const struct control_arg disk_remove_args[] = {

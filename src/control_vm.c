@@ -449,16 +449,17 @@ static int cv_reset(void *opaque, struct control_error *e)
 static int cv_blk_opts(const struct control_disk_req *r, struct blk_opts *o,
 		       struct control_error *e)
 {
+	/* The schema checked each value against these same tables. */
+	int f = blk_name_index(blk_format_names, r->format);
+	int c = blk_name_index(blk_cache_names, r->cache);
+	int a = blk_name_index(blk_aio_names, r->aio);
+
 	memset(o, 0, sizeof(*o));
 	o->path = r->path;
 	o->readonly = r->readonly;
-	o->format = !strcmp(r->format, "raw") ? BLK_FMT_RAW :
-		    !strcmp(r->format, "vhd") ? BLK_FMT_VHD : BLK_FMT_AUTO;
-	o->cache = !strcmp(r->cache, "none") ? BLK_CACHE_NONE :
-		   !strcmp(r->cache, "directsync") ? BLK_CACHE_DIRECTSYNC : BLK_CACHE_WRITEBACK;
-	o->aio = !strcmp(r->aio, "io_uring") ? BLK_AIO_IO_URING :
-		 !strcmp(r->aio, "libaio") ? BLK_AIO_LIBAIO :
-		 !strcmp(r->aio, "sync") ? BLK_AIO_SYNC : BLK_AIO_AUTO;
+	o->format = f < 0 ? BLK_FMT_AUTO : (enum blk_format)f;
+	o->cache = c < 0 ? BLK_CACHE_WRITEBACK : (enum blk_cache)c;
+	o->aio = a < 0 ? BLK_AIO_AUTO : (enum blk_aio)a;
 	(void)e;
 	return 0;
 }

@@ -89,10 +89,16 @@ enum blk_format { BLK_FMT_AUTO, BLK_FMT_RAW, BLK_FMT_VHD };
 enum blk_cache { BLK_CACHE_WRITEBACK, BLK_CACHE_NONE, BLK_CACHE_DIRECTSYNC };
 static inline bool blk_cache_direct(enum blk_cache c) { return c != BLK_CACHE_WRITEBACK; }
 static inline bool blk_cache_volatile(enum blk_cache c) { return c != BLK_CACHE_DIRECTSYNC; }
-static inline const char *blk_cache_name(enum blk_cache c)
-{
-	return c == BLK_CACHE_NONE ? "none" : c == BLK_CACHE_DIRECTSYNC ? "directsync" : "writeback";
-}
+
+/* The option values' one spelling, indexed by enum blk_format, blk_cache and
+ * blk_aio, NULL-terminated: --disk, the JSON config, the control socket's
+ * disk-add and every message use these tables. */
+extern const char *const blk_format_names[];
+extern const char *const blk_cache_names[];
+extern const char *const blk_aio_names[];
+/* The index of s in a NULL-terminated names table, or -1. */
+int blk_name_index(const char *const *names, const char *s);
+const char *blk_cache_name(enum blk_cache c);
 
 struct blk_opts {
 	const char *path;
