@@ -20,6 +20,9 @@ CMDLINE="console=ttyS0 quiet panic=-1"
 # it at exit, which stops a VMM outside the foreground process group (SIGTTOU).
 sample() { label=$1; shift; echo "$label $("$R" "$@" </dev/null)"; }
 
+# per_read WHO: pci.bin's timing line (stdin) as "d WHO ns_per_read=N".
+per_read() { sed -n "s/^pci: [0-9]* config reads in [0-9]* us: \([0-9]*\) ns per read.*/d $1 ns_per_read=\1/p"; }
+
 case "$1" in
 payload)
 	i=0
@@ -47,11 +50,10 @@ linux)
 	# over the 8,192-read sweep Linux's early AGP probe makes (twice per boot
 	# when the CPU is AMD family 0xf, as this rig's qemu64 is).
 	"$K" run --kernel "$P/pci.bin" --cmdline "scan=2" --serial stdio --timeout 120s </dev/null 2>/dev/null |
-		sed -n 's/^pci: [0-9]* config reads in [0-9]* us: \([0-9]*\) ns per read.*/d kestrel ns_per_read=\1/p'
+		per_read kestrel
 	"$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none -serial stdio -no-reboot \
 		${QEMU_FIRMWARE:+-L "$QEMU_FIRMWARE"} -device isa-debug-exit,iobase=0xf4,iosize=4 \
-		-kernel "$P/pci.bin" -append "scan=2" </dev/null 2>/dev/null |
-		sed -n 's/^pci: [0-9]* config reads in [0-9]* us: \([0-9]*\) ns per read.*/d qemu ns_per_read=\1/p'
+		-kernel "$P/pci.bin" -append "scan=2" </dev/null 2>/dev/null | per_read qemu
 	# (c) kestrel's own memory beside the guest RAM it touched (from --stats).
 	"$K" run --kernel "$KIT/vmlinux" --initrd "$KIT/initrd.cpio.gz" --cmdline "$CMDLINE" --cpus 2 \
 		--mem 256M --on-reboot exit --timeout 300s --stats 2>&1 >/dev/null | grep 'stats: memory' |

@@ -42,13 +42,21 @@ void deadline_start(struct deadline *d, uint64_t us)
 	d->last = now();
 }
 
-bool deadline_expired(struct deadline *d)
+/* Ticks since *last (then moved to now); without a timer each call is one
+ * tick. Modular difference: correct across one wrap of the counter. */
+static uint64_t ticks_since(uint32_t *last)
 {
 	uint32_t t = now();
-	/* Modular difference: correct across one wrap of the counter. */
-	uint64_t elapsed = tmr_port ? ((t - d->last) & tmr_mask) : 1;
+	uint64_t elapsed = tmr_port ? ((t - *last) & tmr_mask) : 1;
 
-	d->last = t;
+	*last = t;
+	return elapsed;
+}
+
+bool deadline_expired(struct deadline *d)
+{
+	uint64_t elapsed = ticks_since(&d->last);
+
 	if (elapsed >= d->left_ticks) {
 		d->left_ticks = 0;
 		return true;
@@ -59,12 +67,9 @@ bool deadline_expired(struct deadline *d)
 
 uint64_t stopwatch_us(struct stopwatch *w)
 {
-	uint32_t t = now();
-
 	if (!tmr_port)
 		return 0;
-	w->ticks += (t - w->last) & tmr_mask;
-	w->last = t;
+	w->ticks += ticks_since(&w->last);
 	return w->ticks * 1000000 / PMTMR_HZ;
 }
 
