@@ -1,6 +1,6 @@
 /* ACPI tables and the AML builder: checksums, links, MADT/FADT contents,
  * PkgLength boundaries, buffer limits, and a round trip through iasl. Offsets
- * here are typed in from the ACPI 6.4 tables, independent of src/acpi.c. */
+ * here are typed in from the ACPI 6.4 tables, independent of src/boot/acpi.c. */
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "kestrel/block.h"
-#include "../src/block_priv.h" /* blk_io_step: short transfers */
+#include "../src/block/block_priv.h" /* blk_io_step: short transfers */
 
 #define ERRLEN 512
 #define DISK_SIZE MiB(8)

@@ -1,4 +1,4 @@
-/* --disk and the JSON "disks" array (src/config_disk.c): what each spelling
+/* --disk and the JSON "disks" array (src/config/config_disk.c): what each spelling
  * turns into, the targets picked, and one-line errors for missing files,
  * wrong sizes and bad combinations. Files live in a temp directory. */
 #include <check.h>

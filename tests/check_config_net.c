@@ -1,4 +1,4 @@
-/* --net and the JSON "net" array (src/config_net.c): what each spelling
+/* --net and the JSON "net" array (src/config/config_net.c): what each spelling
  * turns into, the default MAC, and one-line errors for bad names,
  * addresses, VLAN ids, queue counts and duplicates. */
 #include <check.h>

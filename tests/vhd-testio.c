@@ -32,7 +32,7 @@
 #include "kestrel/block.h"
 #include "kestrel/vhd.h"
 
-/* Link vhd/vhd_block.c's format, not src/block.c's weak placeholder. */
+/* Link vhd/vhd_block.c's format, not src/block/block.c's weak placeholder. */
 extern const struct blk_format_ops *const vhd_blk_ops_anchor;
 __attribute__((used)) static const void *const link_vhd_block = &vhd_blk_ops_anchor;
 

@@ -810,7 +810,7 @@ const struct blk_format_ops blk_vhd_ops = {
 	.close = vbd_close,
 };
 
-/* src/block.c carries weak placeholders of blk_vhd_ops and vhd_probe, and a
+/* src/block/block.c carries weak placeholders of blk_vhd_ops and vhd_probe, and a
  * linker does not pull an archive member in to override a weak definition:
  * vhd_tool.c refers to this anchor so that any binary with the tool (kestrel,
  * the tests) links this file. */

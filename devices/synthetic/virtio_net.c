@@ -1,5 +1,5 @@
 /* virtio-net (virtio v1.1 5.1): an Ethernet NIC on virtio-pci whose frames
- * go to and come from a TAP interface (src/net_tap.c).
+ * go to and come from a TAP interface (src/net/net_tap.c).
  *
  * Queues: receiveq(2p) and transmitq(2p + 1) for each queue pair p, then the
  * control queue: index 2 * max_virtqueue_pairs with VIRTIO_NET_F_MQ, else 2

@@ -197,7 +197,7 @@ int blk_rw_sync(struct blk_dev *d, enum blk_op op, uint64_t off, void *buf,
 /* Waits for in-flight requests, then closes the format, the engine and the file. */
 void blk_close(struct blk_dev *d);
 
-/* Raw and VHD formats register here (src/block_raw.c, vhd/vhd_block.c). */
+/* Raw and VHD formats register here (src/block/block_raw.c, vhd/vhd_block.c). */
 extern const struct blk_format_ops blk_raw_ops;
 extern const struct blk_format_ops blk_vhd_ops;
 /* Does the file at fd look like a VHD (footer cookie "conectix" at the end)? */

@@ -22,7 +22,7 @@ enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 #define CONFIG_NAME_MAX 64
 #define CONFIG_MAX_DISKS 16          /* --disk: one SCSI controller's targets */
 
-/* One --disk / "disks" element (src/config_disk.c). */
+/* One --disk / "disks" element (src/config/config_disk.c). */
 enum config_disk_bus { CONFIG_BUS_SCSI };
 struct config_disk {
 	struct blk_opts blk;      /* blk.path points at path */
@@ -33,7 +33,7 @@ struct config_disk {
 	uint64_t remove_after_ms; /* the guest driver starts the controller; 0: none */
 };
 
-/* One --net / "net" element (src/config_net.c): a virtio-net NIC on a TAP. */
+/* One --net / "net" element (src/config/config_net.c): a virtio-net NIC on a TAP. */
 #define CONFIG_MAX_NETS 8
 struct config_net {
 	char ifname[NET_IFNAME_MAX + 1];
@@ -85,7 +85,7 @@ int config_load_json(struct vm_config *c, const char *path, char *err, size_t er
 int config_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_usage_run(FILE *f);
 /* --disk SPEC (relative paths against basedir when set), the JSON "disks"
- * array, their checks (targets, files) and freeing: src/config_disk.c. */
+ * array, their checks (targets, files) and freeing: src/config/config_disk.c. */
 struct json_object;
 int config_disk_add(struct vm_config *c, const char *spec, const char *basedir, char *err,
 		    size_t errlen) WARN_UNUSED;
@@ -93,7 +93,7 @@ int config_disks_json(struct vm_config *c, struct json_object *arr, const char *
 		      const char *basedir, char *err, size_t errlen) WARN_UNUSED;
 int config_disks_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_disks_free(struct vm_config *c);
-/* --net SPEC, the JSON "net" array, their checks and freeing: src/config_net.c. */
+/* --net SPEC, the JSON "net" array, their checks and freeing: src/config/config_net.c. */
 int config_net_add(struct vm_config *c, const char *spec, char *err, size_t errlen) WARN_UNUSED;
 int config_nets_json(struct vm_config *c, struct json_object *arr, const char *file, char *err,
 		     size_t errlen) WARN_UNUSED;

@@ -1,7 +1,7 @@
 /* The control socket: one Unix socket per worker speaking line-delimited JSON
- * (docs/control.md is the schema). src/control.c is the server and the
+ * (docs/control.md is the schema). src/control/control.c is the server and the
  * command table; it acts on the VM only through struct control_ops, which
- * src/control_vm.c implements for the real machine and tests fake. */
+ * src/control/control_vm.c implements for the real machine and tests fake. */
 #ifndef KESTREL_CONTROL_H
 #define KESTREL_CONTROL_H
 
@@ -154,7 +154,7 @@ char *control_handle_line(const struct control_ops *ops, void *opaque, const cha
 /* The reply to a line longer than CONTROL_LINE_MAX (malloc'd). */
 char *control_error_line(const char *code, const char *message);
 
-/* `kestrel ctl` and `kestrel list` (src/ctl.c). */
+/* `kestrel ctl` and `kestrel list` (src/control/ctl.c). */
 int ctl_main(int argc, char **argv);
 int ctl_list_main(int argc, char **argv);
 

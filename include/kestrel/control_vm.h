@@ -1,4 +1,4 @@
-/* The control socket bound to the worker's VM (src/control_vm.c): the
+/* The control socket bound to the worker's VM (src/control/control_vm.c): the
  * control_ops the commands call, the run state the socket reports, the events
  * of the VM's life, and systemd's notifications (READY, STATUS, WATCHDOG).
  *

@@ -1,4 +1,4 @@
-/* Network backends for virtio-net: a Linux TAP interface (src/net_tap.c).
+/* Network backends for virtio-net: a Linux TAP interface (src/net/net_tap.c).
  *
  * A TAP is opened on /dev/net/tun with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
  * (plus IFF_MULTI_QUEUE for several queues): every read returns one Ethernet

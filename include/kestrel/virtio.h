@@ -91,7 +91,7 @@ struct virtq_used_elem {
 	uint32_t len;
 };
 
-/* ---- split virtqueue (src/virtqueue.c) --------------------------------- */
+/* ---- split virtqueue (devices/synthetic/virtqueue.c) --------------------------------- */
 
 /* One queue as the device sees it. The ring areas are validated once, when
  * the driver enables the queue (guest RAM never moves); every descriptor and

@@ -1,4 +1,4 @@
-/* libFuzzer harness: the split-virtqueue walker (src/virtqueue.c) on guest
+/* libFuzzer harness: the split-virtqueue walker (devices/synthetic/virtqueue.c) on guest
  * RAM the fuzzer writes. Input: byte 0 picks the queue size (2^(b%9)), byte
  * 1 the features, bytes 2-3 avail->idx, bytes 4-19 the first 8 avail ring
  * entries, then the descriptor table (at 0x1000) and after it whatever lies

@@ -21,8 +21,8 @@ command -v "$CLANG" >/dev/null 2>&1 || { echo "fuzz: clang not installed: skippe
 mkdir -p "$OUT"
 CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$SRC/include"
 # shellcheck disable=SC2086
-"$CLANG" $CFLAGS "$HERE/fuzz_virtqueue.c" "$SRC/src/virtqueue.c" "$SRC/src/guest_mem.c" \
-	"$SRC/src/util.c" -lpthread -o "$OUT/fuzz_virtqueue"
+"$CLANG" $CFLAGS "$HERE/fuzz_virtqueue.c" "$SRC/devices/synthetic/virtqueue.c" "$SRC/src/vm/guest_mem.c" \
+	"$SRC/src/lib/util.c" -lpthread -o "$OUT/fuzz_virtqueue"
 # shellcheck disable=SC2086
 "$CLANG" $CFLAGS "$HERE/fuzz_scsi.c" "$SRC/devices/synthetic/scsi_disk.c" -o "$OUT/fuzz_scsi"
 rc=0

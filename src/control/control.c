@@ -7,7 +7,7 @@
  * client that lets more than CONTROL_OUT_MAX bytes pile up, or that goes away,
  * is dropped. Events may be raised by any thread: they go through a short
  * locked queue and an eventfd, never touching a client socket themselves.
- * Commands run on this thread (src/control_cmd.c), never on a vCPU thread. */
+ * Commands run on this thread (src/control/control_cmd.c), never on a vCPU thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

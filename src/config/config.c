@@ -385,7 +385,7 @@ static int opt_stats(struct vm_config *c, const char *v, const struct opt_src *s
 	return set_switch(&c->stats, v, src);
 }
 
-/* --disk is repeatable: each one adds a disk (src/config_disk.c). */
+/* --disk is repeatable: each one adds a disk (src/config/config_disk.c). */
 static int opt_disk(struct vm_config *c, const char *v, const struct opt_src *src)
 {
 	char msg[256] = "";
@@ -403,7 +403,7 @@ static int opt_scsi_controller(struct vm_config *c, const char *v, const struct 
 	return set_switch(&c->scsi_controller, v, src);
 }
 
-/* --net is repeatable: each one adds a NIC (src/config_net.c). */
+/* --net is repeatable: each one adds a NIC (src/config/config_net.c). */
 static int opt_net(struct vm_config *c, const char *v, const struct opt_src *src)
 {
 	char msg[256] = "";
