@@ -41,5 +41,9 @@ void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 /* Copy in/out; 0 or -EFAULT when any byte is outside RAM. */
 int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len) WARN_UNUSED;
 int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len) WARN_UNUSED;
+/* Record that the VMM itself wrote [gpa, gpa+len) (device DMA through a
+ * pointer from gm_ptr, loaders): KVM's dirty log sees only the guest's own
+ * writes. Bytes outside RAM are ignored. gm_write marks what it writes. */
+void gm_mark_dirty(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 
 #endif

@@ -169,3 +169,11 @@ int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t
 	memcpy(p, src, len);
 	return 0;
 }
+
+/* Placeholder until dirty tracking lands (issue 10): nothing reads it yet. */
+void gm_mark_dirty(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	(void)gm;
+	(void)gpa;
+	(void)len;
+}
