@@ -179,10 +179,18 @@ struct blk_dev {
 	 * bounced); 1 with the page cache. */
 	unsigned dio_mem_align;
 	bool is_bdev;             /* a block device, not a regular file */
+	/* format=auto chose raw (src/block_probe.c): writes that would make the
+	 * image probe as a VHD fail with -EIO; counted here, logged once. */
+	bool probed_raw;
+	bool warned_refused;
+	uint64_t refused_writes;
 };
 
-/* Open a disk, probing the format (BLK_FMT_AUTO) and the engine. Errors are one
- * line naming the file and what is wrong. */
+/* Open a disk, probing the format (BLK_FMT_AUTO: a VHD by its footer, else
+ * raw; a file's first open in this process pins the answer for every later
+ * open, and a writable image probed as raw refuses the guest's writes that
+ * would make it probe as a VHD) and the engine. Errors are one line naming
+ * the file and what is wrong. */
 /* Whole-file OFD lock, shared or exclusive: 0, -EBUSY when another holder
  * conflicts (after a short grace period), or -errno. */
 int blk_lock_file(int fd, bool exclusive) WARN_UNUSED;
