@@ -371,6 +371,12 @@ int vhd_cmd_convert(struct vhd_args *a)
 		src_close(&s);
 		return VHD_EXIT_BAD;
 	}
+	if (!strcmp(a->to, "dynamic") && (s.size + bs - 1) / bs > VHD_MAX_BAT_ENTRIES) {
+		vhd_tool_err("--block-size: %u-byte blocks for %llu bytes make more than the %u BAT entries kestrel reads (take larger blocks)",
+			     bs, (unsigned long long)s.size, VHD_MAX_BAT_ENTRIES);
+		src_close(&s);
+		return VHD_EXIT_USAGE;
+	}
 	fd = out_create(a->ops[1], tmp, sizeof(tmp));
 	if (fd < 0) {
 		src_close(&s);
@@ -467,6 +473,10 @@ static int rebuild_dynamic(struct vhd_image *img, int fd, struct rebuild *rb, st
 	struct vhd_header h = img->m.hdr;
 	uint8_t *blobs[VHD_LOCATORS] = { 0 };
 	int ret = read_locators(img, blobs);
+
+	/* The entries the size uses: a reserve beyond them (vhd-util -S) was
+	 * never read, and is not carried over. */
+	h.max_table_entries = img->m.nblocks;
 
 	if (!ret && rb->new_size) {
 		uint16_t c;

@@ -48,6 +48,10 @@
 /* Blocks we create: 4 KiB keeps the 4 KiB data alignment we give them. */
 #define VHD_CREATE_BLOCK_MIN 4096u
 #define VHD_MAX_CHAIN 256      /* differencing chain depth */
+/* BAT entries read from one image: the 2040 GiB maximum at 512 KiB blocks,
+ * the smallest real tools write (16 MiB of BAT, 4 MiB of block state). An
+ * image whose size needs more (small blocks on a large disk) is refused. */
+#define VHD_MAX_BAT_ENTRIES (1u << 22)
 #define VHD_LOCATOR_MAX 65536u /* bytes of one parent locator we read */
 
 /* Timestamps count seconds from 2000-01-01 00:00:00 UTC (spec, Time Stamp). */
