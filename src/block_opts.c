@@ -9,7 +9,7 @@
 #include "kestrel/block.h"
 
 struct blk_opt_seen {
-	bool path, format, readonly, cache, aio;
+	bool path, format, readonly, cache, aio, parent_dir;
 };
 
 static const char *const blk_onoff_true[] = { "on", "true", "yes", "1" };
@@ -81,7 +81,7 @@ static int blk_opt_unknown(const char *key, const struct blk_opt_extra *extras, 
 {
 	size_t n = (size_t)snprintf(err, errlen,
 				    "unknown disk option '%s' (known: path, format, readonly, "
-				    "cache, aio", key);
+				    "cache, aio, parent-dir", key);
 
 	for (; extras && extras->key && n < errlen; extras++)
 		n += (size_t)snprintf(err + n, errlen - n, ", %s", extras->key);
@@ -94,7 +94,7 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 			 struct blk_opt_extra *extras, const char *key, const char *v, char *err,
 			 size_t errlen)
 {
-				struct blk_opt_extra *x;
+	struct blk_opt_extra *x;
 	int i, r;
 
 	if (strcmp(key, "path") == 0) {
@@ -132,6 +132,16 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 				      errlen)) < 0)
 			return r;
 		o->aio = (enum blk_aio)i;
+		return 0;
+	}
+	if (strcmp(key, "parent-dir") == 0) {
+		if ((r = blk_opt_once(&seen->parent_dir, key, err, errlen)) < 0)
+			return r;
+		if (!v || !*v) {
+			snprintf(err, errlen, "disk option 'parent-dir': expected DIR[:DIR...]");
+			return -EINVAL;
+		}
+		o->parent_dirs = v;
 		return 0;
 	}
 	x = blk_opt_find_extra(extras, key);

@@ -1379,7 +1379,7 @@ START_TEST(parse_errors)
 	parse_bad("path=", "'path': empty file name");
 	parse_bad("path", "'path': empty file name");
 	parse_bad("path=a,colour=blue", "unknown disk option 'colour' (known: path, format, "
-					"readonly, cache, aio, bus)");
+					"readonly, cache, aio, parent-dir, bus)");
 	parse_bad("path=a,format=qcow2", "'format': expected raw, vhd or auto, got 'qcow2'");
 	parse_bad("path=a,cache=unsafe", "'cache': expected writeback, none or directsync");
 	parse_bad("path=a,cache", "'cache': expected writeback, none or directsync, got ''");

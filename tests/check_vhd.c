@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1115,6 +1116,164 @@ static int tool_v(const char *first, ...)
 }
 #define tool(...) tool_v(__VA_ARGS__, (char *)NULL)
 
+/* ---- parents: where they may be, what they may be (issue 9) ----------------------------- */
+
+/* vhd_open of path in a child with a 10 s alarm: a FIFO parent opened
+ * without O_NONBLOCK hangs there and the child dies of SIGALRM. The child's
+ * err comes back through a pipe; returns the child's status (0: opened). */
+static int open_in_child(const char *path, const char *dirs, char *err, size_t errlen)
+{
+	int pfd[2], st;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct vhd_image *img;
+		char e[ERRLEN] = "";
+		int r;
+
+		signal(SIGALRM, SIG_DFL); /* not Check's handler: it kills the whole test */
+		alarm(10);
+		r = vhd_open_ex(&img, -1, path, 0, dirs, e, sizeof(e));
+		if (!r)
+			vhd_close(img);
+		(void)!write(pfd[1], e, strlen(e));
+		_exit(r ? 1 : 0);
+	}
+	close(pfd[1]);
+	n = read(pfd[0], err, errlen - 1);
+	err[n > 0 ? n : 0] = '\0';
+	close(pfd[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st), "%s: vhd_open hung or crashed (signal %d)", path,
+		      WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	return WEXITSTATUS(st);
+}
+
+/* The message with every occurrence of the tmp folder's name cut out. */
+static void strip(char *msg, const char *what)
+{
+	size_t n = strlen(what);
+
+	for (char *p; (p = strstr(msg, what));)
+		memmove(p, p + n, strlen(p + n) + 1);
+}
+
+START_TEST(test_parent_not_usable)
+{
+	const char *base = tp("pb.vhd"), *child = tp("pc.vhd"), *keep = tp("pb.keep");
+	char other[600], otherdir[512], e1[ERRLEN], e2[ERRLEN];
+
+	create(base, VHD_TYPE_DYNAMIC, MiB8, BS64K, true, NULL);
+	create(child, VHD_TYPE_DIFF, 0, BS64K, false, base);
+	ck_assert_int_eq(open_in_child(child, NULL, e1, sizeof(e1)), 0);
+	ck_assert_int_eq(rename(base, keep), 0);
+
+	/* A FIFO, a device, links to them: refused at once, not read. */
+	ck_assert_int_eq(mkfifo(base, 0600), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e1, sizeof(e1)), 1);
+	ck_assert_msg(strstr(e1, "not usable") && strstr(e1, "pb.vhd"), "%s", e1);
+	unlink(base);
+	ck_assert_int_eq(symlink("/dev/zero", base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+	ck_assert_int_eq(mkfifo(tp("fifo"), 0600), 0);
+	ck_assert_int_eq(symlink(tp("fifo"), base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+	/* Missing, or a host file elsewhere that exists: the same words. */
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	ck_assert_int_eq(symlink("/etc/passwd", base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+	ck_assert_int_eq(symlink("/nonexistent/pb.vhd", base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+	/* A regular file that is no VHD, in the folder: the same. */
+	{
+		uint8_t z[4096] = { 0 };
+		int fd = open(base, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		ck_assert_int_eq(write(fd, z, sizeof(z)), (ssize_t)sizeof(z));
+		close(fd);
+	}
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+
+	/* The real parent in another folder, linked in: outside the child's
+	 * folder it is not usable, unless that folder is a parent-dir. */
+	snprintf(otherdir, sizeof(otherdir), "%s.other", tmpdir);
+	snprintf(other, sizeof(other), "%s/pb.vhd", otherdir);
+	mkdir(otherdir, 0700);
+	ck_assert_int_eq(rename(keep, other), 0);
+	ck_assert_int_eq(symlink(other, base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	strip(e2, ".other");
+	ck_assert_str_eq(e1, e2);
+	ck_assert_int_eq(open_in_child(child, "/nonexistent:/usr", e2, sizeof(e2)), 1);
+	ck_assert_int_eq(open_in_child(child, otherdir, e2, sizeof(e2)), 0);
+	{
+		char dirs[1100];
+
+		snprintf(dirs, sizeof(dirs), "/usr:%s", otherdir);
+		ck_assert_int_eq(open_in_child(child, dirs, e2, sizeof(e2)), 0);
+	}
+	/* A subfolder of the child's folder is the child's folder. */
+	unlink(base);
+	mkdir(tp("sub"), 0700);
+	ck_assert_int_eq(rename(other, tp("sub/pb.vhd")), 0);
+	ck_assert_int_eq(symlink(tp("sub/pb.vhd"), base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 0);
+	rmdir(otherdir);
+}
+END_TEST
+
+/* The block layer (--disk) and `kestrel vhd info` with a FIFO parent: an
+ * error, at once. */
+static int blk_open_fifo_parent(const char *p)
+{
+	struct blk_opts o = { .path = p, .format = BLK_FMT_AUTO, .aio = BLK_AIO_SYNC };
+	struct blk_dev *d;
+	char err[ERRLEN];
+
+	signal(SIGALRM, SIG_DFL);
+	alarm(10);
+	if (blk_open(&d, &o, err, sizeof(err)) == 0)
+		return 2;
+	return strstr(err, "not usable") ? 0 : 3;
+}
+
+static int info_fifo_parent(const char *p)
+{
+	signal(SIGALRM, SIG_DFL);
+	alarm(10);
+	return tool("info", p) == 1 ? 0 : 4;
+}
+
+START_TEST(test_parent_fifo_blk_and_tool)
+{
+	const char *base = tp("fb.vhd"), *child = tp("fc.vhd");
+
+	create(base, VHD_TYPE_DYNAMIC, MiB8, BS64K, true, NULL);
+	create(child, VHD_TYPE_DIFF, 0, BS64K, false, base);
+	unlink(base);
+	ck_assert_int_eq(mkfifo(base, 0600), 0);
+	ck_assert_int_eq(limited(blk_open_fifo_parent, child, RLIM_INFINITY), 0);
+	ck_assert_int_eq(limited(info_fifo_parent, child, RLIM_INFINITY), 0);
+	unlink(base);
+}
+END_TEST
+
+
 START_TEST(test_tool_usage)
 {
 	ck_assert_int_eq(tool("bogus"), 2);
@@ -1294,6 +1453,8 @@ int main(void)
 	tcase_add_test(tc, test_chain_depth3);
 	tcase_add_test(tc, test_chain_errors);
 	tcase_add_test(tc, test_locator_outside);
+	tcase_add_test(tc, test_parent_not_usable);
+	tcase_add_test(tc, test_parent_fifo_blk_and_tool);
 	tcase_add_test(tc, test_scribble_sync);
 	tcase_add_test(tc, test_scribble_blk);
 	tcase_add_test(tc, test_blk_refuses_damaged);

@@ -106,6 +106,9 @@ struct blk_opts {
 	bool readonly;
 	enum blk_cache cache;
 	enum blk_aio aio;
+	/* VHD differencing disks: folders (':'-separated) where parents may be
+	 * besides the image's own folder; NULL: only there. */
+	const char *parent_dirs;
 	/* storage blk_parse_opts allocated (path, extra values); blk_opts_free() */
 	char *owned;
 };
@@ -119,7 +122,8 @@ struct blk_opt_extra {
 };
 
 /* Parse "path=FILE[,format=raw|vhd|auto][,readonly[=on|off]][,cache=none|
- * writeback][,aio=io_uring|libaio|sync|auto]" into *o (defaults first). A
+ * writeback][,aio=io_uring|libaio|sync|auto][,parent-dir=DIR[:DIR]]" into *o
+ * (defaults first). A
  * literal ',' in a value is written ",,". Unknown or repeated keys and a
  * missing path are errors naming the key. 0 or -EINVAL with a one-line err. */
 int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errlen) WARN_UNUSED;

@@ -227,13 +227,19 @@ struct vhd_image;
 #define VHD_OPEN_NOLOCK_PARENTS 0x10 /* nor its parents */
 
 /* Open and validate path (and, for a differencing disk, its parents, read
- * only). err gets one line "FILE: field at offset N: what". -EINVAL for a bad
- * image, -errno otherwise. */
+ * only; a parent must be a regular VHD file in path's folder or below it,
+ * see vhd_open_ex). err gets one line "FILE: field at offset N: what".
+ * -EINVAL for a bad image, -errno otherwise. */
 int vhd_open(struct vhd_image **out, const char *path, unsigned flags, char *err,
 	     size_t errlen) WARN_UNUSED;
 /* Same for an already open descriptor (the image keeps its own dup). */
 int vhd_open_fd(struct vhd_image **out, int fd, const char *path, unsigned flags, char *err,
 		size_t errlen) WARN_UNUSED;
+/* Either of the above (fd < 0: open path), with parent_dirs: folders, ':'
+ * separated, where parents may be besides the image's own folder (and
+ * below each); NULL for none. */
+int vhd_open_ex(struct vhd_image **out, int fd, const char *path, unsigned flags,
+		const char *parent_dirs, char *err, size_t errlen) WARN_UNUSED;
 /* Flush metadata (vhd_flush) and free the chain. */
 int vhd_close(struct vhd_image *img);
 const struct vhd_meta *vhd_image_meta(const struct vhd_image *img);
