@@ -68,6 +68,22 @@ static int blk_opt_once(bool *seen, const char *key, char *err, size_t errlen)
 	return 0;
 }
 
+/* A non-empty text value, given once. */
+static int blk_opt_text(bool *seen, const char *key, const char *v, const char *empty,
+			const char **out, char *err, size_t errlen)
+{
+	int r = blk_opt_once(seen, key, err, errlen);
+
+	if (r < 0)
+		return r;
+	if (!v || !*v) {
+		snprintf(err, errlen, "disk option '%s': %s", key, empty);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
 static struct blk_opt_extra *blk_opt_find_extra(struct blk_opt_extra *extras, const char *key)
 {
 	for (; extras && extras->key; extras++)
@@ -97,16 +113,11 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 	struct blk_opt_extra *x;
 	int i, r;
 
-	if (strcmp(key, "path") == 0) {
-		if ((r = blk_opt_once(&seen->path, key, err, errlen)) < 0)
-			return r;
-		if (!v || !*v) {
-			snprintf(err, errlen, "disk option 'path': empty file name");
-			return -EINVAL;
-		}
-		o->path = v;
-		return 0;
-	}
+	if (strcmp(key, "path") == 0)
+		return blk_opt_text(&seen->path, key, v, "empty file name", &o->path, err, errlen);
+	if (strcmp(key, "parent-dir") == 0)
+		return blk_opt_text(&seen->parent_dir, key, v, "expected DIR[:DIR...]", &o->parent_dirs,
+				    err, errlen);
 	if (strcmp(key, "format") == 0) {
 		if ((r = blk_opt_once(&seen->format, key, err, errlen)) < 0 ||
 		    (r = blk_opt_enum(key, v, blk_format_names, "raw, vhd or auto", &i, err, errlen)) < 0)
@@ -132,16 +143,6 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 				      errlen)) < 0)
 			return r;
 		o->aio = (enum blk_aio)i;
-		return 0;
-	}
-	if (strcmp(key, "parent-dir") == 0) {
-		if ((r = blk_opt_once(&seen->parent_dir, key, err, errlen)) < 0)
-			return r;
-		if (!v || !*v) {
-			snprintf(err, errlen, "disk option 'parent-dir': expected DIR[:DIR...]");
-			return -EINVAL;
-		}
-		o->parent_dirs = v;
 		return 0;
 	}
 	x = blk_opt_find_extra(extras, key);

@@ -1314,6 +1314,12 @@ START_TEST(parse_good)
 	ck_assert(o.readonly);
 	ck_assert_int_eq(o.cache, BLK_CACHE_NONE);
 	ck_assert_int_eq(o.aio, BLK_AIO_LIBAIO);
+	ck_assert_ptr_null(o.parent_dirs);
+	blk_opts_free(&o);
+
+	ck_assert_int_eq(blk_parse_opts("path=c.vhd,parent-dir=/base:/more,,dirs", &o, err,
+					sizeof(err)), 0);
+	ck_assert_str_eq(o.parent_dirs, "/base:/more,dirs");
 	blk_opts_free(&o);
 
 	ck_assert_int_eq(blk_parse_opts("path=d,readonly=off,aio=io_uring,format=raw,"
@@ -1388,6 +1394,8 @@ START_TEST(parse_errors)
 	parse_bad("path=a,path=b", "disk option 'path' given twice");
 	parse_bad("path=a,bus=scsi,bus=ide", "disk option 'bus' given twice");
 	parse_bad("path=a,cache=none,cache=none", "'cache' given twice");
+	parse_bad("path=a,parent-dir=", "'parent-dir': expected DIR[:DIR...]");
+	parse_bad("path=a,parent-dir=/x,parent-dir=/y", "'parent-dir' given twice");
 	parse_bad("path=a,", "empty option");
 	parse_bad(",path=a", "empty option");
 	parse_bad("path=a,,,,,", "empty option");

@@ -12,30 +12,7 @@
 # Lines: "vhdrw: boot B: t0 sdX size=SECTORS", "vhdrw: boot B: t0 sector 7:
 # <text>" (written by the host), "vhdrw: wrote head: ok|failed", "vhdrw:
 # wrote tail: ok|failed", "vhdrw: rebooting", "vhdrw: done".
-arg() {
-	for w in $(cat /proc/cmdline); do
-		case "$w" in "$1="*) echo "${w#*=}"; return 0 ;; esac
-	done
-	echo "$2"
-}
-disk_of() { # the sd name of SCSI target $1
-	for d in /sys/block/sd*; do
-		[ -e "$d" ] || continue
-		for a in "$d"/device/scsi_device/*; do
-			case "${a##*/}" in *:0:"$1":0) echo "${d##*/}"; return 0 ;; esac
-		done
-	done
-	return 1
-}
-wait_for() { # wait_for CMD SECONDS
-	n=$(($2 * 5))
-	while [ $n -gt 0 ]; do
-		eval "$1" && return 0
-		sleep 0.2
-		n=$((n - 1))
-	done
-	return 1
-}
+. "${0%/*}/lib.sh" # arg, wait_for, disk_of
 text() { tr -dc 'A-Za-z0-9-' | head -c 40; }
 sector() { dd if="/dev/$1" bs=512 skip="$2" count=1 2>/dev/null | text; }
 
