@@ -388,6 +388,45 @@ if [ $do_linux = 1 ]; then
 	vhd_file_case linux-vhd-dynamic-file "$out/vhddyn.vhd" 7 HOST-PATTERN-D1
 fi
 
+# The guest tries to turn its raw disk (format=auto) into a differencing VHD
+# whose parent is a host file (issue 9, QEMU's CVE-2008-2004), then reboots
+# with --on-reboot restart (tests/kit/vhdrewrite.sh). The layout is a real
+# `kestrel vhd create --type diff` child of vhdsecret.vhd, carried in on a
+# second disk: its head for the first sectors, its footer for the last. After
+# the reboot the guest must still see its 8 MiB raw disk and its own data,
+# and the host file must be unchanged.
+if [ $do_linux = 1 ] && echo linux-vhd-rewrite | grep -Eq -- "$filter"; then
+	rm -f "$out"/vhd*
+	vscsi_images
+	printf 'RAW-PATTERN-T0' | dd of="$out/vd0.img" bs=512 seek=7 conv=notrunc 2>/dev/null
+	cp "$out/vd0.img" "$out/vd0.orig"
+	dd if=/dev/zero of="$out/vhdpat.raw" bs=1M count=16 2>/dev/null
+	printf 'HOST-SECRET-PATTERN' | dd of="$out/vhdpat.raw" bs=512 seek=7 conv=notrunc 2>/dev/null
+	"$KESTREL" vhd convert -q --to dynamic "$out/vhdpat.raw" "$out/vhdsecret.vhd"
+	"$KESTREL" vhd create -q --type diff --parent "$out/vhdsecret.vhd" "$out/vhdevil.vhd"
+	evil=$(wc -c <"$out/vhdevil.vhd")
+	dd if=/dev/zero of="$out/vhdattack.img" bs=1M count=1 2>/dev/null
+	dd if="$out/vhdevil.vhd" of="$out/vhdattack.img" bs=512 count=$((evil / 512 - 1)) conv=notrunc 2>/dev/null
+	dd if="$out/vhdevil.vhd" of="$out/vhdattack.img" bs=512 skip=$((evil / 512 - 1)) seek=2047 conv=notrunc 2>/dev/null
+	[ -e "$out/initrd-modules.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-modules.gz"
+	ON_REBOOT=restart
+	run_case linux-vhd-rewrite 0 "^vhdrw: boot 1: t0 sd[a-z] size=16384$" "^vhdrw: boot 1: t0 sector 7: RAW-PATTERN-T0" \
+		"^vhdrw: rebooting" "^vhdrw: boot 2: t0 sd[a-z] size=16384$" "^vhdrw: boot 2: t0 sector 7: RAW-PATTERN-T0" \
+		"^vhdrw: done" "!HOST-SECRET" "KESTREL-GUEST-POWEROFF" -- \
+		--kernel "$KIT/vmlinux" --initrd "$out/initrd-modules.gz" --cpus 2 --mem 512M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vhdrewrite kestrel.vhdrw_head=$((evil / 512 - 1))" \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vhdattack.img,bus=scsi,format=raw"
+	ON_REBOOT=
+	if cmp -s "$out/vd0.img" "$out/vd0.orig"; then
+		pass=$((pass + 1))
+		echo "PASS: linux-vhd-rewrite-host-file"
+	else
+		fail=$((fail + 1))
+		echo "FAIL: linux-vhd-rewrite-host-file: $out/vd0.img changed ($(wc -c <"$out/vd0.img") bytes; differs at $(cmp "$out/vd0.img" "$out/vd0.orig" 2>&1 | head -n 1))"
+	fi
+	rm -f "$out"/vhd* "$out/vd0.orig"
+fi
+
 # ---- control socket, kestrel ctl, systemd, CI-rig mode (issue 5) --------------
 # Workers run in the background with their default control socket (named
 # after the case), driven through `kestrel ctl`; the checks are on what the

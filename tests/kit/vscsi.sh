@@ -15,32 +15,7 @@
 # <text>", "vscsi: t2 absent at start", "vscsi: added t2 sdX size=N",
 # "vscsi: removed t2", "vscsi: unbound BDF bus_master=0", "vscsi: rebound BDF
 # bus_master=1", "vscsi: read t1 after rebind: <text>", "vscsi: done".
-arg() {
-	for w in $(cat /proc/cmdline); do
-		case "$w" in "$1="*) echo "${w#*=}"; return 0 ;; esac
-	done
-	echo "$2"
-}
-# disk_of T: the sd name of SCSI target T (host and channel 0 here), or "".
-disk_of() {
-	for d in /sys/block/sd*; do
-		[ -e "$d" ] || continue
-		for a in "$d"/device/scsi_device/*; do
-			case "${a##*/}" in *:0:"$1":0) echo "${d##*/}"; return 0 ;; esac
-		done
-	done
-	return 1
-}
-# wait_for CMD SECONDS: poll CMD every 0.2 s.
-wait_for() {
-	n=$(($2 * 5))
-	while [ $n -gt 0 ]; do
-		eval "$1" && return 0
-		sleep 0.2
-		n=$((n - 1))
-	done
-	return 1
-}
+. "${0%/*}/lib.sh" # arg, wait_for, disk_of
 describe() { # describe WHAT T DISK
 	d=/sys/block/$3
 	echo "vscsi: $1 $3 size=$(cat $d/size) vendor=$(tr -d ' ' <$d/device/vendor) model=$(tr -s ' ' _ <$d/device/model)"
