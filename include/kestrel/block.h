@@ -183,7 +183,7 @@ struct blk_dev {
 	 * bounced); 1 with the page cache. */
 	unsigned dio_mem_align;
 	bool is_bdev;             /* a block device, not a regular file */
-	/* format=auto chose raw (src/block_probe.c): writes that would make the
+	/* format=auto chose raw (src/block/block_probe.c): writes that would make the
 	 * image probe as a VHD fail with -EIO; counted here, logged once. */
 	bool probed_raw;
 	bool warned_refused;
