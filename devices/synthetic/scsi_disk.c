@@ -128,18 +128,29 @@ static size_t scsi_cdb_len(uint8_t op)
 
 /* ---- INQUIRY (SPC-4 6.6) and VPD pages (7.8) ---- */
 
-static uint32_t scsi_inquiry_std(uint8_t *b, uint8_t type)
+uint32_t scsi_inquiry_standard(uint8_t *b, uint8_t type, bool removable, const char *product)
 {
+	size_t n = strnlen(product, 16);
+
 	memset(b, 0, 36);
 	b[0] = type;
+	b[1] = removable ? 0x80 : 0;  /* RMB */
 	b[2] = SCSI_VERSION_SPC3;
 	b[3] = 0x12;                 /* HISUP, response data format 2 */
 	b[4] = 36 - 5;
-	b[7] = 0x02;                 /* CMDQUE: tagged queueing */
 	memcpy(b + 8, SCSI_VENDOR, 8);
-	memcpy(b + 16, SCSI_PRODUCT, 16);
+	memset(b + 16, ' ', 16);
+	memcpy(b + 16, product, n);
 	memcpy(b + 32, SCSI_REVISION, 4);
 	return 36;
+}
+
+static uint32_t scsi_inquiry_std(uint8_t *b, uint8_t type)
+{
+	uint32_t n = scsi_inquiry_standard(b, type, false, SCSI_PRODUCT);
+
+	b[7] = 0x02;                 /* CMDQUE: tagged queueing */
+	return n;
 }
 
 static uint32_t scsi_vpd_supported(uint8_t *b)
