@@ -600,6 +600,12 @@ START_TEST(readonly_disk_aborts_writes)
 	ck_assert_uint_eq(reg(R_ERR), ER_ABRT);
 	file_read(path_of("ro.img"), 512, want, 512);
 	ck_assert_uint_eq(want[7], pattern(512 + 7));
+	/* FLUSH CACHE completes inside blk_submit here (nothing can be dirty):
+	 * the channel finishes it on the submitting thread without deadlock. */
+	command(0xe7);
+	ck_assert_uint_eq(reg(R_CMD), ST_DRDY | 0x10);
+	ck_assert_int_eq(irq.level, 0);
+	ck_assert_int_ge(irq.rises, 3);
 }
 END_TEST
 
@@ -1367,29 +1373,79 @@ START_TEST(out_of_order)
 }
 END_TEST
 
+/* A CDB the CD-ROM understands, with a random byte now and then. */
+static void fuzz_cdb(uint64_t r)
+{
+	uint8_t cdb[12] = { 0 };
+
+	switch (r % 8) {
+	case 0: cdb[0] = 0x28; cdb[5] = (uint8_t)(r >> 8) % 64; cdb[8] = (uint8_t)(r >> 16) % 40; break;
+	case 1: cdb[0] = 0xa8; cdb[5] = (uint8_t)(r >> 8) % 64; cdb[9] = (uint8_t)(r >> 16) % 40; break;
+	case 2: cdb[0] = 0x12; cdb[4] = (uint8_t)(r >> 8); break;
+	case 3: cdb[0] = 0x25; break;
+	case 4: cdb[0] = 0x03; cdb[4] = 18; break;
+	case 5: cdb[0] = 0x43; cdb[2] = (uint8_t)(r >> 8) % 3; cdb[8] = 100; break;
+	case 6: cdb[0] = 0x46; cdb[1] = (uint8_t)(r >> 8) % 3; cdb[8] = 255; break;
+	default: cdb[0] = 0x4a; cdb[1] = 1; cdb[4] = 0x10; cdb[8] = 8; break;
+	}
+	if ((r >> 24) % 4 == 0)
+		cdb[(r >> 26) % 12] = (uint8_t)(r >> 32);
+	for (unsigned i = 0; i < 12; i += 2)
+		io_wr(ch, CMD, R_DATA, 2, (uint16_t)(cdb[i] | cdb[i + 1] << 8));
+}
+
+/* One random access, weighted so that commands find their data: small
+ * addresses and counts, LBA mode, the data port often, the PRD table where
+ * the entries are, SRST rarely. */
 static void fuzz_access(unsigned i)
 {
-	uint64_t r = fuzz_next();
-	int region = (int)(r % 3);
-	uint64_t off = (r >> 8) % (region == CTRL ? 2 : 8);
-	unsigned size = fuzz_size();
-	uint64_t v = fuzz_next();
+	static const uint8_t cmds[] = { 0x20, 0x24, 0x30, 0x34, 0xc4, 0xc5, 0xc6, 0xc8, 0xca, 0x25,
+					0x35, 0x29, 0x39, 0x40, 0xa0, 0xa1, 0xec, 0xef, 0xe7, 0x91,
+					0x90, 0x08, 0xe5, 0x10, 0x70 };
+	static const uint8_t ops[] = { 0x00, 0x03, 0x12, 0x1b, 0x1e, 0x25, 0x28, 0x43, 0x46, 0x4a,
+				       0x51, 0x5a, 0xa8, 0xbd, 0xbb, 0xff };
+	uint64_t r = fuzz_next(), v = fuzz_next();
+	unsigned kind = r % 100, size = fuzz_size();
 
-	if (region == CMD && off == 7 && (r >> 20) % 4 == 0) {
-		/* Mostly real commands, so the state machines get exercised. */
-		static const uint8_t cmds[] = { 0x20, 0x24, 0x30, 0x34, 0xc4, 0xc5, 0xc6, 0xc8, 0xca,
-						0x25, 0x35, 0x40, 0xa0, 0xa1, 0xec, 0xef, 0xe7, 0x91,
-						0x90, 0x08, 0xe5 };
+	if (kind < 35) {                                       /* data port */
+		if ((r >> 8) % 2)
+			(void)io_rd(ch, CMD, R_DATA, (r >> 9) % 2 ? 4 : 2);
+		else
+			io_wr(ch, CMD, R_DATA, 2, (r >> 10) % 4 == 0 ? ops[v % sizeof(ops)] | (v & 0xff00) :
+						  (r >> 10) % 4 == 1 ? 0 : (r >> 10) % 4 == 2 ? v % 8 : v);
+	} else if (kind < 55) {                                /* task file */
+		unsigned reg_ = 1 + (unsigned)((r >> 8) % 6);
+		uint8_t b = (uint8_t)v;
 
-		v = cmds[(v >> 3) % sizeof(cmds)];
-		size = 1;
+		if ((r >> 12) % 4) {
+			if (reg_ == R_NSECT)
+				b = (uint8_t)(1 + v % 8);
+			else if (reg_ == R_LBAM || reg_ == R_LBAH)
+				b = (v % 8) ? 0 : (uint8_t)v;
+			else if (reg_ == R_DEV)
+				b = (uint8_t)(0xe0 | (v & 0x10));
+		}
+		io_wr(ch, CMD, reg_, 1, b);
+	} else if (kind < 65) {                                /* a command */
+		uint8_t c = (r >> 8) % 8 ? cmds[v % sizeof(cmds)] : (uint8_t)v;
+
+		io_wr(ch, CMD, R_CMD, 1, c);
+		if (c == 0xa0 && (r >> 16) % 2)
+			fuzz_cdb(fuzz_next());
+	} else if (kind < 75) {                                /* status and the rest */
+		(void)io_rd(ch, (r >> 8) % 2 ? CMD : CTRL, (r >> 9) % 8, size);
+	} else if (kind < 90) {                                /* bus master */
+		if ((r >> 8) % 3 == 0)
+			io_wr(ch, BMDMA, 4, 4, (r >> 10) % 8 ? PRD_TABLE : v);
+		else if ((r >> 8) % 3 == 1)
+			io_wr(ch, BMDMA, (r >> 10) % 8, size, v);
+		else
+			(void)io_rd(ch, BMDMA, (r >> 10) % 8, size);
+	} else if (kind < 99) {
+		io_wr(ch, BMDMA, 0, 1, v & 0x09);                    /* start/stop, direction */
+	} else {
+		io_wr(ch, CTRL, 0, 1, v & ((r >> 8) % 4 ? 0x82 : 0x86));
 	}
-	if (region == CTRL && (v & 0x04) && (r >> 24) % 8)
-		v &= ~0x04ULL;                                     /* SRST only sometimes */
-	if ((r >> 40) % 2)
-		io_wr(ch, region, off, size, v);
-	else
-		(void)io_rd(ch, region, off, size);
 	if (i % 64 == 0)
 		ide_channel_drain(ch);
 }
@@ -1398,11 +1454,18 @@ START_TEST(register_fuzz)
 {
 	uint8_t p[512];
 
-	/* PRD entries all over: inside RAM, outside, odd. */
-	for (unsigned i = 0; i < 8192; i++)
-		prd(i, (uint32_t)fuzz_next() & 0x01fffffe, (uint32_t)fuzz_next() & 0x8000ffff,
-		    (fuzz_next() % 16) == 0);
-	for (unsigned i = 0; i < 200000; i++)
+	/* PRD entries mostly sane (RAM, even sizes, EOT now and then), some
+	 * outside RAM, odd or 64 KiB long. */
+	for (unsigned i = 0; i < 4096; i++) {
+		uint64_t r = fuzz_next();
+
+		if (r % 8)
+			prd(i, (uint32_t)(DMA_BUF + (r >> 8) % MiB(8)) & ~1u,
+			    (uint32_t)((r >> 32) % 8192) & ~1u, (r >> 50) % 4 == 0);
+		else
+			prd(i, (uint32_t)(r >> 8), (uint32_t)(r >> 32) & 0xffff, (r >> 50) % 2);
+	}
+	for (unsigned i = 0; i < 500000; i++)
 		fuzz_access(i);
 	ide_channel_drain(ch);
 	ck_assert_int_eq(irq.bad, 0);

@@ -41,6 +41,14 @@ static bool ide_channel_empty(const struct ide_channel *ch)
 	return !ide_present(&ch->drive[0]) && !ide_present(&ch->drive[1]);
 }
 
+void ide_warn_once(struct ide_channel *ch, unsigned what, const char *msg)
+{
+	if (ch->warned & what)
+		return;
+	ch->warned |= what;
+	kwarn("%s: %s (said once)", ch->name, msg);
+}
+
 /* ---- interrupts ------------------------------------------------------------ */
 
 /* INTRQ is driven by the selected device only, and not while nIEN is set
@@ -253,6 +261,8 @@ static bool ide_io_complete(struct ide_channel *ch, int status)
 	struct ide_drive *d = &ch->drive[io->unit];
 
 	if (io->stale) {
+		if (io->dma && ch->dma.to_guest)
+			ide_dma_mark_dirty(ch);
 		io->busy = io->stale = false;
 		if (!(ch->dctl & ATA_DC_SRST))
 			ide_reset_finish(ch);
@@ -380,7 +390,7 @@ static void ide_command(struct ide_channel *ch, uint8_t cmd)
 	 * the other device's request is still at the block layer too (the
 	 * channel has one). Both are dropped, as a busy device would. */
 	if ((d->r.status & ATA_ST_BSY) || ch->io.busy || ch->dma.pending) {
-		ch->ignored++;
+		ide_warn_once(ch, IDE_WARN_BUSY, "command while the channel is busy, ignored");
 		return;
 	}
 	d->r.command = cmd;
@@ -395,13 +405,13 @@ static void ide_command(struct ide_channel *ch, uint8_t cmd)
 
 static void ide_reg_write(struct ide_channel *ch, unsigned reg, uint8_t v)
 {
+	ch->dctl &= (uint8_t)~ATA_DC_HOB;    /* any command block write clears HOB */
 	if (reg == IDE_COMMAND) {
 		ide_command(ch, v);
 		return;
 	}
 	for (unsigned u = 0; u < 2; u++)
 		ide_latch(&ch->drive[u].r, reg, v);
-	ch->dctl &= (uint8_t)~ATA_DC_HOB;    /* any command block write clears HOB */
 	if (reg == IDE_DEVICE) {
 		ch->sel = (v & ATA_DEV_DEV) ? 1 : 0;
 		ide_update_irq(ch);

@@ -135,7 +135,7 @@ bool ide_prd_exhausted(const struct ide_bm *bm, uint32_t table, const struct ide
 
 /* ---- the DMA -------------------------------------------------------------- */
 
-static void ide_dma_mark_dirty(struct ide_channel *ch)
+void ide_dma_mark_dirty(struct ide_channel *ch)
 {
 	const struct ide_sg *sg = &ch->io.sg;
 
@@ -153,8 +153,10 @@ static int ide_dma_prepare(struct ide_channel *ch)
 	int r = ide_prd_map(&ch->bm, dma->table, &dma->cur, dma->left, dma->to_guest, true,
 			    IDE_SECTOR, &io->sg);
 
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		dma->bm_failed = true;
+		return -EFAULT;
+	}
 	io->req = (struct blk_req){
 		.op = dma->to_guest ? BLK_OP_READ : BLK_OP_WRITE,
 		.offset = dma->off,
@@ -205,8 +207,10 @@ static int ide_dma_buf(struct ide_channel *ch)
 			dma->off += sg->iov[i].iov_len;
 			dma->left -= sg->iov[i].iov_len;
 		}
-		if (r < 0)
-			return r;
+		if (r < 0) {
+			dma->bm_failed = true;
+			return -EFAULT;
+		}
 	}
 	return 0;
 }
@@ -216,9 +220,11 @@ void ide_dma_finish(struct ide_channel *ch, int status)
 	struct ide_dma *dma = &ch->dma;
 	struct ide_drive *d = &ch->drive[dma->unit];
 
-	if (status == -EFAULT || status == -EINVAL || status == -ENOSPC) {
+	if (dma->bm_failed) {
 		/* The bus master failed, not the disk: it stops (Active clear),
 		 * says Error, and the command ends in ABRT. */
+		ide_warn_once(ch, IDE_WARN_PRD, "bus-master DMA refused (PRD table outside RAM, "
+			      "odd, without end or shorter than the transfer)");
 		ch->bm.status = (uint8_t)((ch->bm.status | BM_ST_ERROR) & ~BM_ST_ACTIVE);
 		status = -EFAULT;
 	} else if (!status && ide_prd_exhausted(&ch->bm, dma->table, &dma->cur)) {
@@ -245,6 +251,7 @@ void ide_dma_kick(struct ide_channel *ch)
 	/* Without guest memory, or with the engine set to move data the other
 	 * way than the command does, nothing may move. */
 	if (!ch->bm.ops || dma->to_guest != !!(ch->bm.cmd & BM_CMD_WRITE)) {
+		dma->bm_failed = true;
 		ide_dma_finish(ch, -EFAULT);
 		return;
 	}

@@ -181,6 +181,7 @@ struct ide_dma {
 	uint64_t off;           /* disk byte offset of the next chunk */
 	uint64_t left;          /* bytes still to move */
 	bool fua;               /* disk writes durable before completion */
+	bool bm_failed;         /* the bus master refused the table or memory */
 	struct ide_prd_cursor cur;
 	uint32_t table;         /* PRD table address latched at start */
 };
@@ -226,8 +227,13 @@ struct ide_channel {
 	struct ide_dma dma;
 	struct ide_bm bm;
 	pthread_cond_t idle;    /* io.busy went false */
-	uint64_t ignored;       /* commands refused while the channel was busy */
+	unsigned warned;        /* IDE_WARN_* said once already */
 };
+
+/* Guest nonsense is logged once per channel and kind. */
+#define IDE_WARN_BUSY 0x01      /* a command while busy */
+#define IDE_WARN_PRD  0x02      /* a PRD table the bus master refused */
+void ide_warn_once(struct ide_channel *ch, unsigned what, const char *msg);
 
 /* ---- channel services for the drive models (ide.c) ---- */
 
@@ -285,6 +291,8 @@ void ide_dma_finish(struct ide_channel *ch, int status);
 void ide_dma_kick(struct ide_channel *ch);
 /* Drop a DMA that was asked for (reset). */
 void ide_dma_cancel(struct ide_channel *ch);
+/* The chunk at the block layer wrote guest memory: tell the dirty log. */
+void ide_dma_mark_dirty(struct ide_channel *ch);
 uint64_t ide_bm_read(struct ide_channel *ch, uint64_t off, unsigned size);
 void ide_bm_write(struct ide_channel *ch, uint64_t off, unsigned size, uint64_t val);
 void ide_bm_reset(struct ide_channel *ch);
