@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "kestrel/byteorder.h"
 #include "kestrel/state.h"
 #include "ide_priv.h"
 
@@ -43,23 +44,6 @@
 #define CD_MAX_BLOCKS  (80u * 60 * 75)
 
 enum atapi_op { CD_OP_NONE, CD_OP_CDB, CD_OP_DATA, CD_OP_FETCH, CD_OP_DMA };
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)(v >> 16));
-	put16(p + 2, (uint16_t)v);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
 
 static bool cd_has_medium(const struct ide_drive *d)
 {
@@ -193,7 +177,7 @@ static void cd_toc_addr(uint8_t *p, uint64_t lba, bool msf)
 		p[0] = 0;
 		cd_msf(p + 1, lba);
 	} else {
-		put32(p, (uint32_t)MIN(lba, 0xffffffffULL));
+		put_be32(p, (uint32_t)MIN(lba, 0xffffffffULL));
 	}
 }
 
@@ -251,7 +235,7 @@ static uint32_t cd_read_toc(const struct ide_drive *d, const uint8_t *cdb, uint8
 	default:
 		return 0;
 	}
-	put16(b, (uint16_t)(n - 2));
+	put_be16(b, (uint16_t)(n - 2));
 	return n;
 }
 
@@ -259,7 +243,7 @@ static uint32_t cd_read_toc(const struct ide_drive *d, const uint8_t *cdb, uint8
 static uint32_t cd_feature(uint8_t *p, uint16_t code, uint8_t version, bool persistent,
 			   bool current, uint8_t len)
 {
-	put16(p, code);
+	put_be16(p, code);
 	p[2] = (uint8_t)(version << 2 | (persistent ? 2 : 0) | (current ? 1 : 0));
 	p[3] = len;
 	memset(p + 4, 0, len);
@@ -271,7 +255,7 @@ static uint32_t cd_feature(uint8_t *p, uint16_t code, uint8_t version, bool pers
  * feature, 1: the current ones, 2: the starting feature only. */
 static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uint8_t *b)
 {
-	uint16_t start = get16(cdb + 2), prof = cd_profile(d);
+	uint16_t start = get_be16(cdb + 2), prof = cd_profile(d);
 	uint8_t rt = cdb[1] & 3, f[128];
 	uint32_t n = 8;
 	bool media = prof != 0;
@@ -281,15 +265,15 @@ static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uin
 
 	list[k].code = 0x0000;                         /* Profile List */
 	list[k].len = cd_feature(f + off, 0x0000, 0, true, true, 8);
-	put16(f + off + 4, PROFILE_DVDROM);
+	put_be16(f + off + 4, PROFILE_DVDROM);
 	f[off + 6] = prof == PROFILE_DVDROM;
-	put16(f + off + 8, PROFILE_CDROM);
+	put_be16(f + off + 8, PROFILE_CDROM);
 	f[off + 10] = prof == PROFILE_CDROM;
 	list[k].current = true;
 	off += list[k++].len;
 	list[k].code = 0x0001;                         /* Core: ATAPI, DBE */
 	list[k].len = cd_feature(f + off, 0x0001, 1, true, true, 8);
-	put32(f + off + 4, 2);
+	put_be32(f + off + 4, 2);
 	f[off + 8] = 0x01;
 	list[k].current = true;
 	off += list[k++].len;
@@ -305,8 +289,8 @@ static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uin
 	off += list[k++].len;
 	list[k].code = 0x0010;                         /* Random Readable */
 	list[k].len = cd_feature(f + off, 0x0010, 0, false, media, 8);
-	put32(f + off + 4, ATAPI_BLOCK);
-	put16(f + off + 8, prof == PROFILE_DVDROM ? 16 : 1);
+	put_be32(f + off + 4, ATAPI_BLOCK);
+	put_be16(f + off + 8, prof == PROFILE_DVDROM ? 16 : 1);
 	list[k].current = media;
 	off += list[k++].len;
 	list[k].code = 0x001e;                         /* CD Read */
@@ -319,7 +303,7 @@ static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uin
 	off += list[k++].len;
 
 	memset(b, 0, 8);
-	put16(b + 6, prof);
+	put_be16(b + 6, prof);
 	off = 0;
 	for (unsigned i = 0; i < k; off += list[i++].len) {
 		bool want = rt == 2 ? list[i].code == start :
@@ -330,7 +314,7 @@ static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uin
 			n += list[i].len;
 		}
 	}
-	put32(b, n - 4);
+	put_be32(b, n - 4);
 	return n;
 }
 
@@ -343,14 +327,14 @@ static uint32_t cd_gesn(struct ide_drive *d, const uint8_t *cdb, uint8_t *b)
 	b[3] = 1 << 4;                       /* supported: media */
 	if (!(cdb[4] & (1 << 4))) {
 		b[2] = 0x80;                     /* NEA: nothing of the classes asked */
-		put16(b, 2);
+		put_be16(b, 2);
 		return 4;
 	}
 	b[2] = 4;                            /* media class */
 	b[4] = cd->event;
 	b[5] = (uint8_t)((d->blk && cd->nblocks ? 0x02 : 0) | (cd->tray_open ? 0x01 : 0));
 	cd->event = MEV_NONE;
-	put16(b, 6);
+	put_be16(b, 6);
 	return 8;
 }
 
@@ -359,7 +343,7 @@ static uint32_t cd_gesn(struct ide_drive *d, const uint8_t *cdb, uint8_t *b)
 static uint32_t cd_disc_info(uint8_t *b)
 {
 	memset(b, 0, 34);
-	put16(b, 32);
+	put_be16(b, 32);
 	b[2] = 0x0e;                         /* last session complete, disc complete */
 	b[3] = b[4] = b[5] = b[6] = 1;
 	return 34;
@@ -383,9 +367,9 @@ static uint32_t cd_mode_page(const struct ide_drive *d, uint8_t page, bool chang
 	p[2] = 0x0b;                         /* reads CD-R, CD-RW, DVD-ROM */
 	p[4] = 0x71;                         /* audio play, mode 2 form 1/2, multi-session */
 	p[6] = (uint8_t)(0x20 | 0x08 | 0x01 | (d->cd.locked ? 0x02 : 0));  /* tray, eject, lock */
-	put16(p + 8, 706);                   /* maximum read speed, kB/s (4x) */
-	put16(p + 12, 512);                  /* buffer, KiB */
-	put16(p + 14, 706);                  /* current read speed */
+	put_be16(p + 8, 706);                   /* maximum read speed, kB/s (4x) */
+	put_be16(p + 12, 512);                  /* buffer, KiB */
+	put_be16(p + 14, 706);                  /* current read speed */
 	return 20;
 }
 
@@ -393,7 +377,7 @@ static void cd_mode_sense(struct ide_channel *ch, struct ide_drive *d, const uin
 {
 	bool ten = cdb[0] == SCSI_MODE_SENSE_10;
 	uint8_t pc = cdb[2] >> 6, page = cdb[2] & 0x3f, *b = ch->buf;
-	uint32_t hdr = ten ? 8 : 4, alloc = ten ? get16(cdb + 7) : cdb[4], n = hdr;
+	uint32_t hdr = ten ? 8 : 4, alloc = ten ? get_be16(cdb + 7) : cdb[4], n = hdr;
 
 	if (pc == 3) {
 		cd_illegal(ch, d, SCSI_ASC_SAVING_NOT_SUPPORTED);
@@ -409,7 +393,7 @@ static void cd_mode_sense(struct ide_channel *ch, struct ide_drive *d, const uin
 	}
 	memset(b, 0, hdr);                   /* no block descriptors */
 	if (ten)
-		put16(b, (uint16_t)(n - 2));
+		put_be16(b, (uint16_t)(n - 2));
 	else
 		b[0] = (uint8_t)(n - 1);
 	cd_data_in(ch, d, MIN(n, alloc));
@@ -511,7 +495,7 @@ static void cd_packet_exec(struct ide_channel *ch, struct ide_drive *d)
 			return;
 		}
 		n = scsi_inquiry_standard(b, SCSI_TYPE_CDROM, true, "VIRTUAL DVD-ROM");
-		cd_data_in(ch, d, MIN(n, get16(cdb + 3)));
+		cd_data_in(ch, d, MIN(n, get_be16(cdb + 3)));
 		return;
 	case SCSI_MODE_SENSE_6:
 	case SCSI_MODE_SENSE_10:
@@ -542,7 +526,7 @@ static void cd_packet_exec(struct ide_channel *ch, struct ide_drive *d)
 	case MMC_MECHANISM_STATUS:
 		memset(b, 0, 8);
 		b[1] = cd->tray_open ? 0x10 : 0;
-		cd_data_in(ch, d, MIN(8u, get16(cdb + 8)));
+		cd_data_in(ch, d, MIN(8u, get_be16(cdb + 8)));
 		return;
 	default:
 		cd_illegal(ch, d, SCSI_ASC_INVALID_OPCODE);
@@ -552,7 +536,7 @@ static void cd_packet_exec(struct ide_channel *ch, struct ide_drive *d)
 		cd_illegal(ch, d, SCSI_ASC_INVALID_FIELD_IN_CDB);
 		return;
 	}
-	cd_data_in(ch, d, MIN(n, get16(cdb + 7)));
+	cd_data_in(ch, d, MIN(n, get_be16(cdb + 7)));
 }
 
 /* ---- ATA commands of a packet device --------------------------------------- */
