@@ -136,6 +136,46 @@ START_TEST(pio_multiple)
 }
 END_TEST
 
+/* PIO goes to the disk 64 KiB at a time, whatever the DRQ block: a read
+ * fetches ahead, a write collects; interrupts still come per block. */
+START_TEST(pio_requests_batched)
+{
+	static uint8_t buf[200 * 512], want[200 * 512];
+	struct blk_dev *disk = ((struct ide_channel *)ch)->drive[0].blk;
+	uint64_t reads = disk->reads, writes = disk->writes;
+	int rises;
+
+	select_dev(0);
+	tf28(0, 1000, 200);
+	rises = irq.rises;
+	command(0x20);
+	pio_in(buf, sizeof(buf), 512, false);
+	ck_assert_int_eq(irq.rises - rises, 200);
+	ck_assert_uint_eq(disk->reads - reads, 2);             /* 128 + 72 sectors */
+	file_read(path_of("disk.img"), 1000 * 512, want, sizeof(want));
+	ck_assert_mem_eq(buf, want, sizeof(buf));
+
+	set_reg(R_NSECT, 16);
+	command(0xc6);
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 11 + 7);
+	tf28(0, 2500, 200);
+	rises = irq.rises;
+	command(0xc5);                                         /* WRITE MULTIPLE, 16-sector blocks */
+	pio_out(buf, sizeof(buf), 16 * 512);
+	expect_idle();
+	ck_assert_int_eq(irq.rises - rises, 13);
+	ck_assert_uint_eq(disk->writes - writes, 2);
+	file_read(path_of("disk.img"), 2500 * 512, want, sizeof(want));
+	ck_assert_mem_eq(buf, want, sizeof(buf));
+	memset(buf, 0, sizeof(buf));
+	tf28(0, 2500, 200);
+	command(0xc4);
+	pio_in(buf, sizeof(buf), 16 * 512, true);
+	ck_assert_mem_eq(buf, want, sizeof(buf));
+}
+END_TEST
+
 START_TEST(lba48_past_128g)
 {
 	const uint64_t sectors = GiB(200) / 512, lba = (1ULL << 28) + 5;
@@ -920,6 +960,7 @@ static Suite *ide_suite(void)
 	tcase_add_test(ata, identify_disk);
 	tcase_add_test(ata, pio_read_write_sectors);
 	tcase_add_test(ata, pio_multiple);
+	tcase_add_test(ata, pio_requests_batched);
 	tcase_add_test(ata, lba48_past_128g);
 	tcase_add_test(ata, chs_addressing);
 	tcase_add_test(ata, errors_and_misc_commands);

@@ -270,7 +270,7 @@ static void ata_io_error(struct ide_channel *ch, struct ide_drive *d, int status
 	else if (status == -EIO && (a->op == ATA_OP_PIO_READ || a->op == ATA_OP_DMA_READ))
 		err = ATA_ER_UNC;
 	if (a->op != ATA_OP_FLUSH)
-		ata_set_lba(d, a->lba);
+		ata_set_lba(d, a->io_lba);
 	a->op = ATA_OP_NONE;
 	ide_cmd_error(ch, d, err);
 }
@@ -280,19 +280,43 @@ static bool ata_fua(const struct ide_drive *d)
 	return !d->ata.wce;
 }
 
-static void ata_pio_fetch(struct ide_channel *ch, struct ide_drive *d, unsigned drq)
-{
-	struct ata_state *a = &d->ata;
-
-	a->block = MIN(a->left, drq);
-	ide_blk_start(ch, d, BLK_OP_READ, a->lba * IDE_SECTOR, a->block * IDE_SECTOR, false);
-}
-
 static unsigned ata_drq_sectors(const struct ide_drive *d)
 {
 	const struct ata_rw *rw = ata_rw_find(d->r.command);
 
 	return rw && rw->multi ? MAX(d->ata.mult, 1u) : 1;
+}
+
+/* PIO moves through the buffer in requests of up to ATA_BUF_SECTORS: a read
+ * fetches ahead of the DRQ blocks the host takes, a write collects them and
+ * goes to the disk when the buffer is full or the command ends (its status
+ * comes after that, so a write error is still reported, at the first sector
+ * of the request). One block request per 64 KiB rather than per sector. */
+#define ATA_BUF_SECTORS (IDE_BUF_SIZE / IDE_SECTOR)
+
+static void ata_pio_fetch(struct ide_channel *ch, struct ide_drive *d)
+{
+	struct ata_state *a = &d->ata;
+
+	a->io_lba = a->lba;
+	a->io_n = MIN(a->left, ATA_BUF_SECTORS);
+	ide_blk_start(ch, d, BLK_OP_READ, a->io_lba * IDE_SECTOR, a->io_n * IDE_SECTOR, false);
+}
+
+/* Offer the next DRQ block: the buffer holds it from io_lba on. */
+static void ata_pio_block(struct ide_channel *ch, struct ide_drive *d, bool in, bool irq)
+{
+	struct ata_state *a = &d->ata;
+	uint32_t at = (uint32_t)(a->lba - a->io_lba) * IDE_SECTOR;
+
+	a->block = MIN(a->left, ata_drq_sectors(d));
+	if (in) {
+		ide_pio_in(ch, d, at, at + a->block * IDE_SECTOR, irq);
+		ata_set_lba(d, a->lba + a->block - 1);
+		d->r.nsector = (uint8_t)(a->left - a->block);
+	} else {
+		ide_pio_out(ch, d, at, at + a->block * IDE_SECTOR, irq);
+	}
 }
 
 static void ata_rw_start(struct ide_channel *ch, struct ide_drive *d, const struct ata_rw *rw)
@@ -321,15 +345,18 @@ static void ata_rw_start(struct ide_channel *ch, struct ide_drive *d, const stru
 	} else if (rw->dma) {
 		a->op = rw->write ? ATA_OP_DMA_WRITE : ATA_OP_DMA_READ;
 		a->block = count;
+		a->io_lba = lba;
 		ide_dma_start(ch, d, !rw->write, false, lba * IDE_SECTOR, (uint64_t)count * IDE_SECTOR,
 			      ata_fua(d));
 	} else if (rw->write) {
+		/* PIO data-out: the first block without an interrupt. */
 		a->op = ATA_OP_PIO_WRITE;
-		a->block = MIN(count, ata_drq_sectors(d));
-		ide_pio_out(ch, d, 0, a->block * IDE_SECTOR, false);
+		a->io_lba = lba;
+		a->io_n = 0;
+		ata_pio_block(ch, d, false, false);
 	} else {
 		a->op = ATA_OP_PIO_READ;
-		ata_pio_fetch(ch, d, ata_drq_sectors(d));
+		ata_pio_fetch(ch, d);
 	}
 }
 
@@ -494,13 +521,26 @@ static void ata_pio_done(struct ide_channel *ch, struct ide_drive *d)
 	case ATA_OP_PIO_READ:
 		a->lba += a->block;
 		a->left -= a->block;
+		if (a->left && a->lba + MIN(a->left, ata_drq_sectors(d)) <= a->io_lba + a->io_n) {
+			ata_pio_block(ch, d, true, true);
+			return;
+		}
 		if (a->left) {
-			ata_pio_fetch(ch, d, ata_drq_sectors(d));
+			ata_pio_fetch(ch, d);
 			return;
 		}
 		break;
 	case ATA_OP_PIO_WRITE:
-		ide_blk_start(ch, d, BLK_OP_WRITE, a->lba * IDE_SECTOR, a->block * IDE_SECTOR,
+		a->lba += a->block;
+		a->left -= a->block;
+		a->io_n += a->block;
+		ata_set_lba(d, a->lba - 1);
+		d->r.nsector = (uint8_t)a->left;
+		if (a->left && a->io_n + MIN(a->left, ata_drq_sectors(d)) <= ATA_BUF_SECTORS) {
+			ata_pio_block(ch, d, false, true);
+			return;
+		}
+		ide_blk_start(ch, d, BLK_OP_WRITE, a->io_lba * IDE_SECTOR, a->io_n * IDE_SECTOR,
 			      ata_fua(d));
 		return;
 	default:
@@ -522,18 +562,13 @@ static void ata_io_done(struct ide_channel *ch, struct ide_drive *d, int status)
 	}
 	switch (a->op) {
 	case ATA_OP_PIO_READ:
-		ata_set_lba(d, a->lba + a->block - 1);
-		d->r.nsector = (uint8_t)(a->left - a->block);
-		ide_pio_in(ch, d, 0, a->block * IDE_SECTOR, true);
+		ata_pio_block(ch, d, true, true);
 		return;
 	case ATA_OP_PIO_WRITE:
-		ata_set_lba(d, a->lba + a->block - 1);
-		a->lba += a->block;
-		a->left -= a->block;
-		d->r.nsector = (uint8_t)a->left;
 		if (a->left) {
-			a->block = MIN(a->left, ata_drq_sectors(d));
-			ide_pio_out(ch, d, 0, a->block * IDE_SECTOR, true);
+			a->io_lba = a->lba;
+			a->io_n = 0;
+			ata_pio_block(ch, d, false, true);
 			return;
 		}
 		break;
@@ -556,8 +591,8 @@ static void ata_reset(struct ide_drive *d, bool hard)
 	struct ata_state *a = &d->ata;
 
 	a->op = ATA_OP_NONE;
-	a->left = a->block = 0;
-	a->lba = 0;
+	a->left = a->block = a->io_n = 0;
+	a->lba = a->io_lba = 0;
 	a->addr = ATA_ADDR_LBA28;
 	if (!hard)
 		return;
@@ -610,6 +645,8 @@ void ata_disk_save(const struct ide_drive *d, struct state_buf *out)
 	state_put_u64(out, a->lba);
 	state_put_u32(out, a->left);
 	state_put_u32(out, a->block);
+	state_put_u64(out, a->io_lba);
+	state_put_u32(out, a->io_n);
 	state_put_u8(out, a->addr);
 	state_put_u8(out, a->op);
 }
@@ -639,6 +676,8 @@ bool ata_disk_load(struct ide_drive *tmp, struct state_buf *in)
 	a->lba = state_get_u64(in);
 	a->left = state_get_u32(in);
 	a->block = state_get_u32(in);
+	a->io_lba = state_get_u64(in);
+	a->io_n = state_get_u32(in);
 	a->addr = state_get_u8(in);
 	a->op = state_get_u8(in);
 	a->wce = flags & 1;
@@ -651,12 +690,31 @@ bool ata_disk_load(struct ide_drive *tmp, struct state_buf *in)
 		return false;
 	if (!ata_geometry_ok(a))
 		return false;
+	if (a->io_n > ATA_BUF_SECTORS || a->io_lba > a->nsectors ||
+	    a->io_n > a->nsectors - a->io_lba)
+		return false;
 	if (a->op == ATA_OP_PIO_READ || a->op == ATA_OP_PIO_WRITE) {
-		if (!a->block || a->block > ATA_MAX_MULT)
+		/* The block the host moves lies in the buffer's requests. */
+		if (!a->block || a->block > ATA_MAX_MULT || a->lba < a->io_lba ||
+		    a->lba - a->io_lba > a->io_n ||
+		    (a->lba - a->io_lba + a->block) * IDE_SECTOR > IDE_BUF_SIZE)
 			return false;
 	}
 	return a->block <= a->left && a->left <= 65536 && a->lba <= a->nsectors &&
 	       a->left <= a->nsectors - a->lba;
+}
+
+/* The part of the buffer a PIO command still needs: the blocks fetched
+ * ahead or collected, and the one the host is moving. */
+static uint32_t ata_buf_used(const struct ide_drive *d)
+{
+	const struct ata_state *a = &d->ata;
+	uint64_t block_end;
+
+	if (a->op != ATA_OP_PIO_READ && a->op != ATA_OP_PIO_WRITE)
+		return 0;
+	block_end = (a->lba - a->io_lba + a->block) * IDE_SECTOR;
+	return (uint32_t)MIN(MAX(block_end, (uint64_t)a->io_n * IDE_SECTOR), IDE_BUF_SIZE);
 }
 
 const struct ide_drive_ops ata_disk_ops = {
@@ -664,4 +722,5 @@ const struct ide_drive_ops ata_disk_ops = {
 	.pio_done = ata_pio_done,
 	.io_done = ata_io_done,
 	.reset = ata_reset,
+	.buf_used = ata_buf_used,
 };

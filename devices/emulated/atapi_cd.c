@@ -754,9 +754,16 @@ bool atapi_cd_load(struct ide_drive *tmp, struct state_buf *in)
 	       cd->lba <= cd->nblocks && cd->left <= cd->nblocks - cd->lba;
 }
 
+/* Blocks fetched and not yet handed over, or an answer still to go. */
+static uint32_t cd_buf_used(const struct ide_drive *d)
+{
+	return d->cd.end;
+}
+
 const struct ide_drive_ops atapi_cd_ops = {
 	.exec = cd_exec,
 	.pio_done = cd_pio_done,
 	.io_done = cd_io_done,
 	.reset = cd_reset,
+	.buf_used = cd_buf_used,
 };

@@ -114,6 +114,9 @@ struct ide_drive_ops {
 	void (*io_done)(struct ide_channel *ch, struct ide_drive *d, int status);
 	/* Power-on (hard) or software reset of the drive model's own state. */
 	void (*reset)(struct ide_drive *d, bool hard);
+	/* How much of the buffer the command in progress still needs (saved
+	 * with the channel's state). */
+	uint32_t (*buf_used)(const struct ide_drive *d);
 };
 
 /* ATA hard disk (ata_disk.c). */
@@ -130,6 +133,8 @@ struct ata_state {
 	uint64_t lba;                          /* next sector */
 	uint32_t left;                         /* sectors still to move */
 	uint32_t block;                        /* sectors in this DRQ block / request */
+	uint64_t io_lba;                       /* PIO: the sector at buf[0]; the request's */
+	uint32_t io_n;                         /* PIO: sectors fetched or collected there */
 	uint8_t addr;                          /* enum ata_addr: how to report back */
 	uint8_t op;                            /* enum ata_op (ata_disk.c) */
 };

@@ -44,8 +44,8 @@ static uint32_t ide_buf_used(const struct ide_channel *ch)
 
 		if (d->phase == IDE_PH_PIO_IN || d->phase == IDE_PH_PIO_OUT)
 			used = MAX(used, d->end);
-		if (d->kind == IDE_CDROM)
-			used = MAX(used, d->cd.end);
+		if (d->kind != IDE_NONE)
+			used = MAX(used, d->ops->buf_used(d));
 	}
 	if (ch->dma.pending && ch->dma.from_buf)
 		used = MAX(used, ch->dma.off + ch->dma.left);
@@ -155,11 +155,11 @@ static bool ide_load_drive(struct ide_saved *s, unsigned u, struct state_buf *in
 	d->phase = (enum ide_phase)phase;
 	if (d->phase == IDE_PH_BUSY && !(s->dma.pending && s->dma.unit == u))
 		return false;
-	if (d->kind == IDE_DISK)
-		return ata_disk_load(d, in);
-	if (d->kind == IDE_CDROM)
-		return atapi_cd_load(d, in) && d->cd.end <= s->used;
-	return true;
+	if (d->kind == IDE_DISK && !ata_disk_load(d, in))
+		return false;
+	if (d->kind == IDE_CDROM && !atapi_cd_load(d, in))
+		return false;
+	return d->kind == IDE_NONE || d->ops->buf_used(d) <= s->used;
 }
 
 static bool ide_load_body(struct ide_channel *ch, struct ide_saved *s, struct state_buf *in)
