@@ -583,13 +583,18 @@ static const struct dev_ops ide_ops = {
 	.destroy = ide_destroy,
 };
 
+/* With the lock held: until no request is at the block layer (the medium,
+ * the bus master's ops and the state are then ours to change). */
+static void ide_wait_idle(struct ide_channel *ch)
+{
+	while (ch->io.busy)
+		pthread_cond_wait(&ch->idle, &ch->dev.lock);
+}
+
 void ide_channel_drain(struct device *dev)
 {
-	struct ide_channel *ch = to_ch(dev);
-
 	pthread_mutex_lock(&dev->lock);
-	while (ch->io.busy)
-		pthread_cond_wait(&ch->idle, &dev->lock);
+	ide_wait_idle(to_ch(dev));
 	pthread_mutex_unlock(&dev->lock);
 }
 
@@ -598,6 +603,7 @@ void ide_channel_set_dma(struct device *dev, const struct ide_dma_ops *ops, void
 	struct ide_channel *ch = to_ch(dev);
 
 	pthread_mutex_lock(&dev->lock);
+	ide_wait_idle(ch);            /* a DMA at the block layer uses the old ops */
 	ch->bm.ops = ops;
 	ch->bm.opaque = opaque;
 	pthread_mutex_unlock(&dev->lock);
@@ -682,13 +688,6 @@ fail:
 static struct ide_drive *ide_cd_at(struct ide_channel *ch, unsigned unit)
 {
 	return unit < 2 && ch->drive[unit].kind == IDE_CDROM ? &ch->drive[unit] : NULL;
-}
-
-/* Callers hold the lock; the medium is not touched while a request is out. */
-static void ide_wait_idle(struct ide_channel *ch)
-{
-	while (ch->io.busy)
-		pthread_cond_wait(&ch->idle, &ch->dev.lock);
 }
 
 int ide_cd_change(struct device *dev, unsigned unit, struct blk_dev *blk, struct blk_dev **old)

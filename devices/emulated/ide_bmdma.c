@@ -44,7 +44,7 @@ static int prd_read(const struct ide_bm *bm, uint32_t table, uint32_t index, str
 	/* (table & 0xffff) + 8 * (index + 1) must stay inside the 64 KiB block. */
 	if (index >= PRD_SPAN / 8 || (table & (PRD_SPAN - 1)) + 8ull * (index + 1) > PRD_SPAN)
 		return -EINVAL;
-	if (bm->ops->read(bm->opaque, (uint64_t)table + 8ull * index, raw, sizeof(raw)) < 0)
+	if (!bm->ops || bm->ops->read(bm->opaque, (uint64_t)table + 8ull * index, raw, 8) < 0)
 		return -EFAULT;
 	e->addr = (uint32_t)raw[0] | (uint32_t)raw[1] << 8 | (uint32_t)raw[2] << 16 |
 		  (uint32_t)raw[3] << 24;
@@ -139,7 +139,7 @@ void ide_dma_mark_dirty(struct ide_channel *ch)
 {
 	const struct ide_sg *sg = &ch->io.sg;
 
-	if (!ch->bm.ops->mark_dirty)
+	if (!ch->bm.ops || !ch->bm.ops->mark_dirty)
 		return;
 	for (int i = 0; i < sg->n; i++)
 		ch->bm.ops->mark_dirty(ch->bm.opaque, sg->gpa[i], sg->iov[i].iov_len);
