@@ -48,7 +48,7 @@
 #define ATA_CMD_IDLE_OLD            0x97
 #define ATA_CMD_CHECK_POWER_MODE_OLD 0x98
 
-/* SET FEATURES subcommands (ATA8-ACS 7.48, Table 43). */
+/* SET FEATURES subcommands (ATA8-ACS, SET FEATURES). */
 #define SF_WCE_ON        0x02
 #define SF_XFER_MODE     0x03
 #define SF_LOOKAHEAD_OFF 0x55
@@ -113,8 +113,8 @@ static uint16_t ata_cyls_for(const struct ata_state *a, unsigned heads, unsigned
 
 /* ---- addresses --------------------------------------------------------- */
 
-/* The command's first sector and count from the task file (ATA8-ACS 4.1
- * and 7.1.? for 48-bit; ATA/ATAPI-6 6.2.1 for CHS). false: a CHS address
+/* The command's first sector and count from the task file (the 48-bit
+ * Address feature set; CHS as ATA/ATAPI-6 still describes it). false: a CHS address
  * outside the current translation. */
 static bool ata_decode(const struct ide_drive *d, bool ext, uint64_t *lba, uint32_t *count,
 		       uint8_t *addr)
@@ -192,7 +192,7 @@ static void ata_set_lba(struct ide_drive *d, uint64_t lba)
 	r->lbah = (uint8_t)(lba >> 16);
 }
 
-/* ---- IDENTIFY DEVICE (ATA8-ACS 7.16, Table 22) ---------------------------- */
+/* ---- IDENTIFY DEVICE (ATA8-ACS r6a Table 29) ------------------------------ */
 
 static void ata_identify_page(const struct ide_channel *ch, const struct ide_drive *d,
 			      uint8_t *p)
@@ -330,7 +330,7 @@ static void ata_rw_start(struct ide_channel *ch, struct ide_drive *d, const stru
 		ide_cmd_error(ch, d, ATA_ER_IDNF);
 		return;
 	}
-	/* READ/WRITE MULTIPLE before SET MULTIPLE MODE (ATA8-ACS 7.28). */
+	/* READ/WRITE MULTIPLE before SET MULTIPLE MODE: ABRT (ATA8-ACS, READ MULTIPLE). */
 	if ((rw->multi && !a->mult) || (rw->write && d->blk->readonly)) {
 		ata_abort(ch, d);
 		return;
@@ -373,7 +373,7 @@ static void ata_flush(struct ide_channel *ch, struct ide_drive *d)
 	ide_blk_start(ch, d, BLK_OP_FLUSH, 0, 0, false);
 }
 
-/* ATA8-ACS 7.47: 0 disables; otherwise a count the device supports. */
+/* SET MULTIPLE MODE: 0 disables; otherwise a count the device supports. */
 static void ata_set_multiple(struct ide_channel *ch, struct ide_drive *d)
 {
 	unsigned n = d->r.nsector;
@@ -386,7 +386,7 @@ static void ata_set_multiple(struct ide_channel *ch, struct ide_drive *d)
 	ata_done(ch, d);
 }
 
-/* ATA/ATAPI-6 8.16 (obsolete since ATA8, still sent by old BIOSes and
+/* INITIALIZE DEVICE PARAMETERS (ATA/ATAPI-6; obsolete since ATA8, still sent by old BIOSes and
  * DOS): the translation's heads and sectors per track. */
 static void ata_init_dev_params(struct ide_channel *ch, struct ide_drive *d)
 {
@@ -437,7 +437,7 @@ static void ata_set_features(struct ide_channel *ch, struct ide_drive *d)
 	ata_done(ch, d);
 }
 
-/* SEEK (ATA/ATAPI-6 8.40, obsolete in ATA8): the address must exist. */
+/* SEEK (ATA/ATAPI-6; obsolete in ATA8): the address must exist. */
 static void ata_seek(struct ide_channel *ch, struct ide_drive *d)
 {
 	uint64_t lba;
@@ -456,7 +456,7 @@ static void ata_power(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd)
 	switch (cmd) {
 	case ATA_CMD_CHECK_POWER_MODE:
 	case ATA_CMD_CHECK_POWER_MODE_OLD:
-		/* 7.8: FFh active or idle, 00h standby. */
+		/* CHECK POWER MODE: FFh active or idle, 00h standby. */
 		d->ata.op = ATA_OP_NONE;
 		ide_cmd_done(ch, d);
 		d->r.nsector = d->ata.standby ? 0x00 : 0xff;
@@ -583,7 +583,7 @@ static void ata_io_done(struct ide_channel *ch, struct ide_drive *d, int status)
 	ata_done(ch, d);
 }
 
-/* Power-on: the default translation, no multiple mode (ATA8-ACS 7.47), the
+/* Power-on: the default translation, no multiple mode (SET MULTIPLE MODE), the
  * write cache as the disk's cache mode has one, PIO default mode. A
  * software reset keeps the settings and drops the command. */
 static void ata_reset(struct ide_drive *d, bool hard)
@@ -606,7 +606,7 @@ static void ata_reset(struct ide_drive *d, bool hard)
 	a->xfer_mode = 0x00;                 /* PIO default */
 }
 
-/* The default geometry of ATA8-ACS Annex? / the BIOS convention: 16 heads,
+/* The default geometry BIOSes and other VMMs use: 16 heads,
  * 63 sectors per track, at most 16383 cylinders. */
 int ata_disk_init(struct ide_drive *d, char *err, size_t errlen)
 {

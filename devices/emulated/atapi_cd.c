@@ -1,5 +1,5 @@
 /* An ATAPI CD-ROM (DVD-ROM for a large medium) behind an IDE channel: the
- * PACKET command protocol (ATA8-ACS 7.18 and clause 9.? / ATA/ATAPI-6 9.10)
+ * PACKET command and its protocol (ATA8-ACS; ATA/ATAPI-6 for the protocol)
  * and the MMC-5 (T10/1675D) commands boot loaders and Linux's sr and cdrom
  * drivers send. SPC pieces (INQUIRY data, sense data, READ CAPACITY and the
  * READ(10)/(12) decoding) come from the SCSI disk interpreter
@@ -9,7 +9,7 @@
  * CONDITION sets ERR with the sense key in the error register's high nibble,
  * and REQUEST SENSE returns the rest. A medium change raises UNIT ATTENTION
  * 28/00 once (INQUIRY, REQUEST SENSE, GET CONFIGURATION and GET EVENT STATUS
- * NOTIFICATION pass it, as in MMC-5 4.1.6.1) and a media event for GESN; an
+ * NOTIFICATION pass it, as MMC-5 allows) and a media event for GESN; an
  * empty drive is NOT READY 3A/00 (3A/02 with the tray open). */
 #include <errno.h>
 #include <string.h>
@@ -32,13 +32,13 @@
 #define ATA_CMD_IDLE_IMMEDIATE   0xe1
 #define ATA_CMD_STANDBY_IMMEDIATE 0xe0
 
-/* MMC-5 6.6 media event codes, kept in atapi_state.event. */
+/* MMC-5 media event codes (GET EVENT STATUS NOTIFICATION), kept in atapi_state.event. */
 #define MEV_NONE          0
 #define MEV_EJECT_REQUEST 1
 #define MEV_NEW_MEDIA     2
 #define MEV_MEDIA_REMOVAL 3
 
-/* MMC-5 5.3 profiles; above a CD's 80 minutes the medium is a DVD. */
+/* MMC-5 profiles; above a CD's 80 minutes the medium is a DVD. */
 #define PROFILE_CDROM  0x0008
 #define PROFILE_DVDROM 0x0010
 #define CD_MAX_BLOCKS  (80u * 60 * 75)
@@ -59,8 +59,7 @@ static uint16_t cd_profile(const struct ide_drive *d)
 
 /* ---- completion of a packet command ----------------------------------------- */
 
-/* The status phase: CoD and IO both set, an interrupt (ATA8-ACS 9.? PACKET
- * protocol, "status"). */
+/* The PACKET protocol's status phase: CoD and IO both set, an interrupt. */
 static void cd_good(struct ide_channel *ch, struct ide_drive *d)
 {
 	d->cd.op = CD_OP_NONE;
@@ -83,7 +82,7 @@ static void cd_illegal(struct ide_channel *ch, struct ide_drive *d, uint16_t asc
 }
 
 /* A PIO DRQ block of the data-in phase: at most the byte count limit the
- * host gave, even unless it is the last one (ATA8-ACS 7.18.4: an odd limit
+ * host gave, even unless it is the last one (ATA8-ACS PACKET: an odd limit
  * is used as limit-1 when more data follows); 0 means the largest. */
 static uint32_t cd_chunk(uint32_t remaining, uint16_t bcl)
 {
@@ -161,7 +160,7 @@ static void cd_read_blocks(struct ide_channel *ch, struct ide_drive *d, uint64_t
 
 /* ---- MMC answers ---------------------------------------------------------- */
 
-/* MMC-5 6.40.2: LBA 0 is MSF 00:02:00. */
+/* MMC-5 (READ TOC/PMA/ATIP): LBA 0 is MSF 00:02:00. */
 static void cd_msf(uint8_t *p, uint64_t lba)
 {
 	uint64_t f = lba + 150;
@@ -181,7 +180,7 @@ static void cd_toc_addr(uint8_t *p, uint64_t lba, bool msf)
 	}
 }
 
-/* READ TOC/PMA/ATIP (MMC-5 6.40): one data track, one session. Format 0
+/* READ TOC/PMA/ATIP (MMC-5): one data track, one session. Format 0
  * (TOC), 1 (session information) and 2 (raw TOC). */
 static uint32_t cd_read_toc(const struct ide_drive *d, const uint8_t *cdb, uint8_t *b)
 {
@@ -239,7 +238,7 @@ static uint32_t cd_read_toc(const struct ide_drive *d, const uint8_t *cdb, uint8
 	return n;
 }
 
-/* One feature descriptor (MMC-5 5.2.2): code, version, persistent/current. */
+/* One feature descriptor (MMC-5, features): code, version, persistent/current. */
 static uint32_t cd_feature(uint8_t *p, uint16_t code, uint8_t version, bool persistent,
 			   bool current, uint8_t len)
 {
@@ -250,7 +249,7 @@ static uint32_t cd_feature(uint8_t *p, uint16_t code, uint8_t version, bool pers
 	return 4u + len;
 }
 
-/* GET CONFIGURATION (MMC-5 6.6): Profile List, Core, Morphing, Removable
+/* GET CONFIGURATION (MMC-5): Profile List, Core, Morphing, Removable
  * Medium, Random Readable, CD Read, DVD Read. RT 0: all from the starting
  * feature, 1: the current ones, 2: the starting feature only. */
 static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uint8_t *b)
@@ -318,7 +317,7 @@ static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uin
 	return n;
 }
 
-/* GET EVENT STATUS NOTIFICATION (MMC-5 6.7), polled only: the media class. */
+/* GET EVENT STATUS NOTIFICATION (MMC-5), polled only: the media class. */
 static uint32_t cd_gesn(struct ide_drive *d, const uint8_t *cdb, uint8_t *b)
 {
 	struct atapi_state *cd = &d->cd;
@@ -338,7 +337,7 @@ static uint32_t cd_gesn(struct ide_drive *d, const uint8_t *cdb, uint8_t *b)
 	return 8;
 }
 
-/* READ DISC INFORMATION (MMC-5 6.22), standard disc information: a
+/* READ DISC INFORMATION (MMC-5), standard disc information: a
  * finalized disc, one session, one track. */
 static uint32_t cd_disc_info(uint8_t *b)
 {
@@ -349,7 +348,7 @@ static uint32_t cd_disc_info(uint8_t *b)
 	return 34;
 }
 
-/* MODE SENSE pages (MMC-5 7.3 and 7.8 / SFF-8020i): Read Error Recovery and
+/* MODE SENSE pages (MMC-5 / SFF-8020i): Read Error Recovery and
  * the CD/DVD Capabilities and Mechanical Status page Linux's sr reads. */
 static uint32_t cd_mode_page(const struct ide_drive *d, uint8_t page, bool changeable, uint8_t *p)
 {
@@ -399,7 +398,7 @@ static void cd_mode_sense(struct ide_channel *ch, struct ide_drive *d, const uin
 	cd_data_in(ch, d, MIN(n, alloc));
 }
 
-/* START STOP UNIT (MMC-5 6.39): LoEj with Start loads (closes the tray),
+/* START STOP UNIT (MMC-5): LoEj with Start loads (closes the tray),
  * without ejects unless the medium is locked. */
 static void cd_start_stop(struct ide_channel *ch, struct ide_drive *d, const uint8_t *cdb)
 {
@@ -452,7 +451,7 @@ static void cd_scsi_block(struct ide_channel *ch, struct ide_drive *d, const uin
 		cd_data_in(ch, d, c.data_len);
 }
 
-/* Commands that run during a UNIT ATTENTION (MMC-5 4.1.6.1) and commands
+/* Commands that run during a UNIT ATTENTION (MMC-5) and commands
  * that need a medium. */
 static bool cd_passes_ua(uint8_t op)
 {
@@ -541,7 +540,7 @@ static void cd_packet_exec(struct ide_channel *ch, struct ide_drive *d)
 
 /* ---- ATA commands of a packet device --------------------------------------- */
 
-/* IDENTIFY PACKET DEVICE (ATA8-ACS 7.17, Table 26). */
+/* IDENTIFY PACKET DEVICE (ATA8-ACS r6a Table 39). */
 static void cd_identify_page(const struct ide_channel *ch, const struct ide_drive *d, uint8_t *p)
 {
 	memset(p, 0, IDE_SECTOR);
@@ -589,14 +588,14 @@ static void cd_exec(struct ide_channel *ch, struct ide_drive *d)
 		ide_pio_in(ch, d, 0, IDE_SECTOR, true);
 		return;
 	case ATA_CMD_DEVICE_RESET:
-		/* ATA8-ACS 7.10: the device resets itself; no interrupt. */
+		/* DEVICE RESET: the device resets itself; no interrupt. */
 		d->ops->reset(d, false);
 		ide_set_signature(d);
 		d->r.status = 0;
 		d->r.error = 0x01;
 		return;
 	case ATA_CMD_IDENTIFY:
-		/* 7.16: a packet device aborts it and shows its signature. */
+		/* A packet device aborts IDENTIFY DEVICE and shows its signature. */
 		ide_set_signature(d);
 		break;
 	case ATA_CMD_SET_FEATURES:

@@ -52,8 +52,8 @@ void ide_warn_once(struct ide_channel *ch, unsigned what, const char *msg)
 /* ---- interrupts ------------------------------------------------------------ */
 
 /* INTRQ is driven by the selected device only, and not while nIEN is set
- * (ATA/ATAPI-6 5.2.9). The PIIX's bus-master Interrupt bit latches each
- * assertion the host sees (SFF-8038i 4.1.2; libata's DMA interrupt handler
+ * (ATA/ATAPI-6, INTRQ and nIEN). The PIIX's bus-master Interrupt bit latches each
+ * assertion the host sees (SFF-8038i, Bus Master IDE Status; libata's DMA interrupt handler
  * looks for it). */
 static void ide_update_irq(struct ide_channel *ch)
 {
@@ -136,7 +136,7 @@ void ide_put_word(uint8_t *page, unsigned i, uint16_t v)
 	page[2 * i + 1] = (uint8_t)(v >> 8);
 }
 
-/* ATA8-ACS 3.3.10: the first character of each pair is in bits 15:8. */
+/* ATA strings: the first character of each pair is in bits 15:8. */
 void ide_put_string(uint8_t *page, unsigned word, unsigned words, const char *s)
 {
 	size_t n = strlen(s);
@@ -176,7 +176,7 @@ uint16_t ide_udma_word(uint8_t m)
 	return (uint16_t)(0x003f | ((m & 0xf8) == 0x40 ? 0x100 << (m & 7) : 0));
 }
 
-/* Word 93 (ATA8-ACS 7.16.7.50): bit 14 set, bit 13 an 80-conductor cable,
+/* Word 93 (ATA8-ACS IDENTIFY DEVICE, hardware reset result): bit 14 set, bit 13 an 80-conductor cable,
  * the device's own byte with bit 0 set, "jumper" (01b) as the way its number
  * was determined, and for device 0 diagnostics passed and whether device 1
  * asserted DASP-. SeaBIOS reads 0x4041 in the masked value as "device 0
@@ -189,7 +189,7 @@ uint16_t ide_reset_result(const struct ide_channel *ch, const struct ide_drive *
 			  (ide_present(&ch->drive[1]) ? 1 << 5 : 0));
 }
 
-/* ATA8-ACS 9.12 (Table 184): device signatures. */
+/* ATA8-ACS: the signatures a device leaves after reset and diagnostics. */
 void ide_set_signature(struct ide_drive *d)
 {
 	d->r.nsector = d->r.hob_nsector = 1;
@@ -199,7 +199,7 @@ void ide_set_signature(struct ide_drive *d)
 }
 
 /* After a reset or diagnostics a packet device leaves DRDY clear until its
- * IDENTIFY PACKET DEVICE (ATA/ATAPI-6 9.1); a disk is ready. Error 01h: the
+ * IDENTIFY PACKET DEVICE (ATA/ATAPI-6, reset protocols); a disk is ready. Error 01h: the
  * device passed (and for device 0, device 1 passed or is absent). */
 static void ide_drive_post_reset(struct ide_drive *d)
 {
@@ -367,7 +367,7 @@ static uint8_t ide_reg_read(struct ide_channel *ch, unsigned reg)
 }
 
 /* The register is latched by both devices; the previous value moves to the
- * HOB half (ATA8-ACS 4.15, the 48-bit register "FIFO"). */
+ * HOB half (the 48-bit Address feature set's two-deep register "FIFO"). */
 static void ide_latch(struct ide_regs *r, unsigned reg, uint8_t v)
 {
 	switch (reg) {
@@ -420,7 +420,7 @@ static void ide_reg_write(struct ide_channel *ch, unsigned reg, uint8_t v)
 
 /* ---- resets ------------------------------------------------------------------ */
 
-/* SRST asserted (ATA/ATAPI-6 9.2): both devices drop what they were doing
+/* SRST asserted (ATA/ATAPI-6, software reset protocol): both devices drop what they were doing
  * and are busy. A request at the block layer cannot be called back: its
  * result is dropped when it comes, and the reset completes after it. */
 static void ide_srst_assert(struct ide_channel *ch)

@@ -1,7 +1,7 @@
 /* The channel's half of an SFF-8038i bus-master IDE controller (as in the
- * Intel PIIX3, 82371SB datasheet 2.7): the Command, Status and Descriptor
- * Table Pointer registers, the walk of the Physical Region Descriptor table,
- * and the DMA itself. Guest memory is reached only through the ide_dma_ops
+ * Intel 82371SB PIIX3): the Command, Status and Descriptor Table Pointer
+ * registers, the walk of the Physical Region Descriptor table, and the DMA
+ * itself. Guest memory is reached only through the ide_dma_ops
  * the PCI function supplies.
  *
  * A PRD entry is 8 bytes: the region's physical address (bit 0 zero), its
@@ -228,9 +228,9 @@ void ide_dma_finish(struct ide_channel *ch, int status)
 		ch->bm.status = (uint8_t)((ch->bm.status | BM_ST_ERROR) & ~BM_ST_ACTIVE);
 		status = -EFAULT;
 	} else if (!status && ide_prd_exhausted(&ch->bm, dma->table, &dma->cur)) {
-		/* The table ended with the transfer: Active clears (SFF-8038i
-		 * 4.1.2: Interrupt 1, Active 0 is the normal end). A longer
-		 * table leaves Active set, which is also a good end. */
+		/* The table ended with the transfer: Active clears (SFF-8038i,
+		 * Bus Master IDE Status: Interrupt 1, Active 0 is the normal
+		 * end). A longer table leaves Active set, also a good end. */
 		ch->bm.status &= (uint8_t)~BM_ST_ACTIVE;
 	}
 	dma->pending = dma->running = false;

@@ -25,7 +25,7 @@
  * ATA_MAX_MULT sectors), or up to 32 CD blocks an ATAPI read fetches at once. */
 #define IDE_BUF_SIZE (64u * 1024)
 
-/* Command block register offsets (ATA/ATAPI-6 7.1). */
+/* Command block register offsets (ATA/ATAPI-6, register addressing). */
 #define IDE_DATA     0
 #define IDE_ERROR    1   /* read; write: features */
 #define IDE_NSECTOR  2   /* ATAPI: interrupt reason on read */
@@ -35,7 +35,7 @@
 #define IDE_DEVICE   6
 #define IDE_COMMAND  7   /* read: status */
 
-/* Status (ATA8-ACS 6.1.9 / ATA/ATAPI-6 7.15.6). */
+/* Status (ATA8-ACS / ATA/ATAPI-6, Status register). */
 #define ATA_ST_ERR  0x01
 #define ATA_ST_DRQ  0x08
 #define ATA_ST_DSC  0x10  /* device seek complete (obsolete, still read by old guests) */
@@ -44,13 +44,13 @@
 #define ATA_ST_BSY  0x80
 #define ATA_ST_READY (ATA_ST_DRDY | ATA_ST_DSC)
 
-/* Error (ATA8-ACS 6.1.2). */
+/* Error (ATA8-ACS, Error field). */
 #define ATA_ER_AMNF 0x01
 #define ATA_ER_ABRT 0x04
 #define ATA_ER_IDNF 0x10
 #define ATA_ER_UNC  0x40
 
-/* Device register (7.10) and Device Control (7.9). */
+/* Device register and Device Control. */
 #define ATA_DEV_LBA 0x40
 #define ATA_DEV_DEV 0x10
 #define ATA_DEV_HEAD 0x0f
@@ -58,12 +58,12 @@
 #define ATA_DC_SRST 0x04
 #define ATA_DC_HOB  0x80
 
-/* ATAPI interrupt reason, in the sector count register (ATA8-ACS 6.1.?:
+/* ATAPI interrupt reason, in the sector count register (ATA8-ACS
  * "Interrupt Reason"): CoD command (1) or data (0), IO to the host (1). */
 #define ATAPI_IR_COD 0x01
 #define ATAPI_IR_IO  0x02
 
-/* Bus master (SFF-8038i 4.1; Intel PIIX3 datasheet 2.7). */
+/* Bus master (SFF-8038i; Intel 82371SB PIIX3 datasheet, Bus Master IDE). */
 #define BM_CMD    0
 #define BM_STATUS 2
 #define BM_PRD    4
@@ -87,7 +87,8 @@ struct ide_channel;
 struct ide_drive;
 
 /* What one device latched from the command block (current and, for 48-bit
- * commands, previous contents: ATA8-ACS 4.15 "HOB"), and what it presents. */
+ * commands, previous contents: the 48-bit feature set's "HOB"), and what it
+ * presents. */
 struct ide_regs {
 	uint8_t feature, nsector, lbal, lbam, lbah;
 	uint8_t hob_feature, hob_nsector, hob_lbal, hob_lbam, hob_lbah;
@@ -261,7 +262,7 @@ void ide_blk_start(struct ide_channel *ch, struct ide_drive *d, enum blk_op op, 
  * the guest starts the bus master (now, if it already has); io_done follows. */
 void ide_dma_start(struct ide_channel *ch, struct ide_drive *d, bool to_guest, bool from_buf,
 		   uint64_t off, uint64_t len, bool fua);
-/* The device signature after a reset or diagnostics (ATA8-ACS 9.12). */
+/* The device signature after a reset or diagnostics (ATA8-ACS signatures). */
 void ide_set_signature(struct ide_drive *d);
 /* EXECUTE DEVICE DIAGNOSTIC for the whole channel. */
 void ide_execute_diagnostic(struct ide_channel *ch);
@@ -269,9 +270,9 @@ void ide_execute_diagnostic(struct ide_channel *ch);
 void ide_put_word(uint8_t *page, unsigned i, uint16_t v);
 /* An ATA string (bytes swapped in each word, space padded). */
 void ide_put_string(uint8_t *page, unsigned word, unsigned words, const char *s);
-/* Word 255: signature A5h and the checksum (ATA8-ACS 7.16.7.91). */
+/* Word 255: signature A5h and the checksum (ATA8-ACS, integrity word). */
 void ide_identify_checksum(uint8_t *page);
-/* SET FEATURES 03h (ATA8-ACS 7.48.3, Table 44): PIO default, PIO flow
+/* SET FEATURES 03h (ATA8-ACS, set transfer mode): PIO default, PIO flow
  * control 0-4, multiword DMA 0-2, Ultra DMA 0-5; and IDENTIFY words 63/88
  * (supported modes, the selected one in the high byte). */
 bool ide_xfer_mode_ok(uint8_t mode);
