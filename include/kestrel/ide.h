@@ -29,7 +29,16 @@
  * disk sets BSY, submits through blk_submit and returns; the completion runs
  * on a block-layer thread, takes the same lock, sets DRQ or the final status
  * and raises the interrupt. One block request per channel is in flight at a
- * time (IDE has no overlapped commands here). */
+ * time (IDE has no overlapped commands here). PIO goes to the disk 64 KiB at
+ * a time (read ahead / collected writes), DMA straight between guest RAM and
+ * the block layer.
+ *
+ * State: dev_ops save/load, one section "IDEC" per channel (ide_state.c).
+ * save returns -EBUSY while a request is at the block layer: the quiesce step
+ * calls ide_channel_drain() first (the registry's .quiesce when it has one).
+ * A DMA the guest asked for but has not started is state and is saved; the
+ * images and the CD's medium are configuration, and a load whose drives or
+ * medium sizes differ is refused. */
 #ifndef KESTREL_IDE_H
 #define KESTREL_IDE_H
 
