@@ -91,7 +91,7 @@ static void cfg_wr(unsigned bus, unsigned slot, unsigned fn, unsigned reg, unsig
 
 static void setup(void)
 {
-	host = pci_host_create();
+	host = pci_host_create(NULL);
 	ck_assert_ptr_nonnull(host);
 	dummy_init(&dummy);
 	ck_assert_int_eq(pci_host_add(host, &dummy.pci, 3), 3);
@@ -350,7 +350,7 @@ END_TEST
 START_TEST(test_save_load_roundtrip)
 {
 	struct state_buf good, ds = { 0 };
-	struct device *h2 = pci_host_create();
+	struct device *h2 = pci_host_create(NULL);
 	struct dummy d2;
 
 	cfg_wr(0, 0, 0, 0x5a, 1, 0x33);
@@ -401,7 +401,7 @@ END_TEST
 START_TEST(test_load_rejects_corruption)
 {
 	struct state_buf good;
-	struct device *h2 = pci_host_create();
+	struct device *h2 = pci_host_create(NULL);
 
 	dev_wr(host, ADDR, 0, 4, cfg_addr(0, 3, 0, 0x14));
 	roundtrip(host, h2, &good);

@@ -87,8 +87,8 @@ static void setup(void)
 
 	memset(&model, 0, sizeof(model));
 	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
-	host = pci_host_create();
-	ck_assert_int_eq(virtio_pci_create(NULL, host, SLOT, 19, &info, &m_ops, &model, &vdev), 0);
+	host = pci_host_create(NULL);
+	ck_assert_int_eq(virtio_pci_create(NULL, host, SLOT, &info, &m_ops, &model, &vdev), 0);
 	dev = virtio_dev_device(vdev);
 	virtio_pci_set_guest_mem(dev, &gm);
 	pdev = pci_host_slot(host, SLOT);

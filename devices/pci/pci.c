@@ -1,26 +1,16 @@
-/* PCI configuration mechanism #1 and bus 0, with an i440FX host bridge at
- * 00:00.0. The design (masks, BAR decoding, hooks, locking, state) is written
- * up at the top of include/kestrel/pci.h. */
+/* One PCI function: config space with its write masks, BARs and the
+ * expansion ROM BAR, the capability list, and its state. The design (masks,
+ * BAR decoding, hooks, locking, state) is written up at the top of
+ * include/kestrel/pci.h; the bus, INTx and DMA are in this folder's other
+ * files, MSI/MSI-X in msi.c. */
 #include <errno.h>
-#include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
-#include "kestrel/devices.h"
+#include "kestrel/msi.h"
 #include "kestrel/pci.h"
 #include "kestrel/state.h"
-#include "emu.h"
-
-#define PCI_REGION_ADDR 0
-#define PCI_REGION_DATA 1
-
-/* CONFIG_ADDRESS (PCI Local Bus 3.0, 3.2.2.3.2): enable, bus, device, function,
- * dword register; bits 30:24 reserved and bits 1:0 read as 0. */
-#define CFG_ADDR_ENABLE 0x80000000u
-#define CFG_ADDR_MASK   0x80fffffcu
-#define CFG_ADDR_BUS(a)  (((a) >> 16) & 0xff)
-#define CFG_ADDR_SLOT(a) (((a) >> 11) & 0x1f)
-#define CFG_ADDR_FN(a)   (((a) >> 8) & 0x7)
-#define CFG_ADDR_REG(a)  ((a) & 0xfc)
+#include "pci_internal.h"
 
 #define PCI_COMMAND_WMASK (PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | \
 			   PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE)
@@ -28,36 +18,42 @@
 			PCI_STATUS_REC_TARGET_ABORT | PCI_STATUS_REC_MASTER_ABORT | \
 			PCI_STATUS_SIG_SYSTEM_ERROR | PCI_STATUS_DETECTED_PARITY)
 #define PCI_IO_SPACE_END 0x10000ULL
-
-/* 82441FX (i440FX) PMC: PAM0-6 shadow-RAM attributes and SMRAM control are
- * plain read/write registers as far as firmware can tell. */
-#define I440FX_PAM0  0x59
-#define I440FX_PAM6  0x5f
-#define I440FX_SMRAM 0x72
-#define I440FX_SMRAM_DEFAULT 0x02
+#define PCI_ROM_ADDR_MASK 0xfffff800u
+/* The list from 0x34 has at most (256 - 64) / 4 entries; a longer walk loops. */
+#define PCI_CAP_MAX_WALK 48
 
 #define PCI_DEV_STATE_ID  0x50434946 /* "PCIF" */
-#define PCI_HOST_STATE_ID 0x50434948 /* "PCIH" */
-#define PCI_STATE_VERSION 1
+#define PCI_DEV_STATE_VERSION 2      /* 2: the INTx level after the config space */
 
-struct pci_host {
-	struct device dev;
-	uint32_t config_addr;
-	struct pci_dev bridge;
-	struct pci_dev *slots[PCI_MAX_SLOTS];
-};
-
-static struct pci_host *to_host(struct device *dev)
+static uint32_t pci_ones(unsigned size)
 {
-	return (struct pci_host *)dev;
+	return size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
 }
 
-/* ---- one function's config space ---- */
-
-static void pci_set_wmask16(struct pci_dev *p, unsigned off, uint16_t m)
+static bool pci_range_touches(unsigned off, unsigned size, unsigned start, unsigned end)
 {
-	p->wmask[off] = (uint8_t)m;
-	p->wmask[off + 1] = (uint8_t)(m >> 8);
+	return off < end && off + size > start;
+}
+
+static bool pci_is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* ---- config space layout: which bytes are taken ---- */
+
+static bool pci_used(const struct pci_dev *p, unsigned off, unsigned len)
+{
+	for (unsigned o = off; o < off + len; o++)
+		if (p->used[o / 8] & (1u << (o % 8)))
+			return true;
+	return false;
+}
+
+static void pci_mark_used(struct pci_dev *p, unsigned off, unsigned len)
+{
+	for (unsigned o = off; o < off + len; o++)
+		p->used[o / 8] |= (uint8_t)(1u << (o % 8));
 }
 
 void pci_dev_init(struct pci_dev *pdev, uint16_t vendor, uint16_t device, uint32_t class_code,
@@ -66,9 +62,10 @@ void pci_dev_init(struct pci_dev *pdev, uint16_t vendor, uint16_t device, uint32
 	memset(pdev, 0, sizeof(*pdev));
 	pdev->ops = ops;
 	pdev->opaque = opaque;
-	pdev->slot = -1;
-	for (int i = 0; i < PCI_NUM_BARS; i++)
-		pdev->bar[i].addr = PCI_BAR_UNMAPPED;
+	pdev->slot = pdev->fn = -1;
+	for (int i = 0; i < PCI_NUM_REGIONS; i++)
+		pdev->bar[i].addr = pdev->bar[i].mapped = PCI_BAR_UNMAPPED;
+	pci_mark_used(pdev, 0, PCI_HEADER_END);
 	pci_set_u16(pdev, PCI_VENDOR_ID, vendor);
 	pci_set_u16(pdev, PCI_DEVICE_ID, device);
 	pci_set_u8(pdev, PCI_REVISION_ID, revision);
@@ -94,10 +91,7 @@ void pci_dev_set_irq(struct pci_dev *pdev, uint8_t pin, uint8_t line)
 	pci_set_u8(pdev, PCI_INTERRUPT_LINE, line);
 }
 
-static bool pci_is_pow2(uint64_t v)
-{
-	return v && !(v & (v - 1));
-}
+/* ---- BARs ---- */
 
 int pci_dev_set_bar(struct pci_dev *pdev, int bar, uint64_t size, uint8_t flags)
 {
@@ -110,18 +104,77 @@ int pci_dev_set_bar(struct pci_dev *pdev, int bar, uint64_t size, uint8_t flags)
 	if (io ? (flags != PCI_BAR_IO || size < 4 || size > 256)
 	       : (flags & ~(PCI_BAR_MEM64 | PCI_BAR_PREFETCH) || size < 16 || (!is64 && size > (1ULL << 31))))
 		return -EINVAL;
-	pdev->bar[bar] = (struct pci_bar){ .size = size, .flags = flags, .addr = PCI_BAR_UNMAPPED };
+	pdev->bar[bar] = (struct pci_bar){ .size = size, .flags = flags, .addr = PCI_BAR_UNMAPPED,
+					   .mapped = PCI_BAR_UNMAPPED };
 	pci_set_u32(pdev, off, flags);
 	/* The minimum sizes keep the type bits out of the mask. */
-	for (unsigned i = 0; i < 4; i++)
-		pdev->wmask[off + i] = (uint8_t)((uint32_t)mask >> (8 * i));
+	pci_set_wmask32(pdev, off, (uint32_t)mask);
 	if (is64) {
-		pdev->bar[bar + 1] = (struct pci_bar){ .addr = PCI_BAR_UNMAPPED };
+		pdev->bar[bar + 1] = (struct pci_bar){ .addr = PCI_BAR_UNMAPPED, .mapped = PCI_BAR_UNMAPPED };
 		pci_set_u32(pdev, off + 4, 0);
-		for (unsigned i = 0; i < 4; i++)
-			pdev->wmask[off + 4 + i] = (uint8_t)((mask >> 32) >> (8 * i));
+		pci_set_wmask32(pdev, off + 4, (uint32_t)(mask >> 32));
 	}
 	return 0;
+}
+
+void pci_bar_attach(struct pci_dev *pdev, int bar, struct device *owner, int region)
+{
+	if (bar < 0 || bar >= PCI_NUM_BARS)
+		return;
+	pdev->bar[bar].owner = owner;
+	pdev->bar[bar].region = region;
+}
+
+/* The ROM BAR as the MMIO bus sees it: the image, zeros after it; writes
+ * go nowhere (a ROM). */
+static uint64_t pci_rom_read(struct device *dev, int region, uint64_t off, unsigned size)
+{
+	const struct pci_dev *p =
+		(const struct pci_dev *)((const char *)dev - offsetof(struct pci_dev, rom_dev));
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < size; i++)
+		if (off + i < p->rom_len)
+			v |= (uint64_t)p->rom[off + i] << (8 * i);
+	return v;
+}
+
+static const struct dev_ops pci_rom_ops = {
+	.name = "pci-rom",
+	.read = pci_rom_read,
+};
+
+int pci_dev_set_rom(struct pci_dev *pdev, const void *image, size_t len)
+{
+	uint64_t size = PCI_ROM_MIN_SIZE;
+
+	if (!image || !len || len > PCI_ROM_MAX_SIZE)
+		return -EINVAL;
+	while (size < len)
+		size <<= 1;
+	pdev->rom = image;
+	pdev->rom_len = len;
+	device_init(&pdev->rom_dev, &pci_rom_ops);
+	pdev->bar[PCI_ROM_BAR] = (struct pci_bar){ .size = size, .flags = PCI_BAR_MEM32,
+						   .addr = PCI_BAR_UNMAPPED, .mapped = PCI_BAR_UNMAPPED,
+						   .owner = &pdev->rom_dev };
+	pci_set_u32(pdev, PCI_ROM_ADDRESS, 0);
+	pci_set_wmask32(pdev, PCI_ROM_ADDRESS, (uint32_t)~(size - 1) & PCI_ROM_ADDR_MASK);
+	pdev->wmask[PCI_ROM_ADDRESS] |= PCI_ROM_ENABLE;
+	return 0;
+}
+
+/* 6.2.5.2: the ROM decodes when both its enable bit and Memory Space are set. */
+static uint64_t pci_rom_decode(const struct pci_dev *p, uint16_t cmd)
+{
+	const struct pci_bar *b = &p->bar[PCI_ROM_BAR];
+	uint32_t v = pci_get_u32(p, PCI_ROM_ADDRESS);
+	uint64_t addr = v & PCI_ROM_ADDR_MASK & ~(b->size - 1);
+
+	if (!b->size || !(v & PCI_ROM_ENABLE) || !(cmd & PCI_COMMAND_MEMORY) || !addr ||
+	    addr + b->size - 1 >= 0xffffffffULL)
+		return PCI_BAR_UNMAPPED;
+	return addr;
 }
 
 /* The address a BAR decodes, by the rules of PCI Local Bus 3.0, 6.2.5.1 plus
@@ -134,6 +187,8 @@ static uint64_t pci_bar_decode(const struct pci_dev *p, int i)
 	uint16_t cmd = pci_get_u16(p, PCI_COMMAND);
 	uint64_t addr, last;
 
+	if (i == PCI_ROM_BAR)
+		return pci_rom_decode(p, cmd);
 	if (!b->size)
 		return PCI_BAR_UNMAPPED;
 	if (b->flags & PCI_BAR_IO) {
@@ -156,42 +211,148 @@ static uint64_t pci_bar_decode(const struct pci_dev *p, int i)
 	return addr;
 }
 
+/* A BAR's mapping follows its decoding: the bus range moves (when it has an
+ * owner), then the device hears where it was and is. A range the bus refused
+ * is tried again only when the guest moves the BAR. */
+static void pci_update_bar(struct pci_dev *p, int i)
+{
+	struct pci_bar *b = &p->bar[i];
+	uint64_t now = pci_bar_decode(p, i), old = b->mapped;
+
+	if (now == b->addr)
+		return;
+	b->addr = now;
+	b->mapped = pci_bus_map_bar(p, i, old, now);
+	if (b->mapped != old && p->ops && p->ops->bar_remap)
+		p->ops->bar_remap(p, i, old, b->mapped);
+}
+
 static void pci_update_bars(struct pci_dev *p)
 {
-	for (int i = 0; i < PCI_NUM_BARS; i++) {
-		uint64_t old = p->bar[i].addr, now = pci_bar_decode(p, i);
-
-		if (old == now)
-			continue;
-		p->bar[i].addr = now;
-		if (p->ops && p->ops->bar_remap)
-			p->ops->bar_remap(p, i, old, now);
-	}
+	for (int i = 0; i < PCI_NUM_REGIONS; i++)
+		pci_update_bar(p, i);
 }
 
 uint64_t pci_dev_bar_addr(const struct pci_dev *pdev, int bar)
 {
-	if (bar < 0 || bar >= PCI_NUM_BARS)
+	if (bar < 0 || bar >= PCI_NUM_REGIONS)
 		return PCI_BAR_UNMAPPED;
-	return pdev->bar[bar].addr;
+	return pdev->bar[bar].mapped;
 }
+
+void pci_dev_unmap_bars(struct pci_dev *p)
+{
+	for (int i = 0; i < PCI_NUM_REGIONS; i++) {
+		struct pci_bar *b = &p->bar[i];
+		uint64_t old = b->mapped;
+
+		b->addr = PCI_BAR_UNMAPPED;
+		if (old == PCI_BAR_UNMAPPED)
+			continue;
+		b->mapped = pci_bus_map_bar(p, i, old, PCI_BAR_UNMAPPED);
+		if (p->ops && p->ops->bar_remap)
+			p->ops->bar_remap(p, i, old, PCI_BAR_UNMAPPED);
+	}
+}
+
+/* ---- capabilities (6.7) ---- */
+
+int pci_dev_reserve(struct pci_dev *pdev, unsigned off, unsigned len)
+{
+	if (!len || off < PCI_HEADER_END || off >= PCI_CFG_SIZE || len > PCI_CFG_SIZE - off)
+		return -EINVAL;
+	if (pci_used(pdev, off, len))
+		return -EBUSY;
+	pci_mark_used(pdev, off, len);
+	return 0;
+}
+
+int pci_cap_add_at(struct pci_dev *pdev, unsigned off, uint8_t id, unsigned len)
+{
+	if (len < 2 || off % 4 || off < PCI_HEADER_END || off >= PCI_CFG_SIZE ||
+	    len > PCI_CFG_SIZE - off)
+		return -EINVAL;
+	if (pci_used(pdev, off, len))
+		return -ENOSPC;
+	pci_mark_used(pdev, off, len);
+	memset(&pdev->cfg[off], 0, len);
+	memset(&pdev->wmask[off], 0, len);
+	memset(&pdev->w1cmask[off], 0, len);
+	pci_set_u8(pdev, off, id);
+	if (pdev->cap_last)
+		pci_set_u8(pdev, pdev->cap_last + 1u, (uint8_t)off);
+	else
+		pci_set_u8(pdev, PCI_CAPABILITY_LIST, (uint8_t)off);
+	pdev->cap_last = (uint8_t)off;
+	pci_set_u16(pdev, PCI_STATUS, pci_get_u16(pdev, PCI_STATUS) | PCI_STATUS_CAP_LIST);
+	return (int)off;
+}
+
+int pci_cap_add(struct pci_dev *pdev, uint8_t id, unsigned len)
+{
+	if (len < 2 || len > PCI_CFG_SIZE - PCI_HEADER_END)
+		return -EINVAL;
+	for (unsigned off = PCI_HEADER_END; off + len <= PCI_CFG_SIZE; off += 4)
+		if (!pci_used(pdev, off, len))
+			return pci_cap_add_at(pdev, off, id, len);
+	return -ENOSPC;
+}
+
+unsigned pci_cap_find(const struct pci_dev *pdev, uint8_t id)
+{
+	unsigned c = pdev->cfg[PCI_CAPABILITY_LIST] & 0xfc;
+
+	for (unsigned n = 0; c >= PCI_HEADER_END && n < PCI_CAP_MAX_WALK; n++) {
+		if (pdev->cfg[c] == id)
+			return c;
+		c = pdev->cfg[c + 1] & 0xfc;
+	}
+	return 0;
+}
+
+/* ---- guest accesses ---- */
 
 uint32_t pci_cfg_read(struct pci_dev *pdev, unsigned off, unsigned size)
 {
 	uint32_t v = 0;
 
 	if (size > 4 || off >= PCI_CFG_SIZE || size > PCI_CFG_SIZE - off)
-		return (uint32_t)emu_ones(size > 4 ? 4 : size);
+		return pci_ones(size > 4 ? 4 : size);
 	for (unsigned i = 0; i < size; i++)
 		v |= (uint32_t)pdev->cfg[off + i] << (8 * i);
+	/* 6.2.3: Interrupt Status shows the device's level, masked or not. */
+	if (pci_range_touches(off, size, PCI_STATUS, PCI_STATUS + 1) &&
+	    __atomic_load_n(&pdev->intx_level, __ATOMIC_RELAXED))
+		v |= (uint32_t)PCI_STATUS_INTERRUPT << (8 * (PCI_STATUS - off));
+	if (pdev->msi)
+		v = msi_config_read(pdev->msi, off, size, v);
 	if (pdev->ops && pdev->ops->cfg_read)
 		v = pdev->ops->cfg_read(pdev, off, size, v);
 	return v;
 }
 
-static bool pci_range_touches(unsigned off, unsigned size, unsigned start, unsigned end)
+/* 6.8.1.3 / 6.8.2.3: INTx is off while MSI or MSI-X is enabled. */
+static bool pci_intx_masked_now(const struct pci_dev *p)
 {
-	return off < end && off + size > start;
+	unsigned msi = p->msi ? pci_cap_find(p, PCI_CAP_ID_MSI) : 0;
+	unsigned msix = p->msix ? pci_cap_find(p, PCI_CAP_ID_MSIX) : 0;
+
+	return (pci_get_u16(p, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE) ||
+	       (msi && (p->cfg[msi + 2] & 1)) ||
+	       (msix && (pci_get_u16(p, msix + 2) & MSIX_CTRL_ENABLE));
+}
+
+/* Everything that follows from config space, after it changed. */
+static void pci_cfg_apply(struct pci_dev *p)
+{
+	pci_update_bars(p);
+	__atomic_store_n(&p->bus_master, (pci_get_u16(p, PCI_COMMAND) & PCI_COMMAND_MASTER) != 0,
+			 __ATOMIC_RELEASE);
+	if (p->msix)
+		msix_config_written(p->msix);
+	if (p->msi)
+		msi_config_written(p->msi);
+	pci_intx_mask(p, pci_intx_masked_now(p));
 }
 
 void pci_cfg_write(struct pci_dev *pdev, unsigned off, unsigned size, uint32_t val)
@@ -205,36 +366,42 @@ void pci_cfg_write(struct pci_dev *pdev, unsigned off, unsigned size, uint32_t v
 		pdev->cfg[o] = (uint8_t)((pdev->cfg[o] & ~pdev->wmask[o]) | (b & pdev->wmask[o]));
 		pdev->cfg[o] &= (uint8_t)~(b & pdev->w1cmask[o]);
 	}
-	if (pci_range_touches(off, size, PCI_COMMAND, PCI_COMMAND + 2) ||
-	    pci_range_touches(off, size, PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_0 + 4 * PCI_NUM_BARS))
-		pci_update_bars(pdev);
+	pci_cfg_apply(pdev);
 	if (pdev->ops && pdev->ops->cfg_write)
 		pdev->ops->cfg_write(pdev, off, size, val);
 }
 
+/* ---- state ---- */
+
 int pci_dev_save(struct pci_dev *pdev, struct state_buf *out)
 {
-	size_t mark = state_section_begin(out, PCI_DEV_STATE_ID, PCI_STATE_VERSION);
+	size_t mark = state_section_begin(out, PCI_DEV_STATE_ID, PCI_DEV_STATE_VERSION);
 
 	state_put_bytes(out, pdev->cfg, PCI_CFG_SIZE);
+	state_put_u8(out, __atomic_load_n(&pdev->intx_level, __ATOMIC_RELAXED));
 	state_section_end(out, mark);
 	return out->error ? -ENOMEM : 0;
 }
 
-/* Read a saved config space into cfg (not yet applied). Read-only bits of the
- * standard header must match this model; STATUS's read-only bits are driven
- * by the device (e.g. the interrupt bit) and the device-specific area's
- * read-only bits belong to the model, so both are taken from the live device. */
-static int pci_dev_parse(const struct pci_dev *pdev, struct state_buf *in, uint8_t *cfg)
+/* Read-only bits of the standard header must match this model (IDs, class,
+ * BAR types, the multi-function bit, the capability pointer); STATUS's
+ * read-only bits are driven by the device (e.g. the interrupt bit) and the
+ * device-specific area's read-only bits belong to the model, so both are
+ * taken from the live device. Version 1 had no INTx level (it was 0). */
+int pci_dev_parse(const struct pci_dev *pdev, struct state_buf *in, struct pci_dev_state *st)
 {
 	uint8_t snap[PCI_CFG_SIZE];
+	int ver = state_section_open(in, PCI_DEV_STATE_ID, PCI_DEV_STATE_VERSION);
 	size_t end;
+	uint8_t level = 0;
 
-	if (state_section_open(in, PCI_DEV_STATE_ID, PCI_STATE_VERSION) < 0)
+	if (ver < 1)
 		return -EINVAL;
-	end = emu_section_body_end(in);
+	end = state_section_body_end(in);
 	state_get_bytes(in, snap, PCI_CFG_SIZE);
-	if (!emu_section_done(in, end))
+	if (ver >= 2)
+		level = state_get_u8(in);
+	if (!state_section_done(in, end) || level > 1)
 		return -EINVAL;
 	for (unsigned o = 0; o < PCI_CFG_SIZE; o++) {
 		uint8_t ro = (uint8_t)~(pdev->wmask[o] | pdev->w1cmask[o]);
@@ -242,192 +409,26 @@ static int pci_dev_parse(const struct pci_dev *pdev, struct state_buf *in, uint8
 
 		if (o < PCI_HEADER_END && !status && ((snap[o] ^ pdev->cfg[o]) & ro))
 			return -EINVAL;
-		cfg[o] = (uint8_t)((pdev->cfg[o] & ro) | (snap[o] & ~ro));
+		st->cfg[o] = (uint8_t)((pdev->cfg[o] & ro) | (snap[o] & ~ro));
 	}
+	st->intx_level = level;
 	return 0;
 }
 
-static void pci_dev_commit(struct pci_dev *pdev, const uint8_t *cfg)
+void pci_dev_commit(struct pci_dev *pdev, const struct pci_dev_state *st)
 {
-	memcpy(pdev->cfg, cfg, PCI_CFG_SIZE);
-	pci_update_bars(pdev);
+	memcpy(pdev->cfg, st->cfg, PCI_CFG_SIZE);
+	pci_cfg_apply(pdev);
+	pci_intx_set(pdev, st->intx_level);
 }
 
 int pci_dev_load(struct pci_dev *pdev, struct state_buf *in)
 {
-	uint8_t cfg[PCI_CFG_SIZE];
-	int ret = pci_dev_parse(pdev, in, cfg);
+	struct pci_dev_state st;
+	int ret = pci_dev_parse(pdev, in, &st);
 
 	if (ret < 0)
 		return ret;
-	pci_dev_commit(pdev, cfg);
+	pci_dev_commit(pdev, &st);
 	return 0;
-}
-
-/* ---- the host: mechanism #1 and the slots ---- */
-
-static struct pci_dev *pci_host_target(struct pci_host *h)
-{
-	uint32_t a = h->config_addr;
-
-	if (!(a & CFG_ADDR_ENABLE) || CFG_ADDR_BUS(a) != 0 || CFG_ADDR_FN(a) != 0)
-		return NULL;
-	return h->slots[CFG_ADDR_SLOT(a)];
-}
-
-/* An access to CONFIG_DATA at byte lane off; any part past 0xCFF floats high. */
-static uint64_t pci_host_data_read(struct pci_host *h, uint64_t off, unsigned size)
-{
-	struct pci_dev *p = pci_host_target(h);
-	unsigned n = off < 4 ? (unsigned)MIN(size, 4 - off) : 0;
-	uint64_t v;
-
-	if (!p || !n)
-		return emu_ones(size);
-	v = pci_cfg_read(p, CFG_ADDR_REG(h->config_addr) + (unsigned)off, n);
-	return v | (emu_ones(size) & ~emu_ones(n));
-}
-
-static void pci_host_data_write(struct pci_host *h, uint64_t off, unsigned size, uint64_t val)
-{
-	struct pci_dev *p = pci_host_target(h);
-	unsigned n = off < 4 ? (unsigned)MIN(size, 4 - off) : 0;
-
-	if (p && n)
-		pci_cfg_write(p, CFG_ADDR_REG(h->config_addr) + (unsigned)off, n,
-			      (uint32_t)(val & emu_ones(n)));
-}
-
-static uint64_t pci_host_read(struct device *dev, int region, uint64_t off, unsigned size)
-{
-	struct pci_host *h = to_host(dev);
-
-	if (region == PCI_REGION_DATA)
-		return pci_host_data_read(h, off, size);
-	/* Narrower accesses to 0xCF8 go to the ISA bus on real chipsets. */
-	if (off == 0 && size == 4)
-		return h->config_addr;
-	return emu_ones(size);
-}
-
-static void pci_host_write(struct device *dev, int region, uint64_t off, unsigned size, uint64_t val)
-{
-	struct pci_host *h = to_host(dev);
-
-	if (region == PCI_REGION_DATA)
-		pci_host_data_write(h, off, size, val);
-	else if (off == 0 && size == 4)
-		h->config_addr = (uint32_t)val & CFG_ADDR_MASK;
-}
-
-static void pci_host_bridge_init(struct pci_dev *b)
-{
-	pci_dev_init(b, 0x8086, 0x1237, 0x060000, 0x02, NULL, NULL);
-	pci_dev_set_subsystem(b, 0x1af4, 0x1100);
-	pci_set_u16(b, PCI_STATUS, 0x0280); /* 82441FX PCISTS default: fast back-to-back, medium DEVSEL */
-	for (unsigned o = I440FX_PAM0; o <= I440FX_PAM6; o++)
-		b->wmask[o] = 0xff;
-	b->wmask[I440FX_SMRAM] = 0xff;
-	pci_set_u8(b, I440FX_SMRAM, I440FX_SMRAM_DEFAULT);
-}
-
-/* A PCI reset returns the bridge to power-on values; the other functions are
- * reset by their own devices. */
-static void pci_host_reset(struct device *dev)
-{
-	struct pci_host *h = to_host(dev);
-
-	h->config_addr = 0;
-	pci_host_bridge_init(&h->bridge);
-	h->bridge.slot = 0;
-}
-
-int pci_host_add(struct device *host, struct pci_dev *pdev, int slot)
-{
-	struct pci_host *h = to_host(host);
-	int ret = -ENOSPC;
-
-	if (slot != -1 && (slot < 1 || slot >= PCI_MAX_SLOTS))
-		return -EINVAL;
-	pthread_mutex_lock(&host->lock);
-	if (slot == -1) {
-		for (int s = 1; s < PCI_MAX_SLOTS && ret < 0; s++)
-			if (!h->slots[s])
-				ret = s;
-	} else {
-		ret = h->slots[slot] ? -EEXIST : slot;
-	}
-	if (ret >= 0) {
-		h->slots[ret] = pdev;
-		pdev->slot = ret;
-	}
-	pthread_mutex_unlock(&host->lock);
-	return ret;
-}
-
-struct pci_dev *pci_host_slot(struct device *host, int slot)
-{
-	if (slot < 0 || slot >= PCI_MAX_SLOTS)
-		return NULL;
-	return to_host(host)->slots[slot];
-}
-
-static int pci_host_save(struct device *dev, struct state_buf *out)
-{
-	struct pci_host *h = to_host(dev);
-	size_t mark = state_section_begin(out, PCI_HOST_STATE_ID, PCI_STATE_VERSION);
-	int ret;
-
-	state_put_u32(out, h->config_addr);
-	ret = pci_dev_save(&h->bridge, out);
-	state_section_end(out, mark);
-	return ret < 0 || out->error ? -ENOMEM : 0;
-}
-
-static int pci_host_load(struct device *dev, struct state_buf *in)
-{
-	struct pci_host *h = to_host(dev);
-	uint8_t cfg[PCI_CFG_SIZE];
-	uint32_t addr;
-	size_t end;
-
-	if (state_section_open(in, PCI_HOST_STATE_ID, PCI_STATE_VERSION) < 0)
-		return -EINVAL;
-	end = emu_section_body_end(in);
-	addr = state_get_u32(in);
-	if (in->error || addr & ~CFG_ADDR_MASK)
-		return -EINVAL;
-	if (pci_dev_parse(&h->bridge, in, cfg) < 0 || !emu_section_done(in, end))
-		return -EINVAL;
-	h->config_addr = addr;
-	pci_dev_commit(&h->bridge, cfg);
-	return 0;
-}
-
-static void pci_host_destroy(struct device *dev)
-{
-	pthread_mutex_destroy(&dev->lock);
-	free(to_host(dev));
-}
-
-static const struct dev_ops pci_host_ops = {
-	.name = "pci_host",
-	.reset = pci_host_reset,
-	.read = pci_host_read,
-	.write = pci_host_write,
-	.save = pci_host_save,
-	.load = pci_host_load,
-	.destroy = pci_host_destroy,
-};
-
-struct device *pci_host_create(void)
-{
-	struct pci_host *h = calloc(1, sizeof(*h));
-
-	if (!h)
-		return NULL;
-	device_init(&h->dev, &pci_host_ops);
-	pci_host_reset(&h->dev);
-	h->slots[0] = &h->bridge;
-	return &h->dev;
 }
