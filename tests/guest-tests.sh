@@ -285,6 +285,16 @@ if [ $do_payloads = 1 ]; then
 		--kernel "$P/vscsi.bin" --cmdline "disks=2 ro=1 malformed=0" --timeout 60s \
 		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi,readonly"
 	file_case payload-vscsi-readonly-untouched "$out/vd1.img" 200 '!KESTREL-RO-WRITE'
+	# The driver moves the controller's BAR around the PCI hole, above 4 GiB
+	# and back, and turns memory decode off and on (issue 10): the device
+	# answers only where its BAR is and keeps working.
+	vscsi_images
+	run_case payload-vscsi-barmove 1 "RESULT: PASS" "!FAIL" "^vscsi: BAR0 at [0-9a-f]+, 64-bit" \
+		"PASS: moved [0-9a-f]+ -> e8000000: only the new address answers" \
+		"PASS: memory decode off: nothing answers" "PASS: moved above 4 GiB" \
+		"PASS: back at [0-9a-f]+: commands work" -- \
+		--kernel "$P/vscsi.bin" --cmdline "barmove=1" --timeout 60s \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi"
 	# Cache modes as the guest sees them (MODE SENSE caching page): writeback
 	# and none have a volatile cache (WCE=1), directsync has none. none and
 	# directsync need O_DIRECT where the images are (not on the rig's tmpfs).
