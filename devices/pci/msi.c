@@ -198,14 +198,10 @@ void msi_destroy(struct msi *m)
 	m->pdev = NULL;
 }
 
+/* Without the lock: the caller acts on it after it may have changed anyway. */
 bool msi_enabled(struct msi *m)
 {
-	bool on;
-
-	pthread_mutex_lock(&m->lock);
-	on = m->enabled;
-	pthread_mutex_unlock(&m->lock);
-	return on;
+	return __atomic_load_n(&m->enabled, __ATOMIC_ACQUIRE);
 }
 
 /* 6.8.1.6: with Multiple Message Enable, vector v is the data with its low
@@ -253,7 +249,7 @@ void msi_config_written(struct msi *m)
 	if (m->is64)
 		addr |= (uint64_t)pci_get_u32(p, m->cap + 8) << 32;
 	pthread_mutex_lock(&m->lock);
-	m->enabled = ctrl & MSI_CTRL_ENABLE;
+	__atomic_store_n(&m->enabled, (ctrl & MSI_CTRL_ENABLE) != 0, __ATOMIC_RELEASE);
 	/* 6.8.1.3: more than it asked for is the guest's error; give what we have. */
 	m->nused = mme < 6 ? MIN(1u << mme, m->nvec) : m->nvec;
 	m->addr = addr;
@@ -365,14 +361,10 @@ void msix_destroy(struct msix *m)
 	m->pdev = NULL;
 }
 
+/* Without the lock: the caller acts on it after it may have changed anyway. */
 bool msix_enabled(struct msix *m)
 {
-	bool on;
-
-	pthread_mutex_lock(&m->lock);
-	on = m->enabled;
-	pthread_mutex_unlock(&m->lock);
-	return on;
+	return __atomic_load_n(&m->enabled, __ATOMIC_ACQUIRE);
 }
 
 /* lock held from here on. */
@@ -436,7 +428,7 @@ void msix_config_written(struct msix *m)
 	if (on && !m->enabled)
 		for (unsigned v = 0; v < m->nvec; v++)
 			msix_route(m, v);
-	m->enabled = on;
+	__atomic_store_n(&m->enabled, on, __ATOMIC_RELEASE);
 	m->masked = ctrl & MSIX_CTRL_MASKALL;
 	m->bus_master = pci_get_u16(m->pdev, PCI_COMMAND) & PCI_COMMAND_MASTER;
 	msix_flush(m);

@@ -305,6 +305,12 @@ struct pci_dev *pci_host_fn(struct device *host, int slot, int fn);
 struct pci_bus *pci_host_bus(struct device *host);
 
 /* Device-side access to config space, bypassing the guest write masks. */
+static inline void pci_put_le(uint8_t *bytes, unsigned off, uint32_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		bytes[off + i] = (uint8_t)(v >> (8 * i));
+}
+
 static inline void pci_set_u8(struct pci_dev *p, unsigned off, uint8_t v)
 {
 	p->cfg[off] = v;
@@ -312,14 +318,12 @@ static inline void pci_set_u8(struct pci_dev *p, unsigned off, uint8_t v)
 
 static inline void pci_set_u16(struct pci_dev *p, unsigned off, uint16_t v)
 {
-	p->cfg[off] = (uint8_t)v;
-	p->cfg[off + 1] = (uint8_t)(v >> 8);
+	pci_put_le(p->cfg, off, v, 2);
 }
 
 static inline void pci_set_u32(struct pci_dev *p, unsigned off, uint32_t v)
 {
-	pci_set_u16(p, off, (uint16_t)v);
-	pci_set_u16(p, off + 2, (uint16_t)(v >> 16));
+	pci_put_le(p->cfg, off, v, 4);
 }
 
 static inline uint16_t pci_get_u16(const struct pci_dev *p, unsigned off)
@@ -332,16 +336,15 @@ static inline uint32_t pci_get_u32(const struct pci_dev *p, unsigned off)
 	return pci_get_u16(p, off) | (uint32_t)pci_get_u16(p, off + 2) << 16;
 }
 
+/* Which bits of a register the guest may write. */
 static inline void pci_set_wmask16(struct pci_dev *p, unsigned off, uint16_t m)
 {
-	p->wmask[off] = (uint8_t)m;
-	p->wmask[off + 1] = (uint8_t)(m >> 8);
+	pci_put_le(p->wmask, off, m, 2);
 }
 
 static inline void pci_set_wmask32(struct pci_dev *p, unsigned off, uint32_t m)
 {
-	pci_set_wmask16(p, off, (uint16_t)m);
-	pci_set_wmask16(p, off + 2, (uint16_t)(m >> 16));
+	pci_put_le(p->wmask, off, m, 4);
 }
 
 #endif
