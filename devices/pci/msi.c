@@ -555,7 +555,7 @@ int msix_save(struct msix *m, struct state_buf *out)
 	return out->error ? -ENOMEM : 0;
 }
 
-static int msix_parse(const struct msix *m, struct state_buf *in, struct msix_entry *snap)
+static int msix_parse_entries(const struct msix *m, struct state_buf *in, struct msix_entry *snap)
 {
 	size_t end;
 
@@ -580,26 +580,47 @@ static int msix_parse(const struct msix *m, struct state_buf *in, struct msix_en
 	return state_section_done(in, end) ? 0 : -EINVAL;
 }
 
-int msix_load(struct msix *m, struct state_buf *in)
+void msix_state_free(struct msix_state *st)
 {
-	struct msix_entry *snap = calloc(m->nvec, sizeof(*snap));
+	free(st->e);
+	st->e = NULL;
+}
+
+int msix_parse(const struct msix *m, struct state_buf *in, struct msix_state *st)
+{
 	int ret;
 
-	if (!snap)
+	st->nvec = m->nvec;
+	st->e = calloc(m->nvec, sizeof(*st->e));
+	if (!st->e)
 		return -ENOMEM;
-	ret = msix_parse(m, in, snap);
-	if (ret == 0) {
-		pthread_mutex_lock(&m->lock);
-		for (unsigned v = 0; v < m->nvec; v++) {
-			struct msi_vec keep = m->e[v].v;
+	ret = msix_parse_entries(m, in, st->e);
+	if (ret)
+		msix_state_free(st);
+	return ret;
+}
 
-			m->e[v] = snap[v];
-			m->e[v].v = keep;
-			msix_route(m, v);
-		}
-		pthread_mutex_unlock(&m->lock);
-		msix_config_written(m);
+void msix_commit(struct msix *m, struct msix_state *st)
+{
+	pthread_mutex_lock(&m->lock);
+	for (unsigned v = 0; v < m->nvec && v < st->nvec; v++) {
+		struct msi_vec keep = m->e[v].v;
+
+		m->e[v] = st->e[v];
+		m->e[v].v = keep;
+		msix_route(m, v);
 	}
-	free(snap);
+	pthread_mutex_unlock(&m->lock);
+	msix_state_free(st);
+	msix_config_written(m);
+}
+
+int msix_load(struct msix *m, struct state_buf *in)
+{
+	struct msix_state st;
+	int ret = msix_parse(m, in, &st);
+
+	if (ret == 0)
+		msix_commit(m, &st);
 	return ret;
 }

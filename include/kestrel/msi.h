@@ -144,5 +144,15 @@ void msix_config_written(struct msix *m);
 int msix_save(struct msix *m, struct state_buf *out) WARN_UNUSED;
 /* All-or-nothing: a bad section changes nothing. Routes follow the table. */
 int msix_load(struct msix *m, struct state_buf *in) WARN_UNUSED;
+/* msix_load in two steps, for a device checking all of its sections first:
+ * parse (allocates st, changes nothing), then commit (after pci_dev_commit;
+ * frees st) or msix_state_free. */
+struct msix_state {
+	unsigned nvec;
+	struct msix_entry *e;
+};
+int msix_parse(const struct msix *m, struct state_buf *in, struct msix_state *st) WARN_UNUSED;
+void msix_commit(struct msix *m, struct msix_state *st);
+void msix_state_free(struct msix_state *st);
 
 #endif
