@@ -238,6 +238,19 @@ if [ $do_linux = 1 ]; then
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.run=exitcode kestrel.code=21"
 fi
 
+# kit_tests_initrd OUT: the kit's initrd and modules, then the repository's
+# tests/kit/*.sh as /tests on top (later archives win), so a kit built before
+# a script changed runs the current one. In the rig they sit beside this file
+# (CMake's rig tests --add tests/kit as /work/kit); without them, the kit's own.
+kit_tests_initrd() {
+	cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$1"
+	[ -d "$here/kit" ] || return 0
+	rm -rf "$out/kit-tests"
+	mkdir -p "$out/kit-tests/tests"
+	cp "$here"/kit/*.sh "$out/kit-tests/tests/" && chmod 0755 "$out"/kit-tests/tests/*.sh
+	(cd "$out/kit-tests" && find tests | cpio -o -H newc 2>/dev/null | gzip) >>"$1"
+}
+
 # ---- virtio-scsi (issue 3) ----------------------------------------------
 # Fresh images in $out: vd0 8M, vd1 16M with HOST-PATTERN-D1 at sector 7, vd2
 # 4M (hot-plugged as target 2).
@@ -285,6 +298,16 @@ if [ $do_payloads = 1 ]; then
 		--kernel "$P/vscsi.bin" --cmdline "disks=2 ro=1 malformed=0" --timeout 60s \
 		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi,readonly"
 	file_case payload-vscsi-readonly-untouched "$out/vd1.img" 200 '!KESTREL-RO-WRITE'
+	# The driver moves the controller's BAR around the PCI hole, above 4 GiB
+	# and back, and turns memory decode off and on (issue 10): the device
+	# answers only where its BAR is and keeps working.
+	vscsi_images
+	run_case payload-vscsi-barmove 1 "RESULT: PASS" "!FAIL" "^vscsi: BAR0 at [0-9a-f]+, 64-bit" \
+		"PASS: moved [0-9a-f]+ -> e8000000: only the new address answers" \
+		"PASS: memory decode off: nothing answers" "PASS: moved above 4 GiB" \
+		"PASS: back at [0-9a-f]+: commands work" -- \
+		--kernel "$P/vscsi.bin" --cmdline "barmove=1" --timeout 60s \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi"
 	# Cache modes as the guest sees them (MODE SENSE caching page): writeback
 	# and none have a volatile cache (WCE=1), directsync has none. none and
 	# directsync need O_DIRECT where the images are (not on the rig's tmpfs).
@@ -318,6 +341,17 @@ if [ $do_linux = 1 ]; then
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_hotplug=1" \
 		$(vscsi_disks add-after=10s,remove-after=20s)
 	file_case linux-vscsi-host-file "$out/vd0.img" 100 KESTREL-LINUX-PATTERN
+	# Linux told to re-assign BARs (pci=realloc) still reaches its disks
+	# through the controller's BAR wherever it put it, and says where.
+	vscsi_images
+	kit_tests_initrd "$out/initrd-kit-tests.gz"
+	run_case linux-vscsi-pci-realloc 0 "^vscsi: t0 sd[a-z] size=16384 " "^vscsi: t1 sd[a-z] size=32768 " \
+		"^vscsi: read t1: HOST-PATTERN-D1" "^vscsi: read back t0: KESTREL-LINUX-PATTERN" \
+		"^vscsi: dmesg: .*max bus depth" "^vscsi: pci 0000:00:04\.0 resource0=0x0*[1-9a-f]" \
+		"KESTREL-GUEST-POWEROFF" -- \
+		--kernel "$KIT/vmlinux" --initrd "$out/initrd-kit-tests.gz" --cpus 2 --mem 512M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet pci=realloc kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_pci=1" \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi"
 fi
 
 # ---- VHD disks (issue 4) --------------------------------------------------
