@@ -14,7 +14,9 @@
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
 #include "kestrel/devices.h"
+#include "kestrel/display.h"
 #include "kestrel/machine.h"
+#include "kestrel/vga.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -188,6 +190,60 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* The std VGA in slot 2 (where QEMU's pc puts it), its legacy ports and
+ * window on the board's buses, drawing into the machine's display. Its
+ * option ROM: the file --vga rom= names, else Debian's when installed. */
+#define MACHINE_SLOT_VGA 2
+
+static int machine_vga_rom(const struct vm_config *c, uint8_t **rom, size_t *len, char *err,
+			   size_t errlen)
+{
+	const char *path = c->vga_rom ? c->vga_rom : CONFIG_VGA_ROM_DEFAULT;
+	int ret;
+
+	*rom = NULL;
+	*len = 0;
+	if (!strcmp(path, "none") || (!c->vga_rom && access(path, R_OK) < 0))
+		return 0;
+	ret = read_file(path, rom, len);
+	if (!ret && (*len == 0 || *len > CONFIG_VGA_ROM_MAX))
+		ret = -EFBIG;
+	if (ret) {
+		free(*rom);
+		*rom = NULL;
+		snprintf(err, errlen, "--vga: rom=%s: %s", path, strerror(-ret));
+	}
+	return ret;
+}
+
+static int machine_create_vga(struct machine *m, char *err, size_t errlen)
+{
+	struct vga_opts o = { .vram_size = m->cfg->vga_mem };
+	int ret;
+
+	if (m->cfg->vga != CONFIG_VGA_STD)
+		return 0;
+	m->display = display_create();
+	if (!m->display) {
+		snprintf(err, errlen, "out of memory creating the display");
+		return -ENOMEM;
+	}
+	ret = machine_vga_rom(m->cfg, (uint8_t **)&o.rom, &o.rom_len, err, errlen);
+	if (ret)
+		return ret;
+	ret = vga_create(&o, m->pci, MACHINE_SLOT_VGA, m->display, &m->vga);
+	free((void *)o.rom);
+	if (ret) {
+		snprintf(err, errlen, "--vga: cannot create the VGA: %s", strerror(-ret));
+		return ret;
+	}
+	ret = attach(&m->vm.pio, VGA_PORTS_BASE, VGA_PORTS_LEN, m->vga, VGA_REGION_PORTS, err, errlen);
+	ret = ret ?: attach(&m->vm.pio, VGA_DISPI_BASE, VGA_DISPI_LEN, m->vga, VGA_REGION_DISPI,
+			    err, errlen);
+	return ret ?: attach(&m->vm.mmio, VGA_WINDOW_BASE, VGA_WINDOW_LEN, m->vga,
+			     VGA_REGION_WINDOW, err, errlen);
+}
+
 static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 {
 	struct acpi_board b = {
@@ -318,6 +374,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_create_devices(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_create_vga(m, err, errlen);
+	if (ret)
+		return ret;
 	ret = machine_create_storage(m, err, errlen);
 	if (ret)
 		return ret;
@@ -350,6 +409,8 @@ void machine_destroy(struct machine *m)
 	device_free(m->vscsi);
 	for (unsigned i = 0; i < m->nvnet; i++)
 		device_free(m->vnet[i]);
+	device_free(m->vga);
+	display_destroy(m->display);
 	device_free(m->pci);
 	vm_destroy(&m->vm);
 	if (m->own_serial_out && m->serial_out_fd >= 0)

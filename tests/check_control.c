@@ -41,7 +41,7 @@ struct fake_vm {
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET };
+       F_NET, F_DUMP };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -141,6 +141,14 @@ static int f_net(void *o, const char *dev, bool up, struct control_error *e)
 	return fake_enter(F_NET, e);
 }
 
+static int f_dump(void *o, const char *path, json_object *ret, struct control_error *e)
+{
+	(void)o;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s", path);
+	json_object_object_add(ret, "width", json_object_new_int(720));
+	return fake_enter(F_DUMP, e);
+}
+
 static int64_t f_tick(void *o)
 {
 	(void)o;
@@ -153,7 +161,8 @@ static int64_t f_tick(void *o)
 static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
-	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .tick = f_tick,
+	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .screendump = f_dump,
+	.tick = f_tick,
 };
 
 static void fake_reset(void)
@@ -444,6 +453,10 @@ START_TEST(request_argument_errors)
 		REQ("net-link", "{\"state\":true}"),
 		REQ("net-link", "{\"state\":\"up\",\"device\":7}"),
 		REQ("pause", "{\"now\":true}"),
+		REQ("screendump", "{}"),
+		REQ("screendump", "{\"file\":\"shot.png\"}"),
+		REQ("screendump", "{\"file\":\"\"}"),
+		REQ("screendump", "{\"file\":\"/x.png\",\"format\":\"ppm\"}"),
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -462,6 +475,7 @@ START_TEST(request_argument_errors)
 	}
 	ck_assert_int_eq(fake.calls[F_ADD], 0);
 	ck_assert_int_eq(fake.calls[F_SHUTDOWN], 0);
+	ck_assert_int_eq(fake.calls[F_DUMP], 0);
 #undef REQ
 }
 END_TEST
@@ -504,7 +518,10 @@ START_TEST(commands_reach_the_vm)
 	ck_assert_int_eq(fake.last_target, 15);
 	json_object_put(expect_ok("{\"command\":\"net-link\",\"arguments\":{\"state\":\"down\"}}"));
 	ck_assert(!fake.net_up);
-	for (int i = F_VM; i <= F_NET; i++)
+	json_object_put(expect_ok("{\"command\":\"screendump\",\"arguments\":{\"file\":"
+				  "\"/tmp/s.png\"}}"));
+	ck_assert_str_eq(fake.last_path, "/tmp/s.png");
+	for (int i = F_VM; i <= F_DUMP; i++)
 		ck_assert_msg(fake.calls[i] > 0, "command %d never reached the VM", i);
 }
 END_TEST
@@ -520,6 +537,7 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"disk-add\",\"arguments\":{\"path\":\"/x\"}}",
 		"{\"id\":1,\"command\":\"disk-remove\",\"arguments\":{\"target\":1}}",
 		"{\"id\":1,\"command\":\"net-link\",\"arguments\":{\"state\":\"up\"}}",
+		"{\"id\":1,\"command\":\"screendump\",\"arguments\":{\"file\":\"/x.png\"}}",
 	};
 	static const char *const codes[] = { CTL_E_STATE, CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
 					     CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT };

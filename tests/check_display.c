@@ -261,7 +261,10 @@ START_TEST(test_screendump)
 
 	display_set_source(d, &fake_ops, &f);
 	snprintf(path, sizeof(path), "%s/dump.png", tmpdir);
-	ck_assert_int_eq(display_screendump(d, path, err, sizeof(err)), 0);
+	ck_assert_int_eq(display_screendump(d, path, &w, &h, err, sizeof(err)), 0);
+	ck_assert_uint_eq(w, 64);
+	ck_assert_uint_eq(h, 32);
+	w = h = 0;
 	rgb = png_load(path, &w, &h);
 	ck_assert_uint_eq(w, 64);
 	ck_assert_uint_eq(h, 32);

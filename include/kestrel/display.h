@@ -142,8 +142,10 @@ uint64_t display_refresh_count(const struct display *d);
 /* Refresh and write the picture as an 8-bit RGB PNG (libpng) to path:
  * through a temporary file next to it, renamed over it when complete, so a
  * failure leaves any file there untouched. d->lock is held only while the
- * pixels are copied. 0 or -errno with one line in err. */
-int display_screendump(struct display *d, const char *path, char *err, size_t errlen) WARN_UNUSED;
+ * pixels are copied. 0 or -errno with one line in err; the picture's size
+ * in *width, *height (either may be NULL). */
+int display_screendump(struct display *d, const char *path, uint32_t *width, uint32_t *height,
+		       char *err, size_t errlen) WARN_UNUSED;
 /* Write pixels (XRGB8888, stride in pixels) as a PNG to path the same way. */
 int display_png_write(const char *path, const uint32_t *pixels, uint32_t width, uint32_t height,
 		      uint32_t stride, char *err, size_t errlen) WARN_UNUSED;

@@ -15,6 +15,8 @@ struct machine {
 	struct device *vscsi;    /* virtio-scsi controller, when there are SCSI disks */
 	struct device *vnet[CONFIG_MAX_NETS];   /* virtio-net NICs, one per --net, "net0".. */
 	unsigned nvnet;
+	struct device *vga;      /* --vga std */
+	struct display *display; /* what the VGA draws, for screendumps (NULL without one) */
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
 	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */

@@ -34,7 +34,7 @@ struct opt_src {
 enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
-	OPT_SCSI_CONTROLLER, OPT_NET,
+	OPT_SCSI_CONTROLLER, OPT_NET, OPT_VGA, OPT_DISPLAY,
 	OPT_CONTROL, OPT_HELP, OPT_NR
 };
 
@@ -413,6 +413,25 @@ static int opt_net(struct vm_config *c, const char *v, const struct opt_src *src
 	return 0;
 }
 
+/* --vga std[,mem=SIZE][,rom=FILE|none] | none (src/config/config_display.c). */
+static int opt_vga(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_vga_set(c, v, src->basedir, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
+static int opt_display(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_display_set(c, v, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
 /* --control PATH: the control socket (docs/control.md); "none" turns it off. */
 static int opt_control(struct vm_config *c, const char *v, const struct opt_src *src)
 {
@@ -479,6 +498,13 @@ static const struct opt opts[OPT_NR] = {
 		"add a virtio-net NIC (repeatable): tap=IFNAME\n"
 		"[,mac=52:54:00:..][,vlan=ID][,queues=N]\n"
 		"(JSON: \"net\": [ {\"tap\": ..}, ..])" },
+	[OPT_VGA] = { "vga", "vga", JT_STRING, true, opt_vga, "SPEC",
+		"graphics card: std[,mem=SIZE][,rom=FILE|none]\n"
+		"(PCI std VGA with Bochs VBE; VRAM a power of\n"
+		"two, 1M to 256M, default 16M) or none (default\n"
+		"none when booting a kernel directly)" },
+	[OPT_DISPLAY] = { "display", "display", JT_STRING, true, opt_display, "none",
+		"display output: none (screendumps only)" },
 	[OPT_CONTROL] = { "control", "control", JT_STRING, true, opt_control, "PATH",
 		"control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
 		"NAME.sock, /run/kestrel/NAME.sock as root);\n"
@@ -639,6 +665,8 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_QUIET: return a->quiet == b->quiet;
 	case OPT_STATS: return a->stats == b->stats;
 	case OPT_SCSI_CONTROLLER: return a->scsi_controller == b->scsi_controller;
+	case OPT_VGA: return config_vga_same(a, b);
+	case OPT_DISPLAY: return a->display == b->display;
 	case OPT_CONTROL: return str_eq(a->control, b->control);
 	default: return true;
 	}
@@ -1085,6 +1113,7 @@ int config_validate(struct vm_config *c, char *err, size_t errlen)
 	ret = mem_validate(c, VSRC("mem"));
 	ret = ret ?: config_validate_files(c, err, errlen);
 	ret = ret ?: config_disks_validate(c, err, errlen);
+	ret = ret ?: config_vga_validate(c, err, errlen);
 	return ret ?: config_nets_validate(c, err, errlen);
 }
 
@@ -1112,6 +1141,7 @@ void config_free(struct vm_config *c)
 	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
 	config_disks_free(c);
 	config_nets_free(c);
+	config_display_free(c);
 }
 
 static void usage_opt(FILE *f, const struct opt *o)

@@ -153,6 +153,14 @@ static int cmd_net_link(const struct control_ops *ops, void *o, const struct con
 	return ops->net_link(o, a->set[1] ? a->str[1] : NULL, strcmp(a->str[0], "up") == 0, e);
 }
 
+static int cmd_screendump(const struct control_ops *ops, void *o, const struct control_args *a,
+			  json_object *ret, struct control_error *e)
+{
+	if (!ops->screendump)
+		return control_fail(e, CTL_E_UNSUPPORTED, "no display");
+	return ops->screendump(o, a->str[0], ret, e);
+}
+
 static const char *const link_choices[] = { "up", "down", NULL };
 
 #define ARG_END { 0 }
@@ -176,6 +184,10 @@ static const struct control_arg disk_remove_args[] = {
 	  .max = CONFIG_MAX_DISKS - 1 },
 	ARG_END,
 };
+static const struct control_arg screendump_args[] = {
+	{ .name = "file", .type = CTL_ARG_PATH, .required = true },
+	ARG_END,
+};
 static const struct control_arg net_link_args[] = {
 	{ .name = "state", .type = CTL_ARG_ENUM, .required = true, .choices = link_choices },
 	{ .name = "device", .type = CTL_ARG_STRING },
@@ -194,6 +206,7 @@ const struct control_command control_commands[] = {
 	{ "disk-add", disk_add_args, cmd_disk_add },
 	{ "disk-remove", disk_remove_args, cmd_disk_remove },
 	{ "net-link", net_link_args, cmd_net_link },
+	{ "screendump", screendump_args, cmd_screendump },
 	{ 0 },
 };
 

@@ -143,7 +143,8 @@ int display_png_write(const char *path, const uint32_t *pixels, uint32_t width, 
 	return ret;
 }
 
-int display_screendump(struct display *d, const char *path, char *err, size_t errlen)
+int display_screendump(struct display *d, const char *path, uint32_t *width, uint32_t *height,
+		       char *err, size_t errlen)
 {
 	const struct display_surface *s;
 	struct display_status st;
@@ -168,5 +169,9 @@ int display_screendump(struct display *d, const char *path, char *err, size_t er
 	}
 	ret = display_png_write(path, copy, w, h, w, err, errlen);
 	free(copy);
+	if (width)
+		*width = w;
+	if (height)
+		*height = h;
 	return ret;
 }
