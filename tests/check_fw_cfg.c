@@ -458,6 +458,12 @@ START_TEST(board_items)
 	port_select(fw, FW_CFG_BOOT_MENU);
 	port_read(fw, v, 2);
 	ck_assert_uint_eq(le(v, 2), 1);
+	port_select(fw, FW_CFG_NOGRAPHIC);
+	port_read(fw, v, 2);
+	ck_assert_uint_eq(le(v, 2), 1);
+	port_select(fw, FW_CFG_IRQ0_OVERRIDE);
+	port_read(fw, v, 4);
+	ck_assert_uint_eq(le(v, 4), 1);
 	/* NUMA: node count 0 and one word per APIC id, then nothing. */
 	port_select(fw, FW_CFG_NUMA);
 	for (int i = 0; i < 4 * 8; i++)

@@ -325,8 +325,9 @@ int fw_cfg_add_bytes(struct device *dev, uint16_t key, const void *data, size_t 
 
 int fw_cfg_add_u16(struct device *dev, uint16_t key, uint16_t v)
 {
-	uint8_t le[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+	uint8_t le[2];
 
+	put_le16(le, v);
 	return fw_cfg_add_bytes(dev, key, le, sizeof(le));
 }
 
@@ -334,8 +335,7 @@ int fw_cfg_add_u32(struct device *dev, uint16_t key, uint32_t v)
 {
 	uint8_t le[4];
 
-	for (int i = 0; i < 4; i++)
-		le[i] = (uint8_t)(v >> (8 * i));
+	put_le32(le, v);
 	return fw_cfg_add_bytes(dev, key, le, sizeof(le));
 }
 
@@ -343,8 +343,7 @@ int fw_cfg_add_u64(struct device *dev, uint16_t key, uint64_t v)
 {
 	uint8_t le[8];
 
-	for (int i = 0; i < 8; i++)
-		le[i] = (uint8_t)(v >> (8 * i));
+	put_le64(le, v);
 	return fw_cfg_add_bytes(dev, key, le, sizeof(le));
 }
 

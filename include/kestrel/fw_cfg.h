@@ -97,6 +97,7 @@ struct fw_cfg_board {
 	uint64_t ram_size;           /* FW_CFG_RAM_SIZE: all RAM, both sides of the hole */
 	const struct e820_entry *e820; /* etc/e820: RAM and reservations, firmware adds its own */
 	int ne820;
+	bool graphics;               /* FW_CFG_NOGRAPHIC = !graphics: a display to use */
 	bool boot_menu;              /* FW_CFG_BOOT_MENU: offer the F12 menu */
 	uint16_t boot_menu_wait_ms;  /* etc/boot-menu-wait if non-zero */
 	int32_t boot_fail_wait_ms;   /* etc/boot-fail-wait: retry after; -1 never (QEMU's default) */

@@ -16,17 +16,12 @@
 #include <string.h>
 
 #include "kestrel/board.h"
+#include "kestrel/byteorder.h"
 #include "kestrel/fw_cfg.h"
 
 #define LOADER_CMD        0
 #define LOADER_ARGS       4
 #define LOADER_MAX_CMDS   (2 + ACPI_MAX_FIXUPS)
-
-static void put32le(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 static const char *loader_file(enum acpi_blob b)
 {
@@ -42,9 +37,9 @@ static void loader_name(uint8_t *p, const char *name)
 
 static void loader_allocate(uint8_t *e, enum acpi_blob b, uint32_t align, uint8_t zone)
 {
-	put32le(e + LOADER_CMD, TABLE_LOADER_ALLOCATE);
+	put_le32(e + LOADER_CMD, TABLE_LOADER_ALLOCATE);
 	loader_name(e + LOADER_ARGS, loader_file(b));
-	put32le(e + LOADER_ARGS + TABLE_LOADER_FILESZ, align);
+	put_le32(e + LOADER_ARGS + TABLE_LOADER_FILESZ, align);
 	e[LOADER_ARGS + TABLE_LOADER_FILESZ + 4] = zone;
 }
 
@@ -53,18 +48,18 @@ static void loader_fixup(uint8_t *e, const struct acpi_fixup *f)
 	uint8_t *a = e + LOADER_ARGS;
 
 	if (f->kind == ACPI_FIX_POINTER) {
-		put32le(e + LOADER_CMD, TABLE_LOADER_ADD_POINTER);
+		put_le32(e + LOADER_CMD, TABLE_LOADER_ADD_POINTER);
 		loader_name(a, loader_file(f->blob));
 		loader_name(a + TABLE_LOADER_FILESZ, ACPI_FILE_TABLES);
-		put32le(a + 2 * TABLE_LOADER_FILESZ, f->offset);
+		put_le32(a + 2 * TABLE_LOADER_FILESZ, f->offset);
 		a[2 * TABLE_LOADER_FILESZ + 4] = f->size;
 		return;
 	}
-	put32le(e + LOADER_CMD, TABLE_LOADER_ADD_CHECKSUM);
+	put_le32(e + LOADER_CMD, TABLE_LOADER_ADD_CHECKSUM);
 	loader_name(a, loader_file(f->blob));
-	put32le(a + TABLE_LOADER_FILESZ, f->offset);
-	put32le(a + TABLE_LOADER_FILESZ + 4, f->start);
-	put32le(a + TABLE_LOADER_FILESZ + 8, f->length);
+	put_le32(a + TABLE_LOADER_FILESZ, f->offset);
+	put_le32(a + TABLE_LOADER_FILESZ + 4, f->start);
+	put_le32(a + TABLE_LOADER_FILESZ + 8, f->length);
 }
 
 long table_loader_script(const struct acpi_blobs *b, uint8_t *out, size_t size)

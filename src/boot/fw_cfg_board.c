@@ -8,18 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kestrel/byteorder.h"
 #include "kestrel/fw_cfg.h"
 
 #define E820_FILE_ENTRY_LEN 20
 #define FW_PCI_ROOT "/pci@i0cf8" /* SeaBIOS FW_PCI_DOMAIN: the 0xCF8 host bridge */
 #define FW_BOOT_PATH_MAX 96
 #define FW_ROM_PREFIX "genroms/"
-
-static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
-{
-	for (unsigned i = 0; i < bytes; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 int fw_cfg_ram_e820(const struct guest_mem *gm, struct e820_entry *out, int max)
 {
@@ -39,9 +34,9 @@ int fw_cfg_add_e820(struct device *fw, const struct e820_entry *e, int n)
 	for (int i = 0; i < n; i++) {
 		uint8_t *p = buf + i * E820_FILE_ENTRY_LEN;
 
-		put_le(p, e[i].addr, 8);
-		put_le(p + 8, e[i].size, 8);
-		put_le(p + 16, e[i].type, 4);
+		put_le64(p, e[i].addr);
+		put_le64(p + 8, e[i].size);
+		put_le32(p + 16, e[i].type);
 	}
 	return fw_cfg_add_file(fw, "etc/e820", buf, (size_t)n * E820_FILE_ENTRY_LEN);
 }
@@ -61,12 +56,20 @@ static int fw_cfg_add_numa(struct device *fw, unsigned ncpus)
 	return ret;
 }
 
-static int fw_cfg_add_le_file(struct device *fw, const char *name, uint64_t v, unsigned bytes)
+static int fw_cfg_add_le16_file(struct device *fw, const char *name, uint16_t v)
 {
-	uint8_t le[8];
+	uint8_t le[2];
 
-	put_le(le, v, bytes);
-	return fw_cfg_add_file(fw, name, le, bytes);
+	put_le16(le, v);
+	return fw_cfg_add_file(fw, name, le, sizeof(le));
+}
+
+static int fw_cfg_add_le32_file(struct device *fw, const char *name, uint32_t v)
+{
+	uint8_t le[4];
+
+	put_le32(le, v);
+	return fw_cfg_add_file(fw, name, le, sizeof(le));
 }
 
 int fw_cfg_add_board(struct device *fw, const struct fw_cfg_board *b)
@@ -80,16 +83,16 @@ int fw_cfg_add_board(struct device *fw, const struct fw_cfg_board *b)
 	ret = fw_cfg_add_u16(fw, FW_CFG_NB_CPUS, (uint16_t)b->ncpus);
 	ret = ret ?: fw_cfg_add_u16(fw, FW_CFG_MAX_CPUS, (uint16_t)b->ncpus);
 	ret = ret ?: fw_cfg_add_u64(fw, FW_CFG_RAM_SIZE, b->ram_size);
-	ret = ret ?: fw_cfg_add_u16(fw, FW_CFG_NOGRAPHIC, 1);
+	ret = ret ?: fw_cfg_add_u16(fw, FW_CFG_NOGRAPHIC, !b->graphics);
 	ret = ret ?: fw_cfg_add_u16(fw, FW_CFG_BOOT_MENU, b->boot_menu);
 	/* The PIT's IRQ0 reaches IOAPIC pin 2, as the MADT's override says. */
 	ret = ret ?: fw_cfg_add_u32(fw, FW_CFG_IRQ0_OVERRIDE, 1);
 	ret = ret ?: fw_cfg_add_numa(fw, b->ncpus);
 	ret = ret ?: fw_cfg_add_e820(fw, b->e820, b->ne820);
 	if (!ret && b->boot_menu_wait_ms)
-		ret = fw_cfg_add_le_file(fw, "etc/boot-menu-wait", b->boot_menu_wait_ms, 2);
+		ret = fw_cfg_add_le16_file(fw, "etc/boot-menu-wait", b->boot_menu_wait_ms);
 	/* QEMU always adds it; -1 (0xffffffff) means "do not retry". */
-	ret = ret ?: fw_cfg_add_le_file(fw, "etc/boot-fail-wait", (uint32_t)b->boot_fail_wait_ms, 4);
+	ret = ret ?: fw_cfg_add_le32_file(fw, "etc/boot-fail-wait", (uint32_t)b->boot_fail_wait_ms);
 	return ret;
 }
 
