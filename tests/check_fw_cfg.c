@@ -220,7 +220,7 @@ END_TEST
 
 START_TEST(add_api)
 {
-	uint8_t big[10];
+	uint8_t big[FW_CFG_MAX_FILES];
 	char name[80];
 
 	memset(big, 0x5a, sizeof(big));
