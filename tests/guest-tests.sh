@@ -33,6 +33,7 @@ first_of() { for p in "$@"; do [ -e "$p" ] && { echo "$p"; return; }; done; echo
 [ -n "$KESTREL" ] || KESTREL=$(first_of "$root/build/kestrel" "$(command -v kestrel || echo kestrel)")
 [ -n "$PAYLOADS" ] || PAYLOADS=${PAYLOADS_DIR:-$(first_of "$root/build/tests/guest" /payloads)}
 [ -n "$KIT" ] || KIT=$(first_of "$root/.kit" /kit)
+KIT_I386=${KESTREL_KIT_I386:-$(first_of "$root/.kit-i386" /work/kit-i386)}
 
 if [ ! -c /dev/kvm ]; then
 	echo "SKIP: /dev/kvm is missing on this machine; guest tests run inside the nested rig (scripts/rig.sh)"
@@ -220,6 +221,17 @@ if [ $do_linux = 1 ]; then
 		linux_case "linux-pvh-cpus$n" vmlinux $n 512M 64
 	done
 	linux_case linux-bzimage32-cpus2 bzImage 2 512M 32
+	# A 32-bit kernel (Debian's linux-image-686 with an i386 busybox,
+	# scripts/guest-kit-i386.sh) and no --boot-entry: the entry comes from
+	# its header. Not quiet, so the guest names its kernel.
+	if [ -s "$KIT_I386/bzImage" ] && [ -s "$KIT_I386/initrd.cpio.gz" ]; then
+		run_case linux-686-auto 0 "Linux version [^ ]+-686 " "KESTREL-GUEST-INIT-OK" "^nproc=2\b" \
+			"KESTREL-GUEST-POWEROFF" -- --kernel "$KIT_I386/bzImage" \
+			--initrd "$KIT_I386/initrd.cpio.gz" --cpus 2 --mem 512M \
+			--cmdline "console=ttyS0 panic=-1" --timeout 180s
+	elif echo linux-686-auto | grep -Eq -- "$filter"; then
+		echo "SKIP: linux-686-auto: no i386 kit in $KIT_I386 (scripts/guest-kit-i386.sh)"
+	fi
 	# RAM above 4 GiB: the guest's e820 shows RAM from 0x100000000, MemTotal ~6 GiB.
 	linux_case linux-pvh-6g vmlinux 2 6G 64 "^e820: 0x0*100000000-" "^memtotal_kb=(5[5-9]|6[0-2])[0-9]{5}$"
 	# The guest chooses the worker's exit code through the debug-exit port.
