@@ -39,6 +39,7 @@ static const struct kvm_cap_need kvm_caps_needed[] = {
 	{ KVM_CAP_IRQCHIP, "in-kernel irqchip (KVM_CAP_IRQCHIP)" },
 	{ KVM_CAP_PIT2, "in-kernel PIT (KVM_CAP_PIT2)" },
 	{ KVM_CAP_USER_MEMORY, "user memory slots (KVM_CAP_USER_MEMORY)" },
+	{ KVM_CAP_READONLY_MEM, "read-only memory slots (KVM_CAP_READONLY_MEM)" },
 	{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
 	{ KVM_CAP_EXT_CPUID, "KVM_GET_SUPPORTED_CPUID (KVM_CAP_EXT_CPUID)" },
 	{ KVM_CAP_IRQ_ROUTING, "GSI routing (KVM_CAP_IRQ_ROUTING)" },
@@ -73,21 +74,14 @@ static int vm_check_kvm(struct vm *vm, unsigned ncpus, char *err, size_t errlen)
 	return 0;
 }
 
+/* Guest memory's slots go to KVM now; it keeps KVM in step from then on. */
 static int vm_map_ram(struct vm *vm, char *err, size_t errlen)
 {
-	for (int i = 0; i < vm->gm.nr; i++) {
-		struct kvm_userspace_memory_region mr = {
-			.slot = i,
-			.guest_phys_addr = vm->gm.r[i].gpa,
-			.memory_size = vm->gm.r[i].size,
-			.userspace_addr = (uintptr_t)vm->gm.r[i].hva,
-		};
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
-			errf(err, errlen, "KVM_SET_USER_MEMORY_REGION slot %d: %s", i, strerror(errno));
-			return -errno;
-		}
-	}
-	return 0;
+	int ret = gm_attach_kvm(&vm->gm, vm->kvm_fd, vm->vm_fd);
+
+	if (ret)
+		errf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
+	return ret;
 }
 
 static int vm_setup_irq_routing(struct vm *vm, char *err, size_t errlen);
