@@ -460,6 +460,28 @@ static void vm_read_memory(struct vm *vm, struct vm_stats *st)
 	st->vmm_kb = total - guest;
 }
 
+/* Guest writes to read-only slots, all of them; f: also one line per slot. */
+static uint64_t vm_rom_writes(struct vm *vm, FILE *f)
+{
+	struct gm_slot_info sl[GM_MAX_SLOTS];
+	int n = MIN(gm_slots(&vm->gm, sl, GM_MAX_SLOTS), GM_MAX_SLOTS);
+	uint64_t sum = 0;
+
+	if (f)
+		fprintf(f, "kestrel: stats: read-only memory writes:");
+	for (int i = 0; i < n; i++) {
+		if (!(sl[i].flags & GM_SLOT_READONLY))
+			continue;
+		sum += sl[i].writes;
+		if (f)
+			fprintf(f, " %s@0x%llx=%llu", sl[i].name, (unsigned long long)sl[i].gpa,
+				(unsigned long long)sl[i].writes);
+	}
+	if (f)
+		fputc('\n', f);
+	return sum;
+}
+
 /* The counters are written by the vCPU threads; relaxed loads give a
  * consistent-enough snapshot while the VM runs. */
 void vm_get_stats(struct vm *vm, struct vm_stats *st)
@@ -471,6 +493,7 @@ void vm_get_stats(struct vm *vm, struct vm_stats *st)
 			st->exits[s] += __atomic_load_n(&vm->vcpus[i].exits[s], __ATOMIC_RELAXED);
 	st->pio_unhandled = __atomic_load_n(&vm->pio.unhandled, __ATOMIC_RELAXED);
 	st->mmio_unhandled = __atomic_load_n(&vm->mmio.unhandled, __ATOMIC_RELAXED);
+	st->rom_writes = vm_rom_writes(vm, NULL);
 }
 
 void vm_print_stats(struct vm *vm, FILE *f)
@@ -493,4 +516,5 @@ void vm_print_stats(struct vm *vm, FILE *f)
 		(unsigned long long)st.pio_unhandled, (unsigned long long)st.mmio_unhandled);
 	bus_print_hits(&vm->pio, f);
 	bus_print_hits(&vm->mmio, f);
+	vm_rom_writes(vm, f);
 }
