@@ -667,6 +667,27 @@ dirty_fetch() {
 	rounds_after "$(lines_of "$out/$1.log" "$3")" "$1" "$3" || echo "no round came" >>"$out/why"
 	ctl "$1" dirty-log fetch --json >"$2" 2>&1
 }
+# dirty_session NAME REGEX: once worker NAME's guest printed round 2 (a
+# REGEX line ending in 2), start the log and fetch it twice, each two rounds
+# on: NAME.d1, NAME.d2. Logging stays on.
+dirty_session() {
+	expect "the control socket never answered" wait_for 20 alive "$1"
+	expect "the guest never got to round 2" wait_for 60 has "$out/$1.log" "${2} 2$"
+	expect "dirty-log start failed" ctl "$1" dirty-log start
+	dirty_fetch "$1" "$out/$1.d1" "$2"
+	dirty_fetch "$1" "$out/$1.d2" "$2"
+}
+# dirty_in_both NAME WHAT ADDR: both fetches list ADDR's page.
+dirty_in_both() {
+	expect "first fetch: $2 $3 is missing" in_ranges "$out/$1.d1" "${3:-0}"
+	expect "second fetch: $2 $3 is missing" in_ranges "$out/$1.d2" "${3:-0}"
+}
+# stop_worker NAME: stop it, reap it, its log without CRs.
+stop_worker() {
+	ctl "$1" stop >/dev/null 2>&1
+	reap_worker $bg_pid 300
+	tr -d '\r' <"$out/$1.log" >"$out/$1.tmp" && mv "$out/$1.tmp" "$out/$1.log"
+}
 
 # mem.bin: the VGA window is a hole, the BIOS segment read-only (the
 # worker counts the 4 writes), and the page the guest keeps writing is in
@@ -675,29 +696,22 @@ mem_payload_case() {
 	n=mem-$$
 	case_begin payload-mem || return 0
 	bg_run "$n" --kernel "$P/mem.bin" --cmdline "hole=1 rounds=300 period_ms=100" --timeout 120s --stats
-	expect "the control socket never answered" wait_for 20 alive "$n"
-	expect "the guest never got to round 2" wait_for 60 has "$out/$n.log" "^mem: round 2$"
-	ctl "$n" dirty-log fetch >/dev/null 2>"$out/e"
-	expect "fetch before start: not 'invalid-state'" has "$out/e" "\(invalid-state\)"
-	expect "dirty-log start failed" ctl "$n" dirty-log start
+	dirty_session "$n" "^mem: round"
 	ctl "$n" dirty-log start >/dev/null 2>"$out/e"
 	expect "a second start: not 'invalid-state'" has "$out/e" "\(invalid-state\)"
-	dirty_fetch "$n" "$out/$n.d1" "^mem: round"
-	dirty_fetch "$n" "$out/$n.d2" "^mem: round"
 	expect "dirty-log stop failed" ctl "$n" dirty-log stop
+	ctl "$n" dirty-log fetch >/dev/null 2>"$out/e"
+	expect "fetch after stop: not 'invalid-state'" has "$out/e" "\(invalid-state\)"
 	ctl "$n" stats --json >"$out/$n.stats" 2>&1
 	ctl "$n" query-vm --json >"$out/$n.vm" 2>&1
-	ctl "$n" stop >/dev/null 2>&1
-	reap_worker $bg_pid 300
-	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
+	stop_worker "$n"
 	busy=$(addr_of "$out/$n.log" busy) quiet=$(addr_of "$out/$n.log" quiet)
 	expect "the guest printed no page addresses" [ -n "$busy" ] && [ -n "$quiet" ]
 	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
 	expect "no PASS for the VGA hole" has "$out/$n.log" "^PASS: VGA window is not RAM"
 	expect "no PASS for the read-only BIOS segment" has "$out/$n.log" "^PASS: BIOS segment is read-only"
 	expect "first fetch: no page count" has "$out/$n.d1" '"pages":[1-9]'
-	expect "first fetch: the busy page $busy is missing" in_ranges "$out/$n.d1" "${busy:-0}"
-	expect "second fetch: the busy page $busy is missing" in_ranges "$out/$n.d2" "${busy:-0}"
+	dirty_in_both "$n" "the busy page" "$busy"
 	expect "the quiet page $quiet is dirty" fails in_ranges "$out/$n.d1" "${quiet:-0}"
 	expect "stats: the 4 BIOS writes did not reach the device" has "$out/$n.stats" '"rom_writes":4[,}]'
 	expect "query-vm: the BIOS segment is not a read-only RAM slot" has "$out/$n.vm" \
@@ -715,20 +729,13 @@ mem_dma_case() {
 	vscsi_images
 	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "dirty=300 period_ms=100" --timeout 120s \
 		--disk "path=$out/vd0.img,bus=scsi"
-	expect "the control socket never answered" wait_for 20 alive "$n"
-	expect "the guest never got to round 2" wait_for 60 has "$out/$n.log" "^vscsi: dirty round 2$"
-	expect "dirty-log start failed" ctl "$n" dirty-log start
-	dirty_fetch "$n" "$out/$n.d1" "^vscsi: dirty round"
-	dirty_fetch "$n" "$out/$n.d2" "^vscsi: dirty round"
-	ctl "$n" stop >/dev/null 2>&1
-	reap_worker $bg_pid 300
-	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
+	dirty_session "$n" "^vscsi: dirty round"
+	stop_worker "$n"
 	dma=$(addr_of "$out/$n.log" dma) used=$(addr_of "$out/$n.log" used)
 	expect "the guest printed no page addresses" [ -n "$dma" ] && [ -n "$used" ]
 	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
-	expect "first fetch: the DMA page $dma is missing" in_ranges "$out/$n.d1" "${dma:-0}"
-	expect "first fetch: the used ring $used is missing" in_ranges "$out/$n.d1" "${used:-0}"
-	expect "second fetch: the DMA page $dma is missing" in_ranges "$out/$n.d2" "${dma:-0}"
+	dirty_in_both "$n" "the DMA page" "$dma"
+	dirty_in_both "$n" "the used ring" "$used"
 	case_end "$out/$n.log" "$out/$n.err" "$out/$n.d1"
 }
 
