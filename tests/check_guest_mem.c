@@ -584,7 +584,7 @@ END_TEST
 struct race {
 	struct guest_mem *gm;
 	int rid;
-	volatile bool stop;
+	bool stop;
 	unsigned long bad, looked;
 };
 
@@ -592,16 +592,19 @@ static void *race_reader(void *arg)
 {
 	struct race *r = arg;
 	uint8_t *base = r->gm->map;
+	unsigned long bad = 0, looked = 0;
 
-	while (!r->stop) {
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
 		uint8_t *p = gm_ptr(r->gm, 0x100000, PAGE);
 		uint8_t *q = gm_ptr(r->gm, 0xc1000, 8);
 
 		/* The big slot never changes; the other is there or not, never wrong. */
 		if (p != base + 0x100000 || (q && q != base + 0xc1000))
-			r->bad++;
-		r->looked++;
+			bad++;
+		looked++;
 	}
+	__atomic_add_fetch(&r->bad, bad, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&r->looked, looked, __ATOMIC_RELAXED);
 	return NULL;
 }
 
@@ -628,7 +631,7 @@ START_TEST(lookups_race_changes)
 					 .size = rom.size, .flags = GM_SLOT_RAM, .ram_offset = 0xc0000 }), r.rid);
 		}
 	}
-	r.stop = true;
+	__atomic_store_n(&r.stop, true, __ATOMIC_RELAXED);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
 	printf("guest_mem: %lu lookups raced 20000 slot changes, %lu wrong\n", r.looked, r.bad);
