@@ -47,7 +47,15 @@
  *   reported twice. RAM is logged between gm_dirty_log_start and
  *   gm_dirty_log_stop (logging costs the guest a write fault per page and
  *   round); a slot made with GM_SLOT_LOG_DIRTY (a framebuffer) always.
- *   Marking while RAM is not logged is one relaxed load. */
+ *   Marking while RAM is not logged is one relaxed load.
+ * - Who marks: gm_write (each copy); the virtqueue (the used ring, each
+ *   time it writes it); virtio-scsi (response, sense and data-in of every
+ *   chain it returns, which covers READ data the block layer wrote into
+ *   guest memory) and virtio-net (received frames, control acks) through
+ *   vq_mark_written before they push. A device that writes through a
+ *   pointer from gm_ptr marks with gm_mark_dirty_hva/_iov after writing.
+ *   Loaders and the ACPI builder write before the vCPUs run, when nothing
+ *   can be logging yet; they do not mark. */
 #ifndef KESTREL_GUEST_MEM_H
 #define KESTREL_GUEST_MEM_H
 
