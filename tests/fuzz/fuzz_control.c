@@ -9,6 +9,9 @@
  * (the machine is detached and a new one attached, so control_vm replays
  * what the socket changed) and a second client sends the rest.
  *
+ * A vertical tab stands for 16 KiB of spaces, so that short inputs reach
+ * the request-too-long paths (64 KiB lines).
+ *
  * Byte 0 shapes the machine: bit 0 none attached (between two boots);
  * bit 1 a SCSI controller; bits 2-3 the number of NICs; bit 4 two disks in
  * the configuration; bit 5 the vCPUs never park (pause times out).
@@ -39,6 +42,7 @@
 #include "kestrel/virtio_scsi.h"
 
 #define FUZZ_NICS 3
+#define FUZZ_VT_SPACES 16384
 
 #define CHECK(cond)                                                           \
 	do {                                                                  \
@@ -321,23 +325,42 @@ static unsigned client_replies(int fd)
 	return replies;
 }
 
-static void client_run(const uint8_t *data, size_t size)
+/* All of buf, unless the server drops us (too much unread output). */
+static bool client_send(int fd, const void *buf, size_t len)
 {
-	int fd = client_connect();
-	unsigned lines = 1;
 	size_t off = 0;
 
-	for (size_t i = 0; i < size; i++)
-		lines += data[i] == '\n';
-	while (off < size) {
-		ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
+	while (off < len) {
+		ssize_t n = send(fd, (const char *)buf + off, len - off, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			break;    /* the server dropped us (too much unread output) */
+			return false;
 		off += (size_t)n;
 	}
+	return true;
+}
+
+static void client_run(const uint8_t *data, size_t size)
+{
+	static char spaces[FUZZ_VT_SPACES];
+	int fd = client_connect();
+	unsigned lines = 1;
+	const uint8_t *vt;
+	bool ok = true;
+
+	memset(spaces, ' ', sizeof(spaces));
+	for (size_t i = 0; i < size; i++)
+		lines += data[i] == '\n';
+	while (ok && (vt = memchr(data, '\v', size))) {
+		ok = client_send(fd, data, (size_t)(vt - data)) &&
+		     client_send(fd, spaces, sizeof(spaces));
+		size -= (size_t)(vt - data) + 1;
+		data = vt + 1;
+	}
+	if (ok)
+		client_send(fd, data, size);
 	shutdown(fd, SHUT_WR);
 	CHECK(client_replies(fd) <= lines);
 	close(fd);
