@@ -9,8 +9,8 @@
  * (the machine is detached and a new one attached, so control_vm replays
  * what the socket changed) and a second client sends the rest.
  *
- * A vertical tab stands for 16 KiB of spaces, so that short inputs reach
- * the request-too-long paths (64 KiB lines).
+ * A vertical tab stands for 16 KiB of spaces (the first eight of them), so
+ * that short inputs reach the request-too-long paths (64 KiB lines).
  *
  * Byte 0 shapes the machine: bit 0 none attached (between two boots);
  * bit 1 a SCSI controller; bits 2-3 the number of NICs; bit 4 two disks in
@@ -20,11 +20,14 @@
  * virtio_scsi_hotplug, ...). The fakes never open a host file and trap on
  * anything the commands must not hand down: a target outside the
  * controller, a relative or empty path, an option outside its table. The
- * client traps on a reply line that is not a JSON object with "return",
- * "error" or "event", and on more replies than request lines.
+ * client, which sends and reads at once, traps on a reply line that is not
+ * a JSON object with exactly one of "return", "error" and "event", on a
+ * line without its newline, on a dropped connection, and unless every
+ * non-blank request line got exactly one reply (docs/control.md).
  * Build and run: tests/fuzz/run.sh control. */
 #include <errno.h>
 #include <stdio.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -295,75 +298,122 @@ static void check_reply(const char *line, size_t len, unsigned *replies)
 	json_object_put(o);
 }
 
-/* Every reply line, until the server closes the connection. */
-static unsigned client_replies(int fd)
+/* The client's side of the stream: what it sends and what came back so far. */
+struct client {
+	int fd;
+	const char *out;
+	size_t out_len, sent;
+	char in[2 * CONTROL_LINE_MAX];
+	size_t in_len;
+	unsigned replies;
+};
+
+/* Check every whole line received; keep a partial one. */
+static void client_lines(struct client *c)
 {
-	static char buf[CONTROL_OUT_MAX + CONTROL_LINE_MAX];
-	size_t len = 0;
-	unsigned replies = 0;
-	ssize_t n;
+	char *start = c->in, *nl;
 
-	/* libFuzzer's -timeout alarm interrupts blocking calls: EINTR. */
-	while ((n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0)) > 0 || (n < 0 && errno == EINTR)) {
-		char *start = buf, *nl;
-
-		if (n < 0)
-			continue;
-		len += (size_t)n;
-		buf[len] = '\0';
-		while ((nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
-			*nl = '\0';
-			check_reply(start, (size_t)(nl - start), &replies);
-			start = nl + 1;
-		}
-		len -= (size_t)(start - buf);
-		memmove(buf, start, len);
-		CHECK(len < sizeof(buf) - 1);
+	while ((nl = memchr(start, '\n', c->in_len - (size_t)(start - c->in)))) {
+		*nl = '\0';
+		check_reply(start, (size_t)(nl - start), &c->replies);
+		start = nl + 1;
 	}
-	CHECK(n == 0 || errno == ECONNRESET);
-	CHECK(len == 0);    /* every line ends with its newline */
-	return replies;
+	c->in_len -= (size_t)(start - c->in);
+	memmove(c->in, start, c->in_len);
+	CHECK(c->in_len < sizeof(c->in) - 1);    /* no reply line is this long */
 }
 
-/* All of buf, unless the server drops us (too much unread output). */
-static bool client_send(int fd, const void *buf, size_t len)
+/* Send and receive at once, as a well-behaved client does, so the server
+ * never has reason to drop us; then read until the server closes. */
+static void client_talk(struct client *c)
 {
-	size_t off = 0;
+	for (;;) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		ssize_t n;
 
-	while (off < len) {
-		ssize_t n = send(fd, (const char *)buf + off, len - off, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
+		if (c->sent < c->out_len)
+			p.events |= POLLOUT;
+		if (poll(&p, 1, -1) < 0) {
+			CHECK(errno == EINTR);    /* libFuzzer's -timeout alarm */
 			continue;
-		if (n <= 0)
-			return false;
-		off += (size_t)n;
+		}
+		if (p.revents & POLLOUT) {
+			n = send(c->fd, c->out + c->sent, c->out_len - c->sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+			CHECK(n > 0 || errno == EAGAIN || errno == EINTR);
+			if (n > 0)
+				c->sent += (size_t)n;
+			if (c->sent == c->out_len)
+				shutdown(c->fd, SHUT_WR);
+		}
+		if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - 1 - c->in_len, MSG_DONTWAIT);
+		if (n == 0)
+			break;
+		CHECK(n > 0 || errno == EAGAIN || errno == EINTR);
+		if (n < 0)
+			continue;
+		c->in_len += (size_t)n;
+		c->in[c->in_len] = '\0';
+		client_lines(c);
 	}
-	return true;
+	CHECK(c->sent == c->out_len);    /* the server read everything */
+	CHECK(c->in_len == 0);           /* and ended every line */
+}
+
+/* The stream with each vertical tab as FUZZ_VT_SPACES spaces (the first
+ * eight; later ones are one space). */
+static size_t expand(const uint8_t *data, size_t size, char *out)
+{
+	size_t n = 0;
+	unsigned vts = 0;
+
+	for (size_t i = 0; i < size; i++) {
+		if (data[i] == '\v' && vts++ < 8) {
+			memset(out + n, ' ', FUZZ_VT_SPACES);
+			n += FUZZ_VT_SPACES;
+		} else {
+			out[n++] = data[i] == '\v' ? ' ' : (char)data[i];
+		}
+	}
+	return n;
+}
+
+/* docs/control.md: every non-blank line gets exactly one reply; a line of
+ * CONTROL_LINE_MAX bytes or more (without its newline) gets one error. */
+static unsigned replies_due(const char *s, size_t len)
+{
+	unsigned due = 0;
+	size_t start = 0;
+
+	while (start < len) {
+		const char *nl = memchr(s + start, '\n', len - start);
+		size_t end = nl ? (size_t)(nl - s) : len;
+		bool blank = true;
+
+		for (size_t i = start; i < end && blank; i++)
+			blank = s[i] == ' ' || s[i] == '\t' || s[i] == '\r';
+		due += end - start >= CONTROL_LINE_MAX || !blank;
+		start = end + 1;
+	}
+	return due;
 }
 
 static void client_run(const uint8_t *data, size_t size)
 {
-	static char spaces[FUZZ_VT_SPACES];
-	int fd = client_connect();
-	unsigned lines = 1;
-	const uint8_t *vt;
-	bool ok = true;
+	static struct client c;
+	char *stream = malloc(size + 8 * FUZZ_VT_SPACES);
 
-	memset(spaces, ' ', sizeof(spaces));
-	for (size_t i = 0; i < size; i++)
-		lines += data[i] == '\n';
-	while (ok && (vt = memchr(data, '\v', size))) {
-		ok = client_send(fd, data, (size_t)(vt - data)) &&
-		     client_send(fd, spaces, sizeof(spaces));
-		size -= (size_t)(vt - data) + 1;
-		data = vt + 1;
-	}
-	if (ok)
-		client_send(fd, data, size);
-	shutdown(fd, SHUT_WR);
-	CHECK(client_replies(fd) <= lines);
-	close(fd);
+	CHECK(stream);
+	c = (struct client){ .fd = client_connect(), .out = stream };
+	c.out_len = expand(data, size, stream);
+	if (c.out_len == 0)
+		shutdown(c.fd, SHUT_WR);
+	client_talk(&c);
+	CHECK(c.replies == replies_due(stream, c.out_len));
+	close(c.fd);
+	free(stream);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
