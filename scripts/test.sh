@@ -24,7 +24,9 @@ rc=0
 (cd "$root/build" && ctest --output-on-failure --timeout 1500 "$@") || rc=1
 if [ $asan = 1 ]; then
 	echo "== ASan/UBSan build (build-asan/): unit suites and host payloads"
+	start=$SECONDS
 	KESTREL_BUILD_DIR=$root/build-asan "$root/scripts/build.sh" -DKESTREL_SANITIZE=ON >/dev/null
 	(cd "$root/build-asan" && ctest --output-on-failure --timeout 1500 -L sanitize "$@") || rc=1
+	echo "== ASan/UBSan build and tests: $((SECONDS - start)) s"
 fi
 exit $rc
