@@ -12,6 +12,7 @@ struct machine {
 	struct vm vm;
 	const struct vm_config *cfg;
 	struct device *uart, *rtc, *i8042, *pm, *debug_exit, *post, *pci;
+	struct device *bios_sink;   /* guest writes to the read-only BIOS segment */
 	struct device *vscsi;    /* virtio-scsi controller, when there are SCSI disks */
 	struct device *vnet[CONFIG_MAX_NETS];   /* virtio-net NICs, one per --net, "net0".. */
 	unsigned nvnet;
