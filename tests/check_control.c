@@ -42,7 +42,7 @@ struct fake_vm {
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY };
+       F_NET, F_DIRTY, F_DUMP };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -150,6 +150,14 @@ static int f_dirty(void *o, const char *action, json_object *ret, struct control
 	return fake_enter(F_DIRTY, e);
 }
 
+static int f_dump(void *o, const char *path, json_object *ret, struct control_error *e)
+{
+	(void)o;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s", path);
+	json_object_object_add(ret, "width", json_object_new_int(720));
+	return fake_enter(F_DUMP, e);
+}
+
 static int64_t f_tick(void *o)
 {
 	(void)o;
@@ -163,6 +171,7 @@ static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
+	.screendump = f_dump,
 	.tick = f_tick,
 };
 
@@ -533,7 +542,10 @@ START_TEST(commands_reach_the_vm)
 		json_object_put(expect_ok(line));
 		ck_assert_str_eq(fake.dirty_action, dirty_log_actions[i]);
 	}
-	for (int i = F_VM; i <= F_DIRTY; i++)
+	json_object_put(expect_ok("{\"command\":\"screendump\",\"arguments\":{\"file\":"
+				  "\"/tmp/s.png\"}}"));
+	ck_assert_str_eq(fake.last_path, "/tmp/s.png");
+	for (int i = F_VM; i <= F_DUMP; i++)
 		ck_assert_msg(fake.calls[i] > 0, "command %d never reached the VM", i);
 }
 END_TEST
@@ -550,6 +562,7 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"disk-remove\",\"arguments\":{\"target\":1}}",
 		"{\"id\":1,\"command\":\"net-link\",\"arguments\":{\"state\":\"up\"}}",
 		"{\"id\":1,\"command\":\"dirty-log\",\"arguments\":{\"action\":\"fetch\"}}",
+		"{\"id\":1,\"command\":\"screendump\",\"arguments\":{\"file\":\"/x.png\"}}",
 	};
 	static const char *const codes[] = { CTL_E_STATE, CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
 					     CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT };

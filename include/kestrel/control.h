@@ -108,6 +108,9 @@ struct control_ops {
 	/* Dirty-page logging of guest RAM; action "start", "fetch" or "stop". */
 	int (*dirty_log)(void *opaque, const char *action, struct json_object *ret,
 			 struct control_error *e);
+	/* Write the display's picture to path as a PNG; ret gets width, height. */
+	int (*screendump)(void *opaque, const char *path, struct json_object *ret,
+			  struct control_error *e);
 	/* Called on every turn of the control thread's loop: timers (shutdown
 	 * deadline, watchdog). Returns ms until it wants to be called again, or
 	 * -1 for no deadline. May be NULL. */

@@ -159,6 +159,14 @@ static int cmd_dirty_log(const struct control_ops *ops, void *o, const struct co
 	return ops->dirty_log(o, a->str[0], ret, e);
 }
 
+static int cmd_screendump(const struct control_ops *ops, void *o, const struct control_args *a,
+			  json_object *ret, struct control_error *e)
+{
+	if (!ops->screendump)
+		return control_fail(e, CTL_E_UNSUPPORTED, "no display");
+	return ops->screendump(o, a->str[0], ret, e);
+}
+
 static const char *const link_choices[] = { "up", "down", NULL };
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
 
@@ -210,6 +218,7 @@ const struct control_command control_commands[] = {
 	{ "disk-remove", disk_remove_args, cmd_disk_remove },
 	{ "net-link", net_link_args, cmd_net_link },
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
+	{ "screendump", screendump_args, cmd_screendump },
 	{ 0 },
 };
 
