@@ -217,9 +217,51 @@ static int machine_vga_rom(const struct vm_config *c, uint8_t **rom, size_t *len
 	return ret;
 }
 
+/* BAR 0 as guest memory: a dirty-logged slot over the VRAM, moved with the
+ * BAR, removed while the BAR decodes nowhere (the VGA redraws everything
+ * after each change: KVM's log of a moved slot starts empty). Called from
+ * the vCPU whose config write moved the BAR. */
+static int machine_lfb_map(void *opaque, uint64_t old, uint64_t now, void *hva, uint64_t size)
+{
+	struct machine *m = opaque;
+	int id = __atomic_load_n(&m->vga_slot, __ATOMIC_ACQUIRE), ret = 0;
+	struct gm_slot_spec spec = { .name = "vga-vram", .gpa = now, .size = size,
+				     .flags = GM_SLOT_LOG_DIRTY, .hva = hva };
+
+	(void)old;
+	if (now == PCI_BAR_UNMAPPED) {
+		if (id >= 0)
+			ret = gm_slot_remove(&m->vm.gm, id);
+		__atomic_store_n(&m->vga_slot, -1, __ATOMIC_RELEASE);
+		return ret;
+	}
+	if (id >= 0)
+		return gm_slot_move(&m->vm.gm, id, now);
+	id = gm_slot_add(&m->vm.gm, &spec);
+	if (id < 0)
+		return id;
+	__atomic_store_n(&m->vga_slot, id, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* The pages the guest wrote through BAR 0 (KVM's log), for the renderer. */
+static long machine_lfb_dirty(void *opaque, uint64_t *bitmap, uint64_t nbits)
+{
+	struct machine *m = opaque;
+	int id = __atomic_load_n(&m->vga_slot, __ATOMIC_ACQUIRE);
+	long n;
+
+	if (id < 0)
+		return 0;
+	n = gm_dirty_fetch(&m->vm.gm, id, bitmap, nbits, true);
+	return n == -ENOENT ? 0 : n;   /* unmapped meanwhile: a full redraw follows */
+}
+
 static int machine_create_vga(struct machine *m, char *err, size_t errlen)
 {
-	struct vga_opts o = { .vram_size = m->cfg->vga_mem };
+	struct vga_lfb_ops lfb = { .map = machine_lfb_map, .fetch_dirty = machine_lfb_dirty,
+				   .opaque = m };
+	struct vga_opts o = { .vram_size = m->cfg->vga_mem, .lfb = &lfb };
 	int ret;
 
 	if (m->cfg->vga != CONFIG_VGA_STD)
@@ -385,6 +427,7 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	memset(m, 0, sizeof(*m));
 	m->cfg = cfg;
 	m->serial_out_fd = -1;
+	m->vga_slot = -1;
 	m->vm.kvm_fd = m->vm.vm_fd = -1;
 	ret = machine_read_images(m, err, errlen);
 	if (ret)

@@ -684,6 +684,8 @@ void vga_display_refresh(void *opaque, struct display *d, struct display_hint *h
 	if (__atomic_load_n(&v->lfb_mapped, __ATOMIC_ACQUIRE)) {
 		n = v->lfb.fetch_dirty(v->lfb.opaque, v->rc.lfb_scratch, v->vram_pages);
 		hint->poll_ms = VGA_LFB_POLL_MS;
+		if (n < 0)   /* what the guest wrote is unknown: draw it all */
+			__atomic_store_n(&v->force_full, true, __ATOMIC_RELEASE);
 	}
 	vga_update(&v->dev, d, n > 0 ? v->rc.lfb_scratch : NULL, v->vram_pages, hint);
 }

@@ -17,6 +17,7 @@ struct machine {
 	struct device *vnet[CONFIG_MAX_NETS];   /* virtio-net NICs, one per --net, "net0".. */
 	unsigned nvnet;
 	struct device *vga;      /* --vga std */
+	int vga_slot;            /* its framebuffer's memory slot, -1: none (atomic) */
 	struct display *display; /* what the VGA draws, for screendumps (NULL without one) */
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
 	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
