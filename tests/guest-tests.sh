@@ -800,6 +800,42 @@ if [ $do_payloads = 1 ]; then
 	done
 fi
 
+# Debian's bochs-drm on the std VGA with the kernel booted directly: fbcon
+# draws the kernel's messages (tests/kit/fb.sh puts them on tty1), the guest
+# prints the md5 of its framebuffer every second, and a screendump taken
+# meanwhile must hash the same (XRGB8888 as B, G, R, 0): what kestrel shows is
+# what the guest drew, pixel for pixel, through the framebuffer's memory slot
+# and its dirty log.
+linux_fbcon_case() {
+	n=fb-$$
+	case_begin linux-bochs-fbcon || return 0
+	if [ ! -x "$VGA_COMPARE" ]; then
+		echo "SKIP: linux-bochs-fbcon: no vga-compare helper"
+		return 0
+	fi
+	kit_tests_initrd "$out/initrd-fb.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-fb.gz" --cpus 2 --mem 512M \
+		--vga std --timeout 400s \
+		--cmdline "console=tty0 console=ttyS0 panic=-1 quiet vt.global_cursor_default=0 kestrel.modules=bochs kestrel.run=fb kestrel.fb_secs=150"
+	expect "bochs-drm made no framebuffer" wait_for 300 has "$out/$n.log" "^fb: md5 "
+	expect "fb0 is not bochs-drm's" has "$out/$n.log" "^fb: name bochs-?drmdrmfb"
+	sleep 3
+	ctl "$n" screendump "$out/$n.png" >"$out/$n.dump" 2>&1
+	expect "screendump: $(tr '\n' ' ' <"$out/$n.dump")" has "$out/$n.dump" "^file: "
+	sum=$("$VGA_COMPARE" raw "$out/$n.png" | md5sum | cut -d' ' -f1)
+	# (The guest's tty ends lines with CR LF.)
+	expect "the dump (md5 $sum) is not the guest's framebuffer" wait_for 5 has "$out/$n.log" "^fb: md5 $sum"
+	lit=$("$VGA_COMPARE" count "$out/$n.png")
+	expect "the dump shows almost nothing ($lit pixels lit)" [ "${lit:-0}" -gt 2000 ]
+	ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 400
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+if [ $do_linux = 1 ]; then
+	with_retry linux_fbcon_case
+fi
+
 # ---- guest memory (issue 10) -----------------------------------------------
 # The payloads print the addresses of pages they (or their device) write and
 # keep writing them in rounds; the worker's dirty log, read through the

@@ -3,6 +3,9 @@
  *   vga-compare expect 13h|text|vbe FILE   FILE against the picture computed
  *                                          from tests/guest/lib/vga_pictures.h
  *   vga-compare same FILE1 FILE2           two dumps against each other
+ *   vga-compare raw FILE                   the pixels as B, G, R, 0 bytes on stdout
+ *                                          (an XRGB8888 framebuffer, for md5sum)
+ *   vga-compare count FILE                 how many pixels are not black
  *
  * FILE: a PNG (kestrel's screendump) or a binary PPM (QEMU's). Prints
  * "match WxH" and exits 0, or says how many pixels differ and where the
@@ -162,6 +165,26 @@ int main(int argc, char **argv)
 		load(argv[3], &b);
 		return compare(argv[2], &a, &b);
 	}
-	fprintf(stderr, "usage: vga-compare expect 13h|text|vbe FILE | same FILE1 FILE2\n");
+	if (argc == 3 && !strcmp(argv[1], "raw")) {
+		load(argv[2], &a);
+		for (size_t i = 0; i < (size_t)a.w * a.h; i++) {
+			uint8_t bgrx[4] = { (uint8_t)a.px[i], (uint8_t)(a.px[i] >> 8),
+					    (uint8_t)(a.px[i] >> 16), 0 };
+
+			fwrite(bgrx, 1, 4, stdout);
+		}
+		return fflush(stdout) ? 2 : 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "count")) {
+		size_t n = 0;
+
+		load(argv[2], &a);
+		for (size_t i = 0; i < (size_t)a.w * a.h; i++)
+			n += a.px[i] != 0;
+		printf("%zu\n", n);
+		return 0;
+	}
+	fprintf(stderr, "usage: vga-compare expect 13h|text|vbe FILE | same FILE1 FILE2 | raw FILE | "
+		"count FILE\n");
 	return 2;
 }
