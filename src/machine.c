@@ -481,6 +481,10 @@ void machine_destroy(struct machine *m)
 	for (unsigned i = 0; i < m->nvnet; i++)
 		device_free(m->vnet[i]);
 	device_free(m->vga);
+	/* How often something asked for the picture: 0 while nobody looks. */
+	if (m->display && m->cfg && m->cfg->stats)
+		fprintf(stderr, "kestrel: stats: display refreshes=%llu\n",
+			(unsigned long long)display_refresh_count(m->display));
 	display_destroy(m->display);
 	device_free(m->pci);
 	vm_destroy(&m->vm);

@@ -572,6 +572,14 @@ static int vga_text_cells(struct vga *v, const struct vga_geom *g)
 	return 0;
 }
 
+static bool vga_any_dirty(const struct vga *v)
+{
+	for (uint64_t i = 0; i < vga_words(v->vram_pages); i++)
+		if (v->rc.dirty[i])
+			return true;
+	return false;
+}
+
 /* Text geometry apart from the cursor, which moves without a redraw. */
 static bool vga_text_same(const struct vga_geom *a, const struct vga_geom *b)
 {
@@ -656,11 +664,13 @@ void vga_update(struct device *dev, struct display *d, const uint64_t *lfb, uint
 	case VGA_DRAW_TEXT:
 		now = v->now_ns();
 		vga_text_phase(v, &g, now, &ph);
-		vga_draw_text(v, d, &g, pal, &ph, full || font);
+		if (full || font || ph.cursor_changed || ph.blink_changed || vga_any_dirty(v))
+			vga_draw_text(v, d, &g, pal, &ph, full || font);
 		vga_text_hint(v, &g, now, hint);
 		break;
 	case VGA_DRAW_GRAPHIC:
-		vga_draw_graphic(v, d, &g, pal, full);
+		if (full || vga_any_dirty(v))
+			vga_draw_graphic(v, d, &g, pal, full);
 		break;
 	default:
 		if (full)
