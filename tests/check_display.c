@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kestrel/display.h"
+#include "fake_board.h"
 
 struct fake_src {
 	uint32_t w, h;
@@ -297,11 +298,5 @@ static Suite *display_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(display_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(display_suite());
 }

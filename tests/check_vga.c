@@ -57,23 +57,33 @@ static uint8_t in8(unsigned port)
 	return (uint8_t)dev_rd(vga, VGA_REGION_PORTS, port - VGA_PORTS_BASE, 1);
 }
 
-static void seq(unsigned i, uint8_t v)
+static void io_out8(uint16_t port, uint8_t v)
 {
-	out8(0x3c4, (uint8_t)i);
-	out8(0x3c5, v);
+	out8(port, v);
 }
 
-static void gfx(unsigned i, uint8_t v)
+static uint8_t io_in8(uint16_t port)
 {
-	out8(0x3ce, (uint8_t)i);
-	out8(0x3cf, v);
+	return in8(port);
 }
 
-static void crtc(unsigned i, uint8_t v)
+static void io_out16(uint16_t port, uint16_t v)
 {
-	out8(0x3d4, (uint8_t)i);
-	out8(0x3d5, v);
+	dev_wr(vga, VGA_REGION_DISPI, port - VGA_DISPI_BASE, 2, v);
 }
+
+static void io_mem64(uint32_t addr, uint64_t v)
+{
+	dev_wr(vga, VGA_REGION_WINDOW, addr - VGA_WINDOW_BASE, 8, v);
+}
+
+/* The register sequences vga.bin uses too (tests/guest/lib/vga_pictures.h). */
+static const struct vga_pic_io io = { io_out8, io_in8, io_out16, io_mem64 };
+
+#define seq(i, v) vga_pic_seq(&io, i, v)
+#define gfx(i, v) vga_pic_gfx(&io, i, v)
+#define crtc(i, v) vga_pic_crtc(&io, i, v)
+#define dispi(i, v) vga_pic_dispi(&io, i, v)
 
 static void wmem(uint32_t addr, uint8_t v)
 {
@@ -83,12 +93,6 @@ static void wmem(uint32_t addr, uint8_t v)
 static uint8_t rmem(uint32_t addr)
 {
 	return (uint8_t)dev_rd(vga, VGA_REGION_WINDOW, addr - VGA_WINDOW_BASE, 1);
-}
-
-static void dispi(unsigned i, uint16_t v)
-{
-	dev_wr(vga, VGA_REGION_DISPI, 0, 2, i);
-	dev_wr(vga, VGA_REGION_DISPI, 1, 2, v);
 }
 
 static uint16_t dispi_rd(unsigned i)
@@ -102,83 +106,32 @@ static uint8_t *vram(void)
 	return vga_vram(vga, NULL);
 }
 
-/* A mode from its register table, as a BIOS sets it: misc, the sequencer
- * (held in reset meanwhile), CRTC (unlocked first), graphics, attributes,
- * then the display on (AR index bit 5). */
+static void dac_set(uint8_t index, uint8_t r, uint8_t g, uint8_t b)
+{
+	out8(0x3c8, index);
+	out8(0x3c9, r);
+	out8(0x3c9, g);
+	out8(0x3c9, b);
+}
+
 static void set_mode(const struct vga_mode_regs *m)
 {
-	out8(0x3c2, m->misc);
-	seq(0, 0x01);
-	for (unsigned i = 1; i < 5; i++)
-		seq(i, m->sr[i]);
-	seq(0, 0x03);
-	crtc(0x11, m->cr[0x11] & 0x7f);
-	for (unsigned i = 0; i < 25; i++)
-		crtc(i, m->cr[i]);
-	for (unsigned i = 0; i < 9; i++)
-		gfx(i, m->gr[i]);
-	(void)in8(0x3da);
-	for (unsigned i = 0; i < 21; i++) {
-		out8(0x3c0, (uint8_t)i);
-		out8(0x3c0, m->ar[i]);
-	}
-	out8(0x3c0, 0x20);
+	vga_pic_set_mode(&io, m);
 }
 
 static void load_dac(void (*entry)(unsigned, uint8_t *), unsigned n)
 {
-	uint8_t rgb[3];
-
-	out8(0x3c8, 0);
-	for (unsigned i = 0; i < n; i++) {
-		entry(i, rgb);
-		for (unsigned k = 0; k < 3; k++)
-			out8(0x3c9, rgb[k]);
-	}
-}
-
-/* The test font into plane 2 through planar addressing, then mode 3's
- * odd/even access back. */
-static void load_font(void)
-{
-	seq(2, 0x04);
-	seq(4, 0x06);
-	gfx(4, 0x02);
-	gfx(5, 0x00);
-	gfx(6, 0x04);
-	for (unsigned i = 0; i < VGA_PIC_NGLYPHS; i++)
-		for (unsigned l = 0; l < 16; l++)
-			wmem(0xa0000 + vga_pic_font[i].ch * 32u + l, vga_pic_font[i].rows[l]);
-	seq(2, vga_mode3.sr[2]);
-	seq(4, vga_mode3.sr[4]);
-	gfx(4, vga_mode3.gr[4]);
-	gfx(5, vga_mode3.gr[5]);
-	gfx(6, vga_mode3.gr[6]);
+	vga_pic_load_dac(&io, entry, n);
 }
 
 static void draw_text_screen(void)
 {
-	set_mode(&vga_mode3);
-	crtc(0x0a, 0x20);   /* cursor off */
-	load_dac(vga_pic_dac64, 64);
-	load_font();
-	for (unsigned r = 0; r < VGA_PIC_ROWS; r++)
-		for (unsigned c = 0; c < VGA_PIC_COLS; c++) {
-			uint16_t cell = vga_pic_cell(c, r);
-			uint32_t a = 0xb8000 + 2 * (r * VGA_PIC_COLS + c);
-
-			wmem(a, (uint8_t)cell);
-			wmem(a + 1, (uint8_t)(cell >> 8));
-		}
+	vga_pic_draw_text(&io);
 }
 
 static void draw_mode13(void)
 {
-	set_mode(&vga_mode13);
-	load_dac(vga_pic_dac256, 256);
-	for (unsigned y = 0; y < VGA_PIC13_H; y++)
-		for (unsigned x = 0; x < VGA_PIC13_W; x++)
-			wmem(0xa0000 + y * VGA_PIC13_W + x, vga_pic13_pixel(x, y));
+	vga_pic_draw_13h(&io);
 }
 
 static struct display_status refresh(void)
@@ -672,19 +625,13 @@ START_TEST(test_vbe_16_24_8bpp)
 	refresh();
 	ck_assert_uint_eq(px(1, 0), 0x332211);
 	vbe_mode(64, 8, 8);
-	out8(0x3c8, 9);
-	out8(0x3c9, 0x3f);
-	out8(0x3c9, 0x00);
-	out8(0x3c9, 0x15);
+	dac_set(9, 0x3f, 0x00, 0x15);
 	dev_wr(vga, LFB, 64 + 3, 1, 9);
 	refresh();
 	ck_assert_uint_eq(px(3, 1), 0xff0057);
 	/* An 8-bit DAC takes the palette as it is. */
 	dispi(4, 0x41 | 0x20);
-	out8(0x3c8, 9);
-	out8(0x3c9, 0x80);
-	out8(0x3c9, 0x40);
-	out8(0x3c9, 0x20);
+	dac_set(9, 0x80, 0x40, 0x20);
 	dev_wr(vga, LFB, 64 + 3, 1, 9);
 	refresh();
 	ck_assert_uint_eq(px(3, 1), 0x804020);
@@ -803,10 +750,7 @@ START_TEST(test_only_changes_drawn)
 		ck_assert_uint_eq(px(201, 301), vga_pic_rgb6(rgb));
 	}
 	/* A palette change redraws everything. */
-	out8(0x3c8, 0);
-	out8(0x3c9, 1);
-	out8(0x3c9, 1);
-	out8(0x3c9, 1);
+	dac_set(0, 1, 1, 1);
 	c = refresh();
 	ck_assert_uint_eq(display_changes(disp, c.gen - 1, r, 8), 1);
 	ck_assert_uint_eq(r[0].h, 400);

@@ -113,6 +113,8 @@ int config_nets_json(struct vm_config *c, struct json_object *arr, const char *f
 		     size_t errlen) WARN_UNUSED;
 int config_nets_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_nets_free(struct vm_config *c);
+/* Write one message line into err (when errlen > 0); returns -EINVAL. */
+int config_errf(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
 /* --vga SPEC / --display, their checks (the ROM file) and freeing. */
 int config_vga_set(struct vm_config *c, const char *spec, const char *basedir, char *err,
 		   size_t errlen) WARN_UNUSED;

@@ -74,7 +74,9 @@ PRINTF_LIKE(2, 3) static int opt_err(const struct opt_src *src, const char *fmt,
 	return -EINVAL;
 }
 
-PRINTF_LIKE(3, 4) static int plain_err(char *err, size_t errlen, const char *fmt, ...)
+/* One message line into err; -EINVAL (kestrel/config.h: config_errf). */
+#define plain_err config_errf
+int config_errf(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -15,7 +15,6 @@
  * No display output besides screendumps (the only choice so far; a VNC
  * server comes later). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +25,7 @@
 
 #define VGA_SPEC_MAX 4096
 
-PRINTF_LIKE(3, 4) static int disp_err(char *err, size_t errlen, const char *fmt, ...);
-static int disp_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
+#define disp_err config_errf
 
 static int vga_mem(const char *v, uint64_t *out, char *err, size_t errlen)
 {

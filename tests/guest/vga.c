@@ -30,34 +30,38 @@ static unsigned slot;
 static uint64_t lfb, mmio;
 static uint32_t lfb_size;
 
-static void seq(unsigned i, uint8_t v)
+static void io_out8(uint16_t port, uint8_t v)
 {
-	outb(0x3c4, (uint8_t)i);
-	outb(0x3c5, v);
+	outb(port, v);
 }
 
-static void gfx(unsigned i, uint8_t v)
+static uint8_t io_in8(uint16_t port)
 {
-	outb(0x3ce, (uint8_t)i);
-	outb(0x3cf, v);
+	return inb(port);
 }
 
-static void crtc(unsigned i, uint8_t v)
+static void io_out16(uint16_t port, uint16_t v)
 {
-	outb(0x3d4, (uint8_t)i);
-	outb(0x3d5, v);
+	outw(port, v);
 }
+
+/* One 8-byte store: one exit where the window traps. */
+static void io_mem64(uint32_t addr, uint64_t v)
+{
+	*(volatile uint64_t *)phys_ptr(addr) = v;
+}
+
+static const struct vga_pic_io io = { io_out8, io_in8, io_out16, io_mem64 };
+
+#define seq(i, v) vga_pic_seq(&io, i, v)
+#define gfx(i, v) vga_pic_gfx(&io, i, v)
+#define crtc(i, v) vga_pic_crtc(&io, i, v)
+#define dispi(i, v) vga_pic_dispi(&io, i, v)
 
 static uint8_t crtc_rd(unsigned i)
 {
 	outb(0x3d4, (uint8_t)i);
 	return inb(0x3d5);
-}
-
-static void dispi(unsigned i, uint16_t v)
-{
-	outw(DISPI_INDEX, (uint16_t)i);
-	outw(DISPI_DATA, v);
 }
 
 static uint16_t dispi_rd(unsigned i)
@@ -215,107 +219,15 @@ static void check_window(void)
 
 /* ---- pictures ---- */
 
-static void set_mode(const struct vga_mode_regs *m)
-{
-	outb(0x3c2, m->misc);
-	seq(0, 0x01);
-	for (unsigned i = 1; i < 5; i++)
-		seq(i, m->sr[i]);
-	seq(0, 0x03);
-	crtc(0x11, m->cr[0x11] & 0x7f);
-	for (unsigned i = 0; i < 25; i++)
-		crtc(i, m->cr[i]);
-	for (unsigned i = 0; i < 9; i++)
-		gfx(i, m->gr[i]);
-	(void)inb(0x3da);
-	for (unsigned i = 0; i < 21; i++) {
-		outb(0x3c0, (uint8_t)i);
-		outb(0x3c0, m->ar[i]);
-	}
-	outb(0x3c0, 0x20);
-}
-
-static void load_dac(void (*entry)(unsigned, uint8_t *), unsigned n)
-{
-	uint8_t rgb[3];
-
-	outb(0x3c6, 0xff);
-	outb(0x3c8, 0);
-	for (unsigned i = 0; i < n; i++) {
-		entry(i, rgb);
-		outb(0x3c9, rgb[0]);
-		outb(0x3c9, rgb[1]);
-		outb(0x3c9, rgb[2]);
-	}
-}
-
-/* 8 bytes per store: one exit per 8 pixels. */
 static void draw_13h(void)
 {
-	volatile uint64_t *w = phys_ptr(WINDOW);
-
-	dispi(4, 0);
-	set_mode(&vga_mode13);
-	load_dac(vga_pic_dac256, 256);
-	for (unsigned i = 0; i < VGA_PIC13_W * VGA_PIC13_H / 8; i++) {
-		uint64_t q = 0;
-
-		for (unsigned k = 0; k < 8; k++) {
-			unsigned p = 8 * i + k;
-
-			q |= (uint64_t)vga_pic13_pixel(p % VGA_PIC13_W, p / VGA_PIC13_W) << (8 * k);
-		}
-		w[i] = q;
-	}
+	vga_pic_draw_13h(&io);
 	check(win8(WINDOW)[321] == vga_pic13_pixel(1, 1), "mode 13h pixel 1,1 reads back");
-}
-
-static void load_font(void)
-{
-	volatile uint64_t *w = phys_ptr(WINDOW);
-
-	seq(2, 0x04);
-	seq(4, 0x06);
-	gfx(4, 0x02);
-	gfx(5, 0x00);
-	gfx(6, 0x04);
-	for (unsigned i = 0; i < VGA_PIC_NGLYPHS; i++) {
-		const uint8_t *rows = vga_pic_font[i].rows;
-
-		for (unsigned q = 0; q < 2; q++) {
-			uint64_t v = 0;
-
-			for (unsigned k = 0; k < 8; k++)
-				v |= (uint64_t)rows[8 * q + k] << (8 * k);
-			w[vga_pic_font[i].ch * 4 + q] = v;
-		}
-	}
-	seq(2, vga_mode3.sr[2]);
-	seq(4, vga_mode3.sr[4]);
-	gfx(4, vga_mode3.gr[4]);
-	gfx(5, vga_mode3.gr[5]);
-	gfx(6, vga_mode3.gr[6]);
 }
 
 static void draw_text(void)
 {
-	volatile uint64_t *w = phys_ptr(0xb8000);
-
-	dispi(4, 0);
-	set_mode(&vga_mode3);
-	crtc(0x0a, 0x20);                          /* no cursor */
-	load_dac(vga_pic_dac64, 64);
-	load_font();
-	for (unsigned i = 0; i < VGA_PIC_COLS * VGA_PIC_ROWS / 4; i++) {
-		uint64_t q = 0;
-
-		for (unsigned k = 0; k < 4; k++) {
-			unsigned c = 4 * i + k;
-
-			q |= (uint64_t)vga_pic_cell(c % VGA_PIC_COLS, c / VGA_PIC_COLS) << (16 * k);
-		}
-		w[i] = q;
-	}
+	vga_pic_draw_text(&io);
 	check(win8(0xb8000)[2 * (12 * 80 + 33)] == 'K', "text cell 33,12 reads back");
 }
 

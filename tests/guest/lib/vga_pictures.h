@@ -214,4 +214,143 @@ static inline uint32_t vga_picv_pixel(unsigned x, unsigned y)
 	return r << 16 | g << 8 | b;
 }
 
+/* ---- drawing them through the hardware ----------------------------------
+ * The same register sequences for vga.bin (real port I/O and stores into the
+ * window) and for tests/check_vga.c (the device's read/write ops), so both
+ * program the device the same way. */
+struct vga_pic_io {
+	void (*out8)(uint16_t port, uint8_t v);
+	uint8_t (*in8)(uint16_t port);
+	void (*out16)(uint16_t port, uint16_t v);
+	void (*mem64)(uint32_t addr, uint64_t v);   /* 8 bytes at addr in A0000-BFFFF, ascending */
+};
+
+static inline void vga_pic_reg(const struct vga_pic_io *io, uint16_t port, unsigned i, uint8_t v)
+{
+	io->out8(port, (uint8_t)i);
+	io->out8((uint16_t)(port + 1), v);
+}
+
+static inline void vga_pic_seq(const struct vga_pic_io *io, unsigned i, uint8_t v)
+{
+	vga_pic_reg(io, 0x3c4, i, v);
+}
+
+static inline void vga_pic_gfx(const struct vga_pic_io *io, unsigned i, uint8_t v)
+{
+	vga_pic_reg(io, 0x3ce, i, v);
+}
+
+static inline void vga_pic_crtc(const struct vga_pic_io *io, unsigned i, uint8_t v)
+{
+	vga_pic_reg(io, 0x3d4, i, v);
+}
+
+/* Bochs DISPI register i (index port 0x1CE, data 0x1CF). */
+static inline void vga_pic_dispi(const struct vga_pic_io *io, unsigned i, uint16_t v)
+{
+	io->out16(0x1ce, (uint16_t)i);
+	io->out16(0x1cf, v);
+}
+
+/* A mode from its table, as a BIOS sets it: misc, the sequencer (held in
+ * reset meanwhile), the CRTC (unlocked first), graphics, attributes (the
+ * flip-flop reset by reading input status 1), then the display on (AR
+ * index bit 5). */
+static inline void vga_pic_set_mode(const struct vga_pic_io *io, const struct vga_mode_regs *m)
+{
+	io->out8(0x3c2, m->misc);
+	vga_pic_seq(io, 0, 0x01);
+	for (unsigned i = 1; i < 5; i++)
+		vga_pic_seq(io, i, m->sr[i]);
+	vga_pic_seq(io, 0, 0x03);
+	vga_pic_crtc(io, 0x11, m->cr[0x11] & 0x7f);
+	for (unsigned i = 0; i < 25; i++)
+		vga_pic_crtc(io, i, m->cr[i]);
+	for (unsigned i = 0; i < 9; i++)
+		vga_pic_gfx(io, i, m->gr[i]);
+	(void)io->in8(0x3da);
+	for (unsigned i = 0; i < 21; i++) {
+		io->out8(0x3c0, (uint8_t)i);
+		io->out8(0x3c0, m->ar[i]);
+	}
+	io->out8(0x3c0, 0x20);
+}
+
+static inline void vga_pic_load_dac(const struct vga_pic_io *io, void (*entry)(unsigned, uint8_t *),
+				    unsigned n)
+{
+	uint8_t rgb[3];
+
+	io->out8(0x3c6, 0xff);
+	io->out8(0x3c8, 0);
+	for (unsigned i = 0; i < n; i++) {
+		entry(i, rgb);
+		for (unsigned k = 0; k < 3; k++)
+			io->out8(0x3c9, rgb[k]);
+	}
+}
+
+/* The test font into plane 2 (map mask 4, sequential planar access at
+ * A0000, 32 bytes a character), then mode 3's odd/even access back. */
+static inline void vga_pic_load_font(const struct vga_pic_io *io)
+{
+	vga_pic_seq(io, 2, 0x04);
+	vga_pic_seq(io, 4, 0x06);
+	vga_pic_gfx(io, 4, 0x02);
+	vga_pic_gfx(io, 5, 0x00);
+	vga_pic_gfx(io, 6, 0x04);
+	for (unsigned i = 0; i < VGA_PIC_NGLYPHS; i++)
+		for (unsigned q = 0; q < 2; q++) {
+			uint64_t v = 0;
+
+			for (unsigned k = 0; k < 8; k++)
+				v |= (uint64_t)vga_pic_font[i].rows[8 * q + k] << (8 * k);
+			io->mem64(0xa0000 + vga_pic_font[i].ch * 32u + 8 * q, v);
+		}
+	vga_pic_seq(io, 2, vga_mode3.sr[2]);
+	vga_pic_seq(io, 4, vga_mode3.sr[4]);
+	vga_pic_gfx(io, 4, vga_mode3.gr[4]);
+	vga_pic_gfx(io, 5, vga_mode3.gr[5]);
+	vga_pic_gfx(io, 6, vga_mode3.gr[6]);
+}
+
+/* Mode 3 with no cursor, the EGA palette, the font, the screen at B8000. */
+static inline void vga_pic_draw_text(const struct vga_pic_io *io)
+{
+	vga_pic_dispi(io, 4, 0);
+	vga_pic_set_mode(io, &vga_mode3);
+	vga_pic_crtc(io, 0x0a, 0x20);
+	vga_pic_load_dac(io, vga_pic_dac64, 64);
+	vga_pic_load_font(io);
+	for (unsigned i = 0; i < VGA_PIC_COLS * VGA_PIC_ROWS / 4; i++) {
+		uint64_t q = 0;
+
+		for (unsigned k = 0; k < 4; k++) {
+			unsigned c = 4 * i + k;
+
+			q |= (uint64_t)vga_pic_cell(c % VGA_PIC_COLS, c / VGA_PIC_COLS) << (16 * k);
+		}
+		io->mem64(0xb8000 + 8 * i, q);
+	}
+}
+
+/* Mode 13h, its palette, the picture through the window (chain-4). */
+static inline void vga_pic_draw_13h(const struct vga_pic_io *io)
+{
+	vga_pic_dispi(io, 4, 0);
+	vga_pic_set_mode(io, &vga_mode13);
+	vga_pic_load_dac(io, vga_pic_dac256, 256);
+	for (unsigned i = 0; i < VGA_PIC13_W * VGA_PIC13_H / 8; i++) {
+		uint64_t q = 0;
+
+		for (unsigned k = 0; k < 8; k++) {
+			unsigned p = 8 * i + k;
+
+			q |= (uint64_t)vga_pic13_pixel(p % VGA_PIC13_W, p / VGA_PIC13_W) << (8 * k);
+		}
+		io->mem64(0xa0000 + 8 * i, q);
+	}
+}
+
 #endif
