@@ -756,6 +756,8 @@ vga_case() {
 	expect "screendump: $(tr '\n' ' ' <"$out/$n.dump")" has "$out/$n.dump" "^file: "
 	"$VGA_COMPARE" expect "$vpic" "$out/vga-$vpic.png" >"$out/$n.cmp" 2>&1
 	expect "not the picture: $(cat "$out/$n.cmp")" has "$out/$n.cmp" "^match "
+	ctl "$n" screendump "$out/no-such-dir/x.png" >/dev/null 2>"$out/$n.dump"
+	expect "a dump into a missing folder: not 'failed'" has "$out/$n.dump" "No such file or directory \(failed\)"
 	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
 	reap_worker $bg_pid 300
 	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
