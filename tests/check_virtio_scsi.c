@@ -209,9 +209,11 @@ static void expect_counters(unsigned target, uint64_t rops, uint64_t rbytes, uin
 
 static void make_dev(bool stats)
 {
-	struct virtio_scsi_disk disk = { .opts = { .path = path, .format = BLK_FMT_RAW } };
+	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW };
+	struct virtio_scsi_disk disk = { 0 };
 	char err[256] = "";
 
+	ck_assert_msg(blk_open(&disk.blk, &o, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 0, 1, &disk, 1, stats, &dev, err,
 					 sizeof(err)) == 0, "%s", err);
 	virtio_pci_set_guest_mem(dev, &gm);

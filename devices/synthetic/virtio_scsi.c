@@ -214,9 +214,9 @@ static uint64_t vscsi_hash(const char *s, unsigned salt)
 	return h;
 }
 
-static struct vscsi_target *vscsi_target_new(unsigned id, struct blk_dev *blk,
-					     const struct blk_opts *o)
+static struct vscsi_target *vscsi_target_new(unsigned id, struct blk_dev *blk)
 {
+	const struct blk_opts *o = &blk->opts;
 	struct vscsi_target *t = calloc(1, sizeof(*t));
 	uint32_t bs = blk->block_size ? blk->block_size : 512;
 	uint64_t h = vscsi_hash(o->path ? o->path : "", id);
@@ -829,8 +829,8 @@ static void vscsi_stop(void *opaque)
 
 /* ---- hot-plug ---- */
 
-static int vscsi_attach(struct virtio_scsi *s, unsigned target, struct blk_dev *blk,
-			const struct blk_opts *o, char *err, size_t errlen)
+static int vscsi_attach(struct virtio_scsi *s, unsigned target, struct blk_dev *blk, char *err,
+			size_t errlen)
 {
 	struct vscsi_target *t;
 
@@ -839,7 +839,7 @@ static int vscsi_attach(struct virtio_scsi *s, unsigned target, struct blk_dev *
 			 VIRTIO_SCSI_MAX_TARGETS - 1);
 		return -EINVAL;
 	}
-	t = vscsi_target_new(target, blk, o);
+	t = vscsi_target_new(target, blk);
 	if (!t) {
 		snprintf(err, errlen, "virtio-scsi: out of memory");
 		return -ENOMEM;
@@ -882,14 +882,25 @@ static int vscsi_detach(struct virtio_scsi *s, unsigned target, char *err, size_
 	return 0;
 }
 
+int virtio_scsi_attach_disk(struct device *dev, unsigned target, struct blk_dev *blk, char *err,
+			    size_t errlen)
+{
+	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+
+	if (!s) {
+		snprintf(err, errlen, "not a virtio-scsi controller");
+		return -ENODEV;
+	}
+	return vscsi_attach(s, target, blk, err, errlen);
+}
+
 int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_opts *o, char *err,
 			size_t errlen)
 {
-	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
 	struct blk_dev *blk;
 	int ret;
 
-	if (!s) {
+	if (!virtio_device_model(dev, VIRTIO_ID_SCSI)) {
 		snprintf(err, errlen, "not a virtio-scsi controller");
 		return -ENODEV;
 	}
@@ -901,7 +912,7 @@ int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_op
 	ret = blk_open(&blk, o, err, errlen);
 	if (ret)
 		return ret;
-	ret = vscsi_attach(s, target, blk, o, err, errlen);
+	ret = virtio_scsi_attach_disk(dev, target, blk, err, errlen);
 	if (ret)
 		blk_close(blk);
 	return ret;
@@ -951,12 +962,11 @@ static struct vscsi_timer *vscsi_next_timer(struct virtio_scsi *s)
 
 static void vscsi_timer_fire(struct virtio_scsi *s, struct vscsi_timer *tm)
 {
-	struct blk_opts o = tm->blk ? tm->blk->opts : (struct blk_opts){ 0 };
 	char err[256] = "";
 	int ret;
 
 	if (tm->add) {
-		ret = vscsi_attach(s, tm->target, tm->blk, &o, err, sizeof(err));
+		ret = vscsi_attach(s, tm->target, tm->blk, err, sizeof(err));
 		if (ret == 0)
 			tm->blk = NULL;
 	} else {
@@ -1101,28 +1111,26 @@ static struct virtio_scsi *vscsi_alloc(unsigned nqueues, bool stats)
 	return s;
 }
 
-/* Open one configured disk: attached now, or held for its add_after timer. */
+/* One configured disk: attached now, or held for its add_after timer. The
+ * controller owns d->blk whatever happens. */
 static int vscsi_add_disk(struct virtio_scsi *s, const struct virtio_scsi_disk *d, char *err,
 			  size_t errlen)
 {
-	struct blk_dev *blk;
 	int ret;
 
 	if (d->target >= VIRTIO_SCSI_MAX_TARGETS) {
-		snprintf(err, errlen, "--disk %s: target %u out of range (0 to %u)", d->opts.path,
+		snprintf(err, errlen, "--disk %s: target %u out of range (0 to %u)", d->blk->path,
 			 d->target, VIRTIO_SCSI_MAX_TARGETS - 1);
+		blk_close(d->blk);
 		return -EINVAL;
 	}
-	ret = blk_open(&blk, &d->opts, err, errlen);
-	if (ret)
-		return ret;
 	if (d->add_after_ms) {
 		s->timers[s->ntimers++] = (struct vscsi_timer){ d->target, d->add_after_ms, true,
-								 false, blk };
+								 false, d->blk };
 	} else {
-		ret = vscsi_attach(s, d->target, blk, &d->opts, err, errlen);
+		ret = vscsi_attach(s, d->target, d->blk, err, errlen);
 		if (ret) {
-			blk_close(blk);
+			blk_close(d->blk);
 			return ret;
 		}
 	}
@@ -1130,6 +1138,12 @@ static int vscsi_add_disk(struct virtio_scsi *s, const struct virtio_scsi_disk *
 		s->timers[s->ntimers++] = (struct vscsi_timer){ d->target, d->remove_after_ms, false,
 								 false, NULL };
 	return 0;
+}
+
+static void vscsi_close_disks(const struct virtio_scsi_disk *disks, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		blk_close(disks[i].blk);
 }
 
 int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
@@ -1150,16 +1164,22 @@ int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_
 	if (ndisks > VIRTIO_SCSI_MAX_TARGETS) {
 		snprintf(err, errlen, "--disk: at most %u disks on the SCSI controller",
 			 VIRTIO_SCSI_MAX_TARGETS);
+		vscsi_close_disks(disks, ndisks);
 		return -EINVAL;
 	}
 	s = vscsi_alloc(nqueues, stats);
 	if (!s) {
 		snprintf(err, errlen, "virtio-scsi: out of memory");
+		vscsi_close_disks(disks, ndisks);
 		return -ENOMEM;
 	}
 	info.num_queues = VSCSI_REQQ + s->nreq;
-	for (unsigned i = 0; i < ndisks && !ret; i++)
-		ret = vscsi_add_disk(s, &disks[i], err, errlen);
+	for (unsigned i = 0; i < ndisks; i++) {
+		if (ret)
+			blk_close(disks[i].blk);   /* after a failure: still ours to close */
+		else
+			ret = vscsi_add_disk(s, &disks[i], err, errlen);
+	}
 	if (!ret && s->ntimers && vscsi_thread_start(&s->timer_thread, vscsi_timer_thread, s) == 0)
 		s->timer_running = true;
 	if (!ret) {
