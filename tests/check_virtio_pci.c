@@ -67,7 +67,10 @@ static void m_destroy(void *o)
 	((struct model *)o)->destroys++;
 }
 
-static const struct virtio_dev_ops m_ops = { m_cfg_read, m_cfg_write, m_start, m_stop, m_destroy };
+static const struct virtio_dev_ops m_ops = {
+	.cfg_read = m_cfg_read, .cfg_write = m_cfg_write, .start = m_start, .stop = m_stop,
+	.destroy = m_destroy,
+};
 
 static uint64_t rd(uint64_t off, unsigned size)
 {

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "kestrel/pci.h"
+#include "kestrel/state.h"
 #include "kestrel/virtio.h"
 #include "kestrel/vm.h"
 
@@ -126,6 +127,7 @@ struct virtio_dev {
 	uint64_t driver_features;
 	uint8_t status;
 	bool started;
+	bool quiesced;             /* the registry's quiesce: the model's threads are parked */
 	uint16_t queue_select;
 	struct vpci_queue *q;
 	struct virtq *vq;
@@ -272,14 +274,12 @@ static void vpci_ioeventfds(struct virtio_dev *t, bool assign)
 	}
 }
 
-static void vpci_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_t now)
+/* BAR 0 now decodes at now (or nowhere): move the MMIO range and the
+ * ioeventfds. dev.lock held. */
+static void vpci_bar_move(struct virtio_dev *t, uint64_t now)
 {
-	struct virtio_dev *t = pdev->opaque;
 	int ret;
 
-	if (bar != VPCI_BAR)
-		return;
-	pthread_mutex_lock(&t->dev.lock);
 	if (t->bar_addr != PCI_BAR_UNMAPPED) {
 		vpci_ioeventfds(t, false);
 		if (t->vm)
@@ -298,6 +298,16 @@ static void vpci_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_t
 	} else if (now != PCI_BAR_UNMAPPED) {
 		t->bar_addr = now;
 	}
+}
+
+static void vpci_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_t now)
+{
+	struct virtio_dev *t = pdev->opaque;
+
+	if (bar != VPCI_BAR)
+		return;
+	pthread_mutex_lock(&t->dev.lock);
+	vpci_bar_move(t, now);
 	pthread_mutex_unlock(&t->dev.lock);
 }
 
@@ -855,6 +865,407 @@ static void vpci_build_caps(struct virtio_dev *t)
 	memset(&p->wmask[VPCI_CAP_PCICFG + 8], 0xff, 12);
 }
 
+/* ---- MSI-X state: table, pending bits, enable and function mask ----
+ * A pair that knows only the vector table, so that it moves with the MSI-X
+ * code to the PCI core. Section {MSIX, 1}: u16 vectors, u8 flags (bit 0
+ * enable, bit 1 function mask), per vector u32 address low/high, data,
+ * vector control, then the pending bits, one per vector, LSB first. */
+#define VPCI_MSIX_STATE_ID 0x4d534958 /* "MSIX" */
+#define VPCI_MSIX_STATE_VERSION 1
+#define VPCI_MSIX_F_ENABLE 1
+#define VPCI_MSIX_F_MASKALL 2
+
+struct vpci_msix_state {
+	bool enable, maskall;
+	struct vpci_vector v[VPCI_MAX_VECTORS];   /* addresses, data, ctrl, pending */
+};
+
+static void vpci_msix_save(struct virtio_dev *t, struct state_buf *out)
+{
+	size_t mark = state_section_begin(out, VPCI_MSIX_STATE_ID, VPCI_MSIX_STATE_VERSION);
+	uint8_t bits = 0;
+
+	pthread_mutex_lock(&t->irq_lock);
+	state_put_u16(out, (uint16_t)t->nvec);
+	state_put_u8(out, (t->msix_enabled ? VPCI_MSIX_F_ENABLE : 0) |
+			  (t->msix_masked ? VPCI_MSIX_F_MASKALL : 0));
+	for (unsigned v = 0; v < t->nvec; v++) {
+		state_put_u32(out, t->vec[v].addr_lo);
+		state_put_u32(out, t->vec[v].addr_hi);
+		state_put_u32(out, t->vec[v].data);
+		state_put_u32(out, t->vec[v].ctrl);
+	}
+	for (unsigned v = 0; v < t->nvec; v++) {
+		bits |= (uint8_t)(t->vec[v].pending << (v % 8));
+		if (v % 8 == 7 || v == t->nvec - 1) {
+			state_put_u8(out, bits);
+			bits = 0;
+		}
+	}
+	pthread_mutex_unlock(&t->irq_lock);
+	state_section_end(out, mark);
+}
+
+/* Into ms, checked: the same vector count, bits only where the table has
+ * them (6.8.2: address dword aligned, only the mask bit in vector control). */
+static int vpci_msix_parse(const struct virtio_dev *t, struct state_buf *in,
+			   struct vpci_msix_state *ms)
+{
+	size_t end;
+	uint8_t flags, bits = 0;
+
+	if (state_section_open(in, VPCI_MSIX_STATE_ID, VPCI_MSIX_STATE_VERSION) < 0)
+		return -EINVAL;
+	end = state_section_body_end(in);
+	if (state_get_u16(in) != t->nvec)
+		return -EINVAL;
+	flags = state_get_u8(in);
+	ms->enable = flags & VPCI_MSIX_F_ENABLE;
+	ms->maskall = flags & VPCI_MSIX_F_MASKALL;
+	for (unsigned v = 0; v < t->nvec; v++) {
+		struct vpci_vector *e = &ms->v[v];
+
+		e->addr_lo = state_get_u32(in);
+		e->addr_hi = state_get_u32(in);
+		e->data = state_get_u32(in);
+		e->ctrl = state_get_u32(in);
+		if ((e->addr_lo & 3) || (e->ctrl & ~(uint32_t)MSIX_VECTOR_MASKED))
+			return -EINVAL;
+	}
+	for (unsigned v = 0; v < t->nvec; v++) {
+		if (v % 8 == 0)
+			bits = state_get_u8(in);
+		ms->v[v].pending = bits & 1;
+		bits >>= 1;
+	}
+	if (flags & ~(VPCI_MSIX_F_ENABLE | VPCI_MSIX_F_MASKALL) || bits ||
+	    !state_section_done(in, end))
+		return -EINVAL;
+	return 0;
+}
+
+/* irq_lock held. Routes follow the table; what is pending stays pending
+ * until a mask bit clears, as it would have. */
+static void vpci_msix_commit(struct virtio_dev *t, const struct vpci_msix_state *ms)
+{
+	t->msix_enabled = ms->enable;
+	t->msix_masked = ms->maskall;
+	for (unsigned v = 0; v < t->nvec; v++) {
+		struct vpci_vector *e = &t->vec[v];
+
+		e->addr_lo = ms->v[v].addr_lo;
+		e->addr_hi = ms->v[v].addr_hi;
+		e->data = ms->v[v].data;
+		e->ctrl = ms->v[v].ctrl;
+		e->pending = ms->v[v].pending;
+		if (t->msix_enabled)
+			vpci_msix_route(t, v);
+	}
+}
+
+/* ---- transport state: quiesce, resume, save, load ----
+ * Section {VPCI, 1}: the identity (device id, queue count, device features,
+ * largest queue size), the PCI function (pci_dev_save: config space, so
+ * COMMAND's Bus Master Enable and the MSI-X control word), the common
+ * configuration, each queue's layout and position (struct virtq_state), the
+ * MSI-X section, then the device model's own section. A queue is saved
+ * only at rest: every chain taken from it has been returned (quiesce), so
+ * last_avail == used idx for each live queue and nothing is in flight. */
+#define VPCI_STATE_ID 0x56504349 /* "VPCI" */
+#define VPCI_STATE_VERSION 1
+#define VPCI_SF_STARTED 1
+#define VPCI_SF_NEEDS_RESET 2
+#define VPCI_QF_ENABLED 1
+#define VPCI_QF_SIGNALLED_VALID 2
+#define VPCI_QF_BROKEN 4
+#define VPCI_STATUS_BITS (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | \
+			  VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_FAILED)
+
+struct vpci_saved {
+	struct pci_dev pdev;
+	uint32_t dfselect, gfselect, config_generation;
+	uint64_t driver_features;
+	uint8_t status, flags, isr;
+	uint16_t queue_select, config_vector;
+	struct vpci_queue q[VPCI_MAX_QUEUES];
+	struct virtq_state qs[VPCI_MAX_QUEUES];
+	struct vpci_msix_state msix;
+};
+
+static void vpci_quiesce(struct device *dev)
+{
+	struct virtio_dev *t = to_vpci(dev);
+
+	pthread_mutex_lock(&t->dev.lock);
+	if (!t->quiesced && t->started && t->ops->quiesce)
+		t->ops->quiesce(t->opaque);
+	t->quiesced = true;
+	pthread_mutex_unlock(&t->dev.lock);
+}
+
+static int vpci_resume(struct device *dev)
+{
+	struct virtio_dev *t = to_vpci(dev);
+	int ret = 0;
+
+	pthread_mutex_lock(&t->dev.lock);
+	if (t->quiesced && t->started && t->ops->resume)
+		ret = t->ops->resume(t->opaque);
+	t->quiesced = false;
+	if (ret) {
+		t->started = false;
+		virtio_set_needs_reset(t, "the device could not resume");
+	}
+	pthread_mutex_unlock(&t->dev.lock);
+	return ret;
+}
+
+static void vpci_save_queue(struct virtio_dev *t, unsigned q, struct state_buf *out)
+{
+	const struct vpci_queue *vq = &t->q[q];
+	struct virtq_state st;
+
+	vq_state_get(&t->vq[q], &st);
+	state_put_u16(out, vq->size);
+	state_put_u16(out, vq->vector);
+	state_put_u64(out, vq->desc);
+	state_put_u64(out, vq->driver);
+	state_put_u64(out, vq->device);
+	state_put_u16(out, st.last_avail);
+	state_put_u16(out, st.used_idx);
+	state_put_u16(out, st.signalled_used);
+	state_put_u8(out, (vq->enabled ? VPCI_QF_ENABLED : 0) |
+			  (st.signalled_valid ? VPCI_QF_SIGNALLED_VALID : 0) |
+			  (st.broken ? VPCI_QF_BROKEN : 0));
+}
+
+/* dev.lock held (the registry). */
+static int vpci_save(struct device *dev, struct state_buf *out)
+{
+	struct virtio_dev *t = to_vpci(dev);
+	size_t mark;
+	int ret;
+
+	if (t->started && !t->quiesced)
+		return -EBUSY;
+	mark = state_section_begin(out, VPCI_STATE_ID, VPCI_STATE_VERSION);
+	state_put_u16(out, t->info.device_id);
+	state_put_u16(out, (uint16_t)t->info.num_queues);
+	state_put_u64(out, t->dev_features);
+	state_put_u16(out, t->info.queue_size);
+	ret = pci_dev_save(&t->pdev, out);
+	state_put_u32(out, t->dfselect);
+	state_put_u32(out, t->gfselect);
+	state_put_u64(out, t->driver_features);
+	state_put_u8(out, t->status);
+	state_put_u8(out, (t->started ? VPCI_SF_STARTED : 0) |
+			  (atomic_load(&t->needs_reset) ? VPCI_SF_NEEDS_RESET : 0));
+	state_put_u16(out, t->queue_select);
+	state_put_u32(out, atomic_load(&t->config_generation));
+	pthread_mutex_lock(&t->irq_lock);
+	state_put_u16(out, t->config_vector);
+	state_put_u8(out, t->isr);
+	pthread_mutex_unlock(&t->irq_lock);
+	for (unsigned q = 0; q < t->info.num_queues; q++)
+		vpci_save_queue(t, q, out);
+	vpci_msix_save(t, out);
+	if (!ret && t->ops->save)
+		ret = t->ops->save(t->opaque, out);
+	state_section_end(out, mark);
+	return ret ? ret : out->error ? -ENOMEM : 0;
+}
+
+static bool vpci_vector_valid(const struct virtio_dev *t, uint16_t v)
+{
+	return v < t->nvec || v == VIRTIO_MSI_NO_VECTOR;
+}
+
+/* One queue, checked as the driver's programming would be (vq_init's
+ * checks on the rings of a live queue), and at rest. */
+static int vpci_parse_queue(const struct virtio_dev *t, const struct vpci_saved *sv, unsigned q,
+			    struct state_buf *in, struct vpci_queue *vq, struct virtq_state *st)
+{
+	uint8_t f;
+
+	vq->size = state_get_u16(in);
+	vq->vector = state_get_u16(in);
+	vq->desc = state_get_u64(in);
+	vq->driver = state_get_u64(in);
+	vq->device = state_get_u64(in);
+	st->last_avail = state_get_u16(in);
+	st->used_idx = state_get_u16(in);
+	st->signalled_used = state_get_u16(in);
+	f = state_get_u8(in);
+	vq->enabled = f & VPCI_QF_ENABLED;
+	st->signalled_valid = f & VPCI_QF_SIGNALLED_VALID;
+	st->broken = f & VPCI_QF_BROKEN;
+	vq->kick_fd = t->q[q].kick_fd;
+	vq->ioeventfd_len = t->q[q].ioeventfd_len;
+	if (in->error || f & ~(VPCI_QF_ENABLED | VPCI_QF_SIGNALLED_VALID | VPCI_QF_BROKEN) ||
+	    !vpci_vector_valid(t, vq->vector))
+		return -EINVAL;
+	if (!vq->enabled)   /* a queue the driver has not enabled has no position */
+		return st->last_avail || st->used_idx || st->signalled_used || f ? -EINVAL : 0;
+	if (!(sv->status & VIRTIO_STATUS_FEATURES_OK) || vq->size > t->info.queue_size ||
+	    vq_check(t->gm, vq->size, vq->desc, vq->driver, vq->device))
+		return -EINVAL;
+	if (!st->broken && st->last_avail != st->used_idx)
+		return -EINVAL;   /* a chain in flight: not saved at rest */
+	if (st->signalled_valid && !(sv->driver_features & VIRTIO_BIT(VIRTIO_F_EVENT_IDX)))
+		return -EINVAL;
+	return 0;
+}
+
+/* The common configuration, checked against what a driver could have
+ * reached through the registers and 3.1.1's order. */
+static int vpci_parse_common(const struct virtio_dev *t, struct state_buf *in, struct vpci_saved *sv)
+{
+	bool started;
+
+	sv->dfselect = state_get_u32(in);
+	sv->gfselect = state_get_u32(in);
+	sv->driver_features = state_get_u64(in);
+	sv->status = state_get_u8(in);
+	sv->flags = state_get_u8(in);
+	sv->queue_select = state_get_u16(in);
+	sv->config_generation = state_get_u32(in);
+	sv->config_vector = state_get_u16(in);
+	sv->isr = state_get_u8(in);
+	started = sv->flags & VPCI_SF_STARTED;
+	if (in->error || sv->status & ~VPCI_STATUS_BITS ||
+	    sv->flags & ~(VPCI_SF_STARTED | VPCI_SF_NEEDS_RESET) ||
+	    sv->driver_features & ~t->dev_features || sv->isr & ~(ISR_QUEUE | ISR_CONFIG) ||
+	    !vpci_vector_valid(t, sv->config_vector))
+		return -EINVAL;
+	if ((sv->status & VIRTIO_STATUS_FEATURES_OK) &&
+	    !(sv->driver_features & VIRTIO_BIT(VIRTIO_F_VERSION_1)))
+		return -EINVAL;
+	if (started && !((sv->status & VIRTIO_STATUS_DRIVER_OK) &&
+			 (sv->status & VIRTIO_STATUS_FEATURES_OK)))
+		return -EINVAL;
+	return 0;
+}
+
+/* The PCI function into a copy without hooks: pci_dev_load checks it (the
+ * same device model) and decodes the BARs there, moving nothing. */
+static int vpci_parse_pci(const struct virtio_dev *t, struct state_buf *in, struct vpci_saved *sv)
+{
+	uint16_t ctrl;
+
+	sv->pdev = t->pdev;
+	sv->pdev.ops = NULL;
+	if (pci_dev_load(&sv->pdev, in) < 0)
+		return -EINVAL;
+	ctrl = pci_get_u16(&sv->pdev, VPCI_CAP_MSIX + 2);
+	sv->msix.enable = ctrl & MSIX_CTRL_ENABLE;
+	sv->msix.maskall = ctrl & MSIX_CTRL_MASKALL;
+	return 0;
+}
+
+static int vpci_parse(const struct virtio_dev *t, struct state_buf *in, struct vpci_saved *sv)
+{
+	bool enable, maskall;
+
+	if (state_get_u16(in) != t->info.device_id ||
+	    state_get_u16(in) != t->info.num_queues || state_get_u64(in) != t->dev_features ||
+	    state_get_u16(in) != t->info.queue_size || in->error)
+		return -EINVAL;   /* another device, or another configuration of it */
+	if (vpci_parse_pci(t, in, sv) || vpci_parse_common(t, in, sv))
+		return -EINVAL;
+	for (unsigned q = 0; q < t->info.num_queues; q++)
+		if (vpci_parse_queue(t, sv, q, in, &sv->q[q], &sv->qs[q]))
+			return -EINVAL;
+	enable = sv->msix.enable;
+	maskall = sv->msix.maskall;
+	if (vpci_msix_parse(t, in, &sv->msix))
+		return -EINVAL;
+	/* The control word lives in config space too: both must agree. */
+	return enable == sv->msix.enable && maskall == sv->msix.maskall ? 0 : -EINVAL;
+}
+
+/* Everything checked: replace the state. The BAR is decoded where the
+ * loaded config space says, Bus Master and INTx Disable follow COMMAND. */
+static void vpci_commit(struct virtio_dev *t, const struct vpci_saved *sv)
+{
+	uint16_t cmd = pci_get_u16(&sv->pdev, PCI_COMMAND);
+
+	memcpy(t->pdev.cfg, sv->pdev.cfg, sizeof(t->pdev.cfg));
+	memcpy(t->pdev.bar, sv->pdev.bar, sizeof(t->pdev.bar));
+	vpci_bar_move(t, pci_dev_bar_addr(&t->pdev, VPCI_BAR));
+	t->dfselect = sv->dfselect;
+	t->gfselect = sv->gfselect;
+	t->driver_features = sv->driver_features;
+	t->status = sv->status;
+	t->started = sv->flags & VPCI_SF_STARTED;
+	t->quiesced = t->started;   /* resume() starts it */
+	t->queue_select = sv->queue_select;
+	atomic_store(&t->config_generation, sv->config_generation);
+	atomic_store(&t->needs_reset, (sv->flags & VPCI_SF_NEEDS_RESET) != 0);
+	for (unsigned q = 0; q < t->info.num_queues; q++) {
+		struct vpci_queue *vq = &t->q[q];
+
+		*vq = sv->q[q];
+		vq_reset(&t->vq[q]);
+		if (vq->enabled && vq_restore(&t->vq[q], t->gm, vq->size, vq->desc, vq->driver,
+					       vq->device, t->driver_features, &sv->qs[q]))
+			vq->enabled = false;   /* cannot happen: vpci_parse_queue checked it */
+	}
+	pthread_mutex_lock(&t->irq_lock);
+	t->config_vector = sv->config_vector;
+	t->isr = sv->isr;
+	t->intx_disabled = cmd & PCI_COMMAND_INTX_DISABLE;
+	vpci_bus_master(t, cmd & PCI_COMMAND_MASTER);
+	vpci_msix_commit(t, &sv->msix);
+	vpci_intx_update(t);
+	pthread_mutex_unlock(&t->irq_lock);
+}
+
+/* Where the section starting at in->pos ends, without reading it. */
+static size_t vpci_model_section_end(const struct state_buf *in)
+{
+	uint32_t len = 0;
+
+	if (in->error || in->pos > in->len || in->len - in->pos < 12)
+		return (size_t)-1;
+	for (unsigned i = 0; i < 4; i++)
+		len |= (uint32_t)in->data[in->pos + 8 + i] << (8 * i);
+	return in->pos + 12 + len;
+}
+
+/* dev.lock held (the registry). The model's section is loaded last among
+ * the checks: it validates before it changes anything, and after it the
+ * transport's commit cannot fail. */
+static int vpci_load(struct device *dev, struct state_buf *in)
+{
+	struct virtio_dev *t = to_vpci(dev);
+	struct vpci_saved *sv;
+	size_t end;
+	int ret;
+
+	if (t->started && !t->quiesced)
+		return -EBUSY;
+	if (state_section_open(in, VPCI_STATE_ID, VPCI_STATE_VERSION) < 0)
+		return -EINVAL;
+	end = state_section_body_end(in);
+	sv = calloc(1, sizeof(*sv));
+	if (!sv)
+		return -ENOMEM;
+	ret = vpci_parse(t, in, sv);
+	if (!ret && t->ops->load) {
+		/* The model's section must be the rest of ours, checked before
+		 * the model changes anything. */
+		ret = vpci_model_section_end(in) == end ? 0 : -EINVAL;
+		ret = ret ?: t->ops->load(t->opaque, in, sv->driver_features,
+					  sv->flags & VPCI_SF_STARTED);
+	}
+	if (!ret && !state_section_done(in, end))
+		ret = -EINVAL;
+	if (!ret)
+		vpci_commit(t, sv);
+	free(sv);
+	return ret;
+}
+
 /* ---- lifetime ---- */
 
 static void vpci_destroy(struct device *dev)
@@ -900,6 +1311,10 @@ static const struct dev_ops vpci_dev_ops = {
 	.reset = vpci_dev_reset,
 	.read = vpci_read,
 	.write = vpci_write,
+	.quiesce = vpci_quiesce,
+	.resume = vpci_resume,
+	.save = vpci_save,
+	.load = vpci_load,
 	.destroy = vpci_destroy,
 };
 

@@ -33,5 +33,10 @@ void state_free(struct state_buf *b);
 size_t state_section_begin(struct state_buf *b, uint32_t id, uint32_t version);
 void state_section_end(struct state_buf *b, size_t mark);
 int state_section_open(struct state_buf *b, uint32_t id, uint32_t max_version) WARN_UNUSED;
+/* Right after state_section_open: where the section's body ends. */
+size_t state_section_body_end(const struct state_buf *b);
+/* After reading a section's fields: nothing ran past the end and exactly
+ * the section was consumed. */
+bool state_section_done(const struct state_buf *b, size_t end);
 
 #endif

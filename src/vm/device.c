@@ -150,16 +150,6 @@ int dev_list_save(struct dev_list *l, struct state_buf *out)
 	return out->error ? -ENOMEM : 0;
 }
 
-/* The body length of the section just opened (its header ends at in->pos). */
-static size_t dev_section_end(const struct state_buf *in)
-{
-	uint32_t len = 0;
-
-	for (unsigned i = 0; i < 4; i++)
-		len |= (uint32_t)in->data[in->pos - 4 + i] << (8 * i);
-	return in->pos + len;
-}
-
 static int dev_list_load_one(struct dev_list *l, struct state_buf *in, bool *seen)
 {
 	char id[DEV_ID_MAX] = "";
@@ -170,7 +160,7 @@ static int dev_list_load_one(struct dev_list *l, struct state_buf *in, bool *see
 
 	if (state_section_open(in, DEV_STATE_ID, DEV_STATE_VERSION) < 0)
 		return -EINVAL;
-	end = dev_section_end(in);
+	end = state_section_body_end(in);
 	n = state_get_u8(in);
 	if (n >= DEV_ID_MAX)
 		return -EINVAL;
@@ -192,7 +182,7 @@ static int dev_list_load_one(struct dev_list *l, struct state_buf *in, bool *see
 	pthread_mutex_unlock(&d->lock);
 	if (ret)
 		return ret;
-	return in->error || in->pos != end ? -EINVAL : 0;
+	return state_section_done(in, end) ? 0 : -EINVAL;
 }
 
 int dev_list_load(struct dev_list *l, struct state_buf *in)
