@@ -28,6 +28,7 @@
 
 #include "kestrel/block.h"
 #include "kestrel/scsi_disk.h"
+#include "kestrel/state.h"
 #include "kestrel/virtio.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -120,7 +121,7 @@ struct virtio_scsi {
 	pthread_mutex_t lock;     /* everything below */
 	pthread_cond_t cond;      /* timers: first DRIVER_OK, teardown */
 	struct vscsi_target *targets[VIRTIO_SCSI_MAX_TARGETS];
-	bool running, ever_started, events_missed, dying;
+	bool running, quiesced, ever_started, events_missed, dying;
 	struct timespec started_at;
 	struct iovec ev_iov[VSCSI_QUEUE_SIZE];
 	struct vscsi_timer timers[2 * VIRTIO_SCSI_MAX_TARGETS];
@@ -633,6 +634,10 @@ static void vscsi_event_locked(struct virtio_scsi *s, uint32_t event, unsigned t
 	/* A driver that is not running scans everything when it starts. */
 	if (!s->running || !virtio_queue_enabled(s->vdev, VSCSI_EVENTQ))
 		return;
+	if (s->quiesced) {
+		s->events_missed = true;   /* reported at resume */
+		return;
+	}
 	vq = virtio_queue(s->vdev, VSCSI_EVENTQ);
 	r = vq_pop(vq, &e, s->ev_iov, VSCSI_QUEUE_SIZE);
 	if (r < 0) {
@@ -779,6 +784,39 @@ static int vscsi_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
 	return -ret;
 }
 
+static void vscsi_threads_stop(struct virtio_scsi *s);
+
+static int vscsi_threads_start(struct virtio_scsi *s)
+{
+	for (unsigned i = 0; i < s->nreq; i++) {
+		if (vscsi_thread_start(&s->q[i].thread, vscsi_io_thread, &s->q[i])) {
+			vscsi_threads_stop(s);
+			return -EAGAIN;
+		}
+		s->q[i].thread_running = true;
+	}
+	return 0;
+}
+
+/* Join the I/O threads; the block layer finishes what it has. Afterwards
+ * nothing of the device touches RAM and every request it popped has been
+ * pushed back to its used ring (5.6.6: each request gets its response). */
+static void vscsi_threads_stop(struct virtio_scsi *s)
+{
+	eventfd_t v;
+
+	eventfd_write(s->stop_fd, 1);
+	for (unsigned i = 0; i < s->nreq; i++) {
+		if (s->q[i].thread_running)
+			pthread_join(s->q[i].thread, NULL);
+		s->q[i].thread_running = false;
+	}
+	while (atomic_load(&s->inflight))
+		usleep(100);
+	while (eventfd_read(s->stop_fd, &v) == 0)
+		;
+}
+
 static void vscsi_stop(void *opaque);
 
 static int vscsi_start(void *opaque, uint64_t features)
@@ -789,18 +827,16 @@ static int vscsi_start(void *opaque, uint64_t features)
 	s->sense_size = s->cfg_sense_size;
 	pthread_mutex_lock(&s->lock);
 	s->running = true;
+	s->quiesced = false;
 	if (!s->ever_started) {
 		s->ever_started = true;
 		clock_gettime(CLOCK_MONOTONIC, &s->started_at);
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
-	for (unsigned i = 0; i < s->nreq; i++) {
-		if (vscsi_thread_start(&s->q[i].thread, vscsi_io_thread, &s->q[i])) {
-			vscsi_stop(s);
-			return -EAGAIN;
-		}
-		s->q[i].thread_running = true;
+	if (vscsi_threads_start(s)) {
+		vscsi_stop(s);
+		return -EAGAIN;
 	}
 	return 0;
 }
@@ -808,23 +844,160 @@ static int vscsi_start(void *opaque, uint64_t features)
 static void vscsi_stop(void *opaque)
 {
 	struct virtio_scsi *s = opaque;
-	eventfd_t v;
 
 	pthread_mutex_lock(&s->lock);
 	s->running = false;
+	s->quiesced = false;
 	s->events_missed = false;
 	pthread_mutex_unlock(&s->lock);
-	eventfd_write(s->stop_fd, 1);
-	for (unsigned i = 0; i < s->nreq; i++) {
-		if (s->q[i].thread_running)
-			pthread_join(s->q[i].thread, NULL);
-		s->q[i].thread_running = false;
+	vscsi_threads_stop(s);
+}
+
+/* Hot-plug events while quiesced only set events_missed (the event queue
+ * is not touched); resume reports them with the first event buffer. */
+static void vscsi_quiesce(void *opaque)
+{
+	struct virtio_scsi *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	s->quiesced = true;
+	pthread_mutex_unlock(&s->lock);
+	vscsi_threads_stop(s);
+}
+
+static int vscsi_resume(void *opaque)
+{
+	struct virtio_scsi *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	s->quiesced = false;
+	pthread_mutex_unlock(&s->lock);
+	if (vscsi_threads_start(s))
+		return -EAGAIN;
+	vscsi_eventq_kick(s);
+	return 0;
+}
+
+/* ---- state ----
+ * Section {VSCS, 1}: the driver's cdb_size and sense_size (as written and
+ * in use), the flags (running, started once, events missed), then which
+ * targets hold a disk and each disk's geometry: the disks themselves are
+ * the machine's (opened from its configuration), so a load only checks
+ * they are the same and refuses otherwise. No per-target sense or unit
+ * attention is kept by this model (scsi_disk.c answers every command from
+ * the disk's geometry alone). */
+#define VSCSI_STATE_ID 0x56534353 /* "VSCS" */
+#define VSCSI_STATE_VERSION 1
+#define VSCSI_SF_RUNNING 1
+#define VSCSI_SF_EVER_STARTED 2
+#define VSCSI_SF_EVENTS_MISSED 4
+
+struct vscsi_saved {
+	uint32_t cfg_cdb_size, cfg_sense_size, cdb_size, sense_size;
+	uint8_t flags;
+};
+
+static int vscsi_save(void *opaque, struct state_buf *out)
+{
+	struct virtio_scsi *s = opaque;
+	size_t mark = state_section_begin(out, VSCSI_STATE_ID, VSCSI_STATE_VERSION);
+	uint16_t present = 0;
+
+	state_put_u32(out, s->cfg_cdb_size);
+	state_put_u32(out, s->cfg_sense_size);
+	state_put_u32(out, s->cdb_size);
+	state_put_u32(out, s->sense_size);
+	pthread_mutex_lock(&s->lock);
+	state_put_u8(out, (s->running ? VSCSI_SF_RUNNING : 0) |
+			  (s->ever_started ? VSCSI_SF_EVER_STARTED : 0) |
+			  (s->events_missed ? VSCSI_SF_EVENTS_MISSED : 0));
+	for (unsigned i = 0; i < VIRTIO_SCSI_MAX_TARGETS; i++)
+		present |= (uint16_t)((s->targets[i] != NULL) << i);
+	state_put_u16(out, present);
+	for (unsigned i = 0; i < VIRTIO_SCSI_MAX_TARGETS; i++) {
+		const struct scsi_disk *d = s->targets[i] ? &s->targets[i]->disk : NULL;
+
+		if (!d)
+			continue;
+		state_put_u64(out, d->nblocks);
+		state_put_u32(out, d->block_size);
+		state_put_u8(out, d->readonly);
 	}
-	/* The block layer finishes what it has; nothing may then touch RAM. */
-	while (atomic_load(&s->inflight))
-		usleep(100);
-	while (eventfd_read(s->stop_fd, &v) == 0)
-		;
+	pthread_mutex_unlock(&s->lock);
+	state_section_end(out, mark);
+	return out->error ? -ENOMEM : 0;
+}
+
+static bool vscsi_size_ok(uint32_t v)
+{
+	return v >= 1 && v <= VSCSI_MAX_CDB_SENSE;
+}
+
+/* The saved disks must be the ones this controller holds. s->lock held. */
+static bool vscsi_targets_match(struct virtio_scsi *s, struct state_buf *in)
+{
+	uint16_t present = state_get_u16(in);
+	bool ok = !in->error;
+
+	for (unsigned i = 0; i < VIRTIO_SCSI_MAX_TARGETS && ok; i++) {
+		const struct vscsi_target *t = s->targets[i];
+		uint64_t nblocks;
+		uint32_t bs;
+		uint8_t ro;
+
+		if (!(present & (1u << i))) {
+			ok = !t;
+			continue;
+		}
+		nblocks = state_get_u64(in);
+		bs = state_get_u32(in);
+		ro = state_get_u8(in);
+		ok = t && !in->error && nblocks == t->disk.nblocks && bs == t->disk.block_size &&
+		     ro == t->disk.readonly;
+	}
+	return ok;
+}
+
+static int vscsi_load(void *opaque, struct state_buf *in, uint64_t features, bool started)
+{
+	struct virtio_scsi *s = opaque;
+	struct vscsi_saved v;
+	bool running;
+	size_t end;
+
+	if (state_section_open(in, VSCSI_STATE_ID, VSCSI_STATE_VERSION) < 0)
+		return -EINVAL;
+	end = state_section_body_end(in);
+	v.cfg_cdb_size = state_get_u32(in);
+	v.cfg_sense_size = state_get_u32(in);
+	v.cdb_size = state_get_u32(in);
+	v.sense_size = state_get_u32(in);
+	v.flags = state_get_u8(in);
+	running = v.flags & VSCSI_SF_RUNNING;
+	if (in->error || !vscsi_size_ok(v.cfg_cdb_size) || !vscsi_size_ok(v.cfg_sense_size) ||
+	    !vscsi_size_ok(v.cdb_size) || !vscsi_size_ok(v.sense_size) ||
+	    v.flags & ~(VSCSI_SF_RUNNING | VSCSI_SF_EVER_STARTED | VSCSI_SF_EVENTS_MISSED) ||
+	    running != started || (running && !(v.flags & VSCSI_SF_EVER_STARTED)))
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	if (!vscsi_targets_match(s, in) || !state_section_done(in, end)) {
+		pthread_mutex_unlock(&s->lock);
+		return -EINVAL;
+	}
+	s->cfg_cdb_size = v.cfg_cdb_size;
+	s->cfg_sense_size = v.cfg_sense_size;
+	s->cdb_size = v.cdb_size;
+	s->sense_size = v.sense_size;
+	s->running = running;
+	s->quiesced = running;   /* the transport resumes it */
+	s->events_missed = v.flags & VSCSI_SF_EVENTS_MISSED;
+	if ((v.flags & VSCSI_SF_EVER_STARTED) && !s->ever_started) {
+		s->ever_started = true;
+		clock_gettime(CLOCK_MONOTONIC, &s->started_at);
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 /* ---- hot-plug ---- */
@@ -1081,6 +1254,10 @@ static const struct virtio_dev_ops vscsi_ops = {
 	.start = vscsi_start,
 	.stop = vscsi_stop,
 	.destroy = vscsi_destroy,
+	.quiesce = vscsi_quiesce,
+	.resume = vscsi_resume,
+	.save = vscsi_save,
+	.load = vscsi_load,
 };
 
 static struct virtio_scsi *vscsi_alloc(unsigned nqueues, bool stats)
