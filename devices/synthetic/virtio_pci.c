@@ -1214,7 +1214,8 @@ static void vpci_commit(struct virtio_dev *t, const struct vpci_saved *sv)
 	t->config_vector = sv->config_vector;
 	t->isr = sv->isr;
 	t->intx_disabled = cmd & PCI_COMMAND_INTX_DISABLE;
-	vpci_bus_master(t, cmd & PCI_COMMAND_MASTER);
+	/* Off a bus (unit tests) the function may always DMA, as when created. */
+	vpci_bus_master(t, (cmd & PCI_COMMAND_MASTER) || t->pdev.slot < 0);
 	vpci_msix_commit(t, &sv->msix);
 	vpci_intx_update(t);
 	pthread_mutex_unlock(&t->irq_lock);

@@ -991,11 +991,12 @@ static int vscsi_load(void *opaque, struct state_buf *in, uint64_t features, boo
 	s->running = running;
 	s->quiesced = running;   /* the transport resumes it */
 	s->events_missed = v.flags & VSCSI_SF_EVENTS_MISSED;
+	/* The test-hook timers count from this controller's first start. */
 	if ((v.flags & VSCSI_SF_EVER_STARTED) && !s->ever_started) {
-		s->ever_started = true;
 		clock_gettime(CLOCK_MONOTONIC, &s->started_at);
 		pthread_cond_broadcast(&s->cond);
 	}
+	s->ever_started = v.flags & VSCSI_SF_EVER_STARTED;
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
