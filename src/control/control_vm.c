@@ -187,6 +187,7 @@ static void cv_bus_json(struct bus *bus, json_object *arr)
 		char base[24];
 
 		snprintf(base, sizeof(base), "0x%llx", (unsigned long long)r->base);
+		json_object_object_add(d, "id", jstr(r->dev->id));
 		json_object_object_add(d, "name", jstr(r->dev->ops->name));
 		json_object_object_add(d, "bus", jstr(bus->name));
 		json_object_object_add(d, "base", jstr(base));
@@ -310,6 +311,7 @@ static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 		if (cv_scsi(cv)) {
 			json_object *d = json_object_new_object();
 
+			json_object_object_add(d, "id", jstr("scsi0"));
 			json_object_object_add(d, "name", jstr("virtio-scsi"));
 			json_object_object_add(d, "bus", jstr("pci"));
 			json_object_array_add(devs, d);
