@@ -213,6 +213,14 @@ static UNUSED_FN void expect_saves(struct device *d, const uint8_t *data, size_t
 	state_free(&now);
 }
 
+/* Load s (from its start) into d: accepted, and d then saves the same bytes. */
+static UNUSED_FN void load_saves_same(struct device *d, struct state_buf *s)
+{
+	s->pos = 0;
+	ck_assert_int_eq(locked_load(d, s), 0);
+	expect_saves(d, s->data, s->len, "after the load", 0);
+}
+
 /* Every corruption of good (a state saved by another device of d's kind and
  * configuration) against d, under d's lock as the registry calls it: each
  * cut refused; a wrong section id, version 0 and a version from the future
