@@ -1109,8 +1109,13 @@ static int vpci_parse_queue(const struct virtio_dev *t, const struct vpci_saved 
 	if (!(sv->status & VIRTIO_STATUS_FEATURES_OK) || vq->size > t->info.queue_size ||
 	    vq_check(t->gm, vq->size, vq->desc, vq->driver, vq->device))
 		return -EINVAL;
-	if (!st->broken && st->last_avail != st->used_idx)
-		return -EINVAL;   /* a chain in flight: not saved at rest */
+	/* A chain in flight: not saved at rest. Only a queue the device gave
+	 * up on (broken, or the device needs a reset) may hold some, and never
+	 * more than the ring has. */
+	if ((uint16_t)(st->last_avail - st->used_idx) > vq->size)
+		return -EINVAL;
+	if (st->last_avail != st->used_idx && !st->broken && !(sv->flags & VPCI_SF_NEEDS_RESET))
+		return -EINVAL;
 	if (st->signalled_valid && !(sv->driver_features & VIRTIO_BIT(VIRTIO_F_EVENT_IDX)))
 		return -EINVAL;
 	return 0;
