@@ -143,6 +143,26 @@ static uint32_t machine_pci_inta_gsi(int slot)
 }
 
 /* Open every --disk bus=scsi; on failure the ones opened are closed. */
+/* A device model behind its own virtio-pci function at slot, its INTA# on
+ * the GSI the DSDT names for the slot, registered under id. The machine
+ * picks the transport; the model knows only struct virtio_dev. */
+static int machine_add_virtio(struct machine *m, const struct virtio_model *model, int slot,
+			      const char *id, char *err, size_t errlen)
+{
+	struct virtio_dev *vdev;
+	int ret;
+
+	ret = virtio_pci_create(&m->vm, machine_find_device(m, "pci-host"), slot,
+				machine_pci_inta_gsi(slot), &model->info, model->ops, model->opaque,
+				&vdev);
+	if (ret) {
+		snprintf(err, errlen, "%s (%s): cannot create the PCI function: %s", id,
+			 model->info.name, strerror(-ret));
+		return ret;
+	}
+	return machine_add(m, virtio_dev_device(vdev), id, err, errlen);
+}
+
 static int machine_open_scsi_disks(struct machine *m, struct virtio_scsi_disk *d, unsigned *n,
 				   char *err, size_t errlen)
 {
@@ -170,18 +190,16 @@ static int machine_open_scsi_disks(struct machine *m, struct virtio_scsi_disk *d
 static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 {
 	struct virtio_scsi_disk d[CONFIG_MAX_DISKS];
-	struct device *dev = NULL;
+	struct virtio_model model;
 	unsigned n = 0;
 	int ret;
 
 	ret = machine_open_scsi_disks(m, d, &n, err, errlen);
 	if (ret || (!n && !m->cfg->scsi_controller))
 		return ret;
-	ret = virtio_scsi_create(&m->vm, machine_find_device(m, "pci-host"), MACHINE_SLOT_VIRTIO_SCSI,
-				 machine_pci_inta_gsi(MACHINE_SLOT_VIRTIO_SCSI),
-				 MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
-				 m->cfg->stats, &dev, err, errlen);
-	return ret ?: machine_add(m, dev, "scsi0", err, errlen);
+	ret = virtio_scsi_new(MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
+			      m->cfg->stats, &model, err, errlen);
+	return ret ?: machine_add_virtio(m, &model, MACHINE_SLOT_VIRTIO_SCSI, "scsi0", err, errlen);
 }
 
 /* Synthetic network: one virtio-net function per --net, in the slots after
@@ -196,7 +214,7 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
 		int slot = MACHINE_SLOT_VIRTIO_NET + (int)i;
 		struct virtio_net_opts o = { .vlan = c->vlan, .queues = c->queues,
 					     .stats = m->cfg->stats };
-		struct device *dev = NULL;
+		struct virtio_model model;
 		struct net_tap tap;
 		char name[DEV_ID_MAX], terr[400];
 		int ret;
@@ -209,9 +227,8 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
 			snprintf(err, errlen, "--net %s", terr);
 			return ret;
 		}
-		ret = virtio_net_create(&m->vm, machine_find_device(m, "pci-host"), slot,
-					machine_pci_inta_gsi(slot), &o, &tap, &dev, err, errlen);
-		ret = ret ?: machine_add(m, dev, name, err, errlen);
+		ret = virtio_net_new(&o, &tap, &model, err, errlen);
+		ret = ret ?: machine_add_virtio(m, &model, slot, name, err, errlen);
 		if (ret)
 			return ret;
 	}

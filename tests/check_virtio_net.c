@@ -269,6 +269,7 @@ static uint16_t le16(const uint8_t *p)
 static void make_dev(unsigned vlan, unsigned queues)
 {
 	struct virtio_net_opts o = { .name = "net0", .vlan = vlan, .queues = queues };
+	struct virtio_model m;
 	int fds[NET_MAX_QUEUES];
 	struct net_tap tap;
 	char err[256] = "";
@@ -283,9 +284,8 @@ static void make_dev(unsigned vlan, unsigned queues)
 	}
 	npeer = queues;
 	net_tap_from_fds(&tap, fds, queues);
-	ck_assert_msg(virtio_net_create(NULL, NULL, -1, 0, &o, &tap, &dev, err, sizeof(err)) == 0,
-		      "%s", err);
-	virtio_pci_set_guest_mem(dev, &gm);
+	ck_assert_msg(virtio_net_new(&o, &tap, &m, err, sizeof(err)) == 0, "%s", err);
+	dev = transport_for(&m);
 }
 
 static void setup(void)

@@ -28,6 +28,7 @@ struct model {
 	uint64_t features;
 	unsigned cfg_off, cfg_size;
 	uint64_t cfg_written;
+	struct virtio_dev *vdev;   /* what bind() handed over */
 };
 
 static struct model model;
@@ -69,9 +70,14 @@ static void m_destroy(void *o)
 	((struct model *)o)->destroys++;
 }
 
+static void m_bind(void *o, struct virtio_dev *v)
+{
+	((struct model *)o)->vdev = v;
+}
+
 static const struct virtio_dev_ops m_ops = {
-	.cfg_read = m_cfg_read, .cfg_write = m_cfg_write, .start = m_start, .stop = m_stop,
-	.destroy = m_destroy,
+	.bind = m_bind, .cfg_read = m_cfg_read, .cfg_write = m_cfg_write, .start = m_start,
+	.stop = m_stop, .destroy = m_destroy,
 };
 
 static uint64_t rd(uint64_t off, unsigned size)
@@ -94,6 +100,7 @@ static void setup(void)
 	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
 	host = pci_host_create();
 	ck_assert_int_eq(virtio_pci_create(NULL, host, SLOT, 19, &info, &m_ops, &model, &vdev), 0);
+	ck_assert_ptr_eq(model.vdev, vdev);   /* the model was bound to its transport */
 	dev = virtio_dev_device(vdev);
 	virtio_pci_set_guest_mem(dev, &gm);
 	pdev = pci_host_slot(host, SLOT);
@@ -133,6 +140,20 @@ static void queue(unsigned q, uint16_t size, uint64_t desc, uint64_t avail, uint
 	wr(COMMON + 0x30, 8, used);
 	wr(COMMON + 0x1c, 2, 1);
 }
+
+/* A transport that cannot be made frees its model, once. */
+START_TEST(create_failure_frees_model)
+{
+	struct virtio_dev_info bad = { .name = "bad", .device_id = 42, .num_queues = 0,
+				       .queue_size = 64 };
+	struct model m = { 0 };
+	struct virtio_dev *v = NULL;
+
+	ck_assert_int_eq(virtio_pci_create(NULL, NULL, -1, 0, &bad, &m_ops, &m, &v), -EINVAL);
+	ck_assert_int_eq(m.destroys, 1);
+	ck_assert_ptr_null(v);
+}
+END_TEST
 
 START_TEST(header_and_capabilities)
 {
@@ -537,6 +558,7 @@ static Suite *virtio_pci_suite(void)
 	TCase *tc = tcase_create("transport");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, create_failure_frees_model);
 	tcase_add_test(tc, header_and_capabilities);
 	tcase_add_test(tc, features);
 	tcase_add_test(tc, status_and_reset);

@@ -211,6 +211,17 @@ static void expect_counters(unsigned target, uint64_t rops, uint64_t rbytes, uin
 
 /* ---- fixtures ---- */
 
+/* The controller model on a transport, as src/machine.c puts it together. */
+static struct device *scsi_controller(unsigned nq, const struct virtio_scsi_disk *disks,
+				      unsigned n, bool stats)
+{
+	struct virtio_model m;
+	char err[256] = "";
+
+	ck_assert_msg(virtio_scsi_new(nq, disks, n, stats, &m, err, sizeof(err)) == 0, "%s", err);
+	return transport_for(&m);
+}
+
 static void make_dev(bool stats)
 {
 	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW };
@@ -218,9 +229,7 @@ static void make_dev(bool stats)
 	char err[256] = "";
 
 	ck_assert_msg(blk_open(&disk.blk, &o, err, sizeof(err)) == 0, "%s", err);
-	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 0, 1, &disk, 1, stats, &dev, err,
-					 sizeof(err)) == 0, "%s", err);
-	virtio_pci_set_guest_mem(dev, &gm);
+	dev = scsi_controller(1, &disk, 1, stats);
 	driver_init();
 }
 
@@ -247,12 +256,8 @@ static void setup(void)
 
 static void setup_empty(void)
 {
-	char err[256] = "";
-
 	setup_files();
-	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 0, EMPTY_REQUEST_QUEUES, NULL, 0, false,
-					 &dev, err, sizeof(err)) == 0, "%s", err);
-	virtio_pci_set_guest_mem(dev, &gm);
+	dev = scsi_controller(EMPTY_REQUEST_QUEUES, NULL, 0, false);
 	driver_init();
 }
 
@@ -478,14 +483,10 @@ static struct device *make_ro(void)
 {
 	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW, .readonly = true };
 	struct virtio_scsi_disk disk = { 0 };
-	struct device *d;
 	char err[256] = "";
 
 	ck_assert_msg(blk_open(&disk.blk, &o, err, sizeof(err)) == 0, "%s", err);
-	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 0, 1, &disk, 1, false, &d, err,
-					 sizeof(err)) == 0, "%s", err);
-	virtio_pci_set_guest_mem(d, &gm);
-	return d;
+	return scsi_controller(1, &disk, 1, false);
 }
 
 static uint8_t pattern(uint32_t lba, unsigned i)
@@ -609,7 +610,6 @@ START_TEST(state_roundtrip_and_corruption)
 	struct device *a = dev, *b = make_ro(), *empty;
 	struct state_buf s;
 	unsigned refused;
-	char err[256] = "";
 
 	ck_assert_uint_eq(scsi_cmd(0, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0).status,
 			  SCSI_STATUS_GOOD);
@@ -632,9 +632,7 @@ START_TEST(state_roundtrip_and_corruption)
 	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 4, s.data[ST_QUEUE(REQQ) + 4] | 8); /* misaligned */
 	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 28, 0);                     /* a request in flight */
 	/* The same state into a controller without that disk: refused. */
-	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 0, 1, NULL, 0, false, &empty, err,
-					 sizeof(err)) == 0, "%s", err);
-	virtio_pci_set_guest_mem(empty, &gm);
+	empty = scsi_controller(1, NULL, 0, false);
 	s.pos = 0;
 	ck_assert_int_eq(locked_load(empty, &s), -EINVAL);
 	empty->ops->destroy(empty);

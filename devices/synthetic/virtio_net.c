@@ -1249,7 +1249,13 @@ static void vnet_destroy(void *opaque)
 	free(n);
 }
 
+static void vnet_bind(void *opaque, struct virtio_dev *vdev)
+{
+	((struct virtio_net *)opaque)->vdev = vdev;
+}
+
 static const struct virtio_dev_ops vnet_ops = {
+	.bind = vnet_bind,
 	.cfg_read = vnet_cfg_read,
 	.cfg_write = vnet_cfg_write,
 	.start = vnet_start,
@@ -1276,12 +1282,15 @@ static int vnet_queues_init(struct virtio_net *n)
 	return 0;
 }
 
+/* The tap is the device's from here on: closed with it, also on failure. */
 static struct virtio_net *vnet_alloc(const struct virtio_net_opts *o, struct net_tap *tap)
 {
 	struct virtio_net *n = calloc(1, sizeof(*n));
 
-	if (!n)
+	if (!n) {
+		net_tap_close(tap);
 		return NULL;
+	}
 	n->tap = *tap;
 	snprintf(n->name, sizeof(n->name), "%s", o->name ? o->name : "net");
 	memcpy(n->cfg_mac, o->mac, ETH_ALEN);
@@ -1320,19 +1329,10 @@ static uint64_t vnet_features(unsigned pairs)
 	return f;
 }
 
-int virtio_net_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
-		      const struct virtio_net_opts *o, struct net_tap *tap, struct device **out,
-		      char *err, size_t errlen)
+int virtio_net_new(const struct virtio_net_opts *o, struct net_tap *tap, struct virtio_model *out,
+		   char *err, size_t errlen)
 {
-	struct virtio_dev_info info = {
-		.name = "virtio-net",
-		.device_id = VIRTIO_ID_NET,
-		.class_code = 0x020000,             /* network, Ethernet */
-		.queue_size = VNET_QUEUE_SIZE,
-		.cfg_size = VNET_CFG_SIZE,
-	};
 	struct virtio_net *n;
-	int ret;
 
 	if (o->queues < 1 || o->queues > NET_MAX_QUEUES || tap->nqueues != o->queues ||
 	    o->vlan >= VNET_VLAN_IDS - 1) {
@@ -1342,20 +1342,22 @@ int virtio_net_create(struct vm *vm, struct device *pci_host, int slot, uint32_t
 	}
 	n = vnet_alloc(o, tap);
 	if (!n) {
-		net_tap_close(tap);
 		snprintf(err, errlen, "virtio-net: out of memory");
 		return -ENOMEM;
 	}
-	info.features = vnet_features(n->max_pairs);
-	info.num_queues = 2 * n->max_pairs + 1;
-	ret = virtio_pci_create(vm, pci_host, slot, intx_gsi, &info, &vnet_ops, n, &n->vdev);
-	if (ret) {
-		snprintf(err, errlen, "%s: cannot create the PCI function: %s", n->name,
-			 strerror(-ret));
-		vnet_destroy(n);
-		return ret;
-	}
-	*out = virtio_dev_device(n->vdev);
+	*out = (struct virtio_model){
+		.info = {
+			.name = "virtio-net",
+			.device_id = VIRTIO_ID_NET,
+			.class_code = 0x020000,             /* network, Ethernet */
+			.features = vnet_features(n->max_pairs),
+			.num_queues = 2 * n->max_pairs + 1,
+			.queue_size = VNET_QUEUE_SIZE,
+			.cfg_size = VNET_CFG_SIZE,
+		},
+		.ops = &vnet_ops,
+		.opaque = n,
+	};
 	return 0;
 }
 

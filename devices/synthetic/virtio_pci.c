@@ -1401,11 +1401,17 @@ int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot, uint32_t
 	struct virtio_dev *t;
 	int ret;
 
-	if (!vpci_info_ok(info) || !ops)
+	if (!vpci_info_ok(info) || !ops || !ops->bind) {
+		if (ops && ops->destroy)
+			ops->destroy(opaque);
 		return -EINVAL;
+	}
 	t = vpci_alloc(info);
-	if (!t)
+	if (!t) {
+		if (ops->destroy)
+			ops->destroy(opaque);
 		return -ENOMEM;
+	}
 	device_init(&t->dev, &vpci_dev_ops);
 	pthread_mutex_init(&t->irq_lock, NULL);
 	t->vm = vm;
@@ -1415,6 +1421,7 @@ int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot, uint32_t
 	t->intx_gsi = intx_gsi;
 	t->bar_addr = PCI_BAR_UNMAPPED;
 	t->dev_features = info->features | VPCI_TRANSPORT_FEATURES;
+	ops->bind(opaque, t);
 	pci_dev_init(&t->pdev, VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_DEVICE_BASE + info->device_id),
 		     info->class_code, 1, &vpci_pci_ops, t);
 	pci_dev_set_subsystem(&t->pdev, VIRTIO_PCI_VENDOR, 0x1100);

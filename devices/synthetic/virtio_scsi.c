@@ -1249,7 +1249,13 @@ static void vscsi_destroy(void *opaque)
 	free(s);
 }
 
+static void vscsi_bind(void *opaque, struct virtio_dev *vdev)
+{
+	((struct virtio_scsi *)opaque)->vdev = vdev;
+}
+
 static const struct virtio_dev_ops vscsi_ops = {
+	.bind = vscsi_bind,
 	.cfg_read = vscsi_cfg_read,
 	.cfg_write = vscsi_cfg_write,
 	.start = vscsi_start,
@@ -1324,18 +1330,9 @@ static void vscsi_close_disks(const struct virtio_scsi_disk *disks, unsigned n)
 		blk_close(disks[i].blk);
 }
 
-int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
-		       unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
-		       bool stats, struct device **out, char *err, size_t errlen)
+int virtio_scsi_new(unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
+		    bool stats, struct virtio_model *out, char *err, size_t errlen)
 {
-	struct virtio_dev_info info = {
-		.name = "virtio-scsi",
-		.device_id = VIRTIO_ID_SCSI,
-		.class_code = 0x010000,             /* mass storage, SCSI */
-		.features = VIRTIO_BIT(VIRTIO_SCSI_F_HOTPLUG),
-		.queue_size = VSCSI_QUEUE_SIZE,
-		.cfg_size = VSCSI_CFG_SIZE,
-	};
 	struct virtio_scsi *s;
 	int ret = 0;
 
@@ -1351,7 +1348,6 @@ int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_
 		vscsi_close_disks(disks, ndisks);
 		return -ENOMEM;
 	}
-	info.num_queues = VSCSI_REQQ + s->nreq;
 	for (unsigned i = 0; i < ndisks; i++) {
 		if (ret)
 			blk_close(disks[i].blk);   /* after a failure: still ours to close */
@@ -1360,16 +1356,22 @@ int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_
 	}
 	if (!ret && s->ntimers && vscsi_thread_start(&s->timer_thread, vscsi_timer_thread, s) == 0)
 		s->timer_running = true;
-	if (!ret) {
-		ret = virtio_pci_create(vm, pci_host, slot, intx_gsi, &info, &vscsi_ops, s, &s->vdev);
-		if (ret)
-			snprintf(err, errlen, "virtio-scsi: cannot create the PCI function: %s",
-				 strerror(-ret));
-	}
 	if (ret) {
 		vscsi_destroy(s);
 		return ret;
 	}
-	*out = virtio_dev_device(s->vdev);
+	*out = (struct virtio_model){
+		.info = {
+			.name = "virtio-scsi",
+			.device_id = VIRTIO_ID_SCSI,
+			.class_code = 0x010000,             /* mass storage, SCSI */
+			.features = VIRTIO_BIT(VIRTIO_SCSI_F_HOTPLUG),
+			.num_queues = VSCSI_REQQ + s->nreq,
+			.queue_size = VSCSI_QUEUE_SIZE,
+			.cfg_size = VSCSI_CFG_SIZE,
+		},
+		.ops = &vscsi_ops,
+		.opaque = s,
+	};
 	return 0;
 }

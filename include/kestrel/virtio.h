@@ -29,9 +29,9 @@
  *   virtio_set_needs_reset() (DEVICE_NEEDS_RESET, 2.1.1) and stops using the
  *   queue until the driver resets the device. Nothing is fatal to the worker.
  *
- * A network device plugs in the same way: fill struct virtio_dev_info (device
- * id VIRTIO_ID_NET, its feature bits, 2 * pairs + 1 queues, its config size),
- * provide the ops, and call virtio_pci_create() from the machine. */
+ * A device model fills struct virtio_model (struct virtio_dev_info: device
+ * id, its feature bits, queues, config size; the ops; its state) and knows
+ * nothing of PCI: the machine puts it behind virtio_pci_create(). */
 #ifndef KESTREL_VIRTIO_H
 #define KESTREL_VIRTIO_H
 
@@ -208,6 +208,9 @@ struct virtio_dev_info {
 };
 
 struct virtio_dev_ops {
+	/* Called once by the transport, before any other op: the transport
+	 * the model reaches its queues and interrupts through. */
+	void (*bind)(void *opaque, struct virtio_dev *vdev);
 	/* Device-specific configuration (4.1.4.6); off + size <= cfg_size.
 	 * Called on a vCPU thread under the transport's lock. */
 	uint64_t (*cfg_read)(void *opaque, unsigned off, unsigned size);
@@ -236,12 +239,23 @@ struct virtio_dev_ops {
 	int (*load)(void *opaque, struct state_buf *in, uint64_t features, bool started);
 };
 
+/* A device model ready to sit behind a transport: what virtio_scsi_new()
+ * and virtio_net_new() give the machine, which picks the transport and its
+ * place (virtio_pci_create). Until then the model is freed with
+ * ops->destroy(opaque). */
+struct virtio_model {
+	struct virtio_dev_info info;
+	const struct virtio_dev_ops *ops;
+	void *opaque;
+};
+
 /* Create a modern virtio-pci function for a device model and attach it to
  * the PCI host at slot (1..31, or -1: first free). intx_gsi: the GSI the
  * board routes INTA# of that slot to (see pci_intx_gsi in the machine).
  * vm may be NULL (unit tests): no ioeventfd, irqfd or MSI routes; interrupts
  * are then dropped. Returns the bus device (the machine frees it through its
- * ops->destroy, which calls stop and destroy of the model). */
+ * ops->destroy, which calls stop and destroy of the model). On failure the
+ * model is destroyed too: the caller must not free it again. */
 int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
 		      const struct virtio_dev_info *info, const struct virtio_dev_ops *ops,
 		      void *opaque, struct virtio_dev **out) WARN_UNUSED;

@@ -11,8 +11,7 @@
 
 #include "kestrel/block.h"
 #include "kestrel/device.h"
-
-struct vm;
+#include "kestrel/virtio.h"
 
 #define VIRTIO_SCSI_MAX_TARGETS 16
 #define VIRTIO_SCSI_MAX_REQUEST_QUEUES 8
@@ -27,15 +26,15 @@ struct virtio_scsi_disk {
 	uint64_t add_after_ms, remove_after_ms;
 };
 
-/* Attach the controller at PCI slot with INTA# on intx_gsi, serving the
- * disks the caller opened (the controller owns every disks[i].blk from this
- * call on, also when it fails; errors: one line). nqueues: request queues,
- * 1..VIRTIO_SCSI_MAX_REQUEST_QUEUES. stats: print per-queue requests and
- * bytes to stderr when the device is destroyed. ndisks may be 0 (disks
- * NULL): an empty controller, every target BAD_TARGET until hot-plugged. */
-int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
-		       unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
-		       bool stats, struct device **out, char *err, size_t errlen) WARN_UNUSED;
+/* The controller model (the machine puts it behind a transport: struct
+ * virtio_model in kestrel/virtio.h), serving the disks the caller opened:
+ * it owns every disks[i].blk from this call on, also when it fails (errors:
+ * one line). nqueues: request queues, 1..VIRTIO_SCSI_MAX_REQUEST_QUEUES.
+ * stats: print per-queue requests and bytes to stderr when destroyed.
+ * ndisks may be 0 (disks NULL): an empty controller, every target
+ * BAD_TARGET until hot-plugged. */
+int virtio_scsi_new(unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
+		    bool stats, struct virtio_model *out, char *err, size_t errlen) WARN_UNUSED;
 
 /* Hot-add an opened disk as target (LUN 0) while the guest runs: the driver
  * gets a TRANSPORT_RESET/RESCAN event. On success the controller owns blk;
