@@ -142,7 +142,6 @@ static uint32_t machine_pci_inta_gsi(int slot)
 	return 16 + (uint32_t)slot % 8;
 }
 
-/* Open every --disk bus=scsi; on failure the ones opened are closed. */
 /* A device model behind its own virtio-pci function at slot, its INTA# on
  * the GSI the DSDT names for the slot, registered under id. The machine
  * picks the transport; the model knows only struct virtio_dev. */
@@ -163,6 +162,7 @@ static int machine_add_virtio(struct machine *m, const struct virtio_model *mode
 	return machine_add(m, virtio_dev_device(vdev), id, err, errlen);
 }
 
+/* Open every --disk bus=scsi; on failure the ones opened are closed. */
 static int machine_open_scsi_disks(struct machine *m, struct virtio_scsi_disk *d, unsigned *n,
 				   char *err, size_t errlen)
 {
