@@ -648,6 +648,30 @@ START_TEST(state_roundtrip_and_corruption)
 }
 END_TEST
 
+/* A disk hot-plugged while the controller is quiesced does not touch the
+ * event queue then; resume reports it (NO_EVENT with EVENTS_MISSED, 5.6.6.3,
+ * which makes the driver rescan). */
+START_TEST(state_hotplug_while_quiesced)
+{
+	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW, .readonly = true };
+	uint8_t ev[16];
+	uint16_t used;
+	char err[256] = "";
+
+	post_event_buffer();
+	dev->ops->quiesce(dev);
+	ck_assert_msg(virtio_scsi_hotplug(dev, 3, &o, err, sizeof(err)) == 0, "%s", err);
+	get(USED(EVQ) + 2, &used, 2);
+	ck_assert_uint_eq(used, 0);
+	ck_assert_int_eq(dev->ops->resume(dev), 0);
+	get(USED(EVQ) + 2, &used, 2);
+	ck_assert_uint_eq(used, 1);
+	get(EVBUF, ev, sizeof(ev));
+	ck_assert_uint_eq(ev[0] | ev[1] << 8 | ev[2] << 16 | (uint32_t)ev[3] << 24, 0x80000000u);
+	expect_capacity(3);
+}
+END_TEST
+
 static Suite *vscsi_suite(void)
 {
 	Suite *s = suite_create("virtio_scsi");
@@ -669,6 +693,7 @@ static Suite *vscsi_suite(void)
 	tcase_add_checked_fixture(state, setup_state, teardown);
 	tcase_add_loop_test(state, state_midflight_exactly_once, 0, 8);
 	tcase_add_test(state, state_roundtrip_and_corruption);
+	tcase_add_test(state, state_hotplug_while_quiesced);
 	tcase_set_timeout(state, 60);
 	suite_add_tcase(s, state);
 	return s;
