@@ -162,19 +162,3 @@ int state_section_open(struct state_buf *b, uint32_t id, uint32_t max_version)
 	}
 	return (int)version;
 }
-
-size_t state_section_body_end(const struct state_buf *b)
-{
-	uint32_t len = 0;
-
-	if (b->error || b->pos < 4 || b->pos > b->len)
-		return (size_t)-1;
-	for (unsigned i = 0; i < 4; i++)
-		len |= (uint32_t)b->data[b->pos - 4 + i] << (8 * i);
-	return b->pos + len;
-}
-
-bool state_section_done(const struct state_buf *b, size_t end)
-{
-	return !b->error && b->pos == end;
-}

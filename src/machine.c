@@ -89,6 +89,20 @@ static int attach(struct machine *m, uint64_t base, uint64_t len, const char *id
 	return ret;
 }
 
+/* Bus 0 on the VM's buses and RAM; its INTx lines through the board's one
+ * routing table, which the DSDT's _PRT is built from too. */
+static struct device *machine_pci_host(struct machine *m)
+{
+	struct pci_board board = {
+		.pio = &m->vm.pio, .mmio = &m->vm.mmio, .gm = &m->vm.gm,
+		.irq_set = vm_irq_set, .irq_opaque = &m->vm, .intx = &m->pci_intx,
+	};
+
+	if (pci_intx_swizzle(&m->pci_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE))
+		return NULL;
+	return pci_host_create(&board);
+}
+
 static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 {
 	uint64_t low = m->vm.gm.r[0].size, high = m->vm.gm.nr > 1 ? m->vm.gm.r[1].size : 0;
@@ -106,7 +120,7 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 				 err, errlen);
 	ret = ret ?: machine_add(m, debug_exit_create(&m->vm.ctl), "debug-exit", err, errlen);
 	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);
-	ret = ret ?: machine_add(m, pci_host_create(), "pci-host", err, errlen);
+	ret = ret ?: machine_add(m, machine_pci_host(m), "pci-host", err, errlen);
 
 	ret = ret ?: attach(m, BOARD_PORT_COM1, 8, "com1", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_RTC, 2, "rtc", 0, err, errlen);
@@ -127,33 +141,17 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	return ret;
 }
 
-/* Synthetic storage: one virtio-scsi controller holding every --disk
- * bus=scsi, in a fixed slot; its INTA# reaches the GSI the DSDT's _PRT names
- * for that slot (acpi.c: 16 + (slot + pin) % 8). Request queues: one per
- * vCPU, up to the controller's limit. With no scsi disk there is no
- * controller unless --scsi-controller asks for an empty one, so that a VM
- * without disks keeps the board it had. The machine opens the disks through
- * the block layer and hands them over, as it does with the TAPs of
- * virtio-net: the front end never opens a file. */
-#define MACHINE_SLOT_VIRTIO_SCSI 4
-
-static uint32_t machine_pci_inta_gsi(int slot)
-{
-	return 16 + (uint32_t)slot % 8;
-}
-
-/* A device model behind its own virtio-pci function at slot, its INTA# on
- * the GSI the DSDT names for the slot, registered under id. The machine
- * picks the transport; the model knows only struct virtio_dev. */
+/* A device model behind its own virtio-pci function at slot (its INTA# on
+ * the GSI the routing table names for the slot), registered under id. The
+ * machine picks the transport; the model knows only struct virtio_dev. */
 static int machine_add_virtio(struct machine *m, const struct virtio_model *model, int slot,
 			      const char *id, char *err, size_t errlen)
 {
 	struct virtio_dev *vdev;
 	int ret;
 
-	ret = virtio_pci_create(&m->vm, machine_find_device(m, "pci-host"), slot,
-				machine_pci_inta_gsi(slot), &model->info, model->ops, model->opaque,
-				&vdev);
+	ret = virtio_pci_create(&m->vm, machine_find_device(m, "pci-host"), slot, &model->info,
+				model->ops, model->opaque, &vdev);
 	if (ret) {
 		snprintf(err, errlen, "%s (%s): cannot create the PCI function: %s", id,
 			 model->info.name, strerror(-ret));
@@ -161,6 +159,16 @@ static int machine_add_virtio(struct machine *m, const struct virtio_model *mode
 	}
 	return machine_add(m, virtio_dev_device(vdev), id, err, errlen);
 }
+
+/* Synthetic storage: one virtio-scsi controller holding every --disk
+ * bus=scsi, in a fixed slot; its INTA# reaches the GSI the routing table
+ * names for that slot (machine_pci_host). Request queues: one per vCPU, up
+ * to the controller's limit. With no scsi disk there is no controller unless
+ * --scsi-controller asks for an empty one, so that a VM without disks keeps
+ * the board it had. The machine opens the disks through the block layer and
+ * hands them over, as it does with the TAPs of virtio-net: the front end
+ * never opens a file. */
+#define MACHINE_SLOT_VIRTIO_SCSI 4
 
 /* Open every --disk bus=scsi; on failure the ones opened are closed. */
 static int machine_open_scsi_disks(struct machine *m, struct virtio_scsi_disk *d, unsigned *n,
@@ -241,6 +249,7 @@ static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 		.ncpus = m->cfg->cpus,
 		.pci_mmio_base = BOARD_PCI_MMIO_BASE,
 		.pci_mmio_end = BOARD_PCI_MMIO_END,
+		.intx = &m->pci_intx,
 	};
 	void *buf = gm_ptr(&m->vm.gm, BOARD_ACPI_BASE, BOARD_ACPI_SIZE);
 	long n;

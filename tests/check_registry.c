@@ -322,7 +322,7 @@ static struct device *make_post(void)
 
 static struct device *make_pci_host(void)
 {
-	return pci_host_create();
+	return pci_host_create(NULL);
 }
 
 /* Guest writes that move a device off its power-on state, so that a round

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
+#include "kestrel/bus.h"
 #include "kestrel/devices.h"
 #include "kestrel/pci.h"
 #include "kestrel/virtio.h"
@@ -98,8 +99,8 @@ static void setup(void)
 
 	memset(&model, 0, sizeof(model));
 	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
-	host = pci_host_create();
-	ck_assert_int_eq(virtio_pci_create(NULL, host, SLOT, 19, &info, &m_ops, &model, &vdev), 0);
+	host = pci_host_create(NULL);
+	ck_assert_int_eq(virtio_pci_create(NULL, host, SLOT, &info, &m_ops, &model, &vdev), 0);
 	ck_assert_ptr_eq(model.vdev, vdev);   /* the model was bound to its transport */
 	dev = virtio_dev_device(vdev);
 	virtio_pci_set_guest_mem(dev, &gm);
@@ -149,7 +150,7 @@ START_TEST(create_failure_frees_model)
 	struct model m = { 0 };
 	struct virtio_dev *v = NULL;
 
-	ck_assert_int_eq(virtio_pci_create(NULL, NULL, -1, 0, &bad, &m_ops, &m, &v), -EINVAL);
+	ck_assert_int_eq(virtio_pci_create(NULL, NULL, -1, &bad, &m_ops, &m, &v), -EINVAL);
 	ck_assert_int_eq(m.destroys, 1);
 	ck_assert_ptr_null(v);
 }
@@ -426,6 +427,50 @@ START_TEST(device_config_and_pci_cfg_window)
 }
 END_TEST
 
+/* BAR 0 is wherever the guest puts it: the PCI core moves the range on the
+ * MMIO bus (and vpci_bar_remap the ioeventfds, with a VM), decode off
+ * unmaps it, and the device keeps its state across moves. */
+START_TEST(bar_moves_on_the_bus)
+{
+	struct virtio_dev_info info = { .name = "moving", .device_id = 42, .class_code = 0x018000,
+					.num_queues = 2, .queue_size = 16, .cfg_size = 8 };
+	struct bus mmio;
+	struct pci_board board = { .mmio = &mmio };
+	struct device *h2, *d2;
+	struct virtio_dev *v2;
+	struct pci_dev *p2;
+	struct model m2 = { 0 };
+	uint64_t v = 0;
+
+	bus_init(&mmio, "mmio");
+	h2 = pci_host_create(&board);
+	ck_assert_int_eq(virtio_pci_create(NULL, h2, 6, &info, &m_ops, &m2, &v2), 0);
+	d2 = virtio_dev_device(v2);
+	p2 = pci_host_slot(h2, 6);
+	pci_cfg_write(p2, PCI_BASE_ADDRESS_0, 4, 0xc0008000);
+	pci_cfg_write(p2, PCI_BASE_ADDRESS_0 + 4, 4, 0);
+	ck_assert(!bus_read(&mmio, 0xc0008000 + COMMON + 0x12, &v, 2));   /* decode off */
+	pci_cfg_write(p2, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	ck_assert(bus_read(&mmio, 0xc0008000 + COMMON + 0x12, &v, 2));
+	ck_assert_uint_eq(v, 2);                                           /* num_queues */
+	v = 0x0f;
+	ck_assert(bus_write(&mmio, 0xc0008000 + COMMON + 0x16, &v, 2));    /* queue_select 15 */
+	/* Move it above 4 GiB: the old address is dead, the state came along. */
+	pci_cfg_write(p2, PCI_BASE_ADDRESS_0 + 4, 4, 0x10);
+	ck_assert(!bus_read(&mmio, 0xc0008000 + COMMON + 0x16, &v, 2));
+	ck_assert(bus_read(&mmio, 0x10c0008000ULL + COMMON + 0x16, &v, 2));
+	ck_assert_uint_eq(v, 0x0f);
+	ck_assert(bus_read(&mmio, 0x10c0008000ULL + MSIX_TABLE + 12, &v, 4));
+	ck_assert_uint_eq(v & 0xffffffff, 1);                              /* vector 0 masked */
+	pci_cfg_write(p2, PCI_COMMAND, 2, 0);
+	ck_assert_int_eq(mmio.nr, 0);
+	d2->ops->destroy(d2);
+	ck_assert_int_eq(m2.destroys, 1);
+	h2->ops->destroy(h2);
+	bus_destroy(&mmio);
+}
+END_TEST
+
 /* Whatever a guest writes anywhere in the BAR, nothing breaks. */
 START_TEST(register_fuzz)
 {
@@ -466,8 +511,8 @@ static struct device *make_second(uint64_t offer_features, struct virtio_dev **o
 					.cfg_size = 24 };
 	struct virtio_dev *v;
 
-	host2 = pci_host_create();
-	ck_assert_int_eq(virtio_pci_create(NULL, host2, SLOT, 19, &info, &m_ops, &model2, &v), 0);
+	host2 = pci_host_create(NULL);
+	ck_assert_int_eq(virtio_pci_create(NULL, host2, SLOT, &info, &m_ops, &model2, &v), 0);
 	virtio_pci_set_guest_mem(virtio_dev_device(v), &gm);
 	if (out)
 		*out = v;
@@ -493,7 +538,7 @@ START_TEST(state_transport)
 	struct state_buf s;
 	struct device *a = dev, *b, *other;
 	struct virtio_dev *vb;
-	unsigned refused, cap = 0x40;
+	unsigned refused, cap = pci_cap_find(pdev, PCI_CAP_ID_MSIX);
 
 	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
@@ -552,6 +597,72 @@ START_TEST(state_transport)
 }
 END_TEST
 
+/* A transport on its own host and MMIO bus, BAR 0 above 4 GiB, decoding. */
+#define BAR_AT 0x10c0008000ULL
+
+static struct device *make_on_bus(struct bus *mmio, struct device **h, struct model *m,
+				  struct virtio_dev **v, struct pci_dev **p)
+{
+	struct virtio_dev_info info = { .name = "test", .device_id = 42, .class_code = 0x018000,
+					.features = 1ULL << 5, .num_queues = NQ, .queue_size = 64,
+					.cfg_size = 24 };
+	struct pci_board board = { .mmio = mmio };
+
+	bus_init(mmio, "mmio");
+	*h = pci_host_create(&board);
+	ck_assert_int_eq(virtio_pci_create(NULL, *h, 6, &info, &m_ops, m, v), 0);
+	virtio_pci_set_guest_mem(virtio_dev_device(*v), &gm);
+	*p = pci_host_slot(*h, 6);
+	return virtio_dev_device(*v);
+}
+
+/* The PCI parts of the transport's state come back through the core: BAR 0
+ * decodes on the loading function's bus where the source had it (the load
+ * runs under the device lock, as the registry calls it, and the core's
+ * bar_remap moves the ioeventfds then), and INTA#, which follows ISR, is
+ * asserted again until the driver reads ISR. A saved INTx level that does
+ * not follow ISR is refused. */
+START_TEST(state_bar_and_intx)
+{
+	struct bus mmio_a, mmio_b;
+	struct device *ha, *hb, *da, *db;
+	struct virtio_dev *va, *vb;
+	struct pci_dev *pa, *pb;
+	struct model ma = { 0 }, mb = { 0 };
+	struct state_buf s;
+	uint64_t v = 2;
+
+	da = make_on_bus(&mmio_a, &ha, &ma, &va, &pa);
+	db = make_on_bus(&mmio_b, &hb, &mb, &vb, &pb);
+	pci_cfg_write(pa, PCI_BASE_ADDRESS_0, 4, (uint32_t)BAR_AT);
+	pci_cfg_write(pa, PCI_BASE_ADDRESS_0 + 4, 4, (uint32_t)(BAR_AT >> 32));
+	pci_cfg_write(pa, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	ck_assert(bus_write(&mmio_a, BAR_AT + COMMON + 0x16, &v, 2));   /* queue_select 2 */
+	virtio_queue_interrupt(va, 0);
+	ck_assert(pci_cfg_read(pa, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	s = locked_save(da);
+	check_patched_fails(db, &s, 12 + 12 + PCI_CFG_SIZE, 0);   /* PCIF's INTx level */
+	ck_assert(!bus_read(&mmio_b, BAR_AT + COMMON + 0x16, &v, 2));
+	load_saves_same(db, &s);
+	v = 0;
+	ck_assert(bus_read(&mmio_b, BAR_AT + COMMON + 0x16, &v, 2));
+	ck_assert_uint_eq(v, 2);
+	ck_assert(pci_cfg_read(pb, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	ck_assert(bus_read(&mmio_b, BAR_AT + ISR, &v, 1));
+	ck_assert_uint_eq(v, 1);
+	ck_assert(!(pci_cfg_read(pb, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT));
+	state_free(&s);
+	da->ops->destroy(da);
+	db->ops->destroy(db);
+	ck_assert_int_eq(ma.destroys + mb.destroys, 2);
+	ha->ops->destroy(ha);
+	hb->ops->destroy(hb);
+	ck_assert_int_eq(mmio_a.nr + mmio_b.nr, 0);
+	bus_destroy(&mmio_a);
+	bus_destroy(&mmio_b);
+}
+END_TEST
+
 static Suite *virtio_pci_suite(void)
 {
 	Suite *s = suite_create("virtio_pci");
@@ -569,7 +680,9 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tc, bus_master_gates_dma);
 	tcase_add_test(tc, device_config_and_pci_cfg_window);
 	tcase_add_test(tc, register_fuzz);
+	tcase_add_test(tc, bar_moves_on_the_bus);
 	tcase_add_test(tc, state_transport);
+	tcase_add_test(tc, state_bar_and_intx);
 	suite_add_tcase(s, tc);
 	return s;
 }

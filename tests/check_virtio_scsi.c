@@ -469,11 +469,26 @@ END_TEST
 
 #define NREQ 5                 /* three descriptors each: 15 of QSZ */
 
-/* Offsets into the controller's saved state (virtio_pci.c vpci_save):
- * header 12, identity 14, the PCI function 12 + 256, then the common
+/* Offsets into the controller's saved state (virtio_pci_state.c
+ * vpci_save): header 12, the PCI function and MSI-X sections (each a
+ * 12-byte header and its length), identity 14, then the common
  * configuration (27 bytes, status at +16), then 35 bytes per queue (size
- * +0, desc +4, last_avail +28, used idx +30), the MSI-X and model sections. */
-#define ST_COMMON (12 + 14 + 12 + 256)
+ * +0, desc +4, last_avail +28, used idx +30), then the model's section. */
+static size_t st_common;
+
+static size_t section_after(const struct state_buf *s, size_t at)
+{
+	const uint8_t *p = s->data + at + 8;
+
+	return at + 12 + (p[0] | p[1] << 8 | p[2] << 16 | (size_t)p[3] << 24);
+}
+
+static void find_common(const struct state_buf *s)
+{
+	st_common = section_after(s, section_after(s, 12)) + 14;
+}
+
+#define ST_COMMON st_common
 #define ST_STATUS (ST_COMMON + 16)
 #define ST_QUEUE(q) (ST_COMMON + 27 + 35 * (q))
 
@@ -619,6 +634,7 @@ START_TEST(state_roundtrip_and_corruption)
 	pthread_mutex_unlock(&a->lock);
 	a->ops->quiesce(a);
 	s = locked_save(a);
+	find_common(&s);
 	ck_assert_uint_eq(s.data[ST_QUEUE(REQQ)], QSZ);
 	ck_assert_uint_eq(s.data[ST_QUEUE(REQQ) + 28], 1);
 	ck_assert_uint_eq(s.data[ST_QUEUE(REQQ) + 30], 1);

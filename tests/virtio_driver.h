@@ -37,7 +37,7 @@ static __attribute__((unused)) struct device *transport_for(const struct virtio_
 {
 	struct virtio_dev *v;
 
-	ck_assert_int_eq(virtio_pci_create(NULL, NULL, -1, 0, &m->info, m->ops, m->opaque, &v), 0);
+	ck_assert_int_eq(virtio_pci_create(NULL, NULL, -1, &m->info, m->ops, m->opaque, &v), 0);
 	virtio_pci_set_guest_mem(virtio_dev_device(v), &gm);
 	return virtio_dev_device(v);
 }

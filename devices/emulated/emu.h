@@ -55,7 +55,7 @@ static inline uint64_t emu_lane_merge(uint64_t old, uint64_t rval, uint64_t rmas
 	return (old & ~rmask) | (rval & rmask);
 }
 
-/* Section bookkeeping for load(): see state_section_body_end/_done. */
+/* Section bookkeeping for load(), now in kestrel/state.h for every device. */
 static inline size_t emu_section_body_end(const struct state_buf *b)
 {
 	return state_section_body_end(b);

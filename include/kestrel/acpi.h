@@ -8,10 +8,13 @@
 
 #define ACPI_MAX_CPUS 64 /* one xAPIC MADT entry each; >255 would need x2APIC entries */
 
+struct pci_intx_routing;
+
 struct acpi_board {
 	unsigned ncpus;                           /* 1..64; LAPIC ids and processor UIDs 0..ncpus-1 */
 	uint64_t pci_mmio_base, pci_mmio_end;     /* 32-bit BAR window for the PCI root bridge _CRS */
 	uint64_t pci_mmio64_base, pci_mmio64_size; /* 64-bit window above RAM; size 0 = none */
+	const struct pci_intx_routing *intx;      /* the _PRT (GSIs < 24); NULL = no _PRT */
 };
 
 /* Build RSDP, XSDT, RSDT, FADT (+FACS), MADT and DSDT into buf, which will be

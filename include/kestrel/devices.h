@@ -41,8 +41,9 @@ struct device *debug_exit_create(const struct vm_ctl *ctl);
 /* Port 0x80 and other write-only sinks that must not count as unhandled. */
 struct device *sink_create(const char *name);
 
-/* PCI configuration mechanism #1 and bus 0 with a host bridge at 00:00.0. */
-struct pci_dev;
-struct device *pci_host_create(void);
+/* PCI configuration mechanism #1 and bus 0 with a host bridge at 00:00.0,
+ * on the board's buses, RAM and INTx routing (kestrel/pci.h; NULL: none). */
+struct pci_board;
+struct device *pci_host_create(const struct pci_board *board);
 
 #endif

@@ -4,9 +4,9 @@
 
 #include <stdint.h>
 
-#include "kestrel/device.h"
-
 #include "kestrel/config.h"
+#include "kestrel/device.h"
+#include "kestrel/pci.h"
 #include "kestrel/vm.h"
 
 struct machine {
@@ -18,6 +18,7 @@ struct machine {
 	 * (one per --net). Destroyed in reverse order. */
 	struct dev_list devs;
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
+	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */
 	bool own_serial_out;
 	uint8_t *kernel, *initrd;

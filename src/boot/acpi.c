@@ -6,6 +6,7 @@
 #include "kestrel/acpi.h"
 #include "kestrel/aml.h"
 #include "kestrel/board.h"
+#include "kestrel/pci.h"
 
 #define ACPI_OEM_ID "KESTRL"
 #define ACPI_OEM_TABLE_ID "KESTREL "
@@ -108,11 +109,6 @@
 #define XSDT_REVISION 1
 #define RSDT_REVISION 1
 #define ACPI_TABLE_ALIGN 16
-
-#define PCI_SLOTS 32
-#define PCI_INTX_PINS 4
-#define PCI_INTX_GSI_BASE 16 /* GSIs 16..23: the IOAPIC pins above the ISA lines */
-#define PCI_INTX_GSIS 8
 
 struct acpi_out {
 	uint8_t *buf;
@@ -225,20 +221,20 @@ static void acpi_dsdt_pci_crs(struct aml *a, const struct acpi_board *b)
 	aml_resource_template(a, &rt);
 }
 
-/* Static legacy INTx routing straight to IOAPIC GSIs (no link devices), so
- * the OS takes them as level, active low. Pins rotate by slot like the
- * PCI-to-PCI bridge swizzle, spreading slots over the eight GSIs. */
-static void acpi_dsdt_pci_prt(struct aml *a)
+/* 6.2.13: the board's INTx routing table (the one the PCI host drives the
+ * lines by), each link straight to its IOAPIC GSI (no link devices yet), so
+ * the OS takes them as level, active low. */
+static void acpi_dsdt_pci_prt(struct aml *a, const struct pci_intx_routing *r)
 {
 	aml_name(a, "_PRT");
-	aml_package(a, (PCI_SLOTS - 1) * PCI_INTX_PINS);
-	for (unsigned slot = 1; slot < PCI_SLOTS; slot++) {
+	aml_package(a, (PCI_MAX_SLOTS - 1) * PCI_INTX_PINS);
+	for (unsigned slot = 1; slot < PCI_MAX_SLOTS; slot++) {
 		for (unsigned pin = 0; pin < PCI_INTX_PINS; pin++) {
 			aml_package(a, 4);
 			aml_integer(a, (uint64_t)slot << 16 | 0xffff); /* any function */
 			aml_integer(a, pin);
 			aml_integer(a, 0); /* Source: none, the index is a GSI */
-			aml_integer(a, PCI_INTX_GSI_BASE + (slot + pin) % PCI_INTX_GSIS);
+			aml_integer(a, pci_intx_gsi(r, slot, pin));
 			aml_end(a);
 		}
 	}
@@ -259,7 +255,8 @@ static void acpi_dsdt_pci0(struct aml *a, const struct acpi_board *b)
 	aml_name(a, "_SEG");
 	aml_integer(a, 0);
 	acpi_dsdt_pci_crs(a, b);
-	acpi_dsdt_pci_prt(a);
+	if (b->intx)
+		acpi_dsdt_pci_prt(a, b->intx);
 	aml_end(a);
 }
 
@@ -506,6 +503,12 @@ static int acpi_board_valid(const struct acpi_board *b)
 		return 0;
 	if (b->pci_mmio64_size && b->pci_mmio64_base > UINT64_MAX - (b->pci_mmio64_size - 1))
 		return 0;
+	if (b->intx && (b->intx->nlinks < 1 || b->intx->nlinks > PCI_INTX_MAX_LINKS))
+		return 0;
+	for (unsigned s = 1; b->intx && s < PCI_MAX_SLOTS; s++)
+		for (unsigned p = 0; p < PCI_INTX_PINS; p++)
+			if (pci_intx_gsi(b->intx, s, p) >= BOARD_IOAPIC_PINS)
+				return 0;
 	return 1;
 }
 
