@@ -791,7 +791,27 @@ vga_qemu_case() {
 	case_end "$qd/serial.log"
 }
 
+# Hostile DISPI and CRTC values: clamped as the guest reads them back, and
+# the worker still draws and answers (the dump's content is not checked).
+vga_hostile_case() {
+	n=vga-hostile-$$
+	case_begin payload-vga-hostile || return 0
+	bg_run "$n" --kernel "$P/vga.bin" --cmdline "pic=hostile" --vga std --timeout 300s
+	expect "the guest never got through" wait_for 120 has "$out/$n.log" "^vga: picture ready$"
+	expect "a check failed" fails grep -q "^FAIL" "$out/$n.log"
+	for i in 1 2 3; do
+		ctl "$n" screendump "$out/$n-$i.png" >"$out/$n.dump" 2>&1
+		expect "screendump $i: $(tr '\n' ' ' <"$out/$n.dump")" has "$out/$n.dump" "^file: "
+	done
+	expect "the worker died" alive "$n"
+	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+
 if [ $do_payloads = 1 ]; then
+	vga_hostile_case
 	vga_needs_window payload-vga-regs &&
 		run_case payload-vga-regs 1 "RESULT: PASS" "!FAIL" "PASS: write mode 0 XOR the latches" -- \
 			--kernel "$P/vga.bin" --cmdline pic=regs --vga std --timeout 60s

@@ -9,7 +9,10 @@
  *             plane 2 (planar access), the screen written at B8000;
  *   pic=vbe   640x480x32 through DISPI, pixels through the framebuffer BAR;
  *   pic=regs  no picture: window semantics (write modes 0-3, latches, read
- *             mode 1, map mask) checked by reading back.
+ *             mode 1, map mask) checked by reading back;
+ *   pic=hostile  DISPI and CRTC values no driver writes (huge resolutions,
+ *             odd strides, offsets past the VRAM): read back clamped; the
+ *             harness's screendump must still work.
  *
  * Then it prints "vga: picture ready" and waits hold_ms (default 120000) for
  * the harness to take a screendump (kestrel ctl NAME screendump, QEMU's
@@ -253,6 +256,48 @@ static void draw_vbe(void)
 	      "VBE pixel 9,7 reads back");
 }
 
+/* Values no driver would write: the device must clamp them to what the
+ * VRAM holds (the guest reads the clamped values back) and keep drawing.
+ * The checks hold for any such clamping (QEMU's maxima differ from ours). */
+static void draw_hostile(void)
+{
+	uint32_t line, screen, off;
+
+	dispi(4, 0);
+	dispi(1, 0xffff);
+	dispi(2, 0xffff);
+	dispi(3, 32);
+	dispi(4, 0x41);
+	dispi(6, 1001);                            /* an odd stride */
+	dispi(9, 0xffff);                          /* a screen past the VRAM */
+	dispi(8, 0xffff);
+	line = dispi_rd(6) * 4u;
+	screen = dispi_rd(2) * line;
+	off = dispi_rd(9) * line + dispi_rd(8) * 4u;
+	check(dispi_rd(1) >= 8 && dispi_rd(1) % 8 == 0 && dispi_rd(6) >= dispi_rd(1) &&
+	      dispi_rd(6) % 8 == 0, "DISPI %ux%u, virtual width %u: clamped, multiples of 8",
+	      dispi_rd(1), dispi_rd(2), dispi_rd(6));
+	check(off + screen <= lfb_size, "DISPI screen at offset %u + %u bytes inside %u of VRAM",
+	      off, screen, lfb_size);
+	check((uint32_t)dispi_rd(7) * line <= lfb_size, "DISPI virtual height %u fits the VRAM",
+	      dispi_rd(7));
+	dispi(3, 7);                               /* no such depth */
+	check(dispi_rd(3) == 8, "DISPI depth 7 became %u", dispi_rd(3));
+	outb(0x3c2, 0x01);
+	(void)inb(0x3da);
+	outb(0x3c0, 0x20);
+	/* Legacy CRTC values past the planar memory, in a 16-colour mode. */
+	dispi(4, 0);
+	vga_pic_set_mode(&io, &vga_mode12);
+	crtc(0x0c, 0xff);
+	crtc(0x0d, 0xff);
+	crtc(0x13, 0xff);
+	crtc(0x12, 0xff);
+	crtc(0x07, 0xff);
+	crtc(0x09, 0x1f);
+	crtc(0x18, 0x00);
+}
+
 static bool arg_is(const char *key, const char *val)
 {
 	const char *c = mb_cmdline();
@@ -287,6 +332,8 @@ int main(void)
 		draw_text();
 	else if (arg_is("pic", "vbe"))
 		draw_vbe();
+	else if (arg_is("pic", "hostile"))
+		draw_hostile();
 	if (check_failures() || arg_is("pic", "regs"))
 		return check_result(GUEST_EXIT_VGA);
 	gprintf("vga: picture ready\n");
