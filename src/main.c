@@ -13,6 +13,7 @@
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
 #include "kestrel/machine.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/vhd.h"
 
 static void usage(FILE *f)
@@ -63,6 +64,7 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	ret = machine_create(&m, cfg, err, sizeof(err));
 	if (ret) {
 		kerr("%s", err[0] ? err : strerror(-ret));
+		sandbox_abort();   /* threads waiting for the seal must be joinable */
 		machine_destroy(&m);
 		*fatal = EXIT_USAGE;
 		return VM_STOP_ERROR;
@@ -72,9 +74,17 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 		ret = vm_start(&m.vm);
 	if (ret) {
 		kerr("starting the VM: %s", strerror(-ret));
+		*fatal = EXIT_VM_ERROR;
+	} else if ((ret = sandbox_seal(err, sizeof(err)))) {
+		/* Everything of the first boot is open and its threads exist. */
+		kerr("%s", err);
+		*fatal = EXIT_USAGE;
+	}
+	if (ret) {
+		sandbox_abort();
+		vm_request_stop_cb(&m.vm, VM_STOP_ERROR, 0);
 		console_stop(&con);
 		machine_destroy(&m);
-		*fatal = EXIT_VM_ERROR;
 		return VM_STOP_ERROR;
 	}
 	control_vm_attach(cv, &m);
@@ -118,9 +128,17 @@ static int cmd_run(int argc, char **argv)
 	if (cfg.quiet)
 		log_threshold = LOG_ERR;
 	console_block_signals();
+	/* Before anything is opened or started (docs/sandbox.md). */
+	if (sandbox_init(&(struct sandbox_opts){ .seccomp = cfg.seccomp, .user = cfg.user }, err,
+			 sizeof(err))) {
+		kerr("%s", err);
+		config_free(&cfg);
+		return EXIT_USAGE;
+	}
 	/* The control socket outlives each boot (docs/control.md). */
 	if (control_vm_create(&cv, &cfg, err, sizeof(err))) {
 		kerr("%s", err);
+		sandbox_abort();
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}

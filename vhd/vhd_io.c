@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "kestrel/block.h"
+#include "kestrel/sandbox.h"
 #include "vhd_int.h"
 
 #define VHD_BM_CACHE_BYTES (64u << 20) /* per image, for partial bitmaps */
@@ -753,17 +754,12 @@ static int image_parse(struct vhd_image *img, char *err, size_t errlen)
 	return ret;
 }
 
-/* A private descriptor: buffered (no O_DIRECT) and with its own flock. */
+/* A private descriptor: buffered (no O_DIRECT) and with its own flock. In
+ * the worker, a reboot gets the one kept from the first boot instead
+ * (sandbox_reopen): the same file, though no longer private. */
 static int image_reopen(int fd, const char *path, bool rdwr)
 {
-	char proc[64];
-	int nfd;
-
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	nfd = open(proc, (rdwr ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	if (nfd < 0)
-		nfd = open(path, (rdwr ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	return nfd < 0 ? -errno : nfd;
+	return sandbox_reopen(fd, path, (rdwr ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 }
 
 static int image_open(struct vhd_image **out, int fd, const char *path, unsigned flags,
@@ -781,9 +777,9 @@ static int image_open(struct vhd_image **out, int fd, const char *path, unsigned
 	img->readonly = !(flags & VHD_OPEN_RDWR);
 	img->path = strdup(path);
 	img->fd = fd >= 0 ? image_reopen(fd, path, !img->readonly)
-			  : open(path, (img->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+			  : sandbox_open(path, (img->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 	if (img->fd < 0) {
-		ret = fd >= 0 ? img->fd : -errno;
+		ret = img->fd;
 		img->fd = -1;
 		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
 		goto fail;

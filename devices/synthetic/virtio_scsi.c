@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "kestrel/block.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/scsi_disk.h"
 #include "kestrel/virtio.h"
 #include "kestrel/virtio_scsi.h"
@@ -765,20 +766,6 @@ static void vscsi_cfg_write(void *opaque, unsigned off, unsigned size, uint64_t 
 		s->cfg_cdb_size = v;
 }
 
-/* Threads start with every signal blocked: signals belong to the main and
- * vCPU threads. */
-static int vscsi_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
-{
-	sigset_t all, old;
-	int ret;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(th, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return -ret;
-}
-
 static void vscsi_stop(void *opaque);
 
 static int vscsi_start(void *opaque, uint64_t features)
@@ -796,7 +783,10 @@ static int vscsi_start(void *opaque, uint64_t features)
 	}
 	pthread_mutex_unlock(&s->lock);
 	for (unsigned i = 0; i < s->nreq; i++) {
-		if (vscsi_thread_start(&s->q[i].thread, vscsi_io_thread, &s->q[i])) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "vscsi-q%u", i);
+		if (sandbox_thread_start(&s->q[i].thread, SANDBOX_IO, name, vscsi_io_thread, &s->q[i])) {
 			vscsi_stop(s);
 			return -EAGAIN;
 		}
@@ -1160,7 +1150,9 @@ int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_
 	info.num_queues = VSCSI_REQQ + s->nreq;
 	for (unsigned i = 0; i < ndisks && !ret; i++)
 		ret = vscsi_add_disk(s, &disks[i], err, errlen);
-	if (!ret && s->ntimers && vscsi_thread_start(&s->timer_thread, vscsi_timer_thread, s) == 0)
+	/* The timer hot-plugs (it opens disks): a control thread. */
+	if (!ret && s->ntimers && sandbox_thread_start(&s->timer_thread, SANDBOX_CONTROL,
+						       "vscsi-timer", vscsi_timer_thread, s) == 0)
 		s->timer_running = true;
 	if (!ret) {
 		ret = virtio_pci_create(vm, pci_host, slot, intx_gsi, &info, &vscsi_ops, s, &s->vdev);

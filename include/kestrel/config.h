@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include "kestrel/block.h"
 #include "kestrel/net.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/util.h"
 
 enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
@@ -65,6 +66,8 @@ struct vm_config {
 	bool scsi_controller;     /* the virtio-scsi controller even with no scsi disk */
 	struct config_net *nets;
 	unsigned nnets;
+	enum sandbox_seccomp seccomp; /* --seccomp on|log|off (default on) */
+	char *user;               /* --user: drop to this user once all is open, or NULL */
 };
 
 /* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit

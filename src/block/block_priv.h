@@ -70,8 +70,9 @@ void blk_pool_queue(struct blk_pool *p, struct blk_io *io);
 /* Stop the threads once the queue is empty; free. */
 void blk_pool_destroy(struct blk_pool *p);
 
-/* Start an engine thread with every signal blocked, so signals meant for the
- * vCPU and main threads never land on it. */
+/* Start an engine thread: an I/O thread of the sandbox (sandbox_thread_start:
+ * every signal blocked, so signals meant for the vCPU and main threads never
+ * land on it). */
 int blk_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name) WARN_UNUSED;
 
 /* Engine constructors; on failure a one-line reason in err. */

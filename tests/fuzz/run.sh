@@ -24,7 +24,8 @@ mkdir -p "$OUT/corpus"
 "$CLANG" -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -I"$SRC/include" \
 	"$HERE/fuzz_vhd.c" "$SRC/vhd/vhd_format.c" "$SRC/vhd/vhd_io.c" "$SRC/vhd/vhd_parent.c" \
-	"$SRC/vhd/vhd_build.c" "$SRC/src/block/file_lock.c" -lpthread -o "$OUT/fuzz_vhd"
+	"$SRC/vhd/vhd_build.c" "$SRC/src/block/file_lock.c" "$SRC/src/sandbox/keep.c" \
+	"$SRC/src/lib/util.c" -lpthread -o "$OUT/fuzz_vhd"
 cd "$OUT"
 rm -f crash-* leak-* timeout-* oom-* fuzz-*.log
 # -rss_limit_mb: dynamic images may declare 256 MiB blocks (sparse in the memfd).
