@@ -118,18 +118,18 @@ static void sb_thread_fatal(const struct sb_birth *b, const char *what, int err)
  * the thread called NAME make a call that no allow-list has, right after it
  * entered its sandbox (tests/check_sandbox.c). Without seccomp the call fails
  * with ENOENT and the thread goes on. */
-static void sb_test_hook(const struct sb_birth *b)
+static void sb_test_hook(const char *thread)
 {
 	const char *want = getenv("KESTREL_TEST_FORBIDDEN_SYSCALL");
 	char *const argv[] = { "kestrel-test-hook", NULL };
 
-	if (want && !strcmp(want, b->name))
+	if (want && !strcmp(want, thread))
 		execve("/nonexistent/kestrel-test-hook", argv, argv);
 }
 #else
-static void sb_test_hook(const struct sb_birth *b)
+static void sb_test_hook(const char *thread)
 {
-	(void)b;
+	(void)thread;
 }
 #endif
 
@@ -168,7 +168,7 @@ static void sb_enter(const struct sb_birth *b)
 		sb_thread_fatal(b, "dropping capabilities", r);
 	if (sb.seccomp != SANDBOX_SECCOMP_OFF && (r = sb_seccomp_install(b->kind)) < 0)
 		sb_thread_fatal(b, "installing its seccomp filter", r);
-	sb_test_hook(b);
+	sb_test_hook(b->name);
 }
 
 static void *sb_trampoline(void *arg)
@@ -309,6 +309,7 @@ int sandbox_seal(char *err, size_t errlen)
 			 strerror(-r));
 		return r;
 	}
+	sb_test_hook("main");
 	kdebug("sandbox: sealed (seccomp %s)", sb.seccomp == SANDBOX_SECCOMP_ON ? "on" :
 	       sb.seccomp == SANDBOX_SECCOMP_LOG ? "log" : "off");
 	return 0;

@@ -13,9 +13,12 @@
 int sb_seccomp_build(bool log_only, char *err, size_t errlen) WARN_UNUSED;
 int sb_seccomp_install(enum sandbox_kind kind) WARN_UNUSED;
 void sb_seccomp_set_thread(enum sandbox_kind kind, const char *name);
-/* Allow-list sizes (rules, and distinct system calls) for docs and tests. */
+/* Allow-list sizes (rules, and distinct system calls) for docs and tests, and
+ * whether some rule of the kind allows system call nr (perhaps only for some
+ * arguments). After sb_seccomp_build. */
 unsigned sb_seccomp_rule_count(enum sandbox_kind kind);
 unsigned sb_seccomp_syscall_count(enum sandbox_kind kind);
+bool sb_seccomp_allows(enum sandbox_kind kind, int nr);
 
 /* privdrop.c */
 int sb_priv_init(const char *user, char *err, size_t errlen) WARN_UNUSED;

@@ -525,3 +525,8 @@ unsigned sb_seccomp_syscall_count(enum sandbox_kind kind)
 {
 	return sb_progs[kind].syscalls;
 }
+
+bool sb_seccomp_allows(enum sandbox_kind kind, int nr)
+{
+	return nr >= 0 && nr < SB_NR_NAMES && (sb_progs[kind].seen[nr / 8] & (1u << (nr % 8)));
+}
