@@ -32,6 +32,21 @@
 
 static char errb[8192], outb[8192];
 
+/* Sanitizer builds widen every list (src/sandbox/seccomp.c: rules_sanitizer):
+ * LeakSanitizer forks and ptraces, ASan opens its report file anywhere. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZER_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZER_BUILD 1
+#endif
+#endif
+#ifdef SANITIZER_BUILD
+static const bool sanitizer_build = true;
+#else
+static const bool sanitizer_build = false;
+#endif
+
 static void slurp(int fd, char *buf, size_t cap)
 {
 	size_t n = 0;
@@ -204,9 +219,11 @@ static void call_open_ok(void)
 
 START_TEST(opening_files)
 {
-	ck_assert_int_eq(run_filtered(SANDBOX_VCPU, call_open), 0);
-	ck_assert_int_eq(run_filtered(SANDBOX_IO, call_open), 0);
-	ck_assert_int_eq(run_filtered(SANDBOX_CONSOLE, call_open), 0);
+	if (!sanitizer_build) {
+		ck_assert_int_eq(run_filtered(SANDBOX_VCPU, call_open), 0);
+		ck_assert_int_eq(run_filtered(SANDBOX_IO, call_open), 0);
+		ck_assert_int_eq(run_filtered(SANDBOX_CONSOLE, call_open), 0);
+	}
 	ck_assert_int_eq(run_filtered(SANDBOX_CONTROL, call_open_ok), 0);
 	ck_assert_int_eq(run_filtered(SANDBOX_MAIN, call_open_ok), 0);
 }
@@ -250,6 +267,8 @@ static void call_kill_init(void)
 
 START_TEST(signals_stay_in_the_process)
 {
+	if (sanitizer_build)
+		return;
 	assert_report(run_filtered(SANDBOX_CONTROL, call_kill_init), SANDBOX_CONTROL, "tgkill");
 }
 END_TEST
@@ -293,6 +312,8 @@ static void call_pthread_create(void)
 START_TEST(only_the_spawner_clones_and_only_threads)
 {
 	assert_report(run_filtered(SANDBOX_SPAWNER, call_thread_then_narrow), SANDBOX_IO, "socket");
+	if (sanitizer_build)
+		return;
 	assert_report(run_filtered(SANDBOX_SPAWNER, call_fork), SANDBOX_SPAWNER, "clone");
 	assert_report(run_filtered(SANDBOX_MAIN, call_fork), SANDBOX_MAIN, "clone");
 	/* glibc blocks every signal around clone(): the trap cannot be handled,
@@ -315,9 +336,9 @@ START_TEST(the_spawner_covers_every_kind)
 				      "%s allows system call %d, the spawner does not",
 				      sandbox_kind_name(k), nr);
 	}
-	ck_assert(!sb_seccomp_allows(SANDBOX_VCPU, SYS_openat));
+	ck_assert(sanitizer_build || !sb_seccomp_allows(SANDBOX_VCPU, SYS_openat));
 	ck_assert(!sb_seccomp_allows(SANDBOX_SPAWNER, SYS_execve));
-	ck_assert(!sb_seccomp_allows(SANDBOX_SPAWNER, SYS_ptrace));
+	ck_assert(sanitizer_build || !sb_seccomp_allows(SANDBOX_SPAWNER, SYS_ptrace));
 }
 END_TEST
 

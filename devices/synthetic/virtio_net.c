@@ -971,7 +971,7 @@ static void *vnet_tx_thread(void *arg)
 static int vnet_thread_start(struct virtio_net *n, pthread_t *th, const char *dir, unsigned p,
 			     void *(*fn)(void *), void *arg)
 {
-	char name[16];
+	char name[32];
 
 	snprintf(name, sizeof(name), "%.8s-%s%u", n->name, dir, p);
 	return sandbox_thread_start(th, SANDBOX_IO, name, fn, arg);

@@ -783,7 +783,7 @@ static int vscsi_start(void *opaque, uint64_t features)
 	}
 	pthread_mutex_unlock(&s->lock);
 	for (unsigned i = 0; i < s->nreq; i++) {
-		char name[16];
+		char name[32];
 
 		snprintf(name, sizeof(name), "vscsi-q%u", i);
 		if (sandbox_thread_start(&s->q[i].thread, SANDBOX_IO, name, vscsi_io_thread, &s->q[i])) {

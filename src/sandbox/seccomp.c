@@ -72,6 +72,15 @@ struct sb_ioctl {
 	const char *why;
 };
 
+/* A sanitizer build (see rules_sanitizer)? */
+#if defined(__SANITIZE_ADDRESS__)
+#define SB_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SB_SANITIZER 1
+#endif
+#endif
+
 /* Every thread runs the C library: memory, locks, signals, its own end. */
 static const struct sb_rule rules_thread[] = {
 	ALLOW(futex, "mutexes, condition variables, pthread_join"),
@@ -103,6 +112,7 @@ static const struct sb_rule rules_thread[] = {
 	  "glibc then falls back to clone(), whose flags a filter can check" },
 };
 
+#ifndef SB_SANITIZER
 /* Threads that never open a file. glibc opens /proc/sys/vm/overcommit_memory
  * the first time any thread's malloc heap shrinks; refused, it assumes the
  * default policy. So open fails (EACCES) here rather than trapping. */
@@ -111,6 +121,43 @@ static const struct sb_rule rules_no_files[] = {
 	  "glibc's malloc, lazily; an open by anyone else fails too" },
 	{ SCMP_SYS(open), SCMP_ACT_ERRNO(EACCES), 0, { { 0 } }, "as openat" },
 };
+#endif
+
+/* Sanitizer builds (-DKESTREL_SANITIZE=ON, tests only) widen every list by
+ * what ASan, UBSan and LeakSanitizer do in any thread: an alternate signal
+ * stack per thread, the report file (log_path) and /proc/self/maps for it,
+ * and LeakSanitizer's check at exit, which stops the world from a child of
+ * the exiting thread that ptraces every thread (CLONE_UNTRACED: strace cannot
+ * follow it; sanitizer_stoptheworld_linux_libcdep.cpp says what it does).
+ * A product build has none of this. */
+#ifdef SB_SANITIZER
+static const struct sb_rule rules_sanitizer[] = {
+	ALLOW(sigaltstack, "ASan: each thread's alternate signal stack"),
+	ALLOW(openat, "ASan: log_path, /proc/self/maps"),
+	ALLOW(open, "LSan: /proc/self/task (the sanitizers call open(2) itself)"),
+	ALLOW(read, "ASan, LSan: /proc files"),
+	ALLOW(pread64, "ASan: /proc files"),
+	ALLOW(lseek, "ASan: /proc files"),
+	ALLOW(fstat, "ASan: /proc files"),
+	ALLOW(newfstatat, "ASan: /proc files"),
+	ALLOW(getdents64, "LSan: the threads in /proc/self/task"),
+	ALLOW(getdents, "LSan: the threads in /proc/self/task (its own system call)"),
+	ALLOW(readlink, "ASan: /proc/self/exe for the report"),
+	ALLOW(readlinkat, "ASan: /proc/self/exe for the report"),
+	ALLOW(prctl, "LSan: PR_SET_PTRACER, PR_SET_PDEATHSIG, PR_GET_DUMPABLE"),
+	ALLOW(clone, "LSan: the stop-the-world child"),
+	ALLOW(ptrace, "LSan: the child attaches to every thread"),
+	ALLOW(wait4, "LSan: waiting for threads and the child"),
+	ALLOW(getppid, "LSan: the child watching its parent"),
+	ALLOW(rt_sigaction, "LSan: the child's handlers"),
+	ALLOW(kill, "LSan, ASan: Die()"),
+	ALLOW(tgkill, "LSan, ASan: Die()"),
+	ALLOW(getrlimit, "ASan: stack bounds"),
+	ALLOW(prlimit64, "ASan: stack bounds"),
+	ALLOW(sched_getaffinity, "ASan"),
+	ALLOW(uname, "ASan: the report"),
+};
+#endif
 
 /* The vCPU loop and what exit handlers do: device registers, interrupts,
  * virtio-pci turning queues on (ioeventfd, irqfd, MSI routes). */
@@ -285,17 +332,27 @@ struct sb_group {
 #define RULES_IOCTLS(r, i) { r, ARRAY_SIZE(r), i, ARRAY_SIZE(i) }
 #define SB_MAX_GROUPS 6
 
+#ifdef SB_SANITIZER
+#define SB_SANITIZER_OR_NO_FILES RULES(rules_sanitizer)
+#define SB_SANITIZER_RULES RULES(rules_sanitizer)
+#else
+#define SB_SANITIZER_OR_NO_FILES RULES(rules_no_files)
+#define SB_SANITIZER_RULES RULES(rules_thread)   /* a repeat: no change */
+#endif
+
 /* The lists: each kind is a few groups. */
 static const struct sb_group sb_kinds[SANDBOX_KIND_NR][SB_MAX_GROUPS] = {
 	[SANDBOX_MAIN] = { RULES(rules_thread), RULES_IOCTLS(rules_main, ioctls_main),
-			   RULES_IOCTLS(rules_disk_open, ioctls_disk_open), RULES(rules_notify) },
-	[SANDBOX_VCPU] = { RULES(rules_thread), RULES(rules_no_files),
+			   RULES_IOCTLS(rules_disk_open, ioctls_disk_open), RULES(rules_notify),
+			   SB_SANITIZER_RULES },
+	[SANDBOX_VCPU] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			   RULES_IOCTLS(rules_vcpu, ioctls_vcpu) },
-	[SANDBOX_IO] = { RULES(rules_thread), RULES(rules_no_files),
+	[SANDBOX_IO] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			 RULES_IOCTLS(rules_io, ioctls_io) },
 	[SANDBOX_CONTROL] = { RULES(rules_thread), RULES(rules_control),
-			      RULES_IOCTLS(rules_disk_open, ioctls_disk_open), RULES(rules_notify) },
-	[SANDBOX_CONSOLE] = { RULES(rules_thread), RULES(rules_no_files),
+			      RULES_IOCTLS(rules_disk_open, ioctls_disk_open), RULES(rules_notify),
+			      SB_SANITIZER_RULES },
+	[SANDBOX_CONSOLE] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			      RULES_IOCTLS(rules_console, ioctls_console) },
 	/* + every ALLOW rule of the other kinds: sb_add_kind */
 	[SANDBOX_SPAWNER] = { RULES(rules_thread), RULES(rules_spawner) },
@@ -477,7 +534,9 @@ static void sb_sigsys(int sig, siginfo_t *si, void *uc)
 	n = sb_cat(msg, n, cap, ")\n");
 	if (write(STDERR_FILENO, msg, n) < 0)
 		n = 0;
-	_exit(EXIT_SECCOMP);
+	/* The system call itself: a sanitizer's _exit interceptor would run
+	 * its own checks, with calls this thread may not make. */
+	syscall(SYS_exit_group, EXIT_SECCOMP);
 }
 
 int sb_seccomp_build(bool log_only, char *err, size_t errlen)

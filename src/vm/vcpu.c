@@ -295,7 +295,7 @@ int vm_start(struct vm *vm)
 	sigaddset(&set, SIG_VCPU_KICK);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* only vCPU threads take the kick */
 	for (unsigned i = 0; i < vm->ncpus; i++) {
-		char name[16];
+		char name[32];
 		int ret;
 
 		snprintf(name, sizeof(name), "vcpu%u", i);
