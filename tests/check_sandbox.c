@@ -28,6 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
+#include "../src/block/block_priv.h"   /* blk_uring_restrict */
 #include "../src/sandbox/sandbox_priv.h"
 
 static char errb[8192], outb[8192];
@@ -342,6 +345,70 @@ START_TEST(the_spawner_covers_every_kind)
 }
 END_TEST
 
+/* seccomp does not see what an io_uring does: the engine's rings take only
+ * the opcodes it issues. An open through the ring is refused (EACCES), a nop
+ * and a read go through. */
+static int ring_submit(struct io_uring *ring, void (*prep)(struct io_uring_sqe *))
+{
+	struct io_uring_cqe *cqe;
+	int res;
+
+	prep(io_uring_get_sqe(ring));
+	ck_assert_int_eq(io_uring_submit(ring), 1);
+	ck_assert_int_eq(io_uring_wait_cqe(ring, &cqe), 0);
+	res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return res;
+}
+
+static void prep_openat(struct io_uring_sqe *sqe)
+{
+	io_uring_prep_openat(sqe, AT_FDCWD, "/proc/self/status", O_RDONLY, 0);
+}
+
+static void prep_nop(struct io_uring_sqe *sqe)
+{
+	io_uring_prep_nop(sqe);
+}
+
+static char ring_buf[16];
+static struct iovec ring_iov = { ring_buf, sizeof(ring_buf) };
+static int ring_zero_fd;
+
+static void prep_readv(struct io_uring_sqe *sqe)
+{
+	io_uring_prep_readv(sqe, ring_zero_fd, &ring_iov, 1, 0);
+}
+
+START_TEST(uring_rings_take_only_the_engine_opcodes)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_R_DISABLED };
+	struct io_uring ring;
+	int r = io_uring_queue_init_params(8, &ring, &p), fd;
+
+	if (r == -EINVAL || r == -ENOSYS || r == -EPERM) {
+		printf("SKIP: %s: no io_uring with IORING_SETUP_R_DISABLED here (%s)\n", tcase_name(),
+		       strerror(-r));
+		return;
+	}
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(blk_uring_restrict(&ring), 0);
+	ck_assert_int_eq(ring_submit(&ring, prep_openat), -EACCES);
+	ck_assert_int_eq(ring_submit(&ring, prep_nop), 0);
+	ring_zero_fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(ring_zero_fd, 0);
+	ck_assert_int_eq(ring_submit(&ring, prep_readv), (int)sizeof(ring_buf));
+	close(ring_zero_fd);
+	io_uring_queue_exit(&ring);
+	/* Without the restriction the same open goes through. */
+	ck_assert_int_eq(io_uring_queue_init(8, &ring, 0), 0);
+	fd = ring_submit(&ring, prep_openat);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	io_uring_queue_exit(&ring);
+}
+END_TEST
+
 /* ---- the worker ------------------------------------------------------------- */
 
 static int run_worker(const char *bin, const char *hook, const char *const *argv)
@@ -582,6 +649,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_test(tc, signals_stay_in_the_process);
 	tcase_add_test(tc, only_the_spawner_clones_and_only_threads);
 	tcase_add_test(tc, the_spawner_covers_every_kind);
+	tcase_add_test(tc, uring_rings_take_only_the_engine_opcodes);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(tw, 300);
 	tcase_add_test(tw, bad_flags);

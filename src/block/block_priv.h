@@ -76,6 +76,10 @@ void blk_pool_destroy(struct blk_pool *p);
 int blk_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name) WARN_UNUSED;
 
 /* Engine constructors; on failure a one-line reason in err. */
+/* A ring made with IORING_SETUP_R_DISABLED: allow it only the opcodes the
+ * engine issues (no SQE flags, no more registering), then enable it. */
+struct io_uring;
+int blk_uring_restrict(struct io_uring *ring) WARN_UNUSED;
 int blk_uring_create(unsigned depth, struct blk_engine **out, char *err, size_t errlen) WARN_UNUSED;
 int blk_libaio_create(unsigned depth, struct blk_engine **out, char *err,
 		      size_t errlen) WARN_UNUSED;

@@ -337,7 +337,7 @@ struct sb_group {
 #define SB_SANITIZER_RULES RULES(rules_sanitizer)
 #else
 #define SB_SANITIZER_OR_NO_FILES RULES(rules_no_files)
-#define SB_SANITIZER_RULES RULES(rules_thread)   /* a repeat: no change */
+#define SB_SANITIZER_RULES { NULL, 0, NULL, 0 }   /* the end of the list */
 #endif
 
 /* The lists: each kind is a few groups. */
