@@ -13,6 +13,7 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,31 +412,33 @@ END_TEST
 
 /* ---- the worker ------------------------------------------------------------- */
 
+extern char **environ;
+
+/* kestrel run ARGV under bin, with KESTREL_TEST_FORBIDDEN_SYSCALL=hook if any;
+ * its output in outb and errb, its status back. */
 static int run_worker(const char *bin, const char *hook, const char *const *argv)
 {
-	int po[2], pe[2], status;
+	const char *args[32] = { bin, "run" };
+	char *envp[64], hookvar[96];
+	posix_spawn_file_actions_t fa;
+	int po[2], pe[2], status, n = 0;
 	pid_t pid;
 
+	for (int i = 0; argv[i] && i < 29; i++)
+		args[i + 2] = argv[i];
+	for (char **e = environ; *e && n < 62; e++)
+		if (strncmp(*e, "KESTREL_TEST_", 13))
+			envp[n++] = *e;
+	snprintf(hookvar, sizeof(hookvar), "KESTREL_TEST_FORBIDDEN_SYSCALL=%s", hook ? hook : "");
+	envp[n++] = hookvar;
+	envp[n] = NULL;
 	ck_assert_int_eq(pipe(po), 0);
 	ck_assert_int_eq(pipe(pe), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		const char *args[32] = { bin, "run" };
-		int i;
-
-		for (i = 0; argv[i] && i < 29; i++)
-			args[i + 2] = argv[i];
-		args[i + 2] = NULL;
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
-		close(po[0]);
-		close(pe[0]);
-		if (hook)
-			setenv("KESTREL_TEST_FORBIDDEN_SYSCALL", hook, 1);
-		execv(bin, (char *const *)args);
-		_exit(127);
-	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+	ck_assert_int_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *)args, envp), 0);
+	posix_spawn_file_actions_destroy(&fa);
 	close(po[1]);
 	close(pe[1]);
 	slurp(po[0], outb, sizeof(outb));
