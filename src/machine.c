@@ -80,6 +80,20 @@ static int attach(struct bus *bus, uint64_t base, uint64_t len, struct device *d
 	return ret;
 }
 
+/* Bus 0 on the VM's buses and RAM; its INTx lines through the board's one
+ * routing table, which the DSDT's _PRT is built from too. */
+static struct device *machine_pci_host(struct machine *m)
+{
+	struct pci_board board = {
+		.pio = &m->vm.pio, .mmio = &m->vm.mmio, .gm = &m->vm.gm,
+		.irq_set = vm_irq_set, .irq_opaque = &m->vm, .intx = &m->pci_intx,
+	};
+
+	if (pci_intx_swizzle(&m->pci_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE))
+		return NULL;
+	return pci_host_create(&board);
+}
+
 static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 {
 	struct bus *pio = &m->vm.pio;
@@ -97,7 +111,7 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	m->pm = acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns);
 	m->debug_exit = debug_exit_create(&m->vm.ctl);
 	m->post = sink_create("post");
-	m->pci = pci_host_create();
+	m->pci = machine_pci_host(m);
 
 	ret = ret ?: attach(pio, BOARD_PORT_COM1, 8, m->uart, 0, err, errlen);
 	ret = ret ?: attach(pio, BOARD_PORT_RTC, 2, m->rtc, 0, err, errlen);
@@ -119,17 +133,12 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 }
 
 /* Synthetic storage: one virtio-scsi controller holding every --disk
- * bus=scsi, in a fixed slot; its INTA# reaches the GSI the DSDT's _PRT names
- * for that slot (acpi.c: 16 + (slot + pin) % 8). Request queues: one per
- * vCPU, up to the controller's limit. With no scsi disk there is no
- * controller unless --scsi-controller asks for an empty one, so that a VM
- * without disks keeps the board it had. */
+ * bus=scsi, in a fixed slot; its INTA# reaches the GSI the routing table
+ * names for that slot (machine_pci_host). Request queues: one per vCPU, up
+ * to the controller's limit. With no scsi disk there is no controller unless
+ * --scsi-controller asks for an empty one, so that a VM without disks keeps
+ * the board it had. */
 #define MACHINE_SLOT_VIRTIO_SCSI 4
-
-static uint32_t machine_pci_inta_gsi(int slot)
-{
-	return 16 + (uint32_t)slot % 8;
-}
 
 static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 {
@@ -148,7 +157,6 @@ static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 	if (!n && !m->cfg->scsi_controller)
 		return 0;
 	return virtio_scsi_create(&m->vm, m->pci, MACHINE_SLOT_VIRTIO_SCSI,
-				  machine_pci_inta_gsi(MACHINE_SLOT_VIRTIO_SCSI),
 				  MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
 				  m->cfg->stats, &m->vscsi, err, errlen);
 }
@@ -177,7 +185,7 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
 			snprintf(err, errlen, "--net %s", terr);
 			return ret;
 		}
-		ret = virtio_net_create(&m->vm, m->pci, slot, machine_pci_inta_gsi(slot), &o, &tap,
+		ret = virtio_net_create(&m->vm, m->pci, slot, &o, &tap,
 					&m->vnet[i], err, errlen);
 		if (ret)
 			return ret;
@@ -192,6 +200,7 @@ static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 		.ncpus = m->cfg->cpus,
 		.pci_mmio_base = BOARD_PCI_MMIO_BASE,
 		.pci_mmio_end = BOARD_PCI_MMIO_END,
+		.intx = &m->pci_intx,
 	};
 	void *buf = gm_ptr(&m->vm.gm, BOARD_ACPI_BASE, BOARD_ACPI_SIZE);
 	long n;

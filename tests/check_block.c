@@ -1131,6 +1131,120 @@ START_TEST(open_errors)
 }
 END_TEST
 
+/* format=auto, writable, raw (issue 9): a guest write that would put a VHD
+ * footer cookie where vhd_probe() looks (the footer at size-512 or size-511,
+ * the footer copy at 0) fails with -EIO and changes nothing; any other write,
+ * zeroes, and the same writes with format=raw go through. */
+static struct blk_dev *open_spec(const char *spec)
+{
+	struct blk_opts o;
+	struct blk_dev *d;
+	char err[ERRLEN];
+
+	ck_assert_msg(blk_parse_opts(spec, &o, err, ERRLEN) == 0, "%s: %s", spec, err);
+	ck_assert_msg(blk_open(&d, &o, err, ERRLEN) == 0, "%s: %s", spec, err);
+	blk_opts_free(&o);
+	return d;
+}
+
+static int write_cookie(struct blk_dev *d, uint64_t sector, unsigned at, unsigned nsect)
+{
+	uint8_t buf[4096] = { 0 };
+
+	ck_assert_uint_le(nsect * 512u, sizeof(buf));
+	memcpy(buf + at, "conectix", 8);
+	return blk_rw_sync(d, BLK_OP_WRITE, sector * 512, buf, nsect * 512u);
+}
+
+START_TEST(probed_raw_guard)
+{
+	const char *path = tmp_path("guard.img");
+	uint64_t last = MiB(1) / 512 - 1;
+	uint8_t *before = malloc(MiB(1)), *after = malloc(MiB(1));
+	struct blk_dev *d;
+	char spec[600];
+	int fd;
+
+	make_file(path, MiB(1), NULL);
+	read_whole(path, before, MiB(1));
+	snprintf(spec, sizeof(spec), "path=%s,aio=sync", path);
+	d = open_spec(spec);
+	ck_assert_str_eq(d->fmt->name, "raw");
+	ck_assert(d->probed_raw);
+	ck_assert_int_eq(write_cookie(d, 0, 0, 1), -EIO);          /* footer copy */
+	ck_assert_int_eq(write_cookie(d, 0, 0, 8), -EIO);
+	ck_assert_int_eq(write_cookie(d, last, 0, 1), -EIO);       /* footer */
+	ck_assert_int_eq(write_cookie(d, last, 1, 1), -EIO);       /* 511-byte footer */
+	ck_assert_int_eq(write_cookie(d, last - 7, 7 * 512, 8), -EIO);
+	ck_assert_int_eq(write_cookie(d, last - 7, 7 * 512 + 1, 8), -EIO);
+	ck_assert_uint_eq(d->refused_writes, 6);
+	ck_assert_uint_eq(d->writes, 0);
+	read_whole(path, after, MiB(1));
+	ck_assert(memcmp(before, after, MiB(1)) == 0);
+	/* Elsewhere the cookie is data like any other. */
+	ck_assert_int_eq(write_cookie(d, 0, 1, 1), 0);
+	ck_assert_int_eq(write_cookie(d, 1, 0, 1), 0);
+	ck_assert_int_eq(write_cookie(d, last - 1, 0, 1), 0);
+	ck_assert_int_eq(write_cookie(d, last, 2, 1), 0);
+	ck_assert_int_eq(blk_rw_sync(d, BLK_OP_WRITE_ZEROES, 0, NULL, MiB(1)), 0);
+	ck_assert_uint_eq(d->refused_writes, 6);
+	blk_close(d);
+	fd = open(path, O_RDONLY);
+	ck_assert(!vhd_probe(fd));
+	close(fd);
+
+	/* The user's format=raw lifts it; the file then probes as a VHD. */
+	snprintf(spec, sizeof(spec), "path=%s,format=raw,aio=sync", path);
+	d = open_spec(spec);
+	ck_assert(!d->probed_raw);
+	ck_assert_int_eq(write_cookie(d, last, 0, 1), 0);
+	blk_close(d);
+	fd = open(path, O_RDONLY);
+	ck_assert(vhd_probe(fd));
+	close(fd);
+	free(before);
+	free(after);
+}
+END_TEST
+
+/* Within one process a file keeps the format its first format=auto open
+ * chose: a reopen (the guest's reboot) does not probe again. */
+START_TEST(auto_format_pinned)
+{
+	const char *path = tmp_path("pin.img"), *other = tmp_path("pin2.img");
+	uint8_t cookie[512] = "conectix";
+	struct blk_dev *d;
+	char spec[600];
+	int fd;
+
+	make_file(path, MiB(1), NULL);
+	snprintf(spec, sizeof(spec), "path=%s,aio=sync", path);
+	d = open_spec(spec);
+	ck_assert_str_eq(d->fmt->name, "raw");
+	blk_close(d);
+	/* Something else than the guest writes a footer meanwhile. */
+	fd = open(path, O_WRONLY);
+	ck_assert_int_eq(pwrite(fd, cookie, 512, MiB(1) - 512), 512);
+	close(fd);
+	d = open_spec(spec);
+	ck_assert_str_eq(d->fmt->name, "raw");
+	ck_assert(d->probed_raw);
+	blk_close(d);
+	/* Another name for it is another file to the pin: probed, a VHD. */
+	ck_assert_int_eq(link(path, other), 0);
+	snprintf(spec, sizeof(spec), "path=%s,aio=sync", other);
+	{
+		struct blk_opts o;
+		char err[ERRLEN];
+
+		ck_assert_int_eq(blk_parse_opts(spec, &o, err, ERRLEN), 0);
+		ck_assert_int_ne(blk_open(&d, &o, err, ERRLEN), 0);
+		blk_opts_free(&o);
+	}
+	unlink(other);
+}
+END_TEST
+
 /* A second writer is refused; readers share. */
 START_TEST(open_locks)
 {
@@ -1200,6 +1314,12 @@ START_TEST(parse_good)
 	ck_assert(o.readonly);
 	ck_assert_int_eq(o.cache, BLK_CACHE_NONE);
 	ck_assert_int_eq(o.aio, BLK_AIO_LIBAIO);
+	ck_assert_ptr_null(o.parent_dirs);
+	blk_opts_free(&o);
+
+	ck_assert_int_eq(blk_parse_opts("path=c.vhd,parent-dir=/base:/more,,dirs", &o, err,
+					sizeof(err)), 0);
+	ck_assert_str_eq(o.parent_dirs, "/base:/more,dirs");
 	blk_opts_free(&o);
 
 	ck_assert_int_eq(blk_parse_opts("path=d,readonly=off,aio=io_uring,format=raw,"
@@ -1265,7 +1385,7 @@ START_TEST(parse_errors)
 	parse_bad("path=", "'path': empty file name");
 	parse_bad("path", "'path': empty file name");
 	parse_bad("path=a,colour=blue", "unknown disk option 'colour' (known: path, format, "
-					"readonly, cache, aio, bus)");
+					"readonly, cache, aio, parent-dir, bus)");
 	parse_bad("path=a,format=qcow2", "'format': expected raw, vhd or auto, got 'qcow2'");
 	parse_bad("path=a,cache=unsafe", "'cache': expected writeback, none or directsync");
 	parse_bad("path=a,cache", "'cache': expected writeback, none or directsync, got ''");
@@ -1274,6 +1394,8 @@ START_TEST(parse_errors)
 	parse_bad("path=a,path=b", "disk option 'path' given twice");
 	parse_bad("path=a,bus=scsi,bus=ide", "disk option 'bus' given twice");
 	parse_bad("path=a,cache=none,cache=none", "'cache' given twice");
+	parse_bad("path=a,parent-dir=", "'parent-dir': expected DIR[:DIR...]");
+	parse_bad("path=a,parent-dir=/x,parent-dir=/y", "'parent-dir' given twice");
 	parse_bad("path=a,", "empty option");
 	parse_bad(",path=a", "empty option");
 	parse_bad("path=a,,,,,", "empty option");
@@ -1334,6 +1456,8 @@ static Suite *block_suite(void)
 	tcase_add_test(open_tc, open_errors);
 	tcase_add_test(open_tc, open_locks);
 	tcase_add_test(open_tc, open_reports_engine_and_alignment);
+	tcase_add_test(open_tc, probed_raw_guard);
+	tcase_add_test(open_tc, auto_format_pinned);
 	suite_add_tcase(s, open_tc);
 
 	tcase_add_test(opts, parse_good);

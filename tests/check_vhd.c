@@ -8,11 +8,14 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kestrel/block.h"
@@ -447,8 +450,8 @@ START_TEST(test_reject_fields)
 	edit_header(p, h_mte_small);
 	expect_reject(p, "max table entries", 512 + VHD_H_MAX_TABLE_ENTRIES, false);
 	FRESH();
-	edit_header(p, h_mte_big);
-	expect_reject(p, "max table entries", 512 + VHD_H_MAX_TABLE_ENTRIES, false);
+	edit_header(p, h_mte_big); /* the BAT it declares is not in the file */
+	expect_reject(p, "table offset", 512 + VHD_H_TABLE_OFFSET, false);
 	FRESH();
 	edit_header(p, h_table_in_copy);
 	expect_reject(p, "table offset", 512 + VHD_H_TABLE_OFFSET, false);
@@ -926,6 +929,176 @@ START_TEST(test_blk_refuses_damaged)
 }
 END_TEST
 
+/* ---- bounded parsing (issue 9) ------------------------------------------------------ */
+
+/* The sample (8 MiB, 64 KiB blocks: 128 entries) with a header claiming
+ * `mte` BAT entries: the BAT moved to the end of the file, its first 128
+ * entries the real ones, the rest a sparse hole (zeros: "block at 0"). */
+static void make_big_bat(const char *p, uint32_t mte)
+{
+	struct vhd_layout l;
+	struct vhd_header h;
+	uint8_t hb[1024], bat[512], foot[512];
+	uint64_t end;
+	int fd;
+
+	make_sample(p);
+	sample_layout(p, &l);
+	pread_at(p, bat, sizeof(bat), 1536);
+	pread_at(p, foot, sizeof(foot), l.foot);
+	pread_at(p, hb, sizeof(hb), 512);
+	vhd_header_decode(hb, &h);
+	h.table_offset = l.foot;
+	h.max_table_entries = mte;
+	vhd_header_encode(&h, hb);
+	pwrite_at(p, hb, sizeof(hb), 512);
+	pwrite_at(p, bat, sizeof(bat), l.foot);
+	end = ALIGN_UP(l.foot + 4ULL * mte, 512);
+	fd = open(p, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)end), 0);
+	ck_assert_int_eq(pwrite(fd, foot, 512, (off_t)end), 512);
+	close(fd);
+}
+
+/* Run fn in a child whose address space is capped: a parse whose memory
+ * follows the header's claims gets ENOMEM there, deterministically. */
+static int limited(int (*fn)(const char *), const char *p, rlim_t bytes)
+{
+	pid_t pid = fork();
+	int st;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct rlimit r = { bytes, bytes };
+
+		if (setrlimit(RLIMIT_AS, &r))
+			_exit(99);
+		_exit(fn(p));
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static int open_and_read(const char *p)
+{
+	struct vhd_image *img;
+	uint8_t buf[8192], want[8192];
+	char err[ERRLEN];
+
+	if (vhd_open(&img, p, 0, err, sizeof(err))) {
+		fprintf(stderr, "vhd_open: %s\n", err);
+		return 1;
+	}
+	fill(want, sizeof(want), 1);
+	if (vhd_read(img, buf, sizeof(buf), 0) || memcmp(buf, want, sizeof(buf)))
+		return 2;
+	return vhd_close(img) ? 3 : 0;
+}
+
+static int blk_open_auto(const char *p)
+{
+	struct blk_opts o = { .path = p, .format = BLK_FMT_AUTO, .aio = BLK_AIO_SYNC };
+	struct blk_dev *d;
+	char err[ERRLEN];
+
+	if (blk_open(&d, &o, err, sizeof(err))) {
+		fprintf(stderr, "blk_open: %s\n", err);
+		return 1;
+	}
+	if (d->size != MiB8 || strcmp(d->fmt->name, "vhd"))
+		return 2;
+	blk_close(d);
+	return 0;
+}
+
+static int tool_info(const char *p)
+{
+	execl(KESTREL_BIN, "kestrel", "vhd", "info", p, (char *)NULL);
+	return 98;
+}
+
+/* 32 Mi entries claimed for an 8 MiB disk, in a 128 MiB sparse file: the
+ * parse reads the 128 the disk uses (kestrel before issue 9 allocated the
+ * whole BAT twice and 24 bytes per entry: ~1.2 GB here). */
+START_TEST(test_mte_bounded)
+{
+	const char *p = tp("bigbat.vhd");
+	struct vhd_diag d;
+	struct vhd_meta m;
+
+	make_big_bat(p, 32u << 20);
+	ck_assert_int_eq(parse_path(p, 0, &d, &m), 0);
+	ck_assert_uint_eq(m.nblocks, 128);
+	ck_assert_uint_eq(m.hdr.max_table_entries, 32u << 20);
+	ck_assert_uint_eq(m.allocated, 3);
+	vhd_meta_free(&m);
+	ck_assert_int_eq(limited(open_and_read, p, 256u << 20), 0);
+	ck_assert_int_eq(limited(blk_open_auto, p, 512u << 20), 0);
+	ck_assert_int_eq(limited(tool_info, p, 256u << 20), 0);
+	/* check says what it skipped. */
+	memset(&d, 0, sizeof(d));
+	ck_assert_int_eq(parse_path(p, VHD_PARSE_CHECK, &d, &m), 0);
+	vhd_meta_free(&m);
+}
+END_TEST
+
+/* Entries the size does use, all pointing at offset 0 (a sparse BAT): more
+ * blocks than the file holds side by side is one error, found before any
+ * per-block memory is spent. */
+START_TEST(test_bat_zeros_bounded)
+{
+	const char *p = tp("zerobat.vhd");
+	struct vhd_diag d;
+	struct vhd_meta m;
+	struct vhd_layout l;
+	uint8_t z[512] = { 0 };
+
+	make_sample(p);
+	sample_layout(p, &l);
+	pwrite_at(p, z, sizeof(z), 1536); /* all 128 entries: block at 0 */
+	ck_assert_int_eq(parse_path(p, VHD_PARSE_CHECK, &d, &m), -EINVAL);
+	ck_assert_msg(strstr(d.first, "blocks allocated") && strstr(d.first, "side by side"), "%s", d.first);
+	vhd_meta_free(&m);
+}
+END_TEST
+
+/* Small blocks on a large disk: more entries than kestrel reads is refused
+ * when reading and when creating. */
+START_TEST(test_bat_entries_cap)
+{
+	const char *p = tp("cap.vhd");
+	struct vhd_create_opts o = { .type = VHD_TYPE_DYNAMIC, .size = 32ULL << 30,
+				     .block_size = 4096, .exact_size = true };
+	struct vhd_diag d;
+	struct vhd_meta m;
+	struct vhd_footer f;
+	uint8_t b[512];
+	char err[ERRLEN];
+
+	unlink(p);
+	ck_assert_int_ne(vhd_create(p, &o, err, sizeof(err)), 0);
+	ck_assert_msg(strstr(err, "BAT entries"), "%s", err);
+	ck_assert_int_eq(access(p, F_OK), -1);
+	o.size = 16ULL << 30; /* exactly 4 Mi entries of 4 KiB */
+	ck_assert_msg(vhd_create(p, &o, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(parse_path(p, 0, &d, &m), 0);
+	ck_assert_uint_eq(m.nblocks, VHD_MAX_BAT_ENTRIES);
+	vhd_meta_free(&m);
+	/* The same file claiming one more sector. */
+	pread_at(p, b, 512, file_size(p) - 512);
+	vhd_footer_decode(b, &f);
+	f.current_size += 512;
+	vhd_footer_encode(&f, b);
+	pwrite_at(p, b, 512, file_size(p) - 512);
+	pwrite_at(p, b, 512, 0);
+	ck_assert_int_eq(parse_path(p, 0, &d, &m), -EINVAL);
+	ck_assert_msg(strstr(d.first, "block size") && strstr(d.first, "BAT entries"), "%s", d.first);
+	vhd_meta_free(&m);
+}
+END_TEST
+
 /* ---- the tool -------------------------------------------------------------------------- */
 
 /* vhd_tool_main with "vhd" and the arguments up to NULL. */
@@ -942,6 +1115,164 @@ static int tool_v(const char *first, ...)
 	return vhd_tool_main(argc, argv);
 }
 #define tool(...) tool_v(__VA_ARGS__, (char *)NULL)
+
+/* ---- parents: where they may be, what they may be (issue 9) ----------------------------- */
+
+/* vhd_open of path in a child with a 10 s alarm: a FIFO parent opened
+ * without O_NONBLOCK hangs there and the child dies of SIGALRM. The child's
+ * err comes back through a pipe; returns the child's status (0: opened). */
+static int open_in_child(const char *path, const char *dirs, char *err, size_t errlen)
+{
+	int pfd[2], st;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct vhd_image *img;
+		char e[ERRLEN] = "";
+		int r;
+
+		signal(SIGALRM, SIG_DFL); /* not Check's handler: it kills the whole test */
+		alarm(10);
+		r = vhd_open_ex(&img, -1, path, 0, dirs, e, sizeof(e));
+		if (!r)
+			vhd_close(img);
+		(void)!write(pfd[1], e, strlen(e));
+		_exit(r ? 1 : 0);
+	}
+	close(pfd[1]);
+	n = read(pfd[0], err, errlen - 1);
+	err[n > 0 ? n : 0] = '\0';
+	close(pfd[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st), "%s: vhd_open hung or crashed (signal %d)", path,
+		      WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	return WEXITSTATUS(st);
+}
+
+/* The message with every occurrence of the tmp folder's name cut out. */
+static void strip(char *msg, const char *what)
+{
+	size_t n = strlen(what);
+
+	for (char *p; (p = strstr(msg, what));)
+		memmove(p, p + n, strlen(p + n) + 1);
+}
+
+START_TEST(test_parent_not_usable)
+{
+	const char *base = tp("pb.vhd"), *child = tp("pc.vhd"), *keep = tp("pb.keep");
+	char other[600], otherdir[512], e1[ERRLEN], e2[ERRLEN];
+
+	create(base, VHD_TYPE_DYNAMIC, MiB8, BS64K, true, NULL);
+	create(child, VHD_TYPE_DIFF, 0, BS64K, false, base);
+	ck_assert_int_eq(open_in_child(child, NULL, e1, sizeof(e1)), 0);
+	ck_assert_int_eq(rename(base, keep), 0);
+
+	/* A FIFO, a device, links to them: refused at once, not read. */
+	ck_assert_int_eq(mkfifo(base, 0600), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e1, sizeof(e1)), 1);
+	ck_assert_msg(strstr(e1, "not usable") && strstr(e1, "pb.vhd"), "%s", e1);
+	unlink(base);
+	ck_assert_int_eq(symlink("/dev/zero", base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+	ck_assert_int_eq(mkfifo(tp("fifo"), 0600), 0);
+	ck_assert_int_eq(symlink(tp("fifo"), base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+	/* Missing, or a host file elsewhere that exists: the same words. */
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	ck_assert_int_eq(symlink("/etc/passwd", base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+	ck_assert_int_eq(symlink("/nonexistent/pb.vhd", base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+	/* A regular file that is no VHD, in the folder: the same. */
+	{
+		uint8_t z[4096] = { 0 };
+		int fd = open(base, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		ck_assert_int_eq(write(fd, z, sizeof(z)), (ssize_t)sizeof(z));
+		close(fd);
+	}
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	ck_assert_str_eq(e1, e2);
+	unlink(base);
+
+	/* The real parent in another folder, linked in: outside the child's
+	 * folder it is not usable, unless that folder is a parent-dir. */
+	snprintf(otherdir, sizeof(otherdir), "%s.other", tmpdir);
+	snprintf(other, sizeof(other), "%s/pb.vhd", otherdir);
+	mkdir(otherdir, 0700);
+	ck_assert_int_eq(rename(keep, other), 0);
+	ck_assert_int_eq(symlink(other, base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 1);
+	strip(e2, ".other");
+	ck_assert_str_eq(e1, e2);
+	ck_assert_int_eq(open_in_child(child, "/nonexistent:/usr", e2, sizeof(e2)), 1);
+	ck_assert_int_eq(open_in_child(child, otherdir, e2, sizeof(e2)), 0);
+	{
+		char dirs[1100];
+
+		snprintf(dirs, sizeof(dirs), "/usr:%s", otherdir);
+		ck_assert_int_eq(open_in_child(child, dirs, e2, sizeof(e2)), 0);
+	}
+	/* A subfolder of the child's folder is the child's folder. */
+	unlink(base);
+	mkdir(tp("sub"), 0700);
+	ck_assert_int_eq(rename(other, tp("sub/pb.vhd")), 0);
+	ck_assert_int_eq(symlink(tp("sub/pb.vhd"), base), 0);
+	ck_assert_int_eq(open_in_child(child, NULL, e2, sizeof(e2)), 0);
+	rmdir(otherdir);
+}
+END_TEST
+
+/* The block layer (--disk) and `kestrel vhd info` with a FIFO parent: an
+ * error, at once. */
+static int blk_open_fifo_parent(const char *p)
+{
+	struct blk_opts o = { .path = p, .format = BLK_FMT_AUTO, .aio = BLK_AIO_SYNC };
+	struct blk_dev *d;
+	char err[ERRLEN];
+
+	signal(SIGALRM, SIG_DFL);
+	alarm(10);
+	if (blk_open(&d, &o, err, sizeof(err)) == 0)
+		return 2;
+	return strstr(err, "not usable") ? 0 : 3;
+}
+
+static int info_fifo_parent(const char *p)
+{
+	signal(SIGALRM, SIG_DFL);
+	alarm(10);
+	return tool("info", p) == 1 ? 0 : 4;
+}
+
+START_TEST(test_parent_fifo_blk_and_tool)
+{
+	const char *base = tp("fb.vhd"), *child = tp("fc.vhd");
+
+	create(base, VHD_TYPE_DYNAMIC, MiB8, BS64K, true, NULL);
+	create(child, VHD_TYPE_DIFF, 0, BS64K, false, base);
+	unlink(base);
+	ck_assert_int_eq(mkfifo(base, 0600), 0);
+	ck_assert_int_eq(limited(blk_open_fifo_parent, child, RLIM_INFINITY), 0);
+	ck_assert_int_eq(limited(info_fifo_parent, child, RLIM_INFINITY), 0);
+	unlink(base);
+}
+END_TEST
+
 
 START_TEST(test_tool_usage)
 {
@@ -1122,9 +1453,14 @@ int main(void)
 	tcase_add_test(tc, test_chain_depth3);
 	tcase_add_test(tc, test_chain_errors);
 	tcase_add_test(tc, test_locator_outside);
+	tcase_add_test(tc, test_parent_not_usable);
+	tcase_add_test(tc, test_parent_fifo_blk_and_tool);
 	tcase_add_test(tc, test_scribble_sync);
 	tcase_add_test(tc, test_scribble_blk);
 	tcase_add_test(tc, test_blk_refuses_damaged);
+	tcase_add_test(tc, test_mte_bounded);
+	tcase_add_test(tc, test_bat_zeros_bounded);
+	tcase_add_test(tc, test_bat_entries_cap);
 	tcase_add_test(tc, test_tool_usage);
 	tcase_add_test(tc, test_tool_convert_roundtrip);
 	tcase_add_test(tc, test_tool_compact_resize_merge);

@@ -280,7 +280,7 @@ static void make_dev(unsigned vlan, unsigned queues)
 	}
 	npeer = queues;
 	net_tap_from_fds(&tap, fds, queues);
-	ck_assert_msg(virtio_net_create(NULL, NULL, -1, 0, &o, &tap, &dev, err, sizeof(err)) == 0,
+	ck_assert_msg(virtio_net_create(NULL, NULL, -1, &o, &tap, &dev, err, sizeof(err)) == 0,
 		      "%s", err);
 	virtio_pci_set_guest_mem(dev, &gm);
 }

@@ -212,7 +212,7 @@ static void make_dev(bool stats)
 	struct virtio_scsi_disk disk = { .opts = { .path = path, .format = BLK_FMT_RAW } };
 	char err[256] = "";
 
-	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 0, 1, &disk, 1, stats, &dev, err,
+	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 1, &disk, 1, stats, &dev, err,
 					 sizeof(err)) == 0, "%s", err);
 	virtio_pci_set_guest_mem(dev, &gm);
 	driver_init();
@@ -244,7 +244,7 @@ static void setup_empty(void)
 	char err[256] = "";
 
 	setup_files();
-	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 0, EMPTY_REQUEST_QUEUES, NULL, 0, false,
+	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, EMPTY_REQUEST_QUEUES, NULL, 0, false,
 					 &dev, err, sizeof(err)) == 0, "%s", err);
 	virtio_pci_set_guest_mem(dev, &gm);
 	driver_init();

@@ -33,6 +33,7 @@ first_of() { for p in "$@"; do [ -e "$p" ] && { echo "$p"; return; }; done; echo
 [ -n "$KESTREL" ] || KESTREL=$(first_of "$root/build/kestrel" "$(command -v kestrel || echo kestrel)")
 [ -n "$PAYLOADS" ] || PAYLOADS=${PAYLOADS_DIR:-$(first_of "$root/build/tests/guest" /payloads)}
 [ -n "$KIT" ] || KIT=$(first_of "$root/.kit" /kit)
+KIT_I386=${KESTREL_KIT_I386:-$(first_of "$root/.kit-i386" /work/kit-i386)}
 
 if [ ! -c /dev/kvm ]; then
 	echo "SKIP: /dev/kvm is missing on this machine; guest tests run inside the nested rig (scripts/rig.sh)"
@@ -220,6 +221,17 @@ if [ $do_linux = 1 ]; then
 		linux_case "linux-pvh-cpus$n" vmlinux $n 512M 64
 	done
 	linux_case linux-bzimage32-cpus2 bzImage 2 512M 32
+	# A 32-bit kernel (Debian's linux-image-686 with an i386 busybox,
+	# scripts/guest-kit-i386.sh) and no --boot-entry: the entry comes from
+	# its header. Not quiet, so the guest names its kernel.
+	if [ -s "$KIT_I386/bzImage" ] && [ -s "$KIT_I386/initrd.cpio.gz" ]; then
+		run_case linux-686-auto 0 "Linux version [^ ]+-686 " "KESTREL-GUEST-INIT-OK" "^nproc=2\b" \
+			"KESTREL-GUEST-POWEROFF" -- --kernel "$KIT_I386/bzImage" \
+			--initrd "$KIT_I386/initrd.cpio.gz" --cpus 2 --mem 512M \
+			--cmdline "console=ttyS0 panic=-1" --timeout 180s
+	elif echo linux-686-auto | grep -Eq -- "$filter"; then
+		echo "SKIP: linux-686-auto: no i386 kit in $KIT_I386 (scripts/guest-kit-i386.sh)"
+	fi
 	# RAM above 4 GiB: the guest's e820 shows RAM from 0x100000000, MemTotal ~6 GiB.
 	linux_case linux-pvh-6g vmlinux 2 6G 64 "^e820: 0x0*100000000-" "^memtotal_kb=(5[5-9]|6[0-2])[0-9]{5}$"
 	# The guest chooses the worker's exit code through the debug-exit port.
@@ -237,6 +249,19 @@ if [ $do_linux = 1 ]; then
 		--initrd "$KIT/initrd.cpio.gz" --cpus 1 --mem 256M --timeout 300s \
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.run=exitcode kestrel.code=21"
 fi
+
+# kit_tests_initrd OUT: the kit's initrd and modules, then the repository's
+# tests/kit/*.sh as /tests on top (later archives win), so a kit built before
+# a script changed runs the current one. In the rig they sit beside this file
+# (CMake's rig tests --add tests/kit as /work/kit); without them, the kit's own.
+kit_tests_initrd() {
+	cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$1"
+	[ -d "$here/kit" ] || return 0
+	rm -rf "$out/kit-tests"
+	mkdir -p "$out/kit-tests/tests"
+	cp "$here"/kit/*.sh "$out/kit-tests/tests/" && chmod 0755 "$out"/kit-tests/tests/*.sh
+	(cd "$out/kit-tests" && find tests | cpio -o -H newc 2>/dev/null | gzip) >>"$1"
+}
 
 # ---- virtio-scsi (issue 3) ----------------------------------------------
 # Fresh images in $out: vd0 8M, vd1 16M with HOST-PATTERN-D1 at sector 7, vd2
@@ -285,6 +310,16 @@ if [ $do_payloads = 1 ]; then
 		--kernel "$P/vscsi.bin" --cmdline "disks=2 ro=1 malformed=0" --timeout 60s \
 		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi,readonly"
 	file_case payload-vscsi-readonly-untouched "$out/vd1.img" 200 '!KESTREL-RO-WRITE'
+	# The driver moves the controller's BAR around the PCI hole, above 4 GiB
+	# and back, and turns memory decode off and on (issue 10): the device
+	# answers only where its BAR is and keeps working.
+	vscsi_images
+	run_case payload-vscsi-barmove 1 "RESULT: PASS" "!FAIL" "^vscsi: BAR0 at [0-9a-f]+, 64-bit" \
+		"PASS: moved [0-9a-f]+ -> e8000000: only the new address answers" \
+		"PASS: memory decode off: nothing answers" "PASS: moved above 4 GiB" \
+		"PASS: back at [0-9a-f]+: commands work" -- \
+		--kernel "$P/vscsi.bin" --cmdline "barmove=1" --timeout 60s \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi"
 	# Cache modes as the guest sees them (MODE SENSE caching page): writeback
 	# and none have a volatile cache (WCE=1), directsync has none. none and
 	# directsync need O_DIRECT where the images are (not on the rig's tmpfs).
@@ -318,6 +353,17 @@ if [ $do_linux = 1 ]; then
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_hotplug=1" \
 		$(vscsi_disks add-after=10s,remove-after=20s)
 	file_case linux-vscsi-host-file "$out/vd0.img" 100 KESTREL-LINUX-PATTERN
+	# Linux told to re-assign BARs (pci=realloc) still reaches its disks
+	# through the controller's BAR wherever it put it, and says where.
+	vscsi_images
+	kit_tests_initrd "$out/initrd-kit-tests.gz"
+	run_case linux-vscsi-pci-realloc 0 "^vscsi: t0 sd[a-z] size=16384 " "^vscsi: t1 sd[a-z] size=32768 " \
+		"^vscsi: read t1: HOST-PATTERN-D1" "^vscsi: read back t0: KESTREL-LINUX-PATTERN" \
+		"^vscsi: dmesg: .*max bus depth" "^vscsi: pci 0000:00:04\.0 resource0=0x0*[1-9a-f]" \
+		"KESTREL-GUEST-POWEROFF" -- \
+		--kernel "$KIT/vmlinux" --initrd "$out/initrd-kit-tests.gz" --cpus 2 --mem 512M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet pci=realloc kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_pci=1" \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi"
 fi
 
 # ---- VHD disks (issue 4) --------------------------------------------------
@@ -386,6 +432,45 @@ if [ $do_linux = 1 ]; then
 		--disk "path=$out/vhdchild.vhd,bus=scsi" --disk "path=$out/vhddyn.vhd,bus=scsi"
 	vhd_file_case linux-vhd-child-file "$out/vhdchild.vhd" 100 KESTREL-LINUX-PATTERN
 	vhd_file_case linux-vhd-dynamic-file "$out/vhddyn.vhd" 7 HOST-PATTERN-D1
+fi
+
+# The guest tries to turn its raw disk (format=auto) into a differencing VHD
+# whose parent is a host file (issue 9, QEMU's CVE-2008-2004), then reboots
+# with --on-reboot restart (tests/kit/vhdrewrite.sh). The layout is a real
+# `kestrel vhd create --type diff` child of vhdsecret.vhd, carried in on a
+# second disk: its head for the first sectors, its footer for the last. After
+# the reboot the guest must still see its 8 MiB raw disk and its own data,
+# and the host file must be unchanged.
+if [ $do_linux = 1 ] && echo linux-vhd-rewrite | grep -Eq -- "$filter"; then
+	rm -f "$out"/vhd*
+	vscsi_images
+	printf 'RAW-PATTERN-T0' | dd of="$out/vd0.img" bs=512 seek=7 conv=notrunc 2>/dev/null
+	cp "$out/vd0.img" "$out/vd0.orig"
+	dd if=/dev/zero of="$out/vhdpat.raw" bs=1M count=16 2>/dev/null
+	printf 'HOST-SECRET-PATTERN' | dd of="$out/vhdpat.raw" bs=512 seek=7 conv=notrunc 2>/dev/null
+	"$KESTREL" vhd convert -q --to dynamic "$out/vhdpat.raw" "$out/vhdsecret.vhd"
+	"$KESTREL" vhd create -q --type diff --parent "$out/vhdsecret.vhd" "$out/vhdevil.vhd"
+	evil=$(wc -c <"$out/vhdevil.vhd")
+	dd if=/dev/zero of="$out/vhdattack.img" bs=1M count=1 2>/dev/null
+	dd if="$out/vhdevil.vhd" of="$out/vhdattack.img" bs=512 count=$((evil / 512 - 1)) conv=notrunc 2>/dev/null
+	dd if="$out/vhdevil.vhd" of="$out/vhdattack.img" bs=512 skip=$((evil / 512 - 1)) seek=2047 conv=notrunc 2>/dev/null
+	[ -e "$out/initrd-modules.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-modules.gz"
+	ON_REBOOT=restart
+	run_case linux-vhd-rewrite 0 "^vhdrw: boot 1: t0 sd[a-z] size=16384$" "^vhdrw: boot 1: t0 sector 7: RAW-PATTERN-T0" \
+		"^vhdrw: rebooting" "^vhdrw: boot 2: t0 sd[a-z] size=16384$" "^vhdrw: boot 2: t0 sector 7: RAW-PATTERN-T0" \
+		"^vhdrw: done" "!HOST-SECRET" "KESTREL-GUEST-POWEROFF" -- \
+		--kernel "$KIT/vmlinux" --initrd "$out/initrd-modules.gz" --cpus 2 --mem 512M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vhdrewrite kestrel.vhdrw_head=$((evil / 512 - 1))" \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vhdattack.img,bus=scsi,format=raw"
+	ON_REBOOT=
+	if cmp -s "$out/vd0.img" "$out/vd0.orig"; then
+		pass=$((pass + 1))
+		echo "PASS: linux-vhd-rewrite-host-file"
+	else
+		fail=$((fail + 1))
+		echo "FAIL: linux-vhd-rewrite-host-file: $out/vd0.img changed ($(wc -c <"$out/vd0.img") bytes; differs at $(cmp "$out/vd0.img" "$out/vd0.orig" 2>&1 | head -n 1))"
+	fi
+	rm -f "$out"/vhd* "$out/vd0.orig"
 fi
 
 # ---- control socket, kestrel ctl, systemd, CI-rig mode (issue 5) --------------

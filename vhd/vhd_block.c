@@ -753,8 +753,8 @@ static int vbd_open(struct blk_dev *d, char *err, size_t errlen)
 	b->jobs_tail = &b->jobs;
 	b->d = d;
 	/* blk_open already holds the lock on this file; the parents are ours. */
-	ret = vhd_open_fd(&b->img, d->fd, d->path, (d->readonly ? 0 : VHD_OPEN_RDWR) | VHD_OPEN_NOLOCK,
-			  err, errlen);
+	ret = vhd_open_ex(&b->img, d->fd, d->path, (d->readonly ? 0 : VHD_OPEN_RDWR) | VHD_OPEN_NOLOCK,
+			  d->opts.parent_dirs, err, errlen);
 	if (!ret && !d->readonly)
 		ret = vbd_start_worker(b);
 	if (ret) {

@@ -79,6 +79,8 @@ int vhd_builder_begin(struct vhd_builder *b, int fd, const struct vhd_footer *f,
 	b->footer = *f;
 	b->hdr = *h;
 	b->bitmap_size = (uint32_t)ALIGN_UP(h->block_size / VHD_SECTOR / 8, VHD_SECTOR);
+	if (h->max_table_entries > VHD_MAX_BAT_ENTRIES)
+		return -E2BIG; /* an image no reader of ours would open */
 	b->bat = malloc((size_t)h->max_table_entries * 4 + 4);
 	if (!b->bat)
 		return -ENOMEM;
@@ -391,6 +393,7 @@ int vhd_create(const char *path, const struct vhd_create_opts *o, char *err, siz
 	struct diff_parent dp;
 	struct vhd_footer f;
 	uint64_t size = o->size;
+	uint32_t bs = o->block_size ? o->block_size : VHD_BLOCK_DEFAULT;
 	uint16_t c;
 	uint8_t h, s;
 	char tmp[PATH_MAX];
@@ -413,6 +416,14 @@ int vhd_create(const char *path, const struct vhd_create_opts *o, char *err, siz
 			snprintf(err, errlen, "--size: %llu bytes is beyond the 2040 GiB maximum",
 				 (unsigned long long)o->size);
 	}
+	if (!ret && o->type != VHD_TYPE_FIXED &&
+	    (size + bs - 1) / bs > VHD_MAX_BAT_ENTRIES) {
+		snprintf(err, errlen,
+			 "--block-size: %u-byte blocks for %llu bytes make %llu BAT entries, more than the %u kestrel reads (take larger blocks)",
+			 bs, (unsigned long long)size, (unsigned long long)((size + bs - 1) / bs),
+			 VHD_MAX_BAT_ENTRIES);
+		ret = -EINVAL;
+	}
 	if (ret)
 		return ret;
 	vhd_footer_template(&f, o->type, size, c, h, s);
@@ -427,8 +438,7 @@ int vhd_create(const char *path, const struct vhd_create_opts *o, char *err, siz
 	}
 	ret = o->type == VHD_TYPE_FIXED
 		      ? create_fixed(fd, &f)
-		      : create_dynamic(fd, &f, o->block_size ? o->block_size : VHD_BLOCK_DEFAULT,
-				       o->type == VHD_TYPE_DIFF ? &dp : NULL);
+		      : create_dynamic(fd, &f, bs, o->type == VHD_TYPE_DIFF ? &dp : NULL);
 	close(fd);
 	if (!ret)
 		ret = place_new(tmp, path);

@@ -29,7 +29,7 @@ struct src {
 	uint64_t raw_size;
 };
 
-static int src_open(struct src *s, const char *path)
+static int src_open(struct src *s, const char *path, const char *parent_dir)
 {
 	char err[512];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -43,7 +43,7 @@ static int src_open(struct src *s, const char *path)
 	}
 	if (vhd_probe_fd(fd)) {
 		close(fd);
-		if (vhd_open(&s->img, path, 0, err, sizeof(err))) {
+		if (vhd_open_ex(&s->img, -1, path, 0, parent_dir, err, sizeof(err))) {
 			vhd_tool_err("%s", err);
 			return -EINVAL;
 		}
@@ -363,13 +363,19 @@ int vhd_cmd_convert(struct vhd_args *a)
 	}
 	if (vhd_parse_block_size(a->block_size, &bs))
 		return VHD_EXIT_USAGE;
-	if (src_open(&s, a->ops[0]))
+	if (src_open(&s, a->ops[0], a->parent_dir))
 		return VHD_EXIT_BAD;
 	if (s.size > VHD_MAX_BYTES && strcmp(a->to, "raw")) {
 		vhd_tool_err("%s: %llu bytes is beyond the 2040 GiB a VHD holds", a->ops[0],
 			     (unsigned long long)s.size);
 		src_close(&s);
 		return VHD_EXIT_BAD;
+	}
+	if (!strcmp(a->to, "dynamic") && (s.size + bs - 1) / bs > VHD_MAX_BAT_ENTRIES) {
+		vhd_tool_err("--block-size: %u-byte blocks for %llu bytes make more than the %u BAT entries kestrel reads (take larger blocks)",
+			     bs, (unsigned long long)s.size, VHD_MAX_BAT_ENTRIES);
+		src_close(&s);
+		return VHD_EXIT_USAGE;
 	}
 	fd = out_create(a->ops[1], tmp, sizeof(tmp));
 	if (fd < 0) {
@@ -467,6 +473,10 @@ static int rebuild_dynamic(struct vhd_image *img, int fd, struct rebuild *rb, st
 	struct vhd_header h = img->m.hdr;
 	uint8_t *blobs[VHD_LOCATORS] = { 0 };
 	int ret = read_locators(img, blobs);
+
+	/* The entries the size uses: a reserve beyond them (vhd-util -S) was
+	 * never read, and is not carried over. */
+	h.max_table_entries = img->m.nblocks;
 
 	if (!ret && rb->new_size) {
 		uint16_t c;
@@ -716,7 +726,8 @@ int vhd_cmd_merge(struct vhd_args *a)
 	}
 	/* The whole chain validated (UUIDs, sizes), without locks: the parent
 	 * is locked below, exclusively, for writing. */
-	if (vhd_open(&chain, a->ops[0], VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS, err, sizeof(err))) {
+	if (vhd_open_ex(&chain, -1, a->ops[0], VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS, a->parent_dir,
+			err, sizeof(err))) {
 		vhd_tool_err("%s", err);
 		return VHD_EXIT_BAD;
 	}

@@ -690,11 +690,16 @@ static int parse_header(struct parse *p)
 	return 0;
 }
 
+/* Memory and time follow the disk's virtual size, never the header's claim:
+ * max table entries may exceed what the size needs (XenServer's vhd-util -S
+ * reserves a BAT for a later resize, up to 2 TiB), but only the entries the
+ * disk can address are read and kept; the rest must lie in the file and are
+ * otherwise ignored (no reader can reach a block through them). */
 static int check_block_size(struct parse *p)
 {
 	struct vhd_meta *m = p->m;
 	uint32_t bs = m->hdr.block_size;
-	uint64_t need, most;
+	uint64_t need;
 
 	if (bs < VHD_BLOCK_MIN || bs > VHD_BLOCK_MAX || (bs & (bs - 1))) {
 		vhd_diag_add(p->d, VHD_ERROR, false,
@@ -706,17 +711,29 @@ static int check_block_size(struct parse *p)
 	m->block_size = bs;
 	/* One bit per sector, padded to a sector (spec, BAT and Data Blocks). */
 	m->bitmap_size = (uint32_t)ALIGN_UP(bs / VHD_SECTOR / 8, VHD_SECTOR);
-	m->nblocks = m->hdr.max_table_entries;
 	need = (m->size + bs - 1) / bs;
-	most = (VHD_MAX_BYTES + bs - 1) / bs;
-	if (m->nblocks < need || m->nblocks > most) {
+	if (need > VHD_MAX_BAT_ENTRIES) {
 		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "max table entries at offset %llu: %u blocks of %u bytes, but a disk of %llu bytes needs %llu (at most %llu for 2040 GiB)",
-			     (unsigned long long)m->hdr_off + VHD_H_MAX_TABLE_ENTRIES, m->nblocks, bs,
+			     "block size at offset %llu: %u-byte blocks for a disk of %llu bytes make %llu BAT entries, more than the %u kestrel reads (512 KiB blocks cover 2040 GiB)",
+			     (unsigned long long)m->hdr_off + VHD_H_BLOCK_SIZE, bs,
 			     (unsigned long long)m->size, (unsigned long long)need,
-			     (unsigned long long)most);
+			     VHD_MAX_BAT_ENTRIES);
 		return -EINVAL;
 	}
+	if (m->hdr.max_table_entries < need) {
+		vhd_diag_add(p->d, VHD_ERROR, false,
+			     "max table entries at offset %llu: %u blocks of %u bytes, but a disk of %llu bytes needs %llu",
+			     (unsigned long long)m->hdr_off + VHD_H_MAX_TABLE_ENTRIES,
+			     m->hdr.max_table_entries, bs, (unsigned long long)m->size,
+			     (unsigned long long)need);
+		return -EINVAL;
+	}
+	m->nblocks = (uint32_t)need;
+	if (m->hdr.max_table_entries > need && (p->flags & VHD_PARSE_CHECK))
+		vhd_diag_add(p->d, VHD_INFO, false,
+			     "max table entries at offset %llu: %u, the disk uses %u; the rest are not read",
+			     (unsigned long long)m->hdr_off + VHD_H_MAX_TABLE_ENTRIES,
+			     m->hdr.max_table_entries, m->nblocks);
 	return 0;
 }
 
@@ -745,11 +762,13 @@ static void extent_name(const struct extent *e, const struct vhd_meta *m, char *
 	}
 }
 
+/* The BAT the header declares must lie in the file (its length bounds the
+ * claim); only its first nblocks entries are read. */
 static int check_bat_extent(struct parse *p)
 {
 	struct vhd_meta *m = p->m;
 	uint64_t t = m->hdr.table_offset;
-	uint64_t bytes = (uint64_t)m->nblocks * 4;
+	uint64_t bytes = (uint64_t)m->hdr.max_table_entries * 4;
 	unsigned long long at = m->hdr_off + VHD_H_TABLE_OFFSET;
 
 	if (t > m->footer_off || m->footer_off - t < bytes) {
@@ -771,23 +790,19 @@ static int check_bat_extent(struct parse *p)
 	return 0;
 }
 
+/* One allocation, converted in place. */
 static int read_bat(struct parse *p)
 {
 	struct vhd_meta *m = p->m;
 	size_t bytes = (size_t)m->nblocks * 4;
-	uint8_t *raw;
 	int ret;
 
 	m->bat = malloc(bytes ? bytes : 4);
-	raw = malloc(bytes ? bytes : 4);
-	if (!m->bat || !raw) {
-		free(raw);
+	if (!m->bat)
 		return -ENOMEM;
-	}
-	ret = vhd_pread_full(p->fd, raw, bytes, m->hdr.table_offset);
+	ret = vhd_pread_full(p->fd, m->bat, bytes, m->hdr.table_offset);
 	for (uint32_t i = 0; ret == 0 && i < m->nblocks; i++)
-		m->bat[i] = vhd_be32(raw + 4 * (size_t)i);
-	free(raw);
+		m->bat[i] = vhd_be32((const uint8_t *)&m->bat[i]);
 	return ret;
 }
 
@@ -820,11 +835,43 @@ static int check_locators(struct parse *p, struct extent *ext, size_t *n)
 	return 0;
 }
 
-static int check_blocks(struct parse *p, struct extent *ext, size_t *n)
+/* The allocated blocks, for the overlap check: (sector << 32 | index), so
+ * that sorting orders them by offset. 8 bytes per block the file can hold. */
+struct blocks {
+	uint64_t *key;
+	size_t n, cap;
+};
+
+static struct extent block_extent(const struct vhd_meta *m, uint64_t key)
+{
+	uint64_t off = (key >> 32) * VHD_SECTOR;
+
+	return (struct extent){ off, off + m->bitmap_size + m->block_size, EXT_BLOCK, (uint32_t)key };
+}
+
+/* More blocks than the data area can hold side by side must overlap: said
+ * once, without listing each (the count is the header's, not the file's). */
+static int blocks_push(struct parse *p, struct blocks *b, uint32_t i)
+{
+	struct vhd_meta *m = p->m;
+
+	if (b->n == b->cap) {
+		vhd_diag_add(p->d, VHD_ERROR, false,
+			     "BAT at offset %llu: more than %zu blocks allocated, but the data area (footer at %llu) holds at most %llu blocks of %u bytes side by side",
+			     (unsigned long long)m->hdr.table_offset, b->cap,
+			     (unsigned long long)m->footer_off,
+			     (unsigned long long)(m->footer_off / (m->bitmap_size + m->block_size)),
+			     m->bitmap_size + m->block_size);
+		return -EINVAL;
+	}
+	b->key[b->n++] = (uint64_t)m->bat[i] << 32 | i;
+	return 0;
+}
+
+static int check_blocks(struct parse *p, struct blocks *b)
 {
 	struct vhd_meta *m = p->m;
 	uint64_t span = (uint64_t)m->bitmap_size + m->block_size;
-	uint64_t need = (m->size + m->block_size - 1) / m->block_size;
 	unsigned msgs = 0;
 
 	for (uint32_t i = 0; i < m->nblocks; i++) {
@@ -844,18 +891,19 @@ static int check_blocks(struct parse *p, struct extent *ext, size_t *n)
 			continue;
 		}
 		if (m->footer_off - off < span) {
-			vhd_diag_add(p->d, VHD_ERROR, false,
-				     "BAT entry %u at offset %llu: block [%llu, %llu) runs into the footer at %llu",
-				     i, at, (unsigned long long)off, (unsigned long long)(off + span),
-				     (unsigned long long)m->footer_off);
+			if (msgs++ < VHD_MSG_LIMIT || stop(p))
+				vhd_diag_add(p->d, VHD_ERROR, false,
+					     "BAT entry %u at offset %llu: block [%llu, %llu) runs into the footer at %llu",
+					     i, at, (unsigned long long)off, (unsigned long long)(off + span),
+					     (unsigned long long)m->footer_off);
+			else
+				p->d->errors++;
 			if (stop(p))
 				return -EINVAL;
 			continue;
 		}
-		if (i >= need && msgs++ < VHD_MSG_LIMIT)
-			vhd_diag_add(p->d, VHD_WARN, false,
-				     "BAT entry %u at offset %llu: allocated beyond the disk size", i, at);
-		ext[(*n)++] = (struct extent){ off, off + span, EXT_BLOCK, i };
+		if (blocks_push(p, b, i))
+			return -EINVAL;
 	}
 	return 0;
 }
@@ -867,36 +915,67 @@ static int extent_cmp(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The next extent by start: the fixed structures and the blocks, both sorted. */
+static bool next_extent(const struct vhd_meta *m, const struct extent *fixed, size_t nfixed,
+			size_t *fi, const struct blocks *b, size_t *bi, struct extent *out)
+{
+	struct extent blk;
+
+	if (*bi < b->n)
+		blk = block_extent(m, b->key[*bi]);
+	if (*fi < nfixed && (*bi >= b->n || fixed[*fi].start <= blk.start)) {
+		*out = fixed[(*fi)++];
+		return true;
+	}
+	if (*bi < b->n) {
+		*out = blk;
+		(*bi)++;
+		return true;
+	}
+	return false;
+}
+
 /* Every structure must stand alone: overlapping blocks would alias guest
  * sectors, a block over the BAT would let guest data rewrite the BAT. */
-static int check_overlaps(struct parse *p, struct extent *ext, size_t n)
+static int check_overlaps(struct parse *p, struct extent *fixed, size_t nfixed, struct blocks *b)
 {
-	const struct extent *last = NULL;
+	struct extent cur, last = { 0 };
+	bool have_last = false;
+	size_t fi = 0, bi = 0;
 	unsigned msgs = 0;
 	uint64_t leaked = 0;
 
-	qsort(ext, n, sizeof(*ext), extent_cmp);
-	for (size_t i = 0; i < n; i++) {
-		char a[128], b[128];
+	qsort(fixed, nfixed, sizeof(*fixed), extent_cmp);
+	qsort(b->key, b->n, sizeof(*b->key), key_cmp);
+	while (next_extent(p->m, fixed, nfixed, &fi, b, &bi, &cur)) {
+		char x[128], y[128];
 
-		if (last && ext[i].start < last->end) {
-			extent_name(&ext[i], p->m, a, sizeof(a));
-			extent_name(last, p->m, b, sizeof(b));
+		if (have_last && cur.start < last.end) {
+			extent_name(&cur, p->m, x, sizeof(x));
+			extent_name(&last, p->m, y, sizeof(y));
 			if (msgs++ < VHD_MSG_LIMIT || stop(p))
-				vhd_diag_add(p->d, VHD_ERROR, false, "%s overlaps %s", a, b);
+				vhd_diag_add(p->d, VHD_ERROR, false, "%s overlaps %s", x, y);
 			else
 				p->d->errors++;
 			if (stop(p))
 				return -EINVAL;
-		} else if (last && ext[i].start - last->end >= VHD_LEAK_MIN) {
-			leaked += ext[i].start - last->end;
+		} else if (have_last && cur.start - last.end >= VHD_LEAK_MIN) {
+			leaked += cur.start - last.end;
 		}
-		if (!last || ext[i].end > last->end)
-			last = &ext[i];
+		if (!have_last || cur.end > last.end)
+			last = cur;
+		have_last = true;
 	}
-	p->m->data_end = last ? last->end : 0;
-	if (last && p->m->footer_off - last->end >= VHD_LEAK_MIN)
-		leaked += p->m->footer_off - last->end;
+	p->m->data_end = have_last ? last.end : 0;
+	if (have_last && p->m->footer_off - last.end >= VHD_LEAK_MIN)
+		leaked += p->m->footer_off - last.end;
 	/* Gaps under 4 KiB are alignment padding (ours: block data on 4 KiB). */
 	if (leaked && (p->flags & VHD_PARSE_CHECK))
 		vhd_diag_add(p->d, VHD_INFO, false,
@@ -905,10 +984,13 @@ static int check_overlaps(struct parse *p, struct extent *ext, size_t n)
 	return 0;
 }
 
+/* Memory: the BAT (4 bytes per entry the size needs), and 8 bytes per
+ * allocated block up to what the data area can hold side by side. */
 static int parse_dynamic(struct parse *p)
 {
 	struct vhd_meta *m = p->m;
-	struct extent *ext;
+	struct extent fixed[3 + VHD_LOCATORS];
+	struct blocks b = { 0 };
 	size_t n = 0, used = 0;
 	int ret;
 
@@ -921,24 +1003,24 @@ static int parse_dynamic(struct parse *p)
 		ret = read_bat(p);
 	if (ret)
 		return ret;
-	/* Sized by the entries in use: what the file can actually hold. */
 	for (uint32_t i = 0; i < m->nblocks; i++)
 		used += m->bat[i] != VHD_BAT_UNUSED;
-	ext = calloc(used + 3 + VHD_LOCATORS, sizeof(*ext));
+	b.cap = MIN(used, m->footer_off / (m->bitmap_size + m->block_size) + 1);
+	b.key = malloc((b.cap ? b.cap : 1) * sizeof(*b.key));
 	m->bad_bat = calloc(used + 1, sizeof(*m->bad_bat));
-	if (!ext || !m->bad_bat) {
-		free(ext);
+	if (!b.key || !m->bad_bat) {
+		free(b.key);
 		return -ENOMEM;
 	}
-	ext[n++] = (struct extent){ 0, VHD_FOOTER_SIZE, EXT_COPY, 0 };
-	ext[n++] = (struct extent){ m->hdr_off, m->hdr_off + VHD_HEADER_SIZE, EXT_HEADER, 0 };
-	ext[n++] = (struct extent){ m->hdr.table_offset, m->hdr.table_offset + m->bat_bytes, EXT_BAT, 0 };
-	ret = m->type == VHD_TYPE_DIFF ? check_locators(p, ext, &n) : 0;
+	fixed[n++] = (struct extent){ 0, VHD_FOOTER_SIZE, EXT_COPY, 0 };
+	fixed[n++] = (struct extent){ m->hdr_off, m->hdr_off + VHD_HEADER_SIZE, EXT_HEADER, 0 };
+	fixed[n++] = (struct extent){ m->hdr.table_offset, m->hdr.table_offset + m->bat_bytes, EXT_BAT, 0 };
+	ret = m->type == VHD_TYPE_DIFF ? check_locators(p, fixed, &n) : 0;
 	if (!ret)
-		ret = check_blocks(p, ext, &n);
+		ret = check_blocks(p, &b);
 	if (!ret)
-		ret = check_overlaps(p, ext, n);
-	free(ext);
+		ret = check_overlaps(p, fixed, n, &b);
+	free(b.key);
 	return ret;
 }
 

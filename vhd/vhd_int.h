@@ -77,6 +77,7 @@ struct vhd_bitmap {
 
 struct vhd_image {
 	char *path;
+	char *parent_dirs;          /* ':'-separated folders parents may be in, besides the top's */
 	int fd;                     /* buffered descriptor: metadata and sync I/O */
 	unsigned flags;
 	bool readonly;
@@ -147,8 +148,16 @@ int vhd_datasync(struct vhd_image *img) WARN_UNUSED;
 uint64_t vhd_data_off(const struct vhd_image *img, uint64_t bat_entry_off, uint64_t off);
 
 /* ---- vhd_parent.c ---------------------------------------------------------- */
-/* Open the parent chain of a differencing image (img->parent...). */
+/* Open the parent chain of a differencing image (img->parent...). Parents
+ * must be regular VHD files in img's folder (or below it) or in one of
+ * img->parent_dirs; any other candidate is "not usable", one answer for
+ * missing, elsewhere, not a regular file and not a VHD, so that an image
+ * cannot learn which host paths exist. */
 int vhd_open_parents(struct vhd_image *img, char *err, size_t errlen) WARN_UNUSED;
+/* Open path read only for a parent: non-blocking (a FIFO cannot hang us),
+ * no controlling tty, regular files only, beneath one of dirs[0..ndirs).
+ * A descriptor, or -EACCES for any refusal. */
+int vhd_parent_open_fd(const char *path, char *const *dirs, int ndirs) WARN_UNUSED;
 /* UTF-16 (big- or little-endian) to UTF-8; -EINVAL on bad surrogates or NUL. */
 int vhd_utf16_to_utf8(const uint8_t *in, size_t inlen, bool big_endian, char *out,
 		      size_t outlen) WARN_UNUSED;

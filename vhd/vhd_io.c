@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kestrel/block.h"
@@ -718,6 +719,7 @@ static void image_free(struct vhd_image *img)
 	pthread_mutex_destroy(&img->lock);
 	pthread_mutex_destroy(&img->meta_lock);
 	free(img->path);
+	free(img->parent_dirs);
 	free(img);
 }
 
@@ -754,16 +756,67 @@ static int image_parse(struct vhd_image *img, char *err, size_t errlen)
 	return ret;
 }
 
-/* A private descriptor: buffered (no O_DIRECT) and with its own flock. In
- * the worker, a reboot gets the one kept from the first boot instead
+/* Opening must not wait on a FIFO nor open a terminal as our tty, and
+ * only a regular file or a block device can hold an image. */
+static int image_fd_check(int fd)
+{
+	struct stat st;
+	int fl;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return -EINVAL;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+#define IMAGE_OPEN_FLAGS(rdwr) (((rdwr) ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+/* In the worker, what the first boot opened is kept for a reboot
+ * (sandbox_open): a reboot after --user still has it. */
+static int image_open_path(const char *path, bool rdwr)
+{
+	int fd = sandbox_open(path, IMAGE_OPEN_FLAGS(rdwr), 0);
+	int ret;
+
+	if (fd < 0)
+		return fd;
+	ret = image_fd_check(fd);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* A private descriptor: buffered (no O_DIRECT) and with its own flock; the
+ * same file as fd (checked: the path fallback could name another). In the
+ * worker, a reboot gets the one kept from the first boot instead
  * (sandbox_reopen): the same file, though no longer private. */
 static int image_reopen(int fd, const char *path, bool rdwr)
 {
-	return sandbox_reopen(fd, path, (rdwr ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	struct stat a, b;
+	int nfd = sandbox_reopen(fd, path, IMAGE_OPEN_FLAGS(rdwr));
+	int ret;
+
+	if (nfd < 0)
+		return nfd;
+	ret = image_fd_check(nfd);
+	if (!ret && (fstat(fd, &a) < 0 || fstat(nfd, &b) < 0 || a.st_dev != b.st_dev ||
+		     a.st_ino != b.st_ino))
+		ret = -ESTALE;
+	if (ret) {
+		close(nfd);
+		return ret;
+	}
+	return nfd;
 }
 
 static int image_open(struct vhd_image **out, int fd, const char *path, unsigned flags,
-		      char *err, size_t errlen)
+		      const char *parent_dirs, char *err, size_t errlen)
 {
 	struct vhd_image *img = calloc(1, sizeof(*img));
 	int ret;
@@ -776,15 +829,17 @@ static int image_open(struct vhd_image **out, int fd, const char *path, unsigned
 	img->flags = flags;
 	img->readonly = !(flags & VHD_OPEN_RDWR);
 	img->path = strdup(path);
+	img->parent_dirs = parent_dirs ? strdup(parent_dirs) : NULL;
 	img->fd = fd >= 0 ? image_reopen(fd, path, !img->readonly)
-			  : sandbox_open(path, (img->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+			  : image_open_path(path, !img->readonly);
 	if (img->fd < 0) {
 		ret = img->fd;
 		img->fd = -1;
-		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
+		snprintf(err, errlen, "%s: %s", path,
+			 ret == -EINVAL ? "not a regular file or block device" : strerror(-ret));
 		goto fail;
 	}
-	ret = img->path ? image_lock(img, err, errlen) : -ENOMEM;
+	ret = img->path && (img->parent_dirs || !parent_dirs) ? image_lock(img, err, errlen) : -ENOMEM;
 	if (!ret)
 		ret = image_parse(img, err, errlen);
 	if (!ret)
@@ -807,19 +862,23 @@ fail:
 	return ret;
 }
 
-int vhd_open(struct vhd_image **out, const char *path, unsigned flags, char *err, size_t errlen)
+int vhd_open_ex(struct vhd_image **out, int fd, const char *path, unsigned flags,
+		const char *parent_dirs, char *err, size_t errlen)
 {
 	if (errlen)
 		err[0] = '\0';
-	return image_open(out, -1, path, flags, err, errlen);
+	return image_open(out, fd, path, flags, parent_dirs, err, errlen);
+}
+
+int vhd_open(struct vhd_image **out, const char *path, unsigned flags, char *err, size_t errlen)
+{
+	return vhd_open_ex(out, -1, path, flags, NULL, err, errlen);
 }
 
 int vhd_open_fd(struct vhd_image **out, int fd, const char *path, unsigned flags, char *err,
 		size_t errlen)
 {
-	if (errlen)
-		err[0] = '\0';
-	return image_open(out, fd, path, flags, err, errlen);
+	return vhd_open_ex(out, fd, path, flags, NULL, err, errlen);
 }
 
 int vhd_close(struct vhd_image *img)

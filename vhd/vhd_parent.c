@@ -6,14 +6,18 @@
  * VHD_MAX_CHAIN, with loops refused. Windows paths are read with '\' as the
  * separator; a drive-letter path cannot name a file here and is skipped. */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "vhd_int.h"
 
 #define VHD_CANDIDATES 6
+#define VHD_PARENT_DIRS 16 /* the top's folder and up to 15 parent-dirs */
 
 uint64_t vhd_locator_space(const struct vhd_locator *l)
 {
@@ -291,35 +295,145 @@ static bool chain_has_uuid(const struct vhd_image *top, const uint8_t uuid[16])
 	return false;
 }
 
+/* ---- where parents may be ------------------------------------------------------- */
+
+/* Folders parents may be in (and below): the top image's own folder, as
+ * Hyper-V resolves relative locators against it, and the parent_dirs the
+ * user named; each by its real path. */
+struct parent_dirs {
+	char *dir[VHD_PARENT_DIRS];
+	int n;
+};
+
+static void parent_dirs_add(struct parent_dirs *pd, const char *dir)
+{
+	char *real = pd->n < VHD_PARENT_DIRS ? realpath(dir, NULL) : NULL;
+
+	if (real)
+		pd->dir[pd->n++] = real; /* a folder that is not there allows nothing */
+}
+
+static void parent_dirs_init(const struct vhd_image *top, struct parent_dirs *pd)
+{
+	char *dir = child_dir(top), *list = top->parent_dirs ? strdup(top->parent_dirs) : NULL;
+	char *save = NULL;
+
+	pd->n = 0;
+	if (dir)
+		parent_dirs_add(pd, dir);
+	for (char *d = list ? strtok_r(list, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save))
+		parent_dirs_add(pd, d);
+	free(dir);
+	free(list);
+}
+
+static void parent_dirs_free(struct parent_dirs *pd)
+{
+	for (int i = 0; i < pd->n; i++)
+		free(pd->dir[i]);
+	pd->n = 0;
+}
+
+static bool path_beneath(const char *real, char *const *dirs, int ndirs)
+{
+	for (int i = 0; i < ndirs; i++) {
+		size_t n = strlen(dirs[i]);
+
+		if (strncmp(real, dirs[i], n) == 0 &&
+		    (real[n] == '/' || (n > 0 && dirs[i][n - 1] == '/')))
+			return true;
+	}
+	return false;
+}
+
+/* realpath() only looks at the names (lstat, readlink): nothing outside the
+ * folders is ever opened, so no device open has side effects and no FIFO
+ * waits. What was opened is checked again by its descriptor (a folder
+ * renamed in between cannot lead elsewhere). */
+int vhd_parent_open_fd(const char *path, char *const *dirs, int ndirs)
+{
+	char *real = realpath(path, NULL), proc[64], *opened;
+	int fd = -1;
+
+	if (!real || !path_beneath(real, dirs, ndirs))
+		goto refuse;
+	fd = open(real, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		goto refuse;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	opened = realpath(proc, NULL);
+	if (opened && strcmp(opened, real) != 0) {
+		free(opened);
+		goto refuse;
+	}
+	free(opened);
+	{
+		struct stat st;
+		int fl = fcntl(fd, F_GETFL);
+
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fl < 0 ||
+		    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 || !vhd_probe_fd(fd))
+			goto refuse;
+	}
+	free(real);
+	return fd;
+refuse:
+	if (fd >= 0)
+		close(fd);
+	free(real);
+	return -EACCES;
+}
+
+/* path with control characters shown as '?': it comes from the image. */
+static void put_path(char *out, size_t outlen, size_t *n, const char *path)
+{
+	for (const char *c = path; *c && *n + 1 < outlen; c++)
+		out[(*n)++] = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
+	out[*n < outlen ? *n : outlen - 1] = '\0';
+}
+
 /* Try each candidate; keep the first whose UUID matches. */
-static int find_parent(struct vhd_image *top, struct vhd_image *child, struct vhd_image **out,
-		       char *err, size_t errlen)
+static int find_parent(struct vhd_image *top, struct vhd_image *child, const struct parent_dirs *pd,
+		       struct vhd_image **out, char *err, size_t errlen)
 {
 	char *paths[VHD_CANDIDATES];
 	char why[512] = "", uwant[37], uhave[37];
 	unsigned flags = VHD_OPEN_NO_PARENT;
+	int n, ret = -ENOENT;
+	size_t wn = 0;
+
 	if (child->flags & VHD_OPEN_NOLOCK_PARENTS)
 		flags |= VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS;
-	int n = vhd_parent_candidates(child, paths, VHD_CANDIDATES), ret = -ENOENT;
-
+	n = vhd_parent_candidates(child, paths, VHD_CANDIDATES);
 	vhd_uuid_format(child->m.hdr.parent_uuid, uwant);
 	*out = NULL;
 	for (int i = 0; i < n; i++) {
 		struct vhd_image *p = NULL;
 		char perr[384];
+		int fd = *out ? -1 : vhd_parent_open_fd(paths[i], pd->dir, pd->n);
 
-		if (!*out && vhd_open(&p, paths[i], flags, perr, sizeof(perr)) == 0) {
+		if (fd >= 0 && vhd_open_fd(&p, fd, paths[i], flags, perr, sizeof(perr)) == 0) {
 			if (memcmp(p->m.footer.uuid, child->m.hdr.parent_uuid, 16) == 0) {
 				*out = p;
 			} else {
 				vhd_uuid_format(p->m.footer.uuid, uhave);
-				snprintf(why, sizeof(why), "%s has UUID %s", paths[i], uhave);
+				wn = 0;
+				put_path(why, sizeof(why), &wn, paths[i]);
+				snprintf(why + wn, sizeof(why) - wn, " has UUID %s", uhave);
 				ret = -EINVAL;
 				vhd_close(p);
 			}
-		} else if (!*out && ret == -ENOENT) {
+		} else if (fd >= 0 && ret == -ENOENT) {
+			/* A VHD in an allowed folder: its own error says what is wrong. */
 			snprintf(why, sizeof(why), "%s", perr);
+			ret = -EINVAL;
+		} else if (!*out && ret == -ENOENT) {
+			if (wn && wn + 2 < sizeof(why))
+				wn += (size_t)snprintf(why + wn, sizeof(why) - wn, ", ");
+			put_path(why, sizeof(why), &wn, paths[i]);
 		}
+		if (fd >= 0)
+			close(fd);
 		free(paths[i]);
 	}
 	if (*out) {
@@ -335,37 +449,46 @@ static int find_parent(struct vhd_image *top, struct vhd_image *child, struct vh
 	if (n == 0)
 		snprintf(err, errlen, "%s: parent locators at offset %llu: no usable parent path",
 			 child->path, (unsigned long long)child->m.hdr_off + VHD_H_LOCATORS);
+	else if (ret == -ENOENT)
+		snprintf(err, errlen,
+			 "%s: parent UUID at offset %llu: %s not found (not usable: %s; a parent is a regular VHD file in %s's folder or a parent-dir)",
+			 child->path, (unsigned long long)child->m.hdr_off + VHD_H_PARENT_UUID, uwant,
+			 why, top->path);
 	else
 		snprintf(err, errlen, "%s: parent UUID at offset %llu: %s not found (%s)", child->path,
 			 (unsigned long long)child->m.hdr_off + VHD_H_PARENT_UUID, uwant, why);
-	return ret == -ENOENT ? -ENOENT : -EINVAL;
+	return ret;
 }
 
 int vhd_open_parents(struct vhd_image *img, char *err, size_t errlen)
 {
 	struct vhd_image *cur = img;
+	struct parent_dirs pd;
 	unsigned depth = 0;
+	int ret = 0;
 
-	while (cur->m.type == VHD_TYPE_DIFF) {
+	parent_dirs_init(img, &pd);
+	while (!ret && cur->m.type == VHD_TYPE_DIFF) {
 		struct vhd_image *p;
-		int ret;
 
 		if (++depth > VHD_MAX_CHAIN) {
 			snprintf(err, errlen, "%s: differencing chain deeper than %d", img->path,
 				 VHD_MAX_CHAIN);
-			return -ELOOP;
+			ret = -ELOOP;
+			break;
 		}
-		ret = find_parent(img, cur, &p, err, errlen);
+		ret = find_parent(img, cur, &pd, &p, err, errlen);
 		if (ret)
-			return ret;
+			break;
 		cur->parent = p;
 		if (p->m.size != cur->m.size) {
 			snprintf(err, errlen, "%s: disk size %llu differs from its parent %s (%llu)",
 				 cur->path, (unsigned long long)cur->m.size, p->path,
 				 (unsigned long long)p->m.size);
-			return -EINVAL;
+			ret = -EINVAL;
 		}
 		cur = p;
 	}
-	return 0;
+	parent_dirs_free(&pd);
+	return ret;
 }

@@ -22,16 +22,18 @@ __attribute__((used)) const void *const vhd_tool_block_link = &vhd_blk_ops_ancho
 static const char vhd_usage_text[] =
 	"usage: kestrel vhd create --type fixed|dynamic|diff [--size SIZE] [--block-size SIZE]\n"
 	"                          [--parent FILE] [--exact-size] FILE\n"
-	"       kestrel vhd info [--json] FILE\n"
-	"       kestrel vhd check [--repair] FILE\n"
-	"       kestrel vhd convert --to fixed|dynamic|raw [--block-size SIZE] IN OUT\n"
+	"       kestrel vhd info [--json] [--parent-dir DIR[:DIR]] FILE\n"
+	"       kestrel vhd check [--repair] [--parent-dir DIR[:DIR]] FILE\n"
+	"       kestrel vhd convert --to fixed|dynamic|raw [--block-size SIZE] [--parent-dir DIR[:DIR]] IN OUT\n"
 	"       kestrel vhd compact FILE\n"
-	"       kestrel vhd merge CHILD\n"
+	"       kestrel vhd merge [--parent-dir DIR[:DIR]] CHILD\n"
 	"       kestrel vhd resize --size SIZE [--exact-size] [--shrink] FILE\n"
 	"Sizes take K, M, G, T suffixes (binary). New sizes are rounded up to a CHS\n"
 	"geometry as qemu-img does, so every tool sees the same size; --exact-size\n"
 	"keeps the size and records the maximum geometry instead (qemu's force_size).\n"
-	"Long jobs show a progress bar on a terminal (--quiet hides it).\n";
+	"Long jobs show a progress bar on a terminal (--quiet hides it).\n"
+	"Parents of a differencing disk must be regular VHD files in its folder (or\n"
+	"below it) or in a --parent-dir folder.\n";
 
 /* ---- helpers ------------------------------------------------------------------- */
 
@@ -81,7 +83,7 @@ int vhd_parse_block_size(const char *s, uint32_t *out)
 	return 0;
 }
 
-static const char *const value_flags[] = { "type", "size", "block-size", "parent", "to" };
+static const char *const value_flags[] = { "type", "size", "block-size", "parent", "to", "parent-dir" };
 static const char *const switch_flags[] = { "json", "repair", "exact-size", "shrink", "quiet" };
 
 static bool flag_allowed(const char *allowed, const char *name)
@@ -96,7 +98,7 @@ static bool flag_allowed(const char *allowed, const char *name)
 
 static const char **value_slot(struct vhd_args *a, const char *name)
 {
-	const char **slots[] = { &a->type, &a->size, &a->block_size, &a->parent, &a->to };
+	const char **slots[] = { &a->type, &a->size, &a->block_size, &a->parent, &a->to, &a->parent_dir };
 
 	for (size_t i = 0; i < ARRAY_SIZE(value_flags); i++)
 		if (strcmp(name, value_flags[i]) == 0)
@@ -390,7 +392,7 @@ static int cmd_info(struct vhd_args *a)
 		return VHD_EXIT_USAGE;
 	/* Read only and unlocked, like `qemu-img info -U`: fine on a disk in
 	 * use. A differencing disk whose parent is missing is still shown. */
-	if (vhd_open(&img, a->ops[0], flags, perr, sizeof(perr))) {
+	if (vhd_open_ex(&img, -1, a->ops[0], flags, a->parent_dir, perr, sizeof(perr))) {
 		if (vhd_open(&img, a->ops[0], flags | VHD_OPEN_NO_PARENT, err, sizeof(err))) {
 			vhd_tool_err("%s", err);
 			return VHD_EXIT_BAD;
@@ -422,14 +424,14 @@ static void check_report(void *ctx, enum vhd_sev sev, bool repairable, const cha
 }
 
 /* Parents: resolvable, same UUID, same size (vhd_open does it all). */
-static int check_chain(const char *path, const struct vhd_meta *m)
+static int check_chain(const char *path, const struct vhd_meta *m, const char *parent_dir)
 {
 	struct vhd_image *img;
 	char err[512];
 
 	if (m->type != VHD_TYPE_DIFF)
 		return 0;
-	if (vhd_open(&img, path, VHD_OPEN_NOLOCK, err, sizeof(err))) {
+	if (vhd_open_ex(&img, -1, path, VHD_OPEN_NOLOCK, parent_dir, err, sizeof(err))) {
 		printf("%s: error: %s\n", path, err);
 		return 1;
 	}
@@ -532,7 +534,7 @@ static int cmd_check(struct vhd_args *a)
 		rc = d.errors || d.repairable ? VHD_EXIT_BAD : VHD_EXIT_OK;
 	}
 	if (rc == VHD_EXIT_OK)
-		rc = check_chain(path, &m) ? VHD_EXIT_BAD : VHD_EXIT_OK;
+		rc = check_chain(path, &m, a->parent_dir) ? VHD_EXIT_BAD : VHD_EXIT_OK;
 	if (rc == VHD_EXIT_OK) {
 		vhd_human(m.size, h, sizeof(h));
 		printf("%s: ok: %s, %s", path, vhd_type_name(m.type), h);
@@ -560,11 +562,11 @@ struct vhd_cmd {
 
 static const struct vhd_cmd vhd_cmds[] = {
 	{ "create", "type,size,block-size,parent,exact-size,quiet", cmd_create },
-	{ "info", "json", cmd_info },
-	{ "check", "repair", cmd_check },
-	{ "convert", "to,block-size,quiet", vhd_cmd_convert },
+	{ "info", "json,parent-dir", cmd_info },
+	{ "check", "repair,parent-dir", cmd_check },
+	{ "convert", "to,block-size,quiet,parent-dir", vhd_cmd_convert },
 	{ "compact", "quiet", vhd_cmd_compact },
-	{ "merge", "quiet", vhd_cmd_merge },
+	{ "merge", "quiet,parent-dir", vhd_cmd_merge },
 	{ "resize", "size,exact-size,shrink,quiet", vhd_cmd_resize },
 };
 

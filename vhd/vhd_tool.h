@@ -17,7 +17,7 @@
 struct vhd_args {
 	int nops;
 	const char *ops[4];
-	const char *type, *size, *block_size, *parent, *to;
+	const char *type, *size, *block_size, *parent, *to, *parent_dir;
 	bool json, repair, exact_size, shrink, quiet;
 };
 int vhd_args_parse(int argc, char **argv, const char *allowed, struct vhd_args *a) WARN_UNUSED;

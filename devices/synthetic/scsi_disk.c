@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "kestrel/byteorder.h"
 #include "kestrel/scsi_disk.h"
 #include "kestrel/util.h"
 
@@ -19,39 +20,6 @@
 #define MODE_PAGE_ALL     0x3f
 #define MODE_PC_CHANGEABLE 1
 #define MODE_PC_SAVED      3
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)(v >> 16));
-	put16(p + 2, (uint16_t)v);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)get16(p) << 16 | get16(p + 2);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
 
 void scsi_cmd_check(struct scsi_cmd *c, uint8_t key, uint16_t asc)
 {
@@ -128,18 +96,29 @@ static size_t scsi_cdb_len(uint8_t op)
 
 /* ---- INQUIRY (SPC-4 6.6) and VPD pages (7.8) ---- */
 
-static uint32_t scsi_inquiry_std(uint8_t *b, uint8_t type)
+uint32_t scsi_inquiry_standard(uint8_t *b, uint8_t type, bool removable, const char *product)
 {
+	size_t n = strnlen(product, 16);
+
 	memset(b, 0, 36);
 	b[0] = type;
+	b[1] = removable ? 0x80 : 0;  /* RMB */
 	b[2] = SCSI_VERSION_SPC3;
 	b[3] = 0x12;                 /* HISUP, response data format 2 */
 	b[4] = 36 - 5;
-	b[7] = 0x02;                 /* CMDQUE: tagged queueing */
 	memcpy(b + 8, SCSI_VENDOR, 8);
-	memcpy(b + 16, SCSI_PRODUCT, 16);
+	memset(b + 16, ' ', 16);
+	memcpy(b + 16, product, n);
 	memcpy(b + 32, SCSI_REVISION, 4);
 	return 36;
+}
+
+static uint32_t scsi_inquiry_std(uint8_t *b, uint8_t type)
+{
+	uint32_t n = scsi_inquiry_standard(b, type, false, SCSI_PRODUCT);
+
+	b[7] = 0x02;                 /* CMDQUE: tagged queueing */
+	return n;
 }
 
 static uint32_t scsi_vpd_supported(uint8_t *b)
@@ -173,7 +152,7 @@ static uint32_t scsi_vpd_devid(const struct scsi_disk *d, uint8_t *b)
 	p[0] = 0x01;                 /* code set binary */
 	p[1] = 0x03;                 /* association: LU, type: NAA */
 	p[3] = 8;
-	put64(p + 4, (3ULL << 60) | (d->naa_id & 0x0fffffffffffffffULL));
+	put_be64(p + 4, (3ULL << 60) | (d->naa_id & 0x0fffffffffffffffULL));
 	p += 12;
 	return (uint32_t)(p - b);
 }
@@ -184,22 +163,22 @@ static uint32_t scsi_vpd_limits(const struct scsi_disk *d, uint8_t *b)
 	uint32_t gran = d->block_size < 4096 ? 4096 / d->block_size : 1;
 
 	b[4] = 0x01;                 /* WSNZ: WRITE SAME of 0 blocks is an error */
-	put16(b + 6, (uint16_t)gran);
-	put32(b + 8, SCSI_DISK_MAX_XFER_BLOCKS);
-	put32(b + 12, SCSI_DISK_MAX_XFER_BLOCKS);
+	put_be16(b + 6, (uint16_t)gran);
+	put_be32(b + 8, SCSI_DISK_MAX_XFER_BLOCKS);
+	put_be32(b + 12, SCSI_DISK_MAX_XFER_BLOCKS);
 	if (d->can_discard) {
-		put32(b + 20, SCSI_DISK_MAX_UNMAP_BLOCKS);
-		put32(b + 24, SCSI_DISK_MAX_UNMAP_DESC);
-		put32(b + 28, gran);
+		put_be32(b + 20, SCSI_DISK_MAX_UNMAP_BLOCKS);
+		put_be32(b + 24, SCSI_DISK_MAX_UNMAP_DESC);
+		put_be32(b + 28, gran);
 	}
-	put64(b + 36, SCSI_DISK_MAX_UNMAP_BLOCKS);
+	put_be64(b + 36, SCSI_DISK_MAX_UNMAP_BLOCKS);
 	return 64;
 }
 
 /* SBC-3 6.6.2 Block Device Characteristics: not rotating. */
 static uint32_t scsi_vpd_characteristics(uint8_t *b)
 {
-	put16(b + 4, 1);
+	put_be16(b + 4, 1);
 	return 64;
 }
 
@@ -217,7 +196,7 @@ static uint32_t scsi_vpd_provisioning(const struct scsi_disk *d, uint8_t *b)
 static void scsi_inquiry(const struct scsi_disk *d, const uint8_t *cdb, uint8_t *b,
 			 struct scsi_cmd *c)
 {
-	uint32_t alloc = get16(cdb + 3), n;
+	uint32_t alloc = get_be16(cdb + 3), n;
 
 	if (!(cdb[1] & 0x01)) {
 		if (cdb[2])
@@ -236,7 +215,7 @@ static void scsi_inquiry(const struct scsi_disk *d, const uint8_t *cdb, uint8_t 
 	case 0xb2: n = scsi_vpd_provisioning(d, b); break;
 	default: return scsi_illegal(c, SCSI_ASC_INVALID_FIELD_IN_CDB);
 	}
-	put16(b + 2, (uint16_t)(n - 4));
+	put_be16(b + 2, (uint16_t)(n - 4));
 	scsi_data(c, n, alloc);
 }
 
@@ -247,8 +226,8 @@ static void scsi_read_capacity10(const struct scsi_disk *d, uint8_t *b, struct s
 	uint64_t last = d->nblocks ? d->nblocks - 1 : 0;
 
 	/* Too large for 32 bits: all ones sends the initiator to READ CAPACITY(16). */
-	put32(b, last > 0xfffffffeULL ? 0xffffffffu : (uint32_t)last);
-	put32(b + 4, d->block_size);
+	put_be32(b, last > 0xfffffffeULL ? 0xffffffffu : (uint32_t)last);
+	put_be32(b + 4, d->block_size);
 	scsi_data(c, 8, 8);
 }
 
@@ -258,11 +237,11 @@ static void scsi_read_capacity16(const struct scsi_disk *d, const uint8_t *cdb, 
 	if ((cdb[1] & 0x1f) != SCSI_SAI_READ_CAPACITY_16)
 		return scsi_illegal(c, SCSI_ASC_INVALID_OPCODE);
 	memset(b, 0, 32);
-	put64(b, d->nblocks ? d->nblocks - 1 : 0);
-	put32(b + 8, d->block_size);
+	put_be64(b, d->nblocks ? d->nblocks - 1 : 0);
+	put_be32(b + 8, d->block_size);
 	if (d->can_discard)
 		b[14] = 0x80 | 0x40;     /* LBPME, LBPRZ */
-	scsi_data(c, 32, get32(cdb + 10));
+	scsi_data(c, 32, get_be32(cdb + 10));
 }
 
 /* ---- MODE SENSE (SPC-4 6.11, 6.12; pages SBC-3 6.4) ---- */
@@ -295,8 +274,8 @@ static uint32_t scsi_mode_body(const struct scsi_disk *d, uint8_t page, bool cha
 		uint64_t nb = d->nblocks;
 
 		memset(b + n, 0, 8);
-		put32(b + n, nb > 0xffffffffULL ? 0xffffffffu : (uint32_t)nb);
-		put32(b + n + 4, d->block_size & 0xffffff);
+		put_be32(b + n, nb > 0xffffffffULL ? 0xffffffffu : (uint32_t)nb);
+		put_be32(b + n + 4, d->block_size & 0xffffff);
 		n += 8;
 	}
 	if (page == MODE_PAGE_CACHING || page == MODE_PAGE_ALL)
@@ -311,7 +290,7 @@ static void scsi_mode_sense(const struct scsi_disk *d, const uint8_t *cdb, uint8
 {
 	bool ten = cdb[0] == SCSI_MODE_SENSE_10, dbd = cdb[1] & 0x08;
 	uint8_t pc = cdb[2] >> 6, page = cdb[2] & 0x3f, subpage = cdb[3];
-	uint32_t hdr = ten ? 8 : 4, alloc = ten ? get16(cdb + 7) : cdb[4], n;
+	uint32_t hdr = ten ? 8 : 4, alloc = ten ? get_be16(cdb + 7) : cdb[4], n;
 	uint8_t devspec = (uint8_t)((d->readonly ? 0x80 : 0) | 0x10);   /* WP, DPOFUA */
 
 	if (pc == MODE_PC_SAVED)
@@ -323,9 +302,9 @@ static void scsi_mode_sense(const struct scsi_disk *d, const uint8_t *cdb, uint8
 		return scsi_illegal(c, SCSI_ASC_INVALID_FIELD_IN_CDB);
 	memset(b, 0, hdr);
 	if (ten) {
-		put16(b, (uint16_t)(n - 2));
+		put_be16(b, (uint16_t)(n - 2));
 		b[3] = devspec;
-		put16(b + 6, dbd ? 0 : 8);
+		put_be16(b + 6, dbd ? 0 : 8);
 	} else {
 		b[0] = (uint8_t)(n - 1);
 		b[2] = devspec;
@@ -338,13 +317,13 @@ static void scsi_mode_sense(const struct scsi_disk *d, const uint8_t *cdb, uint8
 
 static void scsi_report_luns(const uint8_t *cdb, uint8_t *b, struct scsi_cmd *c)
 {
-	uint32_t alloc = get32(cdb + 6);
+	uint32_t alloc = get_be32(cdb + 6);
 
 	/* SPC-4 6.33: at least 16 bytes of allocation. One LUN: 0. */
 	if (alloc < 16)
 		return scsi_illegal(c, SCSI_ASC_INVALID_FIELD_IN_CDB);
 	memset(b, 0, 16);
-	put32(b, 8);
+	put_be32(b, 8);
 	scsi_data(c, 16, alloc);
 }
 
@@ -369,20 +348,20 @@ static void scsi_rw(const struct scsi_disk *d, const uint8_t *cdb, struct scsi_c
 
 	switch (op) {
 	case SCSI_READ_6: case SCSI_WRITE_6:
-		lba = (uint32_t)(cdb[1] & 0x1f) << 16 | get16(cdb + 2);
+		lba = (uint32_t)(cdb[1] & 0x1f) << 16 | get_be16(cdb + 2);
 		n = cdb[4] ? cdb[4] : 256;   /* SBC-3 5.7: 0 means 256 */
 		break;
 	case SCSI_READ_10: case SCSI_WRITE_10:
-		lba = get32(cdb + 2);
-		n = get16(cdb + 7);
+		lba = get_be32(cdb + 2);
+		n = get_be16(cdb + 7);
 		break;
 	case SCSI_READ_12: case SCSI_WRITE_12:
-		lba = get32(cdb + 2);
-		n = get32(cdb + 6);
+		lba = get_be32(cdb + 2);
+		n = get_be32(cdb + 6);
 		break;
 	default:
-		lba = get64(cdb + 2);
-		n = get32(cdb + 10);
+		lba = get_be64(cdb + 2);
+		n = get_be32(cdb + 10);
 		break;
 	}
 	if (write && d->readonly)
@@ -404,8 +383,8 @@ static void scsi_rw(const struct scsi_disk *d, const uint8_t *cdb, struct scsi_c
 
 static void scsi_write_same16(const struct scsi_disk *d, const uint8_t *cdb, struct scsi_cmd *c)
 {
-	uint64_t lba = get64(cdb + 2);
-	uint32_t n = get32(cdb + 10);
+	uint64_t lba = get_be64(cdb + 2);
+	uint32_t n = get_be32(cdb + 10);
 
 	if (d->readonly)
 		return scsi_cmd_check(c, SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);
@@ -424,7 +403,7 @@ static void scsi_write_same16(const struct scsi_disk *d, const uint8_t *cdb, str
 
 static void scsi_unmap(const struct scsi_disk *d, const uint8_t *cdb, struct scsi_cmd *c)
 {
-	uint32_t plen = get16(cdb + 7);
+	uint32_t plen = get_be16(cdb + 7);
 
 	if (d->readonly)
 		return scsi_cmd_check(c, SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);
@@ -452,7 +431,7 @@ static unsigned scsi_unmap_ranges(const struct scsi_disk *d, struct scsi_cmd *c,
 		scsi_illegal(c, SCSI_ASC_PARAM_LIST_LENGTH);
 		return 0;
 	}
-	dlen = get16(p + 2);
+	dlen = get_be16(p + 2);
 	if (dlen % 16 || dlen > len - 8) {
 		scsi_illegal(c, SCSI_ASC_INVALID_FIELD_IN_PARAM);
 		return 0;
@@ -464,8 +443,8 @@ static unsigned scsi_unmap_ranges(const struct scsi_disk *d, struct scsi_cmd *c,
 	}
 	for (uint32_t i = 0; i < nd; i++) {
 		const uint8_t *e = p + 8 + 16 * i;
-		uint64_t lba = get64(e);
-		uint32_t n = get32(e + 8);
+		uint64_t lba = get_be64(e);
+		uint32_t n = get_be32(e + 8);
 
 		if (!scsi_range_ok(d, lba, n)) {
 			scsi_illegal(c, SCSI_ASC_LBA_OUT_OF_RANGE);
@@ -568,7 +547,7 @@ void scsi_nolun_exec(const uint8_t *cdb, size_t cdb_len, uint8_t *buf, struct sc
 	case SCSI_INQUIRY:
 		if (cdb[1] & 0x01)
 			break;
-		return scsi_data(c, scsi_inquiry_std(buf, SCSI_TYPE_NO_LUN), get16(cdb + 3));
+		return scsi_data(c, scsi_inquiry_std(buf, SCSI_TYPE_NO_LUN), get_be16(cdb + 3));
 	case SCSI_REPORT_LUNS: return scsi_report_luns(cdb, buf, c);
 	case SCSI_REQUEST_SENSE: return scsi_request_sense(cdb, &nolun, buf, c);
 	}

@@ -1177,7 +1177,7 @@ static uint64_t vnet_features(unsigned pairs)
 	return f;
 }
 
-int virtio_net_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
+int virtio_net_create(struct vm *vm, struct device *pci_host, int slot,
 		      const struct virtio_net_opts *o, struct net_tap *tap, struct device **out,
 		      char *err, size_t errlen)
 {
@@ -1205,7 +1205,7 @@ int virtio_net_create(struct vm *vm, struct device *pci_host, int slot, uint32_t
 	}
 	info.features = vnet_features(n->max_pairs);
 	info.num_queues = 2 * n->max_pairs + 1;
-	ret = virtio_pci_create(vm, pci_host, slot, intx_gsi, &info, &vnet_ops, n, &n->vdev);
+	ret = virtio_pci_create(vm, pci_host, slot, &info, &vnet_ops, n, &n->vdev);
 	if (ret) {
 		snprintf(err, errlen, "%s: cannot create the PCI function: %s", n->name,
 			 strerror(-ret));

@@ -1122,9 +1122,9 @@ static int vscsi_add_disk(struct virtio_scsi *s, const struct virtio_scsi_disk *
 	return 0;
 }
 
-int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
-		       unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
-		       bool stats, struct device **out, char *err, size_t errlen)
+int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, unsigned nqueues,
+		       const struct virtio_scsi_disk *disks, unsigned ndisks, bool stats,
+		       struct device **out, char *err, size_t errlen)
 {
 	struct virtio_dev_info info = {
 		.name = "virtio-scsi",
@@ -1155,7 +1155,7 @@ int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_
 						       "vscsi-timer", vscsi_timer_thread, s) == 0)
 		s->timer_running = true;
 	if (!ret) {
-		ret = virtio_pci_create(vm, pci_host, slot, intx_gsi, &info, &vscsi_ops, s, &s->vdev);
+		ret = virtio_pci_create(vm, pci_host, slot, &info, &vscsi_ops, s, &s->vdev);
 		if (ret)
 			snprintf(err, errlen, "virtio-scsi: cannot create the PCI function: %s",
 				 strerror(-ret));

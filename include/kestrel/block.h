@@ -106,6 +106,9 @@ struct blk_opts {
 	bool readonly;
 	enum blk_cache cache;
 	enum blk_aio aio;
+	/* VHD differencing disks: folders (':'-separated) where parents may be
+	 * besides the image's own folder; NULL: only there. */
+	const char *parent_dirs;
 	/* storage blk_parse_opts allocated (path, extra values); blk_opts_free() */
 	char *owned;
 };
@@ -119,7 +122,8 @@ struct blk_opt_extra {
 };
 
 /* Parse "path=FILE[,format=raw|vhd|auto][,readonly[=on|off]][,cache=none|
- * writeback][,aio=io_uring|libaio|sync|auto]" into *o (defaults first). A
+ * writeback][,aio=io_uring|libaio|sync|auto][,parent-dir=DIR[:DIR]]" into *o
+ * (defaults first). A
  * literal ',' in a value is written ",,". Unknown or repeated keys and a
  * missing path are errors naming the key. 0 or -EINVAL with a one-line err. */
 int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errlen) WARN_UNUSED;
@@ -179,10 +183,18 @@ struct blk_dev {
 	 * bounced); 1 with the page cache. */
 	unsigned dio_mem_align;
 	bool is_bdev;             /* a block device, not a regular file */
+	/* format=auto chose raw (src/block/block_probe.c): writes that would make the
+	 * image probe as a VHD fail with -EIO; counted here, logged once. */
+	bool probed_raw;
+	bool warned_refused;
+	uint64_t refused_writes;
 };
 
-/* Open a disk, probing the format (BLK_FMT_AUTO) and the engine. Errors are one
- * line naming the file and what is wrong. */
+/* Open a disk, probing the format (BLK_FMT_AUTO: a VHD by its footer, else
+ * raw; a file's first open in this process pins the answer for every later
+ * open, and a writable image probed as raw refuses the guest's writes that
+ * would make it probe as a VHD) and the engine. Errors are one line naming
+ * the file and what is wrong. */
 /* Whole-file OFD lock, shared or exclusive: 0, -EBUSY when another holder
  * conflicts (after a short grace period), or -errno. */
 int blk_lock_file(int fd, bool exclusive) WARN_UNUSED;

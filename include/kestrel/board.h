@@ -8,6 +8,10 @@
 #define BOARD_IRQ_SCI       9
 #define BOARD_IRQ_KBD       1
 #define BOARD_IOAPIC_PINS   24
+/* PCI INTx: the pins of each slot rotate over eight links, link i on GSI
+ * 16 + i, the IOAPIC inputs above the ISA lines (pci_intx_swizzle). */
+#define BOARD_PCI_INTX_LINKS    8
+#define BOARD_PCI_INTX_GSI_BASE 16
 
 /* Port I/O */
 #define BOARD_PORT_COM1     0x3f8

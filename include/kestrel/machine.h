@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "kestrel/config.h"
+#include "kestrel/pci.h"
 #include "kestrel/vm.h"
 
 struct machine {
@@ -15,6 +16,7 @@ struct machine {
 	struct device *vnet[CONFIG_MAX_NETS];   /* virtio-net NICs, one per --net, "net0".. */
 	unsigned nvnet;
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
+	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */
 	bool own_serial_out;
 	uint8_t *kernel, *initrd;

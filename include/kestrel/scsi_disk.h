@@ -42,8 +42,12 @@
 #define SCSI_ASC_INVALID_FIELD_IN_PARAM 0x2600
 #define SCSI_ASC_WRITE_PROTECTED        0x2700
 #define SCSI_ASC_SPACE_ALLOC_FAILED     0x2707
+#define SCSI_ASC_MEDIUM_MAY_HAVE_CHANGED 0x2800
 #define SCSI_ASC_SAVING_NOT_SUPPORTED   0x3900
+#define SCSI_ASC_MEDIUM_NOT_PRESENT     0x3a00
+#define SCSI_ASC_MEDIUM_NOT_PRESENT_TRAY_OPEN 0x3a02
 #define SCSI_ASC_INTERNAL_TARGET_FAILURE 0x4400
+#define SCSI_ASC_MEDIUM_REMOVAL_PREVENTED 0x5302
 
 /* Operation codes (SPC-4, SBC-3). */
 #define SCSI_TEST_UNIT_READY 0x00
@@ -141,5 +145,10 @@ void scsi_cmd_set_errno(struct scsi_cmd *c, int err);
 void scsi_cmd_check(struct scsi_cmd *c, uint8_t key, uint16_t asc);
 /* Fixed-format sense data (SPC-4 4.5.3) into buf; returns bytes (<= len). */
 size_t scsi_sense_fixed(const struct scsi_sense *s, uint8_t *buf, size_t len);
+/* Standard INQUIRY data (SPC-4 6.6.2), 36 bytes, for a logical unit of
+ * peripheral device type `type`: vendor "KESTREL", product (at most 16
+ * characters, space padded), RMB set for removable media. Returns 36. Also
+ * for ATAPI devices (atapi_cd.c), which answer INQUIRY the same way. */
+uint32_t scsi_inquiry_standard(uint8_t *buf, uint8_t type, bool removable, const char *product);
 
 #endif

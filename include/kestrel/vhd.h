@@ -48,6 +48,10 @@
 /* Blocks we create: 4 KiB keeps the 4 KiB data alignment we give them. */
 #define VHD_CREATE_BLOCK_MIN 4096u
 #define VHD_MAX_CHAIN 256      /* differencing chain depth */
+/* BAT entries read from one image: the 2040 GiB maximum at 512 KiB blocks,
+ * the smallest real tools write (16 MiB of BAT, 4 MiB of block state). An
+ * image whose size needs more (small blocks on a large disk) is refused. */
+#define VHD_MAX_BAT_ENTRIES (1u << 22)
 #define VHD_LOCATOR_MAX 65536u /* bytes of one parent locator we read */
 
 /* Timestamps count seconds from 2000-01-01 00:00:00 UTC (spec, Time Stamp). */
@@ -223,13 +227,19 @@ struct vhd_image;
 #define VHD_OPEN_NOLOCK_PARENTS 0x10 /* nor its parents */
 
 /* Open and validate path (and, for a differencing disk, its parents, read
- * only). err gets one line "FILE: field at offset N: what". -EINVAL for a bad
- * image, -errno otherwise. */
+ * only; a parent must be a regular VHD file in path's folder or below it,
+ * see vhd_open_ex). err gets one line "FILE: field at offset N: what".
+ * -EINVAL for a bad image, -errno otherwise. */
 int vhd_open(struct vhd_image **out, const char *path, unsigned flags, char *err,
 	     size_t errlen) WARN_UNUSED;
 /* Same for an already open descriptor (the image keeps its own dup). */
 int vhd_open_fd(struct vhd_image **out, int fd, const char *path, unsigned flags, char *err,
 		size_t errlen) WARN_UNUSED;
+/* Either of the above (fd < 0: open path), with parent_dirs: folders, ':'
+ * separated, where parents may be besides the image's own folder (and
+ * below each); NULL for none. */
+int vhd_open_ex(struct vhd_image **out, int fd, const char *path, unsigned flags,
+		const char *parent_dirs, char *err, size_t errlen) WARN_UNUSED;
 /* Flush metadata (vhd_flush) and free the chain. */
 int vhd_close(struct vhd_image *img);
 const struct vhd_meta *vhd_image_meta(const struct vhd_image *img);

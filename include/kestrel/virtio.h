@@ -206,12 +206,11 @@ struct virtio_dev_ops {
 };
 
 /* Create a modern virtio-pci function for a device model and attach it to
- * the PCI host at slot (1..31, or -1: first free). intx_gsi: the GSI the
- * board routes INTA# of that slot to (see pci_intx_gsi in the machine).
- * vm may be NULL (unit tests): no ioeventfd, irqfd or MSI routes; interrupts
+ * the PCI host at slot (1..31, or -1: first free); INTA# reaches the GSI the
+ * host's routing table names for the slot. vm may be NULL (unit tests): no ioeventfd, irqfd or MSI routes; interrupts
  * are then dropped. Returns the bus device (the machine frees it through its
  * ops->destroy, which calls stop and destroy of the model). */
-int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
+int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot,
 		      const struct virtio_dev_info *info, const struct virtio_dev_ops *ops,
 		      void *opaque, struct virtio_dev **out) WARN_UNUSED;
 struct device *virtio_dev_device(struct virtio_dev *vdev);

@@ -141,16 +141,17 @@ static int blk_lock_fd(struct blk_dev *d, char *err, size_t errlen)
 	return r;
 }
 
+/* format=auto: the pinned answer, else the probe's (src/block_probe.c). */
 static const struct blk_format_ops *blk_pick_format(struct blk_dev *d)
 {
-	switch (d->opts.format) {
-	case BLK_FMT_RAW:
-		return &blk_raw_ops;
-	case BLK_FMT_VHD:
-		return &blk_vhd_ops;
-	default:
-		return vhd_probe(d->fd) ? &blk_vhd_ops : &blk_raw_ops;
-	}
+	enum blk_format f = d->opts.format;
+
+	if (f == BLK_FMT_AUTO)
+		f = blk_pin_lookup(d);
+	if (f == BLK_FMT_AUTO)
+		f = vhd_probe(d->fd) ? BLK_FMT_VHD : BLK_FMT_RAW;
+	d->probed_raw = d->opts.format == BLK_FMT_AUTO && f == BLK_FMT_RAW && !d->readonly;
+	return f == BLK_FMT_VHD ? &blk_vhd_ops : &blk_raw_ops;
 }
 
 static void blk_free(struct blk_dev *d)
@@ -170,6 +171,7 @@ static void blk_free(struct blk_dev *d)
 int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t errlen)
 {
 	struct blk_dev *d;
+	uint64_t file_size;
 	char why[256];
 	int r;
 
@@ -202,10 +204,13 @@ int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t e
 		snprintf(err, errlen, "%s: %s", d->path, why);
 		goto fail;
 	}
+	file_size = d->size;
 	d->fmt = blk_pick_format(d);
 	r = d->fmt->open(d, err, errlen);
 	if (r < 0)
 		goto fail;
+	if (o->format == BLK_FMT_AUTO)
+		blk_pin_record(d, d->fmt == &blk_vhd_ops ? BLK_FMT_VHD : BLK_FMT_RAW, file_size);
 	kdebug("block: %s: %s, %llu bytes, %s, cache=%s, aio=%s", d->path, d->fmt->name,
 	       (unsigned long long)d->size, d->readonly ? "read-only" : "read-write",
 	       blk_cache_name(d->opts.cache),
@@ -271,6 +276,10 @@ static int blk_check(struct blk_dev *d, const struct blk_req *req)
 			return -EINVAL;
 		if (len == 0)
 			return 1;
+		if (req->op == BLK_OP_WRITE && d->probed_raw && blk_write_makes_vhd(d, req, len)) {
+			blk_refuse_write(d, req);
+			return -EIO;
+		}
 		if (req->op == BLK_OP_READ) {
 			blk_count(&d->reads, 1);
 			blk_count(&d->bytes_read, len);

@@ -9,7 +9,7 @@
 #include "kestrel/block.h"
 
 struct blk_opt_seen {
-	bool path, format, readonly, cache, aio;
+	bool path, format, readonly, cache, aio, parent_dir;
 };
 
 static const char *const blk_onoff_true[] = { "on", "true", "yes", "1" };
@@ -68,6 +68,22 @@ static int blk_opt_once(bool *seen, const char *key, char *err, size_t errlen)
 	return 0;
 }
 
+/* A non-empty text value, given once. */
+static int blk_opt_text(bool *seen, const char *key, const char *v, const char *empty,
+			const char **out, char *err, size_t errlen)
+{
+	int r = blk_opt_once(seen, key, err, errlen);
+
+	if (r < 0)
+		return r;
+	if (!v || !*v) {
+		snprintf(err, errlen, "disk option '%s': %s", key, empty);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
 static struct blk_opt_extra *blk_opt_find_extra(struct blk_opt_extra *extras, const char *key)
 {
 	for (; extras && extras->key; extras++)
@@ -81,7 +97,7 @@ static int blk_opt_unknown(const char *key, const struct blk_opt_extra *extras, 
 {
 	size_t n = (size_t)snprintf(err, errlen,
 				    "unknown disk option '%s' (known: path, format, readonly, "
-				    "cache, aio", key);
+				    "cache, aio, parent-dir", key);
 
 	for (; extras && extras->key && n < errlen; extras++)
 		n += (size_t)snprintf(err + n, errlen - n, ", %s", extras->key);
@@ -94,19 +110,14 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 			 struct blk_opt_extra *extras, const char *key, const char *v, char *err,
 			 size_t errlen)
 {
-				struct blk_opt_extra *x;
+	struct blk_opt_extra *x;
 	int i, r;
 
-	if (strcmp(key, "path") == 0) {
-		if ((r = blk_opt_once(&seen->path, key, err, errlen)) < 0)
-			return r;
-		if (!v || !*v) {
-			snprintf(err, errlen, "disk option 'path': empty file name");
-			return -EINVAL;
-		}
-		o->path = v;
-		return 0;
-	}
+	if (strcmp(key, "path") == 0)
+		return blk_opt_text(&seen->path, key, v, "empty file name", &o->path, err, errlen);
+	if (strcmp(key, "parent-dir") == 0)
+		return blk_opt_text(&seen->parent_dir, key, v, "expected DIR[:DIR...]", &o->parent_dirs,
+				    err, errlen);
 	if (strcmp(key, "format") == 0) {
 		if ((r = blk_opt_once(&seen->format, key, err, errlen)) < 0 ||
 		    (r = blk_opt_enum(key, v, blk_format_names, "raw, vhd or auto", &i, err, errlen)) < 0)

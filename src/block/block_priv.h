@@ -115,4 +115,14 @@ static inline struct blk_io *blk_ioq_pop(struct blk_ioq *q)
 	return io;
 }
 
+/* format=auto (src/block_probe.c): the format pinned for this file at its
+ * first open in this process (BLK_FMT_AUTO: none), recording it, and the
+ * probed-raw write guard blk_check applies. */
+enum blk_format blk_pin_lookup(const struct blk_dev *d);
+void blk_pin_record(const struct blk_dev *d, enum blk_format format, uint64_t file_size);
+/* Would this WRITE (len bytes, inside the disk) put a VHD cookie where
+ * vhd_probe() looks? */
+bool blk_write_makes_vhd(const struct blk_dev *d, const struct blk_req *req, uint64_t len);
+void blk_refuse_write(struct blk_dev *d, const struct blk_req *req);
+
 #endif

@@ -136,7 +136,8 @@ static json_object *cv_config_json(const struct vm_config *c)
 	json_object_object_add(o, "mem", jint(c->mem_size));
 	json_object_object_add(o, "cpus", jint(c->cpus));
 	json_object_object_add(o, "serial", jstr(serial));
-	json_object_object_add(o, "boot_entry", jint(c->boot_entry == BOOT_ENTRY_32 ? 32 : 64));
+	json_object_object_add(o, "boot_entry", c->boot_entry == BOOT_ENTRY_AUTO ? jstr("auto") :
+			       jint(c->boot_entry == BOOT_ENTRY_32 ? 32 : 64));
 	json_object_object_add(o, "on_reboot", jstr(c->on_reboot == ON_REBOOT_EXIT ? "exit" :
 						     "restart"));
 	json_object_object_add(o, "hugepages", json_object_new_boolean(c->hugepages));

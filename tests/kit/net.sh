@@ -15,21 +15,7 @@
 # carrier"), "net: ping B: R/N", "net: sent 4194304 bytes to B:5001",
 # "net: received N bytes md5=X from B:5002", "net: IF rx_packets=..
 # tx_packets=..", "net: done".
-arg() {
-	for w in $(cat /proc/cmdline); do
-		case "$w" in "$1="*) echo "${w#*=}"; return 0 ;; esac
-	done
-	echo "$2"
-}
-wait_for() { # wait_for CMD SECONDS: poll CMD every 0.2 s
-	n=$(($2 * 5))
-	while [ $n -gt 0 ]; do
-		eval "$1" && return 0
-		sleep 0.2
-		n=$((n - 1))
-	done
-	return 1
-}
+. "${0%/*}/lib.sh" # arg, wait_for, disk_of
 first_eth() {
 	for d in /sys/class/net/*; do
 		[ -e "$d/device" ] && { echo "${d##*/}"; return 0; }
