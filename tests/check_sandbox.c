@@ -414,18 +414,19 @@ END_TEST
 
 extern char **environ;
 
-/* kestrel run ARGV under bin, with KESTREL_TEST_FORBIDDEN_SYSCALL=hook if any;
+/* bin ARGV (kestrel run ..., kestrel ctl ...), with
+ * KESTREL_TEST_FORBIDDEN_SYSCALL=hook if any;
  * its output in outb and errb, its status back. */
 static int run_worker(const char *bin, const char *hook, const char *const *argv)
 {
-	const char *args[32] = { bin, "run" };
+	const char *args[32] = { bin };
 	char *envp[64], hookvar[96];
 	posix_spawn_file_actions_t fa;
 	int po[2], pe[2], status, n = 0;
 	pid_t pid;
 
-	for (int i = 0; argv[i] && i < 29; i++)
-		args[i + 2] = argv[i];
+	for (int i = 0; argv[i] && i < 30; i++)
+		args[i + 1] = argv[i];
 	for (char **e = environ; *e && n < 62; e++)
 		if (strncmp(*e, "KESTREL_TEST_", 13))
 			envp[n++] = *e;
@@ -449,7 +450,8 @@ static int run_worker(const char *bin, const char *hook, const char *const *argv
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-#define WORKER(bin, hook, ...) run_worker(bin, hook, (const char *const[]){ __VA_ARGS__, NULL })
+#define WORKER(bin, hook, ...) run_worker(bin, hook, (const char *const[]){ "run", __VA_ARGS__, NULL })
+#define KESTREL(...) run_worker(KESTREL_BIN, NULL, (const char *const[]){ __VA_ARGS__, NULL })
 
 START_TEST(bad_flags)
 {
@@ -637,6 +639,82 @@ START_TEST(user_nobody_while_the_guest_runs)
 }
 END_TEST
 
+/* Whether the file holds needle at least n times. */
+static bool file_has(const char *path, const char *needle, int n)
+{
+	static char buf[1 << 16];
+	int fd = open(path, O_RDONLY | O_CLOEXEC), k = 0;
+	ssize_t len = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	buf[len > 0 ? len : 0] = 0;
+	for (char *p = buf; (p = strstr(p, needle)); p++)
+		k++;
+	return k >= n;
+}
+
+static bool wait_file_has(const char *path, const char *needle, int n)
+{
+	for (int i = 0; i < 400; i++) {
+		if (file_has(path, needle, n))
+			return true;
+		usleep(50 * 1000);
+	}
+	return false;
+}
+
+/* After --user nobody, a guest reboot builds the VM again from what the
+ * first boot opened: a differencing VHD and its parent, and the serial file,
+ * all root's, in a folder nobody may not even enter. */
+START_TEST(user_nobody_reboots)
+{
+	char dir[] = "/tmp/kestrel-sandbox-dir-XXXXXX", base[96], child[96], serial[96], disk[128],
+	     name[48], serial_arg[128];
+	pid_t pid;
+	int status;
+
+	if (!have_kvm())
+		return;
+	if (geteuid() != 0) {
+		printf("SKIP: %s: needs root to switch to nobody\n", tcase_name());
+		return;
+	}
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(base, sizeof(base), "%s/base.vhd", dir);
+	snprintf(child, sizeof(child), "%s/child.vhd", dir);
+	snprintf(serial, sizeof(serial), "%s/serial.txt", dir);
+	snprintf(disk, sizeof(disk), "path=%s,bus=scsi", child);
+	snprintf(serial_arg, sizeof(serial_arg), "file:%s", serial);
+	snprintf(name, sizeof(name), "sbx-reboot-%d", (int)getpid());
+	ck_assert_int_eq(KESTREL("vhd", "create", "-q", "--type", "dynamic", "--size", "8M", base), 0);
+	ck_assert_int_eq(KESTREL("vhd", "create", "-q", "--type", "diff", "--parent", base, child), 0);
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(KESTREL_BIN, KESTREL_BIN, "run", "--user", "nobody", "--name", name, "--kernel",
+		      KESTREL_BINARY_DIR "/tests/guest/counter.bin", "--cmdline", "period_ms=50",
+		      "--disk", disk, "--serial", serial_arg, "--timeout", "60s", (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_msg(wait_file_has(serial, "counter: 3", 1), "the guest never counted");
+	ck_assert_int_eq(KESTREL("ctl", name, "reset"), 0);
+	ck_assert_msg(wait_file_has(serial, "counter: start", 2), "the guest did not boot again");
+	ck_assert_msg(wait_file_has(serial, "counter: 3", 2), "the second boot did not count");
+	ck_assert_int_eq(KESTREL("ctl", name, "stop"), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	KESTREL("list");   /* removes the socket nobody could not */
+	unlink(serial);
+	unlink(child);
+	unlink(base);
+	rmdir(dir);
+}
+END_TEST
+
 static Suite *sandbox_suite(void)
 {
 	Suite *s = suite_create("sandbox");
@@ -659,6 +737,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_test(tw, device_thread_off_its_list);
 	tcase_add_test(tw, first_boot_threads_off_their_list);
 	tcase_add_test(tw, user_nobody_while_the_guest_runs);
+	tcase_add_test(tw, user_nobody_reboots);
 	suite_add_tcase(s, tw);
 	return s;
 }

@@ -222,6 +222,7 @@ static const struct sb_rule rules_disk_open[] = {
 	ALLOW(fstat, "disk size and type"),
 	ALLOW(newfstatat, "disk size and type; the control socket's owner at exit"),
 	ALLOW(statx, "O_DIRECT alignment (STATX_DIOALIGN)"),
+	ALLOW(readlink, "realpath: where a VHD parent really is (lstat and readlink)"),
 	ALLOW(fcntl, "disk locks (F_OFD_SETLK), descriptor flags, kept descriptors (F_DUPFD)"),
 	ALLOW(fsync, "VHD metadata"),
 	ALLOW(fdatasync, "VHD metadata"),
