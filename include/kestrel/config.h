@@ -75,6 +75,7 @@ struct vm_config {
  * write of V exits with (V << 1) | 1, as QEMU's isa-debug-exit. */
 #define EXIT_USAGE 2        /* bad flags/config/files, before anything starts */
 #define EXIT_VM_ERROR 3     /* triple fault, KVM internal error, unhandled exit */
+/* 4: EXIT_SECCOMP (kestrel/sandbox.h), a thread made a call off its list */
 #define EXIT_TIMEOUT 124    /* --timeout reached (as timeout(1)) */
 
 void config_defaults(struct vm_config *c);
