@@ -104,6 +104,23 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	return why;
 }
 
+/* --landlock: the folders of the configured disks (where disk-add may find
+ * more images), as *n malloc'd strings. */
+static char **landlock_dirs(const struct vm_config *cfg, unsigned *n)
+{
+	char **dirs = calloc(cfg->ndisks + 1, sizeof(*dirs));
+
+	*n = 0;
+	for (unsigned i = 0; dirs && i < cfg->ndisks; i++) {
+		const char *p = cfg->disks[i].path, *slash = strrchr(p, '/');
+
+		dirs[*n] = slash ? strndup(p, slash == p ? 1 : (size_t)(slash - p)) : strdup(".");
+		if (dirs[*n])
+			(*n)++;
+	}
+	return dirs;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
@@ -129,8 +146,20 @@ static int cmd_run(int argc, char **argv)
 		log_threshold = LOG_ERR;
 	console_block_signals();
 	/* Before anything is opened or started (docs/sandbox.md). */
-	if (sandbox_init(&(struct sandbox_opts){ .seccomp = cfg.seccomp, .user = cfg.user }, err,
-			 sizeof(err))) {
+	{
+		unsigned ndirs = 0;
+		char **dirs = cfg.landlock ? landlock_dirs(&cfg, &ndirs) : NULL;
+
+		rc = sandbox_init(&(struct sandbox_opts){ .seccomp = cfg.seccomp, .user = cfg.user,
+							  .landlock = cfg.landlock,
+							  .landlock_dirs = (const char *const *)dirs,
+							  .nlandlock_dirs = ndirs },
+				  err, sizeof(err));
+		for (unsigned i = 0; i < ndirs; i++)
+			free(dirs[i]);
+		free(dirs);
+	}
+	if (rc) {
 		kerr("%s", err);
 		config_free(&cfg);
 		return EXIT_USAGE;

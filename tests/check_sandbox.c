@@ -715,6 +715,73 @@ START_TEST(user_nobody_reboots)
 }
 END_TEST
 
+/* --landlock: after the seal a file may be opened only in the folders of the
+ * VM's disks (disk-add there works, elsewhere it is refused) and in
+ * /proc/self (stats); a reboot still works. */
+START_TEST(landlock_keeps_disk_add_to_the_disks_folders)
+{
+	char d1[] = "/tmp/kestrel-sandbox-ll1-XXXXXX", d2[] = "/tmp/kestrel-sandbox-ll2-XXXXXX";
+	char a[96], b[96], c[96], disk[128], name[48];
+	pid_t pid;
+	int status;
+
+	if (!have_kvm())
+		return;
+	if (syscall(SYS_landlock_create_ruleset, NULL, 0, 1 /* VERSION */) < 1) {
+		printf("SKIP: %s: no Landlock in this kernel\n", tcase_name());
+		return;
+	}
+	ck_assert_ptr_nonnull(mkdtemp(d1));
+	ck_assert_ptr_nonnull(mkdtemp(d2));
+	snprintf(a, sizeof(a), "%s/a.img", d1);
+	snprintf(b, sizeof(b), "%s/b.img", d1);
+	snprintf(c, sizeof(c), "%s/c.img", d2);
+	for (const char *f = a; f; f = f == a ? b : f == b ? c : NULL) {
+		int fd = open(f, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(ftruncate(fd, 8 << 20), 0);
+		close(fd);
+	}
+	snprintf(disk, sizeof(disk), "path=%s,bus=scsi", a);
+	snprintf(name, sizeof(name), "sbx-landlock-%d", (int)getpid());
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(KESTREL_BIN, KESTREL_BIN, "run", "--landlock", "--name", name, "--kernel",
+		      KESTREL_BINARY_DIR "/tests/guest/counter.bin", "--cmdline", "period_ms=50",
+		      "--disk", disk, "--timeout", "60s", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && KESTREL("ctl", name, "query-status"); i++)
+		usleep(50 * 1000);
+	ck_assert_int_eq(KESTREL("ctl", name, "disk-add", b), 0);
+	ck_assert_int_ne(KESTREL("ctl", name, "disk-add", c), 0);
+	ck_assert_msg(strstr(errb, "Permission denied"), "%s", errb);
+	ck_assert_int_eq(KESTREL("ctl", name, "stats", "--json"), 0);
+	ck_assert_msg(strstr(outb, "\"rss_kb\":") && !strstr(outb, "\"rss_kb\":0"), "%s", outb);
+	ck_assert_int_eq(KESTREL("ctl", name, "reset"), 0);
+	for (int i = 0; i < 200; i++) {
+		if (KESTREL("ctl", name, "query-status") == 0 && strstr(outb, "boots: 2"))
+			break;
+		usleep(50 * 1000);
+	}
+	ck_assert_msg(strstr(outb, "boots: 2"), "%s", outb);
+	ck_assert_int_eq(KESTREL("ctl", name, "stop"), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	KESTREL("list");   /* removes the socket Landlock kept the worker from removing */
+	unlink(a);
+	unlink(b);
+	unlink(c);
+	rmdir(d1);
+	rmdir(d2);
+}
+END_TEST
+
 static Suite *sandbox_suite(void)
 {
 	Suite *s = suite_create("sandbox");
@@ -738,6 +805,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_test(tw, first_boot_threads_off_their_list);
 	tcase_add_test(tw, user_nobody_while_the_guest_runs);
 	tcase_add_test(tw, user_nobody_reboots);
+	tcase_add_test(tw, landlock_keeps_disk_add_to_the_disks_folders);
 	suite_add_tcase(s, tw);
 	return s;
 }

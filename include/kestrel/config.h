@@ -69,6 +69,7 @@ struct vm_config {
 	unsigned nnets;
 	enum sandbox_seccomp seccomp; /* --seccomp on|log|off (default on) */
 	char *user;               /* --user: drop to this user once all is open, or NULL */
+	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
 };
 
 /* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit

@@ -36,6 +36,11 @@ enum sandbox_seccomp { SANDBOX_SECCOMP_ON, SANDBOX_SECCOMP_LOG, SANDBOX_SECCOMP_
 struct sandbox_opts {
 	enum sandbox_seccomp seccomp;
 	const char *user;   /* --user NAME, or NULL */
+	/* --landlock: after the seal, files may be opened only beneath these
+	 * folders (read and write existing files) and in /proc/self. */
+	bool landlock;
+	const char *const *landlock_dirs;
+	unsigned nlandlock_dirs;
 };
 
 /* The status the worker exits with when a thread makes a system call outside

@@ -35,7 +35,7 @@ enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
 	OPT_SCSI_CONTROLLER, OPT_NET,
-	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_HELP, OPT_NR
+	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_HELP, OPT_NR
 };
 
 /* JSON types a key accepts; an integer or a boolean becomes the same text a
@@ -448,6 +448,11 @@ static int opt_user(struct vm_config *c, const char *v, const struct opt_src *sr
 	return set_string(&c->user, v, src);
 }
 
+static int opt_landlock(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	return set_switch(&c->landlock, v, src);
+}
+
 static bool opt_repeatable(size_t id)
 {
 	return id == OPT_DISK || id == OPT_NET;
@@ -518,6 +523,9 @@ static const struct opt opts[OPT_NR] = {
 	[OPT_USER] = { "user", "user", JT_STRING | JT_INT, true, opt_user, "NAME",
 		"once everything is open, run as this user\n"
 		"(name or uid; needs root) without capabilities" },
+	[OPT_LANDLOCK] = { "landlock", "landlock", JT_BOOL, false, opt_landlock, NULL,
+		"once set up, open files only in the disks'\n"
+		"folders (disk-add) and /proc/self (Linux 5.13+)" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -677,6 +685,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_CONTROL: return str_eq(a->control, b->control);
 	case OPT_SECCOMP: return a->seccomp == b->seccomp;
 	case OPT_USER: return str_eq(a->user, b->user);
+	case OPT_LANDLOCK: return a->landlock == b->landlock;
 	default: return true;
 	}
 }

@@ -163,9 +163,12 @@ static void sb_enter(const struct sb_birth *b)
 	pthread_mutex_unlock(&sb.lock);
 	if (s != SB_SEALED)
 		return;
-	/* Born after the seal: the spawner's (empty) capability sets came along. */
+	/* Born after the seal: the spawner's (empty) capability sets and its
+	 * Landlock domain came along. */
 	if (!b->after_seal && (r = sb_priv_drop_thread()) < 0)
 		sb_thread_fatal(b, "dropping capabilities", r);
+	if (!b->after_seal && (r = sb_landlock_enter()) < 0)
+		sb_thread_fatal(b, "entering the Landlock domain", r);
 	if (sb.seccomp != SANDBOX_SECCOMP_OFF && (r = sb_seccomp_install(b->kind)) < 0)
 		sb_thread_fatal(b, "installing its seccomp filter", r);
 	sb_test_hook(b->name);
@@ -264,6 +267,8 @@ int sandbox_init(const struct sandbox_opts *o, char *err, size_t errlen)
 		return -EALREADY;
 	}
 	r = sb_priv_init(o->user, err, errlen);
+	if (r == 0 && o->landlock)
+		r = sb_landlock_init(o->landlock_dirs, o->nlandlock_dirs, err, errlen);
 	if (r)
 		return r;
 	sb.seccomp = o->seccomp;
@@ -299,6 +304,8 @@ int sandbox_seal(char *err, size_t errlen)
 	r = sb_priv_drop_process(err, errlen);
 	if (!r && (r = sb_priv_drop_thread()) < 0)
 		snprintf(err, errlen, "sandbox: dropping capabilities: %s", strerror(-r));
+	if (!r && (r = sb_landlock_enter()) < 0)
+		snprintf(err, errlen, "--landlock: entering the domain: %s", strerror(-r));
 	if (r)
 		return r;
 	sb_priv_seal();

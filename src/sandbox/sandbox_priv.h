@@ -30,6 +30,10 @@ int sb_priv_drop_thread(void) WARN_UNUSED;
 /* After the drop: an unprivileged worker is made non-dumpable. */
 void sb_priv_seal(void);
 
+/* landlock.c: make the ruleset (at init), enter it (the calling thread). */
+int sb_landlock_init(const char *const *dirs, unsigned ndirs, char *err, size_t errlen) WARN_UNUSED;
+int sb_landlock_enter(void) WARN_UNUSED;
+
 /* keep.c: record what is opened while setting up, hand out dups after the
  * seal; OFF (never set up, or aborted): plain open(2). */
 enum sb_keep_mode { SB_KEEP_OFF, SB_KEEP_RECORD, SB_KEEP_REPLAY };
