@@ -12,10 +12,11 @@
  * when the filters were built: nothing in the handler allocates) and ends the
  * worker with EXIT_SECCOMP.
  *
- * The lists were taken from strace -f of the whole test suite (payloads,
- * Debian's kernel in the rig, disks on every engine, TAPs, the control
- * socket, reboots) and are kept honest by running that suite with the filters
- * on; docs/sandbox.md has the method. */
+ * The lists were taken from strace -ff of the payload tier and of extra runs
+ * (disks on every engine and cache mode, VHD chains, hot-plug, reboots, TAPs,
+ * the control socket, signals, a terminal; scripts/seccomp-trace.sh), plus
+ * the paths tests do not reach, read from the code; the whole suite, the
+ * rig's Debian guests included, runs with the filters on. docs/sandbox.md. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
