@@ -103,21 +103,36 @@ void vq_reset(struct virtq *vq)
 	pthread_mutex_unlock(&vq->lock);
 }
 
+/* Host views of the three ring areas, or -EINVAL. */
+static int vq_map(const struct guest_mem *gm, uint16_t size, uint64_t desc, uint64_t avail,
+		  uint64_t used, uint8_t **d, uint8_t **a, uint8_t **u)
+{
+	if (size == 0 || (size & (size - 1)) || size > VIRTQ_MAX_SIZE)
+		return -EINVAL;
+	/* 2.6 table "Virtqueue Part Alignment": 16, 2, 4. */
+	if ((desc & 15) || (avail & 1) || (used & 3))
+		return -EINVAL;
+	*d = gm_ptr(gm, desc, (uint64_t)VQ_DESC_SIZE * size);
+	*a = gm_ptr(gm, avail, vq_avail_bytes(size));
+	*u = gm_ptr(gm, used, vq_used_bytes(size));
+	return *d && *a && *u ? 0 : -EINVAL;
+}
+
+int vq_check(const struct guest_mem *gm, uint16_t size, uint64_t desc, uint64_t avail,
+	     uint64_t used)
+{
+	uint8_t *d, *a, *u;
+
+	return gm ? vq_map(gm, size, desc, avail, used, &d, &a, &u) : -EINVAL;
+}
+
 int vq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_t desc,
 	    uint64_t avail, uint64_t used, uint64_t features)
 {
 	uint8_t *d, *a, *u;
 
 	vq_reset(vq);
-	if (size == 0 || (size & (size - 1)) || size > VIRTQ_MAX_SIZE)
-		return -EINVAL;
-	/* 2.6 table "Virtqueue Part Alignment": 16, 2, 4. */
-	if ((desc & 15) || (avail & 1) || (used & 3))
-		return -EINVAL;
-	d = gm_ptr(gm, desc, (uint64_t)VQ_DESC_SIZE * size);
-	a = gm_ptr(gm, avail, vq_avail_bytes(size));
-	u = gm_ptr(gm, used, vq_used_bytes(size));
-	if (!d || !a || !u)
+	if (vq_map(gm, size, desc, avail, used, &d, &a, &u))
 		return -EINVAL;
 	pthread_mutex_lock(&vq->lock);
 	vq->gm = gm;
@@ -131,6 +146,34 @@ int vq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_
 	vq->event_idx = features & VIRTIO_BIT(VIRTIO_F_EVENT_IDX);
 	vq->indirect = features & VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC);
 	vq->ready = true;
+	pthread_mutex_unlock(&vq->lock);
+	return 0;
+}
+
+void vq_state_get(struct virtq *vq, struct virtq_state *s)
+{
+	pthread_mutex_lock(&vq->lock);
+	*s = (struct virtq_state){
+		.last_avail = vq->last_avail, .used_idx = vq->used_idx,
+		.signalled_used = vq->signalled_used, .signalled_valid = vq->signalled_valid,
+		.broken = vq->broken,
+	};
+	pthread_mutex_unlock(&vq->lock);
+}
+
+int vq_restore(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_t desc,
+	       uint64_t avail, uint64_t used, uint64_t features, const struct virtq_state *s)
+{
+	int ret = vq_init(vq, gm, size, desc, avail, used, features);
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&vq->lock);
+	vq->last_avail = s->last_avail;
+	vq->used_idx = s->used_idx;
+	vq->signalled_used = s->signalled_used;
+	vq->signalled_valid = s->signalled_valid;
+	vq->broken = s->broken;
 	pthread_mutex_unlock(&vq->lock);
 	return 0;
 }
@@ -322,6 +365,21 @@ static bool vq_need_interrupt(struct virtq *vq)
 	return (uint16_t)(now - event - 1) < (uint16_t)(now - old);
 }
 
+/* The used ring is written by the device only (rings, flags, avail_event):
+ * tell guest memory's dirty log, after the write. */
+static void vq_used_written(const struct virtq *vq)
+{
+	gm_mark_dirty_hva(vq->gm, vq->used, vq_used_bytes(vq->size));
+}
+
+void vq_mark_written(const struct virtq *vq, const struct iovec *in, unsigned n, uint64_t len)
+{
+	const struct guest_mem *gm = vq->gm;
+
+	if (gm && len)
+		gm_mark_dirty_iov(gm, in, n, len);
+}
+
 bool vq_push(struct virtq *vq, uint16_t head, uint32_t len)
 {
 	uint8_t *elem;
@@ -337,6 +395,7 @@ bool vq_push(struct virtq *vq, uint16_t head, uint32_t len)
 	vq_store32(elem + 4, len);
 	vq->used_idx++;
 	vq_store16_release(vq->used + VQ_USED_IDX, vq->used_idx);
+	vq_used_written(vq);
 	notify = vq_need_interrupt(vq);
 	pthread_mutex_unlock(&vq->lock);
 	return notify;
@@ -365,6 +424,7 @@ bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsign
 	}
 	vq->used_idx = (uint16_t)(vq->used_idx + n);
 	vq_store16_release(vq->used + VQ_USED_IDX, vq->used_idx);
+	vq_used_written(vq);
 	notify = vq_need_interrupt(vq);
 	pthread_mutex_unlock(&vq->lock);
 	return notify;
@@ -373,8 +433,10 @@ bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsign
 void vq_notify_off(struct virtq *vq)
 {
 	/* With EVENT_IDX, leaving avail_event behind already stops kicks. */
-	if (vq->ready && !vq->event_idx && !vq_dma_off(vq))
+	if (vq->ready && !vq->event_idx && !vq_dma_off(vq)) {
 		vq_store16(vq->used + VQ_USED_FLAGS, VIRTQ_USED_F_NO_NOTIFY);
+		vq_used_written(vq);
+	}
 }
 
 bool vq_notify_on(struct virtq *vq)
@@ -385,6 +447,7 @@ bool vq_notify_on(struct virtq *vq)
 		vq_store16(vq_avail_event(vq), vq->last_avail);
 	else
 		vq_store16(vq->used + VQ_USED_FLAGS, 0);
+	vq_used_written(vq);
 	/* The store must be visible before avail->idx is read again, or a
 	 * buffer added in between would never be kicked (2.6.10.1). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);

@@ -253,6 +253,19 @@ static const struct sb_rule rules_notify[] = {
 	ALLOW(sendto, "sd_notify; replies to control clients (send)"),
 };
 
+/* The dirty log (src/vm/guest_mem_dirty.c): the control socket's dirty-log
+ * command turns it on and off and reads it; a slot changing while it is on
+ * (a reboot's teardown) harvests it first. */
+static const struct sb_rule rules_dirty_log[] = {
+	ALLOW(mremap, "slot bitmaps grow"),
+};
+
+static const struct sb_ioctl ioctls_dirty_log[] = {
+	{ KVM_SET_USER_MEMORY_REGION, "dirty-log start/stop: KVM_MEM_LOG_DIRTY_PAGES on RAM slots" },
+	{ KVM_GET_DIRTY_LOG, "dirty-log fetch, a logged slot changing" },
+	{ KVM_CLEAR_DIRTY_LOG, "dirty-log fetch with manual protection" },
+};
+
 static const struct sb_rule rules_control[] = {
 	ALLOW(epoll_wait, "the control thread's loop"),
 	ALLOW(epoll_pwait, "as epoll_wait"),
@@ -288,7 +301,8 @@ static const struct sb_ioctl ioctls_main[] = {
 	{ KVM_CREATE_VM, "reboot: the new VM" },
 	{ KVM_GET_VCPU_MMAP_SIZE, "reboot: vCPU run area" },
 	{ KVM_GET_SUPPORTED_CPUID, "reboot: CPUID table" },
-	{ KVM_SET_USER_MEMORY_REGION, "reboot: RAM slots" },
+	{ KVM_SET_USER_MEMORY_REGION, "reboot: RAM and ROM slots" },
+	{ KVM_ENABLE_CAP, "reboot: manual dirty-log protection" },
 	{ KVM_SET_TSS_ADDR, "reboot: irqchip setup" },
 	{ KVM_SET_IDENTITY_MAP_ADDR, "reboot: irqchip setup" },
 	{ KVM_CREATE_IRQCHIP, "reboot: in-kernel PIC/IOAPIC" },
@@ -332,7 +346,7 @@ struct sb_group {
 
 #define RULES(r) { r, ARRAY_SIZE(r), NULL, 0 }
 #define RULES_IOCTLS(r, i) { r, ARRAY_SIZE(r), i, ARRAY_SIZE(i) }
-#define SB_MAX_GROUPS 6
+#define SB_MAX_GROUPS 7
 
 #ifdef SB_SANITIZER
 #define SB_SANITIZER_OR_NO_FILES RULES(rules_sanitizer)
@@ -346,14 +360,14 @@ struct sb_group {
 static const struct sb_group sb_kinds[SANDBOX_KIND_NR][SB_MAX_GROUPS] = {
 	[SANDBOX_MAIN] = { RULES(rules_thread), RULES_IOCTLS(rules_main, ioctls_main),
 			   RULES_IOCTLS(rules_disk_open, ioctls_disk_open), RULES(rules_notify),
-			   SB_SANITIZER_RULES },
+			   RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log), SB_SANITIZER_RULES },
 	[SANDBOX_VCPU] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			   RULES_IOCTLS(rules_vcpu, ioctls_vcpu) },
 	[SANDBOX_IO] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			 RULES_IOCTLS(rules_io, ioctls_io) },
 	[SANDBOX_CONTROL] = { RULES(rules_thread), RULES(rules_control),
 			      RULES_IOCTLS(rules_disk_open, ioctls_disk_open), RULES(rules_notify),
-			      SB_SANITIZER_RULES },
+			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log), SB_SANITIZER_RULES },
 	[SANDBOX_CONSOLE] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			      RULES_IOCTLS(rules_console, ioctls_console) },
 	/* + every ALLOW rule of the other kinds: sb_add_kind */
