@@ -18,6 +18,7 @@
 #include "kestrel/display.h"
 #include "kestrel/machine.h"
 #include "kestrel/vga.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -47,10 +48,15 @@ static int machine_open_serial(struct machine *m, char *err, size_t errlen)
 		m->serial_out_fd = STDOUT_FILENO;
 		return 0;
 	case SERIAL_FILE:
-		m->serial_out_fd = open(m->cfg->serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		/* Truncated once: a reboot writes on after the last boot's output. */
+		m->serial_out_fd = sandbox_open(m->cfg->serial_path,
+						O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (m->serial_out_fd < 0) {
-			snprintf(err, errlen, "--serial: %s: %s", m->cfg->serial_path, strerror(errno));
-			return -errno;
+			int e = -m->serial_out_fd;
+
+			m->serial_out_fd = -1;
+			snprintf(err, errlen, "--serial: %s: %s", m->cfg->serial_path, strerror(e));
+			return -e;
 		}
 		m->own_serial_out = true;
 		return 0;
@@ -252,6 +258,10 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
  * option ROM: the file --vga rom= names, else Debian's when installed. */
 #define MACHINE_SLOT_VGA 2
 
+static int map_image(const char *path, uint8_t **p, size_t *len);
+
+/* Mapped like the kernel (sandbox_open: a reboot uses the first boot's file);
+ * the VGA keeps a copy. Debian's file missing is no error: then no ROM. */
 static int machine_vga_rom(const struct vm_config *c, uint8_t **rom, size_t *len, char *err,
 			   size_t errlen)
 {
@@ -260,17 +270,17 @@ static int machine_vga_rom(const struct vm_config *c, uint8_t **rom, size_t *len
 
 	*rom = NULL;
 	*len = 0;
-	if (!strcmp(path, "none") || (!c->vga_rom && access(path, R_OK) < 0))
+	if (!strcmp(path, "none"))
 		return 0;
-	ret = read_file(path, rom, len);
-	if (!ret && (*len == 0 || *len > CONFIG_VGA_ROM_MAX))
-		ret = -EFBIG;
-	if (ret) {
-		free(*rom);
+	ret = map_image(path, rom, len);
+	if (!ret && *len > CONFIG_VGA_ROM_MAX) {
+		munmap(*rom, *len);
 		*rom = NULL;
-		snprintf(err, errlen, "--vga: rom=%s: %s", path, strerror(-ret));
+		ret = -EFBIG;
 	}
-	return ret;
+	if (ret && c->vga_rom)
+		snprintf(err, errlen, "--vga: rom=%s: %s", path, strerror(-ret));
+	return c->vga_rom ? ret : 0;
 }
 
 /* BAR 0 as guest memory: a dirty-logged slot over the VRAM, moved with the
@@ -343,7 +353,8 @@ static int machine_create_vga(struct machine *m, char *err, size_t errlen)
 	if (ret)
 		return ret;
 	ret = vga_create(&o, machine_find_device(m, "pci-host"), MACHINE_SLOT_VGA, m->display, &vga);
-	free((void *)o.rom);
+	if (o.rom)
+		munmap((void *)o.rom, o.rom_len);
 	if (ret) {
 		snprintf(err, errlen, "--vga: cannot create the VGA: %s", strerror(-ret));
 		return ret;
@@ -428,10 +439,10 @@ static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
 static int map_image(const char *path, uint8_t **p, size_t *len)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+	int fd = sandbox_open(path, O_RDONLY | O_CLOEXEC, 0), ret = 0;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fstat(fd, &st) < 0)
 		ret = -errno;
 	else if (!S_ISREG(st.st_mode))
