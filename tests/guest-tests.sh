@@ -45,6 +45,9 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # run_case NAME EXPECTED_RC PATTERNS... -- KESTREL_ARGS...
+# The payloads (and the kit's kestrel.run=exitcode) report their verdict
+# through the debug-exit port, so the worker gets --debug-exit unless
+# DEBUG_EXIT is set (empty: without it).
 # Each PATTERN is an extended regex that must match a line of the guest's
 # output; a leading '!' means it must NOT match; '2x:' that it matches at least twice; a leading 'stderr:' checks
 # the worker's stderr instead (only for what the worker itself must report).
@@ -155,7 +158,8 @@ run_case() {
 	echo "$name" | grep -Eq -- "$filter" || return 0
 	for attempt in 1 2; do
 		t0=$(now_ms)
-		"$KESTREL" run --serial stdio --on-reboot "${ON_REBOOT:-exit}" "$@" \
+		# shellcheck disable=SC2086 # an empty DEBUG_EXIT is no argument
+		"$KESTREL" run --serial stdio --on-reboot "${ON_REBOOT:-exit}" ${DEBUG_EXIT---debug-exit} "$@" \
 			</dev/null >"$out/$name.log" 2>"$out/$name.err" &
 		reap_worker $! "$(timeout_of "$@")"
 		t1=$(now_ms)
@@ -205,7 +209,13 @@ linux_case() {
 if [ $do_payloads = 1 ]; then
 	P=$PAYLOADS
 	run_case payload-exit0 1 -- --kernel "$P/exit0.bin" --timeout 60s
-	run_case payload-hello 11 "hello from ring 3 \(cpl=3 iopl=[03]\)" "RESULT: PASS" -- --kernel "$P/hello.bin" --cmdline "code=5" --timeout 60s
+	run_case payload-hello 11 "hello from ring 3 \(cpl=3 iopl=[03]\)" "RESULT: PASS" "!still running after the debug-exit" -- --kernel "$P/hello.bin" --cmdline "code=5" --timeout 60s
+	# Without --debug-exit the port is not decoded (issue #9): the guest's
+	# write is ignored, it goes on and resets the board (--on-reboot exit: 0).
+	DEBUG_EXIT=
+	run_case payload-debug-exit-off 0 "^exit code 5$" "^hello: still running after the debug-exit write" -- \
+		--kernel "$P/hello.bin" --cmdline "code=5 reset=1" --timeout 60s
+	unset DEBUG_EXIT
 	run_case payload-uart 1 "RESULT: PASS" "!FAIL" -- --kernel "$P/uart.bin" --timeout 60s
 	run_case payload-pci 1 "RESULT: PASS" "pci 00:00\.0 8086:1237" "!FAIL" -- --kernel "$P/pci.bin" --timeout 60s
 	run_case payload-acpi-poweroff 0 "cpus=2" "!FAIL" -- --kernel "$P/acpi.bin" --cpus 2 --timeout 60s
@@ -707,7 +717,7 @@ ctl_notify_case() {
 # on success; --timeout ends a running guest with 124 and one line.
 ctl_ci_case() {
 	case_begin payload-ci-mode || return 0
-	"$KESTREL" run --kernel "$P/hello.bin" --cmdline code=5 --quiet --timeout 60s </dev/null >"$out/ci.out" 2>"$out/ci.err"
+	"$KESTREL" run --kernel "$P/hello.bin" --cmdline code=5 --debug-exit --quiet --timeout 60s </dev/null >"$out/ci.out" 2>"$out/ci.err"
 	rc=$?
 	expect "hello: exit $rc, want 11" [ $rc = 11 ]
 	expect "hello: no guest output" has "$out/ci.out" "hello from ring 3"
@@ -1071,7 +1081,7 @@ net_payload_vlan_case() {
 	net_addr kvv0
 	expect "no 802.1Q interface (8021q module?) and no vlan-peer" net_vlans kvv0 5 7
 	: >"$out/$n.log"
-	"$out/kestrel-ns" run --serial stdio --kernel "$P/vnet.bin" --timeout 90s --stats \
+	"$out/kestrel-ns" run --serial stdio --kernel "$P/vnet.bin" --debug-exit --timeout 90s --stats \
 		--cmdline "ip=10.0.5.2 peer=10.0.5.1 mrg=1 csum=1 probe=7 expect=0 listen_ms=8000" \
 		--net tap=kvv0,vlan=5,mac=52:54:00:12:34:58 </dev/null >"$out/$n.log" 2>"$out/$n.err" &
 	kpid=$!

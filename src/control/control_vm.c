@@ -142,6 +142,7 @@ static json_object *cv_config_json(const struct vm_config *c)
 						     "restart"));
 	json_object_object_add(o, "hugepages", json_object_new_boolean(c->hugepages));
 	json_object_object_add(o, "timeout_ms", jint(c->timeout_ms));
+	json_object_object_add(o, "debug_exit", json_object_new_boolean(c->debug_exit));
 	return o;
 }
 
