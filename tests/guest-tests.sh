@@ -490,6 +490,7 @@ fi
 # notifications a stand-in for systemd receives (tests/notify-listen.c).
 NOTIFY_LISTEN=${NOTIFY_LISTEN:-$(first_of "$root/build/notify-listen" "$here/notify-listen" /work/notify-listen)}
 UNIT=${KESTREL_UNIT:-$(first_of "$root/scripts/systemd/kestrel@.service" "$here/kestrel@.service" /work/kestrel@.service)}
+LEASE_HOLD=${LEASE_HOLD:-$(first_of "$root/build/lease-hold" "$here/lease-hold" /work/lease-hold)}
 
 ctl() { "$KESTREL" ctl "$@"; }
 has() { grep -Eq -- "$2" "$1"; }                   # has FILE REGEX
@@ -731,8 +732,58 @@ ctl_ci_case() {
 	case_end "$out/ci.out" "$out/ci.err" "$out/ci2.err"
 }
 
+# disk-add opens its file off the control thread (issue #9): a FIFO is
+# refused at once (a read-only one used to hang the worker's control
+# thread for good), and while an open waits -- on a lease another process
+# holds, as a file server's would -- query-status is answered and the add
+# is still pending; once the lease is let go the disk is added.
+ctl_disk_open_case() {
+	n=ctl-dko-$$
+	case_begin payload-ctl-disk-open || return 0
+	if [ ! -x "$LEASE_HOLD" ]; then
+		echo "SKIP: payload-ctl-disk-open: no lease-hold helper"
+		return 0
+	fi
+	dd if=/dev/zero of="$out/dko.img" bs=1M count=4 2>/dev/null
+	rm -f "$out/dko.fifo"
+	mkfifo "$out/dko.fifo"
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=500" --scsi-controller --timeout 120s
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 1$"
+	ctl "$n" disk-add "$out/dko.fifo" readonly=true >"$out/dko.add0" 2>&1
+	expect "disk-add of a FIFO: $(tr '\n' ' ' <"$out/dko.add0")" has "$out/dko.add0" \
+		"not a regular file or block device \\(failed\\)"
+	: >"$out/dko.lease"
+	"$LEASE_HOLD" "$out/dko.img" >"$out/dko.lease" 2>&1 &
+	lpid=$!
+	wait_for 10 has "$out/dko.lease" "^held$"
+	if has "$out/dko.lease" "^held$"; then
+		ctl "$n" disk-add "$out/dko.img" target=5 >"$out/dko.add" 2>&1 &
+		apid=$!
+		expect "the worker's open never reached the lease" wait_for 20 has "$out/dko.lease" "^break$"
+		ctl "$n" query-status >"$out/dko.st" 2>&1
+		expect "query-status while disk-add waits: $(tr '\n' ' ' <"$out/dko.st")" has "$out/dko.st" "^state: running$"
+		expect "disk-add answered while its open still waited" pid_running $apid
+		kill -TERM $lpid
+		wait $apid
+		expect "disk-add after the lease was let go: $(tr '\n' ' ' <"$out/dko.add")" has "$out/dko.add" "^target: 5$"
+		ctl "$n" query-vm --json >"$out/dko.vm" 2>&1
+		expect "query-vm does not list the disk" has "$out/dko.vm" '"target":5,"path":"[^"]*dko.img"'
+		expect "disk-remove failed" ctl "$n" disk-remove 5
+	else
+		echo "note: payload-ctl-disk-open: no file lease here ($(cat "$out/dko.lease")); the slow-open half is skipped"
+	fi
+	kill -TERM $lpid 2>/dev/null
+	wait $lpid 2>/dev/null
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/dko.lease" "$out/dko.add"
+}
+
 if [ $do_payloads = 1 ]; then
 	with_retry ctl_payload_case
+	with_retry ctl_disk_open_case
 	with_retry ctl_reset_case
 	with_retry ctl_notify_case
 	with_retry ctl_ci_case
