@@ -160,8 +160,9 @@ static int cmd_dirty_log(const struct control_ops *ops, void *o, const struct co
 }
 
 static int cmd_screendump(const struct control_ops *ops, void *o, const struct control_args *a,
-			  json_object *ret, struct control_error *e)
+			  struct control_call *call, json_object *ret, struct control_error *e)
 {
+	(void)call;
 	if (!ops->screendump)
 		return control_fail(e, CTL_E_UNSUPPORTED, "no display");
 	return ops->screendump(o, a->str[0], ret, e);
