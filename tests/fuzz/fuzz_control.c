@@ -40,6 +40,7 @@
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
 #include "kestrel/devices.h"
+#include "kestrel/display.h"
 #include "kestrel/machine.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
@@ -210,6 +211,16 @@ int virtio_net_set_link(struct device *dev, bool up)
 {
 	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_NICS]);
 	return 0;
+}
+
+/* The fake machine has no display: screendump must answer with an error. */
+int display_screendump(struct display *d, const char *path, uint32_t *width, uint32_t *height,
+		       char *err, size_t errlen)
+{
+	CHECK(path != NULL);
+	(void)d;
+	snprintf(err, errlen, "no display");
+	return -ENODEV;
 }
 
 /* ---- the VM ---------------------------------------------------------------- */
