@@ -13,7 +13,9 @@
 #include "kestrel/acpi.h"
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
+#include "kestrel/byteorder.h"
 #include "kestrel/devices.h"
+#include "kestrel/fw_cfg.h"
 #include "kestrel/machine.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
@@ -105,7 +107,6 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	m->pm = acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns);
 	m->debug_exit = debug_exit_create(&m->vm.ctl);
 	m->post = sink_create("post");
-	m->bios_sink = sink_create("bios");
 	m->pci = machine_pci_host(m);
 
 	ret = ret ?: attach(pio, BOARD_PORT_COM1, 8, m->uart, 0, err, errlen);
@@ -189,14 +190,20 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
-static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
+/* The ACPI tables describe the same board on both boot paths. */
+static struct acpi_board machine_acpi_board(struct machine *m)
 {
-	struct acpi_board b = {
+	return (struct acpi_board){
 		.ncpus = m->cfg->cpus,
 		.pci_mmio_base = BOARD_PCI_MMIO_BASE,
 		.pci_mmio_end = BOARD_PCI_MMIO_END,
 		.intx = &m->pci_intx,
 	};
+}
+
+static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
+{
+	struct acpi_board b = machine_acpi_board(m);
 	/* The BIOS area is firmware's, not RAM the guest may DMA into: the
 	 * tables go into the RAM behind it (offset == address below 4 GiB). */
 	void *buf = gm_ram_ptr(&m->vm.gm, BOARD_ACPI_BASE, BOARD_ACPI_SIZE);
@@ -212,24 +219,28 @@ static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
-/* The system BIOS segment read-only, as firmware leaves it after POST
- * (i440FX PAM0 "read-only": reads from DRAM, writes forwarded to PCI, where
- * nothing answers them): the guest's writes reach the "bios" sink, which
- * drops them, and are counted (--stats). */
-static int machine_protect_bios(struct machine *m, char *err, size_t errlen)
-{
-	struct guest_mem *gm = &m->vm.gm;
-	int id = gm_slot_at(gm, BOARD_BIOS_SEGMENT), ret;
+/* The chipset's map of 0xC0000-0xFFFFF (i440FX PAM). Firmware starts with
+ * the registers at their power-on 0, reading its own image's tail there; a
+ * kernel booted directly finds the map firmware would have left: the BIOS
+ * segment read-only DRAM (its writes dropped and counted, --stats), the rest
+ * read/write DRAM. */
+static const uint8_t pam_power_on[PAM_NREGS];
+static const uint8_t pam_after_post[PAM_NREGS] = { 0x10, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33 };
 
-	if (id < 0)
-		return 0; /* less than 1 MiB of RAM: no BIOS segment */
-	if (!m->bios_sink) {
-		snprintf(err, errlen, "out of memory creating devices");
+static int machine_setup_pam(struct machine *m, char *err, size_t errlen)
+{
+	size_t alias = MIN(m->fw.size, (size_t)FW_ISA_ALIAS_MAX);
+	const uint8_t *regs = m->fw.data ? pam_power_on : pam_after_post;
+	int ret;
+
+	m->pam = pam_create(&m->vm.gm, alias ? m->fw.data + m->fw.size - alias : NULL, alias, regs);
+	if (!m->pam) {
+		snprintf(err, errlen, "mapping 0xC0000-0xFFFFF (i440FX PAM) failed");
 		return -ENOMEM;
 	}
-	ret = gm_slot_set_flags(gm, id, GM_SLOT_RAM | GM_SLOT_READONLY, m->bios_sink, 0);
+	ret = pci_host_set_pam(m->pci, m->pam, regs);
 	if (ret)
-		snprintf(err, errlen, "write-protecting the BIOS segment: %s", strerror(-ret));
+		snprintf(err, errlen, "mapping 0xC0000-0xFFFFF (i440FX PAM): %s", strerror(-ret));
 	return ret;
 }
 
@@ -255,6 +266,124 @@ static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
 		return ret;
 	}
 	ret = vm_setup_boot_cpu(&m->vm, &cpu);
+	if (ret)
+		snprintf(err, errlen, "setting up the boot vCPU: %s", strerror(-ret));
+	return ret;
+}
+
+/* ---- firmware boot (kestrel/firmware.h) ---- */
+
+/* The image in a read-only slot ending at 4 GiB, its last 16 bytes the
+ * reset vector; writes (flash programming) are dropped and counted. */
+static int machine_map_firmware(struct machine *m, char *err, size_t errlen)
+{
+	int id = gm_slot_add(&m->vm.gm, &(struct gm_slot_spec){ .name = "firmware",
+			     .gpa = BOARD_FIRMWARE_END - m->fw.size, .size = m->fw.size,
+			     .flags = GM_SLOT_READONLY, .hva = m->fw.data });
+
+	if (id < 0)
+		snprintf(err, errlen, "--firmware: %s: mapping it below 4 GiB: %s", m->cfg->firmware,
+			 strerror(-id));
+	return id < 0 ? id : 0;
+}
+
+/* What QEMU's pc machine tells SeaBIOS: CPUs, RAM and its e820 with KVM's
+ * private pages reserved, no boot retry (-1), the boot menu; and a serial
+ * console on COM1 (SeaBIOS's sercon), since the board has no display. */
+static int machine_fw_cfg_board(struct machine *m)
+{
+	struct e820_entry e[E820_MAX];
+	int n = fw_cfg_ram_e820(&m->vm.gm, e, E820_MAX - 1);
+	uint8_t com1[2];
+	int ret;
+
+	e[n++] = (struct e820_entry){ BOARD_KVM_IDENTITY_MAP, BOARD_KVM_PRIVATE_SIZE, E820_RESERVED };
+	ret = fw_cfg_add_board(m->fw_cfg, &(struct fw_cfg_board){
+		.ncpus = m->cfg->cpus, .ram_size = m->vm.gm.ram_size, .e820 = e, .ne820 = n,
+		.boot_menu = m->cfg->boot.menu, .boot_menu_wait_ms = (uint16_t)m->cfg->boot.menu_wait_ms,
+		.boot_fail_wait_ms = -1 });
+	put_le16(com1, BOARD_PORT_COM1);
+	return ret ?: fw_cfg_add_file(m->fw_cfg, "etc/sercon-port", com1, sizeof(com1));
+}
+
+/* --boot in both places firmware looks: the bootorder file (each drive)
+ * and the CMOS boot bytes (each kind, as QEMU's -boot order), with the
+ * other CMOS bytes SeaBIOS and old OSes read. */
+static int machine_fw_boot_order(struct machine *m)
+{
+	struct fw_boot_board b = { .scsi_slot = m->vscsi ? MACHINE_SLOT_VIRTIO_SCSI : -1,
+				   .ide_slot = -1, .ide_fn = -1,
+				   .net_slot = m->nvnet ? MACHINE_SLOT_VIRTIO_NET : -1 };
+	struct fw_boot_dev d[CONFIG_MAX_DISKS + CONFIG_MAX_NETS];
+	unsigned n = fw_boot_list(m->cfg, &b, d, ARRAY_SIZE(d));
+	struct rtc_cmos_board cmos = { .mem_below_4g = m->vm.gm.ram_low,
+				       .mem_above_4g = m->vm.gm.ram_high,
+				       .equipment = RTC_EQUIP_FPU, .floppy_sig_check = true,
+				       .ncpus = m->cfg->cpus };
+	int ret;
+
+	fw_boot_cmos(&m->cfg->boot, cmos.boot);
+	ret = rtc_set_cmos_board(m->rtc, &cmos);
+	return ret ?: fw_cfg_add_bootorder(m->fw_cfg, d, n);
+}
+
+static int machine_setup_fw_cfg(struct machine *m, char *err, size_t errlen)
+{
+	struct acpi_board acpi = machine_acpi_board(m);
+	struct bus *pio = &m->vm.pio;
+	int ret;
+
+	m->fw_cfg = fw_cfg_create(&m->vm.gm);
+	ret = attach(pio, FW_CFG_PORT_SEL, FW_CFG_IO_LEN, m->fw_cfg, FW_CFG_REGION_IO, err, errlen);
+	ret = ret ?: attach(pio, FW_CFG_PORT_DMA, FW_CFG_DMA_LEN, m->fw_cfg, FW_CFG_REGION_DMA, err,
+			    errlen);
+	if (ret)
+		return ret;
+	ret = machine_fw_cfg_board(m);
+	ret = ret ?: fw_cfg_add_acpi(m->fw_cfg, &acpi);
+	ret = ret ?: machine_fw_boot_order(m);
+	if (ret)
+		snprintf(err, errlen, "filling fw_cfg for the firmware: %s", strerror(-ret));
+	return ret;
+}
+
+/* --firmware-log: the debug console SeaBIOS finds at 0x402. The file spans
+ * the worker's life, every boot of the guest: opened (and truncated) at
+ * the first boot, kept open for the next. */
+static int machine_firmware_log(struct machine *m, char *err, size_t errlen)
+{
+	static int log_fd = -1;
+	const char *path = m->cfg->firmware_log;
+	bool to_stderr;
+
+	if (!path)
+		return 0;
+	to_stderr = !strcmp(path, "stderr");
+	if (!to_stderr && log_fd < 0) {
+		log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+		if (log_fd < 0) {
+			snprintf(err, errlen, "--firmware-log: %s: %s", path, strerror(errno));
+			return -errno;
+		}
+	}
+	m->debugcon = debugcon_create(to_stderr ? STDERR_FILENO : log_fd, to_stderr);
+	return attach(&m->vm.pio, BOARD_PORT_DEBUGCON, 1, m->debugcon, 0, err, errlen);
+}
+
+/* Everything a firmware boot needs besides the board itself; the boot vCPU
+ * starts at the reset vector. A triple fault resets the machine as on a PC
+ * (with --on-reboot exit it stays a VM error, so that CI tells a crash from
+ * a reboot the guest asked for). */
+static int machine_setup_firmware(struct machine *m, char *err, size_t errlen)
+{
+	int ret = machine_map_firmware(m, err, errlen);
+
+	ret = ret ?: machine_setup_fw_cfg(m, err, errlen);
+	ret = ret ?: machine_firmware_log(m, err, errlen);
+	if (ret)
+		return ret;
+	m->vm.triple_fault_resets = m->cfg->on_reboot == ON_REBOOT_RESTART;
+	ret = vm_setup_boot_cpu(&m->vm, &(struct boot_cpu_state){ .mode = BOOT_CPU_RESET });
 	if (ret)
 		snprintf(err, errlen, "setting up the boot vCPU: %s", strerror(-ret));
 	return ret;
@@ -303,7 +432,11 @@ static void unmap_images(struct machine *m)
 
 static int machine_read_images(struct machine *m, char *err, size_t errlen)
 {
-	int ret = map_image(m->cfg->kernel, &m->kernel, &m->kernel_len);
+	int ret;
+
+	if (!m->cfg->kernel)
+		return fw_image_load(m->cfg->firmware, &m->fw, err, errlen);
+	ret = map_image(m->cfg->kernel, &m->kernel, &m->kernel_len);
 
 	if (ret) {
 		snprintf(err, errlen, "--kernel: %s: %s", m->cfg->kernel, strerror(-ret));
@@ -348,10 +481,12 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_create_network(m, err, errlen);
 	if (ret)
 		return ret;
-	ret = machine_write_acpi(m, err, errlen);
+	ret = machine_setup_pam(m, err, errlen);
 	if (ret)
 		return ret;
-	ret = machine_protect_bios(m, err, errlen);
+	if (!cfg->kernel)
+		return machine_setup_firmware(m, err, errlen);
+	ret = machine_write_acpi(m, err, errlen);
 	if (ret)
 		return ret;
 	ret = machine_load_kernel(m, err, errlen);
@@ -374,12 +509,16 @@ void machine_destroy(struct machine *m)
 	device_free(m->pm);
 	device_free(m->debug_exit);
 	device_free(m->post);
-	device_free(m->bios_sink);
+	device_free(m->fw_cfg);
+	device_free(m->debugcon);
 	device_free(m->vscsi);
 	for (unsigned i = 0; i < m->nvnet; i++)
 		device_free(m->vnet[i]);
 	device_free(m->pci);
 	vm_destroy(&m->vm);
+	/* What KVM's slots pointed at goes after the VM. */
+	device_free(m->pam);
+	fw_image_free(&m->fw);
 	if (m->own_serial_out && m->serial_out_fd >= 0)
 		close(m->serial_out_fd);
 	unmap_images(m);

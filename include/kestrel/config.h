@@ -44,6 +44,22 @@ struct config_net {
 	unsigned queues;          /* queue pairs, 1..NET_MAX_QUEUES */
 };
 
+/* Firmware boot (src/config/config_firmware.c): the boot devices in the
+ * order --boot gives them. */
+enum config_boot_dev { CONFIG_BOOT_DISK, CONFIG_BOOT_CDROM, CONFIG_BOOT_NET };
+#define CONFIG_BOOT_MAX 3
+#define CONFIG_FIRMWARE_BIOS "/usr/share/seabios/bios-256k.bin" /* --firmware bios: Debian's SeaBIOS */
+#define CONFIG_FIRMWARE_MIN KiB(64)
+#define CONFIG_FIRMWARE_MAX MiB(16)
+#define CONFIG_BOOT_MENU_WAIT_MAX 65535   /* ms: fw_cfg etc/boot-menu-wait is 16 bits */
+struct config_boot {
+	enum config_boot_dev order[CONFIG_BOOT_MAX];
+	unsigned n;               /* 0: the default, disk then cdrom */
+	bool menu;                /* offer the firmware's boot menu (F12) */
+	unsigned menu_wait_ms;    /* how long it waits for the key; 0: the firmware's default */
+	bool set;                 /* --boot given */
+};
+
 struct vm_config {
 	char *name;
 	char *kernel;
@@ -66,6 +82,12 @@ struct vm_config {
 	bool scsi_controller;     /* the virtio-scsi controller even with no scsi disk */
 	struct config_net *nets;
 	unsigned nnets;
+	/* Without --kernel the VM boots firmware: the image's path (config_validate
+	 * turns "bios" and an unset --firmware into CONFIG_FIRMWARE_BIOS), where
+	 * its debug log goes ("stderr", a path, or NULL: nowhere), the boot order. */
+	char *firmware;
+	char *firmware_log;
+	struct config_boot boot;
 };
 
 /* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit
@@ -100,6 +122,26 @@ int config_nets_json(struct vm_config *c, struct json_object *arr, const char *f
 		     size_t errlen) WARN_UNUSED;
 int config_nets_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_nets_free(struct vm_config *c);
+/* --firmware bios|FILE, --firmware-log stderr|FILE, --boot ORDER[,menu=..]
+ * (relative paths against basedir when set), the checks of firmware boot and
+ * of what cannot go with it: src/config/config_firmware.c. The setters write
+ * a message without the flag's name to err. */
+int config_firmware_set(struct vm_config *c, const char *v, const char *basedir, char *err,
+			size_t errlen) WARN_UNUSED;
+int config_firmware_log_set(struct vm_config *c, const char *v, const char *basedir, char *err,
+			    size_t errlen) WARN_UNUSED;
+int config_boot_set(struct vm_config *c, const char *v, char *err, size_t errlen) WARN_UNUSED;
+int config_firmware_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
+/* A firmware image file: open, a regular file, a size firmware can have. 0,
+ * or -errno with the reason in err (without the path). */
+int config_firmware_file_check(const char *path, char *err, size_t errlen) WARN_UNUSED;
+/* An output file the worker will create (--serial file:, --firmware-log):
+ * what would make creating it fail, as "--FLAG: PATH: why". */
+int config_output_file_check(const char *flag, const char *path, char *err,
+			     size_t errlen) WARN_UNUSED;
+
+/* true/yes/on/1, false/no/off/0 (any case). 0 or -EINVAL. */
+int config_parse_bool(const char *v, bool *out) WARN_UNUSED;
 /* "60s", "5m", "1500ms", "2h"; a plain number is seconds. 0 or -EINVAL. */
 int config_parse_duration(const char *s, uint64_t *ms) WARN_UNUSED;
 

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "kestrel/config.h"
+#include "kestrel/firmware.h"
 #include "kestrel/pci.h"
 #include "kestrel/vm.h"
 
@@ -12,7 +13,7 @@ struct machine {
 	struct vm vm;
 	const struct vm_config *cfg;
 	struct device *uart, *rtc, *i8042, *pm, *debug_exit, *post, *pci;
-	struct device *bios_sink;   /* guest writes to the read-only BIOS segment */
+	struct device *pam;         /* the i440FX's map of 0xC0000-0xFFFFF */
 	struct device *vscsi;    /* virtio-scsi controller, when there are SCSI disks */
 	struct device *vnet[CONFIG_MAX_NETS];   /* virtio-net NICs, one per --net, "net0".. */
 	unsigned nvnet;
@@ -22,6 +23,9 @@ struct machine {
 	bool own_serial_out;
 	uint8_t *kernel, *initrd;
 	size_t kernel_len, initrd_len;
+	/* Firmware boot (no --kernel): the image, fw_cfg, the debug console. */
+	struct fw_image fw;
+	struct device *fw_cfg, *debugcon;
 };
 
 /* Everything up to (not including) starting the vCPUs; one error line in err. */
