@@ -1,20 +1,27 @@
-/* bootsect.bin: a boot sector for firmware-boot tests (1 KiB: the boot
- * sector, then "sector 1" holding a marker). The firmware loads sector 0 at
- * 0x7C00 and jumps to it in real mode with DL = the boot drive. It checks
- * the BIOS services an OS loader needs and says so on COM1, then powers off
- * through the ACPI PM block as kestrel and QEMU's PIIX4 both have it
- * (PM1a_CNT 0x604: SLP_EN with SLP_TYP 0, S5):
+/* bootsect.bin: a boot sector for firmware-boot tests, 1 KiB: the boot
+ * sector, then sector 1 (a marker, a mode byte, more code). The firmware
+ * loads sector 0 at 0x7C00 and jumps to it in real mode with DL = the boot
+ * drive. It checks the BIOS services an OS loader needs, says so on COM1,
+ * and powers off through the ACPI PM block as kestrel and QEMU's PIIX4 have
+ * it (PM1a_CNT 0x604: SLP_EN with SLP_TYP 0, S5):
  *
- *   bootsect: int 10h teletype works       through the BIOS (SeaBIOS's sercon
- *                                          copies it to COM1)
- *   bootsect: booted from drive 0xNN       straight to COM1
- *   bootsect: int 13h read sector 1: KESTREL-SECTOR-1     (a disk, DL < 0xE0)
- *   bootsect: int 13h read the volume descriptor: CD001   (a CD, DL >= 0xE0,
- *                                          El Torito no-emulation)
+ *   bootsect: int 10h teletype works       through the BIOS (SeaBIOS's serial
+ *                                          console copies it to COM1)
+ *   bootsect: booted from drive 0xNN       straight to COM1, as the rest
+ *   bootsect: int 13h read sector 1: KESTREL-SECTOR-1     a disk (DL < 0xE0):
+ *                                          sector 1 read to 0x7E00
+ *   bootsect: int 13h read the volume descriptor: CD001   a CD (DL >= 0xE0,
+ *                                          El Torito no-emulation, load size
+ *                                          4: both sectors loaded): LBA 16
  *   bootsect: done
  *
- * or "bootsect: FAIL ..." for a service that failed, and then it halts. For
- * a CD, make the image with a load size of 4 (2 KiB, both sectors). */
+ * or "bootsect: FAIL ..." and a halt. Sector 1's byte 16 (file offset 528)
+ * asks for a reset instead of the power-off on a disk: 1 through 0xCF9, 2
+ * through the keyboard controller (0xFE to 0x64), 3 by a triple fault. The
+ * sector goes back to the disk with the byte cleared and byte 17 (resets)
+ * counted, and the line "bootsect: reset through 0xcf9|kbc|triple fault"
+ * comes before it; after the reset the next boot prints "bootsect: after
+ * N reset(s)" and powers off. */
 	.code16
 	.section .text.boot, "ax"
 	.globl _start
@@ -48,25 +55,24 @@ _start:
 	cmpb $0xe0, drive
 	jae read_cd
 
-	/* A disk: LBA 1, one 512-byte sector, at 0x8000. */
-	movw $1, dap_count
+	/* A disk: LBA 1, one 512-byte sector, to 0x7E00 where it is linked. */
 	movw $1, dap_lba
 	call disk_read
 	jc fail_read
 	movw $expect, %si
-	movw $0x8000, %di
-	movw $marker_len, %cx
+	movw $marker, %di
+	movw $16, %cx
 	repe cmpsb
 	jne fail_data
 	movw $msg_sector, %si
 	call com_puts
-	jmp done
+	jmp sector1
 
 read_cd:
 	/* A CD (2 KiB sectors): the ISO 9660 primary volume descriptor, LBA 16,
-	 * whose bytes 1-5 are "CD001". */
-	movw $1, dap_count
+	 * to 0x8000; bytes 1-5 are "CD001". */
 	movw $16, dap_lba
+	movw $0x8000, dap_buf
 	call disk_read
 	jc fail_read
 	movw $cd001, %si
@@ -76,29 +82,21 @@ read_cd:
 	jne fail_data
 	movw $msg_cd, %si
 	call com_puts
-
-done:
-	movw $msg_done, %si
-	call com_puts
-	movw $0x604, %dx
-	movw $0x2000, %ax
-	outw %ax, %dx
-halt:
-	hlt
-	jmp halt
+	jmp sector1
 
 fail_read:
 	movw $msg_fail_read, %si
-	call com_puts
-	jmp halt
+	jmp fail
 fail_data:
 	movw $msg_fail_data, %si
-	call com_puts
+fail:	call com_puts
+halt:	hlt
 	jmp halt
 
 /* int 13h AH=42h (EDD extended read) with the packet at dap; CF on error. */
 disk_read:
 	movb $0x42, %ah
+disk_io:
 	movb drive, %dl
 	movw $dap, %si
 	int $0x13
@@ -144,9 +142,9 @@ com_hex8:
 drive:	.byte 0
 	.balign 4
 dap:	.byte 16, 0
-dap_count:
-	.word 1
-	.word 0x8000, 0          /* buffer 0000:8000 */
+	.word 1                  /* sectors */
+dap_buf:
+	.word 0x7e00, 0          /* buffer 0000:7E00 */
 dap_lba:
 	.long 0, 0
 
@@ -154,19 +152,99 @@ msg_int10:	.asciz "bootsect: int 10h teletype works\r\n"
 msg_drive:	.asciz "bootsect: booted from drive 0x"
 msg_crlf:	.asciz "\r\n"
 msg_sector:	.ascii "bootsect: int 13h read sector 1: "
-expect:	.asciz "KESTREL-SECTOR-1\r\n"    /* what sector 1 must hold */
+expect:	.asciz "KESTREL-SECTOR-1\r\n"    /* what sector 1 must start with */
 msg_cd:	.ascii "bootsect: int 13h read the volume descriptor: "
 cd001:	.asciz "CD001\r\n"
-msg_done:	.asciz "bootsect: done\r\n"
 msg_fail_read:	.asciz "bootsect: FAIL int 13h read\r\n"
 msg_fail_data:	.asciz "bootsect: FAIL wrong data\r\n"
 
 	.org 510
 	.byte 0x55, 0xaa
 
-/* Sector 1 (not loaded by the firmware: read with int 13h). */
+/* ---- sector 1, at 0x7E00 once read (or loaded with a CD's 2 KiB) ---- */
 marker:	.ascii "KESTREL-SECTOR-1"
-	.set marker_len, 16
+mode:	.byte 0                  /* 1 0xCF9, 2 keyboard controller, 3 triple fault */
+resets:	.byte 0
+
+sector1:
+	cmpb $0, resets
+	je 1f
+	movw $msg_after, %si
+	call com_puts
+	movb resets, %al
+	call com_hex8
+	movw $msg_resets, %si
+	call com_puts
+1:	movb mode, %bl
+	cmpb $0xe0, drive
+	jae poweroff
+	testb %bl, %bl
+	jnz reset
+
+poweroff:
+	movw $msg_done, %si
+	call com_puts
+	movw $0x604, %dx
+	movw $0x2000, %ax
+	outw %ax, %dx
+	jmp halt
+
+/* Write this sector back with the mode cleared and the reset counted, then
+ * reset the machine the way mode asks. */
+reset:
+	movb $0, mode
+	incb resets
+	movw $1, dap_lba
+	movw $0x4300, %ax        /* EDD extended write, no verify */
+	call disk_io
+	jc fail_write
+	movw $msg_reset, %si
+	call com_puts
+	cmpb $1, %bl
+	jne 1f
+	movw $msg_cf9, %si
+	call com_puts
+	movw $0xcf9, %dx
+	movb $0x06, %al          /* reset CPU, hard reset */
+	outb %al, %dx
+	jmp halt
+1:	cmpb $2, %bl
+	jne 2f
+	movw $msg_kbc, %si
+	call com_puts
+	movb $0xfe, %al          /* pulse the reset line */
+	outb %al, $0x64
+	jmp halt
+2:	movw $msg_triple, %si
+	call com_puts
+	/* An exception with an empty IDT in protected mode: #UD, then #GP and
+	 * #DF cannot be delivered either: shutdown. (In real mode the limit
+	 * is not checked by every implementation: KVM's emulator reads the
+	 * IVT entry regardless.) */
+	cli
+	lidt null_idt
+	movl %cr0, %eax
+	orb $1, %al
+	movl %eax, %cr0
+	ud2
+	jmp halt
+
+fail_write:
+	movw $msg_fail_write, %si
+	jmp fail
+
+null_idt:
+	.word 0
+	.long 0
+msg_done:	.asciz "bootsect: done\r\n"
+msg_after:	.asciz "bootsect: after "
+msg_resets:	.asciz " reset(s)\r\n"
+msg_reset:	.asciz "bootsect: reset through "
+msg_cf9:	.asciz "0xcf9\r\n"
+msg_kbc:	.asciz "kbc\r\n"
+msg_triple:	.asciz "triple fault\r\n"
+msg_fail_write:	.asciz "bootsect: FAIL int 13h write\r\n"
+
 	.org 1024
 
 	.section .note.GNU-stack, "", @progbits
