@@ -1265,5 +1265,48 @@ if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
 	fi
 fi
 
+# The headline: SeaBIOS -> SYSLINUX (Debian's) on a disk, a dynamic VHD ->
+# Debian's kernel -> the kit's /init with 2 CPUs; the tables, the e820
+# reservation and the disk as the kernel sees them (tests/kit/fwboot.sh;
+# the image: tests/fw-images.sh). Then the raw disk with a mark that makes
+# Linux reboot once: the reset runs SeaBIOS and SYSLINUX again, and the
+# second boot powers off. fw_linux_cases BUS: the disks on that bus.
+FW_IMAGES=${FW_IMAGES:-$(first_of "$root/build/fwimages" /work/fwimages)}
+fw_linux_cases() {
+	fb=$1
+	if [ ! -s "$FW_IMAGES/fwlinux.img" ]; then
+		for n in "fw-syslinux-$fb-vhd" "fw-syslinux-$fb-reboot"; do
+			echo "$n" | grep -Eq -- "$filter" &&
+				echo "SKIP: $n: no $FW_IMAGES/fwlinux.img (tests/fw-images.sh)"
+		done
+		return 0
+	fi
+	if echo "fw-syslinux-$fb-vhd" | grep -Eq -- "$filter" && ! fw_missing "fw-syslinux-$fb-vhd"; then
+		rm -f "$out/fwlinux.vhd"
+		"$KESTREL" vhd convert -q --to dynamic "$FW_IMAGES/fwlinux.img" "$out/fwlinux.vhd"
+		run_case "fw-syslinux-$fb-vhd" 0 "SeaBIOS \(version " "SYSLINUX [0-9]" \
+			"KESTREL-GUEST-INIT-OK" "^nproc=2\b" "^fwboot: loader BOOT_IMAGE=vmlinuz" \
+			"^fwboot: acpi dsdt KESTRL$" "^fwboot: acpi rsdp 0x0*f[0-9a-f]{4}$" \
+			"^fwboot: disk sd[a-z] size=34816$" \
+			"^e820: 0x0*feffc000-0x0*feffffff reserved" "^fwboot: done" \
+			"KESTREL-GUEST-POWEROFF" "!fwboot: reboot" -- \
+			--firmware "$FW_BIOS" --cpus 2 --mem 512M --timeout 300s \
+			--disk "path=$out/fwlinux.vhd,bus=$fb"
+	fi
+	if echo "fw-syslinux-$fb-reboot" | grep -Eq -- "$filter" && ! fw_missing "fw-syslinux-$fb-reboot"; then
+		cp "$FW_IMAGES/fwlinux.img" "$out/fwlinux.img"
+		printf 'REBOOT-ONCE' | dd of="$out/fwlinux.img" bs=512 seek=34815 conv=notrunc 2>/dev/null
+		ON_REBOOT=restart
+		run_case "fw-syslinux-$fb-reboot" 0 "2x:SeaBIOS \(version " "2x:SYSLINUX [0-9]" \
+			"^fwboot: reboot once" "^fwboot: after a reboot" "KESTREL-GUEST-POWEROFF" -- \
+			--firmware "$FW_BIOS" --cpus 1 --mem 256M --timeout 300s \
+			--disk "path=$out/fwlinux.img,bus=$fb"
+		ON_REBOOT=
+	fi
+}
+if [ $do_linux = 1 ]; then
+	fw_linux_cases scsi
+fi
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
