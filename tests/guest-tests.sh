@@ -1288,7 +1288,7 @@ fw_linux_cases() {
 			"KESTREL-GUEST-INIT-OK" "^nproc=2\b" "^fwboot: loader BOOT_IMAGE=vmlinuz" \
 			"^fwboot: acpi dsdt KESTRL$" "^fwboot: acpi rsdp 0x0*f[0-9a-f]{4}$" \
 			"^fwboot: disk sd[a-z] size=34816$" \
-			"^e820: 0x0*feffc000-0x0*feffffff reserved" "^fwboot: done" \
+			"^e820: 0x0*feffc000-0x0*feffffff Reserved" "^fwboot: done" \
 			"KESTREL-GUEST-POWEROFF" "!fwboot: reboot" -- \
 			--firmware "$FW_BIOS" --cpus 2 --mem 512M --timeout 300s \
 			--disk "path=$out/fwlinux.vhd,bus=$fb"

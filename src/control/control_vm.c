@@ -131,6 +131,7 @@ static json_object *cv_config_json(const struct vm_config *c)
 		 c->serial == SERIAL_NONE ? "none" : "file:", c->serial == SERIAL_FILE ?
 		 c->serial_path : "");
 	json_object_object_add(o, "kernel", jstr(c->kernel));
+	json_object_object_add(o, "firmware", jstr(c->firmware));
 	json_object_object_add(o, "initrd", jstr(c->initrd));
 	json_object_object_add(o, "cmdline", jstr(c->cmdline ? c->cmdline : ""));
 	json_object_object_add(o, "mem", jint(c->mem_size));
