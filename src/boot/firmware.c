@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kestrel/firmware.h"
+#include "kestrel/sandbox.h"
 
 static int fw_read_all(int fd, uint8_t *buf, size_t len)
 {
@@ -36,10 +37,12 @@ int fw_image_load(const char *path, struct fw_image *img, char *err, size_t errl
 
 	img->data = NULL;
 	img->size = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	/* A reboot reads the first boot's file again, whatever the sandbox
+	 * allows by then (docs/sandbox.md: kept descriptors). */
+	fd = sandbox_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "--firmware: %s: %s", path, strerror(errno));
+		ret = fd < 0 ? fd : -errno;
+		snprintf(err, errlen, "--firmware: %s: %s", path, strerror(-ret));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)CONFIG_FIRMWARE_MIN ||

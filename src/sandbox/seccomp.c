@@ -179,6 +179,10 @@ static const struct sb_ioctl ioctls_vcpu[] = {
 	{ KVM_IRQFD, "virtio-pci: queue interrupts at DRIVER_OK and reset" },
 	{ TUNSETOFFLOAD, "virtio-net: offloads the guest accepted, at DRIVER_OK" },
 	{ TUNSETQUEUE, "virtio-net: queue pairs turned on or off at DRIVER_OK and reset" },
+	{ KVM_SET_USER_MEMORY_REGION, "the i440FX's PAM registers mapping 0xC0000-0xFFFFF anew "
+	  "(shadow RAM or the firmware image), memory slots that move with a BAR" },
+	{ KVM_GET_DIRTY_LOG, "a dirty-logged slot changing: its log harvested first" },
+	{ KVM_CLEAR_DIRTY_LOG, "as KVM_GET_DIRTY_LOG, with manual protection" },
 };
 
 /* Virtqueue threads (virtio-scsi, virtio-net) and block engine threads
