@@ -1199,6 +1199,8 @@ fi
 # firmware; KESTREL_FIRMWARE for another), its screen on COM1 (sercon), its
 # log with --firmware-log. The boot sector is tests/guest/bootsect.S.
 FW_BIOS=${KESTREL_FIRMWARE:-/usr/share/seabios/bios-256k.bin}
+# Images made with tools the rig lacks (tests/fw-images.sh; the rig's --add).
+FW_IMAGES=${FW_IMAGES:-$(first_of "$root/build/fwimages" /work/fwimages)}
 fw_missing() {
 	[ -s "$FW_BIOS" ] && return 1
 	echo "$1" | grep -Eq -- "$filter" && echo "SKIP: $1: no firmware at $FW_BIOS"
@@ -1271,7 +1273,6 @@ fi
 # the image: tests/fw-images.sh). Then the raw disk with a mark that makes
 # Linux reboot once: the reset runs SeaBIOS and SYSLINUX again, and the
 # second boot powers off. fw_linux_cases BUS: the disks on that bus.
-FW_IMAGES=${FW_IMAGES:-$(first_of "$root/build/fwimages" /work/fwimages)}
 fw_linux_cases() {
 	fb=$1
 	if [ ! -s "$FW_IMAGES/fwlinux.img" ]; then
