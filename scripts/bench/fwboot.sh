@@ -29,7 +29,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-cmake --build "$root/build" --target runstat guest_bootsect >/dev/null
+[ -x "$root/build/runstat" ] && [ -s "$root/build/tests/guest/bootsect.bin" ] ||
+	cmake --build "$root/build" --target runstat guest_bootsect >/dev/null
 if [ -z "${KESTREL_BIN:-}" ]; then
 	cmake --build "$root/build" --target kestrel >/dev/null
 	export KESTREL_BIN="$root/build/kestrel"
