@@ -127,8 +127,9 @@ static struct gm_slot_spec pam_spec(struct pam *p, const struct pam_seg *s, uint
 	return sp;
 }
 
-/* Segment i as attr says: flags changed in place where the backing stays
- * (DRAM read-only <-> read-write), else the slot replaced. */
+/* Segment i as attr says: flags and sink changed in place where the backing
+ * stays (DRAM read-only <-> read-write; the PCI view with writes dropped <->
+ * reaching DRAM), else the slot replaced. */
 static int pam_map(struct pam *p, unsigned i, uint8_t attr)
 {
 	struct pam_seg *s = &p->seg[i];
@@ -138,7 +139,7 @@ static int pam_map(struct pam *p, unsigned i, uint8_t attr)
 
 	if (s->attr == attr)
 		return 0;
-	if (s->slot >= 0 && !hole && (s->attr & PAM_ATTR_RE) && (attr & PAM_ATTR_RE)) {
+	if (s->slot >= 0 && !hole && (s->attr & PAM_ATTR_RE) == (attr & PAM_ATTR_RE)) {
 		ret = gm_slot_set_flags(p->gm, s->slot, sp.flags, sp.sink, sp.sink_region);
 		if (!ret)
 			s->attr = attr;
