@@ -11,10 +11,13 @@
 #include <unistd.h>
 
 #include "kestrel/acpi.h"
+#include "kestrel/block.h"
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
 #include "kestrel/devices.h"
+#include "kestrel/ide.h"
 #include "kestrel/machine.h"
+#include "kestrel/piix.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -74,8 +77,20 @@ static int attach(struct bus *bus, uint64_t base, uint64_t len, struct device *d
 	return ret;
 }
 
+static bool machine_has_ide(const struct vm_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		if (cfg->disks[i].bus == CONFIG_BUS_IDE)
+			return true;
+	return false;
+}
+
 /* Bus 0 on the VM's buses and RAM; its INTx lines through the board's one
- * routing table, which the DSDT's _PRT is built from too. */
+ * routing table, which the DSDT's _PRT is built from too. With a PIIX3 (an
+ * IDE drive is configured: the PC southbridge comes with its IDE), the
+ * table is the PIIX3 board's: four links PIRQA-D on GSIs 16-19, and the
+ * bridge's route registers add the PIC-mode ISA IRQs (kestrel/piix.h).
+ * Without one the board stays as it was: eight links on GSIs 16-23. */
 static struct device *machine_pci_host(struct machine *m)
 {
 	struct pci_board board = {
@@ -83,8 +98,19 @@ static struct device *machine_pci_host(struct machine *m)
 		.irq_set = vm_irq_set, .irq_opaque = &m->vm, .intx = &m->pci_intx,
 	};
 
-	if (pci_intx_swizzle(&m->pci_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE))
+	if (machine_has_ide(m->cfg)) {
+		struct piix3_conf pc = { .irq_set = vm_irq_set, .irq_opaque = &m->vm,
+					 .pirq_gsi_base = BOARD_PCI_INTX_GSI_BASE };
+
+		m->piix3 = piix3_create(&pc);
+		if (!m->piix3)
+			return NULL;
+		piix3_intx_routing(&m->pci_intx, BOARD_PCI_INTX_GSI_BASE);
+		board.irq_set = piix3_intx_set;
+		board.irq_opaque = m->piix3;
+	} else if (pci_intx_swizzle(&m->pci_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE)) {
 		return NULL;
+	}
 	return pci_host_create(&board);
 }
 
@@ -153,6 +179,77 @@ static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 	return virtio_scsi_create(&m->vm, m->pci, MACHINE_SLOT_VIRTIO_SCSI,
 				  MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
 				  m->cfg->stats, &m->vscsi, err, errlen);
+}
+
+/* Emulated storage: the PIIX3's IDE controller at 00:01.1 (the bridge at
+ * 00:01.0) with both channels in compatibility mode, 0x1F0/0x3F6 on IRQ 14
+ * and 0x170/0x376 on IRQ 15 (ISA edge interrupts), only when a --disk
+ * bus=ide is given so that other VMs keep the board they had. unit 0/1 are
+ * the primary channel's master/slave, 2/3 the secondary's. There is no
+ * firmware on a direct kernel boot to set the channels' IDE Decode Enable
+ * bits, so the controller powers on with them set. The machine opens the
+ * images (a CD read-only, an empty drive none) and the channels own them. */
+static int machine_ide_drives(struct machine *m, struct ide_drive_conf d[CONFIG_IDE_UNITS],
+			      char *err, size_t errlen)
+{
+	int ret = 0;
+
+	memset(d, 0, sizeof(*d) * CONFIG_IDE_UNITS);
+	for (unsigned i = 0; i < m->cfg->ndisks && !ret; i++) {
+		const struct config_disk *c = &m->cfg->disks[i];
+		struct ide_drive_conf *u;
+
+		if (c->bus != CONFIG_BUS_IDE || c->unit < 0 || c->unit >= CONFIG_IDE_UNITS)
+			continue;
+		u = &d[c->unit];
+		u->kind = c->media == CONFIG_MEDIA_CDROM ? IDE_CDROM : IDE_DISK;
+		if (c->blk.path)
+			ret = blk_open(&u->blk, &c->blk, err, errlen);
+	}
+	if (ret)
+		for (unsigned u = 0; u < CONFIG_IDE_UNITS; u++)
+			if (d[u].blk)
+				blk_close(d[u].blk);
+	return ret;
+}
+
+static int machine_create_ide(struct machine *m, char *err, size_t errlen)
+{
+	static const char *const names[2] = { "ide0", "ide1" };
+	struct ide_drive_conf d[CONFIG_IDE_UNITS];
+	struct piix_ide_conf pc = { .pio = &m->vm.pio, .decode_on = true };
+	int ret;
+
+	if (!m->piix3)
+		return 0;
+	ret = machine_ide_drives(m, d, err, errlen);
+	if (ret)
+		return ret;
+	m->irq_ide[0] = machine_irq(m, IDE_PRIMARY_IRQ);
+	m->irq_ide[1] = machine_irq(m, IDE_SECONDARY_IRQ);
+	for (unsigned c = 0; c < 2; c++) {
+		m->ide[c] = ide_channel_create(names[c], &m->irq_ide[c], &d[2 * c], err, errlen);
+		if (!m->ide[c]) {
+			for (unsigned u = 2 * c; u < CONFIG_IDE_UNITS; u++)
+				if (d[u].blk)
+					blk_close(d[u].blk);
+			return -EINVAL;
+		}
+		pc.ch[c] = m->ide[c];
+	}
+	m->piix_ide = piix_ide_create(&pc);
+	if (!m->piix_ide) {
+		snprintf(err, errlen, "out of memory creating the IDE controller");
+		return -ENOMEM;
+	}
+	ret = pci_host_add_fn(m->pci, piix3_pci(m->piix3), PIIX_SLOT, PIIX3_FN_ISA);
+	if (ret >= 0)
+		ret = pci_host_add_fn(m->pci, piix_ide_pci(m->piix_ide), PIIX_SLOT, PIIX3_FN_IDE);
+	if (ret < 0) {
+		snprintf(err, errlen, "PIIX3: cannot add 00:%02x: %s", PIIX_SLOT, strerror(-ret));
+		return ret;
+	}
+	return 0;
 }
 
 /* Synthetic network: one virtio-net function per --net, in the slots after
@@ -318,6 +415,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_create_devices(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_create_ide(m, err, errlen);
+	if (ret)
+		return ret;
 	ret = machine_create_storage(m, err, errlen);
 	if (ret)
 		return ret;
@@ -348,6 +448,10 @@ void machine_destroy(struct machine *m)
 	device_free(m->debug_exit);
 	device_free(m->post);
 	device_free(m->vscsi);
+	device_free(m->ide[0]);
+	device_free(m->ide[1]);
+	device_free(m->piix_ide);
+	device_free(m->piix3);
 	for (unsigned i = 0; i < m->nvnet; i++)
 		device_free(m->vnet[i]);
 	device_free(m->pci);

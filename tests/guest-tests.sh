@@ -473,6 +473,50 @@ if [ $do_linux = 1 ] && echo linux-vhd-rewrite | grep -Eq -- "$filter"; then
 	rm -f "$out"/vhd* "$out/vd0.orig"
 fi
 
+# ---- emulated IDE (issue 11) ----------------------------------------------
+# ide_images: in $out, id0.img (8 MiB, HOST-PATTERN-IDE at sector 7) and
+# icd.iso, 300 blocks of 2048 bytes shaped like ISO 9660 where the payload
+# and Linux look: a volume descriptor (CD001) at block 16, HOST-PATTERN-CD
+# at block 20.
+ide_images() {
+	dd if=/dev/zero of="$out/id0.img" bs=1M count=8 2>/dev/null
+	printf 'HOST-PATTERN-IDE' | dd of="$out/id0.img" bs=512 seek=7 conv=notrunc 2>/dev/null
+	dd if=/dev/zero of="$out/icd.iso" bs=2048 count=300 2>/dev/null
+	printf '\001CD001\001' | dd of="$out/icd.iso" bs=2048 seek=16 conv=notrunc 2>/dev/null
+	printf 'HOST-PATTERN-CD' | dd of="$out/icd.iso" bs=2048 seek=20 conv=notrunc 2>/dev/null
+}
+
+if [ $do_payloads = 1 ]; then
+	# The ring-3 driver (tests/guest/ide.c): ATA PIO/DMA on the primary
+	# master, ATAPI on the secondary master, hostile PRD tables and commands
+	# out of order; then the host file holds what the guest wrote.
+	ide_images
+	run_case payload-ide 1 "RESULT: PASS" "!FAIL" "^pci 00:01\.1 8086:7010 class 010180" \
+		"^pirq routes 80808080" "^disk model=\"KESTREL HARDDISK\" sectors=16384 " \
+		"^cd capacity 300 x 2048" "PASS: a table without End Of Table" \
+		"PASS: after hostile tables and commands out of order the disk works" -- \
+		--kernel "$P/ide.bin" --cmdline "sectors=16384 hostpat=1 cd=300" --timeout 60s \
+		--disk "path=$out/id0.img,bus=ide" --disk "path=$out/icd.iso,bus=ide,media=cdrom,unit=2"
+	file_case payload-ide-host-file-pio "$out/id0.img" 200 KESTREL-IDE-PIO-LBA200
+	file_case payload-ide-host-file-dma "$out/id0.img" 300 KESTREL-IDE-DMA-LBA300
+	# 48-bit LBA past 128 GiB on a 200 GiB sparse image; an empty CD drive.
+	if truncate -s 200G "$out/ibig.img" 2>/dev/null; then
+		run_case payload-ide-lba48 1 "RESULT: PASS" "!FAIL" "sectors=419430400 lba28=268435455" \
+			"PASS: READ DMA EXT reads it too" "PASS: empty drive: NOT READY, MEDIUM NOT PRESENT" -- \
+			--kernel "$P/ide.bin" --cmdline "sectors=419430400 big=1 hostile=0 cdempty=1" \
+			--timeout 60s --disk "path=$out/ibig.img,bus=ide" --disk "bus=ide,media=cdrom,unit=2"
+		file_case payload-ide-lba48-host-file "$out/ibig.img" 268435461 KESTREL-IDE-LBA48
+	fi
+	rm -f "$out/ibig.img"
+	# The same block layer as SCSI: the disk a dynamic VHD.
+	ide_images
+	"$KESTREL" vhd convert -q --to dynamic "$out/id0.img" "$out/id0.vhd"
+	run_case payload-ide-vhd 1 "RESULT: PASS" "!FAIL" "sectors=16384 " -- \
+		--kernel "$P/ide.bin" --cmdline "sectors=16384 hostpat=1 hostile=0" --timeout 60s \
+		--disk "path=$out/id0.vhd,bus=ide"
+	vhd_file_case payload-ide-vhd-file "$out/id0.vhd" 300 KESTREL-IDE-DMA-LBA300
+fi
+
 # ---- control socket, kestrel ctl, systemd, CI-rig mode (issue 5) --------------
 # Workers run in the background with their default control socket (named
 # after the case), driven through `kestrel ctl`; the checks are on what the

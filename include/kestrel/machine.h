@@ -13,6 +13,10 @@ struct machine {
 	const struct vm_config *cfg;
 	struct device *uart, *rtc, *i8042, *pm, *debug_exit, *post, *pci;
 	struct device *vscsi;    /* virtio-scsi controller, when there are SCSI disks */
+	/* PIIX3 (00:01.0) and its IDE controller (00:01.1) with channels
+	 * "ide0"/"ide1", when there are IDE drives */
+	struct device *piix3, *piix_ide, *ide[2];
+	struct irq_line irq_ide[2];
 	struct device *vnet[CONFIG_MAX_NETS];   /* virtio-net NICs, one per --net, "net0".. */
 	unsigned nvnet;
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
