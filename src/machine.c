@@ -117,7 +117,7 @@ static struct device *machine_pci_host(struct machine *m)
 static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 {
 	struct bus *pio = &m->vm.pio;
-	uint64_t low = m->vm.gm.r[0].size, high = m->vm.gm.nr > 1 ? m->vm.gm.r[1].size : 0;
+	uint64_t low = m->vm.gm.ram_low, high = m->vm.gm.ram_high;
 	int ret = 0;
 
 	m->irq_com1 = machine_irq(m, BOARD_IRQ_COM1);
@@ -131,6 +131,7 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	m->pm = acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns);
 	m->debug_exit = debug_exit_create(&m->vm.ctl);
 	m->post = sink_create("post");
+	m->bios_sink = sink_create("bios");
 	m->pci = machine_pci_host(m);
 
 	ret = ret ?: attach(pio, BOARD_PORT_COM1, 8, m->uart, 0, err, errlen);
@@ -293,7 +294,9 @@ static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 		.pci_mmio_end = BOARD_PCI_MMIO_END,
 		.intx = &m->pci_intx,
 	};
-	void *buf = gm_ptr(&m->vm.gm, BOARD_ACPI_BASE, BOARD_ACPI_SIZE);
+	/* The BIOS area is firmware's, not RAM the guest may DMA into: the
+	 * tables go into the RAM behind it (offset == address below 4 GiB). */
+	void *buf = gm_ram_ptr(&m->vm.gm, BOARD_ACPI_BASE, BOARD_ACPI_SIZE);
 	long n;
 
 	if (!buf)
@@ -304,6 +307,27 @@ static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 		return (int)n;
 	}
 	return 0;
+}
+
+/* The system BIOS segment read-only, as firmware leaves it after POST
+ * (i440FX PAM0 "read-only": reads from DRAM, writes forwarded to PCI, where
+ * nothing answers them): the guest's writes reach the "bios" sink, which
+ * drops them, and are counted (--stats). */
+static int machine_protect_bios(struct machine *m, char *err, size_t errlen)
+{
+	struct guest_mem *gm = &m->vm.gm;
+	int id = gm_slot_at(gm, BOARD_BIOS_SEGMENT), ret;
+
+	if (id < 0)
+		return 0; /* less than 1 MiB of RAM: no BIOS segment */
+	if (!m->bios_sink) {
+		snprintf(err, errlen, "out of memory creating devices");
+		return -ENOMEM;
+	}
+	ret = gm_slot_set_flags(gm, id, GM_SLOT_RAM | GM_SLOT_READONLY, m->bios_sink, 0);
+	if (ret)
+		snprintf(err, errlen, "write-protecting the BIOS segment: %s", strerror(-ret));
+	return ret;
 }
 
 static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
@@ -427,6 +451,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_write_acpi(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_protect_bios(m, err, errlen);
+	if (ret)
+		return ret;
 	ret = machine_load_kernel(m, err, errlen);
 	unmap_images(m);
 	return ret;
@@ -447,6 +474,7 @@ void machine_destroy(struct machine *m)
 	device_free(m->pm);
 	device_free(m->debug_exit);
 	device_free(m->post);
+	device_free(m->bios_sink);
 	device_free(m->vscsi);
 	device_free(m->ide[0]);
 	device_free(m->ide[1]);

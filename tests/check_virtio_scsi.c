@@ -290,6 +290,33 @@ START_TEST(counters_read_write_flush_error)
 }
 END_TEST
 
+/* Device DMA reaches the dirty log (live migration): a READ's data-in pages,
+ * written by the block layer straight into guest memory, are marked; a
+ * WRITE's data-out pages, which the device only reads, are not. */
+START_TEST(dirty_log_sees_read_data)
+{
+	uint64_t bm[RAM / 4096 / 64], page;
+	struct gm_slot_info ram;
+	uint8_t w[4096];
+	int id = gm_slot_at(&gm, DATA);
+
+	ck_assert_int_eq(gm_slot_get(&gm, id, &ram), 0);
+	page = (DATA - ram.gpa) / 4096;
+	memset(w, 0x5a, sizeof(w));
+	put(DATA, w, sizeof(w));
+	ck_assert_int_eq(gm_dirty_log_start(&gm), 0);
+	expect_good(rw10(true, 16, 8));
+	ck_assert_int_ge(gm_dirty_fetch(&gm, id, bm, RAM / 4096, true), 1);   /* header, response */
+	ck_assert(!(bm[page / 64] >> (page % 64) & 1));
+	expect_good(rw10(false, 16, 8));
+	ck_assert_int_ge(gm_dirty_fetch(&gm, id, bm, RAM / 4096, true), 2);
+	ck_assert(bm[page / 64] >> (page % 64) & 1);
+	get(DATA, w, sizeof(w));
+	ck_assert_uint_eq(w[4095], 0x5a);
+	gm_dirty_log_stop(&gm);
+}
+END_TEST
+
 /* What a driver probes and expects refused, and commands to a LUN the disk
  * is not, are not the disk's errors. */
 START_TEST(probes_and_other_luns_not_counted)
@@ -462,6 +489,7 @@ static Suite *vscsi_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, counters_read_write_flush_error);
+	tcase_add_test(tc, dirty_log_sees_read_data);
 	tcase_add_test(tc, probes_and_other_luns_not_counted);
 	tcase_add_test(tc, lookup_and_hot_remove);
 	tcase_add_test(tc, print_stats_per_disk);

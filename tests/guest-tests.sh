@@ -772,6 +772,107 @@ if [ $do_payloads = 1 ]; then
 	with_retry ctl_ci_case
 fi
 
+# ---- guest memory (issue 10) -----------------------------------------------
+# The payloads print the addresses of pages they (or their device) write and
+# keep writing them in rounds; the worker's dirty log, read through the
+# control socket, must list those pages and not a page written only before
+# logging started.
+
+# in_ranges FILE ADDR: a `dirty-log fetch --json` reply in FILE has ADDR's page.
+in_ranges() {
+	for r in $(grep -o '"gpa":"0x[0-9a-f]*","pages":[0-9]*' "$1" | sed 's/"gpa":"//; s/","pages":/:/'); do
+		rs=$((${r%:*}))
+		[ $(($2)) -ge $rs ] && [ $(($2)) -lt $((rs + ${r#*:} * 4096)) ] && return 0
+	done
+	return 1
+}
+# addr_of LOG KEY: the address the guest printed as KEY=0x...
+addr_of() { grep -o "$2=0x[0-9a-f]*" "$1" | head -n 1 | cut -d= -f2; }
+# rounds_after N NAME REGEX: wait until REGEX lines number more than N + 1
+# (so one whole round began after the count was taken).
+rounds_after() { wait_for 60 more_than "$out/$2.log" "$3" $(($1 + 1)); }
+# dirty_fetch NAME FILE REGEX: two rounds on, fetch the log into FILE.
+dirty_fetch() {
+	rounds_after "$(lines_of "$out/$1.log" "$3")" "$1" "$3" || echo "no round came" >>"$out/why"
+	ctl "$1" dirty-log fetch --json >"$2" 2>&1
+}
+# dirty_session NAME REGEX: once worker NAME's guest printed round 2 (a
+# REGEX line ending in 2), start the log and fetch it twice, each two rounds
+# on: NAME.d1, NAME.d2. Logging stays on.
+dirty_session() {
+	expect "the control socket never answered" wait_for 20 alive "$1"
+	expect "the guest never got to round 2" wait_for 60 has "$out/$1.log" "${2} 2$"
+	expect "dirty-log start failed" ctl "$1" dirty-log start
+	dirty_fetch "$1" "$out/$1.d1" "$2"
+	dirty_fetch "$1" "$out/$1.d2" "$2"
+}
+# dirty_in_both NAME WHAT ADDR: both fetches list ADDR's page.
+dirty_in_both() {
+	expect "first fetch: $2 $3 is missing" in_ranges "$out/$1.d1" "${3:-0}"
+	expect "second fetch: $2 $3 is missing" in_ranges "$out/$1.d2" "${3:-0}"
+}
+# stop_worker NAME: stop it, reap it, its log without CRs.
+stop_worker() {
+	ctl "$1" stop >/dev/null 2>&1
+	reap_worker $bg_pid 300
+	tr -d '\r' <"$out/$1.log" >"$out/$1.tmp" && mv "$out/$1.tmp" "$out/$1.log"
+}
+
+# mem.bin: the VGA window is a hole, the BIOS segment read-only (the
+# worker counts the 4 writes), and the page the guest keeps writing is in
+# the dirty log, twice (so clearing re-arms it), the quiet one never.
+mem_payload_case() {
+	n=mem-$$
+	case_begin payload-mem || return 0
+	bg_run "$n" --kernel "$P/mem.bin" --cmdline "hole=1 rounds=300 period_ms=100" --timeout 120s --stats
+	dirty_session "$n" "^mem: round"
+	ctl "$n" dirty-log start >/dev/null 2>"$out/e"
+	expect "a second start: not 'invalid-state'" has "$out/e" "\(invalid-state\)"
+	expect "dirty-log stop failed" ctl "$n" dirty-log stop
+	ctl "$n" dirty-log fetch >/dev/null 2>"$out/e"
+	expect "fetch after stop: not 'invalid-state'" has "$out/e" "\(invalid-state\)"
+	ctl "$n" stats --json >"$out/$n.stats" 2>&1
+	ctl "$n" query-vm --json >"$out/$n.vm" 2>&1
+	stop_worker "$n"
+	busy=$(addr_of "$out/$n.log" busy) quiet=$(addr_of "$out/$n.log" quiet)
+	expect "the guest printed no page addresses" [ -n "$busy" ] && [ -n "$quiet" ]
+	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
+	expect "no PASS for the VGA hole" has "$out/$n.log" "^PASS: VGA window is not RAM"
+	expect "no PASS for the read-only BIOS segment" has "$out/$n.log" "^PASS: BIOS segment is read-only"
+	expect "first fetch: no page count" has "$out/$n.d1" '"pages":[1-9]'
+	dirty_in_both "$n" "the busy page" "$busy"
+	expect "the quiet page $quiet is dirty" fails in_ranges "$out/$n.d1" "${quiet:-0}"
+	expect "stats: the 4 BIOS writes did not reach the device" has "$out/$n.stats" '"rom_writes":4[,}]'
+	expect "query-vm: the BIOS segment is not a read-only RAM slot" has "$out/$n.vm" \
+		'"name":"bios","gpa":"0xf0000","size":65536,"kind":"ram","readonly":true'
+	expect "query-vm: a slot covers the VGA window" fails grep -q '"gpa":"0xa0000"' "$out/$n.vm"
+	expect "--stats: no read-only write count" has "$out/$n.err" "read-only memory writes: bios@0xf0000=4$"
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.d1"
+}
+
+# vscsi.bin dirty=N: a READ lands in a page only the device writes, and the
+# device writes the used ring: KVM sees neither, the dirty log has both.
+mem_dma_case() {
+	n=memdma-$$
+	case_begin payload-mem-dma || return 0
+	vscsi_images
+	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "dirty=300 period_ms=100" --timeout 120s \
+		--disk "path=$out/vd0.img,bus=scsi"
+	dirty_session "$n" "^vscsi: dirty round"
+	stop_worker "$n"
+	dma=$(addr_of "$out/$n.log" dma) used=$(addr_of "$out/$n.log" used)
+	expect "the guest printed no page addresses" [ -n "$dma" ] && [ -n "$used" ]
+	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
+	dirty_in_both "$n" "the DMA page" "$dma"
+	dirty_in_both "$n" "the used ring" "$used"
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.d1"
+}
+
+if [ $do_payloads = 1 ]; then
+	with_retry mem_payload_case
+	with_retry mem_dma_case
+fi
+
 # The unit's ExecStart (READY=1 to a stand-in NOTIFY_SOCKET) and ExecStop
 # (ACPI power button, which busybox acpid in the guest turns into a clean
 # poweroff), taken from scripts/systemd/kestrel@.service.

@@ -367,6 +367,7 @@ static bool vnet_rx_hdr_fix(struct vnet_rxq *q, uint8_t *hdr, bool untagged_by_u
 static void vnet_rx_complete(struct vnet_rxq *q, struct virtq *vq, uint64_t len)
 {
 	unsigned k = 0, iovs = 0;
+	uint64_t total = len;
 
 	while (k < q->nheld && (len || k == 0)) {
 		uint32_t l = (uint32_t)MIN((uint64_t)q->held[k].len, len);
@@ -377,6 +378,8 @@ static void vnet_rx_complete(struct vnet_rxq *q, struct virtq *vq, uint64_t len)
 		q->held_len -= q->held[k].len;
 		k++;
 	}
+	/* The frame filled these chains' buffers in order from the first. */
+	vq_mark_written(vq, q->iov, iovs, total);
 	if (vq_push_batch(vq, q->used, k))
 		q->irq = true;
 	q->nheld -= k;
@@ -888,6 +891,7 @@ static void vnet_ctrl_serve(struct virtio_net *n)
 			vq_iov_read(e.iov, e.out_num, 0, cc, 2);
 			ack = vnet_ctrl_cmd(n, cc[0], cc[1], &(struct vnet_cmd){ &e, 2, e.out_len - 2 });
 			vq_iov_write(e.iov + e.out_num, e.in_num, 0, &ack, 1);
+			vq_mark_written(vq, e.iov + e.out_num, e.in_num, 1);
 			irq |= vq_push(vq, e.head, 1);
 		}
 		if (r < 0) {

@@ -35,6 +35,14 @@
 #define BOARD_PCI_MMIO_BASE 0xc0000000ULL  /* 32-bit BAR window: hole start .. IOAPIC */
 #define BOARD_PCI_MMIO_END  0xfec00000ULL
 
+/* Below 1 MiB, as on the PC/AT: the legacy VGA window is MMIO (its device
+ * traps it; a hole in guest RAM), and the system BIOS segment is read-only
+ * RAM, as firmware leaves it after POST (i440FX PAM0). */
+#define BOARD_VGA_WINDOW       0xa0000ULL
+#define BOARD_VGA_WINDOW_END   0xc0000ULL
+#define BOARD_BIOS_SEGMENT     0xf0000ULL
+#define BOARD_BIOS_SEGMENT_END 0x100000ULL
+
 /* Low memory used by the loaders and firmware tables. */
 #define BOARD_GDT_ADDR      0x500
 #define BOARD_BOOT_PARAMS   0x7000     /* zero page / PVH start_info / multiboot info */

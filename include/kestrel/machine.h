@@ -12,6 +12,7 @@ struct machine {
 	struct vm vm;
 	const struct vm_config *cfg;
 	struct device *uart, *rtc, *i8042, *pm, *debug_exit, *post, *pci;
+	struct device *bios_sink;   /* guest writes to the read-only BIOS segment */
 	struct device *vscsi;    /* virtio-scsi controller, when there are SCSI disks */
 	/* PIIX3 (00:01.0) and its IDE controller (00:01.1) with channels
 	 * "ide0"/"ide1", when there are IDE drives */

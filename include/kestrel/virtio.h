@@ -152,6 +152,12 @@ void vq_unpop(struct virtq *vq);
  * Returns whether the driver asked to be interrupted (2.6.7, 2.6.10:
  * used_event with EVENT_IDX, else VIRTQ_AVAIL_F_NO_INTERRUPT). */
 bool vq_push(struct virtq *vq, uint16_t head, uint32_t len) WARN_UNUSED;
+/* Before pushing a chain: the device wrote the first len bytes of its
+ * device-writable buffers (in, n: from the popped element, or a copy). KVM's
+ * dirty log sees only the guest's writes, so every device marks what it
+ * wrote here (live migration, see guest_mem.h); the rings vq_push and the
+ * notification calls write are marked by them. */
+void vq_mark_written(const struct virtq *vq, const struct iovec *in, unsigned n, uint64_t len);
 /* n used elements, published with one used->idx update (merged receive
  * buffers); same return as vq_push. */
 bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsigned n) WARN_UNUSED;

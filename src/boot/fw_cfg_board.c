@@ -20,8 +20,12 @@ int fw_cfg_ram_e820(const struct guest_mem *gm, struct e820_entry *out, int max)
 {
 	int n = 0;
 
-	for (int i = 0; i < gm->nr && n < max; i++)
-		out[n++] = (struct e820_entry){ gm->r[i].gpa, gm->r[i].size, E820_RAM };
+	/* As QEMU's etc/e820: RAM below the PCI hole as one range from 0 (the
+	 * firmware reserves its own areas below 1 MiB), then RAM from 4 GiB. */
+	if (n < max && gm->ram_low)
+		out[n++] = (struct e820_entry){ 0, gm->ram_low, E820_RAM };
+	if (n < max && gm->ram_high)
+		out[n++] = (struct e820_entry){ GM_HIGHMEM_BASE, gm->ram_high, E820_RAM };
 	return n;
 }
 

@@ -22,6 +22,7 @@ mkdir -p "$OUT"
 CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$SRC/include"
 # shellcheck disable=SC2086
 "$CLANG" $CFLAGS "$HERE/fuzz_virtqueue.c" "$SRC/devices/synthetic/virtqueue.c" "$SRC/src/vm/guest_mem.c" \
+	"$SRC/src/vm/guest_mem_dirty.c" "$SRC/src/vm/device.c" \
 	"$SRC/src/lib/util.c" -lpthread -o "$OUT/fuzz_virtqueue"
 # shellcheck disable=SC2086
 "$CLANG" $CFLAGS "$HERE/fuzz_scsi.c" "$SRC/devices/synthetic/scsi_disk.c" -o "$OUT/fuzz_scsi"

@@ -13,7 +13,9 @@
  * N requests, on target 0; "bench:" lines), barmove=1 (the BAR moves
  * instead of the other checks: the driver moves the device's BAR around the
  * PCI hole, above 4 GiB and back, and turns memory decode off and on, and
- * the device must answer only where the BAR is and keep working). */
+ * the device must answer only where the BAR is and keep working),
+ * dirty=N [period_ms=MS] (N rounds of device DMA into one page instead of
+ * the checks, for the host's dirty log; see dirty_rounds). */
 #include "virtio.h"
 
 #define VIRTIO_SCSI_MODERN 0x1048
@@ -689,6 +691,34 @@ static int bench(void)
 	return check_result(GUEST_EXIT_VSCSI);
 }
 
+/* dirty=N: N rounds of period_ms= (default 100), each a READ(10) of 8
+ * sectors of target 0 into a page nothing but the device writes. Prints
+ * "vscsi: dirty dma=0x... used=0x..." first, then "vscsi: dirty round R": the
+ * host's dirty log must hold the DMA page and the used ring's page, which
+ * only the device writes (KVM never sees those writes). */
+static uint8_t dmabuf[4096] __attribute__((aligned(4096)));
+
+static int dirty_rounds(uint64_t rounds)
+{
+	uint64_t period = mb_cmdline_uint("period_ms", 100);
+	struct cmd_resp r;
+	uint8_t cdb[10];
+	unsigned bad = 0;
+
+	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	gprintf("vscsi: dirty dma=%#lx used=%#lx\n", (uint64_t)(uintptr_t)dmabuf,
+		(uint64_t)(uintptr_t)vd.q[Q_REQ].used);
+	for (uint64_t n = 1; n <= rounds; n++) {
+		cdb10(cdb, 0x28, 0, 8);
+		if (!scsi_sync(0, cdb, 10, false, dmabuf, sizeof(dmabuf), &r) || !good(&r))
+			bad++;
+		gprintf("vscsi: dirty round %lu\n", n);
+		udelay(period * 1000);
+	}
+	check(bad == 0, "%lu READs into the DMA page, %u failed", rounds, bad);
+	return check_result(GUEST_EXIT_VSCSI);
+}
+
 int main(void)
 {
 	unsigned ndisks = (unsigned)mb_cmdline_uint("disks", 2);
@@ -717,6 +747,8 @@ int main(void)
 		check_barmove();
 		return check_result(GUEST_EXIT_VSCSI);
 	}
+	if (mb_cmdline_uint("dirty", 0))
+		return dirty_rounds(mb_cmdline_uint("dirty", 0));
 	/* First, while the VMM's hot-plug timers (counted from DRIVER_OK) run. */
 	if (mb_cmdline_uint("hotplug", 0))
 		check_hotplug();
