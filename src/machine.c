@@ -476,8 +476,11 @@ void machine_destroy(struct machine *m)
 	device_free(m->post);
 	device_free(m->bios_sink);
 	device_free(m->vscsi);
-	device_free(m->ide[0]);
-	device_free(m->ide[1]);
+	for (unsigned c = 0; c < 2; c++) {
+		if (m->ide[c] && m->cfg && m->cfg->stats)
+			ide_channel_print_stats(m->ide[c], 2 * c, stderr);
+		device_free(m->ide[c]);
+	}
 	device_free(m->piix_ide);
 	device_free(m->piix3);
 	for (unsigned i = 0; i < m->nvnet; i++)

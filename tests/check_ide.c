@@ -246,6 +246,56 @@ START_TEST(pio_string_io_bus)
 }
 END_TEST
 
+/* The counters behind `kestrel ctl stats`: commands that succeeded with
+ * their bytes, and the ones that ended in an error. */
+START_TEST(stats_count_commands)
+{
+	static uint8_t buf[4 * 512];
+	uint8_t cdb[12] = { 0x28, 0, 0, 0, 0, 3, 0, 0, 2 };   /* READ(10) of 2 blocks at 3 */
+	static uint8_t cd[2 * 2048];
+	struct ide_drive_stats st;
+	size_t got;
+
+	ck_assert_int_eq(ide_drive_get_stats(ch, 0, &st), 0);
+	ck_assert_int_eq(st.kind, IDE_DISK);
+	ck_assert(!st.readonly);
+	ck_assert_str_eq(st.path, path_of("disk.img"));
+	ck_assert_uint_eq(st.c.read_ops + st.c.write_ops + st.c.errors, 0);
+	select_dev(0);
+	tf28(0, 10, 2);
+	command(0x20);
+	pio_in(buf, 1024, 512, false);
+	tf28(0, 20, 3);
+	command(0x30);
+	pio_out(buf, 1536, 512);
+	prd(0, DMA_BUF, 4 * 512, true);
+	dma_read(30, 4, false);
+	expect_dma_ok();
+	command(0xe7);
+	expect_idle();
+	tf28(0, DISK_SECTORS, 1);                              /* past the end */
+	command(0x20);
+	ck_assert_int_eq(ide_drive_get_stats(ch, 0, &st), 0);
+	ck_assert_uint_eq(st.c.read_ops, 2);
+	ck_assert_uint_eq(st.c.read_bytes, 6 * 512);
+	ck_assert_uint_eq(st.c.write_ops, 1);
+	ck_assert_uint_eq(st.c.write_bytes, 3 * 512);
+	ck_assert_uint_eq(st.c.flush_ops, 1);
+	ck_assert_uint_eq(st.c.errors, 1);
+	/* The CD: a read, and one past the end of the medium. */
+	ck_assert_uint_eq(packet(cdb, 0, cd, sizeof(cd), &got) & ST_ERR, 0);
+	cdb[5] = CD_BLOCKS;
+	ck_assert_uint_eq(packet(cdb, 0, cd, sizeof(cd), &got) & ST_ERR, ST_ERR);
+	ck_assert_int_eq(ide_drive_get_stats(ch, 1, &st), 0);
+	ck_assert_int_eq(st.kind, IDE_CDROM);
+	ck_assert(st.readonly);
+	ck_assert_uint_eq(st.c.read_ops, 1);
+	ck_assert_uint_eq(st.c.read_bytes, 2 * 2048);
+	ck_assert_uint_eq(st.c.errors, 1);
+	ck_assert_int_eq(ide_drive_get_stats(ch, 2, &st), -ENODEV);
+}
+END_TEST
+
 START_TEST(lba48_past_128g)
 {
 	const uint64_t sectors = GiB(200) / 512, lba = (1ULL << 28) + 5;
@@ -1032,6 +1082,7 @@ static Suite *ide_suite(void)
 	tcase_add_test(ata, pio_multiple);
 	tcase_add_test(ata, pio_requests_batched);
 	tcase_add_test(ata, pio_string_io_bus);
+	tcase_add_test(ata, stats_count_commands);
 	tcase_add_test(ata, lba48_past_128g);
 	tcase_add_test(ata, chs_addressing);
 	tcase_add_test(ata, errors_and_misc_commands);

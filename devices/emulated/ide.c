@@ -685,6 +685,39 @@ fail:
 	return NULL;
 }
 
+int ide_drive_get_stats(struct device *dev, unsigned unit, struct ide_drive_stats *out)
+{
+	struct ide_channel *ch = to_ch(dev);
+	const struct ide_drive *d;
+
+	if (unit > 1 || !ide_present(&ch->drive[unit]))
+		return -ENODEV;
+	pthread_mutex_lock(&dev->lock);
+	d = &ch->drive[unit];
+	out->c = d->st;
+	out->kind = d->kind;
+	out->readonly = d->kind == IDE_CDROM || (d->blk && d->blk->readonly);
+	snprintf(out->path, sizeof(out->path), "%s", d->blk && d->blk->path ? d->blk->path : "");
+	pthread_mutex_unlock(&dev->lock);
+	return 0;
+}
+
+void ide_channel_print_stats(struct device *dev, unsigned first_unit, FILE *f)
+{
+	static struct ide_drive_stats st;     /* 4 KiB of path: not on the stack */
+
+	for (unsigned u = 0; u < 2; u++) {
+		if (ide_drive_get_stats(dev, u, &st))
+			continue;
+		fprintf(f, "kestrel: stats: ide unit%u %s path=%s read_ops=%llu read_bytes=%llu "
+			"write_ops=%llu write_bytes=%llu flush_ops=%llu errors=%llu\n", first_unit + u,
+			st.kind == IDE_CDROM ? "cdrom" : "disk", st.path,
+			(unsigned long long)st.c.read_ops, (unsigned long long)st.c.read_bytes,
+			(unsigned long long)st.c.write_ops, (unsigned long long)st.c.write_bytes,
+			(unsigned long long)st.c.flush_ops, (unsigned long long)st.c.errors);
+	}
+}
+
 static struct ide_drive *ide_cd_at(struct ide_channel *ch, unsigned unit)
 {
 	return unit < 2 && ch->drive[unit].kind == IDE_CDROM ? &ch->drive[unit] : NULL;
