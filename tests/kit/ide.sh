@@ -6,13 +6,14 @@
 # channel and device as libata numbers them: p0/p1 the primary master/slave
 # (ata1.00/ata1.01), s0/s1 the secondary's (ata2.00/ata2.01).
 #   kestrel.ide_drives=p0,p1,s0   the drives to wait for (default p0)
-#   kestrel.ide_bench=1           the disk benchmark instead (scripts/bench/ide.sh):
-#                                 fio-less dd runs on p0, "bench:" lines
+#   kestrel.ide_cdwait=1          then wait for a medium to come into s0 (the
+#                                 host's cdrom-change) and to go (cdrom-eject)
 # Lines: "ide: bound BDF", "ide: D sdX|srX size=SECTORS model=..", "ide: D
 # mode=<the transfer mode libata configured>", "ide: read D: <text>" (sector
 # 7 of a disk, block 20 of a CD, written by the host), "ide: wrote D" after
 # writing KESTREL-LINUX-IDE-D at sector 100 (then fsync), "ide: read back D:
-# <text>", "ide: done".
+# <text>", "ide: s0 new medium size=SECTORS: <text>", "ide: s0 medium gone",
+# "ide: done".
 . "${0%/*}/lib.sh" # arg, wait_for
 text() { tr -dc 'A-Za-z0-9-' | head -c 40; }
 
@@ -68,4 +69,19 @@ for d in $(arg kestrel.ide_drives p0 | tr ',' ' '); do
 		;;
 	esac
 done
+# sr re-reads the medium's state when the device is opened (no polling).
+cd_block20() { dd if=/dev/$1 bs=2048 skip=20 count=1 2>/dev/null | text; }
+if [ "$(arg kestrel.ide_cdwait 0)" = 1 ] && cd=$(drive_of s0); then
+	echo "ide: s0 waiting for a medium"
+	if wait_for "[ -n \"\$(cd_block20 $cd)\" ]" 120; then
+		echo "ide: s0 new medium size=$(cat /sys/block/$cd/size): $(cd_block20 $cd)"
+		if wait_for "[ -z \"\$(cd_block20 $cd)\" ]" 120; then
+			echo "ide: s0 medium gone"
+		else
+			echo "ide: s0 medium still there"
+		fi
+	else
+		echo "ide: s0 no medium came"
+	fi
+fi
 echo "ide: done"
