@@ -51,8 +51,11 @@ for d in $(arg kestrel.ide_drives p0 | tr ',' ' '); do
 	echo "ide: $d $dev size=$(cat /sys/block/$dev/size) model=$(tr -s ' ' _ </sys/block/$dev/device/model)"
 	n=${d#?}
 	[ "${d%?}" = p ] && a=1 || a=2
-	mode=$(dmesg | grep -o "ata$a\.0$n: configured for [A-Z0-9]*" | tail -n 1)
-	echo "ide: $d mode=${mode##* }"
+	mode=$(dmesg | grep "ata$a\.0$n: configured for" | tail -n 1)
+	mode=${mode##* }
+	echo "ide: $d mode=$mode"
+	[ -n "$mode" ] || dmesg | grep -E "ata$a" | sed 's/^/ide: dmesg: /'
+
 	case "$dev" in
 	sr*)
 		echo "ide: read $d: $(dd if=/dev/$dev bs=2048 skip=20 count=1 2>/dev/null | text)"
