@@ -576,6 +576,7 @@ static void ide_destroy(struct device *dev)
 static const struct dev_ops ide_ops = {
 	.name = "ide",
 	.reset = ide_reset,
+	.quiesce = ide_channel_drain,
 	.read = ide_read,
 	.write = ide_write,
 	.save = ide_save,

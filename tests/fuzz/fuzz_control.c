@@ -289,6 +289,11 @@ static void configure(uint8_t shape)
 	}
 }
 
+struct device *machine_find_device(struct machine *m, const char *id)
+{
+	return dev_list_find(&m->devs, id);
+}
+
 /* A freshly created machine as machine_create leaves it for control_vm. */
 static void machine_boot(uint8_t shape)
 {
@@ -305,14 +310,18 @@ static void machine_boot(uint8_t shape)
 	vm->mmio = (struct bus){ .name = "mmio" };
 	pthread_rwlock_init(&vm->pio.lock, NULL);
 	pthread_rwlock_init(&vm->mmio.lock, NULL);
-	machine.pm = &fake.pm;
+	/* The registry's ids (docs/devices.md), as machine_create registers them. */
+	CHECK(dev_list_add(&machine.devs, &fake.pm, "pm") == 0);
 	if (shape & 2)
-		machine.vscsi = &fake.scsi;
+		CHECK(dev_list_add(&machine.devs, &fake.scsi, "scsi0") == 0);
 	if (shape & 64)
-		machine.ide[1] = &fake.ide;
-	machine.nvnet = (shape >> 2) & 3;
-	for (unsigned i = 0; i < machine.nvnet; i++)
-		machine.vnet[i] = &fake.net[i];
+		CHECK(dev_list_add(&machine.devs, &fake.ide, "ide1") == 0);
+	for (unsigned i = 0; i < ((shape >> 2) & 3u); i++) {
+		char id[DEV_ID_MAX];
+
+		snprintf(id, sizeof(id), "net%u", i);
+		CHECK(dev_list_add(&machine.devs, &fake.net[i], id) == 0);
+	}
 	/* The configured disks come back with every boot. */
 	if (shape & 16)
 		for (unsigned i = 0; i < 2; i++)
