@@ -8,8 +8,9 @@
 #   kestrel.ide_drives=p0,p1,s0   the drives to wait for (default p0)
 #   kestrel.ide_cdwait=1          then wait for a medium to come into s0 (the
 #                                 host's cdrom-change) and to go (cdrom-eject)
-# Lines: "ide: bound BDF", "ide: D sdX|srX size=SECTORS model=..", "ide: D
-# mode=<the transfer mode libata configured>", "ide: read D: <text>" (sector
+# Lines: "ide: bound BDF", "ide: ataN: PATA max .. cmd .. ctl .. bmdma .. irq
+# N" (libata's port lines), "ide: D sdX|srX size=SECTORS model=..", "ide: D
+# mode=<the transfer mode libata configured (sysfs xfer_mode)>", "ide: read D: <text>" (sector
 # 7 of a disk, block 20 of a CD, written by the host), "ide: wrote D" after
 # writing KESTREL-LINUX-IDE-D at sector 100 (then fsync), "ide: read back D:
 # <text>", "ide: s0 new medium size=SECTORS: <text>", "ide: s0 medium gone",
@@ -40,6 +41,8 @@ else
 	echo "ide: ata_piix bound nothing"
 fi
 
+# The ports as libata found them: legacy ports, bus-master base, IRQ.
+dmesg | grep -E 'ata[12]: PATA ' | sed 's/^\[[^]]*\] */ide: /'
 for d in $(arg kestrel.ide_drives p0 | tr ',' ' '); do
 	if ! wait_for "drive_of $d >/dev/null" 60; then
 		echo "ide: $d did not appear"
@@ -51,10 +54,7 @@ for d in $(arg kestrel.ide_drives p0 | tr ',' ' '); do
 	echo "ide: $d $dev size=$(cat /sys/block/$dev/size) model=$(tr -s ' ' _ </sys/block/$dev/device/model)"
 	n=${d#?}
 	[ "${d%?}" = p ] && a=1 || a=2
-	mode=$(dmesg | grep "ata$a\.0$n: configured for" | tail -n 1)
-	mode=${mode##* }
-	echo "ide: $d mode=$mode"
-	[ -n "$mode" ] || dmesg | grep -E "ata$a" | sed 's/^/ide: dmesg: /'
+	echo "ide: $d mode=$(cat /sys/class/ata_device/dev$a.$n/xfer_mode 2>/dev/null)"
 
 	case "$dev" in
 	sr*)
