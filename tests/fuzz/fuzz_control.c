@@ -103,6 +103,11 @@ void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code)
 	}
 }
 
+struct device *machine_find_device(struct machine *m, const char *id)
+{
+	return dev_list_find(&m->devs, id);
+}
+
 void vm_get_stats(struct vm *vm, struct vm_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -289,11 +294,6 @@ static void configure(uint8_t shape)
 	}
 }
 
-struct device *machine_find_device(struct machine *m, const char *id)
-{
-	return dev_list_find(&m->devs, id);
-}
-
 /* A freshly created machine as machine_create leaves it for control_vm. */
 static void machine_boot(uint8_t shape)
 {
@@ -310,14 +310,14 @@ static void machine_boot(uint8_t shape)
 	vm->mmio = (struct bus){ .name = "mmio" };
 	pthread_rwlock_init(&vm->pio.lock, NULL);
 	pthread_rwlock_init(&vm->mmio.lock, NULL);
-	/* The registry's ids (docs/devices.md), as machine_create registers them. */
+	/* The devices control_vm looks up by id, as machine_create registers them. */
 	CHECK(dev_list_add(&machine.devs, &fake.pm, "pm") == 0);
 	if (shape & 2)
 		CHECK(dev_list_add(&machine.devs, &fake.scsi, "scsi0") == 0);
 	if (shape & 64)
 		CHECK(dev_list_add(&machine.devs, &fake.ide, "ide1") == 0);
 	for (unsigned i = 0; i < ((shape >> 2) & 3u); i++) {
-		char id[DEV_ID_MAX];
+		char id[8];
 
 		snprintf(id, sizeof(id), "net%u", i);
 		CHECK(dev_list_add(&machine.devs, &fake.net[i], id) == 0);
