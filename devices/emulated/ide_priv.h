@@ -236,6 +236,11 @@ struct ide_channel {
 	struct ide_dma dma;
 	struct ide_bm bm;
 	pthread_cond_t idle;    /* io.busy went false */
+	/* The channel's I/O thread submits its block requests (ide.c,
+	 * ide_io_submit): a vCPU only queues them. Under the device lock. */
+	pthread_t io_thread;
+	pthread_cond_t io_kick;
+	bool io_thread_on, io_queued, io_stop;
 	unsigned warned;        /* IDE_WARN_* said once already */
 };
 

@@ -26,8 +26,11 @@
  *
  * Threads: register accesses come with the channel's device lock held (the
  * bus takes it). Block requests are asynchronous: a command that needs the
- * disk sets BSY, submits through blk_submit and returns; the completion runs
- * on a block-layer thread, takes the same lock, sets DRQ or the final status
+ * disk sets BSY and queues the request for the channel's I/O thread
+ * ("ide0-io", a SANDBOX_IO thread of a channel with drives), which submits
+ * it through blk_submit; the vCPU returns at once and makes no block-layer
+ * system call. The completion runs on a block-layer thread (which submits a
+ * DMA's next chunk itself), takes the same lock, sets DRQ or the final status
  * and raises the interrupt. One block request per channel is in flight at a
  * time (IDE has no overlapped commands here). PIO goes to the disk 64 KiB at
  * a time (read ahead / collected writes), DMA straight between guest RAM and
