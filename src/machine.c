@@ -17,7 +17,9 @@
 #include "kestrel/byteorder.h"
 #include "kestrel/devices.h"
 #include "kestrel/fw_cfg.h"
+#include "kestrel/ide.h"
 #include "kestrel/machine.h"
+#include "kestrel/piix.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
@@ -97,8 +99,20 @@ static int attach(struct machine *m, uint64_t base, uint64_t len, const char *id
 	return ret;
 }
 
+static bool machine_has_ide(const struct vm_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		if (cfg->disks[i].bus == CONFIG_BUS_IDE)
+			return true;
+	return false;
+}
+
 /* Bus 0 on the VM's buses and RAM; its INTx lines through the board's one
- * routing table, which the DSDT's _PRT is built from too. */
+ * routing table, which the DSDT's _PRT is built from too. With a PIIX3 (an
+ * IDE drive is configured: the PC southbridge comes with its IDE), the
+ * table is the PIIX3 board's: four links PIRQA-D on GSIs 16-19, and the
+ * bridge's route registers add the PIC-mode ISA IRQs (kestrel/piix.h).
+ * Without one the board stays as it was: eight links on GSIs 16-23. */
 static struct device *machine_pci_host(struct machine *m)
 {
 	struct pci_board board = {
@@ -106,8 +120,19 @@ static struct device *machine_pci_host(struct machine *m)
 		.irq_set = vm_irq_set, .irq_opaque = &m->vm, .intx = &m->pci_intx,
 	};
 
-	if (pci_intx_swizzle(&m->pci_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE))
+	if (machine_has_ide(m->cfg)) {
+		struct piix3_conf pc = { .irq_set = vm_irq_set, .irq_opaque = &m->vm,
+					 .pirq_gsi_base = BOARD_PCI_INTX_GSI_BASE };
+
+		m->piix3 = piix3_create(&pc);
+		if (!m->piix3)
+			return NULL;
+		piix3_intx_routing(&m->pci_intx, BOARD_PCI_INTX_GSI_BASE);
+		board.irq_set = piix3_intx_set;
+		board.irq_opaque = m->piix3;
+	} else if (pci_intx_swizzle(&m->pci_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE)) {
 		return NULL;
+	}
 	return pci_host_create(&board);
 }
 
@@ -220,6 +245,104 @@ static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 	ret = virtio_scsi_new(MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
 			      m->cfg->stats, &model, err, errlen);
 	return ret ?: machine_add_virtio(m, &model, MACHINE_SLOT_VIRTIO_SCSI, "scsi0", err, errlen);
+}
+
+/* Emulated storage: the PIIX3's IDE controller at 00:01.1 (the bridge at
+ * 00:01.0) with both channels in compatibility mode, 0x1F0/0x3F6 on IRQ 14
+ * and 0x170/0x376 on IRQ 15 (ISA edge interrupts), only when a --disk
+ * bus=ide is given so that other VMs keep the board they had. unit 0/1 are
+ * the primary channel's master/slave, 2/3 the secondary's. There is no
+ * firmware on a direct kernel boot to set the channels' IDE Decode Enable
+ * bits, so the controller powers on with them set. The machine opens the
+ * images (a CD read-only, an empty drive none) and the channels own them. */
+static int machine_ide_drives(struct machine *m, struct ide_drive_conf d[CONFIG_IDE_UNITS],
+			      char *err, size_t errlen)
+{
+	int ret = 0;
+
+	memset(d, 0, sizeof(*d) * CONFIG_IDE_UNITS);
+	for (unsigned i = 0; i < m->cfg->ndisks && !ret; i++) {
+		const struct config_disk *c = &m->cfg->disks[i];
+		struct ide_drive_conf *u;
+
+		if (c->bus != CONFIG_BUS_IDE || c->unit < 0 || c->unit >= CONFIG_IDE_UNITS)
+			continue;
+		u = &d[c->unit];
+		u->kind = c->media == CONFIG_MEDIA_CDROM ? IDE_CDROM : IDE_DISK;
+		if (c->blk.path)
+			ret = blk_open(&u->blk, &c->blk, err, errlen);
+	}
+	if (ret)
+		for (unsigned u = 0; u < CONFIG_IDE_UNITS; u++)
+			if (d[u].blk)
+				blk_close(d[u].blk);
+	return ret;
+}
+
+/* The channels and the controller, registered as "piix3-ide", "ide0",
+ * "ide1" (after the bridge "piix3", so quiesce and destroy take the
+ * channels first). ch[]: channels not registered yet, freed on failure. */
+static int machine_add_ide(struct machine *m, struct ide_drive_conf d[CONFIG_IDE_UNITS],
+			   char *err, size_t errlen)
+{
+	static const char *const ids[2] = { "ide0", "ide1" };
+	static const uint32_t irqs[2] = { IDE_PRIMARY_IRQ, IDE_SECONDARY_IRQ };
+	struct piix_ide_conf pc = { .pio = &m->vm.pio, .decode_on = true };
+	struct device *ide;
+	int ret = 0;
+
+	for (unsigned c = 0; c < 2 && !ret; c++) {
+		struct irq_line irq = machine_irq(m, irqs[c]);
+
+		pc.ch[c] = ide_channel_create(ids[c], &irq, &d[2 * c], err, errlen);
+		if (!pc.ch[c]) {
+			for (unsigned u = 2 * c; u < CONFIG_IDE_UNITS; u++)
+				if (d[u].blk)
+					blk_close(d[u].blk);
+			ret = -EINVAL;
+		}
+	}
+	ide = ret ? NULL : piix_ide_create(&pc);
+	ret = ret ?: machine_add(m, ide, "piix3-ide", err, errlen);
+	for (unsigned c = 0; c < 2; c++) {
+		struct device *ch = pc.ch[c];
+
+		if (ch && !ret)
+			ret = machine_add(m, ch, ids[c], err, errlen);   /* frees it on failure */
+		else if (ch)
+			ch->ops->destroy(ch);
+	}
+	ret = ret ?: pci_host_add_fn(machine_find_device(m, "pci-host"), piix_ide_pci(ide),
+				     PIIX_SLOT, PIIX3_FN_IDE);
+	if (ret < 0 && !err[0])
+		snprintf(err, errlen, "PIIX3 IDE: cannot add 00:%02x.%d: %s", PIIX_SLOT, PIIX3_FN_IDE,
+			 strerror(-ret));
+	return ret < 0 ? ret : 0;
+}
+
+static int machine_create_ide(struct machine *m, char *err, size_t errlen)
+{
+	struct ide_drive_conf d[CONFIG_IDE_UNITS];
+	struct device *isa = m->piix3;
+	int ret;
+
+	if (!isa)
+		return 0;
+	m->piix3 = NULL;
+	err[0] = '\0';
+	ret = machine_add(m, isa, "piix3", err, errlen);
+	if (!ret) {
+		ret = pci_host_add_fn(machine_find_device(m, "pci-host"), piix3_pci(isa), PIIX_SLOT,
+				      PIIX3_FN_ISA);
+		if (ret < 0) {
+			snprintf(err, errlen, "PIIX3: cannot add 00:%02x.0: %s", PIIX_SLOT,
+				 strerror(-ret));
+			return ret;
+		}
+		ret = 0;
+	}
+	ret = ret ?: machine_ide_drives(m, d, err, errlen);
+	return ret ?: machine_add_ide(m, d, err, errlen);
 }
 
 /* Synthetic network: one virtio-net function per --net, in the slots after
@@ -553,6 +676,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_create_devices(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_create_ide(m, err, errlen);
+	if (ret)
+		return ret;
 	ret = machine_create_storage(m, err, errlen);
 	if (ret)
 		return ret;
@@ -580,6 +706,14 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 void machine_destroy(struct machine *m)
 {
 	vm_stop_vcpus(&m->vm);
+	for (unsigned c = 0; m->cfg && m->cfg->stats && c < 2; c++) {
+		struct device *ch = machine_find_device(m, c ? "ide1" : "ide0");
+
+		if (ch)
+			ide_channel_print_stats(ch, 2 * c, stderr);
+	}
+	if (m->piix3)                   /* created, never registered (the host failed) */
+		m->piix3->ops->destroy(m->piix3);
 	/* Reverse order: the PCI functions go before the host they sit on,
 	 * every device before the VM whose fds and memory it uses. */
 	dev_list_destroy(&m->devs);

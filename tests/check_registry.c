@@ -15,6 +15,8 @@
 
 #include "kestrel/devices.h"
 #include "kestrel/fw_cfg.h"
+#include "kestrel/pci.h"
+#include "kestrel/piix.h"
 #include "kestrel/state.h"
 #include "fake_board.h"
 
@@ -337,6 +339,20 @@ static struct device *make_pci_host(void)
 	return pci_host_create(NULL);
 }
 
+static struct device *make_piix3(void)
+{
+	struct piix3_conf c = { .pirq_gsi_base = 16 };
+
+	return piix3_create(&c);
+}
+
+static struct device *make_piix_ide(void)
+{
+	struct piix_ide_conf c = { .decode_on = true };
+
+	return piix_ide_create(&c);
+}
+
 /* Guest writes that move a device off its power-on state, so that a round
  * trip carries something. */
 static void stir_uart(struct device *d)
@@ -387,6 +403,19 @@ static void stir_pci_host(struct device *d)
 	dev_wr(d, 0, 0, 4, 0x80000004);   /* COMMAND */
 }
 
+static void stir_piix3(struct device *d)
+{
+	pci_cfg_write(piix3_pci(d), 0x60, 4, 0x0b0a8a80);   /* PIRQ routes */
+	pci_cfg_write(piix3_pci(d), 0x4c, 1, 0x12);
+}
+
+static void stir_piix_ide(struct device *d)
+{
+	pci_cfg_write(piix_ide_pci(d), 0x20, 4, 0xc041);    /* BMIBA */
+	pci_cfg_write(piix_ide_pci(d), 0x40, 4, 0x80a3e307);
+	pci_cfg_write(piix_ide_pci(d), PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+}
+
 struct board_case {
 	const char *id;
 	struct device *(*make)(void);
@@ -404,6 +433,8 @@ static const struct board_case board[] = {
 	{ "pci-host", make_pci_host, stir_pci_host, 12 },
 	{ "debugcon", make_debugcon, NULL, 12 },
 	{ "fw-cfg", make_fw_cfg, stir_fw_cfg, 12 },
+	{ "piix3", make_piix3, stir_piix3, 12 },
+	{ "piix3-ide", make_piix_ide, stir_piix_ide, 12 },
 };
 
 START_TEST(test_board_device_state)

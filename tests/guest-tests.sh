@@ -483,6 +483,78 @@ if [ $do_linux = 1 ] && echo linux-vhd-rewrite | grep -Eq -- "$filter"; then
 	rm -f "$out"/vhd* "$out/vd0.orig"
 fi
 
+# ---- emulated IDE (issue 11) ----------------------------------------------
+# ide_images: in $out, id0.img (8 MiB, HOST-PATTERN-IDE at sector 7) and
+# icd.iso, 300 blocks of 2048 bytes shaped like ISO 9660 where the payload
+# and Linux look: a volume descriptor (CD001) at block 16, HOST-PATTERN-CD
+# at block 20.
+ide_images() {
+	dd if=/dev/zero of="$out/id0.img" bs=1M count=8 2>/dev/null
+	printf 'HOST-PATTERN-IDE' | dd of="$out/id0.img" bs=512 seek=7 conv=notrunc 2>/dev/null
+	dd if=/dev/zero of="$out/icd.iso" bs=2048 count=300 2>/dev/null
+	printf '\001CD001\001' | dd of="$out/icd.iso" bs=2048 seek=16 conv=notrunc 2>/dev/null
+	printf 'HOST-PATTERN-CD' | dd of="$out/icd.iso" bs=2048 seek=20 conv=notrunc 2>/dev/null
+}
+
+if [ $do_payloads = 1 ]; then
+	# The ring-3 driver (tests/guest/ide.c): ATA PIO/DMA on the primary
+	# master, ATAPI on the secondary master, hostile PRD tables and commands
+	# out of order; then the host file holds what the guest wrote.
+	ide_images
+	run_case payload-ide 1 "RESULT: PASS" "!FAIL" "^pci 00:01\.1 8086:7010 class 010180" \
+		"^pirq routes 80808080" "^disk model=\"KESTREL HARDDISK\" sectors=16384 " \
+		"^cd capacity 300 x 2048" "PASS: a table without End Of Table" \
+		"PASS: after hostile tables and commands out of order the disk works" -- \
+		--kernel "$P/ide.bin" --cmdline "sectors=16384 hostpat=1 cd=300" --timeout 60s \
+		--disk "path=$out/id0.img,bus=ide" --disk "path=$out/icd.iso,bus=ide,media=cdrom,unit=2"
+	file_case payload-ide-host-file-pio "$out/id0.img" 200 KESTREL-IDE-PIO-LBA200
+	file_case payload-ide-host-file-dma "$out/id0.img" 300 KESTREL-IDE-DMA-LBA300
+	# 48-bit LBA past 128 GiB on a 200 GiB sparse image; an empty CD drive.
+	if truncate -s 200G "$out/ibig.img" 2>/dev/null; then
+		run_case payload-ide-lba48 1 "RESULT: PASS" "!FAIL" "sectors=419430400 lba28=268435455" \
+			"PASS: READ DMA EXT reads it too" "PASS: empty drive: NOT READY, MEDIUM NOT PRESENT" -- \
+			--kernel "$P/ide.bin" --cmdline "sectors=419430400 big=1 hostile=0 cdempty=1" \
+			--timeout 60s --disk "path=$out/ibig.img,bus=ide" --disk "bus=ide,media=cdrom,unit=2"
+		file_case payload-ide-lba48-host-file "$out/ibig.img" 268435461 KESTREL-IDE-LBA48
+	fi
+	rm -f "$out/ibig.img"
+	# The same block layer as SCSI: the disk a dynamic VHD.
+	ide_images
+	"$KESTREL" vhd convert -q --to dynamic "$out/id0.img" "$out/id0.vhd"
+	run_case payload-ide-vhd 1 "RESULT: PASS" "!FAIL" "sectors=16384 " -- \
+		--kernel "$P/ide.bin" --cmdline "sectors=16384 hostpat=1 hostile=0" --timeout 60s \
+		--disk "path=$out/id0.vhd,bus=ide"
+	vhd_file_case payload-ide-vhd-file "$out/id0.vhd" 300 KESTREL-IDE-DMA-LBA300
+fi
+
+if [ $do_linux = 1 ]; then
+	# Debian's ata_piix binds 00:01.1 and uses DMA; sd sees a raw disk
+	# (primary master, 8 MiB) and a dynamic VHD (primary slave, 16 MiB), sr
+	# the CD (secondary master, 300 blocks = 1200 sectors); each reads what
+	# the host wrote, and what the guest writes reaches the host files
+	# (tests/kit/ide.sh).
+	ide_images
+	dd if=/dev/zero of="$out/id1.raw" bs=1M count=16 2>/dev/null
+	printf 'HOST-PATTERN-VHD' | dd of="$out/id1.raw" bs=512 seek=7 conv=notrunc 2>/dev/null
+	rm -f "$out/id1.vhd"
+	"$KESTREL" vhd convert -q --to dynamic "$out/id1.raw" "$out/id1.vhd"
+	rm -f "$out/id1.raw"
+	kit_tests_initrd "$out/initrd-kit-tests.gz"
+	run_case linux-ide 0 "^ide: bound 0000:00:01\.1" "^ide: p0 sd[a-z] size=16384 model=KESTREL_HARDDISK" \
+		"^ide: ata1: PATA max MWDMA2 cmd 0x1f0 ctl 0x3f6 bmdma 0x[0-9a-f]+ irq 14" \
+		"^ide: ata2: PATA max MWDMA2 cmd 0x170 ctl 0x376 bmdma 0x[0-9a-f]+ irq 15" \
+		"^ide: p1 sd[a-z] size=32768 " "^ide: s0 sr[0-9] size=1200 model=VIRTUAL_DVD-ROM" \
+		"^ide: p0 mode=(XFER_MW_DMA_2|MWDMA2)$" "^ide: read p0: HOST-PATTERN-IDE" "^ide: read p1: HOST-PATTERN-VHD" \
+		"^ide: read s0: HOST-PATTERN-CD" "^ide: read back p0: KESTREL-LINUX-IDE-P0" \
+		"^ide: read back p1: KESTREL-LINUX-IDE-P1" "^ide: done" "KESTREL-GUEST-POWEROFF" -- \
+		--kernel "$KIT/vmlinux" --initrd "$out/initrd-kit-tests.gz" --cpus 2 --mem 512M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=ata_piix,sd_mod,sr_mod kestrel.run=ide kestrel.ide_drives=p0,p1,s0" \
+		--disk "path=$out/id0.img,bus=ide" --disk "path=$out/id1.vhd,bus=ide,unit=1" \
+		--disk "path=$out/icd.iso,bus=ide,media=cdrom,unit=2"
+	file_case linux-ide-host-file "$out/id0.img" 100 KESTREL-LINUX-IDE-P0
+	vhd_file_case linux-ide-vhd-file "$out/id1.vhd" 100 KESTREL-LINUX-IDE-P1
+fi
+
 # ---- control socket, kestrel ctl, systemd, CI-rig mode (issue 5) --------------
 # Workers run in the background with their default control socket (named
 # after the case), driven through `kestrel ctl`; the checks are on what the
@@ -1016,6 +1088,89 @@ if [ $do_linux = 1 ]; then
 	with_retry ctl_linux_systemd_case
 	with_retry ctl_linux_hotplug_case
 	with_retry ctl_linux_hotplug_empty_case
+fi
+
+# ---- IDE CD-ROM media through the control socket (issue 11) ---------------
+# ide_stats FILE UNIT: the unit's entry in a `stats --json` reply.
+ide_stats() { grep -o "\"bus\":\"ide\",\"unit\":$2,[^}]*" "$1"; }
+# stats_has NAME REGEX [N]: a fresh `stats --json` (with query-status's
+# boots) matches REGEX on N lines (default 1); left in $out/stats.
+stats_has() {
+	{ ctl "$1" query-status --json; ctl "$1" stats --json | tr '{' '\n'; } >"$out/stats" 2>&1
+	[ "$(grep -Ec -- "$2" "$out/stats")" -ge "${3:-1}" ]
+}
+# A counting guest with a disk and an empty CD drive: the medium comes, goes
+# and survives a reset, as stats shows; the errors are the documented ones.
+ctl_payload_cdrom_case() {
+	n=ctl-cd-$$
+	case_begin payload-ctl-cdrom || return 0
+	ide_images
+	ON_REBOOT=
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=100" --timeout 120s \
+		--on-reboot restart --disk "path=$out/id0.img,bus=ide" --disk "bus=ide,media=cdrom,unit=2"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 2$"
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "stats lack the empty CD drive: $(ide_stats "$out/stats" 2)" has "$out/stats" \
+		'"bus":"ide","unit":2,"media":"cdrom","path":null,"readonly":true'
+	expect "stats lack the disk" has "$out/stats" '"bus":"ide","unit":0,"media":"disk","path":"[^"]*id0.img","readonly":false'
+	ctl "$n" cdrom-change 2 "$out/icd.iso" >"$out/cd" 2>&1
+	expect "cdrom-change failed: $(tr '\n' ' ' <"$out/cd")" has "$out/cd" "^id: 2$"
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "stats do not show the new medium" has "$out/stats" '"unit":2,"media":"cdrom","path":"[^"]*icd.iso"'
+	ctl "$n" cdrom-change 0 "$out/icd.iso" >/dev/null 2>"$out/e"
+	expect "cdrom-change of the disk: not 'not-found'" has "$out/e" "no CD-ROM drive at 0 \(not-found\)"
+	ctl "$n" cdrom-change ide1-1 "$out/icd.iso" >/dev/null 2>"$out/e"
+	expect "cdrom-change of an absent drive: not 'not-found'" has "$out/e" "\(not-found\)"
+	ctl "$n" cdrom-change 7 "$out/icd.iso" >/dev/null 2>"$out/e"
+	expect "a bad id: not 'invalid-argument'" has "$out/e" "\(invalid-argument\)"
+	ctl "$n" cdrom-change ide1-0 "$out/missing.iso" >/dev/null 2>"$out/e"
+	expect "a missing file: not 'failed'" has "$out/e" "missing.iso.*\(failed\)"
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "a failed change took the medium out" has "$out/stats" '"unit":2,"media":"cdrom","path":"[^"]*icd.iso"'
+	# A reset re-creates the machine: the medium goes back in.
+	expect "reset failed" ctl "$n" reset
+	expect "the medium did not survive the reset: $(ide_stats "$out/stats" 2)" wait_for 30 \
+		stats_has "$n" '"boots":2|"unit":2,"media":"cdrom","path":"[^"]*icd.iso"' 2
+	ctl "$n" cdrom-eject ide1-0 >"$out/cd" 2>&1
+	expect "cdrom-eject failed: $(tr '\n' ' ' <"$out/cd")" has "$out/cd" "^id: ide1-0$"
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "the medium is still listed" has "$out/stats" '"unit":2,"media":"cdrom","path":null'
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 120
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+# Debian's sr_mod with an empty drive: the medium cdrom-change puts in is
+# read, and it is gone after cdrom-eject (tests/kit/ide.sh, ide_cdwait).
+ctl_linux_cdrom_case() {
+	n=ctl-lcd-$$
+	case_begin linux-ide-ctl-cdrom || return 0
+	ide_images
+	kit_tests_initrd "$out/initrd-kit-tests.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-kit-tests.gz" --cpus 2 --mem 512M \
+		--timeout 300s --on-reboot exit --disk "path=$out/id0.img,bus=ide" \
+		--disk "bus=ide,media=cdrom,unit=2" \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=ata_piix,sd_mod,sr_mod kestrel.run=ide kestrel.ide_drives=p0,s0 kestrel.ide_cdwait=1"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the guest never waited for a medium" wait_for 200 has "$out/$n.log" "^ide: s0 waiting for a medium"
+	expect "the empty drive was not listed" has "$out/$n.log" "^ide: s0 sr[0-9] size="
+	expect "the empty drive read something" has "$out/$n.log" "^ide: read s0: [[:space:]]*$"
+	ctl "$n" cdrom-change ide1-0 "$out/icd.iso" >"$out/cd" 2>&1
+	expect "cdrom-change failed: $(tr '\n' ' ' <"$out/cd")" has "$out/cd" "^id: ide1-0$"
+	expect "the guest did not read the new medium" wait_for 120 has "$out/$n.log" \
+		"^ide: s0 new medium size=1200: HOST-PATTERN-CD"
+	expect "cdrom-eject failed" ctl "$n" cdrom-eject 2 force=true
+	expect "the guest still reads the medium" wait_for 120 has "$out/$n.log" "^ide: s0 medium gone"
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+if [ $do_payloads = 1 ]; then
+	with_retry ctl_payload_cdrom_case
+fi
+if [ $do_linux = 1 ]; then
+	with_retry ctl_linux_cdrom_case
 fi
 
 # ---- virtio-net (issue 3) --------------------------------------------------

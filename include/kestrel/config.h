@@ -25,12 +25,18 @@ enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 #define CONFIG_MAX_DISKS 16          /* --disk: one SCSI controller's targets */
 
 /* One --disk / "disks" element (src/config/config_disk.c). */
-enum config_disk_bus { CONFIG_BUS_SCSI };
+enum config_disk_bus { CONFIG_BUS_SCSI, CONFIG_BUS_IDE };
+enum config_disk_media { CONFIG_MEDIA_DISK, CONFIG_MEDIA_CDROM };
+#define CONFIG_IDE_UNITS 4           /* bus=ide: primary master/slave, secondary master/slave */
 struct config_disk {
 	struct blk_opts blk;      /* blk.path points at path */
-	char *path;               /* JSON: resolved against the file's folder */
+	char *path;               /* JSON: resolved against the file's folder; NULL: an
+				   * empty CD-ROM drive (bus=ide,media=cdrom) */
 	enum config_disk_bus bus;
+	enum config_disk_media media;   /* bus=ide; a CD is opened read-only */
 	int target;               /* SCSI target; -1 until config_validate picks one */
+	int unit;                 /* IDE unit 0-3 (channel = unit / 2, master = even);
+				   * -1 until config_validate picks one */
 	uint64_t add_after_ms;    /* test hooks: hot-add / hot-remove this long after */
 	uint64_t remove_after_ms; /* the guest driver starts the controller; 0: none */
 };

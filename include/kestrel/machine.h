@@ -15,10 +15,15 @@ struct machine {
 	const struct vm_config *cfg;
 	/* Every device, in creation order, by stable id (docs/devices.md):
 	 * "com1" "rtc" "i8042" "pm" "debug-exit" "post" "pci-host", then
+	 * "piix3" "piix3-ide" "ide0" "ide1" (when there are IDE drives),
 	 * "scsi0" (when there are SCSI disks or --scsi-controller) and "net0"..
 	 * (one per --net), "pam"; booting firmware, "fw-cfg" and, with
 	 * --firmware-log, "debugcon". Destroyed in reverse order. */
 	struct dev_list devs;
+	/* The PIIX3 between its creation (before the PCI host: it is the
+	 * host's INTx output) and its registration (after the host, so that
+	 * it is destroyed first); NULL after. */
+	struct device *piix3;
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
 	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */

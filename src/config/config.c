@@ -545,6 +545,7 @@ static const struct opt opts[OPT_NR] = {
 		"[,format=raw|vhd][,readonly]\n"
 		"[,cache=writeback|none|directsync]\n"
 		"[,aio=io_uring|libaio|sync][,target=N]\n"
+		"or bus=ide[,media=disk|cdrom][,unit=0-3]\n"
 		"(JSON: \"disks\": [ {\"path\": ..}, ..])" },
 	[OPT_SCSI_CONTROLLER] = { "scsi-controller", "scsi_controller", JT_BOOL, false,
 		opt_scsi_controller, NULL,

@@ -146,12 +146,10 @@ static void vcpu_handle_io(struct vcpu *c)
 	 * access inside the shared page. */
 	if ((uint64_t)run->io.data_offset + (uint64_t)run->io.count * size > (uint64_t)c->vm->run_size)
 		return;
-	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
-		if (run->io.direction == KVM_EXIT_IO_OUT)
-			bus_write(&c->vm->pio, run->io.port, data, size);
-		else
-			bus_read(&c->vm->pio, run->io.port, data, size);
-	}
+	if (run->io.direction == KVM_EXIT_IO_OUT)
+		bus_write_string(&c->vm->pio, run->io.port, data, size, run->io.count);
+	else
+		bus_read_string(&c->vm->pio, run->io.port, data, size, run->io.count);
 }
 
 static void vcpu_handle_mmio(struct vcpu *c)
