@@ -287,7 +287,8 @@ static int machine_add_ide(struct machine *m, struct ide_drive_conf d[CONFIG_IDE
 {
 	static const char *const ids[2] = { "ide0", "ide1" };
 	static const uint32_t irqs[2] = { IDE_PRIMARY_IRQ, IDE_SECONDARY_IRQ };
-	struct piix_ide_conf pc = { .pio = &m->vm.pio, .decode_on = true };
+	/* Firmware sets IDE Decode Enable itself (SeaBIOS piix_ide_setup). */
+	struct piix_ide_conf pc = { .pio = &m->vm.pio, .decode_on = m->cfg->kernel != NULL };
 	struct device *ide;
 	int ret = 0;
 
@@ -501,9 +502,10 @@ static int machine_fw_boot_order(struct machine *m, struct device *fw)
 {
 	struct fw_boot_board b = {
 		.scsi_slot = machine_find_device(m, "scsi0") ? MACHINE_SLOT_VIRTIO_SCSI : -1,
-		.ide_slot = -1, .ide_fn = -1,
+		.ide_slot = machine_find_device(m, "piix3-ide") ? PIIX_SLOT : -1,
+		.ide_fn = PIIX3_FN_IDE,
 		.net_slot = machine_find_device(m, "net0") ? MACHINE_SLOT_VIRTIO_NET : -1 };
-	struct fw_boot_dev d[CONFIG_MAX_DISKS + CONFIG_MAX_NETS];
+	struct fw_boot_dev d[CONFIG_MAX_DISKS + CONFIG_IDE_UNITS + CONFIG_MAX_NETS];
 	unsigned n = fw_boot_list(m->cfg, &b, d, ARRAY_SIZE(d));
 	struct rtc_cmos_board cmos = { .mem_below_4g = m->vm.gm.ram_low,
 				       .mem_above_4g = m->vm.gm.ram_high,

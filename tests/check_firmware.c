@@ -102,6 +102,40 @@ START_TEST(test_boot_list)
 }
 END_TEST
 
+static void add_ide(struct vm_config *c, int unit, enum config_disk_media media)
+{
+	c->disks = realloc(c->disks, (c->ndisks + 1) * sizeof(*c->disks));
+	memset(&c->disks[c->ndisks], 0, sizeof(c->disks[0]));
+	c->disks[c->ndisks].bus = CONFIG_BUS_IDE;
+	c->disks[c->ndisks].unit = unit;
+	c->disks[c->ndisks].target = -1;
+	c->disks[c->ndisks].media = media;
+	c->ndisks++;
+}
+
+/* IDE drives by unit (channel, master/slave) before SCSI disks; CDs apart. */
+START_TEST(test_boot_list_ide)
+{
+	struct vm_config c;
+	struct fw_boot_board b = { .scsi_slot = 4, .ide_slot = 1, .ide_fn = 1, .net_slot = -1 };
+	char buf[1024];
+
+	memset(&c, 0, sizeof(c));
+	add_scsi(&c, 1, 0);
+	add_ide(&c, 3, CONFIG_MEDIA_DISK);
+	add_ide(&c, 2, CONFIG_MEDIA_CDROM);
+	add_ide(&c, 0, CONFIG_MEDIA_DISK);
+	ck_assert_str_eq(order(&c, &b, buf, sizeof(buf)),
+			 "/pci@i0cf8/ide@1,1/drive@0/disk@0 /pci@i0cf8/ide@1,1/drive@1/disk@1 "
+			 "/pci@i0cf8/scsi@4/channel@0/disk@1,0 /pci@i0cf8/ide@1,1/drive@1/disk@0");
+	c.boot = (struct config_boot){ .order = { CONFIG_BOOT_CDROM, CONFIG_BOOT_DISK }, .n = 2 };
+	ck_assert_str_eq(order(&c, &b, buf, sizeof(buf)),
+			 "/pci@i0cf8/ide@1,1/drive@1/disk@0 /pci@i0cf8/ide@1,1/drive@0/disk@0 "
+			 "/pci@i0cf8/ide@1,1/drive@1/disk@1 /pci@i0cf8/scsi@4/channel@0/disk@1,0");
+	free(c.disks);
+}
+END_TEST
+
 START_TEST(test_boot_cmos)
 {
 	struct config_boot boot = { 0 };
@@ -127,6 +161,7 @@ static Suite *firmware_suite(void)
 
 	tcase_add_test(tc, test_image_load);
 	tcase_add_test(tc, test_boot_list);
+	tcase_add_test(tc, test_boot_list_ide);
 	tcase_add_test(tc, test_boot_cmos);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1483,6 +1483,38 @@ if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
 	fi
 fi
 
+# The PIIX3's IDE: a boot sector on a disk (raw and dynamic VHD) and on the
+# ATAPI CD (an El Torito ISO, tests/fw-images.sh), and --boot choosing the CD
+# over a bootable disk.
+if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
+	fw_bootsect_case fw-bootsect-ide "" -- --disk "path=$out/fwbs.img,bus=ide"
+	if echo fw-bootsect-ide-vhd | grep -Eq -- "$filter" && ! fw_missing fw-bootsect-ide-vhd; then
+		fw_bootsect "$out/fwbs.raw"
+		rm -f "$out/fwbs.vhd"
+		"$KESTREL" vhd convert -q --to dynamic "$out/fwbs.raw" "$out/fwbs.vhd"
+		run_case fw-bootsect-ide-vhd 0 "SeaBIOS \(version " "$FW_BOOTSECT" \
+			"bootsect: int 13h read sector 1: KESTREL-SECTOR-1" "bootsect: done" "!FAIL" -- \
+			--firmware "$FW_BIOS" --timeout 120s --disk "path=$out/fwbs.vhd,bus=ide,unit=1"
+	fi
+	if [ ! -s "$FW_IMAGES/bootsect.iso" ]; then
+		for n in fw-bootsect-cdrom fw-boot-order-cdrom; do
+			echo "$n" | grep -Eq -- "$filter" &&
+				echo "SKIP: $n: no $FW_IMAGES/bootsect.iso (tests/fw-images.sh)"
+		done
+	elif ! fw_missing fw-bootsect-cdrom; then
+		run_case fw-bootsect-cdrom 0 "SeaBIOS \(version " "Booting from DVD/CD" "$FW_BOOTSECT" \
+			"bootsect: booted from drive 0xe0" \
+			"bootsect: int 13h read the volume descriptor: CD001" "bootsect: done" "!FAIL" -- \
+			--firmware "$FW_BIOS" --timeout 120s \
+			--disk "path=$FW_IMAGES/bootsect.iso,bus=ide,media=cdrom,unit=2"
+		fw_bootsect "$out/fwbs.img"
+		run_case fw-boot-order-cdrom 0 "bootsect: booted from drive 0xe0" "bootsect: done" \
+			"!drive 0x80" -- --firmware "$FW_BIOS" --timeout 120s --boot cdrom,disk \
+			--disk "path=$out/fwbs.img,bus=ide" \
+			--disk "path=$FW_IMAGES/bootsect.iso,bus=ide,media=cdrom,unit=2"
+	fi
+fi
+
 # The headline: SeaBIOS -> SYSLINUX (Debian's) on a disk, a dynamic VHD ->
 # Debian's kernel -> the kit's /init with 2 CPUs; the tables, the e820
 # reservation and the disk as the kernel sees them (tests/kit/fwboot.sh;
@@ -1522,6 +1554,7 @@ fw_linux_cases() {
 	fi
 }
 if [ $do_linux = 1 ]; then
+	fw_linux_cases ide
 	fw_linux_cases scsi
 fi
 

@@ -95,9 +95,26 @@ static unsigned fw_boot_order(const struct config_boot *boot, enum config_boot_d
 	return boot->n;
 }
 
+/* The IDE drives of one media, by unit: primary master, slave, secondary
+ * master, slave (drive@CHANNEL/disk@UNIT, SeaBIOS build_ata_path). */
+static unsigned fw_boot_ide(const struct vm_config *cfg, const struct fw_boot_board *b,
+			    enum config_disk_media media, struct fw_boot_dev *out, unsigned n,
+			    unsigned max)
+{
+	for (int u = 0; b->ide_slot >= 0 && u < CONFIG_IDE_UNITS; u++)
+		for (unsigned i = 0; i < cfg->ndisks && n < max; i++)
+			if (cfg->disks[i].bus == CONFIG_BUS_IDE && cfg->disks[i].unit == u &&
+			    cfg->disks[i].media == media)
+				out[n++] = (struct fw_boot_dev){ .kind = FW_BOOT_ATA,
+					.pci_dev = (uint8_t)b->ide_slot, .pci_fn = (uint8_t)b->ide_fn,
+					.channel = (uint8_t)(u / 2), .unit = (uint8_t)(u % 2) };
+	return n;
+}
+
 static unsigned fw_boot_disks(const struct vm_config *cfg, const struct fw_boot_board *b,
 			      struct fw_boot_dev *out, unsigned n, unsigned max)
 {
+	n = fw_boot_ide(cfg, b, CONFIG_MEDIA_DISK, out, n, max);
 	/* SCSI targets by number: the order SeaBIOS finds them in too. */
 	for (int t = 0; b->scsi_slot >= 0 && t < CONFIG_MAX_DISKS; t++)
 		for (unsigned i = 0; i < cfg->ndisks && n < max; i++)
@@ -111,10 +128,7 @@ static unsigned fw_boot_disks(const struct vm_config *cfg, const struct fw_boot_
 static unsigned fw_boot_cdroms(const struct vm_config *cfg, const struct fw_boot_board *b,
 			       struct fw_boot_dev *out, unsigned n, unsigned max)
 {
-	(void)cfg;
-	(void)b;
-	(void)max;
-	return n; /* IDE CD-ROM drives come with the PIIX IDE */
+	return fw_boot_ide(cfg, b, CONFIG_MEDIA_CDROM, out, n, max);
 }
 
 static unsigned fw_boot_nics(const struct vm_config *cfg, const struct fw_boot_board *b,
