@@ -20,6 +20,10 @@ PACKAGES=(
 	clang libclang-rt-14-dev bc
 	# benchmarks: fio is the ceiling in scripts/bench/disk.sh
 	fio
+	# firmware boot: Debian's SeaBIOS is kestrel's default firmware; the tests'
+	# images are made with xorriso (El Torito CD), mtools and syslinux (a
+	# SYSLINUX disk, without mounting)
+	seabios xorriso mtools syslinux syslinux-common
 )
 
 if [ "$(id -u)" != 0 ]; then
