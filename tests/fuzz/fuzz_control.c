@@ -17,8 +17,8 @@
  * the configuration; bit 5 the vCPUs never park (pause times out); bit 6 an
  * IDE controller with a CD-ROM drive at unit 2 (ide1-0) and a disk at 3.
  *
- * Below control_vm.c the machine is faked at link time (vm_pause,
- * virtio_scsi_hotplug, ide_cd_change, blk_open for a CD's medium, ...). The fakes never open a host file and trap on
+ * Below control_vm.c the machine is faked at link time (vm_pause, blk_open,
+ * virtio_scsi_attach_disk, ide_cd_change, ...). The fakes never open a host file and trap on
  * anything the commands must not hand down: a target outside the
  * controller, a relative or empty path, an option outside its table. The
  * client, which sends and reads at once, traps on a reply line that is not
@@ -129,25 +129,50 @@ static void check_blk_opts(const struct blk_opts *o)
 	CHECK((unsigned)o->aio <= BLK_AIO_SYNC);
 }
 
-int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_opts *o, char *err,
-			size_t errlen)
+/* disk-add opens its file on a job thread (blk_open), then attaches it
+ * under control_vm's lock; disk-remove detaches, and a job closes. */
+int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t errlen)
 {
-	CHECK(dev == &fake.scsi);
-	CHECK(target < VIRTIO_SCSI_MAX_TARGETS);
+	struct blk_dev *d;
+
 	check_blk_opts(o);
-	if (fake.plugged[target])
-		return -EEXIST;
 	/* A file that "cannot be opened": the error path with a message. */
 	if (strstr(o->path, "/missing")) {
 		snprintf(err, errlen, "%s: No such file or directory", o->path);
 		return -ENOENT;
 	}
-	fake.plugged[target] = true;
-	snprintf(fake.path[target], sizeof(fake.path[target]), "%s", o->path);
+	d = calloc(1, sizeof(*d));
+	CHECK(d && (d->path = strdup(o->path)));
+	d->opts = *o;
+	d->opts.path = d->path;
+	*out = d;
 	return 0;
 }
 
-int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t errlen)
+void blk_close(struct blk_dev *d)
+{
+	if (d)
+		free(d->path);
+	free(d);
+}
+
+int virtio_scsi_attach_disk(struct device *dev, unsigned target, struct blk_dev *blk, char *err,
+			    size_t errlen)
+{
+	CHECK(dev == &fake.scsi);
+	CHECK(target < VIRTIO_SCSI_MAX_TARGETS);
+	check_blk_opts(&blk->opts);
+	if (fake.plugged[target])
+		return -EEXIST;
+	fake.plugged[target] = true;
+	snprintf(fake.path[target], sizeof(fake.path[target]), "%s", blk->path);
+	blk_close(blk);    /* taken over */
+	return 0;
+}
+
+/* A detached target is only a token here: the fake closes nothing. */
+int virtio_scsi_detach(struct device *dev, unsigned target, struct vscsi_target **out, char *err,
+		       size_t errlen)
 {
 	CHECK(dev == &fake.scsi);
 	if (target >= VIRTIO_SCSI_MAX_TARGETS || !fake.plugged[target]) {
@@ -155,7 +180,13 @@ int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t er
 		return -ENOENT;
 	}
 	fake.plugged[target] = false;
+	*out = (struct vscsi_target *)&fake.scsi;
 	return 0;
+}
+
+void virtio_scsi_target_close(struct vscsi_target *t)
+{
+	CHECK(t == (struct vscsi_target *)&fake.scsi);
 }
 
 int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
@@ -185,26 +216,8 @@ int virtio_net_set_link(struct device *dev, bool up)
 	return 0;
 }
 
-/* The CD's media: blk_open hands out tokens, blk_close frees them (ASan
- * then catches a medium closed twice or never). */
-int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t errlen)
-{
-	check_blk_opts(o);
-	CHECK(o->readonly);
-	if (strstr(o->path, "/missing")) {
-		snprintf(err, errlen, "%s: No such file or directory", o->path);
-		return -ENOENT;
-	}
-	*out = malloc(1);
-	CHECK(*out);
-	return 0;
-}
-
-void blk_close(struct blk_dev *d)
-{
-	free(d);
-}
-
+/* The IDE channel with a CD-ROM drive (shape bit 6); its media come from
+ * blk_open above and go back through blk_close. */
 int ide_drive_get_stats(struct device *dev, unsigned unit, struct ide_drive_stats *out)
 {
 	CHECK(dev == &fake.ide);
