@@ -7,6 +7,7 @@
 
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
+#include "check_util.h"
 
 static struct guest_mem gm;
 static struct e820_entry e820[E820_MAX];
@@ -381,8 +382,6 @@ int main(void)
 {
 	Suite *s = suite_create("boot");
 	TCase *tc = tcase_create("loaders");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, e820_layouts);
@@ -396,9 +395,5 @@ int main(void)
 	tcase_add_test(tc, multiboot_kludge);
 	tcase_add_test(tc, unknown_format);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kestrel/bus.h"
+#include "check_util.h"
 
 struct fake {
 	struct device dev;
@@ -209,8 +210,6 @@ int main(void)
 {
 	Suite *s = suite_create("bus");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, overlap_rejected);
 	tcase_add_test(tc, dispatch);
@@ -218,9 +217,5 @@ int main(void)
 	tcase_add_test(tc, hit_counts);
 	tcase_add_test(tc, string_access);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

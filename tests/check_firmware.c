@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kestrel/firmware.h"
+#include "check_util.h"
 
 static char tmpdir[] = "/tmp/kestrel-check-firmware-XXXXXX";
 
@@ -169,17 +170,10 @@ static Suite *firmware_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 1;
-	}
-	sr = srunner_create(firmware_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	make_tmpdir(tmpdir);
+	failed = run_suite(firmware_suite());
 	rmdir(tmpdir);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return failed;
 }

@@ -19,6 +19,7 @@
 #include "kestrel/board.h"
 #include "kestrel/device.h"
 #include "kestrel/guest_mem.h"
+#include "check_util.h"
 
 #define PAGE GM_PAGE_SIZE
 
@@ -811,8 +812,6 @@ int main(void)
 {
 	Suite *s = suite_create("guest_mem");
 	TCase *tc = tcase_create("core"), *tk = tcase_create("kvm");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, layout_small);
 	tcase_add_test(tc, layout_hole);
@@ -836,9 +835,5 @@ int main(void)
 	tcase_add_test(tk, kvm_readonly_and_dirty_log);
 	tcase_set_timeout(tk, 60);
 	suite_add_tcase(s, tk);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include "kestrel/piix.h"
 #include "kestrel/state.h"
 #include "ide_driver.h"
+#include "check_util.h"
 
 #define GSI_BASE 16
 #define NGSI 24
@@ -331,11 +332,5 @@ static Suite *piix_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(piix_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(piix_suite());
 }

@@ -33,6 +33,7 @@
 
 #include "../src/block/block_priv.h"   /* blk_uring_restrict */
 #include "../src/sandbox/sandbox_priv.h"
+#include "check_util.h"
 
 static char errb[8192], outb[8192];
 
@@ -50,16 +51,6 @@ static const bool sanitizer_build = true;
 #else
 static const bool sanitizer_build = false;
 #endif
-
-static void slurp(int fd, char *buf, size_t cap)
-{
-	size_t n = 0;
-	ssize_t r;
-
-	while (n + 1 < cap && (r = read(fd, buf + n, cap - 1 - n)) > 0)
-		n += (size_t)r;
-	buf[n] = 0;
-}
 
 static void *idle_thread(void *arg)
 {
@@ -820,11 +811,5 @@ static Suite *sandbox_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(sandbox_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(sandbox_suite());
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kestrel/scsi_disk.h"
+#include "check_util.h"
 
 static struct scsi_disk disk;
 static uint8_t buf[SCSI_DISK_BUF_SIZE];
@@ -400,11 +401,5 @@ static Suite *scsi_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(scsi_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(scsi_suite());
 }

@@ -1165,11 +1165,5 @@ static Suite *vnet_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(vnet_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(vnet_suite());
 }

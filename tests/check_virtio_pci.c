@@ -689,11 +689,5 @@ static Suite *virtio_pci_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(virtio_pci_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(virtio_pci_suite());
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "kestrel/virtio.h"
+#include "check_util.h"
 
 #define RAM MiB(4)
 #define QSZ 8
@@ -605,11 +606,5 @@ static Suite *virtqueue_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(virtqueue_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(virtqueue_suite());
 }
