@@ -381,19 +381,9 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("boot");
-	TCase *tc = tcase_create("loaders");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, e820_layouts);
-	tcase_add_test(tc, bzimage_64);
-	tcase_add_test(tc, bzimage_32);
-	tcase_add_test(tc, bzimage_auto_entry);
-	tcase_add_test(tc, bzimage_rejects);
-	tcase_add_test(tc, pvh);
-	tcase_add_test(tc, elf_without_note);
-	tcase_add_test(tc, elf_hostile_segments);
-	tcase_add_test(tc, multiboot_kludge);
-	tcase_add_test(tc, unknown_format);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "loaders", setup, teardown, 0, e820_layouts, bzimage_64, bzimage_32,
+		  bzimage_auto_entry, bzimage_rejects, pvh, elf_without_note, elf_hostile_segments,
+		  multiboot_kludge, unknown_format);
 	return run_suite(s);
 }

@@ -209,13 +209,8 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("bus");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_test(tc, overlap_rejected);
-	tcase_add_test(tc, dispatch);
-	tcase_add_test(tc, many_ranges);
-	tcase_add_test(tc, hit_counts);
-	tcase_add_test(tc, string_access);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", NULL, NULL, 0, overlap_rejected, dispatch, many_ranges, hit_counts,
+		  string_access);
 	return run_suite(s);
 }

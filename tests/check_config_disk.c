@@ -255,18 +255,10 @@ END_TEST
 static Suite *config_disk_suite(void)
 {
 	Suite *s = suite_create("config_disk");
-	TCase *tc = tcase_create("disk");
 
-	tcase_add_test(tc, flags);
-	tcase_add_test(tc, scsi_controller_with_disks);
-	tcase_add_test(tc, targets_fill_around_explicit_ones);
-	tcase_add_test(tc, json_disks);
-	tcase_add_test(tc, json_errors);
-	tcase_add_test(tc, errors);
-	tcase_add_test(tc, too_many_disks);
-	tcase_add_test(tc, ide_drives);
-	tcase_add_test(tc, ide_errors);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "disk", NULL, NULL, 0, flags, scsi_controller_with_disks,
+		  targets_fill_around_explicit_ones, json_disks, json_errors, errors,
+		  too_many_disks, ide_drives, ide_errors);
 	return s;
 }
 

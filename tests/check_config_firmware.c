@@ -194,16 +194,10 @@ END_TEST
 static Suite *fw_suite(void)
 {
 	Suite *s = suite_create("config_firmware");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_test(tc, test_firmware_boot);
-	tcase_add_test(tc, test_firmware_image_errors);
-	tcase_add_test(tc, test_combinations);
-	tcase_add_test(tc, test_boot_order);
-	tcase_add_test(tc, test_boot_order_errors);
-	tcase_add_test(tc, test_firmware_log);
-	tcase_add_test(tc, test_json);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", NULL, NULL, 0, test_firmware_boot, test_firmware_image_errors,
+		  test_combinations, test_boot_order, test_boot_order_errors, test_firmware_log,
+		  test_json);
 	return s;
 }
 

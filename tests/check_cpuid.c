@@ -68,9 +68,7 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("cpuid");
-	TCase *tc = tcase_create("adjust");
 
-	tcase_add_test(tc, apic_ids_and_topology);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "adjust", NULL, NULL, 0, apic_ids_and_topology);
 	return run_suite(s);
 }

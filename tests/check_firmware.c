@@ -158,13 +158,9 @@ END_TEST
 static Suite *firmware_suite(void)
 {
 	Suite *s = suite_create("firmware");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_test(tc, test_image_load);
-	tcase_add_test(tc, test_boot_list);
-	tcase_add_test(tc, test_boot_list_ide);
-	tcase_add_test(tc, test_boot_cmos);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", NULL, NULL, 0, test_image_load, test_boot_list, test_boot_list_ide,
+		  test_boot_cmos);
 	return s;
 }
 

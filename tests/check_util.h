@@ -26,6 +26,29 @@ static UNUSED_FN int run_suite(Suite *s)
 	return failed ? 1 : 0;
 }
 
+/* Add to s a TCase called name with the fixture setup/teardown (NULL: none),
+ * a timeout in seconds (0: Check's default) and the n tests, in order. */
+static UNUSED_FN void add_tcase(Suite *s, const char *name, SFun setup, SFun teardown, double timeout,
+				const TTest *const *tests, size_t n)
+{
+	TCase *tc = tcase_create(name);
+
+	if (setup || teardown)
+		tcase_add_checked_fixture(tc, setup, teardown);
+	if (timeout > 0)
+		tcase_set_timeout(tc, timeout);
+	for (size_t i = 0; i < n; i++)
+		tcase_add_test(tc, tests[i]);
+	suite_add_tcase(s, tc);
+}
+
+/* ADD_TCASE(s, "name", setup, teardown, timeout, test_a, test_b, ...) */
+#define ADD_TCASE(s, name, setup, teardown, timeout, ...)                                      \
+	do {                                                                                   \
+		const TTest *tests_[] = { __VA_ARGS__ };                                       \
+		add_tcase(s, name, setup, teardown, timeout, tests_, sizeof(tests_) / sizeof(tests_[0])); \
+	} while (0)
+
 /* mkdtemp(3) on tmpl ("...XXXXXX"); a suite cannot run without it. */
 static UNUSED_FN void make_tmpdir(char *tmpl)
 {
