@@ -13,12 +13,14 @@
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
 #include "kestrel/machine.h"
+#include "kestrel/migrate.h"
 #include "kestrel/vhd.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kestrel run [OPTIONS]     boot a VM (kestrel help run lists the options)\n"
+		"       kestrel run --restore FILE [HOST OPTIONS]   bring a saved VM back (docs/state.md)\n"
 		"       kestrel vhd COMMAND ...   create, inspect, check and convert VHD disks (kestrel vhd help)\n"
 		"       kestrel ctl NAME|SOCKET COMMAND [ARGS] [--json]   drive a running VM\n"
 		"       kestrel list [--json]     running VMs (docs/control.md)\n"
@@ -35,6 +37,7 @@ static const char *stop_name(enum vm_stop_reason why)
 	case VM_STOP_ERROR: return "VM error";
 	case VM_STOP_SIGNAL: return "host signal";
 	case VM_STOP_TIMEOUT: return "--timeout reached";
+	case VM_STOP_SAVED: return "the VM was saved";
 	}
 	return "?";
 }
@@ -47,11 +50,25 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The machine for one boot: booted from the kernel, or (the first time
+ * after --restore) rebuilt and loaded from the saved state. */
+static int machine_for_run(struct machine *m, const struct vm_config *cfg, struct migrate_in *in,
+			   char *err, size_t errlen)
+{
+	int ret;
+
+	if (!in)
+		return machine_create(m, cfg, err, errlen);
+	ret = machine_create_restored(m, cfg, err, errlen);
+	return ret ?: migrate_restore_machine(in, m, false, err, errlen);
+}
+
 /* One boot of the guest; returns the stop reason and sets *code. deadline:
  * CLOCK_MONOTONIC ms at which --timeout stops the VM (0: none); it spans
- * guest restarts, so a guest that keeps rebooting still times out. */
+ * guest restarts, so a guest that keeps rebooting still times out. in: a
+ * saved state to restore instead of booting. */
 static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_vm *cv,
-				    uint64_t deadline, int *code, int *fatal)
+				    struct migrate_in *in, uint64_t deadline, int *code, int *fatal)
 {
 	struct machine m;
 	struct console con;
@@ -60,7 +77,7 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	int ret;
 
 	*fatal = 0;
-	ret = machine_create(&m, cfg, err, sizeof(err));
+	ret = machine_for_run(&m, cfg, in, err, sizeof(err));
 	if (ret) {
 		kerr("%s", err[0] ? err : strerror(-ret));
 		machine_destroy(&m);
@@ -95,10 +112,29 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	return why;
 }
 
+/* --restore: the configuration is the saved one, with the host-side flags
+ * given now; the stream is checked whole (but RAM) before anything else. */
+static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *err,
+			  size_t errlen)
+{
+	struct vm_config saved;
+	int rc = migrate_restore_open(cfg->restore, in, err, errlen);
+
+	if (rc)
+		return rc;
+	config_defaults(&saved);
+	rc = migrate_restore_config(*in, &saved, err, errlen);
+	rc = rc ?: config_restore_merge(&saved, cfg, err, errlen);
+	config_free(cfg);
+	*cfg = saved;
+	return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
 	struct control_vm *cv;
+	struct migrate_in *in = NULL;
 	char err[512] = "";
 	int code = 0, fatal = 0, exit_code, rc;
 	enum vm_stop_reason why;
@@ -111,8 +147,11 @@ static int cmd_run(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
+	if (rc == 0 && cfg.restore)
+		rc = restore_config(&cfg, &in, err, sizeof(err));
 	if (rc || config_validate(&cfg, err, sizeof(err))) {
 		kerr("%s", err);
+		migrate_restore_close(in);
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
@@ -122,12 +161,17 @@ static int cmd_run(int argc, char **argv)
 	/* The control socket outlives each boot (docs/control.md). */
 	if (control_vm_create(&cv, &cfg, err, sizeof(err))) {
 		kerr("%s", err);
+		migrate_restore_close(in);
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
 	deadline = cfg.timeout_ms ? now_ms() + cfg.timeout_ms : 0;
 	for (;;) {
-		why = run_once(&cfg, cv, deadline, &code, &fatal);
+		why = run_once(&cfg, cv, in, deadline, &code, &fatal);
+		/* Only the first boot is the restored one; RAM mapped from the
+		 * file keeps its own reference to it. */
+		migrate_restore_close(in);
+		in = NULL;
 		if (fatal) {
 			exit_code = fatal;
 			break;
@@ -139,6 +183,7 @@ static int cmd_run(int argc, char **argv)
 		switch (why) {
 		case VM_STOP_POWEROFF:
 		case VM_STOP_RESET:
+		case VM_STOP_SAVED:
 			exit_code = 0;
 			break;
 		case VM_STOP_DEBUG_EXIT:

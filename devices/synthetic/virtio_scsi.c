@@ -1126,6 +1126,20 @@ int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
 	return t ? 0 : -ENOENT;
 }
 
+struct blk_dev *virtio_scsi_disk_blk(struct device *dev, unsigned target)
+{
+	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+	struct blk_dev *blk = NULL;
+
+	if (!s || target >= VIRTIO_SCSI_MAX_TARGETS)
+		return NULL;
+	pthread_mutex_lock(&s->lock);
+	if (s->targets[target])
+		blk = s->targets[target]->blk;
+	pthread_mutex_unlock(&s->lock);
+	return blk;
+}
+
 /* ---- timed hot-plug (test hook): ms after the first DRIVER_OK ---- */
 
 static struct vscsi_timer *vscsi_next_timer(struct virtio_scsi *s)

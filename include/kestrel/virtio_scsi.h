@@ -68,4 +68,9 @@ struct virtio_scsi_disk_stats {
 int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
 			       struct virtio_scsi_disk_stats *out) WARN_UNUSED;
 
+/* The disk at target, or NULL. Only while the controller is quiesced (or on
+ * the thread that alone hot-plugs): a hot-remove would free it. For saving
+ * a VM (what the disks are, flushing them). */
+struct blk_dev *virtio_scsi_disk_blk(struct device *dev, unsigned target);
+
 #endif

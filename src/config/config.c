@@ -35,7 +35,7 @@ enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
 	OPT_SCSI_CONTROLLER, OPT_NET,
-	OPT_CONTROL, OPT_HELP, OPT_NR
+	OPT_CONTROL, OPT_RESTORE, OPT_HELP, OPT_NR
 };
 
 /* JSON types a key accepts; an integer or a boolean becomes the same text a
@@ -423,6 +423,13 @@ static int opt_control(struct vm_config *c, const char *v, const struct opt_src 
 	return set_path(&c->control, v, src);
 }
 
+/* --restore FILE: the VM comes back from a saved state (docs/state.md); its
+ * configuration is the saved one, flags may only change the host side. */
+static int opt_restore(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	return set_path(&c->restore, v, src);
+}
+
 static bool opt_repeatable(size_t id)
 {
 	return id == OPT_DISK || id == OPT_NET;
@@ -486,6 +493,11 @@ static const struct opt opts[OPT_NR] = {
 		"control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
 		"NAME.sock, /run/kestrel/NAME.sock as root);\n"
 		"none: no socket" },
+	[OPT_RESTORE] = { "restore", NULL, 0, true, opt_restore, "FILE",
+		"bring a saved VM back (kestrel ctl NAME save):\n"
+		"its configuration comes from FILE; only\n"
+		"--serial --control --name --on-reboot\n"
+		"--timeout --quiet --stats may be given" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -643,6 +655,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_STATS: return a->stats == b->stats;
 	case OPT_SCSI_CONTROLLER: return a->scsi_controller == b->scsi_controller;
 	case OPT_CONTROL: return str_eq(a->control, b->control);
+	case OPT_RESTORE: return str_eq(a->restore, b->restore);
 	default: return true;
 	}
 }
@@ -686,6 +699,7 @@ static int arg_apply(struct vm_config *c, const struct arg_item *it, const char 
 	ret = o->set(c, it->value, &src);
 	seen[id] = it->value;
 	was_seen[id] = true;
+	c->given |= 1u << id;
 	return ret;
 }
 
@@ -806,12 +820,14 @@ static int json_apply(struct vm_config *c, json_object *root, const char *path,
 		int ret;
 
 		if (strcmp(key, "disks") == 0) {
+			c->given |= 1u << OPT_DISK;
 			ret = config_disks_json(c, val, path, basedir, err, errlen);
 			if (ret)
 				return ret;
 			continue;
 		}
 		if (strcmp(key, "net") == 0) {
+			c->given |= 1u << OPT_NET;
 			ret = config_nets_json(c, val, path, err, errlen);
 			if (ret)
 				return ret;
@@ -827,6 +843,7 @@ static int json_apply(struct vm_config *c, json_object *root, const char *path,
 		ret = json_value_text(o, val, num, sizeof(num), &text, &src);
 		if (ret == 0)
 			ret = o->set(c, text, &src);
+		c->given |= 1u << (o - opts);
 		if (ret)
 			return ret;
 	}
@@ -904,10 +921,10 @@ static int json_parse_text(const char *path, const char *buf, size_t len, json_o
 }
 
 static int json_load_buf(struct vm_config *c, const char *path, const char *buf, size_t len,
-			 char *err, size_t errlen)
+			 bool relative, char *err, size_t errlen)
 {
 	json_object *root;
-	char *basedir;
+	char *basedir = NULL;
 	int ret;
 
 	if (len > CONFIG_JSON_MAX)
@@ -915,13 +932,36 @@ static int json_load_buf(struct vm_config *c, const char *path, const char *buf,
 	ret = json_parse_text(path, buf, len, &root, err, errlen);
 	if (ret)
 		return ret;
-	basedir = json_basedir(path);
-	if (strchr(path, '/') && !basedir)
+	if (relative)
+		basedir = json_basedir(path);
+	if (relative && strchr(path, '/') && !basedir)
 		ret = plain_err(err, errlen, "%s: out of memory", path);
 	else
 		ret = json_apply(c, root, path, basedir, err, errlen);
 	free(basedir);
 	json_object_put(root);
+	return ret;
+}
+
+/* What a saved configuration may not say: where the worker writes (the
+ * serial file, the control socket) and how this run behaves are the
+ * restoring user's choice, never the file's. */
+#define CONFIG_HOST_SIDE ((1u << OPT_SERIAL) | (1u << OPT_CONTROL) | (1u << OPT_TIMEOUT) | \
+			  (1u << OPT_QUIET) | (1u << OPT_STATS))
+
+int config_load_json_text(struct vm_config *c, const char *label, const char *text, size_t len,
+			  char *err, size_t errlen)
+{
+	uint32_t before = c->given;
+	int ret;
+
+	if (memchr(text, '\0', len))
+		return plain_err(err, errlen, "%s: contains a NUL byte", label);
+	ret = json_load_buf(c, label, text, len, false, err, errlen);
+	for (unsigned id = 0; !ret && id < OPT_NR; id++)
+		if ((c->given & ~before & CONFIG_HOST_SIDE) >> id & 1)
+			ret = plain_err(err, errlen, "%s: \"%s\" is not part of a saved "
+					"configuration", label, opts[id].key);
 	return ret;
 }
 
@@ -937,7 +977,7 @@ static int json_load(struct vm_config *c, const char *path, const char *what, ch
 				 path);
 	if (ret)
 		return plain_err(err, errlen, "%s%s: %s", what, path, strerror(-ret));
-	ret = json_load_buf(c, path, (const char *)buf, len, err, errlen);
+	ret = json_load_buf(c, path, (const char *)buf, len, true, err, errlen);
 	free(buf);
 	return ret;
 }
@@ -1056,8 +1096,9 @@ static int config_validate_files(struct vm_config *c, char *err, size_t errlen)
 	if (!c->kernel)
 		return plain_err(err, errlen, "--kernel is required (a bzImage, an ELF vmlinux "
 				 "with a PVH note, or a Multiboot kernel)");
-	ret = input_file_check(VSRC("kernel"), c->kernel);
-	if (ret == 0 && c->initrd)
+	/* A restored VM needs its kernel again only when the guest reboots. */
+	ret = c->restore ? 0 : input_file_check(VSRC("kernel"), c->kernel);
+	if (ret == 0 && c->initrd && !c->restore)
 		ret = input_file_check(VSRC("initrd"), c->initrd);
 	if (ret == 0 && c->serial == SERIAL_FILE)
 		ret = serial_file_check(VSRC("serial"), c->serial_path);
@@ -1112,7 +1153,9 @@ void config_free(struct vm_config *c)
 	free(c->cmdline);
 	free(c->serial_path);
 	free(c->control);
+	free(c->restore);
 	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
+	c->restore = NULL;
 	config_disks_free(c);
 	config_nets_free(c);
 }
@@ -1156,4 +1199,59 @@ void config_usage_run(FILE *f)
 		"--timeout reached; (V << 1) | 1 the guest wrote V to the\n"
 		"debug-exit port.\n"
 		"Environment: KESTREL_DEBUG=1 logs debug messages.\n");
+}
+
+/* What a restore may change: where the worker's own ends go, never the
+ * machine the guest knows. */
+static const enum opt_id restore_host_side[] = {
+	OPT_SERIAL, OPT_CONTROL, OPT_NAME, OPT_ON_REBOOT, OPT_TIMEOUT, OPT_QUIET, OPT_STATS,
+	OPT_RESTORE,
+};
+
+static bool restore_allowed(unsigned id)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(restore_host_side); i++)
+		if (restore_host_side[i] == id)
+			return true;
+	return false;
+}
+
+static int take_string(char **dst, const char *src)
+{
+	char *s = src ? strdup(src) : NULL;
+
+	if (src && !s)
+		return -ENOMEM;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+int config_restore_merge(struct vm_config *saved, const struct vm_config *given, char *err,
+			 size_t errlen)
+{
+	int ret = 0;
+
+	for (unsigned id = 0; id < OPT_NR; id++)
+		if ((given->given >> id & 1) && !restore_allowed(id))
+			return plain_err(err, errlen, "--%s: cannot be changed with --restore (the "
+					 "configuration comes from %s; only --serial, --control, "
+					 "--name, --on-reboot, --timeout, --quiet, --stats may be "
+					 "given)", opts[id].flag, given->restore);
+	if (given->given & (1u << OPT_SERIAL)) {
+		saved->serial = given->serial;
+		ret = take_string(&saved->serial_path, given->serial_path);
+	}
+	if (given->given & (1u << OPT_NAME))
+		ret = ret ?: take_string(&saved->name, given->name);
+	if (given->given & (1u << OPT_ON_REBOOT))
+		saved->on_reboot = given->on_reboot;
+	ret = ret ?: take_string(&saved->control, given->control);
+	ret = ret ?: take_string(&saved->restore, given->restore);
+	saved->timeout_ms = given->timeout_ms;
+	saved->quiet = given->quiet;
+	saved->stats = given->stats;
+	if (ret)
+		return plain_err(err, errlen, "out of memory");
+	return 0;
 }

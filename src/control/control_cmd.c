@@ -25,7 +25,8 @@
 
 const char *const control_event_names[] = {
 	CTL_EV_STATE, CTL_EV_POWERDOWN, CTL_EV_RESET, CTL_EV_STOPPED, CTL_EV_EXITING,
-	CTL_EV_DEVICE_ADDED, CTL_EV_DEVICE_REMOVED, NULL,
+	CTL_EV_DEVICE_ADDED, CTL_EV_DEVICE_REMOVED, CTL_EV_SAVE_PROGRESS, CTL_EV_SAVED,
+	CTL_EV_SAVE_FAILED, NULL,
 };
 
 const char *const control_error_codes[] = {
@@ -159,6 +160,12 @@ static int cmd_dirty_log(const struct control_ops *ops, void *o, const struct co
 	return ops->dirty_log(o, a->str[0], ret, e);
 }
 
+static int cmd_save(const struct control_ops *ops, void *o, const struct control_args *a,
+		    json_object *ret, struct control_error *e)
+{
+	return ops->save(o, a->str[0], a->set[1] && a->flag[1], ret, e);
+}
+
 static const char *const link_choices[] = { "up", "down", NULL };
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
 
@@ -188,6 +195,11 @@ static const struct control_arg net_link_args[] = {
 	{ .name = "device", .type = CTL_ARG_STRING },
 	ARG_END,
 };
+static const struct control_arg save_args[] = {
+	{ .name = "path", .type = CTL_ARG_PATH, .required = true },
+	{ .name = "keep-running", .type = CTL_ARG_BOOL },
+	ARG_END,
+};
 static const struct control_arg dirty_log_args[] = {
 	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = dirty_log_choices },
 	ARG_END,
@@ -206,6 +218,7 @@ const struct control_command control_commands[] = {
 	{ "disk-remove", disk_remove_args, cmd_disk_remove },
 	{ "net-link", net_link_args, cmd_net_link },
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
+	{ "save", save_args, cmd_save },
 	{ 0 },
 };
 

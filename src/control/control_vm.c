@@ -19,12 +19,14 @@
 #include "kestrel/control_vm.h"
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
+#include "kestrel/migrate.h"
 #include "kestrel/notify.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
 #define CV_PAUSE_TIMEOUT_MS 2000
 #define CV_FLUSH_MS 500
+#define CV_PROGRESS_NS 250000000ull   /* a save-progress event at most this often */
 
 /* What the socket knows of each SCSI target, to list disks and to re-apply
  * hot-plug changes when a guest reset re-creates the machine. */
@@ -51,6 +53,14 @@ struct control_vm {
 	uint64_t wd_usec, wd_next_ns;
 	struct cv_disk disks[CONFIG_MAX_DISKS];
 	bool link_down[CONFIG_MAX_NETS];   /* net-link down, re-applied after a reset */
+	/* A save in progress runs on its own thread (cv_save_thread); the
+	 * machine stays attached until it is joined (control_vm_detach). */
+	struct cv_save {
+		pthread_t thread;
+		bool running, joinable, keep_running, was_paused, stopped;
+		char *path;
+		uint64_t last_progress_ns;
+	} save;
 };
 
 static uint64_t now_ns(void)
@@ -94,6 +104,8 @@ static int cv_need_vm(struct control_vm *cv, struct control_error *e)
 		return control_fail(e, CTL_E_STATE, "the VM is %s", cv->state);
 	if (__atomic_load_n(&cv->m->vm.stop_requested, __ATOMIC_ACQUIRE))
 		return control_fail(e, CTL_E_STATE, "the VM is stopping");
+	if (cv->save.running)
+		return control_fail(e, CTL_E_STATE, "the VM is being saved");
 	return 0;
 }
 
@@ -815,6 +827,120 @@ static int cv_dirty_log(void *opaque, const char *action, json_object *ret,
 	return rc;
 }
 
+/* ---- save ------------------------------------------------------------------ */
+
+static void cv_save_progress(void *opaque, uint64_t done, uint64_t total)
+{
+	struct control_vm *cv = opaque;
+	uint64_t now = now_ns();
+	json_object *d;
+
+	if (done < total && now - cv->save.last_progress_ns < CV_PROGRESS_NS)
+		return;
+	cv->save.last_progress_ns = now;
+	d = json_object_new_object();
+	json_object_object_add(d, "bytes", jint(done));
+	json_object_object_add(d, "total", jint(total));
+	control_event(cv->srv, CTL_EV_SAVE_PROGRESS, d);
+}
+
+static void cv_save_event(struct control_vm *cv, int rc, const struct migrate_save_result *r,
+			  const char *msg)
+{
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "path", jstr(cv->save.path));
+	if (rc) {
+		json_object_object_add(d, "message", jstr(msg));
+		control_event(cv->srv, CTL_EV_SAVE_FAILED, d);
+		return;
+	}
+	json_object_object_add(d, "bytes", jint(r->file_bytes));
+	json_object_object_add(d, "ram_bytes", jint(r->ram_stored));
+	json_object_object_add(d, "ms", jint(r->ms));
+	json_object_object_add(d, "keep_running", json_object_new_boolean(cv->save.keep_running));
+	control_event(cv->srv, CTL_EV_SAVED, d);
+}
+
+/* Quiesce, write, then resume (keep-running, or after a failure) or end
+ * the worker. The machine cannot go away meanwhile: detach joins us. */
+static void *cv_save_thread(void *arg)
+{
+	struct control_vm *cv = arg;
+	struct machine *m = cv->m;
+	struct migrate_save_opts o = { .path = cv->save.path, .progress = cv_save_progress,
+				       .opaque = cv };
+	struct migrate_save_result r = { 0 };
+	char err[512] = "";
+	bool quiesced;
+	int rc = machine_quiesce(m, CV_PAUSE_TIMEOUT_MS);
+
+	quiesced = rc == 0;
+	if (rc)
+		snprintf(err, sizeof(err), "%s", rc == -ETIMEDOUT ? "the vCPUs did not stop in time" :
+			 "the VM is stopping");
+	else
+		rc = migrate_save(m, &o, &r, err, sizeof(err));
+	if (rc)
+		kerr("save: %s", err);
+	else
+		kinfo("saved the VM to %s (%llu MiB of RAM stored, %llu ms)", cv->save.path,
+		      (unsigned long long)(r.ram_stored >> 20), (unsigned long long)r.ms);
+	pthread_mutex_lock(&cv->lock);
+	cv_save_event(cv, rc, &r, err);
+	if (!rc && !cv->save.keep_running) {
+		cv->save.stopped = true;
+		vm_request_stop_cb(&m->vm, VM_STOP_SAVED, 0);
+	} else if (quiesced) {
+		if ((cv->save.was_paused ? machine_resume_devices(m) : machine_resume(m)))
+			kwarn("save: a device did not resume cleanly");
+	}
+	if (!cv->save.stopped)
+		cv_set_state(cv, cv->save.was_paused ? "paused" : "running");
+	cv->save.running = false;
+	pthread_mutex_unlock(&cv->lock);
+	return NULL;
+}
+
+static void cv_save_join(struct control_vm *cv)
+{
+	if (cv->save.joinable) {
+		pthread_join(cv->save.thread, NULL);
+		cv->save.joinable = false;
+	}
+}
+
+static int cv_save(void *opaque, const char *path, bool keep_running, json_object *ret,
+		   struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && strcmp(cv->state, "running") && strcmp(cv->state, "paused"))
+		rc = control_fail(e, CTL_E_STATE, "the VM is %s", cv->state);
+	if (!rc) {
+		cv_save_join(cv);   /* a finished save's thread */
+		free(cv->save.path);
+		cv->save.path = strdup(path);
+		cv->save.keep_running = keep_running;
+		cv->save.was_paused = !strcmp(cv->state, "paused");
+		cv->save.last_progress_ns = 0;
+		cv->save.running = cv->save.path &&
+				   !pthread_create(&cv->save.thread, NULL, cv_save_thread, cv);
+		cv->save.joinable = cv->save.running;
+		if (!cv->save.running)
+			rc = control_fail(e, CTL_E_INTERNAL, "cannot start the save");
+	}
+	if (!rc) {
+		json_object_object_add(ret, "path", jstr(path));
+		cv_set_state(cv, "saving");
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
 /* ---- timers -------------------------------------------------------------- */
 
 static int64_t cv_ms_until(uint64_t at, uint64_t now)
@@ -866,6 +992,7 @@ static const struct control_ops cv_ops = {
 	.disk_remove = cv_disk_remove,
 	.net_link = cv_net_link,
 	.dirty_log = cv_dirty_log,
+	.save = cv_save,
 	.tick = cv_tick,
 };
 
@@ -882,6 +1009,7 @@ static const char *cv_stop_reason(struct control_vm *cv, enum vm_stop_reason why
 	case VM_STOP_ERROR: return "vm-error";
 	case VM_STOP_SIGNAL: return "host-signal";
 	case VM_STOP_TIMEOUT: return "timeout";
+	case VM_STOP_SAVED: return "saved";
 	}
 	return "unknown";
 }
@@ -1021,6 +1149,9 @@ void control_vm_detach(struct control_vm *cv, struct machine *m)
 
 	if (!cv)
 		return;
+	/* A save still writing holds the machine: wait for it (outside the
+	 * lock, which it takes to report). */
+	cv_save_join(cv);
 	pthread_mutex_lock(&cv->lock);
 	if (why == VM_STOP_RESET) {
 		d = json_object_new_object();
@@ -1060,6 +1191,7 @@ void control_vm_destroy(struct control_vm *cv, int exit_code)
 	}
 	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++)
 		free(cv->disks[t].path);
+	free(cv->save.path);
 	pthread_mutex_destroy(&cv->lock);
 	free(cv);
 }
