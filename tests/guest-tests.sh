@@ -957,6 +957,135 @@ if [ $do_linux = 1 ]; then
 	with_retry ctl_linux_hotplug_empty_case
 fi
 
+# ---- VM state: save and restore (issue 14) ----------------------------------
+# A worker saves its VM (kestrel ctl NAME save FILE) and exits; a new worker
+# brings it back (kestrel run --restore FILE). The guest's own output must
+# go on where it stopped: the serial lines of all the workers together are
+# one unbroken sequence.
+# consecutive FILE PREFIX [SUFFIX]: the numbers of the lines "PREFIX N[ SUFFIX]"
+# in FILE count up by one from 1, none missing or repeated.
+consecutive() {
+	tr -d '\r' <"$1" | sed -n "s/^$2 \([0-9][0-9]*\)${3:+ $3}\$/\1/p" |
+		awk 'NR != $1 { bad = 1; exit } { last = $1 } END { if (bad || !last) exit 1 }'
+}
+# state_save NAME FILE: save the worker named NAME to FILE; it exits 0.
+state_save() {
+	ctl "$1" save "$2" >"$out/$1.save" 2>&1 && has "$out/$1.save" "saved to $2"
+}
+
+# counter.bin through three save/restore round trips, each in a new worker.
+state_counter_case() {
+	n=st-cnt-$$
+	case_begin payload-state-counter || return 0
+	rm -f "$out/$n".* "$out/$n-all.log"
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=50" --timeout 120s
+	for r in 1 2 3; do
+		expect "round $r: the counter never ran" wait_for 20 has "$out/$n.log" "^counter: [0-9]*[05]$"
+		expect "round $r: the save failed: $(tail -n 2 "$out/$n.save" 2>/dev/null | tr '\n' ' ')" \
+			state_save "$n" "$out/$n.state"
+		reap_worker $bg_pid 120
+		expect "round $r: the saved worker exited $rc, not 0" [ "$rc" = 0 ]
+		cat "$out/$n.log" >>"$out/$n-all.log"
+		expect "round $r: the state file is not private" [ "$(stat -c %a "$out/$n.state")" = 600 ]
+		# Empty before the start: the next wait must not see this log's lines.
+		: >"$out/$n.log"
+		"$KESTREL" run --name "$n" --restore "$out/$n.state" --timeout 120s </dev/null \
+			>>"$out/$n.log" 2>"$out/$n.err" &
+		bg_pid=$!
+		expect "round $r: the restored worker's socket never answered" wait_for 20 alive "$n"
+	done
+	expect "the restored counter never ran" wait_for 20 more_than "$out/$n.log" "^counter: " 5
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 120
+	cat "$out/$n.log" >>"$out/$n-all.log"
+	expect "the counter did not go on from where it was saved: $(tr -d '\r' <"$out/$n-all.log" | grep -c '^counter: [0-9]') lines" \
+		consecutive "$out/$n-all.log" "counter:"
+	expect "the guest booted again after a restore" [ "$(lines_of "$out/$n-all.log" "^counter: start")" = 1 ]
+	case_end "$out/$n-all.log" "$out/$n.err"
+}
+
+# vscsi.bin writing and reading back its disk with 32 requests in flight is
+# saved mid-transfer; restored, it finishes every round and every word it
+# reads back is the one it wrote (tests/guest/vscsi.c, stream=N).
+state_vscsi_case() {
+	n=st-vs-$$
+	case_begin payload-state-vscsi || return 0
+	vscsi_images
+	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "stream=400" --timeout 120s \
+		--disk "path=$out/vd0.img,bus=scsi"
+	expect "the transfer never started" wait_for 30 has "$out/$n.log" "^vscsi: stream round 20 ok"
+	expect "the save failed: $(tail -n 2 "$out/$n.save" 2>/dev/null | tr '\n' ' ')" state_save "$n" "$out/$n.state"
+	reap_worker $bg_pid 120
+	expect "the saved worker exited $rc, not 0" [ "$rc" = 0 ]
+	expect "the save came after the last round" fails has "$out/$n.log" "RESULT"
+	mv "$out/$n.log" "$out/$n-1.log"
+	"$KESTREL" run --restore "$out/$n.state" --timeout 120s </dev/null >"$out/$n.log" 2>"$out/$n.err"
+	rc=$?
+	expect "the restored worker exited $rc, not 1" [ "$rc" = 1 ]
+	cat "$out/$n-1.log" "$out/$n.log" >"$out/$n-all.log"
+	expect "a round was lost or repeated" consecutive "$out/$n-all.log" "vscsi: stream round" ok
+	expect "the restored guest did not finish" has "$out/$n.log" "^RESULT: PASS"
+	expect "a check failed" fails grep -q "^FAIL" "$out/$n.log"
+	case_end "$out/$n-all.log" "$out/$n.err"
+}
+
+# What --restore refuses, each with one line and status 2, nothing run: a
+# truncated file, a damaged byte in the header, in a record and in the RAM
+# map, a flag that would change the machine, a disk that is another image
+# (same name, other VHD unique id).
+state_refused_case() {
+	n=st-bad-$$
+	case_begin payload-state-refused || return 0
+	rm -f "$out"/vhd*
+	"$KESTREL" vhd create -q --type dynamic --size 8M "$out/vhdst.vhd"
+	bg_run "$n" --kernel "$P/counter.bin" --timeout 60s --disk "path=$out/vhdst.vhd,bus=scsi"
+	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 3$"
+	expect "the save failed" state_save "$n" "$out/$n.state"
+	reap_worker $bg_pid 60
+	sz=$(wc -c <"$out/$n.state")
+	refuse() { # refuse WHY FILE REGEX [FLAGS...]: --restore FILE exits 2 with one line matching REGEX
+		rw=$1 rf=$2 rx=$3
+		shift 3
+		"$KESTREL" run --restore "$rf" --timeout 10s "$@" </dev/null >"$out/$n.rlog" 2>"$out/$n.rerr"
+		rrc=$?
+		expect "$rw: status $rrc, not 2" [ "$rrc" = 2 ]
+		expect "$rw: not one line: $(head -c 300 "$out/$n.rerr")" [ "$(wc -l <"$out/$n.rerr")" = 1 ]
+		expect "$rw: the message does not say /$rx/: $(head -c 300 "$out/$n.rerr")" has "$out/$n.rerr" "$rx"
+		expect "$rw: the guest ran" fails has "$out/$n.rlog" "counter"
+	}
+	flip() { # flip OFFSET: a copy of the state with the byte at OFFSET inverted
+		cp "$out/$n.state" "$out/$n.bad"
+		b=$(dd if="$out/$n.bad" bs=1 skip="$1" count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+		printf "\\$(printf %o $((255 - ${b:-0})))" | dd of="$out/$n.bad" bs=1 seek="$1" conv=notrunc 2>/dev/null
+	}
+	head -c $((sz / 2)) "$out/$n.state" >"$out/$n.bad"
+	refuse "truncated" "$out/$n.bad" "truncated"
+	flip 9
+	refuse "header byte" "$out/$n.bad" "format version|header"
+	flip 200
+	refuse "record byte" "$out/$n.bad" "checksum mismatch"
+	flip 4000
+	refuse "a later record byte" "$out/$n.bad" "checksum mismatch|record"
+	refuse "--mem with --restore" "$out/$n.state" "--mem: cannot be changed with --restore" --mem 1G
+	refuse "a missing file" "$out/missing.state" "No such file"
+	mv "$out/vhdst.vhd" "$out/vhdst.orig"
+	"$KESTREL" vhd create -q --type dynamic --size 8M "$out/vhdst.vhd"
+	refuse "another VHD under the disk's name" "$out/$n.state" "unique id"
+	mv "$out/vhdst.orig" "$out/vhdst.vhd"
+	"$KESTREL" run --restore "$out/$n.state" --timeout 3s </dev/null >"$out/$n.rlog" 2>"$out/$n.rerr"
+	rrc=$?
+	expect "the intact state did not restore: status $rrc, $(head -c 300 "$out/$n.rerr")" [ "$rrc" = 124 ]
+	cat "$out/$n.log" "$out/$n.rlog" >"$out/$n.both"
+	expect "the intact state did not count on" consecutive "$out/$n.both" "counter:"
+	case_end "$out/$n.log" "$out/$n.rerr"
+}
+
+if [ $do_payloads = 1 ]; then
+	state_counter_case
+	state_vscsi_case
+	state_refused_case
+fi
+
 # ---- virtio-net (issue 3) --------------------------------------------------
 # Every case runs the worker inside a network namespace of its own holding a
 # TAP whose host side has 10.0.0.1/24 (and for VLAN N an 802.1Q interface
