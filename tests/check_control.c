@@ -37,12 +37,13 @@ struct fake_vm {
 	unsigned last_target;
 	bool net_up;
 	const char *dirty_action;
+	bool save_keep;
 	int ticks;
 	const char *fail_code;   /* every op fails with this when set */
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY };
+       F_NET, F_DIRTY, F_SAVE };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -150,6 +151,15 @@ static int f_dirty(void *o, const char *action, json_object *ret, struct control
 	return fake_enter(F_DIRTY, e);
 }
 
+static int f_save(void *o, const char *path, bool keep, json_object *ret, struct control_error *e)
+{
+	(void)o;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s", path);
+	fake.save_keep = keep;
+	json_object_object_add(ret, "path", json_object_new_string(path));
+	return fake_enter(F_SAVE, e);
+}
+
 static int64_t f_tick(void *o)
 {
 	(void)o;
@@ -163,7 +173,7 @@ static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
-	.tick = f_tick,
+	.save = f_save, .tick = f_tick,
 };
 
 static void fake_reset(void)
@@ -458,6 +468,10 @@ START_TEST(request_argument_errors)
 		REQ("dirty-log", "{\"action\":1}"),
 		REQ("dirty-log", "{\"action\":\"fetch\",\"clear\":true}"),
 		REQ("pause", "{\"now\":true}"),
+		REQ("save", "{}"),
+		REQ("save", "{\"path\":\"vm.state\"}"),
+		REQ("save", "{\"path\":\"/vm.state\",\"keep-running\":\"yes\"}"),
+		REQ("save", "{\"path\":\"/vm.state\",\"keep_running\":true}"),
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -476,6 +490,7 @@ START_TEST(request_argument_errors)
 	}
 	ck_assert_int_eq(fake.calls[F_ADD], 0);
 	ck_assert_int_eq(fake.calls[F_SHUTDOWN], 0);
+	ck_assert_int_eq(fake.calls[F_SAVE], 0);
 #undef REQ
 }
 END_TEST
@@ -528,7 +543,13 @@ START_TEST(commands_reach_the_vm)
 		json_object_put(expect_ok(line));
 		ck_assert_str_eq(fake.dirty_action, dirty_log_actions[i]);
 	}
-	for (int i = F_VM; i <= F_DIRTY; i++)
+	json_object_put(expect_ok("{\"command\":\"save\",\"arguments\":{\"path\":\"/s/vm.state\","
+				  "\"keep-running\":true}}"));
+	ck_assert_str_eq(fake.last_path, "/s/vm.state");
+	ck_assert(fake.save_keep);
+	json_object_put(expect_ok("{\"command\":\"save\",\"arguments\":{\"path\":\"/s/b\"}}"));
+	ck_assert(!fake.save_keep);
+	for (int i = F_VM; i <= F_SAVE; i++)
 		ck_assert_msg(fake.calls[i] > 0, "command %d never reached the VM", i);
 }
 END_TEST
@@ -545,6 +566,7 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"disk-remove\",\"arguments\":{\"target\":1}}",
 		"{\"id\":1,\"command\":\"net-link\",\"arguments\":{\"state\":\"up\"}}",
 		"{\"id\":1,\"command\":\"dirty-log\",\"arguments\":{\"action\":\"fetch\"}}",
+		"{\"id\":1,\"command\":\"save\",\"arguments\":{\"path\":\"/x\"}}",
 	};
 	static const char *const codes[] = { CTL_E_STATE, CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
 					     CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT };

@@ -41,6 +41,7 @@
 #include "kestrel/control_vm.h"
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
+#include "kestrel/migrate.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -61,6 +62,7 @@
 static struct {
 	struct device pm, scsi, net[FUZZ_NICS], bus_dev;
 	bool pause_times_out;
+	bool quiesced;            /* machine_quiesce'd by a save */
 	bool plugged[VIRTIO_SCSI_MAX_TARGETS];
 	char path[VIRTIO_SCSI_MAX_TARGETS][4096];
 	unsigned power_button;
@@ -176,6 +178,56 @@ int virtio_net_set_link(struct device *dev, bool up)
 	return 0;
 }
 
+/* The machine's registry and the save (src/machine.c, migrate/save.c). */
+struct device *machine_find_device(struct machine *m, const char *id)
+{
+	return dev_list_find(&m->devs, id);
+}
+
+int machine_quiesce(struct machine *m, uint64_t timeout_ms)
+{
+	(void)timeout_ms;
+	CHECK(!fake.quiesced);
+	if (m->vm.stop_requested)
+		return -ESHUTDOWN;
+	if (fake.pause_times_out)
+		return -ETIMEDOUT;
+	fake.quiesced = true;
+	return 0;
+}
+
+int machine_resume_devices(struct machine *m)
+{
+	(void)m;
+	CHECK(fake.quiesced);
+	fake.quiesced = false;
+	return 0;
+}
+
+int machine_resume(struct machine *m)
+{
+	CHECK(fake.quiesced);
+	fake.quiesced = false;
+	m->vm.paused = false;
+	return 0;
+}
+
+int migrate_save(struct machine *m, const struct migrate_save_opts *o,
+		 struct migrate_save_result *res, char *err, size_t errlen)
+{
+	(void)m;
+	CHECK(fake.quiesced);
+	CHECK(o->path && o->path[0] == '/');
+	memset(res, 0, sizeof(*res));
+	if (o->progress)
+		o->progress(o->opaque, 1, 1);
+	if (strstr(o->path, "/missing")) {
+		snprintf(err, errlen, "%s: No such file or directory", o->path);
+		return -ENOENT;
+	}
+	return 0;
+}
+
 /* ---- the VM ---------------------------------------------------------------- */
 
 static struct vm_config cfg;
@@ -249,12 +301,16 @@ static void machine_boot(uint8_t shape)
 	vm->mmio = (struct bus){ .name = "mmio" };
 	pthread_rwlock_init(&vm->pio.lock, NULL);
 	pthread_rwlock_init(&vm->mmio.lock, NULL);
-	machine.pm = &fake.pm;
+	fake.quiesced = false;
+	CHECK(dev_list_add(&machine.devs, &fake.pm, "pm") == 0);
 	if (shape & 2)
-		machine.vscsi = &fake.scsi;
-	machine.nvnet = (shape >> 2) & 3;
-	for (unsigned i = 0; i < machine.nvnet; i++)
-		machine.vnet[i] = &fake.net[i];
+		CHECK(dev_list_add(&machine.devs, &fake.scsi, "scsi0") == 0);
+	for (unsigned i = 0; i < ((shape >> 2) & 3u); i++) {
+		char id[DEV_ID_MAX];
+
+		snprintf(id, sizeof(id), "net%u", i);
+		CHECK(dev_list_add(&machine.devs, &fake.net[i], id) == 0);
+	}
 	/* The configured disks come back with every boot. */
 	if (shape & 16)
 		for (unsigned i = 0; i < 2; i++)
