@@ -26,7 +26,8 @@
 
 struct migrate_in {
 	char *path;
-	int fd;
+	int fd;                    /* open only while reading: see restore_reopen */
+	struct stat st;            /* the file as it was checked */
 	struct stream_header h;
 	uint8_t *area;             /* the records */
 	struct stream_records recs;
@@ -60,9 +61,10 @@ static int restore_load(struct migrate_in *in, char *err, size_t errlen)
 	int ret;
 
 	if (fstat(in->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", in->path);
+		snprintf(err, errlen, "--restore: %s: not a regular file", in->path);
 		return -EINVAL;
 	}
+	in->st = st;
 	ret = (uint64_t)st.st_size < STREAM_HEADER_SIZE ? -EINVAL :
 	      restore_read(in->fd, hdr, sizeof(hdr), 0);
 	ret = ret ?: stream_header_decode(hdr, (uint64_t)st.st_size, &in->h, why, sizeof(why));
@@ -109,7 +111,31 @@ int migrate_restore_open(const char *path, struct migrate_in **out, char *err, s
 		migrate_restore_close(in);
 		return ret;
 	}
+	/* Closed until the machine is loaded: the sandbox closes descriptors
+	 * it did not open (src/sandbox), and the file is opened again then. */
+	close(in->fd);
+	in->fd = -1;
 	*out = in;
+	return 0;
+}
+
+/* The file again, for RAM: it must be the one checked, unchanged. */
+static int restore_reopen(struct migrate_in *in, char *err, size_t errlen)
+{
+	struct stat st;
+
+	in->fd = open(in->path, O_RDONLY | O_CLOEXEC);
+	if (in->fd < 0) {
+		snprintf(err, errlen, "--restore: %s: %s", in->path, strerror(errno));
+		return -errno;
+	}
+	if (fstat(in->fd, &st) < 0 || st.st_dev != in->st.st_dev || st.st_ino != in->st.st_ino ||
+	    st.st_size != in->st.st_size || st.st_mtim.tv_sec != in->st.st_mtim.tv_sec ||
+	    st.st_mtim.tv_nsec != in->st.st_mtim.tv_nsec) {
+		snprintf(err, errlen, "--restore: %s: the file changed while it was being restored",
+			 in->path);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -291,6 +317,9 @@ int migrate_restore_machine(struct migrate_in *in, struct machine *m, bool eager
 		snprintf(err, errlen, "--restore: %s: %s", in->path, why);
 		return ret;
 	}
+	ret = restore_reopen(in, err, errlen);
+	if (ret)
+		return ret;
 	ret = ram_restore(&m->vm.gm, in->fd, in->h.ram_off, &in->ram, eager, why, sizeof(why));
 	if (ret) {
 		snprintf(err, errlen, "--restore: %s: %s", in->path, why);

@@ -16,6 +16,7 @@
 #include "kestrel/boot.h"
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -45,10 +46,15 @@ static int machine_open_serial(struct machine *m, char *err, size_t errlen)
 		m->serial_out_fd = STDOUT_FILENO;
 		return 0;
 	case SERIAL_FILE:
-		m->serial_out_fd = open(m->cfg->serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		/* Truncated once: a reboot writes on after the last boot's output. */
+		m->serial_out_fd = sandbox_open(m->cfg->serial_path,
+						O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (m->serial_out_fd < 0) {
-			snprintf(err, errlen, "--serial: %s: %s", m->cfg->serial_path, strerror(errno));
-			return -errno;
+			int e = -m->serial_out_fd;
+
+			m->serial_out_fd = -1;
+			snprintf(err, errlen, "--serial: %s: %s", m->cfg->serial_path, strerror(e));
+			return -e;
 		}
 		m->own_serial_out = true;
 		return 0;
@@ -118,7 +124,6 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->vm.ctl), "i8042", err, errlen);
 	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns), "pm",
 				 err, errlen);
-	ret = ret ?: machine_add(m, debug_exit_create(&m->vm.ctl), "debug-exit", err, errlen);
 	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);
 	/* Where guest writes to the read-only BIOS segment go (machine_protect_bios). */
 	ret = ret ?: machine_add(m, sink_create("bios"), "bios", err, errlen);
@@ -130,10 +135,15 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	ret = ret ?: attach(m, BOARD_PORT_I8042_CMD, 1, "i8042", 1, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_ACPI_PM, 12, "pm", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_RESET, 1, "pm", 1, err, errlen);
-	ret = ret ?: attach(m, BOARD_PORT_DEBUG_EXIT, 4, "debug-exit", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_POST, 1, "post", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_PCI_ADDR, 1, "pci-host", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_PCI_DATA, 4, "pci-host", 1, err, errlen);
+	/* A guest that may choose the worker's exit status is a test guest:
+	 * without --debug-exit the port is as unknown as any other. */
+	if (!ret && m->cfg->debug_exit) {
+		ret = machine_add(m, debug_exit_create(&m->vm.ctl), "debug-exit", err, errlen);
+		ret = ret ?: attach(m, BOARD_PORT_DEBUG_EXIT, 4, "debug-exit", 0, err, errlen);
+	}
 	/* CONFIG_ADDRESS writes only latch an address: queue them in KVM so a
 	 * config-space access costs one exit (at 0xCFC), not two — guests probe
 	 * config space thousands of times while booting. The 4-byte zone also
@@ -319,10 +329,10 @@ static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
 static int map_image(const char *path, uint8_t **p, size_t *len)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+	int fd = sandbox_open(path, O_RDONLY | O_CLOEXEC, 0), ret = 0;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fstat(fd, &st) < 0)
 		ret = -errno;
 	else if (!S_ISREG(st.st_mode))

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include "kestrel/block.h"
 #include "kestrel/net.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/util.h"
 
 enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
@@ -64,16 +65,22 @@ struct vm_config {
 	struct config_disk *disks;
 	unsigned ndisks;
 	bool scsi_controller;     /* the virtio-scsi controller even with no scsi disk */
+	bool debug_exit;          /* decode the debug-exit port (tests only) */
 	struct config_net *nets;
 	unsigned nnets;
+	enum sandbox_seccomp seccomp; /* --seccomp on|log|off (default on) */
+	char *user;               /* --user: drop to this user once all is open, or NULL */
+	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
 	char *restore;            /* --restore FILE: a saved VM (docs/state.md) */
 	uint32_t given;           /* bit per option set by a flag or a JSON key */
 };
 
-/* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit
- * write of V exits with (V << 1) | 1, as QEMU's isa-debug-exit. */
+/* Exit codes of the worker. 0: the guest powered off. With --debug-exit, a
+ * guest's debug-exit write of V exits with (V << 1) | 1, as QEMU's
+ * isa-debug-exit. */
 #define EXIT_USAGE 2        /* bad flags/config/files, before anything starts */
 #define EXIT_VM_ERROR 3     /* triple fault, KVM internal error, unhandled exit */
+/* 4: EXIT_SECCOMP (kestrel/sandbox.h), a thread made a call off its list */
 #define EXIT_TIMEOUT 124    /* --timeout reached (as timeout(1)) */
 
 void config_defaults(struct vm_config *c);
@@ -91,7 +98,7 @@ int config_load_json_text(struct vm_config *c, const char *label, const char *te
 			  char *err, size_t errlen) WARN_UNUSED;
 /* The configuration as JSON that config_load_json_text reads back (the
  * machine's settings: name, kernel, initrd, cmdline, mem, cpus,
- * boot_entry, on_reboot, hugepages, scsi_controller, disks, net); paths
+ * boot_entry, on_reboot, hugepages, scsi_controller, debug_exit, disks, net); paths
  * absolute. malloc'd, NULL when out of memory. src/config/config_save.c. */
 char *config_to_json(const struct vm_config *c);
 /* --restore: take into saved (the configuration from the file) the

@@ -35,7 +35,8 @@ enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
 	OPT_SCSI_CONTROLLER, OPT_NET,
-	OPT_CONTROL, OPT_RESTORE, OPT_HELP, OPT_NR
+	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_RESTORE, OPT_HELP,
+	OPT_NR
 };
 
 /* JSON types a key accepts; an integer or a boolean becomes the same text a
@@ -423,6 +424,44 @@ static int opt_control(struct vm_config *c, const char *v, const struct opt_src 
 	return set_path(&c->control, v, src);
 }
 
+/* --seccomp on|log|off (docs/sandbox.md): off is for debugging only. */
+static int opt_seccomp(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	bool on;
+
+	if (strcmp(v, "log") == 0)
+		c->seccomp = SANDBOX_SECCOMP_LOG;
+	else if (parse_bool(v, &on) == 0)
+		c->seccomp = on ? SANDBOX_SECCOMP_ON : SANDBOX_SECCOMP_OFF;
+	else
+		return opt_err(src, "'%s' is not on, log or off", v);
+	return 0;
+}
+
+/* --user NAME: a user name or a numeric uid; looked up at start. */
+static int opt_user(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+	size_t len = strlen(v);
+
+	if (len < 1 || len > 32 || strspn(v, ok) != len || v[0] == '-')
+		return opt_err(src, "'%s' is not a user name or uid", v);
+	return set_string(&c->user, v, src);
+}
+
+static int opt_landlock(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	return set_switch(&c->landlock, v, src);
+}
+
+/* The debug-exit port lets the guest pick the worker's exit status, which is
+ * a test harness's verdict and, under systemd, the restart decision: only a
+ * VM started for testing gets it (as QEMU's -device isa-debug-exit). */
+static int opt_debug_exit(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	return set_switch(&c->debug_exit, v, src);
+}
+
 /* --restore FILE: the VM comes back from a saved state (docs/state.md); its
  * configuration is the saved one, flags may only change the host side. */
 static int opt_restore(struct vm_config *c, const char *v, const struct opt_src *src)
@@ -493,11 +532,26 @@ static const struct opt opts[OPT_NR] = {
 		"control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
 		"NAME.sock, /run/kestrel/NAME.sock as root);\n"
 		"none: no socket" },
+	[OPT_SECCOMP] = { "seccomp", "seccomp", JT_STRING | JT_BOOL, true, opt_seccomp,
+		"on|log|off", "system call filters per thread (default on);\n"
+		"log: allow and log what they would refuse;\n"
+		"off: none (debugging only)" },
+	[OPT_USER] = { "user", "user", JT_STRING | JT_INT, true, opt_user, "NAME",
+		"once everything is open, run as this user\n"
+		"(name or uid; needs root) without capabilities" },
+	[OPT_LANDLOCK] = { "landlock", "landlock", JT_BOOL, false, opt_landlock, NULL,
+		"once set up, open files only in the disks'\n"
+		"folders (disk-add) and /proc/self (Linux 5.13+)" },
+	[OPT_DEBUG_EXIT] = { "debug-exit", "debug_exit", JT_BOOL, false, opt_debug_exit, NULL,
+		"decode the debug-exit port 0xf4: the guest's\n"
+		"write of V ends the worker with (V << 1) | 1\n"
+		"(test payloads; default off)" },
 	[OPT_RESTORE] = { "restore", NULL, 0, true, opt_restore, "FILE",
 		"bring a saved VM back (kestrel ctl NAME save):\n"
 		"its configuration comes from FILE; only\n"
 		"--serial --control --name --on-reboot\n"
-		"--timeout --quiet --stats may be given" },
+		"--timeout --quiet --stats --seccomp --user\n"
+		"--landlock may be given" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -655,6 +709,10 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_STATS: return a->stats == b->stats;
 	case OPT_SCSI_CONTROLLER: return a->scsi_controller == b->scsi_controller;
 	case OPT_CONTROL: return str_eq(a->control, b->control);
+	case OPT_SECCOMP: return a->seccomp == b->seccomp;
+	case OPT_USER: return str_eq(a->user, b->user);
+	case OPT_LANDLOCK: return a->landlock == b->landlock;
+	case OPT_DEBUG_EXIT: return a->debug_exit == b->debug_exit;
 	case OPT_RESTORE: return str_eq(a->restore, b->restore);
 	default: return true;
 	}
@@ -947,7 +1005,8 @@ static int json_load_buf(struct vm_config *c, const char *path, const char *buf,
  * serial file, the control socket) and how this run behaves are the
  * restoring user's choice, never the file's. */
 #define CONFIG_HOST_SIDE ((1u << OPT_SERIAL) | (1u << OPT_CONTROL) | (1u << OPT_TIMEOUT) | \
-			  (1u << OPT_QUIET) | (1u << OPT_STATS))
+			  (1u << OPT_QUIET) | (1u << OPT_STATS) | (1u << OPT_SECCOMP) | \
+			  (1u << OPT_USER) | (1u << OPT_LANDLOCK))
 
 int config_load_json_text(struct vm_config *c, const char *label, const char *text, size_t len,
 			  char *err, size_t errlen)
@@ -1124,7 +1183,7 @@ int config_validate(struct vm_config *c, char *err, size_t errlen)
 		return opt_err(VSRC("cpus"), "%u is out of range (1 to %d)", c->cpus,
 			       CONFIG_MAX_CPUS);
 	if (c->serial > SERIAL_NONE || c->boot_entry > BOOT_ENTRY_32 ||
-	    c->on_reboot > ON_REBOOT_EXIT)
+	    c->on_reboot > ON_REBOOT_EXIT || c->seccomp > SANDBOX_SECCOMP_OFF)
 		return plain_err(err, errlen, "internal error: enum out of range in vm_config");
 	ret = mem_validate(c, VSRC("mem"));
 	ret = ret ?: config_validate_files(c, err, errlen);
@@ -1153,9 +1212,10 @@ void config_free(struct vm_config *c)
 	free(c->cmdline);
 	free(c->serial_path);
 	free(c->control);
+	free(c->user);
 	free(c->restore);
 	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
-	c->restore = NULL;
+	c->user = c->restore = NULL;
 	config_disks_free(c);
 	config_nets_free(c);
 }
@@ -1196,8 +1256,9 @@ void config_usage_run(FILE *f)
 		"\n"
 		"Exit status: 0 the guest powered off; 2 bad flags, config or\n"
 		"files; 3 VM error (triple fault, KVM internal error); 124\n"
-		"--timeout reached; (V << 1) | 1 the guest wrote V to the\n"
-		"debug-exit port.\n"
+		"--timeout reached; 4 a thread made a system call outside its\n"
+		"seccomp list; (V << 1) | 1 the guest wrote V to the\n"
+		"debug-exit port (with --debug-exit).\n"
 		"Environment: KESTREL_DEBUG=1 logs debug messages.\n");
 }
 
@@ -1205,7 +1266,7 @@ void config_usage_run(FILE *f)
  * machine the guest knows. */
 static const enum opt_id restore_host_side[] = {
 	OPT_SERIAL, OPT_CONTROL, OPT_NAME, OPT_ON_REBOOT, OPT_TIMEOUT, OPT_QUIET, OPT_STATS,
-	OPT_RESTORE,
+	OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_RESTORE,
 };
 
 static bool restore_allowed(unsigned id)
@@ -1236,8 +1297,9 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 		if ((given->given >> id & 1) && !restore_allowed(id))
 			return plain_err(err, errlen, "--%s: cannot be changed with --restore (the "
 					 "configuration comes from %s; only --serial, --control, "
-					 "--name, --on-reboot, --timeout, --quiet, --stats may be "
-					 "given)", opts[id].flag, given->restore);
+					 "--name, --on-reboot, --timeout, --quiet, --stats, "
+					 "--seccomp, --user, --landlock may be given)",
+					 opts[id].flag, given->restore);
 	if (given->given & (1u << OPT_SERIAL)) {
 		saved->serial = given->serial;
 		ret = take_string(&saved->serial_path, given->serial_path);
@@ -1248,6 +1310,9 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 		saved->on_reboot = given->on_reboot;
 	ret = ret ?: take_string(&saved->control, given->control);
 	ret = ret ?: take_string(&saved->restore, given->restore);
+	ret = ret ?: take_string(&saved->user, given->user);
+	saved->seccomp = given->seccomp;
+	saved->landlock = given->landlock;
 	saved->timeout_ms = given->timeout_ms;
 	saved->quiet = given->quiet;
 	saved->stats = given->stats;

@@ -78,6 +78,7 @@ char *config_to_json(const struct vm_config *c)
 		c->on_reboot == ON_REBOOT_EXIT ? "exit" : "restart"));
 	json_object_object_add(o, "hugepages", json_object_new_boolean(c->hugepages));
 	json_object_object_add(o, "scsi_controller", json_object_new_boolean(c->scsi_controller));
+	json_object_object_add(o, "debug_exit", json_object_new_boolean(c->debug_exit));
 	for (unsigned i = 0; i < c->ndisks; i++)
 		json_object_array_add(disks, config_disk_json(&c->disks[i]));
 	for (unsigned i = 0; i < c->nnets; i++)

@@ -16,8 +16,8 @@
  * bit 1 a SCSI controller; bits 2-3 the number of NICs; bit 4 two disks in
  * the configuration; bit 5 the vCPUs never park (pause times out).
  *
- * Below control_vm.c the machine is faked at link time (vm_pause,
- * virtio_scsi_hotplug, ...). The fakes never open a host file and trap on
+ * Below control_vm.c the machine is faked at link time (vm_pause, blk_open,
+ * virtio_scsi_attach_disk, ...). The fakes never open a host file and trap on
  * anything the commands must not hand down: a target outside the
  * controller, a relative or empty path, an option outside its table. The
  * client, which sends and reads at once, traps on a reply line that is not
@@ -101,6 +101,11 @@ void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code)
 	}
 }
 
+struct device *machine_find_device(struct machine *m, const char *id)
+{
+	return dev_list_find(&m->devs, id);
+}
+
 void vm_get_stats(struct vm *vm, struct vm_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -122,25 +127,50 @@ static void check_blk_opts(const struct blk_opts *o)
 	CHECK((unsigned)o->aio <= BLK_AIO_SYNC);
 }
 
-int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_opts *o, char *err,
-			size_t errlen)
+/* disk-add opens its file on a job thread (blk_open), then attaches it
+ * under control_vm's lock; disk-remove detaches, and a job closes. */
+int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t errlen)
 {
-	CHECK(dev == &fake.scsi);
-	CHECK(target < VIRTIO_SCSI_MAX_TARGETS);
+	struct blk_dev *d;
+
 	check_blk_opts(o);
-	if (fake.plugged[target])
-		return -EEXIST;
 	/* A file that "cannot be opened": the error path with a message. */
 	if (strstr(o->path, "/missing")) {
 		snprintf(err, errlen, "%s: No such file or directory", o->path);
 		return -ENOENT;
 	}
-	fake.plugged[target] = true;
-	snprintf(fake.path[target], sizeof(fake.path[target]), "%s", o->path);
+	d = calloc(1, sizeof(*d));
+	CHECK(d && (d->path = strdup(o->path)));
+	d->opts = *o;
+	d->opts.path = d->path;
+	*out = d;
 	return 0;
 }
 
-int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t errlen)
+void blk_close(struct blk_dev *d)
+{
+	if (d)
+		free(d->path);
+	free(d);
+}
+
+int virtio_scsi_attach_disk(struct device *dev, unsigned target, struct blk_dev *blk, char *err,
+			    size_t errlen)
+{
+	CHECK(dev == &fake.scsi);
+	CHECK(target < VIRTIO_SCSI_MAX_TARGETS);
+	check_blk_opts(&blk->opts);
+	if (fake.plugged[target])
+		return -EEXIST;
+	fake.plugged[target] = true;
+	snprintf(fake.path[target], sizeof(fake.path[target]), "%s", blk->path);
+	blk_close(blk);    /* taken over */
+	return 0;
+}
+
+/* A detached target is only a token here: the fake closes nothing. */
+int virtio_scsi_detach(struct device *dev, unsigned target, struct vscsi_target **out, char *err,
+		       size_t errlen)
 {
 	CHECK(dev == &fake.scsi);
 	if (target >= VIRTIO_SCSI_MAX_TARGETS || !fake.plugged[target]) {
@@ -148,7 +178,13 @@ int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t er
 		return -ENOENT;
 	}
 	fake.plugged[target] = false;
+	*out = (struct vscsi_target *)&fake.scsi;
 	return 0;
+}
+
+void virtio_scsi_target_close(struct vscsi_target *t)
+{
+	CHECK(t == (struct vscsi_target *)&fake.scsi);
 }
 
 int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
@@ -178,12 +214,7 @@ int virtio_net_set_link(struct device *dev, bool up)
 	return 0;
 }
 
-/* The machine's registry and the save (src/machine.c, migrate/save.c). */
-struct device *machine_find_device(struct machine *m, const char *id)
-{
-	return dev_list_find(&m->devs, id);
-}
-
+/* The save's calls into the machine (src/machine.c, migrate/save.c). */
 int machine_quiesce(struct machine *m, uint64_t timeout_ms)
 {
 	(void)timeout_ms;
@@ -302,6 +333,7 @@ static void machine_boot(uint8_t shape)
 	pthread_rwlock_init(&vm->pio.lock, NULL);
 	pthread_rwlock_init(&vm->mmio.lock, NULL);
 	fake.quiesced = false;
+	/* The devices control_vm looks up by id, as machine_create registers them. */
 	CHECK(dev_list_add(&machine.devs, &fake.pm, "pm") == 0);
 	if (shape & 2)
 		CHECK(dev_list_add(&machine.devs, &fake.scsi, "scsi0") == 0);
