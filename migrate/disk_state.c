@@ -71,6 +71,22 @@ void disk_state_put(struct machine *m, struct state_buf *b)
 	}
 }
 
+/* A snapshot's disk under a fresh differencing child: the child must
+ * name the saved image as its parent and have its size. */
+static int disk_compare_child(unsigned t, const struct disk_ident *saved, struct blk_dev *d,
+			      char *err, size_t errlen)
+{
+	uint8_t parent[16];
+
+	if (!saved->vhd || !blk_vhd_parent_uuid(d, parent) ||
+	    memcmp(parent, saved->uuid, sizeof(parent)) != 0 || d->size != saved->size) {
+		snprintf(err, errlen, "%s: not a differencing child of %s (the disk at target %u "
+			 "when the snapshot was taken)", d->path, saved->path, t);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int disk_compare(unsigned t, const struct disk_ident *saved, const struct disk_ident *now,
 			char *err, size_t errlen)
 {
@@ -98,7 +114,7 @@ static int disk_compare(unsigned t, const struct disk_ident *saved, const struct
 	return 0;
 }
 
-int disk_state_check(struct machine *m, const struct stream_record *rec, char *err,
+int disk_state_check(struct machine *m, const struct stream_record *rec, bool children, char *err,
 		     size_t errlen)
 {
 	struct state_buf b;
@@ -132,6 +148,8 @@ int disk_state_check(struct machine *m, const struct stream_record *rec, char *e
 			snprintf(err, errlen, "%s: the saved VM had this disk at target %u; it is "
 				 "missing", saved.path, t);
 			ret = -EINVAL;
+		} else if (children) {
+			ret = disk_compare_child(t, &saved, d, err, errlen);
 		} else {
 			disk_ident_of(d, &now);
 			ret = disk_compare(t, &saved, &now, err, errlen);

@@ -33,7 +33,9 @@ int ram_restore(struct guest_mem *gm, int fd, uint64_t ram_off, const struct str
  * VHD unique id, read-only), written at save and compared at restore with
  * the disks the restored machine opened from the saved configuration. */
 void disk_state_put(struct machine *m, struct state_buf *b);
-int disk_state_check(struct machine *m, const struct stream_record *rec, char *err,
+/* children: each disk now must be a differencing VHD child of the saved one
+ * (a snapshot applied: docs/state.md, "Snapshots") instead of the same. */
+int disk_state_check(struct machine *m, const struct stream_record *rec, bool children, char *err,
 		     size_t errlen) WARN_UNUSED;
 
 #endif

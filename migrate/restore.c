@@ -32,7 +32,13 @@ struct migrate_in {
 	uint8_t *area;             /* the records */
 	struct stream_records recs;
 	struct stream_ram ram;
+	bool disk_children;        /* migrate_restore_expect_children */
 };
+
+void migrate_restore_expect_children(struct migrate_in *in)
+{
+	in->disk_children = true;
+}
 
 static int restore_read(int fd, void *p, size_t len, uint64_t off)
 {
@@ -311,7 +317,7 @@ int migrate_restore_machine(struct migrate_in *in, struct machine *m, bool eager
 			    size_t errlen)
 {
 	char why[320];
-	int ret = disk_state_check(m, &in->recs.disk, why, sizeof(why));
+	int ret = disk_state_check(m, &in->recs.disk, in->disk_children, why, sizeof(why));
 
 	if (ret) {
 		snprintf(err, errlen, "--restore: %s: %s", in->path, why);

@@ -15,6 +15,7 @@
 #include "kestrel/machine.h"
 #include "kestrel/migrate.h"
 #include "kestrel/sandbox.h"
+#include "kestrel/snapshot.h"
 #include "kestrel/vhd.h"
 
 static void usage(FILE *f)
@@ -25,6 +26,7 @@ static void usage(FILE *f)
 		"       kestrel vhd COMMAND ...   create, inspect, check and convert VHD disks (kestrel vhd help)\n"
 		"       kestrel ctl NAME|SOCKET COMMAND [ARGS] [--json]   drive a running VM\n"
 		"       kestrel list [--json]     running VMs (docs/control.md)\n"
+		"       kestrel snapshot list|delete [NAME] --vm-dir DIR   a VM's snapshot tree (docs/state.md)\n"
 		"       kestrel help [run]\n"
 		"       kestrel --version\n");
 }
@@ -39,6 +41,7 @@ static const char *stop_name(enum vm_stop_reason why)
 	case VM_STOP_SIGNAL: return "host signal";
 	case VM_STOP_TIMEOUT: return "--timeout reached";
 	case VM_STOP_SAVED: return "the VM was saved";
+	case VM_STOP_APPLY: return "a snapshot is applied";
 	}
 	return "?";
 }
@@ -157,6 +160,41 @@ static char **landlock_dirs(const struct vm_config *cfg, unsigned *n)
 	return dirs;
 }
 
+/* A snapshot is applied (docs/state.md): the old machine is gone; its
+ * disks' children are removed, the configuration's disks become the fresh
+ * children of the snapshot's, and the next boot restores its state. */
+static int apply_snapshot(struct vm_config *cfg, struct control_vm *cv, struct migrate_in **in,
+			  char *err, size_t errlen)
+{
+	struct snapshot_apply a;
+	int rc;
+
+	if (!control_vm_take_apply(cv, &a)) {
+		snprintf(err, errlen, "snapshot apply: nothing to apply");
+		return -EINVAL;
+	}
+	snapshot_apply_finish(&a);
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		struct config_disk *d = &cfg->disks[i];
+		char *p;
+
+		if (d->target < 0 || d->target >= SNAP_DISKS || !a.disk[d->target])
+			continue;
+		p = strdup(a.disk[d->target]);
+		if (!p)
+			continue;
+		free(d->path);
+		d->path = p;
+		d->blk.path = p;
+		d->blk.format = BLK_FMT_VHD;
+	}
+	rc = migrate_restore_open(a.state, in, err, errlen);
+	if (!rc)
+		migrate_restore_expect_children(*in);
+	snapshot_apply_free(&a);
+	return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
@@ -227,6 +265,15 @@ static int cmd_run(int argc, char **argv)
 			kinfo("guest reset: restarting");
 			continue;
 		}
+		if (why == VM_STOP_APPLY) {
+			if (apply_snapshot(&cfg, cv, &in, err, sizeof(err)) == 0) {
+				kinfo("applying a snapshot: restarting from its state");
+				continue;
+			}
+			kerr("%s", err);
+			exit_code = EXIT_VM_ERROR;
+			break;
+		}
 		switch (why) {
 		case VM_STOP_POWEROFF:
 		case VM_STOP_RESET:
@@ -279,6 +326,8 @@ int main(int argc, char **argv)
 		return ctl_list_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "vhd"))
 		return vhd_tool_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "snapshot"))
+		return snapshot_tool_main(argc - 1, argv + 1);
 	fprintf(stderr, "kestrel: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

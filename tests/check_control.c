@@ -45,7 +45,7 @@ struct fake_vm {
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY, F_SAVE };
+       F_NET, F_DIRTY, F_SAVE, F_SNAPSHOT };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -177,6 +177,16 @@ static int f_save(void *o, const char *path, bool keep, json_object *ret, struct
 	return fake_enter(F_SAVE, e);
 }
 
+static int f_snapshot(void *o, const char *action, const char *name, struct control_call *call,
+		      json_object *ret, struct control_error *e)
+{
+	(void)o;
+	(void)call;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s:%s", action, name ? name : "-");
+	json_object_object_add(ret, "name", json_object_new_string(name ? name : ""));
+	return fake_enter(F_SNAPSHOT, e);
+}
+
 static int64_t f_tick(void *o)
 {
 	(void)o;
@@ -190,7 +200,7 @@ static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
-	.save = f_save, .tick = f_tick,
+	.save = f_save, .snapshot = f_snapshot, .tick = f_tick,
 };
 
 static void fake_reset(void)
@@ -491,6 +501,10 @@ START_TEST(request_argument_errors)
 		REQ("save", "{\"path\":\"vm.state\"}"),
 		REQ("save", "{\"path\":\"/vm.state\",\"keep-running\":\"yes\"}"),
 		REQ("save", "{\"path\":\"/vm.state\",\"keep_running\":true}"),
+		REQ("snapshot", "{}"),
+		REQ("snapshot", "{\"action\":\"revert\",\"name\":\"a\"}"),
+		REQ("snapshot", "{\"action\":\"create\"}"),
+		REQ("snapshot", "{\"action\":\"apply\",\"name\":7}"),
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -568,7 +582,12 @@ START_TEST(commands_reach_the_vm)
 	ck_assert(fake.save_keep);
 	json_object_put(expect_ok("{\"command\":\"save\",\"arguments\":{\"path\":\"/s/b\"}}"));
 	ck_assert(!fake.save_keep);
-	for (int i = F_VM; i <= F_SAVE; i++)
+	json_object_put(expect_ok("{\"command\":\"snapshot\",\"arguments\":{\"action\":\"create\","
+				  "\"name\":\"before-upgrade\"}}"));
+	ck_assert_str_eq(fake.last_path, "create:before-upgrade");
+	json_object_put(expect_ok("{\"command\":\"snapshot\",\"arguments\":{\"action\":\"list\"}}"));
+	ck_assert_str_eq(fake.last_path, "list:-");
+	for (int i = F_VM; i <= F_SNAPSHOT; i++)
 		ck_assert_msg(fake.calls[i] > 0, "command %d never reached the VM", i);
 }
 END_TEST

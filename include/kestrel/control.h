@@ -138,6 +138,11 @@ struct control_ops {
 	 * afterwards, else the worker exits 0 once it is saved. */
 	int (*save)(void *opaque, const char *path, bool keep_running, struct json_object *ret,
 		    struct control_error *e);
+	/* Snapshot trees (docs/state.md): action "create", "apply", "delete" or
+	 * "list"; name for all but list. May defer. */
+	int (*snapshot)(void *opaque, const char *action, const char *name,
+			struct control_call *call, struct json_object *ret,
+			struct control_error *e);
 	/* Called on every turn of the control thread's loop: timers (shutdown
 	 * deadline, watchdog). Returns ms until it wants to be called again, or
 	 * -1 for no deadline. May be NULL. */

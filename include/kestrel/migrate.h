@@ -46,6 +46,9 @@ int migrate_restore_config(struct migrate_in *in, struct vm_config *cfg, char *e
  * of the disks. On failure m is half-loaded: destroy it, never run it. */
 int migrate_restore_machine(struct migrate_in *in, struct machine *m, bool eager, char *err,
 			    size_t errlen) WARN_UNUSED;
+/* Applying a snapshot: each disk of the machine is a fresh differencing
+ * child of the disk the state was saved with, not that disk itself. */
+void migrate_restore_expect_children(struct migrate_in *in);
 /* The file stays open while RAM is mapped from it: close after the machine. */
 void migrate_restore_close(struct migrate_in *in);
 

@@ -167,8 +167,18 @@ static int cmd_save(const struct control_ops *ops, void *o, const struct control
 	return ops->save(o, a->str[0], a->set[1] && a->flag[1], ret, e);
 }
 
+static int cmd_snapshot(const struct control_ops *ops, void *o, const struct control_args *a,
+			struct control_call *call, json_object *ret, struct control_error *e)
+{
+	if (strcmp(a->str[0], "list") && !a->set[1])
+		return control_fail(e, CTL_E_ARGUMENT, "snapshot %s needs the argument 'name'",
+				    a->str[0]);
+	return ops->snapshot(o, a->str[0], a->set[1] ? a->str[1] : NULL, call, ret, e);
+}
+
 static const char *const link_choices[] = { "up", "down", NULL };
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
+static const char *const snapshot_choices[] = { "create", "apply", "delete", "list", NULL };
 
 #define ARG_END { 0 }
 static const struct control_arg no_args[] = { ARG_END };
@@ -201,6 +211,11 @@ static const struct control_arg save_args[] = {
 	{ .name = "keep-running", .type = CTL_ARG_BOOL },
 	ARG_END,
 };
+static const struct control_arg snapshot_args[] = {
+	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = snapshot_choices },
+	{ .name = "name", .type = CTL_ARG_STRING },
+	ARG_END,
+};
 static const struct control_arg dirty_log_args[] = {
 	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = dirty_log_choices },
 	ARG_END,
@@ -220,6 +235,7 @@ const struct control_command control_commands[] = {
 	{ "net-link", net_link_args, cmd_net_link },
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
 	{ "save", save_args, cmd_save },
+	{ "snapshot", snapshot_args, cmd_snapshot },
 	{ 0 },
 };
 

@@ -22,6 +22,7 @@
 #include "kestrel/migrate.h"
 #include "kestrel/notify.h"
 #include "kestrel/sandbox.h"
+#include "kestrel/snapshot.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -63,8 +64,13 @@ struct control_vm {
 	struct cv_save {
 		pthread_t thread;
 		bool running, joinable, keep_running, was_paused, stopped;
-		char *path;
+		enum { CV_SAVE, CV_SNAP_CREATE, CV_SNAP_APPLY, CV_SNAP_DELETE } op;
+		char *path;               /* save: the file; delete: the VM directory */
+		char name[SNAP_NAME_MAX + 1];
+		struct control_pending *p; /* a snapshot's reply */
 		uint64_t last_progress_ns;
+		struct snapshot_apply apply;
+		bool apply_ready;         /* apply prepared: main rebuilds the machine */
 	} save;
 };
 
@@ -616,6 +622,7 @@ static void cv_free(struct control_vm *cv)
 	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++)
 		free(cv->disks[t].path);
 	free(cv->save.path);
+	snapshot_apply_free(&cv->save.apply);
 	pthread_mutex_destroy(&cv->lock);
 	free(cv);
 }
@@ -1068,11 +1075,70 @@ static void cv_save_event(struct control_vm *cv, int rc, const struct migrate_sa
 	control_event(cv->srv, CTL_EV_SAVED, d);
 }
 
+static void *cv_save_thread_save(struct control_vm *cv);
+
+/* A snapshot operation, on the save thread; the reply through the pending. */
+static void cv_snapshot_run(struct control_vm *cv)
+{
+	struct machine *m = cv->m;
+	struct control_error e = { .code = CTL_E_FAILED };
+	json_object *ret = json_object_new_object();
+	char err[512] = "";
+	bool quiesced = false;
+	int rc = 0;
+
+	if (cv->save.op == CV_SNAP_CREATE) {
+		rc = machine_quiesce(m, CV_PAUSE_TIMEOUT_MS);
+		quiesced = rc == 0;
+		if (rc)
+			snprintf(err, sizeof(err), "the vCPUs did not stop in time");
+		else
+			rc = snapshot_create(m, cv->save.name, err, sizeof(err));
+	} else if (cv->save.op == CV_SNAP_DELETE) {
+		rc = snapshot_delete(cv->save.path, cv->save.name, err, sizeof(err));
+	} else {
+		rc = snapshot_apply_prepare(m, cv->save.name, &cv->save.apply, err, sizeof(err));
+	}
+	pthread_mutex_lock(&cv->lock);
+	if (rc) {
+		control_fail(&e, rc == -ENOENT ? CTL_E_NOT_FOUND : rc == -EEXIST ? CTL_E_EXISTS :
+			     rc == -ENOTSUP ? CTL_E_UNSUPPORTED : CTL_E_FAILED, "%s", err);
+		kerr("snapshot %s: %s", cv->save.name, err);
+	} else {
+		json_object_object_add(ret, "name", jstr(cv->save.name));
+	}
+	if (!rc && cv->save.op == CV_SNAP_APPLY) {
+		cv->save.apply_ready = cv->save.stopped = true;
+		vm_request_stop_cb(&m->vm, VM_STOP_APPLY, 0);
+	}
+	if (quiesced && (cv->save.was_paused ? machine_resume_devices(m) : machine_resume(m)))
+		kwarn("snapshot: a device did not resume cleanly");
+	if (!cv->save.stopped)
+		cv_set_state(cv, cv->save.was_paused ? "paused" : "running");
+	control_pending_done(cv->save.p, rc ? NULL : ret, rc ? &e : NULL);
+	cv->save.p = NULL;
+	if (!rc)
+		ret = NULL;
+	cv->save.running = false;
+	pthread_mutex_unlock(&cv->lock);
+	json_object_put(ret);
+}
+
 /* Quiesce, write, then resume (keep-running, or after a failure) or end
  * the worker. The machine cannot go away meanwhile: detach joins us. */
 static void *cv_save_thread(void *arg)
 {
 	struct control_vm *cv = arg;
+
+	if (cv->save.op != CV_SAVE) {
+		cv_snapshot_run(cv);
+		return NULL;
+	}
+	return cv_save_thread_save(cv);
+}
+
+static void *cv_save_thread_save(struct control_vm *cv)
+{
 	struct machine *m = cv->m;
 	struct migrate_save_opts o = { .path = cv->save.path, .progress = cv_save_progress,
 				       .opaque = cv };
@@ -1131,6 +1197,7 @@ static int cv_save(void *opaque, const char *path, bool keep_running, json_objec
 		free(cv->save.path);
 		cv->save.path = strdup(path);
 		cv->save.keep_running = keep_running;
+		cv->save.op = CV_SAVE;
 		cv->save.was_paused = !strcmp(cv->state, "paused");
 		cv->save.last_progress_ns = 0;
 		cv->save.running = cv->save.path &&
@@ -1146,6 +1213,79 @@ static int cv_save(void *opaque, const char *path, bool keep_running, json_objec
 	}
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
+}
+
+/* Snapshots of the VM's disks and state (docs/state.md, "Snapshots"): list
+ * here, the rest on the save thread with the reply deferred. */
+static int cv_snapshot(void *opaque, const char *action, const char *name,
+		       struct control_call *call, json_object *ret, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	char dir[PATH_MAX], err[512] = "";
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && strcmp(cv->state, "running") && strcmp(cv->state, "paused"))
+		rc = control_fail(e, CTL_E_STATE, "the VM is %s", cv->state);
+	if (!rc && snapshot_vm_dir(cv->m, dir, sizeof(dir), err, sizeof(err)))
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "%s", err);
+	if (!rc && !strcmp(action, "list")) {
+		if (snapshot_list(dir, ret, err, sizeof(err)))
+			rc = control_fail(e, CTL_E_FAILED, "%s", err);
+		pthread_mutex_unlock(&cv->lock);
+		return rc;
+	}
+	if (!rc && !(cv->save.p = control_defer(call)))
+		rc = control_fail(e, CTL_E_INTERNAL, "cannot answer later (out of memory)");
+	if (!rc) {
+		cv_save_join(cv);
+		free(cv->save.path);
+		cv->save.path = strdup(dir);
+		snprintf(cv->save.name, sizeof(cv->save.name), "%s", name);
+		cv->save.op = !strcmp(action, "create") ? CV_SNAP_CREATE :
+			      !strcmp(action, "apply") ? CV_SNAP_APPLY : CV_SNAP_DELETE;
+		cv->save.was_paused = !strcmp(cv->state, "paused");
+		cv->save.running = cv->save.path &&
+				   !sandbox_thread_start(&cv->save.thread, SANDBOX_SAVE, "snapshot",
+							 cv_save_thread, cv);
+		cv->save.joinable = cv->save.running;
+		if (!cv->save.running) {
+			control_pending_drop(cv->save.p);
+			cv->save.p = NULL;
+			rc = control_fail(e, CTL_E_INTERNAL, "cannot start the snapshot");
+		}
+	}
+	if (!rc && cv->save.op != CV_SNAP_DELETE)
+		cv_set_state(cv, "saving");
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+bool control_vm_take_apply(struct control_vm *cv, struct snapshot_apply *a)
+{
+	bool ready;
+
+	if (!cv)
+		return false;
+	cv_save_join(cv);
+	pthread_mutex_lock(&cv->lock);
+	ready = cv->save.apply_ready;
+	if (ready) {
+		*a = cv->save.apply;
+		memset(&cv->save.apply, 0, sizeof(cv->save.apply));
+		cv->save.apply_ready = false;
+		/* What the socket lists: the disks the rebuilt machine opens. */
+		for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++) {
+			if (!a->disk[t] || !cv->disks[t].present)
+				continue;
+			free(cv->disks[t].path);
+			cv->disks[t].path = strdup(a->disk[t]);
+			cv->disks[t].opts.path = cv->disks[t].path;
+		}
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return ready;
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -1200,6 +1340,7 @@ static const struct control_ops cv_ops = {
 	.net_link = cv_net_link,
 	.dirty_log = cv_dirty_log,
 	.save = cv_save,
+	.snapshot = cv_snapshot,
 	.tick = cv_tick,
 };
 
@@ -1217,6 +1358,7 @@ static const char *cv_stop_reason(struct control_vm *cv, enum vm_stop_reason why
 	case VM_STOP_SIGNAL: return "host-signal";
 	case VM_STOP_TIMEOUT: return "timeout";
 	case VM_STOP_SAVED: return "saved";
+	case VM_STOP_APPLY: return "snapshot-apply";
 	}
 	return "unknown";
 }
@@ -1351,7 +1493,8 @@ void control_vm_attach(struct control_vm *cv, struct machine *m)
 void control_vm_detach(struct control_vm *cv, struct machine *m)
 {
 	enum vm_stop_reason why = m->vm.stop_why;
-	bool restart = why == VM_STOP_RESET && cv && cv->cfg->on_reboot == ON_REBOOT_RESTART;
+	bool restart = (why == VM_STOP_RESET && cv && cv->cfg->on_reboot == ON_REBOOT_RESTART) ||
+		       why == VM_STOP_APPLY;
 	json_object *d;
 
 	if (!cv)

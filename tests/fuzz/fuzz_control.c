@@ -42,6 +42,7 @@
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
 #include "kestrel/migrate.h"
+#include "kestrel/snapshot.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -257,6 +258,59 @@ int migrate_save(struct machine *m, const struct migrate_save_opts *o,
 		return -ENOENT;
 	}
 	return 0;
+}
+
+/* Snapshots (migrate/snapshot.c): this fake machine has no VHD disk. */
+int snapshot_vm_dir(struct machine *m, char *dir, size_t len, char *err, size_t errlen)
+{
+	(void)m;
+	(void)dir;
+	(void)len;
+	snprintf(err, errlen, "fuzz: no VHD disk");
+	return -ENOTSUP;
+}
+
+int snapshot_list(const char *dir, struct json_object *out, char *err, size_t errlen)
+{
+	(void)dir;
+	(void)out;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();   /* snapshot_vm_dir always fails first */
+}
+
+int snapshot_create(struct machine *m, const char *name, char *err, size_t errlen)
+{
+	(void)m;
+	(void)name;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_apply *a,
+			   char *err, size_t errlen)
+{
+	(void)m;
+	(void)name;
+	(void)a;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+int snapshot_delete(const char *dir, const char *name, char *err, size_t errlen)
+{
+	(void)dir;
+	(void)name;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+void snapshot_apply_free(struct snapshot_apply *a)
+{
+	(void)a;
 }
 
 /* ---- the VM ---------------------------------------------------------------- */
