@@ -612,6 +612,109 @@ void snapshot_apply_finish(struct snapshot_apply *a)
 
 /* ---- delete, list ---- */
 
+/* A file's unique id and, for a differencing disk, its parent's. */
+static int snap_file_ids(const char *dir, const char *file, uint8_t uuid[16], uint8_t parent[16],
+			 bool *diff)
+{
+	struct vhd_image *img;
+	char path[PATH_MAX + SNAP_FILE_MAX + 2], err[256];
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	ret = vhd_open(&img, path, VHD_OPEN_NO_PARENT | VHD_OPEN_NOLOCK, err, sizeof(err));
+	if (ret)
+		return ret;
+	memcpy(uuid, vhd_image_meta(img)->footer.uuid, 16);
+	*diff = vhd_image_meta(img)->type == VHD_TYPE_DIFF;
+	memcpy(parent, vhd_image_meta(img)->hdr.parent_uuid, 16);
+	vhd_close(img);
+	return 0;
+}
+
+/* Every file the tree names (snapshots, the position, links), once. */
+static unsigned snap_all_files(const struct snap_tree *t, const char **out, unsigned max)
+{
+	unsigned n = 0;
+
+#define SNAP_ADD(f) do { \
+		bool seen_ = false; \
+		for (unsigned k_ = 0; k_ < n; k_++) \
+			seen_ |= !strcmp(out[k_], (f)); \
+		if (!seen_ && n < max) \
+			out[n++] = (f); \
+	} while (0)
+	for (unsigned i = 0; i < t->n; i++)
+		for (unsigned k = 0; k < t->nodes[i].ndisks; k++)
+			SNAP_ADD(t->nodes[i].disks[k].file);
+	for (unsigned k = 0; k < t->cur.ndisks; k++)
+		SNAP_ADD(t->cur.disks[k].file);
+	for (unsigned i = 0; i < t->nlinks; i++)
+		SNAP_ADD(t->links[i]);
+#undef SNAP_ADD
+	return n;
+}
+
+/* How many files of the tree are differencing children of file; *child
+ * the last one. -errno if a file cannot be read (then nothing is merged). */
+static int snap_children(const char *dir, const struct snap_tree *t, const char *file,
+			 const char **child)
+{
+	const char **all = calloc((size_t)t->n * SNAP_DISKS + t->nlinks + SNAP_DISKS + 1, sizeof(*all));
+	uint8_t id[16], pid[16], u[16], pu[16];
+	bool diff;
+	int n = 0, ret;
+	unsigned total;
+
+	if (!all)
+		return -ENOMEM;
+	total = snap_all_files(t, all, t->n * SNAP_DISKS + t->nlinks + SNAP_DISKS);
+	ret = snap_file_ids(dir, file, id, pid, &diff);
+	for (unsigned i = 0; !ret && i < total; i++) {
+		if (!strcmp(all[i], file))
+			continue;
+		ret = snap_file_ids(dir, all[i], u, pu, &diff);
+		if (!ret && diff && !memcmp(pu, id, 16)) {
+			n++;
+			*child = all[i];
+		}
+	}
+	free(all);
+	return ret ?: n;
+}
+
+/* Links (files no snapshot or the position names) that can go: one with no
+ * child is removed, one with a single child is merged into it (the child
+ * keeps its name and id: vhd_merge_up). One with several stays. */
+static void snap_collapse(const char *dir, struct snap_tree *t)
+{
+	for (unsigned i = 0; i < t->nlinks;) {
+		char path[PATH_MAX + SNAP_FILE_MAX + 2], err[512];
+		const char *child = NULL;
+		int n = snap_children(dir, t, t->links[i], &child);
+
+		if (n == 0) {
+			snprintf(path, sizeof(path), "%s/%s", dir, t->links[i]);
+			n = unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+			if (n)
+				kwarn("snapshot: removing %s: %s", path, strerror(-n));
+		} else if (n == 1) {
+			snprintf(path, sizeof(path), "%s/%s", dir, child);
+			n = vhd_merge_up(path, false, err, sizeof(err));
+			if (n)
+				kwarn("snapshot: %s stays a link: %s", t->links[i], err);
+		} else if (n < 0) {
+			kwarn("snapshot: %s stays a link: %s", t->links[i], strerror(-n));
+		}
+		if (n != 0) {
+			i++;
+			continue;
+		}
+		memmove(t->links[i], t->links[i + 1], (size_t)(t->nlinks - i - 1) * sizeof(*t->links));
+		t->nlinks--;
+		i = 0;   /* its parent may have lost its last child */
+	}
+}
+
 int snapshot_delete(const char *dir, const char *name, char *err, size_t errlen)
 {
 	struct snap_tree t;
@@ -631,7 +734,8 @@ int snapshot_delete(const char *dir, const char *name, char *err, size_t errlen)
 	}
 	t.links = links;
 	snprintf(parent, sizeof(parent), "%s", s->parent);
-	/* Its disks stay as links: children in the tree read through them. */
+	/* Its disks become links first (saved so), then those that can go
+	 * are merged away: a crash in between leaves a tree that reads right. */
 	for (unsigned i = 0; i < s->ndisks; i++)
 		snprintf(t.links[t.nlinks++], SNAP_FILE_MAX + 1, "%s", s->disks[i].file);
 	for (unsigned i = 0; i < t.n; i++)
@@ -645,7 +749,55 @@ int snapshot_delete(const char *dir, const char *name, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/snapshots/%s.state", dir, name);
 	if (!ret && unlink(path) < 0 && errno != ENOENT)
 		kwarn("snapshot: removing %s: %s", path, strerror(errno));
+	if (!ret) {
+		snap_collapse(dir, &t);
+		ret = snap_tree_save(dir, &t, err, errlen);
+	}
 	snap_tree_free(&t);
+	return ret;
+}
+
+/* Deleting from a running VM: its disks are closed around the merges (the
+ * files they read change under them) and opened again by the same names. */
+int snapshot_delete_machine(struct machine *m, const char *name, char *err, size_t errlen)
+{
+	struct device *scsi = machine_find_device(m, "scsi0");
+	char dir[PATH_MAX], paths[SNAP_DISKS][PATH_MAX];
+	struct blk_opts opts[SNAP_DISKS];
+	bool had[SNAP_DISKS] = { false };
+	int ret = snapshot_vm_dir(m, dir, sizeof(dir), err, errlen);
+
+	if (ret)
+		return ret;
+	for (unsigned t = 0; t < SNAP_DISKS; t++) {
+		struct blk_dev *d = snap_disk(m, t);
+
+		if (!d)
+			continue;
+		had[t] = true;
+		snprintf(paths[t], sizeof(paths[t]), "%s", d->path);
+		opts[t] = d->opts;
+		opts[t].owned = NULL;
+		opts[t].path = paths[t];
+		opts[t].format = BLK_FMT_VHD;
+		blk_close(d);
+	}
+	ret = snapshot_delete(dir, name, err, errlen);
+	for (unsigned t = 0; t < SNAP_DISKS; t++) {
+		struct blk_dev *nb = NULL, *old;
+		char why[256];
+
+		if (!had[t])
+			continue;
+		if (blk_open(&nb, &opts[t], why, sizeof(why))) {
+			kerr("snapshot: %s: the disk at target %u is lost: %s", paths[t], t, why);
+			ret = ret ?: -EIO;
+		} else if (virtio_scsi_replace_disk(scsi, t, nb, &old)) {
+			kerr("snapshot: target %u: the image does not fit", t);
+			blk_close(nb);
+			ret = ret ?: -EIO;
+		}
+	}
 	return ret;
 }
 

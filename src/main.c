@@ -262,6 +262,7 @@ static int cmd_run(int argc, char **argv)
 			break;
 		}
 		if (why == VM_STOP_RESET && cfg.on_reboot == ON_REBOOT_RESTART) {
+			control_vm_disk_paths(cv, &cfg);
 			kinfo("guest reset: restarting");
 			continue;
 		}

@@ -31,6 +31,10 @@ void control_vm_detach(struct control_vm *cv, struct machine *m);
  * from (true, *a filled and owned by the caller), or false. */
 struct snapshot_apply;
 bool control_vm_take_apply(struct control_vm *cv, struct snapshot_apply *a);
+/* Before a reboot rebuilds the machine from cfg: the disk files the VM
+ * runs on now (a snapshot moved it onto new differencing children). */
+struct vm_config;
+void control_vm_disk_paths(struct control_vm *cv, struct vm_config *cfg);
 /* The worker exits with exit_code: a last event, STOPPING=1, close the
  * clients, remove the socket. NULL is fine. */
 void control_vm_destroy(struct control_vm *cv, int exit_code);

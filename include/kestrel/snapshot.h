@@ -42,9 +42,14 @@ void snapshot_apply_finish(struct snapshot_apply *a);
 void snapshot_apply_free(struct snapshot_apply *a);
 
 /* Remove a snapshot from the tree and its saved state; its children in the
- * tree get its parent. Its disk stays as a link of the chains that pass
- * through it (listed as such), so no other snapshot loses data. */
+ * tree get its parent. Its disk files become links (listed as such), then
+ * each link with no child file is removed and each with one child is merged
+ * into it (vhd_merge_up); one with several children stays, so no other
+ * snapshot loses data. */
 int snapshot_delete(const char *dir, const char *name, char *err, size_t errlen) WARN_UNUSED;
+/* The same on the quiesced machine m: its disks closed meanwhile. */
+int snapshot_delete_machine(struct machine *m, const char *name, char *err,
+			    size_t errlen) WARN_UNUSED;
 /* The tree as JSON: "snapshots" (name, parent, created, disks), "current"
  * (the position: parent, disks), "links" (disk files no snapshot or the
  * current position names, still parents in some chain). */

@@ -1077,6 +1077,50 @@ static void cv_save_event(struct control_vm *cv, int rc, const struct migrate_sa
 
 static void *cv_save_thread_save(struct control_vm *cv);
 
+/* After a snapshot the VM runs on other files (new children): what the
+ * socket lists and what a reboot opens (control_vm_disk_paths) follow. */
+static void cv_sync_disk_paths(struct control_vm *cv)
+{
+	struct device *scsi = machine_find_device(cv->m, "scsi0");
+
+	pthread_mutex_lock(&cv->lock);
+	for (unsigned t = 0; scsi && t < CONFIG_MAX_DISKS; t++) {
+		struct blk_dev *d = virtio_scsi_disk_blk(scsi, t);
+		char *p;
+
+		if (!d || !cv->disks[t].present || !cv->disks[t].path ||
+		    !strcmp(cv->disks[t].path, d->path) || !(p = strdup(d->path)))
+			continue;
+		free(cv->disks[t].path);
+		cv->disks[t].path = p;
+		cv->disks[t].opts.path = p;
+	}
+	pthread_mutex_unlock(&cv->lock);
+}
+
+void control_vm_disk_paths(struct control_vm *cv, struct vm_config *cfg)
+{
+	if (!cv)
+		return;
+	pthread_mutex_lock(&cv->lock);
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		struct config_disk *c = &cfg->disks[i];
+		const char *now;
+		char *p;
+
+		if (c->target < 0 || c->target >= CONFIG_MAX_DISKS || !cv->disks[c->target].present)
+			continue;
+		now = cv->disks[c->target].path;
+		if (!now || !strcmp(now, c->path) || !(p = strdup(now)))
+			continue;
+		free(c->path);
+		c->path = p;
+		c->blk.path = p;
+		c->blk.format = BLK_FMT_VHD;
+	}
+	pthread_mutex_unlock(&cv->lock);
+}
+
 /* A snapshot operation, on the save thread; the reply through the pending. */
 static void cv_snapshot_run(struct control_vm *cv)
 {
@@ -1087,15 +1131,16 @@ static void cv_snapshot_run(struct control_vm *cv)
 	bool quiesced = false;
 	int rc = 0;
 
-	if (cv->save.op == CV_SNAP_CREATE) {
+	if (cv->save.op != CV_SNAP_APPLY) {
 		rc = machine_quiesce(m, CV_PAUSE_TIMEOUT_MS);
 		quiesced = rc == 0;
 		if (rc)
 			snprintf(err, sizeof(err), "the vCPUs did not stop in time");
-		else
+		else if (cv->save.op == CV_SNAP_CREATE)
 			rc = snapshot_create(m, cv->save.name, err, sizeof(err));
-	} else if (cv->save.op == CV_SNAP_DELETE) {
-		rc = snapshot_delete(cv->save.path, cv->save.name, err, sizeof(err));
+		else
+			rc = snapshot_delete_machine(m, cv->save.name, err, sizeof(err));
+		cv_sync_disk_paths(cv);
 	} else {
 		rc = snapshot_apply_prepare(m, cv->save.name, &cv->save.apply, err, sizeof(err));
 	}
@@ -1246,6 +1291,7 @@ static int cv_snapshot(void *opaque, const char *action, const char *name,
 		cv->save.op = !strcmp(action, "create") ? CV_SNAP_CREATE :
 			      !strcmp(action, "apply") ? CV_SNAP_APPLY : CV_SNAP_DELETE;
 		cv->save.was_paused = !strcmp(cv->state, "paused");
+		cv->save.stopped = false;
 		cv->save.running = cv->save.path &&
 				   !sandbox_thread_start(&cv->save.thread, SANDBOX_SAVE, "snapshot",
 							 cv_save_thread, cv);
@@ -1256,7 +1302,7 @@ static int cv_snapshot(void *opaque, const char *action, const char *name,
 			rc = control_fail(e, CTL_E_INTERNAL, "cannot start the snapshot");
 		}
 	}
-	if (!rc && cv->save.op != CV_SNAP_DELETE)
+	if (!rc)
 		cv_set_state(cv, "saving");
 	pthread_mutex_unlock(&cv->lock);
 	return rc;

@@ -299,6 +299,15 @@ static const struct sb_rule rules_save[] = {
 	ALLOW(unlinkat, "as unlink"),
 	ALLOW(io_submit, "a disk's flush on the libaio engine"),
 	ALLOW(poll, "waiting for a disk's flush"),
+	ALLOW(mkdir, "snapshots: the VM directory's snapshots/ folder (migrate/snapshot.c)"),
+	ALLOW(mkdirat, "as mkdir"),
+	ALLOW(access, "snapshots: a free name for a new differencing child"),
+	ALLOW(faccessat, "as access"),
+	ALLOW(faccessat2, "as access"),
+	ALLOW(umask, "snapshots: a new child's mode follows the umask (vhd/vhd_build.c)"),
+	ALLOW(fchmod, "as umask"),
+	ALLOW(link, "a new child into place where renameat2 has no RENAME_NOREPLACE"),
+	ALLOW(linkat, "as link"),
 };
 
 static const struct sb_ioctl ioctls_save[] = {

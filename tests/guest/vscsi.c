@@ -826,6 +826,58 @@ static int stream_rounds(uint64_t rounds)
 	return check_result(GUEST_EXIT_VSCSI);
 }
 
+/* mark=N: N rounds of period_ms= (default 100). Round n reads back what
+ * round n-1 wrote (held in RAM: `last`) at sector 0 and in the 2 MiB block
+ * it used, then writes n to sector 0 and to block 1 + n % 3. RAM and disk
+ * go back together when a snapshot is applied (docs/state.md): a disk that
+ * did not, or a snapshot's data lost in a merge, reads as another number.
+ * Prints "vscsi: mark n ok" or a FAIL line. */
+#define MARK_MAGIC 0x4b4d524bu
+
+static bool mark_io(bool write, uint32_t lba, uint32_t *val)
+{
+	uint32_t *w = (uint32_t *)(void *)dmabuf;
+	struct cmd_resp r;
+	uint8_t cdb[10];
+
+	if (write) {
+		w[0] = MARK_MAGIC;
+		w[1] = *val;
+	}
+	cdb10(cdb, write ? 0x2a : 0x28, lba, 1);
+	if (!scsi_sync(0, cdb, 10, write, dmabuf, 512, &r) || !good(&r))
+		return false;
+	if (!write)
+		*val = w[0] == MARK_MAGIC ? w[1] : 0;
+	return true;
+}
+
+static int mark_rounds(uint64_t rounds)
+{
+	uint64_t period = mb_cmdline_uint("period_ms", 100);
+	static volatile uint32_t last;   /* in RAM: saved with the VM */
+	struct cmd_resp r;
+
+	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	for (uint32_t n = last + 1; n <= rounds; n = last + 1) {
+		uint32_t at0 = ~0u, atb = ~0u, lba = 4096 * (1 + n % 3), plba = 4096 * (1 + (n - 1) % 3);
+
+		if (!mark_io(false, 0, &at0) || (last && !mark_io(false, plba, &atb)) ||
+		    at0 != last || (last && atb != last)) {
+			check(false, "mark %u: read back %u and %u, wrote %u", n, at0, atb, last);
+			break;
+		}
+		if (!mark_io(true, lba, &n) || !mark_io(true, 0, &n)) {
+			check(false, "mark %u: the write failed", n);
+			break;
+		}
+		last = n;
+		gprintf("vscsi: mark %u ok\n", n);
+		udelay(period * 1000);
+	}
+	return check_result(GUEST_EXIT_VSCSI);
+}
+
 int main(void)
 {
 	unsigned ndisks = (unsigned)mb_cmdline_uint("disks", 2);
@@ -858,6 +910,8 @@ int main(void)
 		return dirty_rounds(mb_cmdline_uint("dirty", 0));
 	if (mb_cmdline_uint("stream", 0))
 		return stream_rounds(mb_cmdline_uint("stream", 0));
+	if (mb_cmdline_uint("mark", 0))
+		return mark_rounds(mb_cmdline_uint("mark", 0));
 	/* First, while the VMM's hot-plug timers (counted from DRIVER_OK) run. */
 	if (mb_cmdline_uint("hotplug", 0))
 		check_hotplug();
