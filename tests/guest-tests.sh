@@ -1151,10 +1151,90 @@ state_refused_case() {
 	case_end "$out/$n.log" "$out/$n.rerr"
 }
 
+# Snapshot trees (docs/state.md, "Snapshots"): vscsi.bin mark=N reads back
+# at each round what it wrote the round before (kept in its RAM) and writes
+# the next number, so a disk that does not go back with RAM, or a
+# snapshot's data lost in a merge, is a FAIL line. A -> B, apply A, apply B,
+# delete A (its file merged away), apply B again, delete B (the running
+# disk merged into B's file): each apply resumes the count at the
+# snapshot's number; in the end one VHD is left and holds the last number.
+marks() { tr -d '\r' <"$1" | sed -n 's/^vscsi: mark \([0-9][0-9]*\) ok$/\1/p'; }
+# resumes FILE: the numbers the count went on from after going back
+resumes() { marks "$1" | awk 'NR > 1 && $1 != p + 1 { printf "%s ", $1 } { p = $1 }'; }
+state_snapshot_case() {
+	n=st-snap-$$
+	case_begin payload-state-snapshot || return 0
+	sd="$out/snapvm"
+	rm -rf "$sd"
+	mkdir -p "$sd"
+	"$KESTREL" vhd create -q --type dynamic --size 8M "$sd/d.vhd"
+	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "mark=1000000 period_ms=20" --timeout 120s \
+		--debug-exit --disk "path=$sd/d.vhd,bus=scsi"
+	snap_step() { # snap_step ACTION NAME ROUNDS: run it, then wait for ROUNDS more rounds
+		sc=$(lines_of "$out/$n.log" "^vscsi: mark")
+		ctl "$n" snapshot "$1" "$2" >"$out/$n.snap" 2>&1
+		expect "snapshot $1 $2: $(head -c 300 "$out/$n.snap")" has "$out/$n.snap" "^name: $2$"
+		expect "snapshot $1 $2: the count stopped" wait_for 30 more_than "$out/$n.log" "^vscsi: mark" $((sc + $3))
+	}
+	expect "the count never started" wait_for 30 more_than "$out/$n.log" "^vscsi: mark" 10
+	a1=$(marks "$out/$n.log" | tail -n 1)
+	snap_step create A 40
+	a2=$(marks "$out/$n.log" | tail -n 1)
+	b1=$(marks "$out/$n.log" | tail -n 1)
+	snap_step create B 5
+	b2=$(marks "$out/$n.log" | tail -n 1)
+	ctl "$n" snapshot create A >"$out/$n.dup" 2>&1
+	expect "a second snapshot A was taken" has "$out/$n.dup" "exists"
+	# Few rounds after apply A: the count must stay below B's number, or
+	# going back to B would not show.
+	snap_step apply A 3
+	snap_step apply B 5
+	snap_step delete A 5
+	expect "A's disk file is still there" [ ! -e "$sd/d.vhd" ]
+	snap_step apply B 5
+	snap_step delete B 5
+	ctl "$n" snapshot list --json >"$out/$n.list" 2>&1
+	expect "the tree is not empty: $(cat "$out/$n.list")" has "$out/$n.list" '"snapshots":\[\],"links":\[\]'
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 120
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	expect "a read-back failed: $(grep FAIL "$out/$n.log" | head -n 2 | tr '\n' ' ')" fails grep -q "^FAIL" "$out/$n.log"
+	set -- $(resumes "$out/$n.log")
+	expect "the count went back $# times ($*), not 3" [ $# = 3 ]
+	expect "apply A resumed at ${1:-?}, not in $((a1 + 1))..$((a2 + 1))" within "${1:-0}" $((a1 + 1)) $((a2 + 1))
+	for r in "${2:-0}" "${3:-0}"; do
+		expect "apply B resumed at $r, not in $((b1 + 1))..$((b2 + 1))" within "$r" $((b1 + 1)) $((b2 + 1))
+	done
+	set -- "$sd"/*.vhd
+	expect "not one disk file left: $*" [ $# = 1 ]
+	expect "the disk left is not a whole dynamic disk" has_cmd "^type: *dynamic" "$KESTREL" vhd info "$1"
+	"$KESTREL" vhd convert -q --to raw "$1" "$sd/flat.raw"
+	last=$(marks "$out/$n.log" | tail -n 1)
+	# The guest writes a number, then prints it: the stop may come between.
+	got=$(od -An -tu4 -j4 -N4 "$sd/flat.raw" | tr -d ' ')
+	expect "sector 0 holds ${got:-?}, not the last number $last (or the one after)" within "${got:-0}" "$last" $((last + 1))
+	# A raw disk refuses snapshots with one clear line.
+	dd if=/dev/zero of="$sd/raw.img" bs=1M count=8 2>/dev/null
+	bg_run "$n" --kernel "$P/counter.bin" --timeout 60s --disk "path=$sd/raw.img,bus=scsi"
+	expect "the raw VM's socket never answered" wait_for 20 alive "$n"
+	ctl "$n" snapshot create R >"$out/$n.raw" 2>&1
+	expect "a raw disk was snapshotted: $(head -c 300 "$out/$n.raw")" has "$out/$n.raw" "raw disk.*cannot be snapshotted"
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 60
+	case_end "$out/$n.log" "$out/$n.err"
+}
+within() { [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }  # within N LO HI
+has_cmd() { # has_cmd REGEX CMD...: CMD's output has a line matching REGEX
+	hr=$1
+	shift
+	"$@" 2>&1 | grep -Eq -- "$hr"
+}
+
 if [ $do_payloads = 1 ]; then
 	state_counter_case
 	state_vscsi_case
 	state_refused_case
+	state_snapshot_case
 fi
 
 # ---- virtio-net (issue 3) --------------------------------------------------
