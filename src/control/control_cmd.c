@@ -176,7 +176,34 @@ static int cmd_snapshot(const struct control_ops *ops, void *o, const struct con
 	return ops->snapshot(o, a->str[0], a->set[1] ? a->str[1] : NULL, call, ret, e);
 }
 
+static int cmd_screendump(const struct control_ops *ops, void *o, const struct control_args *a,
+			  struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	if (!ops->screendump)
+		return control_fail(e, CTL_E_UNSUPPORTED, "no display");
+	return ops->screendump(o, a->str[0], ret, e);
+}
+
 static const char *const link_choices[] = { "up", "down", NULL };
+static int cmd_cdrom_change(const struct control_ops *ops, void *o, const struct control_args *a,
+			    struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	if (!ops->cdrom_change)
+		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE CD-ROM drive");
+	return ops->cdrom_change(o, a->str[0], a->str[1], a->set[2] ? a->str[2] : "auto", ret, e);
+}
+
+static int cmd_cdrom_eject(const struct control_ops *ops, void *o, const struct control_args *a,
+			   struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	if (!ops->cdrom_eject)
+		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE CD-ROM drive");
+	return ops->cdrom_eject(o, a->str[0], a->set[1] && a->flag[1], ret, e);
+}
+
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
 static const char *const snapshot_choices[] = { "create", "apply", "delete", "list", NULL };
 
@@ -201,6 +228,10 @@ static const struct control_arg disk_remove_args[] = {
 	  .max = CONFIG_MAX_DISKS - 1 },
 	ARG_END,
 };
+static const struct control_arg screendump_args[] = {
+	{ .name = "file", .type = CTL_ARG_PATH, .required = true },
+	ARG_END,
+};
 static const struct control_arg net_link_args[] = {
 	{ .name = "state", .type = CTL_ARG_ENUM, .required = true, .choices = link_choices },
 	{ .name = "device", .type = CTL_ARG_STRING },
@@ -214,6 +245,17 @@ static const struct control_arg save_args[] = {
 static const struct control_arg snapshot_args[] = {
 	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = snapshot_choices },
 	{ .name = "name", .type = CTL_ARG_STRING },
+	ARG_END,
+};
+static const struct control_arg cdrom_change_args[] = {
+	{ .name = "id", .type = CTL_ARG_STRING, .required = true },
+	{ .name = "path", .type = CTL_ARG_PATH, .required = true },
+	{ .name = "format", .type = CTL_ARG_ENUM, .choices = blk_format_names },
+	ARG_END,
+};
+static const struct control_arg cdrom_eject_args[] = {
+	{ .name = "id", .type = CTL_ARG_STRING, .required = true },
+	{ .name = "force", .type = CTL_ARG_BOOL },
 	ARG_END,
 };
 static const struct control_arg dirty_log_args[] = {
@@ -236,6 +278,9 @@ const struct control_command control_commands[] = {
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
 	{ "save", save_args, cmd_save },
 	{ "snapshot", snapshot_args, cmd_snapshot },
+	{ "screendump", screendump_args, cmd_screendump },
+	{ "cdrom-change", cdrom_change_args, cmd_cdrom_change },
+	{ "cdrom-eject", cdrom_eject_args, cmd_cdrom_eject },
 	{ 0 },
 };
 
