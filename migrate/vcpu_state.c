@@ -476,8 +476,10 @@ void vcpu_state_put(struct state_buf *b, const struct vcpu_state *s)
 		state_put_u64(b, s->dregs.flags);
 	}
 	state_put_bytes(b, s->lapic, VCPU_LAPIC_SIZE);
+	/* The count as it is (a loader refuses one above VCPU_MSRS_MAX), but
+	 * never an entry past the array. */
 	state_put_u32(b, s->nmsrs);
-	for (uint32_t i = 0; i < s->nmsrs; i++) {
+	for (uint32_t i = 0; i < s->nmsrs && i < VCPU_MSRS_MAX; i++) {
 		state_put_u32(b, s->msrs[i].index);
 		state_put_u64(b, s->msrs[i].data);
 	}

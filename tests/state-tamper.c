@@ -60,7 +60,10 @@ int main(int argc, char **argv)
 			crc = crc32c(crc32c(0, r, 12), r + STREAM_RECORD_HDR, len);
 			for (int i = 0; i < 4; i++)
 				r[12 + i] = (uint8_t)(crc >> (8 * i));
-			if (pwrite(fd, area, h.records_len, (off_t)h.records_off) != (ssize_t)h.records_len)
+			ssize_t n = pwrite(fd, area, h.records_len, (off_t)h.records_off);
+
+			free(area);
+			if (n != (ssize_t)h.records_len)
 				return die("cannot write");
 			return close(fd) ? die("close") : 0;
 		}
