@@ -773,7 +773,10 @@ static int machine_realize(struct machine *m, char *err, size_t errlen)
 	return ret;
 }
 
-int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen)
+/* boot: load the kernel and write the firmware tables into RAM; without it
+ * RAM and registers come from a saved state (machine_create_restored). */
+static int machine_build(struct machine *m, const struct vm_config *cfg, bool boot, char *err,
+			 size_t errlen)
 {
 	int ret;
 
@@ -782,7 +785,13 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	m->serial_out_fd = -1;
 	m->vga_slot = -1;
 	m->vm.kvm_fd = m->vm.vm_fd = -1;
-	ret = machine_read_images(m, err, errlen);
+	if (!boot && !cfg->kernel) {
+		/* The firmware's ROM is not in the saved state (yet). */
+		snprintf(err, errlen, "--restore: a VM that booted firmware (no --kernel) cannot be "
+			 "restored yet");
+		return -ENOTSUP;
+	}
+	ret = boot ? machine_read_images(m, err, errlen) : 0;
 	if (ret)
 		return ret;
 	ret = vm_create(&m->vm, cfg->mem_size, cfg->cpus, cfg->hugepages, err, errlen);
@@ -816,12 +825,25 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_realize(m, err, errlen);
 	if (ret)
 		return ret;
-	ret = machine_write_acpi(m, err, errlen);
+	ret = boot ? machine_write_acpi(m, err, errlen) : 0;
 	if (ret)
 		return ret;
+	if (!boot)
+		return 0;
 	ret = machine_load_kernel(m, err, errlen);
 	unmap_images(m);
 	return ret;
+}
+
+int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen)
+{
+	return machine_build(m, cfg, true, err, errlen);
+}
+
+int machine_create_restored(struct machine *m, const struct vm_config *cfg, char *err,
+			    size_t errlen)
+{
+	return machine_build(m, cfg, false, err, errlen);
 }
 
 void machine_destroy(struct machine *m)
@@ -870,6 +892,26 @@ int machine_quiesce(struct machine *m, uint64_t timeout_ms)
 		return ret;
 	dev_list_quiesce(&m->devs);
 	return 0;
+}
+
+int machine_resume_devices(struct machine *m)
+{
+	return dev_list_resume(&m->devs);
+}
+
+int machine_flush_disks(struct machine *m)
+{
+	struct device *scsi = machine_find_device(m, "scsi0");
+	int first = 0;
+
+	for (unsigned t = 0; scsi && t < VIRTIO_SCSI_MAX_TARGETS; t++) {
+		struct blk_dev *d = virtio_scsi_disk_blk(scsi, t);
+		int ret = d && !d->readonly ? blk_rw_sync(d, BLK_OP_FLUSH, 0, NULL, 0) : 0;
+
+		if (ret && !first)
+			first = ret;
+	}
+	return first;
 }
 
 int machine_resume(struct machine *m)

@@ -30,13 +30,14 @@
 struct fake_vm {
 	pthread_mutex_t lock;
 	const char *state;
-	int calls[16];           /* per command, by index in control_commands */
+	int calls[24];           /* per command, by index in control_commands */
 	uint64_t shutdown_ms;
 	struct control_disk_req last_disk;
 	char last_path[512];
 	unsigned last_target;
 	bool net_up;
 	const char *dirty_action;
+	bool save_keep;
 	char cd_id[32], cd_path[512], cd_format[16];
 	bool cd_force;
 	int ticks;
@@ -46,7 +47,7 @@ struct fake_vm {
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY, F_DUMP, F_CD_CHANGE, F_CD_EJECT };
+       F_NET, F_DIRTY, F_SAVE, F_SNAPSHOT, F_DUMP, F_CD_CHANGE, F_CD_EJECT };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -169,6 +170,25 @@ static int f_dirty(void *o, const char *action, json_object *ret, struct control
 	return fake_enter(F_DIRTY, e);
 }
 
+static int f_save(void *o, const char *path, bool keep, json_object *ret, struct control_error *e)
+{
+	(void)o;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s", path);
+	fake.save_keep = keep;
+	json_object_object_add(ret, "path", json_object_new_string(path));
+	return fake_enter(F_SAVE, e);
+}
+
+static int f_snapshot(void *o, const char *action, const char *name, struct control_call *call,
+		      json_object *ret, struct control_error *e)
+{
+	(void)o;
+	(void)call;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s:%s", action, name ? name : "-");
+	json_object_object_add(ret, "name", json_object_new_string(name ? name : ""));
+	return fake_enter(F_SNAPSHOT, e);
+}
+
 static int f_dump(void *o, const char *path, json_object *ret, struct control_error *e)
 {
 	(void)o;
@@ -211,6 +231,7 @@ static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
+	.save = f_save, .snapshot = f_snapshot,
 	.screendump = f_dump,
 	.cdrom_change = f_cd_change, .cdrom_eject = f_cd_eject, .tick = f_tick,
 };
@@ -509,6 +530,14 @@ START_TEST(request_argument_errors)
 		REQ("dirty-log", "{\"action\":1}"),
 		REQ("dirty-log", "{\"action\":\"fetch\",\"clear\":true}"),
 		REQ("pause", "{\"now\":true}"),
+		REQ("save", "{}"),
+		REQ("save", "{\"path\":\"vm.state\"}"),
+		REQ("save", "{\"path\":\"/vm.state\",\"keep-running\":\"yes\"}"),
+		REQ("save", "{\"path\":\"/vm.state\",\"keep_running\":true}"),
+		REQ("snapshot", "{}"),
+		REQ("snapshot", "{\"action\":\"revert\",\"name\":\"a\"}"),
+		REQ("snapshot", "{\"action\":\"create\"}"),
+		REQ("snapshot", "{\"action\":\"apply\",\"name\":7}"),
 		REQ("screendump", "{}"),
 		REQ("screendump", "{\"file\":\"shot.png\"}"),
 		REQ("screendump", "{\"file\":\"\"}"),
@@ -531,6 +560,7 @@ START_TEST(request_argument_errors)
 	}
 	ck_assert_int_eq(fake.calls[F_ADD], 0);
 	ck_assert_int_eq(fake.calls[F_SHUTDOWN], 0);
+	ck_assert_int_eq(fake.calls[F_SAVE], 0);
 	ck_assert_int_eq(fake.calls[F_DUMP], 0);
 #undef REQ
 }
@@ -584,10 +614,20 @@ START_TEST(commands_reach_the_vm)
 		json_object_put(expect_ok(line));
 		ck_assert_str_eq(fake.dirty_action, dirty_log_actions[i]);
 	}
+	json_object_put(expect_ok("{\"command\":\"save\",\"arguments\":{\"path\":\"/s/vm.state\","
+				  "\"keep-running\":true}}"));
+	ck_assert_str_eq(fake.last_path, "/s/vm.state");
+	ck_assert(fake.save_keep);
+	json_object_put(expect_ok("{\"command\":\"save\",\"arguments\":{\"path\":\"/s/b\"}}"));
+	ck_assert(!fake.save_keep);
+	json_object_put(expect_ok("{\"command\":\"snapshot\",\"arguments\":{\"action\":\"create\","
+				  "\"name\":\"before-upgrade\"}}"));
+	ck_assert_str_eq(fake.last_path, "create:before-upgrade");
+	json_object_put(expect_ok("{\"command\":\"snapshot\",\"arguments\":{\"action\":\"list\"}}"));
+	ck_assert_str_eq(fake.last_path, "list:-");
 	json_object_put(expect_ok("{\"command\":\"screendump\",\"arguments\":{\"file\":"
 				  "\"/tmp/s.png\"}}"));
 	ck_assert_str_eq(fake.last_path, "/tmp/s.png");
-	for (int i = F_VM; i <= F_DUMP; i++)
 	json_object_put(expect_ok("{\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"ide1-0\","
 				  "\"path\":\"/isos/a.iso\"}}"));
 	ck_assert_str_eq(fake.cd_id, "ide1-0");
@@ -622,6 +662,7 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"disk-remove\",\"arguments\":{\"target\":1}}",
 		"{\"id\":1,\"command\":\"net-link\",\"arguments\":{\"state\":\"up\"}}",
 		"{\"id\":1,\"command\":\"dirty-log\",\"arguments\":{\"action\":\"fetch\"}}",
+		"{\"id\":1,\"command\":\"save\",\"arguments\":{\"path\":\"/x\"}}",
 		"{\"id\":1,\"command\":\"screendump\",\"arguments\":{\"file\":\"/x.png\"}}",
 		"{\"id\":1,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"0\",\"path\":\"/c\"}}",
 		"{\"id\":1,\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"0\"}}",

@@ -1139,6 +1139,48 @@ int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
 	return t ? 0 : -ENOENT;
 }
 
+struct blk_dev *virtio_scsi_disk_blk(struct device *dev, unsigned target)
+{
+	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+	struct blk_dev *blk = NULL;
+
+	if (!s || target >= VIRTIO_SCSI_MAX_TARGETS)
+		return NULL;
+	pthread_mutex_lock(&s->lock);
+	if (s->targets[target])
+		blk = s->targets[target]->blk;
+	pthread_mutex_unlock(&s->lock);
+	return blk;
+}
+
+int virtio_scsi_replace_disk(struct device *dev, unsigned target, struct blk_dev *blk,
+			     struct blk_dev **old)
+{
+	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+	struct vscsi_target *t;
+	int ret = 0;
+
+	if (!s || target >= VIRTIO_SCSI_MAX_TARGETS)
+		return -ENODEV;
+	pthread_mutex_lock(&s->lock);
+	t = s->targets[target];
+	if (!t)
+		ret = -ENOENT;
+	else if (s->running && !s->quiesced)
+		ret = -EBUSY;
+	else if (blk->size / t->disk.block_size != t->disk.nblocks || blk->size % t->disk.block_size ||
+		 (blk->readonly || blk->opts.readonly) != t->disk.readonly)
+		ret = -EINVAL;
+	if (!ret) {
+		/* The guest's view (geometry, serial, NAA id) stays: only the
+		 * image under it changes. */
+		*old = t->blk;
+		t->blk = blk;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 /* ---- timed hot-plug (test hook): ms after the first DRIVER_OK ---- */
 
 static struct vscsi_timer *vscsi_next_timer(struct virtio_scsi *s)

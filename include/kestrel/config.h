@@ -111,6 +111,8 @@ struct vm_config {
 	enum sandbox_seccomp seccomp; /* --seccomp on|log|off (default on) */
 	char *user;               /* --user: drop to this user once all is open, or NULL */
 	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
+	char *restore;            /* --restore FILE: a saved VM (docs/state.md) */
+	uint32_t given;           /* bit per option set by a flag or a JSON key */
 };
 
 /* Exit codes of the worker. 0: the guest powered off. With --debug-exit, a
@@ -129,6 +131,21 @@ void config_free(struct vm_config *c);
  * config_free it either way. With --help anywhere, only c->help is set. */
 int config_parse_run(struct vm_config *c, int argc, char **argv, char *err, size_t errlen) WARN_UNUSED;
 int config_load_json(struct vm_config *c, const char *path, char *err, size_t errlen) WARN_UNUSED;
+/* JSON text (a saved VM's configuration); label names it in messages.
+ * Relative paths stay as they are; the host-side keys (serial, control,
+ * timeout, quiet, stats) are refused. */
+int config_load_json_text(struct vm_config *c, const char *label, const char *text, size_t len,
+			  char *err, size_t errlen) WARN_UNUSED;
+/* The configuration as JSON that config_load_json_text reads back (the
+ * machine's settings: name, kernel, initrd, cmdline, mem, cpus,
+ * boot_entry, on_reboot, hugepages, scsi_controller, debug_exit, disks, net); paths
+ * absolute. malloc'd, NULL when out of memory. src/config/config_save.c. */
+char *config_to_json(const struct vm_config *c);
+/* --restore: take into saved (the configuration from the file) the
+ * host-side options given on the command line; any other option given is
+ * an error naming it. */
+int config_restore_merge(struct vm_config *saved, const struct vm_config *given, char *err,
+			 size_t errlen) WARN_UNUSED;
 /* Cross-field and environment checks (files exist and are readable, sizes). */
 int config_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_usage_run(FILE *f);

@@ -25,7 +25,8 @@
 
 const char *const control_event_names[] = {
 	CTL_EV_STATE, CTL_EV_POWERDOWN, CTL_EV_RESET, CTL_EV_STOPPED, CTL_EV_EXITING,
-	CTL_EV_DEVICE_ADDED, CTL_EV_DEVICE_REMOVED, NULL,
+	CTL_EV_DEVICE_ADDED, CTL_EV_DEVICE_REMOVED, CTL_EV_SAVE_PROGRESS, CTL_EV_SAVED,
+	CTL_EV_SAVE_FAILED, NULL,
 };
 
 const char *const control_error_codes[] = {
@@ -159,6 +160,22 @@ static int cmd_dirty_log(const struct control_ops *ops, void *o, const struct co
 	return ops->dirty_log(o, a->str[0], ret, e);
 }
 
+static int cmd_save(const struct control_ops *ops, void *o, const struct control_args *a,
+		    struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	return ops->save(o, a->str[0], a->set[1] && a->flag[1], ret, e);
+}
+
+static int cmd_snapshot(const struct control_ops *ops, void *o, const struct control_args *a,
+			struct control_call *call, json_object *ret, struct control_error *e)
+{
+	if (strcmp(a->str[0], "list") && !a->set[1])
+		return control_fail(e, CTL_E_ARGUMENT, "snapshot %s needs the argument 'name'",
+				    a->str[0]);
+	return ops->snapshot(o, a->str[0], a->set[1] ? a->str[1] : NULL, call, ret, e);
+}
+
 static int cmd_screendump(const struct control_ops *ops, void *o, const struct control_args *a,
 			  struct control_call *call, json_object *ret, struct control_error *e)
 {
@@ -188,6 +205,7 @@ static int cmd_cdrom_eject(const struct control_ops *ops, void *o, const struct 
 }
 
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
+static const char *const snapshot_choices[] = { "create", "apply", "delete", "list", NULL };
 
 #define ARG_END { 0 }
 static const struct control_arg no_args[] = { ARG_END };
@@ -219,6 +237,16 @@ static const struct control_arg net_link_args[] = {
 	{ .name = "device", .type = CTL_ARG_STRING },
 	ARG_END,
 };
+static const struct control_arg save_args[] = {
+	{ .name = "path", .type = CTL_ARG_PATH, .required = true },
+	{ .name = "keep-running", .type = CTL_ARG_BOOL },
+	ARG_END,
+};
+static const struct control_arg snapshot_args[] = {
+	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = snapshot_choices },
+	{ .name = "name", .type = CTL_ARG_STRING },
+	ARG_END,
+};
 static const struct control_arg cdrom_change_args[] = {
 	{ .name = "id", .type = CTL_ARG_STRING, .required = true },
 	{ .name = "path", .type = CTL_ARG_PATH, .required = true },
@@ -248,6 +276,8 @@ const struct control_command control_commands[] = {
 	{ "disk-remove", disk_remove_args, cmd_disk_remove },
 	{ "net-link", net_link_args, cmd_net_link },
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
+	{ "save", save_args, cmd_save },
+	{ "snapshot", snapshot_args, cmd_snapshot },
 	{ "screendump", screendump_args, cmd_screendump },
 	{ "cdrom-change", cdrom_change_args, cmd_cdrom_change },
 	{ "cdrom-eject", cdrom_eject_args, cmd_cdrom_eject },

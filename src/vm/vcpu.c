@@ -265,6 +265,22 @@ static void vcpu_park(struct vcpu *c)
 	pthread_mutex_unlock(&vm->stop_lock);
 }
 
+/* KVM finishes an I/O or MMIO exit (the value of an IN into RAX, the
+ * instruction skipped) only at the next KVM_RUN, and keeps that pending in
+ * state no ioctl shows (KVM API doc, KVM_EXIT_IO: "userspace should ensure
+ * that the operation is completed before performing a live migration"). So
+ * a vCPU about to park runs once with immediate_exit set: KVM completes the
+ * operation and returns EINTR before the guest runs an instruction. A split
+ * MMIO access can exit once more; that exit is handled the same way. */
+static void vcpu_complete_exit(struct vcpu *c)
+{
+	for (int i = 0; i < 8; i++) {
+		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_RELAXED);
+		if (ioctl(c->fd, KVM_RUN, 0) < 0 || !vcpu_handle_exit(c))
+			return;
+	}
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -282,6 +298,7 @@ static void *vcpu_thread(void *arg)
 		if (vm_stopping(c->vm))
 			break;
 		if (__atomic_load_n(&c->vm->paused, __ATOMIC_RELAXED)) {
+			vcpu_complete_exit(c);
 			vcpu_park(c);
 			continue;
 		}

@@ -274,7 +274,7 @@ static int vm_create_vcpus(struct vm *vm, char *err, size_t errlen)
 			errf(err, errlen, "mmap vcpu %u: %s", i, strerror(errno));
 			return -errno;
 		}
-		ret = cpuid_setup_vcpu(c->fd, vm->cpuid, i, vm->ncpus);
+		ret = cpuid_setup_vcpu(c->fd, vm->cpuid, i, vm->ncpus, &c->cpuid);
 		if (ret < 0) {
 			errf(err, errlen, "KVM_SET_CPUID2 vcpu %u: %s", i, strerror(-ret));
 			return ret;
@@ -361,6 +361,7 @@ void vm_destroy(struct vm *vm)
 				munmap(vm->vcpus[i].run, vm->run_size);
 			if (vm->vcpus[i].fd > 0)
 				close(vm->vcpus[i].fd);
+			free(vm->vcpus[i].cpuid);
 		}
 		free(vm->vcpus);
 	}

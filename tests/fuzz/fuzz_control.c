@@ -44,6 +44,8 @@
 #include "kestrel/display.h"
 #include "kestrel/ide.h"
 #include "kestrel/machine.h"
+#include "kestrel/migrate.h"
+#include "kestrel/snapshot.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -66,6 +68,7 @@ static struct {
 	struct blk_dev *cd_medium;      /* what the fake drive holds (blk_open's) */
 	bool cd_locked;
 	bool pause_times_out;
+	bool quiesced;            /* machine_quiesce'd by a save */
 	bool plugged[VIRTIO_SCSI_MAX_TARGETS];
 	char path[VIRTIO_SCSI_MAX_TARGETS][4096];
 	unsigned power_button;
@@ -202,6 +205,14 @@ int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
 	return 0;
 }
 
+/* Only after a snapshot, which snapshot_vm_dir below always refuses. */
+struct blk_dev *virtio_scsi_disk_blk(struct device *dev, unsigned target)
+{
+	(void)dev;
+	(void)target;
+	__builtin_trap();
+}
+
 int virtio_net_get_stats(struct device *dev, unsigned q, struct virtio_net_stats *st)
 {
 	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_NICS]);
@@ -215,6 +226,113 @@ int virtio_net_set_link(struct device *dev, bool up)
 {
 	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_NICS]);
 	return 0;
+}
+
+/* The save's calls into the machine (src/machine.c, migrate/save.c). */
+int machine_quiesce(struct machine *m, uint64_t timeout_ms)
+{
+	(void)timeout_ms;
+	CHECK(!fake.quiesced);
+	if (m->vm.stop_requested)
+		return -ESHUTDOWN;
+	if (fake.pause_times_out)
+		return -ETIMEDOUT;
+	fake.quiesced = true;
+	return 0;
+}
+
+int machine_resume_devices(struct machine *m)
+{
+	(void)m;
+	CHECK(fake.quiesced);
+	fake.quiesced = false;
+	return 0;
+}
+
+int machine_resume(struct machine *m)
+{
+	CHECK(fake.quiesced);
+	fake.quiesced = false;
+	m->vm.paused = false;
+	return 0;
+}
+
+int migrate_save(struct machine *m, const struct migrate_save_opts *o,
+		 struct migrate_save_result *res, char *err, size_t errlen)
+{
+	(void)m;
+	CHECK(fake.quiesced);
+	CHECK(o->path && o->path[0] == '/');
+	memset(res, 0, sizeof(*res));
+	if (o->progress)
+		o->progress(o->opaque, 1, 1);
+	if (strstr(o->path, "/missing")) {
+		snprintf(err, errlen, "%s: No such file or directory", o->path);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Snapshots (migrate/snapshot.c): this fake machine has no VHD disk. */
+int snapshot_vm_dir(struct machine *m, char *dir, size_t len, char *err, size_t errlen)
+{
+	(void)m;
+	(void)dir;
+	(void)len;
+	snprintf(err, errlen, "fuzz: no VHD disk");
+	return -ENOTSUP;
+}
+
+int snapshot_list(const char *dir, struct json_object *out, char *err, size_t errlen)
+{
+	(void)dir;
+	(void)out;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();   /* snapshot_vm_dir always fails first */
+}
+
+int snapshot_create(struct machine *m, const char *name, char *err, size_t errlen)
+{
+	(void)m;
+	(void)name;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_apply *a,
+			   char *err, size_t errlen)
+{
+	(void)m;
+	(void)name;
+	(void)a;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+int snapshot_delete(const char *dir, const char *name, char *err, size_t errlen)
+{
+	(void)dir;
+	(void)name;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+int snapshot_delete_machine(struct machine *m, const char *name, char *err, size_t errlen)
+{
+	(void)m;
+	(void)name;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+void snapshot_apply_free(struct snapshot_apply *a)
+{
+	(void)a;
 }
 
 /* The fake machine has no display: screendump must answer with an error. */
@@ -334,6 +452,7 @@ static void machine_boot(uint8_t shape)
 	vm->mmio = (struct bus){ .name = "mmio" };
 	pthread_rwlock_init(&vm->pio.lock, NULL);
 	pthread_rwlock_init(&vm->mmio.lock, NULL);
+	fake.quiesced = false;
 	/* The devices control_vm looks up by id, as machine_create registers them. */
 	CHECK(dev_list_add(&machine.devs, &fake.pm, "pm") == 0);
 	if (shape & 2)
@@ -341,7 +460,7 @@ static void machine_boot(uint8_t shape)
 	if (shape & 64)
 		CHECK(dev_list_add(&machine.devs, &fake.ide, "ide1") == 0);
 	for (unsigned i = 0; i < ((shape >> 2) & 3u); i++) {
-		char id[8];
+		char id[DEV_ID_MAX];
 
 		snprintf(id, sizeof(id), "net%u", i);
 		CHECK(dev_list_add(&machine.devs, &fake.net[i], id) == 0);
