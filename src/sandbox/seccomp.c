@@ -183,6 +183,7 @@ static const struct sb_ioctl ioctls_vcpu[] = {
 	  "(shadow RAM or the firmware image); the std VGA's framebuffer slot following BAR 0 "
 	  "(machine_lfb_map)" },
 	{ KVM_GET_DIRTY_LOG, "a dirty-logged slot (the VGA framebuffer) moving: its log harvested first" },
+	{ KVM_CLEAR_DIRTY_LOG, "as KVM_GET_DIRTY_LOG, with manual dirty-log protection" },
 };
 
 /* Virtqueue threads (virtio-scsi, virtio-net) and block engine threads
