@@ -232,6 +232,29 @@ static void save_sync_dir(const char *path)
 	free(copy);
 }
 
+int migrate_config_supported(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	/* Refused up front rather than saved without them: a restore would
+	 * bring back a different machine. */
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		if (cfg->disks[i].bus != CONFIG_BUS_IDE)
+			continue;
+		snprintf(err, errlen, "%s is on IDE: saved state covers virtio-scsi disks only (for now)",
+			 cfg->disks[i].path);
+		return -ENOTSUP;
+	}
+	if (!cfg->kernel) {
+		snprintf(err, errlen, "the VM boots firmware: saved state covers direct kernel boot only "
+			 "(for now)");
+		return -ENOTSUP;
+	}
+	if (cfg->vga == CONFIG_VGA_STD) {
+		snprintf(err, errlen, "the VM has a VGA: saved state does not carry it yet");
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
 int migrate_save(struct machine *m, const struct migrate_save_opts *o,
 		 struct migrate_save_result *res, char *err, size_t errlen)
 {
@@ -242,6 +265,9 @@ int migrate_save(struct machine *m, const struct migrate_save_opts *o,
 	int fd = -1, ret;
 
 	memset(res, 0, sizeof(*res));
+	ret = migrate_config_supported(m->cfg, err, errlen);
+	if (ret)
+		return ret;
 	vm_drain_coalesced(&m->vm);
 	ret = machine_flush_disks(m);
 	if (ret) {

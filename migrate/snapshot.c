@@ -327,14 +327,12 @@ int snapshot_vm_dir(struct machine *m, char *dir, size_t len, char *err, size_t 
 	uint8_t uuid[16];
 	bool any = false;
 
-	/* IDE drives are not in the saved state's disk record nor switched to
-	 * children: a snapshot would silently leave them out. */
-	for (unsigned i = 0; m->cfg && i < m->cfg->ndisks; i++) {
-		if (m->cfg->disks[i].bus != CONFIG_BUS_IDE)
-			continue;
-		snprintf(err, errlen, "%s is on IDE: snapshots cover virtio-scsi VHD disks only (for now)",
-			 m->cfg->disks[i].path);
-		return -ENOTSUP;
+	/* A snapshot is a saved state: the same limits. */
+	if (m->cfg) {
+		int ret = migrate_config_supported(m->cfg, err, errlen);
+
+		if (ret)
+			return ret;
 	}
 	for (unsigned t = 0; t < SNAP_DISKS; t++) {
 		struct blk_dev *d = snap_disk(m, t);

@@ -1469,6 +1469,13 @@ static int cv_save(void *opaque, const char *path, bool keep_running, json_objec
 	if (!rc && strcmp(cv->state, "running") && strcmp(cv->state, "paused"))
 		rc = control_fail(e, CTL_E_STATE, "the VM is %s", cv->state);
 	if (!rc) {
+		char why[256] = "";
+
+		/* Before anything pauses: a VM the stream cannot carry runs on. */
+		if (cv->m->cfg && migrate_config_supported(cv->m->cfg, why, sizeof(why)))
+			rc = control_fail(e, CTL_E_UNSUPPORTED, "%s", why);
+	}
+	if (!rc) {
 		cv_save_join(cv);   /* a finished save's thread */
 		free(cv->save.path);
 		cv->save.path = strdup(path);
