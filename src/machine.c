@@ -97,11 +97,12 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	m->irq_com1 = machine_irq(m, BOARD_IRQ_COM1);
 	m->irq_rtc = machine_irq(m, BOARD_IRQ_RTC);
 	m->irq_kbd = machine_irq(m, BOARD_IRQ_KBD);
+	m->irq_mouse = machine_irq(m, BOARD_IRQ_MOUSE);
 	m->irq_sci = machine_irq(m, BOARD_IRQ_SCI);
 
 	m->uart = uart_create(&m->irq_com1, m->serial_out_fd);
 	m->rtc = rtc_create(&m->irq_rtc, wall_time, low, high);
-	m->i8042 = i8042_create(&m->irq_kbd, &m->vm.ctl);
+	m->i8042 = i8042_create(&m->irq_kbd, &m->irq_mouse, &m->vm.ctl);
 	m->pm = acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns);
 	m->debug_exit = debug_exit_create(&m->vm.ctl);
 	m->post = sink_create("post");

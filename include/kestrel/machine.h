@@ -16,7 +16,7 @@ struct machine {
 	struct device *vscsi;    /* virtio-scsi controller, when there are SCSI disks */
 	struct device *vnet[CONFIG_MAX_NETS];   /* virtio-net NICs, one per --net, "net0".. */
 	unsigned nvnet;
-	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
+	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_mouse, irq_sci;
 	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */
 	bool own_serial_out;
