@@ -22,7 +22,10 @@
 #include <json-c/json.h>
 
 #include "kestrel/config.h"
+#include <linux/input-event-codes.h>
+
 #include "kestrel/control.h"
+#include "kestrel/devices.h"
 #include "kestrel/notify.h"
 
 /* ---- a fake VM ------------------------------------------------------------ */
@@ -37,12 +40,15 @@ struct fake_vm {
 	unsigned last_target;
 	bool net_up;
 	const char *dirty_action;
+	struct i8042_key keys[I8042_MAX_KEYS];
+	unsigned nkeys;
+	int mouse[4];            /* dx, dy, wheel, buttons */
 	int ticks;
 	const char *fail_code;   /* every op fails with this when set */
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY };
+       F_NET, F_DIRTY, F_KEY, F_MOUSE };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -150,6 +156,25 @@ static int f_dirty(void *o, const char *action, json_object *ret, struct control
 	return fake_enter(F_DIRTY, e);
 }
 
+static int f_key(void *o, const struct i8042_key *keys, unsigned n, struct control_error *e)
+{
+	(void)o;
+	ck_assert_uint_le(n, I8042_MAX_KEYS);
+	memcpy(fake.keys, keys, n * sizeof(*keys));
+	fake.nkeys = n;
+	return fake_enter(F_KEY, e);
+}
+
+static int f_mouse(void *o, int dx, int dy, int wheel, unsigned buttons, struct control_error *e)
+{
+	(void)o;
+	fake.mouse[0] = dx;
+	fake.mouse[1] = dy;
+	fake.mouse[2] = wheel;
+	fake.mouse[3] = (int)buttons;
+	return fake_enter(F_MOUSE, e);
+}
+
 static int64_t f_tick(void *o)
 {
 	(void)o;
@@ -163,7 +188,7 @@ static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
-	.tick = f_tick,
+	.send_key = f_key, .mouse_move = f_mouse, .tick = f_tick,
 };
 
 static void fake_reset(void)
@@ -458,6 +483,17 @@ START_TEST(request_argument_errors)
 		REQ("dirty-log", "{\"action\":1}"),
 		REQ("dirty-log", "{\"action\":\"fetch\",\"clear\":true}"),
 		REQ("pause", "{\"now\":true}"),
+		REQ("send-key", "{}"),
+		REQ("send-key", "{\"keys\":\"ctrl-alt-del\"}"),
+		REQ("send-key", "{\"keys\":\"ctrl-\"}"),
+		REQ("send-key", "{\"keys\":\"A\"}"),
+		REQ("send-key", "{\"keys\":\"   \"}"),
+		REQ("send-key", "{\"keys\":\"a-b-c-d-e-f-g-h-i\"}"),
+		REQ("send-key", "{\"keys\":[\"a\"]}"),
+		REQ("mouse-move", "{\"dx\":1}"),
+		REQ("mouse-move", "{\"dx\":4097,\"dy\":0}"),
+		REQ("mouse-move", "{\"dx\":0,\"dy\":0,\"buttons\":8}"),
+		REQ("mouse-move", "{\"dx\":0,\"dy\":0,\"wheel\":-128}"),
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -474,8 +510,19 @@ START_TEST(request_argument_errors)
 		expect_error(line, CTL_E_ARGUMENT, false);
 		free(line);
 	}
+	/* 65 taps are 130 presses and releases: over the limit. */
+	{
+		char line[400] = "{\"command\":\"send-key\",\"arguments\":{\"keys\":\"";
+
+		for (int i = 0; i < 65; i++)
+			strcat(line, "a ");
+		strcat(line, "\"}}");
+		expect_error(line, CTL_E_ARGUMENT, false);
+	}
 	ck_assert_int_eq(fake.calls[F_ADD], 0);
 	ck_assert_int_eq(fake.calls[F_SHUTDOWN], 0);
+	ck_assert_int_eq(fake.calls[F_KEY], 0);
+	ck_assert_int_eq(fake.calls[F_MOUSE], 0);
 #undef REQ
 }
 END_TEST
@@ -528,7 +575,32 @@ START_TEST(commands_reach_the_vm)
 		json_object_put(expect_ok(line));
 		ck_assert_str_eq(fake.dirty_action, dirty_log_actions[i]);
 	}
-	for (int i = F_VM; i <= F_DIRTY; i++)
+	r = expect_ok("{\"command\":\"send-key\",\"arguments\":{\"keys\":\"ctrl-alt-delete\"}}");
+	ck_assert_int_eq(json_object_get_int(json_object_object_get(r, "events")), 6);
+	json_object_put(r);
+	{
+		static const struct i8042_key cad[] = {
+			{ KEY_LEFTCTRL, true }, { KEY_LEFTALT, true }, { KEY_DELETE, true },
+			{ KEY_DELETE, false }, { KEY_LEFTALT, false }, { KEY_LEFTCTRL, false },
+		};
+
+		ck_assert_uint_eq(fake.nkeys, 6);
+		for (int i = 0; i < 6; i++)
+			ck_assert(fake.keys[i].code == cad[i].code && fake.keys[i].down == cad[i].down);
+	}
+	json_object_put(expect_ok("{\"command\":\"send-key\",\"arguments\":"
+				  "{\"keys\":\" shift-h  i ret \"}}"));
+	ck_assert_uint_eq(fake.nkeys, 8);
+	ck_assert(fake.keys[1].code == KEY_H && fake.keys[2].code == KEY_H && !fake.keys[2].down);
+	ck_assert(fake.keys[3].code == KEY_LEFTSHIFT && !fake.keys[3].down);
+	ck_assert(fake.keys[6].code == KEY_ENTER && fake.keys[6].down);
+	json_object_put(expect_ok("{\"command\":\"mouse-move\",\"arguments\":"
+				  "{\"dx\":-4096,\"dy\":7,\"buttons\":5,\"wheel\":-2}}"));
+	ck_assert(fake.mouse[0] == -4096 && fake.mouse[1] == 7 && fake.mouse[2] == -2 &&
+		  fake.mouse[3] == 5);
+	json_object_put(expect_ok("{\"command\":\"mouse-move\",\"arguments\":{\"dx\":1,\"dy\":0}}"));
+	ck_assert(fake.mouse[0] == 1 && fake.mouse[2] == 0 && fake.mouse[3] == 0);
+	for (int i = F_VM; i <= F_MOUSE; i++)
 		ck_assert_msg(fake.calls[i] > 0, "command %d never reached the VM", i);
 }
 END_TEST
@@ -545,6 +617,8 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"disk-remove\",\"arguments\":{\"target\":1}}",
 		"{\"id\":1,\"command\":\"net-link\",\"arguments\":{\"state\":\"up\"}}",
 		"{\"id\":1,\"command\":\"dirty-log\",\"arguments\":{\"action\":\"fetch\"}}",
+		"{\"id\":1,\"command\":\"send-key\",\"arguments\":{\"keys\":\"a\"}}",
+		"{\"id\":1,\"command\":\"mouse-move\",\"arguments\":{\"dx\":1,\"dy\":1}}",
 	};
 	static const char *const codes[] = { CTL_E_STATE, CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
 					     CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT };

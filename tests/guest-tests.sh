@@ -1194,5 +1194,51 @@ if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry ctl_linux_netlink_case
 fi
 
+# ---- PS/2 keyboard and mouse (issue 12) -------------------------------------
+# The i8042's devices driven through the control socket and read by Debian's
+# built-in atkbd and i8042 and its psmouse module (tests/kit/input.sh): keys
+# and motion as evdev and mousedev report them, a command typed on the VT
+# and run by the guest's shell, and Ctrl-Alt-Del, which the guest's kernel answers
+# by restarting (--on-reboot exit: the worker exits 0). Needs psmouse in the
+# kit (scripts/guest-kit.sh KIT_MODULES).
+ctl_linux_input_case() {
+	n=ctl-in-$$
+	case_begin linux-ctl-input || return 0
+	kit_tests_initrd "$out/initrd-input.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-input.gz" --cpus 1 --mem 256M \
+		--timeout 400s --on-reboot exit \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=evdev,psmouse kestrel.run=input"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the guest found no PS/2 mouse" wait_for 180 has "$out/$n.log" "^input-test: mouse /dev/input/event[0-9]+ ImPS/2 Generic Wheel Mouse"
+	expect "the guest found no keyboard" has "$out/$n.log" "^input-test: keyboard /dev/input/event[0-9]+ AT Translated Set 2 keyboard"
+	expect "tty: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready tty"
+	expect "send-key (a command) failed" ctl "$n" send-key \
+		"e c h o spc shift-4 shift-9 shift-9 6 shift-8 7 shift-0 shift-0 ret"
+	expect "tty: the guest did not run the typed command" wait_for 60 has "$out/$n.log" \
+		"^input-test: tty1 ran 'echo \\$\\(\\(6\\*7\\)\\)': 42"
+	expect "keys: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready keys"
+	expect "send-key a shift-b failed" ctl "$n" send-key "a shift-b"
+	expect "keys: no release of b" wait_for 60 has "$out/$n.log" "^input-test: key 42 0"
+	tr -d '\r' <"$out/$n.log" | sed -n 's/^input-test: key //p' | tr '\n' ';' >"$out/keys"
+	expect "keys: $(cat "$out/keys")" [ "$(cat "$out/keys")" = "30 1;30 0;42 1;48 1;48 0;42 0;" ]
+	expect "mouse: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready mouse"
+	expect "mouse-move 5 -3 failed" ctl "$n" mouse-move 5 -3 buttons=1
+	expect "mouse-move wheel failed" ctl "$n" mouse-move 0 0 wheel=1
+	expect "mouse: no packet from /dev/input/mice" wait_for 60 has "$out/$n.log" "^input-test: mice "
+	for e in "key 272 1" "rel 0 5" "rel 1 -3" "rel 8 -1" "key 272 0" "mice +9 +5 +3"; do
+		expect "mouse: no '$e'" has "$out/$n.log" "^input-test: $e\b"
+	done
+	expect "cad: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready cad"
+	expect "send-key ctrl-alt-delete failed" ctl "$n" send-key ctrl-alt-delete
+	reap_worker $bg_pid 400
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	expect "the guest did not restart on Ctrl-Alt-Del" has "$out/$n.log" "reboot: Restarting system"
+	expect "Ctrl-Alt-Del was ignored" fails grep -q "did not reboot" "$out/$n.log"
+	case_end "$out/$n.log" "$out/$n.err"
+}
+if [ $do_linux = 1 ]; then
+	with_retry ctl_linux_input_case
+fi
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

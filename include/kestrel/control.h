@@ -13,6 +13,7 @@
 
 struct json_object;
 struct control_server;
+struct i8042_key;
 
 #define CONTROL_LINE_MAX (64 * 1024)   /* bytes in one request, newline included */
 #define CONTROL_OUT_MAX (1024 * 1024)  /* replies + events queued for one client */
@@ -108,6 +109,12 @@ struct control_ops {
 	/* Dirty-page logging of guest RAM; action "start", "fetch" or "stop". */
 	int (*dirty_log)(void *opaque, const char *action, struct json_object *ret,
 			 struct control_error *e);
+	/* Keys pressed and released on the PS/2 keyboard, in order. */
+	int (*send_key)(void *opaque, const struct i8042_key *keys, unsigned n,
+			struct control_error *e);
+	/* PS/2 mouse motion (dy down, wheel towards the user) and buttons. */
+	int (*mouse_move)(void *opaque, int dx, int dy, int wheel, unsigned buttons,
+			  struct control_error *e);
 	/* Called on every turn of the control thread's loop: timers (shutdown
 	 * deadline, watchdog). Returns ms until it wants to be called again, or
 	 * -1 for no deadline. May be NULL. */

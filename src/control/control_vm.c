@@ -825,6 +825,50 @@ static int64_t cv_tick(void *opaque)
 	return next;
 }
 
+/* ---- input ------------------------------------------------------------------ */
+
+/* Keys reach the guest's keyboard buffer at once, paused or not; a guest
+ * that does not read it (or turned the keyboard off) gets nothing more. */
+static int cv_send_key(void *opaque, const struct i8042_key *keys, unsigned n,
+		       struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc) {
+		rc = i8042_keys(cv->m->i8042, keys, n);
+		if (rc == -ENOSPC)
+			control_fail(e, CTL_E_FAILED, "the keyboard's buffer is full: the guest is "
+				     "not reading its keyboard");
+		else if (rc == -EAGAIN)
+			control_fail(e, CTL_E_FAILED, "the guest has turned the keyboard off");
+		else if (rc)
+			control_fail(e, CTL_E_ARGUMENT, "the keyboard has no such key");
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+static int cv_mouse_move(void *opaque, int dx, int dy, int wheel, unsigned buttons,
+			 struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc) {
+		rc = i8042_mouse(cv->m->i8042, dx, dy, wheel, buttons);
+		if (rc)
+			control_fail(e, CTL_E_FAILED, "the guest has not turned the mouse on "
+				     "(no PS/2 mouse driver, or reporting disabled)");
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
 static const struct control_ops cv_ops = {
 	.query_status = cv_query_status,
 	.query_vm = cv_query_vm,
@@ -838,6 +882,8 @@ static const struct control_ops cv_ops = {
 	.disk_remove = cv_disk_remove,
 	.net_link = cv_net_link,
 	.dirty_log = cv_dirty_log,
+	.send_key = cv_send_key,
+	.mouse_move = cv_mouse_move,
 	.tick = cv_tick,
 };
 

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <linux/input-event-codes.h>
 
 #include "kestrel/config.h"
 #include "kestrel/control.h"
@@ -59,11 +60,12 @@
 /* ---- the fake machine under control_vm.c --------------------------------- */
 
 static struct {
-	struct device pm, scsi, net[FUZZ_NICS], bus_dev;
+	struct device pm, scsi, net[FUZZ_NICS], bus_dev, kbc;
 	bool pause_times_out;
 	bool plugged[VIRTIO_SCSI_MAX_TARGETS];
 	char path[VIRTIO_SCSI_MAX_TARGETS][4096];
 	unsigned power_button;
+	unsigned keys, mouse_moves;
 } fake;
 
 static const struct dev_ops fake_dev_ops = { .name = "fake-device" };
@@ -109,6 +111,26 @@ void acpi_pm_power_button(struct device *dev)
 {
 	CHECK(dev == &fake.pm);
 	fake.power_button++;
+}
+
+/* Keys come as presses and releases of keys the keyboard has (the schema
+ * and keymap.c checked them), never more than it takes at once. */
+int i8042_keys(struct device *dev, const struct i8042_key *keys, unsigned n)
+{
+	CHECK(dev == &fake.kbc);
+	CHECK(n > 0 && n <= I8042_MAX_KEYS);
+	for (unsigned i = 0; i < n; i++)
+		CHECK(keys[i].code > 0 && keys[i].code <= KEY_MAX);
+	fake.keys += n;
+	return fake.keys % 7 == 0 ? -ENOSPC : 0;
+}
+
+int i8042_mouse(struct device *dev, int dx, int dy, int dz, unsigned buttons)
+{
+	CHECK(dev == &fake.kbc);
+	CHECK(dx >= -4096 && dx <= 4096 && dy >= -4096 && dy <= 4096);
+	CHECK(dz >= -127 && dz <= 127 && buttons <= 7);
+	return ++fake.mouse_moves % 3 == 0 ? -EAGAIN : 0;
 }
 
 static void check_blk_opts(const struct blk_opts *o)
@@ -199,6 +221,7 @@ static void fuzz_setup(void)
 		cfg_nets[i].queues = i + 1;
 	}
 	device_init(&fake.pm, &fake_dev_ops);
+	device_init(&fake.kbc, &fake_dev_ops);
 	device_init(&fake.scsi, &fake_dev_ops);
 	device_init(&fake.bus_dev, &fake_dev_ops);
 	cfg_disks[0] = (struct config_disk){ .path = "/fuzz/boot.img", .target = 0 };
@@ -250,6 +273,7 @@ static void machine_boot(uint8_t shape)
 	pthread_rwlock_init(&vm->pio.lock, NULL);
 	pthread_rwlock_init(&vm->mmio.lock, NULL);
 	machine.pm = &fake.pm;
+	machine.i8042 = &fake.kbc;
 	if (shape & 2)
 		machine.vscsi = &fake.scsi;
 	machine.nvnet = (shape >> 2) & 3;

@@ -51,7 +51,7 @@ control)
 	SOURCES="src/control/control.c src/control/control_cmd.c src/control/control_vm.c
 		 src/config/config.c src/config/config_disk.c src/config/config_net.c
 		 src/block/block_opts.c src/vm/device.c src/vm/guest_mem.c src/vm/guest_mem_dirty.c
-		 src/control/notify.c src/lib/util.c"
+		 src/control/notify.c src/lib/util.c src/input/keymap.c"
 	LIBS="$(pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -lpthread"
 	OPTS="-max_len=4096 -timeout=20" ;;
 *) usage ;;
