@@ -1204,6 +1204,10 @@ fi
 ctl_linux_input_case() {
 	n=ctl-in-$$
 	case_begin linux-ctl-input || return 0
+	if ! zcat "$KIT/modules.cpio.gz" | cpio -t 2>/dev/null | grep -q '/psmouse\.ko$'; then
+		echo "SKIP: linux-ctl-input: the kit has no psmouse module (rebuild it: scripts/guest-kit.sh)"
+		return 0
+	fi
 	kit_tests_initrd "$out/initrd-input.gz"
 	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-input.gz" --cpus 1 --mem 256M \
 		--timeout 400s --on-reboot exit \
