@@ -18,6 +18,9 @@ PACKAGES=(
 	clang libclang-rt-14-dev bc
 	# benchmarks: fio is the ceiling in scripts/bench/disk.sh
 	fio
+	# the VNC server (--display vnc=) and the VNC test client: libvncserver and
+	# libvncclient, both in this one package
+	libvncserver-dev
 )
 
 if [ "$(id -u)" != 0 ]; then
