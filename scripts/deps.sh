@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
 	# build
 	build-essential cmake pkg-config libjson-c-dev liburing-dev libaio-dev libseccomp-dev check
+	# screendumps (libpng); the std VGA's option ROM (vgabios-stdvga.bin)
+	libpng-dev seabios
 	# guest kit and nested rig (Debian kernel + busybox, QEMU for the outer VM)
 	qemu-system-x86 qemu-utils busybox-static cpio xz-utils gzip binutils file
 	# tests: iasl checks our ACPI tables; systemd-analyze verifies and rates the

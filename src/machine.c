@@ -15,8 +15,10 @@
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
 #include "kestrel/devices.h"
+#include "kestrel/display.h"
 #include "kestrel/machine.h"
 #include "kestrel/sandbox.h"
+#include "kestrel/vga.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -252,6 +254,113 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* The std VGA in slot 2 (where QEMU's pc puts it), its legacy ports and
+ * window on the board's buses, drawing into the machine's display. Its
+ * option ROM: the file --vga rom= names, else Debian's when installed. */
+#define MACHINE_SLOT_VGA 2
+
+static int machine_vga_rom(const struct vm_config *c, uint8_t **rom, size_t *len, char *err,
+			   size_t errlen)
+{
+	const char *path = c->vga_rom ? c->vga_rom : CONFIG_VGA_ROM_DEFAULT;
+	int ret;
+
+	*rom = NULL;
+	*len = 0;
+	if (!strcmp(path, "none") || (!c->vga_rom && access(path, R_OK) < 0))
+		return 0;
+	ret = read_file(path, rom, len);
+	if (!ret && (*len == 0 || *len > CONFIG_VGA_ROM_MAX))
+		ret = -EFBIG;
+	if (ret) {
+		free(*rom);
+		*rom = NULL;
+		snprintf(err, errlen, "--vga: rom=%s: %s", path, strerror(-ret));
+	}
+	return ret;
+}
+
+/* BAR 0 as guest memory: a dirty-logged slot over the VRAM, moved with the
+ * BAR, removed while the BAR decodes nowhere (the VGA redraws everything
+ * after each change: KVM's log of a moved slot starts empty). Called from
+ * the vCPU whose config write moved the BAR. */
+static int machine_lfb_map(void *opaque, uint64_t old, uint64_t now, void *hva, uint64_t size)
+{
+	struct machine *m = opaque;
+	int id = __atomic_load_n(&m->vga_slot, __ATOMIC_ACQUIRE), ret = 0;
+	struct gm_slot_spec spec = { .name = "vga-vram", .gpa = now, .size = size,
+				     .flags = GM_SLOT_LOG_DIRTY, .hva = hva };
+
+	(void)old;
+	if (now == PCI_BAR_UNMAPPED) {
+		if (id >= 0)
+			ret = gm_slot_remove(&m->vm.gm, id);
+		__atomic_store_n(&m->vga_slot, -1, __ATOMIC_RELEASE);
+		return ret;
+	}
+	if (id >= 0)
+		return gm_slot_move(&m->vm.gm, id, now);
+	id = gm_slot_add(&m->vm.gm, &spec);
+	if (id < 0)
+		return id;
+	__atomic_store_n(&m->vga_slot, id, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* The pages the guest wrote through BAR 0 (KVM's log), for the renderer. */
+static long machine_lfb_dirty(void *opaque, uint64_t *bitmap, uint64_t nbits)
+{
+	struct machine *m = opaque;
+	int id = __atomic_load_n(&m->vga_slot, __ATOMIC_ACQUIRE);
+	long n;
+
+	if (id < 0)
+		return 0;
+	n = gm_dirty_fetch(&m->vm.gm, id, bitmap, nbits, true);
+	return n == -ENOENT ? 0 : n;   /* unmapped meanwhile: a full redraw follows */
+}
+
+static int machine_vga_window(struct machine *m, char *err, size_t errlen)
+{
+	int ret = bus_insert(&m->vm.mmio, VGA_WINDOW_BASE, VGA_WINDOW_LEN,
+			     machine_find_device(m, "vga"), VGA_REGION_WINDOW);
+
+	if (ret)
+		snprintf(err, errlen, "vga: cannot attach at %#llx: %s",
+			 (unsigned long long)VGA_WINDOW_BASE, strerror(-ret));
+	return ret;
+}
+
+static int machine_create_vga(struct machine *m, char *err, size_t errlen)
+{
+	struct vga_lfb_ops lfb = { .map = machine_lfb_map, .fetch_dirty = machine_lfb_dirty,
+				   .opaque = m };
+	struct vga_opts o = { .vram_size = m->cfg->vga_mem, .lfb = &lfb };
+	struct device *vga = NULL;
+	int ret;
+
+	if (m->cfg->vga != CONFIG_VGA_STD)
+		return 0;
+	m->display = display_create();
+	if (!m->display) {
+		snprintf(err, errlen, "out of memory creating the display");
+		return -ENOMEM;
+	}
+	ret = machine_vga_rom(m->cfg, (uint8_t **)&o.rom, &o.rom_len, err, errlen);
+	if (ret)
+		return ret;
+	ret = vga_create(&o, machine_find_device(m, "pci-host"), MACHINE_SLOT_VGA, m->display, &vga);
+	free((void *)o.rom);
+	if (ret) {
+		snprintf(err, errlen, "--vga: cannot create the VGA: %s", strerror(-ret));
+		return ret;
+	}
+	ret = machine_add(m, vga, "vga", err, errlen);
+	ret = ret ?: attach(m, VGA_PORTS_BASE, VGA_PORTS_LEN, "vga", VGA_REGION_PORTS, err, errlen);
+	ret = ret ?: attach(m, VGA_DISPI_BASE, VGA_DISPI_LEN, "vga", VGA_REGION_DISPI, err, errlen);
+	return ret ?: machine_vga_window(m, err, errlen);
+}
+
 static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 {
 	struct acpi_board b = {
@@ -399,6 +508,7 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	memset(m, 0, sizeof(*m));
 	m->cfg = cfg;
 	m->serial_out_fd = -1;
+	m->vga_slot = -1;
 	m->vm.kvm_fd = m->vm.vm_fd = -1;
 	ret = machine_read_images(m, err, errlen);
 	if (ret)
@@ -410,6 +520,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	if (ret)
 		return ret;
 	ret = machine_create_devices(m, err, errlen);
+	if (ret)
+		return ret;
+	ret = machine_create_vga(m, err, errlen);
 	if (ret)
 		return ret;
 	ret = machine_create_storage(m, err, errlen);
@@ -438,6 +551,12 @@ void machine_destroy(struct machine *m)
 	/* Reverse order: the PCI functions go before the host they sit on,
 	 * every device before the VM whose fds and memory it uses. */
 	dev_list_destroy(&m->devs);
+	/* After the VGA, which draws into it. How often something asked for the
+	 * picture: 0 while nobody looked. */
+	if (m->display && m->cfg && m->cfg->stats)
+		fprintf(stderr, "kestrel: stats: display refreshes=%llu\n",
+			(unsigned long long)display_refresh_count(m->display));
+	display_destroy(m->display);
 	vm_destroy(&m->vm);
 	if (m->own_serial_out && m->serial_out_fd >= 0)
 		close(m->serial_out_fd);

@@ -48,7 +48,7 @@ struct fake_vm {
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY, F_KEY, F_MOUSE };
+       F_NET, F_DIRTY, F_KEY, F_MOUSE, F_DUMP };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -175,6 +175,14 @@ static int f_mouse(void *o, int dx, int dy, int wheel, unsigned buttons, struct 
 	return fake_enter(F_MOUSE, e);
 }
 
+static int f_dump(void *o, const char *path, json_object *ret, struct control_error *e)
+{
+	(void)o;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s", path);
+	json_object_object_add(ret, "width", json_object_new_int(720));
+	return fake_enter(F_DUMP, e);
+}
+
 static int64_t f_tick(void *o)
 {
 	(void)o;
@@ -188,7 +196,9 @@ static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
-	.send_key = f_key, .mouse_move = f_mouse, .tick = f_tick,
+	.send_key = f_key, .mouse_move = f_mouse,
+	.screendump = f_dump,
+	.tick = f_tick,
 };
 
 static void fake_reset(void)
@@ -494,6 +504,10 @@ START_TEST(request_argument_errors)
 		REQ("mouse-move", "{\"dx\":4097,\"dy\":0}"),
 		REQ("mouse-move", "{\"dx\":0,\"dy\":0,\"buttons\":8}"),
 		REQ("mouse-move", "{\"dx\":0,\"dy\":0,\"wheel\":-128}"),
+		REQ("screendump", "{}"),
+		REQ("screendump", "{\"file\":\"shot.png\"}"),
+		REQ("screendump", "{\"file\":\"\"}"),
+		REQ("screendump", "{\"file\":\"/x.png\",\"format\":\"ppm\"}"),
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -523,6 +537,7 @@ START_TEST(request_argument_errors)
 	ck_assert_int_eq(fake.calls[F_SHUTDOWN], 0);
 	ck_assert_int_eq(fake.calls[F_KEY], 0);
 	ck_assert_int_eq(fake.calls[F_MOUSE], 0);
+	ck_assert_int_eq(fake.calls[F_DUMP], 0);
 #undef REQ
 }
 END_TEST
@@ -600,7 +615,10 @@ START_TEST(commands_reach_the_vm)
 		  fake.mouse[3] == 5);
 	json_object_put(expect_ok("{\"command\":\"mouse-move\",\"arguments\":{\"dx\":1,\"dy\":0}}"));
 	ck_assert(fake.mouse[0] == 1 && fake.mouse[2] == 0 && fake.mouse[3] == 0);
-	for (int i = F_VM; i <= F_MOUSE; i++)
+	json_object_put(expect_ok("{\"command\":\"screendump\",\"arguments\":{\"file\":"
+				  "\"/tmp/s.png\"}}"));
+	ck_assert_str_eq(fake.last_path, "/tmp/s.png");
+	for (int i = F_VM; i <= F_DUMP; i++)
 		ck_assert_msg(fake.calls[i] > 0, "command %d never reached the VM", i);
 }
 END_TEST
@@ -619,6 +637,7 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"dirty-log\",\"arguments\":{\"action\":\"fetch\"}}",
 		"{\"id\":1,\"command\":\"send-key\",\"arguments\":{\"keys\":\"a\"}}",
 		"{\"id\":1,\"command\":\"mouse-move\",\"arguments\":{\"dx\":1,\"dy\":1}}",
+		"{\"id\":1,\"command\":\"screendump\",\"arguments\":{\"file\":\"/x.png\"}}",
 	};
 	static const char *const codes[] = { CTL_E_STATE, CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
 					     CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT };

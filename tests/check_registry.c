@@ -15,6 +15,7 @@
 
 #include "kestrel/devices.h"
 #include "kestrel/state.h"
+#include "kestrel/vga.h"
 #include "fake_board.h"
 
 /* ---- fake devices that log what the registry does to them ---- */
@@ -325,6 +326,14 @@ static struct device *make_pci_host(void)
 	return pci_host_create(NULL);
 }
 
+static struct device *make_vga(void)
+{
+	struct vga_opts o = { .vram_size = VGA_VRAM_MIN };
+	struct device *d = NULL;
+
+	return vga_create(&o, NULL, -1, NULL, &d) ? NULL : d;
+}
+
 /* Guest writes that move a device off its power-on state, so that a round
  * trip carries something. */
 static void stir_uart(struct device *d)
@@ -368,6 +377,24 @@ static void stir_pci_host(struct device *d)
 	dev_wr(d, 0, 0, 4, 0x80000004);   /* COMMAND */
 }
 
+static void stir_vga(struct device *d)
+{
+	static const uint8_t regs[][2] = {
+		{ 0x12, 0x67 },                 /* misc: colour */
+		{ 0x14, 0x02 }, { 0x15, 0x0f }, /* SR2 map mask */
+		{ 0x1e, 0x06 }, { 0x1f, 0x05 }, /* GR6: graphics, A0000 64K */
+		{ 0x1e, 0x08 }, { 0x1f, 0xff }, /* GR8 bit mask */
+		{ 0x24, 0x0e }, { 0x25, 0x12 }, /* CR0E */
+		{ 0x18, 0x07 }, { 0x19, 0x2a }, /* DAC entry 7, red */
+	};
+
+	for (unsigned i = 0; i < ARRAY_SIZE(regs); i++)
+		dev_wr(d, VGA_REGION_PORTS, regs[i][0], 1, regs[i][1]);
+	dev_wr(d, VGA_REGION_WINDOW, 0x40, 1, 0x5a);   /* VRAM page 0 */
+	dev_wr(d, VGA_REGION_DISPI, 0, 2, 1);           /* DISPI XRES */
+	dev_wr(d, VGA_REGION_DISPI, 1, 2, 800);
+}
+
 struct board_case {
 	const char *id;
 	struct device *(*make)(void);
@@ -383,6 +410,7 @@ static const struct board_case board[] = {
 	{ "debug-exit", make_debug_exit, NULL, 12 },
 	{ "post", make_post, NULL, 12 },
 	{ "pci-host", make_pci_host, stir_pci_host, 12 },
+	{ "vga", make_vga, stir_vga, 12 },
 };
 
 START_TEST(test_board_device_state)

@@ -45,6 +45,15 @@ struct config_net {
 	unsigned queues;          /* queue pairs, 1..NET_MAX_QUEUES */
 };
 
+/* --vga / --display (src/config/config_display.c). */
+enum config_vga { CONFIG_VGA_DEFAULT, CONFIG_VGA_STD, CONFIG_VGA_NONE };
+enum config_display { CONFIG_DISPLAY_DEFAULT, CONFIG_DISPLAY_NONE };
+#define CONFIG_VGA_MEM_MIN MiB(1)
+#define CONFIG_VGA_MEM_MAX MiB(256)
+#define CONFIG_VGA_MEM_DEFAULT MiB(16)
+#define CONFIG_VGA_ROM_MAX MiB(16)
+#define CONFIG_VGA_ROM_DEFAULT "/usr/share/seabios/vgabios-stdvga.bin"
+
 struct vm_config {
 	char *name;
 	char *kernel;
@@ -70,6 +79,10 @@ struct vm_config {
 	enum sandbox_seccomp seccomp; /* --seccomp on|log|off (default on) */
 	char *user;               /* --user: drop to this user once all is open, or NULL */
 	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
+	enum config_vga vga;      /* DEFAULT: none for a direct kernel boot */
+	uint64_t vga_mem;         /* VRAM bytes (0 until validated: the default) */
+	char *vga_rom;            /* option ROM file, "none", or NULL (the default file if there) */
+	enum config_display display;
 };
 
 /* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit
@@ -105,6 +118,15 @@ int config_nets_json(struct vm_config *c, struct json_object *arr, const char *f
 		     size_t errlen) WARN_UNUSED;
 int config_nets_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_nets_free(struct vm_config *c);
+/* Write one message line into err (when errlen > 0); returns -EINVAL. */
+int config_errf(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* --vga SPEC / --display, their checks (the ROM file) and freeing. */
+int config_vga_set(struct vm_config *c, const char *spec, const char *basedir, char *err,
+		   size_t errlen) WARN_UNUSED;
+int config_display_set(struct vm_config *c, const char *v, char *err, size_t errlen) WARN_UNUSED;
+bool config_vga_same(const struct vm_config *a, const struct vm_config *b);
+int config_vga_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
+void config_display_free(struct vm_config *c);
 /* "60s", "5m", "1500ms", "2h"; a plain number is seconds. 0 or -EINVAL. */
 int config_parse_duration(const char *s, uint64_t *ms) WARN_UNUSED;
 

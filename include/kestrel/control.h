@@ -115,6 +115,9 @@ struct control_ops {
 	/* PS/2 mouse motion (dy down, wheel towards the user) and buttons. */
 	int (*mouse_move)(void *opaque, int dx, int dy, int wheel, unsigned buttons,
 			  struct control_error *e);
+	/* Write the display's picture to path as a PNG; ret gets width, height. */
+	int (*screendump)(void *opaque, const char *path, struct json_object *ret,
+			  struct control_error *e);
 	/* Called on every turn of the control thread's loop: timers (shutdown
 	 * deadline, watchdog). Returns ms until it wants to be called again, or
 	 * -1 for no deadline. May be NULL. */

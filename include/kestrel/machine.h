@@ -17,6 +17,10 @@ struct machine {
 	 * "scsi0" (when there are SCSI disks or --scsi-controller) and "net0"..
 	 * (one per --net). Destroyed in reverse order. */
 	struct dev_list devs;
+	/* With --vga std: device "vga", its framebuffer's memory slot (-1:
+	 * none; atomic) and what it draws, for screendumps (NULL without). */
+	int vga_slot;
+	struct display *display;
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_mouse, irq_sci;
 	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */

@@ -34,7 +34,7 @@ struct opt_src {
 enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
-	OPT_SCSI_CONTROLLER, OPT_NET,
+	OPT_SCSI_CONTROLLER, OPT_NET, OPT_VGA, OPT_DISPLAY,
 	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_HELP, OPT_NR
 };
 
@@ -74,7 +74,9 @@ PRINTF_LIKE(2, 3) static int opt_err(const struct opt_src *src, const char *fmt,
 	return -EINVAL;
 }
 
-PRINTF_LIKE(3, 4) static int plain_err(char *err, size_t errlen, const char *fmt, ...)
+/* One message line into err; -EINVAL (kestrel/config.h: config_errf). */
+#define plain_err config_errf
+int config_errf(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -415,6 +417,25 @@ static int opt_net(struct vm_config *c, const char *v, const struct opt_src *src
 	return 0;
 }
 
+/* --vga std[,mem=SIZE][,rom=FILE|none] | none (src/config/config_display.c). */
+static int opt_vga(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_vga_set(c, v, src->basedir, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
+static int opt_display(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_display_set(c, v, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
 /* --control PATH: the control socket (docs/control.md); "none" turns it off. */
 static int opt_control(struct vm_config *c, const char *v, const struct opt_src *src)
 {
@@ -512,6 +533,13 @@ static const struct opt opts[OPT_NR] = {
 		"add a virtio-net NIC (repeatable): tap=IFNAME\n"
 		"[,mac=52:54:00:..][,vlan=ID][,queues=N]\n"
 		"(JSON: \"net\": [ {\"tap\": ..}, ..])" },
+	[OPT_VGA] = { "vga", "vga", JT_STRING, true, opt_vga, "SPEC",
+		"graphics card: std[,mem=SIZE][,rom=FILE|none]\n"
+		"(PCI std VGA with Bochs VBE; VRAM a power of\n"
+		"two, 1M to 256M, default 16M) or none (default\n"
+		"none when booting a kernel directly)" },
+	[OPT_DISPLAY] = { "display", "display", JT_STRING, true, opt_display, "none",
+		"display output: none (screendumps only)" },
 	[OPT_CONTROL] = { "control", "control", JT_STRING, true, opt_control, "PATH",
 		"control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
 		"NAME.sock, /run/kestrel/NAME.sock as root);\n"
@@ -682,6 +710,8 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_QUIET: return a->quiet == b->quiet;
 	case OPT_STATS: return a->stats == b->stats;
 	case OPT_SCSI_CONTROLLER: return a->scsi_controller == b->scsi_controller;
+	case OPT_VGA: return config_vga_same(a, b);
+	case OPT_DISPLAY: return a->display == b->display;
 	case OPT_CONTROL: return str_eq(a->control, b->control);
 	case OPT_SECCOMP: return a->seccomp == b->seccomp;
 	case OPT_USER: return str_eq(a->user, b->user);
@@ -1131,6 +1161,7 @@ int config_validate(struct vm_config *c, char *err, size_t errlen)
 	ret = mem_validate(c, VSRC("mem"));
 	ret = ret ?: config_validate_files(c, err, errlen);
 	ret = ret ?: config_disks_validate(c, err, errlen);
+	ret = ret ?: config_vga_validate(c, err, errlen);
 	return ret ?: config_nets_validate(c, err, errlen);
 }
 
@@ -1160,6 +1191,7 @@ void config_free(struct vm_config *c)
 	c->user = NULL;
 	config_disks_free(c);
 	config_nets_free(c);
+	config_display_free(c);
 }
 
 static void usage_opt(FILE *f, const struct opt *o)

@@ -182,6 +182,14 @@ static int cmd_mouse_move(const struct control_ops *ops, void *o, const struct c
 			       a->set[2] ? (unsigned)a->num[2] : 0, e);
 }
 
+static int cmd_screendump(const struct control_ops *ops, void *o, const struct control_args *a,
+			  json_object *ret, struct control_error *e)
+{
+	if (!ops->screendump)
+		return control_fail(e, CTL_E_UNSUPPORTED, "no display");
+	return ops->screendump(o, a->str[0], ret, e);
+}
+
 static const char *const link_choices[] = { "up", "down", NULL };
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
 
@@ -204,6 +212,10 @@ static const struct control_arg disk_add_args[] = {
 static const struct control_arg disk_remove_args[] = {
 	{ .name = "target", .type = CTL_ARG_INT, .required = true, .min = 0,
 	  .max = CONFIG_MAX_DISKS - 1 },
+	ARG_END,
+};
+static const struct control_arg screendump_args[] = {
+	{ .name = "file", .type = CTL_ARG_PATH, .required = true },
 	ARG_END,
 };
 static const struct control_arg net_link_args[] = {
@@ -245,6 +257,7 @@ const struct control_command control_commands[] = {
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
 	{ "send-key", send_key_args, cmd_send_key },
 	{ "mouse-move", mouse_move_args, cmd_mouse_move },
+	{ "screendump", screendump_args, cmd_screendump },
 	{ 0 },
 };
 

@@ -18,6 +18,7 @@
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
 #include "kestrel/devices.h"
+#include "kestrel/display.h"
 #include "kestrel/machine.h"
 #include "kestrel/notify.h"
 #include "kestrel/virtio_net.h"
@@ -705,6 +706,36 @@ static int cv_net_link(void *opaque, const char *device, bool up, struct control
 	return rc;
 }
 
+/* Rendering happens here, on the control thread: the VGA's lock is taken
+ * only to copy its registers and dirty pages, so vCPUs are held up for that
+ * copy at most; cv->lock keeps the machine from going away meanwhile. */
+static int cv_screendump(void *opaque, const char *path, json_object *ret,
+			 struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	uint32_t w = 0, h = 0;
+	char msg[300];
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && !cv->m->display)
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no display (start it with "
+				  "--vga std)");
+	if (!rc) {
+		rc = display_screendump(cv->m->display, path, &w, &h, msg, sizeof(msg));
+		if (rc)
+			control_fail(e, CTL_E_FAILED, "%s", msg);
+	}
+	pthread_mutex_unlock(&cv->lock);
+	if (!rc) {
+		json_object_object_add(ret, "file", jstr(path));
+		json_object_object_add(ret, "width", jint(w));
+		json_object_object_add(ret, "height", jint(h));
+	}
+	return rc;
+}
+
 /* ---- guest memory ----------------------------------------------------------- */
 
 /* Runs of consecutive dirty pages, at most CV_DIRTY_RUNS_MAX listed. */
@@ -912,6 +943,7 @@ static const struct control_ops cv_ops = {
 	.dirty_log = cv_dirty_log,
 	.send_key = cv_send_key,
 	.mouse_move = cv_mouse_move,
+	.screendump = cv_screendump,
 	.tick = cv_tick,
 };
 
