@@ -75,6 +75,7 @@ static const char *const sb_kind_names[SANDBOX_KIND_NR] = {
 	[SANDBOX_MAIN] = "main",       [SANDBOX_VCPU] = "vcpu",
 	[SANDBOX_IO] = "io",           [SANDBOX_CONTROL] = "control",
 	[SANDBOX_CONSOLE] = "console", [SANDBOX_SPAWNER] = "spawner",
+	[SANDBOX_DISPLAY] = "display",
 };
 
 const char *sandbox_kind_name(enum sandbox_kind kind)
