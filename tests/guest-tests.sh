@@ -1370,8 +1370,58 @@ ctl_linux_input_case() {
 	expect "Ctrl-Alt-Del was ignored" fails grep -q "did not reboot" "$out/$n.log"
 	case_end "$out/$n.log" "$out/$n.err"
 }
+# The VNC server (--display vnc=) on Debian's bochs-drm framebuffer console,
+# with tests/vnc-client.c: a client connected from the start sees the mode
+# change; a frame equals the screendump taken at the same still moment; a
+# command typed through VNC (XT codes, then keysyms) runs in the guest's
+# shell; pointer motion comes out of psmouse.
+VNC_CLIENT=${VNC_CLIENT:-$(first_of "$root/build/vnc-client" "$here/vnc-client" /work/vnc-client)}
+ctl_linux_vnc_case() {
+	n=vnc-$$ vport=$((5900 + $$ % 1000))
+	case_begin linux-vnc || return 0
+	if [ ! -x "$VNC_CLIENT" ] || [ ! -x "$VGA_COMPARE" ] ||
+		! zcat "$KIT/modules.cpio.gz" | cpio -t 2>/dev/null | grep -q '/psmouse\.ko$'; then
+		echo "SKIP: linux-vnc: no vnc-client or vga-compare helper, or no psmouse in the kit"
+		return 0
+	fi
+	kit_tests_initrd "$out/initrd-vnc.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-vnc.gz" --cpus 1 --mem 256M \
+		--timeout 400s --on-reboot exit --display "vnc=127.0.0.1:$vport" \
+		--cmdline "console=ttyS0 panic=-1 quiet vt.global_cursor_default=0 kestrel.modules=bochs,evdev,psmouse kestrel.run=input kestrel.input_steps=fbcon,tty,mouse"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	"$VNC_CLIENT" "127.0.0.1:$vport" resize 300000 >"$out/$n.size" 2>&1 &
+	vpid=$!
+	expect "fbcon: never ready" wait_for 240 has "$out/$n.log" "^input-test: ready fbcon [0-9]+,[0-9]+"
+	wait $vpid
+	vsize=$(tr -d '\r' <"$out/$n.log" | sed -n 's/^input-test: ready fbcon \([0-9]*\),\([0-9]*\)$/\1x\2/p')
+	expect "the first client did not see the mode change to $vsize: $(cat "$out/$n.size")" \
+		has "$out/$n.size" "^vnc-client: size $vsize$"
+	ctl "$n" screendump "$out/$n.png" >/dev/null 2>&1
+	"$VNC_CLIENT" "127.0.0.1:$vport" frame "$out/$n.ppm" >"$out/$n.frame" 2>&1
+	"$VGA_COMPARE" same "$out/$n.png" "$out/$n.ppm" >"$out/$n.cmp" 2>&1
+	expect "the VNC frame is not the screendump: $(cat "$out/$n.frame" "$out/$n.cmp" | tr '\n' ' ')" \
+		has "$out/$n.cmp" "^match $vsize"
+	expect "tty: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready tty"
+	"$VNC_CLIENT" "127.0.0.1:$vport" xt 0x12 0x2e 0x23 0x18 type " \$((6*7))
+" >"$out/$n.type" 2>&1
+	expect "typing through VNC: $(tr '\n' ' ' <"$out/$n.type")" has "$out/$n.type" "typed 10 characters"
+	expect "tty: the guest did not run what VNC typed" wait_for 60 has "$out/$n.log" \
+		"^input-test: tty1 ran 'echo \\$\\(\\(6\\*7\\)\\)': 42"
+	expect "mouse: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready mouse"
+	"$VNC_CLIENT" "127.0.0.1:$vport" pointer 100 100 0 pointer 105 97 1 pointer 105 97 16 \
+		pointer 105 97 0 sleep 500 >"$out/$n.ptr" 2>&1
+	expect "mouse: no packet from /dev/input/mice" wait_for 60 has "$out/$n.log" "^input-test: mice "
+	for e in "key 272 1" "rel 0 5" "rel 1 -3" "rel 8 -1" "key 272 0" "mice +9 +5 +3"; do
+		expect "mouse: no '$e'" has "$out/$n.log" "^input-test: $e\b"
+	done
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 400
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
 if [ $do_linux = 1 ]; then
 	with_retry ctl_linux_input_case
+	with_retry ctl_linux_vnc_case
 fi
 
 echo "$pass passed, $fail failed"

@@ -3,6 +3,7 @@
  *
  *   vnc-client [--password-file FILE] HOST:PORT STEP...
  *     size WxH MS       wait until the framebuffer is WxH (a DesktopSize update)
+ *     resize MS         wait until the size changes from the first one
  *     frame FILE        wait until every pixel arrived since the connection or
  *                       the last resize and 300 ms passed with no update, then
  *                       write the picture as a binary PPM (vga-compare reads it)
@@ -118,6 +119,18 @@ static int step_size(rfbClient *c, const char *wxh, const char *ms)
 			return 2;
 	printf("vnc-client: size %dx%d%s\n", st.w, st.h, st.w == w && st.h == h ? "" : " (timeout)");
 	return st.w == w && st.h == h ? 0 : 1;
+}
+
+static int step_resize(rfbClient *c, const char *ms)
+{
+	int w = st.w, h = st.h;
+	double end = now_ms() + atof(ms);
+
+	while (st.w == w && st.h == h && now_ms() < end)
+		if (pump(c, 50) < 0)
+			return 2;
+	printf("vnc-client: size %dx%d%s\n", st.w, st.h, st.w == w && st.h == h ? " (timeout)" : "");
+	return st.w == w && st.h == h ? 1 : 0;
 }
 
 static int write_ppm(rfbClient *c, const char *path)
@@ -237,6 +250,8 @@ static int run_step(rfbClient *c, int argc, char **argv, int *i)
 		return 2;
 	if (!strcmp(s, "size"))
 		return *i += 2, step_size(c, argv[*i - 1], argv[*i]);
+	if (!strcmp(s, "resize"))
+		return step_resize(c, argv[++*i]);
 	if (!strcmp(s, "frame"))
 		return step_frame(c, argv[++*i]);
 	if (!strcmp(s, "type"))

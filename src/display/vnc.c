@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gcrypt.h>
+
 #include "kestrel/config.h"
 #include "kestrel/devices.h"
 #include "kestrel/sandbox.h"
@@ -338,6 +340,19 @@ static int vnc_listen(struct vnc *v, const struct config_vnc *c, char *err, size
 	return 0;
 }
 
+/* libgcrypt (VNC authentication's DES, inside libvncserver) initialises
+ * itself on first use - reading /proc and /etc, and complaining to syslog
+ * that nobody initialised it - which the server's thread may not do once
+ * sandboxed. Done here, before the seal. */
+static void vnc_crypto_init(void)
+{
+	if (gcry_control(GCRYCTL_INITIALIZATION_FINISHED_P))
+		return;
+	gcry_check_version(NULL);
+	gcry_control(GCRYCTL_DISABLE_SECMEM, 0);
+	gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0);
+}
+
 /* The first line of the file; VNC authentication uses 8 characters of it. */
 static int vnc_password(struct vnc *v, const char *path, char *err, size_t errlen)
 {
@@ -448,6 +463,7 @@ int vnc_create(struct vnc **out, const struct config_vnc *c, const char *name, c
 		snprintf(err, errlen, "--display: eventfd: %s", strerror(-ret));
 	ret = ret ?: vnc_listen(v, c, err, errlen);
 	ret = ret ?: c->password_file ? vnc_password(v, c->password_file, err, errlen) : 0;
+	vnc_crypto_init();
 	ret = ret ?: vnc_screen(v, err, errlen);
 	if (!ret) {
 		ret = sandbox_thread_start(&v->thread, SANDBOX_DISPLAY, "vnc", vnc_thread, v);

@@ -385,7 +385,10 @@ static const struct sb_group sb_kinds[SANDBOX_KIND_NR][SB_MAX_GROUPS] = {
 	[SANDBOX_CONTROL] = { RULES(rules_thread), RULES(rules_control),
 			      RULES_IOCTLS(rules_disk_open, ioctls_disk_open), RULES(rules_notify),
 			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log), SB_SANITIZER_RULES },
-	[SANDBOX_DISPLAY] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES, RULES(rules_display) },
+	/* The VGA's refresh runs on the server's thread: it fetches the
+	 * framebuffer slot's dirty log. */
+	[SANDBOX_DISPLAY] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES, RULES(rules_display),
+			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log) },
 	[SANDBOX_CONSOLE] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			      RULES_IOCTLS(rules_console, ioctls_console) },
 	/* + every ALLOW rule of the other kinds: sb_add_kind */

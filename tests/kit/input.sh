@@ -3,6 +3,9 @@
 # from the host (kestrel ctl send-key / mouse-move, or a VNC client); needs
 # kestrel.modules=evdev,psmouse. Each step prints "input-test: ready STEP"
 # when it listens, then what arrived:
+#   fbcon  waits for the framebuffer console (kestrel.modules=bochs), turns its
+#          cursor blink off and writes a line on it, so that the picture stays
+#          still: "input-test: ready fbcon W,H"
 #   tty    a line typed on the console's keyboard (tty1), run as a command:
 #          "input-test: tty1 ran 'LINE': OUTPUT"
 #   keys   EV_KEY events of the keyboard (evdev): "input-test: key CODE VALUE"
@@ -53,6 +56,14 @@ echo "input-test: mouse $mouse $(cat /sys/class/input/${mouse##*/}/device/name 2
 
 for step in $steps; do
 	case "$step" in
+	fbcon)
+		wait_for '[ -e /sys/class/graphics/fbcon/cursor_blink ] && [ -e /dev/fb0 ]' 60 ||
+			echo "input-test: no framebuffer console"
+		echo 0 >/sys/class/graphics/fbcon/cursor_blink
+		printf '\033[2J\033[Hkestrel input test: the keyboard types below\n' >/dev/tty1
+		sleep 1
+		echo "input-test: ready fbcon $(cat /sys/class/graphics/fb0/virtual_size 2>/dev/null)"
+		;;
 	keys)
 		capture "$kbd" /tmp/kbd.ev
 		sleep 0.5
