@@ -298,6 +298,10 @@ static const struct sb_rule rules_display[] = {
 	ALLOW(shutdown, "libvncserver closing a client"),
 };
 
+static const struct sb_ioctl ioctls_display[] = {
+	{ KVM_IRQ_LINE, "a client's keys and pointer raising IRQ 1 and 12 (the i8042)" },
+};
+
 static const struct sb_ioctl ioctls_console[] = {
 	{ KVM_IRQ_LINE, "the UART's interrupt on input" },
 };
@@ -387,7 +391,8 @@ static const struct sb_group sb_kinds[SANDBOX_KIND_NR][SB_MAX_GROUPS] = {
 			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log), SB_SANITIZER_RULES },
 	/* The VGA's refresh runs on the server's thread: it fetches the
 	 * framebuffer slot's dirty log. */
-	[SANDBOX_DISPLAY] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES, RULES(rules_display),
+	[SANDBOX_DISPLAY] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
+			      RULES_IOCTLS(rules_display, ioctls_display),
 			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log) },
 	[SANDBOX_CONSOLE] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			      RULES_IOCTLS(rules_console, ioctls_console) },
