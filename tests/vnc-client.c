@@ -19,14 +19,23 @@
  *
  * Prints one line per step ("vnc-client: ..."). Exit 0, or 1 when a step
  * failed (timeout, no extension), 2 for usage, connection or login errors.
- * Also the benchmark's probe (scripts/bench/vga.sh):
- *     latency N FILE    N times: note the time, then wait for the next update;
- *                       FILE gets one line per update, "T_MS X Y W H", with
- *                       CLOCK_MONOTONIC milliseconds */
+ * Also the benchmark's probe (scripts/bench/vga.sh, tests/kit/fbbench.sh):
+ *     serial-latency FILE N
+ *                       types "go" and Return, then for N lines "fbw: K" the
+ *                       guest appends to FILE (its serial console) just before
+ *                       each framebuffer write, how long after the line the
+ *                       next update arrives; prints the median, 90th
+ *                       percentile and maximum in ms. The line's time is the
+ *                       file's modification time when the line is first seen,
+ *                       updates are timed as they arrive (both CLOCK_REALTIME),
+ *                       so an update that came before the line was read still
+ *                       counts. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,7 +48,8 @@ struct state {
 	long updates;
 	double last_update_ms;
 	char *password;
-	FILE *log;                   /* latency: one line per update */
+	double recent[64];           /* CLOCK_REALTIME ms of the last updates */
+	unsigned nrecent;
 };
 
 static struct state st;
@@ -67,10 +77,12 @@ static rfbBool on_resize(rfbClient *c)
 static void on_update(rfbClient *c, int x, int y, int w, int h)
 {
 	(void)c;
+	struct timespec ts;
+
 	st.updates++;
 	st.last_update_ms = now_ms();
-	if (st.log)
-		fprintf(st.log, "%.3f %d %d %d %d\n", st.last_update_ms, x, y, w, h);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	st.recent[st.nrecent++ % 64] = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 	for (int j = y; j < y + h && j < st.h; j++)
 		for (int i = x; i < x + w && i < st.w; i++)
 			if (!st.covered[(size_t)j * st.w + i]) {
@@ -219,31 +231,96 @@ static int step_updates(rfbClient *c, const char *ms)
 	return 0;
 }
 
-/* The benchmark's probe: how long after "now" the next update comes; the
- * caller makes the guest draw at a time it knows (scripts/bench/vga.sh). */
-static int step_latency(rfbClient *c, const char *count, const char *path)
+/* The first update at or after t (CLOCK_REALTIME ms), or -1. */
+static double update_after(double t)
 {
-	st.log = fopen(path, "w");
-	if (!st.log)
-		return 2;
-	for (int i = 0; i < atoi(count); i++) {
-		long before = st.updates;
-		double end = now_ms() + 10000;
+	double best = -1;
 
-		while (st.updates == before && now_ms() < end)
-			if (pump(c, 20) < 0)
-				return 2;
+	for (unsigned i = 0; i < 64 && i < st.nrecent; i++)
+		if (st.recent[i] >= t && (best < 0 || st.recent[i] < best))
+			best = st.recent[i];
+	return best;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* New complete lines of the serial log; returns how many were "fbw: K"
+ * and stamps them with the file's mtime. */
+static int serial_lines(int fd, char *buf, size_t *len, size_t cap, double *stamp)
+{
+	struct stat sb;
+	ssize_t n = read(fd, buf + *len, cap - *len - 1);
+	int found = 0;
+	char *nl;
+
+	if (n <= 0)
+		return 0;
+	*len += (size_t)n;
+	buf[*len] = '\0';
+	fstat(fd, &sb);
+	while ((nl = strchr(buf, '\n'))) {
+		const char *m = strstr(buf, "fbw: ");
+		int k;
+
+		*nl = '\0';
+		if (m && sscanf(m, "fbw: %d", &k) == 1) {
+			*stamp = sb.st_mtim.tv_sec * 1e3 + sb.st_mtim.tv_nsec / 1e6;
+			found++;
+		}
+		*len -= (size_t)(nl + 1 - buf);
+		memmove(buf, nl + 1, *len + 1);
 	}
-	fclose(st.log);
-	st.log = NULL;
-	printf("vnc-client: %ld updates logged\n", st.updates);
+	if (*len >= cap - 1)
+		*len = 0;
+	return found;
+}
+
+static int step_serial_latency(rfbClient *c, const char *path, const char *count)
+{
+	int n = atoi(count), got = 0, fd = open(path, O_RDONLY);
+	double *d = calloc((size_t)(n > 0 ? n : 1), sizeof(*d)), line = -1;
+	double end = now_ms() + 60000.0 + n * 2000.0;
+	char buf[4096];
+	size_t len = 0;
+
+	if (fd < 0 || !d || n <= 0)
+		return 2;
+	lseek(fd, 0, SEEK_END);
+	if (step_type(c, "go\n"))
+		return 2;
+	while (got < n && now_ms() < end) {
+		double stamp = -1, u;
+
+		if (pump(c, 1) < 0)
+			return 2;
+		if (serial_lines(fd, buf, &len, sizeof(buf), &stamp))
+			line = stamp;
+		if (line >= 0 && (u = update_after(line)) >= 0) {
+			d[got++] = u - line;
+			line = -1;
+		}
+	}
+	close(fd);
+	if (got < n) {
+		printf("vnc-client: latency: only %d of %d writes came with an update\n", got, n);
+		return 1;
+	}
+	qsort(d, (size_t)n, sizeof(*d), cmp_double);
+	printf("vnc-client: latency ms median %.1f p90 %.1f max %.1f (%d writes)\n", d[n / 2],
+	       d[(n * 9) / 10 < n ? (n * 9) / 10 : n - 1], d[n - 1], n);
+	free(d);
 	return 0;
 }
 
 static int run_step(rfbClient *c, int argc, char **argv, int *i)
 {
 	const char *s = argv[*i];
-	int need = !strcmp(s, "size") || !strcmp(s, "latency") ? 2 :
+	int need = !strcmp(s, "size") || !strcmp(s, "serial-latency") ? 2 :
 		   !strcmp(s, "pointer") ? 3 : !strcmp(s, "xt") ? 0 : 1;
 
 	if (*i + need >= argc)
@@ -266,8 +343,8 @@ static int run_step(rfbClient *c, int argc, char **argv, int *i)
 	}
 	if (!strcmp(s, "updates"))
 		return step_updates(c, argv[++*i]);
-	if (!strcmp(s, "latency"))
-		return *i += 2, step_latency(c, argv[*i - 1], argv[*i]);
+	if (!strcmp(s, "serial-latency"))
+		return *i += 2, step_serial_latency(c, argv[*i - 1], argv[*i]);
 	if (!strcmp(s, "sleep"))
 		return pump(c, atof(argv[++*i])) < 0 ? 2 : 0;
 	return 2;
