@@ -1385,6 +1385,8 @@ ctl_linux_vnc_case() {
 		return 0
 	fi
 	kit_tests_initrd "$out/initrd-vnc.gz"
+	# The nested rig starts with the loopback interface down.
+	ip link set lo up 2>/dev/null || true
 	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-vnc.gz" --cpus 1 --mem 256M \
 		--timeout 400s --on-reboot exit --display "vnc=127.0.0.1:$vport" \
 		--cmdline "console=ttyS0 panic=-1 quiet vt.global_cursor_default=0 kestrel.modules=bochs,evdev,psmouse kestrel.run=input kestrel.input_steps=fbcon,tty,mouse"

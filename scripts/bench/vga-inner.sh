@@ -15,6 +15,8 @@ VC=$H/vnc-client VB=$H/vgabench
 PORT=5990 SECS=10
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
+# The nested rig starts with the loopback interface down.
+ip link set lo up 2>/dev/null || true
 CMD="console=ttyS0 panic=-1 quiet vt.global_cursor_default=0 kestrel.modules=bochs kestrel.run=fbbench"
 
 # The kit's initrd and modules with the guest scripts as /tests on top.
