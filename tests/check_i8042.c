@@ -7,36 +7,10 @@
 
 #include "kestrel/devices.h"
 #include "fake_board.h"
-
-enum { DATA = 0, CMD = 1 };
-#define ST_OBF 0x01
-#define ST_SYS 0x04
-#define ST_A2  0x08
-#define ST_AUX 0x20
+#include "i8042_driver.h"
 
 static struct fake_irq irq, irq12;
 static struct fake_ctl ctl;
-static struct device *k;
-
-static uint8_t status(void)
-{
-	return (uint8_t)dev_rd(k, CMD, 0, 1);
-}
-
-static uint8_t data(void)
-{
-	return (uint8_t)dev_rd(k, DATA, 0, 1);
-}
-
-static void cmd(uint8_t c)
-{
-	dev_wr(k, CMD, 0, 1, c);
-}
-
-static void put(uint8_t v)
-{
-	dev_wr(k, DATA, 0, 1, v);
-}
 
 /* Read every queued byte; each must be announced by OBF. */
 static int drain(uint8_t *out, int max)

@@ -886,26 +886,33 @@ static int64_t cv_tick(void *opaque)
 
 /* ---- input ------------------------------------------------------------------ */
 
+/* The machine's i8042 under cv->lock (the machine stays while it is held),
+ * or the error when there is none to talk to. */
+static struct device *cv_i8042(struct control_vm *cv, struct control_error *e)
+{
+	return cv_need_vm(cv, e) ? NULL : machine_find_device(cv->m, "i8042");
+}
+
 /* Keys reach the guest's keyboard buffer at once, paused or not; a guest
  * that does not read it (or turned the keyboard off) gets nothing more. */
 static int cv_send_key(void *opaque, const struct i8042_key *keys, unsigned n,
 		       struct control_error *e)
 {
 	struct control_vm *cv = opaque;
-	int rc;
+	struct device *kbc;
+	int rc = -EINVAL;
 
 	pthread_mutex_lock(&cv->lock);
-	rc = cv_need_vm(cv, e);
-	if (!rc) {
-		rc = i8042_keys(machine_find_device(cv->m, "i8042"), keys, n);
-		if (rc == -ENOSPC)
-			control_fail(e, CTL_E_FAILED, "the keyboard's buffer is full: the guest is "
-				     "not reading its keyboard");
-		else if (rc == -EAGAIN)
-			control_fail(e, CTL_E_FAILED, "the guest has turned the keyboard off");
-		else if (rc)
-			control_fail(e, CTL_E_ARGUMENT, "the keyboard has no such key");
-	}
+	kbc = cv_i8042(cv, e);
+	if (kbc)
+		rc = i8042_keys(kbc, keys, n);
+	if (rc == -ENOSPC)
+		control_fail(e, CTL_E_FAILED, "the keyboard's buffer is full: the guest is not "
+			     "reading its keyboard");
+	else if (rc == -EAGAIN)
+		control_fail(e, CTL_E_FAILED, "the guest has turned the keyboard off");
+	else if (rc && kbc)
+		control_fail(e, CTL_E_ARGUMENT, "the keyboard has no such key");
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
 }
@@ -914,16 +921,16 @@ static int cv_mouse_move(void *opaque, int dx, int dy, int wheel, unsigned butto
 			 struct control_error *e)
 {
 	struct control_vm *cv = opaque;
-	int rc;
+	struct device *kbc;
+	int rc = -EINVAL;
 
 	pthread_mutex_lock(&cv->lock);
-	rc = cv_need_vm(cv, e);
-	if (!rc) {
-		rc = i8042_mouse(machine_find_device(cv->m, "i8042"), dx, dy, wheel, buttons);
-		if (rc)
-			control_fail(e, CTL_E_FAILED, "the guest has not turned the mouse on "
-				     "(no PS/2 mouse driver, or reporting disabled)");
-	}
+	kbc = cv_i8042(cv, e);
+	if (kbc)
+		rc = i8042_mouse(kbc, dx, dy, wheel, buttons);
+	if (rc && kbc)
+		control_fail(e, CTL_E_FAILED, "the guest has not turned the mouse on (no PS/2 "
+			     "mouse driver, or reporting disabled)");
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
 }
