@@ -1416,7 +1416,7 @@ ctl_linux_vnc_case() {
 	for e in "key 272 1" "rel 0 5" "rel 1 -3" "rel 8 -1" "key 272 0" "mice +9 +5 +3"; do
 		expect "mouse: no '$e'" has "$out/$n.log" "^input-test: $e\b"
 	done
-	expect "stop failed" ctl "$n" stop
+	# input.sh is done: the guest powers off by itself.
 	reap_worker $bg_pid 400
 	expect "the worker exited $rc, not 0" [ $rc = 0 ]
 	case_end "$out/$n.log" "$out/$n.err"

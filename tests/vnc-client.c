@@ -200,9 +200,10 @@ static int step_type(rfbClient *c, const char *text)
 static int step_xt(rfbClient *c, int argc, char **argv, int *i)
 {
 	int n = 0;
-	double end = now_ms() + 5000;
+	double end = now_ms() + 60000;
 
-	/* The server acknowledges it with (or after) the first update. */
+	/* The server acknowledges it with (or after) the first update (a
+	 * whole frame to encode first: seconds in the nested rig). */
 	while (!SupportsClient2Server(c, rfbQemuEvent) && now_ms() < end)
 		if (pump(c, 50) < 0)
 			return 2;
