@@ -127,7 +127,6 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->irq_mouse, &m->vm.ctl), "i8042", err, errlen);
 	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns), "pm",
 				 err, errlen);
-	ret = ret ?: machine_add(m, debug_exit_create(&m->vm.ctl), "debug-exit", err, errlen);
 	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);
 	/* Where guest writes to the read-only BIOS segment go (machine_protect_bios). */
 	ret = ret ?: machine_add(m, sink_create("bios"), "bios", err, errlen);
@@ -139,10 +138,15 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	ret = ret ?: attach(m, BOARD_PORT_I8042_CMD, 1, "i8042", 1, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_ACPI_PM, 12, "pm", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_RESET, 1, "pm", 1, err, errlen);
-	ret = ret ?: attach(m, BOARD_PORT_DEBUG_EXIT, 4, "debug-exit", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_POST, 1, "post", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_PCI_ADDR, 1, "pci-host", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_PCI_DATA, 4, "pci-host", 1, err, errlen);
+	/* A guest that may choose the worker's exit status is a test guest:
+	 * without --debug-exit the port is as unknown as any other. */
+	if (!ret && m->cfg->debug_exit) {
+		ret = machine_add(m, debug_exit_create(&m->vm.ctl), "debug-exit", err, errlen);
+		ret = ret ?: attach(m, BOARD_PORT_DEBUG_EXIT, 4, "debug-exit", 0, err, errlen);
+	}
 	/* CONFIG_ADDRESS writes only latch an address: queue them in KVM so a
 	 * config-space access costs one exit (at 0xCFC), not two — guests probe
 	 * config space thousands of times while booting. The 4-byte zone also
@@ -259,6 +263,10 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
  * option ROM: the file --vga rom= names, else Debian's when installed. */
 #define MACHINE_SLOT_VGA 2
 
+static int map_image(const char *path, uint8_t **p, size_t *len);
+
+/* Mapped like the kernel (sandbox_open: a reboot uses the first boot's file);
+ * the VGA keeps a copy. Debian's file missing is no error: then no ROM. */
 static int machine_vga_rom(const struct vm_config *c, uint8_t **rom, size_t *len, char *err,
 			   size_t errlen)
 {
@@ -267,17 +275,17 @@ static int machine_vga_rom(const struct vm_config *c, uint8_t **rom, size_t *len
 
 	*rom = NULL;
 	*len = 0;
-	if (!strcmp(path, "none") || (!c->vga_rom && access(path, R_OK) < 0))
+	if (!strcmp(path, "none"))
 		return 0;
-	ret = read_file(path, rom, len);
-	if (!ret && (*len == 0 || *len > CONFIG_VGA_ROM_MAX))
-		ret = -EFBIG;
-	if (ret) {
-		free(*rom);
+	ret = map_image(path, rom, len);
+	if (!ret && *len > CONFIG_VGA_ROM_MAX) {
+		munmap(*rom, *len);
 		*rom = NULL;
-		snprintf(err, errlen, "--vga: rom=%s: %s", path, strerror(-ret));
+		ret = -EFBIG;
 	}
-	return ret;
+	if (ret && c->vga_rom)
+		snprintf(err, errlen, "--vga: rom=%s: %s", path, strerror(-ret));
+	return c->vga_rom ? ret : 0;
 }
 
 /* BAR 0 as guest memory: a dirty-logged slot over the VRAM, moved with the
@@ -350,7 +358,8 @@ static int machine_create_vga(struct machine *m, char *err, size_t errlen)
 	if (ret)
 		return ret;
 	ret = vga_create(&o, machine_find_device(m, "pci-host"), MACHINE_SLOT_VGA, m->display, &vga);
-	free((void *)o.rom);
+	if (o.rom)
+		munmap((void *)o.rom, o.rom_len);
 	if (ret) {
 		snprintf(err, errlen, "--vga: cannot create the VGA: %s", strerror(-ret));
 		return ret;

@@ -35,6 +35,12 @@
  *   lock briefly; a device never takes d->lock (display_changed() takes no
  *   lock), so a vCPU never waits for a consumer.
  *
+ * Who owns what: the machine creates the display with --vga std (struct
+ * machine's display, NULL without a VGA) and destroys it after the device;
+ * a consumer (the control socket's screendump, a VNC server) only borrows
+ * it while the machine lives. --display (enum config_display) is where a
+ * VNC server's options go.
+ *
  * Typical consumer (VNC):
  *     display_lock(d);
  *     display_refresh(d, &st);
@@ -112,7 +118,8 @@ void display_set_source(struct display *d, const struct display_source_ops *ops,
  * to black, damages all of it and records resize_gen; the same size is a
  * no-op. 0 or -ENOMEM (the surface keeps its old size). */
 int display_resize(struct display *d, uint32_t width, uint32_t height) WARN_UNUSED;
-/* The surface to draw into (valid until the next display_resize). */
+/* The surface: the source draws into it, consumers read it; d->lock held
+ * (valid until the next display_resize, i.e. the next refresh). */
 const struct display_surface *display_surface(const struct display *d);
 /* The rectangle was redrawn (clipped to the surface). */
 void display_damage(struct display *d, uint32_t x, uint32_t y, uint32_t w, uint32_t h);

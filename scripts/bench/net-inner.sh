@@ -39,7 +39,7 @@ tap_rx() { $NSX cat /proc/net/dev | awk '$1 == "kbn0:" { print $3 }'; }
 
 vm() { # vm k|q CMDLINE: the payload under kestrel or QEMU, in the namespace
 	if [ "$1" = k ]; then
-		$NSX timeout 300 "$K" run --kernel "$P/vnet.bin" --mem 256M --cmdline "$2" --timeout 300s \
+		$NSX timeout 300 "$K" run --kernel "$P/vnet.bin" --debug-exit --mem 256M --cmdline "$2" --timeout 300s \
 			--net "tap=kbn0,mac=$mac"
 	else
 		$NSX timeout 300 "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none -serial stdio \

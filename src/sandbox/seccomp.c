@@ -179,6 +179,9 @@ static const struct sb_ioctl ioctls_vcpu[] = {
 	{ KVM_IRQFD, "virtio-pci: queue interrupts at DRIVER_OK and reset" },
 	{ TUNSETOFFLOAD, "virtio-net: offloads the guest accepted, at DRIVER_OK" },
 	{ TUNSETQUEUE, "virtio-net: queue pairs turned on or off at DRIVER_OK and reset" },
+	{ KVM_SET_USER_MEMORY_REGION, "std VGA: its framebuffer slot follows BAR 0 (machine_lfb_map)" },
+	{ KVM_GET_DIRTY_LOG, "std VGA: the framebuffer slot's log harvested before the slot moves" },
+	{ KVM_CLEAR_DIRTY_LOG, "as KVM_GET_DIRTY_LOG, with manual dirty-log protection" },
 };
 
 /* Virtqueue threads (virtio-scsi, virtio-net) and block engine threads
@@ -273,6 +276,9 @@ static const struct sb_rule rules_control[] = {
 	ALLOW(accept4, "a new client"),
 	ALLOW(recvfrom, "client requests (recv)"),
 	ALLOW(poll, "the hot-plug timer (virtio-scsi's add-after test hook)"),
+	ALLOW(fchmod, "screendump: the new file 0644, not mkstemp's 0600"),
+	ALLOW(rename, "screendump: the finished file over the target"),
+	ALLOW(unlink, "screendump: a failed dump's temporary file"),
 };
 
 static const struct sb_rule rules_console[] = {
