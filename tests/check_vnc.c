@@ -18,6 +18,7 @@
 #include "kestrel/display.h"
 #include "kestrel/vnc.h"
 #include "fake_board.h"
+#include "vnc_hostile.h"
 
 /* ---- a display source drawing a pattern ---- */
 
@@ -408,6 +409,26 @@ START_TEST(test_detach_and_attach)
 }
 END_TEST
 
+/* Every hostile session (tests/vnc_hostile.h) logs in, and afterwards a
+ * well-behaved client still gets the picture and its keys still arrive. */
+START_TEST(test_hostile_clients)
+{
+	rfbClient *c;
+
+	start_server(NULL);
+	for (unsigned i = 0; i < VNC_HOSTILE_N; i++)
+		ck_assert_msg(vnc_hostile_session(htonl(INADDR_LOOPBACK), port, i) == 0,
+			      "%s: the login failed", vnc_hostile_names[i]);
+	c = client_connect();
+	ck_assert_ptr_nonnull(c);
+	ck_assert_msg(pump_until(c, matches_source), "no picture after the hostile clients");
+	ck_assert(SendKeyEvent(c, 'a', TRUE) && SendKeyEvent(c, 'a', FALSE));
+	ck_assert_int_eq(kbc_collect(c, kbytes, 2, NULL), 2);
+	ck_assert(kbytes[0] == 0x1e && kbytes[1] == 0x9e);
+	client_close(c);
+}
+END_TEST
+
 START_TEST(test_listen_errors)
 {
 	struct config_vnc c = { .addr = htonl(INADDR_LOOPBACK), .port = 0 };
@@ -438,6 +459,7 @@ static Suite *vnc_suite(void)
 	tcase_add_test(tc, test_password);
 	tcase_add_test(tc, test_detach_and_attach);
 	tcase_add_test(tc, test_listen_errors);
+	tcase_add_test(tc, test_hostile_clients);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -871,8 +871,43 @@ vga_hostile_case() {
 	case_end "$out/$n.log" "$out/$n.err"
 }
 
+# The VNC server in the sandboxed worker (seccomp on, the display kind's
+# list): tests/vnc_hostile.h's clients (huge cut text, bad pixel formats,
+# absurd resizes and update requests, file transfer, junk QEMU messages, a
+# client stalling mid-message, noise) leave the worker alive, and then a
+# frame equals the VBE picture and the screendump.
+VNC_CLIENT=${VNC_CLIENT:-$(first_of "$root/build/vnc-client" "$here/vnc-client" /work/vnc-client)}
+vnc_hostile_case() {
+	n=vnc-hostile-$$ vport=$((6900 + $$ % 1000))
+	case_begin payload-vnc-hostile || return 0
+	if [ ! -x "$VNC_CLIENT" ] || [ ! -x "$VGA_COMPARE" ]; then
+		echo "SKIP: payload-vnc-hostile: no vnc-client or vga-compare helper"
+		return 0
+	fi
+	ip link set lo up 2>/dev/null || true
+	bg_run "$n" --kernel "$P/vga.bin" --cmdline "pic=vbe" --vga std --debug-exit --timeout 300s \
+		--display "vnc=127.0.0.1:$vport"
+	expect "the picture was never ready" wait_for 120 has "$out/$n.log" "^vga: picture ready$"
+	"$VNC_CLIENT" "127.0.0.1:$vport" hostile >"$out/$n.hostile" 2>&1
+	expect "hostile clients: $(tail -n 2 "$out/$n.hostile" | tr '\n' ' ')" \
+		has "$out/$n.hostile" "^vnc-client: hostile garbage: done$"
+	expect "the worker died of a hostile client" alive "$n"
+	"$VNC_CLIENT" "127.0.0.1:$vport" frame "$out/$n.ppm" >"$out/$n.frame" 2>&1
+	"$VGA_COMPARE" expect vbe "$out/$n.ppm" >"$out/$n.cmp" 2>&1
+	expect "the frame after them is not the picture: $(cat "$out/$n.frame" "$out/$n.cmp" | tr '\n' ' ')" \
+		has "$out/$n.cmp" "^match "
+	ctl "$n" screendump "$out/$n.png" >/dev/null 2>&1
+	"$VGA_COMPARE" same "$out/$n.png" "$out/$n.ppm" >"$out/$n.cmp" 2>&1
+	expect "the frame is not the screendump: $(cat "$out/$n.cmp")" has "$out/$n.cmp" "^match "
+	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.hostile"
+}
+
 if [ $do_payloads = 1 ]; then
 	vga_hostile_case
+	vnc_hostile_case
 	vga_needs_window payload-vga-regs &&
 		run_case payload-vga-regs 1 "RESULT: PASS" "!FAIL" "PASS: write mode 0 XOR the latches" -- \
 			--kernel "$P/vga.bin" --cmdline pic=regs --vga std --timeout 60s
@@ -1436,7 +1471,6 @@ ctl_linux_input_case() {
 # change; a frame equals the screendump taken at the same still moment; a
 # command typed through VNC (XT codes, then keysyms) runs in the guest's
 # shell; pointer motion comes out of psmouse.
-VNC_CLIENT=${VNC_CLIENT:-$(first_of "$root/build/vnc-client" "$here/vnc-client" /work/vnc-client)}
 ctl_linux_vnc_case() {
 	n=vnc-$$ vport=$((5900 + $$ % 1000))
 	case_begin linux-vnc || return 0

@@ -15,6 +15,9 @@
  *     pointer X Y MASK  a PointerEvent (mask: 1 left, 2 middle, 4 right,
  *                       8/16 wheel)
  *     updates MS        count the updates arriving within MS
+ *     hostile           tests/vnc_hostile.h's sessions, each on a connection
+ *                       of its own beside this one (login without a
+ *                       password); fails if one cannot log in
  *     sleep MS
  *
  * Prints one line per step ("vnc-client: ..."). Exit 0, or 1 when a step
@@ -40,6 +43,8 @@
 #include <unistd.h>
 
 #include <rfb/rfbclient.h>
+
+#include "vnc_hostile.h"
 
 struct state {
 	int w, h;
@@ -318,11 +323,29 @@ static int step_serial_latency(rfbClient *c, const char *path, const char *count
 	return 0;
 }
 
+static int step_hostile(rfbClient *c)
+{
+	struct in_addr a;
+
+	if (inet_pton(AF_INET, c->serverHost, &a) != 1)
+		return 2;
+	for (unsigned k = 0; k < VNC_HOSTILE_N; k++) {
+		if (vnc_hostile_session(a.s_addr, c->serverPort, k)) {
+			printf("vnc-client: hostile %s: cannot log in\n", vnc_hostile_names[k]);
+			return 1;
+		}
+		printf("vnc-client: hostile %s: done\n", vnc_hostile_names[k]);
+		if (pump(c, 0) < 0)
+			return 2;
+	}
+	return 0;
+}
+
 static int run_step(rfbClient *c, int argc, char **argv, int *i)
 {
 	const char *s = argv[*i];
 	int need = !strcmp(s, "size") || !strcmp(s, "serial-latency") ? 2 :
-		   !strcmp(s, "pointer") ? 3 : !strcmp(s, "xt") ? 0 : 1;
+		   !strcmp(s, "pointer") ? 3 : !strcmp(s, "xt") || !strcmp(s, "hostile") ? 0 : 1;
 
 	if (*i + need >= argc)
 		return 2;
@@ -342,6 +365,8 @@ static int run_step(rfbClient *c, int argc, char **argv, int *i)
 			return 2;
 		return pump(c, 0) < 0 ? 2 : 0;
 	}
+	if (!strcmp(s, "hostile"))
+		return step_hostile(c);
 	if (!strcmp(s, "updates"))
 		return step_updates(c, argv[++*i]);
 	if (!strcmp(s, "serial-latency"))
