@@ -8,6 +8,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -429,6 +430,27 @@ START_TEST(test_hostile_clients)
 }
 END_TEST
 
+/* A password file swapped for a FIFO after validation: vnc_create fails
+ * at once rather than waiting for a writer. */
+START_TEST(test_password_fifo)
+{
+	char dir[] = "/tmp/check-vnc-fifo.XXXXXX", path[64];
+	struct config_vnc c = { .addr = htonl(INADDR_LOOPBACK), .port = 0 };
+	struct vnc *v = NULL;
+	char err[256] = "";
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/pw", dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	c.password_file = path;
+	ck_assert_int_eq(vnc_create(&v, &c, "x", err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_null(v);
+	ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_listen_errors)
 {
 	struct config_vnc c = { .addr = htonl(INADDR_LOOPBACK), .port = 0 };
@@ -459,6 +481,7 @@ static Suite *vnc_suite(void)
 	tcase_add_test(tc, test_password);
 	tcase_add_test(tc, test_detach_and_attach);
 	tcase_add_test(tc, test_listen_errors);
+	tcase_add_test(tc, test_password_fifo);
 	tcase_add_test(tc, test_hostile_clients);
 	suite_add_tcase(s, tc);
 	return s;

@@ -30,6 +30,7 @@
 #include <sys/eventfd.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -353,16 +354,27 @@ static void vnc_crypto_init(void)
 	gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0);
 }
 
-/* The first line of the file; VNC authentication uses 8 characters of it. */
+/* The first line of the file; VNC authentication uses 8 characters of it.
+ * The file was checked at validation, but may have been swapped since: a
+ * FIFO or a device must neither block the start nor be read, so the open
+ * does not wait and the descriptor itself must be a regular file. */
 static int vnc_password(struct vnc *v, const char *path, char *err, size_t errlen)
 {
 	char buf[VNC_PASSWORD_MAX + 1];
+	struct stat st;
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
 	if (fd < 0) {
-		snprintf(err, errlen, "--display: password-file=%s: %s", path, strerror(errno));
-		return -errno;
+		int e = errno;
+
+		snprintf(err, errlen, "--display: password-file=%s: %s", path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(err, errlen, "--display: password-file=%s: not a regular file", path);
+		return -EINVAL;
 	}
 	n = read(fd, buf, VNC_PASSWORD_MAX);
 	close(fd);
