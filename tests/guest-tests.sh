@@ -627,6 +627,13 @@ ctl_payload_case() {
 	expect "disk-add without a controller: no hint at --scsi-controller" has "$out/e" "with --scsi-controller"
 	ctl "$n" net-link down >/dev/null 2>"$out/e"
 	expect "net-link: not 'unsupported'" has "$out/e" "\(unsupported\)"
+	# The i8042 through the real worker: no driver reads it here.
+	ctl "$n" mouse-move 1 1 >/dev/null 2>"$out/e"
+	expect "mouse-move without a mouse driver: $(cat "$out/e")" has "$out/e" "has not turned the mouse on .*\(failed\)"
+	i=0
+	while [ $i -lt 40 ] && ctl "$n" send-key "a b c d e f g h" >/dev/null 2>"$out/e"; do i=$((i + 1)); done
+	expect "send-key to a guest that never reads its keyboard: $i sent, $(cat "$out/e")" \
+		has "$out/e" "the keyboard's buffer is full.*\(failed\)"
 	ctl "$n" frobnicate >/dev/null 2>"$out/e"
 	expect "unknown command: not 'unknown-command'" has "$out/e" "\(unknown-command\)"
 	"$KESTREL" run --name "$n" --kernel "$P/counter.bin" --timeout 20s </dev/null >/dev/null 2>"$out/dup.err"

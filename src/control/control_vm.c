@@ -1091,53 +1091,60 @@ static int64_t cv_tick(void *opaque)
 
 /* ---- input ------------------------------------------------------------------ */
 
-/* The machine's i8042 under cv->lock (the machine stays while it is held),
- * or the error when there is none to talk to. */
-static struct device *cv_i8042(struct control_vm *cv, struct control_error *e)
-{
-	return cv_need_vm(cv, e) ? NULL : machine_find_device(cv->m, "i8042");
-}
+/* What send-key or mouse-move hands the i8042. */
+struct cv_input {
+	const struct i8042_key *keys;   /* send-key; NULL for mouse-move */
+	unsigned n;
+	int dx, dy, wheel;
+	unsigned buttons;
+};
 
-/* Keys reach the guest's keyboard buffer at once, paused or not; a guest
- * that does not read it (or turned the keyboard off) gets nothing more. */
-static int cv_send_key(void *opaque, const struct i8042_key *keys, unsigned n,
-		       struct control_error *e)
+/* Input reaches the guest's buffers at once, paused or not, under cv->lock
+ * (the machine stays while it is held); a guest that does not read them
+ * (or turned its keyboard or mouse off) gets nothing more. */
+static int cv_input(struct control_vm *cv, const struct cv_input *in, struct control_error *e)
 {
-	struct control_vm *cv = opaque;
 	struct device *kbc;
-	int rc = -EINVAL;
+	int rc;
 
 	pthread_mutex_lock(&cv->lock);
-	kbc = cv_i8042(cv, e);
+	rc = cv_need_vm(cv, e);
+	kbc = rc ? NULL : machine_find_device(cv->m, "i8042");
 	if (kbc)
-		rc = i8042_keys(kbc, keys, n);
-	if (rc == -ENOSPC)
+		rc = in->keys ? i8042_keys(kbc, in->keys, in->n) :
+				i8042_mouse(kbc, in->dx, in->dy, in->wheel, in->buttons);
+	pthread_mutex_unlock(&cv->lock);
+	if (!rc && !kbc)
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "the machine has no i8042");
+	else if (!kbc || !rc)
+		return rc;
+	else if (!in->keys)
+		control_fail(e, CTL_E_FAILED, "the guest has not turned the mouse on (no PS/2 "
+			     "mouse driver, or reporting disabled)");
+	else if (rc == -ENOSPC)
 		control_fail(e, CTL_E_FAILED, "the keyboard's buffer is full: the guest is not "
 			     "reading its keyboard");
 	else if (rc == -EAGAIN)
 		control_fail(e, CTL_E_FAILED, "the guest has turned the keyboard off");
-	else if (rc && kbc)
+	else
 		control_fail(e, CTL_E_ARGUMENT, "the keyboard has no such key");
-	pthread_mutex_unlock(&cv->lock);
 	return rc;
+}
+
+static int cv_send_key(void *opaque, const struct i8042_key *keys, unsigned n,
+		       struct control_error *e)
+{
+	const struct cv_input in = { .keys = keys, .n = n };
+
+	return cv_input(opaque, &in, e);
 }
 
 static int cv_mouse_move(void *opaque, int dx, int dy, int wheel, unsigned buttons,
 			 struct control_error *e)
 {
-	struct control_vm *cv = opaque;
-	struct device *kbc;
-	int rc = -EINVAL;
+	const struct cv_input in = { .dx = dx, .dy = dy, .wheel = wheel, .buttons = buttons };
 
-	pthread_mutex_lock(&cv->lock);
-	kbc = cv_i8042(cv, e);
-	if (kbc)
-		rc = i8042_mouse(kbc, dx, dy, wheel, buttons);
-	if (rc && kbc)
-		control_fail(e, CTL_E_FAILED, "the guest has not turned the mouse on (no PS/2 "
-			     "mouse driver, or reporting disabled)");
-	pthread_mutex_unlock(&cv->lock);
-	return rc;
+	return cv_input(opaque, &in, e);
 }
 
 static const struct control_ops cv_ops = {
