@@ -23,6 +23,10 @@ PACKAGES=(
 	# the VNC server (--display vnc=) and the VNC test client: libvncserver and
 	# libvncclient, both in this one package
 	libvncserver-dev
+	# firmware boot: Debian's SeaBIOS is kestrel's default firmware; the tests'
+	# images are made with xorriso (El Torito CD), mtools and syslinux (a
+	# SYSLINUX disk, without mounting)
+	seabios xorriso mtools syslinux syslinux-common
 )
 
 if [ "$(id -u)" != 0 ]; then

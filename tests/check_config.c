@@ -227,7 +227,7 @@ START_TEST(test_vga_flags)
 	const char *path;
 
 	expect_ok(&c, "--kernel", kernel, NULL);
-	ck_assert_int_eq(c.vga, CONFIG_VGA_DEFAULT);
+	ck_assert_int_eq(c.vga, CONFIG_VGA_NONE);   /* a direct kernel boot: no VGA unless asked */
 	ck_assert_int_eq(c.display, CONFIG_DISPLAY_DEFAULT);
 	config_free(&c);
 	expect_ok(&c, "--kernel", kernel, "--vga", "std", "--display", "none", NULL);
@@ -449,7 +449,9 @@ START_TEST(test_arg_errors)
 	expect_err("--config: missing value", NULL, "--kernel", kernel, "--config", NULL);
 	expect_err("'bzImage'", "unexpected argument", "--kernel", kernel, "bzImage", NULL);
 	expect_err("'-'", "unexpected argument", "--kernel", kernel, "-", NULL);
-	expect_err("--kernel is required", NULL, "--mem", "1G", NULL);
+	/* Without --kernel the VM boots firmware, which must be there. */
+	expect_err("--firmware: /nonexistent/fw.bin: No such file or directory", NULL, "--firmware",
+		   "/nonexistent/fw.bin", "--mem", "1G", NULL);
 }
 END_TEST
 
@@ -788,8 +790,9 @@ START_TEST(test_json_file_errors)
 	snprintf(path, sizeof(path), "--config=%s", json_file(tmpdir, "{\"cpus\": 0}"));
 	expect_err("vm.json: \"cpus\": 0 is out of range", NULL, path, NULL);
 	/* A key that is fine on its own still fails validation like a flag. */
-	snprintf(path, sizeof(path), "--config=%s", json_file(tmpdir, "{\"mem\": 512}"));
-	expect_err("--kernel is required", NULL, path, NULL);
+	snprintf(path, sizeof(path), "--config=%s",
+		 json_file(tmpdir, "{\"mem\": 512, \"firmware\": \"nofw.bin\"}"));
+	expect_err("--firmware: ", "/nofw.bin: No such file or directory", path, NULL);
 }
 END_TEST
 

@@ -33,7 +33,7 @@
 struct fake_vm {
 	pthread_mutex_t lock;
 	const char *state;
-	int calls[16];           /* per command, by index in control_commands */
+	int calls[32];           /* per command, by index in control_commands */
 	uint64_t shutdown_ms;
 	struct control_disk_req last_disk;
 	char last_path[512];
@@ -43,6 +43,8 @@ struct fake_vm {
 	struct i8042_key keys[I8042_MAX_KEYS];
 	unsigned nkeys;
 	int mouse[4];            /* dx, dy, wheel, buttons */
+	char cd_id[32], cd_path[512], cd_format[16];
+	bool cd_force;
 	int ticks;
 	const char *fail_code;   /* every op fails with this when set */
 	bool defer;              /* disk-add/-remove answer later, through pending */
@@ -50,7 +52,7 @@ struct fake_vm {
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY, F_KEY, F_MOUSE, F_DUMP };
+       F_NET, F_DIRTY, F_KEY, F_MOUSE, F_DUMP, F_CD_CHANGE, F_CD_EJECT };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -200,6 +202,27 @@ static int f_dump(void *o, const char *path, json_object *ret, struct control_er
 	return fake_enter(F_DUMP, e);
 }
 
+static int f_cd_change(void *o, const char *id, const char *path, const char *format,
+		       json_object *ret, struct control_error *e)
+{
+	(void)o;
+	(void)ret;
+	snprintf(fake.cd_id, sizeof(fake.cd_id), "%s", id);
+	snprintf(fake.cd_path, sizeof(fake.cd_path), "%s", path);
+	snprintf(fake.cd_format, sizeof(fake.cd_format), "%s", format);
+	return fake_enter(F_CD_CHANGE, e);
+}
+
+static int f_cd_eject(void *o, const char *id, bool force, json_object *ret,
+		      struct control_error *e)
+{
+	(void)o;
+	(void)ret;
+	snprintf(fake.cd_id, sizeof(fake.cd_id), "%s", id);
+	fake.cd_force = force;
+	return fake_enter(F_CD_EJECT, e);
+}
+
 static int64_t f_tick(void *o)
 {
 	(void)o;
@@ -215,7 +238,7 @@ static const struct control_ops fake_ops = {
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
 	.send_key = f_key, .mouse_move = f_mouse,
 	.screendump = f_dump,
-	.tick = f_tick,
+	.cdrom_change = f_cd_change, .cdrom_eject = f_cd_eject, .tick = f_tick,
 };
 
 static void fake_reset(void)
@@ -637,7 +660,24 @@ START_TEST(commands_reach_the_vm)
 	json_object_put(expect_ok("{\"command\":\"screendump\",\"arguments\":{\"file\":"
 				  "\"/tmp/s.png\"}}"));
 	ck_assert_str_eq(fake.last_path, "/tmp/s.png");
-	for (int i = F_VM; i <= F_DUMP; i++)
+	json_object_put(expect_ok("{\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"ide1-0\","
+				  "\"path\":\"/isos/a.iso\"}}"));
+	ck_assert_str_eq(fake.cd_id, "ide1-0");
+	ck_assert_str_eq(fake.cd_path, "/isos/a.iso");
+	ck_assert_str_eq(fake.cd_format, "auto");
+	json_object_put(expect_ok("{\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"2\","
+				  "\"path\":\"/b.vhd\",\"format\":\"vhd\"}}"));
+	ck_assert_str_eq(fake.cd_format, "vhd");
+	expect_error("{\"id\":4,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"2\","
+		     "\"path\":\"rel.iso\"}}", CTL_E_ARGUMENT, true);
+	expect_error("{\"id\":5,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"2\"}}",
+		     CTL_E_ARGUMENT, true);
+	json_object_put(expect_ok("{\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"3\"}}"));
+	ck_assert(!fake.cd_force);
+	json_object_put(expect_ok("{\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"3\","
+				  "\"force\":true}}"));
+	ck_assert(fake.cd_force);
+	for (int i = F_VM; i <= F_CD_EJECT; i++)
 		ck_assert_msg(fake.calls[i] > 0, "command %d never reached the VM", i);
 }
 END_TEST
@@ -657,6 +697,8 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"send-key\",\"arguments\":{\"keys\":\"a\"}}",
 		"{\"id\":1,\"command\":\"mouse-move\",\"arguments\":{\"dx\":1,\"dy\":1}}",
 		"{\"id\":1,\"command\":\"screendump\",\"arguments\":{\"file\":\"/x.png\"}}",
+		"{\"id\":1,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"0\",\"path\":\"/c\"}}",
+		"{\"id\":1,\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"0\"}}",
 	};
 	static const char *const codes[] = { CTL_E_STATE, CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
 					     CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT };

@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include "kestrel/devices.h"
+#include "kestrel/fw_cfg.h"
+#include "kestrel/pci.h"
+#include "kestrel/piix.h"
 #include "kestrel/state.h"
 #include "kestrel/vga.h"
 #include "fake_board.h"
@@ -321,6 +324,17 @@ static struct device *make_post(void)
 	return sink_create("post");
 }
 
+static struct device *make_debugcon(void)
+{
+	return debugcon_create(-1, true);
+}
+
+/* Items need no guest memory; only DMA does. */
+static struct device *make_fw_cfg(void)
+{
+	return fw_cfg_create(NULL);
+}
+
 static struct device *make_pci_host(void)
 {
 	return pci_host_create(NULL);
@@ -332,6 +346,20 @@ static struct device *make_vga(void)
 	struct device *d = NULL;
 
 	return vga_create(&o, NULL, -1, NULL, &d) ? NULL : d;
+}
+
+static struct device *make_piix3(void)
+{
+	struct piix3_conf c = { .pirq_gsi_base = 16 };
+
+	return piix3_create(&c);
+}
+
+static struct device *make_piix_ide(void)
+{
+	struct piix_ide_conf c = { .decode_on = true };
+
+	return piix_ide_create(&c);
 }
 
 /* Guest writes that move a device off its power-on state, so that a round
@@ -370,6 +398,13 @@ static void stir_pm(struct device *d)
 	acpi_pm_power_button(d);
 }
 
+static void stir_fw_cfg(struct device *d)
+{
+	dev_wr(d, 0, 0, 2, 0x0001);   /* select FW_CFG_ID */
+	(void)device_read(d, 0, 1, 1);
+	dev_wr(d, 1, 0, 4, 0x12345678);   /* the DMA address's high half */
+}
+
 static void stir_pci_host(struct device *d)
 {
 	dev_wr(d, 0, 0, 4, 0x80000058);   /* 00:00.0 PAM1 dword */
@@ -395,6 +430,19 @@ static void stir_vga(struct device *d)
 	dev_wr(d, VGA_REGION_DISPI, 1, 2, 800);
 }
 
+static void stir_piix3(struct device *d)
+{
+	pci_cfg_write(piix3_pci(d), 0x60, 4, 0x0b0a8a80);   /* PIRQ routes */
+	pci_cfg_write(piix3_pci(d), 0x4c, 1, 0x12);
+}
+
+static void stir_piix_ide(struct device *d)
+{
+	pci_cfg_write(piix_ide_pci(d), 0x20, 4, 0xc041);    /* BMIBA */
+	pci_cfg_write(piix_ide_pci(d), 0x40, 4, 0x80a3e307);
+	pci_cfg_write(piix_ide_pci(d), PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+}
+
 struct board_case {
 	const char *id;
 	struct device *(*make)(void);
@@ -411,6 +459,10 @@ static const struct board_case board[] = {
 	{ "post", make_post, NULL, 12 },
 	{ "pci-host", make_pci_host, stir_pci_host, 12 },
 	{ "vga", make_vga, stir_vga, 12 },
+	{ "debugcon", make_debugcon, NULL, 12 },
+	{ "fw-cfg", make_fw_cfg, stir_fw_cfg, 12 },
+	{ "piix3", make_piix3, stir_piix3, 12 },
+	{ "piix3-ide", make_piix_ide, stir_piix_ide, 12 },
 };
 
 START_TEST(test_board_device_state)

@@ -126,6 +126,11 @@ int config_vga_validate(struct vm_config *c, char *err, size_t errlen)
 {
 	struct stat st;
 
+	/* As on any PC, a VM booting firmware has a screen (the BIOS banner,
+	 * boot menus, installers); a kernel booted directly keeps its serial
+	 * console and no VGA unless asked for. */
+	if (c->vga == CONFIG_VGA_DEFAULT)
+		c->vga = c->kernel ? CONFIG_VGA_NONE : CONFIG_VGA_STD;
 	if (c->vga != CONFIG_VGA_STD) {
 		if (c->vga_mem || c->vga_rom)
 			return disp_err(err, errlen, "--vga: mem= and rom= need std");

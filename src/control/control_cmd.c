@@ -192,6 +192,24 @@ static int cmd_screendump(const struct control_ops *ops, void *o, const struct c
 }
 
 static const char *const link_choices[] = { "up", "down", NULL };
+static int cmd_cdrom_change(const struct control_ops *ops, void *o, const struct control_args *a,
+			    struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	if (!ops->cdrom_change)
+		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE CD-ROM drive");
+	return ops->cdrom_change(o, a->str[0], a->str[1], a->set[2] ? a->str[2] : "auto", ret, e);
+}
+
+static int cmd_cdrom_eject(const struct control_ops *ops, void *o, const struct control_args *a,
+			   struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	if (!ops->cdrom_eject)
+		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE CD-ROM drive");
+	return ops->cdrom_eject(o, a->str[0], a->set[1] && a->flag[1], ret, e);
+}
+
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
 
 #define ARG_END { 0 }
@@ -222,6 +240,17 @@ static const struct control_arg screendump_args[] = {
 static const struct control_arg net_link_args[] = {
 	{ .name = "state", .type = CTL_ARG_ENUM, .required = true, .choices = link_choices },
 	{ .name = "device", .type = CTL_ARG_STRING },
+	ARG_END,
+};
+static const struct control_arg cdrom_change_args[] = {
+	{ .name = "id", .type = CTL_ARG_STRING, .required = true },
+	{ .name = "path", .type = CTL_ARG_PATH, .required = true },
+	{ .name = "format", .type = CTL_ARG_ENUM, .choices = blk_format_names },
+	ARG_END,
+};
+static const struct control_arg cdrom_eject_args[] = {
+	{ .name = "id", .type = CTL_ARG_STRING, .required = true },
+	{ .name = "force", .type = CTL_ARG_BOOL },
 	ARG_END,
 };
 static const struct control_arg dirty_log_args[] = {
@@ -259,6 +288,8 @@ const struct control_command control_commands[] = {
 	{ "send-key", send_key_args, cmd_send_key },
 	{ "mouse-move", mouse_move_args, cmd_mouse_move },
 	{ "screendump", screendump_args, cmd_screendump },
+	{ "cdrom-change", cdrom_change_args, cmd_cdrom_change },
+	{ "cdrom-eject", cdrom_eject_args, cmd_cdrom_eject },
 	{ 0 },
 };
 

@@ -179,9 +179,10 @@ static const struct sb_ioctl ioctls_vcpu[] = {
 	{ KVM_IRQFD, "virtio-pci: queue interrupts at DRIVER_OK and reset" },
 	{ TUNSETOFFLOAD, "virtio-net: offloads the guest accepted, at DRIVER_OK" },
 	{ TUNSETQUEUE, "virtio-net: queue pairs turned on or off at DRIVER_OK and reset" },
-	{ KVM_SET_USER_MEMORY_REGION, "std VGA: its framebuffer slot follows BAR 0 (machine_lfb_map)" },
-	{ KVM_GET_DIRTY_LOG, "std VGA: the framebuffer slot's log harvested before the slot moves" },
-	{ KVM_CLEAR_DIRTY_LOG, "as KVM_GET_DIRTY_LOG, with manual dirty-log protection" },
+	{ KVM_SET_USER_MEMORY_REGION, "the i440FX's PAM registers mapping 0xC0000-0xFFFFF anew "
+	  "(shadow RAM or the firmware image); the std VGA's framebuffer slot following BAR 0 "
+	  "(machine_lfb_map)" },
+	{ KVM_GET_DIRTY_LOG, "a dirty-logged slot (the VGA framebuffer) moving: its log harvested first" },
 };
 
 /* Virtqueue threads (virtio-scsi, virtio-net) and block engine threads
