@@ -18,12 +18,11 @@
 #include "kestrel/devices.h"
 #include "kestrel/display.h"
 #include "kestrel/machine.h"
-#include "kestrel/vga.h"
 #include "kestrel/fw_cfg.h"
 #include "kestrel/ide.h"
-#include "kestrel/machine.h"
 #include "kestrel/piix.h"
 #include "kestrel/sandbox.h"
+#include "kestrel/vga.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -147,11 +146,12 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	m->irq_com1 = machine_irq(m, BOARD_IRQ_COM1);
 	m->irq_rtc = machine_irq(m, BOARD_IRQ_RTC);
 	m->irq_kbd = machine_irq(m, BOARD_IRQ_KBD);
+	m->irq_mouse = machine_irq(m, BOARD_IRQ_MOUSE);
 	m->irq_sci = machine_irq(m, BOARD_IRQ_SCI);
 
 	ret = ret ?: machine_add(m, uart_create(&m->irq_com1, m->serial_out_fd), "com1", err, errlen);
 	ret = ret ?: machine_add(m, rtc_create(&m->irq_rtc, wall_time, low, high), "rtc", err, errlen);
-	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->vm.ctl), "i8042", err, errlen);
+	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->irq_mouse, &m->vm.ctl), "i8042", err, errlen);
 	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns), "pm",
 				 err, errlen);
 	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);

@@ -17,6 +17,7 @@
 #include "kestrel/sandbox.h"
 #include "kestrel/snapshot.h"
 #include "kestrel/vhd.h"
+#include "kestrel/vnc.h"
 
 static void usage(FILE *f)
 {
@@ -72,7 +73,8 @@ static int machine_for_run(struct machine *m, const struct vm_config *cfg, struc
  * guest restarts, so a guest that keeps rebooting still times out. in: a
  * saved state to restore instead of booting. */
 static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_vm *cv,
-				    struct migrate_in *in, uint64_t deadline, int *code, int *fatal)
+				    struct migrate_in *in, struct vnc *vnc, uint64_t deadline, int *code,
+				    int *fatal)
 {
 	struct machine m;
 	struct console con;
@@ -109,8 +111,10 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 		return VM_STOP_ERROR;
 	}
 	control_vm_attach(cv, &m);
+	vnc_attach(vnc, m.display, machine_find_device(&m, "i8042"));
 	if (!vm_wait_stop(&m.vm, deadline ? MAX(deadline - MIN(now_ms(), deadline - 1), 1) : 0))
 		vm_request_stop_cb(&m.vm, VM_STOP_TIMEOUT, EXIT_TIMEOUT);
+	vnc_detach(vnc);
 	control_vm_detach(cv, &m);
 	vm_stop_vcpus(&m.vm);
 	console_stop(&con);
@@ -200,6 +204,7 @@ static int cmd_run(int argc, char **argv)
 	struct vm_config cfg;
 	struct control_vm *cv;
 	struct migrate_in *in = NULL;
+	struct vnc *vnc = NULL;
 	char err[512] = "";
 	int code = 0, fatal = 0, exit_code, rc;
 	enum vm_stop_reason why;
@@ -250,9 +255,19 @@ static int cmd_run(int argc, char **argv)
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
+	/* So does the VNC server: clients stay connected across reboots. */
+	if (cfg.display == CONFIG_DISPLAY_VNC &&
+	    vnc_create(&vnc, &cfg.vnc, cfg.name, err, sizeof(err))) {
+		kerr("%s", err);
+		migrate_restore_close(in);
+		sandbox_abort();
+		control_vm_destroy(cv, EXIT_USAGE);
+		config_free(&cfg);
+		return EXIT_USAGE;
+	}
 	deadline = cfg.timeout_ms ? now_ms() + cfg.timeout_ms : 0;
 	for (;;) {
-		why = run_once(&cfg, cv, in, deadline, &code, &fatal);
+		why = run_once(&cfg, cv, in, vnc, deadline, &code, &fatal);
 		/* Only the first boot is the restored one; RAM mapped from the
 		 * file keeps its own reference to it. */
 		migrate_restore_close(in);
@@ -295,6 +310,7 @@ static int cmd_run(int argc, char **argv)
 		}
 		break;
 	}
+	vnc_destroy(vnc);
 	control_vm_destroy(cv, exit_code);
 	config_free(&cfg);
 	return exit_code;

@@ -699,6 +699,13 @@ ctl_payload_case() {
 	expect "disk-add without a controller: no hint at --scsi-controller" has "$out/e" "with --scsi-controller"
 	ctl "$n" net-link down >/dev/null 2>"$out/e"
 	expect "net-link: not 'unsupported'" has "$out/e" "\(unsupported\)"
+	# The i8042 through the real worker: no driver reads it here.
+	ctl "$n" mouse-move 1 1 >/dev/null 2>"$out/e"
+	expect "mouse-move without a mouse driver: $(cat "$out/e")" has "$out/e" "has not turned the mouse on .*\(failed\)"
+	i=0
+	while [ $i -lt 40 ] && ctl "$n" send-key "a b c d e f g h" >/dev/null 2>"$out/e"; do i=$((i + 1)); done
+	expect "send-key to a guest that never reads its keyboard: $i sent, $(cat "$out/e")" \
+		has "$out/e" "the keyboard's buffer is full.*\(failed\)"
 	ctl "$n" frobnicate >/dev/null 2>"$out/e"
 	expect "unknown command: not 'unknown-command'" has "$out/e" "\(unknown-command\)"
 	"$KESTREL" run --name "$n" --kernel "$P/counter.bin" --timeout 20s </dev/null >/dev/null 2>"$out/dup.err"
@@ -943,8 +950,43 @@ vga_hostile_case() {
 	case_end "$out/$n.log" "$out/$n.err"
 }
 
+# The VNC server in the sandboxed worker (seccomp on, the display kind's
+# list): tests/vnc_hostile.h's clients (huge cut text, bad pixel formats,
+# absurd resizes and update requests, file transfer, junk QEMU messages, a
+# client stalling mid-message, noise) leave the worker alive, and then a
+# frame equals the VBE picture and the screendump.
+VNC_CLIENT=${VNC_CLIENT:-$(first_of "$root/build/vnc-client" "$here/vnc-client" /work/vnc-client)}
+vnc_hostile_case() {
+	n=vnc-hostile-$$ vport=$((6900 + $$ % 1000))
+	case_begin payload-vnc-hostile || return 0
+	if [ ! -x "$VNC_CLIENT" ] || [ ! -x "$VGA_COMPARE" ]; then
+		echo "SKIP: payload-vnc-hostile: no vnc-client or vga-compare helper"
+		return 0
+	fi
+	ip link set lo up 2>/dev/null || true
+	bg_run "$n" --kernel "$P/vga.bin" --cmdline "pic=vbe" --vga std --debug-exit --timeout 300s \
+		--display "vnc=127.0.0.1:$vport"
+	expect "the picture was never ready" wait_for 120 has "$out/$n.log" "^vga: picture ready$"
+	"$VNC_CLIENT" "127.0.0.1:$vport" hostile >"$out/$n.hostile" 2>&1
+	expect "hostile clients: $(tail -n 2 "$out/$n.hostile" | tr '\n' ' ')" \
+		has "$out/$n.hostile" "^vnc-client: hostile garbage: done$"
+	expect "the worker died of a hostile client" alive "$n"
+	"$VNC_CLIENT" "127.0.0.1:$vport" frame "$out/$n.ppm" >"$out/$n.frame" 2>&1
+	"$VGA_COMPARE" expect vbe "$out/$n.ppm" >"$out/$n.cmp" 2>&1
+	expect "the frame after them is not the picture: $(cat "$out/$n.frame" "$out/$n.cmp" | tr '\n' ' ')" \
+		has "$out/$n.cmp" "^match "
+	ctl "$n" screendump "$out/$n.png" >/dev/null 2>&1
+	"$VGA_COMPARE" same "$out/$n.png" "$out/$n.ppm" >"$out/$n.cmp" 2>&1
+	expect "the frame is not the screendump: $(cat "$out/$n.cmp")" has "$out/$n.cmp" "^match "
+	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.hostile"
+}
+
 if [ $do_payloads = 1 ]; then
 	vga_hostile_case
+	vnc_hostile_case
 	vga_needs_window payload-vga-regs &&
 		run_case payload-vga-regs 1 "RESULT: PASS" "!FAIL" "PASS: write mode 0 XOR the latches" -- \
 			--kernel "$P/vga.bin" --cmdline pic=regs --vga std --timeout 60s
@@ -1839,6 +1881,105 @@ state_linux_case() {
 }
 if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry state_linux_case
+# ---- PS/2 keyboard and mouse (issue 12) -------------------------------------
+# The i8042's devices driven through the control socket and read by Debian's
+# built-in atkbd and i8042 and its psmouse module (tests/kit/input.sh): keys
+# and motion as evdev and mousedev report them, a command typed on the VT
+# and run by the guest's shell, and Ctrl-Alt-Del, which the guest's kernel answers
+# by restarting (--on-reboot exit: the worker exits 0). Needs psmouse in the
+# kit (scripts/guest-kit.sh KIT_MODULES).
+ctl_linux_input_case() {
+	n=ctl-in-$$
+	case_begin linux-ctl-input || return 0
+	if ! zcat "$KIT/modules.cpio.gz" | cpio -t 2>/dev/null | grep -q '/psmouse\.ko$'; then
+		echo "SKIP: linux-ctl-input: the kit has no psmouse module (rebuild it: scripts/guest-kit.sh)"
+		return 0
+	fi
+	kit_tests_initrd "$out/initrd-input.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-input.gz" --cpus 1 --mem 256M \
+		--timeout 400s --on-reboot exit \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=evdev,psmouse kestrel.run=input"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the guest found no PS/2 mouse" wait_for 180 has "$out/$n.log" "^input-test: mouse /dev/input/event[0-9]+ ImPS/2 Generic Wheel Mouse"
+	expect "the guest found no keyboard" has "$out/$n.log" "^input-test: keyboard /dev/input/event[0-9]+ AT Translated Set 2 keyboard"
+	expect "tty: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready tty"
+	expect "send-key (a command) failed" ctl "$n" send-key \
+		"e c h o spc shift-4 shift-9 shift-9 6 shift-8 7 shift-0 shift-0 ret"
+	expect "tty: the guest did not run the typed command" wait_for 60 has "$out/$n.log" \
+		"^input-test: tty1 ran 'echo \\$\\(\\(6\\*7\\)\\)': 42"
+	expect "keys: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready keys"
+	expect "send-key a shift-b failed" ctl "$n" send-key "a shift-b"
+	expect "keys: no release of b" wait_for 60 has "$out/$n.log" "^input-test: key 42 0"
+	tr -d '\r' <"$out/$n.log" | sed -n 's/^input-test: key //p' | tr '\n' ';' >"$out/keys"
+	expect "keys: $(cat "$out/keys")" [ "$(cat "$out/keys")" = "30 1;30 0;42 1;48 1;48 0;42 0;" ]
+	expect "mouse: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready mouse"
+	expect "mouse-move 5 -3 failed" ctl "$n" mouse-move 5 -3 buttons=1
+	expect "mouse-move wheel failed" ctl "$n" mouse-move 0 0 wheel=1
+	expect "mouse: no packet from /dev/input/mice" wait_for 60 has "$out/$n.log" "^input-test: mice "
+	for e in "key 272 1" "rel 0 5" "rel 1 -3" "rel 8 -1" "key 272 0" "mice +9 +5 +3"; do
+		expect "mouse: no '$e'" has "$out/$n.log" "^input-test: $e\b"
+	done
+	expect "cad: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready cad"
+	expect "send-key ctrl-alt-delete failed" ctl "$n" send-key ctrl-alt-delete
+	reap_worker $bg_pid 400
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	expect "the guest did not restart on Ctrl-Alt-Del" has "$out/$n.log" "reboot: Restarting system"
+	expect "Ctrl-Alt-Del was ignored" fails grep -q "did not reboot" "$out/$n.log"
+	case_end "$out/$n.log" "$out/$n.err"
+}
+# The VNC server (--display vnc=) on Debian's bochs-drm framebuffer console,
+# with tests/vnc-client.c: a client connected from the start sees the mode
+# change; a frame equals the screendump taken at the same still moment; a
+# command typed through VNC (XT codes, then keysyms) runs in the guest's
+# shell; pointer motion comes out of psmouse.
+ctl_linux_vnc_case() {
+	n=vnc-$$ vport=$((5900 + $$ % 1000))
+	case_begin linux-vnc || return 0
+	if [ ! -x "$VNC_CLIENT" ] || [ ! -x "$VGA_COMPARE" ] ||
+		! zcat "$KIT/modules.cpio.gz" | cpio -t 2>/dev/null | grep -q '/psmouse\.ko$'; then
+		echo "SKIP: linux-vnc: no vnc-client or vga-compare helper, or no psmouse in the kit"
+		return 0
+	fi
+	kit_tests_initrd "$out/initrd-vnc.gz"
+	# The nested rig starts with the loopback interface down.
+	ip link set lo up 2>/dev/null || true
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-vnc.gz" --cpus 1 --mem 256M \
+		--timeout 400s --on-reboot exit --display "vnc=127.0.0.1:$vport" \
+		--cmdline "console=ttyS0 panic=-1 quiet vt.global_cursor_default=0 kestrel.modules=bochs,evdev,psmouse kestrel.run=input kestrel.input_steps=fbcon,tty,mouse"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	"$VNC_CLIENT" "127.0.0.1:$vport" resize 300000 >"$out/$n.size" 2>&1 &
+	vpid=$!
+	expect "fbcon: never ready" wait_for 240 has "$out/$n.log" "^input-test: ready fbcon [0-9]+,[0-9]+"
+	wait $vpid
+	vsize=$(tr -d '\r' <"$out/$n.log" | sed -n 's/^input-test: ready fbcon \([0-9]*\),\([0-9]*\)$/\1x\2/p')
+	expect "the first client did not see the mode change to $vsize: $(cat "$out/$n.size")" \
+		has "$out/$n.size" "^vnc-client: size $vsize$"
+	ctl "$n" screendump "$out/$n.png" >/dev/null 2>&1
+	"$VNC_CLIENT" "127.0.0.1:$vport" frame "$out/$n.ppm" >"$out/$n.frame" 2>&1
+	"$VGA_COMPARE" same "$out/$n.png" "$out/$n.ppm" >"$out/$n.cmp" 2>&1
+	expect "the VNC frame is not the screendump: $(cat "$out/$n.frame" "$out/$n.cmp" | tr '\n' ' ')" \
+		has "$out/$n.cmp" "^match $vsize"
+	expect "tty: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready tty"
+	"$VNC_CLIENT" "127.0.0.1:$vport" xt 0x12 0x2e 0x23 0x18 type " \$((6*7))
+" >"$out/$n.type" 2>&1
+	expect "typing through VNC: $(tr '\n' ' ' <"$out/$n.type")" has "$out/$n.type" "typed 10 characters"
+	expect "tty: the guest did not run what VNC typed" wait_for 60 has "$out/$n.log" \
+		"^input-test: tty1 ran 'echo \\$\\(\\(6\\*7\\)\\)': 42"
+	expect "mouse: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready mouse"
+	"$VNC_CLIENT" "127.0.0.1:$vport" pointer 100 100 0 pointer 105 97 1 pointer 105 97 16 \
+		pointer 105 97 0 sleep 500 >"$out/$n.ptr" 2>&1
+	expect "mouse: no packet from /dev/input/mice" wait_for 60 has "$out/$n.log" "^input-test: mice "
+	for e in "key 272 1" "rel 0 5" "rel 1 -3" "rel 8 -1" "key 272 0" "mice +9 +5 +3"; do
+		expect "mouse: no '$e'" has "$out/$n.log" "^input-test: $e\b"
+	done
+	# input.sh is done: the guest powers off by itself.
+	reap_worker $bg_pid 400
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+if [ $do_linux = 1 ]; then
+	with_retry ctl_linux_input_case
+	with_retry ctl_linux_vnc_case
 fi
 
 # ---- firmware boot (issue 11) --------------------------------------------

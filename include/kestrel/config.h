@@ -53,7 +53,13 @@ struct config_net {
 
 /* --vga / --display (src/config/config_display.c). */
 enum config_vga { CONFIG_VGA_DEFAULT, CONFIG_VGA_STD, CONFIG_VGA_NONE };
-enum config_display { CONFIG_DISPLAY_DEFAULT, CONFIG_DISPLAY_NONE };
+enum config_display { CONFIG_DISPLAY_DEFAULT, CONFIG_DISPLAY_NONE, CONFIG_DISPLAY_VNC };
+/* --display vnc=[ADDR]:PORT[,password-file=FILE] (src/config/config_vnc.c). */
+struct config_vnc {
+	uint32_t addr;            /* IPv4, network order */
+	uint16_t port;
+	char *password_file;      /* or NULL: no password (loopback only) */
+};
 #define CONFIG_VGA_MEM_MIN MiB(1)
 #define CONFIG_VGA_MEM_MAX MiB(256)
 #define CONFIG_VGA_MEM_DEFAULT MiB(16)
@@ -102,6 +108,7 @@ struct vm_config {
 	uint64_t vga_mem;         /* VRAM bytes (0 until validated: the default) */
 	char *vga_rom;            /* option ROM file, "none", or NULL (the default file if there) */
 	enum config_display display;
+	struct config_vnc vnc;    /* CONFIG_DISPLAY_VNC */
 	/* Without --kernel the VM boots firmware: the image's path (config_validate
 	 * turns "bios" and an unset --firmware into CONFIG_FIRMWARE_BIOS), where
 	 * its debug log goes ("stderr", a path, or NULL: nowhere), the boot order. */
@@ -169,7 +176,13 @@ int config_errf(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4
 /* --vga SPEC / --display, their checks (the ROM file) and freeing. */
 int config_vga_set(struct vm_config *c, const char *spec, const char *basedir, char *err,
 		   size_t errlen) WARN_UNUSED;
-int config_display_set(struct vm_config *c, const char *v, char *err, size_t errlen) WARN_UNUSED;
+int config_display_set(struct vm_config *c, const char *v, const char *basedir, char *err,
+		       size_t errlen) WARN_UNUSED;
+int config_vnc_set(struct vm_config *c, const char *spec, const char *basedir, char *err,
+		   size_t errlen) WARN_UNUSED;
+int config_vnc_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
+bool config_vnc_same(const struct vm_config *a, const struct vm_config *b);
+void config_vnc_free(struct vm_config *c);
 bool config_vga_same(const struct vm_config *a, const struct vm_config *b);
 int config_vga_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_display_free(struct vm_config *c);

@@ -13,6 +13,7 @@
 
 struct json_object;
 struct control_server;
+struct i8042_key;
 
 #define CONTROL_LINE_MAX (64 * 1024)   /* bytes in one request, newline included */
 #define CONTROL_OUT_MAX (1024 * 1024)  /* replies + events queued for one client */
@@ -150,6 +151,12 @@ struct control_ops {
 	int (*snapshot)(void *opaque, const char *action, const char *name,
 			struct control_call *call, struct json_object *ret,
 			struct control_error *e);
+	/* Keys pressed and released on the PS/2 keyboard, in order. */
+	int (*send_key)(void *opaque, const struct i8042_key *keys, unsigned n,
+			struct control_error *e);
+	/* PS/2 mouse motion (dy down, wheel towards the user) and buttons. */
+	int (*mouse_move)(void *opaque, int dx, int dy, int wheel, unsigned buttons,
+			  struct control_error *e);
 	/* Write the display's picture to path as a PNG; ret gets width, height. */
 	int (*screendump)(void *opaque, const char *path, struct json_object *ret,
 			  struct control_error *e);

@@ -28,7 +28,7 @@ struct machine {
 	 * host's INTx output) and its registration (after the host, so that
 	 * it is destroyed first); NULL after. */
 	struct device *piix3;
-	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
+	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_mouse, irq_sci;
 	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */
 	bool own_serial_out;

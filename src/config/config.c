@@ -437,7 +437,7 @@ static int opt_display(struct vm_config *c, const char *v, const struct opt_src 
 {
 	char msg[256] = "";
 
-	if (config_display_set(c, v, msg, sizeof(msg)))
+	if (config_display_set(c, v, src->basedir, msg, sizeof(msg)))
 		return opt_err(src, "%s", msg);
 	return 0;
 }
@@ -589,8 +589,11 @@ static const struct opt opts[OPT_NR] = {
 		"(PCI std VGA with Bochs VBE; VRAM a power of\n"
 		"two, 1M to 256M, default 16M) or none (default\n"
 		"none when booting a kernel directly)" },
-	[OPT_DISPLAY] = { "display", "display", JT_STRING, true, opt_display, "none",
-		"display output: none (screendumps only)" },
+	[OPT_DISPLAY] = { "display", "display", JT_STRING, true, opt_display, "SPEC",
+		"display output: none (screendumps only) or\n"
+		"vnc=[ADDR]:PORT[,password-file=FILE] (ADDR\n"
+		"default 127.0.0.1; off loopback a password is\n"
+		"required; implies --vga std)" },
 	[OPT_FIRMWARE] = { "firmware", "firmware", JT_STRING, true, opt_firmware, "bios|FILE",
 		"without --kernel: the firmware image, mapped\n"
 		"below 4 GiB (default bios: Debian's SeaBIOS,\n"
@@ -789,7 +792,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_STATS: return a->stats == b->stats;
 	case OPT_SCSI_CONTROLLER: return a->scsi_controller == b->scsi_controller;
 	case OPT_VGA: return config_vga_same(a, b);
-	case OPT_DISPLAY: return a->display == b->display;
+	case OPT_DISPLAY: return a->display == b->display && config_vnc_same(a, b);
 	case OPT_CONTROL: return str_eq(a->control, b->control);
 	case OPT_FIRMWARE: return str_eq(a->firmware, b->firmware);
 	case OPT_FIRMWARE_LOG: return str_eq(a->firmware_log, b->firmware_log);
@@ -1277,6 +1280,7 @@ int config_validate(struct vm_config *c, char *err, size_t errlen)
 	ret = mem_validate(c, VSRC("mem"));
 	ret = ret ?: config_validate_files(c, err, errlen);
 	ret = ret ?: config_disks_validate(c, err, errlen);
+	ret = ret ?: config_vnc_validate(c, err, errlen);
 	ret = ret ?: config_vga_validate(c, err, errlen);
 	return ret ?: config_nets_validate(c, err, errlen);
 }
@@ -1311,6 +1315,7 @@ void config_free(struct vm_config *c)
 	config_disks_free(c);
 	config_nets_free(c);
 	config_display_free(c);
+	config_vnc_free(c);
 }
 
 static void usage_opt(FILE *f, const struct opt *o)

@@ -15,6 +15,8 @@
 #include "kestrel/block.h"
 #include "kestrel/config.h"
 #include "kestrel/control.h"
+#include "kestrel/devices.h"
+#include "kestrel/keymap.h"
 
 /* Nesting deeper than this is refused by the tokenizer: no request needs more
  * than three levels, and deep nesting costs stack. */
@@ -176,6 +178,27 @@ static int cmd_snapshot(const struct control_ops *ops, void *o, const struct con
 	return ops->snapshot(o, a->str[0], a->set[1] ? a->str[1] : NULL, call, ret, e);
 }
 
+static int cmd_send_key(const struct control_ops *ops, void *o, const struct control_args *a,
+			struct control_call *call, json_object *ret, struct control_error *e)
+{
+	struct i8042_key keys[I8042_MAX_KEYS];
+	char err[200];
+	unsigned n;
+
+	if (keymap_parse_keys(a->str[0], keys, I8042_MAX_KEYS, &n, err, sizeof(err)))
+		return control_fail(e, CTL_E_ARGUMENT, "'keys': %s", err);
+	json_object_object_add(ret, "events", json_object_new_int((int)n));
+	return ops->send_key(o, keys, n, e);
+}
+
+static int cmd_mouse_move(const struct control_ops *ops, void *o, const struct control_args *a,
+			  struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)ret;
+	return ops->mouse_move(o, (int)a->num[0], (int)a->num[1], a->set[3] ? (int)a->num[3] : 0,
+			       a->set[2] ? (unsigned)a->num[2] : 0, e);
+}
+
 static int cmd_screendump(const struct control_ops *ops, void *o, const struct control_args *a,
 			  struct control_call *call, json_object *ret, struct control_error *e)
 {
@@ -262,6 +285,20 @@ static const struct control_arg dirty_log_args[] = {
 	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = dirty_log_choices },
 	ARG_END,
 };
+static const struct control_arg send_key_args[] = {
+	{ .name = "keys", .type = CTL_ARG_STRING, .required = true },
+	ARG_END,
+};
+#define MOUSE_MOVE_MAX 4096
+static const struct control_arg mouse_move_args[] = {
+	{ .name = "dx", .type = CTL_ARG_INT, .required = true, .min = -MOUSE_MOVE_MAX,
+	  .max = MOUSE_MOVE_MAX },
+	{ .name = "dy", .type = CTL_ARG_INT, .required = true, .min = -MOUSE_MOVE_MAX,
+	  .max = MOUSE_MOVE_MAX },
+	{ .name = "buttons", .type = CTL_ARG_INT, .min = 0, .max = 7 },
+	{ .name = "wheel", .type = CTL_ARG_INT, .min = -127, .max = 127 },
+	ARG_END,
+};
 
 const struct control_command control_commands[] = {
 	{ "query-status", no_args, cmd_query_status },
@@ -278,6 +315,8 @@ const struct control_command control_commands[] = {
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
 	{ "save", save_args, cmd_save },
 	{ "snapshot", snapshot_args, cmd_snapshot },
+	{ "send-key", send_key_args, cmd_send_key },
+	{ "mouse-move", mouse_move_args, cmd_mouse_move },
 	{ "screendump", screendump_args, cmd_screendump },
 	{ "cdrom-change", cdrom_change_args, cmd_cdrom_change },
 	{ "cdrom-eject", cdrom_eject_args, cmd_cdrom_eject },

@@ -1610,6 +1610,64 @@ static int64_t cv_tick(void *opaque)
 	return next;
 }
 
+/* ---- input ------------------------------------------------------------------ */
+
+/* What send-key or mouse-move hands the i8042. */
+struct cv_input {
+	const struct i8042_key *keys;   /* send-key; NULL for mouse-move */
+	unsigned n;
+	int dx, dy, wheel;
+	unsigned buttons;
+};
+
+/* Input reaches the guest's buffers at once, paused or not, under cv->lock
+ * (the machine stays while it is held); a guest that does not read them
+ * (or turned its keyboard or mouse off) gets nothing more. */
+static int cv_input(struct control_vm *cv, const struct cv_input *in, struct control_error *e)
+{
+	struct device *kbc;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	kbc = rc ? NULL : machine_find_device(cv->m, "i8042");
+	if (kbc)
+		rc = in->keys ? i8042_keys(kbc, in->keys, in->n) :
+				i8042_mouse(kbc, in->dx, in->dy, in->wheel, in->buttons);
+	pthread_mutex_unlock(&cv->lock);
+	if (!rc && !kbc)
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "the machine has no i8042");
+	else if (!kbc || !rc)
+		return rc;
+	else if (!in->keys)
+		control_fail(e, CTL_E_FAILED, "the guest has not turned the mouse on (no PS/2 "
+			     "mouse driver, or reporting disabled)");
+	else if (rc == -ENOSPC)
+		control_fail(e, CTL_E_FAILED, "the keyboard's buffer is full: the guest is not "
+			     "reading its keyboard");
+	else if (rc == -EAGAIN)
+		control_fail(e, CTL_E_FAILED, "the guest has turned the keyboard off");
+	else
+		control_fail(e, CTL_E_ARGUMENT, "the keyboard has no such key");
+	return rc;
+}
+
+static int cv_send_key(void *opaque, const struct i8042_key *keys, unsigned n,
+		       struct control_error *e)
+{
+	const struct cv_input in = { .keys = keys, .n = n };
+
+	return cv_input(opaque, &in, e);
+}
+
+static int cv_mouse_move(void *opaque, int dx, int dy, int wheel, unsigned buttons,
+			 struct control_error *e)
+{
+	const struct cv_input in = { .dx = dx, .dy = dy, .wheel = wheel, .buttons = buttons };
+
+	return cv_input(opaque, &in, e);
+}
+
 static const struct control_ops cv_ops = {
 	.query_status = cv_query_status,
 	.query_vm = cv_query_vm,
@@ -1625,6 +1683,8 @@ static const struct control_ops cv_ops = {
 	.dirty_log = cv_dirty_log,
 	.save = cv_save,
 	.snapshot = cv_snapshot,
+	.send_key = cv_send_key,
+	.mouse_move = cv_mouse_move,
 	.screendump = cv_screendump,
 	.cdrom_change = cv_cdrom_change,
 	.cdrom_eject = cv_cdrom_eject,

@@ -289,6 +289,27 @@ static const struct sb_rule rules_console[] = {
 	ALLOW(ppoll, "as poll"),
 };
 
+/* The VNC server (src/display/vnc.c): its own accept, libvncserver's reads,
+ * writes and select()s on the clients' sockets, the display's eventfd. */
+static const struct sb_rule rules_display[] = {
+	ALLOW(poll, "the server's wait: listening socket, clients, notification, wake-up"),
+	ALLOW(ppoll, "as poll"),
+	ALLOW(select, "libvncserver's rfbCheckFds, rfbReadExact, rfbWriteExact"),
+	ALLOW(pselect6, "as select"),
+	ALLOW(accept4, "a new VNC client"),
+	ALLOW(read, "client messages; the eventfds"),
+	ALLOW(recvfrom, "libvncserver peeking at a client's first bytes (recv MSG_PEEK)"),
+	ALLOW(setsockopt, "TCP_NODELAY on a client's socket"),
+	ALLOW(getpeername, "libvncserver names a new client by its address"),
+	ALLOW(getsockname, "as getpeername"),
+	ALLOW(fcntl, "non-blocking client sockets; the dup of the display's eventfd"),
+	ALLOW(shutdown, "libvncserver closing a client"),
+};
+
+static const struct sb_ioctl ioctls_display[] = {
+	{ KVM_IRQ_LINE, "a client's keys and pointer raising IRQ 1 and 12 (the i8042)" },
+};
+
 static const struct sb_ioctl ioctls_console[] = {
 	{ KVM_IRQ_LINE, "the UART's interrupt on input" },
 };
@@ -435,6 +456,11 @@ static const struct sb_group sb_kinds[SANDBOX_KIND_NR][SB_MAX_GROUPS] = {
 	[SANDBOX_CONTROL] = { RULES(rules_thread), RULES(rules_control),
 			      RULES_IOCTLS(rules_disk_open, ioctls_disk_open), RULES(rules_notify),
 			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log), SB_SANITIZER_RULES },
+	/* The VGA's refresh runs on the server's thread: it fetches the
+	 * framebuffer slot's dirty log. */
+	[SANDBOX_DISPLAY] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
+			      RULES_IOCTLS(rules_display, ioctls_display),
+			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log) },
 	[SANDBOX_CONSOLE] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			      RULES_IOCTLS(rules_console, ioctls_console) },
 	[SANDBOX_SAVE] = { RULES(rules_thread), RULES_IOCTLS(rules_disk_open, ioctls_disk_open),

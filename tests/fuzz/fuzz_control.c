@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <linux/input-event-codes.h>
 
 #include "kestrel/config.h"
 #include "kestrel/control.h"
@@ -64,7 +65,7 @@
 /* ---- the fake machine under control_vm.c --------------------------------- */
 
 static struct {
-	struct device pm, scsi, net[FUZZ_NICS], bus_dev, ide;
+	struct device pm, scsi, net[FUZZ_NICS], bus_dev, kbc, ide;
 	struct blk_dev *cd_medium;      /* what the fake drive holds (blk_open's) */
 	bool cd_locked;
 	bool pause_times_out;
@@ -72,6 +73,7 @@ static struct {
 	bool plugged[VIRTIO_SCSI_MAX_TARGETS];
 	char path[VIRTIO_SCSI_MAX_TARGETS][4096];
 	unsigned power_button;
+	unsigned keys, mouse_moves;
 } fake;
 
 static const struct dev_ops fake_dev_ops = { .name = "fake-device" };
@@ -122,6 +124,26 @@ void acpi_pm_power_button(struct device *dev)
 {
 	CHECK(dev == &fake.pm);
 	fake.power_button++;
+}
+
+/* Keys come as presses and releases of keys the keyboard has (the schema
+ * and keymap.c checked them), never more than it takes at once. */
+int i8042_keys(struct device *dev, const struct i8042_key *keys, unsigned n)
+{
+	CHECK(dev == &fake.kbc);
+	CHECK(n > 0 && n <= I8042_MAX_KEYS);
+	for (unsigned i = 0; i < n; i++)
+		CHECK(keys[i].code > 0 && keys[i].code <= KEY_MAX);
+	fake.keys += n;
+	return fake.keys % 7 == 0 ? -ENOSPC : 0;
+}
+
+int i8042_mouse(struct device *dev, int dx, int dy, int dz, unsigned buttons)
+{
+	CHECK(dev == &fake.kbc);
+	CHECK(dx >= -4096 && dx <= 4096 && dy >= -4096 && dy <= 4096);
+	CHECK(dz >= -127 && dz <= 127 && buttons <= 7);
+	return ++fake.mouse_moves % 3 == 0 ? -EAGAIN : 0;
 }
 
 static void check_blk_opts(const struct blk_opts *o)
@@ -410,6 +432,7 @@ static void fuzz_setup(void)
 		cfg_nets[i].queues = i + 1;
 	}
 	device_init(&fake.pm, &fake_dev_ops);
+	device_init(&fake.kbc, &fake_dev_ops);
 	device_init(&fake.scsi, &fake_dev_ops);
 	device_init(&fake.ide, &fake_dev_ops);
 	device_init(&fake.bus_dev, &fake_dev_ops);
@@ -464,6 +487,7 @@ static void machine_boot(uint8_t shape)
 	fake.quiesced = false;
 	/* The devices control_vm looks up by id, as machine_create registers them. */
 	CHECK(dev_list_add(&machine.devs, &fake.pm, "pm") == 0);
+	CHECK(dev_list_add(&machine.devs, &fake.kbc, "i8042") == 0);
 	if (shape & 2)
 		CHECK(dev_list_add(&machine.devs, &fake.scsi, "scsi0") == 0);
 	if (shape & 64)
