@@ -1881,6 +1881,8 @@ state_linux_case() {
 }
 if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry state_linux_case
+fi
+
 # ---- PS/2 keyboard and mouse (issue 12) -------------------------------------
 # The i8042's devices driven through the control socket and read by Debian's
 # built-in atkbd and i8042 and its psmouse module (tests/kit/input.sh): keys
