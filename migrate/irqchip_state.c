@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/board.h"
 #include "kestrel/kvm_state.h"
 
@@ -42,7 +43,6 @@ int vm_kvm_state_get(int vm_fd, struct vm_kvm_state *s, const char **what)
 {
 	struct kvm_clock_data clk = { 0 };
 	struct kvm_irqchip c;
-	struct timespec ts;
 	int ret = 0;
 
 	memset(s, 0, sizeof(*s));
@@ -62,9 +62,8 @@ int vm_kvm_state_get(int vm_fd, struct vm_kvm_state *s, const char **what)
 		*what = "KVM_GET_CLOCK";
 		ret = -errno;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
 	s->clock = clk.clock;
-	s->realtime_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	s->realtime_ns = clock_ns(CLOCK_REALTIME);
 	return ret;
 }
 

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/block.h"
 #include "kestrel/config.h"
 #include "kestrel/kvm_state.h"
@@ -23,14 +24,6 @@
 #include "kestrel/migrate.h"
 #include "kestrel/virtio_scsi.h"
 #include "migrate_int.h"
-
-static uint64_t save_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* The configuration as the machine is now: the disks attached at this
  * moment (hot-plugged ones included, removed ones not), each with the
@@ -261,7 +254,7 @@ int migrate_save(struct machine *m, const struct migrate_save_opts *o,
 	struct state_buf b = { 0 };
 	struct stream_ram ram;
 	char tmp[PATH_MAX];
-	uint64_t t0 = save_now_ms();
+	uint64_t t0 = clock_mono_ms();
 	int fd = -1, ret;
 
 	memset(res, 0, sizeof(*res));
@@ -311,7 +304,7 @@ int migrate_save(struct machine *m, const struct migrate_save_opts *o,
 		res->file_bytes = STREAM_HEADER_SIZE + b.len;
 		res->file_bytes = ALIGN_UP(res->file_bytes, STREAM_PAGE) + m->vm.gm.ram_size;
 		res->ram_stored = ram.present * STREAM_PAGE;
-		res->ms = save_now_ms() - t0;
+		res->ms = clock_mono_ms() - t0;
 	}
 	stream_ram_free(&ram);
 	state_free(&b);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/acpi.h"
 #include "kestrel/block.h"
 #include "kestrel/board.h"
@@ -25,14 +26,6 @@
 #include "kestrel/vga.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static time_t wall_time(void)
 {
@@ -152,7 +145,7 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	ret = ret ?: machine_add(m, uart_create(&m->irq_com1, m->serial_out_fd), "com1", err, errlen);
 	ret = ret ?: machine_add(m, rtc_create(&m->irq_rtc, wall_time, low, high), "rtc", err, errlen);
 	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->irq_mouse, &m->vm.ctl), "i8042", err, errlen);
-	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns), "pm",
+	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, clock_mono_ns), "pm",
 				 err, errlen);
 	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);
 	ret = ret ?: machine_add(m, machine_pci_host(m), "pci-host", err, errlen);

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/console.h"
 #include "kestrel/control.h"
@@ -45,14 +46,6 @@ static const char *stop_name(enum vm_stop_reason why)
 	case VM_STOP_APPLY: return "a snapshot is applied";
 	}
 	return "?";
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* The machine for one boot: booted from the kernel, or (the first time
@@ -112,7 +105,7 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	}
 	control_vm_attach(cv, &m);
 	vnc_attach(vnc, m.display, machine_find_device(&m, "i8042"));
-	if (!vm_wait_stop(&m.vm, deadline ? MAX(deadline - MIN(now_ms(), deadline - 1), 1) : 0))
+	if (!vm_wait_stop(&m.vm, deadline ? MAX(deadline - MIN(clock_mono_ms(), deadline - 1), 1) : 0))
 		vm_request_stop_cb(&m.vm, VM_STOP_TIMEOUT, EXIT_TIMEOUT);
 	vnc_detach(vnc);
 	control_vm_detach(cv, &m);
@@ -265,7 +258,7 @@ static int cmd_run(int argc, char **argv)
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
-	deadline = cfg.timeout_ms ? now_ms() + cfg.timeout_ms : 0;
+	deadline = cfg.timeout_ms ? clock_mono_ms() + cfg.timeout_ms : 0;
 	for (;;) {
 		why = run_once(&cfg, cv, in, vnc, deadline, &code, &fatal);
 		/* Only the first boot is the restored one; RAM mapped from the

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/block.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/scsi_disk.h"
@@ -159,14 +160,6 @@ static void le32_put(uint8_t *p, uint32_t v)
 static uint32_t le32_get(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t vscsi_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- targets ---- */
@@ -576,10 +569,10 @@ static void vscsi_cmd(struct vscsi_queue *q, struct virtq *vq, const struct vq_e
 
 static bool vscsi_wait_idle(struct virtio_scsi *s, uint64_t ms)
 {
-	uint64_t end = vscsi_now_ms() + ms;
+	uint64_t end = clock_mono_ms() + ms;
 
 	while (atomic_load(&s->inflight)) {
-		if (vscsi_now_ms() > end)
+		if (clock_mono_ms() > end)
 			return false;
 		usleep(200);
 	}

@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
@@ -83,14 +84,6 @@ struct control_vm {
 	} save;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static json_object *jstr(const char *s)
 {
 	return s ? json_object_new_string(s) : NULL;
@@ -134,7 +127,7 @@ static int cv_need_vm(struct control_vm *cv, struct control_error *e)
 static void cv_query_status(void *opaque, json_object *ret)
 {
 	struct control_vm *cv = opaque;
-	uint64_t now = now_ns();
+	uint64_t now = clock_mono_ns();
 
 	pthread_mutex_lock(&cv->lock);
 	json_object_object_add(ret, "name", jstr(cv->cfg->name));
@@ -455,7 +448,7 @@ static int cv_stats(void *opaque, json_object *ret, struct control_error *e)
 		json_object_object_add(c, "exits", cv_exits_json(vm->vcpus[i].exits));
 		json_object_array_add(vcpus, c);
 	}
-	json_object_object_add(ret, "uptime_ms", jint((now_ns() - cv->start_ns) / 1000000));
+	json_object_object_add(ret, "uptime_ms", jint((clock_mono_ns() - cv->start_ns) / 1000000));
 	json_object_object_add(ret, "memory", mem);
 	json_object_object_add(ret, "exits", cv_exits_json(st.exits));
 	json_object_object_add(ret, "vcpus", vcpus);
@@ -527,7 +520,7 @@ static int cv_shutdown(void *opaque, uint64_t timeout_ms, struct control_error *
 			vm_resume(&cv->m->vm);
 		acpi_pm_power_button(machine_find_device(cv->m, "pm"));
 		if (timeout_ms) {
-			uint64_t at = now_ns() + timeout_ms * 1000000ULL;
+			uint64_t at = clock_mono_ns() + timeout_ms * 1000000ULL;
 
 			if (!cv->shutdown_deadline_ns || at < cv->shutdown_deadline_ns)
 				cv->shutdown_deadline_ns = at;
@@ -1276,7 +1269,7 @@ static int cv_dirty_log(void *opaque, const char *action, json_object *ret,
 static void cv_save_progress(void *opaque, uint64_t done, uint64_t total)
 {
 	struct control_vm *cv = opaque;
-	uint64_t now = now_ns();
+	uint64_t now = clock_mono_ns();
 	json_object *d;
 
 	if (done < total && now - cv->save.last_progress_ns < CV_PROGRESS_NS)
@@ -1582,7 +1575,7 @@ static int64_t cv_ms_until(uint64_t at, uint64_t now)
 static int64_t cv_tick(void *opaque)
 {
 	struct control_vm *cv = opaque;
-	uint64_t now = now_ns();
+	uint64_t now = clock_mono_ns();
 	int64_t next = -1;
 
 	/* The watchdog proves the control thread turns; half the interval, as
@@ -1788,7 +1781,7 @@ int control_vm_create(struct control_vm **out, const struct vm_config *cfg, char
 	pthread_mutex_init(&cv->lock, NULL);
 	cv->cfg = cfg;
 	cv->state = "starting";
-	cv->start_ns = now_ns();
+	cv->start_ns = clock_mono_ns();
 	cv->wd_usec = notify_watchdog_usec();
 	cv_init_disks(cv);
 	rc = cv_socket_path(cv, &fatal, err, errlen);
@@ -1824,7 +1817,7 @@ void control_vm_attach(struct control_vm *cv, struct machine *m)
 	pthread_mutex_lock(&cv->lock);
 	cv->m = m;
 	cv->boots++;
-	cv->boot_ns = now_ns();
+	cv->boot_ns = clock_mono_ns();
 	cv->host_stop = cv->host_reset = cv->shutdown_forced = false;
 	cv->shutdown_deadline_ns = 0;
 	if (cv->boots > 1)

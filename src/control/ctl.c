@@ -20,6 +20,7 @@
 
 #include <json-c/json.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/control.h"
 
@@ -92,9 +93,8 @@ static int conn_send(struct ctl_conn *c, json_object *req)
  * end of the stream. timeout_ms < 0 waits forever. */
 static int conn_line(struct ctl_conn *c, int timeout_ms, char **out)
 {
-	struct timespec t0, t;
+	uint64_t t0 = clock_mono_ms();
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		char *nl = memchr(c->buf, '\n', c->len);
 		struct pollfd p = { c->fd, POLLIN, 0 };
@@ -112,9 +112,7 @@ static int conn_line(struct ctl_conn *c, int timeout_ms, char **out)
 		if (c->len == sizeof(c->buf))
 			return -EPROTO;
 		if (timeout_ms >= 0) {
-			clock_gettime(CLOCK_MONOTONIC, &t);
-			wait = timeout_ms - (int)((t.tv_sec - t0.tv_sec) * 1000 +
-						  (t.tv_nsec - t0.tv_nsec) / 1000000);
+			wait = timeout_ms - (int)(clock_mono_ms() - t0);
 			if (wait <= 0)
 				return -ETIMEDOUT;
 		}

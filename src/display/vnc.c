@@ -36,6 +36,7 @@
 
 #include <gcrypt.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/devices.h"
 #include "kestrel/sandbox.h"
@@ -49,10 +50,7 @@
 
 static int64_t vnc_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)clock_mono_ms();
 }
 
 /* libvncserver's messages, as our debug lines. */

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/board.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/vm.h"
@@ -377,14 +378,9 @@ void vm_stop_vcpus(struct vm *vm)
 		/* Re-kick while waiting: a thread between its stop check and
 		 * KVM_RUN must not be able to sleep in the kernel forever. */
 		for (;;) {
-			struct timespec ts;
+			/* pthread_timedjoin_np waits on CLOCK_REALTIME. */
+			struct timespec ts = clock_deadline(CLOCK_REALTIME, 100);
 
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
 			if (pthread_timedjoin_np(c->thread, NULL, &ts) == 0)
 				break;
 			if (++tries % 50 == 0)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/board.h"
 #include "kestrel/cpuid.h"
 #include "kestrel/sandbox.h"
@@ -399,16 +400,9 @@ void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code)
 
 bool vm_wait_stop(struct vm *vm, uint64_t timeout_ms)
 {
-	struct timespec ts;
+	struct timespec ts = clock_deadline(CLOCK_MONOTONIC, timeout_ms);
 	bool stopped;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&vm->stop_lock);
 	while (!vm->stop_requested) {
 		if (!timeout_ms)
