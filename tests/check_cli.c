@@ -22,7 +22,7 @@ static bool journal_stderr; /* the child's stderr is announced as a journal stre
 /* Run kestrel with argv (NULL-terminated), optional address-space limit. */
 static int run_kestrel_limited(rlim_t as_limit, const char *const *argv)
 {
-	int po[2], pe[2], status;
+	int po[2], pe[2];
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(po), 0);
@@ -58,14 +58,7 @@ static int run_kestrel_limited(rlim_t as_limit, const char *const *argv)
 		execv(KESTREL_BIN, (char *const *)args);
 		_exit(127);
 	}
-	close(po[1]);
-	close(pe[1]);
-	slurp(po[0], out, sizeof(out));
-	slurp(pe[0], errb, sizeof(errb));
-	close(po[0]);
-	close(pe[0]);
-	waitpid(pid, &status, 0);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return child_collect(pid, po, pe, out, sizeof(out), errb, sizeof(errb));
 }
 
 #define KESTREL(...) run_kestrel_limited(0, (const char *const[]){ __VA_ARGS__, NULL })
@@ -219,18 +212,12 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("cli");
-	TCase *tc = tcase_create("errors");
+	TCase *tc;
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, version_and_help);
-	tcase_add_test(tc, no_command);
-	tcase_add_test(tc, bad_flags);
-	tcase_add_test(tc, bad_files);
-	tcase_add_test(tc, bad_json);
-	tcase_add_test(tc, journal_priorities);
+	tc = ADD_TCASE(s, "errors", setup, teardown, 0, version_and_help, no_command, bad_flags,
+		       bad_files, bad_json, journal_priorities);
 #ifndef __SANITIZE_ADDRESS__
 	tcase_add_test(tc, mem_beyond_host);
 #endif
-	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

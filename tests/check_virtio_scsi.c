@@ -718,28 +718,16 @@ END_TEST
 static Suite *vscsi_suite(void)
 {
 	Suite *s = suite_create("virtio_scsi");
-	TCase *tc = tcase_create("disk_stats");
-	TCase *empty = tcase_create("empty_controller");
-	TCase *state = tcase_create("state");
+	TCase *state;
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, counters_read_write_flush_error);
-	tcase_add_test(tc, dirty_log_sees_read_data);
-	tcase_add_test(tc, probes_and_other_luns_not_counted);
-	tcase_add_test(tc, lookup_and_hot_remove);
-	tcase_add_test(tc, print_stats_per_disk);
-	suite_add_tcase(s, tc);
-	tcase_add_checked_fixture(empty, setup_empty, teardown);
-	tcase_add_test(empty, empty_negotiates);
-	tcase_add_test(empty, empty_targets_absent);
-	tcase_add_test(empty, empty_then_hotplug);
-	suite_add_tcase(s, empty);
-	tcase_add_checked_fixture(state, setup_state, teardown);
+	ADD_TCASE(s, "disk_stats", setup, teardown, 0, counters_read_write_flush_error,
+		  dirty_log_sees_read_data, probes_and_other_luns_not_counted, lookup_and_hot_remove,
+		  print_stats_per_disk);
+	ADD_TCASE(s, "empty_controller", setup_empty, teardown, 0, empty_negotiates,
+		  empty_targets_absent, empty_then_hotplug);
+	state = ADD_TCASE(s, "state", setup_state, teardown, 60, state_roundtrip_and_corruption,
+			  state_hotplug_while_quiesced);
 	tcase_add_loop_test(state, state_midflight_exactly_once, 0, 8);
-	tcase_add_test(state, state_roundtrip_and_corruption);
-	tcase_add_test(state, state_hotplug_while_quiesced);
-	tcase_set_timeout(state, 60);
-	suite_add_tcase(s, state);
 	return s;
 }
 
