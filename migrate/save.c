@@ -157,24 +157,6 @@ static int save_records(struct machine *m, struct state_buf *b, char *err, size_
 	return b->error ? -ENOMEM : 0;
 }
 
-static int save_write(int fd, const void *p, size_t len, uint64_t off)
-{
-	const uint8_t *q = p;
-
-	while (len) {
-		ssize_t n = pwrite(fd, q, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		q += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* RAM at ram_off, then the RAM record, END and the header at the start. */
 static int save_file(struct machine *m, int fd, struct state_buf *b, struct stream_ram *ram,
 		     const struct migrate_save_opts *o)
@@ -204,8 +186,8 @@ static int save_file(struct machine *m, int fd, struct state_buf *b, struct stre
 	if (b->error || b->len != records)
 		return -ENOMEM;
 	stream_header_encode(&h, hdr);
-	ret = save_write(fd, b->data, b->len, STREAM_HEADER_SIZE);
-	ret = ret ?: save_write(fd, hdr, sizeof(hdr), 0);
+	ret = pwrite_full(fd, b->data, b->len, STREAM_HEADER_SIZE);
+	ret = ret ?: pwrite_full(fd, hdr, sizeof(hdr), 0);
 	if (!ret && fdatasync(fd) < 0)
 		ret = -errno;
 	return ret;
