@@ -118,6 +118,14 @@ static int save_vm_kvm(struct machine *m, struct state_buf *b, char *err, size_t
 	return 0;
 }
 
+static void save_str_record(struct state_buf *b, uint32_t tag, const char *s)
+{
+	size_t mark = stream_record_begin(b, tag, 1);
+
+	stream_put_str(b, s);
+	stream_record_end(b, mark);
+}
+
 /* Every record but RAM and END, in the stream's order. */
 static int save_records(struct machine *m, struct state_buf *b, char *err, size_t errlen)
 {
@@ -125,12 +133,8 @@ static int save_records(struct machine *m, struct state_buf *b, char *err, size_
 	size_t mark;
 	int ret;
 
-	mark = stream_record_begin(b, STREAM_KVER, 1);
-	stream_put_str(b, KESTREL_VERSION);
-	stream_record_end(b, mark);
-	mark = stream_record_begin(b, STREAM_CONF, 1);
-	stream_put_str(b, conf);
-	stream_record_end(b, mark);
+	save_str_record(b, STREAM_KVER, KESTREL_VERSION);
+	save_str_record(b, STREAM_CONF, conf);
 	free(conf);
 	if (!conf)
 		return -ENOMEM;

@@ -277,17 +277,23 @@ static int copy_flat(struct src *s, int fd, struct vhd_progress *p)
 	return aw_finish(&w) ?: ret;
 }
 
+/* A new footer of type for an image of s's size, with a fresh UUID. */
+static int convert_footer(const struct src *s, enum vhd_type type, struct vhd_footer *f)
+{
+	uint16_t c;
+	uint8_t h, sp;
+
+	vhd_geometry_keep(s->size, &c, &h, &sp);
+	vhd_footer_template(f, type, s->size, c, h, sp);
+	return vhd_uuid_generate(f->uuid);
+}
+
 static int convert_fixed_footer(struct src *s, int fd)
 {
 	struct vhd_footer f;
 	uint8_t foot[VHD_FOOTER_SIZE];
-	uint16_t c;
-	uint8_t h, sp;
-	int ret;
+	int ret = convert_footer(s, VHD_TYPE_FIXED, &f);
 
-	vhd_geometry_keep(s->size, &c, &h, &sp);
-	vhd_footer_template(&f, VHD_TYPE_FIXED, s->size, c, h, sp);
-	ret = vhd_uuid_generate(f.uuid);
 	vhd_footer_encode(&f, foot);
 	return ret ? ret : pwrite_full(fd, foot, sizeof(foot), s->size);
 }
@@ -299,14 +305,9 @@ static int copy_dynamic(struct src *s, int fd, uint32_t bs, struct vhd_progress 
 	struct vhd_header h;
 	struct awriter w;
 	uint64_t nblocks = (s->size + bs - 1) / bs;
-	uint16_t c;
-	uint8_t hd, sp;
-	int ret;
+	int ret = convert_footer(s, VHD_TYPE_DYNAMIC, &f);
 
-	vhd_geometry_keep(s->size, &c, &hd, &sp);
-	vhd_footer_template(&f, VHD_TYPE_DYNAMIC, s->size, c, hd, sp);
 	vhd_header_template(&h, (uint32_t)nblocks, bs);
-	ret = vhd_uuid_generate(f.uuid);
 	if (!ret)
 		ret = vhd_builder_begin(&b, fd, &f, &h, NULL);
 	if (ret)
