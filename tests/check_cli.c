@@ -25,26 +25,16 @@ static int run_kestrel_limited(rlim_t as_limit, const char *const *argv)
 	int po[2], pe[2];
 	pid_t pid;
 
-	ck_assert_int_eq(pipe(po), 0);
-	ck_assert_int_eq(pipe(pe), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
+	pid = child_fork(po, pe);
 	if (pid == 0) {
-		const char *args[32] = { KESTREL_BIN };
-		int i;
+		const char *args[32];
 
-		for (i = 0; argv[i] && i < 30; i++)
-			args[i + 1] = argv[i];
-		args[i + 1] = NULL;
+		child_argv(args, sizeof(args) / sizeof(args[0]), KESTREL_BIN, argv);
 		if (as_limit) {
 			struct rlimit rl = { as_limit, as_limit };
 
 			setrlimit(RLIMIT_AS, &rl);
 		}
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
-		close(po[0]);
-		close(pe[0]);
 		unsetenv("JOURNAL_STREAM");
 		if (journal_stderr) {
 			struct stat st;

@@ -1527,21 +1527,13 @@ static int run_kestrel_in(const char *const *argv, const char *cwd, const char *
 	int po[2], pe[2];
 	pid_t pid;
 
-	ck_assert_int_eq(pipe(po), 0);
-	ck_assert_int_eq(pipe(pe), 0);
-	pid = fork();
+	pid = child_fork(po, pe);
 	if (pid == 0) {
-		const char *args[32] = { KESTREL_BIN };
-		int i;
-
-		for (i = 0; argv[i] && i < 30; i++)
-			args[i + 1] = argv[i];
-		args[i + 1] = NULL;
+		const char *args[32];
 		int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
 
+		child_argv(args, ARRAY_SIZE(args), KESTREL_BIN, argv);
 		dup2(in, 0);
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
 		if (cwd && chdir(cwd))
 			_exit(126);
 		execv(KESTREL_BIN, (char *const *)args);

@@ -410,14 +410,13 @@ extern char **environ;
  * its output in outb and errb, its status back. */
 static int run_worker(const char *bin, const char *hook, const char *const *argv)
 {
-	const char *args[32] = { bin };
+	const char *args[32];
 	char *envp[64], hookvar[96];
 	posix_spawn_file_actions_t fa;
 	int po[2], pe[2], n = 0;
 	pid_t pid;
 
-	for (int i = 0; argv[i] && i < 30; i++)
-		args[i + 1] = argv[i];
+	child_argv(args, ARRAY_SIZE(args), bin, argv);
 	for (char **e = environ; *e && n < 62; e++)
 		if (strncmp(*e, "KESTREL_TEST_", 13))
 			envp[n++] = *e;

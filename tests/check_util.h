@@ -111,6 +111,36 @@ static UNUSED_FN size_t slurp(int fd, char *buf, size_t cap)
 	return n;
 }
 
+/* args = { bin, argv... , NULL } for execv, at most cap - 2 of argv. */
+static UNUSED_FN void child_argv(const char **args, size_t cap, const char *bin, const char *const *argv)
+{
+	size_t i;
+
+	args[0] = bin;
+	for (i = 0; argv[i] && i < cap - 2; i++)
+		args[i + 1] = argv[i];
+	args[i + 1] = NULL;
+}
+
+/* Fork with two new pipes, po and pe; the child (0 returned) has its stdout
+ * on po and its stderr on pe. The parent follows with child_collect. */
+static UNUSED_FN pid_t child_fork(int po[2], int pe[2])
+{
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(po), 0);
+	ck_assert_int_eq(pipe(pe), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		close(po[0]);
+		close(pe[0]);
+	}
+	return pid;
+}
+
 /* The parent's half of running child pid with its stdout on pipe po and its
  * stderr on pipe pe: close the write ends, read both to their end into out
  * and err (NUL-terminated), reap it. Its exit status, or 128 + the signal
