@@ -208,6 +208,8 @@ int main(void)
 		       bad_files, bad_json, journal_priorities);
 #ifndef __SANITIZE_ADDRESS__
 	tcase_add_test(tc, mem_beyond_host);
+#else
+	(void)tc;
 #endif
 	return run_suite(s);
 }
