@@ -18,19 +18,29 @@
 #include "kestrel/board.h"
 #include "kestrel/kvm_state.h"
 
-#define PIC_FIELDS 16
+#define PIC_F(m) STATE_FIELD(struct kvm_pic_state, m)
+static const struct state_field pic_fields[] = {
+	PIC_F(last_irr),	   PIC_F(irr),
+	PIC_F(imr),		   PIC_F(isr),
+	PIC_F(priority_add),	   PIC_F(irq_base),
+	PIC_F(read_reg_select),	   PIC_F(poll),
+	PIC_F(special_mask),	   PIC_F(init_state),
+	PIC_F(auto_eoi),	   PIC_F(rotate_on_auto_eoi),
+	PIC_F(special_fully_nested_mode), PIC_F(init4),
+	PIC_F(elcr),		   PIC_F(elcr_mask),
+};
 
-static uint8_t *pic_field(struct kvm_pic_state *p, int i)
-{
-	uint8_t *f[PIC_FIELDS] = {
-		&p->last_irr, &p->irr, &p->imr, &p->isr, &p->priority_add, &p->irq_base,
-		&p->read_reg_select, &p->poll, &p->special_mask, &p->init_state, &p->auto_eoi,
-		&p->rotate_on_auto_eoi, &p->special_fully_nested_mode, &p->init4, &p->elcr,
-		&p->elcr_mask,
-	};
+#define IOAPIC_F(m) STATE_FIELD(struct kvm_ioapic_state, m)
+static const struct state_field ioapic_fields[] = {
+	IOAPIC_F(base_address), IOAPIC_F(ioregsel), IOAPIC_F(id), IOAPIC_F(irr),
+};
 
-	return f[i];
-}
+#define PIT_F(m) STATE_FIELD(struct kvm_pit_channel_state, m)
+static const struct state_field pit_channel_fields[] = {
+	PIT_F(count),	   PIT_F(latched_count), PIT_F(count_latched), PIT_F(status_latched),
+	PIT_F(status),	   PIT_F(read_state),	 PIT_F(write_state),   PIT_F(write_latch),
+	PIT_F(rw_mode),	   PIT_F(mode),		 PIT_F(bcd),	       PIT_F(gate),
+};
 
 static int irqchip_get(int vm_fd, uint32_t id, struct kvm_irqchip *c)
 {
@@ -99,12 +109,8 @@ int vm_kvm_state_set(int vm_fd, const struct vm_kvm_state *s, char *err, size_t 
 void irqchip_state_put(struct state_buf *b, const struct vm_kvm_state *s)
 {
 	for (int p = 0; p < 2; p++)
-		for (int i = 0; i < PIC_FIELDS; i++)
-			state_put_u8(b, *pic_field((struct kvm_pic_state *)&s->pic[p], i));
-	state_put_u64(b, s->ioapic.base_address);
-	state_put_u32(b, s->ioapic.ioregsel);
-	state_put_u32(b, s->ioapic.id);
-	state_put_u32(b, s->ioapic.irr);
+		state_put_fields(b, &s->pic[p], pic_fields, ARRAY_SIZE(pic_fields));
+	state_put_fields(b, &s->ioapic, ioapic_fields, ARRAY_SIZE(ioapic_fields));
 	for (int i = 0; i < KVM_IOAPIC_NUM_PINS; i++)
 		state_put_u64(b, s->ioapic.redirtbl[i].bits);
 }
@@ -125,15 +131,11 @@ int irqchip_state_parse(struct state_buf *b, struct vm_kvm_state *s)
 
 	for (int p = 0; p < 2; p++) {
 		memset(&s->pic[p], 0, sizeof(s->pic[p]));
-		for (int i = 0; i < PIC_FIELDS; i++)
-			*pic_field(&s->pic[p], i) = state_get_u8(b);
+		state_get_fields(b, &s->pic[p], pic_fields, ARRAY_SIZE(pic_fields));
 		ok &= pic_ok(&s->pic[p]);
 	}
 	memset(&s->ioapic, 0, sizeof(s->ioapic));
-	s->ioapic.base_address = state_get_u64(b);
-	s->ioapic.ioregsel = state_get_u32(b);
-	s->ioapic.id = state_get_u32(b);
-	s->ioapic.irr = state_get_u32(b);
+	state_get_fields(b, &s->ioapic, ioapic_fields, ARRAY_SIZE(ioapic_fields));
 	for (int i = 0; i < KVM_IOAPIC_NUM_PINS; i++)
 		s->ioapic.redirtbl[i].bits = state_get_u64(b);
 	/* The board's IOAPIC sits at BOARD_IOAPIC_BASE (as the MADT says);
@@ -150,22 +152,9 @@ int irqchip_state_parse(struct state_buf *b, struct vm_kvm_state *s)
 
 void pit_state_put(struct state_buf *b, const struct vm_kvm_state *s)
 {
-	for (int i = 0; i < 3; i++) {
-		const struct kvm_pit_channel_state *c = &s->pit.channels[i];
-
-		state_put_u32(b, c->count);
-		state_put_u16(b, c->latched_count);
-		state_put_u8(b, c->count_latched);
-		state_put_u8(b, c->status_latched);
-		state_put_u8(b, c->status);
-		state_put_u8(b, c->read_state);
-		state_put_u8(b, c->write_state);
-		state_put_u8(b, c->write_latch);
-		state_put_u8(b, c->rw_mode);
-		state_put_u8(b, c->mode);
-		state_put_u8(b, c->bcd);
-		state_put_u8(b, c->gate);
-	}
+	for (int i = 0; i < 3; i++)
+		state_put_fields(b, &s->pit.channels[i], pit_channel_fields,
+				 ARRAY_SIZE(pit_channel_fields));
 	state_put_u32(b, s->pit.flags);
 }
 
@@ -177,18 +166,7 @@ int pit_state_parse(struct state_buf *b, struct vm_kvm_state *s)
 	for (int i = 0; i < 3; i++) {
 		struct kvm_pit_channel_state *c = &s->pit.channels[i];
 
-		c->count = state_get_u32(b);
-		c->latched_count = state_get_u16(b);
-		c->count_latched = state_get_u8(b);
-		c->status_latched = state_get_u8(b);
-		c->status = state_get_u8(b);
-		c->read_state = state_get_u8(b);
-		c->write_state = state_get_u8(b);
-		c->write_latch = state_get_u8(b);
-		c->rw_mode = state_get_u8(b);
-		c->mode = state_get_u8(b);
-		c->bcd = state_get_u8(b);
-		c->gate = state_get_u8(b);
+		state_get_fields(b, c, pit_channel_fields, ARRAY_SIZE(pit_channel_fields));
 		/* 8254 datasheet: a count of 0 means 65536; modes 0-5 (KVM's
 		 * 0xff: never programmed); RW modes 1-3 (0 until programmed);
 		 * KVM's read/write states RW_STATE_LSB..RW_STATE_WORD1 (1-4) or 0. */

@@ -55,22 +55,6 @@ static void chunk_candidates(int pagemap, const uint8_t *base, uint64_t npages, 
 		entries[i] = PAGEMAP_PRESENT;
 }
 
-static int write_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, MIN(len, (uint64_t)1 << 30), (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (uint64_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* One chunk: mark and checksum its non-zero pages, write them in runs. */
 static int ram_save_chunk(struct ram_save *rs, uint64_t chunk, uint64_t *entries)
 {
@@ -96,7 +80,7 @@ static int ram_save_chunk(struct ram_save *rs, uint64_t chunk, uint64_t *entries
 			continue;
 		}
 		if (run)
-			ret = write_all(rs->fd, ram + run_at * STREAM_PAGE, run * STREAM_PAGE,
+			ret = pwrite_full(rs->fd, ram + run_at * STREAM_PAGE, run * STREAM_PAGE,
 					rs->ram_off + run_at * STREAM_PAGE);
 		run = 0;
 	}
@@ -122,22 +106,6 @@ int ram_save(struct ram_save *rs)
 	return ret;
 }
 
-static int read_all(int fd, uint8_t *p, uint64_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pread(fd, p, MIN(len, (uint64_t)1 << 30), (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (uint64_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* Read the stored pages of one chunk into RAM and check its checksum. */
 static int ram_load_chunk(struct guest_mem *gm, int fd, uint64_t ram_off,
 			  const struct stream_ram *r, uint64_t chunk)
@@ -153,7 +121,7 @@ static int ram_load_chunk(struct guest_mem *gm, int fd, uint64_t ram_off,
 
 		if (!stream_ram_present(r, pg))
 			continue;
-		ret = read_all(fd, ram + pg * STREAM_PAGE, STREAM_PAGE, ram_off + pg * STREAM_PAGE);
+		ret = pread_full(fd, ram + pg * STREAM_PAGE, STREAM_PAGE, ram_off + pg * STREAM_PAGE);
 		if (ret)
 			return ret;
 		crc = crc32c(crc, ram + pg * STREAM_PAGE, STREAM_PAGE);

@@ -40,24 +40,6 @@ void migrate_restore_expect_children(struct migrate_in *in)
 	in->disk_children = true;
 }
 
-static int restore_read(int fd, void *p, size_t len, uint64_t off)
-{
-	uint8_t *q = p;
-
-	while (len) {
-		ssize_t n = pread(fd, q, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		q += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* Header and records into in; one line naming the file on error. */
 static int restore_load(struct migrate_in *in, char *err, size_t errlen)
 {
@@ -72,11 +54,11 @@ static int restore_load(struct migrate_in *in, char *err, size_t errlen)
 	}
 	in->st = st;
 	ret = (uint64_t)st.st_size < STREAM_HEADER_SIZE ? -EINVAL :
-	      restore_read(in->fd, hdr, sizeof(hdr), 0);
+	      pread_full(in->fd, hdr, sizeof(hdr), 0);
 	ret = ret ?: stream_header_decode(hdr, (uint64_t)st.st_size, &in->h, why, sizeof(why));
 	if (!ret) {
 		in->area = malloc(in->h.records_len);
-		ret = in->area ? restore_read(in->fd, in->area, in->h.records_len, in->h.records_off)
+		ret = in->area ? pread_full(in->fd, in->area, in->h.records_len, in->h.records_off)
 			       : -ENOMEM;
 	}
 	ret = ret ?: stream_records_parse(in->area, in->h.records_len, in->h.records_off,

@@ -118,6 +118,14 @@ static int save_vm_kvm(struct machine *m, struct state_buf *b, char *err, size_t
 	return 0;
 }
 
+static void save_str_record(struct state_buf *b, uint32_t tag, const char *s)
+{
+	size_t mark = stream_record_begin(b, tag, 1);
+
+	stream_put_str(b, s);
+	stream_record_end(b, mark);
+}
+
 /* Every record but RAM and END, in the stream's order. */
 static int save_records(struct machine *m, struct state_buf *b, char *err, size_t errlen)
 {
@@ -125,12 +133,8 @@ static int save_records(struct machine *m, struct state_buf *b, char *err, size_
 	size_t mark;
 	int ret;
 
-	mark = stream_record_begin(b, STREAM_KVER, 1);
-	stream_put_str(b, KESTREL_VERSION);
-	stream_record_end(b, mark);
-	mark = stream_record_begin(b, STREAM_CONF, 1);
-	stream_put_str(b, conf);
-	stream_record_end(b, mark);
+	save_str_record(b, STREAM_KVER, KESTREL_VERSION);
+	save_str_record(b, STREAM_CONF, conf);
 	free(conf);
 	if (!conf)
 		return -ENOMEM;
@@ -155,24 +159,6 @@ static int save_records(struct machine *m, struct state_buf *b, char *err, size_
 	disk_state_put(m, b);
 	stream_record_end(b, mark);
 	return b->error ? -ENOMEM : 0;
-}
-
-static int save_write(int fd, const void *p, size_t len, uint64_t off)
-{
-	const uint8_t *q = p;
-
-	while (len) {
-		ssize_t n = pwrite(fd, q, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		q += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
 }
 
 /* RAM at ram_off, then the RAM record, END and the header at the start. */
@@ -204,8 +190,8 @@ static int save_file(struct machine *m, int fd, struct state_buf *b, struct stre
 	if (b->error || b->len != records)
 		return -ENOMEM;
 	stream_header_encode(&h, hdr);
-	ret = save_write(fd, b->data, b->len, STREAM_HEADER_SIZE);
-	ret = ret ?: save_write(fd, hdr, sizeof(hdr), 0);
+	ret = pwrite_full(fd, b->data, b->len, STREAM_HEADER_SIZE);
+	ret = ret ?: pwrite_full(fd, hdr, sizeof(hdr), 0);
 	if (!ret && fdatasync(fd) < 0)
 		ret = -errno;
 	return ret;

@@ -104,6 +104,53 @@ void state_get_bytes(struct state_buf *b, void *p, size_t n)
 	b->pos += n;
 }
 
+static bool state_field_is_int(uint16_t size)
+{
+	return size == 1 || size == 2 || size == 4 || size == 8;
+}
+
+void state_put_fields(struct state_buf *b, const void *s, const struct state_field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = (const uint8_t *)s + f[i].off;
+		uint8_t u8;
+		uint16_t u16;
+		uint32_t u32;
+		uint64_t u64;
+
+		switch (f[i].size) {
+		case 1: memcpy(&u8, p, 1); state_put_le(b, u8, 1); break;
+		case 2: memcpy(&u16, p, 2); state_put_le(b, u16, 2); break;
+		case 4: memcpy(&u32, p, 4); state_put_le(b, u32, 4); break;
+		case 8: memcpy(&u64, p, 8); state_put_le(b, u64, 8); break;
+		default: state_put_bytes(b, p, f[i].size);
+		}
+	}
+}
+
+void state_get_fields(struct state_buf *b, void *s, const struct state_field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *p = (uint8_t *)s + f[i].off;
+		uint64_t v;
+		uint8_t u8;
+		uint16_t u16;
+		uint32_t u32;
+
+		if (!state_field_is_int(f[i].size)) {
+			state_get_bytes(b, p, f[i].size);
+			continue;
+		}
+		v = state_get_le(b, f[i].size);
+		switch (f[i].size) {
+		case 1: u8 = (uint8_t)v; memcpy(p, &u8, 1); break;
+		case 2: u16 = (uint16_t)v; memcpy(p, &u16, 2); break;
+		case 4: u32 = (uint32_t)v; memcpy(p, &u32, 4); break;
+		default: memcpy(p, &v, 8);
+		}
+	}
+}
+
 void state_free(struct state_buf *b)
 {
 	free(b->data);

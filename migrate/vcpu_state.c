@@ -257,37 +257,14 @@ void vcpu_state_free(struct vcpu_state *s)
 
 /* ---- encoding ---- */
 
-static void seg_put(struct state_buf *b, const struct kvm_segment *g)
-{
-	state_put_u64(b, g->base);
-	state_put_u32(b, g->limit);
-	state_put_u16(b, g->selector);
-	state_put_u8(b, g->type);
-	state_put_u8(b, g->present);
-	state_put_u8(b, g->dpl);
-	state_put_u8(b, g->db);
-	state_put_u8(b, g->s);
-	state_put_u8(b, g->l);
-	state_put_u8(b, g->g);
-	state_put_u8(b, g->avl);
-	state_put_u8(b, g->unusable);
-}
+#define SEG_F(m) STATE_FIELD(struct kvm_segment, m)
+static const struct state_field seg_fields[] = {
+	SEG_F(base), SEG_F(limit), SEG_F(selector), SEG_F(type), SEG_F(present), SEG_F(dpl),
+	SEG_F(db),   SEG_F(s),     SEG_F(l),        SEG_F(g),    SEG_F(avl),     SEG_F(unusable),
+};
 
-static bool seg_get(struct state_buf *b, struct kvm_segment *g)
+static bool seg_ok(const struct kvm_segment *g)
 {
-	memset(g, 0, sizeof(*g));
-	g->base = state_get_u64(b);
-	g->limit = state_get_u32(b);
-	g->selector = state_get_u16(b);
-	g->type = state_get_u8(b);
-	g->present = state_get_u8(b);
-	g->dpl = state_get_u8(b);
-	g->db = state_get_u8(b);
-	g->s = state_get_u8(b);
-	g->l = state_get_u8(b);
-	g->g = state_get_u8(b);
-	g->avl = state_get_u8(b);
-	g->unusable = state_get_u8(b);
 	return g->type <= 15 && g->dpl <= 3 && (g->present | g->db | g->s | g->l | g->g | g->avl |
 						g->unusable) <= 1;
 }
@@ -300,23 +277,22 @@ static struct kvm_segment *sregs_seg(struct kvm_sregs *r, int i)
 	return segs[i];
 }
 
+/* The sregs after their eight segments. */
+#define SREGS_F(m) STATE_FIELD(struct kvm_sregs, m)
+static const struct state_field sregs_fields[] = {
+	SREGS_F(gdt.base), SREGS_F(gdt.limit), SREGS_F(idt.base), SREGS_F(idt.limit),
+	SREGS_F(cr0),	   SREGS_F(cr2),       SREGS_F(cr3),	  SREGS_F(cr4),
+	SREGS_F(cr8),	   SREGS_F(efer),      SREGS_F(apic_base), SREGS_F(interrupt_bitmap[0]),
+	SREGS_F(interrupt_bitmap[1]), SREGS_F(interrupt_bitmap[2]), SREGS_F(interrupt_bitmap[3]),
+};
+_Static_assert(sizeof(((struct kvm_sregs *)0)->interrupt_bitmap) == 4 * 8, "interrupt_bitmap");
+
 static void sregs_put(struct state_buf *b, const struct kvm_sregs *r)
 {
 	for (int i = 0; i < 8; i++)
-		seg_put(b, sregs_seg((struct kvm_sregs *)r, i));
-	state_put_u64(b, r->gdt.base);
-	state_put_u16(b, r->gdt.limit);
-	state_put_u64(b, r->idt.base);
-	state_put_u16(b, r->idt.limit);
-	state_put_u64(b, r->cr0);
-	state_put_u64(b, r->cr2);
-	state_put_u64(b, r->cr3);
-	state_put_u64(b, r->cr4);
-	state_put_u64(b, r->cr8);
-	state_put_u64(b, r->efer);
-	state_put_u64(b, r->apic_base);
-	for (size_t i = 0; i < ARRAY_SIZE(r->interrupt_bitmap); i++)
-		state_put_u64(b, r->interrupt_bitmap[i]);
+		state_put_fields(b, sregs_seg((struct kvm_sregs *)r, i), seg_fields,
+				 ARRAY_SIZE(seg_fields));
+	state_put_fields(b, r, sregs_fields, ARRAY_SIZE(sregs_fields));
 }
 
 static bool sregs_get(struct state_buf *b, struct kvm_sregs *r)
@@ -324,112 +300,50 @@ static bool sregs_get(struct state_buf *b, struct kvm_sregs *r)
 	bool ok = true;
 
 	memset(r, 0, sizeof(*r));
-	for (int i = 0; i < 8; i++)
-		ok &= seg_get(b, sregs_seg(r, i));
-	r->gdt.base = state_get_u64(b);
-	r->gdt.limit = state_get_u16(b);
-	r->idt.base = state_get_u64(b);
-	r->idt.limit = state_get_u16(b);
-	r->cr0 = state_get_u64(b);
-	r->cr2 = state_get_u64(b);
-	r->cr3 = state_get_u64(b);
-	r->cr4 = state_get_u64(b);
-	r->cr8 = state_get_u64(b);
-	r->efer = state_get_u64(b);
-	r->apic_base = state_get_u64(b);
-	for (size_t i = 0; i < ARRAY_SIZE(r->interrupt_bitmap); i++)
-		r->interrupt_bitmap[i] = state_get_u64(b);
+	for (int i = 0; i < 8; i++) {
+		state_get_fields(b, sregs_seg(r, i), seg_fields, ARRAY_SIZE(seg_fields));
+		ok &= seg_ok(sregs_seg(r, i));
+	}
+	state_get_fields(b, r, sregs_fields, ARRAY_SIZE(sregs_fields));
 	/* CR8 is the TPR: 4 bits (SDM vol 3 10.8.6.1). */
 	return ok && r->cr8 <= 15;
 }
 
-static __u64 *regs_field(struct kvm_regs *r, int i)
-{
-	__u64 *f[] = { &r->rax, &r->rbx, &r->rcx, &r->rdx, &r->rsi, &r->rdi, &r->rsp, &r->rbp,
-			  &r->r8, &r->r9, &r->r10, &r->r11, &r->r12, &r->r13, &r->r14, &r->r15,
-			  &r->rip, &r->rflags };
+#define REGS_F(m) STATE_FIELD(struct kvm_regs, m)
+static const struct state_field regs_fields[] = {
+	REGS_F(rax), REGS_F(rbx), REGS_F(rcx), REGS_F(rdx), REGS_F(rsi), REGS_F(rdi),
+	REGS_F(rsp), REGS_F(rbp), REGS_F(r8),  REGS_F(r9),  REGS_F(r10), REGS_F(r11),
+	REGS_F(r12), REGS_F(r13), REGS_F(r14), REGS_F(r15), REGS_F(rip), REGS_F(rflags),
+};
 
-	return f[i];
-}
+/* The legacy FPU, when the host has no XSAVE. */
+#define FPU_F(m) STATE_FIELD(struct kvm_fpu, m)
+static const struct state_field fpu_fields[] = {
+	FPU_F(fpr),	    FPU_F(fcw),	    FPU_F(fsw), FPU_F(ftwx), FPU_F(last_opcode),
+	FPU_F(last_ip), FPU_F(last_dp), FPU_F(xmm), FPU_F(mxcsr),
+};
 
-#define REGS_N 18
+#define DREGS_F(m) STATE_FIELD(struct kvm_debugregs, m)
+static const struct state_field dregs_fields[] = {
+	DREGS_F(db[0]), DREGS_F(db[1]), DREGS_F(db[2]),	 DREGS_F(db[3]),
+	DREGS_F(dr6),	DREGS_F(dr7),	DREGS_F(flags),
+};
 
-static void fpu_put(struct state_buf *b, const struct kvm_fpu *f)
-{
-	state_put_bytes(b, f->fpr, sizeof(f->fpr));
-	state_put_u16(b, f->fcw);
-	state_put_u16(b, f->fsw);
-	state_put_u8(b, f->ftwx);
-	state_put_u16(b, f->last_opcode);
-	state_put_u64(b, f->last_ip);
-	state_put_u64(b, f->last_dp);
-	state_put_bytes(b, f->xmm, sizeof(f->xmm));
-	state_put_u32(b, f->mxcsr);
-}
-
-static void fpu_get(struct state_buf *b, struct kvm_fpu *f)
-{
-	memset(f, 0, sizeof(*f));
-	state_get_bytes(b, f->fpr, sizeof(f->fpr));
-	f->fcw = state_get_u16(b);
-	f->fsw = state_get_u16(b);
-	f->ftwx = state_get_u8(b);
-	f->last_opcode = state_get_u16(b);
-	f->last_ip = state_get_u64(b);
-	f->last_dp = state_get_u64(b);
-	state_get_bytes(b, f->xmm, sizeof(f->xmm));
-	f->mxcsr = state_get_u32(b);
-}
-
-static void events_put(struct state_buf *b, const struct kvm_vcpu_events *e)
-{
-	state_put_u8(b, e->exception.injected);
-	state_put_u8(b, e->exception.nr);
-	state_put_u8(b, e->exception.has_error_code);
-	state_put_u8(b, e->exception.pending);
-	state_put_u32(b, e->exception.error_code);
-	state_put_u8(b, e->interrupt.injected);
-	state_put_u8(b, e->interrupt.nr);
-	state_put_u8(b, e->interrupt.soft);
-	state_put_u8(b, e->interrupt.shadow);
-	state_put_u8(b, e->nmi.injected);
-	state_put_u8(b, e->nmi.pending);
-	state_put_u8(b, e->nmi.masked);
-	state_put_u32(b, e->sipi_vector);
-	state_put_u32(b, e->flags);
-	state_put_u8(b, e->smi.smm);
-	state_put_u8(b, e->smi.pending);
-	state_put_u8(b, e->smi.smm_inside_nmi);
-	state_put_u8(b, e->smi.latched_init);
-	state_put_u8(b, e->triple_fault.pending);
-	state_put_u8(b, e->exception_has_payload);
-	state_put_u64(b, e->exception_payload);
-}
+#define EV_F(m) STATE_FIELD(struct kvm_vcpu_events, m)
+static const struct state_field events_fields[] = {
+	EV_F(exception.injected), EV_F(exception.nr),	   EV_F(exception.has_error_code),
+	EV_F(exception.pending),  EV_F(exception.error_code), EV_F(interrupt.injected),
+	EV_F(interrupt.nr),	  EV_F(interrupt.soft),	   EV_F(interrupt.shadow),
+	EV_F(nmi.injected),	  EV_F(nmi.pending),	   EV_F(nmi.masked),
+	EV_F(sipi_vector),	  EV_F(flags),		   EV_F(smi.smm),
+	EV_F(smi.pending),	  EV_F(smi.smm_inside_nmi), EV_F(smi.latched_init),
+	EV_F(triple_fault.pending), EV_F(exception_has_payload), EV_F(exception_payload),
+};
 
 static bool events_get(struct state_buf *b, struct kvm_vcpu_events *e)
 {
 	memset(e, 0, sizeof(*e));
-	e->exception.injected = state_get_u8(b);
-	e->exception.nr = state_get_u8(b);
-	e->exception.has_error_code = state_get_u8(b);
-	e->exception.pending = state_get_u8(b);
-	e->exception.error_code = state_get_u32(b);
-	e->interrupt.injected = state_get_u8(b);
-	e->interrupt.nr = state_get_u8(b);
-	e->interrupt.soft = state_get_u8(b);
-	e->interrupt.shadow = state_get_u8(b);
-	e->nmi.injected = state_get_u8(b);
-	e->nmi.pending = state_get_u8(b);
-	e->nmi.masked = state_get_u8(b);
-	e->sipi_vector = state_get_u32(b);
-	e->flags = state_get_u32(b);
-	e->smi.smm = state_get_u8(b);
-	e->smi.pending = state_get_u8(b);
-	e->smi.smm_inside_nmi = state_get_u8(b);
-	e->smi.latched_init = state_get_u8(b);
-	e->triple_fault.pending = state_get_u8(b);
-	e->exception_has_payload = state_get_u8(b);
-	e->exception_payload = state_get_u64(b);
+	state_get_fields(b, e, events_fields, ARRAY_SIZE(events_fields));
 	/* Exception vectors are 0-31 (SDM vol 3 6.3.1); the flags KVM knows;
 	 * every yes/no a 0 or 1; the interrupt shadow KVM's two bits. */
 	return e->exception.nr < 32 && !(e->flags & ~VCPU_EVENTS_VALID) && e->sipi_vector <= 0xff &&
@@ -452,14 +366,13 @@ void vcpu_state_put(struct state_buf *b, const struct vcpu_state *s)
 	state_put_u32(b, s->flags);
 	state_put_u32(b, s->tsc_khz);
 	state_put_u32(b, s->mp_state);
-	for (int i = 0; i < REGS_N; i++)
-		state_put_u64(b, *regs_field((struct kvm_regs *)&s->regs, i));
+	state_put_fields(b, &s->regs, regs_fields, ARRAY_SIZE(regs_fields));
 	sregs_put(b, &s->sregs);
 	if (s->flags & VCPU_F_XSAVE) {
 		state_put_u32(b, s->xsave_len);
 		state_put_bytes(b, s->xsave, s->xsave_len);
 	} else {
-		fpu_put(b, &s->fpu);
+		state_put_fields(b, &s->fpu, fpu_fields, ARRAY_SIZE(fpu_fields));
 	}
 	if (s->flags & VCPU_F_XCRS) {
 		state_put_u32(b, s->xcrs.nr_xcrs);
@@ -468,13 +381,8 @@ void vcpu_state_put(struct state_buf *b, const struct vcpu_state *s)
 			state_put_u64(b, s->xcrs.xcrs[i].value);
 		}
 	}
-	if (s->flags & VCPU_F_DEBUGREGS) {
-		for (int i = 0; i < 4; i++)
-			state_put_u64(b, s->dregs.db[i]);
-		state_put_u64(b, s->dregs.dr6);
-		state_put_u64(b, s->dregs.dr7);
-		state_put_u64(b, s->dregs.flags);
-	}
+	if (s->flags & VCPU_F_DEBUGREGS)
+		state_put_fields(b, &s->dregs, dregs_fields, ARRAY_SIZE(dregs_fields));
 	state_put_bytes(b, s->lapic, VCPU_LAPIC_SIZE);
 	/* The count as it is (a loader refuses one above VCPU_MSRS_MAX), but
 	 * never an entry past the array. */
@@ -483,7 +391,7 @@ void vcpu_state_put(struct state_buf *b, const struct vcpu_state *s)
 		state_put_u32(b, s->msrs[i].index);
 		state_put_u64(b, s->msrs[i].data);
 	}
-	events_put(b, &s->events);
+	state_put_fields(b, &s->events, events_fields, ARRAY_SIZE(events_fields));
 }
 
 static bool xsave_get(struct state_buf *b, struct vcpu_state *s)
@@ -538,22 +446,16 @@ int vcpu_state_parse(struct state_buf *b, struct vcpu_state *s)
 	s->tsc_khz = state_get_u32(b);
 	s->mp_state = state_get_u32(b);
 	ok = s->index < 64 && !(s->flags & ~VCPU_F_ALL) && s->mp_state <= VCPU_MP_STATE_MAX;
-	for (int i = 0; i < REGS_N; i++)
-		*regs_field(&s->regs, i) = state_get_u64(b);
+	state_get_fields(b, &s->regs, regs_fields, ARRAY_SIZE(regs_fields));
 	ok = sregs_get(b, &s->sregs) && ok;
 	if (ok && (s->flags & VCPU_F_XSAVE))
 		ok = xsave_get(b, s);
 	else if (ok)
-		fpu_get(b, &s->fpu);
+		state_get_fields(b, &s->fpu, fpu_fields, ARRAY_SIZE(fpu_fields));
 	if (ok && (s->flags & VCPU_F_XCRS))
 		ok = xcrs_get(b, s);
-	if (ok && (s->flags & VCPU_F_DEBUGREGS)) {
-		for (int i = 0; i < 4; i++)
-			s->dregs.db[i] = state_get_u64(b);
-		s->dregs.dr6 = state_get_u64(b);
-		s->dregs.dr7 = state_get_u64(b);
-		s->dregs.flags = state_get_u64(b);
-	}
+	if (ok && (s->flags & VCPU_F_DEBUGREGS))
+		state_get_fields(b, &s->dregs, dregs_fields, ARRAY_SIZE(dregs_fields));
 	state_get_bytes(b, s->lapic, VCPU_LAPIC_SIZE);
 	ok = ok && msrs_get(b, s);
 	ok = ok && events_get(b, &s->events);

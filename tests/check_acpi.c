@@ -14,6 +14,8 @@
 #include "kestrel/board.h"
 #include "kestrel/pci.h"
 
+#include "check_util.h"
+
 #define BUFSZ 0x20000
 static const unsigned test_ncpus[] = { 1, 4, 64 };
 static struct pci_intx_routing test_intx;   /* the board's: 8 links from GSI 16 */
@@ -581,7 +583,7 @@ static int run(const char *cmd, char *out, size_t outsz)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static char *slurp(const char *path, size_t *len)
+static char *read_whole(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
 	char *s;
@@ -628,14 +630,14 @@ static char *iasl_round_trip(const char *dir, const char *name, const uint8_t *t
 	ck_assert_msg(!strstr(out, "Error") && !strstr(out, "Warning") && !strstr(out, "checksum"),
 		      "iasl -d %s: %s", name, out);
 	snprintf(path, sizeof(path), "%s/%s.dsl", dir, name);
-	dsl = slurp(path, &len);
+	dsl = read_whole(path, &len);
 
 	snprintf(cmd, sizeof(cmd), "cd %s && iasl -oa -p re_%s %s.dsl 2>&1", dir, name, name);
 	rc = run(cmd, out, sizeof(out));
 	ck_assert_msg(rc == 0 && strstr(out, "0 Errors, 0 Warnings, 0 Remarks"), "iasl %s.dsl: %s",
 		      name, out);
 	snprintf(path, sizeof(path), "%s/re_%s.aml", dir, name);
-	bin = slurp(path, &blen);
+	bin = read_whole(path, &blen);
 	ck_assert_uint_eq(blen, rd32(t + 4));
 	ck_assert_msg(!memcmp(bin + skip, t + skip, blen - skip), "%s: differs from iasl's", name);
 	free(bin);
@@ -646,7 +648,7 @@ START_TEST(iasl_accepts_tables)
 {
 	struct built t = build(test_ncpus[_i], 0x4000000000ull);
 	const uint8_t *fadt;
-	char dir[] = "/tmp/check_acpi.XXXXXX", cmd[128], *dsl;
+	char dir[] = "/tmp/check_acpi.XXXXXX", *dsl;
 
 	if (system("command -v iasl >/dev/null 2>&1") != 0) {
 		fprintf(stderr, "check_acpi: iasl not found (apt-get install acpica-tools): "
@@ -675,8 +677,7 @@ START_TEST(iasl_accepts_tables)
 	free(iasl_round_trip(dir, "xsdt", t.buf + (rd64(t.buf + 24) - t.base), 36));
 	free(iasl_round_trip(dir, "rsdt", t.buf + (rd32(t.buf + 16) - t.base), 36));
 	free(iasl_round_trip(dir, "facs", t.buf + (rd64(fadt + 132) - t.base), 0));
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	rm_tree(dir);
 	free(t.buf);
 }
 END_TEST
@@ -684,29 +685,15 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("acpi");
-	TCase *tc = tcase_create("core");
 	int n = (int)(sizeof(test_ncpus) / sizeof(test_ncpus[0]));
-	SRunner *sr;
-	int failed;
+	TCase *tc;
 
-	tcase_set_timeout(tc, 120);
+	tc = ADD_TCASE(s, "core", NULL, NULL, 120, fadt_fields, mmio64_window_optional, bad_board,
+		       prt_from_routing_table, above_4g, pkglength_boundaries, pkglength_in_objects,
+		       aml_encodings, aml_errors);
 	tcase_add_loop_test(tc, rsdp_and_links, 0, n);
 	tcase_add_loop_test(tc, madt_entries, 0, n);
-	tcase_add_test(tc, fadt_fields);
-	tcase_add_test(tc, mmio64_window_optional);
-	tcase_add_test(tc, bad_board);
-	tcase_add_test(tc, prt_from_routing_table);
 	tcase_add_loop_test(tc, too_small, 0, n);
-	tcase_add_test(tc, above_4g);
-	tcase_add_test(tc, pkglength_boundaries);
-	tcase_add_test(tc, pkglength_in_objects);
-	tcase_add_test(tc, aml_encodings);
-	tcase_add_test(tc, aml_errors);
 	tcase_add_loop_test(tc, iasl_accepts_tables, 0, n);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -1482,12 +1482,10 @@ END_TEST
 static Suite *block_suite(void)
 {
 	Suite *s = suite_create("block");
-	TCase *data = tcase_create("data"), *eng = tcase_create("engine");
-	TCase *open_tc = tcase_create("open"), *opts = tcase_create("opts");
-	TCase *fifo_tc = tcase_create("open_fifo");
 	int n = ARRAY_SIZE(engines);
+	TCase *data, *eng;
 
-	tcase_set_timeout(data, 120);
+	data = ADD_TCASE(s, "data", NULL, NULL, 120, out_of_range);
 	tcase_add_loop_test(data, scribble_qd1, 0, n);
 	tcase_add_loop_test(data, scribble_qd32, 0, n);
 	tcase_add_loop_test(data, scribble_direct_qd32, 0, n);
@@ -1496,40 +1494,23 @@ static Suite *block_suite(void)
 	tcase_add_loop_test(data, multi_iov_direct, 0, n);
 	tcase_add_loop_test(data, flush_and_fua, 0, n);
 	tcase_add_loop_test(data, readonly_refuses_writes, 0, n);
-	tcase_add_test(data, out_of_range);
 	tcase_add_loop_test(data, discard_write_zeroes, 0, n);
 	tcase_add_loop_test(data, write_zeroes_fallback, 0, n);
 	tcase_add_loop_test(data, disk_file_shrinks, 0, n);
 	tcase_add_loop_test(data, concurrent_submitters, 0, n);
 	tcase_add_loop_test(data, plugged_sync, 0, n);
 	tcase_add_loop_test(data, block_device, 0, n);
-	suite_add_tcase(s, data);
 
-	tcase_set_timeout(eng, 60);
+	eng = ADD_TCASE(s, "engine", NULL, NULL, 60, io_step_resumes, auto_falls_back, engine_names);
 	tcase_add_loop_test(eng, destroy_with_io_in_flight, 0, n);
 	tcase_add_loop_test(eng, engine_short_read, 0, n);
-	tcase_add_test(eng, io_step_resumes);
-	tcase_add_test(eng, auto_falls_back);
-	tcase_add_test(eng, engine_names);
-	suite_add_tcase(s, eng);
 
 	/* open_locks waits out the lock grace period (block.c) twice. */
-	tcase_set_timeout(open_tc, 60);
-	tcase_add_test(open_tc, open_errors);
-	tcase_add_test(open_tc, open_locks);
-	tcase_add_test(open_tc, open_reports_engine_and_alignment);
-	tcase_add_test(open_tc, probed_raw_guard);
-	tcase_add_test(open_tc, auto_format_pinned);
-	tcase_add_test(open_tc, open_waits_for_a_lease);
-	suite_add_tcase(s, open_tc);
+	ADD_TCASE(s, "open", NULL, NULL, 60, open_errors, open_locks, open_reports_engine_and_alignment,
+		  probed_raw_guard, auto_format_pinned, open_waits_for_a_lease);
 	/* Before the fix a FIFO hung the open: the timeout ends such a run. */
-	tcase_set_timeout(fifo_tc, 10);
-	tcase_add_test(fifo_tc, open_fifo_refused);
-	suite_add_tcase(s, fifo_tc);
-
-	tcase_add_test(opts, parse_good);
-	tcase_add_test(opts, parse_errors);
-	suite_add_tcase(s, opts);
+	ADD_TCASE(s, "open_fifo", NULL, NULL, 10, open_fifo_refused);
+	ADD_TCASE(s, "opts", NULL, NULL, 0, parse_good, parse_errors);
 	return s;
 }
 

@@ -22,29 +22,19 @@ static bool journal_stderr; /* the child's stderr is announced as a journal stre
 /* Run kestrel with argv (NULL-terminated), optional address-space limit. */
 static int run_kestrel_limited(rlim_t as_limit, const char *const *argv)
 {
-	int po[2], pe[2], status;
+	int po[2], pe[2];
 	pid_t pid;
 
-	ck_assert_int_eq(pipe(po), 0);
-	ck_assert_int_eq(pipe(pe), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
+	pid = child_fork(po, pe);
 	if (pid == 0) {
-		const char *args[32] = { KESTREL_BIN };
-		int i;
+		const char *args[32];
 
-		for (i = 0; argv[i] && i < 30; i++)
-			args[i + 1] = argv[i];
-		args[i + 1] = NULL;
+		child_argv(args, sizeof(args) / sizeof(args[0]), KESTREL_BIN, argv);
 		if (as_limit) {
 			struct rlimit rl = { as_limit, as_limit };
 
 			setrlimit(RLIMIT_AS, &rl);
 		}
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
-		close(po[0]);
-		close(pe[0]);
 		unsetenv("JOURNAL_STREAM");
 		if (journal_stderr) {
 			struct stat st;
@@ -58,14 +48,7 @@ static int run_kestrel_limited(rlim_t as_limit, const char *const *argv)
 		execv(KESTREL_BIN, (char *const *)args);
 		_exit(127);
 	}
-	close(po[1]);
-	close(pe[1]);
-	slurp(po[0], out, sizeof(out));
-	slurp(pe[0], errb, sizeof(errb));
-	close(po[0]);
-	close(pe[0]);
-	waitpid(pid, &status, 0);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return child_collect(pid, po, pe, out, sizeof(out), errb, sizeof(errb));
 }
 
 #define KESTREL(...) run_kestrel_limited(0, (const char *const[]){ __VA_ARGS__, NULL })
@@ -219,18 +202,14 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("cli");
-	TCase *tc = tcase_create("errors");
+	TCase *tc;
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, version_and_help);
-	tcase_add_test(tc, no_command);
-	tcase_add_test(tc, bad_flags);
-	tcase_add_test(tc, bad_files);
-	tcase_add_test(tc, bad_json);
-	tcase_add_test(tc, journal_priorities);
+	tc = ADD_TCASE(s, "errors", setup, teardown, 0, version_and_help, no_command, bad_flags,
+		       bad_files, bad_json, journal_priorities);
 #ifndef __SANITIZE_ADDRESS__
 	tcase_add_test(tc, mem_beyond_host);
+#else
+	(void)tc;
 #endif
-	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

@@ -930,50 +930,22 @@ END_TEST
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
-	TCase *tc = tcase_create("flags");
+	TCase *flags;
 
-	tcase_add_test(tc, test_defaults);
-	tcase_add_test(tc, test_flags_space_form);
-	tcase_add_test(tc, test_flags_equals_form);
-	tcase_add_test(tc, test_switch_values);
-	tcase_add_test(tc, test_scsi_controller_flag);
-	tcase_add_test(tc, test_debug_exit_flag);
-	tcase_add_test(tc, test_cmdline_values);
-	tcase_add_loop_test(tc, test_mem_good, 0, ARRAY_SIZE(mem_good));
-	tcase_add_loop_test(tc, test_mem_bad, 0, ARRAY_SIZE(mem_bad));
-	tcase_add_test(tc, test_cpus);
-	tcase_add_test(tc, test_serial);
-	tcase_add_test(tc, test_name);
-	tcase_add_test(tc, test_enums);
-	tcase_add_test(tc, test_duration);
-	tcase_add_test(tc, test_arg_errors);
-	tcase_add_test(tc, test_duplicates);
-	tcase_add_test(tc, test_help);
-	tcase_add_test(tc, test_usage);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("validate");
-	tcase_add_test(tc, test_validate_files);
-	tcase_add_test(tc, test_validate_struct);
-	tcase_add_test(tc, test_validate_rlimit);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("json");
-	tcase_add_test(tc, test_json_good);
-	tcase_add_test(tc, test_json_relative_paths);
-	tcase_add_test(tc, test_json_flags_override);
-	tcase_add_test(tc, test_json_errors);
-	tcase_add_test(tc, test_json_scsi_controller);
-	tcase_add_test(tc, test_json_file_errors);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("util");
-	tcase_add_test(tc, test_vga_flags);
-	tcase_add_test(tc, test_parse_size);
-	tcase_add_test(tc, test_read_file);
-	tcase_add_test(tc, test_read_file_too_big);
-	tcase_add_test(tc, test_klog);
-	suite_add_tcase(s, tc);
+	flags = ADD_TCASE(s, "flags", NULL, NULL, 0, test_defaults, test_flags_space_form,
+			  test_flags_equals_form, test_switch_values, test_scsi_controller_flag,
+			  test_debug_exit_flag, test_cmdline_values, test_cpus, test_serial, test_name,
+			  test_enums, test_duration, test_arg_errors, test_duplicates, test_help,
+			  test_usage);
+	tcase_add_loop_test(flags, test_mem_good, 0, ARRAY_SIZE(mem_good));
+	tcase_add_loop_test(flags, test_mem_bad, 0, ARRAY_SIZE(mem_bad));
+	ADD_TCASE(s, "validate", NULL, NULL, 0, test_validate_files, test_validate_struct,
+		  test_validate_rlimit);
+	ADD_TCASE(s, "json", NULL, NULL, 0, test_json_good, test_json_relative_paths,
+		  test_json_flags_override, test_json_errors, test_json_scsi_controller,
+		  test_json_file_errors);
+	ADD_TCASE(s, "util", NULL, NULL, 0, test_vga_flags, test_parse_size, test_read_file,
+		  test_read_file_too_big, test_klog);
 	return s;
 }
 

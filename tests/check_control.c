@@ -28,6 +28,8 @@
 #include "kestrel/devices.h"
 #include "kestrel/notify.h"
 
+#include "check_util.h"
+
 /* ---- a fake VM ------------------------------------------------------------ */
 
 struct fake_vm {
@@ -340,10 +342,7 @@ static void dir_setup(void)
 
 static void dir_teardown(void)
 {
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	ck_assert_int_eq(system(cmd), 0);
+	rm_tree(tmpdir);
 	strcpy(tmpdir, "/tmp/kestrel-ctl-XXXXXX");
 }
 
@@ -1521,51 +1520,26 @@ END_TEST
 
 static char out[1 << 16], errb[1 << 14];
 
-static void slurp(int fd, char *buf, size_t cap)
-{
-	size_t n = 0;
-	ssize_t r;
-
-	while (n + 1 < cap && (r = read(fd, buf + n, cap - 1 - n)) > 0)
-		n += (size_t)r;
-	buf[n] = '\0';
-}
-
 /* Run the kestrel binary (stdin from in_path, or /dev/null); stdout in out,
  * stderr in errb. */
 static int run_kestrel_in(const char *const *argv, const char *cwd, const char *in_path)
 {
-	int po[2], pe[2], status;
+	int po[2], pe[2];
 	pid_t pid;
 
-	ck_assert_int_eq(pipe(po), 0);
-	ck_assert_int_eq(pipe(pe), 0);
-	pid = fork();
+	pid = child_fork(po, pe);
 	if (pid == 0) {
-		const char *args[32] = { KESTREL_BIN };
-		int i;
-
-		for (i = 0; argv[i] && i < 30; i++)
-			args[i + 1] = argv[i];
-		args[i + 1] = NULL;
+		const char *args[32];
 		int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
 
+		child_argv(args, ARRAY_SIZE(args), KESTREL_BIN, argv);
 		dup2(in, 0);
-		dup2(po[1], 1);
-		dup2(pe[1], 2);
 		if (cwd && chdir(cwd))
 			_exit(126);
 		execv(KESTREL_BIN, (char *const *)args);
 		_exit(127);
 	}
-	close(po[1]);
-	close(pe[1]);
-	slurp(po[0], out, sizeof(out));
-	slurp(pe[0], errb, sizeof(errb));
-	close(po[0]);
-	close(pe[0]);
-	waitpid(pid, &status, 0);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return child_collect(pid, po, pe, out, sizeof(out), errb, sizeof(errb));
 }
 
 static int run_kestrel(const char *const *argv, const char *cwd)
@@ -1741,46 +1715,15 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("control");
-	TCase *req = tcase_create("requests"), *doc = tcase_create("schema");
-	TCase *srv = tcase_create("server"), *cli = tcase_create("ctl");
-	SRunner *sr;
-	int failed;
 
-	tcase_add_test(req, request_ok);
-	tcase_add_test(req, request_parse_errors);
-	tcase_add_test(req, request_shape_errors);
-	tcase_add_test(req, request_argument_errors);
-	tcase_add_test(req, commands_reach_the_vm);
-	tcase_add_test(req, vm_errors_pass_through);
-	tcase_add_test(doc, schema_matches_commands);
-	tcase_add_test(doc, schema_matches_events_and_errors);
-	tcase_add_checked_fixture(srv, dir_setup, dir_teardown);
-	tcase_set_timeout(srv, 120);
-	tcase_add_test(srv, server_basics);
-	tcase_add_test(srv, server_too_long_line);
-	tcase_add_test(srv, server_stale_and_live_socket);
-	tcase_add_test(srv, server_many_clients);
-	tcase_add_test(srv, server_slow_and_vanishing_clients);
-	tcase_add_test(srv, server_events_in_order);
-	tcase_add_test(srv, server_half_close_and_tick);
-	tcase_add_test(srv, server_deferred_reply);
-	tcase_add_test(srv, server_fuzz_stream);
-	tcase_add_test(srv, notify_protocol);
-	tcase_add_test(srv, socket_paths);
-	tcase_add_checked_fixture(cli, dir_setup, dir_teardown);
-	tcase_set_timeout(cli, 60);
-	tcase_add_test(cli, ctl_commands);
-	tcase_add_test(cli, ctl_raw);
-	tcase_add_test(cli, control_config);
-	tcase_add_test(cli, ctl_shutdown_waits);
-	tcase_add_test(cli, list_running_and_stale);
-	suite_add_tcase(s, req);
-	suite_add_tcase(s, doc);
-	suite_add_tcase(s, srv);
-	suite_add_tcase(s, cli);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	ADD_TCASE(s, "requests", NULL, NULL, 0, request_ok, request_parse_errors, request_shape_errors,
+		  request_argument_errors, commands_reach_the_vm, vm_errors_pass_through);
+	ADD_TCASE(s, "schema", NULL, NULL, 0, schema_matches_commands, schema_matches_events_and_errors);
+	ADD_TCASE(s, "server", dir_setup, dir_teardown, 120, server_basics, server_too_long_line,
+		  server_stale_and_live_socket, server_many_clients, server_slow_and_vanishing_clients,
+		  server_events_in_order, server_half_close_and_tick, server_deferred_reply,
+		  server_fuzz_stream, notify_protocol, socket_paths);
+	ADD_TCASE(s, "ctl", dir_setup, dir_teardown, 60, ctl_commands, ctl_raw, control_config,
+		  ctl_shutdown_waits, list_running_and_stale);
+	return run_suite(s);
 }

@@ -188,10 +188,7 @@ static void png_setup(void)
 
 static void png_teardown(void)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	ck_assert_int_eq(system(cmd), 0);
+	rm_tree(tmpdir);
 }
 
 START_TEST(test_png_roundtrip)

@@ -469,24 +469,11 @@ END_TEST
 static Suite *i8042_suite(void)
 {
 	Suite *s = suite_create("i8042");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_status_and_self_test);
-	tcase_add_test(tc, test_command_byte);
-	tcase_add_test(tc, test_irq1);
-	tcase_add_test(tc, test_reset_fe);
-	tcase_add_test(tc, test_reset_d1_and_output_port);
-	tcase_add_test(tc, test_keyboard_replies);
-	tcase_add_test(tc, test_aux);
-	tcase_add_test(tc, test_no_mux);
-	tcase_add_test(tc, test_output_order);
-	tcase_add_test(tc, test_wide_and_offset_accesses);
-	tcase_add_test(tc, test_fuzz);
-	tcase_add_test(tc, test_save_load_roundtrip);
-	tcase_add_test(tc, test_load_rejects_corruption);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", setup, teardown, 30, test_status_and_self_test, test_command_byte,
+		  test_irq1, test_reset_fe, test_reset_d1_and_output_port, test_keyboard_replies,
+		  test_aux, test_no_mux, test_output_order, test_wide_and_offset_accesses, test_fuzz,
+		  test_save_load_roundtrip, test_load_rejects_corruption);
 	return s;
 }
 

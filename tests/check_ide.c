@@ -65,8 +65,7 @@ START_TEST(pio_read_write_sectors)
 	rises = irq.rises;
 	command(0x20);
 	pio_in(buf, 3 * 512, 512, false);
-	file_read(path_of("disk.img"), 10 * 512, want, 3 * 512);
-	ck_assert_mem_eq(buf, want, 3 * 512);
+	file_holds(path_of("disk.img"), 10 * 512, buf, 3 * 512);
 	ck_assert_int_eq(irq.rises - rises, 3);
 	expect_idle();
 	ck_assert_uint_eq(reg(R_LBAL), 12);                   /* the last sector moved */
@@ -75,8 +74,7 @@ START_TEST(pio_read_write_sectors)
 	tf28(0, 2000, 2);
 	command(0x20);
 	pio_in(buf, 2 * 512, 512, true);
-	file_read(path_of("disk.img"), 2000 * 512, want, 2 * 512);
-	ck_assert_mem_eq(buf, want, 2 * 512);
+	file_holds(path_of("disk.img"), 2000 * 512, buf, 2 * 512);
 
 	/* WRITE SECTORS: no interrupt before the first block, one after each. */
 	for (unsigned i = 0; i < sizeof(buf); i++)
@@ -88,8 +86,7 @@ START_TEST(pio_read_write_sectors)
 	pio_out(buf, 2 * 512, 512);
 	ck_assert_int_eq(irq.rises - rises, 2);
 	expect_idle();
-	file_read(path_of("disk.img"), 100 * 512, want, 2 * 512);
-	ck_assert_mem_eq(buf, want, 2 * 512);
+	file_holds(path_of("disk.img"), 100 * 512, buf, 2 * 512);
 	file_read(path_of("disk.img"), 102 * 512, want, 512);  /* the neighbour untouched */
 	ck_assert_uint_eq(want[0], pattern(102 * 512));
 
@@ -103,7 +100,7 @@ END_TEST
 
 START_TEST(pio_multiple)
 {
-	uint8_t buf[10 * 512], want[10 * 512];
+	uint8_t buf[10 * 512];
 	int rises;
 
 	select_dev(0);
@@ -123,8 +120,7 @@ START_TEST(pio_multiple)
 	command(0xc4);                                         /* blocks of 4, 4, 2 */
 	pio_in(buf, 10 * 512, 4 * 512, false);
 	ck_assert_int_eq(irq.rises - rises, 3);
-	file_read(path_of("disk.img"), 50 * 512, want, sizeof(want));
-	ck_assert_mem_eq(buf, want, sizeof(want));
+	file_holds(path_of("disk.img"), 50 * 512, buf, sizeof(buf));
 
 	for (unsigned i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i * 3 + 1);
@@ -134,8 +130,7 @@ START_TEST(pio_multiple)
 	pio_out(buf, 10 * 512, 4 * 512);
 	ck_assert_int_eq(irq.rises - rises, 3);
 	expect_idle();
-	file_read(path_of("disk.img"), 300 * 512, want, sizeof(want));
-	ck_assert_mem_eq(buf, want, sizeof(want));
+	file_holds(path_of("disk.img"), 300 * 512, buf, sizeof(buf));
 }
 END_TEST
 
@@ -155,8 +150,7 @@ START_TEST(pio_requests_batched)
 	pio_in(buf, sizeof(buf), 512, false);
 	ck_assert_int_eq(irq.rises - rises, 200);
 	ck_assert_uint_eq(disk->reads - reads, 2);             /* 128 + 72 sectors */
-	file_read(path_of("disk.img"), 1000 * 512, want, sizeof(want));
-	ck_assert_mem_eq(buf, want, sizeof(buf));
+	file_holds(path_of("disk.img"), 1000 * 512, buf, sizeof(buf));
 
 	set_reg(R_NSECT, 16);
 	command(0xc6);
@@ -348,7 +342,7 @@ END_TEST
 
 START_TEST(chs_addressing)
 {
-	uint8_t buf[512], want[512], p[512];
+	uint8_t buf[512], p[512];
 
 	/* Default translation 16 heads x 63 sectors: C/H/S 1/2/3. */
 	set_reg(R_NSECT, 1);
@@ -358,8 +352,7 @@ START_TEST(chs_addressing)
 	set_reg(R_DEV, 0xa0 | 2);
 	command(0x20);
 	pio_in(buf, 512, 512, false);
-	file_read(path_of("disk.img"), ((1 * 16 + 2) * 63 + 2) * 512ULL, want, 512);
-	ck_assert_mem_eq(buf, want, 512);
+	file_holds(path_of("disk.img"), ((1 * 16 + 2) * 63 + 2) * 512ULL, buf, 512);
 
 	/* INITIALIZE DEVICE PARAMETERS: 4 heads, 17 sectors per track. */
 	set_reg(R_NSECT, 17);
@@ -377,8 +370,7 @@ START_TEST(chs_addressing)
 	set_reg(R_DEV, 0xa0 | 3);
 	command(0x20);
 	pio_in(buf, 512, 512, false);
-	file_read(path_of("disk.img"), ((2 * 4 + 3) * 17 + 16) * 512ULL, want, 512);
-	ck_assert_mem_eq(buf, want, 512);
+	file_holds(path_of("disk.img"), ((2 * 4 + 3) * 17 + 16) * 512ULL, buf, 512);
 
 	/* Sector 0 and a head past the translation do not exist. */
 	set_reg(R_LBAL, 0);
@@ -612,8 +604,7 @@ START_TEST(dma_read_write)
 	ck_assert_uint_eq(bm_status() & 0x07, 0x05);
 	expect_idle();
 	bm_stop();
-	file_read(path_of("disk.img"), 1000 * 512, want, 4 * 512);
-	ck_assert_mem_eq(mem, want, 4 * 512);
+	file_holds(path_of("disk.img"), 1000 * 512, mem, 4 * 512);
 
 	/* WRITE DMA EXT from guest memory. */
 	for (unsigned i = 0; i < 0x1000; i++)
@@ -625,8 +616,7 @@ START_TEST(dma_read_write)
 	command(0x35);
 	bm_start(false);
 	expect_dma_ok();
-	file_read(path_of("disk.img"), 3000 * 512, want, 0x1000);
-	ck_assert_mem_eq(mem, want, 0x1000);
+	file_holds(path_of("disk.img"), 3000 * 512, mem, 0x1000);
 
 	/* A byte count of 0 is 64 KiB. */
 	prd(0, DMA_BUF, 0, true);
@@ -666,14 +656,12 @@ START_TEST(dma_long_tables)
 	ck_assert_uint_eq(bm_status() & 0x07, 0x05);
 	ck_assert_uint_eq(reg(R_CMD) & ST_ERR, 0);
 	bm_stop();
-	file_read(path_of("disk.img"), 7 * 512, want, 23 * 512);
-	ck_assert_mem_eq(mem, want, 23 * 512);
+	file_holds(path_of("disk.img"), 7 * 512, mem, 23 * 512);
 }
 END_TEST
 
 START_TEST(dma_hostile_tables)
 {
-	uint8_t want[512];
 	uint8_t *mem = gm_ptr(&gm, DMA_BUF, MiB(1));
 
 	/* No end-of-table bit: 8192 two-byte regions run into the 64 KiB
@@ -732,8 +720,7 @@ START_TEST(dma_hostile_tables)
 	memset(mem, 0, 512);
 	dma_read(9, 1, false);
 	expect_dma_ok();
-	file_read(path_of("disk.img"), 9 * 512, want, 512);
-	ck_assert_mem_eq(mem, want, 512);
+	file_holds(path_of("disk.img"), 9 * 512, mem, 512);
 }
 END_TEST
 
@@ -1005,8 +992,7 @@ START_TEST(save_load_roundtrip)
 
 		memcpy(buf + i, &v, 2);
 	}
-	file_read(path_of("disk.img"), 60 * 512, want, sizeof(want));
-	ck_assert_mem_eq(buf, want, sizeof(want));
+	file_holds(path_of("disk.img"), 60 * 512, buf, sizeof(buf));
 	ck_assert_uint_eq(io_rd(ch, BMDMA, 4, 4), 0x2000);
 	pio_in(buf, 4 * 512, 4 * 512, false);                  /* the second block */
 	file_read(path_of("disk2.img"), 64 * 512, want, sizeof(want));

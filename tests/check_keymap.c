@@ -161,13 +161,9 @@ END_TEST
 static Suite *keymap_suite(void)
 {
 	Suite *s = suite_create("keymap");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_test(tc, test_names);
-	tcase_add_test(tc, test_parse);
-	tcase_add_test(tc, test_keysyms);
-	tcase_add_test(tc, test_xt_matches_the_keyboard);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", NULL, NULL, 0, test_names, test_parse, test_keysyms,
+		  test_xt_matches_the_keyboard);
 	return s;
 }
 

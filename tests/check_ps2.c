@@ -640,25 +640,11 @@ END_TEST
 static Suite *ps2_suite(void)
 {
 	Suite *s = suite_create("ps2");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_linux_i8042_probe);
-	tcase_add_test(tc, test_atkbd_translated);
-	tcase_add_test(tc, test_every_key_three_ways);
-	tcase_add_test(tc, test_set2_sequences);
-	tcase_add_test(tc, test_kbd_commands);
-	tcase_add_test(tc, test_kbd_disable);
-	tcase_add_test(tc, test_kbd_queue);
-	tcase_add_test(tc, test_psmouse_stream);
-	tcase_add_test(tc, test_mouse_flood);
-	tcase_add_test(tc, test_mouse_remote_and_scaling);
-	tcase_add_test(tc, test_mouse_commands);
-	tcase_add_test(tc, test_interleaved);
-	tcase_add_test(tc, test_save_load_mid_stream);
-	tcase_add_test(tc, test_fuzz);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", setup, teardown, 60, test_linux_i8042_probe, test_atkbd_translated,
+		  test_every_key_three_ways, test_set2_sequences, test_kbd_commands, test_kbd_disable,
+		  test_kbd_queue, test_psmouse_stream, test_mouse_flood, test_mouse_remote_and_scaling,
+		  test_mouse_commands, test_interleaved, test_save_load_mid_stream, test_fuzz);
 	return s;
 }
 

@@ -491,14 +491,11 @@ END_TEST
 static Suite *registry_suite(void)
 {
 	Suite *s = suite_create("registry");
-	TCase *tc = tcase_create("list");
-	TCase *dev = tcase_create("board");
+	TCase *dev;
 
-	tcase_add_test(tc, test_order_and_lookup);
-	tcase_add_test(tc, test_full);
-	tcase_add_test(tc, test_walks);
-	tcase_add_test(tc, test_save_load);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "list", NULL, NULL, 0, test_order_and_lookup, test_full, test_walks,
+		  test_save_load);
+	dev = tcase_create("board");
 	tcase_add_loop_test(dev, test_board_device_state, 0, (int)ARRAY_SIZE(board));
 	tcase_set_timeout(dev, 60);
 	suite_add_tcase(s, dev);

@@ -410,14 +410,13 @@ extern char **environ;
  * its output in outb and errb, its status back. */
 static int run_worker(const char *bin, const char *hook, const char *const *argv)
 {
-	const char *args[32] = { bin };
+	const char *args[32];
 	char *envp[64], hookvar[96];
 	posix_spawn_file_actions_t fa;
-	int po[2], pe[2], status, n = 0;
+	int po[2], pe[2], n = 0;
 	pid_t pid;
 
-	for (int i = 0; argv[i] && i < 30; i++)
-		args[i + 1] = argv[i];
+	child_argv(args, ARRAY_SIZE(args), bin, argv);
 	for (char **e = environ; *e && n < 62; e++)
 		if (strncmp(*e, "KESTREL_TEST_", 13))
 			envp[n++] = *e;
@@ -431,14 +430,7 @@ static int run_worker(const char *bin, const char *hook, const char *const *argv
 	posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
 	ck_assert_int_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *)args, envp), 0);
 	posix_spawn_file_actions_destroy(&fa);
-	close(po[1]);
-	close(pe[1]);
-	slurp(po[0], outb, sizeof(outb));
-	slurp(pe[0], errb, sizeof(errb));
-	close(po[0]);
-	close(pe[0]);
-	waitpid(pid, &status, 0);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return child_collect(pid, po, pe, outb, sizeof(outb), errb, sizeof(errb));
 }
 
 #define WORKER(bin, hook, ...) run_worker(bin, hook, (const char *const[]){ "run", __VA_ARGS__, NULL })

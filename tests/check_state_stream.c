@@ -16,6 +16,8 @@
 #include "kestrel/kvm_state.h"
 #include "kestrel/state_stream.h"
 
+#include "check_util.h"
+
 /* ---- CRC-32C ---- */
 
 START_TEST(test_crc32c_vectors)
@@ -680,7 +682,7 @@ END_TEST
 
 static char tmpdir[64];
 
-static void write_file(const char *path, const void *p, size_t n)
+static void write_bytes(const char *path, const void *p, size_t n)
 {
 	FILE *f = fopen(path, "wb");
 
@@ -769,10 +771,10 @@ START_TEST(test_restore_refuses_crafted_files)
 	}
 	/* Not a state at all, and an empty file. */
 	snprintf(path, sizeof(path), "%s/text", tmpdir);
-	write_file(path, "hello, world\n", 13);
+	write_bytes(path, "hello, world\n", 13);
 	ck_assert_int_eq(run_restore(path, err, sizeof(err)), 2);
 	ck_assert_ptr_nonnull(strstr(err, "not a kestrel saved-state file"));
-	write_file(path, "", 0);
+	write_bytes(path, "", 0);
 	ck_assert_int_eq(run_restore(path, err, sizeof(err)), 2);
 	ck_assert_ptr_nonnull(strstr(err, "not a kestrel saved-state file"));
 }
@@ -786,52 +788,25 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	ck_assert_int_eq(system(cmd), 0);
+	rm_tree(tmpdir);
 }
 
 static Suite *state_stream_suite(void)
 {
 	Suite *s = suite_create("state_stream");
-	TCase *t = tcase_create("format");
 
-	tcase_add_test(t, test_crc32c_vectors);
-	tcase_add_test(t, test_header_round_trip);
-	tcase_add_test(t, test_header_every_flip);
-	tcase_add_test(t, test_header_hostile);
-	tcase_add_test(t, test_records_round_trip);
-	tcase_add_test(t, test_records_every_cut_and_flip);
-	tcase_add_test(t, test_records_order_and_versions);
-	tcase_add_test(t, test_records_hostile_framing);
-	tcase_add_test(t, test_ram_record_hostile);
-	suite_add_tcase(s, t);
-	t = tcase_create("kvm_state");
-	tcase_add_test(t, test_vcpu_round_trip);
-	tcase_add_test(t, test_vcpu_hostile);
-	tcase_add_test(t, test_vm_state_round_trip_and_hostile);
-	tcase_add_test(t, test_cpuid_round_trip_and_check);
-	suite_add_tcase(s, t);
-	t = tcase_create("config");
-	tcase_add_test(t, test_config_round_trip);
-	tcase_add_test(t, test_config_host_side_refused);
-	suite_add_tcase(s, t);
-	t = tcase_create("restore");
-	tcase_add_checked_fixture(t, setup, teardown);
-	tcase_add_test(t, test_restore_refuses_crafted_files);
-	tcase_set_timeout(t, 60);
-	suite_add_tcase(s, t);
+	ADD_TCASE(s, "format", NULL, NULL, 0, test_crc32c_vectors, test_header_round_trip,
+		  test_header_every_flip, test_header_hostile, test_records_round_trip,
+		  test_records_every_cut_and_flip, test_records_order_and_versions,
+		  test_records_hostile_framing, test_ram_record_hostile);
+	ADD_TCASE(s, "kvm_state", NULL, NULL, 0, test_vcpu_round_trip, test_vcpu_hostile,
+		  test_vm_state_round_trip_and_hostile, test_cpuid_round_trip_and_check);
+	ADD_TCASE(s, "config", NULL, NULL, 0, test_config_round_trip, test_config_host_side_refused);
+	ADD_TCASE(s, "restore", setup, teardown, 60, test_restore_refuses_crafted_files);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *r = srunner_create(state_stream_suite());
-	int failed;
-
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(state_stream_suite());
 }

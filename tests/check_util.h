@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define UNUSED_FN __attribute__((unused))
@@ -27,9 +28,10 @@ static UNUSED_FN int run_suite(Suite *s)
 }
 
 /* Add to s a TCase called name with the fixture setup/teardown (NULL: none),
- * a timeout in seconds (0: Check's default) and the n tests, in order. */
-static UNUSED_FN void add_tcase(Suite *s, const char *name, SFun setup, SFun teardown, double timeout,
-				const TTest *const *tests, size_t n)
+ * a timeout in seconds (0: Check's default) and the n tests, in order; returns
+ * it, for the loop tests a few suites add after. */
+static UNUSED_FN TCase *add_tcase(Suite *s, const char *name, SFun setup, SFun teardown, double timeout,
+				  const TTest *const *tests, size_t n)
 {
 	TCase *tc = tcase_create(name);
 
@@ -40,14 +42,16 @@ static UNUSED_FN void add_tcase(Suite *s, const char *name, SFun setup, SFun tea
 	for (size_t i = 0; i < n; i++)
 		tcase_add_test(tc, tests[i]);
 	suite_add_tcase(s, tc);
+	return tc;
 }
 
-/* ADD_TCASE(s, "name", setup, teardown, timeout, test_a, test_b, ...) */
-#define ADD_TCASE(s, name, setup, teardown, timeout, ...)                                      \
-	do {                                                                                   \
-		const TTest *tests_[] = { __VA_ARGS__ };                                       \
-		add_tcase(s, name, setup, teardown, timeout, tests_, sizeof(tests_) / sizeof(tests_[0])); \
-	} while (0)
+#define TTESTS_(...) ((const TTest *const[]){ __VA_ARGS__ })
+
+/* ADD_TCASE(s, "name", setup, teardown, timeout, test_a, test_b, ...): an
+ * expression, the TCase. */
+#define ADD_TCASE(s, name, setup, teardown, timeout, ...)                                  \
+	add_tcase(s, name, setup, teardown, timeout, TTESTS_(__VA_ARGS__),                  \
+		  sizeof(TTESTS_(__VA_ARGS__)) / sizeof(const TTest *))
 
 /* mkdtemp(3) on tmpl ("...XXXXXX"); a suite cannot run without it. */
 static UNUSED_FN void make_tmpdir(char *tmpl)
@@ -105,6 +109,55 @@ static UNUSED_FN size_t slurp(int fd, char *buf, size_t cap)
 		n += (size_t)r;
 	buf[n] = 0;
 	return n;
+}
+
+/* args = { bin, argv... , NULL } for execv, at most cap - 2 of argv. */
+static UNUSED_FN void child_argv(const char **args, size_t cap, const char *bin, const char *const *argv)
+{
+	size_t i;
+
+	args[0] = bin;
+	for (i = 0; argv[i] && i < cap - 2; i++)
+		args[i + 1] = argv[i];
+	args[i + 1] = NULL;
+}
+
+/* Fork with two new pipes, po and pe; the child (0 returned) has its stdout
+ * on po and its stderr on pe. The parent follows with child_collect. */
+static UNUSED_FN pid_t child_fork(int po[2], int pe[2])
+{
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(po), 0);
+	ck_assert_int_eq(pipe(pe), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		close(po[0]);
+		close(pe[0]);
+	}
+	return pid;
+}
+
+/* The parent's half of running child pid with its stdout on pipe po and its
+ * stderr on pipe pe: close the write ends, read both to their end into out
+ * and err (NUL-terminated), reap it. Its exit status, or 128 + the signal
+ * that killed it. */
+static UNUSED_FN int child_collect(pid_t pid, int po[2], int pe[2], char *out, size_t out_cap, char *err,
+				   size_t err_cap)
+{
+	int status;
+
+	close(po[1]);
+	close(pe[1]);
+	slurp(po[0], out, out_cap);
+	slurp(pe[0], err, err_cap);
+	close(po[0]);
+	close(pe[0]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 #endif

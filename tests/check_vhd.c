@@ -1434,35 +1434,16 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("vhd");
-	TCase *tc = tcase_create("vhd");
 	int failed;
 
 	make_tmpdir(tmpdir);
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_checksum_roundtrip);
-	tcase_add_test(tc, test_geometry);
-	tcase_add_test(tc, test_size_rules);
-	tcase_add_test(tc, test_hyperv_fixed_size);
-	tcase_add_test(tc, test_footer_511);
-	tcase_add_test(tc, test_reject_fields);
-	tcase_add_test(tc, test_footer_copies);
-	tcase_add_test(tc, test_repair_bat);
-	tcase_add_test(tc, test_chain_depth3);
-	tcase_add_test(tc, test_chain_errors);
-	tcase_add_test(tc, test_locator_outside);
-	tcase_add_test(tc, test_parent_not_usable);
-	tcase_add_test(tc, test_parent_fifo_blk_and_tool);
-	tcase_add_test(tc, test_scribble_sync);
-	tcase_add_test(tc, test_scribble_blk);
-	tcase_add_test(tc, test_blk_refuses_damaged);
-	tcase_add_test(tc, test_mte_bounded);
-	tcase_add_test(tc, test_bat_zeros_bounded);
-	tcase_add_test(tc, test_bat_entries_cap);
-	tcase_add_test(tc, test_tool_usage);
-	tcase_add_test(tc, test_tool_convert_roundtrip);
-	tcase_add_test(tc, test_tool_compact_resize_merge);
-	tcase_add_test(tc, test_tool_locks);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "vhd", NULL, NULL, 120, test_checksum_roundtrip, test_geometry, test_size_rules,
+		  test_hyperv_fixed_size, test_footer_511, test_reject_fields, test_footer_copies,
+		  test_repair_bat, test_chain_depth3, test_chain_errors, test_locator_outside,
+		  test_parent_not_usable, test_parent_fifo_blk_and_tool, test_scribble_sync,
+		  test_scribble_blk, test_blk_refuses_damaged, test_mte_bounded, test_bat_zeros_bounded,
+		  test_bat_entries_cap, test_tool_usage, test_tool_convert_roundtrip,
+		  test_tool_compact_resize_merge, test_tool_locks);
 	failed = run_suite(s);
 	rm_tree(tmpdir);
 	return failed;

@@ -33,33 +33,7 @@
 #include "virtio_driver.h"
 
 #define RAM MiB(16)
-#define QSZ 16
-#define RING(q) (0x10000ULL + 0x1000ULL * (q))
-#define AVAIL(q) (RING(q) + 0x400)
-#define USED(q) (RING(q) + 0x800)
 #define BUF(q, i) (0x200000ULL + 0x40000ULL * (q) + 0x4000ULL * (i))
-
-/* virtio-pci BAR layout (devices/synthetic/virtio_pci.c). */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0c
-#define CC_STATUS 0x14
-#define CC_CONFIG_GEN 0x15
-#define CC_Q_SELECT 0x16
-#define CC_Q_SIZE 0x18
-#define CC_Q_ENABLE 0x1c
-#define CC_Q_DESC 0x20
-#define CC_Q_DRIVER 0x28
-#define CC_Q_DEVICE 0x30
-#define DEVCFG 0x2000
-#define NOTIFY 0x3000
-
-#define ST_ACK 1
-#define ST_DRIVER 2
-#define ST_DRIVER_OK 4
-#define ST_FEATURES_OK 8
-#define ST_NEEDS_RESET 0x40
 
 #define F_CSUM (1ULL << 0)
 #define F_GUEST_CSUM (1ULL << 1)
@@ -75,11 +49,8 @@
 #define F_CTRL_RX_EXTRA (1ULL << 20)
 #define F_MQ (1ULL << 22)
 #define F_CTRL_MAC_ADDR (1ULL << 23)
-#define F_VERSION_1 (1ULL << 32)
 
 #define HDR 12
-#define D_NEXT 1
-#define D_WRITE 2
 
 static int peer[NET_MAX_QUEUES];
 static unsigned npeer;
@@ -108,44 +79,12 @@ static uint32_t get32(uint64_t gpa)
 	return v;
 }
 
-static uint64_t dev_features(void)
+/* 3.1.1 initialisation with exactly want, nqueues queues. */
+static void net_driver_init(uint64_t want, unsigned nqueues)
 {
-	bar_write(CC_DFSELECT, 4, 0);
-	uint64_t f = bar_read(CC_DF, 4);
-	bar_write(CC_DFSELECT, 4, 1);
-	return f | bar_read(CC_DF, 4) << 32;
-}
-
-static void queue_setup(unsigned q)
-{
-	uint8_t zero[0x1000] = { 0 };
-
-	put(RING(q), zero, sizeof(zero));
-	dq[q] = (struct drvq){ 0 };
-	bar_write(CC_Q_SELECT, 2, q);
-	bar_write(CC_Q_SIZE, 2, QSZ);
-	bar_write(CC_Q_DESC, 8, RING(q));
-	bar_write(CC_Q_DRIVER, 8, AVAIL(q));
-	bar_write(CC_Q_DEVICE, 8, USED(q));
-	bar_write(CC_Q_ENABLE, 2, 1);
-}
-
-/* 3.1.1 initialisation with exactly want (which the device must offer). */
-static void driver_init(uint64_t want, unsigned nqueues)
-{
-	bar_write(CC_STATUS, 1, 0);
-	bar_write(CC_STATUS, 1, ST_ACK | ST_DRIVER);
-	ck_assert_msg((dev_features() & want) == want, "device lacks %llx",
-		      (unsigned long long)(want & ~dev_features()));
-	bar_write(CC_GFSELECT, 4, 0);
-	bar_write(CC_GF, 4, (uint32_t)want);
-	bar_write(CC_GFSELECT, 4, 1);
-	bar_write(CC_GF, 4, (uint32_t)(want >> 32));
-	bar_write(CC_STATUS, 1, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-	ck_assert(bar_read(CC_STATUS, 1) & ST_FEATURES_OK);
 	for (unsigned q = 0; q < nqueues; q++)
-		queue_setup(q);
-	bar_write(CC_STATUS, 1, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
+		dq[q] = (struct drvq){ 0 };
+	driver_init(want, nqueues);
 }
 
 struct seg {
@@ -178,13 +117,6 @@ static uint16_t post(unsigned q, const struct seg *s, unsigned n)
 static void kick(unsigned q)
 {
 	bar_write(NOTIFY + 4 * q, 2, q);
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
 }
 
 /* Wait until the used ring of q has n entries more than seen so far. */
@@ -352,7 +284,7 @@ START_TEST(test_tx_plain)
 	struct virtio_net_stats st;
 	uint32_t id, len;
 
-	driver_init(F_VERSION_1 | F_CSUM, 3);
+	net_driver_init(F_VERSION_1 | F_CSUM, 3);
 	hdr_make(h, 1, 34, 6, 0);
 	h[10] = 0x77;                                        /* num_buffers: ignored */
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
@@ -381,7 +313,7 @@ START_TEST(test_tx_refused)
 	uint8_t h[HDR], f[64], got[200];
 	struct virtio_net_stats st;
 
-	driver_init(F_VERSION_1, 3);                         /* no CSUM, no TSO */
+	net_driver_init(F_VERSION_1, 3);                         /* no CSUM, no TSO */
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
 	hdr_make(h, 1, 34, 6, 0);                            /* NEEDS_CSUM */
 	put(BUF(1, 0), h, HDR);
@@ -410,7 +342,7 @@ START_TEST(test_tx_vlan_tag)
 	uint8_t h[HDR], f[80], got[200];
 	static const uint8_t tag[4] = { 0x81, 0x00, 0x00, 0x05 };
 
-	driver_init(F_VERSION_1 | F_CSUM | F_HOST_TSO4, 3);
+	net_driver_init(F_VERSION_1 | F_CSUM | F_HOST_TSO4, 3);
 	hdr_make(h, 1, 34, 6, 54);
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
 	put(BUF(1, 0), h, HDR);
@@ -435,7 +367,7 @@ START_TEST(test_tx_vlan_guest_tagged)
 	uint8_t h[HDR], f[80], got[200];
 	struct virtio_net_stats st;
 
-	driver_init(F_VERSION_1, 3);
+	net_driver_init(F_VERSION_1, 3);
 	hdr_make(h, 0, 0, 0, 0);
 	frame_make(f, guest_mac, 0x8100, sizeof(f));
 	put(BUF(1, 0), h, HDR);
@@ -466,7 +398,7 @@ START_TEST(test_rx_plain)
 	uint8_t h[HDR], f[60], got[HDR + 60];
 	uint32_t id, len;
 
-	driver_init(F_VERSION_1 | F_GUEST_CSUM, 3);
+	net_driver_init(F_VERSION_1 | F_GUEST_CSUM, 3);
 	rx_post(2, 2048);
 	hdr_make(h, 1, 34, 16, 0);
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
@@ -489,7 +421,7 @@ START_TEST(test_rx_refused_offload)
 	uint8_t h[HDR], f[60];
 	struct virtio_net_stats st;
 
-	driver_init(F_VERSION_1, 3);                         /* no GUEST_CSUM */
+	net_driver_init(F_VERSION_1, 3);                         /* no GUEST_CSUM */
 	rx_post(2, 2048);
 	hdr_make(h, 1, 34, 16, 0);
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
@@ -512,7 +444,7 @@ START_TEST(test_rx_too_big)
 	struct virtio_net_stats st;
 	uint32_t id, len;
 
-	driver_init(F_VERSION_1, 3);
+	net_driver_init(F_VERSION_1, 3);
 	rx_post(1, 256);
 	hdr_make(h, 0, 0, 0, 0);
 	frame_make(big, guest_mac, 0x0800, sizeof(big));
@@ -536,7 +468,7 @@ START_TEST(test_rx_mergeable)
 	uint8_t h[HDR], f[1400], got[3 * 512];
 	uint32_t id[3], len[3];
 
-	driver_init(F_VERSION_1 | F_MRG_RXBUF, 3);
+	net_driver_init(F_VERSION_1 | F_MRG_RXBUF, 3);
 	rx_post(2, 512);
 	hdr_make(h, 0, 0, 0, 0);
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
@@ -574,7 +506,7 @@ START_TEST(test_rx_dirty_log)
 	int id = gm_slot_at(&gm, BUF(0, 0));
 
 	ck_assert_int_eq(gm_slot_get(&gm, id, &ram), 0);
-	driver_init(F_VERSION_1 | F_MRG_RXBUF, 3);
+	net_driver_init(F_VERSION_1 | F_MRG_RXBUF, 3);
 	rx_post(5, 512);
 	ck_assert_int_eq(gm_dirty_log_start(&gm), 0);
 	hdr_make(h, 0, 0, 0, 0);
@@ -599,7 +531,7 @@ START_TEST(test_rx_vlan_untag)
 	struct virtio_net_stats st;
 	uint32_t id, len;
 
-	driver_init(F_VERSION_1 | F_GUEST_CSUM, 3);
+	net_driver_init(F_VERSION_1 | F_GUEST_CSUM, 3);
 	rx_post(4, 2048);
 	frame_make(f, guest_mac, 0x0800, 80);
 	memcpy(tagged, f, 12);
@@ -630,7 +562,7 @@ START_TEST(test_rx_vlan_mergeable)
 	uint8_t h[HDR], f[1500], tagged[1504], got[4 * 512];
 	uint32_t id[3], len[3];
 
-	driver_init(F_VERSION_1 | F_MRG_RXBUF, 3);
+	net_driver_init(F_VERSION_1 | F_MRG_RXBUF, 3);
 	rx_post(8, 512);
 	frame_make(f, guest_mac, 0x86dd, sizeof(f));
 	memcpy(tagged, f, 12);
@@ -701,7 +633,7 @@ START_TEST(test_ctrl_rx_filter)
 	uint64_t feat = F_VERSION_1 | F_CTRL_VQ | F_CTRL_RX | F_CTRL_RX_EXTRA | F_CTRL_VLAN |
 			F_CTRL_MAC_ADDR;
 
-	driver_init(feat, 3);
+	net_driver_init(feat, 3);
 	rx_post(QSZ, 2048);
 	ck_assert(rx_one_of(other, 0x0800));                 /* promiscuous until told */
 	ck_assert_uint_eq(ctrl(2, 0, 0, &off, 1), 0);        /* PROMISC off */
@@ -748,7 +680,7 @@ START_TEST(test_ctrl_mac_table_overflow)
 	static const uint8_t other[6] = { 0x02, 9, 9, 9, 9, 9 };
 	uint8_t table[4 + 70 * 6 + 4] = { 70, 0, 0, 0 }, off = 0;
 
-	driver_init(F_VERSION_1 | F_CTRL_VQ | F_CTRL_RX, 3);
+	net_driver_init(F_VERSION_1 | F_CTRL_VQ | F_CTRL_RX, 3);
 	rx_post(QSZ, 2048);
 	ck_assert_uint_eq(ctrl(2, 0, 0, &off, 1), 0);
 	ck_assert(!rx_one_of(other, 0x0800));
@@ -768,7 +700,7 @@ START_TEST(test_ctrl_guest_offloads)
 	uint8_t h[HDR], f[60];
 	struct virtio_net_stats st;
 
-	driver_init(feat, 3);
+	net_driver_init(feat, 3);
 	rx_post(4, 2048);
 	ck_assert_uint_eq(ctrl(2, 5, 0, &bad, 8), 1);        /* not negotiated */
 	ck_assert_uint_eq(ctrl(2, 5, 0, &want, 8), 0);       /* no checksum offload now */
@@ -788,7 +720,7 @@ START_TEST(test_link_down)
 	uint8_t h[HDR] = { 0 }, f[64], got[200], gen;
 	struct virtio_net_stats st;
 
-	driver_init(F_VERSION_1 | F_STATUS, 3);
+	net_driver_init(F_VERSION_1 | F_STATUS, 3);
 	gen = (uint8_t)bar_read(CC_CONFIG_GEN, 1);
 	rx_post(2, 2048);
 	ck_assert_int_eq(virtio_net_set_link(dev, false), 0);
@@ -824,7 +756,7 @@ START_TEST(test_mq_pairs)
 
 	ck_assert(dev_features() & F_MQ);
 	ck_assert_uint_eq(bar_read(DEVCFG + 8, 2), 2);
-	driver_init(feat, 5);                                /* rx0 tx0 rx1 tx1 ctrl(4) */
+	net_driver_init(feat, 5);                                /* rx0 tx0 rx1 tx1 ctrl(4) */
 	for (unsigned i = 0; i < 2; i++) {
 		post(2, (struct seg[]){ { BUF(2, i), 2048, true } }, 1);
 	}
@@ -850,7 +782,7 @@ START_TEST(test_mq_not_negotiated)
 {
 	uint8_t off = 0;
 
-	driver_init(F_VERSION_1 | F_CTRL_VQ | F_CTRL_RX, 3);
+	net_driver_init(F_VERSION_1 | F_CTRL_VQ | F_CTRL_RX, 3);
 	ck_assert_uint_eq(ctrl(2, 0, 0, &off, 1), 0);
 }
 END_TEST
@@ -871,7 +803,7 @@ static void works_after_reset(void)
 {
 	uint8_t h[HDR] = { 0 }, f[64], got[200];
 
-	driver_init(F_VERSION_1, 3);
+	net_driver_init(F_VERSION_1, 3);
 	ck_assert(!(bar_read(CC_STATUS, 1) & ST_NEEDS_RESET));
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
 	put(BUF(1, 0), h, HDR);
@@ -883,7 +815,7 @@ static void works_after_reset(void)
 
 START_TEST(test_malformed_tx_short_header)
 {
-	driver_init(F_VERSION_1, 3);
+	net_driver_init(F_VERSION_1, 3);
 	post(1, (struct seg[]){ { BUF(1, 0), 8, false } }, 1);
 	kick(1);
 	ck_assert(needs_reset());
@@ -896,7 +828,7 @@ START_TEST(test_malformed_tx_loop)
 	struct virtq_desc d = { BUF(1, 0), 100, D_NEXT, 0 };
 	uint16_t head = 0, idx = 1;
 
-	driver_init(F_VERSION_1, 3);
+	net_driver_init(F_VERSION_1, 3);
 	put(RING(1), &d, sizeof(d));                         /* next = itself */
 	put(AVAIL(1) + 4, &head, 2);
 	put(AVAIL(1) + 2, &idx, 2);
@@ -910,7 +842,7 @@ START_TEST(test_malformed_rx_readable)
 {
 	uint8_t h[HDR] = { 0 }, f[64];
 
-	driver_init(F_VERSION_1, 3);
+	net_driver_init(F_VERSION_1, 3);
 	post(0, (struct seg[]){ { BUF(0, 0), 2048, false } }, 1);
 	kick(0);
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
@@ -924,7 +856,7 @@ START_TEST(test_malformed_rx_outside_ram)
 {
 	uint8_t h[HDR] = { 0 }, f[64];
 
-	driver_init(F_VERSION_1, 3);
+	net_driver_init(F_VERSION_1, 3);
 	post(0, (struct seg[]){ { RAM - 100, 2048, true } }, 1);
 	kick(0);
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
@@ -936,7 +868,7 @@ END_TEST
 
 START_TEST(test_malformed_ctrl)
 {
-	driver_init(F_VERSION_1 | F_CTRL_VQ, 3);
+	net_driver_init(F_VERSION_1 | F_CTRL_VQ, 3);
 	post(2, (struct seg[]){ { BUF(2, 0), 2, false } }, 1);     /* no ack byte */
 	kick(2);
 	ck_assert(needs_reset());
@@ -1050,7 +982,7 @@ START_TEST(test_state_held_rx_chains)
 	struct device *a = dev, *b;
 	struct state_buf s;
 
-	driver_init(F_VERSION_1 | F_MRG_RXBUF, 3);
+	net_driver_init(F_VERSION_1 | F_MRG_RXBUF, 3);
 	rx_post(2, 512);
 	sleep_ms(50);
 	ck_assert_uint_eq(used_new(0), 0);
@@ -1089,7 +1021,7 @@ START_TEST(test_state_roundtrip_and_corruption)
 	uint8_t h[HDR] = { 0 }, f[64];
 	unsigned refused;
 
-	driver_init(F_VERSION_1 | F_STATUS | F_CTRL_VQ | F_CTRL_RX | F_CTRL_VLAN, 3);
+	net_driver_init(F_VERSION_1 | F_STATUS | F_CTRL_VQ | F_CTRL_RX | F_CTRL_VLAN, 3);
 	ck_assert_int_eq(virtio_net_set_link(a, false), 0);
 	pthread_mutex_lock(&a->lock);
 	ck_assert_int_eq(a->ops->save(a, &(struct state_buf){ 0 }), -EBUSY);

@@ -26,10 +26,6 @@
 #include "virtio_driver.h"
 
 #define RAM MiB(16)
-#define QSZ 16
-#define RING(q) (0x10000ULL + 0x1000ULL * (q))
-#define AVAIL(q) (RING(q) + 0x400)
-#define USED(q) (RING(q) + 0x800)
 #define REQ 0x100000ULL       /* request header + CDB */
 #define RESP 0x101000ULL      /* response header + sense */
 #define DATA 0x200000ULL
@@ -38,29 +34,6 @@
 #define EVQ 1
 #define EVBUF 0x102000ULL     /* one event buffer (5.6.6.3) */
 
-/* virtio-pci BAR layout (devices/synthetic/virtio_pci.c). */
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0c
-#define CC_NUM_QUEUES 0x12
-#define CC_STATUS 0x14
-#define CC_Q_SELECT 0x16
-#define CC_Q_SIZE 0x18
-#define CC_Q_ENABLE 0x1c
-#define CC_Q_DESC 0x20
-#define CC_Q_DRIVER 0x28
-#define CC_Q_DEVICE 0x30
-#define DEVCFG 0x2000         /* struct virtio_scsi_config (5.6.4) */
-#define NOTIFY 0x3000
-
-#define ST_ACK 1
-#define ST_DRIVER 2
-#define ST_DRIVER_OK 4
-#define ST_FEATURES_OK 8
-#define ST_NEEDS_RESET 0x40
-#define F_VERSION_1 (1ULL << 32)
-
-#define D_NEXT 1
-#define D_WRITE 2
 
 /* 5.6.4 defaults: cdb_size 32, sense_size 96. */
 #define REQ_HDR (19 + 32)
@@ -71,41 +44,11 @@ static uint16_t avail_idx, used_seen;
 
 /* ---- the driver side (registers and memory: virtio_driver.h) ---- */
 
-static void queue_setup(unsigned q)
-{
-	uint8_t zero[0x1000] = { 0 };
-
-	put(RING(q), zero, sizeof(zero));
-	bar_write(CC_Q_SELECT, 2, q);
-	bar_write(CC_Q_SIZE, 2, QSZ);
-	bar_write(CC_Q_DESC, 8, RING(q));
-	bar_write(CC_Q_DRIVER, 8, AVAIL(q));
-	bar_write(CC_Q_DEVICE, 8, USED(q));
-	bar_write(CC_Q_ENABLE, 2, 1);
-}
-
 /* 3.1.1 initialisation with VERSION_1 only, control/event/one request queue. */
-static void driver_init(void)
+static void scsi_driver_init(void)
 {
-	bar_write(CC_STATUS, 1, 0);
-	bar_write(CC_STATUS, 1, ST_ACK | ST_DRIVER);
-	bar_write(CC_GFSELECT, 4, 0);
-	bar_write(CC_GF, 4, 0);
-	bar_write(CC_GFSELECT, 4, 1);
-	bar_write(CC_GF, 4, (uint32_t)(F_VERSION_1 >> 32));
-	bar_write(CC_STATUS, 1, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-	ck_assert(bar_read(CC_STATUS, 1) & ST_FEATURES_OK);
-	for (unsigned q = 0; q <= REQQ; q++)
-		queue_setup(q);
 	avail_idx = used_seen = 0;
-	bar_write(CC_STATUS, 1, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
+	driver_init(F_VERSION_1, REQQ + 1);
 }
 
 struct scsi_result {
@@ -230,7 +173,7 @@ static void make_dev(bool stats)
 
 	ck_assert_msg(blk_open(&disk.blk, &o, err, sizeof(err)) == 0, "%s", err);
 	dev = scsi_controller(1, &disk, 1, stats);
-	driver_init();
+	scsi_driver_init();
 }
 
 static void setup_files(void)
@@ -258,7 +201,7 @@ static void setup_empty(void)
 {
 	setup_files();
 	dev = scsi_controller(EMPTY_REQUEST_QUEUES, NULL, 0, false);
-	driver_init();
+	scsi_driver_init();
 }
 
 static void teardown(void)
@@ -551,7 +494,7 @@ static void setup_state(void)
 	}
 	close(fd);
 	dev = make_ro();
-	driver_init();
+	scsi_driver_init();
 }
 
 /* READ(10) of one block at lba into DATA + 0x1000 * i, not waited for. */
@@ -718,28 +661,16 @@ END_TEST
 static Suite *vscsi_suite(void)
 {
 	Suite *s = suite_create("virtio_scsi");
-	TCase *tc = tcase_create("disk_stats");
-	TCase *empty = tcase_create("empty_controller");
-	TCase *state = tcase_create("state");
+	TCase *state;
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, counters_read_write_flush_error);
-	tcase_add_test(tc, dirty_log_sees_read_data);
-	tcase_add_test(tc, probes_and_other_luns_not_counted);
-	tcase_add_test(tc, lookup_and_hot_remove);
-	tcase_add_test(tc, print_stats_per_disk);
-	suite_add_tcase(s, tc);
-	tcase_add_checked_fixture(empty, setup_empty, teardown);
-	tcase_add_test(empty, empty_negotiates);
-	tcase_add_test(empty, empty_targets_absent);
-	tcase_add_test(empty, empty_then_hotplug);
-	suite_add_tcase(s, empty);
-	tcase_add_checked_fixture(state, setup_state, teardown);
+	ADD_TCASE(s, "disk_stats", setup, teardown, 0, counters_read_write_flush_error,
+		  dirty_log_sees_read_data, probes_and_other_luns_not_counted, lookup_and_hot_remove,
+		  print_stats_per_disk);
+	ADD_TCASE(s, "empty_controller", setup_empty, teardown, 0, empty_negotiates,
+		  empty_targets_absent, empty_then_hotplug);
+	state = ADD_TCASE(s, "state", setup_state, teardown, 60, state_roundtrip_and_corruption,
+			  state_hotplug_while_quiesced);
 	tcase_add_loop_test(state, state_midflight_exactly_once, 0, 8);
-	tcase_add_test(state, state_roundtrip_and_corruption);
-	tcase_add_test(state, state_hotplug_while_quiesced);
-	tcase_set_timeout(state, 60);
-	suite_add_tcase(s, state);
 	return s;
 }
 

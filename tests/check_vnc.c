@@ -471,19 +471,10 @@ END_TEST
 static Suite *vnc_suite(void)
 {
 	Suite *s = suite_create("vnc");
-	TCase *tc = tcase_create("server");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_frame_changes_and_resize);
-	tcase_add_test(tc, test_keys);
-	tcase_add_test(tc, test_pointer);
-	tcase_add_test(tc, test_password);
-	tcase_add_test(tc, test_detach_and_attach);
-	tcase_add_test(tc, test_listen_errors);
-	tcase_add_test(tc, test_password_fifo);
-	tcase_add_test(tc, test_hostile_clients);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "server", setup, teardown, 60, test_frame_changes_and_resize, test_keys,
+		  test_pointer, test_password, test_detach_and_attach, test_listen_errors,
+		  test_password_fifo, test_hostile_clients);
 	return s;
 }
 

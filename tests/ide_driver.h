@@ -123,6 +123,17 @@ static UNUSED_FN void file_read(const char *path, uint64_t off, void *buf, size_
 	close(fd);
 }
 
+/* The len bytes at off in path are data. */
+static UNUSED_FN void file_holds(const char *path, uint64_t off, const void *data, size_t len)
+{
+	uint8_t *want = malloc(len);
+
+	ck_assert_ptr_nonnull(want);
+	file_read(path, off, want, len);
+	ck_assert_mem_eq(data, want, len);
+	free(want);
+}
+
 static UNUSED_FN struct blk_dev *open_img(const char *path, bool ro)
 {
 	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW, .readonly = ro,

@@ -96,12 +96,12 @@ int vhd_builder_begin(struct vhd_builder *b, int fd, const struct vhd_footer *f,
 			continue;
 		l->data_offset = end;
 		l->data_space = (uint32_t)space; /* bytes, as Hyper-V writes */
-		ret = loc_data && loc_data[i] ? vhd_pwrite_full(fd, loc_data[i], l->data_length, end) : 0;
+		ret = loc_data && loc_data[i] ? pwrite_full(fd, loc_data[i], l->data_length, end) : 0;
 		end += space;
 	}
 	vhd_header_encode(&b->hdr, buf);
 	if (!ret)
-		ret = vhd_pwrite_full(fd, buf, VHD_HEADER_SIZE, VHD_FOOTER_SIZE);
+		ret = pwrite_full(fd, buf, VHD_HEADER_SIZE, VHD_FOOTER_SIZE);
 	b->next = end;
 	if (ret)
 		vhd_builder_abort(b);
@@ -128,9 +128,9 @@ int vhd_builder_add(struct vhd_builder *b, uint32_t block, const uint8_t *bitmap
 	int ret = vhd_builder_place(b, block, &off);
 
 	if (!ret)
-		ret = vhd_pwrite_full(b->fd, bitmap, b->bitmap_size, off);
+		ret = pwrite_full(b->fd, bitmap, b->bitmap_size, off);
 	if (!ret && data)
-		ret = vhd_pwrite_full(b->fd, data, b->hdr.block_size, off + b->bitmap_size);
+		ret = pwrite_full(b->fd, data, b->hdr.block_size, off + b->bitmap_size);
 	return ret;
 }
 
@@ -147,13 +147,13 @@ int vhd_builder_finish(struct vhd_builder *b)
 	memset(raw, 0xff, bat_bytes); /* "unused table entries are initialized to 0xFFFFFFFF" */
 	for (uint32_t i = 0; i < b->hdr.max_table_entries; i++)
 		vhd_put32(raw + 4 * (size_t)i, b->bat[i]);
-	ret = vhd_pwrite_full(b->fd, raw, bat_bytes, b->hdr.table_offset);
+	ret = pwrite_full(b->fd, raw, bat_bytes, b->hdr.table_offset);
 	free(raw);
 	vhd_footer_encode(&b->footer, foot);
 	if (!ret)
-		ret = vhd_pwrite_full(b->fd, foot, sizeof(foot), 0);
+		ret = pwrite_full(b->fd, foot, sizeof(foot), 0);
 	if (!ret)
-		ret = vhd_pwrite_full(b->fd, foot, sizeof(foot), b->next);
+		ret = pwrite_full(b->fd, foot, sizeof(foot), b->next);
 	if (!ret && ftruncate(b->fd, (off_t)(b->next + VHD_FOOTER_SIZE)) < 0)
 		ret = -errno;
 	if (!ret && fsync(b->fd) < 0)
@@ -359,7 +359,7 @@ static int create_fixed(int fd, struct vhd_footer *f)
 	vhd_footer_encode(f, foot);
 	if (ftruncate(fd, (off_t)f->current_size) < 0)
 		return -errno;
-	ret = vhd_pwrite_full(fd, foot, sizeof(foot), f->current_size);
+	ret = pwrite_full(fd, foot, sizeof(foot), f->current_size);
 	if (!ret && fsync(fd) < 0)
 		ret = -errno;
 	return ret;

@@ -76,7 +76,7 @@ static int src_read(struct src *s, uint8_t *buf, uint64_t len, uint64_t off)
 		return vhd_read(s->img, buf, len, off);
 	have = off < s->raw_size ? MIN(len, s->raw_size - off) : 0;
 	memset(buf + have, 0, len - have);
-	return have ? vhd_pread_full(s->fd, buf, have, off) : 0;
+	return have ? pread_full(s->fd, buf, have, off) : 0;
 }
 
 /* True when [off, off+len) is known to read as zeros without reading it:
@@ -231,7 +231,7 @@ static void aw_write(struct awriter *w, struct aw_slot *sl, size_t len, uint64_t
 	sl->io = (struct blk_io){ .op = BLK_IO_WRITE, .fd = w->fd, .off = off, .iov = &sl->iov,
 				  .iovcnt = 1, .done = aw_done };
 	if (!w->e || blk_engine_submit(w->e, &sl->io))
-		aw_put(w, sl, vhd_pwrite_full(w->fd, sl->buf, len, off));
+		aw_put(w, sl, pwrite_full(w->fd, sl->buf, len, off));
 }
 
 static int aw_finish(struct awriter *w)
@@ -277,19 +277,25 @@ static int copy_flat(struct src *s, int fd, struct vhd_progress *p)
 	return aw_finish(&w) ?: ret;
 }
 
+/* A new footer of type for an image of s's size, with a fresh UUID. */
+static int convert_footer(const struct src *s, enum vhd_type type, struct vhd_footer *f)
+{
+	uint16_t c;
+	uint8_t h, sp;
+
+	vhd_geometry_keep(s->size, &c, &h, &sp);
+	vhd_footer_template(f, type, s->size, c, h, sp);
+	return vhd_uuid_generate(f->uuid);
+}
+
 static int convert_fixed_footer(struct src *s, int fd)
 {
 	struct vhd_footer f;
 	uint8_t foot[VHD_FOOTER_SIZE];
-	uint16_t c;
-	uint8_t h, sp;
-	int ret;
+	int ret = convert_footer(s, VHD_TYPE_FIXED, &f);
 
-	vhd_geometry_keep(s->size, &c, &h, &sp);
-	vhd_footer_template(&f, VHD_TYPE_FIXED, s->size, c, h, sp);
-	ret = vhd_uuid_generate(f.uuid);
 	vhd_footer_encode(&f, foot);
-	return ret ? ret : vhd_pwrite_full(fd, foot, sizeof(foot), s->size);
+	return ret ? ret : pwrite_full(fd, foot, sizeof(foot), s->size);
 }
 
 static int copy_dynamic(struct src *s, int fd, uint32_t bs, struct vhd_progress *p)
@@ -299,14 +305,9 @@ static int copy_dynamic(struct src *s, int fd, uint32_t bs, struct vhd_progress 
 	struct vhd_header h;
 	struct awriter w;
 	uint64_t nblocks = (s->size + bs - 1) / bs;
-	uint16_t c;
-	uint8_t hd, sp;
-	int ret;
+	int ret = convert_footer(s, VHD_TYPE_DYNAMIC, &f);
 
-	vhd_geometry_keep(s->size, &c, &hd, &sp);
-	vhd_footer_template(&f, VHD_TYPE_DYNAMIC, s->size, c, hd, sp);
 	vhd_header_template(&h, (uint32_t)nblocks, bs);
-	ret = vhd_uuid_generate(f.uuid);
 	if (!ret)
 		ret = vhd_builder_begin(&b, fd, &f, &h, NULL);
 	if (ret)
@@ -415,7 +416,7 @@ static int read_locators(struct vhd_image *img, uint8_t *blobs[VHD_LOCATORS])
 		blobs[i] = calloc(1, l->data_length + 1);
 		if (!blobs[i])
 			return -ENOMEM;
-		ret = vhd_pread_full(img->fd, blobs[i], l->data_length, l->data_offset);
+		ret = pread_full(img->fd, blobs[i], l->data_length, l->data_offset);
 		if (ret)
 			return ret;
 	}
@@ -446,7 +447,7 @@ static int rebuild_blocks(struct vhd_image *img, struct vhd_builder *b, struct r
 		if (img->m.bat[i] == VHD_BAT_UNUSED)
 			continue;
 		vhd_progress_update(p, done += img->m.block_size);
-		ret = vhd_pread_full(img->fd, buf, span, (uint64_t)img->m.bat[i] * VHD_SECTOR);
+		ret = pread_full(img->fd, buf, span, (uint64_t)img->m.bat[i] * VHD_SECTOR);
 		if (ret)
 			break;
 		if ((rb->drop_empty && block_droppable(img, buf, buf + img->m.bitmap_size)) ||
@@ -604,11 +605,11 @@ static int resize_fixed(struct vhd_image *img, uint64_t size, uint16_t c, uint8_
 	f.heads = h;
 	f.sectors = s;
 	vhd_footer_encode(&f, foot);
-	ret = vhd_pwrite_full(img->fd, foot, sizeof(foot), size);
+	ret = pwrite_full(img->fd, foot, sizeof(foot), size);
 	if (!ret)
 		ret = fsync(img->fd) < 0 ? -errno : 0;
 	if (!ret && size > old)
-		ret = vhd_pwrite_full(img->fd, zero, MIN(sizeof(zero), size - old), old);
+		ret = pwrite_full(img->fd, zero, MIN(sizeof(zero), size - old), old);
 	if (!ret && size < old && ftruncate(img->fd, (off_t)(size + VHD_FOOTER_SIZE)) < 0)
 		ret = -errno;
 	if (!ret)
@@ -688,7 +689,7 @@ static int merge_blocks(struct vhd_image *child, struct vhd_image *parent, struc
 		if (m->bat[i] == VHD_BAT_UNUSED)
 			continue;
 		vhd_progress_update(p, done += m->block_size);
-		ret = vhd_pread_full(child->fd, bm, m->bitmap_size, boff);
+		ret = pread_full(child->fd, bm, m->bitmap_size, boff);
 		for (uint32_t sct = 0; !ret && sct < spb && base + (uint64_t)sct * VHD_SECTOR < m->size;) {
 			bool set = bm[sct >> 3] & (0x80u >> (sct & 7));
 			uint32_t n = 1;
@@ -699,7 +700,7 @@ static int merge_blocks(struct vhd_image *child, struct vhd_image *parent, struc
 			if (set) {
 				uint64_t len = (uint64_t)n * VHD_SECTOR, off = base + (uint64_t)sct * VHD_SECTOR;
 
-				ret = vhd_pread_full(child->fd, buf, len, boff + m->bitmap_size + (uint64_t)sct * VHD_SECTOR);
+				ret = pread_full(child->fd, buf, len, boff + m->bitmap_size + (uint64_t)sct * VHD_SECTOR);
 				if (!ret)
 					ret = vhd_write(parent, buf, len, off);
 			}
@@ -794,8 +795,8 @@ static int take_identity(const char *ppath, const struct vhd_footer *child, char
 		m.footer.timestamp = child->timestamp;
 		vhd_footer_encode(&m.footer, foot);
 		if (m.type != VHD_TYPE_FIXED)
-			ret = vhd_pwrite_full(fd, foot, sizeof(foot), 0);
-		ret = ret ?: vhd_pwrite_full(fd, foot, sizeof(foot), m.footer_off);
+			ret = pwrite_full(fd, foot, sizeof(foot), 0);
+		ret = ret ?: pwrite_full(fd, foot, sizeof(foot), m.footer_off);
 		if (!ret && fdatasync(fd) < 0)
 			ret = -errno;
 	}

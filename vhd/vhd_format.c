@@ -26,37 +26,6 @@
 
 /* ---- small helpers -------------------------------------------------------- */
 
-/* All len bytes at off, read or written: EINTR retried, a short transfer
- * continued, and no progress (end of file) is -EIO. p is only read when
- * writing. */
-static int vhd_pio_full(int fd, uint8_t *p, size_t len, uint64_t off, bool write)
-{
-	while (len > 0) {
-		ssize_t n = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int vhd_pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	return vhd_pio_full(fd, buf, len, off, false);
-}
-
-int vhd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	return vhd_pio_full(fd, (uint8_t *)buf, len, off, true);
-}
-
 int vhd_file_size(int fd, uint64_t *size)
 {
 	struct stat st;
@@ -402,7 +371,7 @@ static int footer_read(struct parse *p, const char *what, uint64_t off, unsigned
 	uint32_t sum;
 	int ret;
 
-	ret = vhd_pread_full(p->fd, buf, len, off);
+	ret = pread_full(p->fd, buf, len, off);
 	if (ret)
 		return ret;
 	if (memcmp(buf, VHD_COOKIE, 8) != 0) {
@@ -654,7 +623,7 @@ static int parse_header(struct parse *p)
 		vhd_diag_add(p->d, VHD_WARN, false,
 			     "data offset at offset %llu: 0x%llx is not on a sector boundary",
 			     (unsigned long long)p->foff + VHD_F_DATA_OFFSET, (unsigned long long)h);
-	ret = vhd_pread_full(p->fd, buf, sizeof(buf), h);
+	ret = pread_full(p->fd, buf, sizeof(buf), h);
 	if (ret)
 		return ret;
 	m->hdr_off = h;
@@ -791,7 +760,7 @@ static int read_bat(struct parse *p)
 	m->bat = malloc(bytes ? bytes : 4);
 	if (!m->bat)
 		return -ENOMEM;
-	ret = vhd_pread_full(p->fd, m->bat, bytes, m->hdr.table_offset);
+	ret = pread_full(p->fd, m->bat, bytes, m->hdr.table_offset);
 	for (uint32_t i = 0; ret == 0 && i < m->nblocks; i++)
 		m->bat[i] = vhd_be32((const uint8_t *)&m->bat[i]);
 	return ret;

@@ -45,10 +45,6 @@ static inline void vhd_put64(uint8_t *p, uint64_t v)
 	vhd_put32(p + 4, (uint32_t)v);
 }
 
-/* pread/pwrite the whole range; a short read is -EIO (the caller validated
- * that the range lies inside the file). */
-int vhd_pread_full(int fd, void *buf, size_t len, uint64_t off) WARN_UNUSED;
-int vhd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off) WARN_UNUSED;
 int vhd_file_size(int fd, uint64_t *size) WARN_UNUSED;
 bool vhd_is_zero(const void *buf, size_t len);
 /* Whole-file OFD lock: 0, or -EBUSY when another holder conflicts. */

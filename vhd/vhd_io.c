@@ -188,7 +188,7 @@ static int bm_load(struct vhd_image *img, uint32_t block)
 		return 0;
 	pthread_mutex_unlock(&img->lock);
 	bits = malloc(img->m.bitmap_size);
-	ret = bits ? vhd_pread_full(img->fd, bits, img->m.bitmap_size, off) : -ENOMEM;
+	ret = bits ? pread_full(img->fd, bits, img->m.bitmap_size, off) : -ENOMEM;
 	pthread_mutex_lock(&img->lock);
 	if (ret) {
 		free(bits);
@@ -357,7 +357,7 @@ int vhd_fill_bitmap(struct vhd_image *img, uint32_t block)
 	memset(ones, 0xff, img->m.bitmap_size);
 	/* No sync needed: until the guest's next flush nothing written here is
 	 * promised, and either state of these bits reads the same data. */
-	ret = vhd_pwrite_full(img->fd, ones, img->m.bitmap_size, off);
+	ret = pwrite_full(img->fd, ones, img->m.bitmap_size, off);
 	free(ones);
 	if (!ret) {
 		pthread_mutex_lock(&img->lock);
@@ -407,7 +407,7 @@ int vhd_alloc_reserve(struct vhd_image *img, struct vhd_alloc *a, unsigned n)
 	 * leaves the old one last. */
 	ret = vhd_file_size(img->fd, &old_size);
 	if (!ret) {
-		ret = vhd_pwrite_full(img->fd, img->footer_buf, VHD_FOOTER_SIZE, end);
+		ret = pwrite_full(img->fd, img->footer_buf, VHD_FOOTER_SIZE, end);
 		if (ret && ftruncate(img->fd, (off_t)old_size) < 0)
 			ret = -EIO; /* neither the footer nor its removal worked */
 	}
@@ -439,7 +439,7 @@ static int bat_write(struct vhd_image *img, uint32_t block, uint32_t entry)
 	uint8_t be[4];
 
 	vhd_put32(be, entry);
-	return vhd_pwrite_full(img->fd, be, sizeof(be), img->m.hdr.table_offset + 4ULL * block);
+	return pwrite_full(img->fd, be, sizeof(be), img->m.hdr.table_offset + 4ULL * block);
 }
 
 int vhd_alloc_commit(struct vhd_image *img, struct vhd_alloc *a, unsigned n, bool sync_bat)
@@ -447,7 +447,7 @@ int vhd_alloc_commit(struct vhd_image *img, struct vhd_alloc *a, unsigned n, boo
 	int ret = 0;
 
 	for (unsigned i = 0; i < n && !ret; i++)
-		ret = vhd_pwrite_full(img->fd, a[i].bitmap, img->m.bitmap_size, a[i].file_off);
+		ret = pwrite_full(img->fd, a[i].bitmap, img->m.bitmap_size, a[i].file_off);
 	if (!ret)
 		ret = vhd_datasync(img); /* data and bitmaps before the BAT */
 	for (unsigned i = 0; i < n && !ret; i++)
@@ -555,7 +555,7 @@ int vhd_flush_locked(struct vhd_image *img)
 		return -ENOMEM;
 	ret = vhd_datasync(img);
 	for (size_t i = 0; i < n && !ret; i++)
-		ret = vhd_pwrite_full(img->fd, items[i].snap, img->m.bitmap_size, items[i].off);
+		ret = pwrite_full(img->fd, items[i].snap, img->m.bitmap_size, items[i].off);
 	if (!ret && n)
 		ret = vhd_datasync(img);
 	flush_finish(img, items, n, ret);
@@ -593,7 +593,7 @@ int vhd_read(struct vhd_image *img, void *buf, uint64_t len, uint64_t off)
 		if (ret)
 			break;
 		if (run.kind == VHD_RUN_FILE)
-			ret = vhd_pread_full(img->fd, p, run.len, run.file_off);
+			ret = pread_full(img->fd, p, run.len, run.file_off);
 		else if (run.kind == VHD_RUN_PARENT && img->parent)
 			ret = vhd_read(img->parent, p, run.len, off);
 		else
@@ -616,7 +616,7 @@ static int write_alloc(struct vhd_image *img, const uint8_t *p, uint64_t len, ui
 	if (ret)
 		return ret;
 	vhd_alloc_mark(img, &a, in, len);
-	ret = vhd_pwrite_full(img->fd, p, len, a.file_off + img->m.bitmap_size + in);
+	ret = pwrite_full(img->fd, p, len, a.file_off + img->m.bitmap_size + in);
 	if (ret) {
 		free(a.bitmap); /* the reserved space stays unreferenced */
 		return ret;
@@ -631,7 +631,7 @@ static int write_run(struct vhd_image *img, const uint8_t *p, uint64_t off, stru
 	if (run->fill_bitmap)
 		ret = vhd_fill_bitmap(img, vhd_block_of(img, off));
 	if (!ret)
-		ret = vhd_pwrite_full(img->fd, p, run->len, run->file_off);
+		ret = pwrite_full(img->fd, p, run->len, run->file_off);
 	vhd_write_done(img, off, run->len, run->set_bits, ret);
 	return ret;
 }

@@ -234,7 +234,7 @@ static char *locator_path(const struct vhd_image *img, const struct vhd_locator 
 		free(text);
 		return NULL;
 	}
-	ret = vhd_pread_full(img->fd, raw, l->data_length, l->data_offset);
+	ret = pread_full(img->fd, raw, l->data_length, l->data_offset);
 	if (!ret && l->code == VHD_PLAT_MACX) {
 		size_t n = strnlen((const char *)raw, l->data_length);
 

@@ -457,7 +457,7 @@ static int repair_apply(int fd, struct vhd_meta *m)
 	 * would reference is not in the file; an unused entry (0xFFFFFFFF,
 	 * spec: BAT) reads as zeros or, differencing, as the parent. */
 	for (uint32_t i = 0; i < m->nbad_bat && !ret; i++)
-		ret = vhd_pwrite_full(fd, ff, 4, m->hdr.table_offset + 4ULL * m->bad_bat[i]);
+		ret = pwrite_full(fd, ff, 4, m->hdr.table_offset + 4ULL * m->bad_bat[i]);
 	if (!ret && m->nbad_bat)
 		ret = fdatasync(fd) < 0 ? -errno : 0;
 	/* The two footer copies are redundant by design (spec, Dynamic Hard
@@ -465,9 +465,9 @@ static int repair_apply(int fd, struct vhd_meta *m)
 	 * trailing footer goes after everything in the file. */
 	vhd_footer_encode(&m->footer, foot);
 	if (!ret && m->trailing_bad)
-		ret = vhd_pwrite_full(fd, foot, sizeof(foot), ALIGN_UP(m->file_size, VHD_SECTOR));
+		ret = pwrite_full(fd, foot, sizeof(foot), ALIGN_UP(m->file_size, VHD_SECTOR));
 	if (!ret && m->copy_bad)
-		ret = vhd_pwrite_full(fd, foot, sizeof(foot), 0);
+		ret = pwrite_full(fd, foot, sizeof(foot), 0);
 	if (!ret)
 		ret = fdatasync(fd) < 0 ? -errno : 0;
 	return ret;

@@ -36,18 +36,12 @@ static void debug_exit_reset(struct device *dev)
 /* No guest-visible state: an empty section keeps the stream uniform. */
 static int debug_exit_save(struct device *dev, struct state_buf *out)
 {
-	state_section_end(out, state_section_begin(out, DEBUG_EXIT_STATE_ID, DEBUG_EXIT_STATE_VERSION));
-	return out->error ? -ENOMEM : 0;
+	return emu_save_empty(out, DEBUG_EXIT_STATE_ID, DEBUG_EXIT_STATE_VERSION);
 }
 
 static int debug_exit_load(struct device *dev, struct state_buf *in)
 {
-	size_t end;
-
-	if (state_section_open(in, DEBUG_EXIT_STATE_ID, DEBUG_EXIT_STATE_VERSION) < 0)
-		return -EINVAL;
-	end = emu_section_body_end(in);
-	return emu_section_done(in, end) ? 0 : -EINVAL;
+	return emu_load_empty(in, DEBUG_EXIT_STATE_ID, DEBUG_EXIT_STATE_VERSION);
 }
 
 static void debug_exit_destroy(struct device *dev)

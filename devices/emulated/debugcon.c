@@ -95,18 +95,12 @@ static void dc_reset(struct device *dev)
 /* Nothing the guest can read back besides the constant readback value. */
 static int dc_save(struct device *dev, struct state_buf *out)
 {
-	state_section_end(out, state_section_begin(out, DEBUGCON_STATE_ID, DEBUGCON_STATE_VERSION));
-	return out->error ? -ENOMEM : 0;
+	return emu_save_empty(out, DEBUGCON_STATE_ID, DEBUGCON_STATE_VERSION);
 }
 
 static int dc_load(struct device *dev, struct state_buf *in)
 {
-	size_t end;
-
-	if (state_section_open(in, DEBUGCON_STATE_ID, DEBUGCON_STATE_VERSION) < 0)
-		return -EINVAL;
-	end = emu_section_body_end(in);
-	return emu_section_done(in, end) ? 0 : -EINVAL;
+	return emu_load_empty(in, DEBUGCON_STATE_ID, DEBUGCON_STATE_VERSION);
 }
 
 /* The last partial line goes out; the fd is the caller's. */

@@ -3,6 +3,7 @@
 #ifndef KESTREL_EMU_H
 #define KESTREL_EMU_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "kestrel/state.h"
@@ -64,6 +65,24 @@ static inline size_t emu_section_body_end(const struct state_buf *b)
 static inline bool emu_section_done(const struct state_buf *b, size_t end)
 {
 	return state_section_done(b, end);
+}
+
+/* The save and load of a device with no state of its own: an empty
+ * section {id, version}, which keeps the stream uniform. */
+static inline int emu_save_empty(struct state_buf *out, uint32_t id, uint32_t version)
+{
+	state_section_end(out, state_section_begin(out, id, version));
+	return out->error ? -ENOMEM : 0;
+}
+
+static inline int emu_load_empty(struct state_buf *in, uint32_t id, uint32_t version)
+{
+	size_t end;
+
+	if (state_section_open(in, id, version) < 0)
+		return -EINVAL;
+	end = emu_section_body_end(in);
+	return emu_section_done(in, end) ? 0 : -EINVAL;
 }
 
 #endif

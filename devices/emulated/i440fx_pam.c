@@ -197,18 +197,12 @@ static void pam_reset(struct device *dev)
  * replays into pam_set on load: nothing of its own to keep. */
 static int pam_save(struct device *dev, struct state_buf *out)
 {
-	state_section_end(out, state_section_begin(out, PAM_STATE_ID, PAM_STATE_VERSION));
-	return out->error ? -ENOMEM : 0;
+	return emu_save_empty(out, PAM_STATE_ID, PAM_STATE_VERSION);
 }
 
 static int pam_load(struct device *dev, struct state_buf *in)
 {
-	size_t end;
-
-	if (state_section_open(in, PAM_STATE_ID, PAM_STATE_VERSION) < 0)
-		return -EINVAL;
-	end = emu_section_body_end(in);
-	return emu_section_done(in, end) ? 0 : -EINVAL;
+	return emu_load_empty(in, PAM_STATE_ID, PAM_STATE_VERSION);
 }
 
 /* Slots go with the guest memory (the VM is torn down with it); only what

@@ -34,18 +34,12 @@ static void sink_reset(struct device *dev)
 
 static int sink_save(struct device *dev, struct state_buf *out)
 {
-	state_section_end(out, state_section_begin(out, SINK_STATE_ID, SINK_STATE_VERSION));
-	return out->error ? -ENOMEM : 0;
+	return emu_save_empty(out, SINK_STATE_ID, SINK_STATE_VERSION);
 }
 
 static int sink_load(struct device *dev, struct state_buf *in)
 {
-	size_t end;
-
-	if (state_section_open(in, SINK_STATE_ID, SINK_STATE_VERSION) < 0)
-		return -EINVAL;
-	end = emu_section_body_end(in);
-	return emu_section_done(in, end) ? 0 : -EINVAL;
+	return emu_load_empty(in, SINK_STATE_ID, SINK_STATE_VERSION);
 }
 
 static void sink_destroy(struct device *dev)

@@ -28,6 +28,17 @@ uint64_t state_get_u64(struct state_buf *b);
 void state_get_bytes(struct state_buf *b, void *p, size_t n);
 void state_free(struct state_buf *b);
 
+/* A member of a struct as a stream carries it: one of 1, 2, 4 or 8 bytes is
+ * an unsigned integer (little-endian in the stream), any other size raw
+ * bytes. One table of them serves the put and the get, so the two cannot
+ * drift apart; the get leaves checking the values to its caller. */
+struct state_field {
+	uint16_t off, size;
+};
+#define STATE_FIELD(type, member) { offsetof(type, member), sizeof(((type *)0)->member) }
+void state_put_fields(struct state_buf *b, const void *s, const struct state_field *f, size_t n);
+void state_get_fields(struct state_buf *b, void *s, const struct state_field *f, size_t n);
+
 /* Section framing: begin writes {id, version, length placeholder}; end patches length.
  * state_section_open checks id and that version <= max_version; returns the version or -EINVAL. */
 size_t state_section_begin(struct state_buf *b, uint32_t id, uint32_t version);

@@ -33,6 +33,12 @@ bool log_journal_stream(void);
 /* Parse "512M", "4G", "1048576", "64K", "2T" into bytes. 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *out) WARN_UNUSED;
 
+/* All len bytes at off, read or written: EINTR retried, a short transfer
+ * continued (at most 1 GiB at a time), no progress (end of file) -EIO.
+ * 0 or -errno. */
+int pread_full(int fd, void *buf, size_t len, uint64_t off) WARN_UNUSED;
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off) WARN_UNUSED;
+
 /* Read a whole file into a malloc'd buffer. 0 or -errno. */
 int read_file(const char *path, uint8_t **buf, size_t *len) WARN_UNUSED;
 

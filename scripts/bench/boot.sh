@@ -13,15 +13,9 @@
 # Environment: BENCH_VERBOSE=1 shows the rig's console (progress) on stderr.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/bench/lib.sh"
 runs=20 lruns=3
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--runs) runs=$2; shift ;;
-	--linux-runs) lruns=$2; shift ;;
-	*) echo "boot.sh: unknown argument $1" >&2; exit 2 ;;
-	esac
-	shift
-done
+bench_opts boot.sh --runs=runs --linux-runs=lruns -- "$@"
 cmake --build "$root/build" --target kestrel runstat >/dev/null
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

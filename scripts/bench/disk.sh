@@ -19,15 +19,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/scripts/bench/lib.sh"
 ms=3000 cache= reps=3
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--ms) ms=$2; shift ;;
-	--cache) cache=$2; shift ;;
-	--reps) reps=$2; shift ;;
-	*) echo "disk.sh: unknown argument $1" >&2; exit 2 ;;
-	esac
-	shift
-done
+bench_opts disk.sh --ms=ms --cache=cache --reps=reps -- "$@"
 bench_need disk.sh fio fio
 bench_kestrel guest_vscsi
 out=$(mktemp)

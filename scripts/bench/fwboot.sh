@@ -20,16 +20,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/scripts/bench/lib.sh"
 runs=5 lruns=3 host=0 buses="scsi ide"
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--runs) runs=$2; shift ;;
-	--linux-runs) lruns=$2; shift ;;
-	--host) host=1 ;;
-	--buses) buses=$2; shift ;;
-	*) echo "fwboot.sh: unknown argument $1" >&2; exit 2 ;;
-	esac
-	shift
-done
+bench_opts fwboot.sh --runs=runs --linux-runs=lruns --host=host=1 --buses=buses -- "$@"
 [ -x "$root/build/runstat" ] && [ -s "$root/build/tests/guest/bootsect.bin" ] ||
 	cmake --build "$root/build" --target runstat guest_bootsect >/dev/null
 bench_kestrel

@@ -20,14 +20,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/scripts/bench/lib.sh"
 secs=3 reps=3
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--secs) secs=$2; shift ;;
-	--reps) reps=$2; shift ;;
-	*) echo "ide.sh: unknown argument $1" >&2; exit 2 ;;
-	esac
-	shift
-done
+bench_opts ide.sh --secs=secs --reps=reps -- "$@"
 bench_need ide.sh fio fio
 bench_need ide.sh cpio cpio
 bench_kestrel

@@ -23,3 +23,29 @@ bench_stage_fio() {
 	ldd "$(command -v fio)" | awk '$3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' |
 		while read -r lib; do cp -L "$lib" "$1/lib/"; done
 }
+
+# bench_opts SCRIPT SPEC... -- "$@": the driver's options. A SPEC --OPT=VAR
+# takes a value (--OPT VALUE sets VAR); --OPT=VAR=VALUE is a switch (sets
+# VAR to VALUE). Anything else: exit 2 with one line.
+bench_opts() {
+	local script=$1 spec var found
+	local -a specs=()
+	shift
+	while [ "$1" != -- ]; do specs+=("$1"); shift; done
+	shift
+	while [ $# -gt 0 ]; do
+		found=
+		for spec in "${specs[@]}"; do
+			[ "$1" = "${spec%%=*}" ] || continue
+			found=1 var=${spec#*=}
+			case $var in
+			*=*) printf -v "${var%%=*}" %s "${var#*=}" ;;
+			*) [ $# -ge 2 ] || { echo "$script: $1 needs a value" >&2; exit 2; }
+			   printf -v "$var" %s "$2"; shift ;;
+			esac
+			break
+		done
+		[ -n "$found" ] || { echo "$script: unknown argument $1" >&2; exit 2; }
+		shift
+	done
+}

@@ -15,15 +15,9 @@
 # Environment: BENCH_VERBOSE=1 shows the rig's console (progress) on stderr.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/bench/lib.sh"
 runs=3 mems="256M 1G"
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--runs) runs=$2; shift ;;
-	--mem) mems=$2; shift ;;
-	*) echo "state.sh: unknown argument $1" >&2; exit 2 ;;
-	esac
-	shift
-done
+bench_opts state.sh --runs=runs --mem=mems -- "$@"
 cmake --build "$root/build" --target kestrel runstat >/dev/null
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

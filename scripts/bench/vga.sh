@@ -18,14 +18,9 @@
 # KESTREL_KIT (a kit with bochs and the current tests/kit), BENCH_VERBOSE=1.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/bench/lib.sh"
 reps=3
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--reps) reps=$2; shift ;;
-	*) echo "vga.sh: unknown argument $1" >&2; exit 2 ;;
-	esac
-	shift
-done
+bench_opts vga.sh --reps=reps -- "$@"
 cmake --build "$root/build" --target kestrel vnc-client vgabench >/dev/null
 export KESTREL_BIN=${KESTREL_BIN:-$root/build/kestrel}
 out=$(mktemp)

@@ -23,16 +23,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/scripts/bench/lib.sh"
 guest=0 ops=5000 size_mb=512 reps=3
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--guest) guest=1 ;;
-	--ops) ops=$2; shift ;;
-	--size-mb) size_mb=$2; shift ;;
-	--reps) reps=$2; shift ;;
-	*) echo "vhd.sh: unknown argument $1" >&2; exit 2 ;;
-	esac
-	shift
-done
+bench_opts vhd.sh --guest=guest=1 --ops=ops --size-mb=size_mb --reps=reps -- "$@"
 bench_need vhd.sh qemu-img qemu-utils
 bench_kestrel vhd-testio
 K=$KESTREL_BIN

@@ -299,6 +299,23 @@ static void acpi_dsdt_pci0(struct aml *a, const struct acpi_board *b)
 	aml_end(a);
 }
 
+/* A PNP device: _HID the EISA id hid, a _UID when uid >= 0, _CRS the
+ * resource template rt holds. */
+static void acpi_dsdt_pnp(struct aml *a, const char *name, const char *hid, int uid,
+			  struct aml *rt)
+{
+	aml_device(a, name);
+	aml_name(a, "_HID");
+	aml_eisaid(a, hid);
+	if (uid >= 0) {
+		aml_name(a, "_UID");
+		aml_integer(a, (uint64_t)uid);
+	}
+	aml_name(a, "_CRS");
+	aml_resource_template(a, rt);
+	aml_end(a);
+}
+
 static void acpi_dsdt_com1(struct aml *a)
 {
 	uint8_t res[32];
@@ -307,15 +324,7 @@ static void acpi_dsdt_com1(struct aml *a)
 	aml_init(&rt, res, sizeof(res));
 	aml_res_io(&rt, BOARD_PORT_COM1, BOARD_PORT_COM1, 1, 8);
 	aml_res_irq_noflags(&rt, BOARD_IRQ_COM1);
-
-	aml_device(a, "COM1");
-	aml_name(a, "_HID");
-	aml_eisaid(a, "PNP0501");
-	aml_name(a, "_UID");
-	aml_integer(a, 1);
-	aml_name(a, "_CRS");
-	aml_resource_template(a, &rt);
-	aml_end(a);
+	acpi_dsdt_pnp(a, "COM1", "PNP0501", 1, &rt);
 }
 
 /* The i8042's two ports as PNP devices (as on PC firmware and QEMU's
@@ -332,13 +341,7 @@ static void acpi_dsdt_ps2k(struct aml *a)
 	aml_res_io(&rt, BOARD_PORT_I8042_DATA, BOARD_PORT_I8042_DATA, 1, 1);
 	aml_res_io(&rt, BOARD_PORT_I8042_CMD, BOARD_PORT_I8042_CMD, 1, 1);
 	aml_res_irq_noflags(&rt, BOARD_IRQ_KBD);
-
-	aml_device(a, "PS2K");
-	aml_name(a, "_HID");
-	aml_eisaid(a, "PNP0303");
-	aml_name(a, "_CRS");
-	aml_resource_template(a, &rt);
-	aml_end(a);
+	acpi_dsdt_pnp(a, "PS2K", "PNP0303", -1, &rt);
 }
 
 static void acpi_dsdt_ps2m(struct aml *a)
@@ -348,13 +351,7 @@ static void acpi_dsdt_ps2m(struct aml *a)
 
 	aml_init(&rt, res, sizeof(res));
 	aml_res_irq_noflags(&rt, BOARD_IRQ_MOUSE);
-
-	aml_device(a, "PS2M");
-	aml_name(a, "_HID");
-	aml_eisaid(a, "PNP0F13");
-	aml_name(a, "_CRS");
-	aml_resource_template(a, &rt);
-	aml_end(a);
+	acpi_dsdt_pnp(a, "PS2M", "PNP0F13", -1, &rt);
 }
 
 /* 7.4.2 \_S5: {SLP_TYPa, SLP_TYPb, reserved, reserved} for PM1a/PM1b_CNT. */

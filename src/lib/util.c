@@ -168,6 +168,36 @@ int parse_size(const char *s, uint64_t *out)
 #define READ_FILE_MAX GiB(1)
 
 /* At the cap, one more byte tells "exactly at the limit" from "too big". */
+static int pio_full(int fd, uint8_t *p, size_t len, uint64_t off, bool write)
+{
+	while (len > 0) {
+		size_t step = MIN(len, (size_t)1 << 30);
+		ssize_t n = write ? pwrite(fd, p, step, (off_t)off) : pread(fd, p, step, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	return pio_full(fd, buf, len, off, false);
+}
+
+/* pio_full only reads p when it writes. */
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	return pio_full(fd, (uint8_t *)buf, len, off, true);
+}
+
 static int read_fd_past_cap(int fd)
 {
 	char probe;
