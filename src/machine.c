@@ -15,6 +15,7 @@
 #include "kestrel/boot.h"
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
+#include "kestrel/tulip.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -147,32 +148,53 @@ static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 				  m->cfg->stats, &m->vscsi, err, errlen);
 }
 
-/* Synthetic network: one virtio-net function per --net, in the slots after
- * the SCSI controller, each on its TAP (named "net0", "net1", ... for the
- * control socket and --stats). */
+/* Network: one function per --net, in the slots after the SCSI controller,
+ * each on its TAP (named "net0", "net1", ... for the control socket and
+ * --stats): virtio-net, or the emulated DEC 21140 (model=tulip). */
 #define MACHINE_SLOT_VIRTIO_NET 5
+
+static int machine_add_tulip(struct machine *m, const struct config_net *c, const char *name,
+			     int slot, struct net_tap *tap, struct device **out, char *err,
+			     size_t errlen)
+{
+	struct tulip_board b = { .vm = &m->vm, .gm = &m->vm.gm, .pci_host = m->pci, .slot = slot,
+				 .irq = machine_irq(m, machine_pci_inta_gsi(slot)) };
+	struct tulip_opts o = { .name = name, .vlan = c->vlan, .stats = m->cfg->stats };
+
+	memcpy(o.mac, c->mac, sizeof(o.mac));
+	return tulip_create(&b, &o, tap, out, err, errlen);
+}
+
+static int machine_add_virtio_net(struct machine *m, const struct config_net *c, const char *name,
+				  int slot, struct net_tap *tap, struct device **out, char *err,
+				  size_t errlen)
+{
+	struct virtio_net_opts o = { .name = name, .vlan = c->vlan, .queues = c->queues,
+				     .stats = m->cfg->stats };
+
+	memcpy(o.mac, c->mac, sizeof(o.mac));
+	return virtio_net_create(&m->vm, m->pci, slot, machine_pci_inta_gsi(slot), &o, tap, out,
+				 err, errlen);
+}
 
 static int machine_create_network(struct machine *m, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < m->cfg->nnets; i++) {
 		const struct config_net *c = &m->cfg->nets[i];
 		int slot = MACHINE_SLOT_VIRTIO_NET + (int)i;
-		struct virtio_net_opts o = { .vlan = c->vlan, .queues = c->queues,
-					     .stats = m->cfg->stats };
 		struct net_tap tap;
 		char name[16], terr[400];
 		int ret;
 
 		snprintf(name, sizeof(name), "net%u", i);
-		o.name = name;
-		memcpy(o.mac, c->mac, sizeof(o.mac));
 		ret = net_tap_open(&tap, c->ifname, c->queues, terr, sizeof(terr));
 		if (ret) {
 			snprintf(err, errlen, "--net %s", terr);
 			return ret;
 		}
-		ret = virtio_net_create(&m->vm, m->pci, slot, machine_pci_inta_gsi(slot), &o, &tap,
-					&m->vnet[i], err, errlen);
+		ret = c->model == CONFIG_NET_TULIP ?
+		      machine_add_tulip(m, c, name, slot, &tap, &m->vnet[i], err, errlen) :
+		      machine_add_virtio_net(m, c, name, slot, &tap, &m->vnet[i], err, errlen);
 		if (ret)
 			return ret;
 		m->nvnet = i + 1;

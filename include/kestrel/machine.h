@@ -12,7 +12,7 @@ struct machine {
 	const struct vm_config *cfg;
 	struct device *uart, *rtc, *i8042, *pm, *debug_exit, *post, *pci;
 	struct device *vscsi;    /* virtio-scsi controller, when there are SCSI disks */
-	struct device *vnet[CONFIG_MAX_NETS];   /* virtio-net NICs, one per --net, "net0".. */
+	struct device *vnet[CONFIG_MAX_NETS];   /* NICs, one per --net, "net0".. (cfg->nets[i].model) */
 	unsigned nvnet;
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
 	int serial_out_fd;       /* -1: discard */
