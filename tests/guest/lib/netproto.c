@@ -195,6 +195,11 @@ static void udp_send(uint32_t dst, uint16_t port, const char *text, bool offload
 	net_send(f, n + 20 + 8 + len, offload ? hdr : NULL);
 }
 
+void net_arp_request(void)
+{
+	arp_send(NULL, 1, net.peer, NULL, net.ip, 0);
+}
+
 /* ---- frames in ---- */
 
 static void rx_arp(const uint8_t *a, uint16_t vid)
@@ -285,7 +290,7 @@ static bool probe_done(void) { return net.probe_answered; }
 void net_check_arp(void)
 {
 	for (int i = 0; i < 20 && !net.peer_known; i++) {
-		arp_send(NULL, 1, net.peer, NULL, net.ip, 0);
+		net_arp_request();
 		net_rx_until(peer_known, 500000);
 	}
 	gprintf("%s: ", net.name);

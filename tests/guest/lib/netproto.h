@@ -55,6 +55,9 @@ void net_print_mac(const char *what, const uint8_t *mac);
 /* Ethernet header from our MAC; returns its length. */
 unsigned net_eth_head(uint8_t *f, const uint8_t *dst, uint16_t type);
 
+/* An ARP request for the peer's address. */
+void net_arp_request(void);
+
 /* Serve the receive side until cond() holds or us pass. */
 bool net_rx_until(bool (*cond)(void), uint64_t us);
 
