@@ -11,8 +11,8 @@
  * so a vCPU never waits for the host's network stack. A vCPU reaches it
  * through eventfds: kick_fd (CSR1 transmit poll demand, written by KVM
  * itself through an ioeventfd on CSR1, so a transmit costs no exit to user
- * space) and wake_fd (register writes that let a stopped or suspended
- * process go on). The interrupt line is driven from both, under dev.lock.
+ * space) and wake_fd (CSR2 receive poll demands, also by ioeventfd, and
+ * register writes that let a stopped or suspended process go on). The interrupt line is driven from both, under dev.lock.
  *
  * What the model leaves out: the boot ROM (CSR9 BR, CSR10 only stores an
  * address), big-endian data buffers (CSR0 BLE is stored, not applied; DBO,
@@ -45,6 +45,7 @@
 #define TULIP_SUBSYS_ID 0x1100
 #define TULIP_CFDD 0x40                 /* configuration device and driver area */
 #define TULIP_CSR1 (1 * 8)
+#define TULIP_CSR2 (2 * 8)
 
 static struct tulip *to_tulip(struct device *dev)
 {
@@ -362,28 +363,35 @@ static void tulip_write(struct device *dev, int region, uint64_t off, unsigned s
 
 /* ---- the PCI function ---- */
 
-static void tulip_kick_fd_map(struct tulip *t, int bar, bool assign)
+/* The poll demands (CSR1 transmit, CSR2 receive) signal the I/O thread
+ * inside KVM: their value means nothing, so no exit to user space. */
+static void tulip_demand_fds(struct tulip *t, int bar, bool assign)
 {
-	uint64_t addr;
+	static const unsigned off[2] = { TULIP_CSR1, TULIP_CSR2 };
+	const int fd[2] = { t->kick_fd, t->wake_fd };
 	bool pio = bar == 0;
 
 	if (!t->vm || t->bar_addr[bar] == PCI_BAR_UNMAPPED)
 		return;
-	addr = t->bar_addr[bar] + TULIP_CSR1;
-	if (!assign) {
-		if (t->kick_len[bar] &&
-		    vm_ioeventfd(t->vm, addr, t->kick_len[bar] - 1, pio, t->kick_fd, false))
-			kwarn("%s: cannot remove the ioeventfd on CSR1", t->name);
-		t->kick_len[bar] = 0;
-		return;
+	for (int i = 0; i < 2; i++) {
+		uint64_t addr = t->bar_addr[bar] + off[i];
+		unsigned *len = &t->demand_len[bar][i];
+
+		if (!assign) {
+			if (*len && vm_ioeventfd(t->vm, addr, *len - 1, pio, fd[i], false))
+				kwarn("%s: cannot remove the ioeventfd on CSR%d", t->name, i + 1);
+			*len = 0;
+			continue;
+		}
+		/* Drivers write them as longwords; any length where KVM allows it. */
+		if (vm_ioeventfd(t->vm, addr, 0, pio, fd[i], true) == 0)
+			*len = 1;
+		else if (vm_ioeventfd(t->vm, addr, 4, pio, fd[i], true) == 0)
+			*len = 5;
+		else
+			kdebug("%s: no ioeventfd on CSR%d: its writes exit to user space", t->name,
+			       i + 1);
 	}
-	/* Drivers write CSR1 as a longword; any length where KVM allows it. */
-	if (vm_ioeventfd(t->vm, addr, 0, pio, t->kick_fd, true) == 0)
-		t->kick_len[bar] = 1;
-	else if (vm_ioeventfd(t->vm, addr, 4, pio, t->kick_fd, true) == 0)
-		t->kick_len[bar] = 5;
-	else
-		kdebug("%s: no ioeventfd on CSR1: transmit demands exit to user space", t->name);
 }
 
 static void tulip_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_t now)
@@ -396,7 +404,7 @@ static void tulip_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_
 	pthread_mutex_lock(&t->dev.lock);
 	bus = t->vm ? (bar == 0 ? &t->vm->pio : &t->vm->mmio) : NULL;
 	if (t->bar_addr[bar] != PCI_BAR_UNMAPPED) {
-		tulip_kick_fd_map(t, bar, false);
+		tulip_demand_fds(t, bar, false);
 		if (bus)
 			bus_remove(bus, t->bar_addr[bar]);
 		t->bar_addr[bar] = PCI_BAR_UNMAPPED;
@@ -407,7 +415,7 @@ static void tulip_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_
 			      (unsigned long long)now);
 		} else {
 			t->bar_addr[bar] = now;
-			tulip_kick_fd_map(t, bar, true);
+			tulip_demand_fds(t, bar, true);
 		}
 	}
 	pthread_mutex_unlock(&t->dev.lock);

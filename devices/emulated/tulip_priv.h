@@ -209,7 +209,7 @@ struct tulip {
 	struct net_tap tap;
 	uint8_t mac[NET_ETH_ALEN];
 	uint64_t bar_addr[2];           /* BAR 0 (I/O), BAR 1 (memory), or PCI_BAR_UNMAPPED */
-	unsigned kick_len[2];           /* ioeventfd on CSR1 per BAR: 0 none, else len + 1 */
+	unsigned demand_len[2][2];      /* ioeventfds on CSR1, CSR2 per BAR: 0 none, else len + 1 */
 	int kick_fd, wake_fd, stop_fd;
 	pthread_t thread;
 	bool thread_running;

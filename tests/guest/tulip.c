@@ -248,11 +248,10 @@ static void tx_reclaim(void)
 		tx_done_idx++;
 }
 
-/* Post buffer b (len bytes) with flags; kick the transmitter. */
-static bool tx_post(uint32_t flags, uint32_t b, unsigned len, bool kick)
+/* Wait up to 2 s for a free transmit descriptor. */
+static bool tx_room(void)
 {
 	struct deadline d;
-	struct tdesc *t;
 
 	deadline_start(&d, 2000000);
 	while (tx_next - tx_done_idx >= NTX) {
@@ -260,7 +259,15 @@ static bool tx_post(uint32_t flags, uint32_t b, unsigned len, bool kick)
 		if (tx_next - tx_done_idx >= NTX && deadline_expired(&d))
 			return false;
 	}
-	t = &txr[tx_next % NTX];
+	return true;
+}
+
+/* Post buffer b (len bytes) with flags in the next descriptor (the caller
+ * made sure it is free); kick the transmitter. */
+static void tx_post(uint32_t flags, uint32_t b, unsigned len, bool kick)
+{
+	struct tdesc *t = &txr[tx_next % NTX];
+
 	t->des1 = flags | (tx_next % NTX == NTX - 1 ? TD_TER : 0) | len;
 	t->buf1 = b;
 	mb();
@@ -271,7 +278,6 @@ static bool tx_post(uint32_t flags, uint32_t b, unsigned len, bool kick)
 		csr_wr(1, 0);
 		kicks++;
 	}
-	return true;
 }
 
 static bool tx_send(const uint8_t *f, unsigned len, const uint8_t *hdr)
@@ -279,10 +285,11 @@ static bool tx_send(const uint8_t *f, unsigned len, const uint8_t *hdr)
 	unsigned slot = tx_next % NTX;
 
 	(void)hdr;
-	while (tx_next - tx_done_idx >= NTX)
-		tx_reclaim();
+	if (!tx_room())
+		return false;
 	memcpy(txbuf[slot], f, len);
-	return tx_post(TD_FS | TD_LS, phys(txbuf[slot]), len, true);
+	tx_post(TD_FS | TD_LS, phys(txbuf[slot]), len, true);
+	return true;
 }
 
 /* The next good frame (without FCS) into net_frame; 0 when none. */
@@ -321,8 +328,11 @@ static bool setup_frame(uint32_t ft, const uint8_t (*a)[6], unsigned n, bool bca
 {
 	static const uint8_t ff[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 	struct deadline d;
-	unsigned at = tx_next % NTX;
+	unsigned at;
 
+	if (!tx_room())
+		return false;
+	at = tx_next % NTX;
 	memset(setup_buf, 0, sizeof(setup_buf));
 	if (!(ft & TD_FT0)) {
 		for (unsigned i = 0; i < 16; i++) {
@@ -393,6 +403,8 @@ static void check_interrupt(void)
 	unsigned slot = tx_next % NTX;
 	bool seen = false;
 
+	if (!tx_room())
+		return;
 	csr_wr(5, 0x1ffff);
 	csr_wr(7, CSR7_TI | CSR7_NIE);
 	memset(txbuf[slot], 0, 60);
@@ -474,6 +486,7 @@ static void check_hostile(void)
 	uint32_t c5;
 
 	/* A transmit buffer outside RAM: master abort. */
+	tx_room();
 	tx_post(TD_FS | TD_LS, 0xfff00000u, 64, true);
 	check(wait_csr5(CSR5_FBE), "transmit buffer outside RAM: fatal bus error");
 	c5 = csr_rd(5);
