@@ -75,10 +75,24 @@ static int attach(struct bus *bus, uint64_t base, uint64_t len, struct device *d
 	return ret;
 }
 
+/* Bus 0 on the VM's buses and RAM; its INTx lines through the board's one
+ * routing table, which the DSDT's _PRT is built from too. */
+static struct device *machine_pci_host(struct machine *m)
+{
+	struct pci_board board = {
+		.pio = &m->vm.pio, .mmio = &m->vm.mmio, .gm = &m->vm.gm,
+		.irq_set = vm_irq_set, .irq_opaque = &m->vm, .intx = &m->pci_intx,
+	};
+
+	if (pci_intx_swizzle(&m->pci_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE))
+		return NULL;
+	return pci_host_create(&board);
+}
+
 static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 {
 	struct bus *pio = &m->vm.pio;
-	uint64_t low = m->vm.gm.r[0].size, high = m->vm.gm.nr > 1 ? m->vm.gm.r[1].size : 0;
+	uint64_t low = m->vm.gm.ram_low, high = m->vm.gm.ram_high;
 	int ret = 0;
 
 	m->irq_com1 = machine_irq(m, BOARD_IRQ_COM1);
@@ -92,7 +106,8 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	m->pm = acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns);
 	m->debug_exit = debug_exit_create(&m->vm.ctl);
 	m->post = sink_create("post");
-	m->pci = pci_host_create();
+	m->bios_sink = sink_create("bios");
+	m->pci = machine_pci_host(m);
 
 	ret = ret ?: attach(pio, BOARD_PORT_COM1, 8, m->uart, 0, err, errlen);
 	ret = ret ?: attach(pio, BOARD_PORT_RTC, 2, m->rtc, 0, err, errlen);
@@ -114,17 +129,12 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 }
 
 /* Synthetic storage: one virtio-scsi controller holding every --disk
- * bus=scsi, in a fixed slot; its INTA# reaches the GSI the DSDT's _PRT names
- * for that slot (acpi.c: 16 + (slot + pin) % 8). Request queues: one per
- * vCPU, up to the controller's limit. With no scsi disk there is no
- * controller unless --scsi-controller asks for an empty one, so that a VM
- * without disks keeps the board it had. */
+ * bus=scsi, in a fixed slot; its INTA# reaches the GSI the routing table
+ * names for that slot (machine_pci_host). Request queues: one per vCPU, up
+ * to the controller's limit. With no scsi disk there is no controller unless
+ * --scsi-controller asks for an empty one, so that a VM without disks keeps
+ * the board it had. */
 #define MACHINE_SLOT_VIRTIO_SCSI 4
-
-static uint32_t machine_pci_inta_gsi(int slot)
-{
-	return 16 + (uint32_t)slot % 8;
-}
 
 static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 {
@@ -143,7 +153,6 @@ static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 	if (!n && !m->cfg->scsi_controller)
 		return 0;
 	return virtio_scsi_create(&m->vm, m->pci, MACHINE_SLOT_VIRTIO_SCSI,
-				  machine_pci_inta_gsi(MACHINE_SLOT_VIRTIO_SCSI),
 				  MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
 				  m->cfg->stats, &m->vscsi, err, errlen);
 }
@@ -157,8 +166,7 @@ static int machine_add_tulip(struct machine *m, const struct config_net *c, cons
 			     int slot, struct net_tap *tap, struct device **out, char *err,
 			     size_t errlen)
 {
-	struct tulip_board b = { .vm = &m->vm, .gm = &m->vm.gm, .pci_host = m->pci, .slot = slot,
-				 .irq = machine_irq(m, machine_pci_inta_gsi(slot)) };
+	struct tulip_board b = { .vm = &m->vm, .pci_host = m->pci, .slot = slot };
 	struct tulip_opts o = { .name = name, .vlan = c->vlan, .stats = m->cfg->stats };
 
 	memcpy(o.mac, c->mac, sizeof(o.mac));
@@ -173,8 +181,7 @@ static int machine_add_virtio_net(struct machine *m, const struct config_net *c,
 				     .stats = m->cfg->stats };
 
 	memcpy(o.mac, c->mac, sizeof(o.mac));
-	return virtio_net_create(&m->vm, m->pci, slot, machine_pci_inta_gsi(slot), &o, tap, out,
-				 err, errlen);
+	return virtio_net_create(&m->vm, m->pci, slot, &o, tap, out, err, errlen);
 }
 
 static int machine_create_network(struct machine *m, char *err, size_t errlen)
@@ -208,8 +215,11 @@ static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 		.ncpus = m->cfg->cpus,
 		.pci_mmio_base = BOARD_PCI_MMIO_BASE,
 		.pci_mmio_end = BOARD_PCI_MMIO_END,
+		.intx = &m->pci_intx,
 	};
-	void *buf = gm_ptr(&m->vm.gm, BOARD_ACPI_BASE, BOARD_ACPI_SIZE);
+	/* The BIOS area is firmware's, not RAM the guest may DMA into: the
+	 * tables go into the RAM behind it (offset == address below 4 GiB). */
+	void *buf = gm_ram_ptr(&m->vm.gm, BOARD_ACPI_BASE, BOARD_ACPI_SIZE);
 	long n;
 
 	if (!buf)
@@ -220,6 +230,27 @@ static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 		return (int)n;
 	}
 	return 0;
+}
+
+/* The system BIOS segment read-only, as firmware leaves it after POST
+ * (i440FX PAM0 "read-only": reads from DRAM, writes forwarded to PCI, where
+ * nothing answers them): the guest's writes reach the "bios" sink, which
+ * drops them, and are counted (--stats). */
+static int machine_protect_bios(struct machine *m, char *err, size_t errlen)
+{
+	struct guest_mem *gm = &m->vm.gm;
+	int id = gm_slot_at(gm, BOARD_BIOS_SEGMENT), ret;
+
+	if (id < 0)
+		return 0; /* less than 1 MiB of RAM: no BIOS segment */
+	if (!m->bios_sink) {
+		snprintf(err, errlen, "out of memory creating devices");
+		return -ENOMEM;
+	}
+	ret = gm_slot_set_flags(gm, id, GM_SLOT_RAM | GM_SLOT_READONLY, m->bios_sink, 0);
+	if (ret)
+		snprintf(err, errlen, "write-protecting the BIOS segment: %s", strerror(-ret));
+	return ret;
 }
 
 static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
@@ -340,6 +371,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_write_acpi(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_protect_bios(m, err, errlen);
+	if (ret)
+		return ret;
 	ret = machine_load_kernel(m, err, errlen);
 	unmap_images(m);
 	return ret;
@@ -360,6 +394,7 @@ void machine_destroy(struct machine *m)
 	device_free(m->pm);
 	device_free(m->debug_exit);
 	device_free(m->post);
+	device_free(m->bios_sink);
 	device_free(m->vscsi);
 	for (unsigned i = 0; i < m->nvnet; i++)
 		device_free(m->vnet[i]);

@@ -12,9 +12,11 @@
 #include "kestrel/acpi.h"
 #include "kestrel/aml.h"
 #include "kestrel/board.h"
+#include "kestrel/pci.h"
 
 #define BUFSZ 0x20000
 static const unsigned test_ncpus[] = { 1, 4, 64 };
+static struct pci_intx_routing test_intx;   /* the board's: 8 links from GSI 16 */
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -48,7 +50,9 @@ static struct acpi_board board(unsigned ncpus, uint64_t mmio64_size)
 		.pci_mmio_end = BOARD_PCI_MMIO_END,
 		.pci_mmio64_base = 0x8000000000ull,
 		.pci_mmio64_size = mmio64_size,
+		.intx = &test_intx,
 	};
+	ck_assert_int_eq(pci_intx_swizzle(&test_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE), 0);
 	return b;
 }
 
@@ -288,12 +292,58 @@ START_TEST(bad_board)
 	b.pci_mmio64_size = 12;
 	ck_assert_int_eq(acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, &b), -EINVAL);
 	b = board(1, 0);
+	test_intx.gsi[3] = BOARD_IOAPIC_PINS;        /* a link past the IOAPIC */
+	ck_assert_int_eq(acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, &b), -EINVAL);
+	b = board(1, 0);
+	test_intx.nlinks = 0;
+	ck_assert_int_eq(acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, &b), -EINVAL);
+	b = board(1, 0);
 	ck_assert_int_eq(acpi_build(buf, BUFSZ, BOARD_ACPI_BASE + 8, &b), -EINVAL);
 	ck_assert_int_eq(acpi_build(NULL, BUFSZ, BOARD_ACPI_BASE, &b), -EINVAL);
 	ck_assert_int_eq(acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, NULL), -EINVAL);
 	/* The widest 32-bit window still works: 0xFFFFFFFF is its last byte. */
 	b.pci_mmio_end = 1ull << 32;
 	ck_assert_int_gt(acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, &b), 0);
+	free(buf);
+}
+END_TEST
+
+/* The _PRT is the routing table: an entry moved in the table moves in the
+ * AML. Package (4) { 0x0005FFFF, One, Zero, <GSI> } is PackageOp, PkgLength,
+ * NumElements, DWordPrefix 0x0005FFFF, OneOp, ZeroOp, BytePrefix GSI (ACPI
+ * 6.4, 20.2.5.4, 20.2.3). Without a table there is no _PRT. */
+static bool dsdt_has(const struct built *t, const uint8_t *pat, size_t n)
+{
+	const uint8_t *d = table_at(t, rd32(find_sdt(t, "FACP") + 40), "DSDT");
+
+	for (size_t i = 0; i + n <= rd32(d + 4); i++)
+		if (!memcmp(d + i, pat, n))
+			return true;
+	return false;
+}
+
+START_TEST(prt_from_routing_table)
+{
+	/* slot 5, INTB#: link (5 + 1) % 8 = 6 -> GSI 22 */
+	uint8_t pat[] = { 0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x05, 0x00, 0x01, 0x00, 0x0a, 22 };
+	struct acpi_board b = board(1, 0);
+	struct built t = build(1, 0);
+	uint8_t *buf = calloc(1, BUFSZ);
+
+	ck_assert(dsdt_has(&t, pat, sizeof(pat)));
+	free(t.buf);
+	test_intx.link[5][1] = 2;                    /* now link 2 -> GSI 18 */
+	t = (struct built){ .buf = buf, .base = BOARD_ACPI_BASE };
+	t.len = acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, &b);
+	ck_assert_int_gt(t.len, 0);
+	ck_assert(!dsdt_has(&t, pat, sizeof(pat)));
+	pat[sizeof(pat) - 1] = 18;
+	ck_assert(dsdt_has(&t, pat, sizeof(pat)));
+	b.intx = NULL;
+	t.len = acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, &b);
+	ck_assert_int_gt(t.len, 0);
+	ck_assert(!dsdt_has(&t, pat, sizeof(pat)));
+	ck_assert(!dsdt_has(&t, (const uint8_t *)"_PRT", 4));
 	free(buf);
 }
 END_TEST
@@ -640,6 +690,7 @@ int main(void)
 	tcase_add_test(tc, fadt_fields);
 	tcase_add_test(tc, mmio64_window_optional);
 	tcase_add_test(tc, bad_board);
+	tcase_add_test(tc, prt_from_routing_table);
 	tcase_add_loop_test(tc, too_small, 0, n);
 	tcase_add_test(tc, above_4g);
 	tcase_add_test(tc, pkglength_boundaries);

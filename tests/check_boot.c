@@ -161,6 +161,49 @@ START_TEST(bzimage_32)
 }
 END_TEST
 
+/* --boot-entry auto: the 64-bit entry exactly when xloadflags offers it on a
+ * 2.12+ header (Debian's linux-image-686 has XLF_KERNEL_64 clear), else the
+ * 32-bit one, which every bzImage has. */
+START_TEST(bzimage_auto_entry)
+{
+	static const struct {
+		uint16_t version;
+		uint16_t xloadflags;
+		bool entry64;
+	} cases[] = {
+		{ 0x020f, 0x0001, true },   /* x86_64 kernel */
+		{ 0x020f, 0x0013, true },   /* with EFI handover flags too */
+		{ 0x020f, 0x0000, false },  /* i386 kernel */
+		{ 0x020f, 0x0002, false },  /* XLF_CAN_BE_LOADED_ABOVE_4G alone */
+		{ 0x020c, 0x0001, true },   /* 2.12: the first with xloadflags */
+		{ 0x020b, 0x0001, false },  /* 2.11: 0x236 is not xloadflags yet */
+		{ 0x020a, 0x0000, false },
+	};
+	struct boot_cpu_state cpu;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		size_t len;
+		uint8_t *k = make_bzimage(&len, cases[i].version, false);
+		struct boot_input in = input(k, len);
+
+		memcpy(k + 0x236, &cases[i].xloadflags, 2);
+		in.entry = BOOT_ENTRY_AUTO;
+		ck_assert_int_eq(boot_bzimage_has_entry64(k, len), cases[i].entry64);
+		ck_assert_msg(boot_load(&gm, &in, &cpu, err, sizeof(err)) == 0, "case %zu: %s", i, err);
+		ck_assert_int_eq(cpu.mode, cases[i].entry64 ? BOOT_CPU_LONG64 : BOOT_CPU_PROT32);
+		ck_assert_uint_eq(cpu.rip, BOARD_KERNEL_ADDR + (cases[i].entry64 ? 0x200 : 0));
+		/* Forcing: 32 always loads; 64 only where the kernel has it. */
+		in.entry = BOOT_ENTRY_32;
+		ck_assert_int_eq(boot_load(&gm, &in, &cpu, err, sizeof(err)), 0);
+		ck_assert_int_eq(cpu.mode, BOOT_CPU_PROT32);
+		in.entry = BOOT_ENTRY_64;
+		ck_assert_int_eq(boot_load(&gm, &in, &cpu, err, sizeof(err)),
+				 cases[i].entry64 ? 0 : -ENOEXEC);
+		free(k);
+	}
+}
+END_TEST
+
 START_TEST(bzimage_rejects)
 {
 	size_t len;
@@ -345,6 +388,7 @@ int main(void)
 	tcase_add_test(tc, e820_layouts);
 	tcase_add_test(tc, bzimage_64);
 	tcase_add_test(tc, bzimage_32);
+	tcase_add_test(tc, bzimage_auto_entry);
 	tcase_add_test(tc, bzimage_rejects);
 	tcase_add_test(tc, pvh);
 	tcase_add_test(tc, elf_without_note);

@@ -113,7 +113,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c.mem_size, MiB(512));
 	ck_assert_uint_eq(c.cpus, 1);
 	ck_assert_int_eq(c.serial, SERIAL_STDIO);
-	ck_assert_int_eq(c.boot_entry, BOOT_ENTRY_64);
+	ck_assert_int_eq(c.boot_entry, BOOT_ENTRY_AUTO);
 	ck_assert_int_eq(c.on_reboot, ON_REBOOT_RESTART);
 	ck_assert_uint_eq(c.timeout_ms, 0);
 	ck_assert(!c.hugepages && !c.quiet && !c.stats && !c.help && !c.scsi_controller);
@@ -335,7 +335,10 @@ START_TEST(test_enums)
 	ck_assert_int_eq(c.boot_entry, BOOT_ENTRY_64);
 	ck_assert_int_eq(c.on_reboot, ON_REBOOT_RESTART);
 	config_free(&c);
-	expect_err("--boot-entry", "use 64 or 32", "--kernel", kernel, "--boot-entry", "16", NULL);
+	expect_err("--boot-entry", "use auto, 64 or 32", "--kernel", kernel, "--boot-entry", "16", NULL);
+	expect_ok(&c, "--kernel", kernel, "--boot-entry", "auto", NULL);
+	ck_assert_int_eq(c.boot_entry, BOOT_ENTRY_AUTO);
+	config_free(&c);
 	expect_err("--on-reboot", "restart or exit", "--kernel", kernel, "--on-reboot=halt", NULL);
 }
 END_TEST
@@ -423,7 +426,7 @@ START_TEST(test_usage)
 {
 	static const char *const flags[] = {
 		"--kernel FILE", "--initrd FILE", "--cmdline STR", "--mem SIZE", "--cpus N",
-		"--serial MODE", "--name NAME", "--boot-entry 64|32", "--on-reboot restart|exit",
+		"--serial MODE", "--name NAME", "--boot-entry auto|64|32", "--on-reboot restart|exit",
 		"--hugepages", "--quiet", "--stats", "--timeout DURATION", "--config FILE",
 		"--scsi-controller",
 		"--help", "default 512M", "124",

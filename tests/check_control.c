@@ -36,12 +36,13 @@ struct fake_vm {
 	char last_path[512];
 	unsigned last_target;
 	bool net_up;
+	const char *dirty_action;
 	int ticks;
 	const char *fail_code;   /* every op fails with this when set */
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET };
+       F_NET, F_DIRTY };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -141,6 +142,14 @@ static int f_net(void *o, const char *dev, bool up, struct control_error *e)
 	return fake_enter(F_NET, e);
 }
 
+static int f_dirty(void *o, const char *action, json_object *ret, struct control_error *e)
+{
+	(void)o;
+	fake.dirty_action = action;
+	json_object_object_add(ret, "pages", json_object_new_int(0));
+	return fake_enter(F_DIRTY, e);
+}
+
 static int64_t f_tick(void *o)
 {
 	(void)o;
@@ -153,7 +162,8 @@ static int64_t f_tick(void *o)
 static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
-	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .tick = f_tick,
+	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
+	.tick = f_tick,
 };
 
 static void fake_reset(void)
@@ -443,6 +453,10 @@ START_TEST(request_argument_errors)
 		REQ("net-link", "{\"state\":\"sideways\"}"),
 		REQ("net-link", "{\"state\":true}"),
 		REQ("net-link", "{\"state\":\"up\",\"device\":7}"),
+		REQ("dirty-log", "{}"),
+		REQ("dirty-log", "{\"action\":\"clear\"}"),
+		REQ("dirty-log", "{\"action\":1}"),
+		REQ("dirty-log", "{\"action\":\"fetch\",\"clear\":true}"),
 		REQ("pause", "{\"now\":true}"),
 	};
 
@@ -465,6 +479,8 @@ START_TEST(request_argument_errors)
 #undef REQ
 }
 END_TEST
+
+static const char *const dirty_log_actions[] = { "start", "fetch", "stop", NULL };
 
 START_TEST(commands_reach_the_vm)
 {
@@ -504,7 +520,15 @@ START_TEST(commands_reach_the_vm)
 	ck_assert_int_eq(fake.last_target, 15);
 	json_object_put(expect_ok("{\"command\":\"net-link\",\"arguments\":{\"state\":\"down\"}}"));
 	ck_assert(!fake.net_up);
-	for (int i = F_VM; i <= F_NET; i++)
+	for (int i = 0; dirty_log_actions[i]; i++) {
+		char line[96];
+
+		snprintf(line, sizeof(line), "{\"command\":\"dirty-log\",\"arguments\":"
+			 "{\"action\":\"%s\"}}", dirty_log_actions[i]);
+		json_object_put(expect_ok(line));
+		ck_assert_str_eq(fake.dirty_action, dirty_log_actions[i]);
+	}
+	for (int i = F_VM; i <= F_DIRTY; i++)
 		ck_assert_msg(fake.calls[i] > 0, "command %d never reached the VM", i);
 }
 END_TEST
@@ -520,6 +544,7 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"disk-add\",\"arguments\":{\"path\":\"/x\"}}",
 		"{\"id\":1,\"command\":\"disk-remove\",\"arguments\":{\"target\":1}}",
 		"{\"id\":1,\"command\":\"net-link\",\"arguments\":{\"state\":\"up\"}}",
+		"{\"id\":1,\"command\":\"dirty-log\",\"arguments\":{\"action\":\"fetch\"}}",
 	};
 	static const char *const codes[] = { CTL_E_STATE, CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
 					     CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT };

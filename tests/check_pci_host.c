@@ -91,7 +91,7 @@ static void cfg_wr(unsigned bus, unsigned slot, unsigned fn, unsigned reg, unsig
 
 static void setup(void)
 {
-	host = pci_host_create();
+	host = pci_host_create(NULL);
 	ck_assert_ptr_nonnull(host);
 	dummy_init(&dummy);
 	ck_assert_int_eq(pci_host_add(host, &dummy.pci, 3), 3);
@@ -302,6 +302,80 @@ START_TEST(test_hooks_and_add)
 }
 END_TEST
 
+/* Enumerate bus 0 as Linux and SeaBIOS do: function 0 of each slot, and
+ * functions 1-7 only when function 0 sets the multi-function bit (PCI 3.0
+ * 6.2.1). Returns the devfns found. */
+static int scan_bus0(int *found)
+{
+	int n = 0;
+
+	for (unsigned slot = 0; slot < 32; slot++) {
+		if (cfg_rd(0, slot, 0, 0, 4) == 0xffffffff)
+			continue;
+		found[n++] = (int)slot * 8;
+		if (!(cfg_rd(0, slot, 0, 0x0e, 1) & 0x80))
+			continue;
+		for (unsigned fn = 1; fn < 8; fn++)
+			if (cfg_rd(0, slot, fn, 0, 4) != 0xffffffff)
+				found[n++] = (int)(slot * 8 + fn);
+	}
+	return n;
+}
+
+START_TEST(test_multifunction)
+{
+	struct dummy f50, f52, f74, f31;
+	int found[256], n;
+
+	dummy_init(&f50);
+	dummy_init(&f52);
+	dummy_init(&f74);
+	dummy_init(&f31);
+	pci_set_u16(&f52.pci, PCI_DEVICE_ID, 0x7010);
+	ck_assert_int_eq(pci_host_add_fn(host, &f52.pci, 5, 2), 5);   /* before its function 0 */
+	ck_assert_int_eq(pci_host_add_fn(host, &f50.pci, 5, 0), 5);
+	ck_assert_int_eq(pci_host_add_fn(host, &f74.pci, 7, 4), 7);   /* no function 0 */
+	ck_assert_int_eq(pci_host_add_fn(host, &f31.pci, 5, 2), -EEXIST);
+	ck_assert_int_eq(pci_host_add_fn(host, &f31.pci, 5, 8), -EINVAL);
+	ck_assert_int_eq(pci_host_add_fn(host, &f31.pci, 0, 1), -EINVAL);
+	ck_assert_uint_eq(cfg_rd(0, 5, 0, 0x0e, 1), 0x80);
+	ck_assert_uint_eq(cfg_rd(0, 3, 0, 0x0e, 1), 0x00);
+	ck_assert_uint_eq(cfg_rd(0, 5, 2, 0x00, 4), 0x70101234);
+	ck_assert_uint_eq(cfg_rd(0, 5, 1, 0x00, 4), 0xffffffff);
+	ck_assert_uint_eq(cfg_rd(0, 7, 4, 0x00, 2), 0x1234);          /* there, if asked */
+	n = scan_bus0(found);
+	ck_assert_int_eq(n, 4);
+	ck_assert_int_eq(found[0], 0x00);
+	ck_assert_int_eq(found[1], 0x18);
+	ck_assert_int_eq(found[2], 0x28);
+	ck_assert_int_eq(found[3], 0x2a);
+	/* The guest cannot clear the bit; config writes reach each function. */
+	cfg_wr(0, 5, 0, 0x0c, 4, 0);
+	ck_assert_uint_eq(cfg_rd(0, 5, 0, 0x0e, 1), 0x80);
+	cfg_wr(0, 5, 2, 0x3c, 1, 9);
+	ck_assert_uint_eq(cfg_rd(0, 5, 2, 0x3c, 1), 9);
+	ck_assert_uint_eq(cfg_rd(0, 5, 0, 0x3c, 1), 11);
+	ck_assert_ptr_eq(pci_host_fn(host, 5, 2), &f52.pci);
+	ck_assert_int_eq(f52.pci.fn, 2);
+	/* A second function joins slot 3; one leaves slot 5. */
+	ck_assert_int_eq(pci_host_add_fn(host, &f31.pci, 3, 1), 3);
+	ck_assert_uint_eq(cfg_rd(0, 3, 0, 0x0e, 1), 0x80);
+	pci_dev_exit(&f52.pci);
+	ck_assert_uint_eq(cfg_rd(0, 5, 0, 0x0e, 1), 0x00);
+	ck_assert_uint_eq(cfg_rd(0, 5, 2, 0x00, 4), 0xffffffff);
+	n = scan_bus0(found);
+	ck_assert_int_eq(n, 4);
+	ck_assert_int_eq(found[2], 0x19);
+	/* -1 picks a slot with no function at all. */
+	dummy_init(&f52);
+	ck_assert_int_eq(pci_host_add(host, &f52.pci, -1), 1);
+	pci_dev_exit(&f52.pci);
+	pci_dev_exit(&f50.pci);
+	pci_dev_exit(&f74.pci);
+	pci_dev_exit(&f31.pci);
+}
+END_TEST
+
 START_TEST(test_fuzz)
 {
 	struct pci_dev *bridge = pci_host_slot(host, 0);
@@ -350,7 +424,7 @@ END_TEST
 START_TEST(test_save_load_roundtrip)
 {
 	struct state_buf good, ds = { 0 };
-	struct device *h2 = pci_host_create();
+	struct device *h2 = pci_host_create(NULL);
 	struct dummy d2;
 
 	cfg_wr(0, 0, 0, 0x5a, 1, 0x33);
@@ -401,7 +475,7 @@ END_TEST
 START_TEST(test_load_rejects_corruption)
 {
 	struct state_buf good;
-	struct device *h2 = pci_host_create();
+	struct device *h2 = pci_host_create(NULL);
 
 	dev_wr(host, ADDR, 0, 4, cfg_addr(0, 3, 0, 0x14));
 	roundtrip(host, h2, &good);
@@ -431,6 +505,7 @@ static Suite *pci_suite(void)
 	tcase_add_test(tc, test_bar_sizing);
 	tcase_add_test(tc, test_bar_remap);
 	tcase_add_test(tc, test_hooks_and_add);
+	tcase_add_test(tc, test_multifunction);
 	tcase_add_test(tc, test_fuzz);
 	tcase_add_test(tc, test_save_load_roundtrip);
 	tcase_add_test(tc, test_load_rejects_corruption);

@@ -333,6 +333,63 @@ static unsigned bcd_ok(uint8_t v)
 	return (v & 0x0f) <= 9 && (v >> 4) <= 9;
 }
 
+/* The bytes SeaBIOS reads besides memory: boot order (src/boot.c boot_init:
+ * 0x3d low nibble first, high nibble second, 0x38 high nibble third; 0x38
+ * bit 0 turns the floppy signature check off), equipment, CPUs - 1 at 0x5f. */
+START_TEST(test_board_bytes)
+{
+	struct rtc_cmos_board b = {
+		.mem_below_4g = GiB(2), .mem_above_4g = GiB(1),
+		.equipment = RTC_EQUIP_FPU | RTC_EQUIP_PS2_MOUSE,
+		.boot = { RTC_BOOT_CDROM, RTC_BOOT_DISK, RTC_BOOT_NET },
+		.ncpus = 4,
+	};
+	struct rtc_cmos_board bad;
+
+	/* Defaults: no boot devices, floppy check off, one CPU. */
+	ck_assert_uint_eq(cmos_rd(0x3d), 0x00);
+	ck_assert_uint_eq(cmos_rd(0x38), 0x01);
+	ck_assert_uint_eq(cmos_rd(0x5f), 0);
+
+	ck_assert_int_eq(rtc_set_cmos_board(rtc, &b), 0);
+	ck_assert_uint_eq(cmos_rd(0x3d), 0x23);
+	ck_assert_uint_eq(cmos_rd(0x38), 0x41);
+	ck_assert_uint_eq(cmos_rd(0x14), 0x06);
+	ck_assert_uint_eq(cmos_rd(0x5f), 3);
+	ck_assert_uint_eq(cmos16(0x34), (2048 - 16) * 16);
+	ck_assert_uint_eq(cmos_rd(0x5b) | cmos_rd(0x5c) << 8 | cmos_rd(0x5d) << 16, 0x4000);
+	/* SeaBIOS's RamSize from 0x34/0x35: (v << 16) + 16 MiB. */
+	ck_assert_uint_eq(((uint64_t)cmos16(0x34) << 16) + MiB(16), GiB(2));
+
+	/* Kept across reset, like the memory bytes. */
+	cmos_wr(0x3d, 0x11);
+	cmos_wr(0x5f, 0x7f);
+	rtc->ops->reset(rtc);
+	ck_assert_uint_eq(cmos_rd(0x3d), 0x23);
+	ck_assert_uint_eq(cmos_rd(0x5f), 3);
+
+	b.floppy_sig_check = true;
+	b.boot[2] = RTC_BOOT_FLOPPY;
+	b.ncpus = 256;
+	ck_assert_int_eq(rtc_set_cmos_board(rtc, &b), 0);
+	ck_assert_uint_eq(cmos_rd(0x38), 0x10);
+	ck_assert_uint_eq(cmos_rd(0x5f), 255);
+
+	/* Out of range: refused, nothing changed. */
+	bad = b;
+	bad.ncpus = 0;
+	ck_assert_int_eq(rtc_set_cmos_board(rtc, &bad), -EINVAL);
+	bad = b;
+	bad.ncpus = 257;
+	ck_assert_int_eq(rtc_set_cmos_board(rtc, &bad), -EINVAL);
+	bad = b;
+	bad.boot[1] = (enum rtc_boot_dev)5;
+	ck_assert_int_eq(rtc_set_cmos_board(rtc, &bad), -EINVAL);
+	ck_assert_uint_eq(cmos_rd(0x38), 0x10);
+	ck_assert_uint_eq(cmos_rd(0x5f), 255);
+}
+END_TEST
+
 START_TEST(test_fuzz)
 {
 	for (int i = 0; i < 100000; i++) {
@@ -469,6 +526,7 @@ static Suite *rtc_suite(void)
 	tcase_add_test(tc, test_alarm);
 	tcase_add_test(tc, test_index_nmi_bit_and_nvram);
 	tcase_add_test(tc, test_memory_bytes);
+	tcase_add_test(tc, test_board_bytes);
 	tcase_add_test(tc, test_fuzz);
 	tcase_add_test(tc, test_save_load_roundtrip);
 	tcase_add_test(tc, test_load_rejects_corruption);

@@ -75,6 +75,7 @@
 #define R_FF 0x40000000u
 
 static struct guest_mem gm;
+static struct pci_bus bus;
 static struct device *dev;
 static struct fake_irq irq;
 static int peer = -1;
@@ -103,12 +104,7 @@ static void csr_write(unsigned n, uint32_t v)
 
 static int irq_level(void)
 {
-	int l;
-
-	pthread_mutex_lock(&dev->lock);
-	l = irq.level;
-	pthread_mutex_unlock(&dev->lock);
-	return l;
+	return __atomic_load_n(&irq.level, __ATOMIC_ACQUIRE);
 }
 
 static void put(uint64_t gpa, const void *p, size_t n)
@@ -267,40 +263,39 @@ static void setup_perfect(const uint8_t (*addrs)[6], unsigned n)
 	setup_frame(b, 0);
 }
 
-static void setup(void)
+/* Guest memory and a PCI bus of the test's own (INTA# of every slot on a
+ * fake line); the NIC at slot 1 with vlan, Bus Master on. */
+static void make_nic(unsigned vlan)
 {
-	struct tulip_board b = { .gm = &gm };
-	struct tulip_opts o = { .name = "tnet" };
+	struct pci_intx_routing r;
+	struct pci_board board = { .gm = &gm, .irq_set = fake_irq_set, .irq_opaque = &irq,
+				   .intx = &r };
+	struct tulip_board b = { .bus = &bus, .slot = 1 };
+	struct tulip_opts o = { .name = "tnet", .vlan = vlan };
 	struct net_tap tap;
 	char err[200];
 	int sv[2];
 
 	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
+	ck_assert_int_eq(pci_intx_swizzle(&r, 1, 17), 0);
+	(void)fake_irq_line(&irq, 17);
+	pci_bus_init(&bus, &board);
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
 	peer = sv[0];
 	net_tap_from_fds(&tap, &sv[1], 1);
-	b.irq = fake_irq_line(&irq, 17);
 	memcpy(o.mac, our_mac, 6);
 	ck_assert_int_eq(tulip_create(&b, &o, &tap, &dev, err, sizeof(err)), 0);
 	pci_command(PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 }
 
+static void setup(void)
+{
+	make_nic(0);
+}
+
 static void setup_vlan(void)
 {
-	struct tulip_board b = { .gm = &gm };
-	struct tulip_opts o = { .name = "tvlan", .vlan = 5 };
-	struct net_tap tap;
-	char err[200];
-	int sv[2];
-
-	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
-	peer = sv[0];
-	net_tap_from_fds(&tap, &sv[1], 1);
-	b.irq = fake_irq_line(&irq, 17);
-	memcpy(o.mac, our_mac, 6);
-	ck_assert_int_eq(tulip_create(&b, &o, &tap, &dev, err, sizeof(err)), 0);
-	pci_command(PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+	make_nic(5);
 }
 
 static void teardown(void)
@@ -308,6 +303,7 @@ static void teardown(void)
 	dev->ops->destroy(dev);
 	dev = NULL;
 	close(peer);
+	pci_bus_destroy(&bus);
 	gm_destroy(&gm);
 }
 
@@ -1014,20 +1010,19 @@ END_TEST
 
 /* ---- state ---- */
 
+/* Another NIC on the same bus (slot 2), to load into. */
 static struct device *second_device(int *peer2)
 {
-	struct tulip_board b = { .gm = &gm };
+	struct tulip_board b = { .bus = &bus, .slot = 2 };
 	struct tulip_opts o = { .name = "t2" };
 	struct net_tap tap;
 	struct device *d;
 	char err[200];
 	int sv[2];
-	struct fake_irq *irq2 = calloc(1, sizeof(*irq2));
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
 	*peer2 = sv[0];
 	net_tap_from_fds(&tap, &sv[1], 1);
-	b.irq = fake_irq_line(irq2, 18);
 	memcpy(o.mac, our_mac, 6);
 	ck_assert_int_eq(tulip_create(&b, &o, &tap, &d, err, sizeof(err)), 0);
 	return d;

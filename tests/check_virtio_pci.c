@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
+#include "kestrel/bus.h"
 #include "kestrel/devices.h"
 #include "kestrel/pci.h"
 #include "kestrel/virtio.h"
@@ -87,8 +88,8 @@ static void setup(void)
 
 	memset(&model, 0, sizeof(model));
 	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
-	host = pci_host_create();
-	ck_assert_int_eq(virtio_pci_create(NULL, host, SLOT, 19, &info, &m_ops, &model, &vdev), 0);
+	host = pci_host_create(NULL);
+	ck_assert_int_eq(virtio_pci_create(NULL, host, SLOT, &info, &m_ops, &model, &vdev), 0);
 	dev = virtio_dev_device(vdev);
 	virtio_pci_set_guest_mem(dev, &gm);
 	pdev = pci_host_slot(host, SLOT);
@@ -400,6 +401,50 @@ START_TEST(device_config_and_pci_cfg_window)
 }
 END_TEST
 
+/* BAR 0 is wherever the guest puts it: the PCI core moves the range on the
+ * MMIO bus (and vpci_bar_remap the ioeventfds, with a VM), decode off
+ * unmaps it, and the device keeps its state across moves. */
+START_TEST(bar_moves_on_the_bus)
+{
+	struct virtio_dev_info info = { .name = "moving", .device_id = 42, .class_code = 0x018000,
+					.num_queues = 2, .queue_size = 16, .cfg_size = 8 };
+	struct bus mmio;
+	struct pci_board board = { .mmio = &mmio };
+	struct device *h2, *d2;
+	struct virtio_dev *v2;
+	struct pci_dev *p2;
+	struct model m2 = { 0 };
+	uint64_t v = 0;
+
+	bus_init(&mmio, "mmio");
+	h2 = pci_host_create(&board);
+	ck_assert_int_eq(virtio_pci_create(NULL, h2, 6, &info, &m_ops, &m2, &v2), 0);
+	d2 = virtio_dev_device(v2);
+	p2 = pci_host_slot(h2, 6);
+	pci_cfg_write(p2, PCI_BASE_ADDRESS_0, 4, 0xc0008000);
+	pci_cfg_write(p2, PCI_BASE_ADDRESS_0 + 4, 4, 0);
+	ck_assert(!bus_read(&mmio, 0xc0008000 + COMMON + 0x12, &v, 2));   /* decode off */
+	pci_cfg_write(p2, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	ck_assert(bus_read(&mmio, 0xc0008000 + COMMON + 0x12, &v, 2));
+	ck_assert_uint_eq(v, 2);                                           /* num_queues */
+	v = 0x0f;
+	ck_assert(bus_write(&mmio, 0xc0008000 + COMMON + 0x16, &v, 2));    /* queue_select 15 */
+	/* Move it above 4 GiB: the old address is dead, the state came along. */
+	pci_cfg_write(p2, PCI_BASE_ADDRESS_0 + 4, 4, 0x10);
+	ck_assert(!bus_read(&mmio, 0xc0008000 + COMMON + 0x16, &v, 2));
+	ck_assert(bus_read(&mmio, 0x10c0008000ULL + COMMON + 0x16, &v, 2));
+	ck_assert_uint_eq(v, 0x0f);
+	ck_assert(bus_read(&mmio, 0x10c0008000ULL + MSIX_TABLE + 12, &v, 4));
+	ck_assert_uint_eq(v & 0xffffffff, 1);                              /* vector 0 masked */
+	pci_cfg_write(p2, PCI_COMMAND, 2, 0);
+	ck_assert_int_eq(mmio.nr, 0);
+	d2->ops->destroy(d2);
+	ck_assert_int_eq(m2.destroys, 1);
+	h2->ops->destroy(h2);
+	bus_destroy(&mmio);
+}
+END_TEST
+
 /* Whatever a guest writes anywhere in the BAR, nothing breaks. */
 START_TEST(register_fuzz)
 {
@@ -445,6 +490,7 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tc, bus_master_gates_dma);
 	tcase_add_test(tc, device_config_and_pci_cfg_window);
 	tcase_add_test(tc, register_fuzz);
+	tcase_add_test(tc, bar_moves_on_the_bus);
 	suite_add_tcase(s, tc);
 	return s;
 }

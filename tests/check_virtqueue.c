@@ -453,6 +453,41 @@ START_TEST(iov_helpers)
 }
 END_TEST
 
+/* Live migration's view: the device's writes reach the dirty log (KVM sees
+ * only the guest's). vq_push marks the used ring, vq_mark_written the bytes
+ * a device put into the chain's writable buffers; readable buffers and the
+ * rings the guest writes stay clean. */
+START_TEST(dirty_log_sees_device_writes)
+{
+	int low = gm_slot_at(&gm, 0);
+	uint64_t bm[0xa0000 / 4096 / 64 + 1];
+	struct vq_elem e;
+
+	ck_assert_int_eq(gm_dirty_log_start(&gm), 0);
+	desc(0, BUF, 16, VIRTQ_DESC_F_NEXT, 1);
+	desc(1, BUF + 0x1000, 0x1800, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	desc(2, BUF + 0x5000, 32, VIRTQ_DESC_F_WRITE, 0);
+	avail_add(0);
+	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 2);   /* the driver's own */
+	ck_assert_int_eq(pop(&e), 1);
+	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 0);   /* popping reads */
+	/* 0x1800 bytes fill the first writable buffer, 4 go into the second. */
+	vq_mark_written(&vq, e.iov + e.out_num, e.in_num, 0x1800 + 4);
+	ck_assert(vq_push(&vq, e.head, 0x1800 + 4));
+	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 4);
+	ck_assert(bm[0] == (1ULL << (USED / 4096) | 1ULL << 0x11 | 1ULL << 0x12 | 1ULL << 0x15));
+	/* Notification suppression writes the used ring too. */
+	vq_notify_off(&vq);
+	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 1);
+	ck_assert(bm[0] == 1ULL << (USED / 4096));
+	ck_assert(!vq_notify_on(&vq));
+	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 1);
+	/* Nothing written, nothing marked. */
+	vq_mark_written(&vq, e.iov + e.out_num, e.in_num, 0);
+	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 0);
+}
+END_TEST
+
 static Suite *virtqueue_suite(void)
 {
 	Suite *s = suite_create("virtqueue");
@@ -488,6 +523,7 @@ static Suite *virtqueue_suite(void)
 	tcase_add_test(tc, indirect_next_out_of_table);
 	tcase_add_test(tc, reset_clears_broken);
 	tcase_add_test(tc, iov_helpers);
+	tcase_add_test(tc, dirty_log_sees_device_writes);
 	suite_add_tcase(s, tc);
 	return s;
 }

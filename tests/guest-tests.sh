@@ -33,6 +33,7 @@ first_of() { for p in "$@"; do [ -e "$p" ] && { echo "$p"; return; }; done; echo
 [ -n "$KESTREL" ] || KESTREL=$(first_of "$root/build/kestrel" "$(command -v kestrel || echo kestrel)")
 [ -n "$PAYLOADS" ] || PAYLOADS=${PAYLOADS_DIR:-$(first_of "$root/build/tests/guest" /payloads)}
 [ -n "$KIT" ] || KIT=$(first_of "$root/.kit" /kit)
+KIT_I386=${KESTREL_KIT_I386:-$(first_of "$root/.kit-i386" /work/kit-i386)}
 
 if [ ! -c /dev/kvm ]; then
 	echo "SKIP: /dev/kvm is missing on this machine; guest tests run inside the nested rig (scripts/rig.sh)"
@@ -220,6 +221,17 @@ if [ $do_linux = 1 ]; then
 		linux_case "linux-pvh-cpus$n" vmlinux $n 512M 64
 	done
 	linux_case linux-bzimage32-cpus2 bzImage 2 512M 32
+	# A 32-bit kernel (Debian's linux-image-686 with an i386 busybox,
+	# scripts/guest-kit-i386.sh) and no --boot-entry: the entry comes from
+	# its header. Not quiet, so the guest names its kernel.
+	if [ -s "$KIT_I386/bzImage" ] && [ -s "$KIT_I386/initrd.cpio.gz" ]; then
+		run_case linux-686-auto 0 "Linux version [^ ]+-686 " "KESTREL-GUEST-INIT-OK" "^nproc=2\b" \
+			"KESTREL-GUEST-POWEROFF" -- --kernel "$KIT_I386/bzImage" \
+			--initrd "$KIT_I386/initrd.cpio.gz" --cpus 2 --mem 512M \
+			--cmdline "console=ttyS0 panic=-1" --timeout 180s
+	elif echo linux-686-auto | grep -Eq -- "$filter"; then
+		echo "SKIP: linux-686-auto: no i386 kit in $KIT_I386 (scripts/guest-kit-i386.sh)"
+	fi
 	# RAM above 4 GiB: the guest's e820 shows RAM from 0x100000000, MemTotal ~6 GiB.
 	linux_case linux-pvh-6g vmlinux 2 6G 64 "^e820: 0x0*100000000-" "^memtotal_kb=(5[5-9]|6[0-2])[0-9]{5}$"
 	# The guest chooses the worker's exit code through the debug-exit port.
@@ -237,6 +249,19 @@ if [ $do_linux = 1 ]; then
 		--initrd "$KIT/initrd.cpio.gz" --cpus 1 --mem 256M --timeout 300s \
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.run=exitcode kestrel.code=21"
 fi
+
+# kit_tests_initrd OUT: the kit's initrd and modules, then the repository's
+# tests/kit/*.sh as /tests on top (later archives win), so a kit built before
+# a script changed runs the current one. In the rig they sit beside this file
+# (CMake's rig tests --add tests/kit as /work/kit); without them, the kit's own.
+kit_tests_initrd() {
+	cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$1"
+	[ -d "$here/kit" ] || return 0
+	rm -rf "$out/kit-tests"
+	mkdir -p "$out/kit-tests/tests"
+	cp "$here"/kit/*.sh "$out/kit-tests/tests/" && chmod 0755 "$out"/kit-tests/tests/*.sh
+	(cd "$out/kit-tests" && find tests | cpio -o -H newc 2>/dev/null | gzip) >>"$1"
+}
 
 # ---- virtio-scsi (issue 3) ----------------------------------------------
 # Fresh images in $out: vd0 8M, vd1 16M with HOST-PATTERN-D1 at sector 7, vd2
@@ -285,6 +310,16 @@ if [ $do_payloads = 1 ]; then
 		--kernel "$P/vscsi.bin" --cmdline "disks=2 ro=1 malformed=0" --timeout 60s \
 		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi,readonly"
 	file_case payload-vscsi-readonly-untouched "$out/vd1.img" 200 '!KESTREL-RO-WRITE'
+	# The driver moves the controller's BAR around the PCI hole, above 4 GiB
+	# and back, and turns memory decode off and on (issue 10): the device
+	# answers only where its BAR is and keeps working.
+	vscsi_images
+	run_case payload-vscsi-barmove 1 "RESULT: PASS" "!FAIL" "^vscsi: BAR0 at [0-9a-f]+, 64-bit" \
+		"PASS: moved [0-9a-f]+ -> e8000000: only the new address answers" \
+		"PASS: memory decode off: nothing answers" "PASS: moved above 4 GiB" \
+		"PASS: back at [0-9a-f]+: commands work" -- \
+		--kernel "$P/vscsi.bin" --cmdline "barmove=1" --timeout 60s \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi"
 	# Cache modes as the guest sees them (MODE SENSE caching page): writeback
 	# and none have a volatile cache (WCE=1), directsync has none. none and
 	# directsync need O_DIRECT where the images are (not on the rig's tmpfs).
@@ -318,6 +353,17 @@ if [ $do_linux = 1 ]; then
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_hotplug=1" \
 		$(vscsi_disks add-after=10s,remove-after=20s)
 	file_case linux-vscsi-host-file "$out/vd0.img" 100 KESTREL-LINUX-PATTERN
+	# Linux told to re-assign BARs (pci=realloc) still reaches its disks
+	# through the controller's BAR wherever it put it, and says where.
+	vscsi_images
+	kit_tests_initrd "$out/initrd-kit-tests.gz"
+	run_case linux-vscsi-pci-realloc 0 "^vscsi: t0 sd[a-z] size=16384 " "^vscsi: t1 sd[a-z] size=32768 " \
+		"^vscsi: read t1: HOST-PATTERN-D1" "^vscsi: read back t0: KESTREL-LINUX-PATTERN" \
+		"^vscsi: dmesg: .*max bus depth" "^vscsi: pci 0000:00:04\.0 resource0=0x0*[1-9a-f]" \
+		"KESTREL-GUEST-POWEROFF" -- \
+		--kernel "$KIT/vmlinux" --initrd "$out/initrd-kit-tests.gz" --cpus 2 --mem 512M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet pci=realloc kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=vscsi kestrel.vscsi_pci=1" \
+		--disk "path=$out/vd0.img,bus=scsi" --disk "path=$out/vd1.img,bus=scsi"
 fi
 
 # ---- VHD disks (issue 4) --------------------------------------------------
@@ -680,6 +726,107 @@ if [ $do_payloads = 1 ]; then
 	with_retry ctl_reset_case
 	with_retry ctl_notify_case
 	with_retry ctl_ci_case
+fi
+
+# ---- guest memory (issue 10) -----------------------------------------------
+# The payloads print the addresses of pages they (or their device) write and
+# keep writing them in rounds; the worker's dirty log, read through the
+# control socket, must list those pages and not a page written only before
+# logging started.
+
+# in_ranges FILE ADDR: a `dirty-log fetch --json` reply in FILE has ADDR's page.
+in_ranges() {
+	for r in $(grep -o '"gpa":"0x[0-9a-f]*","pages":[0-9]*' "$1" | sed 's/"gpa":"//; s/","pages":/:/'); do
+		rs=$((${r%:*}))
+		[ $(($2)) -ge $rs ] && [ $(($2)) -lt $((rs + ${r#*:} * 4096)) ] && return 0
+	done
+	return 1
+}
+# addr_of LOG KEY: the address the guest printed as KEY=0x...
+addr_of() { grep -o "$2=0x[0-9a-f]*" "$1" | head -n 1 | cut -d= -f2; }
+# rounds_after N NAME REGEX: wait until REGEX lines number more than N + 1
+# (so one whole round began after the count was taken).
+rounds_after() { wait_for 60 more_than "$out/$2.log" "$3" $(($1 + 1)); }
+# dirty_fetch NAME FILE REGEX: two rounds on, fetch the log into FILE.
+dirty_fetch() {
+	rounds_after "$(lines_of "$out/$1.log" "$3")" "$1" "$3" || echo "no round came" >>"$out/why"
+	ctl "$1" dirty-log fetch --json >"$2" 2>&1
+}
+# dirty_session NAME REGEX: once worker NAME's guest printed round 2 (a
+# REGEX line ending in 2), start the log and fetch it twice, each two rounds
+# on: NAME.d1, NAME.d2. Logging stays on.
+dirty_session() {
+	expect "the control socket never answered" wait_for 20 alive "$1"
+	expect "the guest never got to round 2" wait_for 60 has "$out/$1.log" "${2} 2$"
+	expect "dirty-log start failed" ctl "$1" dirty-log start
+	dirty_fetch "$1" "$out/$1.d1" "$2"
+	dirty_fetch "$1" "$out/$1.d2" "$2"
+}
+# dirty_in_both NAME WHAT ADDR: both fetches list ADDR's page.
+dirty_in_both() {
+	expect "first fetch: $2 $3 is missing" in_ranges "$out/$1.d1" "${3:-0}"
+	expect "second fetch: $2 $3 is missing" in_ranges "$out/$1.d2" "${3:-0}"
+}
+# stop_worker NAME: stop it, reap it, its log without CRs.
+stop_worker() {
+	ctl "$1" stop >/dev/null 2>&1
+	reap_worker $bg_pid 300
+	tr -d '\r' <"$out/$1.log" >"$out/$1.tmp" && mv "$out/$1.tmp" "$out/$1.log"
+}
+
+# mem.bin: the VGA window is a hole, the BIOS segment read-only (the
+# worker counts the 4 writes), and the page the guest keeps writing is in
+# the dirty log, twice (so clearing re-arms it), the quiet one never.
+mem_payload_case() {
+	n=mem-$$
+	case_begin payload-mem || return 0
+	bg_run "$n" --kernel "$P/mem.bin" --cmdline "hole=1 rounds=300 period_ms=100" --timeout 120s --stats
+	dirty_session "$n" "^mem: round"
+	ctl "$n" dirty-log start >/dev/null 2>"$out/e"
+	expect "a second start: not 'invalid-state'" has "$out/e" "\(invalid-state\)"
+	expect "dirty-log stop failed" ctl "$n" dirty-log stop
+	ctl "$n" dirty-log fetch >/dev/null 2>"$out/e"
+	expect "fetch after stop: not 'invalid-state'" has "$out/e" "\(invalid-state\)"
+	ctl "$n" stats --json >"$out/$n.stats" 2>&1
+	ctl "$n" query-vm --json >"$out/$n.vm" 2>&1
+	stop_worker "$n"
+	busy=$(addr_of "$out/$n.log" busy) quiet=$(addr_of "$out/$n.log" quiet)
+	expect "the guest printed no page addresses" [ -n "$busy" ] && [ -n "$quiet" ]
+	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
+	expect "no PASS for the VGA hole" has "$out/$n.log" "^PASS: VGA window is not RAM"
+	expect "no PASS for the read-only BIOS segment" has "$out/$n.log" "^PASS: BIOS segment is read-only"
+	expect "first fetch: no page count" has "$out/$n.d1" '"pages":[1-9]'
+	dirty_in_both "$n" "the busy page" "$busy"
+	expect "the quiet page $quiet is dirty" fails in_ranges "$out/$n.d1" "${quiet:-0}"
+	expect "stats: the 4 BIOS writes did not reach the device" has "$out/$n.stats" '"rom_writes":4[,}]'
+	expect "query-vm: the BIOS segment is not a read-only RAM slot" has "$out/$n.vm" \
+		'"name":"bios","gpa":"0xf0000","size":65536,"kind":"ram","readonly":true'
+	expect "query-vm: a slot covers the VGA window" fails grep -q '"gpa":"0xa0000"' "$out/$n.vm"
+	expect "--stats: no read-only write count" has "$out/$n.err" "read-only memory writes: bios@0xf0000=4$"
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.d1"
+}
+
+# vscsi.bin dirty=N: a READ lands in a page only the device writes, and the
+# device writes the used ring: KVM sees neither, the dirty log has both.
+mem_dma_case() {
+	n=memdma-$$
+	case_begin payload-mem-dma || return 0
+	vscsi_images
+	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "dirty=300 period_ms=100" --timeout 120s \
+		--disk "path=$out/vd0.img,bus=scsi"
+	dirty_session "$n" "^vscsi: dirty round"
+	stop_worker "$n"
+	dma=$(addr_of "$out/$n.log" dma) used=$(addr_of "$out/$n.log" used)
+	expect "the guest printed no page addresses" [ -n "$dma" ] && [ -n "$used" ]
+	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
+	dirty_in_both "$n" "the DMA page" "$dma"
+	dirty_in_both "$n" "the used ring" "$used"
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.d1"
+}
+
+if [ $do_payloads = 1 ]; then
+	with_retry mem_payload_case
+	with_retry mem_dma_case
 fi
 
 # The unit's ExecStart (READY=1 to a stand-in NOTIFY_SOCKET) and ExecStop

@@ -58,14 +58,19 @@
 #define HOUR_PM    0x80 /* 12-hour mode */
 #define ALARM_DONT_CARE 0xc0
 
-/* PC/AT CMOS layout read by firmware (SeaBIOS src/fw/paravirt.c, QEMU pc.c). */
+/* PC/AT CMOS layout read by firmware (SeaBIOS src/hw/rtc.h and
+ * src/fw/paravirt.c, QEMU's pc_cmos_init). */
 #define CMOS_EQUIPMENT    0x14
 #define CMOS_BASE_MEM_LO  0x15
 #define CMOS_EXT_MEM_LO   0x17
 #define CMOS_EXT_MEM2_LO  0x30
 #define CMOS_MEM_16M_LO   0x34
+#define CMOS_BOOTFLAG1    0x38 /* bits 7-4 third boot device, bit 0 no floppy check */
+#define CMOS_BOOTFLAG2    0x3d /* bits 3-0 first boot device, 7-4 second */
 #define CMOS_MEM_4G_LO    0x5b
-#define EQUIPMENT_FPU     0x02
+#define CMOS_SMP_COUNT    0x5f /* QEMU's: CPUs - 1 */
+#define BOOTFLAG1_NO_FLOPPY_CHECK 0x01
+#define RTC_BOOT_SLOTS 3
 
 #define RTC_NVRAM_SIZE 128
 #define RTC_DEFAULT_A 0x26 /* 32.768 kHz time base, 1024 Hz rate */
@@ -88,7 +93,7 @@ struct rtc {
 	struct irq_line irq;
 	int irq_level;
 	time_t (*wall)(void);
-	uint64_t mem_below_4g, mem_above_4g;
+	struct rtc_cmos_board board;
 	bool warned_bad_time;
 	struct rtc_regs r;
 };
@@ -392,11 +397,13 @@ static void rtc_put16(uint8_t *c, unsigned idx, uint64_t v)
 	c[idx + 1] = (uint8_t)(v >> 8);
 }
 
-/* What the BIOS setup would have stored: memory sizes and equipment. */
+/* What the BIOS setup would have stored: memory sizes, equipment, boot
+ * order and (QEMU's addition) the CPU count. */
 static void rtc_fill_board(struct rtc *rtc)
 {
+	const struct rtc_cmos_board *b = &rtc->board;
 	uint8_t *c = rtc->r.cmos;
-	uint64_t lo = rtc->mem_below_4g, v;
+	uint64_t lo = b->mem_below_4g, v;
 
 	rtc_put16(c, CMOS_BASE_MEM_LO, MIN(lo / KiB(1), 640));
 	v = lo > MiB(1) ? MIN((lo - MiB(1)) / KiB(1), 0xffff) : 0;
@@ -404,11 +411,40 @@ static void rtc_fill_board(struct rtc *rtc)
 	rtc_put16(c, CMOS_EXT_MEM2_LO, v);
 	v = lo > MiB(16) ? MIN((lo - MiB(16)) / KiB(64), 0xffff) : 0;
 	rtc_put16(c, CMOS_MEM_16M_LO, v);
-	v = MIN(rtc->mem_above_4g / KiB(64), 0xffffff);
+	v = MIN(b->mem_above_4g / KiB(64), 0xffffff);
 	c[CMOS_MEM_4G_LO] = (uint8_t)v;
 	c[CMOS_MEM_4G_LO + 1] = (uint8_t)(v >> 8);
 	c[CMOS_MEM_4G_LO + 2] = (uint8_t)(v >> 16);
-	c[CMOS_EQUIPMENT] = EQUIPMENT_FPU; /* no floppy, VGA-class video, no PS/2 mouse */
+	c[CMOS_EQUIPMENT] = b->equipment;
+	/* SeaBIOS boot_init: priorities 101..103 from the nibbles 3d[3:0],
+	 * 3d[7:4], 38[7:4]. */
+	c[CMOS_BOOTFLAG2] = (uint8_t)(b->boot[1] << 4 | b->boot[0]);
+	c[CMOS_BOOTFLAG1] = (uint8_t)(b->boot[2] << 4 |
+				      (b->floppy_sig_check ? 0 : BOOTFLAG1_NO_FLOPPY_CHECK));
+	c[CMOS_SMP_COUNT] = (uint8_t)(b->ncpus - 1);
+}
+
+static bool rtc_board_valid(const struct rtc_cmos_board *b)
+{
+	if (b->ncpus < 1 || b->ncpus > 256)
+		return false;
+	for (int i = 0; i < RTC_BOOT_SLOTS; i++)
+		if (b->boot[i] > RTC_BOOT_NET)
+			return false;
+	return true;
+}
+
+int rtc_set_cmos_board(struct device *dev, const struct rtc_cmos_board *b)
+{
+	struct rtc *rtc = to_rtc(dev);
+
+	if (!rtc_board_valid(b))
+		return -EINVAL;
+	pthread_mutex_lock(&dev->lock);
+	rtc->board = *b;
+	rtc_fill_board(rtc);
+	pthread_mutex_unlock(&dev->lock);
+	return 0;
 }
 
 /* MC146818 RESET pin: clears the interrupt enables and flags; the clock and
@@ -502,8 +538,11 @@ struct device *rtc_create(const struct irq_line *irq, time_t (*wall)(void),
 	if (irq)
 		rtc->irq = *irq;
 	rtc->wall = wall ? wall : rtc_host_wall;
-	rtc->mem_below_4g = mem_below_4g;
-	rtc->mem_above_4g = mem_above_4g;
+	/* Until the machine says more: no floppy, VGA-class video, no PS/2
+	 * mouse, no boot devices, one CPU. */
+	rtc->board = (struct rtc_cmos_board){ .mem_below_4g = mem_below_4g,
+					      .mem_above_4g = mem_above_4g,
+					      .equipment = RTC_EQUIP_FPU, .ncpus = 1 };
 	rtc->irq_level = -1;
 	rtc->r.cmos[RTC_REG_A] = RTC_DEFAULT_A;
 	rtc->r.cmos[RTC_REG_B] = RTC_DEFAULT_B;

@@ -55,24 +55,15 @@ static inline uint64_t emu_lane_merge(uint64_t old, uint64_t rval, uint64_t rmas
 	return (old & ~rmask) | (rval & rmask);
 }
 
-/* The body length of the section state_section_open just opened (its header
- * ends at b->pos). Used to check a load consumed exactly its section. */
+/* Section bookkeeping for load(), now in kestrel/state.h for every device. */
 static inline size_t emu_section_body_end(const struct state_buf *b)
 {
-	uint32_t len = 0;
-
-	if (b->error || b->pos < 4 || b->pos > b->len)
-		return (size_t)-1;
-	for (unsigned i = 0; i < 4; i++)
-		len |= (uint32_t)b->data[b->pos - 4 + i] << (8 * i);
-	return b->pos + len;
+	return state_section_body_end(b);
 }
 
-/* After reading a section's fields: nothing ran past the end and exactly the
- * section was consumed. */
 static inline bool emu_section_done(const struct state_buf *b, size_t end)
 {
-	return !b->error && b->pos == end;
+	return state_section_done(b, end);
 }
 
 #endif

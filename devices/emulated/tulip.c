@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kestrel/guest_mem.h"
+#include "kestrel/pci_dma.h"
 #include "kestrel/state.h"
 #include "kestrel/vm.h"
 #include "emu.h"
@@ -73,27 +73,22 @@ void tulip_warn_once(struct tulip *t, const char *why)
 	t->warned = true;
 }
 
-/* ---- guest memory, as a PCI bus master ----
- * The one path by which this device touches guest RAM; when the PCI core's
- * DMA helpers (pci_dma_read/write) land these become calls to them. */
-
-static bool tulip_bus_master(const struct tulip *t)
-{
-	return __atomic_load_n(&t->pdev.cfg[PCI_COMMAND], __ATOMIC_ACQUIRE) & PCI_COMMAND_MASTER;
-}
+/* ---- guest memory, as a PCI bus master: the one path by which this
+ * device touches guest RAM (Bus Master Enable gates it; what it writes is
+ * marked dirty) ---- */
 
 int tulip_dma_read(struct tulip *t, uint64_t addr, void *buf, uint64_t len)
 {
-	if (!tulip_bus_master(t))
-		return -EPERM;
-	return gm_read(t->gm, addr, buf, len);
+	int r = pci_dma_read(&t->pdev, addr, buf, len);
+
+	return r == -ENODEV ? -EPERM : r;
 }
 
 int tulip_dma_write(struct tulip *t, uint64_t addr, const void *buf, uint64_t len)
 {
-	if (!tulip_bus_master(t))
-		return -EPERM;
-	return gm_write(t->gm, addr, buf, len);
+	int r = pci_dma_write(&t->pdev, addr, buf, len);
+
+	return r == -ENODEV ? -EPERM : r;
 }
 
 /* ---- interrupts (HRM 3.2.2.6: NIS and AIS summarise the enabled
@@ -110,20 +105,16 @@ static uint32_t tulip_summary(const struct tulip *t)
 	return s;
 }
 
+/* The core routes INTA#, masks it under Interrupt Disable and shows it in
+ * STATUS.INTERRUPT. */
 void tulip_update_irq(struct tulip *t)
 {
-	uint16_t cmd = pci_get_u16(&t->pdev, PCI_COMMAND), st = pci_get_u16(&t->pdev, PCI_STATUS);
-	bool pending = tulip_summary(t) & t->csr7;
-	int level = pending && !(cmd & PCI_COMMAND_INTX_DISABLE);
+	int level = (tulip_summary(t) & t->csr7) != 0;
 
-	/* PCI 3.0 6.2.3: STATUS.Interrupt shows the function's INTx state
-	 * whatever Interrupt Disable says. */
-	pci_set_u16(&t->pdev, PCI_STATUS, pending ? st | PCI_STATUS_INTERRUPT :
-				     st & (uint16_t)~PCI_STATUS_INTERRUPT);
 	if (level == t->irq_level)
 		return;
 	t->irq_level = level;
-	irq_set(&t->irq, level);
+	pci_intx_set(&t->pdev, level);
 }
 
 /* A master abort on the bus (an address outside RAM): HRM 3.2.2.6 FBE,
@@ -394,35 +385,22 @@ static void tulip_demand_fds(struct tulip *t, int bar, bool assign)
 	}
 }
 
+/* The core has moved the BAR on its bus (pci_bar_attach); the poll
+ * demands' ioeventfds follow it. */
 static void tulip_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_t now)
 {
 	struct tulip *t = pdev->opaque;
-	struct bus *bus;
 
 	if (bar != 0 && bar != 1)
 		return;
 	pthread_mutex_lock(&t->dev.lock);
-	bus = t->vm ? (bar == 0 ? &t->vm->pio : &t->vm->mmio) : NULL;
-	if (t->bar_addr[bar] != PCI_BAR_UNMAPPED) {
-		tulip_demand_fds(t, bar, false);
-		if (bus)
-			bus_remove(bus, t->bar_addr[bar]);
-		t->bar_addr[bar] = PCI_BAR_UNMAPPED;
-	}
-	if (now != PCI_BAR_UNMAPPED) {
-		if (bus && bus_insert(bus, now, TULIP_CSR_SPACE, &t->dev, bar)) {
-			kwarn("%s: BAR %d at %#llx overlaps another device; not decoded", t->name, bar,
-			      (unsigned long long)now);
-		} else {
-			t->bar_addr[bar] = now;
-			tulip_demand_fds(t, bar, true);
-		}
-	}
+	tulip_demand_fds(t, bar, false);
+	t->bar_addr[bar] = now;
+	tulip_demand_fds(t, bar, true);
 	pthread_mutex_unlock(&t->dev.lock);
 }
 
-/* Bus Master coming on lets a waiting process go on; Interrupt Disable
- * masks INTA#. */
+/* Bus Master coming on lets a waiting process go on. */
 static void tulip_cfg_write(struct pci_dev *pdev, unsigned off, unsigned size, uint32_t val)
 {
 	struct tulip *t = pdev->opaque;
@@ -430,7 +408,6 @@ static void tulip_cfg_write(struct pci_dev *pdev, unsigned off, unsigned size, u
 	if (off >= PCI_COMMAND + 2 || off + size <= PCI_COMMAND)
 		return;
 	pthread_mutex_lock(&t->dev.lock);
-	tulip_update_irq(t);
 	tulip_wake(t);
 	pthread_mutex_unlock(&t->dev.lock);
 }
@@ -799,23 +776,27 @@ static int tulip_load(struct device *dev, struct state_buf *in)
 {
 	struct tulip *t = to_tulip(dev);
 	struct tulip_saved *s = malloc(sizeof(*s));
+	struct pci_dev_state *ps = malloc(sizeof(*ps));
 	uint8_t *frame = malloc(TULIP_FRAME_MAX);
 	int ret = -ENOMEM;
 
-	if (!s || !frame)
+	if (!s || !ps || !frame)
 		goto out;
 	ret = -EINVAL;
-	/* The PCI section last: its load is itself all or nothing. */
-	if (tulip_parse(in, s, frame) < 0 || pci_dev_load(&t->pdev, in) < 0)
+	if (tulip_parse(in, s, frame) < 0 || pci_dev_parse(&t->pdev, in, ps) < 0)
 		goto out;
+	/* The BARs' moves take dev.lock (tulip_bar_remap). */
+	pci_dev_commit(&t->pdev, ps);
 	pthread_mutex_lock(&dev->lock);
 	tulip_commit(t, s, frame);
+	t->irq_level = -1;
 	tulip_update_irq(t);
 	tulip_wake(t);
 	pthread_mutex_unlock(&dev->lock);
 	ret = 0;
 out:
 	free(s);
+	free(ps);
 	free(frame);
 	return ret;
 }
@@ -852,8 +833,7 @@ static void tulip_destroy(struct device *dev)
 	struct tulip *t = to_tulip(dev);
 
 	tulip_thread_stop(t);
-	for (int bar = 0; bar < 2; bar++)
-		tulip_bar_remap(&t->pdev, bar, t->bar_addr[bar], PCI_BAR_UNMAPPED);
+	pci_dev_exit(&t->pdev);    /* the BARs off their buses, their ioeventfds gone */
 	if (t->print_stats)
 		tulip_print_stats(t);
 	if (t->kick_fd >= 0)
@@ -887,13 +867,19 @@ static int tulip_pci_init(struct tulip *t, const struct tulip_board *b)
 
 	pci_dev_init(p, TULIP_VENDOR, TULIP_DEVICE, 0x020000, TULIP_REVISION, &tulip_pci_ops, t);
 	pci_dev_set_subsystem(p, TULIP_SUBSYS_VENDOR, TULIP_SUBSYS_ID);
-	pci_dev_set_irq(p, 1, (uint8_t)b->irq.gsi);
+	pci_dev_set_irq(p, 1, 0);
+	ret = pci_dev_reserve(p, TULIP_CFDD, 4);
 	memset(&p->wmask[TULIP_CFDD], 0xff, 4);
-	ret = pci_dev_set_bar(p, 0, TULIP_CSR_SPACE, PCI_BAR_IO);
+	ret = ret ?: pci_dev_set_bar(p, 0, TULIP_CSR_SPACE, PCI_BAR_IO);
 	ret = ret ?: pci_dev_set_bar(p, 1, TULIP_CSR_SPACE, PCI_BAR_MEM32);
-	if (ret || !b->pci_host)
+	if (ret)
 		return ret;
-	ret = pci_host_add(b->pci_host, p, b->slot);
+	pci_bar_attach(p, 0, &t->dev, TULIP_REGION_IO);
+	pci_bar_attach(p, 1, &t->dev, TULIP_REGION_MEM);
+	if (b->pci_host)
+		ret = pci_host_add(b->pci_host, p, b->slot);
+	else if (b->bus)
+		ret = pci_bus_add(b->bus, p, b->slot, 0);
 	return ret < 0 ? ret : 0;
 }
 
@@ -906,8 +892,6 @@ static struct tulip *tulip_alloc(const struct tulip_board *b, const struct tulip
 		return NULL;
 	device_init(&t->dev, &tulip_ops);
 	t->vm = b->vm;
-	t->gm = b->gm;
-	t->irq = b->irq;
 	t->irq_level = -1;
 	t->tap = *tap;
 	snprintf(t->name, sizeof(t->name), "%s", o->name ? o->name : "net");
@@ -929,7 +913,7 @@ int tulip_create(const struct tulip_board *b, const struct tulip_opts *o, struct
 	struct tulip *t;
 	int ret;
 
-	if (tap->nqueues != 1 || o->vlan > NET_VLAN_ID_MAX || !b->gm) {
+	if (tap->nqueues != 1 || o->vlan > NET_VLAN_ID_MAX) {
 		net_tap_close(tap);
 		snprintf(err, errlen, "%s: model=tulip takes one TAP queue and a VLAN id up to %d",
 			 name, NET_VLAN_ID_MAX);

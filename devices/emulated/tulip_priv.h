@@ -18,7 +18,6 @@
 #include "kestrel/tulip.h"
 
 struct vm;
-struct guest_mem;
 
 /* CSRs sit every 8 bytes of a 128-byte I/O BAR (CBIO) and a memory BAR
  * (CBMA) (21140A HRM 3.2). */
@@ -199,16 +198,15 @@ struct tulip_stats_ctr {
 struct tulip {
 	struct device dev;              /* first: the bus's lock guards what follows */
 	struct pci_dev pdev;
-	struct vm *vm;                  /* NULL in unit tests: no buses, no ioeventfd */
-	const struct guest_mem *gm;
-	struct irq_line irq;
-	int irq_level;
+	struct vm *vm;                  /* NULL in unit tests: no ioeventfds */
+	int irq_level;                  /* what was last given to pci_intx_set */
 	char name[32];
 	unsigned vlan;
 	bool print_stats;
 	struct net_tap tap;
 	uint8_t mac[NET_ETH_ALEN];
-	uint64_t bar_addr[2];           /* BAR 0 (I/O), BAR 1 (memory), or PCI_BAR_UNMAPPED */
+	uint64_t bar_addr[2];           /* BAR 0 (I/O), BAR 1 (memory), or PCI_BAR_UNMAPPED:
+					 * where the ioeventfds are (the PCI core moves the ranges) */
 	unsigned demand_len[2][2];      /* ioeventfds on CSR1, CSR2 per BAR: 0 none, else len + 1 */
 	int kick_fd, wake_fd, stop_fd;
 	pthread_t thread;
@@ -251,8 +249,8 @@ void tulip_update_irq(struct tulip *t);
 void tulip_fatal(struct tulip *t, const char *why);
 void tulip_warn_once(struct tulip *t, const char *why);
 void tulip_wake(struct tulip *t);
-/* Guest memory through the function's bus-master path: -EPERM while Bus
- * Master Enable is clear (nothing moves), -EFAULT outside RAM. */
+/* Guest memory through the PCI core's DMA helpers: -EPERM while Bus Master
+ * Enable is clear (nothing moves), -EFAULT outside RAM. */
 int tulip_dma_read(struct tulip *t, uint64_t addr, void *buf, uint64_t len) WARN_UNUSED;
 int tulip_dma_write(struct tulip *t, uint64_t addr, const void *buf, uint64_t len) WARN_UNUSED;
 

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "kestrel/pci_dma.h"
 #include "tulip_priv.h"
 
 #define TULIP_RX_GRACE_NS 5000000ULL
@@ -400,7 +401,7 @@ void tulip_rx_recheck(struct tulip *t)
 /* What to do with the next frame in the TAP (dev.lock held). */
 static enum rx_gate rx_gate(struct tulip *t, uint64_t now)
 {
-	if (!rx_ready(t) || !(t->pdev.cfg[PCI_COMMAND] & PCI_COMMAND_MASTER))
+	if (!rx_ready(t) || !pci_dma_allowed(&t->pdev))
 		return RX_DROP;
 	if (rx_owned(t)) {
 		t->rs = RS_WAITING;

@@ -356,6 +356,7 @@ static bool vnet_rx_hdr_fix(struct vnet_rxq *q, uint8_t *hdr, bool untagged_by_u
 static void vnet_rx_complete(struct vnet_rxq *q, struct virtq *vq, uint64_t len)
 {
 	unsigned k = 0, iovs = 0;
+	uint64_t total = len;
 
 	while (k < q->nheld && (len || k == 0)) {
 		uint32_t l = (uint32_t)MIN((uint64_t)q->held[k].len, len);
@@ -366,6 +367,8 @@ static void vnet_rx_complete(struct vnet_rxq *q, struct virtq *vq, uint64_t len)
 		q->held_len -= q->held[k].len;
 		k++;
 	}
+	/* The frame filled these chains' buffers in order from the first. */
+	vq_mark_written(vq, q->iov, iovs, total);
 	if (vq_push_batch(vq, q->used, k))
 		q->irq = true;
 	q->nheld -= k;
@@ -866,6 +869,7 @@ static void vnet_ctrl_serve(struct virtio_net *n)
 			vq_iov_read(e.iov, e.out_num, 0, cc, 2);
 			ack = vnet_ctrl_cmd(n, cc[0], cc[1], &(struct vnet_cmd){ &e, 2, e.out_len - 2 });
 			vq_iov_write(e.iov + e.out_num, e.in_num, 0, &ack, 1);
+			vq_mark_written(vq, e.iov + e.out_num, e.in_num, 1);
 			irq |= vq_push(vq, e.head, 1);
 		}
 		if (r < 0) {
@@ -1158,7 +1162,7 @@ static uint64_t vnet_features(unsigned pairs)
 	return f;
 }
 
-int virtio_net_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
+int virtio_net_create(struct vm *vm, struct device *pci_host, int slot,
 		      const struct virtio_net_opts *o, struct net_tap *tap, struct device **out,
 		      char *err, size_t errlen)
 {
@@ -1186,7 +1190,7 @@ int virtio_net_create(struct vm *vm, struct device *pci_host, int slot, uint32_t
 	}
 	info.features = vnet_features(n->max_pairs);
 	info.num_queues = 2 * n->max_pairs + 1;
-	ret = virtio_pci_create(vm, pci_host, slot, intx_gsi, &info, &vnet_ops, n, &n->vdev);
+	ret = virtio_pci_create(vm, pci_host, slot, &info, &vnet_ops, n, &n->vdev);
 	if (ret) {
 		snprintf(err, errlen, "%s: cannot create the PCI function: %s", n->name,
 			 strerror(-ret));

@@ -10,15 +10,18 @@
  * Kicks: queue q is notified at 0x3000 + 4 * q (notify_off_multiplier 4,
  * queue_notify_off = q); an ioeventfd per queue on that address signals the
  * queue's kick fd inside KVM. The MMIO handler signals the same fd when the
- * ioeventfd is not registered. Interrupts: MSI-X vector v is an MSI route
- * (GSI) with an irqfd; masked vectors collect pending bits. Without MSI-X the
- * function raises INTA# (level) while ISR is non-zero; reading ISR clears it.
+ * ioeventfd is not registered; when the guest moves BAR 0 the PCI core moves
+ * the bus range and vpci_bar_remap() the ioeventfds. Interrupts: MSI-X
+ * (devices/pci/msi.c: vector v is an MSI route with an irqfd; masked vectors
+ * and a cleared Bus Master Enable collect pending bits). Without MSI-X the
+ * function raises INTA# through the PCI core while ISR is non-zero; reading
+ * ISR clears it. The capabilities are built with the core's pci_cap_add().
  *
  * Locking: MMIO and config hooks run under the transport's device lock
- * (dev.lock). Interrupt state (ISR, INTx level, MSI-X table, pending bits,
- * vector numbers) is also under irq_lock, which the device model's threads
- * take through virtio_queue_interrupt() — they never take dev.lock, so a
- * reset may stop them while holding it. */
+ * (dev.lock). ISR and vector numbers are also under irq_lock, which the
+ * device model's threads take through virtio_queue_interrupt() — they never
+ * take dev.lock, so a reset may stop them while holding it. The MSI-X table
+ * and the INTx level have the core's own locks, taken inside irq_lock. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -26,6 +29,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "kestrel/msi.h"
 #include "kestrel/pci.h"
 #include "kestrel/virtio.h"
 #include "kestrel/vm.h"
@@ -46,27 +50,13 @@
 #define VPCI_MAX_VECTORS (VPCI_MAX_QUEUES + 1)
 
 /* 4.1.4 virtio structure PCI capabilities. */
-#define PCI_CAP_ID_VNDR 0x09
-#define PCI_CAP_ID_MSIX 0x11
 #define VIRTIO_PCI_CAP_COMMON_CFG 1
 #define VIRTIO_PCI_CAP_NOTIFY_CFG 2
 #define VIRTIO_PCI_CAP_ISR_CFG 3
 #define VIRTIO_PCI_CAP_DEVICE_CFG 4
 #define VIRTIO_PCI_CAP_PCI_CFG 5
-#define VPCI_CAP_MSIX 0x40
-#define VPCI_CAP_COMMON 0x4c
-#define VPCI_CAP_NOTIFY 0x5c
-#define VPCI_CAP_ISR 0x70
-#define VPCI_CAP_DEVICE 0x80
-#define VPCI_CAP_PCICFG 0x90
 #define VPCI_CAP_LEN 16
-#define VPCI_PCICFG_DATA (VPCI_CAP_PCICFG + 16)
-
-/* PCI Local Bus 3.0 6.8.2: MSI-X capability and table entries. */
-#define MSIX_CTRL_ENABLE 0x8000
-#define MSIX_CTRL_MASKALL 0x4000
-#define MSIX_ENTRY_SIZE 16
-#define MSIX_VECTOR_MASKED 1
+#define VPCI_PCICFG_DATA 16        /* in the PCI_CFG capability */
 
 /* 4.1.4.3 struct virtio_pci_common_cfg. */
 #define CC_DFSELECT 0x00
@@ -102,13 +92,6 @@ struct vpci_queue {
 	unsigned ioeventfd_len;    /* 0: not registered, else len + 1 */
 };
 
-struct vpci_vector {
-	uint32_t addr_lo, addr_hi, data, ctrl;
-	uint32_t gsi;
-	int irqfd;                 /* -1 without a VM */
-	bool pending;
-};
-
 struct virtio_dev {
 	struct device dev;
 	struct pci_dev pdev;
@@ -117,8 +100,8 @@ struct virtio_dev {
 	struct virtio_dev_info info;
 	const struct virtio_dev_ops *ops;
 	void *opaque;
-	uint32_t intx_gsi;
-	uint64_t bar_addr;         /* PCI_BAR_UNMAPPED or the BAR's base on the MMIO bus */
+	uint64_t bar_addr;         /* PCI_BAR_UNMAPPED or where BAR 0 is mapped (ioeventfds) */
+	unsigned pcicfg_cap;       /* config offset of VIRTIO_PCI_CAP_PCI_CFG */
 	uint64_t dev_features;
 
 	/* common configuration, under dev.lock */
@@ -134,10 +117,8 @@ struct virtio_dev {
 	pthread_mutex_t irq_lock;
 	uint16_t config_vector;
 	uint8_t isr;
-	bool intx_level, intx_disabled, msix_enabled, msix_masked;
 	bool dma_on;               /* PCI_COMMAND Bus Master Enable (always on off-bus) */
-	unsigned nvec;
-	struct vpci_vector *vec;
+	struct msix msix;          /* one vector per queue and one for configuration */
 
 	atomic_uint config_generation;
 	atomic_bool needs_reset;
@@ -148,38 +129,20 @@ static struct virtio_dev *to_vpci(struct device *dev)
 	return (struct virtio_dev *)dev;
 }
 
-/* ---- interrupts (irq_lock held) ---- */
+/* ---- interrupts ---- */
 
+/* INTA# follows ISR (4.1.4.5); the core masks it while MSI-X is on or
+ * INTX_DISABLE is set. irq_lock held. */
 static void vpci_intx_update(struct virtio_dev *t)
 {
-	bool level = t->isr && !t->msix_enabled && !t->intx_disabled;
-
-	if (level == t->intx_level)
-		return;
-	t->intx_level = level;
-	if (t->vm)
-		vm_irq_set(t->vm, t->intx_gsi, level);
-}
-
-static void vpci_msix_fire(struct virtio_dev *t, uint16_t v)
-{
-	if (v >= t->nvec)
-		return;
-	/* An MSI-X message is a memory write: held, like a masked one, while
-	 * the function may not master the bus (PCI 3.0 6.8.3.1). */
-	if (t->msix_masked || (t->vec[v].ctrl & MSIX_VECTOR_MASKED) || !t->dma_on) {
-		t->vec[v].pending = true;
-		return;
-	}
-	if (t->vec[v].irqfd >= 0 && eventfd_write(t->vec[v].irqfd, 1) < 0)
-		kwarn("%s: irqfd write for vector %u failed", t->info.name, v);
+	pci_intx_set(&t->pdev, t->isr != 0);
 }
 
 static void vpci_raise(struct virtio_dev *t, uint8_t isr_bit, uint16_t vector)
 {
 	pthread_mutex_lock(&t->irq_lock);
-	if (t->msix_enabled) {
-		vpci_msix_fire(t, vector);
+	if (msix_enabled(&t->msix)) {
+		msix_notify(&t->msix, vector);
 	} else {
 		t->isr |= isr_bit;
 		vpci_intx_update(t);
@@ -223,29 +186,6 @@ bool virtio_needs_reset(const struct virtio_dev *t)
 	return atomic_load(&t->needs_reset);
 }
 
-/* Point vector v's MSI route at what the guest programmed (when usable). */
-static void vpci_msix_route(struct virtio_dev *t, unsigned v)
-{
-	struct vpci_vector *e = &t->vec[v];
-
-	if (!t->vm || (e->ctrl & MSIX_VECTOR_MASKED))
-		return;
-	if (vm_msi_route_set(t->vm, e->gsi, (uint64_t)e->addr_hi << 32 | e->addr_lo, e->data))
-		kwarn("%s: cannot route MSI-X vector %u", t->info.name, v);
-}
-
-/* After a mask bit cleared: deliver what was held back (6.8.2.9). */
-static void vpci_msix_flush(struct virtio_dev *t)
-{
-	for (unsigned v = 0; v < t->nvec; v++) {
-		if (!t->vec[v].pending || t->msix_masked || (t->vec[v].ctrl & MSIX_VECTOR_MASKED) ||
-		    !t->dma_on)
-			continue;
-		t->vec[v].pending = false;
-		vpci_msix_fire(t, (uint16_t)v);
-	}
-}
-
 /* ---- ioeventfd and BAR placement ---- */
 
 static void vpci_ioeventfds(struct virtio_dev *t, bool assign)
@@ -272,32 +212,20 @@ static void vpci_ioeventfds(struct virtio_dev *t, bool assign)
 	}
 }
 
+/* The core has moved BAR 0 on the MMIO bus (pci_bar_attach); the kicks'
+ * ioeventfds follow it. */
 static void vpci_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_t now)
 {
 	struct virtio_dev *t = pdev->opaque;
-	int ret;
 
 	if (bar != VPCI_BAR)
 		return;
 	pthread_mutex_lock(&t->dev.lock);
-	if (t->bar_addr != PCI_BAR_UNMAPPED) {
+	if (t->bar_addr != PCI_BAR_UNMAPPED)
 		vpci_ioeventfds(t, false);
-		if (t->vm)
-			bus_remove(&t->vm->mmio, t->bar_addr);
-		t->bar_addr = PCI_BAR_UNMAPPED;
-	}
-	if (now != PCI_BAR_UNMAPPED && t->vm) {
-		ret = bus_insert(&t->vm->mmio, now, VPCI_BAR_SIZE, &t->dev, 0);
-		if (ret) {
-			kwarn("%s: BAR at %#llx overlaps another device; not decoded", t->info.name,
-			      (unsigned long long)now);
-		} else {
-			t->bar_addr = now;
-			vpci_ioeventfds(t, true);
-		}
-	} else if (now != PCI_BAR_UNMAPPED) {
-		t->bar_addr = now;
-	}
+	t->bar_addr = now;
+	if (now != PCI_BAR_UNMAPPED)
+		vpci_ioeventfds(t, true);
 	pthread_mutex_unlock(&t->dev.lock);
 }
 
@@ -341,8 +269,7 @@ static void vpci_reset(struct virtio_dev *t)
 	t->config_vector = VIRTIO_MSI_NO_VECTOR;
 	for (unsigned q = 0; q < t->info.num_queues; q++)
 		t->q[q].vector = VIRTIO_MSI_NO_VECTOR;
-	for (unsigned v = 0; v < t->nvec; v++)
-		t->vec[v].pending = false;
+	msix_clear_pending(&t->msix);
 	t->isr = 0;
 	vpci_intx_update(t);
 	pthread_mutex_unlock(&t->irq_lock);
@@ -423,7 +350,7 @@ static struct vpci_queue *vpci_selected(struct virtio_dev *t)
  * back tells the driver the device refused). */
 static uint16_t vpci_vector_ok(const struct virtio_dev *t, uint64_t v)
 {
-	return v < t->nvec ? (uint16_t)v : VIRTIO_MSI_NO_VECTOR;
+	return v < t->msix.nvec ? (uint16_t)v : VIRTIO_MSI_NO_VECTOR;
 }
 
 static uint64_t vpci_common_get(struct virtio_dev *t, unsigned field)
@@ -571,81 +498,6 @@ static void vpci_common_write(struct virtio_dev *t, uint64_t off, unsigned size,
 	}
 }
 
-/* ---- MSI-X table and PBA ---- */
-
-static uint32_t vpci_msix_dword(struct virtio_dev *t, unsigned v, unsigned dw)
-{
-	const struct vpci_vector *e = &t->vec[v];
-
-	switch (dw) {
-	case 0: return e->addr_lo;
-	case 1: return e->addr_hi;
-	case 2: return e->data;
-	default: return e->ctrl;
-	}
-}
-
-static void vpci_msix_dword_write(struct virtio_dev *t, unsigned v, unsigned dw, uint32_t val)
-{
-	struct vpci_vector *e = &t->vec[v];
-	bool was_masked = e->ctrl & MSIX_VECTOR_MASKED;
-
-	switch (dw) {
-	case 0: e->addr_lo = val & ~3u; break;   /* dword aligned */
-	case 1: e->addr_hi = val; break;
-	case 2: e->data = val; break;
-	default: e->ctrl = val & MSIX_VECTOR_MASKED; break;
-	}
-	if (!(e->ctrl & MSIX_VECTOR_MASKED) && (dw != 3 || was_masked)) {
-		vpci_msix_route(t, v);
-		vpci_msix_flush(t);
-	}
-}
-
-/* Accesses are dwords or qwords (6.8.2); others read 0 and write nothing. */
-static uint64_t vpci_msix_read(struct virtio_dev *t, uint64_t off, unsigned size)
-{
-	unsigned v = (unsigned)(off / MSIX_ENTRY_SIZE), dw = (unsigned)(off % MSIX_ENTRY_SIZE) / 4;
-	uint64_t val;
-
-	if ((size != 4 && size != 8) || off % size || v >= t->nvec)
-		return 0;
-	pthread_mutex_lock(&t->irq_lock);
-	val = vpci_msix_dword(t, v, dw);
-	if (size == 8)
-		val |= (uint64_t)vpci_msix_dword(t, v, dw + 1) << 32;
-	pthread_mutex_unlock(&t->irq_lock);
-	return val;
-}
-
-static void vpci_msix_write(struct virtio_dev *t, uint64_t off, unsigned size, uint64_t val)
-{
-	unsigned v = (unsigned)(off / MSIX_ENTRY_SIZE), dw = (unsigned)(off % MSIX_ENTRY_SIZE) / 4;
-
-	if ((size != 4 && size != 8) || off % size || v >= t->nvec)
-		return;
-	pthread_mutex_lock(&t->irq_lock);
-	vpci_msix_dword_write(t, v, dw, (uint32_t)val);
-	if (size == 8)
-		vpci_msix_dword_write(t, v, dw + 1, (uint32_t)(val >> 32));
-	pthread_mutex_unlock(&t->irq_lock);
-}
-
-static uint64_t vpci_pba_read(struct virtio_dev *t, uint64_t off, unsigned size)
-{
-	uint64_t v = 0;
-
-	pthread_mutex_lock(&t->irq_lock);
-	for (unsigned i = 0; i < 8 * size; i++) {
-		uint64_t bit = off * 8 + i;
-
-		if (bit < t->nvec && t->vec[bit].pending)
-			v |= 1ULL << i;
-	}
-	pthread_mutex_unlock(&t->irq_lock);
-	return v;
-}
-
 /* ---- the BAR ---- */
 
 static uint8_t vpci_isr_read(struct virtio_dev *t)
@@ -673,16 +525,16 @@ static uint64_t vpci_cfg_region_read(struct virtio_dev *t, uint64_t off, unsigne
 static uint64_t vpci_read(struct device *dev, int region, uint64_t off, unsigned size)
 {
 	struct virtio_dev *t = to_vpci(dev);
-	uint64_t page = off & ~(uint64_t)(VPCI_PAGE - 1), in = off & (VPCI_PAGE - 1);
+	uint64_t page = off & ~(uint64_t)(VPCI_PAGE - 1), in = off & (VPCI_PAGE - 1), v;
 
 	if (in + size > VPCI_PAGE)
 		return 0;   /* no access straddles two structures */
+	if (msix_bar_read(&t->msix, VPCI_BAR, off, size, &v))
+		return v;
 	switch (page) {
 	case VPCI_COMMON_OFF: return in < VPCI_COMMON_LEN ? vpci_common_read(t, in, size) : 0;
 	case VPCI_ISR_OFF: return in == 0 ? vpci_isr_read(t) : 0;
 	case VPCI_DEVICE_OFF: return vpci_cfg_region_read(t, in, size);
-	case VPCI_MSIX_TABLE_OFF: return vpci_msix_read(t, in, size);
-	case VPCI_MSIX_PBA_OFF: return vpci_pba_read(t, in, size);
 	}
 	return 0;
 }
@@ -702,7 +554,7 @@ static void vpci_write(struct device *dev, int region, uint64_t off, unsigned si
 	struct virtio_dev *t = to_vpci(dev);
 	uint64_t page = off & ~(uint64_t)(VPCI_PAGE - 1), in = off & (VPCI_PAGE - 1);
 
-	if (in + size > VPCI_PAGE)
+	if (in + size > VPCI_PAGE || msix_bar_write(&t->msix, VPCI_BAR, off, size, val))
 		return;
 	switch (page) {
 	case VPCI_COMMON_OFF:
@@ -714,7 +566,6 @@ static void vpci_write(struct device *dev, int region, uint64_t off, unsigned si
 			t->ops->cfg_write(t->opaque, (unsigned)in, size, val);
 		return;
 	case VPCI_NOTIFY_OFF: vpci_notify_write(t, in); return;
-	case VPCI_MSIX_TABLE_OFF: vpci_msix_write(t, in, size, val); return;
 	}
 }
 
@@ -725,10 +576,11 @@ static void vpci_write(struct device *dev, int region, uint64_t off, unsigned si
 static bool vpci_pcicfg_target(struct virtio_dev *t, uint64_t *off, unsigned *len)
 {
 	struct pci_dev *p = &t->pdev;
+	unsigned c = t->pcicfg_cap;
 
-	*off = pci_get_u32(p, VPCI_CAP_PCICFG + 8);
-	*len = pci_get_u32(p, VPCI_CAP_PCICFG + 12);
-	if (p->cfg[VPCI_CAP_PCICFG + 4] != VPCI_BAR || (*len != 1 && *len != 2 && *len != 4))
+	*off = pci_get_u32(p, c + 8);
+	*len = pci_get_u32(p, c + 12);
+	if (p->cfg[c + 4] != VPCI_BAR || (*len != 1 && *len != 2 && *len != 4))
 		return false;
 	return *off % *len == 0 && *off + *len <= VPCI_BAR_SIZE;
 }
@@ -739,13 +591,7 @@ static uint32_t vpci_cfg_read(struct pci_dev *pdev, unsigned off, unsigned size,
 	uint64_t boff;
 	unsigned len;
 
-	if (off <= PCI_STATUS && off + size > PCI_STATUS) {
-		pthread_mutex_lock(&t->irq_lock);
-		if (t->isr && !t->msix_enabled)
-			val |= (uint32_t)PCI_STATUS_INTERRUPT << (8 * (PCI_STATUS - off));
-		pthread_mutex_unlock(&t->irq_lock);
-	}
-	if (off == VPCI_PCICFG_DATA && vpci_pcicfg_target(t, &boff, &len)) {
+	if (off == t->pcicfg_cap + VPCI_PCICFG_DATA && vpci_pcicfg_target(t, &boff, &len)) {
 		pthread_mutex_lock(&t->dev.lock);
 		val = (uint32_t)vpci_read(&t->dev, 0, boff, len);
 		pthread_mutex_unlock(&t->dev.lock);
@@ -754,9 +600,9 @@ static uint32_t vpci_cfg_read(struct pci_dev *pdev, unsigned off, unsigned size,
 }
 
 /* Bus Master Enable gates the device's use of guest memory: new chains are
- * not taken and MSI-X messages are held while it is clear. Requests already
- * taken complete. When it comes back the queues are kicked so the device
- * looks at what the driver queued meanwhile. irq_lock held. */
+ * not taken (and the core holds MSI-X messages) while it is clear. Requests
+ * already taken complete. When it comes back the queues are kicked so the
+ * device looks at what the driver queued meanwhile. irq_lock held. */
 static bool vpci_bus_master(struct virtio_dev *t, bool on)
 {
 	if (on == t->dma_on)
@@ -777,31 +623,17 @@ static void vpci_wake_queues(struct virtio_dev *t)
 static void vpci_cfg_write(struct pci_dev *pdev, unsigned off, unsigned size, uint32_t val)
 {
 	struct virtio_dev *t = pdev->opaque;
-	uint16_t ctrl = pci_get_u16(pdev, VPCI_CAP_MSIX + 2);
 	uint16_t cmd = pci_get_u16(pdev, PCI_COMMAND);
-	bool enable = ctrl & MSIX_CTRL_ENABLE, masked = ctrl & MSIX_CTRL_MASKALL, woke;
 	uint64_t boff;
 	unsigned len;
+	bool woke;
 
 	pthread_mutex_lock(&t->irq_lock);
-	t->intx_disabled = cmd & PCI_COMMAND_INTX_DISABLE;
 	woke = vpci_bus_master(t, cmd & PCI_COMMAND_MASTER);
-	if (woke && t->msix_enabled)
-		vpci_msix_flush(t);
-	if (enable && !t->msix_enabled)
-		for (unsigned v = 0; v < t->nvec; v++)
-			vpci_msix_route(t, v);
-	if (enable != t->msix_enabled || masked != t->msix_masked) {
-		t->msix_enabled = enable;
-		t->msix_masked = masked;
-		if (enable)
-			vpci_msix_flush(t);
-	}
-	vpci_intx_update(t);
 	pthread_mutex_unlock(&t->irq_lock);
 	if (woke)
 		vpci_wake_queues(t);
-	if (off == VPCI_PCICFG_DATA && vpci_pcicfg_target(t, &boff, &len)) {
+	if (off == t->pcicfg_cap + VPCI_PCICFG_DATA && vpci_pcicfg_target(t, &boff, &len)) {
 		pthread_mutex_lock(&t->dev.lock);
 		vpci_write(&t->dev, 0, boff, len, val);
 		pthread_mutex_unlock(&t->dev.lock);
@@ -814,45 +646,46 @@ static const struct pci_dev_ops vpci_pci_ops = {
 	.bar_remap = vpci_bar_remap,
 };
 
-/* 4.1.4 struct virtio_pci_cap at off, chained to next. */
-static void vpci_cap(struct pci_dev *p, unsigned off, unsigned next, unsigned len, uint8_t type,
-		     uint32_t boff, uint32_t blen)
+/* 4.1.4 struct virtio_pci_cap of cap_len bytes for the structure at
+ * [boff, boff + blen) of BAR 0. Returns its offset or -ENOSPC. */
+static int vpci_cap(struct pci_dev *p, unsigned cap_len, uint8_t type, uint32_t boff, uint32_t blen)
 {
-	pci_set_u8(p, off, PCI_CAP_ID_VNDR);
-	pci_set_u8(p, off + 1, (uint8_t)next);
-	pci_set_u8(p, off + 2, (uint8_t)len);
-	pci_set_u8(p, off + 3, type);
-	pci_set_u8(p, off + 4, VPCI_BAR);
-	pci_set_u32(p, off + 8, boff);
-	pci_set_u32(p, off + 12, blen);
+	int off = pci_cap_add(p, PCI_CAP_ID_VNDR, cap_len);
+
+	if (off < 0)
+		return off;
+	pci_set_u8(p, (unsigned)off + 2, (uint8_t)cap_len);
+	pci_set_u8(p, (unsigned)off + 3, type);
+	pci_set_u8(p, (unsigned)off + 4, VPCI_BAR);
+	pci_set_u32(p, (unsigned)off + 8, boff);
+	pci_set_u32(p, (unsigned)off + 12, blen);
+	return off;
 }
 
-static void vpci_build_caps(struct virtio_dev *t)
+/* MSI-X first (the core's msix_init), then the virtio structures. */
+static int vpci_build_caps(struct virtio_dev *t, const struct msi_sink *sink)
 {
 	struct pci_dev *p = &t->pdev;
+	int notify = -ENOSPC, pcicfg = -ENOSPC, ret;
 
-	pci_set_u16(p, PCI_STATUS, pci_get_u16(p, PCI_STATUS) | PCI_STATUS_CAP_LIST);
-	pci_set_u8(p, PCI_CAPABILITY_LIST, VPCI_CAP_MSIX);
-	pci_set_u8(p, VPCI_CAP_MSIX, PCI_CAP_ID_MSIX);
-	pci_set_u8(p, VPCI_CAP_MSIX + 1, VPCI_CAP_COMMON);
-	pci_set_u16(p, VPCI_CAP_MSIX + 2, (uint16_t)(t->nvec - 1));
-	p->wmask[VPCI_CAP_MSIX + 3] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
-	pci_set_u32(p, VPCI_CAP_MSIX + 4, VPCI_MSIX_TABLE_OFF | VPCI_BAR);
-	pci_set_u32(p, VPCI_CAP_MSIX + 8, VPCI_MSIX_PBA_OFF | VPCI_BAR);
-
-	vpci_cap(p, VPCI_CAP_COMMON, VPCI_CAP_NOTIFY, VPCI_CAP_LEN, VIRTIO_PCI_CAP_COMMON_CFG,
-		 VPCI_COMMON_OFF, VPCI_COMMON_LEN);
-	vpci_cap(p, VPCI_CAP_NOTIFY, VPCI_CAP_ISR, VPCI_CAP_LEN + 4, VIRTIO_PCI_CAP_NOTIFY_CFG,
-		 VPCI_NOTIFY_OFF, VPCI_NOTIFY_MULT * t->info.num_queues);
-	pci_set_u32(p, VPCI_CAP_NOTIFY + 16, VPCI_NOTIFY_MULT);
-	vpci_cap(p, VPCI_CAP_ISR, VPCI_CAP_DEVICE, VPCI_CAP_LEN, VIRTIO_PCI_CAP_ISR_CFG,
-		 VPCI_ISR_OFF, VPCI_ISR_LEN);
-	vpci_cap(p, VPCI_CAP_DEVICE, VPCI_CAP_PCICFG, VPCI_CAP_LEN, VIRTIO_PCI_CAP_DEVICE_CFG,
-		 VPCI_DEVICE_OFF, MAX(t->info.cfg_size, 1u));
-	vpci_cap(p, VPCI_CAP_PCICFG, 0, VPCI_CAP_LEN + 4, VIRTIO_PCI_CAP_PCI_CFG, 0, 0);
+	ret = msix_init(&t->msix, p, sink, t->info.num_queues + 1, VPCI_BAR, VPCI_MSIX_TABLE_OFF,
+			VPCI_BAR, VPCI_MSIX_PBA_OFF);
+	if (ret)
+		return ret;
+	if (vpci_cap(p, VPCI_CAP_LEN, VIRTIO_PCI_CAP_COMMON_CFG, VPCI_COMMON_OFF, VPCI_COMMON_LEN) < 0 ||
+	    (notify = vpci_cap(p, VPCI_CAP_LEN + 4, VIRTIO_PCI_CAP_NOTIFY_CFG, VPCI_NOTIFY_OFF,
+			       VPCI_NOTIFY_MULT * t->info.num_queues)) < 0 ||
+	    vpci_cap(p, VPCI_CAP_LEN, VIRTIO_PCI_CAP_ISR_CFG, VPCI_ISR_OFF, VPCI_ISR_LEN) < 0 ||
+	    vpci_cap(p, VPCI_CAP_LEN, VIRTIO_PCI_CAP_DEVICE_CFG, VPCI_DEVICE_OFF,
+		     MAX(t->info.cfg_size, 1u)) < 0 ||
+	    (pcicfg = vpci_cap(p, VPCI_CAP_LEN + 4, VIRTIO_PCI_CAP_PCI_CFG, 0, 0)) < 0)
+		return -ENOSPC;
+	pci_set_u32(p, (unsigned)notify + 16, VPCI_NOTIFY_MULT);
 	/* bar, offset, length and data of the window are the driver's. */
-	p->wmask[VPCI_CAP_PCICFG + 4] = 0xff;
-	memset(&p->wmask[VPCI_CAP_PCICFG + 8], 0xff, 12);
+	t->pcicfg_cap = (unsigned)pcicfg;
+	p->wmask[pcicfg + 4] = 0xff;
+	memset(&p->wmask[pcicfg + 8], 0xff, 12);
+	return 0;
 }
 
 /* ---- lifetime ---- */
@@ -861,28 +694,16 @@ static void vpci_destroy(struct device *dev)
 {
 	struct virtio_dev *t = to_vpci(dev);
 
+	pci_dev_exit(&t->pdev);    /* BAR 0 off the bus, its ioeventfds gone */
 	pthread_mutex_lock(&t->dev.lock);
 	vpci_stop(t);
-	if (t->bar_addr != PCI_BAR_UNMAPPED) {
-		vpci_ioeventfds(t, false);
-		if (t->vm)
-			bus_remove(&t->vm->mmio, t->bar_addr);
-	}
 	pthread_mutex_unlock(&t->dev.lock);
 	if (t->ops->destroy)
 		t->ops->destroy(t->opaque);
-	for (unsigned v = 0; v < t->nvec; v++) {
-		if (t->vec[v].irqfd < 0)
-			continue;
-		if (vm_irqfd(t->vm, t->vec[v].irqfd, t->vec[v].gsi, false))
-			kwarn("%s: cannot remove irqfd of vector %u", t->info.name, v);
-		vm_msi_route_free(t->vm, t->vec[v].gsi);
-		close(t->vec[v].irqfd);
-	}
+	msix_destroy(&t->msix);
 	for (unsigned q = 0; q < t->info.num_queues; q++)
 		if (t->q[q].kick_fd >= 0)
 			close(t->q[q].kick_fd);
-	free(t->vec);
 	free(t->q);
 	free(t->vq);
 	pthread_mutex_destroy(&t->irq_lock);
@@ -902,32 +723,6 @@ static const struct dev_ops vpci_dev_ops = {
 	.write = vpci_write,
 	.destroy = vpci_destroy,
 };
-
-/* One MSI route and irqfd per vector, made now so that programming a vector
- * later is only a route update. */
-static int vpci_vectors_init(struct virtio_dev *t)
-{
-	int ret;
-
-	for (unsigned v = 0; v < t->nvec; v++) {
-		struct vpci_vector *e = &t->vec[v];
-
-		e->ctrl = MSIX_VECTOR_MASKED;   /* 6.8.2.9: masked after reset */
-		e->irqfd = -1;
-		if (!t->vm)
-			continue;
-		ret = vm_msi_route_alloc(t->vm, &e->gsi);
-		if (ret)
-			return ret;
-		e->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (e->irqfd < 0)
-			return -errno;
-		ret = vm_irqfd(t->vm, e->irqfd, e->gsi, true);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
 
 static int vpci_queues_init(struct virtio_dev *t)
 {
@@ -955,28 +750,24 @@ static struct virtio_dev *vpci_alloc(const struct virtio_dev_info *info)
 	if (!t)
 		return NULL;
 	t->info = *info;
-	t->nvec = info->num_queues + 1;
 	t->q = calloc(info->num_queues, sizeof(*t->q));
 	t->vq = calloc(info->num_queues, sizeof(*t->vq));
-	t->vec = calloc(t->nvec, sizeof(*t->vec));
 	for (unsigned q = 0; t->q && q < info->num_queues; q++)
 		t->q[q].kick_fd = -1;
-	for (unsigned v = 0; t->vec && v < t->nvec; v++)
-		t->vec[v].irqfd = -1;
-	if (!t->q || !t->vq || !t->vec) {
+	if (!t->q || !t->vq) {
 		free(t->q);
 		free(t->vq);
-		free(t->vec);
 		free(t);
 		return NULL;
 	}
 	return t;
 }
 
-int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
+int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot,
 		      const struct virtio_dev_info *info, const struct virtio_dev_ops *ops,
 		      void *opaque, struct virtio_dev **out)
 {
+	struct msi_sink sink = msi_vm_sink(vm);
 	struct virtio_dev *t;
 	int ret;
 
@@ -991,20 +782,18 @@ int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot, uint32_t
 	t->gm = vm ? &vm->gm : NULL;
 	t->ops = ops;
 	t->opaque = opaque;
-	t->intx_gsi = intx_gsi;
 	t->bar_addr = PCI_BAR_UNMAPPED;
 	t->dev_features = info->features | VPCI_TRANSPORT_FEATURES;
 	pci_dev_init(&t->pdev, VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_DEVICE_BASE + info->device_id),
 		     info->class_code, 1, &vpci_pci_ops, t);
 	pci_dev_set_subsystem(&t->pdev, VIRTIO_PCI_VENDOR, 0x1100);
-	pci_dev_set_irq(&t->pdev, 1, (uint8_t)intx_gsi);
+	pci_dev_set_irq(&t->pdev, 1, 0);
 	ret = pci_dev_set_bar(&t->pdev, VPCI_BAR, VPCI_BAR_SIZE, PCI_BAR_MEM64);
+	pci_bar_attach(&t->pdev, VPCI_BAR, &t->dev, 0);
 	ret = ret ?: vpci_queues_init(t);
-	ret = ret ?: vpci_vectors_init(t);
-	if (ret == 0) {
-		vpci_build_caps(t);
+	ret = ret ?: vpci_build_caps(t, &sink);
+	if (ret == 0)
 		vpci_reset(t);
-	}
 	/* On a bus the function starts with Bus Master Enable clear (the
 	 * driver sets it); a device made without one (unit tests) may DMA. */
 	t->dma_on = true;

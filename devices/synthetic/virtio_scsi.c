@@ -312,9 +312,12 @@ static void vscsi_resp_write(const struct iovec *in, unsigned n, uint32_t sense_
 	vq_iov_write(in, n, 0, r, VSCSI_RESP_HDR + sense_size);
 }
 
+/* Return a chain whose device-writable buffers (in) got len bytes: the
+ * response, sense and data-in, or an event. */
 static void vscsi_push(struct virtio_scsi *s, struct virtq *vq, unsigned vqi, uint16_t head,
-		       uint32_t len)
+		       const struct iovec *in, unsigned in_num, uint32_t len)
 {
+	vq_mark_written(vq, in, in_num, len);
 	if (vq_push(vq, head, len))
 		virtio_queue_interrupt(s->vdev, vqi);
 }
@@ -342,7 +345,7 @@ static void vscsi_req_complete(struct vscsi_req *r)
 	atomic_fetch_add(&r->q->requests, 1);
 	vscsi_count(r->t, r->cmd.opcode, !err, err ? 0 : r->bytes);
 	vscsi_resp_write(r->in, r->in_num, s->sense_size, &r->cmd, VIRTIO_SCSI_S_OK, residual);
-	vscsi_push(s, r->vq, r->q->vqi, r->head, (uint32_t)(r->rsz + written));
+	vscsi_push(s, r->vq, r->q->vqi, r->head, r->in, r->in_num, (uint32_t)(r->rsz + written));
 	vscsi_target_put(r->t);
 	atomic_fetch_sub(&s->inflight, 1);
 	free(r);
@@ -418,7 +421,8 @@ static void vscsi_finish_sync(struct vscsi_cmd_ctx *x, const struct scsi_cmd *c,
 	if (x->t && !x->nolun)
 		vscsi_count(x->t, c->opcode,
 			    response == VIRTIO_SCSI_S_OK && c->status == SCSI_STATUS_GOOD, 0);
-	vscsi_push(x->q->s, x->vq, x->q->vqi, x->e->head, (uint32_t)(x->rsz + copied));
+	vscsi_push(x->q->s, x->vq, x->q->vqi, x->e->head, in, x->e->in_num,
+		   (uint32_t)(x->rsz + copied));
 }
 
 /* Fill the fields every asynchronous request has, then hand it over. */
@@ -554,7 +558,7 @@ static void vscsi_cmd(struct vscsi_queue *q, struct virtq *vq, const struct vq_e
 	x.rsz = VSCSI_RESP_HDR + s->sense_size;
 	if (e->out_len < x.hdr || e->in_len < x.rsz) {
 		virtio_set_needs_reset(s->vdev, "virtio-scsi request without room for its headers");
-		vscsi_push(s, vq, q->vqi, e->head, 0);
+		vscsi_push(s, vq, q->vqi, e->head, NULL, 0, 0);
 		return;
 	}
 	x.dout_len = e->out_len - x.hdr;
@@ -617,7 +621,7 @@ static void vscsi_ctrl(struct vscsi_queue *q, struct virtq *vq, const struct vq_
 	}
 	if (len)
 		vq_iov_write(in, e->in_num, 0, resp, len);
-	vscsi_push(s, vq, q->vqi, e->head, len);
+	vscsi_push(s, vq, q->vqi, e->head, in, e->in_num, len);
 }
 
 /* ---- event queue (5.6.6.3), s->lock held ---- */
@@ -641,7 +645,7 @@ static void vscsi_event_locked(struct virtio_scsi *s, uint32_t event, unsigned t
 	}
 	if (r == 0 || e.in_len < VSCSI_EVENT_SIZE) {
 		if (r)
-			vscsi_push(s, vq, VSCSI_EVENTQ, e.head, 0);
+			vscsi_push(s, vq, VSCSI_EVENTQ, e.head, NULL, 0, 0);
 		s->events_missed = true;
 		return;
 	}
@@ -650,7 +654,7 @@ static void vscsi_event_locked(struct virtio_scsi *s, uint32_t event, unsigned t
 	ev[5] = (uint8_t)target;
 	le32_put(ev + 12, reason);
 	vq_iov_write(e.iov + e.out_num, e.in_num, 0, ev, sizeof(ev));
-	vscsi_push(s, vq, VSCSI_EVENTQ, e.head, sizeof(ev));
+	vscsi_push(s, vq, VSCSI_EVENTQ, e.head, e.iov + e.out_num, e.in_num, sizeof(ev));
 	s->events_missed = false;
 }
 
@@ -1132,9 +1136,9 @@ static int vscsi_add_disk(struct virtio_scsi *s, const struct virtio_scsi_disk *
 	return 0;
 }
 
-int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
-		       unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
-		       bool stats, struct device **out, char *err, size_t errlen)
+int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, unsigned nqueues,
+		       const struct virtio_scsi_disk *disks, unsigned ndisks, bool stats,
+		       struct device **out, char *err, size_t errlen)
 {
 	struct virtio_dev_info info = {
 		.name = "virtio-scsi",
@@ -1163,7 +1167,7 @@ int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_
 	if (!ret && s->ntimers && vscsi_thread_start(&s->timer_thread, vscsi_timer_thread, s) == 0)
 		s->timer_running = true;
 	if (!ret) {
-		ret = virtio_pci_create(vm, pci_host, slot, intx_gsi, &info, &vscsi_ops, s, &s->vdev);
+		ret = virtio_pci_create(vm, pci_host, slot, &info, &vscsi_ops, s, &s->vdev);
 		if (ret)
 			snprintf(err, errlen, "virtio-scsi: cannot create the PCI function: %s",
 				 strerror(-ret));

@@ -322,6 +322,21 @@ static bool vq_need_interrupt(struct virtq *vq)
 	return (uint16_t)(now - event - 1) < (uint16_t)(now - old);
 }
 
+/* The used ring is written by the device only (rings, flags, avail_event):
+ * tell guest memory's dirty log, after the write. */
+static void vq_used_written(const struct virtq *vq)
+{
+	gm_mark_dirty_hva(vq->gm, vq->used, vq_used_bytes(vq->size));
+}
+
+void vq_mark_written(const struct virtq *vq, const struct iovec *in, unsigned n, uint64_t len)
+{
+	const struct guest_mem *gm = vq->gm;
+
+	if (gm && len)
+		gm_mark_dirty_iov(gm, in, n, len);
+}
+
 bool vq_push(struct virtq *vq, uint16_t head, uint32_t len)
 {
 	uint8_t *elem;
@@ -337,6 +352,7 @@ bool vq_push(struct virtq *vq, uint16_t head, uint32_t len)
 	vq_store32(elem + 4, len);
 	vq->used_idx++;
 	vq_store16_release(vq->used + VQ_USED_IDX, vq->used_idx);
+	vq_used_written(vq);
 	notify = vq_need_interrupt(vq);
 	pthread_mutex_unlock(&vq->lock);
 	return notify;
@@ -365,6 +381,7 @@ bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsign
 	}
 	vq->used_idx = (uint16_t)(vq->used_idx + n);
 	vq_store16_release(vq->used + VQ_USED_IDX, vq->used_idx);
+	vq_used_written(vq);
 	notify = vq_need_interrupt(vq);
 	pthread_mutex_unlock(&vq->lock);
 	return notify;
@@ -373,8 +390,10 @@ bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsign
 void vq_notify_off(struct virtq *vq)
 {
 	/* With EVENT_IDX, leaving avail_event behind already stops kicks. */
-	if (vq->ready && !vq->event_idx && !vq_dma_off(vq))
+	if (vq->ready && !vq->event_idx && !vq_dma_off(vq)) {
 		vq_store16(vq->used + VQ_USED_FLAGS, VIRTQ_USED_F_NO_NOTIFY);
+		vq_used_written(vq);
+	}
 }
 
 bool vq_notify_on(struct virtq *vq)
@@ -385,6 +404,7 @@ bool vq_notify_on(struct virtq *vq)
 		vq_store16(vq_avail_event(vq), vq->last_avail);
 	else
 		vq_store16(vq->used + VQ_USED_FLAGS, 0);
+	vq_used_written(vq);
 	/* The store must be visible before avail->idx is read again, or a
 	 * buffer added in between would never be kicked (2.6.10.1). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);

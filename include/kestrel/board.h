@@ -8,6 +8,10 @@
 #define BOARD_IRQ_SCI       9
 #define BOARD_IRQ_KBD       1
 #define BOARD_IOAPIC_PINS   24
+/* PCI INTx: the pins of each slot rotate over eight links, link i on GSI
+ * 16 + i, the IOAPIC inputs above the ISA lines (pci_intx_swizzle). */
+#define BOARD_PCI_INTX_LINKS    8
+#define BOARD_PCI_INTX_GSI_BASE 16
 
 /* Port I/O */
 #define BOARD_PORT_COM1     0x3f8
@@ -30,6 +34,14 @@
 #define BOARD_LAPIC_BASE    0xfee00000ULL
 #define BOARD_PCI_MMIO_BASE 0xc0000000ULL  /* 32-bit BAR window: hole start .. IOAPIC */
 #define BOARD_PCI_MMIO_END  0xfec00000ULL
+
+/* Below 1 MiB, as on the PC/AT: the legacy VGA window is MMIO (its device
+ * traps it; a hole in guest RAM), and the system BIOS segment is read-only
+ * RAM, as firmware leaves it after POST (i440FX PAM0). */
+#define BOARD_VGA_WINDOW       0xa0000ULL
+#define BOARD_VGA_WINDOW_END   0xc0000ULL
+#define BOARD_BIOS_SEGMENT     0xf0000ULL
+#define BOARD_BIOS_SEGMENT_END 0x100000ULL
 
 /* Low memory used by the loaders and firmware tables. */
 #define BOARD_GDT_ADDR      0x500

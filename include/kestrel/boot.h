@@ -27,7 +27,7 @@ struct boot_input {
 	const uint8_t *initrd;   /* NULL if none */
 	size_t initrd_len;
 	const char *cmdline;     /* never NULL */
-	enum boot_entry entry;   /* bzImage only: 64-bit or 32-bit entry */
+	enum boot_entry entry;   /* bzImage only: auto, 64-bit or 32-bit entry */
 	uint64_t rsdp;           /* guest-physical address of the ACPI RSDP */
 	const struct e820_entry *e820;
 	int ne820;
@@ -51,6 +51,8 @@ int boot_write_page_tables(const struct guest_mem *gm, uint64_t *cr3) WARN_UNUSE
 uint64_t boot_place_high(const struct guest_mem *gm, uint64_t len, uint64_t floor,
 			 uint64_t limit, uint64_t align);
 
+/* Whether a bzImage's header offers the 64-bit entry (XLF_KERNEL_64). */
+bool boot_bzimage_has_entry64(const uint8_t *k, size_t len);
 int boot_load_bzimage(const struct guest_mem *gm, const struct boot_input *in,
 		      struct boot_cpu_state *cpu, char *err, size_t errlen) WARN_UNUSED;
 int boot_load_pvh(const struct guest_mem *gm, const struct boot_input *in,

@@ -1,5 +1,6 @@
-/* Big-endian fields in byte buffers (SCSI CDBs and data, MMC, ATAPI): one
- * definition for every module that builds or parses them. */
+/* Fixed-endian fields in byte buffers: big-endian (SCSI CDBs and data, MMC,
+ * ATAPI, fw_cfg) and little-endian (fw_cfg items, the ACPI table loader's
+ * commands): one definition for every module that builds or parses them. */
 #ifndef KESTREL_BYTEORDER_H
 #define KESTREL_BYTEORDER_H
 
@@ -36,6 +37,24 @@ static inline uint32_t get_be32(const uint8_t *p)
 static inline uint64_t get_be64(const uint8_t *p)
 {
 	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+	put_le16(p, (uint16_t)v);
+	put_le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+	put_le32(p, (uint32_t)v);
+	put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
 #endif

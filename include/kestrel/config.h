@@ -10,7 +10,8 @@
 #include "kestrel/util.h"
 
 enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
-enum boot_entry { BOOT_ENTRY_64, BOOT_ENTRY_32 };
+/* AUTO: the 64-bit entry when the bzImage has one (XLF_KERNEL_64), else the 32-bit one. */
+enum boot_entry { BOOT_ENTRY_AUTO, BOOT_ENTRY_64, BOOT_ENTRY_32 };
 enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 
 #define CONFIG_MAX_CPUS 64

@@ -105,6 +105,9 @@ struct control_ops {
 			struct control_error *e);
 	int (*disk_remove)(void *opaque, unsigned target, struct control_error *e);
 	int (*net_link)(void *opaque, const char *device, bool up, struct control_error *e);
+	/* Dirty-page logging of guest RAM; action "start", "fetch" or "stop". */
+	int (*dirty_log)(void *opaque, const char *action, struct json_object *ret,
+			 struct control_error *e);
 	/* Called on every turn of the control thread's loop: timers (shutdown
 	 * deadline, watchdog). Returns ms until it wants to be called again, or
 	 * -1 for no deadline. May be NULL. */

@@ -29,6 +29,11 @@ struct device {
 };
 
 void device_init(struct device *dev, const struct dev_ops *ops);
+/* One register access under the device's lock, as the buses and guest
+ * memory's read-only slots make them. A missing handler ignores writes and
+ * reads all ones. */
+uint64_t device_read(struct device *dev, int region, uint64_t off, unsigned size);
+void device_write(struct device *dev, int region, uint64_t off, unsigned size, uint64_t val);
 
 /* An interrupt line as a device sees it. set() is called with the device lock
  * held; it must not call back into the device. */

@@ -4,6 +4,7 @@
 #ifndef KESTREL_DEVICES_H
 #define KESTREL_DEVICES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -23,6 +24,25 @@ int uart_can_receive(struct device *dev);
 struct device *rtc_create(const struct irq_line *irq, time_t (*wall)(void),
 			  uint64_t mem_below_4g, uint64_t mem_above_4g);
 
+/* The CMOS bytes the firmware and old OSes read (SeaBIOS src/hw/rtc.h, QEMU
+ * pc_cmos_init): memory sizes (0x15-0x18, 0x30-0x31, 0x34-0x35, 0x5b-0x5d),
+ * the equipment byte (0x14), the boot order (0x3d, 0x38) and the CPU count
+ * (0x5f). They are rewritten at every reset; the guest may change them in
+ * between, like any CMOS byte. */
+#define RTC_EQUIP_FLOPPY    0x01 /* IBM PC equipment word bit 0: a floppy drive */
+#define RTC_EQUIP_FPU       0x02
+#define RTC_EQUIP_PS2_MOUSE 0x04
+enum rtc_boot_dev { RTC_BOOT_NONE, RTC_BOOT_FLOPPY, RTC_BOOT_DISK, RTC_BOOT_CDROM, RTC_BOOT_NET };
+struct rtc_cmos_board {
+	uint64_t mem_below_4g, mem_above_4g;
+	uint8_t equipment;
+	enum rtc_boot_dev boot[3];   /* first, second, third choice */
+	bool floppy_sig_check;       /* check the boot sector signature on floppies */
+	unsigned ncpus;              /* 1..256 */
+};
+/* 0, or -EINVAL (nothing changed) for a CPU count or boot device out of range. */
+int rtc_set_cmos_board(struct device *dev, const struct rtc_cmos_board *b) WARN_UNUSED;
+
 /* i8042 keyboard controller: status/command, A20, and the reset line
  * (command 0xFE -> vm_ctl reset). */
 struct device *i8042_create(const struct irq_line *kbd_irq, const struct vm_ctl *ctl);
@@ -41,8 +61,9 @@ struct device *debug_exit_create(const struct vm_ctl *ctl);
 /* Port 0x80 and other write-only sinks that must not count as unhandled. */
 struct device *sink_create(const char *name);
 
-/* PCI configuration mechanism #1 and bus 0 with a host bridge at 00:00.0. */
-struct pci_dev;
-struct device *pci_host_create(void);
+/* PCI configuration mechanism #1 and bus 0 with a host bridge at 00:00.0,
+ * on the board's buses, RAM and INTx routing (kestrel/pci.h; NULL: none). */
+struct pci_board;
+struct device *pci_host_create(const struct pci_board *board);
 
 #endif

@@ -34,4 +34,24 @@ size_t state_section_begin(struct state_buf *b, uint32_t id, uint32_t version);
 void state_section_end(struct state_buf *b, size_t mark);
 int state_section_open(struct state_buf *b, uint32_t id, uint32_t max_version) WARN_UNUSED;
 
+/* The end of the body of the section state_section_open just opened (its
+ * header ends at b->pos), for checking that a load consumed exactly it. */
+static inline size_t state_section_body_end(const struct state_buf *b)
+{
+	uint32_t len = 0;
+
+	if (b->error || b->pos < 4 || b->pos > b->len)
+		return (size_t)-1;
+	for (unsigned i = 0; i < 4; i++)
+		len |= (uint32_t)b->data[b->pos - 4 + i] << (8 * i);
+	return b->pos + len;
+}
+
+/* After reading a section's fields: nothing ran past the end and exactly the
+ * section was consumed. */
+static inline bool state_section_done(const struct state_buf *b, size_t end)
+{
+	return !b->error && b->pos == end;
+}
+
 #endif

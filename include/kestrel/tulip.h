@@ -19,7 +19,7 @@
 #include "kestrel/net.h"
 
 struct vm;
-struct guest_mem;
+struct pci_bus;
 struct pci_dev;
 
 #define TULIP_VENDOR 0x1011            /* Digital Equipment Corporation */
@@ -32,15 +32,14 @@ struct tulip_opts {
 	bool stats;                /* print the counters when destroyed */
 };
 
-/* Where the function lives. In a VM: vm set, gm = &vm->gm, the BARs go on
- * its buses and CSR1 gets an ioeventfd. Unit tests: vm NULL, their own
- * guest memory and interrupt line, pci_host NULL (the test drives config
- * space through tulip_pci()). */
+/* Where the function lives: function 0 of slot on the host's bus 0, or
+ * (unit tests) on a bus of the caller's. Guest memory, INTx routing and the
+ * buses the BARs go on are the PCI bus's; vm (NULL in unit tests) is for
+ * the ioeventfds on the poll demands. */
 struct tulip_board {
 	struct vm *vm;
-	const struct guest_mem *gm;
-	struct irq_line irq;       /* INTA#, driven as a level */
 	struct device *pci_host;
+	struct pci_bus *bus;       /* when pci_host is NULL */
 	int slot;
 };
 

@@ -152,6 +152,12 @@ void vq_unpop(struct virtq *vq);
  * Returns whether the driver asked to be interrupted (2.6.7, 2.6.10:
  * used_event with EVENT_IDX, else VIRTQ_AVAIL_F_NO_INTERRUPT). */
 bool vq_push(struct virtq *vq, uint16_t head, uint32_t len) WARN_UNUSED;
+/* Before pushing a chain: the device wrote the first len bytes of its
+ * device-writable buffers (in, n: from the popped element, or a copy). KVM's
+ * dirty log sees only the guest's writes, so every device marks what it
+ * wrote here (live migration, see guest_mem.h); the rings vq_push and the
+ * notification calls write are marked by them. */
+void vq_mark_written(const struct virtq *vq, const struct iovec *in, unsigned n, uint64_t len);
 /* n used elements, published with one used->idx update (merged receive
  * buffers); same return as vq_push. */
 bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsigned n) WARN_UNUSED;
@@ -206,12 +212,11 @@ struct virtio_dev_ops {
 };
 
 /* Create a modern virtio-pci function for a device model and attach it to
- * the PCI host at slot (1..31, or -1: first free). intx_gsi: the GSI the
- * board routes INTA# of that slot to (see pci_intx_gsi in the machine).
- * vm may be NULL (unit tests): no ioeventfd, irqfd or MSI routes; interrupts
+ * the PCI host at slot (1..31, or -1: first free); INTA# reaches the GSI the
+ * host's routing table names for the slot. vm may be NULL (unit tests): no ioeventfd, irqfd or MSI routes; interrupts
  * are then dropped. Returns the bus device (the machine frees it through its
  * ops->destroy, which calls stop and destroy of the model). */
-int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
+int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot,
 		      const struct virtio_dev_info *info, const struct virtio_dev_ops *ops,
 		      void *opaque, struct virtio_dev **out) WARN_UNUSED;
 struct device *virtio_dev_device(struct virtio_dev *vdev);

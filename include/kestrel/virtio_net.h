@@ -24,10 +24,10 @@ struct virtio_net_opts {
 	bool stats;                /* print per-queue counters when destroyed */
 };
 
-/* Attach a virtio-net function at PCI slot with INTA# on intx_gsi, serving
+/* Attach a virtio-net function at PCI slot, serving
  * tap (its nqueues must equal o->queues; the device owns the fds from now
  * on, also on failure). One error line in err. */
-int virtio_net_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
+int virtio_net_create(struct vm *vm, struct device *pci_host, int slot,
 		      const struct virtio_net_opts *o, struct net_tap *tap, struct device **out,
 		      char *err, size_t errlen) WARN_UNUSED;
 

@@ -28,13 +28,13 @@ struct virtio_scsi_disk {
 };
 
 /* Open every disk (errors: one line naming the file) and attach the
- * controller at PCI slot with INTA# on intx_gsi. nqueues: request queues,
+ * controller at PCI slot. nqueues: request queues,
  * 1..VIRTIO_SCSI_MAX_REQUEST_QUEUES. stats: print per-queue requests and
  * bytes to stderr when the device is destroyed. ndisks may be 0 (disks
  * NULL): an empty controller, every target BAD_TARGET until hot-plugged. */
-int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, uint32_t intx_gsi,
-		       unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
-		       bool stats, struct device **out, char *err, size_t errlen) WARN_UNUSED;
+int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, unsigned nqueues,
+		       const struct virtio_scsi_disk *disks, unsigned ndisks, bool stats,
+		       struct device **out, char *err, size_t errlen) WARN_UNUSED;
 
 /* Hot-add a disk as target (LUN 0) while the guest runs: the driver gets a
  * TRANSPORT_RESET/RESCAN event. -ENODEV (not a virtio-scsi device),

@@ -118,6 +118,7 @@ void vm_resume(struct vm *vm);
 struct vm_stats {
 	uint64_t exits[STAT_EXIT_NR];   /* all vCPUs */
 	uint64_t pio_unhandled, mmio_unhandled;
+	uint64_t rom_writes;            /* guest writes to read-only memory slots */
 	uint64_t rss_kb, guest_ram_kb, vmm_kb;
 };
 extern const char *const vm_exit_stat_names[STAT_EXIT_NR];

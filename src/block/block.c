@@ -17,16 +17,6 @@
 
 #define BLK_SECTOR 512u
 
-const char *blk_format_name(enum blk_format f)
-{
-	return (unsigned)f <= BLK_FMT_VHD ? blk_format_names[f] : "?";
-}
-
-const char *blk_cache_name(enum blk_cache c)
-{
-	return (unsigned)c <= BLK_CACHE_DIRECTSYNC ? blk_cache_names[c] : "?";
-}
-
 /* ---- opening ------------------------------------------------------------- */
 
 static int blk_open_fd(struct blk_dev *d, char *err, size_t errlen)

@@ -39,6 +39,16 @@ const char *const blk_format_names[] = { "auto", "raw", "vhd", NULL };
 const char *const blk_cache_names[] = { "writeback", "none", "directsync", NULL };
 const char *const blk_aio_names[] = { "auto", "io_uring", "libaio", "sync", NULL };
 
+const char *blk_format_name(enum blk_format f)
+{
+	return (unsigned)f <= BLK_FMT_VHD ? blk_format_names[f] : "?";
+}
+
+const char *blk_cache_name(enum blk_cache c)
+{
+	return (unsigned)c <= BLK_CACHE_DIRECTSYNC ? blk_cache_names[c] : "?";
+}
+
 int blk_name_index(const char *const *names, const char *s)
 {
 	for (int i = 0; s && names[i]; i++)

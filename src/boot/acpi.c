@@ -1,11 +1,17 @@
 /* ACPI tables for the board (ACPI 6.4): RSDP -> XSDT/RSDT -> FADT (-> FACS,
  * DSDT) and MADT. Tables are written byte by byte in little-endian at the
- * spec's offsets, never as host structs, so the layout is visible here. */
+ * spec's offsets, never as host structs, so the layout is visible here.
+ *
+ * One builder serves both boot paths. Direct boot: the tables at a fixed
+ * guest address, pointers final. Firmware boot: the tables as blobs whose
+ * pointers hold offsets, and every pointer and checksum field written is
+ * recorded (acpi_out.rec) so that fw_cfg's table loader can relocate them. */
 #include <errno.h>
 #include <string.h>
 #include "kestrel/acpi.h"
 #include "kestrel/aml.h"
 #include "kestrel/board.h"
+#include "kestrel/pci.h"
 
 #define ACPI_OEM_ID "KESTRL"
 #define ACPI_OEM_TABLE_ID "KESTREL "
@@ -109,15 +115,12 @@
 #define RSDT_REVISION 1
 #define ACPI_TABLE_ALIGN 16
 
-#define PCI_SLOTS 32
-#define PCI_INTX_PINS 4
-#define PCI_INTX_GSI_BASE 16 /* GSIs 16..23: the IOAPIC pins above the ISA lines */
-#define PCI_INTX_GSIS 8
-
 struct acpi_out {
 	uint8_t *buf;
 	size_t size, off;
-	uint64_t gpa;
+	uint64_t gpa;             /* what a pointer to buf[0] holds */
+	struct acpi_blobs *rec;   /* NULL, or where fields to patch are recorded */
+	enum acpi_blob blob;      /* which blob buf is, for the record */
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -145,7 +148,35 @@ static uint32_t acpi_addr32(uint64_t gpa)
 	return gpa <= UINT32_MAX ? (uint32_t)gpa : 0;
 }
 
-static void acpi_checksum(uint8_t *t, size_t len, size_t at)
+static int acpi_record(struct acpi_out *o, struct acpi_fixup f)
+{
+	if (!o->rec)
+		return 0;
+	if (o->rec->nfix == ACPI_MAX_FIXUPS)
+		return -ENOSPC;
+	f.blob = o->blob;
+	o->rec->fix[o->rec->nfix++] = f;
+	return 0;
+}
+
+/* Pointer fields: the value, and for a loader the field to relocate. */
+static int acpi_ptr32(struct acpi_out *o, uint8_t *field, uint64_t target)
+{
+	put32(field, acpi_addr32(target));
+	return acpi_record(o, (struct acpi_fixup){ .kind = ACPI_FIX_POINTER, .size = 4,
+						   .offset = (uint32_t)(field - o->buf) });
+}
+
+static int acpi_ptr64(struct acpi_out *o, uint8_t *field, uint64_t target)
+{
+	put64(field, target);
+	return acpi_record(o, (struct acpi_fixup){ .kind = ACPI_FIX_POINTER, .size = 8,
+						   .offset = (uint32_t)(field - o->buf) });
+}
+
+/* t[at] makes t[0..len) sum to 0; recorded after the table's pointers, so a
+ * loader recomputes it once they are patched. */
+static int acpi_checksum(struct acpi_out *o, uint8_t *t, size_t len, size_t at)
 {
 	uint8_t sum = 0;
 
@@ -153,6 +184,10 @@ static void acpi_checksum(uint8_t *t, size_t len, size_t at)
 	for (size_t i = 0; i < len; i++)
 		sum = (uint8_t)(sum + t[i]);
 	t[at] = (uint8_t)-sum;
+	return acpi_record(o, (struct acpi_fixup){ .kind = ACPI_FIX_CHECKSUM,
+						   .offset = (uint32_t)(t + at - o->buf),
+						   .start = (uint32_t)(t - o->buf),
+						   .length = (uint32_t)len });
 }
 
 /* Reserve len zeroed bytes at a guest-physical address aligned to align
@@ -225,20 +260,20 @@ static void acpi_dsdt_pci_crs(struct aml *a, const struct acpi_board *b)
 	aml_resource_template(a, &rt);
 }
 
-/* Static legacy INTx routing straight to IOAPIC GSIs (no link devices), so
- * the OS takes them as level, active low. Pins rotate by slot like the
- * PCI-to-PCI bridge swizzle, spreading slots over the eight GSIs. */
-static void acpi_dsdt_pci_prt(struct aml *a)
+/* 6.2.13: the board's INTx routing table (the one the PCI host drives the
+ * lines by), each link straight to its IOAPIC GSI (no link devices yet), so
+ * the OS takes them as level, active low. */
+static void acpi_dsdt_pci_prt(struct aml *a, const struct pci_intx_routing *r)
 {
 	aml_name(a, "_PRT");
-	aml_package(a, (PCI_SLOTS - 1) * PCI_INTX_PINS);
-	for (unsigned slot = 1; slot < PCI_SLOTS; slot++) {
+	aml_package(a, (PCI_MAX_SLOTS - 1) * PCI_INTX_PINS);
+	for (unsigned slot = 1; slot < PCI_MAX_SLOTS; slot++) {
 		for (unsigned pin = 0; pin < PCI_INTX_PINS; pin++) {
 			aml_package(a, 4);
 			aml_integer(a, (uint64_t)slot << 16 | 0xffff); /* any function */
 			aml_integer(a, pin);
 			aml_integer(a, 0); /* Source: none, the index is a GSI */
-			aml_integer(a, PCI_INTX_GSI_BASE + (slot + pin) % PCI_INTX_GSIS);
+			aml_integer(a, pci_intx_gsi(r, slot, pin));
 			aml_end(a);
 		}
 	}
@@ -259,7 +294,8 @@ static void acpi_dsdt_pci0(struct aml *a, const struct acpi_board *b)
 	aml_name(a, "_SEG");
 	aml_integer(a, 0);
 	acpi_dsdt_pci_crs(a, b);
-	acpi_dsdt_pci_prt(a);
+	if (b->intx)
+		acpi_dsdt_pci_prt(a, b->intx);
 	aml_end(a);
 }
 
@@ -339,9 +375,8 @@ static long acpi_build_dsdt(struct acpi_out *o, const struct acpi_board *b, uint
 		return -EINVAL;
 	o->off += (size_t)n;
 	acpi_header(t, "DSDT", (uint32_t)(ACPI_HDR_LEN + n), DSDT_REVISION);
-	acpi_checksum(t, ACPI_HDR_LEN + (size_t)n, ACPI_HDR_CHECKSUM);
 	*gpa = o->gpa + (uint64_t)at;
-	return 0;
+	return acpi_checksum(o, t, ACPI_HDR_LEN + (size_t)n, ACPI_HDR_CHECKSUM);
 }
 
 static void acpi_fadt_pm(uint8_t *t)
@@ -368,16 +403,19 @@ static long acpi_build_fadt(struct acpi_out *o, uint64_t dsdt, uint64_t facs, ui
 {
 	long at = acpi_alloc(o, FADT_LEN, ACPI_TABLE_ALIGN);
 	uint8_t *t;
+	int err;
 
 	if (at < 0)
 		return at;
 	t = o->buf + at;
 	acpi_header(t, "FACP", FADT_LEN, FADT_REVISION);
 	/* Both pointer widths name the same table, so either reader agrees. */
-	put32(t + FADT_FIRMWARE_CTRL, acpi_addr32(facs));
-	put32(t + FADT_DSDT, acpi_addr32(dsdt));
-	put64(t + FADT_X_FIRMWARE_CTRL, facs);
-	put64(t + FADT_X_DSDT, dsdt);
+	err = acpi_ptr32(o, t + FADT_FIRMWARE_CTRL, facs);
+	err = err ?: acpi_ptr32(o, t + FADT_DSDT, dsdt);
+	err = err ?: acpi_ptr64(o, t + FADT_X_FIRMWARE_CTRL, facs);
+	err = err ?: acpi_ptr64(o, t + FADT_X_DSDT, dsdt);
+	if (err)
+		return err;
 	acpi_fadt_pm(t);
 	put16(t + FADT_P_LVL2_LAT, FADT_LAT_UNSUPPORTED);
 	put16(t + FADT_P_LVL3_LAT, FADT_LAT_UNSUPPORTED);
@@ -392,9 +430,8 @@ static long acpi_build_fadt(struct acpi_out *o, uint64_t dsdt, uint64_t facs, ui
 	t[FADT_RESET_VALUE] = FADT_RESET_VAL;
 	t[FADT_MINOR] = FADT_MINOR_VERSION;
 	memcpy(t + FADT_HYPERVISOR_ID, "KESTREL ", 8);
-	acpi_checksum(t, FADT_LEN, ACPI_HDR_CHECKSUM);
 	*gpa = o->gpa + (uint64_t)at;
-	return 0;
+	return acpi_checksum(o, t, FADT_LEN, ACPI_HDR_CHECKSUM);
 }
 
 static size_t acpi_madt_len(unsigned ncpus)
@@ -449,9 +486,8 @@ static long acpi_build_madt(struct acpi_out *o, unsigned ncpus, uint64_t *gpa)
 	p[2] = MADT_ALL_PROCESSORS;
 	put16(p + 3, MPS_INTI_CONFORMS);
 	p[5] = 1; /* LINT1 */
-	acpi_checksum(t, len, ACPI_HDR_CHECKSUM);
 	*gpa = o->gpa + (uint64_t)at;
-	return 0;
+	return acpi_checksum(o, t, len, ACPI_HDR_CHECKSUM);
 }
 
 /* 5.2.8 XSDT (8-byte entries) and 5.2.7 RSDT (4-byte entries, for parsers
@@ -462,6 +498,7 @@ static long acpi_build_sdt(struct acpi_out *o, const char *sig, unsigned esize,
 	size_t len = ACPI_HDR_LEN + (size_t)n * esize;
 	long at;
 	uint8_t *t;
+	int err = 0;
 
 	if (esize == 4)
 		for (unsigned i = 0; i < n; i++)
@@ -474,28 +511,35 @@ static long acpi_build_sdt(struct acpi_out *o, const char *sig, unsigned esize,
 		return at;
 	t = o->buf + at;
 	acpi_header(t, sig, (uint32_t)len, esize == 4 ? RSDT_REVISION : XSDT_REVISION);
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n && !err; i++) {
 		if (esize == 4)
-			put32(t + ACPI_HDR_LEN + 4 * i, (uint32_t)tables[i]);
+			err = acpi_ptr32(o, t + ACPI_HDR_LEN + 4 * i, tables[i]);
 		else
-			put64(t + ACPI_HDR_LEN + 8 * i, tables[i]);
+			err = acpi_ptr64(o, t + ACPI_HDR_LEN + 8 * i, tables[i]);
 	}
-	acpi_checksum(t, len, ACPI_HDR_CHECKSUM);
+	if (err)
+		return err;
 	*gpa = o->gpa + (uint64_t)at;
-	return 0;
+	return acpi_checksum(o, t, len, ACPI_HDR_CHECKSUM);
 }
 
-static void acpi_build_rsdp(uint8_t *t, uint64_t rsdt, uint64_t xsdt)
+/* o->buf[0..36): the RSDP, whose pointers target the tables' blob. No RSDT
+ * (a table above 4 GiB, direct boot only): RsdtAddress stays 0. */
+static int acpi_build_rsdp(struct acpi_out *o, uint64_t rsdt, uint64_t xsdt)
 {
+	uint8_t *t = o->buf;
+	int err = 0;
+
 	memcpy(t, "RSD PTR ", 8);
 	memcpy(t + 9, ACPI_OEM_ID, 6);
 	t[15] = 2; /* revision: ACPI 2.0+ layout with the XSDT */
-	put32(t + 16, (uint32_t)rsdt);
+	if (rsdt)
+		err = acpi_ptr32(o, t + 16, rsdt);
 	put32(t + 20, RSDP_LEN);
-	put64(t + 24, xsdt);
+	err = err ?: acpi_ptr64(o, t + 24, xsdt);
 	/* The first checksum covers the ACPI 1.0 part, the extended one all 36. */
-	acpi_checksum(t, RSDP_V1_LEN, RSDP_CHECKSUM);
-	acpi_checksum(t, RSDP_LEN, RSDP_EXT_CHECKSUM);
+	err = err ?: acpi_checksum(o, t, RSDP_V1_LEN, RSDP_CHECKSUM);
+	return err ?: acpi_checksum(o, t, RSDP_LEN, RSDP_EXT_CHECKSUM);
 }
 
 static int acpi_board_valid(const struct acpi_board *b)
@@ -506,13 +550,43 @@ static int acpi_board_valid(const struct acpi_board *b)
 		return 0;
 	if (b->pci_mmio64_size && b->pci_mmio64_base > UINT64_MAX - (b->pci_mmio64_size - 1))
 		return 0;
+	if (b->intx && (b->intx->nlinks < 1 || b->intx->nlinks > PCI_INTX_MAX_LINKS))
+		return 0;
+	for (unsigned s = 1; b->intx && s < PCI_MAX_SLOTS; s++)
+		for (unsigned p = 0; p < PCI_INTX_PINS; p++)
+			if (pci_intx_gsi(b->intx, s, p) >= BOARD_IOAPIC_PINS)
+				return 0;
 	return 1;
+}
+
+/* Every table after the RSDP, in o from o->off on; *rsdt and *xsdt as the
+ * RSDP will point to them. */
+static long acpi_build_tables(struct acpi_out *o, const struct acpi_board *b, uint64_t *rsdt,
+			      uint64_t *xsdt)
+{
+	uint64_t facs = 0, dsdt = 0, fadt = 0, madt = 0, sdts[2];
+	long err;
+
+	err = acpi_build_facs(o, &facs);
+	if (!err)
+		err = acpi_build_dsdt(o, b, &dsdt);
+	if (!err)
+		err = acpi_build_fadt(o, dsdt, facs, &fadt);
+	if (!err)
+		err = acpi_build_madt(o, b->ncpus, &madt);
+	sdts[0] = fadt;
+	sdts[1] = madt;
+	if (!err)
+		err = acpi_build_sdt(o, "XSDT", 8, sdts, 2, xsdt);
+	if (!err)
+		err = acpi_build_sdt(o, "RSDT", 4, sdts, 2, rsdt);
+	return err;
 }
 
 long acpi_build(void *buf, size_t bufsize, uint64_t gpa_base, const struct acpi_board *b)
 {
 	struct acpi_out o = { .buf = buf, .size = bufsize, .gpa = gpa_base };
-	uint64_t facs = 0, dsdt = 0, fadt = 0, madt = 0, xsdt = 0, rsdt = 0, sdts[2];
+	uint64_t xsdt = 0, rsdt = 0;
 	long err;
 
 	if (!buf || !b || !acpi_board_valid(b) || gpa_base % 16 ||
@@ -520,23 +594,29 @@ long acpi_build(void *buf, size_t bufsize, uint64_t gpa_base, const struct acpi_
 		return -EINVAL;
 	/* 5.2.5.1: OSPM finds the RSDP on a 16-byte boundary of 0xE0000-0xFFFFF. */
 	err = acpi_alloc(&o, RSDP_LEN, 16);
+	err = err < 0 ? err : acpi_build_tables(&o, b, &rsdt, &xsdt);
+	err = err < 0 ? err : acpi_build_rsdp(&o, rsdt, xsdt);
+	return err < 0 ? err : (long)o.off;
+}
+
+int acpi_build_blobs(struct acpi_blobs *out, const struct acpi_board *b)
+{
+	struct acpi_out t, r;
+	uint64_t xsdt = 0, rsdt = 0;
+	long err;
+
+	if (!out || !out->tables || !b || !acpi_board_valid(b))
+		return -EINVAL;
+	out->nfix = 0;
+	t = (struct acpi_out){ .buf = out->tables, .size = out->tables_size, .rec = out,
+			       .blob = ACPI_BLOB_TABLES };
+	r = (struct acpi_out){ .buf = out->rsdp, .size = sizeof(out->rsdp), .rec = out,
+			       .blob = ACPI_BLOB_RSDP };
+	memset(out->rsdp, 0, sizeof(out->rsdp));
+	err = acpi_build_tables(&t, b, &rsdt, &xsdt);
+	err = err < 0 ? err : acpi_build_rsdp(&r, rsdt, xsdt);
 	if (err < 0)
-		return err;
-	err = acpi_build_facs(&o, &facs);
-	if (!err)
-		err = acpi_build_dsdt(&o, b, &dsdt);
-	if (!err)
-		err = acpi_build_fadt(&o, dsdt, facs, &fadt);
-	if (!err)
-		err = acpi_build_madt(&o, b->ncpus, &madt);
-	sdts[0] = fadt;
-	sdts[1] = madt;
-	if (!err)
-		err = acpi_build_sdt(&o, "XSDT", 8, sdts, 2, &xsdt);
-	if (!err)
-		err = acpi_build_sdt(&o, "RSDT", 4, sdts, 2, &rsdt);
-	if (err)
-		return err;
-	acpi_build_rsdp(o.buf, rsdt, xsdt);
-	return (long)o.off;
+		return (int)err;
+	out->tables_len = t.off;
+	return 0;
 }

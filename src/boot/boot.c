@@ -15,7 +15,7 @@
 int boot_e820(const struct guest_mem *gm, struct e820_entry *out, int max)
 {
 	int n = 0;
-	uint64_t low_end = gm->r[0].size;
+	uint64_t low_end = gm->ram_low;
 
 #define E820_ADD(a, s, t) do { if (n < max) out[n++] = (struct e820_entry){ (a), (s), (t) }; } while (0)
 	E820_ADD(0, BOARD_EBDA_START, E820_RAM);
@@ -23,8 +23,8 @@ int boot_e820(const struct guest_mem *gm, struct e820_entry *out, int max)
 	/* The BIOS area holds our ACPI tables; reserved so the guest keeps them. */
 	E820_ADD(BOARD_ACPI_BASE, 0x100000 - BOARD_ACPI_BASE, E820_RESERVED);
 	E820_ADD(0x100000, low_end - 0x100000, E820_RAM);
-	if (gm->nr > 1)
-		E820_ADD(gm->r[1].gpa, gm->r[1].size, E820_RAM);
+	if (gm->ram_high)
+		E820_ADD(GM_HIGHMEM_BASE, gm->ram_high, E820_RAM);
 #undef E820_ADD
 	return n;
 }
@@ -67,9 +67,16 @@ int boot_write_page_tables(const struct guest_mem *gm, uint64_t *cr3)
 uint64_t boot_place_high(const struct guest_mem *gm, uint64_t len, uint64_t floor,
 			 uint64_t limit, uint64_t align)
 {
-	for (int i = gm->nr - 1; i >= 0; i--) {
-		uint64_t lo = MAX(gm->r[i].gpa, floor);
-		uint64_t hi = MIN(gm->r[i].gpa + gm->r[i].size, limit);
+	/* The RAM the e820 map gives the OS, highest first; nothing goes below
+	 * 1 MiB, where the holes and firmware areas are. */
+	const uint64_t ram[2][2] = {
+		{ BOARD_BIOS_SEGMENT_END, gm->ram_low },
+		{ GM_HIGHMEM_BASE, GM_HIGHMEM_BASE + gm->ram_high },
+	};
+
+	for (int i = 1; i >= 0; i--) {
+		uint64_t lo = MAX(ram[i][0], floor);
+		uint64_t hi = MIN(ram[i][1], limit);
 		uint64_t at;
 
 		if (hi <= lo || hi - lo < len)

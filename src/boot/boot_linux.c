@@ -1,7 +1,10 @@
 /* Linux x86 boot protocol (Documentation/arch/x86/boot.rst): load the
  * protected-mode part of a bzImage at 1 MiB, fill the zero page, and enter at
  * the 64-bit entry (startup_64, load address + 0x200, long mode set up by us)
- * or the 32-bit entry (code32_start, flat protected mode, paging off). */
+ * or the 32-bit entry (code32_start, flat protected mode, paging off).
+ * Unless told, the 64-bit entry is taken exactly when the header says the
+ * kernel has one (xloadflags XLF_KERNEL_64, protocol 2.12+); every bzImage,
+ * 32- or 64-bit, has the 32-bit one. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +41,7 @@
 #define LOADFLAGS_CAN_USE_HEAP 0x80
 #define XLF_KERNEL_64 0x01
 #define BOOT_PROTO_MIN 0x020a  /* 2.10: kernel_alignment/relocatable and init_size */
+#define BOOT_PROTO_XLOADFLAGS 0x020c /* 2.12: xloadflags */
 
 static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
@@ -75,6 +79,12 @@ static int bz_parse(const uint8_t *k, size_t len, struct bz_layout *l, char *err
 	if (l->init_size < l->pm_len)
 		l->init_size = l->pm_len;
 	return 0;
+}
+
+bool boot_bzimage_has_entry64(const uint8_t *k, size_t len)
+{
+	return len > HDR_XLOADFLAGS + 1 && rd16(k + HDR_VERSION) >= BOOT_PROTO_XLOADFLAGS &&
+	       (rd16(k + HDR_XLOADFLAGS) & XLF_KERNEL_64);
 }
 
 static int bz_load_initrd(const struct guest_mem *gm, const struct boot_input *in, uint8_t *zp,
@@ -125,12 +135,13 @@ int boot_load_bzimage(const struct guest_mem *gm, const struct boot_input *in,
 	uint8_t *zp;
 	size_t hdr_end;
 	int ret, ne820 = MIN(in->ne820, BP_E820_MAX);
-	bool entry64 = in->entry == BOOT_ENTRY_64;
+	bool has64 = boot_bzimage_has_entry64(k, in->kernel_len);
+	bool entry64 = in->entry == BOOT_ENTRY_64 || (in->entry == BOOT_ENTRY_AUTO && has64);
 
 	ret = bz_parse(k, in->kernel_len, &l, err, errlen);
 	if (ret)
 		return ret;
-	if (entry64 && !(rd16(k + HDR_XLOADFLAGS) & XLF_KERNEL_64)) {
+	if (entry64 && !has64) {
 		snprintf(err, errlen, "--boot-entry 64: this bzImage has no 64-bit entry (use 32)");
 		return -ENOEXEC;
 	}

@@ -104,7 +104,7 @@ static int mb_write_info(const struct guest_mem *gm, const struct boot_input *in
 	for (int i = 0; i < n; i++)
 		mm[i] = (struct mb_mmap_entry){ 20, in->e820[i].addr, in->e820[i].size, in->e820[i].type };
 	mbi.mem_lower = 640;
-	mbi.mem_upper = (uint32_t)MIN((gm->r[0].size - 0x100000) >> 10, 0xffffffffULL);
+	mbi.mem_upper = (uint32_t)MIN((gm->ram_low - 0x100000) >> 10, 0xffffffffULL);
 	mbi.mmap_addr = MBI_MMAP_ADDR;
 	mbi.mmap_length = n * sizeof(mm[0]);
 	mbi.cmdline = BOARD_CMDLINE_ADDR;

@@ -330,12 +330,14 @@ static int opt_name(struct vm_config *c, const char *v, const struct opt_src *sr
 
 static int opt_boot_entry(struct vm_config *c, const char *v, const struct opt_src *src)
 {
-	if (strcmp(v, "64") == 0)
+	if (strcmp(v, "auto") == 0)
+		c->boot_entry = BOOT_ENTRY_AUTO;
+	else if (strcmp(v, "64") == 0)
 		c->boot_entry = BOOT_ENTRY_64;
 	else if (strcmp(v, "32") == 0)
 		c->boot_entry = BOOT_ENTRY_32;
 	else
-		return opt_err(src, "'%s' is not a boot entry (use 64 or 32)", v);
+		return opt_err(src, "'%s' is not a boot entry (use auto, 64 or 32)", v);
 	return 0;
 }
 
@@ -451,8 +453,9 @@ static const struct opt opts[OPT_NR] = {
 		"VM name: 1 to 64 of A-Z a-z 0-9 _ . -, not\n"
 		"starting with . or - (default kestrel-PID)" },
 	[OPT_BOOT_ENTRY] = { "boot-entry", "boot_entry", JT_STRING | JT_INT, true, opt_boot_entry,
-		"64|32", "bzImage entry point: 64-bit (long mode) or\n"
-		"32-bit (protected mode) protocol (default 64)" },
+		"auto|64|32", "bzImage entry point: 64-bit (long mode) or\n"
+		"32-bit (protected mode) protocol; auto takes\n"
+		"64 when the kernel has it (default auto)" },
 	[OPT_ON_REBOOT] = { "on-reboot", "on_reboot", JT_STRING, true, opt_on_reboot,
 		"restart|exit", "what a guest reboot does (default restart)" },
 	[OPT_HUGEPAGES] = { "hugepages", "hugepages", JT_BOOL, false, opt_hugepages, NULL,
@@ -1094,7 +1097,7 @@ void config_defaults(struct vm_config *c)
 	c->mem_size = CONFIG_MEM_DEFAULT;
 	c->cpus = 1;
 	c->serial = SERIAL_STDIO;
-	c->boot_entry = BOOT_ENTRY_64;
+	c->boot_entry = BOOT_ENTRY_AUTO;
 	c->on_reboot = ON_REBOOT_RESTART;
 	/* On failure the name stays NULL; config_validate retries. */
 	if (asprintf(&c->name, "kestrel-%d", (int)getpid()) < 0)

@@ -153,7 +153,14 @@ static int cmd_net_link(const struct control_ops *ops, void *o, const struct con
 	return ops->net_link(o, a->set[1] ? a->str[1] : NULL, strcmp(a->str[0], "up") == 0, e);
 }
 
+static int cmd_dirty_log(const struct control_ops *ops, void *o, const struct control_args *a,
+			 json_object *ret, struct control_error *e)
+{
+	return ops->dirty_log(o, a->str[0], ret, e);
+}
+
 static const char *const link_choices[] = { "up", "down", NULL };
+static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
 
 #define ARG_END { 0 }
 static const struct control_arg no_args[] = { ARG_END };
@@ -181,6 +188,10 @@ static const struct control_arg net_link_args[] = {
 	{ .name = "device", .type = CTL_ARG_STRING },
 	ARG_END,
 };
+static const struct control_arg dirty_log_args[] = {
+	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = dirty_log_choices },
+	ARG_END,
+};
 
 const struct control_command control_commands[] = {
 	{ "query-status", no_args, cmd_query_status },
@@ -194,6 +205,7 @@ const struct control_command control_commands[] = {
 	{ "disk-add", disk_add_args, cmd_disk_add },
 	{ "disk-remove", disk_remove_args, cmd_disk_remove },
 	{ "net-link", net_link_args, cmd_net_link },
+	{ "dirty-log", dirty_log_args, cmd_dirty_log },
 	{ 0 },
 };
 

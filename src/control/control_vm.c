@@ -137,7 +137,8 @@ static json_object *cv_config_json(const struct vm_config *c)
 	json_object_object_add(o, "mem", jint(c->mem_size));
 	json_object_object_add(o, "cpus", jint(c->cpus));
 	json_object_object_add(o, "serial", jstr(serial));
-	json_object_object_add(o, "boot_entry", jint(c->boot_entry == BOOT_ENTRY_32 ? 32 : 64));
+	json_object_object_add(o, "boot_entry", c->boot_entry == BOOT_ENTRY_AUTO ? jstr("auto") :
+			       jint(c->boot_entry == BOOT_ENTRY_32 ? 32 : 64));
 	json_object_object_add(o, "on_reboot", jstr(c->on_reboot == ON_REBOOT_EXIT ? "exit" :
 						     "restart"));
 	json_object_object_add(o, "hugepages", json_object_new_boolean(c->hugepages));
@@ -291,6 +292,35 @@ static json_object *cv_disk_stats_json(struct control_vm *cv)
 	return arr;
 }
 
+static json_object *jhex(uint64_t v)
+{
+	char b[24];
+
+	snprintf(b, sizeof(b), "0x%llx", (unsigned long long)v);
+	return json_object_new_string(b);
+}
+
+/* The memory map as query-vm shows it: every slot; holes are what is not. */
+static json_object *cv_memory_json(struct guest_mem *gm)
+{
+	struct gm_slot_info sl[GM_MAX_SLOTS];
+	int n = MIN(gm_slots(gm, sl, GM_MAX_SLOTS), GM_MAX_SLOTS);
+	json_object *arr = json_object_new_array();
+
+	for (int i = 0; i < n; i++) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "name", jstr(sl[i].name));
+		json_object_object_add(o, "gpa", jhex(sl[i].gpa));
+		json_object_object_add(o, "size", jint(sl[i].size));
+		json_object_object_add(o, "kind", jstr(sl[i].flags & GM_SLOT_RAM ? "ram" : "device"));
+		json_object_object_add(o, "readonly", json_object_new_boolean(sl[i].flags & GM_SLOT_READONLY));
+		json_object_object_add(o, "dirty_log", json_object_new_boolean(sl[i].logging));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
 static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 {
 	struct control_vm *cv = opaque;
@@ -325,6 +355,8 @@ static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 	json_object_object_add(ret, "devices", devs);
 	json_object_object_add(ret, "disks", cv_disks_json(cv));
 	json_object_object_add(ret, "net", cv->m ? cv_nics_json(cv, false) : json_object_new_array());
+	json_object_object_add(ret, "memory", cv->m ? cv_memory_json(&cv->m->vm.gm) :
+							json_object_new_array());
 	pthread_mutex_unlock(&cv->lock);
 	return 0;
 }
@@ -351,6 +383,7 @@ static int cv_stats(void *opaque, json_object *ret, struct control_error *e)
 	io = json_object_new_object();
 	json_object_object_add(io, "pio_unhandled", jint(st.pio_unhandled));
 	json_object_object_add(io, "mmio_unhandled", jint(st.mmio_unhandled));
+	json_object_object_add(io, "rom_writes", jint(st.rom_writes));
 	vcpus = json_object_new_array();
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		json_object *c = json_object_new_object();
@@ -675,6 +708,116 @@ static int cv_net_link(void *opaque, const char *device, bool up, struct control
 	return rc;
 }
 
+/* ---- guest memory ----------------------------------------------------------- */
+
+/* Runs of consecutive dirty pages, at most CV_DIRTY_RUNS_MAX listed. */
+#define CV_DIRTY_RUNS_MAX 4096
+
+struct cv_runs {
+	json_object *arr;
+	uint64_t start, len;
+	unsigned n;
+	bool truncated;
+};
+
+static void cv_run_end(struct cv_runs *r)
+{
+	json_object *o;
+
+	if (!r->len)
+		return;
+	if (r->n == CV_DIRTY_RUNS_MAX) {
+		r->truncated = true;
+	} else {
+		o = json_object_new_object();
+		json_object_object_add(o, "gpa", jhex(r->start));
+		json_object_object_add(o, "pages", jint(r->len));
+		json_object_array_add(r->arr, o);
+		r->n++;
+	}
+	r->len = 0;
+}
+
+static void cv_run_page(struct cv_runs *r, uint64_t gpa)
+{
+	if (r->len && r->start + r->len * GM_PAGE_SIZE == gpa) {
+		r->len++;
+		return;
+	}
+	cv_run_end(r);
+	r->start = gpa;
+	r->len = 1;
+}
+
+/* Every RAM slot's dirty pages since the last fetch (or start), cleared. */
+static int cv_dirty_fetch(struct guest_mem *gm, json_object *ret, struct control_error *e)
+{
+	struct gm_slot_info sl[GM_MAX_SLOTS];
+	int n = MIN(gm_slots(gm, sl, GM_MAX_SLOTS), GM_MAX_SLOTS);
+	struct cv_runs r = { .arr = json_object_new_array() };
+	uint64_t pages = 0;
+
+	for (int i = 0; i < n; i++) {
+		uint64_t np = sl[i].size / GM_PAGE_SIZE, *bm;
+		long got;
+
+		if (!(sl[i].flags & GM_SLOT_RAM))
+			continue;
+		bm = calloc(ALIGN_UP(np, 64) / 64, sizeof(*bm));
+		got = bm ? gm_dirty_fetch(gm, sl[i].id, bm, np, true) : -ENOMEM;
+		if (got < 0) {
+			free(bm);
+			json_object_put(r.arr);
+			return control_fail(e, CTL_E_FAILED, "%s: %s", sl[i].name, strerror((int)-got));
+		}
+		pages += (uint64_t)got;
+		for (uint64_t w = 0; w * 64 < np; w++)
+			for (uint64_t v = bm[w]; v; v &= v - 1)
+				cv_run_page(&r, sl[i].gpa + (w * 64 + (uint64_t)__builtin_ctzll(v)) * GM_PAGE_SIZE);
+		free(bm);
+	}
+	cv_run_end(&r);
+	json_object_object_add(ret, "pages", jint(pages));
+	json_object_object_add(ret, "ranges", r.arr);
+	json_object_object_add(ret, "truncated", json_object_new_boolean(r.truncated));
+	return 0;
+}
+
+static int cv_dirty_action(struct guest_mem *gm, const char *action, json_object *ret,
+			   struct control_error *e)
+{
+	int rc;
+
+	if (!strcmp(action, "start")) {
+		rc = gm_dirty_log_start(gm);
+		if (rc == -EBUSY)
+			return control_fail(e, CTL_E_STATE, "dirty logging is on already");
+		if (rc)
+			control_fail(e, CTL_E_FAILED, "starting dirty logging: %s", strerror(-rc));
+		return rc;
+	}
+	if (!gm_dirty_logging(gm))
+		return control_fail(e, CTL_E_STATE, "dirty logging is off (dirty-log start)");
+	if (!strcmp(action, "fetch"))
+		return cv_dirty_fetch(gm, ret, e);
+	gm_dirty_log_stop(gm);
+	return 0;
+}
+
+static int cv_dirty_log(void *opaque, const char *action, json_object *ret,
+			struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc)
+		rc = cv_dirty_action(&cv->m->vm.gm, action, ret, e);
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
 /* ---- timers -------------------------------------------------------------- */
 
 static int64_t cv_ms_until(uint64_t at, uint64_t now)
@@ -725,6 +868,7 @@ static const struct control_ops cv_ops = {
 	.disk_add = cv_disk_add,
 	.disk_remove = cv_disk_remove,
 	.net_link = cv_net_link,
+	.dirty_log = cv_dirty_log,
 	.tick = cv_tick,
 };
 

@@ -123,16 +123,13 @@ static bool bus_access(struct bus *bus, uint64_t addr, void *data, unsigned size
 	 * ranges (PCI BAR writes). Devices removed from a bus stay allocated until
 	 * the VM is torn down, after every vCPU has stopped. */
 	pthread_rwlock_unlock(&bus->lock);
-	pthread_mutex_lock(&dev->lock);
 	if (is_write) {
 		memcpy(&val, data, size);  /* x86 is little-endian, as both buses are */
-		if (dev->ops->write)
-			dev->ops->write(dev, region, addr - base, size, val);
+		device_write(dev, region, addr - base, size, val);
 	} else {
-		val = dev->ops->read ? dev->ops->read(dev, region, addr - base, size) : ~0ULL;
+		val = device_read(dev, region, addr - base, size);
 		memcpy(data, &val, size);
 	}
-	pthread_mutex_unlock(&dev->lock);
 	return true;
 }
 

@@ -146,6 +146,10 @@ static void vcpu_handle_mmio(struct vcpu *c)
 
 	if (run->mmio.len > 8)
 		return;
+	/* A write to read-only memory (KVM_MEM_READONLY) goes to its slot's device. */
+	if (run->mmio.is_write && gm_mmio_write(&c->vm->gm, run->mmio.phys_addr, run->mmio.data,
+						run->mmio.len))
+		return;
 	if (run->mmio.is_write)
 		bus_write(&c->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
 	else

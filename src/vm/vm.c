@@ -39,6 +39,7 @@ static const struct kvm_cap_need kvm_caps_needed[] = {
 	{ KVM_CAP_IRQCHIP, "in-kernel irqchip (KVM_CAP_IRQCHIP)" },
 	{ KVM_CAP_PIT2, "in-kernel PIT (KVM_CAP_PIT2)" },
 	{ KVM_CAP_USER_MEMORY, "user memory slots (KVM_CAP_USER_MEMORY)" },
+	{ KVM_CAP_READONLY_MEM, "read-only memory slots (KVM_CAP_READONLY_MEM)" },
 	{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
 	{ KVM_CAP_EXT_CPUID, "KVM_GET_SUPPORTED_CPUID (KVM_CAP_EXT_CPUID)" },
 	{ KVM_CAP_IRQ_ROUTING, "GSI routing (KVM_CAP_IRQ_ROUTING)" },
@@ -73,21 +74,14 @@ static int vm_check_kvm(struct vm *vm, unsigned ncpus, char *err, size_t errlen)
 	return 0;
 }
 
+/* Guest memory's slots go to KVM now; it keeps KVM in step from then on. */
 static int vm_map_ram(struct vm *vm, char *err, size_t errlen)
 {
-	for (int i = 0; i < vm->gm.nr; i++) {
-		struct kvm_userspace_memory_region mr = {
-			.slot = i,
-			.guest_phys_addr = vm->gm.r[i].gpa,
-			.memory_size = vm->gm.r[i].size,
-			.userspace_addr = (uintptr_t)vm->gm.r[i].hva,
-		};
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
-			errf(err, errlen, "KVM_SET_USER_MEMORY_REGION slot %d: %s", i, strerror(errno));
-			return -errno;
-		}
-	}
-	return 0;
+	int ret = gm_attach_kvm(&vm->gm, vm->kvm_fd, vm->vm_fd);
+
+	if (ret)
+		errf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
+	return ret;
 }
 
 static int vm_setup_irq_routing(struct vm *vm, char *err, size_t errlen);
@@ -466,6 +460,28 @@ static void vm_read_memory(struct vm *vm, struct vm_stats *st)
 	st->vmm_kb = total - guest;
 }
 
+/* Guest writes to read-only slots, all of them; f: also one line per slot. */
+static uint64_t vm_rom_writes(struct vm *vm, FILE *f)
+{
+	struct gm_slot_info sl[GM_MAX_SLOTS];
+	int n = MIN(gm_slots(&vm->gm, sl, GM_MAX_SLOTS), GM_MAX_SLOTS);
+	uint64_t sum = 0;
+
+	if (f)
+		fprintf(f, "kestrel: stats: read-only memory writes:");
+	for (int i = 0; i < n; i++) {
+		if (!(sl[i].flags & GM_SLOT_READONLY))
+			continue;
+		sum += sl[i].writes;
+		if (f)
+			fprintf(f, " %s@0x%llx=%llu", sl[i].name, (unsigned long long)sl[i].gpa,
+				(unsigned long long)sl[i].writes);
+	}
+	if (f)
+		fputc('\n', f);
+	return sum;
+}
+
 /* The counters are written by the vCPU threads; relaxed loads give a
  * consistent-enough snapshot while the VM runs. */
 void vm_get_stats(struct vm *vm, struct vm_stats *st)
@@ -477,6 +493,7 @@ void vm_get_stats(struct vm *vm, struct vm_stats *st)
 			st->exits[s] += __atomic_load_n(&vm->vcpus[i].exits[s], __ATOMIC_RELAXED);
 	st->pio_unhandled = __atomic_load_n(&vm->pio.unhandled, __ATOMIC_RELAXED);
 	st->mmio_unhandled = __atomic_load_n(&vm->mmio.unhandled, __ATOMIC_RELAXED);
+	st->rom_writes = vm_rom_writes(vm, NULL);
 }
 
 void vm_print_stats(struct vm *vm, FILE *f)
@@ -499,4 +516,5 @@ void vm_print_stats(struct vm *vm, FILE *f)
 		(unsigned long long)st.pio_unhandled, (unsigned long long)st.mmio_unhandled);
 	bus_print_hits(&vm->pio, f);
 	bus_print_hits(&vm->mmio, f);
+	vm_rom_writes(vm, f);
 }

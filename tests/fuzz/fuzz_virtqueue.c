@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!gm.map && gm_init(&gm, 2 * 1024 * 1024, false))
 		return 0;
-	ram = gm_ptr(&gm, 0, RAM);
+	ram = gm_ram_ptr(&gm, 0, RAM);   /* the whole backing, the VGA hole included */
 	memset(ram, 0, RAM);
 	qsz = (uint16_t)(1u << (data[0] % 9));
 	if (data[1] & 1)

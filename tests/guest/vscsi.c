@@ -10,7 +10,12 @@
  * bench=1 [ms=MS] [ops=N] (the disk benchmark instead of the checks: 4k
  * random read and write, 64k sequential read and write, each at queue depth
  * 1 and 32 for MS milliseconds (default 3000; 0: no I/O, for a baseline) or
- * N requests, on target 0; "bench:" lines). */
+ * N requests, on target 0; "bench:" lines), barmove=1 (the BAR moves
+ * instead of the other checks: the driver moves the device's BAR around the
+ * PCI hole, above 4 GiB and back, and turns memory decode off and on, and
+ * the device must answer only where the BAR is and keep working),
+ * dirty=N [period_ms=MS] (N rounds of device DMA into one page instead of
+ * the checks, for the host's dirty log; see dirty_rounds). */
 #include "virtio.h"
 
 #define VIRTIO_SCSI_MODERN 0x1048
@@ -481,6 +486,62 @@ static void check_indirect(void)
 	      len);
 }
 
+/* ---- moving the BAR (PCI Local Bus 3.0, 6.2.5.1) ---- */
+
+/* Commands on target 0 through the BAR where it is now. */
+static bool io_works(void)
+{
+	uint8_t inq[6] = { 0x12, 0, 0, 0, 36, 0 }, cdb[10];
+	struct cmd_resp r;
+	bool ok;
+
+	memset(iobuf[0], 0, 512);
+	ok = scsi_sync(0, inq, 6, false, iobuf[0], 36, &r) && good(&r) && (iobuf[0][0] & 0x1f) == 0;
+	cdb10(cdb, 0x28, 0, 1);
+	ok = ok && scsi_sync(0, cdb, 10, false, iobuf[1], 512, &r) && good(&r);
+	return ok && !(vcc_read8(&vd, CC_STATUS) & ST_NEEDS_RESET);
+}
+
+/* The common configuration answers at base (num_queues reads back). */
+static bool answers_at(uint64_t common, uint16_t nq)
+{
+	return mmio_read16(common + CC_NUM_QUEUES) == nq;
+}
+
+static void check_barmove(void)
+{
+	uint16_t nq = vcc_read16(&vd, CC_NUM_QUEUES);
+	uint64_t home = vd.bar_addr, off = vd.common - vd.bar_addr, hole[2] = { 0xe8000000, 0xd0100000 };
+	uint16_t cmd = pci_conf_read16(0, vd.dev, 0, PCI_COMMAND);
+	struct cmd_resp r;
+
+	if (!check(vd.one_bar, "the structures share one BAR (%u)", vd.bar))
+		return;
+	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	gprintf("vscsi: BAR%u at %lx, %s\n", vd.bar, home, vd.bar64 ? "64-bit" : "32-bit");
+	check(io_works(), "commands work at %lx", home);
+	for (unsigned i = 0; i < 2; i++) {
+		uint64_t from = vd.bar_addr;
+
+		vpci_move_bar(&vd, hole[i]);
+		check(!answers_at(from + off, nq) && answers_at(vd.common, nq),
+		      "moved %lx -> %lx: only the new address answers", from, hole[i]);
+		check(io_works(), "commands work at %lx", hole[i]);
+	}
+	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, cmd & (uint16_t)~CMD_MEM);
+	check(!answers_at(vd.common, nq), "memory decode off: nothing answers at %lx", vd.bar_addr);
+	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, cmd);
+	check(answers_at(vd.common, nq) && io_works(), "memory decode on again: commands work");
+	if (vd.bar64) {
+		uint64_t from = vd.bar_addr;
+
+		vpci_move_bar(&vd, 0x1000000000ull);   /* 64 GiB: the payload maps only 4 */
+		check(!answers_at(from + off, nq), "moved above 4 GiB: %lx no longer answers", from);
+	}
+	vpci_move_bar(&vd, home);
+	check(answers_at(vd.common, nq) && io_works(), "back at %lx: commands work", home);
+}
+
 /* ---- benchmark ---- */
 
 struct bench_phase {
@@ -630,6 +691,34 @@ static int bench(void)
 	return check_result(GUEST_EXIT_VSCSI);
 }
 
+/* dirty=N: N rounds of period_ms= (default 100), each a READ(10) of 8
+ * sectors of target 0 into a page nothing but the device writes. Prints
+ * "vscsi: dirty dma=0x... used=0x..." first, then "vscsi: dirty round R": the
+ * host's dirty log must hold the DMA page and the used ring's page, which
+ * only the device writes (KVM never sees those writes). */
+static uint8_t dmabuf[4096] __attribute__((aligned(4096)));
+
+static int dirty_rounds(uint64_t rounds)
+{
+	uint64_t period = mb_cmdline_uint("period_ms", 100);
+	struct cmd_resp r;
+	uint8_t cdb[10];
+	unsigned bad = 0;
+
+	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	gprintf("vscsi: dirty dma=%#lx used=%#lx\n", (uint64_t)(uintptr_t)dmabuf,
+		(uint64_t)(uintptr_t)vd.q[Q_REQ].used);
+	for (uint64_t n = 1; n <= rounds; n++) {
+		cdb10(cdb, 0x28, 0, 8);
+		if (!scsi_sync(0, cdb, 10, false, dmabuf, sizeof(dmabuf), &r) || !good(&r))
+			bad++;
+		gprintf("vscsi: dirty round %lu\n", n);
+		udelay(period * 1000);
+	}
+	check(bad == 0, "%lu READs into the DMA page, %u failed", rounds, bad);
+	return check_result(GUEST_EXIT_VSCSI);
+}
+
 int main(void)
 {
 	unsigned ndisks = (unsigned)mb_cmdline_uint("disks", 2);
@@ -654,6 +743,12 @@ int main(void)
 	check(devcfg32(24) == CDB_SIZE && devcfg32(20) == SENSE_SIZE, "default cdb/sense sizes");
 	if (mb_cmdline_uint("bench", 0))
 		return bench();
+	if (mb_cmdline_uint("barmove", 0)) {
+		check_barmove();
+		return check_result(GUEST_EXIT_VSCSI);
+	}
+	if (mb_cmdline_uint("dirty", 0))
+		return dirty_rounds(mb_cmdline_uint("dirty", 0));
 	/* First, while the VMM's hot-plug timers (counted from DRIVER_OK) run. */
 	if (mb_cmdline_uint("hotplug", 0))
 		check_hotplug();

@@ -9,12 +9,17 @@
 #   kestrel.vscsi_rebind=1    then unbind the controller from virtio-pci (Linux
 #                             resets it and clears Bus Master Enable), bind it
 #                             again and read target 1 once more
+#   kestrel.vscsi_pci=1       print where Linux put the virtio functions' BARs
+#                             (for pci=realloc): what it logged assigning them,
+#                             its resource0, and the BAR registers now
 # Lines: "vscsi: t<T> sdX size=SECTORS vendor=.. model=..", "vscsi: read t1:
 # <text>" (sector 7, written by the host), "vscsi: wrote t0" after writing
 # KESTREL-LINUX-PATTERN to t0's sector 100 (then sync), "vscsi: read back t0:
 # <text>", "vscsi: t2 absent at start", "vscsi: added t2 sdX size=N",
 # "vscsi: removed t2", "vscsi: unbound BDF bus_master=0", "vscsi: rebound BDF
-# bus_master=1", "vscsi: read t1 after rebind: <text>", "vscsi: done".
+# bus_master=1", "vscsi: read t1 after rebind: <text>", "vscsi: dmesg: <the
+# kernel's BAR lines>", "vscsi: pci BDF resource0=START-END bar0=LO,HI",
+# "vscsi: done".
 . "${0%/*}/lib.sh" # arg, wait_for, disk_of
 describe() { # describe WHAT T DISK
 	d=/sys/block/$3
@@ -60,6 +65,16 @@ if [ $hot = 1 ]; then
 	else
 		echo "vscsi: t2 was not hot-added"
 	fi
+fi
+if [ "$(arg kestrel.vscsi_pci 0)" = 1 ]; then
+	dmesg | grep -E 'pci 0000:00:[0-9a-f]{2}\.[0-7]: (reg 0x(1[0-9a-f]|2[0-4]|30)|BAR [0-9]+|ROM)|max bus depth' |
+		sed 's/^\[[^]]*\] */vscsi: dmesg: /'
+	for d in /sys/bus/pci/devices/*; do
+		[ "$(cat "$d/vendor")" = 0x1af4 ] || continue
+		read -r start end _ <"$d/resource"
+		regs=$(dd if="$d/config" bs=4 skip=4 count=2 2>/dev/null | od -An -tx4 | tr -s ' ' ',')
+		echo "vscsi: pci ${d##*/} resource0=$start-$end bar0=${regs#,}"
+	done
 fi
 # rebind: the controller's PCI function, found by its virtio device id (8).
 # bus_master BDF: PCI_COMMAND bit 2, from the function's config space.

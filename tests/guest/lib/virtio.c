@@ -63,16 +63,28 @@ bool vpci_caps(struct vdev *vd, unsigned need)
 {
 	unsigned found = 0, dev = vd->dev;
 
+	vd->one_bar = true;
+
 	for (uint8_t c = pci_conf_read8(0, dev, 0, PCI_CAP_PTR) & 0xfc, n = 0; c && n < 48;
 	     c = pci_conf_read8(0, dev, 0, c + 1) & 0xfc, n++) {
 		uint8_t type = pci_conf_read8(0, dev, 0, c + 3);
 		uint64_t base;
 
+		uint8_t bar;
+
 		if (pci_conf_read8(0, dev, 0, c) != 0x09 || type < 1 || type > 4)
 			continue;
-		base = vpci_bar(vd, pci_conf_read8(0, dev, 0, c + 4)) + pci_conf_read32(0, dev, 0, c + 8);
+		bar = pci_conf_read8(0, dev, 0, c + 4);
+		base = vpci_bar(vd, bar) + pci_conf_read32(0, dev, 0, c + 8);
+		if (found && bar != vd->bar)
+			vd->one_bar = false;
+		vd->bar = bar;
 		switch (type) {
-		case 1: vd->common = base; break;
+		case 1:
+			vd->common = base;
+			vd->bar_addr = vpci_bar(vd, bar);
+			vd->bar64 = (pci_conf_read32(0, dev, 0, PCI_BAR0 + 4 * bar) & 6) == 4;
+			break;
 		case 2:
 			vd->notify_base = base;
 			vd->notify_mult = pci_conf_read32(0, dev, 0, c + 16);
@@ -142,6 +154,26 @@ bool vdev_start(struct vdev *vd, uint64_t want, unsigned nq)
 		vring_setup(vd, q);
 	vcc_write8(vd, CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
 	return true;
+}
+
+void vpci_move_bar(struct vdev *vd, uint64_t addr)
+{
+	unsigned off = PCI_BAR0 + 4 * vd->bar;
+	uint16_t cmd = pci_conf_read16(0, vd->dev, 0, PCI_COMMAND);
+	uint64_t delta = addr - vd->bar_addr;
+
+	pci_conf_write16(0, vd->dev, 0, PCI_COMMAND, cmd & (uint16_t)~CMD_MEM);
+	pci_conf_write32(0, vd->dev, 0, off, (uint32_t)addr);
+	if (vd->bar64)
+		pci_conf_write32(0, vd->dev, 0, off + 4, (uint32_t)(addr >> 32));
+	pci_conf_write16(0, vd->dev, 0, PCI_COMMAND, cmd);
+	vd->bar_addr = addr;
+	vd->common += delta;
+	vd->notify_base += delta;
+	vd->isr += delta;
+	vd->devcfg += delta;
+	for (unsigned q = 0; q < vd->nq; q++)
+		vd->q[q].notify += delta;
 }
 
 void vq_desc(struct vring *r, unsigned i, const void *addr, uint32_t len, uint16_t flags,

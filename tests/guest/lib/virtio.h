@@ -75,6 +75,9 @@ struct vring {
 struct vdev {
 	unsigned dev;                  /* slot on bus 0 */
 	uint16_t devid;
+	unsigned bar;                  /* the BAR the structures are in */
+	bool one_bar, bar64;           /* all of them in that one; 64-bit BAR */
+	uint64_t bar_addr;
 	uint64_t common, notify_base, isr, devcfg;
 	uint32_t notify_mult;
 	uint64_t features;
@@ -87,6 +90,10 @@ struct vdev {
 bool vpci_find(struct vdev *vd, uint16_t modern_id, uint16_t transitional_id);
 /* Walk the vendor capabilities; true if every VCAP_ bit in need was found. */
 bool vpci_caps(struct vdev *vd, unsigned need);
+/* Move the structures' BAR to addr as an OS does (memory decode off, new
+ * address, decode back as it was); the pointers into it follow. The
+ * payload must not touch the device while addr is above 4 GiB. */
+void vpci_move_bar(struct vdev *vd, uint64_t addr);
 /* 3.1.1 driver initialisation up to DRIVER_OK with nq queues (at most
  * VQ_MAX, each at most VQ_SIZE_MAX entries); false if FEATURES_OK is refused. */
 bool vdev_start(struct vdev *vd, uint64_t want, unsigned nq);

@@ -1,0 +1,465 @@
+/* libFuzzer harness: the control socket as a local client reaches it — the
+ * server's line framing (src/control/control.c), request validation and dispatch
+ * (src/control/control_cmd.c) and the real commands (src/control/control_vm.c).
+ *
+ * Each input gets a fresh control_vm listening on a socket of its own, with
+ * a fake machine attached. One client sends the input as its byte stream,
+ * half-closes and reads every reply until the server closes. A form feed in
+ * the stream (never valid inside JSON) ends that client: the guest resets
+ * (the machine is detached and a new one attached, so control_vm replays
+ * what the socket changed) and a second client sends the rest.
+ *
+ * A vertical tab stands for 16 KiB of spaces (the first eight of them), so
+ * that short inputs reach the request-too-long paths (64 KiB lines).
+ *
+ * Byte 0 shapes the machine: bit 0 none attached (between two boots);
+ * bit 1 a SCSI controller; bits 2-3 the number of NICs; bit 4 two disks in
+ * the configuration; bit 5 the vCPUs never park (pause times out).
+ *
+ * Below control_vm.c the machine is faked at link time (vm_pause,
+ * virtio_scsi_hotplug, ...). The fakes never open a host file and trap on
+ * anything the commands must not hand down: a target outside the
+ * controller, a relative or empty path, an option outside its table. The
+ * client, which sends and reads at once, traps on a reply line that is not
+ * a JSON object with exactly one of "return", "error" and "event", on a
+ * line without its newline, on a dropped connection, and unless every
+ * non-blank request line got exactly one reply (docs/control.md).
+ * Build and run: tests/fuzz/run.sh control. */
+#include <errno.h>
+#include <stdio.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "kestrel/config.h"
+#include "kestrel/control.h"
+#include "kestrel/control_vm.h"
+#include "kestrel/devices.h"
+#include "kestrel/machine.h"
+#include "kestrel/virtio_net.h"
+#include "kestrel/virtio_scsi.h"
+
+#define FUZZ_NICS 3
+#define FUZZ_VT_SPACES 16384
+
+#define CHECK(cond)                                                           \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			fprintf(stderr, "fuzz_control: %s:%d: %s\n", __FILE__, \
+				__LINE__, #cond);                             \
+			__builtin_trap();                                     \
+		}                                                             \
+	} while (0)
+
+/* ---- the fake machine under control_vm.c --------------------------------- */
+
+static struct {
+	struct device pm, scsi, net[FUZZ_NICS], bus_dev;
+	bool pause_times_out;
+	bool plugged[VIRTIO_SCSI_MAX_TARGETS];
+	char path[VIRTIO_SCSI_MAX_TARGETS][4096];
+	unsigned power_button;
+} fake;
+
+static const struct dev_ops fake_dev_ops = { .name = "fake-device" };
+
+const char *const vm_exit_stat_names[STAT_EXIT_NR] = {
+	"fake0", "fake1", "fake2", "fake3", "fake4", "fake5",
+};
+
+int vm_pause(struct vm *vm, uint64_t timeout_ms)
+{
+	CHECK(!vm->paused);
+	if (vm->stop_requested)
+		return -ESHUTDOWN;
+	if (fake.pause_times_out)
+		return -ETIMEDOUT;
+	vm->paused = true;
+	return 0;
+}
+
+void vm_resume(struct vm *vm)
+{
+	vm->paused = false;
+}
+
+void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code)
+{
+	struct vm *vm = opaque;
+
+	if (!vm->stop_requested) {
+		vm->stop_requested = true;
+		vm->stop_why = why;
+		vm->stop_code = code;
+	}
+}
+
+void vm_get_stats(struct vm *vm, struct vm_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->rss_kb = 1;
+}
+
+void acpi_pm_power_button(struct device *dev)
+{
+	CHECK(dev == &fake.pm);
+	fake.power_button++;
+}
+
+static void check_blk_opts(const struct blk_opts *o)
+{
+	CHECK(o->path && o->path[0] == '/');
+	CHECK(strlen(o->path) < sizeof(fake.path[0]));
+	CHECK((unsigned)o->format <= BLK_FMT_VHD);
+	CHECK((unsigned)o->cache <= BLK_CACHE_DIRECTSYNC);
+	CHECK((unsigned)o->aio <= BLK_AIO_SYNC);
+}
+
+int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_opts *o, char *err,
+			size_t errlen)
+{
+	CHECK(dev == &fake.scsi);
+	CHECK(target < VIRTIO_SCSI_MAX_TARGETS);
+	check_blk_opts(o);
+	if (fake.plugged[target])
+		return -EEXIST;
+	/* A file that "cannot be opened": the error path with a message. */
+	if (strstr(o->path, "/missing")) {
+		snprintf(err, errlen, "%s: No such file or directory", o->path);
+		return -ENOENT;
+	}
+	fake.plugged[target] = true;
+	snprintf(fake.path[target], sizeof(fake.path[target]), "%s", o->path);
+	return 0;
+}
+
+int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t errlen)
+{
+	CHECK(dev == &fake.scsi);
+	if (target >= VIRTIO_SCSI_MAX_TARGETS || !fake.plugged[target]) {
+		snprintf(err, errlen, "no disk at target %u", target);
+		return -ENOENT;
+	}
+	fake.plugged[target] = false;
+	return 0;
+}
+
+int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
+			       struct virtio_scsi_disk_stats *out)
+{
+	CHECK(dev == &fake.scsi);
+	if (target >= VIRTIO_SCSI_MAX_TARGETS || !fake.plugged[target])
+		return -ENOENT;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->path, sizeof(out->path), "%s", fake.path[target]);
+	out->read_ops = target;
+	return 0;
+}
+
+int virtio_net_get_stats(struct device *dev, unsigned q, struct virtio_net_stats *st)
+{
+	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_NICS]);
+	CHECK(q < NET_MAX_QUEUES);
+	memset(st, 0, sizeof(*st));
+	st->rx_packets = q;
+	return 0;
+}
+
+int virtio_net_set_link(struct device *dev, bool up)
+{
+	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_NICS]);
+	return 0;
+}
+
+/* ---- the VM ---------------------------------------------------------------- */
+
+static struct vm_config cfg;
+static struct config_disk cfg_disks[2];
+static struct config_net cfg_nets[FUZZ_NICS];
+static struct machine machine;
+static struct vcpu vcpus[2];
+static struct bus_range ranges[1];
+static char sock_dir[64];
+static char sock_path[108];
+
+static void fuzz_setup(void)
+{
+	snprintf(sock_dir, sizeof(sock_dir), "/tmp/kestrel-fuzz-control.XXXXXX");
+	if (!mkdtemp(sock_dir))
+		abort();
+	snprintf(sock_path, sizeof(sock_path), "%s/vm.sock", sock_dir);
+	for (unsigned i = 0; i < FUZZ_NICS; i++) {
+		device_init(&fake.net[i], &fake_dev_ops);
+		snprintf(cfg_nets[i].ifname, sizeof(cfg_nets[i].ifname), "tap-fz%u", i);
+		cfg_nets[i].queues = i + 1;
+	}
+	device_init(&fake.pm, &fake_dev_ops);
+	device_init(&fake.scsi, &fake_dev_ops);
+	device_init(&fake.bus_dev, &fake_dev_ops);
+	cfg_disks[0] = (struct config_disk){ .path = "/fuzz/boot.img", .target = 0 };
+	cfg_disks[1] = (struct config_disk){ .path = "/fuzz/data.vhd", .target = 3 };
+	for (unsigned i = 0; i < 2; i++)
+		cfg_disks[i].blk = (struct blk_opts){ .path = cfg_disks[i].path,
+						       .format = BLK_FMT_RAW };
+	ranges[0] = (struct bus_range){ .base = 0x3f8, .len = 8, .dev = &fake.bus_dev };
+	/* Quiet: control_vm warns on purpose (failed replays) and the fuzzer
+	 * would print each one. */
+	log_threshold = LOG_ERR;
+}
+
+static void configure(uint8_t shape)
+{
+	cfg = (struct vm_config){ .name = "fuzz", .cpus = 2, .mem_size = MiB(64),
+				  .control = sock_path };
+	cfg.nnets = (shape >> 2) & 3;
+	cfg.nets = cfg_nets;
+	if (shape & 16) {
+		cfg.disks = cfg_disks;
+		cfg.ndisks = 2;
+	}
+	memset(fake.plugged, 0, sizeof(fake.plugged));
+	fake.pause_times_out = shape & 32;
+	if (shape & 16) {
+		for (unsigned i = 0; i < 2; i++) {
+			fake.plugged[cfg_disks[i].target] = true;
+			snprintf(fake.path[cfg_disks[i].target], sizeof(fake.path[0]), "%s",
+				 cfg_disks[i].path);
+		}
+	}
+}
+
+/* A freshly created machine as machine_create leaves it for control_vm. */
+static void machine_boot(uint8_t shape)
+{
+	struct vm *vm = &machine.vm;
+
+	memset(&machine, 0, sizeof(machine));
+	memset(vcpus, 0, sizeof(vcpus));
+	machine.cfg = &cfg;
+	vm->ncpus = 2;
+	vm->vcpus = vcpus;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_cond_init(&vm->stop_cond, NULL);
+	vm->pio = (struct bus){ .name = "pio", .ranges = ranges, .nr = 1, .cap = 1 };
+	vm->mmio = (struct bus){ .name = "mmio" };
+	pthread_rwlock_init(&vm->pio.lock, NULL);
+	pthread_rwlock_init(&vm->mmio.lock, NULL);
+	machine.pm = &fake.pm;
+	if (shape & 2)
+		machine.vscsi = &fake.scsi;
+	machine.nvnet = (shape >> 2) & 3;
+	for (unsigned i = 0; i < machine.nvnet; i++)
+		machine.vnet[i] = &fake.net[i];
+	/* The configured disks come back with every boot. */
+	if (shape & 16)
+		for (unsigned i = 0; i < 2; i++)
+			fake.plugged[cfg_disks[i].target] = true;
+}
+
+static void machine_shutdown(void)
+{
+	pthread_rwlock_destroy(&machine.vm.pio.lock);
+	pthread_rwlock_destroy(&machine.vm.mmio.lock);
+	pthread_cond_destroy(&machine.vm.stop_cond);
+	pthread_mutex_destroy(&machine.vm.stop_lock);
+}
+
+/* ---- the client ------------------------------------------------------------ */
+
+static int client_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	CHECK(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		CHECK(errno == EINTR);
+	return fd;
+}
+
+static void check_reply(const char *line, size_t len, unsigned *replies)
+{
+	json_object *o = json_tokener_parse(line);
+	bool ret, err, ev;
+
+	CHECK(len > 0 && strlen(line) == len);
+	CHECK(o && json_object_is_type(o, json_type_object));
+	ret = json_object_object_get_ex(o, "return", NULL);
+	err = json_object_object_get_ex(o, "error", NULL);
+	ev = json_object_object_get_ex(o, "event", NULL);
+	CHECK(ret + err + ev == 1);
+	*replies += !ev;
+	json_object_put(o);
+}
+
+/* The client's side of the stream: what it sends and what came back so far. */
+struct client {
+	int fd;
+	const char *out;
+	size_t out_len, sent;
+	char in[2 * CONTROL_LINE_MAX];
+	size_t in_len;
+	unsigned replies;
+};
+
+/* Check every whole line received; keep a partial one. */
+static void client_lines(struct client *c)
+{
+	char *start = c->in, *nl;
+
+	while ((nl = memchr(start, '\n', c->in_len - (size_t)(start - c->in)))) {
+		*nl = '\0';
+		check_reply(start, (size_t)(nl - start), &c->replies);
+		start = nl + 1;
+	}
+	c->in_len -= (size_t)(start - c->in);
+	memmove(c->in, start, c->in_len);
+	CHECK(c->in_len < sizeof(c->in) - 1);    /* no reply line is this long */
+}
+
+/* Send and receive at once, as a well-behaved client does, so the server
+ * never has reason to drop us; then read until the server closes. */
+static void client_talk(struct client *c)
+{
+	for (;;) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (c->sent < c->out_len)
+			p.events |= POLLOUT;
+		if (poll(&p, 1, -1) < 0) {
+			CHECK(errno == EINTR);    /* libFuzzer's -timeout alarm */
+			continue;
+		}
+		if (p.revents & POLLOUT) {
+			n = send(c->fd, c->out + c->sent, c->out_len - c->sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+			CHECK(n > 0 || errno == EAGAIN || errno == EINTR);
+			if (n > 0)
+				c->sent += (size_t)n;
+			if (c->sent == c->out_len)
+				shutdown(c->fd, SHUT_WR);
+		}
+		if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - 1 - c->in_len, MSG_DONTWAIT);
+		if (n == 0)
+			break;
+		CHECK(n > 0 || errno == EAGAIN || errno == EINTR);
+		if (n < 0)
+			continue;
+		c->in_len += (size_t)n;
+		c->in[c->in_len] = '\0';
+		client_lines(c);
+	}
+	CHECK(c->sent == c->out_len);    /* the server read everything */
+	CHECK(c->in_len == 0);           /* and ended every line */
+}
+
+/* The stream with each vertical tab as FUZZ_VT_SPACES spaces (the first
+ * eight; later ones are one space). */
+static size_t expand(const uint8_t *data, size_t size, char *out)
+{
+	size_t n = 0;
+	unsigned vts = 0;
+
+	for (size_t i = 0; i < size; i++) {
+		if (data[i] == '\v' && vts++ < 8) {
+			memset(out + n, ' ', FUZZ_VT_SPACES);
+			n += FUZZ_VT_SPACES;
+		} else {
+			out[n++] = data[i] == '\v' ? ' ' : (char)data[i];
+		}
+	}
+	return n;
+}
+
+/* docs/control.md: every non-blank line gets exactly one reply; a line of
+ * CONTROL_LINE_MAX bytes or more (without its newline) gets one error. */
+static unsigned replies_due(const char *s, size_t len)
+{
+	unsigned due = 0;
+	size_t start = 0;
+
+	while (start < len) {
+		const char *nl = memchr(s + start, '\n', len - start);
+		size_t end = nl ? (size_t)(nl - s) : len;
+		bool blank = true;
+
+		for (size_t i = start; i < end && blank; i++)
+			blank = s[i] == ' ' || s[i] == '\t' || s[i] == '\r';
+		due += end - start >= CONTROL_LINE_MAX || !blank;
+		start = end + 1;
+	}
+	return due;
+}
+
+static void client_run(const uint8_t *data, size_t size)
+{
+	static struct client c;
+	char *stream = malloc(size + 8 * FUZZ_VT_SPACES);
+
+	CHECK(stream);
+	c = (struct client){ .fd = client_connect(), .out = stream };
+	c.out_len = expand(data, size, stream);
+	if (c.out_len == 0)
+		shutdown(c.fd, SHUT_WR);
+	client_talk(&c);
+	CHECK(c.replies == replies_due(stream, c.out_len));
+	close(c.fd);
+	free(stream);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static bool ready;
+	struct control_vm *cv;
+	const uint8_t *ff;
+	char err[256];
+	uint8_t shape;
+
+	if (!ready) {
+		fuzz_setup();
+		ready = true;
+	}
+	if (size < 1)
+		return 0;
+	shape = data[0];
+	data++;
+	size--;
+	configure(shape);
+	CHECK(control_vm_create(&cv, &cfg, err, sizeof(err)) == 0);
+	if (!(shape & 1)) {
+		machine_boot(shape);
+		control_vm_attach(cv, &machine);
+	}
+	ff = memchr(data, '\f', size);
+	if (ff) {
+		client_run(data, (size_t)(ff - data));
+		size -= (size_t)(ff - data) + 1;
+		data = ff + 1;
+		/* A guest reset: on_reboot restart re-creates the machine. */
+		if (!(shape & 1)) {
+			vm_request_stop_cb(&machine.vm, VM_STOP_RESET, 0);
+			control_vm_detach(cv, &machine);
+			machine_shutdown();
+		}
+		machine_boot(shape);
+		control_vm_attach(cv, &machine);
+		shape &= (uint8_t)~1;
+	}
+	client_run(data, size);
+	if (!(shape & 1)) {
+		vm_request_stop_cb(&machine.vm, VM_STOP_POWEROFF, 0);
+		control_vm_detach(cv, &machine);
+		machine_shutdown();
+	}
+	control_vm_destroy(cv, 0);
+	return 0;
+}
