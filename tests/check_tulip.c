@@ -327,42 +327,13 @@ START_TEST(test_pci_header)
 }
 END_TEST
 
-/* tulip_read_eeprom() of Linux's drivers/net/ethernet/dec/tulip/eeprom.c:
- * the command bits, then 16 data bits, each sampled after the rising edge. */
+#define CSR9_READ() csr_read(9)
+#define CSR9_WRITE(v) csr_write(9, (v))
+#include "guest/lib/tulip_csr9.h"
+
 static uint32_t eeprom_read(unsigned location, unsigned addr_len)
 {
-	const uint32_t enb = 0x4800 | 1, clk = 2, dw = 4, dr = 8;
-	uint32_t cmd = location | (6u << addr_len), ret = 0;
-
-	csr_write(9, enb & ~1u);
-	csr_write(9, enb);
-	for (int i = 4 + (int)addr_len; i >= 0; i--) {
-		uint32_t d = (cmd & (1u << i)) ? dw : 0;
-
-		csr_write(9, enb | d);
-		csr_write(9, enb | d | clk);
-		ret = (ret << 1) | ((csr_read(9) & dr) ? 1 : 0);
-	}
-	csr_write(9, enb);
-	for (int i = 16; i > 0; i--) {
-		csr_write(9, enb | clk);
-		ret = (ret << 1) | ((csr_read(9) & dr) ? 1 : 0);
-		csr_write(9, enb);
-	}
-	csr_write(9, enb & ~1u);
-	return ret;
-}
-
-static uint32_t crc32_le(const uint8_t *p, size_t n)
-{
-	uint32_t c = 0xffffffffu;
-
-	while (n--) {
-		c ^= *p++;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
-	}
-	return c;
+	return csr9_eeprom_read(location, addr_len);
 }
 
 START_TEST(test_srom)
@@ -395,47 +366,14 @@ START_TEST(test_srom)
 }
 END_TEST
 
-/* tulip_mdio_read()/tulip_mdio_write() of Linux's media.c. */
 static unsigned mdio_read(unsigned phy, unsigned reg)
 {
-	uint32_t cmd = (0xf6u << 10) | (phy << 5) | reg, ret = 0;
-
-	for (int i = 32; i >= 0; i--) {
-		csr_write(9, 0x20000);
-		csr_write(9, 0x20000 | 0x10000);
-	}
-	for (int i = 15; i >= 0; i--) {
-		uint32_t d = (cmd & (1u << i)) ? 0x20000 : 0;
-
-		csr_write(9, d);
-		csr_write(9, d | 0x10000);
-	}
-	for (int i = 19; i > 0; i--) {
-		csr_write(9, 0x40000);
-		ret = (ret << 1) | ((csr_read(9) & 0x80000) ? 1 : 0);
-		csr_write(9, 0x40000 | 0x10000);
-	}
-	return (ret >> 1) & 0xffff;
+	return csr9_mdio_read(phy, reg);
 }
 
 static void mdio_write(unsigned phy, unsigned reg, unsigned val)
 {
-	uint32_t cmd = (0x5002u << 16) | (phy << 23) | (reg << 18) | (val & 0xffff);
-
-	for (int i = 32; i >= 0; i--) {
-		csr_write(9, 0x20000);
-		csr_write(9, 0x20000 | 0x10000);
-	}
-	for (int i = 31; i >= 0; i--) {
-		uint32_t d = (cmd & (1u << i)) ? 0x20000 : 0;
-
-		csr_write(9, d);
-		csr_write(9, d | 0x10000);
-	}
-	for (int i = 2; i > 0; i--) {
-		csr_write(9, 0x40000);
-		csr_write(9, 0x40000 | 0x10000);
-	}
+	csr9_mdio_write(phy, reg, val);
 }
 
 START_TEST(test_mii)
@@ -668,6 +606,24 @@ static bool rx_done(unsigned i)
 	return !(get32(RX_RING + 16 * i) & OWN);
 }
 
+/* Receive (promiscuous) into the list at list, interrupts enabled. */
+static void rx_start(uint32_t list)
+{
+	csr_write(3, list);
+	csr_write(7, 0x1ebef);
+	csr_write(6, SR | PR);
+}
+
+/* Descriptor i comes back holding a frame for dst. */
+static void rx_expect(unsigned i, const uint8_t *dst)
+{
+	uint8_t f[6];
+
+	ck_assert(WAIT_FOR(rx_done(i)));
+	get(RX_BUF(i), f, 6);
+	ck_assert_mem_eq(f, dst, 6);
+}
+
 START_TEST(test_rx_frame)
 {
 	uint8_t f[1514], got[1514];
@@ -699,16 +655,13 @@ START_TEST(test_filter_perfect_inverse)
 	static const uint8_t other[6] = { 0x52, 0x54, 0x00, 0x99, 0x99, 0x99 };
 	const uint8_t table[2][6] = { { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 },
 				      { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } };
-	uint8_t f[64];
 
 	rings_start();
 	setup_perfect(table, 1);
 	send_to(other, 64);
 	send_to(bcast, 64);
 	send_to(our_mac, 64);
-	ck_assert(WAIT_FOR(rx_done(0)));
-	get(RX_BUF(0), f, 6);
-	ck_assert_mem_eq(f, our_mac, 6);
+	rx_expect(0, our_mac);
 	ck_assert(!rx_done(1));
 	setup_perfect(table, 2);
 	send_to(bcast, 64);
@@ -729,9 +682,7 @@ START_TEST(test_filter_perfect_inverse)
 	ck_assert_uint_eq(csr_read(6) & 0x15, 0x10);                /* IF shows the mode */
 	send_to(our_mac, 64);
 	send_to(other, 64);
-	ck_assert(WAIT_FOR(rx_done(2)));
-	get(RX_BUF(2), f, 6);
-	ck_assert_mem_eq(f, other, 6);
+	rx_expect(2, other);
 }
 END_TEST
 
@@ -741,7 +692,7 @@ START_TEST(test_filter_hash)
 {
 	static const uint8_t mc1[6] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0x01 };
 	static const uint8_t mc2[6] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0x02 };
-	uint8_t b[192], f[64];
+	uint8_t b[192];
 	uint16_t table[32] = { 0 };
 	unsigned bit;
 
@@ -765,13 +716,9 @@ START_TEST(test_filter_hash)
 	send_to(mc1, 64);
 	send_to(bcast, 64);
 	send_to(our_mac, 64);
-	ck_assert(WAIT_FOR(rx_done(2)));
-	get(RX_BUF(0), f, 6);
-	ck_assert_mem_eq(f, mc1, 6);
-	get(RX_BUF(1), f, 6);
-	ck_assert_mem_eq(f, bcast, 6);
-	get(RX_BUF(2), f, 6);
-	ck_assert_mem_eq(f, our_mac, 6);
+	rx_expect(0, mc1);
+	rx_expect(1, bcast);
+	rx_expect(2, our_mac);
 	/* Pass-all-multicast, then promiscuous, then receive-all with FF. */
 	csr_write(6, SR | ST | PM);
 	send_to(mc2, 64);
@@ -797,8 +744,7 @@ START_TEST(test_rx_multi_desc)
 	for (unsigned i = 0; i < NDESC; i++)
 		desc_put(RX_RING + 16 * i, OWN, (i == NDESC - 1 ? RER : 0) | (100u << 11) | 200,
 			 RX_BUF(i), RX_BUF(i) + 0x400);
-	csr_write(3, RX_RING);
-	csr_write(6, SR | PR);
+	rx_start(RX_RING);
 	make_frame(f, our_mac, 0x0800, sizeof(f));
 	peer_send(f, sizeof(f));
 	ck_assert(WAIT_FOR(rx_done(3)));
@@ -822,9 +768,7 @@ END_TEST
 START_TEST(test_rx_suspend)
 {
 	desc_put(RX_RING, 0, RER | 1536, RX_BUF(0), 0);
-	csr_write(3, RX_RING);
-	csr_write(7, 0x1ebef);
-	csr_write(6, SR | PR);
+	rx_start(RX_RING);
 	send_to(our_mac, 64);
 	ck_assert(WAIT_FOR(csr_read(5) & RU));
 	ck_assert_uint_eq(RS(csr_read(5)), 4);
@@ -849,9 +793,7 @@ START_TEST(test_rx_loops)
 
 	desc_put(b, OWN, RCH | 64, RX_BUF(1), a);
 	desc_put(a, OWN, RCH | 64, RX_BUF(0), b);
-	csr_write(3, a);
-	csr_write(7, 0x1ebef);
-	csr_write(6, SR | PR);
+	rx_start(a);
 	send_to(our_mac, 1000);
 	ck_assert(WAIT_FOR(!(get32(a) & OWN)));
 	ck_assert_uint_eq(get32(a) & (R_FS | R_LS), R_FS);
@@ -860,8 +802,7 @@ START_TEST(test_rx_loops)
 	/* A zero-length descriptor chained to itself: nothing fits. */
 	csr_write(6, 0x02000000);
 	desc_put(a, OWN, RCH, 0, a);
-	csr_write(3, a);
-	csr_write(6, SR | PR);
+	rx_start(a);
 	send_to(our_mac, 64);
 	ck_assert(WAIT_FOR(!(get32(a) & OWN)));
 	ck_assert_uint_eq(get32(a) & (R_FS | R_LS | R_DE), R_FS | R_LS | R_DE);
@@ -869,8 +810,7 @@ START_TEST(test_rx_loops)
 	csr_write(6, 0x02000000);
 	for (unsigned i = 0; i < 300; i++)
 		desc_put(0x40000 + 16 * i, OWN, 0, 0, 0);
-	csr_write(3, 0x40000);
-	csr_write(6, SR | PR);
+	rx_start(0x40000);
 	send_to(our_mac, 64);
 	ck_assert(WAIT_FOR(csr_read(5) & RPS));
 	ck_assert_uint_eq(RS(csr_read(5)), 0);
@@ -886,8 +826,7 @@ END_TEST
 START_TEST(test_rx_outside_ram)
 {
 	desc_put(RX_RING, OWN, RER | 1536, RAM - 32, 0);
-	csr_write(3, RX_RING);
-	csr_write(6, SR | PR);
+	rx_start(RX_RING);
 	send_to(our_mac, 64);
 	ck_assert(WAIT_FOR(csr_read(5) & FBE));
 	ck_assert_uint_eq(RS(csr_read(5)), 0);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kestrel/net.h"
+#include "fake_board.h"
 
 static const uint8_t dst[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x01 };
 static const uint8_t src[6] = { 0x52, 0x54, 0x00, 0x00, 0x00, 0x02 };
@@ -114,17 +115,11 @@ int main(void)
 {
 	Suite *s = suite_create("vlan");
 	TCase *tc = tcase_create("vlan");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_tag_bytes);
 	tcase_add_test(tc, test_insert_strip_roundtrip);
 	tcase_add_test(tc, test_insert_refused);
 	tcase_add_test(tc, test_vnet_hdr_offsets);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(s);
 }

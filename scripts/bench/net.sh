@@ -53,6 +53,7 @@ fi
 
 python3 - "$out" <<'PY'
 import sys
+from statistics import geometric_mean
 runs = {}
 for line in open(sys.argv[1]):
     f = line.split()
@@ -78,10 +79,7 @@ def table(title, left, right, pairs):
             ratios.append(r)
         print(f"{name:14s} {size:>5s} | {af:14d} {am:8d} | {bf:14d} {bm:8d} | {r:5.2f}x")
     if ratios:
-        g = 1.0
-        for r in ratios:
-            g *= r
-        g **= 1 / len(ratios)
+        g = geometric_mean(ratios)
         print(f"{left}/{right} frames/s: geometric mean {g:.2f}x, min {min(ratios):.2f}x, max {max(ratios):.2f}x")
     else:
         print("no complete pair of measurements (see the messages above)")

@@ -134,62 +134,18 @@ static void place_bar(void)
 
 /* ---- serial ROM and MII through CSR9 (Linux's eeprom.c and media.c) ---- */
 
+#define CSR9_READ() csr_rd(9)
+#define CSR9_WRITE(v) csr_wr(9, (v))
+#include "tulip_csr9.h"
+
 static uint32_t eeprom_read(unsigned location, unsigned addr_len)
 {
-	const uint32_t enb = 0x4800 | 1, clk = 2, dw = 4, dr = 8;
-	uint32_t cmd = location | (6u << addr_len), ret = 0;
-
-	csr_wr(9, enb & ~1u);
-	csr_wr(9, enb);
-	for (int i = 4 + (int)addr_len; i >= 0; i--) {
-		uint32_t d = (cmd & (1u << i)) ? dw : 0;
-
-		csr_wr(9, enb | d);
-		csr_wr(9, enb | d | clk);
-		ret = (ret << 1) | ((csr_rd(9) & dr) ? 1 : 0);
-	}
-	csr_wr(9, enb);
-	for (int i = 16; i > 0; i--) {
-		csr_wr(9, enb | clk);
-		ret = (ret << 1) | ((csr_rd(9) & dr) ? 1 : 0);
-		csr_wr(9, enb);
-	}
-	csr_wr(9, enb & ~1u);
-	return ret;
+	return csr9_eeprom_read(location, addr_len);
 }
 
 static unsigned mdio_read(unsigned phy, unsigned reg)
 {
-	uint32_t cmd = (0xf6u << 10) | (phy << 5) | reg, ret = 0;
-
-	for (int i = 32; i >= 0; i--) {
-		csr_wr(9, 0x20000);
-		csr_wr(9, 0x30000);
-	}
-	for (int i = 15; i >= 0; i--) {
-		uint32_t d = (cmd & (1u << i)) ? 0x20000 : 0;
-
-		csr_wr(9, d);
-		csr_wr(9, d | 0x10000);
-	}
-	for (int i = 19; i > 0; i--) {
-		csr_wr(9, 0x40000);
-		ret = (ret << 1) | ((csr_rd(9) & 0x80000) ? 1 : 0);
-		csr_wr(9, 0x50000);
-	}
-	return (ret >> 1) & 0xffff;
-}
-
-static uint32_t crc32_le(const uint8_t *p, unsigned n)
-{
-	uint32_t c = 0xffffffffu;
-
-	while (n--) {
-		c ^= *p++;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
-	}
-	return c;
+	return csr9_mdio_read(phy, reg);
 }
 
 static void check_srom(void)
@@ -620,22 +576,13 @@ static void bench_rx(uint64_t count, uint64_t wait_ms)
 			 last - first, kicks);
 }
 
-static int bench(void)
+static void bench_rx_run(uint64_t count, uint64_t wait_ms)
 {
-	unsigned size = (unsigned)mb_cmdline_uint("size", 60);
-
-	net_tsc_calibrate();
-	gprintf("bench: tsc_hz=%lu\n", tsc_hz);
-	if (size < ETH_HLEN || size > 1514)
-		size = 60;
-	if (net_cmdline_is("bench", "rx")) {
-		csr_wr(6, CSR6_MBO | CSR6_ST | CSR6_SR | CSR6_PR);
-		bench_rx(mb_cmdline_uint("count", 1000000), mb_cmdline_uint("wait_ms", 60000));
-	} else {
-		check(bench_tx(size, mb_cmdline_uint("ms", 2000)), "transmit benchmark finished");
-	}
-	return check_result(GUEST_EXIT_TULIP);
+	csr_wr(6, CSR6_MBO | CSR6_ST | CSR6_SR | CSR6_PR);
+	bench_rx(count, wait_ms);
 }
+
+static const struct net_bench tulip_bench = { bench_tx, bench_rx_run, 1514 };
 
 /* ---- main ---- */
 
@@ -643,11 +590,7 @@ int main(void)
 {
 	unsigned probe = (unsigned)mb_cmdline_uint("probe", 0);
 
-	pmtmr_init();
-	net.ops = &tulip_ops;
-	net.name = "tulip";
-	net.ip = net_cmdline_ip("ip", 0x0a000002);
-	net.peer = net_cmdline_ip("peer", 0x0a000001);
+	net_init(&tulip_ops, "tulip");
 	if (!check(find_nic(), "DEC 21140/21143 function on bus 0"))
 		return check_result(GUEST_EXIT_TULIP);
 	pci_conf_write16(0, dev, 0, PCI_COMMAND, 0);
@@ -660,8 +603,8 @@ int main(void)
 	check_link();
 	if (!check(nic_start(), "setup frame taken"))
 		return check_result(GUEST_EXIT_TULIP);
-	if (mb_cmdline_uint("bench", 0) || net_cmdline_is("bench", "tx") || net_cmdline_is("bench", "rx"))
-		return bench();
+	if (net_bench_wanted())
+		return net_bench_run(&tulip_bench, GUEST_EXIT_TULIP);
 	check_interrupt();
 	net_print_ip("tulip: ip ", net.ip);
 	net_print_ip(" peer ", net.peer);

@@ -214,23 +214,13 @@ static void bench_rx(uint64_t count, uint64_t wait_ms)
 			 last - first, vd.kicks);
 }
 
-static int bench(void)
+static void bench_rx_run(uint64_t count, uint64_t wait_ms)
 {
-	unsigned size = (unsigned)mb_cmdline_uint("size", 60);
-	uint64_t ms = mb_cmdline_uint("ms", 2000);
-
-	net_tsc_calibrate();
-	gprintf("bench: tsc_hz=%lu\n", tsc_hz);
-	if (size < ETH_HLEN || size > TXBUF - HDR)
-		size = 60;
-	if (net_cmdline_is("bench", "rx")) {
-		rx_fill();
-		bench_rx(mb_cmdline_uint("count", 1000000), mb_cmdline_uint("wait_ms", 60000));
-	} else {
-		check(bench_tx(size, ms), "transmit benchmark finished");
-	}
-	return check_result(GUEST_EXIT_VNET);
+	rx_fill();
+	bench_rx(count, wait_ms);
 }
+
+static const struct net_bench vnet_bench = { bench_tx, bench_rx_run, TXBUF - HDR };
 
 /* ---- main ---- */
 
@@ -272,15 +262,11 @@ int main(void)
 {
 	unsigned probe = (unsigned)mb_cmdline_uint("probe", 0);
 
-	pmtmr_init();
-	net.ops = &vnet_ops;
-	net.name = "vnet";
-	net.ip = net_cmdline_ip("ip", 0x0a000002);
-	net.peer = net_cmdline_ip("peer", 0x0a000001);
+	net_init(&vnet_ops, "vnet");
 	if (!setup())
 		return check_result(GUEST_EXIT_VNET);
-	if (mb_cmdline_uint("bench", 0) || net_cmdline_is("bench", "tx") || net_cmdline_is("bench", "rx"))
-		return bench();
+	if (net_bench_wanted())
+		return net_bench_run(&vnet_bench, GUEST_EXIT_VNET);
 	rx_fill();
 	net_print_ip("vnet: ip ", net.ip);
 	net_print_ip(" peer ", net.peer);

@@ -20,6 +20,15 @@ static void put_be32(uint8_t *p, uint32_t v)
 	put_be16(p + 2, (uint16_t)v);
 }
 
+void net_init(const struct net_dev_ops *ops, const char *name)
+{
+	pmtmr_init();
+	net.ops = ops;
+	net.name = name;
+	net.ip = net_cmdline_ip("ip", 0x0a000002);
+	net.peer = net_cmdline_ip("peer", 0x0a000001);
+}
+
 uint32_t net_cmdline_ip(const char *key, uint32_t dflt)
 {
 	const char *s = mb_cmdline();
@@ -350,7 +359,7 @@ void net_listen(uint64_t ms)
 
 /* ---- benchmark ---- */
 
-void net_tsc_calibrate(void)
+static void net_tsc_calibrate(void)
 {
 	uint64_t t0 = rdtsc();
 
@@ -367,4 +376,25 @@ void net_bench_report(const char *dir, unsigned size, uint64_t frames, uint64_t 
 
 	gprintf("bench: %s size=%u frames=%lu us=%lu fps=%lu mbps=%lu kicks=%u\n", dir, size, frames,
 		us, fps, mbps, kicks);
+}
+
+bool net_bench_wanted(void)
+{
+	return mb_cmdline_uint("bench", 0) || net_cmdline_is("bench", "tx") ||
+	       net_cmdline_is("bench", "rx");
+}
+
+int net_bench_run(const struct net_bench *b, int fail_code)
+{
+	unsigned size = (unsigned)mb_cmdline_uint("size", 60);
+
+	net_tsc_calibrate();
+	gprintf("bench: tsc_hz=%lu\n", tsc_hz);
+	if (size < ETH_HLEN || size > b->max_size)
+		size = 60;
+	if (net_cmdline_is("bench", "rx"))
+		b->rx(mb_cmdline_uint("count", 1000000), mb_cmdline_uint("wait_ms", 60000));
+	else
+		check(b->tx(size, mb_cmdline_uint("ms", 2000)), "transmit benchmark finished");
+	return check_result(fail_code);
 }

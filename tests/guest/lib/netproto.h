@@ -46,6 +46,10 @@ static inline void put_be16(uint8_t *p, uint16_t v)
 	p[1] = (uint8_t)v;
 }
 
+/* The PM timer, the device half, our address and the peer's (ip=, peer=;
+ * default 10.0.0.2 and 10.0.0.1). */
+void net_init(const struct net_dev_ops *ops, const char *name);
+
 /* "key=a.b.c.d" on the command line, or dflt; "key=val" present. */
 uint32_t net_cmdline_ip(const char *key, uint32_t dflt);
 bool net_cmdline_is(const char *key, const char *val);
@@ -68,9 +72,17 @@ void net_check_udp(bool offload);
 void net_check_probe(unsigned vid, bool expect);
 void net_listen(uint64_t ms);
 
-/* Benchmark: the TSC's rate, and the report line scripts/bench/net.sh reads. */
+/* Benchmark (scripts/bench/net.sh): bench=tx keeps the transmit side busy
+ * with size-byte frames for ms; bench=rx counts frames of BENCH_TYPE until
+ * count or a second without any. */
+struct net_bench {
+	bool (*tx)(unsigned size, uint64_t ms);
+	void (*rx)(uint64_t count, uint64_t wait_ms);
+	unsigned max_size;
+};
+bool net_bench_wanted(void);
+int net_bench_run(const struct net_bench *b, int fail_code);
 extern uint64_t tsc_hz;
-void net_tsc_calibrate(void);
 void net_bench_report(const char *dir, unsigned size, uint64_t frames, uint64_t cycles,
 		      unsigned kicks);
 
