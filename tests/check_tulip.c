@@ -861,6 +861,55 @@ START_TEST(test_link_down)
 }
 END_TEST
 
+/* CSR0 DBO: descriptors big-endian; CSR0 TAP: a suspended transmitter
+ * looks at its list again without a poll demand. */
+START_TEST(test_dbo_and_auto_poll)
+{
+	uint8_t f[60], got[100];
+	uint32_t d[4];
+
+	csr_write(0, 0x00100000 | 1u << 17);        /* DBO, TAP = 200 us */
+	make_frame(f, bcast, 0x0806, 60);
+	put(TX_BUF(0), f, 60);
+	d[0] = 0;
+	d[1] = __builtin_bswap32(FS | LS | TER | 60);
+	d[2] = __builtin_bswap32(TX_BUF(0));
+	d[3] = 0;
+	put(TX_RING, d, sizeof(d));
+	csr_write(4, TX_RING);
+	csr_write(6, ST);
+	ck_assert(WAIT_FOR(TS(csr_read(5)) == 6));
+	put32(TX_RING, __builtin_bswap32(OWN));     /* no CSR1 write */
+	ck_assert_int_eq(peer_recv(got, sizeof(got)), 60);
+	ck_assert_mem_eq(got, f, 60);
+	ck_assert(WAIT_FOR(get32(TX_RING) == 0));
+}
+END_TEST
+
+/* HRM 3.2.2.16: frames past 2048 bytes are cut by the receive watchdog
+ * (RW, RWT) unless CSR15 RWD disables it. */
+START_TEST(test_rx_watchdog)
+{
+	uint8_t f[3000];
+
+	for (unsigned i = 0; i < NDESC; i++)
+		desc_put(RX_RING + 16 * i, OWN, (i == NDESC - 1 ? RER : 0) | (2047u << 11) | 2047,
+			 RX_BUF(4 * i), RX_BUF(4 * i + 2));
+	rx_start(RX_RING);
+	make_frame(f, our_mac, 0x0800, sizeof(f));
+	peer_send(f, sizeof(f));
+	ck_assert(WAIT_FOR(rx_done(0)));
+	ck_assert_uint_eq(get32(RX_RING) & (R_FS | R_LS | 0x10), R_FS | R_LS | 0x10);
+	ck_assert_uint_eq((get32(RX_RING) >> 16) & 0x3fff, 2048);
+	ck_assert(csr_read(5) & 0x200);                                /* RWT */
+	csr_write(15, 0x10);                                           /* RWD */
+	peer_send(f, sizeof(f));
+	ck_assert(WAIT_FOR(rx_done(1)));
+	ck_assert_uint_eq(get32(RX_RING + 16) & 0x10, 0);
+	ck_assert_uint_eq((get32(RX_RING + 16) >> 16) & 0x3fff, sizeof(f) + 4);
+}
+END_TEST
+
 START_TEST(test_gp_timer)
 {
 	csr_write(7, GTE | AIS);
@@ -1040,6 +1089,8 @@ static Suite *tulip_suite(void)
 	tcase_add_test(tc, test_rx_outside_ram);
 	tcase_add_test(tc, test_link_down);
 	tcase_add_test(tc, test_gp_timer);
+	tcase_add_test(tc, test_dbo_and_auto_poll);
+	tcase_add_test(tc, test_rx_watchdog);
 	tcase_add_test(tc, test_fuzz);
 	tcase_add_test(tc, test_state_roundtrip);
 	suite_add_tcase(s, tc);
