@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "kestrel/acpi.h"
+#include "kestrel/block.h"
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
 #include "kestrel/devices.h"
@@ -58,19 +59,33 @@ static int machine_open_serial(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
-/* Insert or fail with the device's name: overlaps are wiring bugs. */
-static int attach(struct bus *bus, uint64_t base, uint64_t len, struct device *dev, int region,
-		  char *err, size_t errlen)
+/* Register a new device under its id; on failure it is freed here. */
+static int machine_add(struct machine *m, struct device *dev, const char *id, char *err,
+		       size_t errlen)
 {
 	int ret;
 
 	if (!dev) {
-		snprintf(err, errlen, "out of memory creating devices");
+		snprintf(err, errlen, "out of memory creating device %s", id);
 		return -ENOMEM;
 	}
-	ret = bus_insert(bus, base, len, dev, region);
+	ret = dev_list_add(&m->devs, dev, id);
+	if (ret) {
+		snprintf(err, errlen, "device %s: cannot register: %s", id, strerror(-ret));
+		dev->ops->destroy(dev);
+	}
+	return ret;
+}
+
+/* Insert or fail with the device's id: overlaps are wiring bugs. */
+static int attach(struct machine *m, uint64_t base, uint64_t len, const char *id, int region,
+		  char *err, size_t errlen)
+{
+	struct device *dev = machine_find_device(m, id);
+	int ret = dev ? bus_insert(&m->vm.pio, base, len, dev, region) : -ENODEV;
+
 	if (ret)
-		snprintf(err, errlen, "%s: cannot attach at %#llx: %s", dev->ops->name,
+		snprintf(err, errlen, "%s: cannot attach at %#llx: %s", id,
 			 (unsigned long long)base, strerror(-ret));
 	return ret;
 }
@@ -91,7 +106,6 @@ static struct device *machine_pci_host(struct machine *m)
 
 static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 {
-	struct bus *pio = &m->vm.pio;
 	uint64_t low = m->vm.gm.ram_low, high = m->vm.gm.ram_high;
 	int ret = 0;
 
@@ -100,25 +114,27 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	m->irq_kbd = machine_irq(m, BOARD_IRQ_KBD);
 	m->irq_sci = machine_irq(m, BOARD_IRQ_SCI);
 
-	m->uart = uart_create(&m->irq_com1, m->serial_out_fd);
-	m->rtc = rtc_create(&m->irq_rtc, wall_time, low, high);
-	m->i8042 = i8042_create(&m->irq_kbd, &m->vm.ctl);
-	m->pm = acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns);
-	m->debug_exit = debug_exit_create(&m->vm.ctl);
-	m->post = sink_create("post");
-	m->bios_sink = sink_create("bios");
-	m->pci = machine_pci_host(m);
+	ret = ret ?: machine_add(m, uart_create(&m->irq_com1, m->serial_out_fd), "com1", err, errlen);
+	ret = ret ?: machine_add(m, rtc_create(&m->irq_rtc, wall_time, low, high), "rtc", err, errlen);
+	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->vm.ctl), "i8042", err, errlen);
+	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns), "pm",
+				 err, errlen);
+	ret = ret ?: machine_add(m, debug_exit_create(&m->vm.ctl), "debug-exit", err, errlen);
+	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);
+	/* Where guest writes to the read-only BIOS segment go (machine_protect_bios). */
+	ret = ret ?: machine_add(m, sink_create("bios"), "bios", err, errlen);
+	ret = ret ?: machine_add(m, machine_pci_host(m), "pci-host", err, errlen);
 
-	ret = ret ?: attach(pio, BOARD_PORT_COM1, 8, m->uart, 0, err, errlen);
-	ret = ret ?: attach(pio, BOARD_PORT_RTC, 2, m->rtc, 0, err, errlen);
-	ret = ret ?: attach(pio, BOARD_PORT_I8042_DATA, 1, m->i8042, 0, err, errlen);
-	ret = ret ?: attach(pio, BOARD_PORT_I8042_CMD, 1, m->i8042, 1, err, errlen);
-	ret = ret ?: attach(pio, BOARD_PORT_ACPI_PM, 12, m->pm, 0, err, errlen);
-	ret = ret ?: attach(pio, BOARD_PORT_RESET, 1, m->pm, 1, err, errlen);
-	ret = ret ?: attach(pio, BOARD_PORT_DEBUG_EXIT, 4, m->debug_exit, 0, err, errlen);
-	ret = ret ?: attach(pio, BOARD_PORT_POST, 1, m->post, 0, err, errlen);
-	ret = ret ?: attach(pio, BOARD_PORT_PCI_ADDR, 1, m->pci, 0, err, errlen);
-	ret = ret ?: attach(pio, BOARD_PORT_PCI_DATA, 4, m->pci, 1, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_COM1, 8, "com1", 0, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_RTC, 2, "rtc", 0, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_I8042_DATA, 1, "i8042", 0, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_I8042_CMD, 1, "i8042", 1, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_ACPI_PM, 12, "pm", 0, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_RESET, 1, "pm", 1, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_DEBUG_EXIT, 4, "debug-exit", 0, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_POST, 1, "post", 0, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_PCI_ADDR, 1, "pci-host", 0, err, errlen);
+	ret = ret ?: attach(m, BOARD_PORT_PCI_DATA, 4, "pci-host", 1, err, errlen);
 	/* CONFIG_ADDRESS writes only latch an address: queue them in KVM so a
 	 * config-space access costs one exit (at 0xCFC), not two — guests probe
 	 * config space thousands of times while booting. The 4-byte zone also
@@ -128,60 +144,105 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	return ret;
 }
 
+/* A device model behind its own virtio-pci function at slot (its INTA# on
+ * the GSI the routing table names for the slot), registered under id. The
+ * machine picks the transport; the model knows only struct virtio_dev. */
+static int machine_add_virtio(struct machine *m, const struct virtio_model *model, int slot,
+			      const char *id, char *err, size_t errlen)
+{
+	struct virtio_dev *vdev;
+	int ret;
+
+	ret = virtio_pci_create(&m->vm, machine_find_device(m, "pci-host"), slot, &model->info,
+				model->ops, model->opaque, &vdev);
+	if (ret) {
+		snprintf(err, errlen, "%s (%s): cannot create the PCI function: %s", id,
+			 model->info.name, strerror(-ret));
+		return ret;
+	}
+	return machine_add(m, virtio_dev_device(vdev), id, err, errlen);
+}
+
 /* Synthetic storage: one virtio-scsi controller holding every --disk
  * bus=scsi, in a fixed slot; its INTA# reaches the GSI the routing table
  * names for that slot (machine_pci_host). Request queues: one per vCPU, up
  * to the controller's limit. With no scsi disk there is no controller unless
  * --scsi-controller asks for an empty one, so that a VM without disks keeps
- * the board it had. */
+ * the board it had. The machine opens the disks through the block layer and
+ * hands them over, as it does with the TAPs of virtio-net: the front end
+ * never opens a file. */
 #define MACHINE_SLOT_VIRTIO_SCSI 4
 
-static int machine_create_storage(struct machine *m, char *err, size_t errlen)
+/* Open every --disk bus=scsi; on failure the ones opened are closed. */
+static int machine_open_scsi_disks(struct machine *m, struct virtio_scsi_disk *d, unsigned *n,
+				   char *err, size_t errlen)
 {
-	struct virtio_scsi_disk d[CONFIG_MAX_DISKS];
-	unsigned n = 0;
+	int ret = 0;
 
-	for (unsigned i = 0; i < m->cfg->ndisks && n < CONFIG_MAX_DISKS; i++) {
+	*n = 0;
+	for (unsigned i = 0; i < m->cfg->ndisks && *n < CONFIG_MAX_DISKS && !ret; i++) {
 		const struct config_disk *c = &m->cfg->disks[i];
 
 		if (c->bus != CONFIG_BUS_SCSI)
 			continue;
-		d[n++] = (struct virtio_scsi_disk){ .opts = c->blk, .target = (unsigned)c->target,
-						    .add_after_ms = c->add_after_ms,
-						    .remove_after_ms = c->remove_after_ms };
+		d[*n] = (struct virtio_scsi_disk){ .target = (unsigned)c->target,
+						   .add_after_ms = c->add_after_ms,
+						   .remove_after_ms = c->remove_after_ms };
+		ret = blk_open(&d[*n].blk, &c->blk, err, errlen);
+		if (!ret)
+			(*n)++;
 	}
-	if (!n && !m->cfg->scsi_controller)
-		return 0;
-	return virtio_scsi_create(&m->vm, m->pci, MACHINE_SLOT_VIRTIO_SCSI,
-				  MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
-				  m->cfg->stats, &m->vscsi, err, errlen);
+	if (ret)
+		while (*n)
+			blk_close(d[--(*n)].blk);
+	return ret;
+}
+
+static int machine_create_storage(struct machine *m, char *err, size_t errlen)
+{
+	struct virtio_scsi_disk d[CONFIG_MAX_DISKS];
+	struct virtio_model model;
+	unsigned n = 0;
+	int ret;
+
+	ret = machine_open_scsi_disks(m, d, &n, err, errlen);
+	if (ret || (!n && !m->cfg->scsi_controller))
+		return ret;
+	ret = virtio_scsi_new(MIN(m->cfg->cpus, (unsigned)VIRTIO_SCSI_MAX_REQUEST_QUEUES), d, n,
+			      m->cfg->stats, &model, err, errlen);
+	return ret ?: machine_add_virtio(m, &model, MACHINE_SLOT_VIRTIO_SCSI, "scsi0", err, errlen);
 }
 
 /* Network: one function per --net, in the slots after the SCSI controller,
- * each on its TAP (named "net0", "net1", ... for the control socket and
- * --stats): virtio-net, or the emulated DEC 21140 (model=tulip). */
+ * each on its TAP (registered as "net0", "net1", ... for the control socket
+ * and --stats): virtio-net, or the emulated DEC 21140 (model=tulip). */
 #define MACHINE_SLOT_VIRTIO_NET 5
 
-static int machine_add_tulip(struct machine *m, const struct config_net *c, const char *name,
-			     int slot, struct net_tap *tap, struct device **out, char *err,
-			     size_t errlen)
+static int machine_add_tulip(struct machine *m, const struct config_net *c, const char *id,
+			     int slot, struct net_tap *tap, char *err, size_t errlen)
 {
-	struct tulip_board b = { .vm = &m->vm, .pci_host = m->pci, .slot = slot };
-	struct tulip_opts o = { .name = name, .vlan = c->vlan, .stats = m->cfg->stats };
+	struct tulip_board b = { .vm = &m->vm, .pci_host = machine_find_device(m, "pci-host"),
+				 .slot = slot };
+	struct tulip_opts o = { .name = id, .vlan = c->vlan, .stats = m->cfg->stats };
+	struct device *dev;
+	int ret;
 
 	memcpy(o.mac, c->mac, sizeof(o.mac));
-	return tulip_create(&b, &o, tap, out, err, errlen);
+	ret = tulip_create(&b, &o, tap, &dev, err, errlen);
+	return ret ?: machine_add(m, dev, id, err, errlen);
 }
 
-static int machine_add_virtio_net(struct machine *m, const struct config_net *c, const char *name,
-				  int slot, struct net_tap *tap, struct device **out, char *err,
-				  size_t errlen)
+static int machine_add_virtio_net(struct machine *m, const struct config_net *c, const char *id,
+				  int slot, struct net_tap *tap, char *err, size_t errlen)
 {
-	struct virtio_net_opts o = { .name = name, .vlan = c->vlan, .queues = c->queues,
+	struct virtio_net_opts o = { .name = id, .vlan = c->vlan, .queues = c->queues,
 				     .stats = m->cfg->stats };
+	struct virtio_model model;
+	int ret;
 
 	memcpy(o.mac, c->mac, sizeof(o.mac));
-	return virtio_net_create(&m->vm, m->pci, slot, &o, tap, out, err, errlen);
+	ret = virtio_net_new(&o, tap, &model, err, errlen);
+	return ret ?: machine_add_virtio(m, &model, slot, id, err, errlen);
 }
 
 static int machine_create_network(struct machine *m, char *err, size_t errlen)
@@ -190,21 +251,20 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
 		const struct config_net *c = &m->cfg->nets[i];
 		int slot = MACHINE_SLOT_VIRTIO_NET + (int)i;
 		struct net_tap tap;
-		char name[16], terr[400];
+		char id[DEV_ID_MAX], terr[400];
 		int ret;
 
-		snprintf(name, sizeof(name), "net%u", i);
+		snprintf(id, sizeof(id), "net%u", i);
 		ret = net_tap_open(&tap, c->ifname, c->queues, terr, sizeof(terr));
 		if (ret) {
 			snprintf(err, errlen, "--net %s", terr);
 			return ret;
 		}
 		ret = c->model == CONFIG_NET_TULIP ?
-		      machine_add_tulip(m, c, name, slot, &tap, &m->vnet[i], err, errlen) :
-		      machine_add_virtio_net(m, c, name, slot, &tap, &m->vnet[i], err, errlen);
+		      machine_add_tulip(m, c, id, slot, &tap, err, errlen) :
+		      machine_add_virtio_net(m, c, id, slot, &tap, err, errlen);
 		if (ret)
 			return ret;
-		m->nvnet = i + 1;
 	}
 	return 0;
 }
@@ -243,11 +303,8 @@ static int machine_protect_bios(struct machine *m, char *err, size_t errlen)
 
 	if (id < 0)
 		return 0; /* less than 1 MiB of RAM: no BIOS segment */
-	if (!m->bios_sink) {
-		snprintf(err, errlen, "out of memory creating devices");
-		return -ENOMEM;
-	}
-	ret = gm_slot_set_flags(gm, id, GM_SLOT_RAM | GM_SLOT_READONLY, m->bios_sink, 0);
+	ret = gm_slot_set_flags(gm, id, GM_SLOT_RAM | GM_SLOT_READONLY,
+				machine_find_device(m, "bios"), 0);
 	if (ret)
 		snprintf(err, errlen, "write-protecting the BIOS segment: %s", strerror(-ret));
 	return ret;
@@ -342,6 +399,16 @@ static int machine_read_images(struct machine *m, char *err, size_t errlen)
 	return ret;
 }
 
+static int machine_realize(struct machine *m, char *err, size_t errlen)
+{
+	struct device *bad = NULL;
+	int ret = dev_list_realize(&m->devs, &bad);
+
+	if (ret)
+		snprintf(err, errlen, "device %s: %s", bad ? bad->id : "?", strerror(-ret));
+	return ret;
+}
+
 int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen)
 {
 	int ret;
@@ -368,6 +435,9 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_create_network(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_realize(m, err, errlen);
+	if (ret)
+		return ret;
 	ret = machine_write_acpi(m, err, errlen);
 	if (ret)
 		return ret;
@@ -379,29 +449,53 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	return ret;
 }
 
-static void device_free(struct device *dev)
-{
-	if (dev && dev->ops->destroy)
-		dev->ops->destroy(dev);
-}
-
 void machine_destroy(struct machine *m)
 {
 	vm_stop_vcpus(&m->vm);
-	device_free(m->uart);
-	device_free(m->rtc);
-	device_free(m->i8042);
-	device_free(m->pm);
-	device_free(m->debug_exit);
-	device_free(m->post);
-	device_free(m->bios_sink);
-	device_free(m->vscsi);
-	for (unsigned i = 0; i < m->nvnet; i++)
-		device_free(m->vnet[i]);
-	device_free(m->pci);
+	/* Reverse order: the PCI functions go before the host they sit on,
+	 * every device before the VM whose fds and memory it uses. */
+	dev_list_destroy(&m->devs);
 	vm_destroy(&m->vm);
 	if (m->own_serial_out && m->serial_out_fd >= 0)
 		close(m->serial_out_fd);
 	unmap_images(m);
 	memset(m, 0, sizeof(*m));
+}
+
+struct device *machine_find_device(struct machine *m, const char *id)
+{
+	return dev_list_find(&m->devs, id);
+}
+
+void machine_reset(struct machine *m)
+{
+	dev_list_reset(&m->devs);
+}
+
+int machine_quiesce(struct machine *m, uint64_t timeout_ms)
+{
+	int ret = vm_pause(&m->vm, timeout_ms);
+
+	if (ret)
+		return ret;
+	dev_list_quiesce(&m->devs);
+	return 0;
+}
+
+int machine_resume(struct machine *m)
+{
+	int ret = dev_list_resume(&m->devs);
+
+	vm_resume(&m->vm);
+	return ret;
+}
+
+int machine_save_devices(struct machine *m, struct state_buf *out)
+{
+	return dev_list_save(&m->devs, out);
+}
+
+int machine_load_devices(struct machine *m, struct state_buf *in)
+{
+	return dev_list_load(&m->devs, in);
 }

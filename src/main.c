@@ -67,7 +67,8 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 		*fatal = EXIT_USAGE;
 		return VM_STOP_ERROR;
 	}
-	ret = console_start(&con, cfg->serial == SERIAL_STDIO ? m.uart : NULL, &m.vm.ctl);
+	ret = console_start(&con, cfg->serial == SERIAL_STDIO ? machine_find_device(&m, "com1") : NULL,
+			    &m.vm.ctl);
 	if (ret == 0)
 		ret = vm_start(&m.vm);
 	if (ret) {

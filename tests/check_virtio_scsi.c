@@ -6,7 +6,10 @@
  * lookups of empty targets, counters across hot-remove and re-add, and the
  * per-disk line --stats prints. And the controller --scsi-controller makes
  * with no disk at all: it negotiates, every target is BAD_TARGET, and a
- * hot-plugged disk is announced on the event queue and answers. */
+ * hot-plugged disk is announced on the event queue and answers. And its
+ * state: quiesce completes what was taken, save -> load into a fresh
+ * controller -> resume answers every request exactly once, and every
+ * corruption of the state is refused or loaded whole. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include "kestrel/scsi_disk.h"
 #include "kestrel/virtio.h"
 #include "kestrel/virtio_scsi.h"
+#include "fake_board.h"
 #include "virtio_driver.h"
 
 #define RAM MiB(16)
@@ -207,14 +211,25 @@ static void expect_counters(unsigned target, uint64_t rops, uint64_t rbytes, uin
 
 /* ---- fixtures ---- */
 
-static void make_dev(bool stats)
+/* The controller model on a transport, as src/machine.c puts it together. */
+static struct device *scsi_controller(unsigned nq, const struct virtio_scsi_disk *disks,
+				      unsigned n, bool stats)
 {
-	struct virtio_scsi_disk disk = { .opts = { .path = path, .format = BLK_FMT_RAW } };
+	struct virtio_model m;
 	char err[256] = "";
 
-	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, 1, &disk, 1, stats, &dev, err,
-					 sizeof(err)) == 0, "%s", err);
-	virtio_pci_set_guest_mem(dev, &gm);
+	ck_assert_msg(virtio_scsi_new(nq, disks, n, stats, &m, err, sizeof(err)) == 0, "%s", err);
+	return transport_for(&m);
+}
+
+static void make_dev(bool stats)
+{
+	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW };
+	struct virtio_scsi_disk disk = { 0 };
+	char err[256] = "";
+
+	ck_assert_msg(blk_open(&disk.blk, &o, err, sizeof(err)) == 0, "%s", err);
+	dev = scsi_controller(1, &disk, 1, stats);
 	driver_init();
 }
 
@@ -241,12 +256,8 @@ static void setup(void)
 
 static void setup_empty(void)
 {
-	char err[256] = "";
-
 	setup_files();
-	ck_assert_msg(virtio_scsi_create(NULL, NULL, -1, EMPTY_REQUEST_QUEUES, NULL, 0, false,
-					 &dev, err, sizeof(err)) == 0, "%s", err);
-	virtio_pci_set_guest_mem(dev, &gm);
+	dev = scsi_controller(EMPTY_REQUEST_QUEUES, NULL, 0, false);
 	driver_init();
 }
 
@@ -481,11 +492,235 @@ START_TEST(empty_then_hotplug)
 }
 END_TEST
 
+/* ---- state: quiesce, save, load into a fresh controller, resume ---- */
+
+#define NREQ 5                 /* three descriptors each: 15 of QSZ */
+
+/* Offsets into the controller's saved state (virtio_pci_state.c
+ * vpci_save): header 12, the PCI function and MSI-X sections (each a
+ * 12-byte header and its length), identity 14, then the common
+ * configuration (27 bytes, status at +16), then 35 bytes per queue (size
+ * +0, desc +4, last_avail +28, used idx +30), then the model's section. */
+static size_t st_common;
+
+static size_t section_after(const struct state_buf *s, size_t at)
+{
+	const uint8_t *p = s->data + at + 8;
+
+	return at + 12 + (p[0] | p[1] << 8 | p[2] << 16 | (size_t)p[3] << 24);
+}
+
+static void find_common(const struct state_buf *s)
+{
+	st_common = section_after(s, section_after(s, 12)) + 14;
+}
+
+#define ST_COMMON st_common
+#define ST_STATUS (ST_COMMON + 16)
+#define ST_QUEUE(q) (ST_COMMON + 27 + 35 * (q))
+
+/* A second controller on the same disk, read-only (a shared lock) so that
+ * both may hold it, as the source and destination of a move would. */
+static struct device *make_ro(void)
+{
+	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW, .readonly = true };
+	struct virtio_scsi_disk disk = { 0 };
+	char err[256] = "";
+
+	ck_assert_msg(blk_open(&disk.blk, &o, err, sizeof(err)) == 0, "%s", err);
+	return scsi_controller(1, &disk, 1, false);
+}
+
+static uint8_t pattern(uint32_t lba, unsigned i)
+{
+	return (uint8_t)(lba * 31 + i);
+}
+
+static void setup_state(void)
+{
+	uint8_t blk[512];
+	int fd;
+
+	setup_files();
+	fd = open(path, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	for (uint32_t lba = 0; lba < 64; lba++) {
+		for (unsigned i = 0; i < sizeof(blk); i++)
+			blk[i] = pattern(lba, i);
+		ck_assert_int_eq(pwrite(fd, blk, sizeof(blk), lba * 512), (ssize_t)sizeof(blk));
+	}
+	close(fd);
+	dev = make_ro();
+	driver_init();
+}
+
+/* READ(10) of one block at lba into DATA + 0x1000 * i, not waited for. */
+static void read_async(unsigned i, uint32_t lba)
+{
+	uint8_t req[REQ_HDR] = { 1, 0, 0x40, 0, [19] = SCSI_READ_10, 0, (uint8_t)(lba >> 24),
+				 (uint8_t)(lba >> 16), (uint8_t)(lba >> 8), (uint8_t)lba, 0, 0, 1, 0 };
+	uint64_t rq = REQ + 0x100ULL * i, rs = RESP + 0x100ULL * i, data = DATA + 0x1000ULL * i;
+	uint16_t head = (uint16_t)(3 * i);
+	struct virtq_desc d[3] = {
+		{ rq, REQ_HDR, D_NEXT, (uint16_t)(head + 1) },
+		{ rs, RESP_HDR, D_WRITE | D_NEXT, (uint16_t)(head + 2) },
+		{ data, 512, D_WRITE, 0 },
+	};
+
+	put(rq, req, sizeof(req));
+	put(RING(REQQ) + 16ULL * head, d, sizeof(d));
+	put(AVAIL(REQQ) + 4 + 2 * (avail_idx % QSZ), &head, 2);
+	avail_idx++;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	put(AVAIL(REQQ) + 2, &avail_idx, 2);
+}
+
+static uint16_t used_idx(void)
+{
+	uint16_t idx;
+
+	get(USED(REQQ) + 2, &idx, 2);
+	return idx;
+}
+
+/* Requests in flight when the controller is quiesced are all answered
+ * before quiesce returns, or left on the ring for the controller that
+ * loads the state: the driver sees each exactly once, with its data. */
+START_TEST(state_midflight_exactly_once)
+{
+	struct device *a = dev, *b;
+	struct state_buf s;
+	unsigned seen[NREQ] = { 0 };
+	uint16_t before;
+
+	/* Rounds differ in how far the source got: quiesced before the
+	 * requests were queued (all left on the ring), right after the kick
+	 * (some at the block layer), or a little later. */
+	if (_i % 3 == 0)
+		a->ops->quiesce(a);
+	for (unsigned i = 0; i < NREQ; i++)
+		read_async(i, 7 * i + (unsigned)_i);
+	if (_i % 3)
+		bar_write(NOTIFY + 4 * REQQ, 2, REQQ);
+	if (_i % 3 == 2)
+		sleep_ms(1);
+	a->ops->quiesce(a);
+	before = used_idx();
+	s = locked_save(a);
+	b = make_ro();
+	s.pos = 0;
+	ck_assert_int_eq(locked_load(b, &s), 0);
+	a->ops->destroy(a);
+	dev = b;
+	ck_assert_int_eq(b->ops->resume(b), 0);
+	for (int t = 0; t < 5000 && used_idx() != NREQ; t++)
+		sleep_ms(1);
+	ck_assert_uint_eq(used_idx(), NREQ);
+	for (unsigned k = 0; k < NREQ; k++) {
+		uint32_t id, len;
+		uint8_t resp[RESP_HDR], data[512];
+
+		get(USED(REQQ) + 4 + 8ULL * k, &id, 4);
+		get(USED(REQQ) + 8 + 8ULL * k, &len, 4);
+		ck_assert_uint_eq(id % 3, 0);
+		ck_assert_uint_lt(id / 3, NREQ);
+		seen[id / 3]++;
+		ck_assert_uint_eq(len, RESP_HDR + 512);
+		get(RESP + 0x100ULL * (id / 3), resp, sizeof(resp));
+		ck_assert_uint_eq(resp[10], SCSI_STATUS_GOOD);
+		ck_assert_uint_eq(resp[11], 0);
+		get(DATA + 0x1000ULL * (id / 3), data, sizeof(data));
+		for (unsigned i = 0; i < sizeof(data); i++)
+			ck_assert_uint_eq(data[i], pattern(7 * (id / 3) + (unsigned)_i, i));
+	}
+	for (unsigned i = 0; i < NREQ; i++)
+		ck_assert_uint_eq(seen[i], 1);
+	printf("round %d: %u of %u requests answered before the move, %u after\n", _i, before,
+	       NREQ, NREQ - before);
+	/* The moved controller goes on serving. */
+	used_seen = NREQ;
+	ck_assert_uint_eq(scsi_cmd(0, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0).status,
+			  SCSI_STATUS_GOOD);
+	state_free(&s);
+}
+END_TEST
+
+/* Save -> load -> save identical, every corruption refused or taken whole,
+ * and the fields with rules refused when broken. */
+START_TEST(state_roundtrip_and_corruption)
+{
+	struct device *a = dev, *b = make_ro(), *empty;
+	struct state_buf s;
+	unsigned refused;
+
+	ck_assert_uint_eq(scsi_cmd(0, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0).status,
+			  SCSI_STATUS_GOOD);
+	/* Saving a running device is refused: it must be quiesced first. */
+	pthread_mutex_lock(&a->lock);
+	ck_assert_int_eq(a->ops->save(a, &(struct state_buf){ 0 }), -EBUSY);
+	pthread_mutex_unlock(&a->lock);
+	a->ops->quiesce(a);
+	s = locked_save(a);
+	find_common(&s);
+	ck_assert_uint_eq(s.data[ST_QUEUE(REQQ)], QSZ);
+	ck_assert_uint_eq(s.data[ST_QUEUE(REQQ) + 28], 1);
+	ck_assert_uint_eq(s.data[ST_QUEUE(REQQ) + 30], 1);
+	refused = check_every_corruption(b, &s);
+	printf("virtio-scsi: state %zu bytes, %u of %zu byte flips refused, the rest loaded whole\n",
+	       s.len, refused, s.len);
+	check_patched_fails(b, &s, ST_STATUS, s.data[ST_STATUS] | 0x40);        /* NEEDS_RESET as status */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ), 3);                          /* size not a power of 2 */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 1, 1);                      /* size above the maximum */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 4 + 3, 0x40);              /* ring outside RAM */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 4, s.data[ST_QUEUE(REQQ) + 4] | 8); /* misaligned */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 28, 0);                     /* a request in flight */
+	/* The same state into a controller without that disk: refused. */
+	empty = scsi_controller(1, NULL, 0, false);
+	s.pos = 0;
+	ck_assert_int_eq(locked_load(empty, &s), -EINVAL);
+	empty->ops->destroy(empty);
+	/* Whole: the copy saves the same bytes and serves after resume. */
+	load_saves_same(b, &s);
+	a->ops->destroy(a);
+	dev = b;
+	ck_assert_int_eq(b->ops->resume(b), 0);
+	used_seen = 1;
+	ck_assert_uint_eq(scsi_cmd(0, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0).status,
+			  SCSI_STATUS_GOOD);
+	state_free(&s);
+}
+END_TEST
+
+/* A disk hot-plugged while the controller is quiesced does not touch the
+ * event queue then; resume reports it (NO_EVENT with EVENTS_MISSED, 5.6.6.3,
+ * which makes the driver rescan). */
+START_TEST(state_hotplug_while_quiesced)
+{
+	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW, .readonly = true };
+	uint8_t ev[16];
+	uint16_t used;
+	char err[256] = "";
+
+	post_event_buffer();
+	dev->ops->quiesce(dev);
+	ck_assert_msg(virtio_scsi_hotplug(dev, 3, &o, err, sizeof(err)) == 0, "%s", err);
+	get(USED(EVQ) + 2, &used, 2);
+	ck_assert_uint_eq(used, 0);
+	ck_assert_int_eq(dev->ops->resume(dev), 0);
+	get(USED(EVQ) + 2, &used, 2);
+	ck_assert_uint_eq(used, 1);
+	get(EVBUF, ev, sizeof(ev));
+	ck_assert_uint_eq(ev[0] | ev[1] << 8 | ev[2] << 16 | (uint32_t)ev[3] << 24, 0x80000000u);
+	expect_capacity(3);
+}
+END_TEST
+
 static Suite *vscsi_suite(void)
 {
 	Suite *s = suite_create("virtio_scsi");
 	TCase *tc = tcase_create("disk_stats");
 	TCase *empty = tcase_create("empty_controller");
+	TCase *state = tcase_create("state");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, counters_read_write_flush_error);
@@ -499,6 +734,12 @@ static Suite *vscsi_suite(void)
 	tcase_add_test(empty, empty_targets_absent);
 	tcase_add_test(empty, empty_then_hotplug);
 	suite_add_tcase(s, empty);
+	tcase_add_checked_fixture(state, setup_state, teardown);
+	tcase_add_loop_test(state, state_midflight_exactly_once, 0, 8);
+	tcase_add_test(state, state_roundtrip_and_corruption);
+	tcase_add_test(state, state_hotplug_while_quiesced);
+	tcase_set_timeout(state, 60);
+	suite_add_tcase(s, state);
 	return s;
 }
 

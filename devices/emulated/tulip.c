@@ -6,7 +6,7 @@
  * Register semantics follow the 21140A Hardware Reference Manual (HRM).
  *
  * Threads: register accesses come from vCPUs with dev.lock held (the bus
- * takes it). The I/O thread owns the TAP: it takes dev.lock for each
+ * takes it), as do the registry's reset, save and load. The I/O thread owns the TAP: it takes dev.lock for each
  * descriptor walk and drops it while a frame goes to or comes from the TAP,
  * so a vCPU never waits for the host's network stack. A vCPU reaches it
  * through eventfds: kick_fd (CSR1 transmit poll demand, written by KVM
@@ -386,18 +386,20 @@ static void tulip_demand_fds(struct tulip *t, int bar, bool assign)
 }
 
 /* The core has moved the BAR on its bus (pci_bar_attach); the poll
- * demands' ioeventfds follow it. */
+ * demands' ioeventfds follow it. bar_addr and these ioeventfds change only
+ * here, and the core calls this only where config space cannot change
+ * under it: a guest config write (the host's lock), a load (dev.lock held
+ * by the registry, vCPUs paused) and pci_dev_exit at destroy; so dev.lock
+ * is not taken. */
 static void tulip_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_t now)
 {
 	struct tulip *t = pdev->opaque;
 
 	if (bar != 0 && bar != 1)
 		return;
-	pthread_mutex_lock(&t->dev.lock);
 	tulip_demand_fds(t, bar, false);
 	t->bar_addr[bar] = now;
 	tulip_demand_fds(t, bar, true);
-	pthread_mutex_unlock(&t->dev.lock);
 }
 
 /* Bus Master coming on lets a waiting process go on. */
@@ -407,9 +409,7 @@ static void tulip_cfg_write(struct pci_dev *pdev, unsigned off, unsigned size, u
 
 	if (off >= PCI_COMMAND + 2 || off + size <= PCI_COMMAND)
 		return;
-	pthread_mutex_lock(&t->dev.lock);
 	tulip_wake(t);
-	pthread_mutex_unlock(&t->dev.lock);
 }
 
 static const struct pci_dev_ops tulip_pci_ops = {
@@ -557,13 +557,50 @@ static void tulip_thread_stop(struct tulip *t)
 		;
 }
 
+/* ---- the registry's quiesce and resume ----
+ * Quiesce stops the I/O thread: after it nothing of the NIC touches guest
+ * memory or the TAP, and the general-purpose timer stands still (its count
+ * is kept in gpt_frozen) until resume. */
+
+static void tulip_quiesce(struct device *dev)
+{
+	struct tulip *t = to_tulip(dev);
+	uint64_t now = tulip_now_ns(), unit;
+
+	tulip_thread_stop(t);
+	pthread_mutex_lock(&dev->lock);
+	if (!t->quiesced && t->gpt_deadline) {
+		unit = tulip_gpt_unit_ns(t);
+		t->gpt_frozen = (uint32_t)MIN((t->gpt_deadline > now ? t->gpt_deadline - now : 0) /
+					      unit + 1, (uint64_t)CSR11_VALUE);
+	}
+	t->gpt_deadline = 0;
+	t->quiesced = true;
+	pthread_mutex_unlock(&dev->lock);
+}
+
+static int tulip_resume(struct device *dev)
+{
+	struct tulip *t = to_tulip(dev);
+
+	pthread_mutex_lock(&dev->lock);
+	if (t->quiesced && t->gpt_frozen)
+		t->gpt_deadline = tulip_now_ns() + t->gpt_frozen * tulip_gpt_unit_ns(t);
+	t->gpt_frozen = 0;
+	t->quiesced = false;
+	pthread_mutex_unlock(&dev->lock);
+	return t->thread_running ? 0 : tulip_thread_start(t);
+}
+
 /* ---- state ----
  * Section {TULP, 1}: the CSRs (CSR5 as its sources and process states,
  * CSR11 as written and the count left), the missed-frame counter, the
  * current descriptors, the fatal-error latch, the receive filter, the
- * serial ROM's contents and shift state, the PHY's registers and shift
- * state, and a frame half-gathered from transmit descriptors. Then the PCI
- * function's section. The link is the host's (net-link), not state. */
+ * serial ROM's and the PHY's shift state, the PHY's writable registers
+ * (BMCR, ANAR), and a frame half-gathered from transmit descriptors. Then
+ * the PCI function's section (PCIF). The ROM's contents (the MAC) and the
+ * link are the machine's configuration and the host's, not state. Save
+ * and load run with dev.lock held, the NIC quiesced (the registry). */
 #define TULIP_STATE_ID 0x504c5554 /* "TULP" */
 #define TULIP_STATE_VERSION 1
 
@@ -581,8 +618,6 @@ struct tulip_saved {
 
 static void tulip_put_srom(struct state_buf *out, const struct tulip_srom *s)
 {
-	for (unsigned i = 0; i < ARRAY_SIZE(s->words); i++)
-		state_put_u16(out, s->words[i]);
 	state_put_u8(out, (uint8_t)s->phase);
 	state_put_u8(out, (uint8_t)(s->sk | s->dout << 1));
 	state_put_u8(out, (uint8_t)s->nbits);
@@ -594,8 +629,8 @@ static void tulip_put_srom(struct state_buf *out, const struct tulip_srom *s)
 
 static void tulip_put_mii(struct state_buf *out, const struct tulip_mii *m)
 {
-	for (unsigned i = 0; i < TULIP_MII_REGS; i++)
-		state_put_u16(out, m->reg[i]);
+	state_put_u16(out, m->reg[TULIP_MII_BMCR]);
+	state_put_u16(out, m->reg[TULIP_MII_ANAR]);
 	state_put_u8(out, (uint8_t)(m->link_lost | m->mdc << 1 | m->mdi << 2));
 	state_put_u8(out, (uint8_t)m->phase);
 	state_put_u8(out, (uint8_t)m->ones);
@@ -605,9 +640,9 @@ static void tulip_put_mii(struct state_buf *out, const struct tulip_mii *m)
 
 static void tulip_put_regs(struct state_buf *out, struct tulip *t)
 {
+	uint32_t left = t->quiesced ? t->gpt_frozen : tulip_gpt_read(t) & CSR11_VALUE;
 	uint32_t regs[] = { t->csr0, t->csr3, t->csr4, t->status, t->csr6, t->csr7, t->csr9,
-			    t->csr10, t->csr15, t->missed, t->gpt, tulip_gpt_read(t) & CSR11_VALUE,
-			    t->rx_cur, t->tx_cur };
+			    t->csr10, t->csr15, t->missed, t->gpt, left, t->rx_cur, t->tx_cur };
 
 	for (unsigned i = 0; i < ARRAY_SIZE(regs); i++)
 		state_put_u32(out, regs[i]);
@@ -622,10 +657,8 @@ static void tulip_put_regs(struct state_buf *out, struct tulip *t)
 static int tulip_save(struct device *dev, struct state_buf *out)
 {
 	struct tulip *t = to_tulip(dev);
-	size_t mark;
+	size_t mark = state_section_begin(out, TULIP_STATE_ID, TULIP_STATE_VERSION);
 
-	pthread_mutex_lock(&dev->lock);
-	mark = state_section_begin(out, TULIP_STATE_ID, TULIP_STATE_VERSION);
 	tulip_put_regs(out, t);
 	state_put_u8(out, (uint8_t)t->filter.mode);
 	state_put_bytes(out, t->filter.perfect, sizeof(t->filter.perfect));
@@ -635,7 +668,6 @@ static int tulip_save(struct device *dev, struct state_buf *out)
 	state_put_u16(out, (uint16_t)t->tx_len);
 	state_put_bytes(out, t->tx_frame, t->tx_len);
 	state_section_end(out, mark);
-	pthread_mutex_unlock(&dev->lock);
 	if (pci_dev_save(&t->pdev, out) < 0)
 		return -ENOMEM;
 	return out->error ? -ENOMEM : 0;
@@ -663,28 +695,37 @@ static void tulip_get_regs(struct state_buf *in, struct tulip_saved *s)
 		in->error = true;
 }
 
-static bool tulip_regs_valid(const struct tulip_saved *s)
+/* The process states the model uses, each only while its CSR6 bit is on;
+ * after a fatal bus error both stopped; CSR6's read-only bits as the
+ * filter's mode shows them. */
+static bool tulip_states_valid(const struct tulip_saved *s)
 {
 	bool rs_ok = s->rs == RS_STOPPED || s->rs == RS_WAITING || s->rs == RS_SUSPENDED;
 	bool ts_ok = s->ts == TS_STOPPED || s->ts == TS_FETCHING || s->ts == TS_SUSPENDED;
 
+	return rs_ok && ts_ok && s->eb <= CSR5_EB_MASTER_ABORT &&
+	       (s->rs == RS_STOPPED || (s->csr6 & CSR6_SR)) &&
+	       (s->ts == TS_STOPPED || (s->csr6 & CSR6_ST)) &&
+	       (!s->fatal || (s->rs == RS_STOPPED && s->ts == TS_STOPPED)) &&
+	       (s->csr6 & CSR6_RO) == tulip_filter_csr6(&s->filter) &&
+	       (s->tx_len == 0 || s->tx_in_frame);
+}
+
+static bool tulip_regs_valid(const struct tulip_saved *s)
+{
 	return (s->csr0 & ~(CSR0_WMASK | CSR0_RESET)) == 0 && (s->csr0 & CSR0_RESET) == CSR0_RESET &&
 	       !((s->csr3 | s->csr4 | s->rx_cur | s->tx_cur) & 3) && !(s->status & ~CSR5_SOURCES) &&
 	       (s->csr6 & ~(CSR6_WMASK | CSR6_RO)) == CSR6_MBO && !(s->csr7 & ~CSR7_WMASK) &&
 	       !(s->csr9 & (CSR9_SR_DO | CSR9_MDI)) && !(s->csr10 & ~0x3ffffu) &&
 	       !(s->csr15 & ~CSR15_WMASK) && !(s->missed & ~(CSR8_MFO | 0xffffu)) &&
-	       !(s->gpt & ~(CSR11_VALUE | CSR11_CON)) && s->gpt_left <= CSR11_VALUE && rs_ok &&
-	       ts_ok && s->eb <= CSR5_EB_MASTER_ABORT && (s->rs == RS_STOPPED || (s->csr6 & CSR6_SR)) &&
-	       (s->ts == TS_STOPPED || (s->csr6 & CSR6_ST)) && (!s->fatal || (s->rs == RS_STOPPED &&
-							      s->ts == TS_STOPPED));
+	       !(s->gpt & ~(CSR11_VALUE | CSR11_CON)) && s->gpt_left <= CSR11_VALUE &&
+	       tulip_states_valid(s);
 }
 
 static bool tulip_get_srom(struct state_buf *in, struct tulip_srom *s)
 {
 	uint8_t pins;
 
-	for (unsigned i = 0; i < ARRAY_SIZE(s->words); i++)
-		s->words[i] = state_get_u16(in);
 	s->phase = state_get_u8(in);
 	pins = state_get_u8(in);
 	s->sk = pins & 1;
@@ -694,16 +735,17 @@ static bool tulip_get_srom(struct state_buf *in, struct tulip_srom *s)
 	s->addr = state_get_u16(in);
 	s->shift = state_get_u16(in);
 	s->left = state_get_u8(in);
-	return !(pins & ~3u) && s->phase <= SROM_SKIP && s->nbits <= 32 && s->addr < 64 &&
-	       s->left <= 16;
+	return !(pins & ~3u) && s->phase <= SROM_SKIP && s->nbits <= 8 && s->cmd < 256 &&
+	       s->addr < 64 && s->left <= 16;
 }
 
 static bool tulip_get_mii(struct state_buf *in, struct tulip_mii *m)
 {
 	uint8_t flags;
 
-	for (unsigned i = 0; i < TULIP_MII_REGS; i++)
-		m->reg[i] = state_get_u16(in);
+	memset(m->reg, 0, sizeof(m->reg));
+	m->reg[TULIP_MII_BMCR] = state_get_u16(in);
+	m->reg[TULIP_MII_ANAR] = state_get_u16(in);
 	flags = state_get_u8(in);
 	m->link_lost = flags & 1;
 	m->mdc = flags & 2;
@@ -712,7 +754,8 @@ static bool tulip_get_mii(struct state_buf *in, struct tulip_mii *m)
 	m->ones = state_get_u8(in);
 	m->nbits = state_get_u8(in);
 	m->word = state_get_u32(in);
-	return !(flags & ~7u) && m->phase <= MII_WRITE && m->nbits <= 32;
+	return !(flags & ~7u) && m->phase <= MII_WRITE && m->nbits <= 18 &&
+	       tulip_mii_regs_valid(m);
 }
 
 static int tulip_parse(struct state_buf *in, struct tulip_saved *s, uint8_t *frame)
@@ -731,15 +774,16 @@ static int tulip_parse(struct state_buf *in, struct tulip_saved *s, uint8_t *fra
 	ok = tulip_get_srom(in, &s->srom);
 	ok &= tulip_get_mii(in, &s->mii);
 	s->tx_len = state_get_u16(in);
-	if (in->error || !ok || s->tx_len > TULIP_FRAME_MAX || (s->tx_len && !s->tx_in_frame))
+	if (in->error || !ok || s->tx_len > TULIP_FRAME_MAX || !tulip_filter_valid(&s->filter))
 		return -EINVAL;
 	state_get_bytes(in, frame, s->tx_len);
-	return emu_section_done(in, end) && tulip_regs_valid(s) && tulip_filter_valid(&s->filter) ?
-	       0 : -EINVAL;
+	return emu_section_done(in, end) && tulip_regs_valid(s) ? 0 : -EINVAL;
 }
 
 static void tulip_commit(struct tulip *t, const struct tulip_saved *s, const uint8_t *frame)
 {
+	uint16_t words[ARRAY_SIZE(t->srom.words)];
+
 	t->csr0 = s->csr0;
 	t->csr3 = s->csr3;
 	t->csr4 = s->csr4;
@@ -751,7 +795,9 @@ static void tulip_commit(struct tulip *t, const struct tulip_saved *s, const uin
 	t->csr15 = s->csr15;
 	t->missed = s->missed;
 	t->gpt = s->gpt;
-	t->gpt_deadline = s->gpt_left ? tulip_now_ns() + s->gpt_left * tulip_gpt_unit_ns(t) : 0;
+	t->gpt_frozen = t->quiesced ? s->gpt_left : 0;
+	t->gpt_deadline = !t->quiesced && s->gpt_left ?
+			  tulip_now_ns() + s->gpt_left * tulip_gpt_unit_ns(t) : 0;
 	t->rx_cur = s->rx_cur;
 	t->tx_cur = s->tx_cur;
 	t->rs = s->rs;
@@ -761,7 +807,9 @@ static void tulip_commit(struct tulip *t, const struct tulip_saved *s, const uin
 	t->gp_out = s->gp_out;
 	t->fatal = s->fatal;
 	t->filter = s->filter;
+	memcpy(words, t->srom.words, sizeof(words));
 	t->srom = s->srom;
+	memcpy(t->srom.words, words, sizeof(words));
 	t->mii = s->mii;
 	t->tx_in_frame = s->tx_in_frame;
 	t->tx_jabber = s->tx_jabber;
@@ -782,17 +830,16 @@ static int tulip_load(struct device *dev, struct state_buf *in)
 
 	if (!s || !ps || !frame)
 		goto out;
+	ret = -EBUSY;
+	if (!t->quiesced)
+		goto out;
 	ret = -EINVAL;
 	if (tulip_parse(in, s, frame) < 0 || pci_dev_parse(&t->pdev, in, ps) < 0)
 		goto out;
-	/* The BARs' moves take dev.lock (tulip_bar_remap). */
 	pci_dev_commit(&t->pdev, ps);
-	pthread_mutex_lock(&dev->lock);
 	tulip_commit(t, s, frame);
 	t->irq_level = -1;
 	tulip_update_irq(t);
-	tulip_wake(t);
-	pthread_mutex_unlock(&dev->lock);
 	ret = 0;
 out:
 	free(s);
@@ -803,15 +850,14 @@ out:
 
 /* ---- life ---- */
 
+/* The registry's reset (dev.lock held): power-on state. */
 static void tulip_dev_reset(struct device *dev)
 {
 	struct tulip *t = to_tulip(dev);
 
-	pthread_mutex_lock(&dev->lock);
 	tulip_soft_reset(t);
 	tulip_mii_reset(&t->mii);
 	tulip_wake(t);
-	pthread_mutex_unlock(&dev->lock);
 }
 
 static void tulip_print_stats(struct tulip *t)
@@ -852,6 +898,8 @@ static const struct dev_ops tulip_ops = {
 	.reset = tulip_dev_reset,
 	.read = tulip_read,
 	.write = tulip_write,
+	.quiesce = tulip_quiesce,
+	.resume = tulip_resume,
 	.save = tulip_save,
 	.load = tulip_load,
 	.destroy = tulip_destroy,

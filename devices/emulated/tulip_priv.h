@@ -180,6 +180,8 @@ struct tulip_srom {
  * clause 22). */
 #define TULIP_PHY_ADDR 1
 #define TULIP_MII_REGS 32
+#define TULIP_MII_BMCR 0
+#define TULIP_MII_ANAR 4
 enum mii_phase { MII_PREAMBLE, MII_CMD, MII_READ, MII_WRITE };
 struct tulip_mii {
 	uint16_t reg[TULIP_MII_REGS];
@@ -221,6 +223,8 @@ struct tulip {
 	uint32_t missed;                /* CSR8 */
 	uint32_t gpt;                   /* CSR11 as written */
 	uint64_t gpt_deadline;          /* ns, 0: not running */
+	uint32_t gpt_frozen;            /* the count left while quiesced */
+	bool quiesced;                  /* the registry's quiesce: no I/O thread */
 	uint8_t gp_dir, gp_out;         /* CSR12 */
 	bool fatal;                     /* fatal bus error: no DMA until a reset */
 	uint32_t rx_cur, tx_cur;        /* current descriptor addresses */
@@ -268,6 +272,8 @@ void tulip_rx_recheck(struct tulip *t);
 bool tulip_rx_serve(struct tulip *t);
 void tulip_filter_reset(struct tulip_filter *f);
 bool tulip_filter_valid(const struct tulip_filter *f);
+/* CSR6's read-only HP, HO and IF for the filter's mode. */
+uint32_t tulip_filter_csr6(const struct tulip_filter *f);
 
 /* tulip_serial.c */
 uint32_t tulip_crc32(const uint8_t *p, size_t n);
@@ -277,6 +283,8 @@ void tulip_srom_reset(struct tulip_srom *s);
 void tulip_srom_pins(struct tulip_srom *s, uint32_t csr9);
 void tulip_mii_reset(struct tulip_mii *m);
 void tulip_mii_link(struct tulip_mii *m, bool up);
+/* BMCR and ANAR hold only what a guest write can leave in them. */
+bool tulip_mii_regs_valid(const struct tulip_mii *m);
 /* A CSR9 write: MDC/MDIO; m->mdi is then the level the PHY drives. */
 void tulip_mii_pins(struct tulip_mii *m, uint32_t csr9, bool link_up);
 

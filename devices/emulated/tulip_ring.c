@@ -120,6 +120,15 @@ bool tulip_filter_valid(const struct tulip_filter *f)
 	return f->mode <= FILTER_HASH_ONLY;
 }
 
+uint32_t tulip_filter_csr6(const struct tulip_filter *f)
+{
+	static const uint32_t bits[] = { [FILTER_PERFECT] = 0, [FILTER_HASH] = CSR6_HP,
+					 [FILTER_INVERSE] = CSR6_IF,
+					 [FILTER_HASH_ONLY] = CSR6_HP | CSR6_HO };
+
+	return tulip_filter_valid(f) ? bits[f->mode] : 0;
+}
+
 static bool filter_perfect_has(const struct tulip_filter *f, const uint8_t *a)
 {
 	for (unsigned i = 0; i < TULIP_PERFECT; i++)
@@ -172,7 +181,6 @@ static void filter_load(struct tulip *t, const struct tulip_desc *d, const uint8
 {
 	static const enum tulip_filter_mode modes[4] = { FILTER_PERFECT, FILTER_HASH,
 							 FILTER_INVERSE, FILTER_HASH_ONLY };
-	static const uint32_t csr6_bits[4] = { 0, CSR6_HP, CSR6_IF, CSR6_HP | CSR6_HO };
 	unsigned ft = (d->des1 & TDES1_FT1 ? 2 : 0) | (d->des1 & TDES1_FT0 ? 1 : 0);
 	struct tulip_filter *f = &t->filter;
 
@@ -189,7 +197,7 @@ static void filter_load(struct tulip *t, const struct tulip_desc *d, const uint8
 		if (f->mode == FILTER_HASH)
 			setup_addr(b + 156, f->perfect[0]);
 	}
-	t->csr6 = (t->csr6 & ~CSR6_RO) | csr6_bits[ft];
+	t->csr6 = (t->csr6 & ~CSR6_RO) | tulip_filter_csr6(f);
 }
 
 /* ---- transmit (HRM 4.3) ---- */

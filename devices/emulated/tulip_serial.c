@@ -248,6 +248,12 @@ void tulip_mii_reset(struct tulip_mii *m)
 	m->word = 0;
 }
 
+bool tulip_mii_regs_valid(const struct tulip_mii *m)
+{
+	return !(m->reg[MII_BMCR] & ~(BMCR_WMASK & ~BMCR_ANRESTART)) &&
+	       (m->reg[MII_ANAR] & ~0x3fe0) == 0x0001;
+}
+
 void tulip_mii_link(struct tulip_mii *m, bool up)
 {
 	if (!up)

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "kestrel/net.h"
+#include "kestrel/state.h"
 #include "kestrel/virtio.h"
 #include "kestrel/virtio_net.h"
 
@@ -997,6 +998,7 @@ static size_t vnet_rx_need(const struct virtio_net *n, uint64_t offloads)
 }
 
 static void vnet_stop(void *opaque);
+static uint64_t vnet_features(unsigned pairs);
 
 static int vnet_start_threads(struct virtio_net *n)
 {
@@ -1035,24 +1037,158 @@ static int vnet_start(void *opaque, uint64_t features)
 	return ret;
 }
 
-static void vnet_stop(void *opaque)
+/* Join the threads; chains a receive thread held for a frame that never
+ * came go back to the ring (last_avail moves back over them: the driver
+ * sees them untouched, as if never taken). */
+static void vnet_threads_stop(struct virtio_net *n)
 {
-	struct virtio_net *n = opaque;
 	eventfd_t v;
 
 	eventfd_write(n->stop_fd, 1);
 	for (unsigned p = 0; p < NET_MAX_QUEUES; p++) {
+		struct virtq *vq = p < n->max_pairs ? virtio_queue(n->vdev, n->rx[p].vqi) : NULL;
+
 		if (n->rx[p].running)
 			pthread_join(n->rx[p].thread, NULL);
 		if (n->tx[p].running)
 			pthread_join(n->tx[p].thread, NULL);
 		n->rx[p].running = n->tx[p].running = false;
-		/* Chains taken from a ring that is going away. */
+		for (unsigned i = 0; vq && i < n->rx[p].nheld; i++)
+			vq_unpop(vq);
 		n->rx[p].nheld = n->rx[p].niov = 0;
 		n->rx[p].held_len = 0;
 	}
 	while (eventfd_read(n->stop_fd, &v) == 0)
 		;
+}
+
+static void vnet_stop(void *opaque)
+{
+	vnet_threads_stop(opaque);
+}
+
+static void vnet_quiesce(void *opaque)
+{
+	vnet_threads_stop(opaque);
+}
+
+static int vnet_resume(void *opaque)
+{
+	struct virtio_net *n = opaque;
+	int ret;
+
+	for (unsigned p = 0; p < n->npairs; p++)
+		n->rx[p].dead = n->tx[p].dead = false;
+	ret = vnet_start_threads(n);
+	if (ret)
+		vnet_threads_stop(n);
+	return ret;
+}
+
+/* ---- state ----
+ * Section {VNET, 1}: the link, the queue pairs in use, the receive
+ * offloads in force, and the receive filter the control queue set (RX
+ * modes, MAC, the unicast and multicast tables, the VLAN bitmap). The
+ * negotiated features come from the transport; the TAP is the machine's. */
+#define VNET_STATE_ID 0x564e4554 /* "VNET" */
+#define VNET_STATE_VERSION 1
+#define VNET_SF_LINK_UP 1
+#define VNET_SF_UNI_OVERFLOW 2
+#define VNET_SF_MULTI_OVERFLOW 4
+
+static int vnet_save(void *opaque, struct state_buf *out)
+{
+	struct virtio_net *n = opaque;
+	size_t mark = state_section_begin(out, VNET_STATE_ID, VNET_STATE_VERSION);
+	const struct vnet_filter *f = &n->f;
+	uint8_t modes = 0;
+
+	pthread_mutex_lock(&n->filter_lock);
+	for (unsigned i = 0; i < VNET_CTRL_RX_CMDS; i++)
+		modes |= (uint8_t)(f->rx_mode[i] << i);
+	state_put_u8(out, (atomic_load(&n->link_up) ? VNET_SF_LINK_UP : 0) |
+			  (f->uni_overflow ? VNET_SF_UNI_OVERFLOW : 0) |
+			  (f->multi_overflow ? VNET_SF_MULTI_OVERFLOW : 0));
+	state_put_u16(out, (uint16_t)atomic_load(&n->curr_pairs));
+	state_put_u64(out, atomic_load(&n->rx_offloads));
+	state_put_u8(out, modes);
+	state_put_bytes(out, f->mac, ETH_ALEN);
+	state_put_u8(out, (uint8_t)f->nuni);
+	state_put_u8(out, (uint8_t)f->nmulti);
+	state_put_bytes(out, f->table, (size_t)(f->nuni + f->nmulti) * ETH_ALEN);
+	for (unsigned i = 0; i < ARRAY_SIZE(f->vlans); i++)
+		state_put_u32(out, f->vlans[i]);
+	pthread_mutex_unlock(&n->filter_lock);
+	state_section_end(out, mark);
+	return out->error ? -ENOMEM : 0;
+}
+
+struct vnet_saved {
+	bool link_up;
+	unsigned pairs;
+	uint64_t rx_offloads;
+	struct vnet_filter f;
+};
+
+static int vnet_parse(const struct virtio_net *n, struct state_buf *in, uint64_t features,
+		      bool started, struct vnet_saved *v)
+{
+	uint64_t offered = vnet_features(n->max_pairs) & VNET_GUEST_OFFLOADS;
+	unsigned npairs = started && VNET_HAS(features, VIRTIO_NET_F_MQ) ? n->max_pairs : 1;
+	uint8_t flags = state_get_u8(in), modes;
+
+	v->link_up = flags & VNET_SF_LINK_UP;
+	v->f.uni_overflow = flags & VNET_SF_UNI_OVERFLOW;
+	v->f.multi_overflow = flags & VNET_SF_MULTI_OVERFLOW;
+	v->pairs = state_get_u16(in);
+	v->rx_offloads = state_get_u64(in);
+	modes = state_get_u8(in);
+	for (unsigned i = 0; i < VNET_CTRL_RX_CMDS; i++)
+		v->f.rx_mode[i] = modes & (1u << i);
+	state_get_bytes(in, v->f.mac, ETH_ALEN);
+	v->f.nuni = state_get_u8(in);
+	v->f.nmulti = state_get_u8(in);
+	if (in->error || flags & ~(VNET_SF_LINK_UP | VNET_SF_UNI_OVERFLOW | VNET_SF_MULTI_OVERFLOW) ||
+	    modes >> VNET_CTRL_RX_CMDS || v->f.nuni + v->f.nmulti > VNET_MAC_TABLE)
+		return -EINVAL;
+	state_get_bytes(in, v->f.table, (size_t)(v->f.nuni + v->f.nmulti) * ETH_ALEN);
+	for (unsigned i = 0; i < ARRAY_SIZE(v->f.vlans); i++)
+		v->f.vlans[i] = state_get_u32(in);
+	if (in->error || v->pairs < 1 || v->pairs > (started ? npairs : n->max_pairs) ||
+	    v->rx_offloads & ~offered || (started && v->rx_offloads & ~features))
+		return -EINVAL;
+	return 0;
+}
+
+static int vnet_load(void *opaque, struct state_buf *in, uint64_t features, bool started)
+{
+	struct virtio_net *n = opaque;
+	struct vnet_saved *v;
+	size_t end;
+
+	if (state_section_open(in, VNET_STATE_ID, VNET_STATE_VERSION) < 0)
+		return -EINVAL;
+	end = state_section_body_end(in);
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (vnet_parse(n, in, features, started, v) || !state_section_done(in, end)) {
+		free(v);
+		return -EINVAL;
+	}
+	/* As vnet_start derives them, for the threads resume() starts. */
+	n->features = started ? features : 0;
+	n->npairs = VNET_HAS(n->features, VIRTIO_NET_F_MQ) ? n->max_pairs : 1;
+	n->ctrl_vqi = VNET_HAS(n->features, VIRTIO_NET_F_CTRL_VQ) ? 2 * n->npairs : -1u;
+	n->rx_need = vnet_rx_need(n, n->features);
+	pthread_mutex_lock(&n->filter_lock);
+	n->f = v->f;
+	pthread_mutex_unlock(&n->filter_lock);
+	atomic_store(&n->link_up, v->link_up);
+	(void)vnet_set_rx_offloads(n, v->rx_offloads);
+	vnet_set_pairs(n, v->pairs);
+	free(v);
+	return 0;
 }
 
 /* ---- lifetime ---- */
@@ -1095,12 +1231,22 @@ static void vnet_destroy(void *opaque)
 	free(n);
 }
 
+static void vnet_bind(void *opaque, struct virtio_dev *vdev)
+{
+	((struct virtio_net *)opaque)->vdev = vdev;
+}
+
 static const struct virtio_dev_ops vnet_ops = {
+	.bind = vnet_bind,
 	.cfg_read = vnet_cfg_read,
 	.cfg_write = vnet_cfg_write,
 	.start = vnet_start,
 	.stop = vnet_stop,
 	.destroy = vnet_destroy,
+	.quiesce = vnet_quiesce,
+	.resume = vnet_resume,
+	.save = vnet_save,
+	.load = vnet_load,
 };
 
 static int vnet_queues_init(struct virtio_net *n)
@@ -1118,12 +1264,15 @@ static int vnet_queues_init(struct virtio_net *n)
 	return 0;
 }
 
+/* The tap is the device's from here on: closed with it, also on failure. */
 static struct virtio_net *vnet_alloc(const struct virtio_net_opts *o, struct net_tap *tap)
 {
 	struct virtio_net *n = calloc(1, sizeof(*n));
 
-	if (!n)
+	if (!n) {
+		net_tap_close(tap);
 		return NULL;
+	}
 	n->tap = *tap;
 	snprintf(n->name, sizeof(n->name), "%s", o->name ? o->name : "net");
 	memcpy(n->cfg_mac, o->mac, ETH_ALEN);
@@ -1162,19 +1311,10 @@ static uint64_t vnet_features(unsigned pairs)
 	return f;
 }
 
-int virtio_net_create(struct vm *vm, struct device *pci_host, int slot,
-		      const struct virtio_net_opts *o, struct net_tap *tap, struct device **out,
-		      char *err, size_t errlen)
+int virtio_net_new(const struct virtio_net_opts *o, struct net_tap *tap, struct virtio_model *out,
+		   char *err, size_t errlen)
 {
-	struct virtio_dev_info info = {
-		.name = "virtio-net",
-		.device_id = VIRTIO_ID_NET,
-		.class_code = 0x020000,             /* network, Ethernet */
-		.queue_size = VNET_QUEUE_SIZE,
-		.cfg_size = VNET_CFG_SIZE,
-	};
 	struct virtio_net *n;
-	int ret;
 
 	if (o->queues < 1 || o->queues > NET_MAX_QUEUES || tap->nqueues != o->queues ||
 	    o->vlan >= VNET_VLAN_IDS - 1) {
@@ -1184,20 +1324,22 @@ int virtio_net_create(struct vm *vm, struct device *pci_host, int slot,
 	}
 	n = vnet_alloc(o, tap);
 	if (!n) {
-		net_tap_close(tap);
 		snprintf(err, errlen, "virtio-net: out of memory");
 		return -ENOMEM;
 	}
-	info.features = vnet_features(n->max_pairs);
-	info.num_queues = 2 * n->max_pairs + 1;
-	ret = virtio_pci_create(vm, pci_host, slot, &info, &vnet_ops, n, &n->vdev);
-	if (ret) {
-		snprintf(err, errlen, "%s: cannot create the PCI function: %s", n->name,
-			 strerror(-ret));
-		vnet_destroy(n);
-		return ret;
-	}
-	*out = virtio_dev_device(n->vdev);
+	*out = (struct virtio_model){
+		.info = {
+			.name = "virtio-net",
+			.device_id = VIRTIO_ID_NET,
+			.class_code = 0x020000,             /* network, Ethernet */
+			.features = vnet_features(n->max_pairs),
+			.num_queues = 2 * n->max_pairs + 1,
+			.queue_size = VNET_QUEUE_SIZE,
+			.cfg_size = VNET_CFG_SIZE,
+		},
+		.ops = &vnet_ops,
+		.opaque = n,
+	};
 	return 0;
 }
 

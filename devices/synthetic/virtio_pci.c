@@ -21,7 +21,9 @@
  * (dev.lock). ISR and vector numbers are also under irq_lock, which the
  * device model's threads take through virtio_queue_interrupt() — they never
  * take dev.lock, so a reset may stop them while holding it. The MSI-X table
- * and the INTx level have the core's own locks, taken inside irq_lock. */
+ * and the INTx level have the core's own locks, taken inside irq_lock.
+ *
+ * State: quiesce, resume, save and load are in virtio_pci_state.c. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -29,10 +31,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "kestrel/msi.h"
-#include "kestrel/pci.h"
-#include "kestrel/virtio.h"
 #include "kestrel/vm.h"
+#include "virtio_pci_priv.h"
 
 #define VPCI_BAR 0
 #define VPCI_BAR_SIZE 0x8000
@@ -46,8 +46,6 @@
 #define VPCI_MSIX_TABLE_OFF 0x4000
 #define VPCI_MSIX_PBA_OFF 0x5000
 #define VPCI_PAGE 0x1000
-#define VPCI_MAX_QUEUES 64
-#define VPCI_MAX_VECTORS (VPCI_MAX_QUEUES + 1)
 
 /* 4.1.4 virtio structure PCI capabilities. */
 #define VIRTIO_PCI_CAP_COMMON_CFG 1
@@ -76,64 +74,15 @@
 #define CC_Q_DRIVER 0x28
 #define CC_Q_DEVICE 0x30
 
-#define ISR_QUEUE 1
-#define ISR_CONFIG 2
-
 /* Features every device gets from the transport. */
 #define VPCI_TRANSPORT_FEATURES (VIRTIO_BIT(VIRTIO_F_VERSION_1) | \
 				 VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX))
-
-struct vpci_queue {
-	uint16_t size;             /* what the driver chose (default: the maximum) */
-	uint16_t vector;           /* MSI-X vector or VIRTIO_MSI_NO_VECTOR */
-	bool enabled;
-	uint64_t desc, driver, device;
-	int kick_fd;
-	unsigned ioeventfd_len;    /* 0: not registered, else len + 1 */
-};
-
-struct virtio_dev {
-	struct device dev;
-	struct pci_dev pdev;
-	struct vm *vm;
-	const struct guest_mem *gm;
-	struct virtio_dev_info info;
-	const struct virtio_dev_ops *ops;
-	void *opaque;
-	uint64_t bar_addr;         /* PCI_BAR_UNMAPPED or where BAR 0 is mapped (ioeventfds) */
-	unsigned pcicfg_cap;       /* config offset of VIRTIO_PCI_CAP_PCI_CFG */
-	uint64_t dev_features;
-
-	/* common configuration, under dev.lock */
-	uint32_t dfselect, gfselect;
-	uint64_t driver_features;
-	uint8_t status;
-	bool started;
-	uint16_t queue_select;
-	struct vpci_queue *q;
-	struct virtq *vq;
-
-	/* interrupts, under irq_lock */
-	pthread_mutex_t irq_lock;
-	uint16_t config_vector;
-	uint8_t isr;
-	bool dma_on;               /* PCI_COMMAND Bus Master Enable (always on off-bus) */
-	struct msix msix;          /* one vector per queue and one for configuration */
-
-	atomic_uint config_generation;
-	atomic_bool needs_reset;
-};
-
-static struct virtio_dev *to_vpci(struct device *dev)
-{
-	return (struct virtio_dev *)dev;
-}
 
 /* ---- interrupts ---- */
 
 /* INTA# follows ISR (4.1.4.5); the core masks it while MSI-X is on or
  * INTX_DISABLE is set. irq_lock held. */
-static void vpci_intx_update(struct virtio_dev *t)
+void vpci_intx_update(struct virtio_dev *t)
 {
 	pci_intx_set(&t->pdev, t->isr != 0);
 }
@@ -213,20 +162,22 @@ static void vpci_ioeventfds(struct virtio_dev *t, bool assign)
 }
 
 /* The core has moved BAR 0 on the MMIO bus (pci_bar_attach); the kicks'
- * ioeventfds follow it. */
+ * ioeventfds follow it. bar_addr and the ioeventfds change only here, and
+ * the core calls this only where config space cannot change under it: a
+ * guest config write (the host's lock), the transport's load (dev.lock
+ * held by the registry, vCPUs paused — so dev.lock is not taken here) and
+ * pci_dev_exit at destroy. */
 static void vpci_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_t now)
 {
 	struct virtio_dev *t = pdev->opaque;
 
 	if (bar != VPCI_BAR)
 		return;
-	pthread_mutex_lock(&t->dev.lock);
 	if (t->bar_addr != PCI_BAR_UNMAPPED)
 		vpci_ioeventfds(t, false);
 	t->bar_addr = now;
 	if (now != PCI_BAR_UNMAPPED)
 		vpci_ioeventfds(t, true);
-	pthread_mutex_unlock(&t->dev.lock);
 }
 
 /* ---- device status, features, reset (dev.lock held) ---- */
@@ -603,7 +554,7 @@ static uint32_t vpci_cfg_read(struct pci_dev *pdev, unsigned off, unsigned size,
  * not taken (and the core holds MSI-X messages) while it is clear. Requests
  * already taken complete. When it comes back the queues are kicked so the
  * device looks at what the driver queued meanwhile. irq_lock held. */
-static bool vpci_bus_master(struct virtio_dev *t, bool on)
+bool vpci_bus_master(struct virtio_dev *t, bool on)
 {
 	if (on == t->dma_on)
 		return false;
@@ -721,6 +672,10 @@ static const struct dev_ops vpci_dev_ops = {
 	.reset = vpci_dev_reset,
 	.read = vpci_read,
 	.write = vpci_write,
+	.quiesce = vpci_quiesce,
+	.resume = vpci_resume,
+	.save = vpci_save,
+	.load = vpci_load,
 	.destroy = vpci_destroy,
 };
 
@@ -771,11 +726,17 @@ int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot,
 	struct virtio_dev *t;
 	int ret;
 
-	if (!vpci_info_ok(info) || !ops)
+	if (!vpci_info_ok(info) || !ops || !ops->bind) {
+		if (ops && ops->destroy)
+			ops->destroy(opaque);
 		return -EINVAL;
+	}
 	t = vpci_alloc(info);
-	if (!t)
+	if (!t) {
+		if (ops->destroy)
+			ops->destroy(opaque);
 		return -ENOMEM;
+	}
 	device_init(&t->dev, &vpci_dev_ops);
 	pthread_mutex_init(&t->irq_lock, NULL);
 	t->vm = vm;
@@ -784,6 +745,7 @@ int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot,
 	t->opaque = opaque;
 	t->bar_addr = PCI_BAR_UNMAPPED;
 	t->dev_features = info->features | VPCI_TRANSPORT_FEATURES;
+	ops->bind(opaque, t);
 	pci_dev_init(&t->pdev, VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_DEVICE_BASE + info->device_id),
 		     info->class_code, 1, &vpci_pci_ops, t);
 	pci_dev_set_subsystem(&t->pdev, VIRTIO_PCI_VENDOR, 0x1100);

@@ -28,6 +28,7 @@
 
 #include "kestrel/block.h"
 #include "kestrel/scsi_disk.h"
+#include "kestrel/state.h"
 #include "kestrel/virtio.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -120,7 +121,7 @@ struct virtio_scsi {
 	pthread_mutex_t lock;     /* everything below */
 	pthread_cond_t cond;      /* timers: first DRIVER_OK, teardown */
 	struct vscsi_target *targets[VIRTIO_SCSI_MAX_TARGETS];
-	bool running, ever_started, events_missed, dying;
+	bool running, quiesced, ever_started, events_missed, dying;
 	struct timespec started_at;
 	struct iovec ev_iov[VSCSI_QUEUE_SIZE];
 	struct vscsi_timer timers[2 * VIRTIO_SCSI_MAX_TARGETS];
@@ -214,9 +215,9 @@ static uint64_t vscsi_hash(const char *s, unsigned salt)
 	return h;
 }
 
-static struct vscsi_target *vscsi_target_new(unsigned id, struct blk_dev *blk,
-					     const struct blk_opts *o)
+static struct vscsi_target *vscsi_target_new(unsigned id, struct blk_dev *blk)
 {
+	const struct blk_opts *o = &blk->opts;
 	struct vscsi_target *t = calloc(1, sizeof(*t));
 	uint32_t bs = blk->block_size ? blk->block_size : 512;
 	uint64_t h = vscsi_hash(o->path ? o->path : "", id);
@@ -637,6 +638,10 @@ static void vscsi_event_locked(struct virtio_scsi *s, uint32_t event, unsigned t
 	/* A driver that is not running scans everything when it starts. */
 	if (!s->running || !virtio_queue_enabled(s->vdev, VSCSI_EVENTQ))
 		return;
+	if (s->quiesced) {
+		s->events_missed = true;   /* reported at resume */
+		return;
+	}
 	vq = virtio_queue(s->vdev, VSCSI_EVENTQ);
 	r = vq_pop(vq, &e, s->ev_iov, VSCSI_QUEUE_SIZE);
 	if (r < 0) {
@@ -783,6 +788,39 @@ static int vscsi_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
 	return -ret;
 }
 
+static void vscsi_threads_stop(struct virtio_scsi *s);
+
+static int vscsi_threads_start(struct virtio_scsi *s)
+{
+	for (unsigned i = 0; i < s->nreq; i++) {
+		if (vscsi_thread_start(&s->q[i].thread, vscsi_io_thread, &s->q[i])) {
+			vscsi_threads_stop(s);
+			return -EAGAIN;
+		}
+		s->q[i].thread_running = true;
+	}
+	return 0;
+}
+
+/* Join the I/O threads; the block layer finishes what it has. Afterwards
+ * nothing of the device touches RAM and every request it popped has been
+ * pushed back to its used ring (5.6.6: each request gets its response). */
+static void vscsi_threads_stop(struct virtio_scsi *s)
+{
+	eventfd_t v;
+
+	eventfd_write(s->stop_fd, 1);
+	for (unsigned i = 0; i < s->nreq; i++) {
+		if (s->q[i].thread_running)
+			pthread_join(s->q[i].thread, NULL);
+		s->q[i].thread_running = false;
+	}
+	while (atomic_load(&s->inflight))
+		usleep(100);
+	while (eventfd_read(s->stop_fd, &v) == 0)
+		;
+}
+
 static void vscsi_stop(void *opaque);
 
 static int vscsi_start(void *opaque, uint64_t features)
@@ -793,18 +831,16 @@ static int vscsi_start(void *opaque, uint64_t features)
 	s->sense_size = s->cfg_sense_size;
 	pthread_mutex_lock(&s->lock);
 	s->running = true;
+	s->quiesced = false;
 	if (!s->ever_started) {
 		s->ever_started = true;
 		clock_gettime(CLOCK_MONOTONIC, &s->started_at);
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
-	for (unsigned i = 0; i < s->nreq; i++) {
-		if (vscsi_thread_start(&s->q[i].thread, vscsi_io_thread, &s->q[i])) {
-			vscsi_stop(s);
-			return -EAGAIN;
-		}
-		s->q[i].thread_running = true;
+	if (vscsi_threads_start(s)) {
+		vscsi_stop(s);
+		return -EAGAIN;
 	}
 	return 0;
 }
@@ -812,29 +848,167 @@ static int vscsi_start(void *opaque, uint64_t features)
 static void vscsi_stop(void *opaque)
 {
 	struct virtio_scsi *s = opaque;
-	eventfd_t v;
 
 	pthread_mutex_lock(&s->lock);
 	s->running = false;
+	s->quiesced = false;
 	s->events_missed = false;
 	pthread_mutex_unlock(&s->lock);
-	eventfd_write(s->stop_fd, 1);
-	for (unsigned i = 0; i < s->nreq; i++) {
-		if (s->q[i].thread_running)
-			pthread_join(s->q[i].thread, NULL);
-		s->q[i].thread_running = false;
+	vscsi_threads_stop(s);
+}
+
+/* Hot-plug events while quiesced only set events_missed (the event queue
+ * is not touched); resume reports them with the first event buffer. */
+static void vscsi_quiesce(void *opaque)
+{
+	struct virtio_scsi *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	s->quiesced = true;
+	pthread_mutex_unlock(&s->lock);
+	vscsi_threads_stop(s);
+}
+
+static int vscsi_resume(void *opaque)
+{
+	struct virtio_scsi *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	s->quiesced = false;
+	pthread_mutex_unlock(&s->lock);
+	if (vscsi_threads_start(s))
+		return -EAGAIN;
+	vscsi_eventq_kick(s);
+	return 0;
+}
+
+/* ---- state ----
+ * Section {VSCS, 1}: the driver's cdb_size and sense_size (as written and
+ * in use), the flags (running, started once, events missed), then which
+ * targets hold a disk and each disk's geometry: the disks themselves are
+ * the machine's (opened from its configuration), so a load only checks
+ * they are the same and refuses otherwise. No per-target sense or unit
+ * attention is kept by this model (scsi_disk.c answers every command from
+ * the disk's geometry alone). */
+#define VSCSI_STATE_ID 0x56534353 /* "VSCS" */
+#define VSCSI_STATE_VERSION 1
+#define VSCSI_SF_RUNNING 1
+#define VSCSI_SF_EVER_STARTED 2
+#define VSCSI_SF_EVENTS_MISSED 4
+
+struct vscsi_saved {
+	uint32_t cfg_cdb_size, cfg_sense_size, cdb_size, sense_size;
+	uint8_t flags;
+};
+
+static int vscsi_save(void *opaque, struct state_buf *out)
+{
+	struct virtio_scsi *s = opaque;
+	size_t mark = state_section_begin(out, VSCSI_STATE_ID, VSCSI_STATE_VERSION);
+	uint16_t present = 0;
+
+	state_put_u32(out, s->cfg_cdb_size);
+	state_put_u32(out, s->cfg_sense_size);
+	state_put_u32(out, s->cdb_size);
+	state_put_u32(out, s->sense_size);
+	pthread_mutex_lock(&s->lock);
+	state_put_u8(out, (s->running ? VSCSI_SF_RUNNING : 0) |
+			  (s->ever_started ? VSCSI_SF_EVER_STARTED : 0) |
+			  (s->events_missed ? VSCSI_SF_EVENTS_MISSED : 0));
+	for (unsigned i = 0; i < VIRTIO_SCSI_MAX_TARGETS; i++)
+		present |= (uint16_t)((s->targets[i] != NULL) << i);
+	state_put_u16(out, present);
+	for (unsigned i = 0; i < VIRTIO_SCSI_MAX_TARGETS; i++) {
+		const struct scsi_disk *d = s->targets[i] ? &s->targets[i]->disk : NULL;
+
+		if (!d)
+			continue;
+		state_put_u64(out, d->nblocks);
+		state_put_u32(out, d->block_size);
+		state_put_u8(out, d->readonly);
 	}
-	/* The block layer finishes what it has; nothing may then touch RAM. */
-	while (atomic_load(&s->inflight))
-		usleep(100);
-	while (eventfd_read(s->stop_fd, &v) == 0)
-		;
+	pthread_mutex_unlock(&s->lock);
+	state_section_end(out, mark);
+	return out->error ? -ENOMEM : 0;
+}
+
+static bool vscsi_size_ok(uint32_t v)
+{
+	return v >= 1 && v <= VSCSI_MAX_CDB_SENSE;
+}
+
+/* The saved disks must be the ones this controller holds. s->lock held. */
+static bool vscsi_targets_match(struct virtio_scsi *s, struct state_buf *in)
+{
+	uint16_t present = state_get_u16(in);
+	bool ok = !in->error;
+
+	for (unsigned i = 0; i < VIRTIO_SCSI_MAX_TARGETS && ok; i++) {
+		const struct vscsi_target *t = s->targets[i];
+		uint64_t nblocks;
+		uint32_t bs;
+		uint8_t ro;
+
+		if (!(present & (1u << i))) {
+			ok = !t;
+			continue;
+		}
+		nblocks = state_get_u64(in);
+		bs = state_get_u32(in);
+		ro = state_get_u8(in);
+		ok = t && !in->error && nblocks == t->disk.nblocks && bs == t->disk.block_size &&
+		     ro == t->disk.readonly;
+	}
+	return ok;
+}
+
+static int vscsi_load(void *opaque, struct state_buf *in, uint64_t features, bool started)
+{
+	struct virtio_scsi *s = opaque;
+	struct vscsi_saved v;
+	bool running;
+	size_t end;
+
+	if (state_section_open(in, VSCSI_STATE_ID, VSCSI_STATE_VERSION) < 0)
+		return -EINVAL;
+	end = state_section_body_end(in);
+	v.cfg_cdb_size = state_get_u32(in);
+	v.cfg_sense_size = state_get_u32(in);
+	v.cdb_size = state_get_u32(in);
+	v.sense_size = state_get_u32(in);
+	v.flags = state_get_u8(in);
+	running = v.flags & VSCSI_SF_RUNNING;
+	if (in->error || !vscsi_size_ok(v.cfg_cdb_size) || !vscsi_size_ok(v.cfg_sense_size) ||
+	    !vscsi_size_ok(v.cdb_size) || !vscsi_size_ok(v.sense_size) ||
+	    v.flags & ~(VSCSI_SF_RUNNING | VSCSI_SF_EVER_STARTED | VSCSI_SF_EVENTS_MISSED) ||
+	    running != started || (running && !(v.flags & VSCSI_SF_EVER_STARTED)))
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	if (!vscsi_targets_match(s, in) || !state_section_done(in, end)) {
+		pthread_mutex_unlock(&s->lock);
+		return -EINVAL;
+	}
+	s->cfg_cdb_size = v.cfg_cdb_size;
+	s->cfg_sense_size = v.cfg_sense_size;
+	s->cdb_size = v.cdb_size;
+	s->sense_size = v.sense_size;
+	s->running = running;
+	s->quiesced = running;   /* the transport resumes it */
+	s->events_missed = v.flags & VSCSI_SF_EVENTS_MISSED;
+	/* The test-hook timers count from this controller's first start. */
+	if ((v.flags & VSCSI_SF_EVER_STARTED) && !s->ever_started) {
+		clock_gettime(CLOCK_MONOTONIC, &s->started_at);
+		pthread_cond_broadcast(&s->cond);
+	}
+	s->ever_started = v.flags & VSCSI_SF_EVER_STARTED;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 /* ---- hot-plug ---- */
 
-static int vscsi_attach(struct virtio_scsi *s, unsigned target, struct blk_dev *blk,
-			const struct blk_opts *o, char *err, size_t errlen)
+static int vscsi_attach(struct virtio_scsi *s, unsigned target, struct blk_dev *blk, char *err,
+			size_t errlen)
 {
 	struct vscsi_target *t;
 
@@ -843,7 +1017,7 @@ static int vscsi_attach(struct virtio_scsi *s, unsigned target, struct blk_dev *
 			 VIRTIO_SCSI_MAX_TARGETS - 1);
 		return -EINVAL;
 	}
-	t = vscsi_target_new(target, blk, o);
+	t = vscsi_target_new(target, blk);
 	if (!t) {
 		snprintf(err, errlen, "virtio-scsi: out of memory");
 		return -ENOMEM;
@@ -886,14 +1060,25 @@ static int vscsi_detach(struct virtio_scsi *s, unsigned target, char *err, size_
 	return 0;
 }
 
+int virtio_scsi_attach_disk(struct device *dev, unsigned target, struct blk_dev *blk, char *err,
+			    size_t errlen)
+{
+	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+
+	if (!s) {
+		snprintf(err, errlen, "not a virtio-scsi controller");
+		return -ENODEV;
+	}
+	return vscsi_attach(s, target, blk, err, errlen);
+}
+
 int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_opts *o, char *err,
 			size_t errlen)
 {
-	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
 	struct blk_dev *blk;
 	int ret;
 
-	if (!s) {
+	if (!virtio_device_model(dev, VIRTIO_ID_SCSI)) {
 		snprintf(err, errlen, "not a virtio-scsi controller");
 		return -ENODEV;
 	}
@@ -905,7 +1090,7 @@ int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_op
 	ret = blk_open(&blk, o, err, errlen);
 	if (ret)
 		return ret;
-	ret = vscsi_attach(s, target, blk, o, err, errlen);
+	ret = virtio_scsi_attach_disk(dev, target, blk, err, errlen);
 	if (ret)
 		blk_close(blk);
 	return ret;
@@ -955,12 +1140,11 @@ static struct vscsi_timer *vscsi_next_timer(struct virtio_scsi *s)
 
 static void vscsi_timer_fire(struct virtio_scsi *s, struct vscsi_timer *tm)
 {
-	struct blk_opts o = tm->blk ? tm->blk->opts : (struct blk_opts){ 0 };
 	char err[256] = "";
 	int ret;
 
 	if (tm->add) {
-		ret = vscsi_attach(s, tm->target, tm->blk, &o, err, sizeof(err));
+		ret = vscsi_attach(s, tm->target, tm->blk, err, sizeof(err));
 		if (ret == 0)
 			tm->blk = NULL;
 	} else {
@@ -1069,12 +1253,22 @@ static void vscsi_destroy(void *opaque)
 	free(s);
 }
 
+static void vscsi_bind(void *opaque, struct virtio_dev *vdev)
+{
+	((struct virtio_scsi *)opaque)->vdev = vdev;
+}
+
 static const struct virtio_dev_ops vscsi_ops = {
+	.bind = vscsi_bind,
 	.cfg_read = vscsi_cfg_read,
 	.cfg_write = vscsi_cfg_write,
 	.start = vscsi_start,
 	.stop = vscsi_stop,
 	.destroy = vscsi_destroy,
+	.quiesce = vscsi_quiesce,
+	.resume = vscsi_resume,
+	.save = vscsi_save,
+	.load = vscsi_load,
 };
 
 static struct virtio_scsi *vscsi_alloc(unsigned nqueues, bool stats)
@@ -1105,28 +1299,26 @@ static struct virtio_scsi *vscsi_alloc(unsigned nqueues, bool stats)
 	return s;
 }
 
-/* Open one configured disk: attached now, or held for its add_after timer. */
+/* One configured disk: attached now, or held for its add_after timer. The
+ * controller owns d->blk whatever happens. */
 static int vscsi_add_disk(struct virtio_scsi *s, const struct virtio_scsi_disk *d, char *err,
 			  size_t errlen)
 {
-	struct blk_dev *blk;
 	int ret;
 
 	if (d->target >= VIRTIO_SCSI_MAX_TARGETS) {
-		snprintf(err, errlen, "--disk %s: target %u out of range (0 to %u)", d->opts.path,
+		snprintf(err, errlen, "--disk %s: target %u out of range (0 to %u)", d->blk->path,
 			 d->target, VIRTIO_SCSI_MAX_TARGETS - 1);
+		blk_close(d->blk);
 		return -EINVAL;
 	}
-	ret = blk_open(&blk, &d->opts, err, errlen);
-	if (ret)
-		return ret;
 	if (d->add_after_ms) {
 		s->timers[s->ntimers++] = (struct vscsi_timer){ d->target, d->add_after_ms, true,
-								 false, blk };
+								 false, d->blk };
 	} else {
-		ret = vscsi_attach(s, d->target, blk, &d->opts, err, errlen);
+		ret = vscsi_attach(s, d->target, d->blk, err, errlen);
 		if (ret) {
-			blk_close(blk);
+			blk_close(d->blk);
 			return ret;
 		}
 	}
@@ -1136,46 +1328,54 @@ static int vscsi_add_disk(struct virtio_scsi *s, const struct virtio_scsi_disk *
 	return 0;
 }
 
-int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, unsigned nqueues,
-		       const struct virtio_scsi_disk *disks, unsigned ndisks, bool stats,
-		       struct device **out, char *err, size_t errlen)
+static void vscsi_close_disks(const struct virtio_scsi_disk *disks, unsigned n)
 {
-	struct virtio_dev_info info = {
-		.name = "virtio-scsi",
-		.device_id = VIRTIO_ID_SCSI,
-		.class_code = 0x010000,             /* mass storage, SCSI */
-		.features = VIRTIO_BIT(VIRTIO_SCSI_F_HOTPLUG),
-		.queue_size = VSCSI_QUEUE_SIZE,
-		.cfg_size = VSCSI_CFG_SIZE,
-	};
+	for (unsigned i = 0; i < n; i++)
+		blk_close(disks[i].blk);
+}
+
+int virtio_scsi_new(unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
+		    bool stats, struct virtio_model *out, char *err, size_t errlen)
+{
 	struct virtio_scsi *s;
 	int ret = 0;
 
 	if (ndisks > VIRTIO_SCSI_MAX_TARGETS) {
 		snprintf(err, errlen, "--disk: at most %u disks on the SCSI controller",
 			 VIRTIO_SCSI_MAX_TARGETS);
+		vscsi_close_disks(disks, ndisks);
 		return -EINVAL;
 	}
 	s = vscsi_alloc(nqueues, stats);
 	if (!s) {
 		snprintf(err, errlen, "virtio-scsi: out of memory");
+		vscsi_close_disks(disks, ndisks);
 		return -ENOMEM;
 	}
-	info.num_queues = VSCSI_REQQ + s->nreq;
-	for (unsigned i = 0; i < ndisks && !ret; i++)
-		ret = vscsi_add_disk(s, &disks[i], err, errlen);
+	for (unsigned i = 0; i < ndisks; i++) {
+		if (ret)
+			blk_close(disks[i].blk);   /* after a failure: still ours to close */
+		else
+			ret = vscsi_add_disk(s, &disks[i], err, errlen);
+	}
 	if (!ret && s->ntimers && vscsi_thread_start(&s->timer_thread, vscsi_timer_thread, s) == 0)
 		s->timer_running = true;
-	if (!ret) {
-		ret = virtio_pci_create(vm, pci_host, slot, &info, &vscsi_ops, s, &s->vdev);
-		if (ret)
-			snprintf(err, errlen, "virtio-scsi: cannot create the PCI function: %s",
-				 strerror(-ret));
-	}
 	if (ret) {
 		vscsi_destroy(s);
 		return ret;
 	}
-	*out = virtio_dev_device(s->vdev);
+	*out = (struct virtio_model){
+		.info = {
+			.name = "virtio-scsi",
+			.device_id = VIRTIO_ID_SCSI,
+			.class_code = 0x010000,             /* mass storage, SCSI */
+			.features = VIRTIO_BIT(VIRTIO_SCSI_F_HOTPLUG),
+			.num_queues = VSCSI_REQQ + s->nreq,
+			.queue_size = VSCSI_QUEUE_SIZE,
+			.cfg_size = VSCSI_CFG_SIZE,
+		},
+		.ops = &vscsi_ops,
+		.opaque = s,
+	};
 	return 0;
 }

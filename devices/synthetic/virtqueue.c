@@ -103,21 +103,36 @@ void vq_reset(struct virtq *vq)
 	pthread_mutex_unlock(&vq->lock);
 }
 
+/* Host views of the three ring areas, or -EINVAL. */
+static int vq_map(const struct guest_mem *gm, uint16_t size, uint64_t desc, uint64_t avail,
+		  uint64_t used, uint8_t **d, uint8_t **a, uint8_t **u)
+{
+	if (size == 0 || (size & (size - 1)) || size > VIRTQ_MAX_SIZE)
+		return -EINVAL;
+	/* 2.6 table "Virtqueue Part Alignment": 16, 2, 4. */
+	if ((desc & 15) || (avail & 1) || (used & 3))
+		return -EINVAL;
+	*d = gm_ptr(gm, desc, (uint64_t)VQ_DESC_SIZE * size);
+	*a = gm_ptr(gm, avail, vq_avail_bytes(size));
+	*u = gm_ptr(gm, used, vq_used_bytes(size));
+	return *d && *a && *u ? 0 : -EINVAL;
+}
+
+int vq_check(const struct guest_mem *gm, uint16_t size, uint64_t desc, uint64_t avail,
+	     uint64_t used)
+{
+	uint8_t *d, *a, *u;
+
+	return gm ? vq_map(gm, size, desc, avail, used, &d, &a, &u) : -EINVAL;
+}
+
 int vq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_t desc,
 	    uint64_t avail, uint64_t used, uint64_t features)
 {
 	uint8_t *d, *a, *u;
 
 	vq_reset(vq);
-	if (size == 0 || (size & (size - 1)) || size > VIRTQ_MAX_SIZE)
-		return -EINVAL;
-	/* 2.6 table "Virtqueue Part Alignment": 16, 2, 4. */
-	if ((desc & 15) || (avail & 1) || (used & 3))
-		return -EINVAL;
-	d = gm_ptr(gm, desc, (uint64_t)VQ_DESC_SIZE * size);
-	a = gm_ptr(gm, avail, vq_avail_bytes(size));
-	u = gm_ptr(gm, used, vq_used_bytes(size));
-	if (!d || !a || !u)
+	if (vq_map(gm, size, desc, avail, used, &d, &a, &u))
 		return -EINVAL;
 	pthread_mutex_lock(&vq->lock);
 	vq->gm = gm;
@@ -131,6 +146,34 @@ int vq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_
 	vq->event_idx = features & VIRTIO_BIT(VIRTIO_F_EVENT_IDX);
 	vq->indirect = features & VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC);
 	vq->ready = true;
+	pthread_mutex_unlock(&vq->lock);
+	return 0;
+}
+
+void vq_state_get(struct virtq *vq, struct virtq_state *s)
+{
+	pthread_mutex_lock(&vq->lock);
+	*s = (struct virtq_state){
+		.last_avail = vq->last_avail, .used_idx = vq->used_idx,
+		.signalled_used = vq->signalled_used, .signalled_valid = vq->signalled_valid,
+		.broken = vq->broken,
+	};
+	pthread_mutex_unlock(&vq->lock);
+}
+
+int vq_restore(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_t desc,
+	       uint64_t avail, uint64_t used, uint64_t features, const struct virtq_state *s)
+{
+	int ret = vq_init(vq, gm, size, desc, avail, used, features);
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&vq->lock);
+	vq->last_avail = s->last_avail;
+	vq->used_idx = s->used_idx;
+	vq->signalled_used = s->signalled_used;
+	vq->signalled_valid = s->signalled_valid;
+	vq->broken = s->broken;
 	pthread_mutex_unlock(&vq->lock);
 	return 0;
 }

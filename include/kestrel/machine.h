@@ -5,17 +5,18 @@
 #include <stdint.h>
 
 #include "kestrel/config.h"
+#include "kestrel/device.h"
 #include "kestrel/pci.h"
 #include "kestrel/vm.h"
 
 struct machine {
 	struct vm vm;
 	const struct vm_config *cfg;
-	struct device *uart, *rtc, *i8042, *pm, *debug_exit, *post, *pci;
-	struct device *bios_sink;   /* guest writes to the read-only BIOS segment */
-	struct device *vscsi;    /* virtio-scsi controller, when there are SCSI disks */
-	struct device *vnet[CONFIG_MAX_NETS];   /* NICs, one per --net, "net0".. (cfg->nets[i].model) */
-	unsigned nvnet;
+	/* Every device, in creation order, by stable id (docs/devices.md):
+	 * "com1" "rtc" "i8042" "pm" "debug-exit" "post" "bios" "pci-host", then
+	 * "scsi0" (when there are SCSI disks or --scsi-controller) and "net0"..
+	 * (one per --net). Destroyed in reverse order. */
+	struct dev_list devs;
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
 	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */
@@ -27,6 +28,24 @@ struct machine {
 /* Everything up to (not including) starting the vCPUs; one error line in err. */
 int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen) WARN_UNUSED;
 void machine_destroy(struct machine *m);
-/* Reload the kernel, RAM and device state for a guest reset (--on-reboot restart). */
+
+/* The device registered under id ("scsi0", "net1", ...), or NULL. */
+struct device *machine_find_device(struct machine *m, const char *id);
+/* Every device to its power-on state, in creation order (a guest reset of
+ * the devices; RAM and vCPUs are the caller's). Call with the vCPUs paused
+ * or stopped. */
+void machine_reset(struct machine *m);
+/* Pause the vCPUs (vm_pause), then quiesce every device in reverse order:
+ * afterwards nothing touches guest memory or a queue and every request the
+ * guest queued and the devices took is complete, so device state and RAM
+ * can be saved consistently. 0, or vm_pause's error (nothing quiesced). */
+int machine_quiesce(struct machine *m, uint64_t timeout_ms) WARN_UNUSED;
+/* Resume the devices in order, then the vCPUs. The first device error is
+ * returned; everything is resumed regardless. */
+int machine_resume(struct machine *m) WARN_UNUSED;
+/* Every device's state (dev_list_save), and back (dev_list_load: into a
+ * fresh, quiesced machine of the same configuration). */
+int machine_save_devices(struct machine *m, struct state_buf *out) WARN_UNUSED;
+int machine_load_devices(struct machine *m, struct state_buf *in) WARN_UNUSED;
 
 #endif

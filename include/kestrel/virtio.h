@@ -29,9 +29,9 @@
  *   virtio_set_needs_reset() (DEVICE_NEEDS_RESET, 2.1.1) and stops using the
  *   queue until the driver resets the device. Nothing is fatal to the worker.
  *
- * A network device plugs in the same way: fill struct virtio_dev_info (device
- * id VIRTIO_ID_NET, its feature bits, 2 * pairs + 1 queues, its config size),
- * provide the ops, and call virtio_pci_create() from the machine. */
+ * A device model fills struct virtio_model (struct virtio_dev_info: device
+ * id, its feature bits, queues, config size; the ops; its state) and knows
+ * nothing of PCI: the machine puts it behind virtio_pci_create(). */
 #ifndef KESTREL_VIRTIO_H
 #define KESTREL_VIRTIO_H
 
@@ -135,6 +135,22 @@ void vq_init_empty(struct virtq *vq);
  * wholly inside guest RAM. 0 or -EINVAL (the queue stays unusable). */
 int vq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_t desc,
 	    uint64_t avail, uint64_t used, uint64_t features) WARN_UNUSED;
+/* The checks vq_init makes, changing nothing: 0 or -EINVAL. */
+int vq_check(const struct guest_mem *gm, uint16_t size, uint64_t desc, uint64_t avail,
+	     uint64_t used) WARN_UNUSED;
+/* A queue's position, beyond its addresses: what a saved queue holds. */
+struct virtq_state {
+	uint16_t last_avail, used_idx;
+	uint16_t signalled_used;        /* EVENT_IDX: used_idx at the last interrupt */
+	bool signalled_valid, broken;
+};
+void vq_state_get(struct virtq *vq, struct virtq_state *s);
+/* A queue coming back from a saved state, like one the driver enabled:
+ * vq_init's checks, then the position. 0 or -EINVAL (nothing changed but
+ * the queue being reset). */
+int vq_restore(struct virtq *vq, const struct guest_mem *gm, uint16_t size, uint64_t desc,
+	       uint64_t avail, uint64_t used, uint64_t features,
+	       const struct virtq_state *s) WARN_UNUSED;
 /* Forget the rings (device reset). */
 void vq_reset(struct virtq *vq);
 /* Whether the device may touch guest memory through this queue (the PCI
@@ -183,6 +199,7 @@ int vq_iov_slice(const struct iovec *iov, unsigned n, size_t off, size_t len, st
 
 struct vm;
 struct virtio_dev;
+struct state_buf;
 
 struct virtio_dev_info {
 	const char *name;           /* for messages and stats: "virtio-scsi" */
@@ -197,6 +214,9 @@ struct virtio_dev_info {
 };
 
 struct virtio_dev_ops {
+	/* Called once by the transport, before any other op: the transport
+	 * the model reaches its queues and interrupts through. */
+	void (*bind)(void *opaque, struct virtio_dev *vdev);
 	/* Device-specific configuration (4.1.4.6); off + size <= cfg_size.
 	 * Called on a vCPU thread under the transport's lock. */
 	uint64_t (*cfg_read)(void *opaque, unsigned off, unsigned size);
@@ -209,13 +229,39 @@ struct virtio_dev_ops {
 	void (*stop)(void *opaque);
 	/* Free the model (after stop). Optional. */
 	void (*destroy)(void *opaque);
+	/* Optional, for a started device (the registry's quiesce/resume, see
+	 * kestrel/device.h): quiesce stops the threads and completes every
+	 * request taken from a queue (or puts it back: the queue's last_avail
+	 * moves back), keeping the state; resume starts the threads again,
+	 * after a quiesce or a load. 0 or -errno (DEVICE_NEEDS_RESET). */
+	void (*quiesce)(void *opaque);
+	int (*resume)(void *opaque);
+	/* Optional: the model's own section inside the transport's. load
+	 * validates everything, then replaces the model's state; the model is
+	 * stopped or quiesced when it is called. features: the driver's;
+	 * started: whether the loaded device is live (DRIVER_OK accepted), in
+	 * which case resume() follows. */
+	int (*save)(void *opaque, struct state_buf *out);
+	int (*load)(void *opaque, struct state_buf *in, uint64_t features, bool started);
+};
+
+/* A device model ready to sit behind a transport: what virtio_scsi_new()
+ * and virtio_net_new() give the machine, which picks the transport and its
+ * place (virtio_pci_create). Until then the model is freed with
+ * ops->destroy(opaque). */
+struct virtio_model {
+	struct virtio_dev_info info;
+	const struct virtio_dev_ops *ops;
+	void *opaque;
 };
 
 /* Create a modern virtio-pci function for a device model and attach it to
  * the PCI host at slot (1..31, or -1: first free); INTA# reaches the GSI the
- * host's routing table names for the slot. vm may be NULL (unit tests): no ioeventfd, irqfd or MSI routes; interrupts
- * are then dropped. Returns the bus device (the machine frees it through its
- * ops->destroy, which calls stop and destroy of the model). */
+ * host's routing table names for the slot. vm may be NULL (unit tests): no
+ * ioeventfd, irqfd or MSI routes; interrupts are then dropped. Returns the
+ * bus device (the machine frees it through its ops->destroy, which calls
+ * stop and destroy of the model). On failure the model is destroyed too:
+ * the caller must not free it again. */
 int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot,
 		      const struct virtio_dev_info *info, const struct virtio_dev_ops *ops,
 		      void *opaque, struct virtio_dev **out) WARN_UNUSED;

@@ -13,8 +13,7 @@
 
 #include "kestrel/device.h"
 #include "kestrel/net.h"
-
-struct vm;
+#include "kestrel/virtio.h"
 
 struct virtio_net_opts {
 	const char *name;          /* for messages and stats: "net0" */
@@ -24,12 +23,12 @@ struct virtio_net_opts {
 	bool stats;                /* print per-queue counters when destroyed */
 };
 
-/* Attach a virtio-net function at PCI slot, serving
- * tap (its nqueues must equal o->queues; the device owns the fds from now
- * on, also on failure). One error line in err. */
-int virtio_net_create(struct vm *vm, struct device *pci_host, int slot,
-		      const struct virtio_net_opts *o, struct net_tap *tap, struct device **out,
-		      char *err, size_t errlen) WARN_UNUSED;
+/* The NIC model (the machine puts it behind a transport: struct
+ * virtio_model in kestrel/virtio.h), serving tap (its nqueues must equal
+ * o->queues; the device owns the fds from now on, also on failure). One
+ * error line in err. */
+int virtio_net_new(const struct virtio_net_opts *o, struct net_tap *tap, struct virtio_model *out,
+		   char *err, size_t errlen) WARN_UNUSED;
 
 /* Link up or down (5.1.4 status VIRTIO_NET_S_LINK_UP), with a configuration
  * interrupt. While down, frames from the guest are dropped and none are

@@ -11,14 +11,13 @@
 
 #include "kestrel/block.h"
 #include "kestrel/device.h"
-
-struct vm;
+#include "kestrel/virtio.h"
 
 #define VIRTIO_SCSI_MAX_TARGETS 16
 #define VIRTIO_SCSI_MAX_REQUEST_QUEUES 8
 
 struct virtio_scsi_disk {
-	struct blk_opts opts;
+	struct blk_dev *blk;      /* opened by the caller (blk_open) */
 	unsigned target;
 	/* Test hooks, in ms after the guest driver first starts the controller
 	 * (DRIVER_OK); 0: none. add_after: the disk is absent at boot and
@@ -27,18 +26,25 @@ struct virtio_scsi_disk {
 	uint64_t add_after_ms, remove_after_ms;
 };
 
-/* Open every disk (errors: one line naming the file) and attach the
- * controller at PCI slot. nqueues: request queues,
- * 1..VIRTIO_SCSI_MAX_REQUEST_QUEUES. stats: print per-queue requests and
- * bytes to stderr when the device is destroyed. ndisks may be 0 (disks
- * NULL): an empty controller, every target BAD_TARGET until hot-plugged. */
-int virtio_scsi_create(struct vm *vm, struct device *pci_host, int slot, unsigned nqueues,
-		       const struct virtio_scsi_disk *disks, unsigned ndisks, bool stats,
-		       struct device **out, char *err, size_t errlen) WARN_UNUSED;
+/* The controller model (the machine puts it behind a transport: struct
+ * virtio_model in kestrel/virtio.h), serving the disks the caller opened:
+ * it owns every disks[i].blk from this call on, also when it fails (errors:
+ * one line). nqueues: request queues, 1..VIRTIO_SCSI_MAX_REQUEST_QUEUES.
+ * stats: print per-queue requests and bytes to stderr when destroyed.
+ * ndisks may be 0 (disks NULL): an empty controller, every target
+ * BAD_TARGET until hot-plugged. */
+int virtio_scsi_new(unsigned nqueues, const struct virtio_scsi_disk *disks, unsigned ndisks,
+		    bool stats, struct virtio_model *out, char *err, size_t errlen) WARN_UNUSED;
 
-/* Hot-add a disk as target (LUN 0) while the guest runs: the driver gets a
- * TRANSPORT_RESET/RESCAN event. -ENODEV (not a virtio-scsi device),
- * -EINVAL (target out of range), -EEXIST (target in use), or blk_open's error. */
+/* Hot-add an opened disk as target (LUN 0) while the guest runs: the driver
+ * gets a TRANSPORT_RESET/RESCAN event. On success the controller owns blk;
+ * on failure the caller still does. -ENODEV (not a virtio-scsi device),
+ * -EINVAL (target out of range), -EEXIST (target in use). Opening the disk
+ * (blk_open, callable from any thread) is the caller's, outside any lock of
+ * the controller. */
+int virtio_scsi_attach_disk(struct device *dev, unsigned target, struct blk_dev *blk, char *err,
+			    size_t errlen) WARN_UNUSED;
+/* blk_open + virtio_scsi_attach_disk; blk_open's error too. */
 int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_opts *o, char *err,
 			size_t errlen) WARN_UNUSED;
 /* Hot-remove target: new requests to it fail with BAD_TARGET, the driver

@@ -156,6 +156,30 @@ static json_object *cv_exits_json(const uint64_t *exits)
 	return o;
 }
 
+/* The machine's devices by their registry ids (docs/devices.md). */
+static struct device *cv_scsi(struct control_vm *cv)
+{
+	return machine_find_device(cv->m, "scsi0");
+}
+
+static struct device *cv_nic(struct control_vm *cv, unsigned i)
+{
+	char id[DEV_ID_MAX];
+
+	snprintf(id, sizeof(id), "net%u", i);
+	return machine_find_device(cv->m, id);
+}
+
+/* NICs are "net0".."netN-1", one per --net. */
+static unsigned cv_nnics(struct control_vm *cv)
+{
+	unsigned n = 0;
+
+	while (n < CONFIG_MAX_NETS && cv_nic(cv, n))
+		n++;
+	return n;
+}
+
 static void cv_bus_json(struct bus *bus, json_object *arr)
 {
 	pthread_rwlock_rdlock(&bus->lock);
@@ -165,6 +189,7 @@ static void cv_bus_json(struct bus *bus, json_object *arr)
 		char base[24];
 
 		snprintf(base, sizeof(base), "0x%llx", (unsigned long long)r->base);
+		json_object_object_add(d, "id", jstr(r->dev->id));
 		json_object_object_add(d, "name", jstr(r->dev->ops->name));
 		json_object_object_add(d, "bus", jstr(bus->name));
 		json_object_object_add(d, "base", jstr(base));
@@ -195,29 +220,24 @@ static json_object *cv_disks_json(struct control_vm *cv)
 	return arr;
 }
 
-static bool cv_nic_is_tulip(const struct control_vm *cv, unsigned i)
-{
-	return i < cv->cfg->nnets && cv->cfg->nets[i].model == CONFIG_NET_TULIP;
-}
-
 /* A NIC's counters, summed over its queue pairs. */
 static void cv_nic_stats(struct control_vm *cv, unsigned i, struct virtio_net_stats *sum)
 {
+	struct device *d = cv_nic(cv, i);
 	unsigned nq = i < cv->cfg->nnets ? cv->cfg->nets[i].queues : 1;
 	struct virtio_net_stats q;
 	struct tulip_stats t;
 
 	*sum = (struct virtio_net_stats){ 0 };
-	if (cv_nic_is_tulip(cv, i)) {
-		if (tulip_get_stats(cv->m->vnet[i], &t) == 0)
-			*sum = (struct virtio_net_stats){
-				.rx_packets = t.rx_packets, .rx_bytes = t.rx_bytes,
-				.rx_dropped = t.rx_dropped + t.rx_missed, .tx_packets = t.tx_packets,
-				.tx_bytes = t.tx_bytes, .tx_dropped = t.tx_dropped };
+	if (tulip_get_stats(d, &t) == 0) {
+		*sum = (struct virtio_net_stats){
+			.rx_packets = t.rx_packets, .rx_bytes = t.rx_bytes,
+			.rx_dropped = t.rx_dropped + t.rx_missed, .tx_packets = t.tx_packets,
+			.tx_bytes = t.tx_bytes, .tx_dropped = t.tx_dropped };
 		return;
 	}
 	for (unsigned k = 0; k < nq; k++) {
-		if (virtio_net_get_stats(cv->m->vnet[i], k, &q))
+		if (virtio_net_get_stats(d, k, &q))
 			continue;
 		sum->rx_packets += q.rx_packets;
 		sum->rx_bytes += q.rx_bytes;
@@ -228,10 +248,12 @@ static void cv_nic_stats(struct control_vm *cv, unsigned i, struct virtio_net_st
 	}
 }
 
+/* The emulated 21140 (model=tulip) or virtio-net. */
 static int cv_nic_set_link(struct control_vm *cv, unsigned i, bool up)
 {
-	return cv_nic_is_tulip(cv, i) ? tulip_set_link(cv->m->vnet[i], up) :
-	       virtio_net_set_link(cv->m->vnet[i], up);
+	struct device *d = cv_nic(cv, i);
+
+	return tulip_pci(d) ? tulip_set_link(d, up) : virtio_net_set_link(d, up);
 }
 
 /* Per NIC: the link and the counters summed over its queue pairs. */
@@ -239,7 +261,7 @@ static json_object *cv_nics_json(struct control_vm *cv, bool counters)
 {
 	json_object *arr = json_object_new_array();
 
-	for (unsigned i = 0; i < cv->m->nvnet; i++) {
+	for (unsigned i = 0; i < cv_nnics(cv); i++) {
 		json_object *o = json_object_new_object();
 		struct virtio_net_stats sum;
 		char name[16];
@@ -258,7 +280,7 @@ static json_object *cv_nics_json(struct control_vm *cv, bool counters)
 			json_object_object_add(o, "tx_bytes", jint(sum.tx_bytes));
 			json_object_object_add(o, "tx_dropped", jint(sum.tx_dropped));
 		}
-		json_object_object_add(o, "model", jstr(cv_nic_is_tulip(cv, i) ? "tulip" : "virtio"));
+		json_object_object_add(o, "model", jstr(tulip_pci(cv_nic(cv, i)) ? "tulip" : "virtio"));
 		json_object_array_add(arr, o);
 	}
 	return arr;
@@ -269,12 +291,13 @@ static json_object *cv_nics_json(struct control_vm *cv, bool counters)
 static json_object *cv_disk_stats_json(struct control_vm *cv)
 {
 	json_object *arr = json_object_new_array();
+	struct device *scsi = cv_scsi(cv);
 	struct virtio_scsi_disk_stats st;
 
-	for (unsigned t = 0; cv->m->vscsi && t < VIRTIO_SCSI_MAX_TARGETS; t++) {
+	for (unsigned t = 0; scsi && t < VIRTIO_SCSI_MAX_TARGETS; t++) {
 		json_object *o;
 
-		if (virtio_scsi_get_disk_stats(cv->m->vscsi, t, &st))
+		if (virtio_scsi_get_disk_stats(scsi, t, &st))
 			continue;
 		o = json_object_new_object();
 		json_object_object_add(o, "bus", jstr("scsi"));
@@ -343,9 +366,10 @@ static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 		}
 		cv_bus_json(&vm->pio, devs);
 		cv_bus_json(&vm->mmio, devs);
-		if (cv->m->vscsi) {
+		if (cv_scsi(cv)) {
 			json_object *d = json_object_new_object();
 
+			json_object_object_add(d, "id", jstr("scsi0"));
 			json_object_object_add(d, "name", jstr("virtio-scsi"));
 			json_object_object_add(d, "bus", jstr("pci"));
 			json_object_array_add(devs, d);
@@ -460,7 +484,7 @@ static int cv_shutdown(void *opaque, uint64_t timeout_ms, struct control_error *
 	if (!rc) {
 		if (strcmp(cv->state, "paused") == 0)
 			vm_resume(&cv->m->vm);
-		acpi_pm_power_button(cv->m->pm);
+		acpi_pm_power_button(machine_find_device(cv->m, "pm"));
 		if (timeout_ms) {
 			uint64_t at = now_ns() + timeout_ms * 1000000ULL;
 
@@ -532,7 +556,7 @@ static int cv_need_scsi(struct control_vm *cv, struct control_error *e)
 {
 	int rc = cv_need_vm(cv, e);
 
-	if (!rc && !cv->m->vscsi)
+	if (!rc && !cv_scsi(cv))
 		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no SCSI controller (start it "
 				  "with --scsi-controller or a --disk ...,bus=scsi)");
 	return rc;
@@ -554,7 +578,7 @@ static int cv_plug(struct control_vm *cv, unsigned t, const struct blk_opts *o,
 		   struct control_error *e)
 {
 	char err[256] = "";
-	int rc = virtio_scsi_hotplug(cv->m->vscsi, t, o, err, sizeof(err));
+	int rc = virtio_scsi_hotplug(cv_scsi(cv), t, o, err, sizeof(err));
 
 	if (rc == -EEXIST)
 		control_fail(e, CTL_E_EXISTS, "target %u is in use", t);
@@ -618,7 +642,7 @@ static int cv_disk_remove(void *opaque, unsigned t, struct control_error *e)
 	if (!rc && t >= CONFIG_MAX_DISKS)
 		rc = control_fail(e, CTL_E_ARGUMENT, "no target %u", t);
 	if (!rc) {
-		rc = virtio_scsi_unplug(cv->m->vscsi, t, err, sizeof(err));
+		rc = virtio_scsi_unplug(cv_scsi(cv), t, err, sizeof(err));
 		if (rc == -ENOENT)
 			control_fail(e, CTL_E_NOT_FOUND, "no disk at target %u", t);
 		else if (rc)
@@ -637,19 +661,20 @@ static int cv_disk_remove(void *opaque, unsigned t, struct control_error *e)
  * held, before the guest's driver can have looked. */
 static void cv_replay_disks(struct control_vm *cv)
 {
+	struct device *scsi = cv_scsi(cv);
 	char err[256];
 
-	if (!cv->m->vscsi)
+	if (!scsi)
 		return;
 	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++) {
 		struct cv_disk *d = &cv->disks[t];
 
 		err[0] = '\0';
-		if (d->configured && !d->present && virtio_scsi_unplug(cv->m->vscsi, t, err,
+		if (d->configured && !d->present && virtio_scsi_unplug(scsi, t, err,
 								       sizeof(err)))
 			kwarn("control: re-applying the removal of target %u: %s", t, err);
 		else if (d->hotplugged && d->present &&
-			 virtio_scsi_hotplug(cv->m->vscsi, t, &d->opts, err, sizeof(err)))
+			 virtio_scsi_hotplug(scsi, t, &d->opts, err, sizeof(err)))
 			kwarn("control: re-adding target %u after the reset: %s", t, err);
 	}
 }
@@ -657,12 +682,12 @@ static void cv_replay_disks(struct control_vm *cv)
 /* "net0".. or the TAP's name; NULL: the first NIC. -1 when there is none. */
 static int cv_nic_index(struct control_vm *cv, const char *device)
 {
-	unsigned i;
+	unsigned i, n = cv_nnics(cv);
 	char name[16];
 
 	if (!device)
-		return cv->m->nvnet ? 0 : -1;
-	for (i = 0; i < cv->m->nvnet; i++) {
+		return n ? 0 : -1;
+	for (i = 0; i < n; i++) {
 		snprintf(name, sizeof(name), "net%u", i);
 		if (!strcmp(device, name) || (i < cv->cfg->nnets && !strcmp(device,
 									    cv->cfg->nets[i].ifname)))
@@ -676,7 +701,7 @@ static int cv_nic_index(struct control_vm *cv, const char *device)
 static void cv_replay(struct control_vm *cv)
 {
 	cv_replay_disks(cv);
-	for (unsigned i = 0; i < cv->m->nvnet && i < CONFIG_MAX_NETS; i++)
+	for (unsigned i = 0; i < cv_nnics(cv); i++)
 		if (cv->link_down[i] && cv_nic_set_link(cv, i, false))
 			kwarn("control: net%u: keeping the link down after the reset failed", i);
 }
@@ -688,14 +713,14 @@ static int cv_net_link(void *opaque, const char *device, bool up, struct control
 
 	pthread_mutex_lock(&cv->lock);
 	rc = cv_need_vm(cv, e);
-	if (!rc && !cv->m->nvnet)
+	if (!rc && !cv_nnics(cv))
 		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no network device (start it "
 				  "with --net)");
 	if (!rc) {
 		i = cv_nic_index(cv, device);
 		if (i < 0)
 			rc = control_fail(e, CTL_E_NOT_FOUND, "no network device '%.64s' (net0 to "
-					  "net%u, or the TAP's name)", device, cv->m->nvnet - 1);
+					  "net%u, or the TAP's name)", device, cv_nnics(cv) - 1);
 	}
 	if (!rc) {
 		rc = cv_nic_set_link(cv, (unsigned)i, up);
