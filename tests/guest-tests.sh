@@ -1210,9 +1210,9 @@ fi
 # with the emulated 21140 and Debian's tulip driver (which polls the link).
 ctl_linux_netlink_case() {
 	n=ctl-nl-$$
-	lname=linux-ctl-net-link lmods=virtio_pci,virtio_net lopt=""
-	[ "${1:-}" = tulip ] && lname=linux-tulip-net-link lmods=tulip lopt=",model=tulip"
-	case_begin "$lname" || return 0
+	nlname=linux-ctl-net-link lmods=virtio_pci,virtio_net lopt=""
+	[ "${1:-}" = tulip ] && nlname=linux-tulip-net-link lmods=tulip lopt=",model=tulip"
+	case_begin "$nlname" || return 0
 	net_ns_up "kcl$$" || { expect "no network namespace" false; case_end; return 0; }
 	net_tap kcl0
 	[ -f "$out/initrd-ctl.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-ctl.gz"
