@@ -37,6 +37,8 @@
 #define CMD_INTX_OFF 0x0400
 #define STATUS_INTX 0x0008
 #define IO_WINDOW 0xc000                /* where BAR 0 goes when firmware left none */
+#define MEM_WINDOW 0xe8000000u          /* and BAR 1 */
+#define CMD_MEM 0x0002
 
 /* CSRs (21140A HRM chapter 3), 8 bytes apart. */
 #define CSR(n) ((n) * 8)
@@ -88,6 +90,7 @@ static uint8_t txbuf[NTX][BUF] __attribute__((aligned(64)));
 static uint8_t setup_buf[192] __attribute__((aligned(16)));
 static struct tdesc scratch[320] __attribute__((aligned(16)));
 static unsigned dev, io, rx_next, tx_next, tx_done_idx, kicks;
+static uint32_t mem;                    /* BAR 1: the same CSRs in memory space */
 static uint16_t devid;
 
 static uint32_t csr_rd(unsigned n)
@@ -121,7 +124,8 @@ static bool find_nic(void)
 	return false;
 }
 
-static void place_bar(void)
+/* BAR 0 (I/O) and BAR 1 (memory), placed where firmware left none. */
+static void place_bars(void)
 {
 	uint32_t bar = pci_conf_read32(0, dev, 0, PCI_BAR0);
 
@@ -130,6 +134,12 @@ static void place_bar(void)
 		bar = pci_conf_read32(0, dev, 0, PCI_BAR0);
 	}
 	io = bar & ~3u;
+	bar = pci_conf_read32(0, dev, 0, PCI_BAR0 + 4);
+	if (!(bar & ~0xfu)) {
+		pci_conf_write32(0, dev, 0, PCI_BAR0 + 4, MEM_WINDOW);
+		bar = pci_conf_read32(0, dev, 0, PCI_BAR0 + 4);
+	}
+	mem = bar & ~0xfu;
 }
 
 /* ---- serial ROM and MII through CSR9 (Linux's eeprom.c and media.c) ---- */
@@ -348,6 +358,9 @@ static void check_registers(void)
 	check(csr_rd(3) == 0x12344, "CSR3 holds a longword-aligned list base (%x)", csr_rd(3));
 	csr_wr(7, 0x1ebef);
 	check((csr_rd(7) & 0x1ebef) == 0x1ebef, "CSR7 holds the interrupt enables (%x)", csr_rd(7));
+	mmio_write32(mem + CSR(7), 0x41);
+	check(csr_rd(7) == 0x41 && mmio_read32(mem + CSR(3)) == 0x12344,
+	      "the memory BAR reaches the same CSRs (CSR7 %x)", csr_rd(7));
 	csr_wr(7, 0);
 }
 
@@ -594,10 +607,10 @@ int main(void)
 	if (!check(find_nic(), "DEC 21140/21143 function on bus 0"))
 		return check_result(GUEST_EXIT_TULIP);
 	pci_conf_write16(0, dev, 0, PCI_COMMAND, 0);
-	place_bar();
-	pci_conf_write16(0, dev, 0, PCI_COMMAND, CMD_IO | CMD_MASTER | CMD_INTX_OFF);
-	gprintf("tulip: 00:%02x.0 1011:%04x rev %02x io %x\n", dev, devid,
-		pci_conf_read8(0, dev, 0, 8), io);
+	place_bars();
+	pci_conf_write16(0, dev, 0, PCI_COMMAND, CMD_IO | CMD_MEM | CMD_MASTER | CMD_INTX_OFF);
+	gprintf("tulip: 00:%02x.0 1011:%04x rev %02x io %x mem %x\n", dev, devid,
+		pci_conf_read8(0, dev, 0, 8), io, mem);
 	check_registers();
 	check_srom();
 	check_link();
