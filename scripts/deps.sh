@@ -5,11 +5,12 @@ set -euo pipefail
 
 PACKAGES=(
 	# build
-	build-essential cmake pkg-config libjson-c-dev liburing-dev libaio-dev check
+	build-essential cmake pkg-config libjson-c-dev liburing-dev libaio-dev libseccomp-dev check
 	# guest kit and nested rig (Debian kernel + busybox, QEMU for the outer VM)
 	qemu-system-x86 qemu-utils busybox-static cpio xz-utils gzip binutils file
-	# tests: iasl checks our ACPI tables; systemd-analyze verifies the unit
-	acpica-tools systemd
+	# tests: iasl checks our ACPI tables; systemd-analyze verifies and rates the
+	# unit; strace enumerates system calls (docs/sandbox.md)
+	acpica-tools systemd strace
 	# tests: the host's side of the virtio-net cases (ip netns, ping)
 	iproute2 iputils-ping
 	# tests: libFuzzer harnesses (tests/fuzz/run.sh: clang, and its fuzzer and

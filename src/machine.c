@@ -16,6 +16,7 @@
 #include "kestrel/boot.h"
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/tulip.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
@@ -46,10 +47,15 @@ static int machine_open_serial(struct machine *m, char *err, size_t errlen)
 		m->serial_out_fd = STDOUT_FILENO;
 		return 0;
 	case SERIAL_FILE:
-		m->serial_out_fd = open(m->cfg->serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		/* Truncated once: a reboot writes on after the last boot's output. */
+		m->serial_out_fd = sandbox_open(m->cfg->serial_path,
+						O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (m->serial_out_fd < 0) {
-			snprintf(err, errlen, "--serial: %s: %s", m->cfg->serial_path, strerror(errno));
-			return -errno;
+			int e = -m->serial_out_fd;
+
+			m->serial_out_fd = -1;
+			snprintf(err, errlen, "--serial: %s: %s", m->cfg->serial_path, strerror(e));
+			return -e;
 		}
 		m->own_serial_out = true;
 		return 0;
@@ -343,10 +349,10 @@ static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
 static int map_image(const char *path, uint8_t **p, size_t *len)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+	int fd = sandbox_open(path, O_RDONLY | O_CLOEXEC, 0), ret = 0;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fstat(fd, &st) < 0)
 		ret = -errno;
 	else if (!S_ISREG(st.st_mode))

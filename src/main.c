@@ -13,6 +13,7 @@
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
 #include "kestrel/machine.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/vhd.h"
 
 static void usage(FILE *f)
@@ -63,6 +64,7 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	ret = machine_create(&m, cfg, err, sizeof(err));
 	if (ret) {
 		kerr("%s", err[0] ? err : strerror(-ret));
+		sandbox_abort();   /* threads waiting for the seal must be joinable */
 		machine_destroy(&m);
 		*fatal = EXIT_USAGE;
 		return VM_STOP_ERROR;
@@ -73,9 +75,17 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 		ret = vm_start(&m.vm);
 	if (ret) {
 		kerr("starting the VM: %s", strerror(-ret));
+		*fatal = EXIT_VM_ERROR;
+	} else if ((ret = sandbox_seal(err, sizeof(err)))) {
+		/* Everything of the first boot is open and its threads exist. */
+		kerr("%s", err);
+		*fatal = EXIT_USAGE;
+	}
+	if (ret) {
+		sandbox_abort();
+		vm_request_stop_cb(&m.vm, VM_STOP_ERROR, 0);
 		console_stop(&con);
 		machine_destroy(&m);
-		*fatal = EXIT_VM_ERROR;
 		return VM_STOP_ERROR;
 	}
 	control_vm_attach(cv, &m);
@@ -93,6 +103,23 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	gm_retain_next(why == VM_STOP_RESET && cfg->on_reboot == ON_REBOOT_RESTART);
 	machine_destroy(&m);
 	return why;
+}
+
+/* --landlock: the folders of the configured disks (where disk-add may find
+ * more images), as *n malloc'd strings. */
+static char **landlock_dirs(const struct vm_config *cfg, unsigned *n)
+{
+	char **dirs = calloc(cfg->ndisks + 1, sizeof(*dirs));
+
+	*n = 0;
+	for (unsigned i = 0; dirs && i < cfg->ndisks; i++) {
+		const char *p = cfg->disks[i].path, *slash = strrchr(p, '/');
+
+		dirs[*n] = slash ? strndup(p, slash == p ? 1 : (size_t)(slash - p)) : strdup(".");
+		if (dirs[*n])
+			(*n)++;
+	}
+	return dirs;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -119,9 +146,29 @@ static int cmd_run(int argc, char **argv)
 	if (cfg.quiet)
 		log_threshold = LOG_ERR;
 	console_block_signals();
+	/* Before anything is opened or started (docs/sandbox.md). */
+	{
+		unsigned ndirs = 0;
+		char **dirs = cfg.landlock ? landlock_dirs(&cfg, &ndirs) : NULL;
+
+		rc = sandbox_init(&(struct sandbox_opts){ .seccomp = cfg.seccomp, .user = cfg.user,
+							  .landlock = cfg.landlock,
+							  .landlock_dirs = (const char *const *)dirs,
+							  .nlandlock_dirs = ndirs },
+				  err, sizeof(err));
+		for (unsigned i = 0; i < ndirs; i++)
+			free(dirs[i]);
+		free(dirs);
+	}
+	if (rc) {
+		kerr("%s", err);
+		config_free(&cfg);
+		return EXIT_USAGE;
+	}
 	/* The control socket outlives each boot (docs/control.md). */
 	if (control_vm_create(&cv, &cfg, err, sizeof(err))) {
 		kerr("%s", err);
+		sandbox_abort();
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}

@@ -1214,6 +1214,12 @@ START_TEST(socket_paths)
 	ck_assert_int_eq(control_socket_path("./x.sock", buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "./x.sock");
 	ck_assert_int_eq(control_socket_path("web-1", buf, 8), -ENAMETOOLONG);
+	/* systemd's RuntimeDirectory= for a service run as another user
+	 * (kestrel@.service); root keeps /run/kestrel. */
+	setenv("RUNTIME_DIRECTORY", "/run/kestrel-svc:/run/other", 1);
+	ck_assert_int_eq(control_socket_dir(buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, geteuid() == 0 ? "/run/kestrel" : "/run/kestrel-svc");
+	unsetenv("RUNTIME_DIRECTORY");
 }
 END_TEST
 

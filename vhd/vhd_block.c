@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "kestrel/block.h"
+#include "kestrel/sandbox.h"
 #include "vhd_int.h"
 
 struct vbd;
@@ -722,17 +723,10 @@ static void vbd_submit(struct blk_dev *d, struct blk_req *req)
 
 static int vbd_start_worker(struct vbd *b)
 {
-	sigset_t all, old;
-	int ret;
+	int ret = sandbox_thread_start(&b->worker, SANDBOX_IO, "vhd-meta", vbd_worker, b);
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = -pthread_create(&b->worker, NULL, vbd_worker, b);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!ret) {
-		pthread_setname_np(b->worker, "vhd-meta");
+	if (!ret)
 		b->worker_started = true;
-	}
 	return ret;
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "kestrel/block.h"
+#include "kestrel/sandbox.h"
 #include "vhd_int.h"
 
 #define VHD_BM_CACHE_BYTES (64u << 20) /* per image, for partial bitmaps */
@@ -772,13 +773,17 @@ static int image_fd_check(int fd)
 	return 0;
 }
 
+#define IMAGE_OPEN_FLAGS(rdwr) (((rdwr) ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+/* In the worker, what the first boot opened is kept for a reboot
+ * (sandbox_open): a reboot after --user still has it. */
 static int image_open_path(const char *path, bool rdwr)
 {
-	int fd = open(path, (rdwr ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int fd = sandbox_open(path, IMAGE_OPEN_FLAGS(rdwr), 0);
 	int ret;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	ret = image_fd_check(fd);
 	if (ret) {
 		close(fd);
@@ -788,22 +793,24 @@ static int image_open_path(const char *path, bool rdwr)
 }
 
 /* A private descriptor: buffered (no O_DIRECT) and with its own flock; the
- * same file as fd (checked: the path fallback could name another). */
+ * same file as fd (checked: the path fallback could name another). In the
+ * worker, a reboot gets the one kept from the first boot instead
+ * (sandbox_reopen): the same file, though no longer private. */
 static int image_reopen(int fd, const char *path, bool rdwr)
 {
 	struct stat a, b;
-	char proc[64];
-	int nfd;
+	int nfd = sandbox_reopen(fd, path, IMAGE_OPEN_FLAGS(rdwr));
+	int ret;
 
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	nfd = image_open_path(proc, rdwr);
-	if (nfd < 0)
-		nfd = image_open_path(path, rdwr);
 	if (nfd < 0)
 		return nfd;
-	if (fstat(fd, &a) < 0 || fstat(nfd, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+	ret = image_fd_check(nfd);
+	if (!ret && (fstat(fd, &a) < 0 || fstat(nfd, &b) < 0 || a.st_dev != b.st_dev ||
+		     a.st_ino != b.st_ino))
+		ret = -ESTALE;
+	if (ret) {
 		close(nfd);
-		return -ESTALE;
+		return ret;
 	}
 	return nfd;
 }

@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kestrel/sandbox.h"
 #include "vhd_int.h"
 
 #define VHD_CANDIDATES 6
@@ -352,9 +354,17 @@ static bool path_beneath(const char *real, char *const *dirs, int ndirs)
  * renamed in between cannot lead elsewhere). */
 int vhd_parent_open_fd(const char *path, char *const *dirs, int ndirs)
 {
-	char *real = realpath(path, NULL), proc[64], *opened;
+	char *real, proc[64], *opened, key[PATH_MAX + 16];
 	int fd = -1;
 
+	/* In the worker, a reboot takes the parent the first boot checked and
+	 * opened (sandbox_keep): after --user the names may be out of reach. */
+	snprintf(key, sizeof(key), "vhd-parent:%s", path);
+	fd = sandbox_kept(key);
+	if (fd >= 0)
+		return fd;
+	fd = -1;
+	real = realpath(path, NULL);
 	if (!real || !path_beneath(real, dirs, ndirs))
 		goto refuse;
 	fd = open(real, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
@@ -376,6 +386,7 @@ int vhd_parent_open_fd(const char *path, char *const *dirs, int ndirs)
 			goto refuse;
 	}
 	free(real);
+	sandbox_keep(key, fd);
 	return fd;
 refuse:
 	if (fd >= 0)

@@ -24,7 +24,6 @@
  * restarts the transmitter whenever it sees TPS. */
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +32,7 @@
 #include <unistd.h>
 
 #include "kestrel/pci_dma.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/state.h"
 #include "kestrel/vm.h"
 #include "emu.h"
@@ -529,18 +529,17 @@ static void *tulip_thread(void *arg)
 	return NULL;
 }
 
-/* Every signal blocked: signals belong to the main and vCPU threads. */
+/* An I/O thread of the sandbox ("net0-tulip": for ps and the seccomp
+ * report). */
 static int tulip_thread_start(struct tulip *t)
 {
-	sigset_t all, old;
+	char name[32];
 	int ret;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&t->thread, NULL, tulip_thread, t);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	snprintf(name, sizeof(name), "%.8s-tulip", t->name);
+	ret = sandbox_thread_start(&t->thread, SANDBOX_IO, name, tulip_thread, t);
 	t->thread_running = ret == 0;
-	return -ret;
+	return ret;
 }
 
 static void tulip_thread_stop(struct tulip *t)

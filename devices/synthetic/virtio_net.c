@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "kestrel/net.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/state.h"
 #include "kestrel/virtio.h"
 #include "kestrel/virtio_net.h"
@@ -949,18 +950,14 @@ static void *vnet_tx_thread(void *arg)
 	return NULL;
 }
 
-/* Threads start with every signal blocked: signals belong to the main and
- * vCPU threads. */
-static int vnet_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
+/* "net0-rx1": the NIC and the queue pair, for ps and the seccomp report. */
+static int vnet_thread_start(struct virtio_net *n, pthread_t *th, const char *dir, unsigned p,
+			     void *(*fn)(void *), void *arg)
 {
-	sigset_t all, old;
-	int ret;
+	char name[32];
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(th, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return -ret;
+	snprintf(name, sizeof(name), "%.8s-%s%u", n->name, dir, p);
+	return sandbox_thread_start(th, SANDBOX_IO, name, fn, arg);
 }
 
 /* ---- transport callbacks ---- */
@@ -1003,10 +1000,10 @@ static uint64_t vnet_features(unsigned pairs);
 static int vnet_start_threads(struct virtio_net *n)
 {
 	for (unsigned p = 0; p < n->npairs; p++) {
-		if (vnet_thread_start(&n->rx[p].thread, vnet_rx_thread, &n->rx[p]))
+		if (vnet_thread_start(n, &n->rx[p].thread, "rx", p, vnet_rx_thread, &n->rx[p]))
 			return -EAGAIN;
 		n->rx[p].running = true;
-		if (vnet_thread_start(&n->tx[p].thread, vnet_tx_thread, &n->tx[p]))
+		if (vnet_thread_start(n, &n->tx[p].thread, "tx", p, vnet_tx_thread, &n->tx[p]))
 			return -EAGAIN;
 		n->tx[p].running = true;
 	}

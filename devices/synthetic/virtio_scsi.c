@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "kestrel/block.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/scsi_disk.h"
 #include "kestrel/state.h"
 #include "kestrel/virtio.h"
@@ -774,26 +775,16 @@ static void vscsi_cfg_write(void *opaque, unsigned off, unsigned size, uint64_t 
 		s->cfg_cdb_size = v;
 }
 
-/* Threads start with every signal blocked: signals belong to the main and
- * vCPU threads. */
-static int vscsi_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
-{
-	sigset_t all, old;
-	int ret;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(th, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return -ret;
-}
-
 static void vscsi_threads_stop(struct virtio_scsi *s);
 
+/* One I/O thread per request queue ("vscsi-q0"..., sandbox kind io). */
 static int vscsi_threads_start(struct virtio_scsi *s)
 {
 	for (unsigned i = 0; i < s->nreq; i++) {
-		if (vscsi_thread_start(&s->q[i].thread, vscsi_io_thread, &s->q[i])) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "vscsi-q%u", i);
+		if (sandbox_thread_start(&s->q[i].thread, SANDBOX_IO, name, vscsi_io_thread, &s->q[i])) {
 			vscsi_threads_stop(s);
 			return -EAGAIN;
 		}
@@ -1358,7 +1349,9 @@ int virtio_scsi_new(unsigned nqueues, const struct virtio_scsi_disk *disks, unsi
 		else
 			ret = vscsi_add_disk(s, &disks[i], err, errlen);
 	}
-	if (!ret && s->ntimers && vscsi_thread_start(&s->timer_thread, vscsi_timer_thread, s) == 0)
+	/* The timer hot-plugs (it opens disks): a control thread. */
+	if (!ret && s->ntimers && sandbox_thread_start(&s->timer_thread, SANDBOX_CONTROL,
+						       "vscsi-timer", vscsi_timer_thread, s) == 0)
 		s->timer_running = true;
 	if (ret) {
 		vscsi_destroy(s);

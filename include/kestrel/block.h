@@ -198,6 +198,9 @@ struct blk_dev {
 /* Whole-file OFD lock, shared or exclusive: 0, -EBUSY when another holder
  * conflicts (after a short grace period), or -errno. */
 int blk_lock_file(int fd, bool exclusive) WARN_UNUSED;
+/* Give the lock back before close: the description may live on in a
+ * descriptor kept for a reboot (sandbox_open). */
+void blk_unlock_file(int fd);
 
 int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t errlen) WARN_UNUSED;
 /* Validate range/read-only, then hand to the format; done() is always called

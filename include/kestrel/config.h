@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include "kestrel/block.h"
 #include "kestrel/net.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/util.h"
 
 enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
@@ -69,12 +70,16 @@ struct vm_config {
 	bool scsi_controller;     /* the virtio-scsi controller even with no scsi disk */
 	struct config_net *nets;
 	unsigned nnets;
+	enum sandbox_seccomp seccomp; /* --seccomp on|log|off (default on) */
+	char *user;               /* --user: drop to this user once all is open, or NULL */
+	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
 };
 
 /* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit
  * write of V exits with (V << 1) | 1, as QEMU's isa-debug-exit. */
 #define EXIT_USAGE 2        /* bad flags/config/files, before anything starts */
 #define EXIT_VM_ERROR 3     /* triple fault, KVM internal error, unhandled exit */
+/* 4: EXIT_SECCOMP (kestrel/sandbox.h), a thread made a call off its list */
 #define EXIT_TIMEOUT 124    /* --timeout reached (as timeout(1)) */
 
 void config_defaults(struct vm_config *c);

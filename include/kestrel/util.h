@@ -2,6 +2,7 @@
 #ifndef KESTREL_UTIL_H
 #define KESTREL_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,8 @@ void klog(enum log_level lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
 #define kinfo(...) klog(LOG_INFO, __VA_ARGS__)
 #define kwarn(...) klog(LOG_WARN, __VA_ARGS__)
 #define kerr(...) klog(LOG_ERR, __VA_ARGS__)
+/* Whether stderr is the journal (lines then carry a "<N>" priority prefix). */
+bool log_journal_stream(void);
 
 /* Parse "512M", "4G", "1048576", "64K", "2T" into bytes. 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *out) WARN_UNUSED;

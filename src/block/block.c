@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "block_priv.h"
+#include "kestrel/sandbox.h"
 
 #define BLK_SECTOR 512u
 
@@ -23,8 +24,9 @@ static int blk_open_fd(struct blk_dev *d, char *err, size_t errlen)
 {
 	int flags = (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	bool direct = blk_cache_direct(d->opts.cache);
-	int fd = open(d->path, flags | (direct ? O_DIRECT : 0));
-	int e = errno;
+	/* Kept from the first boot: a reboot after --user still has it. */
+	int fd = sandbox_open(d->path, flags | (direct ? O_DIRECT : 0), 0);
+	int e = -fd;
 
 	if (fd >= 0) {
 		d->fd = fd;
@@ -146,6 +148,10 @@ static void blk_free(struct blk_dev *d)
 {
 	if (d->engine)
 		blk_engine_destroy(d->engine);
+	/* The descriptor may share its description (and lock) with one kept
+	 * for a reboot (sandbox_open): closing would not free the image. */
+	if (d->fd >= 0)
+		blk_unlock_file(d->fd);
 	if (d->fd >= 0)
 		close(d->fd);
 	free(d->path);

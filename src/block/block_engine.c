@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "block_priv.h"
+#include "kestrel/sandbox.h"
 
 static void blk_plug_forget(struct blk_engine *e);
 
@@ -351,17 +352,7 @@ bool blk_plug_defer(struct blk_engine *e)
 
 int blk_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
 {
-	sigset_t all, old;
-	int r;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(t, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0)
-		return -r;
-	pthread_setname_np(*t, name);
-	return 0;
+	return sandbox_thread_start(t, SANDBOX_IO, name, fn, arg);
 }
 
 struct blk_pool {

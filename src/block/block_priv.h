@@ -70,11 +70,16 @@ void blk_pool_queue(struct blk_pool *p, struct blk_io *io);
 /* Stop the threads once the queue is empty; free. */
 void blk_pool_destroy(struct blk_pool *p);
 
-/* Start an engine thread with every signal blocked, so signals meant for the
- * vCPU and main threads never land on it. */
+/* Start an engine thread: an I/O thread of the sandbox (sandbox_thread_start:
+ * every signal blocked, so signals meant for the vCPU and main threads never
+ * land on it). */
 int blk_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name) WARN_UNUSED;
 
 /* Engine constructors; on failure a one-line reason in err. */
+/* A ring made with IORING_SETUP_R_DISABLED: allow it only the opcodes the
+ * engine issues (no SQE flags, no more registering), then enable it. */
+struct io_uring;
+int blk_uring_restrict(struct io_uring *ring) WARN_UNUSED;
 int blk_uring_create(unsigned depth, struct blk_engine **out, char *err, size_t errlen) WARN_UNUSED;
 int blk_libaio_create(unsigned depth, struct blk_engine **out, char *err,
 		      size_t errlen) WARN_UNUSED;

@@ -31,3 +31,10 @@ int blk_lock_file(int fd, bool exclusive)
 	}
 	return 0;
 }
+
+void blk_unlock_file(int fd)
+{
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET };
+
+	(void)fcntl(fd, F_OFD_SETLK, &fl);
+}

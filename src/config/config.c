@@ -35,7 +35,7 @@ enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
 	OPT_SCSI_CONTROLLER, OPT_NET,
-	OPT_CONTROL, OPT_HELP, OPT_NR
+	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_HELP, OPT_NR
 };
 
 /* JSON types a key accepts; an integer or a boolean becomes the same text a
@@ -423,6 +423,36 @@ static int opt_control(struct vm_config *c, const char *v, const struct opt_src 
 	return set_path(&c->control, v, src);
 }
 
+/* --seccomp on|log|off (docs/sandbox.md): off is for debugging only. */
+static int opt_seccomp(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	bool on;
+
+	if (strcmp(v, "log") == 0)
+		c->seccomp = SANDBOX_SECCOMP_LOG;
+	else if (parse_bool(v, &on) == 0)
+		c->seccomp = on ? SANDBOX_SECCOMP_ON : SANDBOX_SECCOMP_OFF;
+	else
+		return opt_err(src, "'%s' is not on, log or off", v);
+	return 0;
+}
+
+/* --user NAME: a user name or a numeric uid; looked up at start. */
+static int opt_user(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+	size_t len = strlen(v);
+
+	if (len < 1 || len > 32 || strspn(v, ok) != len || v[0] == '-')
+		return opt_err(src, "'%s' is not a user name or uid", v);
+	return set_string(&c->user, v, src);
+}
+
+static int opt_landlock(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	return set_switch(&c->landlock, v, src);
+}
+
 static bool opt_repeatable(size_t id)
 {
 	return id == OPT_DISK || id == OPT_NET;
@@ -486,6 +516,16 @@ static const struct opt opts[OPT_NR] = {
 		"control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
 		"NAME.sock, /run/kestrel/NAME.sock as root);\n"
 		"none: no socket" },
+	[OPT_SECCOMP] = { "seccomp", "seccomp", JT_STRING | JT_BOOL, true, opt_seccomp,
+		"on|log|off", "system call filters per thread (default on);\n"
+		"log: allow and log what they would refuse;\n"
+		"off: none (debugging only)" },
+	[OPT_USER] = { "user", "user", JT_STRING | JT_INT, true, opt_user, "NAME",
+		"once everything is open, run as this user\n"
+		"(name or uid; needs root) without capabilities" },
+	[OPT_LANDLOCK] = { "landlock", "landlock", JT_BOOL, false, opt_landlock, NULL,
+		"once set up, open files only in the disks'\n"
+		"folders (disk-add) and /proc/self (Linux 5.13+)" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -643,6 +683,9 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_STATS: return a->stats == b->stats;
 	case OPT_SCSI_CONTROLLER: return a->scsi_controller == b->scsi_controller;
 	case OPT_CONTROL: return str_eq(a->control, b->control);
+	case OPT_SECCOMP: return a->seccomp == b->seccomp;
+	case OPT_USER: return str_eq(a->user, b->user);
+	case OPT_LANDLOCK: return a->landlock == b->landlock;
 	default: return true;
 	}
 }
@@ -1083,7 +1126,7 @@ int config_validate(struct vm_config *c, char *err, size_t errlen)
 		return opt_err(VSRC("cpus"), "%u is out of range (1 to %d)", c->cpus,
 			       CONFIG_MAX_CPUS);
 	if (c->serial > SERIAL_NONE || c->boot_entry > BOOT_ENTRY_32 ||
-	    c->on_reboot > ON_REBOOT_EXIT)
+	    c->on_reboot > ON_REBOOT_EXIT || c->seccomp > SANDBOX_SECCOMP_OFF)
 		return plain_err(err, errlen, "internal error: enum out of range in vm_config");
 	ret = mem_validate(c, VSRC("mem"));
 	ret = ret ?: config_validate_files(c, err, errlen);
@@ -1112,7 +1155,9 @@ void config_free(struct vm_config *c)
 	free(c->cmdline);
 	free(c->serial_path);
 	free(c->control);
+	free(c->user);
 	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
+	c->user = NULL;
 	config_disks_free(c);
 	config_nets_free(c);
 }
@@ -1153,7 +1198,8 @@ void config_usage_run(FILE *f)
 		"\n"
 		"Exit status: 0 the guest powered off; 2 bad flags, config or\n"
 		"files; 3 VM error (triple fault, KVM internal error); 124\n"
-		"--timeout reached; (V << 1) | 1 the guest wrote V to the\n"
+		"--timeout reached; 4 a thread made a system call outside its\n"
+		"seccomp list; (V << 1) | 1 the guest wrote V to the\n"
 		"debug-exit port.\n"
 		"Environment: KESTREL_DEBUG=1 logs debug messages.\n");
 }

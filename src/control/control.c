@@ -28,6 +28,7 @@
 #include <json-c/json.h>
 
 #include "kestrel/control.h"
+#include "kestrel/sandbox.h"
 
 #define CTL_READ_CHUNK 16384
 #define CTL_BACKLOG 16
@@ -80,10 +81,16 @@ int control_socket_dir(char *buf, size_t len)
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 	int n;
 
+	const char *rt = getenv("RUNTIME_DIRECTORY");
+
 	/* Root always uses /run/kestrel, so that a root shell (with its own
-	 * XDG_RUNTIME_DIR) finds the VMs systemd started. */
+	 * XDG_RUNTIME_DIR) finds the VMs systemd started. A service run as
+	 * another user (kestrel@.service: User=, RuntimeDirectory=kestrel) gets
+	 * the same place from systemd's RUNTIME_DIRECTORY (its first entry). */
 	if (geteuid() == 0)
 		n = snprintf(buf, len, "/run/kestrel");
+	else if (rt && rt[0] == '/')
+		n = snprintf(buf, len, "%.*s", (int)strcspn(rt, ":"), rt);
 	else if (xdg && xdg[0] == '/')
 		n = snprintf(buf, len, "%s/kestrel", xdg);
 	else
@@ -578,11 +585,9 @@ static void *server_thread(void *arg)
 {
 	struct control_server *s = arg;
 	struct epoll_event evs[32];
-	sigset_t all;
 
-	/* Host signals belong to the console thread, kicks to vCPU threads. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* Host signals belong to the console thread, kicks to vCPU threads:
+	 * sandbox_thread_start blocked them. */
 	for (;;) {
 		bool stop;
 		int n = epoll_wait(s->ep_fd, evs, 32, server_timeout(s));
@@ -676,7 +681,7 @@ int control_server_start(struct control_server **out, const char *path, const ch
 	pthread_mutex_init(&s->lock, NULL);
 	ret = server_setup(s, path, vm_name, err, errlen);
 	if (ret == 0) {
-		ret = -pthread_create(&s->thread, NULL, server_thread, s);
+		ret = sandbox_thread_start(&s->thread, SANDBOX_CONTROL, "control", server_thread, s);
 		if (ret)
 			snprintf(err, errlen, "control socket: thread: %s", strerror(-ret));
 	}

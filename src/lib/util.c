@@ -41,6 +41,11 @@ __attribute__((constructor)) static void log_detect_journal(void)
 				 (unsigned long long)st.st_ino == ino;
 }
 
+bool log_journal_stream(void)
+{
+	return log_to_journal;
+}
+
 static const char *const log_journal_prio[] = {
 	[LOG_DEBUG] = "<7>",
 	[LOG_INFO] = "<6>",

@@ -16,6 +16,7 @@
 #include <linux/if_tun.h>
 
 #include "kestrel/net.h"
+#include "kestrel/sandbox.h"
 
 #define NET_TUN_PATH "/dev/net/tun"
 
@@ -130,15 +131,24 @@ int net_tap_open(struct net_tap *t, const char *ifname, unsigned nqueues, char *
 			       ifname, nqueues, NET_MAX_QUEUES);
 	snprintf(t->ifname, sizeof(t->ifname), "%s", ifname);
 	for (unsigned q = 0; q < nqueues && !ret; q++) {
-		int fd = tap_open_dev(ifname, err, errlen);
+		/* A reboot takes the queue kept from the first boot, already
+		 * attached: TUNSETIFF may need CAP_NET_ADMIN, long gone by then. */
+		char key[64];
+		int fd;
 
+		snprintf(key, sizeof(key), "tap:%s:%u/%u", ifname, q, nqueues);
+		fd = sandbox_kept(key);
+		if (fd < 0 && (fd = tap_open_dev(ifname, err, errlen)) >= 0) {
+			ret = tap_setiff(fd, ifname, nqueues, err, errlen);
+			if (ret == 0)
+				sandbox_keep(key, fd);
+		}
 		if (fd < 0) {
 			ret = fd;
 			break;
 		}
 		t->fd[q] = fd;
 		t->nqueues = q + 1;
-		ret = tap_setiff(fd, ifname, nqueues, err, errlen);
 		ret = ret ?: tap_setup_fd(fd, ifname, err, errlen);
 	}
 	if (ret)

@@ -13,6 +13,7 @@
 
 #include "kestrel/console.h"
 #include "kestrel/devices.h"
+#include "kestrel/sandbox.h"
 
 #define CTRL_A 0x01
 
@@ -131,7 +132,7 @@ int console_start(struct console *con, struct device *uart, const struct vm_ctl 
 		console_raw_tty();
 		con->raw = tio_saved;
 	}
-	if (pthread_create(&con->thread, NULL, console_thread, con))
+	if (sandbox_thread_start(&con->thread, SANDBOX_CONSOLE, "console", console_thread, con))
 		return -EAGAIN;
 	con->running = true;
 	return 0;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "kestrel/board.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/vm.h"
 
 #define SIG_VCPU_KICK SIGUSR1
@@ -298,12 +299,16 @@ int vm_start(struct vm *vm)
 	sigaddset(&set, SIG_VCPU_KICK);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* only vCPU threads take the kick */
 	for (unsigned i = 0; i < vm->ncpus; i++) {
-		int ret = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+		char name[32];
+		int ret;
 
+		snprintf(name, sizeof(name), "vcpu%u", i);
+		ret = sandbox_thread_start(&vm->vcpus[i].thread, SANDBOX_VCPU, name, vcpu_thread,
+					   &vm->vcpus[i]);
 		if (ret) {
 			vm_request_stop_cb(vm, VM_STOP_ERROR, 0);
 			vm_stop_vcpus(vm);
-			return -ret;
+			return ret;
 		}
 		vm->vcpus[i].started = true;
 	}

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "kestrel/cpuid.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/vm.h"
 
 /* Addresses KVM needs for its real-mode/TSS tricks on Intel; inside the PCI
@@ -317,10 +318,12 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
 		return ret;
 	}
 
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	/* Kept from the first boot: a reboot after --user still has it. */
+	vm->kvm_fd = sandbox_open("/dev/kvm", O_RDWR | O_CLOEXEC, 0);
 	if (vm->kvm_fd < 0) {
-		ret = -errno;
-		errf(err, errlen, "/dev/kvm: %s", strerror(errno));
+		ret = vm->kvm_fd;
+		vm->kvm_fd = -1;
+		errf(err, errlen, "/dev/kvm: %s", strerror(-ret));
 		return ret;
 	}
 	ret = vm_check_kvm(vm, ncpus, err, errlen);

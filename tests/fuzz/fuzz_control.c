@@ -99,6 +99,11 @@ void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code)
 	}
 }
 
+struct device *machine_find_device(struct machine *m, const char *id)
+{
+	return dev_list_find(&m->devs, id);
+}
+
 void vm_get_stats(struct vm *vm, struct vm_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -249,12 +254,16 @@ static void machine_boot(uint8_t shape)
 	vm->mmio = (struct bus){ .name = "mmio" };
 	pthread_rwlock_init(&vm->pio.lock, NULL);
 	pthread_rwlock_init(&vm->mmio.lock, NULL);
-	machine.pm = &fake.pm;
+	/* The devices control_vm looks up by id, as machine_create registers them. */
+	CHECK(dev_list_add(&machine.devs, &fake.pm, "pm") == 0);
 	if (shape & 2)
-		machine.vscsi = &fake.scsi;
-	machine.nvnet = (shape >> 2) & 3;
-	for (unsigned i = 0; i < machine.nvnet; i++)
-		machine.vnet[i] = &fake.net[i];
+		CHECK(dev_list_add(&machine.devs, &fake.scsi, "scsi0") == 0);
+	for (unsigned i = 0; i < ((shape >> 2) & 3u); i++) {
+		char id[8];
+
+		snprintf(id, sizeof(id), "net%u", i);
+		CHECK(dev_list_add(&machine.devs, &fake.net[i], id) == 0);
+	}
 	/* The configured disks come back with every boot. */
 	if (shape & 16)
 		for (unsigned i = 0; i < 2; i++)

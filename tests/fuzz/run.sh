@@ -34,7 +34,8 @@ done
 # 16 KiB of spaces).
 case $NAME in
 vhd)
-	SOURCES="vhd/vhd_format.c vhd/vhd_io.c vhd/vhd_parent.c vhd/vhd_build.c src/block/file_lock.c"
+	SOURCES="vhd/vhd_format.c vhd/vhd_io.c vhd/vhd_parent.c vhd/vhd_build.c src/block/file_lock.c
+		 src/sandbox/keep.c src/lib/util.c"
 	LIBS="-lpthread"
 	# -rss_limit_mb: dynamic images may declare 256 MiB blocks (sparse in the memfd).
 	OPTS="-max_len=65536 -rss_limit_mb=4096 -timeout=20" ;;
@@ -50,9 +51,10 @@ control)
 	# The machine below src/control/control_vm.c is faked in the harness itself.
 	SOURCES="src/control/control.c src/control/control_cmd.c src/control/control_vm.c
 		 src/config/config.c src/config/config_disk.c src/config/config_net.c
-		 src/block/block_opts.c src/vm/device.c src/vm/guest_mem.c src/vm/guest_mem_dirty.c
-		 src/control/notify.c src/lib/util.c"
-	LIBS="$(pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -lpthread"
+		 src/block/block_opts.c src/vm/device.c migrate/state.c src/vm/guest_mem.c src/vm/guest_mem_dirty.c
+		 src/control/notify.c src/lib/util.c src/sandbox/sandbox.c src/sandbox/seccomp.c
+		 src/sandbox/privdrop.c src/sandbox/landlock.c src/sandbox/keep.c"
+	LIBS="$(pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -lseccomp -lpthread"
 	OPTS="-max_len=4096 -timeout=20" ;;
 *) usage ;;
 esac
