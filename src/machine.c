@@ -125,7 +125,6 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->vm.ctl), "i8042", err, errlen);
 	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns), "pm",
 				 err, errlen);
-	ret = ret ?: machine_add(m, debug_exit_create(&m->vm.ctl), "debug-exit", err, errlen);
 	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);
 	/* Where guest writes to the read-only BIOS segment go (machine_protect_bios). */
 	ret = ret ?: machine_add(m, sink_create("bios"), "bios", err, errlen);
@@ -137,10 +136,15 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	ret = ret ?: attach(m, BOARD_PORT_I8042_CMD, 1, "i8042", 1, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_ACPI_PM, 12, "pm", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_RESET, 1, "pm", 1, err, errlen);
-	ret = ret ?: attach(m, BOARD_PORT_DEBUG_EXIT, 4, "debug-exit", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_POST, 1, "post", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_PCI_ADDR, 1, "pci-host", 0, err, errlen);
 	ret = ret ?: attach(m, BOARD_PORT_PCI_DATA, 4, "pci-host", 1, err, errlen);
+	/* A guest that may choose the worker's exit status is a test guest:
+	 * without --debug-exit the port is as unknown as any other. */
+	if (!ret && m->cfg->debug_exit) {
+		ret = machine_add(m, debug_exit_create(&m->vm.ctl), "debug-exit", err, errlen);
+		ret = ret ?: attach(m, BOARD_PORT_DEBUG_EXIT, 4, "debug-exit", 0, err, errlen);
+	}
 	/* CONFIG_ADDRESS writes only latch an address: queue them in KVM so a
 	 * config-space access costs one exit (at 0xCFC), not two — guests probe
 	 * config space thousands of times while booting. The 4-byte zone also

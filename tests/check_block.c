@@ -12,6 +12,7 @@
 #include <linux/loop.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1268,6 +1269,70 @@ START_TEST(open_locks)
 }
 END_TEST
 
+/* A FIFO given as a disk is refused at once, read-only too -- whose plain
+ * open(2) waits for a writer forever and so hung disk-add (issue #9) -- as
+ * are character devices. */
+START_TEST(open_fifo_refused)
+{
+	const char *path = tmp_path("fifo");
+	struct blk_opts ro = { .path = path, .aio = BLK_AIO_SYNC, .readonly = true };
+	struct blk_opts rw = { .path = path, .aio = BLK_AIO_SYNC };
+	struct blk_opts null = { .path = "/dev/null", .aio = BLK_AIO_SYNC, .readonly = true };
+	struct blk_dev *d;
+	char err[ERRLEN];
+
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	ck_assert_int_eq(blk_open(&d, &ro, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "fifo: not a regular file or block device"), "%s", err);
+	ck_assert_int_eq(blk_open(&d, &rw, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "fifo: not a regular file or block device"), "%s", err);
+	ck_assert_int_eq(blk_open(&d, &null, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "not a regular file or block device"), "%s", err);
+	unlink(path);
+}
+END_TEST
+
+/* The O_NONBLOCK that keeps a FIFO from hanging the open makes a lease
+ * another process holds fail with EWOULDBLOCK; a regular file is then
+ * waited for as a plain open(2) would: the holder is told (SIGIO), lets go,
+ * and the disk opens. */
+START_TEST(open_waits_for_a_lease)
+{
+	const char *path = tmp_path("leased");
+	struct blk_opts rw = { .path = path, .aio = BLK_AIO_SYNC };
+	int ready[2], status;
+	struct blk_dev *d;
+	char err[ERRLEN], c;
+	pid_t pid;
+
+	make_file(path, MiB(1), NULL);
+	ck_assert_int_eq(pipe(ready), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		sigset_t io;
+		int fd = open(path, O_RDONLY);
+
+		sigemptyset(&io);
+		sigaddset(&io, SIGIO);
+		sigprocmask(SIG_BLOCK, &io, NULL);
+		if (fd < 0 || fcntl(fd, F_SETLEASE, F_WRLCK) < 0)
+			_exit(2);
+		(void)!write(ready[1], "r", 1);
+		if (sigwaitinfo(&io, NULL) != SIGIO)
+			_exit(3);
+		_exit(fcntl(fd, F_SETLEASE, F_UNLCK) < 0 ? 4 : 0);
+	}
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	ck_assert_msg(blk_open(&d, &rw, err, sizeof(err)) == 0, "%s", err);
+	blk_close(d);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "lease holder: %#x", status);
+	close(ready[0]);
+	close(ready[1]);
+}
+END_TEST
+
 START_TEST(open_reports_engine_and_alignment)
 {
 	const char *path = tmp_path("info");
@@ -1423,6 +1488,7 @@ static Suite *block_suite(void)
 	Suite *s = suite_create("block");
 	TCase *data = tcase_create("data"), *eng = tcase_create("engine");
 	TCase *open_tc = tcase_create("open"), *opts = tcase_create("opts");
+	TCase *fifo_tc = tcase_create("open_fifo");
 	int n = ARRAY_SIZE(engines);
 
 	tcase_set_timeout(data, 120);
@@ -1458,7 +1524,12 @@ static Suite *block_suite(void)
 	tcase_add_test(open_tc, open_reports_engine_and_alignment);
 	tcase_add_test(open_tc, probed_raw_guard);
 	tcase_add_test(open_tc, auto_format_pinned);
+	tcase_add_test(open_tc, open_waits_for_a_lease);
 	suite_add_tcase(s, open_tc);
+	/* Before the fix a FIFO hung the open: the timeout ends such a run. */
+	tcase_set_timeout(fifo_tc, 10);
+	tcase_add_test(fifo_tc, open_fifo_refused);
+	suite_add_tcase(s, fifo_tc);
 
 	tcase_add_test(opts, parse_good);
 	tcase_add_test(opts, parse_errors);

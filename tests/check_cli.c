@@ -135,6 +135,7 @@ START_TEST(version_and_help)
 	ck_assert_ptr_nonnull(strstr(out, "--kernel"));
 	ck_assert_ptr_nonnull(strstr(out, "--cpus"));
 	ck_assert_ptr_nonnull(strstr(out, "--scsi-controller"));
+	ck_assert_ptr_nonnull(strstr(out, "--debug-exit"));
 	ck_assert_int_eq(KESTREL("run", "--help"), 0);
 	ck_assert_ptr_nonnull(strstr(out, "--mem"));
 }
@@ -158,6 +159,8 @@ START_TEST(bad_flags)
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--boot-entry", "16"), "--boot-entry");
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--scsi-controller=maybe"),
 			   "--scsi-controller");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--debug-exit=0xf4"),
+			   "--debug-exit");
 	assert_usage_error(KESTREL("run", "--kernel"), "--kernel");
 	assert_usage_error(KESTREL("run"), "--kernel");
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c.on_reboot, ON_REBOOT_RESTART);
 	ck_assert_uint_eq(c.timeout_ms, 0);
 	ck_assert(!c.hugepages && !c.quiet && !c.stats && !c.help && !c.scsi_controller);
+	ck_assert(!c.debug_exit);
 	ck_assert_ptr_null(c.kernel);
 	snprintf(name, sizeof(name), "kestrel-%d", (int)getpid());
 	ck_assert_str_eq(c.name, name);
@@ -179,24 +181,35 @@ START_TEST(test_switch_values)
 }
 END_TEST
 
+/* A switch (the bool at offset field of struct vm_config): off by default,
+ * on with --FLAG, also given twice as =yes and bare, off with =off. */
+static void expect_switch(const char *flag, size_t field)
+{
+	char bare[64], yes[64], off[64];
+	struct vm_config c;
+
+	snprintf(bare, sizeof(bare), "--%s", flag);
+	snprintf(yes, sizeof(yes), "--%s=yes", flag);
+	snprintf(off, sizeof(off), "--%s=off", flag);
+	expect_ok(&c, "--kernel", kernel, NULL);
+	ck_assert(!*(bool *)((char *)&c + field));
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, bare, NULL);
+	ck_assert(*(bool *)((char *)&c + field));
+	config_free(&c);
+	expect_ok(&c, yes, "--kernel", kernel, bare, NULL);
+	ck_assert(*(bool *)((char *)&c + field));
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, off, NULL);
+	ck_assert(!*(bool *)((char *)&c + field));
+	config_free(&c);
+}
+
 /* An empty SCSI controller for disk-add (docs/control.md): a switch like
  * --stats, off by default, repeatable only with the same meaning. */
 START_TEST(test_scsi_controller_flag)
 {
-	struct vm_config c;
-
-	expect_ok(&c, "--kernel", kernel, NULL);
-	ck_assert(!c.scsi_controller);
-	config_free(&c);
-	expect_ok(&c, "--kernel", kernel, "--scsi-controller", NULL);
-	ck_assert(c.scsi_controller);
-	config_free(&c);
-	expect_ok(&c, "--scsi-controller=yes", "--kernel", kernel, "--scsi-controller", NULL);
-	ck_assert(c.scsi_controller);
-	config_free(&c);
-	expect_ok(&c, "--kernel", kernel, "--scsi-controller=off", NULL);
-	ck_assert(!c.scsi_controller);
-	config_free(&c);
+	expect_switch("scsi-controller", offsetof(struct vm_config, scsi_controller));
 	expect_err("--scsi-controller", "not a boolean", "--kernel", kernel,
 		   "--scsi-controller=maybe", NULL);
 	expect_err("--scsi-controller", "('true' and 'false')", "--kernel", kernel,
@@ -428,7 +441,7 @@ START_TEST(test_usage)
 		"--kernel FILE", "--initrd FILE", "--cmdline STR", "--mem SIZE", "--cpus N",
 		"--serial MODE", "--name NAME", "--boot-entry auto|64|32", "--on-reboot restart|exit",
 		"--hugepages", "--quiet", "--stats", "--timeout DURATION", "--config FILE",
-		"--scsi-controller",
+		"--scsi-controller", "--debug-exit",
 		"--help", "default 512M", "124",
 	};
 	char *text = NULL;
@@ -658,21 +671,29 @@ START_TEST(test_json_errors)
 }
 END_TEST
 
-/* "scsi_controller" takes true or false only, and a flag overrides it. */
-START_TEST(test_json_scsi_controller)
+/* A switch's JSON key: true turns it on, the flag's =false off again. */
+static void expect_json_switch(const char *key, const char *flag, size_t field)
 {
-	char text[512];
+	char text[512], off[64];
 	struct vm_config c;
 	const char *path;
 
-	snprintf(text, sizeof(text), "{\"kernel\": \"%s\", \"scsi_controller\": true}", kernel);
+	snprintf(text, sizeof(text), "{\"kernel\": \"%s\", \"%s\": true}", kernel, key);
+	snprintf(off, sizeof(off), "--%s=false", flag);
 	path = json_file(tmpdir, text);
 	expect_ok(&c, "--config", path, NULL);
-	ck_assert(c.scsi_controller);
+	ck_assert(*(bool *)((char *)&c + field));
 	config_free(&c);
-	expect_ok(&c, "--config", path, "--scsi-controller=false", NULL);
-	ck_assert(!c.scsi_controller);
+	expect_ok(&c, "--config", path, off, NULL);
+	ck_assert(!*(bool *)((char *)&c + field));
 	config_free(&c);
+}
+
+/* "scsi_controller" takes true or false only, and a flag overrides it. */
+START_TEST(test_json_scsi_controller)
+{
+	expect_json_switch("scsi_controller", "scsi-controller",
+			   offsetof(struct vm_config, scsi_controller));
 	expect_json_err("{\"scsi_controller\": \"yes\"}",
 			"\"scsi_controller\": expected true or false", "a string");
 	expect_json_err("{\"scsi_controller\": 1}",
@@ -681,6 +702,24 @@ START_TEST(test_json_scsi_controller)
 			"\"scsi_controller\": expected true or false", "null");
 	expect_json_err("{\"scsi-controller\": true}", "unknown key \"scsi-controller\"",
 			"did you mean \"scsi_controller\"");
+}
+END_TEST
+
+/* The debug-exit port is for test guests only (issue #9): off unless asked
+ * for, by flag or by the JSON key, and a flag can turn a file's off again. */
+START_TEST(test_debug_exit_flag)
+{
+	expect_switch("debug-exit", offsetof(struct vm_config, debug_exit));
+	expect_err("--debug-exit", "not a boolean", "--kernel", kernel, "--debug-exit=0xf4", NULL);
+	expect_err("--debug-exit", "('true' and 'no')", "--kernel", kernel, "--debug-exit",
+		   "--debug-exit=no", NULL);
+	expect_err("--debug-exti", "did you mean --debug-exit?", "--kernel", kernel,
+		   "--debug-exti", NULL);
+	expect_json_switch("debug_exit", "debug-exit", offsetof(struct vm_config, debug_exit));
+	expect_json_err("{\"debug_exit\": 244}", "\"debug_exit\": expected true or false",
+			"an integer");
+	expect_json_err("{\"debug-exit\": true}", "unknown key \"debug-exit\"",
+			"did you mean \"debug_exit\"");
 }
 END_TEST
 
@@ -850,6 +889,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_flags_equals_form);
 	tcase_add_test(tc, test_switch_values);
 	tcase_add_test(tc, test_scsi_controller_flag);
+	tcase_add_test(tc, test_debug_exit_flag);
 	tcase_add_test(tc, test_cmdline_values);
 	tcase_add_loop_test(tc, test_mem_good, 0, ARRAY_SIZE(mem_good));
 	tcase_add_loop_test(tc, test_mem_bad, 0, ARRAY_SIZE(mem_bad));

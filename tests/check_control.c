@@ -39,6 +39,8 @@ struct fake_vm {
 	const char *dirty_action;
 	int ticks;
 	const char *fail_code;   /* every op fails with this when set */
+	bool defer;              /* disk-add/-remove answer later, through pending */
+	struct control_pending *pending;
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
@@ -117,21 +119,36 @@ static int f_stats(void *o, json_object *ret, struct control_error *e)
 	return fake_enter(F_STATS, e);
 }
 
-static int f_add(void *o, const struct control_disk_req *d, json_object *ret,
-		 struct control_error *e)
+/* With fake.defer the command is taken over: the test answers it later. */
+static int fake_defer(struct control_call *call, struct control_error *e)
+{
+	struct control_pending *p = control_defer(call);
+
+	if (!p)
+		return control_fail(e, CTL_E_INTERNAL, "cannot defer");
+	pthread_mutex_lock(&fake.lock);
+	fake.pending = p;
+	pthread_mutex_unlock(&fake.lock);
+	return 0;
+}
+
+static int f_add(void *o, const struct control_disk_req *d, struct control_call *call,
+		 json_object *ret, struct control_error *e)
 {
 	(void)o;
 	fake.last_disk = *d;
 	snprintf(fake.last_path, sizeof(fake.last_path), "%s", d->path);
 	json_object_object_add(ret, "target", json_object_new_int(d->target < 0 ? 0 : d->target));
-	return fake_enter(F_ADD, e);
+	return fake_enter(F_ADD, e) ?: fake.defer ? fake_defer(call, e) : 0;
 }
 
-static int f_remove(void *o, unsigned t, struct control_error *e)
+static int f_remove(void *o, unsigned t, struct control_call *call, json_object *ret,
+		    struct control_error *e)
 {
 	(void)o;
+	(void)ret;
 	fake.last_target = t;
-	return fake_enter(F_REMOVE, e);
+	return fake_enter(F_REMOVE, e) ?: fake.defer ? fake_defer(call, e) : 0;
 }
 
 static int f_net(void *o, const char *dev, bool up, struct control_error *e)
@@ -173,6 +190,8 @@ static void fake_reset(void)
 	fake.state = "running";
 	fake.fail_code = NULL;
 	fake.ticks = 0;
+	fake.defer = false;
+	fake.pending = NULL;
 	pthread_mutex_unlock(&fake.lock);
 }
 
@@ -990,6 +1009,104 @@ START_TEST(server_half_close_and_tick)
 }
 END_TEST
 
+/* The request the fake took over (waits up to 5 s for it), handed to the test. */
+static struct control_pending *take_pending(void)
+{
+	struct control_pending *p = NULL;
+
+	for (int i = 0; i < 500 && !p; i++) {
+		pthread_mutex_lock(&fake.lock);
+		p = fake.pending;
+		fake.pending = NULL;
+		pthread_mutex_unlock(&fake.lock);
+		if (!p)
+			usleep(10000);
+	}
+	ck_assert_msg(p, "the command was never taken over");
+	return p;
+}
+
+static int fake_ticks(void)
+{
+	int n;
+
+	pthread_mutex_lock(&fake.lock);
+	n = fake.ticks;
+	pthread_mutex_unlock(&fake.lock);
+	return n;
+}
+
+static void expect_reply_id(struct reader *r, const char *id, const char *member)
+{
+	json_object *o = read_reply(r, 5000), *v;
+
+	ck_assert_msg(o, "no reply %s", id);
+	ck_assert_msg(json_object_object_get_ex(o, "id", &v) && !strcmp(json_object_get_string(v), id),
+		      "reply %s out of order: %s", id, json_object_to_json_string(o));
+	ck_assert_msg(json_object_object_get_ex(o, member, NULL), "reply %s: %s", id,
+		      json_object_to_json_string(o));
+	json_object_put(o);
+}
+
+/* A command that answers later (disk-add opening a slow file, issue #9): while
+ * it is pending the control thread serves another client and keeps calling
+ * tick (the watchdog); the waiting client's next request is answered after
+ * the deferred reply, which carries the request's id and comes before the
+ * event raised after it; an error can come later too; a client that leaves
+ * while waiting costs nothing. */
+START_TEST(server_deferred_reply)
+{
+	struct control_server *s = start_server();
+	struct reader *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	struct control_error e = { .code = CTL_E_FAILED };
+	struct control_pending *p;
+	json_object *ret, *o;
+	int ticks;
+
+	fake.defer = true;
+	a->fd = sock_connect(sock_path);
+	b->fd = sock_connect(sock_path);
+	send_str(a->fd, "{\"id\":\"a1\",\"command\":\"disk-add\",\"arguments\":{\"path\":\"/slow\"}}\n"
+		 "{\"id\":\"a2\",\"command\":\"query-status\"}\n");
+	p = take_pending();
+	/* Nothing blocks meanwhile: b is answered, tick goes on. */
+	ticks = fake_ticks();
+	send_str(b->fd, "{\"id\":\"b1\",\"command\":\"query-status\"}\n");
+	expect_reply_id(b, "b1", "return");
+	for (int i = 0; i < 500 && fake_ticks() <= ticks + 2; i++)
+		usleep(10000);
+	ck_assert_int_gt(fake_ticks(), ticks + 2);
+	ck_assert_ptr_null(read_json(a, 100));      /* a waits for a1 */
+	ret = json_object_new_object();
+	json_object_object_add(ret, "target", json_object_new_int(3));
+	control_pending_done(p, ret, NULL);
+	control_event(s, CTL_EV_DEVICE_ADDED, NULL);
+	o = read_json(a, 5000);
+	ck_assert_msg(o && json_object_object_get_ex(o, "return", &ret) &&
+		      json_object_get_int(json_object_object_get(ret, "target")) == 3 &&
+		      !strcmp(json_object_get_string(json_object_object_get(o, "id")), "a1"),
+		      "deferred reply: %s", o ? json_object_to_json_string(o) : "none");
+	json_object_put(o);
+	expect_reply_id(a, "a2", "return");
+	/* A deferred error, on disk-remove. */
+	send_str(a->fd, "{\"id\":\"a3\",\"command\":\"disk-remove\",\"arguments\":{\"target\":2}}\n");
+	snprintf(e.message, sizeof(e.message), "late failure");
+	control_pending_done(take_pending(), NULL, &e);
+	expect_reply_id(a, "a3", "error");
+	/* Gone while waiting: the reply goes nowhere, the server lives on. */
+	send_str(b->fd, "{\"id\":\"b2\",\"command\":\"disk-add\",\"arguments\":{\"path\":\"/x\"}}\n");
+	p = take_pending();
+	close(b->fd);
+	usleep(50000);
+	control_pending_done(p, NULL, NULL);
+	assert_alive();
+	close(a->fd);
+	free(a);
+	free(b);
+	control_server_stop(s, 100);
+}
+END_TEST
+
 /* Random bytes, truncated and mutated requests, wrong types and huge lines:
  * every line gets exactly one reply, and the server lives on. */
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
@@ -1469,6 +1586,7 @@ int main(void)
 	tcase_add_test(srv, server_slow_and_vanishing_clients);
 	tcase_add_test(srv, server_events_in_order);
 	tcase_add_test(srv, server_half_close_and_tick);
+	tcase_add_test(srv, server_deferred_reply);
 	tcase_add_test(srv, server_fuzz_stream);
 	tcase_add_test(srv, notify_protocol);
 	tcase_add_test(srv, socket_paths);

@@ -501,19 +501,20 @@ START_TEST(device_thread_off_its_list)
 		return;
 	p = vscsi_payload();
 	snprintf(disk, sizeof(disk), "path=%s,bus=scsi", img);
-	rc = WORKER(KESTREL_TEST_BIN, "vscsi-q0", "--kernel", p, "--cmdline", "disks=1 malformed=0",
-		    "--disk", disk, "--timeout", "60s", "--control", "none");
+	rc = WORKER(KESTREL_TEST_BIN, "vscsi-q0", "--kernel", p, "--debug-exit", "--cmdline",
+		    "disks=1 malformed=0", "--disk", disk, "--timeout", "60s", "--control", "none");
 	ck_assert_msg(rc == EXIT_SECCOMP, "status %d; stderr: %s", rc, errb);
 	ck_assert_msg(strstr(errb, "kestrel: error: seccomp: thread io (vscsi-q0) made a forbidden "
 			     "system call execve (nr 59)"), "%s", errb);
-	rc = WORKER(KESTREL_TEST_BIN, "vscsi-q0", "--seccomp", "off", "--kernel", p, "--cmdline",
-		    "disks=1 malformed=0", "--disk", disk, "--timeout", "60s", "--control", "none");
+	rc = WORKER(KESTREL_TEST_BIN, "vscsi-q0", "--seccomp", "off", "--kernel", p, "--debug-exit",
+		    "--cmdline", "disks=1 malformed=0", "--disk", disk, "--timeout", "60s", "--control",
+		    "none");
 	ck_assert_msg(rc == 1 && strstr(outb, "RESULT: PASS"), "--seccomp off: status %d: %s", rc,
 		      errb);
 	ck_assert(!strstr(errb, "forbidden"));
 	/* The product binary has no hook. */
-	rc = WORKER(KESTREL_BIN, "vscsi-q0", "--kernel", p, "--cmdline", "disks=1 malformed=0",
-		    "--disk", disk, "--timeout", "60s", "--control", "none");
+	rc = WORKER(KESTREL_BIN, "vscsi-q0", "--kernel", p, "--debug-exit", "--cmdline",
+		    "disks=1 malformed=0", "--disk", disk, "--timeout", "60s", "--control", "none");
 	ck_assert_msg(rc == 1 && strstr(outb, "RESULT: PASS"), "status %d: %s", rc, errb);
 	unlink(img);
 }
@@ -535,7 +536,7 @@ START_TEST(first_boot_threads_off_their_list)
 	p = vscsi_payload();
 	snprintf(disk, sizeof(disk), "path=%s,bus=scsi", img);
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		int rc = WORKER(KESTREL_TEST_BIN, t[i].thread, "--kernel", p, "--cmdline",
+		int rc = WORKER(KESTREL_TEST_BIN, t[i].thread, "--kernel", p, "--debug-exit", "--cmdline",
 				"disks=1 malformed=0", "--disk", disk, "--timeout", "60s");
 
 		snprintf(want, sizeof(want), "thread %s (%s) made a forbidden system call execve",

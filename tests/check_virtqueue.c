@@ -1,10 +1,14 @@
 /* Split virtqueue walking on crafted rings: plain and indirect chains, used
  * ring and interrupt suppression (flags, EVENT_IDX), 16-bit index wrap, and
  * every kind of nonsense a guest can write (loops, addresses outside RAM,
- * oversized lengths, bad indices, misordered or nested descriptors). */
+ * oversized lengths, bad indices, misordered or nested descriptors); and a
+ * reset on another thread while a pop is under way. */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <string.h>
+#include <time.h>
 
 #include "kestrel/virtio.h"
 
@@ -429,6 +433,76 @@ START_TEST(reset_clears_broken)
 }
 END_TEST
 
+/* This suite builds its own devices/synthetic/virtqueue.c with
+ * KESTREL_VQ_TEST_HOOKS (CMakeLists.txt), whose vq_pop calls this hook after
+ * it found the queue ready and before it reads the rings. */
+extern void (*vq_test_pop_hook)(struct virtq *vq);
+
+static sem_t pop_paused, pop_go, reset_done;
+static struct vq_elem race_elem;
+static int race_pop;
+
+static void pause_pop(struct virtq *q)
+{
+	(void)q;
+	sem_post(&pop_paused);
+	sem_wait(&pop_go);
+}
+
+static void *race_popper(void *arg)
+{
+	(void)arg;
+	race_pop = pop(&race_elem);
+	return NULL;
+}
+
+static void *race_resetter(void *arg)
+{
+	(void)arg;
+	vq_reset(&vq);   /* what a vCPU thread does for device_status = 0 */
+	sem_post(&reset_done);
+	return NULL;
+}
+
+/* An I/O thread in vq_pop has seen the queue ready when a vCPU thread
+ * resets it (issue #9). Without vq->lock in vq_pop the reset went through at
+ * once and the pop went on with the cleared rings: a NULL dereference. Now
+ * the reset waits until the pop is done, and the pop takes its chain whole
+ * from the rings it started on. */
+START_TEST(reset_waits_for_pop)
+{
+	struct timespec t;
+	pthread_t popper, resetter;
+
+	desc(0, BUF, 16, VIRTQ_DESC_F_NEXT, 1);
+	desc(1, BUF + 0x100, 32, VIRTQ_DESC_F_WRITE, 0);
+	avail_add(0);
+	sem_init(&pop_paused, 0, 0);
+	sem_init(&pop_go, 0, 0);
+	sem_init(&reset_done, 0, 0);
+	vq_test_pop_hook = pause_pop;
+	ck_assert_int_eq(pthread_create(&popper, NULL, race_popper, NULL), 0);
+	sem_wait(&pop_paused);
+	ck_assert_int_eq(pthread_create(&resetter, NULL, race_resetter, NULL), 0);
+	/* A reset that does not wait finishes now; give it a second to. */
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += 1;
+	ck_assert_msg(sem_timedwait(&reset_done, &t) != 0,
+		      "the queue was reset while vq_pop was using it");
+	sem_post(&pop_go);
+	pthread_join(popper, NULL);
+	pthread_join(resetter, NULL);
+	vq_test_pop_hook = NULL;
+	ck_assert_int_eq(race_pop, 1);
+	ck_assert_uint_eq(race_elem.head, 0);
+	ck_assert_uint_eq(race_elem.out_len, 16);
+	ck_assert_uint_eq(race_elem.in_len, 32);
+	ck_assert(!vq.ready);
+	ck_assert_int_eq(pop(&race_elem), 0);
+	ck_assert(!vq_push(&vq, 0, 32));   /* a late completion writes nothing */
+}
+END_TEST
+
 START_TEST(iov_helpers)
 {
 	uint8_t a[4], b[6], c[8], out[18];
@@ -522,6 +596,7 @@ static Suite *virtqueue_suite(void)
 	tcase_add_test(tc, indirect_table_outside_ram);
 	tcase_add_test(tc, indirect_next_out_of_table);
 	tcase_add_test(tc, reset_clears_broken);
+	tcase_add_test(tc, reset_waits_for_pop);
 	tcase_add_test(tc, iov_helpers);
 	tcase_add_test(tc, dirty_log_sees_device_writes);
 	suite_add_tcase(s, tc);

@@ -45,6 +45,9 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # run_case NAME EXPECTED_RC PATTERNS... -- KESTREL_ARGS...
+# The payloads (and the kit's kestrel.run=exitcode) report their verdict
+# through the debug-exit port, so the worker gets --debug-exit unless
+# DEBUG_EXIT is set (empty: without it).
 # Each PATTERN is an extended regex that must match a line of the guest's
 # output; a leading '!' means it must NOT match; '2x:' that it matches at least twice; a leading 'stderr:' checks
 # the worker's stderr instead (only for what the worker itself must report).
@@ -155,7 +158,8 @@ run_case() {
 	echo "$name" | grep -Eq -- "$filter" || return 0
 	for attempt in 1 2; do
 		t0=$(now_ms)
-		"$KESTREL" run --serial stdio --on-reboot "${ON_REBOOT:-exit}" "$@" \
+		# shellcheck disable=SC2086 # an empty DEBUG_EXIT is no argument
+		"$KESTREL" run --serial stdio --on-reboot "${ON_REBOOT:-exit}" ${DEBUG_EXIT---debug-exit} "$@" \
 			</dev/null >"$out/$name.log" 2>"$out/$name.err" &
 		reap_worker $! "$(timeout_of "$@")"
 		t1=$(now_ms)
@@ -205,7 +209,13 @@ linux_case() {
 if [ $do_payloads = 1 ]; then
 	P=$PAYLOADS
 	run_case payload-exit0 1 -- --kernel "$P/exit0.bin" --timeout 60s
-	run_case payload-hello 11 "hello from ring 3 \(cpl=3 iopl=[03]\)" "RESULT: PASS" -- --kernel "$P/hello.bin" --cmdline "code=5" --timeout 60s
+	run_case payload-hello 11 "hello from ring 3 \(cpl=3 iopl=[03]\)" "RESULT: PASS" "!still running after the debug-exit" -- --kernel "$P/hello.bin" --cmdline "code=5" --timeout 60s
+	# Without --debug-exit the port is not decoded (issue #9): the guest's
+	# write is ignored, it goes on and resets the board (--on-reboot exit: 0).
+	DEBUG_EXIT=
+	run_case payload-debug-exit-off 0 "^exit code 5$" "^hello: still running after the debug-exit write" -- \
+		--kernel "$P/hello.bin" --cmdline "code=5 reset=1" --timeout 60s
+	unset DEBUG_EXIT
 	run_case payload-uart 1 "RESULT: PASS" "!FAIL" -- --kernel "$P/uart.bin" --timeout 60s
 	run_case payload-pci 1 "RESULT: PASS" "pci 00:00\.0 8086:1237" "!FAIL" -- --kernel "$P/pci.bin" --timeout 60s
 	run_case payload-acpi-poweroff 0 "cpus=2" "!FAIL" -- --kernel "$P/acpi.bin" --cpus 2 --timeout 60s
@@ -480,6 +490,7 @@ fi
 # notifications a stand-in for systemd receives (tests/notify-listen.c).
 NOTIFY_LISTEN=${NOTIFY_LISTEN:-$(first_of "$root/build/notify-listen" "$here/notify-listen" /work/notify-listen)}
 UNIT=${KESTREL_UNIT:-$(first_of "$root/scripts/systemd/kestrel@.service" "$here/kestrel@.service" /work/kestrel@.service)}
+LEASE_HOLD=${LEASE_HOLD:-$(first_of "$root/build/lease-hold" "$here/lease-hold" /work/lease-hold)}
 
 ctl() { "$KESTREL" ctl "$@"; }
 has() { grep -Eq -- "$2" "$1"; }                   # has FILE REGEX
@@ -707,7 +718,7 @@ ctl_notify_case() {
 # on success; --timeout ends a running guest with 124 and one line.
 ctl_ci_case() {
 	case_begin payload-ci-mode || return 0
-	"$KESTREL" run --kernel "$P/hello.bin" --cmdline code=5 --quiet --timeout 60s </dev/null >"$out/ci.out" 2>"$out/ci.err"
+	"$KESTREL" run --kernel "$P/hello.bin" --cmdline code=5 --debug-exit --quiet --timeout 60s </dev/null >"$out/ci.out" 2>"$out/ci.err"
 	rc=$?
 	expect "hello: exit $rc, want 11" [ $rc = 11 ]
 	expect "hello: no guest output" has "$out/ci.out" "hello from ring 3"
@@ -721,8 +732,58 @@ ctl_ci_case() {
 	case_end "$out/ci.out" "$out/ci.err" "$out/ci2.err"
 }
 
+# disk-add opens its file off the control thread (issue #9): a FIFO is
+# refused at once (a read-only one used to hang the worker's control
+# thread for good), and while an open waits -- on a lease another process
+# holds, as a file server's would -- query-status is answered and the add
+# is still pending; once the lease is let go the disk is added.
+ctl_disk_open_case() {
+	n=ctl-dko-$$
+	case_begin payload-ctl-disk-open || return 0
+	if [ ! -x "$LEASE_HOLD" ]; then
+		echo "SKIP: payload-ctl-disk-open: no lease-hold helper"
+		return 0
+	fi
+	dd if=/dev/zero of="$out/dko.img" bs=1M count=4 2>/dev/null
+	rm -f "$out/dko.fifo"
+	mkfifo "$out/dko.fifo"
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=500" --scsi-controller --timeout 120s
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 1$"
+	ctl "$n" disk-add "$out/dko.fifo" readonly=true >"$out/dko.add0" 2>&1
+	expect "disk-add of a FIFO: $(tr '\n' ' ' <"$out/dko.add0")" has "$out/dko.add0" \
+		"not a regular file or block device \\(failed\\)"
+	: >"$out/dko.lease"
+	"$LEASE_HOLD" "$out/dko.img" >"$out/dko.lease" 2>&1 &
+	lpid=$!
+	wait_for 10 has "$out/dko.lease" "^held$"
+	if has "$out/dko.lease" "^held$"; then
+		ctl "$n" disk-add "$out/dko.img" target=5 >"$out/dko.add" 2>&1 &
+		apid=$!
+		expect "the worker's open never reached the lease" wait_for 20 has "$out/dko.lease" "^break$"
+		ctl "$n" query-status >"$out/dko.st" 2>&1
+		expect "query-status while disk-add waits: $(tr '\n' ' ' <"$out/dko.st")" has "$out/dko.st" "^state: running$"
+		expect "disk-add answered while its open still waited" pid_running $apid
+		kill -TERM $lpid
+		wait $apid
+		expect "disk-add after the lease was let go: $(tr '\n' ' ' <"$out/dko.add")" has "$out/dko.add" "^target: 5$"
+		ctl "$n" query-vm --json >"$out/dko.vm" 2>&1
+		expect "query-vm does not list the disk" has "$out/dko.vm" '"target":5,"path":"[^"]*dko.img"'
+		expect "disk-remove failed" ctl "$n" disk-remove 5
+	else
+		echo "note: payload-ctl-disk-open: no file lease here ($(cat "$out/dko.lease")); the slow-open half is skipped"
+	fi
+	kill -TERM $lpid 2>/dev/null
+	wait $lpid 2>/dev/null
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/dko.lease" "$out/dko.add"
+}
+
 if [ $do_payloads = 1 ]; then
 	with_retry ctl_payload_case
+	with_retry ctl_disk_open_case
 	with_retry ctl_reset_case
 	with_retry ctl_notify_case
 	with_retry ctl_ci_case
@@ -1073,7 +1134,7 @@ net_payload_vlan_case() {
 	net_addr kvv0
 	expect "no 802.1Q interface (8021q module?) and no vlan-peer" net_vlans kvv0 5 7
 	: >"$out/$n.log"
-	"$out/kestrel-ns" run --serial stdio --kernel "$P/$2.bin" --timeout 90s --stats \
+	"$out/kestrel-ns" run --serial stdio --kernel "$P/$2.bin" --debug-exit --timeout 90s --stats \
 		--cmdline "ip=10.0.5.2 peer=10.0.5.1 mrg=1 csum=1 filter=0 probe=7 expect=0 listen_ms=8000" \
 		--net "tap=kvv0,vlan=5,mac=52:54:00:12:34:58$3" </dev/null >"$out/$n.log" 2>"$out/$n.err" &
 	kpid=$!

@@ -18,7 +18,7 @@ ROUNDS=${ROUNDS:-"k2 q2 k2 q2"}
 P=${PAYLOADS:-/payloads}
 args="period_ms=20 count=100"
 run_k() {
-	kestrel run --kernel "$P/counter.bin" --cmdline "$args" --cpus "$1" --timeout 60s \
+	kestrel run --kernel "$P/counter.bin" --debug-exit --cmdline "$args" --cpus "$1" --timeout 60s \
 		--serial stdio </dev/null >/work/probe.out 2>/work/probe.err
 }
 run_q() {

@@ -17,6 +17,11 @@ grep -q "^ExecStart=$kestrel run --config /etc/kestrel/%i.json" "$dir/kestrel@.s
 	echo "FAIL: unexpected ExecStart in $unit"
 	exit 1
 }
+# A production VM never lets its guest pick the worker's exit status.
+if grep -q -- "^Exec.*--debug-exit" "$dir/kestrel@.service"; then
+	echo "FAIL: $unit passes --debug-exit"
+	exit 1
+fi
 # verify prints problems and exits non-zero on errors; warnings are failures too.
 if ! msg=$(systemd-analyze verify "$dir/kestrel@ci-test.service" 2>&1); then
 	echo "FAIL: systemd-analyze verify: $msg"

@@ -207,7 +207,7 @@ static void vpci_reset(struct virtio_dev *t)
 
 		vq_reset(&t->vq[q]);
 		vq->size = t->info.queue_size;
-		vq->enabled = false;
+		__atomic_store_n(&vq->enabled, false, __ATOMIC_RELEASE);
 		vq->desc = vq->driver = vq->device = 0;
 	}
 	vpci_drain_kicks(t);
@@ -289,7 +289,9 @@ static void vpci_queue_enable(struct virtio_dev *t, unsigned q)
 		virtio_set_needs_reset(t, "queue enabled with an invalid size or ring address");
 		return;
 	}
-	vq->enabled = true;
+	/* Device threads read it without dev.lock (virtio_queue_enabled); the
+	 * ring state itself they read under the queue's lock. */
+	__atomic_store_n(&vq->enabled, true, __ATOMIC_RELEASE);
 }
 
 static struct vpci_queue *vpci_selected(struct virtio_dev *t)
@@ -817,7 +819,7 @@ struct virtq *virtio_queue(struct virtio_dev *t, unsigned q)
 
 bool virtio_queue_enabled(const struct virtio_dev *t, unsigned q)
 {
-	return q < t->info.num_queues && t->q[q].enabled;
+	return q < t->info.num_queues && __atomic_load_n(&t->q[q].enabled, __ATOMIC_ACQUIRE);
 }
 
 int virtio_queue_kick_fd(const struct virtio_dev *t, unsigned q)

@@ -23,7 +23,7 @@
 struct vpci_queue {
 	uint16_t size;             /* what the driver chose (default: the maximum) */
 	uint16_t vector;           /* MSI-X vector or VIRTIO_MSI_NO_VECTOR */
-	bool enabled;
+	bool enabled;              /* written under dev.lock, read by device threads */
 	uint64_t desc, driver, device;
 	int kick_fd;
 	unsigned ioeventfd_len;    /* 0: not registered, else len + 1 */

@@ -1026,7 +1026,10 @@ static int vscsi_attach(struct virtio_scsi *s, unsigned target, struct blk_dev *
 	return 0;
 }
 
-static int vscsi_detach(struct virtio_scsi *s, unsigned target, char *err, size_t errlen)
+/* Take the target off the bus: new requests get BAD_TARGET, the driver is
+ * told. The disk stays open for the requests holding it. */
+static int vscsi_detach(struct virtio_scsi *s, unsigned target, struct vscsi_target **out,
+			char *err, size_t errlen)
 {
 	struct vscsi_target *t = NULL;
 
@@ -1043,36 +1046,48 @@ static int vscsi_detach(struct virtio_scsi *s, unsigned target, char *err, size_
 		snprintf(err, errlen, "virtio-scsi: no disk at target %u", target);
 		return -ENOENT;
 	}
-	/* Requests already holding the target finish on the old disk. */
+	*out = t;
+	return 0;
+}
+
+/* Requests already holding a detached target finish on its disk; then it
+ * is closed. Touches only t, so the controller may be gone by now. */
+void virtio_scsi_target_close(struct vscsi_target *t)
+{
+	if (!t)
+		return;
 	while (atomic_load(&t->inflight))
 		usleep(100);
 	blk_close(t->blk);
 	free(t);
-	return 0;
+}
+
+static struct virtio_scsi *vscsi_of(struct device *dev, char *err, size_t errlen)
+{
+	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+
+	if (!s)
+		snprintf(err, errlen, "not a virtio-scsi controller");
+	return s;
 }
 
 int virtio_scsi_attach_disk(struct device *dev, unsigned target, struct blk_dev *blk, char *err,
 			    size_t errlen)
 {
-	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+	struct virtio_scsi *s = vscsi_of(dev, err, errlen);
 
-	if (!s) {
-		snprintf(err, errlen, "not a virtio-scsi controller");
-		return -ENODEV;
-	}
-	return vscsi_attach(s, target, blk, err, errlen);
+	return s ? vscsi_attach(s, target, blk, err, errlen) : -ENODEV;
 }
 
 int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_opts *o, char *err,
 			size_t errlen)
 {
+	struct virtio_scsi *s = vscsi_of(dev, err, errlen);
 	struct blk_dev *blk;
 	int ret;
 
-	if (!virtio_device_model(dev, VIRTIO_ID_SCSI)) {
-		snprintf(err, errlen, "not a virtio-scsi controller");
+	if (!s)
 		return -ENODEV;
-	}
 	if (target >= VIRTIO_SCSI_MAX_TARGETS) {
 		snprintf(err, errlen, "virtio-scsi: target %u out of range (0 to %u)", target,
 			 VIRTIO_SCSI_MAX_TARGETS - 1);
@@ -1087,15 +1102,22 @@ int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_op
 	return ret;
 }
 
+int virtio_scsi_detach(struct device *dev, unsigned target, struct vscsi_target **out, char *err,
+		       size_t errlen)
+{
+	struct virtio_scsi *s = vscsi_of(dev, err, errlen);
+
+	return s ? vscsi_detach(s, target, out, err, errlen) : -ENODEV;
+}
+
 int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t errlen)
 {
-	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+	struct vscsi_target *t;
+	int ret = virtio_scsi_detach(dev, target, &t, err, errlen);
 
-	if (!s) {
-		snprintf(err, errlen, "not a virtio-scsi controller");
-		return -ENODEV;
-	}
-	return vscsi_detach(s, target, err, errlen);
+	if (ret == 0)
+		virtio_scsi_target_close(t);
+	return ret;
 }
 
 int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
@@ -1139,7 +1161,11 @@ static void vscsi_timer_fire(struct virtio_scsi *s, struct vscsi_timer *tm)
 		if (ret == 0)
 			tm->blk = NULL;
 	} else {
-		ret = vscsi_detach(s, tm->target, err, sizeof(err));
+		struct vscsi_target *t;
+
+		ret = vscsi_detach(s, tm->target, &t, err, sizeof(err));
+		if (ret == 0)
+			virtio_scsi_target_close(t);
 	}
 	if (ret)
 		kwarn("%s", err);

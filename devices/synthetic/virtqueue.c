@@ -8,7 +8,14 @@
  * (the device then sets DEVICE_NEEDS_RESET). Barriers follow 2.6.13/2.6.7:
  * acquire after reading avail->idx, release before writing used->idx, and a
  * full fence between publishing used->idx (or avail_event) and reading the
- * driver's suppression fields. */
+ * driver's suppression fields.
+ *
+ * Threads: the device's I/O threads pop while a vCPU thread may reset or
+ * re-enable the queue (device_status 0, queue_enable). Every function that
+ * reads the ring state -- ready, size, the ring pointers, last_avail -- holds
+ * vq->lock for its whole use of it, so a reset waits for a pop in progress
+ * and a pop never sees half of a reset (issue #9). The lock is uncontended
+ * but for vq_push from the block layer's completion threads. */
 #include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -305,7 +312,15 @@ static int vq_walk_chain(struct virtq *vq, uint16_t head, struct vq_walk *w)
 	}
 }
 
-int vq_pop(struct virtq *vq, struct vq_elem *e, struct iovec *iov, unsigned max_iov)
+#ifdef KESTREL_VQ_TEST_HOOKS
+void (*vq_test_pop_hook)(struct virtq *vq);
+#define VQ_TEST_POP_HOOK(vq) do { if (vq_test_pop_hook) vq_test_pop_hook(vq); } while (0)
+#else
+#define VQ_TEST_POP_HOOK(vq) do { } while (0)
+#endif
+
+/* vq->lock held. */
+static int vq_pop_locked(struct virtq *vq, struct vq_elem *e, struct iovec *iov, unsigned max_iov)
 {
 	struct vq_walk w = { .iov = iov, .max = max_iov };
 	uint16_t avail_idx, pending, head;
@@ -314,6 +329,9 @@ int vq_pop(struct virtq *vq, struct vq_elem *e, struct iovec *iov, unsigned max_
 		return -EPROTO;
 	if (!vq->ready || vq_dma_off(vq))
 		return 0;
+	/* Tests pause here (tests/check_virtqueue.c): between finding the
+	 * queue ready and reading its rings, where a reset once slipped in. */
+	VQ_TEST_POP_HOOK(vq);
 	avail_idx = vq_load16_acquire(vq->avail + VQ_AVAIL_IDX);
 	pending = (uint16_t)(avail_idx - vq->last_avail);
 	if (pending == 0)
@@ -334,16 +352,33 @@ int vq_pop(struct virtq *vq, struct vq_elem *e, struct iovec *iov, unsigned max_
 	return 1;
 }
 
+int vq_pop(struct virtq *vq, struct vq_elem *e, struct iovec *iov, unsigned max_iov)
+{
+	int r;
+
+	pthread_mutex_lock(&vq->lock);
+	r = vq_pop_locked(vq, e, iov, max_iov);
+	pthread_mutex_unlock(&vq->lock);
+	return r;
+}
+
 void vq_unpop(struct virtq *vq)
 {
-	vq->last_avail--;
+	pthread_mutex_lock(&vq->lock);
+	if (vq->ready)
+		vq->last_avail--;
+	pthread_mutex_unlock(&vq->lock);
 }
 
 bool vq_has_work(struct virtq *vq)
 {
-	if (!vq->ready || vq->broken || vq_dma_off(vq))
-		return false;
-	return vq_load16_acquire(vq->avail + VQ_AVAIL_IDX) != vq->last_avail;
+	bool work = false;
+
+	pthread_mutex_lock(&vq->lock);
+	if (vq->ready && !vq->broken && !vq_dma_off(vq))
+		work = vq_load16_acquire(vq->avail + VQ_AVAIL_IDX) != vq->last_avail;
+	pthread_mutex_unlock(&vq->lock);
+	return work;
 }
 
 /* 2.6.7.2 / 2.6.10: called with lock held right after used->idx moved. */
@@ -432,26 +467,33 @@ bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsign
 
 void vq_notify_off(struct virtq *vq)
 {
+	pthread_mutex_lock(&vq->lock);
 	/* With EVENT_IDX, leaving avail_event behind already stops kicks. */
 	if (vq->ready && !vq->event_idx && !vq_dma_off(vq)) {
 		vq_store16(vq->used + VQ_USED_FLAGS, VIRTQ_USED_F_NO_NOTIFY);
 		vq_used_written(vq);
 	}
+	pthread_mutex_unlock(&vq->lock);
 }
 
 bool vq_notify_on(struct virtq *vq)
 {
-	if (!vq->ready || vq->broken || vq_dma_off(vq))
-		return false;
-	if (vq->event_idx)
-		vq_store16(vq_avail_event(vq), vq->last_avail);
-	else
-		vq_store16(vq->used + VQ_USED_FLAGS, 0);
-	vq_used_written(vq);
-	/* The store must be visible before avail->idx is read again, or a
-	 * buffer added in between would never be kicked (2.6.10.1). */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return vq_load16_acquire(vq->avail + VQ_AVAIL_IDX) != vq->last_avail;
+	bool more = false;
+
+	pthread_mutex_lock(&vq->lock);
+	if (vq->ready && !vq->broken && !vq_dma_off(vq)) {
+		if (vq->event_idx)
+			vq_store16(vq_avail_event(vq), vq->last_avail);
+		else
+			vq_store16(vq->used + VQ_USED_FLAGS, 0);
+		vq_used_written(vq);
+		/* The store must be visible before avail->idx is read again, or a
+		 * buffer added in between would never be kicked (2.6.10.1). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		more = vq_load16_acquire(vq->avail + VQ_AVAIL_IDX) != vq->last_avail;
+	}
+	pthread_mutex_unlock(&vq->lock);
+	return more;
 }
 
 /* ---- scatter-gather helpers ---- */

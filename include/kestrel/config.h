@@ -68,6 +68,7 @@ struct vm_config {
 	struct config_disk *disks;
 	unsigned ndisks;
 	bool scsi_controller;     /* the virtio-scsi controller even with no scsi disk */
+	bool debug_exit;          /* decode the debug-exit port (tests only) */
 	struct config_net *nets;
 	unsigned nnets;
 	enum sandbox_seccomp seccomp; /* --seccomp on|log|off (default on) */
@@ -75,8 +76,9 @@ struct vm_config {
 	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
 };
 
-/* Exit codes of the worker. 0: the guest powered off. A guest's debug-exit
- * write of V exits with (V << 1) | 1, as QEMU's isa-debug-exit. */
+/* Exit codes of the worker. 0: the guest powered off. With --debug-exit, a
+ * guest's debug-exit write of V exits with (V << 1) | 1, as QEMU's
+ * isa-debug-exit. */
 #define EXIT_USAGE 2        /* bad flags/config/files, before anything starts */
 #define EXIT_VM_ERROR 3     /* triple fault, KVM internal error, unhandled exit */
 /* 4: EXIT_SECCOMP (kestrel/sandbox.h), a thread made a call off its list */

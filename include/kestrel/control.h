@@ -89,6 +89,26 @@ struct control_disk_req {
 	bool readonly;
 };
 
+/* A command whose op cannot answer at once: disk-add opens a file, which
+ * may block (NFS, a lease being broken, a slow device); disk-remove waits for
+ * the disk's requests in flight. The op takes the request over with
+ * control_defer(call), returns 0 at once and answers later, from any thread,
+ * with control_pending_done(). Meanwhile the control thread goes on serving
+ * the other clients and ops->tick (the systemd watchdog); the same client's
+ * later requests wait, so its replies stay in order. */
+struct control_call;        /* the request an op is running for */
+struct control_pending;     /* a request whose reply comes later */
+
+/* NULL when the request cannot wait (control_handle_line, no server) or out
+ * of memory: the op then fails it as usual. */
+struct control_pending *control_defer(struct control_call *call);
+/* The reply: ret (consumed; NULL for {}) on success, or the error e. Not
+ * after control_server_stop() was called for the server: drop instead. */
+void control_pending_done(struct control_pending *p, struct json_object *ret,
+			  const struct control_error *e);
+/* Forget it without a reply (the worker is exiting). */
+void control_pending_drop(struct control_pending *p);
+
 /* The VM as the commands see it. Every call comes from the control thread.
  * Result members go into ret (an object); on failure return a negative errno
  * and fill e. */
@@ -101,9 +121,11 @@ struct control_ops {
 	int (*stop)(void *opaque, struct control_error *e);
 	int (*reset)(void *opaque, struct control_error *e);
 	int (*stats)(void *opaque, struct json_object *ret, struct control_error *e);
-	int (*disk_add)(void *opaque, const struct control_disk_req *d, struct json_object *ret,
-			struct control_error *e);
-	int (*disk_remove)(void *opaque, unsigned target, struct control_error *e);
+	/* May defer (control_defer), and then answer through the pending. */
+	int (*disk_add)(void *opaque, const struct control_disk_req *d, struct control_call *call,
+			struct json_object *ret, struct control_error *e);
+	int (*disk_remove)(void *opaque, unsigned target, struct control_call *call,
+			   struct json_object *ret, struct control_error *e);
 	int (*net_link)(void *opaque, const char *device, bool up, struct control_error *e);
 	/* Dirty-page logging of guest RAM; action "start", "fetch" or "stop". */
 	int (*dirty_log)(void *opaque, const char *action, struct json_object *ret,
@@ -118,7 +140,7 @@ struct control_command {
 	const char *name;
 	const struct control_arg *args;    /* terminated by a NULL name */
 	int (*run)(const struct control_ops *ops, void *opaque, const struct control_args *a,
-		   struct json_object *ret, struct control_error *e);
+		   struct control_call *call, struct json_object *ret, struct control_error *e);
 };
 
 /* The command table (what docs/control.md must list) and the event names and
@@ -151,9 +173,16 @@ void control_server_stop(struct control_server *s, unsigned flush_ms);
 void control_server_kick(struct control_server *s);
 
 /* Process one request line (without the newline) and return the reply line
- * (malloc'd, no newline). Exposed for tests; the server uses it. */
+ * (malloc'd, no newline). For tests: a command cannot defer here. */
 char *control_handle_line(const struct control_ops *ops, void *opaque, const char *line,
 			  size_t len);
+/* The server's form: the request of client (a number the server gives each
+ * connection) may defer; then the result is NULL, *deferred is true and the
+ * reply comes through control_server_reply(). */
+char *control_run_line(const struct control_ops *ops, void *opaque, const char *line, size_t len,
+		       struct control_server *srv, uint64_t client, bool *deferred);
+/* Queue a deferred reply line (consumed) for client: src/control/control_cmd.c. */
+void control_server_reply(struct control_server *s, uint64_t client, char *line);
 /* The reply to a line longer than CONTROL_LINE_MAX (malloc'd). */
 char *control_error_line(const char *code, const char *message);
 

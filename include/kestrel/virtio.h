@@ -97,7 +97,8 @@ struct virtq_used_elem {
  * the driver enables the queue (guest RAM never moves); every descriptor and
  * buffer is validated each time it is used. The avail side (vq_pop, the
  * notification calls) belongs to one thread at a time; the used side
- * (vq_push) may be called from any thread and takes lock. */
+ * (vq_push) may be called from any thread. Every call takes lock, so a
+ * vCPU thread's vq_reset/vq_init never overlaps a pop or a push. */
 struct virtq {
 	const struct guest_mem *gm;
 	uint16_t size;                  /* entries, a power of two */
@@ -114,7 +115,7 @@ struct virtq {
 	uint8_t *desc, *avail, *used;
 
 	uint16_t last_avail;            /* next avail ring entry to take */
-	pthread_mutex_t lock;           /* the used side below */
+	pthread_mutex_t lock;           /* all of the above but dma_off, and below */
 	uint16_t used_idx;              /* our copy of used->idx */
 	uint16_t signalled_used;        /* used_idx when the driver was last interrupted */
 	bool signalled_valid;

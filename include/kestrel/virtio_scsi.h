@@ -52,6 +52,17 @@ int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_op
  * flight are done. -ENOENT when no disk is there. */
 int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t errlen) WARN_UNUSED;
 
+/* The two halves of virtio_scsi_unplug, for a caller whose thread must not
+ * wait (the control socket: a removal waits for the disk's requests in
+ * flight): detach at once (the guest is told, the disk stays open for the
+ * requests holding it), then close it on a thread that may wait:
+ * virtio_scsi_target_close() touches only the target, so the controller
+ * may be gone by then. */
+struct vscsi_target;
+int virtio_scsi_detach(struct device *dev, unsigned target, struct vscsi_target **out, char *err,
+		       size_t errlen) WARN_UNUSED;
+void virtio_scsi_target_close(struct vscsi_target *t);
+
 /* Counters of one disk (for the control socket's stats and --stats), taken
  * when requests complete. ops and bytes count READ/WRITE/SYNCHRONIZE CACHE
  * that succeeded; errors counts the disk's I/O commands (those, UNMAP and

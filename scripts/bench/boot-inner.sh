@@ -27,7 +27,7 @@ case "$1" in
 payload)
 	i=0
 	while [ $i -lt "$2" ]; do
-		sample "a kestrel" --timeout 120 -- "$K" run --kernel "$P/exit0.bin" --mem 256M --serial none --quiet
+		sample "a kestrel" --timeout 120 -- "$K" run --kernel "$P/exit0.bin" --debug-exit --mem 256M --serial none --quiet
 		sample "a qemu" --timeout 120 -- "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none \
 			-serial none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel "$P/exit0.bin"
 		i=$((i + 1))
@@ -49,7 +49,7 @@ linux)
 	# (d) one PCI config read (0xCF8 write + 0xCFC read), timed by the guest
 	# over the 8,192-read sweep Linux's early AGP probe makes (twice per boot
 	# when the CPU is AMD family 0xf, as this rig's qemu64 is).
-	"$K" run --kernel "$P/pci.bin" --cmdline "scan=2" --serial stdio --timeout 120s </dev/null 2>/dev/null |
+	"$K" run --kernel "$P/pci.bin" --debug-exit --cmdline "scan=2" --serial stdio --timeout 120s </dev/null 2>/dev/null |
 		per_read kestrel
 	"$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none -serial stdio -no-reboot \
 		${QEMU_FIRMWARE:+-L "$QEMU_FIRMWARE"} -device isa-debug-exit,iobase=0xf4,iosize=4 \

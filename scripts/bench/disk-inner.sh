@@ -37,7 +37,7 @@ exits_of() {
 }
 
 kestrel_run() { # kestrel_run MS NAME
-	"$K" run --kernel "$P/vscsi.bin" --mem 256M --cmdline "bench=1 ms=$1" --timeout 900s --stats \
+	"$K" run --kernel "$P/vscsi.bin" --debug-exit --mem 256M --cmdline "bench=1 ms=$1" --timeout 900s --stats \
 		--disk "path=$img,bus=scsi,cache=$cache" </dev/null >"$out/$2.out" 2>"$out/$2.err"
 }
 

@@ -47,7 +47,7 @@ vm() { # vm k|q NIC CMDLINE: the NIC's payload under kestrel or QEMU, in the nam
 	payload=vnet.bin kopt="" qdev=virtio-net-pci
 	[ "$2" = tulip ] && payload=tulip.bin kopt=",model=tulip" qdev=tulip
 	if [ "$1" = k ]; then
-		$NSX timeout 300 "$K" run --kernel "$P/$payload" --mem 256M --cmdline "$3" --timeout 300s \
+		$NSX timeout 300 "$K" run --kernel "$P/$payload" --debug-exit --mem 256M --cmdline "$3" --timeout 300s \
 			--net "tap=kbn0,mac=$mac$kopt"
 	else
 		$NSX timeout 300 "$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -nodefaults -display none -serial stdio \

@@ -21,7 +21,7 @@ out=$dir/vhd-bench-out
 mkdir -p "$out"
 
 kestrel_run() { # image name
-	"$K" run --kernel "$P/vscsi.bin" --mem 256M --cmdline "bench=1 ops=$ops" --timeout 1800s \
+	"$K" run --kernel "$P/vscsi.bin" --debug-exit --mem 256M --cmdline "bench=1 ops=$ops" --timeout 1800s \
 		--disk "path=$1,bus=scsi,cache=$cache" </dev/null >"$out/$2.out" 2>"$out/$2.err"
 	sed -n "s/^bench: \([a-z0-9-]*\) qd=/$2 \1 qd=/p" "$out/$2.out"
 	grep -q 'RESULT: PASS' "$out/$2.out" || { echo "$2: kestrel run failed:" >&2; tail -5 "$out/$2.out" "$out/$2.err" >&2; }

@@ -20,12 +20,28 @@
 
 /* ---- opening ------------------------------------------------------------- */
 
+/* O_NONBLOCK: a FIFO (or a terminal) given as a disk must not hang the open
+ * -- a read-only FIFO waits for a writer forever; blk_stat_fd refuses what
+ * is not a regular file or a block device and clears the flag again (with
+ * it io_uring would fail reads with EAGAIN). On a regular file EWOULDBLOCK
+ * means another process holds a lease (fcntl(2) "Leases"): wait for it to
+ * be broken, as a plain open(2) does. fd or -errno. */
+static int blk_open_path(const char *path, int flags)
+{
+	struct stat st;
+	int fd = sandbox_open(path, flags | O_NONBLOCK, 0);
+
+	if (fd == -EWOULDBLOCK && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+		fd = sandbox_open(path, flags, 0);
+	return fd;
+}
+
 static int blk_open_fd(struct blk_dev *d, char *err, size_t errlen)
 {
 	int flags = (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	bool direct = blk_cache_direct(d->opts.cache);
 	/* Kept from the first boot: a reboot after --user still has it. */
-	int fd = sandbox_open(d->path, flags | (direct ? O_DIRECT : 0), 0);
+	int fd = blk_open_path(d->path, flags | (direct ? O_DIRECT : 0));
 	int e = -fd;
 
 	if (fd >= 0) {
@@ -34,7 +50,7 @@ static int blk_open_fd(struct blk_dev *d, char *err, size_t errlen)
 	}
 	if (direct && e == EINVAL) {
 		/* open(2): EINVAL with O_DIRECT means the file system has none. */
-		int probe = open(d->path, flags);
+		int probe = open(d->path, flags | O_NONBLOCK);
 
 		if (probe >= 0) {
 			close(probe);
@@ -90,7 +106,7 @@ static int blk_stat_fd(struct blk_dev *d, char *err, size_t errlen)
 	unsigned lbs = BLK_SECTOR;
 	struct stat st;
 	uint64_t size;
-	int ssz;
+	int ssz, fl;
 
 	if (fstat(d->fd, &st) < 0)
 		goto fail;
@@ -106,6 +122,9 @@ static int blk_stat_fd(struct blk_dev *d, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not a regular file or block device", d->path);
 		return -EINVAL;
 	}
+	fl = fcntl(d->fd, F_GETFL);
+	if (fl < 0 || fcntl(d->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		goto fail;
 	d->size = size;
 	d->dio_mem_align = 1;
 	if (blk_cache_direct(d->opts.cache))

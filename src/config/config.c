@@ -35,7 +35,7 @@ enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
 	OPT_SCSI_CONTROLLER, OPT_NET,
-	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_HELP, OPT_NR
+	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_HELP, OPT_NR
 };
 
 /* JSON types a key accepts; an integer or a boolean becomes the same text a
@@ -453,6 +453,14 @@ static int opt_landlock(struct vm_config *c, const char *v, const struct opt_src
 	return set_switch(&c->landlock, v, src);
 }
 
+/* The debug-exit port lets the guest pick the worker's exit status, which is
+ * a test harness's verdict and, under systemd, the restart decision: only a
+ * VM started for testing gets it (as QEMU's -device isa-debug-exit). */
+static int opt_debug_exit(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	return set_switch(&c->debug_exit, v, src);
+}
+
 static bool opt_repeatable(size_t id)
 {
 	return id == OPT_DISK || id == OPT_NET;
@@ -526,6 +534,10 @@ static const struct opt opts[OPT_NR] = {
 	[OPT_LANDLOCK] = { "landlock", "landlock", JT_BOOL, false, opt_landlock, NULL,
 		"once set up, open files only in the disks'\n"
 		"folders (disk-add) and /proc/self (Linux 5.13+)" },
+	[OPT_DEBUG_EXIT] = { "debug-exit", "debug_exit", JT_BOOL, false, opt_debug_exit, NULL,
+		"decode the debug-exit port 0xf4: the guest's\n"
+		"write of V ends the worker with (V << 1) | 1\n"
+		"(test payloads; default off)" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -686,6 +698,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_SECCOMP: return a->seccomp == b->seccomp;
 	case OPT_USER: return str_eq(a->user, b->user);
 	case OPT_LANDLOCK: return a->landlock == b->landlock;
+	case OPT_DEBUG_EXIT: return a->debug_exit == b->debug_exit;
 	default: return true;
 	}
 }
@@ -1200,6 +1213,6 @@ void config_usage_run(FILE *f)
 		"files; 3 VM error (triple fault, KVM internal error); 124\n"
 		"--timeout reached; 4 a thread made a system call outside its\n"
 		"seccomp list; (V << 1) | 1 the guest wrote V to the\n"
-		"debug-exit port.\n"
+		"debug-exit port (with --debug-exit).\n"
 		"Environment: KESTREL_DEBUG=1 logs debug messages.\n");
 }

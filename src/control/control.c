@@ -7,7 +7,11 @@
  * client that lets more than CONTROL_OUT_MAX bytes pile up, or that goes away,
  * is dropped. Events may be raised by any thread: they go through a short
  * locked queue and an eventfd, never touching a client socket themselves.
- * Commands run on this thread (src/control/control_cmd.c), never on a vCPU thread. */
+ * Commands run on this thread (src/control/control_cmd.c), never on a vCPU thread.
+ * A command that may take long (disk-add opens a file) answers later
+ * (control_defer): its reply comes through the same queue as the events,
+ * addressed to its client, whose further requests wait meanwhile so that
+ * its replies stay in order; the other clients are served as usual. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -35,6 +39,8 @@
 
 struct ctl_client {
 	int fd;
+	uint64_t serial;         /* names the client to a deferred reply */
+	bool waiting;            /* a deferred reply is due: later lines wait */
 	char *in;                /* CONTROL_LINE_MAX bytes */
 	size_t in_len;
 	bool discarding;         /* inside a line that was too long */
@@ -48,6 +54,7 @@ struct ctl_client {
 
 struct ctl_event {
 	struct ctl_event *next;
+	uint64_t to;             /* 0: an event for every client; else a reply */
 	size_t len;
 	char line[];             /* with its newline */
 };
@@ -72,6 +79,7 @@ struct control_server {
 
 	struct ctl_client *clients;   /* control thread only */
 	unsigned nclients;
+	uint64_t next_serial;
 };
 
 /* ---- socket paths ------------------------------------------------------ */
@@ -225,7 +233,7 @@ static void client_arm(struct control_server *s, struct ctl_client *c)
 {
 	struct epoll_event ev = { .data.ptr = c };
 
-	ev.events = (c->eof ? 0 : EPOLLIN) | (c->out_len > c->out_off ? EPOLLOUT : 0);
+	ev.events = (c->eof || c->waiting ? 0 : EPOLLIN) | (c->out_len > c->out_off ? EPOLLOUT : 0);
 	if (c->dead || ev.events == c->events)
 		return;
 	if (epoll_ctl(s->ep_fd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
@@ -250,7 +258,7 @@ static void client_flush(struct control_server *s, struct ctl_client *c)
 	}
 	if (c->out_off == c->out_len)
 		c->out_off = c->out_len = 0;
-	if (c->eof && c->out_len == 0)
+	if (c->eof && c->out_len == 0 && !c->waiting)
 		client_kill(s, c, "done");
 	client_arm(s, c);
 }
@@ -312,11 +320,18 @@ static bool line_blank(const char *p, size_t len)
 
 static void client_line(struct control_server *s, struct ctl_client *c, const char *p, size_t len)
 {
+	char *reply;
+
 	if (len && p[len - 1] == '\r')
 		len--;
 	if (line_blank(p, len))
 		return;
-	client_reply(s, c, control_handle_line(s->ops, s->opaque, p, len));
+	reply = control_run_line(s->ops, s->opaque, p, len, s, c->serial, &c->waiting);
+	if (c->waiting) {
+		client_arm(s, c);    /* no reading until the reply is out */
+		return;
+	}
+	client_reply(s, c, reply);
 }
 
 /* Cut the input buffer into lines; keep an unfinished one for later. */
@@ -325,7 +340,7 @@ static void client_lines(struct control_server *s, struct ctl_client *c)
 	size_t start = 0;
 	char *nl;
 
-	while (!c->dead && (nl = memchr(c->in + start, '\n', c->in_len - start))) {
+	while (!c->dead && !c->waiting && (nl = memchr(c->in + start, '\n', c->in_len - start))) {
 		size_t len = (size_t)(nl - (c->in + start));
 
 		if (c->discarding)
@@ -336,7 +351,7 @@ static void client_lines(struct control_server *s, struct ctl_client *c)
 	}
 	memmove(c->in, c->in + start, c->in_len - start);
 	c->in_len -= start;
-	if (c->in_len == CONTROL_LINE_MAX) {
+	if (c->in_len == CONTROL_LINE_MAX && !c->waiting) {
 		if (!c->discarding)
 			client_reply(s, c, control_error_line(CTL_E_TOO_LONG, "request line too long "
 							      "(at most 65535 bytes and a newline); "
@@ -404,6 +419,7 @@ static void server_accept(struct control_server *s)
 			continue;
 		}
 		c->fd = fd;
+		c->serial = ++s->next_serial;
 		c->events = EPOLLIN;
 		c->next = s->clients;
 		s->clients = c;
@@ -455,12 +471,32 @@ void control_server_kick(struct control_server *s)
 		server_wake(s);
 }
 
+/* Append one line to the queue (s->lock held); to: 0 for every client. */
+static struct ctl_event *queue_line(struct control_server *s, uint64_t to, const char *text)
+{
+	size_t len = text ? strlen(text) : 0;
+	struct ctl_event *item = len ? malloc(sizeof(*item) + len + 1) : NULL;
+
+	if (!item)
+		return NULL;
+	memcpy(item->line, text, len);
+	item->line[len] = '\n';
+	item->len = len + 1;
+	item->to = to;
+	item->next = NULL;
+	if (s->ev_tail)
+		s->ev_tail->next = item;
+	else
+		s->ev_head = item;
+	s->ev_tail = item;
+	s->ev_count++;
+	return item;
+}
+
 void control_event(struct control_server *s, const char *name, json_object *data)
 {
+	struct ctl_event *item = NULL;
 	json_object *ev;
-	struct ctl_event *item;
-	const char *text;
-	size_t len;
 
 	if (!s) {
 		json_object_put(data);
@@ -474,22 +510,10 @@ void control_event(struct control_server *s, const char *name, json_object *data
 	/* seq is taken under the lock that orders the queue: the numbers the
 	 * clients see are the order the events happened in. */
 	json_object_object_add(ev, "seq", json_object_new_int64((int64_t)++s->ev_seq));
-	text = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
-						  JSON_C_TO_STRING_NOSLASHESCAPE);
-	len = text ? strlen(text) : 0;
-	item = len && s->ev_count < CONTROL_EVENT_QUEUE_MAX ? malloc(sizeof(*item) + len + 1) : NULL;
-	if (item) {
-		memcpy(item->line, text, len);
-		item->line[len] = '\n';
-		item->len = len + 1;
-		item->next = NULL;
-		if (s->ev_tail)
-			s->ev_tail->next = item;
-		else
-			s->ev_head = item;
-		s->ev_tail = item;
-		s->ev_count++;
-	} else if (!s->ev_overflow_logged) {
+	if (s->ev_count < CONTROL_EVENT_QUEUE_MAX)
+		item = queue_line(s, 0, json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
+								JSON_C_TO_STRING_NOSLASHESCAPE));
+	if (!item && !s->ev_overflow_logged) {
 		s->ev_overflow_logged = true;
 		kwarn("control: event queue full; dropping events");
 	}
@@ -497,6 +521,39 @@ void control_event(struct control_server *s, const char *name, json_object *data
 	json_object_put(ev);
 	if (item)
 		server_wake(s);
+}
+
+/* A deferred reply (src/control/control_cmd.c): through the event queue, so that it
+ * comes before the events its command raises after it. Never dropped for a
+ * full queue: there is at most one per waiting client. */
+void control_server_reply(struct control_server *s, uint64_t client, char *line)
+{
+	struct ctl_event *item;
+
+	pthread_mutex_lock(&s->lock);
+	item = queue_line(s, client, line);
+	pthread_mutex_unlock(&s->lock);
+	if (!item)
+		kwarn("control: out of memory queueing a reply; client %llu gets none",
+		      (unsigned long long)client);
+	free(line);
+	server_wake(s);
+}
+
+/* The deferred reply a waiting client was owed: out it goes, and the
+ * requests that came after it are served now. A client that went away gets
+ * nothing. */
+static void reply_deliver(struct control_server *s, const struct ctl_event *r)
+{
+	for (struct ctl_client *c = s->clients; c; c = c->next) {
+		if (c->serial != r->to || c->dead)
+			continue;
+		client_queue(s, c, r->line, r->len - 1);
+		c->waiting = false;
+		client_lines(s, c);
+		client_arm(s, c);
+		return;
+	}
 }
 
 static void events_deliver(struct control_server *s)
@@ -510,7 +567,9 @@ static void events_deliver(struct control_server *s)
 	pthread_mutex_unlock(&s->lock);
 	for (; list; list = next) {
 		next = list->next;
-		for (struct ctl_client *c = s->clients; c; c = c->next)
+		if (list->to)
+			reply_deliver(s, list);
+		for (struct ctl_client *c = s->clients; c && !list->to; c = c->next)
 			client_queue(s, c, list->line, list->len - 1);
 		free(list);
 	}
@@ -541,7 +600,12 @@ static void server_dispatch(struct control_server *s, struct epoll_event *ev)
 	}
 	if (c->dead)
 		return;
-	if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+	if (c->waiting && (ev->events & (EPOLLHUP | EPOLLERR))) {
+		/* Gone for good: nobody will read the reply it waits for. */
+		client_kill(s, c, "hung up while a reply was due");
+		return;
+	}
+	if (!c->waiting && (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		client_read(s, c);
 	if (!c->dead && (ev->events & EPOLLOUT))
 		client_flush(s, c);

@@ -61,7 +61,7 @@ const char *control_arg_type_name(enum control_arg_type t)
 /* ---- the commands ---------------------------------------------------- */
 
 static int cmd_query_status(const struct control_ops *ops, void *o, const struct control_args *a,
-			    json_object *ret, struct control_error *e)
+			    struct control_call *call, json_object *ret, struct control_error *e)
 {
 	(void)a;
 	(void)e;
@@ -70,14 +70,14 @@ static int cmd_query_status(const struct control_ops *ops, void *o, const struct
 }
 
 static int cmd_query_vm(const struct control_ops *ops, void *o, const struct control_args *a,
-			json_object *ret, struct control_error *e)
+			struct control_call *call, json_object *ret, struct control_error *e)
 {
 	(void)a;
 	return ops->query_vm(o, ret, e);
 }
 
 static int cmd_pause(const struct control_ops *ops, void *o, const struct control_args *a,
-		     json_object *ret, struct control_error *e)
+		     struct control_call *call, json_object *ret, struct control_error *e)
 {
 	(void)a;
 	(void)ret;
@@ -85,7 +85,7 @@ static int cmd_pause(const struct control_ops *ops, void *o, const struct contro
 }
 
 static int cmd_resume(const struct control_ops *ops, void *o, const struct control_args *a,
-		      json_object *ret, struct control_error *e)
+		      struct control_call *call, json_object *ret, struct control_error *e)
 {
 	(void)a;
 	(void)ret;
@@ -93,7 +93,7 @@ static int cmd_resume(const struct control_ops *ops, void *o, const struct contr
 }
 
 static int cmd_shutdown(const struct control_ops *ops, void *o, const struct control_args *a,
-			json_object *ret, struct control_error *e)
+			struct control_call *call, json_object *ret, struct control_error *e)
 {
 	uint64_t ms = a->set[0] ? (uint64_t)a->num[0] : 0;
 
@@ -102,7 +102,7 @@ static int cmd_shutdown(const struct control_ops *ops, void *o, const struct con
 }
 
 static int cmd_stop(const struct control_ops *ops, void *o, const struct control_args *a,
-		    json_object *ret, struct control_error *e)
+		    struct control_call *call, json_object *ret, struct control_error *e)
 {
 	(void)a;
 	(void)ret;
@@ -110,7 +110,7 @@ static int cmd_stop(const struct control_ops *ops, void *o, const struct control
 }
 
 static int cmd_reset(const struct control_ops *ops, void *o, const struct control_args *a,
-		     json_object *ret, struct control_error *e)
+		     struct control_call *call, json_object *ret, struct control_error *e)
 {
 	(void)a;
 	(void)ret;
@@ -118,14 +118,14 @@ static int cmd_reset(const struct control_ops *ops, void *o, const struct contro
 }
 
 static int cmd_stats(const struct control_ops *ops, void *o, const struct control_args *a,
-		     json_object *ret, struct control_error *e)
+		     struct control_call *call, json_object *ret, struct control_error *e)
 {
 	(void)a;
 	return ops->stats(o, ret, e);
 }
 
 static int cmd_disk_add(const struct control_ops *ops, void *o, const struct control_args *a,
-			json_object *ret, struct control_error *e)
+			struct control_call *call, json_object *ret, struct control_error *e)
 {
 	struct control_disk_req d = {
 		.path = a->str[0],
@@ -136,25 +136,25 @@ static int cmd_disk_add(const struct control_ops *ops, void *o, const struct con
 		.aio = a->set[5] ? a->str[5] : "auto",
 	};
 
-	return ops->disk_add(o, &d, ret, e);
+	return ops->disk_add(o, &d, call, ret, e);
 }
 
 static int cmd_disk_remove(const struct control_ops *ops, void *o, const struct control_args *a,
-			   json_object *ret, struct control_error *e)
+			   struct control_call *call, json_object *ret, struct control_error *e)
 {
 	json_object_object_add(ret, "target", json_object_new_int64(a->num[0]));
-	return ops->disk_remove(o, (unsigned)a->num[0], e);
+	return ops->disk_remove(o, (unsigned)a->num[0], call, ret, e);
 }
 
 static int cmd_net_link(const struct control_ops *ops, void *o, const struct control_args *a,
-			json_object *ret, struct control_error *e)
+			struct control_call *call, json_object *ret, struct control_error *e)
 {
 	(void)ret;
 	return ops->net_link(o, a->set[1] ? a->str[1] : NULL, strcmp(a->str[0], "up") == 0, e);
 }
 
 static int cmd_dirty_log(const struct control_ops *ops, void *o, const struct control_args *a,
-			 json_object *ret, struct control_error *e)
+			 struct control_call *call, json_object *ret, struct control_error *e)
 {
 	return ops->dirty_log(o, a->str[0], ret, e);
 }
@@ -520,17 +520,97 @@ static int request_members(json_object *req, struct ctl_id *id, const char **cmd
 	return 0;
 }
 
-char *control_handle_line(const struct control_ops *ops, void *opaque, const char *line,
-			  size_t len)
+static char *ok_reply(const struct ctl_id *id, json_object *ret)
+{
+	json_object *reply = json_object_new_object();
+
+	reply_id(reply, id);
+	json_object_object_add(reply, "return", ret ? ret : json_object_new_object());
+	return reply_text(reply);
+}
+
+/* ---- replies that come later ------------------------------------------ */
+
+struct control_call {
+	const struct ctl_id *id;
+	struct control_server *srv;    /* NULL: the request cannot wait */
+	uint64_t client;
+	bool deferred;
+};
+
+/* The pending request owns a copy of its id: the request it came in is gone
+ * by the time the reply is made, on whatever thread. */
+struct control_pending {
+	struct control_server *srv;
+	uint64_t client;
+	struct ctl_id id;
+};
+
+struct control_pending *control_defer(struct control_call *call)
+{
+	struct control_pending *p;
+
+	if (!call || !call->srv || call->deferred)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->srv = call->srv;
+	p->client = call->client;
+	p->id.present = call->id->present;
+	if (call->id->v && json_object_deep_copy(call->id->v, &p->id.v, NULL) < 0) {
+		free(p);
+		return NULL;
+	}
+	call->deferred = true;
+	return p;
+}
+
+void control_pending_drop(struct control_pending *p)
+{
+	if (!p)
+		return;
+	json_object_put(p->id.v);
+	free(p);
+}
+
+void control_pending_done(struct control_pending *p, json_object *ret, const struct control_error *e)
+{
+	char *line;
+
+	if (!p) {
+		json_object_put(ret);
+		return;
+	}
+	if (e) {
+		json_object_put(ret);
+		line = error_reply(&p->id, e);
+	} else {
+		line = ok_reply(&p->id, ret);
+	}
+	if (line)
+		control_server_reply(p->srv, p->client, line);
+	else
+		kwarn("control: out of memory making a reply; client %llu gets none",
+		      (unsigned long long)p->client);
+	control_pending_drop(p);
+}
+
+/* ---- one line in, one line out (or later) ---------------------------- */
+
+char *control_run_line(const struct control_ops *ops, void *opaque, const char *line, size_t len,
+		       struct control_server *srv, uint64_t client, bool *deferred)
 {
 	struct control_error e = { .code = CTL_E_INTERNAL };
 	const struct control_command *c;
 	struct ctl_id id = { 0 };
-	json_object *req, *args, *ret, *reply;
+	struct control_call call = { .id = &id, .srv = srv, .client = client };
+	json_object *req, *args, *ret;
 	struct control_args a;
 	const char *name;
-	char *out;
+	char *out = NULL;
 
+	*deferred = false;
 	req = parse_request(line, len, &e);
 	if (!req)
 		return error_reply(NULL, &e);
@@ -544,16 +624,27 @@ char *control_handle_line(const struct control_ops *ops, void *opaque, const cha
 		control_fail(&e, CTL_E_UNKNOWN, "no command '%.64s'", name);
 	} else if (args_validate(c, args, &a, &e) == 0) {
 		ret = json_object_new_object();
-		if (c->run(ops, opaque, &a, ret, &e) == 0) {
-			reply = json_object_new_object();
-			reply_id(reply, &id);
-			json_object_object_add(reply, "return", ret);
+		if (c->run(ops, opaque, &a, &call, ret, &e) == 0) {
+			/* A deferred command answers through its pending. */
+			if (call.deferred)
+				json_object_put(ret);
+			else
+				out = ok_reply(&id, ret);
+			*deferred = call.deferred;
 			json_object_put(req);
-			return reply_text(reply);
+			return out;
 		}
 		json_object_put(ret);
 	}
 	out = error_reply(&id, &e);
 	json_object_put(req);
 	return out;
+}
+
+char *control_handle_line(const struct control_ops *ops, void *opaque, const char *line,
+			  size_t len)
+{
+	bool deferred;
+
+	return control_run_line(ops, opaque, line, len, NULL, 0, &deferred);
 }

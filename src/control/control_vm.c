@@ -20,6 +20,7 @@
 #include "kestrel/devices.h"
 #include "kestrel/machine.h"
 #include "kestrel/notify.h"
+#include "kestrel/sandbox.h"
 #include "kestrel/tulip.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
@@ -31,6 +32,7 @@
  * hot-plug changes when a guest reset re-creates the machine. */
 struct cv_disk {
 	bool present;
+	bool busy;                /* a disk-add or disk-remove job holds the target */
 	bool hotplugged;          /* added through the socket */
 	bool configured;          /* present at boot by the configuration */
 	char *path;
@@ -52,6 +54,9 @@ struct control_vm {
 	uint64_t wd_usec, wd_next_ns;
 	struct cv_disk disks[CONFIG_MAX_DISKS];
 	bool link_down[CONFIG_MAX_NETS];   /* net-link down, re-applied after a reset */
+	unsigned jobs;            /* disk jobs running (see "hot-plug") */
+	bool dying;               /* control_vm_destroy began: jobs reply to nobody */
+	bool released;            /* control_vm_destroy is done: the last job frees cv */
 };
 
 static uint64_t now_ns(void)
@@ -143,6 +148,7 @@ static json_object *cv_config_json(const struct vm_config *c)
 						     "restart"));
 	json_object_object_add(o, "hugepages", json_object_new_boolean(c->hugepages));
 	json_object_object_add(o, "timeout_ms", jint(c->timeout_ms));
+	json_object_object_add(o, "debug_exit", json_object_new_boolean(c->debug_exit));
 	return o;
 }
 
@@ -534,6 +540,30 @@ static int cv_reset(void *opaque, struct control_error *e)
 
 /* ---- hot-plug ------------------------------------------------------------ */
 
+/* Opening a disk can block for long (NFS, a lease another process holds, a
+ * slow device) and a removal waits for the disk's requests in flight. Neither
+ * runs on the control thread nor under cv->lock, or query-status, the other
+ * clients and the systemd watchdog would wait too: a job thread does the slow
+ * part, and the command's reply comes when it is done (control_defer). The
+ * quick parts -- checking and reserving the target, attaching, bookkeeping,
+ * the reply and the event -- run under cv->lock; a job that finds the
+ * machine gone or re-created since it began undoes its work. While a job
+ * holds a target, cv->disks[t].busy keeps other commands off it. */
+struct cv_job {
+	struct control_vm *cv;
+	struct control_pending *p;    /* NULL: re-adding a disk after a reset */
+	bool add;
+	bool any_target;              /* add: the lowest free target, when done */
+	unsigned target;
+	unsigned boot;                /* cv->boots when the job began */
+	char *path;
+	struct blk_opts opts;         /* add: opts.path = path */
+	struct blk_dev *blk;          /* add: the disk the job opened */
+	struct vscsi_target *gone;    /* remove: the target the job closes */
+	int rc;
+	char err[256];
+};
+
 static int cv_blk_opts(const struct control_disk_req *r, struct blk_opts *o,
 		       struct control_error *e)
 {
@@ -573,18 +603,9 @@ static void cv_disk_set(struct cv_disk *d, const struct blk_opts *o, bool hotplu
 	d->hotplugged = hotplugged;
 }
 
-/* Hot-add at target t: 0, or the error (-EEXIST when t is taken). */
-static int cv_plug(struct control_vm *cv, unsigned t, const struct blk_opts *o,
-		   struct control_error *e)
+static bool cv_target_free(const struct control_vm *cv, unsigned t)
 {
-	char err[256] = "";
-	int rc = virtio_scsi_hotplug(cv_scsi(cv), t, o, err, sizeof(err));
-
-	if (rc == -EEXIST)
-		control_fail(e, CTL_E_EXISTS, "target %u is in use", t);
-	else if (rc)
-		control_fail(e, CTL_E_FAILED, "%s", err[0] ? err : strerror(-rc));
-	return rc;
+	return !cv->disks[t].present && !cv->disks[t].busy;
 }
 
 static void cv_device_event(struct control_vm *cv, const char *ev, unsigned t)
@@ -598,84 +619,268 @@ static void cv_device_event(struct control_vm *cv, const char *ev, unsigned t)
 	control_event(cv->srv, ev, d);
 }
 
-static int cv_disk_add(void *opaque, const struct control_disk_req *r, json_object *ret,
-		       struct control_error *e)
+static void cv_job_free(struct cv_job *j)
 {
-	struct control_vm *cv = opaque;
-	struct blk_opts o;
-	unsigned t = 0;
+	if (j->blk)
+		blk_close(j->blk);
+	free(j->path);
+	free(j);
+}
+
+static void cv_free(struct control_vm *cv)
+{
+	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++)
+		free(cv->disks[t].path);
+	pthread_mutex_destroy(&cv->lock);
+	free(cv);
+}
+
+/* An opened disk onto the controller; the controller is the judge of a
+ * free target (a test hook may have taken one). */
+static int cv_add_attach(struct control_vm *cv, struct cv_job *j, struct control_error *e)
+{
+	int rc = -EEXIST;
+
+	for (unsigned t = j->any_target ? 0 : j->target; t < CONFIG_MAX_DISKS && rc == -EEXIST; t++) {
+		if (j->any_target && !cv_target_free(cv, t))
+			continue;
+		rc = virtio_scsi_attach_disk(cv_scsi(cv), t, j->blk, j->err, sizeof(j->err));
+		j->target = t;
+		if (!j->any_target)
+			break;
+	}
+	if (rc == -EEXIST)
+		return control_fail(e, CTL_E_EXISTS, j->any_target ? "every SCSI target is in use" :
+				    "target %u is in use", j->target);
+	if (rc)
+		return control_fail(e, CTL_E_FAILED, "%s", j->err[0] ? j->err : strerror(-rc));
+	j->blk = NULL;   /* the controller's now */
+	cv_disk_set(&cv->disks[j->target], &j->opts, true);
+	return 0;
+}
+
+/* The end of a job, under cv->lock: 0 with ret filled, or e. */
+static int cv_job_result(struct control_vm *cv, struct cv_job *j, json_object *ret,
+			 struct control_error *e)
+{
+	if (j->add && j->rc)
+		return control_fail(e, CTL_E_FAILED, "%s", j->err[0] ? j->err : strerror(-j->rc));
+	if (j->add && cv->m && cv->boots != j->boot)
+		return control_fail(e, CTL_E_STATE, "the VM restarted while the disk was being "
+				    "opened; it was not added");
+	if (j->add && (cv_need_scsi(cv, e) || cv_add_attach(cv, j, e)))
+		return -EINVAL;
+	json_object_object_add(ret, "target", jint(j->target));
+	if (j->add)
+		json_object_object_add(ret, "path", jstr(j->path));
+	return 0;
+}
+
+static void cv_job_finish(struct cv_job *j)
+{
+	struct control_vm *cv = j->cv;
+	struct control_error e = { .code = CTL_E_INTERNAL };
+	json_object *ret = json_object_new_object();
+	bool last;
 	int rc;
 
 	pthread_mutex_lock(&cv->lock);
-	rc = cv_need_scsi(cv, e) ?: cv_blk_opts(r, &o, e);
-	if (!rc && r->target >= 0) {
-		t = (unsigned)r->target;
-		rc = cv_plug(cv, t, &o, e);
-	} else if (!rc) {
-		/* The lowest free target; the controller is the judge of "free". */
-		rc = -EEXIST;
-		for (t = 0; t < CONFIG_MAX_DISKS && rc == -EEXIST; t++)
-			if (!cv->disks[t].present)
-				rc = cv_plug(cv, t, &o, e);
-		t--;
-		if (rc == -EEXIST)
-			control_fail(e, CTL_E_EXISTS, "every SCSI target is in use");
+	if (!cv->dying) {
+		rc = cv_job_result(cv, j, ret, &e);
+		if (j->p) {
+			control_pending_done(j->p, rc ? NULL : ret, rc ? &e : NULL);
+			j->p = NULL;
+			ret = rc ? ret : NULL;
+			/* After the reply: a command's events follow it. */
+			if (!rc)
+				cv_device_event(cv, j->add ? CTL_EV_DEVICE_ADDED : CTL_EV_DEVICE_REMOVED,
+						j->target);
+		} else if (rc) {
+			kwarn("control: re-adding target %u after the reset: %s", j->target, e.message);
+			cv->disks[j->target].present = false;
+		}
 	}
+	if (!j->any_target)
+		cv->disks[j->target].busy = false;
+	control_pending_drop(j->p);    /* the worker is exiting: no reply */
+	last = --cv->jobs == 0 && cv->released;
+	pthread_mutex_unlock(&cv->lock);
+	json_object_put(ret);
+	cv_job_free(j);
+	if (last)
+		cv_free(cv);
+}
+
+static void *cv_job_thread(void *arg)
+{
+	struct cv_job *j = arg;
+
+	if (j->add)
+		j->rc = blk_open(&j->blk, &j->opts, j->err, sizeof(j->err));
+	else
+		virtio_scsi_target_close(j->gone);
+	cv_job_finish(j);
+	return NULL;
+}
+
+/* Start a job (cv->lock held); it owns j from here on and answers through
+ * j->p. Without a thread the job runs here: slow, but answered. */
+static void cv_job_start(struct control_vm *cv, struct cv_job *j)
+{
+	pthread_t th;
+
+	j->cv = cv;
+	j->boot = cv->boots;
+	if (!j->any_target)
+		cv->disks[j->target].busy = true;
+	cv->jobs++;
+	/* A control thread of the sandbox: what a job does -- open a disk,
+	 * wait for its requests, close it -- is what disk-add and disk-remove
+	 * did on the control thread itself. */
+	if (sandbox_thread_start(&th, SANDBOX_CONTROL, "disk-job", cv_job_thread, j) == 0) {
+		pthread_detach(th);
+		return;
+	}
+	kwarn("control: no thread for a disk job; running it on the control thread");
+	pthread_mutex_unlock(&cv->lock);
+	cv_job_thread(j);
+	pthread_mutex_lock(&cv->lock);
+}
+
+static struct cv_job *cv_job_new(bool add, const struct blk_opts *o, struct control_error *e)
+{
+	struct cv_job *j = calloc(1, sizeof(*j));
+
+	if (j && o) {
+		j->opts = *o;
+		j->opts.owned = NULL;
+		j->path = strdup(o->path);
+		j->opts.path = j->path;
+	}
+	if (!j || (o && !j->path)) {
+		free(j);
+		control_fail(e, CTL_E_INTERNAL, "out of memory");
+		return NULL;
+	}
+	j->add = add;
+	return j;
+}
+
+/* The target a disk-add asks for is free now (the job checks again). */
+static int cv_add_target_ok(struct control_vm *cv, int target, struct control_error *e)
+{
+	if (target >= 0)
+		return cv_target_free(cv, (unsigned)target) ? 0 :
+		       control_fail(e, CTL_E_EXISTS, "target %d is in use", target);
+	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++)
+		if (cv_target_free(cv, t))
+			return 0;
+	return control_fail(e, CTL_E_EXISTS, "every SCSI target is in use");
+}
+
+static int cv_disk_add(void *opaque, const struct control_disk_req *r, struct control_call *call,
+		       json_object *ret, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	struct cv_job *j = NULL;
+	struct blk_opts o;
+	int rc;
+
+	(void)ret;
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_scsi(cv, e) ?: cv_blk_opts(r, &o, e) ?: cv_add_target_ok(cv, r->target, e);
+	if (!rc && !(j = cv_job_new(true, &o, e)))
+		rc = -ENOMEM;
+	if (!rc && !(j->p = control_defer(call)))
+		rc = control_fail(e, CTL_E_INTERNAL, "cannot answer later (out of memory)");
 	if (!rc) {
-		cv_disk_set(&cv->disks[t], &o, true);
-		json_object_object_add(ret, "target", jint(t));
-		json_object_object_add(ret, "path", jstr(r->path));
-		cv_device_event(cv, CTL_EV_DEVICE_ADDED, t);
+		j->any_target = r->target < 0;
+		j->target = r->target < 0 ? 0 : (unsigned)r->target;
+		cv_job_start(cv, j);
+	} else if (j) {
+		cv_job_free(j);
 	}
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
 }
 
-static int cv_disk_remove(void *opaque, unsigned t, struct control_error *e)
+/* The guest sees the disk go at once; the reply comes once the file is
+ * closed, after the requests in flight. */
+static int cv_disk_remove(void *opaque, unsigned t, struct control_call *call, json_object *ret,
+			  struct control_error *e)
 {
 	struct control_vm *cv = opaque;
+	struct cv_job *j = NULL;
 	char err[256] = "";
 	int rc;
 
+	(void)ret;
 	pthread_mutex_lock(&cv->lock);
 	rc = cv_need_scsi(cv, e);
 	if (!rc && t >= CONFIG_MAX_DISKS)
 		rc = control_fail(e, CTL_E_ARGUMENT, "no target %u", t);
+	if (!rc && cv->disks[t].busy)
+		rc = control_fail(e, CTL_E_STATE, "target %u is being added or removed", t);
+	if (!rc && !(j = cv_job_new(false, NULL, e)))
+		rc = -ENOMEM;
+	if (!rc && !(j->p = control_defer(call)))
+		rc = control_fail(e, CTL_E_INTERNAL, "cannot answer later (out of memory)");
 	if (!rc) {
-		rc = virtio_scsi_unplug(cv_scsi(cv), t, err, sizeof(err));
+		rc = virtio_scsi_detach(cv_scsi(cv), t, &j->gone, err, sizeof(err));
 		if (rc == -ENOENT)
 			control_fail(e, CTL_E_NOT_FOUND, "no disk at target %u", t);
 		else if (rc)
 			control_fail(e, CTL_E_FAILED, "%s", err[0] ? err : strerror(-rc));
 	}
 	if (!rc) {
-		cv_device_event(cv, CTL_EV_DEVICE_REMOVED, t);
 		cv->disks[t].present = false;
+		j->target = t;
+		cv_job_start(cv, j);
+	} else if (j) {
+		if (j->p) {    /* deferred already: the error is the reply */
+			control_pending_done(j->p, NULL, e);
+			j->p = NULL;
+			rc = 0;
+		}
+		cv_job_free(j);
 	}
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
 }
 
 /* A reset re-creates the machine from the configuration: put back what was
- * hot-plugged since, and take out what was hot-removed. Called with the lock
- * held, before the guest's driver can have looked. */
+ * hot-plugged since and take out what was hot-removed, through jobs as the
+ * commands do (the files are opened and closed off this thread; a disk put
+ * back reaches a running driver as a hot-add). Called with the lock held. */
 static void cv_replay_disks(struct control_vm *cv)
 {
 	struct device *scsi = cv_scsi(cv);
+	struct control_error e;
+	struct cv_job *j;
 	char err[256];
 
 	if (!scsi)
 		return;
 	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++) {
 		struct cv_disk *d = &cv->disks[t];
+		bool put_back = d->hotplugged && d->present && !d->busy;
 
+		if (!put_back && !(d->configured && !d->present))
+			continue;
+		j = cv_job_new(put_back, put_back ? &d->opts : NULL, &e);
+		if (!j) {
+			kwarn("control: re-applying hot-plug of target %u after the reset: out of "
+			      "memory", t);
+			continue;
+		}
+		j->target = t;
 		err[0] = '\0';
-		if (d->configured && !d->present && virtio_scsi_unplug(scsi, t, err,
-								       sizeof(err)))
+		if (!put_back && virtio_scsi_detach(scsi, t, &j->gone, err, sizeof(err))) {
 			kwarn("control: re-applying the removal of target %u: %s", t, err);
-		else if (d->hotplugged && d->present &&
-			 virtio_scsi_hotplug(scsi, t, &d->opts, err, sizeof(err)))
-			kwarn("control: re-adding target %u after the reset: %s", t, err);
+			cv_job_free(j);
+			continue;
+		}
+		cv_job_start(cv, j);
 	}
 }
 
@@ -856,6 +1061,13 @@ static int64_t cv_tick(void *opaque)
 	uint64_t now = now_ns();
 	int64_t next = -1;
 
+	/* The watchdog proves the control thread turns; half the interval, as
+	 * sd_watchdog_enabled(3) suggests. Before cv->lock: the main thread
+	 * may hold it a while (a boot's attach), and that is no hang. */
+	if (cv->wd_usec && now >= cv->wd_next_ns) {
+		notify_send("WATCHDOG=1");
+		cv->wd_next_ns = now + cv->wd_usec * 1000 / 2;
+	}
 	pthread_mutex_lock(&cv->lock);
 	if (cv->shutdown_deadline_ns && now >= cv->shutdown_deadline_ns) {
 		cv->shutdown_deadline_ns = 0;
@@ -868,16 +1080,9 @@ static int64_t cv_tick(void *opaque)
 	if (cv->shutdown_deadline_ns)
 		next = cv_ms_until(cv->shutdown_deadline_ns, now);
 	pthread_mutex_unlock(&cv->lock);
-	/* The watchdog proves the control thread turns; half the interval, as
-	 * sd_watchdog_enabled(3) suggests. */
-	if (cv->wd_usec) {
-		if (now >= cv->wd_next_ns) {
-			notify_send("WATCHDOG=1");
-			cv->wd_next_ns = now + cv->wd_usec * 1000 / 2;
-		}
+	if (cv->wd_usec)
 		next = next < 0 ? cv_ms_until(cv->wd_next_ns, now) :
 				  MIN(next, cv_ms_until(cv->wd_next_ns, now));
-	}
 	return next;
 }
 
@@ -1071,9 +1276,15 @@ void control_vm_detach(struct control_vm *cv, struct machine *m)
 void control_vm_destroy(struct control_vm *cv, int exit_code)
 {
 	json_object *d;
+	bool last;
 
 	if (!cv)
 		return;
+	/* A disk job still running (a file that takes minutes to open) must not
+	 * touch the server from now on; the last one frees cv. */
+	pthread_mutex_lock(&cv->lock);
+	cv->dying = true;
+	pthread_mutex_unlock(&cv->lock);
 	if (cv->srv) {
 		pthread_mutex_lock(&cv->lock);
 		cv_set_state(cv, "stopped");
@@ -1086,8 +1297,10 @@ void control_vm_destroy(struct control_vm *cv, int exit_code)
 				    exit_code);
 		control_server_stop(cv->srv, CV_FLUSH_MS);
 	}
-	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++)
-		free(cv->disks[t].path);
-	pthread_mutex_destroy(&cv->lock);
-	free(cv);
+	pthread_mutex_lock(&cv->lock);
+	cv->released = true;
+	last = cv->jobs == 0;
+	pthread_mutex_unlock(&cv->lock);
+	if (last)
+		cv_free(cv);
 }

@@ -26,7 +26,7 @@
 #define CTL_EXIT_OK 0
 #define CTL_EXIT_ERROR 1      /* the command failed */
 #define CTL_EXIT_USAGE 2      /* bad words, or no such VM */
-#define CTL_REPLY_MS 30000    /* pause waits 2 s, disk-add opens a file: plenty */
+#define CTL_REPLY_MS 30000    /* pause waits 2 s; disk-add may take longer (below) */
 #define CTL_LIST_MS 2000
 #define CTL_WAIT_GRACE_MS 30000
 
@@ -601,6 +601,11 @@ static int ctl_run(const char *target, const char *cmdname, int argc, char **arg
 	if (r) {
 		fprintf(stderr, "kestrel: ctl: %s: %s\n", target, r == -ETIMEDOUT ?
 			"no reply" : r == -EPIPE ? "the worker closed the connection" : strerror(-r));
+		/* The worker goes on with a slow open or drain without us. */
+		if (r == -ETIMEDOUT && !strncmp(cmdname, "disk-", 5))
+			fprintf(stderr, "kestrel: ctl: %s: the worker may still be working on %s; "
+				"query-vm shows the disks, watch the device-added/removed events\n",
+				target, cmdname);
 		rc = CTL_EXIT_ERROR;
 		goto out_close;
 	}

@@ -16,8 +16,8 @@
  * bit 1 a SCSI controller; bits 2-3 the number of NICs; bit 4 two disks in
  * the configuration; bit 5 the vCPUs never park (pause times out).
  *
- * Below control_vm.c the machine is faked at link time (vm_pause,
- * virtio_scsi_hotplug, ...). The fakes never open a host file and trap on
+ * Below control_vm.c the machine is faked at link time (vm_pause, blk_open,
+ * virtio_scsi_attach_disk, ...). The fakes never open a host file and trap on
  * anything the commands must not hand down: a target outside the
  * controller, a relative or empty path, an option outside its table. The
  * client, which sends and reads at once, traps on a reply line that is not
@@ -125,25 +125,50 @@ static void check_blk_opts(const struct blk_opts *o)
 	CHECK((unsigned)o->aio <= BLK_AIO_SYNC);
 }
 
-int virtio_scsi_hotplug(struct device *dev, unsigned target, const struct blk_opts *o, char *err,
-			size_t errlen)
+/* disk-add opens its file on a job thread (blk_open), then attaches it
+ * under control_vm's lock; disk-remove detaches, and a job closes. */
+int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t errlen)
 {
-	CHECK(dev == &fake.scsi);
-	CHECK(target < VIRTIO_SCSI_MAX_TARGETS);
+	struct blk_dev *d;
+
 	check_blk_opts(o);
-	if (fake.plugged[target])
-		return -EEXIST;
 	/* A file that "cannot be opened": the error path with a message. */
 	if (strstr(o->path, "/missing")) {
 		snprintf(err, errlen, "%s: No such file or directory", o->path);
 		return -ENOENT;
 	}
-	fake.plugged[target] = true;
-	snprintf(fake.path[target], sizeof(fake.path[target]), "%s", o->path);
+	d = calloc(1, sizeof(*d));
+	CHECK(d && (d->path = strdup(o->path)));
+	d->opts = *o;
+	d->opts.path = d->path;
+	*out = d;
 	return 0;
 }
 
-int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t errlen)
+void blk_close(struct blk_dev *d)
+{
+	if (d)
+		free(d->path);
+	free(d);
+}
+
+int virtio_scsi_attach_disk(struct device *dev, unsigned target, struct blk_dev *blk, char *err,
+			    size_t errlen)
+{
+	CHECK(dev == &fake.scsi);
+	CHECK(target < VIRTIO_SCSI_MAX_TARGETS);
+	check_blk_opts(&blk->opts);
+	if (fake.plugged[target])
+		return -EEXIST;
+	fake.plugged[target] = true;
+	snprintf(fake.path[target], sizeof(fake.path[target]), "%s", blk->path);
+	blk_close(blk);    /* taken over */
+	return 0;
+}
+
+/* A detached target is only a token here: the fake closes nothing. */
+int virtio_scsi_detach(struct device *dev, unsigned target, struct vscsi_target **out, char *err,
+		       size_t errlen)
 {
 	CHECK(dev == &fake.scsi);
 	if (target >= VIRTIO_SCSI_MAX_TARGETS || !fake.plugged[target]) {
@@ -151,7 +176,13 @@ int virtio_scsi_unplug(struct device *dev, unsigned target, char *err, size_t er
 		return -ENOENT;
 	}
 	fake.plugged[target] = false;
+	*out = (struct vscsi_target *)&fake.scsi;
 	return 0;
+}
+
+void virtio_scsi_target_close(struct vscsi_target *t)
+{
+	CHECK(t == (struct vscsi_target *)&fake.scsi);
 }
 
 int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,

@@ -44,7 +44,8 @@ scsi)
 	LIBS=""
 	OPTS="-max_len=4096 -timeout=10" ;;
 virtqueue)
-	SOURCES="devices/synthetic/virtqueue.c src/vm/guest_mem.c src/vm/guest_mem_dirty.c src/vm/device.c src/lib/util.c"
+	SOURCES="devices/synthetic/virtqueue.c src/vm/guest_mem.c src/vm/guest_mem_dirty.c src/vm/device.c
+		 migrate/state.c src/lib/util.c"
 	LIBS="-lpthread"
 	OPTS="-max_len=70000 -timeout=10" ;;
 control)

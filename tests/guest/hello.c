@@ -1,6 +1,9 @@
 /* hello.bin: the boot path works. Prints from ring 3, checks CPL 3, that
  * ring 3 can reach I/O ports (it printed), and the Multiboot magic, then exits with "code=N" from the command line
- * (default 0), so a test can see a chosen code come through. */
+ * (default 0), so a test can see a chosen code come through. A VMM that does
+ * not decode the debug-exit port (kestrel without --debug-exit) ignores that
+ * write: the payload says so, and with reset=1 resets the board through
+ * 0xCF9 (which a worker with --on-reboot exit ends with status 0). */
 #include "guest.h"
 
 int main(void)
@@ -29,5 +32,13 @@ int main(void)
 	if (check_result(GUEST_EXIT_HELLO) != GUEST_EXIT_PASS)
 		return GUEST_EXIT_HELLO;
 	gprintf("exit code %lu\n", code);
+	outl(BOARD_PORT_DEBUG_EXIT, (uint32_t)code);
+	gprintf("hello: still running after the debug-exit write\n");
+	if (mb_cmdline_uint("reset", 0)) {
+		outb(BOARD_PORT_RESET, 0x06);
+		/* The 0xCF9 write may wait in KVM's coalesced ring until the
+		 * next exit to the VMM: this line is one. */
+		gprintf("hello: board reset requested\n");
+	}
 	return (int)code;
 }
