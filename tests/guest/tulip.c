@@ -547,8 +547,12 @@ static bool bench_tx(unsigned size, uint64_t ms)
 		}
 		tx_reclaim();
 		done += tx_done_idx - before;
-		if (rdtsc() > end + 10 * tsc_hz)
+		if (rdtsc() > end + 10 * tsc_hz) {
+			/* Where the NIC stopped, for the next time (seen once). */
+			gprintf("bench: tx stalled: CSR5 %x posted %u done %u des0 %x\n", csr_rd(5),
+				tx_next, tx_done_idx, txr[tx_done_idx % NTX].des0);
 			return false;
+		}
 	}
 	net_bench_report("tx", size, done, rdtsc() - t0, kicks);
 	return true;
