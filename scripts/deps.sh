@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
 	# build
 	build-essential cmake pkg-config libjson-c-dev liburing-dev libaio-dev libseccomp-dev check
+	# screendumps (libpng); the std VGA's option ROM (vgabios-stdvga.bin)
+	libpng-dev seabios
 	# guest kit and nested rig (Debian kernel + busybox, QEMU for the outer VM)
 	qemu-system-x86 qemu-utils busybox-static cpio xz-utils gzip binutils file
 	# tests: iasl checks our ACPI tables; systemd-analyze verifies and rates the
@@ -18,6 +20,10 @@ PACKAGES=(
 	clang libclang-rt-14-dev bc
 	# benchmarks: fio is the ceiling in scripts/bench/disk.sh
 	fio
+	# firmware boot: Debian's SeaBIOS is kestrel's default firmware; the tests'
+	# images are made with xorriso (El Torito CD), mtools and syslinux (a
+	# SYSLINUX disk, without mounting)
+	seabios xorriso mtools syslinux syslinux-common
 )
 
 if [ "$(id -u)" != 0 ]; then

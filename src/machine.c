@@ -14,8 +14,15 @@
 #include "kestrel/block.h"
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
+#include "kestrel/byteorder.h"
 #include "kestrel/devices.h"
+#include "kestrel/display.h"
 #include "kestrel/machine.h"
+#include "kestrel/vga.h"
+#include "kestrel/fw_cfg.h"
+#include "kestrel/ide.h"
+#include "kestrel/machine.h"
+#include "kestrel/piix.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/tulip.h"
 #include "kestrel/virtio_net.h"
@@ -96,8 +103,20 @@ static int attach(struct machine *m, uint64_t base, uint64_t len, const char *id
 	return ret;
 }
 
+static bool machine_has_ide(const struct vm_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		if (cfg->disks[i].bus == CONFIG_BUS_IDE)
+			return true;
+	return false;
+}
+
 /* Bus 0 on the VM's buses and RAM; its INTx lines through the board's one
- * routing table, which the DSDT's _PRT is built from too. */
+ * routing table, which the DSDT's _PRT is built from too. With a PIIX3 (an
+ * IDE drive is configured: the PC southbridge comes with its IDE), the
+ * table is the PIIX3 board's: four links PIRQA-D on GSIs 16-19, and the
+ * bridge's route registers add the PIC-mode ISA IRQs (kestrel/piix.h).
+ * Without one the board stays as it was: eight links on GSIs 16-23. */
 static struct device *machine_pci_host(struct machine *m)
 {
 	struct pci_board board = {
@@ -105,8 +124,19 @@ static struct device *machine_pci_host(struct machine *m)
 		.irq_set = vm_irq_set, .irq_opaque = &m->vm, .intx = &m->pci_intx,
 	};
 
-	if (pci_intx_swizzle(&m->pci_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE))
+	if (machine_has_ide(m->cfg)) {
+		struct piix3_conf pc = { .irq_set = vm_irq_set, .irq_opaque = &m->vm,
+					 .pirq_gsi_base = BOARD_PCI_INTX_GSI_BASE };
+
+		m->piix3 = piix3_create(&pc);
+		if (!m->piix3)
+			return NULL;
+		piix3_intx_routing(&m->pci_intx, BOARD_PCI_INTX_GSI_BASE);
+		board.irq_set = piix3_intx_set;
+		board.irq_opaque = m->piix3;
+	} else if (pci_intx_swizzle(&m->pci_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE)) {
 		return NULL;
+	}
 	return pci_host_create(&board);
 }
 
@@ -126,8 +156,6 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns), "pm",
 				 err, errlen);
 	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);
-	/* Where guest writes to the read-only BIOS segment go (machine_protect_bios). */
-	ret = ret ?: machine_add(m, sink_create("bios"), "bios", err, errlen);
 	ret = ret ?: machine_add(m, machine_pci_host(m), "pci-host", err, errlen);
 
 	ret = ret ?: attach(m, BOARD_PORT_COM1, 8, "com1", 0, err, errlen);
@@ -223,6 +251,105 @@ static int machine_create_storage(struct machine *m, char *err, size_t errlen)
 	return ret ?: machine_add_virtio(m, &model, MACHINE_SLOT_VIRTIO_SCSI, "scsi0", err, errlen);
 }
 
+/* Emulated storage: the PIIX3's IDE controller at 00:01.1 (the bridge at
+ * 00:01.0) with both channels in compatibility mode, 0x1F0/0x3F6 on IRQ 14
+ * and 0x170/0x376 on IRQ 15 (ISA edge interrupts), only when a --disk
+ * bus=ide is given so that other VMs keep the board they had. unit 0/1 are
+ * the primary channel's master/slave, 2/3 the secondary's. There is no
+ * firmware on a direct kernel boot to set the channels' IDE Decode Enable
+ * bits, so the controller powers on with them set. The machine opens the
+ * images (a CD read-only, an empty drive none) and the channels own them. */
+static int machine_ide_drives(struct machine *m, struct ide_drive_conf d[CONFIG_IDE_UNITS],
+			      char *err, size_t errlen)
+{
+	int ret = 0;
+
+	memset(d, 0, sizeof(*d) * CONFIG_IDE_UNITS);
+	for (unsigned i = 0; i < m->cfg->ndisks && !ret; i++) {
+		const struct config_disk *c = &m->cfg->disks[i];
+		struct ide_drive_conf *u;
+
+		if (c->bus != CONFIG_BUS_IDE || c->unit < 0 || c->unit >= CONFIG_IDE_UNITS)
+			continue;
+		u = &d[c->unit];
+		u->kind = c->media == CONFIG_MEDIA_CDROM ? IDE_CDROM : IDE_DISK;
+		if (c->blk.path)
+			ret = blk_open(&u->blk, &c->blk, err, errlen);
+	}
+	if (ret)
+		for (unsigned u = 0; u < CONFIG_IDE_UNITS; u++)
+			if (d[u].blk)
+				blk_close(d[u].blk);
+	return ret;
+}
+
+/* The channels and the controller, registered as "piix3-ide", "ide0",
+ * "ide1" (after the bridge "piix3", so quiesce and destroy take the
+ * channels first). ch[]: channels not registered yet, freed on failure. */
+static int machine_add_ide(struct machine *m, struct ide_drive_conf d[CONFIG_IDE_UNITS],
+			   char *err, size_t errlen)
+{
+	static const char *const ids[2] = { "ide0", "ide1" };
+	static const uint32_t irqs[2] = { IDE_PRIMARY_IRQ, IDE_SECONDARY_IRQ };
+	/* Firmware sets IDE Decode Enable itself (SeaBIOS piix_ide_setup). */
+	struct piix_ide_conf pc = { .pio = &m->vm.pio, .decode_on = m->cfg->kernel != NULL };
+	struct device *ide;
+	int ret = 0;
+
+	for (unsigned c = 0; c < 2 && !ret; c++) {
+		struct irq_line irq = machine_irq(m, irqs[c]);
+
+		pc.ch[c] = ide_channel_create(ids[c], &irq, &d[2 * c], err, errlen);
+		if (!pc.ch[c]) {
+			for (unsigned u = 2 * c; u < CONFIG_IDE_UNITS; u++)
+				if (d[u].blk)
+					blk_close(d[u].blk);
+			ret = -EINVAL;
+		}
+	}
+	ide = ret ? NULL : piix_ide_create(&pc);
+	ret = ret ?: machine_add(m, ide, "piix3-ide", err, errlen);
+	for (unsigned c = 0; c < 2; c++) {
+		struct device *ch = pc.ch[c];
+
+		if (ch && !ret)
+			ret = machine_add(m, ch, ids[c], err, errlen);   /* frees it on failure */
+		else if (ch)
+			ch->ops->destroy(ch);
+	}
+	ret = ret ?: pci_host_add_fn(machine_find_device(m, "pci-host"), piix_ide_pci(ide),
+				     PIIX_SLOT, PIIX3_FN_IDE);
+	if (ret < 0 && !err[0])
+		snprintf(err, errlen, "PIIX3 IDE: cannot add 00:%02x.%d: %s", PIIX_SLOT, PIIX3_FN_IDE,
+			 strerror(-ret));
+	return ret < 0 ? ret : 0;
+}
+
+static int machine_create_ide(struct machine *m, char *err, size_t errlen)
+{
+	struct ide_drive_conf d[CONFIG_IDE_UNITS];
+	struct device *isa = m->piix3;
+	int ret;
+
+	if (!isa)
+		return 0;
+	m->piix3 = NULL;
+	err[0] = '\0';
+	ret = machine_add(m, isa, "piix3", err, errlen);
+	if (!ret) {
+		ret = pci_host_add_fn(machine_find_device(m, "pci-host"), piix3_pci(isa), PIIX_SLOT,
+				      PIIX3_FN_ISA);
+		if (ret < 0) {
+			snprintf(err, errlen, "PIIX3: cannot add 00:%02x.0: %s", PIIX_SLOT,
+				 strerror(-ret));
+			return ret;
+		}
+		ret = 0;
+	}
+	ret = ret ?: machine_ide_drives(m, d, err, errlen);
+	return ret ?: machine_add_ide(m, d, err, errlen);
+}
+
 /* Network: one function per --net, in the slots after the SCSI controller,
  * each on its TAP (registered as "net0", "net1", ... for the control socket
  * and --stats): virtio-net, or the emulated DEC 21140 (model=tulip). */
@@ -279,14 +406,132 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
-static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
+/* The std VGA in slot 2 (where QEMU's pc puts it), its legacy ports and
+ * window on the board's buses, drawing into the machine's display. Its
+ * option ROM: the file --vga rom= names, else Debian's when installed. */
+#define MACHINE_SLOT_VGA 2
+
+static int map_image(const char *path, uint8_t **p, size_t *len);
+
+/* Mapped like the kernel (sandbox_open: a reboot uses the first boot's file);
+ * the VGA keeps a copy. Debian's file missing is no error: then no ROM. */
+static int machine_vga_rom(const struct vm_config *c, uint8_t **rom, size_t *len, char *err,
+			   size_t errlen)
 {
-	struct acpi_board b = {
+	const char *path = c->vga_rom ? c->vga_rom : CONFIG_VGA_ROM_DEFAULT;
+	int ret;
+
+	*rom = NULL;
+	*len = 0;
+	if (!strcmp(path, "none"))
+		return 0;
+	ret = map_image(path, rom, len);
+	if (!ret && *len > CONFIG_VGA_ROM_MAX) {
+		munmap(*rom, *len);
+		*rom = NULL;
+		ret = -EFBIG;
+	}
+	if (ret && c->vga_rom)
+		snprintf(err, errlen, "--vga: rom=%s: %s", path, strerror(-ret));
+	return c->vga_rom ? ret : 0;
+}
+
+/* BAR 0 as guest memory: a dirty-logged slot over the VRAM, moved with the
+ * BAR, removed while the BAR decodes nowhere (the VGA redraws everything
+ * after each change: KVM's log of a moved slot starts empty). Called from
+ * the vCPU whose config write moved the BAR. */
+static int machine_lfb_map(void *opaque, uint64_t old, uint64_t now, void *hva, uint64_t size)
+{
+	struct machine *m = opaque;
+	int id = __atomic_load_n(&m->vga_slot, __ATOMIC_ACQUIRE), ret = 0;
+	struct gm_slot_spec spec = { .name = "vga-vram", .gpa = now, .size = size,
+				     .flags = GM_SLOT_LOG_DIRTY, .hva = hva };
+
+	(void)old;
+	if (now == PCI_BAR_UNMAPPED) {
+		if (id >= 0)
+			ret = gm_slot_remove(&m->vm.gm, id);
+		__atomic_store_n(&m->vga_slot, -1, __ATOMIC_RELEASE);
+		return ret;
+	}
+	if (id >= 0)
+		return gm_slot_move(&m->vm.gm, id, now);
+	id = gm_slot_add(&m->vm.gm, &spec);
+	if (id < 0)
+		return id;
+	__atomic_store_n(&m->vga_slot, id, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* The pages the guest wrote through BAR 0 (KVM's log), for the renderer. */
+static long machine_lfb_dirty(void *opaque, uint64_t *bitmap, uint64_t nbits)
+{
+	struct machine *m = opaque;
+	int id = __atomic_load_n(&m->vga_slot, __ATOMIC_ACQUIRE);
+	long n;
+
+	if (id < 0)
+		return 0;
+	n = gm_dirty_fetch(&m->vm.gm, id, bitmap, nbits, true);
+	return n == -ENOENT ? 0 : n;   /* unmapped meanwhile: a full redraw follows */
+}
+
+static int machine_vga_window(struct machine *m, char *err, size_t errlen)
+{
+	int ret = bus_insert(&m->vm.mmio, VGA_WINDOW_BASE, VGA_WINDOW_LEN,
+			     machine_find_device(m, "vga"), VGA_REGION_WINDOW);
+
+	if (ret)
+		snprintf(err, errlen, "vga: cannot attach at %#llx: %s",
+			 (unsigned long long)VGA_WINDOW_BASE, strerror(-ret));
+	return ret;
+}
+
+static int machine_create_vga(struct machine *m, char *err, size_t errlen)
+{
+	struct vga_lfb_ops lfb = { .map = machine_lfb_map, .fetch_dirty = machine_lfb_dirty,
+				   .opaque = m };
+	struct vga_opts o = { .vram_size = m->cfg->vga_mem, .lfb = &lfb };
+	struct device *vga = NULL;
+	int ret;
+
+	if (m->cfg->vga != CONFIG_VGA_STD)
+		return 0;
+	m->display = display_create();
+	if (!m->display) {
+		snprintf(err, errlen, "out of memory creating the display");
+		return -ENOMEM;
+	}
+	ret = machine_vga_rom(m->cfg, (uint8_t **)&o.rom, &o.rom_len, err, errlen);
+	if (ret)
+		return ret;
+	ret = vga_create(&o, machine_find_device(m, "pci-host"), MACHINE_SLOT_VGA, m->display, &vga);
+	if (o.rom)
+		munmap((void *)o.rom, o.rom_len);
+	if (ret) {
+		snprintf(err, errlen, "--vga: cannot create the VGA: %s", strerror(-ret));
+		return ret;
+	}
+	ret = machine_add(m, vga, "vga", err, errlen);
+	ret = ret ?: attach(m, VGA_PORTS_BASE, VGA_PORTS_LEN, "vga", VGA_REGION_PORTS, err, errlen);
+	ret = ret ?: attach(m, VGA_DISPI_BASE, VGA_DISPI_LEN, "vga", VGA_REGION_DISPI, err, errlen);
+	return ret ?: machine_vga_window(m, err, errlen);
+}
+
+/* The ACPI tables describe the same board on both boot paths. */
+static struct acpi_board machine_acpi_board(struct machine *m)
+{
+	return (struct acpi_board){
 		.ncpus = m->cfg->cpus,
 		.pci_mmio_base = BOARD_PCI_MMIO_BASE,
 		.pci_mmio_end = BOARD_PCI_MMIO_END,
 		.intx = &m->pci_intx,
 	};
+}
+
+static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
+{
+	struct acpi_board b = machine_acpi_board(m);
 	/* The BIOS area is firmware's, not RAM the guest may DMA into: the
 	 * tables go into the RAM behind it (offset == address below 4 GiB). */
 	void *buf = gm_ram_ptr(&m->vm.gm, BOARD_ACPI_BASE, BOARD_ACPI_SIZE);
@@ -302,21 +547,28 @@ static int machine_write_acpi(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
-/* The system BIOS segment read-only, as firmware leaves it after POST
- * (i440FX PAM0 "read-only": reads from DRAM, writes forwarded to PCI, where
- * nothing answers them): the guest's writes reach the "bios" sink, which
- * drops them, and are counted (--stats). */
-static int machine_protect_bios(struct machine *m, char *err, size_t errlen)
-{
-	struct guest_mem *gm = &m->vm.gm;
-	int id = gm_slot_at(gm, BOARD_BIOS_SEGMENT), ret;
+/* The chipset's map of 0xC0000-0xFFFFF (i440FX PAM). Firmware starts with
+ * the registers at their power-on 0, reading its own image's tail there; a
+ * kernel booted directly finds the map firmware would have left: the BIOS
+ * segment read-only DRAM (its writes dropped and counted, --stats), the rest
+ * read/write DRAM. */
+static const uint8_t pam_power_on[PAM_NREGS];
+static const uint8_t pam_after_post[PAM_NREGS] = { 0x10, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33 };
 
-	if (id < 0)
-		return 0; /* less than 1 MiB of RAM: no BIOS segment */
-	ret = gm_slot_set_flags(gm, id, GM_SLOT_RAM | GM_SLOT_READONLY,
-				machine_find_device(m, "bios"), 0);
+static int machine_setup_pam(struct machine *m, char *err, size_t errlen)
+{
+	size_t alias = MIN(m->fw.size, (size_t)FW_ISA_ALIAS_MAX);
+	const uint8_t *regs = m->fw.data ? pam_power_on : pam_after_post;
+	int ret;
+
+	ret = machine_add(m, pam_create(&m->vm.gm, alias ? m->fw.data + m->fw.size - alias : NULL,
+					alias, regs), "pam", err, errlen);
 	if (ret)
-		snprintf(err, errlen, "write-protecting the BIOS segment: %s", strerror(-ret));
+		return ret;
+	ret = pci_host_set_pam(machine_find_device(m, "pci-host"), machine_find_device(m, "pam"),
+			       regs);
+	if (ret)
+		snprintf(err, errlen, "mapping 0xC0000-0xFFFFF (i440FX PAM): %s", strerror(-ret));
 	return ret;
 }
 
@@ -342,6 +594,128 @@ static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
 		return ret;
 	}
 	ret = vm_setup_boot_cpu(&m->vm, &cpu);
+	if (ret)
+		snprintf(err, errlen, "setting up the boot vCPU: %s", strerror(-ret));
+	return ret;
+}
+
+/* ---- firmware boot (kestrel/firmware.h) ---- */
+
+/* The image in a read-only slot ending at 4 GiB, its last 16 bytes the
+ * reset vector; writes (flash programming) are dropped and counted. */
+static int machine_map_firmware(struct machine *m, char *err, size_t errlen)
+{
+	int id = gm_slot_add(&m->vm.gm, &(struct gm_slot_spec){ .name = "firmware",
+			     .gpa = BOARD_FIRMWARE_END - m->fw.size, .size = m->fw.size,
+			     .flags = GM_SLOT_READONLY, .hva = m->fw.data });
+
+	if (id < 0)
+		snprintf(err, errlen, "--firmware: %s: mapping it below 4 GiB: %s", m->cfg->firmware,
+			 strerror(-id));
+	return id < 0 ? id : 0;
+}
+
+/* What QEMU's pc machine tells SeaBIOS: CPUs, RAM and its e820 with KVM's
+ * private pages reserved, no boot retry (-1), the boot menu; and a serial
+ * console on COM1 (SeaBIOS's sercon), since the board has no display. */
+static int machine_fw_cfg_board(struct machine *m, struct device *fw)
+{
+	struct e820_entry e[E820_MAX];
+	int n = fw_cfg_ram_e820(&m->vm.gm, e, E820_MAX - 1);
+	uint8_t com1[2];
+	int ret;
+
+	e[n++] = (struct e820_entry){ BOARD_KVM_IDENTITY_MAP, BOARD_KVM_PRIVATE_SIZE, E820_RESERVED };
+	ret = fw_cfg_add_board(fw, &(struct fw_cfg_board){
+		.ncpus = m->cfg->cpus, .ram_size = m->vm.gm.ram_size, .e820 = e, .ne820 = n,
+		.boot_menu = m->cfg->boot.menu, .boot_menu_wait_ms = (uint16_t)m->cfg->boot.menu_wait_ms,
+		.boot_fail_wait_ms = -1 });
+	put_le16(com1, BOARD_PORT_COM1);
+	return ret ?: fw_cfg_add_file(fw, "etc/sercon-port", com1, sizeof(com1));
+}
+
+/* --boot in both places firmware looks: the bootorder file (each drive)
+ * and the CMOS boot bytes (each kind, as QEMU's -boot order), with the
+ * other CMOS bytes SeaBIOS and old OSes read. */
+static int machine_fw_boot_order(struct machine *m, struct device *fw)
+{
+	struct fw_boot_board b = {
+		.scsi_slot = machine_find_device(m, "scsi0") ? MACHINE_SLOT_VIRTIO_SCSI : -1,
+		.ide_slot = machine_find_device(m, "piix3-ide") ? PIIX_SLOT : -1,
+		.ide_fn = PIIX3_FN_IDE,
+		.net_slot = machine_find_device(m, "net0") ? MACHINE_SLOT_VIRTIO_NET : -1 };
+	struct fw_boot_dev d[CONFIG_MAX_DISKS + CONFIG_IDE_UNITS + CONFIG_MAX_NETS];
+	unsigned n = fw_boot_list(m->cfg, &b, d, ARRAY_SIZE(d));
+	struct rtc_cmos_board cmos = { .mem_below_4g = m->vm.gm.ram_low,
+				       .mem_above_4g = m->vm.gm.ram_high,
+				       .equipment = RTC_EQUIP_FPU, .floppy_sig_check = true,
+				       .ncpus = m->cfg->cpus };
+	int ret;
+
+	fw_boot_cmos(&m->cfg->boot, cmos.boot);
+	ret = rtc_set_cmos_board(machine_find_device(m, "rtc"), &cmos);
+	return ret ?: fw_cfg_add_bootorder(fw, d, n);
+}
+
+static int machine_setup_fw_cfg(struct machine *m, char *err, size_t errlen)
+{
+	struct acpi_board acpi = machine_acpi_board(m);
+	struct device *fw;
+	int ret;
+
+	ret = machine_add(m, fw_cfg_create(&m->vm.gm), "fw-cfg", err, errlen);
+	ret = ret ?: attach(m, FW_CFG_PORT_SEL, FW_CFG_IO_LEN, "fw-cfg", FW_CFG_REGION_IO, err, errlen);
+	ret = ret ?: attach(m, FW_CFG_PORT_DMA, FW_CFG_DMA_LEN, "fw-cfg", FW_CFG_REGION_DMA, err,
+			    errlen);
+	if (ret)
+		return ret;
+	fw = machine_find_device(m, "fw-cfg");
+	ret = machine_fw_cfg_board(m, fw);
+	ret = ret ?: fw_cfg_add_acpi(fw, &acpi);
+	ret = ret ?: machine_fw_boot_order(m, fw);
+	if (ret)
+		snprintf(err, errlen, "filling fw_cfg for the firmware: %s", strerror(-ret));
+	return ret;
+}
+
+/* --firmware-log: the debug console SeaBIOS finds at 0x402. The file spans
+ * the worker's life, every boot of the guest: opened (and truncated) at
+ * the first boot, kept open for the next. */
+static int machine_firmware_log(struct machine *m, char *err, size_t errlen)
+{
+	static int log_fd = -1;
+	const char *path = m->cfg->firmware_log;
+	bool to_stderr;
+
+	if (!path)
+		return 0;
+	to_stderr = !strcmp(path, "stderr");
+	if (!to_stderr && log_fd < 0) {
+		log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+		if (log_fd < 0) {
+			snprintf(err, errlen, "--firmware-log: %s: %s", path, strerror(errno));
+			return -errno;
+		}
+	}
+	return machine_add(m, debugcon_create(to_stderr ? STDERR_FILENO : log_fd, to_stderr),
+			   "debugcon", err, errlen) ?:
+	       attach(m, BOARD_PORT_DEBUGCON, 1, "debugcon", 0, err, errlen);
+}
+
+/* Everything a firmware boot needs besides the board itself; the boot vCPU
+ * starts at the reset vector. A triple fault resets the machine as on a PC
+ * (with --on-reboot exit it stays a VM error, so that CI tells a crash from
+ * a reboot the guest asked for). */
+static int machine_setup_firmware(struct machine *m, char *err, size_t errlen)
+{
+	int ret = machine_map_firmware(m, err, errlen);
+
+	ret = ret ?: machine_setup_fw_cfg(m, err, errlen);
+	ret = ret ?: machine_firmware_log(m, err, errlen);
+	if (ret)
+		return ret;
+	m->vm.triple_fault_resets = m->cfg->on_reboot == ON_REBOOT_RESTART;
+	ret = vm_setup_boot_cpu(&m->vm, &(struct boot_cpu_state){ .mode = BOOT_CPU_RESET });
 	if (ret)
 		snprintf(err, errlen, "setting up the boot vCPU: %s", strerror(-ret));
 	return ret;
@@ -390,7 +764,11 @@ static void unmap_images(struct machine *m)
 
 static int machine_read_images(struct machine *m, char *err, size_t errlen)
 {
-	int ret = map_image(m->cfg->kernel, &m->kernel, &m->kernel_len);
+	int ret;
+
+	if (!m->cfg->kernel)
+		return fw_image_load(m->cfg->firmware, &m->fw, err, errlen);
+	ret = map_image(m->cfg->kernel, &m->kernel, &m->kernel_len);
 
 	if (ret) {
 		snprintf(err, errlen, "--kernel: %s: %s", m->cfg->kernel, strerror(-ret));
@@ -426,6 +804,7 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	memset(m, 0, sizeof(*m));
 	m->cfg = cfg;
 	m->serial_out_fd = -1;
+	m->vga_slot = -1;
 	m->vm.kvm_fd = m->vm.vm_fd = -1;
 	ret = machine_read_images(m, err, errlen);
 	if (ret)
@@ -439,19 +818,29 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_create_devices(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_create_vga(m, err, errlen);
+	if (ret)
+		return ret;
+	ret = machine_create_ide(m, err, errlen);
+	if (ret)
+		return ret;
 	ret = machine_create_storage(m, err, errlen);
 	if (ret)
 		return ret;
 	ret = machine_create_network(m, err, errlen);
 	if (ret)
 		return ret;
+	ret = machine_setup_pam(m, err, errlen);
+	if (ret)
+		return ret;
+	if (!cfg->kernel) {
+		ret = machine_setup_firmware(m, err, errlen);
+		return ret ?: machine_realize(m, err, errlen);
+	}
 	ret = machine_realize(m, err, errlen);
 	if (ret)
 		return ret;
 	ret = machine_write_acpi(m, err, errlen);
-	if (ret)
-		return ret;
-	ret = machine_protect_bios(m, err, errlen);
 	if (ret)
 		return ret;
 	ret = machine_load_kernel(m, err, errlen);
@@ -462,10 +851,25 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 void machine_destroy(struct machine *m)
 {
 	vm_stop_vcpus(&m->vm);
+	for (unsigned c = 0; m->cfg && m->cfg->stats && c < 2; c++) {
+		struct device *ch = machine_find_device(m, c ? "ide1" : "ide0");
+
+		if (ch)
+			ide_channel_print_stats(ch, 2 * c, stderr);
+	}
+	if (m->piix3)                   /* created, never registered (the host failed) */
+		m->piix3->ops->destroy(m->piix3);
 	/* Reverse order: the PCI functions go before the host they sit on,
 	 * every device before the VM whose fds and memory it uses. */
 	dev_list_destroy(&m->devs);
+	/* After the VGA, which draws into it. How often something asked for the
+	 * picture: 0 while nobody looked. */
+	if (m->display && m->cfg && m->cfg->stats)
+		fprintf(stderr, "kestrel: stats: display refreshes=%llu\n",
+			(unsigned long long)display_refresh_count(m->display));
+	display_destroy(m->display);
 	vm_destroy(&m->vm);
+	fw_image_free(&m->fw);   /* after the VM: KVM's slot pointed at it */
 	if (m->own_serial_out && m->serial_out_fd >= 0)
 		close(m->serial_out_fd);
 	unmap_images(m);

@@ -118,6 +118,68 @@ START_TEST(hit_counts)
 }
 END_TEST
 
+/* A counter device: each read returns the next value, each write is
+ * recorded in order, so a string access shows it reached the device as
+ * count separate accesses at the same offset. */
+struct seq {
+	struct device dev;
+	uint64_t next, got[8], off[8];
+	unsigned n;
+};
+
+static uint64_t seq_read(struct device *d, int region, uint64_t off, unsigned size)
+{
+	struct seq *q = (struct seq *)d;
+
+	q->off[q->n++ % 8] = off;
+	return q->next++;
+}
+
+static void seq_write(struct device *d, int region, uint64_t off, unsigned size, uint64_t val)
+{
+	struct seq *q = (struct seq *)d;
+
+	q->off[q->n % 8] = off;
+	q->got[q->n++ % 8] = val;
+}
+
+static const struct dev_ops seq_ops = { .name = "seq", .read = seq_read, .write = seq_write };
+
+START_TEST(string_access)
+{
+	struct bus b;
+	struct seq q = { .next = 0x1000 };
+	uint16_t w[5];
+	uint32_t l[3] = { 0x11111111, 0x22222222, 0x33333333 };
+
+	device_init(&q.dev, &seq_ops);
+	bus_init(&b, "t");
+	ck_assert_int_eq(bus_insert(&b, 0x1f0, 8, &q.dev, 3), 0);
+	ck_assert(bus_read_string(&b, 0x1f0, w, 2, 5));
+	for (unsigned i = 0; i < 5; i++) {
+		ck_assert_uint_eq(w[i], 0x1000 + i);
+		ck_assert_uint_eq(q.off[i], 0);
+	}
+	q.n = 0;
+	ck_assert(bus_write_string(&b, 0x1f4, l, 4, 3));
+	ck_assert_uint_eq(q.n, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		ck_assert_uint_eq(q.got[i], l[i]);
+		ck_assert_uint_eq(q.off[i], 4);
+	}
+	ck_assert_uint_eq(b.ranges[0].hits, 8);
+	/* Nobody at the port: every element reads all ones and counts. */
+	memset(w, 0, sizeof(w));
+	ck_assert(!bus_read_string(&b, 0x170, w, 2, 5));
+	for (unsigned i = 0; i < 5; i++)
+		ck_assert_uint_eq(w[i], 0xffff);
+	ck_assert(!bus_write_string(&b, 0x170, l, 4, 3));
+	ck_assert_uint_eq(b.unhandled, 8);
+	ck_assert(!bus_read_string(&b, 0x1f0, w, 16, 1));   /* no such access size */
+	bus_destroy(&b);
+}
+END_TEST
+
 START_TEST(many_ranges)
 {
 	struct bus b;
@@ -154,6 +216,7 @@ int main(void)
 	tcase_add_test(tc, dispatch);
 	tcase_add_test(tc, many_ranges);
 	tcase_add_test(tc, hit_counts);
+	tcase_add_test(tc, string_access);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -162,7 +162,12 @@ START_TEST(bad_flags)
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--debug-exit=0xf4"),
 			   "--debug-exit");
 	assert_usage_error(KESTREL("run", "--kernel"), "--kernel");
-	assert_usage_error(KESTREL("run"), "--kernel");
+	/* Without --kernel the VM boots firmware; what cannot go with it is refused. */
+	assert_usage_error(KESTREL("run", "--firmware", "/nonexistent/fw.bin"), "--firmware");
+	assert_usage_error(KESTREL("run", "--firmware", mb_kernel), "not a firmware image size");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--firmware", "bios"), "--firmware");
+	assert_usage_error(KESTREL("run", "--initrd", mb_kernel), "--initrd: needs --kernel");
+	assert_usage_error(KESTREL("run", "--boot", "floppy"), "--boot");
 }
 END_TEST
 

@@ -219,6 +219,61 @@ START_TEST(test_scsi_controller_flag)
 }
 END_TEST
 
+/* --vga std[,mem=SIZE][,rom=FILE|none] | none, --display none; JSON the same. */
+START_TEST(test_vga_flags)
+{
+	struct vm_config c;
+	char spec[300];
+	const char *path;
+
+	expect_ok(&c, "--kernel", kernel, NULL);
+	ck_assert_int_eq(c.vga, CONFIG_VGA_NONE);   /* a direct kernel boot: no VGA unless asked */
+	ck_assert_int_eq(c.display, CONFIG_DISPLAY_DEFAULT);
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, "--vga", "std", "--display", "none", NULL);
+	ck_assert_int_eq(c.vga, CONFIG_VGA_STD);
+	ck_assert_uint_eq(c.vga_mem, MiB(16));
+	ck_assert_ptr_null(c.vga_rom);
+	ck_assert_int_eq(c.display, CONFIG_DISPLAY_NONE);
+	config_free(&c);
+	snprintf(spec, sizeof(spec), "std,mem=64M,rom=%s", initrd);
+	expect_ok(&c, "--kernel", kernel, "--vga", spec, "--vga", spec, NULL);
+	ck_assert_uint_eq(c.vga_mem, MiB(64));
+	ck_assert_str_eq(c.vga_rom, initrd);
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, "--vga=std,rom=none", NULL);
+	ck_assert_str_eq(c.vga_rom, "none");
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, "--vga", "none", NULL);
+	ck_assert_int_eq(c.vga, CONFIG_VGA_NONE);
+	config_free(&c);
+	expect_err("--vga", "not a VGA", "--kernel", kernel, "--vga", "cirrus", NULL);
+	expect_err("--vga", "mem=3M: not a power of two", "--kernel", kernel, "--vga",
+		   "std,mem=3M", NULL);
+	expect_err("--vga", "mem=512M", "--kernel", kernel, "--vga", "std,mem=512M", NULL);
+	expect_err("--vga", "unknown option", "--kernel", kernel, "--vga", "std,vram=1M", NULL);
+	expect_err("--vga", "expected key=value", "--kernel", kernel, "--vga", "std,big", NULL);
+	expect_err("--vga", "rom=/nonexistent.bin", "--kernel", kernel, "--vga",
+		   "std,rom=/nonexistent.bin", NULL);
+	expect_err("--vga", "not a file", "--kernel", kernel, "--vga", "std,rom=/tmp", NULL);
+	expect_err("--vga", "not a file", "--kernel", kernel, "--vga",
+		   (snprintf(spec, sizeof(spec), "std,rom=%s", empty), spec), NULL);
+	expect_err("--vga", "given twice", "--kernel", kernel, "--vga", "std", "--vga", "none",
+		   NULL);
+	expect_err("--display", "not a display", "--kernel", kernel, "--display", "vnc", NULL);
+	/* JSON: the same strings; a flag replaces the file's whole value. */
+	path = json_file(tmpdir, "{\"vga\": \"std,mem=32M,rom=none\", \"display\": \"none\"}");
+	expect_ok(&c, "--kernel", kernel, "--config", path, NULL);
+	ck_assert_uint_eq(c.vga_mem, MiB(32));
+	ck_assert_int_eq(c.display, CONFIG_DISPLAY_NONE);
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, "--config", path, "--vga", "std", NULL);
+	ck_assert_uint_eq(c.vga_mem, MiB(16));
+	ck_assert_ptr_null(c.vga_rom);
+	config_free(&c);
+}
+END_TEST
+
 START_TEST(test_cmdline_values)
 {
 	static char big[CONFIG_CMDLINE_MAX + 2];
@@ -394,7 +449,9 @@ START_TEST(test_arg_errors)
 	expect_err("--config: missing value", NULL, "--kernel", kernel, "--config", NULL);
 	expect_err("'bzImage'", "unexpected argument", "--kernel", kernel, "bzImage", NULL);
 	expect_err("'-'", "unexpected argument", "--kernel", kernel, "-", NULL);
-	expect_err("--kernel is required", NULL, "--mem", "1G", NULL);
+	/* Without --kernel the VM boots firmware, which must be there. */
+	expect_err("--firmware: /nonexistent/fw.bin: No such file or directory", NULL, "--firmware",
+		   "/nonexistent/fw.bin", "--mem", "1G", NULL);
 }
 END_TEST
 
@@ -733,8 +790,9 @@ START_TEST(test_json_file_errors)
 	snprintf(path, sizeof(path), "--config=%s", json_file(tmpdir, "{\"cpus\": 0}"));
 	expect_err("vm.json: \"cpus\": 0 is out of range", NULL, path, NULL);
 	/* A key that is fine on its own still fails validation like a flag. */
-	snprintf(path, sizeof(path), "--config=%s", json_file(tmpdir, "{\"mem\": 512}"));
-	expect_err("--kernel is required", NULL, path, NULL);
+	snprintf(path, sizeof(path), "--config=%s",
+		 json_file(tmpdir, "{\"mem\": 512, \"firmware\": \"nofw.bin\"}"));
+	expect_err("--firmware: ", "/nofw.bin: No such file or directory", path, NULL);
 }
 END_TEST
 
@@ -920,6 +978,7 @@ static Suite *config_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("util");
+	tcase_add_test(tc, test_vga_flags);
 	tcase_add_test(tc, test_parse_size);
 	tcase_add_test(tc, test_read_file);
 	tcase_add_test(tc, test_read_file_too_big);

@@ -173,9 +173,9 @@ START_TEST(errors)
 	snprintf(s, sizeof(s), "path=%s/missing.img", tmpdir);
 	ck_assert_int_ne(run("--disk", s, NULL), 0);
 	expect_err("missing.img: No such file or directory");
-	snprintf(s, sizeof(s), "path=%s,bus=ide", d0);
+	snprintf(s, sizeof(s), "path=%s,bus=sata", d0);
 	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("bus=ide: unknown bus");
+	expect_err("bus=sata: unknown bus (use scsi or ide)");
 	snprintf(s, sizeof(s), "path=%s,cache=fast", d0);
 	ck_assert_int_ne(run("--disk", s, NULL), 0);
 	expect_err("cache");
@@ -200,6 +200,85 @@ START_TEST(errors)
 	snprintf(s, sizeof(s), "path=%s", d0);
 	ck_assert_int_ne(run("--disk", s, "--disk", s, NULL), 0);
 	expect_err("the same file given twice");
+}
+END_TEST
+
+/* bus=ide: units fill around explicit ones across both channels, a CD is
+ * read-only and may be empty, and what belongs to the other bus is refused. */
+START_TEST(ide_drives)
+{
+	char s0[400], s1[400], s2[400], text[1000];
+
+	snprintf(s0, sizeof(s0), "path=%s,bus=ide", d0);
+	snprintf(s1, sizeof(s1), "path=%s,bus=ide,media=cdrom,unit=2", d1);
+	snprintf(s2, sizeof(s2), "path=%s,bus=scsi", d2);
+	ck_assert_msg(run("--disk", s0, "--disk", s1, "--disk", "bus=ide,media=cdrom",
+			  "--disk", s2, NULL) == 0, "%s", err);
+	ck_assert_uint_eq(c.ndisks, 4);
+	ck_assert_int_eq(c.disks[0].bus, CONFIG_BUS_IDE);
+	ck_assert_int_eq(c.disks[0].media, CONFIG_MEDIA_DISK);
+	ck_assert_int_eq(c.disks[0].unit, 0);
+	ck_assert(!c.disks[0].blk.readonly);
+	ck_assert_int_eq(c.disks[1].media, CONFIG_MEDIA_CDROM);
+	ck_assert_int_eq(c.disks[1].unit, 2);
+	ck_assert(c.disks[1].blk.readonly);                 /* a CD is read-only */
+	ck_assert_ptr_null(c.disks[2].path);                /* an empty drive */
+	ck_assert_ptr_null(c.disks[2].blk.path);
+	ck_assert_int_eq(c.disks[2].unit, 1);
+	ck_assert_int_eq(c.disks[2].target, -1);
+	ck_assert_int_eq(c.disks[3].bus, CONFIG_BUS_SCSI);
+	ck_assert_int_eq(c.disks[3].target, 0);             /* SCSI targets are counted apart */
+	ck_assert_int_eq(c.disks[3].unit, -1);
+	/* JSON: the same keys; an empty CD without a path. */
+	snprintf(text, sizeof(text), "{ \"kernel\": \"%s\", \"disks\": [ { \"path\": \"d0.img\", "
+		 "\"bus\": \"ide\", \"unit\": 3 }, { \"bus\": \"ide\", \"media\": \"cdrom\" } ] }",
+		 kernel);
+	write_text(json, text);
+	ck_assert_msg(run("--config", json, NULL) == 0, "%s", err);
+	ck_assert_int_eq(c.disks[0].unit, 3);
+	ck_assert_str_eq(c.disks[0].path, d0);
+	ck_assert_int_eq(c.disks[1].unit, 0);
+	ck_assert_ptr_null(c.disks[1].path);
+}
+END_TEST
+
+START_TEST(ide_errors)
+{
+	char s[400], t[400];
+
+	snprintf(s, sizeof(s), "path=%s,bus=ide,target=1", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("target=: only with bus=scsi (bus=ide takes unit=0-3)");
+	snprintf(s, sizeof(s), "path=%s,bus=ide,add-after=1s", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("only with bus=scsi (IDE drives are not hot-plugged)");
+	snprintf(s, sizeof(s), "path=%s,unit=1", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("unit=1: only with bus=ide");
+	snprintf(s, sizeof(s), "path=%s,media=cdrom", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("media=cdrom: only with bus=ide");
+	snprintf(s, sizeof(s), "path=%s,bus=ide,media=floppy", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("media=floppy: expected disk or cdrom");
+	snprintf(s, sizeof(s), "path=%s,bus=ide,unit=4", d0);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("unit=4: not an IDE unit");
+	ck_assert_int_ne(run("--disk", "bus=ide", NULL), 0);
+	expect_err("path=FILE is required (only a media=cdrom drive may be empty)");
+	ck_assert_int_ne(run("--disk", "bus=ide,media=disk", NULL), 0);
+	expect_err("path=FILE is required");
+	snprintf(s, sizeof(s), "path=%s,bus=ide,unit=1", d0);
+	snprintf(t, sizeof(t), "path=%s,bus=ide,media=cdrom,unit=1", d1);
+	ck_assert_int_ne(run("--disk", s, "--disk", t, NULL), 0);
+	expect_err("unit 1 is taken by another disk");
+	ck_assert_int_ne(run("--disk", "bus=ide,media=cdrom", "--disk", "bus=ide,media=cdrom",
+			     "--disk", "bus=ide,media=cdrom", "--disk", "bus=ide,media=cdrom",
+			     "--disk", "bus=ide,media=cdrom", NULL), 0);
+	expect_err("no free unit (bus=ide has 4)");
+	snprintf(s, sizeof(s), "path=%s/none.iso,bus=ide,media=cdrom", tmpdir);
+	ck_assert_int_ne(run("--disk", s, NULL), 0);
+	expect_err("none.iso: No such file or directory");
 }
 END_TEST
 
@@ -238,6 +317,8 @@ static Suite *config_disk_suite(void)
 	tcase_add_test(tc, json_errors);
 	tcase_add_test(tc, errors);
 	tcase_add_test(tc, too_many_disks);
+	tcase_add_test(tc, ide_drives);
+	tcase_add_test(tc, ide_errors);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -37,6 +37,8 @@ struct fake_vm {
 	unsigned last_target;
 	bool net_up;
 	const char *dirty_action;
+	char cd_id[32], cd_path[512], cd_format[16];
+	bool cd_force;
 	int ticks;
 	const char *fail_code;   /* every op fails with this when set */
 	bool defer;              /* disk-add/-remove answer later, through pending */
@@ -44,7 +46,7 @@ struct fake_vm {
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY };
+       F_NET, F_DIRTY, F_DUMP, F_CD_CHANGE, F_CD_EJECT };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -167,6 +169,35 @@ static int f_dirty(void *o, const char *action, json_object *ret, struct control
 	return fake_enter(F_DIRTY, e);
 }
 
+static int f_dump(void *o, const char *path, json_object *ret, struct control_error *e)
+{
+	(void)o;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s", path);
+	json_object_object_add(ret, "width", json_object_new_int(720));
+	return fake_enter(F_DUMP, e);
+}
+
+static int f_cd_change(void *o, const char *id, const char *path, const char *format,
+		       json_object *ret, struct control_error *e)
+{
+	(void)o;
+	(void)ret;
+	snprintf(fake.cd_id, sizeof(fake.cd_id), "%s", id);
+	snprintf(fake.cd_path, sizeof(fake.cd_path), "%s", path);
+	snprintf(fake.cd_format, sizeof(fake.cd_format), "%s", format);
+	return fake_enter(F_CD_CHANGE, e);
+}
+
+static int f_cd_eject(void *o, const char *id, bool force, json_object *ret,
+		      struct control_error *e)
+{
+	(void)o;
+	(void)ret;
+	snprintf(fake.cd_id, sizeof(fake.cd_id), "%s", id);
+	fake.cd_force = force;
+	return fake_enter(F_CD_EJECT, e);
+}
+
 static int64_t f_tick(void *o)
 {
 	(void)o;
@@ -180,7 +211,8 @@ static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
-	.tick = f_tick,
+	.screendump = f_dump,
+	.cdrom_change = f_cd_change, .cdrom_eject = f_cd_eject, .tick = f_tick,
 };
 
 static void fake_reset(void)
@@ -477,6 +509,10 @@ START_TEST(request_argument_errors)
 		REQ("dirty-log", "{\"action\":1}"),
 		REQ("dirty-log", "{\"action\":\"fetch\",\"clear\":true}"),
 		REQ("pause", "{\"now\":true}"),
+		REQ("screendump", "{}"),
+		REQ("screendump", "{\"file\":\"shot.png\"}"),
+		REQ("screendump", "{\"file\":\"\"}"),
+		REQ("screendump", "{\"file\":\"/x.png\",\"format\":\"ppm\"}"),
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -495,6 +531,7 @@ START_TEST(request_argument_errors)
 	}
 	ck_assert_int_eq(fake.calls[F_ADD], 0);
 	ck_assert_int_eq(fake.calls[F_SHUTDOWN], 0);
+	ck_assert_int_eq(fake.calls[F_DUMP], 0);
 #undef REQ
 }
 END_TEST
@@ -547,7 +584,28 @@ START_TEST(commands_reach_the_vm)
 		json_object_put(expect_ok(line));
 		ck_assert_str_eq(fake.dirty_action, dirty_log_actions[i]);
 	}
-	for (int i = F_VM; i <= F_DIRTY; i++)
+	json_object_put(expect_ok("{\"command\":\"screendump\",\"arguments\":{\"file\":"
+				  "\"/tmp/s.png\"}}"));
+	ck_assert_str_eq(fake.last_path, "/tmp/s.png");
+	for (int i = F_VM; i <= F_DUMP; i++)
+	json_object_put(expect_ok("{\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"ide1-0\","
+				  "\"path\":\"/isos/a.iso\"}}"));
+	ck_assert_str_eq(fake.cd_id, "ide1-0");
+	ck_assert_str_eq(fake.cd_path, "/isos/a.iso");
+	ck_assert_str_eq(fake.cd_format, "auto");
+	json_object_put(expect_ok("{\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"2\","
+				  "\"path\":\"/b.vhd\",\"format\":\"vhd\"}}"));
+	ck_assert_str_eq(fake.cd_format, "vhd");
+	expect_error("{\"id\":4,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"2\","
+		     "\"path\":\"rel.iso\"}}", CTL_E_ARGUMENT, true);
+	expect_error("{\"id\":5,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"2\"}}",
+		     CTL_E_ARGUMENT, true);
+	json_object_put(expect_ok("{\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"3\"}}"));
+	ck_assert(!fake.cd_force);
+	json_object_put(expect_ok("{\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"3\","
+				  "\"force\":true}}"));
+	ck_assert(fake.cd_force);
+	for (int i = F_VM; i <= F_CD_EJECT; i++)
 		ck_assert_msg(fake.calls[i] > 0, "command %d never reached the VM", i);
 }
 END_TEST
@@ -564,6 +622,9 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"disk-remove\",\"arguments\":{\"target\":1}}",
 		"{\"id\":1,\"command\":\"net-link\",\"arguments\":{\"state\":\"up\"}}",
 		"{\"id\":1,\"command\":\"dirty-log\",\"arguments\":{\"action\":\"fetch\"}}",
+		"{\"id\":1,\"command\":\"screendump\",\"arguments\":{\"file\":\"/x.png\"}}",
+		"{\"id\":1,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"0\",\"path\":\"/c\"}}",
+		"{\"id\":1,\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"0\"}}",
 	};
 	static const char *const codes[] = { CTL_E_STATE, CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
 					     CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT };

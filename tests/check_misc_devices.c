@@ -1,6 +1,8 @@
-/* The debug-exit port and the sink. */
+/* The debug-exit port, the sink and the debug console. */
 #include <check.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "kestrel/devices.h"
 #include "fake_board.h"
@@ -121,6 +123,66 @@ START_TEST(test_save_load)
 }
 END_TEST
 
+/* What the debug console wrote to the pipe so far (NUL-terminated). */
+static size_t drain(int fd, char *buf, size_t size)
+{
+	ssize_t n = read(fd, buf, size - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* SeaBIOS checks for the readback value before it logs (qemu_debug_preinit). */
+START_TEST(test_debugcon_raw)
+{
+	int p[2];
+	char out[64];
+	struct device *d;
+
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
+	d = debugcon_create(p[1], false);
+	ck_assert_uint_eq(dev_rd(d, 0, 0, 1), 0xe9);
+	ck_assert_uint_eq(dev_rd(d, 0, 0, 2), 0xffff);
+	dev_wr(d, 0, 0, 1, 'S');
+	dev_wr(d, 0, 0, 2, 0x6145);         /* "Ea": the bytes in address order */
+	dev_wr(d, 0, 0, 1, '\x1b');        /* a file gets them as they are */
+	dev_wr(d, 0, 0, 1, '\n');
+	dev_wr(d, 0, 1, 1, 'X');            /* past the port: nothing */
+	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 5);
+	ck_assert_str_eq(out, "SEa\x1b\n");
+	d->ops->destroy(d);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+/* For a terminal: whole lines, control characters made '?', long lines cut,
+ * the last partial line written at the end. */
+START_TEST(test_debugcon_lines)
+{
+	int p[2];
+	char out[1024];
+	struct device *d;
+
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
+	d = debugcon_create(p[1], true);
+	for (const char *c = "Found QEMU fw_cfg\r"; *c; c++)
+		dev_wr(d, 0, 0, 1, (uint8_t)*c);
+	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 0);   /* not a line yet */
+	dev_wr(d, 0, 0, 1, '\n');
+	ck_assert_str_eq((drain(p[0], out, sizeof(out)), out), "Found QEMU fw_cfg\n");
+	dev_wr(d, 0, 0, 4, 0x0a5b1b41);     /* "A", ESC, "[", LF */
+	ck_assert_str_eq((drain(p[0], out, sizeof(out)), out), "A?[\n");
+	for (int i = 0; i < 300; i++)
+		dev_wr(d, 0, 0, 1, 'x');
+	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 257);  /* 256 and a newline */
+	d->ops->destroy(d);
+	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 45);   /* the rest at the end */
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 static Suite *misc_suite(void)
 {
 	Suite *s = suite_create("misc_devices");
@@ -130,6 +192,8 @@ static Suite *misc_suite(void)
 	tcase_add_test(tc, test_sink);
 	tcase_add_test(tc, test_fuzz);
 	tcase_add_test(tc, test_save_load);
+	tcase_add_test(tc, test_debugcon_raw);
+	tcase_add_test(tc, test_debugcon_lines);
 	suite_add_tcase(s, tc);
 	return s;
 }

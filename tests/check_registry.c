@@ -14,7 +14,11 @@
 #include <string.h>
 
 #include "kestrel/devices.h"
+#include "kestrel/fw_cfg.h"
+#include "kestrel/pci.h"
+#include "kestrel/piix.h"
 #include "kestrel/state.h"
+#include "kestrel/vga.h"
 #include "fake_board.h"
 
 /* ---- fake devices that log what the registry does to them ---- */
@@ -320,9 +324,42 @@ static struct device *make_post(void)
 	return sink_create("post");
 }
 
+static struct device *make_debugcon(void)
+{
+	return debugcon_create(-1, true);
+}
+
+/* Items need no guest memory; only DMA does. */
+static struct device *make_fw_cfg(void)
+{
+	return fw_cfg_create(NULL);
+}
+
 static struct device *make_pci_host(void)
 {
 	return pci_host_create(NULL);
+}
+
+static struct device *make_vga(void)
+{
+	struct vga_opts o = { .vram_size = VGA_VRAM_MIN };
+	struct device *d = NULL;
+
+	return vga_create(&o, NULL, -1, NULL, &d) ? NULL : d;
+}
+
+static struct device *make_piix3(void)
+{
+	struct piix3_conf c = { .pirq_gsi_base = 16 };
+
+	return piix3_create(&c);
+}
+
+static struct device *make_piix_ide(void)
+{
+	struct piix_ide_conf c = { .decode_on = true };
+
+	return piix_ide_create(&c);
 }
 
 /* Guest writes that move a device off its power-on state, so that a round
@@ -361,11 +398,49 @@ static void stir_pm(struct device *d)
 	acpi_pm_power_button(d);
 }
 
+static void stir_fw_cfg(struct device *d)
+{
+	dev_wr(d, 0, 0, 2, 0x0001);   /* select FW_CFG_ID */
+	(void)device_read(d, 0, 1, 1);
+	dev_wr(d, 1, 0, 4, 0x12345678);   /* the DMA address's high half */
+}
+
 static void stir_pci_host(struct device *d)
 {
 	dev_wr(d, 0, 0, 4, 0x80000058);   /* 00:00.0 PAM1 dword */
 	dev_wr(d, 1, 1, 1, 0x33);
 	dev_wr(d, 0, 0, 4, 0x80000004);   /* COMMAND */
+}
+
+static void stir_vga(struct device *d)
+{
+	static const uint8_t regs[][2] = {
+		{ 0x12, 0x67 },                 /* misc: colour */
+		{ 0x14, 0x02 }, { 0x15, 0x0f }, /* SR2 map mask */
+		{ 0x1e, 0x06 }, { 0x1f, 0x05 }, /* GR6: graphics, A0000 64K */
+		{ 0x1e, 0x08 }, { 0x1f, 0xff }, /* GR8 bit mask */
+		{ 0x24, 0x0e }, { 0x25, 0x12 }, /* CR0E */
+		{ 0x18, 0x07 }, { 0x19, 0x2a }, /* DAC entry 7, red */
+	};
+
+	for (unsigned i = 0; i < ARRAY_SIZE(regs); i++)
+		dev_wr(d, VGA_REGION_PORTS, regs[i][0], 1, regs[i][1]);
+	dev_wr(d, VGA_REGION_WINDOW, 0x40, 1, 0x5a);   /* VRAM page 0 */
+	dev_wr(d, VGA_REGION_DISPI, 0, 2, 1);           /* DISPI XRES */
+	dev_wr(d, VGA_REGION_DISPI, 1, 2, 800);
+}
+
+static void stir_piix3(struct device *d)
+{
+	pci_cfg_write(piix3_pci(d), 0x60, 4, 0x0b0a8a80);   /* PIRQ routes */
+	pci_cfg_write(piix3_pci(d), 0x4c, 1, 0x12);
+}
+
+static void stir_piix_ide(struct device *d)
+{
+	pci_cfg_write(piix_ide_pci(d), 0x20, 4, 0xc041);    /* BMIBA */
+	pci_cfg_write(piix_ide_pci(d), 0x40, 4, 0x80a3e307);
+	pci_cfg_write(piix_ide_pci(d), PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MASTER);
 }
 
 struct board_case {
@@ -383,6 +458,11 @@ static const struct board_case board[] = {
 	{ "debug-exit", make_debug_exit, NULL, 12 },
 	{ "post", make_post, NULL, 12 },
 	{ "pci-host", make_pci_host, stir_pci_host, 12 },
+	{ "vga", make_vga, stir_vga, 12 },
+	{ "debugcon", make_debugcon, NULL, 12 },
+	{ "fw-cfg", make_fw_cfg, stir_fw_cfg, 12 },
+	{ "piix3", make_piix3, stir_piix3, 12 },
+	{ "piix3-ide", make_piix_ide, stir_piix_ide, 12 },
 };
 
 START_TEST(test_board_device_state)

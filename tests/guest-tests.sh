@@ -483,6 +483,78 @@ if [ $do_linux = 1 ] && echo linux-vhd-rewrite | grep -Eq -- "$filter"; then
 	rm -f "$out"/vhd* "$out/vd0.orig"
 fi
 
+# ---- emulated IDE (issue 11) ----------------------------------------------
+# ide_images: in $out, id0.img (8 MiB, HOST-PATTERN-IDE at sector 7) and
+# icd.iso, 300 blocks of 2048 bytes shaped like ISO 9660 where the payload
+# and Linux look: a volume descriptor (CD001) at block 16, HOST-PATTERN-CD
+# at block 20.
+ide_images() {
+	dd if=/dev/zero of="$out/id0.img" bs=1M count=8 2>/dev/null
+	printf 'HOST-PATTERN-IDE' | dd of="$out/id0.img" bs=512 seek=7 conv=notrunc 2>/dev/null
+	dd if=/dev/zero of="$out/icd.iso" bs=2048 count=300 2>/dev/null
+	printf '\001CD001\001' | dd of="$out/icd.iso" bs=2048 seek=16 conv=notrunc 2>/dev/null
+	printf 'HOST-PATTERN-CD' | dd of="$out/icd.iso" bs=2048 seek=20 conv=notrunc 2>/dev/null
+}
+
+if [ $do_payloads = 1 ]; then
+	# The ring-3 driver (tests/guest/ide.c): ATA PIO/DMA on the primary
+	# master, ATAPI on the secondary master, hostile PRD tables and commands
+	# out of order; then the host file holds what the guest wrote.
+	ide_images
+	run_case payload-ide 1 "RESULT: PASS" "!FAIL" "^pci 00:01\.1 8086:7010 class 010180" \
+		"^pirq routes 80808080" "^disk model=\"KESTREL HARDDISK\" sectors=16384 " \
+		"^cd capacity 300 x 2048" "PASS: a table without End Of Table" \
+		"PASS: after hostile tables and commands out of order the disk works" -- \
+		--kernel "$P/ide.bin" --cmdline "sectors=16384 hostpat=1 cd=300" --timeout 60s \
+		--disk "path=$out/id0.img,bus=ide" --disk "path=$out/icd.iso,bus=ide,media=cdrom,unit=2"
+	file_case payload-ide-host-file-pio "$out/id0.img" 200 KESTREL-IDE-PIO-LBA200
+	file_case payload-ide-host-file-dma "$out/id0.img" 300 KESTREL-IDE-DMA-LBA300
+	# 48-bit LBA past 128 GiB on a 200 GiB sparse image; an empty CD drive.
+	if truncate -s 200G "$out/ibig.img" 2>/dev/null; then
+		run_case payload-ide-lba48 1 "RESULT: PASS" "!FAIL" "sectors=419430400 lba28=268435455" \
+			"PASS: READ DMA EXT reads it too" "PASS: empty drive: NOT READY, MEDIUM NOT PRESENT" -- \
+			--kernel "$P/ide.bin" --cmdline "sectors=419430400 big=1 hostile=0 cdempty=1" \
+			--timeout 60s --disk "path=$out/ibig.img,bus=ide" --disk "bus=ide,media=cdrom,unit=2"
+		file_case payload-ide-lba48-host-file "$out/ibig.img" 268435461 KESTREL-IDE-LBA48
+	fi
+	rm -f "$out/ibig.img"
+	# The same block layer as SCSI: the disk a dynamic VHD.
+	ide_images
+	"$KESTREL" vhd convert -q --to dynamic "$out/id0.img" "$out/id0.vhd"
+	run_case payload-ide-vhd 1 "RESULT: PASS" "!FAIL" "sectors=16384 " -- \
+		--kernel "$P/ide.bin" --cmdline "sectors=16384 hostpat=1 hostile=0" --timeout 60s \
+		--disk "path=$out/id0.vhd,bus=ide"
+	vhd_file_case payload-ide-vhd-file "$out/id0.vhd" 300 KESTREL-IDE-DMA-LBA300
+fi
+
+if [ $do_linux = 1 ]; then
+	# Debian's ata_piix binds 00:01.1 and uses DMA; sd sees a raw disk
+	# (primary master, 8 MiB) and a dynamic VHD (primary slave, 16 MiB), sr
+	# the CD (secondary master, 300 blocks = 1200 sectors); each reads what
+	# the host wrote, and what the guest writes reaches the host files
+	# (tests/kit/ide.sh).
+	ide_images
+	dd if=/dev/zero of="$out/id1.raw" bs=1M count=16 2>/dev/null
+	printf 'HOST-PATTERN-VHD' | dd of="$out/id1.raw" bs=512 seek=7 conv=notrunc 2>/dev/null
+	rm -f "$out/id1.vhd"
+	"$KESTREL" vhd convert -q --to dynamic "$out/id1.raw" "$out/id1.vhd"
+	rm -f "$out/id1.raw"
+	kit_tests_initrd "$out/initrd-kit-tests.gz"
+	run_case linux-ide 0 "^ide: bound 0000:00:01\.1" "^ide: p0 sd[a-z] size=16384 model=KESTREL_HARDDISK" \
+		"^ide: ata1: PATA max MWDMA2 cmd 0x1f0 ctl 0x3f6 bmdma 0x[0-9a-f]+ irq 14" \
+		"^ide: ata2: PATA max MWDMA2 cmd 0x170 ctl 0x376 bmdma 0x[0-9a-f]+ irq 15" \
+		"^ide: p1 sd[a-z] size=32768 " "^ide: s0 sr[0-9] size=1200 model=VIRTUAL_DVD-ROM" \
+		"^ide: p0 mode=(XFER_MW_DMA_2|MWDMA2)$" "^ide: read p0: HOST-PATTERN-IDE" "^ide: read p1: HOST-PATTERN-VHD" \
+		"^ide: read s0: HOST-PATTERN-CD" "^ide: read back p0: KESTREL-LINUX-IDE-P0" \
+		"^ide: read back p1: KESTREL-LINUX-IDE-P1" "^ide: done" "KESTREL-GUEST-POWEROFF" -- \
+		--kernel "$KIT/vmlinux" --initrd "$out/initrd-kit-tests.gz" --cpus 2 --mem 512M --timeout 300s \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=ata_piix,sd_mod,sr_mod kestrel.run=ide kestrel.ide_drives=p0,p1,s0" \
+		--disk "path=$out/id0.img,bus=ide" --disk "path=$out/id1.vhd,bus=ide,unit=1" \
+		--disk "path=$out/icd.iso,bus=ide,media=cdrom,unit=2"
+	file_case linux-ide-host-file "$out/id0.img" 100 KESTREL-LINUX-IDE-P0
+	vhd_file_case linux-ide-vhd-file "$out/id1.vhd" 100 KESTREL-LINUX-IDE-P1
+fi
+
 # ---- control socket, kestrel ctl, systemd, CI-rig mode (issue 5) --------------
 # Workers run in the background with their default control socket (named
 # after the case), driven through `kestrel ctl`; the checks are on what the
@@ -789,6 +861,136 @@ if [ $do_payloads = 1 ]; then
 	with_retry ctl_ci_case
 fi
 
+# ---- std VGA (issue 12): screendumps of pictures drawn by register -----------
+# vga.bin draws one picture of tests/guest/lib/vga_pictures.h through the
+# hardware; the dump must equal the picture vga-compare computes from the same
+# definitions (not with kestrel's renderer) and, where QEMU is installed,
+# QEMU's dump of the same payload on its std VGA, pixel for pixel.
+# VGA_WINDOW=0 leaves out the cases that need guest accesses to the
+# A0000-BFFFF window to reach the device (a memory hole there).
+VGA_COMPARE=${VGA_COMPARE:-$(first_of "$root/build/vga-compare" "$here/vga-compare" /work/vga-compare)}
+VGA_WINDOW=${VGA_WINDOW:-1}
+vga_needs_window() {
+	[ "$VGA_WINDOW" = 1 ] && return 0
+	echo "$1" | grep -Eq -- "$filter" && echo "SKIP: $1: the A0000 window is RAM (VGA_WINDOW=0)"
+	return 1
+}
+vga_case() {
+	vpic=$2 n=vga-$2-$$
+	case_begin "$1" || return 0
+	if [ ! -x "$VGA_COMPARE" ]; then
+		echo "SKIP: $1: no vga-compare helper"
+		return 0
+	fi
+	bg_run "$n" --kernel "$P/vga.bin" --cmdline "pic=$vpic" --vga std --debug-exit --timeout 300s
+	expect "the picture was never ready" wait_for 120 has "$out/$n.log" "^vga: picture ready$"
+	expect "a check failed" fails grep -q "^FAIL" "$out/$n.log"
+	ctl "$n" screendump "$out/vga-$vpic.png" >"$out/$n.dump" 2>&1
+	expect "screendump: $(tr '\n' ' ' <"$out/$n.dump")" has "$out/$n.dump" "^file: "
+	"$VGA_COMPARE" expect "$vpic" "$out/vga-$vpic.png" >"$out/$n.cmp" 2>&1
+	expect "not the picture: $(cat "$out/$n.cmp")" has "$out/$n.cmp" "^match "
+	ctl "$n" screendump "$out/no-such-dir/x.png" >/dev/null 2>"$out/$n.dump"
+	expect "a dump into a missing folder: not 'failed'" has "$out/$n.dump" "No such file or directory \(failed\)"
+	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+# vga_qemu_case NAME PIC: the same payload on QEMU's std VGA (TCG), its
+# monitor's screendump through a pair of fifos, against kestrel's dump.
+vga_qemu_case() {
+	vpic=$2 qd=$out/qemu-$2
+	case_begin "$1" || return 0
+	if ! command -v qemu-system-x86_64 >/dev/null || [ ! -f "$out/vga-$vpic.png" ]; then
+		echo "SKIP: $1: no QEMU here, or no kestrel dump to compare"
+		return 0
+	fi
+	mkdir -p "$qd"
+	mkfifo "$qd/mon.in" "$qd/mon.out"
+	cat "$qd/mon.out" >"$qd/mon.log" &
+	mpid=$!
+	QEMU_ACCEL=tcg GUEST_TIMEOUT=300 "$root/tests/guest/run-qemu.sh" "$P/vga.bin" \
+		-append "pic=$vpic" -- -device VGA -monitor "pipe:$qd/mon" >"$qd/serial.log" 2>&1 &
+	qpid=$!
+	expect "QEMU: the picture was never ready" wait_for 200 has "$qd/serial.log" "^vga: picture ready$"
+	echo "screendump $qd/dump.ppm" >"$qd/mon.in"
+	expect "QEMU wrote no screendump" wait_for 20 test -s "$qd/dump.ppm"
+	sleep 1
+	echo quit >"$qd/mon.in"
+	wait $qpid
+	kill $mpid 2>/dev/null
+	"$VGA_COMPARE" same "$out/vga-$vpic.png" "$qd/dump.ppm" >"$qd/cmp" 2>&1
+	expect "kestrel's dump differs from QEMU's: $(cat "$qd/cmp")" has "$qd/cmp" "^match "
+	case_end "$qd/serial.log"
+}
+
+# Hostile DISPI and CRTC values: clamped as the guest reads them back, and
+# the worker still draws and answers (the dump's content is not checked).
+vga_hostile_case() {
+	n=vga-hostile-$$
+	case_begin payload-vga-hostile || return 0
+	bg_run "$n" --kernel "$P/vga.bin" --cmdline "pic=hostile" --vga std --debug-exit --timeout 300s
+	expect "the guest never got through" wait_for 120 has "$out/$n.log" "^vga: picture ready$"
+	expect "a check failed" fails grep -q "^FAIL" "$out/$n.log"
+	for i in 1 2 3; do
+		ctl "$n" screendump "$out/$n-$i.png" >"$out/$n.dump" 2>&1
+		expect "screendump $i: $(tr '\n' ' ' <"$out/$n.dump")" has "$out/$n.dump" "^file: "
+	done
+	expect "the worker died" alive "$n"
+	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+
+if [ $do_payloads = 1 ]; then
+	vga_hostile_case
+	vga_needs_window payload-vga-regs &&
+		run_case payload-vga-regs 1 "RESULT: PASS" "!FAIL" "PASS: write mode 0 XOR the latches" -- \
+			--kernel "$P/vga.bin" --cmdline pic=regs --vga std --timeout 60s
+	for vp in vbe 13h text; do
+		[ $vp = vbe ] || vga_needs_window payload-vga-$vp || continue
+		vga_case payload-vga-$vp $vp
+		vga_qemu_case payload-vga-$vp-qemu $vp
+	done
+fi
+
+# Debian's bochs-drm on the std VGA with the kernel booted directly: fbcon
+# draws the kernel's messages (tests/kit/fb.sh puts them on tty1), the guest
+# prints the md5 of its framebuffer every second, and a screendump taken
+# meanwhile must hash the same (XRGB8888 as B, G, R, 0): what kestrel shows is
+# what the guest drew, pixel for pixel, through the framebuffer's memory slot
+# and its dirty log.
+linux_fbcon_case() {
+	n=fb-$$
+	case_begin linux-bochs-fbcon || return 0
+	if [ ! -x "$VGA_COMPARE" ]; then
+		echo "SKIP: linux-bochs-fbcon: no vga-compare helper"
+		return 0
+	fi
+	kit_tests_initrd "$out/initrd-fb.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-fb.gz" --cpus 2 --mem 512M \
+		--vga std --timeout 400s \
+		--cmdline "console=tty0 console=ttyS0 panic=-1 quiet vt.global_cursor_default=0 kestrel.modules=bochs kestrel.run=fb kestrel.fb_secs=150"
+	expect "bochs-drm made no framebuffer" wait_for 300 has "$out/$n.log" "^fb: md5 "
+	expect "fb0 is not bochs-drm's" has "$out/$n.log" "^fb: name bochs-?drmdrmfb"
+	sleep 3
+	ctl "$n" screendump "$out/$n.png" >"$out/$n.dump" 2>&1
+	expect "screendump: $(tr '\n' ' ' <"$out/$n.dump")" has "$out/$n.dump" "^file: "
+	sum=$("$VGA_COMPARE" raw "$out/$n.png" | md5sum | cut -d' ' -f1)
+	# (The guest's tty ends lines with CR LF.)
+	expect "the dump (md5 $sum) is not the guest's framebuffer" wait_for 5 has "$out/$n.log" "^fb: md5 $sum"
+	lit=$("$VGA_COMPARE" count "$out/$n.png")
+	expect "the dump shows almost nothing ($lit pixels lit)" [ "${lit:-0}" -gt 2000 ]
+	ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 400
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+if [ $do_linux = 1 ]; then
+	with_retry linux_fbcon_case
+fi
+
 # ---- guest memory (issue 10) -----------------------------------------------
 # The payloads print the addresses of pages they (or their device) write and
 # keep writing them in rounds; the worker's dirty log, read through the
@@ -1016,6 +1218,89 @@ if [ $do_linux = 1 ]; then
 	with_retry ctl_linux_systemd_case
 	with_retry ctl_linux_hotplug_case
 	with_retry ctl_linux_hotplug_empty_case
+fi
+
+# ---- IDE CD-ROM media through the control socket (issue 11) ---------------
+# ide_stats FILE UNIT: the unit's entry in a `stats --json` reply.
+ide_stats() { grep -o "\"bus\":\"ide\",\"unit\":$2,[^}]*" "$1"; }
+# stats_has NAME REGEX [N]: a fresh `stats --json` (with query-status's
+# boots) matches REGEX on N lines (default 1); left in $out/stats.
+stats_has() {
+	{ ctl "$1" query-status --json; ctl "$1" stats --json | tr '{' '\n'; } >"$out/stats" 2>&1
+	[ "$(grep -Ec -- "$2" "$out/stats")" -ge "${3:-1}" ]
+}
+# A counting guest with a disk and an empty CD drive: the medium comes, goes
+# and survives a reset, as stats shows; the errors are the documented ones.
+ctl_payload_cdrom_case() {
+	n=ctl-cd-$$
+	case_begin payload-ctl-cdrom || return 0
+	ide_images
+	ON_REBOOT=
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=100" --timeout 120s \
+		--on-reboot restart --disk "path=$out/id0.img,bus=ide" --disk "bus=ide,media=cdrom,unit=2"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the counter never ran" wait_for 30 has "$out/$n.log" "^counter: 2$"
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "stats lack the empty CD drive: $(ide_stats "$out/stats" 2)" has "$out/stats" \
+		'"bus":"ide","unit":2,"media":"cdrom","path":null,"readonly":true'
+	expect "stats lack the disk" has "$out/stats" '"bus":"ide","unit":0,"media":"disk","path":"[^"]*id0.img","readonly":false'
+	ctl "$n" cdrom-change 2 "$out/icd.iso" >"$out/cd" 2>&1
+	expect "cdrom-change failed: $(tr '\n' ' ' <"$out/cd")" has "$out/cd" "^id: 2$"
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "stats do not show the new medium" has "$out/stats" '"unit":2,"media":"cdrom","path":"[^"]*icd.iso"'
+	ctl "$n" cdrom-change 0 "$out/icd.iso" >/dev/null 2>"$out/e"
+	expect "cdrom-change of the disk: not 'not-found'" has "$out/e" "no CD-ROM drive at 0 \(not-found\)"
+	ctl "$n" cdrom-change ide1-1 "$out/icd.iso" >/dev/null 2>"$out/e"
+	expect "cdrom-change of an absent drive: not 'not-found'" has "$out/e" "\(not-found\)"
+	ctl "$n" cdrom-change 7 "$out/icd.iso" >/dev/null 2>"$out/e"
+	expect "a bad id: not 'invalid-argument'" has "$out/e" "\(invalid-argument\)"
+	ctl "$n" cdrom-change ide1-0 "$out/missing.iso" >/dev/null 2>"$out/e"
+	expect "a missing file: not 'failed'" has "$out/e" "missing.iso.*\(failed\)"
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "a failed change took the medium out" has "$out/stats" '"unit":2,"media":"cdrom","path":"[^"]*icd.iso"'
+	# A reset re-creates the machine: the medium goes back in.
+	expect "reset failed" ctl "$n" reset
+	expect "the medium did not survive the reset: $(ide_stats "$out/stats" 2)" wait_for 30 \
+		stats_has "$n" '"boots":2|"unit":2,"media":"cdrom","path":"[^"]*icd.iso"' 2
+	ctl "$n" cdrom-eject ide1-0 >"$out/cd" 2>&1
+	expect "cdrom-eject failed: $(tr '\n' ' ' <"$out/cd")" has "$out/cd" "^id: ide1-0$"
+	ctl "$n" stats --json >"$out/stats" 2>&1
+	expect "the medium is still listed" has "$out/stats" '"unit":2,"media":"cdrom","path":null'
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 120
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+# Debian's sr_mod with an empty drive: the medium cdrom-change puts in is
+# read, and it is gone after cdrom-eject (tests/kit/ide.sh, ide_cdwait).
+ctl_linux_cdrom_case() {
+	n=ctl-lcd-$$
+	case_begin linux-ide-ctl-cdrom || return 0
+	ide_images
+	kit_tests_initrd "$out/initrd-kit-tests.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-kit-tests.gz" --cpus 2 --mem 512M \
+		--timeout 300s --on-reboot exit --disk "path=$out/id0.img,bus=ide" \
+		--disk "bus=ide,media=cdrom,unit=2" \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=ata_piix,sd_mod,sr_mod kestrel.run=ide kestrel.ide_drives=p0,s0 kestrel.ide_cdwait=1"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the guest never waited for a medium" wait_for 200 has "$out/$n.log" "^ide: s0 waiting for a medium"
+	expect "the empty drive was not listed" has "$out/$n.log" "^ide: s0 sr[0-9] size="
+	expect "the empty drive read something" has "$out/$n.log" "^ide: read s0: [[:space:]]*$"
+	ctl "$n" cdrom-change ide1-0 "$out/icd.iso" >"$out/cd" 2>&1
+	expect "cdrom-change failed: $(tr '\n' ' ' <"$out/cd")" has "$out/cd" "^id: ide1-0$"
+	expect "the guest did not read the new medium" wait_for 120 has "$out/$n.log" \
+		"^ide: s0 new medium size=1200: HOST-PATTERN-CD"
+	expect "cdrom-eject failed" ctl "$n" cdrom-eject 2 force=true
+	expect "the guest still reads the medium" wait_for 120 has "$out/$n.log" "^ide: s0 medium gone"
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+if [ $do_payloads = 1 ]; then
+	with_retry ctl_payload_cdrom_case
+fi
+if [ $do_linux = 1 ]; then
+	with_retry ctl_linux_cdrom_case
 fi
 
 # ---- virtio-net (issue 3) --------------------------------------------------
@@ -1303,6 +1588,156 @@ ctl_linux_netlink_case() {
 if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry ctl_linux_netlink_case
 	with_retry ctl_linux_netlink_case tulip
+fi
+
+# ---- firmware boot (issue 11) --------------------------------------------
+# SeaBIOS from the reset vector (Debian's bios-256k.bin, kestrel's default
+# firmware; KESTREL_FIRMWARE for another), its screen on COM1 (sercon), its
+# log with --firmware-log. The boot sector is tests/guest/bootsect.S.
+FW_BIOS=${KESTREL_FIRMWARE:-/usr/share/seabios/bios-256k.bin}
+# Images made with tools the rig lacks (tests/fw-images.sh; the rig's --add).
+FW_IMAGES=${FW_IMAGES:-$(first_of "$root/build/fwimages" /work/fwimages)}
+fw_missing() {
+	[ -s "$FW_BIOS" ] && return 1
+	echo "$1" | grep -Eq -- "$filter" && echo "SKIP: $1: no firmware at $FW_BIOS"
+	return 0
+}
+# fw_bootsect FILE [MODE]: bootsect.bin as a 1 MiB raw disk; MODE (1 0xCF9,
+# 2 keyboard controller, 3 triple fault) makes it reset once first.
+fw_bootsect() {
+	dd if=/dev/zero of="$1" bs=1M count=1 2>/dev/null
+	dd if="$PAYLOADS/bootsect.bin" of="$1" conv=notrunc 2>/dev/null
+	[ -z "${2:-}" ] || printf "\\00$2" | dd of="$1" bs=1 seek=528 conv=notrunc 2>/dev/null
+}
+FW_BOOTSECT="bootsect: int 10h teletype works"
+fw_bootsect_case() { # fw_bootsect_case NAME MODE PATTERNS... -- ARGS...
+	fname=$1 fmode=$2
+	shift 2
+	fw_missing "$fname" && return 0
+	echo "$fname" | grep -Eq -- "$filter" || return 0
+	fw_bootsect "$out/fwbs.img" "$fmode"
+	run_case "$fname" 0 "SeaBIOS \(version " "$FW_BOOTSECT" "bootsect: booted from drive 0x80" \
+		"bootsect: int 13h read sector 1: KESTREL-SECTOR-1" "bootsect: done" "!FAIL" "$@" \
+		--firmware "$FW_BIOS" --timeout 120s
+}
+
+if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
+	# No disk: SeaBIOS looks everywhere and says so on its screen (COM1);
+	# its log (port 0x402) shows it found the board through fw_cfg, used
+	# kestrel's ACPI tables (table loader) and counted the vCPUs (INIT/SIPI).
+	if ! fw_missing fw-no-bootable-device; then
+		run_case fw-no-bootable-device 124 "SeaBIOS \(version " "No bootable device\." \
+			"stderr:Found QEMU fw_cfg" "stderr:table\([0-9a-f]+\)=0x[0-9a-f]+ \(via xsdt\)" \
+			"stderr:Found 4 cpu\(s\) max supported 4 cpu\(s\)" "stderr:sercon: using ioport 0x3f8" \
+			"stderr:PCI: Using 00:02.0 for primary VGA" "stderr:Running option rom at c000:0003" \
+			"stderr:Start SeaVGABIOS" -- \
+			--firmware "$FW_BIOS" --firmware-log stderr --cpus 4 --timeout 12s
+	fi
+	# A boot sector on a virtio-scsi disk, raw and as a dynamic VHD; the boot
+	# order names it (fw_cfg bootorder).
+	fw_bootsect_case fw-bootsect-scsi "" -- --disk "path=$out/fwbs.img,bus=scsi"
+	if echo fw-bootsect-scsi-vhd | grep -Eq -- "$filter" && ! fw_missing fw-bootsect-scsi-vhd; then
+		fw_bootsect "$out/fwbs.raw"
+		rm -f "$out/fwbs.vhd"
+		"$KESTREL" vhd convert -q --to dynamic "$out/fwbs.raw" "$out/fwbs.vhd"
+		run_case fw-bootsect-scsi-vhd 0 "SeaBIOS \(version " "$FW_BOOTSECT" \
+			"bootsect: int 13h read sector 1: KESTREL-SECTOR-1" "bootsect: done" "!FAIL" -- \
+			--firmware "$FW_BIOS" --timeout 120s --disk "path=$out/fwbs.vhd,bus=scsi,target=3" \
+			--boot disk
+	fi
+	# A guest reset runs the firmware again: through 0xCF9, the keyboard
+	# controller and a triple fault (a PC resets on one); the boot sector
+	# wrote its count to the disk before it reset.
+	ON_REBOOT=restart
+	for m in 1:cf9:0xcf9 2:kbc:kbc 3:triple:"triple fault"; do
+		fw_bootsect_case "fw-reset-$(echo "$m" | cut -d: -f2)" "${m%%:*}" "2x:SeaBIOS \(version " \
+			"bootsect: reset through ${m##*:}" "bootsect: after 01 reset\(s\)" -- \
+			--disk "path=$out/fwbs.img,bus=scsi"
+	done
+	ON_REBOOT=
+	# With --on-reboot exit a triple fault stays a VM error (exit 3), so CI
+	# tells a crash from a reboot the guest asked for.
+	if echo fw-triple-fault-exit | grep -Eq -- "$filter" && ! fw_missing fw-triple-fault-exit; then
+		fw_bootsect "$out/fwbs.img" 3
+		run_case fw-triple-fault-exit 3 "bootsect: reset through triple fault" "!bootsect: after" \
+			"stderr:triple fault" -- --firmware "$FW_BIOS" --timeout 120s \
+			--disk "path=$out/fwbs.img,bus=scsi"
+	fi
+fi
+
+# The PIIX3's IDE: a boot sector on a disk (raw and dynamic VHD) and on the
+# ATAPI CD (an El Torito ISO, tests/fw-images.sh), and --boot choosing the CD
+# over a bootable disk.
+if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
+	fw_bootsect_case fw-bootsect-ide "" -- --disk "path=$out/fwbs.img,bus=ide"
+	if echo fw-bootsect-ide-vhd | grep -Eq -- "$filter" && ! fw_missing fw-bootsect-ide-vhd; then
+		fw_bootsect "$out/fwbs.raw"
+		rm -f "$out/fwbs.vhd"
+		"$KESTREL" vhd convert -q --to dynamic "$out/fwbs.raw" "$out/fwbs.vhd"
+		run_case fw-bootsect-ide-vhd 0 "SeaBIOS \(version " "$FW_BOOTSECT" \
+			"bootsect: int 13h read sector 1: KESTREL-SECTOR-1" "bootsect: done" "!FAIL" -- \
+			--firmware "$FW_BIOS" --timeout 120s --disk "path=$out/fwbs.vhd,bus=ide,unit=1"
+	fi
+	if [ ! -s "$FW_IMAGES/bootsect.iso" ]; then
+		for n in fw-bootsect-cdrom fw-boot-order-cdrom; do
+			echo "$n" | grep -Eq -- "$filter" &&
+				echo "SKIP: $n: no $FW_IMAGES/bootsect.iso (tests/fw-images.sh)"
+		done
+	elif ! fw_missing fw-bootsect-cdrom; then
+		run_case fw-bootsect-cdrom 0 "SeaBIOS \(version " "Booting from DVD/CD" "$FW_BOOTSECT" \
+			"bootsect: booted from drive 0xe0" \
+			"bootsect: int 13h read the volume descriptor: CD001" "bootsect: done" "!FAIL" -- \
+			--firmware "$FW_BIOS" --timeout 120s \
+			--disk "path=$FW_IMAGES/bootsect.iso,bus=ide,media=cdrom,unit=2"
+		fw_bootsect "$out/fwbs.img"
+		run_case fw-boot-order-cdrom 0 "bootsect: booted from drive 0xe0" "bootsect: done" \
+			"!drive 0x80" -- --firmware "$FW_BIOS" --timeout 120s --boot cdrom,disk \
+			--disk "path=$out/fwbs.img,bus=ide" \
+			--disk "path=$FW_IMAGES/bootsect.iso,bus=ide,media=cdrom,unit=2"
+	fi
+fi
+
+# The headline: SeaBIOS -> SYSLINUX (Debian's) on a disk, a dynamic VHD ->
+# Debian's kernel -> the kit's /init with 2 CPUs; the tables, the e820
+# reservation and the disk as the kernel sees them (tests/kit/fwboot.sh;
+# the image: tests/fw-images.sh). Then the raw disk with a mark that makes
+# Linux reboot once: the reset runs SeaBIOS and SYSLINUX again, and the
+# second boot powers off. fw_linux_cases BUS: the disks on that bus.
+fw_linux_cases() {
+	fb=$1
+	if [ ! -s "$FW_IMAGES/fwlinux.img" ]; then
+		for n in "fw-syslinux-$fb-vhd" "fw-syslinux-$fb-reboot"; do
+			echo "$n" | grep -Eq -- "$filter" &&
+				echo "SKIP: $n: no $FW_IMAGES/fwlinux.img (tests/fw-images.sh)"
+		done
+		return 0
+	fi
+	if echo "fw-syslinux-$fb-vhd" | grep -Eq -- "$filter" && ! fw_missing "fw-syslinux-$fb-vhd"; then
+		rm -f "$out/fwlinux.vhd"
+		"$KESTREL" vhd convert -q --to dynamic "$FW_IMAGES/fwlinux.img" "$out/fwlinux.vhd"
+		run_case "fw-syslinux-$fb-vhd" 0 "SeaBIOS \(version " "SYSLINUX [0-9]" \
+			"KESTREL-GUEST-INIT-OK" "^nproc=2\b" "^fwboot: loader BOOT_IMAGE=vmlinuz" \
+			"^fwboot: acpi dsdt KESTRL$" "^fwboot: acpi rsdp 0x0*f[0-9a-f]{4}$" \
+			"^fwboot: disk sd[a-z] size=34816$" \
+			"^e820: 0x0*feffc000-0x0*feffffff Reserved" "^fwboot: done" \
+			"KESTREL-GUEST-POWEROFF" "!fwboot: reboot" -- \
+			--firmware "$FW_BIOS" --cpus 2 --mem 512M --timeout 300s \
+			--disk "path=$out/fwlinux.vhd,bus=$fb"
+	fi
+	if echo "fw-syslinux-$fb-reboot" | grep -Eq -- "$filter" && ! fw_missing "fw-syslinux-$fb-reboot"; then
+		cp "$FW_IMAGES/fwlinux.img" "$out/fwlinux.img"
+		printf 'REBOOT-ONCE' | dd of="$out/fwlinux.img" bs=512 seek=34815 conv=notrunc 2>/dev/null
+		ON_REBOOT=restart
+		run_case "fw-syslinux-$fb-reboot" 0 "2x:SeaBIOS \(version " "2x:SYSLINUX [0-9]" \
+			"^fwboot: reboot once" "^fwboot: after a reboot" "KESTREL-GUEST-POWEROFF" -- \
+			--firmware "$FW_BIOS" --cpus 1 --mem 256M --timeout 300s \
+			--disk "path=$out/fwlinux.img,bus=$fb"
+		ON_REBOOT=
+	fi
+}
+if [ $do_linux = 1 ]; then
+	fw_linux_cases ide
+	fw_linux_cases scsi
 fi
 
 echo "$pass passed, $fail failed"

@@ -271,8 +271,22 @@ static void ata_io_error(struct ide_channel *ch, struct ide_drive *d, int status
 		err = ATA_ER_UNC;
 	if (a->op != ATA_OP_FLUSH)
 		ata_set_lba(d, a->io_lba);
+	if (a->op != ATA_OP_BUF && a->op != ATA_OP_NONE)
+		d->st.errors++;
 	a->op = ATA_OP_NONE;
 	ide_cmd_error(ch, d, err);
+}
+
+/* A READ or WRITE of sectors that succeeded (kestrel/ide.h, stats). */
+static void ata_count(struct ide_drive *d, bool write, uint32_t sectors)
+{
+	if (write) {
+		d->st.write_ops++;
+		d->st.write_bytes += (uint64_t)sectors * IDE_SECTOR;
+	} else {
+		d->st.read_ops++;
+		d->st.read_bytes += (uint64_t)sectors * IDE_SECTOR;
+	}
 }
 
 static bool ata_fua(const struct ide_drive *d)
@@ -327,14 +341,17 @@ static void ata_rw_start(struct ide_channel *ch, struct ide_drive *d, const stru
 	uint8_t addr;
 
 	if (!ata_decode(d, rw->ext, &lba, &count, &addr) || !ata_range_ok(a, addr, lba, count)) {
+		d->st.errors++;
 		ide_cmd_error(ch, d, ATA_ER_IDNF);
 		return;
 	}
 	/* READ/WRITE MULTIPLE before SET MULTIPLE MODE: ABRT (ATA8-ACS, READ MULTIPLE). */
 	if ((rw->multi && !a->mult) || (rw->write && d->blk->readonly)) {
+		d->st.errors++;
 		ata_abort(ch, d);
 		return;
 	}
+	a->count = count;
 	a->standby = false;
 	a->lba = lba;
 	a->left = count;
@@ -548,6 +565,8 @@ static void ata_pio_done(struct ide_channel *ch, struct ide_drive *d)
 	}
 	/* The last block of a PIO data-in command: no interrupt (ATA/ATAPI-6
 	 * 9.7, PIO data-in protocol). */
+	if (a->op == ATA_OP_PIO_READ)
+		ata_count(d, false, a->count);
 	a->op = ATA_OP_NONE;
 	d->r.status = ATA_ST_READY;
 }
@@ -571,11 +590,16 @@ static void ata_io_done(struct ide_channel *ch, struct ide_drive *d, int status)
 			ata_pio_block(ch, d, false, true);
 			return;
 		}
+		ata_count(d, true, a->count);
 		break;
 	case ATA_OP_DMA_READ:
 	case ATA_OP_DMA_WRITE:
 		ata_set_lba(d, a->lba + a->left - 1);
 		d->r.nsector = 0;
+		ata_count(d, a->op == ATA_OP_DMA_WRITE, a->count);
+		break;
+	case ATA_OP_FLUSH:
+		d->st.flush_ops++;
 		break;
 	default:
 		break;

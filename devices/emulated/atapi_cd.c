@@ -60,8 +60,18 @@ static uint16_t cd_profile(const struct ide_drive *d)
 /* ---- completion of a packet command ----------------------------------------- */
 
 /* The PACKET protocol's status phase: CoD and IO both set, an interrupt. */
+static bool cd_is_read(const struct ide_drive *d)
+{
+	return d->r.command == ATA_CMD_PACKET &&
+	       (d->cd.cdb[0] == SCSI_READ_10 || d->cd.cdb[0] == SCSI_READ_12);
+}
+
 static void cd_good(struct ide_channel *ch, struct ide_drive *d)
 {
+	if (cd_is_read(d)) {
+		d->st.read_ops++;
+		d->st.read_bytes += d->cd.read_bytes;
+	}
 	d->cd.op = CD_OP_NONE;
 	d->cd.sense = (struct scsi_sense){ SCSI_SENSE_NO_SENSE, SCSI_ASC_NONE };
 	ide_cmd_done(ch, d);
@@ -70,6 +80,8 @@ static void cd_good(struct ide_channel *ch, struct ide_drive *d)
 
 static void cd_check(struct ide_channel *ch, struct ide_drive *d, uint8_t key, uint16_t asc)
 {
+	if (cd_is_read(d))
+		d->st.errors++;
 	d->cd.op = CD_OP_NONE;
 	d->cd.sense = (struct scsi_sense){ key, asc };
 	ide_cmd_error(ch, d, (uint8_t)(key << 4));
@@ -147,6 +159,7 @@ static void cd_read_blocks(struct ide_channel *ch, struct ide_drive *d, uint64_t
 
 	cd->lba = lba;
 	cd->left = n;
+	cd->read_bytes = (uint64_t)n * ATAPI_BLOCK;
 	if (cd->dma) {
 		cd->op = CD_OP_DMA;
 		cd->left = 0;
@@ -472,6 +485,7 @@ static void cd_packet_exec(struct ide_channel *ch, struct ide_drive *d)
 	uint8_t *b = ch->buf;
 	uint32_t n;
 
+	cd->read_bytes = 0;
 	if (cd->ua && !cd_passes_ua(cdb[0])) {
 		cd->ua = false;
 		cd_check(ch, d, SCSI_SENSE_UNIT_ATTENTION, SCSI_ASC_MEDIUM_MAY_HAVE_CHANGED);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kestrel/sandbox.h"
 #include "kestrel/state.h"
 #include "emu.h"
 #include "ide_priv.h"
@@ -226,7 +227,7 @@ static bool ide_io_complete(struct ide_channel *ch, int status);
  * held) or on a block-layer thread that must take the lock. handoff decides
  * who finishes: whichever of the submitter and the completion arrives second
  * (an atomic exchange each), so nobody waits for the lock it holds. */
-void ide_io_submit(struct ide_channel *ch)
+static void ide_io_submit_now(struct ide_channel *ch)
 {
 	struct ide_io *io = &ch->io;
 	struct blk_dev *blk = ch->drive[io->unit].blk;
@@ -241,6 +242,38 @@ void ide_io_submit(struct ide_channel *ch)
 	}
 }
 
+/* A request goes to the block layer from the channel's I/O thread, not from
+ * the vCPU that asked for it: the vCPU returns to the guest at once (the
+ * command or the bus master's Start is all it did), and its thread makes no
+ * block-layer system call (its seccomp list has none). Without the thread
+ * (it could not be started) the caller submits. */
+void ide_io_submit(struct ide_channel *ch)
+{
+	if (!ch->io_thread_on) {
+		ide_io_submit_now(ch);
+		return;
+	}
+	ch->io_queued = true;
+	pthread_cond_signal(&ch->io_kick);
+}
+
+static void *ide_io_thread(void *arg)
+{
+	struct ide_channel *ch = arg;
+
+	pthread_mutex_lock(&ch->dev.lock);
+	for (;;) {
+		while (!ch->io_queued && !ch->io_stop)
+			pthread_cond_wait(&ch->io_kick, &ch->dev.lock);
+		if (!ch->io_queued)
+			break;
+		ch->io_queued = false;
+		ide_io_submit_now(ch);
+	}
+	pthread_mutex_unlock(&ch->dev.lock);
+	return NULL;
+}
+
 void ide_io_done(struct blk_req *req, int status)
 {
 	struct ide_channel *ch = req->opaque;
@@ -249,8 +282,9 @@ void ide_io_done(struct blk_req *req, int status)
 	if (atomic_exchange(&ch->io.handoff, IO_DONE) == IO_SUBMITTING)
 		return;
 	pthread_mutex_lock(&ch->dev.lock);
+	/* The next chunk of a DMA from here: this is a block-layer thread. */
 	if (ide_io_complete(ch, status))
-		ide_io_submit(ch);
+		ide_io_submit_now(ch);
 	pthread_mutex_unlock(&ch->dev.lock);
 }
 
@@ -565,9 +599,17 @@ static void ide_destroy(struct device *dev)
 	struct ide_channel *ch = to_ch(dev);
 
 	ide_channel_drain(dev);
+	if (ch->io_thread_on) {
+		pthread_mutex_lock(&dev->lock);
+		ch->io_stop = true;
+		pthread_cond_signal(&ch->io_kick);
+		pthread_mutex_unlock(&dev->lock);
+		pthread_join(ch->io_thread, NULL);
+	}
 	for (unsigned u = 0; u < 2; u++)
 		if (ch->drive[u].blk)
 			blk_close(ch->drive[u].blk);
+	pthread_cond_destroy(&ch->io_kick);
 	pthread_cond_destroy(&ch->idle);
 	pthread_mutex_destroy(&dev->lock);
 	ide_channel_free(ch);
@@ -576,6 +618,7 @@ static void ide_destroy(struct device *dev)
 static const struct dev_ops ide_ops = {
 	.name = "ide",
 	.reset = ide_reset,
+	.quiesce = ide_channel_drain,
 	.read = ide_read,
 	.write = ide_write,
 	.save = ide_save,
@@ -675,14 +718,57 @@ struct device *ide_channel_create(const char *name, const struct irq_line *irq,
 			goto fail;
 	device_init(&ch->dev, &ide_ops);
 	pthread_cond_init(&ch->idle, NULL);
+	pthread_cond_init(&ch->io_kick, NULL);
 	if (irq)
 		ch->irq = *irq;
 	ide_reset(&ch->dev);
+	if (!ide_channel_empty(ch)) {
+		char tname[16];
+
+		snprintf(tname, sizeof(tname), "%.8s-io", ch->name);
+		ch->io_thread_on = sandbox_thread_start(&ch->io_thread, SANDBOX_IO, tname,
+							ide_io_thread, ch) == 0;
+		if (!ch->io_thread_on)
+			kwarn("%s: no I/O thread; requests are submitted by the vCPU", ch->name);
+	}
 	return &ch->dev;
 
 fail:
 	ide_channel_free(ch);
 	return NULL;
+}
+
+int ide_drive_get_stats(struct device *dev, unsigned unit, struct ide_drive_stats *out)
+{
+	struct ide_channel *ch = to_ch(dev);
+	const struct ide_drive *d;
+
+	if (unit > 1 || !ide_present(&ch->drive[unit]))
+		return -ENODEV;
+	pthread_mutex_lock(&dev->lock);
+	d = &ch->drive[unit];
+	out->c = d->st;
+	out->kind = d->kind;
+	out->readonly = d->kind == IDE_CDROM || (d->blk && d->blk->readonly);
+	snprintf(out->path, sizeof(out->path), "%s", d->blk && d->blk->path ? d->blk->path : "");
+	pthread_mutex_unlock(&dev->lock);
+	return 0;
+}
+
+void ide_channel_print_stats(struct device *dev, unsigned first_unit, FILE *f)
+{
+	static struct ide_drive_stats st;     /* 4 KiB of path: not on the stack */
+
+	for (unsigned u = 0; u < 2; u++) {
+		if (ide_drive_get_stats(dev, u, &st))
+			continue;
+		fprintf(f, "kestrel: stats: ide unit%u %s path=%s read_ops=%llu read_bytes=%llu "
+			"write_ops=%llu write_bytes=%llu flush_ops=%llu errors=%llu\n", first_unit + u,
+			st.kind == IDE_CDROM ? "cdrom" : "disk", st.path,
+			(unsigned long long)st.c.read_ops, (unsigned long long)st.c.read_bytes,
+			(unsigned long long)st.c.write_ops, (unsigned long long)st.c.write_bytes,
+			(unsigned long long)st.c.flush_ops, (unsigned long long)st.c.errors);
+	}
 }
 
 static struct ide_drive *ide_cd_at(struct ide_channel *ch, unsigned unit)

@@ -136,6 +136,7 @@ struct ata_state {
 	uint32_t block;                        /* sectors in this DRQ block / request */
 	uint64_t io_lba;                       /* PIO: the sector at buf[0]; the request's */
 	uint32_t io_n;                         /* PIO: sectors fetched or collected there */
+	uint32_t count;                        /* sectors of the command (stats; not saved) */
 	uint8_t addr;                          /* enum ata_addr: how to report back */
 	uint8_t op;                            /* enum ata_op (ata_disk.c) */
 };
@@ -156,6 +157,7 @@ struct atapi_state {
 	uint64_t lba;                          /* READ: next block */
 	uint32_t left;                         /* READ: blocks still to fetch */
 	uint32_t pos, end;                     /* PIO: buffer bytes not yet handed over */
+	uint64_t read_bytes;                   /* READ: the command's data (stats; not saved) */
 };
 
 struct ide_drive {
@@ -170,6 +172,7 @@ struct ide_drive {
 	uint32_t pos, end;                     /* PIO: buffer window */
 	struct ata_state ata;
 	struct atapi_state cd;
+	struct ide_counters st;                /* kestrel/ide.h, ide_drive_get_stats */
 };
 
 /* A PRD table position: entry index and byte offset inside that entry. */
@@ -233,6 +236,11 @@ struct ide_channel {
 	struct ide_dma dma;
 	struct ide_bm bm;
 	pthread_cond_t idle;    /* io.busy went false */
+	/* The channel's I/O thread submits its block requests (ide.c,
+	 * ide_io_submit): a vCPU only queues them. Under the device lock. */
+	pthread_t io_thread;
+	pthread_cond_t io_kick;
+	bool io_thread_on, io_queued, io_stop;
 	unsigned warned;        /* IDE_WARN_* said once already */
 };
 

@@ -29,8 +29,9 @@
 #define CFG_ADDR_FN(a)   (((a) >> 8) & 0x7)
 #define CFG_ADDR_REG(a)  ((a) & 0xfc)
 
-/* 82441FX (i440FX) PMC: PAM0-6 shadow-RAM attributes and SMRAM control are
- * plain read/write registers as far as firmware can tell. */
+/* 82441FX (i440FX) PMC: PAM0-6 shadow-RAM attributes (mapped by the PAM
+ * device once the machine gives the host one: pci_host_set_pam) and SMRAM
+ * control, a plain read/write register as far as firmware can tell. */
 #define I440FX_PAM0  0x59
 #define I440FX_PAM6  0x5f
 #define I440FX_SMRAM 0x72
@@ -44,6 +45,8 @@ struct pci_host {
 	uint32_t config_addr;
 	struct pci_dev bridge;
 	struct pci_bus bus;
+	struct device *pam;              /* NULL: PAM registers without effect */
+	uint8_t pam_power_on[PAM_NREGS];
 };
 
 static struct pci_host *to_host(struct device *dev)
@@ -105,13 +108,33 @@ static void pci_host_write(struct device *dev, int region, uint64_t off, unsigne
 		h->config_addr = (uint32_t)val & CFG_ADDR_MASK;
 }
 
-/* The bridge's registers at power-on; its place on the bus is kept. */
-static void pci_host_bridge_init(struct pci_dev *b)
+/* The PAM registers to the PAM device; a failure cannot be refused to the
+ * guest (the segments that could not be re-mapped keep their old map). */
+static void pci_host_pam_update(struct pci_host *h)
 {
+	if (h->pam && pam_set(h->pam, &h->bridge.cfg[I440FX_PAM0]))
+		kwarn("i440FX: PAM %02x..%02x: re-mapping 0xC0000-0xFFFFF failed",
+		      h->bridge.cfg[I440FX_PAM0], h->bridge.cfg[I440FX_PAM6]);
+}
+
+static void pci_host_bridge_cfg_write(struct pci_dev *b, unsigned off, unsigned size, uint32_t val)
+{
+	if (off <= I440FX_PAM6 && off + size > I440FX_PAM0)
+		pci_host_pam_update(b->opaque);
+}
+
+static const struct pci_dev_ops pci_host_bridge_ops = {
+	.cfg_write = pci_host_bridge_cfg_write,
+};
+
+/* The bridge's registers at power-on; its place on the bus is kept. */
+static void pci_host_bridge_init(struct pci_host *h)
+{
+	struct pci_dev *b = &h->bridge;
 	struct pci_bus *bus = b->bus;
 	int slot = b->slot, fn = b->fn;
 
-	pci_dev_init(b, 0x8086, 0x1237, 0x060000, 0x02, NULL, NULL);
+	pci_dev_init(b, 0x8086, 0x1237, 0x060000, 0x02, &pci_host_bridge_ops, h);
 	b->bus = bus;
 	b->slot = slot;
 	b->fn = fn;
@@ -119,6 +142,7 @@ static void pci_host_bridge_init(struct pci_dev *b)
 	pci_set_u16(b, PCI_STATUS, 0x0280); /* 82441FX PCISTS default: fast back-to-back, medium DEVSEL */
 	for (unsigned o = I440FX_PAM0; o <= I440FX_PAM6; o++)
 		b->wmask[o] = 0xff;
+	memcpy(&b->cfg[I440FX_PAM0], h->pam_power_on, PAM_NREGS);
 	b->wmask[I440FX_SMRAM] = 0xff;
 	pci_set_u8(b, I440FX_SMRAM, I440FX_SMRAM_DEFAULT);
 }
@@ -130,7 +154,22 @@ static void pci_host_reset(struct device *dev)
 	struct pci_host *h = to_host(dev);
 
 	h->config_addr = 0;
-	pci_host_bridge_init(&h->bridge);
+	pci_host_bridge_init(h);
+	pci_host_pam_update(h);
+}
+
+int pci_host_set_pam(struct device *host, struct device *pam, const uint8_t power_on[PAM_NREGS])
+{
+	struct pci_host *h = to_host(host);
+	int ret;
+
+	pthread_mutex_lock(&host->lock);
+	h->pam = pam;
+	memcpy(h->pam_power_on, power_on, PAM_NREGS);
+	memcpy(&h->bridge.cfg[I440FX_PAM0], power_on, PAM_NREGS);
+	ret = pam_set(pam, power_on);
+	pthread_mutex_unlock(&host->lock);
+	return ret;
 }
 
 int pci_host_add_fn(struct device *host, struct pci_dev *pdev, int slot, int fn)
@@ -195,6 +234,7 @@ static int pci_host_load(struct device *dev, struct state_buf *in)
 		return -EINVAL;
 	h->config_addr = addr;
 	pci_dev_commit(&h->bridge, &st);
+	pci_host_pam_update(h);
 	return 0;
 }
 
@@ -225,7 +265,7 @@ struct device *pci_host_create(const struct pci_board *board)
 		return NULL;
 	device_init(&h->dev, &pci_host_ops);
 	pci_bus_init(&h->bus, board);
-	pci_host_bridge_init(&h->bridge);
+	pci_host_bridge_init(h);
 	if (pci_bus_add(&h->bus, &h->bridge, 0, 0) < 0) {
 		pci_host_destroy(&h->dev);
 		return NULL;

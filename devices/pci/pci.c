@@ -422,6 +422,19 @@ void pci_dev_commit(struct pci_dev *pdev, const struct pci_dev_state *st)
 	pci_intx_set(pdev, st->intx_level);
 }
 
+void pci_dev_reset_cfg(struct pci_dev *pdev, const uint8_t power_on[PCI_CFG_SIZE])
+{
+	struct pci_dev_state st = { .intx_level = false };
+
+	for (unsigned o = 0; o < PCI_CFG_SIZE; o++) {
+		uint8_t rw = pdev->wmask[o] | pdev->w1cmask[o];
+
+		st.cfg[o] = (uint8_t)((pdev->cfg[o] & ~rw) | (power_on[o] & rw));
+	}
+	st.cfg[PCI_INTERRUPT_LINE] = pdev->cfg[PCI_INTERRUPT_LINE];
+	pci_dev_commit(pdev, &st);
+}
+
 int pci_dev_load(struct pci_dev *pdev, struct state_buf *in)
 {
 	struct pci_dev_state st;

@@ -131,6 +131,10 @@ int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errle
  * returning their values there. */
 int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
 		      char *err, size_t errlen) WARN_UNUSED;
+/* Same, with path= optional (o->path NULL when absent): for a front end
+ * whose drive may be empty (--disk media=cdrom), which checks the rest. */
+int blk_parse_opts_nopath(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
+			  char *err, size_t errlen) WARN_UNUSED;
 void blk_opts_free(struct blk_opts *o);
 const char *blk_format_name(enum blk_format f);
 

@@ -20,6 +20,7 @@
 #define BOARD_PORT_RTC      0x70      /* 0x70 index, 0x71 data */
 #define BOARD_PORT_POST     0x80
 #define BOARD_PORT_DEBUG_EXIT 0xf4    /* QEMU isa-debug-exit compatible: write V -> exit (V<<1)|1 */
+#define BOARD_PORT_DEBUGCON 0x402     /* QEMU isa-debugcon where SeaBIOS logs (--firmware-log) */
 #define BOARD_PORT_ACPI_PM  0x600     /* PM1a_EVT 0x600 (4), PM1a_CNT 0x604 (2), PM_TMR 0x608 (4) */
 #define BOARD_PORT_PM1A_EVT 0x600
 #define BOARD_PORT_PM1A_CNT 0x604
@@ -34,6 +35,17 @@
 #define BOARD_LAPIC_BASE    0xfee00000ULL
 #define BOARD_PCI_MMIO_BASE 0xc0000000ULL  /* 32-bit BAR window: hole start .. IOAPIC */
 #define BOARD_PCI_MMIO_END  0xfec00000ULL
+/* Pages KVM needs for its real-mode/TSS tricks on Intel (KVM_SET_IDENTITY_MAP_ADDR,
+ * KVM_SET_TSS_ADDR: one page, then three): in the PCI hole below the firmware,
+ * never RAM, as QEMU and Firecracker place them; firmware is told they are
+ * reserved (fw_cfg etc/e820). */
+#define BOARD_KVM_IDENTITY_MAP 0xfeffc000ULL
+#define BOARD_KVM_TSS          0xfeffd000ULL
+#define BOARD_KVM_PRIVATE_SIZE 0x4000ULL
+/* The firmware image (--firmware) ends at 4 GiB, at most 16 MiB long, so it
+ * starts above the IOAPIC, HPET, LAPIC and KVM's pages. */
+#define BOARD_FIRMWARE_END     0x100000000ULL
+#define BOARD_FIRMWARE_MAX     0x1000000ULL
 
 /* Below 1 MiB, as on the PC/AT: the legacy VGA window is MMIO (its device
  * traps it; a hole in guest RAM), and the system BIOS segment is read-only

@@ -31,6 +31,11 @@ int bus_remove(struct bus *bus, uint64_t base);
  * Unclaimed reads return all ones, as on a real ISA bus. */
 bool bus_read(struct bus *bus, uint64_t addr, void *data, unsigned size);
 bool bus_write(struct bus *bus, uint64_t addr, const void *data, unsigned size);
+/* count accesses of size bytes each to one address (string port I/O: data
+ * holds count elements), with one lookup and the device lock taken once. */
+bool bus_read_string(struct bus *bus, uint64_t addr, void *data, unsigned size, uint32_t count);
+bool bus_write_string(struct bus *bus, uint64_t addr, const void *data, unsigned size,
+		      uint32_t count);
 /* One line: the ranges that saw accesses, busiest first ("name@base=hits"). */
 void bus_print_hits(struct bus *bus, FILE *f);
 

@@ -25,12 +25,18 @@ enum on_reboot { ON_REBOOT_RESTART, ON_REBOOT_EXIT };
 #define CONFIG_MAX_DISKS 16          /* --disk: one SCSI controller's targets */
 
 /* One --disk / "disks" element (src/config/config_disk.c). */
-enum config_disk_bus { CONFIG_BUS_SCSI };
+enum config_disk_bus { CONFIG_BUS_SCSI, CONFIG_BUS_IDE };
+enum config_disk_media { CONFIG_MEDIA_DISK, CONFIG_MEDIA_CDROM };
+#define CONFIG_IDE_UNITS 4           /* bus=ide: primary master/slave, secondary master/slave */
 struct config_disk {
 	struct blk_opts blk;      /* blk.path points at path */
-	char *path;               /* JSON: resolved against the file's folder */
+	char *path;               /* JSON: resolved against the file's folder; NULL: an
+				   * empty CD-ROM drive (bus=ide,media=cdrom) */
 	enum config_disk_bus bus;
+	enum config_disk_media media;   /* bus=ide; a CD is opened read-only */
 	int target;               /* SCSI target; -1 until config_validate picks one */
+	int unit;                 /* IDE unit 0-3 (channel = unit / 2, master = even);
+				   * -1 until config_validate picks one */
 	uint64_t add_after_ms;    /* test hooks: hot-add / hot-remove this long after */
 	uint64_t remove_after_ms; /* the guest driver starts the controller; 0: none */
 };
@@ -46,6 +52,30 @@ struct config_net {
 	bool mac_set;
 	unsigned vlan;            /* 802.1Q id 1..4094, 0: untagged */
 	unsigned queues;          /* queue pairs, 1..NET_MAX_QUEUES */
+};
+
+/* --vga / --display (src/config/config_display.c). */
+enum config_vga { CONFIG_VGA_DEFAULT, CONFIG_VGA_STD, CONFIG_VGA_NONE };
+enum config_display { CONFIG_DISPLAY_DEFAULT, CONFIG_DISPLAY_NONE };
+#define CONFIG_VGA_MEM_MIN MiB(1)
+#define CONFIG_VGA_MEM_MAX MiB(256)
+#define CONFIG_VGA_MEM_DEFAULT MiB(16)
+#define CONFIG_VGA_ROM_MAX MiB(16)
+#define CONFIG_VGA_ROM_DEFAULT "/usr/share/seabios/vgabios-stdvga.bin"
+/* Firmware boot (src/config/config_firmware.c): the boot devices in the
+ * order --boot gives them. */
+enum config_boot_dev { CONFIG_BOOT_DISK, CONFIG_BOOT_CDROM, CONFIG_BOOT_NET };
+#define CONFIG_BOOT_MAX 3
+#define CONFIG_FIRMWARE_BIOS "/usr/share/seabios/bios-256k.bin" /* --firmware bios: Debian's SeaBIOS */
+#define CONFIG_FIRMWARE_MIN KiB(64)
+#define CONFIG_FIRMWARE_MAX MiB(16)
+#define CONFIG_BOOT_MENU_WAIT_MAX 65535   /* ms: fw_cfg etc/boot-menu-wait is 16 bits */
+struct config_boot {
+	enum config_boot_dev order[CONFIG_BOOT_MAX];
+	unsigned n;               /* 0: the default, disk then cdrom */
+	bool menu;                /* offer the firmware's boot menu (F12) */
+	unsigned menu_wait_ms;    /* how long it waits for the key; 0: the firmware's default */
+	bool set;                 /* --boot given */
 };
 
 struct vm_config {
@@ -71,6 +101,16 @@ struct vm_config {
 	bool debug_exit;          /* decode the debug-exit port (tests only) */
 	struct config_net *nets;
 	unsigned nnets;
+	enum config_vga vga;      /* DEFAULT: none for a direct kernel boot */
+	uint64_t vga_mem;         /* VRAM bytes (0 until validated: the default) */
+	char *vga_rom;            /* option ROM file, "none", or NULL (the default file if there) */
+	enum config_display display;
+	/* Without --kernel the VM boots firmware: the image's path (config_validate
+	 * turns "bios" and an unset --firmware into CONFIG_FIRMWARE_BIOS), where
+	 * its debug log goes ("stderr", a path, or NULL: nowhere), the boot order. */
+	char *firmware;
+	char *firmware_log;
+	struct config_boot boot;
 	enum sandbox_seccomp seccomp; /* --seccomp on|log|off (default on) */
 	char *user;               /* --user: drop to this user once all is open, or NULL */
 	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
@@ -110,6 +150,35 @@ int config_nets_json(struct vm_config *c, struct json_object *arr, const char *f
 		     size_t errlen) WARN_UNUSED;
 int config_nets_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_nets_free(struct vm_config *c);
+/* Write one message line into err (when errlen > 0); returns -EINVAL. */
+int config_errf(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* --vga SPEC / --display, their checks (the ROM file) and freeing. */
+int config_vga_set(struct vm_config *c, const char *spec, const char *basedir, char *err,
+		   size_t errlen) WARN_UNUSED;
+int config_display_set(struct vm_config *c, const char *v, char *err, size_t errlen) WARN_UNUSED;
+bool config_vga_same(const struct vm_config *a, const struct vm_config *b);
+int config_vga_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
+void config_display_free(struct vm_config *c);
+/* --firmware bios|FILE, --firmware-log stderr|FILE, --boot ORDER[,menu=..]
+ * (relative paths against basedir when set), the checks of firmware boot and
+ * of what cannot go with it: src/config/config_firmware.c. The setters write
+ * a message without the flag's name to err. */
+int config_firmware_set(struct vm_config *c, const char *v, const char *basedir, char *err,
+			size_t errlen) WARN_UNUSED;
+int config_firmware_log_set(struct vm_config *c, const char *v, const char *basedir, char *err,
+			    size_t errlen) WARN_UNUSED;
+int config_boot_set(struct vm_config *c, const char *v, char *err, size_t errlen) WARN_UNUSED;
+int config_firmware_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
+/* A firmware image file: open, a regular file, a size firmware can have. 0,
+ * or -errno with the reason in err (without the path). */
+int config_firmware_file_check(const char *path, char *err, size_t errlen) WARN_UNUSED;
+/* An output file the worker will create (--serial file:, --firmware-log):
+ * what would make creating it fail, as "--FLAG: PATH: why". */
+int config_output_file_check(const char *flag, const char *path, char *err,
+			     size_t errlen) WARN_UNUSED;
+
+/* true/yes/on/1, false/no/off/0 (any case). 0 or -EINVAL. */
+int config_parse_bool(const char *v, bool *out) WARN_UNUSED;
 /* "60s", "5m", "1500ms", "2h"; a plain number is seconds. 0 or -EINVAL. */
 int config_parse_duration(const char *s, uint64_t *ms) WARN_UNUSED;
 

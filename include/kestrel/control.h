@@ -127,9 +127,19 @@ struct control_ops {
 	int (*disk_remove)(void *opaque, unsigned target, struct control_call *call,
 			   struct json_object *ret, struct control_error *e);
 	int (*net_link)(void *opaque, const char *device, bool up, struct control_error *e);
+	/* The medium of an IDE CD-ROM drive (id: "0".."3" or "ide0-0".."ide1-1"):
+	 * change to path (opened read-only, format "auto", "raw" or "vhd"), or
+	 * eject. NULL: the VM has none (unsupported). */
+	int (*cdrom_change)(void *opaque, const char *id, const char *path, const char *format,
+			    struct json_object *ret, struct control_error *e);
+	int (*cdrom_eject)(void *opaque, const char *id, bool force, struct json_object *ret,
+			   struct control_error *e);
 	/* Dirty-page logging of guest RAM; action "start", "fetch" or "stop". */
 	int (*dirty_log)(void *opaque, const char *action, struct json_object *ret,
 			 struct control_error *e);
+	/* Write the display's picture to path as a PNG; ret gets width, height. */
+	int (*screendump)(void *opaque, const char *path, struct json_object *ret,
+			  struct control_error *e);
 	/* Called on every turn of the control thread's loop: timers (shutdown
 	 * deadline, watchdog). Returns ms until it wants to be called again, or
 	 * -1 for no deadline. May be NULL. */

@@ -58,6 +58,11 @@ void acpi_pm_power_button(struct device *dev);
 /* Debug-exit port: write V -> vm_ctl DEBUG_EXIT with code (V<<1)|1. */
 struct device *debug_exit_create(const struct vm_ctl *ctl);
 
+/* QEMU's ISA debug console at BOARD_PORT_DEBUGCON, where SeaBIOS logs: bytes
+ * written go to fd (not closed by the device); lines: whole lines with
+ * control characters made '?' (for a terminal), else the bytes as written. */
+struct device *debugcon_create(int fd, bool lines);
+
 /* Port 0x80 and other write-only sinks that must not count as unhandled. */
 struct device *sink_create(const char *name);
 
@@ -65,5 +70,25 @@ struct device *sink_create(const char *name);
  * on the board's buses, RAM and INTx routing (kestrel/pci.h; NULL: none). */
 struct pci_board;
 struct device *pci_host_create(const struct pci_board *board);
+
+/* The i440FX PAM registers (0x59-0x5F, PAM0-PAM6) and what they map at
+ * 0xC0000-0xFFFFF (devices/emulated/i440fx_pam.c). pam_create takes that
+ * range over from guest memory's layout and maps it as regs say. rom: the
+ * BIOS flash's last rom_len bytes (0 or a multiple of 16 KiB up to 128 KiB,
+ * page-aligned, outliving the device), seen at 1 MiB - rom_len where PCI
+ * decodes. NULL on a bad argument or when the slots cannot be made. */
+#define PAM_NREGS 7
+struct guest_mem;
+struct device *pam_create(struct guest_mem *gm, const void *rom, size_t rom_len,
+			  const uint8_t regs[PAM_NREGS]);
+/* Map the segments as the registers say; 0 or the first slot error (the
+ * segments that could be mapped are). */
+int pam_set(struct device *pam, const uint8_t regs[PAM_NREGS]) WARN_UNUSED;
+void pam_get(struct device *pam, uint8_t regs[PAM_NREGS]);
+/* Give the host bridge's PAM registers their effect: their power-on (and
+ * reset) values become power_on, written to the bridge and mapped now; every
+ * guest write to them, a reset and a load re-map. 0 or pam_set's error. */
+int pci_host_set_pam(struct device *host, struct device *pam,
+		     const uint8_t power_on[PAM_NREGS]) WARN_UNUSED;
 
 #endif

@@ -26,8 +26,11 @@
  *
  * Threads: register accesses come with the channel's device lock held (the
  * bus takes it). Block requests are asynchronous: a command that needs the
- * disk sets BSY, submits through blk_submit and returns; the completion runs
- * on a block-layer thread, takes the same lock, sets DRQ or the final status
+ * disk sets BSY and queues the request for the channel's I/O thread
+ * ("ide0-io", a SANDBOX_IO thread of a channel with drives), which submits
+ * it through blk_submit; the vCPU returns at once and makes no block-layer
+ * system call. The completion runs on a block-layer thread (which submits a
+ * DMA's next chunk itself), takes the same lock, sets DRQ or the final status
  * and raises the interrupt. One block request per channel is in flight at a
  * time (IDE has no overlapped commands here). PIO goes to the disk 64 KiB at
  * a time (read ahead / collected writes), DMA straight between guest RAM and
@@ -45,6 +48,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "kestrel/device.h"
 #include "kestrel/util.h"
 
@@ -111,6 +115,28 @@ void ide_channel_set_dma(struct device *dev, const struct ide_dma_ops *ops, void
 /* Wait until no block request of the channel is in flight (quiesce before
  * save: save refuses with -EBUSY while one is). Takes the device lock. */
 void ide_channel_drain(struct device *dev);
+
+/* What a drive did for the guest (`kestrel ctl stats`, --stats): READ and
+ * WRITE commands (ATA PIO/DMA sectors, ATAPI READ(10)/(12)) and FLUSH CACHE
+ * that succeeded and their data bytes, and those that ended in an error
+ * (ERR: a bad address, a read-only disk, the block layer or the bus master
+ * failing; ATAPI: CHECK CONDITION). Since the drive was created; a command
+ * in flight when the state was loaded counts without its bytes. */
+struct ide_counters {
+	uint64_t read_ops, read_bytes, write_ops, write_bytes, flush_ops, errors;
+};
+struct ide_drive_stats {
+	enum ide_drive_kind kind;
+	bool readonly;             /* a CD, or a read-only disk */
+	char path[4096];           /* the image; "" for an empty CD drive */
+	struct ide_counters c;
+};
+/* The drive at unit 0/1 of the channel; -ENODEV when there is none. */
+int ide_drive_get_stats(struct device *dev, unsigned unit, struct ide_drive_stats *out) WARN_UNUSED;
+
+/* --stats: one line per drive, "kestrel: stats: ide unitN disk|cdrom
+ * path=.. read_ops=..", N = first_unit + 0/1 (the --disk unit). */
+void ide_channel_print_stats(struct device *dev, unsigned first_unit, FILE *f);
 
 /* Removable media of an IDE_CDROM at unit 0/1 (`kestrel ctl NAME
  * cdrom-change` / `cdrom-eject`). Both wait for the channel's request in

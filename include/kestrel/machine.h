@@ -6,6 +6,7 @@
 
 #include "kestrel/config.h"
 #include "kestrel/device.h"
+#include "kestrel/firmware.h"
 #include "kestrel/pci.h"
 #include "kestrel/vm.h"
 
@@ -13,16 +14,27 @@ struct machine {
 	struct vm vm;
 	const struct vm_config *cfg;
 	/* Every device, in creation order, by stable id (docs/devices.md):
-	 * "com1" "rtc" "i8042" "pm" "debug-exit" "post" "bios" "pci-host", then
+	 * "com1" "rtc" "i8042" "pm" "debug-exit" "post" "pci-host", then
+	 * "piix3" "piix3-ide" "ide0" "ide1" (when there are IDE drives),
 	 * "scsi0" (when there are SCSI disks or --scsi-controller) and "net0"..
-	 * (one per --net). Destroyed in reverse order. */
+	 * (one per --net), "pam"; booting firmware, "fw-cfg" and, with
+	 * --firmware-log, "debugcon". Destroyed in reverse order. */
 	struct dev_list devs;
+	/* With --vga std: device "vga", its framebuffer's memory slot (-1:
+	 * none; atomic) and what it draws, for screendumps (NULL without). */
+	int vga_slot;
+	struct display *display;
+	/* The PIIX3 between its creation (before the PCI host: it is the
+	 * host's INTx output) and its registration (after the host, so that
+	 * it is destroyed first); NULL after. */
+	struct device *piix3;
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
 	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */
 	bool own_serial_out;
 	uint8_t *kernel, *initrd;
 	size_t kernel_len, initrd_len;
+	struct fw_image fw;      /* firmware boot (no --kernel): the image */
 };
 
 /* Everything up to (not including) starting the vCPUs; one error line in err. */

@@ -235,6 +235,11 @@ int pci_dev_load(struct pci_dev *pdev, struct state_buf *in) WARN_UNUSED;
  * then commit (cannot fail). */
 int pci_dev_parse(const struct pci_dev *pdev, struct state_buf *in, struct pci_dev_state *st) WARN_UNUSED;
 void pci_dev_commit(struct pci_dev *pdev, const struct pci_dev_state *st);
+/* A device's reset of its function: every bit the guest can change (wmask,
+ * w1cmask) back to power_on (a copy of cfg[] the device took after setting
+ * the function up), except the Interrupt Line the bus filled in; INTx
+ * deasserted; BARs, Bus Master and MSI follow, as after a load. */
+void pci_dev_reset_cfg(struct pci_dev *pdev, const uint8_t power_on[PCI_CFG_SIZE]);
 
 /* ---- INTx routing (devices/pci/pci_irq.c) -------------------------------- */
 

@@ -29,8 +29,11 @@ struct vcpu {
 	uint64_t exits[STAT_EXIT_NR];
 };
 
-/* Register state the boot loader asks for on the boot vCPU. */
-enum boot_cpu_mode { BOOT_CPU_PROT32, BOOT_CPU_LONG64 };
+/* Register state the boot loader asks for on the boot vCPU. RESET: the
+ * state KVM creates a vCPU in, the x86 reset state (real mode, CS base
+ * 0xFFFF0000, IP 0xFFF0: the reset vector 16 bytes below 4 GiB), for
+ * firmware; the other fields are then unused. */
+enum boot_cpu_mode { BOOT_CPU_PROT32, BOOT_CPU_LONG64, BOOT_CPU_RESET };
 struct boot_cpu_state {
 	enum boot_cpu_mode mode;
 	uint64_t rip, rsp, rax, rbx, rsi;
@@ -63,6 +66,10 @@ struct vm {
 	bool paused;
 	unsigned parked;
 	struct vm_ctl ctl;          /* handed to devices */
+	/* A triple fault (KVM_EXIT_SHUTDOWN) resets the machine, as a PC's
+	 * chipset does, instead of stopping it as a VM error: a stop with
+	 * VM_STOP_RESET and code VM_RESET_TRIPLE_FAULT. Set before vm_start. */
+	bool triple_fault_resets;
 
 	/* GSI routing: the PC's fixed IRQCHIP entries plus MSI routes that
 	 * devices allocate (MSI-X vectors -> irqfd). Guarded by route_lock. */
@@ -71,6 +78,8 @@ struct vm {
 	unsigned nr_routes;
 	uint32_t next_msi_gsi;
 };
+
+#define VM_RESET_TRIPLE_FAULT 1   /* stop_code of a reset that was a triple fault */
 
 int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
 	      char *err, size_t errlen) WARN_UNUSED;

@@ -188,7 +188,7 @@ static char *blk_opt_next(const char **spec, char *out, bool *sep)
 }
 
 static int blk_opt_parse_all(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
-			     char *err, size_t errlen)
+			     bool need_path, char *err, size_t errlen)
 {
 	struct blk_opt_seen seen = { false };
 	char *buf = o->owned;
@@ -210,15 +210,15 @@ static int blk_opt_parse_all(const char *spec, struct blk_opts *o, struct blk_op
 		if (r < 0)
 			return r;
 	}
-	if (!seen.path) {
+	if (!seen.path && need_path) {
 		snprintf(err, errlen, "disk options: path=FILE is required");
 		return -EINVAL;
 	}
 	return 0;
 }
 
-int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
-		      char *err, size_t errlen)
+static int blk_parse(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
+		     bool need_path, char *err, size_t errlen)
 {
 	int r;
 
@@ -234,7 +234,7 @@ int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra
 		snprintf(err, errlen, "disk options: out of memory");
 		return -ENOMEM;
 	}
-	r = blk_opt_parse_all(spec, o, extras, err, errlen);
+	r = blk_opt_parse_all(spec, o, extras, need_path, err, errlen);
 	if (r < 0) {
 		blk_opts_free(o);
 		for (struct blk_opt_extra *x = extras; x && x->key; x++)
@@ -243,9 +243,21 @@ int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra
 	return r;
 }
 
+int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
+		      char *err, size_t errlen)
+{
+	return blk_parse(spec, o, extras, true, err, errlen);
+}
+
+int blk_parse_opts_nopath(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
+			  char *err, size_t errlen)
+{
+	return blk_parse(spec, o, extras, false, err, errlen);
+}
+
 int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errlen)
 {
-	return blk_parse_opts_ex(spec, o, NULL, err, errlen);
+	return blk_parse(spec, o, NULL, true, err, errlen);
 }
 
 void blk_opts_free(struct blk_opts *o)

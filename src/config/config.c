@@ -34,7 +34,7 @@ struct opt_src {
 enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
-	OPT_SCSI_CONTROLLER, OPT_NET,
+	OPT_SCSI_CONTROLLER, OPT_NET, OPT_VGA, OPT_DISPLAY, OPT_FIRMWARE, OPT_FIRMWARE_LOG, OPT_BOOT,
 	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_HELP, OPT_NR
 };
 
@@ -74,7 +74,9 @@ PRINTF_LIKE(2, 3) static int opt_err(const struct opt_src *src, const char *fmt,
 	return -EINVAL;
 }
 
-PRINTF_LIKE(3, 4) static int plain_err(char *err, size_t errlen, const char *fmt, ...)
+/* One message line into err; -EINVAL (kestrel/config.h: config_errf). */
+#define plain_err config_errf
+int config_errf(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -139,6 +141,11 @@ static int parse_bool(const char *v, bool *out)
 		}
 	}
 	return -EINVAL;
+}
+
+int config_parse_bool(const char *v, bool *out)
+{
+	return parse_bool(v, out);
 }
 
 int config_parse_duration(const char *s, uint64_t *ms)
@@ -415,6 +422,53 @@ static int opt_net(struct vm_config *c, const char *v, const struct opt_src *src
 	return 0;
 }
 
+/* --vga std[,mem=SIZE][,rom=FILE|none] | none (src/config/config_display.c). */
+static int opt_vga(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_vga_set(c, v, src->basedir, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
+static int opt_display(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_display_set(c, v, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
+/* Firmware boot (src/config/config_firmware.c). */
+static int opt_firmware(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_firmware_set(c, v, src->basedir, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
+static int opt_firmware_log(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_firmware_log_set(c, v, src->basedir, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
+static int opt_boot(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	char msg[256] = "";
+
+	if (config_boot_set(c, v, msg, sizeof(msg)))
+		return opt_err(src, "%s", msg);
+	return 0;
+}
+
 /* --control PATH: the control socket (docs/control.md); "none" turns it off. */
 static int opt_control(struct vm_config *c, const char *v, const struct opt_src *src)
 {
@@ -472,8 +526,9 @@ static const struct opt opts[OPT_NR] = {
 		"names, _ for -); applied first, flags override\n"
 		"it; its relative paths are relative to its folder" },
 	[OPT_KERNEL] = { "kernel", "kernel", JT_STRING, true, opt_kernel, "FILE",
-		"guest kernel (required): bzImage, ELF vmlinux\n"
-		"with a PVH note, or Multiboot v1" },
+		"boot this kernel directly: bzImage, ELF vmlinux\n"
+		"with a PVH note, or Multiboot v1 (default: none,\n"
+		"the VM boots firmware, see --firmware)" },
 	[OPT_INITRD] = { "initrd", "initrd", JT_STRING, true, opt_initrd, "FILE",
 		"initial ramdisk (default: none)" },
 	[OPT_CMDLINE] = { "cmdline", "cmdline", JT_STRING, true, opt_cmdline, "STR",
@@ -511,6 +566,7 @@ static const struct opt opts[OPT_NR] = {
 		"[,format=raw|vhd][,readonly]\n"
 		"[,cache=writeback|none|directsync]\n"
 		"[,aio=io_uring|libaio|sync][,target=N]\n"
+		"or bus=ide[,media=disk|cdrom][,unit=0-3]\n"
 		"(JSON: \"disks\": [ {\"path\": ..}, ..])" },
 	[OPT_SCSI_CONTROLLER] = { "scsi-controller", "scsi_controller", JT_BOOL, false,
 		opt_scsi_controller, NULL,
@@ -520,6 +576,24 @@ static const struct opt opts[OPT_NR] = {
 		"add a NIC (repeatable): tap=IFNAME[,model=virtio|\n"
 		"tulip][,mac=52:54:00:..][,vlan=ID][,queues=N]\n"
 		"(JSON: \"net\": [ {\"tap\": ..}, ..])" },
+	[OPT_VGA] = { "vga", "vga", JT_STRING, true, opt_vga, "SPEC",
+		"graphics card: std[,mem=SIZE][,rom=FILE|none]\n"
+		"(PCI std VGA with Bochs VBE; VRAM a power of\n"
+		"two, 1M to 256M, default 16M) or none (default\n"
+		"none when booting a kernel directly)" },
+	[OPT_DISPLAY] = { "display", "display", JT_STRING, true, opt_display, "none",
+		"display output: none (screendumps only)" },
+	[OPT_FIRMWARE] = { "firmware", "firmware", JT_STRING, true, opt_firmware, "bios|FILE",
+		"without --kernel: the firmware image, mapped\n"
+		"below 4 GiB (default bios: Debian's SeaBIOS,\n"
+		CONFIG_FIRMWARE_BIOS ")" },
+	[OPT_FIRMWARE_LOG] = { "firmware-log", "firmware_log", JT_STRING, true, opt_firmware_log,
+		"stderr|FILE", "the firmware's debug log (debugcon, port\n"
+		"0x402; default: off)" },
+	[OPT_BOOT] = { "boot", "boot", JT_STRING, true, opt_boot, "ORDER",
+		"firmware's boot order: disk, cdrom, net,\n"
+		"comma-separated (default disk,cdrom);\n"
+		"[,menu=on][,menu-wait=DURATION]" },
 	[OPT_CONTROL] = { "control", "control", JT_STRING, true, opt_control, "PATH",
 		"control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
 		"NAME.sock, /run/kestrel/NAME.sock as root);\n"
@@ -676,6 +750,12 @@ static bool str_eq(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+static bool boot_same(const struct config_boot *a, const struct config_boot *b)
+{
+	return a->n == b->n && !memcmp(a->order, b->order, a->n * sizeof(a->order[0])) &&
+	       a->menu == b->menu && a->menu_wait_ms == b->menu_wait_ms;
+}
+
 /* Whether two configs agree on the fields that option id sets. */
 static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_config *b)
 {
@@ -694,7 +774,12 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_QUIET: return a->quiet == b->quiet;
 	case OPT_STATS: return a->stats == b->stats;
 	case OPT_SCSI_CONTROLLER: return a->scsi_controller == b->scsi_controller;
+	case OPT_VGA: return config_vga_same(a, b);
+	case OPT_DISPLAY: return a->display == b->display;
 	case OPT_CONTROL: return str_eq(a->control, b->control);
+	case OPT_FIRMWARE: return str_eq(a->firmware, b->firmware);
+	case OPT_FIRMWARE_LOG: return str_eq(a->firmware_log, b->firmware_log);
+	case OPT_BOOT: return boot_same(&a->boot, &b->boot);
 	case OPT_SECCOMP: return a->seccomp == b->seccomp;
 	case OPT_USER: return str_eq(a->user, b->user);
 	case OPT_LANDLOCK: return a->landlock == b->landlock;
@@ -1105,14 +1190,18 @@ static int mem_validate(const struct vm_config *c, const struct opt_src *src)
 
 #define VSRC(f) (&(struct opt_src){ .flag = (f), .err = err, .errlen = errlen })
 
+int config_output_file_check(const char *flag, const char *path, char *err, size_t errlen)
+{
+	return serial_file_check(VSRC(flag), path);
+}
+
+/* Without --kernel the VM boots firmware (config_firmware_validate). */
 static int config_validate_files(struct vm_config *c, char *err, size_t errlen)
 {
-	int ret;
+	int ret = config_firmware_validate(c, err, errlen);
 
-	if (!c->kernel)
-		return plain_err(err, errlen, "--kernel is required (a bzImage, an ELF vmlinux "
-				 "with a PVH note, or a Multiboot kernel)");
-	ret = input_file_check(VSRC("kernel"), c->kernel);
+	if (ret == 0 && c->kernel)
+		ret = input_file_check(VSRC("kernel"), c->kernel);
 	if (ret == 0 && c->initrd)
 		ret = input_file_check(VSRC("initrd"), c->initrd);
 	if (ret == 0 && c->serial == SERIAL_FILE)
@@ -1144,6 +1233,7 @@ int config_validate(struct vm_config *c, char *err, size_t errlen)
 	ret = mem_validate(c, VSRC("mem"));
 	ret = ret ?: config_validate_files(c, err, errlen);
 	ret = ret ?: config_disks_validate(c, err, errlen);
+	ret = ret ?: config_vga_validate(c, err, errlen);
 	return ret ?: config_nets_validate(c, err, errlen);
 }
 
@@ -1168,11 +1258,14 @@ void config_free(struct vm_config *c)
 	free(c->cmdline);
 	free(c->serial_path);
 	free(c->control);
+	free(c->firmware);
+	free(c->firmware_log);
 	free(c->user);
 	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
-	c->user = NULL;
+	c->firmware = c->firmware_log = c->user = NULL;
 	config_disks_free(c);
 	config_nets_free(c);
+	config_display_free(c);
 }
 
 static void usage_opt(FILE *f, const struct opt *o)
@@ -1199,7 +1292,7 @@ static void usage_opt(FILE *f, const struct opt *o)
 void config_usage_run(FILE *f)
 {
 	fprintf(f,
-		"Usage: kestrel run --kernel FILE [options]\n"
+		"Usage: kestrel run [--kernel FILE | --firmware bios|FILE] [options]\n"
 		"\n"
 		"Boot one VM in this process. Options take --flag VALUE or\n"
 		"--flag=VALUE; switches also take --flag=true|false. A flag\n"

@@ -3,7 +3,13 @@
  *
  *   path=FILE,bus=scsi[,format=raw|vhd|auto][,readonly][,cache=writeback|none|directsync]
  *   [,aio=io_uring|libaio|sync|auto][,target=N][,add-after=DUR][,remove-after=DUR]
+ *   [path=FILE,]bus=ide[,media=disk|cdrom][,unit=0-3][,readonly][,cache=..]...
  *
+ * bus=ide: the PIIX3 IDE controller's four drives; unit 0/1 the primary
+ * channel's master/slave, 2/3 the secondary's (default: the lowest free
+ * unit). media=cdrom: an ATAPI CD-ROM, its medium opened read-only, and
+ * without path= an empty drive (a medium can come later through the control
+ * socket's cdrom-change).
  * target: the SCSI target id (default: the lowest free one). add-after /
  * remove-after: hot-add / hot-remove the disk DUR after the guest's driver
  * first starts the controller (a test hook; the control socket will call the
@@ -44,7 +50,62 @@ static int disk_bus(const char *v, enum config_disk_bus *bus, char *err, size_t 
 		*bus = CONFIG_BUS_SCSI;
 		return 0;
 	}
-	return disk_err(err, errlen, "bus=%s: unknown bus (use scsi)", v);
+	if (strcmp(v, "ide") == 0) {
+		*bus = CONFIG_BUS_IDE;
+		return 0;
+	}
+	return disk_err(err, errlen, "bus=%s: unknown bus (use scsi or ide)", v);
+}
+
+static int disk_media(const char *v, struct config_disk *d, char *err, size_t errlen)
+{
+	d->media = CONFIG_MEDIA_DISK;
+	if (!v)
+		return 0;
+	if (d->bus != CONFIG_BUS_IDE)
+		return disk_err(err, errlen, "media=%s: only with bus=ide (a SCSI target is a disk)", v);
+	if (strcmp(v, "cdrom") == 0)
+		d->media = CONFIG_MEDIA_CDROM;
+	else if (strcmp(v, "disk") != 0)
+		return disk_err(err, errlen, "media=%s: expected disk or cdrom", v);
+	return 0;
+}
+
+static int disk_unit(const char *v, struct config_disk *d, char *err, size_t errlen)
+{
+	char *end;
+	long n;
+
+	d->unit = -1;
+	if (!v)
+		return 0;
+	if (d->bus != CONFIG_BUS_IDE)
+		return disk_err(err, errlen, "unit=%s: only with bus=ide (bus=scsi takes target=N)", v);
+	n = strtol(v, &end, 10);
+	if (!*v || *end || n < 0 || n >= CONFIG_IDE_UNITS)
+		return disk_err(err, errlen, "unit=%s: not an IDE unit (0 primary master, 1 primary "
+				"slave, 2 secondary master, 3 secondary slave)", v);
+	d->unit = (int)n;
+	return 0;
+}
+
+/* What only a bus=scsi disk may have, and what only a CD-ROM may lack. */
+static int disk_ide_rules(struct config_disk *d, bool target, bool after, char *err,
+			  size_t errlen)
+{
+	if (d->bus != CONFIG_BUS_IDE)
+		return d->blk.path ? 0 : disk_err(err, errlen, "disk options: path=FILE is required");
+	if (target)
+		return disk_err(err, errlen, "target=: only with bus=scsi (bus=ide takes unit=0-3)");
+	if (after)
+		return disk_err(err, errlen, "add-after/remove-after: only with bus=scsi (IDE drives "
+				"are not hot-plugged)");
+	if (!d->blk.path && d->media != CONFIG_MEDIA_CDROM)
+		return disk_err(err, errlen, "disk options: path=FILE is required (only a "
+				"media=cdrom drive may be empty)");
+	if (d->media == CONFIG_MEDIA_CDROM)
+		d->blk.readonly = true;     /* a CD is read-only, whatever was asked */
+	return 0;
 }
 
 static int disk_target(const char *v, int *target, char *err, size_t errlen)
@@ -78,6 +139,8 @@ static int disk_path(struct config_disk *d, const char *basedir, char *err, size
 {
 	const char *p = d->blk.path;
 
+	if (!p)
+		return 0;
 	if (basedir && p[0] != '/') {
 		if (asprintf(&d->path, "%s/%s", basedir, p) < 0)
 			d->path = NULL;
@@ -94,19 +157,24 @@ int config_disk_add(struct vm_config *c, const char *spec, const char *basedir, 
 		    size_t errlen)
 {
 	struct blk_opt_extra extra[] = { { "bus", NULL }, { "target", NULL }, { "add-after", NULL },
-					 { "remove-after", NULL }, { NULL, NULL } };
-	struct config_disk d = { .target = -1 }, *n;
+					 { "remove-after", NULL }, { "media", NULL }, { "unit", NULL },
+					 { NULL, NULL } };
+	struct config_disk d = { .target = -1, .unit = -1 }, *n;
 	int ret;
 
 	if (c->ndisks >= CONFIG_MAX_DISKS)
 		return disk_err(err, errlen, "at most %d disks", CONFIG_MAX_DISKS);
-	ret = blk_parse_opts_ex(spec, &d.blk, extra, err, errlen);
+	ret = blk_parse_opts_nopath(spec, &d.blk, extra, err, errlen);
 	if (ret)
 		return ret;
 	ret = disk_bus(extra[0].value, &d.bus, err, errlen);
 	ret = ret ?: disk_target(extra[1].value, &d.target, err, errlen);
 	ret = ret ?: disk_after("add-after", extra[2].value, &d.add_after_ms, err, errlen);
 	ret = ret ?: disk_after("remove-after", extra[3].value, &d.remove_after_ms, err, errlen);
+	ret = ret ?: disk_media(extra[4].value, &d, err, errlen);
+	ret = ret ?: disk_unit(extra[5].value, &d, err, errlen);
+	ret = ret ?: disk_ide_rules(&d, extra[1].value != NULL,
+				    extra[2].value != NULL || extra[3].value != NULL, err, errlen);
 	ret = ret ?: disk_path(&d, basedir, err, errlen);
 	n = ret ? NULL : realloc(c->disks, (c->ndisks + 1) * sizeof(*n));
 	if (!ret && !n)
@@ -233,38 +301,56 @@ static int disk_file_check(const struct config_disk *d, char *err, size_t errlen
 	return 0;
 }
 
-static int disk_pick_target(struct vm_config *c, unsigned i, char *err, size_t errlen)
+static const char *disk_name(const struct config_disk *d)
 {
-	bool used[CONFIG_MAX_DISKS] = { false };
+	return d->path ? d->path : "media=cdrom (empty)";
+}
 
-	for (unsigned j = 0; j < c->ndisks; j++)
-		if (j != i && c->disks[j].target >= 0 && c->disks[j].bus == c->disks[i].bus)
-			used[c->disks[j].target] = true;
-	if (c->disks[i].target >= 0) {
-		if (used[c->disks[i].target])
-			return disk_err(err, errlen, "--disk %s: target %d is taken by another disk",
-					c->disks[i].path, c->disks[i].target);
+/* The SCSI target or IDE unit of disk i: the one asked for if free, else
+ * the lowest free one on its bus. */
+static int disk_pick_slot(struct vm_config *c, unsigned i, char *err, size_t errlen)
+{
+	bool used[CONFIG_MAX_DISKS] = { false }, ide = c->disks[i].bus == CONFIG_BUS_IDE;
+	int *slot = ide ? &c->disks[i].unit : &c->disks[i].target;
+	int max = ide ? CONFIG_IDE_UNITS : CONFIG_MAX_DISKS;
+	const char *what = ide ? "unit" : "target";
+
+	for (unsigned j = 0; j < c->ndisks; j++) {
+		const struct config_disk *o = &c->disks[j];
+		int s = ide ? o->unit : o->target;
+
+		if (j != i && s >= 0 && o->bus == c->disks[i].bus)
+			used[s] = true;
+	}
+	if (*slot >= 0) {
+		if (used[*slot])
+			return disk_err(err, errlen, "--disk %s: %s %d is taken by another disk",
+					disk_name(&c->disks[i]), what, *slot);
 		return 0;
 	}
-	for (int t = 0; t < CONFIG_MAX_DISKS; t++) {
+	for (int t = 0; t < max; t++) {
 		if (!used[t]) {
-			c->disks[i].target = t;
+			*slot = t;
 			return 0;
 		}
 	}
-	return disk_err(err, errlen, "--disk %s: no free target", c->disks[i].path);
+	return disk_err(err, errlen, "--disk %s: no free %s (bus=%s has %d)", disk_name(&c->disks[i]),
+			what, ide ? "ide" : "scsi", max);
 }
 
 int config_disks_validate(struct vm_config *c, char *err, size_t errlen)
 {
 	int ret;
 
-	/* Explicit targets first, so the defaults fill around them. */
+	/* Explicit targets and units first, so the defaults fill around them. */
 	for (unsigned pass = 0; pass < 2; pass++) {
 		for (unsigned i = 0; i < c->ndisks; i++) {
-			if ((c->disks[i].target >= 0) != (pass == 0))
+			const struct config_disk *d = &c->disks[i];
+			int slot = d->bus == CONFIG_BUS_IDE ? d->unit : d->target;
+
+			if ((slot >= 0) != (pass == 0))
 				continue;
-			ret = disk_pick_target(c, i, err, errlen);
+			ret = disk_pick_slot(c, i, err, errlen);
 			if (ret)
 				return ret;
 		}
@@ -272,6 +358,8 @@ int config_disks_validate(struct vm_config *c, char *err, size_t errlen)
 	for (unsigned i = 0; i < c->ndisks; i++) {
 		const struct config_disk *d = &c->disks[i];
 
+		if (!d->path)
+			continue;               /* an empty CD-ROM drive */
 		ret = disk_file_check(d, err, errlen);
 		if (ret) {
 			char msg[512];
@@ -281,7 +369,7 @@ int config_disks_validate(struct vm_config *c, char *err, size_t errlen)
 			return ret;
 		}
 		for (unsigned j = 0; j < i; j++)
-			if (strcmp(c->disks[j].path, d->path) == 0)
+			if (c->disks[j].path && strcmp(c->disks[j].path, d->path) == 0)
 				return disk_err(err, errlen, "--disk %s: the same file given twice",
 						d->path);
 		if (d->add_after_ms && d->remove_after_ms && d->remove_after_ms <= d->add_after_ms)

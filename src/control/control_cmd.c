@@ -159,7 +159,34 @@ static int cmd_dirty_log(const struct control_ops *ops, void *o, const struct co
 	return ops->dirty_log(o, a->str[0], ret, e);
 }
 
+static int cmd_screendump(const struct control_ops *ops, void *o, const struct control_args *a,
+			  struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	if (!ops->screendump)
+		return control_fail(e, CTL_E_UNSUPPORTED, "no display");
+	return ops->screendump(o, a->str[0], ret, e);
+}
+
 static const char *const link_choices[] = { "up", "down", NULL };
+static int cmd_cdrom_change(const struct control_ops *ops, void *o, const struct control_args *a,
+			    struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	if (!ops->cdrom_change)
+		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE CD-ROM drive");
+	return ops->cdrom_change(o, a->str[0], a->str[1], a->set[2] ? a->str[2] : "auto", ret, e);
+}
+
+static int cmd_cdrom_eject(const struct control_ops *ops, void *o, const struct control_args *a,
+			   struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	if (!ops->cdrom_eject)
+		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE CD-ROM drive");
+	return ops->cdrom_eject(o, a->str[0], a->set[1] && a->flag[1], ret, e);
+}
+
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
 
 #define ARG_END { 0 }
@@ -183,9 +210,24 @@ static const struct control_arg disk_remove_args[] = {
 	  .max = CONFIG_MAX_DISKS - 1 },
 	ARG_END,
 };
+static const struct control_arg screendump_args[] = {
+	{ .name = "file", .type = CTL_ARG_PATH, .required = true },
+	ARG_END,
+};
 static const struct control_arg net_link_args[] = {
 	{ .name = "state", .type = CTL_ARG_ENUM, .required = true, .choices = link_choices },
 	{ .name = "device", .type = CTL_ARG_STRING },
+	ARG_END,
+};
+static const struct control_arg cdrom_change_args[] = {
+	{ .name = "id", .type = CTL_ARG_STRING, .required = true },
+	{ .name = "path", .type = CTL_ARG_PATH, .required = true },
+	{ .name = "format", .type = CTL_ARG_ENUM, .choices = blk_format_names },
+	ARG_END,
+};
+static const struct control_arg cdrom_eject_args[] = {
+	{ .name = "id", .type = CTL_ARG_STRING, .required = true },
+	{ .name = "force", .type = CTL_ARG_BOOL },
 	ARG_END,
 };
 static const struct control_arg dirty_log_args[] = {
@@ -206,6 +248,9 @@ const struct control_command control_commands[] = {
 	{ "disk-remove", disk_remove_args, cmd_disk_remove },
 	{ "net-link", net_link_args, cmd_net_link },
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
+	{ "screendump", screendump_args, cmd_screendump },
+	{ "cdrom-change", cdrom_change_args, cmd_cdrom_change },
+	{ "cdrom-eject", cdrom_eject_args, cmd_cdrom_eject },
 	{ 0 },
 };
 

@@ -18,6 +18,8 @@
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
 #include "kestrel/devices.h"
+#include "kestrel/display.h"
+#include "kestrel/ide.h"
 #include "kestrel/machine.h"
 #include "kestrel/notify.h"
 #include "kestrel/sandbox.h"
@@ -53,6 +55,13 @@ struct control_vm {
 	bool ready_sent;
 	uint64_t wd_usec, wd_next_ns;
 	struct cv_disk disks[CONFIG_MAX_DISKS];
+	/* The media cdrom-change/cdrom-eject put in each IDE unit, re-applied
+	 * after a reset: changed, and the path (NULL: ejected). */
+	struct cv_cd {
+		bool changed;
+		char *path;
+		enum blk_format format;
+	} cds[CONFIG_IDE_UNITS];
 	bool link_down[CONFIG_MAX_NETS];   /* net-link down, re-applied after a reset */
 	unsigned jobs;            /* disk jobs running (see "hot-plug") */
 	bool dying;               /* control_vm_destroy began: jobs reply to nobody */
@@ -137,6 +146,7 @@ static json_object *cv_config_json(const struct vm_config *c)
 		 c->serial == SERIAL_NONE ? "none" : "file:", c->serial == SERIAL_FILE ?
 		 c->serial_path : "");
 	json_object_object_add(o, "kernel", jstr(c->kernel));
+	json_object_object_add(o, "firmware", jstr(c->firmware));
 	json_object_object_add(o, "initrd", jstr(c->initrd));
 	json_object_object_add(o, "cmdline", jstr(c->cmdline ? c->cmdline : ""));
 	json_object_object_add(o, "mem", jint(c->mem_size));
@@ -350,6 +360,39 @@ static json_object *cv_memory_json(struct guest_mem *gm)
 	return arr;
 }
 
+static struct device *cv_ide_channel(struct control_vm *cv, unsigned c)
+{
+	return c < 2 ? machine_find_device(cv->m, c ? "ide1" : "ide0") : NULL;
+}
+
+/* Per IDE drive, for stats: its counters (kestrel/ide.h). */
+static void cv_ide_stats_json(struct control_vm *cv, json_object *arr)
+{
+	struct ide_drive_stats *st = malloc(sizeof(*st));
+
+	for (unsigned u = 0; st && u < CONFIG_IDE_UNITS; u++) {
+		struct device *ch = cv_ide_channel(cv, u / 2);
+		json_object *o;
+
+		if (!ch || ide_drive_get_stats(ch, u % 2, st))
+			continue;
+		o = json_object_new_object();
+		json_object_object_add(o, "bus", jstr("ide"));
+		json_object_object_add(o, "unit", jint(u));
+		json_object_object_add(o, "media", jstr(st->kind == IDE_CDROM ? "cdrom" : "disk"));
+		json_object_object_add(o, "path", st->path[0] ? jstr(st->path) : NULL);
+		json_object_object_add(o, "readonly", json_object_new_boolean(st->readonly));
+		json_object_object_add(o, "read_ops", jint(st->c.read_ops));
+		json_object_object_add(o, "read_bytes", jint(st->c.read_bytes));
+		json_object_object_add(o, "write_ops", jint(st->c.write_ops));
+		json_object_object_add(o, "write_bytes", jint(st->c.write_bytes));
+		json_object_object_add(o, "flush_ops", jint(st->c.flush_ops));
+		json_object_object_add(o, "errors", jint(st->c.errors));
+		json_object_array_add(arr, o);
+	}
+	free(st);
+}
+
 static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 {
 	struct control_vm *cv = opaque;
@@ -394,7 +437,7 @@ static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 static int cv_stats(void *opaque, json_object *ret, struct control_error *e)
 {
 	struct control_vm *cv = opaque;
-	json_object *mem, *io, *vcpus;
+	json_object *mem, *io, *vcpus, *disks;
 	struct vm_stats st;
 	struct vm *vm;
 	int rc;
@@ -428,7 +471,9 @@ static int cv_stats(void *opaque, json_object *ret, struct control_error *e)
 	json_object_object_add(ret, "vcpus", vcpus);
 	json_object_object_add(ret, "io", io);
 	json_object_object_add(ret, "net", cv_nics_json(cv, true));
-	json_object_object_add(ret, "disks", cv_disk_stats_json(cv));
+	disks = cv_disk_stats_json(cv);
+	cv_ide_stats_json(cv, disks);
+	json_object_object_add(ret, "disks", disks);
 out:
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
@@ -631,6 +676,8 @@ static void cv_free(struct control_vm *cv)
 {
 	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++)
 		free(cv->disks[t].path);
+	for (unsigned u = 0; u < CONFIG_IDE_UNITS; u++)
+		free(cv->cds[u].path);
 	pthread_mutex_destroy(&cv->lock);
 	free(cv);
 }
@@ -901,11 +948,165 @@ static int cv_nic_index(struct control_vm *cv, const char *device)
 	return -1;
 }
 
+/* ---- IDE CD-ROM media ---------------------------------------------------- */
+
+/* "0".."3" (--disk unit=) or "ide0-0".."ide1-1" (channel-device): the unit,
+ * or -1. */
+static int cv_cd_unit(const char *id)
+{
+	if (id[0] >= '0' && id[0] <= '3' && !id[1])
+		return id[0] - '0';
+	if (strlen(id) == 6 && !strncmp(id, "ide", 3) && (id[3] == '0' || id[3] == '1') &&
+	    id[4] == '-' && (id[5] == '0' || id[5] == '1'))
+		return (id[3] - '0') * 2 + (id[5] - '0');
+	return -1;
+}
+
+/* The CD-ROM drive id names: 0, or the error (e filled). */
+static int cv_cd_find(struct control_vm *cv, const char *id, struct device **ch, unsigned *unit,
+		      struct control_error *e)
+{
+	struct ide_drive_stats *st;
+	int u = cv_cd_unit(id), rc = cv_need_vm(cv, e);
+
+	if (rc)
+		return rc;
+	if (!cv_ide_channel(cv, 0) && !cv_ide_channel(cv, 1))
+		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE controller (start it "
+				    "with a --disk ...,bus=ide,media=cdrom)");
+	if (u < 0)
+		return control_fail(e, CTL_E_ARGUMENT, "id %s: expected 0-3 or ide0-0, ide0-1, "
+				    "ide1-0, ide1-1", id);
+	st = malloc(sizeof(*st));
+	if (!st)
+		return control_fail(e, CTL_E_INTERNAL, "out of memory");
+	*ch = cv_ide_channel(cv, (unsigned)u / 2);
+	*unit = (unsigned)u;
+	rc = *ch ? ide_drive_get_stats(*ch, (unsigned)u % 2, st) : -ENODEV;
+	if (!rc && st->kind != IDE_CDROM)
+		rc = -ENODEV;
+	free(st);
+	return rc ? control_fail(e, CTL_E_NOT_FOUND, "no CD-ROM drive at %s", id) : 0;
+}
+
+/* Open path as a CD's medium and put it in the drive; the one taken out is
+ * closed. 0 or -errno, err says why. */
+static int cv_cd_insert(struct device *ch, unsigned unit, const char *path, enum blk_format f,
+			char *err, size_t errlen)
+{
+	struct blk_opts o = { .path = path, .format = f, .readonly = true,
+			      .cache = BLK_CACHE_WRITEBACK, .aio = BLK_AIO_AUTO };
+	struct blk_dev *blk = NULL, *old = NULL;
+	int rc = blk_open(&blk, &o, err, errlen);
+
+	if (rc)
+		return rc;
+	rc = ide_cd_change(ch, unit % 2, blk, &old);
+	if (rc) {
+		snprintf(err, errlen, "%s", strerror(-rc));
+		blk_close(blk);
+	} else if (old) {
+		blk_close(old);
+	}
+	return rc;
+}
+
+static void cv_cd_set(struct cv_cd *cd, const char *path, enum blk_format f)
+{
+	free(cd->path);
+	cd->path = path ? strdup(path) : NULL;
+	cd->format = f;
+	cd->changed = true;
+}
+
+static int cv_cdrom_change(void *opaque, const char *id, const char *path, const char *format,
+			   json_object *ret, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int f = blk_name_index(blk_format_names, format);
+	char err[256] = "";
+	struct device *ch;
+	unsigned u;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_cd_find(cv, id, &ch, &u, e);
+	if (!rc) {
+		f = f < 0 ? BLK_FMT_AUTO : f;
+		rc = cv_cd_insert(ch, u, path, (enum blk_format)f, err, sizeof(err));
+		if (rc)
+			control_fail(e, CTL_E_FAILED, "%s", err[0] ? err : strerror(-rc));
+	}
+	if (!rc) {
+		cv_cd_set(&cv->cds[u], path, (enum blk_format)f);
+		json_object_object_add(ret, "id", jstr(id));
+		json_object_object_add(ret, "path", jstr(path));
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+static int cv_cdrom_eject(void *opaque, const char *id, bool force, json_object *ret,
+			  struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	struct blk_dev *old = NULL;
+	struct device *ch;
+	unsigned u;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_cd_find(cv, id, &ch, &u, e);
+	if (!rc) {
+		rc = ide_cd_eject(ch, u % 2, force, &old);
+		if (rc == -EBUSY)
+			control_fail(e, CTL_E_FAILED, "the guest has locked the medium in (PREVENT "
+				     "MEDIUM REMOVAL); it was asked to eject it; force=true takes "
+				     "it out anyway");
+		else if (rc)
+			control_fail(e, CTL_E_FAILED, "%s", strerror(-rc));
+	}
+	if (!rc) {
+		if (old)
+			blk_close(old);
+		cv_cd_set(&cv->cds[u], NULL, BLK_FMT_AUTO);
+		json_object_object_add(ret, "id", jstr(id));
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+static void cv_replay_cds(struct control_vm *cv)
+{
+	char err[256];
+
+	for (unsigned u = 0; u < CONFIG_IDE_UNITS; u++) {
+		struct device *ch = cv_ide_channel(cv, u / 2);
+		struct blk_dev *old = NULL;
+		int rc;
+
+		if (!cv->cds[u].changed || !ch)
+			continue;
+		err[0] = '\0';
+		if (cv->cds[u].path) {
+			rc = cv_cd_insert(ch, u, cv->cds[u].path, cv->cds[u].format, err, sizeof(err));
+		} else {
+			rc = ide_cd_eject(ch, u % 2, true, &old);
+			if (old)
+				blk_close(old);
+		}
+		if (rc)
+			kwarn("control: re-applying the medium of IDE unit %u after the reset: %s", u,
+			      err[0] ? err : strerror(-rc));
+	}
+}
+
 /* A reset re-creates the machine from the configuration: re-apply what the
- * socket changed since (disks, links). Called with the lock held. */
+ * socket changed since (disks, links, CD media). Called with the lock held. */
 static void cv_replay(struct control_vm *cv)
 {
 	cv_replay_disks(cv);
+	cv_replay_cds(cv);
 	for (unsigned i = 0; i < cv_nnics(cv); i++)
 		if (cv->link_down[i] && cv_nic_set_link(cv, i, false))
 			kwarn("control: net%u: keeping the link down after the reset failed", i);
@@ -935,6 +1136,36 @@ static int cv_net_link(void *opaque, const char *device, bool up, struct control
 			cv->link_down[i] = !up;
 	}
 	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+/* Rendering happens here, on the control thread: the VGA's lock is taken
+ * only to copy its registers and dirty pages, so vCPUs are held up for that
+ * copy at most; cv->lock keeps the machine from going away meanwhile. */
+static int cv_screendump(void *opaque, const char *path, json_object *ret,
+			 struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	uint32_t w = 0, h = 0;
+	char msg[300];
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && !cv->m->display)
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no display (start it with "
+				  "--vga std)");
+	if (!rc) {
+		rc = display_screendump(cv->m->display, path, &w, &h, msg, sizeof(msg));
+		if (rc)
+			control_fail(e, CTL_E_FAILED, "%s", msg);
+	}
+	pthread_mutex_unlock(&cv->lock);
+	if (!rc) {
+		json_object_object_add(ret, "file", jstr(path));
+		json_object_object_add(ret, "width", jint(w));
+		json_object_object_add(ret, "height", jint(h));
+	}
 	return rc;
 }
 
@@ -1099,6 +1330,9 @@ static const struct control_ops cv_ops = {
 	.disk_remove = cv_disk_remove,
 	.net_link = cv_net_link,
 	.dirty_log = cv_dirty_log,
+	.screendump = cv_screendump,
+	.cdrom_change = cv_cdrom_change,
+	.cdrom_eject = cv_cdrom_eject,
 	.tick = cv_tick,
 };
 

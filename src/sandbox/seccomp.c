@@ -180,6 +180,10 @@ static const struct sb_ioctl ioctls_vcpu[] = {
 	{ KVM_IRQFD, "virtio-pci: queue interrupts at DRIVER_OK and reset" },
 	{ TUNSETOFFLOAD, "virtio-net: offloads the guest accepted, at DRIVER_OK" },
 	{ TUNSETQUEUE, "virtio-net: queue pairs turned on or off at DRIVER_OK and reset" },
+	{ KVM_SET_USER_MEMORY_REGION, "the i440FX's PAM registers mapping 0xC0000-0xFFFFF anew "
+	  "(shadow RAM or the firmware image); the std VGA's framebuffer slot following BAR 0 "
+	  "(machine_lfb_map)" },
+	{ KVM_GET_DIRTY_LOG, "a dirty-logged slot (the VGA framebuffer) moving: its log harvested first" },
 };
 
 /* Virtqueue threads (virtio-scsi, virtio-net) and block engine threads
@@ -274,6 +278,9 @@ static const struct sb_rule rules_control[] = {
 	ALLOW(accept4, "a new client"),
 	ALLOW(recvfrom, "client requests (recv)"),
 	ALLOW(poll, "the hot-plug timer (virtio-scsi's add-after test hook)"),
+	ALLOW(fchmod, "screendump: the new file 0644, not mkstemp's 0600"),
+	ALLOW(rename, "screendump: the finished file over the target"),
+	ALLOW(unlink, "screendump: a failed dump's temporary file"),
 };
 
 static const struct sb_rule rules_console[] = {

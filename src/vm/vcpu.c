@@ -55,6 +55,17 @@ static int vcpu_set_fpu(struct vcpu *c)
 	return ioctl(c->fd, KVM_SET_FPU, &fpu) < 0 ? -errno : 0;
 }
 
+/* Firmware starts where a PC's CPU does: KVM created every vCPU in the reset
+ * state and its in-kernel LAPIC holds the APs until INIT/SIPI, so only the
+ * TSCs are synchronised and MSRs set as for a kernel. */
+static int vcpu_reset_state(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vcpu_set_msrs(&vm->vcpus[i]))
+			return -EIO;
+	return 0;
+}
+
 int vm_setup_boot_cpu(struct vm *vm, const struct boot_cpu_state *bs)
 {
 	struct vcpu *c = &vm->vcpus[0];
@@ -63,6 +74,8 @@ int vm_setup_boot_cpu(struct vm *vm, const struct boot_cpu_state *bs)
 	bool lm = bs->mode == BOOT_CPU_LONG64;
 	struct kvm_segment code = seg_flat(0x10, 0xb, lm), data = seg_flat(0x18, 0x3, false);
 
+	if (bs->mode == BOOT_CPU_RESET)
+		return vcpu_reset_state(vm);
 	if (ioctl(c->fd, KVM_GET_SREGS, &sregs) < 0)
 		return -errno;
 	sregs.cs = code;
@@ -133,12 +146,10 @@ static void vcpu_handle_io(struct vcpu *c)
 	 * access inside the shared page. */
 	if ((uint64_t)run->io.data_offset + (uint64_t)run->io.count * size > (uint64_t)c->vm->run_size)
 		return;
-	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
-		if (run->io.direction == KVM_EXIT_IO_OUT)
-			bus_write(&c->vm->pio, run->io.port, data, size);
-		else
-			bus_read(&c->vm->pio, run->io.port, data, size);
-	}
+	if (run->io.direction == KVM_EXIT_IO_OUT)
+		bus_write_string(&c->vm->pio, run->io.port, data, size, run->io.count);
+	else
+		bus_read_string(&c->vm->pio, run->io.port, data, size, run->io.count);
 }
 
 static void vcpu_handle_mmio(struct vcpu *c)
@@ -205,6 +216,11 @@ static bool vcpu_handle_exit(struct vcpu *c)
 		return false;
 	case KVM_EXIT_SHUTDOWN:
 		c->exits[STAT_EXIT_SHUTDOWN]++;
+		if (c->vm->triple_fault_resets) {
+			kinfo("vcpu%u: triple fault: the machine resets, as a PC does", c->id);
+			vm_request_stop_cb(c->vm, VM_STOP_RESET, VM_RESET_TRIPLE_FAULT);
+			return false;
+		}
 		vcpu_dump(c, "triple fault (KVM_EXIT_SHUTDOWN)");
 		vm_request_stop_cb(c->vm, VM_STOP_ERROR, 0);
 		return false;

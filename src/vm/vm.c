@@ -11,14 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/board.h"
 #include "kestrel/cpuid.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/vm.h"
-
-/* Addresses KVM needs for its real-mode/TSS tricks on Intel; inside the PCI
- * hole just below the BIOS area, never RAM (as QEMU and Firecracker place them). */
-#define KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
-#define KVM_TSS_ADDR          0xfeffd000ULL
 
 static void errf(char *err, size_t len, const char *fmt, ...) PRINTF_LIKE(3, 4);
 static void errf(char *err, size_t len, const char *fmt, ...)
@@ -91,8 +87,8 @@ static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ KVM_IDENTITY_MAP_ADDR }) < 0) {
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, BOARD_KVM_TSS) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ BOARD_KVM_IDENTITY_MAP }) < 0) {
 		errf(err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
 		return -errno;
 	}

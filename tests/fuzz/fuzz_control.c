@@ -15,10 +15,11 @@
  * Byte 0 shapes the machine: bit 0 none attached (between two boots);
  * bit 1 a SCSI controller; bits 2-3 the number of NICs (the third an
  * emulated 21140); bit 4 two disks in the configuration; bit 5 the vCPUs
- * never park (pause times out).
+ * never park (pause times out); bit 6 an IDE controller with a CD-ROM drive
+ * at unit 2 (ide1-0) and a disk at 3.
  *
  * Below control_vm.c the machine is faked at link time (vm_pause, blk_open,
- * virtio_scsi_attach_disk, ...). The fakes never open a host file and trap on
+ * virtio_scsi_attach_disk, ide_cd_change, ...). The fakes never open a host file and trap on
  * anything the commands must not hand down: a target outside the
  * controller, a relative or empty path, an option outside its table. The
  * client, which sends and reads at once, traps on a reply line that is not
@@ -41,6 +42,8 @@
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
 #include "kestrel/devices.h"
+#include "kestrel/display.h"
+#include "kestrel/ide.h"
 #include "kestrel/machine.h"
 #include "kestrel/pci.h"
 #include "kestrel/tulip.h"
@@ -63,7 +66,9 @@
 /* ---- the fake machine under control_vm.c --------------------------------- */
 
 static struct {
-	struct device pm, scsi, net[FUZZ_NICS], bus_dev;
+	struct device pm, scsi, net[FUZZ_NICS], bus_dev, ide;
+	struct blk_dev *cd_medium;      /* what the fake drive holds (blk_open's) */
+	bool cd_locked;
 	struct pci_dev tulip_fn;   /* only its address: control_vm tests for one */
 	bool pause_times_out;
 	bool plugged[VIRTIO_SCSI_MAX_TARGETS];
@@ -236,6 +241,49 @@ int tulip_get_stats(struct device *dev, struct tulip_stats *st)
 	return 0;
 }
 
+/* The fake machine has no display: screendump must answer with an error. */
+int display_screendump(struct display *d, const char *path, uint32_t *width, uint32_t *height,
+		       char *err, size_t errlen)
+{
+	CHECK(path != NULL);
+	(void)d;
+	snprintf(err, errlen, "no display");
+	return -ENODEV;
+}
+
+/* The IDE channel with a CD-ROM drive (shape bit 6); its media come from
+ * blk_open above and go back through blk_close. */
+int ide_drive_get_stats(struct device *dev, unsigned unit, struct ide_drive_stats *out)
+{
+	CHECK(dev == &fake.ide);
+	CHECK(unit < 2);
+	memset(out, 0, sizeof(*out));
+	out->kind = unit == 0 ? IDE_CDROM : IDE_DISK;
+	out->readonly = unit == 0;
+	return 0;
+}
+
+int ide_cd_change(struct device *dev, unsigned unit, struct blk_dev *blk, struct blk_dev **old)
+{
+	CHECK(dev == &fake.ide && unit == 0 && blk);
+	*old = fake.cd_medium;
+	fake.cd_medium = blk;
+	fake.cd_locked = false;
+	return 0;
+}
+
+int ide_cd_eject(struct device *dev, unsigned unit, bool force, struct blk_dev **old)
+{
+	CHECK(dev == &fake.ide && unit == 0);
+	*old = NULL;
+	if (fake.cd_locked && !force)
+		return -EBUSY;
+	*old = fake.cd_medium;
+	fake.cd_medium = NULL;
+	fake.cd_locked = true;          /* the next eject without force meets a lock */
+	return 0;
+}
+
 /* ---- the VM ---------------------------------------------------------------- */
 
 static struct vm_config cfg;
@@ -261,6 +309,7 @@ static void fuzz_setup(void)
 	}
 	device_init(&fake.pm, &fake_dev_ops);
 	device_init(&fake.scsi, &fake_dev_ops);
+	device_init(&fake.ide, &fake_dev_ops);
 	device_init(&fake.bus_dev, &fake_dev_ops);
 	cfg_disks[0] = (struct config_disk){ .path = "/fuzz/boot.img", .target = 0 };
 	cfg_disks[1] = (struct config_disk){ .path = "/fuzz/data.vhd", .target = 3 };
@@ -314,6 +363,8 @@ static void machine_boot(uint8_t shape)
 	CHECK(dev_list_add(&machine.devs, &fake.pm, "pm") == 0);
 	if (shape & 2)
 		CHECK(dev_list_add(&machine.devs, &fake.scsi, "scsi0") == 0);
+	if (shape & 64)
+		CHECK(dev_list_add(&machine.devs, &fake.ide, "ide1") == 0);
 	for (unsigned i = 0; i < ((shape >> 2) & 3u); i++) {
 		char id[8];
 
@@ -328,6 +379,9 @@ static void machine_boot(uint8_t shape)
 
 static void machine_shutdown(void)
 {
+	blk_close(fake.cd_medium);      /* the channel owns its medium */
+	fake.cd_medium = NULL;
+	fake.cd_locked = false;
 	pthread_rwlock_destroy(&machine.vm.pio.lock);
 	pthread_rwlock_destroy(&machine.vm.mmio.lock);
 	pthread_cond_destroy(&machine.vm.stop_cond);

@@ -27,7 +27,9 @@
 #define GUEST_EXIT_VSCSI         8
 #define GUEST_EXIT_VNET          9
 #define GUEST_EXIT_MEM          10
-#define GUEST_EXIT_TULIP        11
+#define GUEST_EXIT_VGA          11
+#define GUEST_EXIT_IDE          12
+#define GUEST_EXIT_TULIP        13
 #define GUEST_EXIT_EXCEPTION  0x40   /* + vector */
 
 /* ---- port I/O and MMIO ------------------------------------------------ */

@@ -1,0 +1,302 @@
+/* Firmware boot's configuration (src/config/config_firmware.c): --firmware,
+ * --firmware-log, --boot as flags and JSON keys, the checks of the image,
+ * and one-line errors for what cannot go together. Files live in a temp
+ * directory. */
+#include <check.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kestrel/config.h"
+
+#define ERRLEN 512
+
+static char tmpdir[] = "/tmp/kestrel-check-fw-XXXXXX";
+static char kernel[300], fw[300], fw64k[300], odd[300], small[300], big[300], empty[300];
+static char fifo[300], json[300];
+static struct vm_config c;
+static char err[ERRLEN];
+
+static void write_file(const char *path, size_t size)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f || (size && (fseek(f, (long)size - 1, SEEK_SET) || fputc(0, f) == EOF)) || fclose(f)) {
+		perror(path);
+		abort();
+	}
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f || fputs(text, f) < 0 || fclose(f)) {
+		perror(path);
+		abort();
+	}
+}
+
+/* Parse and validate "run ARGS..."; returns the first error. */
+static int run(const char *first, ...)
+{
+	char *argv[32] = { "run" };
+	int argc = 1, ret;
+	const char *a = first;
+	va_list ap;
+
+	va_start(ap, first);
+	for (; a && argc < 31; a = va_arg(ap, const char *))
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	config_free(&c);
+	config_defaults(&c);
+	err[0] = '\0';
+	ret = config_parse_run(&c, argc, argv, err, sizeof(err));
+	return ret ?: config_validate(&c, err, sizeof(err));
+}
+
+static void expect_err(const char *needle)
+{
+	ck_assert_msg(strstr(err, needle), "error '%s' lacks '%s'", err, needle);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+
+START_TEST(test_firmware_boot)
+{
+	ck_assert_int_eq(run("--firmware", fw, NULL), 0);
+	ck_assert_str_eq(c.firmware, fw);
+	ck_assert_ptr_null(c.kernel);
+	ck_assert_uint_eq(c.boot.n, 0);   /* the default order */
+	ck_assert(!c.boot.set);
+	ck_assert_ptr_null(c.firmware_log);
+	/* A PC that boots firmware has a screen unless --vga none says not. */
+	ck_assert_int_eq(c.vga, CONFIG_VGA_STD);
+	ck_assert_uint_eq(c.vga_mem, CONFIG_VGA_MEM_DEFAULT);
+	ck_assert_int_eq(run("--firmware", fw, "--vga", "none", NULL), 0);
+	ck_assert_int_eq(c.vga, CONFIG_VGA_NONE);
+	ck_assert_int_eq(run("--kernel", kernel, NULL), 0);
+	ck_assert_int_eq(c.vga, CONFIG_VGA_NONE);
+	ck_assert_int_eq(run("--firmware", fw64k, "--firmware-log", "stderr", NULL), 0);
+	ck_assert_str_eq(c.firmware_log, "stderr");
+	/* "bios" is Debian's SeaBIOS; given twice the same, it is one value. */
+	ck_assert_int_eq(config_firmware_set(&c, "bios", NULL, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.firmware, CONFIG_FIRMWARE_BIOS);
+	ck_assert_int_eq(run("--firmware", fw, "--firmware", fw, NULL), 0);
+	ck_assert_int_ne(run("--firmware", fw, "--firmware", fw64k, NULL), 0);
+	expect_err("given twice with different values");
+}
+END_TEST
+
+START_TEST(test_firmware_image_errors)
+{
+	ck_assert_int_ne(run("--firmware", "/nonexistent/fw.bin", NULL), 0);
+	expect_err("--firmware: /nonexistent/fw.bin: No such file or directory");
+	ck_assert_int_ne(run("--firmware", tmpdir, NULL), 0);
+	expect_err("not a regular file");
+	ck_assert_int_ne(run("--firmware", fifo, NULL), 0);
+	expect_err("not a regular file");
+	ck_assert_int_ne(run("--firmware", empty, NULL), 0);
+	expect_err("0 bytes is not a firmware image size (a multiple of 64 KiB, 64 KiB to 16 MiB)");
+	ck_assert_int_ne(run("--firmware", odd, NULL), 0);
+	expect_err("100000 bytes is not a firmware image size");
+	ck_assert_int_ne(run("--firmware", small, NULL), 0);
+	expect_err("32768 bytes is not");
+	ck_assert_int_ne(run("--firmware", big, NULL), 0);
+	expect_err("17825792 bytes is not");
+	ck_assert_int_ne(run("--firmware", "", NULL), 0);
+	expect_err("--firmware: empty path");
+	ck_assert_int_eq(config_firmware_file_check(fw, err, sizeof(err)), 0);
+}
+END_TEST
+
+/* A direct kernel boot runs no firmware, and firmware boots no kernel. */
+START_TEST(test_combinations)
+{
+	ck_assert_int_ne(run("--kernel", kernel, "--firmware", fw, NULL), 0);
+	expect_err("--firmware: does not go with --kernel");
+	ck_assert_int_ne(run("--kernel", kernel, "--firmware", "bios", NULL), 0);
+	expect_err("--firmware: does not go with --kernel");
+	ck_assert_int_ne(run("--kernel", kernel, "--firmware-log", "stderr", NULL), 0);
+	expect_err("--firmware-log: does not go with --kernel");
+	ck_assert_int_ne(run("--kernel", kernel, "--boot", "disk", NULL), 0);
+	expect_err("--boot: does not go with --kernel");
+	ck_assert_int_ne(run("--firmware", fw, "--initrd", kernel, NULL), 0);
+	expect_err("--initrd: needs --kernel");
+	ck_assert_int_ne(run("--firmware", fw, "--cmdline", "console=ttyS0", NULL), 0);
+	expect_err("--cmdline: needs --kernel");
+	ck_assert_int_ne(run("--firmware", fw, "--cmdline=", NULL), 0);
+	expect_err("--cmdline: needs --kernel");
+	ck_assert_int_ne(run("--firmware", fw, "--boot-entry", "32", NULL), 0);
+	expect_err("--boot-entry: needs --kernel");
+	ck_assert_int_eq(run("--firmware", fw, "--boot-entry", "auto", NULL), 0);
+	ck_assert_int_eq(run("--kernel", kernel, NULL), 0);
+	ck_assert_ptr_null(c.firmware);
+}
+END_TEST
+
+START_TEST(test_boot_order)
+{
+	ck_assert_int_eq(run("--firmware", fw, "--boot", "cdrom", NULL), 0);
+	ck_assert_uint_eq(c.boot.n, 1);
+	ck_assert_int_eq(c.boot.order[0], CONFIG_BOOT_CDROM);
+	ck_assert(c.boot.set);
+	ck_assert_int_eq(run("--firmware", fw, "--boot", "net,cdrom,disk", NULL), 0);
+	ck_assert_uint_eq(c.boot.n, 3);
+	ck_assert_int_eq(c.boot.order[0], CONFIG_BOOT_NET);
+	ck_assert_int_eq(c.boot.order[1], CONFIG_BOOT_CDROM);
+	ck_assert_int_eq(c.boot.order[2], CONFIG_BOOT_DISK);
+	ck_assert(!c.boot.menu);
+	ck_assert_int_eq(run("--firmware", fw, "--boot=disk,menu=on,menu-wait=3s", NULL), 0);
+	ck_assert_uint_eq(c.boot.n, 1);
+	ck_assert(c.boot.menu);
+	ck_assert_uint_eq(c.boot.menu_wait_ms, 3000);
+	ck_assert_int_eq(run("--firmware", fw, "--boot", "menu=on", NULL), 0);
+	ck_assert_uint_eq(c.boot.n, 0);
+	ck_assert(c.boot.menu);
+	ck_assert_int_eq(run("--firmware", fw, "--boot", "disk", "--boot", "disk", NULL), 0);
+	ck_assert_int_ne(run("--firmware", fw, "--boot", "disk", "--boot", "cdrom", NULL), 0);
+	expect_err("--boot: given twice with different values");
+}
+END_TEST
+
+START_TEST(test_boot_order_errors)
+{
+	static const struct { const char *v, *want; } bad[] = {
+		{ "", "is not a boot order" },
+		{ "floppy", "'floppy' is not a boot device (use disk, cdrom or net" },
+		{ "disk,disk", "disk: named twice" },
+		{ "disk,,cdrom", "is not a boot order" },
+		{ ",disk", "is not a boot order" },
+		{ "disk,", "is not a boot order" },
+		{ "menu=maybe", "menu=maybe: use on or off" },
+		{ "menu-wait=70s", "menu-wait=70s: not a duration up to 65535ms" },
+		{ "menu-wait=1.5s", "not a duration" },
+		{ "splash=1", "splash=: unknown option" },
+	};
+	char longv[400];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_ne(run("--firmware", fw, "--boot", bad[i].v, NULL), 0);
+		ck_assert_msg(!strncmp(err, "--boot: ", 8), "'%s': %s", bad[i].v, err);
+		expect_err(bad[i].want);
+	}
+	memset(longv, 'd', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	ck_assert_int_ne(run("--firmware", fw, "--boot", longv, NULL), 0);
+	expect_err("is not a boot order");
+	ck_assert_uint_lt(strlen(err), 200);
+}
+END_TEST
+
+START_TEST(test_firmware_log)
+{
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/fw.log", tmpdir);
+	ck_assert_int_eq(run("--firmware", fw, "--firmware-log", path, NULL), 0);
+	ck_assert_str_eq(c.firmware_log, path);
+	ck_assert_int_ne(access(path, F_OK), 0);   /* checked, not created */
+	ck_assert_int_ne(run("--firmware", fw, "--firmware-log", "/nonexistent/dir/fw.log", NULL), 0);
+	expect_err("--firmware-log: /nonexistent/dir/fw.log: directory /nonexistent/dir");
+	ck_assert_int_ne(run("--firmware", fw, "--firmware-log", tmpdir, NULL), 0);
+	expect_err("is a directory");
+}
+END_TEST
+
+/* JSON keys, with paths relative to the file's folder. */
+START_TEST(test_json)
+{
+	char arg[400];
+
+	write_text(json, "{ \"firmware\": \"fw.bin\", \"boot\": \"cdrom,disk\", "
+			 "\"firmware_log\": \"fw.log\", \"mem\": \"64M\" }");
+	snprintf(arg, sizeof(arg), "--config=%s", json);
+	ck_assert_int_eq(run(arg, NULL), 0);
+	ck_assert_str_eq(c.firmware, fw);
+	ck_assert_uint_eq(c.boot.n, 2);
+	ck_assert_int_eq(c.boot.order[0], CONFIG_BOOT_CDROM);
+	ck_assert_ptr_nonnull(strstr(c.firmware_log, tmpdir));
+	/* A flag overrides the file. */
+	ck_assert_int_eq(run(arg, "--boot", "disk", NULL), 0);
+	ck_assert_int_eq(c.boot.order[0], CONFIG_BOOT_DISK);
+	write_text(json, "{ \"firmware\": \"bios\", \"kernel\": \"k\" }");
+	ck_assert_int_ne(run(arg, NULL), 0);
+	expect_err("--firmware: does not go with --kernel");
+	write_text(json, "{ \"boot\": 5 }");
+	ck_assert_int_ne(run(arg, NULL), 0);
+	expect_err("vm.json: \"boot\": expected a string, got an integer");
+	write_text(json, "{ \"boot\": \"tape\" }");
+	ck_assert_int_ne(run(arg, NULL), 0);
+	expect_err("vm.json: \"boot\": 'tape' is not a boot device");
+	write_text(json, "{ \"firmware_logs\": \"x\" }");
+	ck_assert_int_ne(run(arg, NULL), 0);
+	expect_err("did you mean \"firmware_log\"?");
+}
+END_TEST
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static Suite *fw_suite(void)
+{
+	Suite *s = suite_create("config_firmware");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_firmware_boot);
+	tcase_add_test(tc, test_firmware_image_errors);
+	tcase_add_test(tc, test_combinations);
+	tcase_add_test(tc, test_boot_order);
+	tcase_add_test(tc, test_boot_order_errors);
+	tcase_add_test(tc, test_firmware_log);
+	tcase_add_test(tc, test_json);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(kernel, sizeof(kernel), "%s/k", tmpdir);
+	snprintf(fw, sizeof(fw), "%s/fw.bin", tmpdir);
+	snprintf(fw64k, sizeof(fw64k), "%s/fw64k.bin", tmpdir);
+	snprintf(odd, sizeof(odd), "%s/odd.bin", tmpdir);
+	snprintf(small, sizeof(small), "%s/small.bin", tmpdir);
+	snprintf(big, sizeof(big), "%s/big.bin", tmpdir);
+	snprintf(empty, sizeof(empty), "%s/empty.bin", tmpdir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
+	snprintf(json, sizeof(json), "%s/vm.json", tmpdir);
+	write_file(kernel, 4096);
+	write_file(fw, 0x40000);
+	write_file(fw64k, 0x10000);
+	write_file(odd, 100000);
+	write_file(small, 0x8000);
+	write_file(big, 0x1100000);
+	write_file(empty, 0);
+	if (mkfifo(fifo, 0600)) {
+		perror("mkfifo");
+		return 1;
+	}
+	sr = srunner_create(fw_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	config_free(&c);
+	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
