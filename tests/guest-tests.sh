@@ -1531,6 +1531,36 @@ tulip_payload_case() { # tulip_payload_case NAME CMDLINE PATTERNS...
 	net_peer_stop
 	net_ns_down
 }
+# tulip.bin linkwatch_ms: `kestrel ctl NAME net-link down`, then up, as the
+# driver sees them (the PHY, the link-sense pin, a frame sent while down
+# ends with loss of carrier, ARP answered after).
+tulip_payload_link_case() {
+	n=payload-tulip-net-link
+	case_begin "$n" || return 0
+	net_ns_up "ktl$$" || { expect "no network namespace" false; case_end; return 0; }
+	expect "TAP setup failed" net_tap ktl0
+	net_addr ktl0
+	vmn=tl-$$
+	"$out/kestrel-ns" run --name "$vmn" --serial stdio --kernel "$P/tulip.bin" --debug-exit \
+		--timeout 90s --cmdline "linkwatch_ms=30000" --net tap=ktl0,model=tulip,mac=52:54:00:12:34:62 \
+		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	kpid=$!
+	expect "the guest never watched the link" wait_for 60 has "$out/$n.log" "^tulip: watching the link"
+	expect "net-link down failed" ctl "$vmn" net-link down
+	expect "the guest did not see the link go down" wait_for 40 has "$out/$n.log" "^tulip: link down seen"
+	expect "net-link up failed" ctl "$vmn" net-link up device=net0
+	reap_worker $kpid 90
+	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
+	expect "the worker exited $rc, not 1" [ $rc = 1 ]
+	expect "no RESULT: PASS" has "$out/$n.log" "RESULT: PASS"
+	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
+	expect "the PHY never showed the link down" has "$out/$n.log" "^PASS: the PHY reports the link down"
+	expect "no loss of carrier while down" has "$out/$n.log" "^PASS: a frame sent while the link is down"
+	expect "the PHY never showed the link up again" has "$out/$n.log" "^PASS: the PHY reports the link up again"
+	expect "no ARP reply after the link came back" has "$out/$n.log" "^PASS: ARP request answered"
+	case_end "$out/$n.log" "$out/$n.err"
+	net_ns_down
+}
 if [ $do_payloads = 1 ] && ! net_skip; then
 	tulip_payload_case payload-tulip "probe=7 expect=1" "PASS: MII PHY at address 1 reports the link up" \
 		"PASS: TI with IC set raises INTA#" "PASS: echo replies from the peer: 3 of 3" \
@@ -1542,6 +1572,7 @@ if [ $do_payloads = 1 ] && ! net_skip; then
 		"PASS: zero-length receive descriptors: receive process stopped" \
 		"PASS: after descriptors rewritten under the device and a software reset the NIC answers"
 	with_retry net_payload_vlan_case payload-tulip-vlan tulip ",model=tulip" "tulip net0 rx_packets=[1-9]"
+	tulip_payload_link_case
 fi
 # Debian's tulip driver on it: binds with the MAC from --net, link, ping,
 # TCP both ways; tagged on VLAN 5.

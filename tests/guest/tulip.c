@@ -22,6 +22,10 @@
  *                   receive descriptors rewritten while the device owns
  *                   them; after each a software reset, and the NIC must
  *                   still answer ARP
+ *   linkwatch_ms=N  wait up to N ms each for the link to go down and come
+ *                   back (the host's `kestrel ctl NAME net-link`): the PHY,
+ *                   the link-sense pin, a frame sent while down, ARP after
+ *                   ("tulip: watching the link", "tulip: link down seen")
  *   bench=tx|rx size=N ms=N count=N  the network benchmark (as vnet.bin's)
  * Lines: "PASS:/FAIL:" per check, "tulip: ..." information, "bench: ...". */
 #include "netproto.h"
@@ -65,6 +69,9 @@
 #define RD_ES 0x8000u
 #define RD_FS 0x200u
 #define RD_LS 0x100u
+#define TD_ES 0x8000u                   /* TDES0: error summary, */
+#define TD_LO 0x800u                    /* loss of carrier, */
+#define TD_NC 0x400u                    /* no carrier */
 #define TD_IC 0x80000000u
 #define TD_LS 0x40000000u
 #define TD_FS 0x20000000u
@@ -521,6 +528,67 @@ static void check_hostile(void)
 	hostile_recover("descriptors rewritten under the device");
 }
 
+/* ---- the link going down and up (the host's net-link) ---- */
+
+/* BMSR's link status latches low (IEEE 802.3 22.2.4.2.13): the second read
+ * is the link as it is now. */
+static bool link_now(void)
+{
+	mdio_read(1, 1);
+	return mdio_read(1, 1) & 0x0004;
+}
+
+static bool link_wait(bool up, uint64_t ms)
+{
+	struct deadline d;
+
+	deadline_start(&d, ms * 1000);
+	while (link_now() != up)
+		if (deadline_expired(&d))
+			return false;
+	return true;
+}
+
+/* A broadcast frame out; its descriptor's TDES0 once the NIC hands it back
+ * (OWN still set: it never did). */
+static uint32_t tx_status_of_one(void)
+{
+	static const uint8_t all[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	unsigned at = tx_next % NTX;
+	struct deadline d;
+
+	if (!tx_room())
+		return OWN;
+	memset(txbuf[at], 0, 60);
+	net_eth_head(txbuf[at], all, BENCH_TYPE);
+	tx_post(TD_FS | TD_LS, phys(txbuf[at]), 60, true);
+	deadline_start(&d, 1000000);
+	while ((txr[at].des0 & OWN) && !deadline_expired(&d))
+		;
+	tx_reclaim();
+	return txr[at].des0;
+}
+
+/* HRM 4.3.3: a frame sent without a link ends with loss of carrier. */
+static void check_link_changes(uint64_t ms)
+{
+	uint32_t s;
+
+	gprintf("tulip: watching the link\n");
+	if (!check(link_wait(false, ms), "the PHY reports the link down (BMSR)"))
+		return;
+	check(!(csr_rd(12) & 0x40), "link-sense pin (CSR12 GP6) low while the link is down");
+	s = tx_status_of_one();
+	gprintf("tulip: a frame sent while down: TDES0 %x\n", s);
+	check(!(s & OWN) && (s & (TD_ES | TD_LO)) == (TD_ES | TD_LO),
+	      "a frame sent while the link is down ends with loss of carrier");
+	gprintf("tulip: link down seen\n");
+	if (!check(link_wait(true, ms), "the PHY reports the link up again"))
+		return;
+	check(csr_rd(12) & 0x40, "link-sense pin (CSR12 GP6) high again");
+	net_check_arp();
+}
+
 /* ---- benchmark (as vnet.bin's) ---- */
 
 static bool bench_tx(unsigned size, uint64_t ms)
@@ -628,6 +696,10 @@ int main(void)
 	gprintf("\n");
 	if (mb_cmdline_uint("hostile", 0)) {
 		check_hostile();
+		return check_result(GUEST_EXIT_TULIP);
+	}
+	if (mb_cmdline_uint("linkwatch_ms", 0)) {
+		check_link_changes(mb_cmdline_uint("linkwatch_ms", 0));
 		return check_result(GUEST_EXIT_TULIP);
 	}
 	net_check_arp();
