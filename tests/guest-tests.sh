@@ -1406,6 +1406,15 @@ net_payload_case() { # net_payload_case NAME CMDLINE
 	net_ns_down
 }
 
+# payload_passed NAME: a payload run in the background (its console in
+# $out/NAME.log, reaped into $rc) passed: status 1, RESULT: PASS, no FAIL.
+payload_passed() {
+	tr -d '\r' <"$out/$1.log" >"$out/$1.tmp" && mv "$out/$1.tmp" "$out/$1.log"
+	expect "the worker exited $rc, not 1" [ $rc = 1 ]
+	expect "no RESULT: PASS" has "$out/$1.log" "RESULT: PASS"
+	expect "a guest check failed" fails grep -q "^FAIL" "$out/$1.log"
+}
+
 # VLAN 5, an access port: the guest talks to kvn0.5 only; the host pings
 # the guest through it while it listens; untagged ARP on kvn0 goes
 # unanswered; the guest's own VLAN 7 tag never reaches kvn0.7. $1 the case,
@@ -1440,10 +1449,7 @@ net_payload_vlan_case() {
 		expect "the VLAN peer did not report" has "$out/vlan-peer.out" "^vid 5 frames [1-9]"
 		expect "frames the guest tagged VLAN 7 reached the TAP" has "$out/vlan-peer.out" "^vid 7 frames 0$"
 	fi
-	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
-	expect "the worker exited $rc, not 1" [ $rc = 1 ]
-	expect "no RESULT: PASS" has "$out/$n.log" "RESULT: PASS"
-	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
+	payload_passed "$n"
 	expect "the guest answered no echo request" has "$out/$n.log" "answered [1-9][0-9]* echo requests"
 	expect "no NIC stats" has "$out/$n.err" "$4"
 	case_end "$out/$n.log" "$out/$n.err"
@@ -1550,10 +1556,7 @@ tulip_payload_link_case() {
 	expect "the guest did not see the link go down" wait_for 40 has "$out/$n.log" "^tulip: link down seen"
 	expect "net-link up failed" ctl "$vmn" net-link up device=net0
 	reap_worker $kpid 90
-	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
-	expect "the worker exited $rc, not 1" [ $rc = 1 ]
-	expect "no RESULT: PASS" has "$out/$n.log" "RESULT: PASS"
-	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
+	payload_passed "$n"
 	expect "the PHY never showed the link down" has "$out/$n.log" "^PASS: the PHY reports the link down"
 	expect "no loss of carrier while down" has "$out/$n.log" "^PASS: a frame sent while the link is down"
 	expect "the PHY never showed the link up again" has "$out/$n.log" "^PASS: the PHY reports the link up again"
