@@ -20,6 +20,9 @@ PACKAGES=(
 	clang libclang-rt-14-dev bc
 	# benchmarks: fio is the ceiling in scripts/bench/disk.sh
 	fio
+	# the VNC server (--display vnc=) and the VNC test client: libvncserver and
+	# libvncclient, both in this one package
+	libvncserver-dev
 	# firmware boot: Debian's SeaBIOS is kestrel's default firmware; the tests'
 	# images are made with xorriso (El Torito CD), mtools and syslinux (a
 	# SYSLINUX disk, without mounting)

@@ -35,7 +35,7 @@ set -euo pipefail
 KIT_MODULES="irqbypass ccp kvm kvm-amd
 ata_piix libata sd_mod sr_mod virtio virtio_ring virtio_pci virtio_scsi
 virtio_blk virtio_net failover net_failover tulip de2104x bochs vga16fb
-hv_vmbus hv_storvsc hv_netvsc button evdev tun veth 8021q ${KESTREL_KIT_MODULES:-}"
+hv_vmbus hv_storvsc hv_netvsc button evdev psmouse tun veth 8021q ${KESTREL_KIT_MODULES:-}"
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 

@@ -31,8 +31,8 @@
 #   --retries N      when the outer VM freezes, dies or times out without the
 #                    command's exit status, run the command again in a fresh
 #                    one, up to N times (0)
-#   --add SRC[:DEST] copy a file or directory in; DEST defaults to
-#                    /work/<basename SRC>; repeatable
+#   --add SRC[:DEST] copy a file or directory in (a program with its shared
+#                    libraries); DEST defaults to /work/<basename SRC>; repeatable
 #   --no-kestrel     do not ship the kestrel binary
 #   --shell          interactive shell on the console instead of COMMAND
 #   --verbose        also show the outer boot's console on stderr
@@ -269,7 +269,12 @@ rig_build_run() {
 		[ -e "$src" ] || die "--add $src: no such file"
 		case "$dest" in /work/*) dest="/rig/work/${dest#/work/}" ;; /*) ;; *) dest="/rig/work/$dest" ;; esac
 		mkdir -p "$(dirname "$s$dest")"
-		cp -a "$src" "$s$dest"
+		# A program gets its shared libraries too (vnc-client: libvncclient).
+		if [ -f "$src" ] && [ -x "$src" ] && [ "$(head -c 4 "$src" | tail -c 3)" = ELF ]; then
+			copy_with_libs "$s" "$src" "$dest"
+		else
+			cp -a "$src" "$s$dest"
+		fi
 	done
 }
 

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/acpi.h"
 #include "kestrel/block.h"
 #include "kestrel/board.h"
@@ -18,23 +19,14 @@
 #include "kestrel/devices.h"
 #include "kestrel/display.h"
 #include "kestrel/machine.h"
-#include "kestrel/vga.h"
 #include "kestrel/fw_cfg.h"
 #include "kestrel/ide.h"
-#include "kestrel/machine.h"
 #include "kestrel/piix.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/tulip.h"
+#include "kestrel/vga.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static time_t wall_time(void)
 {
@@ -148,12 +140,13 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	m->irq_com1 = machine_irq(m, BOARD_IRQ_COM1);
 	m->irq_rtc = machine_irq(m, BOARD_IRQ_RTC);
 	m->irq_kbd = machine_irq(m, BOARD_IRQ_KBD);
+	m->irq_mouse = machine_irq(m, BOARD_IRQ_MOUSE);
 	m->irq_sci = machine_irq(m, BOARD_IRQ_SCI);
 
 	ret = ret ?: machine_add(m, uart_create(&m->irq_com1, m->serial_out_fd), "com1", err, errlen);
 	ret = ret ?: machine_add(m, rtc_create(&m->irq_rtc, wall_time, low, high), "rtc", err, errlen);
-	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->vm.ctl), "i8042", err, errlen);
-	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, monotonic_ns), "pm",
+	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->irq_mouse, &m->vm.ctl), "i8042", err, errlen);
+	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, clock_mono_ns), "pm",
 				 err, errlen);
 	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);
 	ret = ret ?: machine_add(m, machine_pci_host(m), "pci-host", err, errlen);
@@ -797,7 +790,10 @@ static int machine_realize(struct machine *m, char *err, size_t errlen)
 	return ret;
 }
 
-int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen)
+/* boot: load the kernel and write the firmware tables into RAM; without it
+ * RAM and registers come from a saved state (machine_create_restored). */
+static int machine_build(struct machine *m, const struct vm_config *cfg, bool boot, char *err,
+			 size_t errlen)
 {
 	int ret;
 
@@ -806,7 +802,13 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	m->serial_out_fd = -1;
 	m->vga_slot = -1;
 	m->vm.kvm_fd = m->vm.vm_fd = -1;
-	ret = machine_read_images(m, err, errlen);
+	if (!boot && !cfg->kernel) {
+		/* The firmware's ROM is not in the saved state (yet). */
+		snprintf(err, errlen, "--restore: a VM that booted firmware (no --kernel) cannot be "
+			 "restored yet");
+		return -ENOTSUP;
+	}
+	ret = boot ? machine_read_images(m, err, errlen) : 0;
 	if (ret)
 		return ret;
 	ret = vm_create(&m->vm, cfg->mem_size, cfg->cpus, cfg->hugepages, err, errlen);
@@ -840,12 +842,25 @@ int machine_create(struct machine *m, const struct vm_config *cfg, char *err, si
 	ret = machine_realize(m, err, errlen);
 	if (ret)
 		return ret;
-	ret = machine_write_acpi(m, err, errlen);
+	ret = boot ? machine_write_acpi(m, err, errlen) : 0;
 	if (ret)
 		return ret;
+	if (!boot)
+		return 0;
 	ret = machine_load_kernel(m, err, errlen);
 	unmap_images(m);
 	return ret;
+}
+
+int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen)
+{
+	return machine_build(m, cfg, true, err, errlen);
+}
+
+int machine_create_restored(struct machine *m, const struct vm_config *cfg, char *err,
+			    size_t errlen)
+{
+	return machine_build(m, cfg, false, err, errlen);
 }
 
 void machine_destroy(struct machine *m)
@@ -894,6 +909,26 @@ int machine_quiesce(struct machine *m, uint64_t timeout_ms)
 		return ret;
 	dev_list_quiesce(&m->devs);
 	return 0;
+}
+
+int machine_resume_devices(struct machine *m)
+{
+	return dev_list_resume(&m->devs);
+}
+
+int machine_flush_disks(struct machine *m)
+{
+	struct device *scsi = machine_find_device(m, "scsi0");
+	int first = 0;
+
+	for (unsigned t = 0; scsi && t < VIRTIO_SCSI_MAX_TARGETS; t++) {
+		struct blk_dev *d = virtio_scsi_disk_blk(scsi, t);
+		int ret = d && !d->readonly ? blk_rw_sync(d, BLK_OP_FLUSH, 0, NULL, 0) : 0;
+
+		if (ret && !first)
+			first = ret;
+	}
+	return first;
 }
 
 int machine_resume(struct machine *m)

@@ -8,21 +8,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/console.h"
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
 #include "kestrel/machine.h"
+#include "kestrel/migrate.h"
 #include "kestrel/sandbox.h"
+#include "kestrel/snapshot.h"
 #include "kestrel/vhd.h"
+#include "kestrel/vnc.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kestrel run [OPTIONS]     boot a VM (kestrel help run lists the options)\n"
+		"       kestrel run --restore FILE [HOST OPTIONS]   bring a saved VM back (docs/state.md)\n"
 		"       kestrel vhd COMMAND ...   create, inspect, check and convert VHD disks (kestrel vhd help)\n"
 		"       kestrel ctl NAME|SOCKET COMMAND [ARGS] [--json]   drive a running VM\n"
 		"       kestrel list [--json]     running VMs (docs/control.md)\n"
+		"       kestrel snapshot list|delete [NAME] --vm-dir DIR   a VM's snapshot tree (docs/state.md)\n"
 		"       kestrel help [run]\n"
 		"       kestrel --version\n");
 }
@@ -36,23 +42,32 @@ static const char *stop_name(enum vm_stop_reason why)
 	case VM_STOP_ERROR: return "VM error";
 	case VM_STOP_SIGNAL: return "host signal";
 	case VM_STOP_TIMEOUT: return "--timeout reached";
+	case VM_STOP_SAVED: return "the VM was saved";
+	case VM_STOP_APPLY: return "a snapshot is applied";
 	}
 	return "?";
 }
 
-static uint64_t now_ms(void)
+/* The machine for one boot: booted from the kernel, or (the first time
+ * after --restore) rebuilt and loaded from the saved state. */
+static int machine_for_run(struct machine *m, const struct vm_config *cfg, struct migrate_in *in,
+			   char *err, size_t errlen)
 {
-	struct timespec ts;
+	int ret;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (!in)
+		return machine_create(m, cfg, err, errlen);
+	ret = machine_create_restored(m, cfg, err, errlen);
+	return ret ?: migrate_restore_machine(in, m, false, err, errlen);
 }
 
 /* One boot of the guest; returns the stop reason and sets *code. deadline:
  * CLOCK_MONOTONIC ms at which --timeout stops the VM (0: none); it spans
- * guest restarts, so a guest that keeps rebooting still times out. */
+ * guest restarts, so a guest that keeps rebooting still times out. in: a
+ * saved state to restore instead of booting. */
 static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_vm *cv,
-				    uint64_t deadline, int *code, int *fatal)
+				    struct migrate_in *in, struct vnc *vnc, uint64_t deadline, int *code,
+				    int *fatal)
 {
 	struct machine m;
 	struct console con;
@@ -61,7 +76,7 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	int ret;
 
 	*fatal = 0;
-	ret = machine_create(&m, cfg, err, sizeof(err));
+	ret = machine_for_run(&m, cfg, in, err, sizeof(err));
 	if (ret) {
 		kerr("%s", err[0] ? err : strerror(-ret));
 		sandbox_abort();   /* threads waiting for the seal must be joinable */
@@ -89,8 +104,10 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 		return VM_STOP_ERROR;
 	}
 	control_vm_attach(cv, &m);
-	if (!vm_wait_stop(&m.vm, deadline ? MAX(deadline - MIN(now_ms(), deadline - 1), 1) : 0))
+	vnc_attach(vnc, m.display, machine_find_device(&m, "i8042"));
+	if (!vm_wait_stop(&m.vm, deadline ? MAX(deadline - MIN(clock_mono_ms(), deadline - 1), 1) : 0))
 		vm_request_stop_cb(&m.vm, VM_STOP_TIMEOUT, EXIT_TIMEOUT);
+	vnc_detach(vnc);
 	control_vm_detach(cv, &m);
 	vm_stop_vcpus(&m.vm);
 	console_stop(&con);
@@ -103,6 +120,24 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	gm_retain_next(why == VM_STOP_RESET && cfg->on_reboot == ON_REBOOT_RESTART);
 	machine_destroy(&m);
 	return why;
+}
+
+/* --restore: the configuration is the saved one, with the host-side flags
+ * given now; the stream is checked whole (but RAM) before anything else. */
+static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *err,
+			  size_t errlen)
+{
+	struct vm_config saved;
+	int rc = migrate_restore_open(cfg->restore, in, err, errlen);
+
+	if (rc)
+		return rc;
+	config_defaults(&saved);
+	rc = migrate_restore_config(*in, &saved, err, errlen);
+	rc = rc ?: config_restore_merge(&saved, cfg, err, errlen);
+	config_free(cfg);
+	*cfg = saved;
+	return rc;
 }
 
 /* --landlock: the folders of the configured disks (where disk-add may find
@@ -122,10 +157,47 @@ static char **landlock_dirs(const struct vm_config *cfg, unsigned *n)
 	return dirs;
 }
 
+/* A snapshot is applied (docs/state.md): the old machine is gone; its
+ * disks' children are removed, the configuration's disks become the fresh
+ * children of the snapshot's, and the next boot restores its state. */
+static int apply_snapshot(struct vm_config *cfg, struct control_vm *cv, struct migrate_in **in,
+			  char *err, size_t errlen)
+{
+	struct snapshot_apply a;
+	int rc;
+
+	if (!control_vm_take_apply(cv, &a)) {
+		snprintf(err, errlen, "snapshot apply: nothing to apply");
+		return -EINVAL;
+	}
+	snapshot_apply_finish(&a);
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		struct config_disk *d = &cfg->disks[i];
+		char *p;
+
+		if (d->target < 0 || d->target >= SNAP_DISKS || !a.disk[d->target])
+			continue;
+		p = strdup(a.disk[d->target]);
+		if (!p)
+			continue;
+		free(d->path);
+		d->path = p;
+		d->blk.path = p;
+		d->blk.format = BLK_FMT_VHD;
+	}
+	rc = migrate_restore_open(a.state, in, err, errlen);
+	if (!rc)
+		migrate_restore_expect_children(*in);
+	snapshot_apply_free(&a);
+	return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
 	struct control_vm *cv;
+	struct migrate_in *in = NULL;
+	struct vnc *vnc = NULL;
 	char err[512] = "";
 	int code = 0, fatal = 0, exit_code, rc;
 	enum vm_stop_reason why;
@@ -138,8 +210,11 @@ static int cmd_run(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
+	if (rc == 0 && cfg.restore)
+		rc = restore_config(&cfg, &in, err, sizeof(err));
 	if (rc || config_validate(&cfg, err, sizeof(err))) {
 		kerr("%s", err);
+		migrate_restore_close(in);
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
@@ -168,24 +243,50 @@ static int cmd_run(int argc, char **argv)
 	/* The control socket outlives each boot (docs/control.md). */
 	if (control_vm_create(&cv, &cfg, err, sizeof(err))) {
 		kerr("%s", err);
+		migrate_restore_close(in);
 		sandbox_abort();
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
-	deadline = cfg.timeout_ms ? now_ms() + cfg.timeout_ms : 0;
+	/* So does the VNC server: clients stay connected across reboots. */
+	if (cfg.display == CONFIG_DISPLAY_VNC &&
+	    vnc_create(&vnc, &cfg.vnc, cfg.name, err, sizeof(err))) {
+		kerr("%s", err);
+		migrate_restore_close(in);
+		sandbox_abort();
+		control_vm_destroy(cv, EXIT_USAGE);
+		config_free(&cfg);
+		return EXIT_USAGE;
+	}
+	deadline = cfg.timeout_ms ? clock_mono_ms() + cfg.timeout_ms : 0;
 	for (;;) {
-		why = run_once(&cfg, cv, deadline, &code, &fatal);
+		why = run_once(&cfg, cv, in, vnc, deadline, &code, &fatal);
+		/* Only the first boot is the restored one; RAM mapped from the
+		 * file keeps its own reference to it. */
+		migrate_restore_close(in);
+		in = NULL;
 		if (fatal) {
 			exit_code = fatal;
 			break;
 		}
 		if (why == VM_STOP_RESET && cfg.on_reboot == ON_REBOOT_RESTART) {
+			control_vm_disk_paths(cv, &cfg);
 			kinfo("guest reset: restarting");
 			continue;
+		}
+		if (why == VM_STOP_APPLY) {
+			if (apply_snapshot(&cfg, cv, &in, err, sizeof(err)) == 0) {
+				kinfo("applying a snapshot: restarting from its state");
+				continue;
+			}
+			kerr("%s", err);
+			exit_code = EXIT_VM_ERROR;
+			break;
 		}
 		switch (why) {
 		case VM_STOP_POWEROFF:
 		case VM_STOP_RESET:
+		case VM_STOP_SAVED:
 			exit_code = 0;
 			break;
 		case VM_STOP_DEBUG_EXIT:
@@ -202,6 +303,7 @@ static int cmd_run(int argc, char **argv)
 		}
 		break;
 	}
+	vnc_destroy(vnc);
 	control_vm_destroy(cv, exit_code);
 	config_free(&cfg);
 	return exit_code;
@@ -234,6 +336,8 @@ int main(int argc, char **argv)
 		return ctl_list_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "vhd"))
 		return vhd_tool_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "snapshot"))
+		return snapshot_tool_main(argc - 1, argv + 1);
 	fprintf(stderr, "kestrel: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

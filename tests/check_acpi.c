@@ -663,6 +663,11 @@ START_TEST(iasl_accepts_tables)
 	ck_assert(strstr(dsl, "Package (0x7C)") != NULL); /* 31 slots x 4 pins */
 	ck_assert(strstr(dsl, "0x001FFFFF") != NULL);
 	ck_assert(strstr(dsl, "PNP0501") != NULL);
+	/* The i8042's keyboard and mouse ports: Linux probes the mouse only
+	 * when the aux device is there. */
+	ck_assert(strstr(dsl, "PNP0303") != NULL);
+	ck_assert(strstr(dsl, "PNP0F13") != NULL);
+	ck_assert(strstr(dsl, "{12}") != NULL);   /* the mouse's IRQNoFlags */
 	ck_assert(strstr(dsl, "QWordMemory") != NULL);
 	free(dsl);
 	free(iasl_round_trip(dir, "facp", fadt, 36));

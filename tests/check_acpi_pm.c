@@ -267,20 +267,10 @@ END_TEST
 static Suite *acpi_pm_suite(void)
 {
 	Suite *s = suite_create("acpi_pm");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_s5_poweroff);
-	tcase_add_test(tc, test_power_button_sci);
-	tcase_add_test(tc, test_timer);
-	tcase_add_test(tc, test_timer_status);
-	tcase_add_test(tc, test_reset_register);
-	tcase_add_test(tc, test_byte_lanes);
-	tcase_add_test(tc, test_fuzz);
-	tcase_add_test(tc, test_save_load_roundtrip);
-	tcase_add_test(tc, test_load_rejects_corruption);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", setup, teardown, 30, test_s5_poweroff, test_power_button_sci,
+		  test_timer, test_timer_status, test_reset_register, test_byte_lanes, test_fuzz,
+		  test_save_load_roundtrip, test_load_rejects_corruption);
 	return s;
 }
 

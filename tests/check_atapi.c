@@ -279,14 +279,9 @@ END_TEST
 static Suite *atapi_suite(void)
 {
 	Suite *s = suite_create("atapi");
-	TCase *tc = tcase_create("atapi");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, atapi_inquiry_capacity_read);
-	tcase_add_test(tc, atapi_toc_config_mode_events);
-	tcase_add_test(tc, atapi_media_change_and_empty);
-	tcase_add_test(tc, atapi_dma);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "atapi", setup, teardown, 0, atapi_inquiry_capacity_read,
+		  atapi_toc_config_mode_events, atapi_media_change_and_empty, atapi_dma);
 	return s;
 }
 

@@ -26,6 +26,7 @@
 
 #include "kestrel/block.h"
 #include "../src/block/block_priv.h" /* blk_io_step: short transfers */
+#include "check_util.h"
 
 #define ERRLEN 512
 #define DISK_SIZE MiB(8)
@@ -1478,11 +1479,6 @@ END_TEST
 
 /* ---- suite ------------------------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static Suite *block_suite(void)
 {
 	Suite *s = suite_create("block");
@@ -1539,22 +1535,15 @@ static Suite *block_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
 	/* ext4 under the build directory: O_DIRECT works there, unlike tmpfs on
 	 * older kernels. */
 	snprintf(tmpdir, sizeof(tmpdir), "%s/check-block-XXXXXX", KESTREL_BINARY_DIR);
-	if (!mkdtemp(tmpdir)) {
-		perror(tmpdir);
-		return 1;
-	}
+	make_tmpdir(tmpdir);
 	main_pid = getpid();
-	sr = srunner_create(block_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	failed = run_suite(block_suite());
+	rm_tree(tmpdir);
 	for (int i = 0; i < (int)ARRAY_SIZE(engines); i++) {
 		char shm[64];
 

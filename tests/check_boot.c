@@ -7,6 +7,7 @@
 
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
+#include "check_util.h"
 
 static struct guest_mem gm;
 static struct e820_entry e820[E820_MAX];
@@ -380,25 +381,9 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("boot");
-	TCase *tc = tcase_create("loaders");
-	SRunner *sr;
-	int failed;
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, e820_layouts);
-	tcase_add_test(tc, bzimage_64);
-	tcase_add_test(tc, bzimage_32);
-	tcase_add_test(tc, bzimage_auto_entry);
-	tcase_add_test(tc, bzimage_rejects);
-	tcase_add_test(tc, pvh);
-	tcase_add_test(tc, elf_without_note);
-	tcase_add_test(tc, elf_hostile_segments);
-	tcase_add_test(tc, multiboot_kludge);
-	tcase_add_test(tc, unknown_format);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	ADD_TCASE(s, "loaders", setup, teardown, 0, e820_layouts, bzimage_64, bzimage_32,
+		  bzimage_auto_entry, bzimage_rejects, pvh, elf_without_note, elf_hostile_segments,
+		  multiboot_kludge, unknown_format);
+	return run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kestrel/bus.h"
+#include "check_util.h"
 
 struct fake {
 	struct device dev;
@@ -208,19 +209,8 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("bus");
-	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
-	tcase_add_test(tc, overlap_rejected);
-	tcase_add_test(tc, dispatch);
-	tcase_add_test(tc, many_ranges);
-	tcase_add_test(tc, hit_counts);
-	tcase_add_test(tc, string_access);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	ADD_TCASE(s, "core", NULL, NULL, 0, overlap_rejected, dispatch, many_ranges, hit_counts,
+		  string_access);
+	return run_suite(s);
 }

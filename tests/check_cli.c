@@ -12,21 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_util.h"
+
 static char out[8192], errb[8192];
 static char tmpdir[] = "/tmp/kestrel-cli-XXXXXX";
 static char junk_kernel[256], mb_kernel[256];
 static bool journal_stderr; /* the child's stderr is announced as a journal stream */
-
-static int slurp(int fd, char *buf, size_t cap)
-{
-	size_t n = 0;
-	ssize_t r;
-
-	while (n + 1 < cap && (r = read(fd, buf + n, cap - 1 - n)) > 0)
-		n += r;
-	buf[n] = 0;
-	return (int)n;
-}
 
 /* Run kestrel with argv (NULL-terminated), optional address-space limit. */
 static int run_kestrel_limited(rlim_t as_limit, const char *const *argv)
@@ -96,7 +87,7 @@ static void assert_usage_error(int rc, const char *needle)
 	ck_assert_msg(strstr(errb, needle) != NULL, "'%s' not in: %s", needle, errb);
 }
 
-static void write_file(const char *path, const void *data, size_t len)
+static void write_bytes(const char *path, const void *data, size_t len)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
@@ -114,9 +105,9 @@ static void setup(void)
 	snprintf(junk_kernel, sizeof(junk_kernel), "%s/junk", tmpdir);
 	snprintf(mb_kernel, sizeof(mb_kernel), "%s/mb.bin", tmpdir);
 	memset(junk, 0x5a, sizeof(junk));
-	write_file(junk_kernel, junk, sizeof(junk));
+	write_bytes(junk_kernel, junk, sizeof(junk));
 	mb[2] = -(mb[0] + mb[1]);
-	write_file(mb_kernel, mb, sizeof(mb));
+	write_bytes(mb_kernel, mb, sizeof(mb));
 }
 
 static void teardown(void)
@@ -200,13 +191,13 @@ START_TEST(bad_json)
 	char path[300], text[400];
 
 	snprintf(path, sizeof(path), "%s/vm.json", tmpdir);
-	write_file(path, "{ \"kernel\": \"x\", \"cpus\": }", 26);
+	write_bytes(path, "{ \"kernel\": \"x\", \"cpus\": }", 26);
 	assert_usage_error(KESTREL("run", "--config", path), "vm.json");
-	write_file(path, "{ \"cpuz\": 2 }", 13);
+	write_bytes(path, "{ \"cpuz\": 2 }", 13);
 	assert_usage_error(KESTREL("run", "--config", path), "cpuz");
 	snprintf(text, sizeof(text), "{ \"kernel\": \"%s\", \"scsi_controller\": \"yes\" }",
 		 mb_kernel);
-	write_file(path, text, strlen(text));
+	write_bytes(path, text, strlen(text));
 	assert_usage_error(KESTREL("run", "--config", path),
 			   "\"scsi_controller\": expected true or false, got a string");
 	unlink(path);
@@ -229,8 +220,6 @@ int main(void)
 {
 	Suite *s = suite_create("cli");
 	TCase *tc = tcase_create("errors");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, version_and_help);
@@ -243,9 +232,5 @@ int main(void)
 	tcase_add_test(tc, mem_beyond_host);
 #endif
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -14,22 +14,12 @@
 #include <unistd.h>
 
 #include "kestrel/config.h"
+#include "check_util.h"
 
 #define ERRLEN 512
 
 static char tmpdir[] = "/tmp/kestrel-check-config-XXXXXX";
 static char kernel[256], initrd[256], empty[256], subdir[256];
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	/* Also used from main(), outside any test: no ck_assert here. */
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-		perror(path);
-		abort();
-	}
-}
 
 /* A JSON file at dir/name holding text; returns its path (static buffer). */
 static const char *json_file(const char *dir, const char *text)
@@ -987,17 +977,9 @@ static Suite *config_suite(void)
 	return s;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void make_files(void)
 {
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		exit(1);
-	}
+	make_tmpdir(tmpdir);
 	snprintf(kernel, sizeof(kernel), "%s/bzImage", tmpdir);
 	snprintf(initrd, sizeof(initrd), "%s/initrd.img", tmpdir);
 	snprintf(empty, sizeof(empty), "%s/empty", tmpdir);
@@ -1010,14 +992,10 @@ static void make_files(void)
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
 	make_files();
-	sr = srunner_create(config_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	failed = run_suite(config_suite());
+	rm_tree(tmpdir);
+	return failed;
 }

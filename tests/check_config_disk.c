@@ -11,58 +11,10 @@
 #include <unistd.h>
 
 #include "kestrel/config.h"
-
-#define ERRLEN 512
+#include "config_driver.h"
 
 static char tmpdir[] = "/tmp/kestrel-check-disk-XXXXXX";
 static char kernel[300], d0[300], d1[300], d2[300], odd[300], empty[300], json[300];
-static struct vm_config c;
-static char err[ERRLEN];
-
-static void write_file(const char *path, size_t size)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || (size && (fseek(f, (long)size - 1, SEEK_SET) || fputc(0, f) == EOF)) || fclose(f)) {
-		perror(path);
-		abort();
-	}
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || fputs(text, f) < 0 || fclose(f)) {
-		perror(path);
-		abort();
-	}
-}
-
-/* Parse and validate "run --kernel K ARGS..."; returns the first error. */
-static int run(const char *first, ...)
-{
-	char *argv[32] = { "run", "--kernel", kernel };
-	int argc = 3, ret;
-	const char *a = first;
-	va_list ap;
-
-	va_start(ap, first);
-	for (; a && argc < 31; a = va_arg(ap, const char *))
-		argv[argc++] = (char *)a;
-	va_end(ap);
-	config_free(&c);
-	config_defaults(&c);
-	err[0] = '\0';
-	ret = config_parse_run(&c, argc, argv, err, sizeof(err));
-	return ret ?: config_validate(&c, err, sizeof(err));
-}
-
-static void expect_err(const char *needle)
-{
-	ck_assert_msg(strstr(err, needle), "error '%s' lacks '%s'", err, needle);
-	ck_assert_ptr_null(strchr(err, '\n'));
-}
 
 START_TEST(flags)
 {
@@ -300,38 +252,21 @@ START_TEST(too_many_disks)
 }
 END_TEST
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static Suite *config_disk_suite(void)
 {
 	Suite *s = suite_create("config_disk");
-	TCase *tc = tcase_create("disk");
 
-	tcase_add_test(tc, flags);
-	tcase_add_test(tc, scsi_controller_with_disks);
-	tcase_add_test(tc, targets_fill_around_explicit_ones);
-	tcase_add_test(tc, json_disks);
-	tcase_add_test(tc, json_errors);
-	tcase_add_test(tc, errors);
-	tcase_add_test(tc, too_many_disks);
-	tcase_add_test(tc, ide_drives);
-	tcase_add_test(tc, ide_errors);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "disk", NULL, NULL, 0, flags, scsi_controller_with_disks,
+		  targets_fill_around_explicit_ones, json_disks, json_errors, errors,
+		  too_many_disks, ide_drives, ide_errors);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 1;
-	}
+	make_tmpdir(tmpdir);
 	snprintf(kernel, sizeof(kernel), "%s/kernel", tmpdir);
 	snprintf(d0, sizeof(d0), "%s/d0.img", tmpdir);
 	snprintf(d1, sizeof(d1), "%s/d1.img", tmpdir);
@@ -345,11 +280,10 @@ int main(void)
 	write_file(d2, 1 << 20);
 	write_file(odd, 1000);
 	write_file(empty, 0);
-	sr = srunner_create(config_disk_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	run_prefix[0] = "--kernel";
+	run_prefix[1] = kernel;
+	failed = run_suite(config_disk_suite());
 	config_free(&c);
-	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-	return failed ? 1 : 0;
+	rm_tree(tmpdir);
+	return failed;
 }

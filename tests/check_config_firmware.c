@@ -12,59 +12,11 @@
 #include <unistd.h>
 
 #include "kestrel/config.h"
-
-#define ERRLEN 512
+#include "config_driver.h"
 
 static char tmpdir[] = "/tmp/kestrel-check-fw-XXXXXX";
 static char kernel[300], fw[300], fw64k[300], odd[300], small[300], big[300], empty[300];
 static char fifo[300], json[300];
-static struct vm_config c;
-static char err[ERRLEN];
-
-static void write_file(const char *path, size_t size)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || (size && (fseek(f, (long)size - 1, SEEK_SET) || fputc(0, f) == EOF)) || fclose(f)) {
-		perror(path);
-		abort();
-	}
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || fputs(text, f) < 0 || fclose(f)) {
-		perror(path);
-		abort();
-	}
-}
-
-/* Parse and validate "run ARGS..."; returns the first error. */
-static int run(const char *first, ...)
-{
-	char *argv[32] = { "run" };
-	int argc = 1, ret;
-	const char *a = first;
-	va_list ap;
-
-	va_start(ap, first);
-	for (; a && argc < 31; a = va_arg(ap, const char *))
-		argv[argc++] = (char *)a;
-	va_end(ap);
-	config_free(&c);
-	config_defaults(&c);
-	err[0] = '\0';
-	ret = config_parse_run(&c, argc, argv, err, sizeof(err));
-	return ret ?: config_validate(&c, err, sizeof(err));
-}
-
-static void expect_err(const char *needle)
-{
-	ck_assert_msg(strstr(err, needle), "error '%s' lacks '%s'", err, needle);
-	ck_assert_ptr_null(strchr(err, '\n'));
-}
 
 START_TEST(test_firmware_boot)
 {
@@ -239,39 +191,21 @@ START_TEST(test_json)
 }
 END_TEST
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static Suite *fw_suite(void)
 {
 	Suite *s = suite_create("config_firmware");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_test(tc, test_firmware_boot);
-	tcase_add_test(tc, test_firmware_image_errors);
-	tcase_add_test(tc, test_combinations);
-	tcase_add_test(tc, test_boot_order);
-	tcase_add_test(tc, test_boot_order_errors);
-	tcase_add_test(tc, test_firmware_log);
-	tcase_add_test(tc, test_json);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", NULL, NULL, 0, test_firmware_boot, test_firmware_image_errors,
+		  test_combinations, test_boot_order, test_boot_order_errors, test_firmware_log,
+		  test_json);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 1;
-	}
+	make_tmpdir(tmpdir);
 	snprintf(kernel, sizeof(kernel), "%s/k", tmpdir);
 	snprintf(fw, sizeof(fw), "%s/fw.bin", tmpdir);
 	snprintf(fw64k, sizeof(fw64k), "%s/fw64k.bin", tmpdir);
@@ -292,11 +226,8 @@ int main(void)
 		perror("mkfifo");
 		return 1;
 	}
-	sr = srunner_create(fw_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = run_suite(fw_suite());
 	config_free(&c);
-	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	rm_tree(tmpdir);
+	return failed;
 }

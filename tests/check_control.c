@@ -22,7 +22,10 @@
 #include <json-c/json.h>
 
 #include "kestrel/config.h"
+#include <linux/input-event-codes.h>
+
 #include "kestrel/control.h"
+#include "kestrel/devices.h"
 #include "kestrel/notify.h"
 
 /* ---- a fake VM ------------------------------------------------------------ */
@@ -30,13 +33,17 @@
 struct fake_vm {
 	pthread_mutex_t lock;
 	const char *state;
-	int calls[16];           /* per command, by index in control_commands */
+	int calls[32];           /* per command, by index in control_commands */
 	uint64_t shutdown_ms;
 	struct control_disk_req last_disk;
 	char last_path[512];
 	unsigned last_target;
 	bool net_up;
 	const char *dirty_action;
+	bool save_keep;
+	struct i8042_key keys[I8042_MAX_KEYS];
+	unsigned nkeys;
+	int mouse[4];            /* dx, dy, wheel, buttons */
 	char cd_id[32], cd_path[512], cd_format[16];
 	bool cd_force;
 	int ticks;
@@ -46,7 +53,7 @@ struct fake_vm {
 };
 
 enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY, F_DUMP, F_CD_CHANGE, F_CD_EJECT };
+       F_NET, F_DIRTY, F_SAVE, F_SNAPSHOT, F_KEY, F_MOUSE, F_DUMP, F_CD_CHANGE, F_CD_EJECT };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -169,6 +176,44 @@ static int f_dirty(void *o, const char *action, json_object *ret, struct control
 	return fake_enter(F_DIRTY, e);
 }
 
+static int f_save(void *o, const char *path, bool keep, json_object *ret, struct control_error *e)
+{
+	(void)o;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s", path);
+	fake.save_keep = keep;
+	json_object_object_add(ret, "path", json_object_new_string(path));
+	return fake_enter(F_SAVE, e);
+}
+
+static int f_snapshot(void *o, const char *action, const char *name, struct control_call *call,
+		      json_object *ret, struct control_error *e)
+{
+	(void)o;
+	(void)call;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s:%s", action, name ? name : "-");
+	json_object_object_add(ret, "name", json_object_new_string(name ? name : ""));
+	return fake_enter(F_SNAPSHOT, e);
+}
+
+static int f_key(void *o, const struct i8042_key *keys, unsigned n, struct control_error *e)
+{
+	(void)o;
+	ck_assert_uint_le(n, I8042_MAX_KEYS);
+	memcpy(fake.keys, keys, n * sizeof(*keys));
+	fake.nkeys = n;
+	return fake_enter(F_KEY, e);
+}
+
+static int f_mouse(void *o, int dx, int dy, int wheel, unsigned buttons, struct control_error *e)
+{
+	(void)o;
+	fake.mouse[0] = dx;
+	fake.mouse[1] = dy;
+	fake.mouse[2] = wheel;
+	fake.mouse[3] = (int)buttons;
+	return fake_enter(F_MOUSE, e);
+}
+
 static int f_dump(void *o, const char *path, json_object *ret, struct control_error *e)
 {
 	(void)o;
@@ -211,6 +256,8 @@ static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
+	.save = f_save, .snapshot = f_snapshot,
+	.send_key = f_key, .mouse_move = f_mouse,
 	.screendump = f_dump,
 	.cdrom_change = f_cd_change, .cdrom_eject = f_cd_eject, .tick = f_tick,
 };
@@ -509,6 +556,25 @@ START_TEST(request_argument_errors)
 		REQ("dirty-log", "{\"action\":1}"),
 		REQ("dirty-log", "{\"action\":\"fetch\",\"clear\":true}"),
 		REQ("pause", "{\"now\":true}"),
+		REQ("save", "{}"),
+		REQ("save", "{\"path\":\"vm.state\"}"),
+		REQ("save", "{\"path\":\"/vm.state\",\"keep-running\":\"yes\"}"),
+		REQ("save", "{\"path\":\"/vm.state\",\"keep_running\":true}"),
+		REQ("snapshot", "{}"),
+		REQ("snapshot", "{\"action\":\"revert\",\"name\":\"a\"}"),
+		REQ("snapshot", "{\"action\":\"create\"}"),
+		REQ("snapshot", "{\"action\":\"apply\",\"name\":7}"),
+		REQ("send-key", "{}"),
+		REQ("send-key", "{\"keys\":\"ctrl-alt-del\"}"),
+		REQ("send-key", "{\"keys\":\"ctrl-\"}"),
+		REQ("send-key", "{\"keys\":\"A\"}"),
+		REQ("send-key", "{\"keys\":\"   \"}"),
+		REQ("send-key", "{\"keys\":\"a-b-c-d-e-f-g-h-i\"}"),
+		REQ("send-key", "{\"keys\":[\"a\"]}"),
+		REQ("mouse-move", "{\"dx\":1}"),
+		REQ("mouse-move", "{\"dx\":4097,\"dy\":0}"),
+		REQ("mouse-move", "{\"dx\":0,\"dy\":0,\"buttons\":8}"),
+		REQ("mouse-move", "{\"dx\":0,\"dy\":0,\"wheel\":-128}"),
 		REQ("screendump", "{}"),
 		REQ("screendump", "{\"file\":\"shot.png\"}"),
 		REQ("screendump", "{\"file\":\"\"}"),
@@ -529,8 +595,20 @@ START_TEST(request_argument_errors)
 		expect_error(line, CTL_E_ARGUMENT, false);
 		free(line);
 	}
+	/* 65 taps are 130 presses and releases: over the limit. */
+	{
+		char line[400] = "{\"command\":\"send-key\",\"arguments\":{\"keys\":\"";
+
+		for (int i = 0; i < 65; i++)
+			strcat(line, "a ");
+		strcat(line, "\"}}");
+		expect_error(line, CTL_E_ARGUMENT, false);
+	}
 	ck_assert_int_eq(fake.calls[F_ADD], 0);
 	ck_assert_int_eq(fake.calls[F_SHUTDOWN], 0);
+	ck_assert_int_eq(fake.calls[F_SAVE], 0);
+	ck_assert_int_eq(fake.calls[F_KEY], 0);
+	ck_assert_int_eq(fake.calls[F_MOUSE], 0);
 	ck_assert_int_eq(fake.calls[F_DUMP], 0);
 #undef REQ
 }
@@ -584,10 +662,45 @@ START_TEST(commands_reach_the_vm)
 		json_object_put(expect_ok(line));
 		ck_assert_str_eq(fake.dirty_action, dirty_log_actions[i]);
 	}
+	json_object_put(expect_ok("{\"command\":\"save\",\"arguments\":{\"path\":\"/s/vm.state\","
+				  "\"keep-running\":true}}"));
+	ck_assert_str_eq(fake.last_path, "/s/vm.state");
+	ck_assert(fake.save_keep);
+	json_object_put(expect_ok("{\"command\":\"save\",\"arguments\":{\"path\":\"/s/b\"}}"));
+	ck_assert(!fake.save_keep);
+	json_object_put(expect_ok("{\"command\":\"snapshot\",\"arguments\":{\"action\":\"create\","
+				  "\"name\":\"before-upgrade\"}}"));
+	ck_assert_str_eq(fake.last_path, "create:before-upgrade");
+	json_object_put(expect_ok("{\"command\":\"snapshot\",\"arguments\":{\"action\":\"list\"}}"));
+	ck_assert_str_eq(fake.last_path, "list:-");
+	r = expect_ok("{\"command\":\"send-key\",\"arguments\":{\"keys\":\"ctrl-alt-delete\"}}");
+	ck_assert_int_eq(json_object_get_int(json_object_object_get(r, "events")), 6);
+	json_object_put(r);
+	{
+		static const struct i8042_key cad[] = {
+			{ KEY_LEFTCTRL, true }, { KEY_LEFTALT, true }, { KEY_DELETE, true },
+			{ KEY_DELETE, false }, { KEY_LEFTALT, false }, { KEY_LEFTCTRL, false },
+		};
+
+		ck_assert_uint_eq(fake.nkeys, 6);
+		for (int i = 0; i < 6; i++)
+			ck_assert(fake.keys[i].code == cad[i].code && fake.keys[i].down == cad[i].down);
+	}
+	json_object_put(expect_ok("{\"command\":\"send-key\",\"arguments\":"
+				  "{\"keys\":\" shift-h  i ret \"}}"));
+	ck_assert_uint_eq(fake.nkeys, 8);
+	ck_assert(fake.keys[1].code == KEY_H && fake.keys[2].code == KEY_H && !fake.keys[2].down);
+	ck_assert(fake.keys[3].code == KEY_LEFTSHIFT && !fake.keys[3].down);
+	ck_assert(fake.keys[6].code == KEY_ENTER && fake.keys[6].down);
+	json_object_put(expect_ok("{\"command\":\"mouse-move\",\"arguments\":"
+				  "{\"dx\":-4096,\"dy\":7,\"buttons\":5,\"wheel\":-2}}"));
+	ck_assert(fake.mouse[0] == -4096 && fake.mouse[1] == 7 && fake.mouse[2] == -2 &&
+		  fake.mouse[3] == 5);
+	json_object_put(expect_ok("{\"command\":\"mouse-move\",\"arguments\":{\"dx\":1,\"dy\":0}}"));
+	ck_assert(fake.mouse[0] == 1 && fake.mouse[2] == 0 && fake.mouse[3] == 0);
 	json_object_put(expect_ok("{\"command\":\"screendump\",\"arguments\":{\"file\":"
 				  "\"/tmp/s.png\"}}"));
 	ck_assert_str_eq(fake.last_path, "/tmp/s.png");
-	for (int i = F_VM; i <= F_DUMP; i++)
 	json_object_put(expect_ok("{\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"ide1-0\","
 				  "\"path\":\"/isos/a.iso\"}}"));
 	ck_assert_str_eq(fake.cd_id, "ide1-0");
@@ -622,6 +735,9 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"disk-remove\",\"arguments\":{\"target\":1}}",
 		"{\"id\":1,\"command\":\"net-link\",\"arguments\":{\"state\":\"up\"}}",
 		"{\"id\":1,\"command\":\"dirty-log\",\"arguments\":{\"action\":\"fetch\"}}",
+		"{\"id\":1,\"command\":\"save\",\"arguments\":{\"path\":\"/x\"}}",
+		"{\"id\":1,\"command\":\"send-key\",\"arguments\":{\"keys\":\"a\"}}",
+		"{\"id\":1,\"command\":\"mouse-move\",\"arguments\":{\"dx\":1,\"dy\":1}}",
 		"{\"id\":1,\"command\":\"screendump\",\"arguments\":{\"file\":\"/x.png\"}}",
 		"{\"id\":1,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"0\",\"path\":\"/c\"}}",
 		"{\"id\":1,\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"0\"}}",

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kestrel/cpuid.h"
+#include "check_util.h"
 
 static struct kvm_cpuid2 *table(void)
 {
@@ -67,15 +68,7 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("cpuid");
-	TCase *tc = tcase_create("adjust");
-	SRunner *sr;
-	int failed;
 
-	tcase_add_test(tc, apic_ids_and_topology);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	ADD_TCASE(s, "adjust", NULL, NULL, 0, apic_ids_and_topology);
+	return run_suite(s);
 }

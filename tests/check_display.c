@@ -280,19 +280,11 @@ END_TEST
 static Suite *display_suite(void)
 {
 	Suite *s = suite_create("display");
-	TCase *t = tcase_create("surface");
-	TCase *p = tcase_create("png");
 
-	tcase_add_test(t, test_default_surface);
-	tcase_add_test(t, test_changes_by_generation);
-	tcase_add_test(t, test_resize_clamped);
-	tcase_add_test(t, test_notify_fd);
-	suite_add_tcase(s, t);
-	tcase_add_checked_fixture(p, png_setup, png_teardown);
-	tcase_add_test(p, test_png_roundtrip);
-	tcase_add_test(p, test_png_errors);
-	tcase_add_test(p, test_screendump);
-	suite_add_tcase(s, p);
+	ADD_TCASE(s, "surface", NULL, NULL, 0, test_default_surface, test_changes_by_generation,
+		  test_resize_clamped, test_notify_fd);
+	ADD_TCASE(s, "png", png_setup, png_teardown, 0, test_png_roundtrip, test_png_errors,
+		  test_screendump);
 	return s;
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kestrel/firmware.h"
+#include "check_util.h"
 
 static char tmpdir[] = "/tmp/kestrel-check-firmware-XXXXXX";
 
@@ -157,29 +158,18 @@ END_TEST
 static Suite *firmware_suite(void)
 {
 	Suite *s = suite_create("firmware");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_test(tc, test_image_load);
-	tcase_add_test(tc, test_boot_list);
-	tcase_add_test(tc, test_boot_list_ide);
-	tcase_add_test(tc, test_boot_cmos);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", NULL, NULL, 0, test_image_load, test_boot_list, test_boot_list_ide,
+		  test_boot_cmos);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
 	int failed;
 
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 1;
-	}
-	sr = srunner_create(firmware_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	make_tmpdir(tmpdir);
+	failed = run_suite(firmware_suite());
 	rmdir(tmpdir);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return failed;
 }

@@ -927,26 +927,11 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("fw_cfg");
-	TCase *tc = tcase_create("fw_cfg");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, signature_and_id);
-	tcase_add_test(tc, read_past_end_and_bad_keys);
-	tcase_add_test(tc, add_api);
-	tcase_add_test(tc, file_directory);
-	tcase_add_test(tc, dma_read_skip_select);
-	tcase_add_test(tc, dma_hostile);
-	tcase_add_test(tc, dma_above_4g);
-	tcase_add_test(tc, board_items);
-	tcase_add_test(tc, board_menu_off);
-	tcase_add_test(tc, bootorder_paths);
-	tcase_add_test(tc, option_roms);
-	tcase_add_test(tc, table_loader_matches_direct_build);
-	tcase_add_test(tc, table_loader_relocates);
-	tcase_add_test(tc, table_loader_script_form);
-	tcase_add_test(tc, save_load);
-	tcase_add_test(tc, register_fuzz);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "fw_cfg", setup, teardown, 60, signature_and_id, read_past_end_and_bad_keys,
+		  add_api, file_directory, dma_read_skip_select, dma_hostile, dma_above_4g,
+		  board_items, board_menu_off, bootorder_paths, option_roms,
+		  table_loader_matches_direct_build, table_loader_relocates,
+		  table_loader_script_form, save_load, register_fuzz);
 	return run_suite(s);
 }

@@ -19,6 +19,7 @@
 #include "kestrel/board.h"
 #include "kestrel/device.h"
 #include "kestrel/guest_mem.h"
+#include "check_util.h"
 
 #define PAGE GM_PAGE_SIZE
 
@@ -810,35 +811,11 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("guest_mem");
-	TCase *tc = tcase_create("core"), *tk = tcase_create("kvm");
-	SRunner *sr;
-	int failed;
 
-	tcase_add_test(tc, layout_small);
-	tcase_add_test(tc, layout_hole);
-	tcase_add_test(tc, layout_tiny);
-	tcase_add_test(tc, lazy_64g);
-	tcase_add_test(tc, bounds);
-	tcase_add_test(tc, retain_for_restart);
-	tcase_add_test(tc, aligned_2m);
-	tcase_add_test(tc, bad_sizes);
-	tcase_add_test(tc, slot_add_remove);
-	tcase_add_test(tc, slot_refusals);
-	tcase_add_test(tc, slot_move);
-	tcase_add_test(tc, slot_readonly);
-	tcase_add_test(tc, dirty_marks);
-	tcase_add_test(tc, dirty_alias_shifts);
-	tcase_add_test(tc, dirty_across_changes);
-	tcase_add_test(tc, lookups_race_changes);
-	tcase_add_test(tc, lookup_cost);
-	tcase_set_timeout(tc, 120);
-	suite_add_tcase(s, tc);
-	tcase_add_test(tk, kvm_readonly_and_dirty_log);
-	tcase_set_timeout(tk, 60);
-	suite_add_tcase(s, tk);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	ADD_TCASE(s, "core", NULL, NULL, 120, layout_small, layout_hole, layout_tiny, lazy_64g,
+		  bounds, retain_for_restart, aligned_2m, bad_sizes, slot_add_remove, slot_refusals,
+		  slot_move, slot_readonly, dirty_marks, dirty_alias_shifts, dirty_across_changes,
+		  lookups_race_changes, lookup_cost);
+	ADD_TCASE(s, "kvm", NULL, NULL, 60, kvm_readonly_and_dirty_log);
+	return run_suite(s);
 }

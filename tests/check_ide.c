@@ -1072,42 +1072,16 @@ END_TEST
 static Suite *ide_suite(void)
 {
 	Suite *s = suite_create("ide");
-	TCase *ata = tcase_create("ata");
-	TCase *dma = tcase_create("dma"), *rob = tcase_create("robustness");
-	TCase *st = tcase_create("state");
 
-	tcase_add_checked_fixture(ata, setup, teardown);
-	tcase_add_test(ata, identify_disk);
-	tcase_add_test(ata, pio_read_write_sectors);
-	tcase_add_test(ata, pio_multiple);
-	tcase_add_test(ata, pio_requests_batched);
-	tcase_add_test(ata, pio_string_io_bus);
-	tcase_add_test(ata, stats_count_commands);
-	tcase_add_test(ata, lba48_past_128g);
-	tcase_add_test(ata, chs_addressing);
-	tcase_add_test(ata, errors_and_misc_commands);
-	tcase_add_test(ata, readonly_disk_aborts_writes);
-	tcase_add_test(ata, srst_signatures);
-	tcase_add_test(ata, absent_devices_read_zero);
-	tcase_add_test(ata, bad_configurations);
-	suite_add_tcase(s, ata);
-	tcase_add_checked_fixture(dma, setup, teardown);
-	tcase_add_test(dma, dma_read_write);
-	tcase_add_test(dma, dma_long_tables);
-	tcase_add_test(dma, dma_hostile_tables);
-	tcase_add_test(dma, dma_without_bus_master);
-	tcase_add_test(dma, prd_walker_cursor);
-	suite_add_tcase(s, dma);
-	tcase_add_checked_fixture(rob, setup, teardown);
-	tcase_add_test(rob, out_of_order);
-	tcase_add_test(rob, register_fuzz);
-	tcase_set_timeout(rob, 120);
-	suite_add_tcase(s, rob);
-	tcase_add_checked_fixture(st, setup, teardown);
-	tcase_add_test(st, save_load_roundtrip);
-	tcase_add_test(st, save_load_pending_dma_and_cd);
-	tcase_add_test(st, load_refuses_other_media);
-	suite_add_tcase(s, st);
+	ADD_TCASE(s, "ata", setup, teardown, 0, identify_disk, pio_read_write_sectors, pio_multiple,
+		  pio_requests_batched, pio_string_io_bus, stats_count_commands, lba48_past_128g,
+		  chs_addressing, errors_and_misc_commands, readonly_disk_aborts_writes,
+		  srst_signatures, absent_devices_read_zero, bad_configurations);
+	ADD_TCASE(s, "dma", setup, teardown, 0, dma_read_write, dma_long_tables, dma_hostile_tables,
+		  dma_without_bus_master, prd_walker_cursor);
+	ADD_TCASE(s, "robustness", setup, teardown, 120, out_of_order, register_fuzz);
+	ADD_TCASE(s, "state", setup, teardown, 0, save_load_roundtrip, save_load_pending_dma_and_cd,
+		  load_refuses_other_media);
 	return s;
 }
 

@@ -186,15 +186,9 @@ END_TEST
 static Suite *misc_suite(void)
 {
 	Suite *s = suite_create("misc_devices");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_test(tc, test_debug_exit_codes);
-	tcase_add_test(tc, test_sink);
-	tcase_add_test(tc, test_fuzz);
-	tcase_add_test(tc, test_save_load);
-	tcase_add_test(tc, test_debugcon_raw);
-	tcase_add_test(tc, test_debugcon_lines);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", NULL, NULL, 0, test_debug_exit_codes, test_sink, test_fuzz,
+		  test_save_load, test_debugcon_raw, test_debugcon_lines);
 	return s;
 }
 

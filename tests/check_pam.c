@@ -303,18 +303,10 @@ END_TEST
 static Suite *pam_suite(void)
 {
 	Suite *s = suite_create("pam");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, test_power_on_reads_the_flash);
-	tcase_add_test(tc, test_shadowing_as_seabios_does);
-	tcase_add_test(tc, test_write_only);
-	tcase_add_test(tc, test_after_post_and_small_flash);
-	tcase_add_test(tc, test_bad_arguments);
-	tcase_add_test(tc, test_through_the_host_bridge);
-	tcase_add_test(tc, test_register_fuzz);
-	tcase_set_timeout(tc, 60);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", setup, teardown, 60, test_power_on_reads_the_flash,
+		  test_shadowing_as_seabios_does, test_write_only, test_after_post_and_small_flash,
+		  test_bad_arguments, test_through_the_host_bridge, test_register_fuzz);
 	return s;
 }
 

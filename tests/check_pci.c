@@ -692,21 +692,10 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("pci");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, bar_sizing);
-	tcase_add_test(tc, bar_move_follows_on_the_bus);
-	tcase_add_test(tc, bar_64bit_above_4g);
-	tcase_add_test(tc, bar_overlap_refused);
-	tcase_add_test(tc, rom_bar);
-	tcase_add_test(tc, capability_chain);
-	tcase_add_test(tc, intx_routing_and_sharing);
-	tcase_add_test(tc, msix_programming);
-	tcase_add_test(tc, msix_save_load);
-	tcase_add_test(tc, msi_programming);
-	tcase_add_test(tc, dma_needs_bus_master);
-	tcase_add_test(tc, state_intx_level);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", setup, teardown, 0, bar_sizing, bar_move_follows_on_the_bus,
+		  bar_64bit_above_4g, bar_overlap_refused, rom_bar, capability_chain,
+		  intx_routing_and_sharing, msix_programming, msix_save_load, msi_programming,
+		  dma_needs_bus_master, state_intx_level);
 	return run_suite(s);
 }

@@ -494,22 +494,11 @@ END_TEST
 static Suite *pci_suite(void)
 {
 	Suite *s = suite_create("pci_host");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_host_bridge_ids);
-	tcase_add_test(tc, test_empty_and_disabled);
-	tcase_add_test(tc, test_config_address_register);
-	tcase_add_test(tc, test_write_masks);
-	tcase_add_test(tc, test_bar_sizing);
-	tcase_add_test(tc, test_bar_remap);
-	tcase_add_test(tc, test_hooks_and_add);
-	tcase_add_test(tc, test_multifunction);
-	tcase_add_test(tc, test_fuzz);
-	tcase_add_test(tc, test_save_load_roundtrip);
-	tcase_add_test(tc, test_load_rejects_corruption);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", setup, teardown, 30, test_host_bridge_ids, test_empty_and_disabled,
+		  test_config_address_register, test_write_masks, test_bar_sizing, test_bar_remap,
+		  test_hooks_and_add, test_multifunction, test_fuzz, test_save_load_roundtrip,
+		  test_load_rejects_corruption);
 	return s;
 }
 

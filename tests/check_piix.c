@@ -8,6 +8,7 @@
 #include "kestrel/piix.h"
 #include "kestrel/state.h"
 #include "ide_driver.h"
+#include "check_util.h"
 
 #define GSI_BASE 16
 #define NGSI 24
@@ -312,30 +313,14 @@ END_TEST
 static Suite *piix_suite(void)
 {
 	Suite *s = suite_create("piix");
-	TCase *tc = tcase_create("piix"), *boot = tcase_create("direct-boot");
 
-	tcase_add_checked_fixture(tc, setup_plain, piix_teardown);
-	tcase_add_test(tc, ids_and_header);
-	tcase_add_test(tc, intx_rotation);
-	tcase_add_test(tc, pirq_routes);
-	tcase_add_test(tc, legacy_decode);
-	tcase_add_test(tc, bmiba_moves);
-	tcase_add_test(tc, dma_through_pci);
-	tcase_add_test(tc, save_load);
-	suite_add_tcase(s, tc);
-	tcase_add_checked_fixture(boot, setup_decoding, piix_teardown);
-	tcase_add_test(boot, decode_on_for_direct_boot);
-	suite_add_tcase(s, boot);
+	ADD_TCASE(s, "piix", setup_plain, piix_teardown, 0, ids_and_header, intx_rotation,
+		  pirq_routes, legacy_decode, bmiba_moves, dma_through_pci, save_load);
+	ADD_TCASE(s, "direct-boot", setup_decoding, piix_teardown, 0, decode_on_for_direct_boot);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(piix_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(piix_suite());
 }

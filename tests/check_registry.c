@@ -301,7 +301,7 @@ static struct device *make_i8042(void)
 	struct irq_line l = fake_irq_line(&irq, 1);
 	struct vm_ctl c = fake_vm_ctl(&ctl);
 
-	return i8042_create(&l, &c);
+	return i8042_create(&l, NULL, &c);
 }
 
 static struct device *make_pm(void)

@@ -513,24 +513,12 @@ END_TEST
 static Suite *rtc_suite(void)
 {
 	Suite *s = suite_create("cmos_rtc");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_defaults_bcd_24h);
-	tcase_add_test(tc, test_binary_and_12h);
-	tcase_add_test(tc, test_set_bit_sets_clock);
-	tcase_add_test(tc, test_write_running_clock);
-	tcase_add_test(tc, test_regs_a_c_d);
-	tcase_add_test(tc, test_update_interrupt);
-	tcase_add_test(tc, test_alarm);
-	tcase_add_test(tc, test_index_nmi_bit_and_nvram);
-	tcase_add_test(tc, test_memory_bytes);
-	tcase_add_test(tc, test_board_bytes);
-	tcase_add_test(tc, test_fuzz);
-	tcase_add_test(tc, test_save_load_roundtrip);
-	tcase_add_test(tc, test_load_rejects_corruption);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", setup, teardown, 30, test_defaults_bcd_24h, test_binary_and_12h,
+		  test_set_bit_sets_clock, test_write_running_clock, test_regs_a_c_d,
+		  test_update_interrupt, test_alarm, test_index_nmi_bit_and_nvram,
+		  test_memory_bytes, test_board_bytes, test_fuzz, test_save_load_roundtrip,
+		  test_load_rejects_corruption);
 	return s;
 }
 

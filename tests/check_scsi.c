@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kestrel/scsi_disk.h"
+#include "check_util.h"
 
 static struct scsi_disk disk;
 static uint8_t buf[SCSI_DISK_BUF_SIZE];
@@ -377,34 +378,15 @@ END_TEST
 static Suite *scsi_suite(void)
 {
 	Suite *s = suite_create("scsi");
-	TCase *tc = tcase_create("disk");
 
-	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_add_test(tc, inquiry_standard);
-	tcase_add_test(tc, inquiry_vpd);
-	tcase_add_test(tc, read_capacity);
-	tcase_add_test(tc, read_write_decoding);
-	tcase_add_test(tc, lba_out_of_range);
-	tcase_add_test(tc, write_protected);
-	tcase_add_test(tc, invalid_opcode);
-	tcase_add_test(tc, mode_sense);
-	tcase_add_test(tc, report_luns_sense_tur);
-	tcase_add_test(tc, unmap);
-	tcase_add_test(tc, write_same);
-	tcase_add_test(tc, absent_lun);
-	tcase_add_test(tc, errno_sense);
-	tcase_add_test(tc, cdb_fuzz);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "disk", setup, NULL, 0, inquiry_standard, inquiry_vpd, read_capacity,
+		  read_write_decoding, lba_out_of_range, write_protected, invalid_opcode,
+		  mode_sense, report_luns_sense_tur, unmap, write_same, absent_lun, errno_sense,
+		  cdb_fuzz);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(scsi_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(scsi_suite());
 }

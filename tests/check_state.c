@@ -213,16 +213,10 @@ END_TEST
 static Suite *state_suite(void)
 {
 	Suite *s = suite_create("state");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_test(tc, test_fields_little_endian);
-	tcase_add_test(tc, test_growth);
-	tcase_add_test(tc, test_reader_sticky_error);
-	tcase_add_test(tc, test_writer_error_sticky);
-	tcase_add_test(tc, test_section_framing);
-	tcase_add_test(tc, test_section_open_rejects);
-	tcase_add_test(tc, test_section_end_bad_mark);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", NULL, NULL, 0, test_fields_little_endian, test_growth,
+		  test_reader_sticky_error, test_writer_error_sticky, test_section_framing,
+		  test_section_open_rejects, test_section_end_bad_mark);
 	return s;
 }
 

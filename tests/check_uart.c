@@ -527,26 +527,13 @@ END_TEST
 static Suite *uart_suite(void)
 {
 	Suite *s = suite_create("uart16550");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_reset_values);
-	tcase_add_test(tc, test_dlab);
-	tcase_add_test(tc, test_loopback);
-	tcase_add_test(tc, test_fifo_mode_iir_bits);
-	tcase_add_test(tc, test_fifo_overflow);
-	tcase_add_test(tc, test_rx_trigger_levels);
-	tcase_add_test(tc, test_thre_interrupt);
-	tcase_add_test(tc, test_iir_priority);
-	tcase_add_test(tc, test_out2_gating);
-	tcase_add_test(tc, test_output_pipe_nonblocking_full);
-	tcase_add_test(tc, test_output_pipe_blocking_full);
-	tcase_add_test(tc, test_wide_access_split);
-	tcase_add_test(tc, test_fuzz);
-	tcase_add_test(tc, test_save_load_roundtrip);
-	tcase_add_test(tc, test_load_rejects_corruption);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", setup, teardown, 30, test_reset_values, test_dlab, test_loopback,
+		  test_fifo_mode_iir_bits, test_fifo_overflow, test_rx_trigger_levels,
+		  test_thre_interrupt, test_iir_priority, test_out2_gating,
+		  test_output_pipe_nonblocking_full, test_output_pipe_blocking_full,
+		  test_wide_access_split, test_fuzz, test_save_load_roundtrip,
+		  test_load_rejects_corruption);
 	return s;
 }
 

@@ -987,40 +987,16 @@ END_TEST
 static Suite *vga_suite(void)
 {
 	Suite *s = suite_create("vga");
-	TCase *t = tcase_create("vga");
 
-	tcase_add_checked_fixture(t, setup, teardown);
-	tcase_set_timeout(t, 120);
-	tcase_add_test(t, test_pci_function);
-	tcase_add_test(t, test_bad_options);
-	tcase_add_test(t, test_register_readback);
-	tcase_add_test(t, test_status_and_attribute_flipflop);
-	tcase_add_test(t, test_dac);
-	tcase_add_test(t, test_write_mode0);
-	tcase_add_test(t, test_write_modes_1_2_3);
-	tcase_add_test(t, test_map_mask);
-	tcase_add_test(t, test_read_modes);
-	tcase_add_test(t, test_chain4_and_odd_even);
-	tcase_add_test(t, test_text_screen);
-	tcase_add_test(t, test_text_font_change);
-	tcase_add_test(t, test_text_cursor_and_blink);
-	tcase_add_test(t, test_mode13);
-	tcase_add_test(t, test_mode12);
-	tcase_add_test(t, test_vbe_32bpp);
-	tcase_add_test(t, test_vbe_16_24_8bpp);
-	tcase_add_test(t, test_vbe_panning);
-	tcase_add_test(t, test_vbe_hostile);
-	tcase_add_test(t, test_crtc_hostile);
-	tcase_add_test(t, test_only_changes_drawn);
-	tcase_add_test(t, test_text_cell_changes);
-	tcase_add_test(t, test_lfb_dirty_bitmap);
-	tcase_add_test(t, test_lfb_memslot);
-	tcase_add_test(t, test_mmio_bar);
-	tcase_add_test(t, test_notify);
-	tcase_add_test(t, test_fuzz);
-	tcase_add_test(t, test_state_roundtrip);
-	tcase_add_test(t, test_state_hostile);
-	suite_add_tcase(s, t);
+	ADD_TCASE(s, "vga", setup, teardown, 120, test_pci_function, test_bad_options,
+		  test_register_readback, test_status_and_attribute_flipflop, test_dac,
+		  test_write_mode0, test_write_modes_1_2_3, test_map_mask, test_read_modes,
+		  test_chain4_and_odd_even, test_text_screen, test_text_font_change,
+		  test_text_cursor_and_blink, test_mode13, test_mode12, test_vbe_32bpp,
+		  test_vbe_16_24_8bpp, test_vbe_panning, test_vbe_hostile, test_crtc_hostile,
+		  test_only_changes_drawn, test_text_cell_changes, test_lfb_dirty_bitmap,
+		  test_lfb_memslot, test_mmio_bar, test_notify, test_fuzz, test_state_roundtrip,
+		  test_state_hostile);
 	return s;
 }
 

@@ -21,6 +21,7 @@
 #include "kestrel/block.h"
 #include "kestrel/vhd.h"
 #include "../vhd/vhd_int.h"
+#include "check_util.h"
 
 /* Link vhd/vhd_block.c's format, not src/block/block.c's weak placeholder. */
 extern const struct blk_format_ops *const vhd_blk_ops_anchor;
@@ -1430,22 +1431,13 @@ START_TEST(test_tool_locks)
 }
 END_TEST
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 int main(void)
 {
 	Suite *s = suite_create("vhd");
 	TCase *tc = tcase_create("vhd");
-	SRunner *sr;
 	int failed;
 
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 1;
-	}
+	make_tmpdir(tmpdir);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_checksum_roundtrip);
 	tcase_add_test(tc, test_geometry);
@@ -1471,10 +1463,7 @@ int main(void)
 	tcase_add_test(tc, test_tool_compact_resize_merge);
 	tcase_add_test(tc, test_tool_locks);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	return failed ? 1 : 0;
+	failed = run_suite(s);
+	rm_tree(tmpdir);
+	return failed;
 }

@@ -1122,54 +1122,22 @@ END_TEST
 static Suite *vnet_suite(void)
 {
 	Suite *s = suite_create("virtio_net");
-	TCase *tc = tcase_create("device");
-	TCase *tv = tcase_create("vlan");
-	TCase *tm = tcase_create("multiqueue");
-	TCase *tt = tcase_create("tap");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, test_features_config);
-	tcase_add_test(tc, test_tx_plain);
-	tcase_add_test(tc, test_tx_refused);
-	tcase_add_test(tc, test_rx_plain);
-	tcase_add_test(tc, test_rx_refused_offload);
-	tcase_add_test(tc, test_rx_too_big);
-	tcase_add_test(tc, test_rx_mergeable);
-	tcase_add_test(tc, test_rx_dirty_log);
-	tcase_add_test(tc, test_ctrl_rx_filter);
-	tcase_add_test(tc, test_ctrl_mac_table_overflow);
-	tcase_add_test(tc, test_ctrl_guest_offloads);
-	tcase_add_test(tc, test_link_down);
-	tcase_add_test(tc, test_mq_not_negotiated);
-	tcase_add_test(tc, test_malformed_tx_short_header);
-	tcase_add_test(tc, test_malformed_tx_loop);
-	tcase_add_test(tc, test_malformed_rx_readable);
-	tcase_add_test(tc, test_malformed_rx_outside_ram);
-	tcase_add_test(tc, test_malformed_ctrl);
-	tcase_add_test(tc, test_state_held_rx_chains);
-	tcase_add_test(tc, test_state_roundtrip_and_corruption);
-	suite_add_tcase(s, tc);
-	tcase_add_checked_fixture(tv, setup_vlan, teardown);
-	tcase_add_test(tv, test_tx_vlan_tag);
-	tcase_add_test(tv, test_tx_vlan_guest_tagged);
-	tcase_add_test(tv, test_rx_vlan_untag);
-	tcase_add_test(tv, test_rx_vlan_mergeable);
-	suite_add_tcase(s, tv);
-	tcase_add_checked_fixture(tm, setup_mq, teardown);
-	tcase_add_test(tm, test_mq_pairs);
-	suite_add_tcase(s, tm);
-	tcase_add_test(tt, test_real_tap);
-	suite_add_tcase(s, tt);
+	ADD_TCASE(s, "device", setup, teardown, 0, test_features_config, test_tx_plain,
+		  test_tx_refused, test_rx_plain, test_rx_refused_offload, test_rx_too_big,
+		  test_rx_mergeable, test_rx_dirty_log, test_ctrl_rx_filter,
+		  test_ctrl_mac_table_overflow, test_ctrl_guest_offloads, test_link_down,
+		  test_mq_not_negotiated, test_malformed_tx_short_header, test_malformed_tx_loop,
+		  test_malformed_rx_readable, test_malformed_rx_outside_ram, test_malformed_ctrl,
+		  test_state_held_rx_chains, test_state_roundtrip_and_corruption);
+	ADD_TCASE(s, "vlan", setup_vlan, teardown, 0, test_tx_vlan_tag, test_tx_vlan_guest_tagged,
+		  test_rx_vlan_untag, test_rx_vlan_mergeable);
+	ADD_TCASE(s, "multiqueue", setup_mq, teardown, 0, test_mq_pairs);
+	ADD_TCASE(s, "tap", NULL, NULL, 0, test_real_tap);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(vnet_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(vnet_suite());
 }

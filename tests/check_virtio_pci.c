@@ -666,34 +666,16 @@ END_TEST
 static Suite *virtio_pci_suite(void)
 {
 	Suite *s = suite_create("virtio_pci");
-	TCase *tc = tcase_create("transport");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, create_failure_frees_model);
-	tcase_add_test(tc, header_and_capabilities);
-	tcase_add_test(tc, features);
-	tcase_add_test(tc, status_and_reset);
-	tcase_add_test(tc, bad_queue_setup_needs_reset);
-	tcase_add_test(tc, notify_fallback);
-	tcase_add_test(tc, isr_and_intx);
-	tcase_add_test(tc, msix_vectors);
-	tcase_add_test(tc, bus_master_gates_dma);
-	tcase_add_test(tc, device_config_and_pci_cfg_window);
-	tcase_add_test(tc, register_fuzz);
-	tcase_add_test(tc, bar_moves_on_the_bus);
-	tcase_add_test(tc, state_transport);
-	tcase_add_test(tc, state_bar_and_intx);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "transport", setup, teardown, 0, create_failure_frees_model,
+		  header_and_capabilities, features, status_and_reset, bad_queue_setup_needs_reset,
+		  notify_fallback, isr_and_intx, msix_vectors, bus_master_gates_dma,
+		  device_config_and_pci_cfg_window, register_fuzz, bar_moves_on_the_bus,
+		  state_transport, state_bar_and_intx);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(virtio_pci_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(virtio_pci_suite());
 }

@@ -745,11 +745,5 @@ static Suite *vscsi_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(vscsi_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(vscsi_suite());
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "kestrel/virtio.h"
+#include "check_util.h"
 
 #define RAM MiB(4)
 #define QSZ 8
@@ -565,51 +566,21 @@ END_TEST
 static Suite *virtqueue_suite(void)
 {
 	Suite *s = suite_create("virtqueue");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, init_validates);
-	tcase_add_test(tc, simple_chain);
-	tcase_add_test(tc, zero_length_buffer_skipped);
-	tcase_add_test(tc, no_interrupt_flag);
-	tcase_add_test(tc, event_idx_interrupts);
-	tcase_add_test(tc, notify_suppression);
-	tcase_add_test(tc, index_wraparound);
-	tcase_add_test(tc, indirect_chain);
-	tcase_add_test(tc, loop_detected);
-	tcase_add_test(tc, self_loop_detected);
-	tcase_add_test(tc, indirect_loop_detected);
-	tcase_add_test(tc, full_length_chain_ok);
-	tcase_add_test(tc, buffer_outside_ram);
-	tcase_add_test(tc, buffer_far_outside_ram);
-	tcase_add_test(tc, oversized_length);
-	tcase_add_test(tc, address_wraps);
-	tcase_add_test(tc, next_out_of_range);
-	tcase_add_test(tc, head_out_of_range);
-	tcase_add_test(tc, readable_after_writable);
-	tcase_add_test(tc, avail_idx_too_far_ahead);
-	tcase_add_test(tc, indirect_without_feature);
-	tcase_add_test(tc, indirect_nested);
-	tcase_add_test(tc, indirect_with_next);
-	tcase_add_test(tc, indirect_bad_length);
-	tcase_add_test(tc, indirect_too_long);
-	tcase_add_test(tc, indirect_table_outside_ram);
-	tcase_add_test(tc, indirect_next_out_of_table);
-	tcase_add_test(tc, reset_clears_broken);
-	tcase_add_test(tc, reset_waits_for_pop);
-	tcase_add_test(tc, iov_helpers);
-	tcase_add_test(tc, dirty_log_sees_device_writes);
-	suite_add_tcase(s, tc);
+	ADD_TCASE(s, "core", setup, teardown, 0, init_validates, simple_chain,
+		  zero_length_buffer_skipped, no_interrupt_flag, event_idx_interrupts,
+		  notify_suppression, index_wraparound, indirect_chain, loop_detected,
+		  self_loop_detected, indirect_loop_detected, full_length_chain_ok,
+		  buffer_outside_ram, buffer_far_outside_ram, oversized_length, address_wraps,
+		  next_out_of_range, head_out_of_range, readable_after_writable,
+		  avail_idx_too_far_ahead, indirect_without_feature, indirect_nested,
+		  indirect_with_next, indirect_bad_length, indirect_too_long,
+		  indirect_table_outside_ram, indirect_next_out_of_table, reset_clears_broken,
+		  reset_waits_for_pop, iov_helpers, dirty_log_sees_device_writes);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(virtqueue_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(virtqueue_suite());
 }

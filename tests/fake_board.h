@@ -1,7 +1,7 @@
 /* Fakes the device unit tests share: an IRQ sink that records levels, a vm_ctl
  * that records stop requests, settable clocks, a seeded PRNG for the register
  * fuzz cases, and a save -> load -> save round trip. Header-only; each
- * check_*.c has its own main(). */
+ * check_*.c has its own main() (run_suite, in check_util.h). */
 #ifndef KESTREL_TEST_FAKE_BOARD_H
 #define KESTREL_TEST_FAKE_BOARD_H
 
@@ -14,8 +14,7 @@
 
 #include "kestrel/device.h"
 #include "kestrel/state.h"
-
-#define UNUSED_FN __attribute__((unused))
+#include "check_util.h"
 
 struct fake_irq {
 	int level;     /* last level set, -1 before any */
@@ -282,17 +281,6 @@ static UNUSED_FN unsigned check_every_corruption(struct device *d, const struct 
 	expect_saves(d, before.data, before.len, "after the flips", 0);
 	state_free(&before);
 	return refused;
-}
-
-static UNUSED_FN int run_suite(Suite *s)
-{
-	SRunner *sr = srunner_create(s);
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
 }
 
 #endif

@@ -699,6 +699,13 @@ ctl_payload_case() {
 	expect "disk-add without a controller: no hint at --scsi-controller" has "$out/e" "with --scsi-controller"
 	ctl "$n" net-link down >/dev/null 2>"$out/e"
 	expect "net-link: not 'unsupported'" has "$out/e" "\(unsupported\)"
+	# The i8042 through the real worker: no driver reads it here.
+	ctl "$n" mouse-move 1 1 >/dev/null 2>"$out/e"
+	expect "mouse-move without a mouse driver: $(cat "$out/e")" has "$out/e" "has not turned the mouse on .*\(failed\)"
+	i=0
+	while [ $i -lt 40 ] && ctl "$n" send-key "a b c d e f g h" >/dev/null 2>"$out/e"; do i=$((i + 1)); done
+	expect "send-key to a guest that never reads its keyboard: $i sent, $(cat "$out/e")" \
+		has "$out/e" "the keyboard's buffer is full.*\(failed\)"
 	ctl "$n" frobnicate >/dev/null 2>"$out/e"
 	expect "unknown command: not 'unknown-command'" has "$out/e" "\(unknown-command\)"
 	"$KESTREL" run --name "$n" --kernel "$P/counter.bin" --timeout 20s </dev/null >/dev/null 2>"$out/dup.err"
@@ -943,8 +950,43 @@ vga_hostile_case() {
 	case_end "$out/$n.log" "$out/$n.err"
 }
 
+# The VNC server in the sandboxed worker (seccomp on, the display kind's
+# list): tests/vnc_hostile.h's clients (huge cut text, bad pixel formats,
+# absurd resizes and update requests, file transfer, junk QEMU messages, a
+# client stalling mid-message, noise) leave the worker alive, and then a
+# frame equals the VBE picture and the screendump.
+VNC_CLIENT=${VNC_CLIENT:-$(first_of "$root/build/vnc-client" "$here/vnc-client" /work/vnc-client)}
+vnc_hostile_case() {
+	n=vnc-hostile-$$ vport=$((6900 + $$ % 1000))
+	case_begin payload-vnc-hostile || return 0
+	if [ ! -x "$VNC_CLIENT" ] || [ ! -x "$VGA_COMPARE" ]; then
+		echo "SKIP: payload-vnc-hostile: no vnc-client or vga-compare helper"
+		return 0
+	fi
+	ip link set lo up 2>/dev/null || true
+	bg_run "$n" --kernel "$P/vga.bin" --cmdline "pic=vbe" --vga std --debug-exit --timeout 300s \
+		--display "vnc=127.0.0.1:$vport"
+	expect "the picture was never ready" wait_for 120 has "$out/$n.log" "^vga: picture ready$"
+	"$VNC_CLIENT" "127.0.0.1:$vport" hostile >"$out/$n.hostile" 2>&1
+	expect "hostile clients: $(tail -n 2 "$out/$n.hostile" | tr '\n' ' ')" \
+		has "$out/$n.hostile" "^vnc-client: hostile garbage: done$"
+	expect "the worker died of a hostile client" alive "$n"
+	"$VNC_CLIENT" "127.0.0.1:$vport" frame "$out/$n.ppm" >"$out/$n.frame" 2>&1
+	"$VGA_COMPARE" expect vbe "$out/$n.ppm" >"$out/$n.cmp" 2>&1
+	expect "the frame after them is not the picture: $(cat "$out/$n.frame" "$out/$n.cmp" | tr '\n' ' ')" \
+		has "$out/$n.cmp" "^match "
+	ctl "$n" screendump "$out/$n.png" >/dev/null 2>&1
+	"$VGA_COMPARE" same "$out/$n.png" "$out/$n.ppm" >"$out/$n.cmp" 2>&1
+	expect "the frame is not the screendump: $(cat "$out/$n.cmp")" has "$out/$n.cmp" "^match "
+	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.hostile"
+}
+
 if [ $do_payloads = 1 ]; then
 	vga_hostile_case
+	vnc_hostile_case
 	vga_needs_window payload-vga-regs &&
 		run_case payload-vga-regs 1 "RESULT: PASS" "!FAIL" "PASS: write mode 0 XOR the latches" -- \
 			--kernel "$P/vga.bin" --cmdline pic=regs --vga std --timeout 60s
@@ -1218,6 +1260,225 @@ if [ $do_linux = 1 ]; then
 	with_retry ctl_linux_systemd_case
 	with_retry ctl_linux_hotplug_case
 	with_retry ctl_linux_hotplug_empty_case
+fi
+
+# ---- VM state: save and restore (issue 14) ----------------------------------
+# A worker saves its VM (kestrel ctl NAME save FILE) and exits; a new worker
+# brings it back (kestrel run --restore FILE). The guest's own output must
+# go on where it stopped: the serial lines of all the workers together are
+# one unbroken sequence.
+# consecutive FILE PREFIX [SUFFIX]: the numbers of the lines "PREFIX N[ SUFFIX]"
+# in FILE count up by one from 1, none missing or repeated.
+consecutive() {
+	tr -d '\r' <"$1" | sed -n "s/^$2 \([0-9][0-9]*\)${3:+ $3}\$/\1/p" |
+		awk 'NR != $1 { bad = 1; exit } { last = $1 } END { if (bad || !last) exit 1 }'
+}
+# tests/state-tamper.c: one field of a saved VM changed, its checksum fixed.
+STATE_TAMPER=${STATE_TAMPER:-$(first_of "$root/build/state-tamper" "$here/state-tamper" /work/state-tamper)}
+# state_save NAME FILE: save the worker named NAME to FILE; it exits 0.
+state_save() {
+	ctl "$1" save "$2" >"$out/$1.save" 2>&1 && has "$out/$1.save" "saved to $2"
+}
+
+# counter.bin through three save/restore round trips, each in a new worker.
+state_counter_case() {
+	n=st-cnt-$$
+	case_begin payload-state-counter || return 0
+	rm -f "$out/$n".* "$out/$n-all.log"
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=50" --timeout 120s
+	for r in 1 2 3; do
+		expect "round $r: the counter never ran" wait_for 20 has "$out/$n.log" "^counter: [0-9]*[05]$"
+		expect "round $r: the save failed: $(tail -n 2 "$out/$n.save" 2>/dev/null | tr '\n' ' ')" \
+			state_save "$n" "$out/$n.state"
+		reap_worker $bg_pid 120
+		expect "round $r: the saved worker exited $rc, not 0" [ "$rc" = 0 ]
+		cat "$out/$n.log" >>"$out/$n-all.log"
+		expect "round $r: the state file is not private" [ "$(stat -c %a "$out/$n.state")" = 600 ]
+		# Empty before the start: the next wait must not see this log's lines.
+		: >"$out/$n.log"
+		"$KESTREL" run --name "$n" --restore "$out/$n.state" --timeout 120s </dev/null \
+			>>"$out/$n.log" 2>"$out/$n.err" &
+		bg_pid=$!
+		expect "round $r: the restored worker's socket never answered" wait_for 20 alive "$n"
+	done
+	expect "the restored counter never ran" wait_for 20 more_than "$out/$n.log" "^counter: " 5
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 120
+	cat "$out/$n.log" >>"$out/$n-all.log"
+	expect "the counter did not go on from where it was saved: $(tr -d '\r' <"$out/$n-all.log" | grep -c '^counter: [0-9]') lines" \
+		consecutive "$out/$n-all.log" "counter:"
+	expect "the guest booted again after a restore" [ "$(lines_of "$out/$n-all.log" "^counter: start")" = 1 ]
+	case_end "$out/$n-all.log" "$out/$n.err"
+}
+
+# vscsi.bin writing and reading back its disk with 32 requests in flight is
+# saved mid-transfer; restored, it finishes every round and every word it
+# reads back is the one it wrote (tests/guest/vscsi.c, stream=N).
+state_vscsi_case() {
+	n=st-vs-$$
+	case_begin payload-state-disk || return 0
+	vscsi_images
+	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "stream=400" --timeout 120s --debug-exit \
+		--disk "path=$out/vd0.img,bus=scsi"
+	expect "the transfer never started" wait_for 30 has "$out/$n.log" "^vscsi: stream round 20 ok"
+	expect "the save failed: $(tail -n 2 "$out/$n.save" 2>/dev/null | tr '\n' ' ')" state_save "$n" "$out/$n.state"
+	reap_worker $bg_pid 120
+	expect "the saved worker exited $rc, not 0" [ "$rc" = 0 ]
+	expect "the save came after the last round" fails has "$out/$n.log" "RESULT"
+	mv "$out/$n.log" "$out/$n-1.log"
+	"$KESTREL" run --restore "$out/$n.state" --timeout 120s </dev/null >"$out/$n.log" 2>"$out/$n.err"
+	rc=$?
+	expect "the restored worker exited $rc, not 1" [ "$rc" = 1 ]
+	cat "$out/$n-1.log" "$out/$n.log" >"$out/$n-all.log"
+	expect "a round was lost or repeated" consecutive "$out/$n-all.log" "vscsi: stream round" ok
+	expect "the restored guest did not finish" has "$out/$n.log" "^RESULT: PASS"
+	expect "a check failed" fails grep -q "^FAIL" "$out/$n.log"
+	case_end "$out/$n-all.log" "$out/$n.err"
+}
+
+# What --restore refuses, each with one line and status 2, nothing run: a
+# truncated file, a damaged byte in the header, in a record and in the RAM
+# map, a flag that would change the machine, a disk that is another image
+# (same name, other VHD unique id).
+state_refused_case() {
+	n=st-bad-$$
+	case_begin payload-state-refused || return 0
+	rm -f "$out"/vhd*
+	"$KESTREL" vhd create -q --type dynamic --size 8M "$out/vhdst.vhd"
+	bg_run "$n" --kernel "$P/counter.bin" --timeout 60s --disk "path=$out/vhdst.vhd,bus=scsi"
+	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 3$"
+	expect "the save failed" state_save "$n" "$out/$n.state"
+	reap_worker $bg_pid 60
+	sz=$(wc -c <"$out/$n.state")
+	refuse() { # refuse WHY FILE REGEX [FLAGS...]: --restore FILE exits 2 with one line matching REGEX
+		rw=$1 rf=$2 rx=$3
+		shift 3
+		"$KESTREL" run --restore "$rf" --timeout 10s "$@" </dev/null >"$out/$n.rlog" 2>"$out/$n.rerr"
+		rrc=$?
+		expect "$rw: status $rrc, not 2" [ "$rrc" = 2 ]
+		expect "$rw: not one line: $(head -c 300 "$out/$n.rerr")" [ "$(wc -l <"$out/$n.rerr")" = 1 ]
+		expect "$rw: the message does not say /$rx/: $(head -c 300 "$out/$n.rerr")" has "$out/$n.rerr" "$rx"
+		expect "$rw: the guest ran" fails has "$out/$n.rlog" "counter"
+	}
+	flip() { # flip OFFSET: a copy of the state with the byte at OFFSET inverted
+		cp "$out/$n.state" "$out/$n.bad"
+		b=$(dd if="$out/$n.bad" bs=1 skip="$1" count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+		printf "\\$(printf %o $((255 - ${b:-0})))" | dd of="$out/$n.bad" bs=1 seek="$1" conv=notrunc 2>/dev/null
+	}
+	head -c $((sz / 2)) "$out/$n.state" >"$out/$n.bad"
+	refuse "truncated" "$out/$n.bad" "truncated"
+	flip 9
+	refuse "header byte" "$out/$n.bad" "format version|header"
+	flip 200
+	refuse "record byte" "$out/$n.bad" "checksum mismatch"
+	flip 4000
+	refuse "a later record byte" "$out/$n.bad" "checksum mismatch|record"
+	refuse "--mem with --restore" "$out/$n.state" "--mem: cannot be changed with --restore" --mem 1G
+	refuse "a missing file" "$out/missing.state" "No such file"
+	mv "$out/vhdst.vhd" "$out/vhdst.orig"
+	"$KESTREL" vhd create -q --type dynamic --size 8M "$out/vhdst.vhd"
+	refuse "another VHD under the disk's name" "$out/$n.state" "unique id"
+	mv "$out/vhdst.orig" "$out/vhdst.vhd"
+	if [ -x "$STATE_TAMPER" ]; then
+		for t in "VCPU 0 12 41" "DEVS 0 12 ff" "PIT2 0 13 07" "CLCK 0 7 80" "IRQC 0 4 ff"; do
+			cp "$out/$n.state" "$out/$n.bad"
+			# shellcheck disable=SC2086 # the words are the tamper's arguments
+			"$STATE_TAMPER" "$out/$n.bad" $t
+			refuse "hostile $t" "$out/$n.bad" "out of range|malformed|does not match"
+		done
+	fi
+	"$KESTREL" run --restore "$out/$n.state" --timeout 3s </dev/null >"$out/$n.rlog" 2>"$out/$n.rerr"
+	rrc=$?
+	expect "the intact state did not restore: status $rrc, $(head -c 300 "$out/$n.rerr")" [ "$rrc" = 124 ]
+	cat "$out/$n.log" "$out/$n.rlog" >"$out/$n.both"
+	expect "the intact state did not count on" consecutive "$out/$n.both" "counter:"
+	case_end "$out/$n.log" "$out/$n.rerr"
+}
+
+# Snapshot trees (docs/state.md, "Snapshots"): vscsi.bin mark=N reads back
+# at each round what it wrote the round before (kept in its RAM) and writes
+# the next number, so a disk that does not go back with RAM, or a
+# snapshot's data lost in a merge, is a FAIL line. A -> B, apply A, apply B,
+# delete A (its file merged away), apply B again, delete B (the running
+# disk merged into B's file): each apply resumes the count at the
+# snapshot's number; in the end one VHD is left and holds the last number.
+marks() { tr -d '\r' <"$1" | sed -n 's/^vscsi: mark \([0-9][0-9]*\) ok$/\1/p'; }
+# resumes FILE: the numbers the count went on from after going back
+resumes() { marks "$1" | awk 'NR > 1 && $1 != p + 1 { printf "%s ", $1 } { p = $1 }'; }
+state_snapshot_case() {
+	n=st-snap-$$
+	case_begin payload-state-snapshot || return 0
+	sd="$out/snapvm"
+	rm -rf "$sd"
+	mkdir -p "$sd"
+	"$KESTREL" vhd create -q --type dynamic --size 8M "$sd/d.vhd"
+	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "mark=1000000 period_ms=20" --timeout 120s \
+		--debug-exit --disk "path=$sd/d.vhd,bus=scsi"
+	snap_step() { # snap_step ACTION NAME ROUNDS: run it, then wait for ROUNDS more rounds
+		sc=$(lines_of "$out/$n.log" "^vscsi: mark")
+		ctl "$n" snapshot "$1" "$2" >"$out/$n.snap" 2>&1
+		expect "snapshot $1 $2: $(head -c 300 "$out/$n.snap")" has "$out/$n.snap" "^name: $2$"
+		expect "snapshot $1 $2: the count stopped" wait_for 30 more_than "$out/$n.log" "^vscsi: mark" $((sc + $3))
+	}
+	expect "the count never started" wait_for 30 more_than "$out/$n.log" "^vscsi: mark" 10
+	a1=$(marks "$out/$n.log" | tail -n 1)
+	snap_step create A 40
+	a2=$(marks "$out/$n.log" | tail -n 1)
+	b1=$(marks "$out/$n.log" | tail -n 1)
+	snap_step create B 5
+	b2=$(marks "$out/$n.log" | tail -n 1)
+	ctl "$n" snapshot create A >"$out/$n.dup" 2>&1
+	expect "a second snapshot A was taken" has "$out/$n.dup" "exists"
+	# Few rounds after apply A: the count must stay below B's number, or
+	# going back to B would not show.
+	snap_step apply A 3
+	snap_step apply B 5
+	snap_step delete A 5
+	expect "A's disk file is still there" [ ! -e "$sd/d.vhd" ]
+	snap_step apply B 5
+	snap_step delete B 5
+	ctl "$n" snapshot list --json >"$out/$n.list" 2>&1
+	expect "the tree is not empty: $(cat "$out/$n.list")" has "$out/$n.list" '"snapshots":\[\],"links":\[\]'
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 120
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	expect "a read-back failed: $(grep FAIL "$out/$n.log" | head -n 2 | tr '\n' ' ')" fails grep -q "^FAIL" "$out/$n.log"
+	set -- $(resumes "$out/$n.log")
+	expect "the count went back $# times ($*), not 3" [ $# = 3 ]
+	expect "apply A resumed at ${1:-?}, not in $((a1 + 1))..$((a2 + 1))" within "${1:-0}" $((a1 + 1)) $((a2 + 1))
+	for r in "${2:-0}" "${3:-0}"; do
+		expect "apply B resumed at $r, not in $((b1 + 1))..$((b2 + 1))" within "$r" $((b1 + 1)) $((b2 + 1))
+	done
+	set -- "$sd"/*.vhd
+	expect "not one disk file left: $*" [ $# = 1 ]
+	expect "the disk left is not a whole dynamic disk" has_cmd "^type: *dynamic" "$KESTREL" vhd info "$1"
+	"$KESTREL" vhd convert -q --to raw "$1" "$sd/flat.raw"
+	last=$(marks "$out/$n.log" | tail -n 1)
+	# The guest writes a number, then prints it: the stop may come between.
+	got=$(od -An -tu4 -j4 -N4 "$sd/flat.raw" | tr -d ' ')
+	expect "sector 0 holds ${got:-?}, not the last number $last (or the one after)" within "${got:-0}" "$last" $((last + 1))
+	# A raw disk refuses snapshots with one clear line.
+	dd if=/dev/zero of="$sd/raw.img" bs=1M count=8 2>/dev/null
+	bg_run "$n" --kernel "$P/counter.bin" --timeout 60s --disk "path=$sd/raw.img,bus=scsi"
+	expect "the raw VM's socket never answered" wait_for 20 alive "$n"
+	ctl "$n" snapshot create R >"$out/$n.raw" 2>&1
+	expect "a raw disk was snapshotted: $(head -c 300 "$out/$n.raw")" has "$out/$n.raw" "raw disk.*cannot be snapshotted"
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 60
+	case_end "$out/$n.log" "$out/$n.err"
+}
+within() { [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }  # within N LO HI
+has_cmd() { # has_cmd REGEX CMD...: CMD's output has a line matching REGEX
+	hr=$1
+	shift
+	"$@" 2>&1 | grep -Eq -- "$hr"
+}
+
+if [ $do_payloads = 1 ]; then
+	state_counter_case
+	state_vscsi_case
+	state_refused_case
+	state_snapshot_case
 fi
 
 # ---- IDE CD-ROM media through the control socket (issue 11) ---------------
@@ -1622,6 +1883,189 @@ ctl_linux_netlink_case() {
 if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry ctl_linux_netlink_case
 	with_retry ctl_linux_netlink_case tulip
+fi
+
+# ---- VM state with Debian (issue 14) ----------------------------------------
+# Debian's kernel counts on its console and logs each count into a sector of
+# a virtio-scsi VHD, synced (tests/kit/state.sh), with virtio-net up. Five
+# times over, the worker saves the VM and exits and a new worker restores
+# it: the count goes on without a reboot, the disk holds every line the
+# guest had synced when it was saved, and the guest answers pings again.
+# Then a copy of the state with one hostile field (right checksum) is
+# refused with one line, and the running VM is not disturbed by that.
+synced_max() { tr -d '\r' <"$1" | sed -n 's/^state: synced \([0-9]*\)$/\1/p' | tail -n 1; }
+synced_past() { [ "$(synced_max "$1")" -gt "$2" ] 2>/dev/null; }
+# disk_log_holds VHD N: the VHD's sectors 1.. hold "KESTREL-LOG 1".. up to at least N.
+disk_log_holds() {
+	rm -f "$out/stflat.raw"
+	"$KESTREL" vhd convert -q --to raw "$1" "$out/stflat.raw" || return 1
+	head -c $((($2 + 64) * 512)) "$out/stflat.raw" | tr -d '\000' | grep '^KESTREL-LOG ' >"$out/stlines"
+	rm -f "$out/stflat.raw"
+	consecutive "$out/stlines" "KESTREL-LOG" && [ "$(wc -l <"$out/stlines")" -ge "$2" ]
+}
+state_linux_case() {
+	n=st-lx-$$
+	case_begin linux-state-save-restore || return 0
+	net_ns_up "kst$$" || { expect "no network namespace" false; case_end; return 0; }
+	net_tap kst0
+	net_addr kst0
+	rm -f "$out/stdisk.vhd" "$out/$n".*
+	"$KESTREL" vhd create -q --type dynamic --size 16M "$out/stdisk.vhd"
+	[ -e "$out/initrd-modules.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-modules.gz"
+	kit_tests_initrd "$out/initrd-state.gz"
+	: >"$out/$n.all"
+	"$out/kestrel-ns" run --name "$n" --serial stdio --kernel "$KIT/vmlinux" \
+		--initrd "$out/initrd-state.gz" --cpus 2 --mem 256M --timeout 300s --on-reboot exit \
+		--disk "path=$out/stdisk.vhd,bus=scsi" --net tap=kst0 \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod,virtio_net kestrel.run=state" \
+		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	kpid=$!
+	expect "the guest never synced a line" wait_for 240 has "$out/$n.log" "^state: synced 3[^0-9]"
+	for r in 1 2 3 4 5; do
+		[ -s "$out/why" ] && break
+		last=$(synced_max "$out/$n.log")
+		expect "round $r: the guest synced nothing new" wait_for 60 synced_past "$out/$n.log" "${last:-0}"
+		expect "round $r: the save failed" state_save "$n" "$out/$n.state"
+		reap_worker $kpid 300
+		expect "round $r: the saved worker exited $rc, not 0" [ "$rc" = 0 ]
+		cat "$out/$n.log" >>"$out/$n.all"
+		cat "$out/$n.err" >>"$out/$n.allerr"
+		synced=$(synced_max "$out/$n.all")
+		expect "round $r: the disk lacks lines the guest synced (up to ${synced:-?})" \
+			disk_log_holds "$out/stdisk.vhd" "${synced:-1}"
+		: >"$out/$n.log"
+		"$out/kestrel-ns" run --name "$n" --restore "$out/$n.state" --timeout 300s </dev/null \
+			>>"$out/$n.log" 2>"$out/$n.err" &
+		kpid=$!
+		expect "round $r: the restored guest did not count on" wait_for 60 has "$out/$n.log" "^state: counter"
+		expect "round $r: the restored guest did not sync" wait_for 60 has "$out/$n.log" "^state: synced"
+		expect "round $r: the guest does not answer pings" $NSX ping -c 2 -W 5 10.0.0.2
+	done
+	# One hostile field each, checksums made right again: refused, one line.
+	for t in "VCPU 0 12 41" "DEVS 0 12 ff" "PIT2 0 13 07" "CLCK 0 7 80"; do
+		[ -s "$out/$n.state" ] || break
+		cp "$out/$n.state" "$out/$n.bad"
+		# shellcheck disable=SC2086 # the words are the tamper's arguments
+		"$STATE_TAMPER" "$out/$n.bad" $t
+		"$out/kestrel-ns" run --restore "$out/$n.bad" --name "$n-bad" --timeout 30s </dev/null \
+			>"$out/$n.badlog" 2>"$out/$n.baderr"
+		rrc=$?
+		expect "hostile $t: status $rrc, not 2" [ "$rrc" = 2 ]
+		expect "hostile $t: not one line: $(head -c 200 "$out/$n.baderr")" [ "$(wc -l <"$out/$n.baderr")" = 1 ]
+		expect "hostile $t: the guest ran" fails has "$out/$n.badlog" "state:"
+	done
+	rm -f "$out/$n.bad"
+	expect "stop failed" ctl "$n" stop
+	reap_worker $kpid 300
+	cat "$out/$n.log" >>"$out/$n.all"
+	expect "the count did not go on across the restores" consecutive "$out/$n.all" "state: counter"
+	expect "the guest booted more than once" [ "$(lines_of "$out/$n.all" KESTREL-GUEST-START)" = 1 ]
+	case_end "$out/$n.all" "$out/$n.err"
+	net_ns_down
+}
+if [ $do_linux = 1 ] && ! net_skip; then
+	with_retry state_linux_case
+fi
+
+# ---- PS/2 keyboard and mouse (issue 12) -------------------------------------
+# The i8042's devices driven through the control socket and read by Debian's
+# built-in atkbd and i8042 and its psmouse module (tests/kit/input.sh): keys
+# and motion as evdev and mousedev report them, a command typed on the VT
+# and run by the guest's shell, and Ctrl-Alt-Del, which the guest's kernel answers
+# by restarting (--on-reboot exit: the worker exits 0). Needs psmouse in the
+# kit (scripts/guest-kit.sh KIT_MODULES).
+ctl_linux_input_case() {
+	n=ctl-in-$$
+	case_begin linux-ctl-input || return 0
+	if ! zcat "$KIT/modules.cpio.gz" | cpio -t 2>/dev/null | grep -q '/psmouse\.ko$'; then
+		echo "SKIP: linux-ctl-input: the kit has no psmouse module (rebuild it: scripts/guest-kit.sh)"
+		return 0
+	fi
+	kit_tests_initrd "$out/initrd-input.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-input.gz" --cpus 1 --mem 256M \
+		--timeout 400s --on-reboot exit \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=evdev,psmouse kestrel.run=input"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	expect "the guest found no PS/2 mouse" wait_for 180 has "$out/$n.log" "^input-test: mouse /dev/input/event[0-9]+ ImPS/2 Generic Wheel Mouse"
+	expect "the guest found no keyboard" has "$out/$n.log" "^input-test: keyboard /dev/input/event[0-9]+ AT Translated Set 2 keyboard"
+	expect "tty: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready tty"
+	expect "send-key (a command) failed" ctl "$n" send-key \
+		"e c h o spc shift-4 shift-9 shift-9 6 shift-8 7 shift-0 shift-0 ret"
+	expect "tty: the guest did not run the typed command" wait_for 60 has "$out/$n.log" \
+		"^input-test: tty1 ran 'echo \\$\\(\\(6\\*7\\)\\)': 42"
+	expect "keys: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready keys"
+	expect "send-key a shift-b failed" ctl "$n" send-key "a shift-b"
+	expect "keys: no release of b" wait_for 60 has "$out/$n.log" "^input-test: key 42 0"
+	tr -d '\r' <"$out/$n.log" | sed -n 's/^input-test: key //p' | tr '\n' ';' >"$out/keys"
+	expect "keys: $(cat "$out/keys")" [ "$(cat "$out/keys")" = "30 1;30 0;42 1;48 1;48 0;42 0;" ]
+	expect "mouse: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready mouse"
+	expect "mouse-move 5 -3 failed" ctl "$n" mouse-move 5 -3 buttons=1
+	expect "mouse-move wheel failed" ctl "$n" mouse-move 0 0 wheel=1
+	expect "mouse: no packet from /dev/input/mice" wait_for 60 has "$out/$n.log" "^input-test: mice "
+	for e in "key 272 1" "rel 0 5" "rel 1 -3" "rel 8 -1" "key 272 0" "mice +9 +5 +3"; do
+		expect "mouse: no '$e'" has "$out/$n.log" "^input-test: $e\b"
+	done
+	expect "cad: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready cad"
+	expect "send-key ctrl-alt-delete failed" ctl "$n" send-key ctrl-alt-delete
+	reap_worker $bg_pid 400
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	expect "the guest did not restart on Ctrl-Alt-Del" has "$out/$n.log" "reboot: Restarting system"
+	expect "Ctrl-Alt-Del was ignored" fails grep -q "did not reboot" "$out/$n.log"
+	case_end "$out/$n.log" "$out/$n.err"
+}
+# The VNC server (--display vnc=) on Debian's bochs-drm framebuffer console,
+# with tests/vnc-client.c: a client connected from the start sees the mode
+# change; a frame equals the screendump taken at the same still moment; a
+# command typed through VNC (XT codes, then keysyms) runs in the guest's
+# shell; pointer motion comes out of psmouse.
+ctl_linux_vnc_case() {
+	n=vnc-$$ vport=$((5900 + $$ % 1000))
+	case_begin linux-vnc || return 0
+	if [ ! -x "$VNC_CLIENT" ] || [ ! -x "$VGA_COMPARE" ] ||
+		! zcat "$KIT/modules.cpio.gz" | cpio -t 2>/dev/null | grep -q '/psmouse\.ko$'; then
+		echo "SKIP: linux-vnc: no vnc-client or vga-compare helper, or no psmouse in the kit"
+		return 0
+	fi
+	kit_tests_initrd "$out/initrd-vnc.gz"
+	# The nested rig starts with the loopback interface down.
+	ip link set lo up 2>/dev/null || true
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-vnc.gz" --cpus 1 --mem 256M \
+		--timeout 400s --on-reboot exit --display "vnc=127.0.0.1:$vport" \
+		--cmdline "console=ttyS0 panic=-1 quiet vt.global_cursor_default=0 kestrel.modules=bochs,evdev,psmouse kestrel.run=input kestrel.input_steps=fbcon,tty,mouse"
+	expect "the control socket never answered" wait_for 20 alive "$n"
+	"$VNC_CLIENT" "127.0.0.1:$vport" resize 300000 >"$out/$n.size" 2>&1 &
+	vpid=$!
+	expect "fbcon: never ready" wait_for 240 has "$out/$n.log" "^input-test: ready fbcon [0-9]+,[0-9]+"
+	wait $vpid
+	vsize=$(tr -d '\r' <"$out/$n.log" | sed -n 's/^input-test: ready fbcon \([0-9]*\),\([0-9]*\)$/\1x\2/p')
+	expect "the first client did not see the mode change to $vsize: $(cat "$out/$n.size")" \
+		has "$out/$n.size" "^vnc-client: size $vsize$"
+	ctl "$n" screendump "$out/$n.png" >/dev/null 2>&1
+	"$VNC_CLIENT" "127.0.0.1:$vport" frame "$out/$n.ppm" >"$out/$n.frame" 2>&1
+	"$VGA_COMPARE" same "$out/$n.png" "$out/$n.ppm" >"$out/$n.cmp" 2>&1
+	expect "the VNC frame is not the screendump: $(cat "$out/$n.frame" "$out/$n.cmp" | tr '\n' ' ')" \
+		has "$out/$n.cmp" "^match $vsize"
+	expect "tty: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready tty"
+	"$VNC_CLIENT" "127.0.0.1:$vport" xt 0x12 0x2e 0x23 0x18 type " \$((6*7))
+" >"$out/$n.type" 2>&1
+	expect "typing through VNC: $(tr '\n' ' ' <"$out/$n.type")" has "$out/$n.type" "typed 10 characters"
+	expect "tty: the guest did not run what VNC typed" wait_for 60 has "$out/$n.log" \
+		"^input-test: tty1 ran 'echo \\$\\(\\(6\\*7\\)\\)': 42"
+	expect "mouse: the guest never listened" wait_for 60 has "$out/$n.log" "^input-test: ready mouse"
+	"$VNC_CLIENT" "127.0.0.1:$vport" pointer 100 100 0 pointer 105 97 1 pointer 105 97 16 \
+		pointer 105 97 0 sleep 500 >"$out/$n.ptr" 2>&1
+	expect "mouse: no packet from /dev/input/mice" wait_for 60 has "$out/$n.log" "^input-test: mice "
+	for e in "key 272 1" "rel 0 5" "rel 1 -3" "rel 8 -1" "key 272 0" "mice +9 +5 +3"; do
+		expect "mouse: no '$e'" has "$out/$n.log" "^input-test: $e\b"
+	done
+	# input.sh is done: the guest powers off by itself.
+	reap_worker $bg_pid 400
+	expect "the worker exited $rc, not 0" [ $rc = 0 ]
+	case_end "$out/$n.log" "$out/$n.err"
+}
+if [ $do_linux = 1 ]; then
+	with_retry ctl_linux_input_case
+	with_retry ctl_linux_vnc_case
 fi
 
 # ---- firmware boot (issue 11) --------------------------------------------

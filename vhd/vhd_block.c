@@ -804,6 +804,26 @@ const struct blk_format_ops blk_vhd_ops = {
 	.close = vbd_close,
 };
 
+bool blk_vhd_uuid(const struct blk_dev *d, uint8_t uuid[16])
+{
+	const struct vbd *b = d->fmt == &blk_vhd_ops ? d->fmt_state : NULL;
+
+	if (!b)
+		return false;
+	memcpy(uuid, vhd_image_meta(b->img)->footer.uuid, 16);
+	return true;
+}
+
+bool blk_vhd_parent_uuid(const struct blk_dev *d, uint8_t uuid[16])
+{
+	const struct vbd *b = d->fmt == &blk_vhd_ops ? d->fmt_state : NULL;
+
+	if (!b || vhd_image_meta(b->img)->type != VHD_TYPE_DIFF)
+		return false;
+	memcpy(uuid, vhd_image_meta(b->img)->hdr.parent_uuid, 16);
+	return true;
+}
+
 /* src/block/block.c carries weak placeholders of blk_vhd_ops and vhd_probe, and a
  * linker does not pull an archive member in to override a weak definition:
  * vhd_tool.c refers to this anchor so that any binary with the tool (kestrel,

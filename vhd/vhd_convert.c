@@ -769,3 +769,83 @@ int vhd_cmd_merge(struct vhd_args *a)
 		       a->ops[0], ppath, a->ops[0], ppath);
 	return VHD_EXIT_OK;
 }
+
+/* ---- merge up (snapshots) -------------------------------------------------------- */
+
+/* The parent, merged, takes the child's identity: its unique id and
+ * timestamp in both footers (the copy at 0 first, the trailing one last). */
+static int take_identity(const char *ppath, const struct vhd_footer *child, char *err, size_t errlen)
+{
+	struct vhd_diag d = { 0 };
+	struct vhd_meta m;
+	uint8_t foot[VHD_FOOTER_SIZE];
+	int fd = open(ppath, O_RDWR | O_CLOEXEC), ret;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", ppath, strerror(errno));
+		return -errno;
+	}
+	memset(&m, 0, sizeof(m));
+	ret = vhd_parse(fd, &m, 0, &d);
+	if (!ret && (m.footer_len != VHD_FOOTER_SIZE || m.trailing_bad))
+		ret = -EINVAL;
+	if (!ret) {
+		memcpy(m.footer.uuid, child->uuid, sizeof(m.footer.uuid));
+		m.footer.timestamp = child->timestamp;
+		vhd_footer_encode(&m.footer, foot);
+		if (m.type != VHD_TYPE_FIXED)
+			ret = vhd_pwrite_full(fd, foot, sizeof(foot), 0);
+		ret = ret ?: vhd_pwrite_full(fd, foot, sizeof(foot), m.footer_off);
+		if (!ret && fdatasync(fd) < 0)
+			ret = -errno;
+	}
+	if (ret)
+		snprintf(err, errlen, "%s: taking its child's identity: %s", ppath,
+			 d.first[0] ? d.first : strerror(-ret));
+	vhd_meta_free(&m);
+	close(fd);
+	return ret;
+}
+
+int vhd_merge_up(const char *child_path, bool nolock, char *err, size_t errlen)
+{
+	struct vhd_image *chain, *parent;
+	struct vhd_progress p;
+	struct vhd_footer cf;
+	char ppath[PATH_MAX];
+	unsigned lk = nolock ? VHD_OPEN_NOLOCK : 0;
+	int ret;
+
+	ret = vhd_open_ex(&chain, -1, child_path, VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS, NULL, err,
+			  errlen);
+	if (ret)
+		return ret;
+	if (chain->m.type != VHD_TYPE_DIFF || (!nolock && vhd_lock_fd(chain->fd, false))) {
+		snprintf(err, errlen, "%s: %s", child_path, chain->m.type != VHD_TYPE_DIFF ?
+			 "not a differencing disk" : "in use by another process");
+		vhd_close(chain);
+		return -EINVAL;
+	}
+	cf = chain->m.footer;
+	snprintf(ppath, sizeof(ppath), "%s", chain->parent->path);
+	ret = vhd_open(&parent, ppath, VHD_OPEN_RDWR | VHD_OPEN_NO_PARENT | lk, err, errlen);
+	if (ret) {
+		vhd_close(chain);
+		return ret;
+	}
+	vhd_progress_start(&p, "merging", 0, true);
+	ret = merge_blocks(chain, parent, &p);
+	vhd_progress_end(&p);
+	if (ret)
+		snprintf(err, errlen, "%s: merging into %s: %s (the chain still reads as before)",
+			 child_path, ppath, strerror(-ret));
+	if (vhd_close(parent) && !ret)
+		ret = -EIO;
+	vhd_close(chain);
+	ret = ret ?: take_identity(ppath, &cf, err, errlen);
+	if (!ret && rename(ppath, child_path) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: renaming to %s: %s", ppath, child_path, strerror(errno));
+	}
+	return ret;
+}

@@ -26,12 +26,13 @@
 
 /* ---- small helpers -------------------------------------------------------- */
 
-int vhd_pread_full(int fd, void *buf, size_t len, uint64_t off)
+/* All len bytes at off, read or written: EINTR retried, a short transfer
+ * continued, and no progress (end of file) is -EIO. p is only read when
+ * writing. */
+static int vhd_pio_full(int fd, uint8_t *p, size_t len, uint64_t off, bool write)
 {
-	uint8_t *p = buf;
-
 	while (len > 0) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
+		ssize_t n = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -46,24 +47,14 @@ int vhd_pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int vhd_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	return vhd_pio_full(fd, buf, len, off, false);
+}
+
 int vhd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return vhd_pio_full(fd, (uint8_t *)buf, len, off, true);
 }
 
 int vhd_file_size(int fd, uint64_t *size)

@@ -714,6 +714,11 @@ static void image_free(struct vhd_image *img)
 	free(img->bm_state);
 	free(img->dirty);
 	vhd_meta_free(&img->m);
+	/* The descriptor may share its description (and lock) with one a
+	 * worker keeps for a reboot (sandbox_open): closing alone would leave
+	 * the lock held, as block.c's blk_free knows. */
+	if (img->fd >= 0 && !(img->flags & VHD_OPEN_NOLOCK))
+		blk_unlock_file(img->fd);
 	if (img->fd >= 0)
 		close(img->fd);
 	pthread_mutex_destroy(&img->lock);

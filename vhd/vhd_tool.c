@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "vhd_tool.h"
 
 /* Links vhd_block.c wherever the tool is linked (see the anchor there). */
@@ -175,17 +176,16 @@ void vhd_progress_start(struct vhd_progress *p, const char *label, uint64_t tota
 
 void vhd_progress_update(struct vhd_progress *p, uint64_t done)
 {
-	struct timespec now;
+	uint64_t now;
 	char a[32], b[32], bar[41];
 	unsigned pct, fill;
 
 	if (!p->on)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (done < p->total && (now.tv_sec - p->last.tv_sec) * 1000000000L +
-				       (now.tv_nsec - p->last.tv_nsec) < 100000000L)
+	now = clock_mono_ns();
+	if (done < p->total && now - p->last_ns < 100 * CLOCK_NS_PER_MS)
 		return;
-	p->last = now;
+	p->last_ns = now;
 	pct = (unsigned)(done * 100 / p->total);
 	fill = (unsigned)(done * 40 / p->total);
 	memset(bar, '#', fill);

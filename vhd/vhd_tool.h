@@ -31,7 +31,7 @@ struct vhd_progress {
 	bool on;
 	const char *label;
 	uint64_t total;
-	struct timespec last;
+	uint64_t last_ns; /* CLOCK_MONOTONIC of the last redraw */
 };
 void vhd_progress_start(struct vhd_progress *p, const char *label, uint64_t total, bool quiet);
 void vhd_progress_update(struct vhd_progress *p, uint64_t done);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kestrel/board.h"
+#include "kestrel/clock.h"
 #include "kestrel/devices.h"
 #include "kestrel/state.h"
 #include "emu.h"
@@ -290,14 +291,6 @@ static const struct dev_ops acpi_pm_ops = {
 	.destroy = pm_destroy,
 };
 
-static uint64_t pm_host_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 struct device *acpi_pm_create(const struct irq_line *sci, const struct vm_ctl *ctl,
 			      uint64_t (*now_ns)(void))
 {
@@ -310,7 +303,7 @@ struct device *acpi_pm_create(const struct irq_line *sci, const struct vm_ctl *c
 		pm->sci = *sci;
 	if (ctl)
 		pm->ctl = *ctl;
-	pm->now_ns = now_ns ? now_ns : pm_host_now_ns;
+	pm->now_ns = now_ns ? now_ns : clock_mono_ns;
 	pm->sci_level = -1;
 	/* Start counting at 0. */
 	pm->r.tmr_adjust = 0 - pm_ticks(pm);

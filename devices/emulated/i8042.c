@@ -1,10 +1,22 @@
-/* Intel 8042 keyboard controller as found on PC/AT boards, with an AT keyboard
- * that answers commands but never has a key pressed, and no auxiliary (mouse)
- * device. Region 0 is the data port 0x60, region 1 the status/command port 0x64.
+/* Intel 8042 keyboard controller as found on PC/AT and PS/2 boards: the
+ * status and command registers, the command byte, one output buffer shared
+ * by a PS/2 keyboard (ps2_kbd.c, IRQ 1) and a PS/2 mouse on the auxiliary
+ * port (ps2_mouse.c, IRQ 12), the set 2 -> set 1 translation (command byte
+ * XLATE), and the CPU reset line (command 0xFE, or 0xD1 with output-port
+ * bit 0 low) to vm_ctl. A20 is recorded but not gated: the guest always sees
+ * all memory. Region 0 is the data port 0x60, region 1 the status/command
+ * port 0x64.
  *
- * Its jobs here: satisfy Linux's i8042 and atkbd probes without timeouts, and
- * carry the CPU reset line (command 0xFE, or 0xD1 with output-port bit 0 low)
- * to vm_ctl. A20 is recorded but not gated: the guest always sees all memory. */
+ * The output buffer takes, in this order: the controller's own reply to a
+ * command, a keyboard byte unless the keyboard clock is inhibited (command
+ * byte KBDDIS), a mouse byte unless the aux clock is (AUXDIS). A controller
+ * reply that arrives while a device byte waits unread takes its place, and
+ * the device byte follows the reply (the real 8042 would lose it).
+ *
+ * Host input (i8042_keys, i8042_mouse) comes from other threads under the
+ * device lock; the devices queue it and the controller moves it on as the
+ * guest reads. Reference: IBM PS/2 Hardware Interface Technical Reference,
+ * "Keyboard and Auxiliary Device Controller". */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +24,7 @@
 #include "kestrel/devices.h"
 #include "kestrel/state.h"
 #include "emu.h"
+#include "ps2.h"
 
 #define I8042_REGION_DATA 0
 #define I8042_REGION_CMD  1
@@ -58,41 +71,30 @@
 #define CMD_WRITE_AUX  0xd4
 #define CMD_PULSE_BASE 0xf0
 
-/* Keyboard commands and replies (IBM PS/2 Technical Reference, keyboard). */
-#define KBD_CMD_SET_LEDS  0xed
-#define KBD_CMD_ECHO      0xee
-#define KBD_CMD_SCANSET   0xf0
-#define KBD_CMD_GET_ID    0xf2
-#define KBD_CMD_TYPEMATIC 0xf3
-#define KBD_CMD_RESET     0xff
-#define KBD_REPLY_ACK     0xfa
-#define KBD_REPLY_RESEND  0xfe
-#define KBD_REPLY_POR     0xaa /* basic assurance test passed */
-
-#define I8042_QUEUE_SIZE 16
 #define I8042_STATE_ID 0x38303432 /* "8042" */
-#define I8042_STATE_VERSION 1
+#define I8042_STATE_VERSION 2
 
 struct i8042_regs {
 	uint8_t ctr, outp;
 	uint8_t status_a2;                 /* STR_A2 or 0 */
 	uint8_t obuf;                      /* last byte presented on port 0x60 */
 	bool obf, obf_aux;
+	bool obf_ctl;                      /* the byte in obuf is the controller's */
+	bool held, held_aux;               /* a device byte a controller reply displaced */
+	uint8_t held_byte;
+	bool xlate_f0;                     /* XLATE saw a set 2 break prefix */
 	uint8_t pending_cmd;               /* controller command awaiting its data byte, or 0 */
-	uint8_t kbd_pending;               /* keyboard command awaiting its argument, or 0 */
-	uint8_t scanset;
-	uint8_t q[I8042_QUEUE_SIZE];       /* bytes waiting for the output buffer */
-	bool q_aux[I8042_QUEUE_SIZE];
-	unsigned q_head, q_count;
 };
 
 struct i8042 {
 	struct device dev;
-	struct irq_line irq;
-	int irq_level;
+	struct irq_line irq_kbd, irq_aux;
+	int level_kbd, level_aux;
 	struct vm_ctl ctl;
 	bool warned_cmd;
 	struct i8042_regs r;
+	struct ps2_kbd kbd;
+	struct ps2_mouse mouse;
 };
 
 static struct i8042 *to_i8042(struct device *dev)
@@ -100,50 +102,86 @@ static struct i8042 *to_i8042(struct device *dev)
 	return (struct i8042 *)dev;
 }
 
-/* IRQ 1 follows a keyboard byte in the output buffer when CTR bit 0 allows it.
- * There is no aux device, so nothing drives IRQ 12. */
+/* IRQ 1 follows a keyboard byte in the output buffer, IRQ 12 a mouse byte,
+ * each when its command byte bit allows it. */
 static void i8042_update_irq(struct i8042 *k, bool force)
 {
 	const struct i8042_regs *r = &k->r;
-	int level = r->obf && !r->obf_aux && (r->ctr & CTR_KBDINT);
+	int kbd = r->obf && !r->obf_aux && (r->ctr & CTR_KBDINT);
+	int aux = r->obf && r->obf_aux && (r->ctr & CTR_AUXINT);
 
-	if (level == k->irq_level && !force)
-		return;
-	k->irq_level = level;
-	irq_set(&k->irq, level);
+	if (kbd != k->level_kbd || force) {
+		k->level_kbd = kbd;
+		irq_set(&k->irq_kbd, kbd);
+	}
+	if (aux != k->level_aux || force) {
+		k->level_aux = aux;
+		irq_set(&k->irq_aux, aux);
+	}
 }
 
-/* Move the next queued byte into the output buffer if it is free. */
-static void i8042_refill(struct i8042_regs *r)
+/* A keyboard byte, translated to set 1 when XLATE is on: F0 is swallowed
+ * and sets bit 7 of the byte after it. False when none is ready. */
+static bool i8042_pull_kbd(struct i8042 *k, uint8_t *out)
 {
-	if (r->obf || !r->q_count)
-		return;
-	r->obuf = r->q[r->q_head];
-	r->obf_aux = r->q_aux[r->q_head];
+	struct i8042_regs *r = &k->r;
+
+	while (ps2_kbd_pending(&k->kbd)) {
+		uint8_t v = ps2_kbd_read(&k->kbd);
+
+		if (!(r->ctr & CTR_XLATE)) {
+			*out = v;
+			return true;
+		}
+		if (v == 0xf0) {
+			r->xlate_f0 = true;
+			continue;
+		}
+		*out = ps2_set2_to_set1(v) | (r->xlate_f0 ? 0x80 : 0);
+		r->xlate_f0 = false;
+		return true;
+	}
+	return false;
+}
+
+static void i8042_present(struct i8042_regs *r, uint8_t v, bool aux, bool ctl)
+{
+	r->obuf = v;
 	r->obf = true;
-	r->q_head = (r->q_head + 1) % I8042_QUEUE_SIZE;
-	r->q_count--;
+	r->obf_aux = aux;
+	r->obf_ctl = ctl;
 }
 
-static void i8042_queue(struct i8042_regs *r, uint8_t v, bool aux)
+/* Move the next byte into the output buffer if it is free. */
+static void i8042_refill(struct i8042 *k)
 {
-	unsigned slot;
+	struct i8042_regs *r = &k->r;
+	uint8_t v;
 
-	if (r->q_count == I8042_QUEUE_SIZE)
-		return; /* the guest is not reading: lose the reply, as a keyboard would */
-	slot = (r->q_head + r->q_count) % I8042_QUEUE_SIZE;
-	r->q[slot] = v;
-	r->q_aux[slot] = aux;
-	r->q_count++;
-	i8042_refill(r);
+	if (r->obf)
+		return;
+	if (r->held) {
+		i8042_present(r, r->held_byte, r->held_aux, false);
+		r->held = r->held_aux = false;
+		r->held_byte = 0;
+	} else if (!(r->ctr & CTR_KBDDIS) && i8042_pull_kbd(k, &v)) {
+		i8042_present(r, v, false, false);
+	} else if (!(r->ctr & CTR_AUXDIS) && ps2_mouse_pending(&k->mouse)) {
+		i8042_present(r, ps2_mouse_read(&k->mouse), true, false);
+	}
 }
 
-/* A controller command's reply replaces whatever the guest did not read. */
-static void i8042_reply(struct i8042_regs *r, uint8_t v)
+/* A byte from the controller itself: a command's reply, or D2/D3. */
+static void i8042_reply(struct i8042 *k, uint8_t v, bool aux)
 {
-	r->obf = false;
-	r->q_count = 0;
-	i8042_queue(r, v, false);
+	struct i8042_regs *r = &k->r;
+
+	if (r->obf && !r->obf_ctl) {
+		r->held = true;
+		r->held_byte = r->obuf;
+		r->held_aux = r->obf_aux;
+	}
+	i8042_present(r, v, aux, true);
 }
 
 static void i8042_reset_cpu(struct i8042 *k)
@@ -173,7 +211,7 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 
 	switch (cmd) {
 	case CMD_READ_CTR:
-		i8042_reply(r, r->ctr);
+		i8042_reply(k, r->ctr, false);
 		break;
 	case CMD_WRITE_CTR:
 	case CMD_WRITE_OUTP:
@@ -190,11 +228,11 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 		break;
 	case CMD_AUX_TEST:
 	case CMD_KBD_TEST:
-		i8042_reply(r, 0x00); /* interface OK */
+		i8042_reply(k, 0x00, false); /* interface OK */
 		break;
 	case CMD_SELF_TEST:
 		r->ctr |= CTR_SYS;
-		i8042_reply(r, 0x55);
+		i8042_reply(k, 0x55, false);
 		break;
 	case CMD_KBD_DIS:
 		r->ctr |= CTR_KBDDIS;
@@ -203,10 +241,10 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 		r->ctr &= ~CTR_KBDDIS;
 		break;
 	case CMD_READ_INP:
-		i8042_reply(r, 0x80); /* keylock open */
+		i8042_reply(k, 0x80, false); /* keylock open */
 		break;
 	case CMD_READ_OUTP:
-		i8042_reply(r, i8042_read_outp(r));
+		i8042_reply(k, i8042_read_outp(r), false);
 		break;
 	default:
 		if (cmd >= CMD_PULSE_BASE) {
@@ -218,50 +256,6 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 		if (!k->warned_cmd)
 			kdebug("i8042: ignoring controller command 0x%02x", cmd);
 		k->warned_cmd = true;
-	}
-}
-
-/* The keyboard's side: every command is ACKed; a few add more bytes. */
-static void i8042_kbd_command(struct i8042_regs *r, uint8_t v)
-{
-	uint8_t pending = r->kbd_pending;
-
-	r->kbd_pending = 0;
-	if (pending) {
-		i8042_queue(r, KBD_REPLY_ACK, false);
-		if (pending == KBD_CMD_SCANSET) {
-			if (v == 0)
-				i8042_queue(r, r->scanset, false);
-			else if (v <= 3)
-				r->scanset = v;
-		}
-		return;
-	}
-	switch (v) {
-	case KBD_CMD_SET_LEDS:
-	case KBD_CMD_TYPEMATIC:
-	case KBD_CMD_SCANSET:
-		r->kbd_pending = v;
-		i8042_queue(r, KBD_REPLY_ACK, false);
-		break;
-	case KBD_CMD_ECHO:
-		i8042_queue(r, KBD_CMD_ECHO, false);
-		break;
-	case KBD_CMD_GET_ID:
-		i8042_queue(r, KBD_REPLY_ACK, false);
-		i8042_queue(r, 0xab, false);
-		i8042_queue(r, 0x83, false);
-		break;
-	case KBD_CMD_RESET:
-		r->scanset = 2;
-		i8042_queue(r, KBD_REPLY_ACK, false);
-		i8042_queue(r, KBD_REPLY_POR, false);
-		break;
-	default:
-		if (v >= 0xf4 && v <= 0xfe) /* enable, disable, defaults, modes, resend */
-			i8042_queue(r, KBD_REPLY_ACK, false);
-		else
-			i8042_queue(r, KBD_REPLY_RESEND, false);
 	}
 }
 
@@ -279,31 +273,31 @@ static void i8042_write_data(struct i8042 *k, uint8_t v)
 		i8042_write_outp(k, v);
 		break;
 	case CMD_WRITE_KBD_OBUF:
-		i8042_reply(r, v);
+		i8042_reply(k, v, false);
 		break;
 	case CMD_WRITE_AUX_OBUF:
-		r->obf = false;
-		r->q_count = 0;
-		i8042_queue(r, v, true);
+		i8042_reply(k, v, true);
 		break;
 	case CMD_WRITE_AUX:
-		/* No mouse: answer "resend" so psmouse gives up at once. */
-		r->obf = false;
-		r->q_count = 0;
-		i8042_queue(r, KBD_REPLY_RESEND, true);
+		/* Sending to a device enables its clock line again (as QEMU's
+		 * 8042 does; Linux does not depend on it). */
+		r->ctr &= ~CTR_AUXDIS;
+		ps2_mouse_write(&k->mouse, v);
 		break;
 	default:
-		i8042_kbd_command(r, v);
+		r->ctr &= ~CTR_KBDDIS;
+		ps2_kbd_write(&k->kbd, v);
 	}
 }
 
-static uint8_t i8042_read_data(struct i8042_regs *r)
+static uint8_t i8042_read_data(struct i8042 *k)
 {
-	uint8_t v = r->obuf;
+	uint8_t v = k->r.obuf;
 
 	/* An empty buffer still reads as the last byte, as the real latch does. */
-	r->obf = false;
-	i8042_refill(r);
+	k->r.obf = false;
+	k->r.obf_aux = false;
+	k->r.obf_ctl = false;
 	return v;
 }
 
@@ -318,6 +312,21 @@ static uint8_t i8042_read_status(const struct i8042_regs *r)
 	return v;
 }
 
+/* IRQ 1 and 12 are edge-triggered on the ISA bus: drop a raised line after
+ * each data read so that a following byte makes a new edge (Linux's i8042
+ * takes one byte per interrupt). */
+static void i8042_lower_lines(struct i8042 *k)
+{
+	if (k->level_kbd == 1) {
+		k->level_kbd = 0;
+		irq_set(&k->irq_kbd, 0);
+	}
+	if (k->level_aux == 1) {
+		k->level_aux = 0;
+		irq_set(&k->irq_aux, 0);
+	}
+}
+
 static uint64_t i8042_read(struct device *dev, int region, uint64_t off, unsigned size)
 {
 	struct i8042 *k = to_i8042(dev);
@@ -326,17 +335,12 @@ static uint64_t i8042_read(struct device *dev, int region, uint64_t off, unsigne
 	if (off != 0)
 		return emu_ones(size);
 	if (region == I8042_REGION_DATA) {
-		v = i8042_read_data(&k->r);
-		/* IRQ 1 is edge-triggered on the ISA bus: drop the line after each
-		 * read so a following byte makes a new edge (Linux's i8042 takes one
-		 * byte per interrupt). */
-		if (k->irq_level == 1) {
-			k->irq_level = 0;
-			irq_set(&k->irq, 0);
-		}
+		v = i8042_read_data(k);
+		i8042_lower_lines(k);
 	} else {
 		v = i8042_read_status(&k->r);
 	}
+	i8042_refill(k);
 	i8042_update_irq(k, false);
 	/* Each port is one byte wide: the rest of a wider access floats high. */
 	return v | (emu_ones(size) & ~0xffULL);
@@ -356,8 +360,59 @@ static void i8042_write(struct device *dev, int region, uint64_t off, unsigned s
 		k->r.pending_cmd = 0;
 		i8042_command(k, (uint8_t)val);
 	}
+	i8042_refill(k);
 	i8042_update_irq(k, false);
 }
+
+/* ---- host input ---- */
+
+int i8042_keys(struct device *dev, const struct i8042_key *keys, unsigned n)
+{
+	struct i8042 *k = to_i8042(dev);
+	struct ps2_key_event ev[I8042_MAX_KEYS];
+	int ret;
+
+	if (n > I8042_MAX_KEYS)
+		return -E2BIG;
+	for (unsigned i = 0; i < n; i++)
+		ev[i] = (struct ps2_key_event){ .code = keys[i].code, .down = keys[i].down };
+	pthread_mutex_lock(&dev->lock);
+	ret = ps2_kbd_keys(&k->kbd, ev, n);
+	i8042_refill(k);
+	i8042_update_irq(k, false);
+	pthread_mutex_unlock(&dev->lock);
+	return ret;
+}
+
+bool i8042_has_key(unsigned code)
+{
+	return ps2_kbd_has_key(code);
+}
+
+int i8042_mouse(struct device *dev, int dx, int dy, int dz, unsigned buttons)
+{
+	struct i8042 *k = to_i8042(dev);
+	int ret;
+
+	pthread_mutex_lock(&dev->lock);
+	ret = ps2_mouse_event(&k->mouse, dx, dy, dz, buttons);
+	i8042_refill(k);
+	i8042_update_irq(k, false);
+	pthread_mutex_unlock(&dev->lock);
+	return ret;
+}
+
+unsigned i8042_kbd_leds(struct device *dev)
+{
+	unsigned leds;
+
+	pthread_mutex_lock(&dev->lock);
+	leds = to_i8042(dev)->kbd.leds;
+	pthread_mutex_unlock(&dev->lock);
+	return leds;
+}
+
+/* ---- reset and state ---- */
 
 static void i8042_reset(struct device *dev)
 {
@@ -366,13 +421,16 @@ static void i8042_reset(struct device *dev)
 	memset(&k->r, 0, sizeof(k->r));
 	k->r.ctr = CTR_DEFAULT;
 	k->r.outp = OUTP_DEFAULT;
-	k->r.scanset = 2;
+	ps2_kbd_reset(&k->kbd);
+	ps2_mouse_reset(&k->mouse);
 	i8042_update_irq(k, true);
 }
 
+/* Three sections: the controller's registers, the keyboard, the mouse. */
 static int i8042_save(struct device *dev, struct state_buf *out)
 {
-	const struct i8042_regs *r = &to_i8042(dev)->r;
+	struct i8042 *k = to_i8042(dev);
+	const struct i8042_regs *r = &k->r;
 	size_t mark = state_section_begin(out, I8042_STATE_ID, I8042_STATE_VERSION);
 
 	state_put_u8(out, r->ctr);
@@ -381,65 +439,84 @@ static int i8042_save(struct device *dev, struct state_buf *out)
 	state_put_u8(out, r->obuf);
 	state_put_u8(out, r->obf);
 	state_put_u8(out, r->obf_aux);
+	state_put_u8(out, r->obf_ctl);
+	state_put_u8(out, r->held);
+	state_put_u8(out, r->held_aux);
+	state_put_u8(out, r->held_byte);
+	state_put_u8(out, r->xlate_f0);
 	state_put_u8(out, r->pending_cmd);
-	state_put_u8(out, r->kbd_pending);
-	state_put_u8(out, r->scanset);
-	state_put_u8(out, (uint8_t)r->q_count);
-	for (unsigned i = 0; i < I8042_QUEUE_SIZE; i++) {
-		unsigned s = (r->q_head + i) % I8042_QUEUE_SIZE;
-
-		state_put_u8(out, r->q[s]);
-		state_put_u8(out, r->q_aux[s]);
-	}
 	state_section_end(out, mark);
+	ps2_kbd_save(&k->kbd, out);
+	ps2_mouse_save(&k->mouse, out);
 	return out->error ? -ENOMEM : 0;
 }
 
-static bool i8042_pending_valid(uint8_t cmd, uint8_t kbd)
+static bool i8042_pending_valid(uint8_t cmd)
 {
-	bool cmd_ok = cmd == 0 || cmd == CMD_WRITE_CTR || cmd == CMD_WRITE_OUTP ||
-		      (cmd >= CMD_WRITE_KBD_OBUF && cmd <= CMD_WRITE_AUX);
-	bool kbd_ok = kbd == 0 || kbd == KBD_CMD_SET_LEDS || kbd == KBD_CMD_TYPEMATIC ||
-		      kbd == KBD_CMD_SCANSET;
+	return cmd == 0 || cmd == CMD_WRITE_CTR || cmd == CMD_WRITE_OUTP ||
+	       (cmd >= CMD_WRITE_KBD_OBUF && cmd <= CMD_WRITE_AUX);
+}
 
-	return cmd_ok && kbd_ok;
+/* The flags as saved: each 0 or 1; a byte in the buffer for the aux and
+ * controller flags to describe; a held byte only behind a controller reply. */
+static bool i8042_flags_valid(const uint8_t *f)
+{
+	enum { OBF, AUX, CTL, HELD, HELD_AUX, F0, NFLAGS };
+
+	for (int i = 0; i < NFLAGS; i++)
+		if (f[i] > 1)
+			return false;
+	if ((f[AUX] || f[CTL]) && !f[OBF])
+		return false;
+	if (f[HELD] && !f[CTL])
+		return false;
+	return f[HELD] || !f[HELD_AUX];
+}
+
+static int i8042_load_regs(struct i8042_regs *r, struct state_buf *in)
+{
+	uint8_t f[6];
+	size_t end;
+
+	if (state_section_open(in, I8042_STATE_ID, I8042_STATE_VERSION) != I8042_STATE_VERSION)
+		return -EINVAL;
+	end = emu_section_body_end(in);
+	r->ctr = state_get_u8(in);
+	r->outp = state_get_u8(in);
+	r->status_a2 = state_get_u8(in);
+	r->obuf = state_get_u8(in);
+	f[0] = state_get_u8(in);
+	f[1] = state_get_u8(in);
+	f[2] = state_get_u8(in);
+	f[3] = state_get_u8(in);
+	f[4] = state_get_u8(in);
+	r->held_byte = state_get_u8(in);
+	f[5] = state_get_u8(in);
+	r->pending_cmd = state_get_u8(in);
+	if (!emu_section_done(in, end) || !i8042_flags_valid(f) ||
+	    (r->status_a2 & ~STR_A2) || !i8042_pending_valid(r->pending_cmd))
+		return -EINVAL;
+	r->obf = f[0];
+	r->obf_aux = f[1];
+	r->obf_ctl = f[2];
+	r->held = f[3];
+	r->held_aux = f[4];
+	r->xlate_f0 = f[5];
+	return 0;
 }
 
 static int i8042_load(struct device *dev, struct state_buf *in)
 {
 	struct i8042 *k = to_i8042(dev);
 	struct i8042_regs r = { 0 };
-	uint8_t flags[2], aux;
-	bool ok = true;
-	size_t end;
+	struct ps2_kbd kbd;
+	struct ps2_mouse mouse;
 
-	if (state_section_open(in, I8042_STATE_ID, I8042_STATE_VERSION) < 0)
+	if (i8042_load_regs(&r, in) || ps2_kbd_load(&kbd, in) || ps2_mouse_load(&mouse, in))
 		return -EINVAL;
-	end = emu_section_body_end(in);
-	r.ctr = state_get_u8(in);
-	r.outp = state_get_u8(in);
-	r.status_a2 = state_get_u8(in);
-	r.obuf = state_get_u8(in);
-	flags[0] = state_get_u8(in);
-	flags[1] = state_get_u8(in);
-	r.pending_cmd = state_get_u8(in);
-	r.kbd_pending = state_get_u8(in);
-	r.scanset = state_get_u8(in);
-	r.q_count = state_get_u8(in);
-	for (unsigned i = 0; i < I8042_QUEUE_SIZE; i++) {
-		r.q[i] = state_get_u8(in);
-		aux = state_get_u8(in);
-		ok &= aux <= 1;
-		r.q_aux[i] = aux;
-	}
-	ok &= flags[0] <= 1 && flags[1] <= 1 && (flags[0] || !flags[1]);
-	ok &= (r.status_a2 & ~STR_A2) == 0 && r.q_count <= I8042_QUEUE_SIZE;
-	ok &= r.scanset >= 1 && r.scanset <= 3 && i8042_pending_valid(r.pending_cmd, r.kbd_pending);
-	if (!emu_section_done(in, end) || !ok)
-		return -EINVAL;
-	r.obf = flags[0];
-	r.obf_aux = flags[1];
 	k->r = r;
+	k->kbd = kbd;
+	k->mouse = mouse;
 	i8042_update_irq(k, true);
 	return 0;
 }
@@ -460,7 +537,8 @@ static const struct dev_ops i8042_ops = {
 	.destroy = i8042_destroy,
 };
 
-struct device *i8042_create(const struct irq_line *kbd_irq, const struct vm_ctl *ctl)
+struct device *i8042_create(const struct irq_line *kbd_irq, const struct irq_line *aux_irq,
+			    const struct vm_ctl *ctl)
 {
 	struct i8042 *k = calloc(1, sizeof(*k));
 
@@ -468,10 +546,12 @@ struct device *i8042_create(const struct irq_line *kbd_irq, const struct vm_ctl 
 		return NULL;
 	device_init(&k->dev, &i8042_ops);
 	if (kbd_irq)
-		k->irq = *kbd_irq;
+		k->irq_kbd = *kbd_irq;
+	if (aux_irq)
+		k->irq_aux = *aux_irq;
 	if (ctl)
 		k->ctl = *ctl;
-	k->irq_level = -1;
+	k->level_kbd = k->level_aux = -1;
 	i8042_reset(&k->dev);
 	return &k->dev;
 }

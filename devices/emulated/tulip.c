@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/pci_dma.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/state.h"
@@ -50,14 +51,6 @@
 static struct tulip *to_tulip(struct device *dev)
 {
 	return (struct tulip *)dev;
-}
-
-uint64_t tulip_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 void tulip_wake(struct tulip *t)
@@ -178,7 +171,7 @@ static uint64_t tulip_gpt_unit_ns(const struct tulip *t)
 
 static uint32_t tulip_gpt_read(const struct tulip *t)
 {
-	uint64_t now = tulip_now_ns(), unit = tulip_gpt_unit_ns(t), left = 0;
+	uint64_t now = clock_mono_ns(), unit = tulip_gpt_unit_ns(t), left = 0;
 
 	if (t->gpt_deadline > now)
 		left = (t->gpt_deadline - now + unit - 1) / unit;
@@ -276,7 +269,7 @@ static void tulip_csr11_write(struct tulip *t, uint32_t v)
 	uint32_t count = v & CSR11_VALUE;
 
 	t->gpt = v & (CSR11_VALUE | CSR11_CON);
-	t->gpt_deadline = count ? tulip_now_ns() + count * tulip_gpt_unit_ns(t) : 0;
+	t->gpt_deadline = count ? clock_mono_ns() + count * tulip_gpt_unit_ns(t) : 0;
 	tulip_wake(t);
 }
 
@@ -503,7 +496,7 @@ static void *tulip_thread(void *arg)
 	struct timespec ts, zero = { 0, 0 }, *tmo;
 
 	for (;;) {
-		uint64_t now = tulip_now_ns();
+		uint64_t now = clock_mono_ns();
 
 		pthread_mutex_lock(&t->dev.lock);
 		tx_more |= tulip_timers(t, now);
@@ -564,7 +557,7 @@ static void tulip_thread_stop(struct tulip *t)
 static void tulip_quiesce(struct device *dev)
 {
 	struct tulip *t = to_tulip(dev);
-	uint64_t now = tulip_now_ns(), unit;
+	uint64_t now = clock_mono_ns(), unit;
 
 	tulip_thread_stop(t);
 	pthread_mutex_lock(&dev->lock);
@@ -584,7 +577,7 @@ static int tulip_resume(struct device *dev)
 
 	pthread_mutex_lock(&dev->lock);
 	if (t->quiesced && t->gpt_frozen)
-		t->gpt_deadline = tulip_now_ns() + t->gpt_frozen * tulip_gpt_unit_ns(t);
+		t->gpt_deadline = clock_mono_ns() + t->gpt_frozen * tulip_gpt_unit_ns(t);
 	t->gpt_frozen = 0;
 	t->quiesced = false;
 	pthread_mutex_unlock(&dev->lock);
@@ -796,7 +789,7 @@ static void tulip_commit(struct tulip *t, const struct tulip_saved *s, const uin
 	t->gpt = s->gpt;
 	t->gpt_frozen = t->quiesced ? s->gpt_left : 0;
 	t->gpt_deadline = !t->quiesced && s->gpt_left ?
-			  tulip_now_ns() + s->gpt_left * tulip_gpt_unit_ns(t) : 0;
+			  clock_mono_ns() + s->gpt_left * tulip_gpt_unit_ns(t) : 0;
 	t->rx_cur = s->rx_cur;
 	t->tx_cur = s->tx_cur;
 	t->rs = s->rs;

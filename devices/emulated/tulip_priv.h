@@ -248,7 +248,6 @@ struct tulip {
 };
 
 /* tulip.c */
-uint64_t tulip_now_ns(void);
 void tulip_update_irq(struct tulip *t);
 void tulip_fatal(struct tulip *t, const char *why);
 void tulip_warn_once(struct tulip *t, const char *why);

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/pci_dma.h"
 #include "tulip_priv.h"
 
@@ -538,7 +539,7 @@ static void rx_deliver(struct tulip *t, const uint8_t *f, size_t total, bool fil
 	if (truncated) {
 		t->rs = RS_SUSPENDED;
 		t->status |= CSR5_RU;
-		t->rx_grace_at = tulip_now_ns() + TULIP_RX_GRACE_NS;
+		t->rx_grace_at = clock_mono_ns() + TULIP_RX_GRACE_NS;
 	}
 	tulip_update_irq(t);
 	atomic_fetch_add(&t->ctr.rx_packets, 1);
@@ -597,7 +598,7 @@ static void rx_frame(struct tulip *t, size_t total, uint64_t now)
 bool tulip_rx_serve(struct tulip *t)
 {
 	for (unsigned i = 0; i < TULIP_BUDGET; i++) {
-		uint64_t now = tulip_now_ns();
+		uint64_t now = clock_mono_ns();
 		size_t total;
 		ssize_t got;
 

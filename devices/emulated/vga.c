@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/display.h"
 #include "kestrel/state.h"
 #include "emu.h"
@@ -500,14 +501,6 @@ static const struct display_source_ops vga_display_ops = {
 	.refresh = vga_display_refresh,
 };
 
-static uint64_t vga_host_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static bool vga_opts_ok(const struct vga_opts *o)
 {
 	uint64_t s = o->vram_size;
@@ -575,7 +568,7 @@ int vga_create(const struct vga_opts *o, struct device *pci_host, int slot, stru
 	if (!v)
 		return -ENOMEM;
 	device_init(&v->dev, &vga_dev_ops);
-	v->now_ns = o->now_ns ? o->now_ns : vga_host_now_ns;
+	v->now_ns = o->now_ns ? o->now_ns : clock_mono_ns;
 	if (o->lfb) {
 		v->lfb = *o->lfb;
 		v->has_lfb_ops = true;

@@ -411,27 +411,12 @@ static bool vpci_lanes(uint64_t off, unsigned size, unsigned foff, unsigned w, u
 	return true;
 }
 
-static uint64_t vpci_common_read(struct virtio_dev *t, uint64_t off, unsigned size)
-{
-	uint64_t v = 0;
-	unsigned lo, hi;
-
-	for (size_t i = 0; i < ARRAY_SIZE(vpci_common_fields); i++) {
-		unsigned foff = vpci_common_fields[i].off, w = vpci_common_fields[i].width;
-		uint64_t fv;
-
-		if (!vpci_lanes(off, size, foff, w, &lo, &hi))
-			continue;
-		fv = vpci_common_get(t, foff);
-		for (unsigned a = lo; a < hi; a++)
-			v |= ((fv >> (8 * (a - foff))) & 0xff) << (8 * (a - off));
-	}
-	return v;
-}
-
-/* A field written in part (a 64-bit address as two 32-bit halves) keeps its
- * other bytes. */
-static void vpci_common_write(struct virtio_dev *t, uint64_t off, unsigned size, uint64_t val)
+/* Each byte lane of the access [off, off + size) that falls in a field of
+ * the common configuration: a read gathers it into *val, a write merges it
+ * from *val into the field, so a field written in part (a 64-bit address as
+ * two 32-bit halves) keeps its other bytes. */
+static void vpci_common_access(struct virtio_dev *t, uint64_t off, unsigned size, uint64_t *val,
+			       bool write)
 {
 	unsigned lo, hi;
 
@@ -443,12 +428,24 @@ static void vpci_common_write(struct virtio_dev *t, uint64_t off, unsigned size,
 			continue;
 		fv = vpci_common_get(t, foff);
 		for (unsigned a = lo; a < hi; a++) {
-			uint64_t shift = 8 * (a - foff);
+			uint64_t fshift = 8 * (a - foff), vshift = 8 * (a - off);
 
-			fv = (fv & ~(0xffULL << shift)) | (((val >> (8 * (a - off))) & 0xff) << shift);
+			if (write)
+				fv = (fv & ~(0xffULL << fshift)) | (((*val >> vshift) & 0xff) << fshift);
+			else
+				*val |= ((fv >> fshift) & 0xff) << vshift;
 		}
-		vpci_common_set(t, foff, fv);
+		if (write)
+			vpci_common_set(t, foff, fv);
 	}
+}
+
+static uint64_t vpci_common_read(struct virtio_dev *t, uint64_t off, unsigned size)
+{
+	uint64_t v = 0;
+
+	vpci_common_access(t, off, size, &v, false);
+	return v;
 }
 
 /* ---- the BAR ---- */
@@ -512,7 +509,7 @@ static void vpci_write(struct device *dev, int region, uint64_t off, unsigned si
 	switch (page) {
 	case VPCI_COMMON_OFF:
 		if (in < VPCI_COMMON_LEN)
-			vpci_common_write(t, in, size, val);
+			vpci_common_access(t, in, size, &val, true);
 		return;
 	case VPCI_DEVICE_OFF:
 		if (in < t->info.cfg_size && size <= t->info.cfg_size - in && t->ops->cfg_write)

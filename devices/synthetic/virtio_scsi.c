@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/block.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/scsi_disk.h"
@@ -159,14 +160,6 @@ static void le32_put(uint8_t *p, uint32_t v)
 static uint32_t le32_get(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t vscsi_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- targets ---- */
@@ -576,10 +569,10 @@ static void vscsi_cmd(struct vscsi_queue *q, struct virtq *vq, const struct vq_e
 
 static bool vscsi_wait_idle(struct virtio_scsi *s, uint64_t ms)
 {
-	uint64_t end = vscsi_now_ms() + ms;
+	uint64_t end = clock_mono_ms() + ms;
 
 	while (atomic_load(&s->inflight)) {
-		if (vscsi_now_ms() > end)
+		if (clock_mono_ms() > end)
 			return false;
 		usleep(200);
 	}
@@ -1137,6 +1130,48 @@ int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
 		vscsi_stats_fill(t, out);
 	pthread_mutex_unlock(&s->lock);
 	return t ? 0 : -ENOENT;
+}
+
+struct blk_dev *virtio_scsi_disk_blk(struct device *dev, unsigned target)
+{
+	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+	struct blk_dev *blk = NULL;
+
+	if (!s || target >= VIRTIO_SCSI_MAX_TARGETS)
+		return NULL;
+	pthread_mutex_lock(&s->lock);
+	if (s->targets[target])
+		blk = s->targets[target]->blk;
+	pthread_mutex_unlock(&s->lock);
+	return blk;
+}
+
+int virtio_scsi_replace_disk(struct device *dev, unsigned target, struct blk_dev *blk,
+			     struct blk_dev **old)
+{
+	struct virtio_scsi *s = virtio_device_model(dev, VIRTIO_ID_SCSI);
+	struct vscsi_target *t;
+	int ret = 0;
+
+	if (!s || target >= VIRTIO_SCSI_MAX_TARGETS)
+		return -ENODEV;
+	pthread_mutex_lock(&s->lock);
+	t = s->targets[target];
+	if (!t)
+		ret = -ENOENT;
+	else if (s->running && !s->quiesced)
+		ret = -EBUSY;
+	else if (blk->size / t->disk.block_size != t->disk.nblocks || blk->size % t->disk.block_size ||
+		 (blk->readonly || blk->opts.readonly) != t->disk.readonly)
+		ret = -EINVAL;
+	if (!ret) {
+		/* The guest's view (geometry, serial, NAA id) stays: only the
+		 * image under it changes. */
+		*old = t->blk;
+		t->blk = blk;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
 }
 
 /* ---- timed hot-plug (test hook): ms after the first DRIVER_OK ---- */

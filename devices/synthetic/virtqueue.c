@@ -498,42 +498,42 @@ bool vq_notify_on(struct virtq *vq)
 
 /* ---- scatter-gather helpers ---- */
 
-size_t vq_iov_read(const struct iovec *iov, unsigned n, size_t off, void *buf, size_t len)
+/* Copy up to len bytes between buf and the scatter list from byte off of it:
+ * into buf (to_iov false) or out of it (to_iov true). Returns the bytes
+ * copied (fewer where the list ends first). */
+static size_t vq_iov_copy(const struct iovec *iov, unsigned n, size_t off, uint8_t *buf, size_t len,
+			  bool to_iov)
 {
 	size_t done = 0;
 
 	for (unsigned i = 0; i < n && done < len; i++) {
 		size_t seg = iov[i].iov_len, chunk;
+		uint8_t *at;
 
 		if (off >= seg) {
 			off -= seg;
 			continue;
 		}
+		at = (uint8_t *)iov[i].iov_base + off;
 		chunk = MIN(seg - off, len - done);
-		memcpy((uint8_t *)buf + done, (const uint8_t *)iov[i].iov_base + off, chunk);
+		if (to_iov)
+			memcpy(at, buf + done, chunk);
+		else
+			memcpy(buf + done, at, chunk);
 		done += chunk;
 		off = 0;
 	}
 	return done;
 }
 
+size_t vq_iov_read(const struct iovec *iov, unsigned n, size_t off, void *buf, size_t len)
+{
+	return vq_iov_copy(iov, n, off, buf, len, false);
+}
+
 size_t vq_iov_write(const struct iovec *iov, unsigned n, size_t off, const void *buf, size_t len)
 {
-	size_t done = 0;
-
-	for (unsigned i = 0; i < n && done < len; i++) {
-		size_t seg = iov[i].iov_len, chunk;
-
-		if (off >= seg) {
-			off -= seg;
-			continue;
-		}
-		chunk = MIN(seg - off, len - done);
-		memcpy((uint8_t *)iov[i].iov_base + off, (const uint8_t *)buf + done, chunk);
-		done += chunk;
-		off = 0;
-	}
-	return done;
+	return vq_iov_copy(iov, n, off, (uint8_t *)buf, len, true);
 }
 
 int vq_iov_slice(const struct iovec *iov, unsigned n, size_t off, size_t len, struct iovec *out,

@@ -219,6 +219,12 @@ void blk_close(struct blk_dev *d);
 /* Raw and VHD formats register here (src/block/block_raw.c, vhd/vhd_block.c). */
 extern const struct blk_format_ops blk_raw_ops;
 extern const struct blk_format_ops blk_vhd_ops;
+/* A VHD disk's unique id (its footer's UUID, which Hyper-V and a
+ * differencing child's parent link name it by): true and *uuid for a VHD,
+ * false for any other format. */
+bool blk_vhd_uuid(const struct blk_dev *d, uint8_t uuid[16]);
+/* A differencing VHD's parent's unique id: true and *uuid, else false. */
+bool blk_vhd_parent_uuid(const struct blk_dev *d, uint8_t uuid[16]);
 /* Does the file at fd look like a VHD (footer cookie "conectix" at the end)? */
 bool vhd_probe(int fd);
 

@@ -7,6 +7,7 @@
 #define BOARD_IRQ_RTC       8
 #define BOARD_IRQ_SCI       9
 #define BOARD_IRQ_KBD       1
+#define BOARD_IRQ_MOUSE     12
 #define BOARD_IOAPIC_PINS   24
 /* PCI INTx: the pins of each slot rotate over eight links, link i on GSI
  * 16 + i, the IOAPIC inputs above the ISA lines (pci_intx_swizzle). */

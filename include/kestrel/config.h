@@ -56,7 +56,13 @@ struct config_net {
 
 /* --vga / --display (src/config/config_display.c). */
 enum config_vga { CONFIG_VGA_DEFAULT, CONFIG_VGA_STD, CONFIG_VGA_NONE };
-enum config_display { CONFIG_DISPLAY_DEFAULT, CONFIG_DISPLAY_NONE };
+enum config_display { CONFIG_DISPLAY_DEFAULT, CONFIG_DISPLAY_NONE, CONFIG_DISPLAY_VNC };
+/* --display vnc=[ADDR]:PORT[,password-file=FILE] (src/config/config_vnc.c). */
+struct config_vnc {
+	uint32_t addr;            /* IPv4, network order */
+	uint16_t port;
+	char *password_file;      /* or NULL: no password (loopback only) */
+};
 #define CONFIG_VGA_MEM_MIN MiB(1)
 #define CONFIG_VGA_MEM_MAX MiB(256)
 #define CONFIG_VGA_MEM_DEFAULT MiB(16)
@@ -105,6 +111,7 @@ struct vm_config {
 	uint64_t vga_mem;         /* VRAM bytes (0 until validated: the default) */
 	char *vga_rom;            /* option ROM file, "none", or NULL (the default file if there) */
 	enum config_display display;
+	struct config_vnc vnc;    /* CONFIG_DISPLAY_VNC */
 	/* Without --kernel the VM boots firmware: the image's path (config_validate
 	 * turns "bios" and an unset --firmware into CONFIG_FIRMWARE_BIOS), where
 	 * its debug log goes ("stderr", a path, or NULL: nowhere), the boot order. */
@@ -114,6 +121,8 @@ struct vm_config {
 	enum sandbox_seccomp seccomp; /* --seccomp on|log|off (default on) */
 	char *user;               /* --user: drop to this user once all is open, or NULL */
 	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
+	char *restore;            /* --restore FILE: a saved VM (docs/state.md) */
+	uint32_t given;           /* bit per option set by a flag or a JSON key */
 };
 
 /* Exit codes of the worker. 0: the guest powered off. With --debug-exit, a
@@ -132,6 +141,21 @@ void config_free(struct vm_config *c);
  * config_free it either way. With --help anywhere, only c->help is set. */
 int config_parse_run(struct vm_config *c, int argc, char **argv, char *err, size_t errlen) WARN_UNUSED;
 int config_load_json(struct vm_config *c, const char *path, char *err, size_t errlen) WARN_UNUSED;
+/* JSON text (a saved VM's configuration); label names it in messages.
+ * Relative paths stay as they are; the host-side keys (serial, control,
+ * timeout, quiet, stats) are refused. */
+int config_load_json_text(struct vm_config *c, const char *label, const char *text, size_t len,
+			  char *err, size_t errlen) WARN_UNUSED;
+/* The configuration as JSON that config_load_json_text reads back (the
+ * machine's settings: name, kernel, initrd, cmdline, mem, cpus,
+ * boot_entry, on_reboot, hugepages, scsi_controller, debug_exit, disks, net); paths
+ * absolute. malloc'd, NULL when out of memory. src/config/config_save.c. */
+char *config_to_json(const struct vm_config *c);
+/* --restore: take into saved (the configuration from the file) the
+ * host-side options given on the command line; any other option given is
+ * an error naming it. */
+int config_restore_merge(struct vm_config *saved, const struct vm_config *given, char *err,
+			 size_t errlen) WARN_UNUSED;
 /* Cross-field and environment checks (files exist and are readable, sizes). */
 int config_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_usage_run(FILE *f);
@@ -155,7 +179,13 @@ int config_errf(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4
 /* --vga SPEC / --display, their checks (the ROM file) and freeing. */
 int config_vga_set(struct vm_config *c, const char *spec, const char *basedir, char *err,
 		   size_t errlen) WARN_UNUSED;
-int config_display_set(struct vm_config *c, const char *v, char *err, size_t errlen) WARN_UNUSED;
+int config_display_set(struct vm_config *c, const char *v, const char *basedir, char *err,
+		       size_t errlen) WARN_UNUSED;
+int config_vnc_set(struct vm_config *c, const char *spec, const char *basedir, char *err,
+		   size_t errlen) WARN_UNUSED;
+int config_vnc_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
+bool config_vnc_same(const struct vm_config *a, const struct vm_config *b);
+void config_vnc_free(struct vm_config *c);
 bool config_vga_same(const struct vm_config *a, const struct vm_config *b);
 int config_vga_validate(struct vm_config *c, char *err, size_t errlen) WARN_UNUSED;
 void config_display_free(struct vm_config *c);

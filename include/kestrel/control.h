@@ -13,6 +13,7 @@
 
 struct json_object;
 struct control_server;
+struct i8042_key;
 
 #define CONTROL_LINE_MAX (64 * 1024)   /* bytes in one request, newline included */
 #define CONTROL_OUT_MAX (1024 * 1024)  /* replies + events queued for one client */
@@ -42,6 +43,9 @@ struct control_server;
 #define CTL_EV_EXITING "exiting"
 #define CTL_EV_DEVICE_ADDED "device-added"
 #define CTL_EV_DEVICE_REMOVED "device-removed"
+#define CTL_EV_SAVE_PROGRESS "save-progress"
+#define CTL_EV_SAVED "saved"
+#define CTL_EV_SAVE_FAILED "save-failed"
 
 struct control_error {
 	const char *code;        /* one of CTL_E_* */
@@ -137,6 +141,22 @@ struct control_ops {
 	/* Dirty-page logging of guest RAM; action "start", "fetch" or "stop". */
 	int (*dirty_log)(void *opaque, const char *action, struct json_object *ret,
 			 struct control_error *e);
+	/* Save the VM's state to path (docs/state.md) on a thread of its own:
+	 * progress and the outcome come as events; keep_running resumes the VM
+	 * afterwards, else the worker exits 0 once it is saved. */
+	int (*save)(void *opaque, const char *path, bool keep_running, struct json_object *ret,
+		    struct control_error *e);
+	/* Snapshot trees (docs/state.md): action "create", "apply", "delete" or
+	 * "list"; name for all but list. May defer. */
+	int (*snapshot)(void *opaque, const char *action, const char *name,
+			struct control_call *call, struct json_object *ret,
+			struct control_error *e);
+	/* Keys pressed and released on the PS/2 keyboard, in order. */
+	int (*send_key)(void *opaque, const struct i8042_key *keys, unsigned n,
+			struct control_error *e);
+	/* PS/2 mouse motion (dy down, wheel towards the user) and buttons. */
+	int (*mouse_move)(void *opaque, int dx, int dy, int wheel, unsigned buttons,
+			  struct control_error *e);
 	/* Write the display's picture to path as a PNG; ret gets width, height. */
 	int (*screendump)(void *opaque, const char *path, struct json_object *ret,
 			  struct control_error *e);

@@ -27,6 +27,14 @@ void control_vm_attach(struct control_vm *cv, struct machine *m);
 /* The machine stopped (its stop reason is set) and is about to be destroyed:
  * events for how it stopped; the control thread lets go of it. */
 void control_vm_detach(struct control_vm *cv, struct machine *m);
+/* After the machine stopped with VM_STOP_APPLY: the snapshot to rebuild it
+ * from (true, *a filled and owned by the caller), or false. */
+struct snapshot_apply;
+bool control_vm_take_apply(struct control_vm *cv, struct snapshot_apply *a);
+/* Before a reboot rebuilds the machine from cfg: the disk files the VM
+ * runs on now (a snapshot moved it onto new differencing children). */
+struct vm_config;
+void control_vm_disk_paths(struct control_vm *cv, struct vm_config *cfg);
 /* The worker exits with exit_code: a last event, STOPPING=1, close the
  * clients, remove the socket. NULL is fine. */
 void control_vm_destroy(struct control_vm *cv, int exit_code);

@@ -120,7 +120,11 @@ static inline void irq_set(const struct irq_line *l, int level)
 
 /* How a device asks the worker to stop the VM (power off, reset, debug exit).
  * Safe to call from any thread with the device lock held. */
-enum vm_stop_reason { VM_STOP_POWEROFF, VM_STOP_RESET, VM_STOP_DEBUG_EXIT, VM_STOP_ERROR, VM_STOP_SIGNAL, VM_STOP_TIMEOUT };
+/* SAVED: the VM's state went to a file (kestrel ctl NAME save) and the
+ * worker ends, as Hyper-V's "Save" turns the VM off until it is restored.
+ * APPLY: a snapshot is being applied: the machine is rebuilt from it. */
+enum vm_stop_reason { VM_STOP_POWEROFF, VM_STOP_RESET, VM_STOP_DEBUG_EXIT, VM_STOP_ERROR, VM_STOP_SIGNAL, VM_STOP_TIMEOUT,
+		      VM_STOP_SAVED, VM_STOP_APPLY };
 struct vm_ctl {
 	void (*request_stop)(void *opaque, enum vm_stop_reason why, int code);
 	void *opaque;

@@ -43,9 +43,29 @@ struct rtc_cmos_board {
 /* 0, or -EINVAL (nothing changed) for a CPU count or boot device out of range. */
 int rtc_set_cmos_board(struct device *dev, const struct rtc_cmos_board *b) WARN_UNUSED;
 
-/* i8042 keyboard controller: status/command, A20, and the reset line
+/* i8042 keyboard controller with a PS/2 keyboard (kbd_irq, ISA IRQ 1) and a
+ * PS/2 mouse on its aux port (aux_irq, IRQ 12); A20 and the reset line
  * (command 0xFE -> vm_ctl reset). */
-struct device *i8042_create(const struct irq_line *kbd_irq, const struct vm_ctl *ctl);
+struct device *i8042_create(const struct irq_line *kbd_irq, const struct irq_line *aux_irq,
+			    const struct vm_ctl *ctl);
+/* Host input, from any thread. A key is a Linux input key code (KEY_* of
+ * linux/input-event-codes.h) pressed or released. i8042_keys queues the
+ * scancodes of all n events or of none: 0, -EINVAL (a code the keyboard
+ * has no key for), -ENOSPC (its buffer is full: the guest is not reading),
+ * -EAGAIN (the guest disabled the keyboard), -E2BIG (n > I8042_MAX_KEYS). */
+#define I8042_MAX_KEYS 128
+struct i8042_key {
+	uint16_t code;
+	bool down;
+};
+int i8042_keys(struct device *dev, const struct i8042_key *keys, unsigned n) WARN_UNUSED;
+bool i8042_has_key(unsigned code);
+/* Relative motion: dx right, dy down, dz wheel notches towards the user;
+ * buttons bit 0 left, 1 right, 2 middle. 0, or -EAGAIN while the guest has
+ * the mouse's reporting off (the motion is dropped). */
+int i8042_mouse(struct device *dev, int dx, int dy, int dz, unsigned buttons) WARN_UNUSED;
+/* The keyboard LEDs as the guest last set them: bit 0 Scroll, 1 Num, 2 Caps Lock. */
+unsigned i8042_kbd_leds(struct device *dev);
 
 /* ACPI PM1a event/control and PM timer at BOARD_PORT_ACPI_PM; SLP_EN with
  * SLP_TYP S5 -> poweroff. Also the 0xCF9 reset control register (separate region).

@@ -145,6 +145,7 @@ struct guest_mem {
 	uint64_t ram_low;          /* RAM below the PCI hole: it ends here */
 	uint64_t ram_high;         /* RAM from GM_HIGHMEM_BASE */
 	bool hugepages;
+	bool file_backed;          /* gm_map_file: a private mapping of a saved VM's file */
 	uint64_t *ram_dirty;       /* a bit per page of the backing (mapped lazily) */
 	uint64_t ram_dirty_bytes;
 	bool ram_logging;          /* atomic: RAM is dirty-logged */
@@ -166,6 +167,12 @@ struct guest_mem {
  * top of this file). hugepages: back with MAP_HUGETLB. 0 or -errno. */
 int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages) WARN_UNUSED;
 void gm_destroy(struct guest_mem *gm);
+/* Back all RAM with a private mapping of fd at offset (page-aligned; the file
+ * must hold map_size bytes from there): each page is read from the file the
+ * first time the guest or the VMM touches it, and writes stay private. This
+ * is how a saved VM is restored lazily (migrate/ram.c, Firecracker's way).
+ * Call before the vCPUs run: what RAM held is dropped. 0 or -errno. */
+int gm_map_file(struct guest_mem *gm, int fd, uint64_t offset) WARN_UNUSED;
 /* on: the next gm_destroy keeps the mapping, zeroing the pages the guest
  * touched, for the next gm_init of the same size (a guest reboot in place). */
 void gm_retain_next(bool on);

@@ -28,7 +28,7 @@ struct machine {
 	 * host's INTx output) and its registration (after the host, so that
 	 * it is destroyed first); NULL after. */
 	struct device *piix3;
-	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_sci;
+	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_mouse, irq_sci;
 	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
 	int serial_out_fd;       /* -1: discard */
 	bool own_serial_out;
@@ -39,6 +39,11 @@ struct machine {
 
 /* Everything up to (not including) starting the vCPUs; one error line in err. */
 int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen) WARN_UNUSED;
+/* The same machine without booting it: no kernel loaded, no firmware tables
+ * written, vCPUs at their reset state: for a saved state to be loaded into
+ * (migrate/restore.c), which brings RAM, registers and device state. */
+int machine_create_restored(struct machine *m, const struct vm_config *cfg, char *err,
+			    size_t errlen) WARN_UNUSED;
 void machine_destroy(struct machine *m);
 
 /* The device registered under id ("scsi0", "net1", ...), or NULL. */
@@ -52,6 +57,11 @@ void machine_reset(struct machine *m);
  * guest queued and the devices took is complete, so device state and RAM
  * can be saved consistently. 0, or vm_pause's error (nothing quiesced). */
 int machine_quiesce(struct machine *m, uint64_t timeout_ms) WARN_UNUSED;
+/* Only the devices (a save of a VM the user had paused leaves it paused). */
+int machine_resume_devices(struct machine *m) WARN_UNUSED;
+/* Make every disk's acknowledged writes durable (blk flush), for a save.
+ * Call quiesced. 0 or the first error. */
+int machine_flush_disks(struct machine *m) WARN_UNUSED;
 /* Resume the devices in order, then the vCPUs. The first device error is
  * returned; everything is resumed regardless. */
 int machine_resume(struct machine *m) WARN_UNUSED;

@@ -25,6 +25,8 @@ enum sandbox_kind {
 	SANDBOX_IO,        /* virtqueue threads and block engine threads */
 	SANDBOX_CONTROL,   /* the control socket, and timed hot-plug (test hook) */
 	SANDBOX_CONSOLE,   /* host signals and stdin to the UART */
+	SANDBOX_SAVE,      /* kestrel ctl NAME save: the VM's state into a file */
+	SANDBOX_DISPLAY,   /* the VNC server: its clients' sockets, the display */
 	SANDBOX_SPAWNER,   /* starts every thread once the sandbox is sealed */
 	SANDBOX_KIND_NR
 };

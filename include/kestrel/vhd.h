@@ -269,6 +269,16 @@ struct vhd_create_opts {
 int vhd_create(const char *path, const struct vhd_create_opts *o, char *err,
 	       size_t errlen) WARN_UNUSED;
 
+/* ---- vhd_convert.c: merging for snapshots ---------------------------------- */
+/* Merge the differencing disk child_path into its parent, which then takes
+ * the child's place: the child's unique id and timestamp, and by a rename
+ * its name, so whatever named the child (its own differencing children, a
+ * snapshot tree) finds the merged image. The parent must have no other
+ * child (they would read the merged data). nolock: the caller holds the
+ * files (a worker that closed its disks). A crash before the rename leaves
+ * the merged parent complete under its old name. */
+int vhd_merge_up(const char *child_path, bool nolock, char *err, size_t errlen) WARN_UNUSED;
+
 /* ---- vhd_tool.c ---------------------------------------------------------- */
 int vhd_tool_main(int argc, char **argv);
 

@@ -79,4 +79,17 @@ struct virtio_scsi_disk_stats {
 int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
 			       struct virtio_scsi_disk_stats *out) WARN_UNUSED;
 
+/* The disk at target, or NULL. Only while the controller is quiesced (or on
+ * the thread that alone hot-plugs): a hot-remove would free it. For saving
+ * a VM (what the disks are, flushing them). */
+struct blk_dev *virtio_scsi_disk_blk(struct device *dev, unsigned target);
+/* Put another image under target, quiesced: the same size, block size and
+ * read-only flag, and the guest sees the same disk (geometry, serial, NAA
+ * id). *old gets the image it had (the caller closes it; while it is open
+ * and out of the controller, nothing else uses it). For snapshots: the
+ * running disk becomes a differencing child of itself. -ENOENT (no disk),
+ * -EBUSY (not quiesced), -EINVAL (another geometry). */
+int virtio_scsi_replace_disk(struct device *dev, unsigned target, struct blk_dev *blk,
+			     struct blk_dev **old) WARN_UNUSED;
+
 #endif

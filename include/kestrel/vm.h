@@ -24,6 +24,7 @@ struct vcpu {
 	unsigned id;
 	int fd;
 	struct kvm_run *run;
+	struct kvm_cpuid2 *cpuid;   /* the table set on it: what the guest sees */
 	pthread_t thread;
 	bool started;
 	uint64_t exits[STAT_EXIT_NR];

@@ -17,6 +17,7 @@
 # BENCH_VERBOSE=1 shows the rig's console (progress) on stderr.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/bench/lib.sh"
 ms=3000 cache= reps=3
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -27,11 +28,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-command -v fio >/dev/null || { echo "disk.sh: fio missing (apt-get install fio)" >&2; exit 2; }
-if [ -z "${KESTREL_BIN:-}" ]; then
-	cmake --build "$root/build" --target kestrel guest_vscsi >/dev/null
-	export KESTREL_BIN="$root/build/kestrel"
-fi
+bench_need disk.sh fio fio
+bench_kestrel guest_vscsi
 out=$(mktemp)
 stage=$(mktemp -d)
 trap 'rm -rf "$out" "$stage"' EXIT
@@ -50,10 +48,7 @@ else
 	cache=${cache:-writeback}
 	echo "disk.sh: no /dev/kvm here: kestrel, QEMU and fio all run inside the nested rig (tmpfs image, cache=$cache)" >&2
 	# fio and its libraries under /opt/fio, run through their own loader.
-	mkdir -p "$stage/fio/lib"
-	cp -L "$(command -v fio)" "$stage/fio/fio"
-	ldd "$(command -v fio)" | awk '$3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' |
-		while read -r lib; do cp -L "$lib" "$stage/fio/lib/"; done
+	bench_stage_fio "$stage/fio"
 	"$root/scripts/rig.sh" ${BENCH_VERBOSE:+--verbose} --with-qemu --timeout 3000 --add "$root/scripts/bench/disk-inner.sh:/work/disk-inner.sh" \
 		--add "$stage/fio:/opt/fio" -- \
 		"FIO='/opt/fio/lib/ld-linux-x86-64.so.2 --library-path /opt/fio/lib /opt/fio/fio' sh /work/disk-inner.sh $ms $cache /work $reps" >>"$out"

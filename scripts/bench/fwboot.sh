@@ -18,6 +18,7 @@
 # BENCH_VERBOSE=1 shows the rig's console.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/bench/lib.sh"
 runs=5 lruns=3 host=0 buses="scsi ide"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -31,10 +32,7 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$root/build/runstat" ] && [ -s "$root/build/tests/guest/bootsect.bin" ] ||
 	cmake --build "$root/build" --target runstat guest_bootsect >/dev/null
-if [ -z "${KESTREL_BIN:-}" ]; then
-	cmake --build "$root/build" --target kestrel >/dev/null
-	export KESTREL_BIN="$root/build/kestrel"
-fi
+bench_kestrel
 out=$(mktemp)
 stage=$(mktemp -d)
 trap 'rm -rf "$out" "$stage"' EXIT

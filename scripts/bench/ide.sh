@@ -18,6 +18,7 @@
 # binary instead of building one); BENCH_VERBOSE=1 shows the rig's console.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/bench/lib.sh"
 secs=3 reps=3
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -27,12 +28,9 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-command -v fio >/dev/null || { echo "ide.sh: fio missing (apt-get install fio)" >&2; exit 2; }
-command -v cpio >/dev/null || { echo "ide.sh: cpio missing (apt-get install cpio)" >&2; exit 2; }
-if [ -z "${KESTREL_BIN:-}" ]; then
-	cmake --build "$root/build" --target kestrel >/dev/null
-	export KESTREL_BIN="$root/build/kestrel"
-fi
+bench_need ide.sh fio fio
+bench_need ide.sh cpio cpio
+bench_kestrel
 kit=${KESTREL_KIT:-$root/.kit}
 [ -s "$kit/initrd.cpio.gz" ] && [ -s "$kit/modules.cpio.gz" ] ||
 	{ echo "ide.sh: no guest kit in $kit (scripts/guest-kit.sh)" >&2; exit 2; }
@@ -42,10 +40,8 @@ trap 'rm -rf "$out" "$stage"' EXIT
 
 # The guest's initrd: the kit's, its modules, the repository's tests/kit as
 # /tests, and fio with its libraries as /opt/fio.
-mkdir -p "$stage/root/opt/fio/lib" "$stage/root/tests"
-cp -L "$(command -v fio)" "$stage/root/opt/fio/fio"
-ldd "$(command -v fio)" | awk '$3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' |
-	while read -r lib; do cp -L "$lib" "$stage/root/opt/fio/lib/"; done
+mkdir -p "$stage/root/tests"
+bench_stage_fio "$stage/root/opt/fio"
 cp "$root"/tests/kit/*.sh "$stage/root/tests/" && chmod 0755 "$stage"/root/tests/*.sh
 cat "$kit/initrd.cpio.gz" "$kit/modules.cpio.gz" >"$stage/initrd-bench.gz"
 (cd "$stage/root" && find opt tests | cpio -o -H newc 2>/dev/null | gzip) >>"$stage/initrd-bench.gz"

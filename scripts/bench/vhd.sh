@@ -21,6 +21,7 @@
 # same directory), TMPDIR (where images go; it needs ~4 GiB).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/bench/lib.sh"
 guest=0 ops=5000 size_mb=512 reps=3
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -32,11 +33,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-command -v qemu-img >/dev/null || { echo "vhd.sh: qemu-img missing (apt-get install qemu-utils)" >&2; exit 2; }
-if [ -z "${KESTREL_BIN:-}" ]; then
-	cmake --build "$root/build" --target kestrel vhd-testio >/dev/null
-	export KESTREL_BIN="$root/build/kestrel"
-fi
+bench_need vhd.sh qemu-img qemu-utils
+bench_kestrel vhd-testio
 K=$KESTREL_BIN
 T=$(dirname "$K")/vhd-testio
 w=$(mktemp -d "${TMPDIR:-/var/tmp}/kestrel-vhd-bench.XXXXXX")

@@ -318,8 +318,11 @@ static void acpi_dsdt_com1(struct aml *a)
 	aml_end(a);
 }
 
-/* The keyboard alone: Linux's i8042 then finds no AUX PNP device and skips
- * probing a mouse port our i8042 does not have. */
+/* The i8042's two ports as PNP devices (as on PC firmware and QEMU's
+ * DSDT): the keyboard with the controller's ports and IRQ 1, the PS/2
+ * mouse with IRQ 12 alone. Linux's i8042 finds the controller through
+ * them, and without the mouse device it assumes the aux port is absent
+ * ("PS/2 appears to have AUX port disabled") and never probes the mouse. */
 static void acpi_dsdt_ps2k(struct aml *a)
 {
 	uint8_t res[32];
@@ -333,6 +336,22 @@ static void acpi_dsdt_ps2k(struct aml *a)
 	aml_device(a, "PS2K");
 	aml_name(a, "_HID");
 	aml_eisaid(a, "PNP0303");
+	aml_name(a, "_CRS");
+	aml_resource_template(a, &rt);
+	aml_end(a);
+}
+
+static void acpi_dsdt_ps2m(struct aml *a)
+{
+	uint8_t res[16];
+	struct aml rt;
+
+	aml_init(&rt, res, sizeof(res));
+	aml_res_irq_noflags(&rt, BOARD_IRQ_MOUSE);
+
+	aml_device(a, "PS2M");
+	aml_name(a, "_HID");
+	aml_eisaid(a, "PNP0F13");
 	aml_name(a, "_CRS");
 	aml_resource_template(a, &rt);
 	aml_end(a);
@@ -353,6 +372,7 @@ static void acpi_dsdt_body(struct aml *a, const struct acpi_board *b)
 	acpi_dsdt_pci0(a, b);
 	acpi_dsdt_com1(a);
 	acpi_dsdt_ps2k(a);
+	acpi_dsdt_ps2m(a);
 	aml_end(a);
 }
 

@@ -35,7 +35,8 @@ enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
 	OPT_SCSI_CONTROLLER, OPT_NET, OPT_VGA, OPT_DISPLAY, OPT_FIRMWARE, OPT_FIRMWARE_LOG, OPT_BOOT,
-	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_HELP, OPT_NR
+	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_RESTORE, OPT_HELP,
+	OPT_NR
 };
 
 /* JSON types a key accepts; an integer or a boolean becomes the same text a
@@ -436,7 +437,7 @@ static int opt_display(struct vm_config *c, const char *v, const struct opt_src 
 {
 	char msg[256] = "";
 
-	if (config_display_set(c, v, msg, sizeof(msg)))
+	if (config_display_set(c, v, src->basedir, msg, sizeof(msg)))
 		return opt_err(src, "%s", msg);
 	return 0;
 }
@@ -515,6 +516,13 @@ static int opt_debug_exit(struct vm_config *c, const char *v, const struct opt_s
 	return set_switch(&c->debug_exit, v, src);
 }
 
+/* --restore FILE: the VM comes back from a saved state (docs/state.md); its
+ * configuration is the saved one, flags may only change the host side. */
+static int opt_restore(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	return set_path(&c->restore, v, src);
+}
+
 static bool opt_repeatable(size_t id)
 {
 	return id == OPT_DISK || id == OPT_NET;
@@ -581,8 +589,11 @@ static const struct opt opts[OPT_NR] = {
 		"(PCI std VGA with Bochs VBE; VRAM a power of\n"
 		"two, 1M to 256M, default 16M) or none (default\n"
 		"none when booting a kernel directly)" },
-	[OPT_DISPLAY] = { "display", "display", JT_STRING, true, opt_display, "none",
-		"display output: none (screendumps only)" },
+	[OPT_DISPLAY] = { "display", "display", JT_STRING, true, opt_display, "SPEC",
+		"display output: none (screendumps only) or\n"
+		"vnc=[ADDR]:PORT[,password-file=FILE] (ADDR\n"
+		"default 127.0.0.1; off loopback a password is\n"
+		"required; implies --vga std)" },
 	[OPT_FIRMWARE] = { "firmware", "firmware", JT_STRING, true, opt_firmware, "bios|FILE",
 		"without --kernel: the firmware image, mapped\n"
 		"below 4 GiB (default bios: Debian's SeaBIOS,\n"
@@ -612,6 +623,12 @@ static const struct opt opts[OPT_NR] = {
 		"decode the debug-exit port 0xf4: the guest's\n"
 		"write of V ends the worker with (V << 1) | 1\n"
 		"(test payloads; default off)" },
+	[OPT_RESTORE] = { "restore", NULL, 0, true, opt_restore, "FILE",
+		"bring a saved VM back (kestrel ctl NAME save):\n"
+		"its configuration comes from FILE; only\n"
+		"--serial --control --name --on-reboot\n"
+		"--timeout --quiet --stats --seccomp --user\n"
+		"--landlock may be given" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -775,7 +792,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_STATS: return a->stats == b->stats;
 	case OPT_SCSI_CONTROLLER: return a->scsi_controller == b->scsi_controller;
 	case OPT_VGA: return config_vga_same(a, b);
-	case OPT_DISPLAY: return a->display == b->display;
+	case OPT_DISPLAY: return a->display == b->display && config_vnc_same(a, b);
 	case OPT_CONTROL: return str_eq(a->control, b->control);
 	case OPT_FIRMWARE: return str_eq(a->firmware, b->firmware);
 	case OPT_FIRMWARE_LOG: return str_eq(a->firmware_log, b->firmware_log);
@@ -784,6 +801,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_USER: return str_eq(a->user, b->user);
 	case OPT_LANDLOCK: return a->landlock == b->landlock;
 	case OPT_DEBUG_EXIT: return a->debug_exit == b->debug_exit;
+	case OPT_RESTORE: return str_eq(a->restore, b->restore);
 	default: return true;
 	}
 }
@@ -827,6 +845,7 @@ static int arg_apply(struct vm_config *c, const struct arg_item *it, const char 
 	ret = o->set(c, it->value, &src);
 	seen[id] = it->value;
 	was_seen[id] = true;
+	c->given |= 1u << id;
 	return ret;
 }
 
@@ -947,12 +966,14 @@ static int json_apply(struct vm_config *c, json_object *root, const char *path,
 		int ret;
 
 		if (strcmp(key, "disks") == 0) {
+			c->given |= 1u << OPT_DISK;
 			ret = config_disks_json(c, val, path, basedir, err, errlen);
 			if (ret)
 				return ret;
 			continue;
 		}
 		if (strcmp(key, "net") == 0) {
+			c->given |= 1u << OPT_NET;
 			ret = config_nets_json(c, val, path, err, errlen);
 			if (ret)
 				return ret;
@@ -968,6 +989,7 @@ static int json_apply(struct vm_config *c, json_object *root, const char *path,
 		ret = json_value_text(o, val, num, sizeof(num), &text, &src);
 		if (ret == 0)
 			ret = o->set(c, text, &src);
+		c->given |= 1u << (o - opts);
 		if (ret)
 			return ret;
 	}
@@ -1045,10 +1067,10 @@ static int json_parse_text(const char *path, const char *buf, size_t len, json_o
 }
 
 static int json_load_buf(struct vm_config *c, const char *path, const char *buf, size_t len,
-			 char *err, size_t errlen)
+			 bool relative, char *err, size_t errlen)
 {
 	json_object *root;
-	char *basedir;
+	char *basedir = NULL;
 	int ret;
 
 	if (len > CONFIG_JSON_MAX)
@@ -1056,13 +1078,37 @@ static int json_load_buf(struct vm_config *c, const char *path, const char *buf,
 	ret = json_parse_text(path, buf, len, &root, err, errlen);
 	if (ret)
 		return ret;
-	basedir = json_basedir(path);
-	if (strchr(path, '/') && !basedir)
+	if (relative)
+		basedir = json_basedir(path);
+	if (relative && strchr(path, '/') && !basedir)
 		ret = plain_err(err, errlen, "%s: out of memory", path);
 	else
 		ret = json_apply(c, root, path, basedir, err, errlen);
 	free(basedir);
 	json_object_put(root);
+	return ret;
+}
+
+/* What a saved configuration may not say: where the worker writes (the
+ * serial file, the control socket) and how this run behaves are the
+ * restoring user's choice, never the file's. */
+#define CONFIG_HOST_SIDE ((1u << OPT_SERIAL) | (1u << OPT_CONTROL) | (1u << OPT_TIMEOUT) | \
+			  (1u << OPT_QUIET) | (1u << OPT_STATS) | (1u << OPT_SECCOMP) | \
+			  (1u << OPT_USER) | (1u << OPT_LANDLOCK))
+
+int config_load_json_text(struct vm_config *c, const char *label, const char *text, size_t len,
+			  char *err, size_t errlen)
+{
+	uint32_t before = c->given;
+	int ret;
+
+	if (memchr(text, '\0', len))
+		return plain_err(err, errlen, "%s: contains a NUL byte", label);
+	ret = json_load_buf(c, label, text, len, false, err, errlen);
+	for (unsigned id = 0; !ret && id < OPT_NR; id++)
+		if ((c->given & ~before & CONFIG_HOST_SIDE) >> id & 1)
+			ret = plain_err(err, errlen, "%s: \"%s\" is not part of a saved "
+					"configuration", label, opts[id].key);
 	return ret;
 }
 
@@ -1078,7 +1124,7 @@ static int json_load(struct vm_config *c, const char *path, const char *what, ch
 				 path);
 	if (ret)
 		return plain_err(err, errlen, "%s%s: %s", what, path, strerror(-ret));
-	ret = json_load_buf(c, path, (const char *)buf, len, err, errlen);
+	ret = json_load_buf(c, path, (const char *)buf, len, true, err, errlen);
 	free(buf);
 	return ret;
 }
@@ -1198,11 +1244,12 @@ int config_output_file_check(const char *flag, const char *path, char *err, size
 /* Without --kernel the VM boots firmware (config_firmware_validate). */
 static int config_validate_files(struct vm_config *c, char *err, size_t errlen)
 {
-	int ret = config_firmware_validate(c, err, errlen);
+	/* A restored VM needs its kernel again only when the guest reboots. */
+	int ret = c->restore ? 0 : config_firmware_validate(c, err, errlen);
 
-	if (ret == 0 && c->kernel)
+	if (ret == 0 && c->kernel && !c->restore)
 		ret = input_file_check(VSRC("kernel"), c->kernel);
-	if (ret == 0 && c->initrd)
+	if (ret == 0 && c->initrd && !c->restore)
 		ret = input_file_check(VSRC("initrd"), c->initrd);
 	if (ret == 0 && c->serial == SERIAL_FILE)
 		ret = serial_file_check(VSRC("serial"), c->serial_path);
@@ -1233,6 +1280,7 @@ int config_validate(struct vm_config *c, char *err, size_t errlen)
 	ret = mem_validate(c, VSRC("mem"));
 	ret = ret ?: config_validate_files(c, err, errlen);
 	ret = ret ?: config_disks_validate(c, err, errlen);
+	ret = ret ?: config_vnc_validate(c, err, errlen);
 	ret = ret ?: config_vga_validate(c, err, errlen);
 	return ret ?: config_nets_validate(c, err, errlen);
 }
@@ -1261,11 +1309,13 @@ void config_free(struct vm_config *c)
 	free(c->firmware);
 	free(c->firmware_log);
 	free(c->user);
+	free(c->restore);
 	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
-	c->firmware = c->firmware_log = c->user = NULL;
+	c->firmware = c->firmware_log = c->user = c->restore = NULL;
 	config_disks_free(c);
 	config_nets_free(c);
 	config_display_free(c);
+	config_vnc_free(c);
 }
 
 static void usage_opt(FILE *f, const struct opt *o)
@@ -1308,4 +1358,63 @@ void config_usage_run(FILE *f)
 		"seccomp list; (V << 1) | 1 the guest wrote V to the\n"
 		"debug-exit port (with --debug-exit).\n"
 		"Environment: KESTREL_DEBUG=1 logs debug messages.\n");
+}
+
+/* What a restore may change: where the worker's own ends go, never the
+ * machine the guest knows. */
+static const enum opt_id restore_host_side[] = {
+	OPT_SERIAL, OPT_CONTROL, OPT_NAME, OPT_ON_REBOOT, OPT_TIMEOUT, OPT_QUIET, OPT_STATS,
+	OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_RESTORE,
+};
+
+static bool restore_allowed(unsigned id)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(restore_host_side); i++)
+		if (restore_host_side[i] == id)
+			return true;
+	return false;
+}
+
+static int take_string(char **dst, const char *src)
+{
+	char *s = src ? strdup(src) : NULL;
+
+	if (src && !s)
+		return -ENOMEM;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+int config_restore_merge(struct vm_config *saved, const struct vm_config *given, char *err,
+			 size_t errlen)
+{
+	int ret = 0;
+
+	for (unsigned id = 0; id < OPT_NR; id++)
+		if ((given->given >> id & 1) && !restore_allowed(id))
+			return plain_err(err, errlen, "--%s: cannot be changed with --restore (the "
+					 "configuration comes from %s; only --serial, --control, "
+					 "--name, --on-reboot, --timeout, --quiet, --stats, "
+					 "--seccomp, --user, --landlock may be given)",
+					 opts[id].flag, given->restore);
+	if (given->given & (1u << OPT_SERIAL)) {
+		saved->serial = given->serial;
+		ret = take_string(&saved->serial_path, given->serial_path);
+	}
+	if (given->given & (1u << OPT_NAME))
+		ret = ret ?: take_string(&saved->name, given->name);
+	if (given->given & (1u << OPT_ON_REBOOT))
+		saved->on_reboot = given->on_reboot;
+	ret = ret ?: take_string(&saved->control, given->control);
+	ret = ret ?: take_string(&saved->restore, given->restore);
+	ret = ret ?: take_string(&saved->user, given->user);
+	saved->seccomp = given->seccomp;
+	saved->landlock = given->landlock;
+	saved->timeout_ms = given->timeout_ms;
+	saved->quiet = given->quiet;
+	saved->stats = given->stats;
+	if (ret)
+		return plain_err(err, errlen, "out of memory");
+	return 0;
 }

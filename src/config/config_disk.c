@@ -18,7 +18,6 @@
  * spelt with '_'; booleans and integers are accepted where they make sense). */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,19 +30,6 @@
 
 #define DISK_SPEC_MAX 8192
 
-static int disk_err(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static int disk_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 static int disk_bus(const char *v, enum config_disk_bus *bus, char *err, size_t errlen)
 {
 	if (!v || strcmp(v, "scsi") == 0) {
@@ -54,7 +40,7 @@ static int disk_bus(const char *v, enum config_disk_bus *bus, char *err, size_t 
 		*bus = CONFIG_BUS_IDE;
 		return 0;
 	}
-	return disk_err(err, errlen, "bus=%s: unknown bus (use scsi or ide)", v);
+	return config_errf(err, errlen, "bus=%s: unknown bus (use scsi or ide)", v);
 }
 
 static int disk_media(const char *v, struct config_disk *d, char *err, size_t errlen)
@@ -63,11 +49,11 @@ static int disk_media(const char *v, struct config_disk *d, char *err, size_t er
 	if (!v)
 		return 0;
 	if (d->bus != CONFIG_BUS_IDE)
-		return disk_err(err, errlen, "media=%s: only with bus=ide (a SCSI target is a disk)", v);
+		return config_errf(err, errlen, "media=%s: only with bus=ide (a SCSI target is a disk)", v);
 	if (strcmp(v, "cdrom") == 0)
 		d->media = CONFIG_MEDIA_CDROM;
 	else if (strcmp(v, "disk") != 0)
-		return disk_err(err, errlen, "media=%s: expected disk or cdrom", v);
+		return config_errf(err, errlen, "media=%s: expected disk or cdrom", v);
 	return 0;
 }
 
@@ -80,10 +66,10 @@ static int disk_unit(const char *v, struct config_disk *d, char *err, size_t err
 	if (!v)
 		return 0;
 	if (d->bus != CONFIG_BUS_IDE)
-		return disk_err(err, errlen, "unit=%s: only with bus=ide (bus=scsi takes target=N)", v);
+		return config_errf(err, errlen, "unit=%s: only with bus=ide (bus=scsi takes target=N)", v);
 	n = strtol(v, &end, 10);
 	if (!*v || *end || n < 0 || n >= CONFIG_IDE_UNITS)
-		return disk_err(err, errlen, "unit=%s: not an IDE unit (0 primary master, 1 primary "
+		return config_errf(err, errlen, "unit=%s: not an IDE unit (0 primary master, 1 primary "
 				"slave, 2 secondary master, 3 secondary slave)", v);
 	d->unit = (int)n;
 	return 0;
@@ -94,14 +80,14 @@ static int disk_ide_rules(struct config_disk *d, bool target, bool after, char *
 			  size_t errlen)
 {
 	if (d->bus != CONFIG_BUS_IDE)
-		return d->blk.path ? 0 : disk_err(err, errlen, "disk options: path=FILE is required");
+		return d->blk.path ? 0 : config_errf(err, errlen, "disk options: path=FILE is required");
 	if (target)
-		return disk_err(err, errlen, "target=: only with bus=scsi (bus=ide takes unit=0-3)");
+		return config_errf(err, errlen, "target=: only with bus=scsi (bus=ide takes unit=0-3)");
 	if (after)
-		return disk_err(err, errlen, "add-after/remove-after: only with bus=scsi (IDE drives "
+		return config_errf(err, errlen, "add-after/remove-after: only with bus=scsi (IDE drives "
 				"are not hot-plugged)");
 	if (!d->blk.path && d->media != CONFIG_MEDIA_CDROM)
-		return disk_err(err, errlen, "disk options: path=FILE is required (only a "
+		return config_errf(err, errlen, "disk options: path=FILE is required (only a "
 				"media=cdrom drive may be empty)");
 	if (d->media == CONFIG_MEDIA_CDROM)
 		d->blk.readonly = true;     /* a CD is read-only, whatever was asked */
@@ -118,7 +104,7 @@ static int disk_target(const char *v, int *target, char *err, size_t errlen)
 		return 0;
 	n = strtol(v, &end, 10);
 	if (!*v || *end || n < 0 || n >= CONFIG_MAX_DISKS)
-		return disk_err(err, errlen, "target=%s: not a target number (0 to %d)", v,
+		return config_errf(err, errlen, "target=%s: not a target number (0 to %d)", v,
 				CONFIG_MAX_DISKS - 1);
 	*target = (int)n;
 	return 0;
@@ -130,7 +116,7 @@ static int disk_after(const char *key, const char *v, uint64_t *ms, char *err, s
 	if (!v)
 		return 0;
 	if (config_parse_duration(v, ms) < 0 || *ms == 0)
-		return disk_err(err, errlen, "%s=%s: not a duration (e.g. 5s, 1500ms)", key, v);
+		return config_errf(err, errlen, "%s=%s: not a duration (e.g. 5s, 1500ms)", key, v);
 	return 0;
 }
 
@@ -148,7 +134,7 @@ static int disk_path(struct config_disk *d, const char *basedir, char *err, size
 		d->path = strdup(p);
 	}
 	if (!d->path)
-		return disk_err(err, errlen, "out of memory");
+		return config_errf(err, errlen, "out of memory");
 	d->blk.path = d->path;
 	return 0;
 }
@@ -163,7 +149,7 @@ int config_disk_add(struct vm_config *c, const char *spec, const char *basedir, 
 	int ret;
 
 	if (c->ndisks >= CONFIG_MAX_DISKS)
-		return disk_err(err, errlen, "at most %d disks", CONFIG_MAX_DISKS);
+		return config_errf(err, errlen, "at most %d disks", CONFIG_MAX_DISKS);
 	ret = blk_parse_opts_nopath(spec, &d.blk, extra, err, errlen);
 	if (ret)
 		return ret;
@@ -178,7 +164,7 @@ int config_disk_add(struct vm_config *c, const char *spec, const char *basedir, 
 	ret = ret ?: disk_path(&d, basedir, err, errlen);
 	n = ret ? NULL : realloc(c->disks, (c->ndisks + 1) * sizeof(*n));
 	if (!ret && !n)
-		ret = disk_err(err, errlen, "out of memory");
+		ret = config_errf(err, errlen, "out of memory");
 	if (ret) {
 		blk_opts_free(&d.blk);
 		free(d.path);
@@ -234,16 +220,16 @@ static int json_disk_spec(json_object *obj, char *spec, char *err, size_t errlen
 		const char *text;
 
 		if (strlen(k) >= sizeof(key) || strpbrk(k, "=,"))
-			return disk_err(err, errlen, "\"%.40s\": unknown key", k);
+			return config_errf(err, errlen, "\"%.40s\": unknown key", k);
 		snprintf(key, sizeof(key), "%s", k);
 		for (char *p = key; *p; p++)
 			if (*p == '_')
 				*p = '-';
 		if (json_disk_value(v, num, sizeof(num), &text) < 0)
-			return disk_err(err, errlen, "\"%s\": expected a string, integer or boolean", k);
+			return config_errf(err, errlen, "\"%s\": expected a string, integer or boolean", k);
 		if ((n && !spec_put(spec, &n, ",", false)) || !spec_put(spec, &n, key, false) ||
 		    !spec_put(spec, &n, "=", false) || !spec_put(spec, &n, text, true))
-			return disk_err(err, errlen, "too long");
+			return config_errf(err, errlen, "too long");
 	}
 	return 0;
 }
@@ -256,10 +242,10 @@ int config_disks_json(struct vm_config *c, struct json_object *arr, const char *
 	int ret = 0;
 
 	if (!json_object_is_type(arr, json_type_array))
-		return disk_err(err, errlen, "%s: \"disks\": expected an array of disks", file);
+		return config_errf(err, errlen, "%s: \"disks\": expected an array of disks", file);
 	spec = malloc(DISK_SPEC_MAX);
 	if (!spec)
-		return disk_err(err, errlen, "%s: out of memory", file);
+		return config_errf(err, errlen, "%s: out of memory", file);
 	len = json_object_array_length(arr);
 	for (size_t i = 0; i < len && !ret; i++) {
 		json_object *d = json_object_array_get_idx(arr, i);
@@ -271,9 +257,9 @@ int config_disks_json(struct vm_config *c, struct json_object *arr, const char *
 			ret = json_disk_spec(d, spec, msg, sizeof(msg)) ?:
 			      config_disk_add(c, spec, basedir, msg, sizeof(msg));
 		else
-			ret = disk_err(msg, sizeof(msg), "expected an object or a string");
+			ret = config_errf(msg, sizeof(msg), "expected an object or a string");
 		if (ret)
-			disk_err(err, errlen, "%s: \"disks\"[%zu]: %s", file, i, msg);
+			config_errf(err, errlen, "%s: \"disks\"[%zu]: %s", file, i, msg);
 	}
 	free(spec);
 	return ret;
@@ -287,16 +273,16 @@ static int disk_file_check(const struct config_disk *d, char *err, size_t errlen
 	struct stat st;
 
 	if (stat(d->path, &st) < 0)
-		return disk_err(err, errlen, "%s: %s", d->path, strerror(errno));
+		return config_errf(err, errlen, "%s: %s", d->path, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return disk_err(err, errlen, "%s: not a regular file or block device", d->path);
+		return config_errf(err, errlen, "%s: not a regular file or block device", d->path);
 	if (access(d->path, d->blk.readonly ? R_OK : R_OK | W_OK) < 0)
-		return disk_err(err, errlen, "%s: %s%s", d->path, strerror(errno),
+		return config_errf(err, errlen, "%s: %s%s", d->path, strerror(errno),
 				d->blk.readonly ? "" : " (add readonly?)");
 	if (S_ISREG(st.st_mode) && st.st_size == 0)
-		return disk_err(err, errlen, "%s: file is empty", d->path);
+		return config_errf(err, errlen, "%s: file is empty", d->path);
 	if (S_ISREG(st.st_mode) && d->blk.format == BLK_FMT_RAW && st.st_size % 512)
-		return disk_err(err, errlen, "%s: raw image of %lld bytes is not a whole number of "
+		return config_errf(err, errlen, "%s: raw image of %lld bytes is not a whole number of "
 				"512-byte sectors", d->path, (long long)st.st_size);
 	return 0;
 }
@@ -324,7 +310,7 @@ static int disk_pick_slot(struct vm_config *c, unsigned i, char *err, size_t err
 	}
 	if (*slot >= 0) {
 		if (used[*slot])
-			return disk_err(err, errlen, "--disk %s: %s %d is taken by another disk",
+			return config_errf(err, errlen, "--disk %s: %s %d is taken by another disk",
 					disk_name(&c->disks[i]), what, *slot);
 		return 0;
 	}
@@ -334,7 +320,7 @@ static int disk_pick_slot(struct vm_config *c, unsigned i, char *err, size_t err
 			return 0;
 		}
 	}
-	return disk_err(err, errlen, "--disk %s: no free %s (bus=%s has %d)", disk_name(&c->disks[i]),
+	return config_errf(err, errlen, "--disk %s: no free %s (bus=%s has %d)", disk_name(&c->disks[i]),
 			what, ide ? "ide" : "scsi", max);
 }
 
@@ -370,10 +356,10 @@ int config_disks_validate(struct vm_config *c, char *err, size_t errlen)
 		}
 		for (unsigned j = 0; j < i; j++)
 			if (c->disks[j].path && strcmp(c->disks[j].path, d->path) == 0)
-				return disk_err(err, errlen, "--disk %s: the same file given twice",
+				return config_errf(err, errlen, "--disk %s: the same file given twice",
 						d->path);
 		if (d->add_after_ms && d->remove_after_ms && d->remove_after_ms <= d->add_after_ms)
-			return disk_err(err, errlen, "--disk %s: remove-after must come after "
+			return config_errf(err, errlen, "--disk %s: remove-after must come after "
 					"add-after", d->path);
 	}
 	return 0;

@@ -10,10 +10,10 @@
  * booting through firmware gets std by default (the firmware path is not
  * there yet).
  *
- *   --display none
+ *   --display none | vnc=[ADDR]:PORT[,password-file=FILE]
  *
- * No display output besides screendumps (the only choice so far; a VNC
- * server comes later). */
+ * No display output besides screendumps, or a VNC server
+ * (src/config/config_vnc.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,10 +101,15 @@ int config_vga_set(struct vm_config *c, const char *spec, const char *basedir, c
 	return ret;
 }
 
-int config_display_set(struct vm_config *c, const char *v, char *err, size_t errlen)
+int config_display_set(struct vm_config *c, const char *v, const char *basedir, char *err,
+		       size_t errlen)
 {
+	if (!strncmp(v, "vnc=", 4))
+		return config_vnc_set(c, v + 4, basedir, err, errlen);
 	if (strcmp(v, "none"))
-		return disp_err(err, errlen, "'%s' is not a display (use none)", v);
+		return disp_err(err, errlen, "'%s' is not a display (use none or "
+				"vnc=[ADDR]:PORT[,password-file=FILE])", v);
+	config_vnc_free(c);
 	c->display = CONFIG_DISPLAY_NONE;
 	return 0;
 }

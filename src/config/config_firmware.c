@@ -13,7 +13,6 @@
  * pair is a one-line error naming the flag. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,26 +23,13 @@
 
 #define BOOT_SPEC_MAX 256
 
-static int fw_err(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static int fw_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 /* A path as given, or relative to the JSON file's folder. */
 static int fw_path(char **field, const char *v, const char *basedir, char *err, size_t errlen)
 {
 	char *s;
 
 	if (!*v)
-		return fw_err(err, errlen, "empty path");
+		return config_errf(err, errlen, "empty path");
 	if (basedir && v[0] != '/') {
 		if (asprintf(&s, "%s/%s", basedir, v) < 0)
 			s = NULL;
@@ -51,7 +37,7 @@ static int fw_path(char **field, const char *v, const char *basedir, char *err, 
 		s = strdup(v);
 	}
 	if (!s)
-		return fw_err(err, errlen, "out of memory");
+		return config_errf(err, errlen, "out of memory");
 	free(*field);
 	*field = s;
 	return 0;
@@ -87,17 +73,17 @@ static int boot_option(struct config_boot *b, const char *key, const char *v, ch
 
 	if (!strcmp(key, "menu")) {
 		if (config_parse_bool(v, &b->menu))
-			return fw_err(err, errlen, "menu=%s: use on or off", v);
+			return config_errf(err, errlen, "menu=%s: use on or off", v);
 		return 0;
 	}
 	if (!strcmp(key, "menu-wait") || !strcmp(key, "menu_wait")) {
 		if (config_parse_duration(v, &ms) || ms > CONFIG_BOOT_MENU_WAIT_MAX)
-			return fw_err(err, errlen, "menu-wait=%s: not a duration up to %ums (e.g. "
+			return config_errf(err, errlen, "menu-wait=%s: not a duration up to %ums (e.g. "
 				      "3s, 2500ms)", v, CONFIG_BOOT_MENU_WAIT_MAX);
 		b->menu_wait_ms = (unsigned)ms;
 		return 0;
 	}
-	return fw_err(err, errlen, "%s=: unknown option (use menu=on|off, menu-wait=DURATION)",
+	return config_errf(err, errlen, "%s=: unknown option (use menu=on|off, menu-wait=DURATION)",
 		      key);
 }
 
@@ -108,11 +94,11 @@ static int boot_device(struct config_boot *b, const char *tok, char *err, size_t
 			continue;
 		for (unsigned i = 0; i < b->n; i++)
 			if (b->order[i] == d)
-				return fw_err(err, errlen, "%s: named twice", tok);
+				return config_errf(err, errlen, "%s: named twice", tok);
 		b->order[b->n++] = (enum config_boot_dev)d;
 		return 0;
 	}
-	return fw_err(err, errlen, "'%s' is not a boot device (use disk, cdrom or net, "
+	return config_errf(err, errlen, "'%s' is not a boot device (use disk, cdrom or net, "
 		      "comma-separated in the order to try them)", tok);
 }
 
@@ -142,7 +128,7 @@ int config_boot_set(struct vm_config *c, const char *v, char *err, size_t errlen
 
 	if (!*v || strlen(v) >= sizeof(spec) || strstr(v, ",,") || v[0] == ',' ||
 	    v[strlen(v) - 1] == ',')
-		return fw_err(err, errlen, "'%.64s' is not a boot order (e.g. disk, cdrom, "
+		return config_errf(err, errlen, "'%.64s' is not a boot order (e.g. disk, cdrom, "
 			      "cdrom,disk, disk,menu=on)", v);
 	memcpy(spec, v, strlen(v) + 1);
 	ret = boot_parse(&b, spec, err, errlen);
@@ -162,17 +148,17 @@ int config_firmware_file_check(const char *path, char *err, size_t errlen)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		ret = -errno;
-		fw_err(err, errlen, "%s", strerror(errno));
+		config_errf(err, errlen, "%s", strerror(errno));
 		return ret;
 	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
-		fw_err(err, errlen, "%s", strerror(errno));
+		config_errf(err, errlen, "%s", strerror(errno));
 	} else if (!S_ISREG(st.st_mode)) {
-		ret = fw_err(err, errlen, "not a regular file");
+		ret = config_errf(err, errlen, "not a regular file");
 	} else if (st.st_size < (off_t)CONFIG_FIRMWARE_MIN || st.st_size > (off_t)CONFIG_FIRMWARE_MAX ||
 		   st.st_size % (off_t)CONFIG_FIRMWARE_MIN) {
-		ret = fw_err(err, errlen, "%lld bytes is not a firmware image size (a multiple of "
+		ret = config_errf(err, errlen, "%lld bytes is not a firmware image size (a multiple of "
 			     "64 KiB, 64 KiB to 16 MiB)", (long long)st.st_size);
 	}
 	close(fd);
@@ -181,13 +167,13 @@ int config_firmware_file_check(const char *path, char *err, size_t errlen)
 
 static int fw_needs_kernel(const char *flag, char *err, size_t errlen)
 {
-	return fw_err(err, errlen, "--%s: needs --kernel (without one the VM boots firmware, "
+	return config_errf(err, errlen, "--%s: needs --kernel (without one the VM boots firmware, "
 		      "which starts the OS from a disk)", flag);
 }
 
 static int fw_not_with_kernel(const char *flag, char *err, size_t errlen)
 {
-	return fw_err(err, errlen, "--%s: does not go with --kernel (a direct kernel boot runs "
+	return config_errf(err, errlen, "--%s: does not go with --kernel (a direct kernel boot runs "
 		      "no firmware; drop one of them)", flag);
 }
 
@@ -215,7 +201,7 @@ int config_firmware_validate(struct vm_config *c, char *err, size_t errlen)
 		return -ENOMEM;
 	ret = config_firmware_file_check(c->firmware, why, sizeof(why));
 	if (ret)
-		return fw_err(err, errlen, "--firmware: %s: %s%s", c->firmware, why,
+		return config_errf(err, errlen, "--firmware: %s: %s%s", c->firmware, why,
 			      strcmp(c->firmware, CONFIG_FIRMWARE_BIOS) ? "" :
 			      " (the default firmware, from Debian's seabios package; or boot a "
 			      "kernel with --kernel FILE)");

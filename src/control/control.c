@@ -31,6 +31,7 @@
 
 #include <json-c/json.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/control.h"
 #include "kestrel/sandbox.h"
 
@@ -451,10 +452,7 @@ static void clients_reap(struct control_server *s)
 
 static uint64_t wall_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+	return clock_ns(CLOCK_REALTIME) / 1000;
 }
 
 static void server_wake(struct control_server *s)
@@ -614,8 +612,8 @@ static void server_dispatch(struct control_server *s, struct epoll_event *ev)
 /* Write out what is queued, for at most flush_ms, then close everything. */
 static void server_drain(struct control_server *s)
 {
-	struct timespec t0, t;
 	struct epoll_event evs[16];
+	uint64_t t0;
 
 	/* From here on only the clients' writability matters. */
 	if (s->listen_fd >= 0)
@@ -624,18 +622,17 @@ static void server_drain(struct control_server *s)
 	events_deliver(s);
 	for (struct ctl_client *c = s->clients; c; c = c->next)
 		c->eof = true;    /* no more requests: close once written out */
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = clock_mono_ms();
 	for (;;) {
 		bool pending = false;
-		long spent;
+		uint64_t spent;
 
 		for (struct ctl_client *c = s->clients; c; c = c->next) {
 			client_flush(s, c);
 			pending |= !c->dead && c->out_len > c->out_off;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-		if (!pending || spent >= (long)s->flush_ms)
+		spent = clock_mono_ms() - t0;
+		if (!pending || spent >= s->flush_ms)
 			break;
 		if (epoll_wait(s->ep_fd, evs, 16, (int)(s->flush_ms - spent)) < 0 && errno != EINTR)
 			break;

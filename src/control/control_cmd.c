@@ -15,6 +15,8 @@
 #include "kestrel/block.h"
 #include "kestrel/config.h"
 #include "kestrel/control.h"
+#include "kestrel/devices.h"
+#include "kestrel/keymap.h"
 
 /* Nesting deeper than this is refused by the tokenizer: no request needs more
  * than three levels, and deep nesting costs stack. */
@@ -25,7 +27,8 @@
 
 const char *const control_event_names[] = {
 	CTL_EV_STATE, CTL_EV_POWERDOWN, CTL_EV_RESET, CTL_EV_STOPPED, CTL_EV_EXITING,
-	CTL_EV_DEVICE_ADDED, CTL_EV_DEVICE_REMOVED, NULL,
+	CTL_EV_DEVICE_ADDED, CTL_EV_DEVICE_REMOVED, CTL_EV_SAVE_PROGRESS, CTL_EV_SAVED,
+	CTL_EV_SAVE_FAILED, NULL,
 };
 
 const char *const control_error_codes[] = {
@@ -159,6 +162,43 @@ static int cmd_dirty_log(const struct control_ops *ops, void *o, const struct co
 	return ops->dirty_log(o, a->str[0], ret, e);
 }
 
+static int cmd_save(const struct control_ops *ops, void *o, const struct control_args *a,
+		    struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	return ops->save(o, a->str[0], a->set[1] && a->flag[1], ret, e);
+}
+
+static int cmd_snapshot(const struct control_ops *ops, void *o, const struct control_args *a,
+			struct control_call *call, json_object *ret, struct control_error *e)
+{
+	if (strcmp(a->str[0], "list") && !a->set[1])
+		return control_fail(e, CTL_E_ARGUMENT, "snapshot %s needs the argument 'name'",
+				    a->str[0]);
+	return ops->snapshot(o, a->str[0], a->set[1] ? a->str[1] : NULL, call, ret, e);
+}
+
+static int cmd_send_key(const struct control_ops *ops, void *o, const struct control_args *a,
+			struct control_call *call, json_object *ret, struct control_error *e)
+{
+	struct i8042_key keys[I8042_MAX_KEYS];
+	char err[200];
+	unsigned n;
+
+	if (keymap_parse_keys(a->str[0], keys, I8042_MAX_KEYS, &n, err, sizeof(err)))
+		return control_fail(e, CTL_E_ARGUMENT, "'keys': %s", err);
+	json_object_object_add(ret, "events", json_object_new_int((int)n));
+	return ops->send_key(o, keys, n, e);
+}
+
+static int cmd_mouse_move(const struct control_ops *ops, void *o, const struct control_args *a,
+			  struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)ret;
+	return ops->mouse_move(o, (int)a->num[0], (int)a->num[1], a->set[3] ? (int)a->num[3] : 0,
+			       a->set[2] ? (unsigned)a->num[2] : 0, e);
+}
+
 static int cmd_screendump(const struct control_ops *ops, void *o, const struct control_args *a,
 			  struct control_call *call, json_object *ret, struct control_error *e)
 {
@@ -188,6 +228,7 @@ static int cmd_cdrom_eject(const struct control_ops *ops, void *o, const struct 
 }
 
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
+static const char *const snapshot_choices[] = { "create", "apply", "delete", "list", NULL };
 
 #define ARG_END { 0 }
 static const struct control_arg no_args[] = { ARG_END };
@@ -219,6 +260,16 @@ static const struct control_arg net_link_args[] = {
 	{ .name = "device", .type = CTL_ARG_STRING },
 	ARG_END,
 };
+static const struct control_arg save_args[] = {
+	{ .name = "path", .type = CTL_ARG_PATH, .required = true },
+	{ .name = "keep-running", .type = CTL_ARG_BOOL },
+	ARG_END,
+};
+static const struct control_arg snapshot_args[] = {
+	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = snapshot_choices },
+	{ .name = "name", .type = CTL_ARG_STRING },
+	ARG_END,
+};
 static const struct control_arg cdrom_change_args[] = {
 	{ .name = "id", .type = CTL_ARG_STRING, .required = true },
 	{ .name = "path", .type = CTL_ARG_PATH, .required = true },
@@ -232,6 +283,20 @@ static const struct control_arg cdrom_eject_args[] = {
 };
 static const struct control_arg dirty_log_args[] = {
 	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = dirty_log_choices },
+	ARG_END,
+};
+static const struct control_arg send_key_args[] = {
+	{ .name = "keys", .type = CTL_ARG_STRING, .required = true },
+	ARG_END,
+};
+#define MOUSE_MOVE_MAX 4096
+static const struct control_arg mouse_move_args[] = {
+	{ .name = "dx", .type = CTL_ARG_INT, .required = true, .min = -MOUSE_MOVE_MAX,
+	  .max = MOUSE_MOVE_MAX },
+	{ .name = "dy", .type = CTL_ARG_INT, .required = true, .min = -MOUSE_MOVE_MAX,
+	  .max = MOUSE_MOVE_MAX },
+	{ .name = "buttons", .type = CTL_ARG_INT, .min = 0, .max = 7 },
+	{ .name = "wheel", .type = CTL_ARG_INT, .min = -127, .max = 127 },
 	ARG_END,
 };
 
@@ -248,6 +313,10 @@ const struct control_command control_commands[] = {
 	{ "disk-remove", disk_remove_args, cmd_disk_remove },
 	{ "net-link", net_link_args, cmd_net_link },
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
+	{ "save", save_args, cmd_save },
+	{ "snapshot", snapshot_args, cmd_snapshot },
+	{ "send-key", send_key_args, cmd_send_key },
+	{ "mouse-move", mouse_move_args, cmd_mouse_move },
 	{ "screendump", screendump_args, cmd_screendump },
 	{ "cdrom-change", cdrom_change_args, cmd_cdrom_change },
 	{ "cdrom-eject", cdrom_eject_args, cmd_cdrom_eject },

@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
@@ -21,14 +22,17 @@
 #include "kestrel/display.h"
 #include "kestrel/ide.h"
 #include "kestrel/machine.h"
+#include "kestrel/migrate.h"
 #include "kestrel/notify.h"
 #include "kestrel/sandbox.h"
+#include "kestrel/snapshot.h"
 #include "kestrel/tulip.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
 #define CV_PAUSE_TIMEOUT_MS 2000
 #define CV_FLUSH_MS 500
+#define CV_PROGRESS_NS 250000000ull   /* a save-progress event at most this often */
 
 /* What the socket knows of each SCSI target, to list disks and to re-apply
  * hot-plug changes when a guest reset re-creates the machine. */
@@ -66,15 +70,20 @@ struct control_vm {
 	unsigned jobs;            /* disk jobs running (see "hot-plug") */
 	bool dying;               /* control_vm_destroy began: jobs reply to nobody */
 	bool released;            /* control_vm_destroy is done: the last job frees cv */
+	/* A save in progress runs on its own thread (cv_save_thread); the
+	 * machine stays attached until it is joined (control_vm_detach). */
+	struct cv_save {
+		pthread_t thread;
+		bool running, joinable, keep_running, was_paused, stopped;
+		enum { CV_SAVE, CV_SNAP_CREATE, CV_SNAP_APPLY, CV_SNAP_DELETE } op;
+		char *path;               /* save: the file; delete: the VM directory */
+		char name[SNAP_NAME_MAX + 1];
+		struct control_pending *p; /* a snapshot's reply */
+		uint64_t last_progress_ns;
+		struct snapshot_apply apply;
+		bool apply_ready;         /* apply prepared: main rebuilds the machine */
+	} save;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static json_object *jstr(const char *s)
 {
@@ -109,6 +118,8 @@ static int cv_need_vm(struct control_vm *cv, struct control_error *e)
 		return control_fail(e, CTL_E_STATE, "the VM is %s", cv->state);
 	if (__atomic_load_n(&cv->m->vm.stop_requested, __ATOMIC_ACQUIRE))
 		return control_fail(e, CTL_E_STATE, "the VM is stopping");
+	if (cv->save.running)
+		return control_fail(e, CTL_E_STATE, "the VM is being saved");
 	return 0;
 }
 
@@ -117,7 +128,7 @@ static int cv_need_vm(struct control_vm *cv, struct control_error *e)
 static void cv_query_status(void *opaque, json_object *ret)
 {
 	struct control_vm *cv = opaque;
-	uint64_t now = now_ns();
+	uint64_t now = clock_mono_ns();
 
 	pthread_mutex_lock(&cv->lock);
 	json_object_object_add(ret, "name", jstr(cv->cfg->name));
@@ -465,7 +476,7 @@ static int cv_stats(void *opaque, json_object *ret, struct control_error *e)
 		json_object_object_add(c, "exits", cv_exits_json(vm->vcpus[i].exits));
 		json_object_array_add(vcpus, c);
 	}
-	json_object_object_add(ret, "uptime_ms", jint((now_ns() - cv->start_ns) / 1000000));
+	json_object_object_add(ret, "uptime_ms", jint((clock_mono_ns() - cv->start_ns) / 1000000));
 	json_object_object_add(ret, "memory", mem);
 	json_object_object_add(ret, "exits", cv_exits_json(st.exits));
 	json_object_object_add(ret, "vcpus", vcpus);
@@ -537,7 +548,7 @@ static int cv_shutdown(void *opaque, uint64_t timeout_ms, struct control_error *
 			vm_resume(&cv->m->vm);
 		acpi_pm_power_button(machine_find_device(cv->m, "pm"));
 		if (timeout_ms) {
-			uint64_t at = now_ns() + timeout_ms * 1000000ULL;
+			uint64_t at = clock_mono_ns() + timeout_ms * 1000000ULL;
 
 			if (!cv->shutdown_deadline_ns || at < cv->shutdown_deadline_ns)
 				cv->shutdown_deadline_ns = at;
@@ -676,6 +687,8 @@ static void cv_free(struct control_vm *cv)
 {
 	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++)
 		free(cv->disks[t].path);
+	free(cv->save.path);
+	snapshot_apply_free(&cv->save.apply);
 	for (unsigned u = 0; u < CONFIG_IDE_UNITS; u++)
 		free(cv->cds[u].path);
 	pthread_mutex_destroy(&cv->lock);
@@ -1279,6 +1292,307 @@ static int cv_dirty_log(void *opaque, const char *action, json_object *ret,
 	return rc;
 }
 
+/* ---- save ------------------------------------------------------------------ */
+
+static void cv_save_progress(void *opaque, uint64_t done, uint64_t total)
+{
+	struct control_vm *cv = opaque;
+	uint64_t now = clock_mono_ns();
+	json_object *d;
+
+	if (done < total && now - cv->save.last_progress_ns < CV_PROGRESS_NS)
+		return;
+	cv->save.last_progress_ns = now;
+	d = json_object_new_object();
+	json_object_object_add(d, "bytes", jint(done));
+	json_object_object_add(d, "total", jint(total));
+	control_event(cv->srv, CTL_EV_SAVE_PROGRESS, d);
+}
+
+static void cv_save_event(struct control_vm *cv, int rc, const struct migrate_save_result *r,
+			  const char *msg)
+{
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "path", jstr(cv->save.path));
+	if (rc) {
+		json_object_object_add(d, "message", jstr(msg));
+		control_event(cv->srv, CTL_EV_SAVE_FAILED, d);
+		return;
+	}
+	json_object_object_add(d, "bytes", jint(r->file_bytes));
+	json_object_object_add(d, "ram_bytes", jint(r->ram_stored));
+	json_object_object_add(d, "ms", jint(r->ms));
+	json_object_object_add(d, "keep_running", json_object_new_boolean(cv->save.keep_running));
+	control_event(cv->srv, CTL_EV_SAVED, d);
+}
+
+static void *cv_save_thread_save(struct control_vm *cv);
+
+/* After a snapshot the VM runs on other files (new children): what the
+ * socket lists and what a reboot opens (control_vm_disk_paths) follow. */
+static void cv_sync_disk_paths(struct control_vm *cv)
+{
+	struct device *scsi = machine_find_device(cv->m, "scsi0");
+
+	pthread_mutex_lock(&cv->lock);
+	for (unsigned t = 0; scsi && t < CONFIG_MAX_DISKS; t++) {
+		struct blk_dev *d = virtio_scsi_disk_blk(scsi, t);
+		char *p;
+
+		if (!d || !cv->disks[t].present || !cv->disks[t].path ||
+		    !strcmp(cv->disks[t].path, d->path) || !(p = strdup(d->path)))
+			continue;
+		free(cv->disks[t].path);
+		cv->disks[t].path = p;
+		cv->disks[t].opts.path = p;
+	}
+	pthread_mutex_unlock(&cv->lock);
+}
+
+void control_vm_disk_paths(struct control_vm *cv, struct vm_config *cfg)
+{
+	if (!cv)
+		return;
+	pthread_mutex_lock(&cv->lock);
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		struct config_disk *c = &cfg->disks[i];
+		const char *now;
+		char *p;
+
+		if (c->target < 0 || c->target >= CONFIG_MAX_DISKS || !cv->disks[c->target].present)
+			continue;
+		now = cv->disks[c->target].path;
+		if (!now || !strcmp(now, c->path) || !(p = strdup(now)))
+			continue;
+		free(c->path);
+		c->path = p;
+		c->blk.path = p;
+		c->blk.format = BLK_FMT_VHD;
+	}
+	pthread_mutex_unlock(&cv->lock);
+}
+
+/* A snapshot operation, on the save thread; the reply through the pending. */
+static void cv_snapshot_run(struct control_vm *cv)
+{
+	struct machine *m = cv->m;
+	struct control_error e = { .code = CTL_E_FAILED };
+	json_object *ret = json_object_new_object();
+	char err[512] = "";
+	bool quiesced = false;
+	int rc = 0;
+
+	if (cv->save.op != CV_SNAP_APPLY) {
+		rc = machine_quiesce(m, CV_PAUSE_TIMEOUT_MS);
+		quiesced = rc == 0;
+		if (rc)
+			snprintf(err, sizeof(err), "the vCPUs did not stop in time");
+		else if (cv->save.op == CV_SNAP_CREATE)
+			rc = snapshot_create(m, cv->save.name, err, sizeof(err));
+		else
+			rc = snapshot_delete_machine(m, cv->save.name, err, sizeof(err));
+		cv_sync_disk_paths(cv);
+	} else {
+		rc = snapshot_apply_prepare(m, cv->save.name, &cv->save.apply, err, sizeof(err));
+	}
+	pthread_mutex_lock(&cv->lock);
+	if (rc) {
+		control_fail(&e, rc == -ENOENT ? CTL_E_NOT_FOUND : rc == -EEXIST ? CTL_E_EXISTS :
+			     rc == -ENOTSUP ? CTL_E_UNSUPPORTED : CTL_E_FAILED, "%s", err);
+		kerr("snapshot %s: %s", cv->save.name, err);
+	} else {
+		json_object_object_add(ret, "name", jstr(cv->save.name));
+	}
+	if (!rc && cv->save.op == CV_SNAP_APPLY) {
+		cv->save.apply_ready = cv->save.stopped = true;
+		vm_request_stop_cb(&m->vm, VM_STOP_APPLY, 0);
+	}
+	if (quiesced && (cv->save.was_paused ? machine_resume_devices(m) : machine_resume(m)))
+		kwarn("snapshot: a device did not resume cleanly");
+	if (!cv->save.stopped)
+		cv_set_state(cv, cv->save.was_paused ? "paused" : "running");
+	control_pending_done(cv->save.p, rc ? NULL : ret, rc ? &e : NULL);
+	cv->save.p = NULL;
+	if (!rc)
+		ret = NULL;
+	cv->save.running = false;
+	pthread_mutex_unlock(&cv->lock);
+	json_object_put(ret);
+}
+
+/* Quiesce, write, then resume (keep-running, or after a failure) or end
+ * the worker. The machine cannot go away meanwhile: detach joins us. */
+static void *cv_save_thread(void *arg)
+{
+	struct control_vm *cv = arg;
+
+	if (cv->save.op != CV_SAVE) {
+		cv_snapshot_run(cv);
+		return NULL;
+	}
+	return cv_save_thread_save(cv);
+}
+
+static void *cv_save_thread_save(struct control_vm *cv)
+{
+	struct machine *m = cv->m;
+	struct migrate_save_opts o = { .path = cv->save.path, .progress = cv_save_progress,
+				       .opaque = cv };
+	struct migrate_save_result r = { 0 };
+	char err[512] = "";
+	bool quiesced;
+	int rc = machine_quiesce(m, CV_PAUSE_TIMEOUT_MS);
+
+	quiesced = rc == 0;
+	if (rc)
+		snprintf(err, sizeof(err), "%s", rc == -ETIMEDOUT ? "the vCPUs did not stop in time" :
+			 "the VM is stopping");
+	else
+		rc = migrate_save(m, &o, &r, err, sizeof(err));
+	if (rc)
+		kerr("save: %s", err);
+	else
+		kinfo("saved the VM to %s (%llu MiB of RAM stored, %llu ms)", cv->save.path,
+		      (unsigned long long)(r.ram_stored >> 20), (unsigned long long)r.ms);
+	pthread_mutex_lock(&cv->lock);
+	cv_save_event(cv, rc, &r, err);
+	if (!rc && !cv->save.keep_running) {
+		cv->save.stopped = true;
+		vm_request_stop_cb(&m->vm, VM_STOP_SAVED, 0);
+	} else if (quiesced) {
+		if ((cv->save.was_paused ? machine_resume_devices(m) : machine_resume(m)))
+			kwarn("save: a device did not resume cleanly");
+	}
+	if (!cv->save.stopped)
+		cv_set_state(cv, cv->save.was_paused ? "paused" : "running");
+	cv->save.running = false;
+	pthread_mutex_unlock(&cv->lock);
+	return NULL;
+}
+
+static void cv_save_join(struct control_vm *cv)
+{
+	if (cv->save.joinable) {
+		pthread_join(cv->save.thread, NULL);
+		cv->save.joinable = false;
+	}
+}
+
+static int cv_save(void *opaque, const char *path, bool keep_running, json_object *ret,
+		   struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && strcmp(cv->state, "running") && strcmp(cv->state, "paused"))
+		rc = control_fail(e, CTL_E_STATE, "the VM is %s", cv->state);
+	if (!rc) {
+		char why[256] = "";
+
+		/* Before anything pauses: a VM the stream cannot carry runs on. */
+		if (cv->m->cfg && migrate_config_supported(cv->m->cfg, why, sizeof(why)))
+			rc = control_fail(e, CTL_E_UNSUPPORTED, "%s", why);
+	}
+	if (!rc) {
+		cv_save_join(cv);   /* a finished save's thread */
+		free(cv->save.path);
+		cv->save.path = strdup(path);
+		cv->save.keep_running = keep_running;
+		cv->save.op = CV_SAVE;
+		cv->save.was_paused = !strcmp(cv->state, "paused");
+		cv->save.last_progress_ns = 0;
+		cv->save.running = cv->save.path &&
+				   !sandbox_thread_start(&cv->save.thread, SANDBOX_SAVE, "save",
+							 cv_save_thread, cv);
+		cv->save.joinable = cv->save.running;
+		if (!cv->save.running)
+			rc = control_fail(e, CTL_E_INTERNAL, "cannot start the save");
+	}
+	if (!rc) {
+		json_object_object_add(ret, "path", jstr(path));
+		cv_set_state(cv, "saving");
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+/* Snapshots of the VM's disks and state (docs/state.md, "Snapshots"): list
+ * here, the rest on the save thread with the reply deferred. */
+static int cv_snapshot(void *opaque, const char *action, const char *name,
+		       struct control_call *call, json_object *ret, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	char dir[PATH_MAX], err[512] = "";
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && strcmp(cv->state, "running") && strcmp(cv->state, "paused"))
+		rc = control_fail(e, CTL_E_STATE, "the VM is %s", cv->state);
+	if (!rc && snapshot_vm_dir(cv->m, dir, sizeof(dir), err, sizeof(err)))
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "%s", err);
+	if (!rc && !strcmp(action, "list")) {
+		if (snapshot_list(dir, ret, err, sizeof(err)))
+			rc = control_fail(e, CTL_E_FAILED, "%s", err);
+		pthread_mutex_unlock(&cv->lock);
+		return rc;
+	}
+	if (!rc && !(cv->save.p = control_defer(call)))
+		rc = control_fail(e, CTL_E_INTERNAL, "cannot answer later (out of memory)");
+	if (!rc) {
+		cv_save_join(cv);
+		free(cv->save.path);
+		cv->save.path = strdup(dir);
+		snprintf(cv->save.name, sizeof(cv->save.name), "%s", name);
+		cv->save.op = !strcmp(action, "create") ? CV_SNAP_CREATE :
+			      !strcmp(action, "apply") ? CV_SNAP_APPLY : CV_SNAP_DELETE;
+		cv->save.was_paused = !strcmp(cv->state, "paused");
+		cv->save.stopped = false;
+		cv->save.running = cv->save.path &&
+				   !sandbox_thread_start(&cv->save.thread, SANDBOX_SAVE, "snapshot",
+							 cv_save_thread, cv);
+		cv->save.joinable = cv->save.running;
+		if (!cv->save.running) {
+			control_pending_drop(cv->save.p);
+			cv->save.p = NULL;
+			rc = control_fail(e, CTL_E_INTERNAL, "cannot start the snapshot");
+		}
+	}
+	if (!rc)
+		cv_set_state(cv, "saving");
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+bool control_vm_take_apply(struct control_vm *cv, struct snapshot_apply *a)
+{
+	bool ready;
+
+	if (!cv)
+		return false;
+	cv_save_join(cv);
+	pthread_mutex_lock(&cv->lock);
+	ready = cv->save.apply_ready;
+	if (ready) {
+		*a = cv->save.apply;
+		memset(&cv->save.apply, 0, sizeof(cv->save.apply));
+		cv->save.apply_ready = false;
+		/* What the socket lists: the disks the rebuilt machine opens. */
+		for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++) {
+			if (!a->disk[t] || !cv->disks[t].present)
+				continue;
+			free(cv->disks[t].path);
+			cv->disks[t].path = strdup(a->disk[t]);
+			cv->disks[t].opts.path = cv->disks[t].path;
+		}
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return ready;
+}
+
 /* ---- timers -------------------------------------------------------------- */
 
 static int64_t cv_ms_until(uint64_t at, uint64_t now)
@@ -1289,7 +1603,7 @@ static int64_t cv_ms_until(uint64_t at, uint64_t now)
 static int64_t cv_tick(void *opaque)
 {
 	struct control_vm *cv = opaque;
-	uint64_t now = now_ns();
+	uint64_t now = clock_mono_ns();
 	int64_t next = -1;
 
 	/* The watchdog proves the control thread turns; half the interval, as
@@ -1317,6 +1631,64 @@ static int64_t cv_tick(void *opaque)
 	return next;
 }
 
+/* ---- input ------------------------------------------------------------------ */
+
+/* What send-key or mouse-move hands the i8042. */
+struct cv_input {
+	const struct i8042_key *keys;   /* send-key; NULL for mouse-move */
+	unsigned n;
+	int dx, dy, wheel;
+	unsigned buttons;
+};
+
+/* Input reaches the guest's buffers at once, paused or not, under cv->lock
+ * (the machine stays while it is held); a guest that does not read them
+ * (or turned its keyboard or mouse off) gets nothing more. */
+static int cv_input(struct control_vm *cv, const struct cv_input *in, struct control_error *e)
+{
+	struct device *kbc;
+	int rc;
+
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	kbc = rc ? NULL : machine_find_device(cv->m, "i8042");
+	if (kbc)
+		rc = in->keys ? i8042_keys(kbc, in->keys, in->n) :
+				i8042_mouse(kbc, in->dx, in->dy, in->wheel, in->buttons);
+	pthread_mutex_unlock(&cv->lock);
+	if (!rc && !kbc)
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "the machine has no i8042");
+	else if (!kbc || !rc)
+		return rc;
+	else if (!in->keys)
+		control_fail(e, CTL_E_FAILED, "the guest has not turned the mouse on (no PS/2 "
+			     "mouse driver, or reporting disabled)");
+	else if (rc == -ENOSPC)
+		control_fail(e, CTL_E_FAILED, "the keyboard's buffer is full: the guest is not "
+			     "reading its keyboard");
+	else if (rc == -EAGAIN)
+		control_fail(e, CTL_E_FAILED, "the guest has turned the keyboard off");
+	else
+		control_fail(e, CTL_E_ARGUMENT, "the keyboard has no such key");
+	return rc;
+}
+
+static int cv_send_key(void *opaque, const struct i8042_key *keys, unsigned n,
+		       struct control_error *e)
+{
+	const struct cv_input in = { .keys = keys, .n = n };
+
+	return cv_input(opaque, &in, e);
+}
+
+static int cv_mouse_move(void *opaque, int dx, int dy, int wheel, unsigned buttons,
+			 struct control_error *e)
+{
+	const struct cv_input in = { .dx = dx, .dy = dy, .wheel = wheel, .buttons = buttons };
+
+	return cv_input(opaque, &in, e);
+}
+
 static const struct control_ops cv_ops = {
 	.query_status = cv_query_status,
 	.query_vm = cv_query_vm,
@@ -1330,6 +1702,10 @@ static const struct control_ops cv_ops = {
 	.disk_remove = cv_disk_remove,
 	.net_link = cv_net_link,
 	.dirty_log = cv_dirty_log,
+	.save = cv_save,
+	.snapshot = cv_snapshot,
+	.send_key = cv_send_key,
+	.mouse_move = cv_mouse_move,
 	.screendump = cv_screendump,
 	.cdrom_change = cv_cdrom_change,
 	.cdrom_eject = cv_cdrom_eject,
@@ -1349,6 +1725,8 @@ static const char *cv_stop_reason(struct control_vm *cv, enum vm_stop_reason why
 	case VM_STOP_ERROR: return "vm-error";
 	case VM_STOP_SIGNAL: return "host-signal";
 	case VM_STOP_TIMEOUT: return "timeout";
+	case VM_STOP_SAVED: return "saved";
+	case VM_STOP_APPLY: return "snapshot-apply";
 	}
 	return "unknown";
 }
@@ -1431,7 +1809,7 @@ int control_vm_create(struct control_vm **out, const struct vm_config *cfg, char
 	pthread_mutex_init(&cv->lock, NULL);
 	cv->cfg = cfg;
 	cv->state = "starting";
-	cv->start_ns = now_ns();
+	cv->start_ns = clock_mono_ns();
 	cv->wd_usec = notify_watchdog_usec();
 	cv_init_disks(cv);
 	rc = cv_socket_path(cv, &fatal, err, errlen);
@@ -1467,7 +1845,7 @@ void control_vm_attach(struct control_vm *cv, struct machine *m)
 	pthread_mutex_lock(&cv->lock);
 	cv->m = m;
 	cv->boots++;
-	cv->boot_ns = now_ns();
+	cv->boot_ns = clock_mono_ns();
 	cv->host_stop = cv->host_reset = cv->shutdown_forced = false;
 	cv->shutdown_deadline_ns = 0;
 	if (cv->boots > 1)
@@ -1483,11 +1861,15 @@ void control_vm_attach(struct control_vm *cv, struct machine *m)
 void control_vm_detach(struct control_vm *cv, struct machine *m)
 {
 	enum vm_stop_reason why = m->vm.stop_why;
-	bool restart = why == VM_STOP_RESET && cv && cv->cfg->on_reboot == ON_REBOOT_RESTART;
+	bool restart = (why == VM_STOP_RESET && cv && cv->cfg->on_reboot == ON_REBOOT_RESTART) ||
+		       why == VM_STOP_APPLY;
 	json_object *d;
 
 	if (!cv)
 		return;
+	/* A save still writing holds the machine: wait for it (outside the
+	 * lock, which it takes to report). */
+	cv_save_join(cv);
 	pthread_mutex_lock(&cv->lock);
 	if (why == VM_STOP_RESET) {
 		d = json_object_new_object();

@@ -20,6 +20,7 @@
 
 #include <json-c/json.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/control.h"
 
@@ -92,9 +93,8 @@ static int conn_send(struct ctl_conn *c, json_object *req)
  * end of the stream. timeout_ms < 0 waits forever. */
 static int conn_line(struct ctl_conn *c, int timeout_ms, char **out)
 {
-	struct timespec t0, t;
+	uint64_t t0 = clock_mono_ms();
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		char *nl = memchr(c->buf, '\n', c->len);
 		struct pollfd p = { c->fd, POLLIN, 0 };
@@ -112,9 +112,7 @@ static int conn_line(struct ctl_conn *c, int timeout_ms, char **out)
 		if (c->len == sizeof(c->buf))
 			return -EPROTO;
 		if (timeout_ms >= 0) {
-			clock_gettime(CLOCK_MONOTONIC, &t);
-			wait = timeout_ms - (int)((t.tv_sec - t0.tv_sec) * 1000 +
-						  (t.tv_nsec - t0.tv_nsec) / 1000000);
+			wait = timeout_ms - (int)(clock_mono_ms() - t0);
 			if (wait <= 0)
 				return -ETIMEDOUT;
 		}
@@ -466,6 +464,49 @@ static int ctl_wait_gone(struct ctl_conn *c, const char *name, int64_t timeout_m
 	return CTL_EXIT_OK;
 }
 
+/* After save: the outcome comes as an event (the save runs on the worker's
+ * own thread); progress goes to stderr on a terminal. Then, unless the VM
+ * keeps running, the worker exits. */
+static int ctl_wait_saved(struct ctl_conn *c, const char *name, bool json, bool *saved)
+{
+	bool tty = isatty(STDERR_FILENO);
+
+	*saved = false;
+	for (;;) {
+		json_object *o, *d = NULL;
+		const char *ev;
+		char *line;
+		int r = conn_line(c, -1, &line);
+
+		if (r) {
+			fprintf(stderr, "kestrel: ctl: %s: the worker went away during the save\n", name);
+			return CTL_EXIT_ERROR;
+		}
+		o = json_tokener_parse(line);
+		ev = o ? jget_str(o, "event", "") : "";
+		if (o)
+			json_object_object_get_ex(o, "data", &d);
+		if (json && *ev)
+			puts(line);
+		if (!strcmp(ev, CTL_EV_SAVE_PROGRESS) && tty && !json)
+			fprintf(stderr, "\rsaving: %3lld%%", (long long)(jget_int(d, "bytes", 0) * 100 /
+								   MAX(jget_int(d, "total", 1), 1)));
+		if (!strcmp(ev, CTL_EV_SAVED) && !json)
+			printf("%s%s saved to %s (%lld MiB of RAM stored, %lld ms)\n", tty ? "\r" : "",
+			       name, jget_str(d, "path", "?"),
+			       (long long)(jget_int(d, "ram_bytes", 0) >> 20), (long long)jget_int(d, "ms", 0));
+		if (!strcmp(ev, CTL_EV_SAVE_FAILED))
+			fprintf(stderr, "%skestrel: ctl: %s: save: %s\n", tty && !json ? "\r" : "", name,
+				jget_str(d, "message", "?"));
+		*saved = !strcmp(ev, CTL_EV_SAVED);
+		r = *saved || !strcmp(ev, CTL_EV_SAVE_FAILED);
+		json_object_put(o);
+		free(line);
+		if (r)
+			return *saved ? CTL_EXIT_OK : CTL_EXIT_ERROR;
+	}
+}
+
 static int ctl_watch(struct ctl_conn *c, bool json)
 {
 	for (;;) {
@@ -610,7 +651,15 @@ static int ctl_run(const char *target, const char *cmdname, int argc, char **arg
 		goto out_close;
 	}
 	rc = ctl_result(reply, target, cmdname, json);
-	if (rc == CTL_EXIT_OK && !o->no_wait &&
+	if (rc == CTL_EXIT_OK && !o->no_wait && !strcmp(cmdname, "save")) {
+		json_object *keep = NULL;
+		bool saved;
+
+		json_object_object_get_ex(args, "keep-running", &keep);
+		rc = ctl_wait_saved(c, target, json, &saved);
+		if (saved && !(keep && json_object_get_boolean(keep)))
+			rc = ctl_wait_gone(c, target, 0, json);
+	} else if (rc == CTL_EXIT_OK && !o->no_wait &&
 	    (!strcmp(cmdname, "shutdown") || !strcmp(cmdname, "stop"))) {
 		json_object *ret = NULL;
 

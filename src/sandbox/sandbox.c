@@ -74,7 +74,8 @@ static struct {
 static const char *const sb_kind_names[SANDBOX_KIND_NR] = {
 	[SANDBOX_MAIN] = "main",       [SANDBOX_VCPU] = "vcpu",
 	[SANDBOX_IO] = "io",           [SANDBOX_CONTROL] = "control",
-	[SANDBOX_CONSOLE] = "console", [SANDBOX_SPAWNER] = "spawner",
+	[SANDBOX_CONSOLE] = "console", [SANDBOX_SAVE] = "save",
+	[SANDBOX_DISPLAY] = "display", [SANDBOX_SPAWNER] = "spawner",
 };
 
 const char *sandbox_kind_name(enum sandbox_kind kind)

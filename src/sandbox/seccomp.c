@@ -184,6 +184,7 @@ static const struct sb_ioctl ioctls_vcpu[] = {
 	  "(shadow RAM or the firmware image); the std VGA's framebuffer slot following BAR 0 "
 	  "(machine_lfb_map)" },
 	{ KVM_GET_DIRTY_LOG, "a dirty-logged slot (the VGA framebuffer) moving: its log harvested first" },
+	{ KVM_CLEAR_DIRTY_LOG, "as KVM_GET_DIRTY_LOG, with manual dirty-log protection" },
 };
 
 /* Virtqueue threads (virtio-scsi, virtio-net) and block engine threads
@@ -289,8 +290,77 @@ static const struct sb_rule rules_console[] = {
 	ALLOW(ppoll, "as poll"),
 };
 
+/* The VNC server (src/display/vnc.c): its own accept, libvncserver's reads,
+ * writes and select()s on the clients' sockets, the display's eventfd. */
+static const struct sb_rule rules_display[] = {
+	ALLOW(poll, "the server's wait: listening socket, clients, notification, wake-up"),
+	ALLOW(ppoll, "as poll"),
+	ALLOW(select, "libvncserver's rfbCheckFds, rfbReadExact, rfbWriteExact"),
+	ALLOW(pselect6, "as select"),
+	ALLOW(accept4, "a new VNC client"),
+	ALLOW(read, "client messages; the eventfds"),
+	ALLOW(recvfrom, "libvncserver peeking at a client's first bytes (recv MSG_PEEK)"),
+	ALLOW(setsockopt, "TCP_NODELAY on a client's socket"),
+	ALLOW(getpeername, "libvncserver names a new client by its address"),
+	ALLOW(getsockname, "as getpeername"),
+	ALLOW(fcntl, "non-blocking client sockets; the dup of the display's eventfd"),
+	ALLOW(shutdown, "libvncserver closing a client"),
+};
+
+static const struct sb_ioctl ioctls_display[] = {
+	{ KVM_IRQ_LINE, "a client's keys and pointer raising IRQ 1 and 12 (the i8042)" },
+};
+
 static const struct sb_ioctl ioctls_console[] = {
 	{ KVM_IRQ_LINE, "the UART's interrupt on input" },
+};
+
+/* Saving the VM (migrate/save.c, on the thread control_vm.c starts for
+ * `save`): every vCPU's and the VM's state read from KVM, the disks
+ * flushed (rules_disk_open: the engines), RAM and records written to a new
+ * file beside the target, which is then renamed over it; afterwards the
+ * devices resume (virtio-pci: ioeventfds, irqfds, MSI routes) unless the
+ * worker ends. /proc/self/pagemap tells the pages never touched. */
+static const struct sb_rule rules_save[] = {
+	ALLOW(rename, "the finished state file over its name"),
+	ALLOW(renameat, "as rename"),
+	ALLOW(renameat2, "as rename"),
+	ALLOW(unlink, "the temporary file, after a failure"),
+	ALLOW(unlinkat, "as unlink"),
+	ALLOW(io_submit, "a disk's flush on the libaio engine"),
+	ALLOW(poll, "waiting for a disk's flush"),
+	ALLOW(mkdir, "snapshots: the VM directory's snapshots/ folder (migrate/snapshot.c)"),
+	ALLOW(mkdirat, "as mkdir"),
+	ALLOW(access, "snapshots: a free name for a new differencing child"),
+	ALLOW(faccessat, "as access"),
+	ALLOW(faccessat2, "as access"),
+	ALLOW(umask, "snapshots: a new child's mode follows the umask (vhd/vhd_build.c)"),
+	ALLOW(fchmod, "as umask"),
+	ALLOW(link, "a new child into place where renameat2 has no RENAME_NOREPLACE"),
+	ALLOW(linkat, "as link"),
+};
+
+static const struct sb_ioctl ioctls_save[] = {
+	{ KVM_CHECK_EXTENSION, "which state parts this KVM has (XSAVE, XCRs, debug registers)" },
+	{ KVM_GET_MSR_INDEX_LIST, "the MSRs to save" },
+	{ KVM_GET_MP_STATE, "vCPU state" },
+	{ KVM_GET_REGS, "vCPU state" },
+	{ KVM_GET_SREGS, "vCPU state" },
+	{ KVM_GET_FPU, "vCPU state, without XSAVE" },
+	{ KVM_GET_XSAVE, "vCPU state" },
+	{ KVM_GET_XSAVE2, "vCPU state" },
+	{ KVM_GET_XCRS, "vCPU state" },
+	{ KVM_GET_DEBUGREGS, "vCPU state" },
+	{ KVM_GET_LAPIC, "vCPU state" },
+	{ KVM_GET_TSC_KHZ, "vCPU state" },
+	{ KVM_GET_MSRS, "vCPU state: TSC, kvmclock and the other MSRs" },
+	{ KVM_GET_VCPU_EVENTS, "vCPU state: pending exceptions, interrupts, NMIs" },
+	{ KVM_GET_IRQCHIP, "the in-kernel PICs and IOAPIC" },
+	{ KVM_GET_PIT2, "the in-kernel PIT" },
+	{ KVM_GET_CLOCK, "the kvmclock" },
+	{ KVM_IOEVENTFD, "resume (--keep-running): virtio-pci queue notifiers" },
+	{ KVM_IRQFD, "resume: virtio-pci queue interrupts" },
+	{ KVM_SET_GSI_ROUTING, "resume: MSI-X routes" },
 };
 
 /* The main thread waits for the VM to stop and, on a guest reboot, builds the
@@ -322,7 +392,18 @@ static const struct sb_ioctl ioctls_main[] = {
 	{ KVM_SET_SREGS, "reboot: boot vCPU state" },
 	{ KVM_SET_REGS, "reboot: boot vCPU state" },
 	{ KVM_SET_FPU, "reboot: boot vCPU state" },
-	{ KVM_SET_MSRS, "reboot: vCPU MSRs" },
+	{ KVM_SET_MSRS, "reboot: vCPU MSRs; applying a snapshot: its vCPUs' MSRs" },
+	{ KVM_GET_MSR_INDEX_LIST, "applying a snapshot: the MSRs this KVM restores" },
+	{ KVM_GET_MSRS, "applying a snapshot: which listed MSRs KVM returns" },
+	{ KVM_SET_MP_STATE, "applying a snapshot: vCPU state (migrate/vcpu_state.c)" },
+	{ KVM_SET_XSAVE, "applying a snapshot: vCPU state" },
+	{ KVM_SET_XCRS, "applying a snapshot: vCPU state" },
+	{ KVM_SET_DEBUGREGS, "applying a snapshot: vCPU state" },
+	{ KVM_SET_LAPIC, "applying a snapshot: vCPU state" },
+	{ KVM_SET_VCPU_EVENTS, "applying a snapshot: vCPU state" },
+	{ KVM_SET_IRQCHIP, "applying a snapshot: the in-kernel PICs and IOAPIC" },
+	{ KVM_SET_PIT2, "applying a snapshot: the in-kernel PIT" },
+	{ KVM_SET_CLOCK, "applying a snapshot: the kvmclock" },
 	{ KVM_REGISTER_COALESCED_MMIO, "reboot: coalesced 0xCF8 writes" },
 	{ KVM_IOEVENTFD, "virtio devices made or torn down at a reboot" },
 	{ KVM_IRQFD, "virtio devices made or torn down at a reboot" },
@@ -376,8 +457,15 @@ static const struct sb_group sb_kinds[SANDBOX_KIND_NR][SB_MAX_GROUPS] = {
 	[SANDBOX_CONTROL] = { RULES(rules_thread), RULES(rules_control),
 			      RULES_IOCTLS(rules_disk_open, ioctls_disk_open), RULES(rules_notify),
 			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log), SB_SANITIZER_RULES },
+	/* The VGA's refresh runs on the server's thread: it fetches the
+	 * framebuffer slot's dirty log. */
+	[SANDBOX_DISPLAY] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
+			      RULES_IOCTLS(rules_display, ioctls_display),
+			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log) },
 	[SANDBOX_CONSOLE] = { RULES(rules_thread), SB_SANITIZER_OR_NO_FILES,
 			      RULES_IOCTLS(rules_console, ioctls_console) },
+	[SANDBOX_SAVE] = { RULES(rules_thread), RULES_IOCTLS(rules_disk_open, ioctls_disk_open),
+			   RULES_IOCTLS(rules_save, ioctls_save), SB_SANITIZER_RULES },
 	/* + every ALLOW rule of the other kinds: sb_add_kind */
 	[SANDBOX_SPAWNER] = { RULES(rules_thread), RULES(rules_spawner) },
 };

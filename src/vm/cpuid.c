@@ -114,18 +114,23 @@ void cpuid_adjust(struct kvm_cpuid2 *c, unsigned id, unsigned ncpus)
 	}
 }
 
-int cpuid_setup_vcpu(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id, unsigned ncpus)
+int cpuid_setup_vcpu(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id, unsigned ncpus,
+		     struct kvm_cpuid2 **set)
 {
 	size_t sz = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
 	struct kvm_cpuid2 *c = malloc(sz);
 	int ret = 0;
 
+	*set = NULL;
 	if (!c)
 		return -ENOMEM;
 	memcpy(c, supported, sz);
 	cpuid_adjust(c, id, ncpus);
 	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
 		ret = -errno;
-	free(c);
+	if (ret)
+		free(c);
+	else
+		*set = c;
 	return ret;
 }

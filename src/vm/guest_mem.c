@@ -341,6 +341,31 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages)
 	return ret;
 }
 
+int gm_map_file(struct guest_mem *gm, int fd, uint64_t offset)
+{
+	void *p;
+
+	if (!gm->map || offset % GM_PAGE_SIZE)
+		return -EINVAL;
+	/* MAP_FIXED over the RAM backing keeps every address the slots and
+	 * KVM's memslots hold; nothing has mapped guest pages yet. */
+	p = mmap(gm->map, gm->map_size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)offset);
+	if (p == MAP_FAILED) {
+		int ret = -errno;
+
+		/* A failed MAP_FIXED may have unmapped the range: put fresh
+		 * anonymous memory back so RAM stays usable (the caller may
+		 * read the file into it instead). */
+		if (mmap(gm->map, gm->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+			 MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+			kerr("guest memory: cannot re-map RAM: %s", strerror(errno));
+		return ret;
+	}
+	gm->file_backed = true;
+	return 0;
+}
+
 void gm_destroy(struct guest_mem *gm)
 {
 	if (!gm->ram_size)
@@ -349,7 +374,9 @@ void gm_destroy(struct guest_mem *gm)
 		gm_slot_free(gm, id);
 	if (gm->ram_dirty)
 		munmap(gm->ram_dirty, gm->ram_dirty_bytes);
-	if (gm->map && gm_spare.retain_next && !gm_spare.map) {
+	/* A file-backed RAM would hand its file's pages to the next boot:
+	 * that one starts from fresh anonymous memory instead. */
+	if (gm->map && gm_spare.retain_next && !gm_spare.map && !gm->file_backed) {
 		gm_zero_resident(gm->map, gm->map_size);
 		gm_spare.map = gm->map;
 		gm_spare.size = gm->map_size;

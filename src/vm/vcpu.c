@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/board.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/vm.h"
@@ -265,6 +266,22 @@ static void vcpu_park(struct vcpu *c)
 	pthread_mutex_unlock(&vm->stop_lock);
 }
 
+/* KVM finishes an I/O or MMIO exit (the value of an IN into RAX, the
+ * instruction skipped) only at the next KVM_RUN, and keeps that pending in
+ * state no ioctl shows (KVM API doc, KVM_EXIT_IO: "userspace should ensure
+ * that the operation is completed before performing a live migration"). So
+ * a vCPU about to park runs once with immediate_exit set: KVM completes the
+ * operation and returns EINTR before the guest runs an instruction. A split
+ * MMIO access can exit once more; that exit is handled the same way. */
+static void vcpu_complete_exit(struct vcpu *c)
+{
+	for (int i = 0; i < 8; i++) {
+		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_RELAXED);
+		if (ioctl(c->fd, KVM_RUN, 0) < 0 || !vcpu_handle_exit(c))
+			return;
+	}
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -282,6 +299,7 @@ static void *vcpu_thread(void *arg)
 		if (vm_stopping(c->vm))
 			break;
 		if (__atomic_load_n(&c->vm->paused, __ATOMIC_RELAXED)) {
+			vcpu_complete_exit(c);
 			vcpu_park(c);
 			continue;
 		}
@@ -360,14 +378,9 @@ void vm_stop_vcpus(struct vm *vm)
 		/* Re-kick while waiting: a thread between its stop check and
 		 * KVM_RUN must not be able to sleep in the kernel forever. */
 		for (;;) {
-			struct timespec ts;
+			/* pthread_timedjoin_np waits on CLOCK_REALTIME. */
+			struct timespec ts = clock_deadline(CLOCK_REALTIME, 100);
 
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
 			if (pthread_timedjoin_np(c->thread, NULL, &ts) == 0)
 				break;
 			if (++tries % 50 == 0)

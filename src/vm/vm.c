@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/board.h"
 #include "kestrel/cpuid.h"
 #include "kestrel/sandbox.h"
@@ -274,7 +275,7 @@ static int vm_create_vcpus(struct vm *vm, char *err, size_t errlen)
 			errf(err, errlen, "mmap vcpu %u: %s", i, strerror(errno));
 			return -errno;
 		}
-		ret = cpuid_setup_vcpu(c->fd, vm->cpuid, i, vm->ncpus);
+		ret = cpuid_setup_vcpu(c->fd, vm->cpuid, i, vm->ncpus, &c->cpuid);
 		if (ret < 0) {
 			errf(err, errlen, "KVM_SET_CPUID2 vcpu %u: %s", i, strerror(-ret));
 			return ret;
@@ -361,6 +362,7 @@ void vm_destroy(struct vm *vm)
 				munmap(vm->vcpus[i].run, vm->run_size);
 			if (vm->vcpus[i].fd > 0)
 				close(vm->vcpus[i].fd);
+			free(vm->vcpus[i].cpuid);
 		}
 		free(vm->vcpus);
 	}
@@ -398,16 +400,9 @@ void vm_request_stop_cb(void *opaque, enum vm_stop_reason why, int code)
 
 bool vm_wait_stop(struct vm *vm, uint64_t timeout_ms)
 {
-	struct timespec ts;
+	struct timespec ts = clock_deadline(CLOCK_MONOTONIC, timeout_ms);
 	bool stopped;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&vm->stop_lock);
 	while (!vm->stop_requested) {
 		if (!timeout_ms)

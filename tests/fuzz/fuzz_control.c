@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <linux/input-event-codes.h>
 
 #include "kestrel/config.h"
 #include "kestrel/control.h"
@@ -45,6 +46,8 @@
 #include "kestrel/display.h"
 #include "kestrel/ide.h"
 #include "kestrel/machine.h"
+#include "kestrel/migrate.h"
+#include "kestrel/snapshot.h"
 #include "kestrel/pci.h"
 #include "kestrel/tulip.h"
 #include "kestrel/virtio_net.h"
@@ -66,14 +69,16 @@
 /* ---- the fake machine under control_vm.c --------------------------------- */
 
 static struct {
-	struct device pm, scsi, net[FUZZ_NICS], bus_dev, ide;
+	struct device pm, scsi, net[FUZZ_NICS], bus_dev, kbc, ide;
 	struct blk_dev *cd_medium;      /* what the fake drive holds (blk_open's) */
 	bool cd_locked;
 	struct pci_dev tulip_fn;   /* only its address: control_vm tests for one */
 	bool pause_times_out;
+	bool quiesced;            /* machine_quiesce'd by a save */
 	bool plugged[VIRTIO_SCSI_MAX_TARGETS];
 	char path[VIRTIO_SCSI_MAX_TARGETS][4096];
 	unsigned power_button;
+	unsigned keys, mouse_moves;
 } fake;
 
 static const struct dev_ops fake_dev_ops = { .name = "fake-device" };
@@ -124,6 +129,26 @@ void acpi_pm_power_button(struct device *dev)
 {
 	CHECK(dev == &fake.pm);
 	fake.power_button++;
+}
+
+/* Keys come as presses and releases of keys the keyboard has (the schema
+ * and keymap.c checked them), never more than it takes at once. */
+int i8042_keys(struct device *dev, const struct i8042_key *keys, unsigned n)
+{
+	CHECK(dev == &fake.kbc);
+	CHECK(n > 0 && n <= I8042_MAX_KEYS);
+	for (unsigned i = 0; i < n; i++)
+		CHECK(keys[i].code > 0 && keys[i].code <= KEY_MAX);
+	fake.keys += n;
+	return fake.keys % 7 == 0 ? -ENOSPC : 0;
+}
+
+int i8042_mouse(struct device *dev, int dx, int dy, int dz, unsigned buttons)
+{
+	CHECK(dev == &fake.kbc);
+	CHECK(dx >= -4096 && dx <= 4096 && dy >= -4096 && dy <= 4096);
+	CHECK(dz >= -127 && dz <= 127 && buttons <= 7);
+	return ++fake.mouse_moves % 3 == 0 ? -EAGAIN : 0;
 }
 
 static void check_blk_opts(const struct blk_opts *o)
@@ -207,6 +232,14 @@ int virtio_scsi_get_disk_stats(struct device *dev, unsigned target,
 	return 0;
 }
 
+/* Only after a snapshot, which snapshot_vm_dir below always refuses. */
+struct blk_dev *virtio_scsi_disk_blk(struct device *dev, unsigned target)
+{
+	(void)dev;
+	(void)target;
+	__builtin_trap();
+}
+
 int virtio_net_get_stats(struct device *dev, unsigned q, struct virtio_net_stats *st)
 {
 	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_TULIP]);
@@ -239,6 +272,122 @@ int tulip_get_stats(struct device *dev, struct tulip_stats *st)
 		return -ENODEV;
 	*st = (struct tulip_stats){ .rx_packets = 1, .rx_missed = 2 };
 	return 0;
+}
+
+/* The save's calls into the machine (src/machine.c, migrate/save.c). */
+int machine_quiesce(struct machine *m, uint64_t timeout_ms)
+{
+	(void)timeout_ms;
+	CHECK(!fake.quiesced);
+	if (m->vm.stop_requested)
+		return -ESHUTDOWN;
+	if (fake.pause_times_out)
+		return -ETIMEDOUT;
+	fake.quiesced = true;
+	return 0;
+}
+
+int machine_resume_devices(struct machine *m)
+{
+	(void)m;
+	CHECK(fake.quiesced);
+	fake.quiesced = false;
+	return 0;
+}
+
+int machine_resume(struct machine *m)
+{
+	CHECK(fake.quiesced);
+	fake.quiesced = false;
+	m->vm.paused = false;
+	return 0;
+}
+
+/* Every configuration the fake machine boots can be saved. */
+int migrate_config_supported(const struct vm_config *c, char *err, size_t errlen)
+{
+	CHECK(c != NULL);
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
+int migrate_save(struct machine *m, const struct migrate_save_opts *o,
+		 struct migrate_save_result *res, char *err, size_t errlen)
+{
+	(void)m;
+	CHECK(fake.quiesced);
+	CHECK(o->path && o->path[0] == '/');
+	memset(res, 0, sizeof(*res));
+	if (o->progress)
+		o->progress(o->opaque, 1, 1);
+	if (strstr(o->path, "/missing")) {
+		snprintf(err, errlen, "%s: No such file or directory", o->path);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Snapshots (migrate/snapshot.c): this fake machine has no VHD disk. */
+int snapshot_vm_dir(struct machine *m, char *dir, size_t len, char *err, size_t errlen)
+{
+	(void)m;
+	(void)dir;
+	(void)len;
+	snprintf(err, errlen, "fuzz: no VHD disk");
+	return -ENOTSUP;
+}
+
+int snapshot_list(const char *dir, struct json_object *out, char *err, size_t errlen)
+{
+	(void)dir;
+	(void)out;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();   /* snapshot_vm_dir always fails first */
+}
+
+int snapshot_create(struct machine *m, const char *name, char *err, size_t errlen)
+{
+	(void)m;
+	(void)name;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_apply *a,
+			   char *err, size_t errlen)
+{
+	(void)m;
+	(void)name;
+	(void)a;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+int snapshot_delete(const char *dir, const char *name, char *err, size_t errlen)
+{
+	(void)dir;
+	(void)name;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+int snapshot_delete_machine(struct machine *m, const char *name, char *err, size_t errlen)
+{
+	(void)m;
+	(void)name;
+	(void)err;
+	(void)errlen;
+	__builtin_trap();
+}
+
+void snapshot_apply_free(struct snapshot_apply *a)
+{
+	(void)a;
 }
 
 /* The fake machine has no display: screendump must answer with an error. */
@@ -308,6 +457,7 @@ static void fuzz_setup(void)
 		cfg_nets[i].model = i == FUZZ_TULIP ? CONFIG_NET_TULIP : CONFIG_NET_VIRTIO;
 	}
 	device_init(&fake.pm, &fake_dev_ops);
+	device_init(&fake.kbc, &fake_dev_ops);
 	device_init(&fake.scsi, &fake_dev_ops);
 	device_init(&fake.ide, &fake_dev_ops);
 	device_init(&fake.bus_dev, &fake_dev_ops);
@@ -359,14 +509,16 @@ static void machine_boot(uint8_t shape)
 	vm->mmio = (struct bus){ .name = "mmio" };
 	pthread_rwlock_init(&vm->pio.lock, NULL);
 	pthread_rwlock_init(&vm->mmio.lock, NULL);
+	fake.quiesced = false;
 	/* The devices control_vm looks up by id, as machine_create registers them. */
 	CHECK(dev_list_add(&machine.devs, &fake.pm, "pm") == 0);
+	CHECK(dev_list_add(&machine.devs, &fake.kbc, "i8042") == 0);
 	if (shape & 2)
 		CHECK(dev_list_add(&machine.devs, &fake.scsi, "scsi0") == 0);
 	if (shape & 64)
 		CHECK(dev_list_add(&machine.devs, &fake.ide, "ide1") == 0);
 	for (unsigned i = 0; i < ((shape >> 2) & 3u); i++) {
-		char id[8];
+		char id[DEV_ID_MAX];
 
 		snprintf(id, sizeof(id), "net%u", i);
 		CHECK(dev_list_add(&machine.devs, &fake.net[i], id) == 0);

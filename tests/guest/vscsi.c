@@ -15,7 +15,9 @@
  * PCI hole, above 4 GiB and back, and turns memory decode off and on, and
  * the device must answer only where the BAR is and keep working),
  * dirty=N [period_ms=MS] (N rounds of device DMA into one page instead of
- * the checks, for the host's dirty log; see dirty_rounds). */
+ * the checks, for the host's dirty log; see dirty_rounds), stream=N (N
+ * rounds of writing and reading back all of target 0 with 32 requests in
+ * flight, for saving the VM mid-transfer; see stream_rounds). */
 #include "virtio.h"
 
 #define VIRTIO_SCSI_MODERN 0x1048
@@ -719,6 +721,163 @@ static int dirty_rounds(uint64_t rounds)
 	return check_result(GUEST_EXIT_VSCSI);
 }
 
+/* stream=N: N rounds over target 0, each writing every 64 KiB block with a
+ * pattern of the round, then reading all of it back and checking every
+ * word, 32 requests in flight all the time. "vscsi: stream round R ok"
+ * after each. The VM is saved and restored in a new worker meanwhile: a
+ * request lost, done twice or answered with stale data shows as a stall or
+ * a mismatch (tests/guest-tests.sh, payload-state-vscsi). */
+static uint32_t stream_word(uint32_t round, uint32_t lba, uint32_t i)
+{
+	return (round * 0x9e3779b1u) ^ (lba << 8) ^ i;
+}
+
+static void stream_fill(uint32_t *w, uint32_t round, uint32_t lba, uint32_t words)
+{
+	for (uint32_t i = 0; i < words; i++)
+		w[i] = stream_word(round, lba + i / 128, i % 128);
+}
+
+static bool stream_same(const uint32_t *w, uint32_t round, uint32_t lba, uint32_t words)
+{
+	for (uint32_t i = 0; i < words; i++)
+		if (w[i] != stream_word(round, lba + i / 128, i % 128))
+			return false;
+	return true;
+}
+
+static void stream_submit(unsigned s, bool write, uint32_t round, uint32_t lba)
+{
+	uint8_t cdb[10];
+
+	if (write)
+		stream_fill((uint32_t *)benchbuf[s], round, lba, BENCH_BUF / 4);
+	cdb10(cdb, write ? 0x2a : 0x28, lba, BENCH_BUF / 512);
+	req_fill(&slots[s], 0, cdb, 10);
+	req_chain(s, write, benchbuf[s], BENCH_BUF);
+	vq_publish(&vd.q[Q_REQ], (uint16_t)(3 * s));
+}
+
+/* One pass over the disk; false when nothing completed for 20 s. */
+static bool stream_pass(bool write, uint32_t round, uint32_t chunks, uint32_t *bad)
+{
+	struct vring *r = &vd.q[Q_REQ];
+	unsigned freelist[BENCH_QD], nfree = 0;
+	uint32_t lba_of[BENCH_QD], next = 0, done = 0, id, len;
+	uint64_t progress = rdtsc();
+
+	for (unsigned s = 0; s < BENCH_QD; s++)
+		freelist[nfree++] = s;
+	while (done < chunks) {
+		uint16_t old = r->avail_idx;
+		bool added = false;
+
+		while (nfree && next < chunks) {
+			unsigned s = freelist[--nfree];
+
+			lba_of[s] = next++ * (BENCH_BUF / 512);
+			stream_submit(s, write, round, lba_of[s]);
+			added = true;
+		}
+		if (added)
+			vq_kick(r, old);
+		while (vq_used(r, &id, &len)) {
+			unsigned s = id / 3;
+
+			if (s >= BENCH_QD || !good(&slots[s].resp) ||
+			    (!write && !stream_same((uint32_t *)benchbuf[s], round, lba_of[s],
+						    BENCH_BUF / 4)))
+				(*bad)++;
+			if (s < BENCH_QD)
+				freelist[nfree++] = s;
+			done++;
+			progress = rdtsc();
+		}
+		if (rdtsc() - progress > 20 * tsc_hz)
+			return false;
+		cpu_relax();
+	}
+	return true;
+}
+
+static int stream_rounds(uint64_t rounds)
+{
+	struct cmd_resp r;
+	uint32_t blocks, chunks, bad = 0;
+
+	bench_calibrate();
+	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	blocks = check_capacity(0);
+	chunks = blocks / (BENCH_BUF / 512);
+	if (!check(chunks >= BENCH_QD, "target 0 holds %u 64 KiB chunks", chunks))
+		return check_result(GUEST_EXIT_VSCSI);
+	for (uint64_t n = 1; n <= rounds; n++) {
+		bool ok = stream_pass(true, (uint32_t)n, chunks, &bad) &&
+			  stream_pass(false, (uint32_t)n, chunks, &bad);
+
+		if (!ok || bad) {
+			check(false, "stream round %lu: %u bad requests%s", n, bad,
+			      ok ? "" : ", stalled");
+			break;
+		}
+		gprintf("vscsi: stream round %lu ok\n", n);
+	}
+	check(bad == 0, "%lu stream rounds, every word read back as written", rounds);
+	return check_result(GUEST_EXIT_VSCSI);
+}
+
+/* mark=N: N rounds of period_ms= (default 100). Round n reads back what
+ * round n-1 wrote (held in RAM: `last`) at sector 0 and in the 2 MiB block
+ * it used, then writes n to sector 0 and to block 1 + n % 3. RAM and disk
+ * go back together when a snapshot is applied (docs/state.md): a disk that
+ * did not, or a snapshot's data lost in a merge, reads as another number.
+ * Prints "vscsi: mark n ok" or a FAIL line. */
+#define MARK_MAGIC 0x4b4d524bu
+
+static bool mark_io(bool write, uint32_t lba, uint32_t *val)
+{
+	uint32_t *w = (uint32_t *)(void *)dmabuf;
+	struct cmd_resp r;
+	uint8_t cdb[10];
+
+	if (write) {
+		w[0] = MARK_MAGIC;
+		w[1] = *val;
+	}
+	cdb10(cdb, write ? 0x2a : 0x28, lba, 1);
+	if (!scsi_sync(0, cdb, 10, write, dmabuf, 512, &r) || !good(&r))
+		return false;
+	if (!write)
+		*val = w[0] == MARK_MAGIC ? w[1] : 0;
+	return true;
+}
+
+static int mark_rounds(uint64_t rounds)
+{
+	uint64_t period = mb_cmdline_uint("period_ms", 100);
+	static volatile uint32_t last;   /* in RAM: saved with the VM */
+	struct cmd_resp r;
+
+	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	for (uint32_t n = last + 1; n <= rounds; n = last + 1) {
+		uint32_t at0 = ~0u, atb = ~0u, lba = 4096 * (1 + n % 3), plba = 4096 * (1 + (n - 1) % 3);
+
+		if (!mark_io(false, 0, &at0) || (last && !mark_io(false, plba, &atb)) ||
+		    at0 != last || (last && atb != last)) {
+			check(false, "mark %u: read back %u and %u, wrote %u", n, at0, atb, last);
+			break;
+		}
+		if (!mark_io(true, lba, &n) || !mark_io(true, 0, &n)) {
+			check(false, "mark %u: the write failed", n);
+			break;
+		}
+		last = n;
+		gprintf("vscsi: mark %u ok\n", n);
+		udelay(period * 1000);
+	}
+	return check_result(GUEST_EXIT_VSCSI);
+}
+
 int main(void)
 {
 	unsigned ndisks = (unsigned)mb_cmdline_uint("disks", 2);
@@ -749,6 +908,10 @@ int main(void)
 	}
 	if (mb_cmdline_uint("dirty", 0))
 		return dirty_rounds(mb_cmdline_uint("dirty", 0));
+	if (mb_cmdline_uint("stream", 0))
+		return stream_rounds(mb_cmdline_uint("stream", 0));
+	if (mb_cmdline_uint("mark", 0))
+		return mark_rounds(mb_cmdline_uint("mark", 0));
 	/* First, while the VMM's hot-plug timers (counted from DRIVER_OK) run. */
 	if (mb_cmdline_uint("hotplug", 0))
 		check_hotplug();

@@ -1,0 +1,89 @@
+#!/bin/sh
+# Inner part of scripts/bench/vga.sh: runs where /dev/kvm is (inside the
+# nested rig) and prints one "e WHO WHAT key=value" line per measurement.
+#   vga-inner.sh REPS HELPERS
+# HELPERS: a folder with vnc-client, vgabench and the guest scripts
+# (tests/kit/*.sh). Environment: KESTREL_BIN, QEMU, QEMU_CPU (host),
+# QEMU_FIRMWARE, KESTREL_KIT.
+set -u
+K=${KESTREL_BIN:-kestrel}
+Q=${QEMU:-qemu-system-x86_64}
+QCPU=${QEMU_CPU:-host}
+KIT=${KESTREL_KIT:-/kit}
+REPS=$1 H=$2
+VC=$H/vnc-client VB=$H/vgabench
+PORT=5990 SECS=10
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+# The nested rig starts with the loopback interface down.
+ip link set lo up 2>/dev/null || true
+CMD="console=ttyS0 panic=-1 quiet vt.global_cursor_default=0 kestrel.modules=bochs kestrel.run=fbbench"
+
+# The kit's initrd and modules with the guest scripts as /tests on top.
+cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$W/initrd"
+mkdir -p "$W/t/tests"
+cp "$H"/kit/*.sh "$W/t/tests/" && chmod 0755 "$W"/t/tests/*.sh
+(cd "$W/t" && find tests | cpio -o -H newc 2>/dev/null | gzip) >>"$W/initrd"
+
+# wait_line FILE REGEX SECONDS
+wait_line() {
+	n=$(($3 * 10))
+	while [ $n -gt 0 ]; do
+		grep -Eq "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+		n=$((n - 1))
+	done
+	return 1
+}
+
+start() { # start WHO SERIAL: the VMM in the background, its pid in $pid
+	case "$1" in
+	kestrel)
+		"$K" run --name vgabench --kernel "$KIT/vmlinux" --initrd "$W/initrd" --cmdline "$CMD" \
+			--cpus 1 --mem 256M --display "vnc=127.0.0.1:$PORT" --serial "file:$2" \
+			--control "$W/k.sock" --timeout 900s </dev/null >/dev/null 2>"$W/k.err" &
+		;;
+	qemu)
+		"$Q" -accel kvm -M pc -cpu "$QCPU" -m 256 -smp 1 -nodefaults -device VGA \
+			-vnc "127.0.0.1:$((PORT - 5900))" -display none -serial "file:$2" -no-reboot \
+			-monitor "unix:$W/q.sock,server=on,wait=off" ${QEMU_FIRMWARE:+-L "$QEMU_FIRMWARE"} \
+			-kernel "$KIT/vmlinux" -initrd "$W/initrd" -append "$CMD" </dev/null >/dev/null 2>"$W/q.err" &
+		;;
+	esac
+	pid=$!
+}
+
+run_one() { # run_one WHO
+	who=$1 s=$W/$1.serial
+	: >"$s"
+	start "$who" "$s"
+	if ! wait_line "$s" "^fbw: ready" 300; then
+		echo "e $who error guest_not_ready"
+		tail -n 5 "$s" "$W"/*.err >&2
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		return
+	fi
+	sleep 3
+	echo "e $who idle_noclient $("$VB" cpu "$pid" "$SECS")"
+	"$VC" "127.0.0.1:$PORT" updates $(((SECS + 3) * 1000)) >"$W/vc.out" 2>&1 &
+	cpid=$!
+	sleep 2
+	echo "e $who idle_client $("$VB" cpu "$pid" "$SECS")"
+	wait "$cpid"
+	case "$who" in
+	kestrel) echo "e $who screendump $("$VB" dump-kestrel "$W/k.sock" 10 "$W/k.png")" ;;
+	qemu) echo "e $who screendump $("$VB" dump-qemu "$W/q.sock" 10 "$W/q.ppm")" ;;
+	esac
+	"$VC" "127.0.0.1:$PORT" serial-latency "$s" 20 >"$W/lat.out" 2>&1
+	echo "e $who latency $(sed -n 's/^vnc-client: latency ms //p' "$W/lat.out")"
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
+
+i=0
+while [ $i -lt "$REPS" ]; do
+	run_one kestrel
+	run_one qemu
+	i=$((i + 1))
+done
