@@ -23,6 +23,7 @@
 #include "kestrel/ide.h"
 #include "kestrel/piix.h"
 #include "kestrel/sandbox.h"
+#include "kestrel/tulip.h"
 #include "kestrel/vga.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
@@ -342,33 +343,56 @@ static int machine_create_ide(struct machine *m, char *err, size_t errlen)
 	return ret ?: machine_add_ide(m, d, err, errlen);
 }
 
-/* Synthetic network: one virtio-net function per --net, in the slots after
- * the SCSI controller, each on its TAP (named "net0", "net1", ... for the
- * control socket and --stats). */
+/* Network: one function per --net, in the slots after the SCSI controller,
+ * each on its TAP (registered as "net0", "net1", ... for the control socket
+ * and --stats): virtio-net, or the emulated DEC 21140 (model=tulip). */
 #define MACHINE_SLOT_VIRTIO_NET 5
+
+static int machine_add_tulip(struct machine *m, const struct config_net *c, const char *id,
+			     int slot, struct net_tap *tap, char *err, size_t errlen)
+{
+	struct tulip_board b = { .vm = &m->vm, .pci_host = machine_find_device(m, "pci-host"),
+				 .slot = slot };
+	struct tulip_opts o = { .name = id, .vlan = c->vlan, .stats = m->cfg->stats };
+	struct device *dev;
+	int ret;
+
+	memcpy(o.mac, c->mac, sizeof(o.mac));
+	ret = tulip_create(&b, &o, tap, &dev, err, errlen);
+	return ret ?: machine_add(m, dev, id, err, errlen);
+}
+
+static int machine_add_virtio_net(struct machine *m, const struct config_net *c, const char *id,
+				  int slot, struct net_tap *tap, char *err, size_t errlen)
+{
+	struct virtio_net_opts o = { .name = id, .vlan = c->vlan, .queues = c->queues,
+				     .stats = m->cfg->stats };
+	struct virtio_model model;
+	int ret;
+
+	memcpy(o.mac, c->mac, sizeof(o.mac));
+	ret = virtio_net_new(&o, tap, &model, err, errlen);
+	return ret ?: machine_add_virtio(m, &model, slot, id, err, errlen);
+}
 
 static int machine_create_network(struct machine *m, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < m->cfg->nnets; i++) {
 		const struct config_net *c = &m->cfg->nets[i];
 		int slot = MACHINE_SLOT_VIRTIO_NET + (int)i;
-		struct virtio_net_opts o = { .vlan = c->vlan, .queues = c->queues,
-					     .stats = m->cfg->stats };
-		struct virtio_model model;
 		struct net_tap tap;
-		char name[DEV_ID_MAX], terr[400];
+		char id[DEV_ID_MAX], terr[400];
 		int ret;
 
-		snprintf(name, sizeof(name), "net%u", i);
-		o.name = name;
-		memcpy(o.mac, c->mac, sizeof(o.mac));
+		snprintf(id, sizeof(id), "net%u", i);
 		ret = net_tap_open(&tap, c->ifname, c->queues, terr, sizeof(terr));
 		if (ret) {
 			snprintf(err, errlen, "--net %s", terr);
 			return ret;
 		}
-		ret = virtio_net_new(&o, &tap, &model, err, errlen);
-		ret = ret ?: machine_add_virtio(m, &model, slot, name, err, errlen);
+		ret = c->model == CONFIG_NET_TULIP ?
+		      machine_add_tulip(m, c, id, slot, &tap, err, errlen) :
+		      machine_add_virtio_net(m, c, id, slot, &tap, err, errlen);
 		if (ret)
 			return ret;
 	}

@@ -75,6 +75,24 @@ START_TEST(flags)
 	ck_assert_mem_ne(c.nets[1].mac, c.nets[0].mac, 6);
 	ck_assert_int_eq(run("--net", "mac=52-54-00-00-00-01,tap=x", NULL), 0);
 	ck_assert_uint_eq(c.nets[0].mac[5], 1);
+	ck_assert_int_eq(c.nets[0].model, CONFIG_NET_VIRTIO);
+}
+END_TEST
+
+START_TEST(model)
+{
+	ck_assert_int_eq(run("--net", "tap=t0,model=tulip,vlan=7", "--net", "tap=t1,model=virtio",
+			     NULL), 0);
+	ck_assert_int_eq(c.nets[0].model, CONFIG_NET_TULIP);
+	ck_assert_uint_eq(c.nets[0].vlan, 7);
+	ck_assert_uint_eq(c.nets[0].queues, 1);
+	ck_assert_int_eq(c.nets[1].model, CONFIG_NET_VIRTIO);
+	ck_assert_int_ne(run("--net", "tap=t0,model=e1000", NULL), 0);
+	expect_err("model=e1000: not a NIC model (virtio, tulip)");
+	ck_assert_int_ne(run("--net", "tap=t0,model=tulip,queues=2", NULL), 0);
+	expect_err("queues=2: model=tulip has one queue");
+	ck_assert_int_ne(run("--net", "tap=t0,model=tulip,model=virtio", NULL), 0);
+	expect_err("model given twice");
 }
 END_TEST
 
@@ -169,6 +187,9 @@ START_TEST(json_array)
 	ck_assert_uint_eq(c.nets[1].mac[5], 9);
 	ck_assert_str_eq(c.nets[2].ifname, "f0");
 
+	write_text(json, "{ \"net\": [ {\"tap\": \"j0\", \"model\": \"tulip\"} ] }");
+	ck_assert_int_eq(run(arg, NULL), 0);
+	ck_assert_int_eq(c.nets[0].model, CONFIG_NET_TULIP);
 	write_text(json, "{ \"net\": {\"tap\": \"j0\"} }");
 	ck_assert_int_ne(run(arg, NULL), 0);
 	expect_err("\"net\": expected an array of NICs");
@@ -213,6 +234,7 @@ int main(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, flags);
+	tcase_add_test(tc, model);
 	tcase_add_test(tc, default_mac_stable);
 	tcase_add_test(tc, errors);
 	tcase_add_test(tc, too_many);

@@ -1667,22 +1667,33 @@ net_payload_case() { # net_payload_case NAME CMDLINE
 	net_ns_down
 }
 
+# payload_passed NAME: a payload run in the background (its console in
+# $out/NAME.log, reaped into $rc) passed: status 1, RESULT: PASS, no FAIL.
+payload_passed() {
+	tr -d '\r' <"$out/$1.log" >"$out/$1.tmp" && mv "$out/$1.tmp" "$out/$1.log"
+	expect "the worker exited $rc, not 1" [ $rc = 1 ]
+	expect "no RESULT: PASS" has "$out/$1.log" "RESULT: PASS"
+	expect "a guest check failed" fails grep -q "^FAIL" "$out/$1.log"
+}
+
 # VLAN 5, an access port: the guest talks to kvn0.5 only; the host pings
 # the guest through it while it listens; untagged ARP on kvn0 goes
-# unanswered; the guest's own VLAN 7 tag never reaches kvn0.7.
+# unanswered; the guest's own VLAN 7 tag never reaches kvn0.7. $1 the case,
+# $2 the payload (vnet, tulip), $3 more --net options, $4 the worker's
+# stats line for the NIC.
 net_payload_vlan_case() {
-	n=payload-vnet-vlan
+	n=$1
 	case_begin $n || return 0
 	net_ns_up "kvv$$" || { expect "no network namespace" false; case_end; return 0; }
 	expect "TAP setup failed" net_tap kvv0
 	net_addr kvv0
 	expect "no 802.1Q interface (8021q module?) and no vlan-peer" net_vlans kvv0 5 7
 	: >"$out/$n.log"
-	"$out/kestrel-ns" run --serial stdio --kernel "$P/vnet.bin" --debug-exit --timeout 90s --stats \
-		--cmdline "ip=10.0.5.2 peer=10.0.5.1 mrg=1 csum=1 probe=7 expect=0 listen_ms=8000" \
-		--net tap=kvv0,vlan=5,mac=52:54:00:12:34:58 </dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	"$out/kestrel-ns" run --serial stdio --kernel "$P/$2.bin" --debug-exit --timeout 90s --stats \
+		--cmdline "ip=10.0.5.2 peer=10.0.5.1 mrg=1 csum=1 filter=0 probe=7 expect=0 listen_ms=8000" \
+		--net "tap=kvv0,vlan=5,mac=52:54:00:12:34:58$3" </dev/null >"$out/$n.log" 2>"$out/$n.err" &
 	kpid=$!
-	expect "the guest never listened" wait_for 60 has "$out/$n.log" "^vnet: listening"
+	expect "the guest never listened" wait_for 60 has "$out/$n.log" "^$2: listening"
 	if [ "$vlan_mode" = kernel ]; then
 		$NSX ping -c 3 -W 2 10.0.5.2 >"$out/$n.ping" 2>&1
 	else
@@ -1699,12 +1710,9 @@ net_payload_vlan_case() {
 		expect "the VLAN peer did not report" has "$out/vlan-peer.out" "^vid 5 frames [1-9]"
 		expect "frames the guest tagged VLAN 7 reached the TAP" has "$out/vlan-peer.out" "^vid 7 frames 0$"
 	fi
-	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
-	expect "the worker exited $rc, not 1" [ $rc = 1 ]
-	expect "no RESULT: PASS" has "$out/$n.log" "RESULT: PASS"
-	expect "a guest check failed" fails grep -q "^FAIL" "$out/$n.log"
+	payload_passed "$n"
 	expect "the guest answered no echo request" has "$out/$n.log" "answered [1-9][0-9]* echo requests"
-	expect "no per-queue stats" has "$out/$n.err" "virtio-net net0 q0 rx_packets=[1-9]"
+	expect "no NIC stats" has "$out/$n.err" "$4"
 	case_end "$out/$n.log" "$out/$n.err"
 	net_ns_down
 }
@@ -1712,10 +1720,13 @@ net_payload_vlan_case() {
 # Debian's virtio_net: link, ping, 4 MiB to the host and 1 MiB back with nc
 # (so TSO/checksum offloads in both directions); $1 the case, $2
 # the --net options after tap=, $3 the VLAN id or "" (then the guest is on
-# 10.0.VID.0/24), $4 "mq" to let kestrel create a multi-queue TAP itself.
+# 10.0.VID.0/24), $4 "mq" to let kestrel create a multi-queue TAP itself,
+# $5 "tulip" for the emulated 21140 and Debian's tulip driver.
 net_linux_case() {
 	n=$1
 	case_begin "$n" || return 0
+	mods=virtio_pci,virtio_net drv=virtio_net nstat="virtio-net net0 q0 rx_packets=[1-9]"
+	[ "${5:-}" = tulip ] && mods=tulip drv=tulip nstat="tulip net0 rx_packets=[1-9]"
 	net_ns_up "kvl$$" || { expect "no network namespace" false; case_end; return 0; }
 	sub=0
 	[ -n "$3" ] && sub=$3
@@ -1726,7 +1737,7 @@ net_linux_case() {
 	[ "$4" = mq ] || net_tap kvl0
 	"$out/kestrel-ns" run --serial stdio --kernel "$KIT/vmlinux" --initrd "$out/initrd-modules.gz" \
 		--cpus 2 --mem 512M --timeout 300s --on-reboot exit --stats --net "tap=kvl0,$2" \
-		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_net kestrel.run=net kestrel.net_ip=10.0.$sub.2/24 kestrel.net_peer=10.0.$sub.1 kestrel.net_tcp=1" \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=$mods kestrel.run=net kestrel.net_ip=10.0.$sub.2/24 kestrel.net_peer=10.0.$sub.1 kestrel.net_tcp=1" \
 		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
 	kpid=$!
 	expect "the TAP never appeared" wait_for 30 net_has_if kvl0
@@ -1742,14 +1753,14 @@ net_linux_case() {
 	wait $hpid $ncpid 2>/dev/null
 	tr -d '\r' <"$out/$n.log" >"$out/$n.tmp" && mv "$out/$n.tmp" "$out/$n.log"
 	expect "the worker exited $rc, not 0" [ $rc = 0 ]
-	expect "virtio_net did not bind" has "$out/$n.log" "^net: eth0 mac=52:54:00:[0-9a-f:]+ driver=virtio_net$"
+	expect "$drv did not bind" has "$out/$n.log" "^net: eth0 mac=${6:-52:54:00:[0-9a-f:]+} driver=$drv$"
 	expect "no link" has "$out/$n.log" "^net: eth0 link up"
 	expect "the guest's ping failed" has "$out/$n.log" "^net: ping 10.0.$sub.1: 3/3"
 	expect "the guest did not send its 4 MiB" has "$out/$n.log" "^net: sent 4194304 bytes"
 	expect "the host got $(wc -c <"$out/net.recv" 2>/dev/null) bytes, not 4194304" \
 		[ "$(wc -c <"$out/net.recv" 2>/dev/null)" = 4194304 ]
 	expect "the guest did not get the host's 1 MiB intact" has "$out/$n.log" "^net: received 1048576 bytes md5=$sum"
-	expect "no per-queue stats" has "$out/$n.err" "virtio-net net0 q0 rx_packets=[1-9]"
+	expect "no NIC stats" has "$out/$n.err" "$nstat"
 	case_end "$out/$n.log" "$out/$n.err"
 	rm -f "$out/net.fifo"
 	net_ns_down
@@ -1758,25 +1769,97 @@ net_linux_case() {
 if [ $do_payloads = 1 ] && ! net_skip; then
 	net_payload_case payload-vnet ""
 	net_payload_case payload-vnet-mrg "mrg=1"
-	with_retry net_payload_vlan_case
+	with_retry net_payload_vlan_case payload-vnet-vlan vnet "" "virtio-net net0 q0 rx_packets=[1-9]"
 fi
 if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry net_linux_case linux-vnet "mac=52:54:00:12:34:57" "" ""
 	with_retry net_linux_case linux-vnet-vlan-mq "vlan=5,queues=2" 5 mq
 fi
 
+# ---- the emulated DEC 21140 (issue 13; the virtio-net helpers above) -------
+# tests/guest/tulip.c on --net model=tulip: reset values, the MAC from the
+# serial ROM, the PHY's link, INTA# on TI, ARP, pings, UDP, setup-frame
+# filtering (perfect, hash, hash-only, inverse, promiscuous), an ARP request
+# the guest tags itself (an untagged NIC passes it); hostile=1: lists
+# outside RAM, a looping frame, zero-length descriptors, descriptors
+# rewritten under the device, each followed by a software reset.
+tulip_payload_case() { # tulip_payload_case NAME CMDLINE PATTERNS...
+	tn=$1 tc=$2
+	shift 2
+	echo "$tn" | grep -Eq -- "$filter" || return 0
+	net_ns_up "ktp$$" || { echo "FAIL: $tn: no network namespace"; fail=$((fail + 1)); return 0; }
+	net_tap ktn0 && net_addr ktn0 && net_vlans ktn0 7
+	KESTREL=$out/kestrel-ns
+	run_case "$tn" 1 "RESULT: PASS" "!FAIL" "^tulip: mac 52:54:00:12:34:60" \
+		"^tulip: 00:[0-9a-f]{2}\.0 1011:0009 rev 20" "$@" -- \
+		--kernel "$P/tulip.bin" --cmdline "$tc" --timeout 90s --stats \
+		--net tap=ktn0,model=tulip,mac=52:54:00:12:34:60
+	KESTREL=$KESTREL_HOST
+	net_peer_stop
+	net_ns_down
+}
+# tulip.bin linkwatch_ms: `kestrel ctl NAME net-link down`, then up, as the
+# driver sees them (the PHY, the link-sense pin, a frame sent while down
+# ends with loss of carrier, ARP answered after).
+tulip_payload_link_case() {
+	n=payload-tulip-net-link
+	case_begin "$n" || return 0
+	net_ns_up "ktl$$" || { expect "no network namespace" false; case_end; return 0; }
+	expect "TAP setup failed" net_tap ktl0
+	net_addr ktl0
+	vmn=tl-$$
+	"$out/kestrel-ns" run --name "$vmn" --serial stdio --kernel "$P/tulip.bin" --debug-exit \
+		--timeout 90s --cmdline "linkwatch_ms=30000" --net tap=ktl0,model=tulip,mac=52:54:00:12:34:62 \
+		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	kpid=$!
+	expect "the guest never watched the link" wait_for 60 has "$out/$n.log" "^tulip: watching the link"
+	expect "net-link down failed" ctl "$vmn" net-link down
+	expect "the guest did not see the link go down" wait_for 40 has "$out/$n.log" "^tulip: link down seen"
+	expect "net-link up failed" ctl "$vmn" net-link up device=net0
+	reap_worker $kpid 90
+	payload_passed "$n"
+	expect "the PHY never showed the link down" has "$out/$n.log" "^PASS: the PHY reports the link down"
+	expect "no loss of carrier while down" has "$out/$n.log" "^PASS: a frame sent while the link is down"
+	expect "the PHY never showed the link up again" has "$out/$n.log" "^PASS: the PHY reports the link up again"
+	expect "no ARP reply after the link came back" has "$out/$n.log" "^PASS: ARP request answered"
+	case_end "$out/$n.log" "$out/$n.err"
+	net_ns_down
+}
+if [ $do_payloads = 1 ] && ! net_skip; then
+	tulip_payload_case payload-tulip "probe=7 expect=1" "PASS: MII PHY at address 1 reports the link up" \
+		"PASS: TI with IC set raises INTA#" "PASS: echo replies from the peer: 3 of 3" \
+		"PASS: a 1400-byte echo came back" "PASS: UDP to a closed port" \
+		"PASS: hash-only filter without our bit: reply out" "PASS: inverse filter listing others: reply in" \
+		"VLAN 7 was answered" "stderr:tulip net0 rx_packets=[1-9]"
+	tulip_payload_case payload-tulip-hostile "hostile=1" \
+		"PASS: transmit buffer outside RAM: fatal bus error" "PASS: a looping frame jabbers" \
+		"PASS: zero-length receive descriptors: receive process stopped" \
+		"PASS: after descriptors rewritten under the device and a software reset the NIC answers"
+	with_retry net_payload_vlan_case payload-tulip-vlan tulip ",model=tulip" "tulip net0 rx_packets=[1-9]"
+	tulip_payload_link_case
+fi
+# Debian's tulip driver on it: binds with the MAC from --net, link, ping,
+# TCP both ways; tagged on VLAN 5.
+if [ $do_linux = 1 ] && ! net_skip; then
+	with_retry net_linux_case linux-tulip "model=tulip,mac=52:54:00:12:34:61" "" "" tulip 52:54:00:12:34:61
+	with_retry net_linux_case linux-tulip-vlan "model=tulip,vlan=5" 5 "" tulip
+fi
+
 # ---- control socket: net-link (issue 5; uses the virtio-net helpers above) ----
 # Debian's virtio_net sees carrier go and come back as `kestrel ctl net-link`
-# sets the link (tests/kit/link.sh prints every change).
+# sets the link (tests/kit/link.sh prints every change); $1 "tulip": the same
+# with the emulated 21140 and Debian's tulip driver (which polls the link).
 ctl_linux_netlink_case() {
 	n=ctl-nl-$$
-	case_begin linux-ctl-net-link || return 0
+	nlname=linux-ctl-net-link lmods=virtio_pci,virtio_net lopt=""
+	[ "${1:-}" = tulip ] && nlname=linux-tulip-net-link lmods=tulip lopt=",model=tulip"
+	case_begin "$nlname" || return 0
 	net_ns_up "kcl$$" || { expect "no network namespace" false; case_end; return 0; }
 	net_tap kcl0
 	[ -f "$out/initrd-ctl.gz" ] || cat "$KIT/initrd.cpio.gz" "$KIT/modules.cpio.gz" >"$out/initrd-ctl.gz"
 	"$out/kestrel-ns" run --name "$n" --serial stdio --kernel "$KIT/vmlinux" --initrd "$out/initrd-ctl.gz" \
-		--cpus 1 --mem 256M --timeout 200s --on-reboot exit --net tap=kcl0 \
-		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_net kestrel.run=link kestrel.link_secs=150" \
+		--cpus 1 --mem 256M --timeout 200s --on-reboot exit --net "tap=kcl0$lopt" \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=$lmods kestrel.run=link kestrel.link_secs=150" \
 		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
 	kpid=$!
 	expect "the control socket never answered" wait_for 30 alive "$n"
@@ -1799,6 +1882,7 @@ ctl_linux_netlink_case() {
 }
 if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry ctl_linux_netlink_case
+	with_retry ctl_linux_netlink_case tulip
 fi
 
 # ---- VM state with Debian (issue 14) ----------------------------------------

@@ -16,9 +16,10 @@
  * writes a chain with one writev straight from the guest's buffers. The
  * vCPU threads only reach this file through the transport's callbacks.
  *
- * VLAN (per NIC, an 802.1Q access port): transmitted frames get the tag
- * after the MAC addresses; the vnet header's csum_start and hdr_len, which
- * count from the start of the frame, move by 4. Received frames must carry
+ * VLAN (per NIC, an 802.1Q access port; the port's rules are in
+ * src/net/vlan.c): transmitted frames get the tag after the MAC addresses;
+ * the vnet header's csum_start and hdr_len, which count from the start of
+ * the frame, move by 4. Received frames must carry
  * the NIC's VLAN id: the header, the MAC addresses and the tag are read
  * into a small bounce buffer and everything after the tag straight into the
  * guest's buffers, four bytes later than the tag; the header and MACs are
@@ -45,11 +46,10 @@
 #define VNET_HDR_LEN NET_VNET_HDR_LEN
 #define VNET_RX_IOV_MAX 1024       /* UIO_MAXIOV: the most one readv takes */
 #define VNET_BUDGET 256            /* frames per pass before polling again */
-#define ETH_HLEN 14
-#define ETH_ALEN 6
-#define VLAN_HLEN 4
-#define ETH_P_8021Q 0x8100
-#define ETH_P_8021AD 0x88a8
+#define ETH_HLEN NET_ETH_HLEN
+#define ETH_ALEN NET_ETH_ALEN
+#define VLAN_HLEN NET_VLAN_HLEN
+#define ETH_P_8021Q NET_ETH_P_8021Q
 #define VNET_FRAME_MAX (65535 + ETH_HLEN + VLAN_HLEN)   /* a GSO frame, tagged */
 #define VNET_MAC_TABLE 64          /* unicast + multicast filter entries */
 #define VNET_VLAN_IDS 4096
@@ -350,18 +350,7 @@ static bool vnet_rx_hdr_fix(struct vnet_rxq *q, uint8_t *hdr, bool untagged_by_u
 	     gso != VIRTIO_NET_HDR_GSO_TCPV6) ||
 	    ((hdr[HDR_GSO_TYPE] & VIRTIO_NET_HDR_GSO_ECN) && !VNET_HAS(off, VIRTIO_NET_F_GUEST_ECN)))
 		return false;
-	if (untagged_by_us) {
-		uint16_t start = le16_get(hdr + HDR_CSUM_START), hl = le16_get(hdr + HDR_HDR_LEN);
-
-		if (hdr[HDR_FLAGS] & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-			if (start < ETH_HLEN + VLAN_HLEN)
-				return false;
-			le16_put(hdr + HDR_CSUM_START, (uint16_t)(start - VLAN_HLEN));
-		}
-		if (hl >= ETH_HLEN + VLAN_HLEN)
-			le16_put(hdr + HDR_HDR_LEN, (uint16_t)(hl - VLAN_HLEN));
-	}
-	return true;
+	return !untagged_by_us || net_vnet_hdr_untag(hdr);
 }
 
 /* Return the first chains holding len bytes to the driver, all at once, and
@@ -438,7 +427,7 @@ static bool vnet_rx_tagged(struct vnet_rxq *q, struct virtq *vq, ssize_t got, si
 
 	if (got < VNET_HDR_LEN + ETH_HLEN + VLAN_HLEN || (size_t)got > cap)
 		return false;
-	if (be16_get(tag) != ETH_P_8021Q || (be16_get(tag + 2) & 0xfff) != q->n->vlan)
+	if (!net_vlan_match(tag, q->n->vlan))
 		return false;
 	vq_iov_write(q->iov, q->niov, 0, b, VNET_HDR_LEN + 2 * ETH_ALEN);
 	return vnet_rx_finish(q, vq, b, true, (size_t)got - VLAN_HLEN);
@@ -565,20 +554,9 @@ static bool vnet_tx_hdr_ok(const struct virtio_net *n, uint8_t *hdr, uint64_t fr
 static bool vnet_tx_tag(const struct virtio_net *n, const struct vq_elem *e, uint8_t *hdr)
 {
 	uint8_t eth[ETH_HLEN];
-	uint16_t type, start = le16_get(hdr + HDR_CSUM_START), hl = le16_get(hdr + HDR_HDR_LEN);
 
 	vq_iov_read(e->iov, e->out_num, VNET_HDR_LEN, eth, sizeof(eth));
-	type = be16_get(eth + 12);
-	if (type == ETH_P_8021Q || type == ETH_P_8021AD)
-		return false;
-	if (hdr[HDR_FLAGS] & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-		if (start > UINT16_MAX - VLAN_HLEN)
-			return false;
-		le16_put(hdr + HDR_CSUM_START, (uint16_t)(start + VLAN_HLEN));
-	}
-	if (hl && hl <= UINT16_MAX - VLAN_HLEN)
-		le16_put(hdr + HDR_HDR_LEN, (uint16_t)(hl + VLAN_HLEN));
-	return true;
+	return !net_vlan_tagged(eth) && net_vnet_hdr_tag(hdr);
 }
 
 /* Header copy, then the guest's frame with the tag spliced in at 12. */
@@ -608,8 +586,7 @@ static int vnet_tx_vector(struct vnet_txq *q, const struct vq_elem *e, uint8_t *
 static int vnet_tx_one(struct vnet_txq *q, const struct vq_elem *e)
 {
 	struct virtio_net *n = q->n;
-	uint8_t hdr[VNET_HDR_LEN], tag[VLAN_HLEN] = { 0x81, 0x00, (uint8_t)(n->vlan >> 8),
-						      (uint8_t)n->vlan };
+	uint8_t hdr[VNET_HDR_LEN], tag[VLAN_HLEN];
 	uint64_t frame_len;
 	ssize_t sent;
 	int k;
@@ -618,6 +595,7 @@ static int vnet_tx_one(struct vnet_txq *q, const struct vq_elem *e)
 		return -EPROTO;
 	frame_len = e->out_len - VNET_HDR_LEN;
 	vq_iov_read(e->iov, e->out_num, 0, hdr, sizeof(hdr));
+	net_vlan_tag(tag, n->vlan);
 	if (!atomic_load(&n->link_up) || frame_len < ETH_HLEN || frame_len > VNET_FRAME_MAX ||
 	    !vnet_tx_hdr_ok(n, hdr, frame_len) || (n->vlan && !vnet_tx_tag(n, e, hdr)))
 		goto drop;

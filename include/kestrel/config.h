@@ -41,9 +41,12 @@ struct config_disk {
 	uint64_t remove_after_ms; /* the guest driver starts the controller; 0: none */
 };
 
-/* One --net / "net" element (src/config/config_net.c): a virtio-net NIC on a TAP. */
+/* One --net / "net" element (src/config/config_net.c): a NIC on a TAP, virtio-net
+ * or the emulated DEC 21140 (model=tulip). */
 #define CONFIG_MAX_NETS 8
+enum config_net_model { CONFIG_NET_VIRTIO, CONFIG_NET_TULIP };
 struct config_net {
+	enum config_net_model model;
 	char ifname[NET_IFNAME_MAX + 1];
 	uint8_t mac[6];           /* given, or derived from ifname */
 	bool mac_set;

@@ -41,7 +41,7 @@ void fw_image_free(struct fw_image *img);
 struct fw_boot_board {
 	int scsi_slot;            /* virtio-scsi controller, -1: none */
 	int ide_slot, ide_fn;     /* PIIX IDE, -1: none */
-	int net_slot;             /* the first virtio-net NIC (the others follow), -1: none */
+	int net_slot;             /* the first NIC, virtio-net or 21140 (the others follow), -1: none */
 };
 
 /* The bootorder list for --boot: for each kind in its order (default disk,

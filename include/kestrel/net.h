@@ -63,4 +63,38 @@ ssize_t net_tap_recv(const struct net_tap *t, unsigned q, const struct iovec *io
 /* One frame (vnet header first) to queue q. Bytes written or -errno. */
 ssize_t net_tap_send(const struct net_tap *t, unsigned q, const struct iovec *iov, int iovcnt);
 
+/* ---- 802.1Q VLAN for an access port (src/net/vlan.c) ----
+ * A NIC with a VLAN id is an access port of that VLAN (IEEE 802.1Q): frames
+ * from the guest leave with a C-tag (TPID 0x8100, PCP 0, DEI 0, the VID)
+ * after the MAC addresses, frames to the guest must carry that tag and
+ * lose it, and frames the guest tags itself are refused. Every NIC model
+ * (virtio-net, the emulated 21140) uses these. */
+#define NET_ETH_ALEN 6
+#define NET_ETH_HLEN 14
+#define NET_VLAN_HLEN 4
+#define NET_ETH_P_8021Q 0x8100
+#define NET_ETH_P_8021AD 0x88a8
+#define NET_VLAN_ID_MAX 4094
+
+/* The 4 tag bytes for vid (1..NET_VLAN_ID_MAX). */
+void net_vlan_tag(uint8_t tag[NET_VLAN_HLEN], unsigned vid);
+/* Whether the frame at eth (at least NET_ETH_HLEN bytes) carries a C- or
+ * S-tag already: such a frame from the guest does not pass an access port. */
+bool net_vlan_tagged(const uint8_t *eth);
+/* Whether tag (the 4 bytes after the MAC addresses) is a C-tag of vid. */
+bool net_vlan_match(const uint8_t *tag, unsigned vid);
+/* The vnet header's csum_start and hdr_len count from the frame's start, so
+ * they move with a tag: +4 for a frame that gets one, -4 for a frame whose
+ * tag was removed. False when the header does not fit the change (an
+ * offset that would overflow, or a checksum that starts inside the tag):
+ * drop the frame. */
+bool net_vnet_hdr_tag(uint8_t *hdr);
+bool net_vnet_hdr_untag(uint8_t *hdr);
+/* Flat frames (no vnet header): put vid's tag in after the MAC addresses
+ * (*len grows by 4; -ENOSPC past cap, -EINVAL for a runt or a frame the
+ * guest tagged itself), or take it out (-ENOENT unless the frame carries
+ * vid's tag). */
+int net_vlan_insert(uint8_t *frame, size_t *len, size_t cap, unsigned vid) WARN_UNUSED;
+int net_vlan_strip(uint8_t *frame, size_t *len, unsigned vid) WARN_UNUSED;
+
 #endif

@@ -581,8 +581,8 @@ static const struct opt opts[OPT_NR] = {
 		"create the virtio-scsi controller even with no\n"
 		"--disk, for disk-add on the control socket" },
 	[OPT_NET] = { "net", "net", 0, true, opt_net, "SPEC",
-		"add a virtio-net NIC (repeatable): tap=IFNAME\n"
-		"[,mac=52:54:00:..][,vlan=ID][,queues=N]\n"
+		"add a NIC (repeatable): tap=IFNAME[,model=virtio|\n"
+		"tulip][,mac=52:54:00:..][,vlan=ID][,queues=N]\n"
 		"(JSON: \"net\": [ {\"tap\": ..}, ..])" },
 	[OPT_VGA] = { "vga", "vga", JT_STRING, true, opt_vga, "SPEC",
 		"graphics card: std[,mem=SIZE][,rom=FILE|none]\n"

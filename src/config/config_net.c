@@ -1,8 +1,10 @@
-/* --net (repeatable) and the JSON "net" array: one virtio-net NIC each, on a
- * TAP interface:
+/* --net (repeatable) and the JSON "net" array: one NIC each, on a TAP
+ * interface:
  *
- *   tap=IFNAME[,mac=52:54:00:xx:xx:xx][,vlan=ID][,queues=N]
+ *   tap=IFNAME[,model=virtio|tulip][,mac=52:54:00:xx:xx:xx][,vlan=ID][,queues=N]
  *
+ * model: virtio-net (default) or the emulated DEC 21140 "Tulip", which has
+ * one queue.
  * mac: a unicast address (default: 52:54:00 followed by three bytes hashed
  * from IFNAME, so a NIC keeps its address across runs). vlan: 802.1Q id
  * 1-4094; the NIC is then an access port of that VLAN. queues: queue pairs
@@ -99,6 +101,19 @@ static int net_ifname(const char *v, char *out, char *err, size_t errlen)
 	return 0;
 }
 
+static int net_model(const char *v, enum config_net_model *m, char *err, size_t errlen)
+{
+	if (!strcmp(v, "virtio")) {
+		*m = CONFIG_NET_VIRTIO;
+		return 0;
+	}
+	if (!strcmp(v, "tulip")) {
+		*m = CONFIG_NET_TULIP;
+		return 0;
+	}
+	return net_err(err, errlen, "model=%s: not a NIC model (virtio, tulip)", v);
+}
+
 /* 52:54:00 (QEMU's locally administered prefix) + FNV-1a of the name. */
 static void net_default_mac(const char *ifname, uint8_t *mac)
 {
@@ -118,22 +133,23 @@ static void net_default_mac(const char *ifname, uint8_t *mac)
 static int net_key(struct config_net *n, const char *k, const char *v, unsigned *seen, char *err,
 		   size_t errlen)
 {
-	static const char *const keys[] = { "tap", "mac", "vlan", "queues" };
+	static const char *const keys[] = { "tap", "mac", "vlan", "queues", "model" };
 	unsigned i;
 
 	for (i = 0; i < ARRAY_SIZE(keys); i++)
 		if (!strcmp(k, keys[i]))
 			break;
 	if (i == ARRAY_SIZE(keys))
-		return net_err(err, errlen, "unknown option \"%s\" (tap, mac, vlan, queues)", k);
+		return net_err(err, errlen, "unknown option \"%s\" (tap, model, mac, vlan, queues)", k);
 	if (*seen & (1u << i))
 		return net_err(err, errlen, "%s given twice", k);
 	*seen |= 1u << i;
 	switch (i) {
 	case 0: return net_ifname(v, n->ifname, err, errlen);
 	case 1: n->mac_set = true; return net_mac(v, n->mac, err, errlen);
-	case 2: return net_uint("vlan", v, 1, 4094, &n->vlan, err, errlen);
-	default: return net_uint("queues", v, 1, NET_MAX_QUEUES, &n->queues, err, errlen);
+	case 2: return net_uint("vlan", v, 1, NET_VLAN_ID_MAX, &n->vlan, err, errlen);
+	case 3: return net_uint("queues", v, 1, NET_MAX_QUEUES, &n->queues, err, errlen);
+	default: return net_model(v, &n->model, err, errlen);
 	}
 }
 
@@ -158,6 +174,8 @@ static int net_parse(const char *spec, struct config_net *n, char *err, size_t e
 	}
 	if (!(seen & 1))
 		return net_err(err, errlen, "tap=IFNAME is required");
+	if (n->model == CONFIG_NET_TULIP && n->queues > 1)
+		return net_err(err, errlen, "queues=%u: model=tulip has one queue", n->queues);
 	if (!n->mac_set)
 		net_default_mac(n->ifname, n->mac);
 	return 0;

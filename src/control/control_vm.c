@@ -26,6 +26,7 @@
 #include "kestrel/notify.h"
 #include "kestrel/sandbox.h"
 #include "kestrel/snapshot.h"
+#include "kestrel/tulip.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
@@ -246,6 +247,42 @@ static json_object *cv_disks_json(struct control_vm *cv)
 	return arr;
 }
 
+/* A NIC's counters, summed over its queue pairs. */
+static void cv_nic_stats(struct control_vm *cv, unsigned i, struct virtio_net_stats *sum)
+{
+	struct device *d = cv_nic(cv, i);
+	unsigned nq = i < cv->cfg->nnets ? cv->cfg->nets[i].queues : 1;
+	struct virtio_net_stats q;
+	struct tulip_stats t;
+
+	*sum = (struct virtio_net_stats){ 0 };
+	if (tulip_get_stats(d, &t) == 0) {
+		*sum = (struct virtio_net_stats){
+			.rx_packets = t.rx_packets, .rx_bytes = t.rx_bytes,
+			.rx_dropped = t.rx_dropped + t.rx_missed, .tx_packets = t.tx_packets,
+			.tx_bytes = t.tx_bytes, .tx_dropped = t.tx_dropped };
+		return;
+	}
+	for (unsigned k = 0; k < nq; k++) {
+		if (virtio_net_get_stats(d, k, &q))
+			continue;
+		sum->rx_packets += q.rx_packets;
+		sum->rx_bytes += q.rx_bytes;
+		sum->rx_dropped += q.rx_dropped;
+		sum->tx_packets += q.tx_packets;
+		sum->tx_bytes += q.tx_bytes;
+		sum->tx_dropped += q.tx_dropped;
+	}
+}
+
+/* The emulated 21140 (model=tulip) or virtio-net. */
+static int cv_nic_set_link(struct control_vm *cv, unsigned i, bool up)
+{
+	struct device *d = cv_nic(cv, i);
+
+	return tulip_pci(d) ? tulip_set_link(d, up) : virtio_net_set_link(d, up);
+}
+
 /* Per NIC: the link and the counters summed over its queue pairs. */
 static json_object *cv_nics_json(struct control_vm *cv, bool counters)
 {
@@ -253,8 +290,7 @@ static json_object *cv_nics_json(struct control_vm *cv, bool counters)
 
 	for (unsigned i = 0; i < cv_nnics(cv); i++) {
 		json_object *o = json_object_new_object();
-		struct virtio_net_stats sum = { 0 }, q;
-		unsigned nq = i < cv->cfg->nnets ? cv->cfg->nets[i].queues : 1;
+		struct virtio_net_stats sum;
 		char name[16];
 
 		snprintf(name, sizeof(name), "net%u", i);
@@ -262,17 +298,8 @@ static json_object *cv_nics_json(struct control_vm *cv, bool counters)
 		if (i < cv->cfg->nnets)
 			json_object_object_add(o, "ifname", jstr(cv->cfg->nets[i].ifname));
 		json_object_object_add(o, "link", jstr(cv->link_down[i] ? "down" : "up"));
-		for (unsigned k = 0; counters && k < nq; k++) {
-			if (virtio_net_get_stats(cv_nic(cv, i), k, &q))
-				continue;
-			sum.rx_packets += q.rx_packets;
-			sum.rx_bytes += q.rx_bytes;
-			sum.rx_dropped += q.rx_dropped;
-			sum.tx_packets += q.tx_packets;
-			sum.tx_bytes += q.tx_bytes;
-			sum.tx_dropped += q.tx_dropped;
-		}
 		if (counters) {
+			cv_nic_stats(cv, i, &sum);
 			json_object_object_add(o, "rx_packets", jint(sum.rx_packets));
 			json_object_object_add(o, "rx_bytes", jint(sum.rx_bytes));
 			json_object_object_add(o, "rx_dropped", jint(sum.rx_dropped));
@@ -280,6 +307,7 @@ static json_object *cv_nics_json(struct control_vm *cv, bool counters)
 			json_object_object_add(o, "tx_bytes", jint(sum.tx_bytes));
 			json_object_object_add(o, "tx_dropped", jint(sum.tx_dropped));
 		}
+		json_object_object_add(o, "model", jstr(tulip_pci(cv_nic(cv, i)) ? "tulip" : "virtio"));
 		json_object_array_add(arr, o);
 	}
 	return arr;
@@ -1093,7 +1121,7 @@ static void cv_replay(struct control_vm *cv)
 	cv_replay_disks(cv);
 	cv_replay_cds(cv);
 	for (unsigned i = 0; i < cv_nnics(cv); i++)
-		if (cv->link_down[i] && virtio_net_set_link(cv_nic(cv, i), false))
+		if (cv->link_down[i] && cv_nic_set_link(cv, i, false))
 			kwarn("control: net%u: keeping the link down after the reset failed", i);
 }
 
@@ -1114,7 +1142,7 @@ static int cv_net_link(void *opaque, const char *device, bool up, struct control
 					  "net%u, or the TAP's name)", device, cv_nnics(cv) - 1);
 	}
 	if (!rc) {
-		rc = virtio_net_set_link(cv_nic(cv, (unsigned)i), up);
+		rc = cv_nic_set_link(cv, (unsigned)i, up);
 		if (rc)
 			control_fail(e, CTL_E_FAILED, "net%d: %s", i, strerror(-rc));
 		else

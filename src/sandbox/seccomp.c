@@ -175,7 +175,8 @@ static const struct sb_ioctl ioctls_vcpu[] = {
 	{ KVM_IRQ_LINE, "ISA devices and virtio INTx# raising their interrupt line" },
 	{ KVM_SIGNAL_MSI, "MSI-X messages that become deliverable (Bus Master Enable, unmask)" },
 	{ KVM_SET_GSI_ROUTING, "the guest programming an MSI-X vector" },
-	{ KVM_IOEVENTFD, "virtio-pci: queue notify registers at DRIVER_OK and reset" },
+	{ KVM_IOEVENTFD, "virtio-pci: queue notify registers at DRIVER_OK and reset; the 21140's "
+			 "poll demands when the guest moves its BARs" },
 	{ KVM_IRQFD, "virtio-pci: queue interrupts at DRIVER_OK and reset" },
 	{ TUNSETOFFLOAD, "virtio-net: offloads the guest accepted, at DRIVER_OK" },
 	{ TUNSETQUEUE, "virtio-net: queue pairs turned on or off at DRIVER_OK and reset" },
@@ -192,8 +193,8 @@ static const struct sb_rule rules_io[] = {
 	ALLOW(read, "kick eventfds, libaio's completion eventfd"),
 	ALLOW(poll, "waiting on kicks, the TAP and the stop eventfd"),
 	ALLOW(ppoll, "as poll"),
-	ALLOW(readv, "virtio-net: frames from the TAP"),
-	ALLOW(writev, "virtio-net: frames to the TAP"),
+	ALLOW(readv, "virtio-net, the 21140: frames from the TAP"),
+	ALLOW(writev, "virtio-net, the 21140: frames to the TAP"),
 	ALLOW(pread64, "VHD metadata"),
 	ALLOW(pwrite64, "VHD metadata"),
 	ALLOW(preadv, "the sync engine, VHD data"),
@@ -210,7 +211,7 @@ static const struct sb_rule rules_io[] = {
 };
 
 static const struct sb_ioctl ioctls_io[] = {
-	{ KVM_IRQ_LINE, "virtio-pci INTx# when the guest has no MSI-X" },
+	{ KVM_IRQ_LINE, "virtio-pci INTx# when the guest has no MSI-X; the 21140's INTA#" },
 	{ KVM_SIGNAL_MSI, "virtio-pci: MSI-X messages without an irqfd" },
 	{ TUNSETOFFLOAD, "virtio-net control queue: offloads the guest changed" },
 	{ TUNSETQUEUE, "virtio-net control queue: the number of queue pairs" },

@@ -13,9 +13,10 @@
  * that short inputs reach the request-too-long paths (64 KiB lines).
  *
  * Byte 0 shapes the machine: bit 0 none attached (between two boots);
- * bit 1 a SCSI controller; bits 2-3 the number of NICs; bit 4 two disks in
- * the configuration; bit 5 the vCPUs never park (pause times out); bit 6 an
- * IDE controller with a CD-ROM drive at unit 2 (ide1-0) and a disk at 3.
+ * bit 1 a SCSI controller; bits 2-3 the number of NICs (the third an
+ * emulated 21140); bit 4 two disks in the configuration; bit 5 the vCPUs
+ * never park (pause times out); bit 6 an IDE controller with a CD-ROM drive
+ * at unit 2 (ide1-0) and a disk at 3.
  *
  * Below control_vm.c the machine is faked at link time (vm_pause, blk_open,
  * virtio_scsi_attach_disk, ide_cd_change, ...). The fakes never open a host file and trap on
@@ -47,10 +48,13 @@
 #include "kestrel/machine.h"
 #include "kestrel/migrate.h"
 #include "kestrel/snapshot.h"
+#include "kestrel/pci.h"
+#include "kestrel/tulip.h"
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
 #define FUZZ_NICS 3
+#define FUZZ_TULIP (FUZZ_NICS - 1) /* the last NIC is an emulated 21140 */
 #define FUZZ_VT_SPACES 16384
 
 #define CHECK(cond)                                                           \
@@ -68,6 +72,7 @@ static struct {
 	struct device pm, scsi, net[FUZZ_NICS], bus_dev, kbc, ide;
 	struct blk_dev *cd_medium;      /* what the fake drive holds (blk_open's) */
 	bool cd_locked;
+	struct pci_dev tulip_fn;   /* only its address: control_vm tests for one */
 	bool pause_times_out;
 	bool quiesced;            /* machine_quiesce'd by a save */
 	bool plugged[VIRTIO_SCSI_MAX_TARGETS];
@@ -237,7 +242,7 @@ struct blk_dev *virtio_scsi_disk_blk(struct device *dev, unsigned target)
 
 int virtio_net_get_stats(struct device *dev, unsigned q, struct virtio_net_stats *st)
 {
-	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_NICS]);
+	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_TULIP]);
 	CHECK(q < NET_MAX_QUEUES);
 	memset(st, 0, sizeof(*st));
 	st->rx_packets = q;
@@ -246,7 +251,26 @@ int virtio_net_get_stats(struct device *dev, unsigned q, struct virtio_net_stats
 
 int virtio_net_set_link(struct device *dev, bool up)
 {
-	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_NICS]);
+	CHECK(dev >= &fake.net[0] && dev < &fake.net[FUZZ_TULIP]);
+	return 0;
+}
+
+struct pci_dev *tulip_pci(struct device *dev)
+{
+	return dev == &fake.net[FUZZ_TULIP] ? &fake.tulip_fn : NULL;
+}
+
+int tulip_set_link(struct device *dev, bool up)
+{
+	CHECK(dev == &fake.net[FUZZ_TULIP]);
+	return 0;
+}
+
+int tulip_get_stats(struct device *dev, struct tulip_stats *st)
+{
+	if (dev != &fake.net[FUZZ_TULIP])
+		return -ENODEV;
+	*st = (struct tulip_stats){ .rx_packets = 1, .rx_missed = 2 };
 	return 0;
 }
 
@@ -429,7 +453,8 @@ static void fuzz_setup(void)
 	for (unsigned i = 0; i < FUZZ_NICS; i++) {
 		device_init(&fake.net[i], &fake_dev_ops);
 		snprintf(cfg_nets[i].ifname, sizeof(cfg_nets[i].ifname), "tap-fz%u", i);
-		cfg_nets[i].queues = i + 1;
+		cfg_nets[i].queues = i == FUZZ_TULIP ? 1 : i + 1;
+		cfg_nets[i].model = i == FUZZ_TULIP ? CONFIG_NET_TULIP : CONFIG_NET_VIRTIO;
 	}
 	device_init(&fake.pm, &fake_dev_ops);
 	device_init(&fake.kbc, &fake_dev_ops);

@@ -29,6 +29,7 @@
 #define GUEST_EXIT_MEM          10
 #define GUEST_EXIT_VGA          11
 #define GUEST_EXIT_IDE          12
+#define GUEST_EXIT_TULIP        13
 #define GUEST_EXIT_EXCEPTION  0x40   /* + vector */
 
 /* ---- port I/O and MMIO ------------------------------------------------ */
