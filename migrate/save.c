@@ -222,6 +222,13 @@ int migrate_config_supported(const struct vm_config *cfg, char *err, size_t errl
 			 cfg->disks[i].path);
 		return -ENOTSUP;
 	}
+	for (unsigned i = 0; i < cfg->nnets; i++) {
+		if (cfg->nets[i].model != CONFIG_NET_TULIP)
+			continue;
+		snprintf(err, errlen, "%s is an emulated 21140: saved state covers virtio-net NICs "
+			 "only (for now)", cfg->nets[i].ifname);
+		return -ENOTSUP;
+	}
 	if (!cfg->kernel) {
 		snprintf(err, errlen, "the VM boots firmware: saved state covers direct kernel boot only "
 			 "(for now)");

@@ -14,6 +14,7 @@
 #include "kestrel/config.h"
 #include "kestrel/crc32c.h"
 #include "kestrel/kvm_state.h"
+#include "kestrel/migrate.h"
 #include "kestrel/state_stream.h"
 
 #include "check_util.h"
@@ -791,6 +792,36 @@ static void teardown(void)
 	rm_tree(tmpdir);
 }
 
+/* What the stream cannot carry is refused up front, each with its line. */
+START_TEST(test_config_supported)
+{
+	struct config_disk ide = { .path = "/vm/ide.img", .bus = CONFIG_BUS_IDE };
+	struct config_disk scsi = { .path = "/vm/scsi.vhd", .bus = CONFIG_BUS_SCSI };
+	struct config_net tulip = { .ifname = "tap7", .model = CONFIG_NET_TULIP };
+	struct config_net vnet = { .ifname = "tap8", .model = CONFIG_NET_VIRTIO };
+	struct vm_config c = { .kernel = "/vm/vmlinux", .disks = &scsi, .ndisks = 1, .nets = &vnet,
+			       .nnets = 1, .vga = CONFIG_VGA_NONE };
+	char err[256] = "";
+
+	ck_assert_int_eq(migrate_config_supported(&c, err, sizeof(err)), 0);
+	c.disks = &ide;
+	ck_assert_int_eq(migrate_config_supported(&c, err, sizeof(err)), -ENOTSUP);
+	ck_assert_msg(strstr(err, "/vm/ide.img is on IDE"), "%s", err);
+	c.disks = &scsi;
+	c.nets = &tulip;
+	ck_assert_int_eq(migrate_config_supported(&c, err, sizeof(err)), -ENOTSUP);
+	ck_assert_msg(strstr(err, "tap7 is an emulated 21140"), "%s", err);
+	c.nets = &vnet;
+	c.vga = CONFIG_VGA_STD;
+	ck_assert_int_eq(migrate_config_supported(&c, err, sizeof(err)), -ENOTSUP);
+	ck_assert_msg(strstr(err, "VGA"), "%s", err);
+	c.vga = CONFIG_VGA_NONE;
+	c.kernel = NULL;
+	ck_assert_int_eq(migrate_config_supported(&c, err, sizeof(err)), -ENOTSUP);
+	ck_assert_msg(strstr(err, "boots firmware"), "%s", err);
+}
+END_TEST
+
 static Suite *state_stream_suite(void)
 {
 	Suite *s = suite_create("state_stream");
@@ -801,7 +832,8 @@ static Suite *state_stream_suite(void)
 		  test_records_hostile_framing, test_ram_record_hostile);
 	ADD_TCASE(s, "kvm_state", NULL, NULL, 0, test_vcpu_round_trip, test_vcpu_hostile,
 		  test_vm_state_round_trip_and_hostile, test_cpuid_round_trip_and_check);
-	ADD_TCASE(s, "config", NULL, NULL, 0, test_config_round_trip, test_config_host_side_refused);
+	ADD_TCASE(s, "config", NULL, NULL, 0, test_config_round_trip, test_config_host_side_refused,
+		  test_config_supported);
 	ADD_TCASE(s, "restore", setup, teardown, 60, test_restore_refuses_crafted_files);
 	return s;
 }

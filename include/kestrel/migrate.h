@@ -25,8 +25,8 @@ struct migrate_save_result {
 	uint64_t ms;               /* from the start of the write to the rename */
 };
 
-/* What the state stream cannot carry yet: IDE drives, firmware boot (the
- * image and the PAM map), the VGA. 0 when cfg can be saved, else -ENOTSUP
+/* What the state stream cannot carry yet: IDE drives, 21140 NICs, firmware
+ * boot (the image and the PAM map), the VGA. 0 when cfg can be saved, else -ENOTSUP
  * with one line in err that names what stands in the way. */
 int migrate_config_supported(const struct vm_config *cfg, char *err, size_t errlen) WARN_UNUSED;
 
