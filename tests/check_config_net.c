@@ -2,55 +2,16 @@
  * turns into, the default MAC, and one-line errors for bad names,
  * addresses, VLAN ids, queue counts and duplicates. */
 #include <check.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "kestrel/config.h"
-
-#define ERRLEN 512
+#include "config_driver.h"
 
 static char tmpdir[] = "/tmp/kestrel-check-net-XXXXXX";
 static char kernel[300], json[300];
-static struct vm_config c;
-static char err[ERRLEN];
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || fputs(text, f) < 0 || fclose(f)) {
-		perror(path);
-		abort();
-	}
-}
-
-/* Parse and validate "run --kernel K ARGS..."; returns the first error. */
-static int run(const char *first, ...)
-{
-	char *argv[32] = { "run", "--kernel", kernel };
-	int argc = 3, ret;
-	const char *a = first;
-	va_list ap;
-
-	va_start(ap, first);
-	for (; a && argc < 31; a = va_arg(ap, const char *))
-		argv[argc++] = (char *)a;
-	va_end(ap);
-	config_free(&c);
-	config_defaults(&c);
-	err[0] = '\0';
-	ret = config_parse_run(&c, argc, argv, err, sizeof(err));
-	return ret ?: config_validate(&c, err, sizeof(err));
-}
-
-static void expect_err(const char *needle)
-{
-	ck_assert_msg(strstr(err, needle), "error '%s' lacks '%s'", err, needle);
-	ck_assert_ptr_null(strchr(err, '\n'));
-}
 
 START_TEST(flags)
 {
@@ -214,6 +175,8 @@ static void setup(void)
 	snprintf(kernel, sizeof(kernel), "%s/kernel", tmpdir);
 	snprintf(json, sizeof(json), "%s/vm.json", tmpdir);
 	write_text(kernel, "not really a kernel, but the config only checks it is a file");
+	run_prefix[0] = "--kernel";
+	run_prefix[1] = kernel;
 	config_defaults(&c);
 }
 
@@ -228,21 +191,8 @@ static void teardown(void)
 int main(void)
 {
 	Suite *s = suite_create("config_net");
-	TCase *tc = tcase_create("net");
-	SRunner *sr;
-	int failed;
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, flags);
-	tcase_add_test(tc, model);
-	tcase_add_test(tc, default_mac_stable);
-	tcase_add_test(tc, errors);
-	tcase_add_test(tc, too_many);
-	tcase_add_test(tc, json_array);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	ADD_TCASE(s, "net", setup, teardown, 0, flags, model, default_mac_stable, errors, too_many,
+		  json_array);
+	return run_suite(s);
 }

@@ -23,19 +23,6 @@
 
 #define NET_SPEC_MAX 256
 
-PRINTF_LIKE(3, 4) static int net_err(char *err, size_t errlen, const char *fmt, ...);
-static int net_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 static int hexval(char ch)
 {
 	if (ch >= '0' && ch <= '9')
@@ -63,13 +50,13 @@ static int net_mac(const char *v, uint8_t *mac, char *err, size_t errlen)
 		nz |= mac[i];
 	}
 	if (mac[0] & 1)
-		return net_err(err, errlen, "mac=%s: a multicast address (the first byte must be "
+		return config_errf(err, errlen, "mac=%s: a multicast address (the first byte must be "
 			       "even)", v);
 	if (!nz)
-		return net_err(err, errlen, "mac=%s: the all-zero address", v);
+		return config_errf(err, errlen, "mac=%s: the all-zero address", v);
 	return 0;
 bad:
-	return net_err(err, errlen, "mac=%s: not a MAC address (like 52:54:00:12:34:56)", v);
+	return config_errf(err, errlen, "mac=%s: not a MAC address (like 52:54:00:12:34:56)", v);
 }
 
 static int net_uint(const char *key, const char *v, unsigned lo, unsigned hi, unsigned *out,
@@ -86,7 +73,7 @@ static int net_uint(const char *key, const char *v, unsigned lo, unsigned hi, un
 	*out = (unsigned)n;
 	return 0;
 bad:
-	return net_err(err, errlen, "%s=%s: not a number from %u to %u", key, v, lo, hi);
+	return config_errf(err, errlen, "%s=%s: not a number from %u to %u", key, v, lo, hi);
 }
 
 static int net_ifname(const char *v, char *out, char *err, size_t errlen)
@@ -95,7 +82,7 @@ static int net_ifname(const char *v, char *out, char *err, size_t errlen)
 
 	if (n == 0 || n > NET_IFNAME_MAX || !strcmp(v, ".") || !strcmp(v, "..") ||
 	    strpbrk(v, "/% \t\n:,="))
-		return net_err(err, errlen, "tap=%s: not an interface name (1 to %d characters, no "
+		return config_errf(err, errlen, "tap=%s: not an interface name (1 to %d characters, no "
 			       "'/', '%%', ':' or spaces)", v, NET_IFNAME_MAX);
 	memcpy(out, v, n + 1);
 	return 0;
@@ -111,7 +98,7 @@ static int net_model(const char *v, enum config_net_model *m, char *err, size_t 
 		*m = CONFIG_NET_TULIP;
 		return 0;
 	}
-	return net_err(err, errlen, "model=%s: not a NIC model (virtio, tulip)", v);
+	return config_errf(err, errlen, "model=%s: not a NIC model (virtio, tulip)", v);
 }
 
 /* 52:54:00 (QEMU's locally administered prefix) + FNV-1a of the name. */
@@ -140,9 +127,9 @@ static int net_key(struct config_net *n, const char *k, const char *v, unsigned 
 		if (!strcmp(k, keys[i]))
 			break;
 	if (i == ARRAY_SIZE(keys))
-		return net_err(err, errlen, "unknown option \"%s\" (tap, model, mac, vlan, queues)", k);
+		return config_errf(err, errlen, "unknown option \"%s\" (tap, model, mac, vlan, queues)", k);
 	if (*seen & (1u << i))
-		return net_err(err, errlen, "%s given twice", k);
+		return config_errf(err, errlen, "%s given twice", k);
 	*seen |= 1u << i;
 	switch (i) {
 	case 0: return net_ifname(v, n->ifname, err, errlen);
@@ -160,22 +147,22 @@ static int net_parse(const char *spec, struct config_net *n, char *err, size_t e
 	int ret;
 
 	if (strlen(spec) >= sizeof(buf))
-		return net_err(err, errlen, "too long");
+		return config_errf(err, errlen, "too long");
 	snprintf(buf, sizeof(buf), "%s", spec);
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(tok, '=');
 
 		if (!eq)
-			return net_err(err, errlen, "\"%s\": expected key=value (tap=IFNAME)", tok);
+			return config_errf(err, errlen, "\"%s\": expected key=value (tap=IFNAME)", tok);
 		*eq = '\0';
 		ret = net_key(n, tok, eq + 1, &seen, err, errlen);
 		if (ret)
 			return ret;
 	}
 	if (!(seen & 1))
-		return net_err(err, errlen, "tap=IFNAME is required");
+		return config_errf(err, errlen, "tap=IFNAME is required");
 	if (n->model == CONFIG_NET_TULIP && n->queues > 1)
-		return net_err(err, errlen, "queues=%u: model=tulip has one queue", n->queues);
+		return config_errf(err, errlen, "queues=%u: model=tulip has one queue", n->queues);
 	if (!n->mac_set)
 		net_default_mac(n->ifname, n->mac);
 	return 0;
@@ -187,13 +174,13 @@ int config_net_add(struct vm_config *c, const char *spec, char *err, size_t errl
 	int ret;
 
 	if (c->nnets >= CONFIG_MAX_NETS)
-		return net_err(err, errlen, "at most %d NICs", CONFIG_MAX_NETS);
+		return config_errf(err, errlen, "at most %d NICs", CONFIG_MAX_NETS);
 	ret = net_parse(spec, &n, err, errlen);
 	if (ret)
 		return ret;
 	arr = realloc(c->nets, (c->nnets + 1) * sizeof(*arr));
 	if (!arr)
-		return net_err(err, errlen, "out of memory");
+		return config_errf(err, errlen, "out of memory");
 	c->nets = arr;
 	c->nets[c->nnets++] = n;
 	return 0;
@@ -216,12 +203,12 @@ static int json_net_spec(json_object *obj, char *spec, size_t len, char *err, si
 		else if (json_object_is_type(v, json_type_int))
 			snprintf(val, sizeof(val), "%lld", (long long)json_object_get_int64(v));
 		else
-			return net_err(err, errlen, "\"%s\": expected a string or an integer", k);
+			return config_errf(err, errlen, "\"%s\": expected a string or an integer", k);
 		if (strpbrk(k, ",=") || strchr(val, ','))
-			return net_err(err, errlen, "\"%s\": ',' and '=' are not allowed", k);
+			return config_errf(err, errlen, "\"%s\": ',' and '=' are not allowed", k);
 		w = snprintf(spec + n, len - n, "%s%s=%s", n ? "," : "", k, val);
 		if (w < 0 || (size_t)w >= len - n)
-			return net_err(err, errlen, "too long");
+			return config_errf(err, errlen, "too long");
 		n += (size_t)w;
 	}
 	return 0;
@@ -235,7 +222,7 @@ int config_nets_json(struct vm_config *c, struct json_object *arr, const char *f
 	int ret = 0;
 
 	if (!json_object_is_type(arr, json_type_array))
-		return net_err(err, errlen, "%s: \"net\": expected an array of NICs", file);
+		return config_errf(err, errlen, "%s: \"net\": expected an array of NICs", file);
 	len = json_object_array_length(arr);
 	for (size_t i = 0; i < len && !ret; i++) {
 		json_object *d = json_object_array_get_idx(arr, i);
@@ -247,9 +234,9 @@ int config_nets_json(struct vm_config *c, struct json_object *arr, const char *f
 			ret = json_net_spec(d, spec, sizeof(spec), msg, sizeof(msg)) ?:
 			      config_net_add(c, spec, msg, sizeof(msg));
 		else
-			ret = net_err(msg, sizeof(msg), "expected an object or a string");
+			ret = config_errf(msg, sizeof(msg), "expected an object or a string");
 		if (ret)
-			net_err(err, errlen, "%s: \"net\"[%zu]: %s", file, i, msg);
+			config_errf(err, errlen, "%s: \"net\"[%zu]: %s", file, i, msg);
 	}
 	return ret;
 }
@@ -263,10 +250,10 @@ int config_nets_validate(struct vm_config *c, char *err, size_t errlen)
 
 		for (unsigned j = 0; j < i; j++) {
 			if (!strcmp(c->nets[j].ifname, n->ifname))
-				return net_err(err, errlen, "--net tap=%s: the same interface given "
+				return config_errf(err, errlen, "--net tap=%s: the same interface given "
 					       "twice", n->ifname);
 			if (!memcmp(c->nets[j].mac, n->mac, sizeof(n->mac)))
-				return net_err(err, errlen, "--net tap=%s: the same MAC address as "
+				return config_errf(err, errlen, "--net tap=%s: the same MAC address as "
 					       "tap=%s (set mac=)", n->ifname, c->nets[j].ifname);
 		}
 	}

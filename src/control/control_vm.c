@@ -562,36 +562,36 @@ static int cv_shutdown(void *opaque, uint64_t timeout_ms, struct control_error *
 	return rc;
 }
 
-static int cv_stop(void *opaque, struct control_error *e)
+/* stop and reset: who asked is remembered (host_stop, host_reset), then the
+ * same path as the guest's own power-off or reset; the main loop restarts or
+ * exits per --on-reboot. */
+static int cv_request_stop(struct control_vm *cv, bool *by_host, enum vm_stop_reason why,
+			   struct control_error *e)
 {
-	struct control_vm *cv = opaque;
 	int rc;
 
 	pthread_mutex_lock(&cv->lock);
 	rc = cv_need_vm(cv, e);
 	if (!rc) {
-		cv->host_stop = true;
-		vm_request_stop_cb(&cv->m->vm, VM_STOP_POWEROFF, 0);
+		*by_host = true;
+		vm_request_stop_cb(&cv->m->vm, why, 0);
 	}
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
 }
 
-/* The same path as a guest reset: the main loop restarts or exits per
- * --on-reboot. */
+static int cv_stop(void *opaque, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+
+	return cv_request_stop(cv, &cv->host_stop, VM_STOP_POWEROFF, e);
+}
+
 static int cv_reset(void *opaque, struct control_error *e)
 {
 	struct control_vm *cv = opaque;
-	int rc;
 
-	pthread_mutex_lock(&cv->lock);
-	rc = cv_need_vm(cv, e);
-	if (!rc) {
-		cv->host_reset = true;
-		vm_request_stop_cb(&cv->m->vm, VM_STOP_RESET, 0);
-	}
-	pthread_mutex_unlock(&cv->lock);
-	return rc;
+	return cv_request_stop(cv, &cv->host_reset, VM_STOP_RESET, e);
 }
 
 /* ---- hot-plug ------------------------------------------------------------ */
