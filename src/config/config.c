@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 
+#include "kestrel/json_text.h"
 #include "kestrel/config.h"
 
 #define CONFIG_JSON_MAX MiB(1)
@@ -908,20 +909,6 @@ static const char *json_types_desc(unsigned types)
 	}
 }
 
-static const char *json_type_desc(json_object *v)
-{
-	switch (json_object_get_type(v)) {
-	case json_type_null: return "null";
-	case json_type_boolean: return "a boolean";
-	case json_type_double: return "a number with a fraction";
-	case json_type_int: return "an integer";
-	case json_type_object: return "an object";
-	case json_type_array: return "an array";
-	case json_type_string: return "a string";
-	}
-	return "something else";
-}
-
 /* The value as the text a flag would carry, or an error for the wrong type. */
 static int json_value_text(const struct opt *o, json_object *v, char *num, size_t numlen,
 			   const char **out, const struct opt_src *src)
@@ -950,7 +937,7 @@ static int json_value_text(const struct opt *o, json_object *v, char *num, size_
 		return 0;
 	}
 	return opt_err(src, "expected %s, got %s", json_types_desc(o->json_types),
-		       json_type_desc(v));
+		       json_type_text(v));
 }
 
 static int json_apply(struct vm_config *c, json_object *root, const char *path,
@@ -1058,7 +1045,7 @@ static int json_parse_text(const char *path, const char *buf, size_t len, json_o
 	}
 	if (!json_object_is_type(root, json_type_object)) {
 		plain_err(err, errlen, "%s: expected a JSON object at the top level, got %s", path,
-			  json_type_desc(root));
+			  json_type_text(root));
 		json_object_put(root);
 		return -EINVAL;
 	}

@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "kestrel/json_text.h"
 #include "kestrel/block.h"
 #include "kestrel/config.h"
 #include "kestrel/control.h"
@@ -347,20 +348,6 @@ static const char *json_cstr(json_object *v, size_t max)
 	return s;
 }
 
-static const char *json_type_word(json_object *v)
-{
-	switch (json_object_get_type(v)) {
-	case json_type_null: return "null";
-	case json_type_boolean: return "a boolean";
-	case json_type_double: return "a number with a fraction";
-	case json_type_int: return "an integer";
-	case json_type_object: return "an object";
-	case json_type_array: return "an array";
-	case json_type_string: return "a string";
-	}
-	return "something else";
-}
-
 static int arg_enum(const struct control_arg *spec, json_object *v, const char **out,
 		    struct control_error *e)
 {
@@ -370,7 +357,7 @@ static int arg_enum(const struct control_arg *spec, json_object *v, const char *
 
 	if (!s)
 		return control_fail(e, CTL_E_ARGUMENT, "'%s': expected one of a set of strings, got %s",
-				    spec->name, json_type_word(v));
+				    spec->name, json_type_text(v));
 	for (const char *const *c = spec->choices; *c; c++) {
 		if (strcmp(s, *c) == 0) {
 			*out = *c;
@@ -402,7 +389,7 @@ static int arg_duration(const struct control_arg *spec, json_object *v, int64_t 
 	s = json_cstr(v, 64);
 	if (!s)
 		return control_fail(e, CTL_E_ARGUMENT, "'%s': expected a duration (integer seconds "
-				    "or a string like \"60s\"), got %s", spec->name, json_type_word(v));
+				    "or a string like \"60s\"), got %s", spec->name, json_type_text(v));
 	if (config_parse_duration(s, &m) < 0)
 		return control_fail(e, CTL_E_ARGUMENT, "'%s': '%s' is not a duration (e.g. 60s, "
 				    "1500ms, 5m)", spec->name, s);
@@ -420,7 +407,7 @@ static int arg_int(const struct control_arg *spec, json_object *v, int64_t *out,
 
 	if (!json_object_is_type(v, json_type_int))
 		return control_fail(e, CTL_E_ARGUMENT, "'%s': expected an integer, got %s",
-				    spec->name, json_type_word(v));
+				    spec->name, json_type_text(v));
 	/* json-c clamps what does not fit int64 to the limits: out of range too. */
 	n = json_object_get_int64(v);
 	if (n < spec->min || n > spec->max)
@@ -441,7 +428,7 @@ static int arg_string(const struct control_arg *spec, json_object *v, const char
 			return control_fail(e, CTL_E_ARGUMENT, "'%s': string too long or contains "
 					    "a NUL character", spec->name);
 		return control_fail(e, CTL_E_ARGUMENT, "'%s': expected a string, got %s",
-				    spec->name, json_type_word(v));
+				    spec->name, json_type_text(v));
 	}
 	if (spec->type == CTL_ARG_PATH && s[0] != '/')
 		return control_fail(e, CTL_E_ARGUMENT, "'%s': '%.200s' is not an absolute path",
@@ -464,7 +451,7 @@ static int arg_one(const struct control_arg *spec, json_object *v, struct contro
 	case CTL_ARG_BOOL:
 		if (!json_object_is_type(v, json_type_boolean))
 			return control_fail(e, CTL_E_ARGUMENT, "'%s': expected true or false, got %s",
-					    spec->name, json_type_word(v));
+					    spec->name, json_type_text(v));
 		out->flag[i] = json_object_get_boolean(v);
 		return 0;
 	case CTL_ARG_ENUM:
@@ -483,7 +470,7 @@ static int args_validate(const struct control_command *c, json_object *args,
 	memset(out, 0, sizeof(*out));
 	if (args && !json_object_is_type(args, json_type_object))
 		return control_fail(e, CTL_E_REQUEST, "\"arguments\" must be an object, got %s",
-				    json_type_word(args));
+				    json_type_text(args));
 	if (args) {
 		json_object_object_foreach(args, key, val) {
 			for (i = 0; c->args[i].name; i++)
@@ -604,7 +591,7 @@ static int request_members(json_object *req, struct ctl_id *id, const char **cmd
 	*args = NULL;
 	if (!json_object_is_type(req, json_type_object))
 		return control_fail(e, CTL_E_REQUEST, "a request is a JSON object, got %s",
-				    json_type_word(req));
+				    json_type_text(req));
 	json_object_object_foreach(req, key, val) {
 		if (strcmp(key, "id") == 0) {
 			id->present = true;
@@ -630,7 +617,7 @@ static int request_members(json_object *req, struct ctl_id *id, const char **cmd
 	*cmd = json_cstr(c, 64);
 	if (!*cmd)
 		return control_fail(e, CTL_E_REQUEST, "\"command\" must be a short string, got %s",
-				    json_type_word(c));
+				    json_type_text(c));
 	return 0;
 }
 

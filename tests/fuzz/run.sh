@@ -53,7 +53,7 @@ control)
 	SOURCES="src/control/control.c src/control/control_cmd.c src/control/control_vm.c
 		 src/config/config.c src/config/config_disk.c src/config/config_net.c src/config/config_display.c src/config/config_firmware.c
 		 src/block/block_opts.c src/vm/device.c migrate/state.c src/vm/guest_mem.c src/vm/guest_mem_dirty.c
-		 src/control/notify.c src/lib/util.c src/sandbox/sandbox.c src/sandbox/seccomp.c
+		 src/control/notify.c src/lib/util.c src/lib/json_text.c src/sandbox/sandbox.c src/sandbox/seccomp.c
 		 src/sandbox/privdrop.c src/sandbox/landlock.c src/sandbox/keep.c src/input/keymap.c
 		 src/config/config_vnc.c"
 	LIBS="$(pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -lseccomp -lpthread"
