@@ -141,6 +141,7 @@ static const struct sb_rule rules_sanitizer[] = {
 	ALLOW(lseek, "ASan: /proc files"),
 	ALLOW(fstat, "ASan: /proc files"),
 	ALLOW(newfstatat, "ASan: /proc files"),
+	ALLOW(stat, "LSan: the suppressions file (LSAN_OPTIONS=suppressions=, its own system call)"),
 	ALLOW(getdents64, "LSan: the threads in /proc/self/task"),
 	ALLOW(getdents, "LSan: the threads in /proc/self/task (its own system call)"),
 	ALLOW(readlink, "ASan: /proc/self/exe for the report"),
