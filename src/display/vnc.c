@@ -34,8 +34,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <gcrypt.h>
-
 #include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/devices.h"
@@ -473,7 +471,9 @@ int vnc_create(struct vnc **out, const struct config_vnc *c, const char *name, c
 		snprintf(err, errlen, "--display: eventfd: %s", strerror(-ret));
 	ret = ret ?: vnc_listen(v, c, err, errlen);
 	ret = ret ?: c->password_file ? vnc_password(v, c->password_file, err, errlen) : 0;
-	vnc_crypto_init();
+	ret = ret ?: vnc_lib_load(err, errlen);
+	if (!ret)
+		vnc_crypto_init();
 	ret = ret ?: vnc_screen(v, err, errlen);
 	if (!ret) {
 		ret = sandbox_thread_start(&v->thread, SANDBOX_DISPLAY, "vnc", vnc_thread, v);

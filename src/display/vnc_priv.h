@@ -8,6 +8,8 @@
 
 #include <rfb/rfb.h>
 
+#include "vnc_lib.h"
+
 #include "kestrel/display.h"
 #include "kestrel/vnc.h"
 
