@@ -329,7 +329,7 @@ int snapshot_vm_dir(struct machine *m, char *dir, size_t len, char *err, size_t 
 
 	/* A snapshot is a saved state: the same limits. */
 	if (m->cfg) {
-		int ret = migrate_config_supported(m->cfg, err, errlen);
+		int ret = migrate_snapshot_supported(m->cfg, err, errlen);
 
 		if (ret)
 			return ret;

@@ -802,13 +802,9 @@ static int machine_build(struct machine *m, const struct vm_config *cfg, bool bo
 	m->serial_out_fd = -1;
 	m->vga_slot = -1;
 	m->vm.kvm_fd = m->vm.vm_fd = -1;
-	if (!boot && !cfg->kernel) {
-		/* The firmware's ROM is not in the saved state (yet). */
-		snprintf(err, errlen, "--restore: a VM that booted firmware (no --kernel) cannot be "
-			 "restored yet");
-		return -ENOTSUP;
-	}
-	ret = boot ? machine_read_images(m, err, errlen) : 0;
+	/* A restored VM needs no kernel (its RAM is the saved one) but does
+	 * need its firmware's ROM: the state does not carry it. */
+	ret = boot || !cfg->kernel ? machine_read_images(m, err, errlen) : 0;
 	if (ret)
 		return ret;
 	ret = vm_create(&m->vm, cfg->mem_size, cfg->cpus, cfg->hugepages, err, errlen);

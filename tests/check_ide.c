@@ -1002,6 +1002,25 @@ START_TEST(save_load_roundtrip)
 }
 END_TEST
 
+/* A drive at rest after a PIO read (the last block moved, none left) is
+ * state a save must carry: SeaBIOS leaves its boot disk so. */
+START_TEST(save_load_after_pio_read)
+{
+	struct device *b = twin(), *a = ch;
+	struct state_buf s;
+	uint8_t buf[512];
+
+	select_dev(0);
+	tf28(0, 10, 1);
+	command(0x20);
+	pio_in(buf, 512, 512, false);
+	expect_idle();
+	roundtrip(a, b, &s);
+	state_free(&s);
+	b->ops->destroy(b);
+}
+END_TEST
+
 START_TEST(save_load_pending_dma_and_cd)
 {
 	struct device *b = twin(), *a = ch;
@@ -1066,7 +1085,8 @@ static Suite *ide_suite(void)
 	ADD_TCASE(s, "dma", setup, teardown, 0, dma_read_write, dma_long_tables, dma_hostile_tables,
 		  dma_without_bus_master, prd_walker_cursor);
 	ADD_TCASE(s, "robustness", setup, teardown, 120, out_of_order, register_fuzz);
-	ADD_TCASE(s, "state", setup, teardown, 0, save_load_roundtrip, save_load_pending_dma_and_cd,
+	ADD_TCASE(s, "state", setup, teardown, 0, save_load_roundtrip, save_load_after_pio_read,
+		  save_load_pending_dma_and_cd,
 		  load_refuses_other_media);
 	return s;
 }

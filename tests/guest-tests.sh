@@ -2099,6 +2099,41 @@ fw_bootsect_case() { # fw_bootsect_case NAME MODE PATTERNS... -- ARGS...
 		--firmware "$FW_BIOS" --timeout 120s
 }
 
+# A firmware-booted VM saved and restored (docs/state.md): SeaBIOS booted
+# bootsect.bin (mode 4) from an IDE disk, with the std VGA and an empty IDE
+# CD drive, and it waits for a key through int 16h. Saved there, restored in
+# a new worker, the key sent then reaches it through the restored PS/2
+# keyboard, PIC and the BIOS's own handler in shadow RAM: it prints the scan
+# code and powers off, and the firmware never ran again.
+fw_state_case() {
+	n=fw-st-$$
+	case_begin fw-state-keywait || return 0
+	fw_missing fw-state-keywait && return 0
+	fw_bootsect "$out/fwst.img" 4
+	rm -f "$out/$n".*
+	bg_run "$n" --firmware "$FW_BIOS" --timeout 120s --disk "path=$out/fwst.img,bus=ide" \
+		--disk "bus=ide,media=cdrom,unit=2"
+	expect "the boot sector never waited for a key" \
+		wait_for 90 has "$out/$n.log" "^bootsect: waiting for a key"
+	expect "the save failed: $(tail -n 2 "$out/$n.save" 2>/dev/null | tr '\n' ' ')" \
+		state_save "$n" "$out/$n.state"
+	reap_worker $bg_pid 60
+	expect "the saved worker exited $rc, not 0" [ "$rc" = 0 ]
+	mv "$out/$n.log" "$out/$n-1.log"
+	"$KESTREL" run --name "$n" --restore "$out/$n.state" --timeout 60s --serial stdio \
+		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	bg_pid=$!
+	expect "the restored worker's socket never answered" wait_for 20 alive "$n"
+	expect "the restored VM has no screen" ctl "$n" screendump "$out/$n.png"
+	expect "send-key failed" ctl "$n" send-key a
+	reap_worker $bg_pid 60
+	expect "the restored worker exited $rc, not 0 (powered off)" [ "$rc" = 0 ]
+	cat "$out/$n-1.log" "$out/$n.log" >"$out/$n-all.log"
+	expect "the key did not reach the restored guest" has "$out/$n.log" "^bootsect: key 0x1e"
+	expect "the firmware ran again" [ "$(lines_of "$out/$n-all.log" "SeaBIOS \(version ")" = 1 ]
+	case_end "$out/$n-all.log" "$out/$n.err"
+}
+
 if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
 	# No disk: SeaBIOS looks everywhere and says so on its screen (COM1);
 	# its log (port 0x402) shows it found the board through fw_cfg, used
@@ -2173,6 +2208,7 @@ if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
 			--disk "path=$out/fwbs.img,bus=ide" \
 			--disk "path=$FW_IMAGES/bootsect.iso,bus=ide,media=cdrom,unit=2"
 	fi
+	fw_state_case
 fi
 
 # The headline: SeaBIOS -> SYSLINUX (Debian's) on a disk, a dynamic VHD ->

@@ -724,7 +724,8 @@ bool ata_disk_load(struct ide_drive *tmp, struct state_buf *in)
 		    (a->lba - a->io_lba + a->block) * IDE_SECTOR > IDE_BUF_SIZE)
 			return false;
 	}
-	return a->block <= a->left && a->left <= 65536 && a->lba <= a->nsectors &&
+	/* block is the last block's size once a transfer is over (left 0). */
+	return (a->block <= a->left || !a->left) && a->left <= 65536 && a->lba <= a->nsectors &&
 	       a->left <= a->nsectors - a->lba;
 }
 

@@ -755,6 +755,21 @@ int ide_drive_get_stats(struct device *dev, unsigned unit, struct ide_drive_stat
 	return 0;
 }
 
+struct blk_dev *ide_drive_blk(struct device *dev, unsigned unit, enum ide_drive_kind *kind)
+{
+	struct ide_channel *ch = to_ch(dev);
+	struct blk_dev *b;
+
+	*kind = IDE_NONE;
+	if (unit > 1 || !ide_present(&ch->drive[unit]))
+		return NULL;
+	pthread_mutex_lock(&dev->lock);
+	b = ch->drive[unit].blk;
+	*kind = ch->drive[unit].kind;
+	pthread_mutex_unlock(&dev->lock);
+	return b;
+}
+
 void ide_channel_print_stats(struct device *dev, unsigned first_unit, FILE *f)
 {
 	static struct ide_drive_stats st;     /* 4 KiB of path: not on the stack */

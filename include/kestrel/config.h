@@ -147,8 +147,9 @@ int config_load_json(struct vm_config *c, const char *path, char *err, size_t er
 int config_load_json_text(struct vm_config *c, const char *label, const char *text, size_t len,
 			  char *err, size_t errlen) WARN_UNUSED;
 /* The configuration as JSON that config_load_json_text reads back (the
- * machine's settings: name, kernel, initrd, cmdline, mem, cpus,
- * boot_entry, on_reboot, hugepages, scsi_controller, debug_exit, disks, net); paths
+ * machine's settings: name, kernel, initrd, cmdline and boot_entry, or
+ * firmware and boot; mem, cpus, on_reboot, hugepages, scsi_controller,
+ * debug_exit, vga, disks (SCSI and IDE), net (either model)); paths
  * absolute. malloc'd, NULL when out of memory. src/config/config_save.c. */
 char *config_to_json(const struct vm_config *c);
 /* --restore: take into saved (the configuration from the file) the

@@ -134,6 +134,11 @@ struct ide_drive_stats {
 /* The drive at unit 0/1 of the channel; -ENODEV when there is none. */
 int ide_drive_get_stats(struct device *dev, unsigned unit, struct ide_drive_stats *out) WARN_UNUSED;
 
+/* The medium in the drive at unit 0/1 (NULL: no drive, or an empty CD
+ * drive; *kind says which drive it is). For a save, with the channel
+ * quiesced: the pointer is the drive's until a cdrom-change or eject. */
+struct blk_dev *ide_drive_blk(struct device *dev, unsigned unit, enum ide_drive_kind *kind);
+
 /* --stats: one line per drive, "kestrel: stats: ide unitN disk|cdrom
  * path=.. read_ops=..", N = first_unit + 0/1 (the --disk unit). */
 void ide_channel_print_stats(struct device *dev, unsigned first_unit, FILE *f);

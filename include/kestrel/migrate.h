@@ -25,10 +25,13 @@ struct migrate_save_result {
 	uint64_t ms;               /* from the start of the write to the rename */
 };
 
-/* What the state stream cannot carry yet: IDE drives, 21140 NICs, firmware
- * boot (the image and the PAM map), the VGA. 0 when cfg can be saved, else -ENOTSUP
+/* What the state stream cannot carry (nothing today: every device and every
+ * part of the configuration travels). 0 when cfg can be saved, else -ENOTSUP
  * with one line in err that names what stands in the way. */
 int migrate_config_supported(const struct vm_config *cfg, char *err, size_t errlen) WARN_UNUSED;
+/* The same for a snapshot, which also refuses a writable IDE disk (only the
+ * SCSI disks get differencing children). */
+int migrate_snapshot_supported(const struct vm_config *cfg, char *err, size_t errlen) WARN_UNUSED;
 
 /* Write the machine's whole state to o->path. The machine must be quiesced
  * (machine_quiesce: vCPUs parked, devices idle); it stays so. The disks are

@@ -1351,7 +1351,7 @@ void config_usage_run(FILE *f)
  * machine the guest knows. */
 static const enum opt_id restore_host_side[] = {
 	OPT_SERIAL, OPT_CONTROL, OPT_NAME, OPT_ON_REBOOT, OPT_TIMEOUT, OPT_QUIET, OPT_STATS,
-	OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_RESTORE,
+	OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_RESTORE, OPT_DISPLAY, OPT_FIRMWARE_LOG,
 };
 
 static bool restore_allowed(unsigned id)
@@ -1383,7 +1383,8 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 			return plain_err(err, errlen, "--%s: cannot be changed with --restore (the "
 					 "configuration comes from %s; only --serial, --control, "
 					 "--name, --on-reboot, --timeout, --quiet, --stats, "
-					 "--seccomp, --user, --landlock may be given)",
+					 "--seccomp, --user, --landlock, --display, --firmware-log "
+					 "may be given)",
 					 opts[id].flag, given->restore);
 	if (given->given & (1u << OPT_SERIAL)) {
 		saved->serial = given->serial;
@@ -1396,6 +1397,16 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 	ret = ret ?: take_string(&saved->control, given->control);
 	ret = ret ?: take_string(&saved->restore, given->restore);
 	ret = ret ?: take_string(&saved->user, given->user);
+	if (given->given & (1u << OPT_DISPLAY)) {
+		char *pf = saved->vnc.password_file;   /* the copy below must not take given's */
+
+		saved->display = given->display;
+		saved->vnc = given->vnc;
+		saved->vnc.password_file = pf;
+		ret = ret ?: take_string(&saved->vnc.password_file, given->vnc.password_file);
+	}
+	if (given->given & (1u << OPT_FIRMWARE_LOG))
+		ret = ret ?: take_string(&saved->firmware_log, given->firmware_log);
 	saved->seccomp = given->seccomp;
 	saved->landlock = given->landlock;
 	saved->timeout_ms = given->timeout_ms;

@@ -339,6 +339,7 @@ static const struct sb_rule rules_save[] = {
 	ALLOW(fchmod, "as umask"),
 	ALLOW(link, "a new child into place where renameat2 has no RENAME_NOREPLACE"),
 	ALLOW(linkat, "as link"),
+	ALLOW(getcwd, "realpath() of a disk given by a relative path, for the saved configuration"),
 };
 
 static const struct sb_ioctl ioctls_save[] = {

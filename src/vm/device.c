@@ -7,6 +7,7 @@
 
 #include "kestrel/device.h"
 #include "kestrel/state.h"
+#include "kestrel/util.h"
 
 void device_init(struct device *dev, const struct dev_ops *ops)
 {
@@ -199,9 +200,11 @@ static int dev_list_load_one(struct dev_list *l, struct state_buf *in, bool *see
 	pthread_mutex_lock(&d->lock);
 	ret = d->ops->load(d, in);
 	pthread_mutex_unlock(&d->lock);
-	if (ret)
-		return ret;
-	return state_section_done(in, end) ? 0 : -EINVAL;
+	if (!ret && !state_section_done(in, end))
+		ret = -EINVAL;
+	if (ret)   /* which one, for whoever debugs a stream */
+		kdebug("state: device %s: %s", id, strerror(-ret));
+	return ret;
 }
 
 int dev_list_load(struct dev_list *l, struct state_buf *in)

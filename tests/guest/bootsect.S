@@ -21,7 +21,11 @@
  * sector goes back to the disk with the byte cleared and byte 17 (resets)
  * counted, and the line "bootsect: reset through 0xcf9|kbc|triple fault"
  * comes before it; after the reset the next boot prints "bootsect: after
- * N reset(s)" and powers off. */
+ * N reset(s)" and powers off. Mode 4 waits for a key instead, through the
+ * BIOS (int 16h: IRQ 1, the firmware's handler and buffer), prints
+ * "bootsect: waiting for a key" first and "bootsect: key 0xNN" (the scan
+ * code) after, then powers off: a save/restore test sends the key to the
+ * restored VM. */
 	.code16
 	.section .text.boot, "ax"
 	.globl _start
@@ -178,6 +182,8 @@ sector1:
 1:	movb mode, %bl
 	cmpb $0xe0, drive
 	jae poweroff
+	cmpb $4, %bl
+	je keywait
 	testb %bl, %bl
 	jnz reset
 
@@ -229,6 +235,20 @@ reset:
 	ud2
 	jmp halt
 
+keywait:
+	movw $msg_wait, %si
+	call com_puts
+	xorb %ah, %ah            /* int 16h AH=0: wait for a keystroke */
+	int $0x16
+	movb %ah, %bl
+	movw $msg_key, %si
+	call com_puts
+	movb %bl, %al
+	call com_hex8
+	movw $msg_crlf, %si
+	call com_puts
+	jmp poweroff
+
 fail_write:
 	movw $msg_fail_write, %si
 	jmp fail
@@ -244,6 +264,8 @@ msg_cf9:	.asciz "0xcf9\r\n"
 msg_kbc:	.asciz "kbc\r\n"
 msg_triple:	.asciz "triple fault\r\n"
 msg_fail_write:	.asciz "bootsect: FAIL int 13h write\r\n"
+msg_wait:	.asciz "bootsect: waiting for a key\r\n"
+msg_key:	.asciz "bootsect: key 0x"
 
 	.org 1024
 
