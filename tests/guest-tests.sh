@@ -1825,6 +1825,42 @@ tulip_payload_link_case() {
 	case_end "$out/$n.log" "$out/$n.err"
 	net_ns_down
 }
+# The same with a save and a restore in the middle (docs/state.md): tulip.bin
+# watching its link is saved, the worker exits and lets go of the TAP, a new
+# worker restores it onto the same TAP; the link going down and up then
+# reaches the restored 21140's PHY and CSR12, and ARP is answered after.
+tulip_state_case() {
+	n=payload-tulip-state
+	case_begin "$n" || return 0
+	net_ns_up "kts$$" || { expect "no network namespace" false; case_end; return 0; }
+	expect "TAP setup failed" net_tap kts0
+	net_addr kts0
+	vmn=ts-$$
+	"$out/kestrel-ns" run --name "$vmn" --serial stdio --kernel "$P/tulip.bin" --debug-exit \
+		--timeout 90s --cmdline "linkwatch_ms=30000" --net tap=kts0,model=tulip,mac=52:54:00:12:34:63 \
+		</dev/null >"$out/$n-1.log" 2>"$out/$n-1.err" &
+	kpid=$!
+	expect "the guest never watched the link" wait_for 60 has "$out/$n-1.log" "^tulip: watching the link"
+	expect "the save failed: $(tail -n 2 "$out/$vmn.save" 2>/dev/null | tr '\n' ' ')" \
+		state_save "$vmn" "$out/$vmn.state"
+	reap_worker $kpid 60
+	expect "the saved worker exited $rc, not 0" [ "$rc" = 0 ]
+	"$out/kestrel-ns" run --name "$vmn" --serial stdio --restore "$out/$vmn.state" --timeout 90s \
+		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
+	kpid=$!
+	expect "the restored worker's socket never answered" wait_for 20 alive "$vmn"
+	expect "net-link down failed" ctl "$vmn" net-link down
+	expect "the restored guest did not see the link go down" \
+		wait_for 40 has "$out/$n.log" "^tulip: link down seen"
+	expect "net-link up failed" ctl "$vmn" net-link up device=net0
+	reap_worker $kpid 90
+	payload_passed "$n"
+	expect "the PHY never showed the link up again" has "$out/$n.log" "^PASS: the PHY reports the link up again"
+	expect "no ARP reply after the link came back" has "$out/$n.log" "^PASS: ARP request answered"
+	expect "the guest started again" fails has "$out/$n.log" "^tulip: mac "
+	case_end "$out/$n.log" "$out/$n.err"
+	net_ns_down
+}
 if [ $do_payloads = 1 ] && ! net_skip; then
 	tulip_payload_case payload-tulip "probe=7 expect=1" "PASS: MII PHY at address 1 reports the link up" \
 		"PASS: TI with IC set raises INTA#" "PASS: echo replies from the peer: 3 of 3" \
@@ -1837,6 +1873,7 @@ if [ $do_payloads = 1 ] && ! net_skip; then
 		"PASS: after descriptors rewritten under the device and a software reset the NIC answers"
 	with_retry net_payload_vlan_case payload-tulip-vlan tulip ",model=tulip" "tulip net0 rx_packets=[1-9]"
 	tulip_payload_link_case
+	tulip_state_case
 fi
 # Debian's tulip driver on it: binds with the MAC from --net, link, ping,
 # TCP both ways; tagged on VLAN 5.

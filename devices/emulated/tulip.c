@@ -559,7 +559,11 @@ static void tulip_quiesce(struct device *dev)
 	struct tulip *t = to_tulip(dev);
 	uint64_t now = clock_mono_ns(), unit;
 
-	tulip_thread_stop(t);
+	/* A restore quiesces the machine it just built, before the seal: the
+	 * I/O thread then still waits in its sandbox entry, has run nothing,
+	 * and could not be joined (it leaves the entry only at the seal). */
+	if (!sandbox_in_setup())
+		tulip_thread_stop(t);
 	pthread_mutex_lock(&dev->lock);
 	if (!t->quiesced && t->gpt_deadline) {
 		unit = tulip_gpt_unit_ns(t);

@@ -60,6 +60,10 @@ int sandbox_seal(char *err, size_t errlen) WARN_UNUSED;
  * they can be stopped and joined. A no-op once sealed. */
 void sandbox_abort(void);
 bool sandbox_sealed(void);
+/* True while the sandbox is being set up: a thread started now waits in its
+ * sandbox entry and runs none of its function until the seal (or an abort),
+ * so it cannot be joined yet - and need not be stopped to be quiet. */
+bool sandbox_in_setup(void);
 
 /* pthread_create for every worker thread: the thread starts with all signals
  * blocked but SIGSYS and the fault signals, named `name` (at most 15 chars),

@@ -106,6 +106,11 @@ bool sandbox_sealed(void)
 	return sb_get_state() == SB_SEALED;
 }
 
+bool sandbox_in_setup(void)
+{
+	return sb_get_state() == SB_SETUP;
+}
+
 /* A thread that cannot be confined must not run: say so and end the worker. */
 static void sb_thread_fatal(const struct sb_birth *b, const char *what, int err)
 {
