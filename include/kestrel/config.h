@@ -84,6 +84,7 @@ struct config_boot {
 	bool set;                 /* --boot given */
 };
 
+struct cpu_model;
 struct vm_config {
 	char *name;
 	char *kernel;
@@ -91,6 +92,7 @@ struct vm_config {
 	char *cmdline;
 	uint64_t mem_size;        /* bytes */
 	unsigned cpus;
+	const struct cpu_model *cpu;   /* --cpu (kestrel/cpuid.h); NULL: host */
 	enum serial_kind serial;
 	char *serial_path;        /* SERIAL_FILE */
 	enum boot_entry boot_entry;
@@ -147,7 +149,7 @@ int config_load_json(struct vm_config *c, const char *path, char *err, size_t er
 int config_load_json_text(struct vm_config *c, const char *label, const char *text, size_t len,
 			  char *err, size_t errlen) WARN_UNUSED;
 /* The configuration as JSON that config_load_json_text reads back (the
- * machine's settings: name, kernel, initrd, cmdline, mem, cpus,
+ * machine's settings: name, kernel, initrd, cmdline, mem, cpus, cpu,
  * boot_entry, on_reboot, hugepages, scsi_controller, debug_exit, disks, net); paths
  * absolute. malloc'd, NULL when out of memory. src/config/config_save.c. */
 char *config_to_json(const struct vm_config *c);

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "kestrel/config.h"
+#include "kestrel/cpuid.h"
 
 /* The absolute path of an existing file, else the path as it is. */
 static json_object *config_path_json(const char *p)
@@ -72,6 +73,8 @@ char *config_to_json(const struct vm_config *c)
 	json_object_object_add(o, "cmdline", json_object_new_string(c->cmdline ? c->cmdline : ""));
 	json_object_object_add(o, "mem", json_object_new_int64((int64_t)(c->mem_size >> 20)));
 	json_object_object_add(o, "cpus", json_object_new_int((int)c->cpus));
+	/* The target of a restore or migration builds the same CPUID from it. */
+	json_object_object_add(o, "cpu", json_object_new_string(cpu_model_name(c->cpu)));
 	s = c->boot_entry == BOOT_ENTRY_64 ? "64" : c->boot_entry == BOOT_ENTRY_32 ? "32" : "auto";
 	json_object_object_add(o, "boot_entry", json_object_new_string(s));
 	json_object_object_add(o, "on_reboot", json_object_new_string(
