@@ -167,7 +167,7 @@ START_TEST(models_mask)
 		{ "x86-64-v1", "sse2 cmov cx8 fxsr mmx syscall lm nx fpu x2apic hypervisor spec_ctrl",
 		  "pni cx16 lahf_lm ssse3 popcnt aes pclmulqdq rdrand xsave avx sse4a abm "
 		  "pdpe1gb rdtscp invtsc tsc_adjust fsgsbase smep smap vmx svm monitor pcid "
-		  "sha_ni avx2 avx512f umip la57 clzero mmxext" },
+		  "sha_ni avx2 avx512f umip la57 clzero mmxext vme" },
 		{ "compat", "sse2 pni cx16 lahf_lm x2apic tsc_deadline_timer",
 		  "ssse3 sse4_1 sse4_2 popcnt misalignsse xsave avx avx2 avx512f sha_ni rdrand "
 		  "rdseed aes movbe f16c fma bmi1 adx erms" },
@@ -290,7 +290,7 @@ START_TEST(models_refused)
 	c->nent = 1;
 	ck_assert_int_eq(cpu_model_apply(cpu_model_find("x86-64-v4"), c, err, sizeof(err)), -ENOTSUP);
 	ck_assert_ptr_null(strchr(err, '\n'));
-	ck_assert_ptr_nonnull(strstr(err, "cannot offer fpu, vme, de, "));
+	ck_assert_ptr_nonnull(strstr(err, "cannot offer fpu, de, pse, "));
 	free(c);
 }
 END_TEST

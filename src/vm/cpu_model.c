@@ -17,13 +17,14 @@ struct cpu_model {
 	const char *const *adds;        /* NULL: host, no masking */
 };
 
-/* x86-64 psABI 1.0, 3.1.1 "Micro-architecture levels" (table 3.1); the
- * baseline's architectural leaf 1 bits are those every x86-64 CPU has
- * (QEMU's qemu64 model, target/i386/cpu.c: PPRO_FEATURES and the rest). */
+/* x86-64 psABI 1.0, 3.1.1 "Micro-architecture levels" (table 3.1), plus the
+ * architectural leaf 1 bits of QEMU's qemu64 model (target/i386/cpu.c:
+ * PPRO_FEATURES and the rest), which every KVM offers. Not VME: the nested
+ * rig's SVM KVM on a qemu64 CPU does not offer it, and a 64-bit guest has
+ * no virtual-8086 mode to use it in. */
 static const char *const adds_v1[] = {
-	"fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "sep", "mtrr", "pge",
-	"mca", "cmov", "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2", "syscall", "nx",
-	"lm", NULL,
+	"fpu", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "sep", "mtrr", "pge", "mca",
+	"cmov", "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2", "syscall", "nx", "lm", NULL,
 };
 /* compat: Hyper-V's standard processor compatibility mode hides SSSE3,
  * SSE4.1/4.2, POPCNT, XSAVE, AVX and all newer extensions; what is left is
