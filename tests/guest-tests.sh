@@ -1393,6 +1393,7 @@ state_refused_case() {
 	flip 4000
 	refuse "a later record byte" "$out/$n.bad" "checksum mismatch|record"
 	refuse "--mem with --restore" "$out/$n.state" "--mem: cannot be changed with --restore" --mem 1G
+	refuse "--cpu with --restore" "$out/$n.state" "--cpu: cannot be changed with --restore" --cpu x86-64-v1
 	refuse "a missing file" "$out/missing.state" "No such file"
 	mv "$out/vhdst.vhd" "$out/vhdst.orig"
 	"$KESTREL" vhd create -q --type dynamic --size 8M "$out/vhdst.vhd"
@@ -1405,6 +1406,12 @@ state_refused_case() {
 			"$STATE_TAMPER" "$out/$n.bad" $t
 			refuse "hostile $t" "$out/$n.bad" "out of range|malformed|does not match"
 		done
+		# Leaf 1 (the table's second entry) ECX bits 16-23 made 0x01: bit 16
+		# is reserved, so no KVM offers it, and the check names it.
+		cp "$out/$n.state" "$out/$n.bad"
+		"$STATE_TAMPER" "$out/$n.bad" CPUI 0 58 01
+		refuse "a CPUID bit no host offers" "$out/$n.bad" \
+			"the saved CPU has CPUID 0x1\.0 ecx bit 16 that this host's KVM cannot offer"
 	fi
 	"$KESTREL" run --restore "$out/$n.state" --timeout 3s </dev/null >"$out/$n.rlog" 2>"$out/$n.rerr"
 	rrc=$?
