@@ -63,8 +63,19 @@ if "$KESTREL" help run 2>&1 | grep -q -- '--incoming'; then
 	c=$(grep -c '^counter: [0-9]*$' "$t/vm1.log")
 	sleep 1
 	[ "$(grep -c '^counter: [0-9]*$' "$t/vm1.log")" -gt "$c" ] || bad "the guest stopped counting after migration"
+	# And once more over TCP, %n resolved to this node's address.
+	OCF_RESKEY_migration_uri="tcp:%n:$((40000 + $$ % 20000))" OCF_RESKEY_CRM_meta_migrate_target=$(uname -n) \
+		"$AGENT" migrate_to || bad "migrate_to over tcp"
+	OCF_RESKEY_CRM_meta_migrate_target=$(uname -n) "$AGENT" migrate_from || bad "migrate_from over tcp"
+	c=$(grep -c '^counter: [0-9]*$' "$t/vm1.log")
+	sleep 1
+	[ "$(grep -c '^counter: [0-9]*$' "$t/vm1.log")" -gt "$c" ] || bad "the guest stopped counting after the second migration"
+	# No line lost or repeated across both moves: the count since the last
+	# boot goes up one by one.
+	awk '/^counter: start/ { last = 0; next } /^counter: [0-9]+$/ { if ($2 != last + 1) bad = 1; last = $2 }
+		END { exit bad }' "$t/vm1.log" || bad "the guest's count skipped or repeated a number"
 	# No reboot: the guest's boot line appears once more for the start above only.
-	[ "$(grep -c '^counter: start' "$t/vm1.log")" -eq $((n + 1)) ] || bad "the guest rebooted in the migration"
+	[ "$(grep -c '^counter: start' "$t/vm1.log")" -eq $((n + 1)) ] || bad "the guest rebooted in a migration"
 	"$AGENT" stop || bad "stop after migration"
 else
 	echo "SKIP: migrate_to/migrate_from not exercised: this kestrel has no run --incoming (live migration)"
