@@ -700,6 +700,7 @@ ctl_payload_case() {
 	expect "kestrel list lacks the VM" has "$out/list" "^$n +$bg_pid +running +2 +512M "
 	ctl "$n" query-vm --json >"$out/vm" 2>&1
 	expect "query-vm lacks the UART" has "$out/vm" '"name":"uart16550","bus":"pio","base":"0x3f8"'
+	expect "query-vm lacks the CPU model" has "$out/vm" '"cpu":"host"'
 	ctl "$n" stats --json >"$out/stats" 2>&1
 	expect "stats lack exits" has "$out/stats" '"exits":\{"io":[1-9]'
 	expect "pause failed" ctl "$n" pause
