@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "kestrel/cpuid.h"
 #include "kestrel/kvm_state.h"
 
 #define CPUID_FLAG_KNOWN (KVM_CPUID_FLAG_SIGNIFCANT_INDEX)
@@ -91,62 +92,47 @@ int cpuid_state_parse(struct state_buf *b, unsigned n, struct kvm_cpuid2 ***out)
 	return -EINVAL;
 }
 
-static const struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid2 *c, uint32_t fn,
-						 uint32_t idx)
-{
-	for (uint32_t i = 0; i < c->nent; i++)
-		if (c->entries[i].function == fn && c->entries[i].index == idx)
-			return &c->entries[i];
-	for (uint32_t i = 0; i < c->nent; i++)
-		if (c->entries[i].function == fn &&
-		    !(c->entries[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX))
-			return &c->entries[i];
-	return NULL;
-}
-
-/* Feature words: leaf, subleaf, register (0 eax .. 3 edx), bits a VMM sets
- * itself on top of KVM's table (cpuid_adjust: hypervisor, HTT; OSXSAVE and
- * the APIC ID are the guest's own doing) and so are not compared. */
+/* Feature words: leaf, subleaf, register, bits a VMM sets itself on top
+ * of KVM's table (cpuid_adjust: hypervisor, HTT; cpuid_get_supported: the
+ * TSC-deadline timer) or the guest's own doing (OSXSAVE) and so not
+ * compared. The words are those --cpu filters (src/vm/cpu_model.c), plus
+ * XCR0's components: a guest may have state in them. */
 static const struct {
 	uint32_t fn, idx;
 	int reg;
 	uint32_t ignore;
 } cpuid_features[] = {
-	{ 1, 0, 2, (1u << 31) | (1u << 27) | (1u << 24) },
-	{ 1, 0, 3, 1u << 28 },
-	{ 7, 0, 1, 0 }, { 7, 0, 2, 0 }, { 7, 0, 3, 0 },
-	{ 0xd, 1, 0, 0 },
-	{ 0x80000001, 0, 2, 0 }, { 0x80000001, 0, 3, 0 },
+	{ 1, 0, CPUID_ECX, (1u << 31) | (1u << 27) | (1u << 24) },
+	{ 1, 0, CPUID_EDX, 1u << 28 },
+	{ 7, 0, CPUID_EBX, 0 }, { 7, 0, CPUID_ECX, 0 }, { 7, 0, CPUID_EDX, 0 },
+	{ 7, 1, CPUID_EAX, 0 },
+	{ 0xd, 0, CPUID_EAX, 0 }, { 0xd, 1, CPUID_EAX, 0 },
+	{ 0x80000001, 0, CPUID_ECX, 0 }, { 0x80000001, 0, CPUID_EDX, 0 },
+	{ 0x80000007, 0, CPUID_EDX, 0 }, { 0x80000008, 0, CPUID_EBX, 0 },
 };
-
-static uint32_t cpuid_reg(const struct kvm_cpuid_entry2 *e, int reg)
-{
-	return reg == 0 ? e->eax : reg == 1 ? e->ebx : reg == 2 ? e->ecx : e->edx;
-}
 
 int cpuid_state_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *supported,
 		      char *err, size_t errlen)
 {
-	static const char regs[] = "abcd";
+	struct cpuid_names missing = { 0 };
 
 	for (size_t i = 0; i < ARRAY_SIZE(cpuid_features); i++) {
-		const struct kvm_cpuid_entry2 *s = cpuid_find(saved, cpuid_features[i].fn,
-							      cpuid_features[i].idx);
-		const struct kvm_cpuid_entry2 *h = cpuid_find(supported, cpuid_features[i].fn,
-							      cpuid_features[i].idx);
-		uint32_t want, have, missing;
+		const struct kvm_cpuid_entry2 *s = cpuid_entry(saved, cpuid_features[i].fn,
+							       cpuid_features[i].idx);
+		const struct kvm_cpuid_entry2 *h = cpuid_entry(supported, cpuid_features[i].fn,
+							       cpuid_features[i].idx);
+		uint32_t want, have;
 
 		if (!s)
 			continue;
-		want = cpuid_reg(s, cpuid_features[i].reg) & ~cpuid_features[i].ignore;
-		have = h ? cpuid_reg(h, cpuid_features[i].reg) : 0;
-		missing = want & ~have;
-		if (missing) {
-			snprintf(err, errlen, "the guest saw CPU features this host lacks: CPUID "
-				 "leaf %#x.%u e%cx bits %#x", cpuid_features[i].fn,
-				 cpuid_features[i].idx, regs[cpuid_features[i].reg], missing);
-			return -ENOTSUP;
-		}
+		want = cpuid_reg_get(s, cpuid_features[i].reg) & ~cpuid_features[i].ignore;
+		have = h ? cpuid_reg_get(h, cpuid_features[i].reg) : 0;
+		cpuid_names_append(&missing, cpuid_features[i].fn, cpuid_features[i].idx,
+				   cpuid_features[i].reg, want & ~have);
 	}
-	return 0;
+	if (!missing.count)
+		return 0;
+	snprintf(err, errlen, "the saved CPU has %s that this host's KVM cannot offer",
+		 cpuid_names_text(&missing));
+	return -ENOTSUP;
 }

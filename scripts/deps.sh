@@ -27,6 +27,9 @@ PACKAGES=(
 	# images are made with xorriso (El Torito CD), mtools and syslinux (a
 	# SYSLINUX disk, without mounting)
 	seabios xorriso mtools syslinux syslinux-common
+	# the OCF resource agent's test: ocf-tester (resource-agents) and the
+	# xmllint it checks the meta-data with (only "recommended" by it)
+	resource-agents libxml2-utils
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -807,7 +807,8 @@ static int machine_build(struct machine *m, const struct vm_config *cfg, bool bo
 	ret = boot || !cfg->kernel ? machine_read_images(m, err, errlen) : 0;
 	if (ret)
 		return ret;
-	ret = vm_create(&m->vm, cfg->mem_size, cfg->cpus, cfg->hugepages, err, errlen);
+	ret = vm_create(&m->vm, cfg->mem_size, cfg->cpus, cfg->hugepages, cfg->cpu, err,
+			errlen);
 	if (ret)
 		return ret;
 	ret = machine_open_serial(m, err, errlen);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kestrel/config.h"
+#include "kestrel/cpuid.h"
 #include "check_util.h"
 
 #define ERRLEN 512
@@ -337,6 +338,37 @@ START_TEST(test_cpus)
 	expect_err("--cpus", "not a number", "--kernel", kernel, "--cpus", "-1", NULL);
 	expect_err("--cpus", "not a number", "--kernel", kernel, "--cpus=", NULL);
 	expect_err("--cpus", "not a number", "--kernel", kernel, "--cpus", "1.5", NULL);
+}
+END_TEST
+
+START_TEST(test_cpu_model)
+{
+	const char *path;
+	struct vm_config c;
+
+	expect_ok(&c, "--kernel", kernel, NULL);
+	ck_assert_ptr_null(c.cpu);                       /* host */
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, "--cpu", "compat", NULL);
+	ck_assert_ptr_eq(c.cpu, cpu_model_find("compat"));
+	config_free(&c);
+	expect_ok(&c, "--kernel", kernel, "--cpu=x86-64-v3", "--cpu", "x86-64-v3", NULL);
+	ck_assert_str_eq(cpu_model_name(c.cpu), "x86-64-v3");
+	config_free(&c);
+	path = json_file(tmpdir, "{\"cpu\": \"x86-64-v1\"}");
+	expect_ok(&c, "--config", path, "--kernel", kernel, NULL);
+	ck_assert_str_eq(cpu_model_name(c.cpu), "x86-64-v1");
+	config_free(&c);
+	expect_ok(&c, "--config", path, "--kernel", kernel, "--cpu", "host", NULL);
+	ck_assert(cpu_model_is_host(c.cpu));
+	config_free(&c);
+	expect_err("--cpu: 'skylake' is not a CPU model", "x86-64-v4", "--kernel", kernel, "--cpu",
+		   "skylake", NULL);
+	expect_err("--cpu: 'Host' is not", NULL, "--kernel", kernel, "--cpu", "Host", NULL);
+	expect_err("--cpu: given twice", NULL, "--kernel", kernel, "--cpu", "compat", "--cpu",
+		   "host", NULL);
+	path = json_file(tmpdir, "{\"cpu\": 3}");
+	expect_err("\"cpu\"", NULL, "--config", path, "--kernel", kernel, NULL);
 }
 END_TEST
 
@@ -934,7 +966,8 @@ static Suite *config_suite(void)
 
 	flags = ADD_TCASE(s, "flags", NULL, NULL, 0, test_defaults, test_flags_space_form,
 			  test_flags_equals_form, test_switch_values, test_scsi_controller_flag,
-			  test_debug_exit_flag, test_cmdline_values, test_cpus, test_serial, test_name,
+			  test_debug_exit_flag, test_cmdline_values, test_cpus, test_cpu_model,
+			  test_serial, test_name,
 			  test_enums, test_duration, test_arg_errors, test_duplicates, test_help,
 			  test_usage);
 	tcase_add_loop_test(flags, test_mem_good, 0, ARRAY_SIZE(mem_good));

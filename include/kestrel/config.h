@@ -84,6 +84,7 @@ struct config_boot {
 	bool set;                 /* --boot given */
 };
 
+struct cpu_model;
 struct vm_config {
 	char *name;
 	char *kernel;
@@ -91,6 +92,7 @@ struct vm_config {
 	char *cmdline;
 	uint64_t mem_size;        /* bytes */
 	unsigned cpus;
+	const struct cpu_model *cpu;   /* --cpu (kestrel/cpuid.h); NULL: host */
 	enum serial_kind serial;
 	char *serial_path;        /* SERIAL_FILE */
 	enum boot_entry boot_entry;
@@ -148,7 +150,7 @@ int config_load_json_text(struct vm_config *c, const char *label, const char *te
 			  char *err, size_t errlen) WARN_UNUSED;
 /* The configuration as JSON that config_load_json_text reads back (the
  * machine's settings: name, kernel, initrd, cmdline and boot_entry, or
- * firmware and boot; mem, cpus, on_reboot, hugepages, scsi_controller,
+ * firmware and boot; mem, cpus, cpu, on_reboot, hugepages, scsi_controller,
  * debug_exit, vga, disks (SCSI and IDE), net (either model)); paths
  * absolute. malloc'd, NULL when out of memory. src/config/config_save.c. */
 char *config_to_json(const struct vm_config *c);

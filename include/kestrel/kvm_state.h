@@ -74,8 +74,10 @@ void cpuid_state_put(struct state_buf *b, const struct kvm_cpuid2 *const *tabs, 
 /* Exactly n tables; each malloc'd (free each, then the array). */
 int cpuid_state_parse(struct state_buf *b, unsigned n, struct kvm_cpuid2 ***out) WARN_UNUSED;
 /* The saved table must ask for nothing this host cannot give (the feature
- * bits of leaves 1, 7, 0xd and 0x80000001 against the supported table).
- * 0 or -ENOTSUP with one line naming the leaf. */
+ * bits of leaves 1, 7, 0xd, 0x80000001, 0x80000007 and 0x80000008 against
+ * the supported table). 0, or -ENOTSUP with one line naming every missing
+ * feature: "the saved CPU has avx2, avx512f that this host's KVM cannot
+ * offer". */
 int cpuid_state_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *supported,
 		      char *err, size_t errlen) WARN_UNUSED;
 

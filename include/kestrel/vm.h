@@ -82,8 +82,10 @@ struct vm {
 
 #define VM_RESET_TRIPLE_FAULT 1   /* stop_code of a reset that was a triple fault */
 
+/* cpu: the --cpu model every vCPU's CPUID is filtered to (NULL: host). */
+struct cpu_model;
 int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
-	      char *err, size_t errlen) WARN_UNUSED;
+	      const struct cpu_model *cpu, char *err, size_t errlen) WARN_UNUSED;
 void vm_destroy(struct vm *vm);
 /* Set the boot vCPU's registers (vCPU 0); the APs wait for INIT/SIPI. */
 int vm_setup_boot_cpu(struct vm *vm, const struct boot_cpu_state *bs) WARN_UNUSED;

@@ -15,6 +15,7 @@
 
 #include "kestrel/json_text.h"
 #include "kestrel/config.h"
+#include "kestrel/cpuid.h"
 
 #define CONFIG_JSON_MAX MiB(1)
 /* Address space the worker needs besides guest RAM: libraries, heap, device
@@ -33,7 +34,7 @@ struct opt_src {
 };
 
 enum opt_id {
-	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
+	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_CPU, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
 	OPT_SCSI_CONTROLLER, OPT_NET, OPT_VGA, OPT_DISPLAY, OPT_FIRMWARE, OPT_FIRMWARE_LOG, OPT_BOOT,
 	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_RESTORE, OPT_HELP,
@@ -285,6 +286,19 @@ static int opt_mem(struct vm_config *c, const char *v, const struct opt_src *src
 		return ret;
 	/* 2 MiB multiples keep huge pages and the memory map simple. */
 	c->mem_size = ALIGN_UP(mem, CONFIG_MEM_ALIGN);
+	return 0;
+}
+
+/* --cpu host|compat|x86-64-v1..v4 (docs/cpu.md); whether this host can
+ * offer the model is found when the VM is made (cpu_model_apply). */
+static int opt_cpu(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	const struct cpu_model *m = cpu_model_find(v);
+
+	if (!m)
+		return opt_err(src, "'%s' is not a CPU model (host, compat, x86-64-v1, x86-64-v2, "
+			       "x86-64-v3, x86-64-v4)", v);
+	c->cpu = m;
 	return 0;
 }
 
@@ -549,6 +563,11 @@ static const struct opt opts[OPT_NR] = {
 		"(default 512M)" },
 	[OPT_CPUS] = { "cpus", "cpus", JT_INT, true, opt_cpus, "N",
 		"vCPUs, 1 to 64 (default 1)" },
+	[OPT_CPU] = { "cpu", "cpu", JT_STRING, true, opt_cpu, "MODEL",
+		"CPUID features the guest sees: host (all\n"
+		"KVM offers), compat (a baseline any x86-64 host\n"
+		"offers, for migration between CPU generations)\n"
+		"or x86-64-v1..v4 (docs/cpu.md; default host)" },
 	[OPT_SERIAL] = { "serial", "serial", JT_STRING, true, opt_serial, "MODE",
 		"COM1: stdio, none or file:PATH (default stdio)" },
 	[OPT_NAME] = { "name", "name", JT_STRING, true, opt_name, "NAME",
@@ -783,6 +802,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_CMDLINE: return str_eq(a->cmdline, b->cmdline);
 	case OPT_MEM: return a->mem_size == b->mem_size;
 	case OPT_CPUS: return a->cpus == b->cpus;
+	case OPT_CPU: return cpu_model_name(a->cpu) == cpu_model_name(b->cpu);
 	case OPT_SERIAL: return a->serial == b->serial && str_eq(a->serial_path, b->serial_path);
 	case OPT_NAME: return str_eq(a->name, b->name);
 	case OPT_BOOT_ENTRY: return a->boot_entry == b->boot_entry;

@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "kestrel/config.h"
+#include "kestrel/cpuid.h"
 
 /* The absolute path of an existing file, else the path as it is. */
 static json_object *config_path_json(const char *p)
@@ -136,6 +137,8 @@ char *config_to_json(const struct vm_config *c)
 	}
 	json_object_object_add(o, "mem", json_object_new_int64((int64_t)(c->mem_size >> 20)));
 	json_object_object_add(o, "cpus", json_object_new_int((int)c->cpus));
+	/* The target of a restore or migration builds the same CPUID from it. */
+	json_object_object_add(o, "cpu", json_object_new_string(cpu_model_name(c->cpu)));
 	json_object_object_add(o, "on_reboot", json_object_new_string(
 		c->on_reboot == ON_REBOOT_EXIT ? "exit" : "restart"));
 	json_object_object_add(o, "hugepages", json_object_new_boolean(c->hugepages));

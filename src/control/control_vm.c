@@ -18,6 +18,7 @@
 #include "kestrel/config.h"
 #include "kestrel/control.h"
 #include "kestrel/control_vm.h"
+#include "kestrel/cpuid.h"
 #include "kestrel/devices.h"
 #include "kestrel/display.h"
 #include "kestrel/ide.h"
@@ -162,6 +163,7 @@ static json_object *cv_config_json(const struct vm_config *c)
 	json_object_object_add(o, "cmdline", jstr(c->cmdline ? c->cmdline : ""));
 	json_object_object_add(o, "mem", jint(c->mem_size));
 	json_object_object_add(o, "cpus", jint(c->cpus));
+	json_object_object_add(o, "cpu", jstr(cpu_model_name(c->cpu)));
 	json_object_object_add(o, "serial", jstr(serial));
 	json_object_object_add(o, "boot_entry", c->boot_entry == BOOT_ENTRY_AUTO ? jstr("auto") :
 			       jint(c->boot_entry == BOOT_ENTRY_32 ? 32 : 64));

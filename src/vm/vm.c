@@ -285,7 +285,7 @@ static int vm_create_vcpus(struct vm *vm, char *err, size_t errlen)
 }
 
 int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
-	      char *err, size_t errlen)
+	      const struct cpu_model *cpu, char *err, size_t errlen)
 {
 	int ret;
 
@@ -343,6 +343,9 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
 		errf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
 		return ret;
 	}
+	ret = cpu_model_apply(cpu, vm->cpuid, err, errlen);
+	if (ret)
+		return ret;
 	ret = vm_create_vcpus(vm, err, errlen);
 	if (ret)
 		return ret;

@@ -55,7 +55,7 @@ control)
 		 src/block/block_opts.c src/vm/device.c migrate/state.c src/vm/guest_mem.c src/vm/guest_mem_dirty.c
 		 src/control/notify.c src/lib/util.c src/lib/json_text.c src/sandbox/sandbox.c src/sandbox/seccomp.c
 		 src/sandbox/privdrop.c src/sandbox/landlock.c src/sandbox/keep.c src/input/keymap.c
-		 src/config/config_vnc.c"
+		 src/config/config_vnc.c src/vm/cpu_model.c src/vm/cpu_features.c"
 	LIBS="$(pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -lseccomp -lpthread"
 	OPTS="-max_len=4096 -timeout=20" ;;
 *) usage ;;
