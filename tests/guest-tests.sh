@@ -1402,9 +1402,10 @@ state_refused_case() {
 # delete A (its file merged away), apply B again, delete B (the running
 # disk merged into B's file): each apply resumes the count at the
 # snapshot's number; in the end one VHD is left and holds the last number.
-marks() { tr -d '\r' <"$1" | sed -n 's/^vscsi: mark \([0-9][0-9]*\) ok$/\1/p'; }
-# resumes FILE: the numbers the count went on from after going back
-resumes() { marks "$1" | awk 'NR > 1 && $1 != p + 1 { printf "%s ", $1 } { p = $1 }'; }
+# marks FILE [WHO]: the N of each "WHO: mark N ok" line (WHO: vscsi)
+marks() { tr -d '\r' <"$1" | sed -n "s/^${2:-vscsi}: mark \([0-9][0-9]*\) ok\$/\1/p"; }
+# resumes FILE [WHO]: the numbers the count went on from after going back
+resumes() { marks "$1" "${2:-vscsi}" | awk 'NR > 1 && $1 != p + 1 { printf "%s ", $1 } { p = $1 }'; }
 state_snapshot_case() {
 	n=st-snap-$$
 	case_begin payload-state-snapshot || return 0
@@ -1965,6 +1966,73 @@ state_linux_case() {
 }
 if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry state_linux_case
+fi
+
+# Snapshot trees with Debian (docs/state.md, "Snapshots"): tests/kit/snap.sh
+# reads back sector 0 of its virtio-scsi VHD past the page cache each round
+# and checks it holds the marker the round before wrote (kept in the guest's
+# RAM), then writes the next one. A -> B, apply A, apply B, delete A (A's
+# file merged away), apply B again: each apply resumes at the marker the
+# guest had written when that snapshot was taken, which it reads back from
+# the disk (a FAIL line if the disk did not go back with RAM, or lost B's
+# or the running state's data in the merge); in the end the disk holds the
+# last marker.
+snap_linux_case() {
+	n=sn-lx-$$
+	case_begin linux-state-snapshot-tree || return 0
+	sd="$out/lsnapvm"
+	rm -rf "$sd" "$out/$n".*
+	mkdir -p "$sd"
+	"$KESTREL" vhd create -q --type dynamic --size 16M "$sd/d.vhd"
+	kit_tests_initrd "$out/initrd-snap.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-snap.gz" --cpus 1 --mem 128M \
+		--timeout 600s --on-reboot exit --disk "path=$sd/d.vhd,bus=scsi" \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=snap"
+	lsnap() { # lsnap ACTION NAME ROUNDS: run it, then wait for ROUNDS more marks
+		sc=$(lines_of "$out/$n.log" "^snap: mark")
+		ctl "$n" snapshot "$1" "$2" >"$out/$n.snap" 2>&1
+		expect "snapshot $1 $2: $(head -c 300 "$out/$n.snap")" has "$out/$n.snap" "^name: $2$"
+		expect "snapshot $1 $2: the count stopped" wait_for 120 more_than "$out/$n.log" "^snap: mark" $((sc + $3))
+	}
+	expect "the guest never counted" wait_for 300 more_than "$out/$n.log" "^snap: mark" 3
+	a1=$(marks "$out/$n.log" snap | tail -n 1)
+	lsnap create A 12
+	a2=$(marks "$out/$n.log" snap | tail -n 1)
+	b1=$a2
+	lsnap create B 3
+	b2=$(marks "$out/$n.log" snap | tail -n 1)
+	lsnap apply A 3
+	lsnap apply B 3
+	lsnap delete A 3
+	expect "A's disk file is still there" [ ! -e "$sd/d.vhd" ]
+	lsnap apply B 3
+	ctl "$n" snapshot list --json >"$out/$n.list" 2>&1
+	expect "the tree is not B alone: $(head -c 300 "$out/$n.list")" has "$out/$n.list" '"snapshots":\[\{"name":"B"'
+	expect "A is still in the tree: $(head -c 300 "$out/$n.list")" fails has "$out/$n.list" '"name":"A"'
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	expect "a read-back failed: $(grep FAIL "$out/$n.log" | head -n 2 | tr '\n' ' ')" fails grep -q "^FAIL" "$out/$n.log"
+	set -- $(resumes "$out/$n.log" snap)
+	expect "the count went back $# times ($*), not 3" [ $# = 3 ]
+	expect "apply A resumed at ${1:-?}, not in $((a1 + 1))..$((a2 + 1))" within "${1:-0}" $((a1 + 1)) $((a2 + 1))
+	for r in "${2:-0}" "${3:-0}"; do
+		expect "apply B resumed at $r, not in $((b1 + 1))..$((b2 + 1))" within "$r" $((b1 + 1)) $((b2 + 1))
+	done
+	last=$(marks "$out/$n.log" snap | tail -n 1)
+	set -- $(ls "$sd"/*.vhd)
+	expect "no disk file after the run" [ $# -ge 1 ]
+	# The running disk (the newest child) holds the last marker read back
+	# or the one written after it (the stop may come between).
+	newest=$(ls -t "$sd"/*.vhd | head -n 1)
+	"$KESTREL" vhd convert -q --to raw "$newest" "$sd/flat.raw"
+	got=$(head -c 64 "$sd/flat.raw" | tr -d '\000' | sed -n 's/^KESTREL-SNAP \([0-9]*\)$/\1/p')
+	expect "the running disk holds '${got:-?}', not KESTREL-SNAP $last (or the one after)" \
+		within "${got:-0}" "$last" $((last + 1))
+	case_end "$out/$n.log" "$out/$n.err"
+}
+if [ $do_linux = 1 ]; then
+	with_retry snap_linux_case
 fi
 
 # ---- PS/2 keyboard and mouse (issue 12) -------------------------------------
