@@ -470,6 +470,42 @@ static int snap_switch(struct machine *m, const char *dir, unsigned t, unsigned 
 	return ret;
 }
 
+/* Undo snap_switch: target t back onto DIR/parent, the child it ran on
+ * (DIR/child, written since only by the paused VM's flushes: nothing the
+ * snapshot needs) removed. When the parent does not open again, the child
+ * stays in use so the disk is not lost. */
+static int snap_switch_back(struct machine *m, const char *dir, unsigned t, const char *parent,
+			    const char *child)
+{
+	struct device *scsi = machine_find_device(m, "scsi0");
+	struct blk_dev *cur = snap_disk(m, t), *nb = NULL, *dummy;
+	struct blk_opts o = cur->opts;
+	char ppath[PATH_MAX + SNAP_FILE_MAX + 2], cpath[PATH_MAX + SNAP_FILE_MAX + 2], why[256];
+	int ret;
+
+	snprintf(ppath, sizeof(ppath), "%s/%s", dir, parent);
+	snprintf(cpath, sizeof(cpath), "%s/%s", dir, child);
+	o.owned = NULL;
+	o.format = BLK_FMT_VHD;
+	o.path = ppath;
+	blk_close(cur);   /* the child holds its parent open: close it first */
+	ret = blk_open(&nb, &o, why, sizeof(why));
+	if (ret) {
+		kerr("snapshot: target %u: %s does not open again (%s); it stays on %s", t, ppath,
+		     why, cpath);
+		o.path = cpath;
+		if (blk_open(&nb, &o, why, sizeof(why)))
+			kerr("snapshot: %s: the disk at target %u is lost: %s", cpath, t, why);
+	}
+	if (nb && virtio_scsi_replace_disk(scsi, t, nb, &dummy)) {
+		kerr("snapshot: target %u: the image does not fit", t);
+		ret = ret ?: -EINVAL;
+	}
+	if (!ret && unlink(cpath) < 0)
+		kwarn("snapshot: %s: %s (left behind)", cpath, strerror(errno));
+	return ret;
+}
+
 int snapshot_create(struct machine *m, const char *name, char *err, size_t errlen)
 {
 	struct migrate_save_opts so = { 0 };
@@ -528,12 +564,16 @@ int snapshot_create(struct machine *m, const char *name, char *err, size_t errle
 		t.n++;
 		snprintf(t.cur.parent, sizeof(t.cur.parent), "%s", name);
 		ret = snap_tree_save(dir, &t, err, errlen);
-	} else if (nodes) {
-		/* The state was saved; a disk could not move on. Those before
-		 * it run on their new children, which the tree does not name:
-		 * the next create refuses until the VM runs on its own disks. */
-		if (done)
-			kerr("snapshot %s: %u disks already run on new children", name, done);
+	}
+	if (ret && nodes) {
+		/* All or nothing: the disks already moved go back onto the files
+		 * they ran on and their children are removed; snapshots.json was
+		 * not written (or its rename failed), so the tree is as before. */
+		while (done-- > 0)
+			if (snap_switch_back(m, dir, now.disks[done].target, now.disks[done].file,
+					     t.cur.disks[done].file))
+				kerr("snapshot %s: target %u could not go back to %s", name,
+				     now.disks[done].target, now.disks[done].file);
 		unlink(state);
 	}
 	snap_tree_free(&t);

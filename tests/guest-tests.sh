@@ -1468,6 +1468,53 @@ state_snapshot_case() {
 	reap_worker $bg_pid 60
 	case_end "$out/$n.log" "$out/$n.err"
 }
+# A snapshot create that fails on the second disk is all or nothing: the
+# first disk goes back onto its file and its new child is removed, the
+# tree (snapshots.json) and the folder are as before, no state is left,
+# and the next create works. The failure: every name the second disk's
+# child could take is a dangling symlink (the child is placed with
+# RENAME_NOREPLACE: "File exists").
+state_snapshot_undo_case() {
+	n=st-snu-$$
+	case_begin payload-state-snapshot-undo || return 0
+	sd="$out/snapundo"
+	rm -rf "$sd"
+	mkdir -p "$sd"
+	"$KESTREL" vhd create -q --type dynamic --size 8M "$sd/d.vhd"
+	"$KESTREL" vhd create -q --type dynamic --size 8M "$sd/e.vhd"
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=50" --timeout 120s \
+		--disk "path=$sd/d.vhd,bus=scsi" --disk "path=$sd/e.vhd,bus=scsi"
+	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 3$"
+	ctl "$n" snapshot create A >"$out/$n.snap" 2>&1
+	expect "snapshot create A: $(head -c 300 "$out/$n.snap")" has "$out/$n.snap" "^name: A$"
+	i=1
+	while [ $i -le 40 ]; do
+		[ -e "$sd/e.$i.vhd" ] || ln -s "$sd/nowhere" "$sd/e.$i.vhd"
+		i=$((i + 1))
+	done
+	cp "$sd/snapshots.json" "$out/$n.tree"
+	ls "$sd" "$sd/snapshots" >"$out/$n.ls1"
+	ctl "$n" query-vm --json | grep -o '"target":[0-9]*,"path":"[^"]*"' >"$out/$n.vm1"
+	expect "query-vm does not list two disks: $(tr '\n' ' ' <"$out/$n.vm1")" [ "$(grep -c 'd.1.vhd\|e.2.vhd' "$out/$n.vm1")" = 2 ]
+	ctl "$n" snapshot create B >"$out/$n.snap" 2>&1
+	expect "snapshot create B with e's children blocked: $(head -c 300 "$out/$n.snap")" \
+		has "$out/$n.snap" "File exists"
+	expect "the tree changed" cmp -s "$sd/snapshots.json" "$out/$n.tree"
+	ls "$sd" "$sd/snapshots" >"$out/$n.ls2"
+	expect "the folder changed: $(diff "$out/$n.ls1" "$out/$n.ls2" | tr '\n' ' ')" cmp -s "$out/$n.ls1" "$out/$n.ls2"
+	ctl "$n" query-vm --json | grep -o '"target":[0-9]*,"path":"[^"]*"' >"$out/$n.vm2"
+	expect "the disks moved: $(tr '\n' ' ' <"$out/$n.vm2")" cmp -s "$out/$n.vm1" "$out/$n.vm2"
+	c=$(lines_of "$out/$n.log" "^counter: ")
+	expect "the VM does not run on after the failed create" wait_for 20 more_than "$out/$n.log" "^counter: " $((c + 5))
+	find "$sd" -type l -delete
+	ctl "$n" snapshot create B >"$out/$n.snap" 2>&1
+	expect "snapshot create B once unblocked: $(head -c 300 "$out/$n.snap")" has "$out/$n.snap" "^name: B$"
+	expect "stop failed" ctl "$n" stop
+	reap_worker $bg_pid 60
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	expect "the counter went back or skipped" consecutive "$out/$n.log" "counter:"
+	case_end "$out/$n.log" "$out/$n.err"
+}
 within() { [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }  # within N LO HI
 has_cmd() { # has_cmd REGEX CMD...: CMD's output has a line matching REGEX
 	hr=$1
@@ -1480,6 +1527,7 @@ if [ $do_payloads = 1 ]; then
 	state_vscsi_case
 	state_refused_case
 	state_snapshot_case
+	state_snapshot_undo_case
 fi
 
 # ---- IDE CD-ROM media through the control socket (issue 11) ---------------
