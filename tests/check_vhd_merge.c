@@ -28,12 +28,7 @@ static char tmpdir[] = "/tmp/kestrel-check-vhdm-XXXXXX";
 
 static const char *tp(const char *name)
 {
-	static char bufs[8][512];
-	static int k;
-	char *p = bufs[k++ % 8];
-
-	snprintf(p, 512, "%s/%s", tmpdir, name);
-	return p;
+	return tmp_join(tmpdir, name);
 }
 
 static void create(const char *path, enum vhd_type type, const char *parent)

@@ -1406,6 +1406,14 @@ state_refused_case() {
 marks() { tr -d '\r' <"$1" | sed -n "s/^${2:-vscsi}: mark \([0-9][0-9]*\) ok\$/\1/p"; }
 # resumes FILE [WHO]: the numbers the count went on from after going back
 resumes() { marks "$1" "${2:-vscsi}" | awk 'NR > 1 && $1 != p + 1 { printf "%s ", $1 } { p = $1 }'; }
+# snap_step ACTION NAME ROUNDS [WHO] [SECS]: `snapshot ACTION NAME` on the
+# worker $n, then wait up to SECS (30) for ROUNDS more "WHO: mark" lines
+snap_step() {
+	sc=$(lines_of "$out/$n.log" "^${4:-vscsi}: mark")
+	ctl "$n" snapshot "$1" "$2" >"$out/$n.snap" 2>&1
+	expect "snapshot $1 $2: $(head -c 300 "$out/$n.snap")" has "$out/$n.snap" "^name: $2$"
+	expect "snapshot $1 $2: the count stopped" wait_for "${5:-30}" more_than "$out/$n.log" "^${4:-vscsi}: mark" $((sc + $3))
+}
 state_snapshot_case() {
 	n=st-snap-$$
 	case_begin payload-state-snapshot || return 0
@@ -1415,12 +1423,6 @@ state_snapshot_case() {
 	"$KESTREL" vhd create -q --type dynamic --size 8M "$sd/d.vhd"
 	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "mark=1000000 period_ms=20" --timeout 120s \
 		--debug-exit --disk "path=$sd/d.vhd,bus=scsi"
-	snap_step() { # snap_step ACTION NAME ROUNDS: run it, then wait for ROUNDS more rounds
-		sc=$(lines_of "$out/$n.log" "^vscsi: mark")
-		ctl "$n" snapshot "$1" "$2" >"$out/$n.snap" 2>&1
-		expect "snapshot $1 $2: $(head -c 300 "$out/$n.snap")" has "$out/$n.snap" "^name: $2$"
-		expect "snapshot $1 $2: the count stopped" wait_for 30 more_than "$out/$n.log" "^vscsi: mark" $((sc + $3))
-	}
 	expect "the count never started" wait_for 30 more_than "$out/$n.log" "^vscsi: mark" 10
 	a1=$(marks "$out/$n.log" | tail -n 1)
 	snap_step create A 40
@@ -2072,24 +2074,18 @@ snap_linux_case() {
 	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-snap.gz" --cpus 1 --mem 128M \
 		--timeout 600s --on-reboot exit --disk "path=$sd/d.vhd,bus=scsi" \
 		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=snap"
-	lsnap() { # lsnap ACTION NAME ROUNDS: run it, then wait for ROUNDS more marks
-		sc=$(lines_of "$out/$n.log" "^snap: mark")
-		ctl "$n" snapshot "$1" "$2" >"$out/$n.snap" 2>&1
-		expect "snapshot $1 $2: $(head -c 300 "$out/$n.snap")" has "$out/$n.snap" "^name: $2$"
-		expect "snapshot $1 $2: the count stopped" wait_for 120 more_than "$out/$n.log" "^snap: mark" $((sc + $3))
-	}
 	expect "the guest never counted" wait_for 300 more_than "$out/$n.log" "^snap: mark" 3
 	a1=$(marks "$out/$n.log" snap | tail -n 1)
-	lsnap create A 12
+	snap_step create A 12 snap 120
 	a2=$(marks "$out/$n.log" snap | tail -n 1)
 	b1=$a2
-	lsnap create B 3
+	snap_step create B 3 snap 120
 	b2=$(marks "$out/$n.log" snap | tail -n 1)
-	lsnap apply A 3
-	lsnap apply B 3
-	lsnap delete A 3
+	snap_step apply A 3 snap 120
+	snap_step apply B 3 snap 120
+	snap_step delete A 3 snap 120
 	expect "A's disk file is still there" [ ! -e "$sd/d.vhd" ]
-	lsnap apply B 3
+	snap_step apply B 3 snap 120
 	ctl "$n" snapshot list --json >"$out/$n.list" 2>&1
 	expect "the tree is not B alone: $(head -c 300 "$out/$n.list")" has "$out/$n.list" '"snapshots":\[\{"name":"B"'
 	expect "A is still in the tree: $(head -c 300 "$out/$n.list")" fails has "$out/$n.list" '"name":"A"'
