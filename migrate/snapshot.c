@@ -470,6 +470,42 @@ static int snap_switch(struct machine *m, const char *dir, unsigned t, unsigned 
 	return ret;
 }
 
+/* Undo snap_switch: target t back onto DIR/parent, the child it ran on
+ * (DIR/child, written since only by the paused VM's flushes: nothing the
+ * snapshot needs) removed. When the parent does not open again, the child
+ * stays in use so the disk is not lost. */
+static int snap_switch_back(struct machine *m, const char *dir, unsigned t, const char *parent,
+			    const char *child)
+{
+	struct device *scsi = machine_find_device(m, "scsi0");
+	struct blk_dev *cur = snap_disk(m, t), *nb = NULL, *dummy;
+	struct blk_opts o = cur->opts;
+	char ppath[PATH_MAX + SNAP_FILE_MAX + 2], cpath[PATH_MAX + SNAP_FILE_MAX + 2], why[256];
+	int ret;
+
+	snprintf(ppath, sizeof(ppath), "%s/%s", dir, parent);
+	snprintf(cpath, sizeof(cpath), "%s/%s", dir, child);
+	o.owned = NULL;
+	o.format = BLK_FMT_VHD;
+	o.path = ppath;
+	blk_close(cur);   /* the child holds its parent open: close it first */
+	ret = blk_open(&nb, &o, why, sizeof(why));
+	if (ret) {
+		kerr("snapshot: target %u: %s does not open again (%s); it stays on %s", t, ppath,
+		     why, cpath);
+		o.path = cpath;
+		if (blk_open(&nb, &o, why, sizeof(why)))
+			kerr("snapshot: %s: the disk at target %u is lost: %s", cpath, t, why);
+	}
+	if (nb && virtio_scsi_replace_disk(scsi, t, nb, &dummy)) {
+		kerr("snapshot: target %u: the image does not fit", t);
+		ret = ret ?: -EINVAL;
+	}
+	if (!ret && unlink(cpath) < 0)
+		kwarn("snapshot: %s: %s (left behind)", cpath, strerror(errno));
+	return ret;
+}
+
 int snapshot_create(struct machine *m, const char *name, char *err, size_t errlen)
 {
 	struct migrate_save_opts so = { 0 };
@@ -528,12 +564,16 @@ int snapshot_create(struct machine *m, const char *name, char *err, size_t errle
 		t.n++;
 		snprintf(t.cur.parent, sizeof(t.cur.parent), "%s", name);
 		ret = snap_tree_save(dir, &t, err, errlen);
-	} else if (nodes) {
-		/* The state was saved; a disk could not move on. Those before
-		 * it run on their new children, which the tree does not name:
-		 * the next create refuses until the VM runs on its own disks. */
-		if (done)
-			kerr("snapshot %s: %u disks already run on new children", name, done);
+	}
+	if (ret && nodes) {
+		/* All or nothing: the disks already moved go back onto the files
+		 * they ran on and their children are removed; snapshots.json was
+		 * not written (or its rename failed), so the tree is as before. */
+		while (done-- > 0)
+			if (snap_switch_back(m, dir, now.disks[done].target, now.disks[done].file,
+					     t.cur.disks[done].file))
+				kerr("snapshot %s: target %u could not go back to %s", name,
+				     now.disks[done].target, now.disks[done].file);
 		unlink(state);
 	}
 	snap_tree_free(&t);
@@ -620,9 +660,14 @@ void snapshot_apply_finish(struct snapshot_apply *a)
 
 /* ---- delete, list ---- */
 
-/* A file's unique id and, for a differencing disk, its parent's. */
-static int snap_file_ids(const char *dir, const char *file, uint8_t uuid[16], uint8_t parent[16],
-			 bool *diff)
+/* What snap_children needs of a file's footer and header. */
+struct snap_ids {
+	uint8_t uuid[16], parent[16];
+	uint32_t timestamp;
+	bool diff;
+};
+
+static int snap_file_ids(const char *dir, const char *file, struct snap_ids *ids)
 {
 	struct vhd_image *img;
 	char path[PATH_MAX + SNAP_FILE_MAX + 2], err[256];
@@ -632,9 +677,10 @@ static int snap_file_ids(const char *dir, const char *file, uint8_t uuid[16], ui
 	ret = vhd_open(&img, path, VHD_OPEN_NO_PARENT | VHD_OPEN_NOLOCK, err, sizeof(err));
 	if (ret)
 		return ret;
-	memcpy(uuid, vhd_image_meta(img)->footer.uuid, 16);
-	*diff = vhd_image_meta(img)->type == VHD_TYPE_DIFF;
-	memcpy(parent, vhd_image_meta(img)->hdr.parent_uuid, 16);
+	memcpy(ids->uuid, vhd_image_meta(img)->footer.uuid, 16);
+	ids->timestamp = vhd_image_meta(img)->footer.timestamp;
+	ids->diff = vhd_image_meta(img)->type == VHD_TYPE_DIFF;
+	memcpy(ids->parent, vhd_image_meta(img)->hdr.parent_uuid, 16);
 	vhd_close(img);
 	return 0;
 }
@@ -663,30 +709,47 @@ static unsigned snap_all_files(const struct snap_tree *t, const char **out, unsi
 }
 
 /* How many files of the tree are differencing children of file; *child
- * the last one. -errno if a file cannot be read (then nothing is merged). */
+ * the last one. -errno if a file cannot be read (then nothing is merged);
+ * 0 if file itself is gone (a merge-up renamed it away before a crash).
+ * A child into which file was being merged (file already carries the
+ * child's id and timestamp: vhd_merge_up stopped before its rename) is its
+ * one child: merging again finishes the job (its own children, which name
+ * the same id, are not counted). */
 static int snap_children(const char *dir, const struct snap_tree *t, const char *file,
 			 const char **child)
 {
 	const char **all = calloc((size_t)t->n * SNAP_DISKS + t->nlinks + SNAP_DISKS + 1, sizeof(*all));
-	uint8_t id[16], pid[16], u[16], pu[16];
-	bool diff;
+	struct snap_ids me, o;
 	int n = 0, ret;
 	unsigned total;
 
 	if (!all)
 		return -ENOMEM;
 	total = snap_all_files(t, all, t->n * SNAP_DISKS + t->nlinks + SNAP_DISKS);
-	ret = snap_file_ids(dir, file, id, pid, &diff);
+	ret = snap_file_ids(dir, file, &me);
 	for (unsigned i = 0; !ret && i < total; i++) {
 		if (!strcmp(all[i], file))
 			continue;
-		ret = snap_file_ids(dir, all[i], u, pu, &diff);
-		if (!ret && diff && !memcmp(pu, id, 16)) {
+		ret = snap_file_ids(dir, all[i], &o);
+		if (!ret && o.diff && !memcmp(o.uuid, me.uuid, 16) && o.timestamp == me.timestamp &&
+		    memcmp(o.parent, me.parent, 16)) {
+			*child = all[i];
+			free(all);
+			return 1;
+		}
+		if (!ret && o.diff && !memcmp(o.parent, me.uuid, 16)) {
 			n++;
 			*child = all[i];
 		}
 	}
 	free(all);
+	if (ret == -ENOENT) {
+		char path[PATH_MAX + SNAP_FILE_MAX + 2];
+
+		snprintf(path, sizeof(path), "%s/%s", dir, file);
+		if (access(path, F_OK) < 0 && errno == ENOENT)
+			return 0;
+	}
 	return ret ?: n;
 }
 

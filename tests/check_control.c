@@ -225,9 +225,10 @@ static int f_dump(void *o, const char *path, json_object *ret, struct control_er
 }
 
 static int f_cd_change(void *o, const char *id, const char *path, const char *format,
-		       json_object *ret, struct control_error *e)
+		       struct control_call *call, json_object *ret, struct control_error *e)
 {
 	(void)o;
+	(void)call;
 	(void)ret;
 	snprintf(fake.cd_id, sizeof(fake.cd_id), "%s", id);
 	snprintf(fake.cd_path, sizeof(fake.cd_path), "%s", path);

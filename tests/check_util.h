@@ -62,6 +62,17 @@ static UNUSED_FN void make_tmpdir(char *tmpl)
 	}
 }
 
+/* dir/name in one of eight rotating buffers (for a suite's temp files). */
+static UNUSED_FN const char *tmp_join(const char *dir, const char *name)
+{
+	static char bufs[8][512];
+	static int k;
+	char *p = bufs[k++ % 8];
+
+	snprintf(p, 512, "%s/%s", dir, name);
+	return p;
+}
+
 static UNUSED_FN int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;

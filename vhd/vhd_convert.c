@@ -774,7 +774,8 @@ int vhd_cmd_merge(struct vhd_args *a)
 /* ---- merge up (snapshots) -------------------------------------------------------- */
 
 /* The parent, merged, takes the child's identity: its unique id and
- * timestamp in both footers (the copy at 0 first, the trailing one last). */
+ * timestamp in both footers (the copy at 0 first, the trailing one last:
+ * the trailing footer is the one read, the copy only when it is damaged). */
 static int take_identity(const char *ppath, const struct vhd_footer *child, char *err, size_t errlen)
 {
 	struct vhd_diag d = { 0 };
@@ -787,7 +788,7 @@ static int take_identity(const char *ppath, const struct vhd_footer *child, char
 		return -errno;
 	}
 	memset(&m, 0, sizeof(m));
-	ret = vhd_parse(fd, &m, 0, &d);
+	ret = vhd_parse(fd, &m, VHD_PARSE_ALLOW_REPAIRABLE, &d);   /* the copy at 0 may differ */
 	if (!ret && (m.footer_len != VHD_FOOTER_SIZE || m.trailing_bad))
 		ret = -EINVAL;
 	if (!ret) {
@@ -795,8 +796,8 @@ static int take_identity(const char *ppath, const struct vhd_footer *child, char
 		m.footer.timestamp = child->timestamp;
 		vhd_footer_encode(&m.footer, foot);
 		if (m.type != VHD_TYPE_FIXED)
-			ret = pwrite_full(fd, foot, sizeof(foot), 0);
-		ret = ret ?: pwrite_full(fd, foot, sizeof(foot), m.footer_off);
+			ret = vhd_pwrite(fd, foot, sizeof(foot), 0);
+		ret = ret ?: vhd_pwrite(fd, foot, sizeof(foot), m.footer_off);
 		if (!ret && fdatasync(fd) < 0)
 			ret = -errno;
 	}
@@ -808,6 +809,45 @@ static int take_identity(const char *ppath, const struct vhd_footer *child, char
 	return ret;
 }
 
+/* The rename that ends a merge-up, made durable: the folder synced. */
+static int merge_up_rename(const char *ppath, const char *child_path, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], *slash;
+	int ret = vhd_crash_point(), fd;
+
+	if (!ret && rename(ppath, child_path) < 0)
+		ret = -errno;
+	if (ret) {
+		snprintf(err, errlen, "%s: renaming to %s: %s", ppath, child_path, strerror(-ret));
+		return ret;
+	}
+	snprintf(dir, sizeof(dir), "%s", child_path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fsync(fd);   /* done either way: a lost rename re-runs (below) */
+		close(fd);
+	}
+	return 0;
+}
+
+/* Crash safety, in the order of the writes (docs/state.md, "Snapshots"):
+ * (1) the child's sectors are copied into the parent and the parent flushed:
+ * the child still overrides them with the same data, so the chain reads
+ * the same; (2) the parent takes the child's unique id and timestamp (one
+ * footer sector, then the other, synced): the child's parent link no longer
+ * matches, but a parent with its child's own id and timestamp is accepted
+ * as the child's parent (vhd_parent.c, find_parent: a merge-up not finished;
+ * the parent holds all the child's data, so the chain still reads the
+ * same; stopped between the two footer writes, the next run takes the
+ * identity again first), and the child's own children still find the
+ * child; (3) the rename
+ * puts the parent, which is now the child in all but name, in the child's
+ * place, atomically. A crash anywhere leaves a chain that reads as before,
+ * and running vhd_merge_up on the child again finishes the job (each step
+ * is idempotent). */
 int vhd_merge_up(const char *child_path, bool nolock, char *err, size_t errlen)
 {
 	struct vhd_image *chain, *parent;
@@ -829,6 +869,14 @@ int vhd_merge_up(const char *child_path, bool nolock, char *err, size_t errlen)
 	}
 	cf = chain->m.footer;
 	snprintf(ppath, sizeof(ppath), "%s", chain->parent->path);
+	/* Stopped between step (2)'s two footer writes, the parent's copy at 0
+	 * differs from its footer, which a read-write open refuses: taking the
+	 * identity again makes them agree (the chain reads the same either way). */
+	ret = chain->parent->m.copy_bad ? take_identity(ppath, &cf, err, errlen) : 0;
+	if (ret) {
+		vhd_close(chain);
+		return ret;
+	}
 	ret = vhd_open(&parent, ppath, VHD_OPEN_RDWR | VHD_OPEN_NO_PARENT | lk, err, errlen);
 	if (ret) {
 		vhd_close(chain);
@@ -844,9 +892,5 @@ int vhd_merge_up(const char *child_path, bool nolock, char *err, size_t errlen)
 		ret = -EIO;
 	vhd_close(chain);
 	ret = ret ?: take_identity(ppath, &cf, err, errlen);
-	if (!ret && rename(ppath, child_path) < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "%s: renaming to %s: %s", ppath, child_path, strerror(errno));
-	}
-	return ret;
+	return ret ?: merge_up_rename(ppath, child_path, err, errlen);
 }

@@ -3,11 +3,13 @@
 #ifndef KESTREL_VHD_INT_H
 #define KESTREL_VHD_INT_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "kestrel/util.h"
 #include "kestrel/vhd.h"
 
 static inline uint16_t vhd_be16(const uint8_t *p)
@@ -197,5 +199,33 @@ uint64_t vhd_next_block_off(uint64_t end, uint32_t bitmap_size, uint32_t block_s
 void vhd_geometry_keep(uint64_t size, uint16_t *c, uint8_t *h, uint8_t *s);
 /* Create a temp file next to path ("path.XXXXXX"); returns fd, name in tmp. */
 int vhd_tmpfile(const char *path, char *tmp, size_t tmplen) WARN_UNUSED;
+
+/* Writes of the image's own I/O and of a merge go through vhd_pwrite, so a
+ * test can stop them as a crash would: check_vhd_merge builds its own copy
+ * of vhd_io.c and vhd_convert.c with KESTREL_VHD_TEST_HOOKS, where
+ * vhd_test_writes_left (-1: no limit) counts down and, once 0, every later
+ * write and rename fails with EIO -- the files stay as the first N writes
+ * left them. The library and the worker have no hook. */
+#ifdef KESTREL_VHD_TEST_HOOKS
+extern long vhd_test_writes_left;
+static inline int vhd_crash_point(void)
+{
+	if (vhd_test_writes_left == 0)
+		return -EIO;
+	if (vhd_test_writes_left > 0)
+		vhd_test_writes_left--;
+	return 0;
+}
+#else
+static inline int vhd_crash_point(void)
+{
+	return 0;
+}
+#endif
+
+static inline int vhd_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	return vhd_crash_point() ?: pwrite_full(fd, buf, len, off);
+}
 
 #endif

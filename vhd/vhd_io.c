@@ -19,6 +19,10 @@
 #include "kestrel/sandbox.h"
 #include "vhd_int.h"
 
+#ifdef KESTREL_VHD_TEST_HOOKS
+long vhd_test_writes_left = -1;
+#endif
+
 #define VHD_BM_CACHE_BYTES (64u << 20) /* per image, for partial bitmaps */
 
 /* ---- bit helpers: sector 0 of a block is bit 7 of bitmap byte 0 ----------- */
@@ -357,7 +361,7 @@ int vhd_fill_bitmap(struct vhd_image *img, uint32_t block)
 	memset(ones, 0xff, img->m.bitmap_size);
 	/* No sync needed: until the guest's next flush nothing written here is
 	 * promised, and either state of these bits reads the same data. */
-	ret = pwrite_full(img->fd, ones, img->m.bitmap_size, off);
+	ret = vhd_pwrite(img->fd, ones, img->m.bitmap_size, off);
 	free(ones);
 	if (!ret) {
 		pthread_mutex_lock(&img->lock);
@@ -407,7 +411,7 @@ int vhd_alloc_reserve(struct vhd_image *img, struct vhd_alloc *a, unsigned n)
 	 * leaves the old one last. */
 	ret = vhd_file_size(img->fd, &old_size);
 	if (!ret) {
-		ret = pwrite_full(img->fd, img->footer_buf, VHD_FOOTER_SIZE, end);
+		ret = vhd_pwrite(img->fd, img->footer_buf, VHD_FOOTER_SIZE, end);
 		if (ret && ftruncate(img->fd, (off_t)old_size) < 0)
 			ret = -EIO; /* neither the footer nor its removal worked */
 	}
@@ -439,7 +443,7 @@ static int bat_write(struct vhd_image *img, uint32_t block, uint32_t entry)
 	uint8_t be[4];
 
 	vhd_put32(be, entry);
-	return pwrite_full(img->fd, be, sizeof(be), img->m.hdr.table_offset + 4ULL * block);
+	return vhd_pwrite(img->fd, be, sizeof(be), img->m.hdr.table_offset + 4ULL * block);
 }
 
 int vhd_alloc_commit(struct vhd_image *img, struct vhd_alloc *a, unsigned n, bool sync_bat)
@@ -447,7 +451,7 @@ int vhd_alloc_commit(struct vhd_image *img, struct vhd_alloc *a, unsigned n, boo
 	int ret = 0;
 
 	for (unsigned i = 0; i < n && !ret; i++)
-		ret = pwrite_full(img->fd, a[i].bitmap, img->m.bitmap_size, a[i].file_off);
+		ret = vhd_pwrite(img->fd, a[i].bitmap, img->m.bitmap_size, a[i].file_off);
 	if (!ret)
 		ret = vhd_datasync(img); /* data and bitmaps before the BAT */
 	for (unsigned i = 0; i < n && !ret; i++)
@@ -555,7 +559,7 @@ int vhd_flush_locked(struct vhd_image *img)
 		return -ENOMEM;
 	ret = vhd_datasync(img);
 	for (size_t i = 0; i < n && !ret; i++)
-		ret = pwrite_full(img->fd, items[i].snap, img->m.bitmap_size, items[i].off);
+		ret = vhd_pwrite(img->fd, items[i].snap, img->m.bitmap_size, items[i].off);
 	if (!ret && n)
 		ret = vhd_datasync(img);
 	flush_finish(img, items, n, ret);
@@ -616,7 +620,7 @@ static int write_alloc(struct vhd_image *img, const uint8_t *p, uint64_t len, ui
 	if (ret)
 		return ret;
 	vhd_alloc_mark(img, &a, in, len);
-	ret = pwrite_full(img->fd, p, len, a.file_off + img->m.bitmap_size + in);
+	ret = vhd_pwrite(img->fd, p, len, a.file_off + img->m.bitmap_size + in);
 	if (ret) {
 		free(a.bitmap); /* the reserved space stays unreferenced */
 		return ret;
@@ -631,7 +635,7 @@ static int write_run(struct vhd_image *img, const uint8_t *p, uint64_t off, stru
 	if (run->fill_bitmap)
 		ret = vhd_fill_bitmap(img, vhd_block_of(img, off));
 	if (!ret)
-		ret = pwrite_full(img->fd, p, run->len, run->file_off);
+		ret = vhd_pwrite(img->fd, p, run->len, run->file_off);
 	vhd_write_done(img, off, run->len, run->set_bits, ret);
 	return ret;
 }

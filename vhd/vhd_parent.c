@@ -289,12 +289,26 @@ int vhd_parent_candidates(const struct vhd_image *img, char **paths, int max)
 	return n;
 }
 
-static bool chain_has_uuid(const struct vhd_image *top, const uint8_t uuid[16])
+/* Whether an image of the chain from top, skip aside, has uuid. */
+static bool chain_has_uuid(const struct vhd_image *top, const uint8_t uuid[16],
+			   const struct vhd_image *skip)
 {
 	for (const struct vhd_image *i = top; i; i = i->parent)
-		if (memcmp(i->m.footer.uuid, uuid, 16) == 0)
+		if (i != skip && memcmp(i->m.footer.uuid, uuid, 16) == 0)
 			return true;
 	return false;
+}
+
+/* A parent that has taken its child's own unique id and timestamp is the
+ * child's parent in a merge-up stopped before its rename (vhd_merge_up,
+ * vhd_convert.c): it already holds all of the child's data, which the child
+ * still overrides with the same data, so the chain reads as before. A copy
+ * of the child is not one: its parent link is the child's own. */
+static bool merged_up_parent(const struct vhd_image *p, const struct vhd_image *child)
+{
+	return memcmp(p->m.footer.uuid, child->m.footer.uuid, 16) == 0 &&
+	       p->m.footer.timestamp == child->m.footer.timestamp &&
+	       memcmp(p->m.hdr.parent_uuid, child->m.hdr.parent_uuid, 16) != 0;
 }
 
 /* ---- where parents may be ------------------------------------------------------- */
@@ -424,7 +438,8 @@ static int find_parent(struct vhd_image *top, struct vhd_image *child, const str
 		int fd = *out ? -1 : vhd_parent_open_fd(paths[i], pd->dir, pd->n);
 
 		if (fd >= 0 && vhd_open_fd(&p, fd, paths[i], flags, perr, sizeof(perr)) == 0) {
-			if (memcmp(p->m.footer.uuid, child->m.hdr.parent_uuid, 16) == 0) {
+			if (memcmp(p->m.footer.uuid, child->m.hdr.parent_uuid, 16) == 0 ||
+			    merged_up_parent(p, child)) {
 				*out = p;
 			} else {
 				vhd_uuid_format(p->m.footer.uuid, uhave);
@@ -448,7 +463,9 @@ static int find_parent(struct vhd_image *top, struct vhd_image *child, const str
 		free(paths[i]);
 	}
 	if (*out) {
-		if (chain_has_uuid(top, (*out)->m.footer.uuid)) {
+		const struct vhd_image *self = merged_up_parent(*out, child) ? child : NULL;
+
+		if (chain_has_uuid(top, (*out)->m.footer.uuid, self)) {
 			snprintf(err, errlen, "%s: parent %s makes a loop in the differencing chain",
 				 child->path, (*out)->path);
 			vhd_close(*out);

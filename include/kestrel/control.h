@@ -133,9 +133,11 @@ struct control_ops {
 	int (*net_link)(void *opaque, const char *device, bool up, struct control_error *e);
 	/* The medium of an IDE CD-ROM drive (id: "0".."3" or "ide0-0".."ide1-1"):
 	 * change to path (opened read-only, format "auto", "raw" or "vhd"), or
-	 * eject. NULL: the VM has none (unsupported). */
+	 * eject. NULL: the VM has none (unsupported). cdrom_change may defer
+	 * (the medium is opened off the control thread). */
 	int (*cdrom_change)(void *opaque, const char *id, const char *path, const char *format,
-			    struct json_object *ret, struct control_error *e);
+			    struct control_call *call, struct json_object *ret,
+			    struct control_error *e);
 	int (*cdrom_eject)(void *opaque, const char *id, bool force, struct json_object *ret,
 			   struct control_error *e);
 	/* Dirty-page logging of guest RAM; action "start", "fetch" or "stop". */

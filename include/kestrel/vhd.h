@@ -275,8 +275,9 @@ int vhd_create(const char *path, const struct vhd_create_opts *o, char *err,
  * its name, so whatever named the child (its own differencing children, a
  * snapshot tree) finds the merged image. The parent must have no other
  * child (they would read the merged data). nolock: the caller holds the
- * files (a worker that closed its disks). A crash before the rename leaves
- * the merged parent complete under its old name. */
+ * files (a worker that closed its disks). Crash-safe: interrupted at any
+ * write, the chain through child_path reads as before, and calling it again
+ * on child_path finishes the merge (vhd_convert.c says how). */
 int vhd_merge_up(const char *child_path, bool nolock, char *err, size_t errlen) WARN_UNUSED;
 
 /* ---- vhd_tool.c ---------------------------------------------------------- */

@@ -213,10 +213,10 @@ static const char *const link_choices[] = { "up", "down", NULL };
 static int cmd_cdrom_change(const struct control_ops *ops, void *o, const struct control_args *a,
 			    struct control_call *call, json_object *ret, struct control_error *e)
 {
-	(void)call;
 	if (!ops->cdrom_change)
 		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE CD-ROM drive");
-	return ops->cdrom_change(o, a->str[0], a->str[1], a->set[2] ? a->str[2] : "auto", ret, e);
+	return ops->cdrom_change(o, a->str[0], a->str[1], a->set[2] ? a->str[2] : "auto", call,
+				 ret, e);
 }
 
 static int cmd_cdrom_eject(const struct control_ops *ops, void *o, const struct control_args *a,

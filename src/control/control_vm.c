@@ -64,11 +64,12 @@ struct control_vm {
 	 * after a reset: changed, and the path (NULL: ejected). */
 	struct cv_cd {
 		bool changed;
+		bool busy;        /* a cdrom-change job is opening the new medium */
 		char *path;
 		enum blk_format format;
 	} cds[CONFIG_IDE_UNITS];
 	bool link_down[CONFIG_MAX_NETS];   /* net-link down, re-applied after a reset */
-	unsigned jobs;            /* disk jobs running (see "hot-plug") */
+	unsigned jobs;            /* disk and medium jobs running (see "hot-plug") */
 	bool dying;               /* control_vm_destroy began: jobs reply to nobody */
 	bool released;            /* control_vm_destroy is done: the last job frees cv */
 	/* A save in progress runs on its own thread (cv_save_thread); the
@@ -606,11 +607,15 @@ static int cv_reset(void *opaque, struct control_error *e)
  * quick parts -- checking and reserving the target, attaching, bookkeeping,
  * the reply and the event -- run under cv->lock; a job that finds the
  * machine gone or re-created since it began undoes its work. While a job
- * holds a target, cv->disks[t].busy keeps other commands off it. */
+ * holds a target, cv->disks[t].busy keeps other commands off it. A
+ * cdrom-change is the same kind of job: the medium is opened on the job
+ * thread and put in the drive under cv->lock (cv->cds[u].busy). */
 struct cv_job {
 	struct control_vm *cv;
 	struct control_pending *p;    /* NULL: re-adding a disk after a reset */
-	bool add;
+	bool add;                     /* the job opens opts (a disk or a medium) */
+	bool cd;                      /* cdrom-change: target is the IDE unit */
+	char *id;                     /* cd: the drive's id as the command named it */
 	bool any_target;              /* add: the lowest free target, when done */
 	unsigned target;
 	unsigned boot;                /* cv->boots when the job began */
@@ -682,6 +687,7 @@ static void cv_job_free(struct cv_job *j)
 	if (j->blk)
 		blk_close(j->blk);
 	free(j->path);
+	free(j->id);
 	free(j);
 }
 
@@ -721,10 +727,15 @@ static int cv_add_attach(struct control_vm *cv, struct cv_job *j, struct control
 	return 0;
 }
 
+static int cv_cd_job_result(struct control_vm *cv, struct cv_job *j, json_object *ret,
+			    struct control_error *e);
+
 /* The end of a job, under cv->lock: 0 with ret filled, or e. */
 static int cv_job_result(struct control_vm *cv, struct cv_job *j, json_object *ret,
 			 struct control_error *e)
 {
+	if (j->cd)
+		return cv_cd_job_result(cv, j, ret, e);
 	if (j->add && j->rc)
 		return control_fail(e, CTL_E_FAILED, "%s", j->err[0] ? j->err : strerror(-j->rc));
 	if (j->add && cv->m && cv->boots != j->boot)
@@ -754,7 +765,7 @@ static void cv_job_finish(struct cv_job *j)
 			j->p = NULL;
 			ret = rc ? ret : NULL;
 			/* After the reply: a command's events follow it. */
-			if (!rc)
+			if (!rc && !j->cd)
 				cv_device_event(cv, j->add ? CTL_EV_DEVICE_ADDED : CTL_EV_DEVICE_REMOVED,
 						j->target);
 		} else if (rc) {
@@ -762,7 +773,9 @@ static void cv_job_finish(struct cv_job *j)
 			cv->disks[j->target].present = false;
 		}
 	}
-	if (!j->any_target)
+	if (j->cd)
+		cv->cds[j->target].busy = false;
+	else if (!j->any_target)
 		cv->disks[j->target].busy = false;
 	control_pending_drop(j->p);    /* the worker is exiting: no reply */
 	last = --cv->jobs == 0 && cv->released;
@@ -793,7 +806,9 @@ static void cv_job_start(struct control_vm *cv, struct cv_job *j)
 
 	j->cv = cv;
 	j->boot = cv->boots;
-	if (!j->any_target)
+	if (j->cd)
+		cv->cds[j->target].busy = true;
+	else if (!j->any_target)
 		cv->disks[j->target].busy = true;
 	cv->jobs++;
 	/* A control thread of the sandbox: what a job does -- open a disk,
@@ -1034,28 +1049,64 @@ static void cv_cd_set(struct cv_cd *cd, const char *path, enum blk_format f)
 	cd->changed = true;
 }
 
-static int cv_cdrom_change(void *opaque, const char *id, const char *path, const char *format,
-			   json_object *ret, struct control_error *e)
+/* The job's medium into the drive (under cv->lock). The drive is looked up
+ * again: a reset since the command re-created the machine (the medium then
+ * goes into the new one's drive, and is re-applied after later resets). */
+static int cv_cd_job_result(struct control_vm *cv, struct cv_job *j, json_object *ret,
+			    struct control_error *e)
 {
-	struct control_vm *cv = opaque;
-	int f = blk_name_index(blk_format_names, format);
-	char err[256] = "";
+	struct blk_dev *old = NULL;
 	struct device *ch;
 	unsigned u;
 	int rc;
 
+	if (j->rc)
+		return control_fail(e, CTL_E_FAILED, "%s", j->err[0] ? j->err : strerror(-j->rc));
+	rc = cv_cd_find(cv, j->id, &ch, &u, e);
+	if (rc)
+		return rc;
+	rc = ide_cd_change(ch, u % 2, j->blk, &old);
+	if (rc)
+		return control_fail(e, CTL_E_FAILED, "%s", strerror(-rc));
+	j->blk = NULL;   /* the drive's now */
+	if (old)
+		blk_close(old);
+	cv_cd_set(&cv->cds[u], j->path, j->opts.format);
+	json_object_object_add(ret, "id", jstr(j->id));
+	json_object_object_add(ret, "path", jstr(j->path));
+	return 0;
+}
+
+/* Checks here, at once; the medium is opened on a job thread (an open can
+ * wait for long: NFS, a lease another process holds), the reply deferred. */
+static int cv_cdrom_change(void *opaque, const char *id, const char *path, const char *format,
+			   struct control_call *call, json_object *ret, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int f = blk_name_index(blk_format_names, format);
+	struct blk_opts o = { .path = path, .format = f < 0 ? BLK_FMT_AUTO : (enum blk_format)f,
+			      .readonly = true, .cache = BLK_CACHE_WRITEBACK,
+			      .aio = BLK_AIO_AUTO };
+	struct cv_job *j = NULL;
+	struct device *ch;
+	unsigned u;
+	int rc;
+
+	(void)ret;
 	pthread_mutex_lock(&cv->lock);
 	rc = cv_cd_find(cv, id, &ch, &u, e);
+	if (!rc && cv->cds[u].busy)
+		rc = control_fail(e, CTL_E_STATE, "a cdrom-change of %s is under way", id);
+	if (!rc && (!(j = cv_job_new(true, &o, e)) || !(j->id = strdup(id))))
+		rc = j ? control_fail(e, CTL_E_INTERNAL, "out of memory") : -ENOMEM;
+	if (!rc && !(j->p = control_defer(call)))
+		rc = control_fail(e, CTL_E_INTERNAL, "cannot answer later (out of memory)");
 	if (!rc) {
-		f = f < 0 ? BLK_FMT_AUTO : f;
-		rc = cv_cd_insert(ch, u, path, (enum blk_format)f, err, sizeof(err));
-		if (rc)
-			control_fail(e, CTL_E_FAILED, "%s", err[0] ? err : strerror(-rc));
-	}
-	if (!rc) {
-		cv_cd_set(&cv->cds[u], path, (enum blk_format)f);
-		json_object_object_add(ret, "id", jstr(id));
-		json_object_object_add(ret, "path", jstr(path));
+		j->cd = true;
+		j->target = u;
+		cv_job_start(cv, j);
+	} else if (j) {
+		cv_job_free(j);
 	}
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
@@ -1072,6 +1123,8 @@ static int cv_cdrom_eject(void *opaque, const char *id, bool force, json_object 
 
 	pthread_mutex_lock(&cv->lock);
 	rc = cv_cd_find(cv, id, &ch, &u, e);
+	if (!rc && cv->cds[u].busy)
+		rc = control_fail(e, CTL_E_STATE, "a cdrom-change of %s is under way", id);
 	if (!rc) {
 		rc = ide_cd_eject(ch, u % 2, force, &old);
 		if (rc == -EBUSY)
