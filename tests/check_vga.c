@@ -606,6 +606,47 @@ START_TEST(test_vbe_32bpp)
 }
 END_TEST
 
+/* bochs-drm sets a mode with DISPI off and the attribute controller on
+ * (drivers/gpu/drm/tiny/bochs.c, bochs_hw_setmode): for a moment the legacy
+ * registers of a VGA no BIOS programmed - one 9x1 text cell - are the
+ * picture. QEMU draws nothing for a text screen of one cell or less (its
+ * vga_draw_text: "transient size is too small"); neither may we, or a VNC
+ * client is resized to 9x1 between the two real modes. */
+START_TEST(test_transient_text_size)
+{
+	uint32_t w, h;
+
+	refresh();
+	w = display_surface(disp)->width;
+	h = display_surface(disp)->height;
+	/* bochs_hw_blank(false), then DISPI off: the registers as reset. */
+	out8(0x3c2, 0x01);
+	(void)in8(0x3da);
+	out8(0x3c0, 0x20);
+	dispi(4, 0);
+	refresh();
+	ck_assert_uint_eq(display_surface(disp)->width, w);
+	ck_assert_uint_eq(display_surface(disp)->height, h);
+	vbe_mode(1024, 768, 32);
+	refresh();
+	ck_assert_uint_eq(display_surface(disp)->width, 1024);
+	ck_assert_uint_eq(display_surface(disp)->height, 768);
+}
+END_TEST
+
+/* Two cells are a screen (QEMU's rule too). */
+START_TEST(test_two_cell_text)
+{
+	out8(0x3c2, 0x01);
+	(void)in8(0x3da);
+	out8(0x3c0, 0x20);
+	crtc(0x01, 1);
+	refresh();
+	ck_assert_uint_eq(display_surface(disp)->width, 18);
+	ck_assert_uint_eq(display_surface(disp)->height, 1);
+}
+END_TEST
+
 START_TEST(test_vbe_16_24_8bpp)
 {
 	vbe_mode(64, 8, 16);
@@ -993,7 +1034,7 @@ static Suite *vga_suite(void)
 		  test_write_mode0, test_write_modes_1_2_3, test_map_mask, test_read_modes,
 		  test_chain4_and_odd_even, test_text_screen, test_text_font_change,
 		  test_text_cursor_and_blink, test_mode13, test_mode12, test_vbe_32bpp,
-		  test_vbe_16_24_8bpp, test_vbe_panning, test_vbe_hostile, test_crtc_hostile,
+		  test_transient_text_size, test_two_cell_text, test_vbe_16_24_8bpp, test_vbe_panning, test_vbe_hostile, test_crtc_hostile,
 		  test_only_changes_drawn, test_text_cell_changes, test_lfb_dirty_bitmap,
 		  test_lfb_memslot, test_mmio_bar, test_notify, test_fuzz, test_state_roundtrip,
 		  test_state_hostile);

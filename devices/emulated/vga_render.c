@@ -659,6 +659,15 @@ void vga_update(struct device *dev, struct display *d, const uint64_t *lfb, uint
 	for (uint64_t i = 0; lfb && i < vga_words(MIN(nbits, v->vram_pages)); i++)
 		v->rc.dirty[i] |= lfb[i];
 	vga_geom(v, &r, &g);
+	/* A text screen of one cell is a mode being set (bochs-drm turns DISPI
+	 * off with the legacy registers as reset: 9x1): keep the last picture
+	 * and what is dirty, as QEMU's vga_draw_text does, so that no client
+	 * is resized to it. */
+	if (g.mode == VGA_DRAW_TEXT && g.cols * g.rows <= 1) {
+		if (full || font)
+			__atomic_store_n(&v->force_full, true, __ATOMIC_RELEASE);
+		return;
+	}
 	full |= vga_prepare(v, d, &r, &g, pal);
 	switch (g.mode) {
 	case VGA_DRAW_TEXT:
