@@ -2099,6 +2099,45 @@ fw_bootsect_case() { # fw_bootsect_case NAME MODE PATTERNS... -- ARGS...
 		--firmware "$FW_BIOS" --timeout 120s
 }
 
+# SeaBIOS's screen through the std VGA (no disk: it says so and waits): the
+# screendump, a PNG, is read back cell by cell with the 8x16 font of the VGA
+# BIOS ROM itself (vga-compare text), and must show SeaBIOS's banner and its
+# "No bootable device." - text the VGA BIOS drew in mode 3 with the font it
+# loaded into plane 2. Debian's VGA BIOS (SeaVGABIOS) puts no banner of its
+# own on the screen: its "Start SeaVGABIOS" goes to the debug port, which
+# fw-no-bootable-device checks.
+FW_VGA_ROM=${KESTREL_VGA_ROM:-/usr/share/seabios/vgabios-stdvga.bin}
+fw_screen_shows() {
+	ctl "$1" screendump "$out/$1.png" >"$out/$1.dump" 2>&1 &&
+		"$VGA_COMPARE" text "$out/$1.png" "$FW_VGA_ROM" >"$out/$1.txt" 2>&1 &&
+		has "$out/$1.txt" "^SeaBIOS \(version [0-9]" && has "$out/$1.txt" "^No bootable device\.$"
+}
+fw_vga_screen_case() {
+	n=fwvga-$$
+	fw_missing fw-vga-screendump && return 0
+	case_begin fw-vga-screendump || return 0
+	if [ ! -x "$VGA_COMPARE" ] || [ ! -s "$FW_VGA_ROM" ]; then
+		echo "SKIP: fw-vga-screendump: no vga-compare helper or no $FW_VGA_ROM"
+		return 0
+	fi
+	bg_run "$n" --firmware "$FW_BIOS" --timeout 120s
+	expect "SeaBIOS never said there is no bootable device" \
+		wait_for 100 has "$out/$n.log" "No bootable device\."
+	wait_for 10 fw_screen_shows "$n"
+	expect "the screendump does not show SeaBIOS's banner: $(tr '\n' '|' <"$out/$n.txt")" \
+		has "$out/$n.txt" "^SeaBIOS \(version [0-9]"
+	expect "the screendump does not show 'No bootable device.'" \
+		has "$out/$n.txt" "^No bootable device\.$"
+	expect "the dump is not a mode 3 screen: $(tr '\n' ' ' <"$out/$n.dump")" \
+		has "$out/$n.dump" "^width: 720$"
+	lit=$("$VGA_COMPARE" count "$out/$n.png")
+	expect "the dump shows almost nothing ($lit pixels lit)" [ "${lit:-0}" -gt 1000 ]
+	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 120
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.txt"
+}
+
 if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
 	# No disk: SeaBIOS looks everywhere and says so on its screen (COM1);
 	# its log (port 0x402) shows it found the board through fw_cfg, used
@@ -2111,6 +2150,7 @@ if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
 			"stderr:Start SeaVGABIOS" -- \
 			--firmware "$FW_BIOS" --firmware-log stderr --cpus 4 --timeout 12s
 	fi
+	fw_vga_screen_case
 	# A boot sector on a virtio-scsi disk, raw and as a dynamic VHD; the boot
 	# order names it (fw_cfg bootorder).
 	fw_bootsect_case fw-bootsect-scsi "" -- --disk "path=$out/fwbs.img,bus=scsi"
