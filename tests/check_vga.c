@@ -903,6 +903,41 @@ START_TEST(test_lfb_memslot)
 }
 END_TEST
 
+/* The log is read every 30 ms while the guest writes through the mapping,
+ * less often once it has not for a while, every 30 ms again after a write. */
+START_TEST(test_lfb_poll_backoff)
+{
+	struct pci_board board = { 0 };
+	struct device *host = pci_host_create(&board);
+	struct fake_lfb f = { .page = UINT64_MAX };
+	struct vga_lfb_ops ops = { .map = fake_map, .fetch_dirty = fake_fetch, .opaque = &f };
+	struct pci_dev *p;
+
+	vga->ops->destroy(vga);
+	vga = new_vga(disp, host, &ops);
+	p = pci_host_fn(host, 2, 0);
+	pci_cfg_write(p, 0x10, 4, 0xe0000000);
+	pci_cfg_write(p, 0x04, 2, 0x0002);
+	vbe_mode(640, 480, 32);
+	ck_assert_int_eq(refresh().poll_ms, 30);
+	fake_ns += 900000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 30);
+	fake_ns += 200000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 100);
+	fake_ns += 4000000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 300);
+	fake_ns += 60000000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 300);
+	f.page = 3;
+	ck_assert_int_eq(refresh().poll_ms, 30);
+	fake_ns += 500000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 30);
+	vga->ops->destroy(vga);
+	vga = new_vga(disp, NULL, NULL);
+	host->ops->destroy(host);
+}
+END_TEST
+
 /* BAR 2: the VGA ports at 0x400, DISPI at 0x500, QEMU's registers at 0x600. */
 START_TEST(test_mmio_bar)
 {
@@ -1036,7 +1071,7 @@ static Suite *vga_suite(void)
 		  test_text_cursor_and_blink, test_mode13, test_mode12, test_vbe_32bpp,
 		  test_transient_text_size, test_two_cell_text, test_vbe_16_24_8bpp, test_vbe_panning, test_vbe_hostile, test_crtc_hostile,
 		  test_only_changes_drawn, test_text_cell_changes, test_lfb_dirty_bitmap,
-		  test_lfb_memslot, test_mmio_bar, test_notify, test_fuzz, test_state_roundtrip,
+		  test_lfb_memslot, test_lfb_poll_backoff, test_mmio_bar, test_notify, test_fuzz, test_state_roundtrip,
 		  test_state_hostile);
 	return s;
 }
