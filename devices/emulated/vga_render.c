@@ -37,15 +37,15 @@ enum { LINE2, LINE2D2, LINE4, LINE4D2, LINE8D2, LINE8, LINE15, LINE16, LINE24, L
 #define VGA_CURSOR_HALF_NS 266666667ULL  /* 16 frames at 60 Hz: cursor on, then off */
 #define VGA_BLINK_HALF_NS  533333333ULL  /* 32 frames: blinking characters */
 /* How often KVM's log of the framebuffer is read: every 30 ms while the
- * guest writes through the mapping, 100 ms after 1 s of no writes, 300 ms
- * after 5 s (a still screen costs ~3 reads a second; QEMU's VNC refresh
+ * guest writes through the mapping, 250 ms after 1 s of no writes, 1 s
+ * after 3 s (a still screen costs one read a second; QEMU's VNC refresh
  * backs off the same way, from 30 ms to 3 s). Writes the device sees itself
  * (window, MMIO, registers) notify at once whatever the interval. */
 #define VGA_LFB_POLL_MS       30
-#define VGA_LFB_POLL_SLOW_MS  100
-#define VGA_LFB_POLL_IDLE_MS  300
+#define VGA_LFB_POLL_SLOW_MS  250
+#define VGA_LFB_POLL_IDLE_MS  1000
 #define VGA_LFB_SLOW_AFTER_NS 1000000000ULL
-#define VGA_LFB_IDLE_AFTER_NS 5000000000ULL
+#define VGA_LFB_IDLE_AFTER_NS 3000000000ULL
 #define VGA_LINE_MAX       (VBE_DISPI_MAX_XRES * 4)
 
 /* The picture's shape, from the registers; compared whole between updates. */

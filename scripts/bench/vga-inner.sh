@@ -89,37 +89,48 @@ stop_vm() {
 	wait "$pid" 2>/dev/null
 }
 
+# ready WHO SERIAL REGEX SECONDS: the guest said it is ready, or an error
+# line and the VMM stopped.
+ready() {
+	wait_line "$2" "$3" "$4" && return 0
+	echo "e $1 error guest_not_ready"
+	tail -n 5 "$2" "$W"/*.err >&2
+	stop_vm
+	return 1
+}
+
+# At a still screen: CPU without and with a client, then screendumps.
+measure_idle() { # measure_idle WHO
+	sleep 3
+	echo "e $1 idle_noclient $("$VB" cpu "$pid" "$SECS")"
+	"$VC" "127.0.0.1:$PORT" updates $(((SECS + 3) * 1000)) >"$W/vc.out" 2>&1 &
+	cpid=$!
+	sleep 2
+	echo "e $1 idle_client $("$VB" cpu "$pid" "$SECS")"
+	wait "$cpid"
+	case "$1" in
+	kestrel) echo "e $1 screendump $("$VB" dump-kestrel "$W/k.sock" 10 "$W/k.png")" ;;
+	qemu) echo "e $1 screendump $("$VB" dump-qemu "$W/q.sock" 10 "$W/q.ppm")" ;;
+	esac
+}
+
+measure_latency() { # measure_latency WHO SERIAL
+	"$VC" "127.0.0.1:$PORT" serial-latency "$2" 20 >"$W/lat.out" 2>&1
+	echo "e $1 latency $(sed -n 's/^vnc-client: latency ms //p' "$W/lat.out")"
+}
+
 # The payload's two runs: the idle one (CPU, screendumps), the latency one.
 run_payload() { # run_payload WHO
 	who=$1 s=$W/$1.serial
 	: >"$s"
 	start "$who" "$s" "pic=vbe bench=idle"
-	if ! wait_line "$s" "^vga: picture ready" 60; then
-		echo "e $who error guest_not_ready"
-		tail -n 5 "$s" "$W"/*.err >&2
-		stop_vm
-		return
-	fi
-	sleep 3
-	echo "e $who idle_noclient $("$VB" cpu "$pid" "$SECS")"
-	"$VC" "127.0.0.1:$PORT" updates $(((SECS + 3) * 1000)) >"$W/vc.out" 2>&1 &
-	cpid=$!
-	sleep 2
-	echo "e $who idle_client $("$VB" cpu "$pid" "$SECS")"
-	wait "$cpid"
-	case "$who" in
-	kestrel) echo "e $who screendump $("$VB" dump-kestrel "$W/k.sock" 10 "$W/k.png")" ;;
-	qemu) echo "e $who screendump $("$VB" dump-qemu "$W/q.sock" 10 "$W/q.ppm")" ;;
-	esac
+	ready "$who" "$s" "^vga: picture ready" 60 || return
+	measure_idle "$who"
 	stop_vm
 	: >"$s"
 	start "$who" "$s" "pic=vbe bench=latency writes=20"
-	if wait_line "$s" "^vga: picture ready" 60; then
-		"$VC" "127.0.0.1:$PORT" serial-latency "$s" 20 >"$W/lat.out" 2>&1
-		echo "e $who latency $(sed -n 's/^vnc-client: latency ms //p' "$W/lat.out")"
-	else
-		echo "e $who error guest_not_ready"
-	fi
+	ready "$who" "$s" "^vga: picture ready" 60 || return
+	measure_latency "$who" "$s"
 	stop_vm
 }
 
@@ -131,28 +142,10 @@ run_one() { # run_one WHO
 	who=$1 s=$W/$1.serial
 	: >"$s"
 	start "$who" "$s"
-	if ! wait_line "$s" "^fbw: ready" 300; then
-		echo "e $who error guest_not_ready"
-		tail -n 5 "$s" "$W"/*.err >&2
-		kill "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-		return
-	fi
-	sleep 3
-	echo "e $who idle_noclient $("$VB" cpu "$pid" "$SECS")"
-	"$VC" "127.0.0.1:$PORT" updates $(((SECS + 3) * 1000)) >"$W/vc.out" 2>&1 &
-	cpid=$!
-	sleep 2
-	echo "e $who idle_client $("$VB" cpu "$pid" "$SECS")"
-	wait "$cpid"
-	case "$who" in
-	kestrel) echo "e $who screendump $("$VB" dump-kestrel "$W/k.sock" 10 "$W/k.png")" ;;
-	qemu) echo "e $who screendump $("$VB" dump-qemu "$W/q.sock" 10 "$W/q.ppm")" ;;
-	esac
-	"$VC" "127.0.0.1:$PORT" serial-latency "$s" 20 >"$W/lat.out" 2>&1
-	echo "e $who latency $(sed -n 's/^vnc-client: latency ms //p' "$W/lat.out")"
-	kill "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	ready "$who" "$s" "^fbw: ready" 300 || return
+	measure_idle "$who"
+	measure_latency "$who" "$s"
+	stop_vm
 }
 
 i=0
