@@ -606,6 +606,47 @@ START_TEST(test_vbe_32bpp)
 }
 END_TEST
 
+/* bochs-drm sets a mode with DISPI off and the attribute controller on
+ * (drivers/gpu/drm/tiny/bochs.c, bochs_hw_setmode): for a moment the legacy
+ * registers of a VGA no BIOS programmed - one 9x1 text cell - are the
+ * picture. QEMU draws nothing for a text screen of one cell or less (its
+ * vga_draw_text: "transient size is too small"); neither may we, or a VNC
+ * client is resized to 9x1 between the two real modes. */
+START_TEST(test_transient_text_size)
+{
+	uint32_t w, h;
+
+	refresh();
+	w = display_surface(disp)->width;
+	h = display_surface(disp)->height;
+	/* bochs_hw_blank(false), then DISPI off: the registers as reset. */
+	out8(0x3c2, 0x01);
+	(void)in8(0x3da);
+	out8(0x3c0, 0x20);
+	dispi(4, 0);
+	refresh();
+	ck_assert_uint_eq(display_surface(disp)->width, w);
+	ck_assert_uint_eq(display_surface(disp)->height, h);
+	vbe_mode(1024, 768, 32);
+	refresh();
+	ck_assert_uint_eq(display_surface(disp)->width, 1024);
+	ck_assert_uint_eq(display_surface(disp)->height, 768);
+}
+END_TEST
+
+/* Two cells are a screen (QEMU's rule too). */
+START_TEST(test_two_cell_text)
+{
+	out8(0x3c2, 0x01);
+	(void)in8(0x3da);
+	out8(0x3c0, 0x20);
+	crtc(0x01, 1);
+	refresh();
+	ck_assert_uint_eq(display_surface(disp)->width, 18);
+	ck_assert_uint_eq(display_surface(disp)->height, 1);
+}
+END_TEST
+
 START_TEST(test_vbe_16_24_8bpp)
 {
 	vbe_mode(64, 8, 16);
@@ -827,20 +868,32 @@ static long fake_fetch(void *o, uint64_t *bitmap, uint64_t nbits)
 	return 1;
 }
 
+/* The fixture's VGA replaced by one on a PCI host with BAR 0 mapped at
+ * 0xe0000000 through f; returns its function (the host in *host). */
+static struct pci_dev *lfb_vga(struct fake_lfb *f, struct vga_lfb_ops *ops, struct pci_board *b,
+			       struct device **host)
+{
+	struct pci_dev *p;
+
+	*ops = (struct vga_lfb_ops){ .map = fake_map, .fetch_dirty = fake_fetch, .opaque = f };
+	*host = pci_host_create(b);
+	vga->ops->destroy(vga);
+	vga = new_vga(disp, *host, ops);
+	p = pci_host_fn(*host, 2, 0);
+	pci_cfg_write(p, 0x10, 4, 0xe0000000);
+	pci_cfg_write(p, 0x04, 2, 0x0002);
+	return p;
+}
+
 START_TEST(test_lfb_memslot)
 {
 	struct pci_board board = { 0 };
-	struct device *host = pci_host_create(&board);
+	struct device *host;
 	struct fake_lfb f = { .page = UINT64_MAX };
-	struct vga_lfb_ops ops = { .map = fake_map, .fetch_dirty = fake_fetch, .opaque = &f };
-	struct pci_dev *p;
+	struct vga_lfb_ops ops;
+	struct pci_dev *p = lfb_vga(&f, &ops, &board, &host);
 	struct display_status st;
 
-	vga->ops->destroy(vga);
-	vga = new_vga(disp, host, &ops);
-	p = pci_host_fn(host, 2, 0);
-	pci_cfg_write(p, 0x10, 4, 0xe0000000);
-	pci_cfg_write(p, 0x04, 2, 0x0002);
 	ck_assert_int_eq(f.maps, 1);
 	ck_assert_uint_eq(f.gpa, 0xe0000000);
 	vbe_mode(640, 480, 32);
@@ -856,6 +909,36 @@ START_TEST(test_lfb_memslot)
 	ck_assert_uint_eq(f.gpa, PCI_BAR_UNMAPPED);
 	st = refresh();
 	ck_assert_int_eq(st.poll_ms, -1);
+	vga->ops->destroy(vga);
+	vga = new_vga(disp, NULL, NULL);
+	host->ops->destroy(host);
+}
+END_TEST
+
+/* The log is read every 30 ms while the guest writes through the mapping,
+ * less often once it has not for a while, every 30 ms again after a write. */
+START_TEST(test_lfb_poll_backoff)
+{
+	struct pci_board board = { 0 };
+	struct device *host;
+	struct fake_lfb f = { .page = UINT64_MAX };
+	struct vga_lfb_ops ops;
+
+	(void)lfb_vga(&f, &ops, &board, &host);
+	vbe_mode(640, 480, 32);
+	ck_assert_int_eq(refresh().poll_ms, 30);
+	fake_ns += 900000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 30);
+	fake_ns += 200000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 250);
+	fake_ns += 2000000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 1000);
+	fake_ns += 60000000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 1000);
+	f.page = 3;
+	ck_assert_int_eq(refresh().poll_ms, 30);
+	fake_ns += 500000000ULL;
+	ck_assert_int_eq(refresh().poll_ms, 30);
 	vga->ops->destroy(vga);
 	vga = new_vga(disp, NULL, NULL);
 	host->ops->destroy(host);
@@ -993,9 +1076,9 @@ static Suite *vga_suite(void)
 		  test_write_mode0, test_write_modes_1_2_3, test_map_mask, test_read_modes,
 		  test_chain4_and_odd_even, test_text_screen, test_text_font_change,
 		  test_text_cursor_and_blink, test_mode13, test_mode12, test_vbe_32bpp,
-		  test_vbe_16_24_8bpp, test_vbe_panning, test_vbe_hostile, test_crtc_hostile,
+		  test_transient_text_size, test_two_cell_text, test_vbe_16_24_8bpp, test_vbe_panning, test_vbe_hostile, test_crtc_hostile,
 		  test_only_changes_drawn, test_text_cell_changes, test_lfb_dirty_bitmap,
-		  test_lfb_memslot, test_mmio_bar, test_notify, test_fuzz, test_state_roundtrip,
+		  test_lfb_memslot, test_lfb_poll_backoff, test_mmio_bar, test_notify, test_fuzz, test_state_roundtrip,
 		  test_state_hostile);
 	return s;
 }

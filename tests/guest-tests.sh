@@ -2277,7 +2277,7 @@ ctl_linux_vnc_case() {
 	# input.sh is done: the guest powers off by itself.
 	reap_worker $bg_pid 400
 	expect "the worker exited $rc, not 0" [ $rc = 0 ]
-	case_end "$out/$n.log" "$out/$n.err"
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.size" "$out/$n.frame" "$out/$n.type" "$out/$n.ptr"
 }
 if [ $do_linux = 1 ]; then
 	with_retry ctl_linux_input_case
@@ -2350,6 +2350,46 @@ fw_state_case() {
 	case_end "$out/$n-all.log" "$out/$n.err"
 }
 
+# SeaBIOS's screen through the std VGA (no disk: it says so and waits): the
+# screendump, a PNG, is read back cell by cell with the 8x16 font of the VGA
+# BIOS ROM itself (vga-compare text), and must show SeaBIOS's banner and its
+# "No bootable device." - text the VGA BIOS drew in mode 3 with the font it
+# loaded into plane 2. Debian's VGA BIOS (SeaVGABIOS) puts no banner of its
+# own on the screen: its "Start SeaVGABIOS" goes to the debug port, which
+# fw-no-bootable-device checks.
+FW_VGA_ROM=${KESTREL_VGA_ROM:-/usr/share/seabios/vgabios-stdvga.bin}
+fw_screen_shows() {
+	ctl "$1" screendump "$out/$1.png" >"$out/$1.dump" 2>&1 &&
+		"$VGA_COMPARE" text "$out/$1.png" "$FW_VGA_ROM" >"$out/$1.txt" 2>&1 &&
+		has "$out/$1.txt" "^SeaBIOS \(version [0-9]" && has "$out/$1.txt" "^No bootable device\.$"
+}
+fw_vga_screen_case() {
+	n=fwvga-$$
+	fw_missing fw-vga-screendump && return 0
+	case_begin fw-vga-screendump || return 0
+	if [ ! -x "$VGA_COMPARE" ] || [ ! -s "$FW_VGA_ROM" ]; then
+		echo "SKIP: fw-vga-screendump: no vga-compare helper or no $FW_VGA_ROM"
+		return 0
+	fi
+	: >"$out/$n.log"
+	bg_run "$n" --firmware "$FW_BIOS" --timeout 120s
+	expect "SeaBIOS never said there is no bootable device" \
+		wait_for 100 has "$out/$n.log" "No bootable device\."
+	wait_for 10 fw_screen_shows "$n"
+	expect "the screendump does not show SeaBIOS's banner: $(tr '\n' '|' <"$out/$n.txt")" \
+		has "$out/$n.txt" "^SeaBIOS \(version [0-9]"
+	expect "the screendump does not show 'No bootable device.'" \
+		has "$out/$n.txt" "^No bootable device\.$"
+	expect "the dump is not a mode 3 screen: $(tr '\n' ' ' <"$out/$n.dump")" \
+		has "$out/$n.dump" "^width: 720$"
+	lit=$("$VGA_COMPARE" count "$out/$n.png")
+	expect "the dump shows almost nothing ($lit pixels lit)" [ "${lit:-0}" -gt 1000 ]
+	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 120
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.txt"
+}
+
 if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
 	# No disk: SeaBIOS looks everywhere and says so on its screen (COM1);
 	# its log (port 0x402) shows it found the board through fw_cfg, used
@@ -2362,6 +2402,7 @@ if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
 			"stderr:Start SeaVGABIOS" -- \
 			--firmware "$FW_BIOS" --firmware-log stderr --cpus 4 --timeout 12s
 	fi
+	fw_vga_screen_case
 	# A boot sector on a virtio-scsi disk, raw and as a dynamic VHD; the boot
 	# order names it (fw_cfg bootorder).
 	fw_bootsect_case fw-bootsect-scsi "" -- --disk "path=$out/fwbs.img,bus=scsi"
@@ -2465,9 +2506,46 @@ fw_linux_cases() {
 		ON_REBOOT=
 	fi
 }
+# Debian's VGA text console: SeaBIOS's VGA BIOS set mode 3, SYSLINUX started
+# Linux, vgacon took tty1 (bochs-drm is not loaded), and fwboot.sh (the
+# disk's VGACON mark) put the kernel's last messages and a marker there; the
+# screendump, read back with the VGA BIOS's font, shows them.
+fw_vgacon_shows() {
+	ctl "$1" screendump "$out/$1.png" >"$out/$1.dump" 2>&1 &&
+		"$VGA_COMPARE" text "$out/$1.png" "$FW_VGA_ROM" >"$out/$1.txt" 2>&1 &&
+		has "$out/$1.txt" "^KESTREL-VGACON-MARKER$"
+}
+fw_vgacon_case() {
+	n=fwvgacon-$$
+	fw_missing fw-syslinux-vgacon && return 0
+	case_begin fw-syslinux-vgacon || return 0
+	if [ ! -s "$FW_IMAGES/fwlinux.img" ] || [ ! -x "$VGA_COMPARE" ] || [ ! -s "$FW_VGA_ROM" ]; then
+		echo "SKIP: fw-syslinux-vgacon: no $FW_IMAGES/fwlinux.img, vga-compare or $FW_VGA_ROM"
+		return 0
+	fi
+	cp "$FW_IMAGES/fwlinux.img" "$out/fwvgacon.img"
+	printf 'VGACON' | dd of="$out/fwvgacon.img" bs=512 seek=34815 conv=notrunc 2>/dev/null
+	bg_run "$n" --firmware "$FW_BIOS" --cpus 1 --mem 256M --timeout 300s \
+		--disk "path=$out/fwvgacon.img,bus=ide"
+	expect "the guest never put its messages on tty1" \
+		wait_for 240 has "$out/$n.log" "^fwboot: vgacon ready"
+	expect "tty1's console is not vgacon: $(grep -a 'vgacon ready' "$out/$n.log")" \
+		has "$out/$n.log" "^fwboot: vgacon ready VGA\+"
+	wait_for 10 fw_vgacon_shows "$n"
+	expect "the screendump does not show the marker: $(tail -n 4 "$out/$n.txt" | tr '\n' '|')" \
+		has "$out/$n.txt" "^KESTREL-VGACON-MARKER$"
+	expect "the screendump shows no kernel message" has "$out/$n.txt" "^\[ *[0-9]+\.[0-9]{6}\] [A-Za-z]"
+	expect "the dump is not a mode 3 screen: $(tr '\n' ' ' <"$out/$n.dump")" \
+		has "$out/$n.dump" "^width: 720$"
+	expect "stop failed" ctl "$n" stop >"$out/$n.stop" 2>&1
+	reap_worker $bg_pid 300
+	expect "the worker exited $rc, not 0" [ "$rc" = 0 ]
+	case_end "$out/$n.log" "$out/$n.err" "$out/$n.txt"
+}
 if [ $do_linux = 1 ]; then
 	fw_linux_cases ide
 	fw_linux_cases scsi
+	fw_vgacon_case
 fi
 
 # ---- processor compatibility mode (issue 15, docs/cpu.md) ---------------

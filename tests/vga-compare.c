@@ -6,6 +6,9 @@
  *   vga-compare raw FILE                   the pixels as B, G, R, 0 bytes on stdout
  *                                          (an XRGB8888 framebuffer, for md5sum)
  *   vga-compare count FILE                 how many pixels are not black
+ *   vga-compare text FILE ROM              the text a mode 3 screen shows, read
+ *                                          back cell by cell with the 8x16 font
+ *                                          of the VGA BIOS ROM (vgabios-*.bin)
  *
  * FILE: a PNG (kestrel's screendump) or a binary PPM (QEMU's). Prints
  * "match WxH" and exits 0, or says how many pixels differ and where the
@@ -13,6 +16,7 @@
  * computed here from the definitions vga.bin draws, not by kestrel's
  * renderer. */
 #include <png.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +152,93 @@ static int compare(const char *what, const struct image *got, const struct image
 	return 1;
 }
 
+/* ---- reading a text screen back ---- */
+
+#define FONT_H 16
+
+/* The VGA BIOS's 8x16 font: IBM's, found in the ROM by its first two
+ * glyphs (a blank and the smiley). */
+static int rom_font(const char *path, uint8_t font[256][FONT_H])
+{
+	static const uint8_t smiley[FONT_H] = { 0, 0, 0x7e, 0x81, 0xa5, 0x81, 0x81, 0xbd,
+						0x99, 0x81, 0x81, 0x7e, 0, 0, 0, 0 };
+	static uint8_t rom[256 * 1024];
+	FILE *f = fopen(path, "rb");
+	size_t n = f ? fread(rom, 1, sizeof(rom), f) : 0;
+
+	if (f)
+		fclose(f);
+	for (size_t i = 0; i + 256 * FONT_H <= n; i++) {
+		bool blank = true;
+
+		for (size_t k = 0; k < FONT_H && blank; k++)
+			blank = !rom[i + k];
+		if (blank && !memcmp(rom + i + FONT_H, smiley, FONT_H)) {
+			memcpy(font, rom + i, 256 * FONT_H);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* The cell's commonest colour is its background; the glyph is the pixels
+ * of the other colours in its first 8 columns (the 9th repeats the 8th or
+ * is background). */
+static int cell_char(const struct image *im, uint32_t x0, uint32_t y0, uint32_t cw,
+		     const uint8_t font[256][FONT_H])
+{
+	uint32_t bg = im->px[(size_t)y0 * im->w + x0], best = 0;
+	uint8_t rows[FONT_H] = { 0 };
+
+	for (uint32_t i = 0; i < cw * FONT_H; i++) {
+		uint32_t c = im->px[(size_t)(y0 + i / cw) * im->w + x0 + i % cw], n = 0;
+
+		for (uint32_t j = 0; j < cw * FONT_H; j++)
+			n += im->px[(size_t)(y0 + j / cw) * im->w + x0 + j % cw] == c;
+		if (n > best) {
+			best = n;
+			bg = c;
+		}
+	}
+	for (uint32_t y = 0; y < FONT_H; y++)
+		for (uint32_t x = 0; x < 8; x++)
+			if (im->px[(size_t)(y0 + y) * im->w + x0 + x] != bg)
+				rows[y] |= (uint8_t)(0x80 >> x);
+	if (!memcmp(rows, font[' '], FONT_H))
+		return ' ';
+	for (int ch = 0x21; ch < 0x7f; ch++)
+		if (!memcmp(rows, font[ch], FONT_H))
+			return ch;
+	return '?';
+}
+
+static int read_text(const struct image *im, const char *rom)
+{
+	static uint8_t font[256][FONT_H];
+	uint32_t cw = im->w % 9 == 0 ? 9 : 8;
+
+	if (rom_font(rom, font)) {
+		fprintf(stderr, "vga-compare: %s: no 8x16 VGA font in it\n", rom);
+		return 2;
+	}
+	if (im->w % cw || im->h % FONT_H) {
+		printf("%ux%u is not a screen of %ux%u cells\n", im->w, im->h, cw, FONT_H);
+		return 1;
+	}
+	for (uint32_t y = 0; y < im->h; y += FONT_H) {
+		char line[512];
+		size_t n = 0;
+
+		for (uint32_t x = 0; x + cw <= im->w && n < sizeof(line) - 1; x += cw)
+			line[n++] = (char)cell_char(im, x, y, cw, font);
+		while (n && line[n - 1] == ' ')
+			n--;
+		line[n] = '\0';
+		printf("%s\n", line);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct image a, b;
@@ -184,7 +275,11 @@ int main(int argc, char **argv)
 		printf("%zu\n", n);
 		return 0;
 	}
+	if (argc == 4 && !strcmp(argv[1], "text")) {
+		load(argv[2], &a);
+		return read_text(&a, argv[3]);
+	}
 	fprintf(stderr, "usage: vga-compare expect 13h|text|vbe FILE | same FILE1 FILE2 | raw FILE | "
-		"count FILE\n");
+		"count FILE | text FILE ROM\n");
 	return 2;
 }

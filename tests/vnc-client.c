@@ -45,6 +45,7 @@
 #include <rfb/rfbclient.h>
 
 #include "vnc_hostile.h"
+#include "vnc_wait.h"
 
 struct state {
 	int w, h;
@@ -114,7 +115,7 @@ static int pump(rfbClient *c, double ms)
 
 	do {
 		double left = end - now_ms();
-		int n = WaitForMessage(c, left > 0 ? (unsigned)(left * 1000) : 0);
+		int n = vnc_wait_message(c, left > 0 ? (unsigned)(left * 1000) : 0);
 
 		if (n < 0)
 			return -1;
@@ -213,7 +214,11 @@ static int step_xt(rfbClient *c, int argc, char **argv, int *i)
 		if (pump(c, 50) < 0)
 			return 2;
 	if (!SupportsClient2Server(c, rfbQemuEvent)) {
-		printf("vnc-client: the server did not acknowledge QEMU's extended key event\n");
+		/* What did come: a server's SupportedMessages lists SetScale,
+		 * libvncclient's defaults do not. */
+		printf("vnc-client: the server did not acknowledge QEMU's extended key event "
+		       "(%ld updates, %ld of %d pixels, %s SupportedMessages)\n", st.updates,
+		       st.ncovered, st.w * st.h, SupportsClient2Server(c, rfbSetScale) ? "after" : "no");
 		return 1;
 	}
 	while (*i + 1 < argc && !strncmp(argv[*i + 1], "0x", 2)) {
@@ -402,7 +407,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: vnc-client [--password-file FILE] HOST:PORT STEP...\n");
 		return 2;
 	}
-	rfbClientLog = quiet_log;
+	rfbClientLog = getenv("VNC_CLIENT_DEBUG") ? rfbClientLog : quiet_log;
 	rfbClientErr = getenv("VNC_CLIENT_DEBUG") ? rfbClientErr : quiet_log;
 	c = rfbGetClient(8, 3, 4);
 	c->MallocFrameBuffer = on_resize;

@@ -177,6 +177,8 @@ struct vga_render {
 	int cursor_phase, blink_phase;      /* -1: not drawn yet */
 	uint64_t *dirty;                    /* VRAM pages to look at this update */
 	uint64_t *lfb_scratch;              /* fetch_dirty's bitmap */
+	uint64_t lfb_quiet_ns;              /* since when the log has been empty */
+	bool lfb_polled;                    /* lfb_quiet_ns is set */
 	uint32_t *line;                     /* a line drawn before it is compared */
 	uint8_t *scratch;                   /* a line's bytes where they wrap */
 };

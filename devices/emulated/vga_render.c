@@ -36,7 +36,16 @@ enum { LINE2, LINE2D2, LINE4, LINE4D2, LINE8D2, LINE8, LINE15, LINE16, LINE24, L
 
 #define VGA_CURSOR_HALF_NS 266666667ULL  /* 16 frames at 60 Hz: cursor on, then off */
 #define VGA_BLINK_HALF_NS  533333333ULL  /* 32 frames: blinking characters */
-#define VGA_LFB_POLL_MS    30
+/* How often KVM's log of the framebuffer is read: every 30 ms while the
+ * guest writes through the mapping, 250 ms after 1 s of no writes, 1 s
+ * after 3 s (a still screen costs one read a second; QEMU's VNC refresh
+ * backs off the same way, from 30 ms to 3 s). Writes the device sees itself
+ * (window, MMIO, registers) notify at once whatever the interval. */
+#define VGA_LFB_POLL_MS       30
+#define VGA_LFB_POLL_SLOW_MS  250
+#define VGA_LFB_POLL_IDLE_MS  1000
+#define VGA_LFB_SLOW_AFTER_NS 1000000000ULL
+#define VGA_LFB_IDLE_AFTER_NS 3000000000ULL
 #define VGA_LINE_MAX       (VBE_DISPI_MAX_XRES * 4)
 
 /* The picture's shape, from the registers; compared whole between updates. */
@@ -659,6 +668,15 @@ void vga_update(struct device *dev, struct display *d, const uint64_t *lfb, uint
 	for (uint64_t i = 0; lfb && i < vga_words(MIN(nbits, v->vram_pages)); i++)
 		v->rc.dirty[i] |= lfb[i];
 	vga_geom(v, &r, &g);
+	/* A text screen of one cell is a mode being set (bochs-drm turns DISPI
+	 * off with the legacy registers as reset: 9x1): keep the last picture
+	 * and what is dirty, as QEMU's vga_draw_text does, so that no client
+	 * is resized to it. */
+	if (g.mode == VGA_DRAW_TEXT && g.cols * g.rows <= 1) {
+		if (full || font)
+			__atomic_store_n(&v->force_full, true, __ATOMIC_RELEASE);
+		return;
+	}
 	full |= vga_prepare(v, d, &r, &g, pal);
 	switch (g.mode) {
 	case VGA_DRAW_TEXT:
@@ -684,6 +702,21 @@ void vga_update(struct device *dev, struct display *d, const uint64_t *lfb, uint
 	memset(v->rc.dirty, 0, vga_words(v->vram_pages) * sizeof(uint64_t));
 }
 
+/* The next read of the log, from how long it has been empty (n: pages the
+ * last read found). */
+static int64_t vga_lfb_poll_ms(struct vga *v, long n)
+{
+	uint64_t now = v->now_ns(), quiet;
+
+	if (n != 0 || !v->rc.lfb_polled)
+		v->rc.lfb_quiet_ns = now;
+	v->rc.lfb_polled = true;
+	quiet = now - v->rc.lfb_quiet_ns;
+	if (quiet >= VGA_LFB_IDLE_AFTER_NS)
+		return VGA_LFB_POLL_IDLE_MS;
+	return quiet >= VGA_LFB_SLOW_AFTER_NS ? VGA_LFB_POLL_SLOW_MS : VGA_LFB_POLL_MS;
+}
+
 /* The display's refresh: the pages the guest wrote through the framebuffer
  * mapping come from KVM's dirty log, which must be polled. */
 void vga_display_refresh(void *opaque, struct display *d, struct display_hint *hint)
@@ -693,9 +726,11 @@ void vga_display_refresh(void *opaque, struct display *d, struct display_hint *h
 
 	if (__atomic_load_n(&v->lfb_mapped, __ATOMIC_ACQUIRE)) {
 		n = v->lfb.fetch_dirty(v->lfb.opaque, v->rc.lfb_scratch, v->vram_pages);
-		hint->poll_ms = VGA_LFB_POLL_MS;
+		hint->poll_ms = vga_lfb_poll_ms(v, n);
 		if (n < 0)   /* what the guest wrote is unknown: draw it all */
 			__atomic_store_n(&v->force_full, true, __ATOMIC_RELEASE);
+	} else {
+		v->rc.lfb_polled = false;
 	}
 	vga_update(&v->dev, d, n > 0 ? v->rc.lfb_scratch : NULL, v->vram_pages, hint);
 }

@@ -163,7 +163,8 @@ static unsigned vnc_refresh(struct vnc *v)
 	return n;
 }
 
-static void vnc_update(struct vnc *v)
+/* Returns the number of rectangles marked for the clients. */
+static unsigned vnc_update(struct vnc *v)
 {
 	unsigned n = 0;
 
@@ -179,6 +180,7 @@ static void vnc_update(struct vnc *v)
 		rfbMarkRectAsModified(v->screen, (int)r->x, (int)r->y, (int)(r->x + r->w),
 				      (int)(r->y + r->h));
 	}
+	return n;
 }
 
 /* A machine came or went: follow its display's notification (a dup of its
@@ -275,6 +277,7 @@ static void vnc_turn(struct vnc *v)
 {
 	struct pollfd pfd[VNC_MAX_CLIENTS + 3];
 	unsigned n = 0, nc;
+	bool io;
 
 	pfd[n++] = (struct pollfd){ .fd = v->wake_fd, .events = POLLIN };
 	pfd[n++] = (struct pollfd){ .fd = v->listen_fd, .events = POLLIN };
@@ -286,7 +289,8 @@ static void vnc_turn(struct vnc *v)
 	if (pfd[0].revents)
 		vnc_drain(v->wake_fd);
 	vnc_follow_display(v);
-	if (pfd[1].revents)
+	io = pfd[1].revents != 0;   /* a new client: its handshake is libvncserver's */
+	if (io)
 		vnc_accept(v);
 	if (pfd[2].fd >= 0 && pfd[2].revents) {
 		vnc_drain(v->notify_fd);
@@ -294,12 +298,18 @@ static void vnc_turn(struct vnc *v)
 	}
 	if (v->refresh_at_ms >= 0 && vnc_now_ms() >= v->refresh_at_ms)
 		v->want_update = true;
-	/* Client messages first (a new client's hook asks for an update). */
-	rfbProcessEvents(v->screen, 0);
+	/* Client messages first (a new client's hook asks for an update).
+	 * libvncserver has work only when a client sent something or the
+	 * picture changed: a refresh that found nothing (the framebuffer's
+	 * poll at a still screen) costs no select() of its own. */
+	for (unsigned i = 0; i < nc; i++)
+		io |= pfd[3 + i].revents != 0;
+	if (io)
+		rfbProcessEvents(v->screen, 0);
 	if (v->want_update && v->screen->clientHead) {
 		v->want_update = false;
-		vnc_update(v);
-		rfbProcessEvents(v->screen, 0);
+		if (vnc_update(v) || io)
+			rfbProcessEvents(v->screen, 0);
 	}
 	vnc_input_acks(v);
 }

@@ -131,6 +131,7 @@ static rfbBool vnc_qemu_enable(rfbClientPtr cl, void **data, int encoding)
 	if ((uint32_t)encoding != rfbEncodingQemuExtendedKeyEvent || !c)
 		return FALSE;
 	c->qemu_ack = true;
+	kdebug("vnc: %s: asks for QEMU's extended key event", cl->host);
 	return TRUE;
 }
 
@@ -170,6 +171,7 @@ void vnc_input_acks(struct vnc *v)
 
 		if (c && c->qemu_ack && cl->sock >= 0 && !cl->enableSupportedMessages) {
 			c->qemu_ack = false;
+			kdebug("vnc: %s: QEMU extended key event acknowledged", cl->host);
 			vnc_ack(cl);
 		}
 	}

@@ -156,6 +156,16 @@ void gm_slot_mark_dirty(struct guest_mem *gm, int id, uint64_t off, uint64_t len
  * 64 pages, as it requires except at the slot's end. */
 #define GM_CLEAR_CHUNK (1ULL << 30)
 
+/* Whether any of the chunk's bits is set: an empty one has nothing to
+ * write-protect again (a still framebuffer's log, read every poll). */
+static bool gm_chunk_dirty(const uint64_t *bm, uint64_t first, uint64_t n)
+{
+	for (uint64_t w = first / 64; w < (first + n + 63) / 64; w++)
+		if (bm[w])
+			return true;
+	return false;
+}
+
 static int gm_kvm_clear(struct guest_mem *gm, int id, uint64_t *bm, uint64_t npages)
 {
 	for (uint64_t first = 0; first < npages; first += GM_CLEAR_CHUNK) {
@@ -165,6 +175,8 @@ static int gm_kvm_clear(struct guest_mem *gm, int id, uint64_t *bm, uint64_t npa
 			.dirty_bitmap = bm + first / 64,
 		};
 
+		if (!gm_chunk_dirty(bm, first, c.num_pages))
+			continue;
 		if (ioctl(gm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0)
 			return -errno;
 	}

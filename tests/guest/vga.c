@@ -14,6 +14,14 @@
  *             odd strides, offsets past the VRAM): read back clamped; the
  *             harness's screendump must still work.
  *
+ * For scripts/bench/vga.sh, with pic=vbe:
+ *   bench=idle     after the picture the CPU halts for good (cli; hlt): a
+ *                  still screen with nothing running in the guest;
+ *   bench=latency  after the picture it waits (up to 60 s) for a key on the
+ *                  PS/2 keyboard (the VNC client's, so that it is connected),
+ *                  then writes=N (20) times prints "fbw: K", fills a 64x64
+ *                  square of the framebuffer and waits 300 ms.
+ *
  * Then it prints "vga: picture ready" and waits hold_ms (default 120000) for
  * the harness to take a screendump (kestrel ctl NAME screendump, QEMU's
  * monitor screendump) and stop the VM; the harness compares the dump with
@@ -314,6 +322,43 @@ static bool arg_is(const char *key, const char *val)
 	return false;
 }
 
+/* Any byte from the keyboard (i8042 status bit 0, not an aux byte). */
+static bool kbd_key(uint64_t wait_us)
+{
+	struct deadline d;
+
+	deadline_start(&d, wait_us);
+	while (!deadline_expired(&d)) {
+		uint8_t st = inb(0x64);
+
+		if ((st & 0x01) && !(st & 0x20))
+			return true;
+		if (st & 0x01)
+			(void)inb(0x60);
+		cpu_relax();
+	}
+	return false;
+}
+
+static void bench_latency(void)
+{
+	volatile uint32_t *fb = phys_ptr(lfb);
+	unsigned n = (unsigned)mb_cmdline_uint("writes", 20);
+
+	if (!kbd_key(60 * 1000 * 1000))
+		gprintf("vga: no key within 60 s, writing anyway\n");
+	for (unsigned k = 0; k < n; k++) {
+		uint32_t color = 0x00ff00ffu ^ (k * 0x00102030u);
+
+		gprintf("fbw: %u\n", k);
+		for (unsigned y = 0; y < 64; y++)
+			for (unsigned x = 0; x < 64; x++)
+				fb[(100 + y) * VGA_PICV_W + 100 + x] = color;
+		udelay(300 * 1000);
+	}
+	gprintf("vga: %u writes done\n", n);
+}
+
 int main(void)
 {
 	struct deadline d;
@@ -337,6 +382,12 @@ int main(void)
 	if (check_failures() || arg_is("pic", "regs"))
 		return check_result(GUEST_EXIT_VGA);
 	gprintf("vga: picture ready\n");
+	if (arg_is("pic", "vbe") && arg_is("bench", "idle"))
+		guest_park();
+	if (arg_is("pic", "vbe") && arg_is("bench", "latency")) {
+		bench_latency();
+		return check_result(GUEST_EXIT_VGA);
+	}
 	deadline_start(&d, mb_cmdline_uint("hold_ms", 120000) * 1000);
 	while (!deadline_expired(&d))
 		cpu_relax();

@@ -14,6 +14,11 @@
 #                                     it now holds REBOOTED and the guest
 #                                     reboots (through the firmware again)
 #   "fwboot: after a reboot"          the next boot found REBOOTED there
+#   "fwboot: vgacon ready NAME"       the last sector held VGACON: the kernel's
+#                                     last messages and KESTREL-VGACON-MARKER
+#                                     are on tty1, whose console driver is
+#                                     NAME (vgacon's is "VGA+"); the host has
+#                                     60 s to look
 #   "fwboot: done"
 . "${0%/*}/lib.sh" # wait_for
 
@@ -47,6 +52,15 @@ if [ -n "$disk" ]; then
 		sleep 30
 		;;
 	REBOOTED*) echo "fwboot: after a reboot" ;;
+	VGACON*)
+		{ dmesg | tail -n 20; echo "KESTREL-VGACON-MARKER"; } >/dev/tty1
+		con=
+		for v in /sys/class/vtconsole/vtcon*; do
+			[ "$(cat "$v/bind" 2>/dev/null)" = 1 ] && con=$(cut -c5- "$v/name")
+		done
+		echo "fwboot: vgacon ready $con"
+		sleep 60
+		;;
 	esac
 fi
 echo "fwboot: done"
