@@ -25,6 +25,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: kestrel run [OPTIONS]     boot a VM (kestrel help run lists the options)\n"
 		"       kestrel run --restore FILE [HOST OPTIONS]   bring a saved VM back (docs/state.md)\n"
+		"       kestrel run --incoming tcp:ADDR:PORT|unix:PATH [HOST OPTIONS]   receive a live migration\n"
 		"       kestrel vhd COMMAND ...   create, inspect, check and convert VHD disks (kestrel vhd help)\n"
 		"       kestrel ctl NAME|SOCKET COMMAND [ARGS] [--json]   drive a running VM\n"
 		"       kestrel list [--json]     running VMs (docs/control.md)\n"
@@ -77,6 +78,8 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 
 	*fatal = 0;
 	ret = machine_for_run(&m, cfg, in, err, sizeof(err));
+	/* A migration's source exits on this word, or resumes on an error. */
+	migrate_incoming_done(in, ret, err[0] ? err : strerror(-ret));
 	if (ret) {
 		kerr("%s", err[0] ? err : strerror(-ret));
 		sandbox_abort();   /* threads waiting for the seal must be joinable */
@@ -138,6 +141,24 @@ static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *e
 	config_free(cfg);
 	*cfg = saved;
 	return rc;
+}
+
+/* --incoming: as --restore, from what the source sends (after
+ * sandbox_init, which closes inherited descriptors). */
+static int incoming_config(struct vm_config *cfg, struct migrate_in **in, char *err,
+			   size_t errlen)
+{
+	struct vm_config saved;
+	int rc = migrate_incoming(cfg->incoming, in, err, errlen);
+
+	if (rc)
+		return rc;
+	config_defaults(&saved);
+	rc = migrate_restore_config(*in, &saved, err, errlen);
+	rc = rc ?: config_restore_merge(&saved, cfg, err, errlen);
+	config_free(cfg);
+	*cfg = saved;
+	return rc ?: config_validate(cfg, err, errlen);
 }
 
 /* --landlock: the folders of the configured disks (where disk-add may find
@@ -210,9 +231,13 @@ static int cmd_run(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
+	if (rc == 0 && cfg.restore && cfg.incoming) {
+		snprintf(err, sizeof(err), "--incoming: not together with --restore (give one)");
+		rc = -EINVAL;
+	}
 	if (rc == 0 && cfg.restore)
 		rc = restore_config(&cfg, &in, err, sizeof(err));
-	if (rc || config_validate(&cfg, err, sizeof(err))) {
+	if (rc || (!cfg.incoming && config_validate(&cfg, err, sizeof(err)))) {
 		kerr("%s", err);
 		migrate_restore_close(in);
 		config_free(&cfg);
@@ -234,6 +259,10 @@ static int cmd_run(int argc, char **argv)
 		for (unsigned i = 0; i < ndirs; i++)
 			free(dirs[i]);
 		free(dirs);
+	}
+	if (rc == 0 && cfg.incoming && (rc = incoming_config(&cfg, &in, err, sizeof(err)))) {
+		migrate_restore_close(in);
+		sandbox_abort();
 	}
 	if (rc) {
 		kerr("%s", err);

@@ -122,6 +122,7 @@ struct vm_config {
 	char *user;               /* --user: drop to this user once all is open, or NULL */
 	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
 	char *restore;            /* --restore FILE: a saved VM (docs/state.md) */
+	char *incoming;           /* --incoming ADDR: a live migration (docs/migration.md) */
 	uint32_t given;           /* bit per option set by a flag or a JSON key */
 };
 

@@ -36,7 +36,8 @@ enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
 	OPT_SCSI_CONTROLLER, OPT_NET, OPT_VGA, OPT_DISPLAY, OPT_FIRMWARE, OPT_FIRMWARE_LOG, OPT_BOOT,
-	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_RESTORE, OPT_HELP,
+	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_RESTORE, OPT_INCOMING,
+	OPT_HELP,
 	OPT_NR
 };
 
@@ -524,6 +525,17 @@ static int opt_restore(struct vm_config *c, const char *v, const struct opt_src 
 	return set_path(&c->restore, v, src);
 }
 
+/* --incoming tcp:ADDR:PORT|unix:PATH: wait for one live migration
+ * (docs/migration.md); file:PATH is --restore PATH (quick migration). */
+static int opt_incoming(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	if (!strncmp(v, "file:", 5))
+		return set_path(&c->restore, v + 5, src);
+	if (strncmp(v, "tcp:", 4) && strncmp(v, "unix:", 5))
+		return opt_err(src, "'%s': expected tcp:ADDR:PORT, unix:PATH or file:PATH", v);
+	return set_string(&c->incoming, v, src);
+}
+
 static bool opt_repeatable(size_t id)
 {
 	return id == OPT_DISK || id == OPT_NET;
@@ -630,6 +642,11 @@ static const struct opt opts[OPT_NR] = {
 		"--serial --control --name --on-reboot\n"
 		"--timeout --quiet --stats --seccomp --user\n"
 		"--landlock may be given" },
+	[OPT_INCOMING] = { "incoming", NULL, 0, true, opt_incoming, "ADDR",
+		"wait for a live migration (kestrel ctl NAME\n"
+		"migrate): tcp:ADDR:PORT or unix:PATH; the\n"
+		"configuration comes with it, flags as with\n"
+		"--restore; file:PATH is --restore PATH" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -803,6 +820,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_LANDLOCK: return a->landlock == b->landlock;
 	case OPT_DEBUG_EXIT: return a->debug_exit == b->debug_exit;
 	case OPT_RESTORE: return str_eq(a->restore, b->restore);
+	case OPT_INCOMING: return str_eq(a->incoming, b->incoming);
 	default: return true;
 	}
 }
@@ -1232,11 +1250,12 @@ int config_output_file_check(const char *flag, const char *path, char *err, size
 static int config_validate_files(struct vm_config *c, char *err, size_t errlen)
 {
 	/* A restored VM needs its kernel again only when the guest reboots. */
-	int ret = c->restore ? 0 : config_firmware_validate(c, err, errlen);
+	bool restored = c->restore || c->incoming;
+	int ret = restored ? 0 : config_firmware_validate(c, err, errlen);
 
-	if (ret == 0 && c->kernel && !c->restore)
+	if (ret == 0 && c->kernel && !restored)
 		ret = input_file_check(VSRC("kernel"), c->kernel);
-	if (ret == 0 && c->initrd && !c->restore)
+	if (ret == 0 && c->initrd && !restored)
 		ret = input_file_check(VSRC("initrd"), c->initrd);
 	if (ret == 0 && c->serial == SERIAL_FILE)
 		ret = serial_file_check(VSRC("serial"), c->serial_path);
@@ -1297,8 +1316,9 @@ void config_free(struct vm_config *c)
 	free(c->firmware_log);
 	free(c->user);
 	free(c->restore);
+	free(c->incoming);
 	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
-	c->firmware = c->firmware_log = c->user = c->restore = NULL;
+	c->firmware = c->firmware_log = c->user = c->restore = c->incoming = NULL;
 	config_disks_free(c);
 	config_nets_free(c);
 	config_display_free(c);
@@ -1351,7 +1371,7 @@ void config_usage_run(FILE *f)
  * machine the guest knows. */
 static const enum opt_id restore_host_side[] = {
 	OPT_SERIAL, OPT_CONTROL, OPT_NAME, OPT_ON_REBOOT, OPT_TIMEOUT, OPT_QUIET, OPT_STATS,
-	OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_RESTORE,
+	OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_RESTORE, OPT_INCOMING,
 };
 
 static bool restore_allowed(unsigned id)
@@ -1380,11 +1400,11 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 
 	for (unsigned id = 0; id < OPT_NR; id++)
 		if ((given->given >> id & 1) && !restore_allowed(id))
-			return plain_err(err, errlen, "--%s: cannot be changed with --restore (the "
+			return plain_err(err, errlen, "--%s: cannot be changed with --restore or --incoming (the "
 					 "configuration comes from %s; only --serial, --control, "
 					 "--name, --on-reboot, --timeout, --quiet, --stats, "
 					 "--seccomp, --user, --landlock may be given)",
-					 opts[id].flag, given->restore);
+					 opts[id].flag, given->restore ? given->restore : "the stream");
 	if (given->given & (1u << OPT_SERIAL)) {
 		saved->serial = given->serial;
 		ret = take_string(&saved->serial_path, given->serial_path);
@@ -1395,6 +1415,7 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 		saved->on_reboot = given->on_reboot;
 	ret = ret ?: take_string(&saved->control, given->control);
 	ret = ret ?: take_string(&saved->restore, given->restore);
+	ret = ret ?: take_string(&saved->incoming, given->incoming);
 	ret = ret ?: take_string(&saved->user, given->user);
 	saved->seccomp = given->seccomp;
 	saved->landlock = given->landlock;
