@@ -232,6 +232,7 @@ static int out_stop_and_copy(struct outgoing *out, char *err, size_t errlen)
 		return ret;
 	}
 	out->res->quiesced = true;
+	kdebug("migrate: paused in %llu us", (unsigned long long)((clock_mono_ns() - out->res->pause_ns) / 1000));
 	vm_drain_coalesced(&m->vm);
 	ret = machine_flush_disks(m);
 	if (ret) {
@@ -249,6 +250,7 @@ static int out_stop_and_copy(struct outgoing *out, char *err, size_t errlen)
 	if (!ret)
 		ret = mig_send_msg(&out->c, MIG_STATE, b.data, b.len);
 	state_free(&b);
+	kdebug("migrate: state sent at %llu us", (unsigned long long)((clock_mono_ns() - out->res->pause_ns) / 1000));
 	if (ret && !err[0])
 		snprintf(err, errlen, "sending the state: %s", strerror(-ret));
 	return ret ?: mig_recv_reply(&out->c, err, errlen);
@@ -258,6 +260,8 @@ static int out_stop_and_copy(struct outgoing *out, char *err, size_t errlen)
 static int out_switch(struct outgoing *out, char *err, size_t errlen)
 {
 	int ret = machine_disks_release(out->m);
+
+	kdebug("migrate: target checked the state at %llu us", (unsigned long long)((clock_mono_ns() - out->res->pause_ns) / 1000));
 
 	if (ret) {
 		snprintf(err, errlen, "releasing the disks: %s", strerror(-ret));

@@ -507,6 +507,53 @@ static int ctl_wait_saved(struct ctl_conn *c, const char *name, bool json, bool 
 	}
 }
 
+/* After migrate: progress on a terminal, then the outcome (docs/migration.md). */
+static int ctl_wait_migrated(struct ctl_conn *c, const char *name, bool json, bool *done)
+{
+	bool tty = isatty(STDERR_FILENO);
+
+	*done = false;
+	for (;;) {
+		json_object *o, *d = NULL;
+		const char *ev;
+		char *line;
+		int r = conn_line(c, -1, &line);
+
+		if (r) {
+			fprintf(stderr, "kestrel: ctl: %s: the worker went away during the migration\n",
+				name);
+			return CTL_EXIT_ERROR;
+		}
+		o = json_tokener_parse(line);
+		ev = o ? jget_str(o, "event", "") : "";
+		if (o)
+			json_object_object_get_ex(o, "data", &d);
+		if (json && *ev)
+			puts(line);
+		if (!strcmp(ev, CTL_EV_MIGRATE_PROGRESS) && tty && !json)
+			fprintf(stderr, "\rmigrating: round %lld, %lld MiB sent, %lld KiB dirty, "
+				"%lld ms expected downtime   ", (long long)jget_int(d, "round", 0),
+				(long long)(jget_int(d, "transferred", 0) >> 20),
+				(long long)(jget_int(d, "remaining", 0) >> 10),
+				(long long)jget_int(d, "expected_downtime_ms", 0));
+		if (!strcmp(ev, CTL_EV_MIGRATED) && !json)
+			printf("%s%s migrated to %s (downtime %lld ms, %lld ms in all, %lld rounds, "
+			       "%lld MiB sent)\n", tty ? "\r" : "", name, jget_str(d, "uri", "?"),
+			       (long long)jget_int(d, "downtime_ms", 0),
+			       (long long)jget_int(d, "total_ms", 0), (long long)jget_int(d, "rounds", 0),
+			       (long long)(jget_int(d, "transferred", 0) >> 20));
+		if (!strcmp(ev, CTL_EV_MIGRATE_FAILED))
+			fprintf(stderr, "%skestrel: ctl: %s: migrate: %s (the VM runs on here)\n",
+				tty && !json ? "\r" : "", name, jget_str(d, "message", "?"));
+		*done = !strcmp(ev, CTL_EV_MIGRATED);
+		r = *done || !strcmp(ev, CTL_EV_MIGRATE_FAILED);
+		json_object_put(o);
+		free(line);
+		if (r)
+			return *done ? CTL_EXIT_OK : CTL_EXIT_ERROR;
+	}
+}
+
 static int ctl_watch(struct ctl_conn *c, bool json)
 {
 	for (;;) {
@@ -658,6 +705,17 @@ static int ctl_run(const char *target, const char *cmdname, int argc, char **arg
 		json_object_object_get_ex(args, "keep-running", &keep);
 		rc = ctl_wait_saved(c, target, json, &saved);
 		if (saved && !(keep && json_object_get_boolean(keep)))
+			rc = ctl_wait_gone(c, target, 0, json);
+	} else if (rc == CTL_EXIT_OK && !o->no_wait && !strcmp(cmdname, "migrate")) {
+		json_object *uri = NULL;
+		bool done;
+
+		json_object_object_get_ex(args, "uri", &uri);
+		if (!strncmp(uri ? json_object_get_string(uri) : "", "file:", 5))
+			rc = ctl_wait_saved(c, target, json, &done);
+		else
+			rc = ctl_wait_migrated(c, target, json, &done);
+		if (done)
 			rc = ctl_wait_gone(c, target, 0, json);
 	} else if (rc == CTL_EXIT_OK && !o->no_wait &&
 	    (!strcmp(cmdname, "shutdown") || !strcmp(cmdname, "stop"))) {
