@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/cpuid.h"
 #include "kestrel/crc32c.h"
@@ -353,6 +354,7 @@ static int in_finish(struct incoming *in, struct migrate_in **out, char *err, si
 		*out = NULL;
 	}
 	if (!ret) {
+		(*out)->switch_ns = clock_mono_ns();
 		(*out)->conn = in->c.fd;
 		in->c.fd = -1;
 	}
@@ -393,6 +395,8 @@ void migrate_incoming_done(struct migrate_in *in, int rc, const char *msg)
 	if (!in || in->conn < 0)
 		return;
 	c = (struct mig_conn){ .fd = in->conn, .timeout_ms = 5000 };
+	kdebug("incoming: machine %s %llu us after SWITCH", rc ? "failed" : "loaded",
+	       (unsigned long long)((clock_mono_ns() - in->switch_ns) / 1000));
 	if (mig_send_reply(&c, rc, rc ? msg : "running"))
 		kwarn("migration: the source did not take the last word");
 	close(in->conn);

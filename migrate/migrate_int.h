@@ -25,6 +25,7 @@ struct migrate_in {
 	struct stream_ram ram;
 	bool disk_children;        /* migrate_restore_expect_children */
 	int conn;                  /* incoming: the source's connection, else -1 */
+	uint64_t switch_ns;        /* incoming: when SWITCH came (the debug log's timing) */
 };
 
 /* Open a stream already in fd (taken over, closed on error too). */

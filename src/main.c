@@ -263,6 +263,7 @@ static int cmd_run(int argc, char **argv)
 		free(dirs);
 	}
 	if (rc == 0 && cfg.incoming && (rc = incoming_config(&cfg, &in, err, sizeof(err)))) {
+		migrate_incoming_done(in, rc, err);
 		migrate_restore_close(in);
 		sandbox_abort();
 	}
