@@ -73,6 +73,8 @@ static int out_send_run(struct outgoing *out, uint64_t first, uint64_t n)
 	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { out_ram(out, first), n * MIG_PAGE } };
 	int ret;
 
+	if (out->c.cancel && __atomic_load_n(out->c.cancel, __ATOMIC_ACQUIRE))
+		return -ECANCELED;
 	mig_hdr_encode(MIG_PAGES, 8 + n * MIG_PAGE, hdr);
 	put_le64(hdr + MIG_HDR_SIZE, first);
 	ret = mig_sendv(&out->c, iov, 2);
@@ -228,7 +230,8 @@ static int out_stop_and_copy(struct outgoing *out, char *err, size_t errlen)
 	out->res->pause_ns = clock_mono_ns();
 	ret = machine_quiesce(m, 2000);
 	if (ret) {
-		snprintf(err, errlen, "the vCPUs did not stop in time");
+		snprintf(err, errlen, "%s", ret == -ETIMEDOUT ? "the vCPUs did not stop in time" :
+			 "the VM is stopping");
 		return ret;
 	}
 	out->res->quiesced = true;

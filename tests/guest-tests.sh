@@ -1481,6 +1481,132 @@ if [ $do_payloads = 1 ]; then
 	state_snapshot_case
 fi
 
+# ---- live migration (issue 15) ----------------------------------------------
+# A worker sends its running VM to another worker on this host (kestrel run
+# --incoming, kestrel ctl NAME migrate): the guest goes on there where it
+# was, the source exits 0; whatever fails before the switch-over leaves the
+# guest running on the source. counter.bin's dirty_mb makes it dirty RAM all
+# the time and check every word it wrote after the move.
+# migrate_to NAME URI [ARGS...]: ctl migrate, its output in $out/NAME.mig.
+migrate_to() {
+	mn=$1
+	shift
+	ctl "$mn" migrate "$@" >"$out/$mn.mig" 2>&1
+}
+# migrate_downtime NAME: the downtime ctl migrate printed (ms).
+migrate_downtime() { sed -n 's/.*(downtime \([0-9]*\) ms.*/\1/p' "$out/$1.mig"; }
+
+migrate_live_case() { # migrate_live_case unix|tcp
+	n=mig-$1-$$ t=mig-$1-t-$$
+	case_begin "payload-migrate-$1" || return 0
+	if [ "$1" = unix ]; then uri="unix:$out/$n.sock"; else uri="tcp:127.0.0.1:$((20000 + $$ % 20000))"; fi
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=20 dirty_mb=32" --timeout 120s
+	spid=$bg_pid
+	bg_run "$t" --incoming "$uri" --timeout 120s
+	tpid=$bg_pid
+	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 20$"
+	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
+		migrate_to "$n" "$uri"
+	expect "ctl migrate printed no downtime" has "$out/$n.mig" "migrated to .*downtime [0-9]+ ms"
+	reap_worker $spid 120
+	expect "the source exited $rc, not 0" [ "$rc" = 0 ]
+	expect "the target's socket never answered" wait_for 20 alive "$t"
+	expect "the counter did not go on on the target" wait_for 20 more_than "$out/$t.log" "^counter: [0-9]" 10
+	expect "stop failed" ctl "$t" stop
+	reap_worker $tpid 120
+	cat "$out/$n.log" "$out/$t.log" >"$out/$n-all.log"
+	expect "a line was lost or repeated across the move" consecutive "$out/$n-all.log" "counter:"
+	expect "the guest booted again on the target" [ "$(lines_of "$out/$n-all.log" "^counter: start")" = 1 ]
+	expect "guest RAM was lost in the move" fails has "$out/$n-all.log" "RAM lost"
+	echo "note: payload-migrate-$1: $(sed -n 's/.*(\(downtime.*\))$/\1/p' "$out/$n.mig")"
+	case_end "$out/$n-all.log" "$out/$n.err" "$out/$t.err"
+}
+
+# vscsi.bin moved mid-transfer with 32 requests in flight: the source drains
+# and flushes, lets go of the image lock, the target (same image, same host)
+# takes it and finishes every round.
+migrate_disk_case() {
+	n=mig-vs-$$ t=mig-vs-t-$$
+	case_begin payload-migrate-disk || return 0
+	vscsi_images
+	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "stream=400" --timeout 120s --debug-exit \
+		--disk "path=$out/vd0.img,bus=scsi"
+	spid=$bg_pid
+	bg_run "$t" --incoming "unix:$out/$n.sock" --timeout 120s
+	tpid=$bg_pid
+	expect "the transfer never started" wait_for 30 has "$out/$n.log" "^vscsi: stream round 20 ok"
+	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
+		migrate_to "$n" "unix:$out/$n.sock"
+	reap_worker $spid 120
+	expect "the source exited $rc, not 0" [ "$rc" = 0 ]
+	expect "the move came after the last round" fails has "$out/$n.log" "RESULT"
+	reap_worker $tpid 120
+	expect "the target exited $rc, not 1" [ "$rc" = 1 ]
+	cat "$out/$n.log" "$out/$t.log" >"$out/$n-all.log"
+	expect "a round was lost or repeated" consecutive "$out/$n-all.log" "vscsi: stream round" ok
+	expect "the target did not finish" has "$out/$t.log" "^RESULT: PASS"
+	expect "a check failed" fails grep -q "^FAIL" "$out/$t.log"
+	case_end "$out/$n-all.log" "$out/$n.err" "$out/$t.err"
+}
+
+# Failures before the switch-over: the target killed mid-migration, a
+# migrate-cancel, a target that refuses (a flag it may not change): the
+# source says why (migrate-failed) and its guest runs on, untouched.
+migrate_fail_case() {
+	n=mig-f-$$ t=mig-f-t-$$
+	case_begin payload-migrate-failures || return 0
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=20 dirty_mb=64" --timeout 120s
+	spid=$bg_pid
+	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 5$"
+	# 1 MiB/s: round 1 alone takes a minute.
+	bg_run "$t" --incoming "unix:$out/$t.sock" --timeout 120s
+	tpid=$bg_pid
+	wait_for 10 test -S "$out/$t.sock"
+	migrate_to "$n" "unix:$out/$t.sock" --bandwidth 1 &
+	mpid=$!
+	sleep 2
+	kill -KILL $tpid
+	wait $mpid
+	expect "killing the target did not fail the migration: $(cat "$out/$n.mig")" \
+		has "$out/$n.mig" "migrate: .*runs on here"
+	lines=$(lines_of "$out/$n.log" "^counter: [0-9]")
+	expect "the source stopped counting after the target died" \
+		wait_for 10 more_than "$out/$n.log" "^counter: [0-9]" $((lines + 5))
+	bg_run "$t" --incoming "unix:$out/$t.sock" --timeout 120s
+	tpid=$bg_pid
+	wait_for 10 test -S "$out/$t.sock"
+	migrate_to "$n" "unix:$out/$t.sock" --bandwidth 1 &
+	mpid=$!
+	sleep 2
+	expect "migrate-cancel was refused" ctl "$n" migrate-cancel
+	wait $mpid
+	expect "the cancel did not fail the migration: $(cat "$out/$n.mig")" has "$out/$n.mig" "cancel"
+	reap_worker $tpid 30
+	expect "the target exited $rc after the cancel, not 2" [ "$rc" = 2 ]
+	bg_run "$t" --incoming "unix:$out/$t.sock" --timeout 120s --mem 1G
+	tpid=$bg_pid
+	wait_for 10 test -S "$out/$t.sock"
+	expect "a target with --mem took the VM" fails migrate_to "$n" "unix:$out/$t.sock"
+	expect "the source did not say why: $(cat "$out/$n.mig")" has "$out/$n.mig" "mem: cannot be changed"
+	reap_worker $tpid 30
+	expect "the refusing target exited $rc, not 2" [ "$rc" = 2 ]
+	expect "the source is not running" alive "$n"
+	lines=$(lines_of "$out/$n.log" "^counter: [0-9]")
+	expect "the source stopped counting" wait_for 10 more_than "$out/$n.log" "^counter: [0-9]" $((lines + 5))
+	expect "stop failed" ctl "$n" stop
+	reap_worker $spid 60
+	expect "the source's guest lost RAM" fails has "$out/$n.log" "RAM lost"
+	expect "a line was lost or repeated on the source" consecutive "$out/$n.log" "counter:"
+	case_end "$out/$n.log" "$out/$n.err" "$out/$t.err"
+}
+
+if [ $do_payloads = 1 ]; then
+	migrate_live_case unix
+	migrate_live_case tcp
+	migrate_disk_case
+	migrate_fail_case
+fi
+
 # ---- IDE CD-ROM media through the control socket (issue 11) ---------------
 # ide_stats FILE UNIT: the unit's entry in a `stats --json` reply.
 ide_stats() { grep -o "\"bus\":\"ide\",\"unit\":$2,[^}]*" "$1"; }

@@ -2011,7 +2011,10 @@ void control_vm_detach(struct control_vm *cv, struct machine *m)
 	if (!cv)
 		return;
 	/* A save still writing holds the machine: wait for it (outside the
-	 * lock, which it takes to report). */
+	 * lock, which it takes to report). A migration gives up (unless it is
+	 * past the switch-over, where it no longer looks). */
+	if (cv->save.op == CV_MIGRATE)
+		__atomic_store_n(&cv->save.cancel, true, __ATOMIC_RELEASE);
 	cv_save_join(cv);
 	pthread_mutex_lock(&cv->lock);
 	if (why == VM_STOP_RESET) {
