@@ -1600,11 +1600,52 @@ migrate_fail_case() {
 	case_end "$out/$n.log" "$out/$n.err" "$out/$t.err"
 }
 
+# A hostile source: a target fed junk, a HELLO without magic, a cut HELLO
+# exits 2 with one line and runs nothing (python3 plays the source; the
+# wire parsers' own cases are in tests/check_migrate_wire.c).
+migrate_hostile_case() {
+	t=mig-h-$$
+	case_begin payload-migrate-hostile || return 0
+	if ! command -v python3 >/dev/null 2>&1; then
+		echo "SKIP: payload-migrate-hostile (no python3)"
+		return 0
+	fi
+	for junk in random nomagic cut; do
+		rm -f "$out/$t.sock"
+		"$KESTREL" run --name "$t" --incoming "unix:$out/$t.sock" --timeout 30s </dev/null \
+			>"$out/$t.log" 2>"$out/$t.err" &
+		tpid=$!
+		wait_for 10 test -S "$out/$t.sock"
+		python3 - "$out/$t.sock" "$junk" <<'PY'
+import os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+body = b"\x89KMIGR\r\n" + struct.pack("<IIQQQ", 1, 1, 1 << 29, 1 << 29, 0) + struct.pack("<I", 100)
+msg = {"random": os.urandom(4096),
+       "nomagic": struct.pack("<IIQ", 1, 0, 16) + b"\x00" * 16,
+       "cut": struct.pack("<IIQ", 1, 0, len(body)) + body}[sys.argv[2]]
+s.sendall(msg)
+s.shutdown(socket.SHUT_WR)
+try:
+    s.recv(4096)
+except OSError:
+    pass
+PY
+		reap_worker $tpid 30
+		expect "$junk: the target exited $rc, not 2" [ "$rc" = 2 ]
+		expect "$junk: not one line: $(cat "$out/$t.err")" [ "$(grep -c . "$out/$t.err")" -le 2 ]
+		expect "$junk: no error named: $(cat "$out/$t.err")" has "$out/$t.err" "error: --incoming unix:"
+		expect "$junk: the target ran something" fails alive "$t"
+	done
+	case_end "$out/$t.err"
+}
+
 if [ $do_payloads = 1 ]; then
 	migrate_live_case unix
 	migrate_live_case tcp
 	migrate_disk_case
 	migrate_fail_case
+	migrate_hostile_case
 fi
 
 # ---- IDE CD-ROM media through the control socket (issue 11) ---------------
