@@ -2134,6 +2134,57 @@ if [ $do_linux = 1 ] && ! net_skip; then
 	with_retry state_linux_case
 fi
 
+# Live migration of Debian (issue 15): two workers in this VM, the guest
+# counting on serial every 100 ms and appending each line to a shared VHD
+# (tests/kit/state.sh, no network), moved over unix: and back over
+# tcp:127.0.0.1 while it runs: no reboot, no lost line, every synced line on
+# the disk; the downtime ctl migrate measured is printed.
+migrate_linux_case() {
+	n=mig-lx-$$ t=mig-lx-t-$$
+	case_begin linux-migrate || return 0
+	rm -f "$out/mgdisk.vhd" "$out/$n".* "$out/$t".*
+	"$KESTREL" vhd create -q --type dynamic --size 16M "$out/mgdisk.vhd"
+	kit_tests_initrd "$out/initrd-migrate.gz"
+	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-migrate.gz" --cpus 2 --mem 256M \
+		--timeout 400s --on-reboot exit --disk "path=$out/mgdisk.vhd,bus=scsi" \
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=state kestrel.state_net=0 kestrel.state_ms=100"
+	src=$n src_pid=$bg_pid
+	expect "the guest never synced a line" wait_for 240 has "$out/$n.log" "^state: synced 10[^0-9]"
+	: >"$out/$n.all"
+	for uri in "unix:$out/$n.sock" "tcp:127.0.0.1:$((20000 + $$ % 20000))"; do
+		[ -s "$out/why" ] && break
+		[ "$src" = "$n" ] && dst=$t || dst=$n
+		bg_run "$dst" --incoming "$uri" --timeout 400s
+		dst_pid=$bg_pid
+		last=$(synced_max "$out/$src.log")
+		expect "$uri: the guest synced nothing new" wait_for 60 synced_past "$out/$src.log" "${last:-0}"
+		expect "$uri: the migration failed: $(tail -n 2 "$out/$src.mig" 2>/dev/null | tr '\n' ' ')" \
+			migrate_to "$src" "$uri"
+		echo "note: linux-migrate $uri: $(sed -n 's/.*(\(downtime.*\))$/\1/p' "$out/$src.mig")"
+		reap_worker $src_pid 400
+		expect "$uri: the source exited $rc, not 0" [ "$rc" = 0 ]
+		cat "$out/$src.log" >>"$out/$n.all"
+		cat "$out/$src.err" >>"$out/$n.allerr"
+		expect "$uri: the guest did not count on" wait_for 60 has "$out/$dst.log" "^state: counter"
+		expect "$uri: the guest did not sync on the target" wait_for 60 has "$out/$dst.log" "^state: synced"
+		src=$dst src_pid=$dst_pid
+	done
+	last=$(synced_max "$out/$src.log")
+	expect "the guest synced nothing after the moves" wait_for 60 synced_past "$out/$src.log" "${last:-0}"
+	expect "stop failed" ctl "$src" stop
+	reap_worker $src_pid 400
+	cat "$out/$src.log" >>"$out/$n.all"
+	synced=$(synced_max "$out/$n.all")
+	expect "the disk lacks lines the guest synced (up to ${synced:-?})" \
+		disk_log_holds "$out/mgdisk.vhd" "${synced:-1}"
+	expect "the count did not go on across the moves" consecutive "$out/$n.all" "state: counter"
+	expect "the guest booted more than once" [ "$(lines_of "$out/$n.all" KESTREL-GUEST-START)" = 1 ]
+	case_end "$out/$n.all" "$out/$n.err" "$out/$t.err"
+}
+if [ $do_linux = 1 ]; then
+	with_retry migrate_linux_case
+fi
+
 # ---- PS/2 keyboard and mouse (issue 12) -------------------------------------
 # The i8042's devices driven through the control socket and read by Debian's
 # built-in atkbd and i8042 and its psmouse module (tests/kit/input.sh): keys
