@@ -1496,10 +1496,15 @@ migrate_to() {
 # migrate_downtime NAME: the downtime ctl migrate printed (ms).
 migrate_downtime() { sed -n 's/.*(downtime \([0-9]*\) ms.*/\1/p' "$out/$1.mig"; }
 
+# The rig's init leaves the loopback interface down: tcp:127.0.0.1 needs it.
+migrate_lo_up() {
+	ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null || :
+}
+
 migrate_live_case() { # migrate_live_case unix|tcp
 	n=mig-$1-$$ t=mig-$1-t-$$
 	case_begin "payload-migrate-$1" || return 0
-	if [ "$1" = unix ]; then uri="unix:$out/$n.sock"; else uri="tcp:127.0.0.1:$((20000 + $$ % 20000))"; fi
+	if [ "$1" = unix ]; then uri="unix:$out/$n.sock"; else uri="tcp:127.0.0.1:$((20000 + $$ % 20000))"; migrate_lo_up; fi
 	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=20 dirty_mb=32" --timeout 120s
 	spid=$bg_pid
 	bg_run "$t" --incoming "$uri" --timeout 120s
@@ -2151,6 +2156,7 @@ migrate_linux_case() {
 	src=$n src_pid=$bg_pid
 	expect "the guest never synced a line" wait_for 240 has "$out/$n.log" "^state: synced 10[^0-9]"
 	: >"$out/$n.all"
+	migrate_lo_up
 	for uri in "unix:$out/$n.sock" "tcp:127.0.0.1:$((20000 + $$ % 20000))"; do
 		[ -s "$out/why" ] && break
 		[ "$src" = "$n" ] && dst=$t || dst=$n
@@ -2158,8 +2164,13 @@ migrate_linux_case() {
 		dst_pid=$bg_pid
 		last=$(synced_max "$out/$src.log")
 		expect "$uri: the guest synced nothing new" wait_for 60 synced_past "$out/$src.log" "${last:-0}"
-		expect "$uri: the migration failed: $(tail -n 2 "$out/$src.mig" 2>/dev/null | tr '\n' ' ')" \
-			migrate_to "$src" "$uri"
+		if ! migrate_to "$src" "$uri"; then
+			expect "$uri: the migration failed: $(tail -n 2 "$out/$src.mig" 2>/dev/null | tr '\n' ' ')" false
+			ctl "$dst" stop >/dev/null 2>&1
+			kill $dst_pid 2>/dev/null
+			reap_worker $dst_pid 30
+			break
+		fi
 		echo "note: linux-migrate $uri: $(sed -n 's/.*(\(downtime.*\))$/\1/p' "$out/$src.mig")"
 		reap_worker $src_pid 400
 		expect "$uri: the source exited $rc, not 0" [ "$rc" = 0 ]
