@@ -1502,12 +1502,12 @@ migrate_lo_up() {
 }
 
 migrate_live_case() { # migrate_live_case unix|tcp
-	n=mig-$1-$$ t=mig-$1-t-$$
+	n=mig-$1-$$ tg=mig-$1-t-$$
 	case_begin "payload-migrate-$1" || return 0
 	if [ "$1" = unix ]; then uri="unix:$out/$n.sock"; else uri="tcp:127.0.0.1:$((20000 + $$ % 20000))"; migrate_lo_up; fi
 	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=20 dirty_mb=32" --timeout 120s
 	spid=$bg_pid
-	bg_run "$t" --incoming "$uri" --timeout 120s
+	bg_run "$tg" --incoming "$uri" --timeout 120s
 	tpid=$bg_pid
 	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 20$"
 	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
@@ -1515,29 +1515,29 @@ migrate_live_case() { # migrate_live_case unix|tcp
 	expect "ctl migrate printed no downtime" has "$out/$n.mig" "migrated to .*downtime [0-9]+ ms"
 	reap_worker $spid 120
 	expect "the source exited $rc, not 0" [ "$rc" = 0 ]
-	expect "the target's socket never answered" wait_for 20 alive "$t"
-	expect "the counter did not go on on the target" wait_for 20 more_than "$out/$t.log" "^counter: [0-9]" 10
-	expect "stop failed" ctl "$t" stop
+	expect "the target's socket never answered" wait_for 20 alive "$tg"
+	expect "the counter did not go on on the target" wait_for 20 more_than "$out/$tg.log" "^counter: [0-9]" 10
+	expect "stop failed" ctl "$tg" stop
 	reap_worker $tpid 120
-	cat "$out/$n.log" "$out/$t.log" >"$out/$n-all.log"
+	cat "$out/$n.log" "$out/$tg.log" >"$out/$n-all.log"
 	expect "a line was lost or repeated across the move" consecutive "$out/$n-all.log" "counter:"
 	expect "the guest booted again on the target" [ "$(lines_of "$out/$n-all.log" "^counter: start")" = 1 ]
 	expect "guest RAM was lost in the move" fails has "$out/$n-all.log" "RAM lost"
 	echo "note: payload-migrate-$1: $(sed -n 's/.*(\(downtime.*\))$/\1/p' "$out/$n.mig")"
-	case_end "$out/$n-all.log" "$out/$n.err" "$out/$t.err"
+	case_end "$out/$n-all.log" "$out/$n.err" "$out/$tg.err"
 }
 
 # vscsi.bin moved mid-transfer with 32 requests in flight: the source drains
 # and flushes, lets go of the image lock, the target (same image, same host)
 # takes it and finishes every round.
 migrate_disk_case() {
-	n=mig-vs-$$ t=mig-vs-t-$$
+	n=mig-vs-$$ tg=mig-vs-t-$$
 	case_begin payload-migrate-disk || return 0
 	vscsi_images
 	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "stream=400" --timeout 120s --debug-exit \
 		--disk "path=$out/vd0.img,bus=scsi"
 	spid=$bg_pid
-	bg_run "$t" --incoming "unix:$out/$n.sock" --timeout 120s
+	bg_run "$tg" --incoming "unix:$out/$n.sock" --timeout 120s
 	tpid=$bg_pid
 	expect "the transfer never started" wait_for 30 has "$out/$n.log" "^vscsi: stream round 20 ok"
 	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
@@ -1547,27 +1547,27 @@ migrate_disk_case() {
 	expect "the move came after the last round" fails has "$out/$n.log" "RESULT"
 	reap_worker $tpid 120
 	expect "the target exited $rc, not 1" [ "$rc" = 1 ]
-	cat "$out/$n.log" "$out/$t.log" >"$out/$n-all.log"
+	cat "$out/$n.log" "$out/$tg.log" >"$out/$n-all.log"
 	expect "a round was lost or repeated" consecutive "$out/$n-all.log" "vscsi: stream round" ok
-	expect "the target did not finish" has "$out/$t.log" "^RESULT: PASS"
-	expect "a check failed" fails grep -q "^FAIL" "$out/$t.log"
-	case_end "$out/$n-all.log" "$out/$n.err" "$out/$t.err"
+	expect "the target did not finish" has "$out/$tg.log" "^RESULT: PASS"
+	expect "a check failed" fails grep -q "^FAIL" "$out/$tg.log"
+	case_end "$out/$n-all.log" "$out/$n.err" "$out/$tg.err"
 }
 
 # Failures before the switch-over: the target killed mid-migration, a
 # migrate-cancel, a target that refuses (a flag it may not change): the
 # source says why (migrate-failed) and its guest runs on, untouched.
 migrate_fail_case() {
-	n=mig-f-$$ t=mig-f-t-$$
+	n=mig-f-$$ tg=mig-f-t-$$
 	case_begin payload-migrate-failures || return 0
 	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=20 dirty_mb=64" --timeout 120s
 	spid=$bg_pid
 	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 5$"
 	# 1 MiB/s: round 1 alone takes a minute.
-	bg_run "$t" --incoming "unix:$out/$t.sock" --timeout 120s
+	bg_run "$tg" --incoming "unix:$out/$tg.sock" --timeout 120s
 	tpid=$bg_pid
-	wait_for 10 test -S "$out/$t.sock"
-	migrate_to "$n" "unix:$out/$t.sock" --bandwidth 1 &
+	wait_for 10 test -S "$out/$tg.sock"
+	migrate_to "$n" "unix:$out/$tg.sock" --bandwidth 1 &
 	mpid=$!
 	sleep 2
 	kill -KILL $tpid
@@ -1577,10 +1577,10 @@ migrate_fail_case() {
 	lines=$(lines_of "$out/$n.log" "^counter: [0-9]")
 	expect "the source stopped counting after the target died" \
 		wait_for 10 more_than "$out/$n.log" "^counter: [0-9]" $((lines + 5))
-	bg_run "$t" --incoming "unix:$out/$t.sock" --timeout 120s
+	bg_run "$tg" --incoming "unix:$out/$tg.sock" --timeout 120s
 	tpid=$bg_pid
-	wait_for 10 test -S "$out/$t.sock"
-	migrate_to "$n" "unix:$out/$t.sock" --bandwidth 1 &
+	wait_for 10 test -S "$out/$tg.sock"
+	migrate_to "$n" "unix:$out/$tg.sock" --bandwidth 1 &
 	mpid=$!
 	sleep 2
 	expect "migrate-cancel was refused" ctl "$n" migrate-cancel
@@ -1588,10 +1588,10 @@ migrate_fail_case() {
 	expect "the cancel did not fail the migration: $(cat "$out/$n.mig")" has "$out/$n.mig" "cancel"
 	reap_worker $tpid 30
 	expect "the target exited $rc after the cancel, not 2" [ "$rc" = 2 ]
-	bg_run "$t" --incoming "unix:$out/$t.sock" --timeout 120s --mem 1G
+	bg_run "$tg" --incoming "unix:$out/$tg.sock" --timeout 120s --mem 1G
 	tpid=$bg_pid
-	wait_for 10 test -S "$out/$t.sock"
-	expect "a target with --mem took the VM" fails migrate_to "$n" "unix:$out/$t.sock"
+	wait_for 10 test -S "$out/$tg.sock"
+	expect "a target with --mem took the VM" fails migrate_to "$n" "unix:$out/$tg.sock"
 	expect "the source did not say why: $(cat "$out/$n.mig")" has "$out/$n.mig" "mem: cannot be changed"
 	reap_worker $tpid 30
 	expect "the refusing target exited $rc, not 2" [ "$rc" = 2 ]
@@ -1602,26 +1602,26 @@ migrate_fail_case() {
 	reap_worker $spid 60
 	expect "the source's guest lost RAM" fails has "$out/$n.log" "RAM lost"
 	expect "a line was lost or repeated on the source" consecutive "$out/$n.log" "counter:"
-	case_end "$out/$n.log" "$out/$n.err" "$out/$t.err"
+	case_end "$out/$n.log" "$out/$n.err" "$out/$tg.err"
 }
 
 # A hostile source: a target fed junk, a HELLO without magic, a cut HELLO
 # exits 2 with one line and runs nothing (python3 plays the source; the
 # wire parsers' own cases are in tests/check_migrate_wire.c).
 migrate_hostile_case() {
-	t=mig-h-$$
+	tg=mig-h-$$
 	case_begin payload-migrate-hostile || return 0
 	if ! command -v python3 >/dev/null 2>&1; then
 		echo "SKIP: payload-migrate-hostile (no python3)"
 		return 0
 	fi
 	for junk in random nomagic cut; do
-		rm -f "$out/$t.sock"
-		"$KESTREL" run --name "$t" --incoming "unix:$out/$t.sock" --timeout 30s </dev/null \
-			>"$out/$t.log" 2>"$out/$t.err" &
+		rm -f "$out/$tg.sock"
+		"$KESTREL" run --name "$tg" --incoming "unix:$out/$tg.sock" --timeout 30s </dev/null \
+			>"$out/$tg.log" 2>"$out/$tg.err" &
 		tpid=$!
-		wait_for 10 test -S "$out/$t.sock"
-		python3 - "$out/$t.sock" "$junk" <<'PY'
+		wait_for 10 test -S "$out/$tg.sock"
+		python3 - "$out/$tg.sock" "$junk" <<'PY'
 import os, socket, struct, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
@@ -1638,11 +1638,11 @@ except OSError:
 PY
 		reap_worker $tpid 30
 		expect "$junk: the target exited $rc, not 2" [ "$rc" = 2 ]
-		expect "$junk: not one line: $(cat "$out/$t.err")" [ "$(grep -c . "$out/$t.err")" -le 2 ]
-		expect "$junk: no error named: $(cat "$out/$t.err")" has "$out/$t.err" "error: --incoming unix:"
-		expect "$junk: the target ran something" fails alive "$t"
+		expect "$junk: not one line: $(cat "$out/$tg.err")" [ "$(grep -c . "$out/$tg.err")" -le 2 ]
+		expect "$junk: no error named: $(cat "$out/$tg.err")" has "$out/$tg.err" "error: --incoming unix:"
+		expect "$junk: the target ran something" fails alive "$tg"
 	done
-	case_end "$out/$t.err"
+	case_end "$out/$tg.err"
 }
 
 if [ $do_payloads = 1 ]; then
@@ -2145,9 +2145,9 @@ fi
 # tcp:127.0.0.1 while it runs: no reboot, no lost line, every synced line on
 # the disk; the downtime ctl migrate measured is printed.
 migrate_linux_case() {
-	n=mig-lx-$$ t=mig-lx-t-$$
+	n=mig-lx-$$ tg=mig-lx-t-$$
 	case_begin linux-migrate || return 0
-	rm -f "$out/mgdisk.vhd" "$out/$n".* "$out/$t".*
+	rm -f "$out/mgdisk.vhd" "$out/$n".* "$out/$tg".*
 	"$KESTREL" vhd create -q --type dynamic --size 16M "$out/mgdisk.vhd"
 	kit_tests_initrd "$out/initrd-migrate.gz"
 	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-migrate.gz" --cpus 2 --mem 256M \
@@ -2159,7 +2159,7 @@ migrate_linux_case() {
 	migrate_lo_up
 	for uri in "unix:$out/$n.sock" "tcp:127.0.0.1:$((20000 + $$ % 20000))"; do
 		[ -s "$out/why" ] && break
-		[ "$src" = "$n" ] && dst=$t || dst=$n
+		[ "$src" = "$n" ] && dst=$tg || dst=$n
 		bg_run "$dst" --incoming "$uri" --timeout 400s
 		dst_pid=$bg_pid
 		last=$(synced_max "$out/$src.log")
@@ -2190,7 +2190,7 @@ migrate_linux_case() {
 		disk_log_holds "$out/mgdisk.vhd" "${synced:-1}"
 	expect "the count did not go on across the moves" consecutive "$out/$n.all" "state: counter"
 	expect "the guest booted more than once" [ "$(lines_of "$out/$n.all" KESTREL-GUEST-START)" = 1 ]
-	case_end "$out/$n.all" "$out/$n.err" "$out/$t.err"
+	case_end "$out/$n.all" "$out/$n.err" "$out/$tg.err"
 }
 if [ $do_linux = 1 ]; then
 	with_retry migrate_linux_case
