@@ -127,22 +127,29 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	return why;
 }
 
-/* --restore: the configuration is the saved one, with the host-side flags
- * given now; the stream is checked whole (but RAM) before anything else. */
-static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *err,
-			  size_t errlen)
+/* The configuration the stream in carries, with the host-side flags given
+ * now (cfg) merged in, becomes cfg. */
+static int adopt_saved_config(struct vm_config *cfg, struct migrate_in *in, char *err,
+			      size_t errlen)
 {
 	struct vm_config saved;
-	int rc = migrate_restore_open(cfg->restore, in, err, errlen);
+	int rc;
 
-	if (rc)
-		return rc;
 	config_defaults(&saved);
-	rc = migrate_restore_config(*in, &saved, err, errlen);
+	rc = migrate_restore_config(in, &saved, err, errlen);
 	rc = rc ?: config_restore_merge(&saved, cfg, err, errlen);
 	config_free(cfg);
 	*cfg = saved;
 	return rc;
+}
+
+/* --restore: the stream is checked whole (but RAM) before anything else. */
+static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *err,
+			  size_t errlen)
+{
+	int rc = migrate_restore_open(cfg->restore, in, err, errlen);
+
+	return rc ?: adopt_saved_config(cfg, *in, err, errlen);
 }
 
 /* --incoming: as --restore, from what the source sends (after
@@ -150,16 +157,9 @@ static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *e
 static int incoming_config(struct vm_config *cfg, struct migrate_in **in, char *err,
 			   size_t errlen)
 {
-	struct vm_config saved;
 	int rc = migrate_incoming(cfg->incoming, in, err, errlen);
 
-	if (rc)
-		return rc;
-	config_defaults(&saved);
-	rc = migrate_restore_config(*in, &saved, err, errlen);
-	rc = rc ?: config_restore_merge(&saved, cfg, err, errlen);
-	config_free(cfg);
-	*cfg = saved;
+	rc = rc ?: adopt_saved_config(cfg, *in, err, errlen);
 	return rc ?: config_validate(cfg, err, errlen);
 }
 
