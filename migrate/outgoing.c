@@ -39,6 +39,13 @@ struct outgoing {
 	uint64_t last_nap_ns;
 };
 
+/* Where the downtime goes (KESTREL_DEBUG=1). */
+static void out_debug_time(const struct outgoing *out, const char *what)
+{
+	kdebug("migrate: %s %llu us after the pause", what,
+	       (unsigned long long)((clock_mono_ns() - out->res->pause_ns) / 1000));
+}
+
 static uint8_t *out_ram(struct outgoing *out, uint64_t pg)
 {
 	return (uint8_t *)out->m->vm.gm.map + pg * MIG_PAGE;
@@ -235,7 +242,7 @@ static int out_stop_and_copy(struct outgoing *out, char *err, size_t errlen)
 		return ret;
 	}
 	out->res->quiesced = true;
-	kdebug("migrate: paused in %llu us", (unsigned long long)((clock_mono_ns() - out->res->pause_ns) / 1000));
+	out_debug_time(out, "paused");
 	vm_drain_coalesced(&m->vm);
 	ret = machine_flush_disks(m);
 	if (ret) {
@@ -253,7 +260,7 @@ static int out_stop_and_copy(struct outgoing *out, char *err, size_t errlen)
 	if (!ret)
 		ret = mig_send_msg(&out->c, MIG_STATE, b.data, b.len);
 	state_free(&b);
-	kdebug("migrate: state sent at %llu us", (unsigned long long)((clock_mono_ns() - out->res->pause_ns) / 1000));
+	out_debug_time(out, "state sent");
 	if (ret && !err[0])
 		snprintf(err, errlen, "sending the state: %s", strerror(-ret));
 	return ret ?: mig_recv_reply(&out->c, err, errlen);
@@ -264,7 +271,7 @@ static int out_switch(struct outgoing *out, char *err, size_t errlen)
 {
 	int ret = machine_disks_release(out->m);
 
-	kdebug("migrate: target checked the state at %llu us", (unsigned long long)((clock_mono_ns() - out->res->pause_ns) / 1000));
+	out_debug_time(out, "the target checked the state");
 
 	if (ret) {
 		snprintf(err, errlen, "releasing the disks: %s", strerror(-ret));

@@ -77,9 +77,7 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	int ret;
 
 	*fatal = 0;
-	kdebug("machine: building");
 	ret = machine_for_run(&m, cfg, in, err, sizeof(err));
-	kdebug("machine: built");
 	/* A migration's source exits on this word, or resumes on an error. */
 	migrate_incoming_done(in, ret, err[0] ? err : strerror(-ret));
 	if (ret) {
