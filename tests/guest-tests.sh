@@ -1560,7 +1560,10 @@ migrate_disk_case() {
 migrate_fail_case() {
 	n=mig-f-$$ tg=mig-f-t-$$
 	case_begin payload-migrate-failures || return 0
-	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=20 dirty_mb=64" --timeout 120s
+	rm -f "$out/$n.img"
+	truncate -s 8M "$out/$n.img"
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=20 dirty_mb=64" --timeout 120s \
+		--disk "path=$out/$n.img,bus=scsi"
 	spid=$bg_pid
 	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 5$"
 	# 1 MiB/s: round 1 alone takes a minute.
@@ -1596,6 +1599,11 @@ migrate_fail_case() {
 	reap_worker $tpid 30
 	expect "the refusing target exited $rc, not 2" [ "$rc" = 2 ]
 	expect "the source is not running" alive "$n"
+	# The refusal came after the source let go of its disk: it took it back.
+	"$KESTREL" run --kernel "$P/exit0.bin" --disk "path=$out/$n.img,bus=scsi" --timeout 20s \
+		</dev/null >"$out/$n.other" 2>&1
+	expect "the source did not take its disk's lock back: $(tail -n 1 "$out/$n.other")" \
+		has "$out/$n.other" "in use by another process"
 	lines=$(lines_of "$out/$n.log" "^counter: [0-9]")
 	expect "the source stopped counting" wait_for 10 more_than "$out/$n.log" "^counter: [0-9]" $((lines + 5))
 	expect "stop failed" ctl "$n" stop
