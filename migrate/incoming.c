@@ -318,47 +318,62 @@ static void in_free(struct incoming *in)
 	free(in->state);
 }
 
-/* After STATE: the whole stream checked as a file, then the source lets go
- * of the disks and says SWITCH. */
+/* The source's last word from us: why we do not take the VM. */
+static void in_refuse(struct incoming *in, int ret, const char *why)
+{
+	if (mig_send_reply(&in->c, ret, why))
+		kdebug("incoming: the source is gone already");
+}
+
+/* After STATE: the whole stream checked as a file. The source hears about
+ * it (and lets go of the disks) only in migrate_incoming_switch, once the
+ * configuration and the worker's own setup have been accepted too. */
 static int in_finish(struct incoming *in, struct migrate_in **out, char *err, size_t errlen)
 {
 	char label[300];
-	uint8_t raw[MIG_HDR_SIZE];
-	struct mig_hdr h;
 	int ret = in_write_file(in);
 
 	snprintf(label, sizeof(label), "incoming %s", in->uri);
 	if (ret) {
 		snprintf(err, errlen, "--incoming %s: the received state: %s", in->uri,
 			 strerror(-ret));
+		in_refuse(in, ret, err);
 		return ret;
 	}
 	ret = migrate_restore_open_fd(in->memfd, label, out, err, errlen);
 	in->memfd = -1;    /* the restore owns it now */
-	if (mig_send_reply(&in->c, ret, ret ? err : "received") && !ret) {
-		snprintf(err, errlen, "--incoming %s: the source went away", in->uri);
-		ret = -EPIPE;
+	if (ret) {
+		in_refuse(in, ret, err);
+		return ret;
 	}
-	if (!ret && (ret = mig_recv(&in->c, raw, sizeof(raw))) == 0) {
-		char why[200];
+	(*out)->conn = in->c.fd;
+	in->c.fd = -1;
+	return 0;
+}
 
-		ret = mig_hdr_decode(raw, 0, &h, why, sizeof(why));
-		if (!ret && h.type != MIG_SWITCH)
-			ret = -EPROTO;
+int migrate_incoming_switch(struct migrate_in *in, char *err, size_t errlen)
+{
+	struct mig_conn c;
+	uint8_t raw[MIG_HDR_SIZE];
+	struct mig_hdr h;
+	char why[200];
+	int ret;
+
+	if (!in || in->conn < 0)
+		return 0;
+	c = (struct mig_conn){ .fd = in->conn, .timeout_ms = IN_TIMEOUT_MS };
+	ret = mig_send_reply(&c, 0, "received");
+	ret = ret ?: mig_recv(&c, raw, sizeof(raw));
+	ret = ret ?: mig_hdr_decode(raw, 0, &h, why, sizeof(why));
+	if (!ret && h.type != MIG_SWITCH)
+		ret = -EPROTO;
+	if (ret) {
+		snprintf(err, errlen, "--%s: the source did not hand over (%s); it keeps the VM",
+			 in->path, ret == -EPIPE ? "it closed the connection" : strerror(-ret));
+		return ret;
 	}
-	if (ret && *out) {
-		snprintf(err, errlen, "--incoming %s: the source did not hand over (%s); it keeps "
-			 "the VM", in->uri, ret == -EPIPE ? "it closed the connection" :
-			 strerror(-ret));
-		migrate_restore_close(*out);
-		*out = NULL;
-	}
-	if (!ret) {
-		(*out)->switch_ns = clock_mono_ns();
-		(*out)->conn = in->c.fd;
-		in->c.fd = -1;
-	}
-	return ret;
+	in->switch_ns = clock_mono_ns();
+	return 0;
 }
 
 int migrate_incoming(const char *uri, struct migrate_in **out, char *err, size_t errlen)

@@ -77,6 +77,14 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	int ret;
 
 	*fatal = 0;
+	/* A migration's source lets go of the disks only now (docs/migration.md). */
+	ret = migrate_incoming_switch(in, err, sizeof(err));
+	if (ret) {
+		kerr("%s", err);
+		sandbox_abort();
+		*fatal = EXIT_USAGE;
+		return VM_STOP_ERROR;
+	}
 	ret = machine_for_run(&m, cfg, in, err, sizeof(err));
 	/* A migration's source exits on this word, or resumes on an error. */
 	migrate_incoming_done(in, ret, err[0] ? err : strerror(-ret));

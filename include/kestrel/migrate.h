@@ -94,6 +94,10 @@ int migrate_send(struct machine *m, const struct migrate_send_opts *o,
  * migrate_restore_machine take. One line in err on failure. */
 int migrate_incoming(const char *uri, struct migrate_in **out, char *err,
 		     size_t errlen) WARN_UNUSED;
+/* The target is ready to build the machine: tell the source, which lets go
+ * of the disks and says SWITCH. 0 (also for a file), or -errno with one
+ * line in err (the source keeps the VM). */
+int migrate_incoming_switch(struct migrate_in *in, char *err, size_t errlen) WARN_UNUSED;
 /* The target's machine is loaded and about to run (rc 0), or failed: the
  * source's last word (it exits or resumes). No-op for a file. */
 void migrate_incoming_done(struct migrate_in *in, int rc, const char *msg);
