@@ -20,8 +20,7 @@
 
 #define MIG_POLL_MS 200
 
-int mig_addr(const char *uri, struct sockaddr_storage *sa, socklen_t *len, char *err,
-	     size_t errlen)
+int mig_addr(const char *uri, struct sockaddr_storage *sa, socklen_t *len, char *err, size_t errlen)
 {
 	memset(sa, 0, sizeof(*sa));
 	if (!strncmp(uri, "unix:", 5)) {
@@ -70,8 +69,10 @@ int mig_addr(const char *uri, struct sockaddr_storage *sa, socklen_t *len, char 
 	snprintf(err, errlen, "%s: expected tcp:ADDR:PORT or unix:PATH", uri);
 	return -EINVAL;
 bad_tcp:
-	snprintf(err, errlen, "%s: expected tcp:ADDR:PORT with a numeric IPv4 address or [IPv6] "
-		 "address and a port 1-65535", uri);
+	snprintf(err, errlen,
+	         "%s: expected tcp:ADDR:PORT with a numeric IPv4 address or [IPv6] "
+	         "address and a port 1-65535",
+	         uri);
 	return -EINVAL;
 }
 
@@ -214,8 +215,10 @@ int mig_recv_reply(struct mig_conn *c, char *err, size_t errlen)
 	int status = 0, ret = mig_recv(c, raw, sizeof(raw));
 
 	if (ret) {
-		snprintf(err, errlen, "the target %s", ret == -EPIPE ? "closed the connection" :
-			 ret == -ECANCELED ? "did not answer before the cancel" : strerror(-ret));
+		snprintf(err, errlen, "the target %s",
+		         ret == -EPIPE       ? "closed the connection"
+		         : ret == -ECANCELED ? "did not answer before the cancel"
+		                             : strerror(-ret));
 		return ret;
 	}
 	ret = mig_hdr_decode(raw, 0, &h, err, errlen);

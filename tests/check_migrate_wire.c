@@ -21,16 +21,22 @@ static void hello(struct state_buf *b, const char *conf)
 {
 	memset(b, 0, sizeof(*b));
 	mig_hello_put(b, RAM, RAM, 0, conf);
-	state_put_u32(b, 1);   /* a CPUI body's vCPU count: opaque to the parser */
+	state_put_u32(b, 1); /* a CPUI body's vCPU count: opaque to the parser */
 	ck_assert(!b->error);
 }
 
 START_TEST(test_hdr_round_trip_and_bounds)
 {
-	static const struct { uint32_t type; uint64_t max; } t[] = {
-		{ MIG_HELLO, MIG_SMALL_MAX }, { MIG_REPLY, MIG_SMALL_MAX },
-		{ MIG_PAGES, 8 + MIG_BATCH_PAGES * MIG_PAGE }, { MIG_ROUND, 4 },
-		{ MIG_STATE, 1000 }, { MIG_SWITCH, 0 },
+	static const struct {
+		uint32_t type;
+		uint64_t max;
+	} t[] = {
+		{ MIG_HELLO, MIG_SMALL_MAX },
+		{ MIG_REPLY, MIG_SMALL_MAX },
+		{ MIG_PAGES, 8 + MIG_BATCH_PAGES * MIG_PAGE },
+		{ MIG_ROUND, 4 },
+		{ MIG_STATE, 1000 },
+		{ MIG_SWITCH, 0 },
 	};
 	uint8_t raw[MIG_HDR_SIZE];
 	struct mig_hdr h;
@@ -53,7 +59,7 @@ START_TEST(test_hdr_round_trip_and_bounds)
 		ck_assert_msg(strstr(err, "unknown type"), "%s", err);
 	}
 	mig_hdr_encode(MIG_SWITCH, 0, raw);
-	raw[5] = 1;   /* reserved */
+	raw[5] = 1; /* reserved */
 	ck_assert_int_eq(mig_hdr_decode(raw, 1000, &h, err, sizeof(err)), -EINVAL);
 	ck_assert_msg(strstr(err, "reserved"), "%s", err);
 }
@@ -103,7 +109,12 @@ START_TEST(test_hello_hostile)
 	struct state_buf b;
 	struct mig_hello h;
 	char err[200];
-	static const struct { size_t off; uint64_t val; int width; const char *why; } bad[] = {
+	static const struct {
+		size_t off;
+		uint64_t val;
+		int width;
+		const char *why;
+	} bad[] = {
 		{ 0, 0x90, 1, "no magic" },
 		{ 8, 2, 4, "protocol version 2" },
 		{ 8, 0, 4, "protocol version 0" },
@@ -126,7 +137,7 @@ START_TEST(test_hello_hostile)
 		else
 			put_le64(b.data + bad[i].off, bad[i].val);
 		ck_assert_msg(mig_hello_parse(b.data, b.len, &h, err, sizeof(err)) == -EINVAL,
-			      "case %zu (%s) accepted", i, bad[i].why);
+		              "case %zu (%s) accepted", i, bad[i].why);
 		mig_hello_free(&h);
 		state_free(&b);
 	}
@@ -146,24 +157,27 @@ START_TEST(test_pages_check)
 	char err[200];
 
 	put_le64(head, pages - 2);
-	ck_assert_int_eq(mig_pages_check(head, 8 + 2 * MIG_PAGE, pages, &first, &n, err,
-					 sizeof(err)), 0);
+	ck_assert_int_eq(
+	        mig_pages_check(head, 8 + 2 * MIG_PAGE, pages, &first, &n, err, sizeof(err)), 0);
 	ck_assert_uint_eq(first, pages - 2);
 	ck_assert_uint_eq(n, 2);
 	/* One page past the end, the first past it, overflow of first + n. */
 	ck_assert_int_eq(mig_pages_check(head, 8 + 3 * MIG_PAGE, pages, &first, &n, err,
-					 sizeof(err)), -EINVAL);
+	                                 sizeof(err)),
+	                 -EINVAL);
 	ck_assert_msg(strstr(err, "outside RAM"), "%s", err);
 	put_le64(head, pages);
 	ck_assert_int_eq(mig_pages_check(head, 8 + MIG_PAGE, pages, &first, &n, err, sizeof(err)),
-			 -EINVAL);
+	                 -EINVAL);
 	put_le64(head, UINT64_MAX);
 	ck_assert_int_eq(mig_pages_check(head, 8 + 2 * MIG_PAGE, pages, &first, &n, err,
-					 sizeof(err)), -EINVAL);
+	                                 sizeof(err)),
+	                 -EINVAL);
 	put_le64(head, 0);
 	/* Not whole pages, none at all. */
 	ck_assert_int_eq(mig_pages_check(head, 8 + MIG_PAGE + 1, pages, &first, &n, err,
-					 sizeof(err)), -EINVAL);
+	                                 sizeof(err)),
+	                 -EINVAL);
 	ck_assert_msg(strstr(err, "whole pages"), "%s", err);
 	ck_assert_int_eq(mig_pages_check(head, 8, pages, &first, &n, err, sizeof(err)), -EINVAL);
 	ck_assert_int_eq(mig_pages_check(head, 7, pages, &first, &n, err, sizeof(err)), -EINVAL);
@@ -183,7 +197,7 @@ START_TEST(test_reply)
 	free(msg);
 	for (size_t n = 0; n < b.len; n++)
 		ck_assert_msg(mig_reply_parse(b.data, n, &st, &msg) == -EINVAL, "cut at %zu", n);
-	state_put_u8(&b, 0);   /* a byte after the end */
+	state_put_u8(&b, 0); /* a byte after the end */
 	ck_assert_int_eq(mig_reply_parse(b.data, b.len, &st, &msg), -EINVAL);
 	put_le32(b.data, 100000);
 	ck_assert_int_eq(mig_reply_parse(b.data, b.len - 1, &st, &msg), -EINVAL);
@@ -194,20 +208,32 @@ END_TEST
 START_TEST(test_uri)
 {
 	static const char *const good[] = {
-		"unix:/run/x.sock", "tcp:127.0.0.1:4444", "tcp::4444", "tcp:[::1]:1", "tcp:10.0.0.2:65535",
+		"unix:/run/x.sock", "tcp:127.0.0.1:4444", "tcp::4444",
+		"tcp:[::1]:1",      "tcp:10.0.0.2:65535",
 	};
 	static const char *const bad[] = {
-		"unix:", "tcp:127.0.0.1", "tcp:127.0.0.1:", "tcp:127.0.0.1:0", "tcp:127.0.0.1:65536",
-		"tcp:127.0.0.1:12x", "tcp:host.example:80", "tcp:[::1:80", "tcp:1.2.3.4.5:80",
-		"file:/x", "udp:1.2.3.4:5", "", "tcp:[zz]:80",
+		"unix:",
+		"tcp:127.0.0.1",
+		"tcp:127.0.0.1:",
+		"tcp:127.0.0.1:0",
+		"tcp:127.0.0.1:65536",
+		"tcp:127.0.0.1:12x",
+		"tcp:host.example:80",
+		"tcp:[::1:80",
+		"tcp:1.2.3.4.5:80",
+		"file:/x",
+		"udp:1.2.3.4:5",
+		"",
+		"tcp:[zz]:80",
 	};
 	char err[200], longp[200];
 
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++)
-		ck_assert_msg(migrate_uri_check(good[i], err, sizeof(err)) == 0, "%s: %s", good[i], err);
+		ck_assert_msg(migrate_uri_check(good[i], err, sizeof(err)) == 0, "%s: %s", good[i],
+		              err);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
 		ck_assert_msg(migrate_uri_check(bad[i], err, sizeof(err)) == -EINVAL, "%s accepted",
-			      bad[i]);
+		              bad[i]);
 	memset(longp, 'a', sizeof(longp));
 	memcpy(longp, "unix:", 5);
 	longp[sizeof(longp) - 1] = '\0';
@@ -220,7 +246,7 @@ static Suite *migrate_wire_suite(void)
 	Suite *s = suite_create("migrate_wire");
 
 	ADD_TCASE(s, "wire", NULL, NULL, 0, test_hdr_round_trip_and_bounds, test_hello_round_trip,
-		  test_hello_every_cut, test_hello_hostile, test_pages_check, test_reply, test_uri);
+	          test_hello_every_cut, test_hello_hostile, test_pages_check, test_reply, test_uri);
 	return s;
 }
 
