@@ -27,7 +27,7 @@
 #define PAGEMAP_PRESENT (1ull << 63)
 #define PAGEMAP_SWAPPED (1ull << 62)
 
-static bool page_is_zero(const uint8_t *p)
+bool ram_page_is_zero(const uint8_t *p)
 {
 	const uint64_t *w = (const uint64_t *)p;
 	uint64_t acc = 0;
@@ -69,7 +69,7 @@ static int ram_save_chunk(struct ram_save *rs, uint64_t chunk, uint64_t *entries
 		uint64_t pg = first + i;
 		const uint8_t *p = ram + pg * STREAM_PAGE;
 		bool data = i < n && (entries[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) &&
-			    !page_is_zero(p);
+			    !ram_page_is_zero(p);
 
 		if (data) {
 			rs->r->bitmap[pg / 64] |= 1ull << (pg % 64);

@@ -24,17 +24,6 @@
 
 #define RESTORE_CONF_MAX (1u << 20)
 
-struct migrate_in {
-	char *path;
-	int fd;                    /* open only while reading: see restore_reopen */
-	struct stat st;            /* the file as it was checked */
-	struct stream_header h;
-	uint8_t *area;             /* the records */
-	struct stream_records recs;
-	struct stream_ram ram;
-	bool disk_children;        /* migrate_restore_expect_children */
-};
-
 void migrate_restore_expect_children(struct migrate_in *in)
 {
 	in->disk_children = true;
@@ -87,6 +76,7 @@ int migrate_restore_open(const char *path, struct migrate_in **out, char *err, s
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	in->conn = -1;
 	in->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (in->fd < 0) {
 		ret = -errno;
@@ -107,11 +97,38 @@ int migrate_restore_open(const char *path, struct migrate_in **out, char *err, s
 	return 0;
 }
 
+int migrate_restore_open_fd(int fd, const char *label, struct migrate_in **out, char *err,
+			    size_t errlen)
+{
+	struct migrate_in *in = calloc(1, sizeof(*in));
+	int ret;
+
+	*out = NULL;
+	if (!in || !(in->path = strdup(label))) {
+		free(in);
+		close(fd);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	in->conn = -1;
+	in->fd = fd;
+	in->keep_fd = true;
+	ret = restore_load(in, err, errlen);
+	if (ret) {
+		migrate_restore_close(in);
+		return ret;
+	}
+	*out = in;
+	return 0;
+}
+
 /* The file again, for RAM: it must be the one checked, unchanged. */
 static int restore_reopen(struct migrate_in *in, char *err, size_t errlen)
 {
 	struct stat st;
 
+	if (in->keep_fd)
+		return 0;
 	in->fd = open(in->path, O_RDONLY | O_CLOEXEC);
 	if (in->fd < 0) {
 		snprintf(err, errlen, "--restore: %s: %s", in->path, strerror(errno));
@@ -133,6 +150,8 @@ void migrate_restore_close(struct migrate_in *in)
 		return;
 	if (in->fd >= 0)
 		close(in->fd);
+	if (in->conn >= 0)
+		close(in->conn);
 	stream_ram_free(&in->ram);
 	free(in->area);
 	free(in->path);

@@ -49,7 +49,7 @@ static void save_ide_disk(struct machine *m, struct config_disk *d)
  * IDE drives), each with the format it was opened as, so the restore
  * neither re-probes nor misses one: a guest that wrote a VHD footer onto
  * a raw disk must not have it opened as a VHD. */
-static char *save_config_json(struct machine *m)
+char *save_config_json(struct machine *m)
 {
 	struct config_disk disks[VIRTIO_SCSI_MAX_TARGETS + CONFIG_IDE_UNITS];
 	struct device *scsi = machine_find_device(m, "scsi0");
@@ -81,7 +81,7 @@ static char *save_config_json(struct machine *m)
 }
 
 /* The tables the vCPUs were given (struct vcpu keeps each). */
-static int save_cpuid(struct machine *m, struct state_buf *b)
+int save_cpuid(struct machine *m, struct state_buf *b)
 {
 	const struct kvm_cpuid2 *tabs[CONFIG_MAX_CPUS];
 
@@ -154,7 +154,7 @@ static void save_str_record(struct state_buf *b, uint32_t tag, const char *s)
 }
 
 /* Every record but RAM and END, in the stream's order. */
-static int save_records(struct machine *m, struct state_buf *b, char *err, size_t errlen)
+int save_records(struct machine *m, struct state_buf *b, char *err, size_t errlen)
 {
 	char *conf = save_config_json(m);
 	size_t mark;

@@ -928,6 +928,38 @@ int machine_flush_disks(struct machine *m)
 	return first;
 }
 
+/* Live migration's hand-over (docs/migration.md): the image locks go, the
+ * descriptors stay, so the target can take the images while this worker
+ * could still take them back. Differencing parents hold shared locks, which
+ * the target's shared locks live with. */
+int machine_disks_release(struct machine *m)
+{
+	struct device *scsi = machine_find_device(m, "scsi0");
+
+	for (unsigned t = 0; scsi && t < VIRTIO_SCSI_MAX_TARGETS; t++) {
+		struct blk_dev *d = virtio_scsi_disk_blk(scsi, t);
+
+		if (d && d->fd >= 0)
+			blk_unlock_file(d->fd);
+	}
+	return 0;
+}
+
+int machine_disks_retake(struct machine *m)
+{
+	struct device *scsi = machine_find_device(m, "scsi0");
+	int first = 0;
+
+	for (unsigned t = 0; scsi && t < VIRTIO_SCSI_MAX_TARGETS; t++) {
+		struct blk_dev *d = virtio_scsi_disk_blk(scsi, t);
+		int ret = d && d->fd >= 0 ? blk_lock_file(d->fd, !d->readonly) : 0;
+
+		if (ret && !first)
+			first = ret;
+	}
+	return first;
+}
+
 int machine_resume(struct machine *m)
 {
 	int ret = dev_list_resume(&m->devs);

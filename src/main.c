@@ -25,6 +25,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: kestrel run [OPTIONS]     boot a VM (kestrel help run lists the options)\n"
 		"       kestrel run --restore FILE [HOST OPTIONS]   bring a saved VM back (docs/state.md)\n"
+		"       kestrel run --incoming tcp:ADDR:PORT|unix:PATH [HOST OPTIONS]   receive a live migration\n"
 		"       kestrel vhd COMMAND ...   create, inspect, check and convert VHD disks (kestrel vhd help)\n"
 		"       kestrel ctl NAME|SOCKET COMMAND [ARGS] [--json]   drive a running VM\n"
 		"       kestrel list [--json]     running VMs (docs/control.md)\n"
@@ -76,7 +77,17 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	int ret;
 
 	*fatal = 0;
+	/* A migration's source lets go of the disks only now (docs/migration.md). */
+	ret = migrate_incoming_switch(in, err, sizeof(err));
+	if (ret) {
+		kerr("%s", err);
+		sandbox_abort();
+		*fatal = EXIT_USAGE;
+		return VM_STOP_ERROR;
+	}
 	ret = machine_for_run(&m, cfg, in, err, sizeof(err));
+	/* A migration's source exits on this word, or resumes on an error. */
+	migrate_incoming_done(in, ret, err[0] ? err : strerror(-ret));
 	if (ret) {
 		kerr("%s", err[0] ? err : strerror(-ret));
 		sandbox_abort();   /* threads waiting for the seal must be joinable */
@@ -122,22 +133,40 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	return why;
 }
 
-/* --restore: the configuration is the saved one, with the host-side flags
- * given now; the stream is checked whole (but RAM) before anything else. */
-static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *err,
-			  size_t errlen)
+/* The configuration the stream in carries, with the host-side flags given
+ * now (cfg) merged in, becomes cfg. */
+static int adopt_saved_config(struct vm_config *cfg, struct migrate_in *in, char *err,
+			      size_t errlen)
 {
 	struct vm_config saved;
-	int rc = migrate_restore_open(cfg->restore, in, err, errlen);
+	int rc;
 
-	if (rc)
-		return rc;
 	config_defaults(&saved);
-	rc = migrate_restore_config(*in, &saved, err, errlen);
+	rc = migrate_restore_config(in, &saved, err, errlen);
 	rc = rc ?: config_restore_merge(&saved, cfg, err, errlen);
 	config_free(cfg);
 	*cfg = saved;
 	return rc;
+}
+
+/* --restore: the stream is checked whole (but RAM) before anything else. */
+static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *err,
+			  size_t errlen)
+{
+	int rc = migrate_restore_open(cfg->restore, in, err, errlen);
+
+	return rc ?: adopt_saved_config(cfg, *in, err, errlen);
+}
+
+/* --incoming: as --restore, from what the source sends (after
+ * sandbox_init, which closes inherited descriptors). */
+static int incoming_config(struct vm_config *cfg, struct migrate_in **in, char *err,
+			   size_t errlen)
+{
+	int rc = migrate_incoming(cfg->incoming, in, err, errlen);
+
+	rc = rc ?: adopt_saved_config(cfg, *in, err, errlen);
+	return rc ?: config_validate(cfg, err, errlen);
 }
 
 /* --landlock: the folders of the configured disks (where disk-add may find
@@ -210,9 +239,13 @@ static int cmd_run(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
+	if (rc == 0 && cfg.restore && cfg.incoming) {
+		snprintf(err, sizeof(err), "--incoming: not together with --restore (give one)");
+		rc = -EINVAL;
+	}
 	if (rc == 0 && cfg.restore)
 		rc = restore_config(&cfg, &in, err, sizeof(err));
-	if (rc || config_validate(&cfg, err, sizeof(err))) {
+	if (rc || (!cfg.incoming && config_validate(&cfg, err, sizeof(err)))) {
 		kerr("%s", err);
 		migrate_restore_close(in);
 		config_free(&cfg);
@@ -234,6 +267,11 @@ static int cmd_run(int argc, char **argv)
 		for (unsigned i = 0; i < ndirs; i++)
 			free(dirs[i]);
 		free(dirs);
+	}
+	if (rc == 0 && cfg.incoming && (rc = incoming_config(&cfg, &in, err, sizeof(err)))) {
+		migrate_incoming_done(in, rc, err);
+		migrate_restore_close(in);
+		sandbox_abort();
 	}
 	if (rc) {
 		kerr("%s", err);

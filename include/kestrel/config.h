@@ -124,7 +124,8 @@ struct vm_config {
 	char *user;               /* --user: drop to this user once all is open, or NULL */
 	bool landlock;            /* --landlock: no file opened after setup but in the disks' folders */
 	char *restore;            /* --restore FILE: a saved VM (docs/state.md) */
-	uint32_t given;           /* bit per option set by a flag or a JSON key */
+	char *incoming;           /* --incoming ADDR: a live migration (docs/migration.md) */
+	uint64_t given;           /* bit per option set by a flag or a JSON key */
 };
 
 /* Exit codes of the worker. 0: the guest powered off. With --debug-exit, a

@@ -46,6 +46,9 @@ struct i8042_key;
 #define CTL_EV_SAVE_PROGRESS "save-progress"
 #define CTL_EV_SAVED "saved"
 #define CTL_EV_SAVE_FAILED "save-failed"
+#define CTL_EV_MIGRATE_PROGRESS "migrate-progress"
+#define CTL_EV_MIGRATED "migrated"
+#define CTL_EV_MIGRATE_FAILED "migrate-failed"
 
 struct control_error {
 	const char *code;        /* one of CTL_E_* */
@@ -148,6 +151,13 @@ struct control_ops {
 	 * afterwards, else the worker exits 0 once it is saved. */
 	int (*save)(void *opaque, const char *path, bool keep_running, struct json_object *ret,
 		    struct control_error *e);
+	/* Live migration to uri (tcp:, unix:; file:PATH is save PATH) on a
+	 * thread of its own (docs/migration.md): progress and the outcome come
+	 * as events; the worker exits 0 once the target runs the guest.
+	 * max_downtime_ms 0: the default; bandwidth bytes/s, 0: no limit. */
+	int (*migrate)(void *opaque, const char *uri, uint64_t max_downtime_ms, uint64_t bandwidth,
+		       struct json_object *ret, struct control_error *e);
+	int (*migrate_cancel)(void *opaque, struct control_error *e);
 	/* Snapshot trees (docs/state.md): action "create", "apply", "delete" or
 	 * "list"; name for all but list. May defer. */
 	int (*snapshot)(void *opaque, const char *action, const char *name,

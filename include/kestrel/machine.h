@@ -59,6 +59,11 @@ void machine_reset(struct machine *m);
 int machine_quiesce(struct machine *m, uint64_t timeout_ms) WARN_UNUSED;
 /* Only the devices (a save of a VM the user had paused leaves it paused). */
 int machine_resume_devices(struct machine *m) WARN_UNUSED;
+/* Let go of the disks' image locks, keeping them open (a live migration's
+ * hand-over), and take them back when the target did not start. 0 or the
+ * first error. */
+int machine_disks_release(struct machine *m) WARN_UNUSED;
+int machine_disks_retake(struct machine *m) WARN_UNUSED;
 /* Make every disk's acknowledged writes durable (blk flush), for a save.
  * Call quiesced. 0 or the first error. */
 int machine_flush_disks(struct machine *m) WARN_UNUSED;

@@ -57,6 +57,54 @@ int migrate_restore_machine(struct migrate_in *in, struct machine *m, bool eager
 /* Applying a snapshot: each disk of the machine is a fresh differencing
  * child of the disk the state was saved with, not that disk itself. */
 void migrate_restore_expect_children(struct migrate_in *in);
+/* ---- live migration (docs/migration.md) ---- */
+
+struct migrate_progress {
+	unsigned round;
+	uint64_t transferred;          /* bytes sent so far */
+	uint64_t remaining;            /* dirty bytes left after the round */
+	uint64_t dirty_rate;           /* bytes dirtied per second in the round */
+	uint64_t expected_downtime_ms; /* remaining at the bandwidth measured */
+	unsigned throttle_pct;         /* auto-converge: share of time the vCPUs are parked */
+};
+
+struct migrate_send_opts {
+	const char *uri;               /* tcp:ADDR:PORT or unix:PATH */
+	uint64_t max_downtime_ms;      /* stop and copy once the rest fits this */
+	uint64_t bandwidth;            /* bytes per second, 0: no limit */
+	unsigned converge_after;       /* rounds before auto-converge may throttle */
+	const bool *cancel;            /* another thread sets it: give up */
+	void (*progress)(void *opaque, const struct migrate_progress *p);
+	void *opaque;
+};
+
+struct migrate_send_result {
+	uint64_t transferred, total_ms, downtime_ms, pause_ns, last_pages;
+	unsigned rounds;
+	bool quiesced;                 /* the machine is left quiesced: resume it */
+};
+
+/* uri is tcp:ADDR:PORT or unix:PATH as migrate_send takes it: 0, or
+ * -EINVAL with one line in err. */
+int migrate_uri_check(const char *uri, char *err, size_t errlen) WARN_UNUSED;
+/* Send the running machine to the target. 0: the target runs the guest
+ * (stop this one, quiesced). Else -errno with one line in err; the caller
+ * resumes the machine if res->quiesced (the disks' locks are taken back). */
+int migrate_send(struct machine *m, const struct migrate_send_opts *o,
+		 struct migrate_send_result *res, char *err, size_t errlen) WARN_UNUSED;
+/* --incoming: listen on uri, take one migration and check all of it as a
+ * saved-state file; *out is then what migrate_restore_config and
+ * migrate_restore_machine take. One line in err on failure. */
+int migrate_incoming(const char *uri, struct migrate_in **out, char *err,
+		     size_t errlen) WARN_UNUSED;
+/* The target is ready to build the machine: tell the source, which lets go
+ * of the disks and says SWITCH. 0 (also for a file), or -errno with one
+ * line in err (the source keeps the VM). */
+int migrate_incoming_switch(struct migrate_in *in, char *err, size_t errlen) WARN_UNUSED;
+/* The target's machine is loaded and about to run (rc 0), or failed: the
+ * source's last word (it exits or resumes). No-op for a file. */
+void migrate_incoming_done(struct migrate_in *in, int rc, const char *msg);
+
 /* The file stays open while RAM is mapped from it: close after the machine. */
 void migrate_restore_close(struct migrate_in *in);
 

@@ -26,6 +26,7 @@ enum sandbox_kind {
 	SANDBOX_CONTROL,   /* the control socket, and timed hot-plug (test hook) */
 	SANDBOX_CONSOLE,   /* host signals and stdin to the UART */
 	SANDBOX_SAVE,      /* kestrel ctl NAME save: the VM's state into a file */
+	SANDBOX_MIGRATE,   /* kestrel ctl NAME migrate: RAM and state to the target's socket */
 	SANDBOX_DISPLAY,   /* the VNC server: its clients' sockets, the display */
 	SANDBOX_SPAWNER,   /* starts every thread once the sandbox is sealed */
 	SANDBOX_KIND_NR

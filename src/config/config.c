@@ -37,9 +37,12 @@ enum opt_id {
 	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_CPU, OPT_SERIAL, OPT_NAME,
 	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
 	OPT_SCSI_CONTROLLER, OPT_NET, OPT_VGA, OPT_DISPLAY, OPT_FIRMWARE, OPT_FIRMWARE_LOG, OPT_BOOT,
-	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_RESTORE, OPT_HELP,
+	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_RESTORE, OPT_INCOMING,
+	OPT_HELP,
 	OPT_NR
 };
+/* struct vm_config's given has a bit per option. */
+_Static_assert(OPT_NR <= 64, "more options than bits in vm_config.given");
 
 /* JSON types a key accepts; an integer or a boolean becomes the same text a
  * flag would carry ("1024", "true") and goes through the same setter. */
@@ -538,6 +541,17 @@ static int opt_restore(struct vm_config *c, const char *v, const struct opt_src 
 	return set_path(&c->restore, v, src);
 }
 
+/* --incoming tcp:ADDR:PORT|unix:PATH: wait for one live migration
+ * (docs/migration.md); file:PATH is --restore PATH (quick migration). */
+static int opt_incoming(struct vm_config *c, const char *v, const struct opt_src *src)
+{
+	if (!strncmp(v, "file:", 5))
+		return set_path(&c->restore, v + 5, src);
+	if (strncmp(v, "tcp:", 4) && strncmp(v, "unix:", 5))
+		return opt_err(src, "'%s': expected tcp:ADDR:PORT, unix:PATH or file:PATH", v);
+	return set_string(&c->incoming, v, src);
+}
+
 static bool opt_repeatable(size_t id)
 {
 	return id == OPT_DISK || id == OPT_NET;
@@ -649,6 +663,11 @@ static const struct opt opts[OPT_NR] = {
 		"--serial --control --name --on-reboot\n"
 		"--timeout --quiet --stats --seccomp --user\n"
 		"--landlock may be given" },
+	[OPT_INCOMING] = { "incoming", NULL, 0, true, opt_incoming, "ADDR",
+		"wait for a live migration (kestrel ctl NAME\n"
+		"migrate): tcp:ADDR:PORT or unix:PATH; the\n"
+		"configuration comes with it, flags as with\n"
+		"--restore; file:PATH is --restore PATH" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -823,6 +842,7 @@ static bool opt_same(enum opt_id id, const struct vm_config *a, const struct vm_
 	case OPT_LANDLOCK: return a->landlock == b->landlock;
 	case OPT_DEBUG_EXIT: return a->debug_exit == b->debug_exit;
 	case OPT_RESTORE: return str_eq(a->restore, b->restore);
+	case OPT_INCOMING: return str_eq(a->incoming, b->incoming);
 	default: return true;
 	}
 }
@@ -866,7 +886,7 @@ static int arg_apply(struct vm_config *c, const struct arg_item *it, const char 
 	ret = o->set(c, it->value, &src);
 	seen[id] = it->value;
 	was_seen[id] = true;
-	c->given |= 1u << id;
+	c->given |= 1ull << id;
 	return ret;
 }
 
@@ -973,14 +993,14 @@ static int json_apply(struct vm_config *c, json_object *root, const char *path,
 		int ret;
 
 		if (strcmp(key, "disks") == 0) {
-			c->given |= 1u << OPT_DISK;
+			c->given |= 1ull << OPT_DISK;
 			ret = config_disks_json(c, val, path, basedir, err, errlen);
 			if (ret)
 				return ret;
 			continue;
 		}
 		if (strcmp(key, "net") == 0) {
-			c->given |= 1u << OPT_NET;
+			c->given |= 1ull << OPT_NET;
 			ret = config_nets_json(c, val, path, err, errlen);
 			if (ret)
 				return ret;
@@ -996,7 +1016,7 @@ static int json_apply(struct vm_config *c, json_object *root, const char *path,
 		ret = json_value_text(o, val, num, sizeof(num), &text, &src);
 		if (ret == 0)
 			ret = o->set(c, text, &src);
-		c->given |= 1u << (o - opts);
+		c->given |= 1ull << (o - opts);
 		if (ret)
 			return ret;
 	}
@@ -1099,14 +1119,14 @@ static int json_load_buf(struct vm_config *c, const char *path, const char *buf,
 /* What a saved configuration may not say: where the worker writes (the
  * serial file, the control socket) and how this run behaves are the
  * restoring user's choice, never the file's. */
-#define CONFIG_HOST_SIDE ((1u << OPT_SERIAL) | (1u << OPT_CONTROL) | (1u << OPT_TIMEOUT) | \
-			  (1u << OPT_QUIET) | (1u << OPT_STATS) | (1u << OPT_SECCOMP) | \
-			  (1u << OPT_USER) | (1u << OPT_LANDLOCK))
+#define CONFIG_HOST_SIDE ((1ull << OPT_SERIAL) | (1ull << OPT_CONTROL) | (1ull << OPT_TIMEOUT) | \
+			  (1ull << OPT_QUIET) | (1ull << OPT_STATS) | (1ull << OPT_SECCOMP) | \
+			  (1ull << OPT_USER) | (1ull << OPT_LANDLOCK))
 
 int config_load_json_text(struct vm_config *c, const char *label, const char *text, size_t len,
 			  char *err, size_t errlen)
 {
-	uint32_t before = c->given;
+	uint64_t before = c->given;
 	int ret;
 
 	if (memchr(text, '\0', len))
@@ -1252,11 +1272,12 @@ int config_output_file_check(const char *flag, const char *path, char *err, size
 static int config_validate_files(struct vm_config *c, char *err, size_t errlen)
 {
 	/* A restored VM needs its kernel again only when the guest reboots. */
-	int ret = c->restore ? 0 : config_firmware_validate(c, err, errlen);
+	bool restored = c->restore || c->incoming;
+	int ret = restored ? 0 : config_firmware_validate(c, err, errlen);
 
-	if (ret == 0 && c->kernel && !c->restore)
+	if (ret == 0 && c->kernel && !restored)
 		ret = input_file_check(VSRC("kernel"), c->kernel);
-	if (ret == 0 && c->initrd && !c->restore)
+	if (ret == 0 && c->initrd && !restored)
 		ret = input_file_check(VSRC("initrd"), c->initrd);
 	if (ret == 0 && c->serial == SERIAL_FILE)
 		ret = serial_file_check(VSRC("serial"), c->serial_path);
@@ -1317,8 +1338,9 @@ void config_free(struct vm_config *c)
 	free(c->firmware_log);
 	free(c->user);
 	free(c->restore);
+	free(c->incoming);
 	c->name = c->kernel = c->initrd = c->cmdline = c->serial_path = c->control = NULL;
-	c->firmware = c->firmware_log = c->user = c->restore = NULL;
+	c->firmware = c->firmware_log = c->user = c->restore = c->incoming = NULL;
 	config_disks_free(c);
 	config_nets_free(c);
 	config_display_free(c);
@@ -1371,7 +1393,8 @@ void config_usage_run(FILE *f)
  * machine the guest knows. */
 static const enum opt_id restore_host_side[] = {
 	OPT_SERIAL, OPT_CONTROL, OPT_NAME, OPT_ON_REBOOT, OPT_TIMEOUT, OPT_QUIET, OPT_STATS,
-	OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_RESTORE, OPT_DISPLAY, OPT_FIRMWARE_LOG,
+	OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_RESTORE, OPT_INCOMING, OPT_DISPLAY,
+	OPT_FIRMWARE_LOG,
 };
 
 static bool restore_allowed(unsigned id)
@@ -1400,24 +1423,25 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 
 	for (unsigned id = 0; id < OPT_NR; id++)
 		if ((given->given >> id & 1) && !restore_allowed(id))
-			return plain_err(err, errlen, "--%s: cannot be changed with --restore (the "
+			return plain_err(err, errlen, "--%s: cannot be changed with --restore or --incoming (the "
 					 "configuration comes from %s; only --serial, --control, "
 					 "--name, --on-reboot, --timeout, --quiet, --stats, "
 					 "--seccomp, --user, --landlock, --display, --firmware-log "
 					 "may be given)",
-					 opts[id].flag, given->restore);
-	if (given->given & (1u << OPT_SERIAL)) {
+					 opts[id].flag, given->restore ? given->restore : "the stream");
+	if (given->given & (1ull << OPT_SERIAL)) {
 		saved->serial = given->serial;
 		ret = take_string(&saved->serial_path, given->serial_path);
 	}
-	if (given->given & (1u << OPT_NAME))
+	if (given->given & (1ull << OPT_NAME))
 		ret = ret ?: take_string(&saved->name, given->name);
-	if (given->given & (1u << OPT_ON_REBOOT))
+	if (given->given & (1ull << OPT_ON_REBOOT))
 		saved->on_reboot = given->on_reboot;
 	ret = ret ?: take_string(&saved->control, given->control);
 	ret = ret ?: take_string(&saved->restore, given->restore);
+	ret = ret ?: take_string(&saved->incoming, given->incoming);
 	ret = ret ?: take_string(&saved->user, given->user);
-	if (given->given & (1u << OPT_DISPLAY)) {
+	if (given->given & (1ull << OPT_DISPLAY)) {
 		char *pf = saved->vnc.password_file;   /* the copy below must not take given's */
 
 		saved->display = given->display;
@@ -1425,7 +1449,7 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 		saved->vnc.password_file = pf;
 		ret = ret ?: take_string(&saved->vnc.password_file, given->vnc.password_file);
 	}
-	if (given->given & (1u << OPT_FIRMWARE_LOG))
+	if (given->given & (1ull << OPT_FIRMWARE_LOG))
 		ret = ret ?: take_string(&saved->firmware_log, given->firmware_log);
 	saved->seccomp = given->seccomp;
 	saved->landlock = given->landlock;

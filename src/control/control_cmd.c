@@ -29,7 +29,7 @@
 const char *const control_event_names[] = {
 	CTL_EV_STATE, CTL_EV_POWERDOWN, CTL_EV_RESET, CTL_EV_STOPPED, CTL_EV_EXITING,
 	CTL_EV_DEVICE_ADDED, CTL_EV_DEVICE_REMOVED, CTL_EV_SAVE_PROGRESS, CTL_EV_SAVED,
-	CTL_EV_SAVE_FAILED, NULL,
+	CTL_EV_SAVE_FAILED, CTL_EV_MIGRATE_PROGRESS, CTL_EV_MIGRATED, CTL_EV_MIGRATE_FAILED, NULL,
 };
 
 const char *const control_error_codes[] = {
@@ -170,6 +170,25 @@ static int cmd_save(const struct control_ops *ops, void *o, const struct control
 	return ops->save(o, a->str[0], a->set[1] && a->flag[1], ret, e);
 }
 
+static int cmd_migrate(const struct control_ops *ops, void *o, const struct control_args *a,
+		       struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)call;
+	if (!ops->migrate)
+		return control_fail(e, CTL_E_UNSUPPORTED, "this worker cannot migrate");
+	return ops->migrate(o, a->str[0], a->set[1] ? (uint64_t)a->num[1] : 0,
+			    a->set[2] ? (uint64_t)a->num[2] << 20 : 0, ret, e);
+}
+
+static int cmd_migrate_cancel(const struct control_ops *ops, void *o, const struct control_args *a,
+			      struct control_call *call, json_object *ret, struct control_error *e)
+{
+	(void)a, (void)call, (void)ret;
+	if (!ops->migrate_cancel)
+		return control_fail(e, CTL_E_UNSUPPORTED, "this worker cannot migrate");
+	return ops->migrate_cancel(o, e);
+}
+
 static int cmd_snapshot(const struct control_ops *ops, void *o, const struct control_args *a,
 			struct control_call *call, json_object *ret, struct control_error *e)
 {
@@ -266,6 +285,12 @@ static const struct control_arg save_args[] = {
 	{ .name = "keep-running", .type = CTL_ARG_BOOL },
 	ARG_END,
 };
+static const struct control_arg migrate_args[] = {
+	{ .name = "uri", .type = CTL_ARG_STRING, .required = true },
+	{ .name = "max-downtime", .type = CTL_ARG_INT, .min = 1, .max = 60000 },
+	{ .name = "bandwidth", .type = CTL_ARG_INT, .min = 1, .max = 1 << 20 },
+	ARG_END,
+};
 static const struct control_arg snapshot_args[] = {
 	{ .name = "action", .type = CTL_ARG_ENUM, .required = true, .choices = snapshot_choices },
 	{ .name = "name", .type = CTL_ARG_STRING },
@@ -315,6 +340,8 @@ const struct control_command control_commands[] = {
 	{ "net-link", net_link_args, cmd_net_link },
 	{ "dirty-log", dirty_log_args, cmd_dirty_log },
 	{ "save", save_args, cmd_save },
+	{ "migrate", migrate_args, cmd_migrate },
+	{ "migrate-cancel", no_args, cmd_migrate_cancel },
 	{ "snapshot", snapshot_args, cmd_snapshot },
 	{ "send-key", send_key_args, cmd_send_key },
 	{ "mouse-move", mouse_move_args, cmd_mouse_move },

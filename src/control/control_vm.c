@@ -77,7 +77,10 @@ struct control_vm {
 	struct cv_save {
 		pthread_t thread;
 		bool running, joinable, keep_running, was_paused, stopped;
-		enum { CV_SAVE, CV_SNAP_CREATE, CV_SNAP_APPLY, CV_SNAP_DELETE } op;
+		enum { CV_SAVE, CV_SNAP_CREATE, CV_SNAP_APPLY, CV_SNAP_DELETE, CV_MIGRATE } op;
+		/* migrate: path is the target's address */
+		uint64_t max_downtime_ms, bandwidth;
+		bool cancel;              /* migrate-cancel (atomic) */
 		char *path;               /* save: the file; delete: the VM directory */
 		char name[SNAP_NAME_MAX + 1];
 		struct control_pending *p; /* a snapshot's reply */
@@ -121,7 +124,8 @@ static int cv_need_vm(struct control_vm *cv, struct control_error *e)
 	if (__atomic_load_n(&cv->m->vm.stop_requested, __ATOMIC_ACQUIRE))
 		return control_fail(e, CTL_E_STATE, "the VM is stopping");
 	if (cv->save.running)
-		return control_fail(e, CTL_E_STATE, "the VM is being saved");
+		return control_fail(e, CTL_E_STATE, "the VM is being %s",
+				    cv->save.op == CV_MIGRATE ? "migrated" : "saved");
 	return 0;
 }
 
@@ -1383,6 +1387,7 @@ static void cv_save_event(struct control_vm *cv, int rc, const struct migrate_sa
 }
 
 static void *cv_save_thread_save(struct control_vm *cv);
+static void *cv_migrate_thread(struct control_vm *cv);
 
 /* After a snapshot the VM runs on other files (new children): what the
  * socket lists and what a reboot opens (control_vm_disk_paths) follow. */
@@ -1482,6 +1487,8 @@ static void *cv_save_thread(void *arg)
 {
 	struct control_vm *cv = arg;
 
+	if (cv->save.op == CV_MIGRATE)
+		return cv_migrate_thread(cv);
 	if (cv->save.op != CV_SAVE) {
 		cv_snapshot_run(cv);
 		return NULL;
@@ -1570,6 +1577,140 @@ static int cv_save(void *opaque, const char *path, bool keep_running, json_objec
 		json_object_object_add(ret, "path", jstr(path));
 		cv_set_state(cv, "saving");
 	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+/* ---- live migration (docs/migration.md) ------------------------------------ */
+
+#define CV_MIGRATE_DOWNTIME_MS 30
+#define CV_MIGRATE_CONVERGE_AFTER 4
+
+static void cv_migrate_progress(void *opaque, const struct migrate_progress *p)
+{
+	struct control_vm *cv = opaque;
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "round", jint(p->round));
+	json_object_object_add(d, "transferred", jint(p->transferred));
+	json_object_object_add(d, "remaining", jint(p->remaining));
+	json_object_object_add(d, "dirty_rate", jint(p->dirty_rate));
+	json_object_object_add(d, "expected_downtime_ms", jint(p->expected_downtime_ms));
+	json_object_object_add(d, "throttle_pct", jint(p->throttle_pct));
+	control_event(cv->srv, CTL_EV_MIGRATE_PROGRESS, d);
+}
+
+static void cv_migrate_event(struct control_vm *cv, int rc, const struct migrate_send_result *r,
+			     const char *msg)
+{
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "uri", jstr(cv->save.path));
+	if (rc) {
+		json_object_object_add(d, "message", jstr(msg));
+		json_object_object_add(d, "resumed", json_object_new_boolean(true));
+		control_event(cv->srv, CTL_EV_MIGRATE_FAILED, d);
+		return;
+	}
+	json_object_object_add(d, "downtime_ms", jint(r->downtime_ms));
+	json_object_object_add(d, "total_ms", jint(r->total_ms));
+	json_object_object_add(d, "rounds", jint(r->rounds));
+	json_object_object_add(d, "transferred", jint(r->transferred));
+	json_object_object_add(d, "last_pages", jint(r->last_pages));
+	control_event(cv->srv, CTL_EV_MIGRATED, d);
+}
+
+/* Send the VM; on success the worker ends (the target runs the guest), on
+ * any failure the guest runs on here. */
+static void *cv_migrate_thread(struct control_vm *cv)
+{
+	struct machine *m = cv->m;
+	struct migrate_send_opts o = {
+		.uri = cv->save.path, .bandwidth = cv->save.bandwidth,
+		.max_downtime_ms = cv->save.max_downtime_ms ? cv->save.max_downtime_ms :
+				   CV_MIGRATE_DOWNTIME_MS,
+		.converge_after = CV_MIGRATE_CONVERGE_AFTER, .cancel = &cv->save.cancel,
+		.progress = cv_migrate_progress, .opaque = cv };
+	struct migrate_send_result r = { 0 };
+	char err[512] = "";
+	int rc = migrate_send(m, &o, &r, err, sizeof(err));
+
+	if (rc)
+		kerr("migrate %s: %s; the VM runs on here", cv->save.path, err);
+	else
+		kinfo("migrated to %s: downtime %llu ms, %llu ms in all, %u rounds, %llu MiB sent",
+		      cv->save.path, (unsigned long long)r.downtime_ms,
+		      (unsigned long long)r.total_ms, r.rounds,
+		      (unsigned long long)(r.transferred >> 20));
+	pthread_mutex_lock(&cv->lock);
+	cv_migrate_event(cv, rc, &r, err);
+	if (!rc) {
+		cv->save.stopped = true;
+		vm_request_stop_cb(&m->vm, VM_STOP_SAVED, 0);
+	} else if (r.quiesced && machine_resume(m)) {
+		kwarn("migrate: a device did not resume cleanly");
+	}
+	if (!cv->save.stopped)
+		cv_set_state(cv, "running");
+	cv->save.running = false;
+	pthread_mutex_unlock(&cv->lock);
+	return NULL;
+}
+
+static int cv_migrate(void *opaque, const char *uri, uint64_t max_downtime_ms, uint64_t bandwidth,
+		      json_object *ret, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	char why[256] = "";
+	int rc;
+
+	/* Quick migration: a save to shared storage, restored elsewhere. */
+	if (!strncmp(uri, "file:", 5))
+		return uri[5] ? cv_save(opaque, uri + 5, false, ret, e) :
+				control_fail(e, CTL_E_ARGUMENT, "file: needs a path");
+	if (migrate_uri_check(uri, why, sizeof(why)))
+		return control_fail(e, CTL_E_ARGUMENT, "%s", why);
+	pthread_mutex_lock(&cv->lock);
+	rc = cv_need_vm(cv, e);
+	if (!rc && strcmp(cv->state, "running"))
+		rc = control_fail(e, CTL_E_STATE, "the VM is %s (only a running VM migrates)",
+				  cv->state);
+	if (!rc && cv->m->cfg && migrate_config_supported(cv->m->cfg, why, sizeof(why)))
+		rc = control_fail(e, CTL_E_UNSUPPORTED, "%s", why);
+	if (!rc) {
+		cv_save_join(cv);
+		free(cv->save.path);
+		cv->save.path = strdup(uri);
+		cv->save.op = CV_MIGRATE;
+		cv->save.max_downtime_ms = max_downtime_ms;
+		cv->save.bandwidth = bandwidth;
+		cv->save.was_paused = cv->save.stopped = false;
+		__atomic_store_n(&cv->save.cancel, false, __ATOMIC_RELEASE);
+		cv->save.running = cv->save.path &&
+				   !sandbox_thread_start(&cv->save.thread, SANDBOX_MIGRATE, "migrate",
+							 cv_save_thread, cv);
+		cv->save.joinable = cv->save.running;
+		if (!cv->save.running)
+			rc = control_fail(e, CTL_E_INTERNAL, "cannot start the migration");
+	}
+	if (!rc) {
+		json_object_object_add(ret, "uri", jstr(uri));
+		cv_set_state(cv, "migrating");
+	}
+	pthread_mutex_unlock(&cv->lock);
+	return rc;
+}
+
+static int cv_migrate_cancel(void *opaque, struct control_error *e)
+{
+	struct control_vm *cv = opaque;
+	int rc = 0;
+
+	pthread_mutex_lock(&cv->lock);
+	if (!cv->save.running || cv->save.op != CV_MIGRATE)
+		rc = control_fail(e, CTL_E_STATE, "no migration is running");
+	else
+		__atomic_store_n(&cv->save.cancel, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&cv->lock);
 	return rc;
 }
@@ -1758,6 +1899,8 @@ static const struct control_ops cv_ops = {
 	.net_link = cv_net_link,
 	.dirty_log = cv_dirty_log,
 	.save = cv_save,
+	.migrate = cv_migrate,
+	.migrate_cancel = cv_migrate_cancel,
 	.snapshot = cv_snapshot,
 	.send_key = cv_send_key,
 	.mouse_move = cv_mouse_move,
@@ -1923,7 +2066,10 @@ void control_vm_detach(struct control_vm *cv, struct machine *m)
 	if (!cv)
 		return;
 	/* A save still writing holds the machine: wait for it (outside the
-	 * lock, which it takes to report). */
+	 * lock, which it takes to report). A migration gives up (unless it is
+	 * past the switch-over, where it no longer looks). */
+	if (cv->save.op == CV_MIGRATE)
+		__atomic_store_n(&cv->save.cancel, true, __ATOMIC_RELEASE);
 	cv_save_join(cv);
 	pthread_mutex_lock(&cv->lock);
 	if (why == VM_STOP_RESET) {

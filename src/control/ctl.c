@@ -464,14 +464,64 @@ static int ctl_wait_gone(struct ctl_conn *c, const char *name, int64_t timeout_m
 	return CTL_EXIT_OK;
 }
 
-/* After save: the outcome comes as an event (the save runs on the worker's
- * own thread); progress goes to stderr on a terminal. Then, unless the VM
- * keeps running, the worker exits. */
-static int ctl_wait_saved(struct ctl_conn *c, const char *name, bool json, bool *saved)
+/* A job the worker runs on a thread of its own (save, migrate): the reply
+ * comes at once, then progress and the outcome as events. */
+struct ctl_job {
+	const char *what;          /* in messages: "the save", "the migration" */
+	const char *verb;          /* "save", "migrate" */
+	const char *ev_progress, *ev_done, *ev_failed;
+	const char *failed_note;   /* after the failure's message */
+	void (*progress)(json_object *d);
+	void (*done)(const char *name, json_object *d, bool tty);
+};
+
+static void save_progress(json_object *d)
+{
+	fprintf(stderr, "\rsaving: %3lld%%", (long long)(jget_int(d, "bytes", 0) * 100 /
+						     MAX(jget_int(d, "total", 1), 1)));
+}
+
+static void save_done(const char *name, json_object *d, bool tty)
+{
+	printf("%s%s saved to %s (%lld MiB of RAM stored, %lld ms)\n", tty ? "\r" : "", name,
+	       jget_str(d, "path", "?"), (long long)(jget_int(d, "ram_bytes", 0) >> 20),
+	       (long long)jget_int(d, "ms", 0));
+}
+
+static void migrate_progress(json_object *d)
+{
+	fprintf(stderr, "\rmigrating: round %lld, %lld MiB sent, %lld KiB dirty, %lld ms expected "
+		"downtime   ", (long long)jget_int(d, "round", 0),
+		(long long)(jget_int(d, "transferred", 0) >> 20),
+		(long long)(jget_int(d, "remaining", 0) >> 10),
+		(long long)jget_int(d, "expected_downtime_ms", 0));
+}
+
+static void migrate_done(const char *name, json_object *d, bool tty)
+{
+	printf("%s%s migrated to %s (downtime %lld ms, %lld ms in all, %lld rounds, %lld MiB sent)\n",
+	       tty ? "\r" : "", name, jget_str(d, "uri", "?"), (long long)jget_int(d, "downtime_ms", 0),
+	       (long long)jget_int(d, "total_ms", 0), (long long)jget_int(d, "rounds", 0),
+	       (long long)(jget_int(d, "transferred", 0) >> 20));
+}
+
+static const struct ctl_job ctl_job_save = {
+	"the save", "save", CTL_EV_SAVE_PROGRESS, CTL_EV_SAVED, CTL_EV_SAVE_FAILED, "",
+	save_progress, save_done,
+};
+static const struct ctl_job ctl_job_migrate = {
+	"the migration", "migrate", CTL_EV_MIGRATE_PROGRESS, CTL_EV_MIGRATED, CTL_EV_MIGRATE_FAILED,
+	" (the VM runs on here)", migrate_progress, migrate_done,
+};
+
+/* The job's outcome (progress to stderr on a terminal); *done: it
+ * succeeded, and then (unless the VM keeps running) the worker exits. */
+static int ctl_wait_job(struct ctl_conn *c, const char *name, bool json, const struct ctl_job *job,
+			bool *done)
 {
 	bool tty = isatty(STDERR_FILENO);
 
-	*saved = false;
+	*done = false;
 	for (;;) {
 		json_object *o, *d = NULL;
 		const char *ev;
@@ -479,7 +529,8 @@ static int ctl_wait_saved(struct ctl_conn *c, const char *name, bool json, bool 
 		int r = conn_line(c, -1, &line);
 
 		if (r) {
-			fprintf(stderr, "kestrel: ctl: %s: the worker went away during the save\n", name);
+			fprintf(stderr, "kestrel: ctl: %s: the worker went away during %s\n", name,
+				job->what);
 			return CTL_EXIT_ERROR;
 		}
 		o = json_tokener_parse(line);
@@ -488,22 +539,19 @@ static int ctl_wait_saved(struct ctl_conn *c, const char *name, bool json, bool 
 			json_object_object_get_ex(o, "data", &d);
 		if (json && *ev)
 			puts(line);
-		if (!strcmp(ev, CTL_EV_SAVE_PROGRESS) && tty && !json)
-			fprintf(stderr, "\rsaving: %3lld%%", (long long)(jget_int(d, "bytes", 0) * 100 /
-								   MAX(jget_int(d, "total", 1), 1)));
-		if (!strcmp(ev, CTL_EV_SAVED) && !json)
-			printf("%s%s saved to %s (%lld MiB of RAM stored, %lld ms)\n", tty ? "\r" : "",
-			       name, jget_str(d, "path", "?"),
-			       (long long)(jget_int(d, "ram_bytes", 0) >> 20), (long long)jget_int(d, "ms", 0));
-		if (!strcmp(ev, CTL_EV_SAVE_FAILED))
-			fprintf(stderr, "%skestrel: ctl: %s: save: %s\n", tty && !json ? "\r" : "", name,
-				jget_str(d, "message", "?"));
-		*saved = !strcmp(ev, CTL_EV_SAVED);
-		r = *saved || !strcmp(ev, CTL_EV_SAVE_FAILED);
+		if (!strcmp(ev, job->ev_progress) && tty && !json)
+			job->progress(d);
+		if (!strcmp(ev, job->ev_done) && !json)
+			job->done(name, d, tty);
+		if (!strcmp(ev, job->ev_failed))
+			fprintf(stderr, "%skestrel: ctl: %s: %s: %s%s\n", tty && !json ? "\r" : "", name,
+				job->verb, jget_str(d, "message", "?"), job->failed_note);
+		*done = !strcmp(ev, job->ev_done);
+		r = *done || !strcmp(ev, job->ev_failed);
 		json_object_put(o);
 		free(line);
 		if (r)
-			return *saved ? CTL_EXIT_OK : CTL_EXIT_ERROR;
+			return *done ? CTL_EXIT_OK : CTL_EXIT_ERROR;
 	}
 }
 
@@ -656,8 +704,18 @@ static int ctl_run(const char *target, const char *cmdname, int argc, char **arg
 		bool saved;
 
 		json_object_object_get_ex(args, "keep-running", &keep);
-		rc = ctl_wait_saved(c, target, json, &saved);
+		rc = ctl_wait_job(c, target, json, &ctl_job_save, &saved);
 		if (saved && !(keep && json_object_get_boolean(keep)))
+			rc = ctl_wait_gone(c, target, 0, json);
+	} else if (rc == CTL_EXIT_OK && !o->no_wait && !strcmp(cmdname, "migrate")) {
+		json_object *uri = NULL;
+		bool done;
+
+		json_object_object_get_ex(args, "uri", &uri);
+		rc = ctl_wait_job(c, target, json,
+				  strncmp(uri ? json_object_get_string(uri) : "", "file:", 5) ?
+				  &ctl_job_migrate : &ctl_job_save, &done);
+		if (done)
 			rc = ctl_wait_gone(c, target, 0, json);
 	} else if (rc == CTL_EXIT_OK && !o->no_wait &&
 	    (!strcmp(cmdname, "shutdown") || !strcmp(cmdname, "stop"))) {

@@ -75,7 +75,7 @@ static const char *const sb_kind_names[SANDBOX_KIND_NR] = {
 	[SANDBOX_MAIN] = "main",       [SANDBOX_VCPU] = "vcpu",
 	[SANDBOX_IO] = "io",           [SANDBOX_CONTROL] = "control",
 	[SANDBOX_CONSOLE] = "console", [SANDBOX_SAVE] = "save",
-	[SANDBOX_DISPLAY] = "display", [SANDBOX_SPAWNER] = "spawner",
+	[SANDBOX_MIGRATE] = "migrate", [SANDBOX_DISPLAY] = "display", [SANDBOX_SPAWNER] = "spawner",
 };
 
 const char *sandbox_kind_name(enum sandbox_kind kind)

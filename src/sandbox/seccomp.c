@@ -365,6 +365,22 @@ static const struct sb_ioctl ioctls_save[] = {
 	{ KVM_SET_GSI_ROUTING, "resume: MSI-X routes" },
 };
 
+/* A live migration's source (migrate/outgoing.c, migrate/mig_sock.c): one
+ * connection it makes itself, to an address the control socket's client
+ * gave; RAM goes out with sendmsg straight from guest memory. */
+static const struct sb_rule rules_migrate[] = {
+	ALLOW_IF(socket, ARG_EQ(0, AF_UNIX), "the connection to a unix: target"),
+	ALLOW_IF(socket, ARG_EQ(0, AF_INET), "the connection to a tcp: target"),
+	ALLOW_IF(socket, ARG_EQ(0, AF_INET6), "the connection to a tcp:[v6] target"),
+	ALLOW(connect, "to the target"),
+	ALLOW(setsockopt, "TCP_NODELAY and buffer sizes"),
+	ALLOW(sendmsg, "messages and RAM pages to the target"),
+	ALLOW(sendto, "as sendmsg"),
+	ALLOW(recvfrom, "the target's replies (recv)"),
+	ALLOW(poll, "waiting for the socket, with a cancel check"),
+	ALLOW(ppoll, "as poll"),
+};
+
 /* The main thread waits for the VM to stop and, on a guest reboot, builds the
  * machine again: KVM VM and vCPUs, RAM, devices, disks, TAPs (all from kept
  * descriptors), then the console and the vCPU threads (via the spawner). */
@@ -468,6 +484,10 @@ static const struct sb_group sb_kinds[SANDBOX_KIND_NR][SB_MAX_GROUPS] = {
 			      RULES_IOCTLS(rules_console, ioctls_console) },
 	[SANDBOX_SAVE] = { RULES(rules_thread), RULES_IOCTLS(rules_disk_open, ioctls_disk_open),
 			   RULES_IOCTLS(rules_save, ioctls_save), SB_SANITIZER_RULES },
+	[SANDBOX_MIGRATE] = { RULES(rules_thread), RULES_IOCTLS(rules_disk_open, ioctls_disk_open),
+			      RULES_IOCTLS(rules_save, ioctls_save),
+			      RULES_IOCTLS(rules_dirty_log, ioctls_dirty_log), RULES(rules_migrate),
+			      SB_SANITIZER_RULES },
 	/* + every ALLOW rule of the other kinds: sb_add_kind */
 	[SANDBOX_SPAWNER] = { RULES(rules_thread), RULES(rules_spawner) },
 };

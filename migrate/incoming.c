@@ -1,0 +1,419 @@
+/* The target of a live migration (docs/migration.md): `kestrel run
+ * --incoming ADDR` listens, takes one connection and closes the listener,
+ * checks the source's HELLO (versions, configuration, CPUID against this
+ * host's KVM through cpuid_state_check) and then receives RAM into a memfd
+ * laid out exactly as a saved-state file (page i at ram_off + i * 4096).
+ * When STATE arrives it writes the header and the records there (the RAM
+ * record from what it received) and hands the memfd to the restore path,
+ * which checks it as it checks a file: a hostile or cut stream ends here,
+ * before anything is built, with one line and exit 2. The machine is built
+ * only after the source said SWITCH (it has let go of the disks), and the
+ * source learns the outcome (migrate_incoming_done) before the vCPUs start.
+ *
+ * RAM reaches the guest lazily: the machine maps the memfd privately
+ * (gm_map_file), so a page the guest only reads is shared with the memfd
+ * and one it writes is copied then. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "kestrel/clock.h"
+#include "kestrel/config.h"
+#include "kestrel/cpuid.h"
+#include "kestrel/crc32c.h"
+#include "kestrel/kvm_state.h"
+#include "kestrel/migrate.h"
+#include "kestrel/migrate_wire.h"
+#include "migrate_int.h"
+
+#define IN_TIMEOUT_MS  60000 /* the source silent this long: give up */
+#define IN_RECORDS_MAX (STREAM_RECORDS_MAX / 2)
+#define IN_RAM_OFF     ALIGN_UP((uint64_t)STREAM_HEADER_SIZE + STREAM_RECORDS_MAX, STREAM_PAGE)
+
+struct incoming {
+	const char *uri;
+	struct mig_conn c;
+	int memfd;
+	uint8_t *ram;        /* the memfd's RAM area, shared */
+	struct stream_ram r; /* pages received so far */
+	uint8_t *stale;      /* per chunk: its checksum is out of date */
+	uint8_t *state;      /* the STATE body */
+	uint64_t state_len;
+	uint64_t pages_in;
+};
+
+static int in_listen(const char *uri, char *err, size_t errlen)
+{
+	struct sockaddr_storage sa;
+	socklen_t len;
+	int one = 1, fd, ret = mig_addr(uri, &sa, &len, err, errlen);
+
+	if (ret)
+		return ret;
+	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "--incoming %s: socket: %s", uri, strerror(errno));
+		return -errno;
+	}
+	if (sa.ss_family != AF_UNIX)
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 1) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "--incoming %s: %s", uri, strerror(errno));
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* One connection, then the listener is gone (a unix socket's file too). */
+static int in_accept(const char *uri, char *err, size_t errlen)
+{
+	int lfd = in_listen(uri, err, errlen), fd;
+
+	if (lfd < 0)
+		return lfd;
+	kinfo("waiting for a migration on %s", uri);
+	do
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		snprintf(err, errlen, "--incoming %s: accept: %s", uri, strerror(errno));
+	close(lfd);
+	if (!strncmp(uri, "unix:", 5))
+		unlink(uri + 5);
+	if (fd >= 0)
+		mig_tune(fd);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The guest's CPUID must be one this host's KVM can give (the same check
+ * as a restore's; the table comes again with STATE and is checked again). */
+static int in_check_cpuid(struct mig_hello *h, unsigned ncpus, char *why, size_t whylen)
+{
+	struct kvm_cpuid2 **tabs = NULL, *sup = NULL;
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), ret;
+
+	if (kvm < 0) {
+		snprintf(why, whylen, "/dev/kvm: %s", strerror(errno));
+		return -errno;
+	}
+	ret = cpuid_get_supported(kvm, &sup);
+	close(kvm);
+	if (ret) {
+		snprintf(why, whylen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+		return ret;
+	}
+	if (cpuid_state_parse(&h->cpuid, ncpus, &tabs)) {
+		snprintf(why, whylen, "HELLO: malformed CPUID tables");
+		free(sup);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < ncpus && !ret; i++)
+		ret = cpuid_state_check(tabs[i], sup, why, whylen);
+	for (unsigned i = 0; i < ncpus; i++)
+		free(tabs[i]);
+	free(tabs);
+	free(sup);
+	return ret;
+}
+
+static int in_hello_check(struct incoming *in, struct mig_hello *h, char *why, size_t whylen)
+{
+	struct vm_config cfg;
+	char cerr[400];
+	int ret;
+
+	config_defaults(&cfg);
+	ret = config_load_json_text(&cfg, "the source's configuration", h->conf, strlen(h->conf),
+	                            cerr, sizeof(cerr));
+	if (ret)
+		snprintf(why, whylen, "%s", cerr);
+	if (!ret && (cfg.mem_size != h->ram_size || !cfg.cpus || cfg.cpus > 64)) {
+		snprintf(why, whylen, "HELLO: the configuration's RAM or vCPUs do not match");
+		ret = -EINVAL;
+	}
+	ret = ret ?: in_check_cpuid(h, cfg.cpus, why, whylen);
+	config_free(&cfg);
+	(void)in;
+	return ret;
+}
+
+static int in_setup_ram(struct incoming *in, const struct mig_hello *h, char *why, size_t whylen)
+{
+	int ret = stream_ram_init(&in->r, h->ram_size, h->ram_low, h->ram_high);
+
+	if (ret) {
+		snprintf(why, whylen, "out of memory");
+		return ret;
+	}
+	in->stale = calloc(in->r.nchunks, 1);
+	in->memfd = memfd_create("kestrel-incoming", MFD_CLOEXEC);
+	if (!in->stale || in->memfd < 0 ||
+	    ftruncate(in->memfd, (off_t)(IN_RAM_OFF + h->ram_size)) < 0) {
+		snprintf(why, whylen, "the incoming RAM: %s", strerror(errno));
+		return -ENOMEM;
+	}
+	in->ram = mmap(NULL, h->ram_size, PROT_READ | PROT_WRITE, MAP_SHARED, in->memfd,
+	               (off_t)IN_RAM_OFF);
+	if (in->ram == MAP_FAILED) {
+		in->ram = NULL;
+		snprintf(why, whylen, "mapping the incoming RAM: %s", strerror(errno));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int in_handshake(struct incoming *in, char *err, size_t errlen)
+{
+	uint8_t raw[MIG_HDR_SIZE], *body = NULL;
+	struct mig_hello h = { 0 };
+	struct mig_hdr hd;
+	char why[400] = "";
+	int ret = mig_recv(&in->c, raw, sizeof(raw));
+
+	if (ret) {
+		snprintf(err, errlen, "--incoming %s: the source sent no HELLO: %s", in->uri,
+		         strerror(-ret));
+		return ret;
+	}
+	ret = mig_hdr_decode(raw, 0, &hd, why, sizeof(why));
+	if (!ret && hd.type != MIG_HELLO) {
+		snprintf(why, sizeof(why), "not a kestrel migration stream (no HELLO)");
+		ret = -EINVAL;
+	}
+	ret = ret ?: mig_recv_body(&in->c, &hd, &body);
+	ret = ret ?: mig_hello_parse(body, hd.len, &h, why, sizeof(why));
+	ret = ret ?: in_hello_check(in, &h, why, sizeof(why));
+	ret = ret ?: in_setup_ram(in, &h, why, sizeof(why));
+	if (mig_send_reply(&in->c, ret, ret ? why : "ready") && !ret) {
+		snprintf(why, sizeof(why), "the source went away after its HELLO");
+		ret = -EPIPE;
+	}
+	if (ret)
+		snprintf(err, errlen, "--incoming %s: %s", in->uri, why[0] ? why : strerror(-ret));
+	mig_hello_free(&h);
+	free(body);
+	return ret;
+}
+
+static int in_pages(struct incoming *in, const struct mig_hdr *h, char *why, size_t whylen)
+{
+	uint8_t head[8];
+	uint64_t first, n;
+	int ret = mig_recv(&in->c, head, sizeof(head));
+
+	ret = ret ?: mig_pages_check(head, h->len, in->r.pages, &first, &n, why, whylen);
+	ret = ret ?: mig_recv(&in->c, in->ram + first * MIG_PAGE, n * MIG_PAGE);
+	if (ret)
+		return ret;
+	for (uint64_t pg = first; pg < first + n; pg++) {
+		if (!stream_ram_present(&in->r, pg)) {
+			in->r.bitmap[pg / 64] |= 1ull << (pg % 64);
+			in->r.present++;
+		}
+		in->stale[pg / STREAM_CHUNK_PAGES] = 1;
+	}
+	in->pages_in += n;
+	return 0;
+}
+
+/* The RAM record's checksums (docs/state.md) for chunks changed since. */
+static void in_refresh_crcs(struct incoming *in)
+{
+	for (uint64_t c = 0; c < in->r.nchunks; c++) {
+		uint64_t first = c * STREAM_CHUNK_PAGES;
+		uint64_t n = MIN((uint64_t)STREAM_CHUNK_PAGES, in->r.pages - first);
+		uint32_t crc = 0;
+
+		if (!in->stale[c])
+			continue;
+		for (uint64_t pg = first; pg < first + n; pg++)
+			if (stream_ram_present(&in->r, pg))
+				crc = crc32c(crc, in->ram + pg * MIG_PAGE, MIG_PAGE);
+		in->r.crc[c] = crc;
+		in->stale[c] = 0;
+	}
+}
+
+/* Pages and rounds until STATE. */
+static int in_receive(struct incoming *in, char *why, size_t whylen)
+{
+	for (;;) {
+		uint8_t raw[MIG_HDR_SIZE], round[4];
+		struct mig_hdr h;
+		int ret = mig_recv(&in->c, raw, sizeof(raw));
+
+		ret = ret ?: mig_hdr_decode(raw, IN_RECORDS_MAX, &h, why, whylen);
+		if (ret)
+			return ret;
+		switch (h.type) {
+		case MIG_PAGES: ret = in_pages(in, &h, why, whylen); break;
+		case MIG_ROUND:
+			ret = h.len == 4 ? mig_recv(&in->c, round, 4) : -EINVAL;
+			if (!ret)
+				in_refresh_crcs(in);
+			break;
+		case MIG_STATE: in->state_len = h.len; return mig_recv_body(&in->c, &h, &in->state);
+		default:
+			snprintf(why, whylen, "message type %u where pages or STATE belong",
+			         h.type);
+			return -EINVAL;
+		}
+		if (ret)
+			return ret;
+	}
+}
+
+/* Header and records (STATE, then the RAM record and END) at the memfd's
+ * start, as save.c writes a file. */
+static int in_write_file(struct incoming *in)
+{
+	struct state_buf b = { 0 };
+	uint8_t hdr[STREAM_HEADER_SIZE];
+	struct stream_header sh = { .version = STREAM_FORMAT_VERSION,
+		                    .records_off = STREAM_HEADER_SIZE,
+		                    .ram_off = IN_RAM_OFF,
+		                    .ram_len = in->r.ram_size };
+	size_t mark;
+	int ret;
+
+	in_refresh_crcs(in);
+	state_put_bytes(&b, in->state, in->state_len);
+	mark = stream_record_begin(&b, STREAM_RAM, 1);
+	stream_ram_put(&b, &in->r);
+	stream_record_end(&b, mark);
+	mark = stream_record_begin(&b, STREAM_END, 1);
+	stream_record_end(&b, mark);
+	if (b.error || b.len > STREAM_RECORDS_MAX) {
+		state_free(&b);
+		return -ENOMEM;
+	}
+	sh.records_len = b.len;
+	stream_header_encode(&sh, hdr);
+	ret = pwrite_full(in->memfd, b.data, b.len, STREAM_HEADER_SIZE);
+	ret = ret ?: pwrite_full(in->memfd, hdr, sizeof(hdr), 0);
+	state_free(&b);
+	return ret;
+}
+
+static void in_free(struct incoming *in)
+{
+	if (in->ram)
+		munmap(in->ram, in->r.ram_size);
+	if (in->memfd >= 0)
+		close(in->memfd);
+	if (in->c.fd >= 0)
+		close(in->c.fd);
+	stream_ram_free(&in->r);
+	free(in->stale);
+	free(in->state);
+}
+
+/* The source's last word from us: why we do not take the VM. */
+static void in_refuse(struct incoming *in, int ret, const char *why)
+{
+	if (mig_send_reply(&in->c, ret, why))
+		kdebug("incoming: the source is gone already");
+}
+
+/* After STATE: the whole stream checked as a file. The source hears about
+ * it (and lets go of the disks) only in migrate_incoming_switch, once the
+ * configuration and the worker's own setup have been accepted too. */
+static int in_finish(struct incoming *in, struct migrate_in **out, char *err, size_t errlen)
+{
+	char label[300];
+	int ret = in_write_file(in);
+
+	snprintf(label, sizeof(label), "incoming %s", in->uri);
+	if (ret) {
+		snprintf(err, errlen, "--incoming %s: the received state: %s", in->uri,
+		         strerror(-ret));
+		in_refuse(in, ret, err);
+		return ret;
+	}
+	ret = migrate_restore_open_fd(in->memfd, label, out, err, errlen);
+	in->memfd = -1; /* the restore owns it now */
+	if (ret) {
+		in_refuse(in, ret, err);
+		return ret;
+	}
+	(*out)->conn = in->c.fd;
+	in->c.fd = -1;
+	return 0;
+}
+
+int migrate_incoming_switch(struct migrate_in *in, char *err, size_t errlen)
+{
+	struct mig_conn c;
+	uint8_t raw[MIG_HDR_SIZE];
+	struct mig_hdr h;
+	char why[200];
+	int ret;
+
+	if (!in || in->conn < 0)
+		return 0;
+	c = (struct mig_conn){ .fd = in->conn, .timeout_ms = IN_TIMEOUT_MS };
+	ret = mig_send_reply(&c, 0, "received");
+	ret = ret ?: mig_recv(&c, raw, sizeof(raw));
+	ret = ret ?: mig_hdr_decode(raw, 0, &h, why, sizeof(why));
+	if (!ret && h.type != MIG_SWITCH)
+		ret = -EPROTO;
+	if (ret) {
+		snprintf(err, errlen, "--%s: the source did not hand over (%s); it keeps the VM",
+		         in->path, ret == -EPIPE ? "it closed the connection" : strerror(-ret));
+		return ret;
+	}
+	in->switch_ns = clock_mono_ns();
+	return 0;
+}
+
+int migrate_incoming(const char *uri, struct migrate_in **out, char *err, size_t errlen)
+{
+	struct incoming in = { .uri = uri,
+		               .memfd = -1,
+		               .c = { .fd = -1, .timeout_ms = IN_TIMEOUT_MS } };
+	char why[400] = "";
+	int ret;
+
+	*out = NULL;
+	in.c.fd = in_accept(uri, err, errlen);
+	if (in.c.fd < 0)
+		return in.c.fd;
+	ret = in_handshake(&in, err, errlen);
+	if (!ret) {
+		ret = in_receive(&in, why, sizeof(why));
+		if (ret)
+			snprintf(err, errlen, "--incoming %s: %s", uri,
+			         why[0]          ? why
+			         : ret == -EPIPE ? "the source closed the connection before the end"
+			                         : strerror(-ret));
+	}
+	ret = ret ?: in_finish(&in, out, err, errlen);
+	if (!ret)
+		kinfo("migration received from %s: %llu pages", uri,
+		      (unsigned long long)in.pages_in);
+	in_free(&in);
+	return ret;
+}
+
+void migrate_incoming_done(struct migrate_in *in, int rc, const char *msg)
+{
+	struct mig_conn c;
+
+	if (!in || in->conn < 0)
+		return;
+	c = (struct mig_conn){ .fd = in->conn, .timeout_ms = 5000 };
+	kdebug("incoming: machine %s %llu us after SWITCH", rc ? "failed" : "loaded",
+	       (unsigned long long)((clock_mono_ns() - in->switch_ns) / 1000));
+	if (mig_send_reply(&c, rc, rc ? msg : "running"))
+		kwarn("migration: the source did not take the last word");
+	close(in->conn);
+	in->conn = -1;
+}
