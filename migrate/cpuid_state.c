@@ -104,23 +104,28 @@ static const struct {
 } cpuid_features[] = {
 	{ 1, 0, CPUID_ECX, (1u << 31) | (1u << 27) | (1u << 24) },
 	{ 1, 0, CPUID_EDX, 1u << 28 },
-	{ 7, 0, CPUID_EBX, 0 }, { 7, 0, CPUID_ECX, 0 }, { 7, 0, CPUID_EDX, 0 },
+	{ 7, 0, CPUID_EBX, 0 },
+	{ 7, 0, CPUID_ECX, 0 },
+	{ 7, 0, CPUID_EDX, 0 },
 	{ 7, 1, CPUID_EAX, 0 },
-	{ 0xd, 0, CPUID_EAX, 0 }, { 0xd, 1, CPUID_EAX, 0 },
-	{ 0x80000001, 0, CPUID_ECX, 0 }, { 0x80000001, 0, CPUID_EDX, 0 },
-	{ 0x80000007, 0, CPUID_EDX, 0 }, { 0x80000008, 0, CPUID_EBX, 0 },
+	{ 0xd, 0, CPUID_EAX, 0 },
+	{ 0xd, 1, CPUID_EAX, 0 },
+	{ 0x80000001, 0, CPUID_ECX, 0 },
+	{ 0x80000001, 0, CPUID_EDX, 0 },
+	{ 0x80000007, 0, CPUID_EDX, 0 },
+	{ 0x80000008, 0, CPUID_EBX, 0 },
 };
 
-int cpuid_state_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *supported,
-		      char *err, size_t errlen)
+int cpuid_state_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *supported, char *err,
+		      size_t errlen)
 {
 	struct cpuid_names missing = { 0 };
 
 	for (size_t i = 0; i < ARRAY_SIZE(cpuid_features); i++) {
-		const struct kvm_cpuid_entry2 *s = cpuid_entry(saved, cpuid_features[i].fn,
-							       cpuid_features[i].idx);
-		const struct kvm_cpuid_entry2 *h = cpuid_entry(supported, cpuid_features[i].fn,
-							       cpuid_features[i].idx);
+		const struct kvm_cpuid_entry2 *s =
+			cpuid_entry(saved, cpuid_features[i].fn, cpuid_features[i].idx);
+		const struct kvm_cpuid_entry2 *h =
+			cpuid_entry(supported, cpuid_features[i].fn, cpuid_features[i].idx);
 		uint32_t want, have;
 
 		if (!s)

@@ -22,7 +22,7 @@
 
 struct disk_ident {
 	char *path;
-	uint8_t vhd;              /* 1: VHD (uuid set), 0: raw */
+	uint8_t vhd; /* 1: VHD (uuid set), 0: raw */
 	uint8_t readonly;
 	uint64_t size;
 	uint8_t uuid[16];
@@ -96,15 +96,17 @@ void disk_state_put(struct machine *m, struct state_buf *b)
 
 /* A snapshot's disk under a fresh differencing child: the child must
  * name the saved image as its parent and have its size. */
-static int disk_compare_child(const char *where, const struct disk_ident *saved,
-			      struct blk_dev *d, char *err, size_t errlen)
+static int disk_compare_child(const char *where, const struct disk_ident *saved, struct blk_dev *d,
+			      char *err, size_t errlen)
 {
 	uint8_t parent[16];
 
 	if (!saved->vhd || !blk_vhd_parent_uuid(d, parent) ||
 	    memcmp(parent, saved->uuid, sizeof(parent)) != 0 || d->size != saved->size) {
-		snprintf(err, errlen, "%s: not a differencing child of %s (the disk at %s "
-			 "when the snapshot was taken)", d->path, saved->path, where);
+		snprintf(err, errlen,
+			 "%s: not a differencing child of %s (the disk at %s "
+			 "when the snapshot was taken)",
+			 d->path, saved->path, where);
 		return -EINVAL;
 	}
 	return 0;
@@ -120,9 +122,11 @@ static int disk_compare(const char *where, const struct disk_ident *saved,
 			 now->path ? now->path : "?");
 		return -EINVAL;
 	}
-	if (saved->vhd != now->vhd || saved->size != now->size || saved->readonly != now->readonly) {
-		snprintf(err, errlen, "%s: was a %s%s disk of %llu bytes, is now a %s%s disk of %llu",
-			 now->path, saved->readonly ? "read-only " : "", saved->vhd ? "VHD" : "raw",
+	if (saved->vhd != now->vhd || saved->size != now->size ||
+	    saved->readonly != now->readonly) {
+		snprintf(err, errlen,
+			 "%s: was a %s%s disk of %llu bytes, is now a %s%s disk of %llu", now->path,
+			 saved->readonly ? "read-only " : "", saved->vhd ? "VHD" : "raw",
 			 (unsigned long long)saved->size, now->readonly ? "read-only " : "",
 			 now->vhd ? "VHD" : "raw", (unsigned long long)now->size);
 		return -EINVAL;
@@ -148,7 +152,8 @@ static int disk_check_one(struct state_buf *b, bool present, struct blk_dev *d, 
 	if (!present) {
 		if (!d)
 			return 0;
-		snprintf(err, errlen, "%s: no disk was at %s when the VM was saved", d->path, where);
+		snprintf(err, errlen, "%s: no disk was at %s when the VM was saved", d->path,
+			 where);
 		return -EINVAL;
 	}
 	saved.path = stream_get_str(b, DISK_PATH_MAX);

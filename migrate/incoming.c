@@ -40,10 +40,10 @@ struct incoming {
 	const char *uri;
 	struct mig_conn c;
 	int memfd;
-	uint8_t *ram;        /* the memfd's RAM area, shared */
+	uint8_t *ram;	     /* the memfd's RAM area, shared */
 	struct stream_ram r; /* pages received so far */
-	uint8_t *stale;      /* per chunk: its checksum is out of date */
-	uint8_t *state;      /* the STATE body */
+	uint8_t *stale;	     /* per chunk: its checksum is out of date */
+	uint8_t *state;	     /* the STATE body */
 	uint64_t state_len;
 	uint64_t pages_in;
 };
@@ -132,7 +132,7 @@ static int in_hello_check(struct incoming *in, struct mig_hello *h, char *why, s
 
 	config_defaults(&cfg);
 	ret = config_load_json_text(&cfg, "the source's configuration", h->conf, strlen(h->conf),
-	                            cerr, sizeof(cerr));
+				    cerr, sizeof(cerr));
 	if (ret)
 		snprintf(why, whylen, "%s", cerr);
 	if (!ret && (cfg.mem_size != h->ram_size || !cfg.cpus || cfg.cpus > 64)) {
@@ -161,7 +161,7 @@ static int in_setup_ram(struct incoming *in, const struct mig_hello *h, char *wh
 		return -ENOMEM;
 	}
 	in->ram = mmap(NULL, h->ram_size, PROT_READ | PROT_WRITE, MAP_SHARED, in->memfd,
-	               (off_t)IN_RAM_OFF);
+		       (off_t)IN_RAM_OFF);
 	if (in->ram == MAP_FAILED) {
 		in->ram = NULL;
 		snprintf(why, whylen, "mapping the incoming RAM: %s", strerror(errno));
@@ -180,7 +180,7 @@ static int in_handshake(struct incoming *in, char *err, size_t errlen)
 
 	if (ret) {
 		snprintf(err, errlen, "--incoming %s: the source sent no HELLO: %s", in->uri,
-		         strerror(-ret));
+			 strerror(-ret));
 		return ret;
 	}
 	ret = mig_hdr_decode(raw, 0, &hd, why, sizeof(why));
@@ -263,7 +263,7 @@ static int in_receive(struct incoming *in, char *why, size_t whylen)
 		case MIG_STATE: in->state_len = h.len; return mig_recv_body(&in->c, &h, &in->state);
 		default:
 			snprintf(why, whylen, "message type %u where pages or STATE belong",
-			         h.type);
+				 h.type);
 			return -EINVAL;
 		}
 		if (ret)
@@ -278,9 +278,9 @@ static int in_write_file(struct incoming *in)
 	struct state_buf b = { 0 };
 	uint8_t hdr[STREAM_HEADER_SIZE];
 	struct stream_header sh = { .version = STREAM_FORMAT_VERSION,
-		                    .records_off = STREAM_HEADER_SIZE,
-		                    .ram_off = IN_RAM_OFF,
-		                    .ram_len = in->r.ram_size };
+				    .records_off = STREAM_HEADER_SIZE,
+				    .ram_off = IN_RAM_OFF,
+				    .ram_len = in->r.ram_size };
 	size_t mark;
 	int ret;
 
@@ -334,7 +334,7 @@ static int in_finish(struct incoming *in, struct migrate_in **out, char *err, si
 	snprintf(label, sizeof(label), "incoming %s", in->uri);
 	if (ret) {
 		snprintf(err, errlen, "--incoming %s: the received state: %s", in->uri,
-		         strerror(-ret));
+			 strerror(-ret));
 		in_refuse(in, ret, err);
 		return ret;
 	}
@@ -367,7 +367,7 @@ int migrate_incoming_switch(struct migrate_in *in, char *err, size_t errlen)
 		ret = -EPROTO;
 	if (ret) {
 		snprintf(err, errlen, "--%s: the source did not hand over (%s); it keeps the VM",
-		         in->path, ret == -EPIPE ? "it closed the connection" : strerror(-ret));
+			 in->path, ret == -EPIPE ? "it closed the connection" : strerror(-ret));
 		return ret;
 	}
 	in->switch_ns = clock_mono_ns();
@@ -377,8 +377,8 @@ int migrate_incoming_switch(struct migrate_in *in, char *err, size_t errlen)
 int migrate_incoming(const char *uri, struct migrate_in **out, char *err, size_t errlen)
 {
 	struct incoming in = { .uri = uri,
-		               .memfd = -1,
-		               .c = { .fd = -1, .timeout_ms = IN_TIMEOUT_MS } };
+			       .memfd = -1,
+			       .c = { .fd = -1, .timeout_ms = IN_TIMEOUT_MS } };
 	char why[400] = "";
 	int ret;
 
@@ -391,9 +391,9 @@ int migrate_incoming(const char *uri, struct migrate_in **out, char *err, size_t
 		ret = in_receive(&in, why, sizeof(why));
 		if (ret)
 			snprintf(err, errlen, "--incoming %s: %s", uri,
-			         why[0]          ? why
-			         : ret == -EPIPE ? "the source closed the connection before the end"
-			                         : strerror(-ret));
+				 why[0]		 ? why
+				 : ret == -EPIPE ? "the source closed the connection before the end"
+						 : strerror(-ret));
 	}
 	ret = ret ?: in_finish(&in, out, err, errlen);
 	if (!ret)

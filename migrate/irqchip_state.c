@@ -20,26 +20,37 @@
 
 #define PIC_F(m) STATE_FIELD(struct kvm_pic_state, m)
 static const struct state_field pic_fields[] = {
-	PIC_F(last_irr),	   PIC_F(irr),
-	PIC_F(imr),		   PIC_F(isr),
-	PIC_F(priority_add),	   PIC_F(irq_base),
-	PIC_F(read_reg_select),	   PIC_F(poll),
-	PIC_F(special_mask),	   PIC_F(init_state),
-	PIC_F(auto_eoi),	   PIC_F(rotate_on_auto_eoi),
-	PIC_F(special_fully_nested_mode), PIC_F(init4),
-	PIC_F(elcr),		   PIC_F(elcr_mask),
+	PIC_F(last_irr),
+	PIC_F(irr),
+	PIC_F(imr),
+	PIC_F(isr),
+	PIC_F(priority_add),
+	PIC_F(irq_base),
+	PIC_F(read_reg_select),
+	PIC_F(poll),
+	PIC_F(special_mask),
+	PIC_F(init_state),
+	PIC_F(auto_eoi),
+	PIC_F(rotate_on_auto_eoi),
+	PIC_F(special_fully_nested_mode),
+	PIC_F(init4),
+	PIC_F(elcr),
+	PIC_F(elcr_mask),
 };
 
 #define IOAPIC_F(m) STATE_FIELD(struct kvm_ioapic_state, m)
 static const struct state_field ioapic_fields[] = {
-	IOAPIC_F(base_address), IOAPIC_F(ioregsel), IOAPIC_F(id), IOAPIC_F(irr),
+	IOAPIC_F(base_address),
+	IOAPIC_F(ioregsel),
+	IOAPIC_F(id),
+	IOAPIC_F(irr),
 };
 
 #define PIT_F(m) STATE_FIELD(struct kvm_pit_channel_state, m)
 static const struct state_field pit_channel_fields[] = {
-	PIT_F(count),	   PIT_F(latched_count), PIT_F(count_latched), PIT_F(status_latched),
-	PIT_F(status),	   PIT_F(read_state),	 PIT_F(write_state),   PIT_F(write_latch),
-	PIT_F(rw_mode),	   PIT_F(mode),		 PIT_F(bcd),	       PIT_F(gate),
+	PIT_F(count),	PIT_F(latched_count), PIT_F(count_latched), PIT_F(status_latched),
+	PIT_F(status),	PIT_F(read_state),    PIT_F(write_state),   PIT_F(write_latch),
+	PIT_F(rw_mode), PIT_F(mode),	      PIT_F(bcd),	    PIT_F(gate),
 };
 
 static int irqchip_get(int vm_fd, uint32_t id, struct kvm_irqchip *c)
@@ -171,9 +182,8 @@ int pit_state_parse(struct state_buf *b, struct vm_kvm_state *s)
 		 * 0xff: never programmed); RW modes 1-3 (0 until programmed);
 		 * KVM's read/write states RW_STATE_LSB..RW_STATE_WORD1 (1-4) or 0. */
 		ok &= c->count <= 0x10000 && (c->mode <= 5 || c->mode == 0xff) && c->rw_mode <= 3 &&
-		      c->read_state <= 4 &&
-		      c->write_state <= 4 && c->count_latched <= 3 && c->status_latched <= 1 &&
-		      c->bcd <= 1 && c->gate <= 1;
+		      c->read_state <= 4 && c->write_state <= 4 && c->count_latched <= 3 &&
+		      c->status_latched <= 1 && c->bcd <= 1 && c->gate <= 1;
 	}
 	s->pit.flags = state_get_u32(b);
 	ok &= !(s->pit.flags & ~(KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON));

@@ -70,9 +70,9 @@ int mig_addr(const char *uri, struct sockaddr_storage *sa, socklen_t *len, char 
 	return -EINVAL;
 bad_tcp:
 	snprintf(err, errlen,
-	         "%s: expected tcp:ADDR:PORT with a numeric IPv4 address or [IPv6] "
-	         "address and a port 1-65535",
-	         uri);
+		 "%s: expected tcp:ADDR:PORT with a numeric IPv4 address or [IPv6] "
+		 "address and a port 1-65535",
+		 uri);
 	return -EINVAL;
 }
 
@@ -216,9 +216,9 @@ int mig_recv_reply(struct mig_conn *c, char *err, size_t errlen)
 
 	if (ret) {
 		snprintf(err, errlen, "the target %s",
-		         ret == -EPIPE       ? "closed the connection"
-		         : ret == -ECANCELED ? "did not answer before the cancel"
-		                             : strerror(-ret));
+			 ret == -EPIPE	     ? "closed the connection"
+			 : ret == -ECANCELED ? "did not answer before the cancel"
+					     : strerror(-ret));
 		return ret;
 	}
 	ret = mig_hdr_decode(raw, 0, &h, err, errlen);

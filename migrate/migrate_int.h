@@ -15,22 +15,22 @@ struct machine;
 /* A stream being restored: a saved-state file, or what an incoming
  * migration received (incoming.c), which is the same layout in a memfd. */
 struct migrate_in {
-	char *path;     /* the file, or the incoming address (messages) */
-	int fd;         /* open only while reading: see restore_reopen */
-	bool keep_fd;   /* fd stays open (a memfd: no path to reopen) */
+	char *path;	/* the file, or the incoming address (messages) */
+	int fd;		/* open only while reading: see restore_reopen */
+	bool keep_fd;	/* fd stays open (a memfd: no path to reopen) */
 	struct stat st; /* the file as it was checked */
 	struct stream_header h;
 	uint8_t *area; /* the records */
 	struct stream_records recs;
 	struct stream_ram ram;
 	bool disk_children; /* migrate_restore_expect_children */
-	int conn;           /* incoming: the source's connection, else -1 */
+	int conn;	    /* incoming: the source's connection, else -1 */
 	uint64_t switch_ns; /* incoming: when SWITCH came (the debug log's timing) */
 };
 
 /* Open a stream already in fd (taken over, closed on error too). */
 int migrate_restore_open_fd(int fd, const char *label, struct migrate_in **out, char *err,
-                            size_t errlen) WARN_UNUSED;
+			    size_t errlen) WARN_UNUSED;
 /* save.c's pieces the live migration sends too. */
 char *save_config_json(struct machine *m);
 int save_cpuid(struct machine *m, struct state_buf *b) WARN_UNUSED;
@@ -38,7 +38,7 @@ int save_records(struct machine *m, struct state_buf *b, char *err, size_t errle
 
 struct ram_save {
 	const struct guest_mem *gm;
-	struct stream_ram *r;      /* filled: bitmap, count, checksums */
+	struct stream_ram *r; /* filled: bitmap, count, checksums */
 	int fd;
 	uint64_t ram_off;
 	int pagemap;
@@ -73,12 +73,12 @@ struct mig_conn {
 	int fd;
 	const bool *cancel;  /* set by another thread: give up */
 	uint64_t timeout_ms; /* silence longer than this fails (0: none) */
-	uint64_t sent;       /* bytes sent so far */
+	uint64_t sent;	     /* bytes sent so far */
 };
 
 /* tcp:ADDR:PORT (numeric, [v6] in brackets) or unix:PATH. */
 int mig_addr(const char *uri, struct sockaddr_storage *sa, socklen_t *len, char *err,
-             size_t errlen) WARN_UNUSED;
+	     size_t errlen) WARN_UNUSED;
 void mig_tune(int fd);
 int mig_sendv(struct mig_conn *c, struct iovec *iov, int n) WARN_UNUSED;
 int mig_recv(struct mig_conn *c, void *p, size_t n) WARN_UNUSED;

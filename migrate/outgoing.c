@@ -22,8 +22,8 @@
 #include "kestrel/migrate_wire.h"
 #include "migrate_int.h"
 
-#define OUT_TIMEOUT_MS        30000
-#define OUT_MAX_ROUNDS        300
+#define OUT_TIMEOUT_MS	      30000
+#define OUT_MAX_ROUNDS	      300
 #define OUT_THROTTLE_SLICE_NS 10000000ull /* the guest runs this long between naps */
 
 struct outgoing {
@@ -33,8 +33,8 @@ struct outgoing {
 	struct mig_conn c;
 	uint64_t pages;
 	uint64_t *dirty;   /* bit per RAM page: to send */
-	uint64_t *tmp;     /* one slot's bits */
-	uint64_t t0_ns;    /* the start, for the bandwidth limit */
+	uint64_t *tmp;	   /* one slot's bits */
+	uint64_t t0_ns;	   /* the start, for the bandwidth limit */
 	unsigned throttle; /* % of the time the vCPUs are parked */
 	uint64_t last_nap_ns;
 };
@@ -153,14 +153,14 @@ static long out_fetch_dirty(struct outgoing *out)
 }
 
 static void out_progress(struct outgoing *out, unsigned round, uint64_t remaining, uint64_t rate,
-                         uint64_t expect_ms)
+			 uint64_t expect_ms)
 {
 	struct migrate_progress p = { .round = round,
-		                      .transferred = out->c.sent,
-		                      .remaining = remaining,
-		                      .dirty_rate = rate,
-		                      .expected_downtime_ms = expect_ms,
-		                      .throttle_pct = out->throttle };
+				      .transferred = out->c.sent,
+				      .remaining = remaining,
+				      .dirty_rate = rate,
+				      .expected_downtime_ms = expect_ms,
+				      .throttle_pct = out->throttle };
 
 	if (out->o->progress)
 		out->o->progress(out->o->opaque, &p);
@@ -182,8 +182,8 @@ static int out_precopy(struct outgoing *out, char *err, size_t errlen)
 
 	if (ret) {
 		snprintf(err, errlen, "dirty logging: %s",
-		         ret == -EBUSY ? "already on (dirty-log start on the control socket?)"
-		                       : strerror(-ret));
+			 ret == -EBUSY ? "already on (dirty-log start on the control socket?)"
+				       : strerror(-ret));
 		return ret;
 	}
 	out_mark_nonzero(out);
@@ -194,9 +194,9 @@ static int out_precopy(struct outgoing *out, char *err, size_t errlen)
 		ret = out_send_dirty(out, &pages) ?: out_round_end(out, round);
 		if (ret) {
 			snprintf(err, errlen, "sending RAM: %s",
-			         ret == -ECANCELED                     ? "cancelled"
-			         : ret == -EPIPE || ret == -ECONNRESET ? "the target went away"
-			                                               : strerror(-ret));
+				 ret == -ECANCELED		       ? "cancelled"
+				 : ret == -EPIPE || ret == -ECONNRESET ? "the target went away"
+								       : strerror(-ret));
 			return ret;
 		}
 		ns = MAX(clock_mono_ns() - t, 1000ull);
@@ -217,10 +217,10 @@ static int out_precopy(struct outgoing *out, char *err, size_t errlen)
 			return 0;
 		if (round >= OUT_MAX_ROUNDS) {
 			snprintf(err, errlen,
-			         "did not converge in %u rounds (%llu KiB left, %llu ms "
-			         "expected downtime)",
-			         round, (unsigned long long)(left >> 10),
-			         (unsigned long long)expect);
+				 "did not converge in %u rounds (%llu KiB left, %llu ms "
+				 "expected downtime)",
+				 round, (unsigned long long)(left >> 10),
+				 (unsigned long long)expect);
 			return -ETIME;
 		}
 		/* Auto-converge: slower each round that brings no progress. */
@@ -244,8 +244,8 @@ static int out_stop_and_copy(struct outgoing *out, char *err, size_t errlen)
 	ret = machine_quiesce(m, 2000);
 	if (ret) {
 		snprintf(err, errlen, "%s",
-		         ret == -ETIMEDOUT ? "the vCPUs did not stop in time"
-		                           : "the VM is stopping");
+			 ret == -ETIMEDOUT ? "the vCPUs did not stop in time"
+					   : "the VM is stopping");
 		return ret;
 	}
 	out->res->quiesced = true;
@@ -333,7 +333,7 @@ static int out_connect(struct outgoing *out, char *err, size_t errlen)
 }
 
 int migrate_send(struct machine *m, const struct migrate_send_opts *o,
-                 struct migrate_send_result *res, char *err, size_t errlen)
+		 struct migrate_send_result *res, char *err, size_t errlen)
 {
 	struct outgoing out = {
 		.m = m,

@@ -49,7 +49,8 @@ static void chunk_candidates(int pagemap, const uint8_t *base, uint64_t npages, 
 	ssize_t want = (ssize_t)(npages * 8);
 
 	if (anon && pagemap >= 0 &&
-	    pread(pagemap, entries, (size_t)want, (off_t)((uintptr_t)base / STREAM_PAGE * 8)) == want)
+	    pread(pagemap, entries, (size_t)want, (off_t)((uintptr_t)base / STREAM_PAGE * 8)) ==
+		    want)
 		return;
 	for (uint64_t i = 0; i < npages; i++)
 		entries[i] = PAGEMAP_PRESENT;
@@ -81,7 +82,7 @@ static int ram_save_chunk(struct ram_save *rs, uint64_t chunk, uint64_t *entries
 		}
 		if (run)
 			ret = pwrite_full(rs->fd, ram + run_at * STREAM_PAGE, run * STREAM_PAGE,
-					rs->ram_off + run_at * STREAM_PAGE);
+					  rs->ram_off + run_at * STREAM_PAGE);
 		run = 0;
 	}
 	rs->r->crc[chunk] = crc;
@@ -121,7 +122,8 @@ static int ram_load_chunk(struct guest_mem *gm, int fd, uint64_t ram_off,
 
 		if (!stream_ram_present(r, pg))
 			continue;
-		ret = pread_full(fd, ram + pg * STREAM_PAGE, STREAM_PAGE, ram_off + pg * STREAM_PAGE);
+		ret = pread_full(fd, ram + pg * STREAM_PAGE, STREAM_PAGE,
+				 ram_off + pg * STREAM_PAGE);
 		if (ret)
 			return ret;
 		crc = crc32c(crc, ram + pg * STREAM_PAGE, STREAM_PAGE);
@@ -134,9 +136,12 @@ int ram_restore(struct guest_mem *gm, int fd, uint64_t ram_off, const struct str
 {
 	int ret;
 
-	if (r->ram_size != gm->ram_size || r->ram_low != gm->ram_low || r->ram_high != gm->ram_high) {
-		snprintf(err, errlen, "RAM: the file holds %llu bytes laid out %llu+%llu; the VM has "
-			 "%llu", (unsigned long long)r->ram_size, (unsigned long long)r->ram_low,
+	if (r->ram_size != gm->ram_size || r->ram_low != gm->ram_low ||
+	    r->ram_high != gm->ram_high) {
+		snprintf(err, errlen,
+			 "RAM: the file holds %llu bytes laid out %llu+%llu; the VM has "
+			 "%llu",
+			 (unsigned long long)r->ram_size, (unsigned long long)r->ram_low,
 			 (unsigned long long)r->ram_high, (unsigned long long)gm->ram_size);
 		return -EINVAL;
 	}
@@ -152,8 +157,8 @@ int ram_restore(struct guest_mem *gm, int fd, uint64_t ram_off, const struct str
 			snprintf(err, errlen, "RAM chunk %llu (guest RAM offset %#llx): %s",
 				 (unsigned long long)c,
 				 (unsigned long long)(c * STREAM_CHUNK_PAGES * STREAM_PAGE),
-				 ret == -EBADMSG ? "checksum mismatch (the file is damaged)" :
-				 strerror(-ret));
+				 ret == -EBADMSG ? "checksum mismatch (the file is damaged)"
+						 : strerror(-ret));
 			return ret == -EBADMSG ? -EINVAL : ret;
 		}
 	}

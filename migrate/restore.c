@@ -42,16 +42,17 @@ static int restore_load(struct migrate_in *in, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	in->st = st;
-	ret = (uint64_t)st.st_size < STREAM_HEADER_SIZE ? -EINVAL :
-	      pread_full(in->fd, hdr, sizeof(hdr), 0);
+	ret = (uint64_t)st.st_size < STREAM_HEADER_SIZE ? -EINVAL
+							: pread_full(in->fd, hdr, sizeof(hdr), 0);
 	ret = ret ?: stream_header_decode(hdr, (uint64_t)st.st_size, &in->h, why, sizeof(why));
 	if (!ret) {
 		in->area = malloc(in->h.records_len);
 		ret = in->area ? pread_full(in->fd, in->area, in->h.records_len, in->h.records_off)
 			       : -ENOMEM;
 	}
-	ret = ret ?: stream_records_parse(in->area, in->h.records_len, in->h.records_off,
-					  &in->recs, why, sizeof(why));
+	ret = ret
+		      ?: stream_records_parse(in->area, in->h.records_len, in->h.records_off,
+					      &in->recs, why, sizeof(why));
 	ret = ret ?: stream_ram_parse(&in->recs.ram, &in->ram, why, sizeof(why));
 	if (!ret && in->ram.ram_size != in->h.ram_len) {
 		snprintf(why, sizeof(why), "the RAM record says %llu bytes, the header %llu",
@@ -60,8 +61,10 @@ static int restore_load(struct migrate_in *in, char *err, size_t errlen)
 	}
 	if (ret)
 		snprintf(err, errlen, "--restore: %s: %s", in->path,
-			 why[0] ? why : (uint64_t)st.st_size < STREAM_HEADER_SIZE ?
-			 "not a kestrel saved-state file (too short)" : strerror(-ret));
+			 why[0] ? why
+			 : (uint64_t)st.st_size < STREAM_HEADER_SIZE
+				 ? "not a kestrel saved-state file (too short)"
+				 : strerror(-ret));
 	return ret;
 }
 
@@ -158,8 +161,7 @@ void migrate_restore_close(struct migrate_in *in)
 	free(in);
 }
 
-int migrate_restore_config(struct migrate_in *in, struct vm_config *cfg, char *err,
-			   size_t errlen)
+int migrate_restore_config(struct migrate_in *in, struct vm_config *cfg, char *err, size_t errlen)
 {
 	char label[300], *conf;
 	struct state_buf b;
@@ -178,9 +180,10 @@ int migrate_restore_config(struct migrate_in *in, struct vm_config *cfg, char *e
 	if (ret)
 		return ret;
 	if (cfg->cpus != in->recs.nvcpu || cfg->mem_size != in->ram.ram_size) {
-		snprintf(err, errlen, "--restore: %s: the configuration says %u vCPUs and %llu bytes "
-			 "of RAM, the file holds %u and %llu", in->path, cfg->cpus,
-			 (unsigned long long)cfg->mem_size, in->recs.nvcpu,
+		snprintf(err, errlen,
+			 "--restore: %s: the configuration says %u vCPUs and %llu bytes "
+			 "of RAM, the file holds %u and %llu",
+			 in->path, cfg->cpus, (unsigned long long)cfg->mem_size, in->recs.nvcpu,
 			 (unsigned long long)in->ram.ram_size);
 		return -EINVAL;
 	}
@@ -217,8 +220,8 @@ static int restore_cpuid(struct migrate_in *in, struct machine *m, char *err, si
 		}
 		if (ioctl(m->vm.vcpus[i].fd, KVM_SET_CPUID2, tabs[i]) < 0) {
 			ret = -errno;
-			snprintf(err, errlen, "--restore: %s: vCPU %u: KVM_SET_CPUID2: %s", in->path, i,
-				 strerror(errno));
+			snprintf(err, errlen, "--restore: %s: vCPU %u: KVM_SET_CPUID2: %s",
+				 in->path, i, strerror(errno));
 			break;
 		}
 		/* The vCPU keeps the table it now has: a later save writes it. */
@@ -303,9 +306,10 @@ static int restore_devices(struct migrate_in *in, struct machine *m, char *err, 
 	if (ret) {
 		snprintf(err, errlen, "--restore: %s: record DEVS at offset %llu: %s", in->path,
 			 (unsigned long long)in->recs.devs.off,
-			 ret == -ENOENT ? "a device this VM does not have" :
-			 ret == -ENODATA ? "a device of this VM is missing" :
-			 "a device's state is malformed or does not match this machine");
+			 ret == -ENOENT ? "a device this VM does not have"
+			 : ret == -ENODATA
+				 ? "a device of this VM is missing"
+				 : "a device's state is malformed or does not match this machine");
 		return ret;
 	}
 	ret = machine_resume(m);

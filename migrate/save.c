@@ -62,8 +62,9 @@ char *save_config_json(struct machine *m)
 
 		if (!d)
 			continue;
-		disks[n] = (struct config_disk){ .blk = d->opts, .path = d->path, .target = (int)t,
-						 .bus = CONFIG_BUS_SCSI };
+		disks[n] = (struct config_disk){
+			.blk = d->opts, .path = d->path, .target = (int)t, .bus = CONFIG_BUS_SCSI
+		};
 		disks[n].blk.format = blk_vhd_uuid(d, uuid) ? BLK_FMT_VHD : BLK_FMT_RAW;
 		disks[n].blk.readonly = d->opts.readonly;
 		n++;
@@ -195,11 +196,16 @@ static int save_file(struct machine *m, int fd, struct state_buf *b, struct stre
 	const struct guest_mem *gm = &m->vm.gm;
 	uint64_t records = b->len + 2 * STREAM_RECORD_HDR + stream_ram_body_size(gm->ram_size);
 	struct stream_header h = { .version = STREAM_FORMAT_VERSION,
-				   .records_off = STREAM_HEADER_SIZE, .records_len = records,
+				   .records_off = STREAM_HEADER_SIZE,
+				   .records_len = records,
 				   .ram_off = ALIGN_UP(STREAM_HEADER_SIZE + records, STREAM_PAGE),
 				   .ram_len = gm->ram_size };
-	struct ram_save rs = { .gm = gm, .r = ram, .fd = fd, .ram_off = h.ram_off,
-			       .progress = o->progress, .opaque = o->opaque };
+	struct ram_save rs = { .gm = gm,
+			       .r = ram,
+			       .fd = fd,
+			       .ram_off = h.ram_off,
+			       .progress = o->progress,
+			       .opaque = o->opaque };
 	uint8_t hdr[STREAM_HEADER_SIZE];
 	size_t mark;
 	int ret;
@@ -256,10 +262,13 @@ int migrate_snapshot_supported(const struct vm_config *cfg, char *err, size_t er
 	 * are switched to children (snapshot.c), so a writable IDE disk would
 	 * go on being written under every snapshot. A CD-ROM is never written. */
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
-		if (cfg->disks[i].bus != CONFIG_BUS_IDE || cfg->disks[i].media == CONFIG_MEDIA_CDROM)
+		if (cfg->disks[i].bus != CONFIG_BUS_IDE ||
+		    cfg->disks[i].media == CONFIG_MEDIA_CDROM)
 			continue;
-		snprintf(err, errlen, "%s is an IDE disk: snapshots cover virtio-scsi disks only "
-			 "(save and restore cover both)", cfg->disks[i].path);
+		snprintf(err, errlen,
+			 "%s is an IDE disk: snapshots cover virtio-scsi disks only "
+			 "(save and restore cover both)",
+			 cfg->disks[i].path);
 		return -ENOTSUP;
 	}
 	return migrate_config_supported(cfg, err, errlen);
@@ -284,7 +293,8 @@ int migrate_save(struct machine *m, const struct migrate_save_opts *o,
 		snprintf(err, errlen, "flushing the disks: %s", strerror(-ret));
 		return ret;
 	}
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%d", o->path, (int)getpid()) >= sizeof(tmp)) {
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%d", o->path, (int)getpid()) >=
+	    sizeof(tmp)) {
 		snprintf(err, errlen, "%s: path too long", o->path);
 		return -ENAMETOOLONG;
 	}

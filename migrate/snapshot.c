@@ -32,12 +32,12 @@
 #include "kestrel/virtio_scsi.h"
 
 #define SNAP_FILE_MAX 255
-#define SNAP_TREE_MAX 4096          /* snapshots in one tree */
+#define SNAP_TREE_MAX 4096 /* snapshots in one tree */
 #define SNAP_JSON_MAX (4u << 20)
 
 struct snap_disk {
 	unsigned target;
-	char file[SNAP_FILE_MAX + 1];   /* a plain name inside the VM directory */
+	char file[SNAP_FILE_MAX + 1]; /* a plain name inside the VM directory */
 };
 
 struct snap_node {
@@ -49,8 +49,8 @@ struct snap_node {
 };
 
 struct snap_tree {
-	unsigned seq;                   /* numbers the children */
-	struct snap_node cur;           /* the position: name "", parent, the disks in use */
+	unsigned seq;	      /* numbers the children */
+	struct snap_node cur; /* the position: name "", parent, the disks in use */
 	unsigned n;
 	struct snap_node *nodes;
 	unsigned nlinks;
@@ -59,7 +59,8 @@ struct snap_tree {
 
 static bool snap_name_ok(const char *s)
 {
-	static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+	static const char ok[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
 	size_t n = strlen(s);
 
 	return n >= 1 && n <= SNAP_NAME_MAX && strspn(s, ok) == n && s[0] != '.' && s[0] != '-';
@@ -128,7 +129,8 @@ static int snap_disks_parse(json_object *arr, struct snap_node *n)
 		int64_t target;
 
 		if (!json_object_is_type(d, json_type_object) ||
-		    !json_object_object_get_ex(d, "target", &t) || !json_object_is_type(t, json_type_int) ||
+		    !json_object_object_get_ex(d, "target", &t) ||
+		    !json_object_is_type(t, json_type_int) ||
 		    snap_str(d, "file", n->disks[i].file, sizeof(n->disks[i].file), false) ||
 		    !snap_file_ok(n->disks[i].file))
 			return -EINVAL;
@@ -150,11 +152,13 @@ static int snap_node_parse(json_object *o, struct snap_node *n, bool cur)
 	memset(n, 0, sizeof(*n));
 	if (!json_object_is_type(o, json_type_object))
 		return -EINVAL;
-	if ((!cur && (snap_str(o, "name", n->name, sizeof(n->name), false) || !snap_name_ok(n->name))) ||
+	if ((!cur &&
+	     (snap_str(o, "name", n->name, sizeof(n->name), false) || !snap_name_ok(n->name))) ||
 	    snap_str(o, "parent", n->parent, sizeof(n->parent), true) ||
 	    (n->parent[0] && !snap_name_ok(n->parent)))
 		return -EINVAL;
-	if (!cur && json_object_object_get_ex(o, "created", &v) && json_object_is_type(v, json_type_int))
+	if (!cur && json_object_object_get_ex(o, "created", &v) &&
+	    json_object_is_type(v, json_type_int))
 		n->created = json_object_get_int64(v);
 	return json_object_object_get_ex(o, "disks", &v) ? snap_disks_parse(v, n) : -EINVAL;
 }
@@ -196,9 +200,11 @@ static int snap_tree_parse(json_object *root, struct snap_tree *t)
 	for (size_t i = 0; i < n; i++)
 		if (snap_node_parse(json_object_array_get_idx(arr, i), &t->nodes[t->n++], false))
 			return -EINVAL;
-	if (json_object_object_get_ex(root, "links", &arr) && json_object_is_type(arr, json_type_array)) {
+	if (json_object_object_get_ex(root, "links", &arr) &&
+	    json_object_is_type(arr, json_type_array)) {
 		n = json_object_array_length(arr);
-		if (n > SNAP_TREE_MAX * SNAP_DISKS || !(t->links = calloc(n + 1, sizeof(*t->links))))
+		if (n > SNAP_TREE_MAX * SNAP_DISKS ||
+		    !(t->links = calloc(n + 1, sizeof(*t->links))))
 			return -EINVAL;
 		for (size_t i = 0; i < n; i++) {
 			json_object *l = json_object_array_get_idx(arr, i);
@@ -206,7 +212,8 @@ static int snap_tree_parse(json_object *root, struct snap_tree *t)
 			if (!json_object_is_type(l, json_type_string) ||
 			    !snap_file_ok(json_object_get_string(l)))
 				return -EINVAL;
-			snprintf(t->links[t->nlinks++], SNAP_FILE_MAX + 1, "%s", json_object_get_string(l));
+			snprintf(t->links[t->nlinks++], SNAP_FILE_MAX + 1, "%s",
+				 json_object_get_string(l));
 		}
 	}
 	return snap_tree_check(t);
@@ -231,7 +238,8 @@ static int snap_tree_load(const char *dir, struct snap_tree *t, char *err, size_
 		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
-	root = len < SNAP_JSON_MAX && !memchr(buf, '\0', len) ? json_tokener_parse((char *)buf) : NULL;
+	root = len < SNAP_JSON_MAX && !memchr(buf, '\0', len) ? json_tokener_parse((char *)buf)
+							      : NULL;
 	free(buf);
 	ret = root ? snap_tree_parse(root, t) : -EINVAL;
 	json_object_put(root);
@@ -262,7 +270,8 @@ static json_object *snap_node_json(const struct snap_node *n, bool cur)
 
 	if (!cur)
 		json_object_object_add(o, "name", json_object_new_string(n->name));
-	json_object_object_add(o, "parent", n->parent[0] ? json_object_new_string(n->parent) : NULL);
+	json_object_object_add(o, "parent",
+			       n->parent[0] ? json_object_new_string(n->parent) : NULL);
 	if (!cur)
 		json_object_object_add(o, "created", json_object_new_int64(n->created));
 	json_object_object_add(o, "disks", snap_disks_json(n));
@@ -290,7 +299,7 @@ static int snap_tree_save(const char *dir, const struct snap_tree *t, char *err,
 {
 	json_object *o = snap_tree_json(t);
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						       JSON_C_TO_STRING_NOSLASHESCAPE);
+								  JSON_C_TO_STRING_NOSLASHESCAPE);
 	char path[PATH_MAX], tmp[PATH_MAX + 16];
 	size_t len = strlen(s);
 	int fd, ret = 0;
@@ -341,15 +350,19 @@ int snapshot_vm_dir(struct machine *m, char *dir, size_t len, char *err, size_t 
 		if (!d)
 			continue;
 		if (!blk_vhd_uuid(d, uuid)) {
-			snprintf(err, errlen, "target %u (%s) is a raw disk: raw and pass-through disks "
-				 "cannot be snapshotted (use a VHD)", t, d->path);
+			snprintf(err, errlen,
+				 "target %u (%s) is a raw disk: raw and pass-through disks "
+				 "cannot be snapshotted (use a VHD)",
+				 t, d->path);
 			return -ENOTSUP;
 		}
 		rp = realpath(d->path, NULL);
 		here = rp ? dirname(rp) : NULL;
 		if (!here || (any && strcmp(here, dir) != 0)) {
-			snprintf(err, errlen, "%s: every disk of a VM with snapshots must be in one "
-				 "folder (%s)", d->path, any ? dir : "?");
+			snprintf(err, errlen,
+				 "%s: every disk of a VM with snapshots must be in one "
+				 "folder (%s)",
+				 d->path, any ? dir : "?");
 			free(rp);
 			return -EINVAL;
 		}
@@ -385,7 +398,8 @@ static bool snap_same_disks(const struct snap_node *a, const struct snap_node *b
 	if (a->ndisks != b->ndisks)
 		return false;
 	for (unsigned i = 0; i < a->ndisks; i++)
-		if (a->disks[i].target != b->disks[i].target || strcmp(a->disks[i].file, b->disks[i].file))
+		if (a->disks[i].target != b->disks[i].target ||
+		    strcmp(a->disks[i].file, b->disks[i].file))
 			return false;
 	return true;
 }
@@ -430,8 +444,8 @@ static int snap_make_child(const char *dir, const char *parent, unsigned *seq, c
 
 /* Target t onto a new child of its image; the old image closed. On failure
  * the old one is opened again and put back. */
-static int snap_switch(struct machine *m, const char *dir, unsigned t, unsigned *seq,
-		       char *file, char *err, size_t errlen)
+static int snap_switch(struct machine *m, const char *dir, unsigned t, unsigned *seq, char *file,
+		       char *err, size_t errlen)
 {
 	struct device *scsi = machine_find_device(m, "scsi0");
 	struct blk_dev *old = snap_disk(m, t), *nb = NULL, *dummy;
@@ -447,7 +461,8 @@ static int snap_switch(struct machine *m, const char *dir, unsigned t, unsigned 
 	/* The child opens its parent shared; the VM holds it exclusively. */
 	blk_close(old);
 	ret = oldfile ? snap_make_child(dir, basename(oldfile), seq, file, SNAP_FILE_MAX + 1, err,
-				       errlen) : -errno;
+					errlen)
+		      : -errno;
 	snprintf(cpath, sizeof(cpath), "%s/%s", dir, file);
 	if (!ret) {
 		o.path = cpath;
@@ -488,7 +503,7 @@ static int snap_switch_back(struct machine *m, const char *dir, unsigned t, cons
 	o.owned = NULL;
 	o.format = BLK_FMT_VHD;
 	o.path = ppath;
-	blk_close(cur);   /* the child holds its parent open: close it first */
+	blk_close(cur); /* the child holds its parent open: close it first */
 	ret = blk_open(&nb, &o, why, sizeof(why));
 	if (ret) {
 		kerr("snapshot: target %u: %s does not open again (%s); it stays on %s", t, ppath,
@@ -519,11 +534,12 @@ int snapshot_create(struct machine *m, const char *name, char *err, size_t errle
 	nodes = NULL;
 
 	if (!snap_name_ok(name)) {
-		snprintf(err, errlen, "'%.80s' is not a snapshot name (1 to 64 of A-Z a-z 0-9 _ . -)",
-			 name);
+		snprintf(err, errlen,
+			 "'%.80s' is not a snapshot name (1 to 64 of A-Z a-z 0-9 _ . -)", name);
 		return -EINVAL;
 	}
-	ret = snapshot_vm_dir(m, dir, sizeof(dir), err, errlen) ?: snap_tree_load(dir, &t, err, errlen);
+	ret = snapshot_vm_dir(m, dir, sizeof(dir), err, errlen)
+		      ?: snap_tree_load(dir, &t, err, errlen);
 	if (ret)
 		return ret;
 	memset(&now, 0, sizeof(now));
@@ -532,10 +548,10 @@ int snapshot_create(struct machine *m, const char *name, char *err, size_t errle
 		snprintf(err, errlen, "a snapshot named %s exists", name);
 		ret = -EEXIST;
 	} else if (t.n == 0 && t.cur.ndisks == 0) {
-		t.cur = now;   /* the first snapshot of this VM */
+		t.cur = now; /* the first snapshot of this VM */
 	} else if (!snap_same_disks(&t.cur, &now)) {
-		snprintf(err, errlen, "%s/snapshots.json does not describe the disks this VM runs on",
-			 dir);
+		snprintf(err, errlen,
+			 "%s/snapshots.json does not describe the disks this VM runs on", dir);
 		ret = -EINVAL;
 	}
 	snprintf(state, sizeof(state), "%s/snapshots", dir);
@@ -556,8 +572,8 @@ int snapshot_create(struct machine *m, const char *name, char *err, size_t errle
 		t.nodes[t.n].created = (long long)time(NULL);
 	}
 	while (!ret && done < now.ndisks) {
-		ret = snap_switch(m, dir, now.disks[done].target, &t.seq, t.cur.disks[done].file, err,
-				  errlen);
+		ret = snap_switch(m, dir, now.disks[done].target, &t.seq, t.cur.disks[done].file,
+				  err, errlen);
 		done += !ret;
 	}
 	if (!ret) {
@@ -603,8 +619,8 @@ static bool snap_file_used(const struct snap_tree *t, const char *file)
 	return false;
 }
 
-int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_apply *a,
-			   char *err, size_t errlen)
+int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_apply *a, char *err,
+			   size_t errlen)
 {
 	struct snap_tree t;
 	struct snap_node *s, next = { 0 };
@@ -612,7 +628,8 @@ int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_
 	int ret;
 
 	memset(a, 0, sizeof(*a));
-	ret = snapshot_vm_dir(m, dir, sizeof(dir), err, errlen) ?: snap_tree_load(dir, &t, err, errlen);
+	ret = snapshot_vm_dir(m, dir, sizeof(dir), err, errlen)
+		      ?: snap_tree_load(dir, &t, err, errlen);
 	if (ret)
 		return ret;
 	s = snap_find(&t, name);
@@ -690,12 +707,13 @@ static unsigned snap_all_files(const struct snap_tree *t, const char **out, unsi
 {
 	unsigned n = 0;
 
-#define SNAP_ADD(f) do { \
-		bool seen_ = false; \
-		for (unsigned k_ = 0; k_ < n; k_++) \
+#define SNAP_ADD(f)                                     \
+	do {                                            \
+		bool seen_ = false;                     \
+		for (unsigned k_ = 0; k_ < n; k_++)     \
 			seen_ |= !strcmp(out[k_], (f)); \
-		if (!seen_ && n < max) \
-			out[n++] = (f); \
+		if (!seen_ && n < max)                  \
+			out[n++] = (f);                 \
 	} while (0)
 	for (unsigned i = 0; i < t->n; i++)
 		for (unsigned k = 0; k < t->nodes[i].ndisks; k++)
@@ -718,7 +736,8 @@ static unsigned snap_all_files(const struct snap_tree *t, const char **out, unsi
 static int snap_children(const char *dir, const struct snap_tree *t, const char *file,
 			 const char **child)
 {
-	const char **all = calloc((size_t)t->n * SNAP_DISKS + t->nlinks + SNAP_DISKS + 1, sizeof(*all));
+	const char **all =
+		calloc((size_t)t->n * SNAP_DISKS + t->nlinks + SNAP_DISKS + 1, sizeof(*all));
 	struct snap_ids me, o;
 	int n = 0, ret;
 	unsigned total;
@@ -780,9 +799,10 @@ static void snap_collapse(const char *dir, struct snap_tree *t)
 			i++;
 			continue;
 		}
-		memmove(t->links[i], t->links[i + 1], (size_t)(t->nlinks - i - 1) * sizeof(*t->links));
+		memmove(t->links[i], t->links[i + 1],
+			(size_t)(t->nlinks - i - 1) * sizeof(*t->links));
 		t->nlinks--;
-		i = 0;   /* its parent may have lost its last child */
+		i = 0; /* its parent may have lost its last child */
 	}
 }
 
@@ -881,7 +901,8 @@ int snapshot_list(const char *dir, json_object *out, char *err, size_t errlen)
 	if (ret)
 		return ret;
 	o = snap_tree_json(&t);
-	json_object_object_foreach(o, k, v) {
+	json_object_object_foreach(o, k, v)
+	{
 		if (strcmp(k, "version") && strcmp(k, "seq"))
 			json_object_object_add(out, k, json_object_get(v));
 	}
@@ -901,13 +922,17 @@ static void snap_print_tree(json_object *list)
 	json_object_object_get_ex(list, "current", &cur);
 	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
 		json_object *s = json_object_array_get_idx(arr, i);
-		const char *name = json_object_object_get_ex(s, "name", &v) ? json_object_get_string(v) : "?";
-		const char *parent = json_object_object_get_ex(s, "parent", &v) && v ?
-				     json_object_get_string(v) : "-";
+		const char *name =
+			json_object_object_get_ex(s, "name", &v) ? json_object_get_string(v) : "?";
+		const char *parent = json_object_object_get_ex(s, "parent", &v) && v
+					     ? json_object_get_string(v)
+					     : "-";
 
 		printf("%-24s parent %-24s%s\n", name, parent,
 		       cur && json_object_object_get_ex(cur, "parent", &v) && v &&
-		       !strcmp(json_object_get_string(v), name) ? "  <- current" : "");
+				       !strcmp(json_object_get_string(v), name)
+			       ? "  <- current"
+			       : "");
 	}
 }
 
@@ -945,8 +970,8 @@ int snapshot_tool_main(int argc, char **argv)
 
 		ret = snapshot_list(dir, o, err, sizeof(err));
 		if (!ret && json)
-			puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-							       JSON_C_TO_STRING_NOSLASHESCAPE));
+			puts(json_object_to_json_string_ext(
+				o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 		else if (!ret)
 			snap_print_tree(o);
 		json_object_put(o);

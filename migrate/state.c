@@ -8,7 +8,7 @@
 
 #include "kestrel/state.h"
 
-#define STATE_MIN_CAP 64
+#define STATE_MIN_CAP	  64
 #define STATE_SECTION_HDR 12
 
 /* Make room for n more bytes; false (and the sticky error) on failure. */
@@ -51,10 +51,22 @@ static void state_put_le(struct state_buf *b, uint64_t v, unsigned n)
 		b->data[b->len++] = (uint8_t)(v >> (8 * i));
 }
 
-void state_put_u8(struct state_buf *b, uint8_t v) { state_put_le(b, v, 1); }
-void state_put_u16(struct state_buf *b, uint16_t v) { state_put_le(b, v, 2); }
-void state_put_u32(struct state_buf *b, uint32_t v) { state_put_le(b, v, 4); }
-void state_put_u64(struct state_buf *b, uint64_t v) { state_put_le(b, v, 8); }
+void state_put_u8(struct state_buf *b, uint8_t v)
+{
+	state_put_le(b, v, 1);
+}
+void state_put_u16(struct state_buf *b, uint16_t v)
+{
+	state_put_le(b, v, 2);
+}
+void state_put_u32(struct state_buf *b, uint32_t v)
+{
+	state_put_le(b, v, 4);
+}
+void state_put_u64(struct state_buf *b, uint64_t v)
+{
+	state_put_le(b, v, 8);
+}
 
 void state_put_bytes(struct state_buf *b, const void *p, size_t n)
 {
@@ -88,10 +100,22 @@ static uint64_t state_get_le(struct state_buf *b, unsigned n)
 	return v;
 }
 
-uint8_t state_get_u8(struct state_buf *b) { return (uint8_t)state_get_le(b, 1); }
-uint16_t state_get_u16(struct state_buf *b) { return (uint16_t)state_get_le(b, 2); }
-uint32_t state_get_u32(struct state_buf *b) { return (uint32_t)state_get_le(b, 4); }
-uint64_t state_get_u64(struct state_buf *b) { return state_get_le(b, 8); }
+uint8_t state_get_u8(struct state_buf *b)
+{
+	return (uint8_t)state_get_le(b, 1);
+}
+uint16_t state_get_u16(struct state_buf *b)
+{
+	return (uint16_t)state_get_le(b, 2);
+}
+uint32_t state_get_u32(struct state_buf *b)
+{
+	return (uint32_t)state_get_le(b, 4);
+}
+uint64_t state_get_u64(struct state_buf *b)
+{
+	return state_get_le(b, 8);
+}
 
 void state_get_bytes(struct state_buf *b, void *p, size_t n)
 {
@@ -119,10 +143,22 @@ void state_put_fields(struct state_buf *b, const void *s, const struct state_fie
 		uint64_t u64;
 
 		switch (f[i].size) {
-		case 1: memcpy(&u8, p, 1); state_put_le(b, u8, 1); break;
-		case 2: memcpy(&u16, p, 2); state_put_le(b, u16, 2); break;
-		case 4: memcpy(&u32, p, 4); state_put_le(b, u32, 4); break;
-		case 8: memcpy(&u64, p, 8); state_put_le(b, u64, 8); break;
+		case 1:
+			memcpy(&u8, p, 1);
+			state_put_le(b, u8, 1);
+			break;
+		case 2:
+			memcpy(&u16, p, 2);
+			state_put_le(b, u16, 2);
+			break;
+		case 4:
+			memcpy(&u32, p, 4);
+			state_put_le(b, u32, 4);
+			break;
+		case 8:
+			memcpy(&u64, p, 8);
+			state_put_le(b, u64, 8);
+			break;
 		default: state_put_bytes(b, p, f[i].size);
 		}
 	}
@@ -143,9 +179,18 @@ void state_get_fields(struct state_buf *b, void *s, const struct state_field *f,
 		}
 		v = state_get_le(b, f[i].size);
 		switch (f[i].size) {
-		case 1: u8 = (uint8_t)v; memcpy(p, &u8, 1); break;
-		case 2: u16 = (uint16_t)v; memcpy(p, &u16, 2); break;
-		case 4: u32 = (uint32_t)v; memcpy(p, &u32, 4); break;
+		case 1:
+			u8 = (uint8_t)v;
+			memcpy(p, &u8, 1);
+			break;
+		case 2:
+			u16 = (uint16_t)v;
+			memcpy(p, &u16, 2);
+			break;
+		case 4:
+			u32 = (uint32_t)v;
+			memcpy(p, &u32, 4);
+			break;
 		default: memcpy(p, &v, 8);
 		}
 	}

@@ -90,8 +90,10 @@ int stream_header_decode(const uint8_t in[STREAM_HEADER_SIZE], uint64_t file_siz
 		return stream_err(err, errlen, "header: RAM area at %llu (%llu bytes) is misplaced",
 				  (unsigned long long)h->ram_off, (unsigned long long)h->ram_len);
 	if (h->ram_off + h->ram_len > file_size)
-		return stream_err(err, errlen, "the file is %llu bytes, its header says %llu: "
-				  "truncated", (unsigned long long)file_size,
+		return stream_err(err, errlen,
+				  "the file is %llu bytes, its header says %llu: "
+				  "truncated",
+				  (unsigned long long)file_size,
 				  (unsigned long long)(h->ram_off + h->ram_len));
 	return 0;
 }
@@ -130,9 +132,9 @@ void stream_record_end(struct state_buf *b, size_t mark)
 		return;
 	}
 	put_le32(b->data + mark + 8, (uint32_t)body);
-	put_le32(b->data + mark + 12, stream_record_crc(b->data + mark,
-							b->data + mark + STREAM_RECORD_HDR,
-							(uint32_t)body));
+	put_le32(b->data + mark + 12,
+		 stream_record_crc(b->data + mark, b->data + mark + STREAM_RECORD_HDR,
+				   (uint32_t)body));
 }
 
 void stream_record_reader(const struct stream_record *r, struct state_buf *b)
@@ -146,10 +148,10 @@ static const struct {
 	uint32_t tag, max_version;
 	unsigned min, max;
 } stream_order[] = {
-	{ STREAM_KVER, 1, 1, 1 }, { STREAM_CONF, 1, 1, 1 }, { STREAM_CPUI, 1, 1, 1 },
+	{ STREAM_KVER, 1, 1, 1 },  { STREAM_CONF, 1, 1, 1 }, { STREAM_CPUI, 1, 1, 1 },
 	{ STREAM_VCPU, 1, 1, 64 }, { STREAM_IRQC, 1, 1, 1 }, { STREAM_PIT2, 1, 1, 1 },
-	{ STREAM_CLCK, 1, 1, 1 }, { STREAM_DEVS, 1, 1, 1 }, { STREAM_DISK, 1, 1, 1 },
-	{ STREAM_RAM, 1, 1, 1 }, { STREAM_END, 1, 1, 1 },
+	{ STREAM_CLCK, 1, 1, 1 },  { STREAM_DEVS, 1, 1, 1 }, { STREAM_DISK, 1, 1, 1 },
+	{ STREAM_RAM, 1, 1, 1 },   { STREAM_END, 1, 1, 1 },
 };
 
 static struct stream_record *stream_slot(struct stream_records *out, uint32_t tag)
@@ -165,7 +167,8 @@ static struct stream_record *stream_slot(struct stream_records *out, uint32_t ta
 	case STREAM_DISK: return &out->disk;
 	case STREAM_RAM: return &out->ram;
 	case STREAM_END: return &out->end;
-	case STREAM_VCPU: return out->nvcpu < ARRAY_SIZE(out->vcpu) ? &out->vcpu[out->nvcpu++] : NULL;
+	case STREAM_VCPU:
+		return out->nvcpu < ARRAY_SIZE(out->vcpu) ? &out->vcpu[out->nvcpu++] : NULL;
 	default: return NULL;
 	}
 }
@@ -184,14 +187,17 @@ static int stream_record_at(const uint8_t *area, uint64_t len, uint64_t pos, uin
 	r->len = get_le32(area + pos + 8);
 	r->off = base + pos;
 	if (r->len > len - pos - STREAM_RECORD_HDR)
-		return stream_err(err, errlen, "record %s at offset %llu: %u bytes run past the "
-				  "end", stream_tag_name(r->tag, name),
-				  (unsigned long long)r->off, r->len);
+		return stream_err(err, errlen,
+				  "record %s at offset %llu: %u bytes run past the "
+				  "end",
+				  stream_tag_name(r->tag, name), (unsigned long long)r->off,
+				  r->len);
 	r->body = area + pos + STREAM_RECORD_HDR;
 	if (get_le32(area + pos + 12) != stream_record_crc(area + pos, r->body, r->len))
-		return stream_err(err, errlen, "record %s at offset %llu: checksum mismatch "
-				  "(the file is damaged)", stream_tag_name(r->tag, name),
-				  (unsigned long long)r->off);
+		return stream_err(err, errlen,
+				  "record %s at offset %llu: checksum mismatch "
+				  "(the file is damaged)",
+				  stream_tag_name(r->tag, name), (unsigned long long)r->off);
 	return 0;
 }
 
@@ -216,14 +222,16 @@ int stream_records_parse(const uint8_t *area, uint64_t len, uint64_t base,
 			count = 0;
 		}
 		if (step == ARRAY_SIZE(stream_order) || stream_order[step].tag != r.tag)
-			return stream_err(err, errlen, "record %s at offset %llu: unknown or out of "
-					  "order", stream_tag_name(r.tag, name),
-					  (unsigned long long)r.off);
+			return stream_err(err, errlen,
+					  "record %s at offset %llu: unknown or out of "
+					  "order",
+					  stream_tag_name(r.tag, name), (unsigned long long)r.off);
 		if (r.version == 0 || r.version > stream_order[step].max_version)
-			return stream_err(err, errlen, "record %s at offset %llu: version %u, this "
-					  "kestrel reads 1 to %u", stream_tag_name(r.tag, name),
-					  (unsigned long long)r.off, r.version,
-					  stream_order[step].max_version);
+			return stream_err(err, errlen,
+					  "record %s at offset %llu: version %u, this "
+					  "kestrel reads 1 to %u",
+					  stream_tag_name(r.tag, name), (unsigned long long)r.off,
+					  r.version, stream_order[step].max_version);
 		if (++count > stream_order[step].max || !(slot = stream_slot(out, r.tag)))
 			return stream_err(err, errlen, "record %s at offset %llu: too many",
 					  stream_tag_name(r.tag, name), (unsigned long long)r.off);

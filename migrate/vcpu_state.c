@@ -22,13 +22,14 @@
 #include "kestrel/kvm_state.h"
 
 #define VCPU_F_ALL (VCPU_F_XSAVE | VCPU_F_XCRS | VCPU_F_DEBUGREGS)
-#define VCPU_EVENTS_VALID (KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR | \
-			   KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_SMM | \
-			   KVM_VCPUEVENT_VALID_PAYLOAD | KVM_VCPUEVENT_VALID_TRIPLE_FAULT)
+#define VCPU_EVENTS_VALID                                                                     \
+	(KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR |                  \
+	 KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_SMM | KVM_VCPUEVENT_VALID_PAYLOAD | \
+	 KVM_VCPUEVENT_VALID_TRIPLE_FAULT)
 /* x86's MP states: RUNNABLE, UNINITIALIZED, INIT_RECEIVED, HALTED, SIPI_RECEIVED. */
 #define VCPU_MP_STATE_MAX KVM_MP_STATE_SIPI_RECEIVED
 /* Denied as Firecracker denies it: Linux does not export IA32_MCG_CTL. */
-#define MSR_IA32_MCG_CTL 0x17b
+#define MSR_IA32_MCG_CTL  0x17b
 
 /* ---- KVM ---- */
 
@@ -43,9 +44,14 @@ static int msr_cmp(const void *a, const void *b)
  * (KVM_GET_MSRS stops at the first one it cannot read). */
 static int vcpu_caps_msrs(int kvm_fd, int probe_fd, struct vcpu_caps *caps)
 {
-	struct { struct kvm_msr_list l; uint32_t idx[VCPU_MSRS_MAX]; } list = {
-		.l.nmsrs = VCPU_MSRS_MAX };
-	struct { struct kvm_msrs h; struct kvm_msr_entry e[VCPU_MSRS_MAX]; } m;
+	struct {
+		struct kvm_msr_list l;
+		uint32_t idx[VCPU_MSRS_MAX];
+	} list = { .l.nmsrs = VCPU_MSRS_MAX };
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[VCPU_MSRS_MAX];
+	} m;
 	uint32_t n = 0;
 
 	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0)
@@ -65,7 +71,7 @@ static int vcpu_caps_msrs(int kvm_fd, int probe_fd, struct vcpu_caps *caps)
 		if (got < 0)
 			return -errno;
 		start += (uint32_t)got;
-		if (start < n) {   /* drop the one it refused */
+		if (start < n) { /* drop the one it refused */
 			memmove(&caps->msrs[start], &caps->msrs[start + 1],
 				(n - start - 1) * sizeof(caps->msrs[0]));
 			n--;
@@ -106,8 +112,10 @@ static int vcpu_get_fpu(int fd, const struct vcpu_caps *caps, struct vcpu_state 
 
 static int vcpu_get_msrs(int fd, const struct vcpu_caps *caps, struct vcpu_state *s)
 {
-	struct { struct kvm_msrs h; struct kvm_msr_entry e[VCPU_MSRS_MAX]; } m = {
-		.h.nmsrs = caps->nmsrs };
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[VCPU_MSRS_MAX];
+	} m = { .h.nmsrs = caps->nmsrs };
 	int got;
 
 	for (uint32_t i = 0; i < caps->nmsrs; i++)
@@ -122,12 +130,12 @@ static int vcpu_get_msrs(int fd, const struct vcpu_caps *caps, struct vcpu_state
 	return 0;
 }
 
-#define VCPU_GET(req, arg, name)                                   \
-	do {                                                       \
-		if (!ret && ioctl(fd, req, arg) < 0) {             \
-			ret = -errno;                              \
-			*what = name;                              \
-		}                                                  \
+#define VCPU_GET(req, arg, name)                       \
+	do {                                           \
+		if (!ret && ioctl(fd, req, arg) < 0) { \
+			ret = -errno;                  \
+			*what = name;                  \
+		}                                      \
 	} while (0)
 
 int vcpu_state_get(int fd, const struct vcpu_caps *caps, uint32_t index, struct vcpu_state *s,
@@ -171,8 +179,8 @@ int vcpu_state_get(int fd, const struct vcpu_caps *caps, uint32_t index, struct 
 
 /* Every saved MSR must be one this host lists: an unknown index in a
  * stream is refused rather than handed to KVM. */
-static int vcpu_msrs_known(const struct vcpu_caps *caps, const struct vcpu_state *s,
-			   char *err, size_t errlen)
+static int vcpu_msrs_known(const struct vcpu_caps *caps, const struct vcpu_state *s, char *err,
+			   size_t errlen)
 {
 	for (uint32_t i = 0; i < s->nmsrs; i++) {
 		uint32_t idx = s->msrs[i].index;
@@ -186,8 +194,8 @@ static int vcpu_msrs_known(const struct vcpu_caps *caps, const struct vcpu_state
 	return 0;
 }
 
-static int vcpu_parts_match(const struct vcpu_caps *caps, const struct vcpu_state *s,
-			    char *err, size_t errlen)
+static int vcpu_parts_match(const struct vcpu_caps *caps, const struct vcpu_state *s, char *err,
+			    size_t errlen)
 {
 	if (!(s->flags & VCPU_F_XSAVE) != !caps->xsave_size ||
 	    ((s->flags & VCPU_F_XSAVE) && s->xsave_len != caps->xsave_size)) {
@@ -204,19 +212,21 @@ static int vcpu_parts_match(const struct vcpu_caps *caps, const struct vcpu_stat
 	return vcpu_msrs_known(caps, s, err, errlen);
 }
 
-#define VCPU_SET(req, arg, name)                                                    \
-	do {                                                                        \
-		if (!ret && ioctl(fd, req, arg) < 0) {                              \
-			ret = -errno;                                               \
-			snprintf(err, errlen, "vCPU %u: " name ": %s", s->index,    \
-				 strerror(errno));                                  \
-		}                                                                   \
+#define VCPU_SET(req, arg, name)                                                                   \
+	do {                                                                                       \
+		if (!ret && ioctl(fd, req, arg) < 0) {                                             \
+			ret = -errno;                                                              \
+			snprintf(err, errlen, "vCPU %u: " name ": %s", s->index, strerror(errno)); \
+		}                                                                                  \
 	} while (0)
 
 int vcpu_state_set(int fd, const struct vcpu_caps *caps, const struct vcpu_state *s, char *err,
 		   size_t errlen)
 {
-	struct { struct kvm_msrs h; struct kvm_msr_entry e[VCPU_MSRS_MAX]; } m;
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[VCPU_MSRS_MAX];
+	} m;
 	struct kvm_mp_state mp = { .mp_state = s->mp_state };
 	struct kvm_lapic_state lapic;
 	int ret = vcpu_parts_match(caps, s, err, errlen), set;
@@ -260,31 +270,33 @@ void vcpu_state_free(struct vcpu_state *s)
 #define SEG_F(m) STATE_FIELD(struct kvm_segment, m)
 static const struct state_field seg_fields[] = {
 	SEG_F(base), SEG_F(limit), SEG_F(selector), SEG_F(type), SEG_F(present), SEG_F(dpl),
-	SEG_F(db),   SEG_F(s),     SEG_F(l),        SEG_F(g),    SEG_F(avl),     SEG_F(unusable),
+	SEG_F(db),   SEG_F(s),	   SEG_F(l),	    SEG_F(g),	 SEG_F(avl),	 SEG_F(unusable),
 };
 
 static bool seg_ok(const struct kvm_segment *g)
 {
-	return g->type <= 15 && g->dpl <= 3 && (g->present | g->db | g->s | g->l | g->g | g->avl |
-						g->unusable) <= 1;
+	return g->type <= 15 && g->dpl <= 3 &&
+	       (g->present | g->db | g->s | g->l | g->g | g->avl | g->unusable) <= 1;
 }
 
 static struct kvm_segment *sregs_seg(struct kvm_sregs *r, int i)
 {
-	struct kvm_segment *segs[] = { &r->cs, &r->ds, &r->es, &r->fs, &r->gs, &r->ss, &r->tr,
-				       &r->ldt };
+	struct kvm_segment *segs[] = { &r->cs, &r->ds, &r->es, &r->fs,
+				       &r->gs, &r->ss, &r->tr, &r->ldt };
 
 	return segs[i];
 }
 
 /* The sregs after their eight segments. */
 #define SREGS_F(m) STATE_FIELD(struct kvm_sregs, m)
+/* clang-format off */
 static const struct state_field sregs_fields[] = {
 	SREGS_F(gdt.base), SREGS_F(gdt.limit), SREGS_F(idt.base), SREGS_F(idt.limit),
 	SREGS_F(cr0),	   SREGS_F(cr2),       SREGS_F(cr3),	  SREGS_F(cr4),
 	SREGS_F(cr8),	   SREGS_F(efer),      SREGS_F(apic_base), SREGS_F(interrupt_bitmap[0]),
 	SREGS_F(interrupt_bitmap[1]), SREGS_F(interrupt_bitmap[2]), SREGS_F(interrupt_bitmap[3]),
 };
+/* clang-format on */
 _Static_assert(sizeof(((struct kvm_sregs *)0)->interrupt_bitmap) == 4 * 8, "interrupt_bitmap");
 
 static void sregs_put(struct state_buf *b, const struct kvm_sregs *r)
@@ -319,17 +331,18 @@ static const struct state_field regs_fields[] = {
 /* The legacy FPU, when the host has no XSAVE. */
 #define FPU_F(m) STATE_FIELD(struct kvm_fpu, m)
 static const struct state_field fpu_fields[] = {
-	FPU_F(fpr),	    FPU_F(fcw),	    FPU_F(fsw), FPU_F(ftwx), FPU_F(last_opcode),
+	FPU_F(fpr),	FPU_F(fcw),	FPU_F(fsw), FPU_F(ftwx),  FPU_F(last_opcode),
 	FPU_F(last_ip), FPU_F(last_dp), FPU_F(xmm), FPU_F(mxcsr),
 };
 
 #define DREGS_F(m) STATE_FIELD(struct kvm_debugregs, m)
 static const struct state_field dregs_fields[] = {
-	DREGS_F(db[0]), DREGS_F(db[1]), DREGS_F(db[2]),	 DREGS_F(db[3]),
+	DREGS_F(db[0]), DREGS_F(db[1]), DREGS_F(db[2]), DREGS_F(db[3]),
 	DREGS_F(dr6),	DREGS_F(dr7),	DREGS_F(flags),
 };
 
 #define EV_F(m) STATE_FIELD(struct kvm_vcpu_events, m)
+/* clang-format off */
 static const struct state_field events_fields[] = {
 	EV_F(exception.injected), EV_F(exception.nr),	   EV_F(exception.has_error_code),
 	EV_F(exception.pending),  EV_F(exception.error_code), EV_F(interrupt.injected),
@@ -339,6 +352,7 @@ static const struct state_field events_fields[] = {
 	EV_F(smi.pending),	  EV_F(smi.smm_inside_nmi), EV_F(smi.latched_init),
 	EV_F(triple_fault.pending), EV_F(exception_has_payload), EV_F(exception_payload),
 };
+/* clang-format on */
 
 static bool events_get(struct state_buf *b, struct kvm_vcpu_events *e)
 {

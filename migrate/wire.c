@@ -52,7 +52,7 @@ static uint64_t mig_max_len(uint32_t type, uint64_t records_max)
 }
 
 int mig_hdr_decode(const uint8_t in[MIG_HDR_SIZE], uint64_t records_max, struct mig_hdr *h,
-                   char *err, size_t errlen)
+		   char *err, size_t errlen)
 {
 	uint64_t w = get_le64(in);
 	uint32_t reserved = (uint32_t)(w >> 32);
@@ -65,15 +65,15 @@ int mig_hdr_decode(const uint8_t in[MIG_HDR_SIZE], uint64_t records_max, struct 
 		return mig_err(err, errlen, "message type %u: reserved field set", h->type);
 	if (h->len > mig_max_len(h->type, records_max))
 		return mig_err(err, errlen, "message type %u: %llu bytes, at most %llu", h->type,
-		               (unsigned long long)h->len,
-		               (unsigned long long)mig_max_len(h->type, records_max));
+			       (unsigned long long)h->len,
+			       (unsigned long long)mig_max_len(h->type, records_max));
 	return 0;
 }
 
 /* ---- HELLO ---- */
 
 void mig_hello_put(struct state_buf *b, uint64_t ram_size, uint64_t ram_low, uint64_t ram_high,
-                   const char *conf)
+		   const char *conf)
 {
 	state_put_bytes(b, MIG_MAGIC, MIG_MAGIC_LEN);
 	state_put_u32(b, MIG_PROTO_VERSION);
@@ -98,10 +98,10 @@ int mig_hello_parse(const uint8_t *body, size_t len, struct mig_hello *h, char *
 	h->stream_version = state_get_u32(&b);
 	if (b.error || h->proto != MIG_PROTO_VERSION)
 		return mig_err(err, errlen, "migration protocol version %u: this kestrel speaks %u",
-		               h->proto, MIG_PROTO_VERSION);
+			       h->proto, MIG_PROTO_VERSION);
 	if (h->stream_version == 0 || h->stream_version > STREAM_FORMAT_VERSION)
 		return mig_err(err, errlen, "state format version %u: this kestrel reads 1 to %u",
-		               h->stream_version, STREAM_FORMAT_VERSION);
+			       h->stream_version, STREAM_FORMAT_VERSION);
 	h->ram_size = state_get_u64(&b);
 	h->ram_low = state_get_u64(&b);
 	h->ram_high = state_get_u64(&b);
@@ -124,17 +124,17 @@ void mig_hello_free(struct mig_hello *h)
 /* ---- PAGES ---- */
 
 int mig_pages_check(const uint8_t head[8], uint64_t len, uint64_t pages, uint64_t *first,
-                    uint64_t *n, char *err, size_t errlen)
+		    uint64_t *n, char *err, size_t errlen)
 {
 	if (len < 8 + MIG_PAGE || (len - 8) % MIG_PAGE)
 		return mig_err(err, errlen, "PAGES: %llu bytes is not whole pages",
-		               (unsigned long long)len);
+			       (unsigned long long)len);
 	*first = get_le64(head);
 	*n = (len - 8) / MIG_PAGE;
 	if (*first >= pages || *n > pages - *first)
 		return mig_err(err, errlen, "PAGES: pages %llu+%llu lie outside RAM (%llu pages)",
-		               (unsigned long long)*first, (unsigned long long)*n,
-		               (unsigned long long)pages);
+			       (unsigned long long)*first, (unsigned long long)*n,
+			       (unsigned long long)pages);
 	return 0;
 }
 

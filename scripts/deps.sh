@@ -18,6 +18,8 @@ PACKAGES=(
 	# tests: libFuzzer harnesses (tests/fuzz/run.sh: clang, and its fuzzer and
 	# sanitizer runtimes, only "recommended" by clang); bc for scripts/bench/vhd.sh
 	clang libclang-rt-14-dev bc
+	# tests: every C file is formatted as .clang-format says (tests/format-check.sh)
+	clang-format
 	# benchmarks: fio is the ceiling in scripts/bench/disk.sh
 	fio
 	# the VNC server (--display vnc=) and the VNC test client: libvncserver and

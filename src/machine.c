@@ -42,9 +42,7 @@ static int machine_open_serial(struct machine *m, char *err, size_t errlen)
 {
 	m->serial_out_fd = -1;
 	switch (m->cfg->serial) {
-	case SERIAL_STDIO:
-		m->serial_out_fd = STDOUT_FILENO;
-		return 0;
+	case SERIAL_STDIO: m->serial_out_fd = STDOUT_FILENO; return 0;
 	case SERIAL_FILE:
 		/* Truncated once: a reboot writes on after the last boot's output. */
 		m->serial_out_fd = sandbox_open(m->cfg->serial_path,
@@ -58,8 +56,7 @@ static int machine_open_serial(struct machine *m, char *err, size_t errlen)
 		}
 		m->own_serial_out = true;
 		return 0;
-	case SERIAL_NONE:
-		return 0;
+	case SERIAL_NONE: return 0;
 	}
 	return 0;
 }
@@ -112,12 +109,17 @@ static bool machine_has_ide(const struct vm_config *cfg)
 static struct device *machine_pci_host(struct machine *m)
 {
 	struct pci_board board = {
-		.pio = &m->vm.pio, .mmio = &m->vm.mmio, .gm = &m->vm.gm,
-		.irq_set = vm_irq_set, .irq_opaque = &m->vm, .intx = &m->pci_intx,
+		.pio = &m->vm.pio,
+		.mmio = &m->vm.mmio,
+		.gm = &m->vm.gm,
+		.irq_set = vm_irq_set,
+		.irq_opaque = &m->vm,
+		.intx = &m->pci_intx,
 	};
 
 	if (machine_has_ide(m->cfg)) {
-		struct piix3_conf pc = { .irq_set = vm_irq_set, .irq_opaque = &m->vm,
+		struct piix3_conf pc = { .irq_set = vm_irq_set,
+					 .irq_opaque = &m->vm,
 					 .pirq_gsi_base = BOARD_PCI_INTX_GSI_BASE };
 
 		m->piix3 = piix3_create(&pc);
@@ -143,11 +145,18 @@ static int machine_create_devices(struct machine *m, char *err, size_t errlen)
 	m->irq_mouse = machine_irq(m, BOARD_IRQ_MOUSE);
 	m->irq_sci = machine_irq(m, BOARD_IRQ_SCI);
 
-	ret = ret ?: machine_add(m, uart_create(&m->irq_com1, m->serial_out_fd), "com1", err, errlen);
-	ret = ret ?: machine_add(m, rtc_create(&m->irq_rtc, wall_time, low, high), "rtc", err, errlen);
-	ret = ret ?: machine_add(m, i8042_create(&m->irq_kbd, &m->irq_mouse, &m->vm.ctl), "i8042", err, errlen);
-	ret = ret ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, clock_mono_ns), "pm",
-				 err, errlen);
+	ret = ret
+		      ?: machine_add(m, uart_create(&m->irq_com1, m->serial_out_fd), "com1", err,
+				     errlen);
+	ret = ret
+		      ?: machine_add(m, rtc_create(&m->irq_rtc, wall_time, low, high), "rtc", err,
+				     errlen);
+	ret = ret
+		      ?: machine_add(m, i8042_create(&m->irq_kbd, &m->irq_mouse, &m->vm.ctl),
+				     "i8042", err, errlen);
+	ret = ret
+		      ?: machine_add(m, acpi_pm_create(&m->irq_sci, &m->vm.ctl, clock_mono_ns),
+				     "pm", err, errlen);
 	ret = ret ?: machine_add(m, sink_create("post"), "post", err, errlen);
 	ret = ret ?: machine_add(m, machine_pci_host(m), "pci-host", err, errlen);
 
@@ -279,8 +288,8 @@ static int machine_ide_drives(struct machine *m, struct ide_drive_conf d[CONFIG_
 /* The channels and the controller, registered as "piix3-ide", "ide0",
  * "ide1" (after the bridge "piix3", so quiesce and destroy take the
  * channels first). ch[]: channels not registered yet, freed on failure. */
-static int machine_add_ide(struct machine *m, struct ide_drive_conf d[CONFIG_IDE_UNITS],
-			   char *err, size_t errlen)
+static int machine_add_ide(struct machine *m, struct ide_drive_conf d[CONFIG_IDE_UNITS], char *err,
+			   size_t errlen)
 {
 	static const char *const ids[2] = { "ide0", "ide1" };
 	static const uint32_t irqs[2] = { IDE_PRIMARY_IRQ, IDE_SECONDARY_IRQ };
@@ -306,15 +315,16 @@ static int machine_add_ide(struct machine *m, struct ide_drive_conf d[CONFIG_IDE
 		struct device *ch = pc.ch[c];
 
 		if (ch && !ret)
-			ret = machine_add(m, ch, ids[c], err, errlen);   /* frees it on failure */
+			ret = machine_add(m, ch, ids[c], err, errlen); /* frees it on failure */
 		else if (ch)
 			ch->ops->destroy(ch);
 	}
-	ret = ret ?: pci_host_add_fn(machine_find_device(m, "pci-host"), piix_ide_pci(ide),
-				     PIIX_SLOT, PIIX3_FN_IDE);
+	ret = ret
+		      ?: pci_host_add_fn(machine_find_device(m, "pci-host"), piix_ide_pci(ide),
+					 PIIX_SLOT, PIIX3_FN_IDE);
 	if (ret < 0 && !err[0])
-		snprintf(err, errlen, "PIIX3 IDE: cannot add 00:%02x.%d: %s", PIIX_SLOT, PIIX3_FN_IDE,
-			 strerror(-ret));
+		snprintf(err, errlen, "PIIX3 IDE: cannot add 00:%02x.%d: %s", PIIX_SLOT,
+			 PIIX3_FN_IDE, strerror(-ret));
 	return ret < 0 ? ret : 0;
 }
 
@@ -351,7 +361,8 @@ static int machine_create_ide(struct machine *m, char *err, size_t errlen)
 static int machine_add_tulip(struct machine *m, const struct config_net *c, const char *id,
 			     int slot, struct net_tap *tap, char *err, size_t errlen)
 {
-	struct tulip_board b = { .vm = &m->vm, .pci_host = machine_find_device(m, "pci-host"),
+	struct tulip_board b = { .vm = &m->vm,
+				 .pci_host = machine_find_device(m, "pci-host"),
 				 .slot = slot };
 	struct tulip_opts o = { .name = id, .vlan = c->vlan, .stats = m->cfg->stats };
 	struct device *dev;
@@ -365,8 +376,9 @@ static int machine_add_tulip(struct machine *m, const struct config_net *c, cons
 static int machine_add_virtio_net(struct machine *m, const struct config_net *c, const char *id,
 				  int slot, struct net_tap *tap, char *err, size_t errlen)
 {
-	struct virtio_net_opts o = { .name = id, .vlan = c->vlan, .queues = c->queues,
-				     .stats = m->cfg->stats };
+	struct virtio_net_opts o = {
+		.name = id, .vlan = c->vlan, .queues = c->queues, .stats = m->cfg->stats
+	};
 	struct virtio_model model;
 	int ret;
 
@@ -390,9 +402,9 @@ static int machine_create_network(struct machine *m, char *err, size_t errlen)
 			snprintf(err, errlen, "--net %s", terr);
 			return ret;
 		}
-		ret = c->model == CONFIG_NET_TULIP ?
-		      machine_add_tulip(m, c, id, slot, &tap, err, errlen) :
-		      machine_add_virtio_net(m, c, id, slot, &tap, err, errlen);
+		ret = c->model == CONFIG_NET_TULIP
+			      ? machine_add_tulip(m, c, id, slot, &tap, err, errlen)
+			      : machine_add_virtio_net(m, c, id, slot, &tap, err, errlen);
 		if (ret)
 			return ret;
 	}
@@ -437,8 +449,9 @@ static int machine_lfb_map(void *opaque, uint64_t old, uint64_t now, void *hva, 
 {
 	struct machine *m = opaque;
 	int id = __atomic_load_n(&m->vga_slot, __ATOMIC_ACQUIRE), ret = 0;
-	struct gm_slot_spec spec = { .name = "vga-vram", .gpa = now, .size = size,
-				     .flags = GM_SLOT_LOG_DIRTY, .hva = hva };
+	struct gm_slot_spec spec = {
+		.name = "vga-vram", .gpa = now, .size = size, .flags = GM_SLOT_LOG_DIRTY, .hva = hva
+	};
 
 	(void)old;
 	if (now == PCI_BAR_UNMAPPED) {
@@ -466,7 +479,7 @@ static long machine_lfb_dirty(void *opaque, uint64_t *bitmap, uint64_t nbits)
 	if (id < 0)
 		return 0;
 	n = gm_dirty_fetch(&m->vm.gm, id, bitmap, nbits, true);
-	return n == -ENOENT ? 0 : n;   /* unmapped meanwhile: a full redraw follows */
+	return n == -ENOENT ? 0 : n; /* unmapped meanwhile: a full redraw follows */
 }
 
 static int machine_vga_window(struct machine *m, char *err, size_t errlen)
@@ -482,7 +495,8 @@ static int machine_vga_window(struct machine *m, char *err, size_t errlen)
 
 static int machine_create_vga(struct machine *m, char *err, size_t errlen)
 {
-	struct vga_lfb_ops lfb = { .map = machine_lfb_map, .fetch_dirty = machine_lfb_dirty,
+	struct vga_lfb_ops lfb = { .map = machine_lfb_map,
+				   .fetch_dirty = machine_lfb_dirty,
 				   .opaque = m };
 	struct vga_opts o = { .vram_size = m->cfg->vga_mem, .lfb = &lfb };
 	struct device *vga = NULL;
@@ -498,7 +512,8 @@ static int machine_create_vga(struct machine *m, char *err, size_t errlen)
 	ret = machine_vga_rom(m->cfg, (uint8_t **)&o.rom, &o.rom_len, err, errlen);
 	if (ret)
 		return ret;
-	ret = vga_create(&o, machine_find_device(m, "pci-host"), MACHINE_SLOT_VGA, m->display, &vga);
+	ret = vga_create(&o, machine_find_device(m, "pci-host"), MACHINE_SLOT_VGA, m->display,
+			 &vga);
 	if (o.rom)
 		munmap((void *)o.rom, o.rom_len);
 	if (ret) {
@@ -554,8 +569,10 @@ static int machine_setup_pam(struct machine *m, char *err, size_t errlen)
 	const uint8_t *regs = m->fw.data ? pam_power_on : pam_after_post;
 	int ret;
 
-	ret = machine_add(m, pam_create(&m->vm.gm, alias ? m->fw.data + m->fw.size - alias : NULL,
-					alias, regs), "pam", err, errlen);
+	ret = machine_add(m,
+			  pam_create(&m->vm.gm, alias ? m->fw.data + m->fw.size - alias : NULL,
+				     alias, regs),
+			  "pam", err, errlen);
 	if (ret)
 		return ret;
 	ret = pci_host_set_pam(machine_find_device(m, "pci-host"), machine_find_device(m, "pam"),
@@ -570,8 +587,10 @@ static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
 	struct e820_entry e820[E820_MAX];
 	struct boot_cpu_state cpu;
 	struct boot_input in = {
-		.kernel = m->kernel, .kernel_len = m->kernel_len,
-		.initrd = m->initrd, .initrd_len = m->initrd_len,
+		.kernel = m->kernel,
+		.kernel_len = m->kernel_len,
+		.initrd = m->initrd,
+		.initrd_len = m->initrd_len,
 		.cmdline = m->cfg->cmdline ? m->cfg->cmdline : "",
 		.entry = m->cfg->boot_entry,
 		.rsdp = BOARD_ACPI_BASE,
@@ -583,7 +602,8 @@ static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
 	in.ne820 = boot_e820(&m->vm.gm, e820, E820_MAX);
 	ret = boot_load(&m->vm.gm, &in, &cpu, lerr, sizeof(lerr));
 	if (ret) {
-		snprintf(err, errlen, "--kernel: %s: %s", m->cfg->kernel, lerr[0] ? lerr : strerror(-ret));
+		snprintf(err, errlen, "--kernel: %s: %s", m->cfg->kernel,
+			 lerr[0] ? lerr : strerror(-ret));
 		return ret;
 	}
 	ret = vm_setup_boot_cpu(&m->vm, &cpu);
@@ -598,13 +618,16 @@ static int machine_load_kernel(struct machine *m, char *err, size_t errlen)
  * reset vector; writes (flash programming) are dropped and counted. */
 static int machine_map_firmware(struct machine *m, char *err, size_t errlen)
 {
-	int id = gm_slot_add(&m->vm.gm, &(struct gm_slot_spec){ .name = "firmware",
-			     .gpa = BOARD_FIRMWARE_END - m->fw.size, .size = m->fw.size,
-			     .flags = GM_SLOT_READONLY, .hva = m->fw.data });
+	int id = gm_slot_add(&m->vm.gm,
+			     &(struct gm_slot_spec){ .name = "firmware",
+						     .gpa = BOARD_FIRMWARE_END - m->fw.size,
+						     .size = m->fw.size,
+						     .flags = GM_SLOT_READONLY,
+						     .hva = m->fw.data });
 
 	if (id < 0)
-		snprintf(err, errlen, "--firmware: %s: mapping it below 4 GiB: %s", m->cfg->firmware,
-			 strerror(-id));
+		snprintf(err, errlen, "--firmware: %s: mapping it below 4 GiB: %s",
+			 m->cfg->firmware, strerror(-id));
 	return id < 0 ? id : 0;
 }
 
@@ -618,11 +641,16 @@ static int machine_fw_cfg_board(struct machine *m, struct device *fw)
 	uint8_t com1[2];
 	int ret;
 
-	e[n++] = (struct e820_entry){ BOARD_KVM_IDENTITY_MAP, BOARD_KVM_PRIVATE_SIZE, E820_RESERVED };
+	e[n++] = (struct e820_entry){ BOARD_KVM_IDENTITY_MAP, BOARD_KVM_PRIVATE_SIZE,
+				      E820_RESERVED };
 	ret = fw_cfg_add_board(fw, &(struct fw_cfg_board){
-		.ncpus = m->cfg->cpus, .ram_size = m->vm.gm.ram_size, .e820 = e, .ne820 = n,
-		.boot_menu = m->cfg->boot.menu, .boot_menu_wait_ms = (uint16_t)m->cfg->boot.menu_wait_ms,
-		.boot_fail_wait_ms = -1 });
+					   .ncpus = m->cfg->cpus,
+					   .ram_size = m->vm.gm.ram_size,
+					   .e820 = e,
+					   .ne820 = n,
+					   .boot_menu = m->cfg->boot.menu,
+					   .boot_menu_wait_ms = (uint16_t)m->cfg->boot.menu_wait_ms,
+					   .boot_fail_wait_ms = -1 });
 	put_le16(com1, BOARD_PORT_COM1);
 	return ret ?: fw_cfg_add_file(fw, "etc/sercon-port", com1, sizeof(com1));
 }
@@ -636,12 +664,14 @@ static int machine_fw_boot_order(struct machine *m, struct device *fw)
 		.scsi_slot = machine_find_device(m, "scsi0") ? MACHINE_SLOT_VIRTIO_SCSI : -1,
 		.ide_slot = machine_find_device(m, "piix3-ide") ? PIIX_SLOT : -1,
 		.ide_fn = PIIX3_FN_IDE,
-		.net_slot = machine_find_device(m, "net0") ? MACHINE_SLOT_VIRTIO_NET : -1 };
+		.net_slot = machine_find_device(m, "net0") ? MACHINE_SLOT_VIRTIO_NET : -1
+	};
 	struct fw_boot_dev d[CONFIG_MAX_DISKS + CONFIG_IDE_UNITS + CONFIG_MAX_NETS];
 	unsigned n = fw_boot_list(m->cfg, &b, d, ARRAY_SIZE(d));
 	struct rtc_cmos_board cmos = { .mem_below_4g = m->vm.gm.ram_low,
 				       .mem_above_4g = m->vm.gm.ram_high,
-				       .equipment = RTC_EQUIP_FPU, .floppy_sig_check = true,
+				       .equipment = RTC_EQUIP_FPU,
+				       .floppy_sig_check = true,
 				       .ncpus = m->cfg->cpus };
 	int ret;
 
@@ -657,9 +687,12 @@ static int machine_setup_fw_cfg(struct machine *m, char *err, size_t errlen)
 	int ret;
 
 	ret = machine_add(m, fw_cfg_create(&m->vm.gm), "fw-cfg", err, errlen);
-	ret = ret ?: attach(m, FW_CFG_PORT_SEL, FW_CFG_IO_LEN, "fw-cfg", FW_CFG_REGION_IO, err, errlen);
-	ret = ret ?: attach(m, FW_CFG_PORT_DMA, FW_CFG_DMA_LEN, "fw-cfg", FW_CFG_REGION_DMA, err,
-			    errlen);
+	ret = ret
+		      ?: attach(m, FW_CFG_PORT_SEL, FW_CFG_IO_LEN, "fw-cfg", FW_CFG_REGION_IO, err,
+				errlen);
+	ret = ret
+		      ?: attach(m, FW_CFG_PORT_DMA, FW_CFG_DMA_LEN, "fw-cfg", FW_CFG_REGION_DMA,
+				err, errlen);
 	if (ret)
 		return ret;
 	fw = machine_find_device(m, "fw-cfg");
@@ -691,8 +724,8 @@ static int machine_firmware_log(struct machine *m, char *err, size_t errlen)
 		}
 	}
 	return machine_add(m, debugcon_create(to_stderr ? STDERR_FILENO : log_fd, to_stderr),
-			   "debugcon", err, errlen) ?:
-	       attach(m, BOARD_PORT_DEBUGCON, 1, "debugcon", 0, err, errlen);
+			   "debugcon", err, errlen)
+		       ?: attach(m, BOARD_PORT_DEBUGCON, 1, "debugcon", 0, err, errlen);
 }
 
 /* Everything a firmware boot needs besides the board itself; the boot vCPU
@@ -768,8 +801,10 @@ static int machine_read_images(struct machine *m, char *err, size_t errlen)
 		return ret;
 	}
 	if (boot_detect(m->kernel, m->kernel_len) == BOOT_FMT_UNKNOWN) {
-		snprintf(err, errlen, "--kernel: %s: not a bzImage, an ELF vmlinux with a PVH note, "
-			 "or a Multiboot kernel", m->cfg->kernel);
+		snprintf(err, errlen,
+			 "--kernel: %s: not a bzImage, an ELF vmlinux with a PVH note, "
+			 "or a Multiboot kernel",
+			 m->cfg->kernel);
 		return -ENOEXEC;
 	}
 	if (!m->cfg->initrd)
@@ -807,8 +842,7 @@ static int machine_build(struct machine *m, const struct vm_config *cfg, bool bo
 	ret = boot || !cfg->kernel ? machine_read_images(m, err, errlen) : 0;
 	if (ret)
 		return ret;
-	ret = vm_create(&m->vm, cfg->mem_size, cfg->cpus, cfg->hugepages, cfg->cpu, err,
-			errlen);
+	ret = vm_create(&m->vm, cfg->mem_size, cfg->cpus, cfg->hugepages, cfg->cpu, err, errlen);
 	if (ret)
 		return ret;
 	ret = machine_open_serial(m, err, errlen);
@@ -869,7 +903,7 @@ void machine_destroy(struct machine *m)
 		if (ch)
 			ide_channel_print_stats(ch, 2 * c, stderr);
 	}
-	if (m->piix3)                   /* created, never registered (the host failed) */
+	if (m->piix3) /* created, never registered (the host failed) */
 		m->piix3->ops->destroy(m->piix3);
 	/* Reverse order: the PCI functions go before the host they sit on,
 	 * every device before the VM whose fds and memory it uses. */
@@ -881,7 +915,7 @@ void machine_destroy(struct machine *m)
 			(unsigned long long)display_refresh_count(m->display));
 	display_destroy(m->display);
 	vm_destroy(&m->vm);
-	fw_image_free(&m->fw);   /* after the VM: KVM's slot pointed at it */
+	fw_image_free(&m->fw); /* after the VM: KVM's slot pointed at it */
 	if (m->own_serial_out && m->serial_out_fd >= 0)
 		close(m->serial_out_fd);
 	unmap_images(m);

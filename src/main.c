@@ -67,8 +67,8 @@ static int machine_for_run(struct machine *m, const struct vm_config *cfg, struc
  * guest restarts, so a guest that keeps rebooting still times out. in: a
  * saved state to restore instead of booting. */
 static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_vm *cv,
-				    struct migrate_in *in, struct vnc *vnc, uint64_t deadline, int *code,
-				    int *fatal)
+				    struct migrate_in *in, struct vnc *vnc, uint64_t deadline,
+				    int *code, int *fatal)
 {
 	struct machine m;
 	struct console con;
@@ -90,12 +90,13 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	migrate_incoming_done(in, ret, err[0] ? err : strerror(-ret));
 	if (ret) {
 		kerr("%s", err[0] ? err : strerror(-ret));
-		sandbox_abort();   /* threads waiting for the seal must be joinable */
+		sandbox_abort(); /* threads waiting for the seal must be joinable */
 		machine_destroy(&m);
 		*fatal = EXIT_USAGE;
 		return VM_STOP_ERROR;
 	}
-	ret = console_start(&con, cfg->serial == SERIAL_STDIO ? machine_find_device(&m, "com1") : NULL,
+	ret = console_start(&con,
+			    cfg->serial == SERIAL_STDIO ? machine_find_device(&m, "com1") : NULL,
 			    &m.vm.ctl);
 	if (ret == 0)
 		ret = vm_start(&m.vm);
@@ -116,7 +117,8 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	}
 	control_vm_attach(cv, &m);
 	vnc_attach(vnc, m.display, machine_find_device(&m, "i8042"));
-	if (!vm_wait_stop(&m.vm, deadline ? MAX(deadline - MIN(clock_mono_ms(), deadline - 1), 1) : 0))
+	if (!vm_wait_stop(&m.vm,
+			  deadline ? MAX(deadline - MIN(clock_mono_ms(), deadline - 1), 1) : 0))
 		vm_request_stop_cb(&m.vm, VM_STOP_TIMEOUT, EXIT_TIMEOUT);
 	vnc_detach(vnc);
 	control_vm_detach(cv, &m);
@@ -150,8 +152,7 @@ static int adopt_saved_config(struct vm_config *cfg, struct migrate_in *in, char
 }
 
 /* --restore: the stream is checked whole (but RAM) before anything else. */
-static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *err,
-			  size_t errlen)
+static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *err, size_t errlen)
 {
 	int rc = migrate_restore_open(cfg->restore, in, err, errlen);
 
@@ -160,8 +161,7 @@ static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *e
 
 /* --incoming: as --restore, from what the source sends (after
  * sandbox_init, which closes inherited descriptors). */
-static int incoming_config(struct vm_config *cfg, struct migrate_in **in, char *err,
-			   size_t errlen)
+static int incoming_config(struct vm_config *cfg, struct migrate_in **in, char *err, size_t errlen)
 {
 	int rc = migrate_incoming(cfg->incoming, in, err, errlen);
 
@@ -259,9 +259,11 @@ static int cmd_run(int argc, char **argv)
 		unsigned ndirs = 0;
 		char **dirs = cfg.landlock ? landlock_dirs(&cfg, &ndirs) : NULL;
 
-		rc = sandbox_init(&(struct sandbox_opts){ .seccomp = cfg.seccomp, .user = cfg.user,
+		rc = sandbox_init(&(struct sandbox_opts){ .seccomp = cfg.seccomp,
+							  .user = cfg.user,
 							  .landlock = cfg.landlock,
-							  .landlock_dirs = (const char *const *)dirs,
+							  .landlock_dirs =
+								  (const char *const *)dirs,
 							  .nlandlock_dirs = ndirs },
 				  err, sizeof(err));
 		for (unsigned i = 0; i < ndirs; i++)
@@ -324,20 +326,14 @@ static int cmd_run(int argc, char **argv)
 		switch (why) {
 		case VM_STOP_POWEROFF:
 		case VM_STOP_RESET:
-		case VM_STOP_SAVED:
-			exit_code = 0;
-			break;
+		case VM_STOP_SAVED: exit_code = 0; break;
 		case VM_STOP_DEBUG_EXIT:
-		case VM_STOP_SIGNAL:
-			exit_code = code;
-			break;
+		case VM_STOP_SIGNAL: exit_code = code; break;
 		case VM_STOP_TIMEOUT:
 			kerr("--timeout: the guest ran out of time; stopped");
 			exit_code = EXIT_TIMEOUT;
 			break;
-		default:
-			exit_code = EXIT_VM_ERROR;
-			break;
+		default: exit_code = EXIT_VM_ERROR; break;
 		}
 		break;
 	}

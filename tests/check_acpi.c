@@ -18,7 +18,7 @@
 
 #define BUFSZ 0x20000
 static const unsigned test_ncpus[] = { 1, 4, 64 };
-static struct pci_intx_routing test_intx;   /* the board's: 8 links from GSI 16 */
+static struct pci_intx_routing test_intx; /* the board's: 8 links from GSI 16 */
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -54,7 +54,8 @@ static struct acpi_board board(unsigned ncpus, uint64_t mmio64_size)
 		.pci_mmio64_size = mmio64_size,
 		.intx = &test_intx,
 	};
-	ck_assert_int_eq(pci_intx_swizzle(&test_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE), 0);
+	ck_assert_int_eq(
+		pci_intx_swizzle(&test_intx, BOARD_PCI_INTX_LINKS, BOARD_PCI_INTX_GSI_BASE), 0);
 	return b;
 }
 
@@ -201,8 +202,7 @@ START_TEST(madt_entries)
 			ck_assert_uint_eq(e[5], 1);
 			nmis++;
 			break;
-		default:
-			ck_abort_msg("unexpected MADT entry type %u", e[0]);
+		default: ck_abort_msg("unexpected MADT entry type %u", e[0]);
 		}
 		off += e[1];
 	}
@@ -243,12 +243,12 @@ START_TEST(fadt_fields)
 	ck_assert_uint_eq(f[92], 0);
 	ck_assert_uint_eq(f[108], 0x32);
 	ck_assert_uint_eq(rd16(f + 109), 0x7); /* legacy devices, 8042, no VGA */
-	ck_assert(flags & (1u << 0));          /* WBINVD */
-	ck_assert(flags & (1u << 2));          /* PROC_C1 */
+	ck_assert(flags & (1u << 0));	       /* WBINVD */
+	ck_assert(flags & (1u << 2));	       /* PROC_C1 */
 	ck_assert(!(flags & (1u << 4)));       /* fixed power button present */
-	ck_assert(flags & (1u << 5));          /* no sleep button */
+	ck_assert(flags & (1u << 5));	       /* no sleep button */
 	ck_assert(!(flags & (1u << 8)));       /* 24-bit PM timer */
-	ck_assert(flags & (1u << 10));         /* RESET_REG_SUP */
+	ck_assert(flags & (1u << 10));	       /* RESET_REG_SUP */
 	ck_assert(!(flags & (1u << 20)));      /* not hardware-reduced */
 	check_gas_io(f + 116, 8, 0xcf9);
 	ck_assert_uint_eq(f[128], 0x06);
@@ -294,7 +294,7 @@ START_TEST(bad_board)
 	b.pci_mmio64_size = 12;
 	ck_assert_int_eq(acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, &b), -EINVAL);
 	b = board(1, 0);
-	test_intx.gsi[3] = BOARD_IOAPIC_PINS;        /* a link past the IOAPIC */
+	test_intx.gsi[3] = BOARD_IOAPIC_PINS; /* a link past the IOAPIC */
 	ck_assert_int_eq(acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, &b), -EINVAL);
 	b = board(1, 0);
 	test_intx.nlinks = 0;
@@ -334,7 +334,7 @@ START_TEST(prt_from_routing_table)
 
 	ck_assert(dsdt_has(&t, pat, sizeof(pat)));
 	free(t.buf);
-	test_intx.link[5][1] = 2;                    /* now link 2 -> GSI 18 */
+	test_intx.link[5][1] = 2; /* now link 2 -> GSI 18 */
 	t = (struct built){ .buf = buf, .base = BOARD_ACPI_BASE };
 	t.len = acpi_build(buf, BUFSZ, BOARD_ACPI_BASE, &b);
 	ck_assert_int_gt(t.len, 0);
@@ -448,8 +448,9 @@ static uint32_t pkglength_decode(const uint8_t *p, unsigned *n)
  * covers exactly the PkgLength and the body. */
 START_TEST(pkglength_in_objects)
 {
-	static const size_t sizes[] = { 0, 55, 56, 57, 58, 59, 60, 61, 4085, 4086, 4087, 4088, 4089,
-					4090, 4091, 4092, 1048564, 1048565, 1048566, 1048567, 1048568 };
+	static const size_t sizes[] = { 0,    55,   56,	     57,      58,      59,	60,
+					61,   4085, 4086,    4087,    4088,    4089,	4090,
+					4091, 4092, 1048564, 1048565, 1048566, 1048567, 1048568 };
 	size_t cap = 1100000;
 	uint8_t *out = malloc(cap), *data = calloc(1, cap);
 
@@ -485,12 +486,12 @@ START_TEST(aml_encodings)
 	struct aml a;
 	uint32_t v;
 
-#define EXPECT(call, ...)                                                       \
-	do {                                                                    \
-		static const uint8_t want[] = { __VA_ARGS__ };                  \
-		aml_init(&a, buf, sizeof(buf));                                 \
-		call;                                                           \
-		aml_is(&a, want, sizeof(want));                                 \
+#define EXPECT(call, ...)                                      \
+	do {                                                   \
+		static const uint8_t want[] = { __VA_ARGS__ }; \
+		aml_init(&a, buf, sizeof(buf));                \
+		call;                                          \
+		aml_is(&a, want, sizeof(want));                \
 	} while (0)
 
 	EXPECT(aml_integer(&a, 0), 0x00);
@@ -502,7 +503,8 @@ START_TEST(aml_encodings)
 	EXPECT(aml_integer(&a, 0x100000000ull), 0x0e, 0, 0, 0, 0, 1, 0, 0, 0);
 	EXPECT(aml_string(&a, "ab"), 0x0d, 'a', 'b', 0x00);
 	EXPECT(aml_namestring(&a, "_S5"), '_', 'S', '5', '_');
-	EXPECT(aml_namestring(&a, "\\_SB.PCI0"), 0x5c, 0x2e, '_', 'S', 'B', '_', 'P', 'C', 'I', '0');
+	EXPECT(aml_namestring(&a, "\\_SB.PCI0"), 0x5c, 0x2e, '_', 'S', 'B', '_', 'P', 'C', 'I',
+	       '0');
 	EXPECT(aml_namestring(&a, "\\_SB.PCI0.S08"), 0x5c, 0x2f, 3, '_', 'S', 'B', '_', 'P', 'C',
 	       'I', '0', 'S', '0', '8', '_');
 	EXPECT(aml_namestring(&a, "^^AB"), 0x5e, 0x5e, 'A', 'B', '_', '_');
@@ -530,18 +532,55 @@ static long aml_result(void (*fn)(struct aml *))
 	return aml_finish(&a);
 }
 
-static void bad_lead(struct aml *a) { aml_namestring(a, "1ABC"); }
-static void too_long(struct aml *a) { aml_namestring(a, "ABCDE"); }
-static void lower(struct aml *a) { aml_namestring(a, "ab"); }
-static void empty_seg(struct aml *a) { aml_namestring(a, "A..B"); }
-static void trailing_dot(struct aml *a) { aml_namestring(a, "AB."); }
-static void unclosed(struct aml *a) { aml_scope(a, "\\_SB"); }
-static void extra_end(struct aml *a) { aml_end(a); }
-static void big_package(struct aml *a) { aml_package(a, 256); }
-static void irq16(struct aml *a) { aml_res_irq_noflags(a, 16); }
-static void word_full(struct aml *a) { aml_res_word_io(a, 0, 0xffff); }
-static void inverted(struct aml *a) { aml_res_dword_mem(a, AML_MEM_NONCACHEABLE, 2, 1); }
-static void overflow(struct aml *a) { for (int i = 0; i < 100; i++) aml_integer(a, 0x1234); }
+static void bad_lead(struct aml *a)
+{
+	aml_namestring(a, "1ABC");
+}
+static void too_long(struct aml *a)
+{
+	aml_namestring(a, "ABCDE");
+}
+static void lower(struct aml *a)
+{
+	aml_namestring(a, "ab");
+}
+static void empty_seg(struct aml *a)
+{
+	aml_namestring(a, "A..B");
+}
+static void trailing_dot(struct aml *a)
+{
+	aml_namestring(a, "AB.");
+}
+static void unclosed(struct aml *a)
+{
+	aml_scope(a, "\\_SB");
+}
+static void extra_end(struct aml *a)
+{
+	aml_end(a);
+}
+static void big_package(struct aml *a)
+{
+	aml_package(a, 256);
+}
+static void irq16(struct aml *a)
+{
+	aml_res_irq_noflags(a, 16);
+}
+static void word_full(struct aml *a)
+{
+	aml_res_word_io(a, 0, 0xffff);
+}
+static void inverted(struct aml *a)
+{
+	aml_res_dword_mem(a, AML_MEM_NONCACHEABLE, 2, 1);
+}
+static void overflow(struct aml *a)
+{
+	for (int i = 0; i < 100; i++)
+		aml_integer(a, 0x1234);
+}
 
 static void too_deep(struct aml *a)
 {
@@ -669,7 +708,7 @@ START_TEST(iasl_accepts_tables)
 	 * when the aux device is there. */
 	ck_assert(strstr(dsl, "PNP0303") != NULL);
 	ck_assert(strstr(dsl, "PNP0F13") != NULL);
-	ck_assert(strstr(dsl, "{12}") != NULL);   /* the mouse's IRQNoFlags */
+	ck_assert(strstr(dsl, "{12}") != NULL); /* the mouse's IRQNoFlags */
 	ck_assert(strstr(dsl, "QWordMemory") != NULL);
 	free(dsl);
 	free(iasl_round_trip(dir, "facp", fadt, 36));

@@ -7,10 +7,10 @@
 #include "fake_board.h"
 
 enum { EVT = 0, RST = 1 };
-#define STS 0
-#define EN  2
-#define CNT 4
-#define TMR 8
+#define STS    0
+#define EN     2
+#define CNT    4
+#define TMR    8
 #define PWRBTN 0x0100
 #define SLP_EN 0x2000
 #define TMR_HZ 3579545ULL
@@ -52,7 +52,7 @@ static void wr(uint64_t off, unsigned size, uint64_t v)
 START_TEST(test_s5_poweroff)
 {
 	ck_assert_uint_eq(rd(CNT, 2), 0x0001); /* SCI_EN always set */
-	wr(CNT, 2, 5 << 10); /* SLP_TYP alone does nothing */
+	wr(CNT, 2, 5 << 10);		       /* SLP_TYP alone does nothing */
 	ck_assert_int_eq(ctl.stops, 0);
 	ck_assert_uint_eq(rd(CNT, 2), (5 << 10) | 1);
 	wr(CNT, 2, (5 << 10) | SLP_EN); /* S3-ish: unsupported, ignored */
@@ -143,7 +143,7 @@ START_TEST(test_reset_register)
 	ck_assert_int_eq(ctl.stops, 1);
 	ck_assert_int_eq(ctl.why, VM_STOP_RESET);
 	ck_assert_uint_eq(dev_rd(pm, RST, 0, 1), 0x02); /* bit 2 reads 0 */
-	dev_wr(pm, RST, 0, 1, 0x04); /* soft reset: a reset too */
+	dev_wr(pm, RST, 0, 1, 0x04);			/* soft reset: a reset too */
 	ck_assert_int_eq(ctl.stops, 2);
 	ck_assert_uint_eq(dev_rd(pm, RST, 0, 2), 0xff00);
 	dev_wr(pm, RST, 0, 2, 0x0400); /* bit 2 lands outside the register */
@@ -156,15 +156,15 @@ START_TEST(test_byte_lanes)
 	acpi_pm_power_button(pm);
 	wr(EN, 2, 0x0120);
 	ck_assert_uint_eq(rd(STS, 4), 0x01200100);
-	ck_assert_uint_eq(rd(STS + 1, 2), 0x2001);  /* STS high, EN low */
+	ck_assert_uint_eq(rd(STS + 1, 2), 0x2001); /* STS high, EN low */
 	ck_assert_uint_eq(rd(EN + 1, 1), 0x01);
-	wr(EN + 1, 1, 0x04);                        /* EN high byte only */
+	wr(EN + 1, 1, 0x04); /* EN high byte only */
 	ck_assert_uint_eq(rd(EN, 2), 0x0420);
-	wr(EN, 1, 0x01);                            /* EN low byte only */
+	wr(EN, 1, 0x01); /* EN low byte only */
 	ck_assert_uint_eq(rd(EN, 2), 0x0401);
-	wr(STS, 4, 0x01210100);                     /* clear PWRBTN and set EN at once */
+	wr(STS, 4, 0x01210100); /* clear PWRBTN and set EN at once */
 	ck_assert_uint_eq(rd(STS, 4), 0x01210000);
-	ck_assert_uint_eq(rd(CNT, 4), 0x00000001);  /* CNT + the unused word */
+	ck_assert_uint_eq(rd(CNT, 4), 0x00000001); /* CNT + the unused word */
 	/* A qword at +4 sees CNT, the gap and the timer. */
 	uint64_t q = rd(CNT, 8);
 	ck_assert_uint_eq(q & 0xffffffff, 1);
@@ -184,15 +184,10 @@ START_TEST(test_fuzz)
 		uint64_t off = region == RST ? 0 : (r >> 12) % 12;
 
 		switch (r % 5) {
-		case 0: case 1:
-			dev_wr(pm, region, off, fuzz_size(), fuzz_next());
-			break;
-		case 2:
-			dev_rd(pm, region, off, fuzz_size());
-			break;
-		case 3:
-			fake_ns += (r >> 16) % 2000000000ULL;
-			break;
+		case 0:
+		case 1: dev_wr(pm, region, off, fuzz_size(), fuzz_next()); break;
+		case 2: dev_rd(pm, region, off, fuzz_size()); break;
+		case 3: fake_ns += (r >> 16) % 2000000000ULL; break;
 		case 4:
 			if ((r >> 16) % 50 == 0)
 				acpi_pm_power_button(pm);
@@ -255,7 +250,7 @@ START_TEST(test_load_rejects_corruption)
 	check_patched_fails(b, &good, O_STS, 0x02);
 	check_patched_fails(b, &good, O_EN + 1, 0x80);
 	check_patched_fails(b, &good, O_CNT + 1, 0x20); /* SLP_EN is never stored */
-	check_patched_fails(b, &good, O_CNT, 0x01);     /* nor SCI_EN */
+	check_patched_fails(b, &good, O_CNT, 0x01);	/* nor SCI_EN */
 	check_patched_fails(b, &good, O_RST, 0x04);
 	check_patched_fails(b, &good, O_TMR + 3, 0x01); /* beyond 24 bits */
 	check_patched_loads(b, &good, O_TMR + 2, 0xff);

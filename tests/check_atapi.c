@@ -11,7 +11,7 @@ START_TEST(atapi_inquiry_capacity_read)
 	uint8_t cdb[12] = { 0 }, buf[8 * 2048], want[8 * 2048];
 	size_t got;
 
-	cdb[0] = 0x12;                                         /* INQUIRY */
+	cdb[0] = 0x12; /* INQUIRY */
 	cdb[4] = 96;
 	ck_assert_uint_eq(packet(cdb, 96, buf, sizeof(buf), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(got, 36);
@@ -20,12 +20,13 @@ START_TEST(atapi_inquiry_capacity_read)
 	ck_assert_int_eq(memcmp(buf + 8, "KESTREL ", 8), 0);
 
 	memset(cdb, 0, 12);
-	cdb[0] = 0x00;                                         /* TEST UNIT READY */
+	cdb[0] = 0x00; /* TEST UNIT READY */
 	ck_assert_uint_eq(packet(cdb, 0, buf, 0, &got) & ST_ERR, 0);
-	cdb[0] = 0x25;                                         /* READ CAPACITY */
+	cdb[0] = 0x25; /* READ CAPACITY */
 	ck_assert_uint_eq(packet(cdb, 8, buf, sizeof(buf), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(got, 8);
-	ck_assert_uint_eq((uint32_t)buf[0] << 24 | buf[1] << 16 | buf[2] << 8 | buf[3], CD_BLOCKS - 1);
+	ck_assert_uint_eq((uint32_t)buf[0] << 24 | buf[1] << 16 | buf[2] << 8 | buf[3],
+			  CD_BLOCKS - 1);
 	ck_assert_uint_eq(buf[6] << 8 | buf[7], 2048);
 
 	/* READ(10) of 3 blocks at 5: byte count limit 2048, then 6000 (cut to
@@ -80,7 +81,7 @@ START_TEST(atapi_toc_config_mode_events)
 	uint8_t cdb[12] = { 0 }, b[256];
 	size_t got;
 
-	cdb[0] = 0x43;                                         /* READ TOC, LBA */
+	cdb[0] = 0x43; /* READ TOC, LBA */
 	cdb[8] = 100;
 	ck_assert_uint_eq(packet(cdb, 100, b, sizeof(b), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(got, 20);
@@ -91,46 +92,46 @@ START_TEST(atapi_toc_config_mode_events)
 	ck_assert_uint_eq(b[6], 1);
 	ck_assert_uint_eq(b[14], 0xaa);
 	ck_assert_uint_eq(b[19], CD_BLOCKS);
-	cdb[1] = 0x02;                                         /* MSF: lead-out 00:02:64 */
+	cdb[1] = 0x02; /* MSF: lead-out 00:02:64 */
 	ck_assert_uint_eq(packet(cdb, 100, b, sizeof(b), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(b[17], 0);
 	ck_assert_uint_eq(b[18], 2);
 	ck_assert_uint_eq(b[19], 64);
-	cdb[2] = 1;                                            /* session info */
+	cdb[2] = 1; /* session info */
 	ck_assert_uint_eq(packet(cdb, 100, b, sizeof(b), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(got, 12);
-	cdb[2] = 2;                                            /* raw TOC */
+	cdb[2] = 2; /* raw TOC */
 	ck_assert_uint_eq(packet(cdb, 100, b, sizeof(b), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(got, 4 + 4 * 11);
 	cdb[2] = 5;
 	ck_assert_uint_eq(packet(cdb, 100, b, sizeof(b), &got) & ST_ERR, ST_ERR);
 
-	memset(cdb, 0, 12);                                    /* GET CONFIGURATION */
+	memset(cdb, 0, 12); /* GET CONFIGURATION */
 	cdb[0] = 0x46;
 	cdb[8] = 255;
 	ck_assert_uint_eq(packet(cdb, 255, b, sizeof(b), &got) & ST_ERR, 0);
-	ck_assert_uint_eq(b[6] << 8 | b[7], 0x0008);           /* CD-ROM */
+	ck_assert_uint_eq(b[6] << 8 | b[7], 0x0008); /* CD-ROM */
 	ck_assert_uint_eq((uint32_t)b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3], got - 4);
-	ck_assert_uint_eq(b[8] << 8 | b[9], 0x0000);           /* Profile List first */
-	cdb[1] = 2;                                            /* just feature 1Eh */
+	ck_assert_uint_eq(b[8] << 8 | b[9], 0x0000); /* Profile List first */
+	cdb[1] = 2;				     /* just feature 1Eh */
 	cdb[3] = 0x1e;
 	ck_assert_uint_eq(packet(cdb, 255, b, sizeof(b), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(got, 8 + 8);
 	ck_assert_uint_eq(b[9], 0x1e);
-	ck_assert_uint_eq(b[10] & 1, 1);                       /* current */
+	ck_assert_uint_eq(b[10] & 1, 1); /* current */
 
-	memset(cdb, 0, 12);                                    /* MODE SENSE(10) 2Ah */
+	memset(cdb, 0, 12); /* MODE SENSE(10) 2Ah */
 	cdb[0] = 0x5a;
 	cdb[2] = 0x2a;
 	cdb[8] = 128;
 	ck_assert_uint_eq(packet(cdb, 128, b, sizeof(b), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(got, 28);
 	ck_assert_uint_eq(b[8], 0x2a);
-	ck_assert_uint_eq(b[8 + 6] & 0x08, 0x08);              /* can eject */
-	cdb[2] = 0xc0 | 0x2a;                                  /* saved values */
+	ck_assert_uint_eq(b[8 + 6] & 0x08, 0x08); /* can eject */
+	cdb[2] = 0xc0 | 0x2a;			  /* saved values */
 	ck_assert_uint_eq(packet(cdb, 128, b, sizeof(b), &got) & ST_ERR, ST_ERR);
 
-	memset(cdb, 0, 12);                                    /* GET EVENT STATUS */
+	memset(cdb, 0, 12); /* GET EVENT STATUS */
 	cdb[0] = 0x4a;
 	cdb[1] = 1;
 	cdb[4] = 0x10;
@@ -139,17 +140,17 @@ START_TEST(atapi_toc_config_mode_events)
 	ck_assert_uint_eq(got, 8);
 	ck_assert_uint_eq(b[2], 4);
 	ck_assert_uint_eq(b[4], 0);
-	ck_assert_uint_eq(b[5], 0x02);                         /* medium present */
-	cdb[1] = 0;                                            /* asynchronous: no */
+	ck_assert_uint_eq(b[5], 0x02); /* medium present */
+	cdb[1] = 0;		       /* asynchronous: no */
 	ck_assert_uint_eq(packet(cdb, 8, b, sizeof(b), &got) & ST_ERR, ST_ERR);
 
-	memset(cdb, 0, 12);                                    /* READ DISC INFORMATION */
+	memset(cdb, 0, 12); /* READ DISC INFORMATION */
 	cdb[0] = 0x51;
 	cdb[8] = 34;
 	ck_assert_uint_eq(packet(cdb, 34, b, sizeof(b), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(got, 34);
 	ck_assert_uint_eq(b[2], 0x0e);
-	memset(cdb, 0, 12);                                    /* MECHANISM STATUS */
+	memset(cdb, 0, 12); /* MECHANISM STATUS */
 	cdb[0] = 0xbd;
 	cdb[9] = 8;
 	ck_assert_uint_eq(packet(cdb, 8, b, sizeof(b), &got) & ST_ERR, 0);
@@ -167,7 +168,7 @@ START_TEST(atapi_media_change_and_empty)
 	ck_assert_int_eq(ide_cd_eject(ch, 1, false, &old), 0);
 	ck_assert_ptr_nonnull(old);
 	blk_close(old);
-	ck_assert_uint_eq(packet(cdb, 0, b, 0, &got) & ST_ERR, ST_ERR);   /* TUR: UA first */
+	ck_assert_uint_eq(packet(cdb, 0, b, 0, &got) & ST_ERR, ST_ERR); /* TUR: UA first */
 	ck_assert_uint_eq(reg(R_ERR) >> 4, SCSI_SENSE_UNIT_ATTENTION);
 	ck_assert_uint_eq(request_sense().asc, SCSI_ASC_MEDIUM_MAY_HAVE_CHANGED);
 	ck_assert_uint_eq(packet(cdb, 0, b, 0, &got) & ST_ERR, ST_ERR);
@@ -180,7 +181,7 @@ START_TEST(atapi_media_change_and_empty)
 	}
 	cdb[0] = 0x25;
 	ck_assert_uint_eq(packet(cdb, 8, b, sizeof(b), &got) & ST_ERR, ST_ERR);
-	cdb[0] = 0x12;                                         /* INQUIRY still answers */
+	cdb[0] = 0x12; /* INQUIRY still answers */
 	cdb[4] = 36;
 	ck_assert_uint_eq(packet(cdb, 36, b, sizeof(b), &got) & ST_ERR, 0);
 
@@ -194,7 +195,7 @@ START_TEST(atapi_media_change_and_empty)
 	cdb[4] = 0x10;
 	cdb[8] = 8;
 	ck_assert_uint_eq(packet(cdb, 8, b, sizeof(b), &got) & ST_ERR, 0);
-	ck_assert_uint_eq(b[4], 2);                            /* new media */
+	ck_assert_uint_eq(b[4], 2); /* new media */
 	ck_assert_uint_eq(packet(cdb, 8, b, sizeof(b), &got) & ST_ERR, 0);
 	ck_assert_uint_eq(b[4], 0);
 	memset(cdb, 0, 12);
@@ -226,12 +227,12 @@ START_TEST(atapi_media_change_and_empty)
 	ck_assert_uint_eq(packet(cdb, 0, b, 0, &got) & ST_ERR, ST_ERR);
 	ck_assert_uint_eq(request_sense().asc, SCSI_ASC_MEDIUM_NOT_PRESENT_TRAY_OPEN);
 	cdb[0] = 0x1b;
-	cdb[4] = 0x03;                                         /* load */
+	cdb[4] = 0x03; /* load */
 	ck_assert_uint_eq(packet(cdb, 0, b, 0, &got) & ST_ERR, 0);
 	cdb[0] = 0x00;
 	ck_assert_uint_eq(packet(cdb, 0, b, 0, &got) & ST_ERR, 0);
 
-	ck_assert_int_eq(ide_cd_change(ch, 0, NULL, &old), -ENODEV);   /* unit 0 is the disk */
+	ck_assert_int_eq(ide_cd_change(ch, 0, NULL, &old), -ENODEV); /* unit 0 is the disk */
 }
 END_TEST
 
@@ -243,7 +244,7 @@ START_TEST(atapi_dma)
 	prd(0, DMA_BUF, 0x2000, true);
 	select_dev(1);
 	bm_setup(PRD_TABLE, true);
-	set_reg(R_ERR, 0x01);                                  /* DMA */
+	set_reg(R_ERR, 0x01); /* DMA */
 	command(0xa0);
 	for (unsigned i = 0; i < 12; i += 2)
 		io_wr(ch, CMD, R_DATA, 2, (uint16_t)(cdb[i] | cdb[i + 1] << 8));

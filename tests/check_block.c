@@ -28,7 +28,7 @@
 #include "../src/block/block_priv.h" /* blk_io_step: short transfers */
 #include "check_util.h"
 
-#define ERRLEN 512
+#define ERRLEN	  512
 #define DISK_SIZE MiB(8)
 
 static char tmpdir[256];
@@ -112,8 +112,11 @@ static bool engine_available(enum blk_aio kind, const char *test)
 static struct blk_dev *open_disk(const char *path, enum blk_aio aio, enum blk_cache cache,
 				 bool readonly)
 {
-	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW, .readonly = readonly,
-			      .cache = cache, .aio = aio };
+	struct blk_opts o = { .path = path,
+			      .format = BLK_FMT_RAW,
+			      .readonly = readonly,
+			      .cache = cache,
+			      .aio = aio };
 	struct blk_dev *d;
 	char err[ERRLEN];
 
@@ -125,8 +128,9 @@ static struct blk_dev *open_disk(const char *path, enum blk_aio aio, enum blk_ca
 /* cache=none where the file system allows it; NULL (and a message) if not. */
 static struct blk_dev *open_direct(const char *path, enum blk_aio aio, const char *test)
 {
-	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW, .cache = BLK_CACHE_NONE,
-			      .aio = aio };
+	struct blk_opts o = {
+		.path = path, .format = BLK_FMT_RAW, .cache = BLK_CACHE_NONE, .aio = aio
+	};
 	struct blk_dev *d;
 	char err[ERRLEN];
 
@@ -139,7 +143,7 @@ static struct blk_dev *open_direct(const char *path, enum blk_aio aio, const cha
 
 /* ---- the scribble model: random I/O at a queue depth against a shadow ------- */
 
-#define SCRIB_MAX_QD 32
+#define SCRIB_MAX_QD  32
 #define SCRIB_MAX_LEN KiB(64)
 
 struct scrib_slot {
@@ -359,7 +363,8 @@ static int loop_attach(const char *path, unsigned bs, char *dev, size_t devlen)
 	int fd = -1;
 
 	for (int tries = 0; ctl >= 0 && backing >= 0 && tries < 8; tries++) {
-		struct loop_config cfg = { .fd = (uint32_t)backing, .block_size = bs,
+		struct loop_config cfg = { .fd = (uint32_t)backing,
+					   .block_size = bs,
 					   .info.lo_flags = LO_FLAGS_AUTOCLEAR };
 		int n = ioctl(ctl, LOOP_CTL_GET_FREE), e;
 
@@ -559,8 +564,9 @@ START_TEST(flush_and_fua)
 	make_file(path, MiB(1), NULL);
 	d = open_disk(path, engines[_i], BLK_CACHE_WRITEBACK, false);
 	fill_random(buf, sizeof(buf));
-	req = (struct blk_req){ .op = BLK_OP_WRITE, .offset = 8192, .iov = &iov, .iovcnt = 1,
-				.fua = true };
+	req = (struct blk_req){
+		.op = BLK_OP_WRITE, .offset = 8192, .iov = &iov, .iovcnt = 1, .fua = true
+	};
 	ck_assert_int_eq(submit_and_wait(d, &req), 0);
 	req = (struct blk_req){ .op = BLK_OP_FLUSH };
 	ck_assert_int_eq(submit_and_wait(d, &req), 0);
@@ -772,9 +778,13 @@ START_TEST(destroy_with_io_in_flight)
 	ck_assert_int_eq(blk_engine_create(engines[_i], 16, &e, err, sizeof(err)), 0);
 	for (int i = 0; i < N; i++) {
 		iov[i] = (struct iovec){ buf + KiB(4) * i, KiB(4) };
-		ios[i] = (struct blk_io){ .op = i % 3 ? BLK_IO_READ : BLK_IO_WRITE, .fd = fd,
-					  .off = (uint64_t)i * KiB(4), .iov = &iov[i],
-					  .iovcnt = 1, .done = count_done, .opaque = &c };
+		ios[i] = (struct blk_io){ .op = i % 3 ? BLK_IO_READ : BLK_IO_WRITE,
+					  .fd = fd,
+					  .off = (uint64_t)i * KiB(4),
+					  .iov = &iov[i],
+					  .iovcnt = 1,
+					  .done = count_done,
+					  .opaque = &c };
 		if (i % 50 == 49)
 			ios[i].op = BLK_IO_FDATASYNC;
 		ck_assert_int_eq(blk_engine_submit(e, &ios[i]), 0);
@@ -834,12 +844,14 @@ START_TEST(engine_short_read)
 	io = (struct blk_io){ .op = BLK_IO_READ, .fd = fd, .off = 5000, .iov = iov, .iovcnt = 3 };
 	ck_assert_int_eq(engine_once(e, &io), 0);
 	/* Errors come back as -errno, and bad requests are refused up front. */
-	io = (struct blk_io){ .op = BLK_IO_WRITE, .fd = open("/dev/null", O_RDONLY), .iov = iov,
-			      .iovcnt = 1 };
+	io = (struct blk_io){
+		.op = BLK_IO_WRITE, .fd = open("/dev/null", O_RDONLY), .iov = iov, .iovcnt = 1
+	};
 	ck_assert_int_eq(engine_once(e, &io), -EBADF);
 	close(io.fd);
-	io = (struct blk_io){ .op = BLK_IO_READ, .fd = -1, .iov = iov, .iovcnt = 1,
-			      .done = store_res };
+	io = (struct blk_io){
+		.op = BLK_IO_READ, .fd = -1, .iov = iov, .iovcnt = 1, .done = store_res
+	};
 	ck_assert_int_eq(blk_engine_submit(e, &io), -EBADF);
 	io = (struct blk_io){ .op = BLK_IO_PUNCH, .fd = fd, .len = 0, .done = store_res };
 	ck_assert_int_eq(blk_engine_submit(e, &io), -EINVAL);
@@ -871,7 +883,7 @@ START_TEST(io_step_resumes)
 	ck_assert_uint_eq(cur[0].iov_len, 500);
 	ck_assert_ptr_eq(cur[1].iov_base, buf + 2000);
 	ck_assert_uint_eq(iov[1].iov_len, 1000); /* the caller's array is untouched */
-	ck_assert(blk_io_step(&io, 500, &out)); /* exactly at an iovec boundary */
+	ck_assert(blk_io_step(&io, 500, &out));	 /* exactly at an iovec boundary */
 	blk_io_cursor(&io, &cur, &cnt, &off);
 	ck_assert_int_eq(cnt, 1);
 	ck_assert_ptr_eq(cur[0].iov_base, buf + 2000);
@@ -1173,10 +1185,10 @@ START_TEST(probed_raw_guard)
 	d = open_spec(spec);
 	ck_assert_str_eq(d->fmt->name, "raw");
 	ck_assert(d->probed_raw);
-	ck_assert_int_eq(write_cookie(d, 0, 0, 1), -EIO);          /* footer copy */
+	ck_assert_int_eq(write_cookie(d, 0, 0, 1), -EIO); /* footer copy */
 	ck_assert_int_eq(write_cookie(d, 0, 0, 8), -EIO);
-	ck_assert_int_eq(write_cookie(d, last, 0, 1), -EIO);       /* footer */
-	ck_assert_int_eq(write_cookie(d, last, 1, 1), -EIO);       /* 511-byte footer */
+	ck_assert_int_eq(write_cookie(d, last, 0, 1), -EIO); /* footer */
+	ck_assert_int_eq(write_cookie(d, last, 1, 1), -EIO); /* 511-byte footer */
 	ck_assert_int_eq(write_cookie(d, last - 7, 7 * 512, 8), -EIO);
 	ck_assert_int_eq(write_cookie(d, last - 7, 7 * 512 + 1, 8), -EIO);
 	ck_assert_uint_eq(d->refused_writes, 6);
@@ -1361,8 +1373,9 @@ START_TEST(parse_good)
 {
 	struct blk_opts o;
 	char err[ERRLEN];
-	struct blk_opt_extra ex[] = { { "bus", NULL }, { "removable", NULL }, { "id", NULL },
-				      { NULL, NULL } };
+	struct blk_opt_extra ex[] = {
+		{ "bus", NULL }, { "removable", NULL }, { "id", NULL }, { NULL, NULL }
+	};
 
 	ck_assert_int_eq(blk_parse_opts("path=/a/b.img", &o, err, sizeof(err)), 0);
 	ck_assert_str_eq(o.path, "/a/b.img");
@@ -1373,8 +1386,9 @@ START_TEST(parse_good)
 	blk_opts_free(&o);
 	ck_assert_ptr_null(o.owned);
 
-	ck_assert_int_eq(blk_parse_opts("format=vhd,readonly,cache=none,aio=libaio,path=x.vhd",
-					&o, err, sizeof(err)), 0);
+	ck_assert_int_eq(blk_parse_opts("format=vhd,readonly,cache=none,aio=libaio,path=x.vhd", &o,
+					err, sizeof(err)),
+			 0);
 	ck_assert_str_eq(o.path, "x.vhd");
 	ck_assert_int_eq(o.format, BLK_FMT_VHD);
 	ck_assert(o.readonly);
@@ -1383,13 +1397,15 @@ START_TEST(parse_good)
 	ck_assert_ptr_null(o.parent_dirs);
 	blk_opts_free(&o);
 
-	ck_assert_int_eq(blk_parse_opts("path=c.vhd,parent-dir=/base:/more,,dirs", &o, err,
-					sizeof(err)), 0);
+	ck_assert_int_eq(
+		blk_parse_opts("path=c.vhd,parent-dir=/base:/more,,dirs", &o, err, sizeof(err)), 0);
 	ck_assert_str_eq(o.parent_dirs, "/base:/more,dirs");
 	blk_opts_free(&o);
 
 	ck_assert_int_eq(blk_parse_opts("path=d,readonly=off,aio=io_uring,format=raw,"
-					"cache=writeback", &o, err, sizeof(err)), 0);
+					"cache=writeback",
+					&o, err, sizeof(err)),
+			 0);
 	ck_assert(!o.readonly);
 	ck_assert_int_eq(o.aio, BLK_AIO_IO_URING);
 	ck_assert_int_eq(o.format, BLK_FMT_RAW);
@@ -1421,8 +1437,8 @@ START_TEST(parse_good)
 	blk_opts_free(&o);
 
 	/* Keys the caller handles. */
-	ck_assert_int_eq(blk_parse_opts_ex("bus=scsi,path=disk.img,removable", &o, ex, err,
-					   sizeof(err)), 0);
+	ck_assert_int_eq(
+		blk_parse_opts_ex("bus=scsi,path=disk.img,removable", &o, ex, err, sizeof(err)), 0);
 	ck_assert_str_eq(o.path, "disk.img");
 	ck_assert_str_eq(ex[0].value, "scsi");
 	ck_assert_str_eq(ex[1].value, "");
@@ -1501,13 +1517,15 @@ static Suite *block_suite(void)
 	tcase_add_loop_test(data, plugged_sync, 0, n);
 	tcase_add_loop_test(data, block_device, 0, n);
 
-	eng = ADD_TCASE(s, "engine", NULL, NULL, 60, io_step_resumes, auto_falls_back, engine_names);
+	eng = ADD_TCASE(s, "engine", NULL, NULL, 60, io_step_resumes, auto_falls_back,
+			engine_names);
 	tcase_add_loop_test(eng, destroy_with_io_in_flight, 0, n);
 	tcase_add_loop_test(eng, engine_short_read, 0, n);
 
 	/* open_locks waits out the lock grace period (block.c) twice. */
-	ADD_TCASE(s, "open", NULL, NULL, 60, open_errors, open_locks, open_reports_engine_and_alignment,
-		  probed_raw_guard, auto_format_pinned, open_waits_for_a_lease);
+	ADD_TCASE(s, "open", NULL, NULL, 60, open_errors, open_locks,
+		  open_reports_engine_and_alignment, probed_raw_guard, auto_format_pinned,
+		  open_waits_for_a_lease);
 	/* Before the fix a FIFO hung the open: the timeout ends such a run. */
 	ADD_TCASE(s, "open_fifo", NULL, NULL, 10, open_fifo_refused);
 	ADD_TCASE(s, "opts", NULL, NULL, 0, parse_good, parse_errors);

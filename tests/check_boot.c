@@ -52,17 +52,17 @@ static uint8_t *make_bzimage(size_t *len, uint16_t version, bool has64)
 	k[0x1f1] = 7;
 	k[0x1fe] = 0x55;
 	k[0x1ff] = 0xaa;
-	k[0x201] = 0x66;                        /* header ends at 0x268 */
+	k[0x201] = 0x66; /* header ends at 0x268 */
 	memcpy(k + 0x202, "HdrS", 4);
 	memcpy(k + 0x206, &version, 2);
-	k[0x211] = 0x01;                        /* LOADED_HIGH */
+	k[0x211] = 0x01; /* LOADED_HIGH */
 	v = 0x37ffffff;
-	memcpy(k + 0x22c, &v, 4);               /* initrd_addr_max */
+	memcpy(k + 0x22c, &v, 4); /* initrd_addr_max */
 	v = 2047;
-	memcpy(k + 0x238, &v, 4);               /* cmdline_size */
+	memcpy(k + 0x238, &v, 4); /* cmdline_size */
 	v = 0x400000;
-	memcpy(k + 0x260, &v, 4);               /* init_size: 4 MiB */
-	k[0x236] = has64 ? 1 : 0;               /* XLF_KERNEL_64 */
+	memcpy(k + 0x260, &v, 4); /* init_size: 4 MiB */
+	k[0x236] = has64 ? 1 : 0; /* XLF_KERNEL_64 */
 	for (size_t i = 4096; i < n; i++)
 		k[i] = (uint8_t)(i * 7);
 	*len = n;
@@ -73,10 +73,15 @@ static struct boot_input input(const uint8_t *k, size_t len)
 {
 	static const uint8_t initrd[5000] = { 0xab };
 
-	return (struct boot_input){ .kernel = k, .kernel_len = len, .initrd = initrd,
-				    .initrd_len = sizeof(initrd), .cmdline = "console=ttyS0 quiet",
-				    .entry = BOOT_ENTRY_64, .rsdp = BOARD_ACPI_BASE,
-				    .e820 = e820, .ne820 = ne820 };
+	return (struct boot_input){ .kernel = k,
+				    .kernel_len = len,
+				    .initrd = initrd,
+				    .initrd_len = sizeof(initrd),
+				    .cmdline = "console=ttyS0 quiet",
+				    .entry = BOOT_ENTRY_64,
+				    .rsdp = BOARD_ACPI_BASE,
+				    .e820 = e820,
+				    .ne820 = ne820 };
 }
 
 START_TEST(e820_layouts)
@@ -172,12 +177,12 @@ START_TEST(bzimage_auto_entry)
 		uint16_t xloadflags;
 		bool entry64;
 	} cases[] = {
-		{ 0x020f, 0x0001, true },   /* x86_64 kernel */
-		{ 0x020f, 0x0013, true },   /* with EFI handover flags too */
-		{ 0x020f, 0x0000, false },  /* i386 kernel */
-		{ 0x020f, 0x0002, false },  /* XLF_CAN_BE_LOADED_ABOVE_4G alone */
-		{ 0x020c, 0x0001, true },   /* 2.12: the first with xloadflags */
-		{ 0x020b, 0x0001, false },  /* 2.11: 0x236 is not xloadflags yet */
+		{ 0x020f, 0x0001, true },  /* x86_64 kernel */
+		{ 0x020f, 0x0013, true },  /* with EFI handover flags too */
+		{ 0x020f, 0x0000, false }, /* i386 kernel */
+		{ 0x020f, 0x0002, false }, /* XLF_CAN_BE_LOADED_ABOVE_4G alone */
+		{ 0x020c, 0x0001, true },  /* 2.12: the first with xloadflags */
+		{ 0x020b, 0x0001, false }, /* 2.11: 0x236 is not xloadflags yet */
 		{ 0x020a, 0x0000, false },
 	};
 	struct boot_cpu_state cpu;
@@ -190,7 +195,8 @@ START_TEST(bzimage_auto_entry)
 		memcpy(k + 0x236, &cases[i].xloadflags, 2);
 		in.entry = BOOT_ENTRY_AUTO;
 		ck_assert_int_eq(boot_bzimage_has_entry64(k, len), cases[i].entry64);
-		ck_assert_msg(boot_load(&gm, &in, &cpu, err, sizeof(err)) == 0, "case %zu: %s", i, err);
+		ck_assert_msg(boot_load(&gm, &in, &cpu, err, sizeof(err)) == 0, "case %zu: %s", i,
+			      err);
 		ck_assert_int_eq(cpu.mode, cases[i].entry64 ? BOOT_CPU_LONG64 : BOOT_CPU_PROT32);
 		ck_assert_uint_eq(cpu.rip, BOARD_KERNEL_ADDR + (cases[i].entry64 ? 0x200 : 0));
 		/* Forcing: 32 always loads; 64 only where the kernel has it. */
@@ -218,16 +224,16 @@ START_TEST(bzimage_rejects)
 	free(k);
 	k = make_bzimage(&len, 0x020f, true);
 	in = input(k, len);
-	k[0x1f1] = 200;                 /* setup larger than the file */
+	k[0x1f1] = 200; /* setup larger than the file */
 	ck_assert_int_eq(boot_load(&gm, &in, &cpu, err, sizeof(err)), -ENOEXEC);
 	ck_assert_ptr_nonnull(strstr(err, "truncated"));
 	k[0x1f1] = 7;
 	memset(longcmd, 'a', sizeof(longcmd) - 1);
 	longcmd[sizeof(longcmd) - 1] = 0;
-	in.cmdline = longcmd;           /* beyond cmdline_size 2047 */
+	in.cmdline = longcmd; /* beyond cmdline_size 2047 */
 	ck_assert_int_eq(boot_load(&gm, &in, &cpu, err, sizeof(err)), -E2BIG);
 	in.cmdline = "";
-	k[0x260 + 3] = 0x40;            /* init_size 1 GiB: more than RAM */
+	k[0x260 + 3] = 0x40; /* init_size 1 GiB: more than RAM */
 	ck_assert_int_eq(boot_load(&gm, &in, &cpu, err, sizeof(err)), -ENOMEM);
 	free(k);
 }
@@ -251,9 +257,14 @@ static uint8_t *make_pvh(size_t *len, bool with_note)
 	eh->e_phentsize = sizeof(Elf64_Phdr);
 	eh->e_phnum = 2;
 	eh->e_entry = 0xffffffff81000000ULL;
-	ph[0] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_offset = 0x1000, .p_paddr = 0x1000000,
-			      .p_filesz = 0x2000, .p_memsz = 0x5000 };
-	ph[1] = (Elf64_Phdr){ .p_type = with_note ? PT_NOTE : PT_NULL, .p_offset = 0x200, .p_filesz = 24 };
+	ph[0] = (Elf64_Phdr){ .p_type = PT_LOAD,
+			      .p_offset = 0x1000,
+			      .p_paddr = 0x1000000,
+			      .p_filesz = 0x2000,
+			      .p_memsz = 0x5000 };
+	ph[1] = (Elf64_Phdr){ .p_type = with_note ? PT_NOTE : PT_NULL,
+			      .p_offset = 0x200,
+			      .p_filesz = 24 };
 	memcpy(note, nh, 12);
 	memcpy(note + 12, "Xen", 4);
 	memcpy(note + 16, &entry, 8);
@@ -277,15 +288,15 @@ START_TEST(pvh)
 	ck_assert_uint_eq(cpu.rip, 0x1000040);
 	ck_assert_uint_eq(cpu.rbx, BOARD_BOOT_PARAMS);
 	ck_assert_uint_eq(*(uint8_t *)gm_ptr(&gm, 0x1001fff, 1), 0x5a);
-	ck_assert_uint_eq(*(uint8_t *)gm_ptr(&gm, 0x1002000, 1), 0);   /* bss zeroed */
+	ck_assert_uint_eq(*(uint8_t *)gm_ptr(&gm, 0x1002000, 1), 0); /* bss zeroed */
 	ck_assert_uint_eq(*(uint8_t *)gm_ptr(&gm, 0x1004fff, 1), 0);
 	ck_assert_uint_eq(g32(BOARD_BOOT_PARAMS), 0x336ec578);
 	ck_assert_uint_eq(g32(BOARD_BOOT_PARAMS + 4), 1);
-	ck_assert_uint_eq(g32(BOARD_BOOT_PARAMS + 12), 1);             /* nr_modules */
+	ck_assert_uint_eq(g32(BOARD_BOOT_PARAMS + 12), 1); /* nr_modules */
 	ck_assert_uint_eq(g64(BOARD_BOOT_PARAMS + 24), BOARD_CMDLINE_ADDR);
 	ck_assert_uint_eq(g64(BOARD_BOOT_PARAMS + 32), BOARD_ACPI_BASE);
 	mod = g64(BOARD_BOOT_PARAMS + 16);
-	ck_assert_uint_ge(g64(mod), 0x1005000);                         /* initrd above the kernel */
+	ck_assert_uint_ge(g64(mod), 0x1005000); /* initrd above the kernel */
 	ck_assert_uint_eq(g64(mod + 8), 5000);
 	mm = g64(BOARD_BOOT_PARAMS + 40);
 	ck_assert_uint_eq(g32(BOARD_BOOT_PARAMS + 48), (unsigned)ne820);
@@ -312,15 +323,15 @@ START_TEST(elf_hostile_segments)
 	struct boot_cpu_state cpu;
 	Elf64_Phdr *ph = (Elf64_Phdr *)(k + sizeof(Elf64_Ehdr));
 
-	ph[0].p_paddr = MiB(256) - 0x1000;    /* runs past the end of RAM */
+	ph[0].p_paddr = MiB(256) - 0x1000; /* runs past the end of RAM */
 	ck_assert_int_eq(boot_load(&gm, &in, &cpu, err, sizeof(err)), -ENOMEM);
-	ph[0].p_paddr = UINT64_MAX - 0x100;   /* wraps */
+	ph[0].p_paddr = UINT64_MAX - 0x100; /* wraps */
 	ck_assert_int_eq(boot_load(&gm, &in, &cpu, err, sizeof(err)), -ENOMEM);
 	ph[0].p_paddr = 0x1000000;
-	ph[0].p_filesz = 0x100000;            /* beyond the file */
+	ph[0].p_filesz = 0x100000; /* beyond the file */
 	ph[0].p_memsz = 0x100000;
 	ck_assert_int_eq(boot_load(&gm, &in, &cpu, err, sizeof(err)), -ENOEXEC);
-	((Elf64_Ehdr *)k)->e_phnum = 60000;   /* headers beyond the file */
+	((Elf64_Ehdr *)k)->e_phnum = 60000; /* headers beyond the file */
 	ck_assert_int_eq(boot_detect(k, len), BOOT_FMT_UNKNOWN);
 	free(k);
 }
@@ -330,8 +341,8 @@ START_TEST(multiboot_kludge)
 {
 	size_t len = 0x2000;
 	uint8_t *k = calloc(1, len);
-	uint32_t h[8] = { 0x1BADB002, 0x00010003, 0, 0x100000 + 0x40, 0x100000, 0, 0x100000 + 0x4000,
-			  0x100080 };
+	uint32_t h[8] = { 0x1BADB002, 0x00010003,	 0,	  0x100000 + 0x40, 0x100000,
+			  0,	      0x100000 + 0x4000, 0x100080 };
 	struct boot_input in;
 	struct boot_cpu_state cpu;
 	uint32_t mbi;
@@ -347,12 +358,12 @@ START_TEST(multiboot_kludge)
 	ck_assert_uint_eq(cpu.rax, 0x2BADB002);
 	mbi = (uint32_t)cpu.rbx;
 	ck_assert_uint_eq(*(uint8_t *)gm_ptr(&gm, 0x101fff, 1), 0x77);
-	ck_assert_uint_eq(*(uint8_t *)gm_ptr(&gm, 0x103fff, 1), 0);        /* bss */
-	ck_assert_uint_eq(g32(mbi) & 0x4d, 0x4d);                          /* mem, cmdline, mods, mmap */
+	ck_assert_uint_eq(*(uint8_t *)gm_ptr(&gm, 0x103fff, 1), 0); /* bss */
+	ck_assert_uint_eq(g32(mbi) & 0x4d, 0x4d);		    /* mem, cmdline, mods, mmap */
 	ck_assert_uint_eq(g32(mbi + 4), 640);
 	ck_assert_str_eq((char *)gm_ptr(&gm, g32(mbi + 16), 1), "console=ttyS0 quiet");
 	ck_assert_uint_eq(g32(mbi + 20), 1);
-	ck_assert_uint_ge(g32(g32(mbi + 24)), 0x104000);                   /* module above bss */
+	ck_assert_uint_ge(g32(g32(mbi + 24)), 0x104000); /* module above bss */
 	ck_assert_uint_eq(g32(mbi + 44), (unsigned)ne820 * 24);
 	/* Inconsistent header: header_addr below load_addr. */
 	h[3] = 0xf0000;

@@ -50,8 +50,8 @@ START_TEST(overlap_rejected)
 	ck_assert_int_eq(bus_insert(&b, 0x10f, 1, &f.dev, 0), -EEXIST);
 	ck_assert_int_eq(bus_insert(&b, 0xf8, 9, &f.dev, 0), -EEXIST);
 	ck_assert_int_eq(bus_insert(&b, 0x0f0, 0x100, &f.dev, 0), -EEXIST);
-	ck_assert_int_eq(bus_insert(&b, 0xf0, 0x10, &f.dev, 1), 0);   /* adjacent below */
-	ck_assert_int_eq(bus_insert(&b, 0x110, 0x10, &f.dev, 2), 0);  /* adjacent above */
+	ck_assert_int_eq(bus_insert(&b, 0xf0, 0x10, &f.dev, 1), 0);  /* adjacent below */
+	ck_assert_int_eq(bus_insert(&b, 0x110, 0x10, &f.dev, 2), 0); /* adjacent above */
 	ck_assert_int_eq(bus_insert(&b, 0x200, 0, &f.dev, 0), -EINVAL);
 	ck_assert_int_eq(bus_insert(&b, UINT64_MAX - 1, 4, &f.dev, 0), -EINVAL);
 	ck_assert_int_eq(b.nr, 3);
@@ -110,7 +110,7 @@ START_TEST(hit_counts)
 	for (int i = 0; i < 3; i++)
 		ck_assert(bus_write(&b, 0xcfc, &x, 1));
 	ck_assert(bus_read(&b, 0x3f9, &x, 1));
-	ck_assert(!bus_read(&b, 0x80, &x, 1));      /* unclaimed: no range counts it */
+	ck_assert(!bus_read(&b, 0x80, &x, 1)); /* unclaimed: no range counts it */
 	bus_print_hits(&b, out);
 	fclose(out);
 	ck_assert_str_eq(buf, "kestrel: stats: pio accesses: fake@0xcf8=3 fake@0x3f8=1\n");
@@ -176,7 +176,7 @@ START_TEST(string_access)
 		ck_assert_uint_eq(w[i], 0xffff);
 	ck_assert(!bus_write_string(&b, 0x170, l, 4, 3));
 	ck_assert_uint_eq(b.unhandled, 8);
-	ck_assert(!bus_read_string(&b, 0x1f0, w, 16, 1));   /* no such access size */
+	ck_assert(!bus_read_string(&b, 0x1f0, w, 16, 1)); /* no such access size */
 	bus_destroy(&b);
 }
 END_TEST

@@ -130,7 +130,8 @@ START_TEST(bad_flags)
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--mem", "12Q"), "--mem");
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--bogus"), "--bogus");
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--serial", "tcp:1"), "--serial");
-	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--boot-entry", "16"), "--boot-entry");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--boot-entry", "16"),
+			   "--boot-entry");
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--scsi-controller=maybe"),
 			   "--scsi-controller");
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--debug-exit=0xf4"),
@@ -139,7 +140,8 @@ START_TEST(bad_flags)
 	/* Without --kernel the VM boots firmware; what cannot go with it is refused. */
 	assert_usage_error(KESTREL("run", "--firmware", "/nonexistent/fw.bin"), "--firmware");
 	assert_usage_error(KESTREL("run", "--firmware", mb_kernel), "not a firmware image size");
-	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--firmware", "bios"), "--firmware");
+	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--firmware", "bios"),
+			   "--firmware");
 	assert_usage_error(KESTREL("run", "--initrd", mb_kernel), "--initrd: needs --kernel");
 	assert_usage_error(KESTREL("run", "--boot", "floppy"), "--boot");
 }
@@ -147,12 +149,14 @@ END_TEST
 
 START_TEST(bad_files)
 {
-	assert_usage_error(KESTREL("run", "--kernel", "/nonexistent/bzImage"), "/nonexistent/bzImage");
+	assert_usage_error(KESTREL("run", "--kernel", "/nonexistent/bzImage"),
+			   "/nonexistent/bzImage");
 	assert_usage_error(KESTREL("run", "--kernel", mb_kernel, "--initrd", "/nonexistent/initrd"),
 			   "/nonexistent/initrd");
 	/* A file that is no kernel at all is refused before any VM is created. */
 	assert_usage_error(KESTREL("run", "--kernel", junk_kernel), "not a bzImage");
-	assert_usage_error(KESTREL("run", "--config", "/nonexistent/vm.json"), "/nonexistent/vm.json");
+	assert_usage_error(KESTREL("run", "--config", "/nonexistent/vm.json"),
+			   "/nonexistent/vm.json");
 }
 END_TEST
 
@@ -193,8 +197,10 @@ END_TEST
 START_TEST(mem_beyond_host)
 {
 	/* The host cannot map 8 GiB within a 1 GiB address-space limit. */
-	assert_usage_error(run_kestrel_limited(1ULL << 30, (const char *const[]){
-		"run", "--kernel", mb_kernel, "--mem", "8G", NULL }), "--mem");
+	assert_usage_error(run_kestrel_limited(1ULL << 30,
+					       (const char *const[]){ "run", "--kernel", mb_kernel,
+								      "--mem", "8G", NULL }),
+			   "--mem");
 }
 END_TEST
 #endif

@@ -218,7 +218,7 @@ START_TEST(test_vga_flags)
 	const char *path;
 
 	expect_ok(&c, "--kernel", kernel, NULL);
-	ck_assert_int_eq(c.vga, CONFIG_VGA_NONE);   /* a direct kernel boot: no VGA unless asked */
+	ck_assert_int_eq(c.vga, CONFIG_VGA_NONE); /* a direct kernel boot: no VGA unless asked */
 	ck_assert_int_eq(c.display, CONFIG_DISPLAY_DEFAULT);
 	config_free(&c);
 	expect_ok(&c, "--kernel", kernel, "--vga", "std", "--display", "none", NULL);
@@ -239,8 +239,8 @@ START_TEST(test_vga_flags)
 	ck_assert_int_eq(c.vga, CONFIG_VGA_NONE);
 	config_free(&c);
 	expect_err("--vga", "not a VGA", "--kernel", kernel, "--vga", "cirrus", NULL);
-	expect_err("--vga", "mem=3M: not a power of two", "--kernel", kernel, "--vga",
-		   "std,mem=3M", NULL);
+	expect_err("--vga", "mem=3M: not a power of two", "--kernel", kernel, "--vga", "std,mem=3M",
+		   NULL);
 	expect_err("--vga", "mem=512M", "--kernel", kernel, "--vga", "std,mem=512M", NULL);
 	expect_err("--vga", "unknown option", "--kernel", kernel, "--vga", "std,vram=1M", NULL);
 	expect_err("--vga", "expected key=value", "--kernel", kernel, "--vga", "std,big", NULL);
@@ -286,12 +286,17 @@ START_TEST(test_cmdline_values)
 }
 END_TEST
 
-static const struct { const char *in; uint64_t want; } mem_good[] = {
-	{ "512M", MiB(512) }, { "1024", GiB(1) }, { "4G", GiB(4) }, { "2g", GiB(2) },
-	{ "1GiB", GiB(1) }, { "1gb", GiB(1) }, { "16M", MiB(16) }, { "16", MiB(16) },
-	{ "17M", MiB(18) }, { "16385K", MiB(18) }, { "1T", GiB(1024) },
-	{ "1048576K", GiB(1) }, { "1048576", GiB(1024) },
-	{ "1099511627776B", GiB(1024) },
+static const struct {
+	const char *in;
+	uint64_t want;
+} mem_good[] = {
+	{ "512M", MiB(512) },	  { "1024", GiB(1) },
+	{ "4G", GiB(4) },	  { "2g", GiB(2) },
+	{ "1GiB", GiB(1) },	  { "1gb", GiB(1) },
+	{ "16M", MiB(16) },	  { "16", MiB(16) },
+	{ "17M", MiB(18) },	  { "16385K", MiB(18) },
+	{ "1T", GiB(1024) },	  { "1048576K", GiB(1) },
+	{ "1048576", GiB(1024) }, { "1099511627776B", GiB(1024) },
 };
 
 START_TEST(test_mem_good)
@@ -308,13 +313,24 @@ START_TEST(test_mem_good)
 }
 END_TEST
 
-static const struct { const char *in, *why; } mem_bad[] = {
-	{ "12Q", "not a size (use e.g. 512M" }, { "1.5G", "whole numbers" },
-	{ "8M", "below the minimum of 16M" }, { "15", "below" }, { "0", "below" },
-	{ "2T", "above the maximum of 1T" }, { "20000000T", "above" },
-	{ "99999999999999999999999", "above" }, { "1048577", "above" },
-	{ "", "not a size" }, { "-1G", "not a size" }, { "M", "not a size" },
-	{ " 1G", "not a size" }, { "1G ", "not a size" }, { "1GG", "not a size" },
+static const struct {
+	const char *in, *why;
+} mem_bad[] = {
+	{ "12Q", "not a size (use e.g. 512M" },
+	{ "1.5G", "whole numbers" },
+	{ "8M", "below the minimum of 16M" },
+	{ "15", "below" },
+	{ "0", "below" },
+	{ "2T", "above the maximum of 1T" },
+	{ "20000000T", "above" },
+	{ "99999999999999999999999", "above" },
+	{ "1048577", "above" },
+	{ "", "not a size" },
+	{ "-1G", "not a size" },
+	{ "M", "not a size" },
+	{ " 1G", "not a size" },
+	{ "1G ", "not a size" },
+	{ "1GG", "not a size" },
 	{ "0x100M", "not a size" },
 };
 
@@ -333,7 +349,8 @@ START_TEST(test_cpus)
 	config_free(&c);
 	expect_err("--cpus", "out of range", "--kernel", kernel, "--cpus", "0", NULL);
 	expect_err("--cpus", "out of range", "--kernel", kernel, "--cpus", "65", NULL);
-	expect_err("--cpus", "out of range", "--kernel", kernel, "--cpus", "99999999999999999999", NULL);
+	expect_err("--cpus", "out of range", "--kernel", kernel, "--cpus", "99999999999999999999",
+		   NULL);
 	expect_err("--cpus", "not a number", "--kernel", kernel, "--cpus", "two", NULL);
 	expect_err("--cpus", "not a number", "--kernel", kernel, "--cpus", "-1", NULL);
 	expect_err("--cpus", "not a number", "--kernel", kernel, "--cpus=", NULL);
@@ -347,7 +364,7 @@ START_TEST(test_cpu_model)
 	struct vm_config c;
 
 	expect_ok(&c, "--kernel", kernel, NULL);
-	ck_assert_ptr_null(c.cpu);                       /* host */
+	ck_assert_ptr_null(c.cpu); /* host */
 	config_free(&c);
 	expect_ok(&c, "--kernel", kernel, "--cpu", "compat", NULL);
 	ck_assert_ptr_eq(c.cpu, cpu_model_find("compat"));
@@ -425,7 +442,8 @@ START_TEST(test_enums)
 	ck_assert_int_eq(c.boot_entry, BOOT_ENTRY_64);
 	ck_assert_int_eq(c.on_reboot, ON_REBOOT_RESTART);
 	config_free(&c);
-	expect_err("--boot-entry", "use auto, 64 or 32", "--kernel", kernel, "--boot-entry", "16", NULL);
+	expect_err("--boot-entry", "use auto, 64 or 32", "--kernel", kernel, "--boot-entry", "16",
+		   NULL);
 	expect_ok(&c, "--kernel", kernel, "--boot-entry", "auto", NULL);
 	ck_assert_int_eq(c.boot_entry, BOOT_ENTRY_AUTO);
 	config_free(&c);
@@ -433,27 +451,36 @@ START_TEST(test_enums)
 }
 END_TEST
 
-static const struct { const char *in; uint64_t ms; } dur_good[] = {
-	{ "60s", 60000 }, { "5m", 300000 }, { "1500ms", 1500 }, { "2h", 7200000 },
-	{ "60", 60000 }, { "0", 0 }, { "3min", 180000 }, { "10S", 10000 }, { "007s", 7000 },
-	{ "18446744073709551ms", 18446744073709551ULL },
+static const struct {
+	const char *in;
+	uint64_t ms;
+} dur_good[] = {
+	{ "60s", 60000 },   { "5m", 300000 },
+	{ "1500ms", 1500 }, { "2h", 7200000 },
+	{ "60", 60000 },    { "0", 0 },
+	{ "3min", 180000 }, { "10S", 10000 },
+	{ "007s", 7000 },   { "18446744073709551ms", 18446744073709551ULL },
 };
+/* clang-format off */
 static const char *const dur_bad[] = {
 	"", "s", "1.5s", "-1", "5x", "5 s", " 5s", "5ss", "99999999999999999999",
 	"18446744073709552s", "5d",
 };
+/* clang-format on */
 
 START_TEST(test_duration)
 {
 	uint64_t ms = 42;
 
 	for (size_t i = 0; i < ARRAY_SIZE(dur_good); i++) {
-		ck_assert_msg(config_parse_duration(dur_good[i].in, &ms) == 0, "%s", dur_good[i].in);
+		ck_assert_msg(config_parse_duration(dur_good[i].in, &ms) == 0, "%s",
+			      dur_good[i].in);
 		ck_assert_msg(ms == dur_good[i].ms, "%s: %llu", dur_good[i].in,
 			      (unsigned long long)ms);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(dur_bad); i++)
-		ck_assert_msg(config_parse_duration(dur_bad[i], &ms) == -EINVAL, "'%s'", dur_bad[i]);
+		ck_assert_msg(config_parse_duration(dur_bad[i], &ms) == -EINVAL, "'%s'",
+			      dur_bad[i]);
 	ck_assert_int_eq(config_parse_duration(NULL, &ms), -EINVAL);
 	expect_err("--timeout", "not a duration", "--kernel", kernel, "--timeout", "1.5s", NULL);
 	expect_err("--timeout", "not a duration", "--kernel", kernel, "--timeout=soon", NULL);
@@ -487,8 +514,7 @@ START_TEST(test_duplicates)
 	config_free(&c);
 	expect_err("--mem", "given twice with different values ('1G' and '2G')", "--kernel", kernel,
 		   "--mem", "1G", "--mem", "2G", NULL);
-	expect_err("--quiet", "('true' and '0')", "--kernel", kernel, "--quiet", "--quiet=0",
-		   NULL);
+	expect_err("--quiet", "('true' and '0')", "--kernel", kernel, "--quiet", "--quiet=0", NULL);
 	expect_err("--cpus", "given twice", "--kernel", kernel, "--cpus=1", "--cpus=2", NULL);
 	/* The repeat is parsed too: a bad second value is a bad value. */
 	expect_err("--cpus", "not a number", "--kernel", kernel, "--cpus=1", "--cpus=x", NULL);
@@ -517,11 +543,25 @@ END_TEST
 START_TEST(test_usage)
 {
 	static const char *const flags[] = {
-		"--kernel FILE", "--initrd FILE", "--cmdline STR", "--mem SIZE", "--cpus N",
-		"--serial MODE", "--name NAME", "--boot-entry auto|64|32", "--on-reboot restart|exit",
-		"--hugepages", "--quiet", "--stats", "--timeout DURATION", "--config FILE",
-		"--scsi-controller", "--debug-exit",
-		"--help", "default 512M", "124",
+		"--kernel FILE",
+		"--initrd FILE",
+		"--cmdline STR",
+		"--mem SIZE",
+		"--cpus N",
+		"--serial MODE",
+		"--name NAME",
+		"--boot-entry auto|64|32",
+		"--on-reboot restart|exit",
+		"--hugepages",
+		"--quiet",
+		"--stats",
+		"--timeout DURATION",
+		"--config FILE",
+		"--scsi-controller",
+		"--debug-exit",
+		"--help",
+		"default 512M",
+		"124",
 	};
 	char *text = NULL;
 	size_t len = 0;
@@ -548,7 +588,8 @@ START_TEST(test_validate_files)
 	expect_err("--kernel", "is a directory", "--kernel", tmpdir, NULL);
 	expect_err("--kernel", "empty path", "--kernel=", NULL);
 	expect_err("--initrd", "file is empty", "--kernel", kernel, "--initrd", empty, NULL);
-	expect_err("--initrd", "No such file", "--kernel", kernel, "--initrd", "/nonexistent", NULL);
+	expect_err("--initrd", "No such file", "--kernel", kernel, "--initrd", "/nonexistent",
+		   NULL);
 	snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
 	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
 	expect_err("--kernel", "not a regular file", "--kernel", fifo, NULL);
@@ -635,7 +676,8 @@ START_TEST(test_json_good)
 		 "  \"serial\": \"none\", \"name\": \"vm-1.test_x\", \"boot_entry\": 32,\n"
 		 "  \"on_reboot\": \"exit\", \"hugepages\": true, \"quiet\": true,\n"
 		 "  \"stats\": true, \"timeout\": \"5m\"\n"
-		 "}\n", kernel, initrd);
+		 "}\n",
+		 kernel, initrd);
 	path = json_file(tmpdir, text);
 	config_defaults(&c);
 	ck_assert_msg(config_load_json(&c, path, err, sizeof(err)) == 0, "%s", err);
@@ -644,7 +686,7 @@ START_TEST(test_json_good)
 	config_free(&c);
 
 	path = json_file(tmpdir, "{\"mem\": \"2G\", \"boot_entry\": \"64\", \"timeout\": 90,"
-			 " \"hugepages\": false}");
+				 " \"hugepages\": false}");
 	expect_ok(&c, "--config", path, "--kernel", kernel, NULL);
 	ck_assert_uint_eq(c.mem_size, GiB(2));
 	ck_assert_int_eq(c.boot_entry, BOOT_ENTRY_64);
@@ -662,8 +704,10 @@ START_TEST(test_json_relative_paths)
 
 	snprintf(want, sizeof(want), "%s/k.bin", subdir);
 	write_text(want, "kernel bytes");
-	snprintf(text, sizeof(text), "{\"kernel\": \"k.bin\", \"initrd\": \"%s\", "
-		 "\"serial\": \"file:out/../serial.log\"}", initrd);
+	snprintf(text, sizeof(text),
+		 "{\"kernel\": \"k.bin\", \"initrd\": \"%s\", "
+		 "\"serial\": \"file:out/../serial.log\"}",
+		 initrd);
 	snprintf(dir_arg, sizeof(dir_arg), "%s/out", subdir);
 	mkdir(dir_arg, 0700);
 	path = json_file(subdir, text);
@@ -689,8 +733,10 @@ START_TEST(test_json_flags_override)
 	struct vm_config c;
 	const char *path;
 
-	snprintf(text, sizeof(text), "{\"kernel\": \"%s\", \"mem\": \"1G\", \"cpus\": 2, "
-		 "\"quiet\": true}", kernel);
+	snprintf(text, sizeof(text),
+		 "{\"kernel\": \"%s\", \"mem\": \"1G\", \"cpus\": 2, "
+		 "\"quiet\": true}",
+		 kernel);
 	path = json_file(tmpdir, text);
 	/* Flags win whether they come before or after --config. */
 	expect_ok(&c, "--mem", "2G", "--config", path, "--quiet=false", NULL);
@@ -775,8 +821,8 @@ START_TEST(test_json_scsi_controller)
 			   offsetof(struct vm_config, scsi_controller));
 	expect_json_err("{\"scsi_controller\": \"yes\"}",
 			"\"scsi_controller\": expected true or false", "a string");
-	expect_json_err("{\"scsi_controller\": 1}",
-			"\"scsi_controller\": expected true or false", "an integer");
+	expect_json_err("{\"scsi_controller\": 1}", "\"scsi_controller\": expected true or false",
+			"an integer");
 	expect_json_err("{\"scsi_controller\": null}",
 			"\"scsi_controller\": expected true or false", "null");
 	expect_json_err("{\"scsi-controller\": true}", "unknown key \"scsi-controller\"",
@@ -792,8 +838,8 @@ START_TEST(test_debug_exit_flag)
 	expect_err("--debug-exit", "not a boolean", "--kernel", kernel, "--debug-exit=0xf4", NULL);
 	expect_err("--debug-exit", "('true' and 'no')", "--kernel", kernel, "--debug-exit",
 		   "--debug-exit=no", NULL);
-	expect_err("--debug-exti", "did you mean --debug-exit?", "--kernel", kernel,
-		   "--debug-exti", NULL);
+	expect_err("--debug-exti", "did you mean --debug-exit?", "--kernel", kernel, "--debug-exti",
+		   NULL);
 	expect_json_switch("debug_exit", "debug-exit", offsetof(struct vm_config, debug_exit));
 	expect_json_err("{\"debug_exit\": 244}", "\"debug_exit\": expected true or false",
 			"an integer");
@@ -820,18 +866,36 @@ END_TEST
 
 /* ---- util.c ---- */
 
-static const struct { const char *in; uint64_t want; } size_good[] = {
-	{ "0", 0 }, { "1", 1 }, { "1048576", MiB(1) }, { "1b", 1 }, { "1B", 1 },
-	{ "64K", KiB(64) }, { "64k", KiB(64) }, { "64KB", KiB(64) }, { "64kib", KiB(64) },
-	{ "512M", MiB(512) }, { "512MiB", MiB(512) }, { "4G", GiB(4) }, { "4gB", GiB(4) },
-	{ "2T", GiB(2048) }, { "2TiB", GiB(2048) }, { "007M", MiB(7) },
-	{ "18446744073709551615", UINT64_MAX }, { "16777215T", GiB(1024) * 16777215ULL },
+static const struct {
+	const char *in;
+	uint64_t want;
+} size_good[] = {
+	{ "0", 0 },
+	{ "1", 1 },
+	{ "1048576", MiB(1) },
+	{ "1b", 1 },
+	{ "1B", 1 },
+	{ "64K", KiB(64) },
+	{ "64k", KiB(64) },
+	{ "64KB", KiB(64) },
+	{ "64kib", KiB(64) },
+	{ "512M", MiB(512) },
+	{ "512MiB", MiB(512) },
+	{ "4G", GiB(4) },
+	{ "4gB", GiB(4) },
+	{ "2T", GiB(2048) },
+	{ "2TiB", GiB(2048) },
+	{ "007M", MiB(7) },
+	{ "18446744073709551615", UINT64_MAX },
+	{ "16777215T", GiB(1024) * 16777215ULL },
 };
+/* clang-format off */
 static const char *const size_bad[] = {
 	"", "M", "-1", "+1", " 1", "1 ", "1.5G", "12Q", "1KK", "1KiBB", "1iB", "1Ki", "1E",
 	"20000000T", "16777216T", "18446744073709551616", "99999999999999999999999K", "0x10",
 	"1G\n", "1 G",
 };
+/* clang-format on */
 
 START_TEST(test_parse_size)
 {
@@ -934,7 +998,8 @@ START_TEST(test_klog)
 	char *s;
 
 	log_threshold = LOG_INFO;
-	ck_assert_str_eq(klog_capture(LOG_INFO, "hello %s %d", "world", 42), "kestrel: info: hello world 42\n");
+	ck_assert_str_eq(klog_capture(LOG_INFO, "hello %s %d", "world", 42),
+			 "kestrel: info: hello world 42\n");
 	ck_assert_str_eq(klog_capture(LOG_WARN, "%s", "w"), "kestrel: warning: w\n");
 	ck_assert_str_eq(klog_capture(LOG_ERR, "%s", "e"), "kestrel: error: e\n");
 	ck_assert_str_eq(klog_capture(LOG_DEBUG, "%s", "hidden"), "");
@@ -967,9 +1032,8 @@ static Suite *config_suite(void)
 	flags = ADD_TCASE(s, "flags", NULL, NULL, 0, test_defaults, test_flags_space_form,
 			  test_flags_equals_form, test_switch_values, test_scsi_controller_flag,
 			  test_debug_exit_flag, test_cmdline_values, test_cpus, test_cpu_model,
-			  test_serial, test_name,
-			  test_enums, test_duration, test_arg_errors, test_duplicates, test_help,
-			  test_usage);
+			  test_serial, test_name, test_enums, test_duration, test_arg_errors,
+			  test_duplicates, test_help, test_usage);
 	tcase_add_loop_test(flags, test_mem_good, 0, ARRAY_SIZE(mem_good));
 	tcase_add_loop_test(flags, test_mem_bad, 0, ARRAY_SIZE(mem_bad));
 	ADD_TCASE(s, "validate", NULL, NULL, 0, test_validate_files, test_validate_struct,

@@ -21,7 +21,8 @@ START_TEST(flags)
 	char s0[400], s1[400];
 
 	snprintf(s0, sizeof(s0), "path=%s,bus=scsi,readonly,cache=none,aio=sync", d0);
-	snprintf(s1, sizeof(s1), "path=%s,format=raw,target=5,add-after=2s,remove-after=4500ms", d1);
+	snprintf(s1, sizeof(s1), "path=%s,format=raw,target=5,add-after=2s,remove-after=4500ms",
+		 d1);
 	ck_assert_int_eq(run("--disk", s0, "--disk", s1, NULL), 0);
 	ck_assert_uint_eq(c.ndisks, 2);
 	ck_assert_str_eq(c.disks[0].path, d0);
@@ -75,14 +76,15 @@ START_TEST(json_disks)
 {
 	char text[1200];
 
-	snprintf(text, sizeof(text),
-		 "{ \"kernel\": \"%s\", \"disks\": [ { \"path\": \"d0.img\", \"bus\": \"scsi\", "
-		 "\"readonly\": true, \"target\": 2, \"add_after\": \"1s\" }, \"path=d1.img,cache=none\" ] }",
-		 kernel);
+	snprintf(
+		text, sizeof(text),
+		"{ \"kernel\": \"%s\", \"disks\": [ { \"path\": \"d0.img\", \"bus\": \"scsi\", "
+		"\"readonly\": true, \"target\": 2, \"add_after\": \"1s\" }, \"path=d1.img,cache=none\" ] }",
+		kernel);
 	write_text(json, text);
 	ck_assert_int_eq(run("--config", json, NULL), 0);
 	ck_assert_uint_eq(c.ndisks, 2);
-	ck_assert_str_eq(c.disks[0].path, d0);      /* relative to the file's folder */
+	ck_assert_str_eq(c.disks[0].path, d0); /* relative to the file's folder */
 	ck_assert(c.disks[0].blk.readonly);
 	ck_assert_int_eq(c.disks[0].target, 2);
 	ck_assert_uint_eq(c.disks[0].add_after_ms, 1000);
@@ -164,8 +166,9 @@ START_TEST(ide_drives)
 	snprintf(s0, sizeof(s0), "path=%s,bus=ide", d0);
 	snprintf(s1, sizeof(s1), "path=%s,bus=ide,media=cdrom,unit=2", d1);
 	snprintf(s2, sizeof(s2), "path=%s,bus=scsi", d2);
-	ck_assert_msg(run("--disk", s0, "--disk", s1, "--disk", "bus=ide,media=cdrom",
-			  "--disk", s2, NULL) == 0, "%s", err);
+	ck_assert_msg(run("--disk", s0, "--disk", s1, "--disk", "bus=ide,media=cdrom", "--disk", s2,
+			  NULL) == 0,
+		      "%s", err);
 	ck_assert_uint_eq(c.ndisks, 4);
 	ck_assert_int_eq(c.disks[0].bus, CONFIG_BUS_IDE);
 	ck_assert_int_eq(c.disks[0].media, CONFIG_MEDIA_DISK);
@@ -173,16 +176,17 @@ START_TEST(ide_drives)
 	ck_assert(!c.disks[0].blk.readonly);
 	ck_assert_int_eq(c.disks[1].media, CONFIG_MEDIA_CDROM);
 	ck_assert_int_eq(c.disks[1].unit, 2);
-	ck_assert(c.disks[1].blk.readonly);                 /* a CD is read-only */
-	ck_assert_ptr_null(c.disks[2].path);                /* an empty drive */
+	ck_assert(c.disks[1].blk.readonly);  /* a CD is read-only */
+	ck_assert_ptr_null(c.disks[2].path); /* an empty drive */
 	ck_assert_ptr_null(c.disks[2].blk.path);
 	ck_assert_int_eq(c.disks[2].unit, 1);
 	ck_assert_int_eq(c.disks[2].target, -1);
 	ck_assert_int_eq(c.disks[3].bus, CONFIG_BUS_SCSI);
-	ck_assert_int_eq(c.disks[3].target, 0);             /* SCSI targets are counted apart */
+	ck_assert_int_eq(c.disks[3].target, 0); /* SCSI targets are counted apart */
 	ck_assert_int_eq(c.disks[3].unit, -1);
 	/* JSON: the same keys; an empty CD without a path. */
-	snprintf(text, sizeof(text), "{ \"kernel\": \"%s\", \"disks\": [ { \"path\": \"d0.img\", "
+	snprintf(text, sizeof(text),
+		 "{ \"kernel\": \"%s\", \"disks\": [ { \"path\": \"d0.img\", "
 		 "\"bus\": \"ide\", \"unit\": 3 }, { \"bus\": \"ide\", \"media\": \"cdrom\" } ] }",
 		 kernel);
 	write_text(json, text);
@@ -226,7 +230,8 @@ START_TEST(ide_errors)
 	expect_err("unit 1 is taken by another disk");
 	ck_assert_int_ne(run("--disk", "bus=ide,media=cdrom", "--disk", "bus=ide,media=cdrom",
 			     "--disk", "bus=ide,media=cdrom", "--disk", "bus=ide,media=cdrom",
-			     "--disk", "bus=ide,media=cdrom", NULL), 0);
+			     "--disk", "bus=ide,media=cdrom", NULL),
+			 0);
 	expect_err("no free unit (bus=ide has 4)");
 	snprintf(s, sizeof(s), "path=%s/none.iso,bus=ide,media=cdrom", tmpdir);
 	ck_assert_int_ne(run("--disk", s, NULL), 0);

@@ -23,7 +23,7 @@ START_TEST(test_firmware_boot)
 	ck_assert_int_eq(run("--firmware", fw, NULL), 0);
 	ck_assert_str_eq(c.firmware, fw);
 	ck_assert_ptr_null(c.kernel);
-	ck_assert_uint_eq(c.boot.n, 0);   /* the default order */
+	ck_assert_uint_eq(c.boot.n, 0); /* the default order */
 	ck_assert(!c.boot.set);
 	ck_assert_ptr_null(c.firmware_log);
 	/* A PC that boots firmware has a screen unless --vga none says not. */
@@ -118,7 +118,9 @@ END_TEST
 
 START_TEST(test_boot_order_errors)
 {
-	static const struct { const char *v, *want; } bad[] = {
+	static const struct {
+		const char *v, *want;
+	} bad[] = {
 		{ "", "is not a boot order" },
 		{ "floppy", "'floppy' is not a boot device (use disk, cdrom or net" },
 		{ "disk,disk", "disk: named twice" },
@@ -152,8 +154,9 @@ START_TEST(test_firmware_log)
 	snprintf(path, sizeof(path), "%s/fw.log", tmpdir);
 	ck_assert_int_eq(run("--firmware", fw, "--firmware-log", path, NULL), 0);
 	ck_assert_str_eq(c.firmware_log, path);
-	ck_assert_int_ne(access(path, F_OK), 0);   /* checked, not created */
-	ck_assert_int_ne(run("--firmware", fw, "--firmware-log", "/nonexistent/dir/fw.log", NULL), 0);
+	ck_assert_int_ne(access(path, F_OK), 0); /* checked, not created */
+	ck_assert_int_ne(run("--firmware", fw, "--firmware-log", "/nonexistent/dir/fw.log", NULL),
+			 0);
 	expect_err("--firmware-log: /nonexistent/dir/fw.log: directory /nonexistent/dir");
 	ck_assert_int_ne(run("--firmware", fw, "--firmware-log", tmpdir, NULL), 0);
 	expect_err("is a directory");

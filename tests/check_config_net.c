@@ -18,7 +18,8 @@ START_TEST(flags)
 	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef };
 
 	ck_assert_int_eq(run("--net", "tap=tap0,mac=52:54:00:AB:cd:ef,vlan=5,queues=4",
-			     "--net=tap=tap1", NULL), 0);
+			     "--net=tap=tap1", NULL),
+			 0);
 	ck_assert_uint_eq(c.nnets, 2);
 	ck_assert_str_eq(c.nets[0].ifname, "tap0");
 	ck_assert_mem_eq(c.nets[0].mac, mac, 6);
@@ -42,8 +43,8 @@ END_TEST
 
 START_TEST(model)
 {
-	ck_assert_int_eq(run("--net", "tap=t0,model=tulip,vlan=7", "--net", "tap=t1,model=virtio",
-			     NULL), 0);
+	ck_assert_int_eq(
+		run("--net", "tap=t0,model=tulip,vlan=7", "--net", "tap=t1,model=virtio", NULL), 0);
 	ck_assert_int_eq(c.nets[0].model, CONFIG_NET_TULIP);
 	ck_assert_uint_eq(c.nets[0].vlan, 7);
 	ck_assert_uint_eq(c.nets[0].queues, 1);
@@ -109,7 +110,8 @@ START_TEST(errors)
 	ck_assert_int_ne(run("--net", "tap=t", "--net", "tap=t", NULL), 0);
 	expect_err("the same interface given twice");
 	ck_assert_int_ne(run("--net", "tap=a,mac=52:54:00:00:00:01", "--net",
-			     "tap=b,mac=52:54:00:00:00:01", NULL), 0);
+			     "tap=b,mac=52:54:00:00:00:01", NULL),
+			 0);
 	expect_err("the same MAC address");
 }
 END_TEST

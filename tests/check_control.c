@@ -35,7 +35,7 @@
 struct fake_vm {
 	pthread_mutex_t lock;
 	const char *state;
-	int calls[32];           /* per command, by index in control_commands */
+	int calls[32]; /* per command, by index in control_commands */
 	uint64_t shutdown_ms;
 	struct control_disk_req last_disk;
 	char last_path[512];
@@ -45,17 +45,36 @@ struct fake_vm {
 	bool save_keep;
 	struct i8042_key keys[I8042_MAX_KEYS];
 	unsigned nkeys;
-	int mouse[4];            /* dx, dy, wheel, buttons */
+	int mouse[4]; /* dx, dy, wheel, buttons */
 	char cd_id[32], cd_path[512], cd_format[16];
 	bool cd_force;
 	int ticks;
-	const char *fail_code;   /* every op fails with this when set */
-	bool defer;              /* disk-add/-remove answer later, through pending */
+	const char *fail_code; /* every op fails with this when set */
+	bool defer;	       /* disk-add/-remove answer later, through pending */
 	struct control_pending *pending;
 };
 
-enum { F_STATUS, F_VM, F_PAUSE, F_RESUME, F_SHUTDOWN, F_STOP, F_RESET, F_STATS, F_ADD, F_REMOVE,
-       F_NET, F_DIRTY, F_SAVE, F_SNAPSHOT, F_KEY, F_MOUSE, F_DUMP, F_CD_CHANGE, F_CD_EJECT };
+enum {
+	F_STATUS,
+	F_VM,
+	F_PAUSE,
+	F_RESUME,
+	F_SHUTDOWN,
+	F_STOP,
+	F_RESET,
+	F_STATS,
+	F_ADD,
+	F_REMOVE,
+	F_NET,
+	F_DIRTY,
+	F_SAVE,
+	F_SNAPSHOT,
+	F_KEY,
+	F_MOUSE,
+	F_DUMP,
+	F_CD_CHANGE,
+	F_CD_EJECT
+};
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
 
@@ -255,6 +274,7 @@ static int64_t f_tick(void *o)
 	return 20;
 }
 
+/* clang-format off */
 static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
@@ -264,6 +284,7 @@ static const struct control_ops fake_ops = {
 	.screendump = f_dump,
 	.cdrom_change = f_cd_change, .cdrom_eject = f_cd_eject, .tick = f_tick,
 };
+/* clang-format on */
 
 static void fake_reset(void)
 {
@@ -426,7 +447,8 @@ static struct control_server *start_server(void)
 	char err[256] = "";
 
 	ck_assert_msg(control_server_start(&s, sock_path, "fake", &fake_ops, NULL, err,
-					   sizeof(err)) == 0, "%s", err);
+					   sizeof(err)) == 0,
+		      "%s", err);
 	return s;
 }
 
@@ -477,10 +499,20 @@ END_TEST
 START_TEST(request_parse_errors)
 {
 	static const char *const bad[] = {
-		"{", "{\"id\":1,", "{\"command\":\"query-status\"", "}", "nul", "{'command':'x'}",
-		"{\"command\":\"query-status\",}", "{\"command\":\"query-status\"} x",
-		"{\"command\":\"query-status\"}{}", "\"unterminated", "[1,2", "{\"a\":01}",
-		"/* c */ {\"command\":\"stats\"}", "{\"command\":\"stats\"} // c",
+		"{",
+		"{\"id\":1,",
+		"{\"command\":\"query-status\"",
+		"}",
+		"nul",
+		"{'command':'x'}",
+		"{\"command\":\"query-status\",}",
+		"{\"command\":\"query-status\"} x",
+		"{\"command\":\"query-status\"}{}",
+		"\"unterminated",
+		"[1,2",
+		"{\"a\":01}",
+		"/* c */ {\"command\":\"stats\"}",
+		"{\"command\":\"stats\"} // c",
 		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
 	};
 
@@ -646,7 +678,8 @@ START_TEST(commands_reach_the_vm)
 	ck_assert_str_eq(fake.last_disk.format, "vhd");
 	ck_assert_str_eq(fake.last_disk.cache, "none");
 	ck_assert_str_eq(fake.last_disk.aio, "sync");
-	json_object_put(expect_ok("{\"command\":\"disk-add\",\"arguments\":{\"path\":\"/e.img\"}}"));
+	json_object_put(
+		expect_ok("{\"command\":\"disk-add\",\"arguments\":{\"path\":\"/e.img\"}}"));
 	ck_assert_int_eq(fake.last_disk.target, -1);
 	ck_assert_str_eq(fake.last_disk.format, "auto");
 	ck_assert(!fake.last_disk.readonly);
@@ -657,8 +690,10 @@ START_TEST(commands_reach_the_vm)
 	for (int i = 0; dirty_log_actions[i]; i++) {
 		char line[96];
 
-		snprintf(line, sizeof(line), "{\"command\":\"dirty-log\",\"arguments\":"
-			 "{\"action\":\"%s\"}}", dirty_log_actions[i]);
+		snprintf(line, sizeof(line),
+			 "{\"command\":\"dirty-log\",\"arguments\":"
+			 "{\"action\":\"%s\"}}",
+			 dirty_log_actions[i]);
 		json_object_put(expect_ok(line));
 		ck_assert_str_eq(fake.dirty_action, dirty_log_actions[i]);
 	}
@@ -671,20 +706,22 @@ START_TEST(commands_reach_the_vm)
 	json_object_put(expect_ok("{\"command\":\"snapshot\",\"arguments\":{\"action\":\"create\","
 				  "\"name\":\"before-upgrade\"}}"));
 	ck_assert_str_eq(fake.last_path, "create:before-upgrade");
-	json_object_put(expect_ok("{\"command\":\"snapshot\",\"arguments\":{\"action\":\"list\"}}"));
+	json_object_put(
+		expect_ok("{\"command\":\"snapshot\",\"arguments\":{\"action\":\"list\"}}"));
 	ck_assert_str_eq(fake.last_path, "list:-");
 	r = expect_ok("{\"command\":\"send-key\",\"arguments\":{\"keys\":\"ctrl-alt-delete\"}}");
 	ck_assert_int_eq(json_object_get_int(json_object_object_get(r, "events")), 6);
 	json_object_put(r);
 	{
 		static const struct i8042_key cad[] = {
-			{ KEY_LEFTCTRL, true }, { KEY_LEFTALT, true }, { KEY_DELETE, true },
-			{ KEY_DELETE, false }, { KEY_LEFTALT, false }, { KEY_LEFTCTRL, false },
+			{ KEY_LEFTCTRL, true }, { KEY_LEFTALT, true },	{ KEY_DELETE, true },
+			{ KEY_DELETE, false },	{ KEY_LEFTALT, false }, { KEY_LEFTCTRL, false },
 		};
 
 		ck_assert_uint_eq(fake.nkeys, 6);
 		for (int i = 0; i < 6; i++)
-			ck_assert(fake.keys[i].code == cad[i].code && fake.keys[i].down == cad[i].down);
+			ck_assert(fake.keys[i].code == cad[i].code &&
+				  fake.keys[i].down == cad[i].down);
 	}
 	json_object_put(expect_ok("{\"command\":\"send-key\",\"arguments\":"
 				  "{\"keys\":\" shift-h  i ret \"}}"));
@@ -696,7 +733,8 @@ START_TEST(commands_reach_the_vm)
 				  "{\"dx\":-4096,\"dy\":7,\"buttons\":5,\"wheel\":-2}}"));
 	ck_assert(fake.mouse[0] == -4096 && fake.mouse[1] == 7 && fake.mouse[2] == -2 &&
 		  fake.mouse[3] == 5);
-	json_object_put(expect_ok("{\"command\":\"mouse-move\",\"arguments\":{\"dx\":1,\"dy\":0}}"));
+	json_object_put(
+		expect_ok("{\"command\":\"mouse-move\",\"arguments\":{\"dx\":1,\"dy\":0}}"));
 	ck_assert(fake.mouse[0] == 1 && fake.mouse[2] == 0 && fake.mouse[3] == 0);
 	json_object_put(expect_ok("{\"command\":\"screendump\",\"arguments\":{\"file\":"
 				  "\"/tmp/s.png\"}}"));
@@ -710,7 +748,8 @@ START_TEST(commands_reach_the_vm)
 				  "\"path\":\"/b.vhd\",\"format\":\"vhd\"}}"));
 	ck_assert_str_eq(fake.cd_format, "vhd");
 	expect_error("{\"id\":4,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"2\","
-		     "\"path\":\"rel.iso\"}}", CTL_E_ARGUMENT, true);
+		     "\"path\":\"rel.iso\"}}",
+		     CTL_E_ARGUMENT, true);
 	expect_error("{\"id\":5,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"2\"}}",
 		     CTL_E_ARGUMENT, true);
 	json_object_put(expect_ok("{\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"3\"}}"));
@@ -727,9 +766,12 @@ END_TEST
 START_TEST(vm_errors_pass_through)
 {
 	static const char *const lines[] = {
-		"{\"id\":1,\"command\":\"query-vm\"}", "{\"id\":1,\"command\":\"pause\"}",
-		"{\"id\":1,\"command\":\"resume\"}", "{\"id\":1,\"command\":\"shutdown\"}",
-		"{\"id\":1,\"command\":\"stop\"}", "{\"id\":1,\"command\":\"reset\"}",
+		"{\"id\":1,\"command\":\"query-vm\"}",
+		"{\"id\":1,\"command\":\"pause\"}",
+		"{\"id\":1,\"command\":\"resume\"}",
+		"{\"id\":1,\"command\":\"shutdown\"}",
+		"{\"id\":1,\"command\":\"stop\"}",
+		"{\"id\":1,\"command\":\"reset\"}",
 		"{\"id\":1,\"command\":\"stats\"}",
 		"{\"id\":1,\"command\":\"disk-add\",\"arguments\":{\"path\":\"/x\"}}",
 		"{\"id\":1,\"command\":\"disk-remove\",\"arguments\":{\"target\":1}}",
@@ -742,8 +784,8 @@ START_TEST(vm_errors_pass_through)
 		"{\"id\":1,\"command\":\"cdrom-change\",\"arguments\":{\"id\":\"0\",\"path\":\"/c\"}}",
 		"{\"id\":1,\"command\":\"cdrom-eject\",\"arguments\":{\"id\":\"0\"}}",
 	};
-	static const char *const codes[] = { CTL_E_STATE, CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
-					     CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT };
+	static const char *const codes[] = { CTL_E_STATE,  CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND,
+					     CTL_E_EXISTS, CTL_E_FAILED,      CTL_E_TIMEOUT };
 
 	for (size_t c = 0; c < sizeof(codes) / sizeof(codes[0]); c++) {
 		fake.fail_code = codes[c];
@@ -758,7 +800,7 @@ END_TEST
 
 struct doc_cmd {
 	char name[64];
-	char args[CONTROL_MAX_ARGS][200];   /* "name type req" */
+	char args[CONTROL_MAX_ARGS][200]; /* "name type req" */
 	int nargs;
 };
 
@@ -856,7 +898,8 @@ START_TEST(schema_matches_commands)
 		struct doc_cmd dc;
 		int na = 0;
 
-		ck_assert_msg(strstr(sec, c->name), "command %s is not in docs/control.md", c->name);
+		ck_assert_msg(strstr(sec, c->name), "command %s is not in docs/control.md",
+			      c->name);
 		doc_command(sec, c->name, &dc);
 		for (const struct control_arg *a = c->args; a->name; a++, na++) {
 			char want[160];
@@ -866,12 +909,15 @@ START_TEST(schema_matches_commands)
 				      "%s: the table has '%s', docs/control.md '%s'", c->name, want,
 				      na < dc.nargs ? dc.args[na] : "(nothing)");
 		}
-		ck_assert_msg(na == dc.nargs, "%s: docs/control.md lists %d arguments, the table %d",
-			      c->name, dc.nargs, na);
+		ck_assert_msg(na == dc.nargs,
+			      "%s: docs/control.md lists %d arguments, the table %d", c->name,
+			      dc.nargs, na);
 	}
 	for (int i = 0; i < n; i++)
-		ck_assert_msg(control_command_find(names[i]), "docs/control.md documents '%s', which "
-			      "is not implemented", names[i]);
+		ck_assert_msg(control_command_find(names[i]),
+			      "docs/control.md documents '%s', which "
+			      "is not implemented",
+			      names[i]);
 	ck_assert_int_eq(n, ntable);
 	free(sec);
 	free(doc);
@@ -899,7 +945,8 @@ START_TEST(schema_matches_events_and_errors)
 	}
 	for (const char *p = er; (p = strstr(p, "\n| `")); p++)
 		rows++;
-	ck_assert_msg(rows == count, "docs/control.md has %d error codes, the code %d", rows, count);
+	ck_assert_msg(rows == count, "docs/control.md has %d error codes, the code %d", rows,
+		      count);
 	free(ev);
 	free(er);
 	free(doc);
@@ -921,7 +968,8 @@ START_TEST(server_basics)
 	r->fd = sock_connect(sock_path);
 	/* Two requests in one write, one split over two writes, a blank line,
 	 * CR LF. */
-	send_str(r->fd, "{\"id\":1,\"command\":\"query-status\"}\n{\"id\":2,\"command\":\"bogus\"}\n\n");
+	send_str(r->fd,
+		 "{\"id\":1,\"command\":\"query-status\"}\n{\"id\":2,\"command\":\"bogus\"}\n\n");
 	send_str(r->fd, "{\"id\":3,\"comm");
 	usleep(20000);
 	send_str(r->fd, "and\":\"stats\"}\r\n");
@@ -989,7 +1037,8 @@ START_TEST(server_stale_and_live_socket)
 	s = start_server();
 	assert_alive();
 	ck_assert_int_eq(control_server_start(&s2, sock_path, "web-1", &fake_ops, NULL, err,
-					      sizeof(err)), -EADDRINUSE);
+					      sizeof(err)),
+			 -EADDRINUSE);
 	ck_assert_msg(strstr(err, "another VM named web-1 is running"), "%s", err);
 	assert_alive();
 	control_server_stop(s, 100);
@@ -997,15 +1046,18 @@ START_TEST(server_stale_and_live_socket)
 	fd = open(sock_path, O_CREAT | O_WRONLY, 0600);
 	close(fd);
 	ck_assert_int_ne(control_server_start(&s2, sock_path, "web-1", &fake_ops, NULL, err,
-					      sizeof(err)), 0);
+					      sizeof(err)),
+			 0);
 	ck_assert_msg(strstr(err, "not a socket"), "%s", err);
 	ck_assert_int_eq(access(sock_path, F_OK), 0);
 	unlink(sock_path);
 	/* Too long for sun_path. */
-	ck_assert_int_ne(control_server_start(&s2, "/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	ck_assert_int_ne(control_server_start(&s2,
+					      "/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 					      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-					      "aaaaaaaaaaaaaaaaaaaa.sock", "x", &fake_ops, NULL, err,
-					      sizeof(err)), 0);
+					      "aaaaaaaaaaaaaaaaaaaa.sock",
+					      "x", &fake_ops, NULL, err, sizeof(err)),
+			 0);
 	ck_assert_msg(strstr(err, "too long"), "%s", err);
 }
 END_TEST
@@ -1075,12 +1127,12 @@ START_TEST(server_slow_and_vanishing_clients)
 		ssize_t w = send(slow, burst + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (w < 0 && errno == EAGAIN) {
-			assert_alive();   /* the server answers others meanwhile */
+			assert_alive(); /* the server answers others meanwhile */
 			usleep(2000);
 			continue;
 		}
 		if (w <= 0)
-			break;    /* dropped: EPIPE/ECONNRESET */
+			break; /* dropped: EPIPE/ECONNRESET */
 		off += (size_t)w;
 	}
 	assert_alive();
@@ -1119,7 +1171,7 @@ START_TEST(server_events_in_order)
 	a->fd = sock_connect(sock_path);
 	b->fd = sock_connect(sock_path);
 	send_str(a->fd, "{\"id\":1,\"command\":\"query-status\"}\n");
-	json_object_put(read_reply(a, 5000));    /* both are registered by now */
+	json_object_put(read_reply(a, 5000)); /* both are registered by now */
 	send_str(b->fd, "{\"id\":1,\"command\":\"query-status\"}\n");
 	json_object_put(read_reply(b, 5000));
 	pthread_create(&t, NULL, event_thread, s);
@@ -1181,7 +1233,7 @@ START_TEST(server_half_close_and_tick)
 	pthread_mutex_lock(&fake.lock);
 	ticks = fake.ticks;
 	pthread_mutex_unlock(&fake.lock);
-	ck_assert_int_ge(ticks, 3);   /* the fake asks every 20 ms */
+	ck_assert_int_ge(ticks, 3); /* the fake asks every 20 ms */
 	control_server_stop(s, 100);
 }
 END_TEST
@@ -1218,7 +1270,8 @@ static void expect_reply_id(struct reader *r, const char *id, const char *member
 	json_object *o = read_reply(r, 5000), *v;
 
 	ck_assert_msg(o, "no reply %s", id);
-	ck_assert_msg(json_object_object_get_ex(o, "id", &v) && !strcmp(json_object_get_string(v), id),
+	ck_assert_msg(json_object_object_get_ex(o, "id", &v) &&
+			      !strcmp(json_object_get_string(v), id),
 		      "reply %s out of order: %s", id, json_object_to_json_string(o));
 	ck_assert_msg(json_object_object_get_ex(o, member, NULL), "reply %s: %s", id,
 		      json_object_to_json_string(o));
@@ -1243,7 +1296,8 @@ START_TEST(server_deferred_reply)
 	fake.defer = true;
 	a->fd = sock_connect(sock_path);
 	b->fd = sock_connect(sock_path);
-	send_str(a->fd, "{\"id\":\"a1\",\"command\":\"disk-add\",\"arguments\":{\"path\":\"/slow\"}}\n"
+	send_str(a->fd,
+		 "{\"id\":\"a1\",\"command\":\"disk-add\",\"arguments\":{\"path\":\"/slow\"}}\n"
 		 "{\"id\":\"a2\",\"command\":\"query-status\"}\n");
 	p = take_pending();
 	/* Nothing blocks meanwhile: b is answered, tick goes on. */
@@ -1253,25 +1307,28 @@ START_TEST(server_deferred_reply)
 	for (int i = 0; i < 500 && fake_ticks() <= ticks + 2; i++)
 		usleep(10000);
 	ck_assert_int_gt(fake_ticks(), ticks + 2);
-	ck_assert_ptr_null(read_json(a, 100));      /* a waits for a1 */
+	ck_assert_ptr_null(read_json(a, 100)); /* a waits for a1 */
 	ret = json_object_new_object();
 	json_object_object_add(ret, "target", json_object_new_int(3));
 	control_pending_done(p, ret, NULL);
 	control_event(s, CTL_EV_DEVICE_ADDED, NULL);
 	o = read_json(a, 5000);
 	ck_assert_msg(o && json_object_object_get_ex(o, "return", &ret) &&
-		      json_object_get_int(json_object_object_get(ret, "target")) == 3 &&
-		      !strcmp(json_object_get_string(json_object_object_get(o, "id")), "a1"),
+			      json_object_get_int(json_object_object_get(ret, "target")) == 3 &&
+			      !strcmp(json_object_get_string(json_object_object_get(o, "id")),
+				      "a1"),
 		      "deferred reply: %s", o ? json_object_to_json_string(o) : "none");
 	json_object_put(o);
 	expect_reply_id(a, "a2", "return");
 	/* A deferred error, on disk-remove. */
-	send_str(a->fd, "{\"id\":\"a3\",\"command\":\"disk-remove\",\"arguments\":{\"target\":2}}\n");
+	send_str(a->fd,
+		 "{\"id\":\"a3\",\"command\":\"disk-remove\",\"arguments\":{\"target\":2}}\n");
 	snprintf(e.message, sizeof(e.message), "late failure");
 	control_pending_done(take_pending(), NULL, &e);
 	expect_reply_id(a, "a3", "error");
 	/* Gone while waiting: the reply goes nowhere, the server lives on. */
-	send_str(b->fd, "{\"id\":\"b2\",\"command\":\"disk-add\",\"arguments\":{\"path\":\"/x\"}}\n");
+	send_str(b->fd,
+		 "{\"id\":\"b2\",\"command\":\"disk-add\",\"arguments\":{\"path\":\"/x\"}}\n");
 	p = take_pending();
 	close(b->fd);
 	usleep(50000);
@@ -1302,13 +1359,16 @@ static const char *const fuzz_seeds[] = {
 	"{\"id\":2,\"command\":\"disk-add\",\"arguments\":{\"path\":\"/a\",\"target\":3,\"readonly\":true}}",
 	"{\"id\":3,\"command\":\"disk-remove\",\"arguments\":{\"target\":2}}",
 	"{\"id\":4,\"command\":\"net-link\",\"arguments\":{\"state\":\"up\",\"device\":\"n0\"}}",
-	"{\"id\":5,\"command\":\"pause\"}", "{\"id\":6,\"command\":\"resume\"}",
+	"{\"id\":5,\"command\":\"pause\"}",
+	"{\"id\":6,\"command\":\"resume\"}",
 	"{\"id\":7,\"command\":\"stats\",\"arguments\":{}}",
 };
 
 static const char *const fuzz_values[] = {
-	"null", "true", "false", "0", "-1", "1e999", "1.5", "\"\"", "\"x\"", "[]", "{}", "[[[[[[[[",
-	"\"\\u0000\"", "\"\\ud800\"", "99999999999999999999999", "\"up\"", "\"/p\"", "\"60s\"",
+	"null",	  "true",     "false",	     "0",	    "-1",
+	"1e999",  "1.5",      "\"\"",	     "\"x\"",	    "[]",
+	"{}",	  "[[[[[[[[", "\"\\u0000\"", "\"\\ud800\"", "99999999999999999999999",
+	"\"up\"", "\"/p\"",   "\"60s\"",
 };
 
 /* One fuzz line into buf (no newline inside); returns its length. */
@@ -1318,7 +1378,7 @@ static size_t fuzz_line(char *buf, size_t cap)
 	size_t len = strlen(seed), n;
 
 	switch (rnd() % 6) {
-	case 0:    /* random bytes */
+	case 0: /* random bytes */
 		n = rnd() % 300;
 		for (size_t i = 0; i < n; i++) {
 			buf[i] = (char)(rnd() & 0xff);
@@ -1326,11 +1386,11 @@ static size_t fuzz_line(char *buf, size_t cap)
 				buf[i] = ' ';
 		}
 		return n;
-	case 1:    /* truncated */
+	case 1: /* truncated */
 		n = rnd() % (len + 1);
 		memcpy(buf, seed, n);
 		return n;
-	case 2:    /* byte flips */
+	case 2: /* byte flips */
 		memcpy(buf, seed, len);
 		for (int k = rnd() % 4; k >= 0; k--) {
 			buf[rnd() % len] = (char)(rnd() & 0xff);
@@ -1339,30 +1399,30 @@ static size_t fuzz_line(char *buf, size_t cap)
 			if (buf[i] == '\n')
 				buf[i] = '\t';
 		return len;
-	case 3: {  /* wrong types for every member */
+	case 3: { /* wrong types for every member */
 		const char *v = fuzz_values[rnd() % (sizeof(fuzz_values) / sizeof(fuzz_values[0]))];
 		static const char *const shapes[] = {
-			"{\"id\":%s,\"command\":\"stats\"}", "{\"command\":%s}",
+			"{\"id\":%s,\"command\":\"stats\"}",
+			"{\"command\":%s}",
 			"{\"command\":\"shutdown\",\"arguments\":{\"timeout\":%s}}",
 			"{\"command\":\"disk-add\",\"arguments\":{\"path\":%s}}",
 			"{\"command\":\"disk-add\",\"arguments\":{\"path\":\"/x\",\"target\":%s}}",
 			"{\"command\":\"net-link\",\"arguments\":{\"state\":%s}}",
-			"{\"command\":\"pause\",\"arguments\":%s}", "%s",
+			"{\"command\":\"pause\",\"arguments\":%s}",
+			"%s",
 		};
 		const char *shape = shapes[rnd() % 8], *hole = strstr(shape, "%s");
 		size_t pre = (size_t)(hole - shape);
 
 		return (size_t)snprintf(buf, cap, "%.*s%s%s", (int)pre, shape, v, hole + 2);
 	}
-	case 4:    /* huge */
+	case 4: /* huge */
 		if (rnd() % 50)
 			return (size_t)snprintf(buf, cap, "%s", seed);
 		n = CONTROL_LINE_MAX + rnd() % CONTROL_LINE_MAX;
 		memset(buf, '{', MIN(n, cap));
 		return MIN(n, cap);
-	default:   /* valid */
-		memcpy(buf, seed, len);
-		return len;
+	default: /* valid */ memcpy(buf, seed, len); return len;
 	}
 }
 
@@ -1410,7 +1470,7 @@ START_TEST(server_fuzz_stream)
 	}
 	ck_assert_int_eq(got, want);
 	ck_assert_int_ge(want, 10000);
-	ck_assert_ptr_null(read_json(r, 200));   /* nothing extra */
+	ck_assert_ptr_null(read_json(r, 200)); /* nothing extra */
 	assert_alive();
 	close(r->fd);
 	free(r);
@@ -1478,7 +1538,7 @@ START_TEST(notify_protocol)
 	setenv("WATCHDOG_PID", pid, 1);
 	ck_assert_int_eq(notify_watchdog_usec(), 30000000);
 	setenv("WATCHDOG_PID", "1", 1);
-	ck_assert_int_eq(notify_watchdog_usec(), 0);   /* meant for another process */
+	ck_assert_int_eq(notify_watchdog_usec(), 0); /* meant for another process */
 	unsetenv("WATCHDOG_PID");
 	setenv("WATCHDOG_USEC", "abc", 1);
 	ck_assert_int_eq(notify_watchdog_usec(), 0);
@@ -1566,7 +1626,10 @@ START_TEST(ctl_commands)
 	/* Positional words, key=value, --key value, --flag; a relative path is
 	 * the caller's. */
 	ck_assert_int_eq(run_kestrel((const char *const[]){ "ctl", sock_path, "disk-add", "d.img",
-		"target=4", "--format", "raw", "--readonly", NULL }, tmpdir), 0);
+							    "target=4", "--format", "raw",
+							    "--readonly", NULL },
+				     tmpdir),
+			 0);
 	snprintf(want, sizeof(want), "%s/d.img", tmpdir);
 	ck_assert_str_eq(fake.last_path, want);
 	ck_assert_int_eq(fake.last_disk.target, 4);
@@ -1601,15 +1664,18 @@ START_TEST(ctl_raw)
 
 	snprintf(in, sizeof(in), "%s/req", tmpdir);
 	f = fopen(in, "w");
-	fputs("{\"id\":1,\"command\":\"query-status\"}\n\n{oops\n{\"id\":3,\"command\":\"stats\"}", f);
+	fputs("{\"id\":1,\"command\":\"query-status\"}\n\n{oops\n{\"id\":3,\"command\":\"stats\"}",
+	      f);
 	fclose(f);
-	ck_assert_int_eq(run_kestrel_in((const char *const[]){ "ctl", sock_path, "raw", NULL }, NULL,
-					in), 0);
+	ck_assert_int_eq(run_kestrel_in((const char *const[]){ "ctl", sock_path, "raw", NULL },
+					NULL, in),
+			 0);
 	for (const char *p = out; (p = strchr(p, '\n')); p++)
 		n++;
 	ck_assert_msg(n == 3, "want 3 replies: %s", out);
 	ck_assert_msg(strstr(out, "{\"id\":1,\"return\"") && strstr(out, "parse-error") &&
-		      strstr(out, "{\"id\":3,\"return\""), "%s", out);
+			      strstr(out, "{\"id\":3,\"return\""),
+		      "%s", out);
 	control_server_stop(s, 100);
 }
 END_TEST
@@ -1622,18 +1688,22 @@ START_TEST(control_config)
 	FILE *f;
 
 	config_defaults(&c);
-	ck_assert_int_eq(config_parse_run(&c, 3, (char *[]){ "run", "--control", "/x/vm.sock", NULL },
-					  err, sizeof(err)), 0);
+	ck_assert_int_eq(config_parse_run(&c, 3,
+					  (char *[]){ "run", "--control", "/x/vm.sock", NULL }, err,
+					  sizeof(err)),
+			 0);
 	ck_assert_str_eq(c.control, "/x/vm.sock");
 	config_free(&c);
 	config_defaults(&c);
 	ck_assert_int_eq(config_parse_run(&c, 2, (char *[]){ "run", "--control=none", NULL }, err,
-					  sizeof(err)), 0);
+					  sizeof(err)),
+			 0);
 	ck_assert_str_eq(c.control, "none");
 	config_free(&c);
 	config_defaults(&c);
 	ck_assert_int_ne(config_parse_run(&c, 2, (char *[]){ "run", "--control", NULL }, err,
-					  sizeof(err)), 0);
+					  sizeof(err)),
+			 0);
 	ck_assert_msg(strstr(err, "--control"), "%s", err);
 	config_free(&c);
 	snprintf(path, sizeof(path), "%s/vm.json", tmpdir);
@@ -1660,7 +1730,8 @@ static void *stop_later(void *arg)
 	struct control_server *s = arg;
 	json_object *d = json_object_new_object();
 
-	for (int i = 0; i < 1000 && !__atomic_load_n(&fake.calls[F_SHUTDOWN], __ATOMIC_ACQUIRE); i++)
+	for (int i = 0; i < 1000 && !__atomic_load_n(&fake.calls[F_SHUTDOWN], __ATOMIC_ACQUIRE);
+	     i++)
 		usleep(10000);
 	json_object_object_add(d, "exit_code", json_object_new_int(0));
 	control_event(s, CTL_EV_EXITING, d);
@@ -1704,7 +1775,8 @@ START_TEST(list_running_and_stale)
 	close(fd);
 	ck_assert_int_eq(run_kestrel((const char *const[]){ "list", NULL }, NULL), 0);
 	ck_assert_msg(strstr(out, "NAME") && strstr(out, "fake") && strstr(out, "running") &&
-		      strstr(out, "1G") && strstr(out, "1m05s"), "%s", out);
+			      strstr(out, "1G") && strstr(out, "1m05s"),
+		      "%s", out);
 	ck_assert_msg(strstr(errb, "removed the stale socket"), "%s", errb);
 	ck_assert_int_eq(access(stale, F_OK), -1);
 	ck_assert_int_eq(run_kestrel((const char *const[]){ "list", "--json", NULL }, NULL), 0);
@@ -1717,13 +1789,16 @@ int main(void)
 {
 	Suite *s = suite_create("control");
 
-	ADD_TCASE(s, "requests", NULL, NULL, 0, request_ok, request_parse_errors, request_shape_errors,
-		  request_argument_errors, commands_reach_the_vm, vm_errors_pass_through);
-	ADD_TCASE(s, "schema", NULL, NULL, 0, schema_matches_commands, schema_matches_events_and_errors);
+	ADD_TCASE(s, "requests", NULL, NULL, 0, request_ok, request_parse_errors,
+		  request_shape_errors, request_argument_errors, commands_reach_the_vm,
+		  vm_errors_pass_through);
+	ADD_TCASE(s, "schema", NULL, NULL, 0, schema_matches_commands,
+		  schema_matches_events_and_errors);
 	ADD_TCASE(s, "server", dir_setup, dir_teardown, 120, server_basics, server_too_long_line,
-		  server_stale_and_live_socket, server_many_clients, server_slow_and_vanishing_clients,
-		  server_events_in_order, server_half_close_and_tick, server_deferred_reply,
-		  server_fuzz_stream, notify_protocol, socket_paths);
+		  server_stale_and_live_socket, server_many_clients,
+		  server_slow_and_vanishing_clients, server_events_in_order,
+		  server_half_close_and_tick, server_deferred_reply, server_fuzz_stream,
+		  notify_protocol, socket_paths);
 	ADD_TCASE(s, "ctl", dir_setup, dir_teardown, 60, ctl_commands, ctl_raw, control_config,
 		  ctl_shutdown_waits, list_running_and_stale);
 	return run_suite(s);

@@ -14,8 +14,8 @@ static struct kvm_cpuid2 *table(void)
 	/* A stand-in for KVM_GET_SUPPORTED_CPUID with the leaves we adjust. */
 	static const struct kvm_cpuid_entry2 e[] = {
 		{ .function = 1, .eax = 0x806f8, .ebx = 0x00000800, .ecx = 0x0, .edx = 1u << 28 },
-		{ .function = 4, .index = 0, .eax = 0x121 },   /* L1d, level 1 */
-		{ .function = 4, .index = 3, .eax = 0x163 },   /* L3, level 3 */
+		{ .function = 4, .index = 0, .eax = 0x121 }, /* L1d, level 1 */
+		{ .function = 4, .index = 3, .eax = 0x163 }, /* L3, level 3 */
 		{ .function = 0xb, .index = 0 },
 		{ .function = 0xb, .index = 1 },
 		{ .function = 0xb, .index = 2 },
@@ -47,19 +47,22 @@ START_TEST(apic_ids_and_topology)
 			cpuid_adjust(c, id, n);
 			ck_assert_uint_eq(leaf(c, 1, 0)->ebx >> 24, id);
 			ck_assert_uint_eq((leaf(c, 1, 0)->ebx >> 16) & 0xff, n);
-			ck_assert_uint_eq(leaf(c, 1, 0)->ebx & 0xffff, 0x0800);        /* CLFLUSH size kept */
-			ck_assert_uint_eq(leaf(c, 1, 0)->ecx >> 31, 1);                /* hypervisor bit */
-			ck_assert_uint_eq((leaf(c, 1, 0)->edx >> 28) & 1, n > 1);      /* HTT */
-			ck_assert_uint_eq(leaf(c, 0xb, 0)->edx, id);                   /* x2APIC id */
-			ck_assert_uint_eq(leaf(c, 0xb, 0)->ebx, 1);                    /* 1 thread/core */
-			ck_assert_uint_eq((leaf(c, 0xb, 1)->ecx >> 8) & 0xff, 2);      /* core level */
+			ck_assert_uint_eq(leaf(c, 1, 0)->ebx & 0xffff,
+					  0x0800);			/* CLFLUSH size kept */
+			ck_assert_uint_eq(leaf(c, 1, 0)->ecx >> 31, 1); /* hypervisor bit */
+			ck_assert_uint_eq((leaf(c, 1, 0)->edx >> 28) & 1, n > 1); /* HTT */
+			ck_assert_uint_eq(leaf(c, 0xb, 0)->edx, id);		  /* x2APIC id */
+			ck_assert_uint_eq(leaf(c, 0xb, 0)->ebx, 1); /* 1 thread/core */
+			ck_assert_uint_eq((leaf(c, 0xb, 1)->ecx >> 8) & 0xff, 2); /* core level */
 			ck_assert_uint_eq(leaf(c, 0xb, 1)->ebx, n);
-			ck_assert_uint_ge(1u << leaf(c, 0xb, 1)->eax, n);              /* shift covers n */
+			ck_assert_uint_ge(1u << leaf(c, 0xb, 1)->eax, n); /* shift covers n */
 			ck_assert_uint_lt(1u << leaf(c, 0xb, 1)->eax, 2 * n);
-			ck_assert_uint_eq((leaf(c, 0xb, 2)->ecx >> 8) & 0xff, 0);      /* end of levels */
+			ck_assert_uint_eq((leaf(c, 0xb, 2)->ecx >> 8) & 0xff,
+					  0); /* end of levels */
 			ck_assert_uint_eq(leaf(c, 4, 0)->eax >> 26, n - 1);
-			ck_assert_uint_eq((leaf(c, 4, 0)->eax >> 14) & 0xfff, 0);      /* L1 per core */
-			ck_assert_uint_eq((leaf(c, 4, 3)->eax >> 14) & 0xfff, n - 1);  /* L3 shared */
+			ck_assert_uint_eq((leaf(c, 4, 0)->eax >> 14) & 0xfff, 0); /* L1 per core */
+			ck_assert_uint_eq((leaf(c, 4, 3)->eax >> 14) & 0xfff,
+					  n - 1); /* L3 shared */
 			ck_assert_uint_eq(leaf(c, 0x80000008, 0)->ecx & 0xff, n - 1);
 			ck_assert_uint_eq(leaf(c, 0x8000001e, 0)->eax, id);
 			free(c);
@@ -139,8 +142,8 @@ static struct kvm_cpuid2 *applied(const char *model)
 
 START_TEST(models_named)
 {
-	static const char *const names[] = { "host", "compat", "x86-64-v1", "x86-64-v2",
-					     "x86-64-v3", "x86-64-v4" };
+	static const char *const names[] = { "host",	  "compat",    "x86-64-v1",
+					     "x86-64-v2", "x86-64-v3", "x86-64-v4" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
 		ck_assert_str_eq(cpu_model_name(cpu_model_find(names[i])), names[i]);
@@ -164,7 +167,8 @@ START_TEST(models_mask)
 	static const struct {
 		const char *model, *shown, *hidden;
 	} t[] = {
-		{ "x86-64-v1", "sse2 cmov cx8 fxsr mmx syscall lm nx fpu x2apic hypervisor spec_ctrl",
+		{ "x86-64-v1",
+		  "sse2 cmov cx8 fxsr mmx syscall lm nx fpu x2apic hypervisor spec_ctrl",
 		  "pni cx16 lahf_lm ssse3 popcnt aes pclmulqdq rdrand xsave avx sse4a abm "
 		  "pdpe1gb rdtscp invtsc tsc_adjust fsgsbase smep smap vmx svm monitor pcid "
 		  "sha_ni avx2 avx512f umip la57 clzero mmxext vme" },
@@ -232,21 +236,21 @@ START_TEST(models_xsave_consistent)
 		free(c);
 	}
 	c = applied("x86-64-v3");
-	ck_assert_uint_eq(leaf(c, 0xd, 0)->eax, 0x7);           /* x87, SSE, YMM */
+	ck_assert_uint_eq(leaf(c, 0xd, 0)->eax, 0x7); /* x87, SSE, YMM */
 	ck_assert_uint_eq(leaf(c, 0xd, 0)->edx, 0);
-	ck_assert_uint_eq(leaf(c, 0xd, 0)->ecx, 576 + 256);     /* YMM ends the area */
+	ck_assert_uint_eq(leaf(c, 0xd, 0)->ecx, 576 + 256); /* YMM ends the area */
 	ck_assert_uint_eq(leaf(c, 0xd, 0)->ebx, 576);
-	ck_assert_uint_eq(leaf(c, 0xd, 1)->eax, 0);             /* xsaveopt not on v3's list */
-	ck_assert_uint_eq(leaf(c, 0xd, 1)->ecx | leaf(c, 0xd, 1)->edx, 0);  /* no XSS */
+	ck_assert_uint_eq(leaf(c, 0xd, 1)->eax, 0); /* xsaveopt not on v3's list */
+	ck_assert_uint_eq(leaf(c, 0xd, 1)->ecx | leaf(c, 0xd, 1)->edx, 0); /* no XSS */
 	ck_assert_uint_eq(leaf(c, 0xd, 2)->eax, 256);
 	for (unsigned i = 3; i <= 18; i++)
 		if (i <= 7 || i == 9 || i >= 17)
 			ck_assert_uint_eq(leaf(c, 0xd, i)->eax | leaf(c, 0xd, i)->ebx, 0);
 	free(c);
 	c = applied("x86-64-v4");
-	ck_assert_uint_eq(leaf(c, 0xd, 0)->eax, 0xe7);          /* + opmask, ZMM_Hi256, Hi16_ZMM */
+	ck_assert_uint_eq(leaf(c, 0xd, 0)->eax, 0xe7); /* + opmask, ZMM_Hi256, Hi16_ZMM */
 	ck_assert_uint_eq(leaf(c, 0xd, 0)->ecx, 1664 + 1024);
-	ck_assert_uint_eq(leaf(c, 0xd, 9)->eax, 0);             /* PKRU: pku hidden */
+	ck_assert_uint_eq(leaf(c, 0xd, 9)->eax, 0); /* PKRU: pku hidden */
 	free(c);
 	/* Host mode on a host whose table is inconsistent by itself is left as
 	 * KVM gave it; the fixup alone makes it agree. */
@@ -255,7 +259,7 @@ START_TEST(models_xsave_consistent)
 	cpuid_apply_dependencies(c);
 	cpuid_xsave_fixup(c);
 	ck_assert(!has(c, "avx2") && !has(c, "fma") && !has(c, "avx512f") && !has(c, "avx512vl"));
-	ck_assert_uint_eq(leaf(c, 0xd, 0)->eax & 0xe4, 0);      /* no YMM, no AVX-512 state */
+	ck_assert_uint_eq(leaf(c, 0xd, 0)->eax & 0xe4, 0); /* no YMM, no AVX-512 state */
 	ck_assert_uint_eq(leaf(c, 0xd, 2)->eax, 0);
 	ck_assert(has(c, "xsave") && has(c, "sse4_2"));
 	free(c);
@@ -279,16 +283,19 @@ START_TEST(models_refused)
 	clear(c, "avx2");
 	clear(c, "avx512f");
 	clear(c, "bmi2");
-	ck_assert_int_eq(cpu_model_apply(cpu_model_find("x86-64-v4"), c, err, sizeof(err)), -ENOTSUP);
+	ck_assert_int_eq(cpu_model_apply(cpu_model_find("x86-64-v4"), c, err, sizeof(err)),
+			 -ENOTSUP);
 	ck_assert_str_eq(err, "--cpu x86-64-v4: this host's KVM cannot offer avx2, bmi2, avx512f");
-	ck_assert_int_eq(cpu_model_apply(cpu_model_find("x86-64-v3"), c, err, sizeof(err)), -ENOTSUP);
+	ck_assert_int_eq(cpu_model_apply(cpu_model_find("x86-64-v3"), c, err, sizeof(err)),
+			 -ENOTSUP);
 	ck_assert_str_eq(err, "--cpu x86-64-v3: this host's KVM cannot offer avx2, bmi2");
 	ck_assert_int_eq(cpu_model_apply(cpu_model_find("x86-64-v2"), c, err, sizeof(err)), 0);
 	free(c);
 	/* A table with nothing: every one of v4's features, the tail counted. */
 	c = calloc(1, sizeof(*c) + sizeof(c->entries[0]));
 	c->nent = 1;
-	ck_assert_int_eq(cpu_model_apply(cpu_model_find("x86-64-v4"), c, err, sizeof(err)), -ENOTSUP);
+	ck_assert_int_eq(cpu_model_apply(cpu_model_find("x86-64-v4"), c, err, sizeof(err)),
+			 -ENOTSUP);
 	ck_assert_ptr_null(strchr(err, '\n'));
 	ck_assert_ptr_nonnull(strstr(err, "cannot offer fpu, de, pse, "));
 	free(c);
@@ -301,7 +308,7 @@ START_TEST(names_list_cut)
 
 	cpuid_names_append(&l, 7, 0, CPUID_EBX, 1u << 5);
 	ck_assert_str_eq(cpuid_names_text(&l), "avx2");
-	cpuid_names_append(&l, 7, 0, CPUID_EDX, 1u << 1);          /* no name */
+	cpuid_names_append(&l, 7, 0, CPUID_EDX, 1u << 1); /* no name */
 	ck_assert_str_eq(cpuid_names_text(&l), "avx2, CPUID 0x7.0 edx bit 1");
 	memset(&l, 0, sizeof(l));
 	for (uint32_t fn = 0x40; fn < 0x50; fn++)
@@ -343,8 +350,8 @@ START_TEST(state_check_names_all)
 	free(saved);
 	saved = calloc(1, sizeof(*saved) + sizeof(saved->entries[0]));
 	saved->nent = 1;
-	saved->entries[0] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = 0x89000000u,
-						       .edx = 1u << 28 };
+	saved->entries[0] =
+		(struct kvm_cpuid_entry2){ .function = 1, .ecx = 0x89000000u, .edx = 1u << 28 };
 	host->entries[1].ecx = 0;
 	host->entries[1].edx = 0;
 	ck_assert_int_eq(cpuid_state_check(saved, host, err, sizeof(err)), 0);

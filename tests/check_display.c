@@ -18,7 +18,7 @@
 struct fake_src {
 	uint32_t w, h;
 	uint32_t color;
-	struct display_rect draw;   /* what the next refresh paints with color */
+	struct display_rect draw; /* what the next refresh paints with color */
 	bool pending;
 	int calls;
 };
@@ -87,7 +87,7 @@ START_TEST(test_changes_by_generation)
 	ck_assert_uint_eq(a.resize_gen, a.gen);
 	ck_assert_int_eq(a.next_ms, 5);
 	b = refresh(d);
-	ck_assert_uint_eq(b.gen, a.gen);      /* nothing drawn: same generation */
+	ck_assert_uint_eq(b.gen, a.gen); /* nothing drawn: same generation */
 	f.draw = (struct display_rect){ 20, 3, 2, 2 };
 	f.pending = true;
 	c = refresh(d);
@@ -131,7 +131,7 @@ START_TEST(test_resize_clamped)
 	f.h = 8;
 	st = refresh(d);
 	ck_assert_uint_eq(st.resize_gen, st.gen);
-	ck_assert_uint_eq(display_surface(d)->pixels[0], 0);   /* cleared */
+	ck_assert_uint_eq(display_surface(d)->pixels[0], 0); /* cleared */
 	display_destroy(d);
 }
 END_TEST
@@ -251,8 +251,9 @@ END_TEST
 START_TEST(test_screendump)
 {
 	struct display *d = display_create();
-	struct fake_src f = { .w = 64, .h = 32, .color = 0xff8000,
-			      .draw = { 10, 10, 5, 5 }, .pending = true };
+	struct fake_src f = {
+		.w = 64, .h = 32, .color = 0xff8000, .draw = { 10, 10, 5, 5 }, .pending = true
+	};
 	char path[128], err[256];
 	uint32_t w, h;
 	uint8_t *rgb;

@@ -83,15 +83,17 @@ START_TEST(test_boot_list)
 	memset(&c, 0, sizeof(c));
 	add_scsi(&c, 3, 0);
 	add_scsi(&c, 0, 0);
-	add_scsi(&c, 2, 5000);   /* hot-added later: not there at boot */
+	add_scsi(&c, 2, 5000); /* hot-added later: not there at boot */
 	c.nnets = 2;
 	/* Default: disks (SCSI by target), then CD-ROMs; NICs only when asked. */
-	ck_assert_str_eq(order(&c, &b, buf, sizeof(buf)),
-			 "/pci@i0cf8/scsi@4/channel@0/disk@0,0 /pci@i0cf8/scsi@4/channel@0/disk@3,0");
+	ck_assert_str_eq(
+		order(&c, &b, buf, sizeof(buf)),
+		"/pci@i0cf8/scsi@4/channel@0/disk@0,0 /pci@i0cf8/scsi@4/channel@0/disk@3,0");
 	c.boot = (struct config_boot){ .order = { CONFIG_BOOT_NET, CONFIG_BOOT_DISK }, .n = 2 };
-	ck_assert_str_eq(order(&c, &b, buf, sizeof(buf)),
-			 "/pci@i0cf8/ethernet@5/ethernet-phy@0 /pci@i0cf8/ethernet@6/ethernet-phy@0 "
-			 "/pci@i0cf8/scsi@4/channel@0/disk@0,0 /pci@i0cf8/scsi@4/channel@0/disk@3,0");
+	ck_assert_str_eq(
+		order(&c, &b, buf, sizeof(buf)),
+		"/pci@i0cf8/ethernet@5/ethernet-phy@0 /pci@i0cf8/ethernet@6/ethernet-phy@0 "
+		"/pci@i0cf8/scsi@4/channel@0/disk@0,0 /pci@i0cf8/scsi@4/channel@0/disk@3,0");
 	c.boot = (struct config_boot){ .order = { CONFIG_BOOT_CDROM }, .n = 1 };
 	ck_assert_str_eq(order(&c, &b, buf, sizeof(buf)), "");
 	/* No controller on the board: nothing of it listed. */
@@ -146,8 +148,9 @@ START_TEST(test_boot_cmos)
 	ck_assert_int_eq(d[0], RTC_BOOT_DISK);
 	ck_assert_int_eq(d[1], RTC_BOOT_CDROM);
 	ck_assert_int_eq(d[2], RTC_BOOT_NONE);
-	boot = (struct config_boot){ .order = { CONFIG_BOOT_CDROM, CONFIG_BOOT_NET, CONFIG_BOOT_DISK },
-				     .n = 3 };
+	boot = (struct config_boot){
+		.order = { CONFIG_BOOT_CDROM, CONFIG_BOOT_NET, CONFIG_BOOT_DISK }, .n = 3
+	};
 	fw_boot_cmos(&boot, d);
 	ck_assert_int_eq(d[0], RTC_BOOT_CDROM);
 	ck_assert_int_eq(d[1], RTC_BOOT_NET);

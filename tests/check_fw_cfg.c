@@ -16,9 +16,9 @@
 #include "kestrel/util.h"
 #include "fake_board.h"
 
-#define RAM MiB(64)
-#define DMA_AT 0x10000      /* where the tests put FWCfgDmaAccess */
-#define BUF_AT 0x20000      /* and the DMA target */
+#define RAM    MiB(64)
+#define DMA_AT 0x10000 /* where the tests put FWCfgDmaAccess */
+#define BUF_AT 0x20000 /* and the DMA target */
 
 static struct guest_mem gm;
 static struct device *fw;
@@ -84,7 +84,8 @@ static uint32_t dma_op(uint32_t ctl, uint32_t len, uint64_t addr)
 static void dma_read_entry(uint16_t key, void *buf, uint32_t len)
 {
 	ck_assert_uint_eq(dma_op((uint32_t)key << 16 | FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ,
-				 len, BUF_AT), 0);
+				 len, BUF_AT),
+			  0);
 	ck_assert_int_eq(gm_read(&gm, BUF_AT, buf, len), 0);
 }
 
@@ -109,7 +110,7 @@ static int seabios_dir(struct device *d, bool use_dma, struct romfile *files, in
 
 	port_select(d, FW_CFG_SIGNATURE);
 	for (int i = 0; i < 4; i++)
-		ck_assert_uint_eq(port_byte(d), (uint8_t)"QEMU"[i]);
+		ck_assert_uint_eq(port_byte(d), (uint8_t) "QEMU"[i]);
 	if (use_dma) {
 		dma_read_entry(FW_CFG_FILE_DIR, count, 4);
 	} else {
@@ -185,7 +186,7 @@ START_TEST(signature_and_id)
 	ck_assert_mem_eq(sig, "QEMU CFG", 8);
 	ck_assert_uint_eq(dev_rd(fw, FW_CFG_REGION_DMA, 0, 4), 0x554d4551); /* "QEMU" */
 	ck_assert_uint_eq(dev_rd(fw, FW_CFG_REGION_DMA, 4, 4), 0x47464320); /* " CFG" */
-	ck_assert_uint_eq(dev_rd(fw, FW_CFG_REGION_DMA, 6, 4), 0x4746);     /* past the end: 0 */
+	ck_assert_uint_eq(dev_rd(fw, FW_CFG_REGION_DMA, 6, 4), 0x4746);	    /* past the end: 0 */
 }
 END_TEST
 
@@ -246,7 +247,7 @@ START_TEST(add_api)
 	name[FW_CFG_NAME_LEN - 1] = 0; /* 55 bytes: fits */
 	ck_assert_int_eq(fw_cfg_add_file(fw, name, big, 1), 0);
 	name[FW_CFG_NAME_LEN - 1] = 'n';
-	name[FW_CFG_NAME_LEN] = 0;     /* 56: no room for the NUL */
+	name[FW_CFG_NAME_LEN] = 0; /* 56: no room for the NUL */
 	ck_assert_int_eq(fw_cfg_add_file(fw, name, big, 1), -EINVAL);
 	ck_assert_int_eq(fw_cfg_add_file(fw, "etc/x", big, 2), 0);
 	ck_assert_int_eq(fw_cfg_add_file(fw, "etc/x", big, 2), -EEXIST);
@@ -262,8 +263,8 @@ END_TEST
  * were added in, and read right through both interfaces. */
 START_TEST(file_directory)
 {
-	static const char *const names[] = { "etc/zeta", "bootorder", "etc/acpi/rsdp", "genroms/a.bin",
-					     "etc/alpha" };
+	static const char *const names[] = { "etc/zeta", "bootorder", "etc/acpi/rsdp",
+					     "genroms/a.bin", "etc/alpha" };
 	struct romfile p[8] = { 0 }, d[8] = { 0 };
 	int np, nd;
 
@@ -315,7 +316,8 @@ START_TEST(dma_read_skip_select)
 	ck_assert_uint_eq(dma_op(FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_SKIP, 100, 0), 0);
 	ck_assert_uint_eq(port_byte(fw), 0);
 	/* Select alone (no read/skip/write): length ignored, offset rewound. */
-	ck_assert_uint_eq(dma_op((uint32_t)FW_CFG_ID << 16 | FW_CFG_DMA_CTL_SELECT, 0xffffffff, 0), 0);
+	ck_assert_uint_eq(dma_op((uint32_t)FW_CFG_ID << 16 | FW_CFG_DMA_CTL_SELECT, 0xffffffff, 0),
+			  0);
 	ck_assert_uint_eq(port_byte(fw), FW_CFG_VERSION | FW_CFG_VERSION_DMA);
 	/* Read without select continues where the port left off. */
 	ck_assert_uint_eq(dma_op(FW_CFG_DMA_CTL_READ, 3, BUF_AT), 0);
@@ -324,15 +326,16 @@ START_TEST(dma_read_skip_select)
 	/* Read of an invalid key zeroes the target. */
 	memset(b, 0xee, sizeof(b));
 	ck_assert_int_eq(gm_write(&gm, BUF_AT, b, sizeof(b)), 0);
-	ck_assert_uint_eq(dma_op(0x3fffu << 16 | FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ, 8,
-				 BUF_AT), 0);
+	ck_assert_uint_eq(
+		dma_op(0x3fffu << 16 | FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ, 8, BUF_AT), 0);
 	ck_assert_int_eq(gm_read(&gm, BUF_AT, b, 9), 0);
 	ck_assert_mem_eq(b, "\0\0\0\0\0\0\0\0\xee", 9);
 	/* Writes: no item is writable, so always the error bit. */
 	ck_assert_uint_eq(dma_op(FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_WRITE, 2, BUF_AT),
 			  FW_CFG_DMA_CTL_ERROR);
 	ck_assert_uint_eq(dma_op(0x3fffu << 16 | FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_WRITE, 2,
-				 BUF_AT), FW_CFG_DMA_CTL_ERROR);
+				 BUF_AT),
+			  FW_CFG_DMA_CTL_ERROR);
 	port_select(fw, FW_CFG_SIGNATURE);
 	ck_assert_uint_eq(port_byte(fw), 'Q'); /* the write changed nothing */
 	/* The address register is 0 again after each transfer: a low-half
@@ -355,7 +358,8 @@ START_TEST(dma_hostile)
 	ck_assert_uint_eq(dma_op(FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ, 4, GiB(5)),
 			  FW_CFG_DMA_CTL_ERROR);
 	ck_assert_uint_eq(dma_op(FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ, 0x20,
-				 0xfffffffffffffff0ULL), FW_CFG_DMA_CTL_ERROR);
+				 0xfffffffffffffff0ULL),
+			  FW_CFG_DMA_CTL_ERROR);
 	ck_assert_uint_eq(dma_op(FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ, 4, RAM - 2),
 			  FW_CFG_DMA_CTL_ERROR);
 	/* A length far past the item: the item's 4 bytes land, then zeroing
@@ -430,8 +434,9 @@ START_TEST(board_items)
 {
 	struct guest_mem big;
 	struct e820_entry e[E820_MAX];
-	struct fw_cfg_board b = { .ncpus = 3, .boot_menu = true, .boot_menu_wait_ms = 2500,
-				  .boot_fail_wait_ms = -1 };
+	struct fw_cfg_board b = {
+		.ncpus = 3, .boot_menu = true, .boot_menu_wait_ms = 2500, .boot_fail_wait_ms = -1
+	};
 	uint8_t v[8], *f;
 	uint32_t size;
 	int n;
@@ -619,7 +624,8 @@ START_TEST(option_roms)
 	ck_assert_int_eq(fw_cfg_add_rom(fw, "", rom, 1), -EINVAL);
 	ck_assert_int_eq(fw_cfg_add_rom(fw, "a/b", rom, 1), -EINVAL);
 	ck_assert_int_eq(fw_cfg_add_rom(fw, NULL, rom, 1), -EINVAL);
-	ck_assert_int_eq(fw_cfg_add_rom(fw, "0123456789012345678901234567890123456789012345678", rom, 1),
+	ck_assert_int_eq(fw_cfg_add_rom(fw, "0123456789012345678901234567890123456789012345678",
+					rom, 1),
 			 -EINVAL); /* 8 + 49 bytes */
 	f = load_file("genroms/kestrel-vga.bin", &size);
 	ck_assert_ptr_nonnull(f);
@@ -636,7 +642,12 @@ struct linker {
 	uint8_t *mem;
 	uint64_t base, size;
 	uint64_t fseg_at, high_at; /* where ALLOCATE puts the FSEG and HIGH zones */
-	struct { char name[TABLE_LOADER_FILESZ]; uint8_t *data; uint64_t addr; uint32_t size; } f[4];
+	struct {
+		char name[TABLE_LOADER_FILESZ];
+		uint8_t *data;
+		uint64_t addr;
+		uint32_t size;
+	} f[4];
 	int nf;
 };
 
@@ -718,17 +729,10 @@ static void linker_run(struct linker *l)
 		const uint8_t *e = script + off;
 
 		switch (le(e, 4)) {
-		case TABLE_LOADER_ALLOCATE:
-			linker_allocate(l, e);
-			break;
-		case TABLE_LOADER_ADD_POINTER:
-			linker_add_pointer(l, e);
-			break;
-		case TABLE_LOADER_ADD_CHECKSUM:
-			linker_add_checksum(l, e);
-			break;
-		default:
-			ck_abort_msg("unknown loader command %llu", (unsigned long long)le(e, 4));
+		case TABLE_LOADER_ALLOCATE: linker_allocate(l, e); break;
+		case TABLE_LOADER_ADD_POINTER: linker_add_pointer(l, e); break;
+		case TABLE_LOADER_ADD_CHECKSUM: linker_add_checksum(l, e); break;
+		default: ck_abort_msg("unknown loader command %llu", (unsigned long long)le(e, 4));
 		}
 	}
 	free(script);
@@ -751,8 +755,11 @@ START_TEST(table_loader_matches_direct_build)
 
 	ck_assert_int_eq(fw_cfg_add_acpi(fw, &acpi_test_board), 0);
 	for (size_t i = 0; i < ARRAY_SIZE(bases); i++) {
-		struct linker l = { .mem = mem, .base = bases[i], .size = BOARD_ACPI_SIZE,
-				    .fseg_at = bases[i], .high_at = bases[i] + ACPI_RSDP_SPAN };
+		struct linker l = { .mem = mem,
+				    .base = bases[i],
+				    .size = BOARD_ACPI_SIZE,
+				    .fseg_at = bases[i],
+				    .high_at = bases[i] + ACPI_RSDP_SPAN };
 		long n;
 
 		memset(want, 0, BOARD_ACPI_SIZE);
@@ -786,8 +793,9 @@ START_TEST(table_loader_relocates)
 	const uint64_t base = 0xf0000, rsdp = 0xf5a40, tables = 0x1000000;
 	uint64_t size = tables - base + BOARD_ACPI_SIZE;
 	uint8_t *mem = calloc(1, size), *r, *x, *fadt = NULL;
-	struct linker l = { .mem = mem, .base = base, .size = size, .fseg_at = rsdp,
-			    .high_at = tables };
+	struct linker l = {
+		.mem = mem, .base = base, .size = size, .fseg_at = rsdp, .high_at = tables
+	};
 	uint32_t xlen;
 
 	ck_assert_int_eq(fw_cfg_add_acpi(fw, &acpi_test_board), 0);
@@ -892,8 +900,8 @@ END_TEST
  * stays usable. */
 START_TEST(register_fuzz)
 {
-	static const uint64_t spots[] = { 0, DMA_AT, RAM - 16, RAM - 8, RAM - 1, RAM, GiB(4),
-					  0xfffffffffffffff0ULL };
+	static const uint64_t spots[] = { 0,	   DMA_AT, RAM - 16, RAM - 8,
+					  RAM - 1, RAM,	   GiB(4),   0xfffffffffffffff0ULL };
 
 	ck_assert_int_eq(fw_cfg_add_file(fw, "etc/x", "0123456789", 10), 0);
 	for (int i = 0; i < 200000; i++) {
@@ -909,7 +917,8 @@ START_TEST(register_fuzz)
 
 			put_be32(acc, (uint32_t)fuzz_next() & 0x003f001f);
 			put_be32(acc + 4, (uint32_t)fuzz_next() % 64);
-			put_be64(acc + 8, spots[fuzz_next() % ARRAY_SIZE(spots)] + fuzz_next() % 32);
+			put_be64(acc + 8,
+				 spots[fuzz_next() % ARRAY_SIZE(spots)] + fuzz_next() % 32);
 			(void)!gm_write(&gm, at, acc, sizeof(acc));
 			dma_kick_at(fw, at);
 		} else if (r & 0x20) {

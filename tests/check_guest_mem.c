@@ -60,8 +60,8 @@ static int slot_named(struct guest_mem *gm, const char *name, struct gm_slot_inf
 
 static int dev_slot(struct guest_mem *gm, uint64_t gpa, uint64_t size, unsigned flags)
 {
-	return gm_slot_add(gm, &(struct gm_slot_spec){ .name = "dev", .gpa = gpa, .size = size,
-						      .flags = flags });
+	return gm_slot_add(gm, &(struct gm_slot_spec){
+				       .name = "dev", .gpa = gpa, .size = size, .flags = flags });
 }
 
 /* Bit i of a fetched bitmap. */
@@ -76,9 +76,14 @@ START_TEST(layout_small)
 {
 	struct guest_mem gm;
 	struct gm_slot_info all[GM_MAX_SLOTS];
-	static const struct { const char *name; uint64_t gpa, size; } want[] = {
-		{ "ram-low", 0, 0xa0000 }, { "ram-rom-area", 0xc0000, 0x30000 },
-		{ "bios", 0xf0000, 0x10000 }, { "ram", 0x100000, MiB(512) - 0x100000 },
+	static const struct {
+		const char *name;
+		uint64_t gpa, size;
+	} want[] = {
+		{ "ram-low", 0, 0xa0000 },
+		{ "ram-rom-area", 0xc0000, 0x30000 },
+		{ "bios", 0xf0000, 0x10000 },
+		{ "ram", 0x100000, MiB(512) - 0x100000 },
 	};
 
 	ck_assert_int_eq(gm_init(&gm, MiB(512), false), 0);
@@ -90,16 +95,17 @@ START_TEST(layout_small)
 		ck_assert_uint_eq(all[i].gpa, want[i].gpa);
 		ck_assert_uint_eq(all[i].size, want[i].size);
 		ck_assert_uint_eq(all[i].flags, GM_SLOT_RAM);
-		ck_assert_uint_eq(all[i].ram_offset, want[i].gpa);   /* offset == address */
+		ck_assert_uint_eq(all[i].ram_offset, want[i].gpa); /* offset == address */
 	}
 	/* The VGA window is a hole: MMIO, not RAM. */
 	ck_assert_ptr_nonnull(gm_ptr(&gm, BOARD_VGA_WINDOW - 1, 1));
 	ck_assert_ptr_null(gm_ptr(&gm, BOARD_VGA_WINDOW, 1));
 	ck_assert_ptr_null(gm_ptr(&gm, 0xb8000, 2));
 	ck_assert_ptr_null(gm_ptr(&gm, BOARD_VGA_WINDOW_END - 1, 1));
-	ck_assert_ptr_null(gm_ptr(&gm, BOARD_VGA_WINDOW - 4, 8));      /* straddles into it */
+	ck_assert_ptr_null(gm_ptr(&gm, BOARD_VGA_WINDOW - 4, 8)); /* straddles into it */
 	ck_assert_int_eq(gm_slot_at(&gm, 0xb8000), -ENOENT);
-	ck_assert_ptr_eq(gm_ptr(&gm, BOARD_VGA_WINDOW_END, 1), (uint8_t *)gm.map + BOARD_VGA_WINDOW_END);
+	ck_assert_ptr_eq(gm_ptr(&gm, BOARD_VGA_WINDOW_END, 1),
+			 (uint8_t *)gm.map + BOARD_VGA_WINDOW_END);
 	/* Slots meet at 0xf0000 and 1 MiB; one access stays inside one slot. */
 	ck_assert_ptr_null(gm_ptr(&gm, 0xfffff, 2));
 	ck_assert_ptr_nonnull(gm_ptr(&gm, 0x100000, MiB(511)));
@@ -165,10 +171,10 @@ START_TEST(bounds)
 	ck_assert_int_eq(gm_init(&gm, MiB(16), false), 0);
 	ck_assert_ptr_nonnull(gm_ptr(&gm, MiB(1), MiB(15)));
 	ck_assert_ptr_null(gm_ptr(&gm, MiB(1), MiB(15) + 1));
-	ck_assert_ptr_null(gm_ptr(&gm, MiB(16) - 8, 16));        /* straddles the end */
-	ck_assert_ptr_null(gm_ptr(&gm, UINT64_MAX - 4, 16));      /* gpa + len wraps */
-	ck_assert_ptr_null(gm_ptr(&gm, 8, UINT64_MAX));           /* len alone huge */
-	ck_assert_ptr_nonnull(gm_ptr(&gm, MiB(16), 0));           /* empty range at the end */
+	ck_assert_ptr_null(gm_ptr(&gm, MiB(16) - 8, 16));    /* straddles the end */
+	ck_assert_ptr_null(gm_ptr(&gm, UINT64_MAX - 4, 16)); /* gpa + len wraps */
+	ck_assert_ptr_null(gm_ptr(&gm, 8, UINT64_MAX));	     /* len alone huge */
+	ck_assert_ptr_nonnull(gm_ptr(&gm, MiB(16), 0));	     /* empty range at the end */
 	ck_assert_ptr_null(gm_ptr(&gm, MiB(16) + 1, 0));
 	ck_assert_int_eq(gm_write(&gm, MiB(16) - 3, buf, 3), 0);
 	ck_assert_int_eq(gm_write(&gm, MiB(16) - 2, buf, 3), -EFAULT);
@@ -234,12 +240,13 @@ START_TEST(aligned_2m)
 		uint8_t *end;
 		unsigned char v;
 
-		pad[i] = mmap(NULL, 4096 * (size_t)(i + 1), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		pad[i] = mmap(NULL, 4096 * (size_t)(i + 1), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
+			      -1, 0);
 		ck_assert_ptr_ne(pad[i], MAP_FAILED);
 		ck_assert_int_eq(gm_init(&gm, MiB(6) + 4096 * (uint64_t)i, false), 0);
 		ck_assert_uint_eq((uintptr_t)gm.map & (MiB(2) - 1), 0);
 		end = (uint8_t *)gm.map + gm.map_size;
-		end[-1] = 1;    /* the last byte is mapped */
+		end[-1] = 1; /* the last byte is mapped */
 		/* mincore fails with ENOMEM on an unmapped page. */
 		if (((uintptr_t)end & (MiB(2) - 1)) != 0)
 			ck_assert_int_eq(mincore(end, 4096, &v), -1);
@@ -256,7 +263,7 @@ START_TEST(bad_sizes)
 
 	ck_assert_int_eq(gm_init(&gm, 0, false), -EINVAL);
 	ck_assert_int_eq(gm_init(&gm, 4097, false), -EINVAL);
-	gm_destroy(&gm);   /* harmless after a failed init */
+	gm_destroy(&gm); /* harmless after a failed init */
 }
 END_TEST
 
@@ -280,7 +287,7 @@ START_TEST(slot_add_remove)
 	ck_assert_str_eq(in.name, "dev");
 	ck_assert_ptr_nonnull(in.hva);
 	mem = in.hva;
-	mem[KiB(64) - 1] = 1;      /* mapped, writable, zeroed */
+	mem[KiB(64) - 1] = 1; /* mapped, writable, zeroed */
 	ck_assert_uint_eq(mem[0], 0);
 	/* Device DMA never reaches device memory. */
 	ck_assert_ptr_null(gm_ptr(&gm, 0xd0000000, 1));
@@ -293,12 +300,13 @@ START_TEST(slot_add_remove)
 	ck_assert_int_eq(gm_slot_remove(&gm, GM_MAX_SLOTS), -ENOENT);
 	/* A caller's memory is mapped as it is. */
 	mem = mmap(NULL, KiB(8), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	id = gm_slot_add(&gm, &(struct gm_slot_spec){ .gpa = 0xd0000000, .size = KiB(8), .hva = mem });
+	id = gm_slot_add(&gm,
+			 &(struct gm_slot_spec){ .gpa = 0xd0000000, .size = KiB(8), .hva = mem });
 	ck_assert_int_ge(id, 0);
 	ck_assert_int_eq(gm_slot_get(&gm, id, &in), 0);
 	ck_assert_ptr_eq(in.hva, mem);
 	ck_assert_int_eq(gm_slot_remove(&gm, id), 0);
-	mem[0] = 1;   /* still the caller's */
+	mem[0] = 1; /* still the caller's */
 	munmap(mem, KiB(8));
 	gm_destroy(&gm);
 }
@@ -326,14 +334,23 @@ START_TEST(slot_refusals)
 	ck_assert_int_eq(dev_slot(&gm, 0xd0000000, 0, 0), -EINVAL);
 	ck_assert_int_eq(dev_slot(&gm, 0xd0000800, PAGE, 0), -EINVAL);
 	ck_assert_int_eq(dev_slot(&gm, 0xd0000000, PAGE + 1, 0), -EINVAL);
-	ck_assert_int_eq(dev_slot(&gm, UINT64_MAX - PAGE + 1, 2 * PAGE, 0), -EINVAL);  /* wraps */
+	ck_assert_int_eq(dev_slot(&gm, UINT64_MAX - PAGE + 1, 2 * PAGE, 0), -EINVAL); /* wraps */
 	ck_assert_int_eq(dev_slot(&gm, 0xd0000000, PAGE, 1u << 7), -EINVAL);
-	ck_assert_int_eq(gm_slot_add(&gm, &(struct gm_slot_spec){ .gpa = 0xd0000000, .size = PAGE,
-				     .hva = odd }), -EINVAL);
-	ck_assert_int_eq(gm_slot_add(&gm, &(struct gm_slot_spec){ .gpa = 0xd0000000, .size = 2 * PAGE,
-				     .flags = GM_SLOT_RAM, .ram_offset = MiB(16) - PAGE }), -EINVAL);
-	ck_assert_int_eq(gm_slot_add(&gm, &(struct gm_slot_spec){ .gpa = 0xd0000000, .size = PAGE,
-				     .flags = GM_SLOT_RAM, .ram_offset = UINT64_MAX - PAGE + 1 }), -EINVAL);
+	ck_assert_int_eq(
+		gm_slot_add(&gm,
+			    &(struct gm_slot_spec){ .gpa = 0xd0000000, .size = PAGE, .hva = odd }),
+		-EINVAL);
+	ck_assert_int_eq(gm_slot_add(&gm, &(struct gm_slot_spec){ .gpa = 0xd0000000,
+								  .size = 2 * PAGE,
+								  .flags = GM_SLOT_RAM,
+								  .ram_offset = MiB(16) - PAGE }),
+			 -EINVAL);
+	ck_assert_int_eq(gm_slot_add(&gm,
+				     &(struct gm_slot_spec){ .gpa = 0xd0000000,
+							     .size = PAGE,
+							     .flags = GM_SLOT_RAM,
+							     .ram_offset = UINT64_MAX - PAGE + 1 }),
+			 -EINVAL);
 	/* The last page of the address space is a valid place. */
 	id = dev_slot(&gm, UINT64_MAX - PAGE + 1, PAGE, 0);
 	ck_assert_int_ge(id, 0);
@@ -343,10 +360,10 @@ START_TEST(slot_refusals)
 	while ((id = dev_slot(&gm, 0xd0000000 + (uint64_t)n * PAGE, PAGE, 0)) >= 0)
 		ids[n++] = id;
 	ck_assert_int_eq(id, -ENOSPC);
-	ck_assert_int_eq(n, GM_MAX_SLOTS - 4);   /* the layout holds 4 */
+	ck_assert_int_eq(n, GM_MAX_SLOTS - 4); /* the layout holds 4 */
 	ck_assert_int_eq(gm_slot_remove(&gm, ids[3]), 0);
 	ck_assert_int_eq(dev_slot(&gm, 0xe0000000, PAGE, 0), ids[3]);
-	gm_destroy(&gm);    /* frees what the slots mapped */
+	gm_destroy(&gm); /* frees what the slots mapped */
 }
 END_TEST
 
@@ -364,16 +381,16 @@ START_TEST(slot_move)
 	mem[5] = 0x5a;
 	ck_assert_int_eq(gm_slot_move(&gm, id, 0xe0000000), 0);
 	ck_assert_int_eq(gm_slot_at(&gm, 0xd0000000), -ENOENT);
-	ck_assert_int_eq(gm_slot_at(&gm, 0xe0003fff), id);            /* same id */
+	ck_assert_int_eq(gm_slot_at(&gm, 0xe0003fff), id); /* same id */
 	ck_assert_int_eq(gm_slot_get(&gm, id, &in), 0);
-	ck_assert_ptr_eq(in.hva, mem);                                 /* same memory */
+	ck_assert_ptr_eq(in.hva, mem); /* same memory */
 	ck_assert_uint_eq(mem[5], 0x5a);
-	ck_assert_int_eq(gm_slot_move(&gm, id, 0xe0000000), 0);        /* no-op */
-	ck_assert_int_eq(gm_slot_move(&gm, id, MiB(8)), -EEXIST);      /* onto RAM */
+	ck_assert_int_eq(gm_slot_move(&gm, id, 0xe0000000), 0);	  /* no-op */
+	ck_assert_int_eq(gm_slot_move(&gm, id, MiB(8)), -EEXIST); /* onto RAM */
 	ck_assert_int_eq(gm_slot_move(&gm, id, 0xe0000100), -EINVAL);
 	ck_assert_int_eq(gm_slot_move(&gm, id, UINT64_MAX - PAGE + 1), -EINVAL);
 	ck_assert_int_eq(gm_slot_move(&gm, 31, 0xf0000000), -ENOENT);
-	ck_assert_int_eq(gm_slot_at(&gm, 0xe0000000), id);             /* refusals changed nothing */
+	ck_assert_int_eq(gm_slot_at(&gm, 0xe0000000), id); /* refusals changed nothing */
 	/* A RAM slot moves with its RAM, and DMA follows it. */
 	rid = slot_named(&gm, "ram-rom-area", &rom);
 	ck_assert_int_eq(gm_slot_move(&gm, rid, 0xd0000000), 0);
@@ -402,7 +419,8 @@ START_TEST(slot_readonly)
 	id = slot_named(&gm, "bios", &bios);
 	ck_assert_int_ge(id, 0);
 	memcpy(gm_ram_ptr(&gm, 0xf0010, 4), "ROM!", 4);
-	ck_assert_int_eq(gm_slot_set_flags(&gm, id, GM_SLOT_RAM | GM_SLOT_READONLY, &rec.dev, 3), 0);
+	ck_assert_int_eq(gm_slot_set_flags(&gm, id, GM_SLOT_RAM | GM_SLOT_READONLY, &rec.dev, 3),
+			 0);
 	ck_assert_ptr_null(gm_ptr(&gm, 0xf0010, 4));
 	ck_assert_int_eq(gm_write(&gm, 0xf0010, &v, 4), -EFAULT);
 	ck_assert_int_eq(gm_read(&gm, 0xf0010, &w, 4), -EFAULT);
@@ -479,7 +497,7 @@ START_TEST(dirty_marks)
 	gm_mark_dirty_hva(&gm, gm_ptr(&gm, 0x400000, PAGE), PAGE);
 	iov[0] = (struct iovec){ gm_ptr(&gm, 0x500000, 100), 100 };
 	iov[1] = (struct iovec){ gm_ptr(&gm, 0x600ff0, 0x20), 0x20 };
-	gm_mark_dirty_iov(&gm, iov, 2, 100 + 0x10);   /* 0x600ff0..0x600fff: one page */
+	gm_mark_dirty_iov(&gm, iov, 2, 100 + 0x10); /* 0x600ff0..0x600fff: one page */
 	ck_assert_int_eq(gm_dirty_fetch(&gm, id, bm, MiB(16) / PAGE, true), 4);
 	ck_assert(bit(bm, 0x200) && bit(bm, 0x300) && bit(bm, 0x400) && bit(bm, 0x500));
 	/* Outside RAM and overflowing ranges are ignored; ranges over two slots
@@ -520,13 +538,16 @@ START_TEST(dirty_alias_shifts)
 
 	ck_assert_int_eq(gm_init(&gm, MiB(16), false), 0);
 	id = slot_named(&gm, "ram", &ram);
-	alias = gm_slot_add(&gm, &(struct gm_slot_spec){ .name = "alias", .gpa = 0xd0000000,
-			    .size = 64 * PAGE, .flags = GM_SLOT_RAM, .ram_offset = 0x1f0000 });
+	alias = gm_slot_add(&gm, &(struct gm_slot_spec){ .name = "alias",
+							 .gpa = 0xd0000000,
+							 .size = 64 * PAGE,
+							 .flags = GM_SLOT_RAM,
+							 .ram_offset = 0x1f0000 });
 	ck_assert_int_ge(alias, 0);
 	ck_assert_int_eq(gm_dirty_log_start(&gm), 0);
-	gm_mark_dirty(&gm, 0x1f0000, 1);            /* alias page 0 (RAM page 496) */
-	gm_mark_dirty(&gm, 0x1ff000, 2 * PAGE);     /* alias pages 15, 16: across a word */
-	gm_mark_dirty(&gm, 0x22f000, 2 * PAGE);     /* alias page 63, and past its end */
+	gm_mark_dirty(&gm, 0x1f0000, 1);	/* alias page 0 (RAM page 496) */
+	gm_mark_dirty(&gm, 0x1ff000, 2 * PAGE); /* alias pages 15, 16: across a word */
+	gm_mark_dirty(&gm, 0x22f000, 2 * PAGE); /* alias page 63, and past its end */
 	ck_assert_int_eq(gm_dirty_fetch(&gm, alias, bm, 64, false), 4);
 	ck_assert_uint_eq(bm[0], 1ULL | 1ULL << 15 | 1ULL << 16 | 1ULL << 63);
 	ck_assert_int_eq(gm_dirty_fetch(&gm, alias, bm, 64, true), 4);
@@ -551,8 +572,11 @@ START_TEST(dirty_across_changes)
 	rid = slot_named(&gm, "ram-rom-area", &rom);
 	ck_assert_int_eq(gm_dirty_log_start(&gm), 0);
 	ck_assert_int_eq(gm_slot_remove(&gm, rid), 0);
-	rid = gm_slot_add(&gm, &(struct gm_slot_spec){ .name = "shadow", .gpa = 0xc0000, .size = rom.size,
-			  .flags = GM_SLOT_RAM, .ram_offset = 0xc0000 });
+	rid = gm_slot_add(&gm, &(struct gm_slot_spec){ .name = "shadow",
+						       .gpa = 0xc0000,
+						       .size = rom.size,
+						       .flags = GM_SLOT_RAM,
+						       .ram_offset = 0xc0000 });
 	ck_assert_int_ge(rid, 0);
 	ck_assert_int_eq(gm_dirty_fetch(&gm, rid, bm, 64, true), (long)(rom.size / PAGE));
 	ck_assert_int_eq(gm_slot_set_flags(&gm, rid, GM_SLOT_RAM | GM_SLOT_READONLY, NULL, 0), 0);
@@ -562,9 +586,9 @@ START_TEST(dirty_across_changes)
 	ck_assert_int_ge(fb, 0);
 	ck_assert_int_eq(gm_dirty_fetch(&gm, fb, bm, 8, true), 0);
 	gm_slot_mark_dirty(&gm, fb, 2 * PAGE + 5, 1);
-	gm_slot_mark_dirty(&gm, fb, 7 * PAGE, 100 * PAGE);   /* clipped */
-	gm_slot_mark_dirty(&gm, fb, 8 * PAGE, 1);             /* outside */
-	gm_slot_mark_dirty(&gm, 30, 0, 1);                    /* no such slot */
+	gm_slot_mark_dirty(&gm, fb, 7 * PAGE, 100 * PAGE); /* clipped */
+	gm_slot_mark_dirty(&gm, fb, 8 * PAGE, 1);	   /* outside */
+	gm_slot_mark_dirty(&gm, 30, 0, 1);		   /* no such slot */
 	ck_assert_int_eq(gm_dirty_fetch(&gm, fb, bm, 8, true), 2);
 	ck_assert_uint_eq(bm[0], 1u << 2 | 1u << 7);
 	ck_assert_int_eq(gm_slot_move(&gm, fb, 0xe0000000), 0);
@@ -573,7 +597,8 @@ START_TEST(dirty_across_changes)
 	gm_dirty_log_stop(&gm);
 	ck_assert_int_eq(gm_dirty_fetch(&gm, fb, bm, 8, true), 0);
 	ck_assert_int_eq(gm_dirty_fetch(&gm, rid, bm, 64, true), -EINVAL);
-	ck_assert_int_eq(gm_dirty_fetch(&gm, dev_slot(&gm, 0xf0000000, PAGE, 0), bm, 64, true), -EINVAL);
+	ck_assert_int_eq(gm_dirty_fetch(&gm, dev_slot(&gm, 0xf0000000, PAGE, 0), bm, 64, true),
+			 -EINVAL);
 	ck_assert_int_eq(gm_dirty_fetch(&gm, -3, bm, 64, true), -ENOENT);
 	ck_assert_int_eq(gm_dirty_fetch(&gm, 28, bm, 64, true), -ENOENT);
 	gm_destroy(&gm);
@@ -623,13 +648,19 @@ START_TEST(lookups_race_changes)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, race_reader, &r), 0);
 	fb = dev_slot(&gm, 0xd0000000, PAGE, 0);
 	for (int i = 0; i < 20000; i++) {
-		ck_assert_int_eq(gm_slot_set_flags(&gm, r.rid, GM_SLOT_RAM | (i & 1 ? GM_SLOT_READONLY : 0),
-						   NULL, 0), 0);
+		ck_assert_int_eq(gm_slot_set_flags(&gm, r.rid,
+						   GM_SLOT_RAM | (i & 1 ? GM_SLOT_READONLY : 0),
+						   NULL, 0),
+				 0);
 		ck_assert_int_eq(gm_slot_move(&gm, fb, i & 1 ? 0xd0000000 : 0x800000000ULL), 0);
 		if (i % 3 == 0) {
 			ck_assert_int_eq(gm_slot_remove(&gm, r.rid), 0);
-			ck_assert_int_eq(gm_slot_add(&gm, &(struct gm_slot_spec){ .gpa = 0xc0000,
-					 .size = rom.size, .flags = GM_SLOT_RAM, .ram_offset = 0xc0000 }), r.rid);
+			ck_assert_int_eq(
+				gm_slot_add(&gm, &(struct gm_slot_spec){ .gpa = 0xc0000,
+									 .size = rom.size,
+									 .flags = GM_SLOT_RAM,
+									 .ram_offset = 0xc0000 }),
+				r.rid);
 		}
 	}
 	__atomic_store_n(&r.stop, true, __ATOMIC_RELAXED);
@@ -685,8 +716,14 @@ static bool kvm_rig_open(struct kvm_rig *k)
 /* vCPU 0 in flat 32-bit protected mode at rip. */
 static void kvm_rig_cpu(struct kvm_rig *k, uint64_t rip)
 {
-	struct kvm_segment cs = { .limit = 0xffffffff, .selector = 8, .type = 11, .present = 1,
-				  .db = 1, .s = 1, .g = 1 }, ds = cs;
+	struct kvm_segment cs = { .limit = 0xffffffff,
+				  .selector = 8,
+				  .type = 11,
+				  .present = 1,
+				  .db = 1,
+				  .s = 1,
+				  .g = 1 },
+			   ds = cs;
 	struct kvm_regs regs = { .rip = rip, .rflags = 2 };
 	struct kvm_sregs sr;
 	int sz = ioctl(k->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -734,16 +771,17 @@ static void kvm_rig_close(struct kvm_rig *k)
  * Round 2: the same RAM page again (after it was fetched and cleared), a
  * new one, the device slot at the address it was moved to; hlt. */
 static const uint8_t kvm_code[] = {
-	0xc6, 0x05, 0x00, 0x30, 0x00, 0x00, 0x01,                   /* mov byte [0x3000], 1 */
-	0xc7, 0x05, 0x10, 0x00, 0x0f, 0x00, 0x44, 0x33, 0x22, 0x11, /* mov dword [0xf0010], 0x11223344 */
-	0xa1, 0x10, 0x00, 0x0f, 0x00,                               /* mov eax, [0xf0010] */
-	0xa3, 0x00, 0x50, 0x00, 0x00,                               /* mov [0x5000], eax */
-	0xc6, 0x05, 0x00, 0x10, 0x00, 0xe0, 0x07,                   /* mov byte [0xe0001000], 7 */
-	0xf4,                                                       /* hlt */
-	0xc6, 0x05, 0x00, 0x30, 0x00, 0x00, 0x02,                   /* mov byte [0x3000], 2 */
-	0xc6, 0x05, 0x00, 0x40, 0x00, 0x00, 0x03,                   /* mov byte [0x4000], 3 */
-	0xc6, 0x05, 0x00, 0x20, 0x10, 0xe0, 0x09,                   /* mov byte [0xe0102000], 9 */
-	0xf4,                                                       /* hlt */
+	0xc6, 0x05, 0x00, 0x30, 0x00, 0x00, 0x01, /* mov byte [0x3000], 1 */
+	0xc7, 0x05, 0x10, 0x00, 0x0f, 0x00, 0x44,
+	0x33, 0x22, 0x11,			  /* mov dword [0xf0010], 0x11223344 */
+	0xa1, 0x10, 0x00, 0x0f, 0x00,		  /* mov eax, [0xf0010] */
+	0xa3, 0x00, 0x50, 0x00, 0x00,		  /* mov [0x5000], eax */
+	0xc6, 0x05, 0x00, 0x10, 0x00, 0xe0, 0x07, /* mov byte [0xe0001000], 7 */
+	0xf4,					  /* hlt */
+	0xc6, 0x05, 0x00, 0x30, 0x00, 0x00, 0x02, /* mov byte [0x3000], 2 */
+	0xc6, 0x05, 0x00, 0x40, 0x00, 0x00, 0x03, /* mov byte [0x4000], 3 */
+	0xc6, 0x05, 0x00, 0x20, 0x10, 0xe0, 0x09, /* mov byte [0xe0102000], 9 */
+	0xf4,					  /* hlt */
 };
 
 START_TEST(kvm_readonly_and_dirty_log)
@@ -764,14 +802,16 @@ START_TEST(kvm_readonly_and_dirty_log)
 	ck_assert_int_ge(fb, 0);
 	ck_assert_int_eq(gm_attach_kvm(&gm, k.kvm, k.vm), 0);
 	printf("guest_mem: KVM manual dirty-log protection %s\n",
-	       gm.kvm_manual_protect ? "on (KVM_CLEAR_DIRTY_LOG)" : "off (KVM_GET_DIRTY_LOG clears)");
+	       gm.kvm_manual_protect ? "on (KVM_CLEAR_DIRTY_LOG)"
+				     : "off (KVM_GET_DIRTY_LOG clears)");
 	lid = slot_named(&gm, "ram-low", &low);
 	bid = slot_named(&gm, "bios", &low);
 	memcpy(gm_ram_ptr(&gm, 0xf0010, 4), "ROM!", 4);
-	ck_assert_int_eq(gm_slot_set_flags(&gm, bid, GM_SLOT_RAM | GM_SLOT_READONLY, &rec.dev, 1), 0);
+	ck_assert_int_eq(gm_slot_set_flags(&gm, bid, GM_SLOT_RAM | GM_SLOT_READONLY, &rec.dev, 1),
+			 0);
 	memcpy(gm_ram_ptr(&gm, 0x1000, sizeof(kvm_code)), kvm_code, sizeof(kvm_code));
 	ck_assert_int_eq(gm_dirty_log_start(&gm), 0);
-	ck_assert_int_eq(gm_write(&gm, 0x7000, "vmm", 3), 0);       /* the VMM's own write */
+	ck_assert_int_eq(gm_write(&gm, 0x7000, "vmm", 3), 0); /* the VMM's own write */
 
 	kvm_rig_cpu(&k, 0x1000);
 	kvm_rig_run(&k, &gm);

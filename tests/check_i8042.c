@@ -232,7 +232,7 @@ START_TEST(test_aux)
 	cmd(0xd3);
 	put(0x5a);
 	ck_assert_uint_eq(status() & (ST_OBF | ST_AUX), ST_OBF | ST_AUX);
-	ck_assert_int_eq(irq.level, 0); /* aux data never drives IRQ 1 */
+	ck_assert_int_eq(irq.level, 0);	  /* aux data never drives IRQ 1 */
 	ck_assert_int_eq(irq12.level, 0); /* AUXINT is off */
 	ck_assert_uint_eq(data(), 0x5a);
 	cmd(0xa7);
@@ -286,34 +286,34 @@ START_TEST(test_output_order)
 {
 	uint8_t got[8];
 
-	put(0xf2);               /* the keyboard answers FA AB 41 (translated) */
+	put(0xf2); /* the keyboard answers FA AB 41 (translated) */
 	ck_assert_uint_eq(status() & ST_OBF, ST_OBF);
-	cmd(0x20);               /* reply: the command byte */
+	cmd(0x20); /* reply: the command byte */
 	ck_assert_uint_eq(data(), 0x45);
 	ck_assert_uint_eq(data(), 0xfa);
 	ck_assert_uint_eq(data(), 0xab);
 	ck_assert_uint_eq(data(), 0x41);
 	ck_assert_uint_eq(status() & ST_OBF, 0);
 
-	cmd(0xad);               /* keyboard clock off */
-	cmd(0xa7);               /* aux clock off */
+	cmd(0xad); /* keyboard clock off */
+	cmd(0xa7); /* aux clock off */
 	cmd(0xd4);
-	put(0xf2);               /* reenables the aux port (as QEMU's 8042) */
+	put(0xf2); /* reenables the aux port (as QEMU's 8042) */
 	ck_assert_uint_eq(data(), 0xfa);
 	ck_assert_uint_eq(data(), 0x00);
 	cmd(0xa7);
 	cmd(0xd4);
-	put(0xe9);               /* status: FA + 3 bytes, held back... */
+	put(0xe9); /* status: FA + 3 bytes, held back... */
 	cmd(0xa7);
 	ck_assert_int_eq(drain(got, 8), 1); /* ...but for the one already in the buffer */
 	ck_assert_uint_eq(got[0], 0xfa);
 	cmd(0xa8);
 	ck_assert_int_eq(drain(got, 8), 3);
 	ck_assert_uint_eq(got[1], 0x02); /* resolution 4 counts/mm */
-	ck_assert_uint_eq(got[2], 100);  /* 100 samples/s */
+	ck_assert_uint_eq(got[2], 100);	 /* 100 samples/s */
 	cmd(0x20);
 	ck_assert_uint_eq(data() & 0x10, 0x10); /* the keyboard is still off */
-	put(0xee);               /* writing to it turns it on again */
+	put(0xee);				/* writing to it turns it on again */
 	ck_assert_uint_eq(data(), 0xee);
 }
 END_TEST
@@ -363,10 +363,10 @@ static void kbc_busy_state(void)
 {
 	cmd(0x60);
 	put(0x47);
-	put(0xf2);          /* three bytes queued, one in the buffer */
+	put(0xf2); /* three bytes queued, one in the buffer */
 	cmd(0xd1);
 	put(0xcd);
-	cmd(0xd3);          /* pending aux-buffer write */
+	cmd(0xd3); /* pending aux-buffer write */
 }
 
 START_TEST(test_save_load_roundtrip)
@@ -403,36 +403,71 @@ START_TEST(test_load_rejects_corruption)
 {
 	struct state_buf good;
 	struct device *b = new_kbc();
-	enum { O_CTR = STATE_HDR, O_OUTP, O_A2, O_OBUF, O_OBF, O_OBFAUX, O_OBFCTL, O_HELD,
-	       O_HELDAUX, O_HELDBYTE, O_F0, O_PCMD,
-	       /* keyboard: reply queue (2 bytes queued), key queue (empty) */
-	       K = O_PCMD + 1 + STATE_HDR, K_RCOUNT = K, K_RDATA = K + 2, K_KCOUNT = K + 4,
-	       K_PEND = K + 6, K_SET, K_LEDS, K_TYPEMATIC, K_SCANNING, K_LAST, K_MODS,
-	       /* mouse: an empty queue */
-	       M = K_MODS + 1 + STATE_HDR, M_COUNT = M, M_PEND = M + 2, M_STATUS, M_RES, M_RATE,
-	       M_ID, M_KNOCK, M_WRAP = M_KNOCK + 3, M_DX, M_DY = M_DX + 4, M_DZ = M_DY + 4,
-	       M_BUTTONS = M_DZ + 4, M_REPORTED, M_LASTLEN, M_LAST, M_END = M_LAST + 4 };
+	enum {
+		O_CTR = STATE_HDR,
+		O_OUTP,
+		O_A2,
+		O_OBUF,
+		O_OBF,
+		O_OBFAUX,
+		O_OBFCTL,
+		O_HELD,
+		O_HELDAUX,
+		O_HELDBYTE,
+		O_F0,
+		O_PCMD,
+		/* keyboard: reply queue (2 bytes queued), key queue (empty) */
+		K = O_PCMD + 1 + STATE_HDR,
+		K_RCOUNT = K,
+		K_RDATA = K + 2,
+		K_KCOUNT = K + 4,
+		K_PEND = K + 6,
+		K_SET,
+		K_LEDS,
+		K_TYPEMATIC,
+		K_SCANNING,
+		K_LAST,
+		K_MODS,
+		/* mouse: an empty queue */
+		M = K_MODS + 1 + STATE_HDR,
+		M_COUNT = M,
+		M_PEND = M + 2,
+		M_STATUS,
+		M_RES,
+		M_RATE,
+		M_ID,
+		M_KNOCK,
+		M_WRAP = M_KNOCK + 3,
+		M_DX,
+		M_DY = M_DX + 4,
+		M_DZ = M_DY + 4,
+		M_BUTTONS = M_DZ + 4,
+		M_REPORTED,
+		M_LASTLEN,
+		M_LAST,
+		M_END = M_LAST + 4
+	};
 
 	kbc_busy_state();
 	roundtrip(k, b, &good);
 	ck_assert_uint_eq(good.len, M_END);
 	check_truncations(b, &good);
 	check_patched_fails(b, &good, 0, 0x01);
-	check_patched_fails(b, &good, 4, 0x01);         /* version 1: the old layout */
+	check_patched_fails(b, &good, 4, 0x01); /* version 1: the old layout */
 	check_patched_fails(b, &good, O_A2, 0x01);
 	check_patched_fails(b, &good, O_OBF, 2);
 	check_patched_fails(b, &good, O_OBFAUX, 2);
-	check_patched_fails(b, &good, O_HELD, 1);       /* a held byte with no reply ahead */
+	check_patched_fails(b, &good, O_HELD, 1); /* a held byte with no reply ahead */
 	check_patched_fails(b, &good, O_F0, 2);
 	struct state_buf s = state_copy(&good, good.len);
 	s.data[O_OBF] = 0;
-	s.data[O_OBFAUX] = 1;                          /* aux flag without a byte */
+	s.data[O_OBFAUX] = 1; /* aux flag without a byte */
 	ck_assert_int_eq(b->ops->load(b, &s), -EINVAL);
 	s.data[O_OBFAUX] = 0;
-	s.data[O_OBFCTL] = 1;                          /* controller flag without a byte */
+	s.data[O_OBFCTL] = 1; /* controller flag without a byte */
 	ck_assert_int_eq(b->ops->load(b, &s), -EINVAL);
 	state_free(&s);
-	check_patched_fails(b, &good, O_PCMD, 0x20);   /* not a command that takes data */
+	check_patched_fails(b, &good, O_PCMD, 0x20);	/* not a command that takes data */
 	check_patched_fails(b, &good, K_RCOUNT + 1, 1); /* 258 bytes queued */
 	check_patched_fails(b, &good, K_PEND, 0xff);
 	check_patched_fails(b, &good, K_SET, 0);
@@ -441,7 +476,7 @@ START_TEST(test_load_rejects_corruption)
 	check_patched_fails(b, &good, K_TYPEMATIC, 0x80);
 	check_patched_fails(b, &good, K_SCANNING, 2);
 	check_patched_fails(b, &good, K_MODS, 0x40);
-	check_patched_fails(b, &good, M_COUNT, 1);     /* a byte the section does not hold */
+	check_patched_fails(b, &good, M_COUNT, 1); /* a byte the section does not hold */
 	check_patched_fails(b, &good, M_PEND, 0xe9);
 	check_patched_fails(b, &good, M_STATUS, 0x01);
 	check_patched_fails(b, &good, M_RES, 4);
@@ -449,7 +484,7 @@ START_TEST(test_load_rejects_corruption)
 	check_patched_fails(b, &good, M_ID, 4);
 	check_patched_fails(b, &good, M_KNOCK + 2, 5);
 	check_patched_fails(b, &good, M_WRAP, 2);
-	check_patched_fails(b, &good, M_DX + 2, 1);    /* 65536 counts */
+	check_patched_fails(b, &good, M_DX + 2, 1); /* 65536 counts */
 	check_patched_fails(b, &good, M_DZ + 3, 0x80);
 	check_patched_fails(b, &good, M_BUTTONS, 8);
 	check_patched_fails(b, &good, M_REPORTED, 8);
@@ -472,8 +507,8 @@ static Suite *i8042_suite(void)
 
 	ADD_TCASE(s, "core", setup, teardown, 30, test_status_and_self_test, test_command_byte,
 		  test_irq1, test_reset_fe, test_reset_d1_and_output_port, test_keyboard_replies,
-		  test_aux, test_no_mux, test_output_order, test_wide_and_offset_accesses, test_fuzz,
-		  test_save_load_roundtrip, test_load_rejects_corruption);
+		  test_aux, test_no_mux, test_output_order, test_wide_and_offset_accesses,
+		  test_fuzz, test_save_load_roundtrip, test_load_rejects_corruption);
 	return s;
 }
 

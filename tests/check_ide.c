@@ -27,15 +27,15 @@ START_TEST(identify_disk)
 	ata_string(p, 27, 20, s);
 	ck_assert_str_eq(s, "KESTREL HARDDISK");
 	ck_assert_uint_eq(word(p, 47), 0x8010);
-	ck_assert_uint_eq(word(p, 49) & 0x0300, 0x0300);      /* LBA, DMA */
+	ck_assert_uint_eq(word(p, 49) & 0x0300, 0x0300); /* LBA, DMA */
 	ck_assert_uint_eq(word(p, 53) & 7, 7);
-	ck_assert_uint_eq(word(p, 59), 0x0100);               /* multiple off at power-on */
+	ck_assert_uint_eq(word(p, 59), 0x0100); /* multiple off at power-on */
 	ck_assert_uint_eq(word(p, 60) | (uint32_t)word(p, 61) << 16, DISK_SECTORS);
 	ck_assert_uint_eq(word(p, 63) & 7, 7);
 	ck_assert_uint_eq(word(p, 64), 3);
 	ck_assert_uint_eq(word(p, 83) & (1 << 10 | 1 << 12 | 1 << 13), 1 << 10 | 1 << 12 | 1 << 13);
-	ck_assert_uint_eq(word(p, 82) & (1 << 5), 1 << 5);    /* write cache */
-	ck_assert_uint_eq(word(p, 85) & (1 << 5), 1 << 5);    /* ... enabled (writeback) */
+	ck_assert_uint_eq(word(p, 82) & (1 << 5), 1 << 5); /* write cache */
+	ck_assert_uint_eq(word(p, 85) & (1 << 5), 1 << 5); /* ... enabled (writeback) */
 	ck_assert_uint_eq(word(p, 88) & 0x3f, 0x3f);
 	/* Device 1 seen (DASP-, bit 5); never SeaBIOS's 0x4041, "device 0
 	 * answers for an absent device 1". */
@@ -68,7 +68,7 @@ START_TEST(pio_read_write_sectors)
 	file_holds(path_of("disk.img"), 10 * 512, buf, 3 * 512);
 	ck_assert_int_eq(irq.rises - rises, 3);
 	expect_idle();
-	ck_assert_uint_eq(reg(R_LBAL), 12);                   /* the last sector moved */
+	ck_assert_uint_eq(reg(R_LBAL), 12); /* the last sector moved */
 
 	/* The same with 32-bit data port accesses. */
 	tf28(0, 2000, 2);
@@ -87,12 +87,12 @@ START_TEST(pio_read_write_sectors)
 	ck_assert_int_eq(irq.rises - rises, 2);
 	expect_idle();
 	file_holds(path_of("disk.img"), 100 * 512, buf, 2 * 512);
-	file_read(path_of("disk.img"), 102 * 512, want, 512);  /* the neighbour untouched */
+	file_read(path_of("disk.img"), 102 * 512, want, 512); /* the neighbour untouched */
 	ck_assert_uint_eq(want[0], pattern(102 * 512));
 
 	/* A count of 0 means 256 sectors. */
 	tf28(0, 0, 0);
-	command(0x40);                                         /* READ VERIFY */
+	command(0x40); /* READ VERIFY */
 	expect_idle();
 	ck_assert_uint_eq(reg(R_LBAL), 255);
 }
@@ -105,19 +105,19 @@ START_TEST(pio_multiple)
 
 	select_dev(0);
 	tf28(0, 50, 10);
-	command(0xc4);                                         /* before SET MULTIPLE */
+	command(0xc4); /* before SET MULTIPLE */
 	ck_assert_uint_eq(reg(R_CMD), ST_DRDY | 0x10 | ST_ERR);
 	ck_assert_uint_eq(reg(R_ERR), ER_ABRT);
 	set_reg(R_NSECT, 3);
 	command(0xc6);
-	ck_assert_uint_eq(reg(R_CMD) & ST_ERR, ST_ERR);       /* 3 is not a supported count */
+	ck_assert_uint_eq(reg(R_CMD) & ST_ERR, ST_ERR); /* 3 is not a supported count */
 	set_reg(R_NSECT, 4);
 	command(0xc6);
 	ck_assert_uint_eq(reg(R_CMD) & ST_ERR, 0);
 
 	tf28(0, 50, 10);
 	rises = irq.rises;
-	command(0xc4);                                         /* blocks of 4, 4, 2 */
+	command(0xc4); /* blocks of 4, 4, 2 */
 	pio_in(buf, 10 * 512, 4 * 512, false);
 	ck_assert_int_eq(irq.rises - rises, 3);
 	file_holds(path_of("disk.img"), 50 * 512, buf, sizeof(buf));
@@ -126,7 +126,7 @@ START_TEST(pio_multiple)
 		buf[i] = (uint8_t)(i * 3 + 1);
 	tf48(0, 300, 10);
 	rises = irq.rises;
-	command(0x39);                                         /* WRITE MULTIPLE EXT */
+	command(0x39); /* WRITE MULTIPLE EXT */
 	pio_out(buf, 10 * 512, 4 * 512);
 	ck_assert_int_eq(irq.rises - rises, 3);
 	expect_idle();
@@ -149,7 +149,7 @@ START_TEST(pio_requests_batched)
 	command(0x20);
 	pio_in(buf, sizeof(buf), 512, false);
 	ck_assert_int_eq(irq.rises - rises, 200);
-	ck_assert_uint_eq(disk->reads - reads, 2);             /* 128 + 72 sectors */
+	ck_assert_uint_eq(disk->reads - reads, 2); /* 128 + 72 sectors */
 	file_holds(path_of("disk.img"), 1000 * 512, buf, sizeof(buf));
 
 	set_reg(R_NSECT, 16);
@@ -158,7 +158,7 @@ START_TEST(pio_requests_batched)
 		buf[i] = (uint8_t)(i * 11 + 7);
 	tf28(0, 2500, 200);
 	rises = irq.rises;
-	command(0xc5);                                         /* WRITE MULTIPLE, 16-sector blocks */
+	command(0xc5); /* WRITE MULTIPLE, 16-sector blocks */
 	pio_out(buf, sizeof(buf), 16 * 512);
 	expect_idle();
 	ck_assert_int_eq(irq.rises - rises, 13);
@@ -192,7 +192,7 @@ static uint64_t pio_read_via_bus(struct bus *b, uint8_t *buf, bool string)
 	bool ok = true;
 
 	select_dev(0);
-	tf28(0, 0, 0);                                         /* 0: 256 sectors */
+	tf28(0, 0, 0); /* 0: 256 sectors */
 	command(0x20);
 	/* No ck_assert inside the timed part: each passing one writes to
 	 * Check's log. */
@@ -232,7 +232,7 @@ START_TEST(pio_string_io_bus)
 		per_string += pio_read_via_bus(&b, buf, true);
 		ck_assert_mem_eq(buf, want, sizeof(buf));
 	}
-	ck_assert_uint_eq(b.ranges[0].hits, 4 * 2 * 256 * 256);   /* registers go around the bus */
+	ck_assert_uint_eq(b.ranges[0].hits, 4 * 2 * 256 * 256); /* registers go around the bus */
 	printf("ide: PIO data port through the bus: %.1f ns/word with bus_read per word, "
 	       "%.1f ns/word with bus_read_string per sector\n",
 	       (double)per_word / (4 * 256 * 256), (double)per_string / (4 * 256 * 256));
@@ -245,7 +245,7 @@ END_TEST
 START_TEST(stats_count_commands)
 {
 	static uint8_t buf[4 * 512];
-	uint8_t cdb[12] = { 0x28, 0, 0, 0, 0, 3, 0, 0, 2 };   /* READ(10) of 2 blocks at 3 */
+	uint8_t cdb[12] = { 0x28, 0, 0, 0, 0, 3, 0, 0, 2 }; /* READ(10) of 2 blocks at 3 */
 	static uint8_t cd[2 * 2048];
 	struct ide_drive_stats st;
 	size_t got;
@@ -267,7 +267,7 @@ START_TEST(stats_count_commands)
 	expect_dma_ok();
 	command(0xe7);
 	expect_idle();
-	tf28(0, DISK_SECTORS, 1);                              /* past the end */
+	tf28(0, DISK_SECTORS, 1); /* past the end */
 	command(0x20);
 	ck_assert_int_eq(ide_drive_get_stats(ch, 0, &st), 0);
 	ck_assert_uint_eq(st.c.read_ops, 2);
@@ -296,27 +296,28 @@ START_TEST(lba48_past_128g)
 	uint8_t p[512], buf[2 * 512], back[2 * 512];
 	struct device *big;
 
-	make_image(path_of("big.img"), GiB(200), 0);        /* sparse */
+	make_image(path_of("big.img"), GiB(200), 0); /* sparse */
 	big = new_channel(IDE_DISK, open_img(path_of("big.img"), false), IDE_NONE, NULL);
 	ch->ops->destroy(ch);
 	ch = big;
 	identify(0, 0xec, p);
 	ck_assert_uint_eq(word(p, 60) | (uint32_t)word(p, 61) << 16, 0x0fffffff);
-	ck_assert_uint_eq(word(p, 100) | (uint64_t)word(p, 101) << 16 | (uint64_t)word(p, 102) << 32,
+	ck_assert_uint_eq(word(p, 100) | (uint64_t)word(p, 101) << 16 |
+				  (uint64_t)word(p, 102) << 32,
 			  sectors);
 	ck_assert_uint_eq(word(p, 1), 16383);
 
 	for (unsigned i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)(i ^ 0x5a);
 	tf48(0, lba, 2);
-	command(0x34);                                         /* WRITE SECTORS EXT */
+	command(0x34); /* WRITE SECTORS EXT */
 	pio_out(buf, sizeof(buf), 512);
 	expect_idle();
 	file_read(path_of("big.img"), lba * 512, back, sizeof(back));
 	ck_assert_mem_eq(buf, back, sizeof(buf));
 	memset(back, 0, sizeof(back));
 	tf48(0, lba, 2);
-	command(0x24);                                         /* READ SECTORS EXT */
+	command(0x24); /* READ SECTORS EXT */
 	pio_in(back, sizeof(back), 512, false);
 	ck_assert_mem_eq(buf, back, sizeof(buf));
 	/* The address of the last sector, back in the HOB registers. */
@@ -364,7 +365,7 @@ START_TEST(chs_addressing)
 	ck_assert_uint_eq(word(p, 56), 17);
 	ck_assert_uint_eq(word(p, 54), DISK_SECTORS / (4 * 17));
 	set_reg(R_NSECT, 1);
-	set_reg(R_LBAL, 17);                                   /* C/H/S 2/3/17 */
+	set_reg(R_LBAL, 17); /* C/H/S 2/3/17 */
 	set_reg(R_LBAM, 2);
 	set_reg(R_LBAH, 0);
 	set_reg(R_DEV, 0xa0 | 3);
@@ -397,7 +398,7 @@ START_TEST(errors_and_misc_commands)
 	command(0x20);
 	ck_assert_uint_eq(reg(R_CMD), ST_DRDY | 0x10 | ST_ERR);
 	ck_assert_uint_eq(reg(R_ERR), ER_IDNF);
-	ck_assert_int_eq(irq.level, 0);                       /* the status read cleared it */
+	ck_assert_int_eq(irq.level, 0); /* the status read cleared it */
 	ck_assert_int_ge(irq.rises, 1);
 	for (unsigned c = 0; c < 256; c++) {
 		static const uint8_t known[] = { 0x20, 0x21, 0x24, 0x25, 0x29, 0x30, 0x31, 0x34,
@@ -406,14 +407,15 @@ START_TEST(errors_and_misc_commands)
 						 0xe2, 0xe3, 0xe5, 0xe7, 0xea, 0xec, 0xef, 0x94,
 						 0x95, 0x96, 0x97, 0x98 };
 
-		if (memchr(known, (int)c, sizeof(known)) || (c & 0xf0) == 0x10 || (c & 0xf0) == 0x70)
+		if (memchr(known, (int)c, sizeof(known)) || (c & 0xf0) == 0x10 ||
+		    (c & 0xf0) == 0x70)
 			continue;
 		tf28(0, 0, 1);
 		command((uint8_t)c);
 		ck_assert_msg(reg(R_ERR) == ER_ABRT && (alt_status() & ST_ERR), "command %#x", c);
 	}
 	/* Power and cache commands. */
-	command(0xe0);                                         /* STANDBY IMMEDIATE */
+	command(0xe0); /* STANDBY IMMEDIATE */
 	command(0xe5);
 	ck_assert_uint_eq(reg(R_NSECT), 0x00);
 	command(0xe1);
@@ -423,18 +425,18 @@ START_TEST(errors_and_misc_commands)
 	ck_assert_uint_eq(reg(R_CMD) & ST_ERR, 0);
 	command(0xea);
 	ck_assert_uint_eq(reg(R_CMD) & ST_ERR, 0);
-	set_reg(R_ERR, 0x82);                                  /* write cache off */
+	set_reg(R_ERR, 0x82); /* write cache off */
 	command(0xef);
 	ck_assert_uint_eq(reg(R_CMD) & ST_ERR, 0);
 	identify(0, 0xec, p);
 	ck_assert_uint_eq(word(p, 85) & (1 << 5), 0);
 	set_reg(R_ERR, 0x03);
-	set_reg(R_NSECT, 0x22);                                /* MWDMA 2 */
+	set_reg(R_NSECT, 0x22); /* MWDMA 2 */
 	command(0xef);
 	identify(0, 0xec, p);
 	ck_assert_uint_eq(word(p, 63), 0x0407);
 	set_reg(R_ERR, 0x03);
-	set_reg(R_NSECT, 0x46);                                /* UDMA 6: not ours */
+	set_reg(R_NSECT, 0x46); /* UDMA 6: not ours */
 	command(0xef);
 	ck_assert_uint_eq(reg(R_ERR), ER_ABRT);
 	set_reg(R_ERR, 0x99);
@@ -474,7 +476,7 @@ START_TEST(srst_signatures)
 {
 	uint8_t p[512];
 
-	io_wr(ch, CTRL, 0, 1, 0x04 | 0x02);                  /* SRST, nIEN */
+	io_wr(ch, CTRL, 0, 1, 0x04 | 0x02); /* SRST, nIEN */
 	ck_assert_uint_eq(alt_status() & ST_BSY, ST_BSY);
 	io_wr(ch, CTRL, 0, 1, 0x02);
 	select_dev(0);
@@ -521,7 +523,7 @@ START_TEST(srst_signatures)
 	io_wr(ch, CTRL, 0, 1, 0x00);
 	ck_assert_int_eq(irq.level, 1);
 	(void)alt_status();
-	ck_assert_int_eq(irq.level, 1);                       /* alternate status leaves it */
+	ck_assert_int_eq(irq.level, 1); /* alternate status leaves it */
 	(void)reg(R_CMD);
 	ck_assert_int_eq(irq.level, 0);
 }
@@ -542,7 +544,7 @@ START_TEST(absent_devices_read_zero)
 	ck_assert_uint_eq(reg(R_LBAL), 0);
 	ck_assert_uint_eq(reg(R_CMD), 0);
 	ck_assert_uint_eq(reg(R_DEV), 0xb0);
-	command(0xec);                                         /* ignored */
+	command(0xec); /* ignored */
 	ck_assert_uint_eq(alt_status(), 0);
 	select_dev(0);
 	ck_assert_uint_eq(reg(R_NSECT), 0x55);
@@ -697,7 +699,7 @@ START_TEST(dma_hostile_tables)
 	bm_start(true);
 	expect_dma_error("table outside RAM");
 	{
-		uint8_t e[8] = { 0, 0, 0x10, 0, 0x00, 0x02, 0, 0 };   /* 512 bytes at 1 MiB, no EOT */
+		uint8_t e[8] = { 0, 0, 0x10, 0, 0x00, 0x02, 0, 0 }; /* 512 bytes at 1 MiB, no EOT */
 
 		ck_assert_int_eq(gm_write(&gm, 0xfff8, e, 8), 0);
 		select_dev(0);
@@ -736,12 +738,12 @@ START_TEST(dma_without_bus_master)
 	tf28(0, 0, 1);
 	command(0xc8);
 	ck_assert_uint_eq(alt_status() & ST_DRQ, ST_DRQ);
-	command(0xec);                                         /* refused meanwhile */
+	command(0xec); /* refused meanwhile */
 	ck_assert_uint_eq(alt_status() & ST_DRQ, ST_DRQ);
 	io_wr(ch, CTRL, 0, 1, 0x04);
 	io_wr(ch, CTRL, 0, 1, 0x00);
 	ck_assert_uint_eq(reg(R_CMD), ST_DRDY | 0x10);
-	bm_start(true);                                        /* nothing pending now */
+	bm_start(true); /* nothing pending now */
 	ck_assert_uint_eq(bm_status() & 0x07, 0x01);
 	bm_stop();
 }
@@ -840,14 +842,41 @@ static void fuzz_cdb(uint64_t r)
 	uint8_t cdb[12] = { 0 };
 
 	switch (r % 8) {
-	case 0: cdb[0] = 0x28; cdb[5] = (uint8_t)(r >> 8) % 64; cdb[8] = (uint8_t)(r >> 16) % 40; break;
-	case 1: cdb[0] = 0xa8; cdb[5] = (uint8_t)(r >> 8) % 64; cdb[9] = (uint8_t)(r >> 16) % 40; break;
-	case 2: cdb[0] = 0x12; cdb[4] = (uint8_t)(r >> 8); break;
+	case 0:
+		cdb[0] = 0x28;
+		cdb[5] = (uint8_t)(r >> 8) % 64;
+		cdb[8] = (uint8_t)(r >> 16) % 40;
+		break;
+	case 1:
+		cdb[0] = 0xa8;
+		cdb[5] = (uint8_t)(r >> 8) % 64;
+		cdb[9] = (uint8_t)(r >> 16) % 40;
+		break;
+	case 2:
+		cdb[0] = 0x12;
+		cdb[4] = (uint8_t)(r >> 8);
+		break;
 	case 3: cdb[0] = 0x25; break;
-	case 4: cdb[0] = 0x03; cdb[4] = 18; break;
-	case 5: cdb[0] = 0x43; cdb[2] = (uint8_t)(r >> 8) % 3; cdb[8] = 100; break;
-	case 6: cdb[0] = 0x46; cdb[1] = (uint8_t)(r >> 8) % 3; cdb[8] = 255; break;
-	default: cdb[0] = 0x4a; cdb[1] = 1; cdb[4] = 0x10; cdb[8] = 8; break;
+	case 4:
+		cdb[0] = 0x03;
+		cdb[4] = 18;
+		break;
+	case 5:
+		cdb[0] = 0x43;
+		cdb[2] = (uint8_t)(r >> 8) % 3;
+		cdb[8] = 100;
+		break;
+	case 6:
+		cdb[0] = 0x46;
+		cdb[1] = (uint8_t)(r >> 8) % 3;
+		cdb[8] = 255;
+		break;
+	default:
+		cdb[0] = 0x4a;
+		cdb[1] = 1;
+		cdb[4] = 0x10;
+		cdb[8] = 8;
+		break;
 	}
 	if ((r >> 24) % 4 == 0)
 		cdb[(r >> 26) % 12] = (uint8_t)(r >> 32);
@@ -860,21 +889,24 @@ static void fuzz_cdb(uint64_t r)
  * the entries are, SRST rarely. */
 static void fuzz_access(unsigned i)
 {
-	static const uint8_t cmds[] = { 0x20, 0x24, 0x30, 0x34, 0xc4, 0xc5, 0xc6, 0xc8, 0xca, 0x25,
-					0x35, 0x29, 0x39, 0x40, 0xa0, 0xa1, 0xec, 0xef, 0xe7, 0x91,
-					0x90, 0x08, 0xe5, 0x10, 0x70 };
-	static const uint8_t ops[] = { 0x00, 0x03, 0x12, 0x1b, 0x1e, 0x25, 0x28, 0x43, 0x46, 0x4a,
-				       0x51, 0x5a, 0xa8, 0xbd, 0xbb, 0xff };
+	static const uint8_t cmds[] = { 0x20, 0x24, 0x30, 0x34, 0xc4, 0xc5, 0xc6, 0xc8, 0xca,
+					0x25, 0x35, 0x29, 0x39, 0x40, 0xa0, 0xa1, 0xec, 0xef,
+					0xe7, 0x91, 0x90, 0x08, 0xe5, 0x10, 0x70 };
+	static const uint8_t ops[] = { 0x00, 0x03, 0x12, 0x1b, 0x1e, 0x25, 0x28, 0x43,
+				       0x46, 0x4a, 0x51, 0x5a, 0xa8, 0xbd, 0xbb, 0xff };
 	uint64_t r = fuzz_next(), v = fuzz_next();
 	unsigned kind = r % 100, size = fuzz_size();
 
-	if (kind < 35) {                                       /* data port */
+	if (kind < 35) { /* data port */
 		if ((r >> 8) % 2)
 			(void)io_rd(ch, CMD, R_DATA, (r >> 9) % 2 ? 4 : 2);
 		else
-			io_wr(ch, CMD, R_DATA, 2, (r >> 10) % 4 == 0 ? ops[v % sizeof(ops)] | (v & 0xff00) :
-						  (r >> 10) % 4 == 1 ? 0 : (r >> 10) % 4 == 2 ? v % 8 : v);
-	} else if (kind < 55) {                                /* task file */
+			io_wr(ch, CMD, R_DATA, 2,
+			      (r >> 10) % 4 == 0   ? ops[v % sizeof(ops)] | (v & 0xff00)
+			      : (r >> 10) % 4 == 1 ? 0
+			      : (r >> 10) % 4 == 2 ? v % 8
+						   : v);
+	} else if (kind < 55) { /* task file */
 		unsigned reg_ = 1 + (unsigned)((r >> 8) % 6);
 		uint8_t b = (uint8_t)v;
 
@@ -887,15 +919,15 @@ static void fuzz_access(unsigned i)
 				b = (uint8_t)(0xe0 | (v & 0x10));
 		}
 		io_wr(ch, CMD, reg_, 1, b);
-	} else if (kind < 65) {                                /* a command */
+	} else if (kind < 65) { /* a command */
 		uint8_t c = (r >> 8) % 8 ? cmds[v % sizeof(cmds)] : (uint8_t)v;
 
 		io_wr(ch, CMD, R_CMD, 1, c);
 		if (c == 0xa0 && (r >> 16) % 2)
 			fuzz_cdb(fuzz_next());
-	} else if (kind < 75) {                                /* status and the rest */
+	} else if (kind < 75) { /* status and the rest */
 		(void)io_rd(ch, (r >> 8) % 2 ? CMD : CTRL, (r >> 9) % 8, size);
-	} else if (kind < 90) {                                /* bus master */
+	} else if (kind < 90) { /* bus master */
 		if ((r >> 8) % 3 == 0)
 			io_wr(ch, BMDMA, 4, 4, (r >> 10) % 8 ? PRD_TABLE : v);
 		else if ((r >> 8) % 3 == 1)
@@ -903,7 +935,7 @@ static void fuzz_access(unsigned i)
 		else
 			(void)io_rd(ch, BMDMA, (r >> 10) % 8, size);
 	} else if (kind < 99) {
-		io_wr(ch, BMDMA, 0, 1, v & 0x09);                    /* start/stop, direction */
+		io_wr(ch, BMDMA, 0, 1, v & 0x09); /* start/stop, direction */
 	} else {
 		io_wr(ch, CTRL, 0, 1, v & ((r >> 8) % 4 ? 0x82 : 0x86));
 	}
@@ -973,11 +1005,11 @@ START_TEST(save_load_roundtrip)
 	io_wr(ch, BMDMA, 2, 1, 0x60);
 	roundtrip(a, b, &s);
 	check_truncations(b, &s);
-	check_patched_fails(b, &s, STATE_HDR + 0, 2);          /* sel */
-	check_patched_fails(b, &s, STATE_HDR + 1, 0x08);       /* dctl bit */
-	check_patched_fails(b, &s, STATE_HDR + 2, 0x10);       /* BM command bit */
-	check_patched_fails(b, &s, STATE_HDR + 4, 0x01);       /* PRD pointer not aligned */
-	check_patched_fails(b, &s, STATE_HDR + 8, 0x20);       /* DMA flags */
+	check_patched_fails(b, &s, STATE_HDR + 0, 2);	 /* sel */
+	check_patched_fails(b, &s, STATE_HDR + 1, 0x08); /* dctl bit */
+	check_patched_fails(b, &s, STATE_HDR + 2, 0x10); /* BM command bit */
+	check_patched_fails(b, &s, STATE_HDR + 4, 0x01); /* PRD pointer not aligned */
+	check_patched_fails(b, &s, STATE_HDR + 8, 0x20); /* DMA flags */
 	state_free(&s);
 
 	/* b continues the read where a was. */
@@ -994,7 +1026,7 @@ START_TEST(save_load_roundtrip)
 	}
 	file_holds(path_of("disk.img"), 60 * 512, buf, sizeof(buf));
 	ck_assert_uint_eq(io_rd(ch, BMDMA, 4, 4), 0x2000);
-	pio_in(buf, 4 * 512, 4 * 512, false);                  /* the second block */
+	pio_in(buf, 4 * 512, 4 * 512, false); /* the second block */
 	file_read(path_of("disk2.img"), 64 * 512, want, sizeof(want));
 	ck_assert_mem_eq(buf, want, sizeof(want));
 	ch = a;
@@ -1063,12 +1095,12 @@ START_TEST(load_refuses_other_media)
 	make_image(path_of("disk3.img"), (DISK_SECTORS + 8) * 512, ~0ULL);
 	b = new_channel(IDE_DISK, open_img(path_of("disk3.img"), false), IDE_CDROM, NULL);
 	ck_assert_int_eq(ch->ops->save(ch, &s), 0);
-	ck_assert_int_eq(b->ops->load(b, &s), -EINVAL);        /* another disk size */
+	ck_assert_int_eq(b->ops->load(b, &s), -EINVAL); /* another disk size */
 	state_free(&s);
 	b->ops->destroy(b);
 	b = new_channel(IDE_CDROM, NULL, IDE_CDROM, NULL);
 	ck_assert_int_eq(ch->ops->save(ch, &s), 0);
-	ck_assert_int_eq(b->ops->load(b, &s), -EINVAL);        /* another drive kind */
+	ck_assert_int_eq(b->ops->load(b, &s), -EINVAL); /* another drive kind */
 	state_free(&s);
 	b->ops->destroy(b);
 }
@@ -1086,8 +1118,7 @@ static Suite *ide_suite(void)
 		  dma_without_bus_master, prd_walker_cursor);
 	ADD_TCASE(s, "robustness", setup, teardown, 120, out_of_order, register_fuzz);
 	ADD_TCASE(s, "state", setup, teardown, 0, save_load_roundtrip, save_load_after_pio_read,
-		  save_load_pending_dma_and_cd,
-		  load_refuses_other_media);
+		  save_load_pending_dma_and_cd, load_refuses_other_media);
 	return s;
 }
 

@@ -10,6 +10,7 @@
 #include "kestrel/keymap.h"
 #include "fake_board.h"
 
+/* clang-format off */
 static const char *const names[] = {
 	"shift", "shift_r", "alt", "alt_r", "ctrl", "ctrl_r", "menu", "esc", "1", "0", "minus",
 	"equal", "backspace", "tab", "q", "bracket_left", "bracket_right", "ret", "a", "semicolon",
@@ -20,6 +21,7 @@ static const char *const names[] = {
 	"delete", "meta_l", "meta_r", "compose", "pause", "ro", "yen", "henkan", "muhenkan",
 	"katakanahiragana", "power", "sleep", "wake", "audiomute", "volumeup", "volumedown",
 };
+/* clang-format on */
 
 START_TEST(test_names)
 {
@@ -28,8 +30,11 @@ START_TEST(test_names)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		n = keymap_by_name(names[i], strlen(names[i]));
 		ck_assert_msg(n > 0, "%s", names[i]);
-		ck_assert_msg(i8042_has_key((unsigned)n), "%s: the keyboard has no key %d", names[i], n);
-		ck_assert_int_eq(keymap_by_name(keymap_name((unsigned)n), strlen(keymap_name((unsigned)n))), n);
+		ck_assert_msg(i8042_has_key((unsigned)n), "%s: the keyboard has no key %d",
+			      names[i], n);
+		ck_assert_int_eq(keymap_by_name(keymap_name((unsigned)n),
+						strlen(keymap_name((unsigned)n))),
+				 n);
 	}
 	ck_assert_int_eq(keymap_by_name("ret", 3), KEY_ENTER);
 	ck_assert_int_eq(keymap_by_name("retx", 3), KEY_ENTER); /* by length */
@@ -47,7 +52,8 @@ START_TEST(test_parse)
 	char err[200];
 	unsigned n;
 
-	ck_assert_int_eq(keymap_parse_keys("ctrl-alt-delete", k, I8042_MAX_KEYS, &n, err, sizeof(err)), 0);
+	ck_assert_int_eq(
+		keymap_parse_keys("ctrl-alt-delete", k, I8042_MAX_KEYS, &n, err, sizeof(err)), 0);
 	ck_assert_uint_eq(n, 6);
 	ck_assert(k[0].code == KEY_LEFTCTRL && k[0].down && k[2].code == KEY_DELETE && k[2].down);
 	ck_assert(k[3].code == KEY_DELETE && !k[3].down && k[5].code == KEY_LEFTCTRL && !k[5].down);
@@ -62,7 +68,8 @@ START_TEST(test_parse)
 	ck_assert_int_eq(keymap_parse_keys("a--b", k, 8, &n, err, sizeof(err)), -EINVAL);
 	ck_assert_int_eq(keymap_parse_keys(" ", k, 8, &n, err, sizeof(err)), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "no keys"));
-	ck_assert_int_eq(keymap_parse_keys("a-a-a-a-a-a-a-a-a", k, 64, &n, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(keymap_parse_keys("a-a-a-a-a-a-a-a-a", k, 64, &n, err, sizeof(err)),
+			 -EINVAL);
 	ck_assert_int_eq(keymap_parse_keys("a-a-a-a-a-a-a-a", k, 64, &n, err, sizeof(err)), 0);
 }
 END_TEST
@@ -131,9 +138,10 @@ START_TEST(test_xt_matches_the_keyboard)
 			continue;
 		int xt = xt_of_key(k, code);
 
-		ck_assert_msg(keymap_from_xt((uint32_t)xt) == (int)code, "key %u sends XT %#x, "
-			      "which keymap_from_xt reads as %d", code, xt,
-			      keymap_from_xt((uint32_t)xt));
+		ck_assert_msg(keymap_from_xt((uint32_t)xt) == (int)code,
+			      "key %u sends XT %#x, "
+			      "which keymap_from_xt reads as %d",
+			      code, xt, keymap_from_xt((uint32_t)xt));
 	}
 	/* And every XT code it knows names a key that sends it. */
 	for (uint32_t xt = 0; xt < 0x200; xt++) {

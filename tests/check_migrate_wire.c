@@ -137,7 +137,7 @@ START_TEST(test_hello_hostile)
 		else
 			put_le64(b.data + bad[i].off, bad[i].val);
 		ck_assert_msg(mig_hello_parse(b.data, b.len, &h, err, sizeof(err)) == -EINVAL,
-		              "case %zu (%s) accepted", i, bad[i].why);
+			      "case %zu (%s) accepted", i, bad[i].why);
 		mig_hello_free(&h);
 		state_free(&b);
 	}
@@ -158,26 +158,26 @@ START_TEST(test_pages_check)
 
 	put_le64(head, pages - 2);
 	ck_assert_int_eq(
-	        mig_pages_check(head, 8 + 2 * MIG_PAGE, pages, &first, &n, err, sizeof(err)), 0);
+		mig_pages_check(head, 8 + 2 * MIG_PAGE, pages, &first, &n, err, sizeof(err)), 0);
 	ck_assert_uint_eq(first, pages - 2);
 	ck_assert_uint_eq(n, 2);
 	/* One page past the end, the first past it, overflow of first + n. */
 	ck_assert_int_eq(mig_pages_check(head, 8 + 3 * MIG_PAGE, pages, &first, &n, err,
-	                                 sizeof(err)),
-	                 -EINVAL);
+					 sizeof(err)),
+			 -EINVAL);
 	ck_assert_msg(strstr(err, "outside RAM"), "%s", err);
 	put_le64(head, pages);
 	ck_assert_int_eq(mig_pages_check(head, 8 + MIG_PAGE, pages, &first, &n, err, sizeof(err)),
-	                 -EINVAL);
+			 -EINVAL);
 	put_le64(head, UINT64_MAX);
 	ck_assert_int_eq(mig_pages_check(head, 8 + 2 * MIG_PAGE, pages, &first, &n, err,
-	                                 sizeof(err)),
-	                 -EINVAL);
+					 sizeof(err)),
+			 -EINVAL);
 	put_le64(head, 0);
 	/* Not whole pages, none at all. */
 	ck_assert_int_eq(mig_pages_check(head, 8 + MIG_PAGE + 1, pages, &first, &n, err,
-	                                 sizeof(err)),
-	                 -EINVAL);
+					 sizeof(err)),
+			 -EINVAL);
 	ck_assert_msg(strstr(err, "whole pages"), "%s", err);
 	ck_assert_int_eq(mig_pages_check(head, 8, pages, &first, &n, err, sizeof(err)), -EINVAL);
 	ck_assert_int_eq(mig_pages_check(head, 7, pages, &first, &n, err, sizeof(err)), -EINVAL);
@@ -209,7 +209,7 @@ START_TEST(test_uri)
 {
 	static const char *const good[] = {
 		"unix:/run/x.sock", "tcp:127.0.0.1:4444", "tcp::4444",
-		"tcp:[::1]:1",      "tcp:10.0.0.2:65535",
+		"tcp:[::1]:1",	    "tcp:10.0.0.2:65535",
 	};
 	static const char *const bad[] = {
 		"unix:",
@@ -230,10 +230,10 @@ START_TEST(test_uri)
 
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++)
 		ck_assert_msg(migrate_uri_check(good[i], err, sizeof(err)) == 0, "%s: %s", good[i],
-		              err);
+			      err);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
 		ck_assert_msg(migrate_uri_check(bad[i], err, sizeof(err)) == -EINVAL, "%s accepted",
-		              bad[i]);
+			      bad[i]);
 	memset(longp, 'a', sizeof(longp));
 	memcpy(longp, "unix:", 5);
 	longp[sizeof(longp) - 1] = '\0';
@@ -246,7 +246,7 @@ static Suite *migrate_wire_suite(void)
 	Suite *s = suite_create("migrate_wire");
 
 	ADD_TCASE(s, "wire", NULL, NULL, 0, test_hdr_round_trip_and_bounds, test_hello_round_trip,
-	          test_hello_every_cut, test_hello_hostile, test_pages_check, test_reply, test_uri);
+		  test_hello_every_cut, test_hello_hostile, test_pages_check, test_reply, test_uri);
 	return s;
 }
 

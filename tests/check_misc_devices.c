@@ -54,7 +54,8 @@ START_TEST(test_sink)
 	ck_assert_str_eq(s->ops->name, "sink");
 	for (unsigned size = 1; size <= 8; size *= 2) {
 		dev_wr(s, 0, 0, size, 0x1234);
-		ck_assert_uint_eq(dev_rd(s, 0, 0, size), size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1);
+		ck_assert_uint_eq(dev_rd(s, 0, 0, size),
+				  size == 8 ? ~0ULL : (1ULL << (8 * size)) - 1);
 	}
 	s->ops->reset(s);
 	s->ops->destroy(s);
@@ -144,10 +145,10 @@ START_TEST(test_debugcon_raw)
 	ck_assert_uint_eq(dev_rd(d, 0, 0, 1), 0xe9);
 	ck_assert_uint_eq(dev_rd(d, 0, 0, 2), 0xffff);
 	dev_wr(d, 0, 0, 1, 'S');
-	dev_wr(d, 0, 0, 2, 0x6145);         /* "Ea": the bytes in address order */
-	dev_wr(d, 0, 0, 1, '\x1b');        /* a file gets them as they are */
+	dev_wr(d, 0, 0, 2, 0x6145); /* "Ea": the bytes in address order */
+	dev_wr(d, 0, 0, 1, '\x1b'); /* a file gets them as they are */
 	dev_wr(d, 0, 0, 1, '\n');
-	dev_wr(d, 0, 1, 1, 'X');            /* past the port: nothing */
+	dev_wr(d, 0, 1, 1, 'X'); /* past the port: nothing */
 	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 5);
 	ck_assert_str_eq(out, "SEa\x1b\n");
 	d->ops->destroy(d);
@@ -168,16 +169,16 @@ START_TEST(test_debugcon_lines)
 	d = debugcon_create(p[1], true);
 	for (const char *c = "Found QEMU fw_cfg\r"; *c; c++)
 		dev_wr(d, 0, 0, 1, (uint8_t)*c);
-	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 0);   /* not a line yet */
+	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 0); /* not a line yet */
 	dev_wr(d, 0, 0, 1, '\n');
 	ck_assert_str_eq((drain(p[0], out, sizeof(out)), out), "Found QEMU fw_cfg\n");
-	dev_wr(d, 0, 0, 4, 0x0a5b1b41);     /* "A", ESC, "[", LF */
+	dev_wr(d, 0, 0, 4, 0x0a5b1b41); /* "A", ESC, "[", LF */
 	ck_assert_str_eq((drain(p[0], out, sizeof(out)), out), "A?[\n");
 	for (int i = 0; i < 300; i++)
 		dev_wr(d, 0, 0, 1, 'x');
-	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 257);  /* 256 and a newline */
+	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 257); /* 256 and a newline */
 	d->ops->destroy(d);
-	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 45);   /* the rest at the end */
+	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 45); /* the rest at the end */
 	close(p[0]);
 	close(p[1]);
 }

@@ -17,7 +17,7 @@
 
 #define ROM_SIZE 0x20000
 #define RAM_SIZE MiB(64)
-#define SEG_LOW 0x4000
+#define SEG_LOW	 0x4000
 
 static struct guest_mem gm;
 static uint8_t *rom;
@@ -128,7 +128,7 @@ START_TEST(test_shadowing_as_seabios_does)
 	ck_assert_int_eq(pam_set(p, ro), 0);
 	for (uint64_t a = 0xc0000; a < 0xe4000; a += SEG_LOW)
 		expect_ram(a, SEG_LOW, true);
-	expect_ram(0xe4000, SEG_LOW, false);   /* 0x31: upper half read/write */
+	expect_ram(0xe4000, SEG_LOW, false); /* 0x31: upper half read/write */
 	expect_ram(0xe8000, SEG_LOW, false);
 	expect_ram(0xf0000, 0x10000, true);
 	/* A write to read-only shadow is dropped, and counted. */
@@ -163,7 +163,7 @@ START_TEST(test_write_only)
 	ck_assert(gm_mmio_write(&gm, 0xc3ffe, "\x5a\xa5", 2));
 	ck_assert_uint_eq(ram_byte(0xc3ffe), 0x5a);
 	ck_assert_uint_eq(ram_byte(0xc3fff), 0xa5);
-	ck_assert_int_lt(gm_slot_at(&gm, 0xc4000), 0);   /* its upper half: disabled */
+	ck_assert_int_lt(gm_slot_at(&gm, 0xc4000), 0); /* its upper half: disabled */
 	/* Read/write DRAM now shows what was written. */
 	wo[0] = 0x30;
 	wo[1] = 0x03;
@@ -200,9 +200,9 @@ END_TEST
 
 START_TEST(test_bad_arguments)
 {
-	ck_assert_ptr_null(pam_create(&gm, rom, 1000, power_on));          /* not 16 KiB units */
-	ck_assert_ptr_null(pam_create(&gm, rom, 2 * ROM_SIZE, power_on));  /* past 128 KiB */
-	ck_assert_ptr_null(pam_create(&gm, rom + 16, 0x4000, power_on));   /* unaligned */
+	ck_assert_ptr_null(pam_create(&gm, rom, 1000, power_on));	  /* not 16 KiB units */
+	ck_assert_ptr_null(pam_create(&gm, rom, 2 * ROM_SIZE, power_on)); /* past 128 KiB */
+	ck_assert_ptr_null(pam_create(&gm, rom + 16, 0x4000, power_on));  /* unaligned */
 }
 END_TEST
 
@@ -229,7 +229,7 @@ START_TEST(test_through_the_host_bridge)
 	ck_assert_int_eq(pci_host_set_pam(host, p, power_on), 0);
 	ck_assert_uint_eq(cfg_read8(host, 0x59), 0);
 	cfg_write8(host, 0x59, 0x30);
-	cfg_write8(host, 0x5e, 0x13);   /* PAM5: 0xE0000 read/write, 0xE4000 read-only */
+	cfg_write8(host, 0x5e, 0x13); /* PAM5: 0xE0000 read/write, 0xE4000 read-only */
 	pam_get(p, regs);
 	ck_assert_uint_eq(regs[0], 0x30);
 	ck_assert_uint_eq(regs[5], 0x13);
@@ -281,7 +281,8 @@ START_TEST(test_register_fuzz)
 		for (unsigned i = 0; i < 13; i++) {
 			uint64_t gpa = i == 12 ? 0xf0000 : 0xc0000 + i * SEG_LOW;
 			uint64_t size = i == 12 ? 0x10000 : SEG_LOW;
-			unsigned a = i == 12 ? (regs[0] >> 4) & 3 : (regs[1 + i / 2] >> (i % 2 * 4)) & 3;
+			unsigned a = i == 12 ? (regs[0] >> 4) & 3
+					     : (regs[1 + i / 2] >> (i % 2 * 4)) & 3;
 			size_t rom_off = gpa - 0xe0000;
 
 			if (a & 1)

@@ -26,7 +26,7 @@ struct remap {
 };
 
 struct tdev {
-	struct device dev;           /* owner of its BARs on the buses */
+	struct device dev; /* owner of its BARs on the buses */
 	struct pci_dev pci;
 	struct remap log[32];
 	int nlog;
@@ -147,8 +147,9 @@ static struct tdev a, b;
 
 static void setup(void)
 {
-	struct pci_board board = { .pio = &pio, .mmio = &mmio, .gm = &gm, .irq_set = fake_gsi_set,
-				   .intx = &routing };
+	struct pci_board board = {
+		.pio = &pio, .mmio = &mmio, .gm = &gm, .irq_set = fake_gsi_set, .intx = &routing
+	};
 
 	memset(gsi_level, 0, sizeof(gsi_level));
 	gsi_calls = 0;
@@ -201,7 +202,7 @@ START_TEST(bar_sizing)
 	pci_cfg_write(&a.pci, 0x1c, 4, 0xffffffff);
 	ck_assert_uint_eq(pci_cfg_read(&a.pci, 0x18, 4), 0xfff0000c);
 	ck_assert_uint_eq(pci_cfg_read(&a.pci, 0x1c, 4), 0xffffffff);
-	ck_assert_int_eq(a.nlog, 0);   /* decoding off: nothing mapped */
+	ck_assert_int_eq(a.nlog, 0); /* decoding off: nothing mapped */
 	ck_assert_uint_eq(mmio.nr + pio.nr, 0);
 }
 END_TEST
@@ -245,7 +246,7 @@ END_TEST
 START_TEST(bar_64bit_above_4g)
 {
 	cmd(&a, PCI_COMMAND_MEMORY);
-	pci_cfg_write(&a.pci, 0x1c, 4, 0x80);         /* upper half first */
+	pci_cfg_write(&a.pci, 0x1c, 4, 0x80); /* upper half first */
 	pci_cfg_write(&a.pci, 0x18, 4, 0x00100000);
 	ck_assert_uint_eq(pci_dev_bar_addr(&a.pci, 2), 0x8000100000ULL);
 	ck_assert_uint_eq(mmio_rd(0x8000100000ULL + 0x20, 4), 0xab020020);
@@ -268,7 +269,7 @@ START_TEST(bar_overlap_refused)
 	pci_cfg_write(&b.pci, 0x10, 4, 0xc0000000);
 	ck_assert_uint_eq(pci_dev_bar_addr(&b.pci, 0), PCI_BAR_UNMAPPED);
 	ck_assert_int_eq(b.nlog, 0);
-	ck_assert_uint_eq(mmio_rd(0xc0000004, 4), 0xab000004);   /* still a's */
+	ck_assert_uint_eq(mmio_rd(0xc0000004, 4), 0xab000004); /* still a's */
 	pci_cfg_write(&b.pci, 0x10, 4, 0xc0002000);
 	ck_assert_int_eq(b.nlog, 1);
 	ck_assert_uint_eq(b.log[0].old_addr, PCI_BAR_UNMAPPED);
@@ -368,7 +369,7 @@ START_TEST(capability_chain)
 
 	ck_assert_int_eq(walk_caps(&a.pci, ids, offs), 0);
 	ck_assert_uint_eq(pci_cap_find(&a.pci, 0x09), 0);
-	ck_assert_int_eq(pci_dev_reserve(&a.pci, 0x40, 6), 0);        /* device registers */
+	ck_assert_int_eq(pci_dev_reserve(&a.pci, 0x40, 6), 0); /* device registers */
 	ck_assert_int_eq(pci_dev_reserve(&a.pci, 0x44, 1), -EBUSY);
 	ck_assert_int_eq(pci_dev_reserve(&a.pci, 0x3f, 1), -EINVAL);
 	c1 = pci_cap_add(&a.pci, 0x09, 14);
@@ -450,9 +451,11 @@ START_TEST(msix_programming)
 	unsigned cap;
 	uint64_t v;
 
-	ck_assert_int_eq(msix_init(&mx, &a.pci, &sink, 4, 0, 0x800, 0, 0x810), -EINVAL); /* overlap */
-	ck_assert_int_eq(msix_init(&mx, &a.pci, &sink, 4, 1, 0, 0, 0x800), -EINVAL);     /* I/O BAR */
-	ck_assert_int_eq(msix_init(&mx, &a.pci, &sink, 4, 0, 0xfd0, 0, 0x800), -EINVAL); /* past the end */
+	ck_assert_int_eq(msix_init(&mx, &a.pci, &sink, 4, 0, 0x800, 0, 0x810),
+			 -EINVAL);						     /* overlap */
+	ck_assert_int_eq(msix_init(&mx, &a.pci, &sink, 4, 1, 0, 0, 0x800), -EINVAL); /* I/O BAR */
+	ck_assert_int_eq(msix_init(&mx, &a.pci, &sink, 4, 0, 0xfd0, 0, 0x800),
+			 -EINVAL); /* past the end */
 	ck_assert_int_eq(fs.allocs, 0);
 	ck_assert_int_eq(msix_init(&mx, &a.pci, &sink, 4, 0, 0, 0, 0x800), 0);
 	ck_assert_int_eq(fs.allocs, 4);
@@ -501,7 +504,7 @@ START_TEST(msix_programming)
 	ck_assert_uint_eq(fired(&mx.e[2].v), 0);
 	msix_bar_write(&mx, 0, 2 * 16 + 12, 4, 0);
 	ck_assert_uint_eq(fired(&mx.e[2].v), 1);
-	ck_assert_int_eq(fs.sets, 1);          /* the same message: no new route */
+	ck_assert_int_eq(fs.sets, 1); /* the same message: no new route */
 	/* INTx is off while MSI-X is on. */
 	pci_intx_set(&a.pci, true);
 	ck_assert_int_eq(gsi_level[19], 0);
@@ -532,7 +535,7 @@ START_TEST(msix_save_load)
 	msix_bar_write(&mx, 0, 16 + 8, 4, 0x51);
 	msix_bar_write(&mx, 0, 16 + 12, 4, 0);
 	pci_cfg_write(&a.pci, mx.cap + 2, 2, MSIX_CTRL_ENABLE);
-	msix_notify(&mx, 1);                    /* held: no Bus Master */
+	msix_notify(&mx, 1); /* held: no Bus Master */
 	ck_assert_int_eq(pci_dev_save(&a.pci, &sp), 0);
 	ck_assert_int_eq(msix_save(&mx, &sx), 0);
 
@@ -541,11 +544,11 @@ START_TEST(msix_save_load)
 	ck_assert_int_eq(pci_dev_load(&c.pci, &sp), 0);
 	fs.sets = 0;
 	ck_assert_int_eq(msix_load(&my, &sx), 0);
-	ck_assert_int_eq(fs.sets, 1);           /* vector 1 routed again */
+	ck_assert_int_eq(fs.sets, 1); /* vector 1 routed again */
 	ck_assert_uint_eq(fs.routed_addr[my.e[1].v.gsi - 24], 0xfee02000ULL);
 	ck_assert(msix_enabled(&my));
 	msix_bar_read(&my, 0, 0x800, 8, &v);
-	ck_assert_uint_eq(v, 2);                /* still pending */
+	ck_assert_uint_eq(v, 2); /* still pending */
 	cmd(&c, PCI_COMMAND_MASTER);
 	ck_assert_uint_eq(fired(&my.e[1].v), 1);
 
@@ -555,7 +558,7 @@ START_TEST(msix_save_load)
 	ck_assert_int_eq(msix_load(&my, &sx), -EINVAL);
 	sx.data[STATE_HDR] = 2;
 	sx.pos = 0;
-	sx.data[STATE_HDR + 4 + 17 + 12] = 0x02;   /* vector 1's control: reserved bit */
+	sx.data[STATE_HDR + 4 + 17 + 12] = 0x02; /* vector 1's control: reserved bit */
 	ck_assert_int_eq(msix_load(&my, &sx), -EINVAL);
 	sx.pos = 0;
 	sx.len--;
@@ -588,11 +591,11 @@ START_TEST(msi_programming)
 	/* Control: 64-bit, per-vector masking, 4 vectors capable (MMC 2). */
 	ck_assert_uint_eq(pci_cfg_read(&a.pci, cap + 2, 2), 0x0184);
 	ck_assert_uint_eq(pci_cfg_read(&a.pci, cap, 1), PCI_CAP_ID_MSI);
-	pci_cfg_write(&a.pci, cap + 4, 4, 0xfee00003);      /* bits 1:0 are read-only */
+	pci_cfg_write(&a.pci, cap + 4, 4, 0xfee00003); /* bits 1:0 are read-only */
 	ck_assert_uint_eq(pci_cfg_read(&a.pci, cap + 4, 4), 0xfee00000);
 	pci_cfg_write(&a.pci, cap + 8, 4, 0x1);
 	pci_cfg_write(&a.pci, cap + 12, 2, 0x4060);
-	ck_assert_int_eq(fs.sets, 0);                        /* off: no routes */
+	ck_assert_int_eq(fs.sets, 0); /* off: no routes */
 	/* On with 4 vectors (MME 2): vector v's data has v in its low bits. */
 	cmd(&a, PCI_COMMAND_MASTER);
 	pci_cfg_write(&a.pci, cap + 2, 2, 0x21);
@@ -608,7 +611,7 @@ START_TEST(msi_programming)
 	msi_notify(&m, 2);
 	ck_assert_uint_eq(fired(&m.vec[2]), 0);
 	ck_assert_uint_eq(pci_cfg_read(&a.pci, cap + 0x14, 4), 1u << 2);
-	pci_cfg_write(&a.pci, cap + 0x14, 4, 0);             /* pending bits are read-only */
+	pci_cfg_write(&a.pci, cap + 0x14, 4, 0); /* pending bits are read-only */
 	ck_assert_uint_eq(pci_cfg_read(&a.pci, cap + 0x14, 1), 1u << 2);
 	pci_cfg_write(&a.pci, cap + 0x10, 4, 0);
 	ck_assert_uint_eq(fired(&m.vec[2]), 1);
@@ -682,7 +685,7 @@ START_TEST(state_intx_level)
 	ck_assert_int_eq(pci_dev_load(&a.pci, &s), 0);
 	ck_assert_int_eq(gsi_level[19], 1);
 	s.pos = 0;
-	s.data[STATE_HDR + PCI_CFG_SIZE] = 2;     /* a level that is no level */
+	s.data[STATE_HDR + PCI_CFG_SIZE] = 2; /* a level that is no level */
 	ck_assert_int_eq(pci_dev_load(&a.pci, &s), -EINVAL);
 	pci_intx_set(&a.pci, false);
 	state_free(&s);

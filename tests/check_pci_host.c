@@ -23,7 +23,7 @@ struct dummy {
 	struct remap_rec log[64];
 	int nlog;
 	int reads, writes;
-	uint64_t addr[PCI_NUM_BARS];  /* where we believe each BAR is */
+	uint64_t addr[PCI_NUM_BARS]; /* where we believe each BAR is */
 };
 
 static struct dummy dummy;
@@ -83,7 +83,8 @@ static uint32_t cfg_rd(unsigned bus, unsigned slot, unsigned fn, unsigned reg, u
 	return (uint32_t)dev_rd(host, DATA, reg & 3, size);
 }
 
-static void cfg_wr(unsigned bus, unsigned slot, unsigned fn, unsigned reg, unsigned size, uint32_t v)
+static void cfg_wr(unsigned bus, unsigned slot, unsigned fn, unsigned reg, unsigned size,
+		   uint32_t v)
 {
 	dev_wr(host, ADDR, 0, 4, cfg_addr(bus, slot, fn, reg));
 	dev_wr(host, DATA, reg & 3, size, v);
@@ -289,7 +290,8 @@ START_TEST(test_hooks_and_add)
 	ck_assert_int_eq(pci_dev_set_bar(&other.pci, 0, 3000, 0), -EINVAL);
 	ck_assert_int_eq(pci_dev_set_bar(&other.pci, 0, 8, 0), -EINVAL);
 	ck_assert_int_eq(pci_dev_set_bar(&other.pci, 0, 512, PCI_BAR_IO), -EINVAL);
-	ck_assert_int_eq(pci_dev_set_bar(&other.pci, 0, 16, PCI_BAR_IO | PCI_BAR_PREFETCH), -EINVAL);
+	ck_assert_int_eq(pci_dev_set_bar(&other.pci, 0, 16, PCI_BAR_IO | PCI_BAR_PREFETCH),
+			 -EINVAL);
 	ck_assert_int_eq(pci_dev_set_bar(&other.pci, 0, 1ULL << 32, PCI_BAR_MEM32), -EINVAL);
 	ck_assert_int_eq(pci_dev_set_bar(&other.pci, 4, 1ULL << 32, PCI_BAR_MEM64), 0);
 	pci_cfg_write(&other.pci, 0x20, 4, 0xffffffff);
@@ -332,9 +334,9 @@ START_TEST(test_multifunction)
 	dummy_init(&f74);
 	dummy_init(&f31);
 	pci_set_u16(&f52.pci, PCI_DEVICE_ID, 0x7010);
-	ck_assert_int_eq(pci_host_add_fn(host, &f52.pci, 5, 2), 5);   /* before its function 0 */
+	ck_assert_int_eq(pci_host_add_fn(host, &f52.pci, 5, 2), 5); /* before its function 0 */
 	ck_assert_int_eq(pci_host_add_fn(host, &f50.pci, 5, 0), 5);
-	ck_assert_int_eq(pci_host_add_fn(host, &f74.pci, 7, 4), 7);   /* no function 0 */
+	ck_assert_int_eq(pci_host_add_fn(host, &f74.pci, 7, 4), 7); /* no function 0 */
 	ck_assert_int_eq(pci_host_add_fn(host, &f31.pci, 5, 2), -EEXIST);
 	ck_assert_int_eq(pci_host_add_fn(host, &f31.pci, 5, 8), -EINVAL);
 	ck_assert_int_eq(pci_host_add_fn(host, &f31.pci, 0, 1), -EINVAL);
@@ -342,7 +344,7 @@ START_TEST(test_multifunction)
 	ck_assert_uint_eq(cfg_rd(0, 3, 0, 0x0e, 1), 0x00);
 	ck_assert_uint_eq(cfg_rd(0, 5, 2, 0x00, 4), 0x70101234);
 	ck_assert_uint_eq(cfg_rd(0, 5, 1, 0x00, 4), 0xffffffff);
-	ck_assert_uint_eq(cfg_rd(0, 7, 4, 0x00, 2), 0x1234);          /* there, if asked */
+	ck_assert_uint_eq(cfg_rd(0, 7, 4, 0x00, 2), 0x1234); /* there, if asked */
 	n = scan_bus0(found);
 	ck_assert_int_eq(n, 4);
 	ck_assert_int_eq(found[0], 0x00);
@@ -392,15 +394,9 @@ START_TEST(test_fuzz)
 			dev_wr(host, ADDR, 0, (r >> 16) % 8 ? 4 : fuzz_size(), a);
 			break;
 		}
-		case 1:
-			dev_wr(host, DATA, (r >> 8) % 4, fuzz_size(), fuzz_next());
-			break;
-		case 2:
-			dev_rd(host, DATA, (r >> 8) % 4, fuzz_size());
-			break;
-		case 3:
-			dev_rd(host, ADDR, 0, fuzz_size());
-			break;
+		case 1: dev_wr(host, DATA, (r >> 8) % 4, fuzz_size(), fuzz_next()); break;
+		case 2: dev_rd(host, DATA, (r >> 8) % 4, fuzz_size()); break;
+		case 3: dev_rd(host, ADDR, 0, fuzz_size()); break;
 		}
 		/* Read-only identity never changes; remaps (checked in the hook) agree
 		 * with what the function says. */
@@ -481,10 +477,10 @@ START_TEST(test_load_rejects_corruption)
 	roundtrip(host, h2, &good);
 	check_truncations(h2, &good);
 	check_patched_fails(h2, &good, 0, 0x00);
-	check_patched_fails(h2, &good, STATE_HDR + 3, 0x81);     /* reserved address bits */
-	check_patched_fails(h2, &good, STATE_HDR, 0x15);         /* address bits 1:0 */
+	check_patched_fails(h2, &good, STATE_HDR + 3, 0x81); /* reserved address bits */
+	check_patched_fails(h2, &good, STATE_HDR, 0x15);     /* address bits 1:0 */
 	check_patched_fails(h2, &good, STATE_HDR + 4 + STATE_HDR + 0, 0x87); /* bridge vendor */
-	check_patched_fails(h2, &good, STATE_HDR + 4, 0x00);     /* inner section id */
+	check_patched_fails(h2, &good, STATE_HDR + 4, 0x00);		     /* inner section id */
 	check_patched_loads(h2, &good, STATE_HDR + 4 + STATE_HDR + 0x5b, 0x11); /* PAM */
 	h2->ops->destroy(h2);
 	state_free(&good);

@@ -11,10 +11,10 @@
 #include "check_util.h"
 
 #define GSI_BASE 16
-#define NGSI 24
+#define NGSI	 24
 
 static struct bus pio;
-static struct device *host, *isa, *pide, *ch2;   /* ch2: an empty secondary channel */
+static struct device *host, *isa, *pide, *ch2; /* ch2: an empty secondary channel */
 static int gsi_level[NGSI], gsi_calls[NGSI];
 
 static void rec_irq(void *opaque, uint32_t gsi, int level)
@@ -68,7 +68,8 @@ static void piix_setup(bool decode_on)
 	pide = piix_ide_create(&dc);
 	ck_assert_ptr_nonnull(pide);
 	ck_assert_int_eq(pci_host_add_fn(host, piix3_pci(isa), PIIX_SLOT, PIIX3_FN_ISA), PIIX_SLOT);
-	ck_assert_int_eq(pci_host_add_fn(host, piix_ide_pci(pide), PIIX_SLOT, PIIX3_FN_IDE), PIIX_SLOT);
+	ck_assert_int_eq(pci_host_add_fn(host, piix_ide_pci(pide), PIIX_SLOT, PIIX3_FN_IDE),
+			 PIIX_SLOT);
 	pci_dev_init(&other, 0x1234, 0x0001, 0xff0000, 0, NULL, NULL);
 	pci_dev_set_irq(&other, 1, 0);
 	ck_assert_int_eq(pci_host_add(host, &other, 3), 3);
@@ -91,7 +92,7 @@ static void piix_teardown(void)
 	isa->ops->destroy(isa);
 	host->ops->destroy(host);
 	ch2->ops->destroy(ch2);
-	teardown();                 /* the channel, guest memory, the images */
+	teardown(); /* the channel, guest memory, the images */
 	bus_destroy(&pio);
 }
 
@@ -107,7 +108,7 @@ START_TEST(ids_and_header)
 	ck_assert_uint_eq(cfg_rd(0, PCI_VENDOR_ID, 4), 0x70008086);
 	ck_assert_uint_eq(cfg_rd(0, PCI_CLASS_PROG, 1) | cfg_rd(0, PCI_CLASS_DEVICE, 2) << 8,
 			  0x060100);
-	ck_assert_uint_eq(cfg_rd(0, PCI_HEADER_TYPE, 1), 0x80);     /* function 1 is there */
+	ck_assert_uint_eq(cfg_rd(0, PCI_HEADER_TYPE, 1), 0x80); /* function 1 is there */
 	ck_assert_uint_eq(cfg_rd(0, PCI_COMMAND, 2), 0x0007);
 	ck_assert_uint_eq(cfg_rd(0, 0x60, 4), 0x80808080);
 	ck_assert_uint_eq(cfg_rd(0, 0x4c, 1), 0x4d);
@@ -150,14 +151,14 @@ END_TEST
 
 START_TEST(pirq_routes)
 {
-	const unsigned pirq = (3 - 1 + 0) & 3, gsi = GSI_BASE + pirq;   /* slot 3 INTA#: PIRQC */
+	const unsigned pirq = (3 - 1 + 0) & 3, gsi = GSI_BASE + pirq; /* slot 3 INTA#: PIRQC */
 
 	pci_intx_set(&other, true);
 	ck_assert_int_eq(gsi_level[gsi], 1);
 	for (unsigned i = 0; i < 16; i++)
-		ck_assert_int_eq(gsi_calls[i], 0);                 /* not routed at power-on */
+		ck_assert_int_eq(gsi_calls[i], 0); /* not routed at power-on */
 	cfg_wr(0, 0x60 + pirq, 1, 0x0b);
-	ck_assert_int_eq(gsi_level[11], 1);                        /* routed: follows at once */
+	ck_assert_int_eq(gsi_level[11], 1); /* routed: follows at once */
 	pci_intx_set(&other, false);
 	ck_assert_int_eq(gsi_level[gsi], 0);
 	ck_assert_int_eq(gsi_level[11], 0);
@@ -179,8 +180,8 @@ START_TEST(pirq_routes)
 		cfg_wr(0, 0x60 + pirq, 1, bad);
 		ck_assert_int_eq(gsi_calls[bad], 0);
 	}
-	ck_assert_int_eq(gsi_level[gsi], 1);                       /* the IOAPIC input stays */
-	cfg_wr(0, 0x60 + pirq, 4, 0x0e0e0e0e);                      /* a dword write */
+	ck_assert_int_eq(gsi_level[gsi], 1);   /* the IOAPIC input stays */
+	cfg_wr(0, 0x60 + pirq, 4, 0x0e0e0e0e); /* a dword write */
 	ck_assert_int_eq(gsi_level[14], 1);
 	isa->ops->reset(isa);
 	ck_assert_int_eq(gsi_level[14], 0);
@@ -194,7 +195,7 @@ START_TEST(legacy_decode)
 {
 	ck_assert(!port_decoded(0x1f7));
 	cfg_wr(1, PCI_COMMAND, 2, PCI_COMMAND_IO);
-	ck_assert(!port_decoded(0x1f7));                           /* IDETIM decode still off */
+	ck_assert(!port_decoded(0x1f7)); /* IDETIM decode still off */
 	cfg_wr(1, 0x40, 2, 0x8000);
 	ck_assert(port_decoded(0x1f0) && port_decoded(0x1f7) && port_decoded(0x3f6));
 	ck_assert(!port_decoded(0x3f7) && !port_decoded(0x1f8) && !port_decoded(0x170));
@@ -219,7 +220,7 @@ END_TEST
 START_TEST(decode_on_for_direct_boot)
 {
 	ck_assert_uint_eq(cfg_rd(1, 0x40, 4), 0x80008000);
-	ck_assert(!port_decoded(0x1f0));                           /* until I/O Space is on */
+	ck_assert(!port_decoded(0x1f0)); /* until I/O Space is on */
 	cfg_wr(1, PCI_COMMAND, 2, PCI_COMMAND_IO);
 	ck_assert(port_decoded(0x1f0) && port_decoded(0x3f6));
 	pide->ops->reset(pide);
@@ -268,11 +269,11 @@ START_TEST(dma_through_pci)
 	file_read(path_of("disk.img"), 5 * 512, want, sizeof(want));
 	ck_assert_int_eq(gm_read(&gm, DMA_BUF, got, sizeof(got)), 0);
 	ck_assert_mem_eq(got, want, sizeof(got));
-	prd(0, RAM - 256, 512, true);                              /* runs off the end of RAM */
+	prd(0, RAM - 256, 512, true); /* runs off the end of RAM */
 	dma_read(5, 1, false);
 	expect_dma_error("past the end of RAM");
 	prd(0, DMA_BUF, 512, true);
-	dma_read(6, 1, true);                                      /* engine started first */
+	dma_read(6, 1, true); /* engine started first */
 	expect_dma_ok();
 }
 END_TEST
@@ -296,7 +297,7 @@ START_TEST(save_load)
 	ck_assert(port_decoded(0x1f0) && port_decoded(0xc040) && port_decoded(0xc048));
 	ck_assert_uint_eq(cfg_rd(0, 0x60, 4), 0x800b8080);
 	pci_intx_set(&other, true);
-	ck_assert_int_eq(gsi_level[11], 1);                        /* PIRQC routed again */
+	ck_assert_int_eq(gsi_level[11], 1); /* PIRQC routed again */
 	pci_intx_set(&other, false);
 	ck_assert_int_eq(isa->ops->save(isa, &s2), 0);
 	ck_assert_int_eq(pide->ops->save(pide, &s2), 0);

@@ -51,14 +51,16 @@ static void expect_port(const uint8_t *want, int n, bool want_aux)
 		ck_assert_msg(got[i] == want[i], "byte %d: got %#x, want %#x", i, got[i], want[i]);
 }
 
-#define EXPECT_KBD(...) do { \
-	static const uint8_t w_[] = { __VA_ARGS__ }; \
-	expect_port(w_, (int)sizeof(w_), false); \
-} while (0)
-#define EXPECT_AUX(...) do { \
-	static const uint8_t w_[] = { __VA_ARGS__ }; \
-	expect_port(w_, (int)sizeof(w_), true); \
-} while (0)
+#define EXPECT_KBD(...)                                      \
+	do {                                                 \
+		static const uint8_t w_[] = { __VA_ARGS__ }; \
+		expect_port(w_, (int)sizeof(w_), false);     \
+	} while (0)
+#define EXPECT_AUX(...)                                      \
+	do {                                                 \
+		static const uint8_t w_[] = { __VA_ARGS__ }; \
+		expect_port(w_, (int)sizeof(w_), true);      \
+	} while (0)
 #define EXPECT_NOTHING() ck_assert_uint_eq(status() & ST_OBF, 0)
 
 static int key(unsigned code, bool down)
@@ -154,7 +156,7 @@ START_TEST(test_atkbd_translated)
 {
 	linux_ctr(true);
 	put(0xf2);
-	EXPECT_KBD(0xfa, 0xab, 0x41);   /* 83 translated: atkbd knows AB 41 */
+	EXPECT_KBD(0xfa, 0xab, 0x41); /* 83 translated: atkbd knows AB 41 */
 	put(0xed);
 	EXPECT_KBD(0xfa);
 	put(0x00);
@@ -169,7 +171,7 @@ START_TEST(test_atkbd_translated)
 	EXPECT_KBD(0x1e, 0x9e);
 	tap(KEY_RIGHTCTRL);
 	EXPECT_KBD(0xe0, 0x1d, 0xe0, 0x9d);
-	tap(KEY_F7);                       /* set 2 83, the one code above 7F */
+	tap(KEY_F7); /* set 2 83, the one code above 7F */
 	EXPECT_KBD(0x41, 0xc1);
 	tap(KEY_KPENTER);
 	EXPECT_KBD(0xe0, 0x1c, 0xe0, 0x9c);
@@ -178,7 +180,7 @@ START_TEST(test_atkbd_translated)
 	tap(KEY_SYSRQ);
 	EXPECT_KBD(0xe0, 0x2a, 0xe0, 0x37, 0xe0, 0xb7, 0xe0, 0xaa);
 	ck_assert_int_eq(key(KEY_LEFTALT, true), 0);
-	tap(KEY_SYSRQ);                    /* Alt+PrintScreen is SysRq */
+	tap(KEY_SYSRQ); /* Alt+PrintScreen is SysRq */
 	ck_assert_int_eq(key(KEY_LEFTALT, false), 0);
 	EXPECT_KBD(0x38, 0x54, 0xd4, 0xb8);
 	ck_assert_int_eq(irq1.bad, 0);
@@ -216,7 +218,8 @@ START_TEST(test_every_key_three_ways)
 		put(0xf0);
 		put(0x02);
 		drain_port(raw + n2, 16 - n2, false);
-		ck_assert_msg(n2 >= 2 && nx >= 1, "key %u: %d set 2 bytes, %d translated", code, n2, nx);
+		ck_assert_msg(n2 >= 2 && nx >= 1, "key %u: %d set 2 bytes, %d translated", code, n2,
+			      nx);
 		ck_assert_int_eq(nx, n1);
 		ck_assert_msg(!memcmp(xl, s1, (size_t)nx), "key %u: translated != set 1", code);
 		/* Set 1 breaks are makes with bit 7, after any E0 prefix. */
@@ -240,8 +243,8 @@ END_TEST
 START_TEST(test_set2_sequences)
 {
 	struct i8042_key cad[] = {
-		{ KEY_LEFTCTRL, true }, { KEY_LEFTALT, true }, { KEY_DELETE, true },
-		{ KEY_DELETE, false }, { KEY_LEFTALT, false }, { KEY_LEFTCTRL, false },
+		{ KEY_LEFTCTRL, true }, { KEY_LEFTALT, true },	{ KEY_DELETE, true },
+		{ KEY_DELETE, false },	{ KEY_LEFTALT, false }, { KEY_LEFTCTRL, false },
 	};
 
 	linux_ctr(false);
@@ -252,13 +255,13 @@ START_TEST(test_set2_sequences)
 	tap(KEY_PAUSE);
 	EXPECT_KBD(0xe1, 0x14, 0x77, 0xe1, 0xf0, 0x14, 0xf0, 0x77);
 	ck_assert_int_eq(key(KEY_RIGHTCTRL, true), 0);
-	tap(KEY_PAUSE);                     /* Ctrl+Pause is Break */
+	tap(KEY_PAUSE); /* Ctrl+Pause is Break */
 	ck_assert_int_eq(key(KEY_RIGHTCTRL, false), 0);
 	EXPECT_KBD(0xe0, 0x14, 0xe0, 0x7e, 0xe0, 0xf0, 0x7e, 0xe0, 0xf0, 0x14);
 	ck_assert_int_eq(key(KEY_LEFTSHIFT, true), 0);
 	ck_assert_int_eq(key(KEY_RIGHTSHIFT, true), 0);
 	ck_assert_int_eq(key(KEY_LEFTSHIFT, false), 0);
-	tap(KEY_SYSRQ);                     /* a Shift still held: E0 7C alone */
+	tap(KEY_SYSRQ); /* a Shift still held: E0 7C alone */
 	ck_assert_int_eq(key(KEY_RIGHTSHIFT, false), 0);
 	EXPECT_KBD(0x12, 0x59, 0xf0, 0x12, 0xe0, 0x7c, 0xe0, 0xf0, 0x7c, 0xf0, 0x59);
 	tap(KEY_SYSRQ);
@@ -274,26 +277,26 @@ START_TEST(test_kbd_commands)
 	EXPECT_KBD(0xfa, 0xfa);
 	ck_assert_uint_eq(i8042_kbd_leds(k), 5);
 	put(0xed);
-	put(0xf2);                          /* a command where the argument was due */
+	put(0xf2); /* a command where the argument was due */
 	EXPECT_KBD(0xfa, 0xfa, 0xab, 0x83);
 	ck_assert_uint_eq(i8042_kbd_leds(k), 5);
 	put(0xee);
 	EXPECT_KBD(0xee);
-	put(0xfe);                          /* resend: the last byte again */
+	put(0xfe); /* resend: the last byte again */
 	EXPECT_KBD(0xee);
 	put(0xf0);
-	put(0x07);                          /* no such set: resend, still waiting */
+	put(0x07); /* no such set: resend, still waiting */
 	EXPECT_KBD(0xfa, 0xfe);
 	put(0x01);
 	EXPECT_KBD(0xfa);
 	put(0xf0);
 	put(0x00);
 	EXPECT_KBD(0xfa, 0xfa, 0x01);
-	put(0xfb);                          /* set 3 key types: acknowledged */
+	put(0xfb); /* set 3 key types: acknowledged */
 	EXPECT_KBD(0xfa);
 	put(0x55);
 	EXPECT_KBD(0xfe);
-	put(0xff);                          /* reset: set 2, LEDs off */
+	put(0xff); /* reset: set 2, LEDs off */
 	EXPECT_KBD(0xfa, 0xaa);
 	ck_assert_uint_eq(i8042_kbd_leds(k), 0);
 	tap(KEY_B);
@@ -315,7 +318,7 @@ START_TEST(test_kbd_disable)
 	EXPECT_NOTHING();
 	put(0xf4);
 	EXPECT_KBD(0xfa);
-	tap(KEY_SYSRQ);                     /* Alt is still down: SysRq, set 2 (F5 reset the set) */
+	tap(KEY_SYSRQ); /* Alt is still down: SysRq, set 2 (F5 reset the set) */
 	EXPECT_KBD(0x84, 0xf0, 0x84);
 	ck_assert_int_eq(key(KEY_LEFTALT, false), 0);
 	EXPECT_KBD(0xf0, 0x11);
@@ -338,7 +341,7 @@ START_TEST(test_kbd_queue)
 	linux_ctr(false);
 	ck_assert_int_eq(key(KEY_A, true), 0);
 	ck_assert_int_eq(key(KEY_B, true), 0);
-	put(0xed);                          /* 1C is already in the buffer */
+	put(0xed); /* 1C is already in the buffer */
 	EXPECT_KBD(0x1c, 0xfa, 0x32);
 	put(0x00);
 	EXPECT_KBD(0xfa);
@@ -354,7 +357,7 @@ START_TEST(test_kbd_queue)
 	ck_assert_int_eq(i8042_keys(k, big, 16), -ENOSPC); /* one overrun code, not two */
 	ck_assert_int_eq(drain_port(got, (int)sizeof(got), false), n * 40 + 1);
 	ck_assert_uint_eq(got[n * 40], 0x00);
-	ck_assert_int_eq(n, 6);             /* 256 bytes hold six batches of 40 */
+	ck_assert_int_eq(n, 6); /* 256 bytes hold six batches of 40 */
 	tap(KEY_A);
 	EXPECT_KBD(0x1c, 0xf0, 0x1c);
 }
@@ -397,15 +400,15 @@ START_TEST(test_psmouse_stream)
 {
 	psmouse_init();
 	ck_assert_int_eq(i8042_mouse(k, 5, -3, 0, 1), 0);
-	EXPECT_AUX(0x09, 0x05, 0x03, 0x00);           /* y up is positive */
+	EXPECT_AUX(0x09, 0x05, 0x03, 0x00); /* y up is positive */
 	ck_assert_int_eq(i8042_mouse(k, -2, 10, 1, 1), 0);
 	EXPECT_AUX(0x39, 0xfe, 0xf6, 0x01);
 	ck_assert_int_eq(i8042_mouse(k, 0, 0, -1, 6), 0);
-	EXPECT_AUX(0x0e, 0x00, 0x00, 0xff);           /* right and middle */
+	EXPECT_AUX(0x0e, 0x00, 0x00, 0xff); /* right and middle */
 	ck_assert_int_eq(i8042_mouse(k, 0, 0, 0, 0), 0);
-	EXPECT_AUX(0x08, 0x00, 0x00, 0x00);           /* a release is a packet */
+	EXPECT_AUX(0x08, 0x00, 0x00, 0x00); /* a release is a packet */
 	ck_assert_int_eq(i8042_mouse(k, 0, 0, 0, 0), 0);
-	EXPECT_NOTHING();                             /* nothing changed: none */
+	EXPECT_NOTHING(); /* nothing changed: none */
 	/* 600 right: three packets that add up, no overflow bits. */
 	ck_assert_int_eq(i8042_mouse(k, 600, 0, 20, 0), 0);
 	EXPECT_AUX(0x08, 0xff, 0x00, 0x07, 0x08, 0xff, 0x00, 0x07, 0x08, 0x5a, 0x00, 0x06);
@@ -426,7 +429,7 @@ START_TEST(test_mouse_flood)
 	while (status() & ST_OBF) {
 		uint8_t b0 = data(), x = data();
 
-		ck_assert_uint_eq(b0 & 0xd8, 0x18);      /* always-1, X negative, no overflow */
+		ck_assert_uint_eq(b0 & 0xd8, 0x18); /* always-1, X negative, no overflow */
 		sum += (int)x - 256;
 		ck_assert_uint_eq(data(), 0);
 		ck_assert_uint_eq(data(), 0);
@@ -450,18 +453,18 @@ START_TEST(test_mouse_remote_and_scaling)
 	ck_assert_int_eq(i8042_mouse(k, 300, -3, 0, 1), 0);
 	EXPECT_NOTHING();
 	aux(0xeb);
-	EXPECT_AUX(0xfa, 0x49, 0xff, 0x03, 0x00);     /* X overflow */
+	EXPECT_AUX(0xfa, 0x49, 0xff, 0x03, 0x00); /* X overflow */
 	aux(0xeb);
-	EXPECT_AUX(0xfa, 0x09, 0x00, 0x00, 0x00);     /* cleared */
+	EXPECT_AUX(0xfa, 0x09, 0x00, 0x00, 0x00); /* cleared */
 	aux(0xea);
 	aux(0xe7);
 	EXPECT_AUX(0xfa, 0xfa);
 	ck_assert_int_eq(i8042_mouse(k, 4, -5, 0, 0), 0);
-	EXPECT_AUX(0x08, 0x06, 0x09, 0x00);           /* 4 -> 6, 5 -> 9 */
+	EXPECT_AUX(0x08, 0x06, 0x09, 0x00); /* 4 -> 6, 5 -> 9 */
 	ck_assert_int_eq(i8042_mouse(k, 200, 0, 0, 0), 0);
-	EXPECT_AUX(0x48, 0xff, 0x00, 0x00);           /* 400 does not fit */
+	EXPECT_AUX(0x48, 0xff, 0x00, 0x00); /* 400 does not fit */
 	aux(0xe9);
-	EXPECT_AUX(0xfa, 0x30, 0x03, 100);            /* enabled, 2:1; res 3; 100/s */
+	EXPECT_AUX(0xfa, 0x30, 0x03, 100); /* enabled, 2:1; res 3; 100/s */
 }
 END_TEST
 
@@ -470,19 +473,19 @@ START_TEST(test_mouse_commands)
 	psmouse_init();
 	ck_assert_int_eq(i8042_mouse(k, 1, 1, 0, 1), 0);
 	EXPECT_AUX(0x29, 0x01, 0xff, 0x00);
-	aux(0xfe);                                    /* resend the last packet */
+	aux(0xfe); /* resend the last packet */
 	EXPECT_AUX(0x29, 0x01, 0xff, 0x00);
 	aux(0xe9);
-	EXPECT_AUX(0xfa, 0x24, 0x03, 100);            /* enabled, left held */
+	EXPECT_AUX(0xfa, 0x24, 0x03, 100); /* enabled, left held */
 	aux(0xf3);
-	aux(7);                                       /* no such rate */
+	aux(7); /* no such rate */
 	EXPECT_AUX(0xfa, 0xfe);
 	aux(0xe8);
 	aux(9);
 	EXPECT_AUX(0xfa, 0xfe);
 	aux(0x12);
 	EXPECT_AUX(0xfe);
-	aux(0xee);                                    /* wrap: echo */
+	aux(0xee); /* wrap: echo */
 	aux(0x12);
 	aux(0xf2);
 	EXPECT_AUX(0xfa, 0x12, 0xf2);
@@ -493,19 +496,19 @@ START_TEST(test_mouse_commands)
 	/* A command drops packets not yet sent. */
 	ck_assert_int_eq(i8042_mouse(k, 10, 0, 0, 1), 0);
 	ck_assert_int_eq(i8042_mouse(k, 10, 0, 0, 0), 0);
-	ck_assert_uint_eq(data(), 0x09);              /* the controller has the next */
+	ck_assert_uint_eq(data(), 0x09); /* the controller has the next */
 	aux(0xf5);
 	EXPECT_AUX(0x0a, 0xfa);
 	ck_assert_int_eq(i8042_mouse(k, 5, 5, 0, 0), -EAGAIN);
 	EXPECT_NOTHING();
-	aux(0xff);                                    /* reset: standard mouse again */
+	aux(0xff); /* reset: standard mouse again */
 	EXPECT_AUX(0xfa, 0xaa, 0x00);
 	aux(0xf2);
 	EXPECT_AUX(0xfa, 0x00);
 	aux(0xf4);
 	EXPECT_AUX(0xfa);
 	ck_assert_int_eq(i8042_mouse(k, 1, 0, 3, 0), 0);
-	EXPECT_AUX(0x08, 0x01, 0x00);                 /* three bytes, no wheel */
+	EXPECT_AUX(0x08, 0x01, 0x00); /* three bytes, no wheel */
 }
 END_TEST
 
@@ -551,7 +554,7 @@ START_TEST(test_save_load_mid_stream)
 	tap(KEY_DELETE);
 	ck_assert_int_eq(i8042_mouse(k, 700, 3, 2, 4), 0);
 	data();
-	data();                                       /* inside E0 53 */
+	data(); /* inside E0 53 */
 	roundtrip(a, b, &good);
 	for (int i = 0; i < 3; i++) {
 		struct device *d[2] = { a, b };
@@ -584,35 +587,29 @@ END_TEST
 START_TEST(test_fuzz)
 {
 	struct device *spare = new_kbc();
-	static const uint8_t cmds[] = { 0x20, 0x60, 0xa7, 0xa8, 0xa9, 0xaa, 0xad, 0xae, 0xd2, 0xd3, 0xd4 };
+	static const uint8_t cmds[] = { 0x20, 0x60, 0xa7, 0xa8, 0xa9, 0xaa,
+					0xad, 0xae, 0xd2, 0xd3, 0xd4 };
 
 	for (int i = 0; i < 200000; i++) {
 		uint64_t r = fuzz_next();
 		int rc;
 
 		switch (r % 8) {
-		case 0:
-			cmd(cmds[(r >> 8) % sizeof(cmds)]);
-			break;
+		case 0: cmd(cmds[(r >> 8) % sizeof(cmds)]); break;
 		case 1:
-		case 2:
-			put((uint8_t)(r >> 8));
-			break;
-		case 3:
-			data();
-			break;
+		case 2: put((uint8_t)(r >> 8)); break;
+		case 3: data(); break;
 		case 4:
 			rc = key((unsigned)(r >> 8) % 260, (r >> 20) & 1);
 			ck_assert(rc == 0 || rc == -EINVAL || rc == -ENOSPC || rc == -EAGAIN);
 			break;
 		case 5:
-			rc = i8042_mouse(k, (int)((r >> 8) % 2001) - 1000, (int)((r >> 24) % 2001) - 1000,
-					 (int)((r >> 40) % 5) - 2, (unsigned)(r >> 50));
+			rc = i8042_mouse(k, (int)((r >> 8) % 2001) - 1000,
+					 (int)((r >> 24) % 2001) - 1000, (int)((r >> 40) % 5) - 2,
+					 (unsigned)(r >> 50));
 			ck_assert(rc == 0 || rc == -EAGAIN);
 			break;
-		case 6:
-			aux((uint8_t)(r >> 8));
-			break;
+		case 6: aux((uint8_t)(r >> 8)); break;
 		default:
 			if ((r >> 8) % 500 == 0) {
 				struct state_buf s;
@@ -642,9 +639,10 @@ static Suite *ps2_suite(void)
 	Suite *s = suite_create("ps2");
 
 	ADD_TCASE(s, "core", setup, teardown, 60, test_linux_i8042_probe, test_atkbd_translated,
-		  test_every_key_three_ways, test_set2_sequences, test_kbd_commands, test_kbd_disable,
-		  test_kbd_queue, test_psmouse_stream, test_mouse_flood, test_mouse_remote_and_scaling,
-		  test_mouse_commands, test_interleaved, test_save_load_mid_stream, test_fuzz);
+		  test_every_key_three_ways, test_set2_sequences, test_kbd_commands,
+		  test_kbd_disable, test_kbd_queue, test_psmouse_stream, test_mouse_flood,
+		  test_mouse_remote_and_scaling, test_mouse_commands, test_interleaved,
+		  test_save_load_mid_stream, test_fuzz);
 	return s;
 }
 

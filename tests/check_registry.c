@@ -34,7 +34,7 @@ static void log_op(const char *op, struct device *d)
 
 struct fake_dev {
 	struct device dev;
-	uint32_t value;          /* the state saved and loaded */
+	uint32_t value; /* the state saved and loaded */
 	int realize_ret;
 	bool lock_held_in_reset;
 };
@@ -111,9 +111,16 @@ static void fake_destroy(struct device *d)
 }
 
 static const struct dev_ops fake_ops = {
-	.name = "fake", .realize = fake_realize, .reset = fake_reset, .read = fake_read,
-	.write = fake_write, .quiesce = fake_quiesce, .resume = fake_resume, .save = fake_save,
-	.load = fake_load, .destroy = fake_destroy,
+	.name = "fake",
+	.realize = fake_realize,
+	.reset = fake_reset,
+	.read = fake_read,
+	.write = fake_write,
+	.quiesce = fake_quiesce,
+	.resume = fake_resume,
+	.save = fake_save,
+	.load = fake_load,
+	.destroy = fake_destroy,
 };
 
 static struct fake_dev *fake_new(uint32_t value)
@@ -257,7 +264,7 @@ START_TEST(test_save_load)
 	dev_list_destroy(&other);
 	/* The same device twice, and a device's own refusal. */
 	t = state_copy(&s, s.len);
-	state_put_bytes(&t, s.data, s.len / 3);   /* "a" again */
+	state_put_bytes(&t, s.data, s.len / 3); /* "a" again */
 	ck_assert_int_eq(dev_list_load(&list, &t), -EINVAL);
 	state_free(&t);
 	((struct fake_dev *)list.dev[1])->value = 5000;
@@ -366,56 +373,56 @@ static struct device *make_piix_ide(void)
  * trip carries something. */
 static void stir_uart(struct device *d)
 {
-	dev_wr(d, 0, 3, 1, 0x80);   /* LCR.DLAB */
-	dev_wr(d, 0, 0, 1, 0x0c);   /* divisor 12: 9600 baud */
-	dev_wr(d, 0, 3, 1, 0x1b);   /* 8E1 */
-	dev_wr(d, 0, 1, 1, 0x03);   /* IER */
-	dev_wr(d, 0, 4, 1, 0x0b);   /* MCR */
-	dev_wr(d, 0, 7, 1, 0x5a);   /* scratch */
+	dev_wr(d, 0, 3, 1, 0x80); /* LCR.DLAB */
+	dev_wr(d, 0, 0, 1, 0x0c); /* divisor 12: 9600 baud */
+	dev_wr(d, 0, 3, 1, 0x1b); /* 8E1 */
+	dev_wr(d, 0, 1, 1, 0x03); /* IER */
+	dev_wr(d, 0, 4, 1, 0x0b); /* MCR */
+	dev_wr(d, 0, 7, 1, 0x5a); /* scratch */
 }
 
 static void stir_rtc(struct device *d)
 {
 	dev_wr(d, 0, 0, 1, 0x0b);
-	dev_wr(d, 0, 1, 1, 0x06);   /* binary, 24 h */
+	dev_wr(d, 0, 1, 1, 0x06); /* binary, 24 h */
 	dev_wr(d, 0, 0, 1, 0x40);
-	dev_wr(d, 0, 1, 1, 0x77);   /* a CMOS RAM byte */
+	dev_wr(d, 0, 1, 1, 0x77); /* a CMOS RAM byte */
 }
 
 static void stir_i8042(struct device *d)
 {
-	dev_wr(d, 1, 0, 1, 0x60);   /* write the command byte */
+	dev_wr(d, 1, 0, 1, 0x60); /* write the command byte */
 	dev_wr(d, 0, 0, 1, 0x45);
-	dev_wr(d, 1, 0, 1, 0xd1);   /* write the output port */
+	dev_wr(d, 1, 0, 1, 0xd1); /* write the output port */
 	dev_wr(d, 0, 0, 1, 0xdf);
 }
 
 static void stir_pm(struct device *d)
 {
 	fake_ns += 123456789;
-	dev_wr(d, 0, 2, 2, 0x0121);   /* PM1_EN: TMR, PWRBTN, GBL */
-	dev_wr(d, 0, 4, 2, 0x1402);   /* PM1_CNT: SLP_TYP 5, BM_RLD */
+	dev_wr(d, 0, 2, 2, 0x0121); /* PM1_EN: TMR, PWRBTN, GBL */
+	dev_wr(d, 0, 4, 2, 0x1402); /* PM1_CNT: SLP_TYP 5, BM_RLD */
 	acpi_pm_power_button(d);
 }
 
 static void stir_fw_cfg(struct device *d)
 {
-	dev_wr(d, 0, 0, 2, 0x0001);   /* select FW_CFG_ID */
+	dev_wr(d, 0, 0, 2, 0x0001); /* select FW_CFG_ID */
 	(void)device_read(d, 0, 1, 1);
-	dev_wr(d, 1, 0, 4, 0x12345678);   /* the DMA address's high half */
+	dev_wr(d, 1, 0, 4, 0x12345678); /* the DMA address's high half */
 }
 
 static void stir_pci_host(struct device *d)
 {
-	dev_wr(d, 0, 0, 4, 0x80000058);   /* 00:00.0 PAM1 dword */
+	dev_wr(d, 0, 0, 4, 0x80000058); /* 00:00.0 PAM1 dword */
 	dev_wr(d, 1, 1, 1, 0x33);
-	dev_wr(d, 0, 0, 4, 0x80000004);   /* COMMAND */
+	dev_wr(d, 0, 0, 4, 0x80000004); /* COMMAND */
 }
 
 static void stir_vga(struct device *d)
 {
 	static const uint8_t regs[][2] = {
-		{ 0x12, 0x67 },                 /* misc: colour */
+		{ 0x12, 0x67 },			/* misc: colour */
 		{ 0x14, 0x02 }, { 0x15, 0x0f }, /* SR2 map mask */
 		{ 0x1e, 0x06 }, { 0x1f, 0x05 }, /* GR6: graphics, A0000 64K */
 		{ 0x1e, 0x08 }, { 0x1f, 0xff }, /* GR8 bit mask */
@@ -425,20 +432,20 @@ static void stir_vga(struct device *d)
 
 	for (unsigned i = 0; i < ARRAY_SIZE(regs); i++)
 		dev_wr(d, VGA_REGION_PORTS, regs[i][0], 1, regs[i][1]);
-	dev_wr(d, VGA_REGION_WINDOW, 0x40, 1, 0x5a);   /* VRAM page 0 */
-	dev_wr(d, VGA_REGION_DISPI, 0, 2, 1);           /* DISPI XRES */
+	dev_wr(d, VGA_REGION_WINDOW, 0x40, 1, 0x5a); /* VRAM page 0 */
+	dev_wr(d, VGA_REGION_DISPI, 0, 2, 1);	     /* DISPI XRES */
 	dev_wr(d, VGA_REGION_DISPI, 1, 2, 800);
 }
 
 static void stir_piix3(struct device *d)
 {
-	pci_cfg_write(piix3_pci(d), 0x60, 4, 0x0b0a8a80);   /* PIRQ routes */
+	pci_cfg_write(piix3_pci(d), 0x60, 4, 0x0b0a8a80); /* PIRQ routes */
 	pci_cfg_write(piix3_pci(d), 0x4c, 1, 0x12);
 }
 
 static void stir_piix_ide(struct device *d)
 {
-	pci_cfg_write(piix_ide_pci(d), 0x20, 4, 0xc041);    /* BMIBA */
+	pci_cfg_write(piix_ide_pci(d), 0x20, 4, 0xc041); /* BMIBA */
 	pci_cfg_write(piix_ide_pci(d), 0x40, 4, 0x80a3e307);
 	pci_cfg_write(piix_ide_pci(d), PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MASTER);
 }
@@ -447,7 +454,7 @@ struct board_case {
 	const char *id;
 	struct device *(*make)(void);
 	void (*stir)(struct device *d);
-	unsigned min_refused;      /* flips the device must refuse, at least */
+	unsigned min_refused; /* flips the device must refuse, at least */
 };
 
 static const struct board_case board[] = {

@@ -8,16 +8,35 @@
 #include "kestrel/util.h"
 #include "fake_board.h"
 
-enum { SEC = 0, SEC_ALARM, MIN, MIN_ALARM, HOUR, HOUR_ALARM, DOW, DOM, MON, YEAR,
-       REG_A, REG_B, REG_C, REG_D, CENTURY = 0x32 };
+enum {
+	SEC = 0,
+	SEC_ALARM,
+	MIN,
+	MIN_ALARM,
+	HOUR,
+	HOUR_ALARM,
+	DOW,
+	DOM,
+	MON,
+	YEAR,
+	REG_A,
+	REG_B,
+	REG_C,
+	REG_D,
+	CENTURY = 0x32
+};
 
 static struct fake_irq irq;
 static struct device *rtc;
 
 static time_t utc(int y, int mo, int d, int h, int mi, int s)
 {
-	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-			 .tm_hour = h, .tm_min = mi, .tm_sec = s };
+	struct tm tm = { .tm_year = y - 1900,
+			 .tm_mon = mo - 1,
+			 .tm_mday = d,
+			 .tm_hour = h,
+			 .tm_min = mi,
+			 .tm_sec = s };
 
 	return timegm(&tm);
 }
@@ -185,7 +204,7 @@ START_TEST(test_regs_a_c_d)
 	cmos_rd(REG_C);
 	ck_assert_uint_eq(cmos_rd(REG_C), 0x00);
 	fake_secs++;
-	cmos_wr(REG_C, 0xff); /* read-only */
+	cmos_wr(REG_C, 0xff);			 /* read-only */
 	ck_assert_uint_eq(cmos_rd(REG_C), 0x10); /* UF, no IRQF: UIE clear */
 	ck_assert_uint_eq(cmos_rd(REG_C), 0x00);
 }
@@ -230,7 +249,7 @@ START_TEST(test_alarm)
 	cmos_rd(REG_A);
 	ck_assert_int_eq(irq.level, 0);
 	ck_assert_uint_eq(cmos_rd(REG_C), 0x10); /* updates only */
-	fake_secs += 1; /* 13:45:35 */
+	fake_secs += 1;				 /* 13:45:35 */
 	cmos_rd(REG_A);
 	ck_assert_int_eq(irq.level, 1);
 	ck_assert_uint_eq(cmos_rd(REG_C), 0xb0);
@@ -269,7 +288,7 @@ START_TEST(test_index_nmi_bit_and_nvram)
 	ck_assert_uint_eq(cmos_rd(0x7f), 0xcd);
 	ck_assert_uint_eq(cmos_rd(0xff), 0xcd); /* index wraps at 128 */
 	rtc->ops->reset(rtc);
-	ck_assert_uint_eq(cmos_rd(0x40), 0xab); /* battery-backed */
+	ck_assert_uint_eq(cmos_rd(0x40), 0xab);	       /* battery-backed */
 	ck_assert_uint_eq(dev_rd(rtc, 0, 0, 1), 0xff); /* index port is write-only */
 	/* A 2-byte write sets index and data together. */
 	dev_wr(rtc, 0, 0, 2, 0x1141);
@@ -339,7 +358,8 @@ static unsigned bcd_ok(uint8_t v)
 START_TEST(test_board_bytes)
 {
 	struct rtc_cmos_board b = {
-		.mem_below_4g = GiB(2), .mem_above_4g = GiB(1),
+		.mem_below_4g = GiB(2),
+		.mem_above_4g = GiB(1),
 		.equipment = RTC_EQUIP_FPU | RTC_EQUIP_PS2_MOUSE,
 		.boot = { RTC_BOOT_CDROM, RTC_BOOT_DISK, RTC_BOOT_NET },
 		.ncpus = 4,
@@ -397,12 +417,10 @@ START_TEST(test_fuzz)
 		unsigned size = fuzz_size();
 
 		switch (r % 6) {
-		case 0: case 1:
-			dev_wr(rtc, 0, (r >> 8) % 3, size, fuzz_next());
-			break;
-		case 2: case 3:
-			dev_rd(rtc, 0, (r >> 8) % 3, size);
-			break;
+		case 0:
+		case 1: dev_wr(rtc, 0, (r >> 8) % 3, size, fuzz_next()); break;
+		case 2:
+		case 3: dev_rd(rtc, 0, (r >> 8) % 3, size); break;
 		case 4:
 			fake_secs += (time_t)((r >> 8) % 5);
 			if ((r >> 20) % 1000 == 0)
@@ -463,8 +481,9 @@ START_TEST(test_save_load_roundtrip)
 	ck_assert_int_eq(irq.level, 1);
 	roundtrip(a, b, &good);
 	ck_assert_int_eq(irq.level, 1);
-	static const unsigned seq[] = { SEC, MIN, HOUR, DOM, MON, YEAR, CENTURY, REG_A, REG_B,
-					REG_C, REG_C, 0x50, 0x15, 0x16, 0x34, 0x35, SEC_ALARM };
+	static const unsigned seq[] = { SEC,	 MIN,	HOUR,  DOM,   MON,	YEAR,
+					CENTURY, REG_A, REG_B, REG_C, REG_C,	0x50,
+					0x15,	 0x16,	0x34,  0x35,  SEC_ALARM };
 	fake_secs += 7;
 	for (unsigned i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
 		rtc = a;
@@ -495,7 +514,7 @@ START_TEST(test_load_rejects_corruption)
 	roundtrip(rtc, b, &good);
 	check_truncations(b, &good);
 	check_patched_fails(b, &good, 0, 0x00);
-	check_patched_fails(b, &good, O_INDEX, 0x80);   /* index < 128 */
+	check_patched_fails(b, &good, O_INDEX, 0x80); /* index < 128 */
 	check_patched_loads(b, &good, O_INDEX, 0x7f);
 	check_patched_fails(b, &good, O_CMOS + REG_A, 0xa6); /* UIP is never set */
 	check_patched_fails(b, &good, O_CMOS + REG_C, 0x01);
@@ -504,7 +523,7 @@ START_TEST(test_load_rejects_corruption)
 	check_patched_fails(b, &good, O_CMOS + REG_B, 0x92); /* SET with UIE */
 	check_patched_fails(b, &good, O_OFFSET + 7, 0x40);   /* offset beyond any year */
 	check_patched_fails(b, &good, O_TICK + 7, 0x40);
-	check_patched_loads(b, &good, O_CMOS + 0x60, 0x12);  /* NVRAM is the guest's */
+	check_patched_loads(b, &good, O_CMOS + 0x60, 0x12); /* NVRAM is the guest's */
 	b->ops->destroy(b);
 	state_free(&good);
 }

@@ -31,7 +31,7 @@
 
 #include <liburing.h>
 
-#include "../src/block/block_priv.h"   /* blk_uring_restrict */
+#include "../src/block/block_priv.h" /* blk_uring_restrict */
 #include "../src/sandbox/sandbox_priv.h"
 #include "check_util.h"
 
@@ -76,7 +76,8 @@ static int run_filtered(enum sandbox_kind kind, void (*fn)(void))
 			_exit(89);
 		dup2(pe[1], 2);
 		close(pe[0]);
-		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || sb_seccomp_build(false, err, sizeof(err)))
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+		    sb_seccomp_build(false, err, sizeof(err)))
 			_exit(90);
 		sb_seccomp_set_thread(kind, "t-check");
 		if (sb_seccomp_install(kind))
@@ -95,11 +96,14 @@ static void assert_report(int rc, enum sandbox_kind kind, const char *call)
 {
 	char want[160];
 
-	snprintf(want, sizeof(want), "kestrel: error: seccomp: thread %s (t-check) made a forbidden "
-		 "system call %s (nr ", sandbox_kind_name(kind), call);
+	snprintf(want, sizeof(want),
+		 "kestrel: error: seccomp: thread %s (t-check) made a forbidden "
+		 "system call %s (nr ",
+		 sandbox_kind_name(kind), call);
 	ck_assert_msg(rc == EXIT_SECCOMP, "%s: status %d, want %d; stderr: %s",
 		      sandbox_kind_name(kind), rc, EXIT_SECCOMP, errb);
-	ck_assert_msg(strstr(errb, want), "%s: no '%s' in: %s", sandbox_kind_name(kind), want, errb);
+	ck_assert_msg(strstr(errb, want), "%s: no '%s' in: %s", sandbox_kind_name(kind), want,
+		      errb);
 }
 
 static void call_execve(void)
@@ -107,7 +111,7 @@ static void call_execve(void)
 	char *const argv[] = { "x", NULL };
 
 	execve("/nonexistent", argv, argv);
-	_exit(99);   /* not trapped */
+	_exit(99); /* not trapped */
 }
 
 START_TEST(every_kind_traps_execve)
@@ -126,13 +130,14 @@ static void call_basics(void)
 	void *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int futex_word = 0;
 
-	if (m == MAP_FAILED || munmap(m, 1 << 20) || syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts))
+	if (m == MAP_FAILED || munmap(m, 1 << 20) ||
+	    syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts))
 		_exit(10);
 	if (write(2, "", 0) < 0 || syscall(SYS_futex, &futex_word, FUTEX_WAKE_PRIVATE, 1) < 0)
 		_exit(11);
 	if (syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), 0) < 0)
 		_exit(12);
-	free(malloc(1 << 22));   /* an mmap'd block */
+	free(malloc(1 << 22)); /* an mmap'd block */
 	(void)p;
 }
 
@@ -164,7 +169,8 @@ START_TEST(no_kind_makes_executable_memory)
 {
 	for (int k = 0; k < SANDBOX_KIND_NR; k++) {
 		assert_report(run_filtered((enum sandbox_kind)k, call_mmap_exec), k, "mmap");
-		assert_report(run_filtered((enum sandbox_kind)k, call_mprotect_exec), k, "mprotect");
+		assert_report(run_filtered((enum sandbox_kind)k, call_mprotect_exec), k,
+			      "mprotect");
 	}
 }
 END_TEST
@@ -173,7 +179,7 @@ END_TEST
  * kernel says ENOTTY for a pipe), TCGETS does not in a vCPU thread. */
 static void call_kvm_run_on_pipe(void)
 {
-	if (ioctl(2, KVM_RUN, 0) != -1 || errno != ENOTTY)   /* stderr: a pipe */
+	if (ioctl(2, KVM_RUN, 0) != -1 || errno != ENOTTY) /* stderr: a pipe */
 		_exit(20);
 }
 
@@ -276,7 +282,7 @@ static void *narrow_to_io(void *arg)
 	sb_seccomp_set_thread(SANDBOX_IO, "t-check");
 	if (sb_seccomp_install(SANDBOX_IO))
 		_exit(51);
-	socket(AF_UNIX, SOCK_DGRAM, 0);   /* the spawner's list has it, io's has not */
+	socket(AF_UNIX, SOCK_DGRAM, 0); /* the spawner's list has it, io's has not */
 	_exit(99);
 }
 
@@ -327,7 +333,8 @@ START_TEST(the_spawner_covers_every_kind)
 	for (int k = 0; k < SANDBOX_KIND_NR; k++) {
 		ck_assert_uint_gt(sb_seccomp_syscall_count(k), 20);
 		for (int nr = 0; nr < 512; nr++)
-			ck_assert_msg(!sb_seccomp_allows(k, nr) || sb_seccomp_allows(SANDBOX_SPAWNER, nr),
+			ck_assert_msg(!sb_seccomp_allows(k, nr) ||
+					      sb_seccomp_allows(SANDBOX_SPAWNER, nr),
 				      "%s allows system call %d, the spawner does not",
 				      sandbox_kind_name(k), nr);
 	}
@@ -379,8 +386,8 @@ START_TEST(uring_rings_take_only_the_engine_opcodes)
 	int r = io_uring_queue_init_params(8, &ring, &p), fd;
 
 	if (r == -EINVAL || r == -ENOSYS || r == -EPERM) {
-		printf("SKIP: %s: no io_uring with IORING_SETUP_R_DISABLED here (%s)\n", tcase_name(),
-		       strerror(-r));
+		printf("SKIP: %s: no io_uring with IORING_SETUP_R_DISABLED here (%s)\n",
+		       tcase_name(), strerror(-r));
 		return;
 	}
 	ck_assert_int_eq(r, 0);
@@ -433,12 +440,14 @@ static int run_worker(const char *bin, const char *hook, const char *const *argv
 	return child_collect(pid, po, pe, outb, sizeof(outb), errb, sizeof(errb));
 }
 
-#define WORKER(bin, hook, ...) run_worker(bin, hook, (const char *const[]){ "run", __VA_ARGS__, NULL })
+#define WORKER(bin, hook, ...) \
+	run_worker(bin, hook, (const char *const[]){ "run", __VA_ARGS__, NULL })
 #define KESTREL(...) run_worker(KESTREL_BIN, NULL, (const char *const[]){ __VA_ARGS__, NULL })
 
 START_TEST(bad_flags)
 {
-	ck_assert_int_eq(WORKER(KESTREL_BIN, NULL, "--kernel", KESTREL_BIN, "--seccomp", "maybe"), 2);
+	ck_assert_int_eq(WORKER(KESTREL_BIN, NULL, "--kernel", KESTREL_BIN, "--seccomp", "maybe"),
+			 2);
 	ck_assert_msg(strstr(errb, "--seccomp: 'maybe' is not on, log or off"), "%s", errb);
 	ck_assert_int_eq(WORKER(KESTREL_BIN, NULL, "--kernel", KESTREL_BIN, "--user", "a b"), 2);
 	ck_assert_msg(strstr(errb, "--user: 'a b' is not a user name or uid"), "%s", errb);
@@ -488,10 +497,11 @@ START_TEST(device_thread_off_its_list)
 		    "disks=1 malformed=0", "--disk", disk, "--timeout", "60s", "--control", "none");
 	ck_assert_msg(rc == EXIT_SECCOMP, "status %d; stderr: %s", rc, errb);
 	ck_assert_msg(strstr(errb, "kestrel: error: seccomp: thread io (vscsi-q0) made a forbidden "
-			     "system call execve (nr 59)"), "%s", errb);
+				   "system call execve (nr 59)"),
+		      "%s", errb);
 	rc = WORKER(KESTREL_TEST_BIN, "vscsi-q0", "--seccomp", "off", "--kernel", p, "--debug-exit",
-		    "--cmdline", "disks=1 malformed=0", "--disk", disk, "--timeout", "60s", "--control",
-		    "none");
+		    "--cmdline", "disks=1 malformed=0", "--disk", disk, "--timeout", "60s",
+		    "--control", "none");
 	ck_assert_msg(rc == 1 && strstr(outb, "RESULT: PASS"), "--seccomp off: status %d: %s", rc,
 		      errb);
 	ck_assert(!strstr(errb, "forbidden"));
@@ -507,8 +517,10 @@ END_TEST
  * their reports. */
 START_TEST(first_boot_threads_off_their_list)
 {
-	static const struct { const char *thread, *kind; } t[] = {
-		{ "vcpu0", "vcpu" }, { "blk-uring", "io" }, { "control", "control" },
+	static const struct {
+		const char *thread, *kind;
+	} t[] = {
+		{ "vcpu0", "vcpu" },	  { "blk-uring", "io" }, { "control", "control" },
 		{ "console", "console" }, { "main", "main" },
 	};
 	char disk[128], want[160];
@@ -519,8 +531,9 @@ START_TEST(first_boot_threads_off_their_list)
 	p = vscsi_payload();
 	snprintf(disk, sizeof(disk), "path=%s,bus=scsi", img);
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		int rc = WORKER(KESTREL_TEST_BIN, t[i].thread, "--kernel", p, "--debug-exit", "--cmdline",
-				"disks=1 malformed=0", "--disk", disk, "--timeout", "60s");
+		int rc = WORKER(KESTREL_TEST_BIN, t[i].thread, "--kernel", p, "--debug-exit",
+				"--cmdline", "disks=1 malformed=0", "--disk", disk, "--timeout",
+				"60s");
 
 		snprintf(want, sizeof(want), "thread %s (%s) made a forbidden system call execve",
 			 t[i].kind, t[i].thread);
@@ -563,7 +576,7 @@ START_TEST(user_nobody_while_the_guest_runs)
 		return;
 	}
 	vscsi_payload();
-	chmod(img, 0600);   /* root's: only the descriptor opened before the drop reaches it */
+	chmod(img, 0600); /* root's: only the descriptor opened before the drop reaches it */
 	snprintf(disk, sizeof(disk), "path=%s,bus=scsi", img);
 	fd = mkstemp(log);
 	ck_assert_int_ge(fd, 0);
@@ -602,8 +615,9 @@ START_TEST(user_nobody_while_the_guest_runs)
 		ck_assert_msg(!strcmp(v, "65534\t65534\t65534\t65534"), "task %s Gid %s", tid, v);
 		status_field(path, "Groups", v, sizeof(v));
 		ck_assert_msg(!strcmp(v, "65534"), "task %s Groups %s", tid, v);
-		for (const char *const *c = (const char *const[]){ "CapInh", "CapPrm", "CapEff", "CapBnd",
-								  "CapAmb", NULL }; *c; c++) {
+		for (const char *const *c = (const char *const[]){ "CapInh", "CapPrm", "CapEff",
+								   "CapBnd", "CapAmb", NULL };
+		     *c; c++) {
 			status_field(path, *c, v, sizeof(v));
 			ck_assert_msg(!strcmp(v, "0000000000000000"), "task %s %s %s", tid, *c, v);
 		}
@@ -671,17 +685,20 @@ START_TEST(user_nobody_reboots)
 	snprintf(disk, sizeof(disk), "path=%s,bus=scsi", child);
 	snprintf(serial_arg, sizeof(serial_arg), "file:%s", serial);
 	snprintf(name, sizeof(name), "sbx-reboot-%d", (int)getpid());
-	ck_assert_int_eq(KESTREL("vhd", "create", "-q", "--type", "dynamic", "--size", "8M", base), 0);
-	ck_assert_int_eq(KESTREL("vhd", "create", "-q", "--type", "diff", "--parent", base, child), 0);
+	ck_assert_int_eq(KESTREL("vhd", "create", "-q", "--type", "dynamic", "--size", "8M", base),
+			 0);
+	ck_assert_int_eq(KESTREL("vhd", "create", "-q", "--type", "diff", "--parent", base, child),
+			 0);
 	pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
 
 		dup2(null, 1);
 		dup2(null, 2);
-		execl(KESTREL_BIN, KESTREL_BIN, "run", "--user", "nobody", "--name", name, "--kernel",
-		      KESTREL_BINARY_DIR "/tests/guest/counter.bin", "--cmdline", "period_ms=50",
-		      "--disk", disk, "--serial", serial_arg, "--timeout", "60s", (char *)NULL);
+		execl(KESTREL_BIN, KESTREL_BIN, "run", "--user", "nobody", "--name", name,
+		      "--kernel", KESTREL_BINARY_DIR "/tests/guest/counter.bin", "--cmdline",
+		      "period_ms=50", "--disk", disk, "--serial", serial_arg, "--timeout", "60s",
+		      (char *)NULL);
 		_exit(127);
 	}
 	ck_assert_msg(wait_file_has(serial, "counter: 3", 1), "the guest never counted");
@@ -691,7 +708,7 @@ START_TEST(user_nobody_reboots)
 	ck_assert_int_eq(KESTREL("ctl", name, "stop"), 0);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
-	KESTREL("list");   /* removes the socket nobody could not */
+	KESTREL("list"); /* removes the socket nobody could not */
 	unlink(serial);
 	unlink(child);
 	unlink(base);
@@ -770,7 +787,7 @@ START_TEST(landlock_keeps_disk_add_to_the_disks_folders)
 	ck_assert_int_eq(KESTREL("ctl", name, "stop"), 0);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
-	KESTREL("list");   /* removes the socket Landlock kept the worker from removing */
+	KESTREL("list"); /* removes the socket Landlock kept the worker from removing */
 	unlink(a);
 	unlink(b);
 	unlink(c);

@@ -14,7 +14,9 @@ static struct scsi_cmd c;
 
 static void setup(void)
 {
-	disk = (struct scsi_disk){ .nblocks = 2048, .block_size = 512, .write_cache = true,
+	disk = (struct scsi_disk){ .nblocks = 2048,
+				   .block_size = 512,
+				   .write_cache = true,
 				   .naa_id = 0x123456789abcdefULL };
 	strcpy(disk.serial, "KST00-TEST");
 	memset(buf, 0xee, sizeof(buf));
@@ -28,7 +30,11 @@ static void exec(const uint8_t *cdb, size_t len)
 	scsi_disk_exec(&disk, full, sizeof(full), buf, &c);
 }
 
-#define EXEC(...) do { const uint8_t cdb_[] = { __VA_ARGS__ }; exec(cdb_, sizeof(cdb_)); } while (0)
+#define EXEC(...)                                       \
+	do {                                            \
+		const uint8_t cdb_[] = { __VA_ARGS__ }; \
+		exec(cdb_, sizeof(cdb_));               \
+	} while (0)
 
 static void expect_check(uint8_t key, uint16_t asc)
 {
@@ -64,13 +70,13 @@ START_TEST(inquiry_standard)
 {
 	EXEC(SCSI_INQUIRY, 0, 0, 0, 96, 0);
 	expect_good(36);
-	ck_assert_uint_eq(buf[0], 0x00);           /* direct access, connected */
-	ck_assert_uint_eq(buf[2], 0x05);           /* SPC-3: Linux then reads VPD */
+	ck_assert_uint_eq(buf[0], 0x00); /* direct access, connected */
+	ck_assert_uint_eq(buf[2], 0x05); /* SPC-3: Linux then reads VPD */
 	ck_assert_uint_eq(buf[4], 31);
 	ck_assert_int_eq(memcmp(buf + 8, "KESTREL ", 8), 0);
-	EXEC(SCSI_INQUIRY, 0, 0, 0, 5, 0);         /* allocation length cuts */
+	EXEC(SCSI_INQUIRY, 0, 0, 0, 5, 0); /* allocation length cuts */
 	expect_good(5);
-	EXEC(SCSI_INQUIRY, 0, 0x80, 0, 96, 0);     /* page code without EVPD */
+	EXEC(SCSI_INQUIRY, 0, 0x80, 0, 96, 0); /* page code without EVPD */
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
 }
 END_TEST
@@ -86,25 +92,25 @@ START_TEST(inquiry_vpd)
 	EXEC(SCSI_INQUIRY, 1, 0x83, 0, 255, 0);
 	ck_assert_uint_eq(c.status, SCSI_STATUS_GOOD);
 	ck_assert_uint_eq(buf[1], 0x83);
-	ck_assert_uint_eq(buf[5], 0x01);           /* T10 vendor id designator first */
-	ck_assert_uint_eq(buf[4 + 4 + 18 + 1], 0x03);   /* then NAA */
+	ck_assert_uint_eq(buf[5], 0x01);		/* T10 vendor id designator first */
+	ck_assert_uint_eq(buf[4 + 4 + 18 + 1], 0x03);	/* then NAA */
 	ck_assert_uint_eq(buf[4 + 4 + 18 + 4] >> 4, 3); /* locally assigned */
 	EXEC(SCSI_INQUIRY, 1, 0xb0, 0, 255, 0);
 	expect_good(64);
 	ck_assert_uint_eq(be32(buf + 8), SCSI_DISK_MAX_XFER_BLOCKS);
-	ck_assert_uint_eq(be32(buf + 20), 0);      /* no UNMAP without discard */
+	ck_assert_uint_eq(be32(buf + 20), 0); /* no UNMAP without discard */
 	EXEC(SCSI_INQUIRY, 1, 0xb1, 0, 255, 0);
 	expect_good(64);
-	ck_assert_uint_eq(buf[5], 1);              /* non-rotating */
+	ck_assert_uint_eq(buf[5], 1); /* non-rotating */
 	EXEC(SCSI_INQUIRY, 1, 0xb2, 0, 255, 0);
 	expect_good(8);
 	ck_assert_uint_eq(buf[5], 0);
 	disk.can_discard = true;
 	EXEC(SCSI_INQUIRY, 1, 0xb2, 0, 255, 0);
-	ck_assert_uint_eq(buf[5] & 0xc4, 0xc4);    /* LBPU, LBPWS, LBPRZ */
+	ck_assert_uint_eq(buf[5] & 0xc4, 0xc4); /* LBPU, LBPWS, LBPRZ */
 	EXEC(SCSI_INQUIRY, 1, 0xb0, 0, 255, 0);
 	ck_assert_uint_eq(be32(buf + 24), SCSI_DISK_MAX_UNMAP_DESC);
-	EXEC(SCSI_INQUIRY, 1, 0x89, 0, 255, 0);    /* ATA information: not ours */
+	EXEC(SCSI_INQUIRY, 1, 0x89, 0, 255, 0); /* ATA information: not ours */
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
 }
 END_TEST
@@ -115,20 +121,20 @@ START_TEST(read_capacity)
 	expect_good(8);
 	ck_assert_uint_eq(be32(buf), 2047);
 	ck_assert_uint_eq(be32(buf + 4), 512);
-	EXEC(SCSI_SERVICE_ACTION_IN_16, SCSI_SAI_READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0,
-	     0, 0, 0, 32, 0, 0);
+	EXEC(SCSI_SERVICE_ACTION_IN_16, SCSI_SAI_READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	     32, 0, 0);
 	expect_good(32);
 	ck_assert_uint_eq(be32(buf) | be32(buf + 4), 2047);
 	ck_assert_uint_eq(buf[14], 0);
-	disk.nblocks = 1ULL << 33;                 /* 4 TiB: beyond READ CAPACITY(10) */
+	disk.nblocks = 1ULL << 33; /* 4 TiB: beyond READ CAPACITY(10) */
 	disk.can_discard = true;
 	EXEC(SCSI_READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 	ck_assert_uint_eq(be32(buf), 0xffffffffu);
-	EXEC(SCSI_SERVICE_ACTION_IN_16, SCSI_SAI_READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0,
-	     0, 0, 0, 32, 0, 0);
+	EXEC(SCSI_SERVICE_ACTION_IN_16, SCSI_SAI_READ_CAPACITY_16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	     32, 0, 0);
 	ck_assert_uint_eq(be32(buf), 1);
 	ck_assert_uint_eq(be32(buf + 4), 0xffffffffu);
-	ck_assert_uint_eq(buf[14] & 0xc0, 0xc0);   /* LBPME, LBPRZ */
+	ck_assert_uint_eq(buf[14] & 0xc0, 0xc0); /* LBPME, LBPRZ */
 	EXEC(SCSI_SERVICE_ACTION_IN_16, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0);
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
 }
@@ -141,11 +147,11 @@ START_TEST(read_write_decoding)
 	ck_assert_uint_eq(c.lba, 10);
 	ck_assert_uint_eq(c.nblocks, 8);
 	ck_assert(!c.fua);
-	EXEC(SCSI_WRITE_10, 0x08, 0, 0, 0x01, 0, 0, 0, 1, 0);      /* FUA */
+	EXEC(SCSI_WRITE_10, 0x08, 0, 0, 0x01, 0, 0, 0, 1, 0); /* FUA */
 	ck_assert_int_eq(c.action, SCSI_ACT_WRITE);
 	ck_assert_uint_eq(c.lba, 256);
 	ck_assert(c.fua);
-	EXEC(SCSI_WRITE_6, 0x00, 0x01, 0x02, 0, 0);                /* 0 blocks = 256 */
+	EXEC(SCSI_WRITE_6, 0x00, 0x01, 0x02, 0, 0); /* 0 blocks = 256 */
 	ck_assert_int_eq(c.action, SCSI_ACT_WRITE);
 	ck_assert_uint_eq(c.lba, 0x102);
 	ck_assert_uint_eq(c.nblocks, 256);
@@ -156,7 +162,7 @@ START_TEST(read_write_decoding)
 	ck_assert_int_eq(c.action, SCSI_ACT_READ);
 	ck_assert_uint_eq(c.lba, 5);
 	ck_assert_uint_eq(c.nblocks, 3);
-	EXEC(SCSI_READ_10, 0, 0, 0, 0, 10, 0, 0, 0, 0);            /* 0 blocks: nothing */
+	EXEC(SCSI_READ_10, 0, 0, 0, 0, 10, 0, 0, 0, 0); /* 0 blocks: nothing */
 	expect_good(0);
 	/* Without a volatile cache (cache=directsync) every write is written through. */
 	disk.write_cache = false;
@@ -167,15 +173,15 @@ END_TEST
 
 START_TEST(lba_out_of_range)
 {
-	EXEC(SCSI_READ_10, 0, 0, 0, 0x07, 0xff, 0, 0, 2, 0);       /* 2047 + 2 */
+	EXEC(SCSI_READ_10, 0, 0, 0, 0x07, 0xff, 0, 0, 2, 0); /* 2047 + 2 */
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
-	EXEC(SCSI_READ_10, 0, 0, 0, 0x08, 0x00, 0, 0, 0, 0);       /* past the end, 0 blocks */
+	EXEC(SCSI_READ_10, 0, 0, 0, 0x08, 0x00, 0, 0, 0, 0); /* past the end, 0 blocks */
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
 	/* LBA + count wraps 64 bits. */
 	EXEC(SCSI_WRITE_16, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 4, 0, 0);
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
 	disk.nblocks = 1ULL << 40;
-	EXEC(SCSI_READ_16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0);  /* 65536 blocks */
+	EXEC(SCSI_READ_16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0); /* 65536 blocks */
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
 }
 END_TEST
@@ -188,7 +194,7 @@ START_TEST(write_protected)
 	EXEC(SCSI_READ_10, 0, 0, 0, 0, 0, 0, 0, 1, 0);
 	ck_assert_int_eq(c.action, SCSI_ACT_READ);
 	EXEC(SCSI_MODE_SENSE_6, 0x08, 0x08, 0, 64, 0);
-	ck_assert_uint_eq(buf[2] & 0x80, 0x80);    /* WP */
+	ck_assert_uint_eq(buf[2] & 0x80, 0x80); /* WP */
 	disk.can_discard = true;
 	EXEC(SCSI_UNMAP, 0, 0, 0, 0, 0, 0, 0, 24, 0);
 	expect_check(SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);
@@ -199,7 +205,7 @@ START_TEST(invalid_opcode)
 {
 	EXEC(0xc1, 0, 0, 0, 0, 0);
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
-	EXEC(0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0);            /* REPORT SUPPORTED OPCODES */
+	EXEC(0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0); /* REPORT SUPPORTED OPCODES */
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
 	/* A CDB shorter than its group's length. */
 	scsi_disk_exec(&disk, (const uint8_t[]){ SCSI_READ_10, 0, 0, 0, 0, 0 }, 6, buf, &c);
@@ -211,28 +217,28 @@ END_TEST
 
 START_TEST(mode_sense)
 {
-	EXEC(SCSI_MODE_SENSE_6, 0x08, 0x08, 0, 255, 0);            /* DBD, caching page */
+	EXEC(SCSI_MODE_SENSE_6, 0x08, 0x08, 0, 255, 0); /* DBD, caching page */
 	expect_good(4 + 20);
 	ck_assert_uint_eq(buf[0], 23);
-	ck_assert_uint_eq(buf[2], 0x10);           /* DPOFUA, not WP */
+	ck_assert_uint_eq(buf[2], 0x10); /* DPOFUA, not WP */
 	ck_assert_uint_eq(buf[3], 0);
 	ck_assert_uint_eq(buf[4], 0x08);
-	ck_assert_uint_eq(buf[6] & 0x04, 0x04);    /* WCE */
+	ck_assert_uint_eq(buf[6] & 0x04, 0x04); /* WCE */
 	disk.write_cache = false;
 	EXEC(SCSI_MODE_SENSE_6, 0x08, 0x08, 0, 255, 0);
 	ck_assert_uint_eq(buf[6] & 0x04, 0);
-	EXEC(SCSI_MODE_SENSE_6, 0x00, 0x3f, 0, 255, 0);            /* all pages + block descriptor */
+	EXEC(SCSI_MODE_SENSE_6, 0x00, 0x3f, 0, 255, 0); /* all pages + block descriptor */
 	expect_good(4 + 8 + 20 + 12);
 	ck_assert_uint_eq(buf[3], 8);
 	ck_assert_uint_eq(be32(buf + 4), 2048);
 	EXEC(SCSI_MODE_SENSE_10, 0x08, 0x08, 0, 0, 0, 0, 0, 255, 0);
 	expect_good(8 + 20);
 	ck_assert_uint_eq(buf[1], 26);
-	EXEC(SCSI_MODE_SENSE_6, 0x08, 0xc8, 0, 255, 0);            /* saved values */
+	EXEC(SCSI_MODE_SENSE_6, 0x08, 0xc8, 0, 255, 0); /* saved values */
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_SAVING_NOT_SUPPORTED);
-	EXEC(SCSI_MODE_SENSE_6, 0x08, 0x1c, 0, 255, 0);            /* a page we lack */
+	EXEC(SCSI_MODE_SENSE_6, 0x08, 0x1c, 0, 255, 0); /* a page we lack */
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
-	EXEC(SCSI_MODE_SENSE_6, 0x08, 0x08, 0, 4, 0);              /* header only */
+	EXEC(SCSI_MODE_SENSE_6, 0x08, 0x08, 0, 4, 0); /* header only */
 	expect_good(4);
 }
 END_TEST
@@ -261,14 +267,14 @@ START_TEST(unmap)
 	struct scsi_range r[4];
 
 	EXEC(SCSI_UNMAP, 0, 0, 0, 0, 0, 0, 0, sizeof(p), 0);
-	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);   /* no discard */
+	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE); /* no discard */
 	disk.can_discard = true;
 	EXEC(SCSI_UNMAP, 0, 0, 0, 0, 0, 0, 0, sizeof(p), 0);
 	ck_assert_int_eq(c.action, SCSI_ACT_DATAOUT);
 	ck_assert_uint_eq(c.dataout_len, sizeof(p));
-	p[8 + 7] = 100;                            /* LBA 100, 8 blocks */
+	p[8 + 7] = 100; /* LBA 100, 8 blocks */
 	p[8 + 11] = 8;
-	p[24 + 6] = 0x07;                          /* LBA 0x700, 16 blocks */
+	p[24 + 6] = 0x07; /* LBA 0x700, 16 blocks */
 	p[24 + 11] = 16;
 	ck_assert_uint_eq(scsi_disk_dataout(&disk, &c, p, sizeof(p), r, 4), 2);
 	ck_assert_int_eq(c.action, SCSI_ACT_DISCARD);
@@ -305,11 +311,11 @@ START_TEST(write_same)
 	EXEC(SCSI_WRITE_SAME_16, 0x00, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0, 32, 0, 0);
 	ck_assert_uint_eq(scsi_disk_dataout(&disk, &c, blk, sizeof(blk), r, 1), 1);
 	ck_assert_int_eq(c.action, SCSI_ACT_WRITE_ZEROES);
-	blk[17] = 1;                               /* a pattern we cannot replicate */
+	blk[17] = 1; /* a pattern we cannot replicate */
 	EXEC(SCSI_WRITE_SAME_16, 0x08, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0, 32, 0, 0);
 	ck_assert_uint_eq(scsi_disk_dataout(&disk, &c, blk, sizeof(blk), r, 1), 0);
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
-	EXEC(SCSI_WRITE_SAME_16, 0x08, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0);   /* WSNZ */
+	EXEC(SCSI_WRITE_SAME_16, 0x08, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0); /* WSNZ */
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
 	EXEC(SCSI_WRITE_SAME_16, 0x08, 0, 0, 0, 0, 0, 0, 0x07, 0xff, 0, 0, 0, 2, 0, 0);
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
@@ -322,7 +328,7 @@ START_TEST(absent_lun)
 
 	scsi_nolun_exec(cdb, sizeof(cdb), buf, &c);
 	expect_good(36);
-	ck_assert_uint_eq(buf[0], 0x7f);           /* qualifier 3: no LUN here */
+	ck_assert_uint_eq(buf[0], 0x7f); /* qualifier 3: no LUN here */
 	cdb[0] = SCSI_TEST_UNIT_READY;
 	scsi_nolun_exec(cdb, sizeof(cdb), buf, &c);
 	expect_check(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LUN_NOT_SUPPORTED);

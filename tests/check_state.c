@@ -10,8 +10,8 @@
 START_TEST(test_fields_little_endian)
 {
 	struct state_buf b = { 0 };
-	static const uint8_t want[] = { 0xab, 0x02, 0x01, 0x04, 0x03, 0x02, 0x01,
-					0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 'x', 'y' };
+	static const uint8_t want[] = { 0xab, 0x02, 0x01, 0x04, 0x03, 0x02, 0x01, 0x08, 0x07,
+					0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 'x',  'y' };
 
 	state_put_u8(&b, 0xab);
 	state_put_u16(&b, 0x0102);
@@ -69,7 +69,7 @@ START_TEST(test_reader_sticky_error)
 	state_put_u8(&b, 0x11);
 	state_put_u8(&b, 0x22);
 	state_put_u8(&b, 0x33);
-	ck_assert_uint_eq(state_get_u32(&b), 0);   /* 3 bytes left: past the end */
+	ck_assert_uint_eq(state_get_u32(&b), 0); /* 3 bytes left: past the end */
 	ck_assert(b.error);
 	ck_assert_uint_eq(b.pos, 0);
 	/* Sticky: bytes are there, but every later read yields 0. */
@@ -201,7 +201,7 @@ START_TEST(test_section_end_bad_mark)
 	struct state_buf b = { 0 };
 
 	state_put_u32(&b, 1);
-	state_section_end(&b, 2);  /* no header there */
+	state_section_end(&b, 2); /* no header there */
 	ck_assert(b.error);
 	state_free(&b);
 	state_section_end(&b, 100);

@@ -42,7 +42,8 @@ START_TEST(test_crc32c_vectors)
 		uint32_t whole = crc32c(0, buf + off, 4096);
 
 		for (size_t cut = 0; cut <= 4096; cut += 509)
-			ck_assert_uint_eq(crc32c(crc32c(0, buf + off, cut), buf + off + cut, 4096 - cut),
+			ck_assert_uint_eq(crc32c(crc32c(0, buf + off, cut), buf + off + cut,
+						 4096 - cut),
 					  whole);
 	}
 }
@@ -52,8 +53,11 @@ END_TEST
 
 static struct stream_header sample_header(void)
 {
-	return (struct stream_header){ .version = STREAM_FORMAT_VERSION, .records_off = 64,
-				       .records_len = 1000, .ram_off = 4096, .ram_len = 1 << 20 };
+	return (struct stream_header){ .version = STREAM_FORMAT_VERSION,
+				       .records_off = 64,
+				       .records_len = 1000,
+				       .ram_off = 4096,
+				       .ram_len = 1 << 20 };
 }
 
 START_TEST(test_header_round_trip)
@@ -87,8 +91,9 @@ START_TEST(test_header_every_flip)
 			memcpy(bad, good, sizeof(bad));
 			bad[at] ^= (uint8_t)(1u << bit);
 			err[0] = '\0';
-			ck_assert_msg(stream_header_decode(bad, 1ull << 40, &back, err, sizeof(err)) ==
-				      -EINVAL, "flip of byte %d bit %d accepted", at, bit);
+			ck_assert_msg(stream_header_decode(bad, 1ull << 40, &back, err,
+							   sizeof(err)) == -EINVAL,
+				      "flip of byte %d bit %d accepted", at, bit);
 			ck_assert(err[0] && !strchr(err, '\n'));
 		}
 }
@@ -98,15 +103,15 @@ END_TEST
 START_TEST(test_header_hostile)
 {
 	const struct stream_header bad[] = {
-		{ 2, 64, 1000, 4096, 4096 },                 /* a newer format */
-		{ 0, 64, 1000, 4096, 4096 },                 /* version 0 */
-		{ 1, 128, 1000, 4096, 4096 },                /* records elsewhere */
-		{ 1, 64, 8, 4096, 4096 },                    /* records shorter than one header */
+		{ 2, 64, 1000, 4096, 4096 },  /* a newer format */
+		{ 0, 64, 1000, 4096, 4096 },  /* version 0 */
+		{ 1, 128, 1000, 4096, 4096 }, /* records elsewhere */
+		{ 1, 64, 8, 4096, 4096 },     /* records shorter than one header */
 		{ 1, 64, STREAM_RECORDS_MAX + 1, 1ull << 30, 4096 },
-		{ 1, 64, 8000, 4096, 4096 },                 /* RAM overlaps the records */
-		{ 1, 64, 1000, 4097, 4096 },                 /* RAM not page-aligned */
+		{ 1, 64, 8000, 4096, 4096 }, /* RAM overlaps the records */
+		{ 1, 64, 1000, 4097, 4096 }, /* RAM not page-aligned */
 		{ 1, 64, 1000, 4096, 4095 },
-		{ 1, 64, 1000, 4096, UINT64_MAX - 4095 },    /* wraps */
+		{ 1, 64, 1000, 4096, UINT64_MAX - 4095 }, /* wraps */
 	};
 	struct stream_header back;
 	uint8_t buf[STREAM_HEADER_SIZE];
@@ -114,7 +119,8 @@ START_TEST(test_header_hostile)
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		stream_header_encode(&bad[i], buf);
-		ck_assert_msg(stream_header_decode(buf, UINT64_MAX, &back, err, sizeof(err)) == -EINVAL,
+		ck_assert_msg(stream_header_decode(buf, UINT64_MAX, &back, err, sizeof(err)) ==
+				      -EINVAL,
 			      "hostile header %zu accepted", i);
 	}
 }
@@ -137,7 +143,7 @@ static void put_ram_record_v(struct state_buf *b, uint64_t ram_size, uint32_t ve
 	size_t mark;
 
 	ck_assert_int_eq(stream_ram_init(&r, ram_size, ram_size, 0), 0);
-	r.bitmap[0] = 0x5;   /* pages 0 and 2 stored */
+	r.bitmap[0] = 0x5; /* pages 0 and 2 stored */
 	r.present = 2;
 	r.crc[0] = 0x12345678;
 	mark = stream_record_begin(b, STREAM_RAM, version);
@@ -192,7 +198,7 @@ START_TEST(test_records_round_trip)
 	ck_assert_uint_eq(r.kver.off, STREAM_HEADER_SIZE);
 	unsigned first;
 
-	memcpy(&first, r.vcpu[2].body, sizeof(first));   /* the body need not be aligned */
+	memcpy(&first, r.vcpu[2].body, sizeof(first)); /* the body need not be aligned */
 	ck_assert_uint_eq(first, 2);
 	ck_assert_int_eq(stream_ram_parse(&r.ram, &ram, err, sizeof(err)), 0);
 	ck_assert_uint_eq(ram.pages, 256);
@@ -218,9 +224,11 @@ START_TEST(test_records_every_cut_and_flip)
 	}
 	for (size_t at = 0; at < b.len; at++) {
 		b.data[at] ^= 0x01;
-		ck_assert_msg(parse(&b, &r, err, sizeof(err)) == -EINVAL, "flip at %zu accepted", at);
+		ck_assert_msg(parse(&b, &r, err, sizeof(err)) == -EINVAL, "flip at %zu accepted",
+			      at);
 		b.data[at] ^= 0x81;
-		ck_assert_msg(parse(&b, &r, err, sizeof(err)) == -EINVAL, "flip at %zu accepted", at);
+		ck_assert_msg(parse(&b, &r, err, sizeof(err)) == -EINVAL, "flip at %zu accepted",
+			      at);
 		b.data[at] ^= 0x80;
 	}
 	ck_assert_int_eq(parse(&b, &r, err, sizeof(err)), 0);
@@ -233,7 +241,7 @@ START_TEST(test_records_order_and_versions)
 {
 	static const uint32_t order[] = { STREAM_KVER, STREAM_CONF, STREAM_CPUI, STREAM_VCPU,
 					  STREAM_IRQC, STREAM_PIT2, STREAM_CLCK, STREAM_DEVS,
-					  STREAM_DISK, STREAM_RAM, STREAM_END };
+					  STREAM_DISK, STREAM_RAM,  STREAM_END };
 	struct stream_records r;
 	char err[256];
 
@@ -243,7 +251,9 @@ START_TEST(test_records_order_and_versions)
 			struct state_buf b = { 0 };
 
 			for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
-				uint32_t v = mode == 2 && i == skip ? 2 : mode == 3 && i == skip ? 0 : 1;
+				uint32_t v = mode == 2 && i == skip   ? 2
+					     : mode == 3 && i == skip ? 0
+								      : 1;
 
 				if (mode == 0 && i == skip)
 					continue;
@@ -256,7 +266,7 @@ START_TEST(test_records_order_and_versions)
 			}
 			if (mode == 1 && order[skip] == STREAM_VCPU) {
 				state_free(&b);
-				continue;   /* several VCPU records are the point */
+				continue; /* several VCPU records are the point */
 			}
 			ck_assert_msg(parse(&b, &r, err, sizeof(err)) == -EINVAL,
 				      "record %zu, mode %d accepted", skip, mode);
@@ -293,7 +303,7 @@ START_TEST(test_records_hostile_framing)
 	state_free(&b);
 	b = (struct state_buf){ 0 };
 	put_record(&b, STREAM_KVER, 1, "v", 1);
-	b.data[8] = 0xff;   /* length 0x...ff: past the end (checksum irrelevant) */
+	b.data[8] = 0xff; /* length 0x...ff: past the end (checksum irrelevant) */
 	b.data[11] = 0x7f;
 	ck_assert_int_eq(parse(&b, &r, err, sizeof(err)), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "past the end"));
@@ -310,7 +320,7 @@ START_TEST(test_ram_record_hostile)
 
 	/* 100 pages: the last bitmap word has 28 unused bits. */
 	ck_assert_int_eq(stream_ram_init(&r, 100 * 4096, 100 * 4096, 0), 0);
-	r.bitmap[1] = 1ull << 35;   /* page 99 */
+	r.bitmap[1] = 1ull << 35; /* page 99 */
 	r.present = 1;
 	stream_ram_put(&b, &r);
 	rec.body = b.data;
@@ -357,9 +367,16 @@ static void sample_vcpu(struct vcpu_state *s, bool xsave)
 	s->mp_state = KVM_MP_STATE_HALTED;
 	for (size_t i = 0; i < sizeof(s->regs); i++)
 		p[i] = (uint8_t)(i * 13 + 1);
-	s->sregs.cs = (struct kvm_segment){ .base = 0x1000, .limit = 0xffff, .selector = 0x10,
-					    .type = 11, .present = 1, .s = 1, .l = 1, .g = 1 };
-	s->sregs.tr = (struct kvm_segment){ .selector = 0x20, .limit = 0x67, .type = 11, .present = 1 };
+	s->sregs.cs = (struct kvm_segment){ .base = 0x1000,
+					    .limit = 0xffff,
+					    .selector = 0x10,
+					    .type = 11,
+					    .present = 1,
+					    .s = 1,
+					    .l = 1,
+					    .g = 1 };
+	s->sregs.tr =
+		(struct kvm_segment){ .selector = 0x20, .limit = 0x67, .type = 11, .present = 1 };
 	s->sregs.gdt = (struct kvm_dtable){ .base = 0x500, .limit = 39 };
 	s->sregs.cr0 = 0x80050033;
 	s->sregs.cr3 = 0x123000;
@@ -432,12 +449,13 @@ START_TEST(test_vcpu_round_trip)
 		vcpu_state_put(&again, o);
 		ck_assert_uint_eq(again.len, b.len);
 		ck_assert_mem_eq(again.data, b.data, b.len);
-		vcpu_state_free(o);   /* a parse starts from nothing: it would be lost */
+		vcpu_state_free(o); /* a parse starts from nothing: it would be lost */
 		/* Every cut is refused. */
 		for (size_t n = 0; n < b.len; n++) {
 			struct state_buf cut = { .data = b.data, .len = n };
 
-			ck_assert_msg(vcpu_state_parse(&cut, o) == -EINVAL, "cut at %zu accepted", n);
+			ck_assert_msg(vcpu_state_parse(&cut, o) == -EINVAL, "cut at %zu accepted",
+				      n);
 		}
 		vcpu_state_free(s);
 		state_free(&again);
@@ -464,7 +482,7 @@ START_TEST(test_vcpu_hostile)
 		case 4: s->sregs.tr.type = 16; break;
 		case 5: s->sregs.cr8 = 16; break;
 		case 6: s->nmsrs = VCPU_MSRS_MAX + 1; break;
-		case 7: s->msrs[2].index = 0x10; break;   /* not ascending */
+		case 7: s->msrs[2].index = 0x10; break; /* not ascending */
 		case 8: s->events.exception.nr = 32; break;
 		case 9: s->events.flags |= 0x100; break;
 		case 10: s->events.nmi.pending = 2; break;
@@ -503,14 +521,16 @@ END_TEST
 static void sample_vm(struct vm_kvm_state *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->pic[0] = (struct kvm_pic_state){ .irr = 1, .imr = 0xfe, .irq_base = 0x20, .init4 = 1,
-					    .elcr_mask = 0xf8 };
+	s->pic[0] = (struct kvm_pic_state){
+		.irr = 1, .imr = 0xfe, .irq_base = 0x20, .init4 = 1, .elcr_mask = 0xf8
+	};
 	s->pic[1] = (struct kvm_pic_state){ .irq_base = 0x28, .priority_add = 7, .init_state = 3 };
 	s->ioapic.base_address = 0xfec00000;
 	s->ioapic.irr = 1u << 23;
 	s->ioapic.redirtbl[2].bits = 0x10030;
-	s->pit.channels[0] = (struct kvm_pit_channel_state){ .count = 0x10000, .rw_mode = 3,
-							     .mode = 2, .gate = 1 };
+	s->pit.channels[0] = (struct kvm_pit_channel_state){
+		.count = 0x10000, .rw_mode = 3, .mode = 2, .gate = 1
+	};
 	s->pit.channels[1].mode = 0xff;
 	s->pit.flags = KVM_PIT_FLAGS_HPET_LEGACY;
 	s->clock = 123456789012;
@@ -571,7 +591,8 @@ static struct kvm_cpuid2 *cpuid_table(uint32_t ecx1)
 
 	c->nent = 2;
 	c->entries[0] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = ecx1, .edx = 0x78bfbff };
-	c->entries[1] = (struct kvm_cpuid_entry2){ .function = 7, .index = 0,
+	c->entries[1] = (struct kvm_cpuid_entry2){ .function = 7,
+						   .index = 0,
 						   .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
 						   .ebx = 0x219c01ab };
 	return c;
@@ -591,7 +612,7 @@ START_TEST(test_cpuid_round_trip_and_check)
 	free(back[1]);
 	free(back);
 	b.pos = 0;
-	ck_assert_int_eq(cpuid_state_parse(&b, 3, &back), -EINVAL);   /* vCPU count */
+	ck_assert_int_eq(cpuid_state_parse(&b, 3, &back), -EINVAL); /* vCPU count */
 	for (size_t n = 0; n < b.len; n++) {
 		struct state_buf cut = { .data = b.data, .len = n };
 
@@ -634,7 +655,8 @@ START_TEST(test_config_round_trip)
 	json = config_to_json(&c);
 	ck_assert_ptr_nonnull(json);
 	config_defaults(&back);
-	ck_assert_msg(config_load_json_text(&back, "saved", json, strlen(json), err, sizeof(err)) == 0,
+	ck_assert_msg(config_load_json_text(&back, "saved", json, strlen(json), err, sizeof(err)) ==
+			      0,
 		      "%s: %s", json, err);
 	ck_assert_str_eq(back.kernel, "/k/vmlinux");
 	ck_assert_str_eq(back.cmdline, c.cmdline);
@@ -664,10 +686,19 @@ END_TEST
 START_TEST(test_config_host_side_refused)
 {
 	static const char *const bad[] = {
-		"{\"serial\": \"file:/etc/passwd\"}", "{\"control\": \"/tmp/x.sock\"}",
-		"{\"timeout\": 5}", "{\"quiet\": true}", "{\"stats\": true}",
-		"{\"mem\": \"2T\"}", "{\"cpus\": 65}", "{\"cpu\": \"pentium\"}", "{\"nonsense\": 1}", "{\"kernel\": 1}",
-		"[1]", "{\"kernel\": \"a\"} x", "{\"kernel\": \"a\\u0000b\"}",
+		"{\"serial\": \"file:/etc/passwd\"}",
+		"{\"control\": \"/tmp/x.sock\"}",
+		"{\"timeout\": 5}",
+		"{\"quiet\": true}",
+		"{\"stats\": true}",
+		"{\"mem\": \"2T\"}",
+		"{\"cpus\": 65}",
+		"{\"cpu\": \"pentium\"}",
+		"{\"nonsense\": 1}",
+		"{\"kernel\": 1}",
+		"[1]",
+		"{\"kernel\": \"a\"} x",
+		"{\"kernel\": \"a\\u0000b\"}",
 	};
 	char err[512];
 
@@ -677,7 +708,8 @@ START_TEST(test_config_host_side_refused)
 		config_defaults(&c);
 		err[0] = '\0';
 		ck_assert_msg(config_load_json_text(&c, "saved", bad[i], strlen(bad[i]), err,
-						    sizeof(err)) != 0, "accepted: %s", bad[i]);
+						    sizeof(err)) != 0,
+			      "accepted: %s", bad[i]);
 		ck_assert(err[0] && !strchr(err, '\n'));
 		config_free(&c);
 	}
@@ -701,8 +733,11 @@ static void write_bytes(const char *path, const void *p, size_t n)
 /* A complete file around a records area: header, records, RAM of ram bytes. */
 static void write_stream(const char *path, const struct state_buf *recs, uint64_t ram)
 {
-	struct stream_header h = { .version = 1, .records_off = 64, .records_len = recs->len,
-				   .ram_off = ALIGN_UP(64 + recs->len, 4096), .ram_len = ram };
+	struct stream_header h = { .version = 1,
+				   .records_off = 64,
+				   .records_len = recs->len,
+				   .ram_off = ALIGN_UP(64 + recs->len, 4096),
+				   .ram_len = ram };
 	uint8_t hdr[64];
 	FILE *f = fopen(path, "wb");
 
@@ -721,8 +756,9 @@ static int run_restore(const char *file, char *err, size_t errlen)
 	size_t n;
 	int st;
 
-	snprintf(cmd, sizeof(cmd), "%s run --restore %s --control none --timeout 5s 2>&1 </dev/null",
-		 KESTREL_BIN, file);
+	snprintf(cmd, sizeof(cmd),
+		 "%s run --restore %s --control none --timeout 5s 2>&1 </dev/null", KESTREL_BIN,
+		 file);
 	p = popen(cmd, "r");
 	ck_assert_ptr_nonnull(p);
 	n = fread(err, 1, errlen - 1, p);
@@ -755,13 +791,16 @@ static struct state_buf records_with_conf(const char *conf)
 
 START_TEST(test_restore_refuses_crafted_files)
 {
-	static const struct { const char *conf, *want; } cases[] = {
+	static const struct {
+		const char *conf, *want;
+	} cases[] = {
 		{ "{\"kernel\": \"/nonexistent\", \"mem\": 16, \"cpus\": 1, \"serial\": \"file:/tmp/x\"}",
 		  "\"serial\" is not part of a saved configuration" },
 		{ "{\"kernel\": \"/nonexistent\", \"mem\": 16, \"cpus\": 2}", "holds 1 and" },
 		{ "{\"kernel\": \"/nonexistent\", \"mem\": 32, \"cpus\": 1}", "holds 1 and" },
 		{ "{\"kernel\": \"/nonexistent\", \"mem\": 16, \"cpus\": 1, \"disks\": "
-		  "[\"path=/nonexistent.img\"]}", "nonexistent.img" },
+		  "[\"path=/nonexistent.img\"]}",
+		  "nonexistent.img" },
 		{ "not json", "JSON syntax error" },
 	};
 	char path[128], err[1024];
@@ -772,7 +811,8 @@ START_TEST(test_restore_refuses_crafted_files)
 		snprintf(path, sizeof(path), "%s/crafted%zu", tmpdir, i);
 		write_stream(path, &b, 16 << 20);
 		ck_assert_int_eq(run_restore(path, err, sizeof(err)), 2);
-		ck_assert_msg(strstr(err, cases[i].want) && strchr(err, '\n') == err + strlen(err) - 1,
+		ck_assert_msg(strstr(err, cases[i].want) &&
+				      strchr(err, '\n') == err + strlen(err) - 1,
 			      "case %zu: %s", i, err);
 		state_free(&b);
 	}
@@ -803,12 +843,17 @@ static void teardown(void)
 START_TEST(test_config_supported)
 {
 	struct config_disk ide = { .path = "/vm/ide.img", .bus = CONFIG_BUS_IDE };
-	struct config_disk cd = { .path = "/vm/cd.iso", .bus = CONFIG_BUS_IDE,
+	struct config_disk cd = { .path = "/vm/cd.iso",
+				  .bus = CONFIG_BUS_IDE,
 				  .media = CONFIG_MEDIA_CDROM };
 	struct config_disk scsi = { .path = "/vm/scsi.vhd", .bus = CONFIG_BUS_SCSI };
 	struct config_net tulip = { .ifname = "tap7", .model = CONFIG_NET_TULIP };
-	struct vm_config c = { .disks = &ide, .ndisks = 1, .nets = &tulip, .nnets = 1,
-			       .vga = CONFIG_VGA_STD, .firmware = "/bios.bin" };
+	struct vm_config c = { .disks = &ide,
+			       .ndisks = 1,
+			       .nets = &tulip,
+			       .nnets = 1,
+			       .vga = CONFIG_VGA_STD,
+			       .firmware = "/bios.bin" };
 	char err[256] = "";
 
 	ck_assert_int_eq(migrate_config_supported(&c, err, sizeof(err)), 0);
@@ -836,12 +881,13 @@ START_TEST(test_config_round_trip_firmware)
 	config_defaults(&c);
 	ck_assert_msg(config_load_json_text(&c, "test", conf, strlen(conf), err, sizeof(err)) == 0,
 		      "%s", err);
-	c.vga_mem = 32ull << 20;   /* what config_vga_validate leaves */
+	c.vga_mem = 32ull << 20; /* what config_vga_validate leaves */
 	json = config_to_json(&c);
 	ck_assert_ptr_nonnull(json);
 	ck_assert_msg(!strstr(json, "cmdline") && !strstr(json, "kernel"), "%s", json);
 	config_defaults(&back);
-	ck_assert_msg(config_load_json_text(&back, "saved", json, strlen(json), err, sizeof(err)) == 0,
+	ck_assert_msg(config_load_json_text(&back, "saved", json, strlen(json), err, sizeof(err)) ==
+			      0,
 		      "%s: %s", json, err);
 	ck_assert_ptr_null(back.kernel);
 	ck_assert_str_eq(back.firmware, "/fw/bios.bin");
@@ -880,7 +926,8 @@ static Suite *state_stream_suite(void)
 		  test_records_hostile_framing, test_ram_record_hostile);
 	ADD_TCASE(s, "kvm_state", NULL, NULL, 0, test_vcpu_round_trip, test_vcpu_hostile,
 		  test_vm_state_round_trip_and_hostile, test_cpuid_round_trip_and_check);
-	ADD_TCASE(s, "config", NULL, NULL, 0, test_config_round_trip, test_config_round_trip_firmware, test_config_host_side_refused,
+	ADD_TCASE(s, "config", NULL, NULL, 0, test_config_round_trip,
+		  test_config_round_trip_firmware, test_config_host_side_refused,
 		  test_config_supported);
 	ADD_TCASE(s, "restore", setup, teardown, 60, test_restore_refuses_crafted_files);
 	return s;

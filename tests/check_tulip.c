@@ -27,52 +27,52 @@
 #include "kestrel/tulip.h"
 #include "fake_board.h"
 
-#define RAM MiB(16)
-#define RX_RING 0x10000u
-#define TX_RING 0x20000u
+#define RAM	  MiB(16)
+#define RX_RING	  0x10000u
+#define TX_RING	  0x20000u
 #define RX_BUF(i) (0x100000u + 0x800u * (i))
 #define TX_BUF(i) (0x200000u + 0x800u * (i))
 #define SETUP_BUF 0x300000u
-#define NDESC 8
-#define HDR NET_VNET_HDR_LEN
+#define NDESC	  8
+#define HDR	  NET_VNET_HDR_LEN
 
 /* CSRs and bits, as a driver spells them (21140A HRM chapter 3). */
-#define CSR(n) ((n) * 8)
-#define OWN 0x80000000u
-#define TI 0x1u
-#define TPS 0x2u
-#define TU 0x4u
-#define TJT 0x8u
-#define RI 0x40u
-#define RU 0x80u
-#define RPS 0x100u
-#define GTE 0x800u
-#define FBE 0x2000u
-#define AIS 0x8000u
-#define NIS 0x10000u
+#define CSR(n)	 ((n)*8)
+#define OWN	 0x80000000u
+#define TI	 0x1u
+#define TPS	 0x2u
+#define TU	 0x4u
+#define TJT	 0x8u
+#define RI	 0x40u
+#define RU	 0x80u
+#define RPS	 0x100u
+#define GTE	 0x800u
+#define FBE	 0x2000u
+#define AIS	 0x8000u
+#define NIS	 0x10000u
 #define RS(csr5) (((csr5) >> 17) & 7)
 #define TS(csr5) (((csr5) >> 20) & 7)
-#define SR 0x2u
-#define ST 0x2000u
-#define PR 0x40u
-#define PM 0x80u
-#define RA 0x40000000u
-#define IC 0x80000000u
-#define LS 0x40000000u
-#define FS 0x20000000u
-#define FT1 0x10000000u
-#define SET 0x08000000u
-#define TER 0x02000000u
-#define TCH 0x01000000u
-#define FT0 0x00400000u
-#define RER 0x02000000u
-#define RCH 0x01000000u
-#define R_FS 0x200u
-#define R_LS 0x100u
-#define R_DE 0x4000u
-#define R_ES 0x8000u
-#define R_MF 0x400u
-#define R_FF 0x40000000u
+#define SR	 0x2u
+#define ST	 0x2000u
+#define PR	 0x40u
+#define PM	 0x80u
+#define RA	 0x40000000u
+#define IC	 0x80000000u
+#define LS	 0x40000000u
+#define FS	 0x20000000u
+#define FT1	 0x10000000u
+#define SET	 0x08000000u
+#define TER	 0x02000000u
+#define TCH	 0x01000000u
+#define FT0	 0x00400000u
+#define RER	 0x02000000u
+#define RCH	 0x01000000u
+#define R_FS	 0x200u
+#define R_LS	 0x100u
+#define R_DE	 0x4000u
+#define R_ES	 0x8000u
+#define R_MF	 0x400u
+#define R_FF	 0x40000000u
 
 static struct guest_mem gm;
 static struct pci_bus bus;
@@ -139,8 +139,13 @@ static void sleep_ms(unsigned ms)
 }
 
 /* Wait up to 3 s for cond (the I/O thread runs on its own). */
-#define WAIT_FOR(cond) ({ bool ok_ = false; \
-	for (int i_ = 0; i_ < 3000 && !(ok_ = (cond)); i_++) sleep_ms(1); ok_; })
+#define WAIT_FOR(cond)                                               \
+	({                                                           \
+		bool ok_ = false;                                    \
+		for (int i_ = 0; i_ < 3000 && !(ok_ = (cond)); i_++) \
+			sleep_ms(1);                                 \
+		ok_;                                                 \
+	})
 
 static void desc_put(uint32_t at, uint32_t des0, uint32_t des1, uint32_t b1, uint32_t b2)
 {
@@ -268,8 +273,9 @@ static void setup_perfect(const uint8_t (*addrs)[6], unsigned n)
 static void make_nic(unsigned vlan)
 {
 	struct pci_intx_routing r;
-	struct pci_board board = { .gm = &gm, .irq_set = fake_irq_set, .irq_opaque = &irq,
-				   .intx = &r };
+	struct pci_board board = {
+		.gm = &gm, .irq_set = fake_irq_set, .irq_opaque = &irq, .intx = &r
+	};
 	struct tulip_board b = { .bus = &bus, .slot = 1 };
 	struct tulip_opts o = { .name = "tnet", .vlan = vlan };
 	struct net_tap tap;
@@ -327,7 +333,7 @@ START_TEST(test_pci_header)
 }
 END_TEST
 
-#define CSR9_READ() csr_read(9)
+#define CSR9_READ()   csr_read(9)
 #define CSR9_WRITE(v) csr_write(9, (v))
 #include "guest/lib/tulip_csr9.h"
 
@@ -349,17 +355,17 @@ START_TEST(test_srom)
 		ee[2 * i] = (uint8_t)w;
 		ee[2 * i + 1] = (uint8_t)(w >> 8);
 	}
-	ck_assert_mem_ne(ee, ee + 16, 8);            /* not the old layout: MAC at 20 */
+	ck_assert_mem_ne(ee, ee + 16, 8); /* not the old layout: MAC at 20 */
 	ck_assert_mem_eq(ee + 20, our_mac, 6);
-	ck_assert_uint_eq(ee[18], 4);                /* format version */
-	ck_assert_uint_eq(ee[19], 1);                /* one controller */
-	ck_assert_uint_eq(ee[27], 30);               /* its info leaf */
-	ck_assert_uint_eq(ee[30] | ee[31] << 8, 3);  /* default 100BaseTX */
-	ck_assert_uint_eq(ee[33], 2);                /* two media blocks */
-	ck_assert_uint_eq(ee[34], 0x8c);             /* MII PHY block, extended */
+	ck_assert_uint_eq(ee[18], 4);		    /* format version */
+	ck_assert_uint_eq(ee[19], 1);		    /* one controller */
+	ck_assert_uint_eq(ee[27], 30);		    /* its info leaf */
+	ck_assert_uint_eq(ee[30] | ee[31] << 8, 3); /* default 100BaseTX */
+	ck_assert_uint_eq(ee[33], 2);		    /* two media blocks */
+	ck_assert_uint_eq(ee[34], 0x8c);	    /* MII PHY block, extended */
 	ck_assert_uint_eq(ee[35], 1);
-	ck_assert_uint_eq(ee[47], 3);                /* compact 100BaseTX block */
-	ck_assert_uint_eq((ee[49] >> 1) & 7, 6);     /* link sense on GP pin 6 */
+	ck_assert_uint_eq(ee[47], 3);		 /* compact 100BaseTX block */
+	ck_assert_uint_eq((ee[49] >> 1) & 7, 6); /* link sense on GP pin 6 */
 	ck_assert_uint_eq(ee[126] | ee[127] << 8, (uint16_t)~crc32_le(ee, 126));
 	/* Sequential read goes on into the next word. */
 	ck_assert_uint_eq(eeprom_read(10, 6) & 0xffff, (uint16_t)(our_mac[0] | our_mac[1] << 8));
@@ -382,19 +388,19 @@ START_TEST(test_mii)
 
 	/* What Linux's tulip_find_mii() takes for a PHY. */
 	ck_assert((bmsr & 0x8301) == 0x8001 || ((bmsr & 0x8000) == 0 && (bmsr & 0x7800)));
-	ck_assert_uint_eq(bmsr & 0x0004, 0x0004);              /* link up */
-	ck_assert_uint_eq(mdio_read(2, 1), 0xffff);            /* nobody at 2 */
+	ck_assert_uint_eq(bmsr & 0x0004, 0x0004);   /* link up */
+	ck_assert_uint_eq(mdio_read(2, 1), 0xffff); /* nobody at 2 */
 	ck_assert_uint_eq(mdio_read(1, 2), 0x2000);
 	ck_assert_uint_eq(mdio_read(1, 4), 0x01e1);
 	mdio_write(1, 4, 0x0061);
 	ck_assert_uint_eq(mdio_read(1, 4), 0x0061);
-	mdio_write(2, 4, 0x01e1);                              /* another PHY's */
+	mdio_write(2, 4, 0x01e1); /* another PHY's */
 	ck_assert_uint_eq(mdio_read(1, 4), 0x0061);
-	ck_assert_uint_eq(mdio_read(1, 5) & 0x01e0, 0x01e0);   /* the partner's abilities */
+	ck_assert_uint_eq(mdio_read(1, 5) & 0x01e0, 0x01e0); /* the partner's abilities */
 	/* Link down and up again: BMSR shows the loss once (latched low). */
 	ck_assert_int_eq(tulip_set_link(dev, false), 0);
 	ck_assert_uint_eq(mdio_read(1, 1) & 0x0004, 0);
-	ck_assert_uint_eq(csr_read(12) & 0x40, 0);             /* link-sense pin */
+	ck_assert_uint_eq(csr_read(12) & 0x40, 0); /* link-sense pin */
 	ck_assert_int_eq(tulip_set_link(dev, true), 0);
 	ck_assert_uint_eq(mdio_read(1, 1) & 0x0004, 0x0004);
 	ck_assert_uint_eq(csr_read(12) & 0x40, 0x40);
@@ -412,20 +418,20 @@ END_TEST
 START_TEST(test_reset_values)
 {
 	ck_assert_uint_eq(csr_read(0), 0xfe000000);
-	ck_assert_uint_eq(csr_read(5) & 0x3ffffff, 0);     /* nothing pending, both stopped */
+	ck_assert_uint_eq(csr_read(5) & 0x3ffffff, 0); /* nothing pending, both stopped */
 	ck_assert_uint_eq(csr_read(6), 0x02000000);
 	ck_assert_uint_eq(csr_read(7), 0);
-	csr_write(0, 0x01a08000);                          /* Linux's x86 CSR0 */
+	csr_write(0, 0x01a08000); /* Linux's x86 CSR0 */
 	ck_assert_uint_eq(csr_read(0), 0xfe000000 | 0x01a08000);
 	csr_write(3, RX_RING | 3);
-	ck_assert_uint_eq(csr_read(3), RX_RING);           /* longword aligned */
+	ck_assert_uint_eq(csr_read(3), RX_RING); /* longword aligned */
 	csr_write(7, 0xffffffff);
 	ck_assert_uint_eq(csr_read(7), 0x1efef);
 	csr_write(6, SR | ST);
 	ck_assert_uint_ne(RS(csr_read(5)), 0);
 	csr_write(6, 0x02000000);
-	ck_assert_uint_eq(csr_read(5) & 0x7e0000, 0);      /* Linux's tulip_stop_rxtx waits for this */
-	csr_write(0, 1);                                    /* software reset */
+	ck_assert_uint_eq(csr_read(5) & 0x7e0000, 0); /* Linux's tulip_stop_rxtx waits for this */
+	csr_write(0, 1);			      /* software reset */
 	ck_assert_uint_eq(csr_read(0), 0xfe000000);
 	ck_assert_uint_eq(csr_read(3), 0);
 	ck_assert_uint_eq(csr_read(7), 0);
@@ -456,11 +462,11 @@ START_TEST(test_tx_frame)
 	put(TX_BUF(0), f, 42);
 	at = tx_post(FS | LS | IC, TX_BUF(0), 42);
 	csr_write(1, 0);
-	ck_assert_int_eq(peer_recv(got, sizeof(got)), 60);      /* padded to the minimum */
+	ck_assert_int_eq(peer_recv(got, sizeof(got)), 60); /* padded to the minimum */
 	ck_assert_mem_eq(got, f, 42);
 	ck_assert_uint_eq(got[42] | got[59], 0);
 	ck_assert(WAIT_FOR(tx_done(at)));
-	ck_assert_uint_eq(get32(at), 0);                        /* no error */
+	ck_assert_uint_eq(get32(at), 0); /* no error */
 	ck_assert(WAIT_FOR(csr_read(5) & TI));
 	ck_assert(WAIT_FOR(irq_level() == 1));
 	ck_assert(csr_read(5) & NIS);
@@ -527,7 +533,7 @@ START_TEST(test_tx_jabber_loop)
 	desc_put(d, OWN, TCH | LS | 100, TX_BUF(0), d);
 	csr_write(1, 0);
 	ck_assert(WAIT_FOR(csr_read(5) & TJT));
-	ck_assert_uint_eq(get32(d), 0x8000 | 0x4000);          /* ES | TO */
+	ck_assert_uint_eq(get32(d), 0x8000 | 0x4000); /* ES | TO */
 	ck_assert(csr_read(5) & TPS);
 	ck_assert_uint_eq(TS(csr_read(5)), 0);
 	ck_assert(peer_quiet());
@@ -556,7 +562,7 @@ START_TEST(test_tx_outside_ram)
 	at = tx_post(FS | LS, RAM - 10, 60);
 	csr_write(1, 0);
 	ck_assert(WAIT_FOR(csr_read(5) & FBE));
-	ck_assert_uint_eq((csr_read(5) >> 23) & 7, 1);          /* master abort */
+	ck_assert_uint_eq((csr_read(5) >> 23) & 7, 1); /* master abort */
 	ck_assert_uint_eq(TS(csr_read(5)) | RS(csr_read(5)), 0);
 	ck_assert(get32(at) & OWN);
 	ck_assert(pci_cfg_read(tulip_pci(dev), PCI_STATUS, 2) & PCI_STATUS_REC_MASTER_ABORT);
@@ -636,7 +642,7 @@ START_TEST(test_rx_frame)
 	ck_assert(WAIT_FOR(rx_done(0)));
 	s = get32(RX_RING);
 	ck_assert_uint_eq(s & (R_FS | R_LS | R_ES), R_FS | R_LS);
-	ck_assert_uint_eq((s >> 16) & 0x3fff, sizeof(f) + 4);       /* FCS counted */
+	ck_assert_uint_eq((s >> 16) & 0x3fff, sizeof(f) + 4); /* FCS counted */
 	get(RX_BUF(0), got, sizeof(got));
 	ck_assert_mem_eq(got, f, sizeof(f));
 	ck_assert(WAIT_FOR(csr_read(5) & RI));
@@ -679,7 +685,7 @@ START_TEST(test_filter_perfect_inverse)
 			}
 		setup_frame(b, FT1);
 	}
-	ck_assert_uint_eq(csr_read(6) & 0x15, 0x10);                /* IF shows the mode */
+	ck_assert_uint_eq(csr_read(6) & 0x15, 0x10); /* IF shows the mode */
 	send_to(our_mac, 64);
 	send_to(other, 64);
 	rx_expect(2, other);
@@ -697,7 +703,7 @@ START_TEST(test_filter_hash)
 	unsigned bit;
 
 	rings_start();
-	table[255 / 16] |= 1u << (255 % 16);                        /* broadcast */
+	table[255 / 16] |= 1u << (255 % 16); /* broadcast */
 	bit = crc32_le(mc1, 6) & 0x1ff;
 	table[bit / 16] |= (uint16_t)(1u << (bit % 16));
 	ck_assert_uint_ne(bit, crc32_le(mc2, 6) & 0x1ff);
@@ -711,7 +717,7 @@ START_TEST(test_filter_hash)
 		b[156 + 4 * k + 1] = our_mac[2 * k + 1];
 	}
 	setup_frame(b, FT0);
-	ck_assert_uint_eq(csr_read(6) & 0x15, 0x01);                /* HP */
+	ck_assert_uint_eq(csr_read(6) & 0x15, 0x01); /* HP */
 	send_to(mc2, 64);
 	send_to(mc1, 64);
 	send_to(bcast, 64);
@@ -756,7 +762,8 @@ START_TEST(test_rx_multi_desc)
 	for (unsigned i = 0; i < 4; i++) {
 		get(RX_BUF(i), got + 300 * i, MIN(200u, 1000 - 300 * i));
 		if (300 * i + 200 < 1000)
-			get(RX_BUF(i) + 0x400, got + 300 * i + 200, MIN(100u, 1000 - 300 * i - 200));
+			get(RX_BUF(i) + 0x400, got + 300 * i + 200,
+			    MIN(100u, 1000 - 300 * i - 200));
 	}
 	ck_assert_mem_eq(got, f, sizeof(f));
 	ck_assert(!rx_done(4));
@@ -846,7 +853,7 @@ START_TEST(test_link_down)
 	at = tx_post(FS | LS, TX_BUF(0), 60);
 	csr_write(1, 0);
 	ck_assert(WAIT_FOR(tx_done(at)));
-	ck_assert_uint_eq(get32(at) & 0x8c00, 0x8c00);          /* ES, LO, NC */
+	ck_assert_uint_eq(get32(at) & 0x8c00, 0x8c00); /* ES, LO, NC */
 	ck_assert(peer_quiet());
 	peer_send(f, 60);
 	sleep_ms(100);
@@ -868,7 +875,7 @@ START_TEST(test_dbo_and_auto_poll)
 	uint8_t f[60], got[100];
 	uint32_t d[4];
 
-	csr_write(0, 0x00100000 | 1u << 17);        /* DBO, TAP = 200 us */
+	csr_write(0, 0x00100000 | 1u << 17); /* DBO, TAP = 200 us */
 	make_frame(f, bcast, 0x0806, 60);
 	put(TX_BUF(0), f, 60);
 	d[0] = 0;
@@ -879,7 +886,7 @@ START_TEST(test_dbo_and_auto_poll)
 	csr_write(4, TX_RING);
 	csr_write(6, ST);
 	ck_assert(WAIT_FOR(TS(csr_read(5)) == 6));
-	put32(TX_RING, __builtin_bswap32(OWN));     /* no CSR1 write */
+	put32(TX_RING, __builtin_bswap32(OWN)); /* no CSR1 write */
 	ck_assert_int_eq(peer_recv(got, sizeof(got)), 60);
 	ck_assert_mem_eq(got, f, 60);
 	ck_assert(WAIT_FOR(get32(TX_RING) == 0));
@@ -901,8 +908,8 @@ START_TEST(test_rx_watchdog)
 	ck_assert(WAIT_FOR(rx_done(0)));
 	ck_assert_uint_eq(get32(RX_RING) & (R_FS | R_LS | 0x10), R_FS | R_LS | 0x10);
 	ck_assert_uint_eq((get32(RX_RING) >> 16) & 0x3fff, 2048);
-	ck_assert(csr_read(5) & 0x200);                                /* RWT */
-	csr_write(15, 0x10);                                           /* RWD */
+	ck_assert(csr_read(5) & 0x200); /* RWT */
+	csr_write(15, 0x10);		/* RWD */
 	peer_send(f, sizeof(f));
 	ck_assert(WAIT_FOR(rx_done(1)));
 	ck_assert_uint_eq(get32(RX_RING + 16) & 0x10, 0);
@@ -939,7 +946,7 @@ START_TEST(test_fuzz)
 		uint32_t v = (uint32_t)fuzz_next();
 
 		if (fuzz_next() % 4 == 0)
-			v &= 0x00ffffff;               /* addresses inside RAM now and then */
+			v &= 0x00ffffff; /* addresses inside RAM now and then */
 		csr_write(n, v);
 		(void)csr_read((unsigned)(fuzz_next() % 16));
 	}
@@ -1029,7 +1036,7 @@ START_TEST(test_state_roundtrip)
 	csr_write(15, 0x11);
 	csr_write(12, 0x13f);
 	csr_write(12, 0x05);
-	csr_write(11, 0x10000 | 5000);                 /* a timer running */
+	csr_write(11, 0x10000 | 5000); /* a timer running */
 	/* A frame half gathered: FS without LS. */
 	make_frame(f, bcast, 0x0806, 60);
 	put(TX_BUF(0), f, 60);
@@ -1043,7 +1050,7 @@ START_TEST(test_state_roundtrip)
 	dev->ops->quiesce(dev);
 	b->ops->quiesce(b);
 	s = locked_save(dev);
-	ck_assert_int_eq(locked_load(dev, &s), 0);   /* a quiesced NIC saves what it loads */
+	ck_assert_int_eq(locked_load(dev, &s), 0); /* a quiesced NIC saves what it loads */
 	load_saves_same(b, &s);
 	ck_assert_uint_gt(check_every_corruption(b, &s), 100);
 	load_saves_same(b, &s);
@@ -1064,7 +1071,7 @@ START_TEST(test_state_roundtrip)
 	ck_assert_mem_eq(got, f, 60);
 	ck_assert_uint_eq(csr_read(15), 0x11);
 	ck_assert_uint_eq(csr_read(12) & 0x3f, 0x05);
-	ck_assert_uint_gt(csr_read(11) & 0xffff, 0);   /* the timer goes on */
+	ck_assert_uint_gt(csr_read(11) & 0xffff, 0); /* the timer goes on */
 }
 END_TEST
 

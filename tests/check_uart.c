@@ -8,8 +8,20 @@
 #include "kestrel/devices.h"
 #include "fake_board.h"
 
-enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4,
-       LSR = 5, MSR = 6, SCR = 7 };
+enum {
+	RBR = 0,
+	THR = 0,
+	DLL = 0,
+	IER = 1,
+	DLM = 1,
+	IIR = 2,
+	FCR = 2,
+	LCR = 3,
+	MCR = 4,
+	LSR = 5,
+	MSR = 6,
+	SCR = 7
+};
 
 static struct fake_irq irq;
 static struct device *u;
@@ -114,8 +126,8 @@ START_TEST(test_loopback)
 	uint8_t msr = rd(MSR);
 	ck_assert_uint_eq(msr & 0xf0, 0x60);
 	ck_assert_uint_eq(msr & 0x0f, 0x01 | 0x02 | 0x08); /* CTS, DSR, DCD all changed */
-	ck_assert_uint_eq(rd(MSR) & 0x0f, 0);              /* deltas clear on read */
-	wr(MCR, 0x10);                                     /* RI falls: trailing edge */
+	ck_assert_uint_eq(rd(MSR) & 0x0f, 0);		   /* deltas clear on read */
+	wr(MCR, 0x10);					   /* RI falls: trailing edge */
 	ck_assert_uint_eq(rd(MSR), 0x04 | 0x02);
 
 	wr(THR, 'A');
@@ -161,7 +173,7 @@ START_TEST(test_fifo_overflow)
 	for (int i = 0; i < 17; i++)
 		wr(THR, (uint8_t)('a' + i));
 	uint8_t lsr = rd(LSR);
-	ck_assert_uint_eq(lsr & 0x03, 0x03); /* DR and OE */
+	ck_assert_uint_eq(lsr & 0x03, 0x03);  /* DR and OE */
 	ck_assert_uint_eq(rd(LSR) & 0x02, 0); /* reading LSR cleared OE */
 	for (int i = 0; i < 16; i++)
 		ck_assert_uint_eq(rd(RBR), 'a' + i); /* the 17th was lost */
@@ -195,8 +207,14 @@ END_TEST
 
 START_TEST(test_rx_trigger_levels)
 {
-	static const struct { uint8_t fcr; unsigned level; } t[] = {
-		{ 0x01, 1 }, { 0x41, 4 }, { 0x81, 8 }, { 0xc1, 14 },
+	static const struct {
+		uint8_t fcr;
+		unsigned level;
+	} t[] = {
+		{ 0x01, 1 },
+		{ 0x41, 4 },
+		{ 0x81, 8 },
+		{ 0xc1, 14 },
 	};
 	uint8_t b = 'q';
 
@@ -259,7 +277,7 @@ START_TEST(test_iir_priority)
 		wr(THR, (uint8_t)i);
 	wr(MCR, 0x12); /* RTS -> CTS: a modem status change */
 	wr(IER, 0x0f);
-	ck_assert_int_eq(irq.level, 0); /* loopback forces OUT2 inactive */
+	ck_assert_int_eq(irq.level, 0);	  /* loopback forces OUT2 inactive */
 	ck_assert_uint_eq(rd(IIR), 0xc6); /* line status first */
 	ck_assert_uint_eq(rd(IIR), 0xc6); /* reading IIR does not clear it */
 	ck_assert_uint_eq(rd(LSR) & 0x02, 0x02);
@@ -407,15 +425,13 @@ START_TEST(test_fuzz)
 		uint64_t off = (r >> 8) % 10;
 
 		switch (r % 8) {
-		case 0: case 1: case 2:
-			dev_wr(u, 0, off, size, fuzz_next());
-			break;
-		case 3: case 4: case 5:
-			dev_rd(u, 0, off, size);
-			break;
-		case 6:
-			uart_receive(u, buf, (r >> 16) % sizeof(buf));
-			break;
+		case 0:
+		case 1:
+		case 2: dev_wr(u, 0, off, size, fuzz_next()); break;
+		case 3:
+		case 4:
+		case 5: dev_rd(u, 0, off, size); break;
+		case 6: uart_receive(u, buf, (r >> 16) % sizeof(buf)); break;
 		case 7:
 			if ((r >> 20) % 500 == 0)
 				u->ops->reset(u);
@@ -461,8 +477,8 @@ START_TEST(test_save_load_roundtrip)
 	ck_assert_int_eq(irq.level, 1); /* load restored the line */
 
 	/* Both devices now answer every read the same way. */
-	static const unsigned seq[] = { LSR, IIR, MSR, LCR, MCR, SCR, IER, RBR, RBR, LSR,
-					RBR, RBR, RBR, RBR, RBR, RBR, RBR, RBR, RBR, LSR, IIR };
+	static const unsigned seq[] = { LSR, IIR, MSR, LCR, MCR, SCR, IER, RBR, RBR, LSR, RBR,
+					RBR, RBR, RBR, RBR, RBR, RBR, RBR, RBR, LSR, IIR };
 	for (unsigned i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
 		u = a;
 		uint8_t va = rd(seq[i]);
@@ -484,22 +500,34 @@ START_TEST(test_load_rejects_corruption)
 {
 	struct state_buf good;
 	struct device *b;
-	enum { O_IER = STATE_HDR, O_LCR, O_MCR, O_LSR, O_MSR, O_SCR, O_DLL, O_DLM, O_FCR,
-	       O_THRI, O_COUNT, O_RX };
+	enum {
+		O_IER = STATE_HDR,
+		O_LCR,
+		O_MCR,
+		O_LSR,
+		O_MSR,
+		O_SCR,
+		O_DLL,
+		O_DLM,
+		O_FCR,
+		O_THRI,
+		O_COUNT,
+		O_RX
+	};
 
 	uart_make_busy_state();
 	b = new_uart(-1);
 	roundtrip(u, b, &good);
 	check_truncations(b, &good);
-	check_patched_fails(b, &good, 0, 0x00);        /* section id */
-	check_patched_fails(b, &good, 4, 0x02);        /* newer version */
-	check_patched_fails(b, &good, 8, 0x00);        /* section length */
+	check_patched_fails(b, &good, 0, 0x00); /* section id */
+	check_patched_fails(b, &good, 4, 0x02); /* newer version */
+	check_patched_fails(b, &good, 8, 0x00); /* section length */
 	check_patched_fails(b, &good, O_IER, 0x10);
 	check_patched_fails(b, &good, O_MCR, 0x2b);
-	check_patched_fails(b, &good, O_LSR, 0x01);    /* DR is not stored */
-	check_patched_fails(b, &good, O_MSR, 0x00);    /* not what MCR implies */
-	check_patched_fails(b, &good, O_FCR, 0x80);    /* trigger without FIFO */
-	check_patched_fails(b, &good, O_FCR, 0x03);    /* clear bit is not a state */
+	check_patched_fails(b, &good, O_LSR, 0x01); /* DR is not stored */
+	check_patched_fails(b, &good, O_MSR, 0x00); /* not what MCR implies */
+	check_patched_fails(b, &good, O_FCR, 0x80); /* trigger without FIFO */
+	check_patched_fails(b, &good, O_FCR, 0x03); /* clear bit is not a state */
 	check_patched_fails(b, &good, O_THRI, 2);
 	check_patched_fails(b, &good, O_COUNT, 17);
 	check_patched_loads(b, &good, O_COUNT, 16);

@@ -30,8 +30,8 @@ static UNUSED_FN int run_suite(Suite *s)
 /* Add to s a TCase called name with the fixture setup/teardown (NULL: none),
  * a timeout in seconds (0: Check's default) and the n tests, in order; returns
  * it, for the loop tests a few suites add after. */
-static UNUSED_FN TCase *add_tcase(Suite *s, const char *name, SFun setup, SFun teardown, double timeout,
-				  const TTest *const *tests, size_t n)
+static UNUSED_FN TCase *add_tcase(Suite *s, const char *name, SFun setup, SFun teardown,
+				  double timeout, const TTest *const *tests, size_t n)
 {
 	TCase *tc = tcase_create(name);
 
@@ -49,8 +49,8 @@ static UNUSED_FN TCase *add_tcase(Suite *s, const char *name, SFun setup, SFun t
 
 /* ADD_TCASE(s, "name", setup, teardown, timeout, test_a, test_b, ...): an
  * expression, the TCase. */
-#define ADD_TCASE(s, name, setup, teardown, timeout, ...)                                  \
-	add_tcase(s, name, setup, teardown, timeout, TTESTS_(__VA_ARGS__),                  \
+#define ADD_TCASE(s, name, setup, teardown, timeout, ...)                  \
+	add_tcase(s, name, setup, teardown, timeout, TTESTS_(__VA_ARGS__), \
 		  sizeof(TTESTS_(__VA_ARGS__)) / sizeof(const TTest *))
 
 /* mkdtemp(3) on tmpl ("...XXXXXX"); a suite cannot run without it. */
@@ -92,7 +92,8 @@ static UNUSED_FN void write_file(const char *path, size_t size)
 {
 	FILE *f = fopen(path, "w");
 
-	if (!f || (size && (fseek(f, (long)size - 1, SEEK_SET) || fputc(0, f) == EOF)) || fclose(f)) {
+	if (!f || (size && (fseek(f, (long)size - 1, SEEK_SET) || fputc(0, f) == EOF)) ||
+	    fclose(f)) {
 		perror(path);
 		abort();
 	}
@@ -123,7 +124,8 @@ static UNUSED_FN size_t slurp(int fd, char *buf, size_t cap)
 }
 
 /* args = { bin, argv... , NULL } for execv, at most cap - 2 of argv. */
-static UNUSED_FN void child_argv(const char **args, size_t cap, const char *bin, const char *const *argv)
+static UNUSED_FN void child_argv(const char **args, size_t cap, const char *bin,
+				 const char *const *argv)
 {
 	size_t i;
 
@@ -156,8 +158,8 @@ static UNUSED_FN pid_t child_fork(int po[2], int pe[2])
  * stderr on pipe pe: close the write ends, read both to their end into out
  * and err (NUL-terminated), reap it. Its exit status, or 128 + the signal
  * that killed it. */
-static UNUSED_FN int child_collect(pid_t pid, int po[2], int pe[2], char *out, size_t out_cap, char *err,
-				   size_t err_cap)
+static UNUSED_FN int child_collect(pid_t pid, int po[2], int pe[2], char *out, size_t out_cap,
+				   char *err, size_t err_cap)
 {
 	int status;
 

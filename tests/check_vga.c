@@ -16,8 +16,8 @@
 #include "fake_board.h"
 #include "guest/lib/vga_pictures.h"
 
-#define LFB 3    /* the device's BAR 0 region (MMIO fallback) */
-#define MMIO 4   /* BAR 2 */
+#define LFB  3 /* the device's BAR 0 region (MMIO fallback) */
+#define MMIO 4 /* BAR 2 */
 
 static struct display *disp;
 static struct device *vga;
@@ -80,9 +80,9 @@ static void io_mem64(uint32_t addr, uint64_t v)
 /* The register sequences vga.bin uses too (tests/guest/lib/vga_pictures.h). */
 static const struct vga_pic_io io = { io_out8, io_in8, io_out16, io_mem64 };
 
-#define seq(i, v) vga_pic_seq(&io, i, v)
-#define gfx(i, v) vga_pic_gfx(&io, i, v)
-#define crtc(i, v) vga_pic_crtc(&io, i, v)
+#define seq(i, v)   vga_pic_seq(&io, i, v)
+#define gfx(i, v)   vga_pic_gfx(&io, i, v)
+#define crtc(i, v)  vga_pic_crtc(&io, i, v)
 #define dispi(i, v) vga_pic_dispi(&io, i, v)
 
 static void wmem(uint32_t addr, uint8_t v)
@@ -162,8 +162,9 @@ static void expect_picture(unsigned w, unsigned h, uint32_t (*expect)(unsigned, 
 	ck_assert_uint_eq(s->height, h);
 	for (unsigned y = 0; y < h; y++)
 		for (unsigned x = 0; x < w; x++)
-			ck_assert_msg(px(x, y) == expect(x, y), "pixel %u,%u is %06x, expected %06x",
-				      x, y, px(x, y), expect(x, y));
+			ck_assert_msg(px(x, y) == expect(x, y),
+				      "pixel %u,%u is %06x, expected %06x", x, y, px(x, y),
+				      expect(x, y));
 }
 
 /* Planar access at A0000 (64 KiB), all planes, write mode 0, no function. */
@@ -204,7 +205,7 @@ START_TEST(test_pci_function)
 	p = pci_host_fn(host, 2, 0);
 	ck_assert_ptr_nonnull(p);
 	ck_assert_uint_eq(pci_cfg_read(p, 0, 4), 0x11111234);
-	ck_assert_uint_eq(pci_cfg_read(p, 8, 4), 0x03000002);   /* class 0300, revision 2 */
+	ck_assert_uint_eq(pci_cfg_read(p, 8, 4), 0x03000002); /* class 0300, revision 2 */
 	pci_cfg_write(p, 0x10, 4, 0xffffffff);
 	ck_assert_uint_eq(pci_cfg_read(p, 0x10, 4), 0xff000008); /* 16 MiB, prefetchable */
 	pci_cfg_write(p, 0x18, 4, 0xffffffff);
@@ -238,7 +239,7 @@ START_TEST(test_register_readback)
 	out8(0x3c2, 0x67);
 	ck_assert_uint_eq(in8(0x3cc), 0x67);
 	seq(2, 0xff);
-	ck_assert_uint_eq(in8(0x3c5), 0x0f);       /* SR2 keeps 4 bits */
+	ck_assert_uint_eq(in8(0x3c5), 0x0f); /* SR2 keeps 4 bits */
 	gfx(5, 0xff);
 	ck_assert_uint_eq(in8(0x3cf), 0x7b);
 	crtc(0x0e, 0x12);
@@ -267,14 +268,14 @@ START_TEST(test_status_and_attribute_flipflop)
 	out8(0x3c2, 0x67);
 	a = in8(0x3da);
 	b = in8(0x3da);
-	ck_assert_uint_eq((a ^ b) & 0x09, 0x09);   /* retrace and display enable toggle */
-	out8(0x3c0, 0x10);                          /* index */
-	out8(0x3c0, 0x0c);                          /* data */
+	ck_assert_uint_eq((a ^ b) & 0x09, 0x09); /* retrace and display enable toggle */
+	out8(0x3c0, 0x10);			 /* index */
+	out8(0x3c0, 0x0c);			 /* data */
 	out8(0x3c0, 0x10);
 	ck_assert_uint_eq(in8(0x3c1), 0x0c);
 	ck_assert_uint_eq(in8(0x3c0), 0x10);
-	out8(0x3c0, 0x11);                          /* a data write the flip-flop expects */
-	(void)in8(0x3da);                           /* resets it to index */
+	out8(0x3c0, 0x11); /* a data write the flip-flop expects */
+	(void)in8(0x3da);  /* resets it to index */
 	out8(0x3c0, 0x12);
 	out8(0x3c0, 0x05);
 	out8(0x3c0, 0x12);
@@ -288,14 +289,14 @@ START_TEST(test_dac)
 	out8(0x3c9, 1);
 	out8(0x3c9, 2);
 	out8(0x3c9, 3);
-	out8(0x3c9, 4);   /* index 11 */
+	out8(0x3c9, 4); /* index 11 */
 	ck_assert_uint_eq(in8(0x3c8), 11);
 	out8(0x3c7, 10);
 	ck_assert_uint_eq(in8(0x3c7), 3);
 	ck_assert_uint_eq(in8(0x3c9), 1);
 	ck_assert_uint_eq(in8(0x3c9), 2);
 	ck_assert_uint_eq(in8(0x3c9), 3);
-	ck_assert_uint_eq(in8(0x3c9), 0);   /* index 11, red: still in the cache */
+	ck_assert_uint_eq(in8(0x3c9), 0); /* index 11, red: still in the cache */
 	ck_assert_uint_eq(in8(0x3c6), 0xff);
 }
 END_TEST
@@ -307,12 +308,12 @@ START_TEST(test_write_mode0)
 	planar();
 	wmem(0xa0000, 0x5a);
 	ck_assert_uint_eq(plane_dword(0), 0x5a5a5a5a);
-	gfx(3, 0x02);                       /* rotate right by 2 */
+	gfx(3, 0x02); /* rotate right by 2 */
 	wmem(0xa0001, 0x81);
 	ck_assert_uint_eq(plane_dword(1), 0x60606060);
 	gfx(3, 0);
-	gfx(0, 0x05);                       /* set/reset value: planes 0 and 2 */
-	gfx(1, 0x03);                       /* enabled for planes 0 and 1 */
+	gfx(0, 0x05); /* set/reset value: planes 0 and 2 */
+	gfx(1, 0x03); /* enabled for planes 0 and 1 */
 	wmem(0xa0002, 0x3c);
 	ck_assert_uint_eq(plane_dword(2), 0x3c3c00ff);
 	gfx(1, 0);
@@ -320,13 +321,13 @@ START_TEST(test_write_mode0)
 	 * operation, the low one (a) from the latches. */
 	(void)rmem(0xa0000);
 	gfx(8, 0xf0);
-	gfx(3, 0x18);                       /* XOR: 5a ^ f0 = aa */
+	gfx(3, 0x18); /* XOR: 5a ^ f0 = aa */
 	wmem(0xa0003, 0xf0);
 	ck_assert_uint_eq(plane_dword(3), 0xaaaaaaaa);
-	gfx(3, 0x08);                       /* AND: 5a & 30 = 10 */
+	gfx(3, 0x08); /* AND: 5a & 30 = 10 */
 	wmem(0xa0003, 0x30);
 	ck_assert_uint_eq(plane_dword(3), 0x1a1a1a1a);
-	gfx(3, 0x10);                       /* OR: 5a | a5 = ff */
+	gfx(3, 0x10); /* OR: 5a | a5 = ff */
 	wmem(0xa0003, 0xa5);
 	ck_assert_uint_eq(plane_dword(3), 0xfafafafa);
 }
@@ -337,7 +338,7 @@ START_TEST(test_write_modes_1_2_3)
 	planar();
 	wmem(0xa0010, 0x11);
 	seq(2, 0x04);
-	wmem(0xa0010, 0xee);                /* plane 2 differs */
+	wmem(0xa0010, 0xee); /* plane 2 differs */
 	seq(2, 0x0f);
 	ck_assert_uint_eq(plane_dword(0x10), 0x11ee1111);
 	/* Mode 1: the latches copied whole, the bit mask ignored. */
@@ -349,14 +350,14 @@ START_TEST(test_write_modes_1_2_3)
 	/* Mode 2: CPU bits 0-3 fill the planes, through the bit mask. */
 	gfx(5, 0x02);
 	gfx(8, 0xf0);
-	(void)rmem(0xa0030);                /* latches 0 */
-	wmem(0xa0030, 0x09);                /* planes 0 and 3 */
+	(void)rmem(0xa0030); /* latches 0 */
+	wmem(0xa0030, 0x09); /* planes 0 and 3 */
 	ck_assert_uint_eq(plane_dword(0x30), 0xf00000f0);
 	/* Mode 3: set/reset value through (rotated CPU byte & bit mask). */
 	gfx(5, 0x03);
-	gfx(0, 0x06);                       /* planes 1 and 2 */
+	gfx(0, 0x06); /* planes 1 and 2 */
 	gfx(8, 0x3c);
-	gfx(3, 0x04);                       /* rotate by 4: 0xf0 -> 0x0f */
+	gfx(3, 0x04); /* rotate by 4: 0xf0 -> 0x0f */
 	(void)rmem(0xa0040);
 	wmem(0xa0040, 0xf0);
 	ck_assert_uint_eq(plane_dword(0x40), 0x000c0c00);
@@ -392,12 +393,12 @@ START_TEST(test_read_modes)
 	 * Pixels (msb first): planes give colours 7,3,5,1,e,a,c,8 ... */
 	gfx(5, 0x08);
 	gfx(7, 0x0f);
-	gfx(2, 0x07);                       /* colour 7 = planes 0,1,2 set, 3 clear */
+	gfx(2, 0x07); /* colour 7 = planes 0,1,2 set, 3 clear */
 	ck_assert_uint_eq(rmem(0xa0000), 0x80);
-	gfx(7, 0x03);                       /* planes 2 and 3: don't care */
+	gfx(7, 0x03); /* planes 2 and 3: don't care */
 	gfx(2, 0x03);
-	ck_assert_uint_eq(rmem(0xa0000), 0xc0);   /* colours 7 and 3 have planes 0,1 set */
-	gfx(7, 0x00);                       /* everything don't care: all match */
+	ck_assert_uint_eq(rmem(0xa0000), 0xc0); /* colours 7 and 3 have planes 0,1 set */
+	gfx(7, 0x00);				/* everything don't care: all match */
 	ck_assert_uint_eq(rmem(0xa0000), 0xff);
 }
 END_TEST
@@ -413,7 +414,7 @@ START_TEST(test_chain4_and_odd_even)
 		wmem(0xa0100 + a, (uint8_t)(0x10 + a));
 	for (unsigned a = 0; a < 8; a++)
 		ck_assert_uint_eq(vram()[0x100 + a], 0x10 + a);
-	seq(2, 0x05);                       /* planes 0 and 2 only */
+	seq(2, 0x05); /* planes 0 and 2 only */
 	wmem(0xa0200, 1);
 	wmem(0xa0201, 2);
 	ck_assert_uint_eq(vram()[0x200], 1);
@@ -431,8 +432,8 @@ START_TEST(test_chain4_and_odd_even)
 	ck_assert_uint_eq(vram()[1], 0x1f);
 	ck_assert_uint_eq(vram()[4], 'B');
 	ck_assert_uint_eq(rmem(0xb8002), 'B');
-	ck_assert_uint_eq(rmem(0xa0000), 0xff);   /* outside the B8000 map */
-	gfx(4, 0x02);                       /* plane pair 2/3 for reads */
+	ck_assert_uint_eq(rmem(0xa0000), 0xff); /* outside the B8000 map */
+	gfx(4, 0x02);				/* plane pair 2/3 for reads */
 	vram()[6] = 0x77;
 	ck_assert_uint_eq(rmem(0xb8002), 0x77);
 }
@@ -448,7 +449,7 @@ START_TEST(test_text_screen)
 	st = refresh();
 	ck_assert(st.text);
 	expect_picture(720, 400, vga_pic_text_expect);
-	ck_assert_int_eq(st.next_ms, -1);   /* no cursor, nothing blinking */
+	ck_assert_int_eq(st.next_ms, -1); /* no cursor, nothing blinking */
 }
 END_TEST
 
@@ -456,7 +457,7 @@ END_TEST
  * change. */
 START_TEST(test_text_font_change)
 {
-	unsigned col = 33, row = 12;   /* 'K' */
+	unsigned col = 33, row = 12; /* 'K' */
 	uint32_t fg = vga_pic_text_color(0xf);
 
 	draw_text_screen();
@@ -482,7 +483,8 @@ END_TEST
 START_TEST(test_text_cursor_and_blink)
 {
 	unsigned col = 5, row = 3;
-	uint32_t fg = vga_pic_text_color(0x7), bg = vga_pic_text_color(0), red = vga_pic_text_color(4);
+	uint32_t fg = vga_pic_text_color(0x7), bg = vga_pic_text_color(0),
+		 red = vga_pic_text_color(4);
 	uint32_t cur = row * 80 + col;
 	struct display_status st;
 
@@ -493,25 +495,25 @@ START_TEST(test_text_cursor_and_blink)
 	crtc(0x0f, (uint8_t)cur);
 	wmem(0xb8000 + 2 * cur, ' ');
 	wmem(0xb8000 + 2 * cur + 1, 0x07);
-	fake_ns = 1000;                     /* cursor phase on */
+	fake_ns = 1000; /* cursor phase on */
 	st = refresh();
 	ck_assert_uint_eq(px(col * 9 + 4, row * 16 + 14), fg);
 	ck_assert_uint_eq(px(col * 9 + 8, row * 16 + 15), fg);
 	ck_assert_uint_eq(px(col * 9 + 4, row * 16 + 13), bg);
 	ck_assert_int_gt(st.next_ms, 0);
 	ck_assert_int_le(st.next_ms, 267);
-	fake_ns = 300000000;                /* off */
+	fake_ns = 300000000; /* off */
 	refresh();
 	ck_assert_uint_eq(px(col * 9 + 4, row * 16 + 14), bg);
 	/* Blink attribute (AR10 bit 3 is set in mode 3): background from 3
 	 * bits, the character gone in the off phase. */
 	wmem(0xb8000 + 2 * cur, 0x01);
-	wmem(0xb8000 + 2 * cur + 1, 0xcf);   /* blink, bg 4 (red), fg f */
+	wmem(0xb8000 + 2 * cur + 1, 0xcf); /* blink, bg 4 (red), fg f */
 	crtc(0x0a, 0x20);
 	fake_ns = 1000;
 	refresh();
 	ck_assert_uint_eq(px(col * 9, row * 16), vga_pic_text_color(0xf));
-	fake_ns = 600000000;                /* blink off */
+	fake_ns = 600000000; /* blink off */
 	st = refresh();
 	ck_assert_uint_eq(px(col * 9, row * 16), red);
 	ck_assert_int_gt(st.next_ms, 0);
@@ -591,7 +593,7 @@ START_TEST(test_vbe_32bpp)
 {
 	vbe_mode(VGA_PICV_W, VGA_PICV_H, 32);
 	ck_assert_uint_eq(dispi_rd(0), 0xb0c5);
-	ck_assert_uint_eq(dispi_rd(0xa), 256);   /* 16 MiB in 64 KiB units */
+	ck_assert_uint_eq(dispi_rd(0xa), 256); /* 16 MiB in 64 KiB units */
 	ck_assert_uint_eq(dispi_rd(7), 16 * 1024 * 1024 / (640 * 4));
 	for (unsigned y = 0; y < VGA_PICV_H; y++)
 		for (unsigned x = 0; x < VGA_PICV_W; x++)
@@ -602,7 +604,7 @@ START_TEST(test_vbe_32bpp)
 	dev_wr(vga, MMIO, 0x604, 4, 0xbebebebe);
 	lfb_write32(0, 0x00123456);
 	refresh();
-	ck_assert_uint_eq(px(0, 0), 0x341200);   /* bytes 56 34 12 00: x r g b */
+	ck_assert_uint_eq(px(0, 0), 0x341200); /* bytes 56 34 12 00: x r g b */
 }
 END_TEST
 
@@ -650,7 +652,7 @@ END_TEST
 START_TEST(test_vbe_16_24_8bpp)
 {
 	vbe_mode(64, 8, 16);
-	dev_wr(vga, LFB, 0, 2, 0xf800);      /* red 5:6:5 */
+	dev_wr(vga, LFB, 0, 2, 0xf800); /* red 5:6:5 */
 	dev_wr(vga, LFB, 2, 2, 0x07e0);
 	refresh();
 	ck_assert_uint_eq(px(0, 0), 0xf80000);
@@ -660,7 +662,7 @@ START_TEST(test_vbe_16_24_8bpp)
 	refresh();
 	ck_assert_uint_eq(px(0, 0), 0xf80000);
 	vbe_mode(64, 8, 24);
-	dev_wr(vga, LFB, 3, 1, 0x11);        /* pixel 1: b g r */
+	dev_wr(vga, LFB, 3, 1, 0x11); /* pixel 1: b g r */
 	dev_wr(vga, LFB, 4, 1, 0x22);
 	dev_wr(vga, LFB, 5, 1, 0x33);
 	refresh();
@@ -692,7 +694,7 @@ START_TEST(test_vbe_panning)
 	refresh();
 	ck_assert_uint_eq(px(0, 0), 0xabcdef);
 	ck_assert_uint_eq(px(1, 1), 0x123456);
-	dispi(9, 101);                      /* scroll by a line */
+	dispi(9, 101); /* scroll by a line */
 	refresh();
 	ck_assert_uint_eq(px(1, 0), 0x123456);
 }
@@ -707,25 +709,25 @@ START_TEST(test_vbe_hostile)
 	ck_assert_uint_eq(dispi_rd(2), 1600);
 	dispi(6, 0xffff);
 	ck_assert_uint_eq(dispi_rd(6), 2560);
-	dispi(9, 0xffff);                   /* a screen past the VRAM: back to 0 */
+	dispi(9, 0xffff); /* a screen past the VRAM: back to 0 */
 	ck_assert_uint_eq(dispi_rd(9), 0);
 	dispi(8, 0xffff);
 	ck_assert_uint_le(dispi_rd(8), 2560);
 	refresh();
 	ck_assert_uint_eq(display_surface(disp)->width, 2560);
-	dispi(3, 7);                        /* no such depth */
+	dispi(3, 7); /* no such depth */
 	ck_assert_uint_eq(dispi_rd(3), 8);
-	dispi(1, 13);                       /* odd widths round down to 8 */
+	dispi(1, 13); /* odd widths round down to 8 */
 	ck_assert_uint_eq(dispi_rd(1), 8);
 	dispi(1, 0);
 	ck_assert_uint_eq(dispi_rd(1), 8);
 	refresh();
-	dispi(4, 0x43);                     /* GETCAPS */
+	dispi(4, 0x43); /* GETCAPS */
 	ck_assert_uint_eq(dispi_rd(1), 2560);
 	ck_assert_uint_eq(dispi_rd(3), 32);
-	dispi(5, 0xffff);                   /* bank: masked to the VRAM */
+	dispi(5, 0xffff); /* bank: masked to the VRAM */
 	ck_assert_uint_eq(dispi_rd(5), 255);
-	dispi(0, 0x1234);                   /* not an ID: ignored */
+	dispi(0, 0x1234); /* not an ID: ignored */
 	ck_assert_uint_eq(dispi_rd(0), 0xb0c5);
 	dispi(0x55, 1);
 	ck_assert_uint_eq(dispi_rd(0x55), 0);
@@ -748,11 +750,11 @@ START_TEST(test_crtc_hostile)
 	refresh();
 	ck_assert_uint_le(display_surface(disp)->width, DISPLAY_MAX_WIDTH);
 	set_mode(&vga_mode3);
-	crtc(0x09, 0x00);                   /* 1-line cells: 1024 rows of 256 columns */
+	crtc(0x09, 0x00); /* 1-line cells: 1024 rows of 256 columns */
 	crtc(0x01, 0xff);
 	refresh();
 	ck_assert_uint_le(display_surface(disp)->height, DISPLAY_MAX_HEIGHT);
-	seq(1, 0x08);                       /* 9 dots doubled: 256 columns would be 4608 */
+	seq(1, 0x08); /* 9 dots doubled: 256 columns would be 4608 */
 	refresh();
 	ck_assert_uint_le(display_surface(disp)->width, DISPLAY_MAX_WIDTH);
 }
@@ -770,7 +772,7 @@ START_TEST(test_only_changes_drawn)
 	a = refresh();
 	runs = display_refresh_count(disp);
 	b = refresh();
-	ck_assert_uint_eq(b.gen, a.gen);     /* nothing changed: same picture */
+	ck_assert_uint_eq(b.gen, a.gen); /* nothing changed: same picture */
 	ck_assert_uint_eq(display_changes(disp, a.gen, r, 8), 0);
 	wmem(0xa0000 + 150 * 320 + 100, 3);
 	c = refresh();
@@ -808,7 +810,7 @@ START_TEST(test_text_cell_changes)
 	wmem(0xb8000 + 2 * (24 * 80 + 79), 'K');
 	b = refresh();
 	ck_assert_uint_eq(display_changes(disp, a.gen, r, 8), 1);
-	ck_assert_uint_eq(r[0].x, 704);      /* the tile of column 79 (x 711-719) */
+	ck_assert_uint_eq(r[0].x, 704); /* the tile of column 79 (x 711-719) */
 	ck_assert_uint_eq(r[0].y, 384);
 	ck_assert_uint_eq(r[0].w, 16);
 	ck_assert_uint_eq(r[0].h, 16);
@@ -840,7 +842,7 @@ struct fake_lfb {
 	int maps;
 	uint64_t gpa;
 	int fetches;
-	uint64_t page;    /* reported dirty once */
+	uint64_t page; /* reported dirty once */
 };
 
 static int fake_map(void *o, uint64_t old, uint64_t now, void *hva, uint64_t size)
@@ -904,7 +906,7 @@ START_TEST(test_lfb_memslot)
 	f.page = 0;
 	refresh();
 	ck_assert_uint_eq(px(7, 0), 0xff);
-	pci_cfg_write(p, 0x04, 2, 0x0000);   /* decode off: unmapped */
+	pci_cfg_write(p, 0x04, 2, 0x0000); /* decode off: unmapped */
 	ck_assert_int_eq(f.maps, 2);
 	ck_assert_uint_eq(f.gpa, PCI_BAR_UNMAPPED);
 	st = refresh();
@@ -953,16 +955,16 @@ START_TEST(test_mmio_bar)
 	ck_assert_uint_eq(dev_rd(vga, MMIO, 0x500, 2), 0xb0c5);
 	ck_assert_uint_eq(dev_rd(vga, MMIO, 0x500 + 2 * 0xa, 2), 256);
 	ck_assert_uint_eq(dev_rd(vga, MMIO, 0x500, 4), 0xb0c5 | 800u << 16);
-	dev_wr(vga, MMIO, 0x400 + 0x02, 1, 0x67);          /* misc */
+	dev_wr(vga, MMIO, 0x400 + 0x02, 1, 0x67); /* misc */
 	ck_assert_uint_eq(in8(0x3cc), 0x67);
-	dev_wr(vga, MMIO, 0x400 + 0x14, 2, 0x3c0e);        /* CR0E = 3c, word write */
+	dev_wr(vga, MMIO, 0x400 + 0x14, 2, 0x3c0e); /* CR0E = 3c, word write */
 	out8(0x3d4, 0x0e);
 	ck_assert_uint_eq(in8(0x3d5), 0x3c);
 	ck_assert_uint_eq(dev_rd(vga, MMIO, 0x600, 4), 8);
 	ck_assert_uint_eq(dev_rd(vga, MMIO, 0x604, 4), 0x1e1e1e1e);
-	dev_wr(vga, MMIO, 0x604, 4, 0x12345678);           /* not a byte order: kept */
+	dev_wr(vga, MMIO, 0x604, 4, 0x12345678); /* not a byte order: kept */
 	ck_assert_uint_eq(dev_rd(vga, MMIO, 0x604, 4), 0x1e1e1e1e);
-	ck_assert_uint_eq(dev_rd(vga, MMIO, 0x000, 4), 0);  /* no EDID */
+	ck_assert_uint_eq(dev_rd(vga, MMIO, 0x000, 4), 0); /* no EDID */
 }
 END_TEST
 
@@ -971,7 +973,7 @@ START_TEST(test_notify)
 	struct pollfd pfd = { .fd = display_notify_fd(disp), .events = POLLIN };
 	uint64_t n;
 
-	wmem(0xa0000, 1);                   /* nobody armed it */
+	wmem(0xa0000, 1); /* nobody armed it */
 	ck_assert_int_eq(poll(&pfd, 1, 0), 0);
 	refresh();
 	ck_assert_int_eq(poll(&pfd, 1, 0), 0);
@@ -979,7 +981,7 @@ START_TEST(test_notify)
 	wmem(0xa0001, 2);
 	ck_assert_int_eq(poll(&pfd, 1, 0), 1);
 	ck_assert_int_eq(read(pfd.fd, &n, sizeof(n)), 8);
-	ck_assert_uint_eq(n, 1);            /* once per refresh */
+	ck_assert_uint_eq(n, 1); /* once per refresh */
 	wmem(0xa0002, 2);
 	ck_assert_int_eq(poll(&pfd, 1, 0), 0);
 }
@@ -989,9 +991,15 @@ END_TEST
  * outside the VRAM or the surface (run under ASan in CI). */
 START_TEST(test_fuzz)
 {
-	static const struct { int region; uint64_t len; } regions[] = {
-		{ VGA_REGION_PORTS, VGA_PORTS_LEN }, { VGA_REGION_DISPI, VGA_DISPI_LEN },
-		{ VGA_REGION_WINDOW, VGA_WINDOW_LEN }, { LFB, VGA_VRAM_DEFAULT }, { MMIO, 0x1000 },
+	static const struct {
+		int region;
+		uint64_t len;
+	} regions[] = {
+		{ VGA_REGION_PORTS, VGA_PORTS_LEN },
+		{ VGA_REGION_DISPI, VGA_DISPI_LEN },
+		{ VGA_REGION_WINDOW, VGA_WINDOW_LEN },
+		{ LFB, VGA_VRAM_DEFAULT },
+		{ MMIO, 0x1000 },
 	};
 
 	fuzz_seed = 0x5eed0f0a;
@@ -1054,14 +1062,14 @@ START_TEST(test_state_hostile)
 	struct state_buf s;
 
 	planar();
-	wmem(0xa0000, 0x42);                /* one page of VRAM: a small state */
+	wmem(0xa0000, 0x42); /* one page of VRAM: a small state */
 	dispi(3, 32);
 	roundtrip(vga, b, &s);
 	check_truncations(b, &s);
-	check_patched_fails(b, &s, STATE_HDR + 3, 9);          /* sr_index 9 */
-	check_patched_fails(b, &s, STATE_HDR + 4, 0xff);       /* SR0 reserved bits */
-	check_patched_fails(b, &s, s.len - 4096 - 1, 0xff);    /* page index past the VRAM */
-	check_patched_loads(b, &s, s.len - 1, 0x99);           /* VRAM content is data */
+	check_patched_fails(b, &s, STATE_HDR + 3, 9);	    /* sr_index 9 */
+	check_patched_fails(b, &s, STATE_HDR + 4, 0xff);    /* SR0 reserved bits */
+	check_patched_fails(b, &s, s.len - 4096 - 1, 0xff); /* page index past the VRAM */
+	check_patched_loads(b, &s, s.len - 1, 0x99);	    /* VRAM content is data */
 	state_free(&s);
 	b->ops->destroy(b);
 }
@@ -1076,10 +1084,11 @@ static Suite *vga_suite(void)
 		  test_write_mode0, test_write_modes_1_2_3, test_map_mask, test_read_modes,
 		  test_chain4_and_odd_even, test_text_screen, test_text_font_change,
 		  test_text_cursor_and_blink, test_mode13, test_mode12, test_vbe_32bpp,
-		  test_transient_text_size, test_two_cell_text, test_vbe_16_24_8bpp, test_vbe_panning, test_vbe_hostile, test_crtc_hostile,
-		  test_only_changes_drawn, test_text_cell_changes, test_lfb_dirty_bitmap,
-		  test_lfb_memslot, test_lfb_poll_backoff, test_mmio_bar, test_notify, test_fuzz, test_state_roundtrip,
-		  test_state_hostile);
+		  test_transient_text_size, test_two_cell_text, test_vbe_16_24_8bpp,
+		  test_vbe_panning, test_vbe_hostile, test_crtc_hostile, test_only_changes_drawn,
+		  test_text_cell_changes, test_lfb_dirty_bitmap, test_lfb_memslot,
+		  test_lfb_poll_backoff, test_mmio_bar, test_notify, test_fuzz,
+		  test_state_roundtrip, test_state_hostile);
 	return s;
 }
 

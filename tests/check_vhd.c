@@ -28,8 +28,8 @@ extern const struct blk_format_ops *const vhd_blk_ops_anchor;
 __attribute__((used)) static const void *const link_vhd_block = &vhd_blk_ops_anchor;
 
 #define ERRLEN 512
-#define MiB8 (8u << 20)
-#define BS64K (64u << 10)
+#define MiB8   (8u << 20)
+#define BS64K  (64u << 10)
 
 static char tmpdir[] = "/tmp/kestrel-check-vhd-XXXXXX";
 
@@ -62,8 +62,9 @@ static void fill(uint8_t *p, size_t n, uint8_t seed)
 static void create(const char *path, enum vhd_type type, uint64_t size, uint32_t bs, bool exact,
 		   const char *parent)
 {
-	struct vhd_create_opts o = { .type = type, .size = size, .block_size = bs,
-				     .exact_size = exact, .parent = parent };
+	struct vhd_create_opts o = {
+		.type = type, .size = size, .block_size = bs, .exact_size = exact, .parent = parent
+	};
 	char err[ERRLEN];
 
 	unlink(path);
@@ -77,7 +78,8 @@ static struct vhd_image *open_img(const char *path, unsigned flags)
 	struct vhd_image *img;
 	char err[ERRLEN];
 
-	ck_assert_msg(vhd_open(&img, path, flags | VHD_OPEN_NOSYNC, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(vhd_open(&img, path, flags | VHD_OPEN_NOSYNC, err, sizeof(err)) == 0, "%s",
+		      err);
 	return img;
 }
 
@@ -192,7 +194,8 @@ START_TEST(test_geometry)
 	ck_assert_uint_eq(size, 200ULL << 30);
 	ck_assert_uint_eq(c, VHD_CHS_MAX_C);
 	ck_assert_int_eq(vhd_size_for_create(VHD_MAX_BYTES, false, &size, &c, &h, &s), 0);
-	ck_assert_int_eq(vhd_size_for_create(VHD_MAX_BYTES + 512, false, &size, &c, &h, &s), -EFBIG);
+	ck_assert_int_eq(vhd_size_for_create(VHD_MAX_BYTES + 512, false, &size, &c, &h, &s),
+			 -EFBIG);
 	ck_assert_int_eq(vhd_size_for_create(0, false, &size, &c, &h, &s), -EINVAL);
 	/* A size kept as is: the spec geometry when it fits, else the max. */
 	vhd_geometry_keep(10514432, &c, &h, &s);
@@ -285,7 +288,7 @@ END_TEST
 /* ---- the validator: one malformed image per rejected field ------------------------- */
 
 struct vhd_layout {
-	uint64_t foot;       /* trailing footer */
+	uint64_t foot;	     /* trailing footer */
 	uint64_t blk0, blk5; /* file offsets of blocks 0 and 5 */
 };
 
@@ -302,7 +305,8 @@ static void sample_layout(const char *p, struct vhd_layout *l)
 	vhd_meta_free(&m);
 }
 
-static void edit_footers(const char *p, const struct vhd_layout *l, void (*fn)(struct vhd_footer *f))
+static void edit_footers(const char *p, const struct vhd_layout *l,
+			 void (*fn)(struct vhd_footer *f))
 {
 	struct vhd_footer f;
 	uint8_t b[512];
@@ -335,28 +339,81 @@ static void put_be32_at(const char *p, uint64_t off, uint32_t v)
 	pwrite_at(p, b, 4, off);
 }
 
-static void f_features(struct vhd_footer *f) { f->features = 0; }
-static void f_version(struct vhd_footer *f) { f->version = 0x00020000; }
-static void f_type(struct vhd_footer *f) { f->disk_type = 5; }
-static void f_saved(struct vhd_footer *f) { f->saved_state = 2; }
-static void f_dataoff_copy(struct vhd_footer *f) { f->data_offset = 100; }
-static void f_dataoff_eof(struct vhd_footer *f) { f->data_offset = 1ULL << 40; }
-static void f_size_big(struct vhd_footer *f) { f->current_size = VHD_MAX_BYTES + (1 << 20); }
-static void f_geometry(struct vhd_footer *f) { f->cylinders = 1000; f->heads = 16; f->sectors = 63; }
+static void f_features(struct vhd_footer *f)
+{
+	f->features = 0;
+}
+static void f_version(struct vhd_footer *f)
+{
+	f->version = 0x00020000;
+}
+static void f_type(struct vhd_footer *f)
+{
+	f->disk_type = 5;
+}
+static void f_saved(struct vhd_footer *f)
+{
+	f->saved_state = 2;
+}
+static void f_dataoff_copy(struct vhd_footer *f)
+{
+	f->data_offset = 100;
+}
+static void f_dataoff_eof(struct vhd_footer *f)
+{
+	f->data_offset = 1ULL << 40;
+}
+static void f_size_big(struct vhd_footer *f)
+{
+	f->current_size = VHD_MAX_BYTES + (1 << 20);
+}
+static void f_geometry(struct vhd_footer *f)
+{
+	f->cylinders = 1000;
+	f->heads = 16;
+	f->sectors = 63;
+}
 static void f_size_zero(struct vhd_footer *f)
 {
 	memcpy(f->creator_app, "vpc ", 4);
 	f->cylinders = f->heads = f->sectors = 0;
 }
-static void f_mte_vs_size(struct vhd_footer *f) { f->current_size = 16 << 20; }
-static void h_version(struct vhd_header *h) { h->version = 0x00030000; }
-static void h_bs_odd(struct vhd_header *h) { h->block_size = 3 << 16; }
-static void h_bs_small(struct vhd_header *h) { h->block_size = 512; }
-static void h_mte_small(struct vhd_header *h) { h->max_table_entries = 100; }
-static void h_mte_big(struct vhd_header *h) { h->max_table_entries = 0x7fffffff; }
-static void h_table_in_copy(struct vhd_header *h) { h->table_offset = 256; }
-static void h_table_in_header(struct vhd_header *h) { h->table_offset = 1024; }
-static void h_table_in_footer(struct vhd_header *h) { h->table_offset = 1ULL << 30; }
+static void f_mte_vs_size(struct vhd_footer *f)
+{
+	f->current_size = 16 << 20;
+}
+static void h_version(struct vhd_header *h)
+{
+	h->version = 0x00030000;
+}
+static void h_bs_odd(struct vhd_header *h)
+{
+	h->block_size = 3 << 16;
+}
+static void h_bs_small(struct vhd_header *h)
+{
+	h->block_size = 512;
+}
+static void h_mte_small(struct vhd_header *h)
+{
+	h->max_table_entries = 100;
+}
+static void h_mte_big(struct vhd_header *h)
+{
+	h->max_table_entries = 0x7fffffff;
+}
+static void h_table_in_copy(struct vhd_header *h)
+{
+	h->table_offset = 256;
+}
+static void h_table_in_header(struct vhd_header *h)
+{
+	h->table_offset = 1024;
+}
+static void h_table_in_footer(struct vhd_header *h)
+{
+	h->table_offset = 1ULL << 30;
+}
 
 /* Expect a rejection whose message names `field` and `offset N`. */
 static void expect_reject(const char *p, const char *field, uint64_t off, bool repairable)
@@ -602,12 +659,12 @@ static void check_chain_content(const char *top)
 	uint8_t buf[4096 + 65536];
 
 	ck_assert_int_eq(vhd_read(img, buf, sizeof(buf), 0), 0);
-	ck_assert_uint_eq(buf[0], 0xaa);     /* base */
-	ck_assert_uint_eq(buf[1024], 0xbb);  /* mid */
-	ck_assert_uint_eq(buf[1536], 0xcc);  /* top */
+	ck_assert_uint_eq(buf[0], 0xaa);    /* base */
+	ck_assert_uint_eq(buf[1024], 0xbb); /* mid */
+	ck_assert_uint_eq(buf[1536], 0xcc); /* top */
 	ck_assert_uint_eq(buf[2047], 0xcc);
-	ck_assert_uint_eq(buf[2048], 0xaa);  /* base again */
-	ck_assert_uint_eq(buf[4096], 0);     /* nowhere */
+	ck_assert_uint_eq(buf[2048], 0xaa); /* base again */
+	ck_assert_uint_eq(buf[4096], 0);    /* nowhere */
 	ck_assert_uint_eq(buf[65536], 0xaa);
 	ck_assert_uint_eq(buf[65536 + 512], 0xcc);
 	ck_assert_uint_eq(buf[65536 + 1024], 0xaa);
@@ -719,8 +776,8 @@ static void compare_image(const char *path, const uint8_t *shadow, uint64_t size
 	ck_assert_uint_eq(vhd_image_size(img), size);
 	ck_assert_int_eq(vhd_read(img, buf, size, 0), 0);
 	for (uint64_t i = 0; i < size; i += 512)
-		ck_assert_msg(memcmp(buf + i, shadow + i, 512) == 0, "%s: sector %llu differs", path,
-			      (unsigned long long)(i / 512));
+		ck_assert_msg(memcmp(buf + i, shadow + i, 512) == 0, "%s: sector %llu differs",
+			      path, (unsigned long long)(i / 512));
 	free(buf);
 	vhd_close(img);
 }
@@ -798,7 +855,8 @@ static void a_wait(struct awaiter *w)
 /* Rounds of concurrent writes that never overlap each other but crowd into
  * the same few unallocated blocks (each must be allocated once), some as
  * WRITE_ZEROES, some FUA; reads of what is already there in between. */
-static void scribble_async(struct blk_dev *d, uint8_t *shadow, uint64_t size, uint32_t bs, int rounds)
+static void scribble_async(struct blk_dev *d, uint8_t *shadow, uint64_t size, uint32_t bs,
+			   int rounds)
 {
 	struct awaiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
 	struct blk_req req[ROUND + 1];
@@ -811,7 +869,8 @@ static void scribble_async(struct blk_dev *d, uint8_t *shadow, uint64_t size, ui
 		int n = 0;
 
 		for (int i = 0; i < ROUND; i++) {
-			uint64_t len = (1 + rnd() % 32) * 512, off = base + (rnd() % ((3 * bs - len) / 512)) * 512;
+			uint64_t len = (1 + rnd() % 32) * 512,
+				 off = base + (rnd() % ((3 * bs - len) / 512)) * 512;
 			uint8_t *b = buf + (size_t)i * 16384;
 			bool clash = false, zero = rnd() % 6 == 0;
 
@@ -826,9 +885,13 @@ static void scribble_async(struct blk_dev *d, uint8_t *shadow, uint64_t size, ui
 			iov[n][0] = (struct iovec){ b, 512 };
 			iov[n][1] = (struct iovec){ b + 512, len - 512 };
 			req[n] = (struct blk_req){ .op = zero ? BLK_OP_WRITE_ZEROES : BLK_OP_WRITE,
-						   .offset = off, .iov = zero ? NULL : iov[n],
-						   .iovcnt = zero ? 0 : (len > 512 ? 2 : 1), .len = len,
-						   .fua = rnd() % 5 == 0, .done = a_done, .opaque = &w };
+						   .offset = off,
+						   .iov = zero ? NULL : iov[n],
+						   .iovcnt = zero ? 0 : (len > 512 ? 2 : 1),
+						   .len = len,
+						   .fua = rnd() % 5 == 0,
+						   .done = a_done,
+						   .opaque = &w };
 			if (zero)
 				memset(shadow + off, 0, len);
 			else
@@ -841,7 +904,9 @@ static void scribble_async(struct blk_dev *d, uint8_t *shadow, uint64_t size, ui
 		a_wait(&w);
 		if (r % 5 == 0) {
 			w.pending = 1;
-			req[0] = (struct blk_req){ .op = BLK_OP_FLUSH, .done = a_done, .opaque = &w };
+			req[0] = (struct blk_req){ .op = BLK_OP_FLUSH,
+						   .done = a_done,
+						   .opaque = &w };
 			blk_submit(d, &req[0]);
 			a_wait(&w);
 		}
@@ -1065,7 +1130,8 @@ START_TEST(test_bat_zeros_bounded)
 	sample_layout(p, &l);
 	pwrite_at(p, z, sizeof(z), 1536); /* all 128 entries: block at 0 */
 	ck_assert_int_eq(parse_path(p, VHD_PARSE_CHECK, &d, &m), -EINVAL);
-	ck_assert_msg(strstr(d.first, "blocks allocated") && strstr(d.first, "side by side"), "%s", d.first);
+	ck_assert_msg(strstr(d.first, "blocks allocated") && strstr(d.first, "side by side"), "%s",
+		      d.first);
 	vhd_meta_free(&m);
 }
 END_TEST
@@ -1075,8 +1141,10 @@ END_TEST
 START_TEST(test_bat_entries_cap)
 {
 	const char *p = tp("cap.vhd");
-	struct vhd_create_opts o = { .type = VHD_TYPE_DYNAMIC, .size = 32ULL << 30,
-				     .block_size = 4096, .exact_size = true };
+	struct vhd_create_opts o = { .type = VHD_TYPE_DYNAMIC,
+				     .size = 32ULL << 30,
+				     .block_size = 4096,
+				     .exact_size = true };
 	struct vhd_diag d;
 	struct vhd_meta m;
 	struct vhd_footer f;
@@ -1100,7 +1168,8 @@ START_TEST(test_bat_entries_cap)
 	pwrite_at(p, b, 512, file_size(p) - 512);
 	pwrite_at(p, b, 512, 0);
 	ck_assert_int_eq(parse_path(p, 0, &d, &m), -EINVAL);
-	ck_assert_msg(strstr(d.first, "block size") && strstr(d.first, "BAT entries"), "%s", d.first);
+	ck_assert_msg(strstr(d.first, "block size") && strstr(d.first, "BAT entries"), "%s",
+		      d.first);
 	vhd_meta_free(&m);
 }
 END_TEST
@@ -1279,7 +1348,6 @@ START_TEST(test_parent_fifo_blk_and_tool)
 }
 END_TEST
 
-
 START_TEST(test_tool_usage)
 {
 	ck_assert_int_eq(tool("bogus"), 2);
@@ -1322,7 +1390,7 @@ static uint8_t *read_whole(const char *path, uint64_t *size)
 
 START_TEST(test_tool_convert_roundtrip)
 {
-	uint64_t raw = 9763 * 512, n;  /* not a CHS size */
+	uint64_t raw = 9763 * 512, n; /* not a CHS size */
 	uint8_t *want, *got;
 	int fd;
 
@@ -1334,7 +1402,7 @@ START_TEST(test_tool_convert_roundtrip)
 	ck_assert_int_eq(tool("check", tp("f.vhd")), 0);
 	ck_assert_uint_eq(file_size(tp("out.raw")), raw);
 	got = read_whole(tp("d.vhd"), &n);
-	ck_assert_uint_eq(n, raw);      /* kept exactly: maximum geometry */
+	ck_assert_uint_eq(n, raw); /* kept exactly: maximum geometry */
 	want = malloc(raw);
 	fd = open(tp("in.raw"), O_RDONLY);
 	ck_assert_int_eq(pread(fd, want, raw, 0), (ssize_t)raw);
@@ -1363,7 +1431,7 @@ START_TEST(test_tool_compact_resize_merge)
 	create(tp("c.vhd"), VHD_TYPE_DYNAMIC, MiB8, BS64K, true, NULL);
 	img = open_img(tp("c.vhd"), VHD_OPEN_RDWR);
 	memset(buf, 0, sizeof(buf));
-	ck_assert_int_eq(vhd_write(img, buf, sizeof(buf), 0), 0);          /* an all-zero block */
+	ck_assert_int_eq(vhd_write(img, buf, sizeof(buf), 0), 0); /* an all-zero block */
 	fill(buf, sizeof(buf), 9);
 	ck_assert_int_eq(vhd_write(img, buf, sizeof(buf), 3 * BS64K), 0);
 	ck_assert_int_eq(vhd_close(img), 0);
@@ -1383,7 +1451,8 @@ START_TEST(test_tool_compact_resize_merge)
 	free(b);
 	/* shrinking needs --shrink */
 	ck_assert_int_eq(tool("resize", "--size", "1M", "--exact-size", "-q", tp("c.vhd")), 1);
-	ck_assert_int_eq(tool("resize", "--size", "4M", "--exact-size", "--shrink", tp("c.vhd")), 0);
+	ck_assert_int_eq(tool("resize", "--size", "4M", "--exact-size", "--shrink", tp("c.vhd")),
+			 0);
 	b = read_whole(tp("c.vhd"), &m);
 	ck_assert_uint_eq(m, 4 << 20);
 	ck_assert_int_eq(memcmp(a, b, m), 0);
@@ -1410,8 +1479,8 @@ START_TEST(test_tool_compact_resize_merge)
 	free(a);
 	free(b);
 	check_chain_content(tp("mt.vhd"));
-	ck_assert_int_eq(tool("merge", "-q", tp("mb.vhd")), 1); /* not a child */
-	ck_assert_int_eq(tool("compact", "-q", tp("fx.vhd")), 1); /* fixed */
+	ck_assert_int_eq(tool("merge", "-q", tp("mb.vhd")), 1);		    /* not a child */
+	ck_assert_int_eq(tool("compact", "-q", tp("fx.vhd")), 1);	    /* fixed */
 	ck_assert_int_eq(tool("resize", "--size", "16M", tp("mt.vhd")), 1); /* diff */
 }
 END_TEST
@@ -1437,13 +1506,13 @@ int main(void)
 	int failed;
 
 	make_tmpdir(tmpdir);
-	ADD_TCASE(s, "vhd", NULL, NULL, 120, test_checksum_roundtrip, test_geometry, test_size_rules,
-		  test_hyperv_fixed_size, test_footer_511, test_reject_fields, test_footer_copies,
-		  test_repair_bat, test_chain_depth3, test_chain_errors, test_locator_outside,
-		  test_parent_not_usable, test_parent_fifo_blk_and_tool, test_scribble_sync,
-		  test_scribble_blk, test_blk_refuses_damaged, test_mte_bounded, test_bat_zeros_bounded,
-		  test_bat_entries_cap, test_tool_usage, test_tool_convert_roundtrip,
-		  test_tool_compact_resize_merge, test_tool_locks);
+	ADD_TCASE(s, "vhd", NULL, NULL, 120, test_checksum_roundtrip, test_geometry,
+		  test_size_rules, test_hyperv_fixed_size, test_footer_511, test_reject_fields,
+		  test_footer_copies, test_repair_bat, test_chain_depth3, test_chain_errors,
+		  test_locator_outside, test_parent_not_usable, test_parent_fifo_blk_and_tool,
+		  test_scribble_sync, test_scribble_blk, test_blk_refuses_damaged, test_mte_bounded,
+		  test_bat_zeros_bounded, test_bat_entries_cap, test_tool_usage,
+		  test_tool_convert_roundtrip, test_tool_compact_resize_merge, test_tool_locks);
 	failed = run_suite(s);
 	rm_tree(tmpdir);
 	return failed;

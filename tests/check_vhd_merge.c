@@ -21,8 +21,8 @@
 #include "check_util.h"
 
 #define ERRLEN 512
-#define DISK (2u << 20)
-#define BS64K (64u << 10)
+#define DISK   (2u << 20)
+#define BS64K  (64u << 10)
 
 static char tmpdir[] = "/tmp/kestrel-check-vhdm-XXXXXX";
 
@@ -33,8 +33,11 @@ static const char *tp(const char *name)
 
 static void create(const char *path, enum vhd_type type, const char *parent)
 {
-	struct vhd_create_opts o = { .type = type, .size = parent ? 0 : DISK, .block_size = BS64K,
-				     .exact_size = true, .parent = parent };
+	struct vhd_create_opts o = { .type = type,
+				     .size = parent ? 0 : DISK,
+				     .block_size = BS64K,
+				     .exact_size = true,
+				     .parent = parent };
 	char err[ERRLEN];
 
 	unlink(path);
@@ -129,8 +132,10 @@ static void expect_views(const uint8_t *want_c, const uint8_t *want_g, long n)
 {
 	uint8_t *c = view(tp("c.vhd")), *g = view(tp("g.vhd"));
 
-	ck_assert_msg(memcmp(c, want_c, DISK) == 0, "stopped after %ld writes: c.vhd reads otherwise", n);
-	ck_assert_msg(memcmp(g, want_g, DISK) == 0, "stopped after %ld writes: g.vhd reads otherwise", n);
+	ck_assert_msg(memcmp(c, want_c, DISK) == 0,
+		      "stopped after %ld writes: c.vhd reads otherwise", n);
+	ck_assert_msg(memcmp(g, want_g, DISK) == 0,
+		      "stopped after %ld writes: g.vhd reads otherwise", n);
 	free(c);
 	free(g);
 }
@@ -159,7 +164,8 @@ START_TEST(test_merge_up_stopped_at_every_write)
 		ck_assert_msg(vhd_merge_up(tp("c.vhd"), false, err, sizeof(err)) == 0,
 			      "after a stop at %ld writes, the merge again: %s", n, err);
 		expect_views(want_c, want_g, n);
-		ck_assert_msg(access(tp("p.vhd"), F_OK) < 0, "after a stop at %ld: p.vhd is left", n);
+		ck_assert_msg(access(tp("p.vhd"), F_OK) < 0, "after a stop at %ld: p.vhd is left",
+			      n);
 	}
 	/* Every data write, BAT and bitmap update, both footers and the
 	 * rename had their turn to be the last. */

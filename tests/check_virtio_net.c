@@ -32,23 +32,23 @@
 #include "fake_board.h"
 #include "virtio_driver.h"
 
-#define RAM MiB(16)
+#define RAM	  MiB(16)
 #define BUF(q, i) (0x200000ULL + 0x40000ULL * (q) + 0x4000ULL * (i))
 
-#define F_CSUM (1ULL << 0)
-#define F_GUEST_CSUM (1ULL << 1)
+#define F_CSUM		      (1ULL << 0)
+#define F_GUEST_CSUM	      (1ULL << 1)
 #define F_CTRL_GUEST_OFFLOADS (1ULL << 2)
-#define F_MAC (1ULL << 5)
-#define F_GUEST_TSO4 (1ULL << 7)
-#define F_HOST_TSO4 (1ULL << 11)
-#define F_MRG_RXBUF (1ULL << 15)
-#define F_STATUS (1ULL << 16)
-#define F_CTRL_VQ (1ULL << 17)
-#define F_CTRL_RX (1ULL << 18)
-#define F_CTRL_VLAN (1ULL << 19)
-#define F_CTRL_RX_EXTRA (1ULL << 20)
-#define F_MQ (1ULL << 22)
-#define F_CTRL_MAC_ADDR (1ULL << 23)
+#define F_MAC		      (1ULL << 5)
+#define F_GUEST_TSO4	      (1ULL << 7)
+#define F_HOST_TSO4	      (1ULL << 11)
+#define F_MRG_RXBUF	      (1ULL << 15)
+#define F_STATUS	      (1ULL << 16)
+#define F_CTRL_VQ	      (1ULL << 17)
+#define F_CTRL_RX	      (1ULL << 18)
+#define F_CTRL_VLAN	      (1ULL << 19)
+#define F_CTRL_RX_EXTRA	      (1ULL << 20)
+#define F_MQ		      (1ULL << 22)
+#define F_CTRL_MAC_ADDR	      (1ULL << 23)
 
 #define HDR 12
 
@@ -101,7 +101,8 @@ static uint16_t post(unsigned q, const struct seg *s, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		uint16_t d = (uint16_t)((head + i) % QSZ);
 		struct virtq_desc v = { s[i].gpa, s[i].len,
-					(uint16_t)((s[i].write ? D_WRITE : 0) | (i + 1 < n ? D_NEXT : 0)),
+					(uint16_t)((s[i].write ? D_WRITE : 0) |
+						   (i + 1 < n ? D_NEXT : 0)),
 					(uint16_t)((d + 1) % QSZ) };
 
 		put(RING(q) + 16ULL * d, &v, sizeof(v));
@@ -269,9 +270,9 @@ START_TEST(test_features_config)
 	for (int i = 0; i < 6; i++)
 		mac[i] = (uint8_t)bar_read(DEVCFG + i, 1);
 	ck_assert_mem_eq(mac, guest_mac, 6);
-	ck_assert_uint_eq(bar_read(DEVCFG + 6, 2), 1);       /* LINK_UP */
-	ck_assert_uint_eq(bar_read(DEVCFG + 8, 2), 1);       /* max_virtqueue_pairs */
-	bar_write(DEVCFG, 1, 0xff);                          /* read-only in 1.x */
+	ck_assert_uint_eq(bar_read(DEVCFG + 6, 2), 1); /* LINK_UP */
+	ck_assert_uint_eq(bar_read(DEVCFG + 8, 2), 1); /* max_virtqueue_pairs */
+	bar_write(DEVCFG, 1, 0xff);		       /* read-only in 1.x */
 	ck_assert_uint_eq(bar_read(DEVCFG, 1), guest_mac[0]);
 }
 END_TEST
@@ -286,12 +287,14 @@ START_TEST(test_tx_plain)
 
 	net_driver_init(F_VERSION_1 | F_CSUM, 3);
 	hdr_make(h, 1, 34, 6, 0);
-	h[10] = 0x77;                                        /* num_buffers: ignored */
+	h[10] = 0x77; /* num_buffers: ignored */
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
 	put(BUF(1, 0), h, HDR);
-	put(BUF(1, 0) + HDR, f, 20);                         /* header + a frame in pieces */
+	put(BUF(1, 0) + HDR, f, 20); /* header + a frame in pieces */
 	put(BUF(1, 1), f + 20, sizeof(f) - 20);
-	post(1, (struct seg[]){ { BUF(1, 0), HDR + 20, false }, { BUF(1, 1), sizeof(f) - 20, false } }, 2);
+	post(1,
+	     (struct seg[]){ { BUF(1, 0), HDR + 20, false }, { BUF(1, 1), sizeof(f) - 20, false } },
+	     2);
 	kick(1);
 	ck_assert_int_eq(peer_recv(0, got, sizeof(got), 2000), HDR + sizeof(f));
 	ck_assert_uint_eq(got[0], 1);
@@ -313,20 +316,20 @@ START_TEST(test_tx_refused)
 	uint8_t h[HDR], f[64], got[200];
 	struct virtio_net_stats st;
 
-	net_driver_init(F_VERSION_1, 3);                         /* no CSUM, no TSO */
+	net_driver_init(F_VERSION_1, 3); /* no CSUM, no TSO */
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
-	hdr_make(h, 1, 34, 6, 0);                            /* NEEDS_CSUM */
+	hdr_make(h, 1, 34, 6, 0); /* NEEDS_CSUM */
 	put(BUF(1, 0), h, HDR);
 	put(BUF(1, 0) + HDR, f, sizeof(f));
 	post(1, (struct seg[]){ { BUF(1, 0), HDR + sizeof(f), false } }, 1);
 	hdr_make(h, 0, 0, 0, 0);
-	h[1] = 1;                                            /* GSO TCPv4 */
+	h[1] = 1; /* GSO TCPv4 */
 	put(BUF(1, 1), h, HDR);
 	put(BUF(1, 1) + HDR, f, sizeof(f));
 	post(1, (struct seg[]){ { BUF(1, 1), HDR + sizeof(f), false } }, 1);
 	hdr_make(h, 0, 0, 0, 0);
 	put(BUF(1, 2), h, HDR);
-	post(1, (struct seg[]){ { BUF(1, 2), HDR + 10, false } }, 1);   /* runt */
+	post(1, (struct seg[]){ { BUF(1, 2), HDR + 10, false } }, 1); /* runt */
 	kick(1);
 	ck_assert(used_wait(1, 3));
 	ck_assert_int_lt(peer_recv(0, got, sizeof(got), 100), 0);
@@ -346,15 +349,18 @@ START_TEST(test_tx_vlan_tag)
 	hdr_make(h, 1, 34, 6, 54);
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
 	put(BUF(1, 0), h, HDR);
-	put(BUF(1, 1), f, 5);                                /* MACs split over buffers */
+	put(BUF(1, 1), f, 5); /* MACs split over buffers */
 	put(BUF(1, 2), f + 5, sizeof(f) - 5);
-	post(1, (struct seg[]){ { BUF(1, 0), HDR, false }, { BUF(1, 1), 5, false },
-				{ BUF(1, 2), sizeof(f) - 5, false } }, 3);
+	post(1,
+	     (struct seg[]){ { BUF(1, 0), HDR, false },
+			     { BUF(1, 1), 5, false },
+			     { BUF(1, 2), sizeof(f) - 5, false } },
+	     3);
 	kick(1);
 	ck_assert_int_eq(peer_recv(0, got, sizeof(got), 2000), HDR + sizeof(f) + 4);
-	ck_assert_uint_eq(le16(got + 6), 38);                /* csum_start */
-	ck_assert_uint_eq(le16(got + 8), 6);                 /* csum_offset: from csum_start */
-	ck_assert_uint_eq(le16(got + 2), 58);                /* hdr_len */
+	ck_assert_uint_eq(le16(got + 6), 38); /* csum_start */
+	ck_assert_uint_eq(le16(got + 8), 6);  /* csum_offset: from csum_start */
+	ck_assert_uint_eq(le16(got + 2), 58); /* hdr_len */
 	ck_assert_mem_eq(got + HDR, f, 12);
 	ck_assert_mem_eq(got + HDR + 12, tag, 4);
 	ck_assert_mem_eq(got + HDR + 16, f + 12, sizeof(f) - 12);
@@ -410,7 +416,7 @@ START_TEST(test_rx_plain)
 	get(BUF(0, 0), got, sizeof(got));
 	ck_assert_uint_eq(got[0], 1);
 	ck_assert_uint_eq(le16(got + 6), 34);
-	ck_assert_uint_eq(le16(got + 10), 1);                /* num_buffers */
+	ck_assert_uint_eq(le16(got + 10), 1); /* num_buffers */
 	ck_assert_mem_eq(got + HDR, f, sizeof(f));
 }
 END_TEST
@@ -421,7 +427,7 @@ START_TEST(test_rx_refused_offload)
 	uint8_t h[HDR], f[60];
 	struct virtio_net_stats st;
 
-	net_driver_init(F_VERSION_1, 3);                         /* no GUEST_CSUM */
+	net_driver_init(F_VERSION_1, 3); /* no GUEST_CSUM */
 	rx_post(2, 2048);
 	hdr_make(h, 1, 34, 16, 0);
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
@@ -474,7 +480,7 @@ START_TEST(test_rx_mergeable)
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
 	peer_send(0, h, f, sizeof(f));
 	sleep_ms(100);
-	ck_assert_uint_eq(used_new(0), 0);                   /* 1024 bytes: not enough */
+	ck_assert_uint_eq(used_new(0), 0); /* 1024 bytes: not enough */
 	rx_post(6, 512);
 	ck_assert(used_wait(0, 3));
 	for (int i = 0; i < 3; i++)
@@ -535,12 +541,12 @@ START_TEST(test_rx_vlan_untag)
 	rx_post(4, 2048);
 	frame_make(f, guest_mac, 0x0800, 80);
 	memcpy(tagged, f, 12);
-	memcpy(tagged + 12, (uint8_t[]){ 0x81, 0x00, 0x20, 0x06 }, 4);   /* PCP 1, VID 6 */
+	memcpy(tagged + 12, (uint8_t[]){ 0x81, 0x00, 0x20, 0x06 }, 4); /* PCP 1, VID 6 */
 	memcpy(tagged + 16, f + 12, 68);
 	hdr_make(h, 1, 38, 16, 58);
-	peer_send(0, h, tagged, sizeof(tagged));            /* VID 6: dropped */
-	peer_send(0, h, f, 80);                              /* untagged: dropped */
-	tagged[15] = 5;                                      /* PCP 1, VID 5 */
+	peer_send(0, h, tagged, sizeof(tagged)); /* VID 6: dropped */
+	peer_send(0, h, f, 80);			 /* untagged: dropped */
+	tagged[15] = 5;				 /* PCP 1, VID 5 */
 	peer_send(0, h, tagged, sizeof(tagged));
 	ck_assert(used_wait(0, 1));
 	used_take(0, &id, &len);
@@ -590,14 +596,16 @@ static uint8_t ctrl(unsigned cq, uint8_t cls, uint8_t cmd, const void *data, uin
 	uint64_t b = BUF(cq, dq[cq].next_desc % QSZ);
 	uint32_t id, l;
 
-	struct seg segs[3] = { { b, 2, false }, { b + 0x100, len, false }, { b + 0x3000, 1, true } };
+	struct seg segs[3] = { { b, 2, false },
+			       { b + 0x100, len, false },
+			       { b + 0x3000, 1, true } };
 
 	put(b, hdr, 2);
 	if (len)
 		put(b + 0x100, data, len);
 	put(b + 0x3000, &ack, 1);
 	if (!len)
-		segs[1] = segs[2];                           /* header, then the ack */
+		segs[1] = segs[2]; /* header, then the ack */
 	post(cq, segs, len ? 3 : 2);
 	kick(cq);
 	ck_assert(used_wait(cq, 1));
@@ -624,7 +632,8 @@ static bool rx_one_of(const uint8_t *dst, uint16_t type)
 
 START_TEST(test_ctrl_rx_filter)
 {
-	static const uint8_t other[6] = { 0x52, 0x54, 0, 0, 0, 0x42 }, listed[6] = { 0x02, 1, 2, 3, 4, 5 };
+	static const uint8_t other[6] = { 0x52, 0x54, 0, 0, 0, 0x42 },
+			     listed[6] = { 0x02, 1, 2, 3, 4, 5 };
 	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 	static const uint8_t mcast[6] = { 0x33, 0x33, 0, 0, 0, 1 };
 	/* frame_make's payload makes a tagged frame's TCI 0x6269: VID 0x269. */
@@ -635,8 +644,8 @@ START_TEST(test_ctrl_rx_filter)
 
 	net_driver_init(feat, 3);
 	rx_post(QSZ, 2048);
-	ck_assert(rx_one_of(other, 0x0800));                 /* promiscuous until told */
-	ck_assert_uint_eq(ctrl(2, 0, 0, &off, 1), 0);        /* PROMISC off */
+	ck_assert(rx_one_of(other, 0x0800));	      /* promiscuous until told */
+	ck_assert_uint_eq(ctrl(2, 0, 0, &off, 1), 0); /* PROMISC off */
 	ck_assert(!rx_one_of(other, 0x0800));
 	ck_assert(rx_one_of(guest_mac, 0x0800));
 	ck_assert(rx_one_of(bcast, 0x0806));
@@ -644,21 +653,21 @@ START_TEST(test_ctrl_rx_filter)
 	memcpy(table + 4, listed, 6);
 	table[10] = 1;
 	memcpy(table + 14, mcast, 6);
-	ck_assert_uint_eq(ctrl(2, 1, 0, table, sizeof(table)), 0);    /* MAC_TABLE_SET */
+	ck_assert_uint_eq(ctrl(2, 1, 0, table, sizeof(table)), 0); /* MAC_TABLE_SET */
 	ck_assert(rx_one_of(listed, 0x0800));
 	ck_assert(rx_one_of(mcast, 0x86dd));
 	ck_assert_uint_eq(ctrl(2, 1, 0, table, sizeof(table) - 1), 1); /* short: ERR */
-	ck_assert_uint_eq(ctrl(2, 0, 5, &on, 1), 0);         /* NOBCAST */
+	ck_assert_uint_eq(ctrl(2, 0, 5, &on, 1), 0);		       /* NOBCAST */
 	ck_assert(!rx_one_of(bcast, 0x0806));
-	ck_assert_uint_eq(ctrl(2, 0, 1, &on, 1), 0);         /* ALLMULTI */
+	ck_assert_uint_eq(ctrl(2, 0, 1, &on, 1), 0); /* ALLMULTI */
 	ck_assert(rx_one_of((uint8_t[]){ 0x01, 0, 0x5e, 0, 0, 9 }, 0x0800));
 	/* VLAN filter: a tagged frame passes only once its id is added. */
 	ck_assert(!rx_one_of(guest_mac, 0x8100));
-	ck_assert_uint_eq(ctrl(2, 2, 0, vid, 2), 0);         /* VLAN_ADD 0x269 */
+	ck_assert_uint_eq(ctrl(2, 2, 0, vid, 2), 0); /* VLAN_ADD 0x269 */
 	ck_assert(rx_one_of(guest_mac, 0x8100));
-	ck_assert_uint_eq(ctrl(2, 2, 1, vid, 2), 0);         /* VLAN_DEL */
+	ck_assert_uint_eq(ctrl(2, 2, 1, vid, 2), 0); /* VLAN_DEL */
 	ck_assert(!rx_one_of(guest_mac, 0x8100));
-	ck_assert_uint_eq(ctrl(2, 2, 0, (uint8_t[]){ 0, 0x10 }, 2), 1);  /* 4096: ERR */
+	ck_assert_uint_eq(ctrl(2, 2, 0, (uint8_t[]){ 0, 0x10 }, 2), 1); /* 4096: ERR */
 	/* MAC_ADDR_SET: the config space and the filter follow. */
 	ck_assert_uint_eq(ctrl(2, 1, 1, newmac, 6), 0);
 	ck_assert_uint_eq(bar_read(DEVCFG + 5, 1), 3);
@@ -668,7 +677,7 @@ START_TEST(test_ctrl_rx_filter)
 	ck_assert_uint_eq(ctrl(2, 9, 0, &on, 1), 1);
 	ck_assert_uint_eq(ctrl(2, 3, 0, NULL, 0), 1);
 	ck_assert_uint_eq(ctrl(2, 0, 0, table, 2), 1);
-	ck_assert_uint_eq(ctrl(2, 4, 0, (uint8_t[]){ 2, 0 }, 2), 1);   /* MQ not negotiated */
+	ck_assert_uint_eq(ctrl(2, 4, 0, (uint8_t[]){ 2, 0 }, 2), 1); /* MQ not negotiated */
 	ck_assert(!(bar_read(CC_STATUS, 1) & ST_NEEDS_RESET));
 }
 END_TEST
@@ -688,7 +697,7 @@ START_TEST(test_ctrl_mac_table_overflow)
 		memcpy(table + 4 + 6 * i, (uint8_t[]){ 0x02, 1, 1, 1, 1, (uint8_t)i }, 6);
 	ck_assert_uint_eq(ctrl(2, 1, 0, table, sizeof(table)), 0);
 	ck_assert(rx_one_of(other, 0x0800));
-	table[0] = 71;                                       /* claims more than it holds */
+	table[0] = 71; /* claims more than it holds */
 	ck_assert_uint_eq(ctrl(2, 1, 0, table, sizeof(table)), 1);
 }
 END_TEST
@@ -702,8 +711,8 @@ START_TEST(test_ctrl_guest_offloads)
 
 	net_driver_init(feat, 3);
 	rx_post(4, 2048);
-	ck_assert_uint_eq(ctrl(2, 5, 0, &bad, 8), 1);        /* not negotiated */
-	ck_assert_uint_eq(ctrl(2, 5, 0, &want, 8), 0);       /* no checksum offload now */
+	ck_assert_uint_eq(ctrl(2, 5, 0, &bad, 8), 1);  /* not negotiated */
+	ck_assert_uint_eq(ctrl(2, 5, 0, &want, 8), 0); /* no checksum offload now */
 	hdr_make(h, 1, 34, 16, 0);
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
 	peer_send(0, h, f, sizeof(f));
@@ -756,7 +765,7 @@ START_TEST(test_mq_pairs)
 
 	ck_assert(dev_features() & F_MQ);
 	ck_assert_uint_eq(bar_read(DEVCFG + 8, 2), 2);
-	net_driver_init(feat, 5);                                /* rx0 tx0 rx1 tx1 ctrl(4) */
+	net_driver_init(feat, 5); /* rx0 tx0 rx1 tx1 ctrl(4) */
 	for (unsigned i = 0; i < 2; i++) {
 		post(2, (struct seg[]){ { BUF(2, i), 2048, true } }, 1);
 	}
@@ -764,7 +773,7 @@ START_TEST(test_mq_pairs)
 	frame_make(f, guest_mac, 0x0800, sizeof(f));
 	peer_send(1, h, f, sizeof(f));
 	sleep_ms(100);
-	ck_assert_uint_eq(used_new(2), 0);                   /* pair 1 not in use yet */
+	ck_assert_uint_eq(used_new(2), 0); /* pair 1 not in use yet */
 	ck_assert_uint_eq(ctrl(4, 4, 0, &(uint16_t){ 3 }, 2), 1);
 	ck_assert_uint_eq(ctrl(4, 4, 0, &pairs, 2), 0);
 	ck_assert(used_wait(2, 1));
@@ -829,7 +838,7 @@ START_TEST(test_malformed_tx_loop)
 	uint16_t head = 0, idx = 1;
 
 	net_driver_init(F_VERSION_1, 3);
-	put(RING(1), &d, sizeof(d));                         /* next = itself */
+	put(RING(1), &d, sizeof(d)); /* next = itself */
 	put(AVAIL(1) + 4, &head, 2);
 	put(AVAIL(1) + 2, &idx, 2);
 	kick(1);
@@ -869,7 +878,7 @@ END_TEST
 START_TEST(test_malformed_ctrl)
 {
 	net_driver_init(F_VERSION_1 | F_CTRL_VQ, 3);
-	post(2, (struct seg[]){ { BUF(2, 0), 2, false } }, 1);     /* no ack byte */
+	post(2, (struct seg[]){ { BUF(2, 0), 2, false } }, 1); /* no ack byte */
 	kick(2);
 	ck_assert(needs_reset());
 	works_after_reset();
@@ -908,7 +917,8 @@ START_TEST(test_real_tap)
 	int ps;
 
 	if (!tap_env()) {
-		fprintf(stderr, "check_virtio_net: no /dev/net/tun or no CAP_SYS_ADMIN: real TAP case "
+		fprintf(stderr,
+			"check_virtio_net: no /dev/net/tun or no CAP_SYS_ADMIN: real TAP case "
 			"skipped\n");
 		return;
 	}
@@ -1002,7 +1012,7 @@ START_TEST(test_state_held_rx_chains)
 	ck_assert(used_wait(0, 3));
 	for (int i = 0; i < 3; i++) {
 		used_take(0, &id[i], &len[i]);
-		ck_assert_uint_eq(id[i], (uint32_t)i);   /* the first buffers, the held ones */
+		ck_assert_uint_eq(id[i], (uint32_t)i); /* the first buffers, the held ones */
 		get(BUF(0, id[i]), got + 512 * i, 512);
 	}
 	ck_assert_uint_eq(le16(got + 10), 3);

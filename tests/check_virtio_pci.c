@@ -14,22 +14,22 @@
 #include "kestrel/virtio.h"
 #include "fake_board.h"
 
-#define NQ 3
-#define SLOT 3
-#define COMMON 0x0000
-#define ISR 0x1000
-#define DEVCFG 0x2000
-#define NOTIFY 0x3000
+#define NQ	   3
+#define SLOT	   3
+#define COMMON	   0x0000
+#define ISR	   0x1000
+#define DEVCFG	   0x2000
+#define NOTIFY	   0x3000
 #define MSIX_TABLE 0x4000
-#define MSIX_PBA 0x5000
-#define RAM MiB(2)
+#define MSIX_PBA   0x5000
+#define RAM	   MiB(2)
 
 struct model {
 	int starts, stops, destroys;
 	uint64_t features;
 	unsigned cfg_off, cfg_size;
 	uint64_t cfg_written;
-	struct virtio_dev *vdev;   /* what bind() handed over */
+	struct virtio_dev *vdev; /* what bind() handed over */
 };
 
 static struct model model;
@@ -77,8 +77,12 @@ static void m_bind(void *o, struct virtio_dev *v)
 }
 
 static const struct virtio_dev_ops m_ops = {
-	.bind = m_bind, .cfg_read = m_cfg_read, .cfg_write = m_cfg_write, .start = m_start,
-	.stop = m_stop, .destroy = m_destroy,
+	.bind = m_bind,
+	.cfg_read = m_cfg_read,
+	.cfg_write = m_cfg_write,
+	.start = m_start,
+	.stop = m_stop,
+	.destroy = m_destroy,
 };
 
 static uint64_t rd(uint64_t off, unsigned size)
@@ -93,15 +97,19 @@ static void wr(uint64_t off, unsigned size, uint64_t v)
 
 static void setup(void)
 {
-	struct virtio_dev_info info = { .name = "test", .device_id = 42, .class_code = 0x018000,
-					.features = 1ULL << 5, .num_queues = NQ, .queue_size = 64,
+	struct virtio_dev_info info = { .name = "test",
+					.device_id = 42,
+					.class_code = 0x018000,
+					.features = 1ULL << 5,
+					.num_queues = NQ,
+					.queue_size = 64,
 					.cfg_size = 24 };
 
 	memset(&model, 0, sizeof(model));
 	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
 	host = pci_host_create(NULL);
 	ck_assert_int_eq(virtio_pci_create(NULL, host, SLOT, &info, &m_ops, &model, &vdev), 0);
-	ck_assert_ptr_eq(model.vdev, vdev);   /* the model was bound to its transport */
+	ck_assert_ptr_eq(model.vdev, vdev); /* the model was bound to its transport */
 	dev = virtio_dev_device(vdev);
 	virtio_pci_set_guest_mem(dev, &gm);
 	pdev = pci_host_slot(host, SLOT);
@@ -125,8 +133,8 @@ static uint8_t negotiate(uint64_t features)
 	wr(COMMON + 0x0c, 4, (uint32_t)features);
 	wr(COMMON + 0x08, 4, 1);
 	wr(COMMON + 0x0c, 4, (uint32_t)(features >> 32));
-	wr(COMMON + 0x14, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-	   VIRTIO_STATUS_FEATURES_OK);
+	wr(COMMON + 0x14, 1,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
 	return (uint8_t)rd(COMMON + 0x14, 1);
 }
 
@@ -135,7 +143,7 @@ static void queue(unsigned q, uint16_t size, uint64_t desc, uint64_t avail, uint
 {
 	wr(COMMON + 0x16, 2, q);
 	wr(COMMON + 0x18, 2, size);
-	wr(COMMON + 0x20, 4, (uint32_t)desc);       /* 64-bit fields as two halves */
+	wr(COMMON + 0x20, 4, (uint32_t)desc); /* 64-bit fields as two halves */
 	wr(COMMON + 0x24, 4, (uint32_t)(desc >> 32));
 	wr(COMMON + 0x28, 8, avail);
 	wr(COMMON + 0x30, 8, used);
@@ -145,8 +153,9 @@ static void queue(unsigned q, uint16_t size, uint64_t desc, uint64_t avail, uint
 /* A transport that cannot be made frees its model, once. */
 START_TEST(create_failure_frees_model)
 {
-	struct virtio_dev_info bad = { .name = "bad", .device_id = 42, .num_queues = 0,
-				       .queue_size = 64 };
+	struct virtio_dev_info bad = {
+		.name = "bad", .device_id = 42, .num_queues = 0, .queue_size = 64
+	};
 	struct model m = { 0 };
 	struct virtio_dev *v = NULL;
 
@@ -173,20 +182,21 @@ START_TEST(header_and_capabilities)
 		uint8_t id = (uint8_t)pci_cfg_read(pdev, c, 1);
 
 		if (id == 0x11) {
-			ck_assert_uint_eq(pci_cfg_read(pdev, c + 2, 2) & 0x7ff, NQ);   /* NQ + 1 vectors */
+			ck_assert_uint_eq(pci_cfg_read(pdev, c + 2, 2) & 0x7ff,
+					  NQ); /* NQ + 1 vectors */
 			ck_assert_uint_eq(pci_cfg_read(pdev, c + 4, 4), MSIX_TABLE);
 			ck_assert_uint_eq(pci_cfg_read(pdev, c + 8, 4), MSIX_PBA);
 			continue;
 		}
 		ck_assert_uint_eq(id, 0x09);
 		types |= 1u << pci_cfg_read(pdev, c + 3, 1);
-		ck_assert_uint_eq(pci_cfg_read(pdev, c + 4, 1), 0);   /* BAR 0 */
+		ck_assert_uint_eq(pci_cfg_read(pdev, c + 4, 1), 0); /* BAR 0 */
 		if (pci_cfg_read(pdev, c + 3, 1) == 2) {
 			ck_assert_uint_eq(pci_cfg_read(pdev, c + 8, 4), NOTIFY);
-			ck_assert_uint_eq(pci_cfg_read(pdev, c + 16, 4), 4);   /* multiplier */
+			ck_assert_uint_eq(pci_cfg_read(pdev, c + 16, 4), 4); /* multiplier */
 		}
 	}
-	ck_assert_uint_eq(types, 0x3e);   /* common, notify, ISR, device, PCI cfg */
+	ck_assert_uint_eq(types, 0x3e); /* common, notify, ISR, device, PCI cfg */
 }
 END_TEST
 
@@ -207,8 +217,10 @@ START_TEST(features)
 	/* No legacy interface: FEATURES_OK only with VERSION_1... */
 	ck_assert(!(negotiate(1ULL << 5) & VIRTIO_STATUS_FEATURES_OK));
 	/* ...and only for features the device offers. */
-	ck_assert(!(negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1) | (1ULL << 7)) & VIRTIO_STATUS_FEATURES_OK));
-	ck_assert(negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1) | (1ULL << 5)) & VIRTIO_STATUS_FEATURES_OK);
+	ck_assert(!(negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1) | (1ULL << 7)) &
+		    VIRTIO_STATUS_FEATURES_OK));
+	ck_assert(negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1) | (1ULL << 5)) &
+		  VIRTIO_STATUS_FEATURES_OK);
 	/* Fixed after FEATURES_OK. */
 	wr(COMMON + 0x08, 4, 0);
 	wr(COMMON + 0x0c, 4, 0);
@@ -227,7 +239,7 @@ START_TEST(status_and_reset)
 	wr(COMMON + 0x16, 2, 1);
 	ck_assert_uint_eq(rd(COMMON + 0x1c, 2), 1);
 	ck_assert_uint_eq(rd(COMMON + 0x20, 8), 0x1000);
-	ck_assert_uint_eq(rd(COMMON + 0x1e, 2), 1);            /* notify offset = index */
+	ck_assert_uint_eq(rd(COMMON + 0x1e, 2), 1); /* notify offset = index */
 	ck_assert(virtio_queue_enabled(vdev, 1));
 	/* Layout changes to a live queue are ignored. */
 	wr(COMMON + 0x18, 2, 8);
@@ -243,7 +255,7 @@ START_TEST(status_and_reset)
 	ck_assert_uint_eq(rd(COMMON + 0x14, 1), 0);
 	wr(COMMON + 0x16, 2, 1);
 	ck_assert_uint_eq(rd(COMMON + 0x1c, 2), 0);
-	ck_assert_uint_eq(rd(COMMON + 0x18, 2), 64);           /* back to the maximum */
+	ck_assert_uint_eq(rd(COMMON + 0x18, 2), 64); /* back to the maximum */
 	ck_assert_uint_eq(rd(COMMON + 0x20, 8), 0);
 	ck_assert(!virtio_queue_enabled(vdev, 1));
 	/* A queue index past the last reads size 0. */
@@ -255,7 +267,7 @@ END_TEST
 START_TEST(bad_queue_setup_needs_reset)
 {
 	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1));
-	queue(0, 16, RAM - 64, 0x2000, 0x3000);                /* table past RAM */
+	queue(0, 16, RAM - 64, 0x2000, 0x3000); /* table past RAM */
 	ck_assert(virtio_needs_reset(vdev));
 	ck_assert(rd(COMMON + 0x14, 1) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 	wr(COMMON + 0x16, 2, 0);
@@ -263,11 +275,11 @@ START_TEST(bad_queue_setup_needs_reset)
 	wr(COMMON + 0x14, 1, 0);
 	ck_assert(!virtio_needs_reset(vdev));
 	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1));
-	queue(0, 12, 0x1000, 0x2000, 0x3000);                  /* not a power of two */
+	queue(0, 12, 0x1000, 0x2000, 0x3000); /* not a power of two */
 	ck_assert(virtio_needs_reset(vdev));
 	wr(COMMON + 0x14, 1, 0);
 	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1));
-	queue(0, 128, 0x1000, 0x2000, 0x3000);                 /* above the maximum */
+	queue(0, 128, 0x1000, 0x2000, 0x3000); /* above the maximum */
 	ck_assert(virtio_needs_reset(vdev));
 	wr(COMMON + 0x14, 1, 0);
 	/* Enabling before FEATURES_OK, DRIVER_OK before FEATURES_OK. */
@@ -275,7 +287,8 @@ START_TEST(bad_queue_setup_needs_reset)
 	queue(0, 16, 0x1000, 0x2000, 0x3000);
 	ck_assert(virtio_needs_reset(vdev));
 	wr(COMMON + 0x14, 1, 0);
-	wr(COMMON + 0x14, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK);
+	wr(COMMON + 0x14, 1,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK);
 	ck_assert(virtio_needs_reset(vdev));
 	ck_assert_int_eq(model.starts, 0);
 }
@@ -287,12 +300,12 @@ START_TEST(notify_fallback)
 	int fd = virtio_queue_kick_fd(vdev, 2);
 
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_ne(eventfd_read(fd, &v), 0);             /* nothing yet */
+	ck_assert_int_ne(eventfd_read(fd, &v), 0); /* nothing yet */
 	wr(NOTIFY + 4 * 2, 2, 2);
 	ck_assert_int_eq(eventfd_read(fd, &v), 0);
 	ck_assert_uint_eq(v, 1);
-	wr(NOTIFY + 4 * NQ, 2, NQ);                            /* no such queue */
-	wr(NOTIFY + 4 * 2 + 2, 2, 2);                          /* not a slot start */
+	wr(NOTIFY + 4 * NQ, 2, NQ);   /* no such queue */
+	wr(NOTIFY + 4 * 2 + 2, 2, 2); /* not a slot start */
 	ck_assert_int_ne(eventfd_read(fd, &v), 0);
 }
 END_TEST
@@ -301,11 +314,11 @@ START_TEST(isr_and_intx)
 {
 	virtio_queue_interrupt(vdev, 0);
 	ck_assert(pci_cfg_read(pdev, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
-	ck_assert_uint_eq(rd(ISR, 1), 1);                      /* queue interrupt */
-	ck_assert_uint_eq(rd(ISR, 1), 0);                      /* read clears */
+	ck_assert_uint_eq(rd(ISR, 1), 1); /* queue interrupt */
+	ck_assert_uint_eq(rd(ISR, 1), 0); /* read clears */
 	ck_assert(!(pci_cfg_read(pdev, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT));
 	virtio_config_changed(vdev);
-	ck_assert_uint_eq(rd(ISR, 1), 2);                      /* configuration change */
+	ck_assert_uint_eq(rd(ISR, 1), 2); /* configuration change */
 }
 END_TEST
 
@@ -316,7 +329,7 @@ START_TEST(msix_vectors)
 	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 	wr(COMMON + 0x10, 2, 1);
 	ck_assert_uint_eq(rd(COMMON + 0x10, 2), 1);
-	wr(COMMON + 0x10, 2, NQ + 1);                          /* no such vector */
+	wr(COMMON + 0x10, 2, NQ + 1); /* no such vector */
 	ck_assert_uint_eq(rd(COMMON + 0x10, 2), VIRTIO_MSI_NO_VECTOR);
 	wr(COMMON + 0x16, 2, 0);
 	wr(COMMON + 0x1a, 2, 2);
@@ -326,13 +339,13 @@ START_TEST(msix_vectors)
 	wr(MSIX_TABLE + 16 * 2, 8, 0xfee00000ULL);
 	wr(MSIX_TABLE + 16 * 2 + 8, 4, 0x4041);
 	ck_assert_uint_eq(rd(MSIX_TABLE + 16 * 2 + 8, 4), 0x4041);
-	pci_cfg_write(pdev, cap + 2, 2, 0x8000);               /* MSI-X on */
+	pci_cfg_write(pdev, cap + 2, 2, 0x8000); /* MSI-X on */
 	virtio_queue_interrupt(vdev, 0);
-	ck_assert_uint_eq(rd(ISR, 1), 0);                      /* no ISR with MSI-X */
-	ck_assert_uint_eq(rd(MSIX_PBA, 8), 1u << 2);           /* held: masked */
-	wr(MSIX_TABLE + 16 * 2 + 12, 4, 0);                    /* unmask: delivered */
+	ck_assert_uint_eq(rd(ISR, 1), 0);	     /* no ISR with MSI-X */
+	ck_assert_uint_eq(rd(MSIX_PBA, 8), 1u << 2); /* held: masked */
+	wr(MSIX_TABLE + 16 * 2 + 12, 4, 0);	     /* unmask: delivered */
 	ck_assert_uint_eq(rd(MSIX_PBA, 8), 0);
-	pci_cfg_write(pdev, cap + 2, 2, 0xc000);               /* function mask */
+	pci_cfg_write(pdev, cap + 2, 2, 0xc000); /* function mask */
 	virtio_queue_interrupt(vdev, 0);
 	ck_assert_uint_eq(rd(MSIX_PBA, 4), 1u << 2);
 	pci_cfg_write(pdev, cap + 2, 2, 0x8000);
@@ -375,21 +388,21 @@ START_TEST(bus_master_gates_dma)
 			  VIRTIO_STATUS_FEATURES_OK);
 	queue(0, 16, 0x1000, 0x2000, 0x3000);
 	wr(COMMON + 0x16, 2, 0);
-	wr(COMMON + 0x1a, 2, 1);                               /* queue 0 -> vector 1 */
+	wr(COMMON + 0x1a, 2, 1); /* queue 0 -> vector 1 */
 	wr(MSIX_TABLE + 16 * 1, 8, 0xfee00000ULL);
-	wr(MSIX_TABLE + 16 * 1 + 12, 4, 0);                    /* unmasked */
-	pci_cfg_write(pdev, cap + 2, 2, 0x8000);               /* MSI-X on */
+	wr(MSIX_TABLE + 16 * 1 + 12, 4, 0);	 /* unmasked */
+	pci_cfg_write(pdev, cap + 2, 2, 0x8000); /* MSI-X on */
 	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
 	offer(0, 0);
-	ck_assert_int_eq(vq_pop(vq, &e, iov, 16), 0);          /* no DMA: nothing taken */
+	ck_assert_int_eq(vq_pop(vq, &e, iov, 16), 0); /* no DMA: nothing taken */
 	ck_assert(!vq_has_work(vq));
 	virtio_queue_interrupt(vdev, 0);
-	ck_assert_uint_eq(rd(MSIX_PBA, 8), 1u << 1);           /* held */
+	ck_assert_uint_eq(rd(MSIX_PBA, 8), 1u << 1); /* held */
 	while (eventfd_read(kick, &v) == 0)
 		;
 	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-	ck_assert_uint_eq(rd(MSIX_PBA, 8), 0);                 /* delivered */
-	ck_assert_int_eq(eventfd_read(kick, &v), 0);           /* the queue was kicked */
+	ck_assert_uint_eq(rd(MSIX_PBA, 8), 0);	     /* delivered */
+	ck_assert_int_eq(eventfd_read(kick, &v), 0); /* the queue was kicked */
 	ck_assert_int_eq(vq_pop(vq, &e, iov, 16), 1);
 	ck_assert_uint_eq(e.head, 0);
 	ck_assert_uint_eq(e.out_len, 64);
@@ -410,12 +423,12 @@ END_TEST
 
 START_TEST(device_config_and_pci_cfg_window)
 {
-	ck_assert_uint_eq(rd(DEVCFG + 8, 4), 8);            /* cut to the access size */
+	ck_assert_uint_eq(rd(DEVCFG + 8, 4), 8); /* cut to the access size */
 	ck_assert_uint_eq(model.cfg_off, 8);
 	ck_assert_uint_eq(model.cfg_size, 4);
 	ck_assert_uint_eq(rd(DEVCFG + 8, 8), 0x1234567800000008ULL);
 	model.cfg_size = 0;
-	ck_assert_uint_eq(rd(DEVCFG + 22, 4), 0);              /* past cfg_size */
+	ck_assert_uint_eq(rd(DEVCFG + 22, 4), 0); /* past cfg_size */
 	ck_assert_uint_eq(model.cfg_size, 0);
 	wr(DEVCFG + 4, 4, 77);
 	ck_assert_uint_eq(model.cfg_written, 77);
@@ -432,8 +445,12 @@ END_TEST
  * unmaps it, and the device keeps its state across moves. */
 START_TEST(bar_moves_on_the_bus)
 {
-	struct virtio_dev_info info = { .name = "moving", .device_id = 42, .class_code = 0x018000,
-					.num_queues = 2, .queue_size = 16, .cfg_size = 8 };
+	struct virtio_dev_info info = { .name = "moving",
+					.device_id = 42,
+					.class_code = 0x018000,
+					.num_queues = 2,
+					.queue_size = 16,
+					.cfg_size = 8 };
 	struct bus mmio;
 	struct pci_board board = { .mmio = &mmio };
 	struct device *h2, *d2;
@@ -449,19 +466,19 @@ START_TEST(bar_moves_on_the_bus)
 	p2 = pci_host_slot(h2, 6);
 	pci_cfg_write(p2, PCI_BASE_ADDRESS_0, 4, 0xc0008000);
 	pci_cfg_write(p2, PCI_BASE_ADDRESS_0 + 4, 4, 0);
-	ck_assert(!bus_read(&mmio, 0xc0008000 + COMMON + 0x12, &v, 2));   /* decode off */
+	ck_assert(!bus_read(&mmio, 0xc0008000 + COMMON + 0x12, &v, 2)); /* decode off */
 	pci_cfg_write(p2, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
 	ck_assert(bus_read(&mmio, 0xc0008000 + COMMON + 0x12, &v, 2));
-	ck_assert_uint_eq(v, 2);                                           /* num_queues */
+	ck_assert_uint_eq(v, 2); /* num_queues */
 	v = 0x0f;
-	ck_assert(bus_write(&mmio, 0xc0008000 + COMMON + 0x16, &v, 2));    /* queue_select 15 */
+	ck_assert(bus_write(&mmio, 0xc0008000 + COMMON + 0x16, &v, 2)); /* queue_select 15 */
 	/* Move it above 4 GiB: the old address is dead, the state came along. */
 	pci_cfg_write(p2, PCI_BASE_ADDRESS_0 + 4, 4, 0x10);
 	ck_assert(!bus_read(&mmio, 0xc0008000 + COMMON + 0x16, &v, 2));
 	ck_assert(bus_read(&mmio, 0x10c0008000ULL + COMMON + 0x16, &v, 2));
 	ck_assert_uint_eq(v, 0x0f);
 	ck_assert(bus_read(&mmio, 0x10c0008000ULL + MSIX_TABLE + 12, &v, 4));
-	ck_assert_uint_eq(v & 0xffffffff, 1);                              /* vector 0 masked */
+	ck_assert_uint_eq(v & 0xffffffff, 1); /* vector 0 masked */
 	pci_cfg_write(p2, PCI_COMMAND, 2, 0);
 	ck_assert_int_eq(mmio.nr, 0);
 	d2->ops->destroy(d2);
@@ -487,9 +504,9 @@ START_TEST(register_fuzz)
 		size = 1u << (x >> 28 & 3);
 		val = (uint64_t)x * 0x9e3779b97f4a7c15ULL;
 		if ((x & 7) == 0)
-			off = COMMON + (x >> 8) % 0x40;               /* the interesting part */
+			off = COMMON + (x >> 8) % 0x40; /* the interesting part */
 		if ((x & 0x3ff) == 1)
-			val = 0;                                       /* resets */
+			val = 0; /* resets */
 		if (x & 1)
 			wr(off, size, val);
 		else
@@ -506,8 +523,12 @@ static struct model model2;
 
 static struct device *make_second(uint64_t offer_features, struct virtio_dev **out)
 {
-	struct virtio_dev_info info = { .name = "test", .device_id = 42, .class_code = 0x018000,
-					.features = offer_features, .num_queues = NQ, .queue_size = 64,
+	struct virtio_dev_info info = { .name = "test",
+					.device_id = 42,
+					.class_code = 0x018000,
+					.features = offer_features,
+					.num_queues = NQ,
+					.queue_size = 64,
 					.cfg_size = 24 };
 	struct virtio_dev *v;
 
@@ -544,24 +565,25 @@ START_TEST(state_transport)
 	negotiate(VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
 	queue(0, 16, 0x1000, 0x2000, 0x3000);
 	wr(COMMON + 0x16, 2, 0);
-	wr(COMMON + 0x1a, 2, 1);                               /* queue 0 -> vector 1 */
-	wr(COMMON + 0x10, 2, 0);                               /* config -> vector 0 */
+	wr(COMMON + 0x1a, 2, 1); /* queue 0 -> vector 1 */
+	wr(COMMON + 0x10, 2, 0); /* config -> vector 0 */
 	wr(MSIX_TABLE + 16 * 1, 8, 0xfee01000ULL);
 	wr(MSIX_TABLE + 16 * 1 + 8, 4, 0x4051);
-	wr(MSIX_TABLE + 16 * 1 + 12, 4, 0);                    /* unmasked */
-	pci_cfg_write(pdev, cap + 2, 2, 0x8000);               /* MSI-X on */
+	wr(MSIX_TABLE + 16 * 1 + 12, 4, 0);	 /* unmasked */
+	pci_cfg_write(pdev, cap + 2, 2, 0x8000); /* MSI-X on */
 	offer(0, 0);
 	ck_assert_int_eq(vq_pop(virtio_queue(vdev, 0), &e, iov, 16), 1);
 	ck_assert(vq_push(virtio_queue(vdev, 0), e.head, 0));
 	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
 	virtio_queue_interrupt(vdev, 0);
-	ck_assert_uint_eq(rd(MSIX_PBA, 8), 1u << 1);           /* held */
-	wr(COMMON + 0x00, 4, 1);                               /* device_feature_select */
+	ck_assert_uint_eq(rd(MSIX_PBA, 8), 1u << 1); /* held */
+	wr(COMMON + 0x00, 4, 1);		     /* device_feature_select */
 	s = locked_save(dev);
 	b = make_second(1ULL << 5, &vb);
 	refused = check_every_corruption(b, &s);
 	printf("virtio-pci transport: state %zu bytes, %u of %zu byte flips refused, the rest "
-	       "loaded whole\n", s.len, refused, s.len);
+	       "loaded whole\n",
+	       s.len, refused, s.len);
 	load_saves_same(b, &s);
 	/* Through b now: the selector, the vector table, the held vector, the
 	 * queue's place. */
@@ -571,9 +593,9 @@ START_TEST(state_transport)
 	ck_assert_uint_eq(rd(MSIX_TABLE + 16 * 1 + 8, 4), 0x4051);
 	ck_assert_uint_eq(rd(MSIX_PBA, 8), 1u << 1);
 	offer(1, 1);
-	ck_assert_int_eq(vq_pop(virtio_queue(vb, 0), &e, iov, 16), 0);   /* no Bus Master */
+	ck_assert_int_eq(vq_pop(virtio_queue(vb, 0), &e, iov, 16), 0); /* no Bus Master */
 	pci_cfg_write(pdev, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-	ck_assert_uint_eq(rd(MSIX_PBA, 8), 0);                 /* delivered */
+	ck_assert_uint_eq(rd(MSIX_PBA, 8), 0); /* delivered */
 	ck_assert_int_eq(vq_pop(virtio_queue(vb, 0), &e, iov, 16), 1);
 	ck_assert_uint_eq(e.head, 1);
 	ck_assert_int_eq(vq_pop(virtio_queue(vb, 0), &e, iov, 16), 0);
@@ -603,8 +625,12 @@ END_TEST
 static struct device *make_on_bus(struct bus *mmio, struct device **h, struct model *m,
 				  struct virtio_dev **v, struct pci_dev **p)
 {
-	struct virtio_dev_info info = { .name = "test", .device_id = 42, .class_code = 0x018000,
-					.features = 1ULL << 5, .num_queues = NQ, .queue_size = 64,
+	struct virtio_dev_info info = { .name = "test",
+					.device_id = 42,
+					.class_code = 0x018000,
+					.features = 1ULL << 5,
+					.num_queues = NQ,
+					.queue_size = 64,
 					.cfg_size = 24 };
 	struct pci_board board = { .mmio = mmio };
 
@@ -637,11 +663,11 @@ START_TEST(state_bar_and_intx)
 	pci_cfg_write(pa, PCI_BASE_ADDRESS_0, 4, (uint32_t)BAR_AT);
 	pci_cfg_write(pa, PCI_BASE_ADDRESS_0 + 4, 4, (uint32_t)(BAR_AT >> 32));
 	pci_cfg_write(pa, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
-	ck_assert(bus_write(&mmio_a, BAR_AT + COMMON + 0x16, &v, 2));   /* queue_select 2 */
+	ck_assert(bus_write(&mmio_a, BAR_AT + COMMON + 0x16, &v, 2)); /* queue_select 2 */
 	virtio_queue_interrupt(va, 0);
 	ck_assert(pci_cfg_read(pa, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
 	s = locked_save(da);
-	check_patched_fails(db, &s, 12 + 12 + PCI_CFG_SIZE, 0);   /* PCIF's INTx level */
+	check_patched_fails(db, &s, 12 + 12 + PCI_CFG_SIZE, 0); /* PCIF's INTx level */
 	ck_assert(!bus_read(&mmio_b, BAR_AT + COMMON + 0x16, &v, 2));
 	load_saves_same(db, &s);
 	v = 0;

@@ -25,18 +25,17 @@
 #include "fake_board.h"
 #include "virtio_driver.h"
 
-#define RAM MiB(16)
-#define REQ 0x100000ULL       /* request header + CDB */
-#define RESP 0x101000ULL      /* response header + sense */
-#define DATA 0x200000ULL
+#define RAM	    MiB(16)
+#define REQ	    0x100000ULL /* request header + CDB */
+#define RESP	    0x101000ULL /* response header + sense */
+#define DATA	    0x200000ULL
 #define DISK_BLOCKS 2048
-#define REQQ 2                /* queue 0 control, 1 events, 2 the first request queue */
-#define EVQ 1
-#define EVBUF 0x102000ULL     /* one event buffer (5.6.6.3) */
-
+#define REQQ	    2 /* queue 0 control, 1 events, 2 the first request queue */
+#define EVQ	    1
+#define EVBUF	    0x102000ULL /* one event buffer (5.6.6.3) */
 
 /* 5.6.4 defaults: cdb_size 32, sense_size 96. */
-#define REQ_HDR (19 + 32)
+#define REQ_HDR	 (19 + 32)
 #define RESP_HDR (12 + 96)
 
 static char path[] = "/tmp/check_virtio_scsi.XXXXXX";
@@ -75,7 +74,7 @@ static struct scsi_result scsi_cmd(unsigned target, unsigned lun, const uint8_t 
 	if (dout)
 		d[n++] = (struct virtq_desc){ DATA, dout, D_NEXT, 2 };
 	d[n] = (struct virtq_desc){ RESP, RESP_HDR, (uint16_t)(D_WRITE | (din ? D_NEXT : 0)),
-				   (uint16_t)(n + 1) };
+				    (uint16_t)(n + 1) };
 	n++;
 	if (din)
 		d[n++] = (struct virtq_desc){ DATA, din, D_WRITE, 0 };
@@ -110,9 +109,10 @@ static struct scsi_result rw10(bool write, uint32_t lba, uint16_t n)
 {
 	uint32_t len = n * 512u;
 
-	return scsi_cmd(0, 0, CDB(write ? SCSI_WRITE_10 : SCSI_READ_10, 0, (uint8_t)(lba >> 24),
-				  (uint8_t)(lba >> 16), (uint8_t)(lba >> 8), (uint8_t)lba, 0,
-				  (uint8_t)(n >> 8), (uint8_t)n, 0),
+	return scsi_cmd(0, 0,
+			CDB(write ? SCSI_WRITE_10 : SCSI_READ_10, 0, (uint8_t)(lba >> 24),
+			    (uint8_t)(lba >> 16), (uint8_t)(lba >> 8), (uint8_t)lba, 0,
+			    (uint8_t)(n >> 8), (uint8_t)n, 0),
 			write ? len : 0, write ? 0 : len);
 }
 
@@ -155,8 +155,8 @@ static void expect_counters(unsigned target, uint64_t rops, uint64_t rbytes, uin
 /* ---- fixtures ---- */
 
 /* The controller model on a transport, as src/machine.c puts it together. */
-static struct device *scsi_controller(unsigned nq, const struct virtio_scsi_disk *disks,
-				      unsigned n, bool stats)
+static struct device *scsi_controller(unsigned nq, const struct virtio_scsi_disk *disks, unsigned n,
+				      bool stats)
 {
 	struct virtio_model m;
 	char err[256] = "";
@@ -230,16 +230,16 @@ START_TEST(counters_read_write_flush_error)
 	expect_good(rw10(false, 8, 4));
 	get(DATA, r, sizeof(r));
 	ck_assert_int_eq(memcmp(w, r, sizeof(w)), 0);
-	expect_good(scsi_cmd(0, 0, CDB(SCSI_SYNCHRONIZE_CACHE_10, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-			     0, 0));
+	expect_good(
+		scsi_cmd(0, 0, CDB(SCSI_SYNCHRONIZE_CACHE_10, 0, 0, 0, 0, 0, 0, 0, 0, 0), 0, 0));
 	expect_counters(0, 1, 2048, 1, 2048, 1, 0);
 	/* SBC-3: a READ past the last block: CHECK CONDITION, no data. */
 	expect_check(rw10(false, DISK_BLOCKS, 1), SCSI_SENSE_ILLEGAL_REQUEST,
 		     SCSI_ASC_LBA_OUT_OF_RANGE);
 	expect_counters(0, 1, 2048, 1, 2048, 1, 1);
 	/* A WRITE whose data-out buffer is short: a virtio overrun, not a write. */
-	ck_assert_uint_eq(scsi_cmd(0, 0, CDB(SCSI_WRITE_10, 0, 0, 0, 0, 0, 0, 0, 2, 0), 512, 0)
-			  .response, 1);
+	ck_assert_uint_eq(
+		scsi_cmd(0, 0, CDB(SCSI_WRITE_10, 0, 0, 0, 0, 0, 0, 0, 2, 0), 512, 0).response, 1);
 	expect_counters(0, 1, 2048, 1, 2048, 1, 2);
 }
 END_TEST
@@ -260,7 +260,7 @@ START_TEST(dirty_log_sees_read_data)
 	put(DATA, w, sizeof(w));
 	ck_assert_int_eq(gm_dirty_log_start(&gm), 0);
 	expect_good(rw10(true, 16, 8));
-	ck_assert_int_ge(gm_dirty_fetch(&gm, id, bm, RAM / 4096, true), 1);   /* header, response */
+	ck_assert_int_ge(gm_dirty_fetch(&gm, id, bm, RAM / 4096, true), 1); /* header, response */
 	ck_assert(!(bm[page / 64] >> (page % 64) & 1));
 	expect_good(rw10(false, 16, 8));
 	ck_assert_int_ge(gm_dirty_fetch(&gm, id, bm, RAM / 4096, true), 2);
@@ -279,8 +279,9 @@ START_TEST(probes_and_other_luns_not_counted)
 		     SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
 	expect_check(scsi_cmd(0, 1, CDB(SCSI_READ_10, 0, 0, 0, 0, 0, 0, 0, 1, 0), 0, 512),
 		     SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LUN_NOT_SUPPORTED);
-	ck_assert_uint_eq(scsi_cmd(5, 0, CDB(SCSI_READ_10, 0, 0, 0, 0, 0, 0, 0, 1, 0), 0, 512)
-			  .response, 3);   /* 5.6.6.1 VIRTIO_SCSI_S_BAD_TARGET */
+	ck_assert_uint_eq(
+		scsi_cmd(5, 0, CDB(SCSI_READ_10, 0, 0, 0, 0, 0, 0, 0, 1, 0), 0, 512).response,
+		3); /* 5.6.6.1 VIRTIO_SCSI_S_BAD_TARGET */
 	expect_good(scsi_cmd(0, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0));
 	expect_counters(0, 0, 0, 0, 0, 0, 0);
 }
@@ -336,8 +337,10 @@ START_TEST(print_stats_per_disk)
 	rewind(f);
 	ck_assert_uint_gt(fread(got, 1, sizeof(got) - 1, f), 0);
 	fclose(f);
-	snprintf(want, sizeof(want), "kestrel: stats: virtio-scsi target0 path=%s read_ops=1 "
-		 "read_bytes=512 write_ops=1 write_bytes=1024 flush_ops=0 errors=1\n", path);
+	snprintf(want, sizeof(want),
+		 "kestrel: stats: virtio-scsi target0 path=%s read_ops=1 "
+		 "read_bytes=512 write_ops=1 write_bytes=1024 flush_ops=0 errors=1\n",
+		 path);
 	ck_assert_msg(strstr(got, want), "--stats printed:\n%s", got);
 }
 END_TEST
@@ -367,12 +370,15 @@ START_TEST(empty_targets_absent)
 	for (size_t i = 0; i < ARRAY_SIZE(first_and_last); i++) {
 		unsigned t = first_and_last[i];
 
-		ck_assert_uint_eq(scsi_cmd(t, 0, CDB(SCSI_INQUIRY, 0, 0, 0, 96, 0), 0, 96)
-				  .response, 3);
-		ck_assert_uint_eq(scsi_cmd(t, 0, CDB(SCSI_REPORT_LUNS, 0, 0, 0, 0, 0, 0, 0, 1, 0,
-						     0, 0), 0, 256).response, 3);
-		ck_assert_uint_eq(scsi_cmd(t, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0)
-				  .response, 3);
+		ck_assert_uint_eq(scsi_cmd(t, 0, CDB(SCSI_INQUIRY, 0, 0, 0, 96, 0), 0, 96).response,
+				  3);
+		ck_assert_uint_eq(scsi_cmd(t, 0,
+					   CDB(SCSI_REPORT_LUNS, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0),
+					   0, 256)
+					  .response,
+				  3);
+		ck_assert_uint_eq(
+			scsi_cmd(t, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0).response, 3);
 	}
 	ck_assert_int_eq(virtio_scsi_get_disk_stats(dev, 0, &st), -ENOENT);
 	ck_assert_int_eq(virtio_scsi_unplug(dev, 0, err, sizeof(err)), -ENOENT);
@@ -400,8 +406,8 @@ static void expect_capacity(unsigned target)
 
 	memset(cap, 0, sizeof(cap));
 	put(DATA, cap, sizeof(cap));
-	expect_good(scsi_cmd(target, 0, CDB(SCSI_READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-			     0, 8));
+	expect_good(
+		scsi_cmd(target, 0, CDB(SCSI_READ_CAPACITY_10, 0, 0, 0, 0, 0, 0, 0, 0, 0), 0, 8));
 	get(DATA, cap, sizeof(cap));
 	ck_assert_uint_eq((uint32_t)cap[0] << 24 | cap[1] << 16 | cap[2] << 8 | cap[3],
 			  DISK_BLOCKS - 1);
@@ -437,7 +443,7 @@ END_TEST
 
 /* ---- state: quiesce, save, load into a fresh controller, resume ---- */
 
-#define NREQ 5                 /* three descriptors each: 15 of QSZ */
+#define NREQ 5 /* three descriptors each: 15 of QSZ */
 
 /* Offsets into the controller's saved state (virtio_pci_state.c
  * vpci_save): header 12, the PCI function and MSI-X sections (each a
@@ -458,8 +464,8 @@ static void find_common(const struct state_buf *s)
 	st_common = section_after(s, section_after(s, 12)) + 14;
 }
 
-#define ST_COMMON st_common
-#define ST_STATUS (ST_COMMON + 16)
+#define ST_COMMON   st_common
+#define ST_STATUS   (ST_COMMON + 16)
 #define ST_QUEUE(q) (ST_COMMON + 27 + 35 * (q))
 
 /* A second controller on the same disk, read-only (a shared lock) so that
@@ -500,8 +506,20 @@ static void setup_state(void)
 /* READ(10) of one block at lba into DATA + 0x1000 * i, not waited for. */
 static void read_async(unsigned i, uint32_t lba)
 {
-	uint8_t req[REQ_HDR] = { 1, 0, 0x40, 0, [19] = SCSI_READ_10, 0, (uint8_t)(lba >> 24),
-				 (uint8_t)(lba >> 16), (uint8_t)(lba >> 8), (uint8_t)lba, 0, 0, 1, 0 };
+	uint8_t req[REQ_HDR] = { 1,
+				 0,
+				 0x40,
+				 0,
+				 [19] = SCSI_READ_10,
+				 0,
+				 (uint8_t)(lba >> 24),
+				 (uint8_t)(lba >> 16),
+				 (uint8_t)(lba >> 8),
+				 (uint8_t)lba,
+				 0,
+				 0,
+				 1,
+				 0 };
 	uint64_t rq = REQ + 0x100ULL * i, rs = RESP + 0x100ULL * i, data = DATA + 0x1000ULL * i;
 	uint16_t head = (uint16_t)(3 * i);
 	struct virtq_desc d[3] = {
@@ -578,8 +596,8 @@ START_TEST(state_midflight_exactly_once)
 	}
 	for (unsigned i = 0; i < NREQ; i++)
 		ck_assert_uint_eq(seen[i], 1);
-	printf("round %d: %u of %u requests answered before the move, %u after\n", _i, before,
-	       NREQ, NREQ - before);
+	printf("round %d: %u of %u requests answered before the move, %u after\n", _i, before, NREQ,
+	       NREQ - before);
 	/* The moved controller goes on serving. */
 	used_seen = NREQ;
 	ck_assert_uint_eq(scsi_cmd(0, 0, CDB(SCSI_TEST_UNIT_READY, 0, 0, 0, 0, 0), 0, 0).status,
@@ -611,12 +629,13 @@ START_TEST(state_roundtrip_and_corruption)
 	refused = check_every_corruption(b, &s);
 	printf("virtio-scsi: state %zu bytes, %u of %zu byte flips refused, the rest loaded whole\n",
 	       s.len, refused, s.len);
-	check_patched_fails(b, &s, ST_STATUS, s.data[ST_STATUS] | 0x40);        /* NEEDS_RESET as status */
-	check_patched_fails(b, &s, ST_QUEUE(REQQ), 3);                          /* size not a power of 2 */
-	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 1, 1);                      /* size above the maximum */
-	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 4 + 3, 0x40);              /* ring outside RAM */
-	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 4, s.data[ST_QUEUE(REQQ) + 4] | 8); /* misaligned */
-	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 28, 0);                     /* a request in flight */
+	check_patched_fails(b, &s, ST_STATUS, s.data[ST_STATUS] | 0x40); /* NEEDS_RESET as status */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ), 3);			 /* size not a power of 2 */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 1, 1);	  /* size above the maximum */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 4 + 3, 0x40); /* ring outside RAM */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 4,
+			    s.data[ST_QUEUE(REQQ) + 4] | 8); /* misaligned */
+	check_patched_fails(b, &s, ST_QUEUE(REQQ) + 28, 0);  /* a request in flight */
 	/* The same state into a controller without that disk: refused. */
 	empty = scsi_controller(1, NULL, 0, false);
 	s.pos = 0;
@@ -664,8 +683,8 @@ static Suite *vscsi_suite(void)
 	TCase *state;
 
 	ADD_TCASE(s, "disk_stats", setup, teardown, 0, counters_read_write_flush_error,
-		  dirty_log_sees_read_data, probes_and_other_luns_not_counted, lookup_and_hot_remove,
-		  print_stats_per_disk);
+		  dirty_log_sees_read_data, probes_and_other_luns_not_counted,
+		  lookup_and_hot_remove, print_stats_per_disk);
 	ADD_TCASE(s, "empty_controller", setup_empty, teardown, 0, empty_negotiates,
 		  empty_targets_absent, empty_then_hotplug);
 	state = ADD_TCASE(s, "state", setup_state, teardown, 60, state_roundtrip_and_corruption,

@@ -13,13 +13,13 @@
 #include "kestrel/virtio.h"
 #include "check_util.h"
 
-#define RAM MiB(4)
-#define QSZ 8
-#define DESC 0x1000
+#define RAM   MiB(4)
+#define QSZ   8
+#define DESC  0x1000
 #define AVAIL 0x2000
-#define USED 0x3000
-#define BUF 0x10000
-#define ITAB 0x8000
+#define USED  0x3000
+#define BUF   0x10000
+#define ITAB  0x8000
 
 static struct guest_mem gm;
 static struct virtq vq;
@@ -95,14 +95,14 @@ START_TEST(init_validates)
 	struct virtq q;
 
 	vq_init_empty(&q);
-	ck_assert_int_eq(vq_init(&q, &gm, 6, DESC, AVAIL, USED, 0), -EINVAL);       /* not 2^n */
+	ck_assert_int_eq(vq_init(&q, &gm, 6, DESC, AVAIL, USED, 0), -EINVAL); /* not 2^n */
 	ck_assert_int_eq(vq_init(&q, &gm, 0, DESC, AVAIL, USED, 0), -EINVAL);
-	ck_assert_int_eq(vq_init(&q, &gm, 8, DESC + 8, AVAIL, USED, 0), -EINVAL);   /* align 16 */
-	ck_assert_int_eq(vq_init(&q, &gm, 8, DESC, AVAIL + 1, USED, 0), -EINVAL);   /* align 2 */
-	ck_assert_int_eq(vq_init(&q, &gm, 8, DESC, AVAIL, USED + 2, 0), -EINVAL);   /* align 4 */
-	ck_assert_int_eq(vq_init(&q, &gm, 8, RAM - 64, AVAIL, USED, 0), -EINVAL);   /* past RAM */
+	ck_assert_int_eq(vq_init(&q, &gm, 8, DESC + 8, AVAIL, USED, 0), -EINVAL); /* align 16 */
+	ck_assert_int_eq(vq_init(&q, &gm, 8, DESC, AVAIL + 1, USED, 0), -EINVAL); /* align 2 */
+	ck_assert_int_eq(vq_init(&q, &gm, 8, DESC, AVAIL, USED + 2, 0), -EINVAL); /* align 4 */
+	ck_assert_int_eq(vq_init(&q, &gm, 8, RAM - 64, AVAIL, USED, 0), -EINVAL); /* past RAM */
 	ck_assert_int_eq(vq_init(&q, &gm, 8, DESC, AVAIL, RAM - 16, 0), -EINVAL);
-	ck_assert_int_eq(vq_init(&q, &gm, 8, DESC, AVAIL, ~0ULL - 3, 0), -EINVAL);  /* wraps */
+	ck_assert_int_eq(vq_init(&q, &gm, 8, DESC, AVAIL, ~0ULL - 3, 0), -EINVAL); /* wraps */
 	ck_assert(!q.ready);
 	ck_assert_int_eq(vq_pop(&q, &(struct vq_elem){ 0 }, iov, QSZ), 0);
 }
@@ -169,7 +169,7 @@ START_TEST(event_idx_interrupts)
 	teardown();
 	setup_features(VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
 	desc(0, BUF, 4, 0, 0);
-	put16(AVAIL + 4 + 2 * QSZ, 3);     /* used_event: interrupt once used idx passes 3 */
+	put16(AVAIL + 4 + 2 * QSZ, 3); /* used_event: interrupt once used idx passes 3 */
 	for (int i = 0; i < 6; i++) {
 		avail_add(0);
 		ck_assert_int_eq(pop(&e), 1);
@@ -195,7 +195,7 @@ START_TEST(notify_suppression)
 	ck_assert(!vq_notify_on(&vq));
 	ck_assert_uint_eq(get16(USED), 0);
 	avail_add(0);
-	ck_assert(vq_notify_on(&vq));        /* work arrived: keep going */
+	ck_assert(vq_notify_on(&vq)); /* work arrived: keep going */
 
 	teardown();
 	setup_features(VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
@@ -204,7 +204,7 @@ START_TEST(notify_suppression)
 	avail_add(0);
 	ck_assert_int_eq(pop(&(struct vq_elem){ 0 }), 1);
 	ck_assert(vq_notify_on(&vq));
-	ck_assert_uint_eq(get16(USED + 4 + 8 * QSZ), 1);   /* avail_event = last_avail */
+	ck_assert_uint_eq(get16(USED + 4 + 8 * QSZ), 1); /* avail_event = last_avail */
 	ck_assert_int_eq(pop(&(struct vq_elem){ 0 }), 1);
 	ck_assert(!vq_notify_on(&vq));
 	ck_assert_uint_eq(get16(USED + 4 + 8 * QSZ), 2);
@@ -231,7 +231,7 @@ START_TEST(index_wraparound)
 	}
 	ck_assert_int_eq(pop(&e), 0);
 	ck_assert_uint_eq(get16(USED + 2), 1);
-	ck_assert_uint_eq(get32(USED + 4 + 8 * 6), 0);    /* 0xfffe % 8 */
+	ck_assert_uint_eq(get32(USED + 4 + 8 * 6), 0); /* 0xfffe % 8 */
 	ck_assert_uint_eq(get32(USED + 4 + 8 * 7), 1);
 	ck_assert_uint_eq(get32(USED + 4 + 8 * 0), 2);
 }
@@ -244,7 +244,7 @@ START_TEST(indirect_chain)
 	desc_at(ITAB, 0, BUF, 51, VIRTQ_DESC_F_NEXT, 1);
 	desc_at(ITAB, 1, BUF + 0x100, 512, VIRTQ_DESC_F_NEXT, 2);
 	desc_at(ITAB, 2, BUF + 0x400, 108, VIRTQ_DESC_F_WRITE, 0);
-	desc(2, BUF + 0x800, 4, VIRTQ_DESC_F_NEXT, 6);          /* direct, then the table */
+	desc(2, BUF + 0x800, 4, VIRTQ_DESC_F_NEXT, 6); /* direct, then the table */
 	desc(6, ITAB, 3 * 16, VIRTQ_DESC_F_INDIRECT, 0);
 	avail_add(2);
 	ck_assert_int_eq(pop(&e), 1);
@@ -307,14 +307,14 @@ END_TEST
 
 START_TEST(buffer_outside_ram)
 {
-	desc(0, RAM - 8, 16, 0, 0);          /* straddles the end */
+	desc(0, RAM - 8, 16, 0, 0); /* straddles the end */
 	expect_broken(0);
 }
 END_TEST
 
 START_TEST(buffer_far_outside_ram)
 {
-	desc(0, 0xfee00000ULL, 4, 0, 0);     /* the LAPIC, not RAM */
+	desc(0, 0xfee00000ULL, 4, 0, 0); /* the LAPIC, not RAM */
 	expect_broken(0);
 }
 END_TEST
@@ -413,7 +413,7 @@ END_TEST
 
 START_TEST(indirect_next_out_of_table)
 {
-	desc_at(ITAB, 0, BUF, 4, VIRTQ_DESC_F_NEXT, 1);   /* entry 1 lies past the table */
+	desc_at(ITAB, 0, BUF, 4, VIRTQ_DESC_F_NEXT, 1); /* entry 1 lies past the table */
 	desc(0, ITAB, 16, VIRTQ_DESC_F_INDIRECT, 0);
 	expect_broken(0);
 }
@@ -460,7 +460,7 @@ static void *race_popper(void *arg)
 static void *race_resetter(void *arg)
 {
 	(void)arg;
-	vq_reset(&vq);   /* what a vCPU thread does for device_status = 0 */
+	vq_reset(&vq); /* what a vCPU thread does for device_status = 0 */
 	sem_post(&reset_done);
 	return NULL;
 }
@@ -500,7 +500,7 @@ START_TEST(reset_waits_for_pop)
 	ck_assert_uint_eq(race_elem.in_len, 32);
 	ck_assert(!vq.ready);
 	ck_assert_int_eq(pop(&race_elem), 0);
-	ck_assert(!vq_push(&vq, 0, 32));   /* a late completion writes nothing */
+	ck_assert(!vq_push(&vq, 0, 32)); /* a late completion writes nothing */
 }
 END_TEST
 
@@ -514,15 +514,15 @@ START_TEST(iov_helpers)
 	ck_assert_int_eq(memcmp(b, "456789", 6), 0);
 	ck_assert_uint_eq(vq_iov_read(v, 3, 3, out, 5), 5);
 	ck_assert_int_eq(memcmp(out, "34567", 5), 0);
-	ck_assert_uint_eq(vq_iov_read(v, 3, 16, out, 10), 2);   /* what is left */
+	ck_assert_uint_eq(vq_iov_read(v, 3, 16, out, 10), 2); /* what is left */
 	ck_assert_uint_eq(vq_iov_write(v, 3, 40, msg, 4), 0);
 	ck_assert_int_eq(vq_iov_slice(v, 3, 2, 10, s, 3), 3);
 	ck_assert_ptr_eq(s[0].iov_base, a + 2);
 	ck_assert_uint_eq(s[0].iov_len, 2);
 	ck_assert_uint_eq(s[1].iov_len, 6);
 	ck_assert_uint_eq(s[2].iov_len, 2);
-	ck_assert_int_eq(vq_iov_slice(v, 3, 2, 10, s, 2), -1);  /* no room */
-	ck_assert_int_eq(vq_iov_slice(v, 3, 10, 9, s, 3), -1);  /* past the end */
+	ck_assert_int_eq(vq_iov_slice(v, 3, 2, 10, s, 2), -1); /* no room */
+	ck_assert_int_eq(vq_iov_slice(v, 3, 10, 9, s, 3), -1); /* past the end */
 	ck_assert_int_eq(vq_iov_slice(v, 3, 4, 6, s, 3), 1);
 	ck_assert_ptr_eq(s[0].iov_base, b);
 }
@@ -543,9 +543,9 @@ START_TEST(dirty_log_sees_device_writes)
 	desc(1, BUF + 0x1000, 0x1800, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
 	desc(2, BUF + 0x5000, 32, VIRTQ_DESC_F_WRITE, 0);
 	avail_add(0);
-	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 2);   /* the driver's own */
+	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 2); /* the driver's own */
 	ck_assert_int_eq(pop(&e), 1);
-	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 0);   /* popping reads */
+	ck_assert_int_eq(gm_dirty_fetch(&gm, low, bm, 0xa0, true), 0); /* popping reads */
 	/* 0x1800 bytes fill the first writable buffer, 4 go into the second. */
 	vq_mark_written(&vq, e.iov + e.out_num, e.in_num, 0x1800 + 4);
 	ck_assert(vq_push(&vq, e.head, 0x1800 + 4));

@@ -34,7 +34,7 @@ START_TEST(test_tag_bytes)
 	ck_assert(!net_vlan_match(t, 5));
 	t[0] = 0x88;
 	t[1] = 0xa8;
-	ck_assert(!net_vlan_match(t, 4094));      /* an S-tag is not the port's C-tag */
+	ck_assert(!net_vlan_match(t, 4094)); /* an S-tag is not the port's C-tag */
 }
 END_TEST
 
@@ -63,14 +63,14 @@ START_TEST(test_insert_refused)
 	uint8_t f[64];
 	size_t len = frame(f, 0x8100, 60);
 
-	ck_assert_int_eq(net_vlan_insert(f, &len, sizeof(f), 5), -EINVAL);   /* guest-tagged */
+	ck_assert_int_eq(net_vlan_insert(f, &len, sizeof(f), 5), -EINVAL); /* guest-tagged */
 	len = frame(f, 0x88a8, 60);
-	ck_assert_int_eq(net_vlan_insert(f, &len, sizeof(f), 5), -EINVAL);   /* S-tag */
+	ck_assert_int_eq(net_vlan_insert(f, &len, sizeof(f), 5), -EINVAL); /* S-tag */
 	len = frame(f, 0x0800, 62);
 	ck_assert_int_eq(net_vlan_insert(f, &len, sizeof(f), 5), -ENOSPC);
 	ck_assert_uint_eq(len, 62);
 	len = 13;
-	ck_assert_int_eq(net_vlan_insert(f, &len, sizeof(f), 5), -EINVAL);   /* runt */
+	ck_assert_int_eq(net_vlan_insert(f, &len, sizeof(f), 5), -EINVAL); /* runt */
 	len = 17;
 	ck_assert_int_eq(net_vlan_strip(f, &len, 5), -ENOENT);
 }

@@ -26,15 +26,16 @@
 
 struct source {
 	uint32_t w, h;
-	uint32_t seed;                /* the pattern */
-	uint32_t box_x, box_y, box_color;  /* a 20x10 box over it, when box_color */
-	bool redraw;                  /* everything next refresh */
+	uint32_t seed;			  /* the pattern */
+	uint32_t box_x, box_y, box_color; /* a 20x10 box over it, when box_color */
+	bool redraw;			  /* everything next refresh */
 	bool box_moved;
 };
 
 static uint32_t pattern(const struct source *s, uint32_t x, uint32_t y)
 {
-	if (s->box_color && x >= s->box_x && x < s->box_x + 20 && y >= s->box_y && y < s->box_y + 10)
+	if (s->box_color && x >= s->box_x && x < s->box_x + 20 && y >= s->box_y &&
+	    y < s->box_y + 10)
 		return s->box_color;
 	return ((x * 7 + s->seed) & 0xff) << 16 | ((y * 3) & 0xff) << 8 | ((x ^ y) & 0xff);
 }
@@ -79,7 +80,8 @@ static double now_ms(void)
 
 static void start_server(const char *password_file)
 {
-	struct config_vnc c = { .addr = htonl(INADDR_LOOPBACK), .port = 0,
+	struct config_vnc c = { .addr = htonl(INADDR_LOOPBACK),
+				.port = 0,
 				.password_file = (char *)password_file };
 	char err[256] = "";
 
@@ -202,7 +204,8 @@ static bool matches_source(rfbClient *c)
 		for (uint32_t x = 0; x < src.w; x++) {
 			uint32_t p = ((uint32_t *)c->frameBuffer)[y * src.w + x];
 			uint32_t rgb = ((p >> f->redShift) & 0xff) << 16 |
-				       ((p >> f->greenShift) & 0xff) << 8 | ((p >> f->blueShift) & 0xff);
+				       ((p >> f->greenShift) & 0xff) << 8 |
+				       ((p >> f->blueShift) & 0xff);
 
 			if (rgb != pattern(&src, x, y))
 				return false;
@@ -291,11 +294,11 @@ static bool knows_qemu_keys(rfbClient *c)
 START_TEST(test_keys)
 {
 	static const uint8_t want[] = {
-		0x2a, 0x1e, 0xaa, 0x9e,         /* 'A': Shift around a's press */
-		0x1e, 0x9e,                     /* 'a' */
-		0x2a, 0x02, 0xaa, 0x82,         /* '!': Shift around 1's press */
-		0xe0, 0x1d, 0xe0, 0x9d,         /* XT 0x9d: right Ctrl */
-		0x1c, 0x9c,                     /* Return */
+		0x2a, 0x1e, 0xaa, 0x9e, /* 'A': Shift around a's press */
+		0x1e, 0x9e,		/* 'a' */
+		0x2a, 0x02, 0xaa, 0x82, /* '!': Shift around 1's press */
+		0xe0, 0x1d, 0xe0, 0x9d, /* XT 0x9d: right Ctrl */
+		0x1c, 0x9c,		/* Return */
 	};
 	rfbClient *c;
 	int n;
@@ -308,7 +311,8 @@ START_TEST(test_keys)
 	ck_assert(SendKeyEvent(c, 'a', TRUE) && SendKeyEvent(c, 'a', FALSE));
 	ck_assert(SendKeyEvent(c, '!', TRUE) && SendKeyEvent(c, '!', FALSE));
 	ck_assert_msg(pump_until(c, knows_qemu_keys), "no QEMU extended key event");
-	ck_assert(SendExtendedKeyEvent(c, 0, 0x9d, TRUE) && SendExtendedKeyEvent(c, 0, 0x9d, FALSE));
+	ck_assert(SendExtendedKeyEvent(c, 0, 0x9d, TRUE) &&
+		  SendExtendedKeyEvent(c, 0, 0x9d, FALSE));
 	ck_assert(SendKeyEvent(c, 0xff0d, TRUE) && SendKeyEvent(c, 0xff0d, FALSE));
 	n = kbc_collect(c, kbytes, sizeof(want), NULL);
 	ck_assert_int_eq(n, (int)sizeof(want));
@@ -363,16 +367,24 @@ static void aux_cmd(uint8_t v)
 START_TEST(test_pointer)
 {
 	static const uint8_t want[] = {
-		0x08 | 0x01, 5, 3,              /* right 5, up 3 (PS/2 y is up), left */
-		0x08 | 0x01 | 0x10, 0xfe, 0,    /* left 2 */
-		0x08, 0, 0,                     /* the wheel: no wheel on a standard mouse */
-		0x08 | 0x02, 0, 0,              /* right button (RFB mask 4) */
+		0x08 | 0x01,
+		5,
+		3, /* right 5, up 3 (PS/2 y is up), left */
+		0x08 | 0x01 | 0x10,
+		0xfe,
+		0, /* left 2 */
+		0x08,
+		0,
+		0, /* the wheel: no wheel on a standard mouse */
+		0x08 | 0x02,
+		0,
+		0, /* right button (RFB mask 4) */
 	};
 	bool aux[16];
 	rfbClient *c;
 	int n;
 
-	aux_cmd(0xf4);   /* reporting on */
+	aux_cmd(0xf4); /* reporting on */
 	start_server(NULL);
 	c = client_connect();
 	ck_assert_ptr_nonnull(c);
@@ -430,7 +442,7 @@ START_TEST(test_detach_and_attach)
 	ck_assert(SendKeyEvent(c, 'a', TRUE) && SendKeyEvent(c, 'a', FALSE));
 	pump_for(c, 200);
 	ck_assert_int_eq(kbc_read(kbytes, 8, NULL), 0);
-	display_lock(disp);          /* detached: nothing draws; to be sure */
+	display_lock(disp); /* detached: nothing draws; to be sure */
 	src = src2;
 	display_unlock(disp);
 	vnc_attach(server, d2, kbc);
@@ -504,8 +516,8 @@ static Suite *vnc_suite(void)
 	Suite *s = suite_create("vnc");
 
 	ADD_TCASE(s, "server", setup, teardown, 60, test_frame_changes_and_resize, test_keys,
-		  test_ack_read_ahead, test_pointer, test_password, test_detach_and_attach, test_listen_errors,
-		  test_password_fifo, test_hostile_clients);
+		  test_ack_read_ahead, test_pointer, test_password, test_detach_and_attach,
+		  test_listen_errors, test_password_fifo, test_hostile_clients);
 	return s;
 }
 

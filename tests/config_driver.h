@@ -14,7 +14,7 @@
 #include "kestrel/config.h"
 #include "check_util.h"
 
-#define ERRLEN 512
+#define ERRLEN	     512
 #define RUN_ARGS_MAX 32
 
 static struct vm_config c;

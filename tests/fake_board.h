@@ -17,10 +17,10 @@
 #include "check_util.h"
 
 struct fake_irq {
-	int level;     /* last level set, -1 before any */
+	int level; /* last level set, -1 before any */
 	int calls;
-	int bad;       /* levels other than 0/1 */
-	int rises;     /* 0 -> 1 transitions */
+	int bad;   /* levels other than 0/1 */
+	int rises; /* 0 -> 1 transitions */
 	uint32_t gsi;
 };
 
@@ -101,7 +101,8 @@ static UNUSED_FN uint64_t dev_rd(struct device *d, int region, uint64_t off, uns
 	return d->ops->read(d, region, off, size);
 }
 
-static UNUSED_FN void dev_wr(struct device *d, int region, uint64_t off, unsigned size, uint64_t val)
+static UNUSED_FN void dev_wr(struct device *d, int region, uint64_t off, unsigned size,
+			     uint64_t val)
 {
 	d->ops->write(d, region, off, size, val);
 }
@@ -145,7 +146,8 @@ static UNUSED_FN void check_truncations(struct device *d, const struct state_buf
 	for (size_t n = 0; n < good->len; n++) {
 		struct state_buf b = state_copy(good, n);
 
-		ck_assert_msg(d->ops->load(d, &b) == -EINVAL, "load of %zu/%zu bytes accepted", n, good->len);
+		ck_assert_msg(d->ops->load(d, &b) == -EINVAL, "load of %zu/%zu bytes accepted", n,
+			      good->len);
 		state_free(&b);
 	}
 	ck_assert_int_eq(d->ops->save(d, &after), 0);
@@ -156,7 +158,8 @@ static UNUSED_FN void check_truncations(struct device *d, const struct state_buf
 }
 
 /* Patch byte `at` of a saved state to v and expect load to fail. */
-static UNUSED_FN void check_patched_fails(struct device *d, const struct state_buf *good, size_t at, uint8_t v)
+static UNUSED_FN void check_patched_fails(struct device *d, const struct state_buf *good, size_t at,
+					  uint8_t v)
 {
 	struct state_buf b = state_copy(good, good->len);
 
@@ -167,7 +170,8 @@ static UNUSED_FN void check_patched_fails(struct device *d, const struct state_b
 }
 
 /* The same saved state with one byte patched must load. */
-static UNUSED_FN void check_patched_loads(struct device *d, const struct state_buf *good, size_t at, uint8_t v)
+static UNUSED_FN void check_patched_loads(struct device *d, const struct state_buf *good, size_t at,
+					  uint8_t v)
 {
 	struct state_buf b = state_copy(good, good->len);
 
@@ -199,8 +203,8 @@ static UNUSED_FN struct state_buf locked_save(struct device *d)
 	return b;
 }
 
-static UNUSED_FN void expect_saves(struct device *d, const uint8_t *data, size_t len, const char *why,
-				   size_t at)
+static UNUSED_FN void expect_saves(struct device *d, const uint8_t *data, size_t len,
+				   const char *why, size_t at)
 {
 	struct state_buf now = locked_save(d);
 	size_t diff = 0;
@@ -236,7 +240,8 @@ static UNUSED_FN unsigned check_every_corruption(struct device *d, const struct 
 	for (size_t n = 0; n < good->len; n++) {
 		struct state_buf b = state_copy(good, n);
 
-		ck_assert_msg(locked_load(d, &b) < 0, "load of %zu/%zu bytes accepted", n, good->len);
+		ck_assert_msg(locked_load(d, &b) < 0, "load of %zu/%zu bytes accepted", n,
+			      good->len);
 		state_free(&b);
 	}
 	expect_saves(d, before.data, before.len, "after the cuts", 0);
@@ -244,9 +249,10 @@ static UNUSED_FN unsigned check_every_corruption(struct device *d, const struct 
 		struct state_buf b = state_copy(good, good->len);
 
 		if (at < 4)
-			b.data[at] ^= 0x20;                       /* another section id */
+			b.data[at] ^= 0x20; /* another section id */
 		else
-			memcpy(b.data + 4, at == 4 ? "\0\0\0\0" : "\x7f\0\0\0", 4); /* version 0, 127 */
+			memcpy(b.data + 4, at == 4 ? "\0\0\0\0" : "\x7f\0\0\0",
+			       4); /* version 0, 127 */
 		ck_assert_msg(locked_load(d, &b) < 0, "header patch %zu accepted", at);
 		state_free(&b);
 	}
@@ -256,7 +262,8 @@ static UNUSED_FN unsigned check_every_corruption(struct device *d, const struct 
 		b.data[at] ^= 0xff;
 		if (locked_load(d, &b) < 0) {
 			refused++;
-			expect_saves(d, before.data, before.len, "refused flip changed the device", at);
+			expect_saves(d, before.data, before.len, "refused flip changed the device",
+				     at);
 		} else {
 			struct state_buf now = locked_save(d);
 
@@ -267,7 +274,8 @@ static UNUSED_FN unsigned check_every_corruption(struct device *d, const struct 
 			if (now.len != b.len || memcmp(now.data, b.data, b.len)) {
 				struct state_buf again = state_copy(&now, now.len);
 
-				ck_assert_msg(locked_load(d, &again) == 0, "flip at %zu: not a fixpoint", at);
+				ck_assert_msg(locked_load(d, &again) == 0,
+					      "flip at %zu: not a fixpoint", at);
 				expect_saves(d, now.data, now.len, "flip not a fixpoint", at);
 				state_free(&again);
 			}

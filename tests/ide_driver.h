@@ -23,31 +23,31 @@
 #include "kestrel/scsi_disk.h"
 #include "fake_board.h"
 
-#define CMD IDE_REGION_CMD
-#define CTRL IDE_REGION_CTRL
+#define CMD   IDE_REGION_CMD
+#define CTRL  IDE_REGION_CTRL
 #define BMDMA IDE_REGION_BMDMA
 
-#define R_DATA 0
-#define R_ERR 1
+#define R_DATA	0
+#define R_ERR	1
 #define R_NSECT 2
-#define R_LBAL 3
-#define R_LBAM 4
-#define R_LBAH 5
-#define R_DEV 6
-#define R_CMD 7
+#define R_LBAL	3
+#define R_LBAM	4
+#define R_LBAH	5
+#define R_DEV	6
+#define R_CMD	7
 
-#define ST_BSY 0x80
+#define ST_BSY	0x80
 #define ST_DRDY 0x40
-#define ST_DRQ 0x08
-#define ST_ERR 0x01
+#define ST_DRQ	0x08
+#define ST_ERR	0x01
 #define ER_ABRT 0x04
 #define ER_IDNF 0x10
 
-#define RAM MiB(16)
-#define PRD_TABLE 0x1000ULL
-#define DMA_BUF 0x100000ULL
-#define DISK_SECTORS 4096ULL           /* 2 MiB */
-#define CD_BLOCKS 64ULL
+#define RAM	     MiB(16)
+#define PRD_TABLE    0x1000ULL
+#define DMA_BUF	     0x100000ULL
+#define DISK_SECTORS 4096ULL /* 2 MiB */
+#define CD_BLOCKS    64ULL
 
 static char dir[] = "/tmp/kestrel_ide.XXXXXX";
 static struct guest_mem gm;
@@ -78,7 +78,10 @@ static UNUSED_FN void fdma_dirty(void *o, uint64_t gpa, uint64_t len)
 }
 
 static const struct ide_dma_ops fake_dma = {
-	.read = fdma_read, .write = fdma_write, .map = fdma_map, .mark_dirty = fdma_dirty,
+	.read = fdma_read,
+	.write = fdma_write,
+	.map = fdma_map,
+	.mark_dirty = fdma_dirty,
 };
 
 /* ---- images ---------------------------------------------------------------- */
@@ -136,8 +139,11 @@ static UNUSED_FN void file_holds(const char *path, uint64_t off, const void *dat
 
 static UNUSED_FN struct blk_dev *open_img(const char *path, bool ro)
 {
-	struct blk_opts o = { .path = path, .format = BLK_FMT_RAW, .readonly = ro,
-			      .cache = BLK_CACHE_WRITEBACK, .aio = BLK_AIO_AUTO };
+	struct blk_opts o = { .path = path,
+			      .format = BLK_FMT_RAW,
+			      .readonly = ro,
+			      .cache = BLK_CACHE_WRITEBACK,
+			      .aio = BLK_AIO_AUTO };
 	struct blk_dev *d;
 	char err[256];
 
@@ -146,7 +152,7 @@ static UNUSED_FN struct blk_dev *open_img(const char *path, bool ro)
 }
 
 static UNUSED_FN struct device *new_channel(enum ide_drive_kind k0, struct blk_dev *b0,
-				  enum ide_drive_kind k1, struct blk_dev *b1)
+					    enum ide_drive_kind k1, struct blk_dev *b1)
 {
 	struct ide_drive_conf c[2] = { { .kind = k0, .blk = b0 }, { .kind = k1, .blk = b1 } };
 	struct irq_line l = fake_irq_line(&irq, 14);
@@ -325,7 +331,8 @@ static UNUSED_FN void ata_string(const uint8_t *page, unsigned w, unsigned words
 
 /* A PACKET command to device 1 as libata sends it by PIO: byte count limit
  * bcl; returns the final status, data in buf (at most cap), *got bytes. */
-static UNUSED_FN uint8_t packet(const uint8_t *cdb, uint16_t bcl, uint8_t *buf, size_t cap, size_t *got)
+static UNUSED_FN uint8_t packet(const uint8_t *cdb, uint16_t bcl, uint8_t *buf, size_t cap,
+				size_t *got)
 {
 	uint8_t st;
 
@@ -336,7 +343,7 @@ static UNUSED_FN uint8_t packet(const uint8_t *cdb, uint16_t bcl, uint8_t *buf, 
 	set_reg(R_LBAH, (uint8_t)(bcl >> 8));
 	command(0xa0);
 	ck_assert_uint_eq(alt_status() & (ST_BSY | ST_DRQ), ST_DRQ);
-	ck_assert_uint_eq(reg(R_NSECT) & 3, 1);                /* CoD, to the device */
+	ck_assert_uint_eq(reg(R_NSECT) & 3, 1); /* CoD, to the device */
 	for (unsigned i = 0; i < 12; i += 2)
 		io_wr(ch, CMD, R_DATA, 2, (uint16_t)(cdb[i] | cdb[i + 1] << 8));
 	for (;;) {
@@ -346,7 +353,7 @@ static UNUSED_FN uint8_t packet(const uint8_t *cdb, uint16_t bcl, uint8_t *buf, 
 		st = reg(R_CMD);
 		if (!(st & ST_DRQ))
 			break;
-		ck_assert_uint_eq(reg(R_NSECT) & 3, 2);            /* data, to the host */
+		ck_assert_uint_eq(reg(R_NSECT) & 3, 2); /* data, to the host */
 		n = reg(R_LBAM) | reg(R_LBAH) << 8;
 		ck_assert_uint_le(n, bcl ? bcl : 0xfffe);
 		for (unsigned i = 0; i < n; i += 2) {
@@ -357,7 +364,7 @@ static UNUSED_FN uint8_t packet(const uint8_t *cdb, uint16_t bcl, uint8_t *buf, 
 		}
 		*got += n;
 	}
-	ck_assert_uint_eq(reg(R_NSECT) & 3, 3);                /* status phase */
+	ck_assert_uint_eq(reg(R_NSECT) & 3, 3); /* status phase */
 	return st;
 }
 
@@ -429,7 +436,7 @@ static UNUSED_FN void dma_read(uint64_t lba, unsigned count, bool start_first)
 
 static UNUSED_FN void expect_dma_ok(void)
 {
-	ck_assert_uint_eq(bm_status() & 0x07, 0x04);          /* Interrupt, not Active/Error */
+	ck_assert_uint_eq(bm_status() & 0x07, 0x04); /* Interrupt, not Active/Error */
 	expect_idle();
 	bm_stop();
 }
@@ -439,8 +446,8 @@ static UNUSED_FN void expect_dma_error(const char *what)
 	uint8_t bs = bm_status(), st = reg(R_CMD);
 
 	ck_assert_msg((bs & 0x06) == 0x06 && (st & (ST_ERR | ST_DRQ | ST_BSY)) == ST_ERR &&
-		      reg(R_ERR) == ER_ABRT, "%s: bm %#x status %#x error %#x", what, bs, st,
-		      reg(R_ERR));
+			      reg(R_ERR) == ER_ABRT,
+		      "%s: bm %#x status %#x error %#x", what, bs, st, reg(R_ERR));
 	bm_stop();
 }
 

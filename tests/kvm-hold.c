@@ -53,7 +53,8 @@ int main(void)
 	msrs.e.index = MSR_IA32_APICBASE;
 	msrs.e.data = 0xfee00000;
 	if (ioctl(cpu, KVM_SET_MSRS, &msrs) != 1)
-		fprintf(stderr, "kvm-hold: APIC base not set; only the software-disabled count is held\n");
+		fprintf(stderr,
+			"kvm-hold: APIC base not set; only the software-disabled count is held\n");
 	printf("kvm-hold: ready\n");
 	fflush(stdout);
 	for (;;)

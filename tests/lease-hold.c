@@ -5,7 +5,7 @@
  * lease, "break" when an opener asks for it (the kernel's SIGIO), and lets
  * go ("released") on SIGTERM. Exit 0; 77 when this kernel or file system
  * gives no lease. */
-#define _GNU_SOURCE      /* F_SETLEASE */
+#define _GNU_SOURCE /* F_SETLEASE */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>

@@ -26,7 +26,7 @@
 
 struct image {
 	uint32_t w, h;
-	uint32_t *px;   /* 0xRRGGBB */
+	uint32_t *px; /* 0xRRGGBB */
 };
 
 static int ppm_skip(FILE *f)
@@ -160,8 +160,8 @@ static int compare(const char *what, const struct image *got, const struct image
  * glyphs (a blank and the smiley). */
 static int rom_font(const char *path, uint8_t font[256][FONT_H])
 {
-	static const uint8_t smiley[FONT_H] = { 0, 0, 0x7e, 0x81, 0xa5, 0x81, 0x81, 0xbd,
-						0x99, 0x81, 0x81, 0x7e, 0, 0, 0, 0 };
+	static const uint8_t smiley[FONT_H] = { 0,    0,    0x7e, 0x81, 0xa5, 0x81, 0x81, 0xbd,
+						0x99, 0x81, 0x81, 0x7e, 0,    0,    0,	  0 };
 	static uint8_t rom[256 * 1024];
 	FILE *f = fopen(path, "rb");
 	size_t n = f ? fread(rom, 1, sizeof(rom), f) : 0;
@@ -279,7 +279,8 @@ int main(int argc, char **argv)
 		load(argv[2], &a);
 		return read_text(&a, argv[3]);
 	}
-	fprintf(stderr, "usage: vga-compare expect 13h|text|vbe FILE | same FILE1 FILE2 | raw FILE | "
+	fprintf(stderr,
+		"usage: vga-compare expect 13h|text|vbe FILE | same FILE1 FILE2 | raw FILE | "
 		"count FILE | text FILE ROM\n");
 	return 2;
 }

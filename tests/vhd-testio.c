@@ -36,7 +36,7 @@
 extern const struct blk_format_ops *const vhd_blk_ops_anchor;
 __attribute__((used)) static const void *const link_vhd_block = &vhd_blk_ops_anchor;
 
-#define SECT 512u
+#define SECT	  512u
 #define MAX_BATCH 16
 #define MAX_SECTS 64
 
@@ -70,7 +70,9 @@ static int wait_all(struct waiter *w)
 
 static struct blk_dev *open_disk_cache(const char *path, enum blk_cache cache)
 {
-	struct blk_opts o = { .path = path, .format = BLK_FMT_AUTO, .aio = BLK_AIO_AUTO, .cache = cache };
+	struct blk_opts o = {
+		.path = path, .format = BLK_FMT_AUTO, .aio = BLK_AIO_AUTO, .cache = cache
+	};
 	struct blk_dev *d;
 	char err[512];
 
@@ -199,8 +201,12 @@ static void bench_next(struct bench *b, struct bench_slot *sl)
 	uint64_t blk = b->rand ? rnd(&b->seed) % b->blocks : n % b->blocks;
 
 	b->inflight++;
-	sl->req = (struct blk_req){ .op = b->write ? BLK_OP_WRITE : BLK_OP_READ, .offset = blk * b->bs,
-				    .iov = &sl->iov, .iovcnt = 1, .done = sl->req.done, .opaque = sl };
+	sl->req = (struct blk_req){ .op = b->write ? BLK_OP_WRITE : BLK_OP_READ,
+				    .offset = blk * b->bs,
+				    .iov = &sl->iov,
+				    .iovcnt = 1,
+				    .done = sl->req.done,
+				    .opaque = sl };
 	pthread_mutex_unlock(&b->lock);
 	blk_submit(b->d, &sl->req);
 	pthread_mutex_lock(&b->lock);
@@ -233,7 +239,9 @@ static double now_s(void)
 
 static int cmd_bench(int argc, char **argv)
 {
-	struct bench b = { .lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .seed = 7 };
+	struct bench b = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			   .cv = PTHREAD_COND_INITIALIZER,
+			   .seed = 7 };
 	struct bench_slot *slots;
 	uint64_t depth;
 	uint8_t *bufs;
@@ -241,7 +249,8 @@ static int cmd_bench(int argc, char **argv)
 
 	if ((argc != 8 && argc != 9) || parse_size(argv[5], &b.bs) || !b.bs || b.bs % 512 ||
 	    parse_size(argv[6], &depth) || !depth || parse_size(argv[7], &b.count)) {
-		fprintf(stderr, "usage: vhd-testio bench IMG read|write rand|seq BS DEPTH COUNT [none|writeback]\n");
+		fprintf(stderr,
+			"usage: vhd-testio bench IMG read|write rand|seq BS DEPTH COUNT [none|writeback]\n");
 		return 2;
 	}
 	b.write = !strcmp(argv[3], "write");
@@ -378,8 +387,9 @@ static int cmd_crash_writer(int argc, char **argv)
 		for (int i = 0; i < n; i++) {
 			char line[96];
 
-			snprintf(line, sizeof(line), "W %llu %llu %llu\n", (unsigned long long)w[i].id,
-				 (unsigned long long)w[i].off, (unsigned long long)w[i].n);
+			snprintf(line, sizeof(line), "W %llu %llu %llu\n",
+				 (unsigned long long)w[i].id, (unsigned long long)w[i].off,
+				 (unsigned long long)w[i].n);
 			log_line(logfd, line);
 		}
 		submit_batch(d, w, n, bufs, &wt);
@@ -533,8 +543,10 @@ static int cmd_crash_verify(int argc, char **argv)
 
 		checked++;
 		if (!ok && bad++ < 10)
-			fprintf(stderr, "vhd-testio: %s: sector %llu holds write %lld, expected %s%llu%s\n",
-				argv[2], (unsigned long long)s, got == UINT64_MAX ? -1LL : (long long)got,
+			fprintf(stderr,
+				"vhd-testio: %s: sector %llu holds write %lld, expected %s%llu%s\n",
+				argv[2], (unsigned long long)s,
+				got == UINT64_MAX ? -1LL : (long long)got,
 				c[s].n > 1 ? "one of " : "", (unsigned long long)c[s].id0,
 				c[s].n > 1 ? ", ..." : "");
 		free(c[s].more);

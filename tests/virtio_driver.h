@@ -14,37 +14,37 @@
 
 /* The BAR layout (devices/synthetic/virtio_pci.c): common configuration
  * (4.1.4.3), device configuration, notifications. */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0c
+#define CC_DFSELECT   0x00
+#define CC_DF	      0x04
+#define CC_GFSELECT   0x08
+#define CC_GF	      0x0c
 #define CC_NUM_QUEUES 0x12
-#define CC_STATUS 0x14
+#define CC_STATUS     0x14
 #define CC_CONFIG_GEN 0x15
-#define CC_Q_SELECT 0x16
-#define CC_Q_SIZE 0x18
-#define CC_Q_ENABLE 0x1c
-#define CC_Q_DESC 0x20
-#define CC_Q_DRIVER 0x28
-#define CC_Q_DEVICE 0x30
-#define DEVCFG 0x2000
-#define NOTIFY 0x3000
+#define CC_Q_SELECT   0x16
+#define CC_Q_SIZE     0x18
+#define CC_Q_ENABLE   0x1c
+#define CC_Q_DESC     0x20
+#define CC_Q_DRIVER   0x28
+#define CC_Q_DEVICE   0x30
+#define DEVCFG	      0x2000
+#define NOTIFY	      0x3000
 
-#define ST_ACK VIRTIO_STATUS_ACKNOWLEDGE
-#define ST_DRIVER VIRTIO_STATUS_DRIVER
-#define ST_DRIVER_OK VIRTIO_STATUS_DRIVER_OK
+#define ST_ACK	       VIRTIO_STATUS_ACKNOWLEDGE
+#define ST_DRIVER      VIRTIO_STATUS_DRIVER
+#define ST_DRIVER_OK   VIRTIO_STATUS_DRIVER_OK
 #define ST_FEATURES_OK VIRTIO_STATUS_FEATURES_OK
 #define ST_NEEDS_RESET VIRTIO_STATUS_DEVICE_NEEDS_RESET
-#define F_VERSION_1 VIRTIO_BIT(VIRTIO_F_VERSION_1)
-#define D_NEXT VIRTQ_DESC_F_NEXT
-#define D_WRITE VIRTQ_DESC_F_WRITE
+#define F_VERSION_1    VIRTIO_BIT(VIRTIO_F_VERSION_1)
+#define D_NEXT	       VIRTQ_DESC_F_NEXT
+#define D_WRITE	       VIRTQ_DESC_F_WRITE
 
 /* Queue q's rings in guest memory: QSZ descriptors, then the available
  * and the used ring, in one page of its own. */
-#define QSZ 16
-#define RING(q) (0x10000ULL + 0x1000ULL * (q))
+#define QSZ	 16
+#define RING(q)	 (0x10000ULL + 0x1000ULL * (q))
 #define AVAIL(q) (RING(q) + 0x400)
-#define USED(q) (RING(q) + 0x800)
+#define USED(q)	 (RING(q) + 0x800)
 
 static struct guest_mem gm;
 static struct device *dev;

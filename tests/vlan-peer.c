@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_VIDS 8
+#define MAX_VIDS   8
 #define ETH_P_VLAN 0x8100
 
 struct link {
@@ -38,8 +38,8 @@ struct link {
 };
 
 struct frame {
-	int vid;             /* 0: untagged */
-	int csum_partial;    /* the sender offloaded its checksum (not filled in) */
+	int vid;	  /* 0: untagged */
+	int csum_partial; /* the sender offloaded its checksum (not filled in) */
 	const uint8_t *dst, *src;
 	uint16_t type;
 	const uint8_t *body;
@@ -86,8 +86,12 @@ static int link_recv(struct link *l, uint8_t *buf, size_t size, struct frame *f,
 	} ctl;
 	struct sockaddr_ll from;
 	struct iovec iov = { buf, size };
-	struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &iov,
-			     .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl) };
+	struct msghdr mh = { .msg_name = &from,
+			     .msg_namelen = sizeof(from),
+			     .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = &ctl,
+			     .msg_controllen = sizeof(ctl) };
 	struct pollfd p = { l->fd, POLLIN, 0 };
 	ssize_t n;
 
@@ -158,7 +162,8 @@ static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 static void arp_send(struct link *l, int vid, int op, const uint8_t *tha, const uint8_t *spa,
 		     const uint8_t *tpa)
 {
-	struct arp a = { htons(1), htons(ETH_P_IP), 6, 4, htons((uint16_t)op), { 0 }, { 0 }, { 0 }, { 0 } };
+	struct arp a = { htons(1), htons(ETH_P_IP), 6,	   4,	 htons((uint16_t)op),
+			 { 0 },	   { 0 },	    { 0 }, { 0 } };
 
 	memcpy(a.sha, l->mac, 6);
 	memcpy(a.spa, spa, 4);
@@ -288,7 +293,8 @@ static int serve(struct link *l, int nvid, const int *vids)
 
 			if (ntohs(a->op) == 1 && !memcmp(a->tpa, me, 4))
 				arp_send(l, f.vid, 2, a->sha, me, a->spa);
-		} else if ((icmp = icmp_of(&f, &ilen)) && icmp[0] == 8 && !memcmp(f.body + 16, me, 4)) {
+		} else if ((icmp = icmp_of(&f, &ilen)) && icmp[0] == 8 &&
+			   !memcmp(f.body + 16, me, 4)) {
 			icmp_send(l, f.vid, f.src, me, f.body + 12, 0, icmp, ilen);
 		} else if ((icmp = ip_payload(&f, 17, &ilen)) && !memcmp(f.body + 16, me, 4) &&
 			   udp_csum_ok(&f, icmp, ilen)) {
@@ -368,7 +374,8 @@ static int ping(struct link *l, int vid, const uint8_t *src, const uint8_t *dst,
 					continue;
 				r = icmp_of(&f, &ilen);
 				if (f.vid == vid && r && r[0] == 0 && r[4] == 0x4b && r[7] == seq &&
-				    ilen == sizeof(icmp) && !memcmp(r + 8, icmp + 8, sizeof(icmp) - 8)) {
+				    ilen == sizeof(icmp) &&
+				    !memcmp(r + 8, icmp + 8, sizeof(icmp) - 8)) {
 					got++;
 					break;
 				}
@@ -383,7 +390,8 @@ static int ping(struct link *l, int vid, const uint8_t *src, const uint8_t *dst,
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: vlan-peer serve IF VID... | ping IF VID SRC DST N | arp IF VID SRC DST\n");
+	fprintf(stderr,
+		"usage: vlan-peer serve IF VID... | ping IF VID SRC DST N | arp IF VID SRC DST\n");
 	return 2;
 }
 

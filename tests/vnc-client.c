@@ -49,12 +49,12 @@
 
 struct state {
 	int w, h;
-	uint8_t *covered;            /* a byte per pixel: arrived since the resize */
+	uint8_t *covered; /* a byte per pixel: arrived since the resize */
 	long ncovered;
 	long updates;
 	double last_update_ms;
 	char *password;
-	double recent[64];           /* CLOCK_REALTIME ms of the last updates */
+	double recent[64]; /* CLOCK_REALTIME ms of the last updates */
 	unsigned nrecent;
 };
 
@@ -135,7 +135,8 @@ static int step_size(rfbClient *c, const char *wxh, const char *ms)
 	while (!(st.w == w && st.h == h) && now_ms() < end)
 		if (pump(c, 50) < 0)
 			return 2;
-	printf("vnc-client: size %dx%d%s\n", st.w, st.h, st.w == w && st.h == h ? "" : " (timeout)");
+	printf("vnc-client: size %dx%d%s\n", st.w, st.h,
+	       st.w == w && st.h == h ? "" : " (timeout)");
 	return st.w == w && st.h == h ? 0 : 1;
 }
 
@@ -147,7 +148,8 @@ static int step_resize(rfbClient *c, const char *ms)
 	while (st.w == w && st.h == h && now_ms() < end)
 		if (pump(c, 50) < 0)
 			return 2;
-	printf("vnc-client: size %dx%d%s\n", st.w, st.h, st.w == w && st.h == h ? " (timeout)" : "");
+	printf("vnc-client: size %dx%d%s\n", st.w, st.h,
+	       st.w == w && st.h == h ? " (timeout)" : "");
 	return st.w == w && st.h == h ? 1 : 0;
 }
 
@@ -180,7 +182,8 @@ static int step_frame(rfbClient *c, const char *path)
 			break;
 	}
 	if (st.ncovered != (long)st.w * st.h) {
-		printf("vnc-client: frame incomplete (%ld of %d pixels)\n", st.ncovered, st.w * st.h);
+		printf("vnc-client: frame incomplete (%ld of %d pixels)\n", st.ncovered,
+		       st.w * st.h);
 		return 1;
 	}
 	printf("vnc-client: frame %dx%d\n", st.w, st.h);
@@ -195,7 +198,8 @@ static uint32_t char_keysym(char ch)
 static int step_type(rfbClient *c, const char *text)
 {
 	for (const char *p = text; *p; p++) {
-		if (!SendKeyEvent(c, char_keysym(*p), TRUE) || !SendKeyEvent(c, char_keysym(*p), FALSE))
+		if (!SendKeyEvent(c, char_keysym(*p), TRUE) ||
+		    !SendKeyEvent(c, char_keysym(*p), FALSE))
 			return 2;
 		pump(c, 0);
 	}
@@ -217,14 +221,16 @@ static int step_xt(rfbClient *c, int argc, char **argv, int *i)
 		/* What did come: a server's SupportedMessages lists SetScale,
 		 * libvncclient's defaults do not. */
 		printf("vnc-client: the server did not acknowledge QEMU's extended key event "
-		       "(%ld updates, %ld of %d pixels, %s SupportedMessages)\n", st.updates,
-		       st.ncovered, st.w * st.h, SupportsClient2Server(c, rfbSetScale) ? "after" : "no");
+		       "(%ld updates, %ld of %d pixels, %s SupportedMessages)\n",
+		       st.updates, st.ncovered, st.w * st.h,
+		       SupportsClient2Server(c, rfbSetScale) ? "after" : "no");
 		return 1;
 	}
 	while (*i + 1 < argc && !strncmp(argv[*i + 1], "0x", 2)) {
 		uint32_t code = (uint32_t)strtoul(argv[++*i], NULL, 16);
 
-		if (!SendExtendedKeyEvent(c, 0, code, TRUE) || !SendExtendedKeyEvent(c, 0, code, FALSE))
+		if (!SendExtendedKeyEvent(c, 0, code, TRUE) ||
+		    !SendExtendedKeyEvent(c, 0, code, FALSE))
 			return 2;
 		n++;
 	}
@@ -349,8 +355,10 @@ static int step_hostile(rfbClient *c)
 static int run_step(rfbClient *c, int argc, char **argv, int *i)
 {
 	const char *s = argv[*i];
-	int need = !strcmp(s, "size") || !strcmp(s, "serial-latency") ? 2 :
-		   !strcmp(s, "pointer") ? 3 : !strcmp(s, "xt") || !strcmp(s, "hostile") ? 0 : 1;
+	int need = !strcmp(s, "size") || !strcmp(s, "serial-latency") ? 2
+		   : !strcmp(s, "pointer")			      ? 3
+		   : !strcmp(s, "xt") || !strcmp(s, "hostile")	      ? 0
+								      : 1;
 
 	if (*i + need >= argc)
 		return 2;
@@ -419,7 +427,7 @@ int main(int argc, char **argv)
 	c->appData.enableJPEG = FALSE;
 	c->serverHost = strndup(argv[i], (size_t)(colon - argv[i]));
 	c->serverPort = atoi(colon + 1);
-	if (!rfbInitClient(c, NULL, NULL)) {   /* it frees c on failure */
+	if (!rfbInitClient(c, NULL, NULL)) { /* it frees c on failure */
 		printf("vnc-client: cannot connect or log in to %s\n", argv[i]);
 		return 2;
 	}

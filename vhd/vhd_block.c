@@ -34,7 +34,7 @@ struct vreq {
 	struct vbd *b;
 	atomic_int pending;
 	atomic_int status;
-	bool flush_after;           /* FUA: a flush before done() */
+	bool flush_after; /* FUA: a flush before done() */
 };
 
 /* One file I/O of a request, or a write segment within one block. */
@@ -42,26 +42,26 @@ struct vseg {
 	struct blk_io io;
 	struct vreq *r;
 	struct vhd_image *img;
-	uint64_t off, len;          /* guest bytes */
+	uint64_t off, len; /* guest bytes */
 	bool write, zero, set_bits, in_batch;
-	struct valloc *alloc;       /* in_batch: the allocation it belongs to */
+	struct valloc *alloc; /* in_batch: the allocation it belongs to */
 	struct vseg *next;
-	void *bounce;               /* cache=none and unaligned guest buffers */
-	struct iovec *ziov;         /* WRITE_ZEROES written as zeroes */
+	void *bounce;	    /* cache=none and unaligned guest buffers */
+	struct iovec *ziov; /* WRITE_ZEROES written as zeroes */
 	struct iovec biov;
 	int iovcnt;
 	struct iovec iov[];
 };
 
-#define VBD_ZERO_CHUNK (1u << 20)
+#define VBD_ZERO_CHUNK	   (1u << 20)
 #define VBD_FIXED_ZERO_SEG (64u << 20) /* WRITE_ZEROES pieces on a fixed disk */
 
 struct valloc {
 	uint32_t block;
 	bool running, already;
-	int status;                 /* of the allocation: its segments' result */
-	struct vseg *segs;          /* written by the allocation itself */
-	struct vseg *waiters;       /* arrived while it ran: written after */
+	int status;	      /* of the allocation: its segments' result */
+	struct vseg *segs;    /* written by the allocation itself */
+	struct vseg *waiters; /* arrived while it ran: written after */
 	struct valloc *next;
 };
 
@@ -76,7 +76,7 @@ struct vjob {
 struct vbd {
 	struct blk_dev *d;
 	struct vhd_image *img;
-	pthread_mutex_t lock;       /* jobs, allocations, batch counters */
+	pthread_mutex_t lock; /* jobs, allocations, batch counters */
 	pthread_cond_t wake;
 	pthread_cond_t batch_done;
 	pthread_t worker;
@@ -85,8 +85,8 @@ struct vbd {
 	struct valloc *allocs;
 	unsigned nqueued;
 	unsigned batch_inflight;
-	atomic_uint requests;       /* guest requests not yet done() */
-	atomic_bool closing;        /* vbd_close waits for requests == 0 */
+	atomic_uint requests; /* guest requests not yet done() */
+	atomic_bool closing;  /* vbd_close waits for requests == 0 */
 	pthread_cond_t idle;
 };
 
@@ -206,7 +206,8 @@ static void vbd_zero_init(void)
 	vbd_zero_buf = p == MAP_FAILED ? NULL : p;
 }
 
-static void io_submit_seg(struct vbd *b, struct vseg *s, enum blk_io_op op, int fd, uint64_t file_off);
+static void io_submit_seg(struct vbd *b, struct vseg *s, enum blk_io_op op, int fd,
+			  uint64_t file_off);
 
 /* The file system has no FALLOC_FL_ZERO_RANGE: write zeroes instead. */
 static bool seg_zero_as_write(struct vseg *s)
@@ -274,7 +275,9 @@ static long io_exec_sync(struct blk_io *io)
 
 	if (io->op == BLK_IO_ZERO)
 		return fallocate(io->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)io->off,
-				 (off_t)io->len) < 0 ? -errno : 0;
+				 (off_t)io->len) < 0
+			       ? -errno
+			       : 0;
 	while (done < want) {
 		struct iovec v[BLK_MAX_IOV];
 		int n = iov_slice(io->iov, io->iovcnt, done, want - done, v);
@@ -317,7 +320,8 @@ static int seg_bounce(struct vbd *b, struct vseg *s, enum blk_io_op op, int fd)
 	return 0;
 }
 
-static void io_submit_seg(struct vbd *b, struct vseg *s, enum blk_io_op op, int fd, uint64_t file_off)
+static void io_submit_seg(struct vbd *b, struct vseg *s, enum blk_io_op op, int fd,
+			  uint64_t file_off)
 {
 	int ret = seg_bounce(b, s, op, fd);
 
@@ -435,7 +439,8 @@ static void write_seg(struct vbd *b, struct vseg *s)
 	if (run.kind == VHD_RUN_FILE && run.fill_bitmap)
 		queue_job(b, VJOB_FILL, NULL, s);
 	else if (run.kind == VHD_RUN_FILE)
-		io_submit_seg(b, s, s->zero ? BLK_IO_ZERO : BLK_IO_WRITE, data_fd(b, b->img), run.file_off);
+		io_submit_seg(b, s, s->zero ? BLK_IO_ZERO : BLK_IO_WRITE, data_fd(b, b->img),
+			      run.file_off);
 	else if (s->zero && b->img->m.type == VHD_TYPE_DYNAMIC)
 		seg_finish(s, 0); /* an unallocated dynamic block already reads as zeros */
 	else
@@ -449,8 +454,10 @@ static int submit_write(struct vbd *b, struct vreq *r, uint64_t off, uint64_t le
 	uint64_t skip = 0;
 
 	while (len > 0) {
-		uint64_t n = m->type != VHD_TYPE_FIXED ? MIN(len, m->block_size - off % m->block_size)
-			     : iov ? len : MIN(len, VBD_FIXED_ZERO_SEG);
+		uint64_t n = m->type != VHD_TYPE_FIXED
+				     ? MIN(len, m->block_size - off % m->block_size)
+			     : iov ? len
+				   : MIN(len, VBD_FIXED_ZERO_SEG);
 		struct vseg *s = seg_new(r, b->img, off, n, iov, cnt, skip);
 
 		if (!s)
@@ -703,9 +710,7 @@ static void vbd_submit(struct blk_dev *d, struct blk_req *req)
 		len = iov_total(req->iov, req->iovcnt);
 		ret = submit_write(b, r, req->offset, len, req->iov, req->iovcnt);
 		break;
-	case BLK_OP_WRITE_ZEROES:
-		ret = submit_write(b, r, req->offset, req->len, NULL, 0);
-		break;
+	case BLK_OP_WRITE_ZEROES: ret = submit_write(b, r, req->offset, req->len, NULL, 0); break;
 	case BLK_OP_FLUSH:
 		atomic_fetch_add(&r->pending, 1);
 		if (b->img->readonly)
@@ -714,9 +719,7 @@ static void vbd_submit(struct blk_dev *d, struct blk_req *req)
 			queue_job(b, VJOB_FLUSH, r, NULL);
 		break;
 	case BLK_OP_DISCARD:
-	default:
-		ret = -EOPNOTSUPP;
-		break;
+	default: ret = -EOPNOTSUPP; break;
 	}
 	vreq_put(r, ret);
 }
@@ -753,8 +756,9 @@ static int vbd_open(struct blk_dev *d, char *err, size_t errlen)
 	b->jobs_tail = &b->jobs;
 	b->d = d;
 	/* blk_open already holds the lock on this file; the parents are ours. */
-	ret = vhd_open_ex(&b->img, d->fd, d->path, (d->readonly ? 0 : VHD_OPEN_RDWR) | VHD_OPEN_NOLOCK,
-			  d->opts.parent_dirs, err, errlen);
+	ret = vhd_open_ex(&b->img, d->fd, d->path,
+			  (d->readonly ? 0 : VHD_OPEN_RDWR) | VHD_OPEN_NOLOCK, d->opts.parent_dirs,
+			  err, errlen);
 	if (!ret && !d->readonly)
 		ret = vbd_start_worker(b);
 	if (ret) {

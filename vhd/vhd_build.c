@@ -19,10 +19,10 @@
 
 #include "vhd_int.h"
 
-#define VHD_CREATOR_APP "kstl"
+#define VHD_CREATOR_APP	    "kstl"
 #define VHD_CREATOR_VERSION 0x00000001u /* kestrel 0.1 */
-#define VHD_HOST_WI2K 0x5769326bu        /* "Wi2k": what Hyper-V and qemu-img write */
-#define VHD_DATA_ALIGN 4096u
+#define VHD_HOST_WI2K	    0x5769326bu /* "Wi2k": what Hyper-V and qemu-img write */
+#define VHD_DATA_ALIGN	    4096u
 
 uint64_t vhd_next_block_off(uint64_t end, uint32_t bitmap_size, uint32_t block_size)
 {
@@ -96,7 +96,8 @@ int vhd_builder_begin(struct vhd_builder *b, int fd, const struct vhd_footer *f,
 			continue;
 		l->data_offset = end;
 		l->data_space = (uint32_t)space; /* bytes, as Hyper-V writes */
-		ret = loc_data && loc_data[i] ? pwrite_full(fd, loc_data[i], l->data_length, end) : 0;
+		ret = loc_data && loc_data[i] ? pwrite_full(fd, loc_data[i], l->data_length, end)
+					      : 0;
 		end += space;
 	}
 	vhd_header_encode(&b->hdr, buf);
@@ -122,7 +123,8 @@ int vhd_builder_place(struct vhd_builder *b, uint32_t block, uint64_t *at)
 	return 0;
 }
 
-int vhd_builder_add(struct vhd_builder *b, uint32_t block, const uint8_t *bitmap, const uint8_t *data)
+int vhd_builder_add(struct vhd_builder *b, uint32_t block, const uint8_t *bitmap,
+		    const uint8_t *data)
 {
 	uint64_t off;
 	int ret = vhd_builder_place(b, block, &off);
@@ -225,7 +227,7 @@ static int relative_path(const char *from, const char *to, char *out, size_t out
 	while (from[i] && from[i] == to[i])
 		i++;
 	if (!from[i] && to[i] == '/') {
-		common = i + 1;          /* `from` is a directory above `to` */
+		common = i + 1; /* `from` is a directory above `to` */
 	} else {
 		while (i > 0 && from[i - 1] != '/')
 			i--;
@@ -416,12 +418,12 @@ int vhd_create(const char *path, const struct vhd_create_opts *o, char *err, siz
 			snprintf(err, errlen, "--size: %llu bytes is beyond the 2040 GiB maximum",
 				 (unsigned long long)o->size);
 	}
-	if (!ret && o->type != VHD_TYPE_FIXED &&
-	    (size + bs - 1) / bs > VHD_MAX_BAT_ENTRIES) {
-		snprintf(err, errlen,
-			 "--block-size: %u-byte blocks for %llu bytes make %llu BAT entries, more than the %u kestrel reads (take larger blocks)",
-			 bs, (unsigned long long)size, (unsigned long long)((size + bs - 1) / bs),
-			 VHD_MAX_BAT_ENTRIES);
+	if (!ret && o->type != VHD_TYPE_FIXED && (size + bs - 1) / bs > VHD_MAX_BAT_ENTRIES) {
+		snprintf(
+			err, errlen,
+			"--block-size: %u-byte blocks for %llu bytes make %llu BAT entries, more than the %u kestrel reads (take larger blocks)",
+			bs, (unsigned long long)size, (unsigned long long)((size + bs - 1) / bs),
+			VHD_MAX_BAT_ENTRIES);
 		ret = -EINVAL;
 	}
 	if (ret)

@@ -25,7 +25,7 @@ struct src {
 	const char *path;
 	struct vhd_image *img;
 	int fd;
-	uint64_t size;       /* bytes the output holds (raw: rounded up to a sector) */
+	uint64_t size; /* bytes the output holds (raw: rounded up to a sector) */
 	uint64_t raw_size;
 };
 
@@ -91,7 +91,8 @@ static bool src_known_zero(struct src *s, uint64_t off, uint64_t len)
 	for (const struct vhd_image *i = s->img; i; i = i->parent) {
 		if (i->m.type == VHD_TYPE_FIXED)
 			return false;
-		for (uint64_t b = off / i->m.block_size; b <= (off + len - 1) / i->m.block_size; b++)
+		for (uint64_t b = off / i->m.block_size; b <= (off + len - 1) / i->m.block_size;
+		     b++)
 			if (i->m.bat[b] != VHD_BAT_UNUSED)
 				return false;
 	}
@@ -126,7 +127,8 @@ static int out_commit(int fd, const char *tmp, const char *out, bool replace)
 		if (replace)
 			ret = rename(tmp, out) < 0 ? -errno : 0;
 		else
-			ret = renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_NOREPLACE) < 0 ? -errno : 0;
+			ret = renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_NOREPLACE) < 0 ? -errno
+											    : 0;
 		if (ret == -EINVAL && !replace) /* file system without RENAME_NOREPLACE */
 			ret = link(tmp, out) < 0 ? -errno : 0;
 	}
@@ -228,8 +230,12 @@ static struct aw_slot *aw_get(struct awriter *w)
 static void aw_write(struct awriter *w, struct aw_slot *sl, size_t len, uint64_t off)
 {
 	sl->iov = (struct iovec){ .iov_base = sl->buf, .iov_len = len };
-	sl->io = (struct blk_io){ .op = BLK_IO_WRITE, .fd = w->fd, .off = off, .iov = &sl->iov,
-				  .iovcnt = 1, .done = aw_done };
+	sl->io = (struct blk_io){ .op = BLK_IO_WRITE,
+				  .fd = w->fd,
+				  .off = off,
+				  .iov = &sl->iov,
+				  .iovcnt = 1,
+				  .done = aw_done };
 	if (!w->e || blk_engine_submit(w->e, &sl->io))
 		aw_put(w, sl, pwrite_full(w->fd, sl->buf, len, off));
 }
@@ -373,8 +379,9 @@ int vhd_cmd_convert(struct vhd_args *a)
 		return VHD_EXIT_BAD;
 	}
 	if (!strcmp(a->to, "dynamic") && (s.size + bs - 1) / bs > VHD_MAX_BAT_ENTRIES) {
-		vhd_tool_err("--block-size: %u-byte blocks for %llu bytes make more than the %u BAT entries kestrel reads (take larger blocks)",
-			     bs, (unsigned long long)s.size, VHD_MAX_BAT_ENTRIES);
+		vhd_tool_err(
+			"--block-size: %u-byte blocks for %llu bytes make more than the %u BAT entries kestrel reads (take larger blocks)",
+			bs, (unsigned long long)s.size, VHD_MAX_BAT_ENTRIES);
 		src_close(&s);
 		return VHD_EXIT_USAGE;
 	}
@@ -424,7 +431,7 @@ static int read_locators(struct vhd_image *img, uint8_t *blobs[VHD_LOCATORS])
 }
 
 struct rebuild {
-	uint64_t new_size;          /* 0: unchanged */
+	uint64_t new_size; /* 0: unchanged */
 	bool exact, shrink, drop_empty;
 	uint32_t dropped, kept;
 };
@@ -467,7 +474,8 @@ static int rebuild_blocks(struct vhd_image *img, struct vhd_builder *b, struct r
 	return ret;
 }
 
-static int rebuild_dynamic(struct vhd_image *img, int fd, struct rebuild *rb, struct vhd_progress *p)
+static int rebuild_dynamic(struct vhd_image *img, int fd, struct rebuild *rb,
+			   struct vhd_progress *p)
 {
 	struct vhd_builder b;
 	struct vhd_footer f = img->m.footer;
@@ -543,7 +551,9 @@ static int replace_with_rebuild(struct vhd_image *img, const char *path, struct 
 	vhd_progress_end(p);
 	if (ret) {
 		if (ret == -ENOSPC)
-			vhd_tool_err("%s: blocks beyond the new size hold data; --shrink drops them", path);
+			vhd_tool_err(
+				"%s: blocks beyond the new size hold data; --shrink drops them",
+				path);
 		else
 			vhd_tool_err("%s: %s", path, strerror(-ret));
 		out_abort(fd, tmp);
@@ -566,12 +576,14 @@ int vhd_cmd_compact(struct vhd_args *a)
 	if (open_for_rewrite(a->ops[0], "compaction", &img))
 		return VHD_EXIT_BAD;
 	if (img->m.type == VHD_TYPE_FIXED) {
-		vhd_tool_err("%s: a fixed disk has no blocks to drop (convert --to dynamic)", a->ops[0]);
+		vhd_tool_err("%s: a fixed disk has no blocks to drop (convert --to dynamic)",
+			     a->ops[0]);
 		vhd_close(img);
 		return VHD_EXIT_BAD;
 	}
 	before = img->m.file_size;
-	vhd_progress_start(&p, "compacting", (uint64_t)img->m.allocated * img->m.block_size, a->quiet);
+	vhd_progress_start(&p, "compacting", (uint64_t)img->m.allocated * img->m.block_size,
+			   a->quiet);
 	if (replace_with_rebuild(img, a->ops[0], &rb, &p)) {
 		vhd_close(img);
 		return VHD_EXIT_BAD;
@@ -628,24 +640,28 @@ int vhd_cmd_resize(struct vhd_args *a)
 	int ret;
 
 	if (a->nops != 1 || !a->size) {
-		vhd_tool_err("usage: kestrel vhd resize --size SIZE [--exact-size] [--shrink] FILE");
+		vhd_tool_err(
+			"usage: kestrel vhd resize --size SIZE [--exact-size] [--shrink] FILE");
 		return VHD_EXIT_USAGE;
 	}
-	if (parse_size(a->size, &want) || vhd_size_for_create(want, a->exact_size, &size, &c, &h, &s)) {
+	if (parse_size(a->size, &want) ||
+	    vhd_size_for_create(want, a->exact_size, &size, &c, &h, &s)) {
 		vhd_tool_err("--size: '%s' is not a size from 512 bytes to 2040 GiB", a->size);
 		return VHD_EXIT_USAGE;
 	}
 	if (open_for_rewrite(a->ops[0], "expansion", &img))
 		return VHD_EXIT_BAD;
 	if (img->m.type == VHD_TYPE_DIFF) {
-		vhd_tool_err("%s: a differencing disk has its parent's size; resize the base and start a new child",
-			     a->ops[0]);
+		vhd_tool_err(
+			"%s: a differencing disk has its parent's size; resize the base and start a new child",
+			a->ops[0]);
 		vhd_close(img);
 		return VHD_EXIT_BAD;
 	}
 	if (size < img->m.size && !a->shrink) {
-		vhd_tool_err("%s: %llu bytes is smaller than the disk (%llu bytes); --shrink drops the end",
-			     a->ops[0], (unsigned long long)size, (unsigned long long)img->m.size);
+		vhd_tool_err(
+			"%s: %llu bytes is smaller than the disk (%llu bytes); --shrink drops the end",
+			a->ops[0], (unsigned long long)size, (unsigned long long)img->m.size);
 		vhd_close(img);
 		return VHD_EXIT_BAD;
 	}
@@ -654,9 +670,12 @@ int vhd_cmd_resize(struct vhd_args *a)
 		if (ret)
 			vhd_tool_err("%s: %s", a->ops[0], strerror(-ret));
 	} else {
-		struct rebuild rb = { .new_size = want, .exact = a->exact_size, .shrink = a->shrink };
+		struct rebuild rb = { .new_size = want,
+				      .exact = a->exact_size,
+				      .shrink = a->shrink };
 
-		vhd_progress_start(&p, "resizing", (uint64_t)img->m.allocated * img->m.block_size, a->quiet);
+		vhd_progress_start(&p, "resizing", (uint64_t)img->m.allocated * img->m.block_size,
+				   a->quiet);
 		ret = replace_with_rebuild(img, a->ops[0], &rb, &p);
 	}
 	vhd_close(img);
@@ -683,14 +702,16 @@ static int merge_blocks(struct vhd_image *child, struct vhd_image *parent, struc
 	int ret = bm && buf ? 0 : -ENOMEM;
 
 	for (uint32_t i = 0; !ret && i < m->nblocks; i++) {
-		uint64_t boff = (uint64_t)m->bat[i] * VHD_SECTOR, base = (uint64_t)i * m->block_size;
+		uint64_t boff = (uint64_t)m->bat[i] * VHD_SECTOR,
+			 base = (uint64_t)i * m->block_size;
 		uint32_t spb = m->block_size / VHD_SECTOR;
 
 		if (m->bat[i] == VHD_BAT_UNUSED)
 			continue;
 		vhd_progress_update(p, done += m->block_size);
 		ret = pread_full(child->fd, bm, m->bitmap_size, boff);
-		for (uint32_t sct = 0; !ret && sct < spb && base + (uint64_t)sct * VHD_SECTOR < m->size;) {
+		for (uint32_t sct = 0;
+		     !ret && sct < spb && base + (uint64_t)sct * VHD_SECTOR < m->size;) {
 			bool set = bm[sct >> 3] & (0x80u >> (sct & 7));
 			uint32_t n = 1;
 
@@ -698,9 +719,12 @@ static int merge_blocks(struct vhd_image *child, struct vhd_image *parent, struc
 			       (bool)(bm[(sct + n) >> 3] & (0x80u >> ((sct + n) & 7))) == set)
 				n++;
 			if (set) {
-				uint64_t len = (uint64_t)n * VHD_SECTOR, off = base + (uint64_t)sct * VHD_SECTOR;
+				uint64_t len = (uint64_t)n * VHD_SECTOR,
+					 off = base + (uint64_t)sct * VHD_SECTOR;
 
-				ret = pread_full(child->fd, buf, len, boff + m->bitmap_size + (uint64_t)sct * VHD_SECTOR);
+				ret = pread_full(child->fd, buf, len,
+						 boff + m->bitmap_size +
+							 (uint64_t)sct * VHD_SECTOR);
 				if (!ret)
 					ret = vhd_write(parent, buf, len, off);
 			}
@@ -727,13 +751,14 @@ int vhd_cmd_merge(struct vhd_args *a)
 	}
 	/* The whole chain validated (UUIDs, sizes), without locks: the parent
 	 * is locked below, exclusively, for writing. */
-	if (vhd_open_ex(&chain, -1, a->ops[0], VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS, a->parent_dir,
-			err, sizeof(err))) {
+	if (vhd_open_ex(&chain, -1, a->ops[0], VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS,
+			a->parent_dir, err, sizeof(err))) {
 		vhd_tool_err("%s", err);
 		return VHD_EXIT_BAD;
 	}
 	if (chain->m.type != VHD_TYPE_DIFF) {
-		vhd_tool_err("%s: a %s disk has no parent to merge into", a->ops[0], vhd_type_name(chain->m.type));
+		vhd_tool_err("%s: a %s disk has no parent to merge into", a->ops[0],
+			     vhd_type_name(chain->m.type));
 		vhd_close(chain);
 		return VHD_EXIT_BAD;
 	}
@@ -749,17 +774,19 @@ int vhd_cmd_merge(struct vhd_args *a)
 		return VHD_EXIT_BAD;
 	}
 	if (parent->m.footer.saved_state || chain->m.footer.saved_state) {
-		vhd_tool_err("%s: saved state is set: merging is not allowed", parent->m.footer.saved_state ? ppath : a->ops[0]);
+		vhd_tool_err("%s: saved state is set: merging is not allowed",
+			     parent->m.footer.saved_state ? ppath : a->ops[0]);
 		vhd_close(parent);
 		vhd_close(chain);
 		return VHD_EXIT_BAD;
 	}
-	vhd_progress_start(&p, "merging", (uint64_t)chain->m.allocated * chain->m.block_size, a->quiet);
+	vhd_progress_start(&p, "merging", (uint64_t)chain->m.allocated * chain->m.block_size,
+			   a->quiet);
 	ret = merge_blocks(chain, parent, &p);
 	vhd_progress_end(&p);
 	if (ret)
-		vhd_tool_err("%s: merging into %s: %s (the chain still reads as before)", a->ops[0], ppath,
-			     strerror(-ret));
+		vhd_tool_err("%s: merging into %s: %s (the chain still reads as before)", a->ops[0],
+			     ppath, strerror(-ret));
 	if (vhd_close(parent) && !ret)
 		ret = -EIO;
 	vhd_close(chain);
@@ -776,7 +803,8 @@ int vhd_cmd_merge(struct vhd_args *a)
 /* The parent, merged, takes the child's identity: its unique id and
  * timestamp in both footers (the copy at 0 first, the trailing one last:
  * the trailing footer is the one read, the copy only when it is damaged). */
-static int take_identity(const char *ppath, const struct vhd_footer *child, char *err, size_t errlen)
+static int take_identity(const char *ppath, const struct vhd_footer *child, char *err,
+			 size_t errlen)
 {
 	struct vhd_diag d = { 0 };
 	struct vhd_meta m;
@@ -788,7 +816,7 @@ static int take_identity(const char *ppath, const struct vhd_footer *child, char
 		return -errno;
 	}
 	memset(&m, 0, sizeof(m));
-	ret = vhd_parse(fd, &m, VHD_PARSE_ALLOW_REPAIRABLE, &d);   /* the copy at 0 may differ */
+	ret = vhd_parse(fd, &m, VHD_PARSE_ALLOW_REPAIRABLE, &d); /* the copy at 0 may differ */
 	if (!ret && (m.footer_len != VHD_FOOTER_SIZE || m.trailing_bad))
 		ret = -EINVAL;
 	if (!ret) {
@@ -827,7 +855,7 @@ static int merge_up_rename(const char *ppath, const char *child_path, char *err,
 		*(slash == dir ? slash + 1 : slash) = '\0';
 	fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0) {
-		(void)fsync(fd);   /* done either way: a lost rename re-runs (below) */
+		(void)fsync(fd); /* done either way: a lost rename re-runs (below) */
 		close(fd);
 	}
 	return 0;
@@ -857,13 +885,14 @@ int vhd_merge_up(const char *child_path, bool nolock, char *err, size_t errlen)
 	unsigned lk = nolock ? VHD_OPEN_NOLOCK : 0;
 	int ret;
 
-	ret = vhd_open_ex(&chain, -1, child_path, VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS, NULL, err,
-			  errlen);
+	ret = vhd_open_ex(&chain, -1, child_path, VHD_OPEN_NOLOCK | VHD_OPEN_NOLOCK_PARENTS, NULL,
+			  err, errlen);
 	if (ret)
 		return ret;
 	if (chain->m.type != VHD_TYPE_DIFF || (!nolock && vhd_lock_fd(chain->fd, false))) {
-		snprintf(err, errlen, "%s: %s", child_path, chain->m.type != VHD_TYPE_DIFF ?
-			 "not a differencing disk" : "in use by another process");
+		snprintf(err, errlen, "%s: %s", child_path,
+			 chain->m.type != VHD_TYPE_DIFF ? "not a differencing disk"
+							: "in use by another process");
 		vhd_close(chain);
 		return -EINVAL;
 	}

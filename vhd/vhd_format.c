@@ -17,12 +17,12 @@
 
 #include "vhd_int.h"
 
-#define VHD_COOKIE "conectix"
-#define VHD_HDR_COOKIE "cxsparse"
+#define VHD_COOKIE	      "conectix"
+#define VHD_HDR_COOKIE	      "cxsparse"
 #define VHD_FEATURE_TEMPORARY 0x1u
-#define VHD_FEATURE_RESERVED 0x2u  /* "This bit must always be set to 1" */
-#define VHD_MSG_LIMIT 20           /* per-entry messages in check mode */
-#define VHD_LEAK_MIN 4096
+#define VHD_FEATURE_RESERVED  0x2u /* "This bit must always be set to 1" */
+#define VHD_MSG_LIMIT	      20   /* per-entry messages in check mode */
+#define VHD_LEAK_MIN	      4096
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -55,17 +55,18 @@ const char *vhd_type_name(uint32_t type)
 	case VHD_TYPE_DYNAMIC: return "dynamic";
 	case VHD_TYPE_DIFF: return "differencing";
 	case 0: return "none";
-	case 1: case 5: case 6: return "deprecated";
+	case 1:
+	case 5:
+	case 6: return "deprecated";
 	}
 	return "unknown";
 }
 
 void vhd_uuid_format(const uint8_t u[16], char out[37])
 {
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
-		 u[12], u[13], u[14], u[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		 u[13], u[14], u[15]);
 }
 
 int vhd_uuid_generate(uint8_t uuid[16])
@@ -116,7 +117,8 @@ bool vhd_probe_fd(int fd)
 	uint64_t size;
 	bool yes = false;
 
-	if (vhd_file_size(fd, &size) || size < VHD_FOOTER_SIZE || posix_memalign((void **)&buf, 4096, 8192))
+	if (vhd_file_size(fd, &size) || size < VHD_FOOTER_SIZE ||
+	    posix_memalign((void **)&buf, 4096, 8192))
 		return false;
 	if (probe_at(fd, size - 512, buf, 8192, 8, f) && vhd_probe_buf(f))
 		yes = true;
@@ -355,7 +357,7 @@ struct parse {
 	struct vhd_meta *m;
 	struct vhd_diag *d;
 	unsigned flags;
-	uint64_t foff;     /* offset of the footer in use, for messages */
+	uint64_t foff; /* offset of the footer in use, for messages */
 };
 
 /* Stop at the first error unless checking everything. */
@@ -418,7 +420,8 @@ static int parse_footers(struct parse *p)
 	if (tret == 1) {
 		char why511[160];
 
-		if (footer_read(p, "footer", m->file_size - 511, 511, &tail, why511, sizeof(why511)) == 0) {
+		if (footer_read(p, "footer", m->file_size - 511, 511, &tail, why511,
+				sizeof(why511)) == 0) {
 			m->footer_len = 511;
 			tret = 0;
 		}
@@ -449,7 +452,8 @@ static int parse_footers(struct parse *p)
 				 (unsigned long long)m->footer_off);
 		if (hret != 0 || hwhy[0]) {
 			m->copy_bad = true;
-			vhd_diag_add(p->d, VHD_ERROR, true, "%s (check --repair rewrites it)", hwhy);
+			vhd_diag_add(p->d, VHD_ERROR, true, "%s (check --repair rewrites it)",
+				     hwhy);
 		}
 		return 0;
 	}
@@ -459,9 +463,10 @@ static int parse_footers(struct parse *p)
 		m->footer_off = m->file_size;
 		m->trailing_bad = true;
 		p->foff = 0;
-		vhd_diag_add(p->d, VHD_ERROR, true,
-			     "%s; using the intact copy at offset 0 (check --repair rewrites the footer)",
-			     twhy);
+		vhd_diag_add(
+			p->d, VHD_ERROR, true,
+			"%s; using the intact copy at offset 0 (check --repair rewrites the footer)",
+			twhy);
 		return 0;
 	}
 	vhd_diag_add(p->d, VHD_ERROR, false, "%s", twhy);
@@ -485,12 +490,13 @@ static int check_geometry(struct parse *p, uint64_t cur_sectors)
 	/* The spec's algorithm rounds down by less than (heads + 1) tracks;
 	 * qemu-img and older tools round up by about as much. */
 	if (diff > tol) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "disk geometry at offset %llu: %u/%u/%u is %llu sectors, but the current size at offset %llu is %llu sectors",
-			     (unsigned long long)p->foff + VHD_F_GEOMETRY, f->cylinders, f->heads,
-			     f->sectors, (unsigned long long)chs,
-			     (unsigned long long)p->foff + VHD_F_CURRENT_SIZE,
-			     (unsigned long long)cur_sectors);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"disk geometry at offset %llu: %u/%u/%u is %llu sectors, but the current size at offset %llu is %llu sectors",
+			(unsigned long long)p->foff + VHD_F_GEOMETRY, f->cylinders, f->heads,
+			f->sectors, (unsigned long long)chs,
+			(unsigned long long)p->foff + VHD_F_CURRENT_SIZE,
+			(unsigned long long)cur_sectors);
 		return -EINVAL;
 	}
 	return 0;
@@ -504,33 +510,37 @@ static int check_footer_size(struct parse *p)
 	uint64_t sectors;
 
 	if (f->current_size > VHD_MAX_BYTES) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "current size at offset %llu: %llu bytes is beyond the 2040 GiB maximum",
-			     (unsigned long long)p->foff + VHD_F_CURRENT_SIZE,
-			     (unsigned long long)f->current_size);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"current size at offset %llu: %llu bytes is beyond the 2040 GiB maximum",
+			(unsigned long long)p->foff + VHD_F_CURRENT_SIZE,
+			(unsigned long long)f->current_size);
 		return -EINVAL;
 	}
 	if (f->current_size % VHD_SECTOR)
-		vhd_diag_add(p->d, VHD_WARN, false,
-			     "current size at offset %llu: %llu is not a multiple of 512; using %llu",
-			     (unsigned long long)p->foff + VHD_F_CURRENT_SIZE,
-			     (unsigned long long)f->current_size,
-			     (unsigned long long)(f->current_size & ~511ULL));
+		vhd_diag_add(
+			p->d, VHD_WARN, false,
+			"current size at offset %llu: %llu is not a multiple of 512; using %llu",
+			(unsigned long long)p->foff + VHD_F_CURRENT_SIZE,
+			(unsigned long long)f->current_size,
+			(unsigned long long)(f->current_size & ~511ULL));
 	m->size_rule = vhd_footer_size_rule(f);
 	sectors = m->size_rule == VHD_SIZE_CURRENT ? f->current_size / VHD_SECTOR : chs;
 	if (sectors == 0) {
 		vhd_diag_add(p->d, VHD_ERROR, false, "%s at offset %llu: the disk size is 0",
 			     m->size_rule == VHD_SIZE_CURRENT ? "current size" : "disk geometry",
-			     (unsigned long long)p->foff +
-				     (m->size_rule == VHD_SIZE_CURRENT ? VHD_F_CURRENT_SIZE : VHD_F_GEOMETRY));
+			     (unsigned long long)p->foff + (m->size_rule == VHD_SIZE_CURRENT
+								    ? VHD_F_CURRENT_SIZE
+								    : VHD_F_GEOMETRY));
 		return -EINVAL;
 	}
 	if (check_geometry(p, f->current_size / VHD_SECTOR) && stop(p))
 		return -EINVAL;
 	if (sectors > VHD_MAX_SECTORS) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "disk geometry at offset %llu: %llu sectors is beyond the 2040 GiB maximum",
-			     (unsigned long long)p->foff + VHD_F_GEOMETRY, (unsigned long long)sectors);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"disk geometry at offset %llu: %llu sectors is beyond the 2040 GiB maximum",
+			(unsigned long long)p->foff + VHD_F_GEOMETRY, (unsigned long long)sectors);
 		return -EINVAL;
 	}
 	m->size = sectors * VHD_SECTOR;
@@ -544,9 +554,10 @@ static int check_footer_fields(struct parse *p)
 	unsigned long long base = p->foff;
 
 	if (!(f->features & VHD_FEATURE_RESERVED)) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "features at offset %llu: 0x%08x has the reserved bit 0x2 clear (the spec requires it set)",
-			     base + VHD_F_FEATURES, f->features);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"features at offset %llu: 0x%08x has the reserved bit 0x2 clear (the spec requires it set)",
+			base + VHD_F_FEATURES, f->features);
 		if (stop(p))
 			return -EINVAL;
 	}
@@ -560,9 +571,10 @@ static int check_footer_fields(struct parse *p)
 		return -EINVAL;
 	}
 	if (f->disk_type < VHD_TYPE_FIXED || f->disk_type > VHD_TYPE_DIFF) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "disk type at offset %llu: %u (%s) is not fixed (2), dynamic (3) or differencing (4)",
-			     base + VHD_F_DISK_TYPE, f->disk_type, vhd_type_name(f->disk_type));
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"disk type at offset %llu: %u (%s) is not fixed (2), dynamic (3) or differencing (4)",
+			base + VHD_F_DISK_TYPE, f->disk_type, vhd_type_name(f->disk_type));
 		return -EINVAL;
 	}
 	m->type = (enum vhd_type)f->disk_type;
@@ -589,11 +601,12 @@ static int check_fixed(struct parse *p)
 	uint64_t data = m->footer_off;
 
 	if (m->footer.current_size > data || m->size > data) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "current size at offset %llu: %llu bytes, but the file holds %llu bytes before its footer",
-			     (unsigned long long)p->foff + VHD_F_CURRENT_SIZE,
-			     (unsigned long long)MAX(m->footer.current_size, m->size),
-			     (unsigned long long)data);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"current size at offset %llu: %llu bytes, but the file holds %llu bytes before its footer",
+			(unsigned long long)p->foff + VHD_F_CURRENT_SIZE,
+			(unsigned long long)MAX(m->footer.current_size, m->size),
+			(unsigned long long)data);
 		return -EINVAL;
 	}
 	if (m->footer.current_size < data)
@@ -613,38 +626,43 @@ static int parse_header(struct parse *p)
 	int ret;
 
 	if (h < VHD_FOOTER_SIZE || h > m->footer_off || m->footer_off - h < VHD_HEADER_SIZE) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "data offset at offset %llu: 0x%llx does not leave room for the 1024-byte dynamic header between the footer copy [0, 512) and the footer at %llu",
-			     (unsigned long long)p->foff + VHD_F_DATA_OFFSET, (unsigned long long)h,
-			     (unsigned long long)m->footer_off);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"data offset at offset %llu: 0x%llx does not leave room for the 1024-byte dynamic header between the footer copy [0, 512) and the footer at %llu",
+			(unsigned long long)p->foff + VHD_F_DATA_OFFSET, (unsigned long long)h,
+			(unsigned long long)m->footer_off);
 		return -EINVAL;
 	}
 	if (h % VHD_SECTOR)
 		vhd_diag_add(p->d, VHD_WARN, false,
 			     "data offset at offset %llu: 0x%llx is not on a sector boundary",
-			     (unsigned long long)p->foff + VHD_F_DATA_OFFSET, (unsigned long long)h);
+			     (unsigned long long)p->foff + VHD_F_DATA_OFFSET,
+			     (unsigned long long)h);
 	ret = pread_full(p->fd, buf, sizeof(buf), h);
 	if (ret)
 		return ret;
 	m->hdr_off = h;
 	if (memcmp(buf, VHD_HDR_COOKIE, 8) != 0) {
-		vhd_diag_add(p->d, VHD_ERROR, false, "dynamic header cookie at offset %llu: not \"cxsparse\"",
+		vhd_diag_add(p->d, VHD_ERROR, false,
+			     "dynamic header cookie at offset %llu: not \"cxsparse\"",
 			     (unsigned long long)h);
 		return -EINVAL;
 	}
 	vhd_header_decode(buf, &m->hdr);
 	sum = vhd_checksum(buf, sizeof(buf), VHD_H_CHECKSUM);
 	if (sum != m->hdr.checksum) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "dynamic header checksum at offset %llu: stored 0x%08x, computed 0x%08x",
-			     (unsigned long long)h + VHD_H_CHECKSUM, m->hdr.checksum, sum);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"dynamic header checksum at offset %llu: stored 0x%08x, computed 0x%08x",
+			(unsigned long long)h + VHD_H_CHECKSUM, m->hdr.checksum, sum);
 		if (stop(p))
 			return -EINVAL;
 	}
 	if (m->hdr.version >> 16 != 1) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "dynamic header version at offset %llu: 0x%08x, expected major version 1",
-			     (unsigned long long)h + VHD_H_VERSION, m->hdr.version);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"dynamic header version at offset %llu: 0x%08x, expected major version 1",
+			(unsigned long long)h + VHD_H_VERSION, m->hdr.version);
 		return -EINVAL;
 	}
 	return 0;
@@ -662,10 +680,11 @@ static int check_block_size(struct parse *p)
 	uint64_t need;
 
 	if (bs < VHD_BLOCK_MIN || bs > VHD_BLOCK_MAX || (bs & (bs - 1))) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "block size at offset %llu: %u is not a power of two from %u to %u bytes",
-			     (unsigned long long)m->hdr_off + VHD_H_BLOCK_SIZE, bs, VHD_BLOCK_MIN,
-			     VHD_BLOCK_MAX);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"block size at offset %llu: %u is not a power of two from %u to %u bytes",
+			(unsigned long long)m->hdr_off + VHD_H_BLOCK_SIZE, bs, VHD_BLOCK_MIN,
+			VHD_BLOCK_MAX);
 		return -EINVAL;
 	}
 	m->block_size = bs;
@@ -673,27 +692,29 @@ static int check_block_size(struct parse *p)
 	m->bitmap_size = (uint32_t)ALIGN_UP(bs / VHD_SECTOR / 8, VHD_SECTOR);
 	need = (m->size + bs - 1) / bs;
 	if (need > VHD_MAX_BAT_ENTRIES) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "block size at offset %llu: %u-byte blocks for a disk of %llu bytes make %llu BAT entries, more than the %u kestrel reads (512 KiB blocks cover 2040 GiB)",
-			     (unsigned long long)m->hdr_off + VHD_H_BLOCK_SIZE, bs,
-			     (unsigned long long)m->size, (unsigned long long)need,
-			     VHD_MAX_BAT_ENTRIES);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"block size at offset %llu: %u-byte blocks for a disk of %llu bytes make %llu BAT entries, more than the %u kestrel reads (512 KiB blocks cover 2040 GiB)",
+			(unsigned long long)m->hdr_off + VHD_H_BLOCK_SIZE, bs,
+			(unsigned long long)m->size, (unsigned long long)need, VHD_MAX_BAT_ENTRIES);
 		return -EINVAL;
 	}
 	if (m->hdr.max_table_entries < need) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "max table entries at offset %llu: %u blocks of %u bytes, but a disk of %llu bytes needs %llu",
-			     (unsigned long long)m->hdr_off + VHD_H_MAX_TABLE_ENTRIES,
-			     m->hdr.max_table_entries, bs, (unsigned long long)m->size,
-			     (unsigned long long)need);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"max table entries at offset %llu: %u blocks of %u bytes, but a disk of %llu bytes needs %llu",
+			(unsigned long long)m->hdr_off + VHD_H_MAX_TABLE_ENTRIES,
+			m->hdr.max_table_entries, bs, (unsigned long long)m->size,
+			(unsigned long long)need);
 		return -EINVAL;
 	}
 	m->nblocks = (uint32_t)need;
 	if (m->hdr.max_table_entries > need && (p->flags & VHD_PARSE_CHECK))
-		vhd_diag_add(p->d, VHD_INFO, false,
-			     "max table entries at offset %llu: %u, the disk uses %u; the rest are not read",
-			     (unsigned long long)m->hdr_off + VHD_H_MAX_TABLE_ENTRIES,
-			     m->hdr.max_table_entries, m->nblocks);
+		vhd_diag_add(
+			p->d, VHD_INFO, false,
+			"max table entries at offset %llu: %u, the disk uses %u; the rest are not read",
+			(unsigned long long)m->hdr_off + VHD_H_MAX_TABLE_ENTRIES,
+			m->hdr.max_table_entries, m->nblocks);
 	return 0;
 }
 
@@ -709,11 +730,17 @@ static void extent_name(const struct extent *e, const struct vhd_meta *m, char *
 {
 	switch (e->kind) {
 	case EXT_COPY: snprintf(out, n, "the footer copy [0, 512)"); break;
-	case EXT_HEADER: snprintf(out, n, "the dynamic header at %llu", (unsigned long long)e->start); break;
-	case EXT_BAT: snprintf(out, n, "the BAT [%llu, %llu)", (unsigned long long)e->start,
-			       (unsigned long long)e->end); break;
-	case EXT_LOCATOR: snprintf(out, n, "parent locator %u's data at %llu", e->index + 1,
-				   (unsigned long long)e->start); break;
+	case EXT_HEADER:
+		snprintf(out, n, "the dynamic header at %llu", (unsigned long long)e->start);
+		break;
+	case EXT_BAT:
+		snprintf(out, n, "the BAT [%llu, %llu)", (unsigned long long)e->start,
+			 (unsigned long long)e->end);
+		break;
+	case EXT_LOCATOR:
+		snprintf(out, n, "parent locator %u's data at %llu", e->index + 1,
+			 (unsigned long long)e->start);
+		break;
 	case EXT_BLOCK:
 		snprintf(out, n, "BAT entry %u at offset %llu (block at %llu)", e->index,
 			 (unsigned long long)(m->hdr.table_offset + 4ULL * e->index),
@@ -732,19 +759,22 @@ static int check_bat_extent(struct parse *p)
 	unsigned long long at = m->hdr_off + VHD_H_TABLE_OFFSET;
 
 	if (t > m->footer_off || m->footer_off - t < bytes) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "table offset at offset %llu: the BAT [%llu, %llu) runs past the data area (footer at %llu)",
-			     at, (unsigned long long)t, (unsigned long long)(t + bytes),
-			     (unsigned long long)m->footer_off);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"table offset at offset %llu: the BAT [%llu, %llu) runs past the data area (footer at %llu)",
+			at, (unsigned long long)t, (unsigned long long)(t + bytes),
+			(unsigned long long)m->footer_off);
 		return -EINVAL;
 	}
 	/* "The BAT is always extended to a sector boundary." */
 	m->bat_bytes = MIN(ALIGN_UP(t + bytes, VHD_SECTOR), m->footer_off) - t;
-	if (t < VHD_FOOTER_SIZE || (t < m->hdr_off + VHD_HEADER_SIZE && t + m->bat_bytes > m->hdr_off)) {
+	if (t < VHD_FOOTER_SIZE ||
+	    (t < m->hdr_off + VHD_HEADER_SIZE && t + m->bat_bytes > m->hdr_off)) {
 		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "table offset at offset %llu: the BAT [%llu, %llu) overlaps %s",
-			     at, (unsigned long long)t, (unsigned long long)(t + m->bat_bytes),
-			     t < VHD_FOOTER_SIZE ? "the footer copy [0, 512)" : "the dynamic header");
+			     "table offset at offset %llu: the BAT [%llu, %llu) overlaps %s", at,
+			     (unsigned long long)t, (unsigned long long)(t + m->bat_bytes),
+			     t < VHD_FOOTER_SIZE ? "the footer copy [0, 512)"
+						 : "the dynamic header");
 		return -EINVAL;
 	}
 	return 0;
@@ -779,18 +809,20 @@ static int check_locators(struct parse *p, struct extent *ext, size_t *n)
 			continue;
 		if (l->data_length > space || l->data_offset > m->footer_off ||
 		    m->footer_off - l->data_offset < space) {
-			vhd_diag_add(p->d, VHD_ERROR, false,
-				     "parent locator %u at offset %llu: data [%llu, +%llu) (length %u) lies outside the file's data area (footer at %llu)",
-				     i + 1, at, (unsigned long long)l->data_offset,
-				     (unsigned long long)space, l->data_length,
-				     (unsigned long long)m->footer_off);
+			vhd_diag_add(
+				p->d, VHD_ERROR, false,
+				"parent locator %u at offset %llu: data [%llu, +%llu) (length %u) lies outside the file's data area (footer at %llu)",
+				i + 1, at, (unsigned long long)l->data_offset,
+				(unsigned long long)space, l->data_length,
+				(unsigned long long)m->footer_off);
 			if (stop(p))
 				return -EINVAL;
 			continue;
 		}
 		if (space == 0)
 			continue;
-		ext[(*n)++] = (struct extent){ l->data_offset, l->data_offset + space, EXT_LOCATOR, i };
+		ext[(*n)++] =
+			(struct extent){ l->data_offset, l->data_offset + space, EXT_LOCATOR, i };
 	}
 	return 0;
 }
@@ -806,7 +838,8 @@ static struct extent block_extent(const struct vhd_meta *m, uint64_t key)
 {
 	uint64_t off = (key >> 32) * VHD_SECTOR;
 
-	return (struct extent){ off, off + m->bitmap_size + m->block_size, EXT_BLOCK, (uint32_t)key };
+	return (struct extent){ off, off + m->bitmap_size + m->block_size, EXT_BLOCK,
+				(uint32_t)key };
 }
 
 /* More blocks than the data area can hold side by side must overlap: said
@@ -816,12 +849,13 @@ static int blocks_push(struct parse *p, struct blocks *b, uint32_t i)
 	struct vhd_meta *m = p->m;
 
 	if (b->n == b->cap) {
-		vhd_diag_add(p->d, VHD_ERROR, false,
-			     "BAT at offset %llu: more than %zu blocks allocated, but the data area (footer at %llu) holds at most %llu blocks of %u bytes side by side",
-			     (unsigned long long)m->hdr.table_offset, b->cap,
-			     (unsigned long long)m->footer_off,
-			     (unsigned long long)(m->footer_off / (m->bitmap_size + m->block_size)),
-			     m->bitmap_size + m->block_size);
+		vhd_diag_add(
+			p->d, VHD_ERROR, false,
+			"BAT at offset %llu: more than %zu blocks allocated, but the data area (footer at %llu) holds at most %llu blocks of %u bytes side by side",
+			(unsigned long long)m->hdr.table_offset, b->cap,
+			(unsigned long long)m->footer_off,
+			(unsigned long long)(m->footer_off / (m->bitmap_size + m->block_size)),
+			m->bitmap_size + m->block_size);
 		return -EINVAL;
 	}
 	b->key[b->n++] = (uint64_t)m->bat[i] << 32 | i;
@@ -842,9 +876,10 @@ static int check_blocks(struct parse *p, struct blocks *b)
 			continue;
 		m->allocated++;
 		if (off >= m->footer_off) {
-			vhd_diag_add(p->d, VHD_ERROR, true,
-				     "BAT entry %u at offset %llu: block at %llu lies past the end of the data (footer at %llu)",
-				     i, at, (unsigned long long)off, (unsigned long long)m->footer_off);
+			vhd_diag_add(
+				p->d, VHD_ERROR, true,
+				"BAT entry %u at offset %llu: block at %llu lies past the end of the data (footer at %llu)",
+				i, at, (unsigned long long)off, (unsigned long long)m->footer_off);
 			m->bad_bat[m->nbad_bat++] = i;
 			if (stop(p))
 				return -EINVAL;
@@ -852,10 +887,12 @@ static int check_blocks(struct parse *p, struct blocks *b)
 		}
 		if (m->footer_off - off < span) {
 			if (msgs++ < VHD_MSG_LIMIT || stop(p))
-				vhd_diag_add(p->d, VHD_ERROR, false,
-					     "BAT entry %u at offset %llu: block [%llu, %llu) runs into the footer at %llu",
-					     i, at, (unsigned long long)off, (unsigned long long)(off + span),
-					     (unsigned long long)m->footer_off);
+				vhd_diag_add(
+					p->d, VHD_ERROR, false,
+					"BAT entry %u at offset %llu: block [%llu, %llu) runs into the footer at %llu",
+					i, at, (unsigned long long)off,
+					(unsigned long long)(off + span),
+					(unsigned long long)m->footer_off);
 			else
 				p->d->errors++;
 			if (stop(p))
@@ -938,9 +975,10 @@ static int check_overlaps(struct parse *p, struct extent *fixed, size_t nfixed, 
 		leaked += p->m->footer_off - last.end;
 	/* Gaps under 4 KiB are alignment padding (ours: block data on 4 KiB). */
 	if (leaked && (p->flags & VHD_PARSE_CHECK))
-		vhd_diag_add(p->d, VHD_INFO, false,
-			     "%llu bytes before the footer belong to no structure (left by interrupted allocations; compact reclaims them)",
-			     (unsigned long long)leaked);
+		vhd_diag_add(
+			p->d, VHD_INFO, false,
+			"%llu bytes before the footer belong to no structure (left by interrupted allocations; compact reclaims them)",
+			(unsigned long long)leaked);
 	return 0;
 }
 
@@ -974,7 +1012,8 @@ static int parse_dynamic(struct parse *p)
 	}
 	fixed[n++] = (struct extent){ 0, VHD_FOOTER_SIZE, EXT_COPY, 0 };
 	fixed[n++] = (struct extent){ m->hdr_off, m->hdr_off + VHD_HEADER_SIZE, EXT_HEADER, 0 };
-	fixed[n++] = (struct extent){ m->hdr.table_offset, m->hdr.table_offset + m->bat_bytes, EXT_BAT, 0 };
+	fixed[n++] = (struct extent){ m->hdr.table_offset, m->hdr.table_offset + m->bat_bytes,
+				      EXT_BAT, 0 };
 	ret = m->type == VHD_TYPE_DIFF ? check_locators(p, fixed, &n) : 0;
 	if (!ret)
 		ret = check_blocks(p, &b);

@@ -64,32 +64,32 @@ enum vhd_bm_state { VHD_BM_UNKNOWN, VHD_BM_FULL, VHD_BM_PARTIAL };
  * marked for the sectors written): a crash then never shows a sector whose
  * data did not land. */
 struct vhd_bitmap {
-	uint8_t *mem;      /* what reads see */
-	uint8_t *disk;     /* what the file holds */
-	unsigned pins;     /* writes in flight that will set bits */
-	bool dirty;        /* on the dirty list: mem has bits disk lacks */
-	bool writing;      /* a flush is writing a snapshot of mem */
+	uint8_t *mem;  /* what reads see */
+	uint8_t *disk; /* what the file holds */
+	unsigned pins; /* writes in flight that will set bits */
+	bool dirty;    /* on the dirty list: mem has bits disk lacks */
+	bool writing;  /* a flush is writing a snapshot of mem */
 };
 
 #define VHD_BMDIR_SHIFT 10
 
 struct vhd_image {
 	char *path;
-	char *parent_dirs;          /* ':'-separated folders parents may be in, besides the top's */
-	int fd;                     /* buffered descriptor: metadata and sync I/O */
+	char *parent_dirs; /* ':'-separated folders parents may be in, besides the top's */
+	int fd;		   /* buffered descriptor: metadata and sync I/O */
 	unsigned flags;
 	bool readonly;
 	struct vhd_meta m;
 	struct vhd_image *parent;
-	pthread_mutex_t lock;       /* BAT, bitmaps, pending list, end */
-	pthread_mutex_t meta_lock;  /* one metadata update sequence at a time */
-	uint64_t end;               /* trailing footer offset: where the next block goes */
+	pthread_mutex_t lock;	   /* BAT, bitmaps, pending list, end */
+	pthread_mutex_t meta_lock; /* one metadata update sequence at a time */
+	uint64_t end;		   /* trailing footer offset: where the next block goes */
 	uint8_t footer_buf[VHD_FOOTER_SIZE];
 	/* differencing: sector bitmaps, two-level directory by block */
-	uint8_t *bm_state;          /* enum vhd_bm_state per block */
+	uint8_t *bm_state; /* enum vhd_bm_state per block */
 	struct vhd_bitmap ***bm_dir;
 	size_t bm_loaded, bm_cap, bm_clock;
-	uint32_t *dirty;            /* blocks whose bitmap has unflushed bits */
+	uint32_t *dirty; /* blocks whose bitmap has unflushed bits */
 	size_t ndirty, dirty_cap;
 };
 
@@ -97,10 +97,10 @@ struct vhd_image {
 enum vhd_run_kind { VHD_RUN_FILE, VHD_RUN_ZERO, VHD_RUN_PARENT, VHD_RUN_UNALLOC };
 struct vhd_run {
 	enum vhd_run_kind kind;
-	uint64_t file_off;          /* VHD_RUN_FILE */
+	uint64_t file_off; /* VHD_RUN_FILE */
 	uint64_t len;
-	bool set_bits;              /* write to a differencing block: mark sectors after the data */
-	bool fill_bitmap;           /* write to a dynamic block whose bitmap is partial */
+	bool set_bits;	  /* write to a differencing block: mark sectors after the data */
+	bool fill_bitmap; /* write to a dynamic block whose bitmap is partial */
 };
 
 static inline uint32_t vhd_block_of(const struct vhd_image *img, uint64_t off)
@@ -132,11 +132,12 @@ int vhd_fill_bitmap(struct vhd_image *img, uint32_t block) WARN_UNUSED;
  * meta_lock across the three steps. */
 struct vhd_alloc {
 	uint32_t block;
-	uint64_t file_off;          /* of the bitmap; data follows */
-	uint8_t *bitmap;            /* bitmap_size bytes: what commit writes */
+	uint64_t file_off; /* of the bitmap; data follows */
+	uint8_t *bitmap;   /* bitmap_size bytes: what commit writes */
 };
 int vhd_alloc_reserve(struct vhd_image *img, struct vhd_alloc *a, unsigned n) WARN_UNUSED;
-int vhd_alloc_commit(struct vhd_image *img, struct vhd_alloc *a, unsigned n, bool sync_bat) WARN_UNUSED;
+int vhd_alloc_commit(struct vhd_image *img, struct vhd_alloc *a, unsigned n,
+		     bool sync_bat) WARN_UNUSED;
 void vhd_alloc_mark(struct vhd_image *img, struct vhd_alloc *a, uint64_t off_in_block,
 		    uint64_t len);
 /* Make completed writes durable: fdatasync (data), write the dirty bitmaps,
@@ -178,10 +179,11 @@ struct vhd_builder {
 	struct vhd_header hdr;
 	uint32_t *bat;
 	uint32_t bitmap_size;
-	uint64_t next;              /* where the next block goes */
+	uint64_t next; /* where the next block goes */
 };
 int vhd_builder_begin(struct vhd_builder *b, int fd, const struct vhd_footer *f,
-		      const struct vhd_header *h, const uint8_t *const loc_data[VHD_LOCATORS]) WARN_UNUSED;
+		      const struct vhd_header *h,
+		      const uint8_t *const loc_data[VHD_LOCATORS]) WARN_UNUSED;
 int vhd_builder_add(struct vhd_builder *b, uint32_t block, const uint8_t *bitmap,
 		    const uint8_t *data) WARN_UNUSED;
 /* Reserve block's place (BAT entry set); the caller writes bitmap and data

@@ -128,7 +128,8 @@ static void bm_evict(struct vhd_image *img)
 	size_t nchunks = ((size_t)img->m.nblocks >> VHD_BMDIR_SHIFT) + 1;
 	size_t total = nchunks << VHD_BMDIR_SHIFT;
 
-	for (size_t scanned = 0; scanned < total && img->bm_loaded > img->bm_cap * 3 / 4; scanned++) {
+	for (size_t scanned = 0; scanned < total && img->bm_loaded > img->bm_cap * 3 / 4;
+	     scanned++) {
 		size_t i = img->bm_clock++ % total;
 		struct vhd_bitmap **slot = bm_slot(img, (uint32_t)i, false);
 		struct vhd_bitmap *b = slot ? *slot : NULL;
@@ -225,8 +226,8 @@ static int dirty_add(struct vhd_image *img, uint32_t block, struct vhd_bitmap *b
 
 /* ---- mapping ---------------------------------------------------------------- */
 
-static void map_diff(struct vhd_image *img, uint32_t block, uint64_t base, uint64_t in,
-		     uint64_t n, bool write, struct vhd_run *run)
+static void map_diff(struct vhd_image *img, uint32_t block, uint64_t base, uint64_t in, uint64_t n,
+		     bool write, struct vhd_run *run)
 {
 	struct vhd_bitmap *b = bm_get(img, block);
 	uint32_t first = (uint32_t)(in / VHD_SECTOR), count = (uint32_t)(n / VHD_SECTOR);
@@ -291,8 +292,9 @@ int vhd_map(struct vhd_image *img, uint64_t off, uint64_t len, bool write, struc
 		return 0;
 	pthread_mutex_lock(&img->lock);
 	if (img->m.bat[block] == VHD_BAT_UNUSED) {
-		run->kind = write ? VHD_RUN_UNALLOC
-			    : img->m.type == VHD_TYPE_DIFF ? VHD_RUN_PARENT : VHD_RUN_ZERO;
+		run->kind = write			   ? VHD_RUN_UNALLOC
+			    : img->m.type == VHD_TYPE_DIFF ? VHD_RUN_PARENT
+							   : VHD_RUN_ZERO;
 		run->len = n;
 		goto out;
 	}
@@ -435,7 +437,8 @@ fail:
 
 void vhd_alloc_mark(struct vhd_image *img, struct vhd_alloc *a, uint64_t off_in_block, uint64_t len)
 {
-	bit_set_range(a->bitmap, (uint32_t)(off_in_block / VHD_SECTOR), (uint32_t)(len / VHD_SECTOR));
+	bit_set_range(a->bitmap, (uint32_t)(off_in_block / VHD_SECTOR),
+		      (uint32_t)(len / VHD_SECTOR));
 }
 
 static int bat_write(struct vhd_image *img, uint32_t block, uint32_t entry)
@@ -463,13 +466,13 @@ int vhd_alloc_commit(struct vhd_image *img, struct vhd_alloc *a, unsigned n, boo
 		if (!ret) {
 			img->m.allocated++;
 			img->m.data_end = MAX(img->m.data_end, a[i].file_off + img->m.bitmap_size +
-								  img->m.block_size);
+								       img->m.block_size);
 			if (bm_install(img, a[i].block, a[i].bitmap))
 				bm_state_set(img, a[i].block, VHD_BM_UNKNOWN); /* reloaded later */
 			/* Published last: a lock-free reader seeing the entry
 			 * sees the block's bitmap state. */
-			__atomic_store_n(&img->m.bat[a[i].block], (uint32_t)(a[i].file_off / VHD_SECTOR),
-					 __ATOMIC_RELEASE);
+			__atomic_store_n(&img->m.bat[a[i].block],
+					 (uint32_t)(a[i].file_off / VHD_SECTOR), __ATOMIC_RELEASE);
 		} else {
 			free(a[i].bitmap);
 		}
@@ -508,7 +511,8 @@ static struct flush_item *flush_collect(struct vhd_image *img, size_t *n)
 		b->dirty = false;
 		b->writing = true;
 		items[k++] = (struct flush_item){ img->dirty[i],
-						  (uint64_t)img->m.bat[img->dirty[i]] * VHD_SECTOR, snap };
+						  (uint64_t)img->m.bat[img->dirty[i]] * VHD_SECTOR,
+						  snap };
 	}
 	if (items)
 		img->ndirty = 0;
@@ -759,7 +763,8 @@ static int image_parse(struct vhd_image *img, char *err, size_t errlen)
 	int ret = vhd_parse(img->fd, &img->m, pflags, &d);
 
 	if (ret == -EINVAL || (ret == 0 && d.errors))
-		snprintf(err, errlen, "%s: %s", img->path, d.first[0] ? d.first : "not a valid VHD");
+		snprintf(err, errlen, "%s: %s", img->path,
+			 d.first[0] ? d.first : "not a valid VHD");
 	else if (ret)
 		snprintf(err, errlen, "%s: %s", img->path, strerror(-ret));
 	return ret;
@@ -848,7 +853,8 @@ static int image_open(struct vhd_image **out, int fd, const char *path, unsigned
 			 ret == -EINVAL ? "not a regular file or block device" : strerror(-ret));
 		goto fail;
 	}
-	ret = img->path && (img->parent_dirs || !parent_dirs) ? image_lock(img, err, errlen) : -ENOMEM;
+	ret = img->path && (img->parent_dirs || !parent_dirs) ? image_lock(img, err, errlen)
+							      : -ENOMEM;
 	if (!ret)
 		ret = image_parse(img, err, errlen);
 	if (!ret)

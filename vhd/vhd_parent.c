@@ -18,7 +18,7 @@
 #include "kestrel/sandbox.h"
 #include "vhd_int.h"
 
-#define VHD_CANDIDATES 6
+#define VHD_CANDIDATES	6
 #define VHD_PARENT_DIRS 16 /* the top's folder and up to 15 parent-dirs */
 
 uint64_t vhd_locator_space(const struct vhd_locator *l)
@@ -67,7 +67,8 @@ int vhd_utf16_to_utf8(const uint8_t *in, size_t inlen, bool be, char *out, size_
 	if (outlen == 0)
 		return -ENOSPC;
 	for (size_t i = 0; i + 1 < inlen; i += 2) {
-		uint32_t cp = be ? (uint32_t)(in[i] << 8 | in[i + 1]) : (uint32_t)(in[i + 1] << 8 | in[i]);
+		uint32_t cp = be ? (uint32_t)(in[i] << 8 | in[i + 1])
+				 : (uint32_t)(in[i + 1] << 8 | in[i]);
 		int ret;
 
 		if (cp == 0)
@@ -77,7 +78,8 @@ int vhd_utf16_to_utf8(const uint8_t *in, size_t inlen, bool be, char *out, size_
 
 			if (i + 3 >= inlen)
 				return -EINVAL;
-			lo = be ? (uint32_t)(in[i + 2] << 8 | in[i + 3]) : (uint32_t)(in[i + 3] << 8 | in[i + 2]);
+			lo = be ? (uint32_t)(in[i + 2] << 8 | in[i + 3])
+				: (uint32_t)(in[i + 3] << 8 | in[i + 2]);
 			if (lo < 0xdc00 || lo >= 0xe000)
 				return -EINVAL;
 			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -274,10 +276,12 @@ int vhd_parent_candidates(const struct vhd_image *img, char **paths, int max)
 	for (size_t k = 0; k < ARRAY_SIZE(order); k++)
 		for (int i = 0; i < VHD_LOCATORS; i++)
 			if (img->m.hdr.loc[i].code == order[k])
-				add_candidate(paths, &n, max, locator_path(img, &img->m.hdr.loc[i], dir));
+				add_candidate(paths, &n, max,
+					      locator_path(img, &img->m.hdr.loc[i], dir));
 	/* The header's name: as a path, then as a file next to the child. */
 	if (!vhd_utf16_to_utf8(img->m.hdr.parent_name, sizeof(img->m.hdr.parent_name), true, name,
-			       sizeof(name)) && name[0]) {
+			       sizeof(name)) &&
+	    name[0]) {
 		char *p = path_from_windows(name, dir);
 		char *slash = strrchr(name, '\\') ? strrchr(name, '\\') : strrchr(name, '/');
 
@@ -466,7 +470,8 @@ static int find_parent(struct vhd_image *top, struct vhd_image *child, const str
 		const struct vhd_image *self = merged_up_parent(*out, child) ? child : NULL;
 
 		if (chain_has_uuid(top, (*out)->m.footer.uuid, self)) {
-			snprintf(err, errlen, "%s: parent %s makes a loop in the differencing chain",
+			snprintf(err, errlen,
+				 "%s: parent %s makes a loop in the differencing chain",
 				 child->path, (*out)->path);
 			vhd_close(*out);
 			*out = NULL;
@@ -478,13 +483,15 @@ static int find_parent(struct vhd_image *top, struct vhd_image *child, const str
 		snprintf(err, errlen, "%s: parent locators at offset %llu: no usable parent path",
 			 child->path, (unsigned long long)child->m.hdr_off + VHD_H_LOCATORS);
 	else if (ret == -ENOENT)
-		snprintf(err, errlen,
-			 "%s: parent UUID at offset %llu: %s not found (not usable: %s; a parent is a regular VHD file in %s's folder or a parent-dir)",
-			 child->path, (unsigned long long)child->m.hdr_off + VHD_H_PARENT_UUID, uwant,
-			 why, top->path);
+		snprintf(
+			err, errlen,
+			"%s: parent UUID at offset %llu: %s not found (not usable: %s; a parent is a regular VHD file in %s's folder or a parent-dir)",
+			child->path, (unsigned long long)child->m.hdr_off + VHD_H_PARENT_UUID,
+			uwant, why, top->path);
 	else
-		snprintf(err, errlen, "%s: parent UUID at offset %llu: %s not found (%s)", child->path,
-			 (unsigned long long)child->m.hdr_off + VHD_H_PARENT_UUID, uwant, why);
+		snprintf(err, errlen, "%s: parent UUID at offset %llu: %s not found (%s)",
+			 child->path, (unsigned long long)child->m.hdr_off + VHD_H_PARENT_UUID,
+			 uwant, why);
 	return ret;
 }
 
@@ -510,8 +517,9 @@ int vhd_open_parents(struct vhd_image *img, char *err, size_t errlen)
 			break;
 		cur->parent = p;
 		if (p->m.size != cur->m.size) {
-			snprintf(err, errlen, "%s: disk size %llu differs from its parent %s (%llu)",
-				 cur->path, (unsigned long long)cur->m.size, p->path,
+			snprintf(err, errlen,
+				 "%s: disk size %llu differs from its parent %s (%llu)", cur->path,
+				 (unsigned long long)cur->m.size, p->path,
 				 (unsigned long long)p->m.size);
 			ret = -EINVAL;
 		}

@@ -84,7 +84,8 @@ int vhd_parse_block_size(const char *s, uint32_t *out)
 	return 0;
 }
 
-static const char *const value_flags[] = { "type", "size", "block-size", "parent", "to", "parent-dir" };
+static const char *const value_flags[] = { "type",   "size", "block-size",
+					   "parent", "to",   "parent-dir" };
 static const char *const switch_flags[] = { "json", "repair", "exact-size", "shrink", "quiet" };
 
 static bool flag_allowed(const char *allowed, const char *name)
@@ -99,7 +100,8 @@ static bool flag_allowed(const char *allowed, const char *name)
 
 static const char **value_slot(struct vhd_args *a, const char *name)
 {
-	const char **slots[] = { &a->type, &a->size, &a->block_size, &a->parent, &a->to, &a->parent_dir };
+	const char **slots[] = { &a->type,   &a->size, &a->block_size,
+				 &a->parent, &a->to,   &a->parent_dir };
 
 	for (size_t i = 0; i < ARRAY_SIZE(value_flags); i++)
 		if (strcmp(name, value_flags[i]) == 0)
@@ -125,7 +127,8 @@ static int parse_flag(char **argv, int argc, int *i, const char *allowed, struct
 	const char **vs;
 	bool *sw;
 
-	if (n >= sizeof(name) || !flag_allowed(allowed, (snprintf(name, sizeof(name), "%.*s", (int)n, arg), name))) {
+	if (n >= sizeof(name) ||
+	    !flag_allowed(allowed, (snprintf(name, sizeof(name), "%.*s", (int)n, arg), name))) {
 		vhd_tool_err("unknown option '%s' for this command", argv[*i]);
 		return -EINVAL;
 	}
@@ -257,9 +260,10 @@ static int cmd_create(struct vhd_args *a)
 	if (vhd_open(&img, a->ops[0], VHD_OPEN_NO_PARENT, err, sizeof(err)) == 0) {
 		vhd_human(img->m.size, h, sizeof(h));
 		if (!a->quiet)
-			printf("%s: %s VHD, %s (%llu bytes)%s\n", a->ops[0], vhd_type_name(img->m.type), h,
-			       (unsigned long long)img->m.size,
-			       o.size && img->m.size != o.size ? ", rounded up to a CHS geometry" : "");
+			printf("%s: %s VHD, %s (%llu bytes)%s\n", a->ops[0],
+			       vhd_type_name(img->m.type), h, (unsigned long long)img->m.size,
+			       o.size && img->m.size != o.size ? ", rounded up to a CHS geometry"
+							       : "");
 		vhd_close(img);
 	}
 	return VHD_EXIT_OK;
@@ -281,7 +285,8 @@ static void creator_text(const struct vhd_footer *f, char *out, size_t n)
 	char app[5];
 
 	for (int i = 0; i < 4; i++)
-		app[i] = f->creator_app[i] >= 0x20 && f->creator_app[i] < 0x7f ? f->creator_app[i] : '?';
+		app[i] = f->creator_app[i] >= 0x20 && f->creator_app[i] < 0x7f ? f->creator_app[i]
+									       : '?';
 	app[4] = '\0';
 	snprintf(out, n, "%s %u.%u", app, f->creator_version >> 16, f->creator_version & 0xffff);
 }
@@ -302,10 +307,13 @@ static json_object *info_json_one(const struct vhd_image *img)
 	json_object_object_add(o, "file", json_object_new_string(img->path));
 	json_object_object_add(o, "type", json_object_new_string(vhd_type_name(m->type)));
 	json_object_object_add(o, "virtual_size", json_object_new_int64((int64_t)m->size));
-	json_object_object_add(o, "size_from", json_object_new_string(
-					       m->size_rule == VHD_SIZE_CHS ? "geometry" : "current_size"));
-	json_object_object_add(o, "current_size", json_object_new_int64((int64_t)m->footer.current_size));
-	json_object_object_add(o, "original_size", json_object_new_int64((int64_t)m->footer.original_size));
+	json_object_object_add(
+		o, "size_from",
+		json_object_new_string(m->size_rule == VHD_SIZE_CHS ? "geometry" : "current_size"));
+	json_object_object_add(o, "current_size",
+			       json_object_new_int64((int64_t)m->footer.current_size));
+	json_object_object_add(o, "original_size",
+			       json_object_new_int64((int64_t)m->footer.original_size));
 	json_object_object_add(g, "cylinders", json_object_new_int(m->footer.cylinders));
 	json_object_object_add(g, "heads", json_object_new_int(m->footer.heads));
 	json_object_object_add(g, "sectors", json_object_new_int(m->footer.sectors));
@@ -340,7 +348,8 @@ static void info_json(const struct vhd_image *img, const char *parent_err)
 	for (const struct vhd_image *p = img->parent; p; p = p->parent)
 		json_object_array_add(chain, info_json_one(p));
 	json_object_object_add(top, "chain", chain);
-	puts(json_object_to_json_string_ext(top, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	puts(json_object_to_json_string_ext(top, JSON_C_TO_STRING_PRETTY |
+							 JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(top);
 }
 
@@ -355,7 +364,8 @@ static void info_text(const struct vhd_image *img, const char *parent_err)
 	printf("virtual size:   %s (%llu bytes, from the %s)\n", h, (unsigned long long)m->size,
 	       m->size_rule == VHD_SIZE_CHS ? "CHS geometry" : "current size");
 	printf("current size:   %llu bytes\n", (unsigned long long)m->footer.current_size);
-	printf("geometry:       %u/%u/%u (C/H/S)\n", m->footer.cylinders, m->footer.heads, m->footer.sectors);
+	printf("geometry:       %u/%u/%u (C/H/S)\n", m->footer.cylinders, m->footer.heads,
+	       m->footer.sectors);
 	if (m->type != VHD_TYPE_FIXED) {
 		vhd_human(m->block_size, h, sizeof(h));
 		printf("block size:     %s\n", h);
@@ -420,7 +430,9 @@ static void check_report(void *ctx, enum vhd_sev sev, bool repairable, const cha
 	static const char *const sevname[] = { "note", "warning", "error" };
 
 	printf("%s: %s: %s%s\n", c->path, sevname[sev], msg,
-	       repairable && sev == VHD_ERROR && !strstr(msg, "--repair") ? " (check --repair fixes it)" : "");
+	       repairable && sev == VHD_ERROR && !strstr(msg, "--repair")
+		       ? " (check --repair fixes it)"
+		       : "");
 }
 
 /* Parents: resolvable, same UUID, same size (vhd_open does it all). */
@@ -488,8 +500,8 @@ static int do_repair(const char *path, int fd, struct vhd_meta *m, struct vhd_di
 	int ret;
 
 	if (d->errors) {
-		printf("%s: not repaired: %u error(s) that no repair is known to be safe for\n", path,
-		       d->errors);
+		printf("%s: not repaired: %u error(s) that no repair is known to be safe for\n",
+		       path, d->errors);
 		return VHD_EXIT_BAD;
 	}
 	ret = repair_apply(fd, m);

@@ -9,8 +9,8 @@
 #include "vhd_int.h"
 
 /* Exit codes: 0 fine, 1 bad image or failed operation, 2 usage. */
-#define VHD_EXIT_OK 0
-#define VHD_EXIT_BAD 1
+#define VHD_EXIT_OK    0
+#define VHD_EXIT_BAD   1
 #define VHD_EXIT_USAGE 2
 
 /* "--name VALUE" / "--name=VALUE" / switches, in any order with operands. */

@@ -20,13 +20,13 @@
 #include "kestrel/state.h"
 #include "emu.h"
 
-#define PM_REGION_EVT   0
+#define PM_REGION_EVT	0
 #define PM_REGION_RESET 1
 
-#define PM1_STS  0
-#define PM1_EN   2
-#define PM1_CNT  4
-#define PM_TMR   8
+#define PM1_STS	     0
+#define PM1_EN	     2
+#define PM1_CNT	     4
+#define PM_TMR	     8
 #define PM_BLOCK_LEN 12
 
 /* ACPI 6.5 4.8.3.1.1, PM1 status and enable bits. */
@@ -37,35 +37,36 @@
 #define PM1_SLPBTN_STS 0x0200
 #define PM1_RTC_STS    0x0400
 #define PM1_WAK_STS    0x8000
-#define PM1_STS_MASK (PM1_TMR_STS | PM1_BM_STS | PM1_GBL_STS | PM1_PWRBTN_STS | \
-		      PM1_SLPBTN_STS | PM1_RTC_STS | PM1_WAK_STS)
-#define PM1_TMR_EN    0x0001
-#define PM1_GBL_EN    0x0020
-#define PM1_PWRBTN_EN 0x0100
-#define PM1_SLPBTN_EN 0x0200
-#define PM1_RTC_EN    0x0400
-#define PM1_EN_MASK (PM1_TMR_EN | PM1_GBL_EN | PM1_PWRBTN_EN | PM1_SLPBTN_EN | PM1_RTC_EN)
+#define PM1_STS_MASK                                                                              \
+	(PM1_TMR_STS | PM1_BM_STS | PM1_GBL_STS | PM1_PWRBTN_STS | PM1_SLPBTN_STS | PM1_RTC_STS | \
+	 PM1_WAK_STS)
+#define PM1_TMR_EN	0x0001
+#define PM1_GBL_EN	0x0020
+#define PM1_PWRBTN_EN	0x0100
+#define PM1_SLPBTN_EN	0x0200
+#define PM1_RTC_EN	0x0400
+#define PM1_EN_MASK	(PM1_TMR_EN | PM1_GBL_EN | PM1_PWRBTN_EN | PM1_SLPBTN_EN | PM1_RTC_EN)
 #define PM1_SCI_SOURCES (PM1_TMR_STS | PM1_PWRBTN_STS)
 
 /* ACPI 6.5 4.8.3.2.1, PM1 control. */
-#define PM1_SCI_EN     0x0001
-#define PM1_BM_RLD     0x0002
-#define PM1_GBL_RLS    0x0004 /* write-only */
+#define PM1_SCI_EN	  0x0001
+#define PM1_BM_RLD	  0x0002
+#define PM1_GBL_RLS	  0x0004 /* write-only */
 #define PM1_SLP_TYP_SHIFT 10
-#define PM1_SLP_TYP    0x1c00
-#define PM1_SLP_EN     0x2000 /* write-only */
-#define PM1_CNT_STORED (PM1_BM_RLD | PM1_SLP_TYP)
+#define PM1_SLP_TYP	  0x1c00
+#define PM1_SLP_EN	  0x2000 /* write-only */
+#define PM1_CNT_STORED	  (PM1_BM_RLD | PM1_SLP_TYP)
 
 /* 3.579545 MHz, 24 bits (FADT TMR_VAL_EXT clear); TMR_STS on each bit-23 toggle. */
-#define PM_TMR_HZ   3579545ULL
-#define PM_TMR_MASK 0xffffffULL
+#define PM_TMR_HZ	 3579545ULL
+#define PM_TMR_MASK	 0xffffffULL
 #define PM_TMR_STS_SHIFT 23
 
 /* Reset control register (Intel PIIX4/ICH, port 0xCF9). */
 #define RST_SYS_RST 0x02
-#define RST_CPU     0x04
+#define RST_CPU	    0x04
 
-#define PM_STATE_ID 0x41435049 /* "ACPI" */
+#define PM_STATE_ID	 0x41435049 /* "ACPI" */
 #define PM_STATE_VERSION 1
 
 struct acpi_pm_regs {
@@ -159,7 +160,7 @@ static void pm_evt_write(struct acpi_pm *pm, uint64_t off, unsigned size, uint64
 
 	/* PM1_STS bits are write-1-to-clear. */
 	if (emu_lane_in(off, size, val, PM1_STS, 2, &rv, &rm))
-		r->sts &= (uint16_t)~(rv & rm & PM1_STS_MASK);
+		r->sts &= (uint16_t) ~(rv & rm & PM1_STS_MASK);
 	if (emu_lane_in(off, size, val, PM1_EN, 2, &rv, &rm))
 		r->en = (uint16_t)emu_lane_merge(r->en, rv, rm) & PM1_EN_MASK;
 	if (emu_lane_in(off, size, val, PM1_CNT, 2, &rv, &rm))

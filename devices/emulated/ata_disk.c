@@ -12,56 +12,61 @@
 #include "kestrel/state.h"
 #include "ide_priv.h"
 
-#define ATA_CMD_READ_SECTORS        0x20
-#define ATA_CMD_READ_SECTORS_NR     0x21
-#define ATA_CMD_READ_SECTORS_EXT    0x24
-#define ATA_CMD_READ_DMA_EXT        0x25
-#define ATA_CMD_READ_MULTIPLE_EXT   0x29
-#define ATA_CMD_WRITE_SECTORS       0x30
-#define ATA_CMD_WRITE_SECTORS_NR    0x31
-#define ATA_CMD_WRITE_SECTORS_EXT   0x34
-#define ATA_CMD_WRITE_DMA_EXT       0x35
-#define ATA_CMD_WRITE_MULTIPLE_EXT  0x39
-#define ATA_CMD_READ_VERIFY         0x40
-#define ATA_CMD_READ_VERIFY_NR      0x41
-#define ATA_CMD_READ_VERIFY_EXT     0x42
-#define ATA_CMD_INIT_DEV_PARAMS     0x91
-#define ATA_CMD_READ_MULTIPLE       0xc4
-#define ATA_CMD_WRITE_MULTIPLE      0xc5
-#define ATA_CMD_SET_MULTIPLE        0xc6
-#define ATA_CMD_READ_DMA            0xc8
-#define ATA_CMD_READ_DMA_NR         0xc9
-#define ATA_CMD_WRITE_DMA           0xca
-#define ATA_CMD_WRITE_DMA_NR        0xcb
-#define ATA_CMD_STANDBY_IMMEDIATE   0xe0
-#define ATA_CMD_IDLE_IMMEDIATE      0xe1
-#define ATA_CMD_STANDBY             0xe2
-#define ATA_CMD_IDLE                0xe3
-#define ATA_CMD_CHECK_POWER_MODE    0xe5
-#define ATA_CMD_FLUSH_CACHE         0xe7
-#define ATA_CMD_FLUSH_CACHE_EXT     0xea
-#define ATA_CMD_SET_FEATURES        0xef
+#define ATA_CMD_READ_SECTORS	      0x20
+#define ATA_CMD_READ_SECTORS_NR	      0x21
+#define ATA_CMD_READ_SECTORS_EXT      0x24
+#define ATA_CMD_READ_DMA_EXT	      0x25
+#define ATA_CMD_READ_MULTIPLE_EXT     0x29
+#define ATA_CMD_WRITE_SECTORS	      0x30
+#define ATA_CMD_WRITE_SECTORS_NR      0x31
+#define ATA_CMD_WRITE_SECTORS_EXT     0x34
+#define ATA_CMD_WRITE_DMA_EXT	      0x35
+#define ATA_CMD_WRITE_MULTIPLE_EXT    0x39
+#define ATA_CMD_READ_VERIFY	      0x40
+#define ATA_CMD_READ_VERIFY_NR	      0x41
+#define ATA_CMD_READ_VERIFY_EXT	      0x42
+#define ATA_CMD_INIT_DEV_PARAMS	      0x91
+#define ATA_CMD_READ_MULTIPLE	      0xc4
+#define ATA_CMD_WRITE_MULTIPLE	      0xc5
+#define ATA_CMD_SET_MULTIPLE	      0xc6
+#define ATA_CMD_READ_DMA	      0xc8
+#define ATA_CMD_READ_DMA_NR	      0xc9
+#define ATA_CMD_WRITE_DMA	      0xca
+#define ATA_CMD_WRITE_DMA_NR	      0xcb
+#define ATA_CMD_STANDBY_IMMEDIATE     0xe0
+#define ATA_CMD_IDLE_IMMEDIATE	      0xe1
+#define ATA_CMD_STANDBY		      0xe2
+#define ATA_CMD_IDLE		      0xe3
+#define ATA_CMD_CHECK_POWER_MODE      0xe5
+#define ATA_CMD_FLUSH_CACHE	      0xe7
+#define ATA_CMD_FLUSH_CACHE_EXT	      0xea
+#define ATA_CMD_SET_FEATURES	      0xef
 /* ATA-3 aliases of the power commands. */
 #define ATA_CMD_STANDBY_IMMEDIATE_OLD 0x94
-#define ATA_CMD_IDLE_IMMEDIATE_OLD  0x95
-#define ATA_CMD_STANDBY_OLD         0x96
-#define ATA_CMD_IDLE_OLD            0x97
-#define ATA_CMD_CHECK_POWER_MODE_OLD 0x98
+#define ATA_CMD_IDLE_IMMEDIATE_OLD    0x95
+#define ATA_CMD_STANDBY_OLD	      0x96
+#define ATA_CMD_IDLE_OLD	      0x97
+#define ATA_CMD_CHECK_POWER_MODE_OLD  0x98
 
 /* SET FEATURES subcommands (ATA8-ACS, SET FEATURES). */
-#define SF_WCE_ON        0x02
-#define SF_XFER_MODE     0x03
+#define SF_WCE_ON	 0x02
+#define SF_XFER_MODE	 0x03
 #define SF_LOOKAHEAD_OFF 0x55
-#define SF_REVERT_OFF    0x66
-#define SF_WCE_OFF       0x82
-#define SF_LOOKAHEAD_ON  0xaa
-#define SF_REVERT_ON     0xcc
+#define SF_REVERT_OFF	 0x66
+#define SF_WCE_OFF	 0x82
+#define SF_LOOKAHEAD_ON	 0xaa
+#define SF_REVERT_ON	 0xcc
 
 #define LBA28_MAX 0x0fffffffULL
 
 enum ata_op {
-	ATA_OP_NONE, ATA_OP_BUF, ATA_OP_PIO_READ, ATA_OP_PIO_WRITE, ATA_OP_DMA_READ,
-	ATA_OP_DMA_WRITE, ATA_OP_FLUSH
+	ATA_OP_NONE,
+	ATA_OP_BUF,
+	ATA_OP_PIO_READ,
+	ATA_OP_PIO_WRITE,
+	ATA_OP_DMA_READ,
+	ATA_OP_DMA_WRITE,
+	ATA_OP_FLUSH
 };
 
 /* The data commands, decoded from the opcode. */
@@ -194,15 +199,14 @@ static void ata_set_lba(struct ide_drive *d, uint64_t lba)
 
 /* ---- IDENTIFY DEVICE (ATA8-ACS r6a Table 29) ------------------------------ */
 
-static void ata_identify_page(const struct ide_channel *ch, const struct ide_drive *d,
-			      uint8_t *p)
+static void ata_identify_page(const struct ide_channel *ch, const struct ide_drive *d, uint8_t *p)
 {
 	const struct ata_state *a = &d->ata;
 	uint64_t cap28 = ata_capacity28(a);
 	uint32_t cur_cap = (uint32_t)MIN((uint64_t)a->cur_cyls * a->cur_heads * a->cur_spt, cap28);
 
 	memset(p, 0, IDE_SECTOR);
-	ide_put_word(p, 0, 0x0040);          /* fixed device, ATA */
+	ide_put_word(p, 0, 0x0040); /* fixed device, ATA */
 	ide_put_word(p, 1, a->cyls);
 	ide_put_word(p, 3, a->heads);
 	ide_put_word(p, 6, a->spt);
@@ -210,9 +214,9 @@ static void ata_identify_page(const struct ide_channel *ch, const struct ide_dri
 	ide_put_string(p, 23, 4, KESTREL_VERSION);
 	ide_put_string(p, 27, 20, d->model);
 	ide_put_word(p, 47, 0x8000 | ATA_MAX_MULT);
-	ide_put_word(p, 49, (1 << 11) | (1 << 9) | (1 << 8));  /* IORDY, LBA, DMA */
+	ide_put_word(p, 49, (1 << 11) | (1 << 9) | (1 << 8)); /* IORDY, LBA, DMA */
 	ide_put_word(p, 50, 0x4000);
-	ide_put_word(p, 53, 0x0007);         /* words 54-58, 64-70 and 88 valid */
+	ide_put_word(p, 53, 0x0007); /* words 54-58, 64-70 and 88 valid */
 	ide_put_word(p, 54, a->cur_cyls);
 	ide_put_word(p, 55, a->cur_heads);
 	ide_put_word(p, 56, a->cur_spt);
@@ -222,14 +226,14 @@ static void ata_identify_page(const struct ide_channel *ch, const struct ide_dri
 	ide_put_word(p, 60, (uint16_t)cap28);
 	ide_put_word(p, 61, (uint16_t)(cap28 >> 16));
 	ide_put_word(p, 63, ide_mwdma_word(a->xfer_mode));
-	ide_put_word(p, 64, 0x0003);         /* PIO 3 and 4 */
+	ide_put_word(p, 64, 0x0003); /* PIO 3 and 4 */
 	for (unsigned w = 65; w <= 68; w++)
-		ide_put_word(p, w, 120);         /* ns cycle times */
-	ide_put_word(p, 80, 0x00f0);         /* ATA-4 .. ATA/ATAPI-7 */
+		ide_put_word(p, w, 120); /* ns cycle times */
+	ide_put_word(p, 80, 0x00f0);	 /* ATA-4 .. ATA/ATAPI-7 */
 	/* 82/85: power management, write cache, look-ahead (85: enabled). */
 	ide_put_word(p, 82, (1 << 3) | (1 << 5) | (1 << 6));
-	ide_put_word(p, 85, (uint16_t)((1 << 3) | (a->wce ? 1 << 5 : 0) |
-				       (a->lookahead ? 1 << 6 : 0)));
+	ide_put_word(p, 85,
+		     (uint16_t)((1 << 3) | (a->wce ? 1 << 5 : 0) | (a->lookahead ? 1 << 6 : 0)));
 	/* 83/86: FLUSH CACHE EXT, FLUSH CACHE, 48-bit addressing. */
 	ide_put_word(p, 83, 0x4000 | (1 << 13) | (1 << 12) | (1 << 10));
 	ide_put_word(p, 86, (1 << 13) | (1 << 12) | (1 << 10));
@@ -239,7 +243,7 @@ static void ata_identify_page(const struct ide_channel *ch, const struct ide_dri
 	ide_put_word(p, 93, ide_reset_result(ch, d));
 	for (unsigned w = 0; w < 4; w++)
 		ide_put_word(p, 100 + w, (uint16_t)(a->nsectors >> (16 * w)));
-	ide_put_word(p, 106, 0x4000);        /* one 512-byte logical sector per physical */
+	ide_put_word(p, 106, 0x4000); /* one 512-byte logical sector per physical */
 	ide_identify_checksum(p);
 }
 
@@ -363,8 +367,8 @@ static void ata_rw_start(struct ide_channel *ch, struct ide_drive *d, const stru
 		a->op = rw->write ? ATA_OP_DMA_WRITE : ATA_OP_DMA_READ;
 		a->block = count;
 		a->io_lba = lba;
-		ide_dma_start(ch, d, !rw->write, false, lba * IDE_SECTOR, (uint64_t)count * IDE_SECTOR,
-			      ata_fua(d));
+		ide_dma_start(ch, d, !rw->write, false, lba * IDE_SECTOR,
+			      (uint64_t)count * IDE_SECTOR, ata_fua(d));
 	} else if (rw->write) {
 		/* PIO data-out: the first block without an interrupt. */
 		a->op = ATA_OP_PIO_WRITE;
@@ -425,9 +429,7 @@ static void ata_set_features(struct ide_channel *ch, struct ide_drive *d)
 	struct ata_state *a = &d->ata;
 
 	switch (d->r.feature) {
-	case SF_WCE_ON:
-		a->wce = true;
-		break;
+	case SF_WCE_ON: a->wce = true; break;
 	case SF_WCE_OFF:
 		/* What the cache holds becomes durable before completion. */
 		a->wce = false;
@@ -441,15 +443,10 @@ static void ata_set_features(struct ide_channel *ch, struct ide_drive *d)
 		a->xfer_mode = d->r.nsector;
 		break;
 	case SF_LOOKAHEAD_ON:
-	case SF_LOOKAHEAD_OFF:
-		a->lookahead = d->r.feature == SF_LOOKAHEAD_ON;
-		break;
+	case SF_LOOKAHEAD_OFF: a->lookahead = d->r.feature == SF_LOOKAHEAD_ON; break;
 	case SF_REVERT_ON:
-	case SF_REVERT_OFF:
-		break;
-	default:
-		ata_abort(ch, d);
-		return;
+	case SF_REVERT_OFF: break;
+	default: ata_abort(ch, d); return;
 	}
 	ata_done(ch, d);
 }
@@ -481,12 +478,8 @@ static void ata_power(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd)
 	case ATA_CMD_STANDBY_IMMEDIATE:
 	case ATA_CMD_STANDBY_IMMEDIATE_OLD:
 	case ATA_CMD_STANDBY:
-	case ATA_CMD_STANDBY_OLD:
-		d->ata.standby = true;
-		break;
-	default:
-		d->ata.standby = false;
-		break;
+	case ATA_CMD_STANDBY_OLD: d->ata.standby = true; break;
+	default: d->ata.standby = false; break;
 	}
 	ata_done(ch, d);
 }
@@ -500,7 +493,7 @@ static void ata_exec(struct ide_channel *ch, struct ide_drive *d)
 		ata_rw_start(ch, d, rw);
 		return;
 	}
-	if ((cmd & 0xf0) == 0x10) {          /* RECALIBRATE (obsolete) */
+	if ((cmd & 0xf0) == 0x10) { /* RECALIBRATE (obsolete) */
 		ata_done(ch, d);
 		return;
 	}
@@ -514,15 +507,17 @@ static void ata_exec(struct ide_channel *ch, struct ide_drive *d)
 	case ATA_CMD_INIT_DEV_PARAMS: ata_init_dev_params(ch, d); return;
 	case ATA_CMD_SET_FEATURES: ata_set_features(ch, d); return;
 	case ATA_CMD_FLUSH_CACHE:
-	case ATA_CMD_FLUSH_CACHE_EXT:
-		ata_flush(ch, d);
-		return;
-	case ATA_CMD_STANDBY_IMMEDIATE: case ATA_CMD_IDLE_IMMEDIATE: case ATA_CMD_STANDBY:
-	case ATA_CMD_IDLE: case ATA_CMD_CHECK_POWER_MODE: case ATA_CMD_STANDBY_IMMEDIATE_OLD:
-	case ATA_CMD_IDLE_IMMEDIATE_OLD: case ATA_CMD_STANDBY_OLD: case ATA_CMD_IDLE_OLD:
-	case ATA_CMD_CHECK_POWER_MODE_OLD:
-		ata_power(ch, d, cmd);
-		return;
+	case ATA_CMD_FLUSH_CACHE_EXT: ata_flush(ch, d); return;
+	case ATA_CMD_STANDBY_IMMEDIATE:
+	case ATA_CMD_IDLE_IMMEDIATE:
+	case ATA_CMD_STANDBY:
+	case ATA_CMD_IDLE:
+	case ATA_CMD_CHECK_POWER_MODE:
+	case ATA_CMD_STANDBY_IMMEDIATE_OLD:
+	case ATA_CMD_IDLE_IMMEDIATE_OLD:
+	case ATA_CMD_STANDBY_OLD:
+	case ATA_CMD_IDLE_OLD:
+	case ATA_CMD_CHECK_POWER_MODE_OLD: ata_power(ch, d, cmd); return;
 	}
 	/* IDENTIFY PACKET DEVICE, PACKET, DEVICE RESET and anything unknown. */
 	ata_abort(ch, d);
@@ -560,8 +555,7 @@ static void ata_pio_done(struct ide_channel *ch, struct ide_drive *d)
 		ide_blk_start(ch, d, BLK_OP_WRITE, a->io_lba * IDE_SECTOR, a->io_n * IDE_SECTOR,
 			      ata_fua(d));
 		return;
-	default:
-		break;
+	default: break;
 	}
 	/* The last block of a PIO data-in command: no interrupt (ATA/ATAPI-6
 	 * 9.7, PIO data-in protocol). */
@@ -580,9 +574,7 @@ static void ata_io_done(struct ide_channel *ch, struct ide_drive *d, int status)
 		return;
 	}
 	switch (a->op) {
-	case ATA_OP_PIO_READ:
-		ata_pio_block(ch, d, true, true);
-		return;
+	case ATA_OP_PIO_READ: ata_pio_block(ch, d, true, true); return;
 	case ATA_OP_PIO_WRITE:
 		if (a->left) {
 			a->io_lba = a->lba;
@@ -598,11 +590,8 @@ static void ata_io_done(struct ide_channel *ch, struct ide_drive *d, int status)
 		d->r.nsector = 0;
 		ata_count(d, a->op == ATA_OP_DMA_WRITE, a->count);
 		break;
-	case ATA_OP_FLUSH:
-		d->st.flush_ops++;
-		break;
-	default:
-		break;
+	case ATA_OP_FLUSH: d->st.flush_ops++; break;
+	default: break;
 	}
 	ata_done(ch, d);
 }
@@ -627,7 +616,7 @@ static void ata_reset(struct ide_drive *d, bool hard)
 	a->wce = blk_cache_volatile(d->blk->opts.cache);
 	a->lookahead = true;
 	a->standby = false;
-	a->xfer_mode = 0x00;                 /* PIO default */
+	a->xfer_mode = 0x00; /* PIO default */
 }
 
 /* The default geometry BIOSes and other VMMs use: 16 heads,

@@ -20,22 +20,22 @@
 
 #define SCSI_TYPE_CDROM 0x05
 
-#define MMC_READ_TOC             0x43
-#define MMC_GET_CONFIGURATION    0x46
-#define MMC_GET_EVENT_STATUS     0x4a
-#define MMC_READ_DISC_INFO       0x51
-#define MMC_SET_CD_SPEED         0xbb
-#define MMC_MECHANISM_STATUS     0xbd
+#define MMC_READ_TOC	      0x43
+#define MMC_GET_CONFIGURATION 0x46
+#define MMC_GET_EVENT_STATUS  0x4a
+#define MMC_READ_DISC_INFO    0x51
+#define MMC_SET_CD_SPEED      0xbb
+#define MMC_MECHANISM_STATUS  0xbd
 
-#define ATA_CMD_SET_FEATURES     0xef
-#define ATA_CMD_CHECK_POWER_MODE 0xe5
-#define ATA_CMD_IDLE_IMMEDIATE   0xe1
+#define ATA_CMD_SET_FEATURES	  0xef
+#define ATA_CMD_CHECK_POWER_MODE  0xe5
+#define ATA_CMD_IDLE_IMMEDIATE	  0xe1
 #define ATA_CMD_STANDBY_IMMEDIATE 0xe0
 
 /* MMC-5 media event codes (GET EVENT STATUS NOTIFICATION), kept in atapi_state.event. */
-#define MEV_NONE          0
+#define MEV_NONE	  0
 #define MEV_EJECT_REQUEST 1
-#define MEV_NEW_MEDIA     2
+#define MEV_NEW_MEDIA	  2
 #define MEV_MEDIA_REMOVAL 3
 
 /* MMC-5 profiles; above a CD's 80 minutes the medium is a DVD. */
@@ -202,21 +202,21 @@ static uint32_t cd_read_toc(const struct ide_drive *d, const uint8_t *cdb, uint8
 	uint32_t n = 4;
 
 	if (!format && (cdb[9] >> 6))
-		format = cdb[9] >> 6;            /* SFF-8020i's place for it */
+		format = cdb[9] >> 6; /* SFF-8020i's place for it */
 	memset(b, 0, 64);
-	b[2] = b[3] = 1;                     /* first and last track / session */
+	b[2] = b[3] = 1; /* first and last track / session */
 	switch (format) {
 	case 0:
 		if (start > 1 && start != 0xaa)
 			return 0;
 		if (start <= 1) {
-			b[n + 1] = 0x14;             /* ADR 1, data track */
+			b[n + 1] = 0x14; /* ADR 1, data track */
 			b[n + 2] = 1;
 			cd_toc_addr(b + n + 4, 0, msf);
 			n += 8;
 		}
 		b[n + 1] = 0x14;
-		b[n + 2] = 0xaa;                 /* lead-out */
+		b[n + 2] = 0xaa; /* lead-out */
 		cd_toc_addr(b + n + 4, d->cd.nblocks, msf);
 		n += 8;
 		break;
@@ -232,7 +232,7 @@ static uint32_t cd_read_toc(const struct ide_drive *d, const uint8_t *cdb, uint8
 		for (unsigned i = 0; i < 4; i++, n += 11) {
 			uint8_t *e = b + n;
 
-			e[0] = 1;                    /* session */
+			e[0] = 1; /* session */
 			e[1] = 0x14;
 			e[3] = points[i];
 			if (points[i] == 0xa2)
@@ -240,12 +240,11 @@ static uint32_t cd_read_toc(const struct ide_drive *d, const uint8_t *cdb, uint8
 			else if (points[i] == 0x01)
 				cd_msf(e + 8, 0);
 			else
-				e[8] = 1;                /* first / last track number */
+				e[8] = 1; /* first / last track number */
 		}
 		break;
 	}
-	default:
-		return 0;
+	default: return 0;
 	}
 	put_be16(b, (uint16_t)(n - 2));
 	return n;
@@ -271,11 +270,15 @@ static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uin
 	uint8_t rt = cdb[1] & 3, f[128];
 	uint32_t n = 8;
 	bool media = prof != 0;
-	struct { uint16_t code; uint32_t len; bool current; } list[7];
+	struct {
+		uint16_t code;
+		uint32_t len;
+		bool current;
+	} list[7];
 	uint32_t off = 0;
 	unsigned k = 0;
 
-	list[k].code = 0x0000;                         /* Profile List */
+	list[k].code = 0x0000; /* Profile List */
 	list[k].len = cd_feature(f + off, 0x0000, 0, true, true, 8);
 	put_be16(f + off + 4, PROFILE_DVDROM);
 	f[off + 6] = prof == PROFILE_DVDROM;
@@ -283,33 +286,33 @@ static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uin
 	f[off + 10] = prof == PROFILE_CDROM;
 	list[k].current = true;
 	off += list[k++].len;
-	list[k].code = 0x0001;                         /* Core: ATAPI, DBE */
+	list[k].code = 0x0001; /* Core: ATAPI, DBE */
 	list[k].len = cd_feature(f + off, 0x0001, 1, true, true, 8);
 	put_be32(f + off + 4, 2);
 	f[off + 8] = 0x01;
 	list[k].current = true;
 	off += list[k++].len;
-	list[k].code = 0x0002;                         /* Morphing: OCEvent */
+	list[k].code = 0x0002; /* Morphing: OCEvent */
 	list[k].len = cd_feature(f + off, 0x0002, 1, true, true, 4);
 	f[off + 4] = 0x02;
 	list[k].current = true;
 	off += list[k++].len;
-	list[k].code = 0x0003;                         /* Removable Medium: tray, eject, lock */
+	list[k].code = 0x0003; /* Removable Medium: tray, eject, lock */
 	list[k].len = cd_feature(f + off, 0x0003, 0, true, true, 4);
 	f[off + 4] = 0x20 | 0x08 | 0x01;
 	list[k].current = true;
 	off += list[k++].len;
-	list[k].code = 0x0010;                         /* Random Readable */
+	list[k].code = 0x0010; /* Random Readable */
 	list[k].len = cd_feature(f + off, 0x0010, 0, false, media, 8);
 	put_be32(f + off + 4, ATAPI_BLOCK);
 	put_be16(f + off + 8, prof == PROFILE_DVDROM ? 16 : 1);
 	list[k].current = media;
 	off += list[k++].len;
-	list[k].code = 0x001e;                         /* CD Read */
+	list[k].code = 0x001e; /* CD Read */
 	list[k].len = cd_feature(f + off, 0x001e, 2, false, prof == PROFILE_CDROM, 4);
 	list[k].current = prof == PROFILE_CDROM;
 	off += list[k++].len;
-	list[k].code = 0x001f;                         /* DVD Read */
+	list[k].code = 0x001f; /* DVD Read */
 	list[k].len = cd_feature(f + off, 0x001f, 0, false, prof == PROFILE_DVDROM, 4);
 	list[k].current = prof == PROFILE_DVDROM;
 	off += list[k++].len;
@@ -318,8 +321,8 @@ static uint32_t cd_get_config(const struct ide_drive *d, const uint8_t *cdb, uin
 	put_be16(b + 6, prof);
 	off = 0;
 	for (unsigned i = 0; i < k; off += list[i++].len) {
-		bool want = rt == 2 ? list[i].code == start :
-			    list[i].code >= start && (rt == 0 || list[i].current);
+		bool want = rt == 2 ? list[i].code == start
+				    : list[i].code >= start && (rt == 0 || list[i].current);
 
 		if (want) {
 			memcpy(b + n, f + off, list[i].len);
@@ -336,13 +339,13 @@ static uint32_t cd_gesn(struct ide_drive *d, const uint8_t *cdb, uint8_t *b)
 	struct atapi_state *cd = &d->cd;
 
 	memset(b, 0, 8);
-	b[3] = 1 << 4;                       /* supported: media */
+	b[3] = 1 << 4; /* supported: media */
 	if (!(cdb[4] & (1 << 4))) {
-		b[2] = 0x80;                     /* NEA: nothing of the classes asked */
+		b[2] = 0x80; /* NEA: nothing of the classes asked */
 		put_be16(b, 2);
 		return 4;
 	}
-	b[2] = 4;                            /* media class */
+	b[2] = 4; /* media class */
 	b[4] = cd->event;
 	b[5] = (uint8_t)((d->blk && cd->nblocks ? 0x02 : 0) | (cd->tray_open ? 0x01 : 0));
 	cd->event = MEV_NONE;
@@ -356,7 +359,7 @@ static uint32_t cd_disc_info(uint8_t *b)
 {
 	memset(b, 0, 34);
 	put_be16(b, 32);
-	b[2] = 0x0e;                         /* last session complete, disc complete */
+	b[2] = 0x0e; /* last session complete, disc complete */
 	b[3] = b[4] = b[5] = b[6] = 1;
 	return 34;
 }
@@ -376,12 +379,12 @@ static uint32_t cd_mode_page(const struct ide_drive *d, uint8_t page, bool chang
 	p[1] = 18;
 	if (changeable)
 		return 20;
-	p[2] = 0x0b;                         /* reads CD-R, CD-RW, DVD-ROM */
-	p[4] = 0x71;                         /* audio play, mode 2 form 1/2, multi-session */
-	p[6] = (uint8_t)(0x20 | 0x08 | 0x01 | (d->cd.locked ? 0x02 : 0));  /* tray, eject, lock */
-	put_be16(p + 8, 706);                   /* maximum read speed, kB/s (4x) */
-	put_be16(p + 12, 512);                  /* buffer, KiB */
-	put_be16(p + 14, 706);                  /* current read speed */
+	p[2] = 0x0b; /* reads CD-R, CD-RW, DVD-ROM */
+	p[4] = 0x71; /* audio play, mode 2 form 1/2, multi-session */
+	p[6] = (uint8_t)(0x20 | 0x08 | 0x01 | (d->cd.locked ? 0x02 : 0)); /* tray, eject, lock */
+	put_be16(p + 8, 706);  /* maximum read speed, kB/s (4x) */
+	put_be16(p + 12, 512); /* buffer, KiB */
+	put_be16(p + 14, 706); /* current read speed */
 	return 20;
 }
 
@@ -403,7 +406,7 @@ static void cd_mode_sense(struct ide_channel *ch, struct ide_drive *d, const uin
 		cd_illegal(ch, d, SCSI_ASC_INVALID_FIELD_IN_CDB);
 		return;
 	}
-	memset(b, 0, hdr);                   /* no block descriptors */
+	memset(b, 0, hdr); /* no block descriptors */
 	if (ten)
 		put_be16(b, (uint16_t)(n - 2));
 	else
@@ -440,7 +443,8 @@ static void cd_request_sense(struct ide_channel *ch, struct ide_drive *d, const 
 	struct scsi_sense s = cd->sense;
 
 	if (cd->ua) {
-		s = (struct scsi_sense){ SCSI_SENSE_UNIT_ATTENTION, SCSI_ASC_MEDIUM_MAY_HAVE_CHANGED };
+		s = (struct scsi_sense){ SCSI_SENSE_UNIT_ATTENTION,
+					 SCSI_ASC_MEDIUM_MAY_HAVE_CHANGED };
 		cd->ua = false;
 	}
 	scsi_sense_fixed(&s, ch->buf, SCSI_SENSE_FIXED_LEN);
@@ -451,7 +455,8 @@ static void cd_request_sense(struct ide_channel *ch, struct ide_drive *d, const 
  * 2048-byte blocks. */
 static void cd_scsi_block(struct ide_channel *ch, struct ide_drive *d, const uint8_t *cdb)
 {
-	struct scsi_disk unit = { .nblocks = d->cd.nblocks, .block_size = ATAPI_BLOCK,
+	struct scsi_disk unit = { .nblocks = d->cd.nblocks,
+				  .block_size = ATAPI_BLOCK,
 				  .readonly = true };
 	struct scsi_cmd c;
 
@@ -492,18 +497,17 @@ static void cd_packet_exec(struct ide_channel *ch, struct ide_drive *d)
 		return;
 	}
 	if (cd_needs_medium(cdb[0]) && !cd_has_medium(d)) {
-		cd_check(ch, d, SCSI_SENSE_NOT_READY, cd->tray_open ?
-			 SCSI_ASC_MEDIUM_NOT_PRESENT_TRAY_OPEN : SCSI_ASC_MEDIUM_NOT_PRESENT);
+		cd_check(ch, d, SCSI_SENSE_NOT_READY,
+			 cd->tray_open ? SCSI_ASC_MEDIUM_NOT_PRESENT_TRAY_OPEN
+				       : SCSI_ASC_MEDIUM_NOT_PRESENT);
 		return;
 	}
 	switch (cdb[0]) {
 	case SCSI_TEST_UNIT_READY:
-	case MMC_SET_CD_SPEED:
-		cd_good(ch, d);
-		return;
+	case MMC_SET_CD_SPEED: cd_good(ch, d); return;
 	case SCSI_REQUEST_SENSE: cd_request_sense(ch, d, cdb); return;
 	case SCSI_INQUIRY:
-		if (cdb[1] & 0x01) {             /* no VPD pages */
+		if (cdb[1] & 0x01) { /* no VPD pages */
 			cd_illegal(ch, d, SCSI_ASC_INVALID_FIELD_IN_CDB);
 			return;
 		}
@@ -511,9 +515,7 @@ static void cd_packet_exec(struct ide_channel *ch, struct ide_drive *d)
 		cd_data_in(ch, d, MIN(n, get_be16(cdb + 3)));
 		return;
 	case SCSI_MODE_SENSE_6:
-	case SCSI_MODE_SENSE_10:
-		cd_mode_sense(ch, d, cdb);
-		return;
+	case SCSI_MODE_SENSE_10: cd_mode_sense(ch, d, cdb); return;
 	case SCSI_START_STOP_UNIT: cd_start_stop(ch, d, cdb); return;
 	case SCSI_PREVENT_ALLOW_MEDIUM_REMOVAL:
 		cd->locked = cdb[4] & 0x01;
@@ -521,29 +523,17 @@ static void cd_packet_exec(struct ide_channel *ch, struct ide_drive *d)
 		return;
 	case SCSI_READ_CAPACITY_10:
 	case SCSI_READ_10:
-	case SCSI_READ_12:
-		cd_scsi_block(ch, d, cdb);
-		return;
-	case MMC_READ_TOC:
-		n = cd_read_toc(d, cdb, b);
-		break;
-	case MMC_GET_CONFIGURATION:
-		n = (cdb[1] & 3) == 3 ? 0 : cd_get_config(d, cdb, b);
-		break;
-	case MMC_GET_EVENT_STATUS:
-		n = (cdb[1] & 0x01) ? cd_gesn(d, cdb, b) : 0;
-		break;
-	case MMC_READ_DISC_INFO:
-		n = (cdb[1] & 0x07) ? 0 : cd_disc_info(b);
-		break;
+	case SCSI_READ_12: cd_scsi_block(ch, d, cdb); return;
+	case MMC_READ_TOC: n = cd_read_toc(d, cdb, b); break;
+	case MMC_GET_CONFIGURATION: n = (cdb[1] & 3) == 3 ? 0 : cd_get_config(d, cdb, b); break;
+	case MMC_GET_EVENT_STATUS: n = (cdb[1] & 0x01) ? cd_gesn(d, cdb, b) : 0; break;
+	case MMC_READ_DISC_INFO: n = (cdb[1] & 0x07) ? 0 : cd_disc_info(b); break;
 	case MMC_MECHANISM_STATUS:
 		memset(b, 0, 8);
 		b[1] = cd->tray_open ? 0x10 : 0;
 		cd_data_in(ch, d, MIN(8u, get_be16(cdb + 8)));
 		return;
-	default:
-		cd_illegal(ch, d, SCSI_ASC_INVALID_OPCODE);
-		return;
+	default: cd_illegal(ch, d, SCSI_ASC_INVALID_OPCODE); return;
 	}
 	if (!n) {
 		cd_illegal(ch, d, SCSI_ASC_INVALID_FIELD_IN_CDB);
@@ -563,15 +553,15 @@ static void cd_identify_page(const struct ide_channel *ch, const struct ide_driv
 	ide_put_string(p, 10, 10, d->serial);
 	ide_put_string(p, 23, 4, KESTREL_VERSION);
 	ide_put_string(p, 27, 20, d->model);
-	ide_put_word(p, 49, (1 << 11) | (1 << 9) | (1 << 8));  /* IORDY, LBA, DMA */
+	ide_put_word(p, 49, (1 << 11) | (1 << 9) | (1 << 8)); /* IORDY, LBA, DMA */
 	ide_put_word(p, 50, 0x4000);
-	ide_put_word(p, 53, 0x0006);         /* words 64-70 and 88 valid */
+	ide_put_word(p, 53, 0x0006); /* words 64-70 and 88 valid */
 	ide_put_word(p, 63, ide_mwdma_word(d->cd.xfer_mode));
 	ide_put_word(p, 64, 0x0003);
 	for (unsigned w = 65; w <= 68; w++)
 		ide_put_word(p, w, 120);
 	ide_put_word(p, 80, 0x00f0);
-	ide_put_word(p, 82, (1 << 4) | (1 << 3));   /* PACKET, power management */
+	ide_put_word(p, 82, (1 << 4) | (1 << 3)); /* PACKET, power management */
 	ide_put_word(p, 83, 0x4000);
 	ide_put_word(p, 84, 0x4000);
 	ide_put_word(p, 85, (1 << 4) | (1 << 3));
@@ -624,9 +614,7 @@ static void cd_exec(struct ide_channel *ch, struct ide_drive *d)
 		d->r.nsector = 0xff;
 		return;
 	case ATA_CMD_IDLE_IMMEDIATE:
-	case ATA_CMD_STANDBY_IMMEDIATE:
-		ide_cmd_done(ch, d);
-		return;
+	case ATA_CMD_STANDBY_IMMEDIATE: ide_cmd_done(ch, d); return;
 	}
 	ide_cmd_error(ch, d, ATA_ER_ABRT);
 }
@@ -649,9 +637,7 @@ static void cd_pio_done(struct ide_channel *ch, struct ide_drive *d)
 		}
 		cd_pio_next(ch, d);
 		return;
-	default:
-		d->r.status = ATA_ST_READY;
-		return;
+	default: d->r.status = ATA_ST_READY; return;
 	}
 }
 

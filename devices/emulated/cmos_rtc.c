@@ -25,66 +25,66 @@
 #include "kestrel/state.h"
 #include "emu.h"
 
-#define RTC_SECONDS       0x00
+#define RTC_SECONDS	  0x00
 #define RTC_SECONDS_ALARM 0x01
-#define RTC_MINUTES       0x02
+#define RTC_MINUTES	  0x02
 #define RTC_MINUTES_ALARM 0x03
-#define RTC_HOURS         0x04
-#define RTC_HOURS_ALARM   0x05
-#define RTC_DAY_OF_WEEK   0x06
+#define RTC_HOURS	  0x04
+#define RTC_HOURS_ALARM	  0x05
+#define RTC_DAY_OF_WEEK	  0x06
 #define RTC_DAY_OF_MONTH  0x07
-#define RTC_MONTH         0x08
-#define RTC_YEAR          0x09
-#define RTC_REG_A         0x0a
-#define RTC_REG_B         0x0b
-#define RTC_REG_C         0x0c
-#define RTC_REG_D         0x0d
-#define RTC_CENTURY       0x32 /* IBM PC convention, named by the FADT CENTURY field */
+#define RTC_MONTH	  0x08
+#define RTC_YEAR	  0x09
+#define RTC_REG_A	  0x0a
+#define RTC_REG_B	  0x0b
+#define RTC_REG_C	  0x0c
+#define RTC_REG_D	  0x0d
+#define RTC_CENTURY	  0x32 /* IBM PC convention, named by the FADT CENTURY field */
 
-#define REG_A_UIP  0x80
-#define REG_B_SET  0x80
-#define REG_B_PIE  0x40
-#define REG_B_AIE  0x20
-#define REG_B_UIE  0x10
-#define REG_B_SQWE 0x08
-#define REG_B_DM   0x04 /* 1: binary, 0: BCD */
-#define REG_B_24H  0x02
-#define REG_C_IRQF 0x80
-#define REG_C_PF   0x40
-#define REG_C_AF   0x20
-#define REG_C_UF   0x10
-#define REG_C_FLAGS (REG_C_PF | REG_C_AF | REG_C_UF)
-#define REG_D_VRT  0x80
-#define HOUR_PM    0x80 /* 12-hour mode */
+#define REG_A_UIP	0x80
+#define REG_B_SET	0x80
+#define REG_B_PIE	0x40
+#define REG_B_AIE	0x20
+#define REG_B_UIE	0x10
+#define REG_B_SQWE	0x08
+#define REG_B_DM	0x04 /* 1: binary, 0: BCD */
+#define REG_B_24H	0x02
+#define REG_C_IRQF	0x80
+#define REG_C_PF	0x40
+#define REG_C_AF	0x20
+#define REG_C_UF	0x10
+#define REG_C_FLAGS	(REG_C_PF | REG_C_AF | REG_C_UF)
+#define REG_D_VRT	0x80
+#define HOUR_PM		0x80 /* 12-hour mode */
 #define ALARM_DONT_CARE 0xc0
 
 /* PC/AT CMOS layout read by firmware (SeaBIOS src/hw/rtc.h and
  * src/fw/paravirt.c, QEMU's pc_cmos_init). */
-#define CMOS_EQUIPMENT    0x14
-#define CMOS_BASE_MEM_LO  0x15
-#define CMOS_EXT_MEM_LO   0x17
-#define CMOS_EXT_MEM2_LO  0x30
-#define CMOS_MEM_16M_LO   0x34
-#define CMOS_BOOTFLAG1    0x38 /* bits 7-4 third boot device, bit 0 no floppy check */
-#define CMOS_BOOTFLAG2    0x3d /* bits 3-0 first boot device, 7-4 second */
-#define CMOS_MEM_4G_LO    0x5b
-#define CMOS_SMP_COUNT    0x5f /* QEMU's: CPUs - 1 */
+#define CMOS_EQUIPMENT		  0x14
+#define CMOS_BASE_MEM_LO	  0x15
+#define CMOS_EXT_MEM_LO		  0x17
+#define CMOS_EXT_MEM2_LO	  0x30
+#define CMOS_MEM_16M_LO		  0x34
+#define CMOS_BOOTFLAG1		  0x38 /* bits 7-4 third boot device, bit 0 no floppy check */
+#define CMOS_BOOTFLAG2		  0x3d /* bits 3-0 first boot device, 7-4 second */
+#define CMOS_MEM_4G_LO		  0x5b
+#define CMOS_SMP_COUNT		  0x5f /* QEMU's: CPUs - 1 */
 #define BOOTFLAG1_NO_FLOPPY_CHECK 0x01
-#define RTC_BOOT_SLOTS 3
+#define RTC_BOOT_SLOTS		  3
 
-#define RTC_NVRAM_SIZE 128
-#define RTC_DEFAULT_A 0x26 /* 32.768 kHz time base, 1024 Hz rate */
-#define RTC_DEFAULT_B REG_B_24H
-#define SECS_PER_DAY 86400
+#define RTC_NVRAM_SIZE	  128
+#define RTC_DEFAULT_A	  0x26 /* 32.768 kHz time base, 1024 Hz rate */
+#define RTC_DEFAULT_B	  REG_B_24H
+#define SECS_PER_DAY	  86400
 /* Guest years 0..9999 fit in +-2^40 seconds of any host time. */
-#define RTC_MAX_OFFSET (1LL << 40)
-#define RTC_STATE_ID 0x52544343 /* "RTCC" */
+#define RTC_MAX_OFFSET	  (1LL << 40)
+#define RTC_STATE_ID	  0x52544343 /* "RTCC" */
 #define RTC_STATE_VERSION 1
 
 struct rtc_regs {
 	uint8_t cmos[RTC_NVRAM_SIZE];
 	uint8_t index;
-	int64_t offset;    /* guest seconds = wall() + offset */
+	int64_t offset;	   /* guest seconds = wall() + offset */
 	int64_t last_tick; /* guest second up to which UF/AF are current */
 };
 
@@ -206,8 +206,8 @@ static bool rtc_parse_time(const struct rtc_regs *r, uint8_t b, int64_t *t)
 	    !rtc_decode(b, c[RTC_YEAR], &year) || year > 99 ||
 	    !rtc_decode(b, c[RTC_CENTURY], &cent) || cent > 99)
 		return false;
-	*t = rtc_days_from_civil(cent * 100 + year, mon, mday) * SECS_PER_DAY +
-	     hour * 3600 + min * 60 + sec;
+	*t = rtc_days_from_civil(cent * 100 + year, mon, mday) * SECS_PER_DAY + hour * 3600 +
+	     min * 60 + sec;
 	return true;
 }
 
@@ -231,7 +231,8 @@ static bool rtc_alarm_matches(const struct rtc_regs *r, int64_t t)
 {
 	uint8_t b = r->cmos[RTC_REG_B];
 	int64_t sod = ((t % SECS_PER_DAY) + SECS_PER_DAY) % SECS_PER_DAY;
-	uint8_t now[3] = { rtc_encode(b, (unsigned)(sod % 60)), rtc_encode(b, (unsigned)(sod / 60 % 60)),
+	uint8_t now[3] = { rtc_encode(b, (unsigned)(sod % 60)),
+			   rtc_encode(b, (unsigned)(sod / 60 % 60)),
 			   rtc_encode_hour(b, (unsigned)(sod / 3600)) };
 	const uint8_t alarm[3] = { r->cmos[RTC_SECONDS_ALARM], r->cmos[RTC_MINUTES_ALARM],
 				   r->cmos[RTC_HOURS_ALARM] };
@@ -318,14 +319,12 @@ static uint8_t rtc_read_data(struct rtc *rtc)
 	if (rtc_is_time_reg(idx) && !rtc_is_alarm_reg(idx) && !(r->cmos[RTC_REG_B] & REG_B_SET))
 		rtc_store_time(r, rtc_now(rtc));
 	switch (idx) {
-	case RTC_REG_A:
-		return r->cmos[idx] & ~REG_A_UIP;
+	case RTC_REG_A: return r->cmos[idx] & ~REG_A_UIP;
 	case RTC_REG_C:
 		v = r->cmos[idx] | (rtc_irqf(r) ? REG_C_IRQF : 0);
 		r->cmos[idx] = 0; /* reading C clears every flag */
 		return v;
-	case RTC_REG_D:
-		return REG_D_VRT;
+	case RTC_REG_D: return REG_D_VRT;
 	}
 	return r->cmos[idx];
 }
@@ -340,17 +339,11 @@ static void rtc_write_data(struct rtc *rtc, uint8_t v)
 		return;
 	}
 	switch (idx) {
-	case RTC_REG_A:
-		r->cmos[idx] = v & ~REG_A_UIP;
-		break;
-	case RTC_REG_B:
-		rtc_write_b(rtc, v);
-		break;
+	case RTC_REG_A: r->cmos[idx] = v & ~REG_A_UIP; break;
+	case RTC_REG_B: rtc_write_b(rtc, v); break;
 	case RTC_REG_C:
-	case RTC_REG_D:
-		break; /* read-only */
-	default:
-		r->cmos[idx] = v;
+	case RTC_REG_D: break; /* read-only */
+	default: r->cmos[idx] = v;
 	}
 }
 
@@ -419,8 +412,8 @@ static void rtc_fill_board(struct rtc *rtc)
 	/* SeaBIOS boot_init: priorities 101..103 from the nibbles 3d[3:0],
 	 * 3d[7:4], 38[7:4]. */
 	c[CMOS_BOOTFLAG2] = (uint8_t)(b->boot[1] << 4 | b->boot[0]);
-	c[CMOS_BOOTFLAG1] = (uint8_t)(b->boot[2] << 4 |
-				      (b->floppy_sig_check ? 0 : BOOTFLAG1_NO_FLOPPY_CHECK));
+	c[CMOS_BOOTFLAG1] =
+		(uint8_t)(b->boot[2] << 4 | (b->floppy_sig_check ? 0 : BOOTFLAG1_NO_FLOPPY_CHECK));
 	c[CMOS_SMP_COUNT] = (uint8_t)(b->ncpus - 1);
 }
 
@@ -527,8 +520,8 @@ static time_t rtc_host_wall(void)
 	return time(NULL);
 }
 
-struct device *rtc_create(const struct irq_line *irq, time_t (*wall)(void),
-			  uint64_t mem_below_4g, uint64_t mem_above_4g)
+struct device *rtc_create(const struct irq_line *irq, time_t (*wall)(void), uint64_t mem_below_4g,
+			  uint64_t mem_above_4g)
 {
 	struct rtc *rtc = calloc(1, sizeof(*rtc));
 
@@ -542,7 +535,8 @@ struct device *rtc_create(const struct irq_line *irq, time_t (*wall)(void),
 	 * mouse, no boot devices, one CPU. */
 	rtc->board = (struct rtc_cmos_board){ .mem_below_4g = mem_below_4g,
 					      .mem_above_4g = mem_above_4g,
-					      .equipment = RTC_EQUIP_FPU, .ncpus = 1 };
+					      .equipment = RTC_EQUIP_FPU,
+					      .ncpus = 1 };
 	rtc->irq_level = -1;
 	rtc->r.cmos[RTC_REG_A] = RTC_DEFAULT_A;
 	rtc->r.cmos[RTC_REG_B] = RTC_DEFAULT_B;

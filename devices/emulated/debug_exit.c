@@ -9,7 +9,7 @@
 #include "kestrel/state.h"
 #include "emu.h"
 
-#define DEBUG_EXIT_STATE_ID 0x44425845 /* "DBXE" */
+#define DEBUG_EXIT_STATE_ID	 0x44425845 /* "DBXE" */
 #define DEBUG_EXIT_STATE_VERSION 1
 
 struct debug_exit {
@@ -22,7 +22,8 @@ static uint64_t debug_exit_read(struct device *dev, int region, uint64_t off, un
 	return emu_ones(size);
 }
 
-static void debug_exit_write(struct device *dev, int region, uint64_t off, unsigned size, uint64_t val)
+static void debug_exit_write(struct device *dev, int region, uint64_t off, unsigned size,
+			     uint64_t val)
 {
 	struct debug_exit *d = (struct debug_exit *)dev;
 

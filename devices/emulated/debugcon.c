@@ -17,9 +17,9 @@
 #include "kestrel/state.h"
 #include "emu.h"
 
-#define DEBUGCON_READBACK 0xe9
-#define DEBUGCON_LINE_MAX 256   /* longer lines are cut into pieces of this size */
-#define DEBUGCON_STATE_ID 0x44424330 /* "DBC0" */
+#define DEBUGCON_READBACK      0xe9
+#define DEBUGCON_LINE_MAX      256	  /* longer lines are cut into pieces of this size */
+#define DEBUGCON_STATE_ID      0x44424330 /* "DBC0" */
 #define DEBUGCON_STATE_VERSION 1
 
 struct debugcon {
@@ -28,7 +28,7 @@ struct debugcon {
 	bool lines;
 	char line[DEBUGCON_LINE_MAX + 1];
 	size_t len;
-	uint64_t lost;        /* bytes the output did not take */
+	uint64_t lost; /* bytes the output did not take */
 };
 
 static struct debugcon *to_dc(struct device *dev)

@@ -17,8 +17,8 @@ static inline uint64_t emu_ones(unsigned size)
 /* The part of an access [off, off+size) carrying value val that lands in the
  * register [reg, reg+width): the bytes in register coordinates (*rval) and
  * which of them were written (*rmask). False if they do not overlap. */
-static inline bool emu_lane_in(uint64_t off, unsigned size, uint64_t val,
-			       uint64_t reg, unsigned width, uint64_t *rval, uint64_t *rmask)
+static inline bool emu_lane_in(uint64_t off, unsigned size, uint64_t val, uint64_t reg,
+			       unsigned width, uint64_t *rval, uint64_t *rmask)
 {
 	*rval = 0;
 	*rmask = 0;
@@ -35,8 +35,8 @@ static inline bool emu_lane_in(uint64_t off, unsigned size, uint64_t val,
 
 /* The bytes of register [reg, reg+width) holding regval, placed where an access
  * [off, off+size) sees them; OR the results of every register together. */
-static inline uint64_t emu_lane_out(uint64_t off, unsigned size, uint64_t reg,
-				    unsigned width, uint64_t regval)
+static inline uint64_t emu_lane_out(uint64_t off, unsigned size, uint64_t reg, unsigned width,
+				    uint64_t regval)
 {
 	uint64_t v = 0;
 

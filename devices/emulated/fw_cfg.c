@@ -27,11 +27,11 @@
 #include "kestrel/state.h"
 #include "emu.h"
 
-#define FW_CFG_SLOTS (FW_CFG_FILE_FIRST + FW_CFG_MAX_FILES)
-#define FW_CFG_INVALID 0xffff
+#define FW_CFG_SLOTS	      (FW_CFG_FILE_FIRST + FW_CFG_MAX_FILES)
+#define FW_CFG_INVALID	      0xffff
 #define FW_CFG_DMA_ACCESS_LEN 16
-#define FW_CFG_STATE_ID 0x46574346 /* "FWCF" */
-#define FW_CFG_STATE_VERSION 1
+#define FW_CFG_STATE_ID	      0x46574346 /* "FWCF" */
+#define FW_CFG_STATE_VERSION  1
 
 struct fw_cfg_item {
 	uint8_t *data;
@@ -39,7 +39,7 @@ struct fw_cfg_item {
 };
 
 struct fw_cfg_regs {
-	uint16_t cur;      /* selected key, or FW_CFG_INVALID */
+	uint16_t cur;	   /* selected key, or FW_CFG_INVALID */
 	uint32_t offset;   /* never past the selected item's length */
 	uint64_t dma_addr; /* high half latched by a write at +0 */
 };

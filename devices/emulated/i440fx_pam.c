@@ -44,28 +44,28 @@
 #include "kestrel/state.h"
 #include "emu.h"
 
-#define PAM_SEGS 13
-#define PAM_LOW_SEG_SIZE 0x4000ULL     /* PAM1-6: 16 KiB each */
-#define PAM_BIOS_SEG 12                /* PAM0: 0xF0000, 64 KiB */
-#define PAM_ROM_WINDOW 0xe0000ULL      /* where the BIOS flash aliases below 1 MiB */
-#define PAM_ATTR_RE 1u
-#define PAM_ATTR_WE 2u
-#define PAM_NOT_MAPPED 0xffu
-#define PAM_STATE_ID 0x50414d30 /* "PAM0" */
+#define PAM_SEGS	  13
+#define PAM_LOW_SEG_SIZE  0x4000ULL  /* PAM1-6: 16 KiB each */
+#define PAM_BIOS_SEG	  12	     /* PAM0: 0xF0000, 64 KiB */
+#define PAM_ROM_WINDOW	  0xe0000ULL /* where the BIOS flash aliases below 1 MiB */
+#define PAM_ATTR_RE	  1u
+#define PAM_ATTR_WE	  2u
+#define PAM_NOT_MAPPED	  0xffu
+#define PAM_STATE_ID	  0x50414d30 /* "PAM0" */
 #define PAM_STATE_VERSION 1
 
 struct pam_seg {
 	uint64_t gpa, size;
-	const uint8_t *rom;    /* the flash behind it, or NULL: nothing on PCI */
-	int slot;              /* guest-memory slot id, -1: none (a hole) */
-	uint8_t attr;          /* what is mapped now, PAM_NOT_MAPPED before the first */
+	const uint8_t *rom; /* the flash behind it, or NULL: nothing on PCI */
+	int slot;	    /* guest-memory slot id, -1: none (a hole) */
+	uint8_t attr;	    /* what is mapped now, PAM_NOT_MAPPED before the first */
 	char name[GM_SLOT_NAME_MAX];
 };
 
 struct pam {
 	struct device dev;
 	struct guest_mem *gm;
-	uint8_t *ones;         /* PAM_LOW_SEG_SIZE of 0xFF: an empty PCI bus */
+	uint8_t *ones; /* PAM_LOW_SEG_SIZE of 0xFF: an empty PCI bus */
 	struct pam_seg seg[PAM_SEGS];
 	uint8_t regs[PAM_NREGS];
 };
@@ -112,8 +112,9 @@ static void pam_write(struct device *dev, int region, uint64_t off, unsigned siz
 
 static struct gm_slot_spec pam_spec(struct pam *p, const struct pam_seg *s, uint8_t attr)
 {
-	struct gm_slot_spec sp = { .name = s->name, .gpa = s->gpa, .size = s->size,
-				   .sink_region = (int)(s - p->seg) };
+	struct gm_slot_spec sp = {
+		.name = s->name, .gpa = s->gpa, .size = s->size, .sink_region = (int)(s - p->seg)
+	};
 
 	if (attr & PAM_ATTR_RE) {
 		sp.flags = GM_SLOT_RAM | (attr & PAM_ATTR_WE ? 0 : GM_SLOT_READONLY);
@@ -254,8 +255,8 @@ static void pam_seg_init(struct pam *p, const uint8_t *rom, size_t rom_len)
 		struct pam_seg *s = &p->seg[i];
 		uint64_t rom_start = BOARD_BIOS_SEGMENT_END - rom_len;
 
-		s->gpa = i == PAM_BIOS_SEG ? BOARD_BIOS_SEGMENT : BOARD_VGA_WINDOW_END +
-			 i * PAM_LOW_SEG_SIZE;
+		s->gpa = i == PAM_BIOS_SEG ? BOARD_BIOS_SEGMENT
+					   : BOARD_VGA_WINDOW_END + i * PAM_LOW_SEG_SIZE;
 		s->size = i == PAM_BIOS_SEG ? BOARD_BIOS_SEGMENT_END - BOARD_BIOS_SEGMENT
 					    : PAM_LOW_SEG_SIZE;
 		s->slot = -1;
@@ -266,7 +267,8 @@ static void pam_seg_init(struct pam *p, const uint8_t *rom, size_t rom_len)
 		if (i == PAM_BIOS_SEG)
 			snprintf(s->name, sizeof(s->name), "bios");
 		else
-			snprintf(s->name, sizeof(s->name), "pam-%05llx", (unsigned long long)s->gpa);
+			snprintf(s->name, sizeof(s->name), "pam-%05llx",
+				 (unsigned long long)s->gpa);
 	}
 }
 
@@ -284,14 +286,15 @@ struct device *pam_create(struct guest_mem *gm, const void *rom, size_t rom_len,
 	device_init(&p->dev, &pam_ops);
 	p->gm = gm;
 	pam_seg_init(p, rom_len ? rom : NULL, rom_len);
-	p->ones = mmap(NULL, PAM_LOW_SEG_SIZE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p->ones = mmap(NULL, PAM_LOW_SEG_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
 	if (p->ones == MAP_FAILED) {
 		p->ones = NULL;
 		goto fail;
 	}
 	memset(p->ones, 0xff, PAM_LOW_SEG_SIZE);
-	if (mprotect(p->ones, PAM_LOW_SEG_SIZE, PROT_READ) || pam_claim(p) || pam_set(&p->dev, regs))
+	if (mprotect(p->ones, PAM_LOW_SEG_SIZE, PROT_READ) || pam_claim(p) ||
+	    pam_set(&p->dev, regs))
 		goto fail;
 	return &p->dev;
 fail:

@@ -30,60 +30,60 @@
 #define I8042_REGION_CMD  1
 
 /* Status register (port 0x64 read). */
-#define STR_OBF     0x01
-#define STR_IBF     0x02
-#define STR_SYS     0x04
-#define STR_A2      0x08 /* last write went to the command port */
-#define STR_INH     0x10 /* 1: keyboard not inhibited (keylock open) */
+#define STR_OBF	    0x01
+#define STR_IBF	    0x02
+#define STR_SYS	    0x04
+#define STR_A2	    0x08 /* last write went to the command port */
+#define STR_INH	    0x10 /* 1: keyboard not inhibited (keylock open) */
 #define STR_AUXDATA 0x20
 
 /* Controller command byte ("CTR"). */
-#define CTR_KBDINT 0x01
-#define CTR_AUXINT 0x02
-#define CTR_SYS    0x04
-#define CTR_KBDDIS 0x10
-#define CTR_AUXDIS 0x20
-#define CTR_XLATE  0x40
+#define CTR_KBDINT  0x01
+#define CTR_AUXINT  0x02
+#define CTR_SYS	    0x04
+#define CTR_KBDDIS  0x10
+#define CTR_AUXDIS  0x20
+#define CTR_XLATE   0x40
 #define CTR_DEFAULT (CTR_KBDINT | CTR_SYS | CTR_XLATE) /* as a PC BIOS leaves it */
 
 /* Output port (commands 0xD0/0xD1). */
-#define OUTP_RESET  0x01 /* low = CPU in reset */
-#define OUTP_A20    0x02
-#define OUTP_KBDOBF 0x10
-#define OUTP_AUXOBF 0x20
+#define OUTP_RESET   0x01 /* low = CPU in reset */
+#define OUTP_A20     0x02
+#define OUTP_KBDOBF  0x10
+#define OUTP_AUXOBF  0x20
 #define OUTP_DEFAULT 0xcf
 
 /* Controller commands. */
-#define CMD_READ_CTR   0x20
-#define CMD_WRITE_CTR  0x60
-#define CMD_AUX_DIS    0xa7
-#define CMD_AUX_EN     0xa8
-#define CMD_AUX_TEST   0xa9
-#define CMD_SELF_TEST  0xaa
-#define CMD_KBD_TEST   0xab
-#define CMD_KBD_DIS    0xad
-#define CMD_KBD_EN     0xae
-#define CMD_READ_INP   0xc0
-#define CMD_READ_OUTP  0xd0
-#define CMD_WRITE_OUTP 0xd1
+#define CMD_READ_CTR	   0x20
+#define CMD_WRITE_CTR	   0x60
+#define CMD_AUX_DIS	   0xa7
+#define CMD_AUX_EN	   0xa8
+#define CMD_AUX_TEST	   0xa9
+#define CMD_SELF_TEST	   0xaa
+#define CMD_KBD_TEST	   0xab
+#define CMD_KBD_DIS	   0xad
+#define CMD_KBD_EN	   0xae
+#define CMD_READ_INP	   0xc0
+#define CMD_READ_OUTP	   0xd0
+#define CMD_WRITE_OUTP	   0xd1
 #define CMD_WRITE_KBD_OBUF 0xd2
 #define CMD_WRITE_AUX_OBUF 0xd3
-#define CMD_WRITE_AUX  0xd4
-#define CMD_PULSE_BASE 0xf0
+#define CMD_WRITE_AUX	   0xd4
+#define CMD_PULSE_BASE	   0xf0
 
-#define I8042_STATE_ID 0x38303432 /* "8042" */
+#define I8042_STATE_ID	    0x38303432 /* "8042" */
 #define I8042_STATE_VERSION 2
 
 struct i8042_regs {
 	uint8_t ctr, outp;
-	uint8_t status_a2;                 /* STR_A2 or 0 */
-	uint8_t obuf;                      /* last byte presented on port 0x60 */
+	uint8_t status_a2; /* STR_A2 or 0 */
+	uint8_t obuf;	   /* last byte presented on port 0x60 */
 	bool obf, obf_aux;
-	bool obf_ctl;                      /* the byte in obuf is the controller's */
-	bool held, held_aux;               /* a device byte a controller reply displaced */
+	bool obf_ctl;	     /* the byte in obuf is the controller's */
+	bool held, held_aux; /* a device byte a controller reply displaced */
 	uint8_t held_byte;
-	bool xlate_f0;                     /* XLATE saw a set 2 break prefix */
-	uint8_t pending_cmd;               /* controller command awaiting its data byte, or 0 */
+	bool xlate_f0;	     /* XLATE saw a set 2 break prefix */
+	uint8_t pending_cmd; /* controller command awaiting its data byte, or 0 */
 };
 
 struct i8042 {
@@ -210,22 +210,14 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 	struct i8042_regs *r = &k->r;
 
 	switch (cmd) {
-	case CMD_READ_CTR:
-		i8042_reply(k, r->ctr, false);
-		break;
+	case CMD_READ_CTR: i8042_reply(k, r->ctr, false); break;
 	case CMD_WRITE_CTR:
 	case CMD_WRITE_OUTP:
 	case CMD_WRITE_KBD_OBUF:
 	case CMD_WRITE_AUX_OBUF:
-	case CMD_WRITE_AUX:
-		r->pending_cmd = cmd;
-		break;
-	case CMD_AUX_DIS:
-		r->ctr |= CTR_AUXDIS;
-		break;
-	case CMD_AUX_EN:
-		r->ctr &= ~CTR_AUXDIS;
-		break;
+	case CMD_WRITE_AUX: r->pending_cmd = cmd; break;
+	case CMD_AUX_DIS: r->ctr |= CTR_AUXDIS; break;
+	case CMD_AUX_EN: r->ctr &= ~CTR_AUXDIS; break;
 	case CMD_AUX_TEST:
 	case CMD_KBD_TEST:
 		i8042_reply(k, 0x00, false); /* interface OK */
@@ -234,18 +226,12 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 		r->ctr |= CTR_SYS;
 		i8042_reply(k, 0x55, false);
 		break;
-	case CMD_KBD_DIS:
-		r->ctr |= CTR_KBDDIS;
-		break;
-	case CMD_KBD_EN:
-		r->ctr &= ~CTR_KBDDIS;
-		break;
+	case CMD_KBD_DIS: r->ctr |= CTR_KBDDIS; break;
+	case CMD_KBD_EN: r->ctr &= ~CTR_KBDDIS; break;
 	case CMD_READ_INP:
 		i8042_reply(k, 0x80, false); /* keylock open */
 		break;
-	case CMD_READ_OUTP:
-		i8042_reply(k, i8042_read_outp(r), false);
-		break;
+	case CMD_READ_OUTP: i8042_reply(k, i8042_read_outp(r), false); break;
 	default:
 		if (cmd >= CMD_PULSE_BASE) {
 			/* Pulse the output lines whose bits are 0; line 0 is the reset. */
@@ -266,27 +252,17 @@ static void i8042_write_data(struct i8042 *k, uint8_t v)
 
 	r->pending_cmd = 0;
 	switch (cmd) {
-	case CMD_WRITE_CTR:
-		r->ctr = v;
-		break;
-	case CMD_WRITE_OUTP:
-		i8042_write_outp(k, v);
-		break;
-	case CMD_WRITE_KBD_OBUF:
-		i8042_reply(k, v, false);
-		break;
-	case CMD_WRITE_AUX_OBUF:
-		i8042_reply(k, v, true);
-		break;
+	case CMD_WRITE_CTR: r->ctr = v; break;
+	case CMD_WRITE_OUTP: i8042_write_outp(k, v); break;
+	case CMD_WRITE_KBD_OBUF: i8042_reply(k, v, false); break;
+	case CMD_WRITE_AUX_OBUF: i8042_reply(k, v, true); break;
 	case CMD_WRITE_AUX:
 		/* Sending to a device enables its clock line again (as QEMU's
 		 * 8042 does; Linux does not depend on it). */
 		r->ctr &= ~CTR_AUXDIS;
 		ps2_mouse_write(&k->mouse, v);
 		break;
-	default:
-		r->ctr &= ~CTR_KBDDIS;
-		ps2_kbd_write(&k->kbd, v);
+	default: r->ctr &= ~CTR_KBDDIS; ps2_kbd_write(&k->kbd, v);
 	}
 }
 
@@ -493,8 +469,8 @@ static int i8042_load_regs(struct i8042_regs *r, struct state_buf *in)
 	r->held_byte = state_get_u8(in);
 	f[5] = state_get_u8(in);
 	r->pending_cmd = state_get_u8(in);
-	if (!emu_section_done(in, end) || !i8042_flags_valid(f) ||
-	    (r->status_a2 & ~STR_A2) || !i8042_pending_valid(r->pending_cmd))
+	if (!emu_section_done(in, end) || !i8042_flags_valid(f) || (r->status_a2 & ~STR_A2) ||
+	    !i8042_pending_valid(r->pending_cmd))
 		return -EINVAL;
 	r->obf = f[0];
 	r->obf_aux = f[1];

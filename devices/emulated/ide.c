@@ -159,10 +159,10 @@ void ide_identify_checksum(uint8_t *page)
 bool ide_xfer_mode_ok(uint8_t m)
 {
 	switch (m & 0xf8) {
-	case 0x00: return m <= 0x01;         /* PIO default, with or without IORDY */
-	case 0x08: return (m & 7) <= 4;      /* PIO flow control */
-	case 0x20: return (m & 7) <= 2;      /* multiword DMA */
-	case 0x40: return (m & 7) <= 5;      /* Ultra DMA */
+	case 0x00: return m <= 0x01;	/* PIO default, with or without IORDY */
+	case 0x08: return (m & 7) <= 4; /* PIO flow control */
+	case 0x20: return (m & 7) <= 2; /* multiword DMA */
+	case 0x40: return (m & 7) <= 5; /* Ultra DMA */
 	}
 	return false;
 }
@@ -396,7 +396,7 @@ static uint8_t ide_reg_read(struct ide_channel *ch, unsigned reg)
 	case IDE_LBAM: return hob ? d->r.hob_lbam : d->r.lbam;
 	case IDE_LBAH: return hob ? d->r.hob_lbah : d->r.lbah;
 	}
-	ide_irq_clear(ch, d);          /* IDE_COMMAND: Status */
+	ide_irq_clear(ch, d); /* IDE_COMMAND: Status */
 	return d->r.status;
 }
 
@@ -405,11 +405,26 @@ static uint8_t ide_reg_read(struct ide_channel *ch, unsigned reg)
 static void ide_latch(struct ide_regs *r, unsigned reg, uint8_t v)
 {
 	switch (reg) {
-	case IDE_ERROR: r->hob_feature = r->feature; r->feature = v; break;
-	case IDE_NSECTOR: r->hob_nsector = r->nsector; r->nsector = v; break;
-	case IDE_LBAL: r->hob_lbal = r->lbal; r->lbal = v; break;
-	case IDE_LBAM: r->hob_lbam = r->lbam; r->lbam = v; break;
-	case IDE_LBAH: r->hob_lbah = r->lbah; r->lbah = v; break;
+	case IDE_ERROR:
+		r->hob_feature = r->feature;
+		r->feature = v;
+		break;
+	case IDE_NSECTOR:
+		r->hob_nsector = r->nsector;
+		r->nsector = v;
+		break;
+	case IDE_LBAL:
+		r->hob_lbal = r->lbal;
+		r->lbal = v;
+		break;
+	case IDE_LBAM:
+		r->hob_lbam = r->lbam;
+		r->lbam = v;
+		break;
+	case IDE_LBAH:
+		r->hob_lbah = r->lbah;
+		r->lbah = v;
+		break;
 	case IDE_DEVICE: r->device = v; break;
 	}
 }
@@ -439,7 +454,7 @@ static void ide_command(struct ide_channel *ch, uint8_t cmd)
 
 static void ide_reg_write(struct ide_channel *ch, unsigned reg, uint8_t v)
 {
-	ch->dctl &= (uint8_t)~ATA_DC_HOB;    /* any command block write clears HOB */
+	ch->dctl &= (uint8_t)~ATA_DC_HOB; /* any command block write clears HOB */
 	if (reg == IDE_COMMAND) {
 		ide_command(ch, v);
 		return;
@@ -545,8 +560,9 @@ static uint64_t ide_read(struct device *dev, int region, uint64_t off, unsigned 
 		return ide_data_read(ch, size);
 	for (unsigned i = 0; i < size; i++) {
 		uint64_t reg = off + i;
-		uint8_t b = reg == IDE_DATA ? (uint8_t)ide_data_read(ch, 1) :
-			    reg < IDE_CMD_LEN ? ide_reg_read(ch, (unsigned)reg) : 0xff;
+		uint8_t b = reg == IDE_DATA	? (uint8_t)ide_data_read(ch, 1)
+			    : reg < IDE_CMD_LEN ? ide_reg_read(ch, (unsigned)reg)
+						: 0xff;
 
 		v |= (uint64_t)b << (8 * i);
 	}
@@ -646,7 +662,7 @@ void ide_channel_set_dma(struct device *dev, const struct ide_dma_ops *ops, void
 	struct ide_channel *ch = to_ch(dev);
 
 	pthread_mutex_lock(&dev->lock);
-	ide_wait_idle(ch);            /* a DMA at the block layer uses the old ops */
+	ide_wait_idle(ch); /* a DMA at the block layer uses the old ops */
 	ch->bm.ops = ops;
 	ch->bm.opaque = opaque;
 	pthread_mutex_unlock(&dev->lock);
@@ -663,8 +679,9 @@ static int ide_drive_setup(struct ide_channel *ch, unsigned u, const struct ide_
 		return 0;
 	if ((c->serial && strlen(c->serial) >= sizeof(d->serial)) ||
 	    (c->model && strlen(c->model) >= sizeof(d->model))) {
-		snprintf(err, errlen, "%s unit %u: serial is at most 20, model at most 40 characters",
-			 ch->name, u);
+		snprintf(err, errlen,
+			 "%s unit %u: serial is at most 20, model at most 40 characters", ch->name,
+			 u);
 		return -EINVAL;
 	}
 	for (const char *s = c->serial ? c->serial : ""; *s; s++)
@@ -678,7 +695,9 @@ static int ide_drive_setup(struct ide_channel *ch, unsigned u, const struct ide_
 	else
 		snprintf(d->serial, sizeof(d->serial), "KESTREL-%.8s-%u", ch->name, u);
 	snprintf(d->model, sizeof(d->model), "%s",
-		 c->model ? c->model : c->kind == IDE_DISK ? "KESTREL HARDDISK" : "KESTREL DVD-ROM");
+		 c->model	       ? c->model
+		 : c->kind == IDE_DISK ? "KESTREL HARDDISK"
+				       : "KESTREL DVD-ROM");
 	d->blk = c->blk;
 	if (c->kind == IDE_DISK) {
 		d->ops = &ata_disk_ops;
@@ -772,14 +791,15 @@ struct blk_dev *ide_drive_blk(struct device *dev, unsigned unit, enum ide_drive_
 
 void ide_channel_print_stats(struct device *dev, unsigned first_unit, FILE *f)
 {
-	static struct ide_drive_stats st;     /* 4 KiB of path: not on the stack */
+	static struct ide_drive_stats st; /* 4 KiB of path: not on the stack */
 
 	for (unsigned u = 0; u < 2; u++) {
 		if (ide_drive_get_stats(dev, u, &st))
 			continue;
-		fprintf(f, "kestrel: stats: ide unit%u %s path=%s read_ops=%llu read_bytes=%llu "
-			"write_ops=%llu write_bytes=%llu flush_ops=%llu errors=%llu\n", first_unit + u,
-			st.kind == IDE_CDROM ? "cdrom" : "disk", st.path,
+		fprintf(f,
+			"kestrel: stats: ide unit%u %s path=%s read_ops=%llu read_bytes=%llu "
+			"write_ops=%llu write_bytes=%llu flush_ops=%llu errors=%llu\n",
+			first_unit + u, st.kind == IDE_CDROM ? "cdrom" : "disk", st.path,
 			(unsigned long long)st.c.read_ops, (unsigned long long)st.c.read_bytes,
 			(unsigned long long)st.c.write_ops, (unsigned long long)st.c.write_bytes,
 			(unsigned long long)st.c.flush_ops, (unsigned long long)st.c.errors);

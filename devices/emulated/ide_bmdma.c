@@ -25,9 +25,9 @@
 #include "emu.h"
 #include "ide_priv.h"
 
-#define PRD_EOT      0x80000000u
-#define PRD_SPAN     0x10000u        /* the table may not cross 64 KiB */
-#define PRD_MAX_LEN  0x10000u
+#define PRD_EOT	    0x80000000u
+#define PRD_SPAN    0x10000u /* the table may not cross 64 KiB */
+#define PRD_MAX_LEN 0x10000u
 
 /* ---- the PRD table -------------------------------------------------------- */
 
@@ -80,8 +80,8 @@ static void prd_trim(struct ide_sg *sg, struct ide_prd_cursor *cur, unsigned ali
 	}
 }
 
-int ide_prd_map(const struct ide_bm *bm, uint32_t table, struct ide_prd_cursor *cur,
-		uint64_t want, bool device_writes, bool map, unsigned align, struct ide_sg *sg)
+int ide_prd_map(const struct ide_bm *bm, uint32_t table, struct ide_prd_cursor *cur, uint64_t want,
+		bool device_writes, bool map, unsigned align, struct ide_sg *sg)
 {
 	struct ide_prd_cursor start = *cur;
 
@@ -97,7 +97,7 @@ int ide_prd_map(const struct ide_bm *bm, uint32_t table, struct ide_prd_cursor *
 			return r;
 		if (cur->off >= e.len) {
 			if (e.eot)
-				return -ENOSPC;       /* the table is shorter than the transfer */
+				return -ENOSPC; /* the table is shorter than the transfer */
 			cur->index++;
 			cur->off = 0;
 			continue;
@@ -196,14 +196,15 @@ static int ide_dma_buf(struct ide_channel *ch)
 	const struct ide_dma_ops *ops = ch->bm.ops;
 
 	while (dma->left) {
-		int r = ide_prd_map(&ch->bm, dma->table, &dma->cur, dma->left, dma->to_guest,
-				    false, 1, sg);
+		int r = ide_prd_map(&ch->bm, dma->table, &dma->cur, dma->left, dma->to_guest, false,
+				    1, sg);
 
 		for (int i = 0; r == 0 && i < sg->n; i++) {
 			uint8_t *p = ch->buf + dma->off;
 
-			r = dma->to_guest ? ops->write(ch->bm.opaque, sg->gpa[i], p, sg->iov[i].iov_len) :
-					    ops->read(ch->bm.opaque, sg->gpa[i], p, sg->iov[i].iov_len);
+			r = dma->to_guest
+				    ? ops->write(ch->bm.opaque, sg->gpa[i], p, sg->iov[i].iov_len)
+				    : ops->read(ch->bm.opaque, sg->gpa[i], p, sg->iov[i].iov_len);
 			dma->off += sg->iov[i].iov_len;
 			dma->left -= sg->iov[i].iov_len;
 		}
@@ -223,7 +224,8 @@ void ide_dma_finish(struct ide_channel *ch, int status)
 	if (dma->bm_failed) {
 		/* The bus master failed, not the disk: it stops (Active clear),
 		 * says Error, and the command ends in ABRT. */
-		ide_warn_once(ch, IDE_WARN_PRD, "bus-master DMA refused (PRD table outside RAM, "
+		ide_warn_once(ch, IDE_WARN_PRD,
+			      "bus-master DMA refused (PRD table outside RAM, "
 			      "odd, without end or shorter than the transfer)");
 		ch->bm.status = (uint8_t)((ch->bm.status | BM_ST_ERROR) & ~BM_ST_ACTIVE);
 		status = -EFAULT;
@@ -328,7 +330,7 @@ void ide_bm_write(struct ide_channel *ch, uint64_t off, unsigned size, uint64_t 
 	if (emu_lane_in(off, size, val, BM_STATUS, 1, &rv, &rm)) {
 		/* Error and Interrupt are write-1-to-clear; the capable bits are
 		 * the driver's; Active and Simplex are read-only. */
-		bm->status &= (uint8_t)~(rv & (BM_ST_ERROR | BM_ST_INTR));
+		bm->status &= (uint8_t) ~(rv & (BM_ST_ERROR | BM_ST_INTR));
 		bm->status = (uint8_t)((bm->status & ~(BM_ST_DMA0 | BM_ST_DMA1)) |
 				       (rv & (BM_ST_DMA0 | BM_ST_DMA1)));
 	}

@@ -26,22 +26,22 @@
 #define IDE_BUF_SIZE (64u * 1024)
 
 /* Command block register offsets (ATA/ATAPI-6, register addressing). */
-#define IDE_DATA     0
-#define IDE_ERROR    1   /* read; write: features */
-#define IDE_NSECTOR  2   /* ATAPI: interrupt reason on read */
-#define IDE_LBAL     3   /* sector number */
-#define IDE_LBAM     4   /* cylinder low; ATAPI: byte count low */
-#define IDE_LBAH     5   /* cylinder high; ATAPI: byte count high */
-#define IDE_DEVICE   6
-#define IDE_COMMAND  7   /* read: status */
+#define IDE_DATA    0
+#define IDE_ERROR   1 /* read; write: features */
+#define IDE_NSECTOR 2 /* ATAPI: interrupt reason on read */
+#define IDE_LBAL    3 /* sector number */
+#define IDE_LBAM    4 /* cylinder low; ATAPI: byte count low */
+#define IDE_LBAH    5 /* cylinder high; ATAPI: byte count high */
+#define IDE_DEVICE  6
+#define IDE_COMMAND 7 /* read: status */
 
 /* Status (ATA8-ACS / ATA/ATAPI-6, Status register). */
-#define ATA_ST_ERR  0x01
-#define ATA_ST_DRQ  0x08
-#define ATA_ST_DSC  0x10  /* device seek complete (obsolete, still read by old guests) */
-#define ATA_ST_DF   0x20
-#define ATA_ST_DRDY 0x40
-#define ATA_ST_BSY  0x80
+#define ATA_ST_ERR   0x01
+#define ATA_ST_DRQ   0x08
+#define ATA_ST_DSC   0x10 /* device seek complete (obsolete, still read by old guests) */
+#define ATA_ST_DF    0x20
+#define ATA_ST_DRDY  0x40
+#define ATA_ST_BSY   0x80
 #define ATA_ST_READY (ATA_ST_DRDY | ATA_ST_DSC)
 
 /* Error (ATA8-ACS, Error field). */
@@ -51,12 +51,12 @@
 #define ATA_ER_UNC  0x40
 
 /* Device register and Device Control. */
-#define ATA_DEV_LBA 0x40
-#define ATA_DEV_DEV 0x10
+#define ATA_DEV_LBA  0x40
+#define ATA_DEV_DEV  0x10
 #define ATA_DEV_HEAD 0x0f
-#define ATA_DC_NIEN 0x02
-#define ATA_DC_SRST 0x04
-#define ATA_DC_HOB  0x80
+#define ATA_DC_NIEN  0x02
+#define ATA_DC_SRST  0x04
+#define ATA_DC_HOB   0x80
 
 /* ATAPI interrupt reason, in the sector count register (ATA8-ACS
  * "Interrupt Reason"): CoD command (1) or data (0), IO to the host (1). */
@@ -64,24 +64,24 @@
 #define ATAPI_IR_IO  0x02
 
 /* Bus master (SFF-8038i; Intel 82371SB PIIX3 datasheet, Bus Master IDE). */
-#define BM_CMD    0
-#define BM_STATUS 2
-#define BM_PRD    4
-#define BM_CMD_START 0x01
-#define BM_CMD_WRITE 0x08   /* the bus master writes memory (a device read) */
-#define BM_ST_ACTIVE 0x01
-#define BM_ST_ERROR  0x02
-#define BM_ST_INTR   0x04
-#define BM_ST_DMA0   0x20   /* drive 0/1 DMA capable: software flags */
-#define BM_ST_DMA1   0x40
+#define BM_CMD	      0
+#define BM_STATUS     2
+#define BM_PRD	      4
+#define BM_CMD_START  0x01
+#define BM_CMD_WRITE  0x08 /* the bus master writes memory (a device read) */
+#define BM_ST_ACTIVE  0x01
+#define BM_ST_ERROR   0x02
+#define BM_ST_INTR    0x04
+#define BM_ST_DMA0    0x20 /* drive 0/1 DMA capable: software flags */
+#define BM_ST_DMA1    0x40
 #define BM_ST_SIMPLEX 0x80
 
 /* Commands both drive kinds know. */
-#define ATA_CMD_DEVICE_RESET          0x08
-#define ATA_CMD_EXECUTE_DIAGNOSTIC    0x90
-#define ATA_CMD_PACKET                0xa0
-#define ATA_CMD_IDENTIFY_PACKET       0xa1
-#define ATA_CMD_IDENTIFY              0xec
+#define ATA_CMD_DEVICE_RESET	   0x08
+#define ATA_CMD_EXECUTE_DIAGNOSTIC 0x90
+#define ATA_CMD_PACKET		   0xa0
+#define ATA_CMD_IDENTIFY_PACKET	   0xa1
+#define ATA_CMD_IDENTIFY	   0xec
 
 struct ide_channel;
 struct ide_drive;
@@ -97,10 +97,10 @@ struct ide_regs {
 };
 
 enum ide_phase {
-	IDE_PH_IDLE,     /* no data phase */
-	IDE_PH_BUSY,     /* BSY: a block request or a DMA is pending or running */
-	IDE_PH_PIO_IN,   /* DRQ: the host reads buf[pos, end) */
-	IDE_PH_PIO_OUT,  /* DRQ: the host writes buf[pos, end) */
+	IDE_PH_IDLE,	/* no data phase */
+	IDE_PH_BUSY,	/* BSY: a block request or a DMA is pending or running */
+	IDE_PH_PIO_IN,	/* DRQ: the host reads buf[pos, end) */
+	IDE_PH_PIO_OUT, /* DRQ: the host writes buf[pos, end) */
 };
 
 /* A drive model, called with the channel's lock held. */
@@ -125,54 +125,54 @@ struct ide_drive_ops {
 enum ata_addr { ATA_ADDR_CHS, ATA_ADDR_LBA28, ATA_ADDR_LBA48 };
 struct ata_state {
 	uint64_t nsectors;
-	uint16_t cyls, heads, spt;             /* default geometry, IDENTIFY 1/3/6 */
+	uint16_t cyls, heads, spt;	       /* default geometry, IDENTIFY 1/3/6 */
 	uint16_t cur_cyls, cur_heads, cur_spt; /* INITIALIZE DEVICE PARAMETERS, 54-56 */
-	uint8_t mult;                          /* sectors per DRQ block; 0: off */
+	uint8_t mult;			       /* sectors per DRQ block; 0: off */
 	bool wce, lookahead, standby;
-	uint8_t xfer_mode;                     /* SET FEATURES 03h value */
+	uint8_t xfer_mode; /* SET FEATURES 03h value */
 	/* The command in progress. */
-	uint64_t lba;                          /* next sector */
-	uint32_t left;                         /* sectors still to move */
-	uint32_t block;                        /* sectors in this DRQ block / request */
-	uint64_t io_lba;                       /* PIO: the sector at buf[0]; the request's */
-	uint32_t io_n;                         /* PIO: sectors fetched or collected there */
-	uint32_t count;                        /* sectors of the command (stats; not saved) */
-	uint8_t addr;                          /* enum ata_addr: how to report back */
-	uint8_t op;                            /* enum ata_op (ata_disk.c) */
+	uint64_t lba;	 /* next sector */
+	uint32_t left;	 /* sectors still to move */
+	uint32_t block;	 /* sectors in this DRQ block / request */
+	uint64_t io_lba; /* PIO: the sector at buf[0]; the request's */
+	uint32_t io_n;	 /* PIO: sectors fetched or collected there */
+	uint32_t count;	 /* sectors of the command (stats; not saved) */
+	uint8_t addr;	 /* enum ata_addr: how to report back */
+	uint8_t op;	 /* enum ata_op (ata_disk.c) */
 };
 
 /* ATAPI CD-ROM (atapi_cd.c). */
 struct atapi_state {
-	uint64_t nblocks;                      /* 2048-byte blocks of the medium */
+	uint64_t nblocks; /* 2048-byte blocks of the medium */
 	bool tray_open, locked;
-	bool ua;                               /* UNIT ATTENTION 28/00 pending */
-	uint8_t event;                         /* GESN media event code to report */
-	struct scsi_sense sense;               /* for REQUEST SENSE */
-	uint8_t xfer_mode;                     /* SET FEATURES 03h value */
-	uint8_t op;                            /* enum atapi_op (atapi_cd.c) */
+	bool ua;		 /* UNIT ATTENTION 28/00 pending */
+	uint8_t event;		 /* GESN media event code to report */
+	struct scsi_sense sense; /* for REQUEST SENSE */
+	uint8_t xfer_mode;	 /* SET FEATURES 03h value */
+	uint8_t op;		 /* enum atapi_op (atapi_cd.c) */
 	/* The command in progress. */
 	uint8_t cdb[12];
 	bool dma;
-	uint16_t bcl;                          /* byte count limit (LBA mid/high) */
-	uint64_t lba;                          /* READ: next block */
-	uint32_t left;                         /* READ: blocks still to fetch */
-	uint32_t pos, end;                     /* PIO: buffer bytes not yet handed over */
-	uint64_t read_bytes;                   /* READ: the command's data (stats; not saved) */
+	uint16_t bcl;	     /* byte count limit (LBA mid/high) */
+	uint64_t lba;	     /* READ: next block */
+	uint32_t left;	     /* READ: blocks still to fetch */
+	uint32_t pos, end;   /* PIO: buffer bytes not yet handed over */
+	uint64_t read_bytes; /* READ: the command's data (stats; not saved) */
 };
 
 struct ide_drive {
 	enum ide_drive_kind kind;
 	const struct ide_drive_ops *ops;
 	unsigned unit;
-	struct blk_dev *blk;                   /* disk, or the CD's medium (may be NULL) */
+	struct blk_dev *blk; /* disk, or the CD's medium (may be NULL) */
 	char serial[21], model[41];
 	struct ide_regs r;
-	bool intrq;                            /* INTRQ pending (cleared by a status read) */
+	bool intrq; /* INTRQ pending (cleared by a status read) */
 	enum ide_phase phase;
-	uint32_t pos, end;                     /* PIO: buffer window */
+	uint32_t pos, end; /* PIO: buffer window */
 	struct ata_state ata;
 	struct atapi_state cd;
-	struct ide_counters st;                /* kestrel/ide.h, ide_drive_get_stats */
+	struct ide_counters st; /* kestrel/ide.h, ide_drive_get_stats */
 };
 
 /* A PRD table position: entry index and byte offset inside that entry. */
@@ -182,17 +182,17 @@ struct ide_prd_cursor {
 
 /* The DMA the selected drive asked for (ide_dma_start). */
 struct ide_dma {
-	bool pending;           /* asked for, not finished */
-	bool running;           /* the bus master is moving it */
+	bool pending; /* asked for, not finished */
+	bool running; /* the bus master is moving it */
 	unsigned unit;
 	bool to_guest;
-	bool from_buf;          /* ch->buf[0, len) rather than the disk */
-	uint64_t off;           /* disk byte offset of the next chunk */
-	uint64_t left;          /* bytes still to move */
-	bool fua;               /* disk writes durable before completion */
-	bool bm_failed;         /* the bus master refused the table or memory */
+	bool from_buf;	/* ch->buf[0, len) rather than the disk */
+	uint64_t off;	/* disk byte offset of the next chunk */
+	uint64_t left;	/* bytes still to move */
+	bool fua;	/* disk writes durable before completion */
+	bool bm_failed; /* the bus master refused the table or memory */
 	struct ide_prd_cursor cur;
-	uint32_t table;         /* PRD table address latched at start */
+	uint32_t table; /* PRD table address latched at start */
 };
 
 struct ide_bm {
@@ -214,39 +214,39 @@ struct ide_sg {
 
 struct ide_io {
 	struct blk_req req;
-	struct ide_sg sg;       /* BLK_MAX_IOV segments */
-	atomic_int handoff;     /* see ide_io_submit() */
+	struct ide_sg sg;   /* BLK_MAX_IOV segments */
+	atomic_int handoff; /* see ide_io_submit() */
 	int status;
-	bool busy;              /* at the block layer */
-	bool stale;             /* a reset came meanwhile: drop the result */
-	bool dma;               /* a DMA chunk (else a PIO request of unit) */
+	bool busy;  /* at the block layer */
+	bool stale; /* a reset came meanwhile: drop the result */
+	bool dma;   /* a DMA chunk (else a PIO request of unit) */
 	unsigned unit;
 };
 
 struct ide_channel {
-	struct device dev;      /* first: the bus hands us this */
+	struct device dev; /* first: the bus hands us this */
 	char name[16];
 	struct irq_line irq;
-	int irq_level;          /* -1 until first driven */
+	int irq_level; /* -1 until first driven */
 	struct ide_drive drive[2];
-	unsigned sel;           /* DEV bit of the Device register */
-	uint8_t dctl;           /* nIEN, SRST, HOB */
-	uint8_t *buf;           /* IDE_BUF_SIZE */
+	unsigned sel; /* DEV bit of the Device register */
+	uint8_t dctl; /* nIEN, SRST, HOB */
+	uint8_t *buf; /* IDE_BUF_SIZE */
 	struct ide_io io;
 	struct ide_dma dma;
 	struct ide_bm bm;
-	pthread_cond_t idle;    /* io.busy went false */
+	pthread_cond_t idle; /* io.busy went false */
 	/* The channel's I/O thread submits its block requests (ide.c,
 	 * ide_io_submit): a vCPU only queues them. Under the device lock. */
 	pthread_t io_thread;
 	pthread_cond_t io_kick;
 	bool io_thread_on, io_queued, io_stop;
-	unsigned warned;        /* IDE_WARN_* said once already */
+	unsigned warned; /* IDE_WARN_* said once already */
 };
 
 /* Guest nonsense is logged once per channel and kind. */
-#define IDE_WARN_BUSY 0x01      /* a command while busy */
-#define IDE_WARN_PRD  0x02      /* a PRD table the bus master refused */
+#define IDE_WARN_BUSY 0x01 /* a command while busy */
+#define IDE_WARN_PRD  0x02 /* a PRD table the bus master refused */
 void ide_warn_once(struct ide_channel *ch, unsigned what, const char *msg);
 
 /* ---- channel services for the drive models (ide.c) ---- */
@@ -317,9 +317,8 @@ void ide_bm_reset(struct ide_channel *ch);
  * 0, -EFAULT (an entry or a region not in RAM), -EINVAL (odd length or
  * address, no end-of-table bit within the 64 KiB the table may span) or
  * -ENOSPC (the table ended before want bytes). */
-int ide_prd_map(const struct ide_bm *bm, uint32_t table, struct ide_prd_cursor *cur,
-		uint64_t want, bool device_writes, bool map, unsigned align,
-		struct ide_sg *sg) WARN_UNUSED;
+int ide_prd_map(const struct ide_bm *bm, uint32_t table, struct ide_prd_cursor *cur, uint64_t want,
+		bool device_writes, bool map, unsigned align, struct ide_sg *sg) WARN_UNUSED;
 /* Is cur at the very end of the table (the last entry had EOT and is used up)? */
 bool ide_prd_exhausted(const struct ide_bm *bm, uint32_t table, const struct ide_prd_cursor *cur);
 

@@ -17,12 +17,12 @@
 #include "emu.h"
 #include "ide_priv.h"
 
-#define IDE_STATE_ID 0x49444543      /* "IDEC" */
+#define IDE_STATE_ID	  0x49444543 /* "IDEC" */
 #define IDE_STATE_VERSION 1
 
 #define BM_CMD_BITS (BM_CMD_START | BM_CMD_WRITE)
-#define BM_ST_BITS (BM_ST_ACTIVE | BM_ST_ERROR | BM_ST_INTR | BM_ST_DMA0 | BM_ST_DMA1)
-#define DC_BITS (ATA_DC_NIEN | ATA_DC_SRST | ATA_DC_HOB)
+#define BM_ST_BITS  (BM_ST_ACTIVE | BM_ST_ERROR | BM_ST_INTR | BM_ST_DMA0 | BM_ST_DMA1)
+#define DC_BITS	    (ATA_DC_NIEN | ATA_DC_SRST | ATA_DC_HOB)
 
 struct ide_saved {
 	unsigned sel;
@@ -54,9 +54,9 @@ static uint32_t ide_buf_used(const struct ide_channel *ch)
 
 static void ide_put_regs(struct state_buf *out, const struct ide_regs *r)
 {
-	const uint8_t v[] = { r->feature, r->nsector, r->lbal, r->lbam, r->lbah,
+	const uint8_t v[] = { r->feature,     r->nsector,     r->lbal,	   r->lbam,	r->lbah,
 			      r->hob_feature, r->hob_nsector, r->hob_lbal, r->hob_lbam, r->hob_lbah,
-			      r->device, r->command, r->status, r->error };
+			      r->device,      r->command,     r->status,   r->error };
 
 	state_put_bytes(out, v, sizeof(v));
 }
@@ -66,8 +66,8 @@ static void ide_get_regs(struct state_buf *in, struct ide_regs *r)
 	uint8_t v[14];
 
 	state_get_bytes(in, v, sizeof(v));
-	*r = (struct ide_regs){ v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
-				v[10], v[11], v[12], v[13] };
+	*r = (struct ide_regs){ v[0], v[1], v[2], v[3],	 v[4],	v[5],  v[6],
+				v[7], v[8], v[9], v[10], v[11], v[12], v[13] };
 }
 
 int ide_save(struct device *dev, struct state_buf *out)
@@ -109,8 +109,8 @@ int ide_save(struct device *dev, struct state_buf *out)
 		bool pio = d->phase == IDE_PH_PIO_IN || d->phase == IDE_PH_PIO_OUT;
 
 		state_put_u8(out, (uint8_t)d->phase);
-		state_put_u32(out, pio ? d->pos : 0);        /* the window only means */
-		state_put_u32(out, pio ? d->end : 0);        /* something in a PIO phase */
+		state_put_u32(out, pio ? d->pos : 0); /* the window only means */
+		state_put_u32(out, pio ? d->end : 0); /* something in a PIO phase */
 		if (d->kind == IDE_DISK)
 			ata_disk_save(d, out);
 		else if (d->kind == IDE_CDROM)
@@ -220,9 +220,13 @@ int ide_load(struct device *dev, struct state_buf *in)
 	ch->bm.prd = s.bm.prd;
 	ch->dma = (struct ide_dma){ 0 };
 	if (s.dma.pending)
-		ch->dma = (struct ide_dma){ .pending = true, .unit = s.dma.unit,
-					    .to_guest = s.dma.to_guest, .from_buf = s.dma.from_buf,
-					    .off = s.dma.off, .left = s.dma.left, .fua = s.dma.fua };
+		ch->dma = (struct ide_dma){ .pending = true,
+					    .unit = s.dma.unit,
+					    .to_guest = s.dma.to_guest,
+					    .from_buf = s.dma.from_buf,
+					    .off = s.dma.off,
+					    .left = s.dma.left,
+					    .fua = s.dma.fua };
 	for (unsigned u = 0; u < 2; u++)
 		ch->drive[u] = s.drive[u];
 	memcpy(ch->buf, s.buf, s.used);

@@ -22,22 +22,22 @@
 
 /* CONFIG_ADDRESS (PCI Local Bus 3.0, 3.2.2.3.2): enable, bus, device, function,
  * dword register; bits 30:24 reserved and bits 1:0 read as 0. */
-#define CFG_ADDR_ENABLE 0x80000000u
-#define CFG_ADDR_MASK   0x80fffffcu
-#define CFG_ADDR_BUS(a)  (((a) >> 16) & 0xff)
+#define CFG_ADDR_ENABLE	 0x80000000u
+#define CFG_ADDR_MASK	 0x80fffffcu
+#define CFG_ADDR_BUS(a)	 (((a) >> 16) & 0xff)
 #define CFG_ADDR_SLOT(a) (((a) >> 11) & 0x1f)
-#define CFG_ADDR_FN(a)   (((a) >> 8) & 0x7)
-#define CFG_ADDR_REG(a)  ((a) & 0xfc)
+#define CFG_ADDR_FN(a)	 (((a) >> 8) & 0x7)
+#define CFG_ADDR_REG(a)	 ((a)&0xfc)
 
 /* 82441FX (i440FX) PMC: PAM0-6 shadow-RAM attributes (mapped by the PAM
  * device once the machine gives the host one: pci_host_set_pam) and SMRAM
  * control, a plain read/write register as far as firmware can tell. */
-#define I440FX_PAM0  0x59
-#define I440FX_PAM6  0x5f
-#define I440FX_SMRAM 0x72
+#define I440FX_PAM0	     0x59
+#define I440FX_PAM6	     0x5f
+#define I440FX_SMRAM	     0x72
 #define I440FX_SMRAM_DEFAULT 0x02
 
-#define PCI_HOST_STATE_ID 0x50434948 /* "PCIH" */
+#define PCI_HOST_STATE_ID      0x50434948 /* "PCIH" */
 #define PCI_HOST_STATE_VERSION 1
 
 struct pci_host {
@@ -45,7 +45,7 @@ struct pci_host {
 	uint32_t config_addr;
 	struct pci_dev bridge;
 	struct pci_bus bus;
-	struct device *pam;              /* NULL: PAM registers without effect */
+	struct device *pam; /* NULL: PAM registers without effect */
 	uint8_t pam_power_on[PAM_NREGS];
 };
 
@@ -98,7 +98,8 @@ static uint64_t pci_host_read(struct device *dev, int region, uint64_t off, unsi
 	return emu_ones(size);
 }
 
-static void pci_host_write(struct device *dev, int region, uint64_t off, unsigned size, uint64_t val)
+static void pci_host_write(struct device *dev, int region, uint64_t off, unsigned size,
+			   uint64_t val)
 {
 	struct pci_host *h = to_host(dev);
 
@@ -139,7 +140,8 @@ static void pci_host_bridge_init(struct pci_host *h)
 	b->slot = slot;
 	b->fn = fn;
 	pci_dev_set_subsystem(b, 0x1af4, 0x1100);
-	pci_set_u16(b, PCI_STATUS, 0x0280); /* 82441FX PCISTS default: fast back-to-back, medium DEVSEL */
+	pci_set_u16(b, PCI_STATUS,
+		    0x0280); /* 82441FX PCISTS default: fast back-to-back, medium DEVSEL */
 	for (unsigned o = I440FX_PAM0; o <= I440FX_PAM6; o++)
 		b->wmask[o] = 0xff;
 	memcpy(&b->cfg[I440FX_PAM0], h->pam_power_on, PAM_NREGS);

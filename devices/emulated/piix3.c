@@ -19,36 +19,35 @@
 
 #define PIIX3_VENDOR 0x8086
 #define PIIX3_DEVICE 0x7000
-#define PIIX3_CLASS  0x060100   /* bridge, PCI-to-ISA */
+#define PIIX3_CLASS  0x060100 /* bridge, PCI-to-ISA */
 
-#define PIIX3_PIRQRC       0x60
+#define PIIX3_PIRQRC	   0x60
 #define PIIX3_PIRQ_DISABLE 0x80
-#define PIIX3_PIRQ_IRQ     0x0f
+#define PIIX3_PIRQ_IRQ	   0x0f
 
 /* Datasheet defaults of the registers kept as storage (offset, bytes, value). */
-static const struct { uint8_t off, len; uint16_t val; } piix3_regs[] = {
-	{ 0x4c, 1, 0x4d },     /* IORT: ISA I/O recovery timer */
-	{ 0x4e, 2, 0x0003 },   /* XBCS: X-Bus chip select */
-	{ 0x60, 1, 0x80 },     /* PIRQRC[A:D]: not routed */
-	{ 0x61, 1, 0x80 },
-	{ 0x62, 1, 0x80 },
-	{ 0x63, 1, 0x80 },
-	{ 0x69, 1, 0x02 },     /* TOM: top of memory */
-	{ 0x6a, 2, 0x0000 },   /* MSTAT: miscellaneous status */
-	{ 0x70, 1, 0x80 },     /* MBIRQ0: motherboard IRQ route, disabled */
-	{ 0x76, 1, 0x0c },     /* MBDMA0/1: motherboard DMA, disabled */
-	{ 0x77, 1, 0x0c },
-	{ 0x78, 2, 0x0002 },   /* PCSC: programmable chip select */
-	{ 0x80, 1, 0x00 },     /* APICBASE */
-	{ 0x82, 1, 0x00 },     /* DLC: deterministic latency (Linux's passive-release quirk) */
-	{ 0xa0, 1, 0x08 },     /* SMICNTL */
-	{ 0xa2, 2, 0x0000 },   /* SMIEN */
-	{ 0xa4, 2, 0x0000 },   /* SEE: system event enable (low half) */
-	{ 0xa6, 2, 0x0000 },
-	{ 0xa8, 1, 0x0f },     /* FTMR: fast off timer */
-	{ 0xaa, 2, 0x0000 },   /* SMIREQ */
-	{ 0xac, 1, 0x00 },     /* CTLTMR */
-	{ 0xae, 1, 0x00 },     /* CTHTMR */
+static const struct {
+	uint8_t off, len;
+	uint16_t val;
+} piix3_regs[] = {
+	{ 0x4c, 1, 0x4d },   /* IORT: ISA I/O recovery timer */
+	{ 0x4e, 2, 0x0003 }, /* XBCS: X-Bus chip select */
+	{ 0x60, 1, 0x80 },   /* PIRQRC[A:D]: not routed */
+	{ 0x61, 1, 0x80 },   { 0x62, 1, 0x80 },
+	{ 0x63, 1, 0x80 },   { 0x69, 1, 0x02 },	  /* TOM: top of memory */
+	{ 0x6a, 2, 0x0000 },			  /* MSTAT: miscellaneous status */
+	{ 0x70, 1, 0x80 },			  /* MBIRQ0: motherboard IRQ route, disabled */
+	{ 0x76, 1, 0x0c },			  /* MBDMA0/1: motherboard DMA, disabled */
+	{ 0x77, 1, 0x0c },   { 0x78, 2, 0x0002 }, /* PCSC: programmable chip select */
+	{ 0x80, 1, 0x00 },			  /* APICBASE */
+	{ 0x82, 1, 0x00 },   /* DLC: deterministic latency (Linux's passive-release quirk) */
+	{ 0xa0, 1, 0x08 },   /* SMICNTL */
+	{ 0xa2, 2, 0x0000 }, /* SMIEN */
+	{ 0xa4, 2, 0x0000 }, /* SEE: system event enable (low half) */
+	{ 0xa6, 2, 0x0000 }, { 0xa8, 1, 0x0f }, /* FTMR: fast off timer */
+	{ 0xaa, 2, 0x0000 },			/* SMIREQ */
+	{ 0xac, 1, 0x00 },			/* CTLTMR */
+	{ 0xae, 1, 0x00 },			/* CTHTMR */
 };
 
 struct piix3 {
@@ -75,7 +74,7 @@ static struct piix3 *to_piix3(struct device *dev)
  * IRQ the datasheet reserves (0-2, 8, 13: timer, cascade, RTC, FPU). */
 static unsigned piix3_route_irq(uint8_t r)
 {
-	static const uint16_t valid = 0xdef8;   /* 3-7, 9-12, 14, 15 */
+	static const uint16_t valid = 0xdef8; /* 3-7, 9-12, 14, 15 */
 	unsigned irq = r & PIIX3_PIRQ_IRQ;
 
 	return (r & PIIX3_PIRQ_DISABLE) || !(valid & (1u << irq)) ? 0 : irq;

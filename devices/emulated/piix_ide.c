@@ -24,13 +24,13 @@
 
 #define PIIX_IDE_VENDOR 0x8086
 #define PIIX_IDE_DEVICE 0x7010
-#define PIIX_IDE_CLASS  0x010180   /* mass storage, IDE, compatibility mode + bus master */
+#define PIIX_IDE_CLASS	0x010180 /* mass storage, IDE, compatibility mode + bus master */
 
 #define PIIX_IDE_BMIBA_BAR 4
 #define PIIX_IDE_BMIBA_LEN 16
-#define PIIX_IDE_IDETIM    0x40    /* primary; secondary at 0x42 */
+#define PIIX_IDE_IDETIM	   0x40 /* primary; secondary at 0x42 */
 #define PIIX_IDE_SIDETIM   0x44
-#define PIIX_IDETIM_IDE    0x8000  /* IDE Decode Enable */
+#define PIIX_IDETIM_IDE	   0x8000 /* IDE Decode Enable */
 
 static const uint16_t piix_ide_cmd_base[2] = { IDE_PRIMARY_CMD, IDE_SECONDARY_CMD };
 static const uint16_t piix_ide_ctrl_base[2] = { IDE_PRIMARY_CTRL, IDE_SECONDARY_CTRL };
@@ -41,7 +41,7 @@ struct piix_ide {
 	uint8_t power_on[PCI_CFG_SIZE];
 	struct bus *pio;
 	struct device *ch[2];
-	bool decoded[2];          /* the channel's legacy ports are on the bus */
+	bool decoded[2]; /* the channel's legacy ports are on the bus */
 };
 
 static struct piix_ide *to_pide(struct device *dev)
@@ -134,7 +134,8 @@ static void pide_bar_remap(struct pci_dev *pdev, int bar, uint64_t old, uint64_t
 		if (now != PCI_BAR_UNMAPPED && p->ch[c] &&
 		    bus_insert(p->pio, now + off, IDE_BMDMA_LEN, p->ch[c], IDE_REGION_BMDMA))
 			kwarn("piix-ide: BMIBA at %#llx overlaps another device; channel %u's "
-			      "bus master not decoded", (unsigned long long)now, c);
+			      "bus master not decoded",
+			      (unsigned long long)now, c);
 	}
 }
 
@@ -212,7 +213,7 @@ struct device *piix_ide_create(const struct piix_ide_conf *c)
 	pd = &p->pdev;
 	pci_dev_init(pd, PIIX_IDE_VENDOR, PIIX_IDE_DEVICE, PIIX_IDE_CLASS, 0, &piix_ide_pci_ops, p);
 	pci_set_wmask16(pd, PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MASTER);
-	pci_set_u16(pd, PCI_STATUS, 0x0280);   /* fast back-to-back, medium DEVSEL */
+	pci_set_u16(pd, PCI_STATUS, 0x0280); /* fast back-to-back, medium DEVSEL */
 	if (pci_dev_set_bar(pd, PIIX_IDE_BMIBA_BAR, PIIX_IDE_BMIBA_LEN, PCI_BAR_IO) ||
 	    pci_dev_reserve(pd, PIIX_IDE_IDETIM, PIIX_IDE_SIDETIM + 1 - PIIX_IDE_IDETIM)) {
 		pthread_mutex_destroy(&p->dev.lock);

@@ -19,7 +19,7 @@
 #include "kestrel/util.h"
 
 /* Replies shared by both devices (IBM PS/2 Technical Reference). */
-#define PS2_REPLY_ACK    0xfa
+#define PS2_REPLY_ACK	 0xfa
 #define PS2_REPLY_RESEND 0xfe
 #define PS2_REPLY_BAT_OK 0xaa /* basic assurance test passed, after a reset */
 
@@ -88,15 +88,15 @@ static inline bool ps2_queue_load(struct ps2_queue *q, struct state_buf *in)
 /* ---- keyboard (ps2_kbd.c) ---- */
 
 struct ps2_kbd {
-	struct ps2_queue reply;  /* command replies: sent before pending scancodes */
-	struct ps2_queue keys;   /* scancodes of host key events */
-	uint8_t pending_cmd;     /* command waiting for its argument byte, or 0 */
-	uint8_t scanset;         /* 1 or 2 */
-	uint8_t leds;            /* ED argument: bit 0 Scroll, 1 Num, 2 Caps Lock */
-	uint8_t typematic;       /* F3 argument: delay bits 5-6, rate bits 0-4 */
-	bool scanning;           /* F4/F5: key events are reported */
-	uint8_t last;            /* last byte sent, for the resend command */
-	uint8_t mods;            /* host modifier keys held (PS2_MOD_*) */
+	struct ps2_queue reply; /* command replies: sent before pending scancodes */
+	struct ps2_queue keys;	/* scancodes of host key events */
+	uint8_t pending_cmd;	/* command waiting for its argument byte, or 0 */
+	uint8_t scanset;	/* 1 or 2 */
+	uint8_t leds;		/* ED argument: bit 0 Scroll, 1 Num, 2 Caps Lock */
+	uint8_t typematic;	/* F3 argument: delay bits 5-6, rate bits 0-4 */
+	bool scanning;		/* F4/F5: key events are reported */
+	uint8_t last;		/* last byte sent, for the resend command */
+	uint8_t mods;		/* host modifier keys held (PS2_MOD_*) */
 };
 
 /* The host's modifier keys held down, which change what PrintScreen and
@@ -134,18 +134,18 @@ int ps2_kbd_load(struct ps2_kbd *k, struct state_buf *in) WARN_UNUSED;
 /* ---- mouse (ps2_mouse.c) ---- */
 
 struct ps2_mouse {
-	struct ps2_queue q;      /* replies and movement packets, in order */
-	uint8_t pending_cmd;     /* F3 or E8 waiting for its argument, or 0 */
-	uint8_t status;          /* PS2_MOUSE_ST_REMOTE | _ENABLED | _SCALE21 */
-	uint8_t resolution;      /* 0..3: 1, 2, 4, 8 counts/mm */
-	uint8_t rate;            /* samples/s */
-	uint8_t id;              /* 0 standard, 3 IntelliMouse (wheel) */
-	uint8_t knock[3];        /* the last three sample rates set, newest last */
-	bool wrap;               /* echo mode (EE .. EC) */
-	int32_t dx, dy, dz;      /* movement not yet reported, in PS/2 axes (y up) */
-	uint8_t buttons;         /* host buttons held: bit 0 left, 1 right, 2 middle */
-	uint8_t reported;        /* buttons in the last packet */
-	uint8_t last[4];         /* last packet, for the resend command */
+	struct ps2_queue q;  /* replies and movement packets, in order */
+	uint8_t pending_cmd; /* F3 or E8 waiting for its argument, or 0 */
+	uint8_t status;	     /* PS2_MOUSE_ST_REMOTE | _ENABLED | _SCALE21 */
+	uint8_t resolution;  /* 0..3: 1, 2, 4, 8 counts/mm */
+	uint8_t rate;	     /* samples/s */
+	uint8_t id;	     /* 0 standard, 3 IntelliMouse (wheel) */
+	uint8_t knock[3];    /* the last three sample rates set, newest last */
+	bool wrap;	     /* echo mode (EE .. EC) */
+	int32_t dx, dy, dz;  /* movement not yet reported, in PS/2 axes (y up) */
+	uint8_t buttons;     /* host buttons held: bit 0 left, 1 right, 2 middle */
+	uint8_t reported;    /* buttons in the last packet */
+	uint8_t last[4];     /* last packet, for the resend command */
 	uint8_t last_len;
 };
 

@@ -23,32 +23,33 @@
 #include "ps2.h"
 
 /* Keyboard commands (IBM keyboard technical reference, "Commands from the system"). */
-#define KBD_CMD_SET_LEDS  0xed
-#define KBD_CMD_ECHO      0xee
-#define KBD_CMD_SCANSET   0xf0
-#define KBD_CMD_GET_ID    0xf2
-#define KBD_CMD_TYPEMATIC 0xf3
-#define KBD_CMD_ENABLE    0xf4
-#define KBD_CMD_DISABLE   0xf5 /* defaults, stop scanning */
-#define KBD_CMD_DEFAULTS  0xf6 /* defaults, scan */
+#define KBD_CMD_SET_LEDS   0xed
+#define KBD_CMD_ECHO	   0xee
+#define KBD_CMD_SCANSET	   0xf0
+#define KBD_CMD_GET_ID	   0xf2
+#define KBD_CMD_TYPEMATIC  0xf3
+#define KBD_CMD_ENABLE	   0xf4
+#define KBD_CMD_DISABLE	   0xf5 /* defaults, stop scanning */
+#define KBD_CMD_DEFAULTS   0xf6 /* defaults, scan */
 #define KBD_CMD_SET3_FIRST 0xf7 /* F7..FD: set 3 key types, acknowledged only */
 #define KBD_CMD_SET3_LAST  0xfd
-#define KBD_CMD_RESEND    0xfe
-#define KBD_CMD_RESET     0xff
-#define KBD_CMD_FIRST     KBD_CMD_SET_LEDS /* bytes from here on are commands */
+#define KBD_CMD_RESEND	   0xfe
+#define KBD_CMD_RESET	   0xff
+#define KBD_CMD_FIRST	   KBD_CMD_SET_LEDS /* bytes from here on are commands */
 
-#define KBD_ID_1 0xab
-#define KBD_ID_2 0x83
-#define KBD_BREAK 0xf0      /* set 2: the next code is a release */
-#define KBD_E0 0xe0
-#define KBD_E1 0xe1
-#define KBD_OVERRUN_SET2 0x00 /* set 1: 0xff, which is its translation */
+#define KBD_ID_1	      0xab
+#define KBD_ID_2	      0x83
+#define KBD_BREAK	      0xf0 /* set 2: the next code is a release */
+#define KBD_E0		      0xe0
+#define KBD_E1		      0xe1
+#define KBD_OVERRUN_SET2      0x00 /* set 1: 0xff, which is its translation */
 #define KBD_TYPEMATIC_DEFAULT 0x2b /* 10.9 characters/s after 500 ms */
 
 #define SC_E0 0x100 /* the code has the E0 prefix */
 
 /* Set 2 make codes by Linux key code. KEY_SYSRQ (Print Screen) and
  * KEY_PAUSE send sequences of their own (kbd_special). */
+/* clang-format off */
 static const uint16_t kbd_set2[KEY_MAX + 1] = {
 	[KEY_ESC] = 0x76, [KEY_1] = 0x16, [KEY_2] = 0x1e, [KEY_3] = 0x26, [KEY_4] = 0x25,
 	[KEY_5] = 0x2e, [KEY_6] = 0x36, [KEY_7] = 0x3d, [KEY_8] = 0x3e, [KEY_9] = 0x46,
@@ -85,20 +86,22 @@ static const uint16_t kbd_set2[KEY_MAX + 1] = {
 	[KEY_RIGHTMETA] = SC_E0 | 0x27, [KEY_COMPOSE] = SC_E0 | 0x2f,
 	[KEY_SLEEP] = SC_E0 | 0x3f, [KEY_WAKEUP] = SC_E0 | 0x5e,
 };
+/* clang-format on */
 
 /* The 8042's translation of set 2 to set 1 (its ROM table): the first half
  * maps every set 2 code to its set 1 code, the second half passes bytes
  * through except F7 (83) and Alt+SysRq (84), the two set 2 codes above 7F.
  * F0 is not in the table: it sets bit 7 of the next byte instead. */
 static const uint8_t set2_to_set1[128] = {
-	0xff, 0x43, 0x41, 0x3f, 0x3d, 0x3b, 0x3c, 0x58, 0x64, 0x44, 0x42, 0x40, 0x3e, 0x0f, 0x29, 0x59,
-	0x65, 0x38, 0x2a, 0x70, 0x1d, 0x10, 0x02, 0x5a, 0x66, 0x71, 0x2c, 0x1f, 0x1e, 0x11, 0x03, 0x5b,
-	0x67, 0x2e, 0x2d, 0x20, 0x12, 0x05, 0x04, 0x5c, 0x68, 0x39, 0x2f, 0x21, 0x14, 0x13, 0x06, 0x5d,
-	0x69, 0x31, 0x30, 0x23, 0x22, 0x15, 0x07, 0x5e, 0x6a, 0x72, 0x32, 0x24, 0x16, 0x08, 0x09, 0x5f,
-	0x6b, 0x33, 0x25, 0x17, 0x18, 0x0b, 0x0a, 0x60, 0x6c, 0x34, 0x35, 0x26, 0x27, 0x19, 0x0c, 0x61,
-	0x6d, 0x73, 0x28, 0x74, 0x1a, 0x0d, 0x62, 0x6e, 0x3a, 0x36, 0x1c, 0x1b, 0x75, 0x2b, 0x63, 0x76,
-	0x55, 0x56, 0x77, 0x78, 0x79, 0x7a, 0x0e, 0x7b, 0x7c, 0x4f, 0x7d, 0x4b, 0x47, 0x7e, 0x7f, 0x6f,
-	0x52, 0x53, 0x50, 0x4c, 0x4d, 0x48, 0x01, 0x45, 0x57, 0x4e, 0x51, 0x4a, 0x37, 0x49, 0x46, 0x54,
+	0xff, 0x43, 0x41, 0x3f, 0x3d, 0x3b, 0x3c, 0x58, 0x64, 0x44, 0x42, 0x40, 0x3e, 0x0f, 0x29,
+	0x59, 0x65, 0x38, 0x2a, 0x70, 0x1d, 0x10, 0x02, 0x5a, 0x66, 0x71, 0x2c, 0x1f, 0x1e, 0x11,
+	0x03, 0x5b, 0x67, 0x2e, 0x2d, 0x20, 0x12, 0x05, 0x04, 0x5c, 0x68, 0x39, 0x2f, 0x21, 0x14,
+	0x13, 0x06, 0x5d, 0x69, 0x31, 0x30, 0x23, 0x22, 0x15, 0x07, 0x5e, 0x6a, 0x72, 0x32, 0x24,
+	0x16, 0x08, 0x09, 0x5f, 0x6b, 0x33, 0x25, 0x17, 0x18, 0x0b, 0x0a, 0x60, 0x6c, 0x34, 0x35,
+	0x26, 0x27, 0x19, 0x0c, 0x61, 0x6d, 0x73, 0x28, 0x74, 0x1a, 0x0d, 0x62, 0x6e, 0x3a, 0x36,
+	0x1c, 0x1b, 0x75, 0x2b, 0x63, 0x76, 0x55, 0x56, 0x77, 0x78, 0x79, 0x7a, 0x0e, 0x7b, 0x7c,
+	0x4f, 0x7d, 0x4b, 0x47, 0x7e, 0x7f, 0x6f, 0x52, 0x53, 0x50, 0x4c, 0x4d, 0x48, 0x01, 0x45,
+	0x57, 0x4e, 0x51, 0x4a, 0x37, 0x49, 0x46, 0x54,
 };
 
 uint8_t ps2_set2_to_set1(uint8_t v)
@@ -161,7 +164,8 @@ static unsigned kbd_special(unsigned code, bool down, uint8_t mods, uint8_t *out
 {
 	static const uint8_t prtsc[] = { KBD_E0, 0x12, KBD_E0, 0x7c };
 	static const uint8_t prtsc_up[] = { KBD_E0, KBD_BREAK, 0x7c, KBD_E0, KBD_BREAK, 0x12 };
-	static const uint8_t pause[] = { KBD_E1, 0x14, 0x77, KBD_E1, KBD_BREAK, 0x14, KBD_BREAK, 0x77 };
+	static const uint8_t pause[] = { KBD_E1,    0x14, 0x77,	     KBD_E1,
+					 KBD_BREAK, 0x14, KBD_BREAK, 0x77 };
 	static const uint8_t brk[] = { KBD_E0, 0x7e, KBD_E0, KBD_BREAK, 0x7e };
 	bool alt = mods & (PS2_MOD_LALT | PS2_MOD_RALT);
 	bool ctrl = mods & (PS2_MOD_LCTRL | PS2_MOD_RCTRL);
@@ -170,7 +174,8 @@ static unsigned kbd_special(unsigned code, bool down, uint8_t mods, uint8_t *out
 	if (code == KEY_PAUSE) {
 		if (!down)
 			return 0;
-		return ctrl ? kbd_put(out, 0, brk, sizeof(brk)) : kbd_put(out, 0, pause, sizeof(pause));
+		return ctrl ? kbd_put(out, 0, brk, sizeof(brk))
+			    : kbd_put(out, 0, pause, sizeof(pause));
 	}
 	if (alt) {
 		out[0] = down ? 0x84 : KBD_BREAK;
@@ -179,7 +184,8 @@ static unsigned kbd_special(unsigned code, bool down, uint8_t mods, uint8_t *out
 	}
 	if (ctrl || shift)
 		return down ? kbd_put(out, 0, prtsc + 2, 2) : kbd_put(out, 0, prtsc_up, 3);
-	return down ? kbd_put(out, 0, prtsc, sizeof(prtsc)) : kbd_put(out, 0, prtsc_up, sizeof(prtsc_up));
+	return down ? kbd_put(out, 0, prtsc, sizeof(prtsc))
+		    : kbd_put(out, 0, prtsc_up, sizeof(prtsc_up));
 }
 
 /* Set 2 bytes of one event (at most 8). */
@@ -228,7 +234,7 @@ static void kbd_overrun(struct ps2_kbd *k)
 }
 
 #define KBD_MAX_EVENT_BYTES 8
-#define KBD_MAX_EVENTS 128
+#define KBD_MAX_EVENTS	    128
 
 int ps2_kbd_keys(struct ps2_kbd *k, const struct ps2_key_event *ev, unsigned n)
 {
@@ -307,9 +313,7 @@ static void kbd_command(struct ps2_kbd *k, uint8_t v)
 		k->pending_cmd = v;
 		kbd_reply(k, PS2_REPLY_ACK);
 		break;
-	case KBD_CMD_ECHO:
-		kbd_reply(k, KBD_CMD_ECHO);
-		break;
+	case KBD_CMD_ECHO: kbd_reply(k, KBD_CMD_ECHO); break;
 	case KBD_CMD_GET_ID:
 		kbd_reply(k, PS2_REPLY_ACK);
 		kbd_reply(k, KBD_ID_1);
@@ -327,9 +331,7 @@ static void kbd_command(struct ps2_kbd *k, uint8_t v)
 		k->scanning = v == KBD_CMD_DEFAULTS;
 		kbd_reply(k, PS2_REPLY_ACK);
 		break;
-	case KBD_CMD_RESEND:
-		kbd_reply(k, k->last);
-		break;
+	case KBD_CMD_RESEND: kbd_reply(k, k->last); break;
 	case KBD_CMD_RESET:
 		ps2_queue_clear(&k->keys);
 		kbd_defaults(k);
@@ -370,7 +372,7 @@ uint8_t ps2_kbd_read(struct ps2_kbd *k)
 
 /* ---- state ---- */
 
-#define KBD_STATE_ID 0x4b325350 /* "PS2K" */
+#define KBD_STATE_ID	  0x4b325350 /* "PS2K" */
 #define KBD_STATE_VERSION 1
 
 void ps2_kbd_save(const struct ps2_kbd *k, struct state_buf *out)

@@ -23,25 +23,25 @@
 #include "ps2.h"
 
 /* Mouse commands (IBM pointing device reference, "Commands from the system"). */
-#define AUX_CMD_SCALE11    0xe6
-#define AUX_CMD_SCALE21    0xe7
-#define AUX_CMD_SET_RES    0xe8
-#define AUX_CMD_STATUS     0xe9
-#define AUX_CMD_STREAM     0xea
+#define AUX_CMD_SCALE11	   0xe6
+#define AUX_CMD_SCALE21	   0xe7
+#define AUX_CMD_SET_RES	   0xe8
+#define AUX_CMD_STATUS	   0xe9
+#define AUX_CMD_STREAM	   0xea
 #define AUX_CMD_READ_DATA  0xeb
 #define AUX_CMD_RESET_WRAP 0xec
 #define AUX_CMD_SET_WRAP   0xee
-#define AUX_CMD_REMOTE     0xf0
-#define AUX_CMD_GET_ID     0xf2
+#define AUX_CMD_REMOTE	   0xf0
+#define AUX_CMD_GET_ID	   0xf2
 #define AUX_CMD_SET_RATE   0xf3
-#define AUX_CMD_ENABLE     0xf4
-#define AUX_CMD_DISABLE    0xf5
+#define AUX_CMD_ENABLE	   0xf4
+#define AUX_CMD_DISABLE	   0xf5
 #define AUX_CMD_DEFAULTS   0xf6
-#define AUX_CMD_RESEND     0xfe
-#define AUX_CMD_RESET      0xff
+#define AUX_CMD_RESEND	   0xfe
+#define AUX_CMD_RESET	   0xff
 
 #define AUX_ID_STANDARD 0x00
-#define AUX_ID_WHEEL    0x03 /* IntelliMouse */
+#define AUX_ID_WHEEL	0x03 /* IntelliMouse */
 
 /* Packet byte 0. */
 #define PKT_ALWAYS1 0x08
@@ -51,14 +51,14 @@
 #define PKT_YOVF    0x80
 
 #define AUX_RATE_DEFAULT 100
-#define AUX_RES_DEFAULT  2    /* 4 counts/mm */
-#define AUX_MOVE_MIN (-256)   /* 9-bit two's complement */
-#define AUX_MOVE_MAX 255
-#define AUX_WHEEL_MIN (-8)    /* the IntelliMouse's 4-bit Z */
-#define AUX_WHEEL_MAX 7
+#define AUX_RES_DEFAULT	 2	/* 4 counts/mm */
+#define AUX_MOVE_MIN	 (-256) /* 9-bit two's complement */
+#define AUX_MOVE_MAX	 255
+#define AUX_WHEEL_MIN	 (-8) /* the IntelliMouse's 4-bit Z */
+#define AUX_WHEEL_MAX	 7
 /* Unreported movement is capped: a guest that reads nothing for an hour
  * gets a bounded burst of packets, not one per host event. */
-#define AUX_COUNTER_MAX 4096
+#define AUX_COUNTER_MAX	 4096
 
 static const uint8_t aux_rates[] = { 10, 20, 40, 60, 80, 100, 200 };
 static const uint8_t aux_knock_wheel[3] = { 200, 100, 80 };
@@ -256,34 +256,16 @@ static void aux_read_data(struct ps2_mouse *m)
 static bool aux_mode_command(struct ps2_mouse *m, uint8_t v)
 {
 	switch (v) {
-	case AUX_CMD_SCALE11:
-		m->status &= ~PS2_MOUSE_ST_SCALE21;
-		return true;
-	case AUX_CMD_SCALE21:
-		m->status |= PS2_MOUSE_ST_SCALE21;
-		return true;
-	case AUX_CMD_STREAM:
-		m->status &= ~PS2_MOUSE_ST_REMOTE;
-		break;
-	case AUX_CMD_REMOTE:
-		m->status |= PS2_MOUSE_ST_REMOTE;
-		break;
-	case AUX_CMD_ENABLE:
-		m->status |= PS2_MOUSE_ST_ENABLED;
-		break;
-	case AUX_CMD_DISABLE:
-		m->status &= ~PS2_MOUSE_ST_ENABLED;
-		break;
-	case AUX_CMD_SET_WRAP:
-		m->wrap = true;
-		break;
-	case AUX_CMD_RESET_WRAP: /* outside wrap mode: nothing to leave */
-		break;
-	case AUX_CMD_DEFAULTS:
-		aux_defaults(m);
-		break;
-	default:
-		return false;
+	case AUX_CMD_SCALE11: m->status &= ~PS2_MOUSE_ST_SCALE21; return true;
+	case AUX_CMD_SCALE21: m->status |= PS2_MOUSE_ST_SCALE21; return true;
+	case AUX_CMD_STREAM: m->status &= ~PS2_MOUSE_ST_REMOTE; break;
+	case AUX_CMD_REMOTE: m->status |= PS2_MOUSE_ST_REMOTE; break;
+	case AUX_CMD_ENABLE: m->status |= PS2_MOUSE_ST_ENABLED; break;
+	case AUX_CMD_DISABLE: m->status &= ~PS2_MOUSE_ST_ENABLED; break;
+	case AUX_CMD_SET_WRAP: m->wrap = true; break;
+	case AUX_CMD_RESET_WRAP: /* outside wrap mode: nothing to leave */ break;
+	case AUX_CMD_DEFAULTS: aux_defaults(m); break;
+	default: return false;
 	}
 	aux_counters_clear(m);
 	return true;
@@ -304,12 +286,8 @@ static void aux_command(struct ps2_mouse *m, uint8_t v)
 		m->pending_cmd = v;
 		aux_reply(m, PS2_REPLY_ACK);
 		break;
-	case AUX_CMD_STATUS:
-		aux_status(m);
-		break;
-	case AUX_CMD_READ_DATA:
-		aux_read_data(m);
-		break;
+	case AUX_CMD_STATUS: aux_status(m); break;
+	case AUX_CMD_READ_DATA: aux_read_data(m); break;
 	case AUX_CMD_GET_ID:
 		aux_reply(m, PS2_REPLY_ACK);
 		aux_reply(m, m->id);
@@ -318,11 +296,8 @@ static void aux_command(struct ps2_mouse *m, uint8_t v)
 		for (unsigned i = 0; i < m->last_len; i++)
 			aux_reply(m, m->last[i]);
 		break;
-	case AUX_CMD_RESET:
-		aux_reset(m);
-		break;
-	default:
-		aux_reply(m, PS2_REPLY_RESEND);
+	case AUX_CMD_RESET: aux_reset(m); break;
+	default: aux_reply(m, PS2_REPLY_RESEND);
 	}
 }
 
@@ -369,7 +344,7 @@ uint8_t ps2_mouse_read(struct ps2_mouse *m)
 
 /* ---- state ---- */
 
-#define AUX_STATE_ID 0x4d325350 /* "PS2M" */
+#define AUX_STATE_ID	  0x4d325350 /* "PS2M" */
 #define AUX_STATE_VERSION 1
 
 void ps2_mouse_save(const struct ps2_mouse *m, struct state_buf *out)
@@ -404,7 +379,8 @@ static bool aux_state_valid(const struct ps2_mouse *n, uint8_t wrap)
 	bool ok = n->pending_cmd == 0 || n->pending_cmd == AUX_CMD_SET_RATE ||
 		  n->pending_cmd == AUX_CMD_SET_RES;
 
-	ok &= (n->status & ~(PS2_MOUSE_ST_REMOTE | PS2_MOUSE_ST_ENABLED | PS2_MOUSE_ST_SCALE21)) == 0;
+	ok &= (n->status & ~(PS2_MOUSE_ST_REMOTE | PS2_MOUSE_ST_ENABLED | PS2_MOUSE_ST_SCALE21)) ==
+	      0;
 	ok &= n->resolution <= 3 && aux_rate_valid(n->rate) && wrap <= 1;
 	ok &= n->id == AUX_ID_STANDARD || n->id == AUX_ID_WHEEL;
 	for (unsigned i = 0; i < sizeof(n->knock); i++)

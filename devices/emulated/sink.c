@@ -10,9 +10,9 @@
 #include "kestrel/state.h"
 #include "emu.h"
 
-#define SINK_STATE_ID 0x534e4b30 /* "SNK0" */
+#define SINK_STATE_ID	   0x534e4b30 /* "SNK0" */
 #define SINK_STATE_VERSION 1
-#define SINK_NAME_MAX 32
+#define SINK_NAME_MAX	   32
 
 struct sink {
 	struct device dev;

@@ -39,14 +39,14 @@
 #include "emu.h"
 #include "tulip_priv.h"
 
-#define TULIP_REGION_IO 0
-#define TULIP_REGION_MEM 1
-#define TULIP_REVISION 0x20             /* 21140A, as Hyper-V's */
-#define TULIP_SUBSYS_VENDOR 0x1af4      /* as kestrel's virtio functions */
-#define TULIP_SUBSYS_ID 0x1100
-#define TULIP_CFDD 0x40                 /* configuration device and driver area */
-#define TULIP_CSR1 (1 * 8)
-#define TULIP_CSR2 (2 * 8)
+#define TULIP_REGION_IO	    0
+#define TULIP_REGION_MEM    1
+#define TULIP_REVISION	    0x20   /* 21140A, as Hyper-V's */
+#define TULIP_SUBSYS_VENDOR 0x1af4 /* as kestrel's virtio functions */
+#define TULIP_SUBSYS_ID	    0x1100
+#define TULIP_CFDD	    0x40 /* configuration device and driver area */
+#define TULIP_CSR1	    (1 * 8)
+#define TULIP_CSR2	    (2 * 8)
 
 static struct tulip *to_tulip(struct device *dev)
 {
@@ -204,7 +204,8 @@ static uint32_t tulip_csr_read(struct tulip *t, unsigned n)
 
 	switch (n) {
 	case 0: return t->csr0;
-	case 1: case 2: return 0xffffffffu;    /* write-only demands */
+	case 1:
+	case 2: return 0xffffffffu; /* write-only demands */
 	case 3: return t->csr3;
 	case 4: return t->csr4;
 	case 5:
@@ -223,7 +224,7 @@ static uint32_t tulip_csr_read(struct tulip *t, unsigned n)
 	case 12: return tulip_gp_read(t);
 	case 15: return t->csr15;
 	}
-	return 0;   /* CSR13, CSR14: reserved on the 21140A */
+	return 0; /* CSR13, CSR14: reserved on the 21140A */
 }
 
 /* ---- CSR writes ---- */
@@ -294,12 +295,8 @@ static void tulip_csr_write(struct tulip *t, unsigned n, uint32_t v)
 	case 0: tulip_csr0_write(t, v); break;
 	case 1: tulip_kick(t); break;
 	case 2: tulip_wake(t); break;
-	case 3:
-		t->csr3 = t->rx_cur = v & ~3u;
-		break;
-	case 4:
-		t->csr4 = t->tx_cur = v & ~3u;
-		break;
+	case 3: t->csr3 = t->rx_cur = v & ~3u; break;
+	case 4: t->csr4 = t->tx_cur = v & ~3u; break;
 	case 5:
 		t->status &= ~(v & CSR5_SOURCES);
 		if (t->rs == RS_SUSPENDED)
@@ -567,8 +564,9 @@ static void tulip_quiesce(struct device *dev)
 	pthread_mutex_lock(&dev->lock);
 	if (!t->quiesced && t->gpt_deadline) {
 		unit = tulip_gpt_unit_ns(t);
-		t->gpt_frozen = (uint32_t)MIN((t->gpt_deadline > now ? t->gpt_deadline - now : 0) /
-					      unit + 1, (uint64_t)CSR11_VALUE);
+		t->gpt_frozen = (uint32_t)MIN(
+			(t->gpt_deadline > now ? t->gpt_deadline - now : 0) / unit + 1,
+			(uint64_t)CSR11_VALUE);
 	}
 	t->gpt_deadline = 0;
 	t->quiesced = true;
@@ -597,7 +595,7 @@ static int tulip_resume(struct device *dev)
  * the PCI function's section (PCIF). The ROM's contents (the MAC) and the
  * link are the machine's configuration and the host's, not state. Save
  * and load run with dev.lock held, the NIC quiesced (the registry). */
-#define TULIP_STATE_ID 0x504c5554 /* "TULP" */
+#define TULIP_STATE_ID	    0x504c5554 /* "TULP" */
 #define TULIP_STATE_VERSION 1
 
 struct tulip_saved {
@@ -637,8 +635,10 @@ static void tulip_put_mii(struct state_buf *out, const struct tulip_mii *m)
 static void tulip_put_regs(struct state_buf *out, struct tulip *t)
 {
 	uint32_t left = t->quiesced ? t->gpt_frozen : tulip_gpt_read(t) & CSR11_VALUE;
-	uint32_t regs[] = { t->csr0, t->csr3, t->csr4, t->status, t->csr6, t->csr7, t->csr9,
-			    t->csr10, t->csr15, t->missed, t->gpt, left, t->rx_cur, t->tx_cur };
+	uint32_t regs[] = {
+		t->csr0,  t->csr3,  t->csr4,   t->status, t->csr6, t->csr7,   t->csr9,
+		t->csr10, t->csr15, t->missed, t->gpt,	  left,	   t->rx_cur, t->tx_cur
+	};
 
 	for (unsigned i = 0; i < ARRAY_SIZE(regs); i++)
 		state_put_u32(out, regs[i]);
@@ -671,9 +671,9 @@ static int tulip_save(struct device *dev, struct state_buf *out)
 
 static void tulip_get_regs(struct state_buf *in, struct tulip_saved *s)
 {
-	uint32_t *regs[] = { &s->csr0, &s->csr3, &s->csr4, &s->status, &s->csr6, &s->csr7, &s->csr9,
-			     &s->csr10, &s->csr15, &s->missed, &s->gpt, &s->gpt_left, &s->rx_cur,
-			     &s->tx_cur };
+	uint32_t *regs[] = { &s->csr0, &s->csr3,     &s->csr4,	 &s->status, &s->csr6,
+			     &s->csr7, &s->csr9,     &s->csr10,	 &s->csr15,  &s->missed,
+			     &s->gpt,  &s->gpt_left, &s->rx_cur, &s->tx_cur };
 	uint8_t flags;
 
 	for (unsigned i = 0; i < ARRAY_SIZE(regs); i++)
@@ -709,7 +709,8 @@ static bool tulip_states_valid(const struct tulip_saved *s)
 
 static bool tulip_regs_valid(const struct tulip_saved *s)
 {
-	return (s->csr0 & ~(CSR0_WMASK | CSR0_RESET)) == 0 && (s->csr0 & CSR0_RESET) == CSR0_RESET &&
+	return (s->csr0 & ~(CSR0_WMASK | CSR0_RESET)) == 0 &&
+	       (s->csr0 & CSR0_RESET) == CSR0_RESET &&
 	       !((s->csr3 | s->csr4 | s->rx_cur | s->tx_cur) & 3) && !(s->status & ~CSR5_SOURCES) &&
 	       (s->csr6 & ~(CSR6_WMASK | CSR6_RO)) == CSR6_MBO && !(s->csr7 & ~CSR7_WMASK) &&
 	       !(s->csr9 & (CSR9_SR_DO | CSR9_MDI)) && !(s->csr10 & ~0x3ffffu) &&
@@ -750,8 +751,7 @@ static bool tulip_get_mii(struct state_buf *in, struct tulip_mii *m)
 	m->ones = state_get_u8(in);
 	m->nbits = state_get_u8(in);
 	m->word = state_get_u32(in);
-	return !(flags & ~7u) && m->phase <= MII_WRITE && m->nbits <= 18 &&
-	       tulip_mii_regs_valid(m);
+	return !(flags & ~7u) && m->phase <= MII_WRITE && m->nbits <= 18 && tulip_mii_regs_valid(m);
 }
 
 static int tulip_parse(struct state_buf *in, struct tulip_saved *s, uint8_t *frame)
@@ -792,8 +792,9 @@ static void tulip_commit(struct tulip *t, const struct tulip_saved *s, const uin
 	t->missed = s->missed;
 	t->gpt = s->gpt;
 	t->gpt_frozen = t->quiesced ? s->gpt_left : 0;
-	t->gpt_deadline = !t->quiesced && s->gpt_left ?
-			  clock_mono_ns() + s->gpt_left * tulip_gpt_unit_ns(t) : 0;
+	t->gpt_deadline = !t->quiesced && s->gpt_left
+				  ? clock_mono_ns() + s->gpt_left * tulip_gpt_unit_ns(t)
+				  : 0;
 	t->rx_cur = s->rx_cur;
 	t->tx_cur = s->tx_cur;
 	t->rs = s->rs;
@@ -862,7 +863,8 @@ static void tulip_print_stats(struct tulip *t)
 
 	if (tulip_get_stats(&t->dev, &st))
 		return;
-	fprintf(stderr, "kestrel: stats: tulip %s rx_packets=%llu rx_bytes=%llu rx_dropped=%llu "
+	fprintf(stderr,
+		"kestrel: stats: tulip %s rx_packets=%llu rx_bytes=%llu rx_dropped=%llu "
 		"rx_missed=%llu tx_packets=%llu tx_bytes=%llu tx_dropped=%llu tx_kicks=%llu\n",
 		t->name, (unsigned long long)st.rx_packets, (unsigned long long)st.rx_bytes,
 		(unsigned long long)st.rx_dropped, (unsigned long long)st.rx_missed,
@@ -875,7 +877,7 @@ static void tulip_destroy(struct device *dev)
 	struct tulip *t = to_tulip(dev);
 
 	tulip_thread_stop(t);
-	pci_dev_exit(&t->pdev);    /* the BARs off their buses, their ioeventfds gone */
+	pci_dev_exit(&t->pdev); /* the BARs off their buses, their ioeventfds gone */
 	if (t->print_stats)
 		tulip_print_stats(t);
 	if (t->kick_fd >= 0)
@@ -976,7 +978,8 @@ int tulip_create(const struct tulip_board *b, const struct tulip_opts *o, struct
 	ret = ret ?: tulip_pci_init(t, b);
 	ret = ret ?: tulip_thread_start(t);
 	if (ret) {
-		snprintf(err, errlen, "%s: cannot create the 21140 function: %s", name, strerror(-ret));
+		snprintf(err, errlen, "%s: cannot create the 21140 function: %s", name,
+			 strerror(-ret));
 		tulip_destroy(&t->dev);
 		return ret;
 	}

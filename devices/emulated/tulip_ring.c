@@ -35,7 +35,7 @@
 
 #define TULIP_RX_GRACE_NS 5000000ULL
 #define VNET_F_NEEDS_CSUM 1
-#define VNET_GSO_NONE 0
+#define VNET_GSO_NONE	  0
 
 struct tulip_desc {
 	uint32_t des0, des1, buf1, buf2;
@@ -123,7 +123,8 @@ bool tulip_filter_valid(const struct tulip_filter *f)
 
 uint32_t tulip_filter_csr6(const struct tulip_filter *f)
 {
-	static const uint32_t bits[] = { [FILTER_PERFECT] = 0, [FILTER_HASH] = CSR6_HP,
+	static const uint32_t bits[] = { [FILTER_PERFECT] = 0,
+					 [FILTER_HASH] = CSR6_HP,
 					 [FILTER_INVERSE] = CSR6_IF,
 					 [FILTER_HASH_ONLY] = CSR6_HP | CSR6_HO };
 
@@ -159,7 +160,8 @@ static bool filter_match(const struct tulip *t, const uint8_t *dst)
 	case FILTER_PERFECT: return filter_perfect_has(f, dst);
 	case FILTER_INVERSE: return !filter_perfect_has(f, dst);
 	case FILTER_HASH:
-		return multicast ? filter_hash_has(f, dst) : !memcmp(f->perfect[0], dst, NET_ETH_ALEN);
+		return multicast ? filter_hash_has(f, dst)
+				 : !memcmp(f->perfect[0], dst, NET_ETH_ALEN);
 	case FILTER_HASH_ONLY: return filter_hash_has(f, dst);
 	}
 	return false;
@@ -341,8 +343,9 @@ static void tx_send(struct tulip *t, size_t len)
 		atomic_fetch_add(&t->ctr.tx_dropped, 1);
 		return;
 	}
-	sent = net_tap_send(&t->tap, 0, (struct iovec[]){ { (void *)hdr, sizeof(hdr) },
-			    { t->tx_frame, len } }, 2);
+	sent = net_tap_send(&t->tap, 0,
+			    (struct iovec[]){ { (void *)hdr, sizeof(hdr) }, { t->tx_frame, len } },
+			    2);
 	if (sent < 0) {
 		kdebug("%s: TAP write: %s", t->name, strerror((int)-sent));
 		atomic_fetch_add(&t->ctr.tx_dropped, 1);
@@ -511,7 +514,8 @@ static void rx_deliver(struct tulip *t, const uint8_t *f, size_t total, bool fil
 		struct tulip_desc d;
 
 		if (n == TULIP_RX_DESC_MAX) {
-			rx_stop(t, "receive list longer than a frame may take: receive process stopped");
+			rx_stop(t,
+				"receive list longer than a frame may take: receive process stopped");
 			return;
 		}
 		if (desc_read(t, cur, &d) || t->fatal)
@@ -608,8 +612,10 @@ bool tulip_rx_serve(struct tulip *t)
 			return false;
 		}
 		pthread_mutex_unlock(&t->dev.lock);
-		got = net_tap_recv(&t->tap, 0, &(struct iovec){ t->rx_buf,
-				   sizeof(t->rx_buf) - TULIP_FRAME_MIN - TULIP_FCS }, 1);
+		got = net_tap_recv(&t->tap, 0,
+				   &(struct iovec){ t->rx_buf, sizeof(t->rx_buf) - TULIP_FRAME_MIN -
+								       TULIP_FCS },
+				   1);
 		if (got < 0) {
 			if (got != -EAGAIN)
 				kdebug("%s: TAP read: %s", t->name, strerror((int)-got));

@@ -35,17 +35,17 @@ uint32_t tulip_crc32(const uint8_t *p, size_t n)
 /* ---- the ROM's contents ---- */
 
 #define SROM_SUBSYS_VENDOR 0x1af4
-#define SROM_SUBSYS_ID 0x1100
-#define SROM_ID_CRC 16
-#define SROM_VERSION 18
-#define SROM_CONTROLLERS 19
-#define SROM_MAC 20
-#define SROM_LEAF_PTR 27
-#define SROM_LEAF 30
-#define SROM_CRC 126
-#define SROM_FORMAT 4
-#define MEDIA_100BASETX 0x0003
-#define GP_DIRECTION 0x3f              /* pins 0-5 out, 6 (link) and 7 in */
+#define SROM_SUBSYS_ID	   0x1100
+#define SROM_ID_CRC	   16
+#define SROM_VERSION	   18
+#define SROM_CONTROLLERS   19
+#define SROM_MAC	   20
+#define SROM_LEAF_PTR	   27
+#define SROM_LEAF	   30
+#define SROM_CRC	   126
+#define SROM_FORMAT	   4
+#define MEDIA_100BASETX	   0x0003
+#define GP_DIRECTION	   0x3f /* pins 0-5 out, 6 (link) and 7 in */
 
 /* ID block CRC (21X4 SROM format 4.1): CRC-8 (x^8 + x^2 + x + 1, preset
  * ones) over bytes 0-15 and 17, each 16-bit word high byte first. */
@@ -78,13 +78,13 @@ static void put16(uint8_t *b, uint16_t v)
 static unsigned srom_leaf(uint8_t *p)
 {
 	static const uint8_t mii[] = {
-		0x8c, 0x01,             /* extended block, 12 bytes, type 1: 21140 MII PHY */
-		0x00,                   /* PHY number (the first one found) */
-		0x00, 0x00,             /* no GP setup and no reset sequence */
-		0x00, 0x78,             /* media capabilities: 10/100, half and full duplex */
-		0xe0, 0x01,             /* autonegotiation advertisement */
-		0x00, 0x50,             /* full-duplex bit map */
-		0x00, 0x18,             /* transmit-threshold bit map */
+		0x8c, 0x01, /* extended block, 12 bytes, type 1: 21140 MII PHY */
+		0x00,	    /* PHY number (the first one found) */
+		0x00, 0x00, /* no GP setup and no reset sequence */
+		0x00, 0x78, /* media capabilities: 10/100, half and full duplex */
+		0xe0, 0x01, /* autonegotiation advertisement */
+		0x00, 0x50, /* full-duplex bit map */
+		0x00, 0x18, /* transmit-threshold bit map */
 	};
 	/* Compact block: media, GP data, command: PS, PCS and SCR on (the
 	 * 100 Mb/s symbol port), link on GP pin 6 high, sense valid. */
@@ -129,7 +129,7 @@ void tulip_srom_build(struct tulip_srom *s, const uint8_t *mac)
  * 93C66 (tulip_read_eeprom of location 0xff with 8 address bits). ---- */
 
 #define SROM_CMD_BITS 8
-#define SROM_OP_READ 2
+#define SROM_OP_READ  2
 
 void tulip_srom_reset(struct tulip_srom *s)
 {
@@ -179,7 +179,7 @@ void tulip_srom_pins(struct tulip_srom *s, uint32_t csr9)
 		return;
 	switch (s->phase) {
 	case SROM_IDLE:
-		if (di) {               /* the start bit */
+		if (di) { /* the start bit */
 			s->phase = SROM_CMD;
 			s->nbits = 0;
 			s->cmd = 0;
@@ -190,11 +190,8 @@ void tulip_srom_pins(struct tulip_srom *s, uint32_t csr9)
 		if (++s->nbits == SROM_CMD_BITS)
 			srom_command(s);
 		break;
-	case SROM_READ:
-		srom_shift_out(s);
-		break;
-	case SROM_SKIP:
-		break;
+	case SROM_READ: srom_shift_out(s); break;
+	case SROM_SKIP: break;
 	}
 }
 
@@ -206,29 +203,29 @@ void tulip_srom_pins(struct tulip_srom *s, uint32_t csr9)
  * TULIP_PHY_ADDR answers; other addresses read all ones (nobody drives
  * the line). ---- */
 
-#define MII_BMCR 0
-#define MII_BMSR 1
-#define MII_PHYID1 2
-#define MII_PHYID2 3
-#define MII_ANAR 4
-#define MII_ANLPAR 5
-#define MII_ANER 6
-#define BMCR_RESET 0x8000
-#define BMCR_ANRESTART 0x0200
-#define BMCR_ANENABLE 0x1000
-#define BMCR_WMASK 0x7d80
-#define BMCR_DEFAULT 0x3100            /* 100 Mb/s, autonegotiation, full duplex */
-#define BMSR_ABILITIES 0x7809          /* 10/100 half and full, AN able, extended regs */
+#define MII_BMCR	0
+#define MII_BMSR	1
+#define MII_PHYID1	2
+#define MII_PHYID2	3
+#define MII_ANAR	4
+#define MII_ANLPAR	5
+#define MII_ANER	6
+#define BMCR_RESET	0x8000
+#define BMCR_ANRESTART	0x0200
+#define BMCR_ANENABLE	0x1000
+#define BMCR_WMASK	0x7d80
+#define BMCR_DEFAULT	0x3100 /* 100 Mb/s, autonegotiation, full duplex */
+#define BMSR_ABILITIES	0x7809 /* 10/100 half and full, AN able, extended regs */
 #define BMSR_ANCOMPLETE 0x0020
-#define BMSR_LSTATUS 0x0004
-#define ANAR_DEFAULT 0x01e1
-#define ANLPAR_UP 0x45e1               /* ack, pause, 10/100 half and full */
+#define BMSR_LSTATUS	0x0004
+#define ANAR_DEFAULT	0x01e1
+#define ANLPAR_UP	0x45e1 /* ack, pause, 10/100 half and full */
 /* National DP83840A's identifier, the PHY DEC's 21140A boards carried. */
-#define PHY_ID1 0x2000
-#define PHY_ID2 0x5c01
-#define MII_CMD_BITS 13                /* ST's 1, OP, PHYAD, REGAD */
-#define MII_OP_READ 2
-#define MII_OP_WRITE 1
+#define PHY_ID1		0x2000
+#define PHY_ID2		0x5c01
+#define MII_CMD_BITS	13 /* ST's 1, OP, PHYAD, REGAD */
+#define MII_OP_READ	2
+#define MII_OP_WRITE	1
 
 static void mii_regs_reset(struct tulip_mii *m)
 {
@@ -287,7 +284,7 @@ static void mii_write(struct tulip_mii *m, unsigned reg, uint16_t v)
 {
 	if (reg == MII_BMCR) {
 		if (v & BMCR_RESET) {
-			mii_regs_reset(m);      /* 22.2.4.1.1: and the bit clears itself */
+			mii_regs_reset(m); /* 22.2.4.1.1: and the bit clears itself */
 			return;
 		}
 		/* Restart completes at once: the partner is always there. */
@@ -370,8 +367,6 @@ void tulip_mii_pins(struct tulip_mii *m, uint32_t csr9, bool link_up)
 			m->phase = MII_PREAMBLE;
 		}
 		break;
-	case MII_WRITE:
-		mii_write_bit(m, bit);
-		break;
+	case MII_WRITE: mii_write_bit(m, bit); break;
 	}
 }

@@ -21,18 +21,18 @@
 #include "emu.h"
 
 /* Register offsets (PC16550D register summary). */
-#define UART_RBR 0 /* DLAB=0 read */
-#define UART_THR 0 /* DLAB=0 write */
-#define UART_DLL 0 /* DLAB=1 */
-#define UART_IER 1 /* DLAB=0 */
-#define UART_DLM 1 /* DLAB=1 */
-#define UART_IIR 2 /* read */
-#define UART_FCR 2 /* write */
-#define UART_LCR 3
-#define UART_MCR 4
-#define UART_LSR 5
-#define UART_MSR 6
-#define UART_SCR 7
+#define UART_RBR     0 /* DLAB=0 read */
+#define UART_THR     0 /* DLAB=0 write */
+#define UART_DLL     0 /* DLAB=1 */
+#define UART_IER     1 /* DLAB=0 */
+#define UART_DLM     1 /* DLAB=1 */
+#define UART_IIR     2 /* read */
+#define UART_FCR     2 /* write */
+#define UART_LCR     3
+#define UART_MCR     4
+#define UART_LSR     5
+#define UART_MSR     6
+#define UART_SCR     7
 #define UART_NR_REGS 8
 
 #define IER_ERBFI 0x01 /* received data available */
@@ -42,69 +42,69 @@
 #define IER_MASK  0x0f
 
 #define IIR_NO_INT 0x01
-#define IIR_MSI    0x00
+#define IIR_MSI	   0x00
 #define IIR_THRI   0x02
-#define IIR_RDI    0x04
+#define IIR_RDI	   0x04
 #define IIR_RLSI   0x06
-#define IIR_CTI    0x0c
+#define IIR_CTI	   0x0c
 #define IIR_FIFO   0xc0 /* both set in FIFO mode (FCR0 = 1) */
 
 #define FCR_ENABLE     0x01
 #define FCR_CLEAR_RCVR 0x02
 #define FCR_CLEAR_XMIT 0x04
-#define FCR_DMA        0x08
+#define FCR_DMA	       0x08
 #define FCR_TRIGGER    0xc0
-#define FCR_MASK (FCR_ENABLE | FCR_DMA | FCR_TRIGGER) /* the bits that are remembered */
+#define FCR_MASK       (FCR_ENABLE | FCR_DMA | FCR_TRIGGER) /* the bits that are remembered */
 
 #define LCR_DLAB 0x80
 
-#define MCR_DTR  0x01
-#define MCR_RTS  0x02
+#define MCR_DTR	 0x01
+#define MCR_RTS	 0x02
 #define MCR_OUT1 0x04
 #define MCR_OUT2 0x08
 #define MCR_LOOP 0x10
 #define MCR_MASK 0x1f
 
-#define LSR_DR   0x01
-#define LSR_OE   0x02
-#define LSR_PE   0x04
-#define LSR_FE   0x08
-#define LSR_BI   0x10
+#define LSR_DR	 0x01
+#define LSR_OE	 0x02
+#define LSR_PE	 0x04
+#define LSR_FE	 0x08
+#define LSR_BI	 0x10
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 #define LSR_ERRS (LSR_OE | LSR_PE | LSR_FE | LSR_BI)
 
-#define MSR_DCTS 0x01
-#define MSR_DDSR 0x02
-#define MSR_TERI 0x04
-#define MSR_DDCD 0x08
+#define MSR_DCTS   0x01
+#define MSR_DDSR   0x02
+#define MSR_TERI   0x04
+#define MSR_DDCD   0x08
 #define MSR_DELTAS 0x0f
-#define MSR_CTS  0x10
-#define MSR_DSR  0x20
-#define MSR_RI   0x40
-#define MSR_DCD  0x80
+#define MSR_CTS	   0x10
+#define MSR_DSR	   0x20
+#define MSR_RI	   0x40
+#define MSR_DCD	   0x80
 
-#define UART_FIFO_SIZE 16
-#define UART_STATE_ID 0x55415254 /* "UART" */
+#define UART_FIFO_SIZE	   16
+#define UART_STATE_ID	   0x55415254 /* "UART" */
 #define UART_STATE_VERSION 1
 /* A blocking out_fd that cannot take a byte for this long is considered stalled:
  * bytes are dropped without waiting until it drains. */
-#define UART_TX_STALL_MS 50
+#define UART_TX_STALL_MS   50
 
 /* Everything the guest can see; saved and loaded as a unit. */
 struct uart_regs {
 	uint8_t ier, lcr, mcr, lsr_err, msr, scr, dll, dlm, fcr;
-	bool thri_pending;             /* THRE interrupt armed (IIR priority 3) */
-	uint8_t rx[UART_FIFO_SIZE];    /* ring, rx_head is the oldest byte */
+	bool thri_pending;	    /* THRE interrupt armed (IIR priority 3) */
+	uint8_t rx[UART_FIFO_SIZE]; /* ring, rx_head is the oldest byte */
 	unsigned rx_head, rx_count;
 };
 
 struct uart {
 	struct device dev;
 	struct irq_line irq;
-	int irq_level;                 /* last level given to irq_set, -1 unknown */
+	int irq_level; /* last level given to irq_set, -1 unknown */
 	int out_fd;
-	bool out_poll;                 /* blocking, non-file fd: poll before write */
+	bool out_poll; /* blocking, non-file fd: poll before write */
 	bool out_stalled;
 	uint64_t tx_dropped;
 	struct uart_regs r;
@@ -317,24 +317,17 @@ static uint8_t uart_read_reg(struct uart *u, unsigned reg)
 	uint8_t v;
 
 	switch (reg) {
-	case UART_RBR:
-		return (r->lcr & LCR_DLAB) ? r->dll : uart_rx_pop(r);
-	case UART_IER:
-		return (r->lcr & LCR_DLAB) ? r->dlm : r->ier;
-	case UART_IIR:
-		return uart_read_iir(r);
-	case UART_LCR:
-		return r->lcr;
-	case UART_MCR:
-		return r->mcr;
-	case UART_LSR:
-		return uart_read_lsr(r);
+	case UART_RBR: return (r->lcr & LCR_DLAB) ? r->dll : uart_rx_pop(r);
+	case UART_IER: return (r->lcr & LCR_DLAB) ? r->dlm : r->ier;
+	case UART_IIR: return uart_read_iir(r);
+	case UART_LCR: return r->lcr;
+	case UART_MCR: return r->mcr;
+	case UART_LSR: return uart_read_lsr(r);
 	case UART_MSR:
 		v = r->msr;
 		r->msr &= ~MSR_DELTAS;
 		return v;
-	case UART_SCR:
-		return r->scr;
+	case UART_SCR: return r->scr;
 	}
 	return 0xff;
 }
@@ -356,19 +349,13 @@ static void uart_write_reg(struct uart *u, unsigned reg, uint8_t v)
 		else
 			uart_write_ier(r, v);
 		break;
-	case UART_FCR:
-		uart_write_fcr(r, v);
-		break;
-	case UART_LCR:
-		r->lcr = v;
-		break;
+	case UART_FCR: uart_write_fcr(r, v); break;
+	case UART_LCR: r->lcr = v; break;
 	case UART_MCR:
 		r->mcr = v & MCR_MASK;
 		uart_update_msr(r);
 		break;
-	case UART_SCR:
-		r->scr = v;
-		break;
+	case UART_SCR: r->scr = v; break;
 	default:
 		/* LSR and MSR are for factory test only: writes ignored. */
 		break;

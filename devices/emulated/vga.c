@@ -32,8 +32,8 @@
 
 /* Bits a register keeps (QEMU's sr_mask/gr_mask; FreeVGA's reserved bits). */
 static const uint8_t vga_sr_mask[VGA_SEQ_NUM] = { 0x03, 0x3d, 0x0f, 0x3f, 0x0e };
-static const uint8_t vga_gr_mask[VGA_GFX_NUM] = { 0x0f, 0x0f, 0x0f, 0x1f, 0x03, 0x7b, 0x0f,
-						  0x0f, 0xff };
+static const uint8_t vga_gr_mask[VGA_GFX_NUM] = { 0x0f, 0x0f, 0x0f, 0x1f, 0x03,
+						  0x7b, 0x0f, 0x0f, 0xff };
 
 static struct vga *to_vga(struct device *dev)
 {
@@ -83,46 +83,30 @@ uint8_t vga_port_read(struct vga *v, unsigned port)
 	if (vga_port_absent(v, port))
 		return 0xff;
 	switch (port) {
-	case VGA_ATT_W:
-		return r->ar_index;   /* in either flip-flop state (FreeVGA) */
-	case VGA_ATT_R:
-		return (r->ar_index & 0x1f) < VGA_ATC_NUM ? r->ar[r->ar_index & 0x1f] : 0;
-	case VGA_MIS_W:
-		return 0;   /* input status 0: no switch sense, no CRT interrupt */
-	case VGA_SEQ_I:
-		return r->sr_index;
-	case VGA_SEQ_D:
-		return r->sr_index < VGA_SEQ_NUM ? r->sr[r->sr_index] : 0;
-	case VGA_PEL_MSK:
-		return r->pel_mask;
-	case VGA_PEL_IR:
-		return r->dac_state;
-	case VGA_PEL_IW:
-		return r->dac_write;
-	case VGA_PEL_D:
-		return vga_dac_read(v);
-	case VGA_FTC_R:
-		return r->fcr;
-	case VGA_MIS_R:
-		return r->misc;
-	case VGA_GFX_I:
-		return r->gr_index;
-	case VGA_GFX_D:
-		return r->gr_index < VGA_GFX_NUM ? r->gr[r->gr_index] : 0;
+	case VGA_ATT_W: return r->ar_index; /* in either flip-flop state (FreeVGA) */
+	case VGA_ATT_R: return (r->ar_index & 0x1f) < VGA_ATC_NUM ? r->ar[r->ar_index & 0x1f] : 0;
+	case VGA_MIS_W: return 0; /* input status 0: no switch sense, no CRT interrupt */
+	case VGA_SEQ_I: return r->sr_index;
+	case VGA_SEQ_D: return r->sr_index < VGA_SEQ_NUM ? r->sr[r->sr_index] : 0;
+	case VGA_PEL_MSK: return r->pel_mask;
+	case VGA_PEL_IR: return r->dac_state;
+	case VGA_PEL_IW: return r->dac_write;
+	case VGA_PEL_D: return vga_dac_read(v);
+	case VGA_FTC_R: return r->fcr;
+	case VGA_MIS_R: return r->misc;
+	case VGA_GFX_I: return r->gr_index;
+	case VGA_GFX_D: return r->gr_index < VGA_GFX_NUM ? r->gr[r->gr_index] : 0;
 	case VGA_CRT_IM:
-	case VGA_CRT_IC:
-		return r->cr_index;
+	case VGA_CRT_IC: return r->cr_index;
 	case VGA_CRT_DM:
-	case VGA_CRT_DC:
-		return r->cr_index < VGA_CRTC_NUM ? r->cr[r->cr_index] : 0;
+	case VGA_CRT_DC: return r->cr_index < VGA_CRTC_NUM ? r->cr[r->cr_index] : 0;
 	case VGA_IS1_RM:
 	case VGA_IS1_RC:
 		/* Reading input status 1 also resets the attribute flip-flop. */
 		r->st01 ^= VGA_IS1_VR | VGA_IS1_DE;
 		r->ar_flip_flop = 0;
 		return r->st01;
-	default:
-		return 0;
+	default: return 0;
 	}
 }
 
@@ -171,22 +155,14 @@ void vga_port_write(struct vga *v, unsigned port, uint8_t val)
 	if (vga_port_absent(v, port))
 		return;
 	switch (port) {
-	case VGA_ATT_W:
-		vga_ar_write(v, val);
-		break;
-	case VGA_MIS_W:
-		r->misc = val & ~0x10;
-		break;
-	case VGA_SEQ_I:
-		r->sr_index = val & 7;
-		break;
+	case VGA_ATT_W: vga_ar_write(v, val); break;
+	case VGA_MIS_W: r->misc = val & ~0x10; break;
+	case VGA_SEQ_I: r->sr_index = val & 7; break;
 	case VGA_SEQ_D:
 		if (r->sr_index < VGA_SEQ_NUM)
 			r->sr[r->sr_index] = val & vga_sr_mask[r->sr_index];
 		break;
-	case VGA_PEL_MSK:
-		r->pel_mask = val;
-		break;
+	case VGA_PEL_MSK: r->pel_mask = val; break;
 	case VGA_PEL_IR:
 		r->dac_read = val;
 		r->dac_sub = 0;
@@ -197,28 +173,18 @@ void vga_port_write(struct vga *v, unsigned port, uint8_t val)
 		r->dac_sub = 0;
 		r->dac_state = 0;
 		break;
-	case VGA_PEL_D:
-		vga_dac_write(v, val);
-		break;
-	case VGA_GFX_I:
-		r->gr_index = val & 0x0f;
-		break;
+	case VGA_PEL_D: vga_dac_write(v, val); break;
+	case VGA_GFX_I: r->gr_index = val & 0x0f; break;
 	case VGA_GFX_D:
 		if (r->gr_index < VGA_GFX_NUM)
 			r->gr[r->gr_index] = val & vga_gr_mask[r->gr_index];
 		break;
 	case VGA_CRT_IM:
-	case VGA_CRT_IC:
-		r->cr_index = val;
-		break;
+	case VGA_CRT_IC: r->cr_index = val; break;
 	case VGA_CRT_DM:
-	case VGA_CRT_DC:
-		vga_cr_write(v, val);
-		break;
+	case VGA_CRT_DC: vga_cr_write(v, val); break;
 	case VGA_IS1_RM:
-	case VGA_IS1_RC:
-		r->fcr = val & 0x10;
-		break;
+	case VGA_IS1_RC: r->fcr = val & 0x10; break;
 	}
 }
 
@@ -227,8 +193,9 @@ static uint64_t vga_ports_read(struct vga *v, uint64_t off, unsigned size)
 	uint64_t val = 0;
 
 	for (unsigned i = 0; i < size; i++) {
-		uint64_t b = off + i < VGA_PORTS_LEN ? vga_port_read(v, VGA_PORTS_BASE + (unsigned)(off + i))
-						     : 0xff;
+		uint64_t b = off + i < VGA_PORTS_LEN
+				     ? vga_port_read(v, VGA_PORTS_BASE + (unsigned)(off + i))
+				     : 0xff;
 
 		val |= b << (8 * i);
 	}
@@ -250,18 +217,14 @@ static void vga_ports_write(struct vga *v, uint64_t off, unsigned size, uint64_t
 static bool vga_window_offset(const struct vga *v, uint64_t addr, uint32_t *off)
 {
 	switch ((v->r.gr[VGA_GFX_MISC] >> 2) & 3) {
-	case 0:   /* A0000-BFFFF, 128 KiB */
-		*off = (uint32_t)addr;
-		return true;
-	case 1:   /* A0000-AFFFF, 64 KiB, plus the VBE bank */
+	case 0: /* A0000-BFFFF, 128 KiB */ *off = (uint32_t)addr; return true;
+	case 1: /* A0000-AFFFF, 64 KiB, plus the VBE bank */
 		*off = (uint32_t)addr + v->r.bank_offset;
 		return addr < 0x10000;
-	case 2:   /* B0000-B7FFF */
+	case 2: /* B0000-B7FFF */
 		*off = (uint32_t)addr - 0x10000;
 		return addr >= 0x10000 && addr < 0x18000;
-	default:  /* B8000-BFFFF */
-		*off = (uint32_t)addr - 0x18000;
-		return addr >= 0x18000;
+	default: /* B8000-BFFFF */ *off = (uint32_t)addr - 0x18000; return addr >= 0x18000;
 	}
 }
 
@@ -324,11 +287,8 @@ static uint32_t vga_planar_value(struct vga *v, uint8_t val)
 		set = vga_plane_bytes(r->gr[VGA_GFX_SR_ENABLE]);
 		x = (x & ~set) | (vga_plane_bytes(r->gr[VGA_GFX_SR_VALUE]) & set);
 		break;
-	case 1:
-		return r->latch;
-	case 2:
-		x = vga_plane_bytes(val & 0x0f);
-		break;
+	case 1: return r->latch;
+	case 2: x = vga_plane_bytes(val & 0x0f); break;
 	default:
 		bits &= vga_rotate(val, r->gr[VGA_GFX_DATA_ROTATE]);
 		x = vga_plane_bytes(r->gr[VGA_GFX_SR_VALUE]);
@@ -405,18 +365,12 @@ static uint64_t vga_read(struct device *dev, int region, uint64_t off, unsigned 
 	struct vga *v = to_vga(dev);
 
 	switch (region) {
-	case VGA_REGION_PORTS:
-		return vga_ports_read(v, off, size);
-	case VGA_REGION_DISPI:
-		return vga_dispi_port_read(v, off, size);
-	case VGA_REGION_WINDOW:
-		return vga_window_read(v, off, size);
-	case VGA_REGION_LFB:
-		return vga_lfb_read(v, off, size);
-	case VGA_REGION_MMIO:
-		return vga_mmio_read(v, off, size);
-	default:
-		return emu_ones(size);
+	case VGA_REGION_PORTS: return vga_ports_read(v, off, size);
+	case VGA_REGION_DISPI: return vga_dispi_port_read(v, off, size);
+	case VGA_REGION_WINDOW: return vga_window_read(v, off, size);
+	case VGA_REGION_LFB: return vga_lfb_read(v, off, size);
+	case VGA_REGION_MMIO: return vga_mmio_read(v, off, size);
+	default: return emu_ones(size);
 	}
 }
 
@@ -425,23 +379,12 @@ static void vga_write(struct device *dev, int region, uint64_t off, unsigned siz
 	struct vga *v = to_vga(dev);
 
 	switch (region) {
-	case VGA_REGION_PORTS:
-		vga_ports_write(v, off, size, val);
-		break;
-	case VGA_REGION_DISPI:
-		vga_dispi_port_write(v, off, size, val);
-		break;
-	case VGA_REGION_WINDOW:
-		vga_window_write(v, off, size, val);
-		break;
-	case VGA_REGION_LFB:
-		vga_lfb_write(v, off, size, val);
-		break;
-	case VGA_REGION_MMIO:
-		vga_mmio_write(v, off, size, val);
-		break;
-	default:
-		return;
+	case VGA_REGION_PORTS: vga_ports_write(v, off, size, val); break;
+	case VGA_REGION_DISPI: vga_dispi_port_write(v, off, size, val); break;
+	case VGA_REGION_WINDOW: vga_window_write(v, off, size, val); break;
+	case VGA_REGION_LFB: vga_lfb_write(v, off, size, val); break;
+	case VGA_REGION_MMIO: vga_mmio_write(v, off, size, val); break;
+	default: return;
 	}
 	display_changed(v->display);
 }

@@ -34,39 +34,39 @@
 enum { VGA_DRAW_BLANK, VGA_DRAW_TEXT, VGA_DRAW_GRAPHIC };
 enum { LINE2, LINE2D2, LINE4, LINE4D2, LINE8D2, LINE8, LINE15, LINE16, LINE24, LINE32 };
 
-#define VGA_CURSOR_HALF_NS 266666667ULL  /* 16 frames at 60 Hz: cursor on, then off */
-#define VGA_BLINK_HALF_NS  533333333ULL  /* 32 frames: blinking characters */
+#define VGA_CURSOR_HALF_NS    266666667ULL /* 16 frames at 60 Hz: cursor on, then off */
+#define VGA_BLINK_HALF_NS     533333333ULL /* 32 frames: blinking characters */
 /* How often KVM's log of the framebuffer is read: every 30 ms while the
  * guest writes through the mapping, 250 ms after 1 s of no writes, 1 s
  * after 3 s (a still screen costs one read a second; QEMU's VNC refresh
  * backs off the same way, from 30 ms to 3 s). Writes the device sees itself
  * (window, MMIO, registers) notify at once whatever the interval. */
-#define VGA_LFB_POLL_MS       30
+#define VGA_LFB_POLL_MS	      30
 #define VGA_LFB_POLL_SLOW_MS  250
 #define VGA_LFB_POLL_IDLE_MS  1000
 #define VGA_LFB_SLOW_AFTER_NS 1000000000ULL
 #define VGA_LFB_IDLE_AFTER_NS 3000000000ULL
-#define VGA_LINE_MAX       (VBE_DISPI_MAX_XRES * 4)
+#define VGA_LINE_MAX	      (VBE_DISPI_MAX_XRES * 4)
 
 /* The picture's shape, from the registers; compared whole between updates. */
 struct vga_geom {
 	int mode;
-	uint32_t width, height;       /* surface */
-	uint32_t start, line;         /* VRAM byte address of the first line, bytes per line */
-	uint32_t line_compare;        /* display line where the address restarts at 0 */
-	uint32_t wrap;                /* address space (a power of two) */
+	uint32_t width, height; /* surface */
+	uint32_t start, line;	/* VRAM byte address of the first line, bytes per line */
+	uint32_t line_compare;	/* display line where the address restarts at 0 */
+	uint32_t wrap;		/* address space (a power of two) */
 	/* graphics */
 	int draw;
-	uint32_t src_width;           /* pixels a line function produces */
-	uint32_t bwidth;              /* bytes one line reads */
-	uint32_t multi_scan;          /* each line shown multi_scan + 1 times */
+	uint32_t src_width;  /* pixels a line function produces */
+	uint32_t bwidth;     /* bytes one line reads */
+	uint32_t multi_scan; /* each line shown multi_scan + 1 times */
 	uint8_t cr17;
 	bool big_endian;
 	/* text */
 	uint32_t cols, rows, cw, ch;
 	bool dup, line_gfx, blink;
-	uint32_t font[2];             /* VRAM byte address of each font (attr bit 3 = 0, 1) */
-	uint32_t cursor;              /* VRAM byte address of the cursor cell */
+	uint32_t font[2];	      /* VRAM byte address of each font (attr bit 3 = 0, 1) */
+	uint32_t cursor;	      /* VRAM byte address of the cursor cell */
 	int cursor_start, cursor_end; /* scan lines; start > end: no cursor */
 };
 
@@ -115,7 +115,8 @@ static void vga_palette256(const struct vga_regs *r, uint32_t *pal)
 static uint32_t vga_vde(const struct vga_regs *r)
 {
 	return (r->cr[VGA_CRTC_V_DISP_END] | ((r->cr[VGA_CRTC_OVERFLOW] & 0x02) << 7) |
-		((r->cr[VGA_CRTC_OVERFLOW] & 0x40) << 3)) + 1u;
+		((r->cr[VGA_CRTC_OVERFLOW] & 0x40) << 3)) +
+	       1u;
 }
 
 static uint32_t vga_font_addr(unsigned sel)
@@ -148,13 +149,14 @@ static void vga_geom_text(const struct vga_regs *r, struct vga_geom *g)
 	g->cursor_start = r->cr[VGA_CRTC_CURSOR_START] & 0x1f;
 	g->cursor_end = MIN(r->cr[VGA_CRTC_CURSOR_END] & 0x1f, (int)g->ch - 1);
 	if (r->cr[VGA_CRTC_CURSOR_START] & 0x20)
-		g->cursor_start = 32;   /* cursor off */
+		g->cursor_start = 32; /* cursor off */
 }
 
 static void vga_geom_vbe(const struct vga_regs *r, struct vga_geom *g, unsigned *bits)
 {
-	static const int draw[] = { [4] = LINE4, [8] = LINE8, [15] = LINE15, [16] = LINE16,
-				    [24] = LINE24, [32] = LINE32 };
+	static const int draw[] = {
+		[4] = LINE4, [8] = LINE8, [15] = LINE15, [16] = LINE16, [24] = LINE24, [32] = LINE32
+	};
 	unsigned bpp = r->vbe[VBE_DISPI_INDEX_BPP];
 
 	g->width = g->src_width = r->vbe[VBE_DISPI_INDEX_XRES];
@@ -167,7 +169,7 @@ static void vga_geom_vbe(const struct vga_regs *r, struct vga_geom *g, unsigned 
 	g->draw = bpp < ARRAY_SIZE(draw) ? draw[bpp] : LINE8;
 	*bits = bpp == 15 ? 16 : bpp;
 	if (bpp == 4)
-		g->start &= ~3u;   /* planar: whole dwords of the four planes */
+		g->start &= ~3u; /* planar: whole dwords of the four planes */
 	g->big_endian = r->qext_endian == VGA_QEXT_BIG;
 }
 
@@ -201,7 +203,8 @@ static void vga_geom(const struct vga *v, const struct vga_regs *r, struct vga_g
 
 	memset(g, 0, sizeof(*g));
 	g->wrap = vbe ? (uint32_t)MIN(v->vram_size, 1ULL << 31) : VGA_PLANAR_SIZE;
-	if (!(r->ar_index & VGA_AR_ENABLE_DISPLAY) || (r->sr[VGA_SEQ_CLOCK_MODE] & VGA_SR01_SCREEN_OFF)) {
+	if (!(r->ar_index & VGA_AR_ENABLE_DISPLAY) ||
+	    (r->sr[VGA_SEQ_CLOCK_MODE] & VGA_SR01_SCREEN_OFF)) {
 		g->mode = VGA_DRAW_BLANK;
 		return;
 	}
@@ -324,13 +327,13 @@ static void vga_line_direct(uint32_t *d, const uint8_t *s, uint32_t n, int draw,
 		switch (draw) {
 		case LINE15:
 		case LINE16:
-			v = be ? (uint32_t)s[2 * x] << 8 | s[2 * x + 1] : s[2 * x] | (uint32_t)s[2 * x + 1] << 8;
-			d[x] = draw == LINE15 ? vga_rgb((v >> 7) & 0xf8, (v >> 2) & 0xf8, (v << 3) & 0xf8)
-					      : vga_rgb((v >> 8) & 0xf8, (v >> 3) & 0xfc, (v << 3) & 0xf8);
+			v = be ? (uint32_t)s[2 * x] << 8 | s[2 * x + 1]
+			       : s[2 * x] | (uint32_t)s[2 * x + 1] << 8;
+			d[x] = draw == LINE15
+				       ? vga_rgb((v >> 7) & 0xf8, (v >> 2) & 0xf8, (v << 3) & 0xf8)
+				       : vga_rgb((v >> 8) & 0xf8, (v >> 3) & 0xfc, (v << 3) & 0xf8);
 			break;
-		case LINE24:
-			d[x] = vga_rgb(s[3 * x + 2], s[3 * x + 1], s[3 * x]);
-			break;
+		case LINE24: d[x] = vga_rgb(s[3 * x + 2], s[3 * x + 1], s[3 * x]); break;
 		default:
 			d[x] = be ? vga_rgb(s[4 * x + 1], s[4 * x + 2], s[4 * x + 3])
 				  : vga_rgb(s[4 * x + 2], s[4 * x + 1], s[4 * x]);
@@ -347,13 +350,9 @@ static void vga_draw_line(const struct vga *v, const struct vga_geom *g, uint32_
 
 	switch (g->draw) {
 	case LINE4:
-	case LINE4D2:
-		vga_line4(d, s, n, pal, planes, g->draw == LINE4D2);
-		break;
+	case LINE4D2: vga_line4(d, s, n, pal, planes, g->draw == LINE4D2); break;
 	case LINE2:
-	case LINE2D2:
-		vga_line2(d, s, n, pal, planes, g->draw == LINE2D2);
-		break;
+	case LINE2D2: vga_line2(d, s, n, pal, planes, g->draw == LINE2D2); break;
 	case LINE8D2:
 		for (uint32_t x = 0; x < n / 2; x++)
 			d[2 * x] = d[2 * x + 1] = pal[s[x]];
@@ -362,9 +361,7 @@ static void vga_draw_line(const struct vga *v, const struct vga_geom *g, uint32_
 		for (uint32_t x = 0; x < n; x++)
 			d[x] = pal[s[x]];
 		break;
-	default:
-		vga_line_direct(d, s, n, g->draw, g->big_endian);
-		break;
+	default: vga_line_direct(d, s, n, g->draw, g->big_endian); break;
 	}
 }
 
@@ -412,9 +409,11 @@ static void vga_draw_graphic(struct vga *v, struct display *d, const struct vga_
 		uint32_t *row = s->pixels + (size_t)y * s->stride;
 
 		if (full) {
-			vga_draw_line(v, g, row, vga_src(v, g, addr, g->bwidth, v->rc.scratch), pal);
+			vga_draw_line(v, g, row, vga_src(v, g, addr, g->bwidth, v->rc.scratch),
+				      pal);
 		} else if (vga_range_dirty(v, g, addr & (g->wrap - 1), g->bwidth)) {
-			vga_draw_line(v, g, v->rc.line, vga_src(v, g, addr, g->bwidth, v->rc.scratch), pal);
+			vga_draw_line(v, g, v->rc.line,
+				      vga_src(v, g, addr, g->bwidth, v->rc.scratch), pal);
 			vga_commit_line(d, row, v->rc.line, w, y);
 		}
 		if (!multi) {
@@ -451,9 +450,9 @@ static void vga_glyph(uint32_t *d, uint32_t stride, const struct vga *v, const s
 		unsigned x = 0;
 
 		if ((int)l >= cur0 && (int)l <= cur1)
-			bits = 0x1ff;          /* the cursor: all foreground, 9th dot too */
+			bits = 0x1ff; /* the cursor: all foreground, 9th dot too */
 		else if (ninth && (bits & 1))
-			bits = bits << 1 | 1;  /* line graphics: the 9th dot repeats the 8th */
+			bits = bits << 1 | 1; /* line graphics: the 9th dot repeats the 8th */
 		else
 			bits <<= 1;
 		for (int b = (int)g->cw - 1; b >= 0; b--)
@@ -462,8 +461,8 @@ static void vga_glyph(uint32_t *d, uint32_t stride, const struct vga *v, const s
 }
 
 static void vga_draw_cell(struct vga *v, struct display *d, const struct vga_geom *g,
-			  const uint32_t *pal, uint32_t col, uint32_t row, uint16_t ca,
-			  bool cursor, const struct vga_text_phase *ph)
+			  const uint32_t *pal, uint32_t col, uint32_t row, uint16_t ca, bool cursor,
+			  const struct vga_text_phase *ph)
 {
 	const struct display_surface *s = display_surface(d);
 	uint32_t cw = g->cw << g->dup, x = col * cw, y = row * g->ch;
@@ -537,7 +536,8 @@ static int64_t vga_ms_to_edge(uint64_t now, uint64_t half)
 static void vga_text_phase(struct vga *v, const struct vga_geom *g, uint64_t now,
 			   struct vga_text_phase *ph)
 {
-	int cursor = (int)((now / VGA_CURSOR_HALF_NS) & 1), blink = (int)((now / VGA_BLINK_HALF_NS) & 1);
+	int cursor = (int)((now / VGA_CURSOR_HALF_NS) & 1),
+	    blink = (int)((now / VGA_BLINK_HALF_NS) & 1);
 
 	ph->cursor_on = cursor == 0;
 	ph->blink_on = blink == 0;
@@ -636,8 +636,9 @@ static bool vga_prepare(struct vga *v, struct display *d, const struct vga_regs 
 
 	if (g->mode == VGA_DRAW_BLANK)
 		return full;
-	if (display_resize(d, g->width, g->height) || (g->mode == VGA_DRAW_TEXT && vga_text_cells(v, g))) {
-		g->mode = VGA_DRAW_BLANK;   /* out of memory: keep what is there */
+	if (display_resize(d, g->width, g->height) ||
+	    (g->mode == VGA_DRAW_TEXT && vga_text_cells(v, g))) {
+		g->mode = VGA_DRAW_BLANK; /* out of memory: keep what is there */
 		return full;
 	}
 	if (g->mode == VGA_DRAW_TEXT || g->draw <= LINE4D2)
@@ -727,7 +728,7 @@ void vga_display_refresh(void *opaque, struct display *d, struct display_hint *h
 	if (__atomic_load_n(&v->lfb_mapped, __ATOMIC_ACQUIRE)) {
 		n = v->lfb.fetch_dirty(v->lfb.opaque, v->rc.lfb_scratch, v->vram_pages);
 		hint->poll_ms = vga_lfb_poll_ms(v, n);
-		if (n < 0)   /* what the guest wrote is unknown: draw it all */
+		if (n < 0) /* what the guest wrote is unknown: draw it all */
 			__atomic_store_n(&v->force_full, true, __ATOMIC_RELEASE);
 	} else {
 		v->rc.lfb_polled = false;

@@ -25,15 +25,15 @@
 #include "emu.h"
 #include "vga_priv.h"
 
-#define VGA_REGS_ID  0x52414756   /* "VGAR" */
+#define VGA_REGS_ID	 0x52414756 /* "VGAR" */
 #define VGA_REGS_VERSION 1
-#define VGA_VRAM_ID  0x4d414756   /* "VGAM" */
+#define VGA_VRAM_ID	 0x4d414756 /* "VGAM" */
 #define VGA_VRAM_VERSION 1
-#define VGA_PAGE     (1u << VGA_PAGE_SHIFT)
+#define VGA_PAGE	 (1u << VGA_PAGE_SHIFT)
 
 static const uint8_t vga_sr_bits[VGA_SEQ_NUM] = { 0x03, 0x3d, 0x0f, 0x3f, 0x0e };
-static const uint8_t vga_gr_bits[VGA_GFX_NUM] = { 0x0f, 0x0f, 0x0f, 0x1f, 0x03, 0x7b, 0x0f,
-						  0x0f, 0xff };
+static const uint8_t vga_gr_bits[VGA_GFX_NUM] = { 0x0f, 0x0f, 0x0f, 0x1f, 0x03,
+						  0x7b, 0x0f, 0x0f, 0xff };
 
 static void vga_save_regs(const struct vga_regs *r, struct state_buf *out)
 {
@@ -165,8 +165,8 @@ static int vga_parse_regs(const struct vga *v, struct state_buf *in, struct vga_
 	if (!state_section_done(in, end) || !vga_regs_valid(r))
 		return -EINVAL;
 	/* The bank as a write would have masked it; the geometry clamped. */
-	r->vbe[VBE_DISPI_INDEX_BANK] &= (uint16_t)((r->vbe[VBE_DISPI_INDEX_BPP] == 4 ? banks >> 2
-										 : banks) - 1);
+	r->vbe[VBE_DISPI_INDEX_BANK] &=
+		(uint16_t)((r->vbe[VBE_DISPI_INDEX_BPP] == 4 ? banks >> 2 : banks) - 1);
 	if (r->bank_offset != 0 && r->bank_offset != (uint32_t)r->vbe[VBE_DISPI_INDEX_BANK] << 16)
 		return -EINVAL;
 	vga_vbe_fixup(r, v->vram_size);
@@ -184,7 +184,7 @@ static int vga_check_vram(const struct vga *v, struct state_buf *in, size_t *bod
 		return -EINVAL;
 	end = state_section_body_end(in);
 	if (state_get_u64(in) != v->vram_size)
-		return -EINVAL;   /* another --vga mem= */
+		return -EINVAL; /* another --vga mem= */
 	*body = in->pos;
 	n = state_get_u32(in);
 	for (uint32_t i = 0; i < n && !in->error; i++) {

@@ -26,13 +26,13 @@ static unsigned vbe_bits(struct vga_regs *r)
 	uint16_t *bpp = &r->vbe[VBE_DISPI_INDEX_BPP];
 
 	switch (*bpp) {
-	case 4: case 8: case 16: case 24: case 32:
-		return *bpp;
-	case 15:
-		return 16;
-	default:
-		*bpp = 8;
-		return 8;
+	case 4:
+	case 8:
+	case 16:
+	case 24:
+	case 32: return *bpp;
+	case 15: return 16;
+	default: *bpp = 8; return 8;
 	}
 }
 
@@ -181,11 +181,8 @@ void vga_dispi_write(struct vga *v, unsigned index, uint16_t val)
 		r->vbe[index] = val;
 		r->bank_offset = (uint32_t)val << 16;
 		break;
-	case VBE_DISPI_INDEX_ENABLE:
-		vbe_write_enable(v, val);
-		break;
-	default:
-		break;   /* VIRT_HEIGHT is computed; the rest does not exist */
+	case VBE_DISPI_INDEX_ENABLE: vbe_write_enable(v, val); break;
+	default: break; /* VIRT_HEIGHT is computed; the rest does not exist */
 	}
 }
 
@@ -233,7 +230,7 @@ static uint64_t vga_mmio_piece_read(struct vga *v, uint64_t off, unsigned *len)
 		*len = 4 - (unsigned)(off & 3);
 		return vga_qext_read(v, (off - VGA_MMIO_QEXT) & ~3ULL) >> (8 * (off & 3));
 	}
-	return 0;   /* no EDID: bochs-drm then offers its default modes */
+	return 0; /* no EDID: bochs-drm then offers its default modes */
 }
 
 uint64_t vga_mmio_read(struct vga *v, uint64_t off, unsigned size)

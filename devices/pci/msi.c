@@ -12,16 +12,16 @@
 #include "kestrel/state.h"
 #include "kestrel/vm.h"
 
-#define MSIX_CAP_LEN 12
-#define MSIX_STATE_ID 0x4d534958   /* "MSIX" */
+#define MSIX_CAP_LEN	   12
+#define MSIX_STATE_ID	   0x4d534958 /* "MSIX" */
 #define MSIX_STATE_VERSION 1
 
 /* 6.8.1: Message Control bits. */
-#define MSI_CTRL_ENABLE   0x0001
+#define MSI_CTRL_ENABLE	   0x0001
 #define MSI_CTRL_MME_SHIFT 4
 #define MSI_CTRL_MMC_SHIFT 1
-#define MSI_CTRL_64BIT    0x0080
-#define MSI_CTRL_MASKABLE 0x0100
+#define MSI_CTRL_64BIT	   0x0080
+#define MSI_CTRL_MASKABLE  0x0100
 
 /* ---- the sink: the VM's routes ---- */
 
@@ -100,7 +100,8 @@ static void msi_vec_route(struct msi_vec *v, const struct msi_sink *s, uint64_t 
 		return;
 	v->routed = false;
 	if (s->ops->route_set(s->opaque, v->gsi, addr, data)) {
-		kwarn("msi: cannot route GSI %u to %#llx/%#x", v->gsi, (unsigned long long)addr, data);
+		kwarn("msi: cannot route GSI %u to %#llx/%#x", v->gsi, (unsigned long long)addr,
+		      data);
 		return;
 	}
 	v->routed = true;
@@ -147,7 +148,7 @@ static void msi_regs_init(struct msi *m, unsigned log2n)
 	ctrl |= m->maskable ? MSI_CTRL_MASKABLE : 0;
 	pci_set_u16(p, m->cap + 2, ctrl);
 	p->wmask[m->cap + 2] = MSI_CTRL_ENABLE | 7u << MSI_CTRL_MME_SHIFT;
-	pci_set_wmask32(p, m->cap + 4, 0xfffffffc);   /* dword-aligned address */
+	pci_set_wmask32(p, m->cap + 4, 0xfffffffc); /* dword-aligned address */
 	if (m->is64)
 		pci_set_wmask32(p, m->cap + 8, 0xffffffff);
 	pci_set_wmask16(p, msi_data_off(m), 0xffff);
@@ -168,8 +169,12 @@ int msi_init(struct msi *m, struct pci_dev *pdev, const struct msi_sink *sink, u
 	cap = pci_cap_add(pdev, PCI_CAP_ID_MSI, msi_cap_len(is64, maskable));
 	if (cap < 0)
 		return cap;
-	*m = (struct msi){ .pdev = pdev, .sink = sink ? *sink : (struct msi_sink){ 0 },
-			   .cap = (unsigned)cap, .nvec = nvec, .is64 = is64, .maskable = maskable };
+	*m = (struct msi){ .pdev = pdev,
+			   .sink = sink ? *sink : (struct msi_sink){ 0 },
+			   .cap = (unsigned)cap,
+			   .nvec = nvec,
+			   .is64 = is64,
+			   .maskable = maskable };
 	for (unsigned v = 0; v < MSI_MAX_VECTORS; v++)
 		m->vec[v].irqfd = -1;
 	for (unsigned v = 0; v < nvec && !ret; v++)
@@ -209,8 +214,7 @@ bool msi_enabled(struct msi *m)
 static void msi_route_all(struct msi *m)
 {
 	for (unsigned v = 0; v < m->nused; v++)
-		msi_vec_route(&m->vec[v], &m->sink, m->addr,
-			      (m->data & ~(m->nused - 1)) | v);
+		msi_vec_route(&m->vec[v], &m->sink, m->addr, (m->data & ~(m->nused - 1)) | v);
 }
 
 static void msi_send(struct msi *m, unsigned v)
@@ -297,7 +301,8 @@ static bool msix_layout_ok(const struct pci_dev *p, unsigned nvec, int tbar, uin
 	uint64_t tlen = (uint64_t)nvec * MSIX_ENTRY_SIZE, plen = msix_pba_len(nvec);
 
 	if (tbar < 0 || tbar >= PCI_NUM_BARS || pbar < 0 || pbar >= PCI_NUM_BARS ||
-	    (toff | poff) & 7 || (p->bar[tbar].flags & PCI_BAR_IO) || (p->bar[pbar].flags & PCI_BAR_IO))
+	    (toff | poff) & 7 || (p->bar[tbar].flags & PCI_BAR_IO) ||
+	    (p->bar[pbar].flags & PCI_BAR_IO))
 		return false;
 	if (toff + tlen > p->bar[tbar].size || poff + plen > p->bar[pbar].size)
 		return false;
@@ -320,16 +325,20 @@ int msix_init(struct msix *m, struct pci_dev *pdev, const struct msi_sink *sink,
 	if (!nvec || nvec > MSIX_MAX_VECTORS || pdev->msix ||
 	    !msix_layout_ok(pdev, nvec, table_bar, table_off, pba_bar, pba_off))
 		return -EINVAL;
-	*m = (struct msix){ .pdev = pdev, .sink = sink ? *sink : (struct msi_sink){ 0 },
-			    .nvec = nvec, .table_bar = table_bar, .table_off = table_off,
-			    .pba_bar = pba_bar, .pba_off = pba_off };
+	*m = (struct msix){ .pdev = pdev,
+			    .sink = sink ? *sink : (struct msi_sink){ 0 },
+			    .nvec = nvec,
+			    .table_bar = table_bar,
+			    .table_off = table_off,
+			    .pba_bar = pba_bar,
+			    .pba_off = pba_off };
 	m->e = calloc(nvec, sizeof(*m->e));
 	if (!m->e) {
 		m->pdev = NULL;
 		return -ENOMEM;
 	}
 	for (unsigned v = 0; v < nvec; v++) {
-		m->e[v].ctrl = MSIX_VECTOR_MASKED;   /* 6.8.2.9: masked after reset */
+		m->e[v].ctrl = MSIX_VECTOR_MASKED; /* 6.8.2.9: masked after reset */
 		m->e[v].v.irqfd = -1;
 	}
 	for (unsigned v = 0; v < nvec && !ret; v++)
@@ -451,7 +460,7 @@ static void msix_dword_write(struct msix *m, unsigned v, unsigned dw, uint32_t v
 	bool was_masked = e->ctrl & MSIX_VECTOR_MASKED;
 
 	switch (dw) {
-	case 0: e->addr_lo = val & ~3u; break;   /* dword aligned */
+	case 0: e->addr_lo = val & ~3u; break; /* dword aligned */
 	case 1: e->addr_hi = val; break;
 	case 2: e->data = val; break;
 	default: e->ctrl = val & MSIX_VECTOR_MASKED; break;
@@ -512,7 +521,8 @@ static bool msix_in(uint64_t off, uint64_t start, uint64_t len)
 
 bool msix_bar_read(struct msix *m, int bar, uint64_t off, unsigned size, uint64_t *val)
 {
-	if (bar == m->table_bar && msix_in(off, m->table_off, (uint64_t)m->nvec * MSIX_ENTRY_SIZE)) {
+	if (bar == m->table_bar &&
+	    msix_in(off, m->table_off, (uint64_t)m->nvec * MSIX_ENTRY_SIZE)) {
 		*val = msix_table_read(m, off - m->table_off, size);
 		return true;
 	}
@@ -526,7 +536,8 @@ bool msix_bar_read(struct msix *m, int bar, uint64_t off, unsigned size, uint64_
 /* The PBA is read-only (6.8.2.10). */
 bool msix_bar_write(struct msix *m, int bar, uint64_t off, unsigned size, uint64_t val)
 {
-	if (bar == m->table_bar && msix_in(off, m->table_off, (uint64_t)m->nvec * MSIX_ENTRY_SIZE)) {
+	if (bar == m->table_bar &&
+	    msix_in(off, m->table_off, (uint64_t)m->nvec * MSIX_ENTRY_SIZE)) {
 		msix_table_write(m, off - m->table_off, size, val);
 		return true;
 	}

@@ -12,18 +12,19 @@
 #include "kestrel/state.h"
 #include "pci_internal.h"
 
-#define PCI_COMMAND_WMASK (PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | \
-			   PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE)
-#define PCI_STATUS_W1C (PCI_STATUS_PARITY | PCI_STATUS_SIG_TARGET_ABORT | \
-			PCI_STATUS_REC_TARGET_ABORT | PCI_STATUS_REC_MASTER_ABORT | \
-			PCI_STATUS_SIG_SYSTEM_ERROR | PCI_STATUS_DETECTED_PARITY)
-#define PCI_IO_SPACE_END 0x10000ULL
+#define PCI_COMMAND_WMASK                                                                \
+	(PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY | \
+	 PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE)
+#define PCI_STATUS_W1C                                                                   \
+	(PCI_STATUS_PARITY | PCI_STATUS_SIG_TARGET_ABORT | PCI_STATUS_REC_TARGET_ABORT | \
+	 PCI_STATUS_REC_MASTER_ABORT | PCI_STATUS_SIG_SYSTEM_ERROR | PCI_STATUS_DETECTED_PARITY)
+#define PCI_IO_SPACE_END  0x10000ULL
 #define PCI_ROM_ADDR_MASK 0xfffff800u
 /* The list from 0x34 has at most (256 - 64) / 4 entries; a longer walk loops. */
-#define PCI_CAP_MAX_WALK 48
+#define PCI_CAP_MAX_WALK  48
 
-#define PCI_DEV_STATE_ID  0x50434946 /* "PCIF" */
-#define PCI_DEV_STATE_VERSION 2      /* 2: the INTx level after the config space */
+#define PCI_DEV_STATE_ID      0x50434946 /* "PCIF" */
+#define PCI_DEV_STATE_VERSION 2		 /* 2: the INTx level after the config space */
 
 static uint32_t pci_ones(unsigned size)
 {
@@ -99,18 +100,22 @@ int pci_dev_set_bar(struct pci_dev *pdev, int bar, uint64_t size, uint8_t flags)
 	unsigned off = PCI_BASE_ADDRESS_0 + 4 * (unsigned)bar;
 	uint64_t mask = ~(size - 1);
 
-	if (bar < 0 || bar >= PCI_NUM_BARS || (is64 && bar == PCI_NUM_BARS - 1) || !pci_is_pow2(size))
+	if (bar < 0 || bar >= PCI_NUM_BARS || (is64 && bar == PCI_NUM_BARS - 1) ||
+	    !pci_is_pow2(size))
 		return -EINVAL;
 	if (io ? (flags != PCI_BAR_IO || size < 4 || size > 256)
-	       : (flags & ~(PCI_BAR_MEM64 | PCI_BAR_PREFETCH) || size < 16 || (!is64 && size > (1ULL << 31))))
+	       : (flags & ~(PCI_BAR_MEM64 | PCI_BAR_PREFETCH) || size < 16 ||
+		  (!is64 && size > (1ULL << 31))))
 		return -EINVAL;
-	pdev->bar[bar] = (struct pci_bar){ .size = size, .flags = flags, .addr = PCI_BAR_UNMAPPED,
-					   .mapped = PCI_BAR_UNMAPPED };
+	pdev->bar[bar] = (struct pci_bar){
+		.size = size, .flags = flags, .addr = PCI_BAR_UNMAPPED, .mapped = PCI_BAR_UNMAPPED
+	};
 	pci_set_u32(pdev, off, flags);
 	/* The minimum sizes keep the type bits out of the mask. */
 	pci_set_wmask32(pdev, off, (uint32_t)mask);
 	if (is64) {
-		pdev->bar[bar + 1] = (struct pci_bar){ .addr = PCI_BAR_UNMAPPED, .mapped = PCI_BAR_UNMAPPED };
+		pdev->bar[bar + 1] =
+			(struct pci_bar){ .addr = PCI_BAR_UNMAPPED, .mapped = PCI_BAR_UNMAPPED };
 		pci_set_u32(pdev, off + 4, 0);
 		pci_set_wmask32(pdev, off + 4, (uint32_t)(mask >> 32));
 	}
@@ -155,11 +160,13 @@ int pci_dev_set_rom(struct pci_dev *pdev, const void *image, size_t len)
 	pdev->rom = image;
 	pdev->rom_len = len;
 	device_init(&pdev->rom_dev, &pci_rom_ops);
-	pdev->bar[PCI_ROM_BAR] = (struct pci_bar){ .size = size, .flags = PCI_BAR_MEM32,
-						   .addr = PCI_BAR_UNMAPPED, .mapped = PCI_BAR_UNMAPPED,
+	pdev->bar[PCI_ROM_BAR] = (struct pci_bar){ .size = size,
+						   .flags = PCI_BAR_MEM32,
+						   .addr = PCI_BAR_UNMAPPED,
+						   .mapped = PCI_BAR_UNMAPPED,
 						   .owner = &pdev->rom_dev };
 	pci_set_u32(pdev, PCI_ROM_ADDRESS, 0);
-	pci_set_wmask32(pdev, PCI_ROM_ADDRESS, (uint32_t)~(size - 1) & PCI_ROM_ADDR_MASK);
+	pci_set_wmask32(pdev, PCI_ROM_ADDRESS, (uint32_t) ~(size - 1) & PCI_ROM_ADDR_MASK);
 	pdev->wmask[PCI_ROM_ADDRESS] |= PCI_ROM_ENABLE;
 	return 0;
 }
@@ -364,7 +371,7 @@ void pci_cfg_write(struct pci_dev *pdev, unsigned off, unsigned size, uint32_t v
 		uint8_t b = (uint8_t)(val >> (8 * i));
 
 		pdev->cfg[o] = (uint8_t)((pdev->cfg[o] & ~pdev->wmask[o]) | (b & pdev->wmask[o]));
-		pdev->cfg[o] &= (uint8_t)~(b & pdev->w1cmask[o]);
+		pdev->cfg[o] &= (uint8_t) ~(b & pdev->w1cmask[o]);
 	}
 	pci_cfg_apply(pdev);
 	if (pdev->ops && pdev->ops->cfg_write)
@@ -404,7 +411,7 @@ int pci_dev_parse(const struct pci_dev *pdev, struct state_buf *in, struct pci_d
 	if (!state_section_done(in, end) || level > 1)
 		return -EINVAL;
 	for (unsigned o = 0; o < PCI_CFG_SIZE; o++) {
-		uint8_t ro = (uint8_t)~(pdev->wmask[o] | pdev->w1cmask[o]);
+		uint8_t ro = (uint8_t) ~(pdev->wmask[o] | pdev->w1cmask[o]);
 		bool status = o == PCI_STATUS || o == PCI_STATUS + 1;
 
 		if (o < PCI_HEADER_END && !status && ((snap[o] ^ pdev->cfg[o]) & ro))

@@ -21,7 +21,7 @@ void pci_bus_init(struct pci_bus *bus, const struct pci_board *board)
 		bus->intx = *board->intx;
 	if (bus->intx.nlinks > PCI_INTX_MAX_LINKS)
 		bus->intx.nlinks = 0;
-	bus->board.intx = NULL;   /* the copy is ours; PIIX3 may move links */
+	bus->board.intx = NULL; /* the copy is ours; PIIX3 may move links */
 	pthread_mutex_init(&bus->lock, NULL);
 	pthread_mutex_init(&bus->intx_lock, NULL);
 }

@@ -8,18 +8,18 @@
 #include "kestrel/scsi_disk.h"
 #include "kestrel/util.h"
 
-#define SCSI_VENDOR   "KESTREL "
-#define SCSI_PRODUCT  "VIRTUAL DISK    "
-#define SCSI_REVISION "0001"
+#define SCSI_VENDOR	  "KESTREL "
+#define SCSI_PRODUCT	  "VIRTUAL DISK    "
+#define SCSI_REVISION	  "0001"
 #define SCSI_VERSION_SPC3 0x05
-#define SCSI_TYPE_DISK 0x00
-#define SCSI_TYPE_NO_LUN 0x7f    /* peripheral qualifier 3, type 1Fh */
+#define SCSI_TYPE_DISK	  0x00
+#define SCSI_TYPE_NO_LUN  0x7f /* peripheral qualifier 3, type 1Fh */
 
-#define MODE_PAGE_CACHING 0x08
-#define MODE_PAGE_CONTROL 0x0a
-#define MODE_PAGE_ALL     0x3f
+#define MODE_PAGE_CACHING  0x08
+#define MODE_PAGE_CONTROL  0x0a
+#define MODE_PAGE_ALL	   0x3f
 #define MODE_PC_CHANGEABLE 1
-#define MODE_PC_SAVED      3
+#define MODE_PC_SAVED	   3
 
 void scsi_cmd_check(struct scsi_cmd *c, uint8_t key, uint16_t asc)
 {
@@ -53,9 +53,9 @@ size_t scsi_sense_fixed(const struct scsi_sense *s, uint8_t *buf, size_t len)
 	uint8_t f[SCSI_SENSE_FIXED_LEN] = { 0 };
 	size_t n = MIN(len, sizeof(f));
 
-	f[0] = 0x70;                 /* current error, fixed format */
+	f[0] = 0x70; /* current error, fixed format */
 	f[2] = s->key & 0x0f;
-	f[7] = sizeof(f) - 8;        /* additional sense length */
+	f[7] = sizeof(f) - 8; /* additional sense length */
 	f[12] = (uint8_t)(s->asc >> 8);
 	f[13] = (uint8_t)s->asc;
 	memcpy(buf, f, n);
@@ -73,9 +73,13 @@ void scsi_cmd_set_errno(struct scsi_cmd *c, int err)
 			       write ? SCSI_ASC_WRITE_ERROR : SCSI_ASC_UNRECOVERED_READ_ERROR);
 		break;
 	case -EROFS: scsi_cmd_check(c, SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED); break;
-	case -ENOSPC: scsi_cmd_check(c, SCSI_SENSE_DATA_PROTECT, SCSI_ASC_SPACE_ALLOC_FAILED); break;
+	case -ENOSPC:
+		scsi_cmd_check(c, SCSI_SENSE_DATA_PROTECT, SCSI_ASC_SPACE_ALLOC_FAILED);
+		break;
 	case -EINVAL: scsi_illegal(c, SCSI_ASC_LBA_OUT_OF_RANGE); break;
-	default: scsi_cmd_check(c, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_INTERNAL_TARGET_FAILURE); break;
+	default:
+		scsi_cmd_check(c, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_INTERNAL_TARGET_FAILURE);
+		break;
 	}
 }
 
@@ -102,9 +106,9 @@ uint32_t scsi_inquiry_standard(uint8_t *b, uint8_t type, bool removable, const c
 
 	memset(b, 0, 36);
 	b[0] = type;
-	b[1] = removable ? 0x80 : 0;  /* RMB */
+	b[1] = removable ? 0x80 : 0; /* RMB */
 	b[2] = SCSI_VERSION_SPC3;
-	b[3] = 0x12;                 /* HISUP, response data format 2 */
+	b[3] = 0x12; /* HISUP, response data format 2 */
 	b[4] = 36 - 5;
 	memcpy(b + 8, SCSI_VENDOR, 8);
 	memset(b + 16, ' ', 16);
@@ -117,7 +121,7 @@ static uint32_t scsi_inquiry_std(uint8_t *b, uint8_t type)
 {
 	uint32_t n = scsi_inquiry_standard(b, type, false, SCSI_PRODUCT);
 
-	b[7] = 0x02;                 /* CMDQUE: tagged queueing */
+	b[7] = 0x02; /* CMDQUE: tagged queueing */
 	return n;
 }
 
@@ -143,14 +147,14 @@ static uint32_t scsi_vpd_devid(const struct scsi_disk *d, uint8_t *b)
 	size_t sn = strnlen(d->serial, sizeof(d->serial) - 1);
 	uint8_t *p = b + 4;
 
-	p[0] = 0x02;                 /* code set ASCII */
-	p[1] = 0x01;                 /* association: LU, type: T10 vendor ID */
+	p[0] = 0x02; /* code set ASCII */
+	p[1] = 0x01; /* association: LU, type: T10 vendor ID */
 	p[3] = (uint8_t)(8 + sn);
 	memcpy(p + 4, SCSI_VENDOR, 8);
 	memcpy(p + 12, d->serial, sn);
 	p += 4 + p[3];
-	p[0] = 0x01;                 /* code set binary */
-	p[1] = 0x03;                 /* association: LU, type: NAA */
+	p[0] = 0x01; /* code set binary */
+	p[1] = 0x03; /* association: LU, type: NAA */
 	p[3] = 8;
 	put_be64(p + 4, (3ULL << 60) | (d->naa_id & 0x0fffffffffffffffULL));
 	p += 12;
@@ -162,7 +166,7 @@ static uint32_t scsi_vpd_limits(const struct scsi_disk *d, uint8_t *b)
 {
 	uint32_t gran = d->block_size < 4096 ? 4096 / d->block_size : 1;
 
-	b[4] = 0x01;                 /* WSNZ: WRITE SAME of 0 blocks is an error */
+	b[4] = 0x01; /* WSNZ: WRITE SAME of 0 blocks is an error */
 	put_be16(b + 6, (uint16_t)gran);
 	put_be32(b + 8, SCSI_DISK_MAX_XFER_BLOCKS);
 	put_be32(b + 12, SCSI_DISK_MAX_XFER_BLOCKS);
@@ -187,8 +191,8 @@ static uint32_t scsi_vpd_characteristics(uint8_t *b)
 static uint32_t scsi_vpd_provisioning(const struct scsi_disk *d, uint8_t *b)
 {
 	if (d->can_discard) {
-		b[5] = 0x80 | 0x40 | 0x04;   /* LBPU, LBPWS, LBPRZ */
-		b[6] = 0x02;                 /* thin provisioned */
+		b[5] = 0x80 | 0x40 | 0x04; /* LBPU, LBPWS, LBPRZ */
+		b[6] = 0x02;		   /* thin provisioned */
 	}
 	return 8;
 }
@@ -240,24 +244,23 @@ static void scsi_read_capacity16(const struct scsi_disk *d, const uint8_t *cdb, 
 	put_be64(b, d->nblocks ? d->nblocks - 1 : 0);
 	put_be32(b + 8, d->block_size);
 	if (d->can_discard)
-		b[14] = 0x80 | 0x40;     /* LBPME, LBPRZ */
+		b[14] = 0x80 | 0x40; /* LBPME, LBPRZ */
 	scsi_data(c, 32, get_be32(cdb + 10));
 }
 
 /* ---- MODE SENSE (SPC-4 6.11, 6.12; pages SBC-3 6.4) ---- */
 
-static uint32_t scsi_mode_page(const struct scsi_disk *d, uint8_t page, bool changeable,
-			       uint8_t *p)
+static uint32_t scsi_mode_page(const struct scsi_disk *d, uint8_t page, bool changeable, uint8_t *p)
 {
 	if (page == MODE_PAGE_CACHING) {
 		memset(p, 0, 20);
 		p[0] = MODE_PAGE_CACHING;
 		p[1] = 18;
 		if (!changeable && d->write_cache)
-			p[2] = 0x04;         /* WCE */
+			p[2] = 0x04; /* WCE */
 		return 20;
 	}
-	memset(p, 0, 12);            /* control page: all defaults */
+	memset(p, 0, 12); /* control page: all defaults */
 	p[0] = MODE_PAGE_CONTROL;
 	p[1] = 10;
 	return 12;
@@ -291,7 +294,7 @@ static void scsi_mode_sense(const struct scsi_disk *d, const uint8_t *cdb, uint8
 	bool ten = cdb[0] == SCSI_MODE_SENSE_10, dbd = cdb[1] & 0x08;
 	uint8_t pc = cdb[2] >> 6, page = cdb[2] & 0x3f, subpage = cdb[3];
 	uint32_t hdr = ten ? 8 : 4, alloc = ten ? get_be16(cdb + 7) : cdb[4], n;
-	uint8_t devspec = (uint8_t)((d->readonly ? 0x80 : 0) | 0x10);   /* WP, DPOFUA */
+	uint8_t devspec = (uint8_t)((d->readonly ? 0x80 : 0) | 0x10); /* WP, DPOFUA */
 
 	if (pc == MODE_PC_SAVED)
 		return scsi_illegal(c, SCSI_ASC_SAVING_NOT_SUPPORTED);
@@ -332,7 +335,7 @@ static void scsi_request_sense(const uint8_t *cdb, const struct scsi_sense *s, u
 {
 	/* Sense is returned with each command (autosense), so nothing is pending. */
 	if (cdb[1] & 0x01)
-		return scsi_illegal(c, SCSI_ASC_INVALID_FIELD_IN_CDB);   /* descriptor format */
+		return scsi_illegal(c, SCSI_ASC_INVALID_FIELD_IN_CDB); /* descriptor format */
 	scsi_data(c, (uint32_t)scsi_sense_fixed(s, b, SCSI_SENSE_FIXED_LEN), cdb[4]);
 }
 
@@ -347,15 +350,18 @@ static void scsi_rw(const struct scsi_disk *d, const uint8_t *cdb, struct scsi_c
 	uint32_t n;
 
 	switch (op) {
-	case SCSI_READ_6: case SCSI_WRITE_6:
+	case SCSI_READ_6:
+	case SCSI_WRITE_6:
 		lba = (uint32_t)(cdb[1] & 0x1f) << 16 | get_be16(cdb + 2);
-		n = cdb[4] ? cdb[4] : 256;   /* SBC-3 5.7: 0 means 256 */
+		n = cdb[4] ? cdb[4] : 256; /* SBC-3 5.7: 0 means 256 */
 		break;
-	case SCSI_READ_10: case SCSI_WRITE_10:
+	case SCSI_READ_10:
+	case SCSI_WRITE_10:
 		lba = get_be32(cdb + 2);
 		n = get_be16(cdb + 7);
 		break;
-	case SCSI_READ_12: case SCSI_WRITE_12:
+	case SCSI_READ_12:
+	case SCSI_WRITE_12:
 		lba = get_be32(cdb + 2);
 		n = get_be32(cdb + 6);
 		break;
@@ -371,7 +377,7 @@ static void scsi_rw(const struct scsi_disk *d, const uint8_t *cdb, struct scsi_c
 	if (n > SCSI_DISK_MAX_XFER_BLOCKS)
 		return scsi_illegal(c, SCSI_ASC_INVALID_FIELD_IN_CDB);
 	if (n == 0)
-		return scsi_good(c);        /* SBC-3: a transfer length of 0 is no transfer */
+		return scsi_good(c); /* SBC-3: a transfer length of 0 is no transfer */
 	c->action = write ? SCSI_ACT_WRITE : SCSI_ACT_READ;
 	c->status = SCSI_STATUS_GOOD;
 	c->lba = lba;
@@ -410,7 +416,7 @@ static void scsi_unmap(const struct scsi_disk *d, const uint8_t *cdb, struct scs
 	if (!d->can_discard)
 		return scsi_illegal(c, SCSI_ASC_INVALID_OPCODE);
 	if (cdb[1] & 0x01)
-		return scsi_illegal(c, SCSI_ASC_INVALID_FIELD_IN_CDB);   /* ANCHOR */
+		return scsi_illegal(c, SCSI_ASC_INVALID_FIELD_IN_CDB); /* ANCHOR */
 	if (plen == 0)
 		return scsi_good(c);
 	if (plen < 8)
@@ -421,8 +427,8 @@ static void scsi_unmap(const struct scsi_disk *d, const uint8_t *cdb, struct scs
 }
 
 /* SBC-3 5.28 UNMAP parameter list: 8-byte header, 16-byte descriptors. */
-static unsigned scsi_unmap_ranges(const struct scsi_disk *d, struct scsi_cmd *c,
-				  const uint8_t *p, size_t len, struct scsi_range *r, unsigned max)
+static unsigned scsi_unmap_ranges(const struct scsi_disk *d, struct scsi_cmd *c, const uint8_t *p,
+				  size_t len, struct scsi_range *r, unsigned max)
 {
 	uint32_t dlen, nd;
 	unsigned k = 0;
@@ -511,19 +517,22 @@ void scsi_disk_exec(const struct scsi_disk *d, const uint8_t *cdb, size_t cdb_le
 	switch (op) {
 	case SCSI_TEST_UNIT_READY:
 	case SCSI_START_STOP_UNIT:
-	case SCSI_PREVENT_ALLOW_MEDIUM_REMOVAL:
-		return scsi_good(c);
+	case SCSI_PREVENT_ALLOW_MEDIUM_REMOVAL: return scsi_good(c);
 	case SCSI_REQUEST_SENSE: return scsi_request_sense(cdb, &no_sense, buf, c);
 	case SCSI_INQUIRY: return scsi_inquiry(d, cdb, buf, c);
 	case SCSI_MODE_SENSE_6:
-	case SCSI_MODE_SENSE_10:
-		return scsi_mode_sense(d, cdb, buf, c);
+	case SCSI_MODE_SENSE_10: return scsi_mode_sense(d, cdb, buf, c);
 	case SCSI_READ_CAPACITY_10: return scsi_read_capacity10(d, buf, c);
 	case SCSI_SERVICE_ACTION_IN_16: return scsi_read_capacity16(d, cdb, buf, c);
 	case SCSI_REPORT_LUNS: return scsi_report_luns(cdb, buf, c);
-	case SCSI_READ_6: case SCSI_READ_10: case SCSI_READ_12: case SCSI_READ_16:
-	case SCSI_WRITE_6: case SCSI_WRITE_10: case SCSI_WRITE_12: case SCSI_WRITE_16:
-		return scsi_rw(d, cdb, c);
+	case SCSI_READ_6:
+	case SCSI_READ_10:
+	case SCSI_READ_12:
+	case SCSI_READ_16:
+	case SCSI_WRITE_6:
+	case SCSI_WRITE_10:
+	case SCSI_WRITE_12:
+	case SCSI_WRITE_16: return scsi_rw(d, cdb, c);
 	case SCSI_SYNCHRONIZE_CACHE_10:
 	case SCSI_SYNCHRONIZE_CACHE_16:
 		c->action = SCSI_ACT_FLUSH;
@@ -537,7 +546,8 @@ void scsi_disk_exec(const struct scsi_disk *d, const uint8_t *cdb, size_t cdb_le
 
 void scsi_nolun_exec(const uint8_t *cdb, size_t cdb_len, uint8_t *buf, struct scsi_cmd *c)
 {
-	static const struct scsi_sense nolun = { SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LUN_NOT_SUPPORTED };
+	static const struct scsi_sense nolun = { SCSI_SENSE_ILLEGAL_REQUEST,
+						 SCSI_ASC_LUN_NOT_SUPPORTED };
 	uint8_t op = cdb_len ? cdb[0] : 0xff;
 
 	scsi_cmd_begin(c, op);

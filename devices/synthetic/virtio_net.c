@@ -43,79 +43,79 @@
 #include "kestrel/virtio_net.h"
 
 #define VNET_QUEUE_SIZE 256
-#define VNET_HDR_LEN NET_VNET_HDR_LEN
-#define VNET_RX_IOV_MAX 1024       /* UIO_MAXIOV: the most one readv takes */
-#define VNET_BUDGET 256            /* frames per pass before polling again */
-#define ETH_HLEN NET_ETH_HLEN
-#define ETH_ALEN NET_ETH_ALEN
-#define VLAN_HLEN NET_VLAN_HLEN
-#define ETH_P_8021Q NET_ETH_P_8021Q
-#define VNET_FRAME_MAX (65535 + ETH_HLEN + VLAN_HLEN)   /* a GSO frame, tagged */
-#define VNET_MAC_TABLE 64          /* unicast + multicast filter entries */
-#define VNET_VLAN_IDS 4096
+#define VNET_HDR_LEN	NET_VNET_HDR_LEN
+#define VNET_RX_IOV_MAX 1024 /* UIO_MAXIOV: the most one readv takes */
+#define VNET_BUDGET	256  /* frames per pass before polling again */
+#define ETH_HLEN	NET_ETH_HLEN
+#define ETH_ALEN	NET_ETH_ALEN
+#define VLAN_HLEN	NET_VLAN_HLEN
+#define ETH_P_8021Q	NET_ETH_P_8021Q
+#define VNET_FRAME_MAX	(65535 + ETH_HLEN + VLAN_HLEN) /* a GSO frame, tagged */
+#define VNET_MAC_TABLE	64			       /* unicast + multicast filter entries */
+#define VNET_VLAN_IDS	4096
 
 /* 5.1.3 feature bits. */
-#define VIRTIO_NET_F_CSUM 0
-#define VIRTIO_NET_F_GUEST_CSUM 1
+#define VIRTIO_NET_F_CSUM		 0
+#define VIRTIO_NET_F_GUEST_CSUM		 1
 #define VIRTIO_NET_F_CTRL_GUEST_OFFLOADS 2
-#define VIRTIO_NET_F_MAC 5
-#define VIRTIO_NET_F_GUEST_TSO4 7
-#define VIRTIO_NET_F_GUEST_TSO6 8
-#define VIRTIO_NET_F_GUEST_ECN 9
-#define VIRTIO_NET_F_HOST_TSO4 11
-#define VIRTIO_NET_F_HOST_TSO6 12
-#define VIRTIO_NET_F_HOST_ECN 13
-#define VIRTIO_NET_F_MRG_RXBUF 15
-#define VIRTIO_NET_F_STATUS 16
-#define VIRTIO_NET_F_CTRL_VQ 17
-#define VIRTIO_NET_F_CTRL_RX 18
-#define VIRTIO_NET_F_CTRL_VLAN 19
-#define VIRTIO_NET_F_CTRL_RX_EXTRA 20
-#define VIRTIO_NET_F_MQ 22
-#define VIRTIO_NET_F_CTRL_MAC_ADDR 23
-#define VNET_HAS(f, bit) (((f) & VIRTIO_BIT(bit)) != 0)
+#define VIRTIO_NET_F_MAC		 5
+#define VIRTIO_NET_F_GUEST_TSO4		 7
+#define VIRTIO_NET_F_GUEST_TSO6		 8
+#define VIRTIO_NET_F_GUEST_ECN		 9
+#define VIRTIO_NET_F_HOST_TSO4		 11
+#define VIRTIO_NET_F_HOST_TSO6		 12
+#define VIRTIO_NET_F_HOST_ECN		 13
+#define VIRTIO_NET_F_MRG_RXBUF		 15
+#define VIRTIO_NET_F_STATUS		 16
+#define VIRTIO_NET_F_CTRL_VQ		 17
+#define VIRTIO_NET_F_CTRL_RX		 18
+#define VIRTIO_NET_F_CTRL_VLAN		 19
+#define VIRTIO_NET_F_CTRL_RX_EXTRA	 20
+#define VIRTIO_NET_F_MQ			 22
+#define VIRTIO_NET_F_CTRL_MAC_ADDR	 23
+#define VNET_HAS(f, bit)		 (((f)&VIRTIO_BIT(bit)) != 0)
 
 /* 5.1.4 config layout. */
-#define VNET_CFG_MAC 0
-#define VNET_CFG_STATUS 6
-#define VNET_CFG_MAX_PAIRS 8
-#define VNET_CFG_MTU 10
-#define VNET_CFG_SIZE 12
+#define VNET_CFG_MAC	     0
+#define VNET_CFG_STATUS	     6
+#define VNET_CFG_MAX_PAIRS   8
+#define VNET_CFG_MTU	     10
+#define VNET_CFG_SIZE	     12
 #define VIRTIO_NET_S_LINK_UP 1
 
 /* 5.1.6 struct virtio_net_hdr_v1. */
-#define HDR_FLAGS 0
-#define HDR_GSO_TYPE 1
-#define HDR_HDR_LEN 2
-#define HDR_CSUM_START 6
-#define HDR_CSUM_OFFSET 8
-#define HDR_NUM_BUFFERS 10
+#define HDR_FLAGS		    0
+#define HDR_GSO_TYPE		    1
+#define HDR_HDR_LEN		    2
+#define HDR_CSUM_START		    6
+#define HDR_CSUM_OFFSET		    8
+#define HDR_NUM_BUFFERS		    10
 #define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
 #define VIRTIO_NET_HDR_F_DATA_VALID 2
-#define VIRTIO_NET_HDR_GSO_NONE 0
-#define VIRTIO_NET_HDR_GSO_TCPV4 1
-#define VIRTIO_NET_HDR_GSO_TCPV6 4
-#define VIRTIO_NET_HDR_GSO_ECN 0x80
+#define VIRTIO_NET_HDR_GSO_NONE	    0
+#define VIRTIO_NET_HDR_GSO_TCPV4    1
+#define VIRTIO_NET_HDR_GSO_TCPV6    4
+#define VIRTIO_NET_HDR_GSO_ECN	    0x80
 
 /* 5.1.6.5 control queue. */
-#define VIRTIO_NET_OK 0
-#define VIRTIO_NET_ERR 1
-#define VIRTIO_NET_CTRL_RX 0
-#define VIRTIO_NET_CTRL_MAC 1
-#define VIRTIO_NET_CTRL_MAC_TABLE_SET 0
-#define VIRTIO_NET_CTRL_MAC_ADDR_SET 1
-#define VIRTIO_NET_CTRL_VLAN 2
-#define VIRTIO_NET_CTRL_VLAN_ADD 0
-#define VIRTIO_NET_CTRL_VLAN_DEL 1
-#define VIRTIO_NET_CTRL_MQ 4
-#define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 0
-#define VIRTIO_NET_CTRL_GUEST_OFFLOADS 5
+#define VIRTIO_NET_OK			   0
+#define VIRTIO_NET_ERR			   1
+#define VIRTIO_NET_CTRL_RX		   0
+#define VIRTIO_NET_CTRL_MAC		   1
+#define VIRTIO_NET_CTRL_MAC_TABLE_SET	   0
+#define VIRTIO_NET_CTRL_MAC_ADDR_SET	   1
+#define VIRTIO_NET_CTRL_VLAN		   2
+#define VIRTIO_NET_CTRL_VLAN_ADD	   0
+#define VIRTIO_NET_CTRL_VLAN_DEL	   1
+#define VIRTIO_NET_CTRL_MQ		   4
+#define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET	   0
+#define VIRTIO_NET_CTRL_GUEST_OFFLOADS	   5
 #define VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET 0
-#define VNET_CTRL_RX_CMDS 6        /* PROMISC ALLMULTI ALLUNI NOMULTI NOUNI NOBCAST */
+#define VNET_CTRL_RX_CMDS		   6 /* PROMISC ALLMULTI ALLUNI NOMULTI NOUNI NOBCAST */
 
-#define VNET_GUEST_OFFLOADS (VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) | \
-			     VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4) | \
-			     VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO6) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_ECN))
+#define VNET_GUEST_OFFLOADS                                                          \
+	(VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4) | \
+	 VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO6) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_ECN))
 
 /* What the control queue sets (5.1.6.5.1-3); reset by each DRIVER_OK. */
 struct vnet_filter {
@@ -123,7 +123,7 @@ struct vnet_filter {
 	uint8_t mac[ETH_ALEN];
 	unsigned nuni, nmulti;
 	bool uni_overflow, multi_overflow;
-	uint8_t table[VNET_MAC_TABLE][ETH_ALEN];    /* unicast, then multicast */
+	uint8_t table[VNET_MAC_TABLE][ETH_ALEN]; /* unicast, then multicast */
 	uint32_t vlans[VNET_VLAN_IDS / 32];
 };
 enum { RX_PROMISC, RX_ALLMULTI, RX_ALLUNI, RX_NOMULTI, RX_NOUNI, RX_NOBCAST };
@@ -143,16 +143,16 @@ struct vnet_rxq {
 	pthread_t thread;
 	bool running, dead;
 	int wake_fd;
-	bool irq;                          /* an interrupt is owed */
+	bool irq; /* an interrupt is owed */
 	unsigned nheld, niov;
 	uint64_t held_len;
 	struct vnet_chain held[VNET_QUEUE_SIZE];
-	struct iovec iov[VNET_RX_IOV_MAX + VNET_QUEUE_SIZE];   /* the held chains' buffers */
+	struct iovec iov[VNET_RX_IOV_MAX + VNET_QUEUE_SIZE]; /* the held chains' buffers */
 	struct iovec rv[VNET_RX_IOV_MAX];
 	struct virtq_used_elem used[VNET_QUEUE_SIZE];
 	uint8_t bounce[VNET_HDR_LEN + 2 * ETH_ALEN + VLAN_HLEN];
-	uint8_t guard;                     /* a frame reaching it did not fit */
-	uint8_t *scratch;                  /* frames nobody takes */
+	uint8_t guard;	  /* a frame reaching it did not fit */
+	uint8_t *scratch; /* frames nobody takes */
 	atomic_ullong packets, bytes, dropped, kicks;
 };
 
@@ -178,11 +178,11 @@ struct virtio_net {
 
 	/* Fixed between start() and stop(). */
 	uint64_t features;
-	unsigned npairs;                   /* pairs with threads */
-	unsigned ctrl_vqi;                 /* or -1u */
-	size_t rx_need;                    /* what gathered chains must hold (MRG_RXBUF) */
-	atomic_uint curr_pairs;            /* 5.1.6.5.5: pairs the guest uses */
-	atomic_ullong rx_offloads;         /* GUEST_* features the TAP may use now */
+	unsigned npairs;	   /* pairs with threads */
+	unsigned ctrl_vqi;	   /* or -1u */
+	size_t rx_need;		   /* what gathered chains must hold (MRG_RXBUF) */
+	atomic_uint curr_pairs;	   /* 5.1.6.5.5: pairs the guest uses */
+	atomic_ullong rx_offloads; /* GUEST_* features the TAP may use now */
 
 	pthread_mutex_t filter_lock;
 	struct vnet_filter f;
@@ -296,8 +296,9 @@ static int vnet_rx_gather(struct vnet_rxq *q, struct virtq *vq)
 		 * at least the header. */
 		if (e.out_num || e.in_len < VNET_HDR_LEN)
 			return -EPROTO;
-		q->held[q->nheld++] = (struct vnet_chain){ e.head, (uint32_t)MIN(e.in_len,
-							   (uint64_t)UINT32_MAX), e.in_num };
+		q->held[q->nheld++] =
+			(struct vnet_chain){ e.head, (uint32_t)MIN(e.in_len, (uint64_t)UINT32_MAX),
+					     e.in_num };
 		q->niov += e.in_num;
 		q->held_len += e.in_len;
 	}
@@ -348,7 +349,8 @@ static bool vnet_rx_hdr_fix(struct vnet_rxq *q, uint8_t *hdr, bool untagged_by_u
 	    (gso == VIRTIO_NET_HDR_GSO_TCPV6 && !VNET_HAS(off, VIRTIO_NET_F_GUEST_TSO6)) ||
 	    (gso != VIRTIO_NET_HDR_GSO_NONE && gso != VIRTIO_NET_HDR_GSO_TCPV4 &&
 	     gso != VIRTIO_NET_HDR_GSO_TCPV6) ||
-	    ((hdr[HDR_GSO_TYPE] & VIRTIO_NET_HDR_GSO_ECN) && !VNET_HAS(off, VIRTIO_NET_F_GUEST_ECN)))
+	    ((hdr[HDR_GSO_TYPE] & VIRTIO_NET_HDR_GSO_ECN) &&
+	     !VNET_HAS(off, VIRTIO_NET_F_GUEST_ECN)))
 		return false;
 	return !untagged_by_us || net_vnet_hdr_untag(hdr);
 }
@@ -444,8 +446,8 @@ static int vnet_rx_one(struct vnet_rxq *q, struct virtq *vq)
 
 	if (q->held_len < VNET_HDR_LEN + ETH_HLEN + VLAN_HLEN) {
 		/* Chains too small for any frame: nothing fits, drop it. */
-		got = net_tap_recv(&q->n->tap, q->pair, &(struct iovec){ q->scratch,
-				   VNET_HDR_LEN + VNET_FRAME_MAX }, 1);
+		got = net_tap_recv(&q->n->tap, q->pair,
+				   &(struct iovec){ q->scratch, VNET_HDR_LEN + VNET_FRAME_MAX }, 1);
 		if (got == -EAGAIN)
 			return 0;
 		atomic_fetch_add(&q->dropped, 1);
@@ -560,8 +562,8 @@ static bool vnet_tx_tag(const struct virtio_net *n, const struct vq_elem *e, uin
 }
 
 /* Header copy, then the guest's frame with the tag spliced in at 12. */
-static int vnet_tx_vector(struct vnet_txq *q, const struct vq_elem *e, uint8_t *hdr,
-			  uint8_t *tag, uint64_t frame_len)
+static int vnet_tx_vector(struct vnet_txq *q, const struct vq_elem *e, uint8_t *hdr, uint8_t *tag,
+			  uint64_t frame_len)
 {
 	unsigned max = ARRAY_SIZE(q->wv);
 	int k = 1, a, b;
@@ -691,7 +693,8 @@ static bool vnet_mac_table_read(const struct vnet_cmd *c, uint64_t *at, struct v
 
 	if (!vnet_cmd_read(c, *at, b, 4))
 		return false;
-	entries = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	entries = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+		  (uint32_t)b[3] << 24;
 	*at += 4;
 	if (entries > (c->len - *at) / ETH_ALEN)
 		return false;
@@ -766,7 +769,8 @@ static void vnet_set_pairs(struct virtio_net *n, unsigned pairs)
 {
 	for (unsigned p = 0; p < n->tap.nqueues; p++)
 		if (net_tap_set_queue(&n->tap, p, p < pairs))
-			kwarn("%s: cannot %s TAP queue %u", n->name, p < pairs ? "attach" : "detach", p);
+			kwarn("%s: cannot %s TAP queue %u", n->name,
+			      p < pairs ? "attach" : "detach", p);
 	atomic_store(&n->curr_pairs, pairs);
 	for (unsigned p = 0; p < n->npairs; p++)
 		vnet_wake(n->rx[p].wake_fd);
@@ -837,7 +841,8 @@ static uint8_t vnet_ctrl_offloads(struct virtio_net *n, uint8_t cmd, const struc
 	return vnet_set_rx_offloads(n, g) ? VIRTIO_NET_ERR : VIRTIO_NET_OK;
 }
 
-static uint8_t vnet_ctrl_cmd(struct virtio_net *n, uint8_t cls, uint8_t cmd, const struct vnet_cmd *c)
+static uint8_t vnet_ctrl_cmd(struct virtio_net *n, uint8_t cls, uint8_t cmd,
+			     const struct vnet_cmd *c)
 {
 	switch (cls) {
 	case VIRTIO_NET_CTRL_RX: return vnet_ctrl_rx(n, cmd, c);
@@ -846,7 +851,7 @@ static uint8_t vnet_ctrl_cmd(struct virtio_net *n, uint8_t cls, uint8_t cmd, con
 	case VIRTIO_NET_CTRL_MQ: return vnet_ctrl_mq(n, cmd, c);
 	case VIRTIO_NET_CTRL_GUEST_OFFLOADS: return vnet_ctrl_offloads(n, cmd, c);
 	}
-	return VIRTIO_NET_ERR;   /* ANNOUNCE and others: not offered */
+	return VIRTIO_NET_ERR; /* ANNOUNCE and others: not offered */
 }
 
 /* Each command: class and command (device-readable), data, then the ack
@@ -869,7 +874,8 @@ static void vnet_ctrl_serve(struct virtio_net *n)
 				break;
 			}
 			vq_iov_read(e.iov, e.out_num, 0, cc, 2);
-			ack = vnet_ctrl_cmd(n, cc[0], cc[1], &(struct vnet_cmd){ &e, 2, e.out_len - 2 });
+			ack = vnet_ctrl_cmd(n, cc[0], cc[1],
+					    &(struct vnet_cmd){ &e, 2, e.out_len - 2 });
 			vq_iov_write(e.iov + e.out_num, e.in_num, 0, &ack, 1);
 			vq_mark_written(vq, e.iov + e.out_num, e.in_num, 1);
 			irq |= vq_push(vq, e.head, 1);
@@ -973,7 +979,7 @@ static uint64_t vnet_cfg_read(void *opaque, unsigned off, unsigned size)
 	pthread_mutex_unlock(&n->filter_lock);
 	le16_put(cfg + VNET_CFG_STATUS, atomic_load(&n->link_up) ? VIRTIO_NET_S_LINK_UP : 0);
 	le16_put(cfg + VNET_CFG_MAX_PAIRS, (uint16_t)n->max_pairs);
-	le16_put(cfg + VNET_CFG_MTU, 1500);    /* meaningful only with VIRTIO_NET_F_MTU */
+	le16_put(cfg + VNET_CFG_MTU, 1500); /* meaningful only with VIRTIO_NET_F_MTU */
 	for (unsigned i = 0; i < size && off + i < sizeof(cfg); i++)
 		v |= (uint64_t)cfg[off + i] << (8 * i);
 	return v;
@@ -1087,10 +1093,10 @@ static int vnet_resume(void *opaque)
  * offloads in force, and the receive filter the control queue set (RX
  * modes, MAC, the unicast and multicast tables, the VLAN bitmap). The
  * negotiated features come from the transport; the TAP is the machine's. */
-#define VNET_STATE_ID 0x564e4554 /* "VNET" */
-#define VNET_STATE_VERSION 1
-#define VNET_SF_LINK_UP 1
-#define VNET_SF_UNI_OVERFLOW 2
+#define VNET_STATE_ID	       0x564e4554 /* "VNET" */
+#define VNET_STATE_VERSION     1
+#define VNET_SF_LINK_UP	       1
+#define VNET_SF_UNI_OVERFLOW   2
 #define VNET_SF_MULTI_OVERFLOW 4
 
 static int vnet_save(void *opaque, struct state_buf *out)
@@ -1104,8 +1110,8 @@ static int vnet_save(void *opaque, struct state_buf *out)
 	for (unsigned i = 0; i < VNET_CTRL_RX_CMDS; i++)
 		modes |= (uint8_t)(f->rx_mode[i] << i);
 	state_put_u8(out, (atomic_load(&n->link_up) ? VNET_SF_LINK_UP : 0) |
-			  (f->uni_overflow ? VNET_SF_UNI_OVERFLOW : 0) |
-			  (f->multi_overflow ? VNET_SF_MULTI_OVERFLOW : 0));
+				  (f->uni_overflow ? VNET_SF_UNI_OVERFLOW : 0) |
+				  (f->multi_overflow ? VNET_SF_MULTI_OVERFLOW : 0));
 	state_put_u16(out, (uint16_t)atomic_load(&n->curr_pairs));
 	state_put_u64(out, atomic_load(&n->rx_offloads));
 	state_put_u8(out, modes);
@@ -1145,7 +1151,8 @@ static int vnet_parse(const struct virtio_net *n, struct state_buf *in, uint64_t
 	state_get_bytes(in, v->f.mac, ETH_ALEN);
 	v->f.nuni = state_get_u8(in);
 	v->f.nmulti = state_get_u8(in);
-	if (in->error || flags & ~(VNET_SF_LINK_UP | VNET_SF_UNI_OVERFLOW | VNET_SF_MULTI_OVERFLOW) ||
+	if (in->error ||
+	    flags & ~(VNET_SF_LINK_UP | VNET_SF_UNI_OVERFLOW | VNET_SF_MULTI_OVERFLOW) ||
 	    modes >> VNET_CTRL_RX_CMDS || v->f.nuni + v->f.nmulti > VNET_MAC_TABLE)
 		return -EINVAL;
 	state_get_bytes(in, v->f.table, (size_t)(v->f.nuni + v->f.nmulti) * ETH_ALEN);
@@ -1196,10 +1203,11 @@ static void vnet_print_stats(struct virtio_net *n)
 		struct vnet_rxq *r = &n->rx[p];
 		struct vnet_txq *t = &n->tx[p];
 
-		fprintf(stderr, "kestrel: stats: virtio-net %s q%u rx_packets=%llu rx_bytes=%llu "
+		fprintf(stderr,
+			"kestrel: stats: virtio-net %s q%u rx_packets=%llu rx_bytes=%llu "
 			"rx_dropped=%llu rx_kicks=%llu tx_packets=%llu tx_bytes=%llu tx_dropped=%llu "
-			"tx_kicks=%llu\n", n->name, p,
-			(unsigned long long)atomic_load(&r->packets),
+			"tx_kicks=%llu\n",
+			n->name, p, (unsigned long long)atomic_load(&r->packets),
 			(unsigned long long)atomic_load(&r->bytes),
 			(unsigned long long)atomic_load(&r->dropped),
 			(unsigned long long)atomic_load(&r->kicks),
@@ -1293,12 +1301,23 @@ static uint64_t vnet_features(unsigned pairs)
 {
 	uint64_t f = 0;
 	static const unsigned bits[] = {
-		VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_CTRL_GUEST_OFFLOADS,
-		VIRTIO_NET_F_MAC, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
-		VIRTIO_NET_F_GUEST_ECN, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
-		VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS,
-		VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_VLAN,
-		VIRTIO_NET_F_CTRL_RX_EXTRA, VIRTIO_NET_F_CTRL_MAC_ADDR,
+		VIRTIO_NET_F_CSUM,
+		VIRTIO_NET_F_GUEST_CSUM,
+		VIRTIO_NET_F_CTRL_GUEST_OFFLOADS,
+		VIRTIO_NET_F_MAC,
+		VIRTIO_NET_F_GUEST_TSO4,
+		VIRTIO_NET_F_GUEST_TSO6,
+		VIRTIO_NET_F_GUEST_ECN,
+		VIRTIO_NET_F_HOST_TSO4,
+		VIRTIO_NET_F_HOST_TSO6,
+		VIRTIO_NET_F_HOST_ECN,
+		VIRTIO_NET_F_MRG_RXBUF,
+		VIRTIO_NET_F_STATUS,
+		VIRTIO_NET_F_CTRL_VQ,
+		VIRTIO_NET_F_CTRL_RX,
+		VIRTIO_NET_F_CTRL_VLAN,
+		VIRTIO_NET_F_CTRL_RX_EXTRA,
+		VIRTIO_NET_F_CTRL_MAC_ADDR,
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bits); i++)

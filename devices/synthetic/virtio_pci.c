@@ -34,49 +34,50 @@
 #include "kestrel/vm.h"
 #include "virtio_pci_priv.h"
 
-#define VPCI_BAR 0
-#define VPCI_BAR_SIZE 0x8000
-#define VPCI_COMMON_OFF 0x0000
-#define VPCI_COMMON_LEN 0x38
-#define VPCI_ISR_OFF 0x1000
-#define VPCI_ISR_LEN 4
-#define VPCI_DEVICE_OFF 0x2000
-#define VPCI_NOTIFY_OFF 0x3000
-#define VPCI_NOTIFY_MULT 4
+#define VPCI_BAR	    0
+#define VPCI_BAR_SIZE	    0x8000
+#define VPCI_COMMON_OFF	    0x0000
+#define VPCI_COMMON_LEN	    0x38
+#define VPCI_ISR_OFF	    0x1000
+#define VPCI_ISR_LEN	    4
+#define VPCI_DEVICE_OFF	    0x2000
+#define VPCI_NOTIFY_OFF	    0x3000
+#define VPCI_NOTIFY_MULT    4
 #define VPCI_MSIX_TABLE_OFF 0x4000
-#define VPCI_MSIX_PBA_OFF 0x5000
-#define VPCI_PAGE 0x1000
+#define VPCI_MSIX_PBA_OFF   0x5000
+#define VPCI_PAGE	    0x1000
 
 /* 4.1.4 virtio structure PCI capabilities. */
 #define VIRTIO_PCI_CAP_COMMON_CFG 1
 #define VIRTIO_PCI_CAP_NOTIFY_CFG 2
-#define VIRTIO_PCI_CAP_ISR_CFG 3
+#define VIRTIO_PCI_CAP_ISR_CFG	  3
 #define VIRTIO_PCI_CAP_DEVICE_CFG 4
-#define VIRTIO_PCI_CAP_PCI_CFG 5
-#define VPCI_CAP_LEN 16
-#define VPCI_PCICFG_DATA 16        /* in the PCI_CFG capability */
+#define VIRTIO_PCI_CAP_PCI_CFG	  5
+#define VPCI_CAP_LEN		  16
+#define VPCI_PCICFG_DATA	  16 /* in the PCI_CFG capability */
 
 /* 4.1.4.3 struct virtio_pci_common_cfg. */
-#define CC_DFSELECT 0x00
-#define CC_DF 0x04
-#define CC_GFSELECT 0x08
-#define CC_GF 0x0c
-#define CC_MSIX_CONFIG 0x10
-#define CC_NUM_QUEUES 0x12
-#define CC_STATUS 0x14
-#define CC_CONFIG_GEN 0x15
-#define CC_Q_SELECT 0x16
-#define CC_Q_SIZE 0x18
-#define CC_Q_MSIX 0x1a
-#define CC_Q_ENABLE 0x1c
+#define CC_DFSELECT	0x00
+#define CC_DF		0x04
+#define CC_GFSELECT	0x08
+#define CC_GF		0x0c
+#define CC_MSIX_CONFIG	0x10
+#define CC_NUM_QUEUES	0x12
+#define CC_STATUS	0x14
+#define CC_CONFIG_GEN	0x15
+#define CC_Q_SELECT	0x16
+#define CC_Q_SIZE	0x18
+#define CC_Q_MSIX	0x1a
+#define CC_Q_ENABLE	0x1c
 #define CC_Q_NOTIFY_OFF 0x1e
-#define CC_Q_DESC 0x20
-#define CC_Q_DRIVER 0x28
-#define CC_Q_DEVICE 0x30
+#define CC_Q_DESC	0x20
+#define CC_Q_DRIVER	0x28
+#define CC_Q_DEVICE	0x30
 
 /* Features every device gets from the transport. */
-#define VPCI_TRANSPORT_FEATURES (VIRTIO_BIT(VIRTIO_F_VERSION_1) | \
-				 VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX))
+#define VPCI_TRANSPORT_FEATURES                                                \
+	(VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC) | \
+	 VIRTIO_BIT(VIRTIO_F_EVENT_IDX))
 
 /* ---- interrupts ---- */
 
@@ -144,9 +145,10 @@ static void vpci_ioeventfds(struct virtio_dev *t, bool assign)
 		uint64_t addr = t->bar_addr + VPCI_NOTIFY_OFF + (uint64_t)VPCI_NOTIFY_MULT * q;
 
 		if (!assign) {
-			if (vq->ioeventfd_len &&
-			    vm_ioeventfd(t->vm, addr, vq->ioeventfd_len - 1, false, vq->kick_fd, false))
-				kwarn("%s: cannot remove the ioeventfd of queue %u", t->info.name, q);
+			if (vq->ioeventfd_len && vm_ioeventfd(t->vm, addr, vq->ioeventfd_len - 1,
+							      false, vq->kick_fd, false))
+				kwarn("%s: cannot remove the ioeventfd of queue %u", t->info.name,
+				      q);
 			vq->ioeventfd_len = 0;
 			continue;
 		}
@@ -157,7 +159,8 @@ static void vpci_ioeventfds(struct virtio_dev *t, bool assign)
 		else if (vm_ioeventfd(t->vm, addr, 2, false, vq->kick_fd, true) == 0)
 			vq->ioeventfd_len = 3;
 		else
-			kwarn("%s: no ioeventfd for queue %u: kicks exit to user space", t->info.name, q);
+			kwarn("%s: no ioeventfd for queue %u: kicks exit to user space",
+			      t->info.name, q);
 	}
 }
 
@@ -259,10 +262,10 @@ static void vpci_status_write(struct virtio_dev *t, uint8_t val)
 		vpci_reset(t);
 		return;
 	}
-	val &= (uint8_t)~VIRTIO_STATUS_DEVICE_NEEDS_RESET;  /* the device's bit */
+	val &= (uint8_t)~VIRTIO_STATUS_DEVICE_NEEDS_RESET; /* the device's bit */
 	added = val & (uint8_t)~t->status;
 	if ((added & VIRTIO_STATUS_FEATURES_OK) && !vpci_features_ok(t))
-		val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;    /* 3.1.1 step 6: driver re-reads */
+		val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK; /* 3.1.1 step 6: driver re-reads */
 	t->status = val;
 	if ((added & VIRTIO_STATUS_DRIVER_OK) && !t->started)
 		vpci_driver_ok(t);
@@ -284,8 +287,7 @@ static void vpci_queue_enable(struct virtio_dev *t, unsigned q)
 		return;
 	}
 	if (!t->gm || size > t->info.queue_size ||
-	    vq_init(&t->vq[q], t->gm, size, vq->desc, vq->driver, vq->device,
-		    t->driver_features)) {
+	    vq_init(&t->vq[q], t->gm, size, vq->desc, vq->driver, vq->device, t->driver_features)) {
 		virtio_set_needs_reset(t, "queue enabled with an invalid size or ring address");
 		return;
 	}
@@ -314,11 +316,13 @@ static uint64_t vpci_common_get(struct virtio_dev *t, unsigned field)
 	case CC_DFSELECT: return t->dfselect;
 	case CC_DF: return t->dfselect < 2 ? (uint32_t)(t->dev_features >> (32 * t->dfselect)) : 0;
 	case CC_GFSELECT: return t->gfselect;
-	case CC_GF: return t->gfselect < 2 ? (uint32_t)(t->driver_features >> (32 * t->gfselect)) : 0;
+	case CC_GF:
+		return t->gfselect < 2 ? (uint32_t)(t->driver_features >> (32 * t->gfselect)) : 0;
 	case CC_MSIX_CONFIG: return t->config_vector;
 	case CC_NUM_QUEUES: return t->info.num_queues;
 	case CC_STATUS:
-		return t->status | (atomic_load(&t->needs_reset) ? VIRTIO_STATUS_DEVICE_NEEDS_RESET : 0);
+		return t->status |
+		       (atomic_load(&t->needs_reset) ? VIRTIO_STATUS_DEVICE_NEEDS_RESET : 0);
 	case CC_CONFIG_GEN: return (uint8_t)atomic_load(&t->config_generation);
 	case CC_Q_SELECT: return t->queue_select;
 	case CC_Q_SIZE: return q ? q->size : 0;
@@ -339,7 +343,8 @@ static void vpci_driver_features_set(struct virtio_dev *t, uint32_t val)
 	/* 3.1.1: features are fixed once FEATURES_OK is set. */
 	if (t->gfselect >= 2 || (t->status & VIRTIO_STATUS_FEATURES_OK))
 		return;
-	t->driver_features = (t->driver_features & ~(0xffffffffULL << shift)) | (uint64_t)val << shift;
+	t->driver_features = (t->driver_features & ~(0xffffffffULL << shift)) | (uint64_t)val
+											<< shift;
 }
 
 static void vpci_queue_field_set(struct virtio_dev *t, struct vpci_queue *q, unsigned field,
@@ -358,7 +363,7 @@ static void vpci_queue_field_set(struct virtio_dev *t, struct vpci_queue *q, uns
 		return;
 	}
 	if (q->enabled)
-		return;   /* 4.1.4.3.2: no changes to a live queue's layout */
+		return; /* 4.1.4.3.2: no changes to a live queue's layout */
 	switch (field) {
 	case CC_Q_SIZE: q->size = (uint16_t)val; break;
 	case CC_Q_DESC: q->desc = val; break;
@@ -382,8 +387,12 @@ static void vpci_common_set(struct virtio_dev *t, unsigned field, uint64_t val)
 		return;
 	case CC_STATUS: vpci_status_write(t, (uint8_t)val); return;
 	case CC_Q_SELECT: t->queue_select = (uint16_t)val; return;
-	case CC_Q_SIZE: case CC_Q_MSIX: case CC_Q_ENABLE:
-	case CC_Q_DESC: case CC_Q_DRIVER: case CC_Q_DEVICE:
+	case CC_Q_SIZE:
+	case CC_Q_MSIX:
+	case CC_Q_ENABLE:
+	case CC_Q_DESC:
+	case CC_Q_DRIVER:
+	case CC_Q_DEVICE:
 		if (q)
 			vpci_queue_field_set(t, q, field, val);
 		return;
@@ -391,11 +400,13 @@ static void vpci_common_set(struct virtio_dev *t, unsigned field, uint64_t val)
 	/* device_feature, num_queues, config_generation, queue_notify_off: read-only */
 }
 
-static const struct { uint8_t off, width; } vpci_common_fields[] = {
-	{ CC_DFSELECT, 4 }, { CC_DF, 4 }, { CC_GFSELECT, 4 }, { CC_GF, 4 },
-	{ CC_MSIX_CONFIG, 2 }, { CC_NUM_QUEUES, 2 }, { CC_STATUS, 1 }, { CC_CONFIG_GEN, 1 },
-	{ CC_Q_SELECT, 2 }, { CC_Q_SIZE, 2 }, { CC_Q_MSIX, 2 }, { CC_Q_ENABLE, 2 },
-	{ CC_Q_NOTIFY_OFF, 2 }, { CC_Q_DESC, 8 }, { CC_Q_DRIVER, 8 }, { CC_Q_DEVICE, 8 },
+static const struct {
+	uint8_t off, width;
+} vpci_common_fields[] = {
+	{ CC_DFSELECT, 4 },	{ CC_DF, 4 },	      { CC_GFSELECT, 4 }, { CC_GF, 4 },
+	{ CC_MSIX_CONFIG, 2 },	{ CC_NUM_QUEUES, 2 }, { CC_STATUS, 1 },	  { CC_CONFIG_GEN, 1 },
+	{ CC_Q_SELECT, 2 },	{ CC_Q_SIZE, 2 },     { CC_Q_MSIX, 2 },	  { CC_Q_ENABLE, 2 },
+	{ CC_Q_NOTIFY_OFF, 2 }, { CC_Q_DESC, 8 },     { CC_Q_DRIVER, 8 }, { CC_Q_DEVICE, 8 },
 };
 
 /* Byte lanes: the bytes of field [foff, foff+w) an access [off, off+size) sees. */
@@ -431,7 +442,8 @@ static void vpci_common_access(struct virtio_dev *t, uint64_t off, unsigned size
 			uint64_t fshift = 8 * (a - foff), vshift = 8 * (a - off);
 
 			if (write)
-				fv = (fv & ~(0xffULL << fshift)) | (((*val >> vshift) & 0xff) << fshift);
+				fv = (fv & ~(0xffULL << fshift)) |
+				     (((*val >> vshift) & 0xff) << fshift);
 			else
 				*val |= ((fv >> fshift) & 0xff) << vshift;
 		}
@@ -456,7 +468,7 @@ static uint8_t vpci_isr_read(struct virtio_dev *t)
 
 	pthread_mutex_lock(&t->irq_lock);
 	v = t->isr;
-	t->isr = 0;          /* 4.1.4.5: reading clears, and deasserts INTx */
+	t->isr = 0; /* 4.1.4.5: reading clears, and deasserts INTx */
 	vpci_intx_update(t);
 	pthread_mutex_unlock(&t->irq_lock);
 	return v;
@@ -478,7 +490,7 @@ static uint64_t vpci_read(struct device *dev, int region, uint64_t off, unsigned
 	uint64_t page = off & ~(uint64_t)(VPCI_PAGE - 1), in = off & (VPCI_PAGE - 1), v;
 
 	if (in + size > VPCI_PAGE)
-		return 0;   /* no access straddles two structures */
+		return 0; /* no access straddles two structures */
 	if (msix_bar_read(&t->msix, VPCI_BAR, off, size, &v))
 		return v;
 	switch (page) {
@@ -622,7 +634,8 @@ static int vpci_build_caps(struct virtio_dev *t, const struct msi_sink *sink)
 			VPCI_BAR, VPCI_MSIX_PBA_OFF);
 	if (ret)
 		return ret;
-	if (vpci_cap(p, VPCI_CAP_LEN, VIRTIO_PCI_CAP_COMMON_CFG, VPCI_COMMON_OFF, VPCI_COMMON_LEN) < 0 ||
+	if (vpci_cap(p, VPCI_CAP_LEN, VIRTIO_PCI_CAP_COMMON_CFG, VPCI_COMMON_OFF, VPCI_COMMON_LEN) <
+		    0 ||
 	    (notify = vpci_cap(p, VPCI_CAP_LEN + 4, VIRTIO_PCI_CAP_NOTIFY_CFG, VPCI_NOTIFY_OFF,
 			       VPCI_NOTIFY_MULT * t->info.num_queues)) < 0 ||
 	    vpci_cap(p, VPCI_CAP_LEN, VIRTIO_PCI_CAP_ISR_CFG, VPCI_ISR_OFF, VPCI_ISR_LEN) < 0 ||
@@ -644,7 +657,7 @@ static void vpci_destroy(struct device *dev)
 {
 	struct virtio_dev *t = to_vpci(dev);
 
-	pci_dev_exit(&t->pdev);    /* BAR 0 off the bus, its ioeventfds gone */
+	pci_dev_exit(&t->pdev); /* BAR 0 off the bus, its ioeventfds gone */
 	pthread_mutex_lock(&t->dev.lock);
 	vpci_stop(t);
 	pthread_mutex_unlock(&t->dev.lock);
@@ -745,8 +758,9 @@ int virtio_pci_create(struct vm *vm, struct device *pci_host, int slot,
 	t->bar_addr = PCI_BAR_UNMAPPED;
 	t->dev_features = info->features | VPCI_TRANSPORT_FEATURES;
 	ops->bind(opaque, t);
-	pci_dev_init(&t->pdev, VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_DEVICE_BASE + info->device_id),
-		     info->class_code, 1, &vpci_pci_ops, t);
+	pci_dev_init(&t->pdev, VIRTIO_PCI_VENDOR,
+		     (uint16_t)(VIRTIO_PCI_DEVICE_BASE + info->device_id), info->class_code, 1,
+		     &vpci_pci_ops, t);
 	pci_dev_set_subsystem(&t->pdev, VIRTIO_PCI_VENDOR, 0x1100);
 	pci_dev_set_irq(&t->pdev, 1, 0);
 	ret = pci_dev_set_bar(&t->pdev, VPCI_BAR, VPCI_BAR_SIZE, PCI_BAR_MEM64);

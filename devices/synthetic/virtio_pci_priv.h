@@ -17,16 +17,16 @@
 #define VPCI_MAX_QUEUES 64
 
 /* 4.1.4.5 ISR status bits. */
-#define ISR_QUEUE 1
+#define ISR_QUEUE  1
 #define ISR_CONFIG 2
 
 struct vpci_queue {
-	uint16_t size;             /* what the driver chose (default: the maximum) */
-	uint16_t vector;           /* MSI-X vector or VIRTIO_MSI_NO_VECTOR */
-	bool enabled;              /* written under dev.lock, read by device threads */
+	uint16_t size;	 /* what the driver chose (default: the maximum) */
+	uint16_t vector; /* MSI-X vector or VIRTIO_MSI_NO_VECTOR */
+	bool enabled;	 /* written under dev.lock, read by device threads */
 	uint64_t desc, driver, device;
 	int kick_fd;
-	unsigned ioeventfd_len;    /* 0: not registered, else len + 1 */
+	unsigned ioeventfd_len; /* 0: not registered, else len + 1 */
 };
 
 struct virtio_dev {
@@ -37,8 +37,8 @@ struct virtio_dev {
 	struct virtio_dev_info info;
 	const struct virtio_dev_ops *ops;
 	void *opaque;
-	uint64_t bar_addr;         /* PCI_BAR_UNMAPPED or where BAR 0 is mapped (ioeventfds) */
-	unsigned pcicfg_cap;       /* config offset of VIRTIO_PCI_CAP_PCI_CFG */
+	uint64_t bar_addr;   /* PCI_BAR_UNMAPPED or where BAR 0 is mapped (ioeventfds) */
+	unsigned pcicfg_cap; /* config offset of VIRTIO_PCI_CAP_PCI_CFG */
 	uint64_t dev_features;
 
 	/* common configuration, under dev.lock */
@@ -46,7 +46,7 @@ struct virtio_dev {
 	uint64_t driver_features;
 	uint8_t status;
 	bool started;
-	bool quiesced;             /* the registry's quiesce: the model's threads are parked */
+	bool quiesced; /* the registry's quiesce: the model's threads are parked */
 	uint16_t queue_select;
 	struct vpci_queue *q;
 	struct virtq *vq;
@@ -55,8 +55,8 @@ struct virtio_dev {
 	pthread_mutex_t irq_lock;
 	uint16_t config_vector;
 	uint8_t isr;
-	bool dma_on;               /* PCI_COMMAND Bus Master Enable (always on off-bus) */
-	struct msix msix;          /* one vector per queue and one for configuration */
+	bool dma_on;	  /* PCI_COMMAND Bus Master Enable (always on off-bus) */
+	struct msix msix; /* one vector per queue and one for configuration */
 
 	atomic_uint config_generation;
 	atomic_bool needs_reset;

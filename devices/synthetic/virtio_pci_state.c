@@ -16,15 +16,16 @@
 #include "kestrel/state.h"
 #include "virtio_pci_priv.h"
 
-#define VPCI_STATE_ID 0x56504349 /* "VPCI" */
-#define VPCI_STATE_VERSION 1
-#define VPCI_SF_STARTED 1
-#define VPCI_SF_NEEDS_RESET 2
-#define VPCI_QF_ENABLED 1
+#define VPCI_STATE_ID		0x56504349 /* "VPCI" */
+#define VPCI_STATE_VERSION	1
+#define VPCI_SF_STARTED		1
+#define VPCI_SF_NEEDS_RESET	2
+#define VPCI_QF_ENABLED		1
 #define VPCI_QF_SIGNALLED_VALID 2
-#define VPCI_QF_BROKEN 4
-#define VPCI_STATUS_BITS (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | \
-			  VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_FAILED)
+#define VPCI_QF_BROKEN		4
+#define VPCI_STATUS_BITS                                                              \
+	(VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK | \
+	 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_FAILED)
 
 /* What a load parsed, before anything changes. */
 struct vpci_saved {
@@ -34,7 +35,7 @@ struct vpci_saved {
 	uint64_t driver_features;
 	uint8_t status, flags, isr;
 	uint16_t queue_select, config_vector;
-	struct vpci_queue q[VPCI_MAX_QUEUES];   /* the driver's fields only */
+	struct vpci_queue q[VPCI_MAX_QUEUES]; /* the driver's fields only */
 	struct virtq_state qs[VPCI_MAX_QUEUES];
 };
 
@@ -81,8 +82,8 @@ static void vpci_save_queue(struct virtio_dev *t, unsigned q, struct state_buf *
 	state_put_u16(out, st.used_idx);
 	state_put_u16(out, st.signalled_used);
 	state_put_u8(out, (vq->enabled ? VPCI_QF_ENABLED : 0) |
-			  (st.signalled_valid ? VPCI_QF_SIGNALLED_VALID : 0) |
-			  (st.broken ? VPCI_QF_BROKEN : 0));
+				  (st.signalled_valid ? VPCI_QF_SIGNALLED_VALID : 0) |
+				  (st.broken ? VPCI_QF_BROKEN : 0));
 }
 
 /* dev.lock held (the registry). */
@@ -106,7 +107,7 @@ int vpci_save(struct device *dev, struct state_buf *out)
 	state_put_u64(out, t->driver_features);
 	state_put_u8(out, t->status);
 	state_put_u8(out, (t->started ? VPCI_SF_STARTED : 0) |
-			  (atomic_load(&t->needs_reset) ? VPCI_SF_NEEDS_RESET : 0));
+				  (atomic_load(&t->needs_reset) ? VPCI_SF_NEEDS_RESET : 0));
 	state_put_u16(out, t->queue_select);
 	state_put_u32(out, atomic_load(&t->config_generation));
 	pthread_mutex_lock(&t->irq_lock);
@@ -148,7 +149,7 @@ static int vpci_parse_queue(const struct virtio_dev *t, const struct vpci_saved 
 	if (in->error || f & ~(VPCI_QF_ENABLED | VPCI_QF_SIGNALLED_VALID | VPCI_QF_BROKEN) ||
 	    !vpci_vector_valid(t, vq->vector))
 		return -EINVAL;
-	if (!vq->enabled)   /* a queue the driver has not enabled has no position */
+	if (!vq->enabled) /* a queue the driver has not enabled has no position */
 		return st->last_avail || st->used_idx || st->signalled_used || f ? -EINVAL : 0;
 	if (!(sv->status & VIRTIO_STATUS_FEATURES_OK) || vq->size > t->info.queue_size ||
 	    vq_check(t->gm, vq->size, vq->desc, vq->driver, vq->device))
@@ -167,7 +168,8 @@ static int vpci_parse_queue(const struct virtio_dev *t, const struct vpci_saved 
 
 /* The common configuration, checked against what a driver could have
  * reached through the registers and 3.1.1's order. */
-static int vpci_parse_common(const struct virtio_dev *t, struct state_buf *in, struct vpci_saved *sv)
+static int vpci_parse_common(const struct virtio_dev *t, struct state_buf *in,
+			     struct vpci_saved *sv)
 {
 	bool started;
 
@@ -193,8 +195,8 @@ static int vpci_parse_common(const struct virtio_dev *t, struct state_buf *in, s
 	if ((sv->status & VIRTIO_STATUS_FEATURES_OK) &&
 	    !(sv->driver_features & VIRTIO_BIT(VIRTIO_F_VERSION_1)))
 		return -EINVAL;
-	if (started && !((sv->status & VIRTIO_STATUS_DRIVER_OK) &&
-			 (sv->status & VIRTIO_STATUS_FEATURES_OK)))
+	if (started &&
+	    !((sv->status & VIRTIO_STATUS_DRIVER_OK) && (sv->status & VIRTIO_STATUS_FEATURES_OK)))
 		return -EINVAL;
 	return 0;
 }
@@ -202,10 +204,10 @@ static int vpci_parse_common(const struct virtio_dev *t, struct state_buf *in, s
 /* The transport's own fields, after the PCI and MSI-X sections. */
 static int vpci_parse(const struct virtio_dev *t, struct state_buf *in, struct vpci_saved *sv)
 {
-	if (state_get_u16(in) != t->info.device_id ||
-	    state_get_u16(in) != t->info.num_queues || state_get_u64(in) != t->dev_features ||
-	    state_get_u16(in) != t->info.queue_size || in->error)
-		return -EINVAL;   /* another device, or another configuration of it */
+	if (state_get_u16(in) != t->info.device_id || state_get_u16(in) != t->info.num_queues ||
+	    state_get_u64(in) != t->dev_features || state_get_u16(in) != t->info.queue_size ||
+	    in->error)
+		return -EINVAL; /* another device, or another configuration of it */
 	if (vpci_parse_common(t, in, sv))
 		return -EINVAL;
 	for (unsigned q = 0; q < t->info.num_queues; q++)
@@ -233,7 +235,7 @@ static void vpci_commit(struct virtio_dev *t, struct vpci_saved *sv)
 	t->driver_features = sv->driver_features;
 	t->status = sv->status;
 	t->started = sv->flags & VPCI_SF_STARTED;
-	t->quiesced = t->started;   /* resume() starts it */
+	t->quiesced = t->started; /* resume() starts it */
 	t->queue_select = sv->queue_select;
 	atomic_store(&t->config_generation, sv->config_generation);
 	atomic_store(&t->needs_reset, (sv->flags & VPCI_SF_NEEDS_RESET) != 0);
@@ -247,8 +249,8 @@ static void vpci_commit(struct virtio_dev *t, struct vpci_saved *sv)
 		vq->device = sv->q[q].device;
 		vq_reset(&t->vq[q]);
 		if (vq->enabled && vq_restore(&t->vq[q], t->gm, vq->size, vq->desc, vq->driver,
-					       vq->device, t->driver_features, &sv->qs[q]))
-			vq->enabled = false;   /* cannot happen: vpci_parse_queue checked it */
+					      vq->device, t->driver_features, &sv->qs[q]))
+			vq->enabled = false; /* cannot happen: vpci_parse_queue checked it */
 	}
 	pthread_mutex_lock(&t->irq_lock);
 	for (unsigned q = 0; q < t->info.num_queues; q++)
@@ -303,8 +305,9 @@ int vpci_load(struct device *dev, struct state_buf *in)
 		/* The model's section must be the rest of ours, checked before
 		 * the model changes anything. */
 		ret = vpci_model_section_end(in) == end ? 0 : -EINVAL;
-		ret = ret ?: t->ops->load(t->opaque, in, sv->driver_features,
-					  sv->flags & VPCI_SF_STARTED);
+		ret = ret
+			      ?: t->ops->load(t->opaque, in, sv->driver_features,
+					      sv->flags & VPCI_SF_STARTED);
 	}
 	if (!ret && !state_section_done(in, end))
 		ret = -EINVAL;

@@ -34,48 +34,48 @@
 #include "kestrel/virtio.h"
 #include "kestrel/virtio_scsi.h"
 
-#define VSCSI_CTRLQ 0
-#define VSCSI_EVENTQ 1
-#define VSCSI_REQQ 2
-#define VSCSI_QUEUE_SIZE 256
-#define VSCSI_CDB_SIZE 32           /* 5.6.4 defaults */
-#define VSCSI_SENSE_SIZE 96
-#define VSCSI_MAX_CDB_SENSE 256     /* largest cdb_size/sense_size a driver may set */
-#define VSCSI_REQ_HDR 19            /* lun[8], id, task_attr, prio, crn */
-#define VSCSI_RESP_HDR 12           /* sense_len, residual, status_qualifier, status, response */
-#define VSCSI_EVENT_SIZE 16
-#define VSCSI_TMF_WAIT_MS 5000
+#define VSCSI_CTRLQ	    0
+#define VSCSI_EVENTQ	    1
+#define VSCSI_REQQ	    2
+#define VSCSI_QUEUE_SIZE    256
+#define VSCSI_CDB_SIZE	    32 /* 5.6.4 defaults */
+#define VSCSI_SENSE_SIZE    96
+#define VSCSI_MAX_CDB_SENSE 256 /* largest cdb_size/sense_size a driver may set */
+#define VSCSI_REQ_HDR	    19	/* lun[8], id, task_attr, prio, crn */
+#define VSCSI_RESP_HDR	    12	/* sense_len, residual, status_qualifier, status, response */
+#define VSCSI_EVENT_SIZE    16
+#define VSCSI_TMF_WAIT_MS   5000
 
 /* 5.6.6.1 response values. */
-#define VIRTIO_SCSI_S_OK 0
-#define VIRTIO_SCSI_S_OVERRUN 1
-#define VIRTIO_SCSI_S_BAD_TARGET 3
+#define VIRTIO_SCSI_S_OK		0
+#define VIRTIO_SCSI_S_OVERRUN		1
+#define VIRTIO_SCSI_S_BAD_TARGET	3
 #define VIRTIO_SCSI_S_FUNCTION_COMPLETE 0
 /* 5.6.6.2 control queue request types. */
-#define VIRTIO_SCSI_T_TMF 0
-#define VIRTIO_SCSI_T_AN_QUERY 1
-#define VIRTIO_SCSI_T_AN_SUBSCRIBE 2
+#define VIRTIO_SCSI_T_TMF		0
+#define VIRTIO_SCSI_T_AN_QUERY		1
+#define VIRTIO_SCSI_T_AN_SUBSCRIBE	2
 /* 5.6.6.3 events. */
-#define VIRTIO_SCSI_T_NO_EVENT 0
-#define VIRTIO_SCSI_T_TRANSPORT_RESET 1
-#define VIRTIO_SCSI_T_EVENTS_MISSED 0x80000000u
-#define VIRTIO_SCSI_EVT_RESET_RESCAN 1
-#define VIRTIO_SCSI_EVT_RESET_REMOVED 2
+#define VIRTIO_SCSI_T_NO_EVENT		0
+#define VIRTIO_SCSI_T_TRANSPORT_RESET	1
+#define VIRTIO_SCSI_T_EVENTS_MISSED	0x80000000u
+#define VIRTIO_SCSI_EVT_RESET_RESCAN	1
+#define VIRTIO_SCSI_EVT_RESET_REMOVED	2
 /* 5.6.3 feature bits. */
-#define VIRTIO_SCSI_F_HOTPLUG 1
+#define VIRTIO_SCSI_F_HOTPLUG		1
 
 /* 5.6.4 struct virtio_scsi_config. */
-#define VSCSI_CFG_NUM_QUEUES 0
-#define VSCSI_CFG_SEG_MAX 4
-#define VSCSI_CFG_MAX_SECTORS 8
-#define VSCSI_CFG_CMD_PER_LUN 12
+#define VSCSI_CFG_NUM_QUEUES	  0
+#define VSCSI_CFG_SEG_MAX	  4
+#define VSCSI_CFG_MAX_SECTORS	  8
+#define VSCSI_CFG_CMD_PER_LUN	  12
 #define VSCSI_CFG_EVENT_INFO_SIZE 16
-#define VSCSI_CFG_SENSE_SIZE 20
-#define VSCSI_CFG_CDB_SIZE 24
-#define VSCSI_CFG_MAX_CHANNEL 28
-#define VSCSI_CFG_MAX_TARGET 30
-#define VSCSI_CFG_MAX_LUN 32
-#define VSCSI_CFG_SIZE 36
+#define VSCSI_CFG_SENSE_SIZE	  20
+#define VSCSI_CFG_CDB_SIZE	  24
+#define VSCSI_CFG_MAX_CHANNEL	  28
+#define VSCSI_CFG_MAX_TARGET	  30
+#define VSCSI_CFG_MAX_LUN	  32
+#define VSCSI_CFG_SIZE		  36
 
 /* Per-disk counters (struct virtio_scsi_disk_stats), kept on the target
  * rather than the queue: a disk's requests are spread over every queue. */
@@ -87,7 +87,7 @@ struct vscsi_target {
 	unsigned id;
 	struct blk_dev *blk;
 	struct scsi_disk disk;
-	atomic_uint inflight;     /* requests holding this target */
+	atomic_uint inflight; /* requests holding this target */
 	struct vscsi_counters stats;
 };
 
@@ -95,11 +95,11 @@ struct virtio_scsi;
 
 struct vscsi_queue {
 	struct virtio_scsi *s;
-	unsigned vqi;             /* its virtqueue */
+	unsigned vqi; /* its virtqueue */
 	pthread_t thread;
 	bool thread_running;
-	struct iovec iov[VSCSI_QUEUE_SIZE];   /* scratch for vq_pop */
-	uint8_t buf[SCSI_DISK_BUF_SIZE];      /* scratch for answers */
+	struct iovec iov[VSCSI_QUEUE_SIZE]; /* scratch for vq_pop */
+	uint8_t buf[SCSI_DISK_BUF_SIZE];    /* scratch for answers */
 	atomic_ullong requests, bytes_read, bytes_written, kicks;
 };
 
@@ -107,7 +107,7 @@ struct vscsi_timer {
 	unsigned target;
 	uint64_t at_ms;
 	bool add, done;
-	struct blk_dev *blk;      /* add: opened at start-up, attached at at_ms */
+	struct blk_dev *blk; /* add: opened at start-up, attached at at_ms */
 };
 
 struct virtio_scsi {
@@ -116,12 +116,12 @@ struct virtio_scsi {
 	struct vscsi_queue q[VIRTIO_SCSI_MAX_REQUEST_QUEUES];
 	int stop_fd;
 	bool stats;
-	uint32_t cfg_cdb_size, cfg_sense_size;   /* as the driver wrote them */
-	uint32_t cdb_size, sense_size;           /* in use since DRIVER_OK */
-	atomic_uint inflight;                    /* requests at the block layer */
+	uint32_t cfg_cdb_size, cfg_sense_size; /* as the driver wrote them */
+	uint32_t cdb_size, sense_size;	       /* in use since DRIVER_OK */
+	atomic_uint inflight;		       /* requests at the block layer */
 
-	pthread_mutex_t lock;     /* everything below */
-	pthread_cond_t cond;      /* timers: first DRIVER_OK, teardown */
+	pthread_mutex_t lock; /* everything below */
+	pthread_cond_t cond;  /* timers: first DRIVER_OK, teardown */
 	struct vscsi_target *targets[VIRTIO_SCSI_MAX_TARGETS];
 	bool running, quiesced, ever_started, events_missed, dying;
 	struct timespec started_at;
@@ -140,13 +140,13 @@ struct vscsi_req {
 	struct virtq *vq;
 	struct vscsi_target *t;
 	uint16_t head;
-	uint32_t rsz;             /* response header + sense bytes */
+	uint32_t rsz; /* response header + sense bytes */
 	uint64_t dout_len, din_len, bytes;
 	struct scsi_cmd cmd;
-	enum scsi_action op;      /* cmd.action at submission */
+	enum scsi_action op; /* cmd.action at submission */
 	atomic_int pending, err;
 	unsigned in_num;
-	struct iovec *in;         /* copy of the device-writable buffers */
+	struct iovec *in; /* copy of the device-writable buffers */
 	unsigned nblk;
 	struct blk_req blk[];
 };
@@ -241,16 +241,19 @@ enum vscsi_io_kind { VSCSI_IO_NONE, VSCSI_IO_READ, VSCSI_IO_WRITE, VSCSI_IO_FLUS
 static enum vscsi_io_kind vscsi_io_kind(uint8_t opcode)
 {
 	switch (opcode) {
-	case SCSI_READ_6: case SCSI_READ_10: case SCSI_READ_12: case SCSI_READ_16:
-		return VSCSI_IO_READ;
-	case SCSI_WRITE_6: case SCSI_WRITE_10: case SCSI_WRITE_12: case SCSI_WRITE_16:
-		return VSCSI_IO_WRITE;
-	case SCSI_SYNCHRONIZE_CACHE_10: case SCSI_SYNCHRONIZE_CACHE_16:
-		return VSCSI_IO_FLUSH;
-	case SCSI_UNMAP: case SCSI_WRITE_SAME_16:
-		return VSCSI_IO_OTHER;
-	default:
-		return VSCSI_IO_NONE;   /* probes: a refused one is no disk error */
+	case SCSI_READ_6:
+	case SCSI_READ_10:
+	case SCSI_READ_12:
+	case SCSI_READ_16: return VSCSI_IO_READ;
+	case SCSI_WRITE_6:
+	case SCSI_WRITE_10:
+	case SCSI_WRITE_12:
+	case SCSI_WRITE_16: return VSCSI_IO_WRITE;
+	case SCSI_SYNCHRONIZE_CACHE_10:
+	case SCSI_SYNCHRONIZE_CACHE_16: return VSCSI_IO_FLUSH;
+	case SCSI_UNMAP:
+	case SCSI_WRITE_SAME_16: return VSCSI_IO_OTHER;
+	default: return VSCSI_IO_NONE; /* probes: a refused one is no disk error */
 	}
 }
 
@@ -399,7 +402,7 @@ struct vscsi_cmd_ctx {
 	struct virtq *vq;
 	const struct vq_elem *e;
 	struct vscsi_target *t;
-	bool nolun;               /* a LUN other than the disk's: not its I/O */
+	bool nolun; /* a LUN other than the disk's: not its I/O */
 	uint32_t hdr, rsz;
 	uint64_t dout_len, din_len;
 };
@@ -410,7 +413,8 @@ static void vscsi_finish_sync(struct vscsi_cmd_ctx *x, const struct scsi_cmd *c,
 	uint64_t copied = 0;
 
 	if (response == VIRTIO_SCSI_S_OK && c->status == SCSI_STATUS_GOOD && c->data_len)
-		copied = vq_iov_write(in, x->e->in_num, x->rsz, x->q->buf, MIN(c->data_len, x->din_len));
+		copied = vq_iov_write(in, x->e->in_num, x->rsz, x->q->buf,
+				      MIN(c->data_len, x->din_len));
 	vscsi_resp_write(in, x->e->in_num, x->q->s->sense_size, c, response, x->din_len - copied);
 	atomic_fetch_add(&x->q->requests, 1);
 	if (x->t && !x->nolun)
@@ -527,14 +531,10 @@ static void vscsi_exec(struct vscsi_cmd_ctx *x, const uint8_t *cdb, int lun)
 	scsi_disk_exec(&x->t->disk, cdb, x->q->s->cdb_size, x->q->buf, &c);
 	switch (c.action) {
 	case SCSI_ACT_READ:
-	case SCSI_ACT_WRITE:
-		return vscsi_rw(x, &c);
-	case SCSI_ACT_FLUSH:
-		return vscsi_flush(x, &c);
-	case SCSI_ACT_DATAOUT:
-		return vscsi_dataout(x, &c);
-	default:
-		return vscsi_finish_sync(x, &c, VIRTIO_SCSI_S_OK);
+	case SCSI_ACT_WRITE: return vscsi_rw(x, &c);
+	case SCSI_ACT_FLUSH: return vscsi_flush(x, &c);
+	case SCSI_ACT_DATAOUT: return vscsi_dataout(x, &c);
+	default: return vscsi_finish_sync(x, &c, VIRTIO_SCSI_S_OK);
 	}
 }
 
@@ -562,7 +562,7 @@ static void vscsi_cmd(struct vscsi_queue *q, struct virtq *vq, const struct vq_e
 	if (!vscsi_lun_parse(req, &target, &lun) || !(x.t = vscsi_target_get(s, target)))
 		return vscsi_finish_sync(&x, &none, VIRTIO_SCSI_S_BAD_TARGET);
 	vscsi_exec(&x, req + VSCSI_REQ_HDR, lun);
-	vscsi_target_put(x.t);   /* an asynchronous request took its own reference */
+	vscsi_target_put(x.t); /* an asynchronous request took its own reference */
 }
 
 /* ---- control queue (5.6.6.2) ---- */
@@ -596,7 +596,8 @@ static void vscsi_ctrl(struct vscsi_queue *q, struct virtq *vq, const struct vq_
 		 * (abort, LUN/target reset) waits for them: then the task is gone. */
 		if (e->out_len < 24 || e->in_len < 1)
 			break;
-		target_ok = vscsi_lun_parse(req + 8, &target, &lun) && target < VIRTIO_SCSI_MAX_TARGETS;
+		target_ok = vscsi_lun_parse(req + 8, &target, &lun) &&
+			    target < VIRTIO_SCSI_MAX_TARGETS;
 		if (target_ok) {
 			pthread_mutex_lock(&s->lock);
 			target_ok = s->targets[target] != NULL;
@@ -633,7 +634,7 @@ static void vscsi_event_locked(struct virtio_scsi *s, uint32_t event, unsigned t
 	if (!s->running || !virtio_queue_enabled(s->vdev, VSCSI_EVENTQ))
 		return;
 	if (s->quiesced) {
-		s->events_missed = true;   /* reported at resume */
+		s->events_missed = true; /* reported at resume */
 		return;
 	}
 	vq = virtio_queue(s->vdev, VSCSI_EVENTQ);
@@ -649,7 +650,7 @@ static void vscsi_event_locked(struct virtio_scsi *s, uint32_t event, unsigned t
 		return;
 	}
 	le32_put(ev, event | (s->events_missed ? VIRTIO_SCSI_T_EVENTS_MISSED : 0));
-	ev[4] = 1;                 /* lun[]: as in requests, LUN 0 */
+	ev[4] = 1; /* lun[]: as in requests, LUN 0 */
 	ev[5] = (uint8_t)target;
 	le32_put(ev + 12, reason);
 	vq_iov_write(e.iov + e.out_num, e.in_num, 0, ev, sizeof(ev));
@@ -710,16 +711,18 @@ static void *vscsi_io_thread(void *arg)
 	pfd[n++] = (struct pollfd){ .fd = virtio_queue_kick_fd(s->vdev, q->vqi), .events = POLLIN };
 	if (q == &s->q[0]) {
 		vqis[n] = VSCSI_CTRLQ;
-		pfd[n++] = (struct pollfd){ .fd = virtio_queue_kick_fd(s->vdev, VSCSI_CTRLQ), .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = virtio_queue_kick_fd(s->vdev, VSCSI_CTRLQ),
+					    .events = POLLIN };
 		vqis[n] = VSCSI_EVENTQ;
-		pfd[n++] = (struct pollfd){ .fd = virtio_queue_kick_fd(s->vdev, VSCSI_EVENTQ), .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = virtio_queue_kick_fd(s->vdev, VSCSI_EVENTQ),
+					    .events = POLLIN };
 	}
 	/* Kicks before DRIVER_OK are in the fds already; serve once anyway. */
 	for (unsigned i = 1; i < n; i++)
 		vscsi_serve(q, vqis[i]);
 	for (;;) {
 		if (poll(pfd, n, -1) < 0)
-			continue;   /* EINTR: every signal is blocked here, but be safe */
+			continue; /* EINTR: every signal is blocked here, but be safe */
 		if (pfd[0].revents)
 			break;
 		for (unsigned i = 1; i < n; i++) {
@@ -741,13 +744,13 @@ static uint64_t vscsi_cfg_read(void *opaque, unsigned off, unsigned size)
 	uint64_t v = 0;
 
 	le32_put(cfg + VSCSI_CFG_NUM_QUEUES, s->nreq);
-	le32_put(cfg + VSCSI_CFG_SEG_MAX, VSCSI_QUEUE_SIZE - 2);   /* + request and response */
+	le32_put(cfg + VSCSI_CFG_SEG_MAX, VSCSI_QUEUE_SIZE - 2); /* + request and response */
 	le32_put(cfg + VSCSI_CFG_MAX_SECTORS, SCSI_DISK_MAX_XFER_BLOCKS);
 	le32_put(cfg + VSCSI_CFG_CMD_PER_LUN, VSCSI_QUEUE_SIZE);
 	le32_put(cfg + VSCSI_CFG_EVENT_INFO_SIZE, VSCSI_EVENT_SIZE);
 	le32_put(cfg + VSCSI_CFG_SENSE_SIZE, s->cfg_sense_size);
 	le32_put(cfg + VSCSI_CFG_CDB_SIZE, s->cfg_cdb_size);
-	cfg[VSCSI_CFG_MAX_TARGET] = VIRTIO_SCSI_MAX_TARGETS - 1;   /* max_channel 0, max_lun 0 */
+	cfg[VSCSI_CFG_MAX_TARGET] = VIRTIO_SCSI_MAX_TARGETS - 1; /* max_channel 0, max_lun 0 */
 	for (unsigned i = 0; i < size && off + i < sizeof(cfg); i++)
 		v |= (uint64_t)cfg[off + i] << (8 * i);
 	return v;
@@ -777,7 +780,8 @@ static int vscsi_threads_start(struct virtio_scsi *s)
 		char name[32];
 
 		snprintf(name, sizeof(name), "vscsi-q%u", i);
-		if (sandbox_thread_start(&s->q[i].thread, SANDBOX_IO, name, vscsi_io_thread, &s->q[i])) {
+		if (sandbox_thread_start(&s->q[i].thread, SANDBOX_IO, name, vscsi_io_thread,
+					 &s->q[i])) {
 			vscsi_threads_stop(s);
 			return -EAGAIN;
 		}
@@ -874,10 +878,10 @@ static int vscsi_resume(void *opaque)
  * they are the same and refuses otherwise. No per-target sense or unit
  * attention is kept by this model (scsi_disk.c answers every command from
  * the disk's geometry alone). */
-#define VSCSI_STATE_ID 0x56534353 /* "VSCS" */
-#define VSCSI_STATE_VERSION 1
-#define VSCSI_SF_RUNNING 1
-#define VSCSI_SF_EVER_STARTED 2
+#define VSCSI_STATE_ID	       0x56534353 /* "VSCS" */
+#define VSCSI_STATE_VERSION    1
+#define VSCSI_SF_RUNNING       1
+#define VSCSI_SF_EVER_STARTED  2
 #define VSCSI_SF_EVENTS_MISSED 4
 
 struct vscsi_saved {
@@ -897,8 +901,8 @@ static int vscsi_save(void *opaque, struct state_buf *out)
 	state_put_u32(out, s->sense_size);
 	pthread_mutex_lock(&s->lock);
 	state_put_u8(out, (s->running ? VSCSI_SF_RUNNING : 0) |
-			  (s->ever_started ? VSCSI_SF_EVER_STARTED : 0) |
-			  (s->events_missed ? VSCSI_SF_EVENTS_MISSED : 0));
+				  (s->ever_started ? VSCSI_SF_EVER_STARTED : 0) |
+				  (s->events_missed ? VSCSI_SF_EVENTS_MISSED : 0));
 	for (unsigned i = 0; i < VIRTIO_SCSI_MAX_TARGETS; i++)
 		present |= (uint16_t)((s->targets[i] != NULL) << i);
 	state_put_u16(out, present);
@@ -977,7 +981,7 @@ static int vscsi_load(void *opaque, struct state_buf *in, uint64_t features, boo
 	s->cdb_size = v.cdb_size;
 	s->sense_size = v.sense_size;
 	s->running = running;
-	s->quiesced = running;   /* the transport resumes it */
+	s->quiesced = running; /* the transport resumes it */
 	s->events_missed = v.flags & VSCSI_SF_EVENTS_MISSED;
 	/* The test-hook timers count from this controller's first start. */
 	if ((v.flags & VSCSI_SF_EVER_STARTED) && !s->ever_started) {
@@ -1161,7 +1165,8 @@ int virtio_scsi_replace_disk(struct device *dev, unsigned target, struct blk_dev
 		ret = -ENOENT;
 	else if (s->running && !s->quiesced)
 		ret = -EBUSY;
-	else if (blk->size / t->disk.block_size != t->disk.nblocks || blk->size % t->disk.block_size ||
+	else if (blk->size / t->disk.block_size != t->disk.nblocks ||
+		 blk->size % t->disk.block_size ||
 		 (blk->readonly || blk->opts.readonly) != t->disk.readonly)
 		ret = -EINVAL;
 	if (!ret) {
@@ -1251,9 +1256,11 @@ static void vscsi_print_disk_stats(struct virtio_scsi *s)
 		if (!s->targets[i])
 			continue;
 		vscsi_stats_fill(s->targets[i], &st);
-		fprintf(stderr, "kestrel: stats: virtio-scsi target%u path=%s read_ops=%llu "
+		fprintf(stderr,
+			"kestrel: stats: virtio-scsi target%u path=%s read_ops=%llu "
 			"read_bytes=%llu write_ops=%llu write_bytes=%llu flush_ops=%llu "
-			"errors=%llu\n", i, st.path, (unsigned long long)st.read_ops,
+			"errors=%llu\n",
+			i, st.path, (unsigned long long)st.read_ops,
 			(unsigned long long)st.read_bytes, (unsigned long long)st.write_ops,
 			(unsigned long long)st.write_bytes, (unsigned long long)st.flush_ops,
 			(unsigned long long)st.errors);
@@ -1267,9 +1274,10 @@ static void vscsi_print_stats(struct virtio_scsi *s)
 	for (unsigned i = 0; i < s->nreq; i++) {
 		struct vscsi_queue *q = &s->q[i];
 
-		fprintf(stderr, "kestrel: stats: %s rq%u requests=%llu read_bytes=%llu "
-			"write_bytes=%llu kicks=%llu\n", name, i,
-			(unsigned long long)atomic_load(&q->requests),
+		fprintf(stderr,
+			"kestrel: stats: %s rq%u requests=%llu read_bytes=%llu "
+			"write_bytes=%llu kicks=%llu\n",
+			name, i, (unsigned long long)atomic_load(&q->requests),
 			(unsigned long long)atomic_load(&q->bytes_read),
 			(unsigned long long)atomic_load(&q->bytes_written),
 			(unsigned long long)atomic_load(&q->kicks));
@@ -1365,8 +1373,8 @@ static int vscsi_add_disk(struct virtio_scsi *s, const struct virtio_scsi_disk *
 		return -EINVAL;
 	}
 	if (d->add_after_ms) {
-		s->timers[s->ntimers++] = (struct vscsi_timer){ d->target, d->add_after_ms, true,
-								 false, d->blk };
+		s->timers[s->ntimers++] =
+			(struct vscsi_timer){ d->target, d->add_after_ms, true, false, d->blk };
 	} else {
 		ret = vscsi_attach(s, d->target, d->blk, err, errlen);
 		if (ret) {
@@ -1375,8 +1383,8 @@ static int vscsi_add_disk(struct virtio_scsi *s, const struct virtio_scsi_disk *
 		}
 	}
 	if (d->remove_after_ms)
-		s->timers[s->ntimers++] = (struct vscsi_timer){ d->target, d->remove_after_ms, false,
-								 false, NULL };
+		s->timers[s->ntimers++] =
+			(struct vscsi_timer){ d->target, d->remove_after_ms, false, false, NULL };
 	return 0;
 }
 
@@ -1406,13 +1414,14 @@ int virtio_scsi_new(unsigned nqueues, const struct virtio_scsi_disk *disks, unsi
 	}
 	for (unsigned i = 0; i < ndisks; i++) {
 		if (ret)
-			blk_close(disks[i].blk);   /* after a failure: still ours to close */
+			blk_close(disks[i].blk); /* after a failure: still ours to close */
 		else
 			ret = vscsi_add_disk(s, &disks[i], err, errlen);
 	}
 	/* The timer hot-plugs (it opens disks): a control thread. */
-	if (!ret && s->ntimers && sandbox_thread_start(&s->timer_thread, SANDBOX_CONTROL,
-						       "vscsi-timer", vscsi_timer_thread, s) == 0)
+	if (!ret && s->ntimers &&
+	    sandbox_thread_start(&s->timer_thread, SANDBOX_CONTROL, "vscsi-timer",
+				 vscsi_timer_thread, s) == 0)
 		s->timer_running = true;
 	if (ret) {
 		vscsi_destroy(s);

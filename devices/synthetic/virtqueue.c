@@ -24,13 +24,13 @@
 
 #include "kestrel/virtio.h"
 
-#define VQ_DESC_SIZE 16
-#define VQ_AVAIL_FLAGS 0
-#define VQ_AVAIL_IDX 2
-#define VQ_AVAIL_RING 4
-#define VQ_USED_FLAGS 0
-#define VQ_USED_IDX 2
-#define VQ_USED_RING 4
+#define VQ_DESC_SIZE	  16
+#define VQ_AVAIL_FLAGS	  0
+#define VQ_AVAIL_IDX	  2
+#define VQ_AVAIL_RING	  4
+#define VQ_USED_FLAGS	  0
+#define VQ_USED_IDX	  2
+#define VQ_USED_RING	  4
 #define VQ_USED_ELEM_SIZE 8
 
 /* 2.6 "Queue Part sizes": both rings always have room for the event field. */
@@ -161,8 +161,10 @@ void vq_state_get(struct virtq *vq, struct virtq_state *s)
 {
 	pthread_mutex_lock(&vq->lock);
 	*s = (struct virtq_state){
-		.last_avail = vq->last_avail, .used_idx = vq->used_idx,
-		.signalled_used = vq->signalled_used, .signalled_valid = vq->signalled_valid,
+		.last_avail = vq->last_avail,
+		.used_idx = vq->used_idx,
+		.signalled_used = vq->signalled_used,
+		.signalled_valid = vq->signalled_valid,
 		.broken = vq->broken,
 	};
 	pthread_mutex_unlock(&vq->lock);
@@ -243,8 +245,8 @@ static int vq_walk_add(struct virtq *vq, struct vq_walk *w, const struct virtq_d
 		return 0;
 	p = gm_ptr(vq->gm, d->addr, d->len);
 	if (!p)
-		return vq_break(vq, "buffer %#llx+%u is not guest RAM",
-				(unsigned long long)d->addr, d->len);
+		return vq_break(vq, "buffer %#llx+%u is not guest RAM", (unsigned long long)d->addr,
+				d->len);
 	if (w->n >= w->max)
 		return vq_break(vq, "chain has more than %u buffers", w->max);
 	w->iov[w->n].iov_base = p;
@@ -314,9 +316,15 @@ static int vq_walk_chain(struct virtq *vq, uint16_t head, struct vq_walk *w)
 
 #ifdef KESTREL_VQ_TEST_HOOKS
 void (*vq_test_pop_hook)(struct virtq *vq);
-#define VQ_TEST_POP_HOOK(vq) do { if (vq_test_pop_hook) vq_test_pop_hook(vq); } while (0)
+#define VQ_TEST_POP_HOOK(vq)                  \
+	do {                                  \
+		if (vq_test_pop_hook)         \
+			vq_test_pop_hook(vq); \
+	} while (0)
 #else
-#define VQ_TEST_POP_HOOK(vq) do { } while (0)
+#define VQ_TEST_POP_HOOK(vq) \
+	do {                 \
+	} while (0)
 #endif
 
 /* vq->lock held. */
@@ -425,7 +433,8 @@ bool vq_push(struct virtq *vq, uint16_t head, uint32_t len)
 		pthread_mutex_unlock(&vq->lock);
 		return false;
 	}
-	elem = vq->used + VQ_USED_RING + (size_t)VQ_USED_ELEM_SIZE * (vq->used_idx & (vq->size - 1));
+	elem = vq->used + VQ_USED_RING +
+	       (size_t)VQ_USED_ELEM_SIZE * (vq->used_idx & (vq->size - 1));
 	vq_store32(elem, head);
 	vq_store32(elem + 4, len);
 	vq->used_idx++;
@@ -451,8 +460,9 @@ bool vq_push_batch(struct virtq *vq, const struct virtq_used_elem *elems, unsign
 		return false;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		uint8_t *elem = vq->used + VQ_USED_RING +
-				(size_t)VQ_USED_ELEM_SIZE * ((uint16_t)(vq->used_idx + i) & (vq->size - 1));
+		uint8_t *elem =
+			vq->used + VQ_USED_RING +
+			(size_t)VQ_USED_ELEM_SIZE * ((uint16_t)(vq->used_idx + i) & (vq->size - 1));
 
 		vq_store32(elem, elems[i].id);
 		vq_store32(elem + 4, elems[i].len);

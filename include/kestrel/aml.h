@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include "kestrel/util.h"
 
-#define AML_MAX_DEPTH 8
+#define AML_MAX_DEPTH	  8
 #define AML_PKGLENGTH_MAX ((1u << 28) - 1) /* 4-byte form: 4 + 8 + 8 + 8 bits */
 
 struct aml {
@@ -55,7 +55,12 @@ void aml_package(struct aml *a, unsigned nelems); /* up to 255 elements */
 void aml_end(struct aml *a);
 
 /* Resource data (6.4), written into a struct aml used as a plain byte sink. */
-enum aml_mem_cache { AML_MEM_NONCACHEABLE = 0, AML_MEM_CACHEABLE = 1, AML_MEM_WC = 2, AML_MEM_PREFETCH = 3 };
+enum aml_mem_cache {
+	AML_MEM_NONCACHEABLE = 0,
+	AML_MEM_CACHEABLE = 1,
+	AML_MEM_WC = 2,
+	AML_MEM_PREFETCH = 3
+};
 void aml_res_io(struct aml *rt, uint16_t min, uint16_t max, uint8_t align, uint8_t len);
 void aml_res_irq_noflags(struct aml *rt, unsigned irq);
 /* Address space descriptors for a bridge window: producer, min/max fixed,

@@ -21,7 +21,7 @@
 
 /* Most iovecs one request may carry (the kernel's UIO_MAXIOV): front ends
  * advertise at most this many segments (virtio-scsi seg_max). */
-#define BLK_MAX_IOV 1024
+#define BLK_MAX_IOV	  1024
 /* Engine queue depth blk_open asks for; more requests than this are queued in
  * the engine, not refused. */
 #define BLK_DEFAULT_DEPTH 128
@@ -29,16 +29,22 @@
 /* ---- engine: asynchronous file I/O ------------------------------------ */
 
 enum blk_aio { BLK_AIO_AUTO, BLK_AIO_IO_URING, BLK_AIO_LIBAIO, BLK_AIO_SYNC };
-enum blk_io_op { BLK_IO_READ, BLK_IO_WRITE, BLK_IO_FSYNC, BLK_IO_FDATASYNC, BLK_IO_PUNCH,
-		 BLK_IO_ZERO };
+enum blk_io_op {
+	BLK_IO_READ,
+	BLK_IO_WRITE,
+	BLK_IO_FSYNC,
+	BLK_IO_FDATASYNC,
+	BLK_IO_PUNCH,
+	BLK_IO_ZERO
+};
 
 struct blk_io {
 	enum blk_io_op op;
 	int fd;
-	uint64_t off;            /* bytes */
+	uint64_t off;		 /* bytes */
 	const struct iovec *iov; /* READ/WRITE, at most BLK_MAX_IOV */
 	int iovcnt;
-	uint64_t len;            /* PUNCH/ZERO: bytes (PUNCH keeps the file size,
+	uint64_t len; /* PUNCH/ZERO: bytes (PUNCH keeps the file size,
 				  * ZERO too: FALLOC_FL_KEEP_SIZE) */
 	/* res: bytes transferred (READ/WRITE), 0, or -errno. The engine resubmits
 	 * the rest of a short transfer and retries EINTR/EAGAIN itself, so a
@@ -49,17 +55,17 @@ struct blk_io {
 	void (*done)(struct blk_io *io, long res);
 	void *opaque;
 	/* private to the engine (no need to initialise) */
-	struct blk_io *next;     /* queue link */
-	struct iovec *rest;      /* what is left after a short transfer */
+	struct blk_io *next; /* queue link */
+	struct iovec *rest;  /* what is left after a short transfer */
 	int restcnt;
-	uint64_t xfer;           /* bytes transferred so far */
+	uint64_t xfer; /* bytes transferred so far */
 };
 
 struct blk_engine;
 /* Create an engine; BLK_AIO_AUTO picks io_uring, then libaio, then sync.
  * On failure of an explicitly requested kind: -ENOTSUP and a one-line reason. */
-int blk_engine_create(enum blk_aio kind, unsigned depth, struct blk_engine **out,
-		      char *err, size_t errlen) WARN_UNUSED;
+int blk_engine_create(enum blk_aio kind, unsigned depth, struct blk_engine **out, char *err,
+		      size_t errlen) WARN_UNUSED;
 enum blk_aio blk_engine_kind(const struct blk_engine *e);
 const char *blk_aio_name(enum blk_aio kind);
 /* 0 (done() will be called exactly once) or -errno (done() will not be). */
@@ -87,8 +93,14 @@ enum blk_format { BLK_FMT_AUTO, BLK_FMT_RAW, BLK_FMT_VHD };
  * writes are not durable until a flush, exactly like a disk with WCE=1);
  * directsync = O_DIRECT and no write cache: every write durable when done. */
 enum blk_cache { BLK_CACHE_WRITEBACK, BLK_CACHE_NONE, BLK_CACHE_DIRECTSYNC };
-static inline bool blk_cache_direct(enum blk_cache c) { return c != BLK_CACHE_WRITEBACK; }
-static inline bool blk_cache_volatile(enum blk_cache c) { return c != BLK_CACHE_DIRECTSYNC; }
+static inline bool blk_cache_direct(enum blk_cache c)
+{
+	return c != BLK_CACHE_WRITEBACK;
+}
+static inline bool blk_cache_volatile(enum blk_cache c)
+{
+	return c != BLK_CACHE_DIRECTSYNC;
+}
 
 /* The option values' one spelling, indexed by enum blk_format, blk_cache and
  * blk_aio, NULL-terminated: --disk, the JSON config, the control socket's
@@ -129,8 +141,8 @@ struct blk_opt_extra {
 int blk_parse_opts(const char *spec, struct blk_opts *o, char *err, size_t errlen) WARN_UNUSED;
 /* Same, also accepting the keys of extras[] (terminated by a NULL key) and
  * returning their values there. */
-int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
-		      char *err, size_t errlen) WARN_UNUSED;
+int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras, char *err,
+		      size_t errlen) WARN_UNUSED;
 /* Same, with path= optional (o->path NULL when absent): for a front end
  * whose drive may be empty (--disk media=cdrom), which checks the rest. */
 int blk_parse_opts_nopath(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
@@ -142,12 +154,12 @@ enum blk_op { BLK_OP_READ, BLK_OP_WRITE, BLK_OP_FLUSH, BLK_OP_DISCARD, BLK_OP_WR
 
 struct blk_req {
 	enum blk_op op;
-	uint64_t offset;          /* bytes, multiple of 512 */
-	struct iovec *iov;        /* READ/WRITE; total length a multiple of 512;
+	uint64_t offset;   /* bytes, multiple of 512 */
+	struct iovec *iov; /* READ/WRITE; total length a multiple of 512;
 				   * any alignment (O_DIRECT bounces when needed) */
-	int iovcnt;               /* READ/WRITE: 0..BLK_MAX_IOV */
-	uint64_t len;             /* DISCARD/WRITE_ZEROES bytes */
-	bool fua;                 /* WRITE: durable before done() */
+	int iovcnt;	   /* READ/WRITE: 0..BLK_MAX_IOV */
+	uint64_t len;	   /* DISCARD/WRITE_ZEROES bytes */
+	bool fua;	   /* WRITE: durable before done() */
 	/* status: 0 or -errno (-EIO media error, -EROFS read-only, -EINVAL out of
 	 * range, -ENOSPC host full, -EOPNOTSUPP discard where the host cannot).
 	 * Called on a block-layer thread, or before blk_submit returns. */
@@ -174,19 +186,19 @@ struct blk_dev {
 	struct blk_opts opts;
 	char *path;
 	int fd;
-	uint64_t size;            /* virtual disk size in bytes (multiple of 512); blk_open
+	uint64_t size;	     /* virtual disk size in bytes (multiple of 512); blk_open
 				   * sets the file's size, a format's open() may change it */
-	unsigned block_size;      /* logical sector: 512 */
+	unsigned block_size; /* logical sector: 512 */
 	bool readonly;
 	bool can_discard;
 	void *fmt_state;
 	/* statistics: requests accepted by blk_submit (updated atomically) */
 	uint64_t reads, writes, flushes, bytes_read, bytes_written;
-	uint64_t discards;        /* DISCARD and WRITE_ZEROES */
+	uint64_t discards; /* DISCARD and WRITE_ZEROES */
 	/* cache=none: O_DIRECT needs buffers aligned to this (else they are
 	 * bounced); 1 with the page cache. */
 	unsigned dio_mem_align;
-	bool is_bdev;             /* a block device, not a regular file */
+	bool is_bdev; /* a block device, not a regular file */
 	/* format=auto chose raw (src/block/block_probe.c): writes that would make the
 	 * image probe as a VHD fail with -EIO; counted here, logged once. */
 	bool probed_raw;

@@ -11,21 +11,22 @@ struct bus_range {
 	uint64_t base, len;
 	struct device *dev;
 	int region;
-	uint64_t hits;             /* accesses dispatched here (--stats) */
+	uint64_t hits; /* accesses dispatched here (--stats) */
 };
 
 struct bus {
 	const char *name;
-	struct bus_range *ranges;  /* sorted by base */
+	struct bus_range *ranges; /* sorted by base */
 	int nr, cap;
-	pthread_rwlock_t lock;     /* writers: insert/remove (rare); readers: dispatch */
-	uint64_t unhandled;        /* accesses that hit no device (counted, ignored) */
+	pthread_rwlock_t lock; /* writers: insert/remove (rare); readers: dispatch */
+	uint64_t unhandled;    /* accesses that hit no device (counted, ignored) */
 };
 
 void bus_init(struct bus *bus, const char *name);
 void bus_destroy(struct bus *bus);
 /* -EEXIST on overlap, -EINVAL on empty/wrapping range. */
-int bus_insert(struct bus *bus, uint64_t base, uint64_t len, struct device *dev, int region) WARN_UNUSED;
+int bus_insert(struct bus *bus, uint64_t base, uint64_t len, struct device *dev,
+	       int region) WARN_UNUSED;
 int bus_remove(struct bus *bus, uint64_t base);
 /* Dispatch one access; returns false (and counts it) if no device claims addr.
  * Unclaimed reads return all ones, as on a real ISA bus. */

@@ -12,7 +12,7 @@
 #include <time.h>
 
 #define CLOCK_NS_PER_SEC 1000000000ULL
-#define CLOCK_NS_PER_MS 1000000ULL
+#define CLOCK_NS_PER_MS	 1000000ULL
 
 /* clk in nanoseconds (CLOCK_MONOTONIC and CLOCK_REALTIME cannot fail). */
 static inline uint64_t clock_ns(clockid_t clk)

@@ -9,12 +9,12 @@
 #include "kestrel/device.h"
 
 struct console {
-	struct device *uart;      /* NULL: no serial input */
+	struct device *uart; /* NULL: no serial input */
 	const struct vm_ctl *ctl;
 	pthread_t thread;
 	bool running, stdin_open, raw, escape;
 	int sig_fd, stop_fd;
-	int signal;               /* last host signal taken, 0 if none */
+	int signal; /* last host signal taken, 0 if none */
 	uint8_t pending[64];
 	size_t pending_len;
 };

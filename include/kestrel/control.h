@@ -15,43 +15,43 @@ struct json_object;
 struct control_server;
 struct i8042_key;
 
-#define CONTROL_LINE_MAX (64 * 1024)   /* bytes in one request, newline included */
-#define CONTROL_OUT_MAX (1024 * 1024)  /* replies + events queued for one client */
-#define CONTROL_MAX_CLIENTS 64
-#define CONTROL_EVENT_QUEUE_MAX 1024   /* events not yet handed to the clients */
+#define CONTROL_LINE_MAX	(64 * 1024)   /* bytes in one request, newline included */
+#define CONTROL_OUT_MAX		(1024 * 1024) /* replies + events queued for one client */
+#define CONTROL_MAX_CLIENTS	64
+#define CONTROL_EVENT_QUEUE_MAX 1024 /* events not yet handed to the clients */
 
 /* Error codes (docs/control.md, "Errors"). */
-#define CTL_E_PARSE "parse-error"
-#define CTL_E_REQUEST "invalid-request"
-#define CTL_E_UNKNOWN "unknown-command"
-#define CTL_E_ARGUMENT "invalid-argument"
-#define CTL_E_TOO_LONG "request-too-long"
-#define CTL_E_STATE "invalid-state"
+#define CTL_E_PARSE	  "parse-error"
+#define CTL_E_REQUEST	  "invalid-request"
+#define CTL_E_UNKNOWN	  "unknown-command"
+#define CTL_E_ARGUMENT	  "invalid-argument"
+#define CTL_E_TOO_LONG	  "request-too-long"
+#define CTL_E_STATE	  "invalid-state"
 #define CTL_E_UNSUPPORTED "unsupported"
-#define CTL_E_NOT_FOUND "not-found"
-#define CTL_E_EXISTS "exists"
-#define CTL_E_FAILED "failed"
-#define CTL_E_TIMEOUT "timeout"
-#define CTL_E_TOO_MANY "too-many-clients"
-#define CTL_E_INTERNAL "internal-error"
+#define CTL_E_NOT_FOUND	  "not-found"
+#define CTL_E_EXISTS	  "exists"
+#define CTL_E_FAILED	  "failed"
+#define CTL_E_TIMEOUT	  "timeout"
+#define CTL_E_TOO_MANY	  "too-many-clients"
+#define CTL_E_INTERNAL	  "internal-error"
 
 /* Event names (docs/control.md, "Events"). */
-#define CTL_EV_STATE "state-changed"
-#define CTL_EV_POWERDOWN "powerdown"
-#define CTL_EV_RESET "reset"
-#define CTL_EV_STOPPED "stopped"
-#define CTL_EV_EXITING "exiting"
-#define CTL_EV_DEVICE_ADDED "device-added"
-#define CTL_EV_DEVICE_REMOVED "device-removed"
-#define CTL_EV_SAVE_PROGRESS "save-progress"
-#define CTL_EV_SAVED "saved"
-#define CTL_EV_SAVE_FAILED "save-failed"
+#define CTL_EV_STATE		"state-changed"
+#define CTL_EV_POWERDOWN	"powerdown"
+#define CTL_EV_RESET		"reset"
+#define CTL_EV_STOPPED		"stopped"
+#define CTL_EV_EXITING		"exiting"
+#define CTL_EV_DEVICE_ADDED	"device-added"
+#define CTL_EV_DEVICE_REMOVED	"device-removed"
+#define CTL_EV_SAVE_PROGRESS	"save-progress"
+#define CTL_EV_SAVED		"saved"
+#define CTL_EV_SAVE_FAILED	"save-failed"
 #define CTL_EV_MIGRATE_PROGRESS "migrate-progress"
-#define CTL_EV_MIGRATED "migrated"
-#define CTL_EV_MIGRATE_FAILED "migrate-failed"
+#define CTL_EV_MIGRATED		"migrated"
+#define CTL_EV_MIGRATE_FAILED	"migrate-failed"
 
 struct control_error {
-	const char *code;        /* one of CTL_E_* */
+	const char *code; /* one of CTL_E_* */
 	char message[256];
 };
 
@@ -60,19 +60,19 @@ int control_fail(struct control_error *e, const char *code, const char *fmt, ...
 
 /* Argument types of the command table; the schema names them the same. */
 enum control_arg_type {
-	CTL_ARG_STRING,     /* "string" */
-	CTL_ARG_PATH,       /* "path": an absolute path (kestrel ctl makes it so) */
-	CTL_ARG_INT,        /* "integer", within [min, max] */
-	CTL_ARG_BOOL,       /* "boolean" */
-	CTL_ARG_ENUM,       /* "enum": one of choices */
-	CTL_ARG_DURATION,   /* "duration": integer seconds or a string like "60s" */
+	CTL_ARG_STRING,	  /* "string" */
+	CTL_ARG_PATH,	  /* "path": an absolute path (kestrel ctl makes it so) */
+	CTL_ARG_INT,	  /* "integer", within [min, max] */
+	CTL_ARG_BOOL,	  /* "boolean" */
+	CTL_ARG_ENUM,	  /* "enum": one of choices */
+	CTL_ARG_DURATION, /* "duration": integer seconds or a string like "60s" */
 };
 
 struct control_arg {
 	const char *name;
 	enum control_arg_type type;
 	bool required;
-	int64_t min, max;          /* CTL_ARG_INT */
+	int64_t min, max;	    /* CTL_ARG_INT */
 	const char *const *choices; /* CTL_ARG_ENUM, NULL-terminated */
 };
 
@@ -81,18 +81,18 @@ struct control_arg {
 /* Arguments after validation, one slot per control_arg of the command. */
 struct control_args {
 	bool set[CONTROL_MAX_ARGS];
-	const char *str[CONTROL_MAX_ARGS];   /* STRING, PATH, ENUM (valid during the call) */
-	int64_t num[CONTROL_MAX_ARGS];       /* INT; DURATION in ms */
-	bool flag[CONTROL_MAX_ARGS];         /* BOOL */
+	const char *str[CONTROL_MAX_ARGS]; /* STRING, PATH, ENUM (valid during the call) */
+	int64_t num[CONTROL_MAX_ARGS];	   /* INT; DURATION in ms */
+	bool flag[CONTROL_MAX_ARGS];	   /* BOOL */
 };
 
 /* What a disk-add request asks for; strings as validated by the table. */
 struct control_disk_req {
 	const char *path;
-	int target;              /* -1: the lowest free one */
-	const char *format;      /* "raw", "vhd", "auto" */
-	const char *cache;       /* "writeback", "none" */
-	const char *aio;         /* "auto", "io_uring", "libaio", "sync" */
+	int target;	    /* -1: the lowest free one */
+	const char *format; /* "raw", "vhd", "auto" */
+	const char *cache;  /* "writeback", "none" */
+	const char *aio;    /* "auto", "io_uring", "libaio", "sync" */
 	bool readonly;
 };
 
@@ -103,8 +103,8 @@ struct control_disk_req {
  * with control_pending_done(). Meanwhile the control thread goes on serving
  * the other clients and ops->tick (the systemd watchdog); the same client's
  * later requests wait, so its replies stay in order. */
-struct control_call;        /* the request an op is running for */
-struct control_pending;     /* a request whose reply comes later */
+struct control_call;	/* the request an op is running for */
+struct control_pending; /* a request whose reply comes later */
 
 /* NULL when the request cannot wait (control_handle_line, no server) or out
  * of memory: the op then fails it as usual. */
@@ -180,7 +180,7 @@ struct control_ops {
 
 struct control_command {
 	const char *name;
-	const struct control_arg *args;    /* terminated by a NULL name */
+	const struct control_arg *args; /* terminated by a NULL name */
 	int (*run)(const struct control_ops *ops, void *opaque, const struct control_args *a,
 		   struct control_call *call, struct json_object *ret, struct control_error *e);
 };

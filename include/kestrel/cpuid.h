@@ -13,8 +13,8 @@ int cpuid_get_supported(int kvm_fd, struct kvm_cpuid2 **out) WARN_UNUSED;
  * one thread per core, APIC ID = id) and KVM_SET_CPUID2 it; *set gets that
  * copy (malloc'd): the table the guest sees, which a saved VM records (some
  * KVM backends hand back other bits from KVM_GET_CPUID2). */
-int cpuid_setup_vcpu(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id,
-		     unsigned ncpus, struct kvm_cpuid2 **set) WARN_UNUSED;
+int cpuid_setup_vcpu(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id, unsigned ncpus,
+		     struct kvm_cpuid2 **set) WARN_UNUSED;
 /* The same adjustment without the ioctl (unit-testable). */
 void cpuid_adjust(struct kvm_cpuid2 *c, unsigned id, unsigned ncpus);
 
@@ -28,7 +28,7 @@ struct cpuid_feature {
 	const char *name;
 };
 const struct cpuid_feature *cpuid_feature_by_name(const char *name);
-const struct cpuid_feature *cpuid_feature_at(size_t i);   /* NULL past the end */
+const struct cpuid_feature *cpuid_feature_at(size_t i); /* NULL past the end */
 /* The entry for fn.idx (a leaf without a significant index matches any idx). */
 const struct kvm_cpuid_entry2 *cpuid_entry(const struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx);
 uint32_t cpuid_reg_get(const struct kvm_cpuid_entry2 *e, int reg);
@@ -46,7 +46,7 @@ const char *cpuid_names_text(struct cpuid_names *l);
 /* --cpu host|compat|x86-64-v1..v4 (docs/cpu.md). NULL means host. */
 struct cpu_model;
 const struct cpu_model *cpu_model_find(const char *name);
-const struct cpu_model *cpu_model_at(size_t i);            /* NULL past the end */
+const struct cpu_model *cpu_model_at(size_t i); /* NULL past the end */
 const char *cpu_model_name(const struct cpu_model *m);
 bool cpu_model_is_host(const struct cpu_model *m);
 /* The i-th feature the model requires (NULL past the end; none for host). */

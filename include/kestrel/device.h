@@ -57,7 +57,7 @@ struct dev_ops {
 struct device {
 	const struct dev_ops *ops;
 	pthread_mutex_t lock;
-	char id[DEV_ID_MAX];      /* "" until registered */
+	char id[DEV_ID_MAX]; /* "" until registered */
 };
 
 void device_init(struct device *dev, const struct dev_ops *ops);
@@ -123,8 +123,16 @@ static inline void irq_set(const struct irq_line *l, int level)
 /* SAVED: the VM's state went to a file (kestrel ctl NAME save) and the
  * worker ends, as Hyper-V's "Save" turns the VM off until it is restored.
  * APPLY: a snapshot is being applied: the machine is rebuilt from it. */
-enum vm_stop_reason { VM_STOP_POWEROFF, VM_STOP_RESET, VM_STOP_DEBUG_EXIT, VM_STOP_ERROR, VM_STOP_SIGNAL, VM_STOP_TIMEOUT,
-		      VM_STOP_SAVED, VM_STOP_APPLY };
+enum vm_stop_reason {
+	VM_STOP_POWEROFF,
+	VM_STOP_RESET,
+	VM_STOP_DEBUG_EXIT,
+	VM_STOP_ERROR,
+	VM_STOP_SIGNAL,
+	VM_STOP_TIMEOUT,
+	VM_STOP_SAVED,
+	VM_STOP_APPLY
+};
 struct vm_ctl {
 	void (*request_stop)(void *opaque, enum vm_stop_reason why, int code);
 	void *opaque;

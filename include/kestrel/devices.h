@@ -21,8 +21,8 @@ int uart_can_receive(struct device *dev);
 
 /* MC146818 CMOS RTC. wall(): seconds since the epoch (host time, or a fake in tests).
  * mem_below_4g / mem_above_4g fill the CMOS memory-size bytes firmware reads. */
-struct device *rtc_create(const struct irq_line *irq, time_t (*wall)(void),
-			  uint64_t mem_below_4g, uint64_t mem_above_4g);
+struct device *rtc_create(const struct irq_line *irq, time_t (*wall)(void), uint64_t mem_below_4g,
+			  uint64_t mem_above_4g);
 
 /* The CMOS bytes the firmware and old OSes read (SeaBIOS src/hw/rtc.h, QEMU
  * pc_cmos_init): memory sizes (0x15-0x18, 0x30-0x31, 0x34-0x35, 0x5b-0x5d),
@@ -30,15 +30,15 @@ struct device *rtc_create(const struct irq_line *irq, time_t (*wall)(void),
  * (0x5f). They are rewritten at every reset; the guest may change them in
  * between, like any CMOS byte. */
 #define RTC_EQUIP_FLOPPY    0x01 /* IBM PC equipment word bit 0: a floppy drive */
-#define RTC_EQUIP_FPU       0x02
+#define RTC_EQUIP_FPU	    0x02
 #define RTC_EQUIP_PS2_MOUSE 0x04
 enum rtc_boot_dev { RTC_BOOT_NONE, RTC_BOOT_FLOPPY, RTC_BOOT_DISK, RTC_BOOT_CDROM, RTC_BOOT_NET };
 struct rtc_cmos_board {
 	uint64_t mem_below_4g, mem_above_4g;
 	uint8_t equipment;
-	enum rtc_boot_dev boot[3];   /* first, second, third choice */
-	bool floppy_sig_check;       /* check the boot sector signature on floppies */
-	unsigned ncpus;              /* 1..256 */
+	enum rtc_boot_dev boot[3]; /* first, second, third choice */
+	bool floppy_sig_check;	   /* check the boot sector signature on floppies */
+	unsigned ncpus;		   /* 1..256 */
 };
 /* 0, or -EINVAL (nothing changed) for a CPU count or boot device out of range. */
 int rtc_set_cmos_board(struct device *dev, const struct rtc_cmos_board *b) WARN_UNUSED;

@@ -59,12 +59,12 @@
 
 #include "kestrel/util.h"
 
-#define DISPLAY_TILE 16
-#define DISPLAY_MAX_WIDTH 4096
-#define DISPLAY_MAX_HEIGHT 2048
+#define DISPLAY_TILE	       16
+#define DISPLAY_MAX_WIDTH      4096
+#define DISPLAY_MAX_HEIGHT     2048
 /* Before a source has drawn anything: a black 640x480, as a PC monitor
  * shows before the first mode set (and QEMU's first surface). */
-#define DISPLAY_DEFAULT_WIDTH 640
+#define DISPLAY_DEFAULT_WIDTH  640
 #define DISPLAY_DEFAULT_HEIGHT 480
 
 struct display;
@@ -72,7 +72,7 @@ struct display;
 /* Pixels: 0x00RRGGBB in host order, row y at pixels + y * stride. */
 struct display_surface {
 	uint32_t width, height;
-	uint32_t stride;              /* in pixels */
+	uint32_t stride; /* in pixels */
 	uint32_t *pixels;
 };
 
@@ -82,20 +82,20 @@ struct display_rect {
 
 /* What a refresh leaves for its consumer. */
 struct display_status {
-	uint64_t gen;                 /* the surface's generation now */
-	uint64_t resize_gen;          /* generation of the last size change */
+	uint64_t gen;	     /* the surface's generation now */
+	uint64_t resize_gen; /* generation of the last size change */
 	uint32_t width, height;
-	int64_t next_ms;              /* the picture changes by itself in this
+	int64_t next_ms; /* the picture changes by itself in this
 				       * many ms (blink); -1: it does not */
-	int64_t poll_ms;              /* refresh at least this often while
+	int64_t poll_ms; /* refresh at least this often while
 				       * updates are wanted; -1: every change
 				       * is notified */
-	bool text;                    /* the source shows a text mode */
+	bool text;	 /* the source shows a text mode */
 };
 
 /* What a source's refresh reports besides damage. */
 struct display_hint {
-	int64_t next_ms, poll_ms;     /* as in display_status; both start at -1 */
+	int64_t next_ms, poll_ms; /* as in display_status; both start at -1 */
 	bool text;
 };
 

@@ -27,7 +27,7 @@
 #define FW_ISA_ALIAS_MAX 0x20000ULL
 
 struct fw_image {
-	uint8_t *data;     /* page-aligned, read-only to the worker too */
+	uint8_t *data; /* page-aligned, read-only to the worker too */
 	size_t size;
 };
 
@@ -39,9 +39,9 @@ void fw_image_free(struct fw_image *img);
 
 /* Where the board has the boot-capable controllers (PCI slot, function). */
 struct fw_boot_board {
-	int scsi_slot;            /* virtio-scsi controller, -1: none */
-	int ide_slot, ide_fn;     /* PIIX IDE, -1: none */
-	int net_slot;             /* the first NIC, virtio-net or 21140 (the others follow), -1: none */
+	int scsi_slot;	      /* virtio-scsi controller, -1: none */
+	int ide_slot, ide_fn; /* PIIX IDE, -1: none */
+	int net_slot;	      /* the first NIC, virtio-net or 21140 (the others follow), -1: none */
 };
 
 /* The bootorder list for --boot: for each kind in its order (default disk,

@@ -68,27 +68,27 @@
 
 /* Board memory map (x86 PC): RAM below the PCI hole, the hole for 32-bit MMIO
  * (PCI BARs, IOAPIC, LAPIC, HPET), RAM again from 4 GiB. */
-#define GM_LOWMEM_MAX   0xC0000000ULL   /* 3 GiB: start of the 32-bit PCI hole */
-#define GM_HIGHMEM_BASE 0x100000000ULL  /* 4 GiB */
+#define GM_LOWMEM_MAX	0xC0000000ULL  /* 3 GiB: start of the 32-bit PCI hole */
+#define GM_HIGHMEM_BASE 0x100000000ULL /* 4 GiB */
 
-#define GM_PAGE_SHIFT 12
-#define GM_PAGE_SIZE (1ULL << GM_PAGE_SHIFT)
-#define GM_MAX_SLOTS 32
+#define GM_PAGE_SHIFT	 12
+#define GM_PAGE_SIZE	 (1ULL << GM_PAGE_SHIFT)
+#define GM_MAX_SLOTS	 32
 #define GM_SLOT_NAME_MAX 16
 
 /* Slot flags. */
-#define GM_SLOT_RAM       (1u << 0)  /* maps the RAM backing at ram_offset */
-#define GM_SLOT_READONLY  (1u << 1)  /* guest writes go to the sink, not to memory */
-#define GM_SLOT_LOG_DIRTY (1u << 2)  /* dirty-logged for its whole life (device memory) */
+#define GM_SLOT_RAM	  (1u << 0) /* maps the RAM backing at ram_offset */
+#define GM_SLOT_READONLY  (1u << 1) /* guest writes go to the sink, not to memory */
+#define GM_SLOT_LOG_DIRTY (1u << 2) /* dirty-logged for its whole life (device memory) */
 
 struct device;
 
 /* What gm_slot_add maps. */
 struct gm_slot_spec {
-	const char *name;          /* for messages and stats: "bios", "vga-vram" */
-	uint64_t gpa, size;        /* page-aligned, size > 0, no wrap */
-	unsigned flags;            /* GM_SLOT_* */
-	uint64_t ram_offset;       /* GM_SLOT_RAM: where in the RAM backing */
+	const char *name;    /* for messages and stats: "bios", "vga-vram" */
+	uint64_t gpa, size;  /* page-aligned, size > 0, no wrap */
+	unsigned flags;	     /* GM_SLOT_* */
+	uint64_t ram_offset; /* GM_SLOT_RAM: where in the RAM backing */
 	/* Otherwise the device's memory (page-aligned, size bytes), or NULL: a
 	 * zeroed anonymous mapping made for the slot and unmapped with it. */
 	void *hva;
@@ -112,16 +112,16 @@ struct gm_map_entry {
 /* One slot by id; the writers' record (under gm->lock), published to the
  * lookup table after every change. */
 struct gm_slot {
-	uint64_t gpa, size;        /* size 0: the id is free */
+	uint64_t gpa, size; /* size 0: the id is free */
 	uint8_t *hva;
 	unsigned flags;
 	struct device *sink;
 	int sink_region;
 	uint64_t ram_offset;
-	uint64_t *dirty;           /* device memory with GM_SLOT_LOG_DIRTY: its bitmap */
-	bool owns_hva;             /* hva was mapped by gm_slot_add */
-	bool kvm_logging;          /* registered with KVM_MEM_LOG_DIRTY_PAGES */
-	uint64_t writes;           /* guest writes that reached the slot (atomic) */
+	uint64_t *dirty;  /* device memory with GM_SLOT_LOG_DIRTY: its bitmap */
+	bool owns_hva;	  /* hva was mapped by gm_slot_add */
+	bool kvm_logging; /* registered with KVM_MEM_LOG_DIRTY_PAGES */
+	uint64_t writes;  /* guest writes that reached the slot (atomic) */
 	char name[GM_SLOT_NAME_MAX];
 };
 
@@ -133,34 +133,34 @@ struct gm_slot_info {
 	unsigned flags;
 	uint64_t ram_offset;
 	void *hva;
-	bool logging;              /* dirty-logged now */
-	uint64_t writes;           /* guest writes to a read-only slot */
+	bool logging;	 /* dirty-logged now */
+	uint64_t writes; /* guest writes to a read-only slot */
 };
 
 struct guest_mem {
 	/* The RAM backing. */
-	void *map;                 /* the host mapping of all RAM */
+	void *map; /* the host mapping of all RAM */
 	uint64_t map_size;
-	uint64_t ram_size;         /* total RAM bytes (== map_size) */
-	uint64_t ram_low;          /* RAM below the PCI hole: it ends here */
-	uint64_t ram_high;         /* RAM from GM_HIGHMEM_BASE */
+	uint64_t ram_size; /* total RAM bytes (== map_size) */
+	uint64_t ram_low;  /* RAM below the PCI hole: it ends here */
+	uint64_t ram_high; /* RAM from GM_HIGHMEM_BASE */
 	bool hugepages;
-	bool file_backed;          /* gm_map_file: a private mapping of a saved VM's file */
-	uint64_t *ram_dirty;       /* a bit per page of the backing (mapped lazily) */
+	bool file_backed;    /* gm_map_file: a private mapping of a saved VM's file */
+	uint64_t *ram_dirty; /* a bit per page of the backing (mapped lazily) */
 	uint64_t ram_dirty_bytes;
-	bool ram_logging;          /* atomic: RAM is dirty-logged */
+	bool ram_logging; /* atomic: RAM is dirty-logged */
 
 	/* The slots. */
-	pthread_mutex_t lock;      /* slot changes and KVM log harvests */
+	pthread_mutex_t lock; /* slot changes and KVM log harvests */
 	struct gm_slot slot[GM_MAX_SLOTS];
-	unsigned seq;              /* seqlock over tab[] and nr: odd while written */
-	struct gm_map_entry tab[GM_MAX_SLOTS];   /* the used slots, by gpa */
+	unsigned seq;			       /* seqlock over tab[] and nr: odd while written */
+	struct gm_map_entry tab[GM_MAX_SLOTS]; /* the used slots, by gpa */
 	unsigned nr;
 
 	/* KVM, once attached (vm_fd -1 before: the table alone, as in unit tests). */
 	int vm_fd;
-	unsigned max_slots;        /* KVM_CAP_NR_MEMSLOTS, at most GM_MAX_SLOTS */
-	bool kvm_manual_protect;   /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
+	unsigned max_slots;	 /* KVM_CAP_NR_MEMSLOTS, at most GM_MAX_SLOTS */
+	bool kvm_manual_protect; /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
 };
 
 /* Map RAM lazily (MAP_NORESERVE) and lay it out as the PC's slots (see the

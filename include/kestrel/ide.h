@@ -55,21 +55,21 @@
 struct blk_dev;
 
 /* Register regions of a channel device (the id given to bus_insert). */
-#define IDE_REGION_CMD   0   /* command block: BASE+0..7 (data, error/features, ...) */
-#define IDE_REGION_CTRL  1   /* alternate status / device control: CTRL+0 */
-#define IDE_REGION_BMDMA 2   /* bus master: +0 command, +2 status, +4 PRD table address */
+#define IDE_REGION_CMD	 0 /* command block: BASE+0..7 (data, error/features, ...) */
+#define IDE_REGION_CTRL	 1 /* alternate status / device control: CTRL+0 */
+#define IDE_REGION_BMDMA 2 /* bus master: +0 command, +2 status, +4 PRD table address */
 
 #define IDE_CMD_LEN   8
 #define IDE_CTRL_LEN  1
 #define IDE_BMDMA_LEN 8
 
 /* The PC's legacy (compatibility-mode) resources. */
-#define IDE_PRIMARY_CMD     0x1f0
-#define IDE_PRIMARY_CTRL    0x3f6
-#define IDE_PRIMARY_IRQ     14
-#define IDE_SECONDARY_CMD   0x170
-#define IDE_SECONDARY_CTRL  0x376
-#define IDE_SECONDARY_IRQ   15
+#define IDE_PRIMARY_CMD	   0x1f0
+#define IDE_PRIMARY_CTRL   0x3f6
+#define IDE_PRIMARY_IRQ	   14
+#define IDE_SECONDARY_CMD  0x170
+#define IDE_SECONDARY_CTRL 0x376
+#define IDE_SECONDARY_IRQ  15
 
 enum ide_drive_kind { IDE_NONE, IDE_DISK, IDE_CDROM };
 
@@ -127,8 +127,8 @@ struct ide_counters {
 };
 struct ide_drive_stats {
 	enum ide_drive_kind kind;
-	bool readonly;             /* a CD, or a read-only disk */
-	char path[4096];           /* the image; "" for an empty CD drive */
+	bool readonly;	 /* a CD, or a read-only disk */
+	char path[4096]; /* the image; "" for an empty CD drive */
 	struct ide_counters c;
 };
 /* The drive at unit 0/1 of the channel; -ENODEV when there is none. */

@@ -23,8 +23,8 @@ const char *keymap_name(unsigned code);
  * ret"). Each combination is pressed in order and released in reverse.
  * Writes the events to out (at most max) and their count to *n; 0, or
  * -EINVAL with one line in err naming the word at fault. */
-int keymap_parse_keys(const char *s, struct i8042_key *out, unsigned max, unsigned *n,
-		      char *err, size_t errlen) WARN_UNUSED;
+int keymap_parse_keys(const char *s, struct i8042_key *out, unsigned max, unsigned *n, char *err,
+		      size_t errlen) WARN_UNUSED;
 /* An X11 keysym (RFB KeyEvent) on a US layout: the key code, and in *shift
  * whether the character needs Shift (a for 'a', Shift+a for 'A'). -ENOENT
  * for a keysym no US key types. */

@@ -15,34 +15,34 @@
 #include "kestrel/state.h"
 #include "kestrel/util.h"
 
-#define VCPU_MSRS_MAX 256
-#define VCPU_XSAVE_MAX (64u * 1024)
-#define VCPU_XCRS_MAX 16          /* KVM_MAX_XCRS */
-#define VCPU_LAPIC_SIZE 1024      /* KVM_APIC_REG_SIZE */
+#define VCPU_MSRS_MAX	256
+#define VCPU_XSAVE_MAX	(64u * 1024)
+#define VCPU_XCRS_MAX	16   /* KVM_MAX_XCRS */
+#define VCPU_LAPIC_SIZE 1024 /* KVM_APIC_REG_SIZE */
 
 /* What this host's KVM offers for a vCPU's state (vcpu_caps_probe). */
 struct vcpu_caps {
-	uint32_t xsave_size;      /* 0: no XSAVE (KVM_GET_FPU); else the buffer KVM wants */
-	bool xsave2;              /* KVM_GET_XSAVE2 (xsave_size may exceed 4096) */
+	uint32_t xsave_size; /* 0: no XSAVE (KVM_GET_FPU); else the buffer KVM wants */
+	bool xsave2;	     /* KVM_GET_XSAVE2 (xsave_size may exceed 4096) */
 	bool xcrs, debugregs;
-	uint32_t nmsrs;           /* MSRs KVM lists and lets us read back, ascending */
+	uint32_t nmsrs; /* MSRs KVM lists and lets us read back, ascending */
 	uint32_t msrs[VCPU_MSRS_MAX];
 };
 
-#define VCPU_F_XSAVE 1u
-#define VCPU_F_XCRS 2u
+#define VCPU_F_XSAVE	 1u
+#define VCPU_F_XCRS	 2u
 #define VCPU_F_DEBUGREGS 4u
 
 struct vcpu_state {
 	uint32_t index;
-	uint32_t flags;           /* VCPU_F_*: which optional parts are there */
+	uint32_t flags; /* VCPU_F_*: which optional parts are there */
 	uint32_t tsc_khz;
 	uint32_t mp_state;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	uint32_t xsave_len;       /* VCPU_F_XSAVE */
+	uint32_t xsave_len; /* VCPU_F_XSAVE */
 	uint8_t *xsave;
-	struct kvm_fpu fpu;       /* without VCPU_F_XSAVE */
+	struct kvm_fpu fpu; /* without VCPU_F_XSAVE */
 	struct kvm_xcrs xcrs;
 	struct kvm_debugregs dregs;
 	uint8_t lapic[VCPU_LAPIC_SIZE];
@@ -78,16 +78,16 @@ int cpuid_state_parse(struct state_buf *b, unsigned n, struct kvm_cpuid2 ***out)
  * the supported table). 0, or -ENOTSUP with one line naming every missing
  * feature: "the saved CPU has avx2, avx512f that this host's KVM cannot
  * offer". */
-int cpuid_state_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *supported,
-		      char *err, size_t errlen) WARN_UNUSED;
+int cpuid_state_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *supported, char *err,
+		      size_t errlen) WARN_UNUSED;
 
 /* ---- the VM's own: irqchip, PIT, clock ---- */
 struct vm_kvm_state {
-	struct kvm_pic_state pic[2];          /* master, slave */
+	struct kvm_pic_state pic[2]; /* master, slave */
 	struct kvm_ioapic_state ioapic;
 	struct kvm_pit_state2 pit;
-	uint64_t clock;                       /* kvmclock ns (KVM_GET_CLOCK) */
-	uint64_t realtime_ns;                 /* host CLOCK_REALTIME at save */
+	uint64_t clock;	      /* kvmclock ns (KVM_GET_CLOCK) */
+	uint64_t realtime_ns; /* host CLOCK_REALTIME at save */
 };
 
 int vm_kvm_state_get(int vm_fd, struct vm_kvm_state *s, const char **what) WARN_UNUSED;

@@ -29,16 +29,17 @@ struct machine {
 	 * it is destroyed first); NULL after. */
 	struct device *piix3;
 	struct irq_line irq_com1, irq_rtc, irq_kbd, irq_mouse, irq_sci;
-	struct pci_intx_routing pci_intx;   /* INTx wiring: the PCI host and the _PRT */
-	int serial_out_fd;       /* -1: discard */
+	struct pci_intx_routing pci_intx; /* INTx wiring: the PCI host and the _PRT */
+	int serial_out_fd;		  /* -1: discard */
 	bool own_serial_out;
 	uint8_t *kernel, *initrd;
 	size_t kernel_len, initrd_len;
-	struct fw_image fw;      /* firmware boot (no --kernel): the image */
+	struct fw_image fw; /* firmware boot (no --kernel): the image */
 };
 
 /* Everything up to (not including) starting the vCPUs; one error line in err. */
-int machine_create(struct machine *m, const struct vm_config *cfg, char *err, size_t errlen) WARN_UNUSED;
+int machine_create(struct machine *m, const struct vm_config *cfg, char *err,
+		   size_t errlen) WARN_UNUSED;
 /* The same machine without booting it: no kernel loaded, no firmware tables
  * written, vCPUs at their reset state: for a saved state to be loaded into
  * (migrate/restore.c), which brings RAM, registers and device state. */

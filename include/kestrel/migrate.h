@@ -13,16 +13,16 @@ struct machine;
 struct vm_config;
 
 struct migrate_save_opts {
-	const char *path;          /* written as PATH.tmp-PID, then renamed over PATH */
+	const char *path; /* written as PATH.tmp-PID, then renamed over PATH */
 	/* Called from the saving thread as RAM goes out (done of total bytes). */
 	void (*progress)(void *opaque, uint64_t done, uint64_t total);
 	void *opaque;
 };
 
 struct migrate_save_result {
-	uint64_t file_bytes;       /* the file's size (holes included) */
-	uint64_t ram_stored;       /* bytes of RAM written (non-zero pages) */
-	uint64_t ms;               /* from the start of the write to the rename */
+	uint64_t file_bytes; /* the file's size (holes included) */
+	uint64_t ram_stored; /* bytes of RAM written (non-zero pages) */
+	uint64_t ms;	     /* from the start of the write to the rename */
 };
 
 /* What the state stream cannot carry (nothing today: every device and every
@@ -61,19 +61,19 @@ void migrate_restore_expect_children(struct migrate_in *in);
 
 struct migrate_progress {
 	unsigned round;
-	uint64_t transferred;          /* bytes sent so far */
-	uint64_t remaining;            /* dirty bytes left after the round */
-	uint64_t dirty_rate;           /* bytes dirtied per second in the round */
+	uint64_t transferred;	       /* bytes sent so far */
+	uint64_t remaining;	       /* dirty bytes left after the round */
+	uint64_t dirty_rate;	       /* bytes dirtied per second in the round */
 	uint64_t expected_downtime_ms; /* remaining at the bandwidth measured */
-	unsigned throttle_pct;         /* auto-converge: share of time the vCPUs are parked */
+	unsigned throttle_pct;	       /* auto-converge: share of time the vCPUs are parked */
 };
 
 struct migrate_send_opts {
-	const char *uri;               /* tcp:ADDR:PORT or unix:PATH */
-	uint64_t max_downtime_ms;      /* stop and copy once the rest fits this */
-	uint64_t bandwidth;            /* bytes per second, 0: no limit */
-	unsigned converge_after;       /* rounds before auto-converge may throttle */
-	const bool *cancel;            /* another thread sets it: give up */
+	const char *uri;	  /* tcp:ADDR:PORT or unix:PATH */
+	uint64_t max_downtime_ms; /* stop and copy once the rest fits this */
+	uint64_t bandwidth;	  /* bytes per second, 0: no limit */
+	unsigned converge_after;  /* rounds before auto-converge may throttle */
+	const bool *cancel;	  /* another thread sets it: give up */
 	void (*progress)(void *opaque, const struct migrate_progress *p);
 	void *opaque;
 };
@@ -81,7 +81,7 @@ struct migrate_send_opts {
 struct migrate_send_result {
 	uint64_t transferred, total_ms, downtime_ms, pause_ns, last_pages;
 	unsigned rounds;
-	bool quiesced;                 /* the machine is left quiesced: resume it */
+	bool quiesced; /* the machine is left quiesced: resume it */
 };
 
 /* uri is tcp:ADDR:PORT or unix:PATH as migrate_send takes it: 0, or

@@ -57,8 +57,8 @@ struct msi_sink msi_vm_sink(struct vm *vm);
 /* One vector: its route and the irqfd that raises it. */
 struct msi_vec {
 	uint32_t gsi;
-	int irqfd;              /* -1: no route (no sink) */
-	bool routed;            /* the route holds addr/data below */
+	int irqfd;   /* -1: no route (no sink) */
+	bool routed; /* the route holds addr/data below */
 	uint64_t addr;
 	uint32_t data;
 };
@@ -70,12 +70,12 @@ struct msi_vec {
 struct msi {
 	struct pci_dev *pdev;
 	struct msi_sink sink;
-	unsigned cap;           /* config offset of the capability */
-	unsigned nvec;          /* vectors capable: 1, 2, 4, .. 32 */
+	unsigned cap;  /* config offset of the capability */
+	unsigned nvec; /* vectors capable: 1, 2, 4, .. 32 */
 	bool is64, maskable;
-	pthread_mutex_t lock;   /* everything below */
+	pthread_mutex_t lock; /* everything below */
 	bool enabled, bus_master;
-	unsigned nused;         /* vectors enabled (Multiple Message Enable) */
+	unsigned nused; /* vectors enabled (Multiple Message Enable) */
 	uint64_t addr;
 	uint16_t data;
 	uint32_t mask, pending;
@@ -97,10 +97,10 @@ uint32_t msi_config_read(struct msi *m, unsigned off, unsigned size, uint32_t va
 
 /* ---- MSI-X (6.8.2) ---- */
 
-#define MSIX_MAX_VECTORS 2048
-#define MSIX_ENTRY_SIZE 16
-#define MSIX_CTRL_ENABLE 0x8000
-#define MSIX_CTRL_MASKALL 0x4000
+#define MSIX_MAX_VECTORS   2048
+#define MSIX_ENTRY_SIZE	   16
+#define MSIX_CTRL_ENABLE   0x8000
+#define MSIX_CTRL_MASKALL  0x4000
 #define MSIX_VECTOR_MASKED 1
 
 struct msix_entry {
@@ -112,11 +112,11 @@ struct msix_entry {
 struct msix {
 	struct pci_dev *pdev;
 	struct msi_sink sink;
-	unsigned cap;           /* config offset of the capability */
+	unsigned cap; /* config offset of the capability */
 	unsigned nvec;
 	int table_bar, pba_bar;
 	uint32_t table_off, pba_off;
-	pthread_mutex_t lock;   /* everything below */
+	pthread_mutex_t lock; /* everything below */
 	bool enabled, masked, bus_master;
 	struct msix_entry *e;
 };

@@ -20,14 +20,14 @@
 
 #include "kestrel/util.h"
 
-#define NET_MAX_QUEUES 8        /* queue pairs per NIC (TAP queues) */
-#define NET_IFNAME_MAX 15       /* IFNAMSIZ - 1 */
-#define NET_VNET_HDR_LEN 12     /* struct virtio_net_hdr_v1 */
+#define NET_MAX_QUEUES	 8  /* queue pairs per NIC (TAP queues) */
+#define NET_IFNAME_MAX	 15 /* IFNAMSIZ - 1 */
+#define NET_VNET_HDR_LEN 12 /* struct virtio_net_hdr_v1 */
 
 /* TUNSETOFFLOAD bits (linux/if_tun.h): what the TAP may hand us. */
-#define NET_OFFLOAD_CSUM 0x01
-#define NET_OFFLOAD_TSO4 0x02
-#define NET_OFFLOAD_TSO6 0x04
+#define NET_OFFLOAD_CSUM    0x01
+#define NET_OFFLOAD_TSO4    0x02
+#define NET_OFFLOAD_TSO6    0x04
 #define NET_OFFLOAD_TSO_ECN 0x08
 
 enum net_kind { NET_KIND_TAP, NET_KIND_SOCKET };
@@ -69,12 +69,12 @@ ssize_t net_tap_send(const struct net_tap *t, unsigned q, const struct iovec *io
  * after the MAC addresses, frames to the guest must carry that tag and
  * lose it, and frames the guest tags itself are refused. Every NIC model
  * (virtio-net, the emulated 21140) uses these. */
-#define NET_ETH_ALEN 6
-#define NET_ETH_HLEN 14
-#define NET_VLAN_HLEN 4
-#define NET_ETH_P_8021Q 0x8100
+#define NET_ETH_ALEN	 6
+#define NET_ETH_HLEN	 14
+#define NET_VLAN_HLEN	 4
+#define NET_ETH_P_8021Q	 0x8100
 #define NET_ETH_P_8021AD 0x88a8
-#define NET_VLAN_ID_MAX 4094
+#define NET_VLAN_ID_MAX	 4094
 
 /* The 4 tag bytes for vid (1..NET_VLAN_ID_MAX). */
 void net_vlan_tag(uint8_t tag[NET_VLAN_HLEN], unsigned vid);

@@ -71,46 +71,46 @@ struct state_buf;
 struct msi;
 struct msix;
 
-#define PCI_CFG_SIZE   256
-#define PCI_MAX_SLOTS  32
-#define PCI_MAX_FNS    8
-#define PCI_MAX_DEVFN  (PCI_MAX_SLOTS * PCI_MAX_FNS)
-#define PCI_NUM_BARS   6
-#define PCI_ROM_BAR    6     /* the expansion ROM, as a bar index for bar_remap */
-#define PCI_NUM_REGIONS 7
+#define PCI_CFG_SIZE	 256
+#define PCI_MAX_SLOTS	 32
+#define PCI_MAX_FNS	 8
+#define PCI_MAX_DEVFN	 (PCI_MAX_SLOTS * PCI_MAX_FNS)
+#define PCI_NUM_BARS	 6
+#define PCI_ROM_BAR	 6 /* the expansion ROM, as a bar index for bar_remap */
+#define PCI_NUM_REGIONS	 7
 #define PCI_BAR_UNMAPPED (~0ULL)
 
 /* Type 0 header (PCI Local Bus 3.0, 6.1). */
-#define PCI_VENDOR_ID           0x00
-#define PCI_DEVICE_ID           0x02
-#define PCI_COMMAND             0x04
-#define PCI_STATUS              0x06
-#define PCI_REVISION_ID         0x08
-#define PCI_CLASS_PROG          0x09
-#define PCI_CLASS_DEVICE        0x0a
-#define PCI_CACHE_LINE_SIZE     0x0c
-#define PCI_LATENCY_TIMER       0x0d
-#define PCI_HEADER_TYPE         0x0e
-#define PCI_BIST                0x0f
-#define PCI_BASE_ADDRESS_0      0x10
+#define PCI_VENDOR_ID		0x00
+#define PCI_DEVICE_ID		0x02
+#define PCI_COMMAND		0x04
+#define PCI_STATUS		0x06
+#define PCI_REVISION_ID		0x08
+#define PCI_CLASS_PROG		0x09
+#define PCI_CLASS_DEVICE	0x0a
+#define PCI_CACHE_LINE_SIZE	0x0c
+#define PCI_LATENCY_TIMER	0x0d
+#define PCI_HEADER_TYPE		0x0e
+#define PCI_BIST		0x0f
+#define PCI_BASE_ADDRESS_0	0x10
 #define PCI_SUBSYSTEM_VENDOR_ID 0x2c
-#define PCI_SUBSYSTEM_ID        0x2e
-#define PCI_ROM_ADDRESS         0x30
-#define PCI_CAPABILITY_LIST     0x34
-#define PCI_INTERRUPT_LINE      0x3c
-#define PCI_INTERRUPT_PIN       0x3d
-#define PCI_HEADER_END          0x40
+#define PCI_SUBSYSTEM_ID	0x2e
+#define PCI_ROM_ADDRESS		0x30
+#define PCI_CAPABILITY_LIST	0x34
+#define PCI_INTERRUPT_LINE	0x3c
+#define PCI_INTERRUPT_PIN	0x3d
+#define PCI_HEADER_END		0x40
 
-#define PCI_COMMAND_IO           0x0001
-#define PCI_COMMAND_MEMORY       0x0002
-#define PCI_COMMAND_MASTER       0x0004
-#define PCI_COMMAND_PARITY       0x0040
-#define PCI_COMMAND_SERR         0x0100
+#define PCI_COMMAND_IO		 0x0001
+#define PCI_COMMAND_MEMORY	 0x0002
+#define PCI_COMMAND_MASTER	 0x0004
+#define PCI_COMMAND_PARITY	 0x0040
+#define PCI_COMMAND_SERR	 0x0100
 #define PCI_COMMAND_INTX_DISABLE 0x0400
 
-#define PCI_STATUS_INTERRUPT        0x0008
-#define PCI_STATUS_CAP_LIST         0x0010
-#define PCI_STATUS_PARITY           0x0100
+#define PCI_STATUS_INTERRUPT	    0x0008
+#define PCI_STATUS_CAP_LIST	    0x0010
+#define PCI_STATUS_PARITY	    0x0100
 #define PCI_STATUS_SIG_TARGET_ABORT 0x0800
 #define PCI_STATUS_REC_TARGET_ABORT 0x1000
 #define PCI_STATUS_REC_MASTER_ABORT 0x2000
@@ -120,22 +120,22 @@ struct msix;
 #define PCI_HEADER_TYPE_MULTI_FN 0x80
 
 /* BAR type bits (the read-only low bits of a BAR). */
-#define PCI_BAR_MEM32    0x0
-#define PCI_BAR_IO       0x1
-#define PCI_BAR_MEM64    0x4
+#define PCI_BAR_MEM32	 0x0
+#define PCI_BAR_IO	 0x1
+#define PCI_BAR_MEM64	 0x4
 #define PCI_BAR_PREFETCH 0x8
 
 /* Expansion ROM BAR (6.2.5.2): enable bit, address from bit 11 (2 KiB). */
-#define PCI_ROM_ENABLE   0x1
+#define PCI_ROM_ENABLE	 0x1
 #define PCI_ROM_MIN_SIZE 0x800
 #define PCI_ROM_MAX_SIZE MiB(16)
 
 /* Capability IDs (PCI Code and ID Assignment, 2). */
-#define PCI_CAP_ID_MSI  0x05
+#define PCI_CAP_ID_MSI	0x05
 #define PCI_CAP_ID_VNDR 0x09
 #define PCI_CAP_ID_MSIX 0x11
 
-#define PCI_INTX_PINS      4     /* INTA#..INTD# */
+#define PCI_INTX_PINS	   4 /* INTA#..INTD# */
 #define PCI_INTX_MAX_LINKS 8
 
 struct pci_dev;
@@ -151,9 +151,9 @@ struct pci_dev_ops {
 };
 
 struct pci_bar {
-	uint64_t size;        /* 0: not implemented (reads 0, not writable) */
-	uint8_t flags;        /* PCI_BAR_IO, or PCI_BAR_MEM32/MEM64 | PCI_BAR_PREFETCH */
-	uint64_t addr;        /* decoded address, or PCI_BAR_UNMAPPED */
+	uint64_t size;	      /* 0: not implemented (reads 0, not writable) */
+	uint8_t flags;	      /* PCI_BAR_IO, or PCI_BAR_MEM32/MEM64 | PCI_BAR_PREFETCH */
+	uint64_t addr;	      /* decoded address, or PCI_BAR_UNMAPPED */
 	uint64_t mapped;      /* where it is mapped (addr, unless the bus refused it) */
 	struct device *owner; /* pci_bar_attach: placed on the bus as (owner, region) */
 	int region;
@@ -163,23 +163,23 @@ struct pci_dev {
 	uint8_t cfg[PCI_CFG_SIZE];
 	uint8_t wmask[PCI_CFG_SIZE];
 	uint8_t w1cmask[PCI_CFG_SIZE];
-	uint8_t used[PCI_CFG_SIZE / 8];  /* bytes taken: header, capabilities, reserved */
-	uint8_t cap_last;                /* the list's last capability, 0: none */
+	uint8_t used[PCI_CFG_SIZE / 8]; /* bytes taken: header, capabilities, reserved */
+	uint8_t cap_last;		/* the list's last capability, 0: none */
 	struct pci_bar bar[PCI_NUM_REGIONS];
 	const struct pci_dev_ops *ops;
-	void *opaque;   /* for the ops: usually the owning device */
-	struct pci_bus *bus;             /* NULL until added */
-	int slot, fn;                    /* -1 until added */
-	struct msi *msi;                 /* set by msi_init / msix_init */
+	void *opaque;	     /* for the ops: usually the owning device */
+	struct pci_bus *bus; /* NULL until added */
+	int slot, fn;	     /* -1 until added */
+	struct msi *msi;     /* set by msi_init / msix_init */
 	struct msix *msix;
-	const uint8_t *rom;              /* pci_dev_set_rom: the device's image */
+	const uint8_t *rom; /* pci_dev_set_rom: the device's image */
 	size_t rom_len;
-	struct device rom_dev;           /* serves the ROM BAR on the MMIO bus */
+	struct device rom_dev; /* serves the ROM BAR on the MMIO bus */
 	/* INTx, under the bus's intx_lock: the level the device drives (shown in
 	 * STATUS.INTERRUPT), whether it is masked (INTX_DISABLE, MSI or MSI-X
 	 * on) and what reaches the link. */
 	bool intx_level, intx_masked, intx_out;
-	bool bus_master;                 /* COMMAND.MASTER, read atomically by DMA helpers */
+	bool bus_master; /* COMMAND.MASTER, read atomically by DMA helpers */
 };
 
 /* Fill the header: IDs, class (base << 16 | sub << 8 | prog-if), revision,
@@ -233,7 +233,8 @@ int pci_dev_save(struct pci_dev *pdev, struct state_buf *out) WARN_UNUSED;
 int pci_dev_load(struct pci_dev *pdev, struct state_buf *in) WARN_UNUSED;
 /* pci_dev_load in two steps: parse (checks everything, changes nothing),
  * then commit (cannot fail). */
-int pci_dev_parse(const struct pci_dev *pdev, struct state_buf *in, struct pci_dev_state *st) WARN_UNUSED;
+int pci_dev_parse(const struct pci_dev *pdev, struct state_buf *in,
+		  struct pci_dev_state *st) WARN_UNUSED;
 void pci_dev_commit(struct pci_dev *pdev, const struct pci_dev_state *st);
 /* A device's reset of its function: every bit the guest can change (wmask,
  * w1cmask) back to power_on (a copy of cfg[] the device took after setting
@@ -249,9 +250,9 @@ void pci_dev_reset_cfg(struct pci_dev *pdev, const uint8_t power_on[PCI_CFG_SIZE
  * its PIRQA-D, whose route registers (0x60-0x63) move a link to another GSI
  * with pci_bus_set_link_gsi(), and the ACPI tables name link devices. */
 struct pci_intx_routing {
-	unsigned nlinks;                              /* 1..PCI_INTX_MAX_LINKS */
-	uint8_t link[PCI_MAX_SLOTS][PCI_INTX_PINS];   /* slot, pin (0 = INTA#) -> link */
-	uint32_t gsi[PCI_INTX_MAX_LINKS];             /* link -> GSI */
+	unsigned nlinks;			    /* 1..PCI_INTX_MAX_LINKS */
+	uint8_t link[PCI_MAX_SLOTS][PCI_INTX_PINS]; /* slot, pin (0 = INTA#) -> link */
+	uint32_t gsi[PCI_INTX_MAX_LINKS];	    /* link -> GSI */
 };
 
 /* The rotation a PCI-to-PCI bridge uses (PCI-to-PCI Bridge 1.2, 9.1), over
@@ -270,20 +271,20 @@ void pci_intx_set(struct pci_dev *pdev, bool level);
 /* What the board gives bus 0. Every field may be NULL (unit tests): BARs then
  * decode nowhere, DMA fails and INTx goes nowhere. */
 struct pci_board {
-	struct bus *pio, *mmio;           /* where BARs are placed */
-	const struct guest_mem *gm;       /* what bus-master DMA reaches */
-	void (*irq_set)(void *opaque, uint32_t gsi, int level);   /* e.g. vm_irq_set */
+	struct bus *pio, *mmio;					/* where BARs are placed */
+	const struct guest_mem *gm;				/* what bus-master DMA reaches */
+	void (*irq_set)(void *opaque, uint32_t gsi, int level); /* e.g. vm_irq_set */
 	void *irq_opaque;
-	const struct pci_intx_routing *intx;   /* copied by the bus */
+	const struct pci_intx_routing *intx; /* copied by the bus */
 };
 
 struct pci_bus {
 	struct pci_board board;
 	struct pci_intx_routing intx;
-	pthread_mutex_t lock;             /* fn[] */
+	pthread_mutex_t lock; /* fn[] */
 	struct pci_dev *fn[PCI_MAX_DEVFN];
-	pthread_mutex_t intx_lock;        /* link_count[], intx.gsi[], every pdev's intx_* */
-	unsigned link_count[PCI_INTX_MAX_LINKS];   /* functions asserting each link */
+	pthread_mutex_t intx_lock;		 /* link_count[], intx.gsi[], every pdev's intx_* */
+	unsigned link_count[PCI_INTX_MAX_LINKS]; /* functions asserting each link */
 };
 
 void pci_bus_init(struct pci_bus *bus, const struct pci_board *board);

@@ -23,7 +23,8 @@ bool pci_dma_allowed(const struct pci_dev *pdev);
 /* Copy len bytes from / to guest-physical addr. 0, -EPERM (BME clear),
  * -EFAULT (outside RAM), -ENODEV (not on a bus with guest memory). */
 int pci_dma_read(const struct pci_dev *pdev, uint64_t addr, void *buf, uint64_t len) WARN_UNUSED;
-int pci_dma_write(const struct pci_dev *pdev, uint64_t addr, const void *buf, uint64_t len) WARN_UNUSED;
+int pci_dma_write(const struct pci_dev *pdev, uint64_t addr, const void *buf,
+		  uint64_t len) WARN_UNUSED;
 /* A host pointer to [addr, addr + len) for zero-copy transfers, or NULL
  * (BME clear, outside RAM, no bus). A writer calls pci_dma_unmap() with the
  * bytes it wrote, from the start, so they are marked dirty. */

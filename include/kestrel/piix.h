@@ -33,10 +33,10 @@
 
 struct bus;
 
-#define PIIX_SLOT        1
-#define PIIX3_FN_ISA     0
-#define PIIX3_FN_IDE     1
-#define PIIX3_PIRQS      4
+#define PIIX_SLOT    1
+#define PIIX3_FN_ISA 0
+#define PIIX3_FN_IDE 1
+#define PIIX3_PIRQS  4
 
 /* PCI-to-ISA bridge. irq_set/irq_opaque: the board's interrupt lines (GSI
  * numbers: the ISA IRQs and the PIRQ inputs gsi_base..gsi_base + 3). */

@@ -20,15 +20,15 @@
 
 /* What a thread does decides its allow-list (src/sandbox/seccomp.c). */
 enum sandbox_kind {
-	SANDBOX_MAIN,      /* waits for the VM to stop; a reboot re-creates the machine */
-	SANDBOX_VCPU,      /* KVM_RUN and the exit handlers (device registers) */
-	SANDBOX_IO,        /* virtqueue threads and block engine threads */
-	SANDBOX_CONTROL,   /* the control socket, and timed hot-plug (test hook) */
-	SANDBOX_CONSOLE,   /* host signals and stdin to the UART */
-	SANDBOX_SAVE,      /* kestrel ctl NAME save: the VM's state into a file */
-	SANDBOX_MIGRATE,   /* kestrel ctl NAME migrate: RAM and state to the target's socket */
-	SANDBOX_DISPLAY,   /* the VNC server: its clients' sockets, the display */
-	SANDBOX_SPAWNER,   /* starts every thread once the sandbox is sealed */
+	SANDBOX_MAIN,	 /* waits for the VM to stop; a reboot re-creates the machine */
+	SANDBOX_VCPU,	 /* KVM_RUN and the exit handlers (device registers) */
+	SANDBOX_IO,	 /* virtqueue threads and block engine threads */
+	SANDBOX_CONTROL, /* the control socket, and timed hot-plug (test hook) */
+	SANDBOX_CONSOLE, /* host signals and stdin to the UART */
+	SANDBOX_SAVE,	 /* kestrel ctl NAME save: the VM's state into a file */
+	SANDBOX_MIGRATE, /* kestrel ctl NAME migrate: RAM and state to the target's socket */
+	SANDBOX_DISPLAY, /* the VNC server: its clients' sockets, the display */
+	SANDBOX_SPAWNER, /* starts every thread once the sandbox is sealed */
 	SANDBOX_KIND_NR
 };
 
@@ -38,7 +38,7 @@ enum sandbox_seccomp { SANDBOX_SECCOMP_ON, SANDBOX_SECCOMP_LOG, SANDBOX_SECCOMP_
 
 struct sandbox_opts {
 	enum sandbox_seccomp seccomp;
-	const char *user;   /* --user NAME, or NULL */
+	const char *user; /* --user NAME, or NULL */
 	/* --landlock: after the seal, files may be opened only beneath these
 	 * folders (read and write existing files) and in /proc/self. */
 	bool landlock;

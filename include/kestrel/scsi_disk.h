@@ -16,92 +16,92 @@
 #include <stdint.h>
 
 /* SAM-5 status codes. */
-#define SCSI_STATUS_GOOD            0x00
+#define SCSI_STATUS_GOOD	    0x00
 #define SCSI_STATUS_CHECK_CONDITION 0x02
-#define SCSI_STATUS_BUSY            0x08
+#define SCSI_STATUS_BUSY	    0x08
 
 /* SPC-4 4.5.6 sense keys. */
-#define SCSI_SENSE_NO_SENSE        0x0
-#define SCSI_SENSE_NOT_READY       0x2
-#define SCSI_SENSE_MEDIUM_ERROR    0x3
+#define SCSI_SENSE_NO_SENSE	   0x0
+#define SCSI_SENSE_NOT_READY	   0x2
+#define SCSI_SENSE_MEDIUM_ERROR	   0x3
 #define SCSI_SENSE_HARDWARE_ERROR  0x4
 #define SCSI_SENSE_ILLEGAL_REQUEST 0x5
 #define SCSI_SENSE_UNIT_ATTENTION  0x6
-#define SCSI_SENSE_DATA_PROTECT    0x7
+#define SCSI_SENSE_DATA_PROTECT	   0x7
 #define SCSI_SENSE_ABORTED_COMMAND 0xb
 
 /* SPC-4 D.2 additional sense codes (ASC << 8 | ASCQ) used here. */
-#define SCSI_ASC_NONE                   0x0000
-#define SCSI_ASC_WRITE_ERROR            0x0c00
-#define SCSI_ASC_UNRECOVERED_READ_ERROR 0x1100
-#define SCSI_ASC_PARAM_LIST_LENGTH      0x1a00
-#define SCSI_ASC_INVALID_OPCODE         0x2000
-#define SCSI_ASC_LBA_OUT_OF_RANGE       0x2100
-#define SCSI_ASC_INVALID_FIELD_IN_CDB   0x2400
-#define SCSI_ASC_LUN_NOT_SUPPORTED      0x2500
-#define SCSI_ASC_INVALID_FIELD_IN_PARAM 0x2600
-#define SCSI_ASC_WRITE_PROTECTED        0x2700
-#define SCSI_ASC_SPACE_ALLOC_FAILED     0x2707
-#define SCSI_ASC_MEDIUM_MAY_HAVE_CHANGED 0x2800
-#define SCSI_ASC_SAVING_NOT_SUPPORTED   0x3900
-#define SCSI_ASC_MEDIUM_NOT_PRESENT     0x3a00
+#define SCSI_ASC_NONE			      0x0000
+#define SCSI_ASC_WRITE_ERROR		      0x0c00
+#define SCSI_ASC_UNRECOVERED_READ_ERROR	      0x1100
+#define SCSI_ASC_PARAM_LIST_LENGTH	      0x1a00
+#define SCSI_ASC_INVALID_OPCODE		      0x2000
+#define SCSI_ASC_LBA_OUT_OF_RANGE	      0x2100
+#define SCSI_ASC_INVALID_FIELD_IN_CDB	      0x2400
+#define SCSI_ASC_LUN_NOT_SUPPORTED	      0x2500
+#define SCSI_ASC_INVALID_FIELD_IN_PARAM	      0x2600
+#define SCSI_ASC_WRITE_PROTECTED	      0x2700
+#define SCSI_ASC_SPACE_ALLOC_FAILED	      0x2707
+#define SCSI_ASC_MEDIUM_MAY_HAVE_CHANGED      0x2800
+#define SCSI_ASC_SAVING_NOT_SUPPORTED	      0x3900
+#define SCSI_ASC_MEDIUM_NOT_PRESENT	      0x3a00
 #define SCSI_ASC_MEDIUM_NOT_PRESENT_TRAY_OPEN 0x3a02
-#define SCSI_ASC_INTERNAL_TARGET_FAILURE 0x4400
-#define SCSI_ASC_MEDIUM_REMOVAL_PREVENTED 0x5302
+#define SCSI_ASC_INTERNAL_TARGET_FAILURE      0x4400
+#define SCSI_ASC_MEDIUM_REMOVAL_PREVENTED     0x5302
 
 /* Operation codes (SPC-4, SBC-3). */
-#define SCSI_TEST_UNIT_READY 0x00
-#define SCSI_REQUEST_SENSE   0x03
-#define SCSI_READ_6          0x08
-#define SCSI_WRITE_6         0x0a
-#define SCSI_INQUIRY         0x12
-#define SCSI_MODE_SENSE_6    0x1a
-#define SCSI_START_STOP_UNIT 0x1b
+#define SCSI_TEST_UNIT_READY		  0x00
+#define SCSI_REQUEST_SENSE		  0x03
+#define SCSI_READ_6			  0x08
+#define SCSI_WRITE_6			  0x0a
+#define SCSI_INQUIRY			  0x12
+#define SCSI_MODE_SENSE_6		  0x1a
+#define SCSI_START_STOP_UNIT		  0x1b
 #define SCSI_PREVENT_ALLOW_MEDIUM_REMOVAL 0x1e
-#define SCSI_READ_CAPACITY_10 0x25
-#define SCSI_READ_10         0x28
-#define SCSI_WRITE_10        0x2a
-#define SCSI_SYNCHRONIZE_CACHE_10 0x35
-#define SCSI_UNMAP           0x42
-#define SCSI_MODE_SENSE_10   0x5a
-#define SCSI_READ_16         0x88
-#define SCSI_WRITE_16        0x8a
-#define SCSI_SYNCHRONIZE_CACHE_16 0x91
-#define SCSI_WRITE_SAME_16   0x93
-#define SCSI_SERVICE_ACTION_IN_16 0x9e
-#define SCSI_SAI_READ_CAPACITY_16 0x10
-#define SCSI_REPORT_LUNS     0xa0
-#define SCSI_READ_12         0xa8
-#define SCSI_WRITE_12        0xaa
+#define SCSI_READ_CAPACITY_10		  0x25
+#define SCSI_READ_10			  0x28
+#define SCSI_WRITE_10			  0x2a
+#define SCSI_SYNCHRONIZE_CACHE_10	  0x35
+#define SCSI_UNMAP			  0x42
+#define SCSI_MODE_SENSE_10		  0x5a
+#define SCSI_READ_16			  0x88
+#define SCSI_WRITE_16			  0x8a
+#define SCSI_SYNCHRONIZE_CACHE_16	  0x91
+#define SCSI_WRITE_SAME_16		  0x93
+#define SCSI_SERVICE_ACTION_IN_16	  0x9e
+#define SCSI_SAI_READ_CAPACITY_16	  0x10
+#define SCSI_REPORT_LUNS		  0xa0
+#define SCSI_READ_12			  0xa8
+#define SCSI_WRITE_12			  0xaa
 
-#define SCSI_SENSE_FIXED_LEN 18
-#define SCSI_DISK_BUF_SIZE 512          /* room for any answer scsi_disk_exec builds */
-#define SCSI_DISK_MAX_XFER_BLOCKS 65535 /* per READ/WRITE (VPD 0xB0) */
-#define SCSI_DISK_MAX_UNMAP_DESC 16     /* per UNMAP (VPD 0xB0) */
+#define SCSI_SENSE_FIXED_LEN	   18
+#define SCSI_DISK_BUF_SIZE	   512	    /* room for any answer scsi_disk_exec builds */
+#define SCSI_DISK_MAX_XFER_BLOCKS  65535    /* per READ/WRITE (VPD 0xB0) */
+#define SCSI_DISK_MAX_UNMAP_DESC   16	    /* per UNMAP (VPD 0xB0) */
 #define SCSI_DISK_MAX_UNMAP_BLOCKS 0x400000 /* per descriptor / WRITE SAME */
 
 struct scsi_disk {
-	uint64_t nblocks;         /* logical blocks */
-	uint32_t block_size;      /* bytes, 512 or 4096 */
+	uint64_t nblocks;    /* logical blocks */
+	uint32_t block_size; /* bytes, 512 or 4096 */
 	bool readonly;
-	bool can_discard;         /* UNMAP / WRITE SAME with UNMAP; unmapped reads zero */
-	bool write_cache;         /* WCE: a volatile cache the guest must flush */
-	char serial[21];          /* VPD 0x80: up to 20 printable ASCII characters */
-	uint64_t naa_id;          /* VPD 0x83: low 60 bits of a locally assigned NAA id */
+	bool can_discard; /* UNMAP / WRITE SAME with UNMAP; unmapped reads zero */
+	bool write_cache; /* WCE: a volatile cache the guest must flush */
+	char serial[21];  /* VPD 0x80: up to 20 printable ASCII characters */
+	uint64_t naa_id;  /* VPD 0x83: low 60 bits of a locally assigned NAA id */
 };
 
 struct scsi_sense {
 	uint8_t key;
-	uint16_t asc;             /* ASC << 8 | ASCQ */
+	uint16_t asc; /* ASC << 8 | ASCQ */
 };
 
 enum scsi_action {
-	SCSI_ACT_DONE,            /* status/sense set; data-in in buf[0..data_len) */
-	SCSI_ACT_READ,            /* lba, nblocks, into the data-in buffer */
-	SCSI_ACT_WRITE,           /* lba, nblocks, fua, from the data-out buffer */
+	SCSI_ACT_DONE,	/* status/sense set; data-in in buf[0..data_len) */
+	SCSI_ACT_READ,	/* lba, nblocks, into the data-in buffer */
+	SCSI_ACT_WRITE, /* lba, nblocks, fua, from the data-out buffer */
 	SCSI_ACT_FLUSH,
-	SCSI_ACT_DATAOUT,         /* UNMAP / WRITE SAME: call scsi_disk_dataout */
-	SCSI_ACT_DISCARD,         /* set by scsi_disk_dataout: the ranges */
+	SCSI_ACT_DATAOUT, /* UNMAP / WRITE SAME: call scsi_disk_dataout */
+	SCSI_ACT_DISCARD, /* set by scsi_disk_dataout: the ranges */
 	SCSI_ACT_WRITE_ZEROES,
 };
 
@@ -110,12 +110,12 @@ struct scsi_cmd {
 	uint8_t opcode;
 	uint8_t status;
 	struct scsi_sense sense;
-	uint32_t data_len;        /* SCSI_ACT_DONE: data-in bytes in buf */
+	uint32_t data_len; /* SCSI_ACT_DONE: data-in bytes in buf */
 	uint64_t lba;
 	uint32_t nblocks;
 	bool fua;
-	bool unmap;               /* WRITE SAME: UNMAP bit */
-	uint32_t dataout_len;     /* SCSI_ACT_DATAOUT: data-out bytes the command carries */
+	bool unmap;	      /* WRITE SAME: UNMAP bit */
+	uint32_t dataout_len; /* SCSI_ACT_DATAOUT: data-out bytes the command carries */
 };
 
 struct scsi_range {

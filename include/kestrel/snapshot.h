@@ -15,7 +15,7 @@ struct machine;
 struct json_object;
 
 #define SNAP_NAME_MAX 64
-#define SNAP_DISKS 16
+#define SNAP_DISKS    16
 
 /* The VM directory of a machine: the folder of its disks, which must all be
  * VHDs there (raw and pass-through disks cannot be snapshotted). 0 or
@@ -29,14 +29,14 @@ int snapshot_create(struct machine *m, const char *name, char *err, size_t errle
 
 /* Applying a snapshot, in two steps around the machine's teardown. */
 struct snapshot_apply {
-	char state[4096 + 96];               /* the snapshot's saved state */
-	char *disk[SNAP_DISKS];              /* per target: the fresh child, or NULL */
-	char *garbage[SNAP_DISKS];           /* the children the VM ran on: delete after */
+	char state[4096 + 96];	   /* the snapshot's saved state */
+	char *disk[SNAP_DISKS];	   /* per target: the fresh child, or NULL */
+	char *garbage[SNAP_DISKS]; /* the children the VM ran on: delete after */
 };
 /* Fresh children of the snapshot's disks, the tree's current position moved
  * to them. 0 or -errno with one line in err (nothing changed then). */
-int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_apply *a,
-			   char *err, size_t errlen) WARN_UNUSED;
+int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_apply *a, char *err,
+			   size_t errlen) WARN_UNUSED;
 /* Once no machine holds them: remove the children the VM ran on. */
 void snapshot_apply_finish(struct snapshot_apply *a);
 void snapshot_apply_free(struct snapshot_apply *a);

@@ -10,10 +10,10 @@
 
 struct state_buf {
 	uint8_t *data;
-	size_t len;   /* bytes written (writer) or available (reader) */
-	size_t cap;   /* writer capacity */
-	size_t pos;   /* reader position */
-	bool error;   /* sticky: allocation failure or read past end */
+	size_t len; /* bytes written (writer) or available (reader) */
+	size_t cap; /* writer capacity */
+	size_t pos; /* reader position */
+	bool error; /* sticky: allocation failure or read past end */
 };
 
 void state_put_u8(struct state_buf *b, uint8_t v);
@@ -35,7 +35,10 @@ void state_free(struct state_buf *b);
 struct state_field {
 	uint16_t off, size;
 };
-#define STATE_FIELD(type, member) { offsetof(type, member), sizeof(((type *)0)->member) }
+#define STATE_FIELD(type, member)                                   \
+	{                                                           \
+		offsetof(type, member), sizeof(((type *)0)->member) \
+	}
 void state_put_fields(struct state_buf *b, const void *s, const struct state_field *f, size_t n);
 void state_get_fields(struct state_buf *b, void *s, const struct state_field *f, size_t n);
 

@@ -18,32 +18,32 @@
 #include "kestrel/state.h"
 #include "kestrel/util.h"
 
-#define STREAM_MAGIC "\x89KSTATE\n"   /* 8 bytes; the high byte and LF catch text-mode copies */
-#define STREAM_MAGIC_LEN 8
+#define STREAM_MAGIC	      "\x89KSTATE\n" /* 8 bytes; the high byte and LF catch text-mode copies */
+#define STREAM_MAGIC_LEN      8
 #define STREAM_FORMAT_VERSION 1
-#define STREAM_HEADER_SIZE 64
-#define STREAM_RECORD_HDR 16          /* u32 tag, u32 version, u32 length, u32 crc */
-#define STREAM_PAGE 4096u
-#define STREAM_CHUNK_PAGES 512u       /* RAM checksum granule: 2 MiB */
+#define STREAM_HEADER_SIZE    64
+#define STREAM_RECORD_HDR     16 /* u32 tag, u32 version, u32 length, u32 crc */
+#define STREAM_PAGE	      4096u
+#define STREAM_CHUNK_PAGES    512u /* RAM checksum granule: 2 MiB */
 /* Bounds that make a hostile header harmless before anything is allocated. */
-#define STREAM_RECORDS_MAX (256u << 20)
-#define STREAM_MAX_RECORDS (64u + 2 * 64u)
+#define STREAM_RECORDS_MAX    (256u << 20)
+#define STREAM_MAX_RECORDS    (64u + 2 * 64u)
 
 /* Record tags: u32 constants written little-endian, as the device sections. */
-#define STREAM_KVER 0x4b564552u  /* "KVER" kestrel version that wrote it */
-#define STREAM_CONF 0x434f4e46u  /* "CONF" the VM's configuration (JSON) */
-#define STREAM_CPUI 0x43505549u  /* "CPUI" the CPUID each vCPU saw */
-#define STREAM_VCPU 0x56435055u  /* "VCPU" one per vCPU */
-#define STREAM_IRQC 0x49525143u  /* "IRQC" in-kernel PIC master, slave, IOAPIC */
-#define STREAM_PIT2 0x50495432u  /* "PIT2" in-kernel PIT */
-#define STREAM_CLCK 0x434c434bu  /* "CLCK" kvmclock, TSC rate, save time */
-#define STREAM_DEVS 0x44455653u  /* "DEVS" every device (dev_list_save) */
-#define STREAM_DISK 0x4449534bu  /* "DISK" what each disk was (path, size, VHD id) */
-#define STREAM_RAM 0x52414d20u   /* "RAM " guest RAM: layout, present pages, checksums */
-#define STREAM_END 0x454e4420u   /* "END " the last record, empty */
+#define STREAM_KVER 0x4b564552u /* "KVER" kestrel version that wrote it */
+#define STREAM_CONF 0x434f4e46u /* "CONF" the VM's configuration (JSON) */
+#define STREAM_CPUI 0x43505549u /* "CPUI" the CPUID each vCPU saw */
+#define STREAM_VCPU 0x56435055u /* "VCPU" one per vCPU */
+#define STREAM_IRQC 0x49525143u /* "IRQC" in-kernel PIC master, slave, IOAPIC */
+#define STREAM_PIT2 0x50495432u /* "PIT2" in-kernel PIT */
+#define STREAM_CLCK 0x434c434bu /* "CLCK" kvmclock, TSC rate, save time */
+#define STREAM_DEVS 0x44455653u /* "DEVS" every device (dev_list_save) */
+#define STREAM_DISK 0x4449534bu /* "DISK" what each disk was (path, size, VHD id) */
+#define STREAM_RAM  0x52414d20u /* "RAM " guest RAM: layout, present pages, checksums */
+#define STREAM_END  0x454e4420u /* "END " the last record, empty */
 
 struct stream_header {
-	uint32_t version;          /* format version */
+	uint32_t version; /* format version */
 	uint64_t records_off, records_len;
 	uint64_t ram_off, ram_len; /* ram_off page-aligned; the file is ram_off + ram_len long */
 };
@@ -63,7 +63,7 @@ struct stream_record {
 	uint32_t tag, version;
 	const uint8_t *body;
 	uint32_t len;
-	uint64_t off;              /* of its header in the file (for messages) */
+	uint64_t off; /* of its header in the file (for messages) */
 };
 
 /* The records of a stream, all checked (checksums, order, counts, versions). */
@@ -85,9 +85,9 @@ const char *stream_tag_name(uint32_t tag, char buf[8]);
 /* ---- the RAM record ---- */
 struct stream_ram {
 	uint64_t ram_size, ram_low, ram_high;
-	uint64_t pages, present;   /* pages of RAM, pages stored in the file */
-	uint64_t *bitmap;          /* bit i: page i is stored (else it is zero) */
-	uint32_t *crc;             /* per STREAM_CHUNK_PAGES chunk: CRC-32C of its stored pages */
+	uint64_t pages, present; /* pages of RAM, pages stored in the file */
+	uint64_t *bitmap;	 /* bit i: page i is stored (else it is zero) */
+	uint32_t *crc;		 /* per STREAM_CHUNK_PAGES chunk: CRC-32C of its stored pages */
 	uint64_t nchunks;
 };
 

@@ -22,14 +22,14 @@ struct vm;
 struct pci_bus;
 struct pci_dev;
 
-#define TULIP_VENDOR 0x1011            /* Digital Equipment Corporation */
-#define TULIP_DEVICE 0x0009            /* 21140 / 21140A */
+#define TULIP_VENDOR 0x1011 /* Digital Equipment Corporation */
+#define TULIP_DEVICE 0x0009 /* 21140 / 21140A */
 
 struct tulip_opts {
-	const char *name;          /* for messages and stats: "net0" */
+	const char *name; /* for messages and stats: "net0" */
 	uint8_t mac[6];
-	unsigned vlan;             /* 1..4094, 0: none */
-	bool stats;                /* print the counters when destroyed */
+	unsigned vlan; /* 1..4094, 0: none */
+	bool stats;    /* print the counters when destroyed */
 };
 
 /* Where the function lives: function 0 of slot on the host's bus 0, or
@@ -39,7 +39,7 @@ struct tulip_opts {
 struct tulip_board {
 	struct vm *vm;
 	struct device *pci_host;
-	struct pci_bus *bus;       /* when pci_host is NULL */
+	struct pci_bus *bus; /* when pci_host is NULL */
 	int slot;
 };
 

@@ -17,21 +17,21 @@
 struct display;
 struct display_hint;
 
-#define VGA_VRAM_MIN MiB(1)
-#define VGA_VRAM_MAX MiB(256)
+#define VGA_VRAM_MIN	 MiB(1)
+#define VGA_VRAM_MAX	 MiB(256)
 #define VGA_VRAM_DEFAULT MiB(16)
-#define VGA_PAGE_SHIFT 12
+#define VGA_PAGE_SHIFT	 12
 
 /* The legacy regions, inserted by the machine as (device, region). */
-#define VGA_REGION_PORTS  0          /* I/O 0x3B0-0x3DF: misc, SR, GR, CR, AR, DAC, status */
-#define VGA_REGION_DISPI  1          /* I/O 0x1CE index, 0x1CF (and 0x1D0) data */
-#define VGA_REGION_WINDOW 2          /* MMIO 0xA0000-0xBFFFF */
-#define VGA_PORTS_BASE    0x3b0
-#define VGA_PORTS_LEN     0x30
-#define VGA_DISPI_BASE    0x1ce
-#define VGA_DISPI_LEN     3
-#define VGA_WINDOW_BASE   0xa0000ULL
-#define VGA_WINDOW_LEN    0x20000ULL
+#define VGA_REGION_PORTS  0 /* I/O 0x3B0-0x3DF: misc, SR, GR, CR, AR, DAC, status */
+#define VGA_REGION_DISPI  1 /* I/O 0x1CE index, 0x1CF (and 0x1D0) data */
+#define VGA_REGION_WINDOW 2 /* MMIO 0xA0000-0xBFFFF */
+#define VGA_PORTS_BASE	  0x3b0
+#define VGA_PORTS_LEN	  0x30
+#define VGA_DISPI_BASE	  0x1ce
+#define VGA_DISPI_LEN	  3
+#define VGA_WINDOW_BASE	  0xa0000ULL
+#define VGA_WINDOW_LEN	  0x20000ULL
 
 /* The framebuffer as guest memory: how BAR 0 reaches the VRAM without an
  * exit per access. The machine implements it with a dirty-logged memory
@@ -49,11 +49,11 @@ struct vga_lfb_ops {
 };
 
 struct vga_opts {
-	uint64_t vram_size;                /* power of two, VGA_VRAM_MIN..MAX */
-	const uint8_t *rom;                /* option ROM image (copied); NULL: none */
+	uint64_t vram_size; /* power of two, VGA_VRAM_MIN..MAX */
+	const uint8_t *rom; /* option ROM image (copied); NULL: none */
 	size_t rom_len;
-	const struct vga_lfb_ops *lfb;     /* NULL: BAR 0 as MMIO */
-	uint64_t (*now_ns)(void);          /* blink clock; NULL: CLOCK_MONOTONIC */
+	const struct vga_lfb_ops *lfb; /* NULL: BAR 0 as MMIO */
+	uint64_t (*now_ns)(void);      /* blink clock; NULL: CLOCK_MONOTONIC */
 };
 
 /* Create the device, put its PCI function at slot (-1: the first free) of

@@ -25,34 +25,34 @@
 
 #include "kestrel/util.h"
 
-#define VHD_SECTOR 512u
-#define VHD_FOOTER_SIZE 512u
-#define VHD_HEADER_SIZE 1024u
-#define VHD_LOCATORS 8
+#define VHD_SECTOR	     512u
+#define VHD_FOOTER_SIZE	     512u
+#define VHD_HEADER_SIZE	     1024u
+#define VHD_LOCATORS	     8
 /* "The maximum size of a dynamic hard disk is 2040 GB" (spec, Dynamic Hard Disk Image). */
-#define VHD_MAX_SECTORS 0xff000000ULL
-#define VHD_MAX_BYTES (VHD_MAX_SECTORS * VHD_SECTOR)
+#define VHD_MAX_SECTORS	     0xff000000ULL
+#define VHD_MAX_BYTES	     (VHD_MAX_SECTORS * VHD_SECTOR)
 /* 65535 cylinders x 16 heads x 255 sectors: the largest geometry the spec's
  * algorithm produces; an image carrying it is sized by its current size. */
-#define VHD_CHS_MAX_C 65535u
-#define VHD_CHS_MAX_H 16u
-#define VHD_CHS_MAX_S 255u
-#define VHD_MAX_GEOMETRY ((uint64_t)VHD_CHS_MAX_C * VHD_CHS_MAX_H * VHD_CHS_MAX_S)
-#define VHD_BAT_UNUSED 0xffffffffu
-#define VHD_BLOCK_DEFAULT (2u << 20)
+#define VHD_CHS_MAX_C	     65535u
+#define VHD_CHS_MAX_H	     16u
+#define VHD_CHS_MAX_S	     255u
+#define VHD_MAX_GEOMETRY     ((uint64_t)VHD_CHS_MAX_C * VHD_CHS_MAX_H * VHD_CHS_MAX_S)
+#define VHD_BAT_UNUSED	     0xffffffffu
+#define VHD_BLOCK_DEFAULT    (2u << 20)
 /* Block sizes accepted when reading: a power of two (spec, Block Size) in this
  * range. Real tools write 512 KiB or 2 MiB; below 4 KiB QEMU computes a
  * 0-byte bitmap, so such images would not mean the same thing to both. */
-#define VHD_BLOCK_MIN 4096u
-#define VHD_BLOCK_MAX (256u << 20)
+#define VHD_BLOCK_MIN	     4096u
+#define VHD_BLOCK_MAX	     (256u << 20)
 /* Blocks we create: 4 KiB keeps the 4 KiB data alignment we give them. */
 #define VHD_CREATE_BLOCK_MIN 4096u
-#define VHD_MAX_CHAIN 256      /* differencing chain depth */
+#define VHD_MAX_CHAIN	     256 /* differencing chain depth */
 /* BAT entries read from one image: the 2040 GiB maximum at 512 KiB blocks,
  * the smallest real tools write (16 MiB of BAT, 4 MiB of block state). An
  * image whose size needs more (small blocks on a large disk) is refused. */
-#define VHD_MAX_BAT_ENTRIES (1u << 22)
-#define VHD_LOCATOR_MAX 65536u /* bytes of one parent locator we read */
+#define VHD_MAX_BAT_ENTRIES  (1u << 22)
+#define VHD_LOCATOR_MAX	     65536u /* bytes of one parent locator we read */
 
 /* Timestamps count seconds from 2000-01-01 00:00:00 UTC (spec, Time Stamp). */
 #define VHD_EPOCH_OFFSET 946684800LL
@@ -65,7 +65,7 @@ enum vhd_type { VHD_TYPE_FIXED = 2, VHD_TYPE_DYNAMIC = 3, VHD_TYPE_DIFF = 4 };
 #define VHD_PLAT_WI2K 0x5769326bu /* deprecated */
 #define VHD_PLAT_W2RU 0x57327275u /* UTF-16LE path relative to the child */
 #define VHD_PLAT_W2KU 0x57326b75u /* UTF-16LE absolute path */
-#define VHD_PLAT_MAC 0x4d616320u  /* Mac OS alias blob: not usable here */
+#define VHD_PLAT_MAC  0x4d616320u /* Mac OS alias blob: not usable here */
 #define VHD_PLAT_MACX 0x4d616358u /* UTF-8 file:// URL */
 
 /* Footer (spec, Hard Disk Footer Format), decoded to host order. */
@@ -114,29 +114,29 @@ struct vhd_header {
 };
 
 /* Field offsets, for error messages and the tests. */
-#define VHD_F_FEATURES 8
-#define VHD_F_VERSION 12
-#define VHD_F_DATA_OFFSET 16
-#define VHD_F_TIMESTAMP 24
-#define VHD_F_CREATOR_APP 28
-#define VHD_F_ORIGINAL_SIZE 40
-#define VHD_F_CURRENT_SIZE 48
-#define VHD_F_GEOMETRY 56
-#define VHD_F_DISK_TYPE 60
-#define VHD_F_CHECKSUM 64
-#define VHD_F_UUID 68
-#define VHD_F_SAVED_STATE 84
-#define VHD_H_DATA_OFFSET 8
-#define VHD_H_TABLE_OFFSET 16
-#define VHD_H_VERSION 24
+#define VHD_F_FEATURES		8
+#define VHD_F_VERSION		12
+#define VHD_F_DATA_OFFSET	16
+#define VHD_F_TIMESTAMP		24
+#define VHD_F_CREATOR_APP	28
+#define VHD_F_ORIGINAL_SIZE	40
+#define VHD_F_CURRENT_SIZE	48
+#define VHD_F_GEOMETRY		56
+#define VHD_F_DISK_TYPE		60
+#define VHD_F_CHECKSUM		64
+#define VHD_F_UUID		68
+#define VHD_F_SAVED_STATE	84
+#define VHD_H_DATA_OFFSET	8
+#define VHD_H_TABLE_OFFSET	16
+#define VHD_H_VERSION		24
 #define VHD_H_MAX_TABLE_ENTRIES 28
-#define VHD_H_BLOCK_SIZE 32
-#define VHD_H_CHECKSUM 36
-#define VHD_H_PARENT_UUID 40
-#define VHD_H_PARENT_TIMESTAMP 56
-#define VHD_H_PARENT_NAME 64
-#define VHD_H_LOCATORS 576
-#define VHD_LOCATOR_SIZE 24
+#define VHD_H_BLOCK_SIZE	32
+#define VHD_H_CHECKSUM		36
+#define VHD_H_PARENT_UUID	40
+#define VHD_H_PARENT_TIMESTAMP	56
+#define VHD_H_PARENT_NAME	64
+#define VHD_H_LOCATORS		576
+#define VHD_LOCATOR_SIZE	24
 
 /* Where the guest-visible size comes from (QEMU block/vpc.c's table, which
  * follows what each creator's own product reads):
@@ -151,27 +151,27 @@ enum vhd_size_rule { VHD_SIZE_CHS, VHD_SIZE_CURRENT };
 /* A validated image. Every offset here has been checked against the file size
  * and against every other structure. */
 struct vhd_meta {
-	struct vhd_footer footer;   /* the footer in use */
+	struct vhd_footer footer; /* the footer in use */
 	uint64_t file_size;
-	uint64_t footer_off;        /* the trailing footer; new blocks go here */
-	unsigned footer_len;        /* 512, or 511 (before Virtual PC 2004) */
-	bool trailing_bad;          /* no valid trailing footer: using the copy at 0 */
-	bool copy_bad;              /* dynamic: the copy at offset 0 is missing/bad */
+	uint64_t footer_off; /* the trailing footer; new blocks go here */
+	unsigned footer_len; /* 512, or 511 (before Virtual PC 2004) */
+	bool trailing_bad;   /* no valid trailing footer: using the copy at 0 */
+	bool copy_bad;	     /* dynamic: the copy at offset 0 is missing/bad */
 	enum vhd_type type;
-	uint64_t size;              /* guest-visible bytes, a multiple of 512 */
+	uint64_t size; /* guest-visible bytes, a multiple of 512 */
 	enum vhd_size_rule size_rule;
 	/* dynamic and differencing only */
 	struct vhd_header hdr;
 	uint64_t hdr_off;
-	uint32_t block_size;        /* bytes */
-	uint32_t bitmap_size;       /* bytes, padded to a sector */
-	uint32_t nblocks;           /* max table entries */
-	uint32_t *bat;              /* host order */
-	uint64_t bat_bytes;         /* on-disk BAT extent, sector padded */
-	uint32_t allocated;         /* BAT entries in use */
-	uint64_t data_end;          /* end of the last structure before the footer */
+	uint32_t block_size;  /* bytes */
+	uint32_t bitmap_size; /* bytes, padded to a sector */
+	uint32_t nblocks;     /* max table entries */
+	uint32_t *bat;	      /* host order */
+	uint64_t bat_bytes;   /* on-disk BAT extent, sector padded */
+	uint32_t allocated;   /* BAT entries in use */
+	uint64_t data_end;    /* end of the last structure before the footer */
 	/* check --repair candidates (errors in VHD_PARSE_CHECK mode) */
-	uint32_t *bad_bat;          /* indexes of BAT entries wholly past the data area */
+	uint32_t *bad_bat; /* indexes of BAT entries wholly past the data area */
 	uint32_t nbad_bat;
 };
 
@@ -181,10 +181,10 @@ struct vhd_diag {
 	void (*report)(void *ctx, enum vhd_sev sev, bool repairable, const char *msg);
 	void *ctx;
 	unsigned errors, warnings, repairable;
-	char first[320];            /* the first error */
+	char first[320]; /* the first error */
 };
 
-#define VHD_PARSE_CHECK 0x1         /* report everything, don't stop at the first error */
+#define VHD_PARSE_CHECK		   0x1 /* report everything, don't stop at the first error */
 #define VHD_PARSE_ALLOW_REPAIRABLE 0x2 /* a repairable error does not fail the parse */
 
 /* ---- vhd_format.c ------------------------------------------------------- */
@@ -220,10 +220,10 @@ bool vhd_probe_fd(int fd);
 /* ---- vhd_io.c: an open image and its parent chain ---------------------- */
 struct vhd_image;
 
-#define VHD_OPEN_RDWR 0x1
-#define VHD_OPEN_NO_PARENT 0x2  /* don't resolve parents: their sectors read as zero */
-#define VHD_OPEN_NOSYNC 0x4     /* building a temp file: skip fdatasync (fsync at the end) */
-#define VHD_OPEN_NOLOCK 0x8     /* don't lock this file (the caller holds it) */
+#define VHD_OPEN_RDWR		0x1
+#define VHD_OPEN_NO_PARENT	0x2  /* don't resolve parents: their sectors read as zero */
+#define VHD_OPEN_NOSYNC		0x4  /* building a temp file: skip fdatasync (fsync at the end) */
+#define VHD_OPEN_NOLOCK		0x8  /* don't lock this file (the caller holds it) */
 #define VHD_OPEN_NOLOCK_PARENTS 0x10 /* nor its parents */
 
 /* Open and validate path (and, for a differencing disk, its parents, read
@@ -259,11 +259,11 @@ int vhd_block_status(struct vhd_image *img, uint64_t off, uint64_t len, bool *pr
 /* ---- vhd_build.c: creating images ---------------------------------------- */
 struct vhd_create_opts {
 	enum vhd_type type;
-	uint64_t size;            /* bytes; for VHD_TYPE_DIFF, 0 = the parent's */
-	bool exact_size;          /* keep size exactly (max geometry) instead of rounding up */
-	uint32_t block_size;      /* 0: 2 MiB */
-	const char *parent;       /* VHD_TYPE_DIFF */
-	const uint8_t *uuid;      /* NULL: a new random UUID */
+	uint64_t size;	     /* bytes; for VHD_TYPE_DIFF, 0 = the parent's */
+	bool exact_size;     /* keep size exactly (max geometry) instead of rounding up */
+	uint32_t block_size; /* 0: 2 MiB */
+	const char *parent;  /* VHD_TYPE_DIFF */
+	const uint8_t *uuid; /* NULL: a new random UUID */
 };
 /* Create path (which must not exist). On error nothing is left behind. */
 int vhd_create(const char *path, const struct vhd_create_opts *o, char *err,

@@ -46,25 +46,25 @@
 #include "kestrel/util.h"
 
 /* 2.1 Device status field. */
-#define VIRTIO_STATUS_ACKNOWLEDGE        0x01
-#define VIRTIO_STATUS_DRIVER             0x02
-#define VIRTIO_STATUS_DRIVER_OK          0x04
-#define VIRTIO_STATUS_FEATURES_OK        0x08
+#define VIRTIO_STATUS_ACKNOWLEDGE	 0x01
+#define VIRTIO_STATUS_DRIVER		 0x02
+#define VIRTIO_STATUS_DRIVER_OK		 0x04
+#define VIRTIO_STATUS_FEATURES_OK	 0x08
 #define VIRTIO_STATUS_DEVICE_NEEDS_RESET 0x40
-#define VIRTIO_STATUS_FAILED             0x80
+#define VIRTIO_STATUS_FAILED		 0x80
 
 /* 6 Reserved feature bits. */
-#define VIRTIO_F_INDIRECT_DESC   28
-#define VIRTIO_F_EVENT_IDX       29
-#define VIRTIO_F_VERSION_1       32
+#define VIRTIO_F_INDIRECT_DESC	 28
+#define VIRTIO_F_EVENT_IDX	 29
+#define VIRTIO_F_VERSION_1	 32
 #define VIRTIO_F_ACCESS_PLATFORM 33
-#define VIRTIO_F_RING_PACKED     34
-#define VIRTIO_BIT(f) (1ULL << (f))
+#define VIRTIO_F_RING_PACKED	 34
+#define VIRTIO_BIT(f)		 (1ULL << (f))
 
 /* 5 Device types. */
-#define VIRTIO_ID_NET   1
+#define VIRTIO_ID_NET	1
 #define VIRTIO_ID_BLOCK 2
-#define VIRTIO_ID_SCSI  8
+#define VIRTIO_ID_SCSI	8
 
 /* 4.1.2.1 PCI IDs: modern devices are 0x1040 + device type, revision >= 1. */
 #define VIRTIO_PCI_VENDOR      0x1af4
@@ -72,12 +72,12 @@
 #define VIRTIO_MSI_NO_VECTOR   0xffff
 
 /* 2.6 Split virtqueues. */
-#define VIRTQ_DESC_F_NEXT     1
-#define VIRTQ_DESC_F_WRITE    2
-#define VIRTQ_DESC_F_INDIRECT 4
+#define VIRTQ_DESC_F_NEXT	   1
+#define VIRTQ_DESC_F_WRITE	   2
+#define VIRTQ_DESC_F_INDIRECT	   4
 #define VIRTQ_AVAIL_F_NO_INTERRUPT 1
-#define VIRTQ_USED_F_NO_NOTIFY     1
-#define VIRTQ_MAX_SIZE 32768
+#define VIRTQ_USED_F_NO_NOTIFY	   1
+#define VIRTQ_MAX_SIZE		   32768
 
 struct virtq_desc {
 	uint64_t addr;
@@ -101,10 +101,10 @@ struct virtq_used_elem {
  * vCPU thread's vq_reset/vq_init never overlaps a pop or a push. */
 struct virtq {
 	const struct guest_mem *gm;
-	uint16_t size;                  /* entries, a power of two */
-	bool ready;                     /* vq_init succeeded */
-	bool broken;                    /* a chain broke the rules: no more pops */
-	bool event_idx, indirect;       /* negotiated VIRTIO_F_EVENT_IDX / INDIRECT_DESC */
+	uint16_t size;		  /* entries, a power of two */
+	bool ready;		  /* vq_init succeeded */
+	bool broken;		  /* a chain broke the rules: no more pops */
+	bool event_idx, indirect; /* negotiated VIRTIO_F_EVENT_IDX / INDIRECT_DESC */
 	/* The PCI function's Bus Master Enable is clear: the device may not
 	 * read or write guest memory, so pops find nothing and notification
 	 * flags are left alone. Atomic; kept across vq_reset/vq_init. */
@@ -114,10 +114,10 @@ struct virtq {
 	 * read or write them, with the barriers 2.6.13 asks for. */
 	uint8_t *desc, *avail, *used;
 
-	uint16_t last_avail;            /* next avail ring entry to take */
-	pthread_mutex_t lock;           /* all of the above but dma_off, and below */
-	uint16_t used_idx;              /* our copy of used->idx */
-	uint16_t signalled_used;        /* used_idx when the driver was last interrupted */
+	uint16_t last_avail;	 /* next avail ring entry to take */
+	pthread_mutex_t lock;	 /* all of the above but dma_off, and below */
+	uint16_t used_idx;	 /* our copy of used->idx */
+	uint16_t signalled_used; /* used_idx when the driver was last interrupted */
 	bool signalled_valid;
 };
 
@@ -142,7 +142,7 @@ int vq_check(const struct guest_mem *gm, uint16_t size, uint64_t desc, uint64_t 
 /* A queue's position, beyond its addresses: what a saved queue holds. */
 struct virtq_state {
 	uint16_t last_avail, used_idx;
-	uint16_t signalled_used;        /* EVENT_IDX: used_idx at the last interrupt */
+	uint16_t signalled_used; /* EVENT_IDX: used_idx at the last interrupt */
 	bool signalled_valid, broken;
 };
 void vq_state_get(struct virtq *vq, struct virtq_state *s);
@@ -203,15 +203,15 @@ struct virtio_dev;
 struct state_buf;
 
 struct virtio_dev_info {
-	const char *name;           /* for messages and stats: "virtio-scsi" */
-	uint16_t device_id;         /* VIRTIO_ID_* */
-	uint32_t class_code;        /* PCI class (base << 16 | sub << 8 | prog-if) */
+	const char *name;    /* for messages and stats: "virtio-scsi" */
+	uint16_t device_id;  /* VIRTIO_ID_* */
+	uint32_t class_code; /* PCI class (base << 16 | sub << 8 | prog-if) */
 	/* Device feature bits; the transport adds VIRTIO_F_VERSION_1,
 	 * VIRTIO_F_INDIRECT_DESC and VIRTIO_F_EVENT_IDX. */
 	uint64_t features;
-	unsigned num_queues;        /* 1..64 */
-	uint16_t queue_size;        /* largest size a queue may use, power of two */
-	unsigned cfg_size;          /* device-specific configuration bytes, <= 4096 */
+	unsigned num_queues; /* 1..64 */
+	uint16_t queue_size; /* largest size a queue may use, power of two */
+	unsigned cfg_size;   /* device-specific configuration bytes, <= 4096 */
 };
 
 struct virtio_dev_ops {

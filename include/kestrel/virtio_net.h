@@ -16,11 +16,11 @@
 #include "kestrel/virtio.h"
 
 struct virtio_net_opts {
-	const char *name;          /* for messages and stats: "net0" */
+	const char *name; /* for messages and stats: "net0" */
 	uint8_t mac[6];
-	unsigned vlan;             /* 1..4094, 0: none */
-	unsigned queues;           /* queue pairs, 1..NET_MAX_QUEUES (MQ when > 1) */
-	bool stats;                /* print per-queue counters when destroyed */
+	unsigned vlan;	 /* 1..4094, 0: none */
+	unsigned queues; /* queue pairs, 1..NET_MAX_QUEUES (MQ when > 1) */
+	bool stats;	 /* print per-queue counters when destroyed */
 };
 
 /* The NIC model (the machine puts it behind a transport: struct

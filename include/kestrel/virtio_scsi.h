@@ -13,11 +13,11 @@
 #include "kestrel/device.h"
 #include "kestrel/virtio.h"
 
-#define VIRTIO_SCSI_MAX_TARGETS 16
+#define VIRTIO_SCSI_MAX_TARGETS	       16
 #define VIRTIO_SCSI_MAX_REQUEST_QUEUES 8
 
 struct virtio_scsi_disk {
-	struct blk_dev *blk;      /* opened by the caller (blk_open) */
+	struct blk_dev *blk; /* opened by the caller (blk_open) */
 	unsigned target;
 	/* Test hooks, in ms after the guest driver first starts the controller
 	 * (DRIVER_OK); 0: none. add_after: the disk is absent at boot and
@@ -71,7 +71,7 @@ void virtio_scsi_target_close(struct vscsi_target *t);
  * attachment: a hot-removed and re-added disk starts again from 0. */
 struct virtio_scsi_disk_stats {
 	char path[4096];
-	bool readonly;            /* as the guest sees it (file or option) */
+	bool readonly; /* as the guest sees it (file or option) */
 	uint64_t read_ops, read_bytes, write_ops, write_bytes, flush_ops, errors;
 };
 /* -ENODEV (not a virtio-scsi device) or -ENOENT (no disk at target, also

@@ -13,8 +13,13 @@
 #include "kestrel/guest_mem.h"
 
 enum vcpu_exit_stat {
-	STAT_EXIT_IO, STAT_EXIT_MMIO, STAT_EXIT_HLT, STAT_EXIT_INTR, STAT_EXIT_SHUTDOWN,
-	STAT_EXIT_OTHER, STAT_EXIT_NR
+	STAT_EXIT_IO,
+	STAT_EXIT_MMIO,
+	STAT_EXIT_HLT,
+	STAT_EXIT_INTR,
+	STAT_EXIT_SHUTDOWN,
+	STAT_EXIT_OTHER,
+	STAT_EXIT_NR
 };
 
 struct vm;
@@ -24,7 +29,7 @@ struct vcpu {
 	unsigned id;
 	int fd;
 	struct kvm_run *run;
-	struct kvm_cpuid2 *cpuid;   /* the table set on it: what the guest sees */
+	struct kvm_cpuid2 *cpuid; /* the table set on it: what the guest sees */
 	pthread_t thread;
 	bool started;
 	uint64_t exits[STAT_EXIT_NR];
@@ -38,7 +43,7 @@ enum boot_cpu_mode { BOOT_CPU_PROT32, BOOT_CPU_LONG64, BOOT_CPU_RESET };
 struct boot_cpu_state {
 	enum boot_cpu_mode mode;
 	uint64_t rip, rsp, rax, rbx, rsi;
-	uint64_t cr3;      /* LONG64: page-table root built by the loader */
+	uint64_t cr3; /* LONG64: page-table root built by the loader */
 };
 
 struct vm {
@@ -53,7 +58,7 @@ struct vm {
 	 * bus before the next exit is handled. */
 	struct kvm_coalesced_mmio_ring *coalesced;
 	pthread_mutex_t coalesced_lock;
-	struct kvm_cpuid2 *cpuid;   /* KVM_GET_SUPPORTED_CPUID, adjusted per vCPU at setup */
+	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, adjusted per vCPU at setup */
 
 	/* Stop request: the first one wins; the main thread waits on cond. */
 	pthread_mutex_t stop_lock;
@@ -66,7 +71,7 @@ struct vm {
 	 * too, so a stop request also wakes parked vCPUs. */
 	bool paused;
 	unsigned parked;
-	struct vm_ctl ctl;          /* handed to devices */
+	struct vm_ctl ctl; /* handed to devices */
 	/* A triple fault (KVM_EXIT_SHUTDOWN) resets the machine, as a PC's
 	 * chipset does, instead of stopping it as a VM error: a stop with
 	 * VM_STOP_RESET and code VM_RESET_TRIPLE_FAULT. Set before vm_start. */
@@ -80,7 +85,7 @@ struct vm {
 	uint32_t next_msi_gsi;
 };
 
-#define VM_RESET_TRIPLE_FAULT 1   /* stop_code of a reset that was a triple fault */
+#define VM_RESET_TRIPLE_FAULT 1 /* stop_code of a reset that was a triple fault */
 
 /* cpu: the --cpu model every vCPU's CPUID is filtered to (NULL: host). */
 struct cpu_model;
@@ -103,7 +108,8 @@ void vm_drain_coalesced(struct vm *vm);
 
 /* ioeventfd: a guest write to addr (len 1/2/4/8, or 0 = any length for MMIO)
  * signals fd in the kernel, without a user-space exit. pio selects port I/O. */
-int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, bool assign) WARN_UNUSED;
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd,
+		 bool assign) WARN_UNUSED;
 /* irqfd: writing fd raises gsi (edge), without going through user space. */
 int vm_irqfd(struct vm *vm, int fd, uint32_t gsi, bool assign) WARN_UNUSED;
 /* MSI routes for MSI/MSI-X vectors: allocate a GSI (>= 24), point it at an MSI
@@ -128,9 +134,9 @@ void vm_resume(struct vm *vm);
 
 /* What vm_print_stats prints, as numbers (memory: 0 when /proc is missing). */
 struct vm_stats {
-	uint64_t exits[STAT_EXIT_NR];   /* all vCPUs */
+	uint64_t exits[STAT_EXIT_NR]; /* all vCPUs */
 	uint64_t pio_unhandled, mmio_unhandled;
-	uint64_t rom_writes;            /* guest writes to read-only memory slots */
+	uint64_t rom_writes; /* guest writes to read-only memory slots */
 	uint64_t rss_kb, guest_ram_kb, vmm_kb;
 };
 extern const char *const vm_exit_stat_names[STAT_EXIT_NR];

@@ -72,8 +72,10 @@ int main(int argc, char **argv)
 	setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
 	iov = (struct iovec){ frame, size };
 	for (int i = 0; i < BATCH; i++)
-		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_name = &sll, .msg_namelen = sizeof(sll),
-							 .msg_iov = &iov, .msg_iovlen = 1 } };
+		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_name = &sll,
+							 .msg_namelen = sizeof(sll),
+							 .msg_iov = &iov,
+							 .msg_iovlen = 1 } };
 	t0 = now();
 	while (sent < count) {
 		unsigned n = count - sent < BATCH ? (unsigned)(count - sent) : BATCH;
@@ -84,7 +86,8 @@ int main(int argc, char **argv)
 			if (errno == ENOBUFS || errno == EAGAIN) {
 				refused++;
 				if (now() - t0 > 60) {
-					fprintf(stderr, "netblast: the device stopped taking frames\n");
+					fprintf(stderr,
+						"netblast: the device stopped taking frames\n");
 					break;
 				}
 				usleep(20);

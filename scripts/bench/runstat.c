@@ -62,7 +62,8 @@ int main(int argc, char **argv)
 			timeout_s = (unsigned)strtoul(argv[++i], NULL, 10);
 	}
 	if (i + 1 >= argc) {
-		fprintf(stderr, "usage: runstat [--marker STR] [--stop-at-marker] [--timeout SEC] -- CMD [ARGS...]\n");
+		fprintf(stderr,
+			"usage: runstat [--marker STR] [--stop-at-marker] [--timeout SEC] -- CMD [ARGS...]\n");
 		return 2;
 	}
 	if (pipe(p))

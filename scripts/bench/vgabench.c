@@ -97,7 +97,7 @@ static int read_until(int fd, const char *end)
 		buf[n] = '\0';
 		if (strstr(buf, end))
 			return strstr(buf, "\"error\"") ? -1 : 0;
-		if (n > sizeof(buf) / 2) {   /* keep the tail */
+		if (n > sizeof(buf) / 2) { /* keep the tail */
 			memmove(buf, buf + n - 64, 64);
 			n = 64;
 		}
@@ -124,8 +124,10 @@ static int do_dumps(bool qemu, const char *sock, int n, const char *file)
 	if (qemu)
 		snprintf(cmd, sizeof(cmd), "screendump %s\n", file);
 	else
-		snprintf(cmd, sizeof(cmd), "{\"id\":1,\"command\":\"screendump\",\"arguments\":"
-			 "{\"file\":\"%s\"}}\n", file);
+		snprintf(cmd, sizeof(cmd),
+			 "{\"id\":1,\"command\":\"screendump\",\"arguments\":"
+			 "{\"file\":\"%s\"}}\n",
+			 file);
 	for (int i = 0; i < n; i++) {
 		double t0 = now_ms();
 
@@ -152,6 +154,6 @@ int main(int argc, char **argv)
 	if (argc == 5 && !strcmp(argv[1], "dump-qemu"))
 		return do_dumps(true, argv[2], atoi(argv[3]), argv[4]);
 	fprintf(stderr, "usage: vgabench cpu PID SECONDS | dump-kestrel SOCK N FILE | "
-		"dump-qemu SOCK N FILE\n");
+			"dump-qemu SOCK N FILE\n");
 	return 2;
 }

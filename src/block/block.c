@@ -56,7 +56,8 @@ static int blk_open_fd(struct blk_dev *d, char *err, size_t errlen)
 			close(probe);
 			snprintf(err, errlen,
 				 "%s: cache=none: the file system does not support O_DIRECT "
-				 "(use cache=writeback)", d->path);
+				 "(use cache=writeback)",
+				 d->path);
 			return -EINVAL;
 		}
 	}
@@ -84,8 +85,10 @@ static int blk_dio_alignment(struct blk_dev *d, unsigned lbs, char *err, size_t 
 	if (!d->is_bdev && statx(d->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
 	    (stx.stx_mask & STATX_DIOALIGN)) {
 		if (stx.stx_dio_offset_align == 0) {
-			snprintf(err, errlen, "%s: cache=none: the file system does not support "
-				 "O_DIRECT on this file (use cache=writeback)", d->path);
+			snprintf(err, errlen,
+				 "%s: cache=none: the file system does not support "
+				 "O_DIRECT on this file (use cache=writeback)",
+				 d->path);
 			return -EINVAL;
 		}
 		mem = stx.stx_dio_mem_align;
@@ -93,8 +96,10 @@ static int blk_dio_alignment(struct blk_dev *d, unsigned lbs, char *err, size_t 
 	}
 #endif
 	if (off > BLK_SECTOR) {
-		snprintf(err, errlen, "%s: cache=none needs %u-byte aligned I/O here, disks have "
-			 "512-byte sectors (use cache=writeback)", d->path, off);
+		snprintf(err, errlen,
+			 "%s: cache=none needs %u-byte aligned I/O here, disks have "
+			 "512-byte sectors (use cache=writeback)",
+			 d->path, off);
 		return -EINVAL;
 	}
 	d->dio_mem_align = MAX(mem, 1u);
@@ -222,8 +227,7 @@ int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t e
 		blk_pin_record(d, d->fmt == &blk_vhd_ops ? BLK_FMT_VHD : BLK_FMT_RAW, file_size);
 	kdebug("block: %s: %s, %llu bytes, %s, cache=%s, aio=%s", d->path, d->fmt->name,
 	       (unsigned long long)d->size, d->readonly ? "read-only" : "read-write",
-	       blk_cache_name(d->opts.cache),
-	       blk_aio_name(blk_engine_kind(d->engine)));
+	       blk_cache_name(d->opts.cache), blk_aio_name(blk_engine_kind(d->engine)));
 	*out = d;
 	return 0;
 

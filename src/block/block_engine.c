@@ -17,8 +17,7 @@ static void blk_plug_forget(struct blk_engine *e);
 
 /* ---- engine base -------------------------------------------------------- */
 
-void blk_engine_base_init(struct blk_engine *e, const struct blk_engine_ops *ops,
-			  enum blk_aio kind)
+void blk_engine_base_init(struct blk_engine *e, const struct blk_engine_ops *ops, enum blk_aio kind)
 {
 	e->ops = ops;
 	e->kind = kind;
@@ -65,8 +64,7 @@ static bool blk_io_valid(const struct blk_io *io)
 		return io->iovcnt >= 0 && io->iovcnt <= BLK_MAX_IOV && (io->iov || !io->iovcnt) &&
 		       io->off <= INT64_MAX;
 	case BLK_IO_FSYNC:
-	case BLK_IO_FDATASYNC:
-		return true;
+	case BLK_IO_FDATASYNC: return true;
 	case BLK_IO_PUNCH:
 	case BLK_IO_ZERO:
 		return io->len > 0 && io->len <= INT64_MAX && io->off <= INT64_MAX - io->len;
@@ -158,20 +156,11 @@ int blk_engine_create(enum blk_aio kind, unsigned depth, struct blk_engine **out
 		depth = BLK_DEFAULT_DEPTH;
 	depth = MIN(depth, 4096u);
 	switch (kind) {
-	case BLK_AIO_AUTO:
-		return blk_engine_auto(depth, out, err, errlen);
-	case BLK_AIO_IO_URING:
-		r = blk_uring_create(depth, out, why, sizeof(why));
-		break;
-	case BLK_AIO_LIBAIO:
-		r = blk_libaio_create(depth, out, why, sizeof(why));
-		break;
-	case BLK_AIO_SYNC:
-		r = blk_sync_create(depth, out, why, sizeof(why));
-		break;
-	default:
-		snprintf(err, errlen, "unknown aio engine %d", (int)kind);
-		return -EINVAL;
+	case BLK_AIO_AUTO: return blk_engine_auto(depth, out, err, errlen);
+	case BLK_AIO_IO_URING: r = blk_uring_create(depth, out, why, sizeof(why)); break;
+	case BLK_AIO_LIBAIO: r = blk_libaio_create(depth, out, why, sizeof(why)); break;
+	case BLK_AIO_SYNC: r = blk_sync_create(depth, out, why, sizeof(why)); break;
+	default: snprintf(err, errlen, "unknown aio engine %d", (int)kind); return -EINVAL;
 	}
 	if (r < 0) {
 		snprintf(err, errlen, "aio=%s is unavailable: %s", blk_aio_name(kind), why);
@@ -260,12 +249,8 @@ long blk_io_exec_once(struct blk_io *io)
 		else
 			n = pwritev(io->fd, iov, cnt, (off_t)off);
 		return n < 0 ? -errno : (long)n;
-	case BLK_IO_FSYNC:
-		r = fsync(io->fd);
-		break;
-	case BLK_IO_FDATASYNC:
-		r = fdatasync(io->fd);
-		break;
+	case BLK_IO_FSYNC: r = fsync(io->fd); break;
+	case BLK_IO_FDATASYNC: r = fdatasync(io->fd); break;
 	case BLK_IO_PUNCH:
 		r = fallocate(io->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)io->off,
 			      (off_t)io->len);
@@ -274,8 +259,7 @@ long blk_io_exec_once(struct blk_io *io)
 		r = fallocate(io->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)io->off,
 			      (off_t)io->len);
 		break;
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
 	return r < 0 ? -errno : 0;
 }

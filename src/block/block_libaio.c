@@ -21,11 +21,11 @@ struct aio_engine {
 	io_context_t ctx;
 	int efd;
 	unsigned cap;
-	pthread_mutex_t lock;       /* everything below */
-	struct iocb *cbs;           /* cap of them */
+	pthread_mutex_t lock; /* everything below */
+	struct iocb *cbs;     /* cap of them */
 	struct iocb **free_cbs;
 	unsigned nfree;
-	struct iocb **pending;      /* prepared, not yet accepted by io_submit */
+	struct iocb **pending; /* prepared, not yet accepted by io_submit */
 	unsigned npending;
 	struct blk_ioq backlog;
 	bool stop;
@@ -229,14 +229,10 @@ static const struct blk_engine_ops aio_ops = {
 static const char *aio_setup_hint(int r)
 {
 	switch (r) {
-	case -ENOSYS:
-		return " (kernel built without AIO)";
-	case -EAGAIN:
-		return " (fs.aio-max-nr exhausted)";
-	case -EPERM:
-		return " (refused by a seccomp policy)";
-	default:
-		return "";
+	case -ENOSYS: return " (kernel built without AIO)";
+	case -EAGAIN: return " (fs.aio-max-nr exhausted)";
+	case -EPERM: return " (refused by a seccomp policy)";
+	default: return "";
 	}
 }
 

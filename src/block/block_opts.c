@@ -107,7 +107,8 @@ static int blk_opt_unknown(const char *key, const struct blk_opt_extra *extras, 
 {
 	size_t n = (size_t)snprintf(err, errlen,
 				    "unknown disk option '%s' (known: path, format, readonly, "
-				    "cache, aio, parent-dir", key);
+				    "cache, aio, parent-dir",
+				    key);
 
 	for (; extras && extras->key && n < errlen; extras++)
 		n += (size_t)snprintf(err + n, errlen - n, ", %s", extras->key);
@@ -126,11 +127,12 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 	if (strcmp(key, "path") == 0)
 		return blk_opt_text(&seen->path, key, v, "empty file name", &o->path, err, errlen);
 	if (strcmp(key, "parent-dir") == 0)
-		return blk_opt_text(&seen->parent_dir, key, v, "expected DIR[:DIR...]", &o->parent_dirs,
-				    err, errlen);
+		return blk_opt_text(&seen->parent_dir, key, v, "expected DIR[:DIR...]",
+				    &o->parent_dirs, err, errlen);
 	if (strcmp(key, "format") == 0) {
 		if ((r = blk_opt_once(&seen->format, key, err, errlen)) < 0 ||
-		    (r = blk_opt_enum(key, v, blk_format_names, "raw, vhd or auto", &i, err, errlen)) < 0)
+		    (r = blk_opt_enum(key, v, blk_format_names, "raw, vhd or auto", &i, err,
+				      errlen)) < 0)
 			return r;
 		o->format = (enum blk_format)i; /* same order as the enum */
 		return 0;
@@ -142,15 +144,16 @@ static int blk_opt_apply(struct blk_opts *o, struct blk_opt_seen *seen,
 	}
 	if (strcmp(key, "cache") == 0) {
 		if ((r = blk_opt_once(&seen->cache, key, err, errlen)) < 0 ||
-		    (r = blk_opt_enum(key, v, blk_cache_names, "writeback, none or directsync", &i, err, errlen)) < 0)
+		    (r = blk_opt_enum(key, v, blk_cache_names, "writeback, none or directsync", &i,
+				      err, errlen)) < 0)
 			return r;
 		o->cache = (enum blk_cache)i;
 		return 0;
 	}
 	if (strcmp(key, "aio") == 0) {
 		if ((r = blk_opt_once(&seen->aio, key, err, errlen)) < 0 ||
-		    (r = blk_opt_enum(key, v, blk_aio_names, "io_uring, libaio, sync or auto", &i, err,
-				      errlen)) < 0)
+		    (r = blk_opt_enum(key, v, blk_aio_names, "io_uring, libaio, sync or auto", &i,
+				      err, errlen)) < 0)
 			return r;
 		o->aio = (enum blk_aio)i;
 		return 0;
@@ -243,8 +246,8 @@ static int blk_parse(const char *spec, struct blk_opts *o, struct blk_opt_extra 
 	return r;
 }
 
-int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras,
-		      char *err, size_t errlen)
+int blk_parse_opts_ex(const char *spec, struct blk_opts *o, struct blk_opt_extra *extras, char *err,
+		      size_t errlen)
 {
 	return blk_parse(spec, o, extras, true, err, errlen);
 }

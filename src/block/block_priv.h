@@ -23,8 +23,8 @@ struct blk_engine_ops {
 struct blk_engine {
 	const struct blk_engine_ops *ops;
 	enum blk_aio kind;
-	unsigned inflight;          /* submitted, done() not yet returned; atomic */
-	unsigned drainers;          /* threads in blk_engine_drain; atomic */
+	unsigned inflight; /* submitted, done() not yet returned; atomic */
+	unsigned drainers; /* threads in blk_engine_drain; atomic */
 	pthread_mutex_t idle_lock;
 	pthread_cond_t idle;
 };

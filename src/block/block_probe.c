@@ -22,8 +22,8 @@
 
 #include "kestrel/block.h"
 
-#define BLK_SECTOR 512u
-#define BLK_VHD_COOKIE "conectix" /* VHD spec, Hard Disk Footer Format: Cookie */
+#define BLK_SECTOR	   512u
+#define BLK_VHD_COOKIE	   "conectix" /* VHD spec, Hard Disk Footer Format: Cookie */
 #define BLK_VHD_COOKIE_LEN 8
 
 /* ---- 1: the pin ----------------------------------------------------------- */
@@ -84,8 +84,11 @@ void blk_pin_record(const struct blk_dev *d, enum blk_format format, uint64_t fi
 		 * still keeps a probed-raw image raw. */
 		p = calloc(1, sizeof(*p) + strlen(d->path) + 1);
 		if (p) {
-			*p = (struct blk_pin){ .dev = st.st_dev, .ino = st.st_ino, .size = file_size,
-					       .format = format, .next = blk_pins };
+			*p = (struct blk_pin){ .dev = st.st_dev,
+					       .ino = st.st_ino,
+					       .size = file_size,
+					       .format = format,
+					       .next = blk_pins };
 			strcpy(p->path, d->path);
 			blk_pins = p;
 		}
@@ -140,5 +143,6 @@ void blk_refuse_write(struct blk_dev *d, const struct blk_req *req)
 	if (!__atomic_exchange_n(&d->warned_refused, true, __ATOMIC_RELAXED))
 		kwarn("block: %s: refused a guest write at byte %llu: it would make this raw "
 		      "image (format=auto) open as a VHD next time; format=raw allows it "
-		      "(logged once, counted)", d->path, (unsigned long long)req->offset);
+		      "(logged once, counted)",
+		      d->path, (unsigned long long)req->offset);
 }

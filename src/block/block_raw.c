@@ -14,22 +14,22 @@
 
 #include "kestrel/block.h"
 
-#define RAW_SECTOR 512u
+#define RAW_SECTOR     512u
 /* Write-zeroes fallback: the zero source is one read-only anonymous mapping,
  * so it is backed by the shared zero page and costs no memory. */
 #define RAW_ZERO_CHUNK (1u << 20)
 
 struct raw_state {
-	bool no_zero_range;       /* FALLOC_FL_ZERO_RANGE refused once: write zeroes */
-	bool warned_eof;          /* logged a read past the end of the file */
+	bool no_zero_range; /* FALLOC_FL_ZERO_RANGE refused once: write zeroes */
+	bool warned_eof;    /* logged a read past the end of the file */
 };
 
 /* Per-request state, in blk_req.priv. */
 struct raw_req {
-	struct blk_io io;         /* io.opaque = the blk_req */
+	struct blk_io io; /* io.opaque = the blk_req */
 	struct blk_dev *d;
-	void *bounce;             /* cache=none with unaligned guest buffers */
-	struct iovec biov;        /* the bounce buffer, or a zero chunk */
+	void *bounce;	   /* cache=none with unaligned guest buffers */
+	struct iovec biov; /* the bounce buffer, or a zero chunk */
 };
 _Static_assert(sizeof(struct raw_req) <= sizeof(((struct blk_req *)0)->priv),
 	       "struct raw_req must fit in blk_req.priv");
@@ -136,7 +136,8 @@ static void raw_short_read(struct raw_req *rr, struct blk_req *req, uint64_t got
 
 	if (!__atomic_exchange_n(&s->warned_eof, true, __ATOMIC_RELAXED))
 		kwarn("block: %s: read past the end of the file at %llu (did it shrink?); "
-		      "returning zeroes", rr->d->path, (unsigned long long)(req->offset + got));
+		      "returning zeroes",
+		      rr->d->path, (unsigned long long)(req->offset + got));
 	if (rr->bounce)
 		memset((uint8_t *)rr->bounce + got, 0, rr->biov.iov_len - got);
 	else
@@ -275,9 +276,7 @@ static void raw_submit(struct blk_dev *d, struct blk_req *req)
 	rr->io.opaque = req;
 	switch (req->op) {
 	case BLK_OP_READ:
-	case BLK_OP_WRITE:
-		raw_rw(rr, req);
-		return;
+	case BLK_OP_WRITE: raw_rw(rr, req); return;
 	case BLK_OP_FLUSH:
 		rr->io.op = BLK_IO_FDATASYNC;
 		raw_submit_io(rr, raw_final_done);
@@ -331,7 +330,8 @@ static int raw_open(struct blk_dev *d, char *err, size_t errlen)
 	if (d->size % RAW_SECTOR) {
 		snprintf(err, errlen,
 			 "%s: size %llu bytes is not a multiple of 512 (format=raw); "
-			 "resize it, e.g. truncate -s %lluK", d->path, (unsigned long long)d->size,
+			 "resize it, e.g. truncate -s %lluK",
+			 d->path, (unsigned long long)d->size,
 			 (unsigned long long)(ALIGN_UP(d->size, 1024) >> 10));
 		return -EINVAL;
 	}

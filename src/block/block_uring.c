@@ -21,12 +21,12 @@
 struct uring_engine {
 	struct blk_engine base;
 	struct io_uring ring;
-	pthread_mutex_t lock;     /* SQ, in_kernel, backlog */
-	unsigned cap;             /* most requests in the kernel at once */
-	unsigned in_kernel;       /* SQEs filled and not yet reaped */
+	pthread_mutex_t lock; /* SQ, in_kernel, backlog */
+	unsigned cap;	      /* most requests in the kernel at once */
+	unsigned in_kernel;   /* SQEs filled and not yet reaped */
 	struct blk_ioq backlog;
 	pthread_t thread;
-	bool submit_failed;       /* logged once */
+	bool submit_failed; /* logged once */
 };
 
 static void uring_prep(struct io_uring_sqe *sqe, struct blk_io *io)
@@ -37,18 +37,10 @@ static void uring_prep(struct io_uring_sqe *sqe, struct blk_io *io)
 
 	blk_io_cursor(io, &iov, &cnt, &off);
 	switch (io->op) {
-	case BLK_IO_READ:
-		io_uring_prep_readv(sqe, io->fd, iov, (unsigned)cnt, off);
-		break;
-	case BLK_IO_WRITE:
-		io_uring_prep_writev(sqe, io->fd, iov, (unsigned)cnt, off);
-		break;
-	case BLK_IO_FSYNC:
-		io_uring_prep_fsync(sqe, io->fd, 0);
-		break;
-	case BLK_IO_FDATASYNC:
-		io_uring_prep_fsync(sqe, io->fd, IORING_FSYNC_DATASYNC);
-		break;
+	case BLK_IO_READ: io_uring_prep_readv(sqe, io->fd, iov, (unsigned)cnt, off); break;
+	case BLK_IO_WRITE: io_uring_prep_writev(sqe, io->fd, iov, (unsigned)cnt, off); break;
+	case BLK_IO_FSYNC: io_uring_prep_fsync(sqe, io->fd, 0); break;
+	case BLK_IO_FDATASYNC: io_uring_prep_fsync(sqe, io->fd, IORING_FSYNC_DATASYNC); break;
 	case BLK_IO_PUNCH:
 		io_uring_prep_fallocate(sqe, io->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 					(off_t)io->off, (off_t)io->len);
@@ -139,7 +131,8 @@ static unsigned uring_reap(struct uring_engine *u, struct uring_cqe_copy *out)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
-	io_uring_for_each_cqe(&u->ring, head, cqe) {
+	io_uring_for_each_cqe(&u->ring, head, cqe)
+	{
 		out[n].io = io_uring_cqe_get_data(cqe);
 		out[n].res = cqe->res;
 		if (++n == URING_BATCH)
@@ -229,8 +222,10 @@ static int uring_check_ops(struct io_uring *ring, char *err, size_t errlen)
 		int op;
 		const char *name;
 	} need[] = {
-		{ IORING_OP_NOP, "NOP" },           { IORING_OP_READV, "READV" },
-		{ IORING_OP_WRITEV, "WRITEV" },     { IORING_OP_FSYNC, "FSYNC" },
+		{ IORING_OP_NOP, "NOP" },
+		{ IORING_OP_READV, "READV" },
+		{ IORING_OP_WRITEV, "WRITEV" },
+		{ IORING_OP_FSYNC, "FSYNC" },
 		{ IORING_OP_FALLOCATE, "FALLOCATE" },
 	};
 	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
@@ -258,8 +253,8 @@ static int uring_check_ops(struct io_uring *ring, char *err, size_t errlen)
 int blk_uring_restrict(struct io_uring *ring)
 {
 	static const uint8_t ops[] = {
-		IORING_OP_NOP, IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
-		IORING_OP_FALLOCATE,
+		IORING_OP_NOP,	 IORING_OP_READV,     IORING_OP_WRITEV,
+		IORING_OP_FSYNC, IORING_OP_FALLOCATE,
 	};
 	struct io_uring_restriction res[ARRAY_SIZE(ops)];
 	int r;
@@ -275,22 +270,18 @@ int blk_uring_restrict(struct io_uring *ring)
 	r = (int)syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS, res,
 			 (unsigned)ARRAY_SIZE(res));
 	if (r == 0)
-		r = (int)syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS,
-				 NULL, 0);
+		r = (int)syscall(__NR_io_uring_register, ring->ring_fd,
+				 IORING_REGISTER_ENABLE_RINGS, NULL, 0);
 	return r < 0 ? -errno : 0;
 }
 
 static const char *uring_setup_hint(int r)
 {
 	switch (r) {
-	case -ENOSYS:
-		return " (kernel built without io_uring)";
-	case -EPERM:
-		return " (disabled by kernel.io_uring_disabled or a seccomp policy)";
-	case -ENOMEM:
-		return " (RLIMIT_MEMLOCK too low for the ring?)";
-	default:
-		return "";
+	case -ENOSYS: return " (kernel built without io_uring)";
+	case -EPERM: return " (disabled by kernel.io_uring_disabled or a seccomp policy)";
+	case -ENOMEM: return " (RLIMIT_MEMLOCK too low for the ring?)";
+	default: return "";
 	}
 }
 

@@ -23,7 +23,8 @@ int blk_lock_file(int fd, bool exclusive)
 	 * kestrel see each other's. */
 	while (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
 		if (errno != EAGAIN && errno != EACCES)
-			return errno == EINVAL || errno == ENOLCK || errno == EOPNOTSUPP ? 0 : -errno;
+			return errno == EINVAL || errno == ENOLCK || errno == EOPNOTSUPP ? 0
+											 : -errno;
 		if (waited >= BLK_LOCK_GRACE_MS)
 			return -EBUSY;
 		usleep(20 * 1000);

@@ -13,114 +13,114 @@
 #include "kestrel/board.h"
 #include "kestrel/pci.h"
 
-#define ACPI_OEM_ID "KESTRL"
-#define ACPI_OEM_TABLE_ID "KESTREL "
-#define ACPI_OEM_REVISION 1
-#define ACPI_CREATOR_ID "KSTL"
+#define ACPI_OEM_ID	      "KESTRL"
+#define ACPI_OEM_TABLE_ID     "KESTREL "
+#define ACPI_OEM_REVISION     1
+#define ACPI_CREATOR_ID	      "KSTL"
 #define ACPI_CREATOR_REVISION 1
 
 /* 5.2.6 System Description Table Header */
-#define ACPI_HDR_LEN 36
+#define ACPI_HDR_LEN	  36
 #define ACPI_HDR_CHECKSUM 9
 
 /* 5.2.5.3 RSDP */
-#define RSDP_LEN 36
-#define RSDP_CHECKSUM 8
-#define RSDP_V1_LEN 20
+#define RSDP_LEN	  36
+#define RSDP_CHECKSUM	  8
+#define RSDP_V1_LEN	  20
 #define RSDP_EXT_CHECKSUM 32
 
 /* 5.2.9 FADT, revision 6 (ACPI 6.4 Table 5.9) */
-#define FADT_REVISION 6
-#define FADT_MINOR_VERSION 4
-#define FADT_LEN 276
-#define FADT_FIRMWARE_CTRL 36
-#define FADT_DSDT 40
-#define FADT_SCI_INT 46
-#define FADT_SMI_CMD 48
-#define FADT_PM1A_EVT_BLK 56
-#define FADT_PM1A_CNT_BLK 64
-#define FADT_PM_TMR_BLK 76
-#define FADT_PM1_EVT_LEN 88
-#define FADT_PM1_CNT_LEN 89
-#define FADT_PM_TMR_LEN 91
-#define FADT_P_LVL2_LAT 96
-#define FADT_P_LVL3_LAT 98
-#define FADT_CENTURY 108
-#define FADT_IAPC_BOOT_ARCH 109
-#define FADT_FLAGS 112
-#define FADT_RESET_REG 116
-#define FADT_RESET_VALUE 128
-#define FADT_MINOR 131
+#define FADT_REVISION	     6
+#define FADT_MINOR_VERSION   4
+#define FADT_LEN	     276
+#define FADT_FIRMWARE_CTRL   36
+#define FADT_DSDT	     40
+#define FADT_SCI_INT	     46
+#define FADT_SMI_CMD	     48
+#define FADT_PM1A_EVT_BLK    56
+#define FADT_PM1A_CNT_BLK    64
+#define FADT_PM_TMR_BLK	     76
+#define FADT_PM1_EVT_LEN     88
+#define FADT_PM1_CNT_LEN     89
+#define FADT_PM_TMR_LEN	     91
+#define FADT_P_LVL2_LAT	     96
+#define FADT_P_LVL3_LAT	     98
+#define FADT_CENTURY	     108
+#define FADT_IAPC_BOOT_ARCH  109
+#define FADT_FLAGS	     112
+#define FADT_RESET_REG	     116
+#define FADT_RESET_VALUE     128
+#define FADT_MINOR	     131
 #define FADT_X_FIRMWARE_CTRL 132
-#define FADT_X_DSDT 140
-#define FADT_X_PM1A_EVT_BLK 148
-#define FADT_X_PM1A_CNT_BLK 172
-#define FADT_X_PM_TMR_BLK 208
-#define FADT_HYPERVISOR_ID 268
+#define FADT_X_DSDT	     140
+#define FADT_X_PM1A_EVT_BLK  148
+#define FADT_X_PM1A_CNT_BLK  172
+#define FADT_X_PM_TMR_BLK    208
+#define FADT_HYPERVISOR_ID   268
 
 /* Table 5.10 Fixed ACPI Description Table Fixed Feature Flags */
-#define FADT_F_WBINVD (1u << 0)
-#define FADT_F_PROC_C1 (1u << 2)
-#define FADT_F_PWR_BUTTON (1u << 4) /* set = no fixed-feature power button */
-#define FADT_F_SLP_BUTTON (1u << 5) /* set = no fixed-feature sleep button */
-#define FADT_F_TMR_VAL_EXT (1u << 8)
-#define FADT_F_RESET_REG_SUP (1u << 10)
+#define FADT_F_WBINVD		  (1u << 0)
+#define FADT_F_PROC_C1		  (1u << 2)
+#define FADT_F_PWR_BUTTON	  (1u << 4) /* set = no fixed-feature power button */
+#define FADT_F_SLP_BUTTON	  (1u << 5) /* set = no fixed-feature sleep button */
+#define FADT_F_TMR_VAL_EXT	  (1u << 8)
+#define FADT_F_RESET_REG_SUP	  (1u << 10)
 /* 5.2.9.3 IA-PC Boot Architecture Flags */
-#define FADT_BOOT_LEGACY_DEVICES (1u << 0)
-#define FADT_BOOT_8042 (1u << 1)
+#define FADT_BOOT_LEGACY_DEVICES  (1u << 0)
+#define FADT_BOOT_8042		  (1u << 1)
 #define FADT_BOOT_VGA_NOT_PRESENT (1u << 2)
 
-#define FADT_PM1_EVT_BYTES 4
-#define FADT_PM1_CNT_BYTES 2
-#define FADT_PM_TMR_BYTES 4
-#define FADT_RESET_VAL 0x06 /* 0xCF9: full reset (bit 2) | system reset (bit 1) */
+#define FADT_PM1_EVT_BYTES   4
+#define FADT_PM1_CNT_BYTES   2
+#define FADT_PM_TMR_BYTES    4
+#define FADT_RESET_VAL	     0x06   /* 0xCF9: full reset (bit 2) | system reset (bit 1) */
 #define FADT_LAT_UNSUPPORTED 0x0fff /* > 100 (C2) and > 1000 (C3): no C2/C3 */
-#define CMOS_CENTURY 0x32
+#define CMOS_CENTURY	     0x32
 
 /* 5.2.3.2 Generic Address Structure */
-#define GAS_SPACE_IO 1
-#define GAS_ACCESS_BYTE 1
-#define GAS_ACCESS_WORD 2
+#define GAS_SPACE_IO	 1
+#define GAS_ACCESS_BYTE	 1
+#define GAS_ACCESS_WORD	 2
 #define GAS_ACCESS_DWORD 3
 
 /* 5.2.10 FACS */
-#define FACS_LEN 64
-#define FACS_ALIGN 64
-#define FACS_VERSION 32
+#define FACS_LEN       64
+#define FACS_ALIGN     64
+#define FACS_VERSION   32
 #define FACS_VERSION_2 2
 
 /* 5.2.12 MADT, revision 5 (ACPI 6.3+) */
-#define MADT_REVISION 5
-#define MADT_LAPIC_ADDR 36
-#define MADT_FLAGS 40
-#define MADT_ENTRIES 44
-#define MADT_PCAT_COMPAT 1u
-#define MADT_TYPE_LAPIC 0 /* 5.2.12.2 */
-#define MADT_LAPIC_LEN 8
-#define MADT_LAPIC_ENABLED 1u
-#define MADT_TYPE_IOAPIC 1 /* 5.2.12.3 */
-#define MADT_IOAPIC_LEN 12
-#define MADT_TYPE_ISO 2 /* 5.2.12.5 */
-#define MADT_ISO_LEN 10
-#define MADT_TYPE_LAPIC_NMI 4 /* 5.2.12.7 */
-#define MADT_LAPIC_NMI_LEN 6
-#define MADT_ALL_PROCESSORS 0xff
+#define MADT_REVISION	     5
+#define MADT_LAPIC_ADDR	     36
+#define MADT_FLAGS	     40
+#define MADT_ENTRIES	     44
+#define MADT_PCAT_COMPAT     1u
+#define MADT_TYPE_LAPIC	     0 /* 5.2.12.2 */
+#define MADT_LAPIC_LEN	     8
+#define MADT_LAPIC_ENABLED   1u
+#define MADT_TYPE_IOAPIC     1 /* 5.2.12.3 */
+#define MADT_IOAPIC_LEN	     12
+#define MADT_TYPE_ISO	     2 /* 5.2.12.5 */
+#define MADT_ISO_LEN	     10
+#define MADT_TYPE_LAPIC_NMI  4 /* 5.2.12.7 */
+#define MADT_LAPIC_NMI_LEN   6
+#define MADT_ALL_PROCESSORS  0xff
 /* Table 5.26 MPS INTI flags: polarity bits 1-0, trigger mode bits 3-2 */
-#define MPS_INTI_CONFORMS 0x0000
+#define MPS_INTI_CONFORMS    0x0000
 #define MPS_INTI_ACTIVE_HIGH 0x0001
-#define MPS_INTI_LEVEL 0x000c
+#define MPS_INTI_LEVEL	     0x000c
 
-#define DSDT_REVISION 2 /* 64-bit integers, for the QWord 64-bit window */
-#define XSDT_REVISION 1
-#define RSDT_REVISION 1
+#define DSDT_REVISION	 2 /* 64-bit integers, for the QWord 64-bit window */
+#define XSDT_REVISION	 1
+#define RSDT_REVISION	 1
 #define ACPI_TABLE_ALIGN 16
 
 struct acpi_out {
 	uint8_t *buf;
 	size_t size, off;
-	uint64_t gpa;             /* what a pointer to buf[0] holds */
-	struct acpi_blobs *rec;   /* NULL, or where fields to patch are recorded */
-	enum acpi_blob blob;      /* which blob buf is, for the record */
+	uint64_t gpa;		/* what a pointer to buf[0] holds */
+	struct acpi_blobs *rec; /* NULL, or where fields to patch are recorded */
+	enum acpi_blob blob;	/* which blob buf is, for the record */
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -163,14 +163,16 @@ static int acpi_record(struct acpi_out *o, struct acpi_fixup f)
 static int acpi_ptr32(struct acpi_out *o, uint8_t *field, uint64_t target)
 {
 	put32(field, acpi_addr32(target));
-	return acpi_record(o, (struct acpi_fixup){ .kind = ACPI_FIX_POINTER, .size = 4,
+	return acpi_record(o, (struct acpi_fixup){ .kind = ACPI_FIX_POINTER,
+						   .size = 4,
 						   .offset = (uint32_t)(field - o->buf) });
 }
 
 static int acpi_ptr64(struct acpi_out *o, uint8_t *field, uint64_t target)
 {
 	put64(field, target);
-	return acpi_record(o, (struct acpi_fixup){ .kind = ACPI_FIX_POINTER, .size = 8,
+	return acpi_record(o, (struct acpi_fixup){ .kind = ACPI_FIX_POINTER,
+						   .size = 8,
 						   .offset = (uint32_t)(field - o->buf) });
 }
 
@@ -301,8 +303,7 @@ static void acpi_dsdt_pci0(struct aml *a, const struct acpi_board *b)
 
 /* A PNP device: _HID the EISA id hid, a _UID when uid >= 0, _CRS the
  * resource template rt holds. */
-static void acpi_dsdt_pnp(struct aml *a, const char *name, const char *hid, int uid,
-			  struct aml *rt)
+static void acpi_dsdt_pnp(struct aml *a, const char *name, const char *hid, int uid, struct aml *rt)
 {
 	aml_device(a, name);
 	aml_name(a, "_HID");
@@ -606,8 +607,7 @@ long acpi_build(void *buf, size_t bufsize, uint64_t gpa_base, const struct acpi_
 	uint64_t xsdt = 0, rsdt = 0;
 	long err;
 
-	if (!buf || !b || !acpi_board_valid(b) || gpa_base % 16 ||
-	    gpa_base > UINT64_MAX - bufsize)
+	if (!buf || !b || !acpi_board_valid(b) || gpa_base % 16 || gpa_base > UINT64_MAX - bufsize)
 		return -EINVAL;
 	/* 5.2.5.1: OSPM finds the RSDP on a 16-byte boundary of 0xE0000-0xFFFFF. */
 	err = acpi_alloc(&o, RSDP_LEN, 16);
@@ -625,10 +625,12 @@ int acpi_build_blobs(struct acpi_blobs *out, const struct acpi_board *b)
 	if (!out || !out->tables || !b || !acpi_board_valid(b))
 		return -EINVAL;
 	out->nfix = 0;
-	t = (struct acpi_out){ .buf = out->tables, .size = out->tables_size, .rec = out,
-			       .blob = ACPI_BLOB_TABLES };
-	r = (struct acpi_out){ .buf = out->rsdp, .size = sizeof(out->rsdp), .rec = out,
-			       .blob = ACPI_BLOB_RSDP };
+	t = (struct acpi_out){
+		.buf = out->tables, .size = out->tables_size, .rec = out, .blob = ACPI_BLOB_TABLES
+	};
+	r = (struct acpi_out){
+		.buf = out->rsdp, .size = sizeof(out->rsdp), .rec = out, .blob = ACPI_BLOB_RSDP
+	};
 	memset(out->rsdp, 0, sizeof(out->rsdp));
 	err = acpi_build_tables(&t, b, &rsdt, &xsdt);
 	err = err < 0 ? err : acpi_build_rsdp(&r, rsdt, xsdt);

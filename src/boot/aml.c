@@ -5,39 +5,39 @@
 #include "kestrel/aml.h"
 
 /* 20.2.x opcodes and prefixes */
-#define AML_ZERO_OP 0x00
-#define AML_ONE_OP 0x01
-#define AML_NAME_OP 0x08
-#define AML_BYTE_PREFIX 0x0a
-#define AML_WORD_PREFIX 0x0b
-#define AML_DWORD_PREFIX 0x0c
-#define AML_STRING_PREFIX 0x0d
-#define AML_QWORD_PREFIX 0x0e
-#define AML_SCOPE_OP 0x10
-#define AML_BUFFER_OP 0x11
-#define AML_PACKAGE_OP 0x12
-#define AML_DUAL_NAME_PREFIX 0x2e
+#define AML_ZERO_OP	      0x00
+#define AML_ONE_OP	      0x01
+#define AML_NAME_OP	      0x08
+#define AML_BYTE_PREFIX	      0x0a
+#define AML_WORD_PREFIX	      0x0b
+#define AML_DWORD_PREFIX      0x0c
+#define AML_STRING_PREFIX     0x0d
+#define AML_QWORD_PREFIX      0x0e
+#define AML_SCOPE_OP	      0x10
+#define AML_BUFFER_OP	      0x11
+#define AML_PACKAGE_OP	      0x12
+#define AML_DUAL_NAME_PREFIX  0x2e
 #define AML_MULTI_NAME_PREFIX 0x2f
-#define AML_EXT_OP_PREFIX 0x5b
-#define AML_DEVICE_OP 0x82 /* after ExtOpPrefix */
-#define AML_ROOT_CHAR 0x5c
-#define AML_PARENT_PREFIX 0x5e
-#define AML_NULL_NAME 0x00
+#define AML_EXT_OP_PREFIX     0x5b
+#define AML_DEVICE_OP	      0x82 /* after ExtOpPrefix */
+#define AML_ROOT_CHAR	      0x5c
+#define AML_PARENT_PREFIX     0x5e
+#define AML_NULL_NAME	      0x00
 
 /* 6.4.2 small and 6.4.3 large resource descriptor tags */
-#define AML_RES_IRQ_NOFLAGS 0x22 /* IRQ, 2 data bytes (no information byte) */
-#define AML_RES_IO 0x47
-#define AML_RES_END_TAG 0x79
-#define AML_RES_DWORD_ADDR 0x87
-#define AML_RES_WORD_ADDR 0x88
-#define AML_RES_QWORD_ADDR 0x8a
+#define AML_RES_IRQ_NOFLAGS    0x22 /* IRQ, 2 data bytes (no information byte) */
+#define AML_RES_IO	       0x47
+#define AML_RES_END_TAG	       0x79
+#define AML_RES_DWORD_ADDR     0x87
+#define AML_RES_WORD_ADDR      0x88
+#define AML_RES_QWORD_ADDR     0x8a
 /* 6.4.3.5 Address Space Resource Descriptors */
-#define AML_ADDR_TYPE_MEM 0
-#define AML_ADDR_TYPE_IO 1
-#define AML_ADDR_TYPE_BUS 2
+#define AML_ADDR_TYPE_MEM      0
+#define AML_ADDR_TYPE_IO       1
+#define AML_ADDR_TYPE_BUS      2
 #define AML_ADDR_GFLAGS_WINDOW 0x0c /* _MAF | _MIF, positive decode, producer */
 #define AML_ADDR_IO_RNG_ENTIRE 0x03
-#define AML_ADDR_MEM_RW 0x01
+#define AML_ADDR_MEM_RW	       0x01
 
 void aml_init(struct aml *a, void *buf, size_t cap)
 {
@@ -239,8 +239,7 @@ int aml_eisaid_value(const char *id, uint32_t *out)
 			return -EINVAL;
 		product = (product << 4) | (uint32_t)d;
 	}
-	*out = (vendor >> 8) | (vendor & 0xff) << 8 | (product >> 8) << 16 |
-	       (product & 0xff) << 24;
+	*out = (vendor >> 8) | (vendor & 0xff) << 8 | (product >> 8) << 16 | (product & 0xff) << 24;
 	return 0;
 }
 
@@ -398,8 +397,8 @@ void aml_res_irq_noflags(struct aml *rt, unsigned irq)
 
 /* 6.4.3.5.1-3: tag, length, type, general flags, type-specific flags, then
  * granularity, min, max, translation offset and length, each `width` bytes. */
-static void aml_res_addr(struct aml *rt, uint8_t tag, unsigned width, uint8_t type,
-			 uint8_t tflags, uint64_t min, uint64_t max)
+static void aml_res_addr(struct aml *rt, uint8_t tag, unsigned width, uint8_t type, uint8_t tflags,
+			 uint64_t min, uint64_t max)
 {
 	uint64_t wmax = width == 8 ? UINT64_MAX : (1ull << (8 * width)) - 1;
 

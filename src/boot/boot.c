@@ -8,8 +8,8 @@
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
 
-#define MULTIBOOT_MAGIC 0x1BADB002u
-#define MULTIBOOT_SEARCH 8192
+#define MULTIBOOT_MAGIC		 0x1BADB002u
+#define MULTIBOOT_SEARCH	 8192
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 
 int boot_e820(const struct guest_mem *gm, struct e820_entry *out, int max)
@@ -17,7 +17,11 @@ int boot_e820(const struct guest_mem *gm, struct e820_entry *out, int max)
 	int n = 0;
 	uint64_t low_end = gm->ram_low;
 
-#define E820_ADD(a, s, t) do { if (n < max) out[n++] = (struct e820_entry){ (a), (s), (t) }; } while (0)
+#define E820_ADD(a, s, t)                                                \
+	do {                                                             \
+		if (n < max)                                             \
+			out[n++] = (struct e820_entry){ (a), (s), (t) }; \
+	} while (0)
 	E820_ADD(0, BOARD_EBDA_START, E820_RAM);
 	E820_ADD(BOARD_EBDA_START, 0xa0000 - BOARD_EBDA_START, E820_RESERVED);
 	/* The BIOS area holds our ACPI tables; reserved so the guest keeps them. */
@@ -35,11 +39,11 @@ int boot_write_gdt(const struct guest_mem *gm, int code_bits)
 {
 	uint64_t gdt[5] = {
 		0,
-		0x00af9b000000ffffULL,                         /* 64-bit code */
+		0x00af9b000000ffffULL, /* 64-bit code */
 		code_bits == 64 ? 0x00af9b000000ffffULL
-				: 0x00cf9b000000ffffULL,       /* 32-bit code, 4 GiB flat */
-		0x00cf93000000ffffULL,                         /* data, 4 GiB flat */
-		0x00008b0000000067ULL,                         /* busy 32-bit TSS at 0 */
+				: 0x00cf9b000000ffffULL, /* 32-bit code, 4 GiB flat */
+		0x00cf93000000ffffULL,			 /* data, 4 GiB flat */
+		0x00008b0000000067ULL,			 /* busy 32-bit TSS at 0 */
 	};
 	return gm_write(gm, BOARD_GDT_ADDR, gdt, sizeof(gdt));
 }
@@ -55,17 +59,17 @@ int boot_write_page_tables(const struct guest_mem *gm, uint64_t *cr3)
 		return -EFAULT;
 	memset(p4, 0, 0x1000);
 	memset(p3, 0, 0x1000);
-	p4[0] = pdpt | 0x3;                      /* present, writable */
+	p4[0] = pdpt | 0x3; /* present, writable */
 	for (int i = 0; i < 4; i++)
 		p3[i] = (pd + i * 0x1000) | 0x3;
 	for (uint64_t i = 0; i < 4 * 512; i++)
-		p2[i] = (i << 21) | 0x83;            /* present, writable, 2 MiB page */
+		p2[i] = (i << 21) | 0x83; /* present, writable, 2 MiB page */
 	*cr3 = pml4;
 	return 0;
 }
 
-uint64_t boot_place_high(const struct guest_mem *gm, uint64_t len, uint64_t floor,
-			 uint64_t limit, uint64_t align)
+uint64_t boot_place_high(const struct guest_mem *gm, uint64_t len, uint64_t floor, uint64_t limit,
+			 uint64_t align)
 {
 	/* The RAM the e820 map gives the OS, highest first; nothing goes below
 	 * 1 MiB, where the holes and firmware areas are. */
@@ -103,10 +107,12 @@ int boot_load_elf_segments(const struct guest_mem *gm, const uint8_t *k, size_t 
 	}
 	if (is64) {
 		const Elf64_Ehdr *eh = (const void *)k;
-		phoff = eh->e_phoff, phnum = eh->e_phnum, phentsize = eh->e_phentsize, *entry = eh->e_entry;
+		phoff = eh->e_phoff, phnum = eh->e_phnum, phentsize = eh->e_phentsize,
+		*entry = eh->e_entry;
 	} else {
 		const Elf32_Ehdr *eh = (const void *)k;
-		phoff = eh->e_phoff, phnum = eh->e_phnum, phentsize = eh->e_phentsize, *entry = eh->e_entry;
+		phoff = eh->e_phoff, phnum = eh->e_phnum, phentsize = eh->e_phentsize,
+		*entry = eh->e_entry;
 	}
 	if (phentsize != phsz || phoff > len || phnum * phsz > len - phoff) {
 		snprintf(err, errlen, "ELF program headers out of the file (e_phoff %#llx)",
@@ -120,21 +126,26 @@ int boot_load_elf_segments(const struct guest_mem *gm, const uint8_t *k, size_t 
 
 		if (is64) {
 			const Elf64_Phdr *p = (const void *)ph;
-			type = p->p_type, off = p->p_offset, paddr = p->p_paddr, filesz = p->p_filesz, memsz = p->p_memsz;
+			type = p->p_type, off = p->p_offset, paddr = p->p_paddr,
+			filesz = p->p_filesz, memsz = p->p_memsz;
 		} else {
 			const Elf32_Phdr *p = (const void *)ph;
-			type = p->p_type, off = p->p_offset, paddr = p->p_paddr, filesz = p->p_filesz, memsz = p->p_memsz;
+			type = p->p_type, off = p->p_offset, paddr = p->p_paddr,
+			filesz = p->p_filesz, memsz = p->p_memsz;
 		}
 		if (type != PT_LOAD)
 			continue;
 		if (off > len || filesz > len - off || filesz > memsz) {
-			snprintf(err, errlen, "ELF segment %llu lies outside the file", (unsigned long long)i);
+			snprintf(err, errlen, "ELF segment %llu lies outside the file",
+				 (unsigned long long)i);
 			return -ENOEXEC;
 		}
 		dst = gm_ptr(gm, paddr, memsz);
 		if (!dst) {
-			snprintf(err, errlen, "ELF segment %llu at %#llx+%#llx does not fit in guest RAM",
-				 (unsigned long long)i, (unsigned long long)paddr, (unsigned long long)memsz);
+			snprintf(err, errlen,
+				 "ELF segment %llu at %#llx+%#llx does not fit in guest RAM",
+				 (unsigned long long)i, (unsigned long long)paddr,
+				 (unsigned long long)memsz);
 			return -ENOMEM;
 		}
 		memcpy(dst, k + off, filesz);
@@ -150,13 +161,15 @@ int boot_load_elf_segments(const struct guest_mem *gm, const uint8_t *k, size_t 
 
 static bool is_bzimage(const uint8_t *k, size_t len)
 {
-	return len >= 0x260 && k[0x1fe] == 0x55 && k[0x1ff] == 0xaa && !memcmp(k + 0x202, "HdrS", 4);
+	return len >= 0x260 && k[0x1fe] == 0x55 && k[0x1ff] == 0xaa &&
+	       !memcmp(k + 0x202, "HdrS", 4);
 }
 
 static bool is_elf(const uint8_t *k, size_t len)
 {
 	return len >= EI_NIDENT && !memcmp(k, ELFMAG, SELFMAG) &&
-	       (k[EI_CLASS] == ELFCLASS64 || k[EI_CLASS] == ELFCLASS32) && k[EI_DATA] == ELFDATA2LSB;
+	       (k[EI_CLASS] == ELFCLASS64 || k[EI_CLASS] == ELFCLASS32) &&
+	       k[EI_DATA] == ELFDATA2LSB;
 }
 
 static bool is_multiboot(const uint8_t *k, size_t len)
@@ -192,19 +205,17 @@ const char *boot_format_name(enum boot_format f)
 	}
 }
 
-int boot_load(const struct guest_mem *gm, const struct boot_input *in,
-	      struct boot_cpu_state *cpu, char *err, size_t errlen)
+int boot_load(const struct guest_mem *gm, const struct boot_input *in, struct boot_cpu_state *cpu,
+	      char *err, size_t errlen)
 {
 	memset(cpu, 0, sizeof(*cpu));
 	switch (boot_detect(in->kernel, in->kernel_len)) {
-	case BOOT_FMT_BZIMAGE:
-		return boot_load_bzimage(gm, in, cpu, err, errlen);
-	case BOOT_FMT_PVH:
-		return boot_load_pvh(gm, in, cpu, err, errlen);
-	case BOOT_FMT_MULTIBOOT:
-		return boot_load_multiboot(gm, in, cpu, err, errlen);
+	case BOOT_FMT_BZIMAGE: return boot_load_bzimage(gm, in, cpu, err, errlen);
+	case BOOT_FMT_PVH: return boot_load_pvh(gm, in, cpu, err, errlen);
+	case BOOT_FMT_MULTIBOOT: return boot_load_multiboot(gm, in, cpu, err, errlen);
 	default:
-		snprintf(err, errlen, "not a bzImage, an ELF vmlinux with a PVH note, or a Multiboot kernel");
+		snprintf(err, errlen,
+			 "not a bzImage, an ELF vmlinux with a PVH note, or a Multiboot kernel");
 		return -ENOEXEC;
 	}
 }

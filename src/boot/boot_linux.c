@@ -13,45 +13,61 @@
 #include "kestrel/boot.h"
 
 /* Setup header offsets inside the zero page / the bzImage's first sector. */
-#define HDR_SETUP_SECTS   0x1f1
-#define HDR_JUMP          0x200  /* 2-byte jump; its second byte gives the header's end */
-#define HDR_VERSION       0x206
-#define HDR_TYPE_OF_LOADER 0x210
-#define HDR_LOADFLAGS     0x211
-#define HDR_CODE32_START  0x214
-#define HDR_RAMDISK_IMAGE 0x218
-#define HDR_RAMDISK_SIZE  0x21c
-#define HDR_HEAP_END_PTR  0x224
-#define HDR_CMD_LINE_PTR  0x228
-#define HDR_INITRD_ADDR_MAX 0x22c
-#define HDR_RELOCATABLE   0x234
-#define HDR_XLOADFLAGS    0x236
-#define HDR_CMDLINE_SIZE  0x238
-#define HDR_INIT_SIZE     0x260
+#define HDR_SETUP_SECTS	     0x1f1
+#define HDR_JUMP	     0x200 /* 2-byte jump; its second byte gives the header's end */
+#define HDR_VERSION	     0x206
+#define HDR_TYPE_OF_LOADER   0x210
+#define HDR_LOADFLAGS	     0x211
+#define HDR_CODE32_START     0x214
+#define HDR_RAMDISK_IMAGE    0x218
+#define HDR_RAMDISK_SIZE     0x21c
+#define HDR_HEAP_END_PTR     0x224
+#define HDR_CMD_LINE_PTR     0x228
+#define HDR_INITRD_ADDR_MAX  0x22c
+#define HDR_RELOCATABLE	     0x234
+#define HDR_XLOADFLAGS	     0x236
+#define HDR_CMDLINE_SIZE     0x238
+#define HDR_INIT_SIZE	     0x260
 /* boot_params fields outside the setup header */
-#define BP_ACPI_RSDP_ADDR 0x070
+#define BP_ACPI_RSDP_ADDR    0x070
 #define BP_EXT_RAMDISK_IMAGE 0x0c0
 #define BP_EXT_RAMDISK_SIZE  0x0c4
 #define BP_EXT_CMD_LINE_PTR  0x0c8
-#define BP_E820_ENTRIES   0x1e8
-#define BP_E820_TABLE     0x2d0
-#define BP_E820_MAX       128
+#define BP_E820_ENTRIES	     0x1e8
+#define BP_E820_TABLE	     0x2d0
+#define BP_E820_MAX	     128
 
-#define LOADFLAGS_LOADED_HIGH 0x01
+#define LOADFLAGS_LOADED_HIGH  0x01
 #define LOADFLAGS_CAN_USE_HEAP 0x80
-#define XLF_KERNEL_64 0x01
-#define BOOT_PROTO_MIN 0x020a  /* 2.10: kernel_alignment/relocatable and init_size */
-#define BOOT_PROTO_XLOADFLAGS 0x020c /* 2.12: xloadflags */
+#define XLF_KERNEL_64	       0x01
+#define BOOT_PROTO_MIN	       0x020a /* 2.10: kernel_alignment/relocatable and init_size */
+#define BOOT_PROTO_XLOADFLAGS  0x020c /* 2.12: xloadflags */
 
-static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint16_t rd16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
+static uint32_t rd32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+static void wr32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static void wr64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
 
 struct bz_layout {
-	size_t setup_len;     /* real-mode part: (setup_sects + 1) * 512 */
-	size_t pm_len;        /* protected-mode kernel bytes */
-	uint32_t init_size;   /* memory the kernel needs from its load address */
+	size_t setup_len;   /* real-mode part: (setup_sects + 1) * 512 */
+	size_t pm_len;	    /* protected-mode kernel bytes */
+	uint32_t init_size; /* memory the kernel needs from its load address */
 	uint16_t version;
 };
 
@@ -146,7 +162,8 @@ int boot_load_bzimage(const struct guest_mem *gm, const struct boot_input *in,
 		return -ENOEXEC;
 	}
 	if (!gm_ptr(gm, BOARD_KERNEL_ADDR, l.init_size)) {
-		snprintf(err, errlen, "--mem: the kernel needs %u MiB above 1 MiB", l.init_size >> 20);
+		snprintf(err, errlen, "--mem: the kernel needs %u MiB above 1 MiB",
+			 l.init_size >> 20);
 		return -ENOMEM;
 	}
 	if (gm_write(gm, BOARD_KERNEL_ADDR, k + l.setup_len, l.pm_len))
@@ -159,7 +176,7 @@ int boot_load_bzimage(const struct guest_mem *gm, const struct boot_input *in,
 	/* Copy the setup header as the image has it; its length is given by the jump at 0x200. */
 	hdr_end = MIN((size_t)0x202 + k[HDR_JUMP + 1], (size_t)0x280);
 	memcpy(zp + HDR_SETUP_SECTS, k + HDR_SETUP_SECTS, hdr_end - HDR_SETUP_SECTS);
-	zp[HDR_TYPE_OF_LOADER] = 0xff;          /* "undefined" boot loader id */
+	zp[HDR_TYPE_OF_LOADER] = 0xff; /* "undefined" boot loader id */
 	zp[HDR_LOADFLAGS] |= LOADFLAGS_CAN_USE_HEAP;
 	memcpy(zp + HDR_HEAP_END_PTR, &(uint16_t){ 0xfe00 }, 2);
 	wr32(zp + HDR_CODE32_START, BOARD_KERNEL_ADDR);
@@ -167,7 +184,8 @@ int boot_load_bzimage(const struct guest_mem *gm, const struct boot_input *in,
 	ret = bz_cmdline(gm, in, zp, err, errlen);
 	if (ret)
 		return ret;
-	ret = bz_load_initrd(gm, in, zp, BOARD_KERNEL_ADDR + ALIGN_UP(l.init_size, 4096), err, errlen);
+	ret = bz_load_initrd(gm, in, zp, BOARD_KERNEL_ADDR + ALIGN_UP(l.init_size, 4096), err,
+			     errlen);
 	if (ret)
 		return ret;
 	zp[BP_E820_ENTRIES] = (uint8_t)ne820;

@@ -9,15 +9,15 @@
 #include "kestrel/board.h"
 #include "kestrel/boot.h"
 
-#define MB_HEADER_MAGIC 0x1BADB002u
-#define MB_BOOT_MAGIC 0x2BADB002u
-#define MB_SEARCH 8192
+#define MB_HEADER_MAGIC	    0x1BADB002u
+#define MB_BOOT_MAGIC	    0x2BADB002u
+#define MB_SEARCH	    8192
 #define MB_FLAG_AOUT_KLUDGE (1u << 16)
-#define MBI_MEM (1u << 0)
-#define MBI_CMDLINE (1u << 2)
-#define MBI_MODS (1u << 3)
-#define MBI_MMAP (1u << 6)
-#define MBI_LOADER_NAME (1u << 9)
+#define MBI_MEM		    (1u << 0)
+#define MBI_CMDLINE	    (1u << 2)
+#define MBI_MODS	    (1u << 3)
+#define MBI_MMAP	    (1u << 6)
+#define MBI_LOADER_NAME	    (1u << 9)
 
 struct mb_header {
 	uint32_t magic, flags, checksum;
@@ -42,7 +42,7 @@ struct mb_module {
 };
 
 /* Guest-physical layout of what we pass, all inside the 0x7000 page. */
-#define MBI_ADDR     BOARD_BOOT_PARAMS
+#define MBI_ADDR      BOARD_BOOT_PARAMS
 #define MBI_MMAP_ADDR (MBI_ADDR + 0x100)
 #define MBI_MODS_ADDR (MBI_ADDR + 0x400)
 #define MBI_NAME_ADDR (MBI_ADDR + 0x500)
@@ -67,7 +67,8 @@ static int mb_load_kludge(const struct guest_mem *gm, const uint8_t *k, size_t l
 
 	if (hoff + sizeof(*h) > len || h->header_addr < h->load_addr ||
 	    h->header_addr - h->load_addr > (uint64_t)hoff) {
-		snprintf(err, errlen, "Multiboot header: load_addr %#x / header_addr %#x inconsistent",
+		snprintf(err, errlen,
+			 "Multiboot header: load_addr %#x / header_addr %#x inconsistent",
 			 h->load_addr, h->header_addr);
 		return -ENOEXEC;
 	}
@@ -76,13 +77,15 @@ static int mb_load_kludge(const struct guest_mem *gm, const uint8_t *k, size_t l
 	if (h->load_end_addr && h->load_end_addr < h->load_addr)
 		n = UINT64_MAX;
 	if (n > len - start) {
-		snprintf(err, errlen, "Multiboot header: load_end_addr %#x beyond the file", h->load_end_addr);
+		snprintf(err, errlen, "Multiboot header: load_end_addr %#x beyond the file",
+			 h->load_end_addr);
 		return -ENOEXEC;
 	}
 	bss = h->bss_end_addr > h->load_addr + n ? h->bss_end_addr - (h->load_addr + n) : 0;
 	dst = gm_ptr(gm, h->load_addr, n + bss);
 	if (!dst || h->load_addr < 0x100000) {
-		snprintf(err, errlen, "Multiboot image %#x+%#llx does not fit in guest RAM above 1 MiB",
+		snprintf(err, errlen,
+			 "Multiboot image %#x+%#llx does not fit in guest RAM above 1 MiB",
 			 h->load_addr, (unsigned long long)(n + bss));
 		return -ENOMEM;
 	}
@@ -102,7 +105,8 @@ static int mb_write_info(const struct guest_mem *gm, const struct boot_input *in
 	size_t clen = strlen(in->cmdline);
 
 	for (int i = 0; i < n; i++)
-		mm[i] = (struct mb_mmap_entry){ 20, in->e820[i].addr, in->e820[i].size, in->e820[i].type };
+		mm[i] = (struct mb_mmap_entry){ 20, in->e820[i].addr, in->e820[i].size,
+						in->e820[i].type };
 	mbi.mem_lower = 640;
 	mbi.mem_upper = (uint32_t)MIN((gm->ram_low - 0x100000) >> 10, 0xffffffffULL);
 	mbi.mmap_addr = MBI_MMAP_ADDR;
@@ -110,18 +114,21 @@ static int mb_write_info(const struct guest_mem *gm, const struct boot_input *in
 	mbi.cmdline = BOARD_CMDLINE_ADDR;
 	mbi.boot_loader_name = MBI_NAME_ADDR;
 	if (clen >= BOARD_CMDLINE_MAX) {
-		snprintf(err, errlen, "--cmdline: %zu bytes, at most %d", clen, BOARD_CMDLINE_MAX - 1);
+		snprintf(err, errlen, "--cmdline: %zu bytes, at most %d", clen,
+			 BOARD_CMDLINE_MAX - 1);
 		return -E2BIG;
 	}
 	if (in->initrd) {
 		struct mb_module mod;
-		uint64_t at = boot_place_high(gm, in->initrd_len, ALIGN_UP(kend, 4096), GM_LOWMEM_MAX, 4096);
+		uint64_t at = boot_place_high(gm, in->initrd_len, ALIGN_UP(kend, 4096),
+					      GM_LOWMEM_MAX, 4096);
 
 		if (!at) {
 			snprintf(err, errlen, "--initrd: does not fit in RAM with the kernel");
 			return -ENOMEM;
 		}
-		mod = (struct mb_module){ (uint32_t)at, (uint32_t)(at + in->initrd_len), BOARD_CMDLINE_ADDR, 0 };
+		mod = (struct mb_module){ (uint32_t)at, (uint32_t)(at + in->initrd_len),
+					  BOARD_CMDLINE_ADDR, 0 };
 		if (gm_write(gm, at, in->initrd, in->initrd_len) ||
 		    gm_write(gm, MBI_MODS_ADDR, &mod, sizeof(mod)))
 			return -EFAULT;
@@ -151,12 +158,14 @@ int boot_load_multiboot(const struct guest_mem *gm, const struct boot_input *in,
 		ret = mb_load_kludge(gm, in->kernel, in->kernel_len, hoff, &h, &end, err, errlen);
 		entry = h.entry_addr;
 	} else {
-		ret = boot_load_elf_segments(gm, in->kernel, in->kernel_len, &entry, &end, err, errlen);
+		ret = boot_load_elf_segments(gm, in->kernel, in->kernel_len, &entry, &end, err,
+					     errlen);
 	}
 	if (ret)
 		return ret;
 	if (entry >= GM_LOWMEM_MAX) {
-		snprintf(err, errlen, "Multiboot entry %#llx is not in low RAM", (unsigned long long)entry);
+		snprintf(err, errlen, "Multiboot entry %#llx is not in low RAM",
+			 (unsigned long long)entry);
 		return -ENOEXEC;
 	}
 	ret = mb_write_info(gm, in, end, err, errlen);

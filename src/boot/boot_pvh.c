@@ -12,7 +12,7 @@
 #include "kestrel/boot.h"
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
-#define HVM_START_MAGIC 0x336ec578u
+#define HVM_START_MAGIC		 0x336ec578u
 
 struct hvm_start_info {
 	uint32_t magic;
@@ -22,7 +22,7 @@ struct hvm_start_info {
 	uint64_t modlist_paddr;
 	uint64_t cmdline_paddr;
 	uint64_t rsdp_paddr;
-	uint64_t memmap_paddr;      /* version >= 1 */
+	uint64_t memmap_paddr; /* version >= 1 */
 	uint32_t memmap_entries;
 	uint32_t reserved;
 };
@@ -52,7 +52,8 @@ static int pvh_scan_notes(const uint8_t *p, uint64_t len, uint64_t *entry)
 		if (desc_off > len || desc_sz > len - desc_off)
 			return -ENOENT;
 		if (nh.n_type == XEN_ELFNOTE_PHYS32_ENTRY && nh.n_namesz == 4 &&
-		    !memcmp(p + off + sizeof(nh), "Xen", 4) && (nh.n_descsz == 4 || nh.n_descsz == 8)) {
+		    !memcmp(p + off + sizeof(nh), "Xen", 4) &&
+		    (nh.n_descsz == 4 || nh.n_descsz == 8)) {
 			uint64_t e = 0;
 
 			memcpy(&e, p + desc_off, nh.n_descsz);
@@ -119,7 +120,8 @@ int boot_load_pvh(const struct guest_mem *gm, const struct boot_input *in,
 		snprintf(err, errlen, "ELF kernel has no usable PVH entry note");
 		return -ENOEXEC;
 	}
-	ret = boot_load_elf_segments(gm, in->kernel, in->kernel_len, &(uint64_t){ 0 }, &end, err, errlen);
+	ret = boot_load_elf_segments(gm, in->kernel, in->kernel_len, &(uint64_t){ 0 }, &end, err,
+				     errlen);
 	if (ret)
 		return ret;
 	if (n >= BOARD_CMDLINE_MAX) {
@@ -134,9 +136,11 @@ int boot_load_pvh(const struct guest_mem *gm, const struct boot_input *in,
 	if (in->initrd) {
 		struct hvm_modlist_entry mod = { .size = in->initrd_len };
 
-		mod.paddr = boot_place_high(gm, in->initrd_len, ALIGN_UP(end, 4096), GM_LOWMEM_MAX, 4096);
+		mod.paddr = boot_place_high(gm, in->initrd_len, ALIGN_UP(end, 4096), GM_LOWMEM_MAX,
+					    4096);
 		if (!mod.paddr) {
-			snprintf(err, errlen, "--initrd: %zu bytes do not fit in RAM with the kernel",
+			snprintf(err, errlen,
+				 "--initrd: %zu bytes do not fit in RAM with the kernel",
 				 in->initrd_len);
 			return -ENOMEM;
 		}
@@ -147,7 +151,8 @@ int boot_load_pvh(const struct guest_mem *gm, const struct boot_input *in,
 		si.modlist_paddr = modlist;
 	}
 	for (int i = 0; i < in->ne820 && i < E820_MAX; i++)
-		mm[i] = (struct hvm_memmap_entry){ in->e820[i].addr, in->e820[i].size, in->e820[i].type, 0 };
+		mm[i] = (struct hvm_memmap_entry){ in->e820[i].addr, in->e820[i].size,
+						   in->e820[i].type, 0 };
 	si.memmap_paddr = memmap;
 	si.memmap_entries = MIN(in->ne820, E820_MAX);
 	if (gm_write(gm, memmap, mm, si.memmap_entries * sizeof(mm[0])) ||

@@ -48,11 +48,14 @@ int fw_image_load(const char *path, struct fw_image *img, char *err, size_t errl
 	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)CONFIG_FIRMWARE_MIN ||
 	    st.st_size > (off_t)CONFIG_FIRMWARE_MAX || st.st_size % (off_t)CONFIG_FIRMWARE_MIN) {
 		ret = -EINVAL;
-		snprintf(err, errlen, "--firmware: %s: not a firmware image (a regular file of a "
-			 "multiple of 64 KiB, 64 KiB to 16 MiB)", path);
+		snprintf(err, errlen,
+			 "--firmware: %s: not a firmware image (a regular file of a "
+			 "multiple of 64 KiB, 64 KiB to 16 MiB)",
+			 path);
 		goto out;
 	}
-	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		 0);
 	if (p == MAP_FAILED) {
 		ret = -ENOMEM;
 		snprintf(err, errlen, "--firmware: %s: out of memory", path);
@@ -84,7 +87,8 @@ void fw_image_free(struct fw_image *img)
 
 /* ---- boot devices ---- */
 
-static unsigned fw_boot_order(const struct config_boot *boot, enum config_boot_dev out[CONFIG_BOOT_MAX])
+static unsigned fw_boot_order(const struct config_boot *boot,
+			      enum config_boot_dev out[CONFIG_BOOT_MAX])
 {
 	if (!boot->n) {
 		out[0] = CONFIG_BOOT_DISK;
@@ -106,8 +110,10 @@ static unsigned fw_boot_ide(const struct vm_config *cfg, const struct fw_boot_bo
 			if (cfg->disks[i].bus == CONFIG_BUS_IDE && cfg->disks[i].unit == u &&
 			    cfg->disks[i].media == media)
 				out[n++] = (struct fw_boot_dev){ .kind = FW_BOOT_ATA,
-					.pci_dev = (uint8_t)b->ide_slot, .pci_fn = (uint8_t)b->ide_fn,
-					.channel = (uint8_t)(u / 2), .unit = (uint8_t)(u % 2) };
+								 .pci_dev = (uint8_t)b->ide_slot,
+								 .pci_fn = (uint8_t)b->ide_fn,
+								 .channel = (uint8_t)(u / 2),
+								 .unit = (uint8_t)(u % 2) };
 	return n;
 }
 
@@ -121,7 +127,8 @@ static unsigned fw_boot_disks(const struct vm_config *cfg, const struct fw_boot_
 			if (cfg->disks[i].bus == CONFIG_BUS_SCSI && cfg->disks[i].target == t &&
 			    !cfg->disks[i].add_after_ms)
 				out[n++] = (struct fw_boot_dev){ .kind = FW_BOOT_SCSI,
-					.pci_dev = (uint8_t)b->scsi_slot, .target = (uint16_t)t };
+								 .pci_dev = (uint8_t)b->scsi_slot,
+								 .target = (uint16_t)t };
 	return n;
 }
 
@@ -148,15 +155,9 @@ unsigned fw_boot_list(const struct vm_config *cfg, const struct fw_boot_board *b
 
 	for (unsigned i = 0; i < k; i++) {
 		switch (order[i]) {
-		case CONFIG_BOOT_DISK:
-			n = fw_boot_disks(cfg, b, out, n, max);
-			break;
-		case CONFIG_BOOT_CDROM:
-			n = fw_boot_cdroms(cfg, b, out, n, max);
-			break;
-		case CONFIG_BOOT_NET:
-			n = fw_boot_nics(cfg, b, out, n, max);
-			break;
+		case CONFIG_BOOT_DISK: n = fw_boot_disks(cfg, b, out, n, max); break;
+		case CONFIG_BOOT_CDROM: n = fw_boot_cdroms(cfg, b, out, n, max); break;
+		case CONFIG_BOOT_NET: n = fw_boot_nics(cfg, b, out, n, max); break;
 		}
 	}
 	return n;
@@ -165,7 +166,8 @@ unsigned fw_boot_list(const struct vm_config *cfg, const struct fw_boot_board *b
 void fw_boot_cmos(const struct config_boot *boot, enum rtc_boot_dev out[3])
 {
 	static const enum rtc_boot_dev map[] = {
-		[CONFIG_BOOT_DISK] = RTC_BOOT_DISK, [CONFIG_BOOT_CDROM] = RTC_BOOT_CDROM,
+		[CONFIG_BOOT_DISK] = RTC_BOOT_DISK,
+		[CONFIG_BOOT_CDROM] = RTC_BOOT_CDROM,
 		[CONFIG_BOOT_NET] = RTC_BOOT_NET,
 	};
 	enum config_boot_dev order[CONFIG_BOOT_MAX];

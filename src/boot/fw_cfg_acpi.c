@@ -19,9 +19,9 @@
 #include "kestrel/byteorder.h"
 #include "kestrel/fw_cfg.h"
 
-#define LOADER_CMD        0
-#define LOADER_ARGS       4
-#define LOADER_MAX_CMDS   (2 + ACPI_MAX_FIXUPS)
+#define LOADER_CMD	0
+#define LOADER_ARGS	4
+#define LOADER_MAX_CMDS (2 + ACPI_MAX_FIXUPS)
 
 static const char *loader_file(enum acpi_blob b)
 {

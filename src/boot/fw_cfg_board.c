@@ -12,9 +12,9 @@
 #include "kestrel/fw_cfg.h"
 
 #define E820_FILE_ENTRY_LEN 20
-#define FW_PCI_ROOT "/pci@i0cf8" /* SeaBIOS FW_PCI_DOMAIN: the 0xCF8 host bridge */
-#define FW_BOOT_PATH_MAX 96
-#define FW_ROM_PREFIX "genroms/"
+#define FW_PCI_ROOT	    "/pci@i0cf8" /* SeaBIOS FW_PCI_DOMAIN: the 0xCF8 host bridge */
+#define FW_BOOT_PATH_MAX    96
+#define FW_ROM_PREFIX	    "genroms/"
 
 int fw_cfg_ram_e820(const struct guest_mem *gm, struct e820_entry *out, int max)
 {
@@ -127,8 +127,7 @@ static int fw_boot_path(const struct fw_boot_dev *d, char *p, size_t size)
 	case FW_BOOT_NET:
 		n = snprintf(p, size, FW_PCI_ROOT "/ethernet@%x%s/ethernet-phy@0", d->pci_dev, fn);
 		break;
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
 	return n;
 }

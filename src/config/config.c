@@ -17,27 +17,53 @@
 #include "kestrel/config.h"
 #include "kestrel/cpuid.h"
 
-#define CONFIG_JSON_MAX MiB(1)
+#define CONFIG_JSON_MAX	   MiB(1)
 /* Address space the worker needs besides guest RAM: libraries, heap, device
  * buffers, plus one default-size thread stack per vCPU. An estimate for the
  * RLIMIT_AS check, generous on purpose. */
 #define CONFIG_AS_HEADROOM MiB(256)
-#define CONFIG_AS_PER_CPU MiB(8)
+#define CONFIG_AS_PER_CPU  MiB(8)
 
 /* Where a value came from: a flag ("--mem") or a JSON key ("vm.json: "mem""). */
 struct opt_src {
-	const char *flag;     /* option name without dashes */
-	const char *file;     /* JSON file, or NULL for a flag */
-	const char *basedir;  /* relative paths are resolved against this, if set */
+	const char *flag;    /* option name without dashes */
+	const char *file;    /* JSON file, or NULL for a flag */
+	const char *basedir; /* relative paths are resolved against this, if set */
 	char *err;
 	size_t errlen;
 };
 
 enum opt_id {
-	OPT_CONFIG, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS, OPT_CPU, OPT_SERIAL, OPT_NAME,
-	OPT_BOOT_ENTRY, OPT_ON_REBOOT, OPT_HUGEPAGES, OPT_TIMEOUT, OPT_QUIET, OPT_STATS, OPT_DISK,
-	OPT_SCSI_CONTROLLER, OPT_NET, OPT_VGA, OPT_DISPLAY, OPT_FIRMWARE, OPT_FIRMWARE_LOG, OPT_BOOT,
-	OPT_CONTROL, OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_DEBUG_EXIT, OPT_RESTORE, OPT_INCOMING,
+	OPT_CONFIG,
+	OPT_KERNEL,
+	OPT_INITRD,
+	OPT_CMDLINE,
+	OPT_MEM,
+	OPT_CPUS,
+	OPT_CPU,
+	OPT_SERIAL,
+	OPT_NAME,
+	OPT_BOOT_ENTRY,
+	OPT_ON_REBOOT,
+	OPT_HUGEPAGES,
+	OPT_TIMEOUT,
+	OPT_QUIET,
+	OPT_STATS,
+	OPT_DISK,
+	OPT_SCSI_CONTROLLER,
+	OPT_NET,
+	OPT_VGA,
+	OPT_DISPLAY,
+	OPT_FIRMWARE,
+	OPT_FIRMWARE_LOG,
+	OPT_BOOT,
+	OPT_CONTROL,
+	OPT_SECCOMP,
+	OPT_USER,
+	OPT_LANDLOCK,
+	OPT_DEBUG_EXIT,
+	OPT_RESTORE,
+	OPT_INCOMING,
 	OPT_HELP,
 	OPT_NR
 };
@@ -47,14 +73,14 @@ _Static_assert(OPT_NR <= 64, "more options than bits in vm_config.given");
 /* JSON types a key accepts; an integer or a boolean becomes the same text a
  * flag would carry ("1024", "true") and goes through the same setter. */
 #define JT_STRING 1u
-#define JT_INT 2u
-#define JT_BOOL 4u
+#define JT_INT	  2u
+#define JT_BOOL	  4u
 
 struct opt {
-	const char *flag;     /* without dashes; the JSON key is this with '-' -> '_' */
-	const char *key;      /* NULL: flag only */
+	const char *flag; /* without dashes; the JSON key is this with '-' -> '_' */
+	const char *key;  /* NULL: flag only */
 	unsigned json_types;
-	bool has_arg;         /* false: a switch, optionally --x=true|false */
+	bool has_arg; /* false: a switch, optionally --x=true|false */
 	int (*set)(struct vm_config *c, const char *v, const struct opt_src *src);
 	const char *metavar;
 	const char *help;
@@ -156,9 +182,12 @@ int config_parse_bool(const char *v, bool *out)
 
 int config_parse_duration(const char *s, uint64_t *ms)
 {
-	static const struct { const char *sfx; uint64_t ms; } units[] = {
-		{ "", 1000 }, { "s", 1000 }, { "ms", 1 }, { "m", 60000 }, { "min", 60000 },
-		{ "h", 3600000 },
+	static const struct {
+		const char *sfx;
+		uint64_t ms;
+	} units[] = {
+		{ "", 1000 },	{ "s", 1000 },	  { "ms", 1 },
+		{ "m", 60000 }, { "min", 60000 }, { "h", 3600000 },
 	};
 	size_t nd;
 	uint64_t v = 0;
@@ -281,7 +310,8 @@ static int opt_mem(struct vm_config *c, const char *v, const struct opt_src *src
 		if (size_overflows(v))
 			return mem_range_check(UINT64_MAX, v, src);
 		if (strchr(v, '.'))
-			return opt_err(src, "'%s' is not a size (whole numbers only, e.g. 1536M)", v);
+			return opt_err(src, "'%s' is not a size (whole numbers only, e.g. 1536M)",
+				       v);
 		return opt_err(src, "'%s' is not a size (use e.g. 512M or 4G)", v);
 	}
 	ret = mem_range_check(mem, v, src);
@@ -299,8 +329,10 @@ static int opt_cpu(struct vm_config *c, const char *v, const struct opt_src *src
 	const struct cpu_model *m = cpu_model_find(v);
 
 	if (!m)
-		return opt_err(src, "'%s' is not a CPU model (host, compat, x86-64-v1, x86-64-v2, "
-			       "x86-64-v3, x86-64-v4)", v);
+		return opt_err(src,
+			       "'%s' is not a CPU model (host, compat, x86-64-v1, x86-64-v2, "
+			       "x86-64-v3, x86-64-v4)",
+			       v);
 	c->cpu = m;
 	return 0;
 }
@@ -339,7 +371,8 @@ static int opt_serial(struct vm_config *c, const char *v, const struct opt_src *
 /* Names end up in socket and file names: no '/', no leading '.' or '-'. */
 static bool name_ok(const char *v)
 {
-	static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+	static const char ok[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
 	size_t len = strlen(v);
 
 	return len >= 1 && len <= CONFIG_NAME_MAX && strspn(v, ok) == len && v[0] != '.' &&
@@ -349,8 +382,10 @@ static bool name_ok(const char *v)
 static int opt_name(struct vm_config *c, const char *v, const struct opt_src *src)
 {
 	if (!name_ok(v))
-		return opt_err(src, "'%s' is not a valid name (1 to %d of A-Z a-z 0-9 _ . -, "
-			       "not starting with . or -)", v, CONFIG_NAME_MAX);
+		return opt_err(src,
+			       "'%s' is not a valid name (1 to %d of A-Z a-z 0-9 _ . -, "
+			       "not starting with . or -)",
+			       v, CONFIG_NAME_MAX);
 	return set_string(&c->name, v, src);
 }
 
@@ -381,8 +416,10 @@ static int opt_on_reboot(struct vm_config *c, const char *v, const struct opt_sr
 static int opt_timeout(struct vm_config *c, const char *v, const struct opt_src *src)
 {
 	if (config_parse_duration(v, &c->timeout_ms) < 0)
-		return opt_err(src, "'%s' is not a duration (use e.g. 60s, 5m, 1500ms; "
-			       "whole numbers only)", v);
+		return opt_err(src,
+			       "'%s' is not a duration (use e.g. 60s, 5m, 1500ms; "
+			       "whole numbers only)",
+			       v);
 	return 0;
 }
 
@@ -513,7 +550,8 @@ static int opt_seccomp(struct vm_config *c, const char *v, const struct opt_src 
 /* --user NAME: a user name or a numeric uid; looked up at start. */
 static int opt_user(struct vm_config *c, const char *v, const struct opt_src *src)
 {
-	static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
+	static const char ok[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
 	size_t len = strlen(v);
 
 	if (len < 1 || len > 32 || strspn(v, ok) != len || v[0] == '-')
@@ -559,115 +597,116 @@ static bool opt_repeatable(size_t id)
 
 static const struct opt opts[OPT_NR] = {
 	[OPT_CONFIG] = { "config", NULL, 0, true, NULL, "FILE",
-		"JSON file with the same settings (keys: flag\n"
-		"names, _ for -); applied first, flags override\n"
-		"it; its relative paths are relative to its folder" },
+			 "JSON file with the same settings (keys: flag\n"
+			 "names, _ for -); applied first, flags override\n"
+			 "it; its relative paths are relative to its folder" },
 	[OPT_KERNEL] = { "kernel", "kernel", JT_STRING, true, opt_kernel, "FILE",
-		"boot this kernel directly: bzImage, ELF vmlinux\n"
-		"with a PVH note, or Multiboot v1 (default: none,\n"
-		"the VM boots firmware, see --firmware)" },
+			 "boot this kernel directly: bzImage, ELF vmlinux\n"
+			 "with a PVH note, or Multiboot v1 (default: none,\n"
+			 "the VM boots firmware, see --firmware)" },
 	[OPT_INITRD] = { "initrd", "initrd", JT_STRING, true, opt_initrd, "FILE",
-		"initial ramdisk (default: none)" },
+			 "initial ramdisk (default: none)" },
 	[OPT_CMDLINE] = { "cmdline", "cmdline", JT_STRING, true, opt_cmdline, "STR",
-		"kernel command line, up to 65535 bytes\n"
-		"(default: empty)" },
+			  "kernel command line, up to 65535 bytes\n"
+			  "(default: empty)" },
 	[OPT_MEM] = { "mem", "mem", JT_STRING | JT_INT, true, opt_mem, "SIZE",
-		"guest RAM, 16M to 1T, rounded up to 2M; K M G T\n"
-		"are binary (KiB, KB too); a plain number is MiB\n"
-		"(default 512M)" },
-	[OPT_CPUS] = { "cpus", "cpus", JT_INT, true, opt_cpus, "N",
-		"vCPUs, 1 to 64 (default 1)" },
+		      "guest RAM, 16M to 1T, rounded up to 2M; K M G T\n"
+		      "are binary (KiB, KB too); a plain number is MiB\n"
+		      "(default 512M)" },
+	[OPT_CPUS] = { "cpus", "cpus", JT_INT, true, opt_cpus, "N", "vCPUs, 1 to 64 (default 1)" },
 	[OPT_CPU] = { "cpu", "cpu", JT_STRING, true, opt_cpu, "MODEL",
-		"CPUID features the guest sees: host (all\n"
-		"KVM offers), compat (a baseline any x86-64 host\n"
-		"offers, for migration between CPU generations)\n"
-		"or x86-64-v1..v4 (docs/cpu.md; default host)" },
+		      "CPUID features the guest sees: host (all\n"
+		      "KVM offers), compat (a baseline any x86-64 host\n"
+		      "offers, for migration between CPU generations)\n"
+		      "or x86-64-v1..v4 (docs/cpu.md; default host)" },
 	[OPT_SERIAL] = { "serial", "serial", JT_STRING, true, opt_serial, "MODE",
-		"COM1: stdio, none or file:PATH (default stdio)" },
+			 "COM1: stdio, none or file:PATH (default stdio)" },
 	[OPT_NAME] = { "name", "name", JT_STRING, true, opt_name, "NAME",
-		"VM name: 1 to 64 of A-Z a-z 0-9 _ . -, not\n"
-		"starting with . or - (default kestrel-PID)" },
+		       "VM name: 1 to 64 of A-Z a-z 0-9 _ . -, not\n"
+		       "starting with . or - (default kestrel-PID)" },
 	[OPT_BOOT_ENTRY] = { "boot-entry", "boot_entry", JT_STRING | JT_INT, true, opt_boot_entry,
-		"auto|64|32", "bzImage entry point: 64-bit (long mode) or\n"
-		"32-bit (protected mode) protocol; auto takes\n"
-		"64 when the kernel has it (default auto)" },
+			     "auto|64|32",
+			     "bzImage entry point: 64-bit (long mode) or\n"
+			     "32-bit (protected mode) protocol; auto takes\n"
+			     "64 when the kernel has it (default auto)" },
 	[OPT_ON_REBOOT] = { "on-reboot", "on_reboot", JT_STRING, true, opt_on_reboot,
-		"restart|exit", "what a guest reboot does (default restart)" },
+			    "restart|exit", "what a guest reboot does (default restart)" },
 	[OPT_HUGEPAGES] = { "hugepages", "hugepages", JT_BOOL, false, opt_hugepages, NULL,
-		"back guest RAM with 2 MiB huge pages" },
+			    "back guest RAM with 2 MiB huge pages" },
 	[OPT_TIMEOUT] = { "timeout", "timeout", JT_STRING | JT_INT, true, opt_timeout, "DURATION",
-		"stop the VM and exit 124 after e.g. 90s, 5m,\n"
-		"1500ms, 1h; a plain number is seconds; 0 is\n"
-		"none (default none)" },
-	[OPT_QUIET] = { "quiet", "quiet", JT_BOOL, false, opt_quiet, NULL,
-		"log errors only" },
+			  "stop the VM and exit 124 after e.g. 90s, 5m,\n"
+			  "1500ms, 1h; a plain number is seconds; 0 is\n"
+			  "none (default none)" },
+	[OPT_QUIET] = { "quiet", "quiet", JT_BOOL, false, opt_quiet, NULL, "log errors only" },
 	[OPT_STATS] = { "stats", "stats", JT_BOOL, false, opt_stats, NULL,
-		"print run statistics to stderr at the end" },
+			"print run statistics to stderr at the end" },
 	[OPT_DISK] = { "disk", "disks", 0, true, opt_disk, "SPEC",
-		"add a disk (repeatable): path=FILE,bus=scsi\n"
-		"[,format=raw|vhd][,readonly]\n"
-		"[,cache=writeback|none|directsync]\n"
-		"[,aio=io_uring|libaio|sync][,target=N]\n"
-		"or bus=ide[,media=disk|cdrom][,unit=0-3]\n"
-		"(JSON: \"disks\": [ {\"path\": ..}, ..])" },
+		       "add a disk (repeatable): path=FILE,bus=scsi\n"
+		       "[,format=raw|vhd][,readonly]\n"
+		       "[,cache=writeback|none|directsync]\n"
+		       "[,aio=io_uring|libaio|sync][,target=N]\n"
+		       "or bus=ide[,media=disk|cdrom][,unit=0-3]\n"
+		       "(JSON: \"disks\": [ {\"path\": ..}, ..])" },
 	[OPT_SCSI_CONTROLLER] = { "scsi-controller", "scsi_controller", JT_BOOL, false,
-		opt_scsi_controller, NULL,
-		"create the virtio-scsi controller even with no\n"
-		"--disk, for disk-add on the control socket" },
+				  opt_scsi_controller, NULL,
+				  "create the virtio-scsi controller even with no\n"
+				  "--disk, for disk-add on the control socket" },
 	[OPT_NET] = { "net", "net", 0, true, opt_net, "SPEC",
-		"add a NIC (repeatable): tap=IFNAME[,model=virtio|\n"
-		"tulip][,mac=52:54:00:..][,vlan=ID][,queues=N]\n"
-		"(JSON: \"net\": [ {\"tap\": ..}, ..])" },
+		      "add a NIC (repeatable): tap=IFNAME[,model=virtio|\n"
+		      "tulip][,mac=52:54:00:..][,vlan=ID][,queues=N]\n"
+		      "(JSON: \"net\": [ {\"tap\": ..}, ..])" },
 	[OPT_VGA] = { "vga", "vga", JT_STRING, true, opt_vga, "SPEC",
-		"graphics card: std[,mem=SIZE][,rom=FILE|none]\n"
-		"(PCI std VGA with Bochs VBE; VRAM a power of\n"
-		"two, 1M to 256M, default 16M) or none (default\n"
-		"none when booting a kernel directly)" },
+		      "graphics card: std[,mem=SIZE][,rom=FILE|none]\n"
+		      "(PCI std VGA with Bochs VBE; VRAM a power of\n"
+		      "two, 1M to 256M, default 16M) or none (default\n"
+		      "none when booting a kernel directly)" },
 	[OPT_DISPLAY] = { "display", "display", JT_STRING, true, opt_display, "SPEC",
-		"display output: none (screendumps only) or\n"
-		"vnc=[ADDR]:PORT[,password-file=FILE] (ADDR\n"
-		"default 127.0.0.1; off loopback a password is\n"
-		"required; implies --vga std)" },
+			  "display output: none (screendumps only) or\n"
+			  "vnc=[ADDR]:PORT[,password-file=FILE] (ADDR\n"
+			  "default 127.0.0.1; off loopback a password is\n"
+			  "required; implies --vga std)" },
 	[OPT_FIRMWARE] = { "firmware", "firmware", JT_STRING, true, opt_firmware, "bios|FILE",
-		"without --kernel: the firmware image, mapped\n"
-		"below 4 GiB (default bios: Debian's SeaBIOS,\n"
-		CONFIG_FIRMWARE_BIOS ")" },
+			   "without --kernel: the firmware image, mapped\n"
+			   "below 4 GiB (default bios: Debian's SeaBIOS,\n" CONFIG_FIRMWARE_BIOS
+			   ")" },
 	[OPT_FIRMWARE_LOG] = { "firmware-log", "firmware_log", JT_STRING, true, opt_firmware_log,
-		"stderr|FILE", "the firmware's debug log (debugcon, port\n"
-		"0x402; default: off)" },
+			       "stderr|FILE",
+			       "the firmware's debug log (debugcon, port\n"
+			       "0x402; default: off)" },
 	[OPT_BOOT] = { "boot", "boot", JT_STRING, true, opt_boot, "ORDER",
-		"firmware's boot order: disk, cdrom, net,\n"
-		"comma-separated (default disk,cdrom);\n"
-		"[,menu=on][,menu-wait=DURATION]" },
+		       "firmware's boot order: disk, cdrom, net,\n"
+		       "comma-separated (default disk,cdrom);\n"
+		       "[,menu=on][,menu-wait=DURATION]" },
 	[OPT_CONTROL] = { "control", "control", JT_STRING, true, opt_control, "PATH",
-		"control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
-		"NAME.sock, /run/kestrel/NAME.sock as root);\n"
-		"none: no socket" },
+			  "control socket (default $XDG_RUNTIME_DIR/kestrel/\n"
+			  "NAME.sock, /run/kestrel/NAME.sock as root);\n"
+			  "none: no socket" },
 	[OPT_SECCOMP] = { "seccomp", "seccomp", JT_STRING | JT_BOOL, true, opt_seccomp,
-		"on|log|off", "system call filters per thread (default on);\n"
-		"log: allow and log what they would refuse;\n"
-		"off: none (debugging only)" },
+			  "on|log|off",
+			  "system call filters per thread (default on);\n"
+			  "log: allow and log what they would refuse;\n"
+			  "off: none (debugging only)" },
 	[OPT_USER] = { "user", "user", JT_STRING | JT_INT, true, opt_user, "NAME",
-		"once everything is open, run as this user\n"
-		"(name or uid; needs root) without capabilities" },
+		       "once everything is open, run as this user\n"
+		       "(name or uid; needs root) without capabilities" },
 	[OPT_LANDLOCK] = { "landlock", "landlock", JT_BOOL, false, opt_landlock, NULL,
-		"once set up, open files only in the disks'\n"
-		"folders (disk-add) and /proc/self (Linux 5.13+)" },
+			   "once set up, open files only in the disks'\n"
+			   "folders (disk-add) and /proc/self (Linux 5.13+)" },
 	[OPT_DEBUG_EXIT] = { "debug-exit", "debug_exit", JT_BOOL, false, opt_debug_exit, NULL,
-		"decode the debug-exit port 0xf4: the guest's\n"
-		"write of V ends the worker with (V << 1) | 1\n"
-		"(test payloads; default off)" },
+			     "decode the debug-exit port 0xf4: the guest's\n"
+			     "write of V ends the worker with (V << 1) | 1\n"
+			     "(test payloads; default off)" },
 	[OPT_RESTORE] = { "restore", NULL, 0, true, opt_restore, "FILE",
-		"bring a saved VM back (kestrel ctl NAME save):\n"
-		"its configuration comes from FILE; only\n"
-		"--serial --control --name --on-reboot\n"
-		"--timeout --quiet --stats --seccomp --user\n"
-		"--landlock may be given" },
+			  "bring a saved VM back (kestrel ctl NAME save):\n"
+			  "its configuration comes from FILE; only\n"
+			  "--serial --control --name --on-reboot\n"
+			  "--timeout --quiet --stats --seccomp --user\n"
+			  "--landlock may be given" },
 	[OPT_INCOMING] = { "incoming", NULL, 0, true, opt_incoming, "ADDR",
-		"wait for a live migration (kestrel ctl NAME\n"
-		"migrate): tcp:ADDR:PORT or unix:PATH; the\n"
-		"configuration comes with it, flags as with\n"
-		"--restore; file:PATH is --restore PATH" },
+			   "wait for a live migration (kestrel ctl NAME\n"
+			   "migrate): tcp:ADDR:PORT or unix:PATH; the\n"
+			   "configuration comes with it, flags as with\n"
+			   "--restore; file:PATH is --restore PATH" },
 	[OPT_HELP] = { "help", NULL, 0, false, NULL, NULL, "show this help (also -h)" },
 };
 
@@ -736,11 +775,11 @@ static const char *opt_suggest(const char *name, size_t len, bool json)
 
 /* One command-line item: a flag with its value, or a stray argument. */
 struct arg_item {
-	const char *arg;          /* argv entry as typed */
-	const struct opt *opt;    /* NULL: unknown flag or positional */
-	const char *value;        /* NULL for a switch without =value */
+	const char *arg;       /* argv entry as typed */
+	const struct opt *opt; /* NULL: unknown flag or positional */
+	const char *value;     /* NULL for a switch without =value */
 	bool positional;
-	bool missing;             /* has_arg but no value */
+	bool missing; /* has_arg but no value */
 };
 
 static bool arg_is_flag(const char *s)
@@ -880,7 +919,7 @@ static int arg_apply(struct vm_config *c, const struct arg_item *it, const char 
 	if (it->missing)
 		return opt_err(&src, "missing value (e.g. --%s %s)", o->flag, o->metavar);
 	if (!o->set)
-		return 0;   /* --config and --help: handled by args_scan */
+		return 0; /* --config and --help: handled by args_scan */
 	if (was_seen[id] && !opt_repeatable(id))
 		return arg_repeat(c, it, seen[id], &src);
 	ret = o->set(c, it->value, &src);
@@ -896,8 +935,10 @@ static int arg_unknown(const struct arg_item *it, char *err, size_t errlen)
 	const char *hint;
 
 	if (it->positional)
-		return plain_err(err, errlen, "'%s': unexpected argument (kestrel run takes only "
-				 "--flags; see kestrel help run)", it->arg);
+		return plain_err(err, errlen,
+				 "'%s': unexpected argument (kestrel run takes only "
+				 "--flags; see kestrel help run)",
+				 it->arg);
 	dashes = strspn(it->arg, "-");
 	len = strcspn(it->arg, "=");
 	hint = opt_suggest(it->arg + dashes, len - dashes, false);
@@ -980,15 +1021,17 @@ static int json_value_text(const struct opt *o, json_object *v, char *num, size_
 		       json_type_text(v));
 }
 
-static int json_apply(struct vm_config *c, json_object *root, const char *path,
-		      const char *basedir, char *err, size_t errlen)
+static int json_apply(struct vm_config *c, json_object *root, const char *path, const char *basedir,
+		      char *err, size_t errlen)
 {
 	char num[32];
 
-	json_object_object_foreach(root, key, val) {
+	json_object_object_foreach(root, key, val)
+	{
 		const struct opt *o = opt_by_key(key);
-		struct opt_src src = { .flag = key, .file = path, .basedir = basedir,
-				       .err = err, .errlen = errlen };
+		struct opt_src src = {
+			.flag = key, .file = path, .basedir = basedir, .err = err, .errlen = errlen
+		};
 		const char *text = NULL, *hint;
 		int ret;
 
@@ -1009,8 +1052,10 @@ static int json_apply(struct vm_config *c, json_object *root, const char *path,
 		if (!o) {
 			hint = opt_suggest(key, strlen(key), true);
 			if (hint)
-				return plain_err(err, errlen, "%s: unknown key \"%s\" (did you mean "
-						 "\"%s\"?)", path, key, hint);
+				return plain_err(err, errlen,
+						 "%s: unknown key \"%s\" (did you mean "
+						 "\"%s\"?)",
+						 path, key, hint);
 			return plain_err(err, errlen, "%s: unknown key \"%s\"", path, key);
 		}
 		ret = json_value_text(o, val, num, sizeof(num), &text, &src);
@@ -1038,8 +1083,9 @@ static void text_position(const char *buf, size_t off, unsigned *line, unsigned 
 	*col = (unsigned)(off - start + 1);
 }
 
-PRINTF_LIKE(6, 7) static int json_syntax_err(const char *path, const char *buf, size_t off,
-					     char *err, size_t errlen, const char *fmt, ...)
+PRINTF_LIKE(6, 7)
+static int json_syntax_err(const char *path, const char *buf, size_t off, char *err, size_t errlen,
+			   const char *fmt, ...)
 {
 	unsigned line, col;
 	char msg[128];
@@ -1072,7 +1118,8 @@ static int json_parse_text(const char *path, const char *buf, size_t len, json_o
 	json_tokener_free(tok);
 	if (!root) {
 		if (jerr == json_tokener_success || jerr == json_tokener_continue)
-			return json_syntax_err(path, buf, len, err, errlen, "unexpected end of file");
+			return json_syntax_err(path, buf, len, err, errlen,
+					       "unexpected end of file");
 		return json_syntax_err(path, buf, MIN(end, len), err, errlen, "%s",
 				       json_tokener_error_desc(jerr));
 	}
@@ -1119,9 +1166,10 @@ static int json_load_buf(struct vm_config *c, const char *path, const char *buf,
 /* What a saved configuration may not say: where the worker writes (the
  * serial file, the control socket) and how this run behaves are the
  * restoring user's choice, never the file's. */
-#define CONFIG_HOST_SIDE ((1ull << OPT_SERIAL) | (1ull << OPT_CONTROL) | (1ull << OPT_TIMEOUT) | \
-			  (1ull << OPT_QUIET) | (1ull << OPT_STATS) | (1ull << OPT_SECCOMP) | \
-			  (1ull << OPT_USER) | (1ull << OPT_LANDLOCK))
+#define CONFIG_HOST_SIDE                                                                          \
+	((1ull << OPT_SERIAL) | (1ull << OPT_CONTROL) | (1ull << OPT_TIMEOUT) |                   \
+	 (1ull << OPT_QUIET) | (1ull << OPT_STATS) | (1ull << OPT_SECCOMP) | (1ull << OPT_USER) | \
+	 (1ull << OPT_LANDLOCK))
 
 int config_load_json_text(struct vm_config *c, const char *label, const char *text, size_t len,
 			  char *err, size_t errlen)
@@ -1134,8 +1182,10 @@ int config_load_json_text(struct vm_config *c, const char *label, const char *te
 	ret = json_load_buf(c, label, text, len, false, err, errlen);
 	for (unsigned id = 0; !ret && id < OPT_NR; id++)
 		if ((c->given & ~before & CONFIG_HOST_SIDE) >> id & 1)
-			ret = plain_err(err, errlen, "%s: \"%s\" is not part of a saved "
-					"configuration", label, opts[id].key);
+			ret = plain_err(err, errlen,
+					"%s: \"%s\" is not part of a saved "
+					"configuration",
+					label, opts[id].key);
 	return ret;
 }
 
@@ -1242,9 +1292,10 @@ static int mem_rlimit_check(const struct vm_config *c, const struct opt_src *src
 		return 0;
 	if (need <= rl.rlim_cur)
 		return 0;
-	return opt_err(src, "%s does not fit the address-space limit of %s (ulimit -v); "
-		       "raise it or lower --mem", fmt_size(c->mem_size, a, sizeof(a)),
-		       fmt_size(rl.rlim_cur, b, sizeof(b)));
+	return opt_err(src,
+		       "%s does not fit the address-space limit of %s (ulimit -v); "
+		       "raise it or lower --mem",
+		       fmt_size(c->mem_size, a, sizeof(a)), fmt_size(rl.rlim_cur, b, sizeof(b)));
 }
 
 static int mem_validate(const struct vm_config *c, const struct opt_src *src)
@@ -1370,31 +1421,29 @@ static void usage_opt(FILE *f, const struct opt *o)
 
 void config_usage_run(FILE *f)
 {
-	fprintf(f,
-		"Usage: kestrel run [--kernel FILE | --firmware bios|FILE] [options]\n"
-		"\n"
-		"Boot one VM in this process. Options take --flag VALUE or\n"
-		"--flag=VALUE; switches also take --flag=true|false. A flag\n"
-		"given twice must agree.\n"
-		"\n");
+	fprintf(f, "Usage: kestrel run [--kernel FILE | --firmware bios|FILE] [options]\n"
+		   "\n"
+		   "Boot one VM in this process. Options take --flag VALUE or\n"
+		   "--flag=VALUE; switches also take --flag=true|false. A flag\n"
+		   "given twice must agree.\n"
+		   "\n");
 	for (size_t i = 0; i < OPT_NR; i++)
 		usage_opt(f, &opts[i]);
-	fprintf(f,
-		"\n"
-		"Exit status: 0 the guest powered off; 2 bad flags, config or\n"
-		"files; 3 VM error (triple fault, KVM internal error); 124\n"
-		"--timeout reached; 4 a thread made a system call outside its\n"
-		"seccomp list; (V << 1) | 1 the guest wrote V to the\n"
-		"debug-exit port (with --debug-exit).\n"
-		"Environment: KESTREL_DEBUG=1 logs debug messages.\n");
+	fprintf(f, "\n"
+		   "Exit status: 0 the guest powered off; 2 bad flags, config or\n"
+		   "files; 3 VM error (triple fault, KVM internal error); 124\n"
+		   "--timeout reached; 4 a thread made a system call outside its\n"
+		   "seccomp list; (V << 1) | 1 the guest wrote V to the\n"
+		   "debug-exit port (with --debug-exit).\n"
+		   "Environment: KESTREL_DEBUG=1 logs debug messages.\n");
 }
 
 /* What a restore may change: where the worker's own ends go, never the
  * machine the guest knows. */
 static const enum opt_id restore_host_side[] = {
-	OPT_SERIAL, OPT_CONTROL, OPT_NAME, OPT_ON_REBOOT, OPT_TIMEOUT, OPT_QUIET, OPT_STATS,
-	OPT_SECCOMP, OPT_USER, OPT_LANDLOCK, OPT_RESTORE, OPT_INCOMING, OPT_DISPLAY,
-	OPT_FIRMWARE_LOG,
+	OPT_SERIAL,  OPT_CONTROL,  OPT_NAME,	OPT_ON_REBOOT,	  OPT_TIMEOUT,
+	OPT_QUIET,   OPT_STATS,	   OPT_SECCOMP, OPT_USER,	  OPT_LANDLOCK,
+	OPT_RESTORE, OPT_INCOMING, OPT_DISPLAY, OPT_FIRMWARE_LOG,
 };
 
 static bool restore_allowed(unsigned id)
@@ -1423,12 +1472,14 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 
 	for (unsigned id = 0; id < OPT_NR; id++)
 		if ((given->given >> id & 1) && !restore_allowed(id))
-			return plain_err(err, errlen, "--%s: cannot be changed with --restore or --incoming (the "
-					 "configuration comes from %s; only --serial, --control, "
-					 "--name, --on-reboot, --timeout, --quiet, --stats, "
-					 "--seccomp, --user, --landlock, --display, --firmware-log "
-					 "may be given)",
-					 opts[id].flag, given->restore ? given->restore : "the stream");
+			return plain_err(
+				err, errlen,
+				"--%s: cannot be changed with --restore or --incoming (the "
+				"configuration comes from %s; only --serial, --control, "
+				"--name, --on-reboot, --timeout, --quiet, --stats, "
+				"--seccomp, --user, --landlock, --display, --firmware-log "
+				"may be given)",
+				opts[id].flag, given->restore ? given->restore : "the stream");
 	if (given->given & (1ull << OPT_SERIAL)) {
 		saved->serial = given->serial;
 		ret = take_string(&saved->serial_path, given->serial_path);
@@ -1442,7 +1493,7 @@ int config_restore_merge(struct vm_config *saved, const struct vm_config *given,
 	ret = ret ?: take_string(&saved->incoming, given->incoming);
 	ret = ret ?: take_string(&saved->user, given->user);
 	if (given->given & (1ull << OPT_DISPLAY)) {
-		char *pf = saved->vnc.password_file;   /* the copy below must not take given's */
+		char *pf = saved->vnc.password_file; /* the copy below must not take given's */
 
 		saved->display = given->display;
 		saved->vnc = given->vnc;

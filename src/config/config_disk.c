@@ -49,7 +49,8 @@ static int disk_media(const char *v, struct config_disk *d, char *err, size_t er
 	if (!v)
 		return 0;
 	if (d->bus != CONFIG_BUS_IDE)
-		return config_errf(err, errlen, "media=%s: only with bus=ide (a SCSI target is a disk)", v);
+		return config_errf(err, errlen,
+				   "media=%s: only with bus=ide (a SCSI target is a disk)", v);
 	if (strcmp(v, "cdrom") == 0)
 		d->media = CONFIG_MEDIA_CDROM;
 	else if (strcmp(v, "disk") != 0)
@@ -66,31 +67,38 @@ static int disk_unit(const char *v, struct config_disk *d, char *err, size_t err
 	if (!v)
 		return 0;
 	if (d->bus != CONFIG_BUS_IDE)
-		return config_errf(err, errlen, "unit=%s: only with bus=ide (bus=scsi takes target=N)", v);
+		return config_errf(err, errlen,
+				   "unit=%s: only with bus=ide (bus=scsi takes target=N)", v);
 	n = strtol(v, &end, 10);
 	if (!*v || *end || n < 0 || n >= CONFIG_IDE_UNITS)
-		return config_errf(err, errlen, "unit=%s: not an IDE unit (0 primary master, 1 primary "
-				"slave, 2 secondary master, 3 secondary slave)", v);
+		return config_errf(err, errlen,
+				   "unit=%s: not an IDE unit (0 primary master, 1 primary "
+				   "slave, 2 secondary master, 3 secondary slave)",
+				   v);
 	d->unit = (int)n;
 	return 0;
 }
 
 /* What only a bus=scsi disk may have, and what only a CD-ROM may lack. */
-static int disk_ide_rules(struct config_disk *d, bool target, bool after, char *err,
-			  size_t errlen)
+static int disk_ide_rules(struct config_disk *d, bool target, bool after, char *err, size_t errlen)
 {
 	if (d->bus != CONFIG_BUS_IDE)
-		return d->blk.path ? 0 : config_errf(err, errlen, "disk options: path=FILE is required");
+		return d->blk.path
+			       ? 0
+			       : config_errf(err, errlen, "disk options: path=FILE is required");
 	if (target)
-		return config_errf(err, errlen, "target=: only with bus=scsi (bus=ide takes unit=0-3)");
+		return config_errf(err, errlen,
+				   "target=: only with bus=scsi (bus=ide takes unit=0-3)");
 	if (after)
-		return config_errf(err, errlen, "add-after/remove-after: only with bus=scsi (IDE drives "
-				"are not hot-plugged)");
+		return config_errf(err, errlen,
+				   "add-after/remove-after: only with bus=scsi (IDE drives "
+				   "are not hot-plugged)");
 	if (!d->blk.path && d->media != CONFIG_MEDIA_CDROM)
-		return config_errf(err, errlen, "disk options: path=FILE is required (only a "
-				"media=cdrom drive may be empty)");
+		return config_errf(err, errlen,
+				   "disk options: path=FILE is required (only a "
+				   "media=cdrom drive may be empty)");
 	if (d->media == CONFIG_MEDIA_CDROM)
-		d->blk.readonly = true;     /* a CD is read-only, whatever was asked */
+		d->blk.readonly = true; /* a CD is read-only, whatever was asked */
 	return 0;
 }
 
@@ -105,7 +113,7 @@ static int disk_target(const char *v, int *target, char *err, size_t errlen)
 	n = strtol(v, &end, 10);
 	if (!*v || *end || n < 0 || n >= CONFIG_MAX_DISKS)
 		return config_errf(err, errlen, "target=%s: not a target number (0 to %d)", v,
-				CONFIG_MAX_DISKS - 1);
+				   CONFIG_MAX_DISKS - 1);
 	*target = (int)n;
 	return 0;
 }
@@ -142,8 +150,9 @@ static int disk_path(struct config_disk *d, const char *basedir, char *err, size
 int config_disk_add(struct vm_config *c, const char *spec, const char *basedir, char *err,
 		    size_t errlen)
 {
-	struct blk_opt_extra extra[] = { { "bus", NULL }, { "target", NULL }, { "add-after", NULL },
-					 { "remove-after", NULL }, { "media", NULL }, { "unit", NULL },
+	struct blk_opt_extra extra[] = { { "bus", NULL },	{ "target", NULL },
+					 { "add-after", NULL }, { "remove-after", NULL },
+					 { "media", NULL },	{ "unit", NULL },
 					 { NULL, NULL } };
 	struct config_disk d = { .target = -1, .unit = -1 }, *n;
 	int ret;
@@ -159,8 +168,10 @@ int config_disk_add(struct vm_config *c, const char *spec, const char *basedir, 
 	ret = ret ?: disk_after("remove-after", extra[3].value, &d.remove_after_ms, err, errlen);
 	ret = ret ?: disk_media(extra[4].value, &d, err, errlen);
 	ret = ret ?: disk_unit(extra[5].value, &d, err, errlen);
-	ret = ret ?: disk_ide_rules(&d, extra[1].value != NULL,
-				    extra[2].value != NULL || extra[3].value != NULL, err, errlen);
+	ret = ret
+		      ?: disk_ide_rules(&d, extra[1].value != NULL,
+					extra[2].value != NULL || extra[3].value != NULL, err,
+					errlen);
 	ret = ret ?: disk_path(&d, basedir, err, errlen);
 	n = ret ? NULL : realloc(c->disks, (c->ndisks + 1) * sizeof(*n));
 	if (!ret && !n)
@@ -197,15 +208,12 @@ static int json_disk_value(json_object *v, char *buf, size_t len, const char **o
 	case json_type_string:
 		*out = json_object_get_string(v);
 		return strlen(*out) == (size_t)json_object_get_string_len(v) ? 0 : -EINVAL;
-	case json_type_boolean:
-		*out = json_object_get_boolean(v) ? "on" : "off";
-		return 0;
+	case json_type_boolean: *out = json_object_get_boolean(v) ? "on" : "off"; return 0;
 	case json_type_int:
 		snprintf(buf, len, "%lld", (long long)json_object_get_int64(v));
 		*out = buf;
 		return 0;
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
 }
 
@@ -216,7 +224,8 @@ static int json_disk_spec(json_object *obj, char *spec, char *err, size_t errlen
 	char num[32], key[32];
 
 	spec[0] = '\0';
-	json_object_object_foreach(obj, k, v) {
+	json_object_object_foreach(obj, k, v)
+	{
 		const char *text;
 
 		if (strlen(k) >= sizeof(key) || strpbrk(k, "=,"))
@@ -226,7 +235,8 @@ static int json_disk_spec(json_object *obj, char *spec, char *err, size_t errlen
 			if (*p == '_')
 				*p = '-';
 		if (json_disk_value(v, num, sizeof(num), &text) < 0)
-			return config_errf(err, errlen, "\"%s\": expected a string, integer or boolean", k);
+			return config_errf(err, errlen,
+					   "\"%s\": expected a string, integer or boolean", k);
 		if ((n && !spec_put(spec, &n, ",", false)) || !spec_put(spec, &n, key, false) ||
 		    !spec_put(spec, &n, "=", false) || !spec_put(spec, &n, text, true))
 			return config_errf(err, errlen, "too long");
@@ -252,10 +262,11 @@ int config_disks_json(struct vm_config *c, struct json_object *arr, const char *
 
 		msg[0] = '\0';
 		if (json_object_is_type(d, json_type_string))
-			ret = config_disk_add(c, json_object_get_string(d), basedir, msg, sizeof(msg));
+			ret = config_disk_add(c, json_object_get_string(d), basedir, msg,
+					      sizeof(msg));
 		else if (json_object_is_type(d, json_type_object))
-			ret = json_disk_spec(d, spec, msg, sizeof(msg)) ?:
-			      config_disk_add(c, spec, basedir, msg, sizeof(msg));
+			ret = json_disk_spec(d, spec, msg, sizeof(msg))
+				      ?: config_disk_add(c, spec, basedir, msg, sizeof(msg));
 		else
 			ret = config_errf(msg, sizeof(msg), "expected an object or a string");
 		if (ret)
@@ -278,12 +289,14 @@ static int disk_file_check(const struct config_disk *d, char *err, size_t errlen
 		return config_errf(err, errlen, "%s: not a regular file or block device", d->path);
 	if (access(d->path, d->blk.readonly ? R_OK : R_OK | W_OK) < 0)
 		return config_errf(err, errlen, "%s: %s%s", d->path, strerror(errno),
-				d->blk.readonly ? "" : " (add readonly?)");
+				   d->blk.readonly ? "" : " (add readonly?)");
 	if (S_ISREG(st.st_mode) && st.st_size == 0)
 		return config_errf(err, errlen, "%s: file is empty", d->path);
 	if (S_ISREG(st.st_mode) && d->blk.format == BLK_FMT_RAW && st.st_size % 512)
-		return config_errf(err, errlen, "%s: raw image of %lld bytes is not a whole number of "
-				"512-byte sectors", d->path, (long long)st.st_size);
+		return config_errf(err, errlen,
+				   "%s: raw image of %lld bytes is not a whole number of "
+				   "512-byte sectors",
+				   d->path, (long long)st.st_size);
 	return 0;
 }
 
@@ -311,7 +324,7 @@ static int disk_pick_slot(struct vm_config *c, unsigned i, char *err, size_t err
 	if (*slot >= 0) {
 		if (used[*slot])
 			return config_errf(err, errlen, "--disk %s: %s %d is taken by another disk",
-					disk_name(&c->disks[i]), what, *slot);
+					   disk_name(&c->disks[i]), what, *slot);
 		return 0;
 	}
 	for (int t = 0; t < max; t++) {
@@ -320,8 +333,8 @@ static int disk_pick_slot(struct vm_config *c, unsigned i, char *err, size_t err
 			return 0;
 		}
 	}
-	return config_errf(err, errlen, "--disk %s: no free %s (bus=%s has %d)", disk_name(&c->disks[i]),
-			what, ide ? "ide" : "scsi", max);
+	return config_errf(err, errlen, "--disk %s: no free %s (bus=%s has %d)",
+			   disk_name(&c->disks[i]), what, ide ? "ide" : "scsi", max);
 }
 
 int config_disks_validate(struct vm_config *c, char *err, size_t errlen)
@@ -345,7 +358,7 @@ int config_disks_validate(struct vm_config *c, char *err, size_t errlen)
 		const struct config_disk *d = &c->disks[i];
 
 		if (!d->path)
-			continue;               /* an empty CD-ROM drive */
+			continue; /* an empty CD-ROM drive */
 		ret = disk_file_check(d, err, errlen);
 		if (ret) {
 			char msg[512];
@@ -356,11 +369,13 @@ int config_disks_validate(struct vm_config *c, char *err, size_t errlen)
 		}
 		for (unsigned j = 0; j < i; j++)
 			if (c->disks[j].path && strcmp(c->disks[j].path, d->path) == 0)
-				return config_errf(err, errlen, "--disk %s: the same file given twice",
-						d->path);
+				return config_errf(err, errlen,
+						   "--disk %s: the same file given twice", d->path);
 		if (d->add_after_ms && d->remove_after_ms && d->remove_after_ms <= d->add_after_ms)
-			return config_errf(err, errlen, "--disk %s: remove-after must come after "
-					"add-after", d->path);
+			return config_errf(err, errlen,
+					   "--disk %s: remove-after must come after "
+					   "add-after",
+					   d->path);
 	}
 	return 0;
 }

@@ -93,8 +93,10 @@ int config_vga_set(struct vm_config *c, const char *spec, const char *basedir, c
 	memcpy(buf, spec, strlen(spec) + 1);
 	kv = strtok_r(buf, ",", &save);
 	if (!kv || strcmp(kv, "std"))
-		return disp_err(err, errlen, "'%s' is not a VGA (use std[,mem=SIZE][,rom=FILE|none] "
-				"or none)", spec);
+		return disp_err(err, errlen,
+				"'%s' is not a VGA (use std[,mem=SIZE][,rom=FILE|none] "
+				"or none)",
+				spec);
 	c->vga = CONFIG_VGA_STD;
 	while (!ret && (kv = strtok_r(NULL, ",", &save)))
 		ret = vga_key(c, kv, basedir, err, errlen);
@@ -107,8 +109,10 @@ int config_display_set(struct vm_config *c, const char *v, const char *basedir, 
 	if (!strncmp(v, "vnc=", 4))
 		return config_vnc_set(c, v + 4, basedir, err, errlen);
 	if (strcmp(v, "none"))
-		return disp_err(err, errlen, "'%s' is not a display (use none or "
-				"vnc=[ADDR]:PORT[,password-file=FILE])", v);
+		return disp_err(err, errlen,
+				"'%s' is not a display (use none or "
+				"vnc=[ADDR]:PORT[,password-file=FILE])",
+				v);
 	config_vnc_free(c);
 	c->display = CONFIG_DISPLAY_NONE;
 	return 0;
@@ -117,8 +121,8 @@ int config_display_set(struct vm_config *c, const char *v, const char *basedir, 
 bool config_vga_same(const struct vm_config *a, const struct vm_config *b)
 {
 	return a->vga == b->vga && a->vga_mem == b->vga_mem &&
-	       ((!a->vga_rom && !b->vga_rom) || (a->vga_rom && b->vga_rom &&
-						 !strcmp(a->vga_rom, b->vga_rom)));
+	       ((!a->vga_rom && !b->vga_rom) ||
+		(a->vga_rom && b->vga_rom && !strcmp(a->vga_rom, b->vga_rom)));
 }
 
 /* An explicit ROM must be a readable file a PCI ROM BAR can hold. */

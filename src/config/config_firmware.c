@@ -63,7 +63,9 @@ int config_firmware_log_set(struct vm_config *c, const char *v, const char *base
 /* ---- --boot ---- */
 
 static const char *const boot_dev_names[] = {
-	[CONFIG_BOOT_DISK] = "disk", [CONFIG_BOOT_CDROM] = "cdrom", [CONFIG_BOOT_NET] = "net",
+	[CONFIG_BOOT_DISK] = "disk",
+	[CONFIG_BOOT_CDROM] = "cdrom",
+	[CONFIG_BOOT_NET] = "net",
 };
 
 static int boot_option(struct config_boot *b, const char *key, const char *v, char *err,
@@ -78,13 +80,15 @@ static int boot_option(struct config_boot *b, const char *key, const char *v, ch
 	}
 	if (!strcmp(key, "menu-wait") || !strcmp(key, "menu_wait")) {
 		if (config_parse_duration(v, &ms) || ms > CONFIG_BOOT_MENU_WAIT_MAX)
-			return config_errf(err, errlen, "menu-wait=%s: not a duration up to %ums (e.g. "
-				      "3s, 2500ms)", v, CONFIG_BOOT_MENU_WAIT_MAX);
+			return config_errf(err, errlen,
+					   "menu-wait=%s: not a duration up to %ums (e.g. "
+					   "3s, 2500ms)",
+					   v, CONFIG_BOOT_MENU_WAIT_MAX);
 		b->menu_wait_ms = (unsigned)ms;
 		return 0;
 	}
 	return config_errf(err, errlen, "%s=: unknown option (use menu=on|off, menu-wait=DURATION)",
-		      key);
+			   key);
 }
 
 static int boot_device(struct config_boot *b, const char *tok, char *err, size_t errlen)
@@ -98,8 +102,10 @@ static int boot_device(struct config_boot *b, const char *tok, char *err, size_t
 		b->order[b->n++] = (enum config_boot_dev)d;
 		return 0;
 	}
-	return config_errf(err, errlen, "'%s' is not a boot device (use disk, cdrom or net, "
-		      "comma-separated in the order to try them)", tok);
+	return config_errf(err, errlen,
+			   "'%s' is not a boot device (use disk, cdrom or net, "
+			   "comma-separated in the order to try them)",
+			   tok);
 }
 
 static int boot_parse(struct config_boot *b, char *spec, char *err, size_t errlen)
@@ -107,7 +113,8 @@ static int boot_parse(struct config_boot *b, char *spec, char *err, size_t errle
 	char *save = NULL;
 	int ret = 0;
 
-	for (char *tok = strtok_r(spec, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
+	for (char *tok = strtok_r(spec, ",", &save); tok && !ret;
+	     tok = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(tok, '=');
 
 		if (eq) {
@@ -128,8 +135,10 @@ int config_boot_set(struct vm_config *c, const char *v, char *err, size_t errlen
 
 	if (!*v || strlen(v) >= sizeof(spec) || strstr(v, ",,") || v[0] == ',' ||
 	    v[strlen(v) - 1] == ',')
-		return config_errf(err, errlen, "'%.64s' is not a boot order (e.g. disk, cdrom, "
-			      "cdrom,disk, disk,menu=on)", v);
+		return config_errf(err, errlen,
+				   "'%.64s' is not a boot order (e.g. disk, cdrom, "
+				   "cdrom,disk, disk,menu=on)",
+				   v);
 	memcpy(spec, v, strlen(v) + 1);
 	ret = boot_parse(&b, spec, err, errlen);
 	if (!ret)
@@ -156,10 +165,13 @@ int config_firmware_file_check(const char *path, char *err, size_t errlen)
 		config_errf(err, errlen, "%s", strerror(errno));
 	} else if (!S_ISREG(st.st_mode)) {
 		ret = config_errf(err, errlen, "not a regular file");
-	} else if (st.st_size < (off_t)CONFIG_FIRMWARE_MIN || st.st_size > (off_t)CONFIG_FIRMWARE_MAX ||
+	} else if (st.st_size < (off_t)CONFIG_FIRMWARE_MIN ||
+		   st.st_size > (off_t)CONFIG_FIRMWARE_MAX ||
 		   st.st_size % (off_t)CONFIG_FIRMWARE_MIN) {
-		ret = config_errf(err, errlen, "%lld bytes is not a firmware image size (a multiple of "
-			     "64 KiB, 64 KiB to 16 MiB)", (long long)st.st_size);
+		ret = config_errf(err, errlen,
+				  "%lld bytes is not a firmware image size (a multiple of "
+				  "64 KiB, 64 KiB to 16 MiB)",
+				  (long long)st.st_size);
 	}
 	close(fd);
 	return ret;
@@ -167,14 +179,18 @@ int config_firmware_file_check(const char *path, char *err, size_t errlen)
 
 static int fw_needs_kernel(const char *flag, char *err, size_t errlen)
 {
-	return config_errf(err, errlen, "--%s: needs --kernel (without one the VM boots firmware, "
-		      "which starts the OS from a disk)", flag);
+	return config_errf(err, errlen,
+			   "--%s: needs --kernel (without one the VM boots firmware, "
+			   "which starts the OS from a disk)",
+			   flag);
 }
 
 static int fw_not_with_kernel(const char *flag, char *err, size_t errlen)
 {
-	return config_errf(err, errlen, "--%s: does not go with --kernel (a direct kernel boot runs "
-		      "no firmware; drop one of them)", flag);
+	return config_errf(err, errlen,
+			   "--%s: does not go with --kernel (a direct kernel boot runs "
+			   "no firmware; drop one of them)",
+			   flag);
 }
 
 int config_firmware_validate(struct vm_config *c, char *err, size_t errlen)
@@ -201,10 +217,12 @@ int config_firmware_validate(struct vm_config *c, char *err, size_t errlen)
 		return -ENOMEM;
 	ret = config_firmware_file_check(c->firmware, why, sizeof(why));
 	if (ret)
-		return config_errf(err, errlen, "--firmware: %s: %s%s", c->firmware, why,
-			      strcmp(c->firmware, CONFIG_FIRMWARE_BIOS) ? "" :
-			      " (the default firmware, from Debian's seabios package; or boot a "
-			      "kernel with --kernel FILE)");
+		return config_errf(
+			err, errlen, "--firmware: %s: %s%s", c->firmware, why,
+			strcmp(c->firmware, CONFIG_FIRMWARE_BIOS)
+				? ""
+				: " (the default firmware, from Debian's seabios package; or boot a "
+				  "kernel with --kernel FILE)");
 	if (c->firmware_log && strcmp(c->firmware_log, "stderr"))
 		return config_output_file_check("firmware-log", c->firmware_log, err, errlen);
 	return 0;

@@ -50,8 +50,10 @@ static int net_mac(const char *v, uint8_t *mac, char *err, size_t errlen)
 		nz |= mac[i];
 	}
 	if (mac[0] & 1)
-		return config_errf(err, errlen, "mac=%s: a multicast address (the first byte must be "
-			       "even)", v);
+		return config_errf(err, errlen,
+				   "mac=%s: a multicast address (the first byte must be "
+				   "even)",
+				   v);
 	if (!nz)
 		return config_errf(err, errlen, "mac=%s: the all-zero address", v);
 	return 0;
@@ -82,8 +84,10 @@ static int net_ifname(const char *v, char *out, char *err, size_t errlen)
 
 	if (n == 0 || n > NET_IFNAME_MAX || !strcmp(v, ".") || !strcmp(v, "..") ||
 	    strpbrk(v, "/% \t\n:,="))
-		return config_errf(err, errlen, "tap=%s: not an interface name (1 to %d characters, no "
-			       "'/', '%%', ':' or spaces)", v, NET_IFNAME_MAX);
+		return config_errf(err, errlen,
+				   "tap=%s: not an interface name (1 to %d characters, no "
+				   "'/', '%%', ':' or spaces)",
+				   v, NET_IFNAME_MAX);
 	memcpy(out, v, n + 1);
 	return 0;
 }
@@ -127,7 +131,8 @@ static int net_key(struct config_net *n, const char *k, const char *v, unsigned 
 		if (!strcmp(k, keys[i]))
 			break;
 	if (i == ARRAY_SIZE(keys))
-		return config_errf(err, errlen, "unknown option \"%s\" (tap, model, mac, vlan, queues)", k);
+		return config_errf(err, errlen,
+				   "unknown option \"%s\" (tap, model, mac, vlan, queues)", k);
 	if (*seen & (1u << i))
 		return config_errf(err, errlen, "%s given twice", k);
 	*seen |= 1u << i;
@@ -153,7 +158,8 @@ static int net_parse(const char *spec, struct config_net *n, char *err, size_t e
 		char *eq = strchr(tok, '=');
 
 		if (!eq)
-			return config_errf(err, errlen, "\"%s\": expected key=value (tap=IFNAME)", tok);
+			return config_errf(err, errlen, "\"%s\": expected key=value (tap=IFNAME)",
+					   tok);
 		*eq = '\0';
 		ret = net_key(n, tok, eq + 1, &seen, err, errlen);
 		if (ret)
@@ -194,7 +200,8 @@ static int json_net_spec(json_object *obj, char *spec, size_t len, char *err, si
 	size_t n = 0;
 
 	spec[0] = '\0';
-	json_object_object_foreach(obj, k, v) {
+	json_object_object_foreach(obj, k, v)
+	{
 		char val[64];
 		int w;
 
@@ -203,7 +210,8 @@ static int json_net_spec(json_object *obj, char *spec, size_t len, char *err, si
 		else if (json_object_is_type(v, json_type_int))
 			snprintf(val, sizeof(val), "%lld", (long long)json_object_get_int64(v));
 		else
-			return config_errf(err, errlen, "\"%s\": expected a string or an integer", k);
+			return config_errf(err, errlen, "\"%s\": expected a string or an integer",
+					   k);
 		if (strpbrk(k, ",=") || strchr(val, ','))
 			return config_errf(err, errlen, "\"%s\": ',' and '=' are not allowed", k);
 		w = snprintf(spec + n, len - n, "%s%s=%s", n ? "," : "", k, val);
@@ -231,8 +239,8 @@ int config_nets_json(struct vm_config *c, struct json_object *arr, const char *f
 		if (json_object_is_type(d, json_type_string))
 			ret = config_net_add(c, json_object_get_string(d), msg, sizeof(msg));
 		else if (json_object_is_type(d, json_type_object))
-			ret = json_net_spec(d, spec, sizeof(spec), msg, sizeof(msg)) ?:
-			      config_net_add(c, spec, msg, sizeof(msg));
+			ret = json_net_spec(d, spec, sizeof(spec), msg, sizeof(msg))
+				      ?: config_net_add(c, spec, msg, sizeof(msg));
 		else
 			ret = config_errf(msg, sizeof(msg), "expected an object or a string");
 		if (ret)
@@ -250,11 +258,15 @@ int config_nets_validate(struct vm_config *c, char *err, size_t errlen)
 
 		for (unsigned j = 0; j < i; j++) {
 			if (!strcmp(c->nets[j].ifname, n->ifname))
-				return config_errf(err, errlen, "--net tap=%s: the same interface given "
-					       "twice", n->ifname);
+				return config_errf(err, errlen,
+						   "--net tap=%s: the same interface given "
+						   "twice",
+						   n->ifname);
 			if (!memcmp(c->nets[j].mac, n->mac, sizeof(n->mac)))
-				return config_errf(err, errlen, "--net tap=%s: the same MAC address as "
-					       "tap=%s (set mac=)", n->ifname, c->nets[j].ifname);
+				return config_errf(err, errlen,
+						   "--net tap=%s: the same MAC address as "
+						   "tap=%s (set mac=)",
+						   n->ifname, c->nets[j].ifname);
 		}
 	}
 	return 0;

@@ -83,11 +83,11 @@ static json_object *config_vga_json(const struct vm_config *c)
 
 	if (c->vga != CONFIG_VGA_STD)
 		return json_object_new_string("none");
-	if (!rom)   /* the default file, if it was there */
+	if (!rom) /* the default file, if it was there */
 		rom = access(CONFIG_VGA_ROM_DEFAULT, R_OK) == 0 ? CONFIG_VGA_ROM_DEFAULT : "none";
 	rp = strcmp(rom, "none") ? realpath(rom, NULL) : NULL;
-	snprintf(spec, sizeof(spec), "std,mem=%lluM,rom=%s",
-		 (unsigned long long)(c->vga_mem >> 20), rp ? rp : rom);
+	snprintf(spec, sizeof(spec), "std,mem=%lluM,rom=%s", (unsigned long long)(c->vga_mem >> 20),
+		 rp ? rp : rom);
 	free(rp);
 	return json_object_new_string(spec);
 }
@@ -95,9 +95,9 @@ static json_object *config_vga_json(const struct vm_config *c)
 /* --boot as given: the devices in order, then the menu options. */
 static json_object *config_boot_json(const struct config_boot *b)
 {
-	static const char *const names[] = { [CONFIG_BOOT_DISK] = "disk",
-					     [CONFIG_BOOT_CDROM] = "cdrom",
-					     [CONFIG_BOOT_NET] = "net" };
+	static const char *const names[] = {
+		[CONFIG_BOOT_DISK] = "disk", [CONFIG_BOOT_CDROM] = "cdrom", [CONFIG_BOOT_NET] = "net"
+	};
 	char spec[128] = "";
 	size_t n = 0;
 
@@ -125,8 +125,9 @@ char *config_to_json(const struct vm_config *c)
 			json_object_object_add(o, "initrd", config_path_json(c->initrd));
 		json_object_object_add(o, "cmdline",
 				       json_object_new_string(c->cmdline ? c->cmdline : ""));
-		s = c->boot_entry == BOOT_ENTRY_64 ? "64" :
-		    c->boot_entry == BOOT_ENTRY_32 ? "32" : "auto";
+		s = c->boot_entry == BOOT_ENTRY_64   ? "64"
+		    : c->boot_entry == BOOT_ENTRY_32 ? "32"
+						     : "auto";
 		json_object_object_add(o, "boot_entry", json_object_new_string(s));
 	} else {
 		/* Loaded again at restore: the ROM is not in the saved state
@@ -139,8 +140,9 @@ char *config_to_json(const struct vm_config *c)
 	json_object_object_add(o, "cpus", json_object_new_int((int)c->cpus));
 	/* The target of a restore or migration builds the same CPUID from it. */
 	json_object_object_add(o, "cpu", json_object_new_string(cpu_model_name(c->cpu)));
-	json_object_object_add(o, "on_reboot", json_object_new_string(
-		c->on_reboot == ON_REBOOT_EXIT ? "exit" : "restart"));
+	json_object_object_add(o, "on_reboot",
+			       json_object_new_string(c->on_reboot == ON_REBOOT_EXIT ? "exit"
+										     : "restart"));
 	json_object_object_add(o, "hugepages", json_object_new_boolean(c->hugepages));
 	json_object_object_add(o, "scsi_controller", json_object_new_boolean(c->scsi_controller));
 	json_object_object_add(o, "debug_exit", json_object_new_boolean(c->debug_exit));
@@ -151,7 +153,8 @@ char *config_to_json(const struct vm_config *c)
 	json_object_object_add(o, "vga", config_vga_json(c));
 	json_object_object_add(o, "disks", disks);
 	json_object_object_add(o, "net", nets);
-	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	s = json_object_to_json_string_ext(o,
+					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	out = s ? strdup(s) : NULL;
 	json_object_put(o);
 	return out;

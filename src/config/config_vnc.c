@@ -29,7 +29,8 @@ static int vnc_listen(struct config_vnc *v, const char *s, char *err, size_t err
 	struct in_addr in;
 
 	if (!colon || (size_t)(colon - s) >= sizeof(addr))
-		return config_errf(err, errlen, "vnc=%s: expected [ADDR]:PORT (e.g. 127.0.0.1:5900)", s);
+		return config_errf(err, errlen,
+				   "vnc=%s: expected [ADDR]:PORT (e.g. 127.0.0.1:5900)", s);
 	memcpy(addr, s, (size_t)(colon - s));
 	addr[colon - s] = '\0';
 	errno = 0;
@@ -45,13 +46,13 @@ static int vnc_listen(struct config_vnc *v, const char *s, char *err, size_t err
 	return 0;
 }
 
-static int vnc_option(struct config_vnc *v, char *kv, const char *basedir, char *err,
-		      size_t errlen)
+static int vnc_option(struct config_vnc *v, char *kv, const char *basedir, char *err, size_t errlen)
 {
 	const char *val;
 
 	if (strncmp(kv, "password-file=", 14))
-		return config_errf(err, errlen, "'%s': unknown VNC option (password-file=FILE)", kv);
+		return config_errf(err, errlen, "'%s': unknown VNC option (password-file=FILE)",
+				   kv);
 	val = kv + 14;
 	if (!*val)
 		return config_errf(err, errlen, "password-file=: needs a file");
@@ -102,16 +103,23 @@ int config_vnc_validate(struct vm_config *c, char *err, size_t errlen)
 		return 0;
 	inet_ntop(AF_INET, &c->vnc.addr, addr, sizeof(addr));
 	if (!pf && !vnc_loopback(c->vnc.addr))
-		return config_errf(err, errlen, "--display vnc=%s:%u: a VNC server off loopback needs "
-				   "password-file=FILE (without one, whoever reaches the port gets the "
-				   "guest's console, keyboard and mouse)", addr, c->vnc.port);
+		return config_errf(
+			err, errlen,
+			"--display vnc=%s:%u: a VNC server off loopback needs "
+			"password-file=FILE (without one, whoever reaches the port gets the "
+			"guest's console, keyboard and mouse)",
+			addr, c->vnc.port);
 	if (pf && (stat(pf, &st) < 0 || access(pf, R_OK) < 0))
-		return config_errf(err, errlen, "--display: password-file=%s: %s", pf, strerror(errno));
+		return config_errf(err, errlen, "--display: password-file=%s: %s", pf,
+				   strerror(errno));
 	if (pf && (!S_ISREG(st.st_mode) || st.st_size == 0 || st.st_size > 4096))
-		return config_errf(err, errlen, "--display: password-file=%s: not a file of 1 byte "
-				   "to 4K", pf);
+		return config_errf(err, errlen,
+				   "--display: password-file=%s: not a file of 1 byte "
+				   "to 4K",
+				   pf);
 	if (c->vga == CONFIG_VGA_NONE)
-		return config_errf(err, errlen, "--display vnc needs a display: --vga std, not none");
+		return config_errf(err, errlen,
+				   "--display vnc needs a display: --vga std, not none");
 	if (c->vga == CONFIG_VGA_DEFAULT)
 		c->vga = CONFIG_VGA_STD;
 	return 0;

@@ -36,18 +36,18 @@
 #include "kestrel/sandbox.h"
 
 #define CTL_READ_CHUNK 16384
-#define CTL_BACKLOG 16
+#define CTL_BACKLOG    16
 
 struct ctl_client {
 	int fd;
-	uint64_t serial;         /* names the client to a deferred reply */
-	bool waiting;            /* a deferred reply is due: later lines wait */
-	char *in;                /* CONTROL_LINE_MAX bytes */
+	uint64_t serial; /* names the client to a deferred reply */
+	bool waiting;	 /* a deferred reply is due: later lines wait */
+	char *in;	 /* CONTROL_LINE_MAX bytes */
 	size_t in_len;
-	bool discarding;         /* inside a line that was too long */
-	bool eof;                /* the client shut down its side: reply, then close */
+	bool discarding; /* inside a line that was too long */
+	bool eof;	 /* the client shut down its side: reply, then close */
 	bool dead;
-	uint32_t events;         /* what epoll watches for this client */
+	uint32_t events; /* what epoll watches for this client */
 	char *out;
 	size_t out_off, out_len, out_cap;
 	struct ctl_client *next;
@@ -55,9 +55,9 @@ struct ctl_client {
 
 struct ctl_event {
 	struct ctl_event *next;
-	uint64_t to;             /* 0: an event for every client; else a reply */
+	uint64_t to; /* 0: an event for every client; else a reply */
 	size_t len;
-	char line[];             /* with its newline */
+	char line[]; /* with its newline */
 };
 
 struct control_server {
@@ -70,7 +70,7 @@ struct control_server {
 	pthread_t thread;
 	bool thread_started;
 
-	pthread_mutex_t lock;    /* the event queue and the stop request */
+	pthread_mutex_t lock; /* the event queue and the stop request */
 	struct ctl_event *ev_head, *ev_tail;
 	unsigned ev_count;
 	uint64_t ev_seq;
@@ -78,7 +78,7 @@ struct control_server {
 	bool stop;
 	unsigned flush_ms;
 
-	struct ctl_client *clients;   /* control thread only */
+	struct ctl_client *clients; /* control thread only */
 	unsigned nclients;
 	uint64_t next_serial;
 };
@@ -133,7 +133,7 @@ static int ctl_probe(const char *path)
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN ||
 	    errno == EINPROGRESS)
-		ret = 1;    /* EAGAIN: a full backlog is still a listener */
+		ret = 1; /* EAGAIN: a full backlog is still a listener */
 	else if (errno != ECONNREFUSED && errno != ENOENT)
 		ret = -errno;
 	close(fd);
@@ -165,8 +165,9 @@ static int ctl_listen(struct control_server *s, const char *path, const char *vm
 	int ret;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "--control: %s: path too long for a socket (at most %zu bytes)",
-			 path, sizeof(sa.sun_path) - 1);
+		snprintf(err, errlen,
+			 "--control: %s: path too long for a socket (at most %zu bytes)", path,
+			 sizeof(sa.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
 	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -329,7 +330,7 @@ static void client_line(struct control_server *s, struct ctl_client *c, const ch
 		return;
 	reply = control_run_line(s->ops, s->opaque, p, len, s, c->serial, &c->waiting);
 	if (c->waiting) {
-		client_arm(s, c);    /* no reading until the reply is out */
+		client_arm(s, c); /* no reading until the reply is out */
 		return;
 	}
 	client_reply(s, c, reply);
@@ -345,7 +346,7 @@ static void client_lines(struct control_server *s, struct ctl_client *c)
 		size_t len = (size_t)(nl - (c->in + start));
 
 		if (c->discarding)
-			c->discarding = false;    /* the end of the over-long line */
+			c->discarding = false; /* the end of the over-long line */
 		else
 			client_line(s, c, c->in + start, len);
 		start += len + 1;
@@ -354,9 +355,11 @@ static void client_lines(struct control_server *s, struct ctl_client *c)
 	c->in_len -= start;
 	if (c->in_len == CONTROL_LINE_MAX && !c->waiting) {
 		if (!c->discarding)
-			client_reply(s, c, control_error_line(CTL_E_TOO_LONG, "request line too long "
-							      "(at most 65535 bytes and a newline); "
-							      "skipped"));
+			client_reply(s, c,
+				     control_error_line(CTL_E_TOO_LONG,
+							"request line too long "
+							"(at most 65535 bytes and a newline); "
+							"skipped"));
 		c->discarding = true;
 		c->in_len = 0;
 	}
@@ -398,7 +401,7 @@ static void server_accept(struct control_server *s)
 		struct epoll_event ev;
 
 		if (fd < 0)
-			return;    /* EAGAIN, or a client that gave up: nothing to do */
+			return; /* EAGAIN, or a client that gave up: nothing to do */
 		if (s->nclients >= CONTROL_MAX_CLIENTS) {
 			char *msg = control_error_line(CTL_E_TOO_MANY, "too many control clients");
 
@@ -509,8 +512,10 @@ void control_event(struct control_server *s, const char *name, json_object *data
 	 * clients see are the order the events happened in. */
 	json_object_object_add(ev, "seq", json_object_new_int64((int64_t)++s->ev_seq));
 	if (s->ev_count < CONTROL_EVENT_QUEUE_MAX)
-		item = queue_line(s, 0, json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
-								JSON_C_TO_STRING_NOSLASHESCAPE));
+		item = queue_line(
+			s, 0,
+			json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
 	if (!item && !s->ev_overflow_logged) {
 		s->ev_overflow_logged = true;
 		kwarn("control: event queue full; dropping events");
@@ -621,7 +626,7 @@ static void server_drain(struct control_server *s)
 	epoll_ctl(s->ep_fd, EPOLL_CTL_DEL, s->wake_fd, NULL);
 	events_deliver(s);
 	for (struct ctl_client *c = s->clients; c; c = c->next)
-		c->eof = true;    /* no more requests: close once written out */
+		c->eof = true; /* no more requests: close once written out */
 	t0 = clock_mono_ms();
 	for (;;) {
 		bool pending = false;
@@ -696,8 +701,8 @@ static void server_free(struct control_server *s)
 	free(s);
 }
 
-static int server_setup(struct control_server *s, const char *path, const char *vm_name,
-			char *err, size_t errlen)
+static int server_setup(struct control_server *s, const char *path, const char *vm_name, char *err,
+			size_t errlen)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	int ret;
@@ -742,7 +747,8 @@ int control_server_start(struct control_server **out, const char *path, const ch
 	pthread_mutex_init(&s->lock, NULL);
 	ret = server_setup(s, path, vm_name, err, errlen);
 	if (ret == 0) {
-		ret = sandbox_thread_start(&s->thread, SANDBOX_CONTROL, "control", server_thread, s);
+		ret = sandbox_thread_start(&s->thread, SANDBOX_CONTROL, "control", server_thread,
+					   s);
 		if (ret)
 			snprintf(err, errlen, "control socket: thread: %s", strerror(-ret));
 	}

@@ -21,21 +21,23 @@
 
 /* Nesting deeper than this is refused by the tokenizer: no request needs more
  * than three levels, and deep nesting costs stack. */
-#define CTL_JSON_DEPTH 16
-#define CTL_STRING_MAX 4096
-#define CTL_DURATION_MAX_MS (7ULL * 24 * 3600 * 1000)   /* one week */
-#define CTL_ID_STRING_MAX 256
+#define CTL_JSON_DEPTH	    16
+#define CTL_STRING_MAX	    4096
+#define CTL_DURATION_MAX_MS (7ULL * 24 * 3600 * 1000) /* one week */
+#define CTL_ID_STRING_MAX   256
 
+/* clang-format off */
 const char *const control_event_names[] = {
 	CTL_EV_STATE, CTL_EV_POWERDOWN, CTL_EV_RESET, CTL_EV_STOPPED, CTL_EV_EXITING,
 	CTL_EV_DEVICE_ADDED, CTL_EV_DEVICE_REMOVED, CTL_EV_SAVE_PROGRESS, CTL_EV_SAVED,
 	CTL_EV_SAVE_FAILED, CTL_EV_MIGRATE_PROGRESS, CTL_EV_MIGRATED, CTL_EV_MIGRATE_FAILED, NULL,
 };
+/* clang-format on */
 
 const char *const control_error_codes[] = {
-	CTL_E_PARSE, CTL_E_REQUEST, CTL_E_UNKNOWN, CTL_E_ARGUMENT, CTL_E_TOO_LONG, CTL_E_STATE,
-	CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND, CTL_E_EXISTS, CTL_E_FAILED, CTL_E_TIMEOUT,
-	CTL_E_TOO_MANY, CTL_E_INTERNAL, NULL,
+	CTL_E_PARSE,   CTL_E_REQUEST,	  CTL_E_UNKNOWN,   CTL_E_ARGUMENT, CTL_E_TOO_LONG,
+	CTL_E_STATE,   CTL_E_UNSUPPORTED, CTL_E_NOT_FOUND, CTL_E_EXISTS,   CTL_E_FAILED,
+	CTL_E_TIMEOUT, CTL_E_TOO_MANY,	  CTL_E_INTERNAL,  NULL,
 };
 
 int control_fail(struct control_error *e, const char *code, const char *fmt, ...)
@@ -234,8 +236,8 @@ static int cmd_cdrom_change(const struct control_ops *ops, void *o, const struct
 {
 	if (!ops->cdrom_change)
 		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE CD-ROM drive");
-	return ops->cdrom_change(o, a->str[0], a->str[1], a->set[2] ? a->str[2] : "auto", call,
-				 ret, e);
+	return ops->cdrom_change(o, a->str[0], a->str[1], a->set[2] ? a->str[2] : "auto", call, ret,
+				 e);
 }
 
 static int cmd_cdrom_eject(const struct control_ops *ops, void *o, const struct control_args *a,
@@ -250,7 +252,10 @@ static int cmd_cdrom_eject(const struct control_ops *ops, void *o, const struct 
 static const char *const dirty_log_choices[] = { "start", "fetch", "stop", NULL };
 static const char *const snapshot_choices[] = { "create", "apply", "delete", "list", NULL };
 
-#define ARG_END { 0 }
+#define ARG_END   \
+	{         \
+		0 \
+	}
 static const struct control_arg no_args[] = { ARG_END };
 static const struct control_arg shutdown_args[] = {
 	{ .name = "timeout", .type = CTL_ARG_DURATION },
@@ -267,7 +272,10 @@ static const struct control_arg disk_add_args[] = {
 	ARG_END,
 };
 static const struct control_arg disk_remove_args[] = {
-	{ .name = "target", .type = CTL_ARG_INT, .required = true, .min = 0,
+	{ .name = "target",
+	  .type = CTL_ARG_INT,
+	  .required = true,
+	  .min = 0,
 	  .max = CONFIG_MAX_DISKS - 1 },
 	ARG_END,
 };
@@ -317,9 +325,15 @@ static const struct control_arg send_key_args[] = {
 };
 #define MOUSE_MOVE_MAX 4096
 static const struct control_arg mouse_move_args[] = {
-	{ .name = "dx", .type = CTL_ARG_INT, .required = true, .min = -MOUSE_MOVE_MAX,
+	{ .name = "dx",
+	  .type = CTL_ARG_INT,
+	  .required = true,
+	  .min = -MOUSE_MOVE_MAX,
 	  .max = MOUSE_MOVE_MAX },
-	{ .name = "dy", .type = CTL_ARG_INT, .required = true, .min = -MOUSE_MOVE_MAX,
+	{ .name = "dy",
+	  .type = CTL_ARG_INT,
+	  .required = true,
+	  .min = -MOUSE_MOVE_MAX,
 	  .max = MOUSE_MOVE_MAX },
 	{ .name = "buttons", .type = CTL_ARG_INT, .min = 0, .max = 7 },
 	{ .name = "wheel", .type = CTL_ARG_INT, .min = -127, .max = 127 },
@@ -383,8 +397,9 @@ static int arg_enum(const struct control_arg *spec, json_object *v, const char *
 	size_t n = 0;
 
 	if (!s)
-		return control_fail(e, CTL_E_ARGUMENT, "'%s': expected one of a set of strings, got %s",
-				    spec->name, json_type_text(v));
+		return control_fail(e, CTL_E_ARGUMENT,
+				    "'%s': expected one of a set of strings, got %s", spec->name,
+				    json_type_text(v));
 	for (const char *const *c = spec->choices; *c; c++) {
 		if (strcmp(s, *c) == 0) {
 			*out = *c;
@@ -408,18 +423,24 @@ static int arg_duration(const struct control_arg *spec, json_object *v, int64_t 
 		int64_t sec = json_object_get_int64(v);
 
 		if (sec < 0 || (uint64_t)sec > CTL_DURATION_MAX_MS / 1000)
-			return control_fail(e, CTL_E_ARGUMENT, "'%s': %lld seconds is out of range "
-					    "(0 to one week)", spec->name, (long long)sec);
+			return control_fail(e, CTL_E_ARGUMENT,
+					    "'%s': %lld seconds is out of range "
+					    "(0 to one week)",
+					    spec->name, (long long)sec);
 		*ms = sec * 1000;
 		return 0;
 	}
 	s = json_cstr(v, 64);
 	if (!s)
-		return control_fail(e, CTL_E_ARGUMENT, "'%s': expected a duration (integer seconds "
-				    "or a string like \"60s\"), got %s", spec->name, json_type_text(v));
+		return control_fail(e, CTL_E_ARGUMENT,
+				    "'%s': expected a duration (integer seconds "
+				    "or a string like \"60s\"), got %s",
+				    spec->name, json_type_text(v));
 	if (config_parse_duration(s, &m) < 0)
-		return control_fail(e, CTL_E_ARGUMENT, "'%s': '%s' is not a duration (e.g. 60s, "
-				    "1500ms, 5m)", spec->name, s);
+		return control_fail(e, CTL_E_ARGUMENT,
+				    "'%s': '%s' is not a duration (e.g. 60s, "
+				    "1500ms, 5m)",
+				    spec->name, s);
 	if (m > CTL_DURATION_MAX_MS)
 		return control_fail(e, CTL_E_ARGUMENT, "'%s': %s is longer than one week",
 				    spec->name, s);
@@ -452,8 +473,10 @@ static int arg_string(const struct control_arg *spec, json_object *v, const char
 
 	if (!s) {
 		if (json_object_is_type(v, json_type_string))
-			return control_fail(e, CTL_E_ARGUMENT, "'%s': string too long or contains "
-					    "a NUL character", spec->name);
+			return control_fail(e, CTL_E_ARGUMENT,
+					    "'%s': string too long or contains "
+					    "a NUL character",
+					    spec->name);
 		return control_fail(e, CTL_E_ARGUMENT, "'%s': expected a string, got %s",
 				    spec->name, json_type_text(v));
 	}
@@ -466,25 +489,22 @@ static int arg_string(const struct control_arg *spec, json_object *v, const char
 	return 0;
 }
 
-static int arg_one(const struct control_arg *spec, json_object *v, struct control_args *out,
-		   int i, struct control_error *e)
+static int arg_one(const struct control_arg *spec, json_object *v, struct control_args *out, int i,
+		   struct control_error *e)
 {
 	switch (spec->type) {
 	case CTL_ARG_STRING:
-	case CTL_ARG_PATH:
-		return arg_string(spec, v, &out->str[i], e);
-	case CTL_ARG_INT:
-		return arg_int(spec, v, &out->num[i], e);
+	case CTL_ARG_PATH: return arg_string(spec, v, &out->str[i], e);
+	case CTL_ARG_INT: return arg_int(spec, v, &out->num[i], e);
 	case CTL_ARG_BOOL:
 		if (!json_object_is_type(v, json_type_boolean))
-			return control_fail(e, CTL_E_ARGUMENT, "'%s': expected true or false, got %s",
-					    spec->name, json_type_text(v));
+			return control_fail(e, CTL_E_ARGUMENT,
+					    "'%s': expected true or false, got %s", spec->name,
+					    json_type_text(v));
 		out->flag[i] = json_object_get_boolean(v);
 		return 0;
-	case CTL_ARG_ENUM:
-		return arg_enum(spec, v, &out->str[i], e);
-	case CTL_ARG_DURATION:
-		return arg_duration(spec, v, &out->num[i], e);
+	case CTL_ARG_ENUM: return arg_enum(spec, v, &out->str[i], e);
+	case CTL_ARG_DURATION: return arg_duration(spec, v, &out->num[i], e);
 	}
 	return control_fail(e, CTL_E_INTERNAL, "bad argument table");
 }
@@ -499,13 +519,14 @@ static int args_validate(const struct control_command *c, json_object *args,
 		return control_fail(e, CTL_E_REQUEST, "\"arguments\" must be an object, got %s",
 				    json_type_text(args));
 	if (args) {
-		json_object_object_foreach(args, key, val) {
+		json_object_object_foreach(args, key, val)
+		{
 			for (i = 0; c->args[i].name; i++)
 				if (strcmp(c->args[i].name, key) == 0)
 					break;
 			if (!c->args[i].name)
-				return control_fail(e, CTL_E_ARGUMENT, "%s takes no argument '%.64s'",
-						    c->name, key);
+				return control_fail(e, CTL_E_ARGUMENT,
+						    "%s takes no argument '%.64s'", c->name, key);
 			if (arg_one(&c->args[i], val, out, i, e))
 				return -EINVAL;
 			out->set[i] = true;
@@ -513,8 +534,8 @@ static int args_validate(const struct control_command *c, json_object *args,
 	}
 	for (i = 0; c->args[i].name; i++)
 		if (c->args[i].required && !out->set[i])
-			return control_fail(e, CTL_E_ARGUMENT, "%s needs the argument '%s'", c->name,
-					    c->args[i].name);
+			return control_fail(e, CTL_E_ARGUMENT, "%s needs the argument '%s'",
+					    c->name, c->args[i].name);
 	return 0;
 }
 
@@ -522,8 +543,8 @@ static int args_validate(const struct control_command *c, json_object *args,
 
 static char *reply_text(json_object *reply)
 {
-	const char *s = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN |
-							       JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *s = json_object_to_json_string_ext(
+		reply, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	char *dup = s ? strdup(s) : NULL;
 
 	json_object_put(reply);
@@ -533,7 +554,7 @@ static char *reply_text(json_object *reply)
 /* The request's id, echoed as it came: absent, a string, an integer or null. */
 struct ctl_id {
 	bool present;
-	json_object *v;          /* NULL for JSON null */
+	json_object *v; /* NULL for JSON null */
 };
 
 static void reply_id(json_object *r, const struct ctl_id *id)
@@ -619,7 +640,8 @@ static int request_members(json_object *req, struct ctl_id *id, const char **cmd
 	if (!json_object_is_type(req, json_type_object))
 		return control_fail(e, CTL_E_REQUEST, "a request is a JSON object, got %s",
 				    json_type_text(req));
-	json_object_object_foreach(req, key, val) {
+	json_object_object_foreach(req, key, val)
+	{
 		if (strcmp(key, "id") == 0) {
 			id->present = true;
 			id->v = val;
@@ -629,15 +651,19 @@ static int request_members(json_object *req, struct ctl_id *id, const char **cmd
 		} else if (strcmp(key, "arguments") == 0) {
 			*args = val;
 		} else {
-			return control_fail(e, CTL_E_REQUEST, "unknown member '%.64s' (a request has "
-					    "id, command, arguments)", key);
+			return control_fail(e, CTL_E_REQUEST,
+					    "unknown member '%.64s' (a request has "
+					    "id, command, arguments)",
+					    key);
 		}
 	}
 	if (id->v && !json_object_is_type(id->v, json_type_int) &&
 	    !json_cstr(id->v, CTL_ID_STRING_MAX)) {
 		id->present = false;
-		return control_fail(e, CTL_E_REQUEST, "\"id\" must be a string (up to %d bytes), "
-				    "an integer or null", CTL_ID_STRING_MAX);
+		return control_fail(e, CTL_E_REQUEST,
+				    "\"id\" must be a string (up to %d bytes), "
+				    "an integer or null",
+				    CTL_ID_STRING_MAX);
 	}
 	if (!has_cmd)
 		return control_fail(e, CTL_E_REQUEST, "missing \"command\"");
@@ -661,7 +687,7 @@ static char *ok_reply(const struct ctl_id *id, json_object *ret)
 
 struct control_call {
 	const struct ctl_id *id;
-	struct control_server *srv;    /* NULL: the request cannot wait */
+	struct control_server *srv; /* NULL: the request cannot wait */
 	uint64_t client;
 	bool deferred;
 };
@@ -702,7 +728,8 @@ void control_pending_drop(struct control_pending *p)
 	free(p);
 }
 
-void control_pending_done(struct control_pending *p, json_object *ret, const struct control_error *e)
+void control_pending_done(struct control_pending *p, json_object *ret,
+			  const struct control_error *e)
 {
 	char *line;
 
@@ -769,8 +796,7 @@ char *control_run_line(const struct control_ops *ops, void *opaque, const char *
 	return out;
 }
 
-char *control_handle_line(const struct control_ops *ops, void *opaque, const char *line,
-			  size_t len)
+char *control_handle_line(const struct control_ops *ops, void *opaque, const char *line, size_t len)
 {
 	bool deferred;
 

@@ -32,18 +32,18 @@
 #include "kestrel/virtio_scsi.h"
 
 #define CV_PAUSE_TIMEOUT_MS 2000
-#define CV_FLUSH_MS 500
-#define CV_PROGRESS_NS 250000000ull   /* a save-progress event at most this often */
+#define CV_FLUSH_MS	    500
+#define CV_PROGRESS_NS	    250000000ull /* a save-progress event at most this often */
 
 /* What the socket knows of each SCSI target, to list disks and to re-apply
  * hot-plug changes when a guest reset re-creates the machine. */
 struct cv_disk {
 	bool present;
-	bool busy;                /* a disk-add or disk-remove job holds the target */
-	bool hotplugged;          /* added through the socket */
-	bool configured;          /* present at boot by the configuration */
+	bool busy;	 /* a disk-add or disk-remove job holds the target */
+	bool hotplugged; /* added through the socket */
+	bool configured; /* present at boot by the configuration */
 	char *path;
-	struct blk_opts opts;     /* opts.path points at path */
+	struct blk_opts opts; /* opts.path points at path */
 };
 
 struct control_vm {
@@ -51,11 +51,11 @@ struct control_vm {
 	const struct vm_config *cfg;
 	struct control_server *srv;
 	char sock[108];
-	struct machine *m;        /* NULL between boots */
+	struct machine *m; /* NULL between boots */
 	const char *state;
 	unsigned boots;
 	uint64_t start_ns, boot_ns;
-	uint64_t shutdown_deadline_ns;   /* 0: no forced stop pending */
+	uint64_t shutdown_deadline_ns; /* 0: no forced stop pending */
 	bool host_stop, host_reset, shutdown_forced;
 	bool ready_sent;
 	uint64_t wd_usec, wd_next_ns;
@@ -64,14 +64,14 @@ struct control_vm {
 	 * after a reset: changed, and the path (NULL: ejected). */
 	struct cv_cd {
 		bool changed;
-		bool busy;        /* a cdrom-change job is opening the new medium */
+		bool busy; /* a cdrom-change job is opening the new medium */
 		char *path;
 		enum blk_format format;
 	} cds[CONFIG_IDE_UNITS];
-	bool link_down[CONFIG_MAX_NETS];   /* net-link down, re-applied after a reset */
-	unsigned jobs;            /* disk and medium jobs running (see "hot-plug") */
-	bool dying;               /* control_vm_destroy began: jobs reply to nobody */
-	bool released;            /* control_vm_destroy is done: the last job frees cv */
+	bool link_down[CONFIG_MAX_NETS]; /* net-link down, re-applied after a reset */
+	unsigned jobs;			 /* disk and medium jobs running (see "hot-plug") */
+	bool dying;			 /* control_vm_destroy began: jobs reply to nobody */
+	bool released;			 /* control_vm_destroy is done: the last job frees cv */
 	/* A save in progress runs on its own thread (cv_save_thread); the
 	 * machine stays attached until it is joined (control_vm_detach). */
 	struct cv_save {
@@ -80,13 +80,13 @@ struct control_vm {
 		enum { CV_SAVE, CV_SNAP_CREATE, CV_SNAP_APPLY, CV_SNAP_DELETE, CV_MIGRATE } op;
 		/* migrate: path is the target's address */
 		uint64_t max_downtime_ms, bandwidth;
-		bool cancel;              /* migrate-cancel (atomic) */
-		char *path;               /* save: the file; delete: the VM directory */
+		bool cancel; /* migrate-cancel (atomic) */
+		char *path;  /* save: the file; delete: the VM directory */
 		char name[SNAP_NAME_MAX + 1];
 		struct control_pending *p; /* a snapshot's reply */
 		uint64_t last_progress_ns;
 		struct snapshot_apply apply;
-		bool apply_ready;         /* apply prepared: main rebuilds the machine */
+		bool apply_ready; /* apply prepared: main rebuilds the machine */
 	} save;
 };
 
@@ -140,8 +140,10 @@ static void cv_query_status(void *opaque, json_object *ret)
 	json_object_object_add(ret, "name", jstr(cv->cfg->name));
 	json_object_object_add(ret, "pid", json_object_new_int(getpid()));
 	json_object_object_add(ret, "state", jstr(cv->state));
-	json_object_object_add(ret, "running", json_object_new_boolean(
-		cv->m && (!strcmp(cv->state, "running") || !strcmp(cv->state, "shutting-down"))));
+	json_object_object_add(ret, "running",
+			       json_object_new_boolean(cv->m &&
+						       (!strcmp(cv->state, "running") ||
+							!strcmp(cv->state, "shutting-down"))));
 	json_object_object_add(ret, "vcpus", jint(cv->cfg->cpus));
 	json_object_object_add(ret, "memory", jint(cv->cfg->mem_size));
 	json_object_object_add(ret, "uptime_ms", jint((now - cv->start_ns) / 1000000));
@@ -159,9 +161,11 @@ static json_object *cv_config_json(const struct vm_config *c)
 	json_object *o = json_object_new_object();
 	char serial[4200];
 
-	snprintf(serial, sizeof(serial), "%s%s", c->serial == SERIAL_STDIO ? "stdio" :
-		 c->serial == SERIAL_NONE ? "none" : "file:", c->serial == SERIAL_FILE ?
-		 c->serial_path : "");
+	snprintf(serial, sizeof(serial), "%s%s",
+		 c->serial == SERIAL_STDIO  ? "stdio"
+		 : c->serial == SERIAL_NONE ? "none"
+					    : "file:",
+		 c->serial == SERIAL_FILE ? c->serial_path : "");
 	json_object_object_add(o, "kernel", jstr(c->kernel));
 	json_object_object_add(o, "firmware", jstr(c->firmware));
 	json_object_object_add(o, "initrd", jstr(c->initrd));
@@ -170,10 +174,12 @@ static json_object *cv_config_json(const struct vm_config *c)
 	json_object_object_add(o, "cpus", jint(c->cpus));
 	json_object_object_add(o, "cpu", jstr(cpu_model_name(c->cpu)));
 	json_object_object_add(o, "serial", jstr(serial));
-	json_object_object_add(o, "boot_entry", c->boot_entry == BOOT_ENTRY_AUTO ? jstr("auto") :
-			       jint(c->boot_entry == BOOT_ENTRY_32 ? 32 : 64));
-	json_object_object_add(o, "on_reboot", jstr(c->on_reboot == ON_REBOOT_EXIT ? "exit" :
-						     "restart"));
+	json_object_object_add(o, "boot_entry",
+			       c->boot_entry == BOOT_ENTRY_AUTO
+				       ? jstr("auto")
+				       : jint(c->boot_entry == BOOT_ENTRY_32 ? 32 : 64));
+	json_object_object_add(o, "on_reboot",
+			       jstr(c->on_reboot == ON_REBOOT_EXIT ? "exit" : "restart"));
 	json_object_object_add(o, "hugepages", json_object_new_boolean(c->hugepages));
 	json_object_object_add(o, "timeout_ms", jint(c->timeout_ms));
 	json_object_object_add(o, "debug_exit", json_object_new_boolean(c->debug_exit));
@@ -264,10 +270,12 @@ static void cv_nic_stats(struct control_vm *cv, unsigned i, struct virtio_net_st
 
 	*sum = (struct virtio_net_stats){ 0 };
 	if (tulip_get_stats(d, &t) == 0) {
-		*sum = (struct virtio_net_stats){
-			.rx_packets = t.rx_packets, .rx_bytes = t.rx_bytes,
-			.rx_dropped = t.rx_dropped + t.rx_missed, .tx_packets = t.tx_packets,
-			.tx_bytes = t.tx_bytes, .tx_dropped = t.tx_dropped };
+		*sum = (struct virtio_net_stats){ .rx_packets = t.rx_packets,
+						  .rx_bytes = t.rx_bytes,
+						  .rx_dropped = t.rx_dropped + t.rx_missed,
+						  .tx_packets = t.tx_packets,
+						  .tx_bytes = t.tx_bytes,
+						  .tx_dropped = t.tx_dropped };
 		return;
 	}
 	for (unsigned k = 0; k < nq; k++) {
@@ -314,7 +322,8 @@ static json_object *cv_nics_json(struct control_vm *cv, bool counters)
 			json_object_object_add(o, "tx_bytes", jint(sum.tx_bytes));
 			json_object_object_add(o, "tx_dropped", jint(sum.tx_dropped));
 		}
-		json_object_object_add(o, "model", jstr(tulip_pci(cv_nic(cv, i)) ? "tulip" : "virtio"));
+		json_object_object_add(o, "model",
+				       jstr(tulip_pci(cv_nic(cv, i)) ? "tulip" : "virtio"));
 		json_object_array_add(arr, o);
 	}
 	return arr;
@@ -370,8 +379,10 @@ static json_object *cv_memory_json(struct guest_mem *gm)
 		json_object_object_add(o, "name", jstr(sl[i].name));
 		json_object_object_add(o, "gpa", jhex(sl[i].gpa));
 		json_object_object_add(o, "size", jint(sl[i].size));
-		json_object_object_add(o, "kind", jstr(sl[i].flags & GM_SLOT_RAM ? "ram" : "device"));
-		json_object_object_add(o, "readonly", json_object_new_boolean(sl[i].flags & GM_SLOT_READONLY));
+		json_object_object_add(o, "kind",
+				       jstr(sl[i].flags & GM_SLOT_RAM ? "ram" : "device"));
+		json_object_object_add(o, "readonly",
+				       json_object_new_boolean(sl[i].flags & GM_SLOT_READONLY));
 		json_object_object_add(o, "dirty_log", json_object_new_boolean(sl[i].logging));
 		json_object_array_add(arr, o);
 	}
@@ -445,9 +456,10 @@ static int cv_query_vm(void *opaque, json_object *ret, struct control_error *e)
 	json_object_object_add(ret, "vcpus", vcpus);
 	json_object_object_add(ret, "devices", devs);
 	json_object_object_add(ret, "disks", cv_disks_json(cv));
-	json_object_object_add(ret, "net", cv->m ? cv_nics_json(cv, false) : json_object_new_array());
-	json_object_object_add(ret, "memory", cv->m ? cv_memory_json(&cv->m->vm.gm) :
-							json_object_new_array());
+	json_object_object_add(ret, "net",
+			       cv->m ? cv_nics_json(cv, false) : json_object_new_array());
+	json_object_object_add(ret, "memory",
+			       cv->m ? cv_memory_json(&cv->m->vm.gm) : json_object_new_array());
 	pthread_mutex_unlock(&cv->lock);
 	return 0;
 }
@@ -511,8 +523,10 @@ static int cv_pause(void *opaque, struct control_error *e)
 	if (!rc) {
 		rc = vm_pause(&cv->m->vm, CV_PAUSE_TIMEOUT_MS);
 		if (rc == -ETIMEDOUT)
-			control_fail(e, CTL_E_TIMEOUT, "the vCPUs did not stop within %d ms; the VM "
-				     "keeps running", CV_PAUSE_TIMEOUT_MS);
+			control_fail(e, CTL_E_TIMEOUT,
+				     "the vCPUs did not stop within %d ms; the VM "
+				     "keeps running",
+				     CV_PAUSE_TIMEOUT_MS);
 		else if (rc)
 			control_fail(e, CTL_E_STATE, "the VM is stopping");
 		else
@@ -616,17 +630,17 @@ static int cv_reset(void *opaque, struct control_error *e)
  * thread and put in the drive under cv->lock (cv->cds[u].busy). */
 struct cv_job {
 	struct control_vm *cv;
-	struct control_pending *p;    /* NULL: re-adding a disk after a reset */
-	bool add;                     /* the job opens opts (a disk or a medium) */
-	bool cd;                      /* cdrom-change: target is the IDE unit */
-	char *id;                     /* cd: the drive's id as the command named it */
-	bool any_target;              /* add: the lowest free target, when done */
+	struct control_pending *p; /* NULL: re-adding a disk after a reset */
+	bool add;		   /* the job opens opts (a disk or a medium) */
+	bool cd;		   /* cdrom-change: target is the IDE unit */
+	char *id;		   /* cd: the drive's id as the command named it */
+	bool any_target;	   /* add: the lowest free target, when done */
 	unsigned target;
-	unsigned boot;                /* cv->boots when the job began */
+	unsigned boot; /* cv->boots when the job began */
 	char *path;
-	struct blk_opts opts;         /* add: opts.path = path */
-	struct blk_dev *blk;          /* add: the disk the job opened */
-	struct vscsi_target *gone;    /* remove: the target the job closes */
+	struct blk_opts opts;	   /* add: opts.path = path */
+	struct blk_dev *blk;	   /* add: the disk the job opened */
+	struct vscsi_target *gone; /* remove: the target the job closes */
 	int rc;
 	char err[256];
 };
@@ -654,7 +668,8 @@ static int cv_need_scsi(struct control_vm *cv, struct control_error *e)
 	int rc = cv_need_vm(cv, e);
 
 	if (!rc && !cv_scsi(cv))
-		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no SCSI controller (start it "
+		rc = control_fail(e, CTL_E_UNSUPPORTED,
+				  "this VM has no SCSI controller (start it "
 				  "with --scsi-controller or a --disk ...,bus=scsi)");
 	return rc;
 }
@@ -713,7 +728,8 @@ static int cv_add_attach(struct control_vm *cv, struct cv_job *j, struct control
 {
 	int rc = -EEXIST;
 
-	for (unsigned t = j->any_target ? 0 : j->target; t < CONFIG_MAX_DISKS && rc == -EEXIST; t++) {
+	for (unsigned t = j->any_target ? 0 : j->target; t < CONFIG_MAX_DISKS && rc == -EEXIST;
+	     t++) {
 		if (j->any_target && !cv_target_free(cv, t))
 			continue;
 		rc = virtio_scsi_attach_disk(cv_scsi(cv), t, j->blk, j->err, sizeof(j->err));
@@ -722,11 +738,13 @@ static int cv_add_attach(struct control_vm *cv, struct cv_job *j, struct control
 			break;
 	}
 	if (rc == -EEXIST)
-		return control_fail(e, CTL_E_EXISTS, j->any_target ? "every SCSI target is in use" :
-				    "target %u is in use", j->target);
+		return control_fail(e, CTL_E_EXISTS,
+				    j->any_target ? "every SCSI target is in use"
+						  : "target %u is in use",
+				    j->target);
 	if (rc)
 		return control_fail(e, CTL_E_FAILED, "%s", j->err[0] ? j->err : strerror(-rc));
-	j->blk = NULL;   /* the controller's now */
+	j->blk = NULL; /* the controller's now */
 	cv_disk_set(&cv->disks[j->target], &j->opts, true);
 	return 0;
 }
@@ -743,7 +761,8 @@ static int cv_job_result(struct control_vm *cv, struct cv_job *j, json_object *r
 	if (j->add && j->rc)
 		return control_fail(e, CTL_E_FAILED, "%s", j->err[0] ? j->err : strerror(-j->rc));
 	if (j->add && cv->m && cv->boots != j->boot)
-		return control_fail(e, CTL_E_STATE, "the VM restarted while the disk was being "
+		return control_fail(e, CTL_E_STATE,
+				    "the VM restarted while the disk was being "
 				    "opened; it was not added");
 	if (j->add && (cv_need_scsi(cv, e) || cv_add_attach(cv, j, e)))
 		return -EINVAL;
@@ -770,10 +789,12 @@ static void cv_job_finish(struct cv_job *j)
 			ret = rc ? ret : NULL;
 			/* After the reply: a command's events follow it. */
 			if (!rc && !j->cd)
-				cv_device_event(cv, j->add ? CTL_EV_DEVICE_ADDED : CTL_EV_DEVICE_REMOVED,
-						j->target);
+				cv_device_event(
+					cv, j->add ? CTL_EV_DEVICE_ADDED : CTL_EV_DEVICE_REMOVED,
+					j->target);
 		} else if (rc) {
-			kwarn("control: re-adding target %u after the reset: %s", j->target, e.message);
+			kwarn("control: re-adding target %u after the reset: %s", j->target,
+			      e.message);
 			cv->disks[j->target].present = false;
 		}
 	}
@@ -781,7 +802,7 @@ static void cv_job_finish(struct cv_job *j)
 		cv->cds[j->target].busy = false;
 	else if (!j->any_target)
 		cv->disks[j->target].busy = false;
-	control_pending_drop(j->p);    /* the worker is exiting: no reply */
+	control_pending_drop(j->p); /* the worker is exiting: no reply */
 	last = --cv->jobs == 0 && cv->released;
 	pthread_mutex_unlock(&cv->lock);
 	json_object_put(ret);
@@ -851,8 +872,9 @@ static struct cv_job *cv_job_new(bool add, const struct blk_opts *o, struct cont
 static int cv_add_target_ok(struct control_vm *cv, int target, struct control_error *e)
 {
 	if (target >= 0)
-		return cv_target_free(cv, (unsigned)target) ? 0 :
-		       control_fail(e, CTL_E_EXISTS, "target %d is in use", target);
+		return cv_target_free(cv, (unsigned)target)
+			       ? 0
+			       : control_fail(e, CTL_E_EXISTS, "target %d is in use", target);
 	for (unsigned t = 0; t < CONFIG_MAX_DISKS; t++)
 		if (cv_target_free(cv, t))
 			return 0;
@@ -918,7 +940,7 @@ static int cv_disk_remove(void *opaque, unsigned t, struct control_call *call, j
 		j->target = t;
 		cv_job_start(cv, j);
 	} else if (j) {
-		if (j->p) {    /* deferred already: the error is the reply */
+		if (j->p) { /* deferred already: the error is the reply */
 			control_pending_done(j->p, NULL, e);
 			j->p = NULL;
 			rc = 0;
@@ -951,7 +973,8 @@ static void cv_replay_disks(struct control_vm *cv)
 		j = cv_job_new(put_back, put_back ? &d->opts : NULL, &e);
 		if (!j) {
 			kwarn("control: re-applying hot-plug of target %u after the reset: out of "
-			      "memory", t);
+			      "memory",
+			      t);
 			continue;
 		}
 		j->target = t;
@@ -975,8 +998,8 @@ static int cv_nic_index(struct control_vm *cv, const char *device)
 		return n ? 0 : -1;
 	for (i = 0; i < n; i++) {
 		snprintf(name, sizeof(name), "net%u", i);
-		if (!strcmp(device, name) || (i < cv->cfg->nnets && !strcmp(device,
-									    cv->cfg->nets[i].ifname)))
+		if (!strcmp(device, name) ||
+		    (i < cv->cfg->nnets && !strcmp(device, cv->cfg->nets[i].ifname)))
 			return (int)i;
 	}
 	return -1;
@@ -1006,11 +1029,14 @@ static int cv_cd_find(struct control_vm *cv, const char *id, struct device **ch,
 	if (rc)
 		return rc;
 	if (!cv_ide_channel(cv, 0) && !cv_ide_channel(cv, 1))
-		return control_fail(e, CTL_E_UNSUPPORTED, "this VM has no IDE controller (start it "
+		return control_fail(e, CTL_E_UNSUPPORTED,
+				    "this VM has no IDE controller (start it "
 				    "with a --disk ...,bus=ide,media=cdrom)");
 	if (u < 0)
-		return control_fail(e, CTL_E_ARGUMENT, "id %s: expected 0-3 or ide0-0, ide0-1, "
-				    "ide1-0, ide1-1", id);
+		return control_fail(e, CTL_E_ARGUMENT,
+				    "id %s: expected 0-3 or ide0-0, ide0-1, "
+				    "ide1-0, ide1-1",
+				    id);
 	st = malloc(sizeof(*st));
 	if (!st)
 		return control_fail(e, CTL_E_INTERNAL, "out of memory");
@@ -1028,8 +1054,11 @@ static int cv_cd_find(struct control_vm *cv, const char *id, struct device **ch,
 static int cv_cd_insert(struct device *ch, unsigned unit, const char *path, enum blk_format f,
 			char *err, size_t errlen)
 {
-	struct blk_opts o = { .path = path, .format = f, .readonly = true,
-			      .cache = BLK_CACHE_WRITEBACK, .aio = BLK_AIO_AUTO };
+	struct blk_opts o = { .path = path,
+			      .format = f,
+			      .readonly = true,
+			      .cache = BLK_CACHE_WRITEBACK,
+			      .aio = BLK_AIO_AUTO };
 	struct blk_dev *blk = NULL, *old = NULL;
 	int rc = blk_open(&blk, &o, err, errlen);
 
@@ -1072,7 +1101,7 @@ static int cv_cd_job_result(struct control_vm *cv, struct cv_job *j, json_object
 	rc = ide_cd_change(ch, u % 2, j->blk, &old);
 	if (rc)
 		return control_fail(e, CTL_E_FAILED, "%s", strerror(-rc));
-	j->blk = NULL;   /* the drive's now */
+	j->blk = NULL; /* the drive's now */
 	if (old)
 		blk_close(old);
 	cv_cd_set(&cv->cds[u], j->path, j->opts.format);
@@ -1088,8 +1117,10 @@ static int cv_cdrom_change(void *opaque, const char *id, const char *path, const
 {
 	struct control_vm *cv = opaque;
 	int f = blk_name_index(blk_format_names, format);
-	struct blk_opts o = { .path = path, .format = f < 0 ? BLK_FMT_AUTO : (enum blk_format)f,
-			      .readonly = true, .cache = BLK_CACHE_WRITEBACK,
+	struct blk_opts o = { .path = path,
+			      .format = f < 0 ? BLK_FMT_AUTO : (enum blk_format)f,
+			      .readonly = true,
+			      .cache = BLK_CACHE_WRITEBACK,
 			      .aio = BLK_AIO_AUTO };
 	struct cv_job *j = NULL;
 	struct device *ch;
@@ -1132,7 +1163,8 @@ static int cv_cdrom_eject(void *opaque, const char *id, bool force, json_object 
 	if (!rc) {
 		rc = ide_cd_eject(ch, u % 2, force, &old);
 		if (rc == -EBUSY)
-			control_fail(e, CTL_E_FAILED, "the guest has locked the medium in (PREVENT "
+			control_fail(e, CTL_E_FAILED,
+				     "the guest has locked the medium in (PREVENT "
 				     "MEDIUM REMOVAL); it was asked to eject it; force=true takes "
 				     "it out anyway");
 		else if (rc)
@@ -1161,15 +1193,16 @@ static void cv_replay_cds(struct control_vm *cv)
 			continue;
 		err[0] = '\0';
 		if (cv->cds[u].path) {
-			rc = cv_cd_insert(ch, u, cv->cds[u].path, cv->cds[u].format, err, sizeof(err));
+			rc = cv_cd_insert(ch, u, cv->cds[u].path, cv->cds[u].format, err,
+					  sizeof(err));
 		} else {
 			rc = ide_cd_eject(ch, u % 2, true, &old);
 			if (old)
 				blk_close(old);
 		}
 		if (rc)
-			kwarn("control: re-applying the medium of IDE unit %u after the reset: %s", u,
-			      err[0] ? err : strerror(-rc));
+			kwarn("control: re-applying the medium of IDE unit %u after the reset: %s",
+			      u, err[0] ? err : strerror(-rc));
 	}
 }
 
@@ -1192,13 +1225,16 @@ static int cv_net_link(void *opaque, const char *device, bool up, struct control
 	pthread_mutex_lock(&cv->lock);
 	rc = cv_need_vm(cv, e);
 	if (!rc && !cv_nnics(cv))
-		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no network device (start it "
+		rc = control_fail(e, CTL_E_UNSUPPORTED,
+				  "this VM has no network device (start it "
 				  "with --net)");
 	if (!rc) {
 		i = cv_nic_index(cv, device);
 		if (i < 0)
-			rc = control_fail(e, CTL_E_NOT_FOUND, "no network device '%.64s' (net0 to "
-					  "net%u, or the TAP's name)", device, cv_nnics(cv) - 1);
+			rc = control_fail(e, CTL_E_NOT_FOUND,
+					  "no network device '%.64s' (net0 to "
+					  "net%u, or the TAP's name)",
+					  device, cv_nnics(cv) - 1);
 	}
 	if (!rc) {
 		rc = cv_nic_set_link(cv, (unsigned)i, up);
@@ -1214,8 +1250,7 @@ static int cv_net_link(void *opaque, const char *device, bool up, struct control
 /* Rendering happens here, on the control thread: the VGA's lock is taken
  * only to copy its registers and dirty pages, so vCPUs are held up for that
  * copy at most; cv->lock keeps the machine from going away meanwhile. */
-static int cv_screendump(void *opaque, const char *path, json_object *ret,
-			 struct control_error *e)
+static int cv_screendump(void *opaque, const char *path, json_object *ret, struct control_error *e)
 {
 	struct control_vm *cv = opaque;
 	uint32_t w = 0, h = 0;
@@ -1225,7 +1260,8 @@ static int cv_screendump(void *opaque, const char *path, json_object *ret,
 	pthread_mutex_lock(&cv->lock);
 	rc = cv_need_vm(cv, e);
 	if (!rc && !cv->m->display)
-		rc = control_fail(e, CTL_E_UNSUPPORTED, "this VM has no display (start it with "
+		rc = control_fail(e, CTL_E_UNSUPPORTED,
+				  "this VM has no display (start it with "
 				  "--vga std)");
 	if (!rc) {
 		rc = display_screendump(cv->m->display, path, &w, &h, msg, sizeof(msg));
@@ -1301,12 +1337,15 @@ static int cv_dirty_fetch(struct guest_mem *gm, json_object *ret, struct control
 		if (got < 0) {
 			free(bm);
 			json_object_put(r.arr);
-			return control_fail(e, CTL_E_FAILED, "%s: %s", sl[i].name, strerror((int)-got));
+			return control_fail(e, CTL_E_FAILED, "%s: %s", sl[i].name,
+					    strerror((int)-got));
 		}
 		pages += (uint64_t)got;
 		for (uint64_t w = 0; w * 64 < np; w++)
 			for (uint64_t v = bm[w]; v; v &= v - 1)
-				cv_run_page(&r, sl[i].gpa + (w * 64 + (uint64_t)__builtin_ctzll(v)) * GM_PAGE_SIZE);
+				cv_run_page(&r,
+					    sl[i].gpa + (w * 64 + (uint64_t)__builtin_ctzll(v)) *
+								GM_PAGE_SIZE);
 		free(bm);
 	}
 	cv_run_end(&r);
@@ -1337,8 +1376,7 @@ static int cv_dirty_action(struct guest_mem *gm, const char *action, json_object
 	return 0;
 }
 
-static int cv_dirty_log(void *opaque, const char *action, json_object *ret,
-			struct control_error *e)
+static int cv_dirty_log(void *opaque, const char *action, json_object *ret, struct control_error *e)
 {
 	struct control_vm *cv = opaque;
 	int rc;
@@ -1458,8 +1496,12 @@ static void cv_snapshot_run(struct control_vm *cv)
 	}
 	pthread_mutex_lock(&cv->lock);
 	if (rc) {
-		control_fail(&e, rc == -ENOENT ? CTL_E_NOT_FOUND : rc == -EEXIST ? CTL_E_EXISTS :
-			     rc == -ENOTSUP ? CTL_E_UNSUPPORTED : CTL_E_FAILED, "%s", err);
+		control_fail(&e,
+			     rc == -ENOENT    ? CTL_E_NOT_FOUND
+			     : rc == -EEXIST  ? CTL_E_EXISTS
+			     : rc == -ENOTSUP ? CTL_E_UNSUPPORTED
+					      : CTL_E_FAILED,
+			     "%s", err);
 		kerr("snapshot %s: %s", cv->save.name, err);
 	} else {
 		json_object_object_add(ret, "name", jstr(cv->save.name));
@@ -1499,7 +1541,8 @@ static void *cv_save_thread(void *arg)
 static void *cv_save_thread_save(struct control_vm *cv)
 {
 	struct machine *m = cv->m;
-	struct migrate_save_opts o = { .path = cv->save.path, .progress = cv_save_progress,
+	struct migrate_save_opts o = { .path = cv->save.path,
+				       .progress = cv_save_progress,
 				       .opaque = cv };
 	struct migrate_save_result r = { 0 };
 	char err[512] = "";
@@ -1508,8 +1551,9 @@ static void *cv_save_thread_save(struct control_vm *cv)
 
 	quiesced = rc == 0;
 	if (rc)
-		snprintf(err, sizeof(err), "%s", rc == -ETIMEDOUT ? "the vCPUs did not stop in time" :
-			 "the VM is stopping");
+		snprintf(err, sizeof(err), "%s",
+			 rc == -ETIMEDOUT ? "the vCPUs did not stop in time"
+					  : "the VM is stopping");
 	else
 		rc = migrate_save(m, &o, &r, err, sizeof(err));
 	if (rc)
@@ -1559,7 +1603,7 @@ static int cv_save(void *opaque, const char *path, bool keep_running, json_objec
 			rc = control_fail(e, CTL_E_UNSUPPORTED, "%s", why);
 	}
 	if (!rc) {
-		cv_save_join(cv);   /* a finished save's thread */
+		cv_save_join(cv); /* a finished save's thread */
 		free(cv->save.path);
 		cv->save.path = strdup(path);
 		cv->save.keep_running = keep_running;
@@ -1583,7 +1627,7 @@ static int cv_save(void *opaque, const char *path, bool keep_running, json_objec
 
 /* ---- live migration (docs/migration.md) ------------------------------------ */
 
-#define CV_MIGRATE_DOWNTIME_MS 30
+#define CV_MIGRATE_DOWNTIME_MS	  30
 #define CV_MIGRATE_CONVERGE_AFTER 4
 
 static void cv_migrate_progress(void *opaque, const struct migrate_progress *p)
@@ -1625,12 +1669,15 @@ static void cv_migrate_event(struct control_vm *cv, int rc, const struct migrate
 static void *cv_migrate_thread(struct control_vm *cv)
 {
 	struct machine *m = cv->m;
-	struct migrate_send_opts o = {
-		.uri = cv->save.path, .bandwidth = cv->save.bandwidth,
-		.max_downtime_ms = cv->save.max_downtime_ms ? cv->save.max_downtime_ms :
-				   CV_MIGRATE_DOWNTIME_MS,
-		.converge_after = CV_MIGRATE_CONVERGE_AFTER, .cancel = &cv->save.cancel,
-		.progress = cv_migrate_progress, .opaque = cv };
+	struct migrate_send_opts o = { .uri = cv->save.path,
+				       .bandwidth = cv->save.bandwidth,
+				       .max_downtime_ms = cv->save.max_downtime_ms
+								  ? cv->save.max_downtime_ms
+								  : CV_MIGRATE_DOWNTIME_MS,
+				       .converge_after = CV_MIGRATE_CONVERGE_AFTER,
+				       .cancel = &cv->save.cancel,
+				       .progress = cv_migrate_progress,
+				       .opaque = cv };
 	struct migrate_send_result r = { 0 };
 	char err[512] = "";
 	int rc = migrate_send(m, &o, &r, err, sizeof(err));
@@ -1666,8 +1713,8 @@ static int cv_migrate(void *opaque, const char *uri, uint64_t max_downtime_ms, u
 
 	/* Quick migration: a save to shared storage, restored elsewhere. */
 	if (!strncmp(uri, "file:", 5))
-		return uri[5] ? cv_save(opaque, uri + 5, false, ret, e) :
-				control_fail(e, CTL_E_ARGUMENT, "file: needs a path");
+		return uri[5] ? cv_save(opaque, uri + 5, false, ret, e)
+			      : control_fail(e, CTL_E_ARGUMENT, "file: needs a path");
 	if (migrate_uri_check(uri, why, sizeof(why)))
 		return control_fail(e, CTL_E_ARGUMENT, "%s", why);
 	pthread_mutex_lock(&cv->lock);
@@ -1687,8 +1734,8 @@ static int cv_migrate(void *opaque, const char *uri, uint64_t max_downtime_ms, u
 		cv->save.was_paused = cv->save.stopped = false;
 		__atomic_store_n(&cv->save.cancel, false, __ATOMIC_RELEASE);
 		cv->save.running = cv->save.path &&
-				   !sandbox_thread_start(&cv->save.thread, SANDBOX_MIGRATE, "migrate",
-							 cv_save_thread, cv);
+				   !sandbox_thread_start(&cv->save.thread, SANDBOX_MIGRATE,
+							 "migrate", cv_save_thread, cv);
 		cv->save.joinable = cv->save.running;
 		if (!cv->save.running)
 			rc = control_fail(e, CTL_E_INTERNAL, "cannot start the migration");
@@ -1743,8 +1790,9 @@ static int cv_snapshot(void *opaque, const char *action, const char *name,
 		free(cv->save.path);
 		cv->save.path = strdup(dir);
 		snprintf(cv->save.name, sizeof(cv->save.name), "%s", name);
-		cv->save.op = !strcmp(action, "create") ? CV_SNAP_CREATE :
-			      !strcmp(action, "apply") ? CV_SNAP_APPLY : CV_SNAP_DELETE;
+		cv->save.op = !strcmp(action, "create")	 ? CV_SNAP_CREATE
+			      : !strcmp(action, "apply") ? CV_SNAP_APPLY
+							 : CV_SNAP_DELETE;
 		cv->save.was_paused = !strcmp(cv->state, "paused");
 		cv->save.stopped = false;
 		cv->save.running = cv->save.path &&
@@ -1822,8 +1870,8 @@ static int64_t cv_tick(void *opaque)
 		next = cv_ms_until(cv->shutdown_deadline_ns, now);
 	pthread_mutex_unlock(&cv->lock);
 	if (cv->wd_usec)
-		next = next < 0 ? cv_ms_until(cv->wd_next_ns, now) :
-				  MIN(next, cv_ms_until(cv->wd_next_ns, now));
+		next = next < 0 ? cv_ms_until(cv->wd_next_ns, now)
+				: MIN(next, cv_ms_until(cv->wd_next_ns, now));
 	return next;
 }
 
@@ -1831,7 +1879,7 @@ static int64_t cv_tick(void *opaque)
 
 /* What send-key or mouse-move hands the i8042. */
 struct cv_input {
-	const struct i8042_key *keys;   /* send-key; NULL for mouse-move */
+	const struct i8042_key *keys; /* send-key; NULL for mouse-move */
 	unsigned n;
 	int dx, dy, wheel;
 	unsigned buttons;
@@ -1849,18 +1897,20 @@ static int cv_input(struct control_vm *cv, const struct cv_input *in, struct con
 	rc = cv_need_vm(cv, e);
 	kbc = rc ? NULL : machine_find_device(cv->m, "i8042");
 	if (kbc)
-		rc = in->keys ? i8042_keys(kbc, in->keys, in->n) :
-				i8042_mouse(kbc, in->dx, in->dy, in->wheel, in->buttons);
+		rc = in->keys ? i8042_keys(kbc, in->keys, in->n)
+			      : i8042_mouse(kbc, in->dx, in->dy, in->wheel, in->buttons);
 	pthread_mutex_unlock(&cv->lock);
 	if (!rc && !kbc)
 		rc = control_fail(e, CTL_E_UNSUPPORTED, "the machine has no i8042");
 	else if (!kbc || !rc)
 		return rc;
 	else if (!in->keys)
-		control_fail(e, CTL_E_FAILED, "the guest has not turned the mouse on (no PS/2 "
+		control_fail(e, CTL_E_FAILED,
+			     "the guest has not turned the mouse on (no PS/2 "
 			     "mouse driver, or reporting disabled)");
 	else if (rc == -ENOSPC)
-		control_fail(e, CTL_E_FAILED, "the keyboard's buffer is full: the guest is not "
+		control_fail(e, CTL_E_FAILED,
+			     "the keyboard's buffer is full: the guest is not "
 			     "reading its keyboard");
 	else if (rc == -EAGAIN)
 		control_fail(e, CTL_E_FAILED, "the guest has turned the keyboard off");
@@ -1916,8 +1966,9 @@ static const char *cv_stop_reason(struct control_vm *cv, enum vm_stop_reason why
 {
 	switch (why) {
 	case VM_STOP_POWEROFF:
-		return cv->shutdown_forced ? "shutdown-timeout" :
-		       cv->host_stop ? "host-stop" : "guest-poweroff";
+		return cv->shutdown_forced ? "shutdown-timeout"
+		       : cv->host_stop	   ? "host-stop"
+					   : "guest-poweroff";
 	case VM_STOP_RESET: return "reset";
 	case VM_STOP_DEBUG_EXIT: return "guest-debug-exit";
 	case VM_STOP_ERROR: return "vm-error";
@@ -1973,8 +2024,8 @@ static int cv_socket_path(struct control_vm *cv, bool *fatal, char *err, size_t 
 		snprintf(cv->sock, sizeof(cv->sock), "%s", c);
 		return 0;
 	}
-	if (control_socket_dir(dir, sizeof(dir)) || control_socket_path(cv->cfg->name, cv->sock,
-									 sizeof(cv->sock))) {
+	if (control_socket_dir(dir, sizeof(dir)) ||
+	    control_socket_path(cv->cfg->name, cv->sock, sizeof(cv->sock))) {
 		snprintf(err, errlen, "control socket: path too long");
 		return -ENAMETOOLONG;
 	}
@@ -2110,8 +2161,8 @@ void control_vm_destroy(struct control_vm *cv, int exit_code)
 		json_object_object_add(d, "exit_code", json_object_new_int(exit_code));
 		control_event(cv->srv, CTL_EV_EXITING, d);
 		if (cv->ready_sent)
-			notify_send("STOPPING=1\nSTATUS=VM %s: exiting with status %d", cv->cfg->name,
-				    exit_code);
+			notify_send("STOPPING=1\nSTATUS=VM %s: exiting with status %d",
+				    cv->cfg->name, exit_code);
 		control_server_stop(cv->srv, CV_FLUSH_MS);
 	}
 	pthread_mutex_lock(&cv->lock);

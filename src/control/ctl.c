@@ -24,11 +24,11 @@
 #include "kestrel/config.h"
 #include "kestrel/control.h"
 
-#define CTL_EXIT_OK 0
-#define CTL_EXIT_ERROR 1      /* the command failed */
-#define CTL_EXIT_USAGE 2      /* bad words, or no such VM */
-#define CTL_REPLY_MS 30000    /* pause waits 2 s; disk-add may take longer (below) */
-#define CTL_LIST_MS 2000
+#define CTL_EXIT_OK	  0
+#define CTL_EXIT_ERROR	  1	/* the command failed */
+#define CTL_EXIT_USAGE	  2	/* bad words, or no such VM */
+#define CTL_REPLY_MS	  30000 /* pause waits 2 s; disk-add may take longer (below) */
+#define CTL_LIST_MS	  2000
 #define CTL_WAIT_GRACE_MS 30000
 
 struct ctl_conn {
@@ -73,7 +73,7 @@ static int conn_open(struct ctl_conn *c, const char *path, bool quiet)
 static int conn_send(struct ctl_conn *c, json_object *req)
 {
 	const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN |
-							   JSON_C_TO_STRING_NOSLASHESCAPE);
+								    JSON_C_TO_STRING_NOSLASHESCAPE);
 	size_t len = strlen(s), off = 0;
 
 	while (off < len + 1) {
@@ -162,7 +162,8 @@ static int conn_reply(struct ctl_conn *c, int id, int timeout_ms, json_object **
 static int ctl_bool(const char *v, bool *out)
 {
 	static const char *const yes[] = { "true", "yes", "on", "1" }, *const no[] = { "false",
-		"no", "off", "0" };
+										       "no", "off",
+										       "0" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
 		if (!strcasecmp(v, yes[i]) || !strcasecmp(v, no[i])) {
@@ -223,11 +224,9 @@ static json_object *ctl_value(const struct control_arg *spec, const char *v, con
 	case CTL_ARG_DURATION:
 		return ctl_digits(v) ? json_object_new_int64(strtoll(v, NULL, 10))
 				     : json_object_new_string(v);
-	case CTL_ARG_PATH:
-		return ctl_abs_path(v);
+	case CTL_ARG_PATH: return ctl_abs_path(v);
 	case CTL_ARG_STRING:
-	case CTL_ARG_ENUM:
-		return json_object_new_string(v);
+	case CTL_ARG_ENUM: return json_object_new_string(v);
 	}
 	fprintf(stderr, "kestrel: ctl: %s=%s: expected %s\n", key, v,
 		spec->type == CTL_ARG_INT ? "an integer" : "true or false");
@@ -251,8 +250,8 @@ static int ctl_add(json_object *args, const struct control_command *cmd, const c
 	json_object *v;
 
 	if (keylen == 0 || keylen >= sizeof(k)) {
-		fprintf(stderr, "kestrel: ctl: '%.*s': not an argument name\n", (int)MIN(keylen,
-			(size_t)80), key);
+		fprintf(stderr, "kestrel: ctl: '%.*s': not an argument name\n",
+			(int)MIN(keylen, (size_t)80), key);
 		return -EINVAL;
 	}
 	snprintf(k, sizeof(k), "%.*s", (int)keylen, key);
@@ -285,8 +284,8 @@ static int ctl_args(const struct control_command *cmd, int argc, char **argv, js
 				continue;
 			}
 			spec = ctl_spec(cmd, a, strlen(a));
-			if (spec && spec->type == CTL_ARG_BOOL && (i + 1 >= argc ||
-								   !strncmp(argv[i + 1], "--", 2))) {
+			if (spec && spec->type == CTL_ARG_BOOL &&
+			    (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))) {
 				json_object_object_add(args, a, json_object_new_boolean(true));
 				continue;
 			}
@@ -301,7 +300,8 @@ static int ctl_args(const struct control_command *cmd, int argc, char **argv, js
 				return -EINVAL;
 		} else {
 			spec = NULL;
-			for (const struct control_arg *s = cmd ? cmd->args : NULL; s && s->name; s++)
+			for (const struct control_arg *s = cmd ? cmd->args : NULL; s && s->name;
+			     s++)
 				if (!json_object_object_get_ex(args, s->name, NULL)) {
 					spec = s;
 					break;
@@ -330,7 +330,8 @@ static void print_scalar(json_object *v)
 /* key: value lines; nested objects indented; arrays of objects one per line. */
 static void print_object(json_object *o, int indent)
 {
-	json_object_object_foreach(o, key, val) {
+	json_object_object_foreach(o, key, val)
+	{
 		printf("%*s%s:", indent, "", key);
 		if (json_object_is_type(val, json_type_object)) {
 			putchar('\n');
@@ -349,7 +350,8 @@ static void print_object(json_object *o, int indent)
 
 			printf("%*s-", indent + 2, "");
 			if (json_object_is_type(e, json_type_object)) {
-				json_object_object_foreach(e, k2, v2) {
+				json_object_object_foreach(e, k2, v2)
+				{
 					printf(" %s=", k2);
 					print_scalar(v2);
 				}
@@ -366,16 +368,18 @@ static const char *jget_str(json_object *o, const char *k, const char *dflt)
 {
 	json_object *v;
 
-	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) ?
-		       json_object_get_string(v) : dflt;
+	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
+		       ? json_object_get_string(v)
+		       : dflt;
 }
 
 static int64_t jget_int(json_object *o, const char *k, int64_t dflt)
 {
 	json_object *v;
 
-	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_int) ?
-		       json_object_get_int64(v) : dflt;
+	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_int)
+		       ? json_object_get_int64(v)
+		       : dflt;
 }
 
 static void print_event(json_object *ev, const char *line, void *arg)
@@ -389,7 +393,8 @@ static void print_event(json_object *ev, const char *line, void *arg)
 		printf("event %s", jget_str(ev, "event", "?"));
 		if (json_object_object_get_ex(ev, "data", &d) &&
 		    json_object_is_type(d, json_type_object)) {
-			json_object_object_foreach(d, k, v) {
+			json_object_object_foreach(d, k, v)
+			{
 				printf(" %s=", k);
 				print_scalar(v);
 			}
@@ -403,12 +408,13 @@ static void print_event(json_object *ev, const char *line, void *arg)
 
 static void ctl_usage(FILE *f)
 {
-	fprintf(f, "usage: kestrel ctl NAME|SOCKET COMMAND [ARG ...] [--json] [--no-wait]\n"
-		   "       kestrel ctl NAME|SOCKET watch [--json]    print events until the VM exits\n"
-		   "       kestrel ctl NAME|SOCKET raw < REQUESTS    send JSON lines, print what comes\n"
-		   "       kestrel list [--json]\n"
-		   "ARG: key=value, --key value, or the next argument's value. Commands\n"
-		   "(docs/control.md):\n");
+	fprintf(f,
+		"usage: kestrel ctl NAME|SOCKET COMMAND [ARG ...] [--json] [--no-wait]\n"
+		"       kestrel ctl NAME|SOCKET watch [--json]    print events until the VM exits\n"
+		"       kestrel ctl NAME|SOCKET raw < REQUESTS    send JSON lines, print what comes\n"
+		"       kestrel list [--json]\n"
+		"ARG: key=value, --key value, or the next argument's value. Commands\n"
+		"(docs/control.md):\n");
 	for (const struct control_command *c = control_commands; c->name; c++) {
 		fprintf(f, "  %-13s", c->name);
 		for (const struct control_arg *a = c->args; a->name; a++) {
@@ -467,18 +473,18 @@ static int ctl_wait_gone(struct ctl_conn *c, const char *name, int64_t timeout_m
 /* A job the worker runs on a thread of its own (save, migrate): the reply
  * comes at once, then progress and the outcome as events. */
 struct ctl_job {
-	const char *what;          /* in messages: "the save", "the migration" */
-	const char *verb;          /* "save", "migrate" */
+	const char *what; /* in messages: "the save", "the migration" */
+	const char *verb; /* "save", "migrate" */
 	const char *ev_progress, *ev_done, *ev_failed;
-	const char *failed_note;   /* after the failure's message */
+	const char *failed_note; /* after the failure's message */
 	void (*progress)(json_object *d);
 	void (*done)(const char *name, json_object *d, bool tty);
 };
 
 static void save_progress(json_object *d)
 {
-	fprintf(stderr, "\rsaving: %3lld%%", (long long)(jget_int(d, "bytes", 0) * 100 /
-						     MAX(jget_int(d, "total", 1), 1)));
+	fprintf(stderr, "\rsaving: %3lld%%",
+		(long long)(jget_int(d, "bytes", 0) * 100 / MAX(jget_int(d, "total", 1), 1)));
 }
 
 static void save_done(const char *name, json_object *d, bool tty)
@@ -490,8 +496,10 @@ static void save_done(const char *name, json_object *d, bool tty)
 
 static void migrate_progress(json_object *d)
 {
-	fprintf(stderr, "\rmigrating: round %lld, %lld MiB sent, %lld KiB dirty, %lld ms expected "
-		"downtime   ", (long long)jget_int(d, "round", 0),
+	fprintf(stderr,
+		"\rmigrating: round %lld, %lld MiB sent, %lld KiB dirty, %lld ms expected "
+		"downtime   ",
+		(long long)jget_int(d, "round", 0),
 		(long long)(jget_int(d, "transferred", 0) >> 20),
 		(long long)(jget_int(d, "remaining", 0) >> 10),
 		(long long)jget_int(d, "expected_downtime_ms", 0));
@@ -500,18 +508,21 @@ static void migrate_progress(json_object *d)
 static void migrate_done(const char *name, json_object *d, bool tty)
 {
 	printf("%s%s migrated to %s (downtime %lld ms, %lld ms in all, %lld rounds, %lld MiB sent)\n",
-	       tty ? "\r" : "", name, jget_str(d, "uri", "?"), (long long)jget_int(d, "downtime_ms", 0),
-	       (long long)jget_int(d, "total_ms", 0), (long long)jget_int(d, "rounds", 0),
+	       tty ? "\r" : "", name, jget_str(d, "uri", "?"),
+	       (long long)jget_int(d, "downtime_ms", 0), (long long)jget_int(d, "total_ms", 0),
+	       (long long)jget_int(d, "rounds", 0),
 	       (long long)(jget_int(d, "transferred", 0) >> 20));
 }
 
 static const struct ctl_job ctl_job_save = {
-	"the save", "save", CTL_EV_SAVE_PROGRESS, CTL_EV_SAVED, CTL_EV_SAVE_FAILED, "",
-	save_progress, save_done,
+	"the save",	    "save", CTL_EV_SAVE_PROGRESS, CTL_EV_SAVED,
+	CTL_EV_SAVE_FAILED, "",	    save_progress,	  save_done,
 };
 static const struct ctl_job ctl_job_migrate = {
-	"the migration", "migrate", CTL_EV_MIGRATE_PROGRESS, CTL_EV_MIGRATED, CTL_EV_MIGRATE_FAILED,
-	" (the VM runs on here)", migrate_progress, migrate_done,
+	"the migration",	 "migrate",
+	CTL_EV_MIGRATE_PROGRESS, CTL_EV_MIGRATED,
+	CTL_EV_MIGRATE_FAILED,	 " (the VM runs on here)",
+	migrate_progress,	 migrate_done,
 };
 
 /* The job's outcome (progress to stderr on a terminal); *done: it
@@ -544,8 +555,8 @@ static int ctl_wait_job(struct ctl_conn *c, const char *name, bool json, const s
 		if (!strcmp(ev, job->ev_done) && !json)
 			job->done(name, d, tty);
 		if (!strcmp(ev, job->ev_failed))
-			fprintf(stderr, "%skestrel: ctl: %s: %s: %s%s\n", tty && !json ? "\r" : "", name,
-				job->verb, jget_str(d, "message", "?"), job->failed_note);
+			fprintf(stderr, "%skestrel: ctl: %s: %s: %s%s\n", tty && !json ? "\r" : "",
+				name, job->verb, jget_str(d, "message", "?"), job->failed_note);
 		*done = !strcmp(ev, job->ev_done);
 		r = *done || !strcmp(ev, job->ev_failed);
 		json_object_put(o);
@@ -588,7 +599,7 @@ static int ctl_raw(struct ctl_conn *c)
 		ssize_t n;
 
 		if (in_eof && in_off == in_len && !shut) {
-			shutdown(c->fd, SHUT_WR);   /* the worker answers the rest, then closes */
+			shutdown(c->fd, SHUT_WR); /* the worker answers the rest, then closes */
 			shut = true;
 		}
 		if (poll(p, 2, -1) < 0) {
@@ -628,7 +639,7 @@ static int ctl_result(json_object *reply, const char *name, const char *cmd, boo
 
 	if (json) {
 		puts(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN |
-							   JSON_C_TO_STRING_NOSLASHESCAPE));
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else if (json_object_object_get_ex(reply, "return", &ret)) {
 		print_object(ret, 0);
 	}
@@ -688,11 +699,14 @@ static int ctl_run(const char *target, const char *cmdname, int argc, char **arg
 	r = conn_send(c, req);
 	r = r ?: conn_reply(c, 1, CTL_REPLY_MS, &reply, json ? print_event : NULL, &json);
 	if (r) {
-		fprintf(stderr, "kestrel: ctl: %s: %s\n", target, r == -ETIMEDOUT ?
-			"no reply" : r == -EPIPE ? "the worker closed the connection" : strerror(-r));
+		fprintf(stderr, "kestrel: ctl: %s: %s\n", target,
+			r == -ETIMEDOUT ? "no reply"
+			: r == -EPIPE	? "the worker closed the connection"
+					: strerror(-r));
 		/* The worker goes on with a slow open or drain without us. */
 		if (r == -ETIMEDOUT && !strncmp(cmdname, "disk-", 5))
-			fprintf(stderr, "kestrel: ctl: %s: the worker may still be working on %s; "
+			fprintf(stderr,
+				"kestrel: ctl: %s: the worker may still be working on %s; "
 				"query-vm shows the disks, watch the device-added/removed events\n",
 				target, cmdname);
 		rc = CTL_EXIT_ERROR;
@@ -713,12 +727,14 @@ static int ctl_run(const char *target, const char *cmdname, int argc, char **arg
 
 		json_object_object_get_ex(args, "uri", &uri);
 		rc = ctl_wait_job(c, target, json,
-				  strncmp(uri ? json_object_get_string(uri) : "", "file:", 5) ?
-				  &ctl_job_migrate : &ctl_job_save, &done);
+				  strncmp(uri ? json_object_get_string(uri) : "", "file:", 5)
+					  ? &ctl_job_migrate
+					  : &ctl_job_save,
+				  &done);
 		if (done)
 			rc = ctl_wait_gone(c, target, 0, json);
 	} else if (rc == CTL_EXIT_OK && !o->no_wait &&
-	    (!strcmp(cmdname, "shutdown") || !strcmp(cmdname, "stop"))) {
+		   (!strcmp(cmdname, "shutdown") || !strcmp(cmdname, "stop"))) {
 		json_object *ret = NULL;
 
 		json_object_object_get_ex(reply, "return", &ret);
@@ -812,9 +828,11 @@ static void fmt_uptime(int64_t ms, char *buf, size_t len)
 	if (ms < 0)
 		snprintf(buf, len, "-");
 	else if (s >= 86400)
-		snprintf(buf, len, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+		snprintf(buf, len, "%lldd%02lldh", (long long)(s / 86400),
+			 (long long)(s % 86400 / 3600));
 	else if (s >= 3600)
-		snprintf(buf, len, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+		snprintf(buf, len, "%lldh%02lldm", (long long)(s / 3600),
+			 (long long)(s % 3600 / 60));
 	else if (s >= 60)
 		snprintf(buf, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
 	else
@@ -833,7 +851,7 @@ static void list_print(json_object *all, bool json)
 
 	if (json) {
 		puts(json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN |
-							 JSON_C_TO_STRING_NOSLASHESCAPE));
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
 		return;
 	}
 	printf("%-24s %8s %-14s %5s %7s %9s\n", "NAME", "PID", "STATE", "VCPUS", "MEMORY",

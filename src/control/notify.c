@@ -27,7 +27,7 @@ static int notify_addr(struct sockaddr_un *sa, socklen_t *len)
 	sa->sun_family = AF_UNIX;
 	memcpy(sa->sun_path, p, n);
 	if (p[0] == '@')
-		sa->sun_path[0] = '\0';    /* abstract: no NUL terminator counted */
+		sa->sun_path[0] = '\0'; /* abstract: no NUL terminator counted */
 	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (p[0] == '/'));
 	return 0;
 }

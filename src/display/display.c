@@ -11,15 +11,15 @@
 struct display {
 	pthread_mutex_t lock;
 	struct display_surface s;
-	uint64_t *tile_gen;           /* tiles_x * tiles_y, row-major */
+	uint64_t *tile_gen; /* tiles_x * tiles_y, row-major */
 	uint32_t tiles_x, tiles_y;
-	uint64_t gen;                 /* generation of the last refresh that drew */
+	uint64_t gen; /* generation of the last refresh that drew */
 	uint64_t resize_gen;
-	bool damaged;                 /* this refresh drew something: gen + 1 */
+	bool damaged; /* this refresh drew something: gen + 1 */
 	const struct display_source_ops *ops;
 	void *opaque;
 	int notify_fd;
-	int armed;                    /* atomic: a refresh ran since the last notification */
+	int armed; /* atomic: a refresh ran since the last notification */
 	uint64_t refreshes;
 };
 
@@ -153,9 +153,13 @@ void display_refresh(struct display *d, struct display_status *st)
 		d->gen++;
 	d->damaged = false;
 	*st = (struct display_status){
-		.gen = d->gen, .resize_gen = d->resize_gen,
-		.width = d->s.width, .height = d->s.height,
-		.next_ms = hint.next_ms, .poll_ms = hint.poll_ms, .text = hint.text,
+		.gen = d->gen,
+		.resize_gen = d->resize_gen,
+		.width = d->s.width,
+		.height = d->s.height,
+		.next_ms = hint.next_ms,
+		.poll_ms = hint.poll_ms,
+		.text = hint.text,
 	};
 }
 

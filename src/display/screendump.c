@@ -51,8 +51,8 @@ static void png_row_rgb(uint8_t *out, const uint32_t *in, uint32_t width)
  * changes after setjmp is used after it. */
 static int png_encode(struct png_job *j)
 {
-	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, j, png_error_cb,
-						  png_warning_cb);
+	png_structp png =
+		png_create_write_struct(PNG_LIBPNG_VER_STRING, j, png_error_cb, png_warning_cb);
 	png_infop info = png ? png_create_info_struct(png) : NULL;
 	volatile int ret = -EIO;
 

@@ -44,7 +44,7 @@
  * message may hold the server's thread (libvncserver's own default: 20 s). */
 #define VNC_CLIENT_WAIT_MS 5000
 #define VNC_LISTEN_BACKLOG 4
-#define VNC_PASSWORD_MAX 4096
+#define VNC_PASSWORD_MAX   4096
 
 static int64_t vnc_now_ms(void)
 {
@@ -99,8 +99,8 @@ static void vnc_copy_rect(struct vnc *v, const struct display_surface *s,
 		for (uint32_t x = 0; x < r->w; x++) {
 			uint32_t p = src[x];
 
-			dst[x] = ((p >> 16) & 0xff) << f->redShift | ((p >> 8) & 0xff) << f->greenShift |
-				 (p & 0xff) << f->blueShift;
+			dst[x] = ((p >> 16) & 0xff) << f->redShift |
+				 ((p >> 8) & 0xff) << f->greenShift | (p & 0xff) << f->blueShift;
 		}
 	}
 }
@@ -145,7 +145,7 @@ static unsigned vnc_refresh(struct vnc *v)
 	if ((st.width != v->fbw || st.height != v->fbh) && vnc_resize(v, st.width, st.height))
 		v->full = true;
 	if (st.width != v->fbw || st.height != v->fbh) {
-		n = 0;    /* no memory for the new size: wait for the next try */
+		n = 0; /* no memory for the new size: wait for the next try */
 	} else if (v->full || st.resize_gen > v->gen) {
 		v->rects[0] = (struct display_rect){ 0, 0, st.width, st.height };
 		n = 1;
@@ -209,7 +209,7 @@ static enum rfbNewClientAction vnc_new_client(rfbClientPtr cl)
 	struct vnc *v = cl->screen->screenData;
 
 	vnc_input_client(cl);
-	v->want_update = true;   /* the picture may be old: nothing refreshed it */
+	v->want_update = true; /* the picture may be old: nothing refreshed it */
 	return RFB_CLIENT_ACCEPT;
 }
 
@@ -223,8 +223,8 @@ static void vnc_accept(struct vnc *v)
 	/* libvncserver select()s on its clients: a descriptor past
 	 * FD_SETSIZE would write outside its fd_set. */
 	if (fd >= FD_SETSIZE || v->nclients >= VNC_MAX_CLIENTS) {
-		kwarn("vnc: refusing a client (%s)", fd >= FD_SETSIZE ? "too many open files" :
-		      "too many clients");
+		kwarn("vnc: refusing a client (%s)",
+		      fd >= FD_SETSIZE ? "too many open files" : "too many clients");
 		close(fd);
 		return;
 	}
@@ -289,7 +289,7 @@ static void vnc_turn(struct vnc *v)
 	if (pfd[0].revents)
 		vnc_drain(v->wake_fd);
 	vnc_follow_display(v);
-	io = pfd[1].revents != 0;   /* a new client: its handshake is libvncserver's */
+	io = pfd[1].revents != 0; /* a new client: its handshake is libvncserver's */
 	if (io)
 		vnc_accept(v);
 	if (pfd[2].fd >= 0 && pfd[2].revents) {
@@ -327,7 +327,8 @@ static void *vnc_thread(void *arg)
 
 static int vnc_listen(struct vnc *v, const struct config_vnc *c, char *err, size_t errlen)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(c->port),
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(c->port),
 				  .sin_addr.s_addr = c->addr };
 	char addr[INET_ADDRSTRLEN] = "?";
 	int one = 1, fd;
@@ -335,7 +336,8 @@ static int vnc_listen(struct vnc *v, const struct config_vnc *c, char *err, size
 	inet_ntop(AF_INET, &c->addr, addr, sizeof(addr));
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, VNC_LISTEN_BACKLOG) < 0) {
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(fd, VNC_LISTEN_BACKLOG) < 0) {
 		int e = errno;
 
 		snprintf(err, errlen, "--display vnc=%s:%u: %s", addr, c->port, strerror(e));
@@ -394,7 +396,8 @@ static int vnc_password(struct vnc *v, const char *path, char *err, size_t errle
 	}
 	if (strlen(buf) > 8)
 		kwarn("--display: password-file=%s: VNC authentication uses only the first 8 "
-		      "characters of the password", path);
+		      "characters of the password",
+		      path);
 	v->passwords[0] = strdup(buf);
 	memset(buf, 0, sizeof(buf));
 	return v->passwords[0] ? 0 : -ENOMEM;
@@ -430,7 +433,7 @@ static int vnc_screen(struct vnc *v, char *err, size_t errlen)
 	s->deferUpdateTime = 0;
 	s->maxClientWait = VNC_CLIENT_WAIT_MS;
 	s->alwaysShared = TRUE;
-	s->cursor = NULL;      /* the guest draws its own pointer */
+	s->cursor = NULL; /* the guest draws its own pointer */
 	s->newClientHook = vnc_new_client;
 	if (v->passwords[0]) {
 		s->authPasswdData = v->passwords;
@@ -488,7 +491,8 @@ int vnc_create(struct vnc **out, const struct config_vnc *c, const char *name, c
 	if (!ret) {
 		ret = sandbox_thread_start(&v->thread, SANDBOX_DISPLAY, "vnc", vnc_thread, v);
 		if (ret)
-			snprintf(err, errlen, "--display: starting the VNC thread: %s", strerror(-ret));
+			snprintf(err, errlen, "--display: starting the VNC thread: %s",
+				 strerror(-ret));
 	}
 	if (ret) {
 		vnc_free(v);

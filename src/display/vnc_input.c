@@ -23,18 +23,18 @@
 #define RFB_WHEEL_UP   0x08
 #define RFB_WHEEL_DOWN 0x10
 /* i8042_mouse's buttons */
-#define PS2_LEFT   0x01
-#define PS2_RIGHT  0x02
-#define PS2_MIDDLE 0x04
+#define PS2_LEFT       0x01
+#define PS2_RIGHT      0x02
+#define PS2_MIDDLE     0x04
 
 /* QEMU extended key event: type 255, subtype 0, then u16 down, u32 keysym,
  * u32 XT keycode (big-endian). */
 #define QEMU_EXT_KEY_SUBTYPE 0
-#define QEMU_EXT_KEY_REST 11 /* bytes after the type */
+#define QEMU_EXT_KEY_REST    11 /* bytes after the type */
 
 struct vnc_client {
-	bool shift_l, shift_r;   /* the client's Shift keys, as its key events said */
-	bool qemu_ack;           /* owes the client the extended key event's ack */
+	bool shift_l, shift_r; /* the client's Shift keys, as its key events said */
+	bool qemu_ack;	       /* owes the client the extended key event's ack */
 };
 
 static struct vnc *vnc_of(rfbClientPtr cl)
@@ -113,7 +113,7 @@ static void vnc_ptr_event(int mask, int x, int y, rfbClientPtr cl)
 	if (v->kbc)
 		rc = i8042_mouse(v->kbc, x - v->pointer_x, y - v->pointer_y, dz, (unsigned)b);
 	pthread_mutex_unlock(&v->lock);
-	(void)rc;   /* -EAGAIN: the guest's mouse is off; the motion is dropped */
+	(void)rc; /* -EAGAIN: the guest's mouse is off; the motion is dropped */
 	v->pointer_x = x;
 	v->pointer_y = y;
 	v->buttons = mask;

@@ -16,7 +16,10 @@ static const struct vnc_lib_sym {
 	const char *name;
 	size_t off;
 } vnc_lib_syms[] = {
-#define SYM(name, field) { name, offsetof(struct vnc_lib, field) }
+#define SYM(name, field)                              \
+	{                                             \
+		name, offsetof(struct vnc_lib, field) \
+	}
 	SYM("rfbGetScreen", get_screen),
 	SYM("rfbInitServerWithPthreadsAndZRLE", init_server),
 	SYM("rfbScreenCleanup", screen_cleanup),
@@ -48,8 +51,10 @@ static int vnc_lib_resolve(void *h, char *err, size_t errlen)
 		void *p = dlsym(h, vnc_lib_syms[i].name);
 
 		if (!p) {
-			snprintf(err, errlen, "--display: %s has no %s: not the libvncserver kestrel was built for",
-				 VNC_LIB_SONAME, vnc_lib_syms[i].name);
+			snprintf(
+				err, errlen,
+				"--display: %s has no %s: not the libvncserver kestrel was built for",
+				VNC_LIB_SONAME, vnc_lib_syms[i].name);
 			return -ENOENT;
 		}
 		/* Every slot is a pointer; the table's types were checked
@@ -69,8 +74,10 @@ int vnc_lib_load(char *err, size_t errlen)
 		void *h = dlopen(VNC_LIB_SONAME, RTLD_NOW | RTLD_LOCAL);
 
 		if (!h) {
-			snprintf(err, errlen, "--display: cannot load %s (Debian: apt-get install libvncserver1): %s",
-				 VNC_LIB_SONAME, dlerror());
+			snprintf(
+				err, errlen,
+				"--display: cannot load %s (Debian: apt-get install libvncserver1): %s",
+				VNC_LIB_SONAME, dlerror());
 			ret = -ENOENT;
 		} else if ((ret = vnc_lib_resolve(h, err, errlen))) {
 			dlclose(h);

@@ -38,7 +38,7 @@ struct vnc_lib {
 	__typeof__(rfbWriteExact) *write_exact;
 	__typeof__(rfbRegisterProtocolExtension) *register_protocol_extension;
 	__typeof__(rfbCheckPasswordByList) *check_password_by_list;
-	__typeof__(rfbLog) *log;          /* the library's log hooks (variables) */
+	__typeof__(rfbLog) *log; /* the library's log hooks (variables) */
 	__typeof__(rfbErr) *err;
 	/* libgcrypt comes with libvncserver (its VNC authentication's DES). */
 	__typeof__(gcry_control) *gcrypt_control;
@@ -53,23 +53,23 @@ int vnc_lib_load(char *err, size_t errlen);
 
 #define rfbGetScreen (*vnc_lib.get_screen)
 #undef rfbInitServer
-#define rfbInitServer (*vnc_lib.init_server)
-#define rfbScreenCleanup (*vnc_lib.screen_cleanup)
-#define rfbNewClient (*vnc_lib.new_client)
-#define rfbCloseClient (*vnc_lib.close_client)
-#define rfbNewFramebuffer (*vnc_lib.new_framebuffer)
-#define rfbMarkRectAsModified (*vnc_lib.mark_rect_as_modified)
-#define rfbProcessEvents (*vnc_lib.process_events)
-#define rfbGetClientIterator (*vnc_lib.get_client_iterator)
-#define rfbClientIteratorNext (*vnc_lib.client_iterator_next)
-#define rfbReleaseClientIterator (*vnc_lib.release_client_iterator)
-#define rfbReadExact (*vnc_lib.read_exact)
-#define rfbWriteExact (*vnc_lib.write_exact)
+#define rfbInitServer		     (*vnc_lib.init_server)
+#define rfbScreenCleanup	     (*vnc_lib.screen_cleanup)
+#define rfbNewClient		     (*vnc_lib.new_client)
+#define rfbCloseClient		     (*vnc_lib.close_client)
+#define rfbNewFramebuffer	     (*vnc_lib.new_framebuffer)
+#define rfbMarkRectAsModified	     (*vnc_lib.mark_rect_as_modified)
+#define rfbProcessEvents	     (*vnc_lib.process_events)
+#define rfbGetClientIterator	     (*vnc_lib.get_client_iterator)
+#define rfbClientIteratorNext	     (*vnc_lib.client_iterator_next)
+#define rfbReleaseClientIterator     (*vnc_lib.release_client_iterator)
+#define rfbReadExact		     (*vnc_lib.read_exact)
+#define rfbWriteExact		     (*vnc_lib.write_exact)
 #define rfbRegisterProtocolExtension (*vnc_lib.register_protocol_extension)
-#define rfbCheckPasswordByList (*vnc_lib.check_password_by_list)
-#define rfbLog (*vnc_lib.log)
-#define rfbErr (*vnc_lib.err)
-#define gcry_control (*vnc_lib.gcrypt_control)
-#define gcry_check_version (*vnc_lib.gcrypt_check_version)
+#define rfbCheckPasswordByList	     (*vnc_lib.check_password_by_list)
+#define rfbLog			     (*vnc_lib.log)
+#define rfbErr			     (*vnc_lib.err)
+#define gcry_control		     (*vnc_lib.gcrypt_control)
+#define gcry_check_version	     (*vnc_lib.gcrypt_check_version)
 
 #endif

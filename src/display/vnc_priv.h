@@ -18,9 +18,9 @@
 struct vnc {
 	/* Shared with the worker's main thread (attach/detach): under lock. */
 	pthread_mutex_t lock;
-	struct display *display;      /* the attached machine's, or NULL */
-	struct device *kbc;           /* its i8042 */
-	bool new_display;             /* attached since the thread last looked */
+	struct display *display; /* the attached machine's, or NULL */
+	struct device *kbc;	 /* its i8042 */
+	bool new_display;	 /* attached since the thread last looked */
 	bool stop;
 
 	/* The server thread's own. */
@@ -28,17 +28,17 @@ struct vnc {
 	pthread_t thread;
 	bool thread_started;
 	int listen_fd, wake_fd;
-	int notify_fd;                /* our dup of the display's notification eventfd */
-	uint32_t *fb;                 /* what the clients are sent, in the server's format */
+	int notify_fd; /* our dup of the display's notification eventfd */
+	uint32_t *fb;  /* what the clients are sent, in the server's format */
 	uint32_t fbw, fbh;
-	uint64_t gen;                 /* the display generation fb holds */
-	bool full;                    /* the next update copies everything */
-	bool want_update;             /* refresh at the next turn of the loop */
-	int64_t refresh_at_ms;        /* monotonic: refresh then (blink, polled memory); -1 */
+	uint64_t gen;	       /* the display generation fb holds */
+	bool full;	       /* the next update copies everything */
+	bool want_update;      /* refresh at the next turn of the loop */
+	int64_t refresh_at_ms; /* monotonic: refresh then (blink, polled memory); -1 */
 	unsigned nclients;
 	int pointer_x, pointer_y, buttons;
 	bool pointer_seen;
-	char *passwords[2];           /* for rfbCheckPasswordByList; NULL-terminated */
+	char *passwords[2]; /* for rfbCheckPasswordByList; NULL-terminated */
 	char desktop_name[64];
 	struct display_rect rects[VNC_MAX_RECTS];
 };

@@ -15,6 +15,7 @@ struct key_name {
 
 /* QEMU's QKeyCode names (qapi/ui.json), as its monitor's sendkey takes
  * them; where two names share a key, the first is the one listed back. */
+/* clang-format off */
 static const struct key_name key_names[] = {
 	{ "shift", KEY_LEFTSHIFT }, { "shift_r", KEY_RIGHTSHIFT }, { "alt", KEY_LEFTALT },
 	{ "alt_r", KEY_RIGHTALT }, { "ctrl", KEY_LEFTCTRL }, { "ctrl_r", KEY_RIGHTCTRL },
@@ -51,6 +52,7 @@ static const struct key_name key_names[] = {
 	{ "sleep", KEY_SLEEP }, { "wake", KEY_WAKEUP }, { "audiomute", KEY_MUTE },
 	{ "volumeup", KEY_VOLUMEUP }, { "volumedown", KEY_VOLUMEDOWN },
 };
+/* clang-format on */
 
 int keymap_by_name(const char *name, size_t len)
 {
@@ -83,13 +85,15 @@ static int keymap_combo(const char *s, const char *end, struct i8042_key *out, u
 		int code = keymap_by_name(p, (size_t)(w_end - p));
 
 		if (code < 0) {
-			snprintf(err, errlen, "no key named '%.*s' (QEMU's sendkey names: a, ret, "
-				 "ctrl, alt, delete, f1, ...)", (int)MIN(w_end - p, 32), p);
+			snprintf(err, errlen,
+				 "no key named '%.*s' (QEMU's sendkey names: a, ret, "
+				 "ctrl, alt, delete, f1, ...)",
+				 (int)MIN(w_end - p, 32), p);
 			return -EINVAL;
 		}
 		if (nk == KEYMAP_COMBO_MAX) {
-			snprintf(err, errlen, "'%.*s': more than %d keys at once", (int)MIN(end - s, 64),
-				 s, KEYMAP_COMBO_MAX);
+			snprintf(err, errlen, "'%.*s': more than %d keys at once",
+				 (int)MIN(end - s, 64), s, KEYMAP_COMBO_MAX);
 			return -EINVAL;
 		}
 		keys[nk++] = (uint16_t)code;
@@ -106,8 +110,8 @@ static int keymap_combo(const char *s, const char *end, struct i8042_key *out, u
 	return 0;
 }
 
-int keymap_parse_keys(const char *s, struct i8042_key *out, unsigned max, unsigned *n,
-		      char *err, size_t errlen)
+int keymap_parse_keys(const char *s, struct i8042_key *out, unsigned max, unsigned *n, char *err,
+		      size_t errlen)
 {
 	*n = 0;
 	while (*s) {
@@ -138,6 +142,7 @@ struct code_map {
 
 /* Printable ASCII: the key, with bit 15 when Shift types it. */
 #define SHIFTED 0x8000
+/* clang-format off */
 static const uint16_t ascii_keys[128] = {
 	[' '] = KEY_SPACE, ['!'] = SHIFTED | KEY_1, ['"'] = SHIFTED | KEY_APOSTROPHE,
 	['#'] = SHIFTED | KEY_3, ['$'] = SHIFTED | KEY_4, ['%'] = SHIFTED | KEY_5,
@@ -153,6 +158,7 @@ static const uint16_t ascii_keys[128] = {
 	['`'] = KEY_GRAVE, ['{'] = SHIFTED | KEY_LEFTBRACE, ['|'] = SHIFTED | KEY_BACKSLASH,
 	['}'] = SHIFTED | KEY_RIGHTBRACE, ['~'] = SHIFTED | KEY_GRAVE,
 };
+/* clang-format on */
 
 static const uint16_t letter_keys[26] = {
 	KEY_A, KEY_B, KEY_C, KEY_D, KEY_E, KEY_F, KEY_G, KEY_H, KEY_I, KEY_J, KEY_K, KEY_L, KEY_M,
@@ -161,28 +167,42 @@ static const uint16_t letter_keys[26] = {
 
 /* The function and keypad keysyms of X11's keysymdef.h. */
 static const struct code_map keysym_keys[] = {
-	{ 0xff08, KEY_BACKSPACE }, { 0xff09, KEY_TAB }, { 0xff0d, KEY_ENTER },
-	{ 0xff13, KEY_PAUSE }, { 0xff14, KEY_SCROLLLOCK }, { 0xff15, KEY_SYSRQ },
-	{ 0xff1b, KEY_ESC }, { 0xff50, KEY_HOME }, { 0xff51, KEY_LEFT }, { 0xff52, KEY_UP },
-	{ 0xff53, KEY_RIGHT }, { 0xff54, KEY_DOWN }, { 0xff55, KEY_PAGEUP },
-	{ 0xff56, KEY_PAGEDOWN }, { 0xff57, KEY_END }, { 0xff61, KEY_SYSRQ },
-	{ 0xff63, KEY_INSERT }, { 0xff67, KEY_COMPOSE }, { 0xff7f, KEY_NUMLOCK },
-	{ 0xff8d, KEY_KPENTER }, { 0xff95, KEY_KP7 }, { 0xff96, KEY_KP4 }, { 0xff97, KEY_KP8 },
-	{ 0xff98, KEY_KP6 }, { 0xff99, KEY_KP2 }, { 0xff9a, KEY_KP9 }, { 0xff9b, KEY_KP3 },
-	{ 0xff9c, KEY_KP1 }, { 0xff9d, KEY_KP5 }, { 0xff9e, KEY_KP0 }, { 0xff9f, KEY_KPDOT },
-	{ 0xffaa, KEY_KPASTERISK }, { 0xffab, KEY_KPPLUS }, { 0xffac, KEY_KPDOT },
-	{ 0xffad, KEY_KPMINUS }, { 0xffae, KEY_KPDOT }, { 0xffaf, KEY_KPSLASH },
-	{ 0xffb0, KEY_KP0 }, { 0xffb1, KEY_KP1 }, { 0xffb2, KEY_KP2 }, { 0xffb3, KEY_KP3 },
-	{ 0xffb4, KEY_KP4 }, { 0xffb5, KEY_KP5 }, { 0xffb6, KEY_KP6 }, { 0xffb7, KEY_KP7 },
-	{ 0xffb8, KEY_KP8 }, { 0xffb9, KEY_KP9 }, { 0xffbe, KEY_F1 }, { 0xffbf, KEY_F2 },
-	{ 0xffc0, KEY_F3 }, { 0xffc1, KEY_F4 }, { 0xffc2, KEY_F5 }, { 0xffc3, KEY_F6 },
-	{ 0xffc4, KEY_F7 }, { 0xffc5, KEY_F8 }, { 0xffc6, KEY_F9 }, { 0xffc7, KEY_F10 },
-	{ 0xffc8, KEY_F11 }, { 0xffc9, KEY_F12 }, { 0xffe1, KEY_LEFTSHIFT },
-	{ 0xffe2, KEY_RIGHTSHIFT }, { 0xffe3, KEY_LEFTCTRL }, { 0xffe4, KEY_RIGHTCTRL },
-	{ 0xffe5, KEY_CAPSLOCK }, { 0xffe7, KEY_LEFTMETA }, { 0xffe8, KEY_RIGHTMETA },
-	{ 0xffe9, KEY_LEFTALT }, { 0xffea, KEY_RIGHTALT }, { 0xffeb, KEY_LEFTMETA },
-	{ 0xffec, KEY_RIGHTMETA }, { 0xffff, KEY_DELETE },
-	{ 0xfe03, KEY_RIGHTALT },  /* ISO_Level3_Shift: AltGr */
+	{ 0xff08, KEY_BACKSPACE },  { 0xff09, KEY_TAB },
+	{ 0xff0d, KEY_ENTER },	    { 0xff13, KEY_PAUSE },
+	{ 0xff14, KEY_SCROLLLOCK }, { 0xff15, KEY_SYSRQ },
+	{ 0xff1b, KEY_ESC },	    { 0xff50, KEY_HOME },
+	{ 0xff51, KEY_LEFT },	    { 0xff52, KEY_UP },
+	{ 0xff53, KEY_RIGHT },	    { 0xff54, KEY_DOWN },
+	{ 0xff55, KEY_PAGEUP },	    { 0xff56, KEY_PAGEDOWN },
+	{ 0xff57, KEY_END },	    { 0xff61, KEY_SYSRQ },
+	{ 0xff63, KEY_INSERT },	    { 0xff67, KEY_COMPOSE },
+	{ 0xff7f, KEY_NUMLOCK },    { 0xff8d, KEY_KPENTER },
+	{ 0xff95, KEY_KP7 },	    { 0xff96, KEY_KP4 },
+	{ 0xff97, KEY_KP8 },	    { 0xff98, KEY_KP6 },
+	{ 0xff99, KEY_KP2 },	    { 0xff9a, KEY_KP9 },
+	{ 0xff9b, KEY_KP3 },	    { 0xff9c, KEY_KP1 },
+	{ 0xff9d, KEY_KP5 },	    { 0xff9e, KEY_KP0 },
+	{ 0xff9f, KEY_KPDOT },	    { 0xffaa, KEY_KPASTERISK },
+	{ 0xffab, KEY_KPPLUS },	    { 0xffac, KEY_KPDOT },
+	{ 0xffad, KEY_KPMINUS },    { 0xffae, KEY_KPDOT },
+	{ 0xffaf, KEY_KPSLASH },    { 0xffb0, KEY_KP0 },
+	{ 0xffb1, KEY_KP1 },	    { 0xffb2, KEY_KP2 },
+	{ 0xffb3, KEY_KP3 },	    { 0xffb4, KEY_KP4 },
+	{ 0xffb5, KEY_KP5 },	    { 0xffb6, KEY_KP6 },
+	{ 0xffb7, KEY_KP7 },	    { 0xffb8, KEY_KP8 },
+	{ 0xffb9, KEY_KP9 },	    { 0xffbe, KEY_F1 },
+	{ 0xffbf, KEY_F2 },	    { 0xffc0, KEY_F3 },
+	{ 0xffc1, KEY_F4 },	    { 0xffc2, KEY_F5 },
+	{ 0xffc3, KEY_F6 },	    { 0xffc4, KEY_F7 },
+	{ 0xffc5, KEY_F8 },	    { 0xffc6, KEY_F9 },
+	{ 0xffc7, KEY_F10 },	    { 0xffc8, KEY_F11 },
+	{ 0xffc9, KEY_F12 },	    { 0xffe1, KEY_LEFTSHIFT },
+	{ 0xffe2, KEY_RIGHTSHIFT }, { 0xffe3, KEY_LEFTCTRL },
+	{ 0xffe4, KEY_RIGHTCTRL },  { 0xffe5, KEY_CAPSLOCK },
+	{ 0xffe7, KEY_LEFTMETA },   { 0xffe8, KEY_RIGHTMETA },
+	{ 0xffe9, KEY_LEFTALT },    { 0xffea, KEY_RIGHTALT },
+	{ 0xffeb, KEY_LEFTMETA },   { 0xffec, KEY_RIGHTMETA },
+	{ 0xffff, KEY_DELETE },	    { 0xfe03, KEY_RIGHTALT }, /* ISO_Level3_Shift: AltGr */
 };
 
 #define XK_ISO_LEFT_TAB 0xfe20
@@ -215,8 +235,9 @@ int keymap_from_keysym(uint32_t keysym, bool *shift)
 /* Linux numbers the keys of the PC/XT keyboard by their set 1 codes, up to
  * F12 (0x58); the rest are listed. */
 #define XT_SAME_AS_CODE_MAX 0x58
-#define XT_E0 0x80
+#define XT_E0		    0x80
 
+/* clang-format off */
 static const struct code_map xt_keys[] = {
 	{ 0x54, KEY_SYSRQ }, { 0x70, KEY_KATAKANAHIRAGANA }, { 0x73, KEY_RO },
 	{ 0x79, KEY_HENKAN }, { 0x7b, KEY_MUHENKAN }, { 0x7d, KEY_YEN },
@@ -233,6 +254,7 @@ static const struct code_map xt_keys[] = {
 	{ XT_E0 | 0x5d, KEY_COMPOSE }, { XT_E0 | 0x5e, KEY_POWER },
 	{ XT_E0 | 0x5f, KEY_SLEEP }, { XT_E0 | 0x63, KEY_WAKEUP },
 };
+/* clang-format on */
 
 int keymap_from_xt(uint32_t xt)
 {

@@ -35,7 +35,7 @@ static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t len)
 	while (len >= 8) {
 		uint64_t v;
 
-		memcpy(&v, p, 8);   /* x86 is little-endian */
+		memcpy(&v, p, 8); /* x86 is little-endian */
 		v ^= crc;
 		crc = crc32c_table[7][v & 0xff] ^ crc32c_table[6][(v >> 8) & 0xff] ^
 		      crc32c_table[5][(v >> 16) & 0xff] ^ crc32c_table[4][(v >> 24) & 0xff] ^
@@ -51,7 +51,7 @@ static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t len)
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p,
-							      size_t len)
+							       size_t len)
 {
 	uint64_t c = crc;
 

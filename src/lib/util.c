@@ -100,7 +100,8 @@ void klog(enum log_level lvl, const char *fmt, ...)
 
 	if (lvl < log_threshold || lvl > LOG_ERR)
 		return;
-	n = snprintf(line, sizeof(line), "%skestrel: %s: ", log_to_journal ? log_journal_prio[lvl] : "",
+	n = snprintf(line, sizeof(line),
+		     "%skestrel: %s: ", log_to_journal ? log_journal_prio[lvl] : "",
 		     log_level_names[lvl]);
 	head = (size_t)n;
 	va_start(ap, fmt);
@@ -172,7 +173,8 @@ static int pio_full(int fd, uint8_t *p, size_t len, uint64_t off, bool write)
 {
 	while (len > 0) {
 		size_t step = MIN(len, (size_t)1 << 30);
-		ssize_t n = write ? pwrite(fd, p, step, (off_t)off) : pread(fd, p, step, (off_t)off);
+		ssize_t n = write ? pwrite(fd, p, step, (off_t)off)
+				  : pread(fd, p, step, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;

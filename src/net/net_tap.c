@@ -40,9 +40,12 @@ static int tap_open_dev(const char *ifname, char *err, size_t errlen)
 	if (fd >= 0)
 		return fd;
 	if (errno == ENOENT || errno == ENXIO || errno == ENODEV)
-		return tap_err(-errno, err, errlen, "tap=%s: %s: %s (is the tun module loaded? "
-			       "modprobe tun)", ifname, NET_TUN_PATH, strerror(errno));
-	return tap_err(-errno, err, errlen, "tap=%s: %s: %s", ifname, NET_TUN_PATH, strerror(errno));
+		return tap_err(-errno, err, errlen,
+			       "tap=%s: %s: %s (is the tun module loaded? "
+			       "modprobe tun)",
+			       ifname, NET_TUN_PATH, strerror(errno));
+	return tap_err(-errno, err, errlen, "tap=%s: %s: %s", ifname, NET_TUN_PATH,
+		       strerror(errno));
 }
 
 /* TUNSETIFF failed: say why in the words of what the user must change. */
@@ -50,17 +53,23 @@ static int tap_setiff_err(int e, const char *ifname, unsigned nqueues, char *err
 {
 	switch (e) {
 	case EPERM:
-		return tap_err(-e, err, errlen, "tap=%s: not allowed to attach to or create the TAP "
-			       "(needs CAP_NET_ADMIN, or a TAP made beforehand for this user: ip tuntap "
-			       "add mode tap user $USER%s name %s)", ifname,
-			       nqueues > 1 ? " multi_queue" : "", ifname);
+		return tap_err(
+			-e, err, errlen,
+			"tap=%s: not allowed to attach to or create the TAP "
+			"(needs CAP_NET_ADMIN, or a TAP made beforehand for this user: ip tuntap "
+			"add mode tap user $USER%s name %s)",
+			ifname, nqueues > 1 ? " multi_queue" : "", ifname);
 	case EBUSY:
-		return tap_err(-e, err, errlen, "tap=%s: the TAP is in use by another process", ifname);
+		return tap_err(-e, err, errlen, "tap=%s: the TAP is in use by another process",
+			       ifname);
 	case EINVAL:
 		if (nqueues > 1)
-			return tap_err(-e, err, errlen, "tap=%s: cannot open %u queues: the interface "
-				       "is not a multi-queue TAP (ip tuntap add mode tap multi_queue "
-				       "name %s)", ifname, nqueues, ifname);
+			return tap_err(
+				-e, err, errlen,
+				"tap=%s: cannot open %u queues: the interface "
+				"is not a multi-queue TAP (ip tuntap add mode tap multi_queue "
+				"name %s)",
+				ifname, nqueues, ifname);
 		return tap_err(-e, err, errlen, "tap=%s: the interface exists but is not a TAP",
 			       ifname);
 	}
@@ -94,8 +103,10 @@ static int tap_setup_fd(int fd, const char *ifname, char *err, size_t errlen)
 	unsigned features = 0;
 
 	if (ioctl(fd, TUNGETFEATURES, &features) == 0 && !(features & IFF_VNET_HDR))
-		return tap_err(-ENOTSUP, err, errlen, "tap=%s: the kernel's TAP has no vnet "
-			       "header support", ifname);
+		return tap_err(-ENOTSUP, err, errlen,
+			       "tap=%s: the kernel's TAP has no vnet "
+			       "header support",
+			       ifname);
 	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0)
 		return tap_err(-errno, err, errlen, "tap=%s: TUNSETVNETHDRSZ: %s", ifname,
 			       strerror(errno));

@@ -10,9 +10,9 @@
 #include "kestrel/net.h"
 
 /* struct virtio_net_hdr_v1 fields the tag moves (virtio v1.1 5.1.6). */
-#define VNET_HDR_FLAGS 0
-#define VNET_HDR_HDR_LEN 2
-#define VNET_HDR_CSUM_START 6
+#define VNET_HDR_FLAGS	      0
+#define VNET_HDR_HDR_LEN      2
+#define VNET_HDR_CSUM_START   6
 #define VNET_HDR_F_NEEDS_CSUM 1
 
 static uint16_t be16(const uint8_t *p)

@@ -94,7 +94,7 @@ int sandbox_kept(const char *key)
 /* O_CREAT/O_TRUNC only matter the first time: a kept serial file is not
  * truncated again by a reboot. */
 #define KEEP_KEY_FLAGS (O_ACCMODE | O_DIRECT | O_NONBLOCK | O_DSYNC | O_SYNC | O_PATH)
-#define KEEP_KEY_MAX 4200
+#define KEEP_KEY_MAX   4200
 
 static int keep_file_key(char *key, size_t len, const char *path, int flags)
 {

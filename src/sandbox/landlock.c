@@ -59,12 +59,15 @@ static int sb_landlock_allow(int ruleset, const char *path, uint64_t access, cha
 int sb_landlock_init(const char *const *dirs, unsigned ndirs, char *err, size_t errlen)
 {
 	struct landlock_ruleset_attr attr = { 0 };
-	int abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+	int abi =
+		(int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	int r = 0;
 
 	if (abi < 1) {
-		snprintf(err, errlen, "--landlock: this kernel has no Landlock (%s; Linux 5.13+ with "
-			 "landlock in its lsm= list)", strerror(errno));
+		snprintf(err, errlen,
+			 "--landlock: this kernel has no Landlock (%s; Linux 5.13+ with "
+			 "landlock in its lsm= list)",
+			 strerror(errno));
 		return -ENOTSUP;
 	}
 	attr.handled_access_fs = sb_landlock_handled(abi);
@@ -74,11 +77,12 @@ int sb_landlock_init(const char *const *dirs, unsigned ndirs, char *err, size_t 
 		return -errno;
 	}
 	r = sb_landlock_allow(sb_landlock_fd, "/proc/self",
-			      LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, err, errlen);
+			      LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR, err,
+			      errlen);
 	for (unsigned i = 0; i < ndirs && !r; i++)
 		r = sb_landlock_allow(sb_landlock_fd, dirs[i],
-				      LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE, err,
-				      errlen);
+				      LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE,
+				      err, errlen);
 	if (r) {
 		close(sb_landlock_fd);
 		sb_landlock_fd = -1;

@@ -27,7 +27,7 @@
 #define SB_MAX_GROUPS 256
 
 static struct {
-	bool drop;            /* --user given and not already that user */
+	bool drop; /* --user given and not already that user */
 	uid_t uid;
 	gid_t gid;
 	gid_t groups[SB_MAX_GROUPS];
@@ -105,8 +105,10 @@ int sb_priv_init(const char *user, char *err, size_t errlen)
 			return r;
 		sb_user.drop = geteuid() != sb_user.uid || getegid() != sb_user.gid;
 		if (sb_user.drop && geteuid() != 0) {
-			snprintf(err, errlen, "--user %s: only root can switch to another user "
-				 "(the worker runs as uid %u)", user, (unsigned)geteuid());
+			snprintf(err, errlen,
+				 "--user %s: only root can switch to another user "
+				 "(the worker runs as uid %u)",
+				 user, (unsigned)geteuid());
 			return -EPERM;
 		}
 	}

@@ -35,10 +35,10 @@
 #include "sandbox_priv.h"
 
 enum sb_state {
-	SB_NONE,    /* never initialised (unit tests, kestrel vhd): pass-through */
-	SB_SETUP,   /* sandbox_init done: new threads wait at their entry */
-	SB_SEALED,  /* threads enter their sandbox */
-	SB_OFF,     /* setup failed: threads run unfiltered so they can be joined */
+	SB_NONE,   /* never initialised (unit tests, kestrel vhd): pass-through */
+	SB_SETUP,  /* sandbox_init done: new threads wait at their entry */
+	SB_SEALED, /* threads enter their sandbox */
+	SB_OFF,	   /* setup failed: threads run unfiltered so they can be joined */
 };
 
 struct sb_birth {
@@ -59,8 +59,8 @@ struct sb_req {
 
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t changed;     /* state, and spawn requests served */
-	pthread_cond_t work;        /* a spawn request is queued */
+	pthread_cond_t changed; /* state, and spawn requests served */
+	pthread_cond_t work;	/* a spawn request is queued */
 	enum sb_state state;
 	enum sandbox_seccomp seccomp;
 	pthread_t spawner;
@@ -72,9 +72,8 @@ static struct {
 };
 
 static const char *const sb_kind_names[SANDBOX_KIND_NR] = {
-	[SANDBOX_MAIN] = "main",       [SANDBOX_VCPU] = "vcpu",
-	[SANDBOX_IO] = "io",           [SANDBOX_CONTROL] = "control",
-	[SANDBOX_CONSOLE] = "console", [SANDBOX_SAVE] = "save",
+	[SANDBOX_MAIN] = "main",       [SANDBOX_VCPU] = "vcpu",	      [SANDBOX_IO] = "io",
+	[SANDBOX_CONTROL] = "control", [SANDBOX_CONSOLE] = "console", [SANDBOX_SAVE] = "save",
 	[SANDBOX_MIGRATE] = "migrate", [SANDBOX_DISPLAY] = "display", [SANDBOX_SPAWNER] = "spawner",
 };
 
@@ -323,8 +322,9 @@ int sandbox_seal(char *err, size_t errlen)
 		return r;
 	}
 	sb_test_hook("main");
-	kdebug("sandbox: sealed (seccomp %s)", sb.seccomp == SANDBOX_SECCOMP_ON ? "on" :
-	       sb.seccomp == SANDBOX_SECCOMP_LOG ? "log" : "off");
+	kdebug("sandbox: sealed (seccomp %s)", sb.seccomp == SANDBOX_SECCOMP_ON	   ? "on"
+					       : sb.seccomp == SANDBOX_SECCOMP_LOG ? "log"
+										   : "off");
 	return 0;
 }
 

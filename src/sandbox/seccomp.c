@@ -42,12 +42,12 @@
 
 /* ---- rules ---------------------------------------------------------------- */
 
-enum sb_arg_src { SB_DATUM, SB_DATUM_PID };   /* the datum, or this process's pid */
+enum sb_arg_src { SB_DATUM, SB_DATUM_PID }; /* the datum, or this process's pid */
 
 struct sb_cmp {
 	unsigned arg;
 	enum scmp_compare op;
-	uint64_t mask;          /* SCMP_CMP_MASKED_EQ */
+	uint64_t mask; /* SCMP_CMP_MASKED_EQ */
 	uint64_t datum;
 	enum sb_arg_src src;
 };
@@ -60,12 +60,14 @@ struct sb_rule {
 	const char *why;
 };
 
+/* clang-format off */
 #define ALLOW(name, why) { SCMP_SYS(name), SCMP_ACT_ALLOW, 0, { { 0 } }, why }
 #define ALLOW_IF(name, cmp, why) { SCMP_SYS(name), SCMP_ACT_ALLOW, 1, { cmp }, why }
 #define ALLOW_IF2(name, c1, c2, why) { SCMP_SYS(name), SCMP_ACT_ALLOW, 2, { c1, c2 }, why }
 #define ARG_EQ(i, v) { (i), SCMP_CMP_EQ, 0, (v), SB_DATUM }
 #define ARG_BITS(i, m, v) { (i), SCMP_CMP_MASKED_EQ, (m), (v), SB_DATUM }
 #define ARG_IS_PID(i) { (i), SCMP_CMP_EQ, 0, 0, SB_DATUM_PID }
+/* clang-format on */
 #define NO_EXEC ARG_BITS(2, PROT_EXEC, 0)
 
 struct sb_ioctl {
@@ -93,7 +95,8 @@ static const struct sb_rule rules_thread[] = {
 	ALLOW(sched_yield, "glibc's spin locks"),
 	ALLOW(getpid, "pthread_kill and raise name their own process"),
 	ALLOW(gettid, "raise, glibc's locks"),
-	ALLOW_IF(tgkill, ARG_IS_PID(0), "pthread_kill (vCPU kicks, pause), abort(): this process only"),
+	ALLOW_IF(tgkill, ARG_IS_PID(0),
+		 "pthread_kill (vCPU kicks, pause), abort(): this process only"),
 	ALLOW(clock_gettime, "timestamps and timeouts, where the vDSO does not answer"),
 	ALLOW(gettimeofday, "as clock_gettime"),
 	ALLOW(time, "as clock_gettime (the RTC reads the host's time)"),
@@ -109,7 +112,10 @@ static const struct sb_rule rules_thread[] = {
 	ALLOW(getrandom, "json-c seeding its hash tables (from whichever thread is first)"),
 	ALLOW(write, "log lines on stderr; eventfd and irqfd signals; the serial output"),
 	ALLOW(close, "descriptors of finished work (eventfds, a closed disk)"),
-	{ SCMP_SYS(clone3), SCMP_ACT_ERRNO(ENOSYS), 0, { { 0 } },
+	{ SCMP_SYS(clone3),
+	  SCMP_ACT_ERRNO(ENOSYS),
+	  0,
+	  { { 0 } },
 	  "glibc then falls back to clone(), whose flags a filter can check" },
 };
 
@@ -118,7 +124,10 @@ static const struct sb_rule rules_thread[] = {
  * the first time any thread's malloc heap shrinks; refused, it assumes the
  * default policy. So open fails (EACCES) here rather than trapping. */
 static const struct sb_rule rules_no_files[] = {
-	{ SCMP_SYS(openat), SCMP_ACT_ERRNO(EACCES), 0, { { 0 } },
+	{ SCMP_SYS(openat),
+	  SCMP_ACT_ERRNO(EACCES),
+	  0,
+	  { { 0 } },
 	  "glibc's malloc, lazily; an open by anyone else fails too" },
 	{ SCMP_SYS(open), SCMP_ACT_ERRNO(EACCES), 0, { { 0 } }, "as openat" },
 };
@@ -141,7 +150,8 @@ static const struct sb_rule rules_sanitizer[] = {
 	ALLOW(lseek, "ASan: /proc files"),
 	ALLOW(fstat, "ASan: /proc files"),
 	ALLOW(newfstatat, "ASan: /proc files"),
-	ALLOW(stat, "LSan: the suppressions file (LSAN_OPTIONS=suppressions=, its own system call)"),
+	ALLOW(stat,
+	      "LSan: the suppressions file (LSAN_OPTIONS=suppressions=, its own system call)"),
 	ALLOW(getdents64, "LSan: the threads in /proc/self/task"),
 	ALLOW(getdents, "LSan: the threads in /proc/self/task (its own system call)"),
 	ALLOW(readlink, "ASan: /proc/self/exe for the report"),
@@ -181,10 +191,12 @@ static const struct sb_ioctl ioctls_vcpu[] = {
 	{ KVM_IRQFD, "virtio-pci: queue interrupts at DRIVER_OK and reset" },
 	{ TUNSETOFFLOAD, "virtio-net: offloads the guest accepted, at DRIVER_OK" },
 	{ TUNSETQUEUE, "virtio-net: queue pairs turned on or off at DRIVER_OK and reset" },
-	{ KVM_SET_USER_MEMORY_REGION, "the i440FX's PAM registers mapping 0xC0000-0xFFFFF anew "
+	{ KVM_SET_USER_MEMORY_REGION,
+	  "the i440FX's PAM registers mapping 0xC0000-0xFFFFF anew "
 	  "(shadow RAM or the firmware image); the std VGA's framebuffer slot following BAR 0 "
 	  "(machine_lfb_map)" },
-	{ KVM_GET_DIRTY_LOG, "a dirty-logged slot (the VGA framebuffer) moving: its log harvested first" },
+	{ KVM_GET_DIRTY_LOG,
+	  "a dirty-logged slot (the VGA framebuffer) moving: its log harvested first" },
 	{ KVM_CLEAR_DIRTY_LOG, "as KVM_GET_DIRTY_LOG, with manual dirty-log protection" },
 };
 
@@ -268,7 +280,8 @@ static const struct sb_rule rules_dirty_log[] = {
 };
 
 static const struct sb_ioctl ioctls_dirty_log[] = {
-	{ KVM_SET_USER_MEMORY_REGION, "dirty-log start/stop: KVM_MEM_LOG_DIRTY_PAGES on RAM slots" },
+	{ KVM_SET_USER_MEMORY_REGION,
+	  "dirty-log start/stop: KVM_MEM_LOG_DIRTY_PAGES on RAM slots" },
 	{ KVM_GET_DIRTY_LOG, "dirty-log fetch, a logged slot changing" },
 	{ KVM_CLEAR_DIRTY_LOG, "dirty-log fetch with manual protection" },
 };
@@ -451,16 +464,25 @@ struct sb_group {
 	size_t nioctls;
 };
 
-#define RULES(r) { r, ARRAY_SIZE(r), NULL, 0 }
-#define RULES_IOCTLS(r, i) { r, ARRAY_SIZE(r), i, ARRAY_SIZE(i) }
+#define RULES(r)                          \
+	{                                 \
+		r, ARRAY_SIZE(r), NULL, 0 \
+	}
+#define RULES_IOCTLS(r, i)                         \
+	{                                          \
+		r, ARRAY_SIZE(r), i, ARRAY_SIZE(i) \
+	}
 #define SB_MAX_GROUPS 7
 
 #ifdef SB_SANITIZER
 #define SB_SANITIZER_OR_NO_FILES RULES(rules_sanitizer)
-#define SB_SANITIZER_RULES RULES(rules_sanitizer)
+#define SB_SANITIZER_RULES	 RULES(rules_sanitizer)
 #else
 #define SB_SANITIZER_OR_NO_FILES RULES(rules_no_files)
-#define SB_SANITIZER_RULES { NULL, 0, NULL, 0 }   /* the end of the list */
+#define SB_SANITIZER_RULES       \
+	{                        \
+		NULL, 0, NULL, 0 \
+	} /* the end of the list */
 #endif
 
 /* The lists: each kind is a few groups. */
@@ -500,7 +522,7 @@ struct sb_prog {
 	struct sock_filter *insns;
 	unsigned short len;
 	unsigned rules, syscalls;
-	uint8_t seen[SB_NR_NAMES / 8];     /* the system calls some rule allows */
+	uint8_t seen[SB_NR_NAMES / 8]; /* the system calls some rule allows */
 };
 
 static struct sb_prog sb_progs[SANDBOX_KIND_NR];
@@ -516,13 +538,17 @@ static int sb_add_rule(scmp_filter_ctx ctx, const struct sb_rule *r, const struc
 		const struct sb_cmp *s = &r->cmp[i];
 		uint64_t datum = s->src == SB_DATUM_PID ? (uint64_t)getpid() : s->datum;
 
-		c[n++] = (struct scmp_arg_cmp){ .arg = s->arg, .op = s->op,
-						.datum_a = s->op == SCMP_CMP_MASKED_EQ ? s->mask : datum,
+		c[n++] = (struct scmp_arg_cmp){ .arg = s->arg,
+						.op = s->op,
+						.datum_a = s->op == SCMP_CMP_MASKED_EQ ? s->mask
+										       : datum,
 						.datum_b = datum };
 	}
 	if (extra)
-		c[n++] = (struct scmp_arg_cmp){ .arg = extra->arg, .op = extra->op,
-						.datum_a = extra->mask, .datum_b = extra->datum };
+		c[n++] = (struct scmp_arg_cmp){ .arg = extra->arg,
+						.op = extra->op,
+						.datum_a = extra->mask,
+						.datum_b = extra->datum };
 	p->rules++;
 	if (r->action == SCMP_ACT_ALLOW && r->nr >= 0 && r->nr < SB_NR_NAMES &&
 	    !(p->seen[r->nr / 8] & (1u << (r->nr % 8)))) {

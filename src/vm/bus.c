@@ -62,7 +62,8 @@ int bus_insert(struct bus *bus, uint64_t base, uint64_t len, struct device *dev,
 		bus->cap = cap;
 	}
 	memmove(&bus->ranges[i + 1], &bus->ranges[i], (bus->nr - i) * sizeof(*bus->ranges));
-	bus->ranges[i] = (struct bus_range){ .base = base, .len = len, .dev = dev, .region = region };
+	bus->ranges[i] =
+		(struct bus_range){ .base = base, .len = len, .dev = dev, .region = region };
 	bus->nr++;
 out:
 	pthread_rwlock_unlock(&bus->lock);
@@ -77,7 +78,8 @@ int bus_remove(struct bus *bus, uint64_t base)
 	for (int i = 0; i < bus->nr; i++) {
 		if (bus->ranges[i].base != base)
 			continue;
-		memmove(&bus->ranges[i], &bus->ranges[i + 1], (bus->nr - i - 1) * sizeof(*bus->ranges));
+		memmove(&bus->ranges[i], &bus->ranges[i + 1],
+			(bus->nr - i - 1) * sizeof(*bus->ranges));
 		bus->nr--;
 		ret = 0;
 		break;
@@ -124,7 +126,7 @@ static bool bus_access(struct bus *bus, uint64_t addr, void *data, unsigned size
 	 * the VM is torn down, after every vCPU has stopped. */
 	pthread_rwlock_unlock(&bus->lock);
 	if (is_write) {
-		memcpy(&val, data, size);  /* x86 is little-endian, as both buses are */
+		memcpy(&val, data, size); /* x86 is little-endian, as both buses are */
 		device_write(dev, region, addr - base, size, val);
 	} else {
 		val = device_read(dev, region, addr - base, size);
@@ -150,8 +152,8 @@ bool bus_write(struct bus *bus, uint64_t addr, const void *data, unsigned size)
  * order, as separate accesses. If a write moves the device's own range
  * (none of ours does from a data port), the rest of the run still goes to
  * the device that took the first element. */
-static bool bus_string(struct bus *bus, uint64_t addr, uint8_t *data, unsigned size,
-		       uint32_t count, bool is_write)
+static bool bus_string(struct bus *bus, uint64_t addr, uint8_t *data, unsigned size, uint32_t count,
+		       bool is_write)
 {
 	struct bus_range *r;
 	struct device *dev;

@@ -66,7 +66,8 @@ static void console_input(struct console *con)
 		if (con->escape) {
 			con->escape = false;
 			if (c == 'x' || c == 'X') {
-				fprintf(stderr, "\r\nkestrel: terminated from the console (Ctrl-A x)\r\n");
+				fprintf(stderr,
+					"\r\nkestrel: terminated from the console (Ctrl-A x)\r\n");
 				vm_request_stop(con->ctl, VM_STOP_POWEROFF, 0);
 				return;
 			}

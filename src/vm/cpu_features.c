@@ -10,6 +10,7 @@
 
 #define W(f, i, r) f, i, CPUID_##r
 
+/* clang-format off */
 static const struct cpuid_feature cpuid_feature_table[] = {
 	/* Leaf 1 EDX (SDM vol 2A, CPUID, table 3-11). */
 	{ W(1, 0, EDX), 0, "fpu" }, { W(1, 0, EDX), 1, "vme" }, { W(1, 0, EDX), 2, "de" },
@@ -122,6 +123,7 @@ static const struct cpuid_feature cpuid_feature_table[] = {
 	{ W(0x80000008, 0, EBX), 24, "amd_ssbd" }, { W(0x80000008, 0, EBX), 25, "virt_ssbd" },
 	{ W(0x80000008, 0, EBX), 26, "amd_ssb_no" },
 };
+/* clang-format on */
 
 const struct cpuid_feature *cpuid_feature_by_name(const char *name)
 {
@@ -139,12 +141,18 @@ const struct cpuid_feature *cpuid_feature_at(size_t i)
 
 uint32_t cpuid_reg_get(const struct kvm_cpuid_entry2 *e, int reg)
 {
-	return reg == CPUID_EAX ? e->eax : reg == CPUID_EBX ? e->ebx : reg == CPUID_ECX ? e->ecx : e->edx;
+	return reg == CPUID_EAX	  ? e->eax
+	       : reg == CPUID_EBX ? e->ebx
+	       : reg == CPUID_ECX ? e->ecx
+				  : e->edx;
 }
 
 uint32_t *cpuid_reg_ptr(struct kvm_cpuid_entry2 *e, int reg)
 {
-	return reg == CPUID_EAX ? &e->eax : reg == CPUID_EBX ? &e->ebx : reg == CPUID_ECX ? &e->ecx : &e->edx;
+	return reg == CPUID_EAX	  ? &e->eax
+	       : reg == CPUID_EBX ? &e->ebx
+	       : reg == CPUID_ECX ? &e->ecx
+				  : &e->edx;
 }
 
 void cpuid_names_append(struct cpuid_names *l, uint32_t fn, uint32_t idx, int reg, uint32_t bits)

@@ -13,8 +13,8 @@
 
 struct cpu_model {
 	const char *name;
-	const struct cpu_model *base;   /* everything of base, then adds */
-	const char *const *adds;        /* NULL: host, no masking */
+	const struct cpu_model *base; /* everything of base, then adds */
+	const char *const *adds;      /* NULL: host, no masking */
 };
 
 /* x86-64 psABI 1.0, 3.1.1 "Micro-architecture levels" (table 3.1), plus the
@@ -23,8 +23,9 @@ struct cpu_model {
  * rig's SVM KVM on a qemu64 CPU does not offer it, and a 64-bit guest has
  * no virtual-8086 mode to use it in. */
 static const char *const adds_v1[] = {
-	"fpu", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "sep", "mtrr", "pge", "mca",
-	"cmov", "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2", "syscall", "nx", "lm", NULL,
+	"fpu",	"de",	"pse",	"tsc",	   "msr",  "pae", "mce",   "cx8",     "apic",
+	"sep",	"mtrr", "pge",	"mca",	   "cmov", "pat", "pse36", "clflush", "mmx",
+	"fxsr", "sse",	"sse2", "syscall", "nx",   "lm",  NULL,
 };
 /* compat: Hyper-V's standard processor compatibility mode hides SSSE3,
  * SSE4.1/4.2, POPCNT, XSAVE, AVX and all newer extensions; what is left is
@@ -60,22 +61,25 @@ static const struct cpu_model *const cpu_models[] = {
  * itself and which QEMU's named models carry too (the "-IBRS" versions). A
  * target without one of those refuses the migration by name
  * (cpuid_state_check) rather than silently leaving the guest unprotected. */
+/* clang-format off */
 static const char *const cpu_passthrough[] = {
 	"hypervisor", "x2apic", "tsc_deadline_timer", "osxsave", "ht", "md_clear", "spec_ctrl",
 	"intel_stibp", "flush_l1d", "arch_capabilities", "spec_ctrl_ssbd", "amd_ibpb", "amd_ibrs",
 	"amd_stibp", "amd_ssbd", "virt_ssbd", "amd_ssb_no", NULL,
 };
+/* clang-format on */
 
 /* The feature registers a baseline filters; a bit not on the model's lists
  * is cleared. Leaf 0xD is made consistent afterwards (cpuid_xsave_fixup). */
-static const struct { uint32_t fn, idx; int reg; } cpu_masked_words[] = {
-	{ 1, 0, CPUID_ECX }, { 1, 0, CPUID_EDX },
-	{ 7, 0, CPUID_EBX }, { 7, 0, CPUID_ECX }, { 7, 0, CPUID_EDX },
-	{ 7, 1, CPUID_EAX }, { 7, 1, CPUID_EBX }, { 7, 1, CPUID_ECX }, { 7, 1, CPUID_EDX },
-	{ 7, 2, CPUID_EDX },
-	{ 0xd, 1, CPUID_EAX },
-	{ 0x80000001, 0, CPUID_ECX }, { 0x80000001, 0, CPUID_EDX },
-	{ 0x80000007, 0, CPUID_EDX }, { 0x80000008, 0, CPUID_EBX },
+static const struct {
+	uint32_t fn, idx;
+	int reg;
+} cpu_masked_words[] = {
+	{ 1, 0, CPUID_ECX },	      { 1, 0, CPUID_EDX },	    { 7, 0, CPUID_EBX },
+	{ 7, 0, CPUID_ECX },	      { 7, 0, CPUID_EDX },	    { 7, 1, CPUID_EAX },
+	{ 7, 1, CPUID_EBX },	      { 7, 1, CPUID_ECX },	    { 7, 1, CPUID_EDX },
+	{ 7, 2, CPUID_EDX },	      { 0xd, 1, CPUID_EAX },	    { 0x80000001, 0, CPUID_ECX },
+	{ 0x80000001, 0, CPUID_EDX }, { 0x80000007, 0, CPUID_EDX }, { 0x80000008, 0, CPUID_EBX },
 };
 
 /* Leaves that only describe features no baseline has (SGX, processor
@@ -88,18 +92,42 @@ static const uint32_t cpu_hidden_leaves[] = {
 /* A feature whose prerequisite is hidden is hidden too, as QEMU's
  * feature_dependencies[] (target/i386/cpu.c): AVX needs XSAVE (SDM vol 1
  * 14.3), its extensions need AVX, AVX-512's need AVX512F (SDM vol 1 15.2). */
-static const struct { const char *feature, *needs; } cpu_dependencies[] = {
-	{ "osxsave", "xsave" }, { "avx", "xsave" }, { "xsaveopt", "xsave" }, { "xsavec", "xsave" },
-	{ "xgetbv1", "xsave" }, { "xsaves", "xsave" }, { "xfd", "xsave" }, { "pku", "xsave" },
-	{ "avx2", "avx" }, { "fma", "avx" }, { "f16c", "avx" }, { "vaes", "avx" },
-	{ "vpclmulqdq", "avx" }, { "avx_vnni", "avx2" }, { "avx512f", "avx2" },
-	{ "avx512dq", "avx512f" }, { "avx512ifma", "avx512f" }, { "avx512pf", "avx512f" },
-	{ "avx512er", "avx512f" }, { "avx512cd", "avx512f" }, { "avx512bw", "avx512f" },
-	{ "avx512vl", "avx512f" }, { "avx512vbmi", "avx512f" }, { "avx512_vbmi2", "avx512f" },
-	{ "avx512_vnni", "avx512f" }, { "avx512_bitalg", "avx512f" },
-	{ "avx512_vpopcntdq", "avx512f" }, { "avx512_4vnniw", "avx512f" },
-	{ "avx512_4fmaps", "avx512f" }, { "avx512_vp2intersect", "avx512f" },
-	{ "avx512_fp16", "avx512bw" }, { "avx512_bf16", "avx512bw" }, { "amx_bf16", "amx_tile" },
+static const struct {
+	const char *feature, *needs;
+} cpu_dependencies[] = {
+	{ "osxsave", "xsave" },
+	{ "avx", "xsave" },
+	{ "xsaveopt", "xsave" },
+	{ "xsavec", "xsave" },
+	{ "xgetbv1", "xsave" },
+	{ "xsaves", "xsave" },
+	{ "xfd", "xsave" },
+	{ "pku", "xsave" },
+	{ "avx2", "avx" },
+	{ "fma", "avx" },
+	{ "f16c", "avx" },
+	{ "vaes", "avx" },
+	{ "vpclmulqdq", "avx" },
+	{ "avx_vnni", "avx2" },
+	{ "avx512f", "avx2" },
+	{ "avx512dq", "avx512f" },
+	{ "avx512ifma", "avx512f" },
+	{ "avx512pf", "avx512f" },
+	{ "avx512er", "avx512f" },
+	{ "avx512cd", "avx512f" },
+	{ "avx512bw", "avx512f" },
+	{ "avx512vl", "avx512f" },
+	{ "avx512vbmi", "avx512f" },
+	{ "avx512_vbmi2", "avx512f" },
+	{ "avx512_vnni", "avx512f" },
+	{ "avx512_bitalg", "avx512f" },
+	{ "avx512_vpopcntdq", "avx512f" },
+	{ "avx512_4vnniw", "avx512f" },
+	{ "avx512_4fmaps", "avx512f" },
+	{ "avx512_vp2intersect", "avx512f" },
+	{ "avx512_fp16", "avx512bw" },
+	{ "avx512_bf16", "avx512bw" },
+	{ "amx_bf16", "amx_tile" },
 	{ "amx_int8", "amx_tile" },
 };
 
@@ -213,7 +241,8 @@ static uint32_t cpu_model_allowed(const struct cpu_model *m, uint32_t fn, uint32
 static void cpuid_clear_feature(struct kvm_cpuid2 *c, const char *name)
 {
 	const struct cpuid_feature *f = cpuid_feature_by_name(name);
-	struct kvm_cpuid_entry2 *e = f ? (struct kvm_cpuid_entry2 *)cpuid_entry(c, f->fn, f->idx) : NULL;
+	struct kvm_cpuid_entry2 *e = f ? (struct kvm_cpuid_entry2 *)cpuid_entry(c, f->fn, f->idx)
+				       : NULL;
 
 	if (e)
 		*cpuid_reg_ptr(e, f->reg) &= ~(1u << f->bit);
@@ -234,14 +263,14 @@ void cpuid_apply_dependencies(struct kvm_cpuid2 *c)
 			cpuid_clear_feature(c, cpu_dependencies[i].feature);
 }
 
-#define XCR0_X87 (1u << 0)
-#define XCR0_SSE (1u << 1)
-#define XCR0_YMM (1u << 2)
-#define XCR0_MPX (3u << 3)
-#define XCR0_AVX512 (7u << 5)
-#define XCR0_PKRU (1u << 9)
-#define XCR0_AMX (3u << 17)
-#define XSAVE_LEGACY_AND_HEADER 576   /* SDM vol 1 13.4: 512-byte legacy area + 64-byte header */
+#define XCR0_X87		(1u << 0)
+#define XCR0_SSE		(1u << 1)
+#define XCR0_YMM		(1u << 2)
+#define XCR0_MPX		(3u << 3)
+#define XCR0_AVX512		(7u << 5)
+#define XCR0_PKRU		(1u << 9)
+#define XCR0_AMX		(3u << 17)
+#define XSAVE_LEGACY_AND_HEADER 576 /* SDM vol 1 13.4: 512-byte legacy area + 64-byte header */
 
 /* Leaf 0xD must agree with leaves 1 and 7 (SDM vol 1 13.2): the guest may
  * set in XCR0 only what 0xD.0 EDX:EAX offers, and KVM refuses an XSETBV
@@ -269,7 +298,7 @@ void cpuid_xsave_fixup(struct kvm_cpuid2 *c)
 			e->eax &= xcr0;
 			e->edx = 0;
 		} else if (e->index == 1 && !cpuid_has(c, "xsaves")) {
-			e->ecx = e->edx = 0;   /* IA32_XSS components: XSAVES only */
+			e->ecx = e->edx = 0; /* IA32_XSS components: XSAVES only */
 		}
 	}
 	if (!xsave)
@@ -308,10 +337,10 @@ int cpu_model_apply(const struct cpu_model *m, struct kvm_cpuid2 *c, char *err, 
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 
 		for (size_t w = 0; w < ARRAY_SIZE(cpu_masked_words); w++)
-			if (cpu_masked_words[w].fn == e->function && cpu_masked_words[w].idx == e->index)
-				*cpuid_reg_ptr(e, cpu_masked_words[w].reg) &=
-					cpu_model_allowed(m, e->function, e->index,
-							  cpu_masked_words[w].reg);
+			if (cpu_masked_words[w].fn == e->function &&
+			    cpu_masked_words[w].idx == e->index)
+				*cpuid_reg_ptr(e, cpu_masked_words[w].reg) &= cpu_model_allowed(
+					m, e->function, e->index, cpu_masked_words[w].reg);
 		for (size_t l = 0; l < ARRAY_SIZE(cpu_hidden_leaves); l++)
 			if (cpu_hidden_leaves[l] == e->function)
 				e->eax = e->ebx = e->ecx = e->edx = 0;

@@ -8,9 +8,9 @@
 
 #include "kestrel/cpuid.h"
 
-#define CPUID_MAX_ENTRIES 256
-#define CPUID_1_ECX_HYPERVISOR (1u << 31)
-#define CPUID_1_EDX_HTT (1u << 28)
+#define CPUID_MAX_ENTRIES	 256
+#define CPUID_1_ECX_HYPERVISOR	 (1u << 31)
+#define CPUID_1_EDX_HTT		 (1u << 28)
 #define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
 
 int cpuid_get_supported(int kvm_fd, struct kvm_cpuid2 **out)
@@ -95,9 +95,7 @@ void cpuid_adjust(struct kvm_cpuid2 *c, unsigned id, unsigned ncpus)
 				e->eax |= (ncpus - 1) << 14;
 			break;
 		case 0xb:
-		case 0x1f:
-			cpuid_topology_leaf(e, id, ncpus);
-			break;
+		case 0x1f: cpuid_topology_leaf(e, id, ncpus); break;
 		case 0x80000008:
 			/* AMD: ECX[7:0] cores - 1, [15:12] APIC ID size. */
 			e->ecx = (e->ecx & ~0xf0ffu) | (order_base_2(ncpus) << 12) | (ncpus - 1);
@@ -108,8 +106,7 @@ void cpuid_adjust(struct kvm_cpuid2 *c, unsigned id, unsigned ncpus)
 			e->ebx = id & 0xff;
 			e->ecx = 0;
 			break;
-		default:
-			break;
+		default: break;
 		}
 	}
 }

@@ -145,7 +145,7 @@ void dev_list_destroy(struct dev_list *l)
 /* A device's state in a saved machine: a section {DEV_STATE_ID, 1, len}
  * holding the device id (u8 length + bytes) and then the device's own
  * sections, so that a reader finds each device by its stable id. */
-#define DEV_STATE_ID 0x44455649 /* "DEVI" */
+#define DEV_STATE_ID	  0x44455649 /* "DEVI" */
 #define DEV_STATE_VERSION 1
 
 int dev_list_save(struct dev_list *l, struct state_buf *out)
@@ -194,7 +194,7 @@ static int dev_list_load_one(struct dev_list *l, struct state_buf *in, bool *see
 		if (l->dev[i] != d)
 			continue;
 		if (seen[i])
-			return -EINVAL;   /* twice in one stream */
+			return -EINVAL; /* twice in one stream */
 		seen[i] = true;
 	}
 	pthread_mutex_lock(&d->lock);
@@ -202,7 +202,7 @@ static int dev_list_load_one(struct dev_list *l, struct state_buf *in, bool *see
 	pthread_mutex_unlock(&d->lock);
 	if (!ret && !state_section_done(in, end))
 		ret = -EINVAL;
-	if (ret)   /* which one, for whoever debugs a stream */
+	if (ret) /* which one, for whoever debugs a stream */
 		kdebug("state: device %s: %s", id, strerror(-ret));
 	return ret;
 }
@@ -219,6 +219,6 @@ int dev_list_load(struct dev_list *l, struct state_buf *in)
 	}
 	for (unsigned i = 0; i < l->n; i++)
 		if (l->dev[i]->ops->load && !seen[i])
-			return -ENODATA;   /* a device of this machine is not in the stream */
+			return -ENODATA; /* a device of this machine is not in the stream */
 	return 0;
 }

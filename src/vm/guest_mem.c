@@ -181,9 +181,14 @@ static void gm_publish(struct guest_mem *gm, int hide)
 			continue;
 		for (i = n++; i > 0 && t[i - 1].gpa > s->gpa; i--)
 			t[i] = t[i - 1];
-		t[i] = (struct gm_map_entry){ .gpa = s->gpa, .size = s->size, .hva = s->hva,
-					      .ram_offset = s->ram_offset, .sink = s->sink,
-					      .sink_region = s->sink_region, .flags = s->flags, .id = id };
+		t[i] = (struct gm_map_entry){ .gpa = s->gpa,
+					      .size = s->size,
+					      .hva = s->hva,
+					      .ram_offset = s->ram_offset,
+					      .sink = s->sink,
+					      .sink_region = s->sink_region,
+					      .flags = s->flags,
+					      .id = id };
 	}
 	gm_write_begin(gm);
 	for (unsigned i = 0; i < n; i++) {
@@ -273,17 +278,22 @@ static int gm_layout(struct guest_mem *gm)
 	int ret = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(gm_low_layout) && ret >= 0; i++) {
-		uint64_t start = gm_low_layout[i].start, end = MIN(gm_low_layout[i].end, gm->ram_low);
+		uint64_t start = gm_low_layout[i].start,
+			 end = MIN(gm_low_layout[i].end, gm->ram_low);
 
 		if (start < end)
 			ret = gm_slot_add(gm, &(struct gm_slot_spec){ .name = gm_low_layout[i].name,
-					  .gpa = start, .size = end - start, .flags = GM_SLOT_RAM,
-					  .ram_offset = start });
+								      .gpa = start,
+								      .size = end - start,
+								      .flags = GM_SLOT_RAM,
+								      .ram_offset = start });
 	}
 	if (ret >= 0 && gm->ram_high)
 		ret = gm_slot_add(gm, &(struct gm_slot_spec){ .name = "ram-high",
-				  .gpa = GM_HIGHMEM_BASE, .size = gm->ram_high, .flags = GM_SLOT_RAM,
-				  .ram_offset = gm->ram_low });
+							      .gpa = GM_HIGHMEM_BASE,
+							      .size = gm->ram_high,
+							      .flags = GM_SLOT_RAM,
+							      .ram_offset = gm->ram_low });
 	return ret < 0 ? ret : 0;
 }
 
@@ -357,8 +367,9 @@ int gm_map_file(struct guest_mem *gm, int fd, uint64_t offset)
 		/* A failed MAP_FIXED may have unmapped the range: put fresh
 		 * anonymous memory back so RAM stays usable (the caller may
 		 * read the file into it instead). */
-		if (mmap(gm->map, gm->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
-			 MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+		if (mmap(gm->map, gm->map_size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+			 0) == MAP_FAILED)
 			kerr("guest memory: cannot re-map RAM: %s", strerror(errno));
 		return ret;
 	}
@@ -479,8 +490,8 @@ static bool gm_spec_ok(const struct guest_mem *gm, const struct gm_slot_spec *sp
 	if (!gm_range_ok(sp->gpa, sp->size) || (sp->flags & ~GM_SLOT_FLAGS_ALL))
 		return false;
 	if (sp->flags & GM_SLOT_RAM)
-		return !sp->hva && !(sp->ram_offset % GM_PAGE_SIZE) && sp->ram_offset <= gm->map_size &&
-		       sp->size <= gm->map_size - sp->ram_offset;
+		return !sp->hva && !(sp->ram_offset % GM_PAGE_SIZE) &&
+		       sp->ram_offset <= gm->map_size && sp->size <= gm->map_size - sp->ram_offset;
 	return !((uintptr_t)sp->hva % GM_PAGE_SIZE);
 }
 
@@ -513,7 +524,8 @@ static int gm_slot_fill(struct guest_mem *gm, int id, const struct gm_slot_spec 
 	if (sp->flags & GM_SLOT_RAM) {
 		hva = (uint8_t *)gm->map + sp->ram_offset;
 	} else if (!hva) {
-		hva = mmap(NULL, sp->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		hva = mmap(NULL, sp->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			   0);
 		if (hva == MAP_FAILED)
 			return -ENOMEM;
 		s->owns_hva = true;
@@ -584,7 +596,7 @@ int gm_slot_remove(struct guest_mem *gm, int id)
 		ret = gm_kvm_set(gm, id, false);
 		gm_dirty_after_change(gm, id);
 		if (ret)
-			gm_publish(gm, -1);   /* KVM still maps it: so do we */
+			gm_publish(gm, -1); /* KVM still maps it: so do we */
 		else
 			gm_slot_free(gm, id);
 	}
@@ -599,8 +611,10 @@ int gm_slot_move(struct guest_mem *gm, int id, uint64_t gpa)
 
 	pthread_mutex_lock(&gm->lock);
 	s = gm_slot_used(gm, id);
-	ret = !s ? -ENOENT : !gm_range_ok(gpa, s->size) ? -EINVAL
-	      : gm_overlaps(gm, gpa, s->size, id) ? -EEXIST : 0;
+	ret = !s				  ? -ENOENT
+	      : !gm_range_ok(gpa, s->size)	  ? -EINVAL
+	      : gm_overlaps(gm, gpa, s->size, id) ? -EEXIST
+						  : 0;
 	if (!ret && gpa != s->gpa) {
 		gm_dirty_before_change(gm, id);
 		/* KVM first (KVM_MR_MOVE: same slot, new address), then the
@@ -647,7 +661,9 @@ int gm_slot_set_flags(struct guest_mem *gm, int id, unsigned flags, struct devic
 
 	pthread_mutex_lock(&gm->lock);
 	s = gm_slot_used(gm, id);
-	ret = !s ? -ENOENT : (flags & ~GM_SLOT_FLAGS_ALL) || ((flags ^ s->flags) & GM_SLOT_RAM) ? -EINVAL : 0;
+	ret = !s								   ? -ENOENT
+	      : (flags & ~GM_SLOT_FLAGS_ALL) || ((flags ^ s->flags) & GM_SLOT_RAM) ? -EINVAL
+										   : 0;
 	if (!ret && (flags & (GM_SLOT_LOG_DIRTY | GM_SLOT_RAM)) == GM_SLOT_LOG_DIRTY && !s->dirty) {
 		s->dirty = gm_bitmap_new(s->size);
 		ret = s->dirty ? 0 : -ENOMEM;
@@ -682,8 +698,12 @@ static void gm_slot_info_fill(struct guest_mem *gm, int id, struct gm_slot_info 
 {
 	const struct gm_slot *s = &gm->slot[id];
 
-	*o = (struct gm_slot_info){ .id = id, .gpa = s->gpa, .size = s->size, .flags = s->flags,
-				    .ram_offset = s->ram_offset, .hva = s->hva,
+	*o = (struct gm_slot_info){ .id = id,
+				    .gpa = s->gpa,
+				    .size = s->size,
+				    .flags = s->flags,
+				    .ram_offset = s->ram_offset,
+				    .hva = s->hva,
 				    .logging = gm_slot_logged(gm, s),
 				    .writes = __atomic_load_n(&s->writes, __ATOMIC_RELAXED) };
 	memcpy(o->name, s->name, sizeof(o->name));

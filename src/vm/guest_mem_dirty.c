@@ -170,7 +170,8 @@ static int gm_kvm_clear(struct guest_mem *gm, int id, uint64_t *bm, uint64_t npa
 {
 	for (uint64_t first = 0; first < npages; first += GM_CLEAR_CHUNK) {
 		struct kvm_clear_dirty_log c = {
-			.slot = (uint32_t)id, .first_page = first,
+			.slot = (uint32_t)id,
+			.first_page = first,
 			.num_pages = (uint32_t)MIN(GM_CLEAR_CHUNK, npages - first),
 			.dirty_bitmap = bm + first / 64,
 		};
@@ -222,7 +223,8 @@ void gm_dirty_before_change(struct guest_mem *gm, int id)
 {
 	if (gm_kvm_harvest(gm, id)) {
 		kwarn("guest memory: slot %s: KVM's dirty log could not be read; all of it "
-		      "counts as dirty", gm->slot[id].name);
+		      "counts as dirty",
+		      gm->slot[id].name);
 		gm_dirty_after_change(gm, id);
 	}
 }

@@ -8,7 +8,7 @@
 #define GM_SLOT_FLAGS_ALL (GM_SLOT_RAM | GM_SLOT_READONLY | GM_SLOT_LOG_DIRTY)
 
 /* The lookup table's fields: loads without the lock, the writers' stores. */
-#define RD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define RD(x)	 __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define WR(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
 /* The slot holding addr, from one consistent view of the table. */

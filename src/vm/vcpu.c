@@ -14,23 +14,31 @@
 
 #define SIG_VCPU_KICK SIGUSR1
 
-#define MSR_IA32_TSC 0x00000010
-#define MSR_IA32_MISC_ENABLE 0x000001a0
+#define MSR_IA32_TSC			 0x00000010
+#define MSR_IA32_MISC_ENABLE		 0x000001a0
 #define MSR_IA32_MISC_ENABLE_FAST_STRING 1ULL
-#define X86_CR0_PE (1ULL << 0)
-#define X86_CR0_ET (1ULL << 4)
-#define X86_CR0_PG (1ULL << 31)
-#define X86_CR4_PAE (1ULL << 5)
-#define EFER_LME (1ULL << 8)
-#define EFER_LMA (1ULL << 10)
+#define X86_CR0_PE			 (1ULL << 0)
+#define X86_CR0_ET			 (1ULL << 4)
+#define X86_CR0_PG			 (1ULL << 31)
+#define X86_CR4_PAE			 (1ULL << 5)
+#define EFER_LME			 (1ULL << 8)
+#define EFER_LMA			 (1ULL << 10)
 
 /* Flat segments matching the GDT the loaders write at BOARD_GDT_ADDR:
  * 0x08 64-bit code, 0x10 code (64- or 32-bit per boot mode), 0x18 data, 0x20 TSS. */
 static struct kvm_segment seg_flat(uint16_t sel, uint8_t type, bool code64)
 {
 	return (struct kvm_segment){
-		.base = 0, .limit = 0xffffffff, .selector = sel, .type = type,
-		.present = 1, .dpl = 0, .db = code64 ? 0 : 1, .s = 1, .l = code64, .g = 1,
+		.base = 0,
+		.limit = 0xffffffff,
+		.selector = sel,
+		.type = type,
+		.present = 1,
+		.dpl = 0,
+		.db = code64 ? 0 : 1,
+		.s = 1,
+		.l = code64,
+		.g = 1,
 	};
 }
 
@@ -41,9 +49,9 @@ static int vcpu_set_msrs(struct vcpu *c)
 	struct {
 		struct kvm_msrs hdr;
 		struct kvm_msr_entry e[2];
-	} m = { .hdr.nmsrs = 2, .e = { { .index = MSR_IA32_MISC_ENABLE,
-					 .data = MSR_IA32_MISC_ENABLE_FAST_STRING },
-				       { .index = MSR_IA32_TSC, .data = 0 } } };
+	} m = { .hdr.nmsrs = 2,
+		.e = { { .index = MSR_IA32_MISC_ENABLE, .data = MSR_IA32_MISC_ENABLE_FAST_STRING },
+		       { .index = MSR_IA32_TSC, .data = 0 } } };
 
 	return ioctl(c->fd, KVM_SET_MSRS, &m) == 2 ? 0 : -EIO;
 }
@@ -81,7 +89,8 @@ int vm_setup_boot_cpu(struct vm *vm, const struct boot_cpu_state *bs)
 		return -errno;
 	sregs.cs = code;
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-	sregs.tr = (struct kvm_segment){ .selector = 0x20, .limit = 0x67, .type = 0xb, .present = 1 };
+	sregs.tr =
+		(struct kvm_segment){ .selector = 0x20, .limit = 0x67, .type = 0xb, .present = 1 };
 	sregs.gdt.base = BOARD_GDT_ADDR;
 	sregs.gdt.limit = 5 * 8 - 1;
 	sregs.idt.base = 0;
@@ -133,8 +142,10 @@ static void vcpu_dump(struct vcpu *c, const char *why)
 	/* AMD's KVM INITs the vCPU on a shutdown intercept (the VMCB is
 	 * undefined after one), so what it hands back is the reset state. */
 	if (r.rip == 0xfff0 && s.cs.base == 0xffff0000 && !(s.cr0 & 1))
-		fprintf(stderr, "kestrel: vcpu%u: (these are the CPU's reset values: this KVM "
-			"re-initialised the vCPU at the fault, the faulting state is lost)\n", c->id);
+		fprintf(stderr,
+			"kestrel: vcpu%u: (these are the CPU's reset values: this KVM "
+			"re-initialised the vCPU at the fault, the faulting state is lost)\n",
+			c->id);
 }
 
 static void vcpu_handle_io(struct vcpu *c)
@@ -145,7 +156,8 @@ static void vcpu_handle_io(struct vcpu *c)
 
 	/* data_offset/count/size come from KVM, not the guest; still keep the
 	 * access inside the shared page. */
-	if ((uint64_t)run->io.data_offset + (uint64_t)run->io.count * size > (uint64_t)c->vm->run_size)
+	if ((uint64_t)run->io.data_offset + (uint64_t)run->io.count * size >
+	    (uint64_t)c->vm->run_size)
 		return;
 	if (run->io.direction == KVM_EXIT_IO_OUT)
 		bus_write_string(&c->vm->pio, run->io.port, data, size, run->io.count);
@@ -160,8 +172,8 @@ static void vcpu_handle_mmio(struct vcpu *c)
 	if (run->mmio.len > 8)
 		return;
 	/* A write to read-only memory (KVM_MEM_READONLY) goes to its slot's device. */
-	if (run->mmio.is_write && gm_mmio_write(&c->vm->gm, run->mmio.phys_addr, run->mmio.data,
-						run->mmio.len))
+	if (run->mmio.is_write &&
+	    gm_mmio_write(&c->vm->gm, run->mmio.phys_addr, run->mmio.data, run->mmio.len))
 		return;
 	if (run->mmio.is_write)
 		bus_write(&c->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
@@ -175,7 +187,7 @@ void vm_drain_coalesced(struct vm *vm)
 	uint32_t max;
 
 	if (!ring || __atomic_load_n(&ring->first, __ATOMIC_ACQUIRE) ==
-		     __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
+			     __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
 		return;
 	max = (getpagesize() - sizeof(*ring)) / sizeof(ring->coalesced_mmio[0]);
 	pthread_mutex_lock(&vm->coalesced_lock);
@@ -207,9 +219,7 @@ static bool vcpu_handle_exit(struct vcpu *c)
 		c->exits[STAT_EXIT_MMIO]++;
 		vcpu_handle_mmio(c);
 		return true;
-	case KVM_EXIT_INTR:
-		c->exits[STAT_EXIT_INTR]++;
-		return true;
+	case KVM_EXIT_INTR: c->exits[STAT_EXIT_INTR]++; return true;
 	case KVM_EXIT_HLT:
 		/* Only without an in-kernel LAPIC; a halted CPU with nothing to wake it. */
 		c->exits[STAT_EXIT_HLT]++;
@@ -226,19 +236,21 @@ static bool vcpu_handle_exit(struct vcpu *c)
 		vm_request_stop_cb(c->vm, VM_STOP_ERROR, 0);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
-		vm_request_stop_cb(c->vm, run->system_event.type == KVM_SYSTEM_EVENT_RESET ?
-				   VM_STOP_RESET : VM_STOP_POWEROFF, 0);
+		vm_request_stop_cb(c->vm,
+				   run->system_event.type == KVM_SYSTEM_EVENT_RESET
+					   ? VM_STOP_RESET
+					   : VM_STOP_POWEROFF,
+				   0);
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
-		snprintf(why, sizeof(why), "KVM internal error, suberror %u", run->internal.suberror);
+		snprintf(why, sizeof(why), "KVM internal error, suberror %u",
+			 run->internal.suberror);
 		break;
 	case KVM_EXIT_FAIL_ENTRY:
 		snprintf(why, sizeof(why), "VM entry failed, hardware reason 0x%llx",
 			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		break;
-	default:
-		snprintf(why, sizeof(why), "unhandled exit reason %u", run->exit_reason);
-		break;
+	default: snprintf(why, sizeof(why), "unhandled exit reason %u", run->exit_reason); break;
 	}
 	c->exits[STAT_EXIT_OTHER]++;
 	vcpu_dump(c, why);
@@ -384,7 +396,8 @@ void vm_stop_vcpus(struct vm *vm)
 			if (pthread_timedjoin_np(c->thread, NULL, &ts) == 0)
 				break;
 			if (++tries % 50 == 0)
-				kwarn("vcpu%u: still running %d s after the stop request", c->id, tries / 10);
+				kwarn("vcpu%u: still running %d s after the stop request", c->id,
+				      tries / 10);
 			vm_kick_vcpus(vm);
 		}
 		c->started = false;

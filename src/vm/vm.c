@@ -89,7 +89,8 @@ static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, BOARD_KVM_TSS) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ BOARD_KVM_IDENTITY_MAP }) < 0) {
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ BOARD_KVM_IDENTITY_MAP }) <
+		    0) {
 		errf(err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
 		return -errno;
 	}
@@ -107,7 +108,8 @@ static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 /* Push the routing table to KVM; called with route_lock held. */
 static int vm_commit_routes(struct vm *vm)
 {
-	size_t sz = sizeof(struct kvm_irq_routing) + vm->nr_routes * sizeof(struct kvm_irq_routing_entry);
+	size_t sz = sizeof(struct kvm_irq_routing) +
+		    vm->nr_routes * sizeof(struct kvm_irq_routing_entry);
 	struct kvm_irq_routing *r = calloc(1, sz);
 	int ret = 0;
 
@@ -144,15 +146,20 @@ static int vm_setup_irq_routing(struct vm *vm, char *err, size_t errlen)
 		if (gsi == 2)
 			continue; /* the cascade */
 		ret = vm_add_route(vm, &(struct kvm_irq_routing_entry){
-			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-			.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8 } });
+					       .gsi = gsi,
+					       .type = KVM_IRQ_ROUTING_IRQCHIP,
+					       .u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+								      : KVM_IRQCHIP_PIC_SLAVE,
+							      gsi % 8 } });
 	}
 	for (uint32_t gsi = 0; gsi < 24 && !ret; gsi++) {
 		if (gsi == 2)
 			continue;
-		ret = vm_add_route(vm, &(struct kvm_irq_routing_entry){
-			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi } });
+		ret = vm_add_route(
+			vm, &(struct kvm_irq_routing_entry){
+				    .gsi = gsi,
+				    .type = KVM_IRQ_ROUTING_IRQCHIP,
+				    .u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi } });
 	}
 	vm->next_msi_gsi = 24;
 	ret = ret ?: vm_commit_routes(vm);
@@ -170,8 +177,10 @@ int vm_msi_route_alloc(struct vm *vm, uint32_t *gsi)
 	/* Until the guest programs the vector, route it nowhere harmful: an MSI to
 	 * address 0 with data 0 is never raised because nothing writes the irqfd
 	 * before the vector is set up. */
-	ret = vm_add_route(vm, &(struct kvm_irq_routing_entry){ .gsi = *gsi, .type = KVM_IRQ_ROUTING_MSI,
-							       .u.msi = { .address_lo = 0xfee00000 } });
+	ret = vm_add_route(
+		vm, &(struct kvm_irq_routing_entry){ .gsi = *gsi,
+						     .type = KVM_IRQ_ROUTING_MSI,
+						     .u.msi = { .address_lo = 0xfee00000 } });
 	ret = ret ?: vm_commit_routes(vm);
 	pthread_mutex_unlock(&vm->route_lock);
 	return ret;
@@ -213,7 +222,8 @@ void vm_msi_route_free(struct vm *vm, uint32_t gsi)
 
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 {
-	struct kvm_msi msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
+	struct kvm_msi msi = { .address_lo = (uint32_t)addr,
+			       .address_hi = (uint32_t)(addr >> 32),
 			       .data = data };
 
 	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
@@ -243,7 +253,9 @@ int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, bool pio, int fd, b
 
 int vm_irqfd(struct vm *vm, int fd, uint32_t gsi, bool assign)
 {
-	struct kvm_irqfd irq = { .fd = (uint32_t)fd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
+	struct kvm_irqfd irq = { .fd = (uint32_t)fd,
+				 .gsi = gsi,
+				 .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
 
 	return ioctl(vm->vm_fd, KVM_IRQFD, &irq) < 0 ? -errno : 0;
 }
@@ -299,7 +311,8 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned ncpus, bool hugepages,
 		pthread_condattr_t ca;
 
 		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timeouts immune to clock steps */
+		pthread_condattr_setclock(&ca,
+					  CLOCK_MONOTONIC); /* timeouts immune to clock steps */
 		pthread_cond_init(&vm->stop_cond, &ca);
 		pthread_condattr_destroy(&ca);
 	}
@@ -427,8 +440,8 @@ void vm_irq_set(void *opaque, uint32_t gsi, int level)
 		kwarn("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
 }
 
-const char *const vm_exit_stat_names[STAT_EXIT_NR] = { "io", "mmio", "hlt", "intr", "shutdown",
-							 "other" };
+const char *const vm_exit_stat_names[STAT_EXIT_NR] = { "io",   "mmio",	   "hlt",
+						       "intr", "shutdown", "other" };
 
 /* Resident memory: the whole process, and the part of it that is guest RAM
  * (the guest mapping's Rss in /proc/self/smaps), so the VMM's own overhead
@@ -443,7 +456,8 @@ static void vm_read_memory(struct vm *vm, struct vm_stats *st)
 	if (!sm)
 		return;
 	while (fgets(line, sizeof(line), sm)) {
-		if (sscanf(line, "%lx-%*x ", &start) == 1 && strchr(line, '-') < strchr(line, ' ')) {
+		if (sscanf(line, "%lx-%*x ", &start) == 1 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
 			cur = start;
 		} else if (sscanf(line, "Rss: %llu kB", &kb) == 1) {
 			total += kb;

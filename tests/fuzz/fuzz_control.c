@@ -53,28 +53,27 @@
 #include "kestrel/virtio_net.h"
 #include "kestrel/virtio_scsi.h"
 
-#define FUZZ_NICS 3
-#define FUZZ_TULIP (FUZZ_NICS - 1) /* the last NIC is an emulated 21140 */
+#define FUZZ_NICS      3
+#define FUZZ_TULIP     (FUZZ_NICS - 1) /* the last NIC is an emulated 21140 */
 #define FUZZ_VT_SPACES 16384
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "fuzz_control: %s:%d: %s\n", __FILE__, \
-				__LINE__, #cond);                             \
-			__builtin_trap();                                     \
-		}                                                             \
+#define CHECK(cond)                                                                              \
+	do {                                                                                     \
+		if (!(cond)) {                                                                   \
+			fprintf(stderr, "fuzz_control: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+			__builtin_trap();                                                        \
+		}                                                                                \
 	} while (0)
 
 /* ---- the fake machine under control_vm.c --------------------------------- */
 
 static struct {
 	struct device pm, scsi, net[FUZZ_NICS], bus_dev, kbc, ide;
-	struct blk_dev *cd_medium;      /* what the fake drive holds (blk_open's) */
+	struct blk_dev *cd_medium; /* what the fake drive holds (blk_open's) */
 	bool cd_locked;
-	struct pci_dev tulip_fn;   /* only its address: control_vm tests for one */
+	struct pci_dev tulip_fn; /* only its address: control_vm tests for one */
 	bool pause_times_out;
-	bool quiesced;            /* machine_quiesce'd by a save */
+	bool quiesced; /* machine_quiesce'd by a save */
 	bool plugged[VIRTIO_SCSI_MAX_TARGETS];
 	char path[VIRTIO_SCSI_MAX_TARGETS][4096];
 	unsigned power_button;
@@ -197,7 +196,7 @@ int virtio_scsi_attach_disk(struct device *dev, unsigned target, struct blk_dev 
 		return -EEXIST;
 	fake.plugged[target] = true;
 	snprintf(fake.path[target], sizeof(fake.path[target]), "%s", blk->path);
-	blk_close(blk);    /* taken over */
+	blk_close(blk); /* taken over */
 	return 0;
 }
 
@@ -372,7 +371,7 @@ int snapshot_list(const char *dir, struct json_object *out, char *err, size_t er
 	(void)out;
 	(void)err;
 	(void)errlen;
-	__builtin_trap();   /* snapshot_vm_dir always fails first */
+	__builtin_trap(); /* snapshot_vm_dir always fails first */
 }
 
 int snapshot_create(struct machine *m, const char *name, char *err, size_t errlen)
@@ -384,8 +383,8 @@ int snapshot_create(struct machine *m, const char *name, char *err, size_t errle
 	__builtin_trap();
 }
 
-int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_apply *a,
-			   char *err, size_t errlen)
+int snapshot_apply_prepare(struct machine *m, const char *name, struct snapshot_apply *a, char *err,
+			   size_t errlen)
 {
 	(void)m;
 	(void)name;
@@ -457,7 +456,7 @@ int ide_cd_eject(struct device *dev, unsigned unit, bool force, struct blk_dev *
 		return -EBUSY;
 	*old = fake.cd_medium;
 	fake.cd_medium = NULL;
-	fake.cd_locked = true;          /* the next eject without force meets a lock */
+	fake.cd_locked = true; /* the next eject without force meets a lock */
 	return 0;
 }
 
@@ -492,8 +491,8 @@ static void fuzz_setup(void)
 	cfg_disks[0] = (struct config_disk){ .path = "/fuzz/boot.img", .target = 0 };
 	cfg_disks[1] = (struct config_disk){ .path = "/fuzz/data.vhd", .target = 3 };
 	for (unsigned i = 0; i < 2; i++)
-		cfg_disks[i].blk = (struct blk_opts){ .path = cfg_disks[i].path,
-						       .format = BLK_FMT_RAW };
+		cfg_disks[i].blk =
+			(struct blk_opts){ .path = cfg_disks[i].path, .format = BLK_FMT_RAW };
 	ranges[0] = (struct bus_range){ .base = 0x3f8, .len = 8, .dev = &fake.bus_dev };
 	/* Quiet: control_vm warns on purpose (failed replays) and the fuzzer
 	 * would print each one. */
@@ -502,8 +501,9 @@ static void fuzz_setup(void)
 
 static void configure(uint8_t shape)
 {
-	cfg = (struct vm_config){ .name = "fuzz", .cpus = 2, .mem_size = MiB(64),
-				  .control = sock_path };
+	cfg = (struct vm_config){
+		.name = "fuzz", .cpus = 2, .mem_size = MiB(64), .control = sock_path
+	};
 	cfg.nnets = (shape >> 2) & 3;
 	cfg.nets = cfg_nets;
 	if (shape & 16) {
@@ -559,7 +559,7 @@ static void machine_boot(uint8_t shape)
 
 static void machine_shutdown(void)
 {
-	blk_close(fake.cd_medium);      /* the channel owns its medium */
+	blk_close(fake.cd_medium); /* the channel owns its medium */
 	fake.cd_medium = NULL;
 	fake.cd_locked = false;
 	pthread_rwlock_destroy(&machine.vm.pio.lock);
@@ -619,7 +619,7 @@ static void client_lines(struct client *c)
 	}
 	c->in_len -= (size_t)(start - c->in);
 	memmove(c->in, start, c->in_len);
-	CHECK(c->in_len < sizeof(c->in) - 1);    /* no reply line is this long */
+	CHECK(c->in_len < sizeof(c->in) - 1); /* no reply line is this long */
 }
 
 /* Send and receive at once, as a well-behaved client does, so the server
@@ -633,7 +633,7 @@ static void client_talk(struct client *c)
 		if (c->sent < c->out_len)
 			p.events |= POLLOUT;
 		if (poll(&p, 1, -1) < 0) {
-			CHECK(errno == EINTR);    /* libFuzzer's -timeout alarm */
+			CHECK(errno == EINTR); /* libFuzzer's -timeout alarm */
 			continue;
 		}
 		if (p.revents & POLLOUT) {
@@ -657,8 +657,8 @@ static void client_talk(struct client *c)
 		c->in[c->in_len] = '\0';
 		client_lines(c);
 	}
-	CHECK(c->sent == c->out_len);    /* the server read everything */
-	CHECK(c->in_len == 0);           /* and ended every line */
+	CHECK(c->sent == c->out_len); /* the server read everything */
+	CHECK(c->in_len == 0);	      /* and ended every line */
 }
 
 /* The stream with each vertical tab as FUZZ_VT_SPACES spaces (the first

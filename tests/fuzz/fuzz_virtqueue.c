@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!gm.map && gm_init(&gm, 2 * 1024 * 1024, false))
 		return 0;
-	ram = gm_ram_ptr(&gm, 0, RAM);   /* the whole backing, the VGA hole included */
+	ram = gm_ram_ptr(&gm, 0, RAM); /* the whole backing, the VGA hole included */
 	memset(ram, 0, RAM);
 	qsz = (uint16_t)(1u << (data[0] % 9));
 	if (data[1] & 1)
@@ -43,10 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		features |= VIRTIO_BIT(VIRTIO_F_EVENT_IDX);
 	data += 2;
 	size -= 2;
-	put(ram, 0x2002, &data, &size, 2);                 /* avail->idx */
-	put(ram, 0x2004, &data, &size, 16);                /* avail->ring[0..7] */
-	put(ram, 0x1000, &data, &size, 16u * qsz);         /* descriptor table */
-	put(ram, 0x4000, &data, &size, RAM - 0x4000);      /* buffers, tables */
+	put(ram, 0x2002, &data, &size, 2);	      /* avail->idx */
+	put(ram, 0x2004, &data, &size, 16);	      /* avail->ring[0..7] */
+	put(ram, 0x1000, &data, &size, 16u * qsz);    /* descriptor table */
+	put(ram, 0x4000, &data, &size, RAM - 0x4000); /* buffers, tables */
 	vq_init_empty(&vq);
 	if (vq_init(&vq, &gm, qsz, 0x1000, 0x2000, 0x3000, features))
 		return 0;
@@ -59,7 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint8_t *p = e.iov[i].iov_base;
 
 			/* Touch both ends: ASan would flag a buffer outside the mapping. */
-			if (p < (uint8_t *)gm.map || p + e.iov[i].iov_len > (uint8_t *)gm.map + gm.map_size)
+			if (p < (uint8_t *)gm.map ||
+			    p + e.iov[i].iov_len > (uint8_t *)gm.map + gm.map_size)
 				__builtin_trap();
 			(void)*(volatile uint8_t *)p;
 			(void)*(volatile uint8_t *)(p + e.iov[i].iov_len - 1);

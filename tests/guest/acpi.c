@@ -4,16 +4,16 @@
  * (exit 0); coming back is a failure. */
 #include "guest.h"
 
-#define MADT_ENTRIES      44
-#define MADT_LAPIC        0
-#define MADT_X2APIC       9
+#define MADT_ENTRIES	  44
+#define MADT_LAPIC	  0
+#define MADT_X2APIC	  9
 #define PM1_SLP_TYP_SHIFT 10
 #define PM1_SLP_TYP_MASK  (7u << PM1_SLP_TYP_SHIFT)
-#define PM1_SLP_EN        (1u << 13)
-#define PM1_SCI_EN        (1u << 0)
-#define AML_NAME_OP       0x08
-#define AML_PACKAGE_OP    0x12
-#define AML_ROOT_CHAR     0x5c
+#define PM1_SLP_EN	  (1u << 13)
+#define PM1_SCI_EN	  (1u << 0)
+#define AML_NAME_OP	  0x08
+#define AML_PACKAGE_OP	  0x12
+#define AML_ROOT_CHAR	  0x5c
 
 static const struct acpi_sdt *check_table(const char *sig)
 {
@@ -34,8 +34,8 @@ static void check_rsdp(void)
 
 	if (!check(r != NULL, "RSDP found with a valid checksum"))
 		return;
-	gprintf("RSDP at %p rev %u oem \"%.6s\" rsdt %#x xsdt %#lx\n", (const void *)r,
-		r->revision, r->oem_id, r->rsdt_addr, r->revision >= 2 ? r->xsdt_addr : 0);
+	gprintf("RSDP at %p rev %u oem \"%.6s\" rsdt %#x xsdt %#lx\n", (const void *)r, r->revision,
+		r->oem_id, r->rsdt_addr, r->revision >= 2 ? r->xsdt_addr : 0);
 	root = acpi_root();
 	if (check(root != NULL, "root table (XSDT or RSDT) found"))
 		check(acpi_checksum_ok(root, root->length), "%.4s checksum (length %u)",
@@ -80,19 +80,20 @@ static unsigned dsdt_s5_typ(const struct acpi_sdt *dsdt, bool *found)
 
 		if (memcmp(b + i, "_S5_", 4))
 			continue;
-		if (b[i - 1] != AML_NAME_OP && !(b[i - 1] == AML_ROOT_CHAR && b[i - 2] == AML_NAME_OP))
+		if (b[i - 1] != AML_NAME_OP &&
+		    !(b[i - 1] == AML_ROOT_CHAR && b[i - 2] == AML_NAME_OP))
 			continue;
 		p = i + 4;
 		if (b[p] != AML_PACKAGE_OP)
 			continue;
-		pkglen_bytes = (b[p + 1] >> 6) + 1;     /* PkgLength lead byte bits 7:6 */
-		p += 1 + pkglen_bytes + 1;               /* PackageOp, PkgLength, NumElements */
+		pkglen_bytes = (b[p + 1] >> 6) + 1; /* PkgLength lead byte bits 7:6 */
+		p += 1 + pkglen_bytes + 1;	    /* PackageOp, PkgLength, NumElements */
 		if (p >= len)
 			return 0;
 		*found = true;
 		switch (b[p]) {
-		case 0x00: return 0;                     /* ZeroOp */
-		case 0x01: return 1;                     /* OneOp */
+		case 0x00: return 0;				  /* ZeroOp */
+		case 0x01: return 1;				  /* OneOp */
 		case 0x0a: return p + 1 < len ? b[p + 1] & 7 : 0; /* BytePrefix */
 		case 0x0b: return p + 1 < len ? b[p + 1] & 7 : 0; /* WordPrefix, low byte */
 		case 0x0c: return p + 1 < len ? b[p + 1] & 7 : 0; /* DWordPrefix, low byte */
@@ -106,7 +107,7 @@ static void check_pm_timer(const struct acpi_sdt *fadt)
 {
 	uint32_t port = (uint32_t)acpi_field(fadt, FADT_PM_TMR_BLK, 4);
 	uint32_t mask = (acpi_field(fadt, FADT_FLAGS, 4) & FADT_F_TMR_VAL_EXT) ? 0xffffffffu
-									     : 0xffffffu;
+									       : 0xffffffu;
 	uint32_t t0, t1 = 0;
 	unsigned i;
 
@@ -166,7 +167,7 @@ int main(void)
 	uint16_t v = inw((uint16_t)cnt);
 	gprintf("poweroff: PM1a_CNT %#x = %#x (SCI_EN %u), writing SLP_TYP %u | SLP_EN\n", cnt, v,
 		v & PM1_SCI_EN, s5);
-	v &= (uint16_t)~(PM1_SLP_TYP_MASK | PM1_SLP_EN);
+	v &= (uint16_t) ~(PM1_SLP_TYP_MASK | PM1_SLP_EN);
 	v |= (uint16_t)(s5 << PM1_SLP_TYP_SHIFT);
 	outw((uint16_t)cnt, v);
 	outw((uint16_t)cnt, v | PM1_SLP_EN);

@@ -12,8 +12,8 @@
 #include "guest.h"
 
 #define COUNTER_MAX_MS 600000u
-#define DIRTY_BASE 0x2000000ul
-#define DIRTY_MAX_MB 256u
+#define DIRTY_BASE     0x2000000ul
+#define DIRTY_MAX_MB   256u
 
 static uint64_t stamp(uint64_t n, uint64_t i)
 {

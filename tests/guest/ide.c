@@ -21,24 +21,24 @@
  * at LBA 300 (DMA), which tests/guest-tests.sh then finds in the host file. */
 #include "guest.h"
 
-#define ST_ERR  0x01
-#define ST_DRQ  0x08
-#define ST_DF   0x20
+#define ST_ERR	0x01
+#define ST_DRQ	0x08
+#define ST_DF	0x20
 #define ST_DRDY 0x40
-#define ST_BSY  0x80
+#define ST_BSY	0x80
 #define ER_ABRT 0x04
 #define ER_IDNF 0x10
 
-#define BM_START 0x01
-#define BM_READ  0x08     /* the bus master writes memory */
+#define BM_START  0x01
+#define BM_READ	  0x08 /* the bus master writes memory */
 #define BM_ACTIVE 0x01
 #define BM_ERROR  0x02
-#define BM_INTR   0x04
+#define BM_INTR	  0x04
 
 #define PCI_COMMAND 0x04
-#define CMD_IO 0x01
-#define CMD_MASTER 0x04
-#define BMIBA_PORT 0xc040
+#define CMD_IO	    0x01
+#define CMD_MASTER  0x04
+#define BMIBA_PORT  0xc040
 
 struct chan {
 	const char *name;
@@ -50,7 +50,7 @@ static struct chan sec = { "secondary", 0x170, 0x376, BMIBA_PORT + 8 };
 
 static uint8_t sector[512 * 64] __attribute__((aligned(4096)));
 static uint8_t sector2[512 * 64] __attribute__((aligned(4096)));
-static uint8_t big[65536] __attribute__((aligned(65536)));      /* a 64 KiB region / PRD span */
+static uint8_t big[65536] __attribute__((aligned(65536))); /* a 64 KiB region / PRD span */
 static uint32_t prd[16] __attribute__((aligned(64)));
 static unsigned dev_slot;
 
@@ -183,8 +183,8 @@ static uint32_t phys(const void *p)
 /* libata's order: table, direction, clear Error/Interrupt; the command;
  * then Start. Waits for the device and returns its status; *bms gets the
  * bus-master status, and the engine is stopped and cleared after. */
-static uint8_t dma_cmd(const struct chan *c, uint32_t table, bool to_mem, uint8_t cmd,
-		       uint64_t lba, unsigned count, uint8_t *bms)
+static uint8_t dma_cmd(const struct chan *c, uint32_t table, bool to_mem, uint8_t cmd, uint64_t lba,
+		       unsigned count, uint8_t *bms)
 {
 	uint8_t st;
 	struct deadline d;
@@ -230,7 +230,7 @@ static bool find_controller(void)
 		gprintf("pci 00:%02x.1 8086:7010 class %06x\n", dev,
 			pci_conf_read32(0, dev, 1, 8) >> 8);
 		check(pci_conf_read32(0, dev, 0, 0) == 0x70008086 &&
-		      (pci_conf_read8(0, dev, 0, 0x0e) & 0x80),
+			      (pci_conf_read8(0, dev, 0, 0x0e) & 0x80),
 		      "00:%02x.0 is the PIIX3 ISA bridge, multi-function", dev);
 		check(pci_conf_read32(0, dev, 1, 8) >> 8 == 0x010180,
 		      "IDE class 0101 prog-if 80 (compatibility mode, bus master)");
@@ -245,7 +245,8 @@ static bool find_controller(void)
 static void enable_controller(void)
 {
 	pci_conf_write32(0, dev_slot, 1, 0x20, 0xffffffff);
-	check(pci_conf_read32(0, dev_slot, 1, 0x20) == 0xfffffff1, "BMIBA sizes to 16 bytes of I/O");
+	check(pci_conf_read32(0, dev_slot, 1, 0x20) == 0xfffffff1,
+	      "BMIBA sizes to 16 bytes of I/O");
 	pci_conf_write32(0, dev_slot, 1, 0x20, BMIBA_PORT | 1);
 	/* What SeaBIOS does (IDE Decode Enable on both channels), then I/O
 	 * Space and Bus Master. */
@@ -253,7 +254,8 @@ static void enable_controller(void)
 	pci_conf_write16(0, dev_slot, 1, 0x42, 0x8000);
 	pci_conf_write16(0, dev_slot, 1, PCI_COMMAND, CMD_IO | CMD_MASTER);
 	check((pci_conf_read16(0, dev_slot, 1, PCI_COMMAND) & (CMD_IO | CMD_MASTER)) ==
-	      (CMD_IO | CMD_MASTER), "I/O Space and Bus Master on");
+		      (CMD_IO | CMD_MASTER),
+	      "I/O Space and Bus Master on");
 }
 
 /* Software reset of a channel; the master's signature says what it is. */
@@ -293,10 +295,10 @@ static uint64_t disk_identify(uint64_t want)
 
 static void disk_pio(bool hostpat)
 {
-	outb(pri.ctrl, 0);                           /* nIEN clear, as libata */
+	outb(pri.ctrl, 0); /* nIEN clear, as libata */
 	select_dev(&pri, 0);
 	tf28(&pri, 7, 1);
-	outb(pri.cmd + 7, 0x20);                     /* READ SECTORS */
+	outb(pri.cmd + 7, 0x20); /* READ SECTORS */
 	check(ok_status(pio_in(&pri, sector, 1)), "READ SECTORS of LBA 7");
 	if (hostpat)
 		check(has_text(sector, "HOST-PATTERN-IDE"), "LBA 7 holds the host's pattern");
@@ -305,16 +307,16 @@ static void disk_pio(bool hostpat)
 		sector[i] = (uint8_t)(i * 7 + 3);
 	memcpy(sector, "KESTREL-IDE-PIO-LBA200", 22);
 	tf28(&pri, 200, 2);
-	outb(pri.cmd + 7, 0x30);                     /* WRITE SECTORS */
+	outb(pri.cmd + 7, 0x30); /* WRITE SECTORS */
 	check(ok_status(pio_out(&pri, sector, 2)), "WRITE SECTORS of LBA 200-201");
-	outb(pri.cmd + 7, 0xe7);                     /* FLUSH CACHE */
+	outb(pri.cmd + 7, 0xe7); /* FLUSH CACHE */
 	check(ok_status(wait_ready(&pri)), "FLUSH CACHE");
 	memset(sector2, 0, 1024);
 	outb(pri.cmd + 2, 8);
-	outb(pri.cmd + 7, 0xc6);                     /* SET MULTIPLE MODE 8 */
+	outb(pri.cmd + 7, 0xc6); /* SET MULTIPLE MODE 8 */
 	check(ok_status(wait_ready(&pri)), "SET MULTIPLE MODE 8");
 	tf28(&pri, 200, 2);
-	outb(pri.cmd + 7, 0xc4);                     /* READ MULTIPLE: one DRQ block */
+	outb(pri.cmd + 7, 0xc4); /* READ MULTIPLE: one DRQ block */
 	{
 		uint8_t st = wait_ready(&pri);
 
@@ -366,10 +368,10 @@ static void disk_errors(uint64_t sectors)
 
 	select_dev(&pri, 0);
 	tf48(&pri, sectors, 1);
-	outb(pri.cmd + 7, 0x24);                     /* READ SECTORS EXT past the end */
+	outb(pri.cmd + 7, 0x24); /* READ SECTORS EXT past the end */
 	st = wait_ready(&pri);
 	check((st & ST_ERR) && (inb(pri.cmd + 1) & ER_IDNF), "a read past the end: IDNF");
-	outb(pri.cmd + 7, 0xa0);                     /* PACKET to a disk */
+	outb(pri.cmd + 7, 0xa0); /* PACKET to a disk */
 	st = wait_ready(&pri);
 	check((st & ST_ERR) && (inb(pri.cmd + 1) & ER_ABRT), "PACKET to a disk: ABRT");
 	outb(pri.cmd + 7, 0xff);
@@ -388,7 +390,7 @@ static void disk_lba48(void)
 	memcpy(sector, "KESTREL-IDE-LBA48", 17);
 	select_dev(&pri, 0);
 	tf48(&pri, lba, 1);
-	outb(pri.cmd + 7, 0x34);                     /* WRITE SECTORS EXT */
+	outb(pri.cmd + 7, 0x34); /* WRITE SECTORS EXT */
 	check(ok_status(pio_out(&pri, sector, 1)), "WRITE SECTORS EXT at LBA 2^28 + 5");
 	tf48(&pri, lba, 1);
 	outb(pri.cmd + 7, 0x24);
@@ -438,7 +440,8 @@ static void hostile(void)
 	hostile_read(phys(prd), 1, "a region outside RAM");
 	if (top >= 0x200000) {
 		prd_set(0, (uint32_t)(top - 4096), 0, true);
-		hostile_read(phys(prd), 128, "a 64 KiB region (count 0) running past the end of RAM");
+		hostile_read(phys(prd), 128,
+			     "a 64 KiB region (count 0) running past the end of RAM");
 	}
 	prd_set(0, phys(sector2), 0x201, true);
 	hostile_read(phys(prd), 1, "an odd byte count");
@@ -453,7 +456,7 @@ static void hostile(void)
 	outb(pri.bm + 2, BM_ERROR | BM_INTR);
 	tf28(&pri, 0, 1);
 	outb(pri.cmd + 7, 0xc8);
-	outb(pri.bm, BM_START);                      /* no BM_READ */
+	outb(pri.bm, BM_START); /* no BM_READ */
 	st = wait_ready(&pri);
 	bms = inb(pri.bm + 2);
 	outb(pri.bm, 0);
@@ -466,7 +469,7 @@ static void out_of_order(void)
 	uint8_t st, bms;
 
 	select_dev(&pri, 0);
-	outb(pri.cmd + 7, 0xe7);                     /* a good command clears the last error */
+	outb(pri.cmd + 7, 0xe7); /* a good command clears the last error */
 	check(ok_status(wait_ready(&pri)), "FLUSH CACHE after the refused tables");
 	/* Start with nothing to move: Active, nothing else, until stopped. */
 	outl(pri.bm + 4, phys(prd));
@@ -474,7 +477,8 @@ static void out_of_order(void)
 	udelay(1000);
 	bms = inb(pri.bm + 2);
 	outb(pri.bm, 0);
-	check((bms & (BM_ACTIVE | BM_ERROR)) == BM_ACTIVE, "bus master started with no command: waits (bm %x)", bms);
+	check((bms & (BM_ACTIVE | BM_ERROR)) == BM_ACTIVE,
+	      "bus master started with no command: waits (bm %x)", bms);
 	outb(pri.bm + 2, BM_ERROR | BM_INTR);
 	/* Data port with no data phase: ignored, reads do not hang. */
 	outsw_rep(pri.cmd, sector, 256);
@@ -567,8 +571,9 @@ static void cdrom(uint64_t blocks)
 	check((st & ST_ERR) && (inb(sec.cmd + 1) & ER_ABRT), "IDENTIFY DEVICE to a CD-ROM: ABRT");
 	outb(sec.cmd + 7, 0xa1);
 	check(ok_status(pio_in(&sec, sector, 1)) && (word(sector, 0) >> 14) == 2 &&
-	      ((word(sector, 0) >> 8) & 0x1f) == 5, "IDENTIFY PACKET DEVICE: ATAPI, CD-ROM");
-	cdb[0] = 0x12;                               /* INQUIRY */
+		      ((word(sector, 0) >> 8) & 0x1f) == 5,
+	      "IDENTIFY PACKET DEVICE: ATAPI, CD-ROM");
+	cdb[0] = 0x12; /* INQUIRY */
 	cdb[4] = 36;
 	st = packet(cdb, sector, 36, false, &got);
 	gprintf("cd inquiry type=%u vendor=%.8s product=%.16s\n", sector[0] & 0x1f,
@@ -577,23 +582,25 @@ static void cdrom(uint64_t blocks)
 	/* The first command after power-on may meet UNIT ATTENTION. */
 	memset(cdb, 0, sizeof(cdb));
 	for (int i = 0; i < 3; i++) {
-		st = packet(cdb, sector, 0, false, &got);   /* TEST UNIT READY */
+		st = packet(cdb, sector, 0, false, &got); /* TEST UNIT READY */
 		if (ok_status(st))
 			break;
 	}
 	check(ok_status(st), "TEST UNIT READY");
-	cdb[0] = 0x25;                               /* READ CAPACITY */
+	cdb[0] = 0x25; /* READ CAPACITY */
 	st = packet(cdb, sector, 8, false, &got);
 	{
-		uint32_t last = (uint32_t)sector[0] << 24 | sector[1] << 16 | sector[2] << 8 | sector[3];
-		uint32_t len = (uint32_t)sector[4] << 24 | sector[5] << 16 | sector[6] << 8 | sector[7];
+		uint32_t last = (uint32_t)sector[0] << 24 | sector[1] << 16 | sector[2] << 8 |
+				sector[3];
+		uint32_t len = (uint32_t)sector[4] << 24 | sector[5] << 16 | sector[6] << 8 |
+			       sector[7];
 
 		gprintf("cd capacity %u x %u\n", last + 1, len);
-		check(ok_status(st) && last + 1 == blocks && len == 2048, "READ CAPACITY: %lu blocks of 2048",
-		      (unsigned long)blocks);
+		check(ok_status(st) && last + 1 == blocks && len == 2048,
+		      "READ CAPACITY: %lu blocks of 2048", (unsigned long)blocks);
 	}
 	memset(cdb, 0, sizeof(cdb));
-	cdb[0] = 0x28;                               /* READ(10) of block 16, PIO */
+	cdb[0] = 0x28; /* READ(10) of block 16, PIO */
 	cdb[5] = 16;
 	cdb[8] = 1;
 	st = packet(cdb, sector, 2048, false, &got);
@@ -603,11 +610,11 @@ static void cdrom(uint64_t blocks)
 	memset(sector2, 0, 2048);
 	st = packet(cdb, sector2, 2048, true, &got);
 	check(ok_status(st) && has_text(sector2, "HOST-PATTERN-CD"), "READ(10) of block 20 (DMA)");
-	cdb[2] = 0x7f;                               /* far past the end */
+	cdb[2] = 0x7f; /* far past the end */
 	st = packet(cdb, sector2, 2048, false, &got);
 	check(st & ST_ERR, "READ(10) past the end: CHECK CONDITION");
 	memset(cdb, 0, sizeof(cdb));
-	cdb[0] = 0x03;                               /* REQUEST SENSE */
+	cdb[0] = 0x03; /* REQUEST SENSE */
 	cdb[4] = 18;
 	st = packet(cdb, sector, 18, false, &got);
 	check(ok_status(st) && (sector[2] & 0xf) == 5 && sector[12] == 0x21,
@@ -630,7 +637,7 @@ static void cdrom_empty(void)
 		cdb[4] = 18;
 		packet(cdb, sector, 18, false, &got);
 		memset(cdb, 0, sizeof(cdb));
-		if ((sector[2] & 0xf) != 6)              /* past UNIT ATTENTION */
+		if ((sector[2] & 0xf) != 6) /* past UNIT ATTENTION */
 			break;
 	}
 	check((st & ST_ERR) && (sector[2] & 0xf) == 2 && sector[12] == 0x3a,

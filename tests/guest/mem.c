@@ -17,10 +17,10 @@
  * dirty-log) must hold the busy page and not the quiet one. */
 #include "guest.h"
 
-#define PAGE 4096
-#define VGA_PROBE 0xb8000       /* where a text-mode screen would be */
-#define BIOS_PROBE 0xfff00      /* near the reset vector, inside the BIOS segment */
-#define LOW_RAM_PROBE 0x9e000   /* below the EBDA, e820 RAM, nothing the loader uses */
+#define PAGE	      4096
+#define VGA_PROBE     0xb8000 /* where a text-mode screen would be */
+#define BIOS_PROBE    0xfff00 /* near the reset vector, inside the BIOS segment */
+#define LOW_RAM_PROBE 0x9e000 /* below the EBDA, e820 RAM, nothing the loader uses */
 
 static uint8_t busy[PAGE] __attribute__((aligned(PAGE)));
 static uint8_t quiet[PAGE] __attribute__((aligned(PAGE)));
@@ -63,7 +63,8 @@ static void check_bios_readonly(void)
 		after[i] = b[i];
 	check(memcmp(before, after, sizeof(before)) == 0,
 	      "BIOS segment is read-only: 4 writes (1, 2, 4, 8 bytes) at %#x, its bytes unchanged "
-	      "(%02x %02x %02x %02x)", BIOS_PROBE, after[0], after[0x10], after[0x20], after[0x30]);
+	      "(%02x %02x %02x %02x)",
+	      BIOS_PROBE, after[0], after[0x10], after[0x20], after[0x30]);
 	gprintf("mem: wrote the BIOS segment 4 times\n");
 }
 
@@ -93,7 +94,8 @@ int main(void)
 
 		if (!check(tmr, "PM timer at port %#x", pmtmr_port()))
 			return check_result(GUEST_EXIT_MEM);
-		dirty_rounds(rounds > 6000 ? 6000 : rounds, period && period <= 10000 ? period : 100);
+		dirty_rounds(rounds > 6000 ? 6000 : rounds,
+			     period && period <= 10000 ? period : 100);
 	}
 	return check_result(GUEST_EXIT_MEM);
 }

@@ -7,12 +7,12 @@
  * VMM's cost per config cycle, and prints it. */
 #include "guest.h"
 
-#define PCI_VENDOR      0x00
-#define PCI_DEVICE      0x02
-#define PCI_CLASS_REV   0x08
+#define PCI_VENDOR	0x00
+#define PCI_DEVICE	0x02
+#define PCI_CLASS_REV	0x08
 #define PCI_HEADER_TYPE 0x0e
-#define PCI_HT_MULTIFN  0x80
-#define PCI_NO_VENDOR   0xffff
+#define PCI_HT_MULTIFN	0x80
+#define PCI_NO_VENDOR	0xffff
 
 static unsigned scan_bus0(int *empty_dev)
 {
@@ -31,7 +31,8 @@ static unsigned scan_bus0(int *empty_dev)
 					*empty_dev = (int)dev;
 				continue;
 			}
-			if (fn == 0 && (pci_conf_read8(0, dev, 0, PCI_HEADER_TYPE) & PCI_HT_MULTIFN))
+			if (fn == 0 &&
+			    (pci_conf_read8(0, dev, 0, PCI_HEADER_TYPE) & PCI_HT_MULTIFN))
 				nfn = 8;
 			cls = pci_conf_read32(0, dev, fn, PCI_CLASS_REV) >> 8;
 			gprintf("pci 00:%02x.%u %04x:%04x class %06x\n", dev, fn, id & 0xffff,

@@ -6,27 +6,27 @@
  * slot is its own. */
 #include "guest.h"
 
-#define MADT_LAPIC_ADDR  36
-#define MADT_ENTRIES     44
-#define MADT_LAPIC       0
-#define MADT_X2APIC      9
+#define MADT_LAPIC_ADDR 36
+#define MADT_ENTRIES	44
+#define MADT_LAPIC	0
+#define MADT_X2APIC	9
 
-#define LAPIC_ID         0x020
-#define LAPIC_VERSION    0x030
-#define LAPIC_SVR        0x0f0
-#define LAPIC_ICR_LOW    0x300
-#define LAPIC_ICR_HIGH   0x310
+#define LAPIC_ID	 0x020
+#define LAPIC_VERSION	 0x030
+#define LAPIC_SVR	 0x0f0
+#define LAPIC_ICR_LOW	 0x300
+#define LAPIC_ICR_HIGH	 0x310
 #define LAPIC_SVR_ENABLE 0x100
-#define ICR_BUSY         (1u << 12)
-#define ICR_INIT         0x500
-#define ICR_STARTUP      0x600
-#define ICR_ASSERT       (1u << 14)
-#define ICR_LEVEL        (1u << 15)
+#define ICR_BUSY	 (1u << 12)
+#define ICR_INIT	 0x500
+#define ICR_STARTUP	 0x600
+#define ICR_ASSERT	 (1u << 14)
+#define ICR_LEVEL	 (1u << 15)
 
-#define AP_LOOPS         1000000u
+#define AP_LOOPS	 1000000u
 #define START_TIMEOUT_US 5000000u
-#define DONE_TIMEOUT_US  20000000u
-#define PAGE             0x1000u
+#define DONE_TIMEOUT_US	 20000000u
+#define PAGE		 0x1000u
 
 struct percpu {
 	volatile uint32_t started;
@@ -159,8 +159,8 @@ static unsigned start_all(uint32_t bsp_id, uint8_t vector)
 			      madt_ids[i]);
 			continue;
 		}
-		if (!check(start_ap(ncpu, madt_ids[i], vector), "AP with APIC ID %u started as cpu %u",
-			   madt_ids[i], ncpu))
+		if (!check(start_ap(ncpu, madt_ids[i], vector),
+			   "AP with APIC ID %u started as cpu %u", madt_ids[i], ncpu))
 			continue;
 		ncpu++;
 	}
@@ -194,8 +194,8 @@ static void report(unsigned ncpu, uint32_t bsp_id)
 		check(c->done && c->count == AP_LOOPS, "cpu %u counted to %u", i, AP_LOOPS);
 		check(c->lapic_id == c->target_id, "cpu %u LAPIC ID %u is the one started (%u)", i,
 		      c->lapic_id, c->target_id);
-		check(cpu_boot_apic_id(i) == c->lapic_id, "cpu %u CPUID initial APIC ID %u = LAPIC ID",
-		      i, cpu_boot_apic_id(i));
+		check(cpu_boot_apic_id(i) == c->lapic_id,
+		      "cpu %u CPUID initial APIC ID %u = LAPIC ID", i, cpu_boot_apic_id(i));
 	}
 }
 
@@ -226,8 +226,8 @@ int main(void)
 	lapic_write(LAPIC_SVR, (lapic_read(LAPIC_SVR) & ~0xffu) | LAPIC_SVR_ENABLE | 0xff);
 
 	tpage = trampoline_page();
-	if (!check(tpage != 0, "free trampoline page below 1 MiB at %#lx (SIPI vector %#lx)",
-		   tpage, tpage >> 12))
+	if (!check(tpage != 0, "free trampoline page below 1 MiB at %#lx (SIPI vector %#lx)", tpage,
+		   tpage >> 12))
 		return check_result(GUEST_EXIT_SMP);
 	memcpy(phys_ptr(tpage), ap_trampoline_start, tsize);
 

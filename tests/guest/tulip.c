@@ -30,51 +30,51 @@
  * Lines: "PASS:/FAIL:" per check, "tulip: ..." information, "bench: ...". */
 #include "netproto.h"
 
-#define DEC_VENDOR 0x1011
-#define DEV_21140 0x0009
-#define DEV_21143 0x0019
-#define PCI_COMMAND 0x04
-#define PCI_STATUS 0x06
-#define PCI_BAR0 0x10
-#define CMD_IO 0x0001
-#define CMD_MASTER 0x0004
+#define DEC_VENDOR   0x1011
+#define DEV_21140    0x0009
+#define DEV_21143    0x0019
+#define PCI_COMMAND  0x04
+#define PCI_STATUS   0x06
+#define PCI_BAR0     0x10
+#define CMD_IO	     0x0001
+#define CMD_MASTER   0x0004
 #define CMD_INTX_OFF 0x0400
-#define STATUS_INTX 0x0008
-#define IO_WINDOW 0xc000                /* where BAR 0 goes when firmware left none */
-#define MEM_WINDOW 0xe8000000u          /* and BAR 1 */
-#define CMD_MEM 0x0002
+#define STATUS_INTX  0x0008
+#define IO_WINDOW    0xc000	 /* where BAR 0 goes when firmware left none */
+#define MEM_WINDOW   0xe8000000u /* and BAR 1 */
+#define CMD_MEM	     0x0002
 
 /* CSRs (21140A HRM chapter 3), 8 bytes apart. */
-#define CSR(n) ((n) * 8)
-#define CSR0_SWR 0x1u
-#define CSR5_TI 0x1u
-#define CSR5_TPS 0x2u
-#define CSR5_TU 0x4u
-#define CSR5_TJT 0x8u
-#define CSR5_RI 0x40u
-#define CSR5_RU 0x80u
-#define CSR5_RPS 0x100u
-#define CSR5_FBE 0x2000u
-#define CSR5_NIS 0x10000u
+#define CSR(n)	   ((n)*8)
+#define CSR0_SWR   0x1u
+#define CSR5_TI	   0x1u
+#define CSR5_TPS   0x2u
+#define CSR5_TU	   0x4u
+#define CSR5_TJT   0x8u
+#define CSR5_RI	   0x40u
+#define CSR5_RU	   0x80u
+#define CSR5_RPS   0x100u
+#define CSR5_FBE   0x2000u
+#define CSR5_NIS   0x10000u
 #define CSR5_RS(v) (((v) >> 17) & 7)
 #define CSR5_TS(v) (((v) >> 20) & 7)
-#define CSR6_SR 0x2u
-#define CSR6_PR 0x40u
-#define CSR6_ST 0x2000u
-#define CSR6_MBO 0x02000000u
-#define CSR7_TI 0x1u
-#define CSR7_NIE 0x10000u
+#define CSR6_SR	   0x2u
+#define CSR6_PR	   0x40u
+#define CSR6_ST	   0x2000u
+#define CSR6_MBO   0x02000000u
+#define CSR7_TI	   0x1u
+#define CSR7_NIE   0x10000u
 
-#define OWN 0x80000000u
-#define RD_ES 0x8000u
-#define RD_FS 0x200u
-#define RD_LS 0x100u
-#define TD_ES 0x8000u                   /* TDES0: error summary, */
-#define TD_LO 0x800u                    /* loss of carrier, */
-#define TD_NC 0x400u                    /* no carrier */
-#define TD_IC 0x80000000u
-#define TD_LS 0x40000000u
-#define TD_FS 0x20000000u
+#define OWN    0x80000000u
+#define RD_ES  0x8000u
+#define RD_FS  0x200u
+#define RD_LS  0x100u
+#define TD_ES  0x8000u /* TDES0: error summary, */
+#define TD_LO  0x800u  /* loss of carrier, */
+#define TD_NC  0x400u  /* no carrier */
+#define TD_IC  0x80000000u
+#define TD_LS  0x40000000u
+#define TD_FS  0x20000000u
 #define TD_FT1 0x10000000u
 #define TD_SET 0x08000000u
 #define TD_TER 0x02000000u
@@ -97,7 +97,7 @@ static uint8_t txbuf[NTX][BUF] __attribute__((aligned(64)));
 static uint8_t setup_buf[192] __attribute__((aligned(16)));
 static struct tdesc scratch[320] __attribute__((aligned(16)));
 static unsigned dev, io, rx_next, tx_next, tx_done_idx, kicks;
-static uint32_t mem;                    /* BAR 1: the same CSRs in memory space */
+static uint32_t mem; /* BAR 1: the same CSRs in memory space */
 static uint16_t devid;
 
 static uint32_t csr_rd(unsigned n)
@@ -122,7 +122,8 @@ static bool find_nic(void)
 	for (unsigned d = 0; d < 32; d++) {
 		uint32_t id = pci_conf_read32(0, d, 0, 0);
 
-		if ((id & 0xffff) == DEC_VENDOR && (id >> 16 == DEV_21140 || id >> 16 == DEV_21143)) {
+		if ((id & 0xffff) == DEC_VENDOR &&
+		    (id >> 16 == DEV_21140 || id >> 16 == DEV_21143)) {
 			dev = d;
 			devid = (uint16_t)(id >> 16);
 			return true;
@@ -151,7 +152,7 @@ static void place_bars(void)
 
 /* ---- serial ROM and MII through CSR9 (Linux's eeprom.c and media.c) ---- */
 
-#define CSR9_READ() csr_rd(9)
+#define CSR9_READ()   csr_rd(9)
 #define CSR9_WRITE(v) csr_wr(9, (v))
 #include "tulip_csr9.h"
 
@@ -190,7 +191,8 @@ static void check_link(void)
 {
 	unsigned bmsr = mdio_read(1, 1);
 
-	gprintf("tulip: MII PHY 1 BMSR %04x ID %04x:%04x\n", bmsr, mdio_read(1, 2), mdio_read(1, 3));
+	gprintf("tulip: MII PHY 1 BMSR %04x ID %04x:%04x\n", bmsr, mdio_read(1, 2),
+		mdio_read(1, 3));
 	check(bmsr != 0xffff && (bmsr & 0x0004), "MII PHY at address 1 reports the link up");
 	if (devid == DEV_21140)
 		check(csr_rd(12) & 0x40, "link-sense pin (CSR12 GP6) high");
@@ -281,7 +283,7 @@ static unsigned rx_get(void)
 		r->des0 = OWN;
 		mb();
 		rx_next = (rx_next + 1) % NRX;
-		csr_wr(2, 0);           /* receive poll demand: a suspended receiver goes on */
+		csr_wr(2, 0); /* receive poll demand: a suspended receiver goes on */
 		if (ok)
 			return len - 4;
 	}
@@ -335,11 +337,11 @@ static bool setup_frame(uint32_t ft, const uint8_t (*a)[6], unsigned n, bool bca
 /* Software reset, rings, our address and broadcast, both processes on. */
 static bool nic_start(void)
 {
-	const uint8_t (*me)[6] = (const uint8_t (*)[6])net.mac;
+	const uint8_t(*me)[6] = (const uint8_t(*)[6])net.mac;
 
 	csr_wr(0, CSR0_SWR);
 	udelay(10);
-	csr_wr(0, 0x01a08000);                  /* Linux's CSR0 on x86 */
+	csr_wr(0, 0x01a08000); /* Linux's CSR0 on x86 */
 	rings_init();
 	csr_wr(6, CSR6_MBO | CSR6_ST);
 	if (!setup_frame(0, me, 1, true))
@@ -359,8 +361,8 @@ static void check_registers(void)
 	c0 = csr_rd(0);
 	c5 = csr_rd(5);
 	check(c0 == 0xfe000000, "CSR0 after software reset: %x", c0);
-	check((c5 & 0x03ffffff) == 0, "CSR5 after reset: nothing pending, both processes stopped (%x)",
-	      c5);
+	check((c5 & 0x03ffffff) == 0,
+	      "CSR5 after reset: nothing pending, both processes stopped (%x)", c5);
 	csr_wr(3, 0x12345);
 	check(csr_rd(3) == 0x12344, "CSR3 holds a longword-aligned list base (%x)", csr_rd(3));
 	csr_wr(7, 0x1ebef);
@@ -401,7 +403,10 @@ static void check_interrupt(void)
 /* ---- setup-frame filtering, seen through the host's ARP replies (they
  * are unicast to our address) ---- */
 
-static bool peer_known(void) { return net.peer_known; }
+static bool peer_known(void)
+{
+	return net.peer_known;
+}
 
 static bool arp_reply_seen(void)
 {
@@ -417,7 +422,7 @@ static void check_filters(void)
 {
 	static const uint8_t other[2][6] = { { 0x02, 0x11, 0x22, 0x33, 0x44, 0x55 },
 					     { 0x02, 0x66, 0x77, 0x88, 0x99, 0xaa } };
-	const uint8_t (*me)[6] = (const uint8_t (*)[6])net.mac;
+	const uint8_t(*me)[6] = (const uint8_t(*)[6])net.mac;
 	uint32_t run = CSR6_MBO | CSR6_ST | CSR6_SR;
 
 	setup_frame(0, other, 1, true);
@@ -454,7 +459,8 @@ static bool wait_csr5(uint32_t bits)
 
 static void hostile_recover(const char *what)
 {
-	check(nic_start() && arp_reply_seen(), "after %s and a software reset the NIC answers", what);
+	check(nic_start() && arp_reply_seen(), "after %s and a software reset the NIC answers",
+	      what);
 }
 
 static void check_hostile(void)
@@ -515,7 +521,8 @@ static void check_hostile(void)
 		for (unsigned i = 0; i < NRX; i++) {
 			rxr[i].des1 = (x >> (i % 16)) & 0x03ffffff;
 			rxr[i].buf1 = i & 1 ? phys(rxbuf[i]) : x ^ (i << 12);
-			rxr[i].buf2 = i & 2 ? phys(&rxr[(i + 1) % NRX]) : phys(rxbuf[(i * 7) % NRX]);
+			rxr[i].buf2 = i & 2 ? phys(&rxr[(i + 1) % NRX])
+					    : phys(rxbuf[(i * 7) % NRX]);
 			rxr[i].des0 = OWN | (x & 0xffff);
 		}
 		if (round % 20 == 0)
@@ -653,7 +660,8 @@ static void bench_rx(uint64_t count, uint64_t wait_ms)
 			mb();
 			csr_wr(2, 0);
 			kicks++;
-		} else if (first ? rdtsc() - last > tsc_hz : rdtsc() - start > wait_ms * tsc_hz / 1000) {
+		} else if (first ? rdtsc() - last > tsc_hz
+				 : rdtsc() - start > wait_ms * tsc_hz / 1000) {
 			break;
 		}
 	}

@@ -5,32 +5,32 @@
 #include "guest.h"
 
 #define COM1 BOARD_PORT_COM1
-#define RBR 0   /* receive buffer (read, DLAB=0) */
-#define THR 0   /* transmit holding (write, DLAB=0) */
-#define DLL 0   /* divisor latch low (DLAB=1) */
-#define IER 1
-#define DLM 1   /* divisor latch high (DLAB=1) */
-#define IIR 2   /* read */
-#define FCR 2   /* write */
-#define LCR 3
-#define MCR 4
-#define LSR 5
-#define MSR 6
-#define SCR 7
+#define RBR  0 /* receive buffer (read, DLAB=0) */
+#define THR  0 /* transmit holding (write, DLAB=0) */
+#define DLL  0 /* divisor latch low (DLAB=1) */
+#define IER  1
+#define DLM  1 /* divisor latch high (DLAB=1) */
+#define IIR  2 /* read */
+#define FCR  2 /* write */
+#define LCR  3
+#define MCR  4
+#define LSR  5
+#define MSR  6
+#define SCR  7
 
 #define LCR_DLAB   0x80
-#define LSR_DR     0x01
-#define LSR_ERRORS 0x1e         /* OE PE FE BI */
+#define LSR_DR	   0x01
+#define LSR_ERRORS 0x1e /* OE PE FE BI */
 #define LSR_THRE   0x20
 #define LSR_TEMT   0x40
 #define IIR_NO_INT 0x01
-#define IIR_ID     0x0f
+#define IIR_ID	   0x0f
 #define IIR_THRI   0x02
-#define IIR_RDI    0x04
-#define IIR_CTI    0x0c
+#define IIR_RDI	   0x04
+#define IIR_CTI	   0x0c
 #define IIR_FIFO   0xc0
 #define MCR_LOOP   0x10
-#define POLLS      100000
+#define POLLS	   100000
 
 static uint8_t rd(unsigned reg)
 {
@@ -46,8 +46,8 @@ static void wr(unsigned reg, uint8_t v)
  * character of our own output. */
 static void quiesce(void)
 {
-	for (unsigned i = 0; i < POLLS && (rd(LSR) & (LSR_THRE | LSR_TEMT)) != (LSR_THRE | LSR_TEMT);
-	     i++)
+	for (unsigned i = 0;
+	     i < POLLS && (rd(LSR) & (LSR_THRE | LSR_TEMT)) != (LSR_THRE | LSR_TEMT); i++)
 		;
 }
 
@@ -83,8 +83,8 @@ static void test_scratch(void)
 	wr(SCR, 0x00);
 	c = rd(SCR);
 	restore();
-	check(a == 0x55 && b == 0xaa && c == 0x00, "scratch register holds 55/aa/00 (read %02x/%02x/%02x)",
-	      a, b, c);
+	check(a == 0x55 && b == 0xaa && c == 0x00,
+	      "scratch register holds 55/aa/00 (read %02x/%02x/%02x)", a, b, c);
 }
 
 static void test_lcr_divisor(void)
@@ -93,7 +93,7 @@ static void test_lcr_divisor(void)
 
 	quiesce();
 	wr(IER, 0x00);
-	wr(LCR, 0x1b);                  /* 8 bits, even parity, 1 stop */
+	wr(LCR, 0x1b); /* 8 bits, even parity, 1 stop */
 	lcr_word = rd(LCR);
 	wr(LCR, 0x03 | LCR_DLAB);
 	lcr_dlab = rd(LCR);
@@ -102,11 +102,12 @@ static void test_lcr_divisor(void)
 	dll = rd(DLL);
 	dlm = rd(DLM);
 	wr(LCR, 0x03);
-	ier = rd(IER);                  /* DLM and IER share offset 1 */
+	ier = rd(IER); /* DLM and IER share offset 1 */
 	restore();
 	check(lcr_word == 0x1b, "LCR reads back 1b (read %02x)", lcr_word);
 	check(lcr_dlab == 0x83, "LCR reads back 83 with DLAB (read %02x)", lcr_dlab);
-	check(dll == 0x34 && dlm == 0x12, "divisor latch reads back 1234 (read %02x%02x)", dlm, dll);
+	check(dll == 0x34 && dlm == 0x12, "divisor latch reads back 1234 (read %02x%02x)", dlm,
+	      dll);
 	check(ier == 0x00, "IER unaffected by DLM write while DLAB=1 (read %02x)", ier);
 }
 
@@ -137,8 +138,8 @@ static void test_fifo(void)
 	iir_off = rd(IIR);
 	iir_noint = iir_off;
 	restore();
-	check((iir_on & IIR_FIFO) == IIR_FIFO, "FCR enable: IIR bits 7:6 = 11, a 16550A (read %02x)",
-	      iir_on);
+	check((iir_on & IIR_FIFO) == IIR_FIFO,
+	      "FCR enable: IIR bits 7:6 = 11, a 16550A (read %02x)", iir_on);
 	check((iir_off & IIR_FIFO) == 0, "FCR disable: IIR bits 7:6 = 00 (read %02x)", iir_off);
 	check((iir_noint & IIR_ID) == IIR_NO_INT, "IIR reports no interrupt with IER=0 (read %02x)",
 	      iir_noint);
@@ -151,12 +152,12 @@ static void test_ier_thri(void)
 	quiesce();
 	wr(IER, 0x0f);
 	ier = rd(IER);
-	wr(IER, 0x02);                  /* ETBEI only, THR is empty */
+	wr(IER, 0x02); /* ETBEI only, THR is empty */
 	first = rd(IIR);
-	second = rd(IIR);               /* reading IIR cleared the THRE source */
+	second = rd(IIR); /* reading IIR cleared the THRE source */
 	wr(IER, 0x00);
 	off = rd(IIR);
-	wr(IER, 0x02);                  /* enabling again while THR is empty re-arms it */
+	wr(IER, 0x02); /* enabling again while THR is empty re-arms it */
 	again = rd(IIR);
 	wr(IER, 0x00);
 	restore();
@@ -166,12 +167,15 @@ static void test_ier_thri(void)
 	check((second & IIR_ID) == IIR_NO_INT, "reading IIR cleared the THRE interrupt (read %02x)",
 	      second);
 	check((off & IIR_ID) == IIR_NO_INT, "IER=0: no interrupt (read %02x)", off);
-	check((again & IIR_ID) == IIR_THRI, "re-enabling ETBEI raises THRE again (read %02x)", again);
+	check((again & IIR_ID) == IIR_THRI, "re-enabling ETBEI raises THRE again (read %02x)",
+	      again);
 }
 
 static void test_loopback_msr(void)
 {
-	static const struct { uint8_t mcr, msr; } map[] = {
+	static const struct {
+		uint8_t mcr, msr;
+	} map[] = {
 		{ 0x00, 0x00 }, /* all outputs off */
 		{ 0x01, 0x20 }, /* DTR  -> DSR */
 		{ 0x02, 0x10 }, /* RTS  -> CTS */
@@ -230,14 +234,14 @@ static void test_loopback_irq(void)
 
 	quiesce();
 	wr(IER, 0x00);
-	wr(FCR, 0x07);                  /* trigger level 1 byte */
+	wr(FCR, 0x07); /* trigger level 1 byte */
 	wr(MCR, MCR_LOOP | 0x03);
 	drain_rx();
-	wr(IER, 0x01);                  /* ERBFI */
+	wr(IER, 0x01); /* ERBFI */
 	wr(THR, 0x42);
 	ready = wait_dr();
 	rdi = rd(IIR);
-	wr(IER, 0x03);                  /* THRE too: received data has priority */
+	wr(IER, 0x03); /* THRE too: received data has priority */
 	prio = rd(IIR);
 	wr(IER, 0x01);
 	(void)rd(RBR);

@@ -31,11 +31,11 @@
 #include "guest.h"
 #include "vga_pictures.h"
 
-#define VGA_ID        0x11111234u
-#define BAR_BASE      0xe0000000u   /* where BARs go when no firmware placed them */
-#define DISPI_INDEX   0x1ce
-#define DISPI_DATA    0x1cf
-#define WINDOW        0xa0000u
+#define VGA_ID	    0x11111234u
+#define BAR_BASE    0xe0000000u /* where BARs go when no firmware placed them */
+#define DISPI_INDEX 0x1ce
+#define DISPI_DATA  0x1cf
+#define WINDOW	    0xa0000u
 
 static unsigned slot;
 static uint64_t lfb, mmio;
@@ -64,9 +64,9 @@ static void io_mem64(uint32_t addr, uint64_t v)
 
 static const struct vga_pic_io io = { io_out8, io_in8, io_out16, io_mem64 };
 
-#define seq(i, v) vga_pic_seq(&io, i, v)
-#define gfx(i, v) vga_pic_gfx(&io, i, v)
-#define crtc(i, v) vga_pic_crtc(&io, i, v)
+#define seq(i, v)   vga_pic_seq(&io, i, v)
+#define gfx(i, v)   vga_pic_gfx(&io, i, v)
+#define crtc(i, v)  vga_pic_crtc(&io, i, v)
 #define dispi(i, v) vga_pic_dispi(&io, i, v)
 
 static uint8_t crtc_rd(unsigned i)
@@ -143,7 +143,7 @@ static void check_dispi(void)
 	check(mmio_read16(mmio + 0x500) == id, "DISPI ID through BAR 2 at 0x500");
 	mmio_write16(mmio + 0x500 + 2 * 1, 1024);
 	check(dispi_rd(1) == 1024, "DISPI XRES written through BAR 2 reads back through the ports");
-	dispi(4, 0x02);                            /* GETCAPS */
+	dispi(4, 0x02); /* GETCAPS */
 	check(dispi_rd(1) >= 1600 && dispi_rd(3) == 32, "GETCAPS: max %ux?x%u", dispi_rd(1),
 	      dispi_rd(3));
 	dispi(4, 0);
@@ -170,7 +170,8 @@ static void check_registers(void)
 	outb(0x3c9, 0x22);
 	outb(0x3c9, 0x33);
 	outb(0x3c7, 200);
-	check(inb(0x3c9) == 0x11 && inb(0x3c9) == 0x22 && inb(0x3c9) == 0x33, "DAC entry reads back");
+	check(inb(0x3c9) == 0x11 && inb(0x3c9) == 0x22 && inb(0x3c9) == 0x33,
+	      "DAC entry reads back");
 }
 
 /* Window semantics, read back through the window (needs it trapped). */
@@ -199,19 +200,19 @@ static void check_window(void)
 	gfx(4, 1);
 	v = w[0];
 	check(v == 0xcc, "read mode 0, plane 1: %02x", v);
-	gfx(5, 0x08);                              /* read mode 1 */
+	gfx(5, 0x08); /* read mode 1 */
 	gfx(7, 0x0f);
 	gfx(2, 0x07);
 	v = w[0];
 	check(v == 0x80, "read mode 1, colour 7: %02x", v);
-	gfx(5, 0x01);                              /* write mode 1: latches copied */
+	gfx(5, 0x01); /* write mode 1: latches copied */
 	w[1] = 0;
 	gfx(5, 0x00);
 	gfx(4, 2);
 	check(w[1] == 0xaa, "write mode 1 copied the latches (plane 2 %02x)", w[1]);
 	gfx(5, 0x00);
-	w[2] = 0;                                  /* known latches: all planes 0 */
-	gfx(5, 0x02);                              /* write mode 2, bit mask */
+	w[2] = 0;     /* known latches: all planes 0 */
+	gfx(5, 0x02); /* write mode 2, bit mask */
 	gfx(8, 0x0f);
 	(void)w[2];
 	w[2] = 0x05;
@@ -220,7 +221,7 @@ static void check_window(void)
 	v = w[2];
 	check(v == 0x0f, "write mode 2 through the bit mask (plane 0 %02x)", v);
 	gfx(8, 0xff);
-	gfx(3, 0x18);                              /* XOR with the latches */
+	gfx(3, 0x18); /* XOR with the latches */
 	(void)w[0];
 	w[3] = 0xff;
 	gfx(3, 0);
@@ -250,7 +251,7 @@ static void draw_vbe(void)
 	dispi(1, VGA_PICV_W);
 	dispi(2, VGA_PICV_H);
 	dispi(3, 32);
-	dispi(4, 0x41);                            /* enabled, linear framebuffer */
+	dispi(4, 0x41); /* enabled, linear framebuffer */
 	outb(0x3c2, 0x01);
 	(void)inb(0x3da);
 	outb(0x3c0, 0x20);
@@ -259,7 +260,7 @@ static void draw_vbe(void)
 	for (unsigned y = 0; y < VGA_PICV_H; y++)
 		for (unsigned x = 0; x < VGA_PICV_W; x += 2)
 			fb[(y * VGA_PICV_W + x) / 2] = vga_picv_pixel(x, y) |
-						     (uint64_t)vga_picv_pixel(x + 1, y) << 32;
+						       (uint64_t)vga_picv_pixel(x + 1, y) << 32;
 	check(mmio_read32(lfb + 4 * (7 * VGA_PICV_W + 9)) == vga_picv_pixel(9, 7),
 	      "VBE pixel 9,7 reads back");
 }
@@ -276,20 +277,21 @@ static void draw_hostile(void)
 	dispi(2, 0xffff);
 	dispi(3, 32);
 	dispi(4, 0x41);
-	dispi(6, 1001);                            /* an odd stride */
-	dispi(9, 0xffff);                          /* a screen past the VRAM */
+	dispi(6, 1001);	  /* an odd stride */
+	dispi(9, 0xffff); /* a screen past the VRAM */
 	dispi(8, 0xffff);
 	line = dispi_rd(6) * 4u;
 	screen = dispi_rd(2) * line;
 	off = dispi_rd(9) * line + dispi_rd(8) * 4u;
 	check(dispi_rd(1) >= 8 && dispi_rd(1) % 8 == 0 && dispi_rd(6) >= dispi_rd(1) &&
-	      dispi_rd(6) % 8 == 0, "DISPI %ux%u, virtual width %u: clamped, multiples of 8",
-	      dispi_rd(1), dispi_rd(2), dispi_rd(6));
+		      dispi_rd(6) % 8 == 0,
+	      "DISPI %ux%u, virtual width %u: clamped, multiples of 8", dispi_rd(1), dispi_rd(2),
+	      dispi_rd(6));
 	check(off + screen <= lfb_size, "DISPI screen at offset %u + %u bytes inside %u of VRAM",
 	      off, screen, lfb_size);
 	check((uint32_t)dispi_rd(7) * line <= lfb_size, "DISPI virtual height %u fits the VRAM",
 	      dispi_rd(7));
-	dispi(3, 7);                               /* no such depth */
+	dispi(3, 7); /* no such depth */
 	check(dispi_rd(3) == 8, "DISPI depth 7 became %u", dispi_rd(3));
 	outb(0x3c2, 0x01);
 	(void)inb(0x3da);

@@ -22,22 +22,22 @@
 #include "netproto.h"
 #include "virtio.h"
 
-#define VNET_MODERN 0x1041
+#define VNET_MODERN	  0x1041
 #define VNET_TRANSITIONAL 0x1000
 /* 5.1.3 */
-#define F_CSUM (1ull << 0)
-#define F_MAC (1ull << 5)
-#define F_MRG_RXBUF (1ull << 15)
-#define F_STATUS (1ull << 16)
+#define F_CSUM		  (1ull << 0)
+#define F_MAC		  (1ull << 5)
+#define F_MRG_RXBUF	  (1ull << 15)
+#define F_STATUS	  (1ull << 16)
 
-#define Q_RX 0
-#define Q_TX 1
-#define NQ 2
-#define NRX 128
+#define Q_RX	  0
+#define Q_TX	  1
+#define NQ	  2
+#define NRX	  128
 #define RXBUF_MAX 2048
-#define NTX 128
-#define TXBUF 2048
-#define HDR NET_HDR_LEN
+#define NTX	  128
+#define TXBUF	  2048
+#define HDR	  NET_HDR_LEN
 
 static struct vdev vd;
 static uint8_t rxbuf[NRX][RXBUF_MAX] __attribute__((aligned(64)));
@@ -207,7 +207,8 @@ static void bench_rx(uint64_t count, uint64_t wait_ms)
 		}
 		if (any)
 			vq_kick(r, old);
-		else if (first ? rdtsc() - last > tsc_hz : rdtsc() - start > wait_ms * tsc_hz / 1000)
+		else if (first ? rdtsc() - last > tsc_hz
+			       : rdtsc() - start > wait_ms * tsc_hz / 1000)
 			break;
 	}
 	net_bench_report("rx", frames ? (unsigned)(bytes / frames) : 0, frames > 1 ? frames - 1 : 0,
@@ -237,7 +238,8 @@ static bool setup(void)
 		return false;
 	gprintf("vnet: 00:%02x.0 1af4:%04x\n", vd.dev, vd.devid);
 	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, 0);
-	if (!check(vpci_caps(&vd, VCAP_COMMON | VCAP_NOTIFY | VCAP_DEVICE), "common/notify/device capabilities present"))
+	if (!check(vpci_caps(&vd, VCAP_COMMON | VCAP_NOTIFY | VCAP_DEVICE),
+		   "common/notify/device capabilities present"))
 		return false;
 	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, CMD_MEM | CMD_MASTER | CMD_INTX_OFF);
 	ok = vdev_start(&vd, want, NQ);
@@ -249,7 +251,8 @@ static bool setup(void)
 	net_print_mac("vnet: mac ", net.mac);
 	gprintf("\n");
 	if (vd.features & F_STATUS)
-		check(mmio_read16(vd.devcfg + 6) & 1, "link up (status %x)", mmio_read16(vd.devcfg + 6));
+		check(mmio_read16(vd.devcfg + 6) & 1, "link up (status %x)",
+		      mmio_read16(vd.devcfg + 6));
 	for (unsigned i = 0; i < NTX; i++)
 		tx_free[ntx_free++] = NTX - 1 - i;
 	rx_size = (unsigned)mb_cmdline_uint("rxbuf", (vd.features & F_MRG_RXBUF) ? 512 : 2048);

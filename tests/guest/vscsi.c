@@ -20,20 +20,20 @@
  * flight, for saving the VM mid-transfer; see stream_rounds). */
 #include "virtio.h"
 
-#define VIRTIO_SCSI_MODERN 0x1048
+#define VIRTIO_SCSI_MODERN	 0x1048
 #define VIRTIO_SCSI_TRANSITIONAL 0x1004
-#define F_SCSI_HOTPLUG (1ull << 1)
+#define F_SCSI_HOTPLUG		 (1ull << 1)
 
-#define Q_CTRL 0
-#define Q_EVENT 1
-#define Q_REQ 2
-#define NQ 3
-#define NSLOTS 64
-#define BENCH_QD 32
-#define BENCH_BUF (64 * 1024)
-#define CDB_SIZE 32
+#define Q_CTRL	   0
+#define Q_EVENT	   1
+#define Q_REQ	   2
+#define NQ	   3
+#define NSLOTS	   64
+#define BENCH_QD   32
+#define BENCH_BUF  (64 * 1024)
+#define CDB_SIZE   32
 #define SENSE_SIZE 96
-#define NEVENTS 8
+#define NEVENTS	   8
 
 /* 5.6.6.1 with the default cdb_size 32 and sense_size 96. */
 struct cmd_req {
@@ -122,13 +122,13 @@ static void req_chain(unsigned s, bool write, void *data, uint32_t len)
 	} else {
 		vq_desc(r, d, &slots[s].req, sizeof(slots[s].req), D_NEXT, (uint16_t)(d + 1));
 		vq_desc(r, d + 1, &slots[s].resp, sizeof(slots[s].resp),
-			  D_WRITE | (len ? D_NEXT : 0), (uint16_t)(d + 2));
+			D_WRITE | (len ? D_NEXT : 0), (uint16_t)(d + 2));
 		if (len)
 			vq_desc(r, d + 2, data, len, D_WRITE, 0);
 	}
 }
 
-static uint64_t tsc_hz;   /* 0 until bench_calibrate */
+static uint64_t tsc_hz; /* 0 until bench_calibrate */
 
 /* Wait for the chain with head `head` on r; false on timeout. Once the TSC
  * rate is known the clock is the TSC, which (unlike the PM timer) does not
@@ -214,8 +214,9 @@ static uint32_t check_capacity(unsigned t)
 	scsi_sync(t, cdb, 10, false, iobuf[0], 8, &r);
 	last = be32(iobuf[0]);
 	bs = be32(iobuf[0] + 4);
-	check(good(&r) && bs == 512, "target %u READ CAPACITY(10): %u blocks of %u (resp %u status %u)",
-	      t, last + 1, bs, r.response, r.status);
+	check(good(&r) && bs == 512,
+	      "target %u READ CAPACITY(10): %u blocks of %u (resp %u status %u)", t, last + 1, bs,
+	      r.response, r.status);
 	gprintf("disk%u capacity %u x %u\n", t, last + 1, bs);
 	memset(cdb, 0, sizeof(cdb));
 	cdb[0] = 0x9e;
@@ -304,8 +305,8 @@ static void check_errors(unsigned t, uint32_t blocks)
 	struct cmd_resp r;
 
 	scsi_sync(t, bad, 6, false, 0, 0, &r);
-	check(r.response == 0 && r.status == 2 && r.sense_len >= 14 && (r.sense[0] & 0x7f) == 0x70 &&
-	      (r.sense[2] & 0xf) == 5 && r.sense[12] == 0x20,
+	check(r.response == 0 && r.status == 2 && r.sense_len >= 14 &&
+		      (r.sense[0] & 0x7f) == 0x70 && (r.sense[2] & 0xf) == 5 && r.sense[12] == 0x20,
 	      "target %u unknown opcode: CHECK CONDITION, ILLEGAL REQUEST/20h (key %x asc %02x)", t,
 	      r.sense[2] & 0xf, r.sense[12]);
 	cdb10(cdb, 0x28, blocks, 1);
@@ -432,8 +433,8 @@ static void malformed(const char *what, unsigned head)
 	vq_kick(r, old);
 	check(wait_needs_reset(), "%s: the device sets DEVICE_NEEDS_RESET (status %02x)", what,
 	      vcc_read8(&vd, CC_STATUS));
-	check(vdev_init(F_VERSION_1 | F_INDIRECT | F_SCSI_HOTPLUG), "%s: re-initialised after a reset",
-	      what);
+	check(vdev_init(F_VERSION_1 | F_INDIRECT | F_SCSI_HOTPLUG),
+	      "%s: re-initialised after a reset", what);
 	scsi_tur(0, &resp);
 	check(good(&resp), "%s: the device works again", what);
 }
@@ -450,7 +451,8 @@ static void check_malformed(void)
 	r = &vd.q[Q_REQ];
 	/* A data buffer far outside RAM (512 GiB). */
 	vq_desc(r, d, &slots[1].req, sizeof(slots[1].req), D_NEXT, (uint16_t)(d + 1));
-	vq_desc(r, d + 1, &slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, (uint16_t)(d + 2));
+	vq_desc(r, d + 1, &slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE,
+		(uint16_t)(d + 2));
 	r->desc[d + 2].addr = 0x8000000000ull;
 	r->desc[d + 2].len = 65536;
 	r->desc[d + 2].flags = D_WRITE;
@@ -460,8 +462,10 @@ static void check_malformed(void)
 	vq_desc(r, d + 1, &slots[1].resp, 0xffff0000u, D_WRITE, 0);
 	malformed("oversized length", d);
 	/* An indirect table with a loop inside. */
-	indirect_tab[0] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[1].req, sizeof(slots[1].req), D_NEXT, 1 };
-	indirect_tab[1] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[1].resp, sizeof(slots[1].resp), D_NEXT | D_WRITE, 0 };
+	indirect_tab[0] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[1].req, sizeof(slots[1].req),
+					  D_NEXT, 1 };
+	indirect_tab[1] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[1].resp,
+					  sizeof(slots[1].resp), D_NEXT | D_WRITE, 0 };
 	vq_desc(r, d, indirect_tab, 2 * sizeof(struct vdesc), D_INDIRECT, 0);
 	malformed("loop in an indirect table", d);
 }
@@ -478,14 +482,16 @@ static void check_indirect(void)
 	if (!(vd.features & F_INDIRECT))
 		return;
 	req_fill(&slots[2], 0, tur, 6);
-	indirect_tab[0] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[2].req, sizeof(slots[2].req), D_NEXT, 1 };
-	indirect_tab[1] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[2].resp, sizeof(slots[2].resp), D_WRITE, 0 };
+	indirect_tab[0] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[2].req, sizeof(slots[2].req),
+					  D_NEXT, 1 };
+	indirect_tab[1] = (struct vdesc){ (uint64_t)(uintptr_t)&slots[2].resp,
+					  sizeof(slots[2].resp), D_WRITE, 0 };
 	vq_desc(r, 6, indirect_tab, 2 * sizeof(struct vdesc), D_INDIRECT, 0);
 	vq_publish(r, 6);
 	vq_kick(r, old);
 	ok = vq_wait(r, 6, &len);
-	check(ok && slots[2].resp.response == 0, "a command through an indirect table (used len %u)",
-	      len);
+	check(ok && slots[2].resp.response == 0,
+	      "a command through an indirect table (used len %u)", len);
 }
 
 /* ---- moving the BAR (PCI Local Bus 3.0, 6.2.5.1) ---- */
@@ -513,13 +519,14 @@ static bool answers_at(uint64_t common, uint16_t nq)
 static void check_barmove(void)
 {
 	uint16_t nq = vcc_read16(&vd, CC_NUM_QUEUES);
-	uint64_t home = vd.bar_addr, off = vd.common - vd.bar_addr, hole[2] = { 0xe8000000, 0xd0100000 };
+	uint64_t home = vd.bar_addr, off = vd.common - vd.bar_addr,
+		 hole[2] = { 0xe8000000, 0xd0100000 };
 	uint16_t cmd = pci_conf_read16(0, vd.dev, 0, PCI_COMMAND);
 	struct cmd_resp r;
 
 	if (!check(vd.one_bar, "the structures share one BAR (%u)", vd.bar))
 		return;
-	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	scsi_tur(0, &r); /* takes the UNIT ATTENTION of the reset, if any */
 	gprintf("vscsi: BAR%u at %lx, %s\n", vd.bar, home, vd.bar64 ? "64-bit" : "32-bit");
 	check(io_works(), "commands work at %lx", home);
 	for (unsigned i = 0; i < 2; i++) {
@@ -537,8 +544,9 @@ static void check_barmove(void)
 	if (vd.bar64) {
 		uint64_t from = vd.bar_addr;
 
-		vpci_move_bar(&vd, 0x1000000000ull);   /* 64 GiB: the payload maps only 4 */
-		check(!answers_at(from + off, nq), "moved above 4 GiB: %lx no longer answers", from);
+		vpci_move_bar(&vd, 0x1000000000ull); /* 64 GiB: the payload maps only 4 */
+		check(!answers_at(from + off, nq), "moved above 4 GiB: %lx no longer answers",
+		      from);
 	}
 	vpci_move_bar(&vd, home);
 	check(answers_at(vd.common, nq) && io_works(), "back at %lx: commands work", home);
@@ -655,17 +663,21 @@ static void bench_calibrate(void)
 static int bench(void)
 {
 	static const struct bench_phase phases[] = {
-		{ "randread-4k", 4096, false, true, 1 },  { "randread-4k", 4096, false, true, 32 },
-		{ "randwrite-4k", 4096, true, true, 1 },  { "randwrite-4k", 4096, true, true, 32 },
-		{ "seqread-64k", 65536, false, false, 1 }, { "seqread-64k", 65536, false, false, 32 },
-		{ "seqwrite-64k", 65536, true, false, 1 }, { "seqwrite-64k", 65536, true, false, 32 },
+		{ "randread-4k", 4096, false, true, 1 },
+		{ "randread-4k", 4096, false, true, 32 },
+		{ "randwrite-4k", 4096, true, true, 1 },
+		{ "randwrite-4k", 4096, true, true, 32 },
+		{ "seqread-64k", 65536, false, false, 1 },
+		{ "seqread-64k", 65536, false, false, 32 },
+		{ "seqwrite-64k", 65536, true, false, 1 },
+		{ "seqwrite-64k", 65536, true, false, 32 },
 	};
 	uint32_t ops = (uint32_t)mb_cmdline_uint("ops", 1000000), blocks, errors = 0, n = 0;
 	uint64_t ms = mb_cmdline_uint("ms", 3000), cycles = 0, total = 0;
 	struct cmd_resp r;
 
 	bench_calibrate();
-	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	scsi_tur(0, &r); /* takes the UNIT ATTENTION of the reset, if any */
 	blocks = check_capacity(0);
 	if (!check(blocks >= 4096, "target 0 has room for the benchmark (%u blocks)", blocks))
 		return check_result(GUEST_EXIT_VSCSI);
@@ -677,8 +689,8 @@ static int bench(void)
 
 		cycles = ms * tsc_hz / 1000;
 		ok = bench_run(p, ms ? ops : 0, blocks, &cycles, &n, &errors);
-		if (!check(ok && errors == 0, "bench %s qd%u: %08u requests, %u errors", p->name, p->qd,
-			   n, errors))
+		if (!check(ok && errors == 0, "bench %s qd%u: %08u requests, %u errors", p->name,
+			   p->qd, n, errors))
 			break;
 		us = cycles * 1000000 / (tsc_hz ? tsc_hz : 1);
 		iops = us ? (uint64_t)n * 1000000 / us : 0;
@@ -686,8 +698,8 @@ static int bench(void)
 		total += n;
 		/* Fixed widths: a run without I/O prints as many characters (each
 		 * one is a UART exit), so exits can be compared run to run. */
-		gprintf("bench: %s qd=%u ops=%08u us=%010lu iops=%08lu kBps=%010lu\n", p->name, p->qd,
-			n, us, iops, kbps);
+		gprintf("bench: %s qd=%u ops=%08u us=%010lu iops=%08lu kBps=%010lu\n", p->name,
+			p->qd, n, us, iops, kbps);
 	}
 	gprintf("bench: requests=%010lu kicks=%08u\n", total, vd.kicks);
 	return check_result(GUEST_EXIT_VSCSI);
@@ -707,7 +719,7 @@ static int dirty_rounds(uint64_t rounds)
 	uint8_t cdb[10];
 	unsigned bad = 0;
 
-	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	scsi_tur(0, &r); /* takes the UNIT ATTENTION of the reset, if any */
 	gprintf("vscsi: dirty dma=%#lx used=%#lx\n", (uint64_t)(uintptr_t)dmabuf,
 		(uint64_t)(uintptr_t)vd.q[Q_REQ].used);
 	for (uint64_t n = 1; n <= rounds; n++) {
@@ -806,7 +818,7 @@ static int stream_rounds(uint64_t rounds)
 	uint32_t blocks, chunks, bad = 0;
 
 	bench_calibrate();
-	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	scsi_tur(0, &r); /* takes the UNIT ATTENTION of the reset, if any */
 	blocks = check_capacity(0);
 	chunks = blocks / (BENCH_BUF / 512);
 	if (!check(chunks >= BENCH_QD, "target 0 holds %u 64 KiB chunks", chunks))
@@ -855,12 +867,13 @@ static bool mark_io(bool write, uint32_t lba, uint32_t *val)
 static int mark_rounds(uint64_t rounds)
 {
 	uint64_t period = mb_cmdline_uint("period_ms", 100);
-	static volatile uint32_t last;   /* in RAM: saved with the VM */
+	static volatile uint32_t last; /* in RAM: saved with the VM */
 	struct cmd_resp r;
 
-	scsi_tur(0, &r);     /* takes the UNIT ATTENTION of the reset, if any */
+	scsi_tur(0, &r); /* takes the UNIT ATTENTION of the reset, if any */
 	for (uint32_t n = last + 1; n <= rounds; n = last + 1) {
-		uint32_t at0 = ~0u, atb = ~0u, lba = 4096 * (1 + n % 3), plba = 4096 * (1 + (n - 1) % 3);
+		uint32_t at0 = ~0u, atb = ~0u, lba = 4096 * (1 + n % 3),
+			 plba = 4096 * (1 + (n - 1) % 3);
 
 		if (!mark_io(false, 0, &at0) || (last && !mark_io(false, plba, &atb)) ||
 		    at0 != last || (last && atb != last)) {
@@ -886,11 +899,13 @@ int main(void)
 	bool ok;
 
 	pmtmr_init();
-	if (!check(vpci_find(&vd, VIRTIO_SCSI_MODERN, VIRTIO_SCSI_TRANSITIONAL), "virtio-scsi function on bus 0"))
+	if (!check(vpci_find(&vd, VIRTIO_SCSI_MODERN, VIRTIO_SCSI_TRANSITIONAL),
+		   "virtio-scsi function on bus 0"))
 		return check_result(GUEST_EXIT_VSCSI);
 	gprintf("vscsi: 00:%02x.0 1af4:%04x\n", vd.dev, vd.devid);
 	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, 0);
-	if (!check(vpci_caps(&vd, VCAP_COMMON | VCAP_NOTIFY | VCAP_ISR | VCAP_DEVICE), "common/notify/ISR/device capabilities present"))
+	if (!check(vpci_caps(&vd, VCAP_COMMON | VCAP_NOTIFY | VCAP_ISR | VCAP_DEVICE),
+		   "common/notify/ISR/device capabilities present"))
 		return check_result(GUEST_EXIT_VSCSI);
 	pci_conf_write16(0, vd.dev, 0, PCI_COMMAND, CMD_MEM | CMD_MASTER | CMD_INTX_OFF);
 	if (mb_cmdline_uint("evidx", 1))

@@ -4,10 +4,10 @@
  * the boot page tables map. */
 #include "guest.h"
 
-#define EBDA_PTR        0x40e           /* BDA: EBDA segment */
+#define EBDA_PTR	0x40e /* BDA: EBDA segment */
 #define BIOS_AREA_START 0xe0000
-#define BIOS_AREA_END   0x100000
-#define MAPPED_END      0x100000000ull
+#define BIOS_AREA_END	0x100000
+#define MAPPED_END	0x100000000ull
 
 static const struct acpi_rsdp *rsdp_cache;
 static bool rsdp_searched;
@@ -45,7 +45,7 @@ const struct acpi_rsdp *acpi_find_rsdp(void)
 		return rsdp_cache;
 	rsdp_searched = true;
 	/* Real mode segment in the BDA; anything outside 0x80000-0x9ffff is junk. */
-	ebda = (uint64_t)*(volatile uint16_t *)phys_ptr(EBDA_PTR) << 4;
+	ebda = (uint64_t) * (volatile uint16_t *)phys_ptr(EBDA_PTR) << 4;
 	if (ebda >= 0x80000 && ebda < 0xa0000)
 		rsdp_cache = rsdp_scan(ebda, ebda + 1024 < 0xa0000 ? ebda + 1024 : 0xa0000);
 	if (!rsdp_cache)

@@ -33,11 +33,11 @@ struct trap_frame {
 	uint64_t vector, error, rip, cs, rflags, rsp, ss;
 };
 
-#define IDT_GATE_INTR   0x8e    /* present, DPL 0, 64-bit interrupt gate */
-#define IDT_GATE_USER   0xee    /* same with DPL 3: reachable by int n from ring 3 */
-#define TSS_AVAILABLE   0x89    /* present, 64-bit TSS (available) */
+#define IDT_GATE_INTR	0x8e /* present, DPL 0, 64-bit interrupt gate */
+#define IDT_GATE_USER	0xee /* same with DPL 3: reachable by int n from ring 3 */
+#define TSS_AVAILABLE	0x89 /* present, 64-bit TSS (available) */
 #define RFLAGS_RESERVED (1u << 1)
-#define RFLAGS_IOPL3    (3u << 12)
+#define RFLAGS_IOPL3	(3u << 12)
 
 /* Written in ring 0 before the BSP clears .bss in ring 3: keep out of .bss. */
 #define PERSIST __attribute__((section(".data.persist")))
@@ -88,10 +88,9 @@ static void tss_install(uint32_t idx)
 	/* The other fields are zero from the loader (.stack); no memset,
 	 * which would cost ~400 emulated instructions here. */
 	t->rsp[0] = (uint64_t)(uintptr_t)kstacks + ((uint64_t)(idx + 1) << GUEST_KSTACK_SHIFT);
-	t->iomap_base = sizeof(*t);    /* the zeroed bitmap right after it */
-	gdt[slot] = (limit & 0xffff) | ((base & 0xffffff) << 16) |
-		    ((uint64_t)TSS_AVAILABLE << 40) | (((limit >> 16) & 0xf) << 48) |
-		    (((base >> 24) & 0xff) << 56);
+	t->iomap_base = sizeof(*t); /* the zeroed bitmap right after it */
+	gdt[slot] = (limit & 0xffff) | ((base & 0xffffff) << 16) | ((uint64_t)TSS_AVAILABLE << 40) |
+		    (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
 	gdt[slot + 1] = base >> 32;
 }
 
@@ -101,20 +100,20 @@ static void __attribute__((noreturn)) user_start_ap(uint32_t idx);
 static void __attribute__((noreturn)) enter_user(void (*entry)(uint32_t), uint32_t idx)
 {
 	/* -8: a function entry expects rsp + 8 to be 16-byte aligned. */
-	uint64_t usp = (uint64_t)(uintptr_t)ustacks +
-		       ((uint64_t)(idx + 1) << GUEST_USTACK_SHIFT) - 8;
+	uint64_t usp =
+		(uint64_t)(uintptr_t)ustacks + ((uint64_t)(idx + 1) << GUEST_USTACK_SHIFT) - 8;
 
-	__asm__ volatile("pushq %[ss]\n\t"
-			 "pushq %[sp]\n\t"
-			 "pushq %[fl]\n\t"
-			 "pushq %[cs]\n\t"
-			 "pushq %[ip]\n\t"
-			 "iretq"
-			 :
-			 : [ss] "i"(SEL_UDATA | 3), [sp] "r"(usp),
-			   [fl] "i"(RFLAGS_IOPL3 | RFLAGS_RESERVED), [cs] "i"(SEL_UCODE | 3),
-			   [ip] "r"(entry), "D"(idx)
-			 : "memory");
+	__asm__ volatile(
+		"pushq %[ss]\n\t"
+		"pushq %[sp]\n\t"
+		"pushq %[fl]\n\t"
+		"pushq %[cs]\n\t"
+		"pushq %[ip]\n\t"
+		"iretq"
+		:
+		: [ss] "i"(SEL_UDATA | 3), [sp] "r"(usp), [fl] "i"(RFLAGS_IOPL3 | RFLAGS_RESERVED),
+		  [cs] "i"(SEL_UCODE | 3), [ip] "r"(entry), "D"(idx)
+		: "memory");
 	__builtin_unreachable();
 }
 
@@ -136,10 +135,9 @@ void cpu_enter(uint32_t idx)
 }
 
 static const char *const trap_names[32] = {
-	"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM",
-	"#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF", "?15",
-	"#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "?22", "?23",
-	"?24", "?25", "?26", "?27", "#HV", "#VC", "#SX", "?31",
+	"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS",
+	"#NP", "#SS", "#GP", "#PF", "?15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
+	"?22", "?23", "?24", "?25", "?26", "?27", "#HV", "#VC", "#SX", "?31",
 };
 
 /* Ring 0: any exception or stray interrupt is a failed test. */
@@ -149,8 +147,8 @@ void trap_handler(const struct trap_frame *f)
 
 	__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
 	gprintf("FAIL: exception %lu (%s) error %#lx at rip %#lx cs %#lx rsp %#lx cr2 %#lx\n",
-		f->vector, f->vector < 32 ? trap_names[f->vector] : "irq", f->error,
-		f->rip, f->cs, f->rsp, cr2);
+		f->vector, f->vector < 32 ? trap_names[f->vector] : "irq", f->error, f->rip, f->cs,
+		f->rsp, cr2);
 	gprintf("RESULT: FAIL\n");
 	guest_exit(GUEST_EXIT_EXCEPTION + (uint32_t)(f->vector & 0x3f));
 }
@@ -171,7 +169,6 @@ static void __attribute__((noreturn)) user_start_ap(uint32_t idx)
 __attribute__((weak)) void ap_main(unsigned idx)
 {
 }
-
 
 unsigned cpu_cpl(void)
 {

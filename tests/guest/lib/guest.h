@@ -16,21 +16,21 @@
 
 /* Exit codes written to the debug-exit port; QEMU and kestrel exit with
  * (code << 1) | 1. Keep below 128 so the status survives as 8 bits. */
-#define GUEST_EXIT_PASS          0
-#define GUEST_EXIT_FAIL          1   /* generic */
-#define GUEST_EXIT_HELLO         2
-#define GUEST_EXIT_UART          3
-#define GUEST_EXIT_PCI           4
-#define GUEST_EXIT_ACPI          5
-#define GUEST_EXIT_ACPI_NO_OFF   6   /* S5 write returned */
-#define GUEST_EXIT_SMP           7
-#define GUEST_EXIT_VSCSI         8
-#define GUEST_EXIT_VNET          9
-#define GUEST_EXIT_MEM          10
-#define GUEST_EXIT_VGA          11
-#define GUEST_EXIT_IDE          12
-#define GUEST_EXIT_TULIP        13
-#define GUEST_EXIT_EXCEPTION  0x40   /* + vector */
+#define GUEST_EXIT_PASS	       0
+#define GUEST_EXIT_FAIL	       1 /* generic */
+#define GUEST_EXIT_HELLO       2
+#define GUEST_EXIT_UART	       3
+#define GUEST_EXIT_PCI	       4
+#define GUEST_EXIT_ACPI	       5
+#define GUEST_EXIT_ACPI_NO_OFF 6 /* S5 write returned */
+#define GUEST_EXIT_SMP	       7
+#define GUEST_EXIT_VSCSI       8
+#define GUEST_EXIT_VNET	       9
+#define GUEST_EXIT_MEM	       10
+#define GUEST_EXIT_VGA	       11
+#define GUEST_EXIT_IDE	       12
+#define GUEST_EXIT_TULIP       13
+#define GUEST_EXIT_EXCEPTION   0x40 /* + vector */
 
 /* ---- port I/O and MMIO ------------------------------------------------ */
 static inline void outb(uint16_t port, uint8_t v)
@@ -132,12 +132,15 @@ static inline void barrier(void)
 	__asm__ volatile("" ::: "memory");
 }
 
-struct cpuid_regs { uint32_t eax, ebx, ecx, edx; };
+struct cpuid_regs {
+	uint32_t eax, ebx, ecx, edx;
+};
 
 static inline struct cpuid_regs cpuid(uint32_t leaf, uint32_t subleaf)
 {
 	struct cpuid_regs r;
-	__asm__ volatile("cpuid" : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
+	__asm__ volatile("cpuid"
+			 : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
 			 : "a"(leaf), "c"(subleaf));
 	return r;
 }
@@ -171,20 +174,20 @@ unsigned cpu_iopl(void);
 /* Initial APIC ID from CPUID leaf 1 EBX[31:24], read in ring 0 at start-up
  * (on the PVM test host ring-3 CPUID is the host's own). */
 uint32_t cpu_boot_apic_id(unsigned idx);
-extern volatile uint32_t ap_boot_index;   /* boot.S: index the next AP takes */
+extern volatile uint32_t ap_boot_index; /* boot.S: index the next AP takes */
 extern const char ap_trampoline_start[], ap_trampoline_end[];
 
 /* The payload's entry points, called in ring 3. */
 int main(void);
-void ap_main(unsigned idx);               /* weak default parks */
+void ap_main(unsigned idx); /* weak default parks */
 
 /* ---- multiboot.c ------------------------------------------------------ */
-#define MB_INFO_MEM     (1u << 0)
+#define MB_INFO_MEM	(1u << 0)
 #define MB_INFO_CMDLINE (1u << 2)
-#define MB_INFO_MODS    (1u << 3)
-#define MB_INFO_MMAP    (1u << 6)
-#define MB_INFO_DRIVES  (1u << 7)
-#define MB_INFO_LOADER  (1u << 9)
+#define MB_INFO_MODS	(1u << 3)
+#define MB_INFO_MMAP	(1u << 6)
+#define MB_INFO_DRIVES	(1u << 7)
+#define MB_INFO_LOADER	(1u << 9)
 
 struct mb_info {
 	uint32_t flags, mem_lower, mem_upper, boot_device, cmdline;
@@ -193,13 +196,13 @@ struct mb_info {
 } __attribute__((packed));
 
 struct mb_mmap_entry {
-	uint32_t size;          /* of the rest of the entry */
+	uint32_t size; /* of the rest of the entry */
 	uint64_t addr, len;
-	uint32_t type;          /* 1 = available RAM */
+	uint32_t type; /* 1 = available RAM */
 } __attribute__((packed));
 
-extern uint32_t boot_mb_magic, boot_mb_info;   /* saved by boot.S */
-const struct mb_info *mb_info(void);            /* NULL if the magic is wrong */
+extern uint32_t boot_mb_magic, boot_mb_info; /* saved by boot.S */
+const struct mb_info *mb_info(void);	     /* NULL if the magic is wrong */
 /* Command line, NUL-terminated and at most MB_CMDLINE_MAX bytes, or "". */
 #define MB_CMDLINE_MAX 4096
 const char *mb_cmdline(void);
@@ -226,7 +229,7 @@ struct acpi_rsdp {
 	char oem_id[6];
 	uint8_t revision;
 	uint32_t rsdt_addr;
-	uint32_t length;        /* revision >= 2 from here */
+	uint32_t length; /* revision >= 2 from here */
 	uint64_t xsdt_addr;
 	uint8_t ext_checksum;
 	uint8_t reserved[3];
@@ -240,7 +243,7 @@ struct acpi_sdt {
 	uint32_t oem_revision, creator_id, creator_revision;
 } __attribute__((packed));
 
-#define ACPI_TABLE_MAX  (1u << 20)   /* refuse anything longer: hostile length */
+#define ACPI_TABLE_MAX (1u << 20) /* refuse anything longer: hostile length */
 
 bool acpi_checksum_ok(const void *p, size_t len);
 /* Scans the EBDA and 0xE0000-0xFFFFF; returns a checksum-valid RSDP or NULL. */
@@ -256,17 +259,17 @@ const struct acpi_sdt *acpi_find_table(const char sig[4]);
 uint64_t acpi_field(const struct acpi_sdt *t, unsigned off, unsigned size);
 
 /* FADT offsets (ACPI 6.4 table 5.9). */
-#define FADT_DSDT          40
-#define FADT_SMI_CMD       48
+#define FADT_DSDT	   40
+#define FADT_SMI_CMD	   48
 #define FADT_PM1A_EVT_BLK  56
 #define FADT_PM1A_CNT_BLK  64
-#define FADT_PM_TMR_BLK    76
+#define FADT_PM_TMR_BLK	   76
 #define FADT_PM1_CNT_LEN   89
-#define FADT_PM_TMR_LEN    91
-#define FADT_FLAGS        112
-#define FADT_X_DSDT       140
-#define FADT_X_PM1A_CNT   172
-#define FADT_X_PM_TMR     208
+#define FADT_PM_TMR_LEN	   91
+#define FADT_FLAGS	   112
+#define FADT_X_DSDT	   140
+#define FADT_X_PM1A_CNT	   172
+#define FADT_X_PM_TMR	   208
 #define FADT_F_TMR_VAL_EXT (1u << 8)
 
 /* ---- pmtimer.c: delays and deadlines ---------------------------------- */
@@ -275,12 +278,18 @@ uint64_t acpi_field(const struct acpi_sdt *t, unsigned off, unsigned size);
 bool pmtmr_init(void);
 uint32_t pmtmr_port(void);
 void udelay(uint64_t us);
-struct deadline { uint64_t left_ticks; uint32_t last; };
+struct deadline {
+	uint64_t left_ticks;
+	uint32_t last;
+};
 void deadline_start(struct deadline *d, uint64_t us);
 bool deadline_expired(struct deadline *d);
 /* Elapsed time on the PM timer (0 without one); read it at least every
  * ~4 s (24-bit counter) for a longer total. */
-struct stopwatch { uint64_t ticks; uint32_t last; };
+struct stopwatch {
+	uint64_t ticks;
+	uint32_t last;
+};
 void stopwatch_start(struct stopwatch *w);
 uint64_t stopwatch_us(struct stopwatch *w);
 

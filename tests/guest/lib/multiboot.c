@@ -2,10 +2,10 @@
  * it comes from the loader and is checked before use. */
 #include "guest.h"
 
-#define MB_INFO_SIZE   0x80     /* whole v1 structure, through the framebuffer fields */
-#define MB_MMAP_MAX    0x10000
-#define MB_MODS_MAX    64
-#define MB_DRIVES_MAX  0x10000
+#define MB_INFO_SIZE  0x80 /* whole v1 structure, through the framebuffer fields */
+#define MB_MMAP_MAX   0x10000
+#define MB_MODS_MAX   64
+#define MB_DRIVES_MAX 0x10000
 
 struct mb_module {
 	uint32_t start, end, string, reserved;
@@ -94,8 +94,8 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 
 static bool string_used(uint32_t str, uint64_t addr, uint64_t len)
 {
-	return str && overlaps(addr, len, str,
-			       strnlen((const char *)(uintptr_t)str, MB_CMDLINE_MAX) + 1);
+	return str &&
+	       overlaps(addr, len, str, strnlen((const char *)(uintptr_t)str, MB_CMDLINE_MAX) + 1);
 }
 
 static bool mods_used(const struct mb_info *mi, uint64_t addr, uint64_t len)

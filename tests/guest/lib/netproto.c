@@ -7,7 +7,7 @@ struct net_state net;
 uint8_t net_frame[65536 + 64];
 uint64_t tsc_hz;
 
-static uint8_t txf[2048];               /* the frame being built */
+static uint8_t txf[2048]; /* the frame being built */
 
 static uint32_t get_be32(const uint8_t *p)
 {
@@ -234,7 +234,7 @@ static void rx_icmp(const uint8_t *ip, unsigned len)
 
 	if (tot > len || tot < ihl + 8)
 		return;
-	if (ic[0] == 8) {                       /* echo request: answer it */
+	if (ic[0] == 8) { /* echo request: answer it */
 		icmp_echo_send(net_frame + 6, get_be32(ip + 12), 0, get_be16(ic + 4),
 			       get_be16(ic + 6), ic + 8, tot - ihl - 8);
 		net.echo_answered++;
@@ -243,7 +243,8 @@ static void rx_icmp(const uint8_t *ip, unsigned len)
 			net.big_reply++;
 		else
 			net.echo_replies++;
-	} else if (ic[0] == 3 && ic[1] == 3 && tot >= ihl + 8 + 28 && get_be16(ic + 8 + 20 + 2) == 9) {
+	} else if (ic[0] == 3 && ic[1] == 3 && tot >= ihl + 8 + 28 &&
+		   get_be16(ic + 8 + 20 + 2) == 9) {
 		net.unreachable = true;
 	}
 }
@@ -289,12 +290,27 @@ bool net_rx_until(bool (*cond)(void), uint64_t us)
 
 /* ---- the checks ---- */
 
-static bool peer_known(void) { return net.peer_known; }
+static bool peer_known(void)
+{
+	return net.peer_known;
+}
 static unsigned pings_wanted;
-static bool pings_done(void) { return net.echo_replies >= pings_wanted; }
-static bool big_done(void) { return net.big_reply > 0; }
-static bool unreach_done(void) { return net.unreachable; }
-static bool probe_done(void) { return net.probe_answered; }
+static bool pings_done(void)
+{
+	return net.echo_replies >= pings_wanted;
+}
+static bool big_done(void)
+{
+	return net.big_reply > 0;
+}
+static bool unreach_done(void)
+{
+	return net.unreachable;
+}
+static bool probe_done(void)
+{
+	return net.probe_answered;
+}
 
 void net_check_arp(void)
 {
@@ -344,8 +360,10 @@ void net_check_probe(unsigned vid, bool expect)
 			 (uint16_t)vid);
 		net_rx_until(probe_done, 300000);
 	}
-	check(net.probe_answered == expect, "an ARP request the guest tagged with VLAN %u was %s "
-	      "(expected %s)", vid, net.probe_answered ? "answered" : "not answered",
+	check(net.probe_answered == expect,
+	      "an ARP request the guest tagged with VLAN %u was %s "
+	      "(expected %s)",
+	      vid, net.probe_answered ? "answered" : "not answered",
 	      expect ? "answered" : "not answered");
 }
 
@@ -374,8 +392,8 @@ void net_bench_report(const char *dir, unsigned size, uint64_t frames, uint64_t 
 	uint64_t fps = us ? frames * 1000000 / us : 0;
 	uint64_t mbps = us ? frames * size * 8 / us : 0;
 
-	gprintf("bench: %s size=%u frames=%lu us=%lu fps=%lu mbps=%lu kicks=%u\n", dir, size, frames,
-		us, fps, mbps, kicks);
+	gprintf("bench: %s size=%u frames=%lu us=%lu fps=%lu mbps=%lu kicks=%u\n", dir, size,
+		frames, us, fps, mbps, kicks);
 }
 
 bool net_bench_wanted(void)

@@ -7,9 +7,9 @@
 
 #include "guest.h"
 
-#define ETH_HLEN 14
-#define NET_HDR_LEN 12                  /* virtio-net header (vnet.c's offloads) */
-#define BENCH_TYPE 0x88b5               /* ethertype of benchmark frames */
+#define ETH_HLEN    14
+#define NET_HDR_LEN 12	   /* virtio-net header (vnet.c's offloads) */
+#define BENCH_TYPE  0x88b5 /* ethertype of benchmark frames */
 
 struct net_dev_ops {
 	/* One frame out; hdr: a virtio-net header or NULL (zeros). False when
@@ -24,7 +24,7 @@ struct net_dev_ops {
 /* What the receive path saw (the checks look here). */
 struct net_state {
 	const struct net_dev_ops *ops;
-	const char *name;               /* prefix of the information lines: "vnet" */
+	const char *name; /* prefix of the information lines: "vnet" */
 	uint8_t mac[6], peer_mac[6];
 	uint32_t ip, peer;
 	bool peer_known, probe_answered, unreachable;
@@ -33,7 +33,7 @@ struct net_state {
 	uint16_t echo_id;
 };
 extern struct net_state net;
-extern uint8_t net_frame[65536 + 64];   /* the frame received last */
+extern uint8_t net_frame[65536 + 64]; /* the frame received last */
 
 static inline uint16_t get_be16(const uint8_t *p)
 {

@@ -5,8 +5,7 @@
 
 uint32_t pci_conf_addr(unsigned bus, unsigned dev, unsigned fn, unsigned off)
 {
-	return 0x80000000u | (bus & 0xff) << 16 | (dev & 0x1f) << 11 | (fn & 7) << 8 |
-	       (off & 0xfc);
+	return 0x80000000u | (bus & 0xff) << 16 | (dev & 0x1f) << 11 | (fn & 7) << 8 | (off & 0xfc);
 }
 
 static void select(unsigned bus, unsigned dev, unsigned fn, unsigned off)

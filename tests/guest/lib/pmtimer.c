@@ -18,8 +18,7 @@ bool pmtmr_init(void)
 		return false;
 	}
 	tmr_port = port;
-	tmr_mask = (acpi_field(fadt, FADT_FLAGS, 4) & FADT_F_TMR_VAL_EXT) ? 0xffffffffu
-									 : 0xffffffu;
+	tmr_mask = (acpi_field(fadt, FADT_FLAGS, 4) & FADT_F_TMR_VAL_EXT) ? 0xffffffffu : 0xffffffu;
 	return true;
 }
 

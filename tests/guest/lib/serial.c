@@ -2,22 +2,22 @@
  * and the debug exit. */
 #include "guest.h"
 
-#define COM1      BOARD_PORT_COM1
+#define COM1	      BOARD_PORT_COM1
 #define UART_LSR_THRE 0x20
-#define THRE_POLLS 100000       /* give up waiting on a stuck LSR, print anyway */
+#define THRE_POLLS    100000 /* give up waiting on a stuck LSR, print anyway */
 
 static unsigned failures;
 
 /* 115200 8N1, FIFOs on and cleared, no interrupts (PC16550D datasheet). */
 void serial_init(void)
 {
-	outb(COM1 + 1, 0x00);   /* IER */
-	outb(COM1 + 3, 0x80);   /* LCR.DLAB */
-	outb(COM1 + 0, 0x01);   /* DLL: 115200 */
-	outb(COM1 + 1, 0x00);   /* DLM */
-	outb(COM1 + 3, 0x03);   /* 8N1 */
-	outb(COM1 + 2, 0xc7);   /* FCR: enable, clear both, 14-byte trigger */
-	outb(COM1 + 4, 0x03);   /* MCR: DTR | RTS */
+	outb(COM1 + 1, 0x00); /* IER */
+	outb(COM1 + 3, 0x80); /* LCR.DLAB */
+	outb(COM1 + 0, 0x01); /* DLL: 115200 */
+	outb(COM1 + 1, 0x00); /* DLM */
+	outb(COM1 + 3, 0x03); /* 8N1 */
+	outb(COM1 + 2, 0xc7); /* FCR: enable, clear both, 14-byte trigger */
+	outb(COM1 + 4, 0x03); /* MCR: DTR | RTS */
 }
 
 void serial_putc(char c)
@@ -107,13 +107,12 @@ void gvprintf(const char *fmt, va_list ap)
 			put_str(s ? s : "(null)", width, prec, left);
 			break;
 		}
-		case 'c':
-			serial_putc((char)va_arg(ap, int));
-			break;
+		case 'c': serial_putc((char)va_arg(ap, int)); break;
 		case 'd':
 		case 'i': {
 			int64_t v = lng ? va_arg(ap, int64_t) : va_arg(ap, int);
-			put_num(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, 10, v < 0, width, pad, false);
+			put_num(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, 10, v < 0, width, pad,
+				false);
 			break;
 		}
 		case 'u':
@@ -125,13 +124,11 @@ void gvprintf(const char *fmt, va_list ap)
 				pad, alt);
 			break;
 		case 'p':
-			put_num((uint64_t)(uintptr_t)va_arg(ap, void *), 16, false, width, pad, true);
+			put_num((uint64_t)(uintptr_t)va_arg(ap, void *), 16, false, width, pad,
+				true);
 			break;
-		case '%':
-			serial_putc('%');
-			break;
-		case '\0':
-			return;
+		case '%': serial_putc('%'); break;
+		case '\0': return;
 		default:
 			serial_putc('%');
 			serial_putc(*fmt);

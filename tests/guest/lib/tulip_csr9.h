@@ -11,14 +11,14 @@
 
 #include <stdint.h>
 
-#define CSR9_EE_ENB (0x4800u | 1)      /* SR, RD, chip select */
+#define CSR9_EE_ENB (0x4800u | 1) /* SR, RD, chip select */
 #define CSR9_EE_CLK 0x02u
-#define CSR9_EE_DI 0x04u
-#define CSR9_EE_DO 0x08u
-#define CSR9_MDC 0x10000u
-#define CSR9_MDO 0x20000u
+#define CSR9_EE_DI  0x04u
+#define CSR9_EE_DO  0x08u
+#define CSR9_MDC    0x10000u
+#define CSR9_MDO    0x20000u
 #define CSR9_MII_IN 0x40000u
-#define CSR9_MDI 0x80000u
+#define CSR9_MDI    0x80000u
 
 /* Returns the command phase's bits too: Linux sizes the ROM from them. */
 static inline uint32_t csr9_eeprom_read(unsigned location, unsigned addr_len)
@@ -59,10 +59,10 @@ static inline unsigned csr9_mdio_read(unsigned phy, unsigned reg)
 {
 	uint32_t ret = 0;
 
-	csr9_mdio_out(0xffffffffu, 32);            /* preamble, and one more one */
+	csr9_mdio_out(0xffffffffu, 32); /* preamble, and one more one */
 	csr9_mdio_out(1, 1);
 	csr9_mdio_out((0xf6u << 10) | (phy << 5) | reg, 16);
-	for (int i = 19; i > 0; i--) {                  /* turnaround, data, idle */
+	for (int i = 19; i > 0; i--) { /* turnaround, data, idle */
 		CSR9_WRITE(CSR9_MII_IN);
 		ret = (ret << 1) | ((CSR9_READ() & CSR9_MDI) ? 1 : 0);
 		CSR9_WRITE(CSR9_MII_IN | CSR9_MDC);
@@ -70,8 +70,7 @@ static inline unsigned csr9_mdio_read(unsigned phy, unsigned reg)
 	return (ret >> 1) & 0xffff;
 }
 
-static inline void csr9_mdio_write(unsigned phy, unsigned reg,
-				   unsigned val)
+static inline void csr9_mdio_write(unsigned phy, unsigned reg, unsigned val)
 {
 	csr9_mdio_out(0xffffffffu, 32);
 	csr9_mdio_out(1, 1);

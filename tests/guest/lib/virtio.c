@@ -3,14 +3,23 @@
 #include "virtio.h"
 
 #define PCI_CAP_PTR 0x34
-#define PCI_BAR0 0x10
-#define BAR_WINDOW 0xe0000000u     /* where a BAR goes when firmware left none */
+#define PCI_BAR0    0x10
+#define BAR_WINDOW  0xe0000000u /* where a BAR goes when firmware left none */
 
 static uint8_t ring_mem[VQ_MAX][3][4096] __attribute__((aligned(4096)));
 
-static uint32_t vcc_read32(const struct vdev *vd, unsigned off) { return mmio_read32(vd->common + off); }
-static void vcc_write16(const struct vdev *vd, unsigned off, uint16_t v) { mmio_write16(vd->common + off, v); }
-static void vcc_write32(const struct vdev *vd, unsigned off, uint32_t v) { mmio_write32(vd->common + off, v); }
+static uint32_t vcc_read32(const struct vdev *vd, unsigned off)
+{
+	return mmio_read32(vd->common + off);
+}
+static void vcc_write16(const struct vdev *vd, unsigned off, uint16_t v)
+{
+	mmio_write16(vd->common + off, v);
+}
+static void vcc_write32(const struct vdev *vd, unsigned off, uint32_t v)
+{
+	mmio_write32(vd->common + off, v);
+}
 
 static void vcc_write64(const struct vdev *vd, unsigned off, uint64_t v)
 {
@@ -24,7 +33,8 @@ bool vpci_find(struct vdev *vd, uint16_t modern_id, uint16_t transitional_id)
 		uint32_t id = pci_conf_read32(0, d, 0, 0);
 		uint16_t dev = (uint16_t)(id >> 16);
 
-		if ((id & 0xffff) == VIRTIO_VENDOR && (dev == modern_id || dev == transitional_id)) {
+		if ((id & 0xffff) == VIRTIO_VENDOR &&
+		    (dev == modern_id || dev == transitional_id)) {
 			vd->dev = d;
 			vd->devid = dev;
 			return true;
