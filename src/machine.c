@@ -966,12 +966,26 @@ int machine_flush_disks(struct machine *m)
  * descriptors stay, so the target can take the images while this worker
  * could still take them back. Differencing parents hold shared locks, which
  * the target's shared locks live with. */
-int machine_disks_release(struct machine *m)
+/* Every image the machine has open: the SCSI targets, then the media in the
+ * IDE units (0-3); NULL past the end. */
+static struct blk_dev *machine_disk_at(struct machine *m, unsigned i)
 {
 	struct device *scsi = machine_find_device(m, "scsi0");
+	enum ide_drive_kind kind;
+	struct device *ch;
 
-	for (unsigned t = 0; scsi && t < VIRTIO_SCSI_MAX_TARGETS; t++) {
-		struct blk_dev *d = virtio_scsi_disk_blk(scsi, t);
+	if (i < VIRTIO_SCSI_MAX_TARGETS)
+		return scsi ? virtio_scsi_disk_blk(scsi, i) : NULL;
+	i -= VIRTIO_SCSI_MAX_TARGETS;
+	ch = i < CONFIG_IDE_UNITS ? machine_find_device(m, i / 2 ? "ide1" : "ide0") : NULL;
+	return ch ? ide_drive_blk(ch, i % 2, &kind) : NULL;
+}
+#define MACHINE_DISK_SLOTS (VIRTIO_SCSI_MAX_TARGETS + CONFIG_IDE_UNITS)
+
+int machine_disks_release(struct machine *m)
+{
+	for (unsigned i = 0; i < MACHINE_DISK_SLOTS; i++) {
+		struct blk_dev *d = machine_disk_at(m, i);
 
 		if (d && d->fd >= 0)
 			blk_unlock_file(d->fd);
@@ -981,11 +995,10 @@ int machine_disks_release(struct machine *m)
 
 int machine_disks_retake(struct machine *m)
 {
-	struct device *scsi = machine_find_device(m, "scsi0");
 	int first = 0;
 
-	for (unsigned t = 0; scsi && t < VIRTIO_SCSI_MAX_TARGETS; t++) {
-		struct blk_dev *d = virtio_scsi_disk_blk(scsi, t);
+	for (unsigned i = 0; i < MACHINE_DISK_SLOTS; i++) {
+		struct blk_dev *d = machine_disk_at(m, i);
 		int ret = d && d->fd >= 0 ? blk_lock_file(d->fd, !d->readonly) : 0;
 
 		if (ret && !first)

@@ -2587,6 +2587,37 @@ fw_state_case() {
 	case_end "$out/$n-all.log" "$out/$n.err"
 }
 
+# The same machine live-migrated (docs/migration.md) instead: over unix: to a
+# second worker on this host, which takes the IDE disk's lock at the
+# switch-over; the key sent to the target reaches the guest, and the
+# firmware ran once.
+fw_migrate_case() {
+	n=fw-mg-$$ tg=fw-mg-t-$$
+	case_begin fw-migrate-keywait || return 0
+	fw_missing fw-migrate-keywait && return 0
+	fw_bootsect "$out/fwmg.img" 4
+	rm -f "$out/$n".* "$out/$tg".*
+	bg_run "$n" --firmware "$FW_BIOS" --timeout 120s --disk "path=$out/fwmg.img,bus=ide" \
+		--disk "bus=ide,media=cdrom,unit=2"
+	src_pid=$bg_pid
+	expect "the boot sector never waited for a key" \
+		wait_for 90 has "$out/$n.log" "^bootsect: waiting for a key"
+	bg_run "$tg" --incoming "unix:$out/$n.sock" --timeout 60s
+	dst_pid=$bg_pid
+	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
+		migrate_to "$n" "unix:$out/$n.sock"
+	reap_worker $src_pid 60
+	expect "the source exited $rc, not 0" [ "$rc" = 0 ]
+	expect "the target's socket never answered" wait_for 20 alive "$tg"
+	expect "send-key failed" ctl "$tg" send-key a
+	reap_worker $dst_pid 60
+	expect "the target exited $rc, not 0 (powered off)" [ "$rc" = 0 ]
+	cat "$out/$n.log" "$out/$tg.log" >"$out/$n-all.log"
+	expect "the key did not reach the migrated guest" has "$out/$tg.log" "^bootsect: key 0x1e"
+	expect "the firmware ran again" [ "$(lines_of "$out/$n-all.log" "SeaBIOS \(version ")" = 1 ]
+	case_end "$out/$n-all.log" "$out/$tg.err"
+}
+
 # SeaBIOS's screen through the std VGA (no disk: it says so and waits): the
 # screendump, a PNG, is read back cell by cell with the 8x16 font of the VGA
 # BIOS ROM itself (vga-compare text), and must show SeaBIOS's banner and its
@@ -2703,6 +2734,7 @@ if [ $do_payloads = 1 ] && [ -s "$PAYLOADS/bootsect.bin" ]; then
 			--disk "path=$FW_IMAGES/bootsect.iso,bus=ide,media=cdrom,unit=2"
 	fi
 	fw_state_case
+	fw_migrate_case
 fi
 
 # The headline: SeaBIOS -> SYSLINUX (Debian's) on a disk, a dynamic VHD ->
