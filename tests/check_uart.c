@@ -77,6 +77,14 @@ START_TEST(test_reset_values)
 }
 END_TEST
 
+/* Replace the fixture's UART by one writing to a new non-blocking pipe p. */
+static void uart_on_pipe(int p[2])
+{
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
+	u->ops->destroy(u);
+	u = new_uart(p[1]);
+}
+
 START_TEST(test_dlab)
 {
 	int p[2];
@@ -115,9 +123,7 @@ START_TEST(test_loopback)
 {
 	int p[2];
 
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
-	u->ops->destroy(u);
-	u = new_uart(p[1]);
+	uart_on_pipe(p);
 
 	/* Linux autoconfig: MCR = LOOP | RTS | OUT2 must read MSR[7:4] = 0x90. */
 	wr(MCR, 0x10 | 0x0a);
@@ -240,9 +246,7 @@ START_TEST(test_thre_interrupt)
 {
 	int p[2];
 
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
-	u->ops->destroy(u);
-	u = new_uart(p[1]);
+	uart_on_pipe(p);
 	wr(MCR, 0x08);
 	ck_assert_int_eq(irq.level, 0);
 	wr(IER, 0x02); /* THR is empty: THRE at once */
