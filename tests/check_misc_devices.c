@@ -189,16 +189,5 @@ START_TEST(test_debugcon_lines)
 }
 END_TEST
 
-static Suite *misc_suite(void)
-{
-	Suite *s = suite_create("misc_devices");
-
-	ADD_TCASE(s, "core", NULL, NULL, 0, test_debug_exit_codes, test_sink, test_fuzz,
-		  test_save_load, test_debugcon_raw, test_debugcon_lines);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(misc_suite());
-}
+SUITE_MAIN("misc_devices", "core", NULL, NULL, 0, test_debug_exit_codes, test_sink, test_fuzz,
+	   test_save_load, test_debugcon_raw, test_debugcon_lines)

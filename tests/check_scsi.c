@@ -383,18 +383,6 @@ START_TEST(cdb_fuzz)
 }
 END_TEST
 
-static Suite *scsi_suite(void)
-{
-	Suite *s = suite_create("scsi");
-
-	ADD_TCASE(s, "disk", setup, NULL, 0, inquiry_standard, inquiry_vpd, read_capacity,
-		  read_write_decoding, lba_out_of_range, write_protected, invalid_opcode,
-		  mode_sense, report_luns_sense_tur, unmap, write_same, absent_lun, errno_sense,
-		  cdb_fuzz);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(scsi_suite());
-}
+SUITE_MAIN("scsi", "disk", setup, NULL, 0, inquiry_standard, inquiry_vpd, read_capacity,
+	   read_write_decoding, lba_out_of_range, write_protected, invalid_opcode, mode_sense,
+	   report_luns_sense_tur, unmap, write_same, absent_lun, errno_sense, cdb_fuzz)

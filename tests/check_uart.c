@@ -556,20 +556,8 @@ START_TEST(test_load_rejects_corruption)
 }
 END_TEST
 
-static Suite *uart_suite(void)
-{
-	Suite *s = suite_create("uart16550");
-
-	ADD_TCASE(s, "core", setup, teardown, 30, test_reset_values, test_dlab, test_loopback,
-		  test_fifo_mode_iir_bits, test_fifo_overflow, test_rx_trigger_levels,
-		  test_thre_interrupt, test_iir_priority, test_out2_gating,
-		  test_output_pipe_nonblocking_full, test_output_pipe_blocking_full,
-		  test_wide_access_split, test_fuzz, test_save_load_roundtrip,
-		  test_load_rejects_corruption);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(uart_suite());
-}
+SUITE_MAIN("uart16550", "core", setup, teardown, 30, test_reset_values, test_dlab, test_loopback,
+	   test_fifo_mode_iir_bits, test_fifo_overflow, test_rx_trigger_levels, test_thre_interrupt,
+	   test_iir_priority, test_out2_gating, test_output_pipe_nonblocking_full,
+	   test_output_pipe_blocking_full, test_wide_access_split, test_fuzz,
+	   test_save_load_roundtrip, test_load_rejects_corruption)

@@ -683,19 +683,8 @@ START_TEST(state_bar_and_intx)
 }
 END_TEST
 
-static Suite *virtio_pci_suite(void)
-{
-	Suite *s = suite_create("virtio_pci");
-
-	ADD_TCASE(s, "transport", setup, teardown, 0, create_failure_frees_model,
-		  header_and_capabilities, features, status_and_reset, bad_queue_setup_needs_reset,
-		  notify_fallback, isr_and_intx, msix_vectors, bus_master_gates_dma,
-		  device_config_and_pci_cfg_window, register_fuzz, bar_moves_on_the_bus,
-		  state_transport, state_bar_and_intx);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(virtio_pci_suite());
-}
+SUITE_MAIN("virtio_pci", "transport", setup, teardown, 0, create_failure_frees_model,
+	   header_and_capabilities, features, status_and_reset, bad_queue_setup_needs_reset,
+	   notify_fallback, isr_and_intx, msix_vectors, bus_master_gates_dma,
+	   device_config_and_pci_cfg_window, register_fuzz, bar_moves_on_the_bus, state_transport,
+	   state_bar_and_intx)
