@@ -12,7 +12,7 @@
 #include "kestrel/crc32c.h"
 #include "kestrel/state_stream.h"
 
-PRINTF_LIKE(3, 4) static int stream_err(char *err, size_t errlen, const char *fmt, ...)
+int stream_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -22,16 +22,6 @@ PRINTF_LIKE(3, 4) static int stream_err(char *err, size_t errlen, const char *fm
 		va_end(ap);
 	}
 	return -EINVAL;
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
 }
 
 const char *stream_tag_name(uint32_t tag, char buf[8])

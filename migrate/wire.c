@@ -1,7 +1,6 @@
 /* The live-migration messages (kestrel/migrate_wire.h, docs/migration.md):
  * encoders and the hostile-input checks, nothing that touches a machine. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,27 +8,6 @@
 #include "kestrel/byteorder.h"
 #include "kestrel/migrate_wire.h"
 #include "kestrel/state_stream.h"
-
-PRINTF_LIKE(3, 4) static int mig_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
 
 void mig_hdr_encode(uint32_t type, uint64_t len, uint8_t out[MIG_HDR_SIZE])
 {
@@ -60,13 +38,13 @@ int mig_hdr_decode(const uint8_t in[MIG_HDR_SIZE], uint64_t records_max, struct 
 	h->type = (uint32_t)w;
 	h->len = get_le64(in + 8);
 	if (h->type < MIG_HELLO || h->type > MIG_SWITCH)
-		return mig_err(err, errlen, "message of unknown type %u", h->type);
+		return stream_err(err, errlen, "message of unknown type %u", h->type);
 	if (reserved)
-		return mig_err(err, errlen, "message type %u: reserved field set", h->type);
+		return stream_err(err, errlen, "message type %u: reserved field set", h->type);
 	if (h->len > mig_max_len(h->type, records_max))
-		return mig_err(err, errlen, "message type %u: %llu bytes, at most %llu", h->type,
-			       (unsigned long long)h->len,
-			       (unsigned long long)mig_max_len(h->type, records_max));
+		return stream_err(err, errlen, "message type %u: %llu bytes, at most %llu", h->type,
+				  (unsigned long long)h->len,
+				  (unsigned long long)mig_max_len(h->type, records_max));
 	return 0;
 }
 
@@ -93,24 +71,26 @@ int mig_hello_parse(const uint8_t *body, size_t len, struct mig_hello *h, char *
 	memset(h, 0, sizeof(*h));
 	state_get_bytes(&b, magic, sizeof(magic));
 	if (b.error || memcmp(magic, MIG_MAGIC, MIG_MAGIC_LEN))
-		return mig_err(err, errlen, "not a kestrel migration stream (no magic)");
+		return stream_err(err, errlen, "not a kestrel migration stream (no magic)");
 	h->proto = state_get_u32(&b);
 	h->stream_version = state_get_u32(&b);
 	if (b.error || h->proto != MIG_PROTO_VERSION)
-		return mig_err(err, errlen, "migration protocol version %u: this kestrel speaks %u",
-			       h->proto, MIG_PROTO_VERSION);
+		return stream_err(err, errlen,
+				  "migration protocol version %u: this kestrel speaks %u", h->proto,
+				  MIG_PROTO_VERSION);
 	if (h->stream_version == 0 || h->stream_version > STREAM_FORMAT_VERSION)
-		return mig_err(err, errlen, "state format version %u: this kestrel reads 1 to %u",
-			       h->stream_version, STREAM_FORMAT_VERSION);
+		return stream_err(err, errlen,
+				  "state format version %u: this kestrel reads 1 to %u",
+				  h->stream_version, STREAM_FORMAT_VERSION);
 	h->ram_size = state_get_u64(&b);
 	h->ram_low = state_get_u64(&b);
 	h->ram_high = state_get_u64(&b);
 	if (b.error || !h->ram_size || h->ram_size % MIG_PAGE || h->ram_low > h->ram_size ||
 	    h->ram_high != h->ram_size - h->ram_low || h->ram_low % MIG_PAGE)
-		return mig_err(err, errlen, "HELLO: bad RAM layout");
+		return stream_err(err, errlen, "HELLO: bad RAM layout");
 	h->conf = stream_get_str(&b, MIG_CONF_MAX);
 	if (!h->conf)
-		return mig_err(err, errlen, "HELLO: malformed configuration");
+		return stream_err(err, errlen, "HELLO: malformed configuration");
 	h->cpuid = (struct state_buf){ .data = b.data + b.pos, .len = b.len - b.pos };
 	return 0;
 }
@@ -127,14 +107,15 @@ int mig_pages_check(const uint8_t head[8], uint64_t len, uint64_t pages, uint64_
 		    uint64_t *n, char *err, size_t errlen)
 {
 	if (len < 8 + MIG_PAGE || (len - 8) % MIG_PAGE)
-		return mig_err(err, errlen, "PAGES: %llu bytes is not whole pages",
-			       (unsigned long long)len);
+		return stream_err(err, errlen, "PAGES: %llu bytes is not whole pages",
+				  (unsigned long long)len);
 	*first = get_le64(head);
 	*n = (len - 8) / MIG_PAGE;
 	if (*first >= pages || *n > pages - *first)
-		return mig_err(err, errlen, "PAGES: pages %llu+%llu lie outside RAM (%llu pages)",
-			       (unsigned long long)*first, (unsigned long long)*n,
-			       (unsigned long long)pages);
+		return stream_err(err, errlen,
+				  "PAGES: pages %llu+%llu lie outside RAM (%llu pages)",
+				  (unsigned long long)*first, (unsigned long long)*n,
+				  (unsigned long long)pages);
 	return 0;
 }
 

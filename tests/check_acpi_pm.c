@@ -259,17 +259,6 @@ START_TEST(test_load_rejects_corruption)
 }
 END_TEST
 
-static Suite *acpi_pm_suite(void)
-{
-	Suite *s = suite_create("acpi_pm");
-
-	ADD_TCASE(s, "core", setup, teardown, 30, test_s5_poweroff, test_power_button_sci,
-		  test_timer, test_timer_status, test_reset_register, test_byte_lanes, test_fuzz,
-		  test_save_load_roundtrip, test_load_rejects_corruption);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(acpi_pm_suite());
-}
+SUITE_MAIN("acpi_pm", "core", setup, teardown, 30, test_s5_poweroff, test_power_button_sci,
+	   test_timer, test_timer_status, test_reset_register, test_byte_lanes, test_fuzz,
+	   test_save_load_roundtrip, test_load_rejects_corruption)

@@ -277,16 +277,5 @@ START_TEST(atapi_dma)
 }
 END_TEST
 
-static Suite *atapi_suite(void)
-{
-	Suite *s = suite_create("atapi");
-
-	ADD_TCASE(s, "atapi", setup, teardown, 0, atapi_inquiry_capacity_read,
-		  atapi_toc_config_mode_events, atapi_media_change_and_empty, atapi_dma);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(atapi_suite());
-}
+SUITE_MAIN("atapi", "atapi", setup, teardown, 0, atapi_inquiry_capacity_read,
+	   atapi_toc_config_mode_events, atapi_media_change_and_empty, atapi_dma)

@@ -67,8 +67,7 @@ START_TEST(targets_fill_around_explicit_ones)
 	ck_assert_int_eq(c.disks[1].target, 0);
 	snprintf(s0, sizeof(s0), "path=%s,target=3", d0);
 	snprintf(s1, sizeof(s1), "path=%s,target=3", d1);
-	ck_assert_int_ne(run("--disk", s0, "--disk", s1, NULL), 0);
-	expect_err("target 3 is taken");
+	RUN_FAILS("target 3 is taken", "--disk", s0, "--disk", s1);
 }
 END_TEST
 
@@ -103,17 +102,13 @@ END_TEST
 START_TEST(json_errors)
 {
 	write_text(json, "{ \"disks\": { \"path\": \"d0.img\" } }");
-	ck_assert_int_ne(run("--config", json, NULL), 0);
-	expect_err("\"disks\": expected an array");
+	RUN_FAILS("\"disks\": expected an array", "--config", json);
 	write_text(json, "{ \"disks\": [ { \"path\": \"d0.img\", \"speed\": 3 } ] }");
-	ck_assert_int_ne(run("--config", json, NULL), 0);
-	expect_err("\"disks\"[0]: unknown disk option 'speed'");
+	RUN_FAILS("\"disks\"[0]: unknown disk option 'speed'", "--config", json);
 	write_text(json, "{ \"disks\": [ 42 ] }");
-	ck_assert_int_ne(run("--config", json, NULL), 0);
-	expect_err("\"disks\"[0]: expected an object or a string");
+	RUN_FAILS("\"disks\"[0]: expected an object or a string", "--config", json);
 	write_text(json, "{ \"disks\": [ { \"path\": [ \"x\" ] } ] }");
-	ck_assert_int_ne(run("--config", json, NULL), 0);
-	expect_err("expected a string, integer or boolean");
+	RUN_FAILS("expected a string, integer or boolean", "--config", json);
 }
 END_TEST
 
@@ -121,39 +116,28 @@ START_TEST(errors)
 {
 	char s[400];
 
-	ck_assert_int_ne(run("--disk", "bus=scsi", NULL), 0);
-	expect_err("--disk: ");
+	RUN_FAILS("--disk: ", "--disk", "bus=scsi");
 	expect_err("path=FILE is required");
 	snprintf(s, sizeof(s), "path=%s/missing.img", tmpdir);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("missing.img: No such file or directory");
+	RUN_FAILS("missing.img: No such file or directory", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,bus=sata", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("bus=sata: unknown bus (use scsi or ide)");
+	RUN_FAILS("bus=sata: unknown bus (use scsi or ide)", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,cache=fast", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("cache");
+	RUN_FAILS("cache", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,format=raw", odd);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("not a whole number of 512-byte sectors");
+	RUN_FAILS("not a whole number of 512-byte sectors", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s", empty);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("file is empty");
+	RUN_FAILS("file is empty", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s", tmpdir);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("not a regular file or block device");
+	RUN_FAILS("not a regular file or block device", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,target=16", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("target=16");
+	RUN_FAILS("target=16", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,add-after=soon", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("add-after=soon: not a duration");
+	RUN_FAILS("add-after=soon: not a duration", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,add-after=5s,remove-after=2s", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("remove-after must come after add-after");
+	RUN_FAILS("remove-after must come after add-after", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s", d0);
-	ck_assert_int_ne(run("--disk", s, "--disk", s, NULL), 0);
-	expect_err("the same file given twice");
+	RUN_FAILS("the same file given twice", "--disk", s, "--disk", s);
 }
 END_TEST
 
@@ -203,39 +187,30 @@ START_TEST(ide_errors)
 	char s[400], t[400];
 
 	snprintf(s, sizeof(s), "path=%s,bus=ide,target=1", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("target=: only with bus=scsi (bus=ide takes unit=0-3)");
+	RUN_FAILS("target=: only with bus=scsi (bus=ide takes unit=0-3)", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,bus=ide,add-after=1s", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("only with bus=scsi (IDE drives are not hot-plugged)");
+	RUN_FAILS("only with bus=scsi (IDE drives are not hot-plugged)", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,unit=1", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("unit=1: only with bus=ide");
+	RUN_FAILS("unit=1: only with bus=ide", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,media=cdrom", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("media=cdrom: only with bus=ide");
+	RUN_FAILS("media=cdrom: only with bus=ide", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,bus=ide,media=floppy", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("media=floppy: expected disk or cdrom");
+	RUN_FAILS("media=floppy: expected disk or cdrom", "--disk", s);
 	snprintf(s, sizeof(s), "path=%s,bus=ide,unit=4", d0);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("unit=4: not an IDE unit");
-	ck_assert_int_ne(run("--disk", "bus=ide", NULL), 0);
-	expect_err("path=FILE is required (only a media=cdrom drive may be empty)");
-	ck_assert_int_ne(run("--disk", "bus=ide,media=disk", NULL), 0);
-	expect_err("path=FILE is required");
+	RUN_FAILS("unit=4: not an IDE unit", "--disk", s);
+	RUN_FAILS("path=FILE is required (only a media=cdrom drive may be empty)", "--disk",
+		  "bus=ide");
+	RUN_FAILS("path=FILE is required", "--disk", "bus=ide,media=disk");
 	snprintf(s, sizeof(s), "path=%s,bus=ide,unit=1", d0);
 	snprintf(t, sizeof(t), "path=%s,bus=ide,media=cdrom,unit=1", d1);
-	ck_assert_int_ne(run("--disk", s, "--disk", t, NULL), 0);
-	expect_err("unit 1 is taken by another disk");
+	RUN_FAILS("unit 1 is taken by another disk", "--disk", s, "--disk", t);
 	ck_assert_int_ne(run("--disk", "bus=ide,media=cdrom", "--disk", "bus=ide,media=cdrom",
 			     "--disk", "bus=ide,media=cdrom", "--disk", "bus=ide,media=cdrom",
 			     "--disk", "bus=ide,media=cdrom", NULL),
 			 0);
 	expect_err("no free unit (bus=ide has 4)");
 	snprintf(s, sizeof(s), "path=%s/none.iso,bus=ide,media=cdrom", tmpdir);
-	ck_assert_int_ne(run("--disk", s, NULL), 0);
-	expect_err("none.iso: No such file or directory");
+	RUN_FAILS("none.iso: No such file or directory", "--disk", s);
 }
 END_TEST
 

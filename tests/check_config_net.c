@@ -49,12 +49,9 @@ START_TEST(model)
 	ck_assert_uint_eq(c.nets[0].vlan, 7);
 	ck_assert_uint_eq(c.nets[0].queues, 1);
 	ck_assert_int_eq(c.nets[1].model, CONFIG_NET_VIRTIO);
-	ck_assert_int_ne(run("--net", "tap=t0,model=e1000", NULL), 0);
-	expect_err("model=e1000: not a NIC model (virtio, tulip)");
-	ck_assert_int_ne(run("--net", "tap=t0,model=tulip,queues=2", NULL), 0);
-	expect_err("queues=2: model=tulip has one queue");
-	ck_assert_int_ne(run("--net", "tap=t0,model=tulip,model=virtio", NULL), 0);
-	expect_err("model given twice");
+	RUN_FAILS("model=e1000: not a NIC model (virtio, tulip)", "--net", "tap=t0,model=e1000");
+	RUN_FAILS("queues=2: model=tulip has one queue", "--net", "tap=t0,model=tulip,queues=2");
+	RUN_FAILS("model given twice", "--net", "tap=t0,model=tulip,model=virtio");
 }
 END_TEST
 
@@ -73,42 +70,24 @@ END_TEST
 
 START_TEST(errors)
 {
-	ck_assert_int_ne(run("--net", "mac=52:54:00:00:00:01", NULL), 0);
-	expect_err("--net: tap=IFNAME is required");
-	ck_assert_int_ne(run("--net", "tap=", NULL), 0);
-	expect_err("not an interface name");
-	ck_assert_int_ne(run("--net", "tap=abcdefghijklmnop", NULL), 0);
-	expect_err("not an interface name");
-	ck_assert_int_ne(run("--net", "tap=a/b", NULL), 0);
-	expect_err("not an interface name");
-	ck_assert_int_ne(run("--net", "tap=tap%d", NULL), 0);
-	expect_err("not an interface name");
-	ck_assert_int_ne(run("--net", "tap=t,mac=01:00:5e:00:00:01", NULL), 0);
-	expect_err("multicast");
-	ck_assert_int_ne(run("--net", "tap=t,mac=00:00:00:00:00:00", NULL), 0);
-	expect_err("all-zero");
-	ck_assert_int_ne(run("--net", "tap=t,mac=52:54:00:00:00", NULL), 0);
-	expect_err("not a MAC address");
-	ck_assert_int_ne(run("--net", "tap=t,mac=52:54:00:00:00:0g", NULL), 0);
-	expect_err("not a MAC address");
-	ck_assert_int_ne(run("--net", "tap=t,vlan=0", NULL), 0);
-	expect_err("vlan=0: not a number from 1 to 4094");
-	ck_assert_int_ne(run("--net", "tap=t,vlan=4095", NULL), 0);
-	expect_err("vlan=4095");
-	ck_assert_int_ne(run("--net", "tap=t,vlan=-1", NULL), 0);
-	expect_err("vlan=-1");
-	ck_assert_int_ne(run("--net", "tap=t,queues=9", NULL), 0);
-	expect_err("queues=9: not a number from 1 to 8");
-	ck_assert_int_ne(run("--net", "tap=t,queues=0", NULL), 0);
-	expect_err("queues=0");
-	ck_assert_int_ne(run("--net", "tap=t,speed=10", NULL), 0);
-	expect_err("unknown option \"speed\"");
-	ck_assert_int_ne(run("--net", "tap=t,vlan=3,vlan=3", NULL), 0);
-	expect_err("vlan given twice");
-	ck_assert_int_ne(run("--net", "tap=t,novalue", NULL), 0);
-	expect_err("expected key=value");
-	ck_assert_int_ne(run("--net", "tap=t", "--net", "tap=t", NULL), 0);
-	expect_err("the same interface given twice");
+	RUN_FAILS("--net: tap=IFNAME is required", "--net", "mac=52:54:00:00:00:01");
+	RUN_FAILS("not an interface name", "--net", "tap=");
+	RUN_FAILS("not an interface name", "--net", "tap=abcdefghijklmnop");
+	RUN_FAILS("not an interface name", "--net", "tap=a/b");
+	RUN_FAILS("not an interface name", "--net", "tap=tap%d");
+	RUN_FAILS("multicast", "--net", "tap=t,mac=01:00:5e:00:00:01");
+	RUN_FAILS("all-zero", "--net", "tap=t,mac=00:00:00:00:00:00");
+	RUN_FAILS("not a MAC address", "--net", "tap=t,mac=52:54:00:00:00");
+	RUN_FAILS("not a MAC address", "--net", "tap=t,mac=52:54:00:00:00:0g");
+	RUN_FAILS("vlan=0: not a number from 1 to 4094", "--net", "tap=t,vlan=0");
+	RUN_FAILS("vlan=4095", "--net", "tap=t,vlan=4095");
+	RUN_FAILS("vlan=-1", "--net", "tap=t,vlan=-1");
+	RUN_FAILS("queues=9: not a number from 1 to 8", "--net", "tap=t,queues=9");
+	RUN_FAILS("queues=0", "--net", "tap=t,queues=0");
+	RUN_FAILS("unknown option \"speed\"", "--net", "tap=t,speed=10");
+	RUN_FAILS("vlan given twice", "--net", "tap=t,vlan=3,vlan=3");
+	RUN_FAILS("expected key=value", "--net", "tap=t,novalue");
+	RUN_FAILS("the same interface given twice", "--net", "tap=t", "--net", "tap=t");
 	ck_assert_int_ne(run("--net", "tap=a,mac=52:54:00:00:00:01", "--net",
 			     "tap=b,mac=52:54:00:00:00:01", NULL),
 			 0);
@@ -154,20 +133,15 @@ START_TEST(json_array)
 	ck_assert_int_eq(run(arg, NULL), 0);
 	ck_assert_int_eq(c.nets[0].model, CONFIG_NET_TULIP);
 	write_text(json, "{ \"net\": {\"tap\": \"j0\"} }");
-	ck_assert_int_ne(run(arg, NULL), 0);
-	expect_err("\"net\": expected an array of NICs");
+	RUN_FAILS("\"net\": expected an array of NICs", arg);
 	write_text(json, "{ \"net\": [ {\"tap\": \"j0\", \"vlan\": true} ] }");
-	ck_assert_int_ne(run(arg, NULL), 0);
-	expect_err("\"net\"[0]: \"vlan\": expected a string or an integer");
+	RUN_FAILS("\"net\"[0]: \"vlan\": expected a string or an integer", arg);
 	write_text(json, "{ \"net\": [ 5 ] }");
-	ck_assert_int_ne(run(arg, NULL), 0);
-	expect_err("\"net\"[0]: expected an object or a string");
+	RUN_FAILS("\"net\"[0]: expected an object or a string", arg);
 	write_text(json, "{ \"net\": [ {\"tap\": \"a,vlan=3\"} ] }");
-	ck_assert_int_ne(run(arg, NULL), 0);
-	expect_err("not allowed");
+	RUN_FAILS("not allowed", arg);
 	write_text(json, "{ \"net\": [ {\"tap\": \"j0\", \"vlan\": 9999} ] }");
-	ck_assert_int_ne(run(arg, NULL), 0);
-	expect_err("\"net\"[0]: vlan=9999");
+	RUN_FAILS("\"net\"[0]: vlan=9999", arg);
 }
 END_TEST
 

@@ -164,6 +164,16 @@ static uint64_t le(const uint8_t *p, unsigned n)
 	return v;
 }
 
+/* Item key read through the I/O port as an n-byte little-endian number. */
+static uint64_t item_le(struct device *d, uint16_t key, unsigned n)
+{
+	uint8_t v[8];
+
+	port_select(d, key);
+	port_read(d, v, n);
+	return le(v, n);
+}
+
 /* ---- registers ---- */
 
 START_TEST(signature_and_id)
@@ -437,7 +447,7 @@ START_TEST(board_items)
 	struct fw_cfg_board b = {
 		.ncpus = 3, .boot_menu = true, .boot_menu_wait_ms = 2500, .boot_fail_wait_ms = -1
 	};
-	uint8_t v[8], *f;
+	uint8_t *f;
 	uint32_t size;
 	int n;
 
@@ -451,24 +461,12 @@ START_TEST(board_items)
 	ck_assert_int_eq(fw_cfg_add_board(fw, &b), 0);
 	gm_destroy(&big);
 
-	port_select(fw, FW_CFG_NB_CPUS);
-	port_read(fw, v, 2);
-	ck_assert_uint_eq(le(v, 2), 3);
-	port_select(fw, FW_CFG_MAX_CPUS);
-	port_read(fw, v, 2);
-	ck_assert_uint_eq(le(v, 2), 3);
-	port_select(fw, FW_CFG_RAM_SIZE);
-	port_read(fw, v, 8);
-	ck_assert_uint_eq(le(v, 8), GiB(6));
-	port_select(fw, FW_CFG_BOOT_MENU);
-	port_read(fw, v, 2);
-	ck_assert_uint_eq(le(v, 2), 1);
-	port_select(fw, FW_CFG_NOGRAPHIC);
-	port_read(fw, v, 2);
-	ck_assert_uint_eq(le(v, 2), 1);
-	port_select(fw, FW_CFG_IRQ0_OVERRIDE);
-	port_read(fw, v, 4);
-	ck_assert_uint_eq(le(v, 4), 1);
+	ck_assert_uint_eq(item_le(fw, FW_CFG_NB_CPUS, 2), 3);
+	ck_assert_uint_eq(item_le(fw, FW_CFG_MAX_CPUS, 2), 3);
+	ck_assert_uint_eq(item_le(fw, FW_CFG_RAM_SIZE, 8), GiB(6));
+	ck_assert_uint_eq(item_le(fw, FW_CFG_BOOT_MENU, 2), 1);
+	ck_assert_uint_eq(item_le(fw, FW_CFG_NOGRAPHIC, 2), 1);
+	ck_assert_uint_eq(item_le(fw, FW_CFG_IRQ0_OVERRIDE, 4), 1);
 	/* NUMA: node count 0 and one word per APIC id, then nothing. */
 	port_select(fw, FW_CFG_NUMA);
 	for (int i = 0; i < 4 * 8; i++)

@@ -501,18 +501,7 @@ START_TEST(test_load_rejects_corruption)
 }
 END_TEST
 
-static Suite *i8042_suite(void)
-{
-	Suite *s = suite_create("i8042");
-
-	ADD_TCASE(s, "core", setup, teardown, 30, test_status_and_self_test, test_command_byte,
-		  test_irq1, test_reset_fe, test_reset_d1_and_output_port, test_keyboard_replies,
-		  test_aux, test_no_mux, test_output_order, test_wide_and_offset_accesses,
-		  test_fuzz, test_save_load_roundtrip, test_load_rejects_corruption);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(i8042_suite());
-}
+SUITE_MAIN("i8042", "core", setup, teardown, 30, test_status_and_self_test, test_command_byte,
+	   test_irq1, test_reset_fe, test_reset_d1_and_output_port, test_keyboard_replies, test_aux,
+	   test_no_mux, test_output_order, test_wide_and_offset_accesses, test_fuzz,
+	   test_save_load_roundtrip, test_load_rejects_corruption)

@@ -166,16 +166,5 @@ START_TEST(test_xt_matches_the_keyboard)
 }
 END_TEST
 
-static Suite *keymap_suite(void)
-{
-	Suite *s = suite_create("keymap");
-
-	ADD_TCASE(s, "core", NULL, NULL, 0, test_names, test_parse, test_keysyms,
-		  test_xt_matches_the_keyboard);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(keymap_suite());
-}
+SUITE_MAIN("keymap", "core", NULL, NULL, 0, test_names, test_parse, test_keysyms,
+	   test_xt_matches_the_keyboard)

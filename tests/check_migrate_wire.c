@@ -241,16 +241,6 @@ START_TEST(test_uri)
 }
 END_TEST
 
-static Suite *migrate_wire_suite(void)
-{
-	Suite *s = suite_create("migrate_wire");
-
-	ADD_TCASE(s, "wire", NULL, NULL, 0, test_hdr_round_trip_and_bounds, test_hello_round_trip,
-		  test_hello_every_cut, test_hello_hostile, test_pages_check, test_reply, test_uri);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(migrate_wire_suite());
-}
+SUITE_MAIN("migrate_wire", "wire", NULL, NULL, 0, test_hdr_round_trip_and_bounds,
+	   test_hello_round_trip, test_hello_every_cut, test_hello_hostile, test_pages_check,
+	   test_reply, test_uri)

@@ -133,6 +133,13 @@ static size_t drain(int fd, char *buf, size_t size)
 	return n > 0 ? (size_t)n : 0;
 }
 
+/* A debugcon writing to a new non-blocking pipe p (lines: as for a terminal). */
+static struct device *debugcon_on_pipe(int p[2], bool lines)
+{
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
+	return debugcon_create(p[1], lines);
+}
+
 /* SeaBIOS checks for the readback value before it logs (qemu_debug_preinit). */
 START_TEST(test_debugcon_raw)
 {
@@ -140,8 +147,7 @@ START_TEST(test_debugcon_raw)
 	char out[64];
 	struct device *d;
 
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
-	d = debugcon_create(p[1], false);
+	d = debugcon_on_pipe(p, false);
 	ck_assert_uint_eq(dev_rd(d, 0, 0, 1), 0xe9);
 	ck_assert_uint_eq(dev_rd(d, 0, 0, 2), 0xffff);
 	dev_wr(d, 0, 0, 1, 'S');
@@ -165,8 +171,7 @@ START_TEST(test_debugcon_lines)
 	char out[1024];
 	struct device *d;
 
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
-	d = debugcon_create(p[1], true);
+	d = debugcon_on_pipe(p, true);
 	for (const char *c = "Found QEMU fw_cfg\r"; *c; c++)
 		dev_wr(d, 0, 0, 1, (uint8_t)*c);
 	ck_assert_uint_eq(drain(p[0], out, sizeof(out)), 0); /* not a line yet */
@@ -184,16 +189,5 @@ START_TEST(test_debugcon_lines)
 }
 END_TEST
 
-static Suite *misc_suite(void)
-{
-	Suite *s = suite_create("misc_devices");
-
-	ADD_TCASE(s, "core", NULL, NULL, 0, test_debug_exit_codes, test_sink, test_fuzz,
-		  test_save_load, test_debugcon_raw, test_debugcon_lines);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(misc_suite());
-}
+SUITE_MAIN("misc_devices", "core", NULL, NULL, 0, test_debug_exit_codes, test_sink, test_fuzz,
+	   test_save_load, test_debugcon_raw, test_debugcon_lines)

@@ -301,17 +301,6 @@ START_TEST(test_register_fuzz)
 }
 END_TEST
 
-static Suite *pam_suite(void)
-{
-	Suite *s = suite_create("pam");
-
-	ADD_TCASE(s, "core", setup, teardown, 60, test_power_on_reads_the_flash,
-		  test_shadowing_as_seabios_does, test_write_only, test_after_post_and_small_flash,
-		  test_bad_arguments, test_through_the_host_bridge, test_register_fuzz);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(pam_suite());
-}
+SUITE_MAIN("pam", "core", setup, teardown, 60, test_power_on_reads_the_flash,
+	   test_shadowing_as_seabios_does, test_write_only, test_after_post_and_small_flash,
+	   test_bad_arguments, test_through_the_host_bridge, test_register_fuzz)

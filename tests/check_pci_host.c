@@ -487,18 +487,7 @@ START_TEST(test_load_rejects_corruption)
 }
 END_TEST
 
-static Suite *pci_suite(void)
-{
-	Suite *s = suite_create("pci_host");
-
-	ADD_TCASE(s, "core", setup, teardown, 30, test_host_bridge_ids, test_empty_and_disabled,
-		  test_config_address_register, test_write_masks, test_bar_sizing, test_bar_remap,
-		  test_hooks_and_add, test_multifunction, test_fuzz, test_save_load_roundtrip,
-		  test_load_rejects_corruption);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(pci_suite());
-}
+SUITE_MAIN("pci_host", "core", setup, teardown, 30, test_host_bridge_ids, test_empty_and_disabled,
+	   test_config_address_register, test_write_masks, test_bar_sizing, test_bar_remap,
+	   test_hooks_and_add, test_multifunction, test_fuzz, test_save_load_roundtrip,
+	   test_load_rejects_corruption)

@@ -634,19 +634,7 @@ START_TEST(test_fuzz)
 }
 END_TEST
 
-static Suite *ps2_suite(void)
-{
-	Suite *s = suite_create("ps2");
-
-	ADD_TCASE(s, "core", setup, teardown, 60, test_linux_i8042_probe, test_atkbd_translated,
-		  test_every_key_three_ways, test_set2_sequences, test_kbd_commands,
-		  test_kbd_disable, test_kbd_queue, test_psmouse_stream, test_mouse_flood,
-		  test_mouse_remote_and_scaling, test_mouse_commands, test_interleaved,
-		  test_save_load_mid_stream, test_fuzz);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(ps2_suite());
-}
+SUITE_MAIN("ps2", "core", setup, teardown, 60, test_linux_i8042_probe, test_atkbd_translated,
+	   test_every_key_three_ways, test_set2_sequences, test_kbd_commands, test_kbd_disable,
+	   test_kbd_queue, test_psmouse_stream, test_mouse_flood, test_mouse_remote_and_scaling,
+	   test_mouse_commands, test_interleaved, test_save_load_mid_stream, test_fuzz)

@@ -529,19 +529,7 @@ START_TEST(test_load_rejects_corruption)
 }
 END_TEST
 
-static Suite *rtc_suite(void)
-{
-	Suite *s = suite_create("cmos_rtc");
-
-	ADD_TCASE(s, "core", setup, teardown, 30, test_defaults_bcd_24h, test_binary_and_12h,
-		  test_set_bit_sets_clock, test_write_running_clock, test_regs_a_c_d,
-		  test_update_interrupt, test_alarm, test_index_nmi_bit_and_nvram,
-		  test_memory_bytes, test_board_bytes, test_fuzz, test_save_load_roundtrip,
-		  test_load_rejects_corruption);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(rtc_suite());
-}
+SUITE_MAIN("cmos_rtc", "core", setup, teardown, 30, test_defaults_bcd_24h, test_binary_and_12h,
+	   test_set_bit_sets_clock, test_write_running_clock, test_regs_a_c_d,
+	   test_update_interrupt, test_alarm, test_index_nmi_bit_and_nvram, test_memory_bytes,
+	   test_board_bytes, test_fuzz, test_save_load_roundtrip, test_load_rejects_corruption)

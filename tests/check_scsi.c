@@ -338,23 +338,25 @@ START_TEST(absent_lun)
 }
 END_TEST
 
+/* A command doing action that fails with err ends in CHECK CONDITION key/asc. */
+static void expect_errno_sense(enum scsi_action action, int err, uint8_t key, uint16_t asc)
+{
+	c.action = action;
+	scsi_cmd_set_errno(&c, err);
+	expect_check(key, asc);
+}
+
 START_TEST(errno_sense)
 {
-	c.action = SCSI_ACT_READ;
-	scsi_cmd_set_errno(&c, -EIO);
-	expect_check(SCSI_SENSE_MEDIUM_ERROR, SCSI_ASC_UNRECOVERED_READ_ERROR);
-	c.action = SCSI_ACT_WRITE;
-	scsi_cmd_set_errno(&c, -EIO);
-	expect_check(SCSI_SENSE_MEDIUM_ERROR, SCSI_ASC_WRITE_ERROR);
-	c.action = SCSI_ACT_WRITE;
-	scsi_cmd_set_errno(&c, -EROFS);
-	expect_check(SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);
-	c.action = SCSI_ACT_WRITE;
-	scsi_cmd_set_errno(&c, -ENOSPC);
-	expect_check(SCSI_SENSE_DATA_PROTECT, SCSI_ASC_SPACE_ALLOC_FAILED);
-	c.action = SCSI_ACT_DISCARD;
-	scsi_cmd_set_errno(&c, -EOPNOTSUPP);
-	expect_check(SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_INTERNAL_TARGET_FAILURE);
+	expect_errno_sense(SCSI_ACT_READ, -EIO, SCSI_SENSE_MEDIUM_ERROR,
+			   SCSI_ASC_UNRECOVERED_READ_ERROR);
+	expect_errno_sense(SCSI_ACT_WRITE, -EIO, SCSI_SENSE_MEDIUM_ERROR, SCSI_ASC_WRITE_ERROR);
+	expect_errno_sense(SCSI_ACT_WRITE, -EROFS, SCSI_SENSE_DATA_PROTECT,
+			   SCSI_ASC_WRITE_PROTECTED);
+	expect_errno_sense(SCSI_ACT_WRITE, -ENOSPC, SCSI_SENSE_DATA_PROTECT,
+			   SCSI_ASC_SPACE_ALLOC_FAILED);
+	expect_errno_sense(SCSI_ACT_DISCARD, -EOPNOTSUPP, SCSI_SENSE_HARDWARE_ERROR,
+			   SCSI_ASC_INTERNAL_TARGET_FAILURE);
 }
 END_TEST
 
@@ -381,18 +383,6 @@ START_TEST(cdb_fuzz)
 }
 END_TEST
 
-static Suite *scsi_suite(void)
-{
-	Suite *s = suite_create("scsi");
-
-	ADD_TCASE(s, "disk", setup, NULL, 0, inquiry_standard, inquiry_vpd, read_capacity,
-		  read_write_decoding, lba_out_of_range, write_protected, invalid_opcode,
-		  mode_sense, report_luns_sense_tur, unmap, write_same, absent_lun, errno_sense,
-		  cdb_fuzz);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(scsi_suite());
-}
+SUITE_MAIN("scsi", "disk", setup, NULL, 0, inquiry_standard, inquiry_vpd, read_capacity,
+	   read_write_decoding, lba_out_of_range, write_protected, invalid_opcode, mode_sense,
+	   report_luns_sense_tur, unmap, write_same, absent_lun, errno_sense, cdb_fuzz)

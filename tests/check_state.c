@@ -210,17 +210,6 @@ START_TEST(test_section_end_bad_mark)
 }
 END_TEST
 
-static Suite *state_suite(void)
-{
-	Suite *s = suite_create("state");
-
-	ADD_TCASE(s, "core", NULL, NULL, 0, test_fields_little_endian, test_growth,
-		  test_reader_sticky_error, test_writer_error_sticky, test_section_framing,
-		  test_section_open_rejects, test_section_end_bad_mark);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(state_suite());
-}
+SUITE_MAIN("state", "core", NULL, NULL, 0, test_fields_little_endian, test_growth,
+	   test_reader_sticky_error, test_writer_error_sticky, test_section_framing,
+	   test_section_open_rejects, test_section_end_bad_mark)

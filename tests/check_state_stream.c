@@ -638,6 +638,16 @@ END_TEST
 
 /* ---- the saved configuration ---- */
 
+/* Defaults, then the JSON config text (named name in messages) into c. */
+static void load_json(struct vm_config *c, const char *name, const char *text)
+{
+	char err[512];
+
+	config_defaults(c);
+	ck_assert_msg(config_load_json_text(c, name, text, strlen(text), err, sizeof(err)) == 0,
+		      "%s: %s", text, err);
+}
+
 START_TEST(test_config_round_trip)
 {
 	struct vm_config c, back;
@@ -647,17 +657,12 @@ START_TEST(test_config_round_trip)
 		"\"on_reboot\": \"exit\", "
 		"\"disks\": [\"path=/d/a,,b.img,bus=scsi,readonly,cache=none,target=5\"], "
 		"\"net\": [\"tap=tap7,vlan=9,queues=2\"]}";
-	char err[512], *json;
+	char *json;
 
-	config_defaults(&c);
-	ck_assert_msg(config_load_json_text(&c, "test", conf, strlen(conf), err, sizeof(err)) == 0,
-		      "%s", err);
+	load_json(&c, "test", conf);
 	json = config_to_json(&c);
 	ck_assert_ptr_nonnull(json);
-	config_defaults(&back);
-	ck_assert_msg(config_load_json_text(&back, "saved", json, strlen(json), err, sizeof(err)) ==
-			      0,
-		      "%s: %s", json, err);
+	load_json(&back, "saved", json);
 	ck_assert_str_eq(back.kernel, "/k/vmlinux");
 	ck_assert_str_eq(back.cmdline, c.cmdline);
 	ck_assert_uint_eq(back.mem_size, 1ull << 30);
@@ -876,19 +881,14 @@ START_TEST(test_config_round_trip_firmware)
 		"\"disks\": [\"path=/d/ide.vhd,bus=ide,unit=1,format=vhd\", "
 		"\"bus=ide,unit=2,media=cdrom\", \"path=/d/s.img,bus=scsi,target=3,format=raw\"], "
 		"\"net\": [\"tap=tap3,model=tulip,vlan=4\"], \"vga\": \"std,mem=32M,rom=none\"}";
-	char err[512], *json;
+	char *json;
 
-	config_defaults(&c);
-	ck_assert_msg(config_load_json_text(&c, "test", conf, strlen(conf), err, sizeof(err)) == 0,
-		      "%s", err);
+	load_json(&c, "test", conf);
 	c.vga_mem = 32ull << 20; /* what config_vga_validate leaves */
 	json = config_to_json(&c);
 	ck_assert_ptr_nonnull(json);
 	ck_assert_msg(!strstr(json, "cmdline") && !strstr(json, "kernel"), "%s", json);
-	config_defaults(&back);
-	ck_assert_msg(config_load_json_text(&back, "saved", json, strlen(json), err, sizeof(err)) ==
-			      0,
-		      "%s: %s", json, err);
+	load_json(&back, "saved", json);
 	ck_assert_ptr_null(back.kernel);
 	ck_assert_str_eq(back.firmware, "/fw/bios.bin");
 	ck_assert_uint_eq(back.boot.n, 2);

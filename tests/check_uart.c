@@ -77,6 +77,14 @@ START_TEST(test_reset_values)
 }
 END_TEST
 
+/* Replace the fixture's UART by one writing to a new non-blocking pipe p. */
+static void uart_on_pipe(int p[2])
+{
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
+	u->ops->destroy(u);
+	u = new_uart(p[1]);
+}
+
 START_TEST(test_dlab)
 {
 	int p[2];
@@ -115,9 +123,7 @@ START_TEST(test_loopback)
 {
 	int p[2];
 
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
-	u->ops->destroy(u);
-	u = new_uart(p[1]);
+	uart_on_pipe(p);
 
 	/* Linux autoconfig: MCR = LOOP | RTS | OUT2 must read MSR[7:4] = 0x90. */
 	wr(MCR, 0x10 | 0x0a);
@@ -240,9 +246,7 @@ START_TEST(test_thre_interrupt)
 {
 	int p[2];
 
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
-	u->ops->destroy(u);
-	u = new_uart(p[1]);
+	uart_on_pipe(p);
 	wr(MCR, 0x08);
 	ck_assert_int_eq(irq.level, 0);
 	wr(IER, 0x02); /* THR is empty: THRE at once */
@@ -552,20 +556,8 @@ START_TEST(test_load_rejects_corruption)
 }
 END_TEST
 
-static Suite *uart_suite(void)
-{
-	Suite *s = suite_create("uart16550");
-
-	ADD_TCASE(s, "core", setup, teardown, 30, test_reset_values, test_dlab, test_loopback,
-		  test_fifo_mode_iir_bits, test_fifo_overflow, test_rx_trigger_levels,
-		  test_thre_interrupt, test_iir_priority, test_out2_gating,
-		  test_output_pipe_nonblocking_full, test_output_pipe_blocking_full,
-		  test_wide_access_split, test_fuzz, test_save_load_roundtrip,
-		  test_load_rejects_corruption);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(uart_suite());
-}
+SUITE_MAIN("uart16550", "core", setup, teardown, 30, test_reset_values, test_dlab, test_loopback,
+	   test_fifo_mode_iir_bits, test_fifo_overflow, test_rx_trigger_levels, test_thre_interrupt,
+	   test_iir_priority, test_out2_gating, test_output_pipe_nonblocking_full,
+	   test_output_pipe_blocking_full, test_wide_access_split, test_fuzz,
+	   test_save_load_roundtrip, test_load_rejects_corruption)

@@ -53,6 +53,18 @@ static UNUSED_FN TCase *add_tcase(Suite *s, const char *name, SFun setup, SFun t
 	add_tcase(s, name, setup, teardown, timeout, TTESTS_(__VA_ARGS__), \
 		  sizeof(TTESTS_(__VA_ARGS__)) / sizeof(const TTest *))
 
+/* The main() of a suite that is one TCase: SUITE_MAIN("suite", "tcase", setup,
+ * teardown, timeout, test_a, test_b, ...) runs them (as ADD_TCASE adds them)
+ * and exits 1 if any failed. */
+#define SUITE_MAIN(suite, tcase, setup, teardown, timeout, ...)             \
+	int main(void)                                                      \
+	{                                                                   \
+		Suite *s = suite_create(suite);                             \
+                                                                            \
+		ADD_TCASE(s, tcase, setup, teardown, timeout, __VA_ARGS__); \
+		return run_suite(s);                                        \
+	}
+
 /* mkdtemp(3) on tmpl ("...XXXXXX"); a suite cannot run without it. */
 static UNUSED_FN void make_tmpdir(char *tmpl)
 {

@@ -1075,24 +1075,12 @@ START_TEST(test_state_hostile)
 }
 END_TEST
 
-static Suite *vga_suite(void)
-{
-	Suite *s = suite_create("vga");
-
-	ADD_TCASE(s, "vga", setup, teardown, 120, test_pci_function, test_bad_options,
-		  test_register_readback, test_status_and_attribute_flipflop, test_dac,
-		  test_write_mode0, test_write_modes_1_2_3, test_map_mask, test_read_modes,
-		  test_chain4_and_odd_even, test_text_screen, test_text_font_change,
-		  test_text_cursor_and_blink, test_mode13, test_mode12, test_vbe_32bpp,
-		  test_transient_text_size, test_two_cell_text, test_vbe_16_24_8bpp,
-		  test_vbe_panning, test_vbe_hostile, test_crtc_hostile, test_only_changes_drawn,
-		  test_text_cell_changes, test_lfb_dirty_bitmap, test_lfb_memslot,
-		  test_lfb_poll_backoff, test_mmio_bar, test_notify, test_fuzz,
-		  test_state_roundtrip, test_state_hostile);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(vga_suite());
-}
+SUITE_MAIN("vga", "vga", setup, teardown, 120, test_pci_function, test_bad_options,
+	   test_register_readback, test_status_and_attribute_flipflop, test_dac, test_write_mode0,
+	   test_write_modes_1_2_3, test_map_mask, test_read_modes, test_chain4_and_odd_even,
+	   test_text_screen, test_text_font_change, test_text_cursor_and_blink, test_mode13,
+	   test_mode12, test_vbe_32bpp, test_transient_text_size, test_two_cell_text,
+	   test_vbe_16_24_8bpp, test_vbe_panning, test_vbe_hostile, test_crtc_hostile,
+	   test_only_changes_drawn, test_text_cell_changes, test_lfb_dirty_bitmap, test_lfb_memslot,
+	   test_lfb_poll_backoff, test_mmio_bar, test_notify, test_fuzz, test_state_roundtrip,
+	   test_state_hostile)

@@ -95,15 +95,21 @@ static void wr(uint64_t off, unsigned size, uint64_t v)
 	dev->ops->write(dev, 0, off, size, v);
 }
 
+/* The transport under test: NQ queues of 64, 24 config bytes, features offered. */
+static struct virtio_dev_info test_info(uint64_t features)
+{
+	return (struct virtio_dev_info){ .name = "test",
+					 .device_id = 42,
+					 .class_code = 0x018000,
+					 .features = features,
+					 .num_queues = NQ,
+					 .queue_size = 64,
+					 .cfg_size = 24 };
+}
+
 static void setup(void)
 {
-	struct virtio_dev_info info = { .name = "test",
-					.device_id = 42,
-					.class_code = 0x018000,
-					.features = 1ULL << 5,
-					.num_queues = NQ,
-					.queue_size = 64,
-					.cfg_size = 24 };
+	struct virtio_dev_info info = test_info(1ULL << 5);
 
 	memset(&model, 0, sizeof(model));
 	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
@@ -523,13 +529,7 @@ static struct model model2;
 
 static struct device *make_second(uint64_t offer_features, struct virtio_dev **out)
 {
-	struct virtio_dev_info info = { .name = "test",
-					.device_id = 42,
-					.class_code = 0x018000,
-					.features = offer_features,
-					.num_queues = NQ,
-					.queue_size = 64,
-					.cfg_size = 24 };
+	struct virtio_dev_info info = test_info(offer_features);
 	struct virtio_dev *v;
 
 	host2 = pci_host_create(NULL);
@@ -625,13 +625,7 @@ END_TEST
 static struct device *make_on_bus(struct bus *mmio, struct device **h, struct model *m,
 				  struct virtio_dev **v, struct pci_dev **p)
 {
-	struct virtio_dev_info info = { .name = "test",
-					.device_id = 42,
-					.class_code = 0x018000,
-					.features = 1ULL << 5,
-					.num_queues = NQ,
-					.queue_size = 64,
-					.cfg_size = 24 };
+	struct virtio_dev_info info = test_info(1ULL << 5);
 	struct pci_board board = { .mmio = mmio };
 
 	bus_init(mmio, "mmio");
@@ -689,19 +683,8 @@ START_TEST(state_bar_and_intx)
 }
 END_TEST
 
-static Suite *virtio_pci_suite(void)
-{
-	Suite *s = suite_create("virtio_pci");
-
-	ADD_TCASE(s, "transport", setup, teardown, 0, create_failure_frees_model,
-		  header_and_capabilities, features, status_and_reset, bad_queue_setup_needs_reset,
-		  notify_fallback, isr_and_intx, msix_vectors, bus_master_gates_dma,
-		  device_config_and_pci_cfg_window, register_fuzz, bar_moves_on_the_bus,
-		  state_transport, state_bar_and_intx);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(virtio_pci_suite());
-}
+SUITE_MAIN("virtio_pci", "transport", setup, teardown, 0, create_failure_frees_model,
+	   header_and_capabilities, features, status_and_reset, bad_queue_setup_needs_reset,
+	   notify_fallback, isr_and_intx, msix_vectors, bus_master_gates_dma,
+	   device_config_and_pci_cfg_window, register_fuzz, bar_moves_on_the_bus, state_transport,
+	   state_bar_and_intx)

@@ -563,24 +563,12 @@ START_TEST(dirty_log_sees_device_writes)
 }
 END_TEST
 
-static Suite *virtqueue_suite(void)
-{
-	Suite *s = suite_create("virtqueue");
-
-	ADD_TCASE(s, "core", setup, teardown, 0, init_validates, simple_chain,
-		  zero_length_buffer_skipped, no_interrupt_flag, event_idx_interrupts,
-		  notify_suppression, index_wraparound, indirect_chain, loop_detected,
-		  self_loop_detected, indirect_loop_detected, full_length_chain_ok,
-		  buffer_outside_ram, buffer_far_outside_ram, oversized_length, address_wraps,
-		  next_out_of_range, head_out_of_range, readable_after_writable,
-		  avail_idx_too_far_ahead, indirect_without_feature, indirect_nested,
-		  indirect_with_next, indirect_bad_length, indirect_too_long,
-		  indirect_table_outside_ram, indirect_next_out_of_table, reset_clears_broken,
-		  reset_waits_for_pop, iov_helpers, dirty_log_sees_device_writes);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(virtqueue_suite());
-}
+SUITE_MAIN("virtqueue", "core", setup, teardown, 0, init_validates, simple_chain,
+	   zero_length_buffer_skipped, no_interrupt_flag, event_idx_interrupts, notify_suppression,
+	   index_wraparound, indirect_chain, loop_detected, self_loop_detected,
+	   indirect_loop_detected, full_length_chain_ok, buffer_outside_ram, buffer_far_outside_ram,
+	   oversized_length, address_wraps, next_out_of_range, head_out_of_range,
+	   readable_after_writable, avail_idx_too_far_ahead, indirect_without_feature,
+	   indirect_nested, indirect_with_next, indirect_bad_length, indirect_too_long,
+	   indirect_table_outside_ram, indirect_next_out_of_table, reset_clears_broken,
+	   reset_waits_for_pop, iov_helpers, dirty_log_sees_device_writes)

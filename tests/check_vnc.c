@@ -511,17 +511,6 @@ START_TEST(test_listen_errors)
 }
 END_TEST
 
-static Suite *vnc_suite(void)
-{
-	Suite *s = suite_create("vnc");
-
-	ADD_TCASE(s, "server", setup, teardown, 60, test_frame_changes_and_resize, test_keys,
-		  test_ack_read_ahead, test_pointer, test_password, test_detach_and_attach,
-		  test_listen_errors, test_password_fifo, test_hostile_clients);
-	return s;
-}
-
-int main(void)
-{
-	return run_suite(vnc_suite());
-}
+SUITE_MAIN("vnc", "server", setup, teardown, 60, test_frame_changes_and_resize, test_keys,
+	   test_ack_read_ahead, test_pointer, test_password, test_detach_and_attach,
+	   test_listen_errors, test_password_fifo, test_hostile_clients)

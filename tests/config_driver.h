@@ -48,4 +48,12 @@ static UNUSED_FN void expect_err(const char *needle)
 	ck_assert_ptr_null(strchr(err, '\n'));
 }
 
+/* RUN_FAILS("needle", ARGS...): run(ARGS..., NULL) fails with a one-line
+ * error naming needle (a macro, so a failure names the caller's line). */
+#define RUN_FAILS(needle, ...)                               \
+	do {                                                 \
+		ck_assert_int_ne(run(__VA_ARGS__, NULL), 0); \
+		expect_err(needle);                          \
+	} while (0)
+
 #endif

@@ -2096,27 +2096,39 @@ tulip_payload_case() { # tulip_payload_case NAME CMDLINE PATTERNS...
 # tulip.bin linkwatch_ms: `kestrel ctl NAME net-link down`, then up, as the
 # driver sees them (the PHY, the link-sense pin, a frame sent while down
 # ends with loss of carrier, ARP answered after).
-tulip_payload_link_case() {
-	n=payload-tulip-net-link
-	case_begin "$n" || return 0
-	net_ns_up "ktl$$" || { expect "no network namespace" false; case_end; return 0; }
-	expect "TAP setup failed" net_tap ktl0
-	net_addr ktl0
-	vmn=tl-$$
+# For the two cases below: in a new namespace $1 with TAP $2, start worker $3
+# (sets vmn, kpid) running tulip.bin with MAC $4, output to $5.log and $5.err,
+# and wait until the guest watches its link. 1 (the case ended) when there is
+# no namespace.
+tulip_linkwatch_start() {
+	net_ns_up "$1" || { expect "no network namespace" false; case_end; return 1; }
+	expect "TAP setup failed" net_tap "$2"
+	net_addr "$2"
+	vmn=$3
 	"$out/kestrel-ns" run --name "$vmn" --serial stdio --kernel "$P/tulip.bin" --debug-exit \
-		--timeout 90s --cmdline "linkwatch_ms=30000" --net tap=ktl0,model=tulip,mac=52:54:00:12:34:62 \
-		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
+		--timeout 90s --cmdline "linkwatch_ms=30000" --net "tap=$2,model=tulip,mac=$4" \
+		</dev/null >"$5.log" 2>"$5.err" &
 	kpid=$!
-	expect "the guest never watched the link" wait_for 60 has "$out/$n.log" "^tulip: watching the link"
+	expect "the guest never watched the link" wait_for 60 has "$5.log" "^tulip: watching the link"
+}
+# Take worker $vmn's link down and up again as "$1" (the guest, the restored
+# guest) printing to $out/$n.log, reap it and check the PASS lines both cases share.
+tulip_link_flap() {
 	expect "net-link down failed" ctl "$vmn" net-link down
-	expect "the guest did not see the link go down" wait_for 40 has "$out/$n.log" "^tulip: link down seen"
+	expect "$1 did not see the link go down" wait_for 40 has "$out/$n.log" "^tulip: link down seen"
 	expect "net-link up failed" ctl "$vmn" net-link up device=net0
 	reap_worker $kpid 90
 	payload_passed "$n"
-	expect "the PHY never showed the link down" has "$out/$n.log" "^PASS: the PHY reports the link down"
-	expect "no loss of carrier while down" has "$out/$n.log" "^PASS: a frame sent while the link is down"
 	expect "the PHY never showed the link up again" has "$out/$n.log" "^PASS: the PHY reports the link up again"
 	expect "no ARP reply after the link came back" has "$out/$n.log" "^PASS: ARP request answered"
+}
+tulip_payload_link_case() {
+	n=payload-tulip-net-link
+	case_begin "$n" || return 0
+	tulip_linkwatch_start "ktl$$" ktl0 "tl-$$" 52:54:00:12:34:62 "$out/$n" || return 0
+	tulip_link_flap "the guest"
+	expect "the PHY never showed the link down" has "$out/$n.log" "^PASS: the PHY reports the link down"
+	expect "no loss of carrier while down" has "$out/$n.log" "^PASS: a frame sent while the link is down"
 	case_end "$out/$n.log" "$out/$n.err"
 	net_ns_down
 }
@@ -2127,15 +2139,7 @@ tulip_payload_link_case() {
 tulip_state_case() {
 	n=payload-tulip-state
 	case_begin "$n" || return 0
-	net_ns_up "kts$$" || { expect "no network namespace" false; case_end; return 0; }
-	expect "TAP setup failed" net_tap kts0
-	net_addr kts0
-	vmn=ts-$$
-	"$out/kestrel-ns" run --name "$vmn" --serial stdio --kernel "$P/tulip.bin" --debug-exit \
-		--timeout 90s --cmdline "linkwatch_ms=30000" --net tap=kts0,model=tulip,mac=52:54:00:12:34:63 \
-		</dev/null >"$out/$n-1.log" 2>"$out/$n-1.err" &
-	kpid=$!
-	expect "the guest never watched the link" wait_for 60 has "$out/$n-1.log" "^tulip: watching the link"
+	tulip_linkwatch_start "kts$$" kts0 "ts-$$" 52:54:00:12:34:63 "$out/$n-1" || return 0
 	expect "the save failed: $(tail -n 2 "$out/$vmn.save" 2>/dev/null | tr '\n' ' ')" \
 		state_save "$vmn" "$out/$vmn.state"
 	reap_worker $kpid 60
@@ -2144,14 +2148,7 @@ tulip_state_case() {
 		</dev/null >"$out/$n.log" 2>"$out/$n.err" &
 	kpid=$!
 	expect "the restored worker's socket never answered" wait_for 20 alive "$vmn"
-	expect "net-link down failed" ctl "$vmn" net-link down
-	expect "the restored guest did not see the link go down" \
-		wait_for 40 has "$out/$n.log" "^tulip: link down seen"
-	expect "net-link up failed" ctl "$vmn" net-link up device=net0
-	reap_worker $kpid 90
-	payload_passed "$n"
-	expect "the PHY never showed the link up again" has "$out/$n.log" "^PASS: the PHY reports the link up again"
-	expect "no ARP reply after the link came back" has "$out/$n.log" "^PASS: ARP request answered"
+	tulip_link_flap "the restored guest"
 	expect "the guest started again" fails has "$out/$n.log" "^tulip: mac "
 	case_end "$out/$n.log" "$out/$n.err"
 	net_ns_down

@@ -35,6 +35,7 @@
  *                       counts. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,32 +126,32 @@ static int pump(rfbClient *c, double ms)
 	return 0;
 }
 
+/* Pump until the screen is w x h (same) or no longer is (!same), for at most
+ * ms; print the size. 0 when it came, 1 on timeout, 2 when the server went. */
+static int wait_size(rfbClient *c, int w, int h, bool same, const char *ms)
+{
+	double end = now_ms() + atof(ms);
+	bool done;
+
+	while (!(done = (st.w == w && st.h == h) == same) && now_ms() < end)
+		if (pump(c, 50) < 0)
+			return 2;
+	printf("vnc-client: size %dx%d%s\n", st.w, st.h, done ? "" : " (timeout)");
+	return done ? 0 : 1;
+}
+
 static int step_size(rfbClient *c, const char *wxh, const char *ms)
 {
 	int w = 0, h = 0;
-	double end = now_ms() + atof(ms);
 
 	if (sscanf(wxh, "%dx%d", &w, &h) != 2)
 		return 2;
-	while (!(st.w == w && st.h == h) && now_ms() < end)
-		if (pump(c, 50) < 0)
-			return 2;
-	printf("vnc-client: size %dx%d%s\n", st.w, st.h,
-	       st.w == w && st.h == h ? "" : " (timeout)");
-	return st.w == w && st.h == h ? 0 : 1;
+	return wait_size(c, w, h, true, ms);
 }
 
 static int step_resize(rfbClient *c, const char *ms)
 {
-	int w = st.w, h = st.h;
-	double end = now_ms() + atof(ms);
-
-	while (st.w == w && st.h == h && now_ms() < end)
-		if (pump(c, 50) < 0)
-			return 2;
-	printf("vnc-client: size %dx%d%s\n", st.w, st.h,
-	       st.w == w && st.h == h ? " (timeout)" : "");
-	return st.w == w && st.h == h ? 1 : 0;
+	return wait_size(c, st.w, st.h, false, ms);
 }
 
 static int write_ppm(rfbClient *c, const char *path)

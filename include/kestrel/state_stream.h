@@ -48,6 +48,10 @@ struct stream_header {
 	uint64_t ram_off, ram_len; /* ram_off page-aligned; the file is ram_off + ram_len long */
 };
 
+/* Format a one-line message into err (nothing when errlen is 0); -EINVAL.
+ * The parsers here and the migration wire checks (migrate/wire.c) share it. */
+int stream_err(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
+
 void stream_header_encode(const struct stream_header *h, uint8_t out[STREAM_HEADER_SIZE]);
 /* Check magic, version, header checksum and that the areas fit file_size and
  * do not overlap. 0 or -EINVAL with one line in err. */
