@@ -246,13 +246,17 @@ rig_qemu_inputs() {
 
 # rig_build_run STAGE: the per-run part (binary, payloads, --add, command).
 rig_build_run() {
-	local s="$1" bin add src dest
+	local s="$1" bin add src dest vnclib
 	mkdir -p "$s/rig/work" "$s/usr/bin"
 	printf '%s\n' "$RIG_CMD" >"$s/rig/cmd"
 	bin="${KESTREL_BIN:-$KESTREL_ROOT/build/kestrel}"
 	if [ "$SHIP_KESTREL" = 1 ]; then
 		if [ -x "$bin" ]; then
 			copy_with_libs "$s" "$bin" /usr/bin/kestrel
+			# libvncserver is dlopen()ed for --display vnc= (src/display/vnc_lib.h),
+			# so ldd does not list it: the library and its own libraries.
+			vnclib=$(/sbin/ldconfig -p 2>/dev/null | awk '/libvncserver\.so\.1 .*x86-64/ { print $NF; exit }')
+			[ -n "$vnclib" ] && copy_with_libs "$s" "$vnclib" "$vnclib"
 		else
 			warn "no kestrel binary at $bin; running without it"
 		fi
