@@ -2601,6 +2601,7 @@ fw_migrate_case() {
 		wait_for 90 has "$out/$n.log" "^bootsect: waiting for a key"
 	bg_run "$tg" --incoming "unix:$out/$n.sock" --timeout 60s
 	dst_pid=$bg_pid
+	expect "the target never listened" wait_for 30 has "$out/$tg.err" "waiting for a migration"
 	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
 		migrate_to "$n" "unix:$out/$n.sock"
 	reap_worker $src_pid 60
