@@ -15,6 +15,8 @@
  * and one it writes is copied then. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,25 +74,52 @@ static int in_listen(const char *uri, char *err, size_t errlen)
 	return fd;
 }
 
-/* One connection, then the listener is gone (a unix socket's file too). */
-static int in_accept(const char *uri, char *err, size_t errlen)
+/* Wait up to wait_ms (0: for ever) for the one connection; -ETIMEDOUT. */
+static int in_wait(int lfd, uint64_t wait_ms)
 {
-	int lfd = in_listen(uri, err, errlen), fd;
+	uint64_t end = clock_mono_ms() + wait_ms;
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+
+	for (;;) {
+		uint64_t now = clock_mono_ms();
+		int r;
+
+		if (wait_ms && now >= end)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, wait_ms ? (int)MIN(end - now, (uint64_t)INT_MAX) : -1);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+/* One connection, then the listener is gone (a unix socket's file too). */
+static int in_accept(const char *uri, uint64_t wait_ms, char *err, size_t errlen)
+{
+	int lfd = in_listen(uri, err, errlen), fd = -1, ret;
 
 	if (lfd < 0)
 		return lfd;
 	kinfo("waiting for a migration on %s", uri);
-	do
-		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	while (fd < 0 && errno == EINTR);
-	if (fd < 0)
-		snprintf(err, errlen, "--incoming %s: accept: %s", uri, strerror(errno));
+	ret = in_wait(lfd, wait_ms);
+	if (ret == -ETIMEDOUT)
+		snprintf(err, errlen, "--incoming %s: no migration arrived within the --timeout",
+			 uri);
+	else if (ret)
+		snprintf(err, errlen, "--incoming %s: poll: %s", uri, strerror(-ret));
+	while (!ret && (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	if (!ret && fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "--incoming %s: accept: %s", uri, strerror(-ret));
+	}
 	close(lfd);
 	if (!strncmp(uri, "unix:", 5))
 		unlink(uri + 5);
 	if (fd >= 0)
 		mig_tune(fd);
-	return fd < 0 ? -errno : fd;
+	return ret ? ret : fd;
 }
 
 /* The guest's CPUID must be one this host's KVM can give (the same check
@@ -374,7 +403,8 @@ int migrate_incoming_switch(struct migrate_in *in, char *err, size_t errlen)
 	return 0;
 }
 
-int migrate_incoming(const char *uri, struct migrate_in **out, char *err, size_t errlen)
+int migrate_incoming(const char *uri, uint64_t wait_ms, struct migrate_in **out, char *err,
+		     size_t errlen)
 {
 	struct incoming in = { .uri = uri,
 			       .memfd = -1,
@@ -383,7 +413,7 @@ int migrate_incoming(const char *uri, struct migrate_in **out, char *err, size_t
 	int ret;
 
 	*out = NULL;
-	in.c.fd = in_accept(uri, err, errlen);
+	in.c.fd = in_accept(uri, wait_ms, err, errlen);
 	if (in.c.fd < 0)
 		return in.c.fd;
 	ret = in_handshake(&in, err, errlen);

@@ -163,7 +163,8 @@ static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *e
  * sandbox_init, which closes inherited descriptors). */
 static int incoming_config(struct vm_config *cfg, struct migrate_in **in, char *err, size_t errlen)
 {
-	int rc = migrate_incoming(cfg->incoming, in, err, errlen);
+	/* --timeout bounds the wait for the source too. */
+	int rc = migrate_incoming(cfg->incoming, cfg->timeout_ms, in, err, errlen);
 
 	rc = rc ?: adopt_saved_config(cfg, *in, err, errlen);
 	return rc ?: config_validate(cfg, err, errlen);
@@ -276,9 +277,12 @@ static int cmd_run(int argc, char **argv)
 		sandbox_abort();
 	}
 	if (rc) {
+		/* No source within --timeout ends as a timeout does. */
+		int status = rc == -ETIMEDOUT && cfg.incoming ? EXIT_TIMEOUT : EXIT_USAGE;
+
 		kerr("%s", err);
 		config_free(&cfg);
-		return EXIT_USAGE;
+		return status;
 	}
 	/* The control socket outlives each boot (docs/control.md). */
 	if (control_vm_create(&cv, &cfg, err, sizeof(err))) {

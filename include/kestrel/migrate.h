@@ -94,8 +94,9 @@ int migrate_send(struct machine *m, const struct migrate_send_opts *o,
 		 struct migrate_send_result *res, char *err, size_t errlen) WARN_UNUSED;
 /* --incoming: listen on uri, take one migration and check all of it as a
  * saved-state file; *out is then what migrate_restore_config and
- * migrate_restore_machine take. One line in err on failure. */
-int migrate_incoming(const char *uri, struct migrate_in **out, char *err,
+ * migrate_restore_machine take. No connection within wait_ms (0: no limit)
+ * is -ETIMEDOUT. One line in err on failure. */
+int migrate_incoming(const char *uri, uint64_t wait_ms, struct migrate_in **out, char *err,
 		     size_t errlen) WARN_UNUSED;
 /* The target is ready to build the machine: tell the source, which lets go
  * of the disks and says SWITCH. 0 (also for a file), or -errno with one
