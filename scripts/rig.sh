@@ -255,7 +255,8 @@ rig_build_run() {
 			copy_with_libs "$s" "$bin" /usr/bin/kestrel
 			# libvncserver is dlopen()ed for --display vnc= (src/display/vnc_lib.h),
 			# so ldd does not list it: the library and its own libraries.
-			vnclib=$(/sbin/ldconfig -p 2>/dev/null | awk '/libvncserver\.so\.1 .*x86-64/ { print $NF; exit }')
+			# (awk reads to the end: an early exit would SIGPIPE ldconfig under pipefail)
+			vnclib=$(/sbin/ldconfig -p 2>/dev/null | awk '/libvncserver\.so\.1 .*x86-64/ && !f { print $NF; f = 1 }') || vnclib=
 			[ -n "$vnclib" ] && copy_with_libs "$s" "$vnclib" "$vnclib"
 		else
 			warn "no kestrel binary at $bin; running without it"
