@@ -73,7 +73,8 @@ enum {
 	F_MOUSE,
 	F_DUMP,
 	F_CD_CHANGE,
-	F_CD_EJECT
+	F_CD_EJECT,
+	F_MIGRATE
 };
 
 static struct fake_vm fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .state = "running" };
@@ -206,6 +207,17 @@ static int f_save(void *o, const char *path, bool keep, json_object *ret, struct
 	return fake_enter(F_SAVE, e);
 }
 
+static int f_migrate(void *o, const char *uri, uint64_t max_downtime_ms, uint64_t bandwidth,
+		     json_object *ret, struct control_error *e)
+{
+	(void)o;
+	(void)max_downtime_ms;
+	(void)bandwidth;
+	snprintf(fake.last_path, sizeof(fake.last_path), "%s", uri);
+	json_object_object_add(ret, "uri", json_object_new_string(uri));
+	return fake_enter(F_MIGRATE, e);
+}
+
 static int f_snapshot(void *o, const char *action, const char *name, struct control_call *call,
 		      json_object *ret, struct control_error *e)
 {
@@ -279,7 +291,7 @@ static const struct control_ops fake_ops = {
 	.query_status = f_status, .query_vm = f_vm, .pause = f_pause, .resume = f_resume,
 	.shutdown = f_shutdown, .stop = f_stop, .reset = f_reset, .stats = f_stats,
 	.disk_add = f_add, .disk_remove = f_remove, .net_link = f_net, .dirty_log = f_dirty,
-	.save = f_save, .snapshot = f_snapshot,
+	.save = f_save, .snapshot = f_snapshot, .migrate = f_migrate,
 	.send_key = f_key, .mouse_move = f_mouse,
 	.screendump = f_dump,
 	.cdrom_change = f_cd_change, .cdrom_eject = f_cd_eject, .tick = f_tick,
@@ -592,6 +604,10 @@ START_TEST(request_argument_errors)
 		REQ("save", "{\"path\":\"vm.state\"}"),
 		REQ("save", "{\"path\":\"/vm.state\",\"keep-running\":\"yes\"}"),
 		REQ("save", "{\"path\":\"/vm.state\",\"keep_running\":true}"),
+		/* A relative file or socket would be the worker's, not the caller's. */
+		REQ("migrate", "{\"uri\":\"file:vm.state\"}"),
+		REQ("migrate", "{\"uri\":\"unix:mig.sock\"}"),
+		REQ("migrate", "{\"uri\":\"file:\"}"),
 		REQ("snapshot", "{}"),
 		REQ("snapshot", "{\"action\":\"revert\",\"name\":\"a\"}"),
 		REQ("snapshot", "{\"action\":\"create\"}"),
@@ -639,6 +655,7 @@ START_TEST(request_argument_errors)
 	ck_assert_int_eq(fake.calls[F_ADD], 0);
 	ck_assert_int_eq(fake.calls[F_SHUTDOWN], 0);
 	ck_assert_int_eq(fake.calls[F_SAVE], 0);
+	ck_assert_int_eq(fake.calls[F_MIGRATE], 0);
 	ck_assert_int_eq(fake.calls[F_KEY], 0);
 	ck_assert_int_eq(fake.calls[F_MOUSE], 0);
 	ck_assert_int_eq(fake.calls[F_DUMP], 0);
@@ -1635,6 +1652,14 @@ START_TEST(ctl_commands)
 	ck_assert_int_eq(fake.last_disk.target, 4);
 	ck_assert_str_eq(fake.last_disk.format, "raw");
 	ck_assert(fake.last_disk.readonly);
+	ck_assert_int_eq(run_kestrel((const char *const[]){ "ctl", sock_path, "migrate",
+							    "file:vm.state", "--no-wait", NULL },
+				     tmpdir),
+			 0);
+	snprintf(want, sizeof(want), "file:%s/vm.state", tmpdir);
+	ck_assert_str_eq(fake.last_path, want);
+	ck_assert_int_eq(CTL("migrate", "tcp:127.0.0.1:4444", "--no-wait"), 0);
+	ck_assert_str_eq(fake.last_path, "tcp:127.0.0.1:4444");
 	ck_assert_int_eq(CTL("disk-remove", "7"), 0);
 	ck_assert_int_eq(fake.last_target, 7);
 	ck_assert_int_eq(CTL("net-link", "up"), 0);

@@ -175,9 +175,17 @@ static int cmd_save(const struct control_ops *ops, void *o, const struct control
 static int cmd_migrate(const struct control_ops *ops, void *o, const struct control_args *a,
 		       struct control_call *call, json_object *ret, struct control_error *e)
 {
+	const char *uri = a->str[0];
+
 	(void)call;
 	if (!ops->migrate)
 		return control_fail(e, CTL_E_UNSUPPORTED, "this worker cannot migrate");
+	/* As for save's path: the worker's directory is nothing the caller
+	 * knows (and may be a sandbox's), so a file or socket is named in full. */
+	if ((!strncmp(uri, "file:", 5) && uri[5] != '/') ||
+	    (!strncmp(uri, "unix:", 5) && uri[5] != '/'))
+		return control_fail(e, CTL_E_ARGUMENT, "'uri': '%.200s' is not an absolute path",
+				    uri);
 	return ops->migrate(o, a->str[0], a->set[1] ? (uint64_t)a->num[1] : 0,
 			    a->set[2] ? (uint64_t)a->num[2] << 20 : 0, ret, e);
 }

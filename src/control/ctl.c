@@ -200,6 +200,21 @@ static json_object *ctl_abs_path(const char *v)
 	return o;
 }
 
+static json_object *ctl_abs_uri(const char *v)
+{
+	json_object *p = ctl_abs_path(v + 5), *o;
+	char *s;
+
+	if (!p || asprintf(&s, "%.5s%s", v, json_object_get_string(p)) < 0) {
+		json_object_put(p);
+		return json_object_new_string(v);
+	}
+	json_object_put(p);
+	o = json_object_new_string(s);
+	free(s);
+	return o;
+}
+
 static json_object *ctl_value(const struct control_arg *spec, const char *v, const char *key)
 {
 	bool b;
@@ -226,6 +241,11 @@ static json_object *ctl_value(const struct control_arg *spec, const char *v, con
 				     : json_object_new_string(v);
 	case CTL_ARG_PATH: return ctl_abs_path(v);
 	case CTL_ARG_STRING:
+		/* migrate file:PATH and unix:PATH: relative to the caller too. */
+		if (!strcmp(spec->name, "uri") &&
+		    (!strncmp(v, "file:", 5) || !strncmp(v, "unix:", 5)) && v[5] && v[5] != '/')
+			return ctl_abs_uri(v);
+		return json_object_new_string(v);
 	case CTL_ARG_ENUM: return json_object_new_string(v);
 	}
 	fprintf(stderr, "kestrel: ctl: %s=%s: expected %s\n", key, v,
