@@ -1,14 +1,17 @@
 /* The target of a live migration (docs/migration.md): `kestrel run
  * --incoming ADDR` listens, takes one connection and closes the listener,
  * checks the source's HELLO (versions, configuration, CPUID against this
- * host's KVM through cpuid_state_check) and then receives RAM into a memfd
- * laid out exactly as a saved-state file (page i at ram_off + i * 4096).
- * When STATE arrives it writes the header and the records there (the RAM
- * record from what it received) and hands the memfd to the restore path,
- * which checks it as it checks a file: a hostile or cut stream ends here,
- * before anything is built, with one line and exit 2. The machine is built
- * only after the source said SWITCH (it has let go of the disks), and the
- * source learns the outcome (migrate_incoming_done) before the vCPUs start.
+ * host's KVM through cpuid_state_check) and, while the worker builds its
+ * machine from that configuration (disks opened without their locks, which
+ * the source holds), keeps the source waiting; then it receives RAM into a
+ * memfd laid out exactly as a saved-state file (page i at ram_off + i *
+ * 4096). When STATE arrives it writes the header and the records there
+ * (the RAM record from what it received) and hands the memfd to the restore
+ * path, which checks it as it checks a file: a hostile or cut stream ends
+ * here, before anything runs, with one line and exit 2. Only after the
+ * source said SWITCH (it has let go of the disks) are the disks taken over
+ * and the state loaded, so the source's pause spans that and no more; it
+ * learns the outcome (migrate_incoming_done) before the vCPUs start.
  *
  * RAM reaches the guest lazily: the machine maps the memfd privately
  * (gm_map_file), so a page the guest only reads is shared with the memfd
@@ -38,8 +41,9 @@
 #define IN_RECORDS_MAX (STREAM_RECORDS_MAX / 2)
 #define IN_RAM_OFF     ALIGN_UP((uint64_t)STREAM_HEADER_SIZE + STREAM_RECORDS_MAX, STREAM_PAGE)
 
-struct incoming {
-	const char *uri;
+struct migrate_incoming {
+	char *uri;
+	char *conf; /* the HELLO's configuration (JSON) */
 	struct mig_conn c;
 	int memfd;
 	uint8_t *ram;	     /* the memfd's RAM area, shared */
@@ -122,6 +126,13 @@ static int in_accept(const char *uri, uint64_t wait_ms, char *err, size_t errlen
 	return ret ? ret : fd;
 }
 
+/* The source's last word from us: why we do not take the VM. */
+static void in_refuse(struct migrate_incoming *in, int ret, const char *why)
+{
+	if (mig_send_reply(&in->c, ret, why))
+		kdebug("incoming: the source is gone already");
+}
+
 /* The guest's CPUID must be one this host's KVM can give (the same check
  * as a restore's; the table comes again with STATE and is checked again). */
 static int in_check_cpuid(struct mig_hello *h, unsigned ncpus, char *why, size_t whylen)
@@ -153,7 +164,8 @@ static int in_check_cpuid(struct mig_hello *h, unsigned ncpus, char *why, size_t
 	return ret;
 }
 
-static int in_hello_check(struct incoming *in, struct mig_hello *h, char *why, size_t whylen)
+static int in_hello_check(struct migrate_incoming *in, struct mig_hello *h, char *why,
+			  size_t whylen)
 {
 	struct vm_config cfg;
 	char cerr[400];
@@ -174,7 +186,8 @@ static int in_hello_check(struct incoming *in, struct mig_hello *h, char *why, s
 	return ret;
 }
 
-static int in_setup_ram(struct incoming *in, const struct mig_hello *h, char *why, size_t whylen)
+static int in_setup_ram(struct migrate_incoming *in, const struct mig_hello *h, char *why,
+			size_t whylen)
 {
 	int ret = stream_ram_init(&in->r, h->ram_size, h->ram_low, h->ram_high);
 
@@ -199,7 +212,7 @@ static int in_setup_ram(struct incoming *in, const struct mig_hello *h, char *wh
 	return 0;
 }
 
-static int in_handshake(struct incoming *in, char *err, size_t errlen)
+static int in_handshake(struct migrate_incoming *in, char *err, size_t errlen)
 {
 	uint8_t raw[MIG_HDR_SIZE], *body = NULL;
 	struct mig_hello h = { 0 };
@@ -221,18 +234,21 @@ static int in_handshake(struct incoming *in, char *err, size_t errlen)
 	ret = ret ?: mig_hello_parse(body, hd.len, &h, why, sizeof(why));
 	ret = ret ?: in_hello_check(in, &h, why, sizeof(why));
 	ret = ret ?: in_setup_ram(in, &h, why, sizeof(why));
-	if (mig_send_reply(&in->c, ret, ret ? why : "ready") && !ret) {
-		snprintf(why, sizeof(why), "the source went away after its HELLO");
-		ret = -EPIPE;
+	if (!ret && !(in->conf = strdup(h.conf))) {
+		snprintf(why, sizeof(why), "out of memory");
+		ret = -ENOMEM;
 	}
-	if (ret)
+	/* The answer waits for the machine (migrate_incoming_ready). */
+	if (ret) {
+		in_refuse(in, ret, why[0] ? why : strerror(-ret));
 		snprintf(err, errlen, "--incoming %s: %s", in->uri, why[0] ? why : strerror(-ret));
+	}
 	mig_hello_free(&h);
 	free(body);
 	return ret;
 }
 
-static int in_pages(struct incoming *in, const struct mig_hdr *h, char *why, size_t whylen)
+static int in_pages(struct migrate_incoming *in, const struct mig_hdr *h, char *why, size_t whylen)
 {
 	uint8_t head[8];
 	uint64_t first, n;
@@ -254,7 +270,7 @@ static int in_pages(struct incoming *in, const struct mig_hdr *h, char *why, siz
 }
 
 /* The RAM record's checksums (docs/state.md) for chunks changed since. */
-static void in_refresh_crcs(struct incoming *in)
+static void in_refresh_crcs(struct migrate_incoming *in)
 {
 	for (uint64_t c = 0; c < in->r.nchunks; c++) {
 		uint64_t first = c * STREAM_CHUNK_PAGES;
@@ -272,7 +288,7 @@ static void in_refresh_crcs(struct incoming *in)
 }
 
 /* Pages and rounds until STATE. */
-static int in_receive(struct incoming *in, char *why, size_t whylen)
+static int in_receive(struct migrate_incoming *in, char *why, size_t whylen)
 {
 	for (;;) {
 		uint8_t raw[MIG_HDR_SIZE], round[4];
@@ -302,7 +318,7 @@ static int in_receive(struct incoming *in, char *why, size_t whylen)
 
 /* Header and records (STATE, then the RAM record and END) at the memfd's
  * start, as save.c writes a file. */
-static int in_write_file(struct incoming *in)
+static int in_write_file(struct migrate_incoming *in)
 {
 	struct state_buf b = { 0 };
 	uint8_t hdr[STREAM_HEADER_SIZE];
@@ -332,7 +348,7 @@ static int in_write_file(struct incoming *in)
 	return ret;
 }
 
-static void in_free(struct incoming *in)
+static void in_free(struct migrate_incoming *in)
 {
 	if (in->ram)
 		munmap(in->ram, in->r.ram_size);
@@ -343,19 +359,34 @@ static void in_free(struct incoming *in)
 	stream_ram_free(&in->r);
 	free(in->stale);
 	free(in->state);
+	free(in->conf);
+	free(in->uri);
+	free(in);
 }
 
-/* The source's last word from us: why we do not take the VM. */
-static void in_refuse(struct incoming *in, int ret, const char *why)
+/* The configuration in STATE must be the one the machine was built from
+ * (the HELLO's), and agree with the state as a restore's must. */
+static int in_same_config(struct migrate_incoming *in, struct migrate_in *got, char *err,
+			  size_t errlen)
 {
-	if (mig_send_reply(&in->c, ret, why))
-		kdebug("incoming: the source is gone already");
+	char *conf = migrate_restore_conf_text(got);
+	struct vm_config cfg;
+	int ret = conf && !strcmp(conf, in->conf) ? 0 : -EINVAL;
+
+	if (ret)
+		snprintf(err, errlen, "--incoming %s: %s", in->uri,
+			 conf ? "the source's configuration changed during the migration"
+			      : "the state's configuration record is malformed");
+	free(conf);
+	config_defaults(&cfg);
+	ret = ret ?: migrate_restore_config(got, &cfg, err, errlen);
+	config_free(&cfg);
+	return ret;
 }
 
 /* After STATE: the whole stream checked as a file. The source hears about
- * it (and lets go of the disks) only in migrate_incoming_switch, once the
- * configuration and the worker's own setup have been accepted too. */
-static int in_finish(struct incoming *in, struct migrate_in **out, char *err, size_t errlen)
+ * it (and lets go of the disks) only in migrate_incoming_switch. */
+static int in_finish(struct migrate_incoming *in, struct migrate_in **out, char *err, size_t errlen)
 {
 	char label[300];
 	int ret = in_write_file(in);
@@ -369,7 +400,10 @@ static int in_finish(struct incoming *in, struct migrate_in **out, char *err, si
 	}
 	ret = migrate_restore_open_fd(in->memfd, label, out, err, errlen);
 	in->memfd = -1; /* the restore owns it now */
+	ret = ret ?: in_same_config(in, *out, err, errlen);
 	if (ret) {
+		migrate_restore_close(*out);
+		*out = NULL;
 		in_refuse(in, ret, err);
 		return ret;
 	}
@@ -403,34 +437,70 @@ int migrate_incoming_switch(struct migrate_in *in, char *err, size_t errlen)
 	return 0;
 }
 
-int migrate_incoming(const char *uri, uint64_t wait_ms, struct migrate_in **out, char *err,
-		     size_t errlen)
+int migrate_incoming_accept(const char *uri, uint64_t wait_ms, struct migrate_incoming **out,
+			    const char **conf, char *err, size_t errlen)
 {
-	struct incoming in = { .uri = uri,
-			       .memfd = -1,
-			       .c = { .fd = -1, .timeout_ms = IN_TIMEOUT_MS } };
-	char why[400] = "";
+	struct migrate_incoming *in = calloc(1, sizeof(*in));
 	int ret;
 
 	*out = NULL;
-	in.c.fd = in_accept(uri, wait_ms, err, errlen);
-	if (in.c.fd < 0)
-		return in.c.fd;
-	ret = in_handshake(&in, err, errlen);
-	if (!ret) {
-		ret = in_receive(&in, why, sizeof(why));
-		if (ret)
-			snprintf(err, errlen, "--incoming %s: %s", uri,
-				 why[0]		 ? why
-				 : ret == -EPIPE ? "the source closed the connection before the end"
-						 : strerror(-ret));
+	if (!in || !(in->uri = strdup(uri))) {
+		free(in);
+		snprintf(err, errlen, "--incoming %s: out of memory", uri);
+		return -ENOMEM;
 	}
-	ret = ret ?: in_finish(&in, out, err, errlen);
+	in->memfd = -1;
+	in->c = (struct mig_conn){ .fd = -1, .timeout_ms = IN_TIMEOUT_MS };
+	in->c.fd = in_accept(uri, wait_ms, err, errlen);
+	ret = in->c.fd < 0 ? in->c.fd : in_handshake(in, err, errlen);
+	if (ret) {
+		in_free(in);
+		return ret;
+	}
+	*conf = in->conf;
+	*out = in;
+	return 0;
+}
+
+int migrate_incoming_ready(struct migrate_incoming *in, int rc, const char *msg, char *err,
+			   size_t errlen)
+{
+	int ret = mig_send_reply(&in->c, rc, rc ? msg : "ready");
+
+	if (!rc && ret)
+		snprintf(err, errlen, "--incoming %s: the source went away after its HELLO",
+			 in->uri);
+	if (rc || ret)
+		in_free(in);
+	return rc ?: ret;
+}
+
+int migrate_incoming_receive(struct migrate_incoming *in, struct migrate_in **out, char *err,
+			     size_t errlen)
+{
+	char why[400] = "";
+	int ret = in_receive(in, why, sizeof(why));
+
+	*out = NULL;
+	if (ret)
+		snprintf(err, errlen, "--incoming %s: %s", in->uri,
+			 why[0]		 ? why
+			 : ret == -EPIPE ? "the source closed the connection before the end"
+					 : strerror(-ret));
+	ret = ret ?: in_finish(in, out, err, errlen);
 	if (!ret)
-		kinfo("migration received from %s: %llu pages", uri,
-		      (unsigned long long)in.pages_in);
-	in_free(&in);
+		kinfo("migration received from %s: %llu pages", in->uri,
+		      (unsigned long long)in->pages_in);
+	in_free(in);
 	return ret;
+}
+
+void migrate_incoming_abort(struct migrate_incoming *in, int rc, const char *msg)
+{
+	if (!in)
+		return;
+	in_refuse(in, rc ? rc : -ECANCELED, msg ? msg : "the target gave up");
+	in_free(in);
 }
 
 void migrate_incoming_done(struct migrate_in *in, int rc, const char *msg)

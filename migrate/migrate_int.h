@@ -31,6 +31,8 @@ struct migrate_in {
 /* Open a stream already in fd (taken over, closed on error too). */
 int migrate_restore_open_fd(int fd, const char *label, struct migrate_in **out, char *err,
 			    size_t errlen) WARN_UNUSED;
+/* The CONF record's text (malloc'd), or NULL when it is malformed. */
+char *migrate_restore_conf_text(struct migrate_in *in);
 /* save.c's pieces the live migration sends too. */
 char *save_config_json(struct machine *m);
 int save_cpuid(struct machine *m, struct state_buf *b) WARN_UNUSED;

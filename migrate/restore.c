@@ -161,16 +161,26 @@ void migrate_restore_close(struct migrate_in *in)
 	free(in);
 }
 
-int migrate_restore_config(struct migrate_in *in, struct vm_config *cfg, char *err, size_t errlen)
+char *migrate_restore_conf_text(struct migrate_in *in)
 {
-	char label[300], *conf;
 	struct state_buf b;
-	int ret;
+	char *conf;
 
 	stream_record_reader(&in->recs.conf, &b);
 	conf = stream_get_str(&b, RESTORE_CONF_MAX);
-	if (!conf || b.pos != b.len) {
+	if (conf && b.pos != b.len) {
 		free(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+int migrate_restore_config(struct migrate_in *in, struct vm_config *cfg, char *err, size_t errlen)
+{
+	char label[300], *conf = migrate_restore_conf_text(in);
+	int ret;
+
+	if (!conf) {
 		snprintf(err, errlen, "--restore: %s: record CONF is malformed", in->path);
 		return -EINVAL;
 	}

@@ -1007,6 +1007,18 @@ int machine_disks_retake(struct machine *m)
 	return first;
 }
 
+int machine_disks_take_over(struct machine *m, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < MACHINE_DISK_SLOTS; i++) {
+		struct blk_dev *d = machine_disk_at(m, i);
+		int ret = d ? blk_take_over(d, err, errlen) : 0;
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int machine_resume(struct machine *m)
 {
 	int ret = dev_list_resume(&m->devs);

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kestrel/block.h"
 #include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/console.h"
@@ -62,13 +63,41 @@ static int machine_for_run(struct machine *m, const struct vm_config *cfg, struc
 	return ret ?: migrate_restore_machine(in, m, false, err, errlen);
 }
 
+/* A live migration's target (docs/migration.md): the machine is built from
+ * the source's configuration while the source still runs the guest (the
+ * disks opened without their locks), so the source's pause spans only the
+ * last pages, the state's check, the disks' hand-over and the load. inc is
+ * consumed; *in is the received state. The source hears the outcome. */
+static int machine_for_incoming(struct machine *m, const struct vm_config *cfg,
+				struct migrate_incoming *inc, struct migrate_in **in, char *err,
+				size_t errlen)
+{
+	int ret;
+
+	blk_defer_locks(true);
+	ret = machine_create_restored(m, cfg, err, errlen);
+	blk_defer_locks(false);
+	ret = migrate_incoming_ready(inc, ret, ret ? err : NULL, err, errlen);
+	ret = ret ?: migrate_incoming_receive(inc, in, err, errlen);
+	/* The source lets go of the disks only now. */
+	ret = ret ?: migrate_incoming_switch(*in, err, errlen);
+	if (ret)
+		return ret; /* the source keeps the VM */
+	ret = machine_disks_take_over(m, err, errlen);
+	ret = ret ?: migrate_restore_machine(*in, m, false, err, errlen);
+	/* The source exits on this word, or resumes on an error. */
+	migrate_incoming_done(*in, ret, err[0] ? err : strerror(-ret));
+	return ret;
+}
+
 /* One boot of the guest; returns the stop reason and sets *code. deadline:
  * CLOCK_MONOTONIC ms at which --timeout stops the VM (0: none); it spans
- * guest restarts, so a guest that keeps rebooting still times out. in: a
- * saved state to restore instead of booting. */
+ * guest restarts, so a guest that keeps rebooting still times out (an
+ * incoming VM's starts when it arrives). in: a saved state to restore
+ * instead of booting; inc: a live migration to receive (sets *in). */
 static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_vm *cv,
-				    struct migrate_in *in, struct vnc *vnc, uint64_t deadline,
-				    int *code, int *fatal)
+				    struct migrate_in **in, struct migrate_incoming *inc,
+				    struct vnc *vnc, uint64_t *deadline, int *code, int *fatal)
 {
 	struct machine m;
 	struct console con;
@@ -77,17 +106,13 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	int ret;
 
 	*fatal = 0;
-	/* A migration's source lets go of the disks only now (docs/migration.md). */
-	ret = migrate_incoming_switch(in, err, sizeof(err));
-	if (ret) {
-		kerr("%s", err);
-		sandbox_abort();
-		*fatal = EXIT_USAGE;
-		return VM_STOP_ERROR;
+	if (inc) {
+		ret = machine_for_incoming(&m, cfg, inc, in, err, sizeof(err));
+		if (!ret && cfg->timeout_ms)
+			*deadline = clock_mono_ms() + cfg->timeout_ms;
+	} else {
+		ret = machine_for_run(&m, cfg, *in, err, sizeof(err));
 	}
-	ret = machine_for_run(&m, cfg, in, err, sizeof(err));
-	/* A migration's source exits on this word, or resumes on an error. */
-	migrate_incoming_done(in, ret, err[0] ? err : strerror(-ret));
 	if (ret) {
 		kerr("%s", err[0] ? err : strerror(-ret));
 		sandbox_abort(); /* threads waiting for the seal must be joinable */
@@ -118,7 +143,7 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	control_vm_attach(cv, &m);
 	vnc_attach(vnc, m.display, machine_find_device(&m, "i8042"));
 	if (!vm_wait_stop(&m.vm,
-			  deadline ? MAX(deadline - MIN(clock_mono_ms(), deadline - 1), 1) : 0))
+			  *deadline ? MAX(*deadline - MIN(clock_mono_ms(), *deadline - 1), 1) : 0))
 		vm_request_stop_cb(&m.vm, VM_STOP_TIMEOUT, EXIT_TIMEOUT);
 	vnc_detach(vnc);
 	control_vm_detach(cv, &m);
@@ -135,38 +160,45 @@ static enum vm_stop_reason run_once(const struct vm_config *cfg, struct control_
 	return why;
 }
 
-/* The configuration the stream in carries, with the host-side flags given
- * now (cfg) merged in, becomes cfg. */
-static int adopt_saved_config(struct vm_config *cfg, struct migrate_in *in, char *err,
-			      size_t errlen)
+/* A saved configuration (JSON text), with the host-side flags given now
+ * (cfg) merged in, becomes cfg. */
+static int adopt_config(struct vm_config *cfg, struct vm_config *saved, int rc, char *err,
+			size_t errlen)
 {
-	struct vm_config saved;
-	int rc;
-
-	config_defaults(&saved);
-	rc = migrate_restore_config(in, &saved, err, errlen);
-	rc = rc ?: config_restore_merge(&saved, cfg, err, errlen);
+	rc = rc ?: config_restore_merge(saved, cfg, err, errlen);
 	config_free(cfg);
-	*cfg = saved;
+	*cfg = *saved;
 	return rc;
 }
 
 /* --restore: the stream is checked whole (but RAM) before anything else. */
 static int restore_config(struct vm_config *cfg, struct migrate_in **in, char *err, size_t errlen)
 {
+	struct vm_config saved;
 	int rc = migrate_restore_open(cfg->restore, in, err, errlen);
 
-	return rc ?: adopt_saved_config(cfg, *in, err, errlen);
+	config_defaults(&saved);
+	rc = rc ?: migrate_restore_config(*in, &saved, err, errlen);
+	return adopt_config(cfg, &saved, rc, err, errlen);
 }
 
-/* --incoming: as --restore, from what the source sends (after
- * sandbox_init, which closes inherited descriptors). */
-static int incoming_config(struct vm_config *cfg, struct migrate_in **in, char *err, size_t errlen)
+/* --incoming: the configuration the source's HELLO carries (after
+ * sandbox_init, which closes inherited descriptors); the rest of the
+ * stream comes while the machine is built (machine_for_incoming). */
+static int incoming_config(struct vm_config *cfg, struct migrate_incoming **inc, char *err,
+			   size_t errlen)
 {
+	struct vm_config saved;
+	const char *conf;
 	/* --timeout bounds the wait for the source too. */
-	int rc = migrate_incoming(cfg->incoming, cfg->timeout_ms, in, err, errlen);
+	int rc = migrate_incoming_accept(cfg->incoming, cfg->timeout_ms, inc, &conf, err, errlen);
 
-	rc = rc ?: adopt_saved_config(cfg, *in, err, errlen);
+	if (rc)
+		return rc;
+	config_defaults(&saved);
+	rc = config_load_json_text(&saved, "the source's configuration", conf, strlen(conf), err,
+				   errlen);
+	rc = adopt_config(cfg, &saved, rc, err, errlen);
 	return rc ?: config_validate(cfg, err, errlen);
 }
 
@@ -227,6 +259,7 @@ static int cmd_run(int argc, char **argv)
 	struct vm_config cfg;
 	struct control_vm *cv;
 	struct migrate_in *in = NULL;
+	struct migrate_incoming *inc = NULL;
 	struct vnc *vnc = NULL;
 	char err[512] = "";
 	int code = 0, fatal = 0, exit_code, rc;
@@ -271,9 +304,8 @@ static int cmd_run(int argc, char **argv)
 			free(dirs[i]);
 		free(dirs);
 	}
-	if (rc == 0 && cfg.incoming && (rc = incoming_config(&cfg, &in, err, sizeof(err)))) {
-		migrate_incoming_done(in, rc, err);
-		migrate_restore_close(in);
+	if (rc == 0 && cfg.incoming && (rc = incoming_config(&cfg, &inc, err, sizeof(err)))) {
+		migrate_incoming_abort(inc, rc, err);
 		sandbox_abort();
 	}
 	if (rc) {
@@ -288,6 +320,7 @@ static int cmd_run(int argc, char **argv)
 	if (control_vm_create(&cv, &cfg, err, sizeof(err))) {
 		kerr("%s", err);
 		migrate_restore_close(in);
+		migrate_incoming_abort(inc, -EINVAL, err);
 		sandbox_abort();
 		config_free(&cfg);
 		return EXIT_USAGE;
@@ -297,6 +330,7 @@ static int cmd_run(int argc, char **argv)
 	    vnc_create(&vnc, &cfg.vnc, cfg.name, err, sizeof(err))) {
 		kerr("%s", err);
 		migrate_restore_close(in);
+		migrate_incoming_abort(inc, -EINVAL, err);
 		sandbox_abort();
 		control_vm_destroy(cv, EXIT_USAGE);
 		config_free(&cfg);
@@ -304,7 +338,8 @@ static int cmd_run(int argc, char **argv)
 	}
 	deadline = cfg.timeout_ms ? clock_mono_ms() + cfg.timeout_ms : 0;
 	for (;;) {
-		why = run_once(&cfg, cv, in, vnc, deadline, &code, &fatal);
+		why = run_once(&cfg, cv, &in, inc, vnc, &deadline, &code, &fatal);
+		inc = NULL;
 		/* Only the first boot is the restored one; RAM mapped from the
 		 * file keeps its own reference to it. */
 		migrate_restore_close(in);

@@ -1500,6 +1500,47 @@ START_TEST(test_tool_locks)
 }
 END_TEST
 
+/* A live migration's target opens the image under blk_defer_locks while
+ * the source still writes it (a new block: a new BAT entry, the footer
+ * moved); blk_take_over takes the lock and reads the metadata again, so the
+ * source's block reads back and the target's next block goes after it. */
+START_TEST(test_blk_take_over)
+{
+	struct blk_opts o = { .path = tp("mig.vhd"), .format = BLK_FMT_VHD, .aio = BLK_AIO_SYNC };
+	struct blk_dev *target, *other;
+	struct vhd_image *src;
+	char err[ERRLEN], buf[512], a[512], b[512];
+
+	memset(a, 0x5a, sizeof(a));
+	memset(b, 0xa5, sizeof(b));
+	create(tp("mig.vhd"), VHD_TYPE_DYNAMIC, MiB8, BS64K, true, NULL);
+	src = open_img(tp("mig.vhd"), VHD_OPEN_RDWR);
+	blk_defer_locks(true);
+	ck_assert_msg(blk_open(&target, &o, err, sizeof(err)) == 0, "%s", err);
+	blk_defer_locks(false);
+	ck_assert_int_eq(vhd_write(src, a, sizeof(a), 3 * BS64K), 0);
+	ck_assert_int_eq(vhd_close(src), 0);
+	ck_assert_msg(blk_take_over(target, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(blk_rw_sync(target, BLK_OP_READ, 3 * BS64K, buf, sizeof(buf)), 0);
+	ck_assert_mem_eq(buf, a, sizeof(a));
+	ck_assert_int_eq(blk_rw_sync(target, BLK_OP_WRITE, 5 * BS64K, b, sizeof(b)), 0);
+	/* Locked now: a second writer is refused. */
+	ck_assert_int_ne(
+		blk_open(&other, &(struct blk_opts){ .path = tp("mig.vhd"), .format = BLK_FMT_VHD },
+			 err, sizeof(err)),
+		0);
+	ck_assert_msg(strstr(err, "in use"), "%s", err);
+	blk_close(target);
+	ck_assert_int_eq(tool("check", tp("mig.vhd")), 0);
+	src = open_img(tp("mig.vhd"), 0);
+	ck_assert_int_eq(vhd_read(src, buf, sizeof(buf), 3 * BS64K), 0);
+	ck_assert_mem_eq(buf, a, sizeof(a));
+	ck_assert_int_eq(vhd_read(src, buf, sizeof(buf), 5 * BS64K), 0);
+	ck_assert_mem_eq(buf, b, sizeof(b));
+	vhd_close(src);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("vhd");
@@ -1512,7 +1553,8 @@ int main(void)
 		  test_locator_outside, test_parent_not_usable, test_parent_fifo_blk_and_tool,
 		  test_scribble_sync, test_scribble_blk, test_blk_refuses_damaged, test_mte_bounded,
 		  test_bat_zeros_bounded, test_bat_entries_cap, test_tool_usage,
-		  test_tool_convert_roundtrip, test_tool_compact_resize_merge, test_tool_locks);
+		  test_tool_convert_roundtrip, test_tool_compact_resize_merge, test_tool_locks,
+		  test_blk_take_over);
 	failed = run_suite(s);
 	rm_tree(tmpdir);
 	return failed;

@@ -773,6 +773,18 @@ static int vbd_open(struct blk_dev *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* blk_take_over: the BAT and the footer as the source left them. */
+static int vbd_refresh(struct blk_dev *d, char *err, size_t errlen)
+{
+	struct vbd *b = d->fmt_state;
+	int ret;
+
+	pthread_mutex_lock(&b->img->lock);
+	ret = vhd_refresh(b->img, err, errlen);
+	pthread_mutex_unlock(&b->img->lock);
+	return ret;
+}
+
 static void vbd_close(struct blk_dev *d)
 {
 	struct vbd *b = d->fmt_state;
@@ -806,6 +818,7 @@ const struct blk_format_ops blk_vhd_ops = {
 	.open = vbd_open,
 	.submit = vbd_submit,
 	.close = vbd_close,
+	.refresh = vbd_refresh,
 };
 
 bool blk_vhd_uuid(const struct blk_dev *d, uint8_t uuid[16])

@@ -707,7 +707,8 @@ static int image_init_state(struct vhd_image *img)
 	return 0;
 }
 
-static void image_free(struct vhd_image *img)
+/* The cached sector bitmaps and their directory. */
+static void image_drop_bitmaps(struct vhd_image *img)
 {
 	if (img->bm_dir) {
 		for (size_t c = 0; c <= ((size_t)img->m.nblocks >> VHD_BMDIR_SHIFT); c++) {
@@ -720,6 +721,14 @@ static void image_free(struct vhd_image *img)
 	}
 	free(img->bm_dir);
 	free(img->bm_state);
+	img->bm_dir = NULL;
+	img->bm_state = NULL;
+	img->bm_loaded = img->bm_clock = 0;
+}
+
+static void image_free(struct vhd_image *img)
+{
+	image_drop_bitmaps(img);
 	free(img->dirty);
 	vhd_meta_free(&img->m);
 	/* The descriptor may share its description (and lock) with one a
@@ -875,6 +884,32 @@ fail:
 		img = p;
 	}
 	return ret;
+}
+
+int vhd_refresh(struct vhd_image *img, char *err, size_t errlen)
+{
+	struct vhd_meta old = img->m;
+	int ret;
+
+	err[0] = '\0';
+	if (img->ndirty)
+		return -EBUSY; /* unflushed bits of ours: not a fresh open */
+	memset(&img->m, 0, sizeof(img->m));
+	ret = image_parse(img, err, errlen);
+	if (!ret && (img->m.type != old.type || img->m.size != old.size ||
+		     img->m.block_size != old.block_size || img->m.nblocks != old.nblocks)) {
+		snprintf(err, errlen, "%s: the image changed its type or geometry", img->path);
+		ret = -EINVAL;
+	}
+	if (ret) {
+		vhd_meta_free(&img->m);
+		img->m = old;
+		return ret;
+	}
+	/* The bitmaps' directory is sized by nblocks, which stayed. */
+	image_drop_bitmaps(img);
+	vhd_meta_free(&old);
+	return image_init_state(img);
 }
 
 int vhd_open_ex(struct vhd_image **out, int fd, const char *path, unsigned flags,

@@ -178,6 +178,8 @@ struct blk_format_ops {
 	int (*open)(struct blk_dev *d, char *err, size_t errlen);
 	void (*submit)(struct blk_dev *d, struct blk_req *req);
 	void (*close)(struct blk_dev *d);
+	/* Optional: read the format's metadata again (blk_take_over). */
+	int (*refresh)(struct blk_dev *d, char *err, size_t errlen);
 };
 
 struct blk_dev {
@@ -202,6 +204,7 @@ struct blk_dev {
 	/* format=auto chose raw (src/block/block_probe.c): writes that would make the
 	 * image probe as a VHD fail with -EIO; counted here, logged once. */
 	bool probed_raw;
+	bool lock_deferred; /* opened under blk_defer_locks: not locked yet */
 	bool warned_refused;
 	uint64_t refused_writes;
 };
@@ -219,6 +222,15 @@ int blk_lock_file(int fd, bool exclusive) WARN_UNUSED;
 void blk_unlock_file(int fd);
 
 int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t errlen) WARN_UNUSED;
+/* A live migration's target opens its disks while the source still owns
+ * them (docs/migration.md): while on, blk_open takes no image lock (the
+ * source holds it) and nothing may be read or written until
+ * blk_take_over. The worker's main thread only. */
+void blk_defer_locks(bool on);
+/* The source has let go: take the image's lock and read the format's
+ * metadata again (the source wrote the image after our open). 0 for a disk
+ * opened the ordinary way. */
+int blk_take_over(struct blk_dev *d, char *err, size_t errlen) WARN_UNUSED;
 /* Validate range/read-only, then hand to the format; done() is always called
  * exactly once (possibly before blk_submit returns). */
 void blk_submit(struct blk_dev *d, struct blk_req *req);

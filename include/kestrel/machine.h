@@ -65,6 +65,9 @@ int machine_resume_devices(struct machine *m) WARN_UNUSED;
  * first error. */
 int machine_disks_release(struct machine *m) WARN_UNUSED;
 int machine_disks_retake(struct machine *m) WARN_UNUSED;
+/* A migration's target, whose disks were opened under blk_defer_locks:
+ * every image's lock, and its metadata read again (blk_take_over). */
+int machine_disks_take_over(struct machine *m, char *err, size_t errlen) WARN_UNUSED;
 /* Make every disk's acknowledged writes durable (blk flush), for a save.
  * Call quiesced. 0 or the first error. */
 int machine_flush_disks(struct machine *m) WARN_UNUSED;

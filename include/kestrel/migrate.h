@@ -92,12 +92,26 @@ int migrate_uri_check(const char *uri, char *err, size_t errlen) WARN_UNUSED;
  * resumes the machine if res->quiesced (the disks' locks are taken back). */
 int migrate_send(struct machine *m, const struct migrate_send_opts *o,
 		 struct migrate_send_result *res, char *err, size_t errlen) WARN_UNUSED;
-/* --incoming: listen on uri, take one migration and check all of it as a
- * saved-state file; *out is then what migrate_restore_config and
- * migrate_restore_machine take. No connection within wait_ms (0: no limit)
- * is -ETIMEDOUT. One line in err on failure. */
-int migrate_incoming(const char *uri, uint64_t wait_ms, struct migrate_in **out, char *err,
-		     size_t errlen) WARN_UNUSED;
+/* --incoming, in three steps, so that the target builds its machine while
+ * RAM comes (docs/migration.md). migrate_incoming_accept: listen on uri,
+ * take one connection, read and check the source's HELLO (versions,
+ * configuration, CPUID); *conf is the source's configuration (JSON, valid
+ * while *out lives). No connection within wait_ms (0: no limit) is
+ * -ETIMEDOUT. The source waits for migrate_incoming_ready. */
+struct migrate_incoming;
+int migrate_incoming_accept(const char *uri, uint64_t wait_ms, struct migrate_incoming **out,
+			    const char **conf, char *err, size_t errlen) WARN_UNUSED;
+/* Answer the HELLO: rc 0, send RAM; else the source hears why (msg) and
+ * keeps the VM, and inc is freed. 0, or -errno with one line in err. */
+int migrate_incoming_ready(struct migrate_incoming *inc, int rc, const char *msg, char *err,
+			   size_t errlen) WARN_UNUSED;
+/* RAM and the state, checked all as a saved-state file (and the
+ * configuration as the HELLO's); *out is then what migrate_restore_machine
+ * takes. inc is freed either way; on failure the source hears why. */
+int migrate_incoming_receive(struct migrate_incoming *inc, struct migrate_in **out, char *err,
+			     size_t errlen) WARN_UNUSED;
+/* Give up before migrate_incoming_receive: the source hears msg (NULL ok). */
+void migrate_incoming_abort(struct migrate_incoming *inc, int rc, const char *msg);
 /* The target is ready to build the machine: tell the source, which lets go
  * of the disks and says SWITCH. 0 (also for a file), or -errno with one
  * line in err (the source keeps the VM). */

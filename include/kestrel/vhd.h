@@ -240,6 +240,12 @@ int vhd_open_fd(struct vhd_image **out, int fd, const char *path, unsigned flags
  * below each); NULL for none. */
 int vhd_open_ex(struct vhd_image **out, int fd, const char *path, unsigned flags,
 		const char *parent_dirs, char *err, size_t errlen) WARN_UNUSED;
+/* Read the top image's metadata (footer, header, BAT) again and forget its
+ * cached bitmaps: another process wrote the image since it was opened (a
+ * live migration's source, until it let go of the image's lock). Nothing
+ * may be in flight. Its type and geometry must be as they were; on an
+ * error (err says what) the image is as before. */
+int vhd_refresh(struct vhd_image *img, char *err, size_t errlen) WARN_UNUSED;
 /* Flush metadata (vhd_flush) and free the chain. */
 int vhd_close(struct vhd_image *img);
 const struct vhd_meta *vhd_image_meta(const struct vhd_image *img);

@@ -141,11 +141,24 @@ fail:
 	return -errno;
 }
 
+static bool blk_locks_deferred;
+
+void blk_defer_locks(bool on)
+{
+	blk_locks_deferred = on;
+}
+
 /* Two VMs writing one image corrupt it: take an open-file-description lock,
  * shared for readonly, exclusive otherwise (advisory, like QEMU's). */
 static int blk_lock_fd(struct blk_dev *d, char *err, size_t errlen)
 {
-	int r = blk_lock_file(d->fd, !d->readonly);
+	int r;
+
+	if (blk_locks_deferred) {
+		d->lock_deferred = true;
+		return 0;
+	}
+	r = blk_lock_file(d->fd, !d->readonly);
 
 	if (r == -EBUSY)
 		snprintf(err, errlen, "%s: in use by another process%s", d->path,
@@ -234,6 +247,18 @@ int blk_open(struct blk_dev **out, const struct blk_opts *o, char *err, size_t e
 fail:
 	blk_free(d);
 	return r;
+}
+
+int blk_take_over(struct blk_dev *d, char *err, size_t errlen)
+{
+	int r;
+
+	if (!d->lock_deferred)
+		return 0;
+	d->lock_deferred = false;
+	r = blk_lock_fd(d, err, errlen);
+	/* Taking a lock also makes NFS revalidate what it cached of the file. */
+	return r ?: d->fmt->refresh ? d->fmt->refresh(d, err, errlen) : 0;
 }
 
 void blk_close(struct blk_dev *d)
