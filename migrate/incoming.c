@@ -13,9 +13,10 @@
  * and the state loaded, so the source's pause spans that and no more; it
  * learns the outcome (migrate_incoming_done) before the vCPUs start.
  *
- * RAM reaches the guest lazily: the machine maps the memfd privately
- * (gm_map_file), so a page the guest only reads is shared with the memfd
- * and one it writes is copied then. */
+ * The memfd's RAM area is the built machine's RAM itself (mapped shared,
+ * migrate_incoming_attach): pages arrive straight in guest memory, the
+ * host's page tables for it filled as they are written, so the guest meets
+ * neither a copy nor a copy-on-write fault per page after the switch. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -32,6 +33,7 @@
 #include "kestrel/config.h"
 #include "kestrel/cpuid.h"
 #include "kestrel/crc32c.h"
+#include "kestrel/guest_mem.h"
 #include "kestrel/kvm_state.h"
 #include "kestrel/migrate.h"
 #include "kestrel/migrate_wire.h"
@@ -47,6 +49,7 @@ struct migrate_incoming {
 	struct mig_conn c;
 	int memfd;
 	uint8_t *ram;	     /* the memfd's RAM area, shared */
+	bool ram_is_guest;   /* ram is the VM's own mapping (migrate_incoming_attach) */
 	struct stream_ram r; /* pages received so far */
 	uint8_t *stale;	     /* per chunk: its checksum is out of date */
 	uint8_t *state;	     /* the STATE body */
@@ -350,7 +353,7 @@ static int in_write_file(struct migrate_incoming *in)
 
 static void in_free(struct migrate_incoming *in)
 {
-	if (in->ram)
+	if (in->ram && !in->ram_is_guest)
 		munmap(in->ram, in->r.ram_size);
 	if (in->memfd >= 0)
 		close(in->memfd);
@@ -408,6 +411,7 @@ static int in_finish(struct migrate_incoming *in, struct migrate_in **out, char 
 		return ret;
 	}
 	(*out)->conn = in->c.fd;
+	(*out)->ram_in_place = in->ram_is_guest;
 	in->c.fd = -1;
 	return 0;
 }
@@ -459,6 +463,25 @@ int migrate_incoming_accept(const char *uri, uint64_t wait_ms, struct migrate_in
 	}
 	*conf = in->conf;
 	*out = in;
+	return 0;
+}
+
+int migrate_incoming_attach(struct migrate_incoming *in, struct guest_mem *gm, char *err,
+			    size_t errlen)
+{
+	int ret = ram_layout_check(gm, &in->r, err, errlen);
+
+	ret = ret ?: gm_map_shared(gm, in->memfd, IN_RAM_OFF);
+	if (ret) {
+		if (!err[0])
+			snprintf(err, errlen, "--incoming %s: mapping the RAM: %s", in->uri,
+				 strerror(-ret));
+		return ret;
+	}
+	/* Nothing has arrived yet: the memfd is all zeros, as a new VM's RAM. */
+	munmap(in->ram, in->r.ram_size);
+	in->ram = gm->map;
+	in->ram_is_guest = true;
 	return 0;
 }
 

@@ -25,6 +25,7 @@ struct migrate_in {
 	struct stream_ram ram;
 	bool disk_children; /* migrate_restore_expect_children */
 	int conn;	    /* incoming: the source's connection, else -1 */
+	bool ram_in_place;  /* incoming: RAM was received into the VM's own */
 	uint64_t switch_ns; /* incoming: when SWITCH came (the debug log's timing) */
 };
 
@@ -52,6 +53,9 @@ struct ram_save {
  * final size, so skipped pages are holes). 0 or -errno. */
 int ram_save(struct ram_save *rs) WARN_UNUSED;
 bool ram_page_is_zero(const uint8_t *p);
+/* The VM's RAM is laid out as the stream's: 0, or -EINVAL with err set. */
+int ram_layout_check(const struct guest_mem *gm, const struct stream_ram *r, char *err,
+		     size_t errlen) WARN_UNUSED;
 /* RAM from the file: mapped (lazy) unless eager or the mapping fails, then
  * read with every chunk's checksum checked. 0 or -errno, one line in err. */
 int ram_restore(struct guest_mem *gm, int fd, uint64_t ram_off, const struct stream_ram *r,

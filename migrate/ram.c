@@ -131,11 +131,9 @@ static int ram_load_chunk(struct guest_mem *gm, int fd, uint64_t ram_off,
 	return crc == r->crc[chunk] ? 0 : -EBADMSG;
 }
 
-int ram_restore(struct guest_mem *gm, int fd, uint64_t ram_off, const struct stream_ram *r,
-		bool eager, char *err, size_t errlen)
+int ram_layout_check(const struct guest_mem *gm, const struct stream_ram *r, char *err,
+		     size_t errlen)
 {
-	int ret;
-
 	if (r->ram_size != gm->ram_size || r->ram_low != gm->ram_low ||
 	    r->ram_high != gm->ram_high) {
 		snprintf(err, errlen,
@@ -145,6 +143,16 @@ int ram_restore(struct guest_mem *gm, int fd, uint64_t ram_off, const struct str
 			 (unsigned long long)r->ram_high, (unsigned long long)gm->ram_size);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int ram_restore(struct guest_mem *gm, int fd, uint64_t ram_off, const struct stream_ram *r,
+		bool eager, char *err, size_t errlen)
+{
+	int ret = ram_layout_check(gm, r, err, errlen);
+
+	if (ret)
+		return ret;
 	if (!eager) {
 		ret = gm_map_file(gm, fd, ram_off);
 		if (!ret)

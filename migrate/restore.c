@@ -341,7 +341,9 @@ int migrate_restore_machine(struct migrate_in *in, struct machine *m, bool eager
 	ret = restore_reopen(in, err, errlen);
 	if (ret)
 		return ret;
-	ret = ram_restore(&m->vm.gm, in->fd, in->h.ram_off, &in->ram, eager, why, sizeof(why));
+	ret = in->ram_in_place ? ram_layout_check(&m->vm.gm, &in->ram, why, sizeof(why))
+			       : ram_restore(&m->vm.gm, in->fd, in->h.ram_off, &in->ram, eager, why,
+					     sizeof(why));
 	if (ret) {
 		snprintf(err, errlen, "--restore: %s: %s", in->path, why);
 		return ret;

@@ -77,6 +77,7 @@ static int machine_for_incoming(struct machine *m, const struct vm_config *cfg,
 	blk_defer_locks(true);
 	ret = machine_create_restored(m, cfg, err, errlen);
 	blk_defer_locks(false);
+	ret = ret ?: migrate_incoming_attach(inc, &m->vm.gm, err, errlen);
 	ret = migrate_incoming_ready(inc, ret, ret ? err : NULL, err, errlen);
 	ret = ret ?: migrate_incoming_receive(inc, in, err, errlen);
 	/* The source lets go of the disks only now. */

@@ -37,6 +37,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+[ -n "${KEEP_WORK:-}" ] && trap - EXIT && echo "work: $work" >&2
 port=$((30000 + $$ % 20000))
 # stamp.py FILE: stdin's lines to FILE, each after its arrival time in ns.
 cat >"$work/stamp.py" <<'PY'
@@ -69,6 +70,8 @@ wait_line() { # wait_line FILE REGEX SECONDS
 kestrel_once() { # kestrel_once MEM CMDLINE -> "downtime_ms total_ms"
 	local n=bm-$$ t=bm-t-$$ spid tpid
 	port=$((port + 1))
+	# The last run's logs would satisfy the waits below at once.
+	rm -f "$work"/k.log "$work"/kt.log "$work"/k.err "$work"/kt.err "$work"/k.mig
 	"$KESTREL_BIN" run --name "$n" --kernel "$payload" --cmdline "$2" --mem "$1" --timeout 120s \
 		</dev/null 2>"$work/k.err" | python3 "$work/stamp.py" "$work/k.log" &
 	spid=$!
@@ -125,6 +128,7 @@ qmp() { python3 "$work/qmp.py" "$1"; }
 qemu_once() { # qemu_once MEM CMDLINE -> "downtime_ms total_ms"
 	local spid tpid args
 	port=$((port + 1))
+	rm -f "$work"/q.log "$work"/qt.log "$work"/q.mig
 	args=(-M pc -accel kvm -cpu qemu64 -m "$1" -nodefaults -display none -no-reboot
 	      -kernel "$payload" -append "$2")
 	rm -f "$work/qs.sock" "$work/qt.sock"
