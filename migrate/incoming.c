@@ -55,6 +55,8 @@ struct migrate_incoming {
 	uint8_t *state;	     /* the STATE body */
 	uint64_t state_len;
 	uint64_t pages_in;
+	void (*progress)(void *opaque, const struct migrate_progress *p);
+	void *opaque;
 };
 
 static int in_listen(const char *uri, char *err, size_t errlen)
@@ -295,11 +297,32 @@ static void in_refresh_crcs(struct migrate_incoming *in)
 	}
 }
 
+/* A round ended: checksums, and the source's figures as this side's
+ * progress (transferred: the RAM received). */
+static int in_round(struct migrate_incoming *in, const struct mig_hdr *h, char *why, size_t whylen)
+{
+	uint8_t body[MIG_ROUND_SIZE];
+	struct migrate_progress p;
+	int ret = mig_recv(&in->c, body, h->len);
+
+	if (!ret && mig_round_parse(body, h->len, &p)) {
+		snprintf(why, whylen, "ROUND of %llu bytes", (unsigned long long)h->len);
+		ret = -EINVAL;
+	}
+	if (ret)
+		return ret;
+	in_refresh_crcs(in);
+	p.transferred = in->pages_in * MIG_PAGE;
+	if (in->progress)
+		in->progress(in->opaque, &p);
+	return 0;
+}
+
 /* Pages and rounds until STATE. */
 static int in_receive(struct migrate_incoming *in, char *why, size_t whylen)
 {
 	for (;;) {
-		uint8_t raw[MIG_HDR_SIZE], round[4];
+		uint8_t raw[MIG_HDR_SIZE];
 		struct mig_hdr h;
 		int ret = mig_recv(&in->c, raw, sizeof(raw));
 
@@ -308,11 +331,7 @@ static int in_receive(struct migrate_incoming *in, char *why, size_t whylen)
 			return ret;
 		switch (h.type) {
 		case MIG_PAGES: ret = in_pages(in, &h, why, whylen); break;
-		case MIG_ROUND:
-			ret = h.len == 4 ? mig_recv(&in->c, round, 4) : -EINVAL;
-			if (!ret)
-				in_refresh_crcs(in);
-			break;
+		case MIG_ROUND: ret = in_round(in, &h, why, whylen); break;
 		case MIG_STATE: in->state_len = h.len; return mig_recv_body(&in->c, &h, &in->state);
 		default:
 			snprintf(why, whylen, "message type %u where pages or STATE belong",
@@ -488,6 +507,14 @@ int migrate_incoming_attach(struct migrate_incoming *in, struct guest_mem *gm, c
 	in->ram = gm->map;
 	in->ram_is_guest = true;
 	return 0;
+}
+
+void migrate_incoming_on_progress(struct migrate_incoming *in,
+				  void (*progress)(void *opaque, const struct migrate_progress *p),
+				  void *opaque)
+{
+	in->progress = progress;
+	in->opaque = opaque;
 }
 
 int migrate_incoming_ready(struct migrate_incoming *in, int rc, const char *msg, char *err,

@@ -152,7 +152,8 @@ static long out_fetch_dirty(struct outgoing *out)
 	return total;
 }
 
-static void out_progress(struct outgoing *out, unsigned round, uint64_t remaining, uint64_t rate,
+/* The round's progress: an event here, and ROUND (the target's events). */
+static int out_round_end(struct outgoing *out, unsigned round, uint64_t remaining, uint64_t rate,
 			 uint64_t expect_ms)
 {
 	struct migrate_progress p = { .round = round,
@@ -161,17 +162,21 @@ static void out_progress(struct outgoing *out, unsigned round, uint64_t remainin
 				      .dirty_rate = rate,
 				      .expected_downtime_ms = expect_ms,
 				      .throttle_pct = out->throttle };
+	uint8_t b[MIG_ROUND_SIZE];
 
 	if (out->o->progress)
 		out->o->progress(out->o->opaque, &p);
+	mig_round_put(&p, b);
+	return mig_send_msg(&out->c, MIG_ROUND, b, sizeof(b));
 }
 
-static int out_round_end(struct outgoing *out, unsigned round)
+static int out_send_failed(int ret, char *err, size_t errlen)
 {
-	uint8_t b[4];
-
-	put_le32(b, round);
-	return mig_send_msg(&out->c, MIG_ROUND, b, sizeof(b));
+	snprintf(err, errlen, "sending RAM: %s",
+		 ret == -ECANCELED		       ? "cancelled"
+		 : ret == -EPIPE || ret == -ECONNRESET ? "the target went away"
+						       : strerror(-ret));
+	return ret;
 }
 
 /* Rounds until the rest fits max-downtime: 0, or -errno with err set. */
@@ -191,14 +196,9 @@ static int out_precopy(struct outgoing *out, char *err, size_t errlen)
 		uint64_t t = clock_mono_ns(), sent0 = out->c.sent, pages, ns, bw, left, expect;
 		long dirty;
 
-		ret = out_send_dirty(out, &pages) ?: out_round_end(out, round);
-		if (ret) {
-			snprintf(err, errlen, "sending RAM: %s",
-				 ret == -ECANCELED		       ? "cancelled"
-				 : ret == -EPIPE || ret == -ECONNRESET ? "the target went away"
-								       : strerror(-ret));
-			return ret;
-		}
+		ret = out_send_dirty(out, &pages);
+		if (ret)
+			return out_send_failed(ret, err, errlen);
 		ns = MAX(clock_mono_ns() - t, 1000ull);
 		bw = (out->c.sent - sent0) * 1000000000ull / ns;
 		best_bw = MAX(best_bw, bw);
@@ -212,7 +212,9 @@ static int out_precopy(struct outgoing *out, char *err, size_t errlen)
 		left = (uint64_t)dirty * MIG_PAGE;
 		expect = left * 1000 / MAX(best_bw, 1ull);
 		out->res->rounds = round;
-		out_progress(out, round, left, left * 1000000000ull / ns, expect);
+		ret = out_round_end(out, round, left, left * 1000000000ull / ns, expect);
+		if (ret)
+			return out_send_failed(ret, err, errlen);
 		if (expect <= out->o->max_downtime_ms)
 			return 0;
 		if (round >= OUT_MAX_ROUNDS) {

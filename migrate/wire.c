@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kestrel/byteorder.h"
+#include "kestrel/migrate.h"
 #include "kestrel/migrate_wire.h"
 #include "kestrel/state_stream.h"
 
@@ -22,7 +23,7 @@ static uint64_t mig_max_len(uint32_t type, uint64_t records_max)
 	case MIG_HELLO:
 	case MIG_REPLY: return MIG_SMALL_MAX;
 	case MIG_PAGES: return 8 + (uint64_t)MIG_BATCH_PAGES * MIG_PAGE;
-	case MIG_ROUND: return 4;
+	case MIG_ROUND: return MIG_ROUND_SIZE;
 	case MIG_STATE: return records_max;
 	case MIG_SWITCH: return 0;
 	default: return 0;
@@ -45,6 +46,33 @@ int mig_hdr_decode(const uint8_t in[MIG_HDR_SIZE], uint64_t records_max, struct 
 		return stream_err(err, errlen, "message type %u: %llu bytes, at most %llu", h->type,
 				  (unsigned long long)h->len,
 				  (unsigned long long)mig_max_len(h->type, records_max));
+	return 0;
+}
+
+/* ---- ROUND ---- */
+
+void mig_round_put(const struct migrate_progress *p, uint8_t out[MIG_ROUND_SIZE])
+{
+	put_le32(out, p->round);
+	put_le32(out + 4, p->throttle_pct);
+	put_le64(out + 8, p->remaining);
+	put_le64(out + 16, p->dirty_rate);
+	put_le64(out + 24, p->expected_downtime_ms);
+}
+
+int mig_round_parse(const uint8_t *body, uint64_t len, struct migrate_progress *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (len != 4 && len != MIG_ROUND_SIZE)
+		return -EINVAL;
+	p->round = get_le32(body);
+	if (len == 4)
+		return 0;
+	/* Only reported, never acted on: any value will do but a silly % . */
+	p->throttle_pct = MIN(get_le32(body + 4), 100u);
+	p->remaining = get_le64(body + 8);
+	p->dirty_rate = get_le64(body + 16);
+	p->expected_downtime_ms = get_le64(body + 24);
 	return 0;
 }
 

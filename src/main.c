@@ -79,6 +79,10 @@ static int machine_for_incoming(struct machine *m, const struct vm_config *cfg,
 	blk_defer_locks(false);
 	ret = ret ?: migrate_incoming_attach(inc, &m->vm.gm, err, errlen);
 	ret = migrate_incoming_ready(inc, ret, ret ? err : NULL, err, errlen);
+	/* Everything is open: sealed now, the control thread serves the
+	 * target's socket (query-status, migrate-progress) during pre-copy. */
+	if (!ret && (ret = sandbox_seal(err, errlen)))
+		return ret;
 	ret = ret ?: migrate_incoming_receive(inc, in, err, errlen);
 	/* The source lets go of the disks only now. */
 	ret = ret ?: migrate_incoming_switch(*in, err, errlen);
@@ -326,6 +330,9 @@ static int cmd_run(int argc, char **argv)
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
+	/* An incoming migration's rounds show on the target's socket too. */
+	if (inc)
+		migrate_incoming_on_progress(inc, control_vm_migrate_progress, cv);
 	/* So does the VNC server: clients stay connected across reboots. */
 	if (cfg.display == CONFIG_DISPLAY_VNC &&
 	    vnc_create(&vnc, &cfg.vnc, cfg.name, err, sizeof(err))) {

@@ -34,7 +34,7 @@ START_TEST(test_hdr_round_trip_and_bounds)
 		{ MIG_HELLO, MIG_SMALL_MAX },
 		{ MIG_REPLY, MIG_SMALL_MAX },
 		{ MIG_PAGES, 8 + MIG_BATCH_PAGES * MIG_PAGE },
-		{ MIG_ROUND, 4 },
+		{ MIG_ROUND, MIG_ROUND_SIZE },
 		{ MIG_STATE, 1000 },
 		{ MIG_SWITCH, 0 },
 	};
@@ -184,6 +184,36 @@ START_TEST(test_pages_check)
 }
 END_TEST
 
+/* ROUND: the whole progress, or a bare round number; nothing else. */
+START_TEST(test_round)
+{
+	struct migrate_progress p = { .round = 7,
+				      .remaining = 1ull << 40,
+				      .dirty_rate = 12345,
+				      .expected_downtime_ms = 29,
+				      .throttle_pct = 40 },
+				q;
+	uint8_t b[MIG_ROUND_SIZE];
+
+	mig_round_put(&p, b);
+	ck_assert_int_eq(mig_round_parse(b, sizeof(b), &q), 0);
+	ck_assert_uint_eq(q.round, 7);
+	ck_assert_uint_eq(q.remaining, 1ull << 40);
+	ck_assert_uint_eq(q.dirty_rate, 12345);
+	ck_assert_uint_eq(q.expected_downtime_ms, 29);
+	ck_assert_uint_eq(q.throttle_pct, 40);
+	ck_assert_int_eq(mig_round_parse(b, 4, &q), 0);
+	ck_assert_uint_eq(q.round, 7);
+	ck_assert_uint_eq(q.remaining, 0);
+	for (uint64_t n = 0; n <= MIG_ROUND_SIZE; n++)
+		if (n != 4 && n != MIG_ROUND_SIZE)
+			ck_assert_int_eq(mig_round_parse(b, n, &q), -EINVAL);
+	put_le32(b + 4, 0xffffffffu); /* a hostile %: reported as 100 */
+	ck_assert_int_eq(mig_round_parse(b, sizeof(b), &q), 0);
+	ck_assert_uint_eq(q.throttle_pct, 100);
+}
+END_TEST
+
 START_TEST(test_reply)
 {
 	struct state_buf b = { 0 };
@@ -241,6 +271,6 @@ START_TEST(test_uri)
 }
 END_TEST
 
-SUITE_MAIN("migrate_wire", "wire", NULL, NULL, 0, test_hdr_round_trip_and_bounds,
+SUITE_MAIN("migrate_wire", "wire", NULL, NULL, 0, test_hdr_round_trip_and_bounds, test_round,
 	   test_hello_round_trip, test_hello_every_cut, test_hello_hostile, test_pages_check,
 	   test_reply, test_uri)

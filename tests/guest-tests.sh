@@ -1610,6 +1610,7 @@ migrate_live_case() { # migrate_live_case unix|tcp
 	bg_run "$tg" --incoming "$uri" --timeout 120s
 	tpid=$bg_pid
 	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 20$"
+	expect "the target never listened" wait_for 20 has "$out/$tg.err" "waiting for a migration"
 	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
 		migrate_to "$n" "$uri"
 	expect "ctl migrate printed no downtime" has "$out/$n.mig" "migrated to .*downtime [0-9]+ ms"
@@ -1640,6 +1641,7 @@ migrate_disk_case() {
 	bg_run "$tg" --incoming "unix:$out/$n.sock" --timeout 120s
 	tpid=$bg_pid
 	expect "the transfer never started" wait_for 30 has "$out/$n.log" "^vscsi: stream round 20 ok"
+	expect "the target never listened" wait_for 20 has "$out/$tg.err" "waiting for a migration"
 	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
 		migrate_to "$n" "unix:$out/$n.sock"
 	reap_worker $spid 120
@@ -1651,6 +1653,43 @@ migrate_disk_case() {
 	expect "a round was lost or repeated" consecutive "$out/$n-all.log" "vscsi: stream round" ok
 	expect "the target did not finish" has "$out/$tg.log" "^RESULT: PASS"
 	expect "a check failed" fails grep -q "^FAIL" "$out/$tg.log"
+	case_end "$out/$n-all.log" "$out/$n.err" "$out/$tg.err"
+}
+
+# The target's control socket during the pre-copy: it answers (the worker
+# seals once its machine is built, before RAM arrives) and shows each
+# round (migrate-progress with the source's figures). 50 MiB/s against a
+# guest rewriting 8 MiB every 20 ms: rounds for a while (auto-converge).
+migrate_progress_case() {
+	n=mig-p-$$ tg=mig-p-t-$$
+	case_begin payload-migrate-progress || return 0
+	bg_run "$n" --kernel "$P/counter.bin" --cmdline "period_ms=20 dirty_mb=8" --timeout 120s
+	spid=$bg_pid
+	bg_run "$tg" --incoming "unix:$out/$tg.sock" --timeout 120s
+	tpid=$bg_pid
+	expect "the counter never ran" wait_for 20 has "$out/$n.log" "^counter: 5$"
+	wait_for 10 test -S "$out/$tg.sock"
+	migrate_to "$n" "unix:$out/$tg.sock" --bandwidth 50 &
+	mpid=$!
+	expect "the target's socket did not answer during the pre-copy" wait_for 20 alive "$tg"
+	ctl "$tg" watch --json >"$out/$tg.ev" 2>&1 &
+	wpid=$!
+	ctl "$tg" query-status >"$out/$tg.qs" 2>&1
+	expect "the target was not waiting for the VM: $(cat "$out/$tg.qs")" has "$out/$tg.qs" "state: starting"
+	wait $mpid
+	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
+		has "$out/$n.mig" "migrated to .*downtime [0-9]+ ms"
+	reap_worker $spid 60
+	expect "the target's socket showed no round: $(events "$out/$tg.ev")" \
+		wait_for 10 has "$out/$tg.ev" '"event":"migrate-progress","data":\{"round":[0-9]+,"transferred":[1-9]'
+	expect "stop failed" ctl "$tg" stop
+	reap_worker $tpid 60
+	wait $wpid 2>/dev/null || :
+	expect "the target's events came out of order" seq_grows "$out/$tg.ev"
+	cat "$out/$n.log" "$out/$tg.log" >"$out/$n-all.log"
+	expect "a line was lost or repeated across the move" consecutive "$out/$n-all.log" "counter:"
+	expect "guest RAM was lost in the move" fails has "$out/$n-all.log" "RAM lost"
+	echo "note: payload-migrate-progress: $(sed -n 's/.*(\(downtime.*\))$/\1/p' "$out/$n.mig"); target events: $(lines_of "$out/$tg.ev" migrate-progress) rounds"
 	case_end "$out/$n-all.log" "$out/$n.err" "$out/$tg.err"
 }
 
@@ -1757,6 +1796,7 @@ if [ $do_payloads = 1 ]; then
 	migrate_live_case unix
 	migrate_live_case tcp
 	migrate_disk_case
+	migrate_progress_case
 	migrate_fail_case
 	migrate_hostile_case
 fi
@@ -2403,6 +2443,7 @@ migrate_linux_case() {
 		[ "$src" = "$n" ] && dst=$tg || dst=$n
 		bg_run "$dst" --incoming "$uri" --timeout 400s
 		dst_pid=$bg_pid
+		expect "$uri: the target never listened" wait_for 60 has "$out/$dst.err" "waiting for a migration"
 		last=$(synced_max "$out/$src.log")
 		expect "$uri: the guest synced nothing new" wait_for 60 synced_past "$out/$src.log" "${last:-0}"
 		if ! migrate_to "$src" "$uri"; then

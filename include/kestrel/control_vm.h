@@ -22,6 +22,10 @@ struct vm_config;
  * fails, or a live socket of the same name, is an error (one line in err). */
 int control_vm_create(struct control_vm **out, const struct vm_config *cfg, char *err,
 		      size_t errlen) WARN_UNUSED;
+/* A live migration's round (as migrate_send_opts.progress takes it, opaque
+ * the control_vm): a migrate-progress event. The target's too. */
+struct migrate_progress;
+void control_vm_migrate_progress(void *opaque, const struct migrate_progress *p);
 /* The machine's vCPUs run: state "running"; READY=1 on the first boot. */
 void control_vm_attach(struct control_vm *cv, struct machine *m);
 /* The machine stopped (its stop reason is set) and is about to be destroyed:

@@ -108,6 +108,11 @@ int migrate_incoming_accept(const char *uri, uint64_t wait_ms, struct migrate_in
 struct guest_mem;
 int migrate_incoming_attach(struct migrate_incoming *inc, struct guest_mem *gm, char *err,
 			    size_t errlen) WARN_UNUSED;
+/* Called at each pre-copy round with the source's figures (transferred:
+ * the RAM received so far), on the thread in migrate_incoming_receive. */
+void migrate_incoming_on_progress(struct migrate_incoming *inc,
+				  void (*progress)(void *opaque, const struct migrate_progress *p),
+				  void *opaque);
 /* Answer the HELLO: rc 0, send RAM; else the source hears why (msg) and
  * keeps the VM, and inc is freed. 0, or -errno with one line in err. */
 int migrate_incoming_ready(struct migrate_incoming *inc, int rc, const char *msg, char *err,

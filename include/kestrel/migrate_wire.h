@@ -30,7 +30,7 @@ enum mig_type {
 	MIG_HELLO = 1,	/* magic, versions, RAM layout, configuration, CPUID */
 	MIG_REPLY = 2,	/* u32 status (0 ok, else an errno), message */
 	MIG_PAGES = 3,	/* u64 first page, then n whole pages (RAM offset order) */
-	MIG_ROUND = 4,	/* u32 round that just ended */
+	MIG_ROUND = 4,	/* u32 round that just ended, then (optional) the progress */
 	MIG_STATE = 5,	/* the state file's records KVER..DISK */
 	MIG_SWITCH = 6, /* the source let go of the disks: start */
 };
@@ -39,6 +39,16 @@ struct mig_hdr {
 	uint32_t type;
 	uint64_t len;
 };
+
+/* ROUND: u32 round, u32 throttle %, u64 dirty bytes left, u64 bytes dirtied
+ * per second, u64 expected downtime (ms); a bare u32 round (4 bytes) is
+ * accepted too. */
+#define MIG_ROUND_SIZE 32u
+struct migrate_progress;
+void mig_round_put(const struct migrate_progress *p, uint8_t out[MIG_ROUND_SIZE]);
+/* 0, or -EINVAL for a length that is neither 4 nor MIG_ROUND_SIZE (the
+ * fields the body does not carry are 0). */
+int mig_round_parse(const uint8_t *body, uint64_t len, struct migrate_progress *p) WARN_UNUSED;
 
 void mig_hdr_encode(uint32_t type, uint64_t len, uint8_t out[MIG_HDR_SIZE]);
 /* Known type, reserved zero, length within the type's bound (records_max:

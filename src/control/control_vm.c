@@ -1630,7 +1630,7 @@ static int cv_save(void *opaque, const char *path, bool keep_running, json_objec
 #define CV_MIGRATE_DOWNTIME_MS	  30
 #define CV_MIGRATE_CONVERGE_AFTER 4
 
-static void cv_migrate_progress(void *opaque, const struct migrate_progress *p)
+void control_vm_migrate_progress(void *opaque, const struct migrate_progress *p)
 {
 	struct control_vm *cv = opaque;
 	json_object *d = json_object_new_object();
@@ -1676,7 +1676,7 @@ static void *cv_migrate_thread(struct control_vm *cv)
 								  : CV_MIGRATE_DOWNTIME_MS,
 				       .converge_after = CV_MIGRATE_CONVERGE_AFTER,
 				       .cancel = &cv->save.cancel,
-				       .progress = cv_migrate_progress,
+				       .progress = control_vm_migrate_progress,
 				       .opaque = cv };
 	struct migrate_send_result r = { 0 };
 	char err[512] = "";

@@ -402,6 +402,12 @@ static const struct sb_rule rules_main[] = {
 	ALLOW(signalfd4, "the console's signalfd, each boot"),
 	ALLOW_IF(rt_sigaction, ARG_EQ(0, SIGUSR1), "the vCPU kick handler, each boot"),
 	ALLOW(unlink, "removing the control socket at exit"),
+	/* --incoming seals once the machine is built, before RAM arrives, so
+	 * that the control socket answers during the pre-copy. */
+	ALLOW(recvfrom, "--incoming: the source's pages and state (recv)"),
+	ALLOW(sendmsg, "--incoming: the replies to the source"),
+	ALLOW(poll, "--incoming: waiting for the source"),
+	ALLOW(ppoll, "as poll"),
 };
 
 static const struct sb_ioctl ioctls_main[] = {
