@@ -1,8 +1,10 @@
 /* The migration connection, for both ends: addresses (numeric only, so the
- * sandboxed source never needs a resolver), whole-buffer sends and receives
+ * sandboxed source never needs a resolver; migrate_uri_resolve turns a host
+ * name into one before, outside the sandbox), whole-buffer sends and receives
  * that give up on cancel or after a long silence, and whole messages. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -74,6 +76,53 @@ bad_tcp:
 		 "address and a port 1-65535",
 		 uri);
 	return -EINVAL;
+}
+
+int migrate_uri_resolve(const char *uri, char **out, char *err, size_t errlen)
+{
+	const char *colon = strncmp(uri, "tcp:", 4) ? NULL : strrchr(uri + 4, ':');
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	char host[256], num[INET6_ADDRSTRLEN];
+	size_t hl = colon ? (size_t)(colon - (uri + 4)) : 0;
+	int r;
+
+	*out = NULL;
+	if (colon && hl && uri[4] != '[' && hl < sizeof(host)) {
+		memcpy(host, uri + 4, hl);
+		host[hl] = '\0';
+	} else {
+		host[0] = '\0';
+	}
+	/* unix:, a numeric address, an empty host (any), a [v6]: as it is. */
+	if (!host[0] || inet_pton(AF_INET, host, num) == 1) {
+		r = migrate_uri_check(uri, err, errlen);
+		if (!r && !(*out = strdup(uri)))
+			r = -ENOMEM;
+		return r;
+	}
+	r = getaddrinfo(host, NULL, &hints, &ai);
+	if (r || !ai) {
+		snprintf(err, errlen, "%s: %s: %s", uri, host, r ? gai_strerror(r) : "no address");
+		return -EHOSTUNREACH;
+	}
+	if (ai->ai_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, num,
+			  sizeof(num));
+	else
+		inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, num,
+			  sizeof(num));
+	r = asprintf(out, ai->ai_family == AF_INET6 ? "tcp:[%s]%s" : "tcp:%s%s", num, colon);
+	freeaddrinfo(ai);
+	if (r < 0) {
+		*out = NULL;
+		return -ENOMEM;
+	}
+	r = migrate_uri_check(*out, err, errlen);
+	if (r) {
+		free(*out);
+		*out = NULL;
+	}
+	return r;
 }
 
 int migrate_uri_check(const char *uri, char *err, size_t errlen)

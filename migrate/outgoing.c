@@ -24,7 +24,8 @@
 
 #define OUT_TIMEOUT_MS	      30000
 #define OUT_MAX_ROUNDS	      300
-#define OUT_THROTTLE_SLICE_NS 10000000ull /* the guest runs this long between naps */
+#define OUT_BW_SAMPLE_MIN     (4ull << 20) /* bytes: a round this big measures the link */
+#define OUT_THROTTLE_SLICE_NS 10000000ull  /* the guest runs this long between naps */
 
 struct outgoing {
 	struct machine *m;
@@ -182,7 +183,7 @@ static int out_send_failed(int ret, char *err, size_t errlen)
 /* Rounds until the rest fits max-downtime: 0, or -errno with err set. */
 static int out_precopy(struct outgoing *out, char *err, size_t errlen)
 {
-	uint64_t best_bw = 0, prev_expect = UINT64_MAX;
+	uint64_t link_bw = 0, prev_expect = UINT64_MAX;
 	int ret = gm_dirty_log_start(&out->m->vm.gm);
 
 	if (ret) {
@@ -201,16 +202,20 @@ static int out_precopy(struct outgoing *out, char *err, size_t errlen)
 			return out_send_failed(ret, err, errlen);
 		ns = MAX(clock_mono_ns() - t, 1000ull);
 		bw = (out->c.sent - sent0) * 1000000000ull / ns;
-		best_bw = MAX(best_bw, bw);
+		/* The last round that moved enough to measure the link, not the
+		 * best one ever: a link that slowed down must not promise a
+		 * short stop it cannot keep. */
+		if (!link_bw || out->c.sent - sent0 >= OUT_BW_SAMPLE_MIN)
+			link_bw = bw;
 		if (out->o->bandwidth)
-			best_bw = MIN(best_bw, out->o->bandwidth);
+			link_bw = MIN(link_bw, out->o->bandwidth);
 		dirty = out_fetch_dirty(out);
 		if (dirty < 0) {
 			snprintf(err, errlen, "fetching the dirty log: %s", strerror((int)-dirty));
 			return (int)dirty;
 		}
 		left = (uint64_t)dirty * MIG_PAGE;
-		expect = left * 1000 / MAX(best_bw, 1ull);
+		expect = left * 1000 / MAX(link_bw, 1ull);
 		out->res->rounds = round;
 		ret = out_round_end(out, round, left, left * 1000000000ull / ns, expect);
 		if (ret)

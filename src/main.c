@@ -290,6 +290,18 @@ static int cmd_run(int argc, char **argv)
 		config_free(&cfg);
 		return EXIT_USAGE;
 	}
+	/* A host name is resolved now: the sandbox has no resolver. */
+	if (cfg.incoming) {
+		char *numeric;
+
+		if (migrate_uri_resolve(cfg.incoming, &numeric, err, sizeof(err))) {
+			kerr("--incoming %s", err);
+			config_free(&cfg);
+			return EXIT_USAGE;
+		}
+		free(cfg.incoming);
+		cfg.incoming = numeric;
+	}
 	if (cfg.quiet)
 		log_threshold = LOG_ERR;
 	console_block_signals();

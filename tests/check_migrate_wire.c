@@ -271,6 +271,32 @@ START_TEST(test_uri)
 }
 END_TEST
 
+/* Host names become addresses before the sandbox (kestrel ctl, --incoming);
+ * everything else is checked and passed on as it is. */
+START_TEST(test_uri_resolve)
+{
+	char err[300], *out;
+
+	ck_assert_int_eq(migrate_uri_resolve("tcp:localhost:4444", &out, err, sizeof(err)), 0);
+	ck_assert_msg(!strcmp(out, "tcp:127.0.0.1:4444") || !strcmp(out, "tcp:[::1]:4444"), "%s",
+		      out);
+	free(out);
+	ck_assert_int_eq(migrate_uri_resolve("tcp:10.0.0.2:80", &out, err, sizeof(err)), 0);
+	ck_assert_str_eq(out, "tcp:10.0.0.2:80");
+	free(out);
+	ck_assert_int_eq(migrate_uri_resolve("unix:/run/x.sock", &out, err, sizeof(err)), 0);
+	ck_assert_str_eq(out, "unix:/run/x.sock");
+	free(out);
+	ck_assert_int_eq(migrate_uri_resolve("tcp:no-such-host.invalid:80", &out, err, sizeof(err)),
+			 -EHOSTUNREACH);
+	ck_assert_ptr_null(out);
+	ck_assert_msg(strstr(err, "no-such-host.invalid"), "%s", err);
+	ck_assert_int_eq(migrate_uri_resolve("tcp:localhost:0", &out, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_null(out);
+	ck_assert_int_eq(migrate_uri_resolve("udp:1.2.3.4:5", &out, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
 SUITE_MAIN("migrate_wire", "wire", NULL, NULL, 0, test_hdr_round_trip_and_bounds, test_round,
 	   test_hello_round_trip, test_hello_every_cut, test_hello_hostile, test_pages_check,
-	   test_reply, test_uri)
+	   test_reply, test_uri, test_uri_resolve)

@@ -87,6 +87,11 @@ struct migrate_send_result {
 /* uri is tcp:ADDR:PORT or unix:PATH as migrate_send takes it: 0, or
  * -EINVAL with one line in err. */
 int migrate_uri_check(const char *uri, char *err, size_t errlen) WARN_UNUSED;
+/* tcp:HOST:PORT with a host name: *out (malloc'd) the same with the first
+ * address the resolver gives (tcp:[v6]:PORT for IPv6); any other URI is
+ * checked and copied. Not in the sandbox: kestrel ctl and --incoming call
+ * it before. 0, or -errno with one line in err. */
+int migrate_uri_resolve(const char *uri, char **out, char *err, size_t errlen) WARN_UNUSED;
 /* Send the running machine to the target. 0: the target runs the guest
  * (stop this one, quiesced). Else -errno with one line in err; the caller
  * resumes the machine if res->quiesced (the disks' locks are taken back). */

@@ -23,6 +23,7 @@
 #include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/control.h"
+#include "kestrel/migrate.h"
 
 #define CTL_EXIT_OK	  0
 #define CTL_EXIT_ERROR	  1	/* the command failed */
@@ -215,6 +216,26 @@ static json_object *ctl_abs_uri(const char *v)
 	return o;
 }
 
+static json_object *ctl_resolve_uri(const char *v)
+{
+	char err[300], *numeric;
+	json_object *o;
+
+	int r = migrate_uri_resolve(v, &numeric, err, sizeof(err));
+
+	/* A malformed address goes as it is (the worker's answer names the
+	 * problem); a name that does not resolve stops here. */
+	if (r == -EHOSTUNREACH) {
+		fprintf(stderr, "kestrel: ctl: %s\n", err);
+		return NULL;
+	}
+	if (r)
+		return json_object_new_string(v);
+	o = json_object_new_string(numeric);
+	free(numeric);
+	return o;
+}
+
 static json_object *ctl_value(const struct control_arg *spec, const char *v, const char *key)
 {
 	bool b;
@@ -245,6 +266,10 @@ static json_object *ctl_value(const struct control_arg *spec, const char *v, con
 		if (!strcmp(spec->name, "uri") &&
 		    (!strncmp(v, "file:", 5) || !strncmp(v, "unix:", 5)) && v[5] && v[5] != '/')
 			return ctl_abs_uri(v);
+		/* and a host name resolved here: the worker's sandbox has no
+		 * resolver. */
+		if (!strcmp(spec->name, "uri") && !strncmp(v, "tcp:", 4))
+			return ctl_resolve_uri(v);
 		return json_object_new_string(v);
 	case CTL_ARG_ENUM: return json_object_new_string(v);
 	}
