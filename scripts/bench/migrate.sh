@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/bench/migrate.sh [--runs N] [--mem "256M 1G"] [--dirty-mb N]
+# scripts/bench/migrate.sh [--runs N] [--mem "256M 1G"] [--dirty-mb N] [--rig]
 # Live migration, kestrel beside qemu-system-x86_64 -accel kvm, on THIS host
 # (payload guest, not the rig's Debian): tests/guest/counter.bin counting on
 # its serial port every 20 ms, 1 vCPU, for each RAM size (default 256M and
@@ -18,13 +18,18 @@
 #           stamped (CLOCK_MONOTONIC) as they come out of each process; the
 #           first line on the target minus the last on the source, minus the
 #           guest's median line interval (the period plus its own overhead).
+# --rig: the same comparison inside the nested rig with the kit's Debian
+# (2 vCPUs, counting every 20 ms; dirtying: rewriting N MiB of its RAM all the
+# time, tests/kit/state.sh) over unix: sockets, and QEMU driven over HMP
+# (scripts/bench/migrate-inner.sh; the gap is stamped with /proc/uptime
+# there, 10 ms steps).
 # Prints medians (min-max) and the ratios kestrel / QEMU on the last lines.
 # Run it under the rig lock (flock /tmp/kestrel-rig.lock): it loads both cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/scripts/bench/lib.sh"
-runs=3 mems="256M 1G" dirty_mb=32
-bench_opts migrate.sh --runs=runs --mem=mems --dirty-mb=dirty_mb -- "$@"
+runs=3 mems="256M 1G" dirty_mb=32 where=host
+bench_opts migrate.sh --runs=runs --mem=mems --dirty-mb=dirty_mb --rig=where=rig -- "$@"
 bench_need migrate.sh qemu-system-x86_64 qemu-system-x86
 bench_need migrate.sh python3 python3
 bench_kestrel
@@ -162,6 +167,17 @@ EOF
 }
 
 results=$work/results
+if [ "$where" = rig ]; then
+	# Debian in the nested rig: scripts/bench/migrate-inner.sh, its lines
+	# "m WHO MEM LOAD downtime_ms=N total_ms=N gap_ms=N".
+	"$root/scripts/rig.sh" ${BENCH_VERBOSE:+--verbose} --with-qemu --timeout 3000 \
+		--add "$root/scripts/bench/migrate-inner.sh:/work/migrate-inner.sh" \
+		--add "$root/tests/kit:/work/kit" \
+		-- "sh /work/migrate-inner.sh $runs $dirty_mb $mems" | tee "$work/rig.out" >&2
+	sed -n 's/^m \([a-z]*\) \([0-9A-Z]*\) \([a-z]*\) downtime_ms=\([0-9]*\) total_ms=\([0-9]*\) gap_ms=\(-*[0-9]*\).*/\1 \2 \3 \4 \5 \6/p' \
+		"$work/rig.out" >"$results"
+	runs=0 where_label="the nested rig (Debian, 2 vCPUs)"
+fi
 for r in $(seq "$runs"); do
 	for mem in $mems; do
 		for load in idle dirty; do
@@ -176,7 +192,7 @@ for r in $(seq "$runs"); do
 	done
 done
 
-python3 - "$results" <<'PY'
+python3 - "$results" "${where_label:-this host (payload guest)}" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -189,7 +205,7 @@ def med(k):
     v = rows.get(k)
     return (statistics.median(v), min(v), max(v), len(v)) if v else None
 keys = sorted({(k[1], k[2]) for k in rows}, key=lambda x: (x[0][-1], float(x[0][:-1]), x[1]))
-print("\n== live migration on this host (payload guest), ms: median (min-max, n) ==")
+print("\n== live migration in %s, ms: median (min-max, n) ==" % sys.argv[2])
 for mem, load in keys:
     for what in ("downtime", "gap", "total"):
         for who in ("kestrel", "qemu"):

@@ -13,6 +13,9 @@
 #   kestrel.state_ms=MS    the period, 10 to 999 ms (default 500)
 #   kestrel.state_disk=0   no disk log
 #   kestrel.state_net=0    no network
+#   kestrel.state_dirty_mb=N  meanwhile rewrite N MiB of RAM (a tmpfs file,
+#                          over and over: a guest that dirties memory fast,
+#                          for live migration)
 # Lines: "state: IF up ADDR", "state: disk sdX", "state: counter N",
 # "state: synced N", "state: done".
 . "${0%/*}/lib.sh" # arg, wait_for, disk_of
@@ -35,6 +38,16 @@ if [ "$(arg kestrel.state_disk 1)" = 1 ] && wait_for "disk_of 0 >/dev/null" 60; 
 	disk=$(disk_of 0)
 	wait_for "[ -b /dev/$disk ]" 10
 	echo "state: disk $disk"
+fi
+dirty=$(arg kestrel.state_dirty_mb 0)
+case "$dirty" in [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) dirty=0 ;; esac
+if [ "$dirty" != 0 ]; then
+	# In the initramfs (RAM). Not zeros: a VMM must not get away with
+	# sending zero pages cheaply.
+	mkdir -p /tmp/dirty
+	head -c $((dirty << 20)) /dev/urandom >/tmp/dirty/src
+	(while :; do dd if=/tmp/dirty/src of=/tmp/dirty/dst bs=1M conv=notrunc 2>/dev/null; done) &
+	echo "state: dirtying $dirty MiB"
 fi
 secs=$(arg kestrel.state_secs 300)
 ms=$(arg kestrel.state_ms 500)
