@@ -2422,9 +2422,11 @@ fi
 
 # Live migration of Debian (issue 15): two workers in this VM, the guest
 # counting on serial every 100 ms and appending each line to a shared VHD
-# (tests/kit/state.sh, no network), moved over unix: and back over
-# tcp:127.0.0.1 while it runs: no reboot, no lost line, every synced line on
-# the disk; the downtime ctl migrate measured is printed.
+# (tests/kit/state.sh, no network) while it rewrites 16 MiB of its RAM all
+# the time (a guest that dirties memory fast: the pre-copy must converge),
+# moved over unix: and back over tcp:127.0.0.1 while it runs: no reboot, no
+# lost line, every synced line on the disk; the downtime ctl migrate
+# measured is printed.
 migrate_linux_case() {
 	n=mig-lx-$$ tg=mig-lx-t-$$
 	case_begin linux-migrate || return 0
@@ -2433,9 +2435,10 @@ migrate_linux_case() {
 	kit_tests_initrd "$out/initrd-migrate.gz"
 	bg_run "$n" --kernel "$KIT/vmlinux" --initrd "$out/initrd-migrate.gz" --cpus 2 --mem 256M \
 		--timeout 400s --on-reboot exit --disk "path=$out/mgdisk.vhd,bus=scsi" \
-		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=state kestrel.state_net=0 kestrel.state_ms=100"
+		--cmdline "console=ttyS0 panic=-1 quiet kestrel.modules=virtio_pci,virtio_scsi,sd_mod kestrel.run=state kestrel.state_net=0 kestrel.state_ms=100 kestrel.state_dirty_mb=16"
 	src=$n src_pid=$bg_pid
 	expect "the guest never synced a line" wait_for 240 has "$out/$n.log" "^state: synced 10[^0-9]"
+	expect "the guest does not dirty its RAM" has "$out/$n.log" "^state: dirtying 16 MiB"
 	: >"$out/$n.all"
 	migrate_lo_up
 	for uri in "unix:$out/$n.sock" "tcp:127.0.0.1:$((20000 + $$ % 20000))"; do
