@@ -274,6 +274,7 @@ static int out_stop_and_copy(struct outgoing *out, char *err, size_t errlen)
 	if (!ret)
 		ret = mig_send_msg(&out->c, MIG_STATE, b.data, b.len);
 	state_free(&b);
+	out->res->state_sent_ms = (clock_mono_ns() - out->res->pause_ns) / 1000000;
 	out_debug_time(out, "state sent");
 	if (ret && !err[0])
 		snprintf(err, errlen, "sending the state: %s", strerror(-ret));

@@ -81,8 +81,10 @@ static int machine_for_incoming(struct machine *m, const struct vm_config *cfg,
 	ret = migrate_incoming_ready(inc, ret, ret ? err : NULL, err, errlen);
 	/* Everything is open: sealed now, the control thread serves the
 	 * target's socket (query-status, migrate-progress) during pre-copy. */
-	if (!ret && (ret = sandbox_seal(err, errlen)))
+	if (!ret && (ret = sandbox_seal(err, errlen))) {
+		migrate_incoming_abort(inc, ret, err);
 		return ret;
+	}
 	ret = ret ?: migrate_incoming_receive(inc, in, err, errlen);
 	/* The source lets go of the disks only now. */
 	ret = ret ?: migrate_incoming_switch(*in, err, errlen);

@@ -80,6 +80,9 @@ struct migrate_send_opts {
 
 struct migrate_send_result {
 	uint64_t transferred, total_ms, downtime_ms, pause_ns, last_pages;
+	/* the pause to the state's last byte written: the span QEMU's
+	 * "downtime" measures (kestrel's goes on to the target's start) */
+	uint64_t state_sent_ms;
 	unsigned rounds;
 	bool quiesced; /* the machine is left quiesced: resume it */
 };

@@ -50,8 +50,11 @@ wait_for() { # wait_for SECONDS FILE PATTERN
 }
 # stamp FILE: standard input's lines to FILE, each after the time it came.
 stamp() {
+	# Builtins only: a fork per line (TCG outside) would fall behind a line
+	# every 20 ms and stamp the backlog, not the arrival.
 	while IFS= read -r l; do
-		echo "$(now_ms) $l"
+		read -r up _ </proc/uptime
+		echo "${up%.*}${up#*.}0 $l"
 	done >"$1"
 }
 # gap SRC DST: the target's first counter line minus the source's last, less

@@ -1657,6 +1657,7 @@ static void cv_migrate_event(struct control_vm *cv, int rc, const struct migrate
 		return;
 	}
 	json_object_object_add(d, "downtime_ms", jint(r->downtime_ms));
+	json_object_object_add(d, "state_sent_ms", jint(r->state_sent_ms));
 	json_object_object_add(d, "total_ms", jint(r->total_ms));
 	json_object_object_add(d, "rounds", jint(r->rounds));
 	json_object_object_add(d, "transferred", jint(r->transferred));

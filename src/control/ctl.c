@@ -552,11 +552,13 @@ static void migrate_progress(json_object *d)
 
 static void migrate_done(const char *name, json_object *d, bool tty)
 {
-	printf("%s%s migrated to %s (downtime %lld ms, %lld ms in all, %lld rounds, %lld MiB sent)\n",
+	printf("%s%s migrated to %s (downtime %lld ms, %lld ms in all, %lld rounds, %lld MiB sent; "
+	       "state sent %lld ms into the pause)\n",
 	       tty ? "\r" : "", name, jget_str(d, "uri", "?"),
 	       (long long)jget_int(d, "downtime_ms", 0), (long long)jget_int(d, "total_ms", 0),
 	       (long long)jget_int(d, "rounds", 0),
-	       (long long)(jget_int(d, "transferred", 0) >> 20));
+	       (long long)(jget_int(d, "transferred", 0) >> 20),
+	       (long long)jget_int(d, "state_sent_ms", 0));
 }
 
 static const struct ctl_job ctl_job_save = {
