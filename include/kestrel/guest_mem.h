@@ -145,7 +145,7 @@ struct guest_mem {
 	uint64_t ram_low;  /* RAM below the PCI hole: it ends here */
 	uint64_t ram_high; /* RAM from GM_HIGHMEM_BASE */
 	bool hugepages;
-	bool file_backed;    /* gm_map_file or gm_map_shared: RAM is a file's */
+	bool file_backed;    /* gm_map_file: a private mapping of a saved VM's file */
 	uint64_t *ram_dirty; /* a bit per page of the backing (mapped lazily) */
 	uint64_t ram_dirty_bytes;
 	bool ram_logging; /* atomic: RAM is dirty-logged */
@@ -173,9 +173,6 @@ void gm_destroy(struct guest_mem *gm);
  * is how a saved VM is restored lazily (migrate/ram.c, Firecracker's way).
  * Call before the vCPUs run: what RAM held is dropped. 0 or -errno. */
 int gm_map_file(struct guest_mem *gm, int fd, uint64_t offset) WARN_UNUSED;
-/* The same, shared: RAM is fd's pages themselves (a live migration's target
- * receives pages straight into the guest's RAM, migrate/incoming.c). */
-int gm_map_shared(struct guest_mem *gm, int fd, uint64_t offset) WARN_UNUSED;
 /* on: the next gm_destroy keeps the mapping, zeroing the pages the guest
  * touched, for the next gm_init of the same size (a guest reboot in place). */
 void gm_retain_next(bool on);

@@ -109,10 +109,10 @@ int migrate_send(struct machine *m, const struct migrate_send_opts *o,
 struct migrate_incoming;
 int migrate_incoming_accept(const char *uri, uint64_t wait_ms, struct migrate_incoming **out,
 			    const char **conf, char *err, size_t errlen) WARN_UNUSED;
-/* Back the built machine's RAM with the incoming stream's (shared): pages
- * arrive straight in the guest's memory, which then needs neither a copy
- * nor a copy-on-write fault per page. Before migrate_incoming_ready; gm
- * must outlive the migration. 0, or -errno with one line in err. */
+/* Receive RAM straight into the built machine's (still zero) RAM, which
+ * then needs neither a copy nor a copy-on-write fault per page. Before
+ * migrate_incoming_ready; gm must outlive the migration. 0, or -errno with
+ * one line in err. */
 struct guest_mem;
 int migrate_incoming_attach(struct migrate_incoming *inc, struct guest_mem *gm, char *err,
 			    size_t errlen) WARN_UNUSED;

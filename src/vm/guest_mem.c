@@ -351,7 +351,7 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages)
 	return ret;
 }
 
-static int gm_map_fd(struct guest_mem *gm, int fd, uint64_t offset, int share)
+int gm_map_file(struct guest_mem *gm, int fd, uint64_t offset)
 {
 	void *p;
 
@@ -359,8 +359,8 @@ static int gm_map_fd(struct guest_mem *gm, int fd, uint64_t offset, int share)
 		return -EINVAL;
 	/* MAP_FIXED over the RAM backing keeps every address the slots and
 	 * KVM's memslots hold; nothing has mapped guest pages yet. */
-	p = mmap(gm->map, gm->map_size, PROT_READ | PROT_WRITE, share | MAP_FIXED | MAP_NORESERVE,
-		 fd, (off_t)offset);
+	p = mmap(gm->map, gm->map_size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)offset);
 	if (p == MAP_FAILED) {
 		int ret = -errno;
 
@@ -375,16 +375,6 @@ static int gm_map_fd(struct guest_mem *gm, int fd, uint64_t offset, int share)
 	}
 	gm->file_backed = true;
 	return 0;
-}
-
-int gm_map_file(struct guest_mem *gm, int fd, uint64_t offset)
-{
-	return gm_map_fd(gm, fd, offset, MAP_PRIVATE);
-}
-
-int gm_map_shared(struct guest_mem *gm, int fd, uint64_t offset)
-{
-	return gm_map_fd(gm, fd, offset, MAP_SHARED);
 }
 
 void gm_destroy(struct guest_mem *gm)
