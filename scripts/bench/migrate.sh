@@ -21,8 +21,8 @@
 # --rig: the same comparison inside the nested rig with the kit's Debian
 # (2 vCPUs, counting every 20 ms; dirtying: rewriting N MiB of its RAM all the
 # time, tests/kit/state.sh) over unix: sockets, and QEMU driven over HMP
-# (scripts/bench/migrate-inner.sh; the gap is stamped with /proc/uptime
-# there, 10 ms steps).
+# (scripts/bench/migrate-inner.sh; no gap figure there, but kestrel's
+# "state sent" point, the span QEMU's own downtime measures).
 # Prints medians (min-max) and the ratios kestrel / QEMU on the last lines.
 # Run it under the rig lock (flock /tmp/kestrel-rig.lock): it loads both cores.
 set -euo pipefail
