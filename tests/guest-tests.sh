@@ -1310,7 +1310,10 @@ fi
 # consecutive FILE PREFIX [SUFFIX]: the numbers of the lines "PREFIX N[ SUFFIX]"
 # in FILE count up by one from 1, none missing or repeated.
 consecutive() {
-	tr -d '\r' <"$1" | sed -n "s/^$2 \([0-9][0-9]*\)${3:+ $3}\$/\1/p" |
+	# A worker stopped while its guest was mid-line leaves that line
+	# unterminated ("counter: 3" of 37): not a line of the count.
+	if [ -n "$(tail -c 1 "$1")" ]; then cut_last='$d'; else cut_last=; fi
+	tr -d '\r' <"$1" | sed "$cut_last" | sed -n "s/^$2 \([0-9][0-9]*\)${3:+ $3}\$/\1/p" |
 		awk 'NR != $1 { bad = 1; exit } { last = $1 } END { if (bad || !last) exit 1 }'
 }
 # tests/state-tamper.c: one field of a saved VM changed, its checksum fixed.
