@@ -1638,19 +1638,21 @@ migrate_disk_case() {
 	n=mig-vs-$$ tg=mig-vs-t-$$
 	case_begin payload-migrate-disk || return 0
 	vscsi_images
-	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "stream=400" --timeout 120s --debug-exit \
+	# 200 rounds: the move comes at round 20 or so; the rest must finish
+	# on the target (a minute on this host; the rig is slower).
+	bg_run "$n" --kernel "$P/vscsi.bin" --cmdline "stream=200" --timeout 240s --debug-exit \
 		--disk "path=$out/vd0.img,bus=scsi"
 	spid=$bg_pid
-	bg_run "$tg" --incoming "unix:$out/$n.sock" --timeout 120s
+	bg_run "$tg" --incoming "unix:$out/$n.sock" --timeout 240s
 	tpid=$bg_pid
 	expect "the transfer never started" wait_for 30 has "$out/$n.log" "^vscsi: stream round 20 ok"
 	expect "the target never listened" wait_for 20 has "$out/$tg.err" "waiting for a migration"
 	expect "the migration failed: $(tail -n 2 "$out/$n.mig" 2>/dev/null | tr '\n' ' ')" \
 		migrate_to "$n" "unix:$out/$n.sock"
-	reap_worker $spid 120
+	reap_worker $spid 240
 	expect "the source exited $rc, not 0" [ "$rc" = 0 ]
 	expect "the move came after the last round" fails has "$out/$n.log" "RESULT"
-	reap_worker $tpid 120
+	reap_worker $tpid 240
 	expect "the target exited $rc, not 1" [ "$rc" = 1 ]
 	cat "$out/$n.log" "$out/$tg.log" >"$out/$n-all.log"
 	expect "a round was lost or repeated" consecutive "$out/$n-all.log" "vscsi: stream round" ok
