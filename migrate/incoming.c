@@ -33,7 +33,6 @@
 #include "kestrel/clock.h"
 #include "kestrel/config.h"
 #include "kestrel/cpuid.h"
-#include "kestrel/crc32c.h"
 #include "kestrel/guest_mem.h"
 #include "kestrel/kvm_state.h"
 #include "kestrel/migrate.h"
@@ -49,10 +48,8 @@ struct migrate_incoming {
 	char *conf; /* the HELLO's configuration (JSON) */
 	struct mig_conn c;
 	int memfd;
-	uint8_t *ram;	     /* the memfd's RAM area, shared */
-	bool ram_is_guest;   /* ram is the VM's own mapping (migrate_incoming_attach) */
+	uint8_t *ram;	     /* the VM's RAM (migrate_incoming_attach) */
 	struct stream_ram r; /* pages received so far */
-	uint8_t *stale;	     /* per chunk: its checksum is out of date */
 	uint8_t *state;	     /* the STATE body */
 	uint64_t state_len;
 	uint64_t pages_in;
@@ -201,18 +198,11 @@ static int in_setup_ram(struct migrate_incoming *in, const struct mig_hello *h, 
 		snprintf(why, whylen, "out of memory");
 		return ret;
 	}
-	in->stale = calloc(in->r.nchunks, 1);
+	/* The state file's view: header and records; its RAM area stays a
+	 * hole (RAM goes straight into the VM's, migrate_incoming_attach). */
 	in->memfd = memfd_create("kestrel-incoming", MFD_CLOEXEC);
-	if (!in->stale || in->memfd < 0 ||
-	    ftruncate(in->memfd, (off_t)(IN_RAM_OFF + h->ram_size)) < 0) {
-		snprintf(why, whylen, "the incoming RAM: %s", strerror(errno));
-		return -ENOMEM;
-	}
-	in->ram = mmap(NULL, h->ram_size, PROT_READ | PROT_WRITE, MAP_SHARED, in->memfd,
-		       (off_t)IN_RAM_OFF);
-	if (in->ram == MAP_FAILED) {
-		in->ram = NULL;
-		snprintf(why, whylen, "mapping the incoming RAM: %s", strerror(errno));
+	if (in->memfd < 0 || ftruncate(in->memfd, (off_t)(IN_RAM_OFF + h->ram_size)) < 0) {
+		snprintf(why, whylen, "the incoming state: %s", strerror(errno));
 		return -ENOMEM;
 	}
 	return 0;
@@ -269,37 +259,13 @@ static int in_pages(struct migrate_incoming *in, const struct mig_hdr *h, char *
 			in->r.bitmap[pg / 64] |= 1ull << (pg % 64);
 			in->r.present++;
 		}
-		in->stale[pg / STREAM_CHUNK_PAGES] = 1;
 	}
 	in->pages_in += n;
 	return 0;
 }
 
-/* The RAM record's checksums (docs/state.md) for chunks changed since.
- * They guard RAM read back from a file (a restore's eager load); RAM
- * received in place is never read back, and its chunks keep checksum 0
- * (the link's integrity is TCP's, docs/migration.md). */
-static void in_refresh_crcs(struct migrate_incoming *in)
-{
-	if (in->ram_is_guest)
-		return;
-	for (uint64_t c = 0; c < in->r.nchunks; c++) {
-		uint64_t first = c * STREAM_CHUNK_PAGES;
-		uint64_t n = MIN((uint64_t)STREAM_CHUNK_PAGES, in->r.pages - first);
-		uint32_t crc = 0;
-
-		if (!in->stale[c])
-			continue;
-		for (uint64_t pg = first; pg < first + n; pg++)
-			if (stream_ram_present(&in->r, pg))
-				crc = crc32c(crc, in->ram + pg * MIG_PAGE, MIG_PAGE);
-		in->r.crc[c] = crc;
-		in->stale[c] = 0;
-	}
-}
-
-/* A round ended: checksums, and the source's figures as this side's
- * progress (transferred: the RAM received). */
+/* A round ended: the source's figures as this side's progress
+ * (transferred: the RAM received). */
 static int in_round(struct migrate_incoming *in, const struct mig_hdr *h, char *why, size_t whylen)
 {
 	uint8_t body[MIG_ROUND_SIZE];
@@ -312,7 +278,6 @@ static int in_round(struct migrate_incoming *in, const struct mig_hdr *h, char *
 	}
 	if (ret)
 		return ret;
-	in_refresh_crcs(in);
 	p.transferred = in->pages_in * MIG_PAGE;
 	if (in->progress)
 		in->progress(in->opaque, &p);
@@ -357,7 +322,9 @@ static int in_write_file(struct migrate_incoming *in)
 	size_t mark;
 	int ret;
 
-	in_refresh_crcs(in);
+	/* Its chunks' checksums stay 0: they guard RAM read back from a file
+	 * (a restore's eager load); RAM received in place is never read back
+	 * (the link's integrity is TCP's). */
 	state_put_bytes(&b, in->state, in->state_len);
 	mark = stream_record_begin(&b, STREAM_RAM, 1);
 	stream_ram_put(&b, &in->r);
@@ -378,14 +345,11 @@ static int in_write_file(struct migrate_incoming *in)
 
 static void in_free(struct migrate_incoming *in)
 {
-	if (in->ram && !in->ram_is_guest)
-		munmap(in->ram, in->r.ram_size);
 	if (in->memfd >= 0)
 		close(in->memfd);
 	if (in->c.fd >= 0)
 		close(in->c.fd);
 	stream_ram_free(&in->r);
-	free(in->stale);
 	free(in->state);
 	free(in->conf);
 	free(in->uri);
@@ -436,7 +400,7 @@ static int in_finish(struct migrate_incoming *in, struct migrate_in **out, char 
 		return ret;
 	}
 	(*out)->conn = in->c.fd;
-	(*out)->ram_in_place = in->ram_is_guest;
+	(*out)->ram_in_place = true;
 	in->c.fd = -1;
 	return 0;
 }
@@ -503,9 +467,7 @@ int migrate_incoming_attach(struct migrate_incoming *in, struct guest_mem *gm, c
 	 * 512), zero as the stream's RAM starts (a machine built for a
 	 * restore writes nothing into RAM); the memfd keeps only the header
 	 * and the records, its RAM area a hole. */
-	munmap(in->ram, in->r.ram_size);
 	in->ram = gm->map;
-	in->ram_is_guest = true;
 	return 0;
 }
 
@@ -520,7 +482,13 @@ void migrate_incoming_on_progress(struct migrate_incoming *in,
 int migrate_incoming_ready(struct migrate_incoming *in, int rc, const char *msg, char *err,
 			   size_t errlen)
 {
-	int ret = mig_send_reply(&in->c, rc, rc ? msg : "ready");
+	int ret;
+
+	if (!rc && !in->ram) { /* pages would have nowhere to go */
+		rc = -EINVAL;
+		msg = "the target attached no RAM";
+	}
+	ret = mig_send_reply(&in->c, rc, rc ? msg : "ready");
 
 	if (!rc && ret)
 		snprintf(err, errlen, "--incoming %s: the source went away after its HELLO",

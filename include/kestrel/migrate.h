@@ -121,7 +121,7 @@ int migrate_incoming_attach(struct migrate_incoming *inc, struct guest_mem *gm, 
 void migrate_incoming_on_progress(struct migrate_incoming *inc,
 				  void (*progress)(void *opaque, const struct migrate_progress *p),
 				  void *opaque);
-/* Answer the HELLO: rc 0, send RAM; else the source hears why (msg) and
+/* Answer the HELLO (after migrate_incoming_attach): rc 0, send RAM; else the source hears why (msg) and
  * keeps the VM, and inc is freed. 0, or -errno with one line in err. */
 int migrate_incoming_ready(struct migrate_incoming *inc, int rc, const char *msg, char *err,
 			   size_t errlen) WARN_UNUSED;
